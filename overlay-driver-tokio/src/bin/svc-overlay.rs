@@ -1,0 +1,3 @@
+//! The `svc-overlay` daemon.
+
+fn main() {}

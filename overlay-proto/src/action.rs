@@ -1,0 +1,174 @@
+//! Actions: what a node asks its driver to do, pulled with `Node::poll_action()`.
+
+use bytes::Bytes;
+use core::net::SocketAddr;
+use serde::{Deserialize, Serialize};
+
+use crate::error::OverlayError;
+use crate::peer::{ConnId, DialId, Direction, MessageId, PeerId};
+use crate::stats::RejectReason;
+
+/// One thing for the driver to carry out, in the order produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[must_use]
+pub enum Action {
+    /// Write these bytes on the connection, in order, after everything written before.
+    Transmit {
+        /// The connection.
+        conn: ConnId,
+        /// One or more whole OAP/1 frames.
+        data: Bytes,
+    },
+    /// Open a TLS connection. Answer with `Input::ConnectionUp { dial: Some(dial), .. }` or
+    /// `Input::DialFailed`.
+    Connect {
+        /// Echo this in the answer.
+        dial: DialId,
+        /// Where.
+        addr: SocketAddr,
+        /// The identity expected there, when known (the driver may pin it).
+        peer: Option<PeerId>,
+    },
+    /// Flush what was transmitted, then close the connection.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A gossip message reached this node for the first time: hand it to the application.
+    Deliver(Delivery),
+    /// A direct message from a connected peer.
+    DirectMessage {
+        /// Sender.
+        from: PeerId,
+        /// The message.
+        payload: Bytes,
+    },
+    /// Outcome of `Input::Broadcast`.
+    BroadcastResult {
+        /// The caller's tag.
+        request: u64,
+        /// The message id, or why it was not sent.
+        result: Result<MessageId, OverlayError>,
+    },
+    /// Outcome of `Input::SendDirect`.
+    SendResult {
+        /// The caller's tag.
+        request: u64,
+        /// Queued for the peer, or why not.
+        result: Result<(), OverlayError>,
+    },
+    /// A session changed state.
+    Session(SessionEvent),
+    /// A peer's frame, message or connection was rejected (also counted in stats).
+    Rejected {
+        /// The connection, when there is one.
+        conn: Option<ConnId>,
+        /// The peer, when known.
+        peer: Option<PeerId>,
+        /// Why.
+        reason: RejectReason,
+    },
+    /// Readiness changed: `ready == false` means saturated (the driver's `/readyz` answers 503).
+    Readiness {
+        /// True when below every threshold.
+        ready: bool,
+        /// Which load signals are over their threshold (empty when ready).
+        saturated: Vec<String>,
+    },
+    /// `Input::Shutdown` finished: every session was closed.
+    ShutdownComplete,
+}
+
+/// A gossip message delivered to the application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Message id.
+    pub id: MessageId,
+    /// The node that broadcast it.
+    pub origin: PeerId,
+    /// The neighbour it came from.
+    pub from: PeerId,
+    /// Overlay hops from the origin (1 = direct neighbour).
+    pub hops: u8,
+    /// The message.
+    pub payload: Bytes,
+}
+
+/// Session state changes reported to the driver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionEvent {
+    /// HELLO and capability exchange finished; gossip flows.
+    Up {
+        /// The connection.
+        conn: ConnId,
+        /// The peer.
+        peer: PeerId,
+        /// Who dialed.
+        direction: Direction,
+        /// The dial, for outbound sessions.
+        dial: Option<DialId>,
+    },
+    /// The session ended.
+    Down {
+        /// The connection.
+        conn: ConnId,
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// Why a connection was closed by the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum CloseReason {
+    /// Graceful shutdown.
+    Shutdown,
+    /// Another session with the same peer won the tie-break.
+    Duplicate,
+    /// The connection leads back to this node.
+    SelfConnection,
+    /// HELLO/START did not finish in time.
+    HandshakeTimeout,
+    /// Nothing received for the idle timeout.
+    IdleTimeout,
+    /// The peer broke a rule; the error says which.
+    Violation(OverlayError),
+    /// The peer answered with an error status.
+    PeerError(OverlayError),
+    /// The transport closed under us.
+    TransportClosed,
+    /// Membership trimmed the session (over the active target for long).
+    Trimmed,
+}
+
+impl CloseReason {
+    /// The status code sent before closing, when one is sent.
+    pub fn wire_code(self) -> Option<u16> {
+        match self {
+            CloseReason::Violation(e) => Some(e.wire_code()),
+            CloseReason::HandshakeTimeout | CloseReason::IdleTimeout => Some(408),
+            CloseReason::Duplicate | CloseReason::SelfConnection | CloseReason::Trimmed => {
+                Some(409)
+            }
+            CloseReason::Shutdown => Some(503),
+            CloseReason::PeerError(_) | CloseReason::TransportClosed => None,
+        }
+    }
+
+    /// A stable snake_case label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Duplicate => "duplicate",
+            CloseReason::SelfConnection => "self_connection",
+            CloseReason::HandshakeTimeout => "handshake_timeout",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::Violation(e) | CloseReason::PeerError(e) => e.label(),
+            CloseReason::TransportClosed => "transport_closed",
+            CloseReason::Trimmed => "trimmed",
+        }
+    }
+}

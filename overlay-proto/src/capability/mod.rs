@@ -1,0 +1,1 @@
+//! Capability tokens (ron-auth format, see `../shared/spec/CAPABILITY.md`).

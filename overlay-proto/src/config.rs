@@ -1,0 +1,272 @@
+//! Node configuration: every limit, window and timer of the core, with validated defaults.
+
+use core::time::Duration;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::KeyRing;
+
+/// The overlay's OAP/1 `app_proto_id` ("OV").
+pub const OVERLAY_APP_PROTO_ID: u16 = 0x4F56;
+
+/// Everything the core needs to decide. Serializable so a trace can carry it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeConfig {
+    /// Eager-push fan-out (Plumtree eager peers).
+    pub alpha: usize,
+    /// Lazy "I have" fan-out (Plumtree lazy peers).
+    pub beta: usize,
+    /// Number of running sessions membership tries to keep (the active view).
+    pub active_target: usize,
+    /// Capacity of the passive list of known, not connected peers.
+    pub passive_capacity: usize,
+    /// Hard ceiling on sessions of any state; past it new connections get `Refused`.
+    pub max_sessions: usize,
+    /// Dials in flight at once.
+    pub max_concurrent_dials: usize,
+    /// A session must finish HELLO + START within this time.
+    pub handshake_timeout: Duration,
+    /// A running session with no frame received for this long is closed.
+    pub idle_timeout: Duration,
+    /// A PING is sent when nothing was sent for this long.
+    pub keepalive_interval: Duration,
+    /// Period of the maintenance tick (deadlines, dials, readiness).
+    pub tick_interval: Duration,
+    /// Credit window granted to each peer, in frames.
+    pub credit_window_frames: u32,
+    /// Credit window granted to each peer, in bytes.
+    pub credit_window_bytes: u32,
+    /// Frames queued per session while waiting for credit; past it frames are dropped.
+    pub max_queue_frames: usize,
+    /// Bytes queued per session while waiting for credit; past it frames are dropped.
+    pub max_queue_bytes: usize,
+    /// Largest application message (broadcast or direct), in bytes.
+    pub max_message_bytes: usize,
+    /// Messages per second a peer may send us (token bucket refill); a token's `Rate` caveat
+    /// may lower it.
+    pub peer_rate_per_s: u32,
+    /// Token bucket depth for `peer_rate_per_s`.
+    pub peer_rate_burst: u32,
+    /// Capacity of the seen-message cache (ids).
+    pub seen_capacity: usize,
+    /// How long an id is remembered.
+    pub seen_ttl: Duration,
+    /// Messages kept to answer GRAFT requests.
+    pub store_capacity: usize,
+    /// Bytes of payload kept to answer GRAFT requests.
+    pub store_bytes: usize,
+    /// How long a message is kept to answer GRAFT requests.
+    pub store_ttl: Duration,
+    /// How long to wait for a message announced by IHAVE before grafting.
+    pub graft_timeout: Duration,
+    /// How long to wait after a GRAFT before asking the next announcer.
+    pub graft_retry: Duration,
+    /// IHAVE batches are flushed at this period.
+    pub lazy_flush_interval: Duration,
+    /// Most ids in one IHAVE batch per peer; more are dropped and counted.
+    pub ihave_batch_max: usize,
+    /// Recent ids announced to a session as soon as it opens (repairs after churn).
+    pub catch_up_ids: usize,
+    /// Period of the membership shuffle.
+    pub shuffle_interval: Duration,
+    /// Peers sent in one shuffle.
+    pub shuffle_len: usize,
+    /// First reconnect delay.
+    pub backoff_base: Duration,
+    /// Largest reconnect delay.
+    pub backoff_max: Duration,
+    /// Readiness degrades when any load ratio exceeds this (0..1).
+    pub degrade_ratio: f64,
+    /// Readiness recovers when every load ratio is below this (0..1).
+    pub recover_ratio: f64,
+    /// OAP/1 `app_proto_id` used for overlay frames.
+    pub app_proto_id: u16,
+    /// OAP/1 tenant id written in frames.
+    pub tenant_id: u128,
+    /// Capability settings.
+    pub auth: AuthConfig,
+    /// Unix time (seconds) at `Instant::ZERO`; tokens are checked against `unix_base_secs + now`.
+    pub unix_base_secs: u64,
+    /// User agent sent in HELLO.
+    pub user_agent: String,
+}
+
+/// Capability-token settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Keys used to verify peers' tokens.
+    pub keys: KeyRing,
+    /// The token this node presents on START (base64url text).
+    pub own_token: Option<String>,
+    /// When false, sessions open without tokens (tests only; the daemon always requires them).
+    pub require_token: bool,
+    /// `tenant` of the request context the token is checked against.
+    pub tenant: String,
+    /// `path` of the request context (checked by `PathPrefix` caveats).
+    pub path: String,
+    /// `amnesia` of the request context.
+    pub amnesia: bool,
+    /// `policy_digest_hex` of the request context (checked by `Aud` and `GovPolicyDigest`).
+    pub policy_digest_hex: Option<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            keys: KeyRing::new(),
+            own_token: None,
+            require_token: true,
+            tenant: "overlay".to_string(),
+            path: "/overlay".to_string(),
+            amnesia: true,
+            policy_digest_hex: None,
+        }
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            alpha: 3,
+            beta: 6,
+            active_target: 9,
+            passive_capacity: 128,
+            max_sessions: 1024,
+            max_concurrent_dials: 8,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(10),
+            tick_interval: Duration::from_millis(100),
+            credit_window_frames: 512,
+            credit_window_bytes: 8 * 1024 * 1024,
+            max_queue_frames: 2048,
+            max_queue_bytes: 16 * 1024 * 1024,
+            max_message_bytes: crate::wire::MAX_APP_PAYLOAD,
+            peer_rate_per_s: 200_000,
+            peer_rate_burst: 400_000,
+            seen_capacity: 1 << 17,
+            seen_ttl: Duration::from_secs(120),
+            store_capacity: 8192,
+            store_bytes: 64 * 1024 * 1024,
+            store_ttl: Duration::from_secs(30),
+            graft_timeout: Duration::from_millis(80),
+            graft_retry: Duration::from_millis(120),
+            lazy_flush_interval: Duration::from_millis(10),
+            ihave_batch_max: 512,
+            catch_up_ids: 256,
+            shuffle_interval: Duration::from_secs(5),
+            shuffle_len: 16,
+            backoff_base: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(30),
+            degrade_ratio: 0.9,
+            recover_ratio: 0.7,
+            app_proto_id: OVERLAY_APP_PROTO_ID,
+            tenant_id: 0,
+            auth: AuthConfig::default(),
+            unix_base_secs: 0,
+            user_agent: concat!("svc-overlay/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// A configuration value outside its accepted range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting `{setting}`: {accepted}")]
+pub struct ConfigError {
+    /// The setting's name.
+    pub setting: &'static str,
+    /// What values are accepted.
+    pub accepted: &'static str,
+}
+
+fn check(ok: bool, setting: &'static str, accepted: &'static str) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError { setting, accepted })
+    }
+}
+
+impl NodeConfig {
+    /// Checks every setting against its range; the first violation is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check((1..=64).contains(&self.alpha), "alpha", "1..=64")?;
+        check(self.beta <= 256, "beta", "0..=256")?;
+        check(
+            (1..=self.max_sessions).contains(&self.active_target),
+            "active_target",
+            "1..=max_sessions",
+        )?;
+        check((1..=1_000_000).contains(&self.max_sessions), "max_sessions", "1..=1000000")?;
+        check(self.passive_capacity <= 65_536, "passive_capacity", "0..=65536")?;
+        check(self.max_concurrent_dials >= 1, "max_concurrent_dials", ">= 1")?;
+        check(!self.handshake_timeout.is_zero(), "handshake_timeout", "> 0")?;
+        check(
+            self.idle_timeout > self.keepalive_interval,
+            "idle_timeout",
+            "> keepalive_interval",
+        )?;
+        check(!self.keepalive_interval.is_zero(), "keepalive_interval", "> 0")?;
+        check(!self.tick_interval.is_zero(), "tick_interval", "> 0")?;
+        check(self.credit_window_frames >= 2, "credit_window_frames", ">= 2")?;
+        check(
+            self.credit_window_bytes as usize >= crate::frame::MAX_FRAME_BYTES,
+            "credit_window_bytes",
+            ">= 1048576 (one maximal frame)",
+        )?;
+        check(self.max_queue_frames >= 1, "max_queue_frames", ">= 1")?;
+        check(
+            self.max_queue_bytes >= crate::frame::MAX_FRAME_BYTES,
+            "max_queue_bytes",
+            ">= 1048576",
+        )?;
+        check(
+            (1..=crate::wire::MAX_APP_PAYLOAD).contains(&self.max_message_bytes),
+            "max_message_bytes",
+            "1..=1048400",
+        )?;
+        check(self.peer_rate_per_s >= 1, "peer_rate_per_s", ">= 1")?;
+        check(
+            self.peer_rate_burst >= self.peer_rate_per_s.min(1),
+            "peer_rate_burst",
+            ">= 1",
+        )?;
+        check(self.seen_capacity >= 16, "seen_capacity", ">= 16")?;
+        check(self.store_capacity >= 1, "store_capacity", ">= 1")?;
+        check(!self.graft_timeout.is_zero(), "graft_timeout", "> 0")?;
+        check(!self.lazy_flush_interval.is_zero(), "lazy_flush_interval", "> 0")?;
+        check(
+            (1..=crate::wire::MAX_IHAVE_IDS).contains(&self.ihave_batch_max),
+            "ihave_batch_max",
+            "1..=8192",
+        )?;
+        check(!self.shuffle_interval.is_zero(), "shuffle_interval", "> 0")?;
+        check(self.shuffle_len <= 64, "shuffle_len", "0..=64")?;
+        check(!self.backoff_base.is_zero(), "backoff_base", "> 0")?;
+        check(self.backoff_max >= self.backoff_base, "backoff_max", ">= backoff_base")?;
+        check(
+            self.recover_ratio > 0.0
+                && self.recover_ratio < self.degrade_ratio
+                && self.degrade_ratio <= 1.0,
+            "degrade_ratio",
+            "0 < recover_ratio < degrade_ratio <= 1",
+        )?;
+        check(self.app_proto_id != 0, "app_proto_id", "1..=65535 (0 is HELLO)")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_name_the_setting() {
+        assert_eq!(NodeConfig::default().validate(), Ok(()));
+        let cfg = NodeConfig { alpha: 0, ..NodeConfig::default() };
+        assert_eq!(cfg.validate().map_err(|e| e.setting), Err("alpha"));
+        let cfg = NodeConfig { credit_window_bytes: 10, ..NodeConfig::default() };
+        assert_eq!(cfg.validate().map_err(|e| e.setting), Err("credit_window_bytes"));
+    }
+}

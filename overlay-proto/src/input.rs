@@ -1,0 +1,97 @@
+//! Inputs: everything that can happen to a node. Each is applied with `Node::handle(now, input)`.
+
+use bytes::Bytes;
+use core::net::SocketAddr;
+use serde::{Deserialize, Serialize};
+
+use crate::error::OverlayError;
+use crate::peer::{ConnId, DialId, Direction, PeerId};
+
+/// One event from the outside world. Serializable: a trace is a list of `(now, Input)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Input {
+    /// A TLS connection finished its handshake. `peer` was authenticated by the certificate.
+    ConnectionUp {
+        /// Driver's handle for the connection.
+        conn: ConnId,
+        /// Identity proven by the peer's certificate.
+        peer: PeerId,
+        /// Who dialed.
+        direction: Direction,
+        /// The remote socket address.
+        remote: SocketAddr,
+        /// For outbound connections, the dial this answers.
+        dial: Option<DialId>,
+        /// The negotiated TLS key-exchange group, for reporting (e.g. `X25519MLKEM768`).
+        kx_group: Option<String>,
+    },
+    /// A dial requested by `Action::Connect` failed before a session could start.
+    DialFailed {
+        /// The dial.
+        dial: DialId,
+        /// Why (Timeout, Refused, Crypto).
+        error: OverlayError,
+    },
+    /// Bytes arrived on a connection (after TLS).
+    Received {
+        /// The connection.
+        conn: ConnId,
+        /// The plaintext bytes, in order.
+        data: Bytes,
+    },
+    /// The connection is gone (peer closed, IO error, or after our `Action::Close`).
+    ConnectionClosed {
+        /// The connection.
+        conn: ConnId,
+        /// Why, when the driver knows.
+        error: Option<OverlayError>,
+    },
+    /// The deadline returned by `poll_timeout` passed (or any wake-up: timers are checked).
+    Timeout,
+    /// The application asks to broadcast a message to the whole overlay.
+    Broadcast {
+        /// Caller's tag, echoed in `Action::BroadcastResult`.
+        request: u64,
+        /// The message.
+        payload: Bytes,
+    },
+    /// The application asks to send a message to one connected peer.
+    SendDirect {
+        /// Caller's tag, echoed in `Action::SendResult`.
+        request: u64,
+        /// The peer.
+        peer: PeerId,
+        /// The message.
+        payload: Bytes,
+    },
+    /// The operator asks to dial an address now.
+    Dial {
+        /// Where.
+        addr: SocketAddr,
+    },
+    /// Discovery (or configuration) offers peer addresses; they join the passive list.
+    PeersDiscovered {
+        /// Addresses that may run overlay peers.
+        addrs: Vec<SocketAddr>,
+    },
+    /// Close every session gracefully and stop dialing.
+    Shutdown,
+}
+
+impl Input {
+    /// A short name for logs and traces.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Input::ConnectionUp { .. } => "connection_up",
+            Input::DialFailed { .. } => "dial_failed",
+            Input::Received { .. } => "received",
+            Input::ConnectionClosed { .. } => "connection_closed",
+            Input::Timeout => "timeout",
+            Input::Broadcast { .. } => "broadcast",
+            Input::SendDirect { .. } => "send_direct",
+            Input::Dial { .. } => "dial",
+            Input::PeersDiscovered { .. } => "peers_discovered",
+            Input::Shutdown => "shutdown",
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! # overlay-proto
+//!
+//! The deterministic, sans-IO core of svc-overlay. A [`Node`] is a state machine: feed it
+//! [`Input`]s with [`Node::handle`], then drain [`Node::poll_action`] until it returns `None`,
+//! and wake it again at [`Node::poll_timeout`]. It performs no IO, reads no clock (time is an
+//! argument) and draws randomness only from a seeded generator it owns, so the same inputs
+//! give the same actions, bit for bit — in the daemon, in the simulator and in trace replay.
+//!
+//! The OAP/1 codec ([`frame`]) and the capability-token verifier ([`capability`]) are pure
+//! functions and live here too.
+
+pub mod action;
+pub mod capability;
+pub mod config;
+pub mod error;
+pub mod frame;
+pub mod input;
+pub mod keys;
+pub mod node;
+pub mod peer;
+pub mod stats;
+pub mod time;
+pub mod wire;
+
+pub use action::{Action, CloseReason, Delivery, SessionEvent};
+pub use config::{AuthConfig, ConfigError, NodeConfig, OVERLAY_APP_PROTO_ID};
+pub use error::OverlayError;
+pub use input::Input;
+pub use node::{Node, NodeIdentity, SessionInfo, SessionState};
+pub use keys::{KeyEntry, KeyProvider, KeyRing, MacKey};
+pub use peer::{ConnId, DialId, Direction, MessageId, PeerId};
+pub use stats::{NodeStats, ReasonCounts, RejectReason};
+pub use time::Instant;

@@ -1,0 +1,183 @@
+//! Counters and gauges as plain data. Drivers export them as metrics; tests assert on them.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a frame, message or connection was refused or dropped. Every drop is counted by one of
+/// these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum RejectReason {
+    /// The peer exceeded its message rate (token bucket).
+    Quota,
+    /// The peer sent past the credit window we granted (inbound), or we had no credit and the
+    /// queue was full (outbound).
+    Credits,
+    /// A frame or message larger than allowed, seen from the header.
+    Oversize,
+    /// Bytes that do not decode as OAP/1 or as an overlay message.
+    Malformed,
+    /// Missing or invalid capability token, or an overlay frame before the token.
+    Unauth,
+    /// A valid token whose caveats or scope forbid the operation.
+    Forbidden,
+    /// Refused because the node is saturated.
+    Degraded,
+    /// Refused because `max_sessions` sessions exist.
+    MaxSessions,
+    /// The handshake did not finish in time.
+    HandshakeTimeout,
+    /// A session queue was full.
+    QueueFull,
+    /// A message for a peer with no running session.
+    NotConnected,
+    /// IHAVE ids dropped because a batch was full.
+    IhaveOverflow,
+    /// A second session with the same peer.
+    Duplicate,
+}
+
+impl RejectReason {
+    /// Number of variants (size of the counter array).
+    pub const COUNT: usize = 13;
+    /// Every variant, in counter order.
+    pub const ALL: [RejectReason; Self::COUNT] = [
+        RejectReason::Quota,
+        RejectReason::Credits,
+        RejectReason::Oversize,
+        RejectReason::Malformed,
+        RejectReason::Unauth,
+        RejectReason::Forbidden,
+        RejectReason::Degraded,
+        RejectReason::MaxSessions,
+        RejectReason::HandshakeTimeout,
+        RejectReason::QueueFull,
+        RejectReason::NotConnected,
+        RejectReason::IhaveOverflow,
+        RejectReason::Duplicate,
+    ];
+
+    /// The metrics label (`rejected_total{reason}`).
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectReason::Quota => "quota",
+            RejectReason::Credits => "credits",
+            RejectReason::Oversize => "oversize",
+            RejectReason::Malformed => "malformed",
+            RejectReason::Unauth => "unauth",
+            RejectReason::Forbidden => "forbidden",
+            RejectReason::Degraded => "degraded",
+            RejectReason::MaxSessions => "max_sessions",
+            RejectReason::HandshakeTimeout => "handshake_timeout",
+            RejectReason::QueueFull => "queue_full",
+            RejectReason::NotConnected => "not_connected",
+            RejectReason::IhaveOverflow => "ihave_overflow",
+            RejectReason::Duplicate => "duplicate",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Counts by [`RejectReason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ReasonCounts(pub [u64; RejectReason::COUNT]);
+
+impl ReasonCounts {
+    /// Adds one.
+    pub fn bump(&mut self, reason: RejectReason) {
+        self.0[reason.index()] += 1;
+    }
+
+    /// The count for one reason.
+    pub fn get(&self, reason: RejectReason) -> u64 {
+        self.0[reason.index()]
+    }
+
+    /// Sum over all reasons.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// `(reason, count)` pairs, in counter order.
+    pub fn iter(&self) -> impl Iterator<Item = (RejectReason, u64)> + '_ {
+        RejectReason::ALL.iter().map(move |r| (*r, self.get(*r)))
+    }
+}
+
+/// A snapshot of a node's counters (monotonic) and gauges (current values).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct NodeStats {
+    /// Gauge: sessions in Running state.
+    pub sessions_running: usize,
+    /// Gauge: sessions still handshaking.
+    pub sessions_handshaking: usize,
+    /// Gauge: eager (Plumtree) peers.
+    pub eager_peers: usize,
+    /// Gauge: lazy (Plumtree) peers.
+    pub lazy_peers: usize,
+    /// Gauge: known peers not connected.
+    pub passive_peers: usize,
+    /// Gauge: dials in flight.
+    pub dials_in_flight: usize,
+    /// Gauge: frames queued for credit, summed over sessions.
+    pub queued_frames: usize,
+    /// Gauge: bytes queued for credit, summed over sessions.
+    pub queued_bytes: usize,
+    /// Gauge: ids in the seen cache.
+    pub seen_len: usize,
+    /// Gauge: messages kept for GRAFT.
+    pub store_len: usize,
+    /// Gauge: payload bytes kept for GRAFT.
+    pub store_bytes: usize,
+    /// Gauge: false while saturated.
+    pub ready: bool,
+    /// Counter: sessions that reached Running.
+    pub sessions_opened: u64,
+    /// Counter: sessions closed, any reason.
+    pub sessions_closed: u64,
+    /// Counter: handshakes that failed (timeout, auth, malformed…).
+    pub handshake_failures: u64,
+    /// Counter: dials started.
+    pub dials_started: u64,
+    /// Counter: dials that failed.
+    pub dials_failed: u64,
+    /// Counter: frames received.
+    pub frames_in: u64,
+    /// Counter: frames sent.
+    pub frames_out: u64,
+    /// Counter: bytes received.
+    pub bytes_in: u64,
+    /// Counter: bytes sent.
+    pub bytes_out: u64,
+    /// Counter: broadcasts originated here.
+    pub gossip_originated: u64,
+    /// Counter: first-time deliveries to the application.
+    pub gossip_delivered: u64,
+    /// Counter: duplicate gossip payloads received.
+    pub gossip_duplicates: u64,
+    /// Counter: gossip payloads sent (eager pushes and graft answers).
+    pub gossip_sent: u64,
+    /// Counter: sum of hop counts of delivered messages.
+    pub delivered_hops_sum: u64,
+    /// Counter: largest hop count delivered.
+    pub delivered_hops_max: u8,
+    /// Counter: IHAVE ids sent.
+    pub ihave_sent: u64,
+    /// Counter: IHAVE ids received.
+    pub ihave_received: u64,
+    /// Counter: GRAFT requests sent.
+    pub grafts_sent: u64,
+    /// Counter: GRAFT requests received.
+    pub grafts_received: u64,
+    /// Counter: PRUNE sent.
+    pub prunes_sent: u64,
+    /// Counter: PRUNE received.
+    pub prunes_received: u64,
+    /// Counter: direct messages delivered.
+    pub direct_delivered: u64,
+    /// Counter: inbound rejects and outbound drops, by reason.
+    pub rejected: ReasonCounts,
+    /// Counter: readiness transitions to not-ready.
+    pub degraded_transitions: u64,
+}
