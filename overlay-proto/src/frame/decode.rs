@@ -1,0 +1,116 @@
+//! The stateless reference decoder (spec §3, steps 1–13).
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::{flags, peek, FrameError, Header, HEADER_LEN};
+
+/// One decoded frame. `cap` and `payload` are zero-copy slices of the received bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The header as received (`len` is the wire length).
+    pub header: Header,
+    /// The cap section; `None` when `cap_len` is 0.
+    pub cap: Option<Bytes>,
+    /// The payload; `None` when empty.
+    pub payload: Option<Bytes>,
+}
+
+/// One call of the reference decoder on the bytes buffered so far.
+///
+/// - `Ok(None)`: *need more*. Nothing was removed from `buf`.
+/// - `Ok(Some(frame))`: exactly `frame.header.len` bytes were removed from `buf`.
+/// - `Err(e)` from the header checks (bad flags, bad version, `len` 0 or over 1 MiB, a cap
+///   without START): nothing was removed; these fail as soon as 38 bytes are buffered.
+/// - `Err(e)` found once the whole frame is buffered (`len < 38`, `cap_len` past the frame,
+///   COMP set): the frame's `len` bytes *were* removed, as in the reference.
+///
+/// A header error is sticky: calling again on the same buffer returns it again, so the caller
+/// should drop the connection. The returned frame shares one allocation with `buf`'s bytes
+/// (`split_to` + `freeze`); nothing is copied.
+pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+    let Some(header) = peek(buf)? else {
+        return Ok(None);
+    };
+    let len = header.len as usize;
+    if buf.len() < len {
+        return Ok(None);
+    }
+    // From here on the frame counts as consumed (step 8), even if a later step fails.
+    let Some(body_len) = len.checked_sub(HEADER_LEN) else {
+        buf.advance(len);
+        return Err(FrameError::TruncatedHeader);
+    };
+    let cap_len = usize::from(header.cap_len);
+    if cap_len > body_len {
+        buf.advance(len);
+        return Err(FrameError::CapOutOfBounds);
+    }
+    if header.flags & flags::COMP != 0 {
+        buf.advance(len);
+        return Err(FrameError::ZstdFeatureNotEnabled);
+    }
+    let bytes = buf.split_to(len).freeze();
+    let payload_start = HEADER_LEN + cap_len;
+    let cap = (cap_len > 0).then(|| bytes.slice(HEADER_LEN..payload_start));
+    let payload = (len > payload_start).then(|| bytes.slice(payload_start..));
+    Ok(Some(Frame {
+        header,
+        cap,
+        payload,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::encode;
+
+    fn frame_bytes(flags: u16, cap: &[u8], payload: &[u8]) -> BytesMut {
+        let header = Header {
+            ver: 1,
+            flags,
+            ..Header::default()
+        };
+        let mut out = BytesMut::new();
+        encode(&header, cap, payload, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn empty_cap_and_payload_are_absent() {
+        let mut buf = frame_bytes(flags::EVENT, b"", b"");
+        let frame = decode(&mut buf).unwrap().unwrap();
+        assert_eq!(frame.cap, None);
+        assert_eq!(frame.payload, None);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn cap_and_payload_are_split() {
+        let mut buf = frame_bytes(flags::START | flags::REQ, b"cap", b"body");
+        buf.extend_from_slice(b"next");
+        let frame = decode(&mut buf).unwrap().unwrap();
+        assert_eq!(frame.cap.as_deref(), Some(&b"cap"[..]));
+        assert_eq!(frame.payload.as_deref(), Some(&b"body"[..]));
+        assert_eq!(frame.header.len, 45);
+        assert_eq!(&buf[..], b"next");
+        assert_eq!(decode(&mut buf), Ok(None));
+    }
+
+    #[test]
+    fn comp_is_consumed_and_refused() {
+        let mut buf = frame_bytes(flags::COMP, b"", b"");
+        buf.extend_from_slice(b"rest");
+        assert_eq!(decode(&mut buf), Err(FrameError::ZstdFeatureNotEnabled));
+        assert_eq!(&buf[..], b"rest");
+    }
+
+    #[test]
+    fn header_errors_consume_nothing() {
+        let mut buf = frame_bytes(flags::REQ, b"", b"x");
+        buf[5] = 2;
+        let before = buf.clone();
+        assert_eq!(decode(&mut buf), Err(FrameError::BadVersion { ver: 2 }));
+        assert_eq!(buf, before);
+    }
+}
