@@ -1,0 +1,160 @@
+//! The loader's error type and the origin of a rejected value.
+
+use core::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Where a setting's value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A command-line flag, e.g. `--max-conns`.
+    Flag(&'static str),
+    /// An environment variable, e.g. `OVERLAY_MAX_CONNS`.
+    Env(&'static str),
+    /// A key of the TOML file, e.g. `node.max_conns`.
+    File {
+        /// The configuration file.
+        path: PathBuf,
+        /// The dotted key inside it.
+        key: String,
+    },
+    /// The built-in default.
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Flag(flag) => write!(f, "from flag {flag}"),
+            Origin::Env(var) => write!(f, "from env {var}"),
+            Origin::File { path, key } => write!(f, "from key {key} in {}", path.display()),
+            Origin::Default => f.write_str("built-in default"),
+        }
+    }
+}
+
+/// Why the daemon's configuration could not be loaded. Every variant names the setting (or
+/// file) at fault; none of them carries secret material. The daemon exits with
+/// [`DaemonConfigError::exit_code`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DaemonConfigError {
+    /// The command line was rejected by the argument parser (unknown flag, missing value);
+    /// holds the parser's rendered message.
+    #[error("{0}")]
+    Cli(String),
+    /// A value could not be parsed or is outside its accepted range.
+    #[error("invalid {setting} `{value}` ({origin}): accepted {accepted}")]
+    Invalid {
+        /// The setting's canonical name (its TOML key without the section).
+        setting: &'static str,
+        /// The rejected value as given (never a secret).
+        value: String,
+        /// Where the value came from.
+        origin: Origin,
+        /// What is accepted.
+        accepted: String,
+    },
+    /// A file named by a setting could not be read.
+    #[error("cannot read {setting} file `{}`: {reason}", path.display())]
+    Read {
+        /// The setting naming the file (`config`, `key`, `cap_key`, …).
+        setting: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// The TOML file is malformed, has a value of the wrong type or an unknown key.
+    #[error("config file `{}`: {message}", path.display())]
+    Parse {
+        /// The configuration file.
+        path: PathBuf,
+        /// The parser's message, naming the offending key and its position.
+        message: String,
+    },
+    /// A secret file is readable or writable by group or others.
+    #[error(
+        "{setting} file `{}` has mode {mode:04o}; secret files must be mode 0600 or stricter \
+         (run: chmod 600 {})",
+        path.display(),
+        path.display()
+    )]
+    Permissions {
+        /// The setting naming the file.
+        setting: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A secret file exists but its content is not acceptable (the content is never shown).
+    #[error("{setting} file `{}`: {reason}", path.display())]
+    Secret {
+        /// The setting naming the file.
+        setting: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Dev mode (no capability key configured) with a non-loopback listen address.
+    #[error(
+        "{setting} = {addr} is not a loopback address, but no capability key is configured: \
+         dev mode uses the well-known dev key, which is not secret, so it only listens on \
+         loopback; configure real keys (--cap-key KID:TID:FILE or [[auth.keys]]) and a token \
+         (--token-file, OVERLAY_TOKEN or [auth] token_file) to listen on {addr}"
+    )]
+    DevModeExposed {
+        /// `bind` or `metrics_addr`.
+        setting: &'static str,
+        /// The refused address.
+        addr: SocketAddr,
+    },
+    /// A required companion setting is missing (e.g. `--cert` without `--key`).
+    #[error("{setting}: {reason}")]
+    Missing {
+        /// The setting that is missing.
+        setting: &'static str,
+        /// Why it is needed.
+        reason: &'static str,
+    },
+    /// The core's own validation (`NodeConfig::validate`) rejected the combined settings.
+    #[error("invalid setting `{setting}`: accepted {accepted}")]
+    Node {
+        /// The core setting's name.
+        setting: &'static str,
+        /// What is accepted.
+        accepted: &'static str,
+    },
+}
+
+impl DaemonConfigError {
+    /// The process exit code for this error: always 2 (usage / configuration error).
+    pub fn exit_code(&self) -> i32 {
+        2
+    }
+
+    /// The canonical name of the setting (or file) at fault.
+    pub fn setting(&self) -> &str {
+        match self {
+            DaemonConfigError::Cli(_) => "command line",
+            DaemonConfigError::Invalid { setting, .. }
+            | DaemonConfigError::Read { setting, .. }
+            | DaemonConfigError::Permissions { setting, .. }
+            | DaemonConfigError::Secret { setting, .. }
+            | DaemonConfigError::DevModeExposed { setting, .. }
+            | DaemonConfigError::Missing { setting, .. }
+            | DaemonConfigError::Node { setting, .. } => setting,
+            DaemonConfigError::Parse { .. } => "config",
+        }
+    }
+}
+
+impl From<overlay_proto::ConfigError> for DaemonConfigError {
+    fn from(e: overlay_proto::ConfigError) -> Self {
+        DaemonConfigError::Node {
+            setting: e.setting,
+            accepted: e.accepted,
+        }
+    }
+}

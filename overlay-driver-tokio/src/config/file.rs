@@ -1,0 +1,218 @@
+//! The TOML configuration file's schema (`Overlay.toml`).
+//!
+//! Every key is optional; a missing key falls back to the environment or the default. Unknown
+//! keys are rejected. Numbers are kept as given (`i64` / `f64`) and range-checked by the
+//! resolver, so a bad value gets the same message whichever layer it came from. Durations are
+//! integer milliseconds in `*_ms` keys. Relative paths are relative to the file's directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::error::DaemonConfigError;
+
+/// A number in the file: TOML integers and floats are both accepted where a ratio is expected.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Number {
+    /// A TOML integer.
+    Int(i64),
+    /// A TOML float.
+    Float(f64),
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `[node]`: listeners, peers, logging, process-level settings.
+    #[serde(default)]
+    pub node: NodeSection,
+    /// `[tls]`: identity and key-exchange policy.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// `[gossip]`: Plumtree fan-out, caches and timers.
+    #[serde(default)]
+    pub gossip: GossipSection,
+    /// `[membership]`: active/passive views, shuffle and reconnect backoff.
+    #[serde(default)]
+    pub membership: MembershipSection,
+    /// `[limits]`: sessions, timeouts, flow control, rate limits, readiness.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// `[auth]`: capability tokens and verification keys.
+    #[serde(default)]
+    pub auth: AuthSection,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Listen address for peer sessions.
+    pub bind: Option<String>,
+    /// Listen address of the metrics / health HTTP server.
+    pub metrics_addr: Option<String>,
+    /// Most TCP connections at once.
+    pub max_conns: Option<i64>,
+    /// Peers to dial at start (`host:port`).
+    pub peers: Option<Vec<String>>,
+    /// File to write a replayable trace to.
+    pub trace_out: Option<PathBuf>,
+    /// `tracing` filter directives.
+    pub log_level: Option<String>,
+    /// Amnesia mode (keep nothing on disk).
+    pub amnesia: Option<bool>,
+    /// Graceful shutdown deadline.
+    pub drain_ms: Option<i64>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// `hybrid`, `hybrid-only` or `classic`.
+    pub pq: Option<String>,
+    /// Node certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// Node private key (PEM, mode 0600).
+    pub key: Option<PathBuf>,
+    /// CA bundle peers' certificates must chain to (PEM).
+    pub ca: Option<PathBuf>,
+}
+
+/// `[gossip]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GossipSection {
+    /// Eager-push fan-out.
+    pub alpha: Option<i64>,
+    /// Lazy (IHAVE) fan-out.
+    pub beta: Option<i64>,
+    /// Wait for an announced message before grafting.
+    pub graft_timeout_ms: Option<i64>,
+    /// Wait after a GRAFT before asking the next announcer.
+    pub graft_retry_ms: Option<i64>,
+    /// IHAVE flush period.
+    pub lazy_flush_ms: Option<i64>,
+    /// Seen-id cache capacity.
+    pub seen_capacity: Option<i64>,
+    /// How long a seen id is remembered.
+    pub seen_ttl_ms: Option<i64>,
+    /// Messages kept for GRAFT answers.
+    pub store_capacity: Option<i64>,
+    /// Payload bytes kept for GRAFT answers.
+    pub store_bytes: Option<i64>,
+    /// How long a message is kept for GRAFT answers.
+    pub store_ttl_ms: Option<i64>,
+    /// Most ids in one IHAVE batch.
+    pub ihave_batch_max: Option<i64>,
+    /// Recent ids announced to a new session.
+    pub catch_up_ids: Option<i64>,
+}
+
+/// `[membership]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipSection {
+    /// Sessions membership tries to keep running.
+    pub active_target: Option<i64>,
+    /// Known, unconnected peers remembered.
+    pub passive_capacity: Option<i64>,
+    /// Shuffle period.
+    pub shuffle_interval_ms: Option<i64>,
+    /// Peers per shuffle.
+    pub shuffle_len: Option<i64>,
+    /// First reconnect delay.
+    pub backoff_base_ms: Option<i64>,
+    /// Largest reconnect delay.
+    pub backoff_max_ms: Option<i64>,
+    /// Dials in flight at once.
+    pub max_concurrent_dials: Option<i64>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Hard ceiling on sessions in the core.
+    pub max_sessions: Option<i64>,
+    /// Idle timeout of a session.
+    pub idle_ms: Option<i64>,
+    /// Socket read timeout.
+    pub read_ms: Option<i64>,
+    /// Socket write timeout.
+    pub write_ms: Option<i64>,
+    /// TLS + HELLO/START deadline.
+    pub handshake_ms: Option<i64>,
+    /// PING period when nothing was sent.
+    pub keepalive_ms: Option<i64>,
+    /// Core maintenance tick.
+    pub tick_ms: Option<i64>,
+    /// Credit window per peer, frames.
+    pub credit_window_frames: Option<i64>,
+    /// Credit window per peer, bytes.
+    pub credit_window_bytes: Option<i64>,
+    /// Frames queued per session while waiting for credit.
+    pub max_queue_frames: Option<i64>,
+    /// Bytes queued per session while waiting for credit.
+    pub max_queue_bytes: Option<i64>,
+    /// Largest application message.
+    pub max_message_bytes: Option<i64>,
+    /// Messages per second a peer may send.
+    pub peer_rate_per_s: Option<i64>,
+    /// Token bucket depth.
+    pub peer_rate_burst: Option<i64>,
+    /// Readiness degrades above this load ratio.
+    pub degrade_ratio: Option<Number>,
+    /// Readiness recovers below this load ratio.
+    pub recover_ratio: Option<Number>,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Tenant of the request context tokens are checked against.
+    pub tenant: Option<String>,
+    /// Path of the request context.
+    pub path: Option<String>,
+    /// File holding this node's token (mode 0600).
+    pub token_file: Option<PathBuf>,
+    /// Policy digest of the request context (hex).
+    pub policy_digest_hex: Option<String>,
+    /// Capability verification keys.
+    pub keys: Option<Vec<KeySection>>,
+}
+
+/// One `[[auth.keys]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySection {
+    /// Key id, as carried in tokens.
+    pub kid: String,
+    /// Tenant id, as carried in tokens.
+    pub tid: String,
+    /// File holding 64 hex digits (mode 0600).
+    pub key_file: PathBuf,
+}
+
+impl FileConfig {
+    /// Parses TOML text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<FileConfig, DaemonConfigError> {
+        toml::from_str(text).map_err(|e| DaemonConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })
+    }
+
+    /// Reads and parses a file.
+    pub fn read(path: &Path) -> Result<FileConfig, DaemonConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| DaemonConfigError::Read {
+            setting: "config",
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        FileConfig::parse(&text, path)
+    }
+}
