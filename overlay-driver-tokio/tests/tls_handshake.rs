@@ -1,5 +1,8 @@
 //! Real TLS handshakes over loopback TCP between configurations built by `svc_overlay::tls`.
 
+// Test helpers (not only `#[test]` functions) unwrap freely.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,7 +10,7 @@ use x509_parser::certificate::X509Certificate;
 /// Parses a DER certificate, rejecting trailing bytes.
 pub(crate) fn parse(der: &[u8]) -> Result<X509Certificate<'_>, CertificateError> {
     match x509_parser::parse_x509_certificate(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         _ => Err(CertificateError::BadEncoding),
     }
 }
