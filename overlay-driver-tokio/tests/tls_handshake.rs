@@ -599,3 +599,65 @@ fn plain_io_errors_are_classified() {
     );
     assert_eq!(classify_handshake_error(&wrapped), "no_client_cert");
 }
+
+/// A certificate paired with a key that is not its own: what an impersonator without the key
+/// could present.
+fn stolen_cert(victim: &Identity, impostor: &Identity) -> Arc<rustls::sign::SingleCertAndKey> {
+    let certified = rustls::sign::CertifiedKey::new(
+        victim.cert_chain().to_vec(),
+        impostor.certified_key().key.clone(),
+    );
+    Arc::new(rustls::sign::SingleCertAndKey::from(certified))
+}
+
+#[tokio::test]
+async fn client_presenting_a_certificate_without_its_key_is_refused() {
+    let a = Identity::generate_dev().unwrap();
+    let victim = Identity::generate_dev().unwrap();
+    let impostor = Identity::generate_dev().unwrap();
+    let provider = tls::crypto_provider(PqMode::Hybrid);
+    let verifier =
+        tls::verify::PeerServerVerifier::new(provider.clone(), None, Some(a.peer_id())).unwrap();
+    let mut cfg = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_cert_resolver(stolen_cert(&victim, &impostor));
+    cfg.alpn_protocols = vec![tls::ALPN.to_vec()];
+    let (s, c) = run_pair(
+        server_config(&a, &TlsOptions::default()).unwrap(),
+        PqMode::Hybrid,
+        Arc::new(cfg),
+        PqMode::Hybrid,
+    )
+    .await;
+    // The CertificateVerify signature does not verify under the certificate's key.
+    assert_eq!(reason(&s, "server"), "bad_certificate");
+    assert_eq!(reason(&c, "client"), "peer_rejected_cert");
+}
+
+#[tokio::test]
+async fn server_presenting_a_certificate_without_its_key_is_refused() {
+    let victim = Identity::generate_dev().unwrap();
+    let impostor = Identity::generate_dev().unwrap();
+    let b = Identity::generate_dev().unwrap();
+    let provider = tls::crypto_provider(PqMode::Hybrid);
+    let verifier = tls::verify::PeerClientVerifier::new(provider.clone(), None).unwrap();
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_cert_resolver(stolen_cert(&victim, &impostor));
+    cfg.alpn_protocols = vec![tls::ALPN.to_vec()];
+    let (s, c) = run_pair(
+        Arc::new(cfg),
+        PqMode::Hybrid,
+        // The dialer expects the victim and the certificate hashes to the victim's PeerId.
+        client_config(&b, &TlsOptions::default(), Some(victim.peer_id())).unwrap(),
+        PqMode::Hybrid,
+    )
+    .await;
+    assert_eq!(reason(&c, "client"), "bad_certificate");
+    assert_eq!(reason(&s, "server"), "peer_rejected_cert");
+}
