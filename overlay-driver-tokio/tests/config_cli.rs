@@ -637,7 +637,7 @@ fn bad_file_values_name_the_key_and_range() {
 }
 
 #[test]
-fn cross_setting_rules_come_from_the_core() {
+fn cross_setting_rules_name_both_settings() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(
         dir.path(),
@@ -645,32 +645,11 @@ fn cross_setting_rules_come_from_the_core() {
         "[limits]\ndegrade_ratio = 0.5\nrecover_ratio = 0.6\n",
     );
     let e = err(&["--config", s(&file)], &[]);
-    assert!(
-        matches!(
-            e,
-            DaemonConfigError::Node {
-                setting: "degrade_ratio",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
-    assert!(
-        e.to_string().contains("recover_ratio < degrade_ratio"),
-        "{e}"
-    );
+    assert!(matches!(e, DaemonConfigError::Conflict { .. }), "{e:?}");
+    assert_names(&e, "recover_ratio", &["0.6", "degrade_ratio (0.5)"]);
 
     let e = err(&["--idle-ms", "5000"], &[]);
-    assert!(
-        matches!(
-            e,
-            DaemonConfigError::Node {
-                setting: "idle_timeout",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_names(&e, "idle_ms", &["5000", "keepalive_ms (10000)"]);
 
     let file = write(
         dir.path(),
@@ -678,7 +657,41 @@ fn cross_setting_rules_come_from_the_core() {
         "[membership]\nbackoff_base_ms = 500\nbackoff_max_ms = 100\n",
     );
     let e = err(&["--config", s(&file)], &[]);
-    assert_eq!(e.setting(), "backoff_max");
+    assert_names(&e, "backoff_max_ms", &["100", "backoff_base_ms (500)"]);
+
+    let file = write(
+        dir.path(),
+        "x.toml",
+        "[membership]\nactive_target = 20\n[limits]\nmax_sessions = 10\n",
+    );
+    let e = err(&["--config", s(&file)], &[]);
+    assert_names(&e, "active_target", &["20", "max_sessions (10)"]);
+
+    // A ratio given as an integer is accepted; a string is a parse error naming the key.
+    let file = write(dir.path(), "x.toml", "[limits]\ndegrade_ratio = 1\n");
+    assert_eq!(
+        run(&["--config", s(&file)], &[])
+            .unwrap()
+            .node
+            .degrade_ratio,
+        1.0
+    );
+    let file = write(dir.path(), "x.toml", "[limits]\ndegrade_ratio = \"high\"\n");
+    let e = err(&["--config", s(&file)], &[]);
+    assert!(
+        e.to_string().contains("degrade_ratio") && e.to_string().contains("a number"),
+        "{e}"
+    );
+}
+
+#[test]
+fn core_validation_errors_name_the_file_key() {
+    let e = DaemonConfigError::from(overlay_proto::ConfigError {
+        setting: "idle_timeout",
+        accepted: "> keepalive_interval",
+    });
+    assert_eq!(e.exit_code(), 2);
+    assert!(e.to_string().contains("limits.idle_ms"), "{e}");
 }
 
 #[test]

@@ -118,11 +118,25 @@ pub enum DaemonConfigError {
         /// Why it is needed.
         reason: &'static str,
     },
+    /// Two settings that are valid alone contradict each other (e.g. `idle_ms` not above
+    /// `keepalive_ms`).
+    #[error("invalid {setting} `{value}`: {rule}")]
+    Conflict {
+        /// The setting reported (the one whose rule is broken).
+        setting: &'static str,
+        /// Its value.
+        value: String,
+        /// The rule, naming the other setting and its value.
+        rule: String,
+    },
     /// The core's own validation (`NodeConfig::validate`) rejected the combined settings.
-    #[error("invalid setting `{setting}`: accepted {accepted}")]
+    /// `setting` is the core's field name; `key` the file key that sets it, if any.
+    #[error("invalid setting `{setting}` ({key}): accepted {accepted}")]
     Node {
         /// The core setting's name.
         setting: &'static str,
+        /// The TOML key that sets it, for the operator.
+        key: &'static str,
         /// What is accepted.
         accepted: &'static str,
     },
@@ -144,6 +158,7 @@ impl DaemonConfigError {
             | DaemonConfigError::Secret { setting, .. }
             | DaemonConfigError::DevModeExposed { setting, .. }
             | DaemonConfigError::Missing { setting, .. }
+            | DaemonConfigError::Conflict { setting, .. }
             | DaemonConfigError::Node { setting, .. } => setting,
             DaemonConfigError::Parse { .. } => "config",
         }
@@ -154,7 +169,48 @@ impl From<overlay_proto::ConfigError> for DaemonConfigError {
     fn from(e: overlay_proto::ConfigError) -> Self {
         DaemonConfigError::Node {
             setting: e.setting,
+            key: file_key(e.setting),
             accepted: e.accepted,
         }
+    }
+}
+
+/// The file key that sets a core field (for errors from `NodeConfig::validate`).
+fn file_key(core: &str) -> &'static str {
+    match core {
+        "alpha" => "gossip.alpha",
+        "beta" => "gossip.beta",
+        "graft_timeout" => "gossip.graft_timeout_ms",
+        "graft_retry" => "gossip.graft_retry_ms",
+        "lazy_flush_interval" => "gossip.lazy_flush_ms",
+        "seen_capacity" => "gossip.seen_capacity",
+        "seen_ttl" => "gossip.seen_ttl_ms",
+        "store_capacity" => "gossip.store_capacity",
+        "store_bytes" => "gossip.store_bytes",
+        "store_ttl" => "gossip.store_ttl_ms",
+        "ihave_batch_max" => "gossip.ihave_batch_max",
+        "catch_up_ids" => "gossip.catch_up_ids",
+        "active_target" => "membership.active_target",
+        "passive_capacity" => "membership.passive_capacity",
+        "shuffle_interval" => "membership.shuffle_interval_ms",
+        "shuffle_len" => "membership.shuffle_len",
+        "backoff_base" => "membership.backoff_base_ms",
+        "backoff_max" => "membership.backoff_max_ms",
+        "max_concurrent_dials" => "membership.max_concurrent_dials",
+        "max_sessions" => "limits.max_sessions",
+        "idle_timeout" => "limits.idle_ms",
+        "handshake_timeout" => "limits.handshake_ms",
+        "keepalive_interval" => "limits.keepalive_ms",
+        "tick_interval" => "limits.tick_ms",
+        "credit_window_frames" => "limits.credit_window_frames",
+        "credit_window_bytes" => "limits.credit_window_bytes",
+        "max_queue_frames" => "limits.max_queue_frames",
+        "max_queue_bytes" => "limits.max_queue_bytes",
+        "max_message_bytes" => "limits.max_message_bytes",
+        "peer_rate_per_s" => "limits.peer_rate_per_s",
+        "peer_rate_burst" => "limits.peer_rate_burst",
+        "degrade_ratio" => "limits.degrade_ratio",
+        "recover_ratio" => "limits.recover_ratio",
+        _ => "not settable in the file",
     }
 }

@@ -750,6 +750,7 @@ impl<'a> Resolver<'a> {
         }
         node.auth.own_token = token.map(|mut t| std::mem::take(&mut *t));
 
+        cross_check(&node)?;
         node.validate()?;
 
         Ok(DaemonConfig {
@@ -999,6 +1000,47 @@ impl<'a> Resolver<'a> {
         }
         Ok(out)
     }
+}
+
+/// Rules between settings, checked before the core's own validation so the message uses the
+/// operator's names (`idle_ms`, not `idle_timeout`).
+fn cross_check(node: &NodeConfig) -> Result<(), DaemonConfigError> {
+    let ms = |d: Duration| d.as_millis().to_string();
+    if node.active_target > node.max_sessions {
+        return Err(DaemonConfigError::Conflict {
+            setting: "active_target",
+            value: node.active_target.to_string(),
+            rule: format!("must not exceed max_sessions ({})", node.max_sessions),
+        });
+    }
+    if node.idle_timeout <= node.keepalive_interval {
+        return Err(DaemonConfigError::Conflict {
+            setting: "idle_ms",
+            value: ms(node.idle_timeout),
+            rule: format!(
+                "must be greater than keepalive_ms ({})",
+                ms(node.keepalive_interval)
+            ),
+        });
+    }
+    if node.backoff_max < node.backoff_base {
+        return Err(DaemonConfigError::Conflict {
+            setting: "backoff_max_ms",
+            value: ms(node.backoff_max),
+            rule: format!(
+                "must be at least backoff_base_ms ({})",
+                ms(node.backoff_base)
+            ),
+        });
+    }
+    if node.recover_ratio >= node.degrade_ratio {
+        return Err(DaemonConfigError::Conflict {
+            setting: "recover_ratio",
+            value: node.recover_ratio.to_string(),
+            rule: format!("must be less than degrade_ratio ({})", node.degrade_ratio),
+        });
+    }
+    Ok(())
 }
 
 /// Printable ASCII, no whitespace, no `:`, 1..=max bytes.
