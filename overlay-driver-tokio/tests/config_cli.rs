@@ -1,6 +1,9 @@
 //! Loader tests: defaults, precedence, env vars, the TOML file, validation errors, secret
 //! files, dev mode and `--help`. No daemon process is started; the environment is injected.
 
+// Test helpers outside #[test] functions may panic on setup failures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;

@@ -239,3 +239,29 @@ impl FileConfig {
         FileConfig::parse(&text, path)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_all_defaults_and_numbers_keep_their_kind() {
+        let p = Path::new("t.toml");
+        assert_eq!(FileConfig::parse("", p).unwrap(), FileConfig::default());
+        let f = FileConfig::parse("[limits]\ndegrade_ratio = 1\nrecover_ratio = 0.5\n", p).unwrap();
+        assert_eq!(f.limits.degrade_ratio, Some(Number::Int(1)));
+        assert_eq!(f.limits.recover_ratio, Some(Number::Float(0.5)));
+        let e = FileConfig::parse("[limits]\nrecover_ratio = true\n", p).unwrap_err();
+        assert!(e.to_string().contains("a number"), "{e}");
+    }
+
+    #[test]
+    fn key_entries_need_all_fields() {
+        let e = FileConfig::parse(
+            "[[auth.keys]]\nkid = \"k\"\ntid = \"t\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("key_file"), "{e}");
+    }
+}

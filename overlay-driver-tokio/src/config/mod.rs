@@ -112,9 +112,11 @@ impl Default for DaemonConfig {
     /// What `svc-overlay` with no flags, no environment and no config file runs with
     /// (dev mode, loopback only).
     fn default() -> Self {
-        let mut node = NodeConfig::default();
-        node.idle_timeout = defaults::IDLE;
-        node.handshake_timeout = defaults::HANDSHAKE;
+        let mut node = NodeConfig {
+            idle_timeout: defaults::IDLE,
+            handshake_timeout: defaults::HANDSHAKE,
+            ..NodeConfig::default()
+        };
         node.auth.amnesia = defaults::AMNESIA;
         node.auth.tenant = defaults::TENANT.to_string();
         node.auth

@@ -161,3 +161,59 @@ pub fn check_token(token: &str) -> Result<(), &'static str> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn private_file(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        path
+    }
+
+    #[test]
+    fn token_text_rules() {
+        assert_eq!(check_token("abc-_=."), Ok(()));
+        assert!(check_token("").is_err());
+        assert!(check_token("a b").is_err());
+        assert!(check_token("a\u{e9}").is_err());
+        assert!(check_token(&"a".repeat(MAX_TOKEN_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn oversized_and_non_utf8_secret_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = private_file(dir.path(), "big.key", &"0".repeat(5000));
+        let e = read_mac_key("cap_key", &big).unwrap_err();
+        assert!(e.to_string().contains("at most 4096"), "{e}");
+
+        let path = dir.path().join("bin.token");
+        std::fs::write(&path, [0xff, 0xfe, 0x00]).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let e = read_token_file("token_file", &path).unwrap_err();
+        assert!(matches!(e, DaemonConfigError::Secret { .. }), "{e:?}");
+
+        let ok = private_file(dir.path(), "t", "  tok\n");
+        assert_eq!(read_token_file("token_file", &ok).unwrap().as_str(), "tok");
+        let empty = private_file(dir.path(), "e", "\n");
+        assert!(read_token_file("token_file", &empty).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn directories_are_not_secret_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = check_private("key", dir.path()).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+}
