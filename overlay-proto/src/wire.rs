@@ -1,6 +1,438 @@
-//! The overlay's own messages, carried in the payload of OAP/1 frames (see docs/PROTOCOL.md).
+//! The overlay's own messages, carried in OAP/1 frames (full byte layouts in docs/PROTOCOL.md).
+//!
+//! After the session opens, every overlay frame is an OAP/1 `EVENT` frame with the overlay's
+//! `app_proto_id`; the frame's `code` field names the message [`Kind`], so the receiver can apply
+//! quotas and size limits from the 38-byte header before it looks at the body. All integers are
+//! big-endian.
 
-/// Largest application payload an overlay message can carry in one frame.
+use bytes::{BufMut, Bytes};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::peer::{MessageId, PeerId};
+
+/// Largest application payload an overlay message can carry in one frame
+/// (1 MiB − 38-byte header − 73-byte gossip header, rounded down).
 pub const MAX_APP_PAYLOAD: usize = 1_048_400;
 /// Most message ids in one IHAVE or GRAFT.
 pub const MAX_IHAVE_IDS: usize = 8192;
+/// Bytes before the application payload in a GOSSIP message.
+pub const GOSSIP_HEADER_LEN: usize = 32 + 32 + 8 + 1;
+/// Bytes per entry of an IHAVE message.
+pub const IHAVE_ENTRY_LEN: usize = 32 + 1;
+/// Most entries in one SHUFFLE message.
+pub const MAX_SHUFFLE_ENTRIES: usize = 64;
+
+/// Overlay message kinds, carried in the OAP/1 `code` field of `EVENT` frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u16)]
+pub enum Kind {
+    /// Eager push of a gossip message: id, origin, nonce, hops, payload.
+    Gossip = 0x0101,
+    /// Lazy announcement of message ids the sender holds.
+    IHave = 0x0102,
+    /// Request for messages by id; also makes the sender an eager peer.
+    Graft = 0x0103,
+    /// The sender received a duplicate from us: move it to lazy.
+    Prune = 0x0104,
+    /// The receiver grants more send window.
+    Credit = 0x0105,
+    /// A direct (non-gossip) application message.
+    Direct = 0x0106,
+    /// Membership exchange: a sample of known peers.
+    Shuffle = 0x0107,
+    /// Answer to a shuffle, with the responder's sample.
+    ShuffleReply = 0x0108,
+    /// Keep-alive request.
+    Ping = 0x0109,
+    /// Keep-alive answer.
+    Pong = 0x010A,
+}
+
+impl Kind {
+    /// Every kind, for metrics label tables.
+    pub const ALL: [Kind; 10] = [
+        Kind::Gossip,
+        Kind::IHave,
+        Kind::Graft,
+        Kind::Prune,
+        Kind::Credit,
+        Kind::Direct,
+        Kind::Shuffle,
+        Kind::ShuffleReply,
+        Kind::Ping,
+        Kind::Pong,
+    ];
+
+    /// The kind for a frame `code`, if it is one.
+    pub fn from_code(code: u16) -> Option<Kind> {
+        Some(match code {
+            0x0101 => Kind::Gossip,
+            0x0102 => Kind::IHave,
+            0x0103 => Kind::Graft,
+            0x0104 => Kind::Prune,
+            0x0105 => Kind::Credit,
+            0x0106 => Kind::Direct,
+            0x0107 => Kind::Shuffle,
+            0x0108 => Kind::ShuffleReply,
+            0x0109 => Kind::Ping,
+            0x010A => Kind::Pong,
+            _ => return None,
+        })
+    }
+
+    /// The frame `code` of this kind.
+    pub fn code(self) -> u16 {
+        self as u16
+    }
+
+    /// Lowercase label for metrics (`frames_total{kind}`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Gossip => "gossip",
+            Kind::IHave => "ihave",
+            Kind::Graft => "graft",
+            Kind::Prune => "prune",
+            Kind::Credit => "credit",
+            Kind::Direct => "direct",
+            Kind::Shuffle => "shuffle",
+            Kind::ShuffleReply => "shuffle_reply",
+            Kind::Ping => "ping",
+            Kind::Pong => "pong",
+        }
+    }
+
+    /// Index into per-kind counter arrays.
+    pub fn index(self) -> usize {
+        (self.code() - 0x0101) as usize
+    }
+
+    /// True when the frame consumes the receiver's credit window (all but CREDIT).
+    pub fn uses_credit(self) -> bool {
+        self != Kind::Credit
+    }
+
+    /// The capability-scope operation this kind belongs to (`scope.methods` entries).
+    pub fn operation(self) -> Operation {
+        match self {
+            Kind::Gossip | Kind::IHave | Kind::Graft | Kind::Prune => Operation::Gossip,
+            Kind::Direct => Operation::Direct,
+            Kind::Shuffle | Kind::ShuffleReply => Operation::Membership,
+            Kind::Credit | Kind::Ping | Kind::Pong => Operation::Control,
+        }
+    }
+}
+
+/// Overlay operations a capability's `scope.methods` can allow (case-insensitive names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Operation {
+    /// `gossip`: GOSSIP, IHAVE, GRAFT, PRUNE.
+    Gossip,
+    /// `direct`: DIRECT.
+    Direct,
+    /// `membership`: SHUFFLE, SHUFFLE_REPLY.
+    Membership,
+    /// Always allowed: CREDIT, PING, PONG.
+    Control,
+}
+
+impl Operation {
+    /// The name used in `scope.methods`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Gossip => "gossip",
+            Operation::Direct => "direct",
+            Operation::Membership => "membership",
+            Operation::Control => "control",
+        }
+    }
+
+    /// Bit for a set of allowed operations.
+    pub fn bit(self) -> u8 {
+        match self {
+            Operation::Gossip => 1,
+            Operation::Direct => 2,
+            Operation::Membership => 4,
+            Operation::Control => 8,
+        }
+    }
+}
+
+/// A message body that does not match its kind's layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed {kind:?} body")]
+pub struct WireError {
+    /// The kind being decoded.
+    pub kind: Kind,
+}
+
+/// The fixed part of a GOSSIP message, borrowed from the frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GossipMsg {
+    /// Message id.
+    pub id: MessageId,
+    /// The broadcaster.
+    pub origin: PeerId,
+    /// Origin's nonce (part of the id preimage).
+    pub nonce: u64,
+    /// Hops so far (the sender's own hop count; the receiver is one further).
+    pub hops: u8,
+    /// Application payload (a slice of the received frame, no copy).
+    pub payload: Bytes,
+}
+
+/// Writes the GOSSIP body header (everything before the application payload).
+pub fn put_gossip_header(
+    out: &mut impl BufMut,
+    id: &MessageId,
+    origin: &PeerId,
+    nonce: u64,
+    hops: u8,
+) {
+    out.put_slice(&id.0);
+    out.put_slice(&origin.0);
+    out.put_u64(nonce);
+    out.put_u8(hops);
+}
+
+fn array32(bytes: &[u8]) -> Option<[u8; 32]> {
+    bytes.get(..32)?.try_into().ok()
+}
+
+/// Parses a GOSSIP body; the payload is a zero-copy slice of `body`.
+pub fn parse_gossip(body: &Bytes) -> Result<GossipMsg, WireError> {
+    let err = WireError { kind: Kind::Gossip };
+    if body.len() < GOSSIP_HEADER_LEN {
+        return Err(err);
+    }
+    let id = MessageId(array32(body).ok_or(err)?);
+    let origin = PeerId(array32(body.get(32..).ok_or(err)?).ok_or(err)?);
+    let nonce_bytes: [u8; 8] = body.get(64..72).ok_or(err)?.try_into().map_err(|_| err)?;
+    let hops = *body.get(72).ok_or(err)?;
+    Ok(GossipMsg {
+        id,
+        origin,
+        nonce: u64::from_be_bytes(nonce_bytes),
+        hops,
+        payload: body.slice(GOSSIP_HEADER_LEN..),
+    })
+}
+
+/// Iterates `(id, hops)` entries of an IHAVE body. Errors when the length is not a multiple of
+/// the entry size or the batch is too large.
+pub fn parse_ihave(body: &[u8]) -> Result<impl Iterator<Item = (MessageId, u8)> + '_, WireError> {
+    let err = WireError { kind: Kind::IHave };
+    if body.len() % IHAVE_ENTRY_LEN != 0 || body.len() / IHAVE_ENTRY_LEN > MAX_IHAVE_IDS {
+        return Err(err);
+    }
+    Ok(body.chunks_exact(IHAVE_ENTRY_LEN).filter_map(|c| {
+        let id = array32(c)?;
+        Some((MessageId(id), *c.get(32)?))
+    }))
+}
+
+/// Iterates ids of a GRAFT body.
+pub fn parse_graft(body: &[u8]) -> Result<impl Iterator<Item = MessageId> + '_, WireError> {
+    let err = WireError { kind: Kind::Graft };
+    if body.len() % MessageId::LEN != 0 || body.len() / MessageId::LEN > MAX_IHAVE_IDS {
+        return Err(err);
+    }
+    Ok(body.chunks_exact(MessageId::LEN).filter_map(|c| array32(c).map(MessageId)))
+}
+
+/// A CREDIT body: more frames and bytes the receiver of this message may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreditGrant {
+    /// Additional frames.
+    pub frames: u32,
+    /// Additional bytes.
+    pub bytes: u32,
+}
+
+/// Writes a CREDIT body.
+pub fn put_credit(out: &mut impl BufMut, grant: CreditGrant) {
+    out.put_u32(grant.frames);
+    out.put_u32(grant.bytes);
+}
+
+/// Parses a CREDIT body.
+pub fn parse_credit(body: &[u8]) -> Result<CreditGrant, WireError> {
+    let err = WireError { kind: Kind::Credit };
+    let raw: [u8; 8] = body.try_into().map_err(|_| err)?;
+    let (f, b) = raw.split_at(4);
+    Ok(CreditGrant {
+        frames: u32::from_be_bytes(f.try_into().map_err(|_| err)?),
+        bytes: u32::from_be_bytes(b.try_into().map_err(|_| err)?),
+    })
+}
+
+/// One known peer in a SHUFFLE message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerEntry {
+    /// Its identity.
+    pub peer: PeerId,
+    /// Where it accepts connections.
+    pub addr: SocketAddr,
+}
+
+/// Writes a SHUFFLE / SHUFFLE_REPLY body: a count byte, then per entry the peer id, an address
+/// family byte (4 or 6), the IP bytes and the port.
+pub fn put_shuffle(out: &mut impl BufMut, entries: &[PeerEntry]) {
+    let n = entries.len().min(MAX_SHUFFLE_ENTRIES);
+    out.put_u8(n as u8);
+    for e in entries.iter().take(n) {
+        out.put_slice(&e.peer.0);
+        match e.addr.ip() {
+            IpAddr::V4(ip) => {
+                out.put_u8(4);
+                out.put_slice(&ip.octets());
+            }
+            IpAddr::V6(ip) => {
+                out.put_u8(6);
+                out.put_slice(&ip.octets());
+            }
+        }
+        out.put_u16(e.addr.port());
+    }
+}
+
+/// Parses a SHUFFLE / SHUFFLE_REPLY body.
+pub fn parse_shuffle(kind: Kind, body: &[u8]) -> Result<Vec<PeerEntry>, WireError> {
+    let err = WireError { kind };
+    let (&count, mut rest) = body.split_first().ok_or(err)?;
+    if count as usize > MAX_SHUFFLE_ENTRIES {
+        return Err(err);
+    }
+    let mut out = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let peer = PeerId(array32(rest).ok_or(err)?);
+        let family = *rest.get(32).ok_or(err)?;
+        rest = rest.get(33..).ok_or(err)?;
+        let ip = match family {
+            4 => {
+                let o: [u8; 4] = rest.get(..4).ok_or(err)?.try_into().map_err(|_| err)?;
+                rest = rest.get(4..).ok_or(err)?;
+                IpAddr::V4(Ipv4Addr::from(o))
+            }
+            6 => {
+                let o: [u8; 16] = rest.get(..16).ok_or(err)?.try_into().map_err(|_| err)?;
+                rest = rest.get(16..).ok_or(err)?;
+                IpAddr::V6(Ipv6Addr::from(o))
+            }
+            _ => return Err(err),
+        };
+        let p: [u8; 2] = rest.get(..2).ok_or(err)?.try_into().map_err(|_| err)?;
+        rest = rest.get(2..).ok_or(err)?;
+        out.push(PeerEntry { peer, addr: SocketAddr::new(ip, u16::from_be_bytes(p)) });
+    }
+    if !rest.is_empty() {
+        return Err(err);
+    }
+    Ok(out)
+}
+
+/// The overlay keys this node adds to HELLO (request) and the HELLO reply.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HelloOverlay {
+    /// Overlay protocol version (1).
+    pub overlay: u16,
+    /// The sender's peer id (`peer:<hex>`); must equal the TLS-proven identity.
+    pub peer_id: String,
+    /// The address the sender accepts connections on, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Initial credit window granted to the other side, in frames.
+    pub credit_frames: u32,
+    /// Initial credit window granted to the other side, in bytes.
+    pub credit_bytes: u32,
+}
+
+/// The JSON payload of the overlay's HELLO request: the reference key `ua` first, then the
+/// overlay keys.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HelloRequestBody {
+    /// User agent (reference key).
+    pub ua: Option<String>,
+    /// Overlay keys.
+    #[serde(flatten)]
+    pub overlay: HelloOverlay,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+
+    #[test]
+    fn gossip_round_trip_is_zero_copy() {
+        let id = MessageId([1; 32]);
+        let origin = PeerId([2; 32]);
+        let mut buf = BytesMut::new();
+        put_gossip_header(&mut buf, &id, &origin, 7, 3);
+        buf.put_slice(b"hello");
+        let body = buf.freeze();
+        let msg = parse_gossip(&body).unwrap();
+        assert_eq!((msg.id, msg.origin, msg.nonce, msg.hops), (id, origin, 7, 3));
+        assert_eq!(&msg.payload[..], b"hello");
+        assert!(parse_gossip(&body.slice(..72)).is_err());
+    }
+
+    #[test]
+    fn shuffle_round_trip_and_rejects_trailing_bytes() {
+        let entries = vec![
+            PeerEntry { peer: PeerId([3; 32]), addr: "127.0.0.1:9415".parse().unwrap() },
+            PeerEntry { peer: PeerId([4; 32]), addr: "[::1]:9416".parse().unwrap() },
+        ];
+        let mut buf = BytesMut::new();
+        put_shuffle(&mut buf, &entries);
+        assert_eq!(parse_shuffle(Kind::Shuffle, &buf).unwrap(), entries);
+        buf.put_u8(0);
+        assert!(parse_shuffle(Kind::Shuffle, &buf).is_err());
+        assert!(parse_shuffle(Kind::Shuffle, &[]).is_err());
+        assert!(parse_shuffle(Kind::Shuffle, &[1, 0]).is_err());
+    }
+
+    #[test]
+    fn ihave_graft_credit_layouts() {
+        let mut buf = BytesMut::new();
+        buf.put_slice(&[9; 32]);
+        buf.put_u8(4);
+        let got: Vec<_> = parse_ihave(&buf).unwrap().collect();
+        assert_eq!(got, vec![(MessageId([9; 32]), 4)]);
+        assert!(parse_ihave(&buf[..10]).is_err());
+        let ids: Vec<_> = parse_graft(&[5; 64]).unwrap().collect();
+        assert_eq!(ids, vec![MessageId([5; 32]), MessageId([5; 32])]);
+        assert!(parse_graft(&[5; 33]).is_err());
+        let mut c = BytesMut::new();
+        put_credit(&mut c, CreditGrant { frames: 3, bytes: 4 });
+        assert_eq!(parse_credit(&c).unwrap(), CreditGrant { frames: 3, bytes: 4 });
+        assert!(parse_credit(&c[..7]).is_err());
+    }
+
+    #[test]
+    fn kinds_round_trip_through_codes() {
+        for (i, k) in Kind::ALL.iter().enumerate() {
+            assert_eq!(Kind::from_code(k.code()), Some(*k));
+            assert_eq!(k.index(), i);
+        }
+        assert_eq!(Kind::from_code(0), None);
+        assert_eq!(Kind::from_code(0x010B), None);
+    }
+
+    #[test]
+    fn hello_body_keeps_ua_first() {
+        let body = HelloRequestBody {
+            ua: Some("svc-overlay/0.1.0".into()),
+            overlay: HelloOverlay {
+                overlay: 1,
+                peer_id: "peer:00".into(),
+                listen: None,
+                credit_frames: 8,
+                credit_bytes: 9,
+            },
+        };
+        let json = serde_json::to_string(&body).unwrap();
+        assert!(json.starts_with("{\"ua\":\"svc-overlay/0.1.0\",\"overlay\":1"));
+        let back: HelloRequestBody = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, body);
+    }
+}

@@ -1,0 +1,512 @@
+//! A deterministic in-memory network of [`Node`]s with virtual time: the test harness of the
+//! core (like quinn's `Pair`, scaled to N nodes) and the network model of the simulator's
+//! large-scale mode.
+//!
+//! Each connection gets a latency drawn uniformly from a range; bytes on a connection arrive
+//! in order. Loss is modelled the way TCP experiences it: a lost segment is retransmitted
+//! after an RTO, delaying it and everything behind it. A killed node vanishes; its peers see
+//! their connections close one latency later, and dials to it fail. A stalled node stops
+//! reading its sockets (a slow consumer): bytes for it are held, bounded only by what its
+//! peers' credit windows allow.
+
+use bytes::Bytes;
+use core::net::{Ipv4Addr, SocketAddr};
+use core::time::Duration;
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use crate::action::Action;
+use crate::config::NodeConfig;
+use crate::error::OverlayError;
+use crate::idhash::IdMap;
+use crate::input::Input;
+use crate::node::{Node, NodeIdentity};
+use crate::peer::{ConnId, DialId, Direction, MessageId, PeerId};
+use crate::stats::NodeStats;
+use crate::time::Instant;
+use crate::trace::ActionDigest;
+
+/// Parameters of a mesh.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Seed for identities, node RNGs, latencies, loss and bootstrap choices.
+    pub seed: u64,
+    /// Smallest one-way latency of a connection.
+    pub latency_min: Duration,
+    /// Largest one-way latency of a connection.
+    pub latency_max: Duration,
+    /// Probability that a transmission is lost once and retransmitted after `rto`.
+    pub loss: f64,
+    /// Retransmission delay for a lost transmission.
+    pub rto: Duration,
+    /// Configuration of every node.
+    pub node_config: NodeConfig,
+    /// How many random other nodes each node is told about at start.
+    pub bootstrap_peers: usize,
+    /// Keep per-message delivery records (needed for reliability and latency figures).
+    pub track_deliveries: bool,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        let mut node_config = NodeConfig::default();
+        node_config.auth.require_token = false;
+        MeshConfig {
+            nodes: 10,
+            seed: 1,
+            latency_min: Duration::from_millis(10),
+            latency_max: Duration::from_millis(50),
+            loss: 0.0,
+            rto: Duration::from_millis(200),
+            node_config,
+            bootstrap_peers: 5,
+            track_deliveries: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Event {
+    Input { node: usize, input: Input },
+    Timer { node: usize, at: Instant },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    peer_node: usize,
+    peer_conn: ConnId,
+    latency: Duration,
+    /// Latest scheduled arrival on this direction (keeps bytes in order).
+    last_arrival: Instant,
+}
+
+#[derive(Debug)]
+struct MeshNode {
+    node: Option<Node>,
+    identity: NodeIdentity,
+    links: BTreeMap<ConnId, Link>,
+    next_conn: u64,
+    timer_at: Option<Instant>,
+    stalled: bool,
+    held: Vec<(ConnId, Bytes)>,
+    held_bytes: usize,
+    max_held_bytes: usize,
+}
+
+/// Where and when one message was delivered.
+#[derive(Debug, Clone, Default)]
+pub struct MessageTrack {
+    /// Node that broadcast it.
+    pub origin: usize,
+    /// Broadcast time.
+    pub sent_at: Instant,
+    /// `(node, time, hops)` per first delivery.
+    pub delivered: Vec<(usize, Instant, u8)>,
+}
+
+/// The network.
+#[derive(Debug)]
+pub struct Mesh {
+    config: MeshConfig,
+    nodes: Vec<MeshNode>,
+    by_addr: BTreeMap<SocketAddr, usize>,
+    queue: BinaryHeap<Reverse<(Instant, u64)>>,
+    events: BTreeMap<u64, Event>,
+    next_event: u64,
+    now: Instant,
+    rng: ChaCha8Rng,
+    digest: ActionDigest,
+    tracks: IdMap<MessageId, MessageTrack>,
+    next_request: u64,
+    last_broadcast: Option<Result<MessageId, OverlayError>>,
+    processed: u64,
+}
+
+/// Address of node `i` in a mesh.
+pub fn node_addr(i: usize) -> SocketAddr {
+    let i = i as u32;
+    SocketAddr::from((Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8), 9415))
+}
+
+/// Identity of node `i` of a mesh with this seed.
+pub fn node_peer_id(seed: u64, i: usize) -> PeerId {
+    let mut h = blake3::Hasher::new();
+    h.update(b"svc-overlay mesh identity");
+    h.update(&seed.to_be_bytes());
+    h.update(&(i as u64).to_be_bytes());
+    PeerId(*h.finalize().as_bytes())
+}
+
+impl Mesh {
+    /// Builds the mesh and tells every node about `bootstrap_peers` random others.
+    pub fn new(config: MeshConfig) -> Result<Mesh, crate::config::ConfigError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let mut nodes = Vec::with_capacity(config.nodes);
+        let mut by_addr = BTreeMap::new();
+        for i in 0..config.nodes {
+            let identity = NodeIdentity {
+                peer_id: node_peer_id(config.seed, i),
+                listen_addr: Some(node_addr(i)),
+            };
+            let node = Node::new(config.node_config.clone(), identity.clone(), rng.next_u64())?;
+            by_addr.insert(node_addr(i), i);
+            nodes.push(MeshNode {
+                node: Some(node),
+                identity,
+                links: BTreeMap::new(),
+                next_conn: 1,
+                timer_at: None,
+                stalled: false,
+                held: Vec::new(),
+                held_bytes: 0,
+                max_held_bytes: 0,
+            });
+        }
+        let mut mesh = Mesh {
+            nodes,
+            by_addr,
+            queue: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            next_event: 0,
+            now: Instant::ZERO,
+            rng,
+            digest: ActionDigest::new(),
+            tracks: IdMap::default(),
+            next_request: 1,
+            last_broadcast: None,
+            processed: 0,
+            config,
+        };
+        let n = mesh.config.nodes;
+        for i in 0..n {
+            let mut addrs = Vec::new();
+            let want = mesh.config.bootstrap_peers.min(n.saturating_sub(1));
+            while addrs.len() < want {
+                let j = (mesh.rng.next_u64() % n as u64) as usize;
+                if j != i && !addrs.contains(&node_addr(j)) {
+                    addrs.push(node_addr(j));
+                }
+            }
+            mesh.schedule(Instant::ZERO, Event::Input { node: i, input: Input::PeersDiscovered { addrs } });
+        }
+        Ok(mesh)
+    }
+
+    /// Current virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Number of nodes (alive or not).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True when the mesh has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// True when node `i` is alive.
+    pub fn is_alive(&self, i: usize) -> bool {
+        self.nodes.get(i).is_some_and(|n| n.node.is_some())
+    }
+
+    /// The node, when alive.
+    pub fn node(&self, i: usize) -> Option<&Node> {
+        self.nodes.get(i).and_then(|n| n.node.as_ref())
+    }
+
+    /// Stats of node `i`, when alive.
+    pub fn stats(&self, i: usize) -> Option<NodeStats> {
+        self.node(i).map(Node::stats)
+    }
+
+    /// Inputs processed so far (all nodes).
+    pub fn processed(&self) -> u64 {
+        self.processed
+    }
+
+    /// Fingerprint of every action of every node so far.
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest.finish()
+    }
+
+    /// Delivery records by message.
+    pub fn track(&self, id: &MessageId) -> Option<&MessageTrack> {
+        self.tracks.get(id)
+    }
+
+    /// Most bytes ever held for a stalled node.
+    pub fn max_held_bytes(&self, i: usize) -> usize {
+        self.nodes.get(i).map_or(0, |n| n.max_held_bytes)
+    }
+
+    fn schedule(&mut self, at: Instant, event: Event) {
+        let id = self.next_event;
+        self.next_event += 1;
+        self.events.insert(id, event);
+        self.queue.push(Reverse((at, id)));
+    }
+
+    fn latency(&mut self) -> Duration {
+        let min = self.config.latency_min.as_nanos() as u64;
+        let max = self.config.latency_max.as_nanos() as u64;
+        let span = max.saturating_sub(min);
+        let extra = if span == 0 { 0 } else { self.rng.next_u64() % (span + 1) };
+        Duration::from_nanos(min + extra)
+    }
+
+    /// Applies an input to node `i` now and processes its actions.
+    pub fn input(&mut self, i: usize, input: Input) {
+        let now = self.now;
+        self.apply(i, now, input);
+    }
+
+    /// Broadcasts from node `i` now. Returns the message id when accepted.
+    pub fn broadcast(&mut self, i: usize, payload: Bytes) -> Result<MessageId, OverlayError> {
+        let request = self.next_request;
+        self.next_request += 1;
+        self.last_broadcast = None;
+        self.input(i, Input::Broadcast { request, payload });
+        let result = self.last_broadcast.take().unwrap_or(Err(OverlayError::ShuttingDown));
+        if let Ok(id) = result {
+            if self.config.track_deliveries {
+                self.tracks.insert(id, MessageTrack { origin: i, sent_at: self.now, delivered: Vec::new() });
+            }
+        }
+        result
+    }
+
+    /// Kills node `i`: it vanishes, its peers see their connections close.
+    pub fn kill(&mut self, i: usize) {
+        let Some(n) = self.nodes.get_mut(i) else {
+            return;
+        };
+        n.node = None;
+        n.timer_at = None;
+        n.held.clear();
+        let links: Vec<Link> = std::mem::take(&mut n.links).into_values().collect();
+        let now = self.now;
+        for link in links {
+            self.schedule(
+                now + link.latency,
+                Event::Input {
+                    node: link.peer_node,
+                    input: Input::ConnectionClosed { conn: link.peer_conn, error: Some(OverlayError::Refused) },
+                },
+            );
+        }
+    }
+
+    /// Stalls (or resumes) node `i`'s reading. Resuming delivers everything held.
+    pub fn set_stalled(&mut self, i: usize, stalled: bool) {
+        let held = match self.nodes.get_mut(i) {
+            Some(n) => {
+                n.stalled = stalled;
+                if stalled {
+                    return;
+                }
+                n.held_bytes = 0;
+                std::mem::take(&mut n.held)
+            }
+            None => return,
+        };
+        for (conn, data) in held {
+            self.input(i, Input::Received { conn, data });
+        }
+    }
+
+    /// Runs events until virtual time `until` (inclusive).
+    pub fn run_until(&mut self, until: Instant) {
+        while let Some(Reverse((at, id))) = self.queue.peek().copied() {
+            if at > until {
+                break;
+            }
+            self.queue.pop();
+            let Some(event) = self.events.remove(&id) else {
+                continue;
+            };
+            self.now = self.now.max(at);
+            match event {
+                Event::Input { node, input } => self.deliver_input(node, input),
+                Event::Timer { node, at } => {
+                    let due = self.nodes.get(node).is_some_and(|n| n.timer_at == Some(at));
+                    if due {
+                        if let Some(n) = self.nodes.get_mut(node) {
+                            n.timer_at = None;
+                        }
+                        self.apply(node, at, Input::Timeout);
+                    }
+                }
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Runs events for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    fn deliver_input(&mut self, i: usize, input: Input) {
+        let Some(n) = self.nodes.get_mut(i) else {
+            return;
+        };
+        if n.node.is_none() {
+            return;
+        }
+        if let Input::Received { conn, data } = input {
+            if n.stalled {
+                n.held_bytes += data.len();
+                n.max_held_bytes = n.max_held_bytes.max(n.held_bytes);
+                n.held.push((conn, data));
+                return;
+            }
+            let now = self.now;
+            self.apply(i, now, Input::Received { conn, data });
+            return;
+        }
+        let now = self.now;
+        self.apply(i, now, input);
+    }
+
+    fn apply(&mut self, i: usize, now: Instant, input: Input) {
+        let Some(node) = self.nodes.get_mut(i).and_then(|n| n.node.as_mut()) else {
+            return;
+        };
+        self.processed += 1;
+        node.handle(now, input);
+        let mut actions = Vec::new();
+        while let Some(a) = node.poll_action() {
+            actions.push(a);
+        }
+        let timeout = node.poll_timeout();
+        self.digest.update_raw(&(i as u64).to_be_bytes());
+        for a in &actions {
+            self.digest.update(a);
+        }
+        for a in actions {
+            self.carry_out(i, a);
+        }
+        if let Some(at) = timeout {
+            let at = at.max(now);
+            let n = &mut self.nodes[i];
+            if n.timer_at != Some(at) {
+                n.timer_at = Some(at);
+                self.schedule(at, Event::Timer { node: i, at });
+            }
+        }
+    }
+
+    fn carry_out(&mut self, i: usize, action: Action) {
+        let now = self.now;
+        match action {
+            Action::Transmit { conn, data } => {
+                let lost = self.config.loss > 0.0
+                    && (self.rng.next_u64() as f64 / u64::MAX as f64) < self.config.loss;
+                let rto = self.config.rto;
+                let Some(link) = self.nodes.get_mut(i).and_then(|n| n.links.get_mut(&conn)) else {
+                    return;
+                };
+                let mut at = now + link.latency;
+                if lost {
+                    at += rto;
+                }
+                at = at.max(link.last_arrival);
+                link.last_arrival = at;
+                let (peer_node, peer_conn) = (link.peer_node, link.peer_conn);
+                self.schedule(at, Event::Input { node: peer_node, input: Input::Received { conn: peer_conn, data } });
+            }
+            Action::Connect { dial, addr, .. } => self.connect(i, dial, addr),
+            Action::Close { conn, .. } => {
+                if let Some(link) = self.nodes.get_mut(i).and_then(|n| n.links.remove(&conn)) {
+                    let at = (now + link.latency).max(link.last_arrival);
+                    if let Some(peer) = self.nodes.get_mut(link.peer_node) {
+                        peer.links.remove(&link.peer_conn);
+                    }
+                    self.schedule(
+                        at,
+                        Event::Input {
+                            node: link.peer_node,
+                            input: Input::ConnectionClosed { conn: link.peer_conn, error: None },
+                        },
+                    );
+                }
+            }
+            Action::Deliver(d) => {
+                if let Some(track) = self.tracks.get_mut(&d.id) {
+                    track.delivered.push((i, now, d.hops));
+                }
+            }
+            Action::BroadcastResult { result, .. } => self.last_broadcast = Some(result),
+            _ => {}
+        }
+    }
+
+    fn connect(&mut self, i: usize, dial: DialId, addr: SocketAddr) {
+        let now = self.now;
+        let latency = self.latency();
+        let target = self.by_addr.get(&addr).copied().filter(|t| self.is_alive(*t));
+        let Some(t) = target else {
+            self.schedule(
+                now + latency * 2,
+                Event::Input { node: i, input: Input::DialFailed { dial, error: OverlayError::Refused } },
+            );
+            return;
+        };
+        let (Some(a), Some(b)) = (self.nodes.get(i), self.nodes.get(t)) else {
+            return;
+        };
+        let (a_id, b_id) = (a.identity.peer_id, b.identity.peer_id);
+        let a_conn = ConnId(self.nodes[i].next_conn);
+        self.nodes[i].next_conn += 1;
+        let b_conn = ConnId(self.nodes[t].next_conn);
+        self.nodes[t].next_conn += 1;
+        // TCP + TLS 1.3: the server sees the connection after 1.5 RTT, the client after 2.
+        let server_up = now + latency * 3;
+        let client_up = now + latency * 4;
+        self.nodes[i].links.insert(
+            a_conn,
+            Link { peer_node: t, peer_conn: b_conn, latency, last_arrival: client_up },
+        );
+        self.nodes[t].links.insert(
+            b_conn,
+            Link { peer_node: i, peer_conn: a_conn, latency, last_arrival: server_up },
+        );
+        let a_addr = SocketAddr::from((Ipv4Addr::new(10, 255, (i >> 8) as u8, i as u8), 40_000));
+        self.schedule(
+            server_up,
+            Event::Input {
+                node: t,
+                input: Input::ConnectionUp {
+                    conn: b_conn,
+                    peer: a_id,
+                    direction: Direction::Inbound,
+                    remote: a_addr,
+                    dial: None,
+                    kx_group: Some("X25519MLKEM768".into()),
+                },
+            },
+        );
+        self.schedule(
+            client_up,
+            Event::Input {
+                node: i,
+                input: Input::ConnectionUp {
+                    conn: a_conn,
+                    peer: b_id,
+                    direction: Direction::Outbound,
+                    remote: addr,
+                    dial: Some(dial),
+                    kx_group: Some("X25519MLKEM768".into()),
+                },
+            },
+        );
+    }
+}

@@ -1,0 +1,336 @@
+//! Plumtree epidemic broadcast: eager push to α peers, batched lazy IHAVE to β peers, GRAFT
+//! on a missing message after a timeout, PRUNE of redundant eager links.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{Missing, Node, SessionKey, MAX_ANNOUNCERS};
+use crate::action::{Action, Delivery};
+use crate::error::OverlayError;
+use crate::peer::{MessageId, PeerId};
+use crate::stats::RejectReason;
+use crate::store::StoredMessage;
+use crate::wire::{self, GossipMsg, Kind, WireError, GOSSIP_HEADER_LEN, IHAVE_ENTRY_LEN};
+
+/// Most ids tracked as "announced but missing" at once.
+const MAX_MISSING: usize = 65_536;
+
+impl Node {
+    pub(super) fn on_broadcast(&mut self, request: u64, payload: Bytes) {
+        let result = self.broadcast(payload);
+        self.actions.push_back(Action::BroadcastResult { request, result });
+    }
+
+    fn broadcast(&mut self, payload: Bytes) -> Result<MessageId, OverlayError> {
+        if self.shutting_down {
+            return Err(OverlayError::ShuttingDown);
+        }
+        if payload.len() > self.config.max_message_bytes {
+            self.stats.rejected.bump(RejectReason::Oversize);
+            return Err(OverlayError::TooLarge);
+        }
+        if !self.ready {
+            self.stats.rejected.bump(RejectReason::Degraded);
+            return Err(OverlayError::Busy);
+        }
+        let origin = self.identity.peer_id;
+        let nonce = rand_core::RngCore::next_u64(&mut self.rng);
+        let id = MessageId::compute(&origin, nonce, &payload);
+        let now = self.now;
+        self.seen.insert(now, id);
+        self.stats.gossip_originated += 1;
+        let msg = GossipMsg { id, origin, nonce, hops: 0, payload };
+        self.forward(None, &msg);
+        self.store.insert(
+            now,
+            id,
+            StoredMessage { origin, nonce, hops: 0, payload: msg.payload },
+        );
+        Ok(id)
+    }
+
+    pub(super) fn on_send_direct(&mut self, request: u64, peer: PeerId, payload: Bytes) {
+        let result = if payload.len() > self.config.max_message_bytes {
+            self.stats.rejected.bump(RejectReason::Oversize);
+            Err(OverlayError::TooLarge)
+        } else {
+            match self.by_peer.get(&peer).copied() {
+                Some(key) if self.session(key).is_some_and(|s| s.is_running()) => {
+                    match self.send_frame(key, Kind::Direct, &[&payload]) {
+                        super::send::Sent::Dropped => Err(OverlayError::Busy),
+                        _ => Ok(()),
+                    }
+                }
+                _ => {
+                    self.stats.rejected.bump(RejectReason::NotConnected);
+                    Err(OverlayError::NotConnected)
+                }
+            }
+        };
+        self.actions.push_back(Action::SendResult { request, result });
+    }
+
+    /// A GOSSIP frame arrived from session `key`.
+    pub(super) fn on_gossip(&mut self, key: SessionKey, msg: GossipMsg) {
+        let now = self.now;
+        let Some(from) = self.session(key).map(|s| s.peer) else {
+            return;
+        };
+        if !self.seen.insert(now, msg.id) {
+            self.stats.gossip_duplicates += 1;
+            // Redundant eager link: ask the sender to push lazily from now on.
+            if self.session(key).is_some_and(|s| s.eager) && self.eager.len() > 1 {
+                self.make_lazy(key);
+                self.stats.prunes_sent += 1;
+                self.send_frame(key, Kind::Prune, &[]);
+            }
+            return;
+        }
+        let hops = msg.hops.saturating_add(1);
+        self.missing.remove(&msg.id);
+        self.stats.gossip_delivered += 1;
+        self.stats.delivered_hops_sum += u64::from(hops);
+        self.stats.delivered_hops_max = self.stats.delivered_hops_max.max(hops);
+        self.make_eager(key);
+        let forwarded = GossipMsg { hops, ..msg };
+        self.forward(Some(key), &forwarded);
+        self.store.insert(
+            now,
+            forwarded.id,
+            StoredMessage {
+                origin: forwarded.origin,
+                nonce: forwarded.nonce,
+                hops,
+                payload: forwarded.payload.clone(),
+            },
+        );
+        self.actions.push_back(Action::Deliver(Delivery {
+            id: forwarded.id,
+            origin: forwarded.origin,
+            from,
+            hops,
+            payload: forwarded.payload,
+        }));
+    }
+
+    /// Pushes `msg` to every eager peer and queues an IHAVE for up to β lazy peers, skipping
+    /// the session it came from.
+    fn forward(&mut self, from: Option<SessionKey>, msg: &GossipMsg) {
+        let mut header = [0u8; GOSSIP_HEADER_LEN];
+        let mut cursor = &mut header[..];
+        wire::put_gossip_header(&mut cursor, &msg.id, &msg.origin, msg.nonce, msg.hops);
+        for i in 0..self.eager.len() {
+            let Some(&key) = self.eager.get(i) else {
+                break;
+            };
+            if Some(key) == from {
+                continue;
+            }
+            if self.send_frame(key, Kind::Gossip, &[&header, &msg.payload])
+                != super::send::Sent::Dropped
+            {
+                self.stats.gossip_sent += 1;
+            }
+        }
+        self.announce_lazily(from, msg.id, msg.hops);
+    }
+
+    fn announce_lazily(&mut self, from: Option<SessionKey>, id: MessageId, hops: u8) {
+        let beta = self.config.beta;
+        let batch_max = self.config.ihave_batch_max;
+        let mut targets = std::mem::take(&mut self.scratch_keys);
+        targets.clear();
+        targets.extend(self.lazy.iter().copied().filter(|k| Some(*k) != from));
+        if targets.len() > beta {
+            // Partial Fisher–Yates: the first β entries become a uniform sample.
+            for i in 0..beta {
+                let j = i + self.random_below(targets.len() - i);
+                targets.swap(i, j);
+            }
+            targets.truncate(beta);
+        }
+        let mut queued = false;
+        for &key in &targets {
+            if let Some(s) = self.session_mut(key) {
+                if s.ihave.len() < batch_max {
+                    s.ihave.push((id, hops));
+                    queued = true;
+                } else {
+                    self.stats.rejected.bump(RejectReason::IhaveOverflow);
+                }
+            }
+        }
+        self.scratch_keys = targets;
+        if queued {
+            self.arm_lazy_flush();
+        }
+    }
+
+    pub(super) fn arm_lazy_flush(&mut self) {
+        if self.lazy_flush_at.is_none() {
+            self.lazy_flush_at = Some(self.now + self.config.lazy_flush_interval);
+        }
+    }
+
+    /// Sends every pending IHAVE batch.
+    pub(super) fn flush_lazy(&mut self) {
+        self.lazy_flush_at = None;
+        let mut body = BytesMut::new();
+        for key in 0..self.sessions.len() {
+            let batch = match self.session_mut(key) {
+                Some(s) if s.is_running() && !s.ihave.is_empty() => std::mem::take(&mut s.ihave),
+                _ => continue,
+            };
+            body.clear();
+            body.reserve(batch.len() * IHAVE_ENTRY_LEN);
+            for (id, hops) in &batch {
+                body.put_slice(&id.0);
+                body.put_u8(*hops);
+            }
+            self.stats.ihave_sent += batch.len() as u64;
+            self.send_frame(key, Kind::IHave, &[&body]);
+            if let Some(s) = self.session_mut(key) {
+                // Keep the allocation for the next batch.
+                let mut batch = batch;
+                batch.clear();
+                s.ihave = batch;
+            }
+        }
+    }
+
+    pub(super) fn on_ihave(&mut self, key: SessionKey, body: &[u8]) -> Result<(), WireError> {
+        let Some(conn) = self.session(key).map(|s| s.conn) else {
+            return Ok(());
+        };
+        let deadline = self.now + self.config.graft_timeout;
+        for (id, _hops) in wire::parse_ihave(body)? {
+            self.stats.ihave_received += 1;
+            if self.seen.contains(&id) {
+                continue;
+            }
+            if let Some(entry) = self.missing.get_mut(&id) {
+                if entry.announcers.len() < MAX_ANNOUNCERS
+                    && !entry.announcers.iter().any(|(k, _)| *k == key)
+                {
+                    entry.announcers.push((key, conn));
+                }
+                continue;
+            }
+            if self.missing.len() >= MAX_MISSING {
+                self.stats.rejected.bump(RejectReason::IhaveOverflow);
+                continue;
+            }
+            self.missing.insert(id, Missing { announcers: vec![(key, conn)] });
+            self.missing_timers.push_back((deadline, id));
+        }
+        Ok(())
+    }
+
+    /// Missing ids whose graft timer expired: ask an announcer (batched per session).
+    pub(super) fn expire_missing(&mut self) {
+        let now = self.now;
+        let retry = now + self.config.graft_retry;
+        let mut grafts: std::collections::BTreeMap<SessionKey, Vec<MessageId>> =
+            std::collections::BTreeMap::new();
+        while let Some((deadline, id)) = self.missing_timers.front().copied() {
+            if deadline > now {
+                break;
+            }
+            self.missing_timers.pop_front();
+            if self.seen.contains(&id) {
+                self.missing.remove(&id);
+                continue;
+            }
+            let Some(entry) = self.missing.get_mut(&id) else {
+                continue;
+            };
+            let mut chosen = None;
+            while !entry.announcers.is_empty() {
+                let (key, conn) = entry.announcers.remove(0);
+                let alive = self
+                    .sessions
+                    .get(key)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|s| s.conn == conn && s.is_running());
+                if alive {
+                    chosen = Some(key);
+                    break;
+                }
+            }
+            if entry.announcers.is_empty() {
+                self.missing.remove(&id);
+            } else {
+                self.missing_timers.push_back((retry, id));
+            }
+            if let Some(key) = chosen {
+                grafts.entry(key).or_default().push(id);
+            }
+        }
+        for (key, ids) in grafts {
+            self.make_eager(key);
+            let mut body = BytesMut::with_capacity(ids.len() * MessageId::LEN);
+            for id in &ids {
+                body.put_slice(&id.0);
+            }
+            self.stats.grafts_sent += 1;
+            self.send_frame(key, Kind::Graft, &[&body]);
+        }
+    }
+
+    pub(super) fn on_graft(&mut self, key: SessionKey, body: &[u8]) -> Result<(), WireError> {
+        let ids: Vec<MessageId> = wire::parse_graft(body)?.collect();
+        self.stats.grafts_received += 1;
+        self.make_eager(key);
+        for id in ids {
+            let Some(stored) = self.store.get(&id).cloned() else {
+                continue;
+            };
+            let mut header = [0u8; GOSSIP_HEADER_LEN];
+            let mut cursor = &mut header[..];
+            wire::put_gossip_header(&mut cursor, &id, &stored.origin, stored.nonce, stored.hops);
+            if self.send_frame(key, Kind::Gossip, &[&header, &stored.payload])
+                != super::send::Sent::Dropped
+            {
+                self.stats.gossip_sent += 1;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_prune(&mut self, key: SessionKey) {
+        self.stats.prunes_received += 1;
+        self.make_lazy(key);
+    }
+
+    /// Moves a running session to the eager set.
+    pub(super) fn make_eager(&mut self, key: SessionKey) {
+        if let Some(s) = self.session_mut(key) {
+            if s.is_running() && !s.eager {
+                s.eager = true;
+                self.lazy.retain(|k| *k != key);
+                self.eager.push(key);
+            }
+        }
+    }
+
+    /// Moves a running session to the lazy set.
+    pub(super) fn make_lazy(&mut self, key: SessionKey) {
+        if let Some(s) = self.session_mut(key) {
+            if s.is_running() && s.eager {
+                s.eager = false;
+                self.eager.retain(|k| *k != key);
+                self.lazy.push(key);
+            }
+        }
+    }
+
+    /// Keeps at least α eager peers after losing one: promote random lazy peers.
+    pub(super) fn refill_eager(&mut self) {
+        while self.eager.len() < self.config.alpha && !self.lazy.is_empty() {
+            let idx = self.random_below(self.lazy.len());
+            let Some(&key) = self.lazy.get(idx) else {
+                break;
+            };
+            self.make_eager(key);
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! Session open: connection up, HELLO exchange, capability check on START (both ways), and
+//! the duplicate / self-connection / max-sessions rules.
+
+use bytes::Bytes;
+use core::net::SocketAddr;
+
+use super::{Node, SessionKey};
+use crate::action::{Action, CloseReason, SessionEvent};
+use crate::capability::{self, Caveat, Decision, RequestCtx, VerifierConfig};
+use crate::error::OverlayError;
+use crate::frame::{flags, Frame, Header, HelloReply, StatusCode};
+use crate::peer::{ConnId, DialId, Direction, PeerId};
+use crate::ratelimit::TokenBucket;
+use crate::session::{Grant, Phase, Session};
+use crate::stats::RejectReason;
+use crate::wire::{HelloOverlay, HelloRequestBody, Operation, MAX_APP_PAYLOAD};
+
+/// Largest HELLO or START frame accepted during the handshake (header included).
+pub(super) const MAX_HANDSHAKE_FRAME: usize = 16 * 1024;
+
+/// Every operation allowed.
+const ALL_OPERATIONS: u8 = 0x0F;
+
+impl Node {
+    fn default_grant(&self) -> Grant {
+        Grant { operations: ALL_OPERATIONS, max_message_bytes: self.config.max_message_bytes }
+    }
+
+    pub(super) fn on_connection_up(
+        &mut self,
+        conn: ConnId,
+        peer: PeerId,
+        direction: Direction,
+        remote: SocketAddr,
+        dial: Option<DialId>,
+        kx_group: Option<String>,
+    ) {
+        let now = self.now;
+        if let Some(d) = dial {
+            self.dials.remove(&d);
+        }
+        if self.by_conn.contains_key(&conn) {
+            // A driver bug: the handle is in use. Refuse the newcomer without touching the
+            // existing session.
+            self.stats.rejected.bump(RejectReason::Duplicate);
+            self.actions.push_back(Action::Close { conn, reason: CloseReason::Duplicate });
+            return;
+        }
+        let rate = TokenBucket::new(now, self.config.peer_rate_per_s, self.config.peer_rate_burst);
+        let session = Session::new(
+            now,
+            conn,
+            peer,
+            remote,
+            direction,
+            dial,
+            kx_group,
+            rate,
+            self.default_grant(),
+        );
+        let key = self.insert_session(session);
+        if peer == self.identity.peer_id {
+            self.passive.remove(&remote);
+            self.close_session(key, CloseReason::SelfConnection);
+            return;
+        }
+        if self.shutting_down {
+            self.close_session(key, CloseReason::Shutdown);
+            return;
+        }
+        if self.session_count() > self.config.max_sessions {
+            self.stats.rejected.bump(RejectReason::MaxSessions);
+            self.actions.push_back(Action::Rejected {
+                conn: Some(conn),
+                peer: Some(peer),
+                reason: RejectReason::MaxSessions,
+            });
+            self.close_session(key, CloseReason::Violation(OverlayError::Refused));
+            return;
+        }
+        if direction == Direction::Inbound && !self.ready {
+            self.stats.rejected.bump(RejectReason::Degraded);
+            self.actions.push_back(Action::Rejected {
+                conn: Some(conn),
+                peer: Some(peer),
+                reason: RejectReason::Degraded,
+            });
+            self.close_session(key, CloseReason::Violation(OverlayError::Busy));
+            return;
+        }
+        if let Some(&existing) = self.by_peer.get(&peer) {
+            if !self.resolve_duplicate(existing, key) {
+                return;
+            }
+        }
+        self.by_peer.insert(peer, key);
+        if let Some(d) = dial {
+            let _ = d;
+            if let Some(known) = self.passive.get_mut(&remote) {
+                known.peer = Some(peer);
+            }
+        }
+        if direction == Direction::Outbound {
+            self.send_hello(key);
+        }
+    }
+
+    /// Two sessions with one peer: keep the one dialed by the smaller peer id (both sides
+    /// agree on that). Returns true when the new session survives.
+    fn resolve_duplicate(&mut self, existing: SessionKey, new: SessionKey) -> bool {
+        let me = self.identity.peer_id;
+        let dialer = |node: &Node, key: SessionKey| {
+            node.session(key).map(|s| match s.direction {
+                Direction::Outbound => me,
+                Direction::Inbound => s.peer,
+            })
+        };
+        let Some(peer) = self.session(new).map(|s| s.peer) else {
+            return false;
+        };
+        let preferred = me.min(peer);
+        let new_ok = dialer(self, new) == Some(preferred);
+        let old_ok = dialer(self, existing) == Some(preferred);
+        self.stats.rejected.bump(RejectReason::Duplicate);
+        if new_ok && !old_ok {
+            self.close_session(existing, CloseReason::Duplicate);
+            true
+        } else {
+            self.close_session(new, CloseReason::Duplicate);
+            false
+        }
+    }
+
+    fn hello_overlay(&self) -> HelloOverlay {
+        HelloOverlay {
+            overlay: 1,
+            peer_id: self.identity.peer_id.to_string(),
+            listen: self.identity.listen_addr.map(|a| a.to_string()),
+            credit_frames: self.config.credit_window_frames,
+            credit_bytes: self.config.credit_window_bytes,
+        }
+    }
+
+    fn control_header(&self, flags: u16, code: u16, app_proto_id: u16, corr_id: u64) -> Header {
+        Header {
+            len: 0,
+            ver: 1,
+            flags,
+            code,
+            app_proto_id,
+            tenant_id: self.config.tenant_id,
+            cap_len: 0,
+            corr_id,
+        }
+    }
+
+    fn send_hello(&mut self, key: SessionKey) {
+        let body = HelloRequestBody { ua: Some(self.config.user_agent.clone()), overlay: self.hello_overlay() };
+        let Ok(json) = serde_json::to_vec(&body) else {
+            return;
+        };
+        let header = self.control_header(flags::REQ, 0, 0, 1);
+        self.send_raw(key, &header, &[], &json);
+        self.grant_initial_window(key);
+    }
+
+    fn grant_initial_window(&mut self, key: SessionKey) {
+        let frames = self.config.credit_window_frames;
+        let bytes = u64::from(self.config.credit_window_bytes);
+        if let Some(s) = self.session_mut(key) {
+            s.recv_allowance.add(frames, bytes);
+        }
+    }
+
+    /// Applies the peer's HELLO keys: identity check, listen address, initial send window.
+    fn accept_hello_overlay(&mut self, key: SessionKey, hello: &HelloOverlay) -> Result<(), CloseReason> {
+        let Some(s) = self.session_mut(key) else {
+            return Err(CloseReason::TransportClosed);
+        };
+        if hello.overlay != 1 {
+            return Err(CloseReason::Violation(OverlayError::Malformed));
+        }
+        match hello.peer_id.parse::<PeerId>() {
+            Ok(id) if id == s.peer => {}
+            _ => return Err(CloseReason::Violation(OverlayError::Crypto)),
+        }
+        s.listen = hello.listen.as_deref().and_then(|a| a.parse().ok());
+        s.send_window.add(hello.credit_frames, u64::from(hello.credit_bytes));
+        Ok(())
+    }
+
+    /// Handles one complete frame while the session is handshaking.
+    pub(super) fn on_handshake_frame(&mut self, key: SessionKey, frame: Frame) {
+        let Some(phase) = self.session(key).map(|s| s.phase) else {
+            return;
+        };
+        let h = frame.header;
+        if h.flags & flags::RESP != 0 && h.code >= 400 {
+            self.close_session(key, CloseReason::PeerError(OverlayError::from_wire_code(h.code)));
+            return;
+        }
+        let result = match phase {
+            Phase::AwaitHello if h.app_proto_id == 0 && h.flags & flags::REQ != 0 => {
+                self.on_hello(key, &frame)
+            }
+            Phase::AwaitHelloReply if h.app_proto_id == 0 && h.flags & flags::RESP != 0 => {
+                self.on_hello_reply(key, &frame)
+            }
+            Phase::AwaitStart
+                if h.app_proto_id == self.config.app_proto_id && h.flags & flags::START != 0 =>
+            {
+                self.on_start(key, &frame)
+            }
+            Phase::AwaitStartReply
+                if h.app_proto_id == self.config.app_proto_id && h.flags & flags::RESP != 0 =>
+            {
+                self.on_start_reply(key, &frame)
+            }
+            _ => {
+                // Anything else before the token is verified is refused.
+                self.count_reject(key, RejectReason::Unauth);
+                Err(CloseReason::Violation(OverlayError::Unauthorized))
+            }
+        };
+        if let Err(reason) = result {
+            if let CloseReason::Violation(OverlayError::Malformed) = reason {
+                self.count_reject(key, RejectReason::Malformed);
+            }
+            self.close_session(key, reason);
+        }
+    }
+
+    fn on_hello(&mut self, key: SessionKey, frame: &Frame) -> Result<(), CloseReason> {
+        let payload = frame.payload.as_deref().unwrap_or_default();
+        let body: HelloRequestBody = serde_json::from_slice(payload)
+            .map_err(|_| CloseReason::Violation(OverlayError::Malformed))?;
+        self.accept_hello_overlay(key, &body.overlay)?;
+        let mut reply = HelloReply::default_for_server();
+        reply.max_inflight = u64::from(self.config.credit_window_frames);
+        if let Ok(serde_json::Value::Object(ext)) = serde_json::to_value(self.hello_overlay()) {
+            reply.extensions = ext;
+        }
+        let payload = reply.to_payload();
+        let header = self.control_header(flags::RESP, StatusCode::Ok.as_u16(), 0, frame.header.corr_id);
+        self.send_raw(key, &header, &[], &payload);
+        self.grant_initial_window(key);
+        if let Some(s) = self.session_mut(key) {
+            s.phase = Phase::AwaitStart;
+        }
+        Ok(())
+    }
+
+    fn on_hello_reply(&mut self, key: SessionKey, frame: &Frame) -> Result<(), CloseReason> {
+        let reply = HelloReply::from_frame(frame)
+            .map_err(|_| CloseReason::Violation(OverlayError::Malformed))?;
+        if !reply.versions.contains(&1) {
+            return Err(CloseReason::Violation(OverlayError::Malformed));
+        }
+        let ext: HelloOverlay =
+            serde_json::from_value(serde_json::Value::Object(reply.extensions.clone()))
+                .map_err(|_| CloseReason::Violation(OverlayError::Malformed))?;
+        self.accept_hello_overlay(key, &ext)?;
+        let token = self.own_token.clone().unwrap_or_default();
+        let header = self.control_header(flags::START | flags::REQ, 0, self.config.app_proto_id, 2);
+        self.send_raw(key, &header, &token, &[]);
+        if let Some(s) = self.session_mut(key) {
+            s.phase = Phase::AwaitStartReply;
+        }
+        Ok(())
+    }
+
+    fn on_start(&mut self, key: SessionKey, frame: &Frame) -> Result<(), CloseReason> {
+        let grant = match self.check_token(key, frame.cap.as_ref()) {
+            Ok(grant) => grant,
+            Err(e) => {
+                let reason = if e == OverlayError::Forbidden {
+                    RejectReason::Forbidden
+                } else {
+                    RejectReason::Unauth
+                };
+                self.count_reject(key, reason);
+                return Err(CloseReason::Violation(e));
+            }
+        };
+        let token = self.own_token.clone().unwrap_or_default();
+        let header = self.control_header(
+            flags::START | flags::RESP,
+            StatusCode::Ok.as_u16(),
+            self.config.app_proto_id,
+            frame.header.corr_id,
+        );
+        self.send_raw(key, &header, &token, &[]);
+        self.open_session(key, grant);
+        Ok(())
+    }
+
+    fn on_start_reply(&mut self, key: SessionKey, frame: &Frame) -> Result<(), CloseReason> {
+        if frame.header.code != StatusCode::Ok.as_u16() {
+            return Err(CloseReason::PeerError(OverlayError::from_wire_code(frame.header.code)));
+        }
+        match self.check_token(key, frame.cap.as_ref()) {
+            Ok(grant) => {
+                self.open_session(key, grant);
+                Ok(())
+            }
+            Err(e) => {
+                self.count_reject(key, if e == OverlayError::Forbidden { RejectReason::Forbidden } else { RejectReason::Unauth });
+                Err(CloseReason::Violation(e))
+            }
+        }
+    }
+
+    /// Verifies the peer's token exactly like the reference verifier, then derives the limits
+    /// the overlay enforces itself (scope methods, max bytes, `BytesLe`, `Rate`).
+    fn check_token(&mut self, key: SessionKey, cap: Option<&Bytes>) -> Result<Grant, OverlayError> {
+        let Some(remote) = self.session(key).map(|s| s.remote) else {
+            return Err(OverlayError::Refused);
+        };
+        let token = match cap {
+            Some(t) if !t.is_empty() => t,
+            _ if !self.config.auth.require_token => return Ok(self.default_grant()),
+            _ => return Err(OverlayError::Unauthorized),
+        };
+        let cfg = VerifierConfig::default();
+        let ctx = RequestCtx {
+            now_unix_s: self.config.unix_base_secs.saturating_add(self.now.since_epoch().as_secs()),
+            method: "overlay".to_string(),
+            path: self.config.auth.path.clone(),
+            peer_ip: Some(remote.ip()),
+            object_addr: None,
+            tenant: self.config.auth.tenant.clone(),
+            amnesia: self.config.auth.amnesia,
+            policy_digest_hex: self.config.auth.policy_digest_hex.clone(),
+            extras: None,
+        };
+        let scope = match capability::verify_token(token, &ctx, &self.config.auth.keys, &cfg) {
+            Ok(Decision::Allow { scope }) => scope,
+            Ok(Decision::Deny { .. }) => return Err(OverlayError::Forbidden),
+            Err(_) => return Err(OverlayError::Unauthorized),
+        };
+        let caveats = capability::decode_token(token, &cfg)
+            .map(|c| c.caveats)
+            .map_err(|_| OverlayError::Unauthorized)?;
+        let mut grant = self.default_grant();
+        if !scope.methods.is_empty() {
+            grant.operations = Operation::Control.bit();
+            for op in [Operation::Gossip, Operation::Direct, Operation::Membership] {
+                if scope.methods.iter().any(|m| m.eq_ignore_ascii_case(op.name())) {
+                    grant.operations |= op.bit();
+                }
+            }
+        }
+        let mut max_bytes = grant.max_message_bytes as u64;
+        if let Some(m) = scope.max_bytes {
+            max_bytes = max_bytes.min(m);
+        }
+        let (mut rate, mut burst) = (self.config.peer_rate_per_s, self.config.peer_rate_burst);
+        for caveat in &caveats {
+            match caveat {
+                Caveat::BytesLe(m) => max_bytes = max_bytes.min(*m),
+                Caveat::Rate { per_s, burst: b } => {
+                    rate = rate.min((*per_s).max(1));
+                    burst = burst.min((*b).max(1));
+                }
+                _ => {}
+            }
+        }
+        grant.max_message_bytes = max_bytes.min(MAX_APP_PAYLOAD as u64) as usize;
+        let now = self.now;
+        if let Some(s) = self.session_mut(key) {
+            s.rate = TokenBucket::new(now, rate, burst);
+        }
+        Ok(grant)
+    }
+
+    pub(super) fn count_reject(&mut self, key: SessionKey, reason: RejectReason) {
+        self.stats.rejected.bump(reason);
+        let (conn, peer) = match self.session(key) {
+            Some(s) => (Some(s.conn), Some(s.peer)),
+            None => (None, None),
+        };
+        self.actions.push_back(Action::Rejected { conn, peer, reason });
+    }
+
+    /// The handshake finished: the session joins gossip and membership.
+    fn open_session(&mut self, key: SessionKey, grant: Grant) {
+        let alpha = self.config.alpha;
+        let catch_up = self.config.catch_up_ids;
+        let eager = self.eager.len() < alpha;
+        let recent: Vec<(crate::peer::MessageId, u8)> = self
+            .seen
+            .recent(catch_up)
+            .filter_map(|id| self.store.get(id).map(|m| (*id, m.hops)))
+            .collect();
+        let Some(s) = self.session_mut(key) else {
+            return;
+        };
+        s.phase = Phase::Running;
+        s.grant = grant;
+        s.eager = eager;
+        s.ihave.extend(recent.iter().rev().copied());
+        let event = SessionEvent::Up { conn: s.conn, peer: s.peer, direction: s.direction, dial: s.dial };
+        let (peer, listen, has_ihave) = (s.peer, s.listen, !s.ihave.is_empty());
+        if eager {
+            self.eager.push(key);
+        } else {
+            self.lazy.push(key);
+        }
+        if has_ihave {
+            self.arm_lazy_flush();
+        }
+        self.stats.sessions_opened += 1;
+        self.actions.push_back(Action::Session(event));
+        if let Some(addr) = listen {
+            self.learn_peer(addr, Some(peer), false);
+            if let Some(known) = self.passive.get_mut(&addr) {
+                known.failures = 0;
+            }
+        }
+    }
+}

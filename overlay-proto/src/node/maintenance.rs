@@ -1,0 +1,103 @@
+//! Timers: the maintenance tick (deadlines, keep-alives, cache expiry, dials, shuffles,
+//! readiness), the lazy-flush timer and the graft timers; and graceful shutdown.
+
+use super::send::queue_load;
+use super::Node;
+use crate::action::{Action, CloseReason};
+use crate::session::Phase;
+use crate::wire::Kind;
+
+impl Node {
+    pub(super) fn on_timeout(&mut self) {
+        let now = self.now;
+        if self.lazy_flush_at.is_some_and(|at| at <= now) {
+            self.flush_lazy();
+        }
+        if self.missing_timers.front().is_some_and(|(at, _)| *at <= now) {
+            self.expire_missing();
+        }
+        if self.next_tick <= now {
+            self.next_tick = now + self.config.tick_interval;
+            self.tick();
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = self.now;
+        self.seen.expire(now);
+        self.store.expire(now);
+        let handshake_timeout = self.config.handshake_timeout;
+        let idle_timeout = self.config.idle_timeout;
+        let keepalive = self.config.keepalive_interval;
+        let mut expired = Vec::new();
+        let mut pings = Vec::new();
+        for (key, s) in self.live_sessions() {
+            if s.phase.is_handshaking() && now - s.opened_at >= handshake_timeout {
+                expired.push((key, CloseReason::HandshakeTimeout));
+            } else if s.phase == Phase::Running {
+                if now - s.last_recv >= idle_timeout {
+                    expired.push((key, CloseReason::IdleTimeout));
+                } else if now - s.last_send >= keepalive {
+                    pings.push(key);
+                }
+            }
+        }
+        for (key, reason) in expired {
+            if reason == CloseReason::HandshakeTimeout {
+                self.count_reject(key, crate::stats::RejectReason::HandshakeTimeout);
+            }
+            self.close_session(key, reason);
+        }
+        for key in pings {
+            self.send_frame(key, Kind::Ping, &[]);
+        }
+        for s in self.sessions.iter_mut().flatten() {
+            s.shrink_if_idle();
+        }
+        if self.next_shuffle <= now {
+            self.next_shuffle = now + self.config.shuffle_interval;
+            self.shuffle();
+        }
+        self.maintain_membership();
+        self.evaluate_readiness();
+    }
+
+    /// Compares load signals with the thresholds (with hysteresis) and reports changes.
+    pub(super) fn evaluate_readiness(&mut self) {
+        let sessions_load = self.session_count() as f64 / self.config.max_sessions as f64;
+        let queue_load =
+            self.live_sessions().map(|(_, s)| queue_load(&self.config, s)).fold(0.0, f64::max);
+        let threshold = if self.ready { self.config.degrade_ratio } else { self.config.recover_ratio };
+        let mut saturated = Vec::new();
+        if sessions_load > threshold {
+            saturated.push("sessions".to_string());
+        }
+        if queue_load > threshold {
+            saturated.push("send_queue".to_string());
+        }
+        // Hysteresis: degrade above `degrade_ratio`, recover only below `recover_ratio`.
+        let ready = saturated.is_empty();
+        if ready != self.ready {
+            self.ready = ready;
+            if !ready {
+                self.stats.degraded_transitions += 1;
+            }
+            self.actions.push_back(Action::Readiness { ready, saturated });
+        }
+    }
+
+    pub(super) fn on_shutdown(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        self.flush_lazy();
+        self.dials.clear();
+        for key in 0..self.sessions.len() {
+            if self.session(key).is_some() {
+                self.close_session(key, CloseReason::Shutdown);
+            }
+        }
+        self.actions.push_back(Action::ShutdownComplete);
+    }
+}

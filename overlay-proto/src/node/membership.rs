@@ -1,0 +1,203 @@
+//! Overlay membership: keep `active_target` running sessions, refill them quickly from the
+//! passive list (with jittered exponential backoff per address), and learn peers through
+//! periodic shuffles.
+
+use bytes::BytesMut;
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use super::{DialState, Node, SessionKey};
+use crate::action::{Action, CloseReason};
+use crate::peer::{DialId, PeerId};
+use crate::session::Session;
+use crate::wire::{self, Kind, PeerEntry, WireError};
+
+impl Node {
+    pub(super) fn on_operator_dial(&mut self, addr: SocketAddr) {
+        self.learn_peer(addr, None, true);
+        if !self.shutting_down && !self.is_connected_to(&addr) {
+            self.start_dial(addr);
+        }
+    }
+
+    pub(super) fn on_peers_discovered(&mut self, addrs: Vec<SocketAddr>) {
+        for addr in addrs {
+            self.learn_peer(addr, None, true);
+        }
+        self.maintain_membership();
+    }
+
+    /// Adds an address to the passive list (not our own).
+    pub(super) fn learn_peer(&mut self, addr: SocketAddr, peer: Option<PeerId>, seed: bool) {
+        if Some(addr) == self.identity.listen_addr || peer == Some(self.identity.peer_id) {
+            return;
+        }
+        let now = self.now;
+        let pick = rand_core::RngCore::next_u64(&mut self.rng) as usize;
+        self.passive.insert(addr, peer, seed, now, |n| pick % n.max(1));
+    }
+
+    /// A dial or session to `addr` failed: back off before the next attempt.
+    pub(super) fn note_failure(&mut self, addr: SocketAddr) {
+        let now = self.now;
+        let base = self.config.backoff_base;
+        let max = self.config.backoff_max;
+        let jitter = rand_core::RngCore::next_u64(&mut self.rng);
+        let Some(known) = self.passive.get_mut(&addr) else {
+            return;
+        };
+        known.failures = known.failures.saturating_add(1);
+        let exp = known.failures.saturating_sub(1).min(20);
+        let delay = base.saturating_mul(1u32 << exp).min(max);
+        // Jitter: uniformly in [delay/2, delay).
+        let nanos = delay.as_nanos() as u64;
+        let jittered = nanos / 2 + jitter % (nanos / 2).max(1);
+        known.next_attempt = now + Duration::from_nanos(jittered);
+        let forget = !known.seed && known.failures > 6;
+        if forget {
+            self.passive.remove(&addr);
+        }
+    }
+
+    fn is_connected_to(&self, addr: &SocketAddr) -> bool {
+        self.dials.values().any(|d| d.addr == *addr)
+            || self.live_sessions().any(|(_, s)| s.remote == *addr || s.listen == Some(*addr))
+    }
+
+    fn start_dial(&mut self, addr: SocketAddr) {
+        let dial = DialId(self.next_dial);
+        self.next_dial += 1;
+        let peer = self.passive.get_mut(&addr).and_then(|k| k.peer);
+        self.dials.insert(dial, DialState { addr });
+        self.stats.dials_started += 1;
+        self.actions.push_back(Action::Connect { dial, addr, peer });
+    }
+
+    /// Dials passive peers until the active view is full (bounded by concurrent dials).
+    pub(super) fn maintain_membership(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        let active = self.session_count() + self.dials.len();
+        let want = self.config.active_target.saturating_sub(active);
+        let room = self.config.max_concurrent_dials.saturating_sub(self.dials.len());
+        let n = want.min(room);
+        if n == 0 {
+            return;
+        }
+        let now = self.now;
+        let mut candidates: Vec<SocketAddr> = self
+            .passive
+            .iter()
+            .filter(|(_, k)| k.next_attempt <= now)
+            .filter(|(_, k)| k.peer.is_none_or(|p| !self.by_peer.contains_key(&p)))
+            .map(|(a, _)| *a)
+            .collect();
+        candidates.retain(|a| !self.is_connected_to(a));
+        for i in 0..n.min(candidates.len()) {
+            let j = i + self.random_below(candidates.len() - i);
+            candidates.swap(i, j);
+            if let Some(&addr) = candidates.get(i) {
+                self.start_dial(addr);
+            }
+        }
+    }
+
+    /// Bookkeeping after a session is gone: gossip roles, passive list, replacement dials.
+    pub(super) fn after_session_removed(
+        &mut self,
+        session: &Session,
+        was_eager: bool,
+        reason: CloseReason,
+    ) {
+        if was_eager {
+            self.refill_eager();
+        }
+        let addr = session.listen.or(match session.direction {
+            crate::peer::Direction::Outbound => Some(session.remote),
+            crate::peer::Direction::Inbound => None,
+        });
+        if let Some(addr) = addr {
+            match reason {
+                CloseReason::SelfConnection => self.passive.remove(&addr),
+                CloseReason::Duplicate | CloseReason::Shutdown => {}
+                _ => {
+                    // Whether the session failed or ran and then dropped, wait before
+                    // reconnecting: a crashed peer must not be hammered.
+                    self.learn_peer(addr, Some(session.peer), false);
+                    self.note_failure(addr);
+                }
+            }
+        }
+        self.maintain_membership();
+    }
+
+    /// Periodic shuffle: send a sample of known peers to one random running peer.
+    pub(super) fn shuffle(&mut self) {
+        let running: Vec<SessionKey> = self.eager.iter().chain(self.lazy.iter()).copied().collect();
+        if running.is_empty() {
+            return;
+        }
+        let idx = self.random_below(running.len());
+        let Some(&target) = running.get(idx) else {
+            return;
+        };
+        let entries = self.sample_entries(Some(target));
+        let mut body = BytesMut::new();
+        wire::put_shuffle(&mut body, &entries);
+        self.send_frame(target, Kind::Shuffle, &[&body]);
+    }
+
+    /// Up to `shuffle_len` entries: ourselves, running peers and passive peers.
+    fn sample_entries(&mut self, exclude: Option<SessionKey>) -> Vec<PeerEntry> {
+        let limit = self.config.shuffle_len.min(wire::MAX_SHUFFLE_ENTRIES);
+        let mut pool: Vec<PeerEntry> = Vec::new();
+        if let Some(addr) = self.identity.listen_addr {
+            pool.push(PeerEntry { peer: self.identity.peer_id, addr });
+        }
+        let own = pool.len();
+        for (key, s) in self.live_sessions() {
+            if Some(key) == exclude || !s.is_running() {
+                continue;
+            }
+            if let Some(addr) = s.listen {
+                pool.push(PeerEntry { peer: s.peer, addr });
+            }
+        }
+        for (addr, k) in self.passive.iter() {
+            if let Some(peer) = k.peer {
+                if k.failures == 0 {
+                    pool.push(PeerEntry { peer, addr: *addr });
+                }
+            }
+        }
+        // Keep our own entry; sample the rest uniformly.
+        let rest = pool.len() - own;
+        let take = limit.saturating_sub(own).min(rest);
+        for i in 0..take {
+            let j = own + i + self.random_below(rest - i);
+            pool.swap(own + i, j);
+        }
+        pool.truncate((own + take).min(limit));
+        pool
+    }
+
+    pub(super) fn on_shuffle(
+        &mut self,
+        key: SessionKey,
+        kind: Kind,
+        body: &[u8],
+    ) -> Result<(), WireError> {
+        let entries = wire::parse_shuffle(kind, body)?;
+        if kind == Kind::Shuffle {
+            let reply = self.sample_entries(Some(key));
+            let mut out = BytesMut::new();
+            wire::put_shuffle(&mut out, &reply);
+            self.send_frame(key, Kind::ShuffleReply, &[&out]);
+        }
+        for e in entries {
+            self.learn_peer(e.addr, Some(e.peer), false);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,338 @@
+//! The [`Node`]: the overlay state machine. One input in, then drain actions.
+//!
+//! The data path reads top-down: bytes ([`recv`]) → frame → session ([`handshake`]) →
+//! gossip ([`gossip`]) → actions ([`send`]). Membership ([`membership`]) and timers
+//! ([`maintenance`]) run on the maintenance tick.
+
+mod gossip;
+mod handshake;
+mod maintenance;
+mod membership;
+mod recv;
+mod send;
+mod types;
+
+pub use types::{NodeIdentity, SessionInfo, SessionState};
+
+use bytes::Bytes;
+use core::net::SocketAddr;
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::action::{Action, CloseReason};
+use crate::config::{ConfigError, NodeConfig};
+use crate::idhash::{id_map_with_capacity, IdMap};
+use crate::input::Input;
+use crate::passive::PassiveView;
+use crate::peer::{ConnId, DialId, MessageId, PeerId};
+use crate::seen::SeenCache;
+use crate::session::{Phase, Session};
+use crate::stats::NodeStats;
+use crate::store::MessageStore;
+use crate::time::Instant;
+
+/// Index of a session in the node's slab.
+type SessionKey = usize;
+
+/// A dial in flight.
+#[derive(Debug, Clone, Copy)]
+struct DialState {
+    addr: SocketAddr,
+}
+
+/// An id announced by IHAVE that we have not received yet.
+#[derive(Debug, Default)]
+struct Missing {
+    /// Sessions that announced it, oldest first (key, conn to detect reuse).
+    announcers: Vec<(SessionKey, ConnId)>,
+}
+
+/// Most announcers remembered per missing id.
+const MAX_ANNOUNCERS: usize = 4;
+
+/// The overlay state machine. See the crate docs for the driving loop.
+#[derive(Debug)]
+pub struct Node {
+    config: NodeConfig,
+    identity: NodeIdentity,
+    rng: ChaCha8Rng,
+    /// Time of the input being handled (monotonic: never moves backwards).
+    now: Instant,
+    sessions: Vec<Option<Session>>,
+    free_keys: Vec<SessionKey>,
+    by_conn: IdMap<ConnId, SessionKey>,
+    by_peer: BTreeMap<PeerId, SessionKey>,
+    /// Running sessions we push eagerly to, in the order they became eager.
+    eager: Vec<SessionKey>,
+    /// Running sessions we announce to lazily.
+    lazy: Vec<SessionKey>,
+    /// Sessions with bytes in `out` to flush at the end of this input.
+    dirty: Vec<SessionKey>,
+    seen: SeenCache,
+    store: MessageStore,
+    missing: IdMap<MessageId, Missing>,
+    missing_timers: VecDeque<(Instant, MessageId)>,
+    passive: PassiveView,
+    dials: BTreeMap<DialId, DialState>,
+    next_dial: u64,
+    next_tick: Instant,
+    next_shuffle: Instant,
+    lazy_flush_at: Option<Instant>,
+    actions: VecDeque<Action>,
+    stats: NodeStats,
+    ready: bool,
+    readiness_dirty: bool,
+    shutting_down: bool,
+    own_token: Option<Bytes>,
+    /// Reused scratch space for sampling lazy peers.
+    scratch_keys: Vec<SessionKey>,
+}
+
+impl Node {
+    /// Creates a node. `seed` drives every random choice (peer sampling, jitter, nonces).
+    pub fn new(config: NodeConfig, identity: NodeIdentity, seed: u64) -> Result<Node, ConfigError> {
+        config.validate()?;
+        let own_token = config.auth.own_token.as_ref().map(|t| Bytes::from(t.clone().into_bytes()));
+        Ok(Node {
+            seen: SeenCache::new(config.seen_capacity, config.seen_ttl),
+            store: MessageStore::new(config.store_capacity, config.store_bytes, config.store_ttl),
+            missing: id_map_with_capacity(1024),
+            missing_timers: VecDeque::new(),
+            passive: PassiveView::new(config.passive_capacity),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            now: Instant::ZERO,
+            sessions: Vec::new(),
+            free_keys: Vec::new(),
+            by_conn: id_map_with_capacity(64),
+            by_peer: BTreeMap::new(),
+            eager: Vec::new(),
+            lazy: Vec::new(),
+            dirty: Vec::new(),
+            dials: BTreeMap::new(),
+            next_dial: 1,
+            next_tick: Instant::ZERO,
+            next_shuffle: Instant::ZERO + config.shuffle_interval,
+            lazy_flush_at: None,
+            actions: VecDeque::with_capacity(64),
+            stats: NodeStats { ready: true, ..NodeStats::default() },
+            ready: true,
+            readiness_dirty: false,
+            shutting_down: false,
+            own_token,
+            scratch_keys: Vec::new(),
+            config,
+            identity,
+        })
+    }
+
+    /// Applies one input at time `now`. Drain [`Node::poll_action`] afterwards.
+    ///
+    /// `now` earlier than a previous input's is treated as the previous time.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        if now > self.now {
+            self.now = now;
+        }
+        match input {
+            Input::ConnectionUp { conn, peer, direction, remote, dial, kx_group } => {
+                self.on_connection_up(conn, peer, direction, remote, dial, kx_group)
+            }
+            Input::DialFailed { dial, error } => self.on_dial_failed(dial, error),
+            Input::Received { conn, data } => self.on_received(conn, data),
+            Input::ConnectionClosed { conn, error } => self.on_connection_closed(conn, error),
+            Input::Timeout => self.on_timeout(),
+            Input::Broadcast { request, payload } => self.on_broadcast(request, payload),
+            Input::SendDirect { request, peer, payload } => {
+                self.on_send_direct(request, peer, payload)
+            }
+            Input::Dial { addr } => self.on_operator_dial(addr),
+            Input::PeersDiscovered { addrs } => self.on_peers_discovered(addrs),
+            Input::Shutdown => self.on_shutdown(),
+        }
+        self.finish_input();
+    }
+
+    /// The next action for the driver, or `None` when drained.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When the node next needs `Input::Timeout`, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.shutting_down && self.sessions.iter().all(Option::is_none) {
+            return None;
+        }
+        let mut at = self.next_tick;
+        if let Some(flush) = self.lazy_flush_at {
+            at = at.min(flush);
+        }
+        if let Some((deadline, _)) = self.missing_timers.front() {
+            at = at.min(*deadline);
+        }
+        Some(at)
+    }
+
+    /// A snapshot of counters and gauges.
+    pub fn stats(&self) -> NodeStats {
+        let mut s = self.stats.clone();
+        s.sessions_running = self.eager.len() + self.lazy.len();
+        s.sessions_handshaking =
+            self.live_sessions().filter(|(_, sess)| sess.phase.is_handshaking()).count();
+        s.eager_peers = self.eager.len();
+        s.lazy_peers = self.lazy.len();
+        s.passive_peers = self.passive.len();
+        s.dials_in_flight = self.dials.len();
+        s.queued_frames = self.live_sessions().map(|(_, sess)| sess.queue.frames()).sum();
+        s.queued_bytes = self.live_sessions().map(|(_, sess)| sess.queue.bytes()).sum();
+        s.seen_len = self.seen.len();
+        s.store_len = self.store.len();
+        s.store_bytes = self.store.bytes();
+        s.ready = self.ready;
+        s
+    }
+
+    /// False while saturated (drives `/readyz`).
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    /// This node's identity.
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.identity
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Every session, in slab order.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        self.live_sessions()
+            .map(|(_, s)| SessionInfo {
+                conn: s.conn,
+                peer: s.peer,
+                remote: s.remote,
+                direction: s.direction,
+                state: match s.phase {
+                    Phase::Running => SessionState::Running,
+                    Phase::Closing => SessionState::Closing,
+                    _ => SessionState::Handshaking,
+                },
+                kx_group: s.kx_group.clone(),
+                send_credit_frames: s.send_window.frames,
+                queued_frames: s.queue.frames(),
+                inflight_frames: s.inflight_frames,
+                eager: s.eager,
+            })
+            .collect()
+    }
+
+    /// The peer ids of running sessions, in slab order.
+    pub fn running_peers(&self) -> Vec<PeerId> {
+        self.live_sessions().filter(|(_, s)| s.is_running()).map(|(_, s)| s.peer).collect()
+    }
+
+    fn live_sessions(&self) -> impl Iterator<Item = (SessionKey, &Session)> {
+        self.sessions.iter().enumerate().filter_map(|(k, s)| s.as_ref().map(|s| (k, s)))
+    }
+
+    fn session(&self, key: SessionKey) -> Option<&Session> {
+        self.sessions.get(key).and_then(Option::as_ref)
+    }
+
+    fn session_mut(&mut self, key: SessionKey) -> Option<&mut Session> {
+        self.sessions.get_mut(key).and_then(Option::as_mut)
+    }
+
+    fn insert_session(&mut self, session: Session) -> SessionKey {
+        let conn = session.conn;
+        let key = match self.free_keys.pop() {
+            Some(key) => {
+                if let Some(slot) = self.sessions.get_mut(key) {
+                    *slot = Some(session);
+                }
+                key
+            }
+            None => {
+                self.sessions.push(Some(session));
+                self.sessions.len() - 1
+            }
+        };
+        self.by_conn.insert(conn, key);
+        key
+    }
+
+    fn session_count(&self) -> usize {
+        self.by_conn.len()
+    }
+
+    fn random_below(&mut self, n: usize) -> usize {
+        if n <= 1 {
+            return 0;
+        }
+        (self.rng.next_u64() % n as u64) as usize
+    }
+
+    /// End-of-input work: flush session buffers into `Transmit` actions, re-evaluate readiness.
+    fn finish_input(&mut self) {
+        if self.readiness_dirty {
+            self.readiness_dirty = false;
+            self.evaluate_readiness();
+        }
+        self.flush_dirty();
+    }
+
+    /// Removes a session: emits its last bytes, `Session::Down` (if it was running) and
+    /// `Close`. Gossip roles pass to other sessions.
+    fn close_session(&mut self, key: SessionKey, reason: CloseReason) {
+        let Some(mut session) = self.sessions.get_mut(key).and_then(Option::take) else {
+            return;
+        };
+        self.free_keys.push(key);
+        self.by_conn.remove(&session.conn);
+        if self.by_peer.get(&session.peer) == Some(&key) {
+            self.by_peer.remove(&session.peer);
+        }
+        let was_running = session.is_running();
+        let was_eager = session.eager;
+        self.eager.retain(|k| *k != key);
+        self.lazy.retain(|k| *k != key);
+        self.dirty.retain(|k| *k != key);
+        if let Some(code) = reason.wire_code() {
+            if reason != CloseReason::TransportClosed {
+                send::write_error_frame(&self.config, &mut session.out, code, reason.label());
+            }
+        }
+        let dropped = session.queue.clear();
+        if dropped > 0 {
+            for _ in 0..dropped {
+                self.stats.rejected.bump(crate::stats::RejectReason::QueueFull);
+            }
+        }
+        if !session.out.is_empty() && reason != CloseReason::TransportClosed {
+            self.stats.bytes_out += session.out.len() as u64;
+            self.actions.push_back(Action::Transmit {
+                conn: session.conn,
+                data: session.out.split().freeze(),
+            });
+        }
+        self.stats.sessions_closed += 1;
+        if was_running {
+            self.actions.push_back(Action::Session(crate::action::SessionEvent::Down {
+                conn: session.conn,
+                peer: session.peer,
+                reason,
+            }));
+        } else if !matches!(
+            reason,
+            CloseReason::Duplicate | CloseReason::SelfConnection | CloseReason::Shutdown
+        ) {
+            self.stats.handshake_failures += 1;
+        }
+        if reason != CloseReason::TransportClosed {
+            self.actions.push_back(Action::Close { conn: session.conn, reason });
+        }
+        self.after_session_removed(&session, was_eager, reason);
+    }
+}

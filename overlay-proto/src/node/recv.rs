@@ -1,0 +1,257 @@
+//! The receive path: bytes → frames, with every ceiling (frame length, credit window, message
+//! size, quota) checked from the 38-byte header before the body is buffered or decoded.
+
+use bytes::Bytes;
+
+use super::handshake::MAX_HANDSHAKE_FRAME;
+use super::{Node, SessionKey};
+use crate::action::CloseReason;
+use crate::error::OverlayError;
+use crate::frame::{self, flags, Frame, FrameError, Header, HEADER_LEN};
+use crate::peer::{ConnId, DialId};
+use crate::session::Phase;
+use crate::stats::RejectReason;
+use crate::wire::{self, Kind, GOSSIP_HEADER_LEN, IHAVE_ENTRY_LEN, MAX_IHAVE_IDS};
+
+/// Largest body of a control message (IHAVE / GRAFT batches, shuffles).
+const MAX_CONTROL_BODY: usize = MAX_IHAVE_IDS * IHAVE_ENTRY_LEN;
+
+/// What the header check decided for one frame.
+enum HeaderVerdict {
+    /// Wait for more bytes.
+    NeedMore,
+    /// Decode and handle the frame.
+    Accept(Option<Kind>),
+    /// Close the session.
+    Reject(RejectReason, CloseReason),
+}
+
+impl Node {
+    pub(super) fn on_received(&mut self, conn: ConnId, data: Bytes) {
+        let Some(&key) = self.by_conn.get(&conn) else {
+            // Bytes for a session we already closed: nothing to do.
+            return;
+        };
+        let now = self.now;
+        self.stats.bytes_in += data.len() as u64;
+        let Some(s) = self.session_mut(key) else {
+            return;
+        };
+        if s.phase == Phase::Closing {
+            return;
+        }
+        s.last_recv = now;
+        if s.recv_buf.is_empty() {
+            match data.try_into_mut() {
+                Ok(owned) => s.recv_buf = owned,
+                Err(shared) => s.recv_buf.extend_from_slice(&shared),
+            }
+        } else {
+            s.recv_buf.extend_from_slice(&data);
+        }
+        self.process_frames(key);
+        self.maybe_grant_credit(key);
+    }
+
+    /// Decodes and handles every complete frame buffered for the session.
+    fn process_frames(&mut self, key: SessionKey) {
+        loop {
+            let verdict = match self.session(key) {
+                Some(s) => self.check_header(key, s.phase, frame::peek(&s.recv_buf)),
+                None => return,
+            };
+            let kind = match verdict {
+                HeaderVerdict::NeedMore => return,
+                HeaderVerdict::Accept(kind) => kind,
+                HeaderVerdict::Reject(reject, close) => {
+                    self.count_reject(key, reject);
+                    self.close_session(key, close);
+                    return;
+                }
+            };
+            let decoded = match self.session_mut(key) {
+                Some(s) => frame::decode(&mut s.recv_buf),
+                None => return,
+            };
+            let frame = match decoded {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return,
+                Err(e) => {
+                    let (reject, err) = classify_frame_error(&e);
+                    self.count_reject(key, reject);
+                    self.close_session(key, CloseReason::Violation(err));
+                    return;
+                }
+            };
+            self.stats.frames_in += 1;
+            match kind {
+                Some(kind) => self.on_overlay_frame(key, kind, frame),
+                None => self.on_handshake_frame(key, frame),
+            }
+        }
+    }
+
+    /// Checks a peeked header against the session's ceilings. Nothing is allocated or
+    /// decoded before this says `Accept`.
+    fn check_header(
+        &self,
+        key: SessionKey,
+        phase: Phase,
+        peeked: Result<Option<Header>, FrameError>,
+    ) -> HeaderVerdict {
+        let h = match peeked {
+            Ok(Some(h)) => h,
+            Ok(None) => return HeaderVerdict::NeedMore,
+            Err(e) => {
+                let (reject, err) = classify_frame_error(&e);
+                return HeaderVerdict::Reject(reject, CloseReason::Violation(err));
+            }
+        };
+        let Some(s) = self.session(key) else {
+            return HeaderVerdict::NeedMore;
+        };
+        let len = h.len as usize;
+        let too_large = HeaderVerdict::Reject(
+            RejectReason::Oversize,
+            CloseReason::Violation(OverlayError::TooLarge),
+        );
+        let kind = if phase == Phase::Running {
+            if h.flags & flags::RESP != 0 && h.code >= 400 {
+                // The peer is closing with an error; let the frame through to be reported.
+                if len > MAX_HANDSHAKE_FRAME {
+                    return too_large;
+                }
+                None
+            } else {
+                let kind = match Kind::from_code(h.code) {
+                    Some(k) if h.app_proto_id == self.config.app_proto_id
+                        && h.flags & flags::EVENT != 0
+                        && h.cap_len == 0 =>
+                    {
+                        k
+                    }
+                    _ => {
+                        return HeaderVerdict::Reject(
+                            RejectReason::Malformed,
+                            CloseReason::Violation(OverlayError::Malformed),
+                        )
+                    }
+                };
+                let body_limit = match kind {
+                    Kind::Gossip => s.grant.max_message_bytes + GOSSIP_HEADER_LEN,
+                    Kind::Direct => s.grant.max_message_bytes,
+                    _ => MAX_CONTROL_BODY,
+                };
+                if len.saturating_sub(HEADER_LEN) > body_limit {
+                    return too_large;
+                }
+                if kind.uses_credit() && !s.recv_allowance.fits(len) {
+                    return HeaderVerdict::Reject(
+                        RejectReason::Credits,
+                        CloseReason::Violation(OverlayError::Quota),
+                    );
+                }
+                Some(kind)
+            }
+        } else {
+            if len > MAX_HANDSHAKE_FRAME {
+                return too_large;
+            }
+            None
+        };
+        if s.recv_buf.len() < len {
+            return HeaderVerdict::NeedMore;
+        }
+        HeaderVerdict::Accept(kind)
+    }
+
+    /// Handles one frame of a running session.
+    fn on_overlay_frame(&mut self, key: SessionKey, kind: Kind, frame: Frame) {
+        let now = self.now;
+        let len = frame.header.len as usize;
+        self.stats.frames_in_by_kind[kind.index()] += 1;
+        let Some(s) = self.session_mut(key) else {
+            return;
+        };
+        if kind.uses_credit() {
+            s.recv_allowance.take(len);
+            s.recv_since_grant.add(1, len as u64);
+        }
+        if s.grant.operations & kind.operation().bit() == 0 {
+            self.count_reject(key, RejectReason::Forbidden);
+            self.close_session(key, CloseReason::Violation(OverlayError::Forbidden));
+            return;
+        }
+        if matches!(kind, Kind::Gossip | Kind::Direct) && !s.rate.try_take(now) {
+            self.stats.rejected.bump(RejectReason::Quota);
+            return;
+        }
+        let body = frame.payload.unwrap_or_default();
+        let result = match kind {
+            Kind::Gossip => wire::parse_gossip(&body).map(|m| self.on_gossip(key, m)),
+            Kind::IHave => self.on_ihave(key, &body),
+            Kind::Graft => self.on_graft(key, &body),
+            Kind::Prune => {
+                self.on_prune(key);
+                Ok(())
+            }
+            Kind::Credit => wire::parse_credit(&body).map(|g| self.on_credit(key, g)),
+            Kind::Direct => {
+                self.on_direct(key, body);
+                Ok(())
+            }
+            Kind::Shuffle | Kind::ShuffleReply => self.on_shuffle(key, kind, &body),
+            Kind::Ping => {
+                self.send_frame(key, Kind::Pong, &[]);
+                Ok(())
+            }
+            Kind::Pong => Ok(()),
+        };
+        if result.is_err() {
+            self.count_reject(key, RejectReason::Malformed);
+            self.close_session(key, CloseReason::Violation(OverlayError::Malformed));
+        }
+    }
+
+    fn on_credit(&mut self, key: SessionKey, grant: wire::CreditGrant) {
+        if let Some(s) = self.session_mut(key) {
+            s.send_window.add(grant.frames, u64::from(grant.bytes));
+            s.inflight_frames = s.inflight_frames.saturating_sub(grant.frames);
+        }
+        self.drain_queue(key);
+    }
+
+    fn on_direct(&mut self, key: SessionKey, payload: Bytes) {
+        if let Some(s) = self.session(key) {
+            let from = s.peer;
+            self.stats.direct_delivered += 1;
+            self.actions.push_back(crate::action::Action::DirectMessage { from, payload });
+        }
+    }
+
+    pub(super) fn on_connection_closed(&mut self, conn: ConnId, error: Option<OverlayError>) {
+        let _ = error;
+        if let Some(&key) = self.by_conn.get(&conn) {
+            self.close_session(key, CloseReason::TransportClosed);
+        }
+    }
+
+    pub(super) fn on_dial_failed(&mut self, dial: DialId, error: OverlayError) {
+        let _ = error;
+        self.stats.dials_failed += 1;
+        if let Some(state) = self.dials.remove(&dial) {
+            self.note_failure(state.addr);
+            self.maintain_membership();
+        }
+    }
+}
+
+/// Maps a codec error to the reject counter and the typed session error.
+fn classify_frame_error(e: &FrameError) -> (RejectReason, OverlayError) {
+    match e {
+        FrameError::FrameTooLarge { .. } | FrameError::DecompressBoundExceeded => {
+            (RejectReason::Oversize, OverlayError::TooLarge)
+        }
+        _ => (RejectReason::Malformed, OverlayError::Malformed),
+    }
+}
