@@ -49,10 +49,11 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         buf.advance(len);
         return Err(FrameError::ZstdFeatureNotEnabled);
     }
-    let bytes = buf.split_to(len).freeze();
-    let payload_start = HEADER_LEN + cap_len;
-    let cap = (cap_len > 0).then(|| bytes.slice(HEADER_LEN..payload_start));
-    let payload = (len > payload_start).then(|| bytes.slice(payload_start..));
+    // Zero-copy: one reference to the shared buffer for the payload, one more for a cap.
+    let mut body = buf.split_to(len).freeze();
+    body.advance(HEADER_LEN);
+    let cap = (cap_len > 0).then(|| body.split_to(cap_len));
+    let payload = (!body.is_empty()).then_some(body);
     Ok(Some(Frame {
         header,
         cap,
