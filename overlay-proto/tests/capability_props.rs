@@ -1,6 +1,9 @@
 //! Property tests of the capability-token codec and verifier: mint/verify round trips,
 //! single-byte corruption, attenuation equivalence and arbitrary input.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ciborium::value::{Integer, Value};

@@ -4,6 +4,9 @@
 //!
 //! The file is `$CAPABILITY_VECTORS` when set, else `../shared/vectors/capability_tokens.json`.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use overlay_proto::capability::{
     attenuate, compute_mac, decode_token, encode_token, mac_init_cbor, verify_many, verify_token,
     AuthError, Capability, Caveat, Decision, RequestCtx, VerifierConfig,
