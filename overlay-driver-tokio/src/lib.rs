@@ -4,5 +4,7 @@
 //! the control API, and the Rust library API. It holds no protocol logic of its own.
 
 pub mod config;
+pub mod http;
 pub mod pq;
+pub mod telemetry;
 pub mod tls;

@@ -1,0 +1,58 @@
+//! What the HTTP layer needs from a running node: the [`OverlayApi`] trait.
+//!
+//! The router is generic over this trait so it can be tested against a fake; the real
+//! implementation for [`crate::api::Overlay`] lives next to it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use overlay_proto::{Delivery, MessageId, NodeStats, OverlayError, PeerId, SessionInfo};
+
+/// A snapshot of the node's readiness, as `GET /readyz` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReadinessView {
+    /// True when the node accepts work (listeners bound, load below the thresholds).
+    pub ready: bool,
+    /// What is missing or saturated when not ready (e.g. `sessions`, `send_queue`).
+    pub missing: Vec<String>,
+}
+
+/// A stream of gossip deliveries for one subscriber.
+pub trait GossipSubscription: Send + 'static {
+    /// The next delivered message; `None` when the node has stopped.
+    fn recv(&mut self) -> impl Future<Output = Option<Delivery>> + Send;
+}
+
+/// The node operations the HTTP layer uses. Cheap to clone (a handle).
+pub trait OverlayApi: Clone + Send + Sync + 'static {
+    /// The subscription type returned by [`OverlayApi::subscribe`].
+    type Subscription: GossipSubscription;
+
+    /// Originates a gossip message.
+    fn broadcast(
+        &self,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<MessageId, OverlayError>> + Send;
+
+    /// Dials `addr` (`host:port`) and waits for the session to open.
+    fn dial(&self, addr: String) -> impl Future<Output = Result<PeerId, OverlayError>> + Send;
+
+    /// The node's sessions.
+    fn peers(&self) -> impl Future<Output = Vec<SessionInfo>> + Send;
+
+    /// The node's counters and gauges.
+    fn stats(&self) -> impl Future<Output = NodeStats> + Send;
+
+    /// The current readiness.
+    fn readiness(&self) -> ReadinessView;
+
+    /// A new subscription to delivered gossip messages.
+    fn subscribe(&self) -> Self::Subscription;
+
+    /// The address the node accepts sessions (and same-port HTTP) on.
+    fn local_addr(&self) -> SocketAddr;
+
+    /// The node's own identity.
+    fn peer_id(&self) -> PeerId;
+}

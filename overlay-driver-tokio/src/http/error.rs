@@ -1,0 +1,161 @@
+//! JSON error responses: `{"error":"<kind>","retry_after":N}` with the matching status.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use overlay_proto::OverlayError;
+use serde::Serialize;
+
+/// An HTTP error: a status, a snake_case kind, an optional retry hint and detail text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The response status.
+    pub status: StatusCode,
+    /// The `error` field: a stable snake_case label.
+    pub kind: Cow<'static, str>,
+    /// When to retry; sent as `retry_after` (whole seconds, at least 1) and `Retry-After`.
+    pub retry_after: Option<Duration>,
+    /// Human-readable detail, sent as `detail` when present.
+    pub detail: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+}
+
+impl ApiError {
+    /// An error with a status and kind.
+    pub fn new(status: StatusCode, kind: impl Into<Cow<'static, str>>) -> Self {
+        ApiError {
+            status,
+            kind: kind.into(),
+            retry_after: None,
+            detail: None,
+        }
+    }
+
+    /// Adds a retry hint.
+    pub fn retry_after(mut self, after: Option<Duration>) -> Self {
+        self.retry_after = after;
+        self
+    }
+
+    /// Adds detail text.
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// 403 `forbidden`.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden").detail(detail)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found() -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found")
+    }
+
+    /// 405 `method_not_allowed`.
+    pub fn method_not_allowed() -> Self {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    }
+
+    /// 413 `too_large`.
+    pub fn too_large(limit: usize) -> Self {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+            .detail(format!("request body larger than {limit} bytes"))
+    }
+
+    /// Maps a node error to a response (the control API's mapping): `Timeout` 504, `Refused`
+    /// / `Crypto` / `Unauthorized` / `Forbidden` / `NotConnected` 502 (the remote side failed),
+    /// `Busy` / `ShuttingDown` 503, `Quota` 429, `TooLarge` 413, `Malformed` 400. The retry
+    /// hint is [`OverlayError::retry_after`].
+    pub fn from_overlay(err: OverlayError) -> Self {
+        let status = match err {
+            OverlayError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            OverlayError::Refused
+            | OverlayError::Crypto
+            | OverlayError::Unauthorized
+            | OverlayError::Forbidden
+            | OverlayError::NotConnected => StatusCode::BAD_GATEWAY,
+            OverlayError::Busy | OverlayError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            OverlayError::Quota => StatusCode::TOO_MANY_REQUESTS,
+            OverlayError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            OverlayError::Malformed => StatusCode::BAD_REQUEST,
+        };
+        let mut e = ApiError::new(status, err.label()).retry_after(err.retry_after());
+        if status == StatusCode::SERVICE_UNAVAILABLE && e.retry_after.is_none() {
+            e.retry_after = Some(Duration::from_secs(1));
+        }
+        e
+    }
+}
+
+impl From<OverlayError> for ApiError {
+    fn from(err: OverlayError) -> Self {
+        ApiError::from_overlay(err)
+    }
+}
+
+/// Whole seconds for `Retry-After`, rounded up, at least 1.
+pub fn retry_after_secs(after: Duration) -> u64 {
+    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let retry = self.retry_after.map(retry_after_secs);
+        let body = Body {
+            error: &self.kind,
+            retry_after: retry,
+            detail: self.detail.as_deref(),
+        };
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = retry {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(retry_after_secs(Duration::from_millis(500)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(retry_after_secs(Duration::from_secs(3)), 3);
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn dial_errors_map_to_gateway_statuses() {
+        assert_eq!(
+            ApiError::from_overlay(OverlayError::Timeout).status,
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        for e in [
+            OverlayError::Refused,
+            OverlayError::Crypto,
+            OverlayError::Unauthorized,
+        ] {
+            assert_eq!(ApiError::from_overlay(e).status, StatusCode::BAD_GATEWAY);
+        }
+        let busy = ApiError::from_overlay(OverlayError::Busy);
+        assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(busy.retry_after.is_some());
+    }
+}

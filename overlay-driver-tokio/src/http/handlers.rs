@@ -1,0 +1,250 @@
+//! Route handlers. Every handler ends with `.into_response()`.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use overlay_proto::{OverlayError, SessionInfo};
+use serde::{Deserialize, Serialize};
+
+use super::backend::OverlayApi;
+use super::error::{retry_after_secs, ApiError};
+use super::sse::gossip_response;
+use super::HttpState;
+
+/// The Prometheus text exposition content type.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> Response {
+    (StatusCode::OK, "ok").into_response()
+}
+
+#[derive(Serialize)]
+struct ReadyBody<'a> {
+    ready: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    degraded: bool,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    missing: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
+}
+
+/// `GET /readyz`: 200 `{"ready":true}`, or 503 with what is missing and a retry hint.
+pub async fn readyz<O: OverlayApi>(State(state): State<HttpState<O>>) -> Response {
+    let view = state.overlay.readiness();
+    if view.ready {
+        let body = ReadyBody {
+            ready: true,
+            degraded: false,
+            missing: &[],
+            retry_after: None,
+        };
+        return (StatusCode::OK, Json(body)).into_response();
+    }
+    let secs = retry_after_secs(state.config.readyz_retry_after);
+    let body = ReadyBody {
+        ready: false,
+        degraded: true,
+        missing: &view.missing,
+        retry_after: Some(secs),
+    };
+    let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
+}
+
+/// `GET /metrics`: the Prometheus text exposition.
+pub async fn metrics<O: OverlayApi>(State(state): State<HttpState<O>>) -> Response {
+    let body = match &state.config.metrics {
+        Some(render) => render(),
+        None => String::new(),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(PROMETHEUS_CONTENT_TYPE),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct BroadcastAccepted {
+    id: String,
+}
+
+/// `POST /v1/broadcast`: the body is the message; 202 `{"id":"<hex>"}`.
+pub async fn broadcast<O: OverlayApi>(
+    State(state): State<HttpState<O>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            return body_rejection(
+                rejection.status(),
+                rejection.body_text(),
+                state.config.max_message_bytes,
+            )
+        }
+    };
+    if body.len() > state.config.max_message_bytes {
+        return ApiError::too_large(state.config.max_message_bytes).into_response();
+    }
+    match state.overlay.broadcast(body).await {
+        Ok(id) => (
+            StatusCode::ACCEPTED,
+            Json(BroadcastAccepted { id: id.to_hex() }),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::debug!(error = %e, "broadcast refused");
+            ApiError::from_overlay(e).into_response()
+        }
+    }
+}
+
+fn body_rejection(status: StatusCode, text: String, limit: usize) -> Response {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::too_large(limit).into_response()
+    } else {
+        ApiError::new(status, "bad_request")
+            .detail(text)
+            .into_response()
+    }
+}
+
+/// One row of `GET /v1/peers`.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerRow {
+    /// `peer:<hex>`.
+    pub peer_id: String,
+    /// The remote address.
+    pub addr: String,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// `handshaking`, `running` or `closing`.
+    pub state: String,
+    /// Negotiated TLS key-exchange group.
+    pub kx_group: Option<String>,
+    /// Frames we may still send before the peer grants more.
+    pub credits: u32,
+    /// Frames sent and not yet re-credited.
+    pub inflight: u32,
+    /// Frames queued waiting for credit.
+    pub queued: usize,
+    /// Eager (Plumtree push) peer.
+    pub eager: bool,
+}
+
+impl From<&SessionInfo> for PeerRow {
+    fn from(s: &SessionInfo) -> Self {
+        PeerRow {
+            peer_id: s.peer.to_string(),
+            addr: s.remote.to_string(),
+            direction: s.direction.as_str().to_string(),
+            state: s.state.as_str().to_string(),
+            kx_group: s.kx_group.clone(),
+            credits: s.send_credit_frames,
+            inflight: s.inflight_frames,
+            queued: s.queued_frames,
+            eager: s.eager,
+        }
+    }
+}
+
+/// `GET /v1/peers`: the node's sessions.
+pub async fn peers<O: OverlayApi>(State(state): State<HttpState<O>>) -> Response {
+    let rows: Vec<PeerRow> = state
+        .overlay
+        .peers()
+        .await
+        .iter()
+        .map(PeerRow::from)
+        .collect();
+    Json(rows).into_response()
+}
+
+/// `GET /v1/stats`: the node's counters and gauges.
+pub async fn stats<O: OverlayApi>(State(state): State<HttpState<O>>) -> Response {
+    Json(state.overlay.stats().await).into_response()
+}
+
+/// The body of `POST /v1/dial`.
+#[derive(Debug, Deserialize)]
+pub struct DialRequest {
+    /// `host:port` to dial.
+    pub addr: String,
+}
+
+#[derive(Serialize)]
+struct DialDone {
+    peer_id: String,
+}
+
+/// `POST /v1/dial` `{"addr":"host:port"}`: 200 `{"peer_id":"peer:…"}` once the session opened.
+pub async fn dial<O: OverlayApi>(
+    State(state): State<HttpState<O>>,
+    body: Result<Json<DialRequest>, JsonRejection>,
+) -> Response {
+    let req = match body {
+        Ok(Json(req)) => req,
+        Err(rejection) => {
+            return body_rejection(
+                rejection.status(),
+                rejection.body_text(),
+                state.config.control_body_limit,
+            )
+        }
+    };
+    let addr = req.addr.trim().to_string();
+    if addr.is_empty() || addr.len() > 1024 || !addr.contains(':') {
+        return ApiError::new(StatusCode::BAD_REQUEST, "bad_request")
+            .detail("`addr` must be host:port")
+            .into_response();
+    }
+    let timeout = state.config.dial_timeout;
+    match tokio::time::timeout(timeout, state.overlay.dial(addr)).await {
+        Ok(Ok(peer)) => Json(DialDone {
+            peer_id: peer.to_string(),
+        })
+        .into_response(),
+        Ok(Err(e)) => ApiError::from_overlay(e).into_response(),
+        Err(_) => ApiError::from_overlay(OverlayError::Timeout).into_response(),
+    }
+}
+
+/// `GET /v1/gossip`: Server-Sent Events, one `data:` event per delivered message.
+pub async fn gossip<O: OverlayApi>(State(state): State<HttpState<O>>) -> Response {
+    let Ok(permit) = state.sse_slots.clone().try_acquire_owned() else {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy")
+            .detail("too many gossip subscribers")
+            .retry_after(Some(Duration::from_secs(1)))
+            .into_response();
+    };
+    gossip_response(
+        state.overlay.subscribe(),
+        state.config.sse_buffer,
+        state.config.sse_keep_alive,
+        permit,
+    )
+    .into_response()
+}
+
+/// Fallback: 404 JSON.
+pub async fn not_found() -> Response {
+    ApiError::not_found().into_response()
+}
+
+/// Method fallback: 405 JSON.
+pub async fn method_not_allowed() -> Response {
+    ApiError::method_not_allowed().into_response()
+}

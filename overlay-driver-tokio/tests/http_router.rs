@@ -1,0 +1,695 @@
+//! Router-level tests of the HTTP layer against a fake node.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::ConnectInfo;
+use axum::http::{header, Request, StatusCode};
+use axum::response::Response;
+use axum::Router;
+use base64::Engine as _;
+use futures_util::StreamExt as _;
+use overlay_proto::capability::{mint, Caveat, Scope};
+use overlay_proto::{
+    ConnId, Delivery, Direction, MacKey, MessageId, NodeConfig, NodeStats, OverlayError, PeerId,
+    SessionInfo, SessionState,
+};
+use serde_json::Value;
+use svc_overlay::http::{
+    router, GossipSubscription, HttpConfig, OverlayApi, ReadinessView, RouterSlot,
+};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::broadcast;
+use tower::ServiceExt as _;
+
+#[derive(Clone)]
+struct Fake {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ready: Mutex<ReadinessView>,
+    broadcasts: Mutex<Vec<Bytes>>,
+    broadcast_err: Mutex<Option<OverlayError>>,
+    dial: Mutex<Result<PeerId, OverlayError>>,
+    dialed: Mutex<Vec<String>>,
+    deliveries: broadcast::Sender<Delivery>,
+}
+
+struct FakeSub(broadcast::Receiver<Delivery>);
+
+impl GossipSubscription for FakeSub {
+    async fn recv(&mut self) -> Option<Delivery> {
+        loop {
+            match self.0.recv().await {
+                Ok(d) => return Some(d),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+fn peer(n: u8) -> PeerId {
+    PeerId([n; 32])
+}
+
+impl Fake {
+    fn new() -> Self {
+        let (deliveries, _) = broadcast::channel(4096);
+        Fake {
+            inner: Arc::new(Inner {
+                ready: Mutex::new(ReadinessView {
+                    ready: true,
+                    missing: Vec::new(),
+                }),
+                broadcasts: Mutex::new(Vec::new()),
+                broadcast_err: Mutex::new(None),
+                dial: Mutex::new(Ok(peer(7))),
+                dialed: Mutex::new(Vec::new()),
+                deliveries,
+            }),
+        }
+    }
+
+    fn deliver(&self, n: u8, payload: &'static [u8]) {
+        let d = Delivery {
+            id: MessageId([n; 32]),
+            origin: peer(1),
+            from: peer(2),
+            hops: 2,
+            payload: Bytes::from_static(payload),
+        };
+        let _ = self.inner.deliveries.send(d);
+    }
+}
+
+impl OverlayApi for Fake {
+    type Subscription = FakeSub;
+
+    async fn broadcast(&self, payload: Bytes) -> Result<MessageId, OverlayError> {
+        if let Some(e) = *self.inner.broadcast_err.lock().unwrap() {
+            return Err(e);
+        }
+        self.inner.broadcasts.lock().unwrap().push(payload);
+        Ok(MessageId([0xab; 32]))
+    }
+
+    async fn dial(&self, addr: String) -> Result<PeerId, OverlayError> {
+        self.inner.dialed.lock().unwrap().push(addr);
+        *self.inner.dial.lock().unwrap()
+    }
+
+    async fn peers(&self) -> Vec<SessionInfo> {
+        vec![SessionInfo {
+            conn: ConnId(3),
+            peer: peer(9),
+            remote: "127.0.0.1:4000".parse().unwrap(),
+            direction: Direction::Outbound,
+            state: SessionState::Running,
+            kx_group: Some("X25519MLKEM768".to_string()),
+            send_credit_frames: 500,
+            queued_frames: 1,
+            inflight_frames: 12,
+            eager: true,
+        }]
+    }
+
+    async fn stats(&self) -> NodeStats {
+        NodeStats {
+            sessions_running: 1,
+            ..NodeStats::default()
+        }
+    }
+
+    fn readiness(&self) -> ReadinessView {
+        self.inner.ready.lock().unwrap().clone()
+    }
+
+    fn subscribe(&self) -> FakeSub {
+        FakeSub(self.inner.deliveries.subscribe())
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        "127.0.0.1:9415".parse().unwrap()
+    }
+
+    fn peer_id(&self) -> PeerId {
+        peer(1)
+    }
+}
+
+fn config() -> HttpConfig {
+    let mut node = NodeConfig::default();
+    node.auth.keys.insert("dev", "overlay", MacKey::DEV);
+    node.max_message_bytes = 1000;
+    HttpConfig::new(&node).with_metrics(Arc::new(|| {
+        "# TYPE overlay_sessions_active gauge\noverlay_sessions_active 3\n".to_string()
+    }))
+}
+
+fn app(fake: &Fake) -> Router {
+    router(fake.clone(), config())
+}
+
+const LOOPBACK: &str = "127.0.0.1:5555";
+const REMOTE: &str = "192.0.2.10:5555";
+
+fn req(method: &str, uri: &str, from: &str, body: impl Into<Body>) -> Request<Body> {
+    let mut r = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(body.into())
+        .unwrap();
+    let addr: SocketAddr = from.parse().unwrap();
+    r.extensions_mut().insert(ConnectInfo(addr));
+    r
+}
+
+async fn send(app: &Router, r: Request<Body>) -> Response {
+    app.clone().oneshot(r).await.unwrap()
+}
+
+async fn body_bytes(resp: Response) -> Bytes {
+    axum::body::to_bytes(resp.into_body(), 4 << 20)
+        .await
+        .unwrap()
+}
+
+async fn json(resp: Response) -> Value {
+    serde_json::from_slice(&body_bytes(resp).await).unwrap()
+}
+
+#[tokio::test]
+async fn healthz_answers_ok_with_a_request_id() {
+    let fake = Fake::new();
+    let resp = send(&app(&fake), req("GET", "/healthz", REMOTE, Body::empty())).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert_eq!(id.len(), 16);
+    assert_eq!(&body_bytes(resp).await[..], b"ok");
+}
+
+#[tokio::test]
+async fn readyz_follows_the_node_readiness() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let resp = send(&app, req("GET", "/readyz", REMOTE, Body::empty())).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(json(resp).await, serde_json::json!({"ready": true}));
+
+    *fake.inner.ready.lock().unwrap() = ReadinessView {
+        ready: false,
+        missing: vec!["send_queue".to_string()],
+    };
+    let resp = send(&app, req("GET", "/readyz", REMOTE, Body::empty())).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+    assert_eq!(
+        json(resp).await,
+        serde_json::json!({"ready": false, "degraded": true, "missing": ["send_queue"], "retry_after": 1})
+    );
+
+    fake.inner.ready.lock().unwrap().ready = true;
+    let resp = send(&app, req("GET", "/readyz", REMOTE, Body::empty())).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn metrics_is_prometheus_text() {
+    let fake = Fake::new();
+    let resp = send(&app(&fake), req("GET", "/metrics", REMOTE, Body::empty())).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4"
+    );
+    let text = body_bytes(resp).await;
+    assert!(std::str::from_utf8(&text)
+        .unwrap()
+        .contains("overlay_sessions_active 3"));
+}
+
+#[tokio::test]
+async fn broadcast_from_loopback_is_accepted() {
+    let fake = Fake::new();
+    let resp = send(&app(&fake), req("POST", "/v1/broadcast", LOOPBACK, "hello")).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(json(resp).await["id"], "ab".repeat(32));
+    assert_eq!(
+        fake.inner.broadcasts.lock().unwrap().as_slice(),
+        &[Bytes::from_static(b"hello")]
+    );
+}
+
+#[tokio::test]
+async fn broadcast_limits_and_busy() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let resp = send(
+        &app,
+        req("POST", "/v1/broadcast", LOOPBACK, vec![0u8; 1001]),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(json(resp).await["error"], "too_large");
+
+    // A body without a length that grows past the limit.
+    let chunks = futures_util::stream::iter(
+        (0..20).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 100]))),
+    );
+    let resp = send(
+        &app,
+        req("POST", "/v1/broadcast", LOOPBACK, Body::from_stream(chunks)),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(fake.inner.broadcasts.lock().unwrap().is_empty());
+
+    // Exactly the limit is fine.
+    let resp = send(
+        &app,
+        req("POST", "/v1/broadcast", LOOPBACK, vec![0u8; 1000]),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+
+    *fake.inner.broadcast_err.lock().unwrap() = Some(OverlayError::Busy);
+    let resp = send(&app, req("POST", "/v1/broadcast", LOOPBACK, "x")).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+    assert_eq!(
+        json(resp).await,
+        serde_json::json!({"error": "busy", "retry_after": 1})
+    );
+
+    *fake.inner.broadcast_err.lock().unwrap() = Some(OverlayError::ShuttingDown);
+    let resp = send(&app, req("POST", "/v1/broadcast", LOOPBACK, "x")).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json(resp).await["error"], "shutting_down");
+}
+
+#[tokio::test]
+async fn control_api_needs_loopback_or_a_token() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    for (method, path) in [
+        ("POST", "/v1/broadcast"),
+        ("GET", "/v1/peers"),
+        ("GET", "/v1/stats"),
+        ("POST", "/v1/dial"),
+        ("GET", "/v1/gossip"),
+    ] {
+        let resp = send(&app, req(method, path, REMOTE, "x")).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{method} {path}");
+        assert_eq!(json(resp).await["error"], "forbidden");
+    }
+    // No connection info at all counts as remote.
+    let r = Request::builder()
+        .uri("/v1/peers")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, r).await.status(), StatusCode::FORBIDDEN);
+    // Health and metrics are open.
+    let resp = send(&app, req("GET", "/metrics", REMOTE, Body::empty())).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let allowed = mint(
+        &MacKey::DEV,
+        "overlay",
+        "dev",
+        Scope::default(),
+        vec![
+            Caveat::Method(vec!["post".to_string()]),
+            Caveat::PathPrefix("/v1/broadcast".to_string()),
+        ],
+    );
+    let with_token = |method: &str, path: &str, token: &str| {
+        let mut r = req(method, path, REMOTE, "msg");
+        r.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        r
+    };
+    let resp = send(&app, with_token("POST", "/v1/broadcast", &allowed)).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    // The caveats bind method and path.
+    let resp = send(&app, with_token("GET", "/v1/peers", &allowed)).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // A token under a key the node does not hold.
+    let foreign = mint(
+        &MacKey([9; 32]),
+        "overlay",
+        "dev",
+        Scope::default(),
+        Vec::new(),
+    );
+    let resp = send(&app, with_token("GET", "/v1/peers", &foreign)).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = send(&app, with_token("GET", "/v1/peers", "not-a-token!")).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // A wrong tenant is denied.
+    let other_tenant = mint(
+        &MacKey::DEV,
+        "overlay",
+        "dev",
+        Scope::default(),
+        vec![Caveat::Tenant("acme".to_string())],
+    );
+    let resp = send(&app, with_token("GET", "/v1/peers", &other_tenant)).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // IPv4-mapped loopback counts as loopback.
+    let resp = send(&app, req("GET", "/v1/peers", "[::ffff:127.0.0.1]:80", "")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn peers_lists_sessions() {
+    let fake = Fake::new();
+    let resp = send(
+        &app(&fake),
+        req("GET", "/v1/peers", LOOPBACK, Body::empty()),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let rows = json(resp).await;
+    assert_eq!(
+        rows,
+        serde_json::json!([{
+            "peer_id": peer(9).to_string(),
+            "addr": "127.0.0.1:4000",
+            "direction": "outbound",
+            "state": "running",
+            "kx_group": "X25519MLKEM768",
+            "credits": 500,
+            "inflight": 12,
+            "queued": 1,
+            "eager": true
+        }])
+    );
+    let resp = send(
+        &app(&fake),
+        req("GET", "/v1/stats", LOOPBACK, Body::empty()),
+    )
+    .await;
+    assert_eq!(json(resp).await["sessions_running"], 1);
+}
+
+#[tokio::test]
+async fn dial_maps_errors() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let dial = |body: &str| {
+        let mut r = req("POST", "/v1/dial", LOOPBACK, body.to_string());
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        r
+    };
+    let resp = send(&app, dial(r#"{"addr":"127.0.0.1:9999"}"#)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(json(resp).await["peer_id"], peer(7).to_string());
+    assert_eq!(
+        fake.inner.dialed.lock().unwrap().as_slice(),
+        ["127.0.0.1:9999"]
+    );
+
+    for (err, status, kind) in [
+        (
+            OverlayError::Timeout,
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+        ),
+        (OverlayError::Refused, StatusCode::BAD_GATEWAY, "refused"),
+        (OverlayError::Crypto, StatusCode::BAD_GATEWAY, "crypto"),
+        (
+            OverlayError::Unauthorized,
+            StatusCode::BAD_GATEWAY,
+            "unauthorized",
+        ),
+        (OverlayError::Busy, StatusCode::SERVICE_UNAVAILABLE, "busy"),
+    ] {
+        *fake.inner.dial.lock().unwrap() = Err(err);
+        let resp = send(&app, dial(r#"{"addr":"127.0.0.1:9999"}"#)).await;
+        assert_eq!(resp.status(), status, "{err:?}");
+        assert_eq!(json(resp).await["error"], kind);
+    }
+
+    let resp = send(&app, dial(r#"{"addr":"#)).await;
+    assert!(resp.status().is_client_error());
+    assert_eq!(json(resp).await["error"], "bad_request");
+    let resp = send(&app, dial(r#"{"addr":"nocolon"}"#)).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    // Bodies of the other routes are bounded too.
+    let big = format!(r#"{{"addr":"{}"}}"#, "a".repeat(100_000));
+    let resp = send(&app, dial(&big)).await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_json() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let resp = send(&app, req("GET", "/nope", LOOPBACK, Body::empty())).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(json(resp).await["error"], "not_found");
+    let resp = send(&app, req("DELETE", "/healthz", LOOPBACK, Body::empty())).await;
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(json(resp).await["error"], "method_not_allowed");
+}
+
+/// Reads SSE events (blank-line separated blocks) from a body stream.
+struct SseReader {
+    stream: axum::body::BodyDataStream,
+    buf: String,
+}
+
+impl SseReader {
+    fn new(resp: Response) -> Self {
+        SseReader {
+            stream: resp.into_body().into_data_stream(),
+            buf: String::new(),
+        }
+    }
+
+    async fn next_block(&mut self) -> String {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block = self.buf[..end].to_string();
+                self.buf.drain(..end + 2);
+                return block;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.stream.next())
+                .await
+                .expect("sse timed out")
+                .expect("sse ended")
+                .unwrap();
+            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// The next non-comment event as (event name, data).
+    async fn next_event(&mut self) -> (String, String) {
+        loop {
+            let block = self.next_block().await;
+            let mut name = "message".to_string();
+            let mut data = None;
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data = Some(v.trim().to_string());
+                }
+            }
+            if let Some(data) = data {
+                return (name, data);
+            }
+        }
+    }
+}
+
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn gossip_streams_deliveries_as_sse() {
+    let fake = Fake::new();
+    let resp = send(
+        &app(&fake),
+        req("GET", "/v1/gossip", LOOPBACK, Body::empty()),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut sse = SseReader::new(resp);
+    wait_until("subscriber", || fake.inner.deliveries.receiver_count() == 1).await;
+    fake.deliver(1, b"hello world");
+    let (name, data) = sse.next_event().await;
+    assert_eq!(name, "message");
+    let v: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(v["id"], "01".repeat(32));
+    assert_eq!(v["origin"], peer(1).to_string());
+    assert_eq!(v["hops"], 2);
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(v["data_b64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(payload, b"hello world");
+
+    // The subscription ends when the client goes away.
+    drop(sse);
+    fake.deliver(2, b"after");
+    wait_until("unsubscribe", || {
+        fake.inner.deliveries.receiver_count() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn gossip_keep_alive_comments() {
+    let fake = Fake::new();
+    let mut cfg = config();
+    cfg.sse_keep_alive = Duration::from_millis(20);
+    let app = router(fake.clone(), cfg);
+    let resp = send(&app, req("GET", "/v1/gossip", LOOPBACK, Body::empty())).await;
+    let mut sse = SseReader::new(resp);
+    let block = sse.next_block().await;
+    assert!(block.starts_with(':'), "{block:?}");
+}
+
+#[tokio::test]
+async fn slow_gossip_client_loses_messages_not_memory() {
+    let fake = Fake::new();
+    let mut cfg = config();
+    cfg.sse_buffer = 4;
+    let app = router(fake.clone(), cfg);
+    let resp = send(&app, req("GET", "/v1/gossip", LOOPBACK, Body::empty())).await;
+    let mut sse = SseReader::new(resp);
+    wait_until("subscriber", || fake.inner.deliveries.receiver_count() == 1).await;
+    for n in 0..100u8 {
+        fake.deliver(n, b"m");
+    }
+    // The forwarder drains the node subscription whatever the client does.
+    wait_until("forwarder drained", || fake.inner.deliveries.is_empty()).await;
+    for n in 0..4u8 {
+        let (_, data) = sse.next_event().await;
+        let v: Value = serde_json::from_str(&data).unwrap();
+        assert_eq!(v["id"], format!("{n:02x}").repeat(32));
+    }
+    fake.deliver(200, b"late");
+    let (name, data) = sse.next_event().await;
+    assert_eq!(name, "lagged");
+    assert_eq!(data, r#"{"dropped":96}"#);
+    let (_, data) = sse.next_event().await;
+    let v: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(v["id"], "c8".repeat(32));
+}
+
+#[tokio::test]
+async fn gossip_subscribers_are_bounded() {
+    let fake = Fake::new();
+    let mut cfg = config();
+    cfg.max_sse_clients = 1;
+    let app = router(fake.clone(), cfg);
+    let first = send(&app, req("GET", "/v1/gossip", LOOPBACK, Body::empty())).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let second = send(&app, req("GET", "/v1/gossip", LOOPBACK, Body::empty())).await;
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    drop(first);
+    fake.deliver(1, b"x");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let again = send(&app, req("GET", "/v1/gossip", LOOPBACK, Body::empty())).await;
+        if again.status() == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never freed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn raw_http(addr: SocketAddr, request: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test]
+async fn same_port_handler_serves_connections_from_the_slot() {
+    let fake = Fake::new();
+    let slot = RouterSlot::new();
+    let handler = slot.handler();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, remote) = listener.accept().await.unwrap();
+            handler(stream, remote);
+        }
+    });
+    // A connection that arrives before the router is installed waits for it.
+    let early = tokio::spawn(raw_http(
+        addr,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    slot.set(app(&fake));
+    let text = early.await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("ok"), "{text}");
+
+    // The real peer address reaches the control check (loopback here).
+    let text = raw_http(
+        addr,
+        "POST /v1/broadcast HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 202"), "{text}");
+}
+
+#[tokio::test]
+async fn separate_listener_serves_the_router() {
+    let fake = Fake::new();
+    let listener = svc_overlay::http::bind_listener("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = svc_overlay::http::spawn_listener(listener, app(&fake));
+    let text = raw_http(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains("content-type: text/plain; version=0.0.4"),
+        "{text}"
+    );
+    assert!(text.contains("overlay_sessions_active 3"), "{text}");
+    // Two requests on one kept-alive connection.
+    let text = raw_http(
+        addr,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    task.abort();
+}
