@@ -6,36 +6,30 @@
 //! mac  = tag_n
 //! ```
 //!
-//! Every tag but the last is the valid MAC of a shorter token, so the buffers holding tags and
-//! preimages are wiped after use.
+//! Every tag but the last is the valid MAC of a shorter token, so tags are kept only in
+//! buffers that are wiped after use (blake3's own hasher state is outside our control).
 
 use super::cbor;
 use super::types::{Caveat, Scope};
 use crate::keys::MacKey;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
-/// Typical preimage size: 32-byte tag plus a short caveat, or the init tuple.
-const SCRATCH: usize = 256;
-
-fn keyed(key: &MacKey, data: &[u8], out: &mut [u8; 32]) {
-    out.copy_from_slice(blake3::keyed_hash(key.as_bytes(), data).as_bytes());
-}
-
-/// The chain state over a reusable, wiped-on-drop preimage buffer.
+/// The chain state. The tag lives in a wiped-on-drop array and goes straight into the keyed
+/// hasher; the scratch buffer only ever holds public CBOR (the init tuple or one caveat).
 pub(crate) struct Chain<'k> {
     key: &'k MacKey,
     tag: Zeroizing<[u8; 32]>,
-    buf: Zeroizing<Vec<u8>>,
+    cbor: Vec<u8>,
 }
 
 impl<'k> Chain<'k> {
     /// Starts a chain at `tag0`.
     pub(crate) fn start(key: &'k MacKey, tid: &str, kid: &str, scope: &Scope) -> Self {
-        let mut buf = Zeroizing::new(Vec::with_capacity(SCRATCH));
-        cbor::write_init(&mut buf, tid, kid, scope);
+        let mut cbor = Vec::with_capacity(128);
+        cbor::write_init(&mut cbor, tid, kid, scope);
         let mut tag = Zeroizing::new([0u8; 32]);
-        keyed(key, &buf, &mut tag);
-        Chain { key, tag, buf }
+        tag.copy_from_slice(blake3::keyed_hash(key.as_bytes(), &cbor).as_bytes());
+        Chain { key, tag, cbor }
     }
 
     /// Continues a chain from an existing (already verified) MAC.
@@ -43,16 +37,18 @@ impl<'k> Chain<'k> {
         Chain {
             key,
             tag: Zeroizing::new(*mac),
-            buf: Zeroizing::new(Vec::with_capacity(SCRATCH)),
+            cbor: Vec::with_capacity(128),
         }
     }
 
-    /// Appends one caveat.
+    /// Appends one caveat: `tag = BLAKE3_keyed(key, tag || CBOR(caveat))`.
     pub(crate) fn push(&mut self, caveat: &Caveat) {
-        self.buf.zeroize();
-        self.buf.extend_from_slice(&*self.tag);
-        cbor::write_caveat(&mut self.buf, caveat);
-        keyed(self.key, &self.buf, &mut self.tag);
+        self.cbor.clear();
+        cbor::write_caveat(&mut self.cbor, caveat);
+        let mut hasher = blake3::Hasher::new_keyed(self.key.as_bytes());
+        hasher.update(&*self.tag);
+        hasher.update(&self.cbor);
+        self.tag.copy_from_slice(hasher.finalize().as_bytes());
     }
 
     /// Whether the current tag equals `mac`, in constant time.

@@ -30,6 +30,9 @@ mod types;
 mod verify;
 
 pub use cbor::canonicalize;
+/// The generic CBOR value type of `Custom` payloads and request `extras` (ciborium's), re-exported
+/// so that users need no direct dependency.
+pub use ciborium::value::{Integer as CborInteger, Value as CborValue};
 pub use context::{Decision, DenyReason, RequestCtx, VerifierConfig};
 pub use error::AuthError;
 pub use mac::{compute_mac, mac_init_cbor};
