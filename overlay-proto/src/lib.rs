@@ -10,6 +10,7 @@
 //! functions and live here too.
 
 pub mod action;
+pub mod cache;
 pub mod capability;
 pub mod config;
 pub mod error;
@@ -22,10 +23,8 @@ pub mod node;
 pub mod passive;
 pub mod peer;
 pub mod ratelimit;
-pub mod seen;
 pub mod session;
 pub mod stats;
-pub mod store;
 pub mod time;
 pub mod trace;
 pub mod wire;

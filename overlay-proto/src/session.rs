@@ -133,6 +133,23 @@ pub struct Grant {
     pub max_message_bytes: usize,
 }
 
+/// What the driver told us about a new connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// Driver's connection handle.
+    pub conn: ConnId,
+    /// TLS-proven identity of the peer.
+    pub peer: PeerId,
+    /// Remote socket address.
+    pub remote: SocketAddr,
+    /// Who dialed.
+    pub direction: Direction,
+    /// For outbound sessions, the dial it answers.
+    pub dial: Option<DialId>,
+    /// Negotiated TLS group.
+    pub kx_group: Option<String>,
+}
+
 /// One connection's session.
 #[derive(Debug)]
 pub struct Session {
@@ -186,17 +203,8 @@ pub struct Session {
 
 impl Session {
     /// A session that just finished TLS.
-    pub fn new(
-        now: Instant,
-        conn: ConnId,
-        peer: PeerId,
-        remote: SocketAddr,
-        direction: Direction,
-        dial: Option<DialId>,
-        kx_group: Option<String>,
-        rate: TokenBucket,
-        grant: Grant,
-    ) -> Self {
+    pub fn new(now: Instant, info: ConnectionInfo, rate: TokenBucket, grant: Grant) -> Self {
+        let ConnectionInfo { conn, peer, remote, direction, dial, kx_group } = info;
         Session {
             conn,
             peer,

@@ -215,9 +215,8 @@ impl<R: Read> TraceReader<R> {
     /// The next record, or `None` at a clean end of file.
     pub fn next_record(&mut self) -> Result<Option<TraceRecord>, TraceError> {
         let mut first = [0u8; 1];
-        match self.input.read(&mut first)? {
-            0 => return Ok(None),
-            _ => {}
+        if self.input.read(&mut first)? == 0 {
+            return Ok(None);
         }
         let mut chained = (&first[..]).chain(&mut self.input);
         let record: TraceRecord =

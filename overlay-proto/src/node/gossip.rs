@@ -8,7 +8,7 @@ use crate::action::{Action, Delivery};
 use crate::error::OverlayError;
 use crate::peer::{MessageId, PeerId};
 use crate::stats::RejectReason;
-use crate::store::StoredMessage;
+use crate::cache::StoredMessage;
 use crate::wire::{self, GossipMsg, Kind, WireError, GOSSIP_HEADER_LEN, IHAVE_ENTRY_LEN};
 
 /// Most ids tracked as "announced but missing" at once.
@@ -36,15 +36,11 @@ impl Node {
         let nonce = rand_core::RngCore::next_u64(&mut self.rng);
         let id = MessageId::compute(&origin, nonce, &payload);
         let now = self.now;
-        self.seen.insert(now, id);
+        let stored = StoredMessage { origin, nonce, hops: 0, payload: payload.clone() };
+        self.cache.insert(now, id, stored);
         self.stats.gossip_originated += 1;
         let msg = GossipMsg { id, origin, nonce, hops: 0, payload };
         self.forward(None, &msg);
-        self.store.insert(
-            now,
-            id,
-            StoredMessage { origin, nonce, hops: 0, payload: msg.payload },
-        );
         Ok(id)
     }
 
@@ -75,7 +71,14 @@ impl Node {
         let Some(from) = self.session(key).map(|s| s.peer) else {
             return;
         };
-        if !self.seen.insert(now, msg.id) {
+        let hops = msg.hops.saturating_add(1);
+        let stored = StoredMessage {
+            origin: msg.origin,
+            nonce: msg.nonce,
+            hops,
+            payload: msg.payload.clone(),
+        };
+        if !self.cache.insert(now, msg.id, stored) {
             self.stats.gossip_duplicates += 1;
             // Redundant eager link: ask the sender to push lazily from now on.
             if self.session(key).is_some_and(|s| s.eager) && self.eager.len() > 1 {
@@ -85,7 +88,6 @@ impl Node {
             }
             return;
         }
-        let hops = msg.hops.saturating_add(1);
         self.missing.remove(&msg.id);
         self.stats.gossip_delivered += 1;
         self.stats.delivered_hops_sum += u64::from(hops);
@@ -93,16 +95,6 @@ impl Node {
         self.make_eager(key);
         let forwarded = GossipMsg { hops, ..msg };
         self.forward(Some(key), &forwarded);
-        self.store.insert(
-            now,
-            forwarded.id,
-            StoredMessage {
-                origin: forwarded.origin,
-                nonce: forwarded.nonce,
-                hops,
-                payload: forwarded.payload.clone(),
-            },
-        );
         self.actions.push_back(Action::Deliver(Delivery {
             id: forwarded.id,
             origin: forwarded.origin,
@@ -204,7 +196,7 @@ impl Node {
         let deadline = self.now + self.config.graft_timeout;
         for (id, _hops) in wire::parse_ihave(body)? {
             self.stats.ihave_received += 1;
-            if self.seen.contains(&id) {
+            if self.cache.contains(&id) {
                 continue;
             }
             if let Some(entry) = self.missing.get_mut(&id) {
@@ -236,7 +228,7 @@ impl Node {
                 break;
             }
             self.missing_timers.pop_front();
-            if self.seen.contains(&id) {
+            if self.cache.contains(&id) {
                 self.missing.remove(&id);
                 continue;
             }
@@ -281,7 +273,7 @@ impl Node {
         self.stats.grafts_received += 1;
         self.make_eager(key);
         for id in ids {
-            let Some(stored) = self.store.get(&id).cloned() else {
+            let Some(stored) = self.cache.get(&id).cloned() else {
                 continue;
             };
             let mut header = [0u8; GOSSIP_HEADER_LEN];

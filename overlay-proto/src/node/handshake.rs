@@ -11,7 +11,7 @@ use crate::error::OverlayError;
 use crate::frame::{flags, Frame, Header, HelloReply, StatusCode};
 use crate::peer::{ConnId, DialId, Direction, PeerId};
 use crate::ratelimit::TokenBucket;
-use crate::session::{Grant, Phase, Session};
+use crate::session::{ConnectionInfo, Grant, Phase, Session};
 use crate::stats::RejectReason;
 use crate::wire::{HelloOverlay, HelloRequestBody, Operation, MAX_APP_PAYLOAD};
 
@@ -47,17 +47,8 @@ impl Node {
             return;
         }
         let rate = TokenBucket::new(now, self.config.peer_rate_per_s, self.config.peer_rate_burst);
-        let session = Session::new(
-            now,
-            conn,
-            peer,
-            remote,
-            direction,
-            dial,
-            kx_group,
-            rate,
-            self.default_grant(),
-        );
+        let info = ConnectionInfo { conn, peer, remote, direction, dial, kx_group };
+        let session = Session::new(now, info, rate, self.default_grant());
         let key = self.insert_session(session);
         if peer == self.identity.peer_id {
             self.passive.remove(&remote);
@@ -387,11 +378,7 @@ impl Node {
         let alpha = self.config.alpha;
         let catch_up = self.config.catch_up_ids;
         let eager = self.eager.len() < alpha;
-        let recent: Vec<(crate::peer::MessageId, u8)> = self
-            .seen
-            .recent(catch_up)
-            .filter_map(|id| self.store.get(id).map(|m| (*id, m.hops)))
-            .collect();
+        let recent: Vec<(crate::peer::MessageId, u8)> = self.cache.recent(catch_up).collect();
         let Some(s) = self.session_mut(key) else {
             return;
         };

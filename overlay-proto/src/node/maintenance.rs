@@ -24,8 +24,7 @@ impl Node {
 
     fn tick(&mut self) {
         let now = self.now;
-        self.seen.expire(now);
-        self.store.expire(now);
+        self.cache.expire(now);
         let handshake_timeout = self.config.handshake_timeout;
         let idle_timeout = self.config.idle_timeout;
         let keepalive = self.config.keepalive_interval;

@@ -26,10 +26,9 @@ use crate::idhash::{id_map_with_capacity, IdMap};
 use crate::input::Input;
 use crate::passive::PassiveView;
 use crate::peer::{ConnId, DialId, MessageId, PeerId};
-use crate::seen::SeenCache;
 use crate::session::{Phase, Session};
 use crate::stats::NodeStats;
-use crate::store::MessageStore;
+use crate::cache::{CacheLimits, MessageCache};
 use crate::time::Instant;
 
 /// Index of a session in the node's slab.
@@ -69,8 +68,7 @@ pub struct Node {
     lazy: Vec<SessionKey>,
     /// Sessions with bytes in `out` to flush at the end of this input.
     dirty: Vec<SessionKey>,
-    seen: SeenCache,
-    store: MessageStore,
+    cache: MessageCache,
     missing: IdMap<MessageId, Missing>,
     missing_timers: VecDeque<(Instant, MessageId)>,
     passive: PassiveView,
@@ -95,8 +93,13 @@ impl Node {
         config.validate()?;
         let own_token = config.auth.own_token.as_ref().map(|t| Bytes::from(t.clone().into_bytes()));
         Ok(Node {
-            seen: SeenCache::new(config.seen_capacity, config.seen_ttl),
-            store: MessageStore::new(config.store_capacity, config.store_bytes, config.store_ttl),
+            cache: MessageCache::new(CacheLimits {
+                seen_capacity: config.seen_capacity,
+                seen_ttl: config.seen_ttl,
+                store_capacity: config.store_capacity,
+                store_bytes: config.store_bytes,
+                store_ttl: config.store_ttl,
+            }),
             missing: id_map_with_capacity(1024),
             missing_timers: VecDeque::new(),
             passive: PassiveView::new(config.passive_capacity),
@@ -184,9 +187,9 @@ impl Node {
         s.dials_in_flight = self.dials.len();
         s.queued_frames = self.live_sessions().map(|(_, sess)| sess.queue.frames()).sum();
         s.queued_bytes = self.live_sessions().map(|(_, sess)| sess.queue.bytes()).sum();
-        s.seen_len = self.seen.len();
-        s.store_len = self.store.len();
-        s.store_bytes = self.store.bytes();
+        s.seen_len = self.cache.seen_len();
+        s.store_len = self.cache.stored_len();
+        s.store_bytes = self.cache.stored_bytes();
         s.ready = self.ready;
         s
     }
