@@ -3,10 +3,13 @@
 //!
 //! Run with `cargo bench -p overlay-proto --bench frame`.
 
+// Benchmark setup: a failed expect is a broken benchmark.
+#![allow(clippy::expect_used)]
+
 use std::hint::black_box;
 
 use bytes::{BufMut, BytesMut};
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{BatchSize, Criterion, Throughput};
 use overlay_proto::frame::{
     decode, encode, encode_header_into, flags, FrameParser, Header, HEADER_LEN,
 };
@@ -103,5 +106,9 @@ fn bench_encode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_decode, bench_encode);
-criterion_main!(benches);
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    bench_decode(&mut c);
+    bench_encode(&mut c);
+    c.final_summary();
+}

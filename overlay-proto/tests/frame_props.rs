@@ -1,6 +1,9 @@
 //! Property tests of the OAP/1 codec: round trips, arbitrary input, chunked streams, `peek`
 //! against `decode`, and `encode_strict` against the decoder.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use bytes::BytesMut;
 use overlay_proto::frame::{
     decode, encode, encode_strict, flags, peek, Frame, FrameError, FrameParser, Header, HEADER_LEN,

@@ -4,6 +4,9 @@
 //! Every check fails loudly: a missing file, a missing section or an empty section is an error,
 //! and each test prints how many vectors it checked (`cargo test -- --nocapture`).
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use bytes::BytesMut;
