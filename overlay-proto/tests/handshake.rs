@@ -1,0 +1,448 @@
+//! Session open and per-session authorization: HELLO/START with real capability tokens in both
+//! directions, and every rejection path a hostile or misconfigured peer can hit — each with a
+//! typed close reason and a counter.
+
+use bytes::Bytes;
+use core::net::SocketAddr;
+use core::time::Duration;
+use overlay_proto::capability::{mint, Caveat, Scope};
+use overlay_proto::frame::{flags, Header};
+use overlay_proto::wire::{self, HelloOverlay, HelloRequestBody, Kind};
+use overlay_proto::{
+    Action, CloseReason, ConnId, Direction, Input, Instant, MacKey, Node, NodeConfig,
+    NodeIdentity, OverlayError, PeerId, RejectReason, SessionEvent,
+};
+
+const NOW_UNIX: u64 = 1_700_000_000;
+const KEY: MacKey = MacKey([7; 32]);
+
+fn token(caveats: Vec<Caveat>, methods: Vec<&str>, max_bytes: Option<u64>) -> String {
+    let scope = Scope {
+        prefix: None,
+        methods: methods.into_iter().map(String::from).collect(),
+        max_bytes,
+    };
+    mint(&KEY, "overlay", "k1", scope, caveats)
+}
+
+fn config(own_token: Option<String>) -> NodeConfig {
+    let mut c = NodeConfig::default();
+    c.unix_base_secs = NOW_UNIX;
+    c.auth.keys.insert("k1", "overlay", KEY);
+    c.auth.own_token = own_token;
+    c
+}
+
+fn node(id: u8, cfg: NodeConfig) -> Node {
+    let identity = NodeIdentity {
+        peer_id: PeerId([id; 32]),
+        listen_addr: Some(SocketAddr::from(([127, 0, 0, id], 9415))),
+    };
+    Node::new(cfg, identity, u64::from(id)).unwrap()
+}
+
+/// Two nodes joined by one connection: A dialed B.
+struct Pair {
+    a: Node,
+    b: Node,
+    now: Instant,
+    a_actions: Vec<Action>,
+    b_actions: Vec<Action>,
+}
+
+const A_CONN: ConnId = ConnId(1);
+const B_CONN: ConnId = ConnId(2);
+
+impl Pair {
+    fn connect(a_cfg: NodeConfig, b_cfg: NodeConfig) -> Pair {
+        let mut p = Pair {
+            a: node(1, a_cfg),
+            b: node(2, b_cfg),
+            now: Instant::ZERO,
+            a_actions: Vec::new(),
+            b_actions: Vec::new(),
+        };
+        let (a_id, b_id) = (p.a.identity().peer_id, p.b.identity().peer_id);
+        p.b.handle(p.now, up(B_CONN, a_id, Direction::Inbound));
+        p.a.handle(p.now, up(A_CONN, b_id, Direction::Outbound));
+        p.pump();
+        p
+    }
+
+    /// Moves bytes between the two nodes until both are quiet.
+    fn pump(&mut self) {
+        for _ in 0..64 {
+            let mut moved = false;
+            while let Some(action) = self.a.poll_action() {
+                moved = true;
+                match &action {
+                    Action::Transmit { conn, data } if *conn == A_CONN => {
+                        self.b.handle(self.now, Input::Received { conn: B_CONN, data: data.clone() });
+                    }
+                    Action::Close { conn, .. } if *conn == A_CONN => {
+                        self.b.handle(self.now, Input::ConnectionClosed { conn: B_CONN, error: None });
+                    }
+                    _ => {}
+                }
+                self.a_actions.push(action);
+            }
+            while let Some(action) = self.b.poll_action() {
+                moved = true;
+                match &action {
+                    Action::Transmit { conn, data } if *conn == B_CONN => {
+                        self.a.handle(self.now, Input::Received { conn: A_CONN, data: data.clone() });
+                    }
+                    Action::Close { conn, .. } if *conn == B_CONN => {
+                        self.a.handle(self.now, Input::ConnectionClosed { conn: A_CONN, error: None });
+                    }
+                    _ => {}
+                }
+                self.b_actions.push(action);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn up(actions: &[Action]) -> bool {
+        actions.iter().any(|a| matches!(a, Action::Session(SessionEvent::Up { .. })))
+    }
+
+    fn closed_with(actions: &[Action]) -> Option<CloseReason> {
+        actions.iter().find_map(|a| match a {
+            Action::Close { reason, .. } => Some(*reason),
+            _ => None,
+        })
+    }
+}
+
+fn up(conn: ConnId, peer: PeerId, direction: Direction) -> Input {
+    Input::ConnectionUp {
+        conn,
+        peer,
+        direction,
+        remote: SocketAddr::from(([127, 0, 0, 9], 50_000)),
+        dial: None,
+        kx_group: Some("X25519MLKEM768".into()),
+    }
+}
+
+#[test]
+fn valid_tokens_both_ways_open_the_session_and_gossip_flows() {
+    let t = token(vec![Caveat::Exp(NOW_UNIX + 3600), Caveat::Tenant("overlay".into())], vec![], None);
+    let mut p = Pair::connect(config(Some(t.clone())), config(Some(t)));
+    assert!(Pair::up(&p.a_actions) && Pair::up(&p.b_actions));
+    p.a.handle(p.now, Input::Broadcast { request: 9, payload: Bytes::from_static(b"msg") });
+    p.pump();
+    let delivered = p.b_actions.iter().any(|a| matches!(a, Action::Deliver(d) if &d.payload[..] == b"msg" && d.hops == 1));
+    assert!(delivered);
+    let info = &p.b.sessions()[0];
+    assert_eq!(info.kx_group.as_deref(), Some("X25519MLKEM768"));
+}
+
+#[test]
+fn wrong_key_missing_expired_or_denied_tokens_are_refused_and_counted() {
+    let wrong_key = mint(&MacKey([8; 32]), "overlay", "k1", Scope { prefix: None, methods: vec![], max_bytes: None }, vec![]);
+    let expired = token(vec![Caveat::Exp(NOW_UNIX - 3600)], vec![], None);
+    let tampered = {
+        let mut t = token(vec![], vec![], None).into_bytes();
+        let last = t.len() - 3;
+        t[last] = if t[last] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(t).unwrap()
+    };
+    let denied = token(vec![Caveat::Tenant("someone-else".into())], vec![], None);
+    let good = token(vec![], vec![], None);
+    let cases = [
+        (Some(wrong_key), OverlayError::Unauthorized, RejectReason::Unauth),
+        (None, OverlayError::Unauthorized, RejectReason::Unauth),
+        (Some(expired), OverlayError::Unauthorized, RejectReason::Unauth),
+        (Some(tampered), OverlayError::Unauthorized, RejectReason::Unauth),
+        (Some(denied), OverlayError::Forbidden, RejectReason::Forbidden),
+    ];
+    for (client_token, error, reject) in cases {
+        let p = Pair::connect(config(client_token), config(Some(good.clone())));
+        assert!(!Pair::up(&p.b_actions), "server must not open the session");
+        assert_eq!(Pair::closed_with(&p.b_actions), Some(CloseReason::Violation(error)));
+        assert_eq!(p.b.stats().rejected.get(reject), 1);
+        assert_eq!(p.b.stats().handshake_failures, 1);
+        assert!(p.a.stats().sessions_running == 0);
+    }
+}
+
+#[test]
+fn the_dialer_also_checks_the_servers_token() {
+    let good = token(vec![], vec![], None);
+    let server_bad = mint(&MacKey([9; 32]), "overlay", "k1", Scope { prefix: None, methods: vec![], max_bytes: None }, vec![]);
+    let p = Pair::connect(config(Some(good)), config(Some(server_bad)));
+    assert_eq!(Pair::closed_with(&p.a_actions), Some(CloseReason::Violation(OverlayError::Unauthorized)));
+    assert_eq!(p.a.stats().rejected.get(RejectReason::Unauth), 1);
+    assert_eq!(p.a.stats().sessions_running, 0);
+}
+
+/// A raw peer talking to one node, to send exactly the bytes a test wants.
+struct RawPeer {
+    node: Node,
+    now: Instant,
+    actions: Vec<Action>,
+}
+
+const RAW: ConnId = ConnId(5);
+const RAW_PEER: PeerId = PeerId([0x55; 32]);
+
+fn raw_frame(flags: u16, code: u16, app: u16, cap: &[u8], body: &[u8]) -> Vec<u8> {
+    let h = Header {
+        len: (38 + cap.len() + body.len()) as u32,
+        ver: 1,
+        flags,
+        code,
+        app_proto_id: app,
+        tenant_id: 0,
+        cap_len: cap.len() as u16,
+        corr_id: 0,
+    };
+    let mut out = bytes::BytesMut::new();
+    h.write(&mut out);
+    out.extend_from_slice(cap);
+    out.extend_from_slice(body);
+    out.to_vec()
+}
+
+impl RawPeer {
+    fn new(cfg: NodeConfig) -> RawPeer {
+        let mut r = RawPeer { node: node(2, cfg), now: Instant::ZERO, actions: Vec::new() };
+        r.node.handle(r.now, up(RAW, RAW_PEER, Direction::Inbound));
+        r.drain();
+        r
+    }
+
+    fn send(&mut self, bytes: Vec<u8>) {
+        self.node.handle(self.now, Input::Received { conn: RAW, data: bytes.into() });
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        while let Some(a) = self.node.poll_action() {
+            self.actions.push(a);
+        }
+    }
+
+    fn hello(&mut self, credit_frames: u32) {
+        let hello = HelloRequestBody {
+            ua: Some("raw".into()),
+            overlay: HelloOverlay {
+                overlay: 1,
+                peer_id: RAW_PEER.to_string(),
+                listen: None,
+                credit_frames,
+                credit_bytes: 1 << 24,
+            },
+        };
+        self.send(raw_frame(flags::REQ, 0, 0, &[], &serde_json::to_vec(&hello).unwrap()));
+    }
+
+    fn start(&mut self, token: &str) {
+        self.send(raw_frame(flags::START | flags::REQ, 0, overlay_proto::OVERLAY_APP_PROTO_ID, token.as_bytes(), &[]));
+    }
+
+    fn open(cfg: NodeConfig, token: &str) -> RawPeer {
+        let mut r = RawPeer::new(cfg);
+        r.hello(64);
+        r.start(token);
+        assert!(Pair::up(&r.actions), "raw peer session should open: {:?}", r.actions);
+        r
+    }
+
+    fn closed(&self) -> Option<CloseReason> {
+        Pair::closed_with(&self.actions)
+    }
+
+    /// The status code of the last error frame the node sent before closing.
+    fn last_error_code(&self) -> Option<u16> {
+        self.actions.iter().rev().find_map(|a| match a {
+            Action::Transmit { data, .. } => {
+                let mut buf = bytes::BytesMut::from(&data[..]);
+                let mut last = None;
+                while let Ok(Some(f)) = overlay_proto::frame::decode(&mut buf) {
+                    if f.header.flags & flags::RESP != 0 && f.header.code >= 400 {
+                        last = Some(f.header.code);
+                    }
+                }
+                last
+            }
+            _ => None,
+        })
+    }
+}
+
+fn gossip_frame(payload_len: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    wire::put_gossip_header(&mut body, &overlay_proto::MessageId([3; 32]), &RAW_PEER, 1, 0);
+    body.extend(std::iter::repeat_n(0xAB, payload_len));
+    raw_frame(flags::EVENT, Kind::Gossip.code(), overlay_proto::OVERLAY_APP_PROTO_ID, &[], &body)
+}
+
+#[test]
+fn frames_before_the_token_are_refused_with_401() {
+    let mut r = RawPeer::new(config(Some(token(vec![], vec![], None))));
+    r.send(gossip_frame(10));
+    assert_eq!(r.closed(), Some(CloseReason::Violation(OverlayError::Unauthorized)));
+    assert_eq!(r.last_error_code(), Some(401));
+    assert_eq!(r.node.stats().rejected.get(RejectReason::Unauth), 1);
+}
+
+#[test]
+fn oversize_message_is_refused_from_the_header_alone() {
+    // The token allows 100-byte messages; the header announces more. Only the 38-byte header
+    // is sent: the node decides before any body arrives.
+    let client = token(vec![Caveat::BytesLe(100)], vec![], None);
+    let mut r = RawPeer::open(config(Some(token(vec![], vec![], None))), &client);
+    let frame = gossip_frame(101);
+    r.send(frame[..38].to_vec());
+    assert_eq!(r.closed(), Some(CloseReason::Violation(OverlayError::TooLarge)));
+    assert_eq!(r.last_error_code(), Some(413));
+    assert_eq!(r.node.stats().rejected.get(RejectReason::Oversize), 1);
+}
+
+#[test]
+fn a_u32_max_length_header_is_refused_without_waiting_for_a_body() {
+    let mut r = RawPeer::open(config(Some(token(vec![], vec![], None))), &token(vec![], vec![], None));
+    let mut header = gossip_frame(0)[..38].to_vec();
+    header[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+    r.send(header);
+    assert_eq!(r.closed(), Some(CloseReason::Violation(OverlayError::TooLarge)));
+    assert_eq!(r.node.stats().rejected.get(RejectReason::Oversize), 1);
+}
+
+#[test]
+fn garbage_and_truncated_frames_are_malformed() {
+    let mut r = RawPeer::open(config(Some(token(vec![], vec![], None))), &token(vec![], vec![], None));
+    r.send(vec![0xFF; 64]);
+    assert_eq!(r.closed(), Some(CloseReason::Violation(OverlayError::Malformed)));
+    assert_eq!(r.node.stats().rejected.get(RejectReason::Malformed), 1);
+    // A truncated GOSSIP body (shorter than its fixed header) is malformed too.
+    let mut r = RawPeer::open(config(Some(token(vec![], vec![], None))), &token(vec![], vec![], None));
+    r.send(raw_frame(flags::EVENT, Kind::Gossip.code(), overlay_proto::OVERLAY_APP_PROTO_ID, &[], &[1, 2, 3]));
+    assert_eq!(r.closed(), Some(CloseReason::Violation(OverlayError::Malformed)));
+}
+
+#[test]
+fn sending_past_the_credit_window_is_a_429_violation() {
+    let mut cfg = config(Some(token(vec![], vec![], None)));
+    cfg.credit_window_frames = 4;
+    let mut r = RawPeer::open(cfg, &token(vec![], vec![], None));
+    let ping = raw_frame(flags::EVENT, Kind::Ping.code(), overlay_proto::OVERLAY_APP_PROTO_ID, &[], &[]);
+    // One frame at a time stays within the window: the node re-grants what it consumed.
+    for _ in 0..6 {
+        r.send(ping.clone());
+    }
+    assert_eq!(r.closed(), None, "a peer that respects credit is never cut");
+    // A burst of more frames than the outstanding grant (4) is a violation.
+    r.send(ping.repeat(5));
+    assert_eq!(r.closed(), Some(CloseReason::Violation(OverlayError::Quota)));
+    assert_eq!(r.last_error_code(), Some(429));
+    assert_eq!(r.node.stats().rejected.get(RejectReason::Credits), 1);
+}
+
+#[test]
+fn scope_methods_limit_operations_and_rate_caveat_limits_messages() {
+    // Only direct messages allowed: gossip is forbidden.
+    let direct_only = token(vec![], vec!["direct"], None);
+    let mut r = RawPeer::open(config(Some(token(vec![], vec![], None))), &direct_only);
+    r.send(raw_frame(flags::EVENT, Kind::Direct.code(), overlay_proto::OVERLAY_APP_PROTO_ID, &[], b"hi"));
+    assert!(r.actions.iter().any(|a| matches!(a, Action::DirectMessage { .. })));
+    r.send(gossip_frame(5));
+    assert_eq!(r.closed(), Some(CloseReason::Violation(OverlayError::Forbidden)));
+    assert_eq!(r.last_error_code(), Some(403));
+
+    // Rate{per_s:1, burst:2}: the third message in the same instant is dropped and counted.
+    let limited = token(vec![Caveat::Rate { per_s: 1, burst: 2 }], vec![], None);
+    let mut r = RawPeer::open(config(Some(token(vec![], vec![], None))), &limited);
+    for _ in 0..3 {
+        r.send(raw_frame(flags::EVENT, Kind::Direct.code(), overlay_proto::OVERLAY_APP_PROTO_ID, &[], b"x"));
+    }
+    let delivered = r.actions.iter().filter(|a| matches!(a, Action::DirectMessage { .. })).count();
+    assert_eq!(delivered, 2);
+    assert_eq!(r.node.stats().rejected.get(RejectReason::Quota), 1);
+    assert_eq!(r.closed(), None, "quota drops do not close the session");
+}
+
+#[test]
+fn a_slowloris_that_never_finishes_the_handshake_is_cut_at_the_deadline() {
+    let mut r = RawPeer::new(config(Some(token(vec![], vec![], None))));
+    r.hello(64);
+    r.now += Duration::from_secs(6);
+    r.node.handle(r.now, Input::Timeout);
+    r.drain();
+    assert_eq!(r.closed(), Some(CloseReason::HandshakeTimeout));
+    assert_eq!(r.last_error_code(), Some(408));
+    assert_eq!(r.node.stats().rejected.get(RejectReason::HandshakeTimeout), 1);
+}
+
+#[test]
+fn max_sessions_refuses_the_next_connection_with_503() {
+    let mut cfg = config(None);
+    cfg.max_sessions = 2;
+    cfg.active_target = 1;
+    let mut n = node(2, cfg);
+    for i in 0..3u8 {
+        n.handle(Instant::ZERO, up(ConnId(u64::from(i)), PeerId([i + 10; 32]), Direction::Inbound));
+    }
+    let mut actions = Vec::new();
+    while let Some(a) = n.poll_action() {
+        actions.push(a);
+    }
+    assert_eq!(Pair::closed_with(&actions), Some(CloseReason::Violation(OverlayError::Refused)));
+    assert_eq!(n.stats().rejected.get(RejectReason::MaxSessions), 1);
+    assert_eq!(n.sessions().len(), 2);
+}
+
+#[test]
+fn simultaneous_dials_keep_exactly_one_session() {
+    let t = token(vec![], vec![], None);
+    let mut a = node(1, config(Some(t.clone())));
+    let mut b = node(2, config(Some(t)));
+    // a→b is conn 1 on a / conn 2 on b; b→a is conn 3 on b / conn 4 on a.
+    a.handle(Instant::ZERO, up(ConnId(1), b.identity().peer_id, Direction::Outbound));
+    b.handle(Instant::ZERO, up(ConnId(2), a.identity().peer_id, Direction::Inbound));
+    b.handle(Instant::ZERO, up(ConnId(3), a.identity().peer_id, Direction::Outbound));
+    a.handle(Instant::ZERO, up(ConnId(4), b.identity().peer_id, Direction::Inbound));
+    let route = |conn: ConnId| match conn.0 {
+        1 => (false, ConnId(2)),
+        2 => (true, ConnId(1)),
+        3 => (true, ConnId(4)),
+        _ => (false, ConnId(3)),
+    };
+    for _ in 0..32 {
+        let mut moved = false;
+        for from_a in [true, false] {
+            let (src, dst) = if from_a { (&mut a, &mut b) } else { (&mut b, &mut a) };
+            let mut out = Vec::new();
+            while let Some(act) = src.poll_action() {
+                out.push(act);
+            }
+            for act in out {
+                moved = true;
+                match act {
+                    Action::Transmit { conn, data } => {
+                        let (_, peer_conn) = route(conn);
+                        dst.handle(Instant::ZERO, Input::Received { conn: peer_conn, data });
+                    }
+                    Action::Close { conn, .. } => {
+                        let (_, peer_conn) = route(conn);
+                        dst.handle(Instant::ZERO, Input::ConnectionClosed { conn: peer_conn, error: None });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    assert_eq!(a.stats().sessions_running, 1);
+    assert_eq!(b.stats().sessions_running, 1);
+    // Both kept the connection dialed by the smaller peer id (a = [1; 32]).
+    assert_eq!(a.sessions()[0].direction, Direction::Outbound);
+    assert_eq!(b.sessions()[0].direction, Direction::Inbound);
+}
