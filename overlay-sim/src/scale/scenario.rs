@@ -1,0 +1,438 @@
+//! Scenario definitions: what to run, with which parameters, and how to write it back as the
+//! exact command that reproduces it.
+
+use core::fmt;
+use core::time::Duration;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use overlay_proto::mesh::MeshConfig;
+use overlay_proto::NodeConfig;
+
+use crate::SimError;
+
+/// The kinds of large-scale runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScenarioKind {
+    /// One node broadcasts `messages` times, one message at a time.
+    Single,
+    /// `messages` broadcasts, each from a node chosen at random, one at a time.
+    Random,
+    /// Every node broadcasts once, all at the same virtual instant.
+    AllSend,
+    /// Kill `kill_percent` % of the nodes at once, broadcast from a survivor immediately, then
+    /// `messages` more broadcasts, one every `timeout_ms`.
+    Kill,
+}
+
+impl ScenarioKind {
+    /// The name used on the command line and in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScenarioKind::Single => "single",
+            ScenarioKind::Random => "random",
+            ScenarioKind::AllSend => "all-send",
+            ScenarioKind::Kill => "kill",
+        }
+    }
+
+    /// Parses a command-line or file name (`single`, `random`, `all-send`, `kill`).
+    pub fn parse(s: &str) -> Option<ScenarioKind> {
+        match s {
+            "single" => Some(ScenarioKind::Single),
+            "random" => Some(ScenarioKind::Random),
+            "all-send" | "all_send" | "allsend" => Some(ScenarioKind::AllSend),
+            "kill" => Some(ScenarioKind::Kill),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ScenarioKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything that determines a large-scale run. Same scenario ⇒ same digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scenario {
+    /// Label in reports.
+    pub name: String,
+    /// What to run.
+    pub kind: ScenarioKind,
+    /// Number of nodes in the mesh.
+    pub nodes: usize,
+    /// Seed of the mesh (identities, node RNGs, latencies) and of the scenario's choices
+    /// (senders, victims).
+    pub seed: u64,
+    /// Plumtree eager fan-out (α).
+    pub alpha: usize,
+    /// Plumtree lazy fan-out (β).
+    pub beta: usize,
+    /// Running sessions each node keeps (the active view).
+    pub active_target: usize,
+    /// Broadcasts: of the sender (`single`), in total (`random`), after the first one that
+    /// follows the kill (`kill`). Ignored by `all-send` (every node sends one).
+    pub messages: usize,
+    /// Application payload of each broadcast, in bytes.
+    pub payload_bytes: usize,
+    /// Virtual time the mesh runs before the first broadcast, so membership settles.
+    pub warmup_ms: u64,
+    /// Spacing of consecutive broadcasts in `single` and `random`, and of the broadcasts that
+    /// warm the tree before a kill; each broadcast is measured over this window.
+    pub interval_ms: u64,
+    /// Observation window of each broadcast after a kill, and of the `all-send` burst.
+    pub timeout_ms: u64,
+    /// Percentage of nodes killed at once (`kill` only).
+    pub kill_percent: u32,
+    /// Broadcasts from random nodes before the kill, so the gossip tree is in steady state.
+    pub prekill_messages: usize,
+    /// Smallest one-way latency of a connection.
+    pub latency_min_ms: u64,
+    /// Largest one-way latency of a connection.
+    pub latency_max_ms: u64,
+    /// Probability that a transmission is lost once and retransmitted after 200 ms (TCP-like).
+    pub loss: f64,
+    /// Random other nodes each node is told about at start.
+    pub bootstrap_peers: usize,
+    /// Invariant: the smallest acceptable reliability of every broadcast (`single`, `random`,
+    /// `all-send`), or of the mean over the broadcasts after the first one (`kill`).
+    pub min_reliability: f64,
+}
+
+impl Scenario {
+    /// A scenario of `kind` with the defaults of that kind.
+    pub fn new(kind: ScenarioKind, nodes: usize, seed: u64) -> Scenario {
+        let mut s = Scenario {
+            name: String::new(),
+            kind,
+            nodes,
+            seed,
+            alpha: 3,
+            beta: 6,
+            active_target: 9,
+            messages: 20,
+            payload_bytes: 1024,
+            warmup_ms: 15_000,
+            interval_ms: 1_000,
+            timeout_ms: 5_000,
+            kill_percent: 0,
+            prekill_messages: 0,
+            latency_min_ms: 10,
+            latency_max_ms: 50,
+            loss: 0.0,
+            bootstrap_peers: 5,
+            min_reliability: 1.0,
+        };
+        match kind {
+            ScenarioKind::Single | ScenarioKind::Random => {}
+            ScenarioKind::AllSend => s.messages = 0,
+            ScenarioKind::Kill => {
+                s.kill_percent = 80;
+                s.messages = 10;
+                s.prekill_messages = 10;
+                s.min_reliability = 0.99;
+            }
+        }
+        s.name = s.default_name();
+        s
+    }
+
+    /// `single-1000`, `kill-80-1000`, … (used when no name is given).
+    pub fn default_name(&self) -> String {
+        match self.kind {
+            ScenarioKind::Kill => format!("kill-{}-{}", self.kill_percent, self.nodes),
+            kind => format!("{}-{}", kind, self.nodes),
+        }
+    }
+
+    /// Checks every parameter's range.
+    pub fn validate(&self) -> Result<(), SimError> {
+        let bad = |m: String| Err(SimError::Scenario(m));
+        if self.nodes < 2 || self.nodes > 65_536 {
+            return bad(format!("nodes must be 2..=65536, got {}", self.nodes));
+        }
+        if self.kill_percent > 99 {
+            return bad(format!(
+                "kill_percent must be 0..=99, got {}",
+                self.kill_percent
+            ));
+        }
+        if self.kind == ScenarioKind::Kill && self.survivors() < 2 {
+            return bad(format!(
+                "killing {}% of {} nodes leaves fewer than 2 survivors",
+                self.kill_percent, self.nodes
+            ));
+        }
+        if self.latency_min_ms > self.latency_max_ms {
+            return bad("latency_min_ms must not exceed latency_max_ms".to_string());
+        }
+        if !(0.0..1.0).contains(&self.loss) {
+            return bad(format!("loss must be in [0, 1), got {}", self.loss));
+        }
+        if !(0.0..=1.0).contains(&self.min_reliability) {
+            return bad(format!(
+                "min_reliability must be in [0, 1], got {}",
+                self.min_reliability
+            ));
+        }
+        if self.interval_ms == 0 || self.timeout_ms == 0 {
+            return bad("interval_ms and timeout_ms must be > 0".to_string());
+        }
+        if matches!(self.kind, ScenarioKind::Single | ScenarioKind::Random) && self.messages == 0 {
+            return bad("messages must be > 0".to_string());
+        }
+        if self.payload_bytes > overlay_proto::wire::MAX_APP_PAYLOAD {
+            return bad(format!(
+                "payload_bytes must be at most {}",
+                overlay_proto::wire::MAX_APP_PAYLOAD
+            ));
+        }
+        self.node_config().validate()?;
+        Ok(())
+    }
+
+    /// Nodes left alive by the kill (all nodes for other kinds).
+    pub fn survivors(&self) -> usize {
+        self.nodes - self.victims()
+    }
+
+    /// Nodes the kill removes (`round(nodes × kill_percent / 100)`; 0 for other kinds).
+    pub fn victims(&self) -> usize {
+        if self.kind != ScenarioKind::Kill {
+            return 0;
+        }
+        (self.nodes * self.kill_percent as usize + 50) / 100
+    }
+
+    /// The configuration every node of the run gets: the core's defaults, tokens off (the
+    /// mesh has no TLS), and the scenario's α, β and active view.
+    pub fn node_config(&self) -> NodeConfig {
+        let mut c = NodeConfig::default();
+        c.auth.require_token = false;
+        c.alpha = self.alpha;
+        c.beta = self.beta;
+        c.active_target = self.active_target;
+        c
+    }
+
+    /// The mesh parameters of the run.
+    pub fn mesh_config(&self) -> MeshConfig {
+        MeshConfig {
+            nodes: self.nodes,
+            seed: self.seed,
+            latency_min: Duration::from_millis(self.latency_min_ms),
+            latency_max: Duration::from_millis(self.latency_max_ms),
+            loss: self.loss,
+            rto: Duration::from_millis(200),
+            node_config: self.node_config(),
+            bootstrap_peers: self.bootstrap_peers,
+            track_deliveries: true,
+        }
+    }
+
+    /// The `overlay-sim scale …` arguments that rebuild exactly this scenario.
+    pub fn command_args(&self) -> Vec<String> {
+        let mut a: Vec<String> = vec!["scale".into(), "--scenario".into(), self.kind.to_string()];
+        let mut push = |flag: &str, value: String| {
+            a.push(format!("--{flag}"));
+            a.push(value);
+        };
+        push("name", self.name.clone());
+        push("nodes", self.nodes.to_string());
+        push("seed", self.seed.to_string());
+        if self.kind == ScenarioKind::Kill {
+            push("kill-percent", self.kill_percent.to_string());
+            push("prekill-messages", self.prekill_messages.to_string());
+        }
+        push("alpha", self.alpha.to_string());
+        push("beta", self.beta.to_string());
+        push("active-target", self.active_target.to_string());
+        push("messages", self.messages.to_string());
+        push("payload-bytes", self.payload_bytes.to_string());
+        push("warmup-ms", self.warmup_ms.to_string());
+        push("interval-ms", self.interval_ms.to_string());
+        push("timeout-ms", self.timeout_ms.to_string());
+        push("latency-min-ms", self.latency_min_ms.to_string());
+        push("latency-max-ms", self.latency_max_ms.to_string());
+        push("loss", self.loss.to_string());
+        push("bootstrap-peers", self.bootstrap_peers.to_string());
+        push("min-reliability", self.min_reliability.to_string());
+        a
+    }
+
+    /// The full shell command (from the repository root) that reproduces this run.
+    pub fn command_line(&self) -> String {
+        let mut s = String::from("cargo run --release -p overlay-sim --");
+        for arg in self.command_args() {
+            s.push(' ');
+            if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c))
+            {
+                s.push('\'');
+                s.push_str(&arg.replace('\'', "'\\''"));
+                s.push('\'');
+            } else {
+                s.push_str(&arg);
+            }
+        }
+        s
+    }
+}
+
+/// A scenario file (`overlay-sim/scenarios/*.toml`): `kind` is required, every other key is
+/// optional and defaults as for [`Scenario::new`].
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// See [`Scenario::name`].
+    pub name: Option<String>,
+    /// See [`Scenario::kind`].
+    pub kind: Option<ScenarioKind>,
+    /// See [`Scenario::nodes`].
+    pub nodes: Option<usize>,
+    /// See [`Scenario::seed`].
+    pub seed: Option<u64>,
+    /// See [`Scenario::alpha`].
+    pub alpha: Option<usize>,
+    /// See [`Scenario::beta`].
+    pub beta: Option<usize>,
+    /// See [`Scenario::active_target`].
+    pub active_target: Option<usize>,
+    /// See [`Scenario::messages`].
+    pub messages: Option<usize>,
+    /// See [`Scenario::payload_bytes`].
+    pub payload_bytes: Option<usize>,
+    /// See [`Scenario::warmup_ms`].
+    pub warmup_ms: Option<u64>,
+    /// See [`Scenario::interval_ms`].
+    pub interval_ms: Option<u64>,
+    /// See [`Scenario::timeout_ms`].
+    pub timeout_ms: Option<u64>,
+    /// See [`Scenario::kill_percent`].
+    pub kill_percent: Option<u32>,
+    /// See [`Scenario::prekill_messages`].
+    pub prekill_messages: Option<usize>,
+    /// See [`Scenario::latency_min_ms`].
+    pub latency_min_ms: Option<u64>,
+    /// See [`Scenario::latency_max_ms`].
+    pub latency_max_ms: Option<u64>,
+    /// See [`Scenario::loss`].
+    pub loss: Option<f64>,
+    /// See [`Scenario::bootstrap_peers`].
+    pub bootstrap_peers: Option<usize>,
+    /// See [`Scenario::min_reliability`].
+    pub min_reliability: Option<f64>,
+}
+
+/// Default node count when neither the file nor the command line gives one.
+pub const DEFAULT_NODES: usize = 1000;
+/// Default seed when neither the file nor the command line gives one.
+pub const DEFAULT_SEED: u64 = 1;
+
+impl ScenarioFile {
+    /// Parses TOML text.
+    pub fn parse(text: &str, path: &Path) -> Result<ScenarioFile, SimError> {
+        toml::from_str(text).map_err(|e| SimError::ScenarioFile {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<ScenarioFile, SimError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SimError::ReadFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Overlays `other`'s values on this one (values in `other` win).
+    pub fn merge(self, other: ScenarioFile) -> ScenarioFile {
+        ScenarioFile {
+            name: other.name.or(self.name),
+            kind: other.kind.or(self.kind),
+            nodes: other.nodes.or(self.nodes),
+            seed: other.seed.or(self.seed),
+            alpha: other.alpha.or(self.alpha),
+            beta: other.beta.or(self.beta),
+            active_target: other.active_target.or(self.active_target),
+            messages: other.messages.or(self.messages),
+            payload_bytes: other.payload_bytes.or(self.payload_bytes),
+            warmup_ms: other.warmup_ms.or(self.warmup_ms),
+            interval_ms: other.interval_ms.or(self.interval_ms),
+            timeout_ms: other.timeout_ms.or(self.timeout_ms),
+            kill_percent: other.kill_percent.or(self.kill_percent),
+            prekill_messages: other.prekill_messages.or(self.prekill_messages),
+            latency_min_ms: other.latency_min_ms.or(self.latency_min_ms),
+            latency_max_ms: other.latency_max_ms.or(self.latency_max_ms),
+            loss: other.loss.or(self.loss),
+            bootstrap_peers: other.bootstrap_peers.or(self.bootstrap_peers),
+            min_reliability: other.min_reliability.or(self.min_reliability),
+        }
+    }
+
+    /// The scenario: the kind's defaults with every given value applied. The name defaults
+    /// to [`Scenario::default_name`] of the result.
+    pub fn resolve(&self) -> Result<Scenario, SimError> {
+        let kind = self
+            .kind
+            .ok_or_else(|| SimError::Scenario("no scenario kind given (`kind = ...`)".into()))?;
+        let mut s = Scenario::new(
+            kind,
+            self.nodes.unwrap_or(DEFAULT_NODES),
+            self.seed.unwrap_or(DEFAULT_SEED),
+        );
+        macro_rules! apply {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { s.$field = v; } )* };
+        }
+        apply!(
+            alpha,
+            beta,
+            active_target,
+            messages,
+            payload_bytes,
+            warmup_ms,
+            interval_ms,
+            timeout_ms,
+            kill_percent,
+            prekill_messages,
+            latency_min_ms,
+            latency_max_ms,
+            loss,
+            bootstrap_peers,
+            min_reliability
+        );
+        s.name = match &self.name {
+            Some(name) => name.clone(),
+            None => s.default_name(),
+        };
+        s.validate()?;
+        Ok(s)
+    }
+}
+
+/// The issue's table: single sender with 100 and 1000 nodes, random senders, all nodes
+/// sending at once, and killing 20, 30, …, 90 and 95 % of 1000 nodes. `nodes` replaces 1000
+/// (and caps 100) for a scaled-down suite.
+pub fn suite(seed: u64, nodes: Option<usize>) -> Vec<Scenario> {
+    let big = nodes.unwrap_or(DEFAULT_NODES);
+    let small = big.min(100);
+    let mut v = vec![
+        Scenario::new(ScenarioKind::Single, small, seed),
+        Scenario::new(ScenarioKind::Single, big, seed),
+        Scenario::new(ScenarioKind::Random, big, seed),
+        Scenario::new(ScenarioKind::AllSend, small, seed),
+        Scenario::new(ScenarioKind::AllSend, big, seed),
+    ];
+    for x in [20u32, 30, 40, 50, 60, 70, 80, 90, 95] {
+        let mut s = Scenario::new(ScenarioKind::Kill, big, seed);
+        s.kill_percent = x;
+        s.name = s.default_name();
+        v.push(s);
+    }
+    v
+}
