@@ -3,8 +3,16 @@
 //! The tokio driver for the `overlay-proto` core: TLS sessions over TCP, HTTP health, metrics and
 //! the control API, and the Rust library API. It holds no protocol logic of its own.
 
+pub mod api;
 pub mod config;
 pub mod http;
 pub mod pq;
+pub mod runtime;
 pub mod telemetry;
 pub mod tls;
+
+pub use api::{
+    DialTarget, DirectMessage, DirectSubscription, KernelEvent, Overlay, OverlayBuilder, OverlayError,
+    Readiness, SessionHandle, Subscription,
+};
+pub use runtime::{DriverStats, HttpHandler, Net, Timeouts, TokioNet};

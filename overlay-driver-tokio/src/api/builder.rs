@@ -1,0 +1,454 @@
+//! [`OverlayBuilder`]: identity, TLS, core settings, peers, seed, trace, limits; then
+//! [`OverlayBuilder::build`] binds the listener and starts the runtime.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use overlay_proto::capability::{self, Scope};
+use overlay_proto::trace::TraceHeader;
+use overlay_proto::{AuthConfig, Input, MacKey, Node, NodeConfig, NodeIdentity};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use super::{Overlay, OverlayError, Readiness, Shared};
+use crate::config::{DaemonConfig, DEV_KID};
+use crate::runtime::accept::{self, AcceptCtx};
+use crate::runtime::dial::DialCtx;
+use crate::runtime::metrics::DriverCounters;
+use crate::runtime::node_task::{NodeTask, NodeTaskParts, Outputs};
+use crate::runtime::trace_out::TraceSink;
+use crate::runtime::{Clock, HttpHandler, Net, Timeouts, TokioNet, SERVICE};
+use crate::tls::{self, Identity, TlsOptions};
+
+/// Capacity of the bus (socket-side tasks → node task).
+const BUS_CAPACITY: usize = 1024;
+/// Capacity of the command channel (API → node task).
+const COMMAND_CAPACITY: usize = 256;
+/// Deliveries buffered per subscriber before the oldest are lost.
+const DELIVERY_CAPACITY: usize = 4096;
+/// Direct messages buffered per subscriber.
+const DIRECT_CAPACITY: usize = 1024;
+/// Kernel events buffered per subscriber.
+const EVENT_CAPACITY: usize = 256;
+
+/// Puts the development capability setup into `auth`: the well-known [`MacKey::DEV`] under
+/// kid [`DEV_KID`] for `auth.tenant`, and a token minted with it (no caveats) as the node's own
+/// token. **Insecure**: anyone can mint such tokens. For loopback dev mode and simulations.
+pub fn install_dev_auth(auth: &mut AuthConfig) {
+    auth.keys.insert(DEV_KID, auth.tenant.clone(), MacKey::DEV);
+    auth.own_token = Some(capability::mint(
+        &MacKey::DEV,
+        &auth.tenant,
+        DEV_KID,
+        Scope {
+            prefix: None,
+            methods: Vec::new(),
+            max_bytes: None,
+        },
+        Vec::new(),
+    ));
+}
+
+/// Builds and starts an [`Overlay`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), svc_overlay::OverlayError> {
+/// use svc_overlay::{Overlay, Timeouts};
+/// use overlay_proto::NodeConfig;
+///
+/// let ov = Overlay::builder()
+///     .bind("127.0.0.1:0".parse().map_err(|_| svc_overlay::OverlayError::Malformed)?)
+///     .node_config(NodeConfig { alpha: 4, ..NodeConfig::default() })
+///     .peers(vec!["127.0.0.1:9415".parse().map_err(|_| svc_overlay::OverlayError::Malformed)?])
+///     .seed(7)
+///     .max_conns(256)
+///     .timeouts(Timeouts::default())
+///     .build()
+///     .await?;
+/// # ov.shutdown().await; Ok(()) }
+/// ```
+pub struct OverlayBuilder<N: Net = TokioNet> {
+    net: N,
+    bind: SocketAddr,
+    advertise: Option<SocketAddr>,
+    identity: Option<Identity>,
+    tls: TlsOptions,
+    node_config: NodeConfig,
+    peers: Vec<SocketAddr>,
+    peer_names: Vec<String>,
+    seed: Option<u64>,
+    unix_base_secs: Option<u64>,
+    trace_out: Option<PathBuf>,
+    max_conns: usize,
+    timeouts: Timeouts,
+    http: Option<HttpHandler<N::Stream>>,
+}
+
+impl<N: Net> fmt::Debug for OverlayBuilder<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OverlayBuilder")
+            .field("bind", &self.bind)
+            .field("advertise", &self.advertise)
+            .field("identity", &self.identity)
+            .field("tls", &self.tls)
+            .field("peers", &self.peers)
+            .field("peer_names", &self.peer_names)
+            .field("seed", &self.seed)
+            .field("trace_out", &self.trace_out)
+            .field("max_conns", &self.max_conns)
+            .field("timeouts", &self.timeouts)
+            .field("http", &self.http.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for OverlayBuilder<TokioNet> {
+    fn default() -> Self {
+        OverlayBuilder::with_net(TokioNet)
+    }
+}
+
+impl OverlayBuilder<TokioNet> {
+    /// Defaults over tokio sockets: bind `127.0.0.1:9415`, dev identity and dev key, core
+    /// defaults, `max_conns` 1024, OS-random seed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A builder for the daemon's resolved configuration: bind address, `max_conns`, peers
+    /// (resolved at build), TLS key-exchange mode and CA, identity files (or a dev identity),
+    /// core settings, timeouts and trace file.
+    pub fn from_daemon_config(cfg: &DaemonConfig) -> Result<Self, OverlayError> {
+        let identity = match &cfg.cert_key {
+            Some((cert, key)) => Identity::from_pem_files(cert, key)?,
+            None => Identity::generate_dev()?,
+        };
+        let mut tls_opts = TlsOptions {
+            pq: cfg.pq,
+            ca_roots: None,
+        };
+        if let Some(ca) = &cfg.ca {
+            tls_opts = tls_opts.with_ca_file(ca)?;
+        }
+        let mut builder = OverlayBuilder::new()
+            .bind(cfg.bind)
+            .identity(identity)
+            .tls(tls_opts)
+            .node_config(cfg.node.clone())
+            .peer_names(cfg.peers.clone())
+            .max_conns(cfg.max_conns)
+            .timeouts(Timeouts {
+                read: cfg.read,
+                write: cfg.write,
+                drain: cfg.drain,
+            });
+        if let Some(path) = &cfg.trace_out {
+            builder = builder.trace_out(path.clone());
+        }
+        Ok(builder)
+    }
+}
+
+impl<N: Net> OverlayBuilder<N> {
+    /// Defaults (see [`OverlayBuilder::new`]) over another network, e.g. a simulator's.
+    pub fn with_net(net: N) -> Self {
+        OverlayBuilder {
+            net,
+            bind: crate::config::defaults::BIND,
+            advertise: None,
+            identity: None,
+            tls: TlsOptions::default(),
+            node_config: NodeConfig::default(),
+            peers: Vec::new(),
+            peer_names: Vec::new(),
+            seed: None,
+            unix_base_secs: None,
+            trace_out: None,
+            max_conns: crate::config::defaults::MAX_CONNS,
+            timeouts: Timeouts::default(),
+            http: None,
+        }
+    }
+
+    /// The listen address (port 0 picks a free port; see [`Overlay::local_addr`]).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// The address advertised to peers (HELLO `listen`, shuffles); default: the bound address.
+    pub fn advertise(mut self, addr: SocketAddr) -> Self {
+        self.advertise = Some(addr);
+        self
+    }
+
+    /// The TLS identity; default: a generated in-memory dev identity.
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Key-exchange policy and CA mode.
+    pub fn tls(mut self, opts: TlsOptions) -> Self {
+        self.tls = opts;
+        self
+    }
+
+    /// The core's settings. When `auth.own_token` is `None` the node runs in **dev mode**:
+    /// the dev key is added and a dev token minted ([`install_dev_auth`]), and only loopback
+    /// bind addresses are accepted. `unix_base_secs` is set at start (see
+    /// [`OverlayBuilder::unix_base_secs`]).
+    pub fn node_config(mut self, cfg: NodeConfig) -> Self {
+        self.node_config = cfg;
+        self
+    }
+
+    /// Peer addresses offered to membership at start (`Input::PeersDiscovered`).
+    pub fn peers(mut self, addrs: Vec<SocketAddr>) -> Self {
+        self.peers = addrs;
+        self
+    }
+
+    /// Peer `host:port` names resolved at build (through [`Net::resolve`]); unresolvable names
+    /// are logged and skipped.
+    pub fn peer_names(mut self, names: Vec<String>) -> Self {
+        self.peer_names = names;
+        self
+    }
+
+    /// The core's RNG seed; default: from the OS.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Unix time (seconds) of the core's epoch; default: the system clock at start.
+    pub fn unix_base_secs(mut self, secs: u64) -> Self {
+        self.unix_base_secs = Some(secs);
+        self
+    }
+
+    /// Records every input and action to this file (replayable with
+    /// `overlay_proto::trace::Replayer`). The file holds keys and payloads: it is created
+    /// with mode 0600.
+    pub fn trace_out(mut self, path: impl Into<PathBuf>) -> Self {
+        self.trace_out = Some(path.into());
+        self
+    }
+
+    /// Most TCP connections open at once; inbound connections past it are closed at accept.
+    pub fn max_conns(mut self, n: usize) -> Self {
+        self.max_conns = n;
+        self
+    }
+
+    /// Socket read/write deadlines and the drain deadline.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Where plain-HTTP connections go (first byte an ASCII letter). Without a handler they
+    /// are closed.
+    pub fn http_handler(mut self, handler: HttpHandler<N::Stream>) -> Self {
+        self.http = Some(handler);
+        self
+    }
+
+    /// Binds the listener and starts the node.
+    ///
+    /// # Errors
+    /// `Config` for invalid settings (or dev mode on a non-loopback address), `Tls` for an
+    /// unusable identity or CA, `Io` when the address cannot be bound or the trace file
+    /// cannot be created.
+    pub async fn build(self) -> Result<Overlay, OverlayError> {
+        let OverlayBuilder {
+            net,
+            bind,
+            advertise,
+            identity,
+            tls: tls_opts,
+            node_config: mut cfg,
+            mut peers,
+            peer_names,
+            seed,
+            unix_base_secs,
+            trace_out,
+            max_conns,
+            timeouts,
+            http,
+        } = self;
+
+        let identity = match identity {
+            Some(identity) => identity,
+            None => Identity::generate_dev()?,
+        };
+        if cfg.auth.own_token.is_none() {
+            if !bind.ip().is_loopback() {
+                return Err(OverlayError::Config(format!(
+                    "dev mode (no capability token configured) refuses to bind the non-loopback \
+                     address {bind}: configure capability keys and a token"
+                )));
+            }
+            tracing::warn!(
+                "DEV MODE: using the well-known dev capability key; anyone can mint tokens \
+                 for this node. Loopback only; never use in production."
+            );
+            install_dev_auth(&mut cfg.auth);
+        }
+        if max_conns == 0 {
+            return Err(OverlayError::Config(
+                "max_conns must be at least 1".to_string(),
+            ));
+        }
+        cfg.validate()?;
+
+        let acceptor = TlsAcceptor::from(tls::server_config(&identity, &tls_opts)?);
+        let unpinned = tls::client_config(&identity, &tls_opts, None)?;
+        let listener = net.bind(bind).await?;
+        let local_addr = net.local_addr(&listener)?;
+        for name in peer_names {
+            match net.resolve(&name).await {
+                Ok(addrs) => peers.extend(addrs),
+                Err(e) => tracing::warn!(peer = %name, error = %e, "cannot resolve peer; skipped"),
+            }
+        }
+        let seed = match seed {
+            Some(seed) => seed,
+            None => getrandom::u64().map_err(|e| io::Error::other(e.to_string()))?,
+        };
+        let node_identity = NodeIdentity {
+            peer_id: identity.peer_id(),
+            listen_addr: Some(advertise.unwrap_or(local_addr)),
+        };
+
+        let clock = Clock::start();
+        cfg.unix_base_secs = unix_base_secs.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        });
+        let node = Node::new(cfg.clone(), node_identity.clone(), seed)?;
+        let counters = Arc::new(DriverCounters::default());
+        let trace = match &trace_out {
+            Some(path) => Some(TraceSink::create(
+                path,
+                &TraceHeader::new(cfg.clone(), node_identity.clone(), seed),
+                Arc::clone(&counters),
+            )?),
+            None => None,
+        };
+
+        let (bus_tx, bus_rx) = mpsc::channel(BUS_CAPACITY);
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
+        let (deliveries, _) = broadcast::channel(DELIVERY_CAPACITY);
+        let (directs, _) = broadcast::channel(DIRECT_CAPACITY);
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let readiness = Arc::new(watch::Sender::new(Readiness {
+            ready: true,
+            missing: Vec::new(),
+        }));
+        let (finished_tx, finished_rx) = watch::channel(false);
+        let (accept_stop, stop_rx) = watch::channel(false);
+        let next_conn = Arc::new(AtomicU64::new(1));
+
+        let accept_task = tokio::spawn(accept::supervise(AcceptCtx {
+            net: net.clone(),
+            listener: Arc::new(listener),
+            acceptor,
+            bus: bus_tx.clone(),
+            counters: Arc::clone(&counters),
+            max_conns,
+            handshake: cfg.handshake_timeout,
+            http,
+            next_conn: Arc::clone(&next_conn),
+            stop: stop_rx,
+            events: events.clone(),
+            seed,
+        }));
+        let dial_ctx = Arc::new(DialCtx {
+            net,
+            identity,
+            tls: tls_opts,
+            unpinned,
+            deadline: cfg.handshake_timeout,
+            counters: Arc::clone(&counters),
+            next_conn,
+        });
+        let task = NodeTask::new(NodeTaskParts {
+            node,
+            clock,
+            bus_rx,
+            bus_tx,
+            cmd_rx,
+            cmd_weak: cmd_tx.downgrade(),
+            dial_ctx,
+            out: Outputs {
+                deliveries: deliveries.clone(),
+                directs: directs.clone(),
+                events: events.clone(),
+                readiness: Arc::clone(&readiness),
+            },
+            counters: Arc::clone(&counters),
+            trace,
+            timeouts,
+            accept_stop,
+            accept_task,
+        });
+        let initial = if peers.is_empty() {
+            Vec::new()
+        } else {
+            vec![Input::PeersDiscovered { addrs: peers }]
+        };
+        let node_task = tokio::spawn(task.run(initial));
+        {
+            let events = events.clone();
+            let counters = Arc::clone(&counters);
+            let readiness = Arc::clone(&readiness);
+            tokio::spawn(async move {
+                if let Err(e) = node_task.await {
+                    if e.is_panic() {
+                        counters.restart("node");
+                        tracing::error!("the node task crashed; the overlay has stopped");
+                        let _ = events.send(super::KernelEvent::ServiceCrashed {
+                            service: SERVICE.to_string(),
+                            reason: "node task panicked".to_string(),
+                        });
+                    }
+                }
+                readiness.send_replace(Readiness {
+                    ready: false,
+                    missing: vec!["stopped".to_string()],
+                });
+                finished_tx.send_replace(true);
+            });
+        }
+        tracing::info!(
+            peer_id = %node_identity.peer_id,
+            %local_addr,
+            seed,
+            "overlay started"
+        );
+        let handshake = cfg.handshake_timeout;
+        Ok(Overlay {
+            shared: Arc::new(Shared {
+                cmd: cmd_tx,
+                deliveries,
+                directs,
+                events,
+                readiness: readiness.subscribe(),
+                finished: finished_rx,
+                local_addr,
+                peer_id: node_identity.peer_id,
+                counters,
+                dial_timeout: handshake * 2 + Duration::from_secs(2),
+            }),
+        })
+    }
+}

@@ -1,0 +1,483 @@
+//! The Rust library API: an [`Overlay`] handle over a running node.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), svc_overlay::OverlayError> {
+//! use bytes::Bytes;
+//! use svc_overlay::Overlay;
+//!
+//! // Dev identity and dev capability key, loopback only.
+//! let a = Overlay::bind("127.0.0.1:0".parse().map_err(|_| svc_overlay::OverlayError::Malformed)?).await?;
+//! let b = Overlay::bind("127.0.0.1:0".parse().map_err(|_| svc_overlay::OverlayError::Malformed)?).await?;
+//! let mut sub = b.subscribe();
+//! let session = a.dial(b.local_addr()).await?;       // resolves once the session runs
+//! session.send(Bytes::from_static(b"direct")).await?;
+//! let id = a.broadcast(Bytes::from_static(b"hi")).await?;
+//! if let Some(msg) = sub.recv().await {
+//!     assert_eq!(msg.id, id);
+//!     assert_eq!(msg.origin, a.peer_id());
+//! }
+//! a.shutdown().await;
+//! b.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Everything goes through the node task (see [`crate::runtime`]): the handle only holds
+//! channels, so it is cheap to clone and safe to use from any task. When the last [`Overlay`]
+//! clone is dropped the node shuts down gracefully on its own.
+
+mod builder;
+mod error;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use overlay_proto::{ConnId, Delivery, Direction, MessageId, NodeStats, PeerId, SessionInfo};
+use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+pub use builder::{install_dev_auth, OverlayBuilder};
+pub use error::OverlayError;
+
+use crate::runtime::metrics::DriverCounters;
+use crate::runtime::node_task::Command;
+use crate::runtime::{DriverStats, TokioNet};
+
+/// Something the node reports to its supervisor (the "kernel").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum KernelEvent {
+    /// Readiness or liveness changed (`ok == false` when saturated or stopped).
+    Health {
+        /// The service (`svc-overlay`).
+        service: String,
+        /// Healthy and ready.
+        ok: bool,
+    },
+    /// A task crashed; it was restarted or its connection reported closed.
+    ServiceCrashed {
+        /// The service (`svc-overlay`).
+        service: String,
+        /// Which task and why.
+        reason: String,
+    },
+    /// A session reached Running.
+    SessionUp {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A running session ended.
+    SessionDown {
+        /// The peer.
+        peer: PeerId,
+        /// The close reason's label (`shutdown`, `idle_timeout`, `transport_closed`, ...).
+        reason: String,
+    },
+}
+
+/// Readiness as published on [`Overlay::readiness`] (`/readyz`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Readiness {
+    /// True when the node accepts work.
+    pub ready: bool,
+    /// What is saturated or missing when not ready (`sessions`, `send_queue`,
+    /// `shutting_down`, ...).
+    pub missing: Vec<String>,
+}
+
+/// A direct message from a connected peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectMessage {
+    /// The sender.
+    pub from: PeerId,
+    /// The message.
+    pub payload: Bytes,
+}
+
+/// An address to dial: a [`SocketAddr`] or its text form (`"127.0.0.1:9416"`; no DNS).
+pub trait DialTarget {
+    /// The socket address.
+    fn into_addr(self) -> Result<SocketAddr, OverlayError>;
+}
+
+impl DialTarget for SocketAddr {
+    fn into_addr(self) -> Result<SocketAddr, OverlayError> {
+        Ok(self)
+    }
+}
+
+impl DialTarget for &str {
+    fn into_addr(self) -> Result<SocketAddr, OverlayError> {
+        self.trim()
+            .parse()
+            .map_err(|_| OverlayError::Config(format!("not a socket address: `{self}`")))
+    }
+}
+
+impl DialTarget for String {
+    fn into_addr(self) -> Result<SocketAddr, OverlayError> {
+        self.as_str().into_addr()
+    }
+}
+
+impl DialTarget for &String {
+    fn into_addr(self) -> Result<SocketAddr, OverlayError> {
+        self.as_str().into_addr()
+    }
+}
+
+/// What every [`Overlay`] clone shares.
+struct Shared {
+    cmd: mpsc::Sender<Command>,
+    deliveries: broadcast::Sender<Delivery>,
+    directs: broadcast::Sender<DirectMessage>,
+    events: broadcast::Sender<KernelEvent>,
+    readiness: watch::Receiver<Readiness>,
+    finished: watch::Receiver<bool>,
+    local_addr: SocketAddr,
+    peer_id: PeerId,
+    counters: Arc<DriverCounters>,
+    dial_timeout: Duration,
+}
+
+/// A running overlay node. Cheap to clone; all clones drive the same node.
+#[derive(Clone)]
+pub struct Overlay {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Overlay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Overlay")
+            .field("peer_id", &self.shared.peer_id)
+            .field("local_addr", &self.shared.local_addr)
+            .finish()
+    }
+}
+
+impl Overlay {
+    /// Starts a node on `addr` with a generated dev identity and the dev capability key
+    /// (insecure, so `addr` must be a loopback address) and default settings.
+    pub async fn bind(addr: SocketAddr) -> Result<Overlay, OverlayError> {
+        Overlay::builder().bind(addr).build().await
+    }
+
+    /// A builder with default settings over tokio sockets.
+    pub fn builder() -> OverlayBuilder<TokioNet> {
+        OverlayBuilder::new()
+    }
+
+    async fn command<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, OverlayError> {
+        let (tx, rx) = oneshot::channel();
+        self.shared
+            .cmd
+            .send(make(tx))
+            .await
+            .map_err(|_| OverlayError::ShuttingDown)?;
+        rx.await.map_err(|_| OverlayError::ShuttingDown)
+    }
+
+    /// Dials `addr` and resolves once the overlay session is Running (TLS, HELLO and the
+    /// capability exchange done), or fails with the reason (`Timeout`, `Refused`, `Crypto`,
+    /// `Unauthorized`, `Forbidden`, ...). Dialing an address with a session or a dial already
+    /// in progress joins it.
+    pub async fn dial(&self, addr: impl DialTarget) -> Result<SessionHandle, OverlayError> {
+        let addr = addr.into_addr()?;
+        let limit = self.shared.dial_timeout;
+        match tokio::time::timeout(limit, self.command(|reply| Command::Dial { addr, reply })).await
+        {
+            Err(_) => Err(OverlayError::Timeout),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(result)) => result,
+        }
+    }
+
+    /// Broadcasts a message to the whole overlay; resolves with its id once it is queued for
+    /// this node's peers.
+    pub async fn broadcast(&self, payload: impl Into<Bytes>) -> Result<MessageId, OverlayError> {
+        let payload = payload.into();
+        self.command(|reply| Command::Broadcast { payload, reply })
+            .await?
+            .map_err(OverlayError::from)
+    }
+
+    /// Sends a direct message to a connected peer.
+    pub async fn send_to(
+        &self,
+        peer: PeerId,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), OverlayError> {
+        send_direct(&self.shared.cmd, peer, payload.into()).await
+    }
+
+    /// Offers addresses that may run overlay peers; the node dials them as membership needs.
+    pub async fn add_peers(&self, addrs: Vec<SocketAddr>) -> Result<(), OverlayError> {
+        self.shared
+            .cmd
+            .send(Command::AddPeers { addrs })
+            .await
+            .map_err(|_| OverlayError::ShuttingDown)
+    }
+
+    /// Gossip messages delivered to this node from now on (bounded: a subscriber that falls
+    /// behind loses the oldest messages, and that is counted).
+    pub fn subscribe(&self) -> Subscription {
+        Subscription {
+            feed: Feed {
+                rx: self.shared.deliveries.subscribe(),
+                finished: self.shared.finished.clone(),
+                counters: Arc::clone(&self.shared.counters),
+            },
+        }
+    }
+
+    /// Direct messages received from now on (bounded like [`Overlay::subscribe`]).
+    pub fn direct_messages(&self) -> DirectSubscription {
+        DirectSubscription {
+            feed: Feed {
+                rx: self.shared.directs.subscribe(),
+                finished: self.shared.finished.clone(),
+                counters: Arc::clone(&self.shared.counters),
+            },
+        }
+    }
+
+    /// Kernel events from now on.
+    pub fn events(&self) -> broadcast::Receiver<KernelEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Every session (handshaking, running, closing). Empty once stopped.
+    pub async fn peers(&self) -> Vec<SessionInfo> {
+        self.command(|reply| Command::Peers { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// The core's counters and gauges. Default (zero) once stopped.
+    pub async fn stats(&self) -> NodeStats {
+        self.command(|reply| Command::Stats { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// What the driver itself counted (TLS failures, `max_conns` refusals, crashes, ...).
+    pub fn driver_stats(&self) -> DriverStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Readiness, updated when it changes.
+    pub fn readiness(&self) -> watch::Receiver<Readiness> {
+        self.shared.readiness.clone()
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// This node's identity.
+    pub fn peer_id(&self) -> PeerId {
+        self.shared.peer_id
+    }
+
+    /// True until the node has stopped.
+    pub fn is_running(&self) -> bool {
+        !*self.shared.finished.borrow()
+    }
+
+    /// Graceful shutdown: every session is closed with 503, writers flush (up to the drain
+    /// deadline), remaining tasks are aborted, the trace is flushed. Resolves when done;
+    /// calling it again (or from a clone) just waits.
+    pub async fn shutdown(&self) {
+        let _ = self.shared.cmd.send(Command::Shutdown).await;
+        self.closed().await;
+    }
+
+    /// Resolves when the node has stopped (after [`Overlay::shutdown`] or a crash).
+    pub async fn closed(&self) {
+        let mut finished = self.shared.finished.clone();
+        let _ = finished.wait_for(|done| *done).await;
+    }
+}
+
+async fn send_direct(
+    cmd: &mpsc::Sender<Command>,
+    peer: PeerId,
+    payload: Bytes,
+) -> Result<(), OverlayError> {
+    let (reply, rx) = oneshot::channel();
+    cmd.send(Command::SendDirect {
+        peer,
+        payload,
+        reply,
+    })
+    .await
+    .map_err(|_| OverlayError::ShuttingDown)?;
+    rx.await
+        .map_err(|_| OverlayError::ShuttingDown)?
+        .map_err(OverlayError::from)
+}
+
+/// A running session with one peer, as returned by [`Overlay::dial`].
+///
+/// It does not keep the overlay alive: once every [`Overlay`] clone is dropped, sends fail with
+/// [`OverlayError::ShuttingDown`].
+#[derive(Clone)]
+pub struct SessionHandle {
+    peer: PeerId,
+    conn: ConnId,
+    remote: SocketAddr,
+    direction: Direction,
+    kx_group: Option<String>,
+    cmd: mpsc::WeakSender<Command>,
+}
+
+impl fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("peer", &self.peer)
+            .field("conn", &self.conn)
+            .field("remote", &self.remote)
+            .field("direction", &self.direction)
+            .field("kx_group", &self.kx_group)
+            .finish()
+    }
+}
+
+impl SessionHandle {
+    pub(crate) fn new(
+        peer: PeerId,
+        conn: ConnId,
+        remote: SocketAddr,
+        direction: Direction,
+        kx_group: Option<String>,
+        cmd: mpsc::Sender<Command>,
+    ) -> Self {
+        SessionHandle {
+            peer,
+            conn,
+            remote,
+            direction,
+            kx_group,
+            cmd: cmd.downgrade(),
+        }
+    }
+
+    /// The peer's identity (proven by its certificate).
+    pub fn peer_id(&self) -> PeerId {
+        self.peer
+    }
+
+    /// The connection carrying the session.
+    pub fn conn_id(&self) -> ConnId {
+        self.conn
+    }
+
+    /// The peer's socket address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// Who dialed.
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// The negotiated TLS key-exchange group (e.g. `X25519MLKEM768`).
+    pub fn kx_group(&self) -> Option<&str> {
+        self.kx_group.as_deref()
+    }
+
+    /// Sends a direct message to this peer (`NotConnected` once the session is gone).
+    pub async fn send(&self, payload: impl Into<Bytes>) -> Result<(), OverlayError> {
+        let cmd = self.cmd.upgrade().ok_or(OverlayError::ShuttingDown)?;
+        send_direct(&cmd, self.peer, payload.into()).await
+    }
+}
+
+/// A bounded broadcast receiver that counts what it loses and ends when the node stops.
+struct Feed<T> {
+    rx: broadcast::Receiver<T>,
+    finished: watch::Receiver<bool>,
+    counters: Arc<DriverCounters>,
+}
+
+impl<T: Clone> Feed<T> {
+    async fn recv(&mut self) -> Option<T> {
+        loop {
+            tokio::select! {
+                biased;
+                got = self.rx.recv() => match got {
+                    Ok(item) => return Some(item),
+                    Err(RecvError::Lagged(n)) => {
+                        self.counters.lagged(n);
+                        tracing::warn!(lost = n, "subscriber lagging; messages lost");
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = self.finished.wait_for(|done| *done) => {
+                    // Stopped: hand out what was already delivered, then end.
+                    return loop {
+                        match self.rx.try_recv() {
+                            Ok(item) => break Some(item),
+                            Err(broadcast::error::TryRecvError::Lagged(n)) => self.counters.lagged(n),
+                            Err(_) => break None,
+                        }
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Gossip messages delivered to this node ([`Overlay::subscribe`]).
+pub struct Subscription {
+    feed: Feed<Delivery>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription").finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// The next delivery, or `None` once the node has stopped and everything delivered before
+    /// was received.
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        self.feed.recv().await
+    }
+
+    /// This subscription as a [`Stream`].
+    pub fn into_stream(self) -> Pin<Box<dyn Stream<Item = Delivery> + Send>> {
+        Box::pin(futures_util::stream::unfold(self, |mut sub| async move {
+            sub.recv().await.map(|item| (item, sub))
+        }))
+    }
+}
+
+/// Direct messages received by this node ([`Overlay::direct_messages`]).
+pub struct DirectSubscription {
+    feed: Feed<DirectMessage>,
+}
+
+impl fmt::Debug for DirectSubscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DirectSubscription").finish_non_exhaustive()
+    }
+}
+
+impl DirectSubscription {
+    /// The next direct message, or `None` once the node has stopped.
+    pub async fn recv(&mut self) -> Option<DirectMessage> {
+        self.feed.recv().await
+    }
+}

@@ -1,0 +1,121 @@
+//! Outbound connections for `Action::Connect`: TCP connect and the TLS client handshake under
+//! one deadline, pinning the expected PeerId when the core knows it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use overlay_proto::{ConnId, DialId, Direction, OverlayError as CoreError, PeerId};
+use rustls::ClientConfig;
+use tokio::time::{timeout_at, Instant as TokioInstant};
+use tokio_rustls::TlsConnector;
+
+use super::conn::io_kind;
+use super::metrics::{ConnSlot, DriverCounters};
+use super::net::Net;
+use super::Established;
+use crate::tls::{classify_handshake_error, client_config, server_name, session_info};
+use crate::tls::{Identity, TlsOptions};
+
+/// What a dial task needs; shared by all dials.
+pub(crate) struct DialCtx<N: Net> {
+    pub(crate) net: N,
+    pub(crate) identity: Identity,
+    pub(crate) tls: TlsOptions,
+    /// The client configuration without a pinned peer (built once).
+    pub(crate) unpinned: Arc<ClientConfig>,
+    pub(crate) deadline: Duration,
+    pub(crate) counters: Arc<DriverCounters>,
+    pub(crate) next_conn: Arc<AtomicU64>,
+}
+
+/// The end of one dial.
+pub(crate) struct DialOutcome<S> {
+    /// The core's dial id.
+    pub(crate) dial: DialId,
+    /// The session, or why not.
+    pub(crate) result: Result<Box<Established<S>>, CoreError>,
+}
+
+/// Connects to `addr` (TCP + TLS) and reports the outcome.
+pub(crate) async fn dial<N: Net>(
+    ctx: Arc<DialCtx<N>>,
+    dial: DialId,
+    addr: SocketAddr,
+    expected: Option<PeerId>,
+) -> DialOutcome<N::Stream> {
+    let result = connect(&ctx, dial, addr, expected).await;
+    DialOutcome { dial, result }
+}
+
+async fn connect<N: Net>(
+    ctx: &DialCtx<N>,
+    dial: DialId,
+    addr: SocketAddr,
+    expected: Option<PeerId>,
+) -> Result<Box<Established<N::Stream>>, CoreError> {
+    let deadline = TokioInstant::now() + ctx.deadline;
+    let slot = ConnSlot::acquire(&ctx.counters.live);
+    let tcp = match timeout_at(deadline, ctx.net.connect(addr)).await {
+        Err(_) => {
+            ctx.counters.error("dial", "timeout");
+            return Err(CoreError::Timeout);
+        }
+        Ok(Err(e)) => {
+            ctx.counters.error("dial", io_kind(&e));
+            tracing::debug!(%dial, %addr, error = %e, "dial failed");
+            return Err(match e.kind() {
+                std::io::ErrorKind::TimedOut => CoreError::Timeout,
+                _ => CoreError::Refused,
+            });
+        }
+        Ok(Ok(tcp)) => tcp,
+    };
+    let config = match expected {
+        None => Arc::clone(&ctx.unpinned),
+        Some(peer) => match client_config(&ctx.identity, &ctx.tls, Some(peer)) {
+            Ok(config) => config,
+            Err(e) => {
+                ctx.counters.error("dial", "tls_config");
+                tracing::error!(error = %e, "cannot build a pinned TLS client configuration");
+                return Err(CoreError::Crypto);
+            }
+        },
+    };
+    let tls = match timeout_at(
+        deadline,
+        TlsConnector::from(config).connect(server_name(), tcp),
+    )
+    .await
+    {
+        Err(_) => {
+            ctx.counters.handshake_failure("timeout");
+            return Err(CoreError::Timeout);
+        }
+        Ok(Err(e)) => {
+            let reason = classify_handshake_error(&e);
+            ctx.counters.handshake_failure(reason);
+            tracing::debug!(%dial, %addr, reason, error = %e, "outbound TLS handshake failed");
+            return Err(CoreError::Crypto);
+        }
+        Ok(Ok(tls)) => tls,
+    };
+    let info = match session_info(tls.get_ref().1) {
+        Ok(info) => info,
+        Err(e) => {
+            ctx.counters.handshake_failure(e.reason());
+            return Err(CoreError::Crypto);
+        }
+    };
+    Ok(Box::new(Established {
+        conn: ConnId(ctx.next_conn.fetch_add(1, Ordering::Relaxed)),
+        stream: tls.into(),
+        peer: info.peer_id,
+        remote: addr,
+        direction: Direction::Outbound,
+        dial: Some(dial),
+        kx_group: info.kx_group.map(str::to_string),
+        slot,
+    }))
+}

@@ -1,0 +1,781 @@
+//! The node task: the only owner of the [`Node`]. It turns bus messages, application commands
+//! and the core's deadlines into inputs, applies each with `Node::handle` (one mutation, then
+//! drain `poll_action`), and carries the actions out.
+
+use std::collections::{HashMap, VecDeque};
+use std::mem;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use overlay_proto::{
+    Action, CloseReason, ConnId, DialId, Direction, Input, MessageId, Node, NodeStats,
+    OverlayError as CoreError, PeerId, SessionEvent, SessionInfo, SessionState,
+};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::{AbortHandle, Id as TaskId, JoinError, JoinHandle, JoinSet};
+use tokio::time::{sleep_until, Instant as TokioInstant};
+
+use super::clock::Clock;
+use super::conn::{self, ReaderCtx, Side, WriterCtx, WriterMsg};
+use super::dial::{self, DialCtx, DialOutcome};
+use super::metrics::{self as rt_metrics, DriverCounters};
+use super::net::Net;
+use super::trace_out::TraceSink;
+use super::{BusMsg, Established, Timeouts, SERVICE};
+use crate::api::{DirectMessage, KernelEvent, OverlayError, Readiness, SessionHandle};
+
+/// Frames (Transmit batches) queued per connection writer.
+pub(crate) const WRITER_QUEUE: usize = 1024;
+/// Already-queued bus messages handled after one wake-up before waiting again.
+const BATCH: usize = 64;
+/// Period of the stats → metrics mirror.
+const MIRROR_EVERY: Duration = Duration::from_millis(500);
+
+/// A request from the library API.
+pub(crate) enum Command {
+    /// `Input::Broadcast`.
+    Broadcast {
+        payload: Bytes,
+        reply: oneshot::Sender<Result<MessageId, CoreError>>,
+    },
+    /// `Input::SendDirect`.
+    SendDirect {
+        peer: PeerId,
+        payload: Bytes,
+        reply: oneshot::Sender<Result<(), CoreError>>,
+    },
+    /// `Input::Dial`; answered when the session runs or fails.
+    Dial { addr: SocketAddr, reply: DialWaiter },
+    /// `Input::PeersDiscovered`.
+    AddPeers { addrs: Vec<SocketAddr> },
+    /// `Node::sessions`.
+    Peers {
+        reply: oneshot::Sender<Vec<SessionInfo>>,
+    },
+    /// `Node::stats`.
+    Stats { reply: oneshot::Sender<NodeStats> },
+    /// `Input::Shutdown`, then drain.
+    Shutdown,
+}
+
+/// Answers an API dial.
+pub(crate) type DialWaiter = oneshot::Sender<Result<SessionHandle, OverlayError>>;
+
+/// Where the node task publishes what the application sees.
+pub(crate) struct Outputs {
+    pub(crate) deliveries: broadcast::Sender<overlay_proto::Delivery>,
+    pub(crate) directs: broadcast::Sender<DirectMessage>,
+    pub(crate) events: broadcast::Sender<KernelEvent>,
+    pub(crate) readiness: Arc<watch::Sender<Readiness>>,
+}
+
+/// A live connection, as the node task knows it.
+struct ConnEntry {
+    writer: mpsc::Sender<WriterMsg>,
+    reader_task: AbortHandle,
+    writer_task: AbortHandle,
+    peer: PeerId,
+    remote: SocketAddr,
+    direction: Direction,
+    kx_group: Option<String>,
+    running: bool,
+}
+
+impl ConnEntry {
+    fn abort(&self) {
+        self.reader_task.abort();
+        self.writer_task.abort();
+    }
+}
+
+/// Everything [`NodeTask::new`] needs.
+pub(crate) struct NodeTaskParts<N: Net> {
+    pub(crate) node: Node,
+    pub(crate) clock: Clock,
+    pub(crate) bus_rx: mpsc::Receiver<BusMsg<N::Stream>>,
+    pub(crate) bus_tx: mpsc::Sender<BusMsg<N::Stream>>,
+    pub(crate) cmd_rx: mpsc::Receiver<Command>,
+    pub(crate) cmd_weak: mpsc::WeakSender<Command>,
+    pub(crate) dial_ctx: Arc<DialCtx<N>>,
+    pub(crate) out: Outputs,
+    pub(crate) counters: Arc<DriverCounters>,
+    pub(crate) trace: Option<TraceSink>,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) accept_stop: watch::Sender<bool>,
+    pub(crate) accept_task: JoinHandle<()>,
+}
+
+/// The node task's state.
+pub(crate) struct NodeTask<N: Net> {
+    node: Node,
+    clock: Clock,
+    bus_rx: mpsc::Receiver<BusMsg<N::Stream>>,
+    bus_tx: mpsc::Sender<BusMsg<N::Stream>>,
+    cmd_rx: mpsc::Receiver<Command>,
+    cmd_weak: mpsc::WeakSender<Command>,
+    cmd_open: bool,
+    dial_ctx: Arc<DialCtx<N>>,
+    conns: HashMap<ConnId, ConnEntry>,
+    tasks: JoinSet<()>,
+    task_ids: HashMap<TaskId, (ConnId, Side)>,
+    dials: JoinSet<DialOutcome<N::Stream>>,
+    dial_tasks: HashMap<TaskId, DialId>,
+    dial_addrs: HashMap<DialId, SocketAddr>,
+    pending: VecDeque<Input>,
+    next_request: u64,
+    broadcasts: HashMap<u64, oneshot::Sender<Result<MessageId, CoreError>>>,
+    sends: HashMap<u64, oneshot::Sender<Result<(), CoreError>>>,
+    dial_waiters: HashMap<DialId, Vec<DialWaiter>>,
+    conn_waiters: HashMap<ConnId, Vec<DialWaiter>>,
+    out: Outputs,
+    counters: Arc<DriverCounters>,
+    trace: Option<TraceSink>,
+    timeouts: Timeouts,
+    accept_stop: watch::Sender<bool>,
+    accept_task: Option<JoinHandle<()>>,
+    shutdown_requested: bool,
+    drain_until: Option<TokioInstant>,
+    scratch: Vec<Action>,
+    last_mirror: TokioInstant,
+}
+
+/// Sleeps until `at`, or forever when there is no deadline.
+async fn sleep_until_opt(at: Option<TokioInstant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The API error for a connection the core closed while a dial waited on it.
+fn close_error(reason: CloseReason) -> OverlayError {
+    match reason {
+        CloseReason::Violation(e) | CloseReason::PeerError(e) => OverlayError::from(e),
+        CloseReason::HandshakeTimeout | CloseReason::IdleTimeout => OverlayError::Timeout,
+        CloseReason::Shutdown => OverlayError::ShuttingDown,
+        CloseReason::Duplicate
+        | CloseReason::SelfConnection
+        | CloseReason::Trimmed
+        | CloseReason::TransportClosed => OverlayError::Refused,
+    }
+}
+
+impl<N: Net> NodeTask<N> {
+    pub(crate) fn new(parts: NodeTaskParts<N>) -> Self {
+        NodeTask {
+            node: parts.node,
+            clock: parts.clock,
+            bus_rx: parts.bus_rx,
+            bus_tx: parts.bus_tx,
+            cmd_rx: parts.cmd_rx,
+            cmd_weak: parts.cmd_weak,
+            cmd_open: true,
+            dial_ctx: parts.dial_ctx,
+            conns: HashMap::new(),
+            tasks: JoinSet::new(),
+            task_ids: HashMap::new(),
+            dials: JoinSet::new(),
+            dial_tasks: HashMap::new(),
+            dial_addrs: HashMap::new(),
+            pending: VecDeque::new(),
+            next_request: 1,
+            broadcasts: HashMap::new(),
+            sends: HashMap::new(),
+            dial_waiters: HashMap::new(),
+            conn_waiters: HashMap::new(),
+            out: parts.out,
+            counters: parts.counters,
+            trace: parts.trace,
+            timeouts: parts.timeouts,
+            accept_stop: parts.accept_stop,
+            accept_task: Some(parts.accept_task),
+            shutdown_requested: false,
+            drain_until: None,
+            scratch: Vec::with_capacity(64),
+            last_mirror: TokioInstant::now(),
+        }
+    }
+
+    /// Runs until shutdown has drained. `initial` inputs are applied first.
+    pub(crate) async fn run(mut self, initial: Vec<Input>) {
+        for input in initial {
+            self.input(input, None);
+        }
+        loop {
+            if self.drained() {
+                break;
+            }
+            let deadline = self.node.poll_timeout().map(|t| self.clock.deadline(t));
+            if deadline.is_some_and(|d| d <= TokioInstant::now()) {
+                self.input(Input::Timeout, None);
+                self.maybe_mirror();
+                continue;
+            }
+            let drain_until = self.drain_until;
+            tokio::select! {
+                msg = self.bus_rx.recv() => {
+                    if let Some(msg) = msg {
+                        self.on_bus(msg);
+                        for _ in 0..BATCH {
+                            match self.bus_rx.try_recv() {
+                                Ok(msg) => self.on_bus(msg),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+                cmd = self.cmd_rx.recv(), if self.cmd_open => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    None => {
+                        // Every handle is gone: nobody can use the overlay any more.
+                        self.cmd_open = false;
+                        self.begin_shutdown();
+                    }
+                },
+                Some(done) = self.dials.join_next_with_id(), if !self.dials.is_empty() => {
+                    self.on_dial_done(done);
+                }
+                Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                    self.on_task_done(done);
+                }
+                () = sleep_until_opt(deadline) => self.input(Input::Timeout, None),
+                () = sleep_until_opt(drain_until) => {}
+            }
+            self.maybe_mirror();
+        }
+        self.finish().await;
+    }
+
+    fn drained(&self) -> bool {
+        match self.drain_until {
+            None => false,
+            Some(until) => self.tasks.is_empty() || TokioInstant::now() >= until,
+        }
+    }
+
+    fn maybe_mirror(&mut self) {
+        let now = TokioInstant::now();
+        if now.saturating_duration_since(self.last_mirror) >= MIRROR_EVERY {
+            self.last_mirror = now;
+            self.mirror();
+        }
+    }
+
+    fn mirror(&self) {
+        let depth = self.bus_tx.max_capacity() - self.bus_tx.capacity();
+        rt_metrics::mirror_core(&self.node.stats(), depth);
+    }
+
+    // ---- inputs -------------------------------------------------------------------------
+
+    /// Applies one input, then every input its actions queued locally.
+    fn input(&mut self, input: Input, read_at: Option<TokioInstant>) {
+        self.handle(input, read_at);
+        while let Some(next) = self.pending.pop_front() {
+            self.handle(next, None);
+        }
+    }
+
+    /// One mutation of the core, then drain and carry out its actions.
+    fn handle(&mut self, input: Input, read_at: Option<TokioInstant>) {
+        let started = TokioInstant::now();
+        let now = self.clock.at(started);
+        let traced = self.trace.is_some().then(|| input.clone());
+        self.node.handle(now, input);
+        let mut actions = mem::take(&mut self.scratch);
+        while let Some(action) = self.node.poll_action() {
+            actions.push(action);
+        }
+        rt_metrics::latency("core", started.elapsed());
+        if let (Some(trace), Some(input)) = (self.trace.as_mut(), traced) {
+            trace.record(now, input, &actions);
+        }
+        for action in actions.drain(..) {
+            self.carry_out(action, read_at);
+        }
+        self.scratch = actions;
+    }
+
+    fn on_bus(&mut self, msg: BusMsg<N::Stream>) {
+        match msg {
+            BusMsg::Up(established) => self.on_up(*established),
+            BusMsg::Received { conn, data, at } => {
+                if self.conns.contains_key(&conn) {
+                    self.input(Input::Received { conn, data }, Some(at));
+                }
+            }
+            BusMsg::Ended { conn, side, error } => self.on_ended(conn, side, error),
+        }
+    }
+
+    /// A TLS session is established: start its tasks, then tell the core.
+    fn on_up(&mut self, established: Established<N::Stream>) {
+        let Established {
+            conn,
+            stream,
+            peer,
+            remote,
+            direction,
+            dial,
+            kx_group,
+            slot,
+        } = established;
+        let slot = Arc::new(slot);
+        let (rd, wr) = tokio::io::split(stream);
+        let (writer, writer_rx) = mpsc::channel(WRITER_QUEUE);
+        let reader_task = self.tasks.spawn(conn::reader(
+            ReaderCtx {
+                conn,
+                bus: self.bus_tx.clone(),
+                read_timeout: self.timeouts.read,
+                outbound: direction == Direction::Outbound,
+                counters: Arc::clone(&self.counters),
+                slot: Arc::clone(&slot),
+            },
+            rd,
+        ));
+        let writer_task = self.tasks.spawn(conn::writer(
+            WriterCtx {
+                conn,
+                bus: self.bus_tx.clone(),
+                write_timeout: self.timeouts.write,
+                counters: Arc::clone(&self.counters),
+                slot,
+            },
+            wr,
+            writer_rx,
+        ));
+        self.task_ids.insert(reader_task.id(), (conn, Side::Reader));
+        self.task_ids.insert(writer_task.id(), (conn, Side::Writer));
+        self.conns.insert(
+            conn,
+            ConnEntry {
+                writer,
+                reader_task,
+                writer_task,
+                peer,
+                remote,
+                direction,
+                kx_group: kx_group.clone(),
+                running: false,
+            },
+        );
+        if let Some(d) = dial {
+            self.dial_addrs.remove(&d);
+            if let Some(waiters) = self.dial_waiters.remove(&d) {
+                self.conn_waiters.entry(conn).or_default().extend(waiters);
+            }
+        }
+        self.input(
+            Input::ConnectionUp {
+                conn,
+                peer,
+                direction,
+                remote,
+                dial,
+                kx_group,
+            },
+            None,
+        );
+    }
+
+    /// The first end reported for a connection closes it; later ones are ignored.
+    fn on_ended(&mut self, conn: ConnId, side: Side, error: Option<CoreError>) {
+        let Some(entry) = self.conns.remove(&conn) else {
+            return;
+        };
+        match side {
+            // The writer closed the stream: the reader has nothing left to do.
+            Side::Writer => entry.reader_task.abort(),
+            // Dropping the entry drops the writer's queue: it flushes and closes.
+            Side::Reader => {}
+        }
+        drop(entry);
+        self.fail_conn_waiters(
+            conn,
+            error.map_or(OverlayError::Refused, OverlayError::from),
+        );
+        self.input(Input::ConnectionClosed { conn, error }, None);
+    }
+
+    /// Closes a connection from here (queue full, crashed task): abort its tasks and report it
+    /// closed to the core after the current input.
+    fn kill_conn(&mut self, conn: ConnId, error: Option<CoreError>) {
+        let Some(entry) = self.conns.remove(&conn) else {
+            return;
+        };
+        entry.abort();
+        self.fail_conn_waiters(
+            conn,
+            error.map_or(OverlayError::Refused, OverlayError::from),
+        );
+        self.pending
+            .push_back(Input::ConnectionClosed { conn, error });
+    }
+
+    fn on_dial_done(&mut self, done: Result<(TaskId, DialOutcome<N::Stream>), JoinError>) {
+        match done {
+            Ok((id, outcome)) => {
+                self.dial_tasks.remove(&id);
+                match outcome.result {
+                    Ok(established) => self.on_up(*established),
+                    Err(error) => self.dial_failed(outcome.dial, error),
+                }
+            }
+            Err(e) => {
+                let Some(dial) = self.dial_tasks.remove(&e.id()) else {
+                    return;
+                };
+                if e.is_panic() {
+                    self.crashed("dial", "dial task panicked");
+                    self.dial_failed(dial, CoreError::Refused);
+                }
+            }
+        }
+    }
+
+    fn dial_failed(&mut self, dial: DialId, error: CoreError) {
+        self.dial_addrs.remove(&dial);
+        if let Some(waiters) = self.dial_waiters.remove(&dial) {
+            for w in waiters {
+                let _ = w.send(Err(OverlayError::from(error)));
+            }
+        }
+        self.input(Input::DialFailed { dial, error }, None);
+    }
+
+    fn on_task_done(&mut self, done: Result<(TaskId, ()), JoinError>) {
+        match done {
+            Ok((id, ())) => {
+                self.task_ids.remove(&id);
+            }
+            Err(e) => {
+                let Some((conn, side)) = self.task_ids.remove(&e.id()) else {
+                    return;
+                };
+                if e.is_panic() {
+                    self.crashed(side.task_label(), "connection task panicked");
+                    self.kill_conn(conn, None);
+                    while let Some(next) = self.pending.pop_front() {
+                        self.handle(next, None);
+                    }
+                }
+            }
+        }
+    }
+
+    fn crashed(&self, task: &'static str, reason: &str) {
+        self.counters.restart(task);
+        tracing::error!(task, "{reason}");
+        let _ = self.out.events.send(KernelEvent::ServiceCrashed {
+            service: SERVICE.to_string(),
+            reason: format!("{task}: {reason}"),
+        });
+    }
+
+    // ---- commands -----------------------------------------------------------------------
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Broadcast { payload, reply } => {
+                let request = self.next_request();
+                self.broadcasts.insert(request, reply);
+                self.input(Input::Broadcast { request, payload }, None);
+            }
+            Command::SendDirect {
+                peer,
+                payload,
+                reply,
+            } => {
+                let request = self.next_request();
+                self.sends.insert(request, reply);
+                self.input(
+                    Input::SendDirect {
+                        request,
+                        peer,
+                        payload,
+                    },
+                    None,
+                );
+            }
+            Command::Dial { addr, reply } => self.on_dial_command(addr, reply),
+            Command::AddPeers { addrs } => self.input(Input::PeersDiscovered { addrs }, None),
+            Command::Peers { reply } => {
+                let _ = reply.send(self.node.sessions());
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(self.node.stats());
+            }
+            Command::Shutdown => self.begin_shutdown(),
+        }
+    }
+
+    fn next_request(&mut self) -> u64 {
+        let id = self.next_request;
+        self.next_request += 1;
+        id
+    }
+
+    /// `Input::Dial`, then attach the caller to the dial the core started, to a dial already
+    /// in flight to that address, or to the session already there.
+    fn on_dial_command(&mut self, addr: SocketAddr, reply: DialWaiter) {
+        if self.shutdown_requested {
+            let _ = reply.send(Err(OverlayError::ShuttingDown));
+            return;
+        }
+        self.input(Input::Dial { addr }, None);
+        let in_flight = self
+            .dial_addrs
+            .iter()
+            .filter(|(_, a)| **a == addr)
+            .map(|(d, _)| *d)
+            .min();
+        if let Some(dial) = in_flight {
+            self.dial_waiters.entry(dial).or_default().push(reply);
+            return;
+        }
+        let existing = self
+            .conns
+            .iter()
+            .filter(|(_, e)| e.remote == addr)
+            .map(|(c, e)| (*c, e.running))
+            .max_by_key(|(c, running)| (*running, *c));
+        match existing {
+            Some((conn, true)) => {
+                let _ = reply.send(self.session_handle(conn));
+            }
+            Some((conn, false)) => self.conn_waiters.entry(conn).or_default().push(reply),
+            // The core saw a session for this address (e.g. the peer dialed us and advertised
+            // it as its listen address) that the driver cannot map to a connection.
+            None => {
+                let _ = reply.send(Err(OverlayError::AlreadyConnected));
+            }
+        }
+    }
+
+    fn session_handle(&self, conn: ConnId) -> Result<SessionHandle, OverlayError> {
+        let entry = self.conns.get(&conn).ok_or(OverlayError::NotConnected)?;
+        let cmd = self.cmd_weak.upgrade().ok_or(OverlayError::ShuttingDown)?;
+        Ok(SessionHandle::new(
+            entry.peer,
+            conn,
+            entry.remote,
+            entry.direction,
+            entry.kx_group.clone(),
+            cmd,
+        ))
+    }
+
+    fn fail_conn_waiters(&mut self, conn: ConnId, error: OverlayError) {
+        if let Some(waiters) = self.conn_waiters.remove(&conn) {
+            for w in waiters {
+                let _ = w.send(Err(error.clone()));
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        if self.shutdown_requested {
+            return;
+        }
+        self.shutdown_requested = true;
+        self.out.readiness.send_replace(Readiness {
+            ready: false,
+            missing: vec!["shutting_down".to_string()],
+        });
+        let _ = self.accept_stop.send(true);
+        self.input(Input::Shutdown, None);
+    }
+
+    // ---- actions ------------------------------------------------------------------------
+
+    fn carry_out(&mut self, action: Action, read_at: Option<TokioInstant>) {
+        match action {
+            Action::Transmit { conn, data } => self.transmit(conn, data),
+            Action::Connect { dial, addr, peer } => {
+                let task =
+                    self.dials
+                        .spawn(dial::dial(Arc::clone(&self.dial_ctx), dial, addr, peer));
+                self.dial_tasks.insert(task.id(), dial);
+                self.dial_addrs.insert(dial, addr);
+            }
+            Action::Close { conn, reason } => self.close(conn, reason),
+            Action::Deliver(delivery) => {
+                if let Some(at) = read_at {
+                    rt_metrics::latency("deliver", at.elapsed());
+                }
+                // No subscriber is fine: the message was still delivered to this node.
+                let _ = self.out.deliveries.send(delivery);
+            }
+            Action::DirectMessage { from, payload } => {
+                let _ = self.out.directs.send(DirectMessage { from, payload });
+            }
+            Action::BroadcastResult { request, result } => {
+                if let Some(reply) = self.broadcasts.remove(&request) {
+                    let _ = reply.send(result);
+                }
+            }
+            Action::SendResult { request, result } => {
+                if let Some(reply) = self.sends.remove(&request) {
+                    let _ = reply.send(result);
+                }
+            }
+            Action::Session(event) => self.on_session_event(event),
+            Action::Rejected { conn, peer, reason } => {
+                tracing::debug!(?conn, ?peer, reason = reason.label(), "rejected");
+            }
+            Action::Readiness { ready, saturated } => {
+                if self.shutdown_requested {
+                    return;
+                }
+                tracing::info!(ready, ?saturated, "readiness changed");
+                self.out.readiness.send_replace(Readiness {
+                    ready,
+                    missing: saturated,
+                });
+                let _ = self.out.events.send(KernelEvent::Health {
+                    service: SERVICE.to_string(),
+                    ok: ready,
+                });
+            }
+            Action::ShutdownComplete => {
+                self.drain_until = Some(TokioInstant::now() + self.timeouts.drain);
+                self.dials.abort_all();
+                for (_, waiters) in self.dial_waiters.drain() {
+                    for w in waiters {
+                        let _ = w.send(Err(OverlayError::ShuttingDown));
+                    }
+                }
+            }
+        }
+    }
+
+    fn transmit(&mut self, conn: ConnId, bytes: Bytes) {
+        let Some(entry) = self.conns.get(&conn) else {
+            return;
+        };
+        let msg = WriterMsg::Data {
+            bytes,
+            queued_at: TokioInstant::now(),
+        };
+        match entry.writer.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.counters.reject("writer_full");
+                tracing::warn!(%conn, "writer queue full; closing the connection");
+                self.kill_conn(conn, Some(CoreError::Busy));
+            }
+            // The writer already ended; its end report is on the way.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn close(&mut self, conn: ConnId, reason: CloseReason) {
+        if reason == CloseReason::Duplicate {
+            self.redirect_waiters(conn);
+        } else {
+            self.fail_conn_waiters(conn, close_error(reason));
+        }
+        let Some(entry) = self.conns.get(&conn) else {
+            return;
+        };
+        if entry.writer.try_send(WriterMsg::Close).is_err() {
+            self.kill_conn(conn, None);
+        }
+    }
+
+    /// A dial whose connection lost the duplicate tie-break: the caller gets the session that
+    /// won.
+    fn redirect_waiters(&mut self, conn: ConnId) {
+        let Some(waiters) = self.conn_waiters.remove(&conn) else {
+            return;
+        };
+        let Some(peer) = self.conns.get(&conn).map(|e| e.peer) else {
+            for w in waiters {
+                let _ = w.send(Err(OverlayError::Refused));
+            }
+            return;
+        };
+        let winner = self
+            .conns
+            .iter()
+            .filter(|(c, e)| **c != conn && e.peer == peer)
+            .map(|(c, e)| (*c, e.running))
+            .max_by_key(|(c, running)| (*running, *c));
+        match winner {
+            Some((other, true)) => {
+                for w in waiters {
+                    let _ = w.send(self.session_handle(other));
+                }
+            }
+            Some((other, false)) => self.conn_waiters.entry(other).or_default().extend(waiters),
+            None => {
+                for w in waiters {
+                    let _ = w.send(Err(OverlayError::Refused));
+                }
+            }
+        }
+    }
+
+    fn on_session_event(&mut self, event: SessionEvent) {
+        match event {
+            SessionEvent::Up { conn, peer, .. } => {
+                if let Some(entry) = self.conns.get_mut(&conn) {
+                    entry.running = true;
+                    rt_metrics::kx_group(entry.kx_group.as_deref());
+                }
+                tracing::info!(%conn, %peer, "session up");
+                let _ = self.out.events.send(KernelEvent::SessionUp { peer });
+                if let Some(waiters) = self.conn_waiters.remove(&conn) {
+                    for w in waiters {
+                        let _ = w.send(self.session_handle(conn));
+                    }
+                }
+            }
+            SessionEvent::Down { conn, peer, reason } => {
+                if let Some(entry) = self.conns.get_mut(&conn) {
+                    entry.running = false;
+                }
+                tracing::info!(%conn, %peer, reason = reason.label(), "session down");
+                let _ = self.out.events.send(KernelEvent::SessionDown {
+                    peer,
+                    reason: reason.label().to_string(),
+                });
+            }
+        }
+    }
+
+    // ---- end ----------------------------------------------------------------------------
+
+    async fn finish(mut self) {
+        // Whatever did not flush within the drain deadline is cut.
+        self.tasks.shutdown().await;
+        self.dials.shutdown().await;
+        let _ = self.accept_stop.send(true);
+        if let Some(accept) = self.accept_task.take() {
+            accept.abort();
+        }
+        for (_, entry) in self.conns.drain() {
+            entry.abort();
+        }
+        self.conn_waiters.clear();
+        self.dial_waiters.clear();
+        self.mirror();
+        if let Some(trace) = self.trace.take() {
+            trace.finish().await;
+        }
+        let sessions_open = self
+            .node
+            .sessions()
+            .iter()
+            .filter(|s| s.state != SessionState::Closing)
+            .count();
+        tracing::info!(sessions_open, "overlay stopped");
+        let _ = self.out.events.send(KernelEvent::Health {
+            service: SERVICE.to_string(),
+            ok: false,
+        });
+    }
+}
