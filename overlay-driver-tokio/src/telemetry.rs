@@ -47,9 +47,16 @@ pub fn init_tracing(filter: &str) -> Result<(), TelemetryError> {
     tracing_subscriber::fmt()
         .with_env_filter(env_filter)
         .with_writer(std::io::stderr)
+        .with_ansi(use_color())
         .with_target(true)
         .try_init()
         .map_err(|_| TelemetryError::SubscriberInstalled)
+}
+
+/// Colours only on a terminal, and never with `NO_COLOR` set.
+fn use_color() -> bool {
+    use std::io::IsTerminal as _;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
 
 /// The recorder configuration: histograms (not summaries) with [`LATENCY_BUCKETS`] for every
@@ -77,6 +84,41 @@ pub fn spawn_upkeep(handle: PrometheusHandle) -> JoinHandle<()> {
             handle.run_upkeep();
         }
     })
+}
+
+/// Registers at zero the series of the golden counters that only move on rare events
+/// (`service_restarts_total`, `errors_total`, `overlay_handshake_failures_total`), so dashboards
+/// and alerts see them from the first scrape. Adding zero never changes a counter, so this is
+/// safe to call after the runtime has counted something.
+pub fn register_golden_series() {
+    for task in ["accept", "handshake"] {
+        metrics::counter!("service_restarts_total", "task" => task).increment(0);
+    }
+    metrics::counter!("errors_total", "stage" => "accept", "kind" => "unknown_protocol")
+        .increment(0);
+    metrics::counter!("overlay_handshake_failures_total", "reason" => "timeout").increment(0);
+    metrics::describe_counter!(
+        "service_restarts_total",
+        "Crashed runtime tasks restarted, by task"
+    );
+    metrics::describe_counter!("errors_total", "Runtime errors by stage and kind");
+    metrics::describe_counter!(
+        "overlay_handshake_failures_total",
+        "TLS handshakes that failed, by reason"
+    );
+    metrics::describe_counter!("rejected_total", "Refused or dropped work, by reason");
+    metrics::describe_gauge!("overlay_sessions_active", "Sessions in Running state");
+    metrics::describe_gauge!("bus_queue_depth", "Messages waiting for the node task");
+    metrics::describe_histogram!(
+        "overlay_gossip_latency_seconds",
+        metrics::Unit::Seconds,
+        "Gossip latency by stage"
+    );
+    metrics::describe_gauge!(
+        "overlay_start_to_ready_seconds",
+        metrics::Unit::Seconds,
+        "Time from process start to the first ready state"
+    );
 }
 
 /// Help texts of the HTTP layer's metrics.

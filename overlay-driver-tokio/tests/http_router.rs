@@ -15,10 +15,11 @@ use base64::Engine as _;
 use futures_util::StreamExt as _;
 use overlay_proto::capability::{mint, Caveat, Scope};
 use overlay_proto::{
-    ConnId, Delivery, Direction, MacKey, MessageId, NodeConfig, NodeStats, OverlayError, PeerId,
-    SessionInfo, SessionState,
+    ConnId, Delivery, Direction, MacKey, MessageId, NodeConfig, NodeStats, PeerId, SessionInfo,
+    SessionState,
 };
 use serde_json::Value;
+use svc_overlay::api::OverlayError;
 use svc_overlay::http::{
     router, GossipSubscription, HttpConfig, OverlayApi, ReadinessView, RouterSlot,
 };
@@ -92,7 +93,7 @@ impl OverlayApi for Fake {
     type Subscription = FakeSub;
 
     async fn broadcast(&self, payload: Bytes) -> Result<MessageId, OverlayError> {
-        if let Some(e) = *self.inner.broadcast_err.lock().unwrap() {
+        if let Some(e) = self.inner.broadcast_err.lock().unwrap().clone() {
             return Err(e);
         }
         self.inner.broadcasts.lock().unwrap().push(payload);
@@ -101,7 +102,7 @@ impl OverlayApi for Fake {
 
     async fn dial(&self, addr: String) -> Result<PeerId, OverlayError> {
         self.inner.dialed.lock().unwrap().push(addr);
-        *self.inner.dial.lock().unwrap()
+        self.inner.dial.lock().unwrap().clone()
     }
 
     async fn peers(&self) -> Vec<SessionInfo> {
@@ -437,10 +438,20 @@ async fn dial_maps_errors() {
             "unauthorized",
         ),
         (OverlayError::Busy, StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        (
+            OverlayError::AlreadyConnected,
+            StatusCode::CONFLICT,
+            "already_connected",
+        ),
+        (
+            OverlayError::Config("not a socket address".to_string()),
+            StatusCode::BAD_REQUEST,
+            "config",
+        ),
     ] {
         *fake.inner.dial.lock().unwrap() = Err(err);
         let resp = send(&app, dial(r#"{"addr":"127.0.0.1:9999"}"#)).await;
-        assert_eq!(resp.status(), status, "{err:?}");
+        assert_eq!(resp.status(), status, "{kind}");
         assert_eq!(json(resp).await["error"], kind);
     }
 

@@ -1,13 +1,15 @@
 //! What the HTTP layer needs from a running node: the [`OverlayApi`] trait.
 //!
 //! The router is generic over this trait so it can be tested against a fake; the real
-//! implementation for [`crate::api::Overlay`] lives next to it.
+//! implementation for [`crate::api::Overlay`] is in `overlay.rs`.
 
 use std::future::Future;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use overlay_proto::{Delivery, MessageId, NodeStats, OverlayError, PeerId, SessionInfo};
+use overlay_proto::{Delivery, MessageId, NodeStats, PeerId, SessionInfo};
+
+use crate::api::OverlayError;
 
 /// A snapshot of the node's readiness, as `GET /readyz` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -35,7 +37,7 @@ pub trait OverlayApi: Clone + Send + Sync + 'static {
         payload: Bytes,
     ) -> impl Future<Output = Result<MessageId, OverlayError>> + Send;
 
-    /// Dials `addr` (`host:port`) and waits for the session to open.
+    /// Dials `addr` (`host:port`; names are resolved) and waits for the session to open.
     fn dial(&self, addr: String) -> impl Future<Output = Result<PeerId, OverlayError>> + Send;
 
     /// The node's sessions.

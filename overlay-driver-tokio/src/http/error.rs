@@ -6,8 +6,10 @@ use std::time::Duration;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use overlay_proto::OverlayError;
+use overlay_proto::OverlayError as CoreError;
 use serde::Serialize;
+
+use crate::api::OverlayError;
 
 /// An HTTP error: a status, a snake_case kind, an optional retry hint and detail text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,22 +77,22 @@ impl ApiError {
             .detail(format!("request body larger than {limit} bytes"))
     }
 
-    /// Maps a node error to a response (the control API's mapping): `Timeout` 504, `Refused`
+    /// Maps a core error to a response (the control API's mapping): `Timeout` 504, `Refused`
     /// / `Crypto` / `Unauthorized` / `Forbidden` / `NotConnected` 502 (the remote side failed),
     /// `Busy` / `ShuttingDown` 503, `Quota` 429, `TooLarge` 413, `Malformed` 400. The retry
-    /// hint is [`OverlayError::retry_after`].
-    pub fn from_overlay(err: OverlayError) -> Self {
+    /// hint is [`CoreError::retry_after`] (at least one second for a 503).
+    pub fn from_core(err: CoreError) -> Self {
         let status = match err {
-            OverlayError::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            OverlayError::Refused
-            | OverlayError::Crypto
-            | OverlayError::Unauthorized
-            | OverlayError::Forbidden
-            | OverlayError::NotConnected => StatusCode::BAD_GATEWAY,
-            OverlayError::Busy | OverlayError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            OverlayError::Quota => StatusCode::TOO_MANY_REQUESTS,
-            OverlayError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            OverlayError::Malformed => StatusCode::BAD_REQUEST,
+            CoreError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            CoreError::Refused
+            | CoreError::Crypto
+            | CoreError::Unauthorized
+            | CoreError::Forbidden
+            | CoreError::NotConnected => StatusCode::BAD_GATEWAY,
+            CoreError::Busy | CoreError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            CoreError::Quota => StatusCode::TOO_MANY_REQUESTS,
+            CoreError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            CoreError::Malformed => StatusCode::BAD_REQUEST,
         };
         let mut e = ApiError::new(status, err.label()).retry_after(err.retry_after());
         if status == StatusCode::SERVICE_UNAVAILABLE && e.retry_after.is_none() {
@@ -98,11 +100,29 @@ impl ApiError {
         }
         e
     }
+
+    /// Maps a library error to a response: core errors as [`ApiError::from_core`];
+    /// `AlreadyConnected` 409; `Config` (e.g. an address that does not parse) 400; driver
+    /// failures (`Io`, `Tls`) 502.
+    pub fn from_overlay(err: &OverlayError) -> Self {
+        if let Some(core) = err.as_core() {
+            return ApiError::from_core(core);
+        }
+        match err {
+            OverlayError::AlreadyConnected => ApiError::new(StatusCode::CONFLICT, err.label()),
+            OverlayError::Config(detail) => {
+                ApiError::new(StatusCode::BAD_REQUEST, err.label()).detail(detail.clone())
+            }
+            _ => ApiError::new(StatusCode::BAD_GATEWAY, err.label())
+                .retry_after(err.retry_after())
+                .detail(err.to_string()),
+        }
+    }
 }
 
-impl From<OverlayError> for ApiError {
-    fn from(err: OverlayError) -> Self {
-        ApiError::from_overlay(err)
+impl From<CoreError> for ApiError {
+    fn from(err: CoreError) -> Self {
+        ApiError::from_core(err)
     }
 }
 
@@ -144,18 +164,24 @@ mod tests {
     #[test]
     fn dial_errors_map_to_gateway_statuses() {
         assert_eq!(
-            ApiError::from_overlay(OverlayError::Timeout).status,
+            ApiError::from_core(CoreError::Timeout).status,
             StatusCode::GATEWAY_TIMEOUT
         );
         for e in [
-            OverlayError::Refused,
-            OverlayError::Crypto,
-            OverlayError::Unauthorized,
+            CoreError::Refused,
+            CoreError::Crypto,
+            CoreError::Unauthorized,
         ] {
-            assert_eq!(ApiError::from_overlay(e).status, StatusCode::BAD_GATEWAY);
+            assert_eq!(ApiError::from_core(e).status, StatusCode::BAD_GATEWAY);
         }
-        let busy = ApiError::from_overlay(OverlayError::Busy);
+        let busy = ApiError::from_core(CoreError::Busy);
         assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(busy.retry_after.is_some());
+        let e = ApiError::from_overlay(&OverlayError::Config("bad".into()));
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.detail.as_deref(), Some("bad"));
+        let e = ApiError::from_overlay(&OverlayError::Busy);
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.kind, "busy");
     }
 }

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use overlay_proto::{OverlayError, SessionInfo};
+use overlay_proto::{OverlayError as CoreError, SessionInfo};
 use serde::{Deserialize, Serialize};
 
 use super::backend::OverlayApi;
@@ -107,7 +107,7 @@ pub async fn broadcast<O: OverlayApi>(
             .into_response(),
         Err(e) => {
             tracing::debug!(error = %e, "broadcast refused");
-            ApiError::from_overlay(e).into_response()
+            ApiError::from_overlay(&e).into_response()
         }
     }
 }
@@ -217,8 +217,8 @@ pub async fn dial<O: OverlayApi>(
             peer_id: peer.to_string(),
         })
         .into_response(),
-        Ok(Err(e)) => ApiError::from_overlay(e).into_response(),
-        Err(_) => ApiError::from_overlay(OverlayError::Timeout).into_response(),
+        Ok(Err(e)) => ApiError::from_overlay(&e).into_response(),
+        Err(_) => ApiError::from_core(CoreError::Timeout).into_response(),
     }
 }
 

@@ -23,6 +23,7 @@ mod auth;
 mod backend;
 mod error;
 pub mod handlers;
+mod overlay;
 mod serve;
 mod sse;
 mod trace;

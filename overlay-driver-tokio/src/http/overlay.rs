@@ -1,0 +1,72 @@
+//! [`OverlayApi`] for the real node handle, [`Overlay`].
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use overlay_proto::{Delivery, MessageId, NodeStats, PeerId, SessionInfo};
+
+use super::backend::{GossipSubscription, OverlayApi, ReadinessView};
+use crate::api::{Overlay, OverlayError, Subscription};
+
+impl GossipSubscription for Subscription {
+    async fn recv(&mut self) -> Option<Delivery> {
+        Subscription::recv(self).await
+    }
+}
+
+/// Resolves `host:port` (a literal socket address, or a name looked up once).
+async fn resolve(addr: &str) -> Result<SocketAddr, OverlayError> {
+    if let Ok(sa) = addr.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    let mut found = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| OverlayError::Config(format!("cannot resolve `{addr}`: {e}")))?;
+    found
+        .next()
+        .ok_or_else(|| OverlayError::Config(format!("`{addr}` resolves to no address")))
+}
+
+impl OverlayApi for Overlay {
+    type Subscription = Subscription;
+
+    async fn broadcast(&self, payload: Bytes) -> Result<MessageId, OverlayError> {
+        Overlay::broadcast(self, payload).await
+    }
+
+    async fn dial(&self, addr: String) -> Result<PeerId, OverlayError> {
+        let target = resolve(&addr).await?;
+        Overlay::dial(self, target)
+            .await
+            .map(|session| session.peer_id())
+    }
+
+    async fn peers(&self) -> Vec<SessionInfo> {
+        Overlay::peers(self).await
+    }
+
+    async fn stats(&self) -> NodeStats {
+        Overlay::stats(self).await
+    }
+
+    fn readiness(&self) -> ReadinessView {
+        let rx = Overlay::readiness(self);
+        let now = rx.borrow();
+        ReadinessView {
+            ready: now.ready,
+            missing: now.missing.clone(),
+        }
+    }
+
+    fn subscribe(&self) -> Subscription {
+        Overlay::subscribe(self)
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        Overlay::local_addr(self)
+    }
+
+    fn peer_id(&self) -> PeerId {
+        Overlay::peer_id(self)
+    }
+}
