@@ -919,6 +919,56 @@ mod tests {
         );
     }
 
+    fn cap(parts: &[&str]) -> Res<RawCapability> {
+        decode_capability(&h(&parts.concat()))
+    }
+
+    const MAC32: &str = "5820 0000000000000000000000000000000000000000000000000000000000000000";
+
+    #[test]
+    fn capability_forms() {
+        let tid = "63746964 61 74";
+        let kid = "636b6964 61 6b";
+        let scope = "6573636f7065 a1 676d6574686f6473 80"; // only `methods`: options default
+        let cav = "6763617665617473 80";
+        let mac = format!("636d6163 {MAC32}");
+        let ok = cap(&["a5 ", tid, kid, scope, cav, &mac]).unwrap();
+        assert_eq!((ok.tid.as_str(), ok.kid.as_str()), ("t", "k"));
+        assert_eq!(ok.scope, Scope::default());
+        assert_eq!(ok.mac_len, 32);
+        // Any key order, unknown keys (even repeated) ignored.
+        let r = cap(&["a7 ", &mac, "61 7a f6", cav, scope, "61 7a 00", kid, tid]).unwrap();
+        assert_eq!(r.tid, "t");
+        // Array form: all five fields in order; scope as an array too (options required there).
+        let arr = format!("85 6174 616b 83 f6 80 f6 80 {MAC32}");
+        assert!(cap(&[&arr]).is_ok());
+        assert!(
+            cap(&["85 6174 616b 82 f6 80 80 ", MAC32]).is_err(),
+            "scope array too short"
+        );
+        // mac as text or as an array of small integers; other lengths decode (mac_len later).
+        let r = cap(&["a5 ", tid, kid, scope, cav, "636d6163 63 616263"]).unwrap();
+        assert_eq!(r.mac_len, 3);
+        let r = cap(&["a5 ", tid, kid, scope, cav, "636d6163 82 00 18ff"]).unwrap();
+        assert_eq!(r.mac_len, 2);
+        assert!(cap(&["a5 ", tid, kid, scope, cav, "636d6163 81 190100"]).is_err());
+        assert!(cap(&["a5 ", tid, kid, scope, cav, "636d6163 f6"]).is_err());
+        // Duplicates, missing fields, wrong types, bad UTF-8 in ignored values, trailing bytes.
+        assert!(cap(&["a6 ", tid, tid, kid, scope, cav, &mac]).is_err());
+        assert!(cap(&["a4 ", kid, scope, cav, &mac]).is_err());
+        assert!(cap(&["a5 ", tid, kid, "6573636f7065 a0", cav, &mac]).is_err());
+        assert!(cap(&["a6 ", tid, kid, scope, cav, &mac, "61 7a 62 c328"]).is_err());
+        assert!(cap(&["a5 ", tid, kid, scope, cav, &mac, "00"]).is_err());
+        assert!(cap(&["a5 ", "63746964 01", kid, scope, cav, &mac]).is_err());
+        assert!(cap(&["a5 ", tid, kid, scope, "6763617665617473 a0", &mac]).is_err());
+        assert!(cap(&[]).is_err());
+        // Keys that are neither text, bytes nor unsigned are errors even if unknown.
+        assert!(cap(&["a6 ", tid, kid, scope, cav, &mac, "20 00"]).is_err());
+        assert!(cap(&["a6 ", tid, kid, scope, cav, &mac, "f4 00"]).is_err());
+        // Unsigned keys are field indices; out-of-range indices are ignored.
+        assert!(cap(&["a6 00 6174 01 616b 02 a1 01 80 03 80 04 ", MAC32, " 05 00"]).is_ok());
+    }
+
     #[test]
     fn nesting_limit() {
         // Custom payload nested in arrays: capability(1) > caveats(2) > caveat(3) > custom(4) >

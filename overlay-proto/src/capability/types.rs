@@ -114,10 +114,21 @@ impl CaveatKind {
 
     /// The kind whose name is exactly `name` (as UTF-8 bytes).
     pub(crate) fn from_name(name: &[u8]) -> Option<CaveatKind> {
-        CaveatKind::ALL
-            .iter()
-            .copied()
-            .find(|k| k.name().as_bytes() == name)
+        Some(match name {
+            b"Exp" => CaveatKind::Exp,
+            b"Nbf" => CaveatKind::Nbf,
+            b"Aud" => CaveatKind::Aud,
+            b"Method" => CaveatKind::Method,
+            b"PathPrefix" => CaveatKind::PathPrefix,
+            b"IpCidr" => CaveatKind::IpCidr,
+            b"BytesLe" => CaveatKind::BytesLe,
+            b"Rate" => CaveatKind::Rate,
+            b"Tenant" => CaveatKind::Tenant,
+            b"Amnesia" => CaveatKind::Amnesia,
+            b"GovPolicyDigest" => CaveatKind::GovPolicyDigest,
+            b"Custom" => CaveatKind::Custom,
+            _ => return None,
+        })
     }
 }
 
@@ -184,5 +195,19 @@ impl Capability {
         let mut out = Vec::with_capacity(128);
         super::cbor::write_capability(&mut out, self);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_round_trip() {
+        for kind in CaveatKind::ALL {
+            assert_eq!(CaveatKind::from_name(kind.name().as_bytes()), Some(kind));
+        }
+        assert_eq!(CaveatKind::from_name(b"exp"), None);
+        assert_eq!(CaveatKind::from_name(b"Zenant"), None);
     }
 }
