@@ -5,11 +5,17 @@
 //! node dedups, stores, delivers, pushes each message to its 3 eager peers and queues IHAVE
 //! for 6 lazy peers; the lazy-flush timer fires every batch; peers return credit.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)] // bench code
+
 mod support;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use core::time::Duration;
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{BatchSize, Criterion, Throughput};
 use overlay_proto::frame::flags;
 use overlay_proto::wire::{self, Kind};
 use overlay_proto::{ConnId, Input, Instant, MessageId, Node, NodeConfig, NodeIdentity, PeerId};
@@ -30,7 +36,10 @@ fn setup() -> (Node, Vec<Bytes>, Bytes) {
     cfg.peer_rate_burst = u32::MAX;
     cfg.keepalive_interval = Duration::from_secs(3600);
     cfg.idle_timeout = Duration::from_secs(7200);
-    let identity = NodeIdentity { peer_id: PeerId([0xC0; 32]), listen_addr: None };
+    let identity = NodeIdentity {
+        peer_id: PeerId([0xC0; 32]),
+        listen_addr: None,
+    };
     let mut node = Node::new(cfg, identity, 1).unwrap_or_else(|e| panic!("config: {e}"));
     for i in 0..10 {
         open_fake_session(&mut node, Instant::ZERO, i);
@@ -79,7 +88,13 @@ fn gossip_forward(c: &mut Criterion) {
             },
             |data| {
                 now += Duration::from_millis(10);
-                node.handle(now, Input::Received { conn: ConnId(0), data });
+                node.handle(
+                    now,
+                    Input::Received {
+                        conn: ConnId(0),
+                        data,
+                    },
+                );
                 let mut actions = 0usize;
                 while let Some(a) = node.poll_action() {
                     actions += 1;
@@ -88,7 +103,13 @@ fn gossip_forward(c: &mut Criterion) {
                 node.handle(now, Input::Timeout);
                 while node.poll_action().is_some() {}
                 for peer in 1..10u64 {
-                    node.handle(now, Input::Received { conn: ConnId(peer), data: credit.clone() });
+                    node.handle(
+                        now,
+                        Input::Received {
+                            conn: ConnId(peer),
+                            data: credit.clone(),
+                        },
+                    );
                     while node.poll_action().is_some() {}
                 }
                 actions
@@ -104,5 +125,8 @@ fn gossip_forward(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, gossip_forward);
-criterion_main!(benches);
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    gossip_forward(&mut c);
+    c.final_summary();
+}

@@ -4,6 +4,12 @@
 //! maintenance tick release idle buffers, and divides the node's heap growth by the number of
 //! sessions. Prints the figure; the target is ≤ 2 KiB per idle session.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)] // bench code
+
 mod support;
 
 use core::time::Duration;
@@ -20,7 +26,10 @@ fn main() {
     cfg.auth.require_token = false;
     cfg.max_sessions = 2048;
     cfg.active_target = 9;
-    let identity = NodeIdentity { peer_id: PeerId([0xC0; 32]), listen_addr: None };
+    let identity = NodeIdentity {
+        peer_id: PeerId([0xC0; 32]),
+        listen_addr: None,
+    };
     let mut node = Node::new(cfg, identity, 1).unwrap_or_else(|e| panic!("config: {e}"));
     // Warm up one session so lazily created structures exist before measuring.
     support::open_fake_session(&mut node, Instant::ZERO, 100_000);
@@ -38,5 +47,8 @@ fn main() {
     println!("idle sessions: {SESSIONS}");
     println!("core heap growth: {} bytes", after.saturating_sub(before));
     println!("memory per idle session: {per_session:.0} bytes (target <= 2048)");
-    println!("size_of::<Session>() = {} bytes", std::mem::size_of::<overlay_proto::session::Session>());
+    println!(
+        "size_of::<Session>() = {} bytes",
+        std::mem::size_of::<overlay_proto::session::Session>()
+    );
 }

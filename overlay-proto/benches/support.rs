@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each bench uses a subset
 //! Shared helpers for the core benchmarks: fake peers that open sessions with a node by
 //! feeding it HELLO and START frames directly (no second node needed).
 
@@ -63,8 +64,20 @@ pub fn open_fake_session(node: &mut Node, now: Instant, i: u32) {
     };
     let json = serde_json::to_vec(&hello).unwrap_or_default();
     let mut bytes = frame(flags::REQ, 0, 0, &[], &[&json]);
-    bytes.extend(frame(flags::START | flags::REQ, 0, overlay_proto::OVERLAY_APP_PROTO_ID, &[], &[]));
-    node.handle(now, Input::Received { conn, data: Bytes::from(bytes) });
+    bytes.extend(frame(
+        flags::START | flags::REQ,
+        0,
+        overlay_proto::OVERLAY_APP_PROTO_ID,
+        &[],
+        &[],
+    ));
+    node.handle(
+        now,
+        Input::Received {
+            conn,
+            data: Bytes::from(bytes),
+        },
+    );
     while node.poll_action().is_some() {}
 }
 
@@ -73,5 +86,11 @@ pub fn credit_frame(frames: u32, bytes: u32) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&frames.to_be_bytes());
     body.extend_from_slice(&bytes.to_be_bytes());
-    frame(flags::EVENT, Kind::Credit.code(), overlay_proto::OVERLAY_APP_PROTO_ID, &[], &[&body])
+    frame(
+        flags::EVENT,
+        Kind::Credit.code(),
+        overlay_proto::OVERLAY_APP_PROTO_ID,
+        &[],
+        &[&body],
+    )
 }

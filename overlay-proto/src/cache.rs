@@ -101,7 +101,10 @@ impl MessageCache {
         self.seen_order.push_back((now + self.limits.seen_ttl, id));
         let len = message.payload.len();
         let message = if len > self.limits.store_bytes {
-            StoredMessage { payload: Bytes::new(), ..message }
+            StoredMessage {
+                payload: Bytes::new(),
+                ..message
+            }
         } else {
             message
         };
@@ -113,7 +116,11 @@ impl MessageCache {
             }
         }
         self.stored_bytes += message.payload.len();
-        self.store.push_back(Slot { id, expires: now + self.limits.store_ttl, message });
+        self.store.push_back(Slot {
+            id,
+            expires: now + self.limits.store_ttl,
+            message,
+        });
         true
     }
 
@@ -165,7 +172,11 @@ impl MessageCache {
 
     /// The most recent stored messages, newest first: `(id, hops)`, at most `n`.
     pub fn recent(&self, n: usize) -> impl Iterator<Item = (MessageId, u8)> + '_ {
-        self.store.iter().rev().take(n).map(|s| (s.id, s.message.hops))
+        self.store
+            .iter()
+            .rev()
+            .take(n)
+            .map(|s| (s.id, s.message.hops))
     }
 }
 
@@ -184,7 +195,12 @@ mod tests {
     }
 
     fn msg(len: usize) -> StoredMessage {
-        StoredMessage { origin: PeerId([0; 32]), nonce: 0, hops: 1, payload: vec![1; len].into() }
+        StoredMessage {
+            origin: PeerId([0; 32]),
+            nonce: 0,
+            hops: 1,
+            payload: vec![1; len].into(),
+        }
     }
 
     fn id(n: u8) -> MessageId {
@@ -218,7 +234,10 @@ mod tests {
         assert!(c.insert(t, id(2), msg(60)));
         assert_eq!(c.stored_bytes(), 60, "byte budget evicts the older payload");
         assert!(c.insert(t, id(3), msg(1000)));
-        assert!(c.get(&id(3)).is_none(), "a payload over the whole budget is not kept");
+        assert!(
+            c.get(&id(3)).is_none(),
+            "a payload over the whole budget is not kept"
+        );
         assert!(c.contains(&id(3)));
         c.expire(t + Duration::from_secs(1));
         assert_eq!(c.stored_len(), 0);

@@ -198,18 +198,42 @@ impl NodeConfig {
             "active_target",
             "1..=max_sessions",
         )?;
-        check((1..=1_000_000).contains(&self.max_sessions), "max_sessions", "1..=1000000")?;
-        check(self.passive_capacity <= 65_536, "passive_capacity", "0..=65536")?;
-        check(self.max_concurrent_dials >= 1, "max_concurrent_dials", ">= 1")?;
-        check(!self.handshake_timeout.is_zero(), "handshake_timeout", "> 0")?;
+        check(
+            (1..=1_000_000).contains(&self.max_sessions),
+            "max_sessions",
+            "1..=1000000",
+        )?;
+        check(
+            self.passive_capacity <= 65_536,
+            "passive_capacity",
+            "0..=65536",
+        )?;
+        check(
+            self.max_concurrent_dials >= 1,
+            "max_concurrent_dials",
+            ">= 1",
+        )?;
+        check(
+            !self.handshake_timeout.is_zero(),
+            "handshake_timeout",
+            "> 0",
+        )?;
         check(
             self.idle_timeout > self.keepalive_interval,
             "idle_timeout",
             "> keepalive_interval",
         )?;
-        check(!self.keepalive_interval.is_zero(), "keepalive_interval", "> 0")?;
+        check(
+            !self.keepalive_interval.is_zero(),
+            "keepalive_interval",
+            "> 0",
+        )?;
         check(!self.tick_interval.is_zero(), "tick_interval", "> 0")?;
-        check(self.credit_window_frames >= 2, "credit_window_frames", ">= 2")?;
+        check(
+            self.credit_window_frames >= 2,
+            "credit_window_frames",
+            ">= 2",
+        )?;
         check(
             self.credit_window_bytes as usize >= crate::frame::MAX_FRAME_BYTES,
             "credit_window_bytes",
@@ -235,7 +259,11 @@ impl NodeConfig {
         check(self.seen_capacity >= 16, "seen_capacity", ">= 16")?;
         check(self.store_capacity >= 1, "store_capacity", ">= 1")?;
         check(!self.graft_timeout.is_zero(), "graft_timeout", "> 0")?;
-        check(!self.lazy_flush_interval.is_zero(), "lazy_flush_interval", "> 0")?;
+        check(
+            !self.lazy_flush_interval.is_zero(),
+            "lazy_flush_interval",
+            "> 0",
+        )?;
         check(
             (1..=crate::wire::MAX_IHAVE_IDS).contains(&self.ihave_batch_max),
             "ihave_batch_max",
@@ -244,7 +272,11 @@ impl NodeConfig {
         check(!self.shuffle_interval.is_zero(), "shuffle_interval", "> 0")?;
         check(self.shuffle_len <= 64, "shuffle_len", "0..=64")?;
         check(!self.backoff_base.is_zero(), "backoff_base", "> 0")?;
-        check(self.backoff_max >= self.backoff_base, "backoff_max", ">= backoff_base")?;
+        check(
+            self.backoff_max >= self.backoff_base,
+            "backoff_max",
+            ">= backoff_base",
+        )?;
         check(
             self.recover_ratio > 0.0
                 && self.recover_ratio < self.degrade_ratio
@@ -252,7 +284,11 @@ impl NodeConfig {
             "degrade_ratio",
             "0 < recover_ratio < degrade_ratio <= 1",
         )?;
-        check(self.app_proto_id != 0, "app_proto_id", "1..=65535 (0 is HELLO)")?;
+        check(
+            self.app_proto_id != 0,
+            "app_proto_id",
+            "1..=65535 (0 is HELLO)",
+        )?;
         Ok(())
     }
 }
@@ -264,9 +300,18 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_bad_values_name_the_setting() {
         assert_eq!(NodeConfig::default().validate(), Ok(()));
-        let cfg = NodeConfig { alpha: 0, ..NodeConfig::default() };
+        let cfg = NodeConfig {
+            alpha: 0,
+            ..NodeConfig::default()
+        };
         assert_eq!(cfg.validate().map_err(|e| e.setting), Err("alpha"));
-        let cfg = NodeConfig { credit_window_bytes: 10, ..NodeConfig::default() };
-        assert_eq!(cfg.validate().map_err(|e| e.setting), Err("credit_window_bytes"));
+        let cfg = NodeConfig {
+            credit_window_bytes: 10,
+            ..NodeConfig::default()
+        };
+        assert_eq!(
+            cfg.validate().map_err(|e| e.setting),
+            Err("credit_window_bytes")
+        );
     }
 }

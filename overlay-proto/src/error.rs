@@ -5,7 +5,19 @@ use core::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// Why an overlay operation or session failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, thiserror::Error)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    thiserror::Error,
+)]
 pub enum OverlayError {
     /// A deadline passed (handshake, idle, dial).
     #[error("timed out")]

@@ -86,7 +86,10 @@ impl KeyRing {
 
 impl KeyProvider for KeyRing {
     fn key_for(&self, kid: &str, tid: &str) -> Option<&MacKey> {
-        self.entries.iter().find(|e| e.kid == kid && e.tid == tid).map(|e| &e.key)
+        self.entries
+            .iter()
+            .find(|e| e.kid == kid && e.tid == tid)
+            .map(|e| &e.key)
     }
 }
 

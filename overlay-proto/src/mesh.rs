@@ -129,7 +129,10 @@ pub struct Mesh {
 /// Address of node `i` in a mesh.
 pub fn node_addr(i: usize) -> SocketAddr {
     let i = i as u32;
-    SocketAddr::from((Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8), 9415))
+    SocketAddr::from((
+        Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8),
+        9415,
+    ))
 }
 
 /// Identity of node `i` of a mesh with this seed.
@@ -191,7 +194,13 @@ impl Mesh {
                     addrs.push(node_addr(j));
                 }
             }
-            mesh.schedule(Instant::ZERO, Event::Input { node: i, input: Input::PeersDiscovered { addrs } });
+            mesh.schedule(
+                Instant::ZERO,
+                Event::Input {
+                    node: i,
+                    input: Input::PeersDiscovered { addrs },
+                },
+            );
         }
         Ok(mesh)
     }
@@ -257,7 +266,11 @@ impl Mesh {
         let min = self.config.latency_min.as_nanos() as u64;
         let max = self.config.latency_max.as_nanos() as u64;
         let span = max.saturating_sub(min);
-        let extra = if span == 0 { 0 } else { self.rng.next_u64() % (span + 1) };
+        let extra = if span == 0 {
+            0
+        } else {
+            self.rng.next_u64() % (span + 1)
+        };
         Duration::from_nanos(min + extra)
     }
 
@@ -273,10 +286,20 @@ impl Mesh {
         self.next_request += 1;
         self.last_broadcast = None;
         self.input(i, Input::Broadcast { request, payload });
-        let result = self.last_broadcast.take().unwrap_or(Err(OverlayError::ShuttingDown));
+        let result = self
+            .last_broadcast
+            .take()
+            .unwrap_or(Err(OverlayError::ShuttingDown));
         if let Ok(id) = result {
             if self.config.track_deliveries {
-                self.tracks.insert(id, MessageTrack { origin: i, sent_at: self.now, delivered: Vec::new() });
+                self.tracks.insert(
+                    id,
+                    MessageTrack {
+                        origin: i,
+                        sent_at: self.now,
+                        delivered: Vec::new(),
+                    },
+                );
             }
         }
         result
@@ -297,7 +320,10 @@ impl Mesh {
                 now + link.latency,
                 Event::Input {
                     node: link.peer_node,
-                    input: Input::ConnectionClosed { conn: link.peer_conn, error: Some(OverlayError::Refused) },
+                    input: Input::ConnectionClosed {
+                        conn: link.peer_conn,
+                        error: Some(OverlayError::Refused),
+                    },
                 },
             );
         }
@@ -421,7 +447,16 @@ impl Mesh {
                 at = at.max(link.last_arrival);
                 link.last_arrival = at;
                 let (peer_node, peer_conn) = (link.peer_node, link.peer_conn);
-                self.schedule(at, Event::Input { node: peer_node, input: Input::Received { conn: peer_conn, data } });
+                self.schedule(
+                    at,
+                    Event::Input {
+                        node: peer_node,
+                        input: Input::Received {
+                            conn: peer_conn,
+                            data,
+                        },
+                    },
+                );
             }
             Action::Connect { dial, addr, .. } => self.connect(i, dial, addr),
             Action::Close { conn, .. } => {
@@ -434,7 +469,10 @@ impl Mesh {
                         at,
                         Event::Input {
                             node: link.peer_node,
-                            input: Input::ConnectionClosed { conn: link.peer_conn, error: None },
+                            input: Input::ConnectionClosed {
+                                conn: link.peer_conn,
+                                error: None,
+                            },
                         },
                     );
                 }
@@ -452,11 +490,21 @@ impl Mesh {
     fn connect(&mut self, i: usize, dial: DialId, addr: SocketAddr) {
         let now = self.now;
         let latency = self.latency();
-        let target = self.by_addr.get(&addr).copied().filter(|t| self.is_alive(*t));
+        let target = self
+            .by_addr
+            .get(&addr)
+            .copied()
+            .filter(|t| self.is_alive(*t));
         let Some(t) = target else {
             self.schedule(
                 now + latency * 2,
-                Event::Input { node: i, input: Input::DialFailed { dial, error: OverlayError::Refused } },
+                Event::Input {
+                    node: i,
+                    input: Input::DialFailed {
+                        dial,
+                        error: OverlayError::Refused,
+                    },
+                },
             );
             return;
         };
@@ -473,11 +521,21 @@ impl Mesh {
         let client_up = now + latency * 4;
         self.nodes[i].links.insert(
             a_conn,
-            Link { peer_node: t, peer_conn: b_conn, latency, last_arrival: client_up },
+            Link {
+                peer_node: t,
+                peer_conn: b_conn,
+                latency,
+                last_arrival: client_up,
+            },
         );
         self.nodes[t].links.insert(
             b_conn,
-            Link { peer_node: i, peer_conn: a_conn, latency, last_arrival: server_up },
+            Link {
+                peer_node: i,
+                peer_conn: a_conn,
+                latency,
+                last_arrival: server_up,
+            },
         );
         let a_addr = SocketAddr::from((Ipv4Addr::new(10, 255, (i >> 8) as u8, i as u8), 40_000));
         self.schedule(

@@ -30,7 +30,10 @@ pub struct PassiveView {
 impl PassiveView {
     /// An empty view holding at most `capacity` learned (non-seed) peers.
     pub fn new(capacity: usize) -> Self {
-        PassiveView { peers: BTreeMap::new(), capacity }
+        PassiveView {
+            peers: BTreeMap::new(),
+            capacity,
+        }
     }
 
     /// Adds or refreshes an address. `evict_pick` chooses which learned entry to drop when
@@ -54,8 +57,12 @@ impl PassiveView {
             return false;
         }
         if !seed {
-            let learned: Vec<SocketAddr> =
-                self.peers.iter().filter(|(_, p)| !p.seed).map(|(a, _)| *a).collect();
+            let learned: Vec<SocketAddr> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| !p.seed)
+                .map(|(a, _)| *a)
+                .collect();
             if learned.len() >= self.capacity {
                 let victim = learned.get(evict_pick(learned.len()) % learned.len().max(1));
                 if let Some(victim) = victim.copied() {
@@ -63,7 +70,15 @@ impl PassiveView {
                 }
             }
         }
-        self.peers.insert(addr, KnownPeer { peer, seed, failures: 0, next_attempt: now });
+        self.peers.insert(
+            addr,
+            KnownPeer {
+                peer,
+                seed,
+                failures: 0,
+                next_attempt: now,
+            },
+        );
         true
     }
 

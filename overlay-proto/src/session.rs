@@ -204,7 +204,14 @@ pub struct Session {
 impl Session {
     /// A session that just finished TLS.
     pub fn new(now: Instant, info: ConnectionInfo, rate: TokenBucket, grant: Grant) -> Self {
-        let ConnectionInfo { conn, peer, remote, direction, dial, kx_group } = info;
+        let ConnectionInfo {
+            conn,
+            peer,
+            remote,
+            direction,
+            dial,
+            kx_group,
+        } = info;
         Session {
             conn,
             peer,
@@ -277,12 +284,21 @@ mod tests {
 
     #[test]
     fn window_accounting() {
-        let mut w = Window { frames: 1, bytes: 10 };
+        let mut w = Window {
+            frames: 1,
+            bytes: 10,
+        };
         assert!(w.fits(10));
         assert!(!w.fits(11));
         w.take(10);
         assert!(!w.fits(0));
         w.add(2, 5);
-        assert_eq!(w, Window { frames: 2, bytes: 5 });
+        assert_eq!(
+            w,
+            Window {
+                frames: 2,
+                bytes: 5
+            }
+        );
     }
 }

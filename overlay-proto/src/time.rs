@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 /// A point in time, in nanoseconds since an epoch chosen by the driver (process start in the
 /// daemon, zero in simulations). Only differences between two `Instant`s carry meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Instant(u64);
 
 impl Instant {

@@ -112,7 +112,8 @@ impl ActionDigest {
         // Serialising plain data into a Vec cannot fail; an error would only drop the action
         // from the digest, never panic.
         if ciborium::into_writer(action, &mut self.scratch).is_ok() {
-            self.hasher.update(&(self.scratch.len() as u64).to_be_bytes());
+            self.hasher
+                .update(&(self.scratch.len() as u64).to_be_bytes());
             self.hasher.update(&self.scratch);
         }
         self.count += 1;
@@ -159,7 +160,12 @@ impl<W: Write> TraceWriter<W> {
     }
 
     /// Appends one record.
-    pub fn record(&mut self, now: Instant, input: &Input, actions: &[Action]) -> Result<(), TraceError> {
+    pub fn record(
+        &mut self,
+        now: Instant,
+        input: &Input,
+        actions: &[Action],
+    ) -> Result<(), TraceError> {
         let record = TraceRecord {
             seq: self.seq,
             now,
@@ -200,7 +206,9 @@ impl<R: Read> TraceReader<R> {
     /// Checks the magic line and reads the header.
     pub fn open(mut input: R) -> Result<(Self, TraceHeader), TraceError> {
         let mut magic = [0u8; TRACE_MAGIC.len()];
-        input.read_exact(&mut magic).map_err(|_| TraceError::BadMagic)?;
+        input
+            .read_exact(&mut magic)
+            .map_err(|_| TraceError::BadMagic)?;
         if magic != TRACE_MAGIC {
             return Err(TraceError::BadMagic);
         }
@@ -251,7 +259,11 @@ pub struct Replayer {
 impl Replayer {
     /// A replayer with a node built from the header.
     pub fn new(header: &TraceHeader) -> Result<Self, TraceError> {
-        Ok(Replayer { node: header.build_node()?, inputs: 0, actions: 0 })
+        Ok(Replayer {
+            node: header.build_node()?,
+            inputs: 0,
+            actions: 0,
+        })
     }
 
     /// Replays one record; returns the divergence if the actions differ.

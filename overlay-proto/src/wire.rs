@@ -236,7 +236,9 @@ pub fn parse_graft(body: &[u8]) -> Result<impl Iterator<Item = MessageId> + '_, 
     if body.len() % MessageId::LEN != 0 || body.len() / MessageId::LEN > MAX_IHAVE_IDS {
         return Err(err);
     }
-    Ok(body.chunks_exact(MessageId::LEN).filter_map(|c| array32(c).map(MessageId)))
+    Ok(body
+        .chunks_exact(MessageId::LEN)
+        .filter_map(|c| array32(c).map(MessageId)))
 }
 
 /// A CREDIT body: more frames and bytes the receiver of this message may send.
@@ -322,7 +324,10 @@ pub fn parse_shuffle(kind: Kind, body: &[u8]) -> Result<Vec<PeerEntry>, WireErro
         };
         let p: [u8; 2] = rest.get(..2).ok_or(err)?.try_into().map_err(|_| err)?;
         rest = rest.get(2..).ok_or(err)?;
-        out.push(PeerEntry { peer, addr: SocketAddr::new(ip, u16::from_be_bytes(p)) });
+        out.push(PeerEntry {
+            peer,
+            addr: SocketAddr::new(ip, u16::from_be_bytes(p)),
+        });
     }
     if !rest.is_empty() {
         return Err(err);
@@ -371,7 +376,10 @@ mod tests {
         buf.put_slice(b"hello");
         let body = buf.freeze();
         let msg = parse_gossip(&body).unwrap();
-        assert_eq!((msg.id, msg.origin, msg.nonce, msg.hops), (id, origin, 7, 3));
+        assert_eq!(
+            (msg.id, msg.origin, msg.nonce, msg.hops),
+            (id, origin, 7, 3)
+        );
         assert_eq!(&msg.payload[..], b"hello");
         assert!(parse_gossip(&body.slice(..72)).is_err());
     }
@@ -379,8 +387,14 @@ mod tests {
     #[test]
     fn shuffle_round_trip_and_rejects_trailing_bytes() {
         let entries = vec![
-            PeerEntry { peer: PeerId([3; 32]), addr: "127.0.0.1:9415".parse().unwrap() },
-            PeerEntry { peer: PeerId([4; 32]), addr: "[::1]:9416".parse().unwrap() },
+            PeerEntry {
+                peer: PeerId([3; 32]),
+                addr: "127.0.0.1:9415".parse().unwrap(),
+            },
+            PeerEntry {
+                peer: PeerId([4; 32]),
+                addr: "[::1]:9416".parse().unwrap(),
+            },
         ];
         let mut buf = BytesMut::new();
         put_shuffle(&mut buf, &entries);
@@ -403,8 +417,20 @@ mod tests {
         assert_eq!(ids, vec![MessageId([5; 32]), MessageId([5; 32])]);
         assert!(parse_graft(&[5; 33]).is_err());
         let mut c = BytesMut::new();
-        put_credit(&mut c, CreditGrant { frames: 3, bytes: 4 });
-        assert_eq!(parse_credit(&c).unwrap(), CreditGrant { frames: 3, bytes: 4 });
+        put_credit(
+            &mut c,
+            CreditGrant {
+                frames: 3,
+                bytes: 4,
+            },
+        );
+        assert_eq!(
+            parse_credit(&c).unwrap(),
+            CreditGrant {
+                frames: 3,
+                bytes: 4
+            }
+        );
         assert!(parse_credit(&c[..7]).is_err());
     }
 

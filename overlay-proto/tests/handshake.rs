@@ -2,6 +2,12 @@
 //! directions, and every rejection path a hostile or misconfigured peer can hit — each with a
 //! typed close reason and a counter.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)] // test code
+
 use bytes::Bytes;
 use core::net::SocketAddr;
 use core::time::Duration;
@@ -9,8 +15,8 @@ use overlay_proto::capability::{mint, Caveat, Scope};
 use overlay_proto::frame::{flags, Header};
 use overlay_proto::wire::{self, HelloOverlay, HelloRequestBody, Kind};
 use overlay_proto::{
-    Action, CloseReason, ConnId, Direction, Input, Instant, MacKey, Node, NodeConfig,
-    NodeIdentity, OverlayError, PeerId, RejectReason, SessionEvent,
+    Action, CloseReason, ConnId, Direction, Input, Instant, MacKey, Node, NodeConfig, NodeIdentity,
+    OverlayError, PeerId, RejectReason, SessionEvent,
 };
 
 const NOW_UNIX: u64 = 1_700_000_000;
@@ -77,10 +83,22 @@ impl Pair {
                 moved = true;
                 match &action {
                     Action::Transmit { conn, data } if *conn == A_CONN => {
-                        self.b.handle(self.now, Input::Received { conn: B_CONN, data: data.clone() });
+                        self.b.handle(
+                            self.now,
+                            Input::Received {
+                                conn: B_CONN,
+                                data: data.clone(),
+                            },
+                        );
                     }
                     Action::Close { conn, .. } if *conn == A_CONN => {
-                        self.b.handle(self.now, Input::ConnectionClosed { conn: B_CONN, error: None });
+                        self.b.handle(
+                            self.now,
+                            Input::ConnectionClosed {
+                                conn: B_CONN,
+                                error: None,
+                            },
+                        );
                     }
                     _ => {}
                 }
@@ -90,10 +108,22 @@ impl Pair {
                 moved = true;
                 match &action {
                     Action::Transmit { conn, data } if *conn == B_CONN => {
-                        self.a.handle(self.now, Input::Received { conn: A_CONN, data: data.clone() });
+                        self.a.handle(
+                            self.now,
+                            Input::Received {
+                                conn: A_CONN,
+                                data: data.clone(),
+                            },
+                        );
                     }
                     Action::Close { conn, .. } if *conn == B_CONN => {
-                        self.a.handle(self.now, Input::ConnectionClosed { conn: A_CONN, error: None });
+                        self.a.handle(
+                            self.now,
+                            Input::ConnectionClosed {
+                                conn: A_CONN,
+                                error: None,
+                            },
+                        );
                     }
                     _ => {}
                 }
@@ -106,7 +136,9 @@ impl Pair {
     }
 
     fn up(actions: &[Action]) -> bool {
-        actions.iter().any(|a| matches!(a, Action::Session(SessionEvent::Up { .. })))
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Session(SessionEvent::Up { .. })))
     }
 
     fn closed_with(actions: &[Action]) -> Option<CloseReason> {
@@ -130,12 +162,28 @@ fn up(conn: ConnId, peer: PeerId, direction: Direction) -> Input {
 
 #[test]
 fn valid_tokens_both_ways_open_the_session_and_gossip_flows() {
-    let t = token(vec![Caveat::Exp(NOW_UNIX + 3600), Caveat::Tenant("overlay".into())], vec![], None);
+    let t = token(
+        vec![
+            Caveat::Exp(NOW_UNIX + 3600),
+            Caveat::Tenant("overlay".into()),
+        ],
+        vec![],
+        None,
+    );
     let mut p = Pair::connect(config(Some(t.clone())), config(Some(t)));
     assert!(Pair::up(&p.a_actions) && Pair::up(&p.b_actions));
-    p.a.handle(p.now, Input::Broadcast { request: 9, payload: Bytes::from_static(b"msg") });
+    p.a.handle(
+        p.now,
+        Input::Broadcast {
+            request: 9,
+            payload: Bytes::from_static(b"msg"),
+        },
+    );
     p.pump();
-    let delivered = p.b_actions.iter().any(|a| matches!(a, Action::Deliver(d) if &d.payload[..] == b"msg" && d.hops == 1));
+    let delivered = p
+        .b_actions
+        .iter()
+        .any(|a| matches!(a, Action::Deliver(d) if &d.payload[..] == b"msg" && d.hops == 1));
     assert!(delivered);
     let info = &p.b.sessions()[0];
     assert_eq!(info.kx_group.as_deref(), Some("X25519MLKEM768"));
@@ -143,7 +191,17 @@ fn valid_tokens_both_ways_open_the_session_and_gossip_flows() {
 
 #[test]
 fn wrong_key_missing_expired_or_denied_tokens_are_refused_and_counted() {
-    let wrong_key = mint(&MacKey([8; 32]), "overlay", "k1", Scope { prefix: None, methods: vec![], max_bytes: None }, vec![]);
+    let wrong_key = mint(
+        &MacKey([8; 32]),
+        "overlay",
+        "k1",
+        Scope {
+            prefix: None,
+            methods: vec![],
+            max_bytes: None,
+        },
+        vec![],
+    );
     let expired = token(vec![Caveat::Exp(NOW_UNIX - 3600)], vec![], None);
     let tampered = {
         let mut t = token(vec![], vec![], None).into_bytes();
@@ -154,16 +212,35 @@ fn wrong_key_missing_expired_or_denied_tokens_are_refused_and_counted() {
     let denied = token(vec![Caveat::Tenant("someone-else".into())], vec![], None);
     let good = token(vec![], vec![], None);
     let cases = [
-        (Some(wrong_key), OverlayError::Unauthorized, RejectReason::Unauth),
+        (
+            Some(wrong_key),
+            OverlayError::Unauthorized,
+            RejectReason::Unauth,
+        ),
         (None, OverlayError::Unauthorized, RejectReason::Unauth),
-        (Some(expired), OverlayError::Unauthorized, RejectReason::Unauth),
-        (Some(tampered), OverlayError::Unauthorized, RejectReason::Unauth),
-        (Some(denied), OverlayError::Forbidden, RejectReason::Forbidden),
+        (
+            Some(expired),
+            OverlayError::Unauthorized,
+            RejectReason::Unauth,
+        ),
+        (
+            Some(tampered),
+            OverlayError::Unauthorized,
+            RejectReason::Unauth,
+        ),
+        (
+            Some(denied),
+            OverlayError::Forbidden,
+            RejectReason::Forbidden,
+        ),
     ];
     for (client_token, error, reject) in cases {
         let p = Pair::connect(config(client_token), config(Some(good.clone())));
         assert!(!Pair::up(&p.b_actions), "server must not open the session");
-        assert_eq!(Pair::closed_with(&p.b_actions), Some(CloseReason::Violation(error)));
+        assert_eq!(
+            Pair::closed_with(&p.b_actions),
+            Some(CloseReason::Violation(error))
+        );
         assert_eq!(p.b.stats().rejected.get(reject), 1);
         assert_eq!(p.b.stats().handshake_failures, 1);
         assert!(p.a.stats().sessions_running == 0);
@@ -173,9 +250,22 @@ fn wrong_key_missing_expired_or_denied_tokens_are_refused_and_counted() {
 #[test]
 fn the_dialer_also_checks_the_servers_token() {
     let good = token(vec![], vec![], None);
-    let server_bad = mint(&MacKey([9; 32]), "overlay", "k1", Scope { prefix: None, methods: vec![], max_bytes: None }, vec![]);
+    let server_bad = mint(
+        &MacKey([9; 32]),
+        "overlay",
+        "k1",
+        Scope {
+            prefix: None,
+            methods: vec![],
+            max_bytes: None,
+        },
+        vec![],
+    );
     let p = Pair::connect(config(Some(good)), config(Some(server_bad)));
-    assert_eq!(Pair::closed_with(&p.a_actions), Some(CloseReason::Violation(OverlayError::Unauthorized)));
+    assert_eq!(
+        Pair::closed_with(&p.a_actions),
+        Some(CloseReason::Violation(OverlayError::Unauthorized))
+    );
     assert_eq!(p.a.stats().rejected.get(RejectReason::Unauth), 1);
     assert_eq!(p.a.stats().sessions_running, 0);
 }
@@ -210,14 +300,24 @@ fn raw_frame(flags: u16, code: u16, app: u16, cap: &[u8], body: &[u8]) -> Vec<u8
 
 impl RawPeer {
     fn new(cfg: NodeConfig) -> RawPeer {
-        let mut r = RawPeer { node: node(2, cfg), now: Instant::ZERO, actions: Vec::new() };
+        let mut r = RawPeer {
+            node: node(2, cfg),
+            now: Instant::ZERO,
+            actions: Vec::new(),
+        };
         r.node.handle(r.now, up(RAW, RAW_PEER, Direction::Inbound));
         r.drain();
         r
     }
 
     fn send(&mut self, bytes: Vec<u8>) {
-        self.node.handle(self.now, Input::Received { conn: RAW, data: bytes.into() });
+        self.node.handle(
+            self.now,
+            Input::Received {
+                conn: RAW,
+                data: bytes.into(),
+            },
+        );
         self.drain();
     }
 
@@ -238,18 +338,34 @@ impl RawPeer {
                 credit_bytes: 1 << 24,
             },
         };
-        self.send(raw_frame(flags::REQ, 0, 0, &[], &serde_json::to_vec(&hello).unwrap()));
+        self.send(raw_frame(
+            flags::REQ,
+            0,
+            0,
+            &[],
+            &serde_json::to_vec(&hello).unwrap(),
+        ));
     }
 
     fn start(&mut self, token: &str) {
-        self.send(raw_frame(flags::START | flags::REQ, 0, overlay_proto::OVERLAY_APP_PROTO_ID, token.as_bytes(), &[]));
+        self.send(raw_frame(
+            flags::START | flags::REQ,
+            0,
+            overlay_proto::OVERLAY_APP_PROTO_ID,
+            token.as_bytes(),
+            &[],
+        ));
     }
 
     fn open(cfg: NodeConfig, token: &str) -> RawPeer {
         let mut r = RawPeer::new(cfg);
         r.hello(64);
         r.start(token);
-        assert!(Pair::up(&r.actions), "raw peer session should open: {:?}", r.actions);
+        assert!(
+            Pair::up(&r.actions),
+            "raw peer session should open: {:?}",
+            r.actions
+        );
         r
     }
 
@@ -277,16 +393,31 @@ impl RawPeer {
 
 fn gossip_frame(payload_len: usize) -> Vec<u8> {
     let mut body = Vec::new();
-    wire::put_gossip_header(&mut body, &overlay_proto::MessageId([3; 32]), &RAW_PEER, 1, 0);
+    wire::put_gossip_header(
+        &mut body,
+        &overlay_proto::MessageId([3; 32]),
+        &RAW_PEER,
+        1,
+        0,
+    );
     body.extend(std::iter::repeat_n(0xAB, payload_len));
-    raw_frame(flags::EVENT, Kind::Gossip.code(), overlay_proto::OVERLAY_APP_PROTO_ID, &[], &body)
+    raw_frame(
+        flags::EVENT,
+        Kind::Gossip.code(),
+        overlay_proto::OVERLAY_APP_PROTO_ID,
+        &[],
+        &body,
+    )
 }
 
 #[test]
 fn frames_before_the_token_are_refused_with_401() {
     let mut r = RawPeer::new(config(Some(token(vec![], vec![], None))));
     r.send(gossip_frame(10));
-    assert_eq!(r.closed(), Some(CloseReason::Violation(OverlayError::Unauthorized)));
+    assert_eq!(
+        r.closed(),
+        Some(CloseReason::Violation(OverlayError::Unauthorized))
+    );
     assert_eq!(r.last_error_code(), Some(401));
     assert_eq!(r.node.stats().rejected.get(RejectReason::Unauth), 1);
 }
@@ -299,31 +430,58 @@ fn oversize_message_is_refused_from_the_header_alone() {
     let mut r = RawPeer::open(config(Some(token(vec![], vec![], None))), &client);
     let frame = gossip_frame(101);
     r.send(frame[..38].to_vec());
-    assert_eq!(r.closed(), Some(CloseReason::Violation(OverlayError::TooLarge)));
+    assert_eq!(
+        r.closed(),
+        Some(CloseReason::Violation(OverlayError::TooLarge))
+    );
     assert_eq!(r.last_error_code(), Some(413));
     assert_eq!(r.node.stats().rejected.get(RejectReason::Oversize), 1);
 }
 
 #[test]
 fn a_u32_max_length_header_is_refused_without_waiting_for_a_body() {
-    let mut r = RawPeer::open(config(Some(token(vec![], vec![], None))), &token(vec![], vec![], None));
+    let mut r = RawPeer::open(
+        config(Some(token(vec![], vec![], None))),
+        &token(vec![], vec![], None),
+    );
     let mut header = gossip_frame(0)[..38].to_vec();
     header[..4].copy_from_slice(&u32::MAX.to_be_bytes());
     r.send(header);
-    assert_eq!(r.closed(), Some(CloseReason::Violation(OverlayError::TooLarge)));
+    assert_eq!(
+        r.closed(),
+        Some(CloseReason::Violation(OverlayError::TooLarge))
+    );
     assert_eq!(r.node.stats().rejected.get(RejectReason::Oversize), 1);
 }
 
 #[test]
 fn garbage_and_truncated_frames_are_malformed() {
-    let mut r = RawPeer::open(config(Some(token(vec![], vec![], None))), &token(vec![], vec![], None));
+    let mut r = RawPeer::open(
+        config(Some(token(vec![], vec![], None))),
+        &token(vec![], vec![], None),
+    );
     r.send(vec![0xFF; 64]);
-    assert_eq!(r.closed(), Some(CloseReason::Violation(OverlayError::Malformed)));
+    assert_eq!(
+        r.closed(),
+        Some(CloseReason::Violation(OverlayError::Malformed))
+    );
     assert_eq!(r.node.stats().rejected.get(RejectReason::Malformed), 1);
     // A truncated GOSSIP body (shorter than its fixed header) is malformed too.
-    let mut r = RawPeer::open(config(Some(token(vec![], vec![], None))), &token(vec![], vec![], None));
-    r.send(raw_frame(flags::EVENT, Kind::Gossip.code(), overlay_proto::OVERLAY_APP_PROTO_ID, &[], &[1, 2, 3]));
-    assert_eq!(r.closed(), Some(CloseReason::Violation(OverlayError::Malformed)));
+    let mut r = RawPeer::open(
+        config(Some(token(vec![], vec![], None))),
+        &token(vec![], vec![], None),
+    );
+    r.send(raw_frame(
+        flags::EVENT,
+        Kind::Gossip.code(),
+        overlay_proto::OVERLAY_APP_PROTO_ID,
+        &[],
+        &[1, 2, 3],
+    ));
+    assert_eq!(
+        r.closed(),
+        Some(CloseReason::Violation(OverlayError::Malformed))
+    );
 }
 
 #[test]
@@ -331,7 +489,13 @@ fn sending_past_the_credit_window_is_a_429_violation() {
     let mut cfg = config(Some(token(vec![], vec![], None)));
     cfg.credit_window_frames = 4;
     let mut r = RawPeer::open(cfg, &token(vec![], vec![], None));
-    let ping = raw_frame(flags::EVENT, Kind::Ping.code(), overlay_proto::OVERLAY_APP_PROTO_ID, &[], &[]);
+    let ping = raw_frame(
+        flags::EVENT,
+        Kind::Ping.code(),
+        overlay_proto::OVERLAY_APP_PROTO_ID,
+        &[],
+        &[],
+    );
     // One frame at a time stays within the window: the node re-grants what it consumed.
     for _ in 0..6 {
         r.send(ping.clone());
@@ -339,7 +503,10 @@ fn sending_past_the_credit_window_is_a_429_violation() {
     assert_eq!(r.closed(), None, "a peer that respects credit is never cut");
     // A burst of more frames than the outstanding grant (4) is a violation.
     r.send(ping.repeat(5));
-    assert_eq!(r.closed(), Some(CloseReason::Violation(OverlayError::Quota)));
+    assert_eq!(
+        r.closed(),
+        Some(CloseReason::Violation(OverlayError::Quota))
+    );
     assert_eq!(r.last_error_code(), Some(429));
     assert_eq!(r.node.stats().rejected.get(RejectReason::Credits), 1);
 }
@@ -349,19 +516,41 @@ fn scope_methods_limit_operations_and_rate_caveat_limits_messages() {
     // Only direct messages allowed: gossip is forbidden.
     let direct_only = token(vec![], vec!["direct"], None);
     let mut r = RawPeer::open(config(Some(token(vec![], vec![], None))), &direct_only);
-    r.send(raw_frame(flags::EVENT, Kind::Direct.code(), overlay_proto::OVERLAY_APP_PROTO_ID, &[], b"hi"));
-    assert!(r.actions.iter().any(|a| matches!(a, Action::DirectMessage { .. })));
+    r.send(raw_frame(
+        flags::EVENT,
+        Kind::Direct.code(),
+        overlay_proto::OVERLAY_APP_PROTO_ID,
+        &[],
+        b"hi",
+    ));
+    assert!(r
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::DirectMessage { .. })));
     r.send(gossip_frame(5));
-    assert_eq!(r.closed(), Some(CloseReason::Violation(OverlayError::Forbidden)));
+    assert_eq!(
+        r.closed(),
+        Some(CloseReason::Violation(OverlayError::Forbidden))
+    );
     assert_eq!(r.last_error_code(), Some(403));
 
     // Rate{per_s:1, burst:2}: the third message in the same instant is dropped and counted.
     let limited = token(vec![Caveat::Rate { per_s: 1, burst: 2 }], vec![], None);
     let mut r = RawPeer::open(config(Some(token(vec![], vec![], None))), &limited);
     for _ in 0..3 {
-        r.send(raw_frame(flags::EVENT, Kind::Direct.code(), overlay_proto::OVERLAY_APP_PROTO_ID, &[], b"x"));
+        r.send(raw_frame(
+            flags::EVENT,
+            Kind::Direct.code(),
+            overlay_proto::OVERLAY_APP_PROTO_ID,
+            &[],
+            b"x",
+        ));
     }
-    let delivered = r.actions.iter().filter(|a| matches!(a, Action::DirectMessage { .. })).count();
+    let delivered = r
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::DirectMessage { .. }))
+        .count();
     assert_eq!(delivered, 2);
     assert_eq!(r.node.stats().rejected.get(RejectReason::Quota), 1);
     assert_eq!(r.closed(), None, "quota drops do not close the session");
@@ -376,7 +565,10 @@ fn a_slowloris_that_never_finishes_the_handshake_is_cut_at_the_deadline() {
     r.drain();
     assert_eq!(r.closed(), Some(CloseReason::HandshakeTimeout));
     assert_eq!(r.last_error_code(), Some(408));
-    assert_eq!(r.node.stats().rejected.get(RejectReason::HandshakeTimeout), 1);
+    assert_eq!(
+        r.node.stats().rejected.get(RejectReason::HandshakeTimeout),
+        1
+    );
 }
 
 #[test]
@@ -386,13 +578,23 @@ fn max_sessions_refuses_the_next_connection_with_503() {
     cfg.active_target = 1;
     let mut n = node(2, cfg);
     for i in 0..3u8 {
-        n.handle(Instant::ZERO, up(ConnId(u64::from(i)), PeerId([i + 10; 32]), Direction::Inbound));
+        n.handle(
+            Instant::ZERO,
+            up(
+                ConnId(u64::from(i)),
+                PeerId([i + 10; 32]),
+                Direction::Inbound,
+            ),
+        );
     }
     let mut actions = Vec::new();
     while let Some(a) = n.poll_action() {
         actions.push(a);
     }
-    assert_eq!(Pair::closed_with(&actions), Some(CloseReason::Violation(OverlayError::Refused)));
+    assert_eq!(
+        Pair::closed_with(&actions),
+        Some(CloseReason::Violation(OverlayError::Refused))
+    );
     assert_eq!(n.stats().rejected.get(RejectReason::MaxSessions), 1);
     assert_eq!(n.sessions().len(), 2);
 }
@@ -403,10 +605,22 @@ fn simultaneous_dials_keep_exactly_one_session() {
     let mut a = node(1, config(Some(t.clone())));
     let mut b = node(2, config(Some(t)));
     // a→b is conn 1 on a / conn 2 on b; b→a is conn 3 on b / conn 4 on a.
-    a.handle(Instant::ZERO, up(ConnId(1), b.identity().peer_id, Direction::Outbound));
-    b.handle(Instant::ZERO, up(ConnId(2), a.identity().peer_id, Direction::Inbound));
-    b.handle(Instant::ZERO, up(ConnId(3), a.identity().peer_id, Direction::Outbound));
-    a.handle(Instant::ZERO, up(ConnId(4), b.identity().peer_id, Direction::Inbound));
+    a.handle(
+        Instant::ZERO,
+        up(ConnId(1), b.identity().peer_id, Direction::Outbound),
+    );
+    b.handle(
+        Instant::ZERO,
+        up(ConnId(2), a.identity().peer_id, Direction::Inbound),
+    );
+    b.handle(
+        Instant::ZERO,
+        up(ConnId(3), a.identity().peer_id, Direction::Outbound),
+    );
+    a.handle(
+        Instant::ZERO,
+        up(ConnId(4), b.identity().peer_id, Direction::Inbound),
+    );
     let route = |conn: ConnId| match conn.0 {
         1 => (false, ConnId(2)),
         2 => (true, ConnId(1)),
@@ -416,7 +630,11 @@ fn simultaneous_dials_keep_exactly_one_session() {
     for _ in 0..32 {
         let mut moved = false;
         for from_a in [true, false] {
-            let (src, dst) = if from_a { (&mut a, &mut b) } else { (&mut b, &mut a) };
+            let (src, dst) = if from_a {
+                (&mut a, &mut b)
+            } else {
+                (&mut b, &mut a)
+            };
             let mut out = Vec::new();
             while let Some(act) = src.poll_action() {
                 out.push(act);
@@ -426,11 +644,23 @@ fn simultaneous_dials_keep_exactly_one_session() {
                 match act {
                     Action::Transmit { conn, data } => {
                         let (_, peer_conn) = route(conn);
-                        dst.handle(Instant::ZERO, Input::Received { conn: peer_conn, data });
+                        dst.handle(
+                            Instant::ZERO,
+                            Input::Received {
+                                conn: peer_conn,
+                                data,
+                            },
+                        );
                     }
                     Action::Close { conn, .. } => {
                         let (_, peer_conn) = route(conn);
-                        dst.handle(Instant::ZERO, Input::ConnectionClosed { conn: peer_conn, error: None });
+                        dst.handle(
+                            Instant::ZERO,
+                            Input::ConnectionClosed {
+                                conn: peer_conn,
+                                error: None,
+                            },
+                        );
                     }
                     _ => {}
                 }

@@ -1,13 +1,23 @@
 //! Multi-node behaviour in virtual time: dissemination, mass failure, α/β fan-out, and
 //! backpressure against a slow consumer.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)] // test code
+
 use bytes::Bytes;
 use core::time::Duration;
 use overlay_proto::mesh::{Mesh, MeshConfig};
 use overlay_proto::{MessageId, RejectReason};
 
 fn mesh(nodes: usize, seed: u64) -> Mesh {
-    let cfg = MeshConfig { nodes, seed, ..MeshConfig::default() };
+    let cfg = MeshConfig {
+        nodes,
+        seed,
+        ..MeshConfig::default()
+    };
     Mesh::new(cfg).expect("valid mesh config")
 }
 
@@ -25,9 +35,14 @@ fn two_nodes_open_a_session_and_exchange_gossip() {
     m.run_for(Duration::from_secs(2));
     for i in 0..2 {
         let s = m.stats(i).unwrap();
-        assert_eq!(s.sessions_running, 1, "node {i} should have one running session: {s:?}");
+        assert_eq!(
+            s.sessions_running, 1,
+            "node {i} should have one running session: {s:?}"
+        );
     }
-    let id = m.broadcast(0, Bytes::from_static(b"hello overlay")).unwrap();
+    let id = m
+        .broadcast(0, Bytes::from_static(b"hello overlay"))
+        .unwrap();
     m.run_for(Duration::from_secs(1));
     let track = m.track(&id).unwrap();
     assert_eq!(track.delivered.len(), 1);
@@ -48,13 +63,22 @@ fn hundred_nodes_every_broadcast_reaches_every_node() {
     }
     m.run_for(Duration::from_secs(5));
     for id in &ids {
-        assert_eq!(delivered_to(&m, id), 99, "message {id:?} must reach all 99 other nodes");
+        assert_eq!(
+            delivered_to(&m, id),
+            99,
+            "message {id:?} must reach all 99 other nodes"
+        );
     }
     // Plumtree converges: far fewer duplicates than an eager flood would cause.
-    let dups: u64 = (0..100).map(|i| m.stats(i).unwrap().gossip_duplicates).sum();
+    let dups: u64 = (0..100)
+        .map(|i| m.stats(i).unwrap().gossip_duplicates)
+        .sum();
     let delivered: u64 = (0..100).map(|i| m.stats(i).unwrap().gossip_delivered).sum();
     assert_eq!(delivered, 20 * 99);
-    assert!(dups < delivered, "duplicates {dups} should stay below deliveries {delivered}");
+    assert!(
+        dups < delivered,
+        "duplicates {dups} should stay below deliveries {delivered}"
+    );
 }
 
 #[test]
@@ -68,19 +92,31 @@ fn after_killing_half_the_next_broadcasts_reach_every_survivor() {
     let mut ids = Vec::new();
     for k in 0..5 {
         let origin = k * 2;
-        ids.push(m.broadcast(origin, Bytes::from(vec![k as u8; 512])).unwrap());
+        ids.push(
+            m.broadcast(origin, Bytes::from(vec![k as u8; 512]))
+                .unwrap(),
+        );
         m.run_for(Duration::from_millis(100));
     }
     // Bounded virtual time for repair and dissemination.
     m.run_for(Duration::from_secs(5));
     for id in &ids {
-        assert_eq!(delivered_to(&m, id), 49, "every survivor but the origin gets {id:?}");
+        assert_eq!(
+            delivered_to(&m, id),
+            49,
+            "every survivor but the origin gets {id:?}"
+        );
     }
 }
 
 #[test]
 fn origin_pushes_to_alpha_eager_peers_and_announces_to_beta_lazy_peers() {
-    let mut cfg = MeshConfig { nodes: 30, seed: 5, bootstrap_peers: 29, ..MeshConfig::default() };
+    let mut cfg = MeshConfig {
+        nodes: 30,
+        seed: 5,
+        bootstrap_peers: 29,
+        ..MeshConfig::default()
+    };
     cfg.node_config.active_target = 29;
     cfg.node_config.max_concurrent_dials = 29;
     cfg.node_config.alpha = 3;
@@ -88,20 +124,34 @@ fn origin_pushes_to_alpha_eager_peers_and_announces_to_beta_lazy_peers() {
     let mut m = Mesh::new(cfg).unwrap();
     m.run_for(Duration::from_secs(5));
     let before = m.stats(0).unwrap();
-    assert!(before.sessions_running >= 20, "dense mesh expected: {before:?}");
+    assert!(
+        before.sessions_running >= 20,
+        "dense mesh expected: {before:?}"
+    );
     assert_eq!(before.eager_peers, 3);
     m.broadcast(0, Bytes::from_static(b"fan-out")).unwrap();
     let after = m.stats(0).unwrap();
     let gossip_idx = overlay_proto::wire::Kind::Gossip.index();
-    assert_eq!(after.frames_out_by_kind[gossip_idx] - before.frames_out_by_kind[gossip_idx], 3);
+    assert_eq!(
+        after.frames_out_by_kind[gossip_idx] - before.frames_out_by_kind[gossip_idx],
+        3
+    );
     m.run_for(Duration::from_millis(20));
     let flushed = m.stats(0).unwrap();
-    assert_eq!(flushed.ihave_sent - before.ihave_sent, 6, "β = 6 lazy announcements");
+    assert_eq!(
+        flushed.ihave_sent - before.ihave_sent,
+        6,
+        "β = 6 lazy announcements"
+    );
 }
 
 #[test]
 fn slow_consumer_gets_backpressure_and_counted_drops_not_unbounded_memory() {
-    let mut cfg = MeshConfig { nodes: 2, seed: 3, ..MeshConfig::default() };
+    let mut cfg = MeshConfig {
+        nodes: 2,
+        seed: 3,
+        ..MeshConfig::default()
+    };
     cfg.node_config.credit_window_frames = 64;
     cfg.node_config.credit_window_bytes = 1 << 20;
     cfg.node_config.max_queue_frames = 128;
@@ -122,12 +172,25 @@ fn slow_consumer_gets_backpressure_and_counted_drops_not_unbounded_memory() {
         m.run_for(Duration::from_millis(1));
     }
     let s = m.stats(0).unwrap();
-    assert!(busy > 0, "the saturated node pushes back on the application");
-    assert_eq!(s.rejected.get(RejectReason::Degraded), busy, "every refusal is counted");
+    assert!(
+        busy > 0,
+        "the saturated node pushes back on the application"
+    );
+    assert_eq!(
+        s.rejected.get(RejectReason::Degraded),
+        busy,
+        "every refusal is counted"
+    );
     assert!(s.queued_bytes <= queue_bytes);
     let held = m.max_held_bytes(1);
-    assert!(held <= window, "receiver backlog {held} bounded by the credit window {window}");
-    assert!(!m.node(0).unwrap().is_ready(), "readiness degrades under saturation");
+    assert!(
+        held <= window,
+        "receiver backlog {held} bounded by the credit window {window}"
+    );
+    assert!(
+        !m.node(0).unwrap().is_ready(),
+        "readiness degrades under saturation"
+    );
     // Recovery: the consumer catches up, queues drain, readiness returns.
     m.set_stalled(1, false);
     m.run_for(Duration::from_secs(3));
@@ -156,15 +219,30 @@ fn same_seed_same_digest_different_seed_different_digest() {
 #[test]
 fn relay_towards_a_stalled_peer_drops_with_a_credits_count_and_keeps_serving_others() {
     // A line 0 — 1 — 2: node 1 relays node 0's broadcasts to node 2, which stops reading.
-    let mut cfg = MeshConfig { nodes: 3, seed: 4, bootstrap_peers: 0, ..MeshConfig::default() };
+    let mut cfg = MeshConfig {
+        nodes: 3,
+        seed: 4,
+        bootstrap_peers: 0,
+        ..MeshConfig::default()
+    };
     cfg.node_config.credit_window_frames = 32;
     cfg.node_config.credit_window_bytes = 1 << 20;
     cfg.node_config.max_queue_frames = 64;
     cfg.node_config.max_queue_bytes = 1 << 20;
     cfg.node_config.shuffle_interval = Duration::from_secs(3600);
     let mut m = Mesh::new(cfg).unwrap();
-    m.input(0, overlay_proto::Input::PeersDiscovered { addrs: vec![overlay_proto::mesh::node_addr(1)] });
-    m.input(2, overlay_proto::Input::PeersDiscovered { addrs: vec![overlay_proto::mesh::node_addr(1)] });
+    m.input(
+        0,
+        overlay_proto::Input::PeersDiscovered {
+            addrs: vec![overlay_proto::mesh::node_addr(1)],
+        },
+    );
+    m.input(
+        2,
+        overlay_proto::Input::PeersDiscovered {
+            addrs: vec![overlay_proto::mesh::node_addr(1)],
+        },
+    );
     m.run_for(Duration::from_secs(2));
     assert_eq!(m.stats(1).unwrap().sessions_running, 2);
     m.set_stalled(2, true);
@@ -176,12 +254,20 @@ fn relay_towards_a_stalled_peer_drops_with_a_credits_count_and_keeps_serving_oth
         m.run_for(Duration::from_millis(2));
     }
     let relay = m.stats(1).unwrap();
-    assert!(relay.rejected.get(RejectReason::Credits) > 0, "relay drops counted: {relay:?}");
+    assert!(
+        relay.rejected.get(RejectReason::Credits) > 0,
+        "relay drops counted: {relay:?}"
+    );
     assert!(relay.queued_frames <= 64);
     // Node 1 itself gets everything node 0 sent: the stalled peer hurts nobody else.
     m.run_for(Duration::from_secs(3));
     assert_eq!(m.stats(0).unwrap().queued_frames, 0);
     for id in &ids {
-        assert!(m.track(id).unwrap().delivered.iter().any(|(n, _, _)| *n == 1));
+        assert!(m
+            .track(id)
+            .unwrap()
+            .delivered
+            .iter()
+            .any(|(n, _, _)| *n == 1));
     }
 }

@@ -1,13 +1,18 @@
 //! Property tests of the node: arbitrary input sequences never panic, keep every bound, and
 //! replay identically.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)] // test code
+
 use bytes::Bytes;
 use core::net::SocketAddr;
 use core::time::Duration;
 use overlay_proto::mesh::{Mesh, MeshConfig};
 use overlay_proto::{
-    Action, ConnId, Direction, Input, Instant, Node, NodeConfig, NodeIdentity, OverlayError,
-    PeerId,
+    Action, ConnId, Direction, Input, Instant, Node, NodeConfig, NodeIdentity, OverlayError, PeerId,
 };
 use proptest::prelude::*;
 
@@ -25,27 +30,70 @@ fn small_config() -> NodeConfig {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Up { conn: u8, peer: u8, outbound: bool },
+    Up {
+        conn: u8,
+        peer: u8,
+        outbound: bool,
+    },
     /// Connection up plus a valid HELLO and START from the peer (tokens not required here).
-    Open { conn: u8, peer: u8 },
-    Bytes { conn: u8, data: Vec<u8> },
+    Open {
+        conn: u8,
+        peer: u8,
+    },
+    Bytes {
+        conn: u8,
+        data: Vec<u8>,
+    },
     /// A syntactically valid frame header with arbitrary fields, then a body.
-    Frame { conn: u8, code: u16, flags: u16, app: u16, body: Vec<u8> },
-    Closed { conn: u8 },
-    Tick { ms: u16 },
-    Broadcast { len: u16 },
-    Direct { peer: u8 },
-    Dial { port: u16 },
+    Frame {
+        conn: u8,
+        code: u16,
+        flags: u16,
+        app: u16,
+        body: Vec<u8>,
+    },
+    Closed {
+        conn: u8,
+    },
+    Tick {
+        ms: u16,
+    },
+    Broadcast {
+        len: u16,
+    },
+    Direct {
+        peer: u8,
+    },
+    Dial {
+        port: u16,
+    },
     Shutdown,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0u8..6, 0u8..6, any::<bool>()).prop_map(|(conn, peer, outbound)| Op::Up { conn, peer, outbound }),
+        (0u8..6, 0u8..6, any::<bool>()).prop_map(|(conn, peer, outbound)| Op::Up {
+            conn,
+            peer,
+            outbound
+        }),
         (0u8..6, 0u8..6).prop_map(|(conn, peer)| Op::Open { conn, peer }),
-        (0u8..6, proptest::collection::vec(any::<u8>(), 0..200)).prop_map(|(conn, data)| Op::Bytes { conn, data }),
-        (0u8..6, 0x0100u16..0x010c, prop_oneof![Just(4u16), any::<u16>()], prop_oneof![Just(0x4F56u16), Just(0u16), any::<u16>()], proptest::collection::vec(any::<u8>(), 0..120))
-            .prop_map(|(conn, code, flags, app, body)| Op::Frame { conn, code, flags, app, body }),
+        (0u8..6, proptest::collection::vec(any::<u8>(), 0..200))
+            .prop_map(|(conn, data)| Op::Bytes { conn, data }),
+        (
+            0u8..6,
+            0x0100u16..0x010c,
+            prop_oneof![Just(4u16), any::<u16>()],
+            prop_oneof![Just(0x4F56u16), Just(0u16), any::<u16>()],
+            proptest::collection::vec(any::<u8>(), 0..120)
+        )
+            .prop_map(|(conn, code, flags, app, body)| Op::Frame {
+                conn,
+                code,
+                flags,
+                app,
+                body
+            }),
         (0u8..6).prop_map(|conn| Op::Closed { conn }),
         (0u16..20_000).prop_map(|ms| Op::Tick { ms }),
         (0u16..3000).prop_map(|len| Op::Broadcast { len }),
@@ -98,7 +146,10 @@ fn open_inputs(conn: u8, p: u8) -> Vec<Input> {
             dial: None,
             kx_group: None,
         },
-        Input::Received { conn, data: bytes.into() },
+        Input::Received {
+            conn,
+            data: bytes.into(),
+        },
     ]
 }
 
@@ -112,32 +163,64 @@ fn to_inputs(op: &Op) -> Vec<Input> {
 fn to_input(op: &Op) -> Input {
     let remote = SocketAddr::from(([127, 0, 0, 1], 9000));
     match op.clone() {
-        Op::Up { conn, peer: p, outbound } => Input::ConnectionUp {
+        Op::Up {
+            conn,
+            peer: p,
+            outbound,
+        } => Input::ConnectionUp {
             conn: ConnId(u64::from(conn)),
             peer: peer(p),
-            direction: if outbound { Direction::Outbound } else { Direction::Inbound },
+            direction: if outbound {
+                Direction::Outbound
+            } else {
+                Direction::Inbound
+            },
             remote,
             dial: None,
             kx_group: None,
         },
-        Op::Bytes { conn, data } => Input::Received { conn: ConnId(u64::from(conn)), data: data.into() },
-        Op::Frame { conn, code, flags, app, body } => Input::Received {
+        Op::Bytes { conn, data } => Input::Received {
+            conn: ConnId(u64::from(conn)),
+            data: data.into(),
+        },
+        Op::Frame {
+            conn,
+            code,
+            flags,
+            app,
+            body,
+        } => Input::Received {
             conn: ConnId(u64::from(conn)),
             data: frame(flags, code, app, &[], &body).into(),
         },
         Op::Open { .. } => Input::Timeout,
-        Op::Closed { conn } => Input::ConnectionClosed { conn: ConnId(u64::from(conn)), error: Some(OverlayError::Refused) },
+        Op::Closed { conn } => Input::ConnectionClosed {
+            conn: ConnId(u64::from(conn)),
+            error: Some(OverlayError::Refused),
+        },
         Op::Tick { .. } => Input::Timeout,
-        Op::Broadcast { len } => Input::Broadcast { request: 1, payload: Bytes::from(vec![7u8; len as usize]) },
-        Op::Direct { peer: p } => Input::SendDirect { request: 2, peer: peer(p), payload: Bytes::from_static(b"d") },
-        Op::Dial { port } => Input::Dial { addr: SocketAddr::from(([127, 0, 0, 2], port)) },
+        Op::Broadcast { len } => Input::Broadcast {
+            request: 1,
+            payload: Bytes::from(vec![7u8; len as usize]),
+        },
+        Op::Direct { peer: p } => Input::SendDirect {
+            request: 2,
+            peer: peer(p),
+            payload: Bytes::from_static(b"d"),
+        },
+        Op::Dial { port } => Input::Dial {
+            addr: SocketAddr::from(([127, 0, 0, 2], port)),
+        },
         Op::Shutdown => Input::Shutdown,
     }
 }
 
 fn run(ops: &[Op]) -> Vec<Action> {
     let cfg = small_config();
-    let identity = NodeIdentity { peer_id: PeerId([0xEE; 32]), listen_addr: None };
+    let identity = NodeIdentity {
+        peer_id: PeerId([0xEE; 32]),
+        listen_addr: None,
+    };
     let mut node = Node::new(cfg.clone(), identity, 42).unwrap();
     let mut now = Instant::ZERO;
     let mut all = Vec::new();
@@ -160,7 +243,10 @@ fn run(ops: &[Op]) -> Vec<Action> {
             assert!(info.queued_frames <= cfg.max_queue_frames);
         }
         if let Some(t) = node.poll_timeout() {
-            assert!(t >= now || t == Instant::ZERO, "timeouts never point into the past");
+            assert!(
+                t >= now || t == Instant::ZERO,
+                "timeouts never point into the past"
+            );
         }
     }
     all
@@ -169,7 +255,9 @@ fn run(ops: &[Op]) -> Vec<Action> {
 #[test]
 fn the_open_op_really_opens_a_session() {
     let actions = run(&[Op::Open { conn: 1, peer: 1 }, Op::Broadcast { len: 10 }]);
-    assert!(actions.iter().any(|a| matches!(a, Action::Session(overlay_proto::SessionEvent::Up { .. }))));
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Session(overlay_proto::SessionEvent::Up { .. }))));
     assert!(actions.iter().any(|a| matches!(a, Action::Transmit { .. })));
 }
 

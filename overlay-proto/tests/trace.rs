@@ -1,6 +1,12 @@
 //! Trace capture and replay: a recorded node replays to identical actions; a corrupted record
 //! is reported as a divergence at the right place.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)] // test code
+
 use bytes::Bytes;
 use core::net::SocketAddr;
 use core::time::Duration;
@@ -16,7 +22,10 @@ fn cfg() -> NodeConfig {
 }
 
 fn identity(id: u8) -> NodeIdentity {
-    NodeIdentity { peer_id: PeerId([id; 32]), listen_addr: Some(SocketAddr::from(([127, 0, 0, id], 9415))) }
+    NodeIdentity {
+        peer_id: PeerId([id; 32]),
+        listen_addr: Some(SocketAddr::from(([127, 0, 0, id], 9415))),
+    }
 }
 
 /// Runs two connected nodes for a while, recording node A; returns the trace bytes.
@@ -34,18 +43,24 @@ fn record() -> Vec<u8> {
         dial: None,
         kx_group: None,
     }];
-    b.handle(now, Input::ConnectionUp {
-        conn: ConnId(2),
-        peer: PeerId([1; 32]),
-        direction: Direction::Inbound,
-        remote: SocketAddr::from(([127, 0, 0, 1], 40000)),
-        dial: None,
-        kx_group: None,
-    });
+    b.handle(
+        now,
+        Input::ConnectionUp {
+            conn: ConnId(2),
+            peer: PeerId([1; 32]),
+            direction: Direction::Inbound,
+            remote: SocketAddr::from(([127, 0, 0, 1], 40000)),
+            dial: None,
+            kx_group: None,
+        },
+    );
     for step in 0..200u64 {
         now += Duration::from_millis(7);
         if step % 20 == 5 {
-            to_a.push(Input::Broadcast { request: step, payload: Bytes::from(vec![step as u8; 300]) });
+            to_a.push(Input::Broadcast {
+                request: step,
+                payload: Bytes::from(vec![step as u8; 300]),
+            });
         }
         to_a.push(Input::Timeout);
         for input in std::mem::take(&mut to_a) {
@@ -57,14 +72,23 @@ fn record() -> Vec<u8> {
             writer.record(now, &input, &actions).unwrap();
             for act in actions {
                 if let Action::Transmit { data, .. } = act {
-                    b.handle(now, Input::Received { conn: ConnId(2), data });
+                    b.handle(
+                        now,
+                        Input::Received {
+                            conn: ConnId(2),
+                            data,
+                        },
+                    );
                 }
             }
         }
         b.handle(now, Input::Timeout);
         while let Some(act) = b.poll_action() {
             if let Action::Transmit { data, .. } = act {
-                to_a.push(Input::Received { conn: ConnId(1), data });
+                to_a.push(Input::Received {
+                    conn: ConnId(1),
+                    data,
+                });
             }
         }
     }
@@ -117,7 +141,10 @@ fn a_changed_record_is_reported_at_its_sequence_number() {
 
 #[test]
 fn bad_magic_and_truncated_records_are_typed_errors() {
-    assert!(matches!(TraceReader::open(&b"not a trace"[..]), Err(TraceError::BadMagic)));
+    assert!(matches!(
+        TraceReader::open(&b"not a trace"[..]),
+        Err(TraceError::BadMagic)
+    ));
     let bytes = record();
     let cut = &bytes[..bytes.len() - 5];
     let (mut reader, _) = TraceReader::open(cut).unwrap();
@@ -128,5 +155,8 @@ fn bad_magic_and_truncated_records_are_typed_errors() {
             break;
         }
     }
-    assert!(matches!(last, Err(TraceError::Corrupt(_))), "truncation must be reported");
+    assert!(
+        matches!(last, Err(TraceError::Corrupt(_))),
+        "truncation must be reported"
+    );
 }

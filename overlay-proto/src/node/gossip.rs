@@ -5,10 +5,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{Missing, Node, SessionKey, MAX_ANNOUNCERS};
 use crate::action::{Action, Delivery};
+use crate::cache::StoredMessage;
 use crate::error::OverlayError;
 use crate::peer::{MessageId, PeerId};
 use crate::stats::RejectReason;
-use crate::cache::StoredMessage;
 use crate::wire::{self, GossipMsg, Kind, WireError, GOSSIP_HEADER_LEN, IHAVE_ENTRY_LEN};
 
 /// Most ids tracked as "announced but missing" at once.
@@ -17,7 +17,8 @@ const MAX_MISSING: usize = 65_536;
 impl Node {
     pub(super) fn on_broadcast(&mut self, request: u64, payload: Bytes) {
         let result = self.broadcast(payload);
-        self.actions.push_back(Action::BroadcastResult { request, result });
+        self.actions
+            .push_back(Action::BroadcastResult { request, result });
     }
 
     fn broadcast(&mut self, payload: Bytes) -> Result<MessageId, OverlayError> {
@@ -36,10 +37,21 @@ impl Node {
         let nonce = rand_core::RngCore::next_u64(&mut self.rng);
         let id = MessageId::compute(&origin, nonce, &payload);
         let now = self.now;
-        let stored = StoredMessage { origin, nonce, hops: 0, payload: payload.clone() };
+        let stored = StoredMessage {
+            origin,
+            nonce,
+            hops: 0,
+            payload: payload.clone(),
+        };
         self.cache.insert(now, id, stored);
         self.stats.gossip_originated += 1;
-        let msg = GossipMsg { id, origin, nonce, hops: 0, payload };
+        let msg = GossipMsg {
+            id,
+            origin,
+            nonce,
+            hops: 0,
+            payload,
+        };
         self.forward(None, &msg);
         Ok(id)
     }
@@ -62,7 +74,8 @@ impl Node {
                 }
             }
         };
-        self.actions.push_back(Action::SendResult { request, result });
+        self.actions
+            .push_back(Action::SendResult { request, result });
     }
 
     /// A GOSSIP frame arrived from session `key`.
@@ -133,9 +146,13 @@ impl Node {
         targets.clear();
         targets.extend(self.lazy.iter().copied().filter(|k| Some(*k) != from));
         if targets.len() > beta {
-            // Partial Fisher–Yates: the first β entries become a uniform sample.
+            // Partial Fisher–Yates: the first β entries become a sample. One 64-bit draw per
+            // message, mixed anew for each pick (a full RNG call per pick costs more than the
+            // rest of the lazy path).
+            let mut bits = rand_core::RngCore::next_u64(&mut self.rng);
             for i in 0..beta {
-                let j = i + self.random_below(targets.len() - i);
+                bits = bits.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) ^ (i as u64);
+                let j = i + (((bits >> 32) as usize * (targets.len() - i)) >> 32);
                 targets.swap(i, j);
             }
             targets.truncate(beta);
@@ -211,7 +228,12 @@ impl Node {
                 self.stats.rejected.bump(RejectReason::IhaveOverflow);
                 continue;
             }
-            self.missing.insert(id, Missing { announcers: vec![(key, conn)] });
+            self.missing.insert(
+                id,
+                Missing {
+                    announcers: vec![(key, conn)],
+                },
+            );
             self.missing_timers.push_back((deadline, id));
         }
         Ok(())

@@ -23,7 +23,10 @@ const ALL_OPERATIONS: u8 = 0x0F;
 
 impl Node {
     fn default_grant(&self) -> Grant {
-        Grant { operations: ALL_OPERATIONS, max_message_bytes: self.config.max_message_bytes }
+        Grant {
+            operations: ALL_OPERATIONS,
+            max_message_bytes: self.config.max_message_bytes,
+        }
     }
 
     pub(super) fn on_connection_up(
@@ -43,11 +46,25 @@ impl Node {
             // A driver bug: the handle is in use. Refuse the newcomer without touching the
             // existing session.
             self.stats.rejected.bump(RejectReason::Duplicate);
-            self.actions.push_back(Action::Close { conn, reason: CloseReason::Duplicate });
+            self.actions.push_back(Action::Close {
+                conn,
+                reason: CloseReason::Duplicate,
+            });
             return;
         }
-        let rate = TokenBucket::new(now, self.config.peer_rate_per_s, self.config.peer_rate_burst);
-        let info = ConnectionInfo { conn, peer, remote, direction, dial, kx_group };
+        let rate = TokenBucket::new(
+            now,
+            self.config.peer_rate_per_s,
+            self.config.peer_rate_burst,
+        );
+        let info = ConnectionInfo {
+            conn,
+            peer,
+            remote,
+            direction,
+            dial,
+            kx_group,
+        };
         let session = Session::new(now, info, rate, self.default_grant());
         let key = self.insert_session(session);
         if peer == self.identity.peer_id {
@@ -146,7 +163,10 @@ impl Node {
     }
 
     fn send_hello(&mut self, key: SessionKey) {
-        let body = HelloRequestBody { ua: Some(self.config.user_agent.clone()), overlay: self.hello_overlay() };
+        let body = HelloRequestBody {
+            ua: Some(self.config.user_agent.clone()),
+            overlay: self.hello_overlay(),
+        };
         let Ok(json) = serde_json::to_vec(&body) else {
             return;
         };
@@ -164,7 +184,11 @@ impl Node {
     }
 
     /// Applies the peer's HELLO keys: identity check, listen address, initial send window.
-    fn accept_hello_overlay(&mut self, key: SessionKey, hello: &HelloOverlay) -> Result<(), CloseReason> {
+    fn accept_hello_overlay(
+        &mut self,
+        key: SessionKey,
+        hello: &HelloOverlay,
+    ) -> Result<(), CloseReason> {
         let Some(s) = self.session_mut(key) else {
             return Err(CloseReason::TransportClosed);
         };
@@ -176,7 +200,8 @@ impl Node {
             _ => return Err(CloseReason::Violation(OverlayError::Crypto)),
         }
         s.listen = hello.listen.as_deref().and_then(|a| a.parse().ok());
-        s.send_window.add(hello.credit_frames, u64::from(hello.credit_bytes));
+        s.send_window
+            .add(hello.credit_frames, u64::from(hello.credit_bytes));
         Ok(())
     }
 
@@ -187,7 +212,10 @@ impl Node {
         };
         let h = frame.header;
         if h.flags & flags::RESP != 0 && h.code >= 400 {
-            self.close_session(key, CloseReason::PeerError(OverlayError::from_wire_code(h.code)));
+            self.close_session(
+                key,
+                CloseReason::PeerError(OverlayError::from_wire_code(h.code)),
+            );
             return;
         }
         let result = match phase {
@@ -232,7 +260,12 @@ impl Node {
             reply.extensions = ext;
         }
         let payload = reply.to_payload();
-        let header = self.control_header(flags::RESP, StatusCode::Ok.as_u16(), 0, frame.header.corr_id);
+        let header = self.control_header(
+            flags::RESP,
+            StatusCode::Ok.as_u16(),
+            0,
+            frame.header.corr_id,
+        );
         self.send_raw(key, &header, &[], &payload);
         self.grant_initial_window(key);
         if let Some(s) = self.session_mut(key) {
@@ -287,7 +320,9 @@ impl Node {
 
     fn on_start_reply(&mut self, key: SessionKey, frame: &Frame) -> Result<(), CloseReason> {
         if frame.header.code != StatusCode::Ok.as_u16() {
-            return Err(CloseReason::PeerError(OverlayError::from_wire_code(frame.header.code)));
+            return Err(CloseReason::PeerError(OverlayError::from_wire_code(
+                frame.header.code,
+            )));
         }
         match self.check_token(key, frame.cap.as_ref()) {
             Ok(grant) => {
@@ -295,7 +330,14 @@ impl Node {
                 Ok(())
             }
             Err(e) => {
-                self.count_reject(key, if e == OverlayError::Forbidden { RejectReason::Forbidden } else { RejectReason::Unauth });
+                self.count_reject(
+                    key,
+                    if e == OverlayError::Forbidden {
+                        RejectReason::Forbidden
+                    } else {
+                        RejectReason::Unauth
+                    },
+                );
                 Err(CloseReason::Violation(e))
             }
         }
@@ -314,7 +356,10 @@ impl Node {
         };
         let cfg = VerifierConfig::default();
         let ctx = RequestCtx {
-            now_unix_s: self.config.unix_base_secs.saturating_add(self.now.since_epoch().as_secs()),
+            now_unix_s: self
+                .config
+                .unix_base_secs
+                .saturating_add(self.now.since_epoch().as_secs()),
             method: "overlay".to_string(),
             path: self.config.auth.path.clone(),
             peer_ip: Some(remote.ip()),
@@ -336,7 +381,11 @@ impl Node {
         if !scope.methods.is_empty() {
             grant.operations = Operation::Control.bit();
             for op in [Operation::Gossip, Operation::Direct, Operation::Membership] {
-                if scope.methods.iter().any(|m| m.eq_ignore_ascii_case(op.name())) {
+                if scope
+                    .methods
+                    .iter()
+                    .any(|m| m.eq_ignore_ascii_case(op.name()))
+                {
                     grant.operations |= op.bit();
                 }
             }
@@ -370,7 +419,8 @@ impl Node {
             Some(s) => (Some(s.conn), Some(s.peer)),
             None => (None, None),
         };
-        self.actions.push_back(Action::Rejected { conn, peer, reason });
+        self.actions
+            .push_back(Action::Rejected { conn, peer, reason });
     }
 
     /// The handshake finished: the session joins gossip and membership.
@@ -386,7 +436,12 @@ impl Node {
         s.grant = grant;
         s.eager = eager;
         s.ihave.extend(recent.iter().rev().copied());
-        let event = SessionEvent::Up { conn: s.conn, peer: s.peer, direction: s.direction, dial: s.dial };
+        let event = SessionEvent::Up {
+            conn: s.conn,
+            peer: s.peer,
+            direction: s.direction,
+            dial: s.dial,
+        };
         let (peer, listen, has_ihave) = (s.peer, s.listen, !s.ihave.is_empty());
         if eager {
             self.eager.push(key);

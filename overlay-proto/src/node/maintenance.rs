@@ -13,7 +13,11 @@ impl Node {
         if self.lazy_flush_at.is_some_and(|at| at <= now) {
             self.flush_lazy();
         }
-        if self.missing_timers.front().is_some_and(|(at, _)| *at <= now) {
+        if self
+            .missing_timers
+            .front()
+            .is_some_and(|(at, _)| *at <= now)
+        {
             self.expire_missing();
         }
         if self.next_tick <= now {
@@ -64,9 +68,15 @@ impl Node {
     /// Compares load signals with the thresholds (with hysteresis) and reports changes.
     pub(super) fn evaluate_readiness(&mut self) {
         let sessions_load = self.session_count() as f64 / self.config.max_sessions as f64;
-        let queue_load =
-            self.live_sessions().map(|(_, s)| queue_load(&self.config, s)).fold(0.0, f64::max);
-        let threshold = if self.ready { self.config.degrade_ratio } else { self.config.recover_ratio };
+        let queue_load = self
+            .live_sessions()
+            .map(|(_, s)| queue_load(&self.config, s))
+            .fold(0.0, f64::max);
+        let threshold = if self.ready {
+            self.config.degrade_ratio
+        } else {
+            self.config.recover_ratio
+        };
         let mut saturated = Vec::new();
         if sessions_load > threshold {
             saturated.push("sessions".to_string());
@@ -81,7 +91,8 @@ impl Node {
             if !ready {
                 self.stats.degraded_transitions += 1;
             }
-            self.actions.push_back(Action::Readiness { ready, saturated });
+            self.actions
+                .push_back(Action::Readiness { ready, saturated });
         }
     }
 

@@ -34,7 +34,8 @@ impl Node {
         }
         let now = self.now;
         let pick = rand_core::RngCore::next_u64(&mut self.rng) as usize;
-        self.passive.insert(addr, peer, seed, now, |n| pick % n.max(1));
+        self.passive
+            .insert(addr, peer, seed, now, |n| pick % n.max(1));
     }
 
     /// A dial or session to `addr` failed: back off before the next attempt.
@@ -61,7 +62,9 @@ impl Node {
 
     fn is_connected_to(&self, addr: &SocketAddr) -> bool {
         self.dials.values().any(|d| d.addr == *addr)
-            || self.live_sessions().any(|(_, s)| s.remote == *addr || s.listen == Some(*addr))
+            || self
+                .live_sessions()
+                .any(|(_, s)| s.remote == *addr || s.listen == Some(*addr))
     }
 
     fn start_dial(&mut self, addr: SocketAddr) {
@@ -80,7 +83,10 @@ impl Node {
         }
         let active = self.session_count() + self.dials.len();
         let want = self.config.active_target.saturating_sub(active);
-        let room = self.config.max_concurrent_dials.saturating_sub(self.dials.len());
+        let room = self
+            .config
+            .max_concurrent_dials
+            .saturating_sub(self.dials.len());
         let n = want.min(room);
         if n == 0 {
             return;
@@ -153,7 +159,10 @@ impl Node {
         let limit = self.config.shuffle_len.min(wire::MAX_SHUFFLE_ENTRIES);
         let mut pool: Vec<PeerEntry> = Vec::new();
         if let Some(addr) = self.identity.listen_addr {
-            pool.push(PeerEntry { peer: self.identity.peer_id, addr });
+            pool.push(PeerEntry {
+                peer: self.identity.peer_id,
+                addr,
+            });
         }
         let own = pool.len();
         for (key, s) in self.live_sessions() {

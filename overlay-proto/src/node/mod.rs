@@ -21,6 +21,7 @@ use rand_core::{RngCore, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::action::{Action, CloseReason};
+use crate::cache::{CacheLimits, MessageCache};
 use crate::config::{ConfigError, NodeConfig};
 use crate::idhash::{id_map_with_capacity, IdMap};
 use crate::input::Input;
@@ -28,7 +29,6 @@ use crate::passive::PassiveView;
 use crate::peer::{ConnId, DialId, MessageId, PeerId};
 use crate::session::{Phase, Session};
 use crate::stats::NodeStats;
-use crate::cache::{CacheLimits, MessageCache};
 use crate::time::Instant;
 
 /// Index of a session in the node's slab.
@@ -91,7 +91,11 @@ impl Node {
     /// Creates a node. `seed` drives every random choice (peer sampling, jitter, nonces).
     pub fn new(config: NodeConfig, identity: NodeIdentity, seed: u64) -> Result<Node, ConfigError> {
         config.validate()?;
-        let own_token = config.auth.own_token.as_ref().map(|t| Bytes::from(t.clone().into_bytes()));
+        let own_token = config
+            .auth
+            .own_token
+            .as_ref()
+            .map(|t| Bytes::from(t.clone().into_bytes()));
         Ok(Node {
             cache: MessageCache::new(CacheLimits {
                 seen_capacity: config.seen_capacity,
@@ -118,7 +122,10 @@ impl Node {
             next_shuffle: Instant::ZERO + config.shuffle_interval,
             lazy_flush_at: None,
             actions: VecDeque::with_capacity(64),
-            stats: NodeStats { ready: true, ..NodeStats::default() },
+            stats: NodeStats {
+                ready: true,
+                ..NodeStats::default()
+            },
             ready: true,
             readiness_dirty: false,
             shutting_down: false,
@@ -137,17 +144,24 @@ impl Node {
             self.now = now;
         }
         match input {
-            Input::ConnectionUp { conn, peer, direction, remote, dial, kx_group } => {
-                self.on_connection_up(conn, peer, direction, remote, dial, kx_group)
-            }
+            Input::ConnectionUp {
+                conn,
+                peer,
+                direction,
+                remote,
+                dial,
+                kx_group,
+            } => self.on_connection_up(conn, peer, direction, remote, dial, kx_group),
             Input::DialFailed { dial, error } => self.on_dial_failed(dial, error),
             Input::Received { conn, data } => self.on_received(conn, data),
             Input::ConnectionClosed { conn, error } => self.on_connection_closed(conn, error),
             Input::Timeout => self.on_timeout(),
             Input::Broadcast { request, payload } => self.on_broadcast(request, payload),
-            Input::SendDirect { request, peer, payload } => {
-                self.on_send_direct(request, peer, payload)
-            }
+            Input::SendDirect {
+                request,
+                peer,
+                payload,
+            } => self.on_send_direct(request, peer, payload),
             Input::Dial { addr } => self.on_operator_dial(addr),
             Input::PeersDiscovered { addrs } => self.on_peers_discovered(addrs),
             Input::Shutdown => self.on_shutdown(),
@@ -179,14 +193,22 @@ impl Node {
     pub fn stats(&self) -> NodeStats {
         let mut s = self.stats.clone();
         s.sessions_running = self.eager.len() + self.lazy.len();
-        s.sessions_handshaking =
-            self.live_sessions().filter(|(_, sess)| sess.phase.is_handshaking()).count();
+        s.sessions_handshaking = self
+            .live_sessions()
+            .filter(|(_, sess)| sess.phase.is_handshaking())
+            .count();
         s.eager_peers = self.eager.len();
         s.lazy_peers = self.lazy.len();
         s.passive_peers = self.passive.len();
         s.dials_in_flight = self.dials.len();
-        s.queued_frames = self.live_sessions().map(|(_, sess)| sess.queue.frames()).sum();
-        s.queued_bytes = self.live_sessions().map(|(_, sess)| sess.queue.bytes()).sum();
+        s.queued_frames = self
+            .live_sessions()
+            .map(|(_, sess)| sess.queue.frames())
+            .sum();
+        s.queued_bytes = self
+            .live_sessions()
+            .map(|(_, sess)| sess.queue.bytes())
+            .sum();
         s.seen_len = self.cache.seen_len();
         s.store_len = self.cache.stored_len();
         s.store_bytes = self.cache.stored_bytes();
@@ -233,11 +255,17 @@ impl Node {
 
     /// The peer ids of running sessions, in slab order.
     pub fn running_peers(&self) -> Vec<PeerId> {
-        self.live_sessions().filter(|(_, s)| s.is_running()).map(|(_, s)| s.peer).collect()
+        self.live_sessions()
+            .filter(|(_, s)| s.is_running())
+            .map(|(_, s)| s.peer)
+            .collect()
     }
 
     fn live_sessions(&self) -> impl Iterator<Item = (SessionKey, &Session)> {
-        self.sessions.iter().enumerate().filter_map(|(k, s)| s.as_ref().map(|s| (k, s)))
+        self.sessions
+            .iter()
+            .enumerate()
+            .filter_map(|(k, s)| s.as_ref().map(|s| (k, s)))
     }
 
     fn session(&self, key: SessionKey) -> Option<&Session> {
@@ -310,7 +338,9 @@ impl Node {
         let dropped = session.queue.clear();
         if dropped > 0 {
             for _ in 0..dropped {
-                self.stats.rejected.bump(crate::stats::RejectReason::QueueFull);
+                self.stats
+                    .rejected
+                    .bump(crate::stats::RejectReason::QueueFull);
             }
         }
         if !session.out.is_empty() && reason != CloseReason::TransportClosed {
@@ -322,11 +352,12 @@ impl Node {
         }
         self.stats.sessions_closed += 1;
         if was_running {
-            self.actions.push_back(Action::Session(crate::action::SessionEvent::Down {
-                conn: session.conn,
-                peer: session.peer,
-                reason,
-            }));
+            self.actions
+                .push_back(Action::Session(crate::action::SessionEvent::Down {
+                    conn: session.conn,
+                    peer: session.peer,
+                    reason,
+                }));
         } else if !matches!(
             reason,
             CloseReason::Duplicate | CloseReason::SelfConnection | CloseReason::Shutdown
@@ -334,7 +365,10 @@ impl Node {
             self.stats.handshake_failures += 1;
         }
         if reason != CloseReason::TransportClosed {
-            self.actions.push_back(Action::Close { conn: session.conn, reason });
+            self.actions.push_back(Action::Close {
+                conn: session.conn,
+                reason,
+            });
         }
         self.after_session_removed(&session, was_eager, reason);
     }

@@ -124,9 +124,10 @@ impl Node {
                 None
             } else {
                 let kind = match Kind::from_code(h.code) {
-                    Some(k) if h.app_proto_id == self.config.app_proto_id
-                        && h.flags & flags::EVENT != 0
-                        && h.cap_len == 0 =>
+                    Some(k)
+                        if h.app_proto_id == self.config.app_proto_id
+                            && h.flags & flags::EVENT != 0
+                            && h.cap_len == 0 =>
                     {
                         k
                     }
@@ -225,7 +226,8 @@ impl Node {
         if let Some(s) = self.session(key) {
             let from = s.peer;
             self.stats.direct_delivered += 1;
-            self.actions.push_back(crate::action::Action::DirectMessage { from, payload });
+            self.actions
+                .push_back(crate::action::Action::DirectMessage { from, payload });
         }
     }
 

@@ -157,7 +157,10 @@ impl Node {
         let mut cursor = &mut body[..];
         wire::put_credit(
             &mut cursor,
-            CreditGrant { frames: used.frames, bytes: used.bytes.min(u64::from(u32::MAX)) as u32 },
+            CreditGrant {
+                frames: used.frames,
+                bytes: used.bytes.min(u64::from(u32::MAX)) as u32,
+            },
         );
         self.send_frame(key, Kind::Credit, &[&body]);
     }
@@ -170,8 +173,10 @@ impl Node {
                 s.dirty = false;
                 if !s.out.is_empty() {
                     self.stats.bytes_out += s.out.len() as u64;
-                    self.actions
-                        .push_back(Action::Transmit { conn: s.conn, data: s.out.split().freeze() });
+                    self.actions.push_back(Action::Transmit {
+                        conn: s.conn,
+                        data: s.out.split().freeze(),
+                    });
                 }
             }
         }

@@ -61,4 +61,3 @@ pub struct SessionInfo {
     /// True when this peer is an eager (Plumtree) push target.
     pub eager: bool,
 }
-
