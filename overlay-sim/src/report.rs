@@ -200,6 +200,22 @@ pub fn write_scenario(out: &mut dyn Write, report: &ScenarioReport) -> Result<()
         if kill { "all after kill" } else { "all" },
         &report.overall,
     )?;
+    if kill {
+        if let Some(o) = report.broadcasts.get(report.scenario.prekill_messages) {
+            let curve: Vec<String> = o
+                .reliability_by_ms
+                .iter()
+                .map(|(t, r)| format!("{} by {t} ms", pct(*r)))
+                .collect();
+            writeln!(
+                out,
+                "  first broadcast after the kill: {}, {} by the end of its {} ms window",
+                curve.join(", "),
+                pct(o.reliability),
+                report.scenario.timeout_ms
+            )?;
+        }
+    }
     writeln!(out)?;
     if report.drops.is_empty() {
         writeln!(out, "  drops and refusals: none")?;
@@ -316,10 +332,12 @@ pub fn write_suite(out: &mut dyn Write, suite: &SuiteReport) -> Result<(), SimEr
         )?;
         writeln!(
             out,
-            "  {:<16} {:>5} {:>5}  {:>9}  {:>6}  {:>5}  {:>8}  {:>10}  {:>9}  {:>9}",
+            "  {:<16} {:>5} {:>5}  {:>8} {:>8}  {:>9}  {:>6}  {:>5}  {:>8}  {:>10}  {:>9}  {:>9}",
             "scenario",
             "killed",
             "alive",
+            "@0.5 s",
+            "@1 s",
             "first rel.",
             "RMR",
             "LDH",
@@ -330,16 +348,21 @@ pub fn write_suite(out: &mut dyn Write, suite: &SuiteReport) -> Result<(), SimEr
         )?;
         for r in &kills {
             let f = r.first.as_ref();
+            let first_outcome = r.broadcasts.get(r.scenario.prekill_messages);
+            let early =
+                |t: f64| first_outcome.map_or_else(|| "-".into(), |o| pct(o.reliability_within(t)));
             let reference = REFERENCE
                 .iter()
                 .find(|x| x.scenario == r.scenario.name)
                 .map_or_else(String::new, |x| format!("{:.1}%", x.value));
             writeln!(
                 out,
-                "  {:<16} {:>5}% {:>5}  {:>10}  {:>6}  {:>5}  {:>8}  {:>11}  {:>10}  {:>9}",
+                "  {:<16} {:>5}% {:>5}  {:>8} {:>8}  {:>10}  {:>6}  {:>5}  {:>8}  {:>11}  {:>10}  {:>9}",
                 r.scenario.name,
                 r.scenario.kill_percent,
                 r.live_nodes,
+                early(500.0),
+                early(1000.0),
                 f.map_or_else(|| "-".into(), |f| pct(f.reliability_mean)),
                 opt(f.and_then(|f| f.rmr), 3),
                 f.map_or_else(|| "-".into(), |f| f.ldh_max.to_string()),

@@ -37,12 +37,37 @@ pub struct BroadcastOutcome {
     /// Time from the broadcast to its last delivery, in milliseconds (0 when nobody
     /// delivered).
     pub last_delivery_ms: f64,
+    /// Reliability reached by these times after the broadcast: `(ms, fraction)` for
+    /// [`CHECKPOINTS_MS`] within the window (how much came from the tree at once, how much
+    /// from repair later).
+    pub reliability_by_ms: Vec<(u64, f64)>,
     /// Delivery latency of every delivery, in milliseconds (not serialised).
     #[serde(skip)]
     pub latencies_ms: Vec<f64>,
 }
 
+/// Times after a broadcast at which its reliability so far is recorded.
+pub const CHECKPOINTS_MS: [u64; 5] = [100, 250, 500, 1000, 2000];
+
 impl BroadcastOutcome {
+    /// Fraction of the expected nodes that delivered within `ms` of the broadcast.
+    pub fn reliability_within(&self, ms: f64) -> f64 {
+        if self.expected == 0 {
+            return 1.0;
+        }
+        let n = self.latencies_ms.iter().filter(|l| **l <= ms).count();
+        n as f64 / self.expected as f64
+    }
+
+    /// Fills [`BroadcastOutcome::reliability_by_ms`] for the checkpoints inside `window_ms`.
+    pub fn record_checkpoints(&mut self, window_ms: f64) {
+        self.reliability_by_ms = CHECKPOINTS_MS
+            .iter()
+            .filter(|c| (**c as f64) < window_ms)
+            .map(|c| (*c, self.reliability_within(*c as f64)))
+            .collect();
+    }
+
     /// RMR of this broadcast alone, when its payload messages are known and someone
     /// delivered it.
     pub fn rmr(&self) -> Option<f64> {
@@ -156,6 +181,7 @@ mod tests {
             payload_messages: payload,
             ldh,
             last_delivery_ms: f64::from(ldh) * 10.0,
+            reliability_by_ms: Vec::new(),
             latencies_ms: (1..=reached).map(|i| i as f64).collect(),
         }
     }
@@ -185,6 +211,18 @@ mod tests {
         assert_eq!(unknown.rmr, None);
         let total = Summary::of(&[outcome(10, 10, None, 3)], Some(15));
         assert_eq!(total.rmr, Some(0.5));
+    }
+
+    #[test]
+    fn reliability_by_checkpoint_counts_deliveries_within_the_time() {
+        let mut o = outcome(4, 8, None, 2);
+        o.latencies_ms = vec![50.0, 120.0, 400.0, 1500.0];
+        assert_eq!(o.reliability_within(100.0), 0.125);
+        o.record_checkpoints(1000.0);
+        assert_eq!(
+            o.reliability_by_ms,
+            vec![(100, 0.125), (250, 0.25), (500, 0.375)]
+        );
     }
 
     #[test]

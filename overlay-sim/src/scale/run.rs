@@ -194,6 +194,7 @@ impl Run<'_> {
             payload_messages,
             ldh: 0,
             last_delivery_ms: 0.0,
+            reliability_by_ms: Vec::new(),
             latencies_ms: Vec::new(),
         };
         let Some(track) = self.mesh.track(id) else {
@@ -248,6 +249,7 @@ impl Run<'_> {
         } else {
             out.reached as f64 / expected as f64
         };
+        out.record_checkpoints(ms(window));
         out
     }
 
