@@ -1,6 +1,8 @@
 //! The binary: same command ⇒ same digest; exit codes; a failing run prints the seed and a
 //! command that reproduces it; JSON output.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic on failure by design
+
 use std::path::Path;
 use std::process::Command;
 

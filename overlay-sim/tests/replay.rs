@@ -1,6 +1,8 @@
 //! Trace replay: traces recorded from two hand-driven cores replay without divergence; a
 //! corrupted record is caught at its sequence number, by the library and by the binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic on failure by design
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,6 +1,8 @@
 //! Large-scale mode at small scale (debug builds run these): determinism of the digest,
 //! dissemination without failures, recovery after a mass failure, scenario files.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic on failure by design
+
 use std::path::{Path, PathBuf};
 
 use overlay_sim::scale::{run_scenario, Scenario, ScenarioFile, ScenarioKind};
