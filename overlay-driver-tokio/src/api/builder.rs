@@ -306,7 +306,26 @@ impl<N: Net> OverlayBuilder<N> {
                 "max_conns must be at least 1".to_string(),
             ));
         }
+        for (name, d) in [
+            ("read", timeouts.read),
+            ("write", timeouts.write),
+            ("drain", timeouts.drain),
+        ] {
+            if d.is_zero() {
+                return Err(OverlayError::Config(format!(
+                    "timeout `{name}` must be > 0"
+                )));
+            }
+        }
         cfg.validate()?;
+        if timeouts.read <= cfg.keepalive_interval + cfg.tick_interval {
+            tracing::warn!(
+                read = ?timeouts.read,
+                keepalive = ?cfg.keepalive_interval,
+                "the read timeout is not longer than the keep-alive interval: idle sessions \
+                 will be cut by the read timeout"
+            );
+        }
 
         let acceptor = TlsAcceptor::from(tls::server_config(&identity, &tls_opts)?);
         let unpinned = tls::client_config(&identity, &tls_opts, None)?;

@@ -624,6 +624,8 @@ impl<N: Net> NodeTask<N> {
             }
             Action::Session(event) => self.on_session_event(event),
             Action::Rejected { conn, peer, reason } => {
+                // `rejected_total{reason}` mirrors the core's counters; this one says where.
+                self.counters.error("core", reason.label());
                 tracing::debug!(?conn, ?peer, reason = reason.label(), "rejected");
             }
             Action::Readiness { ready, saturated } => {
