@@ -12,7 +12,7 @@ pub mod telemetry;
 pub mod tls;
 
 pub use api::{
-    DialTarget, DirectMessage, DirectSubscription, KernelEvent, Overlay, OverlayBuilder, OverlayError,
-    Readiness, SessionHandle, Subscription,
+    DialTarget, DirectMessage, DirectSubscription, KernelEvent, Overlay, OverlayBuilder,
+    OverlayError, Readiness, SessionHandle, Subscription,
 };
 pub use runtime::{DriverStats, HttpHandler, Net, Timeouts, TokioNet};
