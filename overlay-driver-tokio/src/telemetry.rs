@@ -143,7 +143,7 @@ pub fn describe_http_metrics() {
     metrics::describe_gauge!("http_sse_clients", "Connected /v1/gossip clients");
     metrics::describe_counter!(
         "http_connections_refused_total",
-        "Connections refused by the metrics listener's connection limit"
+        "HTTP connections closed unserved because the connection limit was reached"
     );
 }
 

@@ -51,9 +51,13 @@ pub async fn serve_connection(router: Router, stream: TcpStream, remote: SocketA
 
 /// A router installed after the node is built. The node needs its HTTP handler before the
 /// router (which needs the node) exists; connections that arrive in between wait for it.
+///
+/// The runtime does not count HTTP connections against `max_conns`, so the handler bounds
+/// them itself: at most [`MAX_LISTENER_CONNS`] at once, more are closed at once.
 #[derive(Clone)]
 pub struct RouterSlot {
     tx: Arc<watch::Sender<Option<Router>>>,
+    conns: Arc<Semaphore>,
 }
 
 impl Default for RouterSlot {
@@ -66,7 +70,10 @@ impl RouterSlot {
     /// An empty slot.
     pub fn new() -> Self {
         let (tx, _rx) = watch::channel(None);
-        RouterSlot { tx: Arc::new(tx) }
+        RouterSlot {
+            tx: Arc::new(tx),
+            conns: Arc::new(Semaphore::new(MAX_LISTENER_CONNS)),
+        }
     }
 
     /// Installs (or replaces) the router.
@@ -89,12 +96,18 @@ impl RouterSlot {
     pub fn handler(&self) -> HttpHandler {
         let slot = self.clone();
         Arc::new(move |stream: TcpStream, remote: SocketAddr| {
+            let Ok(permit) = Arc::clone(&slot.conns).try_acquire_owned() else {
+                metrics::counter!("http_connections_refused_total").increment(1);
+                drop(stream);
+                return;
+            };
             let slot = slot.clone();
             tokio::spawn(async move {
                 match slot.get(ROUTER_WAIT).await {
                     Some(router) => serve_connection(router, stream, remote).await,
                     None => tracing::warn!(%remote, "http connection dropped: router not ready"),
                 }
+                drop(permit);
             });
         })
     }
