@@ -254,12 +254,26 @@ pub(crate) fn write_value(out: &mut Vec<u8>, value: &Value) {
             }
         }
         Value::Map(entries) => {
-            let sorted = sorted_keys(entries);
-            write_head(out, MAJOR_MAP, sorted.len() as u64);
-            for (key_bytes, index) in sorted {
-                out.extend_from_slice(&key_bytes);
-                if let Some((_, v)) = entries.get(index) {
-                    write_value(out, v);
+            let mut scratch = Vec::new();
+            let spans = entries
+                .iter()
+                .map(|(k, v)| {
+                    let start = scratch.len();
+                    write_value(&mut scratch, k);
+                    let key_end = scratch.len();
+                    write_value(&mut scratch, v);
+                    Span {
+                        start,
+                        key_end,
+                        end: scratch.len(),
+                    }
+                })
+                .collect::<Vec<_>>();
+            let order = map_order(&scratch, &spans);
+            write_head(out, MAJOR_MAP, order.len() as u64);
+            for &i in &order {
+                if let Some(span) = spans.get(i) {
+                    out.extend_from_slice(scratch.get(span.start..span.end).unwrap_or_default());
                 }
             }
         }
@@ -268,55 +282,98 @@ pub(crate) fn write_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
-/// The encoded keys of `entries` with their indices, sorted, with duplicate keys collapsed to
-/// their last occurrence (a serde_cbor `Value::Map` is a `BTreeMap`).
-fn sorted_keys(entries: &[(Value, Value)]) -> Vec<(Vec<u8>, usize)> {
-    let mut keys: Vec<(Vec<u8>, usize)> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, (k, _))| {
-            let mut kb = Vec::new();
-            write_value(&mut kb, k);
-            (kb, i)
-        })
-        .collect();
-    // Stable order within equal keys: by index, so the last one of a run is the last written.
-    keys.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-    let mut out: Vec<(Vec<u8>, usize)> = Vec::with_capacity(keys.len());
-    for entry in keys {
-        match out.last_mut() {
-            Some(last) if last.0 == entry.0 => *last = entry,
-            _ => out.push(entry),
+/// Where one encoded map entry lies in a scratch buffer: key `start..key_end`, value
+/// `key_end..end`.
+struct Span {
+    start: usize,
+    key_end: usize,
+    end: usize,
+}
+
+/// The entry indices of a map in encoding order: sorted by encoded key (serde_cbor's `Value`
+/// order), one per distinct key, the last occurrence winning (its map is a `BTreeMap`).
+fn map_order(scratch: &[u8], spans: &[Span]) -> Vec<usize> {
+    let key = |i: usize| {
+        spans
+            .get(i)
+            .and_then(|s| scratch.get(s.start..s.key_end))
+            .unwrap_or_default()
+    };
+    let mut order: Vec<usize> = (0..spans.len()).collect();
+    // Stable: equal keys stay in input order, so the last of a run is the one to keep.
+    order.sort_by(|&a, &b| key(a).cmp(key(b)));
+    let mut kept: Vec<usize> = Vec::with_capacity(order.len());
+    for i in order {
+        match kept.last_mut() {
+            Some(last) if key(*last) == key(i) => *last = i,
+            _ => kept.push(i),
         }
     }
-    out
+    kept
 }
 
 /// The canonical form of a generic value: tags removed, floats and integers unchanged, maps
-/// sorted with duplicates collapsed, unknown variants as `Null`. Encoding it gives the same bytes
-/// as encoding the original.
+/// sorted with duplicate keys collapsed (the last one wins), unknown variants as `Null`.
+/// Encoding it gives the same bytes as encoding the original; a decoded `Custom` payload is
+/// always in this form.
 pub fn canonicalize(value: Value) -> Value {
+    canonical_into(value, &mut Vec::new())
+}
+
+/// Canonicalizes `value`, appending its encoding to `out`. Every byte is copied once per
+/// enclosing map and allocations are per container, whatever the nesting.
+fn canonical_into(value: Value, out: &mut Vec<u8>) -> Value {
     match value {
-        Value::Tag(_, inner) => canonicalize(*inner),
-        Value::Array(items) => Value::Array(items.into_iter().map(canonicalize).collect()),
-        Value::Map(entries) => {
-            let order = sorted_keys(&entries);
-            let mut slots: Vec<Option<(Value, Value)>> = entries.into_iter().map(Some).collect();
-            let mut out = Vec::with_capacity(order.len());
-            for (_, index) in order {
-                if let Some(Some((k, v))) = slots.get_mut(index).map(Option::take) {
-                    out.push((canonicalize(k), canonicalize(v)));
+        Value::Tag(_, inner) => canonical_into(*inner, out),
+        Value::Array(items) => {
+            write_head(out, MAJOR_ARRAY, items.len() as u64);
+            Value::Array(
+                items
+                    .into_iter()
+                    .map(|item| canonical_into(item, out))
+                    .collect(),
+            )
+        }
+        Value::Map(mut entries) => {
+            let mut scratch = Vec::new();
+            let mut spans = Vec::with_capacity(entries.len());
+            for entry in &mut entries {
+                let (k, v) = core::mem::replace(entry, (Value::Null, Value::Null));
+                let start = scratch.len();
+                let k = canonical_into(k, &mut scratch);
+                let key_end = scratch.len();
+                let v = canonical_into(v, &mut scratch);
+                spans.push(Span {
+                    start,
+                    key_end,
+                    end: scratch.len(),
+                });
+                *entry = (k, v);
+            }
+            let order = map_order(&scratch, &spans);
+            write_head(out, MAJOR_MAP, order.len() as u64);
+            let mut kept = Vec::with_capacity(order.len());
+            for i in order {
+                if let (Some(span), Some(entry)) = (spans.get(i), entries.get_mut(i)) {
+                    out.extend_from_slice(scratch.get(span.start..span.end).unwrap_or_default());
+                    kept.push(core::mem::replace(entry, (Value::Null, Value::Null)));
                 }
             }
-            Value::Map(out)
+            Value::Map(kept)
         }
         v @ (Value::Integer(_)
         | Value::Bytes(_)
         | Value::Float(_)
         | Value::Text(_)
         | Value::Bool(_)
-        | Value::Null) => v,
-        _ => Value::Null,
+        | Value::Null) => {
+            write_value(out, &v);
+            v
+        }
+        _ => {
+            write_null(out);
+            Value::Null
+        }
     }
 }
 

@@ -133,6 +133,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Bytes left: every further array element needs at least one, every map entry two.
+    fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
     fn peek(&self) -> Option<u8> {
         self.buf.get(self.pos).copied()
     }
@@ -694,7 +699,7 @@ impl<'a> Reader<'a> {
                     match i {
                         0 => ns = Some(r.string()?),
                         1 => name = Some(r.string()?),
-                        _ => cbor = Some(r.value()?),
+                        _ => cbor = Some(super::cbor::canonicalize(r.value()?)),
                     }
                     Ok(())
                 })?;
@@ -707,8 +712,8 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// A generic value as serde_cbor's `Value` holds it, in canonical form (maps sorted, keys
-    /// unique with the last value winning, tags gone).
+    /// A generic value with tags gone; the caller canonicalizes it once (maps sorted, keys unique
+    /// with the last value winning, as serde_cbor's `BTreeMap`-based `Value` holds it).
     fn value(&mut self) -> Res<Value> {
         let (item, levels) = self.next()?;
         Ok(match item {
@@ -723,7 +728,7 @@ impl<'a> Reader<'a> {
             Item::Null => Value::Null,
             Item::Float(f) => Value::Float(f),
             Item::Array(mut len) => {
-                let mut items = Vec::with_capacity(capacity(len, 16));
+                let mut items = Vec::with_capacity(capacity(len, self.remaining()));
                 while self.has_next(&mut len)? {
                     items.push(self.value()?);
                 }
@@ -731,14 +736,14 @@ impl<'a> Reader<'a> {
                 Value::Array(items)
             }
             Item::Map(mut len) => {
-                let mut entries = Vec::with_capacity(capacity(len, 16));
+                let mut entries = Vec::with_capacity(capacity(len, self.remaining() / 2));
                 while self.has_next(&mut len)? {
                     let k = self.value()?;
                     let v = self.value()?;
                     entries.push((k, v));
                 }
                 self.finish(len, levels)?;
-                super::cbor::canonicalize(Value::Map(entries))
+                Value::Map(entries)
             }
         })
     }
