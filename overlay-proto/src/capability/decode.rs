@@ -994,6 +994,37 @@ mod tests {
     }
 
     #[test]
+    fn nested_map_keys_cost_stays_linear() {
+        // {{{…{0: 0}…: 0}: 0}: 0}, 120 maps deep, each the key of the next, over a 3000-byte
+        // blob: canonicalizing and re-encoding must not redo the inner levels at every level.
+        let mut payload = h("59 0bb8");
+        payload.extend([b'x'; 3000]);
+        for _ in 0..120 {
+            payload.insert(0, 0xa1);
+            payload.push(0x00);
+        }
+        let mut b = h("a5 63746964 6174 636b6964 616b 6573636f7065 a1 01 80");
+        b.extend(h(
+            "6763617665617473 81 a2 6174 66437573746f6d 6176 a3 00 60 01 60 02",
+        ));
+        b.extend(&payload);
+        b.extend(h("636d6163 5820"));
+        b.extend([0u8; 32]);
+        let started = std::time::Instant::now();
+        let cap = decode_capability(&b).unwrap();
+        let mut out = Vec::new();
+        for c in &cap.caveats {
+            super::super::cbor::write_caveat(&mut out, c);
+        }
+        assert!(out.len() > 3000);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
     fn custom_values_are_canonical() {
         // {"b": 1, "aa": 1.5 (as f64), "b": 2 (duplicate), 1: tag(5, -1)}
         let c = caveat(
