@@ -17,8 +17,11 @@ use super::metrics::{latency, ConnSlot, DriverCounters};
 use super::BusMsg;
 use crate::tls::classify_handshake_error;
 
-/// Bytes reserved for each socket read.
+/// Size of the receive blocks: chunks handed to the core are slices of these blocks (no copy).
 const READ_CHUNK: usize = 64 * 1024;
+/// A new block is reserved when less than this is left in the current one, so many small
+/// reads share one block instead of each pinning a block of its own.
+const MIN_READ_ROOM: usize = 8 * 1024;
 /// A writer gathers queued frames up to this many bytes into one write.
 const WRITE_BATCH: usize = 256 * 1024;
 /// Scratch buffers larger than this are released after a batch.
@@ -105,7 +108,7 @@ where
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut received_any = false;
     let error = loop {
-        if buf.capacity() - buf.len() < READ_CHUNK {
+        if buf.capacity() - buf.len() < MIN_READ_ROOM {
             buf.reserve(READ_CHUNK);
         }
         match timeout(read_timeout, rd.read_buf(&mut buf)).await {
