@@ -108,6 +108,8 @@ async fn dial_broadcast_and_direct_between_two_overlays() {
 async fn dial_joins_an_existing_session_and_reports_failures() {
     let a = overlay(3).await;
     let b = overlay(4).await;
+    assert!(a.readiness().borrow().ready);
+    let mut stream = b.subscribe().into_stream();
     let first = bounded("dial", a.dial(b.local_addr().to_string()))
         .await
         .unwrap();
@@ -118,6 +120,11 @@ async fn dial_joins_an_existing_session_and_reports_failures() {
         "the running session is reused"
     );
     assert_eq!(a.peers().await.len(), 1);
+    let id = a.broadcast("streamed").await.unwrap();
+    let got = bounded("stream item", futures_util::StreamExt::next(&mut stream))
+        .await
+        .unwrap();
+    assert_eq!(got.id, id);
 
     // Nothing listens there any more: refused.
     let closed = {
@@ -159,6 +166,14 @@ async fn dial_joins_an_existing_session_and_reports_failures() {
         Err(OverlayError::ShuttingDown)
     ));
     assert!(a.peers().await.is_empty());
+    let readiness = a.readiness().borrow().clone();
+    assert!(!readiness.ready);
+    assert!(!readiness.missing.is_empty());
+    assert!(
+        bounded("stream ends", futures_util::StreamExt::next(&mut stream))
+            .await
+            .is_none()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
