@@ -100,6 +100,7 @@ async fn accept_loop<N: Net>(ctx: AcceptCtx<N>) {
             return;
         }
         tokio::select! {
+            biased;
             changed = stop.changed() => {
                 if changed.is_err() || *stop.borrow() {
                     return;

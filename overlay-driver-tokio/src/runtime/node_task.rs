@@ -214,31 +214,31 @@ impl<N: Net> NodeTask<N> {
                 continue;
             }
             let drain_until = self.drain_until;
+            // Biased (no random branch choice, so runs under a simulated network repeat
+            // exactly): the low-volume sources first, then the bus. Each branch also takes a
+            // bounded share of the other high-volume source, so neither can starve the other.
             tokio::select! {
-                msg = self.bus_rx.recv() => {
-                    if let Some(msg) = msg {
-                        self.on_bus(msg);
-                        for _ in 0..BATCH {
-                            match self.bus_rx.try_recv() {
-                                Ok(msg) => self.on_bus(msg),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                }
-                cmd = self.cmd_rx.recv(), if self.cmd_open => match cmd {
-                    Some(cmd) => self.on_command(cmd),
-                    None => {
-                        // Every handle is gone: nobody can use the overlay any more.
-                        self.cmd_open = false;
-                        self.begin_shutdown();
-                    }
-                },
-                Some(done) = self.dials.join_next_with_id(), if !self.dials.is_empty() => {
-                    self.on_dial_done(done);
+                biased;
+                cmd = self.cmd_rx.recv(), if self.cmd_open => {
+                    self.on_command_or_closed(cmd);
+                    self.drain_bus(BATCH);
                 }
                 Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
                     self.on_task_done(done);
+                }
+                Some(done) = self.dials.join_next_with_id(), if !self.dials.is_empty() => {
+                    self.on_dial_done(done);
+                }
+                msg = self.bus_rx.recv() => {
+                    if let Some(msg) = msg {
+                        self.on_bus(msg);
+                        self.drain_bus(BATCH);
+                        if self.cmd_open {
+                            if let Ok(cmd) = self.cmd_rx.try_recv() {
+                                self.on_command(cmd);
+                            }
+                        }
+                    }
                 }
                 () = sleep_until_opt(deadline) => self.input(Input::Timeout, None),
                 () = sleep_until_opt(drain_until) => {}
@@ -246,6 +246,27 @@ impl<N: Net> NodeTask<N> {
             self.maybe_mirror();
         }
         self.finish().await;
+    }
+
+    /// Handles up to `max` bus messages that are already queued.
+    fn drain_bus(&mut self, max: usize) {
+        for _ in 0..max {
+            match self.bus_rx.try_recv() {
+                Ok(msg) => self.on_bus(msg),
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn on_command_or_closed(&mut self, cmd: Option<Command>) {
+        match cmd {
+            Some(cmd) => self.on_command(cmd),
+            None => {
+                // Every handle is gone: nobody can use the overlay any more.
+                self.cmd_open = false;
+                self.begin_shutdown();
+            }
+        }
     }
 
     fn drained(&self) -> bool {
