@@ -317,3 +317,31 @@ async fn plain_http_goes_to_the_handler_or_is_closed() {
     bounded("shutdown", server.shutdown()).await;
     bounded("shutdown", peer.shutdown()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_tls_connection_is_cut_at_the_read_timeout() {
+    let server = Overlay::builder()
+        .bind(loopback())
+        .timeouts(Timeouts {
+            read: Duration::from_millis(300),
+            ..Timeouts::default()
+        })
+        .seed(18)
+        .build()
+        .await
+        .unwrap();
+    let mut c = RawClient::connect(&server).await;
+    // Nothing sent after TLS: no frame comes back, the connection is closed.
+    assert!(c.until_closed().await.is_empty());
+    wait_until("read timeout counted", || async {
+        server
+            .driver_stats()
+            .errors
+            .get(&("read".to_string(), "timeout".to_string()))
+            .copied()
+            == Some(1)
+    })
+    .await;
+    assert_eq!(server.stats().await.sessions_handshaking, 0);
+    bounded("shutdown", server.shutdown()).await;
+}
