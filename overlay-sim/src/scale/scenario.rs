@@ -421,13 +421,16 @@ impl ScenarioFile {
 pub fn suite(seed: u64, nodes: Option<usize>) -> Vec<Scenario> {
     let big = nodes.unwrap_or(DEFAULT_NODES);
     let small = big.min(100);
-    let mut v = vec![
-        Scenario::new(ScenarioKind::Single, small, seed),
-        Scenario::new(ScenarioKind::Single, big, seed),
-        Scenario::new(ScenarioKind::Random, big, seed),
-        Scenario::new(ScenarioKind::AllSend, small, seed),
-        Scenario::new(ScenarioKind::AllSend, big, seed),
-    ];
+    let mut v = Vec::new();
+    if small < big {
+        v.push(Scenario::new(ScenarioKind::Single, small, seed));
+    }
+    v.push(Scenario::new(ScenarioKind::Single, big, seed));
+    v.push(Scenario::new(ScenarioKind::Random, big, seed));
+    if small < big {
+        v.push(Scenario::new(ScenarioKind::AllSend, small, seed));
+    }
+    v.push(Scenario::new(ScenarioKind::AllSend, big, seed));
     for x in [20u32, 30, 40, 50, 60, 70, 80, 90, 95] {
         let mut s = Scenario::new(ScenarioKind::Kill, big, seed);
         s.kill_percent = x;
