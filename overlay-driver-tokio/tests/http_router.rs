@@ -107,6 +107,7 @@ impl OverlayApi for Fake {
 
     async fn peers(&self) -> Vec<SessionInfo> {
         vec![SessionInfo {
+            listen: None,
             conn: ConnId(3),
             peer: peer(9),
             remote: "127.0.0.1:4000".parse().unwrap(),

@@ -3,7 +3,7 @@
 use core::time::Duration;
 use serde::{Deserialize, Serialize};
 
-use crate::keys::KeyRing;
+use crate::keys::{KeyRing, SecretToken};
 
 /// The overlay's OAP/1 `app_proto_id` ("OV").
 pub const OVERLAY_APP_PROTO_ID: u16 = 0x4F56;
@@ -97,8 +97,8 @@ pub struct NodeConfig {
 pub struct AuthConfig {
     /// Keys used to verify peers' tokens.
     pub keys: KeyRing,
-    /// The token this node presents on START (base64url text).
-    pub own_token: Option<String>,
+    /// The token this node presents on START (base64url text), zeroized on drop.
+    pub own_token: Option<SecretToken>,
     /// When false, sessions open without tokens (tests only; the daemon always requires them).
     pub require_token: bool,
     /// `tenant` of the request context the token is checked against.

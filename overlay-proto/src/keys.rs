@@ -32,6 +32,42 @@ impl fmt::Debug for MacKey {
     }
 }
 
+/// A capability token held as a secret: wiped from memory when dropped, never printed.
+#[derive(Clone, PartialEq, Eq, Default, Zeroize, ZeroizeOnDrop, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretToken(String);
+
+impl SecretToken {
+    /// Wraps token text (base64url).
+    pub fn new(token: String) -> Self {
+        SecretToken(token)
+    }
+
+    /// The token text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SecretToken {
+    fn from(token: String) -> Self {
+        SecretToken(token)
+    }
+}
+
+impl core::ops::Deref for SecretToken {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretToken(<redacted>)")
+    }
+}
+
 /// One key of a key ring: the `(kid, tid)` it answers for and the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyEntry {
@@ -108,5 +144,8 @@ mod tests {
         assert_eq!(ring.len(), 1);
         assert_eq!(ring.key_for("k1", "tenant-a"), Some(&MacKey([2; 32])));
         assert_eq!(format!("{:?}", MacKey([7; 32])), "MacKey(<redacted>)");
+        let token = SecretToken::from("abc".to_string());
+        assert_eq!(format!("{token:?}"), "SecretToken(<redacted>)");
+        assert_eq!(&*token, "abc");
     }
 }

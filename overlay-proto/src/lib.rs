@@ -33,7 +33,7 @@ pub use action::{Action, CloseReason, Delivery, SessionEvent};
 pub use config::{AuthConfig, ConfigError, NodeConfig, OVERLAY_APP_PROTO_ID};
 pub use error::OverlayError;
 pub use input::Input;
-pub use keys::{KeyEntry, KeyProvider, KeyRing, MacKey};
+pub use keys::{KeyEntry, KeyProvider, KeyRing, MacKey, SecretToken};
 pub use node::{Node, NodeIdentity, SessionInfo, SessionState};
 pub use peer::{ConnId, DialId, Direction, MessageId, PeerId};
 pub use stats::{NodeStats, ReasonCounts, RejectReason};

@@ -35,7 +35,7 @@ fn config(own_token: Option<String>) -> NodeConfig {
     let mut c = NodeConfig::default();
     c.unix_base_secs = NOW_UNIX;
     c.auth.keys.insert("k1", "overlay", KEY);
-    c.auth.own_token = own_token;
+    c.auth.own_token = own_token.map(Into::into);
     c
 }
 

@@ -41,17 +41,20 @@ const EVENT_CAPACITY: usize = 256;
 /// token. **Insecure**: anyone can mint such tokens. For loopback dev mode and simulations.
 pub fn install_dev_auth(auth: &mut AuthConfig) {
     auth.keys.insert(DEV_KID, auth.tenant.clone(), MacKey::DEV);
-    auth.own_token = Some(capability::mint(
-        &MacKey::DEV,
-        &auth.tenant,
-        DEV_KID,
-        Scope {
-            prefix: None,
-            methods: Vec::new(),
-            max_bytes: None,
-        },
-        Vec::new(),
-    ));
+    auth.own_token = Some(
+        capability::mint(
+            &MacKey::DEV,
+            &auth.tenant,
+            DEV_KID,
+            Scope {
+                prefix: None,
+                methods: Vec::new(),
+                max_bytes: None,
+            },
+            Vec::new(),
+        )
+        .into(),
+    );
 }
 
 /// Builds and starts an [`Overlay`].

@@ -28,7 +28,6 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 use overlay_proto::{MacKey, NodeConfig};
-use zeroize::Zeroize;
 
 use crate::pq::PqMode;
 
@@ -148,9 +147,8 @@ impl fmt::Debug for DaemonConfig {
     /// redact themselves).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut node = self.node.clone();
-        if let Some(token) = node.auth.own_token.as_mut() {
-            token.zeroize();
-            *token = "<redacted>".to_string();
+        if node.auth.own_token.is_some() {
+            node.auth.own_token = Some("<redacted>".to_string().into());
         }
         f.debug_struct("DaemonConfig")
             .field("bind", &self.bind)
@@ -274,7 +272,7 @@ mod tests {
     #[test]
     fn debug_redacts_the_token() {
         let mut cfg = DaemonConfig::default();
-        cfg.node.auth.own_token = Some("s3cr3t-token".to_string());
+        cfg.node.auth.own_token = Some("s3cr3t-token".to_string().into());
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
         assert!(shown.contains("<redacted>"));

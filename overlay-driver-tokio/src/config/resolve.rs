@@ -748,7 +748,7 @@ impl<'a> Resolver<'a> {
                 });
             }
         }
-        node.auth.own_token = token.map(|mut t| std::mem::take(&mut *t));
+        node.auth.own_token = token.map(|mut t| std::mem::take(&mut *t).into());
 
         cross_check(&node)?;
         node.validate()?;

@@ -286,7 +286,7 @@ impl Node {
         self.accept_hello_overlay(key, &ext)?;
         let token = self.own_token.clone().unwrap_or_default();
         let header = self.control_header(flags::START | flags::REQ, 0, self.config.app_proto_id, 2);
-        self.send_raw(key, &header, &token, &[]);
+        self.send_raw(key, &header, token.as_bytes(), &[]);
         if let Some(s) = self.session_mut(key) {
             s.phase = Phase::AwaitStartReply;
         }
@@ -313,7 +313,7 @@ impl Node {
             self.config.app_proto_id,
             frame.header.corr_id,
         );
-        self.send_raw(key, &header, &token, &[]);
+        self.send_raw(key, &header, token.as_bytes(), &[]);
         self.open_session(key, grant);
         Ok(())
     }

@@ -14,7 +14,6 @@ mod types;
 
 pub use types::{NodeIdentity, SessionInfo, SessionState};
 
-use bytes::Bytes;
 use core::net::SocketAddr;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -82,7 +81,7 @@ pub struct Node {
     ready: bool,
     readiness_dirty: bool,
     shutting_down: bool,
-    own_token: Option<Bytes>,
+    own_token: Option<crate::keys::SecretToken>,
     /// Reused scratch space for sampling lazy peers.
     scratch_keys: Vec<SessionKey>,
 }
@@ -91,11 +90,7 @@ impl Node {
     /// Creates a node. `seed` drives every random choice (peer sampling, jitter, nonces).
     pub fn new(config: NodeConfig, identity: NodeIdentity, seed: u64) -> Result<Node, ConfigError> {
         config.validate()?;
-        let own_token = config
-            .auth
-            .own_token
-            .as_ref()
-            .map(|t| Bytes::from(t.clone().into_bytes()));
+        let own_token = config.auth.own_token.clone();
         Ok(Node {
             cache: MessageCache::new(CacheLimits {
                 seen_capacity: config.seen_capacity,
@@ -238,6 +233,7 @@ impl Node {
                 conn: s.conn,
                 peer: s.peer,
                 remote: s.remote,
+                listen: s.listen,
                 direction: s.direction,
                 state: match s.phase {
                     Phase::Running => SessionState::Running,

@@ -46,6 +46,8 @@ pub struct SessionInfo {
     pub peer: PeerId,
     /// The remote address.
     pub remote: SocketAddr,
+    /// The address the peer accepts connections on (from its HELLO), when it gave one.
+    pub listen: Option<SocketAddr>,
     /// Who dialed.
     pub direction: Direction,
     /// Current state.
