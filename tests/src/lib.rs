@@ -22,11 +22,59 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 /// The log filter daemons run with: the lines the helpers parse, warnings, nothing else.
 pub const LOG_LEVEL: &str = "warn,svc_overlay=info";
 
-/// The `svc-overlay` binary, built once per test process with the profile the tests were
-/// built with (`cargo build -p overlay-driver-tokio --bin svc-overlay`).
+/// The `svc-overlay` binary the tests run.
+///
+/// - `SVC_OVERLAY_BIN` set: that file (e.g. a release build);
+/// - otherwise `<target>/<profile>/svc-overlay` next to the test executable, built once per
+///   test process with `cargo build -p overlay-driver-tokio --bin svc-overlay` (same profile
+///   and target directory as the tests) unless it is newer than every source it is built
+///   from. `cargo test --workspace` builds it already, with the workspace's unified features;
+///   rebuilding it with the package's own feature set would only cost time.
 pub fn daemon_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(build_daemon)
+    BIN.get_or_init(|| match std::env::var_os("SVC_OVERLAY_BIN") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => build_daemon(),
+    })
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The newest modification time among the files the daemon is built from.
+fn newest_source(root: &Path) -> Option<std::time::SystemTime> {
+    fn walk(path: &Path, newest: &mut Option<std::time::SystemTime>) {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(path) {
+                for entry in entries.flatten() {
+                    walk(&entry.path(), newest);
+                }
+            }
+        } else if let Ok(modified) = meta.modified() {
+            if newest.is_none_or(|n| modified > n) {
+                *newest = Some(modified);
+            }
+        }
+    }
+    let mut newest = None;
+    for rel in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "overlay-proto/Cargo.toml",
+        "overlay-proto/src",
+        "overlay-driver-tokio/Cargo.toml",
+        "overlay-driver-tokio/src",
+    ] {
+        walk(&root.join(rel), &mut newest);
+    }
+    newest
 }
 
 fn build_daemon() -> PathBuf {
@@ -46,8 +94,17 @@ fn build_daemon() -> PathBuf {
         .parent()
         .expect("target directory")
         .to_path_buf();
+    let bin = profile_dir.join(format!("svc-overlay{}", std::env::consts::EXE_SUFFIX));
+    let root = workspace_root();
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    let fresh = match (built, newest_source(&root)) {
+        (Some(built), Some(source)) => built > source,
+        _ => false,
+    };
+    if fresh {
+        return bin;
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let cargo_profile = if profile == "debug" {
         "dev".to_string()
     } else {
@@ -63,7 +120,7 @@ fn build_daemon() -> PathBuf {
             "svc-overlay",
         ])
         .arg("--manifest-path")
-        .arg(&manifest)
+        .arg(root.join("Cargo.toml"))
         .arg("--profile")
         .arg(&cargo_profile)
         .arg("--target-dir")
@@ -71,7 +128,6 @@ fn build_daemon() -> PathBuf {
         .status()
         .expect("run cargo build");
     assert!(status.success(), "cargo build of svc-overlay failed");
-    let bin = profile_dir.join(format!("svc-overlay{}", std::env::consts::EXE_SUFFIX));
     assert!(bin.is_file(), "{} missing after build", bin.display());
     bin
 }
