@@ -99,10 +99,10 @@ fn addr(i: usize) -> SocketAddr {
 }
 
 fn peer_id(seed: u64, i: usize) -> PeerId {
+    // A distinct first byte per node keeps the short form (`PeerId::short`) readable.
     let mut id = [0u8; 32];
-    id[..8].copy_from_slice(&seed.to_be_bytes());
-    id[8] = i as u8;
-    id[31] = 0xA0 + i as u8;
+    id[0] = 0xA0 + i as u8;
+    id[1..9].copy_from_slice(&seed.to_be_bytes());
     PeerId(id)
 }
 

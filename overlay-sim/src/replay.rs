@@ -345,19 +345,20 @@ pub fn write_divergence(out: &mut dyn Write, d: &Divergence) -> Result<(), SimEr
     match first {
         Some(i) => {
             writeln!(out, "  first difference: action [{i}]")?;
-            if let (
-                Some(Action::Transmit { data: e, .. }),
-                Some(Action::Transmit { data: a, .. }),
-            ) = (d.expected.get(i), d.actual.get(i))
-            {
-                if let Some(b) = e.iter().zip(a.iter()).position(|(x, y)| x != y) {
-                    writeln!(
-                        out,
-                        "  transmitted bytes differ from offset {b}: expected {:02x}, actual {:02x}",
-                        e.get(b).copied().unwrap_or(0),
-                        a.get(b).copied().unwrap_or(0)
-                    )?;
+            let (expected, actual) = (d.expected.get(i), d.actual.get(i));
+            match (expected, actual) {
+                (
+                    Some(Action::Transmit { data: e, .. }),
+                    Some(Action::Transmit { data: a, .. }),
+                ) => write_byte_difference(out, "transmitted bytes", e, a)?,
+                (Some(Action::Deliver(e)), Some(Action::Deliver(a))) => {
+                    write_byte_difference(out, "delivered payloads", &e.payload, &a.payload)?
                 }
+                (Some(e), Some(a)) if describe_action(e) == describe_action(a) => {
+                    writeln!(out, "  expected [{i}]: {}", clip(&format!("{e:?}")))?;
+                    writeln!(out, "  actual   [{i}]: {}", clip(&format!("{a:?}")))?;
+                }
+                _ => {}
             }
         }
         None if d.expected.len() != d.actual.len() => writeln!(
@@ -374,4 +375,37 @@ pub fn write_divergence(out: &mut dyn Write, d: &Divergence) -> Result<(), SimEr
         )?,
     }
     Ok(())
+}
+
+fn clip(s: &str) -> String {
+    const MAX: usize = 400;
+    match s.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_string(),
+    }
+}
+
+fn write_byte_difference(
+    out: &mut dyn Write,
+    what: &str,
+    expected: &[u8],
+    actual: &[u8],
+) -> std::io::Result<()> {
+    match expected.iter().zip(actual).position(|(x, y)| x != y) {
+        Some(b) => writeln!(
+            out,
+            "  {what} differ from offset {b}: expected {:02x}, actual {:02x} ({} and {} bytes)",
+            expected.get(b).copied().unwrap_or(0),
+            actual.get(b).copied().unwrap_or(0),
+            expected.len(),
+            actual.len()
+        ),
+        None if expected.len() != actual.len() => writeln!(
+            out,
+            "  {what} differ in length: expected {} bytes, actual {}",
+            expected.len(),
+            actual.len()
+        ),
+        None => Ok(()),
+    }
 }

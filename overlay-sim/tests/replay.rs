@@ -185,6 +185,10 @@ fn a_flipped_byte_in_a_received_payload_is_a_divergence_at_its_record() {
     let (outcome, text) = run(&bytes, ReplayOptions::default());
     let d = outcome.divergence.as_ref().expect("divergence");
     assert_eq!(d.seq, target, "{text}");
+    assert!(
+        text.contains("delivered payloads differ from offset 11"),
+        "{text}"
+    );
     assert!(d
         .actual
         .iter()
