@@ -61,6 +61,9 @@ pub struct NodeConfig {
     pub graft_timeout: Duration,
     /// How long to wait after a GRAFT before asking the next announcer.
     pub graft_retry: Duration,
+    /// An eager peer that gave us a message first within this window is not pruned on a
+    /// duplicate (keeps the tree connected under concurrent broadcasts from many origins).
+    pub prune_protect: Duration,
     /// IHAVE batches are flushed at this period.
     pub lazy_flush_interval: Duration,
     /// Most ids in one IHAVE batch per peer; more are dropped and counted.
@@ -152,6 +155,7 @@ impl Default for NodeConfig {
             store_ttl: Duration::from_secs(30),
             graft_timeout: Duration::from_millis(80),
             graft_retry: Duration::from_millis(120),
+            prune_protect: Duration::from_secs(2),
             lazy_flush_interval: Duration::from_millis(10),
             ihave_batch_max: 512,
             catch_up_ids: 256,

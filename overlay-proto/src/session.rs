@@ -191,6 +191,9 @@ pub struct Session {
     pub grant: Grant,
     /// Plumtree: push messages eagerly to this peer.
     pub eager: bool,
+    /// Plumtree: when this peer last gave us a message first (protects tree edges from
+    /// pruning); `None` until it has.
+    pub last_first: Option<Instant>,
     /// Plumtree: ids to announce to this peer at the next lazy flush.
     pub ihave: Vec<(MessageId, u8)>,
     /// The address the peer accepts connections on (from its HELLO).
@@ -235,6 +238,7 @@ impl Session {
             rate,
             grant,
             eager: false,
+            last_first: None,
             ihave: Vec::new(),
             listen: None,
             inflight_frames: 0,

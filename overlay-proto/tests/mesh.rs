@@ -271,3 +271,45 @@ fn relay_towards_a_stalled_peer_drops_with_a_credits_count_and_keeps_serving_oth
             .any(|(n, _, _)| *n == 1));
     }
 }
+
+#[test]
+fn concurrent_broadcasts_from_many_origins_keep_the_eager_tree_connected() {
+    // Regression: pruning on every duplicate let two nodes of one cycle prune different
+    // edges for messages travelling opposite ways, splitting the tree; deliveries then fell
+    // back to IHAVE/GRAFT (~90 ms with 1 ms links). Tree edges are now protected.
+    let mut cfg = MeshConfig {
+        nodes: 32,
+        seed: 3,
+        latency_min: Duration::from_millis(1),
+        latency_max: Duration::from_millis(1),
+        ..MeshConfig::default()
+    };
+    cfg.node_config.active_target = 6;
+    let mut m = Mesh::new(cfg).unwrap();
+    m.run_for(Duration::from_secs(5));
+    let mut ids = Vec::new();
+    for k in 0..400u64 {
+        let origin = ((k * 2_654_435_761) % 32) as usize;
+        ids.push(m.broadcast(origin, Bytes::from(vec![1u8; 256])).unwrap());
+        m.run_for(Duration::from_millis(5));
+    }
+    m.run_for(Duration::from_secs(1));
+    let mut latencies: Vec<Duration> = ids[200..]
+        .iter()
+        .flat_map(|id| {
+            let t = m.track(id).unwrap();
+            assert_eq!(t.delivered.len(), 31);
+            t.delivered
+                .iter()
+                .map(move |(_, at, _)| *at - t.sent_at)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    // Eager paths are a few 1 ms hops; the lazy repair path alone costs >= 80 ms.
+    assert!(
+        p99 < Duration::from_millis(30),
+        "p99 {p99:?}: deliveries fell back to grafts"
+    );
+}

@@ -93,13 +93,22 @@ impl Node {
         };
         if !self.cache.insert(now, msg.id, stored) {
             self.stats.gossip_duplicates += 1;
-            // Redundant eager link: ask the sender to push lazily from now on.
-            if self.session(key).is_some_and(|s| s.eager) && self.eager.len() > 1 {
+            // Redundant eager link: ask the sender to push lazily from now on — unless it
+            // recently gave us something first (then it is a tree edge for other origins, and
+            // pruning it could split the tree), or it is our last eager peer.
+            let protect = self.config.prune_protect;
+            let redundant = self
+                .session(key)
+                .is_some_and(|s| s.eager && s.last_first.is_none_or(|at| now - at >= protect));
+            if redundant && self.eager.len() > 1 {
                 self.make_lazy(key);
                 self.stats.prunes_sent += 1;
                 self.send_frame(key, Kind::Prune, &[]);
             }
             return;
+        }
+        if let Some(s) = self.session_mut(key) {
+            s.last_first = Some(now);
         }
         self.missing.remove(&msg.id);
         self.stats.gossip_delivered += 1;
