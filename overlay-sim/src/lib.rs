@@ -15,6 +15,7 @@
 //! turmoil chaos mode (the real tokio driver under fault injection) will be a further
 //! subcommand there.
 
+pub mod chaos;
 pub mod cli;
 pub mod error;
 pub mod pair;
