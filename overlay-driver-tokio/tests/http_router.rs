@@ -107,7 +107,7 @@ impl OverlayApi for Fake {
 
     async fn peers(&self) -> Vec<SessionInfo> {
         vec![SessionInfo {
-            listen: None,
+            listen: Some("127.0.0.1:9416".parse().unwrap()),
             conn: ConnId(3),
             peer: peer(9),
             remote: "127.0.0.1:4000".parse().unwrap(),
@@ -390,6 +390,7 @@ async fn peers_lists_sessions() {
         serde_json::json!([{
             "peer_id": peer(9).to_string(),
             "addr": "127.0.0.1:4000",
+            "listen": "127.0.0.1:9416",
             "direction": "outbound",
             "state": "running",
             "kx_group": "X25519MLKEM768",

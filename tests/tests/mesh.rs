@@ -54,13 +54,12 @@ async fn four_daemons_mesh_broadcast_reaches_every_gossip_stream() {
     }
     let hub_peers = nodes[0].running_peers().await;
     for leaf in &nodes[1..] {
-        assert!(
-            hub_peers
-                .iter()
-                .any(|p| p["peer_id"] == leaf.peer_id.as_str()),
-            "hub does not list {}: {hub_peers:?}",
-            leaf.peer_id
-        );
+        let row = hub_peers
+            .iter()
+            .find(|p| p["peer_id"] == leaf.peer_id.as_str())
+            .unwrap_or_else(|| panic!("hub does not list {}: {hub_peers:?}", leaf.peer_id));
+        // The leaf advertised its listen address in HELLO.
+        assert_eq!(row["listen"], leaf.addr.to_string().as_str(), "{row}");
     }
     let kx = hub_peers[0]["kx_group"]
         .as_str()

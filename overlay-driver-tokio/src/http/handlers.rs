@@ -129,6 +129,8 @@ pub struct PeerRow {
     pub peer_id: String,
     /// The remote address.
     pub addr: String,
+    /// Where the peer accepts connections (from its HELLO), when it said.
+    pub listen: Option<String>,
     /// `inbound` or `outbound`.
     pub direction: String,
     /// `handshaking`, `running` or `closing`.
@@ -150,6 +152,7 @@ impl From<&SessionInfo> for PeerRow {
         PeerRow {
             peer_id: s.peer.to_string(),
             addr: s.remote.to_string(),
+            listen: s.listen.map(|a| a.to_string()),
             direction: s.direction.as_str().to_string(),
             state: s.state.as_str().to_string(),
             kx_group: s.kx_group.clone(),
