@@ -37,6 +37,9 @@ pub enum Command {
     Scale(Box<ScaleArgs>),
     /// Replay a trace captured by `svc-overlay --trace-out FILE` and check every action.
     Replay(ReplayArgs),
+    /// Chaos mode: the real tokio driver (TLS, sessions, writer tasks) on every host of a
+    /// turmoil network under seeded faults (churn, partitions, holds, loss, a saturation burst).
+    Chaos(Box<crate::chaos::ChaosArgs>),
 }
 
 /// Arguments of `overlay-sim scale`. Exactly one of `--scenario`, `--scenario-file` and
@@ -225,6 +228,11 @@ impl ScaleArgs {
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, SimError> {
     match &cli.command {
         Command::Scale(args) => run_scale(args, out),
+        Command::Chaos(args) => {
+            let outcome = crate::chaos::run_chaos(args)?;
+            out.write_all(outcome.text().as_bytes())?;
+            Ok(if outcome.passed { EXIT_OK } else { EXIT_FAILED })
+        }
         Command::Replay(args) => {
             let options = ReplayOptions {
                 verbose: args.verbose,
