@@ -92,8 +92,20 @@ async fn starts_ready_serves_health_metrics_and_control_then_stops_cleanly() {
     let err: serde_json::Value = resp.json().await.unwrap();
     assert!(err["error"].is_string(), "{err}");
 
+    // An open gossip stream does not hold the shutdown up.
+    let mut sse = d.gossip().await;
+    let stopping = Instant::now();
     let status = d.terminate();
     assert!(status.success(), "exit status {status}");
+    println!(
+        "stopped {:.0} ms after SIGTERM",
+        stopping.elapsed().as_secs_f64() * 1e3
+    );
+    // The stream ended with the process.
+    assert!(sse
+        .next_event(Instant::now() + std::time::Duration::from_secs(5))
+        .await
+        .is_none());
 }
 
 /// Opens a TLS session to `addr` with a fresh identity and then sends nothing: the daemon
