@@ -21,7 +21,10 @@ use overlay_proto::NodeConfig;
 use svc_overlay::api::Overlay;
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -48,8 +51,10 @@ async fn run() {
     let seconds = env("LAT_SECONDS", 10);
     let payload_len = env("LAT_PAYLOAD", 1024) as usize;
 
-    let mut cfg = NodeConfig::default();
-    cfg.active_target = 6;
+    let cfg = NodeConfig {
+        active_target: 6,
+        ..NodeConfig::default()
+    };
     let mut overlays = Vec::with_capacity(nodes);
     for i in 0..nodes {
         let ov = Overlay::builder()
@@ -79,7 +84,10 @@ async fn run() {
             min = min.min(ov.stats().await.sessions_running);
         }
         if min >= 3 || settle.elapsed() > Duration::from_secs(20) {
-            println!("mesh settled in {:?}: min sessions per node {min}", settle.elapsed());
+            println!(
+                "mesh settled in {:?}: min sessions per node {min}",
+                settle.elapsed()
+            );
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -124,7 +132,10 @@ async fn run() {
     let records = delivered.lock().expect("lock").clone();
     let mut lat: Vec<Duration> = records
         .iter()
-        .filter_map(|(id, at, _)| sent.get(id).map(|start| at.saturating_duration_since(*start)))
+        .filter_map(|(id, at, _)| {
+            sent.get(id)
+                .map(|start| at.saturating_duration_since(*start))
+        })
         .collect();
     lat.sort();
     let max_hops = records.iter().map(|(_, _, h)| *h).max().unwrap_or(0);
