@@ -6,8 +6,12 @@
 //! the `broadcast` call to the subscriber's delivery, on one process clock. Prints p50, p95,
 //! p99, max and reliability. Figures go to docs/PERFORMANCE.md.
 //!
+//! The first `LAT_WARMUP` seconds of traffic (default 2) are reported separately: while the
+//! Plumtree tree forms, some deliveries take the IHAVE/GRAFT path.
+//!
 //! `cargo bench -p overlay-driver-tokio --bench loopback_latency` (defaults: 32 nodes, 200 msg/s,
-//! 1 KiB, 10 s). Override with `LAT_NODES`, `LAT_RATE`, `LAT_SECONDS`, `LAT_PAYLOAD`.
+//! 1 KiB, 10 s). Override with `LAT_NODES`, `LAT_RATE`, `LAT_SECONDS`, `LAT_PAYLOAD`,
+//! `LAT_WARMUP`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code
 
@@ -50,6 +54,7 @@ async fn run() {
     let rate = env("LAT_RATE", 200);
     let seconds = env("LAT_SECONDS", 10);
     let payload_len = env("LAT_PAYLOAD", 1024) as usize;
+    let warmup = env("LAT_WARMUP", 2);
 
     let cfg = NodeConfig {
         active_target: 6,
@@ -96,6 +101,7 @@ async fn run() {
     // Deliveries are timestamped where they happen and joined with send times afterwards
     // (a delivery can be observed before `broadcast` has returned the id).
     let mut sent: HashMap<overlay_proto::MessageId, Instant> = HashMap::new();
+    let mut warm: std::collections::HashSet<overlay_proto::MessageId> = Default::default();
     let delivered: Arc<Mutex<Vec<(overlay_proto::MessageId, Instant, u8)>>> = Arc::default();
     let mut receivers = Vec::new();
     for ov in &overlays {
@@ -109,7 +115,8 @@ async fn run() {
         }));
     }
 
-    let total = rate * seconds;
+    let warm_total = rate * warmup;
+    let total = rate * seconds + warm_total;
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -123,6 +130,9 @@ async fn run() {
         match overlays[origin].broadcast(payload.clone()).await {
             Ok(id) => {
                 sent.insert(id, at);
+                if k < warm_total {
+                    warm.insert(id);
+                }
             }
             Err(_) => busy += 1,
         }
@@ -130,38 +140,39 @@ async fn run() {
     let send_time = started.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let records = delivered.lock().expect("lock").clone();
-    let mut lat: Vec<Duration> = records
-        .iter()
-        .filter_map(|(id, at, _)| {
-            sent.get(id)
-                .map(|start| at.saturating_duration_since(*start))
-        })
-        .collect();
-    lat.sort();
     let max_hops = records.iter().map(|(_, _, h)| *h).max().unwrap_or(0);
     let mut dropped = 0u64;
     for ov in &overlays {
-        let s = ov.stats().await;
-        dropped += s.rejected.total();
+        dropped += ov.stats().await.rejected.total();
     }
+    println!("nodes {nodes}, {rate} msg/s of {payload_len} B, {warmup} s warm-up + {seconds} s measured ({busy} refused, sent in {send_time:?})");
     println!("max hops {max_hops}, core rejects/drops summed over nodes {dropped}");
-    let expected = (total - busy) as usize * (nodes - 1);
-    println!(
-        "nodes {nodes}, {rate} msg/s of {payload_len} B for {seconds} s ({total} broadcasts, {busy} refused, sent in {send_time:?})"
-    );
-    println!(
-        "deliveries {} of {} ({:.3} %)",
-        lat.len(),
-        expected,
-        100.0 * lat.len() as f64 / expected.max(1) as f64
-    );
-    println!(
-        "latency p50 {:?}  p95 {:?}  p99 {:?}  max {:?}",
-        percentile(&lat, 0.50),
-        percentile(&lat, 0.95),
-        percentile(&lat, 0.99),
-        lat.last().copied().unwrap_or_default()
-    );
+    for (label, measured) in [("warm-up", true), ("steady state", false)] {
+        let ids: usize = sent
+            .keys()
+            .filter(|id| warm.contains(*id) == measured)
+            .count();
+        let mut lat: Vec<Duration> = records
+            .iter()
+            .filter(|(id, _, _)| warm.contains(id) == measured)
+            .filter_map(|(id, at, _)| {
+                sent.get(id)
+                    .map(|start| at.saturating_duration_since(*start))
+            })
+            .collect();
+        lat.sort();
+        let expected = ids * (nodes - 1);
+        println!(
+            "{label}: deliveries {} of {} ({:.3} %), latency p50 {:?} p95 {:?} p99 {:?} max {:?}",
+            lat.len(),
+            expected,
+            100.0 * lat.len() as f64 / expected.max(1) as f64,
+            percentile(&lat, 0.50),
+            percentile(&lat, 0.95),
+            percentile(&lat, 0.99),
+            lat.last().copied().unwrap_or_default()
+        );
+    }
     for ov in &overlays {
         ov.shutdown().await;
     }
