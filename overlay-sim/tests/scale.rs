@@ -120,7 +120,12 @@ fn every_shipped_scenario_file_resolves() {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(scenarios_dir()).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        // `chaos-*.toml` are the chaos mode's scenarios, with their own schema.
+        if !name.ends_with(".toml") || name.starts_with("chaos") {
             continue;
         }
         let s = ScenarioFile::load(&path).unwrap().resolve().unwrap();
