@@ -239,6 +239,10 @@ impl ChaosOutcome {
     }
 }
 
+/// When this environment variable is set, the run's temporary directory with every node's
+/// trace is kept (and its path printed on stderr), for debugging.
+pub const KEEP_ENV: &str = "OVERLAY_SIM_CHAOS_KEEP_TRACES";
+
 /// Runs the chaos scenario described by `args`.
 ///
 /// # Errors
@@ -276,7 +280,11 @@ pub fn run_scenario(
         }
     }
     let report = report::write(s, &data, &figures, &violations, digest.1);
-    let _ = std::fs::remove_dir_all(&data.trace_dir);
+    if std::env::var_os(KEEP_ENV).is_some() {
+        eprintln!("chaos: traces kept in {}", data.trace_dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&data.trace_dir);
+    }
     Ok(ChaosOutcome {
         scenario: s.clone(),
         report,
@@ -349,14 +357,17 @@ fn digest(
                 }),
             }
         }
-        for (id, (at, hops, inc)) in &rec.deliveries {
+        // What the applications saw up to the end of the run; the graceful shutdown after it
+        // waits for each trace writer thread in real time, so later timestamps may vary.
+        let end = s.total();
+        for (id, (at, hops, inc)) in rec.deliveries.iter().filter(|(_, d)| d.0 <= end) {
             h.update(&id.0);
             h.update(&(at.as_nanos() as u64).to_be_bytes());
             h.update(&[*hops]);
             h.update(&inc.to_be_bytes());
         }
         h.update(&rec.redeliveries.to_be_bytes());
-        for c in &rec.readiness {
+        for c in rec.readiness.iter().filter(|c| c.at <= end) {
             h.update(&(c.at.as_nanos() as u64).to_be_bytes());
             h.update(&[u8::from(c.ready)]);
             h.update(c.missing.join(",").as_bytes());
