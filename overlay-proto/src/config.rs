@@ -61,9 +61,10 @@ pub struct NodeConfig {
     pub graft_timeout: Duration,
     /// How long to wait after a GRAFT before asking the next announcer.
     pub graft_retry: Duration,
-    /// An eager peer that gave us a message first within this window is not pruned on a
-    /// duplicate (keeps the tree connected under concurrent broadcasts from many origins).
-    pub prune_protect: Duration,
+    /// An eager peer is pruned after this many duplicates in a row (any first copy from it
+    /// resets the count). 1 is textbook Plumtree; more keeps the tree connected when
+    /// broadcasts from many origins cross, at the cost of a few extra duplicates.
+    pub prune_after_duplicates: u32,
     /// IHAVE batches are flushed at this period.
     pub lazy_flush_interval: Duration,
     /// Most ids in one IHAVE batch per peer; more are dropped and counted.
@@ -155,7 +156,7 @@ impl Default for NodeConfig {
             store_ttl: Duration::from_secs(30),
             graft_timeout: Duration::from_millis(80),
             graft_retry: Duration::from_millis(120),
-            prune_protect: Duration::from_secs(2),
+            prune_after_duplicates: 5,
             lazy_flush_interval: Duration::from_millis(10),
             ihave_batch_max: 512,
             catch_up_ids: 256,

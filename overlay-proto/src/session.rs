@@ -191,9 +191,8 @@ pub struct Session {
     pub grant: Grant,
     /// Plumtree: push messages eagerly to this peer.
     pub eager: bool,
-    /// Plumtree: when this peer last gave us a message first (protects tree edges from
-    /// pruning); `None` until it has.
-    pub last_first: Option<Instant>,
+    /// Plumtree: duplicates received from this peer since it last gave us a message first.
+    pub dup_streak: u32,
     /// Plumtree: ids to announce to this peer at the next lazy flush.
     pub ihave: Vec<(MessageId, u8)>,
     /// The address the peer accepts connections on (from its HELLO).
@@ -238,7 +237,7 @@ impl Session {
             rate,
             grant,
             eager: false,
-            last_first: None,
+            dup_streak: 0,
             ihave: Vec::new(),
             listen: None,
             inflight_frames: 0,

@@ -274,9 +274,10 @@ fn relay_towards_a_stalled_peer_drops_with_a_credits_count_and_keeps_serving_oth
 
 #[test]
 fn concurrent_broadcasts_from_many_origins_keep_the_eager_tree_connected() {
-    // Regression: pruning on every duplicate let two nodes of one cycle prune different
-    // edges for messages travelling opposite ways, splitting the tree; deliveries then fell
-    // back to IHAVE/GRAFT (~90 ms with 1 ms links). Tree edges are now protected.
+    // Regression, two ways. (1) Pruning on every duplicate let two nodes of one cycle prune
+    // different edges for messages travelling opposite ways, splitting the tree; deliveries
+    // fell back to IHAVE/GRAFT (~90 ms with 1 ms links). (2) Protecting edges for a fixed time
+    // instead stopped pruning altogether at high rates: every link eager, a flood.
     let mut cfg = MeshConfig {
         nodes: 32,
         seed: 3,
@@ -287,6 +288,14 @@ fn concurrent_broadcasts_from_many_origins_keep_the_eager_tree_connected() {
     cfg.node_config.active_target = 6;
     let mut m = Mesh::new(cfg).unwrap();
     m.run_for(Duration::from_secs(5));
+    let counts = |m: &Mesh| {
+        (0..32)
+            .map(|i| m.stats(i).unwrap())
+            .fold((0, 0), |(d, u), s| {
+                (d + s.gossip_delivered, u + s.gossip_duplicates)
+            })
+    };
+    let (delivered_before, dups_before) = counts(&m);
     let mut ids = Vec::new();
     for k in 0..400u64 {
         let origin = ((k * 2_654_435_761) % 32) as usize;
@@ -311,5 +320,44 @@ fn concurrent_broadcasts_from_many_origins_keep_the_eager_tree_connected() {
     assert!(
         p99 < Duration::from_millis(30),
         "p99 {p99:?}: deliveries fell back to grafts"
+    );
+}
+
+#[test]
+fn a_single_sender_converges_to_a_tree_with_almost_no_duplicates() {
+    let mut cfg = MeshConfig {
+        nodes: 50,
+        seed: 8,
+        ..MeshConfig::default()
+    };
+    cfg.node_config.active_target = 6;
+    let mut m = Mesh::new(cfg).unwrap();
+    m.run_for(Duration::from_secs(5));
+    for k in 0..60u8 {
+        m.broadcast(7, Bytes::from(vec![k; 64])).unwrap();
+        m.run_for(Duration::from_millis(200));
+    }
+    let before: Vec<_> = (0..50).map(|i| m.stats(i).unwrap()).collect();
+    let mut ids = Vec::new();
+    for k in 0..20u8 {
+        ids.push(m.broadcast(7, Bytes::from(vec![k; 64])).unwrap());
+        m.run_for(Duration::from_millis(200));
+    }
+    m.run_for(Duration::from_secs(1));
+    let received: u64 = (0..50)
+        .map(|i| {
+            let s = m.stats(i).unwrap();
+            (s.gossip_delivered + s.gossip_duplicates)
+                - (before[i].gossip_delivered + before[i].gossip_duplicates)
+        })
+        .sum();
+    for id in &ids {
+        assert_eq!(delivered_to(&m, id), 49);
+    }
+    // RMR = payload messages received / (n - 1) - 1, over the 20 broadcasts.
+    let rmr = received as f64 / (20.0 * 49.0) - 1.0;
+    assert!(
+        rmr < 0.05,
+        "RMR {rmr:.3}: the eager graph did not converge to a tree"
     );
 }

@@ -93,14 +93,28 @@ impl Node {
         };
         if !self.cache.insert(now, msg.id, stored) {
             self.stats.gossip_duplicates += 1;
-            // Redundant eager link: ask the sender to push lazily from now on — unless it
-            // recently gave us something first (then it is a tree edge for other origins, and
-            // pruning it could split the tree), or it is our last eager peer.
-            let protect = self.config.prune_protect;
-            let redundant = self
-                .session(key)
-                .is_some_and(|s| s.eager && s.last_first.is_none_or(|at| now - at >= protect));
-            if redundant && self.eager.len() > 1 {
+            // A duplicate pushed by a peer we treat as lazy: it still has us as eager (the
+            // link is one-sided), so tell it to stop at once. From an eager peer: after
+            // `prune_after_duplicates` duplicates in a row, make the link lazy both ways. A
+            // tree edge keeps bringing first copies and is never pruned; the last eager peer
+            // is kept.
+            let limit = self.config.prune_after_duplicates;
+            let (eager, streak) = match self.session_mut(key) {
+                Some(s) => {
+                    s.dup_streak = s.dup_streak.saturating_add(1);
+                    (s.eager, s.dup_streak)
+                }
+                None => return,
+            };
+            let prune = if eager {
+                streak >= limit && self.eager.len() > 1
+            } else {
+                true
+            };
+            if prune {
+                if let Some(s) = self.session_mut(key) {
+                    s.dup_streak = 0;
+                }
                 self.make_lazy(key);
                 self.stats.prunes_sent += 1;
                 self.send_frame(key, Kind::Prune, &[]);
@@ -108,7 +122,7 @@ impl Node {
             return;
         }
         if let Some(s) = self.session_mut(key) {
-            s.last_first = Some(now);
+            s.dup_streak = 0;
         }
         self.missing.remove(&msg.id);
         self.stats.gossip_delivered += 1;
