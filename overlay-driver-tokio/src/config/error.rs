@@ -190,6 +190,7 @@ fn file_key(core: &str) -> &'static str {
         "store_ttl" => "gossip.store_ttl_ms",
         "ihave_batch_max" => "gossip.ihave_batch_max",
         "catch_up_ids" => "gossip.catch_up_ids",
+        "prune_after_duplicates" => "gossip.prune_after_duplicates",
         "active_target" => "membership.active_target",
         "passive_capacity" => "membership.passive_capacity",
         "shuffle_interval" => "membership.shuffle_interval_ms",

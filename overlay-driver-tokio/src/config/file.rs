@@ -132,6 +132,8 @@ pub struct GossipSection {
     pub ihave_batch_max: Option<i64>,
     /// Recent ids announced to a new session.
     pub catch_up_ids: Option<i64>,
+    /// Duplicates in a row from an eager peer before it is pruned.
+    pub prune_after_duplicates: Option<i64>,
 }
 
 /// `[membership]`.

@@ -507,6 +507,18 @@ impl<'a> Resolver<'a> {
             0,
             overlay_proto::wire::MAX_IHAVE_IDS,
         )?;
+        node.prune_after_duplicates = self.u32_in(
+            &spec(
+                "prune_after_duplicates",
+                None,
+                None,
+                "gossip.prune_after_duplicates",
+            ),
+            g.prune_after_duplicates,
+            node.prune_after_duplicates,
+            1,
+            1000,
+        )?;
 
         // [membership]
         let m = &f.membership;
