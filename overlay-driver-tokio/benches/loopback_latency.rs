@@ -173,6 +173,51 @@ async fn run() {
             lat.last().copied().unwrap_or_default()
         );
     }
+    if std::env::var("LAT_DEBUG").is_ok() {
+        // Latency by second of the run and by hop count, to tell CPU stalls from slow paths.
+        let t0 = sent.values().min().copied().unwrap_or_else(Instant::now);
+        let mut by_sec: std::collections::BTreeMap<u64, Vec<Duration>> = Default::default();
+        let mut by_hops: std::collections::BTreeMap<u8, Vec<Duration>> = Default::default();
+        for (id, at, hops) in &records {
+            if let Some(start) = sent.get(id) {
+                let l = at.saturating_duration_since(*start);
+                by_sec.entry((*start - t0).as_secs()).or_default().push(l);
+                by_hops.entry(*hops).or_default().push(l);
+            }
+        }
+        for (k, mut v) in by_sec {
+            v.sort();
+            println!(
+                "second {k:2}: n {:5} p50 {:?} p99 {:?} max {:?}",
+                v.len(),
+                percentile(&v, 0.5),
+                percentile(&v, 0.99),
+                v.last().copied().unwrap_or_default()
+            );
+        }
+        for (k, mut v) in by_hops {
+            v.sort();
+            println!(
+                "hops {k:2}: n {:5} p50 {:?} p99 {:?}",
+                v.len(),
+                percentile(&v, 0.5),
+                percentile(&v, 0.99)
+            );
+        }
+        let mut grafts = 0;
+        let mut dups = 0;
+        let mut eager = 0;
+        for ov in &overlays {
+            let s = ov.stats().await;
+            grafts += s.grafts_sent;
+            dups += s.gossip_duplicates;
+            eager += s.eager_peers;
+        }
+        println!(
+            "grafts sent {grafts}, duplicates {dups}, mean eager peers {:.1}",
+            eager as f64 / nodes as f64
+        );
+    }
     for ov in &overlays {
         ov.shutdown().await;
     }
