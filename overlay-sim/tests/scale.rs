@@ -30,9 +30,16 @@ fn same_seed_same_digest_other_seed_other_digest() {
 
 #[test]
 fn single_sender_reaches_every_node_with_sane_figures() {
-    let r = run_scenario(&small(ScenarioKind::Single, 50, 3)).unwrap();
+    let mut sc = small(ScenarioKind::Single, 50, 3);
+    sc.messages = 4;
+    let r = run_scenario(&sc).unwrap();
     assert!(r.passed(), "{:?}", r.violations);
-    assert_eq!(r.broadcasts.len(), 3);
+    assert_eq!(r.broadcasts.len(), 4);
+    assert_eq!(
+        r.steady.as_ref().unwrap().broadcasts,
+        2,
+        "steady state: the second half"
+    );
     assert!(
         r.broadcasts
             .iter()

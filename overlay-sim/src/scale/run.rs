@@ -43,6 +43,9 @@ pub struct ScenarioReport {
     pub first: Option<Summary>,
     /// The broadcasts after the first one.
     pub rest: Option<Summary>,
+    /// `single`, `random`: the second half of the broadcasts — the steady state, once the
+    /// gossip tree has converged (`None` with fewer than 4 broadcasts).
+    pub steady: Option<Summary>,
     /// Every measured broadcast (`kill`: those after the kill).
     pub overall: Summary,
     /// Per-broadcast figures, in order (`kill`: warm-up broadcasts first).
@@ -311,6 +314,7 @@ pub fn run_scenario(scenario: &Scenario) -> Result<ScenarioReport, SimError> {
     let mut before = None;
     let mut first = None;
     let mut rest = None;
+    let mut steady = None;
     let mut all: Vec<BroadcastOutcome> = Vec::new();
     let mut warm: Vec<BroadcastOutcome> = Vec::new();
     let mut payload_total = None;
@@ -379,6 +383,9 @@ pub fn run_scenario(scenario: &Scenario) -> Result<ScenarioReport, SimError> {
         if all.len() > 1 {
             rest = all.get(1..).map(|r| Summary::of(r, None));
         }
+        if scenario.kind != ScenarioKind::Kill && all.len() >= 4 {
+            steady = all.get(all.len() / 2..).map(|r| Summary::of(r, None));
+        }
     }
     let overall = Summary::of(&all, payload_total);
 
@@ -408,6 +415,7 @@ pub fn run_scenario(scenario: &Scenario) -> Result<ScenarioReport, SimError> {
         before,
         first,
         rest,
+        steady,
         overall,
         broadcasts,
         drops,
