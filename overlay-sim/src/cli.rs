@@ -1,7 +1,5 @@
-//! The command line: `overlay-sim scale …` and `overlay-sim replay …`.
-//!
-//! Each mode is a subcommand, so the turmoil chaos mode (the real tokio driver under fault
-//! injection) can be added as `overlay-sim chaos …` without touching the others.
+//! The command line: `overlay-sim scale …`, `overlay-sim replay …` and `overlay-sim chaos …`,
+//! one subcommand per mode.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

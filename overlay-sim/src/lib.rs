@@ -1,6 +1,6 @@
 //! # overlay-sim
 //!
-//! The svc-overlay simulator. Two modes are implemented:
+//! The svc-overlay simulator, in three modes:
 //!
 //! - **Large-scale mode** ([`scale`]): thousands of `overlay-proto` cores in one process on the
 //!   core's discrete-event network ([`overlay_proto::mesh`]): virtual time, per-connection
@@ -9,11 +9,11 @@
 //!   last-delivery hop (LDH) and time to last delivery.
 //! - **Trace replay** ([`replay`]): feeds a trace captured by `svc-overlay --trace-out` into a
 //!   fresh core and checks every action against the recording.
+//! - **Chaos** ([`chaos`]): the real tokio driver on turmoil hosts under seeded faults.
 //!
 //! Every run ends with a `digest: <hex>` line that fingerprints every decision of the run: the
-//! same command twice gives the same digest. The command-line front end is in [`cli`]; the
-//! turmoil chaos mode (the real tokio driver under fault injection) will be a further
-//! subcommand there.
+//! same command twice gives the same digest. The command-line front end is in [`cli`], one
+//! subcommand per mode.
 
 pub mod chaos;
 pub mod cli;
