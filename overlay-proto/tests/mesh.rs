@@ -323,7 +323,10 @@ fn concurrent_broadcasts_from_many_origins_keep_the_eager_tree_connected() {
     );
     let (delivered, dups) = counts(&m);
     let ratio = (dups - dups_before) as f64 / (delivered - delivered_before) as f64;
-    assert!(ratio < 0.2, "{ratio:.3} duplicates per delivery: the overlay is flooding");
+    assert!(
+        ratio < 0.2,
+        "{ratio:.3} duplicates per delivery: the overlay is flooding"
+    );
 }
 
 #[test]
