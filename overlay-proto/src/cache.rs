@@ -66,10 +66,12 @@ pub struct MessageCache {
 impl MessageCache {
     /// An empty cache.
     pub fn new(limits: CacheLimits) -> Self {
+        // Start small and grow with traffic: thousands of simulated nodes (and idle daemons)
+        // should not pay for the full capacity up front.
         MessageCache {
-            ids: id_map_with_capacity(limits.seen_capacity.min(1 << 17)),
-            seen_order: VecDeque::with_capacity(limits.seen_capacity.min(1 << 17)),
-            store: VecDeque::with_capacity(limits.store_capacity.min(1 << 14)),
+            ids: id_map_with_capacity(limits.seen_capacity.min(1024)),
+            seen_order: VecDeque::with_capacity(limits.seen_capacity.min(1024)),
+            store: VecDeque::with_capacity(limits.store_capacity.min(256)),
             store_base: 0,
             next_seq: 0,
             stored_bytes: 0,
