@@ -49,6 +49,8 @@ impl<'k> Chain<'k> {
         hasher.update(&*self.tag);
         hasher.update(&self.cbor);
         self.tag.copy_from_slice(hasher.finalize().as_bytes());
+        // The hasher holds the key schedule and the previous tag: wipe it.
+        zeroize::Zeroize::zeroize(&mut hasher);
     }
 
     /// Whether the current tag equals `mac`, in constant time.
