@@ -4,9 +4,12 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use core::net::SocketAddr;
+use core::time::Duration;
 use overlay_proto::frame::{flags, Header};
-use overlay_proto::wire::{HelloOverlay, HelloRequestBody, Kind};
-use overlay_proto::{ConnId, Direction, Input, Instant, Node, PeerId};
+use overlay_proto::wire::{self, HelloOverlay, HelloRequestBody, Kind};
+use overlay_proto::{
+    ConnId, Direction, Input, Instant, MessageId, Node, NodeConfig, NodeIdentity, PeerId,
+};
 
 /// A frame with the given fields.
 pub fn frame(flags: u16, code: u16, app: u16, cap: &[u8], parts: &[&[u8]]) -> Vec<u8> {
@@ -93,4 +96,94 @@ pub fn credit_frame(frames: u32, bytes: u32) -> Vec<u8> {
         &[],
         &[&body],
     )
+}
+
+/// Messages per read handed to the node in the gossip benchmarks.
+pub const BATCH: usize = 64;
+
+/// A node with ten running sessions (fake peers 0..10), α = 3, β = 6, no quota, and a seen
+/// cache of `seen_capacity` ids: the forwarding node of the gossip benchmarks.
+pub fn forwarding_node(seen_capacity: usize) -> Node {
+    let mut cfg = NodeConfig::default();
+    cfg.auth.require_token = false;
+    cfg.alpha = 3;
+    cfg.beta = 6;
+    cfg.active_target = 10;
+    cfg.seen_capacity = seen_capacity;
+    cfg.peer_rate_per_s = u32::MAX;
+    cfg.peer_rate_burst = u32::MAX;
+    cfg.keepalive_interval = Duration::from_secs(3600);
+    cfg.idle_timeout = Duration::from_secs(7200);
+    let identity = NodeIdentity {
+        peer_id: PeerId([0xC0; 32]),
+        listen_addr: None,
+    };
+    let mut node = Node::new(cfg, identity, 1).unwrap_or_else(|e| panic!("config: {e}"));
+    for i in 0..10 {
+        open_fake_session(&mut node, Instant::ZERO, i);
+    }
+    assert_eq!(node.stats().sessions_running, 10);
+    node
+}
+
+/// `messages` GOSSIP frames with distinct ids and 1 KiB payloads from one origin, grouped in
+/// reads of [`BATCH`] frames, each read a uniquely owned buffer.
+pub fn gossip_batches(messages: usize) -> Vec<Bytes> {
+    let payload = vec![0x5Au8; 1024];
+    let origin = fake_peer(999);
+    let mut batches = Vec::with_capacity(messages / BATCH);
+    let mut buf = BytesMut::new();
+    for k in 0..messages {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&(k as u64).to_le_bytes());
+        id[8..16].copy_from_slice(&(k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+        let mut header = [0u8; wire::GOSSIP_HEADER_LEN];
+        let mut cursor = &mut header[..];
+        wire::put_gossip_header(&mut cursor, &MessageId(id), &origin, k as u64, 2);
+        buf.put_slice(&frame(
+            flags::EVENT,
+            Kind::Gossip.code(),
+            overlay_proto::OVERLAY_APP_PROTO_ID,
+            &[],
+            &[&header, &payload],
+        ));
+        if (k + 1) % BATCH == 0 {
+            batches.push(Bytes::from(buf.split().to_vec()));
+        }
+    }
+    batches
+}
+
+/// One forwarding round: hand `data` (from peer 0) to the node, fire the lazy-flush timer, and
+/// let peers 1..10 return credit. Returns the number of actions drained after the read.
+pub fn forward_round(node: &mut Node, now: Instant, data: Bytes, credit: &Bytes) -> usize {
+    node.handle(
+        now,
+        Input::Received {
+            conn: ConnId(0),
+            data,
+        },
+    );
+    let mut actions = 0;
+    while node.poll_action().is_some() {
+        actions += 1;
+    }
+    node.handle(now, Input::Timeout);
+    while node.poll_action().is_some() {}
+    for peer in 1..10u64 {
+        node.handle(
+            now,
+            Input::Received {
+                conn: ConnId(peer),
+                data: credit.clone(),
+            },
+        );
+        while node.poll_action().is_some() {}
+    }
+    actions
+}
+
+/// The CREDIT frame peers return after each round.
+pub fn round_credit() -> Bytes {
+    Bytes::from(credit_frame((BATCH * 2) as u32, (BATCH * 2 * 1200) as u32))
 }
