@@ -1010,18 +1010,15 @@ mod tests {
         b.extend(&payload);
         b.extend(h("636d6163 5820"));
         b.extend([0u8; 32]);
-        let started = std::time::Instant::now();
+        // No clock here (the core reads none, and tests assert no timings): the regression this
+        // guards against redid every inner level at each level, which at 120 levels does not
+        // finish in any reasonable time; the cost itself is measured by the capability bench.
         let cap = decode_capability(&b).unwrap();
         let mut out = Vec::new();
         for c in &cap.caveats {
             super::super::cbor::write_caveat(&mut out, c);
         }
         assert!(out.len() > 3000);
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(5),
-            "{:?}",
-            started.elapsed()
-        );
     }
 
     #[test]
