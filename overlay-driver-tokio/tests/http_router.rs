@@ -441,11 +441,6 @@ async fn dial_maps_errors() {
         ),
         (OverlayError::Busy, StatusCode::SERVICE_UNAVAILABLE, "busy"),
         (
-            OverlayError::AlreadyConnected,
-            StatusCode::CONFLICT,
-            "already_connected",
-        ),
-        (
             OverlayError::Config("not a socket address".to_string()),
             StatusCode::BAD_REQUEST,
             "config",

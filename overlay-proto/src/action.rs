@@ -36,6 +36,13 @@ pub enum Action {
         /// Why.
         reason: CloseReason,
     },
+    /// Answer to `Input::Dial`, produced for every such input.
+    DialAnswer {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the node did about it.
+        outcome: DialOutcome,
+    },
     /// A gossip message reached this node for the first time: hand it to the application.
     Deliver(Delivery),
     /// A direct message from a connected peer.
@@ -79,6 +86,19 @@ pub enum Action {
     },
     /// `Input::Shutdown` finished: every session was closed.
     ShutdownComplete,
+}
+
+/// What the node did with an operator's `Input::Dial`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DialOutcome {
+    /// A dial to that address is under way (started now, or already in flight): the session,
+    /// if it opens, reports `SessionEvent::Up` with this dial.
+    Dialing(DialId),
+    /// A session on this connection already reaches that address (dialed there, or the peer
+    /// advertised it as its listen address). It may still be handshaking.
+    Connected(ConnId),
+    /// Not dialed: the node is shutting down, or the address is the node's own.
+    Refused(OverlayError),
 }
 
 /// A gossip message delivered to the application.

@@ -29,7 +29,7 @@ pub mod time;
 pub mod trace;
 pub mod wire;
 
-pub use action::{Action, CloseReason, Delivery, SessionEvent};
+pub use action::{Action, CloseReason, Delivery, DialOutcome, SessionEvent};
 pub use config::{AuthConfig, ConfigError, NodeConfig, OVERLAY_APP_PROTO_ID};
 pub use error::OverlayError;
 pub use input::Input;

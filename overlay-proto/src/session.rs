@@ -250,6 +250,12 @@ impl Session {
         self.phase == Phase::Running
     }
 
+    /// True when this session reaches `addr`: its remote address, or the listen address the
+    /// peer advertised.
+    pub fn reaches(&self, addr: SocketAddr) -> bool {
+        self.remote == addr || self.listen == Some(addr)
+    }
+
     /// Releases idle buffer memory (called from the maintenance tick).
     pub fn shrink_if_idle(&mut self) {
         if self.recv_buf.is_empty() && self.recv_buf.capacity() > 0 {

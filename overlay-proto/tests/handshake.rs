@@ -676,3 +676,59 @@ fn simultaneous_dials_keep_exactly_one_session() {
     assert_eq!(a.sessions()[0].direction, Direction::Outbound);
     assert_eq!(b.sessions()[0].direction, Direction::Inbound);
 }
+
+#[test]
+fn every_operator_dial_gets_an_answer_from_the_core() {
+    use overlay_proto::DialOutcome;
+    let mut n = node(2, config(None));
+    let own = n.identity().listen_addr.unwrap();
+    let other = SocketAddr::from(([127, 0, 0, 3], 9415));
+    let mut answer = |n: &mut Node, addr| {
+        n.handle(Instant::ZERO, Input::Dial { addr });
+        let mut actions = Vec::new();
+        while let Some(a) = n.poll_action() {
+            actions.push(a);
+        }
+        let answers: Vec<_> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::DialAnswer { addr: at, outcome } if *at == addr => Some(*outcome),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(answers.len(), 1, "exactly one answer: {actions:?}");
+        (answers[0], actions)
+    };
+    let (outcome, _) = answer(&mut n, own);
+    assert_eq!(outcome, DialOutcome::Refused(OverlayError::Refused));
+    let (outcome, actions) = answer(&mut n, other);
+    let DialOutcome::Dialing(dial) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Connect { dial: d, .. } if *d == dial)));
+    // Asked again while the dial is in flight: the same dial, no second connection.
+    let (outcome, actions) = answer(&mut n, other);
+    assert_eq!(outcome, DialOutcome::Dialing(dial));
+    assert!(!actions.iter().any(|a| matches!(a, Action::Connect { .. })));
+    // Once the connection is up, the answer names it.
+    n.handle(
+        Instant::ZERO,
+        Input::ConnectionUp {
+            conn: ConnId(7),
+            peer: PeerId([3; 32]),
+            direction: Direction::Outbound,
+            remote: other,
+            dial: Some(dial),
+            kx_group: None,
+        },
+    );
+    while n.poll_action().is_some() {}
+    let (outcome, _) = answer(&mut n, other);
+    assert_eq!(outcome, DialOutcome::Connected(ConnId(7)));
+    n.handle(Instant::ZERO, Input::Shutdown);
+    while n.poll_action().is_some() {}
+    let (outcome, _) = answer(&mut n, other);
+    assert_eq!(outcome, DialOutcome::Refused(OverlayError::ShuttingDown));
+}

@@ -275,6 +275,7 @@ pub fn describe_action(action: &Action) -> String {
             None => format!("connect {dial} {addr}"),
         },
         Action::Close { conn, reason } => format!("close {conn} ({})", reason.label()),
+        Action::DialAnswer { addr, outcome } => format!("dial {addr}: {outcome:?}"),
         Action::Deliver(d) => format!("deliver id={} hops={}", short_id(&d.id), d.hops),
         Action::DirectMessage { from, payload } => {
             format!("direct from={} ({} bytes)", from.short(), payload.len())

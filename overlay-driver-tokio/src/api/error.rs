@@ -46,11 +46,6 @@ pub enum OverlayError {
     /// No running session with that peer.
     #[error("not connected")]
     NotConnected,
-    /// The core already has a session for that address (for example the peer dialed us and
-    /// advertised it as its listen address) that the driver cannot map to a
-    /// [`SessionHandle`](super::SessionHandle); see [`Overlay::peers`](super::Overlay::peers).
-    #[error("already connected to that address")]
-    AlreadyConnected,
     /// The overlay is shutting down (or has stopped).
     #[error("shutting down")]
     ShuttingDown,
@@ -71,7 +66,6 @@ impl OverlayError {
         match self.as_core() {
             Some(core) => core.retry_after(),
             None => match self {
-                OverlayError::AlreadyConnected => None,
                 OverlayError::Io(_) => Some(Duration::from_secs(1)),
                 _ => None,
             },
@@ -92,8 +86,7 @@ impl OverlayError {
             OverlayError::Quota => CoreError::Quota,
             OverlayError::NotConnected => CoreError::NotConnected,
             OverlayError::ShuttingDown => CoreError::ShuttingDown,
-            OverlayError::AlreadyConnected
-            | OverlayError::Io(_)
+            OverlayError::Io(_)
             | OverlayError::Tls(_)
             | OverlayError::Config(_) => return None,
         })
@@ -102,7 +95,6 @@ impl OverlayError {
     /// A stable snake_case label for metrics and logs.
     pub fn label(&self) -> &'static str {
         match self {
-            OverlayError::AlreadyConnected => "already_connected",
             OverlayError::Io(_) => "io",
             OverlayError::Tls(_) => "tls",
             OverlayError::Config(_) => "config",

@@ -102,14 +102,13 @@ impl ApiError {
     }
 
     /// Maps a library error to a response: core errors as [`ApiError::from_core`];
-    /// `AlreadyConnected` 409; `Config` (e.g. an address that does not parse) 400; driver
+    /// `Config` (e.g. an address that does not parse) 400; driver
     /// failures (`Io`, `Tls`) 502.
     pub fn from_overlay(err: &OverlayError) -> Self {
         if let Some(core) = err.as_core() {
             return ApiError::from_core(core);
         }
         match err {
-            OverlayError::AlreadyConnected => ApiError::new(StatusCode::CONFLICT, err.label()),
             OverlayError::Config(detail) => {
                 ApiError::new(StatusCode::BAD_REQUEST, err.label()).detail(detail.clone())
             }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use overlay_proto::DialOutcome as CoreDialOutcome;
 use overlay_proto::{
     Action, CloseReason, ConnId, DialId, Direction, Input, MessageId, Node, NodeStats,
     OverlayError as CoreError, PeerId, SessionEvent, SessionInfo, SessionState,
@@ -128,6 +129,8 @@ pub(crate) struct NodeTask<N: Net> {
     broadcasts: HashMap<u64, oneshot::Sender<Result<MessageId, CoreError>>>,
     sends: HashMap<u64, oneshot::Sender<Result<(), CoreError>>>,
     dial_waiters: HashMap<DialId, Vec<DialWaiter>>,
+    /// The caller of the `Input::Dial` being handled, until the core's `DialAnswer`.
+    pending_dial: Option<DialWaiter>,
     conn_waiters: HashMap<ConnId, Vec<DialWaiter>>,
     out: Outputs,
     counters: Arc<DriverCounters>,
@@ -184,6 +187,7 @@ impl<N: Net> NodeTask<N> {
             broadcasts: HashMap::new(),
             sends: HashMap::new(),
             dial_waiters: HashMap::new(),
+            pending_dial: None,
             conn_waiters: HashMap::new(),
             out: parts.out,
             counters: parts.counters,
@@ -539,39 +543,40 @@ impl<N: Net> NodeTask<N> {
         id
     }
 
-    /// `Input::Dial`, then attach the caller to the dial the core started, to a dial already
-    /// in flight to that address, or to the session already there.
+    /// `Input::Dial`; the core answers with `Action::DialAnswer` (handled while draining), which
+    /// attaches the caller to the dial, to the existing session, or fails it.
     fn on_dial_command(&mut self, addr: SocketAddr, reply: DialWaiter) {
         if self.shutdown_requested {
             let _ = reply.send(Err(OverlayError::ShuttingDown));
             return;
         }
+        self.pending_dial = Some(reply);
         self.input(Input::Dial { addr }, None);
-        let in_flight = self
-            .dial_addrs
-            .iter()
-            .filter(|(_, a)| **a == addr)
-            .map(|(d, _)| *d)
-            .min();
-        if let Some(dial) = in_flight {
-            self.dial_waiters.entry(dial).or_default().push(reply);
-            return;
+        if let Some(reply) = self.pending_dial.take() {
+            // The core answers every `Input::Dial`; this is a guard, not a path.
+            let _ = reply.send(Err(OverlayError::Refused));
         }
-        let existing = self
-            .conns
-            .iter()
-            .filter(|(_, e)| e.remote == addr)
-            .map(|(c, e)| (*c, e.running))
-            .max_by_key(|(c, running)| (*running, *c));
-        match existing {
-            Some((conn, true)) => {
-                let _ = reply.send(self.session_handle(conn));
+    }
+
+    fn on_dial_answer(&mut self, outcome: CoreDialOutcome) {
+        let Some(reply) = self.pending_dial.take() else {
+            return;
+        };
+        match outcome {
+            CoreDialOutcome::Dialing(dial) => {
+                self.dial_waiters.entry(dial).or_default().push(reply)
             }
-            Some((conn, false)) => self.conn_waiters.entry(conn).or_default().push(reply),
-            // The core saw a session for this address (e.g. the peer dialed us and advertised
-            // it as its listen address) that the driver cannot map to a connection.
-            None => {
-                let _ = reply.send(Err(OverlayError::AlreadyConnected));
+            CoreDialOutcome::Connected(conn) => match self.conns.get(&conn) {
+                Some(entry) if entry.running => {
+                    let _ = reply.send(self.session_handle(conn));
+                }
+                Some(_) => self.conn_waiters.entry(conn).or_default().push(reply),
+                None => {
+                    let _ = reply.send(Err(OverlayError::NotConnected));
+                }
+            },
+            CoreDialOutcome::Refused(e) => {
+                let _ = reply.send(Err(e.into()));
             }
         }
     }
@@ -623,6 +628,7 @@ impl<N: Net> NodeTask<N> {
                 self.dial_addrs.insert(dial, addr);
             }
             Action::Close { conn, reason } => self.close(conn, reason),
+            Action::DialAnswer { outcome, .. } => self.on_dial_answer(outcome),
             Action::Deliver(delivery) => {
                 if let Some(at) = read_at {
                     rt_metrics::latency("deliver", at.elapsed());

@@ -7,17 +7,33 @@ use core::net::SocketAddr;
 use core::time::Duration;
 
 use super::{DialState, Node, SessionKey};
-use crate::action::{Action, CloseReason};
+use crate::action::{Action, CloseReason, DialOutcome};
+use crate::error::OverlayError;
 use crate::peer::{DialId, PeerId};
 use crate::session::Session;
 use crate::wire::{self, Kind, PeerEntry, WireError};
 
 impl Node {
     pub(super) fn on_operator_dial(&mut self, addr: SocketAddr) {
-        self.learn_peer(addr, None, true);
-        if !self.shutting_down && !self.is_connected_to(&addr) {
-            self.start_dial(addr);
+        let outcome = self.operator_dial(addr);
+        self.actions.push_back(Action::DialAnswer { addr, outcome });
+    }
+
+    fn operator_dial(&mut self, addr: SocketAddr) -> DialOutcome {
+        if self.shutting_down {
+            return DialOutcome::Refused(OverlayError::ShuttingDown);
         }
+        if Some(addr) == self.identity.listen_addr {
+            return DialOutcome::Refused(OverlayError::Refused);
+        }
+        self.learn_peer(addr, None, true);
+        if let Some((dial, _)) = self.dials.iter().find(|(_, d)| d.addr == addr) {
+            return DialOutcome::Dialing(*dial);
+        }
+        if let Some((_, s)) = self.live_sessions().find(|(_, s)| s.reaches(addr)) {
+            return DialOutcome::Connected(s.conn);
+        }
+        DialOutcome::Dialing(self.start_dial(addr))
     }
 
     pub(super) fn on_peers_discovered(&mut self, addrs: Vec<SocketAddr>) {
@@ -62,18 +78,17 @@ impl Node {
 
     fn is_connected_to(&self, addr: &SocketAddr) -> bool {
         self.dials.values().any(|d| d.addr == *addr)
-            || self
-                .live_sessions()
-                .any(|(_, s)| s.remote == *addr || s.listen == Some(*addr))
+            || self.live_sessions().any(|(_, s)| s.reaches(*addr))
     }
 
-    fn start_dial(&mut self, addr: SocketAddr) {
+    fn start_dial(&mut self, addr: SocketAddr) -> DialId {
         let dial = DialId(self.next_dial);
         self.next_dial += 1;
         let peer = self.passive.get_mut(&addr).and_then(|k| k.peer);
         self.dials.insert(dial, DialState { addr });
         self.stats.dials_started += 1;
         self.actions.push_back(Action::Connect { dial, addr, peer });
+        dial
     }
 
     /// Dials passive peers until the active view is full (bounded by concurrent dials).
@@ -104,7 +119,7 @@ impl Node {
             let j = i + self.random_below(candidates.len() - i);
             candidates.swap(i, j);
             if let Some(&addr) = candidates.get(i) {
-                self.start_dial(addr);
+                let _dial = self.start_dial(addr);
             }
         }
     }
