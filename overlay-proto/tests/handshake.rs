@@ -683,7 +683,7 @@ fn every_operator_dial_gets_an_answer_from_the_core() {
     let mut n = node(2, config(None));
     let own = n.identity().listen_addr.unwrap();
     let other = SocketAddr::from(([127, 0, 0, 3], 9415));
-    let mut answer = |n: &mut Node, addr| {
+    let answer = |n: &mut Node, addr| {
         n.handle(Instant::ZERO, Input::Dial { addr });
         let mut actions = Vec::new();
         while let Some(a) = n.poll_action() {

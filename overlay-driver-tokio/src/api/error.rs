@@ -86,9 +86,7 @@ impl OverlayError {
             OverlayError::Quota => CoreError::Quota,
             OverlayError::NotConnected => CoreError::NotConnected,
             OverlayError::ShuttingDown => CoreError::ShuttingDown,
-            OverlayError::Io(_)
-            | OverlayError::Tls(_)
-            | OverlayError::Config(_) => return None,
+            OverlayError::Io(_) | OverlayError::Tls(_) | OverlayError::Config(_) => return None,
         })
     }
 
