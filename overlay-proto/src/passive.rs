@@ -57,15 +57,11 @@ impl PassiveView {
             return false;
         }
         if !seed {
-            let learned: Vec<SocketAddr> = self
-                .peers
-                .iter()
-                .filter(|(_, p)| !p.seed)
-                .map(|(a, _)| *a)
-                .collect();
-            if learned.len() >= self.capacity {
-                let victim = learned.get(evict_pick(learned.len()) % learned.len().max(1));
-                if let Some(victim) = victim.copied() {
+            let learned = self.peers.values().filter(|p| !p.seed).count();
+            if learned >= self.capacity {
+                let pick = evict_pick(learned) % learned.max(1);
+                let victim = self.peers.iter().filter(|(_, p)| !p.seed).nth(pick);
+                if let Some(victim) = victim.map(|(a, _)| *a) {
                     self.peers.remove(&victim);
                 }
             }

@@ -86,7 +86,12 @@ pub struct ReasonCounts(pub [u64; RejectReason::COUNT]);
 impl ReasonCounts {
     /// Adds one.
     pub fn bump(&mut self, reason: RejectReason) {
-        self.0[reason.index()] += 1;
+        self.add(reason, 1);
+    }
+
+    /// Adds `n`.
+    pub fn add(&mut self, reason: RejectReason, n: u64) {
+        self.0[reason.index()] += n;
     }
 
     /// The count for one reason.

@@ -102,8 +102,7 @@ impl Node {
             }
         }
         self.by_peer.insert(peer, key);
-        if let Some(d) = dial {
-            let _ = d;
+        if dial.is_some() {
             if let Some(known) = self.passive.get_mut(&remote) {
                 known.peer = Some(peer);
             }

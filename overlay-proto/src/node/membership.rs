@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use core::net::SocketAddr;
 use core::time::Duration;
 
-use super::{DialState, Node, SessionKey};
+use super::{Node, SessionKey};
 use crate::action::{Action, CloseReason, DialOutcome};
 use crate::error::OverlayError;
 use crate::peer::{DialId, PeerId};
@@ -27,7 +27,7 @@ impl Node {
             return DialOutcome::Refused(OverlayError::Refused);
         }
         self.learn_peer(addr, None, true);
-        if let Some((dial, _)) = self.dials.iter().find(|(_, d)| d.addr == addr) {
+        if let Some((dial, _)) = self.dials.iter().find(|(_, a)| **a == addr) {
             return DialOutcome::Dialing(*dial);
         }
         if let Some((_, s)) = self.live_sessions().find(|(_, s)| s.reaches(addr)) {
@@ -77,7 +77,7 @@ impl Node {
     }
 
     fn is_connected_to(&self, addr: &SocketAddr) -> bool {
-        self.dials.values().any(|d| d.addr == *addr)
+        self.dials.values().any(|a| a == addr)
             || self.live_sessions().any(|(_, s)| s.reaches(*addr))
     }
 
@@ -85,7 +85,7 @@ impl Node {
         let dial = DialId(self.next_dial);
         self.next_dial += 1;
         let peer = self.passive.get_mut(&addr).and_then(|k| k.peer);
-        self.dials.insert(dial, DialState { addr });
+        self.dials.insert(dial, addr);
         self.stats.dials_started += 1;
         self.actions.push_back(Action::Connect { dial, addr, peer });
         dial

@@ -33,12 +33,6 @@ use crate::time::Instant;
 /// Index of a session in the node's slab.
 type SessionKey = usize;
 
-/// A dial in flight.
-#[derive(Debug, Clone, Copy)]
-struct DialState {
-    addr: SocketAddr,
-}
-
 /// An id announced by IHAVE that we have not received yet.
 #[derive(Debug, Default)]
 struct Missing {
@@ -71,7 +65,8 @@ pub struct Node {
     missing: IdMap<MessageId, Missing>,
     missing_timers: VecDeque<(Instant, MessageId)>,
     passive: PassiveView,
-    dials: BTreeMap<DialId, DialState>,
+    /// Dials in flight, with their addresses.
+    dials: BTreeMap<DialId, SocketAddr>,
     next_dial: u64,
     next_tick: Instant,
     next_shuffle: Instant,

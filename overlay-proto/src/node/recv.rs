@@ -231,18 +231,18 @@ impl Node {
         }
     }
 
-    pub(super) fn on_connection_closed(&mut self, conn: ConnId, error: Option<OverlayError>) {
-        let _ = error;
+    /// The driver's error, if any, is informational: the session ends the same way.
+    pub(super) fn on_connection_closed(&mut self, conn: ConnId, _error: Option<OverlayError>) {
         if let Some(&key) = self.by_conn.get(&conn) {
             self.close_session(key, CloseReason::TransportClosed);
         }
     }
 
-    pub(super) fn on_dial_failed(&mut self, dial: DialId, error: OverlayError) {
-        let _ = error;
+    /// Every failure kind backs off the same way.
+    pub(super) fn on_dial_failed(&mut self, dial: DialId, _error: OverlayError) {
         self.stats.dials_failed += 1;
-        if let Some(state) = self.dials.remove(&dial) {
-            self.note_failure(state.addr);
+        if let Some(addr) = self.dials.remove(&dial) {
+            self.note_failure(addr);
             self.maintain_membership();
         }
     }
