@@ -2,7 +2,8 @@
 //! outcome, error label, deny reasons (in order) and allowed scope; plus the MAC chain steps,
 //! the canonical re-encoding, the decoded fields, and attenuation.
 //!
-//! The file is `$CAPABILITY_VECTORS` when set, else `../shared/vectors/capability_tokens.json`.
+//! The file is `$CAPABILITY_VECTORS` when set, else the in-repo copy
+//! `overlay-proto/tests/vectors/capability_tokens.json`.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,7 +18,7 @@ use std::net::IpAddr;
 
 const DEFAULT_PATH: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/vectors/capability_tokens.json"
+    "/tests/vectors/capability_tokens.json"
 );
 
 /// Vectors whose token bytes are deliberately not what the reference encoder would write.

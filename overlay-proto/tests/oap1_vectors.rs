@@ -1,5 +1,5 @@
-//! Checks the OAP/1 codec against the reference vectors (`../shared/vectors/oap1_frames.json`,
-//! or the file named by `OAP1_VECTORS`).
+//! Checks the OAP/1 codec against the reference vectors (the in-repo copy
+//! `overlay-proto/tests/vectors/oap1_frames.json`, or the file named by `OAP1_VECTORS`).
 //!
 //! Every check fails loudly: a missing file, a missing section or an empty section is an error,
 //! and each test prints how many vectors it checked (`cargo test -- --nocapture`).
@@ -22,7 +22,7 @@ fn vectors_path() -> PathBuf {
         Some(path) => PathBuf::from(path),
         None => PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/vectors/oap1_frames.json"
+            "/tests/vectors/oap1_frames.json"
         )),
     }
 }
