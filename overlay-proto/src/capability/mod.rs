@@ -1,4 +1,4 @@
-//! Capability tokens (ron-auth format, see `../shared/spec/CAPABILITY.md`).
+//! Capability tokens (ron-auth format, see `docs/spec/CAPABILITY.md`).
 //!
 //! A token is one CBOR-encoded [`Capability`] in base64url without padding. Its MAC is a
 //! BLAKE3 keyed chain over the re-encoded `(tid, kid, scope)` and each caveat in order; the key
@@ -13,7 +13,8 @@
 //! - [`verify_token`] / [`verify_many`]: steps 1–9 of the spec;
 //! - [`decode_token`]: steps 1–5 only (no key, no MAC check);
 //! - [`mint`], [`CapabilityBuilder`], [`encode_token`], [`compute_mac`]: issuing;
-//! - [`attenuate`]: appending caveats with the root key (equal to minting them all at once).
+//! - [`attenuate`]: appending caveats with the root key (equal to minting them all at once);
+//! - [`OverlayCaveats`]: the overlay's own `Custom` caveats (`peer` binding, `control` marker).
 //!
 //! Pure functions: no IO, no clock (the request carries `now`), no panics on any input.
 
@@ -26,6 +27,7 @@ mod error;
 mod eval;
 mod mac;
 mod mint;
+mod overlay_caveats;
 mod types;
 mod verify;
 
@@ -37,5 +39,9 @@ pub use context::{Decision, DenyReason, RequestCtx, VerifierConfig};
 pub use error::AuthError;
 pub use mac::{compute_mac, mac_init_cbor};
 pub use mint::{attenuate, encode_token, mint, sign, CapabilityBuilder};
+pub use overlay_caveats::{
+    control_caveat, peer_caveat, OverlayCaveatError, OverlayCaveats, CONTROL_CAVEAT_NAME,
+    OVERLAY_CAVEAT_NS, PEER_CAVEAT_NAME,
+};
 pub use types::{Capability, Caveat, Scope};
 pub use verify::{decode_cbor, decode_token, verify_cbor, verify_many, verify_token};
