@@ -6,7 +6,8 @@
 //! shuts down gracefully within the drain deadline.
 //!
 //! Exit codes: 0 after a clean shutdown (and for `--help` / `--version`), 2 for a configuration
-//! error, 1 when the node cannot start or stops on its own.
+//! error (including one found at start, such as `origin_auth = "sign"` with a non-Ed25519
+//! identity), 1 when the node cannot start or stops on its own.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -78,7 +79,12 @@ async fn run(cfg: DaemonConfig, started: Instant) -> ExitCode {
         Err(e) => {
             tracing::error!("{e}");
             let _ = writeln!(std::io::stderr(), "svc-overlay: {e}");
-            ExitCode::from(EXIT_FAILURE)
+            match e {
+                StartError::Overlay(svc_overlay::OverlayError::Config(_)) => {
+                    ExitCode::from(EXIT_CONFIG)
+                }
+                _ => ExitCode::from(EXIT_FAILURE),
+            }
         }
     }
 }
