@@ -111,9 +111,17 @@ pub struct ScaleArgs {
     /// the first broadcast]
     #[arg(long, value_name = "R")]
     pub min_reliability: Option<f64>,
+    /// Origin signatures: none | sign [default: none]
+    #[arg(long, value_name = "MODE", value_parser = parse_origin_auth)]
+    pub origin_auth: Option<overlay_proto::OriginAuth>,
     /// Print the report as one line of JSON (then the digest line)
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_origin_auth(s: &str) -> Result<overlay_proto::OriginAuth, String> {
+    s.parse()
+        .map_err(|()| format!("`{s}`: expected `sign` or `none`"))
 }
 
 /// Arguments of `overlay-sim replay`.
@@ -152,6 +160,7 @@ impl ScaleArgs {
             loss: self.loss,
             bootstrap_peers: self.bootstrap_peers,
             min_reliability: self.min_reliability,
+            origin_auth: self.origin_auth,
         }
     }
 
