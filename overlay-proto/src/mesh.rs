@@ -390,7 +390,8 @@ impl Mesh {
 
     /// Freezes node `i` like a stopped process (SIGSTOP): it neither reads, nor runs its
     /// timers, nor sends; its connections stay open and its peers see only silence. Inputs
-    /// for it wait, in order, until [`Mesh::thaw`].
+    /// from the network wait, in order, until [`Mesh::thaw`] (inputs given directly with
+    /// [`Mesh::input`] or [`Mesh::broadcast`] are still applied at once).
     pub fn freeze(&mut self, i: usize) {
         if let Some(n) = self.nodes.get_mut(i) {
             n.frozen = n.node.is_some();
