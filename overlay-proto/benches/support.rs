@@ -107,8 +107,8 @@ pub const BATCH: usize = 64;
 /// the gossip benchmarks.
 pub fn forwarding_node(seen_capacity: usize, origin_auth: OriginAuth) -> Node {
     let mut cfg = NodeConfig::default();
-    cfg.origin_auth = origin_auth;
     cfg.auth.require_token = false;
+    cfg.origin_auth = origin_auth;
     cfg.alpha = 3;
     cfg.beta = 6;
     cfg.active_target = 10;

@@ -23,6 +23,12 @@ pub const GOSSIP_HEADER_LEN: usize = 32 + 32 + 8 + 1 + 1;
 pub const GOSSIP_AUTH_LEN: usize = PUBLIC_KEY_LEN + SIGNATURE_LEN;
 /// Bytes before the application payload in a signed GOSSIP message.
 pub const SIGNED_GOSSIP_HEADER_LEN: usize = GOSSIP_HEADER_LEN + GOSSIP_AUTH_LEN;
+// The largest payload fits one OAP/1 frame with the signed header.
+const _: () = assert!(
+    MAX_APP_PAYLOAD + SIGNED_GOSSIP_HEADER_LEN + crate::frame::HEADER_LEN
+        <= crate::frame::MAX_FRAME_BYTES
+);
+
 /// GOSSIP `auth` byte: no origin signature follows.
 pub const GOSSIP_AUTH_NONE: u8 = 0;
 /// GOSSIP `auth` byte: the origin's Ed25519 key and signature follow.
@@ -487,7 +493,6 @@ mod tests {
         put_gossip_header_with(&mut again, &id, &origin, 9, 0, Some(&auth));
         again.put_slice(b"signed");
         assert_eq!(&again[..], &body[..]);
-        assert!(MAX_APP_PAYLOAD + SIGNED_GOSSIP_HEADER_LEN + 38 <= 1 << 20);
     }
 
     #[test]

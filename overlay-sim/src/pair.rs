@@ -17,7 +17,7 @@ use bytes::Bytes;
 use overlay_proto::action::Action;
 use overlay_proto::trace::{TraceHeader, TraceWriter};
 use overlay_proto::{
-    ConnId, Direction, Input, Instant, Node, NodeConfig, NodeIdentity, PeerId, SigningSeed,
+    ConnId, Direction, Input, Instant, Node, NodeConfig, NodeIdentity, SigningSeed,
 };
 
 use crate::SimError;

@@ -290,7 +290,7 @@ mod tests {
         assert_eq!(id.key_algorithm(), "ED25519");
         let seed = id.ed25519_seed().unwrap();
         assert_eq!(seed.peer_id(), id.peer_id());
-        assert_eq!(format!("{id:?}").contains("redacted"), true);
+        assert!(format!("{id:?}").contains("redacted"));
         // Through PEM, as `--cert/--key` files: the same seed (PKCS#8 v1 or v2 both decode).
         let key_pem = pem::encode("PRIVATE KEY", &[id.private_key().secret_der()]);
         let loaded = Identity::from_pem(id.cert_pem().as_bytes(), key_pem.as_bytes()).unwrap();
