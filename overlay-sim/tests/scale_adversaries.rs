@@ -97,7 +97,8 @@ fn attacked_runs_repeat_bit_for_bit() {
 
 #[test]
 fn scenario_files_and_flags_name_the_attack() {
-    let text = "kind = \"random\"\nnodes = 60\nadversary = \"graft-spam\"\nadversary_percent = 10\n";
+    let text =
+        "kind = \"random\"\nnodes = 60\nadversary = \"graft-spam\"\nadversary_percent = 10\n";
     let file =
         overlay_sim::scale::ScenarioFile::parse(text, std::path::Path::new("t.toml")).unwrap();
     let s = file.resolve().unwrap();

@@ -11,7 +11,11 @@
 //!   message store and seen cache within their capacities;
 //! - **no panics**: no panic on the simulation thread, no crashed driver task, no host
 //!   software failure, every node starts;
-//! - **complete traces**: no trace record dropped (the digest covers every decision).
+//! - **complete traces**: no trace record dropped (the digest covers every decision);
+//! - **hostile peers** (with `hostile` hosts): no honest application ever sees a GOSSIP a
+//!   hostile host sent (bad id, forged origin), every hostile host opened a session (the
+//!   attack ran), and honest nodes closed its sessions with an error status (the attack
+//!   registered).
 
 use core::time::Duration;
 use std::collections::BTreeSet;
@@ -275,7 +279,54 @@ pub fn check(s: &ChaosScenario, data: &RunData) -> Vec<Violation> {
             }
         }
     }
+    check_hostile(s, data, &mut out);
     out
+}
+
+/// The hostile hosts' frames never reach an application, and honest nodes throw them out.
+fn check_hostile(s: &ChaosScenario, data: &RunData, out: &mut Vec<Violation>) {
+    for (k, h) in data.hostile.iter().enumerate() {
+        let fooled: Vec<usize> = data
+            .journal
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, rec)| rec.deliveries.keys().any(|id| h.ids.contains(id)))
+            .map(|(i, _)| i)
+            .collect();
+        if !fooled.is_empty() {
+            out.push(Violation {
+                invariant: "hostile",
+                nodes: fooled.clone(),
+                detail: format!(
+                    "{} node(s) delivered GOSSIP sent by hostile host {k} (bad id or forged \
+                     origin): {fooled:?}",
+                    fooled.len()
+                ),
+            });
+        }
+        if h.sessions == 0 {
+            out.push(Violation {
+                invariant: "hostile",
+                nodes: Vec::new(),
+                detail: format!(
+                    "hostile host {k} never opened a session ({} refused): the attack did not run",
+                    h.refused
+                ),
+            });
+        } else if !h.closed_by.keys().any(|c| *c >= 400) {
+            out.push(Violation {
+                invariant: "hostile",
+                nodes: Vec::new(),
+                detail: format!(
+                    "hostile host {k} kept its {} session(s) open to the end: no honest node \
+                     closed it for its frames ({:?} sent)",
+                    h.sessions, h.frames
+                ),
+            });
+        }
+    }
+    let _ = s;
 }
 
 /// Not-ready because the node is stopping, not because it is saturated.

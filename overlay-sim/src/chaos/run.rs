@@ -22,6 +22,7 @@ use super::host::{
     broadcast_payload, pending_for, run_host, HostCmd, HostSpec, Journal, NodeRecord,
     SharedJournal, PORT, UNIX_BASE_SECS,
 };
+use super::hostile::{run_hostile, HostileRecord, HostileSpec, SharedHostile};
 use super::identity::node_identity;
 use super::ChaosScenario;
 use crate::SimError;
@@ -60,6 +61,8 @@ pub struct RunData {
     pub trace_dir: PathBuf,
     /// Addresses of the nodes (index order).
     pub addrs: Vec<SocketAddr>,
+    /// What each hostile host did.
+    pub hostile: Vec<HostileRecord>,
 }
 
 thread_local! {
@@ -194,9 +197,11 @@ fn simulate_inner(s: &ChaosScenario) -> Result<RunData, SimError> {
         ..Journal::default()
     }));
     let mut boot_rng = faults::PlanRng::new(s.seed, "bootstrap");
+    let mut honest_ids = Vec::with_capacity(s.nodes);
     for (i, name) in names.iter().enumerate() {
         let identity = node_identity(s.seed, i)
             .map_err(|e| SimError::Scenario(format!("identity of node {i}: {e}")))?;
+        honest_ids.push(identity.peer_id());
         let bootstrap: Vec<SocketAddr> = boot_rng
             .sample(s.nodes, s.bootstrap_peers + 1)
             .into_iter()
@@ -218,6 +223,37 @@ fn simulate_inner(s: &ChaosScenario) -> Result<RunData, SimError> {
         let journal = Rc::clone(&journal);
         sim.host(name.as_str(), move || {
             run_host(Rc::clone(&spec), Rc::clone(&journal))
+        });
+    }
+
+    let hostile: SharedHostile = Rc::new(RefCell::new(vec![HostileRecord::default(); s.hostile]));
+    let mut target_rng = faults::PlanRng::new(s.seed, "hostile targets");
+    for k in 0..s.hostile {
+        let index = s.nodes + k;
+        let identity = node_identity(s.seed, index)
+            .map_err(|e| SimError::Scenario(format!("identity of hostile host {k}: {e}")))?;
+        let spec = Rc::new(HostileSpec {
+            index: k,
+            identity,
+            token: config
+                .auth
+                .own_token
+                .as_ref()
+                .map(|t| t.expose().to_string())
+                .unwrap_or_default(),
+            targets: target_rng
+                .sample(s.nodes, s.nodes.min(4))
+                .into_iter()
+                .map(|p| addrs[p])
+                .collect(),
+            honest: honest_ids.clone(),
+            tls: tls.clone(),
+            seed: s.seed,
+            start: s.warmup,
+        });
+        let hostile = Rc::clone(&hostile);
+        sim.host(format!("hostile-{k}").as_str(), move || {
+            run_hostile(Rc::clone(&spec), Rc::clone(&hostile))
         });
     }
 
@@ -363,6 +399,7 @@ fn simulate_inner(s: &ChaosScenario) -> Result<RunData, SimError> {
     let journal = Rc::try_unwrap(journal)
         .map(RefCell::into_inner)
         .map_err(|_| SimError::Scenario("internal: the journal is still shared".into()))?;
+    let hostile = hostile.borrow().clone();
     Ok(RunData {
         plan,
         journal,
@@ -374,6 +411,7 @@ fn simulate_inner(s: &ChaosScenario) -> Result<RunData, SimError> {
         wall_secs,
         trace_dir: dir,
         addrs,
+        hostile,
     })
 }
 

@@ -225,9 +225,7 @@ impl Scenario {
             if self.kind == ScenarioKind::AllSend {
                 return bad("adversaries run with single, random and kill scenarios".to_string());
             }
-            if self.kind == ScenarioKind::Kill
-                && self.survivors() < self.attackers() + 2
-            {
+            if self.kind == ScenarioKind::Kill && self.survivors() < self.attackers() + 2 {
                 return bad("the kill leaves fewer than 2 honest nodes".to_string());
             }
             if self.payload_bytes < MIN_PAYLOAD {

@@ -187,8 +187,17 @@ pub fn write_attack_table(out: &mut dyn Write, suite: &SuiteReport) -> Result<()
     writeln!(
         out,
         "  {:<18} {:>5} {:>10} {:>9} {:>9} {:>7} {:>7} {:>6} {:>6} {:>7} {:>7}  target",
-        "attack", "seeds", "complete", "rel. min", "rel. mean", "p50 ms", "p99 ms", "p99 x",
-        "RMR", "refused", "att/hon"
+        "attack",
+        "seeds",
+        "complete",
+        "rel. min",
+        "rel. mean",
+        "p50 ms",
+        "p99 ms",
+        "p99 x",
+        "RMR",
+        "refused",
+        "att/hon"
     )?;
     for r in &rows {
         let label = match r.attack {

@@ -35,7 +35,9 @@ pub use shim::Adversary;
 pub use witness::{honest_payload, Witness, MIN_PAYLOAD};
 
 /// What the attacker nodes of a run do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum AdversaryKind {
     /// Bad ids (altered relayed payloads) and forged origins.
@@ -109,11 +111,11 @@ impl Default for AttackRates {
     fn default() -> Self {
         AttackRates {
             start_ms: 0,
-            forge_interval_ms: 5_000,
-            graft_interval_ms: 500,
-            graft_ids: 1024,
-            ihave_interval_ms: 250,
-            ihave_ids: 512,
+            forge_interval_ms: 20_000,
+            graft_interval_ms: 1_000,
+            graft_ids: 512,
+            ihave_interval_ms: 500,
+            ihave_ids: 256,
             shuffle_interval_ms: 1_000,
         }
     }
@@ -161,7 +163,11 @@ impl SharedTally {
 
 /// Which nodes of a mesh attack: `round(nodes × percent / 100)` of them, drawn by `pick`
 /// (the scenario's seeded generator), sorted.
-pub fn choose_attackers(nodes: usize, percent: u32, mut pick: impl FnMut(usize) -> usize) -> Vec<usize> {
+pub fn choose_attackers(
+    nodes: usize,
+    percent: u32,
+    mut pick: impl FnMut(usize) -> usize,
+) -> Vec<usize> {
     let count = (nodes * percent as usize + 50) / 100;
     let mut order: Vec<usize> = (0..nodes).collect();
     for i in 0..count.min(nodes) {

@@ -78,7 +78,8 @@ impl Adversary {
         let mut rng = SplitMix64::new(seed ^ 0xad5e_0000 ^ ((node as u64) << 20));
         let start = after_ms(Instant::ZERO, rates.start_ms);
         // Spread the attackers' rounds so they do not all fire at the same instant.
-        let jitter = |rng: &mut SplitMix64, ms: u64| after_ms(start, rng.below(ms.max(1) as usize) as u64);
+        let jitter =
+            |rng: &mut SplitMix64, ms: u64| after_ms(start, rng.below(ms.max(1) as usize) as u64);
         let next_forge = jitter(&mut rng, rates.forge_interval_ms);
         let next_graft = jitter(&mut rng, rates.graft_interval_ms);
         let next_ihave = jitter(&mut rng, rates.ihave_interval_ms);
