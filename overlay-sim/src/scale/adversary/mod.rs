@@ -111,7 +111,7 @@ impl Default for AttackRates {
     fn default() -> Self {
         AttackRates {
             start_ms: 0,
-            forge_interval_ms: 20_000,
+            forge_interval_ms: 60_000,
             graft_interval_ms: 1_000,
             graft_ids: 512,
             ihave_interval_ms: 500,
