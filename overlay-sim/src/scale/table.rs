@@ -32,7 +32,7 @@ pub struct AttackTablePlan {
 
 impl AttackTablePlan {
     /// The rows, in order: attack-free, each kind at `percent`, silent at 50 %.
-    pub fn rows(&self) -> Vec<Option<(AdversaryKind, u32)>> {
+    pub fn rows(&self) -> Vec<Attack> {
         let mut rows = vec![None];
         rows.extend(AdversaryKind::ALL.iter().map(|k| Some((*k, self.percent))));
         if self.percent != HEAVY_SILENT_PERCENT {
@@ -59,11 +59,14 @@ impl AttackTablePlan {
     }
 }
 
+/// A row's attack: the kind and its share of the nodes (`None`: attack-free).
+pub type Attack = Option<(AdversaryKind, u32)>;
+
 /// One row of the table: a kind and share over every seed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttackRow {
     /// The attack (`None`: attack-free).
-    pub attack: Option<(AdversaryKind, u32)>,
+    pub attack: Attack,
     /// Runs (seeds).
     pub runs: usize,
     /// Broadcasts over all runs, and the figures over them all.
@@ -105,7 +108,7 @@ fn add_tally(sum: &mut AttackTally, t: &AttackTally) {
 /// Groups a suite's runs into table rows (runs in plan order).
 pub fn rows(suite: &SuiteReport) -> Vec<AttackRow> {
     let mut out: Vec<AttackRow> = Vec::new();
-    let mut groups: Vec<(Option<(AdversaryKind, u32)>, Vec<&super::ScenarioReport>)> = Vec::new();
+    let mut groups: Vec<(Attack, Vec<&super::ScenarioReport>)> = Vec::new();
     for r in &suite.runs {
         let key = r
             .scenario
