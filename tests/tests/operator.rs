@@ -273,7 +273,10 @@ fn token_attenuate_narrows_and_still_verifies() {
     );
     assert_ne!(narrowed, token);
     let cap = decode_token(narrowed.as_bytes(), &cfg).unwrap();
-    assert_eq!(cap.caveats[0], peer_caveat(&peer));
+    assert_eq!(
+        cap.caveats,
+        vec![Caveat::Method(vec!["GET".into()]), peer_caveat(&peer)]
+    );
     let ok_get = verify_token(narrowed.as_bytes(), &ctx("GET", "/v1/peers"), &ring, &cfg).unwrap();
     assert!(matches!(ok_get, Decision::Allow { .. }), "{ok_get:?}");
     let post = verify_token(narrowed.as_bytes(), &ctx("POST", "/v1/peers"), &ring, &cfg).unwrap();
@@ -403,7 +406,7 @@ fn completions_for_every_shell() {
     let dir = tempfile::tempdir().unwrap();
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let out = ok(dir.path(), &["completions", shell]);
-        for word in ["keygen", "cap-key", "token", "publish", "--advertise"] {
+        for word in ["keygen", "cap-key", "token", "publish", "advertise"] {
             assert!(out.contains(word), "{shell}: no {word}");
         }
     }

@@ -23,7 +23,13 @@ pub(crate) fn write_new(path: &Path, contents: &[u8], secret: bool) -> Result<()
     }
     #[cfg(not(unix))]
     let _ = secret;
-    let mut file: File = options.open(path).map_err(io)?;
+    let mut file: File = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            OperatorError::Exists(path.to_path_buf())
+        } else {
+            io(e)
+        }
+    })?;
     file.write_all(contents).map_err(io)?;
     file.sync_all().map_err(io)?;
     Ok(())
