@@ -407,17 +407,22 @@ fn five_hosts_discover_gossip_and_drop_silent_peers() {
         "a cut link was noticed after {took:?} (limit {DROP_LIMIT:?})"
     );
 
-    // The cut node rejoins once the link is back.
+    // The cut node notices too (its peers went silent), then rejoins once the link is back:
+    // its peers run sessions with it again.
+    wait_for(
+        "the cut node to drop its sessions",
+        Duration::from_secs(30),
+        || bed.running(cut).filter(Vec::is_empty),
+    );
     ip_ok(&["-n", &bed.hub, "link", "set", &format!("p{cut}"), "up"]);
     let back = Instant::now();
     wait_for("the cut node to rejoin", Duration::from_secs(60), || {
-        bed.running(cut)
-            .filter(|r| r.iter().any(|p| peers.contains(p)))
+        others
+            .iter()
+            .any(|&w| bed.running(w).is_some_and(|r| r.contains(&peers[cut])))
+            .then_some(())
     });
-    println!(
-        "link up: node {cut} runs a session again after {:?}",
-        back.elapsed()
-    );
+    println!("link up: node {cut} rejoined after {:?}", back.elapsed());
 
     // A frozen process (SIGSTOP): its sockets stay open, it just stops answering.
     let frozen = 3;
