@@ -29,12 +29,9 @@ const NODES: usize = 5;
 const PORT: u16 = 9415;
 /// The seed's DNS name, known to every namespace through its hosts file.
 const SEED_NAME: &str = "seed.overlay.test";
-/// How fast peers must drop a silent (cut or frozen) or killed node.
+/// How fast peers must drop a silent (cut or frozen) or killed node, at default settings (the
+/// core's failure detector: heartbeats every `keepalive_ms`, silence limit `liveness_ms`).
 const DROP_LIMIT: Duration = Duration::from_secs(3);
-
-/// Session timing used by the daemons: the failure detection the limit relies on.
-/// (Keep-alive 500 ms, read and idle timeouts 2.5 s: a silent peer is cut after ≤ 2.5 s.)
-const LIVENESS_TOML: &str = "[limits]\nkeepalive_ms = 500\nidle_ms = 2500\nread_ms = 2500\n";
 
 fn ip(args: &[&str]) -> Output {
     Command::new("ip").args(args).output().expect("run ip")
@@ -247,8 +244,6 @@ fn five_hosts_discover_gossip_and_drop_silent_peers() {
     let cap_file = dir.join("cap.key");
     bed.local(&["cap-key", "new", "--out", cap_file.to_str().unwrap()]);
     let cap_arg = format!("k1:overlay:{}", cap_file.display());
-    let config = dir.join("overlay.toml");
-    std::fs::write(&config, LIVENESS_TOML).unwrap();
     let mut peers = Vec::new();
     for i in 0..NODES {
         let id_dir = dir.join(format!("node{i}"));
@@ -295,8 +290,6 @@ fn five_hosts_discover_gossip_and_drop_silent_peers() {
                 &advertise,
             ])
             .args(["--metrics-addr", "127.0.0.1:0"])
-            .arg("--config")
-            .arg(&config)
             .arg("--cert")
             .arg(id_dir.join("cert.pem"))
             .arg("--key")
