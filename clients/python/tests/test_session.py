@@ -193,6 +193,14 @@ class ScriptedServer(threading.Thread):
         self.seen = []
 
     def run(self) -> None:
+        try:
+            self.serve()
+        except OSError:
+            pass
+        finally:
+            self.sock.close()
+
+    def serve(self) -> None:
         dec = f.Decoder()
         while True:
             data = self.sock.recv(65536)
@@ -247,7 +255,8 @@ def scripted_client(token: str):
 
 class BlockingClientTests(unittest.TestCase):
     def test_publish_subscribe_and_typed_refusal(self):
-        client, _ = scripted_client("good")
+        client, server = scripted_client("good")
+        self.addCleanup(server.join, 5)
         with client:
             self.assertEqual(client.server_peer_id, HELLO_REPLY["peer_id"])
             self.assertEqual(client.publish(b"hi"), "6869".ljust(64, "0"))

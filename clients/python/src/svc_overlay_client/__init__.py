@@ -2,7 +2,7 @@
 
 A client session is a TLS connection without a client certificate, authenticated by a capability
 token alone (see the svc-overlay repository's ``docs/PROTOCOL.md``, "Client sessions").
-Standard library only; pinning a node's PeerId uses the optional ``blake3`` package.
+Standard library only.
 """
 
 from .aio import AsyncClient

@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     tok = p.add_mutually_exclusive_group(required=True)
     tok.add_argument("--token", help="capability token (base64url)")
     tok.add_argument("--token-file", help="file holding the token")
-    p.add_argument("--server-id", help="pin the node's PeerId (peer:<64 hex>; needs blake3)")
+    p.add_argument("--server-id", help="pin the node's PeerId (peer:<64 hex>)")
     p.add_argument("--ca", help="CA file that signed the node's certificate")
     p.add_argument("--timeout", type=float, default=10.0, help="connect/request timeout, seconds")
     sub = p.add_subparsers(dest="command", required=True)

@@ -184,11 +184,15 @@ class AsyncClient:
         """Closes the connection and stops the reader."""
         if self._task is not None:
             self._task.cancel()
-        self._writer.close()
-        try:
-            await self._writer.wait_closed()
-        except (OSError, asyncio.CancelledError):
-            pass
+        if self._closed is not None:
+            # The node already ended the session: no orderly TLS shutdown to wait for.
+            self._writer.transport.abort()
+        else:
+            self._writer.close()
+            try:
+                await asyncio.wait_for(self._writer.wait_closed(), self._timeout)
+            except (OSError, asyncio.TimeoutError, asyncio.CancelledError):
+                self._writer.transport.abort()
         self._session.connection_lost()
         self._finish(ConnectionClosed("closed by the client"))
 

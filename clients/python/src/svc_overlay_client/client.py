@@ -62,12 +62,13 @@ class Client:
         host, port = split_addr(addr)
         ctx = make_context(ca_file, verify=not insecure and server_id is None)
         raw = socket.create_connection((host, port), timeout=timeout)
+        sock: Optional[ssl.SSLSocket] = None
         try:
             sock = ctx.wrap_socket(raw, server_hostname=None)
             if server_id is not None:
                 check_peer_id(sock.getpeercert(binary_form=True), server_id)
         except BaseException:
-            raw.close()
+            (sock or raw).close()
             raise
         session = ClientSession(token, user_agent=user_agent)
         client = cls(sock, session, timeout)

@@ -1,14 +1,16 @@
 """TLS settings for a client session and the server's identity check.
 
-A node's PeerId is ``BLAKE3(DER SubjectPublicKeyInfo of its certificate)``. Pinning a PeerId needs
-BLAKE3, which the standard library lacks: it uses the ``blake3`` package when installed
-(``pip install svc-overlay-client[pin]``). Without a pin, a CA file can verify the chain; with
-neither, the caller must ask for an unverified connection explicitly.
+A node's PeerId is ``BLAKE3(DER SubjectPublicKeyInfo of its certificate)``. The standard library
+has no BLAKE3, so this module carries the small part of it PeerIds need: the hash of one input of
+at most 1024 bytes (a single chunk; a certificate's SPKI is far smaller), per the BLAKE3
+specification. Without a pin, a CA file can verify the chain; with neither, the caller must ask
+for an unverified connection explicitly.
 """
 
 from __future__ import annotations
 
 import ssl
+import struct
 from typing import Optional, Tuple
 
 from .errors import OverlayError
@@ -80,15 +82,59 @@ def spki_der(cert_der: bytes) -> bytes:
     return cert_der[pos:end]
 
 
+_IV = (0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A, 0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19)
+_PERMUTATION = (2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8)
+_CHUNK_START, _CHUNK_END, _ROOT = 1, 2, 8
+_M32 = 0xFFFFFFFF
+
+
+def _rotr(x: int, n: int) -> int:
+    return ((x >> n) | (x << (32 - n))) & _M32
+
+
+def _g(s: list, a: int, b: int, c: int, d: int, x: int, y: int) -> None:
+    s[a] = (s[a] + s[b] + x) & _M32
+    s[d] = _rotr(s[d] ^ s[a], 16)
+    s[c] = (s[c] + s[d]) & _M32
+    s[b] = _rotr(s[b] ^ s[c], 12)
+    s[a] = (s[a] + s[b] + y) & _M32
+    s[d] = _rotr(s[d] ^ s[a], 8)
+    s[c] = (s[c] + s[d]) & _M32
+    s[b] = _rotr(s[b] ^ s[c], 7)
+
+
+def _compress(cv: list, m: list, block_len: int, flags: int) -> list:
+    s = list(cv) + list(_IV[:4]) + [0, 0, block_len, flags]
+    for _ in range(7):
+        _g(s, 0, 4, 8, 12, m[0], m[1])
+        _g(s, 1, 5, 9, 13, m[2], m[3])
+        _g(s, 2, 6, 10, 14, m[4], m[5])
+        _g(s, 3, 7, 11, 15, m[6], m[7])
+        _g(s, 0, 5, 10, 15, m[8], m[9])
+        _g(s, 1, 6, 11, 12, m[10], m[11])
+        _g(s, 2, 7, 8, 13, m[12], m[13])
+        _g(s, 3, 4, 9, 14, m[14], m[15])
+        m = [m[i] for i in _PERMUTATION]
+    return [s[i] ^ s[i + 8] for i in range(8)]
+
+
+def blake3_small(data: bytes) -> bytes:
+    """BLAKE3 (32-byte output) of an input of at most 1024 bytes."""
+    if len(data) > 1024:
+        raise ValueError("blake3_small hashes at most one 1024-byte chunk")
+    cv = list(_IV)
+    blocks = max(1, -(-len(data) // 64))
+    for i in range(blocks):
+        part = data[i * 64 : i * 64 + 64]
+        words = list(struct.unpack("<16I", part.ljust(64, b"\0")))
+        flags = (_CHUNK_START if i == 0 else 0) | (_CHUNK_END | _ROOT if i == blocks - 1 else 0)
+        cv = _compress(cv, words, len(part), flags)
+    return struct.pack("<8I", *cv)
+
+
 def peer_id_of(cert_der: bytes) -> str:
-    """The PeerId (``peer:<64 hex>``) of a DER certificate. Needs the ``blake3`` package."""
-    try:
-        import blake3  # type: ignore[import-not-found]
-    except ImportError:
-        raise IdentityMismatch(
-            "pinning a PeerId needs the blake3 package (pip install 'svc-overlay-client[pin]')"
-        ) from None
-    return "peer:" + blake3.blake3(spki_der(cert_der)).hexdigest()
+    """The PeerId (``peer:<64 hex>``) of a DER certificate."""
+    return "peer:" + blake3_small(spki_der(cert_der)).hex()
 
 
 def check_peer_id(cert_der: Optional[bytes], expected: str) -> None:
