@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use overlay_proto::mesh::MeshConfig;
 use overlay_proto::{NodeConfig, OriginAuth};
 
+use super::adversary::{AdversaryKind, AttackRates, MIN_PAYLOAD};
 use crate::SimError;
 
 /// The kinds of large-scale runs.
@@ -104,7 +105,22 @@ pub struct Scenario {
     /// Origin signatures of every node. Default `none`: the scale runs study dissemination,
     /// and `sign` costs one Ed25519 verification per first receipt (about 1000 × messages
     /// verifications per run); `sign` runs the same protocol with signatures.
+    #[serde(default = "no_origin_auth")]
     pub origin_auth: OriginAuth,
+    /// Attacker behaviour, when the run has attackers.
+    #[serde(default)]
+    pub adversary: Option<AdversaryKind>,
+    /// Percentage of the nodes that attack (with `adversary`), drawn by the seed.
+    #[serde(default)]
+    pub adversary_percent: u32,
+    /// Virtual time at which the attackers start attacking, ms (before it they behave).
+    #[serde(default)]
+    pub attack_start_ms: u64,
+}
+
+/// The scale runs' default origin authentication (`none`).
+fn no_origin_auth() -> OriginAuth {
+    OriginAuth::None
 }
 
 impl Scenario {
@@ -131,6 +147,9 @@ impl Scenario {
             bootstrap_peers: 5,
             min_reliability: 1.0,
             origin_auth: OriginAuth::None,
+            adversary: None,
+            adversary_percent: 0,
+            attack_start_ms: 0,
         };
         match kind {
             ScenarioKind::Single | ScenarioKind::Random => {}
@@ -148,9 +167,29 @@ impl Scenario {
 
     /// `single-1000`, `kill-80-1000`, … (used when no name is given).
     pub fn default_name(&self) -> String {
-        match self.kind {
+        let base = match self.kind {
             ScenarioKind::Kill => format!("kill-{}-{}", self.kill_percent, self.nodes),
             kind => format!("{}-{}", kind, self.nodes),
+        };
+        match self.adversary {
+            Some(a) => format!("{base}-{a}-{}", self.adversary_percent),
+            None => base,
+        }
+    }
+
+    /// Nodes that attack (`round(nodes × adversary_percent / 100)`; 0 without an adversary).
+    pub fn attackers(&self) -> usize {
+        if self.adversary.is_none() {
+            return 0;
+        }
+        (self.nodes * self.adversary_percent as usize + 50) / 100
+    }
+
+    /// The attack rates of the run.
+    pub fn attack_rates(&self) -> AttackRates {
+        AttackRates {
+            start_ms: self.attack_start_ms,
+            ..AttackRates::default()
         }
     }
 
@@ -183,6 +222,29 @@ impl Scenario {
                 "min_reliability must be in [0, 1], got {}",
                 self.min_reliability
             ));
+        }
+        if self.adversary_percent > 99 {
+            return bad(format!(
+                "adversary_percent must be 0..=99, got {}",
+                self.adversary_percent
+            ));
+        }
+        if self.adversary.is_some() {
+            if self.nodes - self.attackers() < 2 {
+                return bad("the attackers leave fewer than 2 honest nodes".to_string());
+            }
+            if self.kind == ScenarioKind::AllSend {
+                return bad("adversaries run with single, random and kill scenarios".to_string());
+            }
+            if self.kind == ScenarioKind::Kill && self.survivors() < self.attackers() + 2 {
+                return bad("the kill leaves fewer than 2 honest nodes".to_string());
+            }
+            if self.payload_bytes < MIN_PAYLOAD {
+                return bad(format!(
+                    "payload_bytes must be at least {MIN_PAYLOAD} with adversaries (room for the \
+                     payload self-check)"
+                ));
+            }
         }
         if self.interval_ms == 0 || self.timeout_ms == 0 {
             return bad("interval_ms and timeout_ms must be > 0".to_string());
@@ -268,6 +330,11 @@ impl Scenario {
         push("bootstrap-peers", self.bootstrap_peers.to_string());
         push("min-reliability", self.min_reliability.to_string());
         push("origin-auth", self.origin_auth.as_str().to_string());
+        if let Some(kind) = self.adversary {
+            push("adversary", kind.to_string());
+            push("adversary-percent", self.adversary_percent.to_string());
+            push("attack-start-ms", self.attack_start_ms.to_string());
+        }
         a
     }
 
@@ -334,6 +401,12 @@ pub struct ScenarioFile {
     pub min_reliability: Option<f64>,
     /// See [`Scenario::origin_auth`] (`"sign"` or `"none"`).
     pub origin_auth: Option<OriginAuth>,
+    /// See [`Scenario::adversary`].
+    pub adversary: Option<AdversaryKind>,
+    /// See [`Scenario::adversary_percent`].
+    pub adversary_percent: Option<u32>,
+    /// See [`Scenario::attack_start_ms`].
+    pub attack_start_ms: Option<u64>,
 }
 
 /// Default node count when neither the file nor the command line gives one.
@@ -382,6 +455,9 @@ impl ScenarioFile {
             bootstrap_peers: other.bootstrap_peers.or(self.bootstrap_peers),
             min_reliability: other.min_reliability.or(self.min_reliability),
             origin_auth: other.origin_auth.or(self.origin_auth),
+            adversary: other.adversary.or(self.adversary),
+            adversary_percent: other.adversary_percent.or(self.adversary_percent),
+            attack_start_ms: other.attack_start_ms.or(self.attack_start_ms),
         }
     }
 
@@ -415,8 +491,16 @@ impl ScenarioFile {
             loss,
             bootstrap_peers,
             min_reliability,
-            origin_auth
+            origin_auth,
+            adversary_percent,
+            attack_start_ms
         );
+        if self.adversary.is_some() {
+            s.adversary = self.adversary;
+            if self.adversary_percent.is_none() {
+                s.adversary_percent = 20;
+            }
+        }
         s.name = match &self.name {
             Some(name) => name.clone(),
             None => s.default_name(),
