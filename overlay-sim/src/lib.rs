@@ -19,6 +19,7 @@ pub mod chaos;
 pub mod cli;
 pub mod error;
 pub mod pair;
+pub mod progress;
 pub mod replay;
 pub mod report;
 pub mod scale;
