@@ -206,7 +206,8 @@ pub fn spawn_upkeep(handle: PrometheusHandle) -> JoinHandle<()> {
 }
 
 /// Registers at zero the series of the golden counters that only move on rare events
-/// (`service_restarts_total`, `errors_total`, `overlay_handshake_failures_total`), so dashboards
+/// (`service_restarts_total`, `errors_total`, `overlay_handshake_failures_total`,
+/// `overlay_reloads_total`, `overlay_reload_failures_total`), so dashboards
 /// and alerts see them from the first scrape. Adding zero never changes a counter, so this is
 /// safe to call after the runtime has counted something.
 pub fn register_golden_series() {
@@ -216,6 +217,13 @@ pub fn register_golden_series() {
     metrics::counter!("errors_total", "stage" => "accept", "kind" => "unknown_protocol")
         .increment(0);
     metrics::counter!("overlay_handshake_failures_total", "reason" => "timeout").increment(0);
+    metrics::counter!("overlay_reloads_total").increment(0);
+    metrics::counter!("overlay_reload_failures_total").increment(0);
+    metrics::describe_counter!("overlay_reloads_total", "SIGHUP reloads attempted");
+    metrics::describe_counter!(
+        "overlay_reload_failures_total",
+        "SIGHUP reloads refused (invalid configuration, or live settings the node refused)"
+    );
     metrics::describe_counter!(
         "service_restarts_total",
         "Crashed runtime tasks restarted, by task"

@@ -321,6 +321,7 @@ fn every_env_var_is_read() {
             "OVERLAY_WRITE_MS",
             "METRICS_ADDR",
             "LOG_LEVEL",
+            "LOG_FORMAT",
             "AMNESIA",
             "OVERLAY_TOKEN",
         ]
@@ -1056,7 +1057,11 @@ fn trace_out_needs_an_explicit_allowance_under_amnesia() {
     let e = err(&["--trace-out", "t.cbor"], &[("AMNESIA", "true")]);
     assert_eq!(e.setting(), "trace_out");
 
-    let cfg = run(&["--trace-out", "t.cbor", "--trace-out-despite-amnesia"], &[]).unwrap();
+    let cfg = run(
+        &["--trace-out", "t.cbor", "--trace-out-despite-amnesia"],
+        &[],
+    )
+    .unwrap();
     assert!(cfg.amnesia && cfg.trace_out_despite_amnesia);
     assert_eq!(cfg.trace_out, Some(PathBuf::from("t.cbor")));
 

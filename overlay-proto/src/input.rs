@@ -4,6 +4,7 @@ use bytes::Bytes;
 use core::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
+use crate::config::LiveSettings;
 use crate::error::OverlayError;
 use crate::peer::{ConnId, DialId, Direction, PeerId};
 

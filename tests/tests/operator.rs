@@ -31,9 +31,7 @@ fn signal(d: &Daemon, sig: &str) {
 async fn wait_log(d: &Daemon, what: &str) -> String {
     poll_until(what, DEADLINE, || async {
         let text = d.log.text();
-        text.lines()
-            .find(|l| l.contains(what))
-            .map(str::to_string)
+        text.lines().find(|l| l.contains(what)).map(str::to_string)
     })
     .await
 }
@@ -151,7 +149,7 @@ async fn systemd_is_told_ready_reloading_and_stopping() {
         .unwrap();
     let d = Daemon::start(DaemonOpts::default().env("NOTIFY_SOCKET", path.to_str().unwrap())).await;
     let mut seen = String::new();
-    let mut recv_until = |want: &str, seen: &mut String| {
+    let recv_until = |want: &str, seen: &mut String| {
         let deadline = Instant::now() + DEADLINE;
         let mut buf = [0u8; 4096];
         while !seen.contains(want) {
@@ -189,14 +187,35 @@ fn trace_out_is_refused_under_amnesia_unless_allowed() {
     assert!(!dir.path().join("t.cbor").exists());
 }
 
-/// Metric names used by PromQL expressions: identifiers that are not functions, keywords,
-/// label names (inside `{}` or `by (…)`), or string contents.
+/// Metric names used by PromQL expressions: identifiers that are not functions, aggregation
+/// operators, keywords, label names (inside `{}` or grouping lists) or string contents.
+/// Series Prometheus makes itself (`up`, `scrape_*`) are left out.
 fn metric_names_in(expr: &str) -> BTreeSet<String> {
-    const KEYWORDS: &[&str] = &[
-        "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
-        "unless", "offset", "inf", "nan",
+    const KEYWORDS: &[&str] = &["bool", "and", "or", "unless", "offset", "inf", "nan"];
+    const GROUPING: &[&str] = &[
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
     ];
-    // Drop strings, label matchers and grouping lists.
+    const AGGREGATIONS: &[&str] = &[
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+    ];
+    const SYNTHETIC: &[&str] = &["up"];
+    // Drop strings and label matchers; keep the rest.
     let mut cleaned = String::new();
     let mut depth_brace = 0;
     let mut in_str: Option<char> = None;
@@ -207,59 +226,55 @@ fn metric_names_in(expr: &str) -> BTreeSet<String> {
             (None, '"' | '\'' | '`') => in_str = Some(c),
             (None, '{') => depth_brace += 1,
             (None, '}') => depth_brace -= 1,
-            (None, '[') | (None, ']') => cleaned.push(' '),
+            (None, '[' | ']') => cleaned.push(' '),
             (None, c) if depth_brace == 0 => cleaned.push(c),
             _ => {}
         }
     }
-    let mut names = BTreeSet::new();
     let chars: Vec<char> = cleaned.chars().collect();
+    let next_non_space = |from: usize| {
+        let mut j = from;
+        while j < chars.len() && chars[j] == ' ' {
+            j += 1;
+        }
+        j
+    };
+    let mut names = BTreeSet::new();
     let mut i = 0;
-    let mut after_grouping = false;
     while i < chars.len() {
         let c = chars[i];
-        if c.is_ascii_alphabetic() || c == '_' || c == ':' {
-            let start = i;
-            while i < chars.len()
-                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
-            {
-                i += 1;
-            }
-            let word: String = chars[start..i].iter().collect();
-            let mut j = i;
-            while j < chars.len() && chars[j] == ' ' {
-                j += 1;
-            }
-            let is_call = chars.get(j) == Some(&'(');
-            let is_duration = start > 0 && chars[start - 1].is_ascii_digit();
-            if KEYWORDS.contains(&word.as_str()) {
-                after_grouping = matches!(
-                    word.as_str(),
-                    "by" | "without" | "on" | "ignoring" | "group_left" | "group_right"
-                );
-                continue;
-            }
-            if after_grouping {
-                // Skip the label list `( a, b )`.
-                if let Some(close) = chars[i..].iter().position(|c| *c == ')') {
-                    i += close + 1;
-                }
-                after_grouping = false;
-                continue;
-            }
-            if !is_call && !is_duration {
-                names.insert(word);
+        if !(c.is_ascii_alphabetic() || c == '_' || c == ':') {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len()
+            && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+        {
+            i += 1;
+        }
+        let word: String = chars[start..i].iter().collect();
+        let j = next_non_space(i);
+        if GROUPING.contains(&word.as_str()) {
+            // An optional label list follows: skip it.
+            if chars.get(j) == Some(&'(') {
+                i = chars[j..]
+                    .iter()
+                    .position(|c| *c == ')')
+                    .map_or(chars.len(), |close| j + close + 1);
             }
             continue;
         }
-        if c == '(' && after_grouping {
-            if let Some(close) = chars[i..].iter().position(|c| *c == ')') {
-                i += close + 1;
-            }
-            after_grouping = false;
-            continue;
+        let is_call = chars.get(j) == Some(&'(');
+        let is_duration = start > 0 && chars[start - 1].is_ascii_digit();
+        let skip = is_call
+            || is_duration
+            || KEYWORDS.contains(&word.as_str())
+            || AGGREGATIONS.contains(&word.as_str())
+            || SYNTHETIC.contains(&word.as_str());
+        if !skip {
+            names.insert(word);
         }
-        i += 1;
     }
     names
 }
@@ -290,11 +305,14 @@ fn shipped_exprs() -> Vec<(String, String)> {
         let Some(rest) = line.trim_start().strip_prefix("expr:") else {
             continue;
         };
+        let indent = line.len() - line.trim_start().len();
         let rest = rest.trim();
         if rest == "|" || rest == ">" || rest.is_empty() {
+            // A block scalar: the lines indented deeper than `expr:`.
             let mut expr = String::new();
             while let Some(next) = lines.peek() {
-                if next.trim().is_empty() || !next.starts_with("          ") {
+                let deeper = next.len() - next.trim_start().len() > indent;
+                if next.trim().is_empty() || !deeper {
                     break;
                 }
                 expr.push_str(next.trim());
@@ -363,6 +381,23 @@ async fn every_metric_in_the_alert_rules_and_dashboard_is_exported() {
             })
             .collect();
         if missing.is_empty() {
+            // The catalogue lists every exported series (histograms by their base name).
+            let catalogue = std::fs::read_to_string(repo_root().join("docs/METRICS.md")).unwrap();
+            let undocumented: Vec<&String> = exported
+                .iter()
+                .filter(|name| {
+                    let base = ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|suffix| name.strip_suffix(suffix))
+                        .unwrap_or(name);
+                    !catalogue.contains(&format!("`{name}`"))
+                        && !catalogue.contains(&format!("`{base}`"))
+                })
+                .collect();
+            assert!(
+                undocumented.is_empty(),
+                "exported but not in docs/METRICS.md: {undocumented:#?}"
+            );
             println!(
                 "{} metric names used by the alerts and the dashboard, all exported \
                  ({} series names exported)",

@@ -39,14 +39,14 @@ pub type Reloader = Arc<dyn Fn() -> Result<DaemonConfig, DaemonConfigError> + Se
 /// A [`Reloader`] that resolves `args` (the first item is the program name) against the
 /// process environment, as [`config::load`] does at start.
 pub fn reloader_from_args(args: Vec<OsString>) -> Reloader {
-    Arc::new(move || {
-        match config::load(args.iter().cloned(), &config::env::process_env)? {
+    Arc::new(
+        move || match config::load(args.iter().cloned(), &config::env::process_env)? {
             LoadOutcome::Run(cfg) => Ok(cfg),
             LoadOutcome::Help(_) | LoadOutcome::Version(_) => Err(DaemonConfigError::Cli(
                 "the command line asks for help or version, not a configuration".to_string(),
             )),
-        }
-    })
+        },
+    )
 }
 
 /// Runs the daemon with `cfg` until SIGTERM / SIGINT (or the node stopping on its own):
@@ -287,4 +287,3 @@ async fn drain(overlay: &Overlay, deadline: Duration) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
-

@@ -52,7 +52,10 @@ impl ReloadPlan {
             });
             next.log_level.clone()
         });
-        let (old_live, new_live) = (LiveSettings::of(&running.node), LiveSettings::of(&next.node));
+        let (old_live, new_live) = (
+            LiveSettings::of(&running.node),
+            LiveSettings::of(&next.node),
+        );
         let pairs: [(&'static str, u64, u64); 4] = [
             ("alpha", old_live.alpha as u64, new_live.alpha as u64),
             ("beta", old_live.beta as u64, new_live.beta as u64),
@@ -159,7 +162,10 @@ fn node_needs_restart(running: &NodeConfig, next: &NodeConfig) -> Vec<String> {
         ("auth.require_token", ra.require_token != na.require_token),
         ("auth.tenant", ra.tenant != na.tenant),
         ("auth.path", ra.path != na.path),
-        ("auth.policy_digest_hex", ra.policy_digest_hex != na.policy_digest_hex),
+        (
+            "auth.policy_digest_hex",
+            ra.policy_digest_hex != na.policy_digest_hex,
+        ),
     ] {
         if differs {
             out.push(name.to_string());

@@ -362,28 +362,34 @@ impl<N: Net> NodeTask<N> {
         let (writer, writer_rx) = mpsc::channel(WRITER_QUEUE);
         // Log lines of the connection's tasks carry who it is (JSON logs: `span` fields).
         let span = tracing::info_span!("conn", conn = %conn, peer_id = %peer, remote = %remote);
-        let reader_task = self.tasks.spawn(conn::reader(
-            ReaderCtx {
-                conn,
-                bus: self.bus_tx.clone(),
-                read_timeout: self.timeouts.read,
-                outbound: direction == Direction::Outbound,
-                counters: Arc::clone(&self.counters),
-                slot: Arc::clone(&slot),
-            },
-            rd,
-        ).instrument(span.clone()));
-        let writer_task = self.tasks.spawn(conn::writer(
-            WriterCtx {
-                conn,
-                bus: self.bus_tx.clone(),
-                write_timeout: self.timeouts.write,
-                counters: Arc::clone(&self.counters),
-                slot,
-            },
-            wr,
-            writer_rx,
-        ).instrument(span));
+        let reader_task = self.tasks.spawn(
+            conn::reader(
+                ReaderCtx {
+                    conn,
+                    bus: self.bus_tx.clone(),
+                    read_timeout: self.timeouts.read,
+                    outbound: direction == Direction::Outbound,
+                    counters: Arc::clone(&self.counters),
+                    slot: Arc::clone(&slot),
+                },
+                rd,
+            )
+            .instrument(span.clone()),
+        );
+        let writer_task = self.tasks.spawn(
+            conn::writer(
+                WriterCtx {
+                    conn,
+                    bus: self.bus_tx.clone(),
+                    write_timeout: self.timeouts.write,
+                    counters: Arc::clone(&self.counters),
+                    slot,
+                },
+                wr,
+                writer_rx,
+            )
+            .instrument(span),
+        );
         self.task_ids.insert(reader_task.id(), (conn, Side::Reader));
         self.task_ids.insert(writer_task.id(), (conn, Side::Writer));
         self.conns.insert(
