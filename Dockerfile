@@ -3,7 +3,7 @@
 # runtime runs it as an unprivileged user. See docs/deploy/README.md ("Container").
 #
 #   docker build -t svc-overlay .
-#   docker run --rm -p 9415:9415 -p 9416:9416 \
+#   docker run --rm -p 9415:9415 -p 9464:9464 \
 #     -v /etc/svc-overlay:/etc/svc-overlay:ro svc-overlay
 
 FROM rust:1-bookworm AS build
@@ -22,9 +22,9 @@ USER 10001:10001
 ENV LOG_FORMAT=json \
     AMNESIA=true \
     OVERLAY_BIND=0.0.0.0:9415 \
-    METRICS_ADDR=0.0.0.0:9416
+    METRICS_ADDR=0.0.0.0:9464
 # Overlay sessions and same-port HTTP (/healthz, /readyz, control API); metrics.
-EXPOSE 9415 9416
+EXPOSE 9415 9464
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/svc-overlay"]
 CMD ["--config", "/etc/svc-overlay/Overlay.toml"]

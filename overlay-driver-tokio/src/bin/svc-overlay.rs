@@ -1,9 +1,12 @@
-//! The `svc-overlay` daemon.
+//! The `svc-overlay` daemon and its operator commands.
 //!
-//! Loads the configuration (flags > environment > config file > defaults) and hands it to
-//! [`svc_overlay::daemon::run`]: logging and the Prometheus recorder, the overlay node with
-//! the HTTP server on the same port (first-byte demultiplexing) and on `METRICS_ADDR`,
-//! systemd notification, live reload on SIGHUP, and a graceful drain on SIGINT or SIGTERM.
+//! With a subcommand (`keygen`, `cap-key`, `token`, `config`, `peers`, `publish`, `tail`,
+//! `completions`) it runs that command and exits (see [`svc_overlay::operator`]). Without one
+//! it is the daemon: it loads the configuration (flags > environment > config file > defaults)
+//! and hands it to [`svc_overlay::daemon::run`] — logging and the Prometheus recorder, the
+//! overlay node with the HTTP server on the same port (first-byte demultiplexing) and on
+//! `METRICS_ADDR`, systemd notification, live reload on SIGHUP, and a graceful drain on SIGINT
+//! or SIGTERM.
 //!
 //! Exit codes: 0 after a clean shutdown (and for `--help` / `--version`), 2 for a configuration
 //! error, 1 when the node cannot start or stops on its own.
@@ -25,6 +28,15 @@ fn main() -> ExitCode {
             let _ = out.write_all(text.as_bytes());
             let _ = out.flush();
             return ExitCode::SUCCESS;
+        }
+        Ok(LoadOutcome::Operator(cli)) => {
+            return match svc_overlay::operator::run(&cli, &config::env::process_env) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "svc-overlay: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            };
         }
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "svc-overlay: {e}");

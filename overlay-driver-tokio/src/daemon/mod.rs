@@ -42,9 +42,13 @@ pub fn reloader_from_args(args: Vec<OsString>) -> Reloader {
     Arc::new(
         move || match config::load(args.iter().cloned(), &config::env::process_env)? {
             LoadOutcome::Run(cfg) => Ok(cfg),
-            LoadOutcome::Help(_) | LoadOutcome::Version(_) => Err(DaemonConfigError::Cli(
-                "the command line asks for help or version, not a configuration".to_string(),
-            )),
+            LoadOutcome::Help(_) | LoadOutcome::Version(_) | LoadOutcome::Operator(_) => {
+                Err(DaemonConfigError::Cli(
+                    "the command line asks for help, version or an operator command, not a \
+                     daemon configuration"
+                        .to_string(),
+                ))
+            }
         },
     )
 }

@@ -103,6 +103,7 @@ fn needs_restart(running: &DaemonConfig, next: &DaemonConfig) -> Vec<String> {
         }
     };
     check("bind", running.bind != next.bind);
+    check("advertise", running.advertise != next.advertise);
     check("metrics_addr", running.metrics_addr != next.metrics_addr);
     check("max_conns", running.max_conns != next.max_conns);
     check("peers", running.peers != next.peers);
