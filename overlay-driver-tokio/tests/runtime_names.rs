@@ -131,3 +131,63 @@ async fn a_name_that_resolves_later_is_found_and_a_pin_refuses_other_identities(
         ov.shutdown().await;
     }
 }
+
+/// Production-mode settings (a token configured), so a wildcard bind is allowed.
+fn with_token() -> NodeConfig {
+    let mut cfg = NodeConfig::default();
+    svc_overlay::api::install_dev_auth(&mut cfg.auth);
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_bind_is_never_advertised_and_advertise_is() {
+    let a = overlay(7).await;
+    let wildcard: SocketAddr = "0.0.0.0:0".parse().unwrap();
+    let silent = OverlayBuilder::new()
+        .bind(wildcard)
+        .node_config(with_token())
+        .seed(8)
+        .build()
+        .await
+        .unwrap();
+    let advertised: SocketAddr = "127.0.0.1:4242".parse().unwrap();
+    let loud = OverlayBuilder::new()
+        .bind(wildcard)
+        .advertise(advertised)
+        .node_config(with_token())
+        .seed(9)
+        .build()
+        .await
+        .unwrap();
+    for ov in [&silent, &loud] {
+        bounded("dial A", ov.dial(a.local_addr())).await.unwrap();
+    }
+    wait_until("A runs both sessions", || async {
+        let peers = a.peers().await;
+        [silent.peer_id(), loud.peer_id()].iter().all(|id| {
+            peers
+                .iter()
+                .any(|s| s.peer == *id && s.state == SessionState::Running)
+        })
+    })
+    .await;
+    let peers = a.peers().await;
+    let listen_of = |id| peers.iter().find(|s| s.peer == id).and_then(|s| s.listen);
+    assert_eq!(
+        listen_of(silent.peer_id()),
+        None,
+        "0.0.0.0 is never advertised"
+    );
+    assert_eq!(listen_of(loud.peer_id()), Some(advertised));
+    // An unspecified advertise address is refused by the builder.
+    let refused = OverlayBuilder::new()
+        .bind(loopback())
+        .advertise(wildcard)
+        .node_config(with_token())
+        .build()
+        .await;
+    assert!(refused.is_err());
+    for ov in [&a, &silent, &loud] {
+        ov.shutdown().await;
+    }
+}
