@@ -88,6 +88,7 @@ fn forged_ids_are_refused_and_forged_origins_only_pass_without_signatures() {
         "{t:?}"
     );
     assert!(t.forged_deliveries > 0, "{t:?}");
+    assert!(count(&r.drops, "bad_id") > 0, "{:?}", r.drops);
 
     // origin_auth = sign: forged origins are refused too.
     let mut s = attacked(AdversaryKind::Forger, 20, 3);
@@ -96,6 +97,7 @@ fn forged_ids_are_refused_and_forged_origins_only_pass_without_signatures() {
     let t = &r.adversary.as_ref().unwrap().tally;
     assert_eq!(t.tampered_deliveries, 0, "{t:?}");
     assert_eq!(t.forged_deliveries, 0, "{t:?}");
+    assert!(count(&r.drops, "bad_signature") > 0, "{:?}", r.drops);
     assert!(count(&t.injected, "gossip") > 0, "the attack ran: {t:?}");
 }
 
