@@ -23,6 +23,8 @@ Environment variables (an empty value counts as unset):
   LOG_LEVEL          same as --log-level
   AMNESIA            same as --amnesia
   OVERLAY_TOKEN      this node's capability token itself (text, not a path); --token-file wins
+  OVERLAY_CONTROL_ADDR            same as --control-addr
+  OVERLAY_CONTROL_TRUST_LOOPBACK  same as --control-trust-loopback
 
 Every setting, including those without a flag, can be set in the TOML config file; see
 docs/CONFIG.md and Overlay.example.toml. Unknown keys in the file are an error.
@@ -128,4 +130,12 @@ pub struct Cli {
     /// Tenant of the capability request context [default: overlay]
     #[arg(long, value_name = "NAME")]
     pub tenant: Option<String>,
+
+    /// Serve the control API (/v1/...) on its own listener ADDR instead of the overlay port [env: OVERLAY_CONTROL_ADDR] [default: the overlay port]
+    #[arg(long, value_name = "ADDR")]
+    pub control_addr: Option<String>,
+
+    /// Allow token-less control requests from loopback: true | false [env: OVERLAY_CONTROL_TRUST_LOOPBACK] [default: true]
+    #[arg(long, value_name = "BOOL")]
+    pub control_trust_loopback: Option<String>,
 }

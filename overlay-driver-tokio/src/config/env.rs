@@ -26,9 +26,13 @@ pub const LOG_LEVEL: &str = "LOG_LEVEL";
 pub const AMNESIA: &str = "AMNESIA";
 /// The node's capability token itself (the text, not a path); `--token-file` wins over it.
 pub const OVERLAY_TOKEN: &str = "OVERLAY_TOKEN";
+/// `--control-addr`.
+pub const OVERLAY_CONTROL_ADDR: &str = "OVERLAY_CONTROL_ADDR";
+/// `--control-trust-loopback`.
+pub const OVERLAY_CONTROL_TRUST_LOOPBACK: &str = "OVERLAY_CONTROL_TRUST_LOOPBACK";
 
 /// Every variable the loader reads, in documentation order.
-pub const ALL: [&str; 9] = [
+pub const ALL: [&str; 11] = [
     OVERLAY_BIND,
     OVERLAY_MAX_CONNS,
     OVERLAY_IDLE_MS,
@@ -38,6 +42,8 @@ pub const ALL: [&str; 9] = [
     LOG_LEVEL,
     AMNESIA,
     OVERLAY_TOKEN,
+    OVERLAY_CONTROL_ADDR,
+    OVERLAY_CONTROL_TRUST_LOOPBACK,
 ];
 
 /// Reads the process environment. A variable whose value is not valid UTF-8 is reported as
