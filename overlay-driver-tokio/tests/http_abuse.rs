@@ -98,12 +98,17 @@ struct Node {
 
 impl Node {
     async fn start(limits: HttpLimits) -> Node {
+        Node::start_with(limits, 400).await
+    }
+
+    /// A node whose `/metrics` text has `series` lines (about 40 bytes each).
+    async fn start_with(limits: HttpLimits, series: usize) -> Node {
         let mut node_cfg = overlay_proto::NodeConfig::default();
         svc_overlay::api::install_dev_auth(&mut node_cfg.auth);
         let renders = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&renders);
         // About 16 KiB, like a busy node's exposition.
-        let text: String = (0..400)
+        let text: String = (0..series)
             .map(|i| format!("overlay_test_series{{n=\"{i}\"}} {i}\n"))
             .collect();
         let mut cfg = HttpConfig::new(&node_cfg).with_metrics(Arc::new(move || {
@@ -146,8 +151,10 @@ async fn probe(to: SocketAddr) -> (String, Duration) {
     let started = Instant::now();
     let answer = tokio::time::timeout(Duration::from_secs(5), async {
         let mut s = connect_from([127, 0, 0, 2], to).await?;
-        s.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\n\r\n").as_bytes())
-            .await?;
+        s.write_all(
+            format!("GET /healthz HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
         let mut out = Vec::new();
         s.read_to_end(&mut out).await?;
         Ok::<_, std::io::Error>(String::from_utf8_lossy(&out).to_string())
@@ -216,9 +223,11 @@ async fn attack(to: SocketAddr, n: usize, prefix: &[u8]) -> (Vec<TcpStream>, usi
 async fn node_still_works(node: &Node) {
     let addr = node.addr();
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET /v1/stats HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(
+        format!("GET /v1/stats HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
         .await
@@ -241,15 +250,60 @@ async fn pipelined_metrics_never_read_do_not_starve_probes() {
     let (conns, _) = attack(to, n, pipeline.as_bytes()).await;
     probes_pass(to, 5).await;
     node_still_works(&node).await;
-    let took = all_closed(&node.counters, limits.write_timeout + Duration::from_secs(3)).await;
+    let took = all_closed(
+        &node.counters,
+        limits.write_timeout + Duration::from_secs(3),
+    )
+    .await;
     let stats = node.counters.snapshot();
     println!("pipelined /metrics x{n}: all closed {took:?} after the probes; {stats:?}");
     assert!(stats.rejected("http_pipeline") > 0, "{stats:?}");
     // The exposition is rendered at most once per cache period however hard it is scraped.
     let renders = node.renders.load(Ordering::Relaxed);
     let periods = started.elapsed().as_millis() / 500 + 2;
-    assert!(renders as u128 <= periods, "{renders} renders in {periods} periods");
+    assert!(
+        renders as u128 <= periods,
+        "{renders} renders in {periods} periods"
+    );
     drop(conns);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_do_not_read_are_closed_by_the_write_timeout() {
+    // Loopback takes about 3 MB per connection into kernel buffers before a write blocks
+    // (measured: 2.9 MB with a 4 KiB receive buffer), so this attack uses a 4.4 MB exposition
+    // and 20 connections (about 60 MB of kernel memory) rather than 300 (about 900 MB).
+    let n = 20;
+    let limits = test_limits();
+    let node = Node::start_with(limits.clone(), 110_000).await;
+    let to = node.addr();
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {to}\r\n\r\n");
+    let mut conns = Vec::new();
+    for _ in 0..n {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        if let Ok(mut s) = socket.connect(to).await {
+            if s.write_all(request.as_bytes()).await.is_ok() {
+                conns.push(s);
+            }
+        }
+    }
+    probes_pass(to, 5).await;
+    node_still_works(&node).await;
+    let took = all_closed(
+        &node.counters,
+        limits.write_timeout + Duration::from_secs(3),
+    )
+    .await;
+    let stats = node.counters.snapshot();
+    println!("non-reading /metrics x{n}: all closed {took:?} after the probes; {stats:?}");
+    assert!(stats.closed("write_timeout") > 0, "{stats:?}");
+    assert_eq!(
+        stats.closed("write_timeout") + stats.closed("evicted"),
+        conns.len() as u64,
+        "{stats:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,10 +315,17 @@ async fn unfinished_headers_do_not_starve_probes() {
     let (conns, _) = attack(to, n, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await;
     probes_pass(to, 5).await;
     node_still_works(&node).await;
-    let took = all_closed(&node.counters, limits.header_timeout + Duration::from_secs(3)).await;
+    let took = all_closed(
+        &node.counters,
+        limits.header_timeout + Duration::from_secs(3),
+    )
+    .await;
     let stats = node.counters.snapshot();
     println!("unfinished headers x{n}: all closed {took:?} after the probes; {stats:?}");
-    assert!(stats.closed("header_timeout") + stats.closed("evicted") > 0, "{stats:?}");
+    assert!(
+        stats.closed("header_timeout") + stats.closed("evicted") > 0,
+        "{stats:?}"
+    );
     // Every attacker sees its connection closed.
     for mut s in conns {
         let mut buf = [0u8; 64];
@@ -294,8 +355,10 @@ async fn slow_bodies_do_not_starve_probes() {
         conns
     });
     probes_pass(to, 5).await;
-    node_still_works(&node).await;
     let took = all_closed(&node.counters, limits.body_timeout + Duration::from_secs(3)).await;
+    // (While the attack runs, its requests hold the control slots — at most `body_timeout`
+    // each — so the control API answers 503 `busy`; afterwards it is back.)
+    node_still_works(&node).await;
     let stats = node.counters.snapshot();
     println!("slow bodies x{n}: all closed {took:?} after the probes; {stats:?}");
     assert!(stats.closed("body_timeout") > 0, "{stats:?}");
@@ -417,6 +480,10 @@ async fn sse_non_readers_are_closed() {
         assert!(Instant::now() < deadline, "streams not subscribed");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    while counters.snapshot().rejected("http_sse_per_ip") < 12 {
+        assert!(Instant::now() < deadline, "{:?}", counters.snapshot());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(counters.snapshot().rejected("http_sse_per_ip"), 12);
 
     // Messages keep coming; nobody reads.
@@ -448,6 +515,10 @@ async fn sse_non_readers_are_closed() {
         stats.closed("sse_lagged") + stats.closed("write_timeout") >= 8,
         "{stats:?}"
     );
-    assert_eq!(feed.deliveries.receiver_count(), 0, "subscriptions released");
+    assert_eq!(
+        feed.deliveries.receiver_count(),
+        0,
+        "subscriptions released"
+    );
     task.abort();
 }

@@ -328,7 +328,13 @@ fn control_token(scope: Scope, caveats: Vec<Caveat>) -> String {
 }
 
 /// `req` with a bearer token.
-fn with_token(method: &str, path: &str, from: &str, token: &str, body: &'static str) -> Request<Body> {
+fn with_token(
+    method: &str,
+    path: &str,
+    from: &str,
+    token: &str,
+    body: &'static str,
+) -> Request<Body> {
     let mut r = req(method, path, from, body);
     r.headers_mut().insert(
         header::AUTHORIZATION,
@@ -381,7 +387,11 @@ async fn control_api_needs_loopback_or_a_control_token() {
         .unwrap()
         .contains("plain HTTP"));
     // …accepted over TLS, from loopback, or when the listener allows plaintext tokens.
-    let resp = send(&app, over_tls(with_token("GET", "/v1/peers", REMOTE, &token, ""))).await;
+    let resp = send(
+        &app,
+        over_tls(with_token("GET", "/v1/peers", REMOTE, &token, "")),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let resp = send(&app, with_token("GET", "/v1/peers", LOOPBACK, &token, "")).await;
     assert_eq!(resp.status(), StatusCode::OK);
@@ -418,11 +428,18 @@ async fn peer_session_tokens_are_not_control_credentials() {
     // A valid token under the node's key, as peers use for sessions: no control caveat.
     let session = mint(&MacKey::DEV, "overlay", "dev", Scope::default(), Vec::new());
     for from in [REMOTE, LOOPBACK] {
-        let resp = send(&app, over_tls(with_token("GET", "/v1/peers", from, &session, ""))).await;
+        let resp = send(
+            &app,
+            over_tls(with_token("GET", "/v1/peers", from, &session, "")),
+        )
+        .await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{from}");
         let body = json(resp).await;
         assert!(
-            body["detail"].as_str().unwrap().contains("not a control token"),
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("not a control token"),
             "{body}"
         );
     }
@@ -438,7 +455,11 @@ async fn peer_session_tokens_are_not_control_credentials() {
             cbor: overlay_proto::capability::CborValue::Bool(false),
         }],
     );
-    let resp = send(&app, over_tls(with_token("GET", "/v1/peers", REMOTE, &malformed, ""))).await;
+    let resp = send(
+        &app,
+        over_tls(with_token("GET", "/v1/peers", REMOTE, &malformed, "")),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert_eq!(cfg.counters.snapshot().rejected("http_control_auth"), 3);
 }
@@ -460,7 +481,11 @@ async fn control_token_scope_is_enforced_per_route() {
     );
     let resp = send(&app, call("POST", "/v1/broadcast", &post_broadcast, "msg")).await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    for (method, path) in [("GET", "/v1/peers"), ("POST", "/v1/dial"), ("GET", "/v1/gossip")] {
+    for (method, path) in [
+        ("GET", "/v1/peers"),
+        ("POST", "/v1/dial"),
+        ("GET", "/v1/gossip"),
+    ] {
         let resp = send(&app, call(method, path, &post_broadcast, "")).await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{method} {path}");
     }
@@ -477,7 +502,16 @@ async fn control_token_scope_is_enforced_per_route() {
     assert_eq!(resp.status(), StatusCode::OK);
     let resp = send(&app, call("GET", "/v1/stats", &read_peers, "")).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    let resp = send(&app, call("POST", "/v1/peers", &read_peers, "")).await;
+    let read_only = control_token(
+        Scope {
+            methods: vec!["get".to_string()],
+            ..Scope::default()
+        },
+        Vec::new(),
+    );
+    let resp = send(&app, call("GET", "/v1/stats", &read_only, "")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = send(&app, call("POST", "/v1/broadcast", &read_only, "m")).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     // Scope: max_bytes against the declared body length.
     let small = control_token(
@@ -517,11 +551,19 @@ async fn browser_requests_cannot_drive_the_node() {
     for host in ["evil.example:9415", "127.0.0.1:9999", "10.0.0.1:9415"] {
         let mut r = req("GET", "/v1/peers", LOOPBACK, "");
         r.headers_mut().insert(header::HOST, host.parse().unwrap());
-        assert_eq!(send(&app, r).await.status(), StatusCode::FORBIDDEN, "{host}");
+        assert_eq!(
+            send(&app, r).await.status(),
+            StatusCode::FORBIDDEN,
+            "{host}"
+        );
     }
     let mut r = req("GET", "/v1/peers", LOOPBACK, "");
     r.headers_mut().remove(header::HOST);
-    assert_eq!(send(&app, r).await.status(), StatusCode::FORBIDDEN, "no Host");
+    assert_eq!(
+        send(&app, r).await.status(),
+        StatusCode::FORBIDDEN,
+        "no Host"
+    );
     for host in ["localhost:9415", "127.0.0.1:9415"] {
         let mut r = req("GET", "/v1/peers", LOOPBACK, "");
         r.headers_mut().insert(header::HOST, host.parse().unwrap());
@@ -536,7 +578,9 @@ async fn browser_requests_cannot_drive_the_node() {
     ] {
         let mut r = req("POST", "/v1/broadcast", LOOPBACK, "x");
         match ct {
-            Some(ct) => r.headers_mut().insert(header::CONTENT_TYPE, ct.parse().unwrap()),
+            Some(ct) => r
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, ct.parse().unwrap()),
             None => r.headers_mut().remove(header::CONTENT_TYPE),
         };
         let resp = send(&app, r).await;
@@ -631,7 +675,10 @@ async fn control_requests_are_capped() {
         r
     };
     let first = tokio::spawn(send_owned(app.clone(), dial()));
-    wait_until("first dial running", || !fake.inner.dialed.lock().unwrap().is_empty()).await;
+    wait_until("first dial running", || {
+        !fake.inner.dialed.lock().unwrap().is_empty()
+    })
+    .await;
     let resp = send(&app, req("GET", "/v1/peers", LOOPBACK, "")).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(json(resp).await["error"], "busy");
@@ -879,7 +926,10 @@ async fn a_gossip_client_behind_by_events_gets_lagged_and_is_closed() {
         fake.deliver(n, b"m");
     }
     // The fifth message finds the queue full: the client is dropped from the node at once.
-    wait_until("unsubscribed", || fake.inner.deliveries.receiver_count() == 0).await;
+    wait_until("unsubscribed", || {
+        fake.inner.deliveries.receiver_count() == 0
+    })
+    .await;
     let (name, data) = sse.next_event().await;
     assert_eq!(name, "lagged");
     assert_eq!(data, r#"{"dropped":5}"#);
@@ -901,10 +951,16 @@ async fn a_gossip_client_behind_by_bytes_gets_lagged_and_is_closed() {
     for n in 0..3u8 {
         fake.deliver(n, &BIG);
     }
-    wait_until("unsubscribed", || fake.inner.deliveries.receiver_count() == 0).await;
+    wait_until("unsubscribed", || {
+        fake.inner.deliveries.receiver_count() == 0
+    })
+    .await;
     let (name, data) = sse.next_event().await;
     assert_eq!(name, "lagged");
-    assert_eq!(data, r#"{"dropped":2}"#, "one queued (~900 bytes), the next did not fit");
+    assert_eq!(
+        data, r#"{"dropped":2}"#,
+        "one queued (~900 bytes), the next did not fit"
+    );
     assert!(sse.ended().await);
 }
 
@@ -915,12 +971,24 @@ async fn gossip_streams_are_capped_per_address() {
     cfg.max_sse_per_ip = 2;
     let app = router(fake.clone(), cfg.clone());
     let a = send(&app, req("GET", "/v1/gossip", LOOPBACK, Body::empty())).await;
-    let b = send(&app, req("GET", "/v1/gossip", "127.0.0.1:6000", Body::empty())).await;
+    let b = send(
+        &app,
+        req("GET", "/v1/gossip", "127.0.0.1:6000", Body::empty()),
+    )
+    .await;
     assert_eq!((a.status(), b.status()), (StatusCode::OK, StatusCode::OK));
-    let c = send(&app, req("GET", "/v1/gossip", "127.0.0.1:6001", Body::empty())).await;
+    let c = send(
+        &app,
+        req("GET", "/v1/gossip", "127.0.0.1:6001", Body::empty()),
+    )
+    .await;
     assert_eq!(c.status(), StatusCode::SERVICE_UNAVAILABLE);
     // Another address still gets one.
-    let d = send(&app, req("GET", "/v1/gossip", "127.0.0.2:6000", Body::empty())).await;
+    let d = send(
+        &app,
+        req("GET", "/v1/gossip", "127.0.0.2:6000", Body::empty()),
+    )
+    .await;
     assert_eq!(d.status(), StatusCode::OK);
     assert_eq!(cfg.counters.snapshot().rejected("http_sse_per_ip"), 1);
 }

@@ -109,9 +109,11 @@ async fn start(cfg: &DaemonConfig, started: Instant) -> Result<Overlay, StartErr
         })?;
 
     let control_listener = match cfg.http.control_addr {
-        Some(addr) => Some(http::bind_listener(addr).await.map_err(|source| {
-            StartError::ControlBind { addr, source }
-        })?),
+        Some(addr) => Some(
+            http::bind_listener(addr)
+                .await
+                .map_err(|source| StartError::ControlBind { addr, source })?,
+        ),
         None => None,
     };
 

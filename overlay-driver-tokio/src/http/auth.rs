@@ -142,7 +142,9 @@ impl ControlAuth {
         if !host_names_listener(req.host, req.listener) {
             return Err(refuse(
                 HttpRefusal::Host,
-                ApiError::forbidden("the Host header must name the listener (IP:port or localhost:port)"),
+                ApiError::forbidden(
+                    "the Host header must name the listener (IP:port or localhost:port)",
+                ),
             ));
         }
         if req.method.eq_ignore_ascii_case("POST") && is_simple_content_type(req.content_type) {
@@ -258,9 +260,13 @@ pub fn is_simple_content_type(value: Option<&str>) -> bool {
     };
     let essence = value.split(';').next().unwrap_or("").trim();
     essence.is_empty()
-        || ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
-            .iter()
-            .any(|s| essence.eq_ignore_ascii_case(s))
+        || [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ]
+        .iter()
+        .any(|s| essence.eq_ignore_ascii_case(s))
 }
 
 /// The `Bearer` credentials of an `Authorization` header value.
@@ -272,7 +278,7 @@ pub fn bearer_token(value: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-fn header_str<'h>(headers: &'h HeaderMap, name: header::HeaderName) -> Option<&'h str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

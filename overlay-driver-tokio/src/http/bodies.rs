@@ -39,6 +39,12 @@ impl<B> TimedBody<B> {
     }
 }
 
+impl<B> Drop for TimedBody<B> {
+    fn drop(&mut self) {
+        self.state.on_body_progress();
+    }
+}
+
 /// The error of a request body that missed its deadline.
 #[derive(Debug, thiserror::Error)]
 #[error("request body not received within the body timeout")]
@@ -61,8 +67,11 @@ where
             return Poll::Ready(Some(Err(BodyTimeout.into())));
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => return Poll::Ready(frame.map(|f| f.map_err(Into::into))),
-            Poll::Pending => {}
+            Poll::Ready(frame) => {
+                this.state.on_body_progress();
+                return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+            }
+            Poll::Pending => this.state.on_body_wait(),
         }
         let deadline = this.deadline;
         let sleep = this

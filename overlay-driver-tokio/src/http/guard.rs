@@ -49,7 +49,10 @@ impl Drop for ConnTicket {
     fn drop(&mut self) {
         let inner = &self.guard.inner;
         {
-            let mut reg = inner.registry.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut reg = inner
+                .registry
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if self.state.probe_only {
                 reg.reserve = reg.reserve.saturating_sub(1);
             } else {
@@ -197,6 +200,8 @@ pub(crate) struct ConnState {
     head_started: AtomicU64,
     /// When a write started blocking.
     write_blocked_since: AtomicU64,
+    /// When the request body started making us wait.
+    body_waiting_since: AtomicU64,
     /// Reads that found no data (the client made us wait).
     read_waits: AtomicU64,
     /// `read_waits` when the previous request started.
@@ -240,6 +245,7 @@ impl ConnState {
             idle_since: AtomicU64::new(now),
             head_started: AtomicU64::new(0),
             write_blocked_since: AtomicU64::new(0),
+            body_waiting_since: AtomicU64::new(0),
             read_waits: AtomicU64::new(0),
             read_waits_at_last_request: AtomicU64::new(0),
             pipelined_run: AtomicU32::new(0),
@@ -317,6 +323,19 @@ impl ConnState {
         self.write_blocked_since.store(0, Ordering::Relaxed);
     }
 
+    /// The request body has no data yet.
+    pub(crate) fn on_body_wait(&self) {
+        if self.body_waiting_since.load(Ordering::Relaxed) == 0 {
+            self.body_waiting_since
+                .store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// The request body delivered data, ended, or was dropped.
+    pub(crate) fn on_body_progress(&self) {
+        self.body_waiting_since.store(0, Ordering::Relaxed);
+    }
+
     /// A request's headers were parsed. Returns true when this request ends a run of
     /// pipelined requests that is too long (it must be answered with `Connection: close`).
     pub(crate) fn on_request(&self) -> bool {
@@ -357,12 +376,17 @@ impl ConnState {
         self.close_after_response.load(Ordering::Relaxed)
     }
 
-    /// How long the connection has been stalled, if it is: blocked writing, or idle / reading
-    /// a request head. A connection running a handler or streaming is not stalled.
+    /// How long the connection has been stalled, if it is: blocked writing, waiting for a
+    /// request body, or idle / reading a request head. A connection running a handler or
+    /// streaming is not stalled.
     fn stalled_for(&self, now: u64) -> Option<u64> {
         let blocked = self.write_blocked_since.load(Ordering::Relaxed);
         if blocked != 0 {
             return Some(now.saturating_sub(blocked));
+        }
+        let body = self.body_waiting_since.load(Ordering::Relaxed);
+        if body != 0 {
+            return Some(now.saturating_sub(body));
         }
         if self.in_flight.load(Ordering::Relaxed) == 0 {
             let head = self.head_started.load(Ordering::Relaxed);
@@ -381,8 +405,10 @@ impl ConnState {
         let limits = self.limits();
         let now = self.now_ms();
         let blocked = self.write_blocked_since.load(Ordering::Relaxed);
-        if blocked != 0 && now.saturating_sub(blocked) >= millis(limits.write_timeout) {
-            return Some(HttpClose::WriteTimeout);
+        if blocked != 0 {
+            // Still writing an answer: not idle, whatever the response body says.
+            return (now.saturating_sub(blocked) >= millis(limits.write_timeout))
+                .then_some(HttpClose::WriteTimeout);
         }
         if self.in_flight.load(Ordering::Relaxed) > 0 {
             return None;

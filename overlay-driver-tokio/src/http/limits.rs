@@ -40,7 +40,7 @@ impl Default for HttpLimits {
             max_conns: 256,
             max_conns_per_ip: 32,
             probe_reserve: 8,
-            evict_after: Duration::from_secs(1),
+            evict_after: Duration::ZERO,
             header_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(15),
             body_timeout: Duration::from_secs(10),
@@ -217,7 +217,11 @@ impl HttpCounters {
     }
 
     pub(crate) fn conn_closed(&self) {
-        let n = self.inner.open.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        let n = self
+            .inner
+            .open
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
         metrics::gauge!("http_connections_open").set(n as f64);
     }
 
@@ -229,7 +233,9 @@ impl HttpCounters {
                 .rejected
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            map.iter().map(|(k, v)| (k.label().to_string(), *v)).collect()
+            map.iter()
+                .map(|(k, v)| (k.label().to_string(), *v))
+                .collect()
         };
         let closed = {
             let map = self
@@ -237,7 +243,9 @@ impl HttpCounters {
                 .closed
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            map.iter().map(|(k, v)| (k.label().to_string(), *v)).collect()
+            map.iter()
+                .map(|(k, v)| (k.label().to_string(), *v))
+                .collect()
         };
         HttpStats {
             rejected,

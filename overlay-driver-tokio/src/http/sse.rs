@@ -141,7 +141,10 @@ pub(crate) fn gossip_response<S: GossipSubscription, G: Send + 'static>(
                 Some((json, size)) => {
                     shared.queued_bytes.fetch_sub(size, Ordering::Relaxed);
                     let event = Event::default().data(json);
-                    Some((Ok::<Event, Infallible>(event), (rx, gauge, shared, counters, false)))
+                    Some((
+                        Ok::<Event, Infallible>(event),
+                        (rx, gauge, shared, counters, false),
+                    ))
                 }
                 None if shared.lagged.load(Ordering::Relaxed) > 0 => {
                     let dropped = rx.len() as u64 + 1;

@@ -114,7 +114,14 @@ impl Resolver<'_> {
             d.control_plaintext_tokens,
         )?;
         let count = |name: &'static str, key: &'static str, file: Option<i64>, default: usize| {
-            self.usize_in(&spec(name, None, None, key), None, file, default, 1, 1_000_000)
+            self.usize_in(
+                &spec(name, None, None, key),
+                None,
+                file,
+                default,
+                1,
+                1_000_000,
+            )
         };
         let ms = |name: &'static str, key: &'static str, file: Option<i64>, default: Duration| {
             self.ms(&spec(name, None, None, key), None, file, default)
