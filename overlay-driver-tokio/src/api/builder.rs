@@ -321,12 +321,12 @@ impl<N: Net> OverlayBuilder<N> {
             }
         }
         cfg.validate()?;
-        if timeouts.read <= cfg.keepalive_interval + cfg.tick_interval {
+        if timeouts.read <= cfg.idle_timeout + cfg.tick_interval {
             tracing::warn!(
                 read = ?timeouts.read,
-                keepalive = ?cfg.keepalive_interval,
-                "the read timeout is not longer than the keep-alive interval: idle sessions \
-                 will be cut by the read timeout"
+                idle = ?cfg.idle_timeout,
+                "the read timeout is not above idle_ms: the socket deadline, not the core's \
+                 failure detector, may decide that a slow peer is dead"
             );
         }
 

@@ -107,11 +107,11 @@ pub struct Cli {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub amnesia: Option<String>,
 
-    /// Close a session idle this long, ms, 1..=86400000 [env: OVERLAY_IDLE_MS] [default: 30000]
+    /// Longest silence any session may keep (cap of the failure detector), ms, 1..=86400000 [env: OVERLAY_IDLE_MS] [default: 30000]
     #[arg(long, value_name = "MS")]
     pub idle_ms: Option<String>,
 
-    /// Socket read timeout, ms, 1..=86400000 [env: OVERLAY_READ_MS] [default: 15000]
+    /// Socket read timeout (backstop above idle-ms), ms, 1..=86400000 [env: OVERLAY_READ_MS] [default: 60000]
     #[arg(long, value_name = "MS")]
     pub read_ms: Option<String>,
 

@@ -165,7 +165,7 @@ pub struct MembershipSection {
 pub struct LimitsSection {
     /// Hard ceiling on sessions in the core.
     pub max_sessions: Option<i64>,
-    /// Idle timeout of a session.
+    /// Ceiling of the failure detector's adaptive silence limit.
     pub idle_ms: Option<i64>,
     /// Socket read timeout.
     pub read_ms: Option<i64>,
@@ -173,8 +173,10 @@ pub struct LimitsSection {
     pub write_ms: Option<i64>,
     /// TLS + HELLO/START deadline.
     pub handshake_ms: Option<i64>,
-    /// PING period when nothing was sent.
+    /// Heartbeat period: a frame goes out when nothing was sent for this long.
     pub keepalive_ms: Option<i64>,
+    /// Failure detector: silence that makes a peer unresponsive.
+    pub liveness_ms: Option<i64>,
     /// Core maintenance tick.
     pub tick_ms: Option<i64>,
     /// Credit window per peer, frames.

@@ -56,8 +56,9 @@ pub mod defaults {
     pub const AMNESIA: bool = true;
     /// `--idle-ms`.
     pub const IDLE: Duration = Duration::from_millis(30_000);
-    /// `--read-ms`.
-    pub const READ: Duration = Duration::from_millis(15_000);
+    /// `--read-ms`: a backstop only, far above the core's failure detector (which closes a
+    /// silent session after `liveness_ms`, at most `idle_ms`).
+    pub const READ: Duration = Duration::from_millis(60_000);
     /// `--write-ms`.
     pub const WRITE: Duration = Duration::from_millis(15_000);
     /// `--handshake-ms`.

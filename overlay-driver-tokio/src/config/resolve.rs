@@ -651,6 +651,12 @@ impl<'a> Resolver<'a> {
             l.keepalive_ms,
             node.keepalive_interval,
         )?;
+        node.liveness_timeout = self.ms(
+            &spec("liveness_ms", None, None, "limits.liveness_ms"),
+            None,
+            l.liveness_ms,
+            node.liveness_timeout,
+        )?;
         node.tick_interval = self.ms(
             &spec("tick_ms", None, None, "limits.tick_ms"),
             None,
@@ -1031,13 +1037,23 @@ fn cross_check(node: &NodeConfig) -> Result<(), DaemonConfigError> {
             rule: format!("must not exceed max_sessions ({})", node.max_sessions),
         });
     }
-    if node.idle_timeout <= node.keepalive_interval {
+    if node.liveness_timeout <= node.keepalive_interval {
+        return Err(DaemonConfigError::Conflict {
+            setting: "liveness_ms",
+            value: ms(node.liveness_timeout),
+            rule: format!(
+                "must be greater than keepalive_ms ({})",
+                ms(node.keepalive_interval)
+            ),
+        });
+    }
+    if node.idle_timeout < node.liveness_timeout {
         return Err(DaemonConfigError::Conflict {
             setting: "idle_ms",
             value: ms(node.idle_timeout),
             rule: format!(
-                "must be greater than keepalive_ms ({})",
-                ms(node.keepalive_interval)
+                "must be at least liveness_ms ({})",
+                ms(node.liveness_timeout)
             ),
         });
     }

@@ -51,7 +51,9 @@ pub type HttpHandler<S> = Arc<dyn Fn(S, SocketAddr) + Send + Sync>;
 /// `NodeConfig::handshake_timeout`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// A connection that delivers nothing for this long is closed.
+    /// Backstop: a connection that delivers nothing for this long is closed. Liveness is
+    /// the core's decision (its failure detector closes a silent session after
+    /// `NodeConfig::liveness_timeout`, at most `idle_timeout`); keep this above both.
     pub read: Duration,
     /// One batched write (and flush) that takes longer than this closes the connection.
     pub write: Duration,
