@@ -304,6 +304,10 @@ fn every_env_var_is_read() {
         "[::1]:9100".parse().unwrap()
     );
     assert_eq!(one("LOG_LEVEL", "debug").log_level, "debug");
+    assert_eq!(
+        one("OVERLAY_ADVERTISE", "10.0.0.5:9415").advertise,
+        Some("10.0.0.5:9415".parse().unwrap())
+    );
     assert!(!one("AMNESIA", "false").amnesia);
     assert!(!one("AMNESIA", "0").node.auth.amnesia);
     assert_eq!(
@@ -315,6 +319,7 @@ fn every_env_var_is_read() {
         env::ALL,
         [
             "OVERLAY_BIND",
+            "OVERLAY_ADVERTISE",
             "OVERLAY_MAX_CONNS",
             "OVERLAY_IDLE_MS",
             "OVERLAY_READ_MS",

@@ -10,6 +10,8 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Listen address for peer sessions (`--bind`).
 pub const OVERLAY_BIND: &str = "OVERLAY_BIND";
+/// Address advertised to peers (`--advertise`).
+pub const OVERLAY_ADVERTISE: &str = "OVERLAY_ADVERTISE";
 /// Connection cap (`--max-conns`).
 pub const OVERLAY_MAX_CONNS: &str = "OVERLAY_MAX_CONNS";
 /// Idle timeout in milliseconds (`--idle-ms`).
@@ -32,8 +34,9 @@ pub const OVERLAY_CONTROL_ADDR: &str = "OVERLAY_CONTROL_ADDR";
 pub const OVERLAY_CONTROL_TRUST_LOOPBACK: &str = "OVERLAY_CONTROL_TRUST_LOOPBACK";
 
 /// Every variable the loader reads, in documentation order.
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 12] = [
     OVERLAY_BIND,
+    OVERLAY_ADVERTISE,
     OVERLAY_MAX_CONNS,
     OVERLAY_IDLE_MS,
     OVERLAY_READ_MS,

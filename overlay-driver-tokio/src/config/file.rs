@@ -77,11 +77,13 @@ pub struct FileConfig {
 pub struct NodeSection {
     /// Listen address for peer sessions.
     pub bind: Option<String>,
+    /// Address advertised to peers.
+    pub advertise: Option<String>,
     /// Listen address of the metrics / health HTTP server.
     pub metrics_addr: Option<String>,
     /// Most TCP connections at once.
     pub max_conns: Option<i64>,
-    /// Peers to dial at start (`host:port`).
+    /// Peers to dial at start (`host:port` or `peer:<64 hex>@host:port`).
     pub peers: Option<Vec<String>>,
     /// File to write a replayable trace to.
     pub trace_out: Option<PathBuf>,

@@ -76,11 +76,15 @@ pub mod defaults {
 pub struct DaemonConfig {
     /// Listen address for peer sessions.
     pub bind: SocketAddr,
+    /// The address advertised to peers (HELLO `listen`, shuffles); `None`: the bound address,
+    /// or nothing at all when that is unspecified (`0.0.0.0` / `::`).
+    pub advertise: Option<SocketAddr>,
     /// Listen address of the metrics / health / control HTTP server.
     pub metrics_addr: SocketAddr,
     /// Most TCP connections accepted at once.
     pub max_conns: usize,
-    /// Peers to dial at start, `host:port` (resolved by the runtime).
+    /// Peers to dial at start: `host:port` or `peer:<64 hex>@host:port` (names are resolved by
+    /// the runtime at every dial attempt).
     pub peers: Vec<String>,
     /// TLS key-exchange policy.
     pub pq: PqMode,
@@ -127,6 +131,7 @@ impl Default for DaemonConfig {
             .insert(DEV_KID, defaults::TENANT, MacKey::DEV);
         DaemonConfig {
             bind: defaults::BIND,
+            advertise: None,
             metrics_addr: defaults::METRICS_ADDR,
             max_conns: defaults::MAX_CONNS,
             peers: Vec::new(),
@@ -157,6 +162,7 @@ impl fmt::Debug for DaemonConfig {
         }
         f.debug_struct("DaemonConfig")
             .field("bind", &self.bind)
+            .field("advertise", &self.advertise)
             .field("metrics_addr", &self.metrics_addr)
             .field("max_conns", &self.max_conns)
             .field("peers", &self.peers)
@@ -189,6 +195,9 @@ pub enum LoadOutcome {
     Help(String),
     /// `--version` / `-V`: print this text to stdout and exit 0.
     Version(String),
+    /// An operator subcommand (`keygen`, `token mint`, …): run it with
+    /// [`crate::operator::run`].
+    Operator(Box<Cli>),
 }
 
 /// Parses `args` (the first item is the program name), reads `env` and the config file
@@ -225,6 +234,9 @@ pub fn load_with_default_config(
             };
         }
     };
+    if cli.command.is_some() {
+        return Ok(LoadOutcome::Operator(Box::new(cli)));
+    }
     let file = match &cli.config {
         Some(path) => Some((path.clone(), FileConfig::read(path)?)),
         None if default_config.is_file() => Some((

@@ -345,6 +345,7 @@ impl<'a> Resolver<'a> {
             f.node.bind.as_ref(),
             defaults::BIND,
         )?;
+        let advertise = self.advertise()?;
         let metrics_addr = self.socket_addr(
             &spec(
                 "metrics_addr",
@@ -778,6 +779,7 @@ impl<'a> Resolver<'a> {
 
         Ok(DaemonConfig {
             bind,
+            advertise,
             metrics_addr,
             max_conns,
             peers,
@@ -795,6 +797,32 @@ impl<'a> Resolver<'a> {
             dev_mode,
             http,
         })
+    }
+
+    /// `--advertise`: an IP socket address peers can dial; never unspecified, never port 0.
+    fn advertise(&self) -> Result<Option<SocketAddr>, DaemonConfigError> {
+        let s = spec(
+            "advertise",
+            Some("--advertise"),
+            Some(env::OVERLAY_ADVERTISE),
+            "node.advertise",
+        );
+        let Some((text, given)) = self.text(
+            &s,
+            self.cli.advertise.as_deref(),
+            self.file.node.advertise.as_ref(),
+        ) else {
+            return Ok(None);
+        };
+        match SocketAddr::from_str(text.trim()) {
+            Ok(addr) if !addr.ip().is_unspecified() && addr.port() != 0 => Ok(Some(addr)),
+            _ => Err(invalid(
+                &s,
+                &given,
+                "an IP socket address peers can dial, such as 10.0.0.5:9415 (not 0.0.0.0 or \
+                 ::, not port 0)",
+            )),
+        }
     }
 
     fn pq(&self) -> Result<PqMode, DaemonConfigError> {
@@ -842,7 +870,8 @@ impl<'a> Resolver<'a> {
         } else {
             return Ok(Vec::new());
         };
-        const ACCEPTED: &str = "host:port with a port in 1..=65535 (IPv6 as [addr]:port)";
+        const ACCEPTED: &str = "host:port with a port in 1..=65535 (IPv6 as [addr]:port), \
+                                optionally pinned as peer:<64 hex>@host:port";
         if list.len() > 4096 {
             return Err(DaemonConfigError::Invalid {
                 setting: "peers",
@@ -1082,9 +1111,19 @@ fn is_ident(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic() && b != b':')
 }
 
-/// `host:port`, `[v6]:port`; the host is resolved later by the runtime.
+/// `host:port`, `[v6]:port`, optionally pinned as `peer:<64 hex>@…`; the host is resolved
+/// later by the runtime.
 fn valid_peer(peer: &str) -> bool {
-    let Some((host, port)) = peer.rsplit_once(':') else {
+    let addr = match peer.split_once('@') {
+        Some((id, addr)) => {
+            if id.parse::<overlay_proto::PeerId>().is_err() {
+                return false;
+            }
+            addr
+        }
+        None => peer,
+    };
+    let Some((host, port)) = addr.rsplit_once(':') else {
         return false;
     };
     let port_ok = matches!(port.parse::<u16>(), Ok(p) if p != 0);
@@ -1114,11 +1153,24 @@ mod tests {
             "10.0.0.1:9415",
             "[::1]:9415",
             "x_y:65535",
+            "peer:abababababababababababababababababababababababababababababababab@seed:9415",
         ] {
             assert!(valid_peer(ok), "{ok}");
         }
         for bad in [
-            "", "a", ":1", "a:0", "a:65536", "a:x", "::1:9415", "[zz]:1", "a b:1", "[::1]",
+            "",
+            "a",
+            ":1",
+            "a:0",
+            "a:65536",
+            "a:x",
+            "::1:9415",
+            "[zz]:1",
+            "a b:1",
+            "[::1]",
+            "peer:ab@seed:9415",
+            "@seed:1",
+            "peer:abababababababababababababababababababababababababababababababab@",
         ] {
             assert!(!valid_peer(bad), "{bad}");
         }
