@@ -330,6 +330,7 @@ fn every_env_var_is_read() {
             "OVERLAY_TOKEN",
             "OVERLAY_CONTROL_ADDR",
             "OVERLAY_CONTROL_TRUST_LOOPBACK",
+            "OVERLAY_CONTROL_PLAINTEXT_TOKENS",
         ]
     );
     let control = one("OVERLAY_CONTROL_ADDR", "127.0.0.1:9416").http;

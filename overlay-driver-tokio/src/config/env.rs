@@ -32,9 +32,11 @@ pub const OVERLAY_TOKEN: &str = "OVERLAY_TOKEN";
 pub const OVERLAY_CONTROL_ADDR: &str = "OVERLAY_CONTROL_ADDR";
 /// `--control-trust-loopback`.
 pub const OVERLAY_CONTROL_TRUST_LOOPBACK: &str = "OVERLAY_CONTROL_TRUST_LOOPBACK";
+/// `--control-plaintext-tokens`.
+pub const OVERLAY_CONTROL_PLAINTEXT_TOKENS: &str = "OVERLAY_CONTROL_PLAINTEXT_TOKENS";
 
 /// Every variable the loader reads, in documentation order.
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
     OVERLAY_BIND,
     OVERLAY_ADVERTISE,
     OVERLAY_MAX_CONNS,
@@ -47,6 +49,7 @@ pub const ALL: [&str; 12] = [
     OVERLAY_TOKEN,
     OVERLAY_CONTROL_ADDR,
     OVERLAY_CONTROL_TRUST_LOOPBACK,
+    OVERLAY_CONTROL_PLAINTEXT_TOKENS,
 ];
 
 /// Reads the process environment. A variable whose value is not valid UTF-8 is reported as

@@ -105,11 +105,11 @@ impl Resolver<'_> {
         let control_plaintext_tokens = self.boolean(
             &spec(
                 "control_plaintext_tokens",
-                None,
-                None,
+                Some("--control-plaintext-tokens"),
+                Some(env::OVERLAY_CONTROL_PLAINTEXT_TOKENS),
                 "http.control_plaintext_tokens",
             ),
-            None,
+            cli.control_plaintext_tokens.as_deref(),
             h.control_plaintext_tokens,
             d.control_plaintext_tokens,
         )?;
