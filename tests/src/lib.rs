@@ -159,6 +159,9 @@ pub struct DaemonOpts {
     pub peers: Vec<SocketAddr>,
     /// Listen on this port instead of a free one.
     pub port: Option<u16>,
+    /// Extra environment variables (set after the harness's own; an empty value counts as
+    /// unset for the daemon, so `("LOG_LEVEL", "")` lets a config file's value win).
+    pub env: Vec<(String, String)>,
 }
 
 impl DaemonOpts {
@@ -181,6 +184,12 @@ impl DaemonOpts {
     /// Adds a peer.
     pub fn peer(mut self, addr: SocketAddr) -> Self {
         self.peers.push(addr);
+        self
+    }
+
+    /// Sets an environment variable of the daemon.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
         self
     }
 
@@ -295,6 +304,9 @@ impl Daemon {
             let path = dir.path().join("Overlay.toml");
             std::fs::write(&path, toml).expect("write config");
             cmd.arg("--config").arg(&path);
+        }
+        for (name, value) in &opts.env {
+            cmd.env(name, value);
         }
         cmd.args(&opts.args)
             .stdin(Stdio::null())

@@ -87,13 +87,49 @@ impl Drop for Testbed {
             let _ = child.wait();
         }
         for ns in self.namespaces.iter().chain(std::iter::once(&self.hub)) {
-            let _ = ip(&["netns", "del", ns]);
-            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
+            remove_namespace(ns);
         }
         if std::thread::panicking() {
             for (i, log) in self.logs.iter().enumerate() {
                 eprintln!("---- daemon {i} ({}) ----\n{}", self.tag, log.text());
             }
+        }
+    }
+}
+
+/// Kills whatever still runs in namespace `ns` (a CLI process of a failed step), deletes it
+/// and its `/etc/netns` directory.
+fn remove_namespace(ns: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+        }
+    }
+    let _ = ip(&["netns", "del", ns]);
+    let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
+}
+
+/// Removes testbeds left behind by test processes that were killed before their guard could
+/// run (names `svo<pid>hub` / `svo<pid>n<i>` whose process is gone).
+fn remove_stale_testbeds() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(rest) = name.strip_prefix("svo") else {
+            continue;
+        };
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let suffix = &rest[digits.len()..];
+        let ours = suffix == "hub"
+            || suffix
+                .strip_prefix('n')
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if ours && !digits.is_empty() && !Path::new("/proc").join(&digits).exists() {
+            remove_namespace(name);
         }
     }
 }
@@ -105,8 +141,9 @@ impl Testbed {
 
     /// Creates the hub with its bridge and one namespace per node, wired with veth pairs.
     fn create() -> Testbed {
+        remove_stale_testbeds();
         let pid = std::process::id();
-        let tag = format!("svo{}", pid % 100_000);
+        let tag = format!("svo{pid}");
         let subnet = format!("10.213.{}", pid % 250);
         let mut bed = Testbed {
             hub: format!("{tag}hub"),

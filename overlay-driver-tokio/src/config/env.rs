@@ -24,6 +24,8 @@ pub const OVERLAY_WRITE_MS: &str = "OVERLAY_WRITE_MS";
 pub const METRICS_ADDR: &str = "METRICS_ADDR";
 /// Log filter (`--log-level`).
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
+/// Log line format (`--log-format`).
+pub const LOG_FORMAT: &str = "LOG_FORMAT";
 /// Amnesia mode (`--amnesia`).
 pub const AMNESIA: &str = "AMNESIA";
 /// The node's capability token itself (the text, not a path); `--token-file` wins over it.
@@ -36,7 +38,7 @@ pub const OVERLAY_CONTROL_TRUST_LOOPBACK: &str = "OVERLAY_CONTROL_TRUST_LOOPBACK
 pub const OVERLAY_CONTROL_PLAINTEXT_TOKENS: &str = "OVERLAY_CONTROL_PLAINTEXT_TOKENS";
 
 /// Every variable the loader reads, in documentation order.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 14] = [
     OVERLAY_BIND,
     OVERLAY_ADVERTISE,
     OVERLAY_MAX_CONNS,
@@ -45,6 +47,7 @@ pub const ALL: [&str; 13] = [
     OVERLAY_WRITE_MS,
     METRICS_ADDR,
     LOG_LEVEL,
+    LOG_FORMAT,
     AMNESIA,
     OVERLAY_TOKEN,
     OVERLAY_CONTROL_ADDR,

@@ -25,6 +25,7 @@ use super::host::{
 use super::hostile::{run_hostile, HostileRecord, HostileSpec, SharedHostile};
 use super::identity::node_identity;
 use super::ChaosScenario;
+use crate::progress::Progress;
 use crate::SimError;
 
 /// A problem found while the simulation ran (the rest are found afterwards).
@@ -279,8 +280,14 @@ fn simulate_inner(s: &ChaosScenario) -> Result<RunData, SimError> {
         }
     };
 
+    let progress = Progress::new(
+        u64::try_from(total.as_millis()).unwrap_or(u64::MAX),
+        "virtual ms",
+        &format!("chaos ({} nodes)", s.nodes),
+    );
     while sim.elapsed() < total {
         let now = sim.elapsed();
+        progress.set_position(u64::try_from(now.as_millis()).unwrap_or(u64::MAX));
         while let Some((at, fault)) = plan.faults.get(next_fault) {
             if *at > now {
                 break;

@@ -12,6 +12,7 @@ use overlay_proto::{Instant, MessageId};
 use super::adversary::{self, AdversaryKind, AttackTally, SharedTally};
 use super::metrics::{BroadcastOutcome, Summary};
 use super::scenario::{Scenario, ScenarioKind};
+use crate::progress::Progress;
 use crate::SimError;
 
 /// How fast the run went.
@@ -145,6 +146,8 @@ struct Run<'a> {
     refused: usize,
     broadcasts: u64,
     violations: Vec<String>,
+    /// One step per broadcast (quiet unless on a terminal, see [`crate::progress`]).
+    progress: Progress,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -199,6 +202,7 @@ impl Run<'_> {
     }
 
     fn broadcast(&mut self, origin: usize) -> Option<MessageId> {
+        self.progress.inc(1);
         let payload = self.payload();
         let now = self.mesh.now();
         match self.mesh.broadcast(origin, payload) {
@@ -374,6 +378,16 @@ impl Run<'_> {
     }
 }
 
+/// Broadcasts a scenario makes (the length of its progress bar).
+fn planned_broadcasts(scenario: &Scenario, nodes: usize) -> u64 {
+    let count = match scenario.kind {
+        ScenarioKind::Single | ScenarioKind::Random => scenario.messages,
+        ScenarioKind::AllSend => nodes,
+        ScenarioKind::Kill => scenario.prekill_messages + scenario.messages + 1,
+    };
+    count as u64
+}
+
 /// Runs a scenario to completion. Errors only for invalid scenarios; broken invariants are
 /// reported in [`ScenarioReport::violations`].
 pub fn run_scenario(scenario: &Scenario) -> Result<ScenarioReport, SimError> {
@@ -413,8 +427,15 @@ pub fn run_scenario(scenario: &Scenario) -> Result<ScenarioReport, SimError> {
         refused: 0,
         broadcasts: 0,
         violations: Vec::new(),
+        progress: Progress::new(
+            planned_broadcasts(scenario, n),
+            "broadcasts",
+            &format!("scale {} ({n} nodes)", scenario.name),
+        ),
     };
+    run.progress.set_message("warm-up");
     run.mesh.run_for(Duration::from_millis(scenario.warmup_ms));
+    run.progress.set_message("");
     let interval = Duration::from_millis(scenario.interval_ms);
     let timeout = Duration::from_millis(scenario.timeout_ms);
 
