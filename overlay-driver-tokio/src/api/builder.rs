@@ -20,6 +20,7 @@ use crate::config::{DaemonConfig, DEV_KID};
 use crate::runtime::accept::{self, AcceptCtx};
 use crate::runtime::dial::DialCtx;
 use crate::runtime::metrics::DriverCounters;
+use crate::shared::StopSignal;
 use crate::runtime::node_task::{NodeTask, NodeTaskParts, Outputs};
 use crate::runtime::trace_out::TraceSink;
 use crate::runtime::{Clock, HttpHandler, Net, Timeouts, TokioNet, SERVICE};
@@ -377,7 +378,7 @@ impl<N: Net> OverlayBuilder<N> {
             missing: Vec::new(),
         }));
         let (finished_tx, finished_rx) = watch::channel(false);
-        let (accept_stop, stop_rx) = watch::channel(false);
+        let accept_stop = Arc::new(StopSignal::new());
         let next_conn = Arc::new(AtomicU64::new(1));
 
         let accept_task = tokio::spawn(accept::supervise(AcceptCtx {
@@ -390,7 +391,7 @@ impl<N: Net> OverlayBuilder<N> {
             handshake: cfg.handshake_timeout,
             http,
             next_conn: Arc::clone(&next_conn),
-            stop: stop_rx,
+            stop: Arc::clone(&accept_stop),
             events: events.clone(),
             seed,
         }));

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant as TokioInstant};
 
 use super::metrics::{latency, ConnSlot, DriverCounters};
+use crate::shared::WriteCredit;
 use super::BusMsg;
 use crate::tls::classify_handshake_error;
 
@@ -164,6 +165,8 @@ pub(crate) struct WriterCtx<S> {
     pub(crate) write_timeout: Duration,
     pub(crate) counters: Arc<DriverCounters>,
     pub(crate) slot: Arc<ConnSlot>,
+    /// The queue's byte budget: given back once a batch is written.
+    pub(crate) credit: Arc<WriteCredit>,
 }
 
 /// Writes queued frames (batched) until told to close, the queue is dropped, or an error.
@@ -177,6 +180,7 @@ where
         write_timeout,
         counters,
         slot,
+        credit,
     } = ctx;
     let mut batch: Vec<(Bytes, TokioInstant)> = Vec::new();
     let mut scratch = BytesMut::new();
@@ -222,6 +226,7 @@ where
                     }
                 }
             }
+            credit.give_back(batch.iter().map(|(bytes, _)| bytes.len()).sum());
             batch.clear();
             if scratch.capacity() > SCRATCH_KEEP {
                 scratch = BytesMut::new();

@@ -12,7 +12,7 @@ use tokio::time::{timeout_at, Instant as TokioInstant};
 use tokio_rustls::TlsConnector;
 
 use super::conn::io_kind;
-use super::metrics::{ConnSlot, DriverCounters};
+use super::metrics::DriverCounters;
 use super::net::Net;
 use super::Established;
 use crate::tls::{classify_handshake_error, client_config, server_name, session_info};
@@ -56,7 +56,7 @@ async fn connect<N: Net>(
     expected: Option<PeerId>,
 ) -> Result<Box<Established<N::Stream>>, CoreError> {
     let deadline = TokioInstant::now() + ctx.deadline;
-    let slot = ConnSlot::acquire(&ctx.counters.live);
+    let slot = ctx.counters.conns.acquire();
     let tcp = match timeout_at(deadline, ctx.net.connect(addr)).await {
         Err(_) => {
             ctx.counters.error("dial", "timeout");
