@@ -44,7 +44,8 @@ def bodies():
 
 
 def main():
-    shutil.rmtree(os.path.join(ROOT, "seeds"), ignore_errors=True)
+    for target in ("frame_decode", "token_verify", "gossip_decode", "node_input"):
+        shutil.rmtree(os.path.join(ROOT, "seeds", target), ignore_errors=True)
     oap = json.load(open(os.path.join(VECTORS, "oap1_frames.json")))
     for group in ("valid", "invalid", "streams"):
         for v in oap[group]:

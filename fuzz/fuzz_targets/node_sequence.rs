@@ -6,7 +6,8 @@
 //! Checked after every step, besides "no panic":
 //! - sessions stay within `max_sessions`, queues within `max_queue_frames` per session, the
 //!   seen cache and the GRAFT store within their capacities, automatic dials within
-//!   `max_concurrent_dials` (operator dials come on top, one per distinct address), passive peers within `passive_capacity`, eager + lazy peers within
+//!   `max_concurrent_dials` (operator dials come on top, one per distinct address), learned
+//!   passive peers within `passive_capacity` (seed addresses come on top), eager + lazy peers within
 //!   the running sessions;
 //! - monotonic counters never go down;
 //! - the next timeout never points into the past.
@@ -205,6 +206,7 @@ fn check(
     now: Instant,
     before: &NodeStats,
     operator_addrs: usize,
+    seed_addrs: usize,
 ) -> NodeStats {
     let s = node.stats();
     assert!(s.sessions_running + s.sessions_handshaking <= cfg.max_sessions, "{s:?}");
@@ -214,7 +216,9 @@ fn check(
     // Automatic dials stay within max_concurrent_dials; operator dials (Input::Dial) are
     // answered on top of it, at most one per distinct address.
     assert!(s.dials_in_flight <= cfg.max_concurrent_dials + operator_addrs, "dials in flight");
-    assert!(s.passive_peers <= cfg.passive_capacity, "passive list over capacity");
+    // Learned peers stay within passive_capacity; configured and discovered addresses
+    // (seeds) are kept on top of it.
+    assert!(s.passive_peers <= cfg.passive_capacity + seed_addrs, "passive list over capacity");
     assert!(s.eager_peers + s.lazy_peers <= s.sessions_running, "tree peers without sessions");
     for info in node.sessions() {
         assert!(info.queued_frames <= cfg.max_queue_frames, "session queue over its bound");
@@ -238,10 +242,16 @@ fn run(ops: &[Op]) -> Vec<Action> {
     let mut actions = Vec::new();
     let mut stats = node.stats();
     let mut operator_addrs = std::collections::BTreeSet::new();
+    let mut seed_addrs = std::collections::BTreeSet::new();
     for op in ops.iter().take(MAX_STEPS) {
         let (advance, inputs) = inputs(op);
-        if let Op::Dial { port } = op {
-            operator_addrs.insert(addr(*port));
+        match op {
+            Op::Dial { port } => {
+                operator_addrs.insert(addr(*port));
+                seed_addrs.insert(addr(*port));
+            }
+            Op::Discovered { ports } => seed_addrs.extend(ports.iter().take(16).map(|p| addr(*p))),
+            _ => {}
         }
         now += advance;
         for input in inputs {
@@ -250,7 +260,14 @@ fn run(ops: &[Op]) -> Vec<Action> {
                 actions.push(a);
             }
         }
-        stats = check(&node, &cfg, now, &stats, operator_addrs.len());
+        stats = check(
+            &node,
+            &cfg,
+            now,
+            &stats,
+            operator_addrs.len(),
+            seed_addrs.len(),
+        );
     }
     actions
 }
