@@ -46,7 +46,9 @@ fn registry_counts_every_slot_released_on_any_thread() {
     loom::model(|| {
         let registry = Arc::new(ConnRegistry::new());
         let dialed = registry.acquire();
-        let accepted = registry.try_acquire(2).expect("room for a second connection");
+        let accepted = registry
+            .try_acquire(2)
+            .expect("room for a second connection");
         // Two connection tasks end on their own threads while the accept loop admits.
         let a = thread::spawn(move || drop(dialed));
         let b = thread::spawn(move || drop(accepted));

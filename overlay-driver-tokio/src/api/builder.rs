@@ -20,10 +20,10 @@ use crate::config::{DaemonConfig, DEV_KID};
 use crate::runtime::accept::{self, AcceptCtx};
 use crate::runtime::dial::DialCtx;
 use crate::runtime::metrics::DriverCounters;
-use crate::shared::StopSignal;
 use crate::runtime::node_task::{NodeTask, NodeTaskParts, Outputs};
 use crate::runtime::trace_out::TraceSink;
 use crate::runtime::{Clock, HttpHandler, Net, Timeouts, TokioNet, SERVICE};
+use crate::shared::StopSignal;
 use crate::tls::{self, Identity, TlsOptions};
 
 /// Capacity of the bus (socket-side tasks → node task).

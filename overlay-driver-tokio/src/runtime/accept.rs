@@ -17,10 +17,10 @@ use tokio_rustls::TlsAcceptor;
 
 use super::conn::io_kind;
 use super::metrics::{ConnSlot, DriverCounters};
-use crate::shared::StopSignal;
 use super::net::{Net, TLS_HANDSHAKE_BYTE};
 use super::{BusMsg, Established, HttpHandler, SplitMix};
 use crate::api::KernelEvent;
+use crate::shared::StopSignal;
 use crate::tls::{classify_handshake_error, session_info};
 
 /// Everything the accept loop needs; cloned into each restart.

@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant as TokioInstant};
 
 use super::metrics::{latency, ConnSlot, DriverCounters};
-use crate::shared::WriteCredit;
 use super::BusMsg;
+use crate::shared::WriteCredit;
 use crate::tls::classify_handshake_error;
 
 /// Size of the receive blocks: chunks handed to the core are slices of these blocks (no copy).

@@ -16,14 +16,14 @@ impl StopSignal {
     pub fn new() -> StopSignal {
         StopSignal {
             stopped: AtomicBool::new(false),
-                    notify: tokio::sync::Notify::new(),
+            notify: tokio::sync::Notify::new(),
         }
     }
 
     /// Signals stop and wakes every waiter. True for the call that stopped it.
     pub fn stop(&self) -> bool {
         let first = !self.stopped.swap(true, Ordering::AcqRel);
-            self.notify.notify_waiters();
+        self.notify.notify_waiters();
         first
     }
 

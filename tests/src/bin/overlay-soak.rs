@@ -123,7 +123,14 @@ fn daemon_binary() -> Res<PathBuf> {
             .ok_or("no workspace root")?;
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "overlay-driver-tokio", "--bin", "svc-overlay"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "overlay-driver-tokio",
+                "--bin",
+                "svc-overlay",
+            ])
             .arg("--manifest-path")
             .arg(root.join("Cargo.toml"))
             .arg("--profile")
@@ -235,7 +242,10 @@ async fn cycle(daemon: &Daemon, client: &Client, n: u64) -> Res<()> {
     }
     let pushed = |f: &Frame| {
         f.header.app_proto_id == OVERLAY_APP_PROTO_ID
-            && matches!(Kind::from_code(f.header.code), Some(Kind::Gossip | Kind::IHave))
+            && matches!(
+                Kind::from_code(f.header.code),
+                Some(Kind::Gossip | Kind::IHave)
+            )
     };
     expect_frame(&mut stream, &mut buf, "pushed broadcast", pushed).await?;
     // close_notify, then the socket closes when the stream drops.
