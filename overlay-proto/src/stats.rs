@@ -189,4 +189,8 @@ pub struct NodeStats {
     pub rejected: ReasonCounts,
     /// Counter: readiness transitions to not-ready.
     pub degraded_transitions: u64,
+    /// Counter: sessions closed by the failure detector (`CloseReason::PeerUnresponsive`).
+    pub peers_unresponsive: u64,
+    /// Counter: heartbeat frames sent (CREDIT or PING on a session that sent nothing else).
+    pub heartbeats_sent: u64,
 }

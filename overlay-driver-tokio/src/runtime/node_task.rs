@@ -163,7 +163,7 @@ async fn sleep_until_opt(at: Option<TokioInstant>) {
 fn close_error(reason: CloseReason) -> OverlayError {
     match reason {
         CloseReason::Violation(e) | CloseReason::PeerError(e) => OverlayError::from(e),
-        CloseReason::HandshakeTimeout | CloseReason::IdleTimeout => OverlayError::Timeout,
+        CloseReason::HandshakeTimeout | CloseReason::PeerUnresponsive => OverlayError::Timeout,
         CloseReason::Shutdown => OverlayError::ShuttingDown,
         CloseReason::Duplicate
         | CloseReason::SelfConnection
