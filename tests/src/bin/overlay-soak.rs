@@ -282,7 +282,12 @@ async fn running_sessions(daemon: &Daemon) -> usize {
 }
 
 /// Broadcasts `count` messages from an in-process node through one session to the daemon.
-async fn messages(daemon: &Daemon, count: u64, payload: usize) -> Res<(u64, u64)> {
+/// Samples the daemon's fds and RSS every tenth of the way (stderr); returns (delivered,
+/// busy retries, largest RSS seen).
+async fn messages(daemon: &Daemon, count: u64, payload: usize) -> Res<(u64, u64, i64)> {
+    let pid = daemon.pid();
+    let tenth = (count / 10).max(1);
+    let mut rss_max_kb = 0;
     let before = delivered(daemon).await?;
     let node = Overlay::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     node.dial(daemon.addr).await?;
@@ -304,6 +309,11 @@ async fn messages(daemon: &Daemon, count: u64, payload: usize) -> Res<(u64, u64)
                 Err(e) => return Err(format!("broadcast {i}: {e}").into()),
             }
         }
+        if (i + 1) % tenth == 0 {
+            let (fd, rss) = sample(pid)?;
+            rss_max_kb = rss_max_kb.max(rss);
+            eprintln!("overlay-soak: {} messages, fd {fd}, rss {rss} KiB", i + 1);
+        }
     }
     // Every message reaches the daemon.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -313,7 +323,7 @@ async fn messages(daemon: &Daemon, count: u64, payload: usize) -> Res<(u64, u64)
         got = delivered(daemon).await? - before;
     }
     node.shutdown().await;
-    Ok((got, retries))
+    Ok((got, retries, rss_max_kb))
 }
 
 #[tokio::main]
@@ -353,6 +363,7 @@ async fn run(args: &Args) -> Res<bool> {
     cycle(&daemon, &clients[0], 0).await?;
     let (fd_start, rss_start_kb) = sample(pid)?;
     let (mut fd_max, mut rss_max_kb) = (fd_start, rss_start_kb);
+    // (rss_max_kb also takes the samples of the message phase below.)
     let started = Instant::now();
     let mut cycle_failures = 0u64;
     let mut first_failure = None;
@@ -374,11 +385,12 @@ async fn run(args: &Args) -> Res<bool> {
     }
     let cycles_s = started.elapsed().as_secs_f64();
     let msg_started = Instant::now();
-    let (delivered_msgs, busy_retries) = if args.messages > 0 {
+    let (delivered_msgs, busy_retries, msg_rss_max) = if args.messages > 0 {
         messages(&daemon, args.messages, args.payload).await?
     } else {
-        (0, 0)
+        (0, 0, 0)
     };
+    rss_max_kb = rss_max_kb.max(msg_rss_max);
     let messages_s = msg_started.elapsed().as_secs_f64();
     // Settle: every session closed by the daemon, then the final sample.
     let deadline = Instant::now() + Duration::from_secs(30);
