@@ -182,6 +182,63 @@ impl Default for NodeConfig {
     }
 }
 
+/// The settings that can change while a node runs (`Input::Reconfigure`): the gossip
+/// fan-outs and the per-peer message quota. Everything else needs a new node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveSettings {
+    /// Eager-push fan-out, as [`NodeConfig::alpha`].
+    pub alpha: usize,
+    /// Lazy fan-out, as [`NodeConfig::beta`].
+    pub beta: usize,
+    /// Per-peer message rate, as [`NodeConfig::peer_rate_per_s`].
+    pub peer_rate_per_s: u32,
+    /// Per-peer burst, as [`NodeConfig::peer_rate_burst`].
+    pub peer_rate_burst: u32,
+}
+
+impl LiveSettings {
+    /// The live settings of `config`.
+    pub fn of(config: &NodeConfig) -> LiveSettings {
+        LiveSettings {
+            alpha: config.alpha,
+            beta: config.beta,
+            peer_rate_per_s: config.peer_rate_per_s,
+            peer_rate_burst: config.peer_rate_burst,
+        }
+    }
+
+    /// `config` with these settings applied.
+    pub fn applied_to(&self, config: &NodeConfig) -> NodeConfig {
+        NodeConfig {
+            alpha: self.alpha,
+            beta: self.beta,
+            peer_rate_per_s: self.peer_rate_per_s,
+            peer_rate_burst: self.peer_rate_burst,
+            ..config.clone()
+        }
+    }
+}
+
+/// Why `Input::Reconfigure` was refused (the node keeps its settings). An owned, serializable
+/// copy of a [`ConfigError`], so traces can carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("invalid setting `{setting}`: {accepted}")]
+pub struct ReconfigureError {
+    /// The setting's name.
+    pub setting: String,
+    /// What values are accepted.
+    pub accepted: String,
+}
+
+impl From<ConfigError> for ReconfigureError {
+    fn from(e: ConfigError) -> Self {
+        ReconfigureError {
+            setting: e.setting.to_string(),
+            accepted: e.accepted.to_string(),
+        }
+    }
+}
+
 /// A configuration value outside its accepted range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid setting `{setting}`: {accepted}")]

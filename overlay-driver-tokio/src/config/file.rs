@@ -86,6 +86,10 @@ pub struct NodeSection {
     pub trace_out: Option<PathBuf>,
     /// `tracing` filter directives.
     pub log_level: Option<String>,
+    /// Log line format: `text` or `json`.
+    pub log_format: Option<String>,
+    /// Allow `trace_out` while amnesia is on.
+    pub trace_out_despite_amnesia: Option<bool>,
     /// Amnesia mode (keep nothing on disk).
     pub amnesia: Option<bool>,
     /// Graceful shutdown deadline.

@@ -14,15 +14,19 @@ use tokio_rustls::TlsConnector;
 use super::conn::io_kind;
 use super::metrics::DriverCounters;
 use super::net::Net;
-use super::seeds::Pins;
+use super::node_task::Command;
+use super::seeds::{self, SeedBook};
 use super::Established;
 use crate::tls::{classify_handshake_error, client_config, server_name, session_info};
 use crate::tls::{Identity, TlsOptions};
 
 /// What a dial task needs; shared by all dials.
 pub(crate) struct DialCtx<N: Net> {
-    /// Identities the operator pinned per address (`--peer peer:<id>@host:port`).
-    pub(crate) pins: Arc<Pins>,
+    /// Configured peers per address: the name to re-resolve before a dial, the pinned
+    /// identity (`--peer peer:<id>@host:port`).
+    pub(crate) seeds: Arc<SeedBook>,
+    /// Where re-resolved addresses are offered (`Input::PeersDiscovered`).
+    pub(crate) cmd: tokio::sync::mpsc::WeakSender<Command>,
     pub(crate) net: N,
     pub(crate) identity: Identity,
     pub(crate) tls: TlsOptions,
@@ -59,14 +63,34 @@ async fn connect<N: Net>(
     addr: SocketAddr,
     expected: Option<PeerId>,
 ) -> Result<Box<Established<N::Stream>>, CoreError> {
-    let expected = match (ctx.pins.expected(addr), expected) {
+    let deadline = TokioInstant::now() + ctx.deadline;
+    if let Some(target) = ctx.seeds.name_of(addr) {
+        // Re-resolve the name this address came from: do not dial an address it has left.
+        match timeout_at(deadline, ctx.net.resolve(&target.host_port)).await {
+            Ok(Ok(addrs)) if !addrs.is_empty() && !addrs.contains(&addr) => {
+                ctx.counters.error("dial", "stale_name");
+                tracing::info!(%addr, name = %target.host_port, now = ?addrs, "peer name moved; not dialing its old address");
+                seeds::offer(&ctx.cmd, ctx.seeds.learn(&target, &addrs));
+                return Err(CoreError::Refused);
+            }
+            Ok(Ok(addrs)) => seeds::offer(&ctx.cmd, ctx.seeds.learn(&target, &addrs)),
+            // Name service trouble does not stop reconnects to the last known address.
+            Ok(Err(e)) => {
+                tracing::debug!(%addr, name = %target.host_port, error = %e, "cannot re-resolve; dialing the last address")
+            }
+            Err(_) => {
+                ctx.counters.error("dial", "timeout");
+                return Err(CoreError::Timeout);
+            }
+        }
+    }
+    let expected = match (ctx.seeds.expected(addr), expected) {
         (Some(pinned), Some(learned)) if pinned != learned => {
             tracing::warn!(%addr, %pinned, %learned, "membership expects another identity at a pinned address; requiring the pinned one");
             Some(pinned)
         }
         (pinned, learned) => pinned.or(learned),
     };
-    let deadline = TokioInstant::now() + ctx.deadline;
     let slot = ctx.counters.conns.acquire();
     let tcp = match timeout_at(deadline, ctx.net.connect(addr)).await {
         Err(_) => {
