@@ -392,6 +392,7 @@ idle_ms = 25000
 read_ms = 14000
 write_ms = 13000
 handshake_ms = 4000
+connect_ms = 3000
 keepalive_ms = 9000
 liveness_ms = 12000
 tick_ms = 50
@@ -465,6 +466,7 @@ fn a_file_with_all_sections_parses_and_maps() {
     assert_eq!(cfg.read, Duration::from_millis(14_000));
     assert_eq!(cfg.write, Duration::from_millis(13_000));
     assert_eq!(n.handshake_timeout, Duration::from_millis(4000));
+    assert_eq!(n.connect_timeout, Duration::from_millis(3000));
     assert_eq!(n.keepalive_interval, Duration::from_millis(9000));
     assert_eq!(n.liveness_timeout, Duration::from_millis(12_000));
     assert_eq!(n.tick_interval, Duration::from_millis(50));

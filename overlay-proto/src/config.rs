@@ -24,8 +24,13 @@ pub struct NodeConfig {
     pub max_sessions: usize,
     /// Dials in flight at once.
     pub max_concurrent_dials: usize,
-    /// A session must finish HELLO + START within this time.
+    /// A session must finish HELLO + START within this time (the driver also bounds its TLS
+    /// handshake by it).
     pub handshake_timeout: Duration,
+    /// TCP connect deadline of a dial: a host that does not answer at all (power loss, a
+    /// partition) costs this long instead of the whole handshake deadline. Capped by
+    /// `handshake_timeout` (see [`NodeConfig::dial_connect_timeout`]).
+    pub connect_timeout: Duration,
     /// Ceiling of the failure detector's adaptive silence limit: however slow the link looks,
     /// a running session that received nothing for this long is closed.
     pub idle_timeout: Duration,
@@ -145,6 +150,7 @@ impl Default for NodeConfig {
             max_sessions: 1024,
             max_concurrent_dials: 8,
             handshake_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(30),
             keepalive_interval: Duration::from_millis(500),
             liveness_timeout: Duration::from_millis(1500),
@@ -258,6 +264,12 @@ fn check(ok: bool, setting: &'static str, accepted: &'static str) -> Result<(), 
 }
 
 impl NodeConfig {
+    /// How long the TCP connect of a dial may take: `connect_timeout`, capped by
+    /// `handshake_timeout`.
+    pub fn dial_connect_timeout(&self) -> Duration {
+        self.connect_timeout.min(self.handshake_timeout)
+    }
+
     /// The failure detector's settings.
     pub fn liveness(&self) -> crate::liveness::LivenessConfig {
         crate::liveness::LivenessConfig {
@@ -297,6 +309,7 @@ impl NodeConfig {
             "handshake_timeout",
             "> 0",
         )?;
+        check(!self.connect_timeout.is_zero(), "connect_timeout", "> 0")?;
         check(
             self.idle_timeout > self.keepalive_interval,
             "idle_timeout",

@@ -9,7 +9,7 @@
 //! vanishes; its peers see their connections close one latency later, and dials to it fail.
 //! A node killed silently ([`Mesh::kill_silently`]: power loss, a partition without RST, a
 //! frozen process) vanishes without a trace: bytes sent to it are lost, its peers see nothing
-//! close, and dials to it time out after the handshake deadline. A stalled node stops reading
+//! close, and dials to it time out after the connect deadline. A stalled node stops reading
 //! its sockets (a slow consumer): bytes for it are held, bounded only by what its peers'
 //! credit windows allow.
 //!
@@ -399,9 +399,9 @@ impl Mesh {
     }
 
     /// Kills node `i` silently: it stops answering, and nothing tells its peers (no FIN, no
-    /// RST). Bytes sent to it vanish; dials to it fail with `Timeout` after the handshake
-    /// deadline (`NodeConfig::handshake_timeout`), as a TCP or TLS connect to a dead host
-    /// does. Only its peers' failure detectors can notice.
+    /// RST). Bytes sent to it vanish; dials to it fail with `Timeout` after the connect
+    /// deadline (`NodeConfig::connect_timeout`), as a TCP connect to a dead host does. Only
+    /// its peers' failure detectors can notice.
     pub fn kill_silently(&mut self, i: usize) {
         let Some(n) = self.nodes.get_mut(i) else {
             return;
@@ -739,8 +739,8 @@ impl Mesh {
         let silent_target = target.is_some_and(|t| self.nodes.get(t).is_some_and(|n| n.silent));
         let target = target.filter(|t| self.is_alive(*t));
         if target.is_none() && silent_target {
-            // Nothing answers: the dial runs into the handshake deadline.
-            let deadline = self.config.node_config.handshake_timeout;
+            // Nothing answers: the dial runs into the connect deadline.
+            let deadline = self.config.node_config.dial_connect_timeout();
             self.schedule(
                 now + deadline,
                 Event::Input {

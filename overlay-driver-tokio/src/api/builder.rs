@@ -439,6 +439,7 @@ impl<N: Net> OverlayBuilder<N> {
             tls: tls_opts,
             unpinned,
             deadline: cfg.handshake_timeout,
+            connect_deadline: cfg.dial_connect_timeout(),
             counters: Arc::clone(&counters),
             next_conn,
         });

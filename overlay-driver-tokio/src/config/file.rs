@@ -176,6 +176,8 @@ pub struct LimitsSection {
     pub write_ms: Option<i64>,
     /// TLS + HELLO/START deadline.
     pub handshake_ms: Option<i64>,
+    /// TCP connect deadline of a dial.
+    pub connect_ms: Option<i64>,
     /// Heartbeat period: a frame goes out when nothing was sent for this long.
     pub keepalive_ms: Option<i64>,
     /// Failure detector: silence that makes a peer unresponsive.

@@ -675,6 +675,12 @@ impl<'a> Resolver<'a> {
             l.keepalive_ms,
             node.keepalive_interval,
         )?;
+        node.connect_timeout = self.ms(
+            &spec("connect_ms", None, None, "limits.connect_ms"),
+            None,
+            l.connect_ms,
+            node.connect_timeout,
+        )?;
         node.liveness_timeout = self.ms(
             &spec("liveness_ms", None, None, "limits.liveness_ms"),
             None,

@@ -1,5 +1,6 @@
-//! Outbound connections for `Action::Connect`: TCP connect and the TLS client handshake under
-//! one deadline, pinning the expected PeerId when the core knows it.
+//! Outbound connections for `Action::Connect`: TCP connect (within the core's connect deadline)
+//! and the TLS client handshake (within its handshake deadline, counted from the start),
+//! pinning the expected PeerId when the core knows it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +34,8 @@ pub(crate) struct DialCtx<N: Net> {
     /// The client configuration without a pinned peer (built once).
     pub(crate) unpinned: Arc<ClientConfig>,
     pub(crate) deadline: Duration,
+    /// The TCP connect phase alone (a host that does not answer costs no more).
+    pub(crate) connect_deadline: Duration,
     pub(crate) counters: Arc<DriverCounters>,
     pub(crate) next_conn: Arc<AtomicU64>,
 }
@@ -91,8 +94,11 @@ async fn connect<N: Net>(
         }
         (pinned, learned) => pinned.or(learned),
     };
+    // The TCP connect alone gets the connect deadline (a host that does not answer costs no
+    // more), within the overall handshake deadline.
+    let connect_deadline = deadline.min(TokioInstant::now() + ctx.connect_deadline);
     let slot = ctx.counters.conns.acquire();
-    let tcp = match timeout_at(deadline, ctx.net.connect(addr)).await {
+    let tcp = match timeout_at(connect_deadline, ctx.net.connect(addr)).await {
         Err(_) => {
             ctx.counters.error("dial", "timeout");
             return Err(CoreError::Timeout);
