@@ -33,11 +33,16 @@ pub enum RejectReason {
     IhaveOverflow,
     /// A second session with the same peer.
     Duplicate,
+    /// A GOSSIP whose id is not BLAKE3(origin ‖ nonce ‖ payload).
+    BadId,
+    /// A GOSSIP without a valid origin signature (missing in `sign` mode, signed by a key
+    /// that is not the origin's, or not verifying).
+    BadSignature,
 }
 
 impl RejectReason {
     /// Number of variants (size of the counter array).
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 15;
     /// Every variant, in counter order.
     pub const ALL: [RejectReason; Self::COUNT] = [
         RejectReason::Quota,
@@ -53,6 +58,8 @@ impl RejectReason {
         RejectReason::NotConnected,
         RejectReason::IhaveOverflow,
         RejectReason::Duplicate,
+        RejectReason::BadId,
+        RejectReason::BadSignature,
     ];
 
     /// The metrics label (`rejected_total{reason}`).
@@ -71,6 +78,8 @@ impl RejectReason {
             RejectReason::NotConnected => "not_connected",
             RejectReason::IhaveOverflow => "ihave_overflow",
             RejectReason::Duplicate => "duplicate",
+            RejectReason::BadId => "bad_id",
+            RejectReason::BadSignature => "bad_signature",
         }
     }
 

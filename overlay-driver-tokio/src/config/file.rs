@@ -140,6 +140,8 @@ pub struct GossipSection {
     pub catch_up_ids: Option<i64>,
     /// Duplicates in a row from an eager peer before it is pruned.
     pub prune_after_duplicates: Option<i64>,
+    /// Origin signatures: `sign` or `none`.
+    pub origin_auth: Option<String>,
 }
 
 /// `[membership]`.
