@@ -34,13 +34,16 @@ def frame(code, body, flags=0x0004, app=OVERLAY_APP):
 
 
 def bodies():
-    gossip = bytes(range(32)) + bytes([2] * 32) + struct.pack(">QB", 7, 3) + b"hello overlay"
+    # id, origin, nonce, hops, auth (0: unsigned; 1: Ed25519 key and signature follow), payload
+    gossip = bytes(range(32)) + bytes([2] * 32) + struct.pack(">QBB", 7, 3, 0) + b"hello overlay"
+    signed = (bytes(range(32)) + bytes([2] * 32) + struct.pack(">QBB", 7, 3, 1) + bytes([5] * 32)
+              + bytes([6] * 64) + b"hello overlay")
     ihave = (bytes([9] * 32) + b"\x04") * 3
     graft = bytes([5] * 64)
     credit = struct.pack(">II", 16, 1 << 20)
     shuffle = (b"\x02" + bytes([3] * 32) + b"\x04" + bytes([127, 0, 0, 1]) + struct.pack(">H", 9415)
                + bytes([4] * 32) + b"\x06" + bytes(15) + b"\x01" + struct.pack(">H", 9416))
-    return {"gossip": gossip, "ihave": ihave, "graft": graft, "credit": credit, "shuffle": shuffle}
+    return {"gossip": gossip, "gossip-signed": signed, "ihave": ihave, "graft": graft, "credit": credit, "shuffle": shuffle}
 
 
 def main():
