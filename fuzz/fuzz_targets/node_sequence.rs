@@ -1,7 +1,7 @@
 //! Fuzzes a `Node` with arbitrary sequences of `Input`s: connections up and down (some opened
 //! with a valid HELLO/START), raw bytes, well-formed frames of every overlay kind with arbitrary
 //! bodies, timer wake-ups, broadcasts, direct sends, dials, discovered peers, dial failures and
-//! shutdown.
+//! shutdown — with origin signatures required (the default) or off.
 //!
 //! Checked after every step, besides "no panic":
 //! - sessions stay within `max_sessions`, queues within `max_queue_frames` per session, the
@@ -26,7 +26,7 @@ use overlay_proto::frame::flags;
 use overlay_proto::wire::{HelloOverlay, HelloRequestBody, Kind};
 use overlay_proto::{
     Action, ConnId, DialId, Direction, Input, Instant, Node, NodeConfig, NodeIdentity, NodeStats,
-    OverlayError, PeerId, OVERLAY_APP_PROTO_ID,
+    OriginAuth, OverlayError, PeerId, SigningSeed, OVERLAY_APP_PROTO_ID,
 };
 
 /// Longest sequence run (keeps each input fast).
@@ -61,9 +61,10 @@ enum Op {
     Shutdown,
 }
 
-fn config() -> NodeConfig {
+fn config(sign: bool) -> NodeConfig {
     let mut c = NodeConfig::default();
     c.auth.require_token = false;
+    c.origin_auth = if sign { OriginAuth::Sign } else { OriginAuth::None };
     c.max_sessions = 4;
     c.active_target = 3;
     c.max_concurrent_dials = 2;
@@ -232,9 +233,13 @@ fn check(
     s
 }
 
-fn run(ops: &[Op]) -> Vec<Action> {
-    let cfg = config();
-    let identity = NodeIdentity { peer_id: PeerId([0xEE; 32]), listen_addr: None };
+fn run(sign: bool, ops: &[Op]) -> Vec<Action> {
+    let cfg = config(sign);
+    let identity = if sign {
+        NodeIdentity::from_signing_seed(SigningSeed([0xEE; 32]), None)
+    } else {
+        NodeIdentity::new(PeerId([0xEE; 32]), None)
+    };
     let Ok(mut node) = Node::new(cfg.clone(), identity, 42) else {
         panic!("the fuzz configuration is valid");
     };
@@ -272,8 +277,11 @@ fn run(ops: &[Op]) -> Vec<Action> {
     actions
 }
 
-fuzz_target!(|ops: Vec<Op>| {
-    let first = run(&ops);
-    let second = run(&ops);
+// `sign`: the node signs its broadcasts and requires signed GOSSIP (the default), or runs
+// with origin authentication off, where the fuzzer's unsigned GOSSIP reaches the tree logic.
+fuzz_target!(|input: (bool, Vec<Op>)| {
+    let (sign, ops) = input;
+    let first = run(sign, &ops);
+    let second = run(sign, &ops);
     assert!(first == second, "the same sequence gave different actions");
 });

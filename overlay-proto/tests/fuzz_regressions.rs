@@ -9,14 +9,12 @@
 )] // test code
 
 use core::net::SocketAddr;
-use overlay_proto::{Action, Input, Instant, Node, NodeConfig, NodeIdentity, PeerId};
+use overlay_proto::{Action, Input, Instant, Node, NodeConfig, NodeIdentity, OriginAuth, PeerId};
 
 fn node(cfg: NodeConfig) -> Node {
-    let identity = NodeIdentity {
-        peer_id: PeerId([0xEE; 32]),
-        listen_addr: None,
-    };
-    Node::new(cfg, identity, 42).unwrap()
+    let mut cfg = cfg;
+    cfg.origin_auth = OriginAuth::None;
+    Node::new(cfg, NodeIdentity::new(PeerId([0xEE; 32]), None), 42).unwrap()
 }
 
 fn addr(port: u16) -> SocketAddr {
