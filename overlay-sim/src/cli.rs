@@ -211,6 +211,7 @@ impl ScaleArgs {
                     seed: Some(s.seed),
                     adversary: s.adversary,
                     adversary_percent: Some(s.adversary_percent),
+                    origin_auth: Some(s.origin_auth),
                     ..ScenarioFile::default()
                 };
                 *s = file.merge(o.clone()).resolve()?;

@@ -121,6 +121,7 @@ fn needs_restart(running: &DaemonConfig, next: &DaemonConfig) -> Vec<String> {
     check("ca", running.ca != next.ca);
     check("cert/key", running.cert_key != next.cert_key);
     check("dev_mode", running.dev_mode != next.dev_mode);
+    check("http", running.http != next.http);
     out.extend(node_needs_restart(&running.node, &next.node));
     // A setting this list does not name yet (added later) still counts.
     let mut rest = next.clone();
