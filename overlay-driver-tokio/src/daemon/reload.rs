@@ -181,6 +181,8 @@ fn name_of(field: &str) -> String {
     match field {
         "idle_timeout" => "idle_ms".to_string(),
         "handshake_timeout" => "handshake_ms".to_string(),
+        "connect_timeout" => "connect_ms".to_string(),
+        "liveness_timeout" => "liveness_ms".to_string(),
         "keepalive_interval" => "keepalive_ms".to_string(),
         "tick_interval" => "tick_ms".to_string(),
         "lazy_flush_interval" => "lazy_flush_ms".to_string(),
