@@ -54,6 +54,7 @@ impl Node {
         for key in pings {
             self.send_frame(key, Kind::Ping, &[]);
         }
+        self.check_session_deadlines();
         for s in self.sessions.iter_mut().flatten() {
             s.shrink_if_idle();
         }
@@ -66,16 +67,27 @@ impl Node {
     }
 
     /// Compares load signals with the thresholds (with hysteresis) and reports changes.
+    ///
+    /// The signals describe the node, not one peer: `sessions` is running sessions over
+    /// `max_sessions` (pre-auth connections excluded), `send_queue` is the share of running
+    /// sessions whose queue is itself over the threshold. One full session among several
+    /// therefore never makes the node unready (and the stall rule closes it).
     pub(super) fn evaluate_readiness(&mut self) {
-        let sessions_load = self.session_count() as f64 / self.config.max_sessions as f64;
-        let queue_load = self
-            .live_sessions()
-            .map(|(_, s)| queue_load(&self.config, s))
-            .fold(0.0, f64::max);
         let threshold = if self.ready {
             self.config.degrade_ratio
         } else {
             self.config.recover_ratio
+        };
+        let running = self.running_count();
+        let sessions_load = running as f64 / self.config.max_sessions as f64;
+        let full = self
+            .live_sessions()
+            .filter(|(_, s)| s.is_running() && queue_load(&self.config, s) > threshold)
+            .count();
+        let queue_load = if running == 0 {
+            0.0
+        } else {
+            full as f64 / running as f64
         };
         let mut saturated = Vec::new();
         if sessions_load > threshold {
