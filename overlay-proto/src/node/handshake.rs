@@ -90,7 +90,10 @@ impl Node {
             self.refuse(key, RejectReason::Banned, CloseReason::Banned);
             return;
         }
-        if self.running_count() >= self.config.max_sessions {
+        // Running sessions and our own dials count (this one too, when it is a dial); inbound
+        // connections before START live on the pre-auth budget instead.
+        let others = self.membership_count() - usize::from(direction == Direction::Outbound);
+        if others >= self.config.max_sessions {
             self.refuse(
                 key,
                 RejectReason::MaxSessions,
@@ -348,7 +351,7 @@ impl Node {
                 return Err(CloseReason::Violation(e));
             }
         };
-        if self.running_count() >= self.config.max_sessions {
+        if self.membership_count() >= self.config.max_sessions {
             self.count_reject(key, RejectReason::MaxSessions);
             return Err(CloseReason::Violation(OverlayError::Refused));
         }
