@@ -90,7 +90,10 @@ impl Hasher for IdHasher {
             a.copy_from_slice(&word[..8]);
             b.copy_from_slice(&word[8..]);
             // The length keeps "abc" and "abc\0" apart.
-            self.mix(u64::from_le_bytes(a), u64::from_le_bytes(b) ^ rest.len() as u64);
+            self.mix(
+                u64::from_le_bytes(a),
+                u64::from_le_bytes(b) ^ rest.len() as u64,
+            );
         }
     }
 

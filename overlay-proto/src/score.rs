@@ -120,12 +120,18 @@ impl ScoreConfig {
             return Err(("scoring.first_delivery_cap", ">= 0"));
         }
         for (name, w) in [
-            ("scoring.invalid_message_weight", self.invalid_message_weight),
+            (
+                "scoring.invalid_message_weight",
+                self.invalid_message_weight,
+            ),
             ("scoring.violation_weight", self.violation_weight),
             ("scoring.broken_promise_weight", self.broken_promise_weight),
             ("scoring.graft_flood_weight", self.graft_flood_weight),
             ("scoring.ihave_flood_weight", self.ihave_flood_weight),
-            ("scoring.duplicate_flood_weight", self.duplicate_flood_weight),
+            (
+                "scoring.duplicate_flood_weight",
+                self.duplicate_flood_weight,
+            ),
             ("scoring.shuffle_flood_weight", self.shuffle_flood_weight),
         ] {
             if !finite_le0(w) {
@@ -465,7 +471,7 @@ impl ScoreBook {
     pub fn on_tick(&mut self, now: Instant) {
         let mut steps = 0u32;
         while self.next_decay <= now {
-            self.next_decay = self.next_decay + self.cfg.decay_interval;
+            self.next_decay += self.cfg.decay_interval;
             steps += 1;
             if steps >= 64 {
                 // Long gap: 0.9^64 is already ~0.001; jump ahead.
@@ -487,9 +493,8 @@ impl ScoreBook {
                 e.banned_until = None;
             }
         }
-        self.peers.retain(|_, e| {
-            e.connected > 0 || e.banned_until.is_some() || now - e.left_at < retain
-        });
+        self.peers
+            .retain(|_, e| e.connected > 0 || e.banned_until.is_some() || now - e.left_at < retain);
         self.banned_addrs.retain(|_, t| *t > now);
     }
 }
@@ -518,7 +523,10 @@ mod tests {
             graft_flood_weight: 1.0,
             ..ScoreConfig::default()
         };
-        assert_eq!(bad.check().map_err(|e| e.0), Err("scoring.graft_flood_weight"));
+        assert_eq!(
+            bad.check().map_err(|e| e.0),
+            Err("scoring.graft_flood_weight")
+        );
     }
 
     #[test]
@@ -528,7 +536,10 @@ mod tests {
         book.connected(p);
         assert_eq!(book.standing(&p), Standing::Good);
         // 60 ids × -0.2 = -12: below gossip (-10).
-        assert_eq!(book.penalize(p, Penalty::IhaveFlood, 60), Standing::NoControl);
+        assert_eq!(
+            book.penalize(p, Penalty::IhaveFlood, 60),
+            Standing::NoControl
+        );
         // 2 broken promises more: -16; 3 more: -22 (below prune, -20).
         assert_eq!(book.penalize(p, Penalty::BrokenPromise, 5), Standing::Lazy);
         assert_eq!(book.penalize(p, Penalty::Violation, 1), Standing::Ban);
@@ -593,7 +604,10 @@ mod tests {
         };
         let mut book = ScoreBook::new(cfg, at(0));
         let p = peer(5);
-        assert_eq!(book.penalize(p, Penalty::InvalidMessage, 10), Standing::Good);
+        assert_eq!(
+            book.penalize(p, Penalty::InvalidMessage, 10),
+            Standing::Good
+        );
         assert!(book.score(&p) < -100.0);
     }
 

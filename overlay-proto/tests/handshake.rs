@@ -636,7 +636,10 @@ fn max_sessions_counts_running_sessions_and_refuses_the_next_with_503() {
     assert_eq!(n.stats().rejected.get(RejectReason::MaxSessions), 1);
     assert_eq!(n.stats().sessions_running, 2);
     // With max_sessions running, new connections are refused at once.
-    n.handle(Instant::ZERO, up(ConnId(9), PeerId([40; 32]), Direction::Inbound));
+    n.handle(
+        Instant::ZERO,
+        up(ConnId(9), PeerId([40; 32]), Direction::Inbound),
+    );
     assert_eq!(n.stats().rejected.get(RejectReason::MaxSessions), 2);
 }
 

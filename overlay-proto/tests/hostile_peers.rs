@@ -270,7 +270,7 @@ impl Bed {
             .iter()
             .rev()
             .find_map(|(_, a)| match a {
-                Action::BroadcastResult { result, .. } => Some(result.clone()),
+                Action::BroadcastResult { result, .. } => Some(*result),
                 _ => None,
             })
             .unwrap()
@@ -427,7 +427,10 @@ fn an_announcer_that_never_answers_a_graft_breaks_its_promise() {
     bed.advance(Duration::from_millis(200));
     let s = bed.score_of(peer(2));
     assert_eq!(s.components.penalty(Penalty::BrokenPromise), 3.0);
-    assert_eq!(bed.node.stats().score_penalties[Penalty::BrokenPromise as usize], 3);
+    assert_eq!(
+        bed.node.stats().score_penalties[Penalty::BrokenPromise as usize],
+        3
+    );
 }
 
 #[test]
@@ -456,7 +459,10 @@ fn a_stalled_session_is_closed_and_one_full_queue_does_not_make_the_node_unready
     bed.start(2, "");
     assert!(bed.is_up(2));
     for _ in 0..100 {
-        assert!(bed.broadcast(b"load").is_ok(), "broadcasts keep being accepted");
+        assert!(
+            bed.broadcast(b"load").is_ok(),
+            "broadcasts keep being accepted"
+        );
     }
     assert!(bed.node.is_ready(), "one full session out of two");
     assert!(bed.node.stats().rejected.get(RejectReason::Credits) > 0);
@@ -482,13 +488,19 @@ fn the_pre_auth_budget_caps_per_ip_and_in_total_without_touching_sessions() {
     for conn in 10..13 {
         bed.up(conn, peer(conn as u8), [10, 9, 9, 9]);
     }
-    assert_eq!(bed.closed(12), Some(CloseReason::Violation(OverlayError::Busy)));
+    assert_eq!(
+        bed.closed(12),
+        Some(CloseReason::Violation(OverlayError::Busy))
+    );
     assert_eq!(bed.rejected(RejectReason::PreauthPerIp), 1);
     // From other IPs until the total budget is used.
     bed.up(13, peer(13), [10, 9, 9, 10]);
     bed.up(14, peer(14), [10, 9, 9, 11]);
     bed.up(15, peer(15), [10, 9, 9, 12]);
-    assert_eq!(bed.closed(15), Some(CloseReason::Violation(OverlayError::Busy)));
+    assert_eq!(
+        bed.closed(15),
+        Some(CloseReason::Violation(OverlayError::Busy))
+    );
     assert_eq!(bed.rejected(RejectReason::PreauthFull), 1);
     let stats = bed.node.stats();
     assert_eq!(stats.preauth_sessions, 4);
@@ -502,14 +514,22 @@ fn the_pre_auth_budget_caps_per_ip_and_in_total_without_touching_sessions() {
     assert_eq!(bed.node.stats().preauth_sessions, 0);
     // max_sessions (3) is reached by running sessions only: a fourth finishing START gets 503.
     bed.open_with(4, peer(5), [10, 0, 0, 5], "");
-    assert_eq!(bed.closed(4), Some(CloseReason::Violation(OverlayError::Refused)));
+    assert_eq!(
+        bed.closed(4),
+        Some(CloseReason::Violation(OverlayError::Refused))
+    );
     assert_eq!(bed.rejected(RejectReason::MaxSessions), 1);
 }
 
 #[test]
 fn a_token_expiring_mid_session_closes_it_at_exp_plus_skew() {
     let mut bed = Bed::new(token_config());
-    bed.open_with(1, peer(2), [10, 0, 0, 2], &token(vec![Caveat::Exp(NOW_UNIX + 10)]));
+    bed.open_with(
+        1,
+        peer(2),
+        [10, 0, 0, 2],
+        &token(vec![Caveat::Exp(NOW_UNIX + 10)]),
+    );
     assert!(bed.is_up(1));
     bed.open_with(2, peer(3), [10, 0, 0, 3], &token(vec![]));
     assert!(bed.is_up(2));
@@ -528,7 +548,12 @@ fn a_token_expiring_mid_session_closes_it_at_exp_plus_skew() {
 #[test]
 fn a_token_bound_to_another_peer_is_refused_and_a_malformed_binding_is_401() {
     let mut bed = Bed::new(token_config());
-    bed.open_with(1, peer(2), [10, 0, 0, 2], &token(vec![peer_caveat(&peer(9))]));
+    bed.open_with(
+        1,
+        peer(2),
+        [10, 0, 0, 2],
+        &token(vec![peer_caveat(&peer(9))]),
+    );
     assert_eq!(
         bed.closed(1),
         Some(CloseReason::Violation(OverlayError::Forbidden))
@@ -543,7 +568,12 @@ fn a_token_bound_to_another_peer_is_refused_and_a_malformed_binding_is_401() {
     bed.open_with(2, peer(3), [10, 0, 0, 3], &token(vec![malformed]));
     assert_eq!(bed.error_code(2), Some(401));
     assert_eq!(bed.rejected(RejectReason::Unauth), 1);
-    bed.open_with(3, peer(4), [10, 0, 0, 4], &token(vec![peer_caveat(&peer(4))]));
+    bed.open_with(
+        3,
+        peer(4),
+        [10, 0, 0, 4],
+        &token(vec![peer_caveat(&peer(4))]),
+    );
     assert!(bed.is_up(3), "bound to the right identity");
 }
 
@@ -574,7 +604,12 @@ fn membership_hints_cannot_poison_the_passive_view() {
     bed.hello(1, peer(2), 1 << 20, 1 << 30, Some("127.0.0.1:9415"));
     bed.start(1, "");
     assert!(bed.is_up(1));
-    let info = bed.node.sessions().into_iter().find(|s| s.peer == peer(2)).unwrap();
+    let info = bed
+        .node
+        .sessions()
+        .into_iter()
+        .find(|s| s.peer == peer(2))
+        .unwrap();
     assert_eq!(info.listen, None);
     assert_eq!(bed.rejected(RejectReason::BadAddress), 1);
     let passive_before = bed.node.stats().passive_peers;

@@ -845,7 +845,12 @@ impl<'a> Resolver<'a> {
             node.graft_rate_burst,
         )?;
         node.graft_after_prune = self.ms(
-            &spec("graft_after_prune_ms", None, None, "gossip.graft_after_prune_ms"),
+            &spec(
+                "graft_after_prune_ms",
+                None,
+                None,
+                "gossip.graft_after_prune_ms",
+            ),
             None,
             g.graft_after_prune_ms,
             node.graft_after_prune,
@@ -938,7 +943,12 @@ impl<'a> Resolver<'a> {
             1_000_000,
         )?;
         node.max_preauth_per_ip = self.usize_in(
-            &spec("max_preauth_per_ip", None, None, "limits.max_preauth_per_ip"),
+            &spec(
+                "max_preauth_per_ip",
+                None,
+                None,
+                "limits.max_preauth_per_ip",
+            ),
             None,
             l.max_preauth_per_ip,
             node.max_preauth_per_ip,
@@ -986,7 +996,12 @@ impl<'a> Resolver<'a> {
             BIG,
         )?;
         sc.first_delivery_cap = self.float_in(
-            &spec("first_delivery_cap", None, None, "scoring.first_delivery_cap"),
+            &spec(
+                "first_delivery_cap",
+                None,
+                None,
+                "scoring.first_delivery_cap",
+            ),
             f.first_delivery_cap,
             sc.first_delivery_cap,
             0.0,

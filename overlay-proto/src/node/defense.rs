@@ -134,7 +134,7 @@ impl Node {
         if ip.is_unspecified() || addr.port() == 0 || ip.is_multicast() {
             return false;
         }
-        !(ip.is_loopback() && !from.ip().is_loopback())
+        !ip.is_loopback() || from.ip().is_loopback()
     }
 
     /// Whether a `(peer, addr)` hint contradicts what verified connections proved: the address

@@ -9,9 +9,9 @@ use crate::cache::StoredMessage;
 use crate::error::OverlayError;
 use crate::peer::{ConnId, MessageId, PeerId};
 use crate::score::Penalty;
-use std::collections::BTreeMap;
 use crate::stats::RejectReason;
 use crate::wire::{self, GossipMsg, Kind, WireError, GOSSIP_HEADER_LEN, IHAVE_ENTRY_LEN};
+use std::collections::BTreeMap;
 
 /// Most ids tracked as "announced but missing" at once.
 const MAX_MISSING: usize = 65_536;
@@ -456,7 +456,9 @@ impl Node {
         };
         flood += ids.len() - allowed;
         ids.truncate(allowed);
-        self.stats.rejected.add(RejectReason::GraftFlood, flood as u64);
+        self.stats
+            .rejected
+            .add(RejectReason::GraftFlood, flood as u64);
         if pruned_at.is_some_and(|t| now - t < self.config.graft_after_prune) {
             flood += 1;
         }

@@ -105,13 +105,16 @@ impl Node {
         key_rng.set_stream(0x1D_4A54);
         let hash_key = [key_rng.next_u64(), key_rng.next_u64()];
         Ok(Node {
-            cache: MessageCache::keyed(CacheLimits {
-                seen_capacity: config.seen_capacity,
-                seen_ttl: config.seen_ttl,
-                store_capacity: config.store_capacity,
-                store_bytes: config.store_bytes,
-                store_ttl: config.store_ttl,
-            }, hash_key),
+            cache: MessageCache::keyed(
+                CacheLimits {
+                    seen_capacity: config.seen_capacity,
+                    seen_ttl: config.seen_ttl,
+                    store_capacity: config.store_capacity,
+                    store_bytes: config.store_bytes,
+                    store_ttl: config.store_ttl,
+                },
+                hash_key,
+            ),
             missing: keyed_id_map(1024, hash_key),
             missing_timers: VecDeque::new(),
             passive: PassiveView::new(config.passive_capacity),
@@ -329,7 +332,8 @@ impl Node {
     fn membership_count(&self) -> usize {
         self.live_sessions()
             .filter(|(_, s)| {
-                s.is_running() || (s.direction == crate::peer::Direction::Outbound && s.phase.is_handshaking())
+                s.is_running()
+                    || (s.direction == crate::peer::Direction::Outbound && s.phase.is_handshaking())
             })
             .count()
     }
