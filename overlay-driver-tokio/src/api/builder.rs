@@ -21,6 +21,7 @@ use crate::runtime::accept::{self, AcceptCtx};
 use crate::runtime::dial::DialCtx;
 use crate::runtime::metrics::DriverCounters;
 use crate::runtime::node_task::{NodeTask, NodeTaskParts, Outputs};
+use crate::runtime::preauth::PreAuthGate;
 use crate::runtime::trace_out::TraceSink;
 use crate::runtime::{Clock, HttpHandler, Net, Timeouts, TokioNet, SERVICE};
 use crate::tls::{self, Identity, TlsOptions};
@@ -393,6 +394,7 @@ impl<N: Net> OverlayBuilder<N> {
             stop: stop_rx,
             events: events.clone(),
             seed,
+            preauth: PreAuthGate::new(cfg.max_preauth, cfg.max_preauth_per_ip),
         }));
         let dial_ctx = Arc::new(DialCtx {
             net,

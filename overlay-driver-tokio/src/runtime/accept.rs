@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use super::conn::io_kind;
 use super::metrics::{ConnSlot, DriverCounters};
 use super::net::{Net, TLS_HANDSHAKE_BYTE};
+use super::preauth::{PreAuthGate, PreAuthSlot};
 use super::{BusMsg, Established, HttpHandler, SplitMix};
 use crate::api::KernelEvent;
 use crate::tls::{classify_handshake_error, session_info};
@@ -36,6 +37,8 @@ pub(crate) struct AcceptCtx<N: Net> {
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) events: broadcast::Sender<KernelEvent>,
     pub(crate) seed: u64,
+    /// Connections before START, in total and per IP (`max_preauth`, `max_preauth_per_ip`).
+    pub(crate) preauth: PreAuthGate,
 }
 
 impl<N: Net> Clone for AcceptCtx<N> {
@@ -53,6 +56,7 @@ impl<N: Net> Clone for AcceptCtx<N> {
             stop: self.stop.clone(),
             events: self.events.clone(),
             seed: self.seed,
+            preauth: self.preauth.clone(),
         }
     }
 }
@@ -122,8 +126,19 @@ async fn accept_loop<N: Net>(ctx: AcceptCtx<N>) {
                         tracing::debug!(%remote, "refused: max_conns reached");
                         continue;
                     }
+                    // The pre-auth budget, before any TLS work: a flood from one address (or
+                    // many) exhausts only this budget.
+                    let preauth = match ctx.preauth.admit(remote.ip()) {
+                        Ok(preauth) => preauth,
+                        Err(reason) => {
+                            drop(stream);
+                            ctx.counters.reject(reason.label());
+                            tracing::debug!(%remote, reason = reason.label(), "refused: pre-auth budget");
+                            continue;
+                        }
+                    };
                     let slot = ConnSlot::acquire(&ctx.counters.live);
-                    handshakes.spawn(handshake_inbound(ctx.clone(), stream, remote, slot));
+                    handshakes.spawn(handshake_inbound(ctx.clone(), stream, remote, slot, preauth));
                 }
                 Err(e) => {
                     ctx.counters.error("accept", io_kind(&e));
@@ -141,6 +156,7 @@ async fn handshake_inbound<N: Net>(
     mut stream: N::Stream,
     remote: SocketAddr,
     slot: ConnSlot,
+    preauth: PreAuthSlot,
 ) {
     let deadline = TokioInstant::now() + ctx.handshake;
     let first = match timeout_at(deadline, ctx.net.peek_first_byte(&mut stream)).await {
@@ -157,6 +173,8 @@ async fn handshake_inbound<N: Net>(
         Ok(Ok(Some(byte))) => byte,
     };
     if first != TLS_HANDSHAKE_BYTE {
+        // Not an overlay session: the pre-auth budget is for TLS/START only.
+        drop(preauth);
         if first.is_ascii_alphabetic() {
             match &ctx.http {
                 Some(handler) => {
@@ -202,6 +220,7 @@ async fn handshake_inbound<N: Net>(
         dial: None,
         kx_group: info.kx_group.map(str::to_string),
         slot,
+        preauth: Some(preauth),
     }));
     // Waits while the node task is busy (backpressure); fails only when it is gone.
     let _ = ctx.bus.send(up).await;

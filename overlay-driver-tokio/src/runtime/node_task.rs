@@ -82,6 +82,8 @@ struct ConnEntry {
     direction: Direction,
     kx_group: Option<String>,
     running: bool,
+    /// The accept path's pre-auth slot, given back when the session finishes START.
+    preauth: Option<super::preauth::PreAuthSlot>,
 }
 
 impl ConnEntry {
@@ -350,6 +352,7 @@ impl<N: Net> NodeTask<N> {
             dial,
             kx_group,
             slot,
+            preauth,
         } = established;
         let slot = Arc::new(slot);
         let (rd, wr) = tokio::io::split(stream);
@@ -389,6 +392,7 @@ impl<N: Net> NodeTask<N> {
                 direction,
                 kx_group: kx_group.clone(),
                 running: false,
+                preauth,
             },
         );
         if let Some(d) = dial {
@@ -757,6 +761,7 @@ impl<N: Net> NodeTask<N> {
             SessionEvent::Up { conn, peer, .. } => {
                 if let Some(entry) = self.conns.get_mut(&conn) {
                     entry.running = true;
+                    entry.preauth = None;
                     rt_metrics::kx_group(entry.kx_group.as_deref());
                 }
                 tracing::info!(%conn, %peer, "session up");
