@@ -6,6 +6,7 @@
 pub mod api;
 pub mod config;
 pub mod http;
+pub mod operator;
 pub mod pq;
 pub mod runtime;
 pub mod telemetry;

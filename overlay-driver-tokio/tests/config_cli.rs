@@ -98,7 +98,7 @@ fn defaults_with_no_args_and_empty_env() {
     assert_eq!(cfg.log_level, config::defaults::LOG_LEVEL);
     assert!(cfg.amnesia);
     assert_eq!(cfg.idle, Duration::from_millis(30_000));
-    assert_eq!(cfg.read, Duration::from_millis(15_000));
+    assert_eq!(cfg.read, Duration::from_millis(60_000));
     assert_eq!(cfg.write, Duration::from_millis(15_000));
     assert_eq!(cfg.drain, Duration::from_millis(5_000));
     assert_eq!(cfg.ca, None);
@@ -304,6 +304,10 @@ fn every_env_var_is_read() {
         "[::1]:9100".parse().unwrap()
     );
     assert_eq!(one("LOG_LEVEL", "debug").log_level, "debug");
+    assert_eq!(
+        one("OVERLAY_ADVERTISE", "10.0.0.5:9415").advertise,
+        Some("10.0.0.5:9415".parse().unwrap())
+    );
     assert!(!one("AMNESIA", "false").amnesia);
     assert!(!one("AMNESIA", "0").node.auth.amnesia);
     assert_eq!(
@@ -315,6 +319,7 @@ fn every_env_var_is_read() {
         env::ALL,
         [
             "OVERLAY_BIND",
+            "OVERLAY_ADVERTISE",
             "OVERLAY_MAX_CONNS",
             "OVERLAY_IDLE_MS",
             "OVERLAY_READ_MS",
@@ -387,6 +392,7 @@ read_ms = 14000
 write_ms = 13000
 handshake_ms = 4000
 keepalive_ms = 9000
+liveness_ms = 12000
 tick_ms = 50
 credit_window_frames = 256
 credit_window_bytes = 4194304
@@ -459,6 +465,7 @@ fn a_file_with_all_sections_parses_and_maps() {
     assert_eq!(cfg.write, Duration::from_millis(13_000));
     assert_eq!(n.handshake_timeout, Duration::from_millis(4000));
     assert_eq!(n.keepalive_interval, Duration::from_millis(9000));
+    assert_eq!(n.liveness_timeout, Duration::from_millis(12_000));
     assert_eq!(n.tick_interval, Duration::from_millis(50));
     assert_eq!(
         (n.credit_window_frames, n.credit_window_bytes),
@@ -651,8 +658,18 @@ fn cross_setting_rules_name_both_settings() {
     assert!(matches!(e, DaemonConfigError::Conflict { .. }), "{e:?}");
     assert_names(&e, "recover_ratio", &["0.6", "degrade_ratio (0.5)"]);
 
-    let e = err(&["--idle-ms", "5000"], &[]);
-    assert_names(&e, "idle_ms", &["5000", "keepalive_ms (10000)"]);
+    let e = err(&["--idle-ms", "1000"], &[]);
+    assert_names(&e, "idle_ms", &["1000", "liveness_ms (1500)"]);
+
+    let file = write(
+        dir.path(),
+        "x.toml",
+        "[limits]
+keepalive_ms = 1500
+",
+    );
+    let e = err(&["--config", s(&file)], &[]);
+    assert_names(&e, "liveness_ms", &["1500", "keepalive_ms (1500)"]);
 
     let file = write(
         dir.path(),

@@ -192,7 +192,12 @@ async fn a_pre_auth_flood_exhausts_only_its_own_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_expiring_during_the_session_closes_it_with_401() {
-    let bed = Bed::new(NodeConfig::default()).await;
+    // The raw client sends no heartbeats: give the failure detector more time than the token.
+    let bed = Bed::new(NodeConfig {
+        liveness_timeout: Duration::from_secs(10),
+        ..NodeConfig::default()
+    })
+    .await;
     // Exp 59 s ago: still inside the verifier's 60 s skew, outside it within about 2 s.
     let token = dev_token(vec![Caveat::Exp(unix_now() - 59)]);
     let mut c = RawClient::connect(&bed.server).await;

@@ -112,7 +112,9 @@ pub fn forwarding_node(seen_capacity: usize) -> Node {
     cfg.seen_capacity = seen_capacity;
     cfg.peer_rate_per_s = u32::MAX;
     cfg.peer_rate_burst = u32::MAX;
+    // The fake peers never answer: keep heartbeats and the failure detector out of the way.
     cfg.keepalive_interval = Duration::from_secs(3600);
+    cfg.liveness_timeout = Duration::from_secs(7200);
     cfg.idle_timeout = Duration::from_secs(7200);
     let identity = NodeIdentity {
         peer_id: PeerId([0xC0; 32]),

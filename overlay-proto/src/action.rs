@@ -152,8 +152,9 @@ pub enum CloseReason {
     SelfConnection,
     /// HELLO/START did not finish in time.
     HandshakeTimeout,
-    /// Nothing received for the idle timeout.
-    IdleTimeout,
+    /// The failure detector heard nothing from the peer for its silence limit (a silently
+    /// dead, frozen or partitioned peer).
+    PeerUnresponsive,
     /// The peer broke a rule; the error says which.
     Violation(OverlayError),
     /// The peer answered with an error status.
@@ -175,7 +176,7 @@ impl CloseReason {
     pub fn wire_code(self) -> Option<u16> {
         match self {
             CloseReason::Violation(e) => Some(e.wire_code()),
-            CloseReason::HandshakeTimeout | CloseReason::IdleTimeout => Some(408),
+            CloseReason::HandshakeTimeout | CloseReason::PeerUnresponsive => Some(408),
             CloseReason::Duplicate | CloseReason::SelfConnection | CloseReason::Trimmed => {
                 Some(409)
             }
@@ -194,7 +195,7 @@ impl CloseReason {
             CloseReason::Duplicate => "duplicate",
             CloseReason::SelfConnection => "self_connection",
             CloseReason::HandshakeTimeout => "handshake_timeout",
-            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::PeerUnresponsive => "peer_unresponsive",
             CloseReason::Violation(e) | CloseReason::PeerError(e) => e.label(),
             CloseReason::TransportClosed => "transport_closed",
             CloseReason::Trimmed => "trimmed",

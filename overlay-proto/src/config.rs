@@ -27,10 +27,16 @@ pub struct NodeConfig {
     pub max_concurrent_dials: usize,
     /// A session must finish HELLO + START within this time.
     pub handshake_timeout: Duration,
-    /// A running session with no frame received for this long is closed.
+    /// Ceiling of the failure detector's adaptive silence limit: however slow the link looks,
+    /// a running session that received nothing for this long is closed.
     pub idle_timeout: Duration,
-    /// A PING is sent when nothing was sent for this long.
+    /// Heartbeat period: a session that sent nothing for this long gets a heartbeat frame
+    /// (CREDIT, or every 8th time a PING). See [`crate::liveness`].
     pub keepalive_interval: Duration,
+    /// Failure detector: a running session that received nothing for this long (raised on
+    /// slow links from the measured round trip, up to `idle_timeout`) is closed as
+    /// [`crate::CloseReason::PeerUnresponsive`].
+    pub liveness_timeout: Duration,
     /// Period of the maintenance tick (deadlines, dials, readiness).
     pub tick_interval: Duration,
     /// Credit window granted to each peer, in frames.
@@ -177,7 +183,8 @@ impl Default for NodeConfig {
             max_concurrent_dials: 8,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
-            keepalive_interval: Duration::from_secs(10),
+            keepalive_interval: Duration::from_millis(500),
+            liveness_timeout: Duration::from_millis(1500),
             tick_interval: Duration::from_millis(100),
             credit_window_frames: 512,
             credit_window_bytes: 8 * 1024 * 1024,
@@ -248,6 +255,16 @@ fn check(ok: bool, setting: &'static str, accepted: &'static str) -> Result<(), 
 }
 
 impl NodeConfig {
+    /// The failure detector's settings.
+    pub fn liveness(&self) -> crate::liveness::LivenessConfig {
+        crate::liveness::LivenessConfig {
+            heartbeat: self.keepalive_interval,
+            timeout: self.liveness_timeout,
+            max_timeout: self.idle_timeout,
+            granularity: self.tick_interval,
+        }
+    }
+
     /// Checks every setting against its range; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check((1..=64).contains(&self.alpha), "alpha", "1..=64")?;
@@ -286,6 +303,16 @@ impl NodeConfig {
             !self.keepalive_interval.is_zero(),
             "keepalive_interval",
             "> 0",
+        )?;
+        check(
+            self.liveness_timeout > self.keepalive_interval,
+            "liveness_timeout",
+            "> keepalive_interval",
+        )?;
+        check(
+            self.idle_timeout >= self.liveness_timeout,
+            "idle_timeout",
+            ">= liveness_timeout",
         )?;
         check(!self.tick_interval.is_zero(), "tick_interval", "> 0")?;
         check(

@@ -18,6 +18,7 @@ pub mod frame;
 pub mod idhash;
 pub mod input;
 pub mod keys;
+pub mod liveness;
 pub mod mesh;
 pub mod node;
 pub mod passive;

@@ -4,10 +4,14 @@
 //!
 //! Each connection gets a latency drawn uniformly from a range; bytes on a connection arrive
 //! in order. Loss is modelled the way TCP experiences it: a lost segment is retransmitted
-//! after an RTO, delaying it and everything behind it. A killed node vanishes; its peers see
-//! their connections close one latency later, and dials to it fail. A stalled node stops
-//! reading its sockets (a slow consumer): bytes for it are held, bounded only by what its
-//! peers' credit windows allow.
+//! after an RTO, delaying it and everything behind it (with [`Mesh::set_loss_backoff`], the
+//! retransmission can be lost again and the RTO doubles each time, as in TCP). A killed node
+//! vanishes; its peers see their connections close one latency later, and dials to it fail.
+//! A node killed silently ([`Mesh::kill_silently`]: power loss, a partition without RST, a
+//! frozen process) vanishes without a trace: bytes sent to it are lost, its peers see nothing
+//! close, and dials to it time out after the handshake deadline. A stalled node stops reading
+//! its sockets (a slow consumer): bytes for it are held, bounded only by what its peers'
+//! credit windows allow.
 
 use bytes::Bytes;
 use core::net::{Ipv4Addr, SocketAddr};
@@ -17,7 +21,7 @@ use rand_core::{RngCore, SeedableRng};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use crate::action::Action;
+use crate::action::{Action, CloseReason, SessionEvent};
 use crate::config::NodeConfig;
 use crate::error::OverlayError;
 use crate::idhash::IdMap;
@@ -92,6 +96,11 @@ struct MeshNode {
     next_conn: u64,
     timer_at: Option<Instant>,
     stalled: bool,
+    /// Killed without closing anything: dials to it time out instead of being refused.
+    silent: bool,
+    /// Frozen (a stopped process): inputs wait in `frozen_inputs`, timers do not fire.
+    frozen: bool,
+    frozen_inputs: Vec<Input>,
     held: Vec<(ConnId, Bytes)>,
     held_bytes: usize,
     max_held_bytes: usize,
@@ -106,6 +115,19 @@ pub struct MessageTrack {
     pub sent_at: Instant,
     /// `(node, time, hops)` per first delivery.
     pub delivered: Vec<(usize, Instant, u8)>,
+}
+
+/// A session that ended, as the node that ended it reported (`SessionEvent::Down`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionDown {
+    /// When.
+    pub at: Instant,
+    /// The node whose session ended.
+    pub node: usize,
+    /// The node at the other end, when the connection was still known.
+    pub peer: Option<usize>,
+    /// Why.
+    pub reason: CloseReason,
 }
 
 /// The network.
@@ -124,6 +146,9 @@ pub struct Mesh {
     next_request: u64,
     last_broadcast: Option<Result<MessageId, OverlayError>>,
     processed: u64,
+    loss_backoff: bool,
+    jitter: Duration,
+    downs: Option<Vec<SessionDown>>,
 }
 
 /// Address of node `i` in a mesh.
@@ -164,6 +189,9 @@ impl Mesh {
                 next_conn: 1,
                 timer_at: None,
                 stalled: false,
+                silent: false,
+                frozen: false,
+                frozen_inputs: Vec::new(),
                 held: Vec::new(),
                 held_bytes: 0,
                 max_held_bytes: 0,
@@ -182,6 +210,9 @@ impl Mesh {
             next_request: 1,
             last_broadcast: None,
             processed: 0,
+            loss_backoff: false,
+            jitter: Duration::ZERO,
+            downs: None,
             config,
         };
         let n = mesh.config.nodes;
@@ -329,6 +360,72 @@ impl Mesh {
         }
     }
 
+    /// Kills node `i` silently: it stops answering, and nothing tells its peers (no FIN, no
+    /// RST). Bytes sent to it vanish; dials to it fail with `Timeout` after the handshake
+    /// deadline (`NodeConfig::handshake_timeout`), as a TCP or TLS connect to a dead host
+    /// does. Only its peers' failure detectors can notice.
+    pub fn kill_silently(&mut self, i: usize) {
+        let Some(n) = self.nodes.get_mut(i) else {
+            return;
+        };
+        n.node = None;
+        n.silent = true;
+        n.timer_at = None;
+        n.held.clear();
+        n.links.clear();
+    }
+
+    /// When on, a retransmission can be lost again (with the same probability), and each
+    /// further loss doubles the RTO: a transmission lost `k` times in a row arrives
+    /// `rto · (2^k − 1)` late. Off (the default), a loss costs exactly one RTO.
+    pub fn set_loss_backoff(&mut self, on: bool) {
+        self.loss_backoff = on;
+    }
+
+    /// Adds a delay drawn uniformly from `[0, jitter]` to every transmission (bytes on a
+    /// connection still arrive in order, so a late one holds back those behind it).
+    pub fn set_jitter(&mut self, jitter: Duration) {
+        self.jitter = jitter;
+    }
+
+    /// Freezes node `i` like a stopped process (SIGSTOP): it neither reads, nor runs its
+    /// timers, nor sends; its connections stay open and its peers see only silence. Inputs
+    /// from the network wait, in order, until [`Mesh::thaw`] (inputs given directly with
+    /// [`Mesh::input`] or [`Mesh::broadcast`] are still applied at once).
+    pub fn freeze(&mut self, i: usize) {
+        if let Some(n) = self.nodes.get_mut(i) {
+            n.frozen = n.node.is_some();
+        }
+    }
+
+    /// Resumes a frozen node: its overdue timer runs first (as a driver's loop would), then
+    /// everything that arrived meanwhile, in order.
+    pub fn thaw(&mut self, i: usize) {
+        let waiting = match self.nodes.get_mut(i) {
+            Some(n) if n.frozen => {
+                n.frozen = false;
+                n.timer_at = None;
+                std::mem::take(&mut n.frozen_inputs)
+            }
+            _ => return,
+        };
+        let now = self.now;
+        self.apply(i, now, Input::Timeout);
+        for input in waiting {
+            self.deliver_input(i, input);
+        }
+    }
+
+    /// Starts (or stops) recording every `SessionEvent::Down` of every node.
+    pub fn record_session_downs(&mut self, on: bool) {
+        self.downs = on.then(Vec::new);
+    }
+
+    /// Sessions that ended since recording started, in the order they ended.
+    pub fn session_downs(&self) -> &[SessionDown] {
+        self.downs.as_deref().unwrap_or(&[])
+    }
+
     /// Stalls (or resumes) node `i`'s reading. Resuming delivers everything held.
     pub fn set_stalled(&mut self, i: usize, stalled: bool) {
         let held = match self.nodes.get_mut(i) {
@@ -361,7 +458,10 @@ impl Mesh {
             match event {
                 Event::Input { node, input } => self.deliver_input(node, input),
                 Event::Timer { node, at } => {
-                    let due = self.nodes.get(node).is_some_and(|n| n.timer_at == Some(at));
+                    let due = self
+                        .nodes
+                        .get(node)
+                        .is_some_and(|n| n.timer_at == Some(at) && !n.frozen);
                     if due {
                         if let Some(n) = self.nodes.get_mut(node) {
                             n.timer_at = None;
@@ -385,6 +485,10 @@ impl Mesh {
             return;
         };
         if n.node.is_none() {
+            return;
+        }
+        if n.frozen {
+            n.frozen_inputs.push(input);
             return;
         }
         if let Input::Received { conn, data } = input {
@@ -434,16 +538,11 @@ impl Mesh {
         let now = self.now;
         match action {
             Action::Transmit { conn, data } => {
-                let lost = self.config.loss > 0.0
-                    && (self.rng.next_u64() as f64 / u64::MAX as f64) < self.config.loss;
-                let rto = self.config.rto;
+                let delay = self.loss_delay();
                 let Some(link) = self.nodes.get_mut(i).and_then(|n| n.links.get_mut(&conn)) else {
                     return;
                 };
-                let mut at = now + link.latency;
-                if lost {
-                    at += rto;
-                }
+                let mut at = now + link.latency + delay;
                 at = at.max(link.last_arrival);
                 link.last_arrival = at;
                 let (peer_node, peer_conn) = (link.peer_node, link.peer_conn);
@@ -477,6 +576,21 @@ impl Mesh {
                     );
                 }
             }
+            Action::Session(SessionEvent::Down { conn, reason, .. }) => {
+                let peer = self
+                    .nodes
+                    .get(i)
+                    .and_then(|n| n.links.get(&conn))
+                    .map(|l| l.peer_node);
+                if let Some(downs) = self.downs.as_mut() {
+                    downs.push(SessionDown {
+                        at: now,
+                        node: i,
+                        peer,
+                        reason,
+                    });
+                }
+            }
             Action::Deliver(d) => {
                 if let Some(track) = self.tracks.get_mut(&d.id) {
                     track.delivered.push((i, now, d.hops));
@@ -487,14 +601,58 @@ impl Mesh {
         }
     }
 
+    /// True with the configured loss probability.
+    fn draw_loss(&mut self) -> bool {
+        self.config.loss > 0.0 && (self.rng.next_u64() as f64 / u64::MAX as f64) < self.config.loss
+    }
+
+    /// Extra delay of one transmission: jitter, then loss and retransmission.
+    fn loss_delay(&mut self) -> Duration {
+        let jitter = if self.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            let span = self.jitter.as_nanos() as u64;
+            Duration::from_nanos(self.rng.next_u64() % (span + 1))
+        };
+        if !self.draw_loss() {
+            return jitter;
+        }
+        let mut rto = self.config.rto;
+        let mut delay = rto;
+        if self.loss_backoff {
+            // TCP gives up long before 2^16 RTOs; the cap only bounds the loop.
+            for _ in 0..16 {
+                if !self.draw_loss() {
+                    break;
+                }
+                rto *= 2;
+                delay += rto;
+            }
+        }
+        jitter + delay
+    }
+
     fn connect(&mut self, i: usize, dial: DialId, addr: SocketAddr) {
         let now = self.now;
         let latency = self.latency();
-        let target = self
-            .by_addr
-            .get(&addr)
-            .copied()
-            .filter(|t| self.is_alive(*t));
+        let target = self.by_addr.get(&addr).copied();
+        let silent_target = target.is_some_and(|t| self.nodes.get(t).is_some_and(|n| n.silent));
+        let target = target.filter(|t| self.is_alive(*t));
+        if target.is_none() && silent_target {
+            // Nothing answers: the dial runs into the handshake deadline.
+            let deadline = self.config.node_config.handshake_timeout;
+            self.schedule(
+                now + deadline,
+                Event::Input {
+                    node: i,
+                    input: Input::DialFailed {
+                        dial,
+                        error: OverlayError::Timeout,
+                    },
+                },
+            );
+            return;
+        }
         let Some(t) = target else {
             self.schedule(
                 now + latency * 2,

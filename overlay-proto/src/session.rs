@@ -5,6 +5,7 @@ use bytes::{BufMut, BytesMut};
 use core::net::SocketAddr;
 use std::collections::VecDeque;
 
+use crate::liveness::Liveness;
 use crate::peer::{ConnId, DialId, Direction, MessageId, PeerId};
 use crate::ratelimit::TokenBucket;
 use crate::time::Instant;
@@ -182,10 +183,8 @@ pub struct Session {
     pub phase: Phase,
     /// When the connection came up.
     pub opened_at: Instant,
-    /// Last frame received.
-    pub last_recv: Instant,
-    /// Last frame sent.
-    pub last_send: Instant,
+    /// Failure detector: when the peer was last heard, heartbeats, round-trip estimate.
+    pub liveness: Liveness,
     /// Bytes received and not yet decoded.
     pub recv_buf: BytesMut,
     /// Frames ready to transmit at the end of this input.
@@ -260,8 +259,7 @@ impl Session {
                 Direction::Inbound => Phase::AwaitHello,
             },
             opened_at: now,
-            last_recv: now,
-            last_send: now,
+            liveness: Liveness::new(now),
             recv_buf: BytesMut::new(),
             out: BytesMut::new(),
             queue: OutQueue::default(),

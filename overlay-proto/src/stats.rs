@@ -249,4 +249,8 @@ pub struct NodeStats {
     pub bans_active: usize,
     /// Gauge: lowest score among running sessions (0 with none).
     pub lowest_score: f64,
+    /// Counter: sessions closed by the failure detector (`CloseReason::PeerUnresponsive`).
+    pub peers_unresponsive: u64,
+    /// Counter: heartbeat frames sent (CREDIT or PING on a session that sent nothing else).
+    pub heartbeats_sent: u64,
 }

@@ -35,7 +35,9 @@ fn open_config() -> NodeConfig {
     let mut c = NodeConfig::default();
     c.auth.require_token = false;
     c.unix_base_secs = NOW_UNIX;
+    // Raw peers here never send heartbeats: keep the failure detector out of the way.
     c.idle_timeout = Duration::from_secs(10_000);
+    c.liveness_timeout = Duration::from_secs(9_000);
     c.keepalive_interval = Duration::from_secs(5_000);
     c
 }

@@ -156,6 +156,10 @@ fn slow_consumer_gets_backpressure_and_counted_drops_not_unbounded_memory() {
     cfg.node_config.credit_window_bytes = 1 << 20;
     cfg.node_config.max_queue_frames = 128;
     cfg.node_config.max_queue_bytes = 1 << 20;
+    // The stalled node reads nothing for 2 s while its timers run, so its failure detector
+    // would (rightly) give up on a peer it cannot hear; this test is about the sender's
+    // backpressure, so the detector waits longer here (it is tested in tests/liveness.rs).
+    cfg.node_config.liveness_timeout = Duration::from_secs(20);
     let window = u64::from(cfg.node_config.credit_window_bytes) as usize;
     let queue_bytes = cfg.node_config.max_queue_bytes;
     let mut m = Mesh::new(cfg).unwrap();

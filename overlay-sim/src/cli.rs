@@ -1,5 +1,5 @@
-//! The command line: `overlay-sim scale …`, `overlay-sim replay …` and `overlay-sim chaos …`,
-//! one subcommand per mode.
+//! The command line: `overlay-sim scale …`, `overlay-sim replay …`, `overlay-sim chaos …` and
+//! `overlay-sim liveness …`, one subcommand per mode.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -38,6 +38,9 @@ pub enum Command {
     /// Chaos mode: the real tokio driver (TLS, sessions, writer tasks) on every host of a
     /// turmoil network under seeded faults (churn, partitions, holds, loss, a saturation burst).
     Chaos(Box<crate::chaos::ChaosArgs>),
+    /// Failure detection on the mesh: the mass-kill table with kind and silent kills side by
+    /// side, detection times, false positives under loss and jitter.
+    Liveness(crate::liveness::LivenessArgs),
 }
 
 /// Arguments of `overlay-sim scale`. Exactly one of `--scenario`, `--scenario-file` and
@@ -230,6 +233,11 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, SimError> {
             let outcome = crate::chaos::run_chaos(args)?;
             out.write_all(outcome.text().as_bytes())?;
             Ok(if outcome.passed { EXIT_OK } else { EXIT_FAILED })
+        }
+        Command::Liveness(args) => {
+            let text = crate::liveness::run(args, |line| eprintln!("{line}"))?;
+            out.write_all(text.as_bytes())?;
+            Ok(EXIT_OK)
         }
         Command::Replay(args) => {
             let options = ReplayOptions {

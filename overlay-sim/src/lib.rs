@@ -10,6 +10,8 @@
 //! - **Trace replay** ([`replay`]): feeds a trace captured by `svc-overlay --trace-out` into a
 //!   fresh core and checks every action against the recording.
 //! - **Chaos** ([`chaos`]): the real tokio driver on turmoil hosts under seeded faults.
+//! - **Liveness** ([`liveness`]): the failure detector on the mesh: the mass-kill table with
+//!   kind and silent kills, detection times, false positives under loss and jitter.
 //!
 //! Every run ends with a `digest: <hex>` line that fingerprints every decision of the run: the
 //! same command twice gives the same digest. The command-line front end is in [`cli`], one
@@ -18,6 +20,7 @@
 pub mod chaos;
 pub mod cli;
 pub mod error;
+pub mod liveness;
 pub mod pair;
 pub mod replay;
 pub mod report;

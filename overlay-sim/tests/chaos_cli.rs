@@ -75,8 +75,8 @@ fn same_command_twice_same_digest() {
 fn failing_run_prints_seed_command_and_keeps_traces() {
     let traces = std::env::temp_dir().join(format!("chaos-cli-test-{}", std::process::id()));
     let traces_arg = traces.to_string_lossy().into_owned();
-    // A partition healed one second before the end of a 6 s settle: the streams that lost
-    // segments stall until the 15 s read timeout, so later broadcasts miss nodes.
+    // A silent cut with a detection limit no failure detector can meet (200 ms; the core's
+    // needs about 1.5 s): the cut invariant fails.
     let args = [
         "chaos",
         "--nodes",
@@ -84,16 +84,34 @@ fn failing_run_prints_seed_command_and_keeps_traces() {
         "--seed",
         "1",
         "--duration",
-        "1s",
+        "5s",
         "--settle",
         "6s",
+        "--churn",
+        "0",
+        "--partitions",
+        "0",
+        "--oneway",
+        "0",
+        "--holds",
+        "0",
+        "--burst",
+        "false",
+        "--cuts",
+        "1",
+        "--fault-min",
+        "3s",
+        "--fault-max",
+        "3s",
+        "--cut-detect",
+        "200ms",
         "--traces-dir",
         &traces_arg,
     ];
     let (code, out, err) = binary(&args);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(out.contains("FAILED: seed 1"), "{out}");
-    assert!(out.contains("[delivery]"), "{out}");
+    assert!(out.contains("[cut]"), "{out}");
     let digest = digest_line(&out);
 
     // The printed command reproduces the run exactly.

@@ -7,11 +7,32 @@ use std::path::Path;
 
 use overlay_e2e::run_to_exit;
 
-/// Every `--flag` named in docs/CONFIG.md.
+/// The heading of docs/CONFIG.md's operator-command section: flags after it belong to the
+/// subcommands, flags before it to the daemon.
+const OPERATOR_SECTION: &str = "## Operator commands";
+
+/// Every `--flag` named in docs/CONFIG.md's daemon sections.
 fn documented_flags() -> BTreeSet<String> {
     let doc =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CONFIG.md"))
             .expect("read docs/CONFIG.md");
+    let daemon = doc.split(OPERATOR_SECTION).next().unwrap_or_default();
+    flags_in(daemon)
+}
+
+/// Every `--flag` named in docs/CONFIG.md's operator-command section.
+fn documented_operator_flags() -> BTreeSet<String> {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CONFIG.md"))
+            .expect("read docs/CONFIG.md");
+    let section = doc
+        .split_once(OPERATOR_SECTION)
+        .map(|(_, rest)| rest.to_string())
+        .expect("CONFIG.md has an operator-command section");
+    flags_in(&section)
+}
+
+fn flags_in(doc: &str) -> BTreeSet<String> {
     let mut flags = BTreeSet::new();
     for (i, _) in doc.match_indices("`--") {
         let rest = &doc[i + 1..];
@@ -48,6 +69,41 @@ fn help_exits_zero_and_lists_every_flag() {
     }
     // Help goes to stdout, nothing else happens.
     assert!(out.stderr.is_empty(), "{}", out.stderr);
+}
+
+#[test]
+fn every_documented_operator_flag_is_in_a_subcommand_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all_help = String::new();
+    for cmd in [
+        &["keygen"][..],
+        &["cap-key", "new"],
+        &["token", "mint"],
+        &["token", "inspect"],
+        &["token", "attenuate"],
+        &["config", "check"],
+        &["peers"],
+        &["publish"],
+        &["tail"],
+        &["completions"],
+    ] {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let out = run_to_exit(dir.path(), &args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        all_help.push_str(&out.stdout);
+    }
+    let flags = documented_operator_flags();
+    assert!(
+        flags.len() >= 10,
+        "too few operator flags in CONFIG.md: {flags:?}"
+    );
+    for flag in &flags {
+        assert!(
+            all_help.contains(flag.as_str()),
+            "no subcommand --help mentions {flag}"
+        );
+    }
 }
 
 #[test]

@@ -22,6 +22,7 @@ use crate::runtime::dial::DialCtx;
 use crate::runtime::metrics::DriverCounters;
 use crate::runtime::node_task::{NodeTask, NodeTaskParts, Outputs};
 use crate::runtime::preauth::PreAuthGate;
+use crate::runtime::seeds::{self, PeerTarget, Pins};
 use crate::runtime::trace_out::TraceSink;
 use crate::runtime::{Clock, HttpHandler, Net, Timeouts, TokioNet, SERVICE};
 use crate::tls::{self, Identity, TlsOptions};
@@ -154,6 +155,9 @@ impl OverlayBuilder<TokioNet> {
         if let Some(path) = &cfg.trace_out {
             builder = builder.trace_out(path.clone());
         }
+        if let Some(addr) = cfg.advertise {
+            builder = builder.advertise(addr);
+        }
         Ok(builder)
     }
 }
@@ -185,7 +189,10 @@ impl<N: Net> OverlayBuilder<N> {
         self
     }
 
-    /// The address advertised to peers (HELLO `listen`, shuffles); default: the bound address.
+    /// The address advertised to peers (HELLO `listen`, shuffles). Default: the bound address,
+    /// except that an unspecified one (`0.0.0.0`, `::`) is never advertised: without this
+    /// setting such a node advertises nothing, and peers reach it only through the sessions it
+    /// opens itself.
     pub fn advertise(mut self, addr: SocketAddr) -> Self {
         self.advertise = Some(addr);
         self
@@ -218,8 +225,10 @@ impl<N: Net> OverlayBuilder<N> {
         self
     }
 
-    /// Peer `host:port` names resolved at build (through [`Net::resolve`]); unresolvable names
-    /// are logged and skipped.
+    /// Configured peers, `host:port` or `peer:<64 hex>@host:port` (only that identity is
+    /// accepted from the name's addresses). Names are resolved through [`Net::resolve`] at
+    /// start, retried with the membership backoff while they do not resolve, and re-resolved
+    /// every `backoff_max` after that; new addresses are offered to membership.
     pub fn peer_names(mut self, names: Vec<String>) -> Self {
         self.peer_names = names;
         self
@@ -322,32 +331,45 @@ impl<N: Net> OverlayBuilder<N> {
             }
         }
         cfg.validate()?;
-        if timeouts.read <= cfg.keepalive_interval + cfg.tick_interval {
+        if timeouts.read <= cfg.idle_timeout + cfg.tick_interval {
             tracing::warn!(
                 read = ?timeouts.read,
-                keepalive = ?cfg.keepalive_interval,
-                "the read timeout is not longer than the keep-alive interval: idle sessions \
-                 will be cut by the read timeout"
+                idle = ?cfg.idle_timeout,
+                "the read timeout is not above idle_ms: the socket deadline, not the core's \
+                 failure detector, may decide that a slow peer is dead"
             );
         }
 
         let acceptor = TlsAcceptor::from(tls::server_config(&identity, &tls_opts)?);
         let unpinned = tls::client_config(&identity, &tls_opts, None)?;
-        let listener = net.bind(bind).await?;
-        let local_addr = net.local_addr(&listener)?;
-        for name in peer_names {
-            match net.resolve(&name).await {
-                Ok(addrs) => peers.extend(addrs),
-                Err(e) => tracing::warn!(peer = %name, error = %e, "cannot resolve peer; skipped"),
+        let mut targets = Vec::with_capacity(peer_names.len());
+        for name in &peer_names {
+            targets.push(PeerTarget::parse(name).ok_or_else(|| {
+                OverlayError::Config(format!(
+                    "peer `{name}`: expected host:port or peer:<64 hex>@host:port"
+                ))
+            })?);
+        }
+        if let Some(addr) = advertise {
+            if addr.ip().is_unspecified() || addr.port() == 0 {
+                return Err(OverlayError::Config(format!(
+                    "cannot advertise {addr}: peers cannot dial an unspecified address or port 0"
+                )));
             }
         }
+        let pins = Arc::new(Pins::default());
+        let (literal, names) = seeds::split_literal(&targets, &pins);
+        peers.extend(literal);
+        let listener = net.bind(bind).await?;
+        let local_addr = net.local_addr(&listener)?;
         let seed = match seed {
             Some(seed) => seed,
             None => getrandom::u64().map_err(|e| io::Error::other(e.to_string()))?,
         };
         let node_identity = NodeIdentity {
             peer_id: identity.peer_id(),
-            listen_addr: Some(advertise.unwrap_or(local_addr)),
+            // Never advertise an unspecified address: peers could not dial it.
+            listen_addr: advertise.or((!local_addr.ip().is_unspecified()).then_some(local_addr)),
         };
 
         let clock = Clock::start();
@@ -396,7 +418,21 @@ impl<N: Net> OverlayBuilder<N> {
             seed,
             preauth: PreAuthGate::new(cfg.max_preauth, cfg.max_preauth_per_ip),
         }));
+        let resolver = (!names.is_empty()).then(|| {
+            seeds::resolve_names(
+                net.clone(),
+                names,
+                Arc::clone(&pins),
+                cmd_tx.downgrade(),
+                seeds::Backoff {
+                    base: cfg.backoff_base,
+                    max: cfg.backoff_max,
+                },
+                seed,
+            )
+        });
         let dial_ctx = Arc::new(DialCtx {
+            pins,
             net,
             identity,
             tls: tls_opts,
@@ -431,6 +467,9 @@ impl<N: Net> OverlayBuilder<N> {
             vec![Input::PeersDiscovered { addrs: peers }]
         };
         let node_task = tokio::spawn(task.run(initial));
+        if let Some(resolver) = resolver {
+            tokio::spawn(resolver);
+        }
         {
             let events = events.clone();
             let counters = Arc::clone(&counters);

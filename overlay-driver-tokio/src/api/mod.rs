@@ -74,7 +74,7 @@ pub enum KernelEvent {
     SessionDown {
         /// The peer.
         peer: PeerId,
-        /// The close reason's label (`shutdown`, `idle_timeout`, `transport_closed`, ...).
+        /// The close reason's label (`shutdown`, `peer_unresponsive`, `transport_closed`, ...).
         reason: String,
     },
 }

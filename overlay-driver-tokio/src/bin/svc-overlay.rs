@@ -1,5 +1,8 @@
-//! The `svc-overlay` daemon.
+//! The `svc-overlay` daemon and its operator commands.
 //!
+//! With a subcommand (`keygen`, `cap-key`, `token`, `config`, `peers`, `publish`, `tail`,
+//! `completions`) it runs that command and exits (see [`svc_overlay::operator`]). Without one
+//! it is the daemon:
 //! Loads the configuration (flags > environment > config file > defaults), sets up logging
 //! and the Prometheus recorder, starts the overlay node with the HTTP server on the same port
 //! (first-byte demultiplexing) and on `METRICS_ADDR`, and runs until SIGINT or SIGTERM, then
@@ -31,6 +34,15 @@ fn main() -> ExitCode {
             let _ = out.write_all(text.as_bytes());
             let _ = out.flush();
             return ExitCode::SUCCESS;
+        }
+        Ok(LoadOutcome::Operator(cli)) => {
+            return match svc_overlay::operator::run(&cli, &config::env::process_env) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "svc-overlay: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            };
         }
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "svc-overlay: {e}");

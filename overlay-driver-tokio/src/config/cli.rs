@@ -15,6 +15,7 @@ Precedence: command-line flag > environment variable > config file > built-in de
 
 Environment variables (an empty value counts as unset):
   OVERLAY_BIND       same as --bind
+  OVERLAY_ADVERTISE  same as --advertise
   OVERLAY_MAX_CONNS  same as --max-conns
   OVERLAY_IDLE_MS    same as --idle-ms
   OVERLAY_READ_MS    same as --read-ms
@@ -27,12 +28,16 @@ Environment variables (an empty value counts as unset):
 Every setting, including those without a flag, can be set in the TOML config file; see
 docs/CONFIG.md and Overlay.example.toml. Unknown keys in the file are an error.
 
+Operator commands (svc-overlay COMMAND --help for each): keygen, cap-key new, token mint |
+inspect | attenuate, config check, peers, publish, tail, completions.
+
 Dev mode: with no capability key (--cap-key or [[auth.keys]]) the node uses the well-known,
 non-secret dev key and mints its own dev token; it then refuses to listen on anything but
 loopback.";
 
 /// The `svc-overlay` command line. Every field is `None` / empty when the flag is absent.
-#[derive(Debug, Clone, Default, Parser)]
+/// Without a subcommand it runs the daemon.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Parser)]
 #[command(
     name = "svc-overlay",
     version,
@@ -41,6 +46,10 @@ loopback.";
     after_long_help = AFTER_HELP,
 )]
 pub struct Cli {
+    /// An operator subcommand; without one, the daemon runs.
+    #[command(subcommand)]
+    pub command: Option<crate::operator::Command>,
+
     /// TOML config file [default: ./Overlay.toml, only if it exists]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -53,9 +62,13 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub max_conns: Option<String>,
 
-    /// Peer to dial at start, host:port; repeatable; replaces [node] peers of the file
+    /// Peer to dial at start: host:port (name re-resolved at every attempt) or peer:<64 hex>@host:port (only that identity accepted); repeatable; replaces [node] peers of the file
     #[arg(long = "peer", value_name = "ADDR", action = ArgAction::Append)]
     pub peers: Vec<String>,
+
+    /// Address advertised to peers (HELLO, shuffles), IP:port; never unspecified [env: OVERLAY_ADVERTISE] [default: the bound address, or nothing when bound to 0.0.0.0 / ::]
+    #[arg(long, value_name = "ADDR")]
+    pub advertise: Option<String>,
 
     /// Metrics / health HTTP listen address [env: METRICS_ADDR] [default: 127.0.0.1:0]
     #[arg(long, value_name = "ADDR")]
@@ -105,11 +118,11 @@ pub struct Cli {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub amnesia: Option<String>,
 
-    /// Close a session idle this long, ms, 1..=86400000 [env: OVERLAY_IDLE_MS] [default: 30000]
+    /// Longest silence any session may keep (cap of the failure detector), ms, 1..=86400000 [env: OVERLAY_IDLE_MS] [default: 30000]
     #[arg(long, value_name = "MS")]
     pub idle_ms: Option<String>,
 
-    /// Socket read timeout, ms, 1..=86400000 [env: OVERLAY_READ_MS] [default: 15000]
+    /// Socket read timeout (backstop above idle-ms), ms, 1..=86400000 [env: OVERLAY_READ_MS] [default: 60000]
     #[arg(long, value_name = "MS")]
     pub read_ms: Option<String>,
 

@@ -10,6 +10,8 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Listen address for peer sessions (`--bind`).
 pub const OVERLAY_BIND: &str = "OVERLAY_BIND";
+/// Address advertised to peers (`--advertise`).
+pub const OVERLAY_ADVERTISE: &str = "OVERLAY_ADVERTISE";
 /// Connection cap (`--max-conns`).
 pub const OVERLAY_MAX_CONNS: &str = "OVERLAY_MAX_CONNS";
 /// Idle timeout in milliseconds (`--idle-ms`).
@@ -28,8 +30,9 @@ pub const AMNESIA: &str = "AMNESIA";
 pub const OVERLAY_TOKEN: &str = "OVERLAY_TOKEN";
 
 /// Every variable the loader reads, in documentation order.
-pub const ALL: [&str; 9] = [
+pub const ALL: [&str; 10] = [
     OVERLAY_BIND,
+    OVERLAY_ADVERTISE,
     OVERLAY_MAX_CONNS,
     OVERLAY_IDLE_MS,
     OVERLAY_READ_MS,

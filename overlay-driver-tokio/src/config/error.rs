@@ -118,7 +118,7 @@ pub enum DaemonConfigError {
         /// Why it is needed.
         reason: &'static str,
     },
-    /// Two settings that are valid alone contradict each other (e.g. `idle_ms` not above
+    /// Two settings that are valid alone contradict each other (e.g. `liveness_ms` not above
     /// `keepalive_ms`).
     #[error("invalid {setting} `{value}`: {rule}")]
     Conflict {
@@ -202,6 +202,7 @@ fn file_key(core: &str) -> &'static str {
         "idle_timeout" => "limits.idle_ms",
         "handshake_timeout" => "limits.handshake_ms",
         "keepalive_interval" => "limits.keepalive_ms",
+        "liveness_timeout" => "limits.liveness_ms",
         "tick_interval" => "limits.tick_ms",
         "credit_window_frames" => "limits.credit_window_frames",
         "credit_window_bytes" => "limits.credit_window_bytes",

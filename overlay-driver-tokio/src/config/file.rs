@@ -77,11 +77,13 @@ pub struct FileConfig {
 pub struct NodeSection {
     /// Listen address for peer sessions.
     pub bind: Option<String>,
+    /// Address advertised to peers.
+    pub advertise: Option<String>,
     /// Listen address of the metrics / health HTTP server.
     pub metrics_addr: Option<String>,
     /// Most TCP connections at once.
     pub max_conns: Option<i64>,
-    /// Peers to dial at start (`host:port`).
+    /// Peers to dial at start (`host:port` or `peer:<64 hex>@host:port`).
     pub peers: Option<Vec<String>>,
     /// File to write a replayable trace to.
     pub trace_out: Option<PathBuf>,
@@ -187,7 +189,7 @@ pub struct MembershipSection {
 pub struct LimitsSection {
     /// Hard ceiling on sessions in the core.
     pub max_sessions: Option<i64>,
-    /// Idle timeout of a session.
+    /// Ceiling of the failure detector's adaptive silence limit.
     pub idle_ms: Option<i64>,
     /// Socket read timeout.
     pub read_ms: Option<i64>,
@@ -195,8 +197,10 @@ pub struct LimitsSection {
     pub write_ms: Option<i64>,
     /// TLS + HELLO/START deadline.
     pub handshake_ms: Option<i64>,
-    /// PING period when nothing was sent.
+    /// Heartbeat period: a frame goes out when nothing was sent for this long.
     pub keepalive_ms: Option<i64>,
+    /// Failure detector: silence that makes a peer unresponsive.
+    pub liveness_ms: Option<i64>,
     /// Core maintenance tick.
     pub tick_ms: Option<i64>,
     /// Credit window per peer, frames.

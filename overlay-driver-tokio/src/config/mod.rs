@@ -55,8 +55,9 @@ pub mod defaults {
     pub const AMNESIA: bool = true;
     /// `--idle-ms`.
     pub const IDLE: Duration = Duration::from_millis(30_000);
-    /// `--read-ms`.
-    pub const READ: Duration = Duration::from_millis(15_000);
+    /// `--read-ms`: a backstop only, far above the core's failure detector (which closes a
+    /// silent session after `liveness_ms`, at most `idle_ms`).
+    pub const READ: Duration = Duration::from_millis(60_000);
     /// `--write-ms`.
     pub const WRITE: Duration = Duration::from_millis(15_000);
     /// `--handshake-ms`.
@@ -74,11 +75,15 @@ pub mod defaults {
 pub struct DaemonConfig {
     /// Listen address for peer sessions.
     pub bind: SocketAddr,
+    /// The address advertised to peers (HELLO `listen`, shuffles); `None`: the bound address,
+    /// or nothing at all when that is unspecified (`0.0.0.0` / `::`).
+    pub advertise: Option<SocketAddr>,
     /// Listen address of the metrics / health / control HTTP server.
     pub metrics_addr: SocketAddr,
     /// Most TCP connections accepted at once.
     pub max_conns: usize,
-    /// Peers to dial at start, `host:port` (resolved by the runtime).
+    /// Peers to dial at start: `host:port` or `peer:<64 hex>@host:port` (names are resolved by
+    /// the runtime at every dial attempt).
     pub peers: Vec<String>,
     /// TLS key-exchange policy.
     pub pq: PqMode,
@@ -123,6 +128,7 @@ impl Default for DaemonConfig {
             .insert(DEV_KID, defaults::TENANT, MacKey::DEV);
         DaemonConfig {
             bind: defaults::BIND,
+            advertise: None,
             metrics_addr: defaults::METRICS_ADDR,
             max_conns: defaults::MAX_CONNS,
             peers: Vec::new(),
@@ -152,6 +158,7 @@ impl fmt::Debug for DaemonConfig {
         }
         f.debug_struct("DaemonConfig")
             .field("bind", &self.bind)
+            .field("advertise", &self.advertise)
             .field("metrics_addr", &self.metrics_addr)
             .field("max_conns", &self.max_conns)
             .field("peers", &self.peers)
@@ -183,6 +190,9 @@ pub enum LoadOutcome {
     Help(String),
     /// `--version` / `-V`: print this text to stdout and exit 0.
     Version(String),
+    /// An operator subcommand (`keygen`, `token mint`, …): run it with
+    /// [`crate::operator::run`].
+    Operator(Box<Cli>),
 }
 
 /// Parses `args` (the first item is the program name), reads `env` and the config file
@@ -219,6 +229,9 @@ pub fn load_with_default_config(
             };
         }
     };
+    if cli.command.is_some() {
+        return Ok(LoadOutcome::Operator(Box::new(cli)));
+    }
     let file = match &cli.config {
         Some(path) => Some((path.clone(), FileConfig::read(path)?)),
         None if default_config.is_file() => Some((

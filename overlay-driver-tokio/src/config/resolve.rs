@@ -344,6 +344,7 @@ impl<'a> Resolver<'a> {
             f.node.bind.as_ref(),
             defaults::BIND,
         )?;
+        let advertise = self.advertise()?;
         let metrics_addr = self.socket_addr(
             &spec(
                 "metrics_addr",
@@ -650,6 +651,12 @@ impl<'a> Resolver<'a> {
             l.keepalive_ms,
             node.keepalive_interval,
         )?;
+        node.liveness_timeout = self.ms(
+            &spec("liveness_ms", None, None, "limits.liveness_ms"),
+            None,
+            l.liveness_ms,
+            node.liveness_timeout,
+        )?;
         node.tick_interval = self.ms(
             &spec("tick_ms", None, None, "limits.tick_ms"),
             None,
@@ -770,6 +777,7 @@ impl<'a> Resolver<'a> {
 
         Ok(DaemonConfig {
             bind,
+            advertise,
             metrics_addr,
             max_conns,
             peers,
@@ -1096,6 +1104,32 @@ impl<'a> Resolver<'a> {
         Ok(())
     }
 
+    /// `--advertise`: an IP socket address peers can dial; never unspecified, never port 0.
+    fn advertise(&self) -> Result<Option<SocketAddr>, DaemonConfigError> {
+        let s = spec(
+            "advertise",
+            Some("--advertise"),
+            Some(env::OVERLAY_ADVERTISE),
+            "node.advertise",
+        );
+        let Some((text, given)) = self.text(
+            &s,
+            self.cli.advertise.as_deref(),
+            self.file.node.advertise.as_ref(),
+        ) else {
+            return Ok(None);
+        };
+        match SocketAddr::from_str(text.trim()) {
+            Ok(addr) if !addr.ip().is_unspecified() && addr.port() != 0 => Ok(Some(addr)),
+            _ => Err(invalid(
+                &s,
+                &given,
+                "an IP socket address peers can dial, such as 10.0.0.5:9415 (not 0.0.0.0 or \
+                 ::, not port 0)",
+            )),
+        }
+    }
+
     fn pq(&self) -> Result<PqMode, DaemonConfigError> {
         let s = spec("pq", Some("--pq"), None, "tls.pq");
         match self.text(&s, self.cli.pq.as_deref(), self.file.tls.pq.as_ref()) {
@@ -1141,7 +1175,8 @@ impl<'a> Resolver<'a> {
         } else {
             return Ok(Vec::new());
         };
-        const ACCEPTED: &str = "host:port with a port in 1..=65535 (IPv6 as [addr]:port)";
+        const ACCEPTED: &str = "host:port with a port in 1..=65535 (IPv6 as [addr]:port), \
+                                optionally pinned as peer:<64 hex>@host:port";
         if list.len() > 4096 {
             return Err(DaemonConfigError::Invalid {
                 setting: "peers",
@@ -1336,13 +1371,23 @@ fn cross_check(node: &NodeConfig) -> Result<(), DaemonConfigError> {
             rule: format!("must not exceed max_sessions ({})", node.max_sessions),
         });
     }
-    if node.idle_timeout <= node.keepalive_interval {
+    if node.liveness_timeout <= node.keepalive_interval {
+        return Err(DaemonConfigError::Conflict {
+            setting: "liveness_ms",
+            value: ms(node.liveness_timeout),
+            rule: format!(
+                "must be greater than keepalive_ms ({})",
+                ms(node.keepalive_interval)
+            ),
+        });
+    }
+    if node.idle_timeout < node.liveness_timeout {
         return Err(DaemonConfigError::Conflict {
             setting: "idle_ms",
             value: ms(node.idle_timeout),
             rule: format!(
-                "must be greater than keepalive_ms ({})",
-                ms(node.keepalive_interval)
+                "must be at least liveness_ms ({})",
+                ms(node.liveness_timeout)
             ),
         });
     }
@@ -1398,9 +1443,19 @@ fn is_ident(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic() && b != b':')
 }
 
-/// `host:port`, `[v6]:port`; the host is resolved later by the runtime.
+/// `host:port`, `[v6]:port`, optionally pinned as `peer:<64 hex>@…`; the host is resolved
+/// later by the runtime.
 fn valid_peer(peer: &str) -> bool {
-    let Some((host, port)) = peer.rsplit_once(':') else {
+    let addr = match peer.split_once('@') {
+        Some((id, addr)) => {
+            if id.parse::<overlay_proto::PeerId>().is_err() {
+                return false;
+            }
+            addr
+        }
+        None => peer,
+    };
+    let Some((host, port)) = addr.rsplit_once(':') else {
         return false;
     };
     let port_ok = matches!(port.parse::<u16>(), Ok(p) if p != 0);
@@ -1430,11 +1485,24 @@ mod tests {
             "10.0.0.1:9415",
             "[::1]:9415",
             "x_y:65535",
+            "peer:abababababababababababababababababababababababababababababababab@seed:9415",
         ] {
             assert!(valid_peer(ok), "{ok}");
         }
         for bad in [
-            "", "a", ":1", "a:0", "a:65536", "a:x", "::1:9415", "[zz]:1", "a b:1", "[::1]",
+            "",
+            "a",
+            ":1",
+            "a:0",
+            "a:65536",
+            "a:x",
+            "::1:9415",
+            "[zz]:1",
+            "a b:1",
+            "[::1]",
+            "peer:ab@seed:9415",
+            "@seed:1",
+            "peer:abababababababababababababababababababababababababababababababab@",
         ] {
             assert!(!valid_peer(bad), "{bad}");
         }

@@ -92,7 +92,10 @@ pub(crate) struct ReaderCtx<S> {
     pub(crate) slot: Arc<ConnSlot>,
 }
 
-/// Reads the socket until EOF, error or timeout, sending each chunk to the node task.
+/// Reads the socket until EOF, error or the backstop timeout, sending each chunk to the node
+/// task. Whether a quiet peer is dead is the core's decision (its failure detector closes the
+/// session long before `read_timeout`); the timeout only guards against a core that never
+/// decides, e.g. a connection the core does not know.
 pub(crate) async fn reader<S, R>(ctx: ReaderCtx<S>, mut rd: R)
 where
     R: AsyncRead + Unpin,
@@ -112,6 +115,7 @@ where
             buf.reserve(READ_CHUNK);
         }
         match timeout(read_timeout, rd.read_buf(&mut buf)).await {
+            // Backstop only (see above): counted, so a firing one shows in the metrics.
             Err(_) => {
                 counters.error("read", "timeout");
                 break Some(CoreError::Timeout);

@@ -14,12 +14,15 @@ use tokio_rustls::TlsConnector;
 use super::conn::io_kind;
 use super::metrics::{ConnSlot, DriverCounters};
 use super::net::Net;
+use super::seeds::Pins;
 use super::Established;
 use crate::tls::{classify_handshake_error, client_config, server_name, session_info};
 use crate::tls::{Identity, TlsOptions};
 
 /// What a dial task needs; shared by all dials.
 pub(crate) struct DialCtx<N: Net> {
+    /// Identities the operator pinned per address (`--peer peer:<id>@host:port`).
+    pub(crate) pins: Arc<Pins>,
     pub(crate) net: N,
     pub(crate) identity: Identity,
     pub(crate) tls: TlsOptions,
@@ -38,7 +41,8 @@ pub(crate) struct DialOutcome<S> {
     pub(crate) result: Result<Box<Established<S>>, CoreError>,
 }
 
-/// Connects to `addr` (TCP + TLS) and reports the outcome.
+/// Connects to `addr` (TCP + TLS) and reports the outcome. An identity the operator pinned
+/// for `addr` wins over the one the core expects.
 pub(crate) async fn dial<N: Net>(
     ctx: Arc<DialCtx<N>>,
     dial: DialId,
@@ -55,6 +59,13 @@ async fn connect<N: Net>(
     addr: SocketAddr,
     expected: Option<PeerId>,
 ) -> Result<Box<Established<N::Stream>>, CoreError> {
+    let expected = match (ctx.pins.expected(addr), expected) {
+        (Some(pinned), Some(learned)) if pinned != learned => {
+            tracing::warn!(%addr, %pinned, %learned, "membership expects another identity at a pinned address; requiring the pinned one");
+            Some(pinned)
+        }
+        (pinned, learned) => pinned.or(learned),
+    };
     let deadline = TokioInstant::now() + ctx.deadline;
     let slot = ConnSlot::acquire(&ctx.counters.live);
     let tcp = match timeout_at(deadline, ctx.net.connect(addr)).await {

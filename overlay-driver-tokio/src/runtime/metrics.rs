@@ -193,7 +193,7 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
     metrics::gauge!("overlay_store_bytes").set(stats.store_bytes as f64);
     metrics::gauge!("overlay_ready").set(if stats.ready { 1.0 } else { 0.0 });
 
-    let counters: [(&'static str, u64); 22] = [
+    let counters: [(&'static str, u64); 24] = [
         ("overlay_sessions_opened_total", stats.sessions_opened),
         ("overlay_sessions_closed_total", stats.sessions_closed),
         (
@@ -222,6 +222,8 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
             "overlay_degraded_transitions_total",
             stats.degraded_transitions,
         ),
+        ("overlay_peers_unresponsive_total", stats.peers_unresponsive),
+        ("overlay_heartbeats_sent_total", stats.heartbeats_sent),
     ];
     for (name, value) in counters {
         metrics::counter!(name).absolute(value);

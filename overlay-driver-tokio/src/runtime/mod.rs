@@ -10,6 +10,7 @@
 //!   under the handshake deadline, crash-only supervisor;
 //! - `dial`: TCP connect + TLS client handshake for `Action::Connect`;
 //! - `conn`: one reader and one (batching) writer task per connection, bounded queues;
+//! - [`seeds`]: configured peers: names resolved with backoff, pinned identities;
 //! - `trace_out`: trace capture on a dedicated thread;
 //! - [`clock`]: `tokio::time` ↔ the core's `Instant`;
 //! - `metrics`: driver counters and the mirror of the core's stats.
@@ -24,6 +25,7 @@ pub(crate) mod metrics;
 pub mod net;
 pub(crate) mod node_task;
 pub(crate) mod preauth;
+pub mod seeds;
 pub(crate) mod trace_out;
 
 use std::net::SocketAddr;
@@ -52,7 +54,9 @@ pub type HttpHandler<S> = Arc<dyn Fn(S, SocketAddr) + Send + Sync>;
 /// `NodeConfig::handshake_timeout`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// A connection that delivers nothing for this long is closed.
+    /// Backstop: a connection that delivers nothing for this long is closed. Liveness is
+    /// the core's decision (its failure detector closes a silent session after
+    /// `NodeConfig::liveness_timeout`, at most `idle_timeout`); keep this above both.
     pub read: Duration,
     /// One batched write (and flush) that takes longer than this closes the connection.
     pub write: Duration,

@@ -1,9 +1,13 @@
-//! Timers: the maintenance tick (deadlines, keep-alives, cache expiry, dials, shuffles,
-//! readiness), the lazy-flush timer and the graft timers; and graceful shutdown.
+//! Timers: the maintenance tick (handshake deadlines, the failure detector's heartbeats and
+//! silence limits, cache expiry, dials, shuffles, readiness), the lazy-flush timer and the graft timers; and graceful shutdown.
 
-use super::send::queue_load;
+use core::time::Duration;
+
+use super::send::{queue_load, Sent};
 use super::Node;
 use crate::action::{Action, CloseReason};
+use crate::frame::HEADER_LEN;
+use crate::liveness::{Heartbeat, Verdict};
 use crate::session::Phase;
 use crate::wire::Kind;
 
@@ -21,39 +25,18 @@ impl Node {
             self.expire_missing();
         }
         if self.next_tick <= now {
+            // A tick that runs more than one period late means this node itself did not run
+            // (stopped, starved, suspended): its peers are not to blame for that time.
+            let late = now.saturating_duration_since(self.next_tick);
             self.next_tick = now + self.config.tick_interval;
-            self.tick();
+            self.tick(late);
         }
     }
 
-    fn tick(&mut self) {
+    fn tick(&mut self, late: Duration) {
         let now = self.now;
         self.cache.expire(now);
-        let handshake_timeout = self.config.handshake_timeout;
-        let idle_timeout = self.config.idle_timeout;
-        let keepalive = self.config.keepalive_interval;
-        let mut expired = Vec::new();
-        let mut pings = Vec::new();
-        for (key, s) in self.live_sessions() {
-            if s.phase.is_handshaking() && now - s.opened_at >= handshake_timeout {
-                expired.push((key, CloseReason::HandshakeTimeout));
-            } else if s.phase == Phase::Running {
-                if now - s.last_recv >= idle_timeout {
-                    expired.push((key, CloseReason::IdleTimeout));
-                } else if now - s.last_send >= keepalive {
-                    pings.push(key);
-                }
-            }
-        }
-        for (key, reason) in expired {
-            if reason == CloseReason::HandshakeTimeout {
-                self.count_reject(key, crate::stats::RejectReason::HandshakeTimeout);
-            }
-            self.close_session(key, reason);
-        }
-        for key in pings {
-            self.send_frame(key, Kind::Ping, &[]);
-        }
+        self.check_sessions(late);
         self.check_session_deadlines();
         for s in self.sessions.iter_mut().flatten() {
             s.shrink_if_idle();
@@ -64,6 +47,59 @@ impl Node {
         }
         self.maintain_membership();
         self.evaluate_readiness();
+    }
+
+    /// Handshake deadlines and the failure detector: close what expired, send heartbeats.
+    fn check_sessions(&mut self, late: Duration) {
+        let now = self.now;
+        let handshake_timeout = self.config.handshake_timeout;
+        let liveness = self.config.liveness();
+        let excuse = late > self.config.tick_interval;
+        let mut expired = Vec::new();
+        let mut heartbeats = Vec::new();
+        for (key, s) in self.sessions.iter_mut().enumerate() {
+            let Some(s) = s.as_mut() else {
+                continue;
+            };
+            if s.phase.is_handshaking() && now - s.opened_at >= handshake_timeout {
+                expired.push((key, CloseReason::HandshakeTimeout));
+            } else if s.phase == Phase::Running {
+                if excuse {
+                    s.liveness.excuse(late, now);
+                }
+                // A PING waits for credit like any other frame; a heartbeat must leave now.
+                let can_ping = s.queue.frames() == 0 && s.send_window.fits(HEADER_LEN);
+                match s.liveness.poll(now, &liveness, can_ping) {
+                    Verdict::Unresponsive { .. } => {
+                        expired.push((key, CloseReason::PeerUnresponsive));
+                    }
+                    Verdict::Heartbeat(kind) => heartbeats.push((key, kind)),
+                    Verdict::Alive => {}
+                }
+            }
+        }
+        for (key, reason) in expired {
+            match reason {
+                CloseReason::HandshakeTimeout => {
+                    self.count_reject(key, crate::stats::RejectReason::HandshakeTimeout);
+                }
+                CloseReason::PeerUnresponsive => self.stats.peers_unresponsive += 1,
+                _ => {}
+            }
+            self.close_session(key, reason);
+        }
+        for (key, kind) in heartbeats {
+            let sent = match kind {
+                Heartbeat::Ping => self.send_frame(key, Kind::Ping, &[]),
+                Heartbeat::Credit => self.grant_credit(key),
+            };
+            if sent == Sent::Now {
+                self.stats.heartbeats_sent += 1;
+                if let Some(s) = self.session_mut(key) {
+                    s.liveness.heartbeat_sent(now, kind);
+                }
+            }
+        }
     }
 
     /// Compares load signals with the thresholds (with hysteresis) and reports changes.

@@ -40,7 +40,7 @@ impl Node {
         if s.phase == Phase::Closing {
             return;
         }
-        s.last_recv = now;
+        s.liveness.heard(now);
         if s.recv_buf.is_empty() {
             match data.try_into_mut() {
                 Ok(owned) => s.recv_buf = owned,
@@ -206,7 +206,12 @@ impl Node {
                 self.send_frame(key, Kind::Pong, &[]);
                 Ok(())
             }
-            Kind::Pong => Ok(()),
+            Kind::Pong => {
+                if let Some(s) = self.session_mut(key) {
+                    s.liveness.pong(now);
+                }
+                Ok(())
+            }
         };
         if result.is_err() {
             self.count_reject(key, RejectReason::Malformed);

@@ -103,7 +103,7 @@ impl Node {
             return Sent::Dropped;
         };
         if sent == Sent::Now {
-            s.last_send = now;
+            s.liveness.sent(now);
             self.stats.frames_out += 1;
             self.stats.frames_out_by_kind[kind.index()] += 1;
             if !s.dirty {
@@ -136,7 +136,7 @@ impl Node {
         }
         if moved > 0 {
             s.queue_progress_at = now;
-            s.last_send = now;
+            s.liveness.sent(now);
             self.stats.frames_out += moved;
             if !s.dirty {
                 s.dirty = true;
@@ -149,13 +149,23 @@ impl Node {
     pub(super) fn maybe_grant_credit(&mut self, key: SessionKey) {
         let half_frames = self.config.credit_window_frames / 2;
         let half_bytes = u64::from(self.config.credit_window_bytes / 2);
-        let Some(s) = self.session_mut(key) else {
+        let Some(s) = self.session(key) else {
             return;
         };
         let used = s.recv_since_grant;
         if used.frames < half_frames.max(1) && used.bytes < half_bytes.max(1) {
             return;
         }
+        self.grant_credit(key);
+    }
+
+    /// Sends a CREDIT frame returning everything consumed since the last grant (possibly
+    /// nothing: a `0/0` CREDIT is the failure detector's heartbeat). CREDIT needs no credit.
+    pub(super) fn grant_credit(&mut self, key: SessionKey) -> Sent {
+        let Some(s) = self.session_mut(key) else {
+            return Sent::Dropped;
+        };
+        let used = s.recv_since_grant;
         s.recv_allowance.add(used.frames, used.bytes);
         s.recv_since_grant = Default::default();
         let mut body = [0u8; 8];
@@ -167,7 +177,7 @@ impl Node {
                 bytes: used.bytes.min(u64::from(u32::MAX)) as u32,
             },
         );
-        self.send_frame(key, Kind::Credit, &[&body]);
+        self.send_frame(key, Kind::Credit, &[&body])
     }
 
     /// Emits one `Transmit` per session that has bytes waiting, in the order they got dirty.
@@ -204,7 +214,7 @@ impl Node {
         if frame::encode_strict(header, cap, payload, &mut s.out).is_err() {
             return false;
         }
-        s.last_send = now;
+        s.liveness.sent(now);
         self.stats.frames_out += 1;
         if !s.dirty {
             s.dirty = true;

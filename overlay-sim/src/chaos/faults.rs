@@ -1,9 +1,9 @@
 //! The seeded plan of a chaos run: every fault (crashes and restarts, partitions, one-way
-//! partitions, held links, the saturation burst, message loss) and every broadcast, with its
-//! simulated time, drawn from the run's seed before the simulation starts.
+//! partitions, held links, silent cuts, the saturation burst, message loss) and every
+//! broadcast, with its simulated time, drawn from the run's seed before the simulation starts.
 //!
-//! Network faults (partitions, one-way partitions, holds, the burst) get disjoint time slots,
-//! so repairing one never undoes another; crashes overlap them freely.
+//! Network faults (partitions, one-way partitions, holds, cuts, the burst) get disjoint time
+//! slots, so repairing one never undoes another; crashes overlap them freely.
 
 use core::time::Duration;
 
@@ -113,6 +113,18 @@ pub enum Fault {
         /// The other ends of the held links.
         peers: Vec<usize>,
     },
+    /// Silent cut (a partition without RST): every packet to and from `node` is dropped, as
+    /// when its cable is pulled. Nothing closes; both sides of each of its sessions only stop
+    /// hearing from each other, and only their failure detectors can end the sessions.
+    Cut {
+        /// The node cut off.
+        node: usize,
+    },
+    /// Reconnect the cut node.
+    Uncut {
+        /// The node that was cut off.
+        node: usize,
+    },
     /// Deliver what was held and stop holding.
     Release {
         /// The stalled node.
@@ -161,6 +173,8 @@ impl Fault {
             Fault::Release { node, peers } => {
                 format!("release links of node {node} to {}", list(peers))
             }
+            Fault::Cut { node } => format!("silent cut of node {node} (no RST)"),
+            Fault::Uncut { node } => format!("reconnect cut node {node}"),
             Fault::BurstStart { node, messages } => {
                 format!("burst: node {node} stalled and floods {messages} broadcasts")
             }
@@ -195,6 +209,8 @@ pub struct Plan {
     pub heal_at: Duration,
     /// The flooding node and the burst window, when there is a burst.
     pub burst: Option<(usize, Duration, Duration)>,
+    /// Silent cuts: the node and its cut window.
+    pub cuts: Vec<(usize, Duration, Duration)>,
 }
 
 /// Draws the plan of `s` from its seed.
@@ -213,11 +229,13 @@ pub fn plan(s: &ChaosScenario) -> Plan {
     if s.burst {
         kinds.push(3);
     }
+    kinds.extend(std::iter::repeat_n(4u8, s.cuts));
     for i in (1..kinds.len()).rev() {
         let j = net_rng.below(i + 1);
         kinds.swap(i, j);
     }
     let mut burst = None;
+    let mut cuts = Vec::new();
     if !kinds.is_empty() && !s.duration.is_zero() {
         let slot = s.duration / kinds.len() as u32;
         for (i, kind) in kinds.iter().enumerate() {
@@ -266,6 +284,12 @@ pub fn plan(s: &ChaosScenario) -> Plan {
                         },
                     ));
                     faults.push((end, Fault::Release { node, peers }));
+                }
+                4 => {
+                    let node = net_rng.below(s.nodes);
+                    faults.push((start, Fault::Cut { node }));
+                    faults.push((end, Fault::Uncut { node }));
+                    cuts.push((node, start, end));
                 }
                 _ => {
                     let node = net_rng.below(s.nodes);
@@ -352,5 +376,6 @@ pub fn plan(s: &ChaosScenario) -> Plan {
         broadcasts,
         heal_at,
         burst,
+        cuts,
     }
 }

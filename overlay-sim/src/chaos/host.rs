@@ -14,7 +14,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use overlay_proto::{MessageId, NodeConfig, NodeStats};
+use overlay_proto::{MessageId, NodeConfig, NodeStats, PeerId};
+use svc_overlay::api::KernelEvent;
 use svc_overlay::tls::{Identity, TlsOptions};
 use svc_overlay::{DriverStats, Overlay, OverlayBuilder, Timeouts};
 use tokio::sync::{mpsc, watch};
@@ -95,6 +96,19 @@ pub struct ReadinessChange {
     pub missing: Vec<String>,
 }
 
+/// A session of a host that reached Running or ended, as its application saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionChange {
+    /// When (simulated).
+    pub at: Duration,
+    /// The incarnation that saw it.
+    pub incarnation: u32,
+    /// The peer.
+    pub peer: PeerId,
+    /// `None` when the session came up; the close reason's label when it ended.
+    pub down: Option<String>,
+}
+
 /// One answered watchdog probe.
 #[derive(Debug, Clone)]
 pub struct ProbeRecord {
@@ -132,6 +146,10 @@ pub struct NodeRecord {
     pub redeliveries: u64,
     /// Readiness changes.
     pub readiness: Vec<ReadinessChange>,
+    /// Sessions up and down, in order.
+    pub sessions: Vec<SessionChange>,
+    /// Session events the application missed (its event channel lagged).
+    pub sessions_missed: u64,
     /// Answered probes.
     pub probes: Vec<ProbeRecord>,
     /// When the outstanding probe was sent, if any.
@@ -255,6 +273,13 @@ pub async fn run_host(spec: Rc<HostSpec>, journal: SharedJournal) -> turmoil::Re
         incarnation,
         clock,
     ));
+    tokio::task::spawn_local(record_sessions(
+        ov.events(),
+        Rc::clone(&journal),
+        index,
+        incarnation,
+        clock,
+    ));
     tokio::task::spawn_local(record_readiness(
         ov.readiness(),
         Rc::clone(&journal),
@@ -354,6 +379,39 @@ async fn record_deliveries(
             None => {
                 rec.deliveries.insert(d.id, (at, d.hops, incarnation));
             }
+        }
+    }
+}
+
+/// Records sessions going up and down (for the silent-cut invariant).
+async fn record_sessions(
+    mut events: tokio::sync::broadcast::Receiver<KernelEvent>,
+    journal: SharedJournal,
+    index: usize,
+    incarnation: u32,
+    clock: SimClock,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let change = match events.recv().await {
+            Ok(KernelEvent::SessionUp { peer }) => (peer, None),
+            Ok(KernelEvent::SessionDown { peer, reason }) => (peer, Some(reason)),
+            Ok(_) => continue,
+            Err(RecvError::Lagged(n)) => {
+                if let Some(rec) = journal.borrow_mut().nodes.get_mut(index) {
+                    rec.sessions_missed += n;
+                }
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        if let Some(rec) = journal.borrow_mut().nodes.get_mut(index) {
+            rec.sessions.push(SessionChange {
+                at: clock.now(),
+                incarnation,
+                peer: change.0,
+                down: change.1,
+            });
         }
     }
 }

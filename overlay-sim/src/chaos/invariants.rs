@@ -11,7 +11,10 @@
 //!   message store and seen cache within their capacities;
 //! - **no panics**: no panic on the simulation thread, no crashed driver task, no host
 //!   software failure, every node starts;
-//! - **complete traces**: no trace record dropped (the digest covers every decision).
+//! - **complete traces**: no trace record dropped (the digest covers every decision);
+//! - **silent cuts detected**: every session running across a silent cut when it started
+//!   ends on both sides within `cut_detect` (only the core's failure detector can see a
+//!   peer that is gone without an RST).
 
 use core::time::Duration;
 use std::collections::BTreeSet;
@@ -27,7 +30,8 @@ pub const RECONNECT_GRACE: Duration = Duration::from_secs(5);
 /// One broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
-    /// Which invariant (`deadlock`, `delivery`, `readiness`, `queues`, `panic`, `trace`).
+    /// Which invariant (`deadlock`, `delivery`, `readiness`, `queues`, `panic`, `trace`,
+    /// `cut`).
     pub invariant: &'static str,
     /// The nodes concerned (their traces are kept).
     pub nodes: Vec<usize>,
@@ -215,6 +219,34 @@ pub fn check(s: &ChaosScenario, data: &RunData) -> Vec<Violation> {
         }
     }
 
+    // Every session across a silent cut ends on both sides within `cut_detect`.
+    for cs in cut_sessions(s, data) {
+        let late = match &cs.ended {
+            Some((after, _)) => *after > s.cut_detect,
+            None => true,
+        };
+        if late {
+            out.push(Violation {
+                invariant: "cut",
+                nodes: vec![cs.node, cs.peer],
+                detail: format!(
+                    "node {} kept its session with node {} across the silent cut at t={:.3}s: {}",
+                    cs.node,
+                    cs.peer,
+                    cs.cut_at.as_secs_f64(),
+                    match &cs.ended {
+                        Some((after, reason)) => format!(
+                            "ended after {:.3}s ({reason}), limit {:.1}s",
+                            after.as_secs_f64(),
+                            s.cut_detect.as_secs_f64()
+                        ),
+                        None => "never ended while the cut lasted".to_string(),
+                    }
+                ),
+            });
+        }
+    }
+
     // Every node is ready at the end of the run (it recovered from whatever degraded it).
     for (i, rec) in data.journal.nodes.iter().enumerate() {
         let last = rec
@@ -272,6 +304,98 @@ pub fn check(s: &ChaosScenario, data: &RunData) -> Vec<Violation> {
                         ),
                     });
                 }
+            }
+        }
+    }
+    out
+}
+
+/// How one session across a silent cut ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CutSession {
+    /// The node that saw the session (the cut node or its peer).
+    pub node: usize,
+    /// The other end.
+    pub peer: usize,
+    /// When the cut started.
+    pub cut_at: Duration,
+    /// Time from the cut to the session's end, and the close reason, if it ended before the
+    /// cut was repaired.
+    pub ended: Option<(Duration, String)>,
+}
+
+/// Every session running across each silent cut when it started, seen from both ends (sides
+/// whose node crashed during the cut are left out), and how it ended.
+pub fn cut_sessions(s: &ChaosScenario, data: &RunData) -> Vec<CutSession> {
+    let mut out = Vec::new();
+    // (time, node, true = crash / false = restart), in time order.
+    let life: Vec<(Duration, usize, bool)> = data
+        .plan
+        .faults
+        .iter()
+        .filter_map(|(at, f)| match f {
+            super::faults::Fault::Crash { node } => Some((*at, *node, true)),
+            super::faults::Fault::Restart { node } => Some((*at, *node, false)),
+            _ => None,
+        })
+        .collect();
+    let index_of = |p: &overlay_proto::PeerId| data.peer_ids.iter().position(|q| q == p);
+    for &(cut, start, end) in &data.plan.cuts {
+        let window_end = end.min(start + s.cut_detect);
+        // Down when the cut starts, or crashing before the detection window ends.
+        let crashed = |n: usize| {
+            let down_at_start = life
+                .iter()
+                .rfind(|(at, m, _)| *m == n && *at <= start)
+                .is_some_and(|(_, _, crash)| *crash);
+            let crashes_during = life
+                .iter()
+                .any(|(at, m, crash)| *m == n && *crash && *at > start && *at <= window_end);
+            down_at_start || crashes_during
+        };
+        if crashed(cut) {
+            continue;
+        }
+        for (i, rec) in data.journal.nodes.iter().enumerate() {
+            if crashed(i) {
+                continue;
+            }
+            // The peers this node had a running session with when the cut started.
+            let mut up: Vec<usize> = Vec::new();
+            let mut incarnation = 0;
+            for c in rec.sessions.iter().filter(|c| c.at <= start) {
+                if c.incarnation != incarnation {
+                    // A crash ends every session without events: start over.
+                    incarnation = c.incarnation;
+                    up.clear();
+                }
+                let Some(p) = index_of(&c.peer) else {
+                    continue;
+                };
+                match &c.down {
+                    None => up.push(p),
+                    Some(_) => {
+                        if let Some(k) = up.iter().position(|&q| q == p) {
+                            up.remove(k);
+                        }
+                    }
+                }
+            }
+            for p in up {
+                if (i == cut) == (p == cut) {
+                    continue; // not across the cut
+                }
+                let ended = rec
+                    .sessions
+                    .iter()
+                    .filter(|c| c.at > start && c.at <= end && index_of(&c.peer) == Some(p))
+                    .find_map(|c| c.down.as_ref().map(|r| (c.at - start, r.clone())));
+                out.push(CutSession {
+                    node: i,
+                    peer: p,
+                    cut_at: start,
+                    ended,
+                });
             }
         }
     }

@@ -94,6 +94,12 @@ pub struct ChaosArgs {
     /// Held links (delayed, then released) [default: 1]
     #[arg(long, value_name = "N")]
     pub holds: Option<usize>,
+    /// Silent cuts: one node's traffic dropped both ways, no RST [default: 0]
+    #[arg(long, value_name = "N")]
+    pub cuts: Option<usize>,
+    /// Sessions of a cut node must end on both sides within this time [default: 3s]
+    #[arg(long, value_name = "DURATION")]
+    pub cut_detect: Option<String>,
     /// Shortest partition or hold [default: 2s]
     #[arg(long, value_name = "DURATION")]
     pub fault_min: Option<String>,
@@ -166,6 +172,8 @@ impl ChaosArgs {
             partitions: self.partitions,
             oneway: self.oneway,
             holds: self.holds,
+            cuts: self.cuts,
+            cut_detect: self.cut_detect.clone(),
             fault_min: self.fault_min.clone(),
             fault_max: self.fault_max.clone(),
             burst: self.burst,

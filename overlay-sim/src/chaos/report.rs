@@ -55,6 +55,14 @@ pub struct Figures {
     pub incarnations: u64,
     /// Flood: accepted and refused broadcasts.
     pub flood: Option<(u64, u64)>,
+    /// Sessions across silent cuts (both ends counted), and how many ended during the cut.
+    pub cut_sessions: (usize, usize),
+    /// Time from a silent cut to the end of each of its sessions (ms): p50, max.
+    pub cut_detect_ms: [f64; 2],
+    /// Close reasons of the sessions that ended during a silent cut.
+    pub cut_reasons: BTreeMap<String, u64>,
+    /// Sessions closed by the failure detector (core counter, summed).
+    pub peers_unresponsive: u64,
 }
 
 /// Percentile `p` (0..=1) of sorted values (nearest rank).
@@ -147,6 +155,7 @@ pub fn figures(s: &ChaosScenario, data: &RunData) -> Figures {
         for p in last.values() {
             let st = &p.stats;
             f.sessions_opened += st.sessions_opened;
+            f.peers_unresponsive += st.peers_unresponsive;
             f.degraded_transitions += st.degraded_transitions;
             for (reason, count) in st.rejected.iter() {
                 if count > 0 {
@@ -164,6 +173,20 @@ pub fn figures(s: &ChaosScenario, data: &RunData) -> Figures {
             end_sessions.push(p.stats.sessions_running);
         }
     }
+    let cut = super::invariants::cut_sessions(s, data);
+    let mut detect: Vec<f64> = Vec::new();
+    for cs in &cut {
+        if let Some((after, reason)) = &cs.ended {
+            detect.push(after.as_secs_f64() * 1000.0);
+            *f.cut_reasons.entry(reason.clone()).or_default() += 1;
+        }
+    }
+    f.cut_sessions = (cut.len(), detect.len());
+    detect.sort_by(f64::total_cmp);
+    f.cut_detect_ms = [
+        percentile(&detect, 0.5),
+        detect.last().copied().unwrap_or(0.0),
+    ];
     if !end_sessions.is_empty() {
         let min = end_sessions.iter().copied().min().unwrap_or(0);
         let max = end_sessions.iter().copied().max().unwrap_or(0);
@@ -203,8 +226,8 @@ pub fn write(
     );
     let _ = writeln!(
         o,
-        "  faults: churn {}/s (≤{} down, {}–{} each), {} partitions, {} one-way, {} holds \
-         ({}–{}), burst {}, latency {}–{} ms, loss {}",
+        "  faults: churn {}/s (≤{} down, {}–{} each), {} partitions, {} one-way, {} holds, \
+         {} silent cuts ({}–{}), burst {}, latency {}–{} ms, loss {}",
         s.churn,
         s.max_down,
         secs(s.down_min),
@@ -212,6 +235,7 @@ pub fn write(
         s.partitions,
         s.oneway,
         s.holds,
+        s.cuts,
         secs(s.fault_min),
         secs(s.fault_max),
         if s.burst {
@@ -243,6 +267,7 @@ pub fn write(
             k if k.starts_with("partition") => "partitions",
             k if k.starts_with("one-way") => "one-way partitions",
             "hold links" => "holds",
+            "silent cut" => "silent cuts",
             "burst" => "bursts",
             _ => continue,
         };
@@ -321,6 +346,34 @@ pub fn write(
     );
     let _ = writeln!(
         o,
+        "failure detector:    {} sessions closed as peer_unresponsive",
+        f.peers_unresponsive
+    );
+    if s.cuts > 0 {
+        let reasons: Vec<String> = f
+            .cut_reasons
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "silent cuts:         {} sessions across {} cuts, {} ended during the cut ({}); \
+             time to end p50 {:.0} ms, max {:.0} ms (limit {})",
+            f.cut_sessions.0,
+            data.plan.cuts.len(),
+            f.cut_sessions.1,
+            if reasons.is_empty() {
+                "none".to_string()
+            } else {
+                reasons.join(", ")
+            },
+            f.cut_detect_ms[0],
+            f.cut_detect_ms[1],
+            secs(s.cut_detect)
+        );
+    }
+    let _ = writeln!(
+        o,
         "readiness:           {} changes, {} degradations",
         f.readiness_changes, f.degraded_transitions
     );
@@ -375,7 +428,7 @@ pub fn write(
         let _ = writeln!(
             o,
             "invariants: all held (no deadlock, delivery after the heal, readiness under the \
-             burst, bounded queues, no panics, complete traces)"
+             burst, bounded queues, no panics, complete traces, silent cuts detected)"
         );
     } else {
         let _ = writeln!(o, "invariants: {} violated", violations.len());

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Once, OnceLock};
 use std::time::{Instant as WallInstant, SystemTime, UNIX_EPOCH};
 
-use overlay_proto::NodeConfig;
+use overlay_proto::{NodeConfig, PeerId};
 use svc_overlay::api::install_dev_auth;
 use svc_overlay::tls::TlsOptions;
 use svc_overlay::Timeouts;
@@ -60,6 +60,8 @@ pub struct RunData {
     pub trace_dir: PathBuf,
     /// Addresses of the nodes (index order).
     pub addrs: Vec<SocketAddr>,
+    /// Identities of the nodes (index order).
+    pub peer_ids: Vec<PeerId>,
 }
 
 thread_local! {
@@ -194,9 +196,11 @@ fn simulate_inner(s: &ChaosScenario) -> Result<RunData, SimError> {
         ..Journal::default()
     }));
     let mut boot_rng = faults::PlanRng::new(s.seed, "bootstrap");
+    let mut peer_ids = Vec::with_capacity(s.nodes);
     for (i, name) in names.iter().enumerate() {
         let identity = node_identity(s.seed, i)
             .map_err(|e| SimError::Scenario(format!("identity of node {i}: {e}")))?;
+        peer_ids.push(identity.peer_id());
         let bootstrap: Vec<SocketAddr> = boot_rng
             .sample(s.nodes, s.bootstrap_peers + 1)
             .into_iter()
@@ -374,6 +378,7 @@ fn simulate_inner(s: &ChaosScenario) -> Result<RunData, SimError> {
         wall_secs,
         trace_dir: dir,
         addrs,
+        peer_ids,
     })
 }
 
@@ -428,6 +433,16 @@ fn apply_fault(
                 for b in others(from) {
                     sim.repair_oneway(ips[a], ips[b]);
                 }
+            }
+        }
+        Fault::Cut { node } => {
+            for b in others(&[*node]) {
+                sim.partition(ips[*node], ips[b]);
+            }
+        }
+        Fault::Uncut { node } => {
+            for b in others(&[*node]) {
+                sim.repair(ips[*node], ips[b]);
             }
         }
         Fault::Hold { node, peers } => {

@@ -50,6 +50,11 @@ pub struct ChaosScenario {
     pub oneway: usize,
     /// Held links (one node's links to a random set of peers delayed, then released).
     pub holds: usize,
+    /// Silent cuts (one node's traffic dropped both ways, no RST), one after another.
+    pub cuts: usize,
+    /// Every running session of a cut node must end, on both sides, within this time of the
+    /// cut (the failure detector's bound is checked as an invariant).
+    pub cut_detect: Duration,
     /// Shortest partition / hold.
     pub fault_min: Duration,
     /// Longest partition / hold.
@@ -104,6 +109,8 @@ impl Default for ChaosScenario {
             partitions: 1,
             oneway: 1,
             holds: 1,
+            cuts: 0,
+            cut_detect: Duration::from_secs(3),
             fault_min: Duration::from_secs(2),
             fault_max: Duration::from_secs(8),
             burst: true,
@@ -198,6 +205,10 @@ pub struct ChaosFile {
     pub oneway: Option<usize>,
     /// See [`ChaosScenario::holds`].
     pub holds: Option<usize>,
+    /// See [`ChaosScenario::cuts`].
+    pub cuts: Option<usize>,
+    /// See [`ChaosScenario::cut_detect`].
+    pub cut_detect: Option<String>,
     /// See [`ChaosScenario::fault_min`].
     pub fault_min: Option<String>,
     /// See [`ChaosScenario::fault_max`].
@@ -267,6 +278,8 @@ impl ChaosFile {
             partitions,
             oneway,
             holds,
+            cuts,
+            cut_detect,
             fault_min,
             fault_max,
             burst,
@@ -323,6 +336,8 @@ impl ChaosFile {
             partitions: self.partitions.unwrap_or(d.partitions),
             oneway: self.oneway.unwrap_or(d.oneway),
             holds: self.holds.unwrap_or(d.holds),
+            cuts: self.cuts.unwrap_or(d.cuts),
+            cut_detect: dur(&self.cut_detect, d.cut_detect, "cut_detect")?,
             fault_min: dur(&self.fault_min, d.fault_min, "fault_min")?,
             fault_max: dur(&self.fault_max, d.fault_max, "fault_max")?,
             burst: self.burst.unwrap_or(d.burst),
@@ -383,6 +398,9 @@ impl ChaosScenario {
         if self.down_min > self.down_max {
             return fail("down_min must not exceed down_max".into());
         }
+        if self.cut_detect.is_zero() {
+            return fail("cut_detect must be > 0".into());
+        }
         if self.fault_min > self.fault_max {
             return fail("fault_min must not exceed fault_max".into());
         }
@@ -422,7 +440,8 @@ impl ChaosScenario {
             "cargo run --release -p overlay-sim -- chaos --name {} --nodes {} --seed {} \
              --duration {} --warmup {} --settle {} --drain {} --alpha {} --beta {} \
              --active-target {} --bootstrap-peers {} --churn {} --max-down {} --down-min {} \
-             --down-max {} --partitions {} --oneway {} --holds {} --fault-min {} --fault-max {} \
+             --down-max {} --partitions {} --oneway {} --holds {} --cuts {} --cut-detect {} \
+             --fault-min {} --fault-max {} \
              --burst {} --burst-messages {} --burst-hold {} --latency-min-ms {} \
              --latency-max-ms {} --loss {} --repair {} --rate {} --payload-bytes {} \
              --watchdog {} --probe-interval {} --pq {} --tick-ms {}",
@@ -444,6 +463,8 @@ impl ChaosScenario {
             self.partitions,
             self.oneway,
             self.holds,
+            self.cuts,
+            d(self.cut_detect),
             d(self.fault_min),
             d(self.fault_max),
             self.burst,

@@ -1,0 +1,468 @@
+//! The benchmark harness of issue #10: one binary, several modes, each ending with one JSON line.
+//!
+//! ```text
+//! cargo bench -p overlay-driver-tokio --bench overlay_bench -- mesh --nodes 32 --messages 2000 --rate 200 --size 1024 --degree 4 --seed 1
+//! cargo bench -p overlay-driver-tokio --bench overlay_bench -- pair --messages 200000 --size 1024
+//! cargo bench -p overlay-driver-tokio --bench overlay_bench -- ready
+//! ```
+//!
+//! - `mesh`: N overlays in this process (tokio, workers = cores), real TCP + TLS 1.3 on 127.0.0.1,
+//!   each dials D seeded-random others (plus its ring neighbour, so the graph is connected); once
+//!   every node has a session, M messages from uniformly random nodes at R msg/s in total. Latency
+//!   is measured per (message, receiver ≠ publisher) on one process clock. Keys: `delivered`
+//!   (fraction), `p50_ms`, `p95_ms`, `p99_ms`, `max_ms`, `reach_all_p99_ms` (p99 over messages of
+//!   the time until the last receiver had it), `max_hops`, `cpu_own_pct` (this process, % of one
+//!   core), `cpu_others_pct` (the rest of the machine, % of one core), `peak_rss_kb`.
+//! - `pair`: node A broadcasts M messages of B bytes as fast as the API accepts them (a refusal
+//!   for backpressure waits 1 ms and retries), node B receives. Keys: `msgs_per_s`, `mb_per_s`,
+//!   `p50_ms`, `p99_ms`, `peak_rss_kb`.
+//! - `ready`: start the `svc-overlay` daemon process and time process start → `/readyz` 200,
+//!   20 times. Key: `ready_ms` (median), plus `min_ms` and `max_ms`.
+//!
+//! Figures go to docs/PERFORMANCE.md; never compare runs from different machines or loads.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // bench code: a failure aborts the run
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use overlay_proto::{MessageId, NodeConfig};
+use svc_overlay::api::Overlay;
+
+/// `--name value` arguments after the mode.
+struct Args(HashMap<String, String>);
+
+impl Args {
+    fn parse(rest: &[String]) -> Args {
+        let mut map = HashMap::new();
+        let mut it = rest.iter();
+        while let Some(key) = it.next() {
+            let Some(name) = key.strip_prefix("--") else {
+                usage(&format!("unexpected argument {key}"));
+            };
+            let Some(value) = it.next() else {
+                usage(&format!("--{name} needs a value"));
+            };
+            map.insert(name.to_string(), value.clone());
+        }
+        Args(map)
+    }
+
+    fn get(&self, name: &str, default: u64) -> u64 {
+        match self.0.get(name) {
+            None => default,
+            Some(v) => v
+                .parse()
+                .unwrap_or_else(|_| usage(&format!("--{name} takes a number, not {v}"))),
+        }
+    }
+}
+
+fn usage(why: &str) -> ! {
+    eprintln!("overlay_bench: {why}");
+    eprintln!(
+        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S]\n       overlay_bench pair [--messages M --size B]\n       overlay_bench ready [--runs N]"
+    );
+    std::process::exit(2)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench` (and libtest filters when any); drop them.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let Some((mode, rest)) = args.split_first() else {
+        usage("no mode given");
+    };
+    let args = Args::parse(rest);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let json = match mode.as_str() {
+        "mesh" => runtime.block_on(mesh(&args)),
+        "pair" => runtime.block_on(pair(&args)),
+        "ready" => ready(&args),
+        other => usage(&format!("unknown mode {other}")),
+    };
+    println!("{json}");
+}
+
+// ----- measurements from /proc -----
+
+/// Peak resident set size of this process, KiB (`VmHWM`).
+fn peak_rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU ticks used by this process (user + system) and by the whole machine (all but idle and
+/// iowait), from /proc.
+fn cpu_ticks() -> (u64, u64) {
+    let own = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after = own.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let own_ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    let all = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<u64> = all
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let busy: u64 = cpu
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    (own_ticks, busy)
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// A small deterministic generator (splitmix64) for the bench's own choices.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+async fn start_overlays(count: usize, seed: u64) -> Vec<Overlay> {
+    let mut overlays = Vec::with_capacity(count);
+    for i in 0..count {
+        let ov = Overlay::builder()
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .node_config(NodeConfig::default())
+            .seed(seed.wrapping_mul(1_000_003).wrapping_add(i as u64))
+            .build()
+            .await
+            .expect("overlay starts");
+        overlays.push(ov);
+    }
+    overlays
+}
+
+/// Records `(message, node index, when, hops)` for every delivery on every node.
+type Deliveries = Arc<Mutex<Vec<(MessageId, usize, Instant, u8)>>>;
+
+fn record_deliveries(overlays: &[Overlay]) -> (Deliveries, Vec<tokio::task::JoinHandle<()>>) {
+    let delivered: Deliveries = Arc::default();
+    let mut tasks = Vec::new();
+    for (index, ov) in overlays.iter().enumerate() {
+        let mut sub = ov.subscribe();
+        let delivered = Arc::clone(&delivered);
+        tasks.push(tokio::spawn(async move {
+            while let Some(d) = sub.recv().await {
+                let at = Instant::now();
+                delivered
+                    .lock()
+                    .expect("lock")
+                    .push((d.id, index, at, d.hops));
+            }
+        }));
+    }
+    (delivered, tasks)
+}
+
+// ----- mesh -----
+
+async fn mesh(args: &Args) -> String {
+    let nodes = args.get("nodes", 32).max(2) as usize;
+    let messages = args.get("messages", 2000);
+    let rate = args.get("rate", 200).max(1);
+    let size = args.get("size", 1024) as usize;
+    let degree = args.get("degree", 4) as usize;
+    let seed = args.get("seed", 1);
+    let mut rng = Rng(seed);
+
+    let overlays = start_overlays(nodes, seed).await;
+    let addrs: Vec<SocketAddr> = overlays.iter().map(Overlay::local_addr).collect();
+    for (i, ov) in overlays.iter().enumerate() {
+        // The ring neighbour keeps the graph connected; D more are seeded-random.
+        let mut peers = vec![addrs[(i + 1) % nodes]];
+        while peers.len() < degree.min(nodes - 1) + 1 {
+            let j = rng.below(nodes);
+            if j != i && !peers.contains(&addrs[j]) {
+                peers.push(addrs[j]);
+            }
+        }
+        ov.add_peers(peers).await.expect("add peers");
+    }
+    let settle = Instant::now();
+    loop {
+        let mut min = usize::MAX;
+        for ov in &overlays {
+            min = min.min(ov.stats().await.sessions_running);
+        }
+        if min >= 1 && settle.elapsed() > Duration::from_millis(500) {
+            break;
+        }
+        if settle.elapsed() > Duration::from_secs(30) {
+            eprintln!("mesh: some node has no session after 30 s; measuring anyway");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("mesh: {nodes} nodes settled in {:?}", settle.elapsed());
+
+    let (delivered, tasks) = record_deliveries(&overlays);
+    let payload = Bytes::from(vec![0x42u8; size]);
+    let mut sent: HashMap<MessageId, (Instant, usize)> = HashMap::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let (own0, all0) = cpu_ticks();
+    let wall0 = Instant::now();
+    let mut refused = 0u64;
+    for _ in 0..messages {
+        ticker.tick().await;
+        let origin = rng.below(nodes);
+        let at = Instant::now();
+        match overlays[origin].broadcast(payload.clone()).await {
+            Ok(id) => {
+                sent.insert(id, (at, origin));
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    // Let the last messages spread (and the IHAVE/GRAFT repair path finish).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (own1, all1) = cpu_ticks();
+    let wall = wall0.elapsed().as_secs_f64();
+    let hz = 100.0; // USER_HZ on Linux
+    let cpu_own_pct = 100.0 * (own1 - own0) as f64 / hz / wall;
+    let cpu_all_pct = 100.0 * (all1 - all0) as f64 / hz / wall;
+
+    let records = delivered.lock().expect("lock").clone();
+    let mut latencies = Vec::with_capacity(records.len());
+    let mut last_per_msg: HashMap<MessageId, Duration> = HashMap::new();
+    let mut max_hops = 0u8;
+    for (id, node, at, hops) in &records {
+        let Some((start, origin)) = sent.get(id) else {
+            continue;
+        };
+        if node == origin {
+            continue;
+        }
+        let lat = at.saturating_duration_since(*start);
+        latencies.push(lat);
+        max_hops = max_hops.max(*hops);
+        let last = last_per_msg.entry(*id).or_default();
+        *last = (*last).max(lat);
+    }
+    latencies.sort();
+    let expected = sent.len() * (nodes - 1);
+    // A message that did not reach everyone has no "reach all" time: count it as never.
+    let mut reach_all: Vec<Duration> = sent
+        .keys()
+        .map(|id| {
+            let receivers = records
+                .iter()
+                .filter(|(m, n, _, _)| m == id && *n != sent[id].1)
+                .count();
+            if receivers >= nodes - 1 {
+                last_per_msg.get(id).copied().unwrap_or(Duration::MAX)
+            } else {
+                Duration::MAX
+            }
+        })
+        .collect();
+    reach_all.sort();
+    let reach_all_p99 = percentile(&reach_all, 0.99);
+    for ov in &overlays {
+        ov.shutdown().await;
+    }
+    for t in tasks {
+        t.abort();
+    }
+    eprintln!(
+        "mesh: {} sent, {refused} refused by backpressure",
+        sent.len()
+    );
+    format!(
+        "{{\"mode\":\"mesh\",\"nodes\":{nodes},\"messages\":{messages},\"rate\":{rate},\"size\":{size},\"degree\":{degree},\"seed\":{seed},\"delivered\":{:.6},\"p50_ms\":{},\"p95_ms\":{},\"p99_ms\":{},\"max_ms\":{},\"reach_all_p99_ms\":{},\"max_hops\":{max_hops},\"cpu_own_pct\":{:.1},\"cpu_others_pct\":{:.1},\"peak_rss_kb\":{}}}",
+        latencies.len() as f64 / expected.max(1) as f64,
+        ms(percentile(&latencies, 0.50)),
+        ms(percentile(&latencies, 0.95)),
+        ms(percentile(&latencies, 0.99)),
+        ms(latencies.last().copied().unwrap_or_default()),
+        if reach_all_p99 == Duration::MAX { "null".to_string() } else { ms(reach_all_p99).to_string() },
+        cpu_own_pct,
+        (cpu_all_pct - cpu_own_pct).max(0.0),
+        peak_rss_kb(),
+    )
+}
+
+// ----- pair -----
+
+async fn pair(args: &Args) -> String {
+    let messages = args.get("messages", 100_000);
+    let size = args.get("size", 1024) as usize;
+    let overlays = start_overlays(2, args.get("seed", 7)).await;
+    overlays[0]
+        .dial(overlays[1].local_addr())
+        .await
+        .expect("A dials B");
+    let (a, b) = (&overlays[0], &overlays[1]);
+    let mut sub = b.subscribe();
+    let received: Arc<Mutex<Vec<(MessageId, Instant)>>> =
+        Arc::new(Mutex::new(Vec::with_capacity(messages as usize)));
+    let rx = Arc::clone(&received);
+    let want = messages as usize;
+    let receiver = tokio::spawn(async move {
+        let mut got = 0usize;
+        while let Some(d) = sub.recv().await {
+            rx.lock().expect("lock").push((d.id, Instant::now()));
+            got += 1;
+            if got == want {
+                break;
+            }
+        }
+    });
+    let payload = Bytes::from(vec![0x42u8; size]);
+    let mut sent: HashMap<MessageId, Instant> = HashMap::with_capacity(messages as usize);
+    let start = Instant::now();
+    let mut refusals = 0u64;
+    for _ in 0..messages {
+        loop {
+            let at = Instant::now();
+            match a.broadcast(payload.clone()).await {
+                Ok(id) => {
+                    sent.insert(id, at);
+                    break;
+                }
+                Err(_) => {
+                    refusals += 1;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+    let finished = tokio::time::timeout(Duration::from_secs(60), receiver).await;
+    let elapsed = start.elapsed();
+    if finished.is_err() {
+        eprintln!("pair: B did not receive every message within 60 s of the last send");
+    }
+    let records = received.lock().expect("lock").clone();
+    let mut latencies: Vec<Duration> = records
+        .iter()
+        .filter_map(|(id, at)| sent.get(id).map(|s| at.saturating_duration_since(*s)))
+        .collect();
+    latencies.sort();
+    let got = records.len() as f64;
+    for ov in &overlays {
+        ov.shutdown().await;
+    }
+    eprintln!(
+        "pair: {} of {messages} received, {refusals} backpressure refusals",
+        records.len()
+    );
+    format!(
+        "{{\"mode\":\"pair\",\"messages\":{messages},\"size\":{size},\"received\":{},\"msgs_per_s\":{:.0},\"mb_per_s\":{:.1},\"p50_ms\":{},\"p99_ms\":{},\"peak_rss_kb\":{}}}",
+        records.len(),
+        got / elapsed.as_secs_f64(),
+        got * size as f64 / elapsed.as_secs_f64() / 1e6,
+        ms(percentile(&latencies, 0.50)),
+        ms(percentile(&latencies, 0.99)),
+        peak_rss_kb(),
+    )
+}
+
+// ----- ready -----
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn readyz_ok(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    if s.write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+}
+
+fn ready(args: &Args) -> String {
+    let runs = args.get("runs", 20).max(1);
+    let bin = env!("CARGO_BIN_EXE_svc-overlay");
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let port = free_port();
+        let started = Instant::now();
+        let mut child = Command::new(bin)
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start svc-overlay");
+        let ok = loop {
+            if readyz_ok(port) {
+                break true;
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                break false;
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        };
+        let took = started.elapsed();
+        let _ = child.kill();
+        let _ = child.wait();
+        if !ok {
+            eprintln!("ready: the daemon was not ready within 10 s");
+            continue;
+        }
+        times.push(took);
+    }
+    times.sort();
+    format!(
+        "{{\"mode\":\"ready\",\"runs\":{},\"ready_ms\":{},\"min_ms\":{},\"max_ms\":{}}}",
+        times.len(),
+        ms(percentile(&times, 0.5)),
+        ms(times.first().copied().unwrap_or_default()),
+        ms(times.last().copied().unwrap_or_default()),
+    )
+}
