@@ -158,9 +158,7 @@ async fn sleep_until_opt(at: Option<TokioInstant>) {
 fn close_error(reason: CloseReason) -> OverlayError {
     match reason {
         CloseReason::Violation(e) | CloseReason::PeerError(e) => OverlayError::from(e),
-        CloseReason::HandshakeTimeout | CloseReason::Stalled => {
-            OverlayError::Timeout
-        }
+        CloseReason::HandshakeTimeout | CloseReason::Stalled => OverlayError::Timeout,
         CloseReason::PeerUnresponsive => OverlayError::Timeout,
         CloseReason::Banned => OverlayError::Forbidden,
         CloseReason::TokenExpired => OverlayError::Unauthorized,

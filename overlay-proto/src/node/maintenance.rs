@@ -4,7 +4,7 @@
 use core::time::Duration;
 
 use super::send::{queue_load, Sent};
-use super::Node;
+use super::{Node, SessionKey};
 use crate::action::{Action, CloseReason};
 use crate::frame::HEADER_LEN;
 use crate::liveness::{Heartbeat, Verdict};
@@ -105,9 +105,11 @@ impl Node {
     /// Compares load signals with the thresholds (with hysteresis) and reports changes.
     ///
     /// The signals describe the node, not one peer: `sessions` is running sessions over
-    /// `max_sessions` (pre-auth connections excluded), `send_queue` is the share of running
-    /// sessions whose queue is itself over the threshold. One full session among several
-    /// therefore never makes the node unready (and the stall rule closes it).
+    /// `max_sessions` (pre-auth connections excluded); `send_queue` is the share of the eager
+    /// sessions (the ones broadcasts are pushed to; all running sessions when none is eager)
+    /// whose queue is itself over the threshold. One full session among several therefore
+    /// never makes the node unready (and the stall rule closes it), while a node whose every
+    /// push target is held is unready.
     pub(super) fn evaluate_readiness(&mut self) {
         let threshold = if self.ready {
             self.config.degrade_ratio
@@ -116,14 +118,20 @@ impl Node {
         };
         let running = self.running_count();
         let sessions_load = running as f64 / self.config.max_sessions as f64;
-        let full = self
-            .live_sessions()
-            .filter(|(_, s)| s.is_running() && queue_load(&self.config, s) > threshold)
+        let targets: Vec<SessionKey> = if self.eager.is_empty() {
+            self.lazy.clone()
+        } else {
+            self.eager.clone()
+        };
+        let full = targets
+            .iter()
+            .filter_map(|k| self.session(*k))
+            .filter(|s| queue_load(&self.config, s) > threshold)
             .count();
-        let queue_load = if running == 0 {
+        let queue_load = if targets.is_empty() {
             0.0
         } else {
-            full as f64 / running as f64
+            full as f64 / targets.len() as f64
         };
         let mut saturated = Vec::new();
         if sessions_load > threshold {
