@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod config;
+pub mod daemon;
 pub mod http;
 pub mod operator;
 pub mod pq;

@@ -326,6 +326,7 @@ fn every_env_var_is_read() {
             "OVERLAY_WRITE_MS",
             "METRICS_ADDR",
             "LOG_LEVEL",
+            "LOG_FORMAT",
             "AMNESIA",
             "OVERLAY_TOKEN",
         ]
@@ -391,6 +392,7 @@ idle_ms = 25000
 read_ms = 14000
 write_ms = 13000
 handshake_ms = 4000
+connect_ms = 3000
 keepalive_ms = 9000
 liveness_ms = 12000
 tick_ms = 50
@@ -464,6 +466,7 @@ fn a_file_with_all_sections_parses_and_maps() {
     assert_eq!(cfg.read, Duration::from_millis(14_000));
     assert_eq!(cfg.write, Duration::from_millis(13_000));
     assert_eq!(n.handshake_timeout, Duration::from_millis(4000));
+    assert_eq!(n.connect_timeout, Duration::from_millis(3000));
     assert_eq!(n.keepalive_interval, Duration::from_millis(9000));
     assert_eq!(n.liveness_timeout, Duration::from_millis(12_000));
     assert_eq!(n.tick_interval, Duration::from_millis(50));
@@ -1064,4 +1067,65 @@ fn reference_doc_mentions_every_flag_env_var_and_key() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// operator kit: log format, trace-out under amnesia
+
+#[test]
+fn log_format_from_flag_env_and_file() {
+    use svc_overlay::telemetry::LogFormat;
+    assert_eq!(run(&[], &[]).unwrap().log_format, LogFormat::Text);
+    assert_eq!(
+        run(&["--log-format", "json"], &[]).unwrap().log_format,
+        LogFormat::Json
+    );
+    assert_eq!(
+        run(&[], &[("LOG_FORMAT", "JSON")]).unwrap().log_format,
+        LogFormat::Json
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "o.toml", "[node]\nlog_format = \"json\"\n");
+    assert_eq!(
+        run(&["--config", s(&file)], &[]).unwrap().log_format,
+        LogFormat::Json
+    );
+    assert_eq!(
+        run(&["--config", s(&file), "--log-format", "text"], &[])
+            .unwrap()
+            .log_format,
+        LogFormat::Text
+    );
+    let e = err(&["--log-format", "yaml"], &[]);
+    assert_eq!(e.setting(), "log_format");
+    assert!(e.to_string().contains("text | json"), "{e}");
+}
+
+#[test]
+fn trace_out_needs_an_explicit_allowance_under_amnesia() {
+    let e = err(&["--trace-out", "t.cbor"], &[]);
+    assert_eq!(e.setting(), "trace_out");
+    assert!(e.to_string().contains("--trace-out-despite-amnesia"), "{e}");
+    let e = err(&["--trace-out", "t.cbor"], &[("AMNESIA", "true")]);
+    assert_eq!(e.setting(), "trace_out");
+
+    let cfg = run(
+        &["--trace-out", "t.cbor", "--trace-out-despite-amnesia"],
+        &[],
+    )
+    .unwrap();
+    assert!(cfg.amnesia && cfg.trace_out_despite_amnesia);
+    assert_eq!(cfg.trace_out, Some(PathBuf::from("t.cbor")));
+
+    let cfg = run(&["--trace-out", "t.cbor", "--amnesia", "false"], &[]).unwrap();
+    assert!(!cfg.amnesia && !cfg.trace_out_despite_amnesia);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "o.toml",
+        "[node]\ntrace_out = \"t.cbor\"\ntrace_out_despite_amnesia = true\n",
+    );
+    let cfg = run(&["--config", s(&file)], &[]).unwrap();
+    assert!(cfg.trace_out_despite_amnesia);
 }

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use core::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
+use crate::config::{LiveSettings, ReconfigureError};
 use crate::error::OverlayError;
 use crate::peer::{ConnId, DialId, Direction, MessageId, PeerId};
 use crate::stats::RejectReason;
@@ -84,6 +85,9 @@ pub enum Action {
         /// Which load signals are over their threshold (empty when ready).
         saturated: Vec<String>,
     },
+    /// Answer to `Input::Reconfigure`: the settings in force now, or why the new ones were
+    /// refused (then nothing changed).
+    Reconfigured(Result<LiveSettings, ReconfigureError>),
     /// `Input::Shutdown` finished: every session was closed.
     ShutdownComplete,
 }

@@ -25,8 +25,13 @@ pub struct NodeConfig {
     pub max_sessions: usize,
     /// Dials in flight at once.
     pub max_concurrent_dials: usize,
-    /// A session must finish HELLO + START within this time.
+    /// A session must finish HELLO + START within this time (the driver also bounds its TLS
+    /// handshake by it).
     pub handshake_timeout: Duration,
+    /// TCP connect deadline of a dial: a host that does not answer at all (power loss, a
+    /// partition) costs this long instead of the whole handshake deadline. Capped by
+    /// `handshake_timeout` (see [`NodeConfig::dial_connect_timeout`]).
+    pub connect_timeout: Duration,
     /// Ceiling of the failure detector's adaptive silence limit: however slow the link looks,
     /// a running session that received nothing for this long is closed.
     pub idle_timeout: Duration,
@@ -182,6 +187,7 @@ impl Default for NodeConfig {
             max_sessions: 1024,
             max_concurrent_dials: 8,
             handshake_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(30),
             keepalive_interval: Duration::from_millis(500),
             liveness_timeout: Duration::from_millis(1500),
@@ -236,6 +242,63 @@ impl Default for NodeConfig {
     }
 }
 
+/// The settings that can change while a node runs (`Input::Reconfigure`): the gossip
+/// fan-outs and the per-peer message quota. Everything else needs a new node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveSettings {
+    /// Eager-push fan-out, as [`NodeConfig::alpha`].
+    pub alpha: usize,
+    /// Lazy fan-out, as [`NodeConfig::beta`].
+    pub beta: usize,
+    /// Per-peer message rate, as [`NodeConfig::peer_rate_per_s`].
+    pub peer_rate_per_s: u32,
+    /// Per-peer burst, as [`NodeConfig::peer_rate_burst`].
+    pub peer_rate_burst: u32,
+}
+
+impl LiveSettings {
+    /// The live settings of `config`.
+    pub fn of(config: &NodeConfig) -> LiveSettings {
+        LiveSettings {
+            alpha: config.alpha,
+            beta: config.beta,
+            peer_rate_per_s: config.peer_rate_per_s,
+            peer_rate_burst: config.peer_rate_burst,
+        }
+    }
+
+    /// `config` with these settings applied.
+    pub fn applied_to(&self, config: &NodeConfig) -> NodeConfig {
+        NodeConfig {
+            alpha: self.alpha,
+            beta: self.beta,
+            peer_rate_per_s: self.peer_rate_per_s,
+            peer_rate_burst: self.peer_rate_burst,
+            ..config.clone()
+        }
+    }
+}
+
+/// Why `Input::Reconfigure` was refused (the node keeps its settings). An owned, serializable
+/// copy of a [`ConfigError`], so traces can carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("invalid setting `{setting}`: {accepted}")]
+pub struct ReconfigureError {
+    /// The setting's name.
+    pub setting: String,
+    /// What values are accepted.
+    pub accepted: String,
+}
+
+impl From<ConfigError> for ReconfigureError {
+    fn from(e: ConfigError) -> Self {
+        ReconfigureError {
+            setting: e.setting.to_string(),
+            accepted: e.accepted.to_string(),
+        }
+    }
+}
+
 /// A configuration value outside its accepted range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid setting `{setting}`: {accepted}")]
@@ -255,6 +318,12 @@ fn check(ok: bool, setting: &'static str, accepted: &'static str) -> Result<(), 
 }
 
 impl NodeConfig {
+    /// How long the TCP connect of a dial may take: `connect_timeout`, capped by
+    /// `handshake_timeout`.
+    pub fn dial_connect_timeout(&self) -> Duration {
+        self.connect_timeout.min(self.handshake_timeout)
+    }
+
     /// The failure detector's settings.
     pub fn liveness(&self) -> crate::liveness::LivenessConfig {
         crate::liveness::LivenessConfig {
@@ -294,6 +363,7 @@ impl NodeConfig {
             "handshake_timeout",
             "> 0",
         )?;
+        check(!self.connect_timeout.is_zero(), "connect_timeout", "> 0")?;
         check(
             self.idle_timeout > self.keepalive_interval,
             "idle_timeout",

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use core::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
+use crate::config::LiveSettings;
 use crate::error::OverlayError;
 use crate::peer::{ConnId, DialId, Direction, PeerId};
 
@@ -74,6 +75,9 @@ pub enum Input {
         /// Addresses that may run overlay peers.
         addrs: Vec<SocketAddr>,
     },
+    /// The operator changed the live settings (fan-outs, quotas). Validated like the start
+    /// configuration; answered with `Action::Reconfigured`.
+    Reconfigure(LiveSettings),
     /// Close every session gracefully and stop dialing.
     Shutdown,
 }
@@ -91,6 +95,7 @@ impl Input {
             Input::SendDirect { .. } => "send_direct",
             Input::Dial { .. } => "dial",
             Input::PeersDiscovered { .. } => "peers_discovered",
+            Input::Reconfigure(_) => "reconfigure",
             Input::Shutdown => "shutdown",
         }
     }

@@ -33,7 +33,9 @@ pub mod trace;
 pub mod wire;
 
 pub use action::{Action, CloseReason, Delivery, DialOutcome, SessionEvent};
-pub use config::{AuthConfig, ConfigError, NodeConfig, OVERLAY_APP_PROTO_ID};
+pub use config::{
+    AuthConfig, ConfigError, LiveSettings, NodeConfig, ReconfigureError, OVERLAY_APP_PROTO_ID,
+};
 pub use error::OverlayError;
 pub use input::Input;
 pub use keys::{KeyEntry, KeyProvider, KeyRing, MacKey, SecretToken};

@@ -9,9 +9,13 @@
 //! vanishes; its peers see their connections close one latency later, and dials to it fail.
 //! A node killed silently ([`Mesh::kill_silently`]: power loss, a partition without RST, a
 //! frozen process) vanishes without a trace: bytes sent to it are lost, its peers see nothing
-//! close, and dials to it time out after the handshake deadline. A stalled node stops reading
+//! close, and dials to it time out after the connect deadline. A stalled node stops reading
 //! its sockets (a slow consumer): bytes for it are held, bounded only by what its peers'
 //! credit windows allow.
+//!
+//! A node may be wrapped in a [`NodeShim`]: simulator-side behaviour (an adversary, an
+//! observer) that sees the node's inputs before it and its actions before the network. The
+//! node inside is the unchanged core.
 
 use bytes::Bytes;
 use core::net::{Ipv4Addr, SocketAddr};
@@ -88,9 +92,34 @@ struct Link {
     last_arrival: Instant,
 }
 
+/// Simulator-side behaviour wrapped around one node of a [`Mesh`]: an adversary that rewrites,
+/// drops or injects frames, or an observer that checks what the node delivers. The node inside
+/// is the unchanged core; the shim only sees and edits what crosses its boundary.
+pub trait NodeShim: core::fmt::Debug + Send {
+    /// `input` is about to reach the node at `now`. Push what the node gets instead onto
+    /// `to_node`: `input` itself, a rewritten input, extra inputs, or nothing.
+    fn on_input(&mut self, now: Instant, input: Input, to_node: &mut Vec<Input>);
+
+    /// The node's actions of one step, before the mesh carries them out: drop, rewrite or add
+    /// to `actions` (for example `Transmit`s on the node's own connections). Inputs pushed onto
+    /// `to_node` are handed to the node at once and its new actions come back here (a few
+    /// rounds at most per step).
+    fn on_actions(&mut self, now: Instant, actions: &mut Vec<Action>, to_node: &mut Vec<Input>);
+
+    /// When the shim wants an [`Input::Timeout`] of its own (it arrives through
+    /// [`NodeShim::on_input`] like the node's timeouts). `None`: only the node's timer.
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+}
+
+/// Rounds of shim feedback (`to_node` inputs from `on_actions`) handled within one step.
+const MAX_SHIM_ROUNDS: usize = 4;
+
 #[derive(Debug)]
 struct MeshNode {
     node: Option<Node>,
+    shim: Option<Box<dyn NodeShim>>,
     identity: NodeIdentity,
     links: BTreeMap<ConnId, Link>,
     next_conn: u64,
@@ -184,6 +213,7 @@ impl Mesh {
             by_addr.insert(node_addr(i), i);
             nodes.push(MeshNode {
                 node: Some(node),
+                shim: None,
                 identity,
                 links: BTreeMap::new(),
                 next_conn: 1,
@@ -281,6 +311,14 @@ impl Mesh {
         self.tracks.get(id)
     }
 
+    /// Wraps node `i` in `shim` (replacing any earlier one). The shim takes effect from the
+    /// node's next input.
+    pub fn set_shim(&mut self, i: usize, shim: Box<dyn NodeShim>) {
+        if let Some(n) = self.nodes.get_mut(i) {
+            n.shim = Some(shim);
+        }
+    }
+
     /// Most bytes ever held for a stalled node.
     pub fn max_held_bytes(&self, i: usize) -> usize {
         self.nodes.get(i).map_or(0, |n| n.max_held_bytes)
@@ -361,9 +399,9 @@ impl Mesh {
     }
 
     /// Kills node `i` silently: it stops answering, and nothing tells its peers (no FIN, no
-    /// RST). Bytes sent to it vanish; dials to it fail with `Timeout` after the handshake
-    /// deadline (`NodeConfig::handshake_timeout`), as a TCP or TLS connect to a dead host
-    /// does. Only its peers' failure detectors can notice.
+    /// RST). Bytes sent to it vanish; dials to it fail with `Timeout` after the connect
+    /// deadline (`NodeConfig::connect_timeout`), as a TCP connect to a dead host does. Only
+    /// its peers' failure detectors can notice.
     pub fn kill_silently(&mut self, i: usize) {
         let Some(n) = self.nodes.get_mut(i) else {
             return;
@@ -507,6 +545,10 @@ impl Mesh {
     }
 
     fn apply(&mut self, i: usize, now: Instant, input: Input) {
+        if self.nodes.get(i).is_some_and(|n| n.shim.is_some()) {
+            self.apply_shimmed(i, now, input);
+            return;
+        }
         let Some(node) = self.nodes.get_mut(i).and_then(|n| n.node.as_mut()) else {
             return;
         };
@@ -527,6 +569,64 @@ impl Mesh {
         if let Some(at) = timeout {
             let at = at.max(now);
             let n = &mut self.nodes[i];
+            if n.timer_at != Some(at) {
+                n.timer_at = Some(at);
+                self.schedule(at, Event::Timer { node: i, at });
+            }
+        }
+    }
+
+    /// [`Mesh::apply`] for a node wrapped in a [`NodeShim`].
+    fn apply_shimmed(&mut self, i: usize, now: Instant, input: Input) {
+        let mut pending = Vec::new();
+        let mut actions = Vec::new();
+        match self.nodes.get_mut(i) {
+            Some(MeshNode {
+                node: Some(_),
+                shim: Some(shim),
+                ..
+            }) => shim.on_input(now, input, &mut pending),
+            _ => return,
+        }
+        for _ in 0..MAX_SHIM_ROUNDS {
+            let Some(MeshNode {
+                node: Some(node),
+                shim: Some(shim),
+                ..
+            }) = self.nodes.get_mut(i)
+            else {
+                return;
+            };
+            for input in pending.drain(..) {
+                self.processed += 1;
+                node.handle(now, input);
+            }
+            while let Some(a) = node.poll_action() {
+                actions.push(a);
+            }
+            shim.on_actions(now, &mut actions, &mut pending);
+            self.digest.update_raw(&(i as u64).to_be_bytes());
+            for a in &actions {
+                self.digest.update(a);
+            }
+            for a in actions.drain(..) {
+                self.carry_out(i, a);
+            }
+            if pending.is_empty() {
+                break;
+            }
+        }
+        let Some(n) = self.nodes.get_mut(i) else {
+            return;
+        };
+        let node_at = n.node.as_ref().and_then(Node::poll_timeout);
+        let shim_at = n.shim.as_ref().and_then(|s| s.poll_timeout());
+        let timeout = match (node_at, shim_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(at) = timeout {
+            let at = at.max(now);
             if n.timer_at != Some(at) {
                 n.timer_at = Some(at);
                 self.schedule(at, Event::Timer { node: i, at });
@@ -639,8 +739,8 @@ impl Mesh {
         let silent_target = target.is_some_and(|t| self.nodes.get(t).is_some_and(|n| n.silent));
         let target = target.filter(|t| self.is_alive(*t));
         if target.is_none() && silent_target {
-            // Nothing answers: the dial runs into the handshake deadline.
-            let deadline = self.config.node_config.handshake_timeout;
+            // Nothing answers: the dial runs into the connect deadline.
+            let deadline = self.config.node_config.dial_connect_timeout();
             self.schedule(
                 now + deadline,
                 Event::Input {

@@ -42,6 +42,18 @@ impl TokenBucket {
         }
     }
 
+    /// Changes the refill rate and the depth (a reconfigure). Tokens earned so far at the old
+    /// rate are kept, up to the new depth.
+    pub fn set_limits(&mut self, now: Instant, rate_per_s: u32, burst: u32) {
+        self.refill(now);
+        self.rate_per_s = u64::from(rate_per_s.max(1));
+        self.burst = u64::from(burst.max(1));
+        self.tokens = self.tokens.min(self.burst);
+        if self.tokens == self.burst {
+            self.carry_nanos = 0;
+        }
+    }
+
     /// Takes one token; false when the bucket is empty.
     pub fn try_take(&mut self, now: Instant) -> bool {
         self.refill(now);
@@ -90,5 +102,21 @@ mod tests {
         assert_eq!(b.take_up_to(t0, 30), 20);
         assert_eq!(b.take_up_to(t0, 30), 0);
         assert_eq!(b.take_up_to(t0 + Duration::from_millis(100), 30), 10);
+    }
+
+    #[test]
+    fn set_limits_keeps_earned_tokens_up_to_the_new_depth() {
+        let t0 = Instant::ZERO;
+        let mut b = TokenBucket::new(t0, 10, 5);
+        b.set_limits(t0, 1, 2);
+        assert!(b.try_take(t0));
+        assert!(b.try_take(t0));
+        assert!(!b.try_take(t0));
+        // The new rate: one token per second, not ten.
+        let t1 = t0 + Duration::from_millis(500);
+        assert!(!b.try_take(t1));
+        let t2 = t0 + Duration::from_millis(1000);
+        assert!(b.try_take(t2));
+        assert!(!b.try_take(t2));
     }
 }

@@ -132,6 +132,9 @@ pub struct Grant {
     pub operations: u8,
     /// Largest message the peer may send.
     pub max_message_bytes: usize,
+    /// The token's `Rate` caveat (messages per second, burst), if any: the peer's quota is
+    /// never above it, whatever the node's configured quota (also after a reconfigure).
+    pub rate_cap: Option<(u32, u32)>,
 }
 
 /// Per-peer rate limits on control traffic (see `NodeConfig::graft_rate_per_s` and friends).

@@ -46,7 +46,7 @@ pub enum Command {
 /// Arguments of `overlay-sim scale`. Exactly one of `--scenario`, `--scenario-file` and
 /// `--suite`; the other options override the scenario's (or every suite run's) values.
 #[derive(Debug, Clone, Default, Args)]
-#[command(group(ArgGroup::new("what").required(true).args(["scenario", "scenario_file", "suite"])))]
+#[command(group(ArgGroup::new("what").required(true).args(["scenario", "scenario_file", "suite", "adversary_suite"])))]
 pub struct ScaleArgs {
     /// Scenario kind (single, random, all-send, kill) or a scenario TOML file
     #[arg(long, value_name = "KIND|FILE")]
@@ -114,6 +114,24 @@ pub struct ScaleArgs {
     /// the first broadcast]
     #[arg(long, value_name = "R")]
     pub min_reliability: Option<f64>,
+    /// Attacker behaviour of a share of the nodes: forger, silent, graft-spam, ihave-flood,
+    /// eclipse (see docs/SIMULATION.md) [default: none]
+    #[arg(long, value_name = "KIND")]
+    pub adversary: Option<crate::scale::AdversaryKind>,
+    /// Percentage of the nodes that attack, 0..=99 (with --adversary; in
+    /// --adversary-suite: the share of every kind's row) [default: 20]
+    #[arg(long, value_name = "P")]
+    pub adversary_percent: Option<u32>,
+    /// Virtual time at which the attackers start, ms [default: 0]
+    #[arg(long, value_name = "MS")]
+    pub attack_start_ms: Option<u64>,
+    /// Run the attack table: the attack-free run, every adversary kind at
+    /// --adversary-percent (20), and 50 % silent, random senders, over --seeds seeds
+    #[arg(long)]
+    pub adversary_suite: bool,
+    /// Seeds of the attack table, from --seed on [default: 1]
+    #[arg(long, value_name = "N", requires = "adversary_suite")]
+    pub seeds: Option<u64>,
     /// Print the report as one line of JSON (then the digest line)
     #[arg(long)]
     pub json: bool,
@@ -155,11 +173,45 @@ impl ScaleArgs {
             loss: self.loss,
             bootstrap_peers: self.bootstrap_peers,
             min_reliability: self.min_reliability,
+            adversary: self.adversary,
+            adversary_percent: self.adversary_percent,
+            attack_start_ms: self.attack_start_ms,
         }
     }
 
     /// The scenarios to run: one, or the suite.
     pub fn scenarios(&self) -> Result<Vec<Scenario>, SimError> {
+        if self.adversary_suite {
+            let o = ScenarioFile {
+                seed: None,
+                adversary: None,
+                adversary_percent: None,
+                ..self.overrides()
+            };
+            let plan = scale::table::AttackTablePlan {
+                first_seed: self.seed.unwrap_or(scale::scenario::DEFAULT_SEED),
+                seeds: self.seeds.unwrap_or(1).max(1),
+                nodes: self.nodes.unwrap_or(scale::scenario::DEFAULT_NODES),
+                percent: self.adversary_percent.unwrap_or(20),
+            };
+            let mut list = plan.scenarios();
+            for s in &mut list {
+                let file = ScenarioFile {
+                    kind: Some(s.kind),
+                    nodes: Some(s.nodes),
+                    seed: Some(s.seed),
+                    adversary: s.adversary,
+                    adversary_percent: Some(s.adversary_percent),
+                    ..ScenarioFile::default()
+                };
+                *s = file.merge(o.clone()).resolve()?;
+                if s.adversary.is_some() {
+                    // The table measures; its targets are checked when it is printed.
+                    s.min_reliability = 0.0;
+                }
+            }
+            return Ok(list);
+        }
         if self.suite {
             let mut list = scale::suite(
                 self.seed.unwrap_or(scale::scenario::DEFAULT_SEED),
@@ -220,7 +272,10 @@ impl ScaleArgs {
     }
 
     fn changes_identity(&self) -> bool {
-        self.nodes.is_some() || self.kill_percent.is_some()
+        self.nodes.is_some()
+            || self.kill_percent.is_some()
+            || self.adversary.is_some()
+            || self.adversary_percent.is_some()
     }
 }
 
@@ -256,7 +311,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, SimError> {
 
 fn run_scale(args: &ScaleArgs, out: &mut dyn Write) -> Result<u8, SimError> {
     let scenarios = args.scenarios()?;
-    if args.suite {
+    if args.suite || args.adversary_suite {
         let total = scenarios.len();
         let mut done = 0usize;
         let suite = scale::run_suite(&scenarios, |r| {
@@ -273,6 +328,8 @@ fn run_scale(args: &ScaleArgs, out: &mut dyn Write) -> Result<u8, SimError> {
         if args.json {
             serde_json::to_writer(&mut *out, &suite)?;
             writeln!(out)?;
+        } else if args.adversary_suite {
+            scale::table::write_attack_table(out, &suite)?;
         } else {
             report::write_suite(out, &suite)?;
         }

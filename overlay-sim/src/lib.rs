@@ -22,6 +22,7 @@ pub mod cli;
 pub mod error;
 pub mod liveness;
 pub mod pair;
+pub mod progress;
 pub mod replay;
 pub mod report;
 pub mod scale;

@@ -54,6 +54,10 @@ pub struct LivenessArgs {
     /// latency of 10–50 ms)
     #[arg(long, value_name = "MS", default_value_t = 50)]
     pub jitter_ms: u64,
+    /// TCP connect deadline of every node's dials, ms: how long a dial to a silently dead
+    /// node hangs
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub connect_ms: u64,
 }
 
 /// One row of the mass-kill table.
@@ -106,12 +110,13 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn mesh(nodes: usize, seed: u64) -> Result<Mesh, SimError> {
-    let cfg = MeshConfig {
+fn mesh(nodes: usize, seed: u64, connect: Duration) -> Result<Mesh, SimError> {
+    let mut cfg = MeshConfig {
         nodes,
         seed,
         ..MeshConfig::default()
     };
+    cfg.node_config.connect_timeout = connect;
     Ok(Mesh::new(cfg)?)
 }
 
@@ -153,9 +158,16 @@ fn pick_alive(m: &Mesh, rng: &mut PlanRng) -> usize {
 }
 
 /// One mass-kill run: warm-up, 10 broadcasts, kill `percent` % at once (silently or not), a
-/// broadcast from a survivor right away, then 10 more one second apart.
-pub fn kill_run(nodes: usize, seed: u64, percent: u32, silent: bool) -> Result<KillRow, SimError> {
-    let mut m = mesh(nodes, seed)?;
+/// broadcast from a survivor right away, then 10 more one second apart. `connect` is every
+/// node's connect deadline (how long a dial to a silently dead node hangs).
+pub fn kill_run(
+    nodes: usize,
+    seed: u64,
+    percent: u32,
+    silent: bool,
+    connect: Duration,
+) -> Result<KillRow, SimError> {
+    let mut m = mesh(nodes, seed, connect)?;
     let mut rng = PlanRng::new(seed, "liveness kill");
     m.run_for(WARMUP);
     for k in 0..10u8 {
@@ -327,6 +339,11 @@ pub fn run(args: &LivenessArgs, mut progress: impl FnMut(&str)) -> Result<String
             "liveness: kill percentages must be 1..=99".into(),
         ));
     }
+    if args.connect_ms == 0 {
+        return Err(SimError::Scenario(
+            "liveness: connect_ms must be > 0".into(),
+        ));
+    }
     if !(0.0..1.0).contains(&args.loss) {
         return Err(SimError::Scenario("liveness: loss must be in 0..1".into()));
     }
@@ -335,7 +352,13 @@ pub fn run(args: &LivenessArgs, mut progress: impl FnMut(&str)) -> Result<String
     let mut rows = Vec::new();
     for &p in &args.kill_percent {
         for silent in [false, true] {
-            let row = kill_run(args.nodes, args.seed, p, silent)?;
+            let row = kill_run(
+                args.nodes,
+                args.seed,
+                p,
+                silent,
+                Duration::from_millis(args.connect_ms),
+            )?;
             progress(&format!(
                 "kill {p}% {}: done",
                 if silent { "silent" } else { "kind" }
@@ -348,11 +371,13 @@ pub fn run(args: &LivenessArgs, mut progress: impl FnMut(&str)) -> Result<String
         let _ = writeln!(
             o,
             "Mass failure, kind vs silent kills ({} nodes, seed {}). Kind: connections close one \
-             latency after the kill. Silent: nothing closes, dials time out after 5 s; only the \
-             failure detector notices. First broadcast right after the kill, from a survivor: \
+             latency after the kill. Silent: nothing closes, dials to the dead time out at the \
+             connect deadline ({} ms); only the failure detector notices. First broadcast right after the kill, from a survivor: \
              reliability by 0.5/1/2/5 s. Later: 10 broadcasts, 1 s apart, 5 s windows. Detect: \
              kill to the survivor's close of each session to a victim.",
-            args.nodes, args.seed
+            args.nodes,
+            args.seed,
+            args.connect_ms
         );
         let _ = writeln!(
             o,

@@ -10,6 +10,8 @@ use overlay_sim::EXIT_ERROR;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Progress bars on stderr, drawn only when it is a terminal.
+    overlay_sim::progress::enable();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let code = match run(&cli, &mut out) {

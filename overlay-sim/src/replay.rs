@@ -258,6 +258,10 @@ pub fn describe_input(input: &Input) -> String {
             };
             format!("peers_discovered [{}{more}]", list.join(" "))
         }
+        Input::Reconfigure(live) => format!(
+            "reconfigure alpha={} beta={} rate={}/s burst={}",
+            live.alpha, live.beta, live.peer_rate_per_s, live.peer_rate_burst
+        ),
         Input::Shutdown => "shutdown".to_string(),
     }
 }
@@ -318,6 +322,8 @@ pub fn describe_action(action: &Action) -> String {
                 format!("readiness degraded [{}]", saturated.join(" "))
             }
         }
+        Action::Reconfigured(Ok(_)) => "reconfigured".to_string(),
+        Action::Reconfigured(Err(e)) => format!("reconfigure refused: {e}"),
         Action::ShutdownComplete => "shutdown_complete".to_string(),
     }
 }

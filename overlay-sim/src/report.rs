@@ -240,6 +240,9 @@ pub fn write_scenario(out: &mut dyn Write, report: &ScenarioReport) -> Result<()
             list.join(", ")
         )?;
     }
+    if let Some(a) = &report.adversary {
+        crate::scale::table::write_attack_detail(out, a)?;
+    }
     write_speed(out, report)?;
     write_verdict(out, report)?;
     Ok(())

@@ -10,7 +10,7 @@ use overlay_sim::liveness::{fp_run, kill_run};
 
 #[test]
 fn silent_kills_are_detected_within_two_seconds_kind_kills_within_a_latency() {
-    let silent = kill_run(80, 3, 50, true).unwrap();
+    let silent = kill_run(80, 3, 50, true, Duration::from_secs(2)).unwrap();
     assert!(!silent.detect_ms.is_empty());
     assert_eq!(silent.undetected + silent.other_reason, 0, "{silent:?}");
     assert!(
@@ -18,7 +18,7 @@ fn silent_kills_are_detected_within_two_seconds_kind_kills_within_a_latency() {
         "{silent:?}"
     );
     assert!(silent.later.0 >= 0.99, "the survivors repair: {silent:?}");
-    let kind = kill_run(80, 3, 50, false).unwrap();
+    let kind = kill_run(80, 3, 50, false, Duration::from_secs(2)).unwrap();
     assert_eq!(kind.undetected + kind.other_reason, 0, "{kind:?}");
     assert!(kind.detect_ms.iter().all(|ms| *ms <= 100.0), "{kind:?}");
 }

@@ -159,6 +159,9 @@ pub struct DaemonOpts {
     pub peers: Vec<SocketAddr>,
     /// Listen on this port instead of a free one.
     pub port: Option<u16>,
+    /// Extra environment variables (set after the harness's own; an empty value counts as
+    /// unset for the daemon, so `("LOG_LEVEL", "")` lets a config file's value win).
+    pub env: Vec<(String, String)>,
 }
 
 impl DaemonOpts {
@@ -184,6 +187,12 @@ impl DaemonOpts {
         self
     }
 
+    /// Sets an environment variable of the daemon.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
     /// Fixes the listen port.
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
@@ -193,16 +202,25 @@ impl DaemonOpts {
 
 /// Lines a child process wrote to stderr.
 #[derive(Clone, Default)]
-pub struct LogBuf(Arc<Mutex<String>>);
+pub struct LogBuf {
+    text: Arc<Mutex<String>>,
+    /// Set once the reader reached the end of the stream.
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl LogBuf {
     /// Everything so far.
     pub fn text(&self) -> String {
-        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+        self.text.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Whether the stream has ended (everything written is in [`LogBuf::text`]).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn push(&self, line: &str) {
-        if let Ok(mut s) = self.0.lock() {
+        if let Ok(mut s) = self.text.lock() {
             s.push_str(line);
             s.push('\n');
         }
@@ -217,6 +235,7 @@ impl LogBuf {
                 let Ok(line) = line else { break };
                 b.push(&line);
             }
+            b.closed.store(true, std::sync::atomic::Ordering::Release);
         });
         buf
     }
@@ -285,6 +304,9 @@ impl Daemon {
             let path = dir.path().join("Overlay.toml");
             std::fs::write(&path, toml).expect("write config");
             cmd.arg("--config").arg(&path);
+        }
+        for (name, value) in &opts.env {
+            cmd.env(name, value);
         }
         cmd.args(&opts.args)
             .stdin(Stdio::null())
@@ -464,17 +486,18 @@ impl Drop for Daemon {
 }
 
 fn wait_log_closed(log: &LogBuf, seen: &str) -> String {
-    let until = Instant::now() + Duration::from_millis(500);
-    let mut text = seen.to_string();
-    while Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(10));
-        let now = log.text();
-        if now == text {
-            break;
-        }
-        text = now;
+    // The process has exited: its end of the pipe closes (unless a child of it still holds
+    // it), so wait for the reader to reach the end rather than guessing from a quiet moment.
+    let until = Instant::now() + Duration::from_secs(10);
+    while !log.is_closed() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
     }
-    text
+    let text = log.text();
+    if text.is_empty() {
+        seen.to_string()
+    } else {
+        text
+    }
 }
 
 /// Waits for a child to exit, polling until `limit`.

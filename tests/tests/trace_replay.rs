@@ -11,8 +11,12 @@ use overlay_sim::replay::{replay_file, ReplayOptions};
 async fn a_trace_from_a_real_daemon_replays_with_zero_divergences() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("a.trace");
-    let a =
-        Daemon::start(DaemonOpts::default().args(["--trace-out", trace.to_str().unwrap()])).await;
+    let a = Daemon::start(DaemonOpts::default().args([
+        "--trace-out",
+        trace.to_str().unwrap(),
+        "--trace-out-despite-amnesia",
+    ]))
+    .await;
     let opts = DaemonOpts::default().peer(a.addr);
     let (b, c) = tokio::join!(Daemon::start(opts.clone()), Daemon::start(opts.clone()));
     poll_until("a has two sessions", DEADLINE, || async {

@@ -22,7 +22,7 @@ use crate::runtime::dial::DialCtx;
 use crate::runtime::metrics::DriverCounters;
 use crate::runtime::node_task::{NodeTask, NodeTaskParts, Outputs};
 use crate::runtime::preauth::PreAuthGate;
-use crate::runtime::seeds::{self, PeerTarget, Pins};
+use crate::runtime::seeds::{self, PeerTarget, SeedBook};
 use crate::runtime::trace_out::TraceSink;
 use crate::runtime::{Clock, HttpHandler, Net, Timeouts, TokioNet, SERVICE};
 use crate::tls::{self, Identity, TlsOptions};
@@ -227,8 +227,9 @@ impl<N: Net> OverlayBuilder<N> {
 
     /// Configured peers, `host:port` or `peer:<64 hex>@host:port` (only that identity is
     /// accepted from the name's addresses). Names are resolved through [`Net::resolve`] at
-    /// start, retried with the membership backoff while they do not resolve, and re-resolved
-    /// every `backoff_max` after that; new addresses are offered to membership.
+    /// start, retried with the membership backoff while they do not resolve, re-resolved every
+    /// `backoff_max` after that and before every dial of one of their addresses; new
+    /// addresses are offered to membership.
     pub fn peer_names(mut self, names: Vec<String>) -> Self {
         self.peer_names = names;
         self
@@ -357,8 +358,8 @@ impl<N: Net> OverlayBuilder<N> {
                 )));
             }
         }
-        let pins = Arc::new(Pins::default());
-        let (literal, names) = seeds::split_literal(&targets, &pins);
+        let seed_book = Arc::new(SeedBook::default());
+        let (literal, names) = seeds::split_literal(&targets, &seed_book);
         peers.extend(literal);
         let listener = net.bind(bind).await?;
         let local_addr = net.local_addr(&listener)?;
@@ -422,7 +423,7 @@ impl<N: Net> OverlayBuilder<N> {
             seeds::resolve_names(
                 net.clone(),
                 names,
-                Arc::clone(&pins),
+                Arc::clone(&seed_book),
                 cmd_tx.downgrade(),
                 seeds::Backoff {
                     base: cfg.backoff_base,
@@ -432,12 +433,14 @@ impl<N: Net> OverlayBuilder<N> {
             )
         });
         let dial_ctx = Arc::new(DialCtx {
-            pins,
+            seeds: seed_book,
+            cmd: cmd_tx.downgrade(),
             net,
             identity,
             tls: tls_opts,
             unpinned,
             deadline: cfg.handshake_timeout,
+            connect_deadline: cfg.dial_connect_timeout(),
             counters: Arc::clone(&counters),
             next_conn,
         });

@@ -36,7 +36,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use overlay_proto::{ConnId, Delivery, Direction, MessageId, NodeStats, PeerId, SessionInfo};
+use overlay_proto::{
+    ConnId, Delivery, Direction, LiveSettings, MessageId, NodeStats, PeerId, SessionInfo,
+};
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -224,6 +226,14 @@ impl Overlay {
             .send(Command::AddPeers { addrs })
             .await
             .map_err(|_| OverlayError::ShuttingDown)
+    }
+
+    /// Changes the live settings (α, β, per-peer quota) of the running node. Resolves with the
+    /// settings in force, or `Config` naming the setting the core refused (nothing changed).
+    pub async fn reconfigure(&self, live: LiveSettings) -> Result<LiveSettings, OverlayError> {
+        self.command(|reply| Command::Reconfigure { live, reply })
+            .await?
+            .map_err(|e| OverlayError::Config(e.to_string()))
     }
 
     /// Gossip messages delivered to this node from now on (bounded: a subscriber that falls

@@ -22,6 +22,7 @@ Environment variables (an empty value counts as unset):
   OVERLAY_WRITE_MS   same as --write-ms
   METRICS_ADDR       same as --metrics-addr
   LOG_LEVEL          same as --log-level
+  LOG_FORMAT         same as --log-format
   AMNESIA            same as --amnesia
   OVERLAY_TOKEN      this node's capability token itself (text, not a path); --token-file wins
 
@@ -93,6 +94,14 @@ pub struct Cli {
     /// tracing filter directives [env: LOG_LEVEL] [default: warn,svc_overlay=info,overlay_proto=info]
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
+
+    /// Log line format: text | json (one JSON object per line) [env: LOG_FORMAT] [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Allow --trace-out while amnesia is on (the trace holds keys, tokens and payloads)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub trace_out_despite_amnesia: Option<String>,
 
     /// CA bundle (PEM) peers' certificates must chain to [default: none]
     #[arg(long, value_name = "FILE")]

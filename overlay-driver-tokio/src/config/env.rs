@@ -24,13 +24,15 @@ pub const OVERLAY_WRITE_MS: &str = "OVERLAY_WRITE_MS";
 pub const METRICS_ADDR: &str = "METRICS_ADDR";
 /// Log filter (`--log-level`).
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
+/// Log line format (`--log-format`).
+pub const LOG_FORMAT: &str = "LOG_FORMAT";
 /// Amnesia mode (`--amnesia`).
 pub const AMNESIA: &str = "AMNESIA";
 /// The node's capability token itself (the text, not a path); `--token-file` wins over it.
 pub const OVERLAY_TOKEN: &str = "OVERLAY_TOKEN";
 
 /// Every variable the loader reads, in documentation order.
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
     OVERLAY_BIND,
     OVERLAY_ADVERTISE,
     OVERLAY_MAX_CONNS,
@@ -39,6 +41,7 @@ pub const ALL: [&str; 10] = [
     OVERLAY_WRITE_MS,
     METRICS_ADDR,
     LOG_LEVEL,
+    LOG_FORMAT,
     AMNESIA,
     OVERLAY_TOKEN,
 ];

@@ -201,6 +201,7 @@ fn file_key(core: &str) -> &'static str {
         "max_sessions" => "limits.max_sessions",
         "idle_timeout" => "limits.idle_ms",
         "handshake_timeout" => "limits.handshake_ms",
+        "connect_timeout" => "limits.connect_ms",
         "keepalive_interval" => "limits.keepalive_ms",
         "liveness_timeout" => "limits.liveness_ms",
         "tick_interval" => "limits.tick_ms",

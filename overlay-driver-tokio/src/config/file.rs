@@ -89,6 +89,10 @@ pub struct NodeSection {
     pub trace_out: Option<PathBuf>,
     /// `tracing` filter directives.
     pub log_level: Option<String>,
+    /// Log line format: `text` or `json`.
+    pub log_format: Option<String>,
+    /// Allow `trace_out` while amnesia is on.
+    pub trace_out_despite_amnesia: Option<bool>,
     /// Amnesia mode (keep nothing on disk).
     pub amnesia: Option<bool>,
     /// Graceful shutdown deadline.
@@ -197,6 +201,8 @@ pub struct LimitsSection {
     pub write_ms: Option<i64>,
     /// TLS + HELLO/START deadline.
     pub handshake_ms: Option<i64>,
+    /// TCP connect deadline of a dial.
+    pub connect_ms: Option<i64>,
     /// Heartbeat period: a frame goes out when nothing was sent for this long.
     pub keepalive_ms: Option<i64>,
     /// Failure detector: silence that makes a peer unresponsive.

@@ -30,6 +30,7 @@ use clap::{CommandFactory, Parser};
 use overlay_proto::{MacKey, NodeConfig};
 
 use crate::pq::PqMode;
+use crate::telemetry::LogFormat;
 
 pub use cli::Cli;
 pub use env::EnvLookup;
@@ -91,6 +92,10 @@ pub struct DaemonConfig {
     pub trace_out: Option<PathBuf>,
     /// `tracing` `EnvFilter` directives.
     pub log_level: String,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// `trace_out` was explicitly allowed while amnesia is on.
+    pub trace_out_despite_amnesia: bool,
     /// Amnesia mode: keep nothing on disk (also `node.auth.amnesia`).
     pub amnesia: bool,
     /// Idle timeout of a session (also `node.idle_timeout`).
@@ -135,6 +140,8 @@ impl Default for DaemonConfig {
             pq: PqMode::default(),
             trace_out: None,
             log_level: defaults::LOG_LEVEL.to_string(),
+            log_format: LogFormat::Text,
+            trace_out_despite_amnesia: false,
             amnesia: defaults::AMNESIA,
             idle: defaults::IDLE,
             read: defaults::READ,
@@ -165,6 +172,8 @@ impl fmt::Debug for DaemonConfig {
             .field("pq", &self.pq)
             .field("trace_out", &self.trace_out)
             .field("log_level", &self.log_level)
+            .field("log_format", &self.log_format)
+            .field("trace_out_despite_amnesia", &self.trace_out_despite_amnesia)
             .field("amnesia", &self.amnesia)
             .field("idle", &self.idle)
             .field("read", &self.read)

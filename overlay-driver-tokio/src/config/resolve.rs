@@ -21,6 +21,7 @@ use super::file::{FileConfig, Number};
 use super::secrets;
 use super::{defaults, DaemonConfig};
 use crate::pq::PqMode;
+use crate::telemetry::LogFormat;
 
 /// Longest accepted duration: one day, in milliseconds.
 pub const MAX_MS: u64 = 86_400_000;
@@ -372,6 +373,7 @@ impl<'a> Resolver<'a> {
         let peers = self.peers()?;
         let trace_out = self.path(cli.trace_out.as_ref(), f.node.trace_out.as_ref());
         let log_level = self.log_level()?;
+        let log_format = self.log_format()?;
         let amnesia = self.boolean(
             &spec(
                 "amnesia",
@@ -383,6 +385,29 @@ impl<'a> Resolver<'a> {
             f.node.amnesia,
             defaults::AMNESIA,
         )?;
+        let trace_out_despite_amnesia = self.boolean(
+            &spec(
+                "trace_out_despite_amnesia",
+                Some("--trace-out-despite-amnesia"),
+                None,
+                "node.trace_out_despite_amnesia",
+            ),
+            cli.trace_out_despite_amnesia.as_deref(),
+            f.node.trace_out_despite_amnesia,
+            false,
+        )?;
+        if let Some(path) = &trace_out {
+            if amnesia && !trace_out_despite_amnesia {
+                return Err(DaemonConfigError::Conflict {
+                    setting: "trace_out",
+                    value: path.display().to_string(),
+                    rule: "amnesia is on (AMNESIA=true, the default), and a trace writes keys, \
+                           tokens and payloads to disk; turn amnesia off (--amnesia false) or \
+                           allow it explicitly with --trace-out-despite-amnesia"
+                        .to_string(),
+                });
+            }
+        }
         let drain = self.ms(
             &spec("drain_ms", Some("--drain-ms"), None, "node.drain_ms"),
             cli.drain_ms.as_deref(),
@@ -651,6 +676,12 @@ impl<'a> Resolver<'a> {
             l.keepalive_ms,
             node.keepalive_interval,
         )?;
+        node.connect_timeout = self.ms(
+            &spec("connect_ms", None, None, "limits.connect_ms"),
+            None,
+            l.connect_ms,
+            node.connect_timeout,
+        )?;
         node.liveness_timeout = self.ms(
             &spec("liveness_ms", None, None, "limits.liveness_ms"),
             None,
@@ -784,6 +815,8 @@ impl<'a> Resolver<'a> {
             pq,
             trace_out,
             log_level,
+            log_format,
+            trace_out_despite_amnesia,
             amnesia,
             idle,
             read,
@@ -1102,6 +1135,25 @@ impl<'a> Resolver<'a> {
             1_000_000,
         )?;
         Ok(())
+    }
+
+    fn log_format(&self) -> Result<LogFormat, DaemonConfigError> {
+        let s = spec(
+            "log_format",
+            Some("--log-format"),
+            Some(env::LOG_FORMAT),
+            "node.log_format",
+        );
+        match self.text(
+            &s,
+            self.cli.log_format.as_deref(),
+            self.file.node.log_format.as_ref(),
+        ) {
+            None => Ok(LogFormat::Text),
+            Some((text, given)) => {
+                LogFormat::from_str(&text).map_err(|_| invalid(&s, &given, "text | json"))
+            }
+        }
     }
 
     /// `--advertise`: an IP socket address peers can dial; never unspecified, never port 0.

@@ -1,5 +1,6 @@
-//! Outbound connections for `Action::Connect`: TCP connect and the TLS client handshake under
-//! one deadline, pinning the expected PeerId when the core knows it.
+//! Outbound connections for `Action::Connect`: TCP connect (within the core's connect deadline)
+//! and the TLS client handshake (within its handshake deadline, counted from the start),
+//! pinning the expected PeerId when the core knows it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,21 +15,27 @@ use tokio_rustls::TlsConnector;
 use super::conn::io_kind;
 use super::metrics::{ConnSlot, DriverCounters};
 use super::net::Net;
-use super::seeds::Pins;
+use super::node_task::Command;
+use super::seeds::{self, SeedBook};
 use super::Established;
 use crate::tls::{classify_handshake_error, client_config, server_name, session_info};
 use crate::tls::{Identity, TlsOptions};
 
 /// What a dial task needs; shared by all dials.
 pub(crate) struct DialCtx<N: Net> {
-    /// Identities the operator pinned per address (`--peer peer:<id>@host:port`).
-    pub(crate) pins: Arc<Pins>,
+    /// Configured peers per address: the name to re-resolve before a dial, the pinned
+    /// identity (`--peer peer:<id>@host:port`).
+    pub(crate) seeds: Arc<SeedBook>,
+    /// Where re-resolved addresses are offered (`Input::PeersDiscovered`).
+    pub(crate) cmd: tokio::sync::mpsc::WeakSender<Command>,
     pub(crate) net: N,
     pub(crate) identity: Identity,
     pub(crate) tls: TlsOptions,
     /// The client configuration without a pinned peer (built once).
     pub(crate) unpinned: Arc<ClientConfig>,
     pub(crate) deadline: Duration,
+    /// The TCP connect phase alone (a host that does not answer costs no more).
+    pub(crate) connect_deadline: Duration,
     pub(crate) counters: Arc<DriverCounters>,
     pub(crate) next_conn: Arc<AtomicU64>,
 }
@@ -59,16 +66,39 @@ async fn connect<N: Net>(
     addr: SocketAddr,
     expected: Option<PeerId>,
 ) -> Result<Box<Established<N::Stream>>, CoreError> {
-    let expected = match (ctx.pins.expected(addr), expected) {
+    let deadline = TokioInstant::now() + ctx.deadline;
+    if let Some(target) = ctx.seeds.name_of(addr) {
+        // Re-resolve the name this address came from: do not dial an address it has left.
+        match timeout_at(deadline, ctx.net.resolve(&target.host_port)).await {
+            Ok(Ok(addrs)) if !addrs.is_empty() && !addrs.contains(&addr) => {
+                ctx.counters.error("dial", "stale_name");
+                tracing::info!(%addr, name = %target.host_port, now = ?addrs, "peer name moved; not dialing its old address");
+                seeds::offer(&ctx.cmd, ctx.seeds.learn(&target, &addrs));
+                return Err(CoreError::Refused);
+            }
+            Ok(Ok(addrs)) => seeds::offer(&ctx.cmd, ctx.seeds.learn(&target, &addrs)),
+            // Name service trouble does not stop reconnects to the last known address.
+            Ok(Err(e)) => {
+                tracing::debug!(%addr, name = %target.host_port, error = %e, "cannot re-resolve; dialing the last address")
+            }
+            Err(_) => {
+                ctx.counters.error("dial", "timeout");
+                return Err(CoreError::Timeout);
+            }
+        }
+    }
+    let expected = match (ctx.seeds.expected(addr), expected) {
         (Some(pinned), Some(learned)) if pinned != learned => {
             tracing::warn!(%addr, %pinned, %learned, "membership expects another identity at a pinned address; requiring the pinned one");
             Some(pinned)
         }
         (pinned, learned) => pinned.or(learned),
     };
-    let deadline = TokioInstant::now() + ctx.deadline;
+    // The TCP connect alone gets the connect deadline (a host that does not answer costs no
+    // more), within the overall handshake deadline.
+    let connect_deadline = deadline.min(TokioInstant::now() + ctx.connect_deadline);
     let slot = ConnSlot::acquire(&ctx.counters.live);
-    let tcp = match timeout_at(deadline, ctx.net.connect(addr)).await {
+    let tcp = match timeout_at(connect_deadline, ctx.net.connect(addr)).await {
         Err(_) => {
             ctx.counters.error("dial", "timeout");
             return Err(CoreError::Timeout);

@@ -11,12 +11,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use overlay_proto::DialOutcome as CoreDialOutcome;
 use overlay_proto::{
-    Action, CloseReason, ConnId, DialId, Direction, Input, MessageId, Node, NodeStats,
-    OverlayError as CoreError, PeerId, SessionEvent, SessionInfo, SessionState,
+    Action, CloseReason, ConnId, DialId, Direction, Input, LiveSettings, MessageId, Node,
+    NodeStats, OverlayError as CoreError, PeerId, ReconfigureError, SessionEvent, SessionInfo,
+    SessionState,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, Id as TaskId, JoinError, JoinHandle, JoinSet};
 use tokio::time::{sleep_until, Instant as TokioInstant};
+use tracing::Instrument as _;
 
 use super::clock::Clock;
 use super::conn::{self, ReaderCtx, Side, WriterCtx, WriterMsg};
@@ -57,6 +59,11 @@ pub(crate) enum Command {
     },
     /// `Node::stats`.
     Stats { reply: oneshot::Sender<NodeStats> },
+    /// `Input::Reconfigure`; answered with the core's `Action::Reconfigured`.
+    Reconfigure {
+        live: LiveSettings,
+        reply: oneshot::Sender<Result<LiveSettings, ReconfigureError>>,
+    },
     /// `Input::Shutdown`, then drain.
     Shutdown,
 }
@@ -133,6 +140,8 @@ pub(crate) struct NodeTask<N: Net> {
     dial_waiters: HashMap<DialId, Vec<DialWaiter>>,
     /// The caller of the `Input::Dial` being handled, until the core's `DialAnswer`.
     pending_dial: Option<DialWaiter>,
+    /// The caller of the `Input::Reconfigure` being handled (answered while draining).
+    pending_reconfigure: Option<oneshot::Sender<Result<LiveSettings, ReconfigureError>>>,
     conn_waiters: HashMap<ConnId, Vec<DialWaiter>>,
     out: Outputs,
     counters: Arc<DriverCounters>,
@@ -193,6 +202,7 @@ impl<N: Net> NodeTask<N> {
             sends: HashMap::new(),
             dial_waiters: HashMap::new(),
             pending_dial: None,
+            pending_reconfigure: None,
             conn_waiters: HashMap::new(),
             out: parts.out,
             counters: parts.counters,
@@ -356,28 +366,36 @@ impl<N: Net> NodeTask<N> {
         let slot = Arc::new(slot);
         let (rd, wr) = tokio::io::split(stream);
         let (writer, writer_rx) = mpsc::channel(WRITER_QUEUE);
-        let reader_task = self.tasks.spawn(conn::reader(
-            ReaderCtx {
-                conn,
-                bus: self.bus_tx.clone(),
-                read_timeout: self.timeouts.read,
-                outbound: direction == Direction::Outbound,
-                counters: Arc::clone(&self.counters),
-                slot: Arc::clone(&slot),
-            },
-            rd,
-        ));
-        let writer_task = self.tasks.spawn(conn::writer(
-            WriterCtx {
-                conn,
-                bus: self.bus_tx.clone(),
-                write_timeout: self.timeouts.write,
-                counters: Arc::clone(&self.counters),
-                slot,
-            },
-            wr,
-            writer_rx,
-        ));
+        // Log lines of the connection's tasks carry who it is (JSON logs: `span` fields).
+        let span = tracing::info_span!("conn", conn = %conn, peer_id = %peer, remote = %remote);
+        let reader_task = self.tasks.spawn(
+            conn::reader(
+                ReaderCtx {
+                    conn,
+                    bus: self.bus_tx.clone(),
+                    read_timeout: self.timeouts.read,
+                    outbound: direction == Direction::Outbound,
+                    counters: Arc::clone(&self.counters),
+                    slot: Arc::clone(&slot),
+                },
+                rd,
+            )
+            .instrument(span.clone()),
+        );
+        let writer_task = self.tasks.spawn(
+            conn::writer(
+                WriterCtx {
+                    conn,
+                    bus: self.bus_tx.clone(),
+                    write_timeout: self.timeouts.write,
+                    counters: Arc::clone(&self.counters),
+                    slot,
+                },
+                wr,
+                writer_rx,
+            )
+            .instrument(span),
+        );
         self.task_ids.insert(reader_task.id(), (conn, Side::Reader));
         self.task_ids.insert(writer_task.id(), (conn, Side::Writer));
         self.conns.insert(
@@ -540,6 +558,13 @@ impl<N: Net> NodeTask<N> {
             Command::Stats { reply } => {
                 let _ = reply.send(self.node.stats());
             }
+            Command::Reconfigure { live, reply } => {
+                self.pending_reconfigure = Some(reply);
+                self.input(Input::Reconfigure(live), None);
+                // The core answers every `Input::Reconfigure`; the caller sees a closed channel
+                // only if it did not.
+                self.pending_reconfigure = None;
+            }
             Command::Shutdown => self.begin_shutdown(),
         }
     }
@@ -675,6 +700,11 @@ impl<N: Net> NodeTask<N> {
                     service: SERVICE.to_string(),
                     ok: ready,
                 });
+            }
+            Action::Reconfigured(result) => {
+                if let Some(reply) = self.pending_reconfigure.take() {
+                    let _ = reply.send(result);
+                }
             }
             Action::ShutdownComplete => {
                 self.drain_until = Some(TokioInstant::now() + self.timeouts.drain);

@@ -4,16 +4,20 @@
 //! does not resolve, again after the membership backoff (`backoff_base`, doubling up to
 //! `backoff_max`, jittered); once it resolves it is re-resolved every `backoff_max`, and every
 //! address not offered before goes to the core as `Input::PeersDiscovered` (a seed whose name
-//! later resolves, or moves, is found). The core decides when to dial what it knows.
+//! later resolves, or moves, is found). The core decides when to dial what it knows, with its
+//! own backoff per address; before every dial of an address that came from a name, the dialer
+//! resolves the name again (see `dial`): an address the name no longer resolves to is not
+//! dialed (the attempt fails as refused, counted as `errors_total{stage="dial",
+//! kind="stale_name"}`) and the new addresses are offered instead.
 //!
 //! A pinned target records its PeerId for every address its name resolves to; the dialer then
 //! requires exactly that TLS identity from the address ([`Pins::expected`]). Any other
 //! identity fails the handshake with `TlsError::PeerIdMismatch`, counted as
 //! `overlay_handshake_failures_total{reason="peer_id_mismatch"}`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use overlay_proto::PeerId;
@@ -55,47 +59,96 @@ impl PeerTarget {
     }
 }
 
-/// Identities pinned per address, shared by the resolver (writer) and the dialer (reader).
-/// The lock is only held for a map operation, never across an `.await`.
+/// What the operator configured, per address: the name it came from (re-resolved before every
+/// dial of it) and the pinned identity. Shared by the resolver and the dialer; the lock is only
+/// held for a map operation, never across an `.await`.
 #[derive(Debug, Default)]
-pub(crate) struct Pins(Mutex<HashMap<SocketAddr, PeerId>>);
+pub(crate) struct SeedBook(Mutex<BookInner>);
 
-impl Pins {
+#[derive(Debug, Default)]
+struct BookInner {
+    /// The configured name each address was resolved from (literal addresses have none).
+    names: HashMap<SocketAddr, Arc<PeerTarget>>,
+    /// Identities pinned per address.
+    pins: HashMap<SocketAddr, PeerId>,
+}
+
+impl SeedBook {
+    fn inner(&self) -> std::sync::MutexGuard<'_, BookInner> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Records that `addr` must present `peer`.
     pub(crate) fn pin(&self, addr: SocketAddr, peer: PeerId) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(addr, peer);
+        self.inner().pins.insert(addr, peer);
     }
 
     /// The identity pinned for `addr`, if any.
     pub(crate) fn expected(&self, addr: SocketAddr) -> Option<PeerId> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&addr)
-            .copied()
+        self.inner().pins.get(&addr).copied()
+    }
+
+    /// The configured name `addr` was resolved from, if any.
+    pub(crate) fn name_of(&self, addr: SocketAddr) -> Option<Arc<PeerTarget>> {
+        self.inner().names.get(&addr).cloned()
+    }
+
+    /// Records what `target` resolved to (names and pins); returns the addresses not seen
+    /// before, which membership has not been offered yet. At most [`MAX_NAMED_ADDRS`]
+    /// addresses are remembered.
+    pub(crate) fn learn(&self, target: &Arc<PeerTarget>, addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+        let mut inner = self.inner();
+        let mut fresh = Vec::new();
+        for &addr in addrs {
+            if let Some(peer) = target.pinned {
+                inner.pins.insert(addr, peer);
+            }
+            if inner.names.contains_key(&addr) {
+                continue;
+            }
+            if inner.names.len() >= MAX_NAMED_ADDRS {
+                break;
+            }
+            inner.names.insert(addr, Arc::clone(target));
+            fresh.push(addr);
+        }
+        fresh
     }
 }
 
-/// Resolves literal targets now (recording their pins) and returns their addresses; the
-/// others are left for [`resolve_names`].
+/// Most addresses remembered for configured names (4096 names × a few addresses each).
+pub(crate) const MAX_NAMED_ADDRS: usize = 16_384;
+
+/// Offers addresses to membership without waiting: the node task may be busy, and a dropped
+/// offer is repeated by the next resolution.
+pub(crate) fn offer(cmd: &mpsc::WeakSender<Command>, addrs: Vec<SocketAddr>) {
+    if addrs.is_empty() {
+        return;
+    }
+    if let Some(tx) = cmd.upgrade() {
+        if tx.try_send(Command::AddPeers { addrs }).is_err() {
+            tracing::debug!("command queue full; resolved peer addresses offered later");
+        }
+    }
+}
+
+/// Records the pins of literal targets and returns their addresses; the named targets are left
+/// for [`resolve_names`].
 pub(crate) fn split_literal(
     targets: &[PeerTarget],
-    pins: &Pins,
-) -> (Vec<SocketAddr>, Vec<PeerTarget>) {
+    book: &SeedBook,
+) -> (Vec<SocketAddr>, Vec<Arc<PeerTarget>>) {
     let mut literal = Vec::new();
     let mut names = Vec::new();
     for target in targets {
         match target.literal() {
             Some(addr) => {
                 if let Some(peer) = target.pinned {
-                    pins.pin(addr, peer);
+                    book.pin(addr, peer);
                 }
                 literal.push(addr);
             }
-            None => names.push(target.clone()),
+            None => names.push(Arc::new(target.clone())),
         }
     }
     (literal, names)
@@ -112,8 +165,8 @@ pub(crate) struct Backoff {
 /// module documentation.
 pub(crate) async fn resolve_names<N: Net>(
     net: N,
-    targets: Vec<PeerTarget>,
-    pins: std::sync::Arc<Pins>,
+    targets: Vec<Arc<PeerTarget>>,
+    book: Arc<SeedBook>,
     cmd: mpsc::WeakSender<Command>,
     backoff: Backoff,
     seed: u64,
@@ -124,7 +177,6 @@ pub(crate) async fn resolve_names<N: Net>(
     let mut jitter = SplitMix(seed ^ 0x5eed_5eed);
     let mut failures: Vec<u32> = vec![0; targets.len()];
     let mut next: Vec<tokio::time::Instant> = vec![tokio::time::Instant::now(); targets.len()];
-    let mut offered: HashSet<SocketAddr> = HashSet::new();
     loop {
         let now = tokio::time::Instant::now();
         for (i, target) in targets.iter().enumerate() {
@@ -137,15 +189,7 @@ pub(crate) async fn resolve_names<N: Net>(
                         tracing::info!(peer = %target.host_port, ?addrs, "peer name resolves now");
                     }
                     failures[i] = 0;
-                    let mut fresh = Vec::new();
-                    for addr in addrs {
-                        if let Some(peer) = target.pinned {
-                            pins.pin(addr, peer);
-                        }
-                        if offered.insert(addr) {
-                            fresh.push(addr);
-                        }
-                    }
+                    let fresh = book.learn(target, &addrs);
                     if !fresh.is_empty() {
                         let Some(tx) = cmd.upgrade() else { return };
                         if tx.send(Command::AddPeers { addrs: fresh }).await.is_err() {
@@ -197,7 +241,7 @@ mod tests {
 
     #[test]
     fn literal_targets_are_pinned_at_once() {
-        let pins = Pins::default();
+        let pins = SeedBook::default();
         let id = PeerId([1; 32]);
         let targets = vec![
             PeerTarget::parse(&format!("{id}@127.0.0.1:9")).unwrap(),
@@ -208,5 +252,22 @@ mod tests {
         assert_eq!(names.len(), 1);
         assert_eq!(pins.expected("127.0.0.1:9".parse().unwrap()), Some(id));
         assert_eq!(pins.expected("127.0.0.1:10".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn learned_addresses_are_named_pinned_and_fresh_once() {
+        let book = SeedBook::default();
+        let id = PeerId([3; 32]);
+        let target = Arc::new(PeerTarget::parse(&format!("{id}@seed:9")).unwrap());
+        let a: SocketAddr = "10.0.0.1:9".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:9".parse().unwrap();
+        assert_eq!(book.learn(&target, &[a]), vec![a]);
+        assert_eq!(book.learn(&target, &[a, b]), vec![b]);
+        assert_eq!(book.expected(b), Some(id));
+        assert_eq!(
+            book.name_of(a).map(|t| t.host_port.clone()),
+            Some("seed:9".into())
+        );
+        assert!(book.name_of("10.0.0.3:9".parse().unwrap()).is_none());
     }
 }

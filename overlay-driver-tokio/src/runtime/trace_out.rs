@@ -38,16 +38,59 @@ pub(crate) struct TraceSink {
     counters: Arc<DriverCounters>,
 }
 
-/// Creates the file readable by its owner only: a trace holds keys, tokens and payloads.
+/// Opens the trace file for writing, readable by its owner only: a trace holds keys, tokens
+/// and payloads.
+///
+/// The last path component is never followed if it is a symbolic link (`O_NOFOLLOW`: the open
+/// fails), and an existing file must be a regular file with a single link (no hard link to a
+/// file elsewhere); its mode is set to 0600 before it is truncated, so a loose mode is never
+/// kept.
 fn create_private(path: &Path) -> io::Result<File> {
     let mut opts = OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true).create(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+        opts.mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
     }
-    opts.open(path)
+    let file = opts.open(path).map_err(|e| {
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is a symbolic link; a trace file is never written through one",
+                    path.display()
+                ),
+            );
+        }
+        e
+    })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if meta.nlink() > 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} has {} hard links; a trace file must have one",
+                    path.display(),
+                    meta.nlink()
+                ),
+            ));
+        }
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.set_len(0)?;
+    Ok(file)
 }
 
 impl TraceSink {
@@ -137,5 +180,81 @@ impl TraceSink {
                 tracing::error!(path = %path.display(), "trace writer thread crashed")
             }
         }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::create_private;
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_new_trace_file_is_0600() {
+        let Ok(dir) = tempfile::tempdir() else {
+            panic!("tempdir");
+        };
+        let path = dir.path().join("t.cbor");
+        assert!(create_private(&path).is_ok());
+        assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn an_existing_loose_file_is_tightened_and_truncated() {
+        let Ok(dir) = tempfile::tempdir() else {
+            panic!("tempdir");
+        };
+        let path = dir.path().join("t.cbor");
+        assert!(std::fs::write(&path, b"old contents").is_ok());
+        assert!(std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).is_ok());
+        let Ok(mut file) = create_private(&path) else {
+            panic!("open");
+        };
+        assert!(file.write_all(b"new").is_ok());
+        drop(file);
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(std::fs::read(&path).ok(), Some(b"new".to_vec()));
+    }
+
+    #[test]
+    fn a_symlink_is_never_followed() {
+        let Ok(dir) = tempfile::tempdir() else {
+            panic!("tempdir");
+        };
+        let target = dir.path().join("victim");
+        assert!(std::fs::write(&target, b"precious").is_ok());
+        let link = dir.path().join("t.cbor");
+        assert!(std::os::unix::fs::symlink(&target, &link).is_ok());
+        let err = create_private(&link).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("symbolic link")),
+            "{err:?}"
+        );
+        assert_eq!(std::fs::read(&target).ok(), Some(b"precious".to_vec()));
+        // A dangling link is refused too (nothing is created at its target).
+        let dangling = dir.path().join("d.cbor");
+        let nowhere = dir.path().join("nowhere");
+        assert!(std::os::unix::fs::symlink(&nowhere, &dangling).is_ok());
+        assert!(create_private(&dangling).is_err());
+        assert!(!nowhere.exists());
+    }
+
+    #[test]
+    fn a_hard_linked_file_is_refused() {
+        let Ok(dir) = tempfile::tempdir() else {
+            panic!("tempdir");
+        };
+        let target = dir.path().join("victim");
+        assert!(std::fs::write(&target, b"precious").is_ok());
+        let link = dir.path().join("t.cbor");
+        assert!(std::fs::hard_link(&target, &link).is_ok());
+        assert!(create_private(&link).is_err());
+        assert_eq!(std::fs::read(&target).ok(), Some(b"precious".to_vec()));
     }
 }

@@ -28,6 +28,16 @@ impl Node {
         Grant {
             operations: ALL_OPERATIONS,
             max_message_bytes: self.config.max_message_bytes,
+            rate_cap: None,
+        }
+    }
+
+    /// The quota of a peer: the node's configured quota, lowered by the token's `Rate` caveat.
+    pub(super) fn peer_quota(&self, rate_cap: Option<(u32, u32)>) -> (u32, u32) {
+        let (rate, burst) = (self.config.peer_rate_per_s, self.config.peer_rate_burst);
+        match rate_cap {
+            Some((cap_rate, cap_burst)) => (rate.min(cap_rate), burst.min(cap_burst)),
+            None => (rate, burst),
         }
     }
 
@@ -447,14 +457,14 @@ impl Node {
         if let Some(m) = scope.max_bytes {
             max_bytes = max_bytes.min(m);
         }
-        let (mut rate, mut burst) = (self.config.peer_rate_per_s, self.config.peer_rate_burst);
+        let mut rate_cap: Option<(u32, u32)> = None;
         let mut exp: Option<u64> = None;
         for caveat in &caveats {
             match caveat {
                 Caveat::BytesLe(m) => max_bytes = max_bytes.min(*m),
                 Caveat::Rate { per_s, burst: b } => {
-                    rate = rate.min((*per_s).max(1));
-                    burst = burst.min((*b).max(1));
+                    let (r, bu) = rate_cap.unwrap_or((u32::MAX, u32::MAX));
+                    rate_cap = Some((r.min((*per_s).max(1)), bu.min((*b).max(1))));
                 }
                 Caveat::Exp(t) => exp = Some(exp.map_or(*t, |e| e.min(*t))),
                 _ => {}
@@ -467,6 +477,8 @@ impl Node {
             let last_ok = e.saturating_add(cfg.clock_skew_secs).saturating_add(1);
             Instant::ZERO + Duration::from_secs(last_ok.saturating_sub(base))
         });
+        grant.rate_cap = rate_cap;
+        let (rate, burst) = self.peer_quota(rate_cap);
         let now = self.now;
         if let Some(s) = self.session_mut(key) {
             s.rate = TokenBucket::new(now, rate, burst);

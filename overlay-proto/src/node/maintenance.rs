@@ -1,5 +1,6 @@
 //! Timers: the maintenance tick (handshake deadlines, the failure detector's heartbeats and
-//! silence limits, cache expiry, dials, shuffles, readiness), the lazy-flush timer and the graft timers; and graceful shutdown.
+//! silence limits, cache expiry, dials, shuffles, readiness), the lazy-flush timer and the
+//! graft timers; and graceful shutdown.
 
 use core::time::Duration;
 

@@ -9,6 +9,7 @@ mod gossip;
 mod handshake;
 mod maintenance;
 mod membership;
+mod reconfigure;
 mod recv;
 mod send;
 mod types;
@@ -177,6 +178,7 @@ impl Node {
             } => self.on_send_direct(request, peer, payload),
             Input::Dial { addr } => self.on_operator_dial(addr),
             Input::PeersDiscovered { addrs } => self.on_peers_discovered(addrs),
+            Input::Reconfigure(live) => self.on_reconfigure(live),
             Input::Shutdown => self.on_shutdown(),
         }
         self.finish_input();

@@ -12,6 +12,10 @@
 //! - **no panics**: no panic on the simulation thread, no crashed driver task, no host
 //!   software failure, every node starts;
 //! - **complete traces**: no trace record dropped (the digest covers every decision);
+//! - **hostile peers** (with `hostile` hosts): no honest application ever sees a GOSSIP a
+//!   hostile host sent (bad id, forged origin), every hostile host opened a session (the
+//!   attack ran), and honest nodes closed its sessions with an error status (the attack
+//!   registered);
 //! - **silent cuts detected**: every session running across a silent cut when it started
 //!   ends on both sides within `cut_detect` (only the core's failure detector can see a
 //!   peer that is gone without an RST).
@@ -307,7 +311,54 @@ pub fn check(s: &ChaosScenario, data: &RunData) -> Vec<Violation> {
             }
         }
     }
+    check_hostile(s, data, &mut out);
     out
+}
+
+/// The hostile hosts' frames never reach an application, and honest nodes throw them out.
+fn check_hostile(s: &ChaosScenario, data: &RunData, out: &mut Vec<Violation>) {
+    for (k, h) in data.hostile.iter().enumerate() {
+        let fooled: Vec<usize> = data
+            .journal
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, rec)| rec.deliveries.keys().any(|id| h.ids.contains(id)))
+            .map(|(i, _)| i)
+            .collect();
+        if !fooled.is_empty() {
+            out.push(Violation {
+                invariant: "hostile",
+                nodes: fooled.clone(),
+                detail: format!(
+                    "{} node(s) delivered GOSSIP sent by hostile host {k} (bad id or forged \
+                     origin): {fooled:?}",
+                    fooled.len()
+                ),
+            });
+        }
+        if h.sessions == 0 {
+            out.push(Violation {
+                invariant: "hostile",
+                nodes: Vec::new(),
+                detail: format!(
+                    "hostile host {k} never opened a session ({} refused): the attack did not run",
+                    h.refused
+                ),
+            });
+        } else if !h.closed_by.keys().any(|c| *c >= 400) {
+            out.push(Violation {
+                invariant: "hostile",
+                nodes: Vec::new(),
+                detail: format!(
+                    "hostile host {k} kept its {} session(s) open to the end: no honest node \
+                     closed it for its frames ({:?} sent)",
+                    h.sessions, h.frames
+                ),
+            });
+        }
+    }
+    let _ = s;
 }
 
 /// How one session across a silent cut ended.

@@ -14,6 +14,7 @@
 
 pub mod faults;
 pub mod host;
+pub mod hostile;
 pub mod identity;
 pub mod invariants;
 pub mod net;
@@ -145,6 +146,10 @@ pub struct ChaosArgs {
     /// Simulated time per turmoil step, ms [default: 1]
     #[arg(long, value_name = "MS")]
     pub tick_ms: Option<u64>,
+    /// Hostile hosts: valid identity and token, then bad ids, forged origins, IHAVE/GRAFT
+    /// floods and no credit returned (see docs/SIMULATION.md) [default: 0]
+    #[arg(long, value_name = "N")]
+    pub hostile: Option<usize>,
     /// Where the traces of failing nodes are written [default: chaos-traces]
     #[arg(long, value_name = "DIR")]
     pub traces_dir: Option<PathBuf>,
@@ -189,6 +194,7 @@ impl ChaosArgs {
             probe_interval: self.probe_interval.clone(),
             pq: self.pq.clone(),
             tick_ms: self.tick_ms,
+            hostile: self.hostile,
         }
     }
 

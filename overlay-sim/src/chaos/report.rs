@@ -252,6 +252,23 @@ pub fn write(
         "  plumtree: α={} β={} active={}",
         s.alpha, s.beta, s.active_target
     );
+    for (k, h) in data.hostile.iter().enumerate() {
+        let frames: Vec<String> = h.frames.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let closed: Vec<String> = h
+            .closed_by
+            .iter()
+            .map(|(c, v)| format!("{c}×{v}"))
+            .collect();
+        let _ =
+            writeln!(
+            o,
+            "  hostile host {k}: {} sessions, {} refused; sent {}; closed by honest nodes with {}",
+            h.sessions,
+            h.refused,
+            if frames.is_empty() { "nothing".to_string() } else { frames.join(", ") },
+            if closed.is_empty() { "nothing".to_string() } else { closed.join(", ") }
+        );
+    }
     let _ = writeln!(o);
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, what) in &data.applied {

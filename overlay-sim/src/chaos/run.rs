@@ -22,8 +22,10 @@ use super::host::{
     broadcast_payload, pending_for, run_host, HostCmd, HostSpec, Journal, NodeRecord,
     SharedJournal, PORT, UNIX_BASE_SECS,
 };
+use super::hostile::{run_hostile, HostileRecord, HostileSpec, SharedHostile};
 use super::identity::node_identity;
 use super::ChaosScenario;
+use crate::progress::Progress;
 use crate::SimError;
 
 /// A problem found while the simulation ran (the rest are found afterwards).
@@ -62,6 +64,8 @@ pub struct RunData {
     pub addrs: Vec<SocketAddr>,
     /// Identities of the nodes (index order).
     pub peer_ids: Vec<PeerId>,
+    /// What each hostile host did.
+    pub hostile: Vec<HostileRecord>,
 }
 
 thread_local! {
@@ -225,6 +229,37 @@ fn simulate_inner(s: &ChaosScenario) -> Result<RunData, SimError> {
         });
     }
 
+    let hostile: SharedHostile = Rc::new(RefCell::new(vec![HostileRecord::default(); s.hostile]));
+    let mut target_rng = faults::PlanRng::new(s.seed, "hostile targets");
+    for k in 0..s.hostile {
+        let index = s.nodes + k;
+        let identity = node_identity(s.seed, index)
+            .map_err(|e| SimError::Scenario(format!("identity of hostile host {k}: {e}")))?;
+        let spec = Rc::new(HostileSpec {
+            index: k,
+            identity,
+            token: config
+                .auth
+                .own_token
+                .as_ref()
+                .map(|t| t.expose().to_string())
+                .unwrap_or_default(),
+            targets: target_rng
+                .sample(s.nodes, s.nodes.min(4))
+                .into_iter()
+                .map(|p| addrs[p])
+                .collect(),
+            honest: peer_ids.clone(),
+            tls: tls.clone(),
+            seed: s.seed,
+            start: s.warmup,
+        });
+        let hostile = Rc::clone(&hostile);
+        sim.host(format!("hostile-{k}").as_str(), move || {
+            run_hostile(Rc::clone(&spec), Rc::clone(&hostile))
+        });
+    }
+
     let wall = WallInstant::now();
     let mut applied: Vec<(Duration, String)> = Vec::new();
     let mut incidents: Vec<Incident> = Vec::new();
@@ -245,8 +280,14 @@ fn simulate_inner(s: &ChaosScenario) -> Result<RunData, SimError> {
         }
     };
 
+    let progress = Progress::new(
+        u64::try_from(total.as_millis()).unwrap_or(u64::MAX),
+        "virtual ms",
+        &format!("chaos ({} nodes)", s.nodes),
+    );
     while sim.elapsed() < total {
         let now = sim.elapsed();
+        progress.set_position(u64::try_from(now.as_millis()).unwrap_or(u64::MAX));
         while let Some((at, fault)) = plan.faults.get(next_fault) {
             if *at > now {
                 break;
@@ -367,6 +408,7 @@ fn simulate_inner(s: &ChaosScenario) -> Result<RunData, SimError> {
     let journal = Rc::try_unwrap(journal)
         .map(RefCell::into_inner)
         .map_err(|_| SimError::Scenario("internal: the journal is still shared".into()))?;
+    let hostile = hostile.borrow().clone();
     Ok(RunData {
         plan,
         journal,
@@ -379,6 +421,7 @@ fn simulate_inner(s: &ChaosScenario) -> Result<RunData, SimError> {
         trace_dir: dir,
         addrs,
         peer_ids,
+        hostile,
     })
 }
 

@@ -86,6 +86,9 @@ pub struct ChaosScenario {
     pub pq: PqMode,
     /// Simulated time per turmoil step, ms.
     pub tick_ms: u64,
+    /// Hostile hosts (hand-driven clients with a valid identity and token that send bad ids,
+    /// forged origins, IHAVE and GRAFT floods, and never return credit); 0 = none.
+    pub hostile: usize,
 }
 
 impl Default for ChaosScenario {
@@ -126,6 +129,7 @@ impl Default for ChaosScenario {
             probe_interval: Duration::from_secs(1),
             pq: PqMode::Hybrid,
             tick_ms: 1,
+            hostile: 0,
         }
     }
 }
@@ -239,6 +243,8 @@ pub struct ChaosFile {
     pub pq: Option<String>,
     /// See [`ChaosScenario::tick_ms`].
     pub tick_ms: Option<u64>,
+    /// See [`ChaosScenario::hostile`].
+    pub hostile: Option<usize>,
 }
 
 impl ChaosFile {
@@ -294,7 +300,8 @@ impl ChaosFile {
             watchdog,
             probe_interval,
             pq,
-            tick_ms
+            tick_ms,
+            hostile
         )
     }
 
@@ -353,6 +360,7 @@ impl ChaosFile {
             probe_interval: dur(&self.probe_interval, d.probe_interval, "probe_interval")?,
             pq,
             tick_ms: self.tick_ms.unwrap_or(d.tick_ms),
+            hostile: self.hostile.unwrap_or(d.hostile),
         };
         s.name = self
             .name
@@ -425,6 +433,9 @@ impl ChaosScenario {
         if self.payload_bytes > 1 << 20 {
             return fail("payload_bytes must be at most 1 MiB".into());
         }
+        if self.hostile > 16 {
+            return fail(format!("hostile must be 0..=16, got {}", self.hostile));
+        }
         Ok(())
     }
 
@@ -444,7 +455,7 @@ impl ChaosScenario {
              --fault-min {} --fault-max {} \
              --burst {} --burst-messages {} --burst-hold {} --latency-min-ms {} \
              --latency-max-ms {} --loss {} --repair {} --rate {} --payload-bytes {} \
-             --watchdog {} --probe-interval {} --pq {} --tick-ms {}",
+             --watchdog {} --probe-interval {} --pq {} --tick-ms {}{}",
             shell_word(&self.name),
             self.nodes,
             self.seed,
@@ -480,6 +491,11 @@ impl ChaosScenario {
             d(self.probe_interval),
             self.pq,
             self.tick_ms,
+            if self.hostile > 0 {
+                format!(" --hostile {}", self.hostile)
+            } else {
+                String::new()
+            },
         )
     }
 }

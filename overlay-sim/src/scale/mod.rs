@@ -8,16 +8,19 @@
 //! killed node vanishes; its peers see their connections close one latency later and dials to
 //! it fail after one RTT.
 
+pub mod adversary;
 pub mod metrics;
 pub mod run;
 pub mod scenario;
+pub mod table;
 
 use serde::Serialize;
 
 use overlay_proto::trace::ActionDigest;
 
+pub use adversary::{AdversaryKind, AttackRates, AttackTally};
 pub use metrics::{BroadcastOutcome, Summary};
-pub use run::{run_scenario, ScenarioReport, Speed};
+pub use run::{run_scenario, AdversaryReport, ScenarioReport, Speed};
 pub use scenario::{suite, Scenario, ScenarioFile, ScenarioKind};
 
 use crate::SimError;

@@ -9,8 +9,10 @@ use serde::Serialize;
 use overlay_proto::mesh::Mesh;
 use overlay_proto::{Instant, MessageId};
 
+use super::adversary::{self, AdversaryKind, AttackTally, SharedTally};
 use super::metrics::{BroadcastOutcome, Summary};
 use super::scenario::{Scenario, ScenarioKind};
+use crate::progress::Progress;
 use crate::SimError;
 
 /// How fast the run went.
@@ -28,6 +30,27 @@ pub struct Speed {
     pub inputs: u64,
     /// Inputs per wall-clock second.
     pub inputs_per_wall_s: f64,
+}
+
+/// What the attackers of a run did and how the honest nodes fared against them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AdversaryReport {
+    /// The attackers' behaviour.
+    pub kind: AdversaryKind,
+    /// Attacking nodes.
+    pub attackers: usize,
+    /// Honest nodes.
+    pub honest: usize,
+    /// Honest broadcasts the sender's core refused (counted as reaching nobody).
+    pub refused_broadcasts: usize,
+    /// Honest nodes not ready at the end.
+    pub honest_not_ready: usize,
+    /// Running honest–attacker sessions at the end (seen from the honest side).
+    pub attacker_sessions_end: usize,
+    /// Mean running sessions per honest node with attackers at the end.
+    pub attacker_sessions_per_honest: f64,
+    /// What the attackers did and what the witnesses saw.
+    pub tally: AttackTally,
 }
 
 /// Everything a scale run measured.
@@ -50,12 +73,14 @@ pub struct ScenarioReport {
     pub overall: Summary,
     /// Per-broadcast figures, in order (`kill`: warm-up broadcasts first).
     pub broadcasts: Vec<BroadcastOutcome>,
-    /// Drops and refusals counted by the live nodes, by reason (non-zero ones).
+    /// Drops and refusals counted by the live honest nodes, by reason (non-zero ones).
     pub drops: BTreeMap<String, u64>,
-    /// Live nodes without any running session at the end.
+    /// Live honest nodes without any running session at the end.
     pub isolated_nodes: usize,
-    /// Mean running sessions per live node at the end.
+    /// Mean running sessions per live honest node at the end.
     pub sessions_mean: f64,
+    /// The attack, when the run had attackers.
+    pub adversary: Option<AdversaryReport>,
     /// Broken invariants (empty when the run passed).
     pub violations: Vec<String>,
     /// Wall-clock figures.
@@ -115,8 +140,14 @@ struct Run<'a> {
     rng: SplitMix64,
     alive: Vec<bool>,
     live: usize,
+    /// False for attacker nodes: they never broadcast and are not counted as receivers.
+    honest: Vec<bool>,
+    tally: Option<SharedTally>,
+    refused: usize,
     broadcasts: u64,
     violations: Vec<String>,
+    /// One step per broadcast (quiet unless on a terminal, see [`crate::progress`]).
+    progress: Progress,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -131,6 +162,9 @@ impl Run<'_> {
     fn payload(&mut self) -> Bytes {
         let k = self.broadcasts;
         self.broadcasts += 1;
+        if self.tally.is_some() {
+            return adversary::honest_payload(k, self.scenario.payload_bytes);
+        }
         let mut v = vec![0u8; self.scenario.payload_bytes];
         for (i, b) in v.iter_mut().enumerate() {
             *b = (k as usize).wrapping_add(i) as u8;
@@ -141,26 +175,45 @@ impl Run<'_> {
     /// Payload messages received so far, summed over live nodes.
     fn payload_received(&self) -> u64 {
         (0..self.mesh.len())
+            .filter(|i| self.honest.get(*i).copied().unwrap_or(false))
             .filter_map(|i| self.mesh.stats(i))
             .map(|s| s.gossip_delivered + s.gossip_duplicates)
             .sum()
     }
 
-    fn random_live(&mut self) -> usize {
-        let k = self.rng.below(self.live);
+    /// Live honest nodes.
+    fn live_honest(&self) -> usize {
         self.alive
             .iter()
+            .zip(&self.honest)
+            .filter(|(a, h)| **a && **h)
+            .count()
+    }
+
+    fn random_live(&mut self) -> usize {
+        let k = self.rng.below(self.live_honest());
+        self.alive
+            .iter()
+            .zip(&self.honest)
             .enumerate()
-            .filter(|(_, a)| **a)
+            .filter(|(_, (a, h))| **a && **h)
             .nth(k)
             .map_or(0, |(i, _)| i)
     }
 
     fn broadcast(&mut self, origin: usize) -> Option<MessageId> {
+        self.progress.inc(1);
         let payload = self.payload();
         let now = self.mesh.now();
         match self.mesh.broadcast(origin, payload) {
             Ok(id) => Some(id),
+            Err(e) if self.tally.is_some() => {
+                // Under attack a refusal is a measured outcome (the broadcast reaches
+                // nobody), not a broken invariant.
+                let _ = e;
+                self.refused += 1;
+                None
+            }
             Err(e) => {
                 self.violations.push(format!(
                     "broadcast from node {origin} at t={:.3}s refused: {e}",
@@ -177,7 +230,34 @@ impl Run<'_> {
         let id = self.broadcast(origin);
         self.mesh.run_for(window);
         let payload = self.payload_received() - before;
-        id.map(|id| self.measure(&id, origin, window, Some(payload)))
+        match id {
+            Some(id) => Some(self.measure(&id, origin, window, Some(payload))),
+            None if self.tally.is_some() => Some(self.unreached(origin)),
+            None => None,
+        }
+    }
+
+    /// The outcome of a broadcast that never left its sender.
+    fn unreached(&mut self, origin: usize) -> BroadcastOutcome {
+        let expected = self.live_honest() - usize::from(self.is_live_honest(origin));
+        let mut out = BroadcastOutcome {
+            origin,
+            sent_at_ms: at_ms(self.mesh.now()),
+            expected,
+            reached: 0,
+            reliability: if expected == 0 { 1.0 } else { 0.0 },
+            payload_messages: Some(0),
+            ldh: 0,
+            last_delivery_ms: 0.0,
+            reliability_by_ms: Vec::new(),
+            latencies_ms: Vec::new(),
+        };
+        out.record_checkpoints(0.0);
+        out
+    }
+
+    fn is_live_honest(&self, i: usize) -> bool {
+        self.alive.get(i).copied().unwrap_or(false) && self.honest.get(i).copied().unwrap_or(false)
     }
 
     fn measure(
@@ -187,7 +267,12 @@ impl Run<'_> {
         window: Duration,
         payload_messages: Option<u64>,
     ) -> BroadcastOutcome {
-        let expected = self.live - usize::from(self.alive.get(origin).copied().unwrap_or(false));
+        let expected = self.live_honest() - usize::from(self.is_live_honest(origin));
+        let tampered = self
+            .tally
+            .as_ref()
+            .map(|t| t.with(|t| t.tampered.clone()))
+            .unwrap_or_default();
         let mut out = BroadcastOutcome {
             origin,
             sent_at_ms: 0.0,
@@ -237,7 +322,10 @@ impl Run<'_> {
                     what()
                 ));
             }
-            if at > deadline {
+            if at > deadline
+                || !self.honest.get(node).copied().unwrap_or(false)
+                || tampered.contains(&(node, *id))
+            {
                 continue;
             }
             out.reached += 1;
@@ -290,24 +378,64 @@ impl Run<'_> {
     }
 }
 
+/// Broadcasts a scenario makes (the length of its progress bar).
+fn planned_broadcasts(scenario: &Scenario, nodes: usize) -> u64 {
+    let count = match scenario.kind {
+        ScenarioKind::Single | ScenarioKind::Random => scenario.messages,
+        ScenarioKind::AllSend => nodes,
+        ScenarioKind::Kill => scenario.prekill_messages + scenario.messages + 1,
+    };
+    count as u64
+}
+
 /// Runs a scenario to completion. Errors only for invalid scenarios; broken invariants are
 /// reported in [`ScenarioReport::violations`].
 pub fn run_scenario(scenario: &Scenario) -> Result<ScenarioReport, SimError> {
     scenario.validate()?;
     let wall = std::time::Instant::now();
-    let mesh = Mesh::new(scenario.mesh_config())?;
-    let setup = wall.elapsed();
+    let mut mesh = Mesh::new(scenario.mesh_config())?;
     let n = mesh.len();
+    let mut honest = vec![true; n];
+    let mut tally = None;
+    if let Some(kind) = scenario.adversary {
+        // A generator of its own, so the senders match those of the attack-free run.
+        let mut pick = SplitMix64::new(scenario.seed ^ 0x6164_7665_7273_6172);
+        let attackers =
+            adversary::choose_attackers(n, scenario.adversary_percent, |k| pick.below(k));
+        for &a in &attackers {
+            if let Some(h) = honest.get_mut(a) {
+                *h = false;
+            }
+        }
+        tally = Some(adversary::install(
+            &mut mesh,
+            scenario.seed,
+            kind,
+            &attackers,
+            &scenario.attack_rates(),
+        ));
+    }
+    let setup = wall.elapsed();
     let mut run = Run {
         scenario,
         mesh,
         rng: SplitMix64::new(scenario.seed),
         alive: vec![true; n],
         live: n,
+        honest,
+        tally,
+        refused: 0,
         broadcasts: 0,
         violations: Vec::new(),
+        progress: Progress::new(
+            planned_broadcasts(scenario, n),
+            "broadcasts",
+            &format!("scale {} ({n} nodes)", scenario.name),
+        ),
     };
+    run.progress.set_message("warm-up");
     run.mesh.run_for(Duration::from_millis(scenario.warmup_ms));
+    run.progress.set_message("");
     let interval = Duration::from_millis(scenario.interval_ms);
     let timeout = Duration::from_millis(scenario.timeout_ms);
 
@@ -320,7 +448,7 @@ pub fn run_scenario(scenario: &Scenario) -> Result<ScenarioReport, SimError> {
     let mut payload_total = None;
     match scenario.kind {
         ScenarioKind::Single | ScenarioKind::Random => {
-            let sender = run.rng.below(n);
+            let sender = run.random_live();
             for _ in 0..scenario.messages {
                 let origin = if scenario.kind == ScenarioKind::Single {
                     sender
@@ -392,7 +520,8 @@ pub fn run_scenario(scenario: &Scenario) -> Result<ScenarioReport, SimError> {
     let mut drops: BTreeMap<String, u64> = BTreeMap::new();
     let mut sessions = 0usize;
     let mut isolated = 0usize;
-    for s in (0..n).filter_map(|i| run.mesh.stats(i)) {
+    let honest_nodes: Vec<usize> = (0..n).filter(|i| run.is_live_honest(*i)).collect();
+    for s in honest_nodes.iter().filter_map(|i| run.mesh.stats(*i)) {
         for (reason, count) in s.rejected.iter() {
             if count > 0 {
                 *drops.entry(reason.label().to_string()).or_default() += count;
@@ -403,6 +532,38 @@ pub fn run_scenario(scenario: &Scenario) -> Result<ScenarioReport, SimError> {
             isolated += 1;
         }
     }
+    let adversary = match (scenario.adversary, &run.tally) {
+        (Some(kind), Some(tally)) => {
+            let attacker_ids: std::collections::BTreeSet<_> = (0..n)
+                .filter(|i| !run.honest.get(*i).copied().unwrap_or(true))
+                .map(|i| overlay_proto::mesh::node_peer_id(scenario.seed, i))
+                .collect();
+            let mut with_attackers = 0usize;
+            let mut not_ready = 0usize;
+            for &i in &honest_nodes {
+                if let Some(node) = run.mesh.node(i) {
+                    with_attackers += node
+                        .running_peers()
+                        .iter()
+                        .filter(|p| attacker_ids.contains(p))
+                        .count();
+                    not_ready += usize::from(!node.is_ready());
+                }
+            }
+            Some(AdversaryReport {
+                kind,
+                attackers: attacker_ids.len(),
+                honest: honest_nodes.len(),
+                refused_broadcasts: run.refused,
+                honest_not_ready: not_ready,
+                attacker_sessions_end: with_attackers,
+                attacker_sessions_per_honest: with_attackers as f64
+                    / honest_nodes.len().max(1) as f64,
+                tally: tally.snapshot(),
+            })
+        }
+        _ => None,
+    };
     let elapsed = wall.elapsed();
     let virtual_s = run.mesh.now().since_epoch().as_secs_f64();
     let wall_s = elapsed.as_secs_f64().max(1e-9);
@@ -420,7 +581,8 @@ pub fn run_scenario(scenario: &Scenario) -> Result<ScenarioReport, SimError> {
         broadcasts,
         drops,
         isolated_nodes: isolated,
-        sessions_mean: sessions as f64 / run.live.max(1) as f64,
+        sessions_mean: sessions as f64 / honest_nodes.len().max(1) as f64,
+        adversary,
         violations: run.violations,
         speed: Speed {
             setup_ms: ms(setup),

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use overlay_proto::mesh::MeshConfig;
 use overlay_proto::NodeConfig;
 
+use super::adversary::{AdversaryKind, AttackRates, MIN_PAYLOAD};
 use crate::SimError;
 
 /// The kinds of large-scale runs.
@@ -101,6 +102,15 @@ pub struct Scenario {
     /// Invariant: the smallest acceptable reliability of every broadcast (`single`, `random`,
     /// `all-send`), or of the mean over the broadcasts after the first one (`kill`).
     pub min_reliability: f64,
+    /// Attacker behaviour, when the run has attackers.
+    #[serde(default)]
+    pub adversary: Option<AdversaryKind>,
+    /// Percentage of the nodes that attack (with `adversary`), drawn by the seed.
+    #[serde(default)]
+    pub adversary_percent: u32,
+    /// Virtual time at which the attackers start attacking, ms (before it they behave).
+    #[serde(default)]
+    pub attack_start_ms: u64,
 }
 
 impl Scenario {
@@ -126,6 +136,9 @@ impl Scenario {
             loss: 0.0,
             bootstrap_peers: 5,
             min_reliability: 1.0,
+            adversary: None,
+            adversary_percent: 0,
+            attack_start_ms: 0,
         };
         match kind {
             ScenarioKind::Single | ScenarioKind::Random => {}
@@ -143,9 +156,29 @@ impl Scenario {
 
     /// `single-1000`, `kill-80-1000`, … (used when no name is given).
     pub fn default_name(&self) -> String {
-        match self.kind {
+        let base = match self.kind {
             ScenarioKind::Kill => format!("kill-{}-{}", self.kill_percent, self.nodes),
             kind => format!("{}-{}", kind, self.nodes),
+        };
+        match self.adversary {
+            Some(a) => format!("{base}-{a}-{}", self.adversary_percent),
+            None => base,
+        }
+    }
+
+    /// Nodes that attack (`round(nodes × adversary_percent / 100)`; 0 without an adversary).
+    pub fn attackers(&self) -> usize {
+        if self.adversary.is_none() {
+            return 0;
+        }
+        (self.nodes * self.adversary_percent as usize + 50) / 100
+    }
+
+    /// The attack rates of the run.
+    pub fn attack_rates(&self) -> AttackRates {
+        AttackRates {
+            start_ms: self.attack_start_ms,
+            ..AttackRates::default()
         }
     }
 
@@ -178,6 +211,29 @@ impl Scenario {
                 "min_reliability must be in [0, 1], got {}",
                 self.min_reliability
             ));
+        }
+        if self.adversary_percent > 99 {
+            return bad(format!(
+                "adversary_percent must be 0..=99, got {}",
+                self.adversary_percent
+            ));
+        }
+        if self.adversary.is_some() {
+            if self.nodes - self.attackers() < 2 {
+                return bad("the attackers leave fewer than 2 honest nodes".to_string());
+            }
+            if self.kind == ScenarioKind::AllSend {
+                return bad("adversaries run with single, random and kill scenarios".to_string());
+            }
+            if self.kind == ScenarioKind::Kill && self.survivors() < self.attackers() + 2 {
+                return bad("the kill leaves fewer than 2 honest nodes".to_string());
+            }
+            if self.payload_bytes < MIN_PAYLOAD {
+                return bad(format!(
+                    "payload_bytes must be at least {MIN_PAYLOAD} with adversaries (room for the \
+                     payload self-check)"
+                ));
+            }
         }
         if self.interval_ms == 0 || self.timeout_ms == 0 {
             return bad("interval_ms and timeout_ms must be > 0".to_string());
@@ -261,6 +317,11 @@ impl Scenario {
         push("loss", self.loss.to_string());
         push("bootstrap-peers", self.bootstrap_peers.to_string());
         push("min-reliability", self.min_reliability.to_string());
+        if let Some(kind) = self.adversary {
+            push("adversary", kind.to_string());
+            push("adversary-percent", self.adversary_percent.to_string());
+            push("attack-start-ms", self.attack_start_ms.to_string());
+        }
         a
     }
 
@@ -325,6 +386,12 @@ pub struct ScenarioFile {
     pub bootstrap_peers: Option<usize>,
     /// See [`Scenario::min_reliability`].
     pub min_reliability: Option<f64>,
+    /// See [`Scenario::adversary`].
+    pub adversary: Option<AdversaryKind>,
+    /// See [`Scenario::adversary_percent`].
+    pub adversary_percent: Option<u32>,
+    /// See [`Scenario::attack_start_ms`].
+    pub attack_start_ms: Option<u64>,
 }
 
 /// Default node count when neither the file nor the command line gives one.
@@ -372,6 +439,9 @@ impl ScenarioFile {
             loss: other.loss.or(self.loss),
             bootstrap_peers: other.bootstrap_peers.or(self.bootstrap_peers),
             min_reliability: other.min_reliability.or(self.min_reliability),
+            adversary: other.adversary.or(self.adversary),
+            adversary_percent: other.adversary_percent.or(self.adversary_percent),
+            attack_start_ms: other.attack_start_ms.or(self.attack_start_ms),
         }
     }
 
@@ -404,8 +474,16 @@ impl ScenarioFile {
             latency_max_ms,
             loss,
             bootstrap_peers,
-            min_reliability
+            min_reliability,
+            adversary_percent,
+            attack_start_ms
         );
+        if self.adversary.is_some() {
+            s.adversary = self.adversary;
+            if self.adversary_percent.is_none() {
+                s.adversary_percent = 20;
+            }
+        }
         s.name = match &self.name {
             Some(name) => name.clone(),
             None => s.default_name(),
