@@ -30,9 +30,10 @@ fn frame(flags: u16, app: u16, body: &[u8]) -> Vec<u8> {
 fuzz_target!(|data: &[u8]| {
     let mut cfg = NodeConfig::default();
     cfg.auth.require_token = false;
+    cfg.origin_auth = overlay_proto::OriginAuth::None;
     cfg.max_queue_frames = 8;
     cfg.seen_capacity = 64;
-    let identity = NodeIdentity { peer_id: PeerId([1; 32]), listen_addr: None };
+    let identity = NodeIdentity::new(PeerId([1; 32]), None);
     let Ok(mut node) = Node::new(cfg.clone(), identity, 7) else { return };
     let peer = PeerId([2; 32]);
     let conn = ConnId(1);

@@ -11,7 +11,8 @@
 //!
 //! `cargo bench -p overlay-driver-tokio --bench loopback_latency` (defaults: 32 nodes, 200 msg/s,
 //! 1 KiB, 10 s). Override with `LAT_NODES`, `LAT_RATE`, `LAT_SECONDS`, `LAT_PAYLOAD`,
-//! `LAT_WARMUP`.
+//! `LAT_WARMUP`; `LAT_ORIGIN_AUTH=none` runs without origin signatures (default `sign`, the
+//! daemon's default).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code
 
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use overlay_proto::NodeConfig;
+use overlay_proto::{NodeConfig, OriginAuth};
 use svc_overlay::api::Overlay;
 
 fn env(name: &str, default: u64) -> u64 {
@@ -56,8 +57,14 @@ async fn run() {
     let payload_len = env("LAT_PAYLOAD", 1024) as usize;
     let warmup = env("LAT_WARMUP", 2);
 
+    let origin_auth = match std::env::var("LAT_ORIGIN_AUTH").as_deref() {
+        Ok("none") => OriginAuth::None,
+        _ => OriginAuth::Sign,
+    };
+    println!("origin_auth = {}", origin_auth.as_str());
     let cfg = NodeConfig {
         active_target: 6,
+        origin_auth,
         ..NodeConfig::default()
     };
     let mut overlays = Vec::with_capacity(nodes);

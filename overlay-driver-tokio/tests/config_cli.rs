@@ -613,7 +613,7 @@ fn bad_file_values_name_the_key_and_range() {
         (
             "[limits]\nmax_message_bytes = 2000000\n",
             "max_message_bytes",
-            "1..=1048400",
+            "1..=1048300",
         ),
         (
             "[limits]\nkeepalive_ms = 90000000\n",
@@ -1067,6 +1067,35 @@ fn reference_doc_mentions_every_flag_env_var_and_key() {
             }
         }
     }
+}
+
+#[test]
+fn origin_auth_defaults_to_sign_and_takes_flag_and_file() {
+    use overlay_proto::OriginAuth;
+    // Sign by default, in dev mode too (the dev identity is Ed25519).
+    let cfg = run(&[], &[]).unwrap();
+    assert!(cfg.dev_mode);
+    assert_eq!(cfg.node.origin_auth, OriginAuth::Sign);
+    let cfg = run(&["--origin-auth", "none"], &[]).unwrap();
+    assert_eq!(cfg.node.origin_auth, OriginAuth::None);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "o.toml", "[gossip]\norigin_auth = \"none\"\n");
+    let cfg = run(&["--config", s(&file)], &[]).unwrap();
+    assert_eq!(cfg.node.origin_auth, OriginAuth::None);
+    // The flag wins over the file.
+    let cfg = run(&["--config", s(&file), "--origin-auth", "sign"], &[]).unwrap();
+    assert_eq!(cfg.node.origin_auth, OriginAuth::Sign);
+
+    let e = err(&["--origin-auth", "maybe"], &[]);
+    assert_names(
+        &e,
+        "origin_auth",
+        &["maybe", "--origin-auth", "sign | none"],
+    );
+    let bad = write(dir.path(), "b.toml", "[gossip]\norigin_auth = \"Sign\"\n");
+    let e = err(&["--config", s(&bad)], &[]);
+    assert_names(&e, "origin_auth", &["gossip.origin_auth", "sign | none"]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -24,12 +24,10 @@ fn main() {
     let _profiler = dhat::Profiler::builder().testing().build();
     let mut cfg = NodeConfig::default();
     cfg.auth.require_token = false;
+    cfg.origin_auth = overlay_proto::OriginAuth::None;
     cfg.max_sessions = 2048;
     cfg.active_target = 9;
-    let identity = NodeIdentity {
-        peer_id: PeerId([0xC0; 32]),
-        listen_addr: None,
-    };
+    let identity = NodeIdentity::new(PeerId([0xC0; 32]), None);
     let mut node = Node::new(cfg, identity, 1).unwrap_or_else(|e| panic!("config: {e}"));
     // Warm up one session so lazily created structures exist before measuring.
     support::open_fake_session(&mut node, Instant::ZERO, 100_000);

@@ -8,7 +8,8 @@ use core::time::Duration;
 use overlay_proto::frame::{flags, Header};
 use overlay_proto::wire::{self, HelloOverlay, HelloRequestBody, Kind};
 use overlay_proto::{
-    ConnId, Direction, Input, Instant, MessageId, Node, NodeConfig, NodeIdentity, PeerId,
+    ConnId, Direction, Input, Instant, Node, NodeConfig, NodeIdentity, OriginAuth, OriginSigner,
+    PeerId, SigningSeed,
 };
 
 /// A frame with the given fields.
@@ -101,11 +102,13 @@ pub fn credit_frame(frames: u32, bytes: u32) -> Vec<u8> {
 /// Messages per read handed to the node in the gossip benchmarks.
 pub const BATCH: usize = 64;
 
-/// A node with ten running sessions (fake peers 0..10), α = 3, β = 6, no quota, and a seen
-/// cache of `seen_capacity` ids: the forwarding node of the gossip benchmarks.
-pub fn forwarding_node(seen_capacity: usize) -> Node {
+/// A node with ten running sessions (fake peers 0..10), α = 3, β = 6, no quota, a seen
+/// cache of `seen_capacity` ids and the given origin authentication: the forwarding node of
+/// the gossip benchmarks.
+pub fn forwarding_node(seen_capacity: usize, origin_auth: OriginAuth) -> Node {
     let mut cfg = NodeConfig::default();
     cfg.auth.require_token = false;
+    cfg.origin_auth = origin_auth;
     cfg.alpha = 3;
     cfg.beta = 6;
     cfg.active_target = 10;
@@ -116,10 +119,7 @@ pub fn forwarding_node(seen_capacity: usize) -> Node {
     cfg.keepalive_interval = Duration::from_secs(3600);
     cfg.liveness_timeout = Duration::from_secs(7200);
     cfg.idle_timeout = Duration::from_secs(7200);
-    let identity = NodeIdentity {
-        peer_id: PeerId([0xC0; 32]),
-        listen_addr: None,
-    };
+    let identity = NodeIdentity::from_signing_seed(SigningSeed([0xC0; 32]), None);
     let mut node = Node::new(cfg, identity, 1).unwrap_or_else(|e| panic!("config: {e}"));
     for i in 0..10 {
         open_fake_session(&mut node, Instant::ZERO, i);
@@ -128,26 +128,24 @@ pub fn forwarding_node(seen_capacity: usize) -> Node {
     node
 }
 
-/// `messages` GOSSIP frames with distinct ids and 1 KiB payloads from one origin, grouped in
-/// reads of [`BATCH`] frames, each read a uniquely owned buffer.
-pub fn gossip_batches(messages: usize) -> Vec<Bytes> {
+/// `messages` GOSSIP frames with distinct, correctly computed ids and 1 KiB payloads from
+/// one origin (signed by it when `signed`), grouped in reads of [`BATCH`] frames, each read
+/// a uniquely owned buffer.
+pub fn gossip_batches(messages: usize, signed: bool) -> Vec<Bytes> {
     let payload = vec![0x5Au8; 1024];
-    let origin = fake_peer(999);
+    let signer = OriginSigner::new(&SigningSeed([0x99; 32]));
+    let origin = signer.peer_id();
     let mut batches = Vec::with_capacity(messages / BATCH);
     let mut buf = BytesMut::new();
     for k in 0..messages {
-        let mut id = [0u8; 32];
-        id[..8].copy_from_slice(&(k as u64).to_le_bytes());
-        id[8..16].copy_from_slice(&(k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
-        let mut header = [0u8; wire::GOSSIP_HEADER_LEN];
-        let mut cursor = &mut header[..];
-        wire::put_gossip_header(&mut cursor, &MessageId(id), &origin, k as u64, 2);
+        let (_, body) =
+            wire::gossip_body(&origin, k as u64, 2, &payload, signed.then_some(&signer));
         buf.put_slice(&frame(
             flags::EVENT,
             Kind::Gossip.code(),
             overlay_proto::OVERLAY_APP_PROTO_ID,
             &[],
-            &[&header, &payload],
+            &[&body],
         ));
         if (k + 1) % BATCH == 0 {
             batches.push(Bytes::from(buf.split().to_vec()));

@@ -2,7 +2,7 @@
 //! of messages and prints messages per second of this process's wall time. Meant for profilers
 //! (`valgrind --tool=callgrind`, `perf record`): unlike the criterion bench it does no setup
 //! work inside the measured loop. Usage: `cargo run --release -p overlay-proto --example
-//! gossip_hotpath -- [messages]`.
+//! gossip_hotpath -- [messages]`; `ORIGIN_AUTH=sign` runs the signed path (default `none`).
 
 #![allow(
     clippy::unwrap_used,
@@ -15,7 +15,7 @@ mod support;
 
 use bytes::Bytes;
 use core::time::Duration;
-use overlay_proto::{Instant, Node};
+use overlay_proto::{Instant, Node, OriginAuth};
 use support::{forward_round, forwarding_node, gossip_batches, round_credit};
 
 fn main() {
@@ -27,8 +27,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64 * 1024);
-    let mut node = forwarding_node(seen);
-    let batches = gossip_batches(messages);
+    let origin_auth = match std::env::var("ORIGIN_AUTH").as_deref() {
+        Ok("sign") => OriginAuth::Sign,
+        _ => OriginAuth::None,
+    };
+    let mut node = forwarding_node(seen, origin_auth);
+    let batches = gossip_batches(messages, origin_auth == OriginAuth::Sign);
     let started = std::time::Instant::now();
     measured_loop(&mut node, batches);
     let elapsed = started.elapsed();

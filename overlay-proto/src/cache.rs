@@ -10,6 +10,7 @@ use core::time::Duration;
 use std::collections::VecDeque;
 
 use crate::idhash::{keyed_id_map, IdMap};
+use crate::origin::OriginSignature;
 use crate::peer::{MessageId, PeerId};
 use crate::time::Instant;
 
@@ -22,6 +23,8 @@ pub struct StoredMessage {
     pub nonce: u64,
     /// Hops at which this node received it (0 for its own broadcasts).
     pub hops: u8,
+    /// The origin's key and signature, relayed unchanged in GRAFT answers.
+    pub auth: Option<OriginSignature>,
     /// The payload (shared with the receive buffer, not copied).
     pub payload: Bytes,
 }
@@ -206,6 +209,7 @@ mod tests {
             origin: PeerId([0; 32]),
             nonce: 0,
             hops: 1,
+            auth: None,
             payload: vec![1; len].into(),
         }
     }

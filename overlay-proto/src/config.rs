@@ -4,6 +4,7 @@ use core::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{KeyRing, SecretToken};
+use crate::origin::OriginAuth;
 use crate::score::ScoreConfig;
 
 /// The overlay's OAP/1 `app_proto_id` ("OV").
@@ -83,6 +84,10 @@ pub struct NodeConfig {
     pub ihave_batch_max: usize,
     /// Recent ids announced to a session as soon as it opens (repairs after churn).
     pub catch_up_ids: usize,
+    /// Origin signatures of gossip: `Sign` (default) signs every broadcast and rejects a
+    /// GOSSIP without a valid signature by its origin; `None` neither signs nor checks.
+    /// `Sign` needs an identity with an Ed25519 signing key.
+    pub origin_auth: OriginAuth,
     /// Period of the membership shuffle.
     pub shuffle_interval: Duration,
     /// Peers sent in one shuffle.
@@ -210,6 +215,7 @@ impl Default for NodeConfig {
             lazy_flush_interval: Duration::from_millis(10),
             ihave_batch_max: 512,
             catch_up_ids: 256,
+            origin_auth: OriginAuth::Sign,
             shuffle_interval: Duration::from_secs(5),
             shuffle_len: 16,
             backoff_base: Duration::from_millis(200),
@@ -404,7 +410,7 @@ impl NodeConfig {
         check(
             (1..=crate::wire::MAX_APP_PAYLOAD).contains(&self.max_message_bytes),
             "max_message_bytes",
-            "1..=1048400",
+            "1..=1048300",
         )?;
         check(self.peer_rate_per_s >= 1, "peer_rate_per_s", ">= 1")?;
         check(

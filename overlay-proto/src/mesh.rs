@@ -31,6 +31,7 @@ use crate::error::OverlayError;
 use crate::idhash::IdMap;
 use crate::input::Input;
 use crate::node::{Node, NodeIdentity};
+use crate::origin::SigningSeed;
 use crate::peer::{ConnId, DialId, Direction, MessageId, PeerId};
 use crate::stats::NodeStats;
 use crate::time::Instant;
@@ -189,13 +190,21 @@ pub fn node_addr(i: usize) -> SocketAddr {
     ))
 }
 
-/// Identity of node `i` of a mesh with this seed.
+/// Ed25519 signing seed of node `i` of a mesh with this seed (derived, so runs repeat).
+pub fn node_signing_seed(seed: u64, i: usize) -> SigningSeed {
+    let mut material = [0u8; 16];
+    material[..8].copy_from_slice(&seed.to_be_bytes());
+    material[8..].copy_from_slice(&(i as u64).to_be_bytes());
+    SigningSeed(blake3::derive_key(
+        "svc-overlay mesh node identity v2",
+        &material,
+    ))
+}
+
+/// Identity of node `i` of a mesh with this seed: the PeerId of its Ed25519 key, so the
+/// mesh runs in both `origin_auth` modes.
 pub fn node_peer_id(seed: u64, i: usize) -> PeerId {
-    let mut h = blake3::Hasher::new();
-    h.update(b"svc-overlay mesh identity");
-    h.update(&seed.to_be_bytes());
-    h.update(&(i as u64).to_be_bytes());
-    PeerId(*h.finalize().as_bytes())
+    node_signing_seed(seed, i).peer_id()
 }
 
 impl Mesh {
@@ -205,10 +214,10 @@ impl Mesh {
         let mut nodes = Vec::with_capacity(config.nodes);
         let mut by_addr = BTreeMap::new();
         for i in 0..config.nodes {
-            let identity = NodeIdentity {
-                peer_id: node_peer_id(config.seed, i),
-                listen_addr: Some(node_addr(i)),
-            };
+            let identity = NodeIdentity::from_signing_seed(
+                node_signing_seed(config.seed, i),
+                Some(node_addr(i)),
+            );
             let node = Node::new(config.node_config.clone(), identity.clone(), rng.next_u64())?;
             by_addr.insert(node_addr(i), i);
             nodes.push(MeshNode {

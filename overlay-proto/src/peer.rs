@@ -4,6 +4,13 @@ use core::fmt;
 use core::str::FromStr;
 use serde::{Deserialize, Serialize};
 
+/// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): `SEQUENCE(42) {
+/// SEQUENCE(5) { OID 1.3.101.112 }, BIT STRING(33) with 0 unused bits }`; the 32 key bytes
+/// follow.
+pub const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
 /// A peer's identity: BLAKE3 of the DER SubjectPublicKeyInfo of its TLS certificate, so an
 /// identity cannot be claimed without the private key. Shown as `peer:` + 64 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -18,6 +25,16 @@ impl PeerId {
     /// Derives a peer id from a DER-encoded SubjectPublicKeyInfo.
     pub fn from_spki_der(spki_der: &[u8]) -> Self {
         PeerId(*blake3::hash(spki_der).as_bytes())
+    }
+
+    /// The peer id of an Ed25519 public key: BLAKE3 of its SubjectPublicKeyInfo, which is
+    /// [`ED25519_SPKI_PREFIX`] followed by the 32 key bytes (RFC 8410). Equal to
+    /// [`PeerId::from_spki_der`] of the certificate that holds the key.
+    pub fn from_ed25519_public(key: &[u8; 32]) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&ED25519_SPKI_PREFIX);
+        hasher.update(key);
+        PeerId(*hasher.finalize().as_bytes())
     }
 
     /// The raw 32 bytes.
@@ -109,6 +126,18 @@ mod tests {
         assert_eq!(text.len(), 5 + 64);
         assert_eq!(text.parse::<PeerId>(), Ok(id));
         assert_eq!("peer:zz".parse::<PeerId>(), Err(ParsePeerIdError));
+    }
+
+    #[test]
+    fn ed25519_peer_id_is_the_hash_of_its_spki() {
+        let key = [7u8; 32];
+        let mut spki = ED25519_SPKI_PREFIX.to_vec();
+        spki.extend_from_slice(&key);
+        assert_eq!(spki.len(), 44);
+        assert_eq!(
+            PeerId::from_ed25519_public(&key),
+            PeerId::from_spki_der(&spki)
+        );
     }
 }
 

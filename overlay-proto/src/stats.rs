@@ -58,11 +58,16 @@ pub enum RejectReason {
     /// A membership entry (HELLO `listen` or SHUFFLE) dropped: unspecified or loopback address
     /// from a non-loopback peer, or an attempt to re-point a pinned PeerId.
     BadAddress,
+    /// A GOSSIP whose id is not BLAKE3(origin ‖ nonce ‖ payload).
+    BadId,
+    /// A GOSSIP without a valid origin signature (missing in `sign` mode, signed by a key
+    /// that is not the origin's, or not verifying).
+    BadSignature,
 }
 
 impl RejectReason {
     /// Number of variants (size of the counter array).
-    pub const COUNT: usize = 25;
+    pub const COUNT: usize = 27;
     /// Every variant, in counter order.
     pub const ALL: [RejectReason; Self::COUNT] = [
         RejectReason::Quota,
@@ -90,6 +95,8 @@ impl RejectReason {
         RejectReason::ShuffleFlood,
         RejectReason::LowScore,
         RejectReason::BadAddress,
+        RejectReason::BadId,
+        RejectReason::BadSignature,
     ];
 
     /// The metrics label (`rejected_total{reason}`).
@@ -120,6 +127,8 @@ impl RejectReason {
             RejectReason::ShuffleFlood => "shuffle_flood",
             RejectReason::LowScore => "low_score",
             RejectReason::BadAddress => "bad_address",
+            RejectReason::BadId => "bad_id",
+            RejectReason::BadSignature => "bad_signature",
         }
     }
 

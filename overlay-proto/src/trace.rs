@@ -6,8 +6,8 @@
 //! Replaying the inputs into a fresh [`Node`] built from the header must reproduce every
 //! action; [`Replayer`] checks that record by record.
 //!
-//! A trace holds payloads, tokens and the capability keys of the config: treat it as a
-//! secret.
+//! A trace holds payloads, tokens, the capability keys of the config and the node's Ed25519
+//! signing seed (replay must reproduce its signatures): treat it as a secret.
 
 use std::io::{Read, Write};
 
@@ -21,8 +21,9 @@ use crate::time::Instant;
 
 /// First bytes of every trace file.
 pub const TRACE_MAGIC: &[u8] = b"SVCOVERLAY-TRACE/1\n";
-/// Version of the record layout.
-pub const TRACE_FORMAT_VERSION: u32 = 1;
+/// Version of the record layout. 2: the identity carries the Ed25519 signing seed, the config
+/// `origin_auth`, and GOSSIP bodies the `auth` byte (origin signatures).
+pub const TRACE_FORMAT_VERSION: u32 = 2;
 
 /// What a replay needs to rebuild the node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,15 +8,31 @@
 use bytes::{BufMut, Bytes};
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use crate::origin::{OriginSignature, OriginSigner, PUBLIC_KEY_LEN, SIGNATURE_LEN};
 use crate::peer::{MessageId, PeerId};
 
 /// Largest application payload an overlay message can carry in one frame
-/// (1 MiB − 38-byte header − 73-byte gossip header, rounded down).
-pub const MAX_APP_PAYLOAD: usize = 1_048_400;
+/// (1 MiB − 38-byte frame header − 170-byte signed gossip header = 1,048,368, rounded down).
+pub const MAX_APP_PAYLOAD: usize = 1_048_300;
 /// Most message ids in one IHAVE or GRAFT.
 pub const MAX_IHAVE_IDS: usize = 8192;
-/// Bytes before the application payload in a GOSSIP message.
-pub const GOSSIP_HEADER_LEN: usize = 32 + 32 + 8 + 1;
+/// Bytes before the application payload in an unsigned GOSSIP message:
+/// `id[32] origin[32] nonce u64 hops u8 auth u8`.
+pub const GOSSIP_HEADER_LEN: usize = 32 + 32 + 8 + 1 + 1;
+/// Bytes of the origin authentication block of a signed GOSSIP: `key[32] signature[64]`.
+pub const GOSSIP_AUTH_LEN: usize = PUBLIC_KEY_LEN + SIGNATURE_LEN;
+/// Bytes before the application payload in a signed GOSSIP message.
+pub const SIGNED_GOSSIP_HEADER_LEN: usize = GOSSIP_HEADER_LEN + GOSSIP_AUTH_LEN;
+// The largest payload fits one OAP/1 frame with the signed header.
+const _: () = assert!(
+    MAX_APP_PAYLOAD + SIGNED_GOSSIP_HEADER_LEN + crate::frame::HEADER_LEN
+        <= crate::frame::MAX_FRAME_BYTES
+);
+
+/// GOSSIP `auth` byte: no origin signature follows.
+pub const GOSSIP_AUTH_NONE: u8 = 0;
+/// GOSSIP `auth` byte: the origin's Ed25519 key and signature follow.
+pub const GOSSIP_AUTH_ED25519: u8 = 1;
 /// Bytes per entry of an IHAVE message.
 pub const IHAVE_ENTRY_LEN: usize = 32 + 1;
 /// Most entries in one SHUFFLE message.
@@ -26,7 +42,7 @@ pub const MAX_SHUFFLE_ENTRIES: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u16)]
 pub enum Kind {
-    /// Eager push of a gossip message: id, origin, nonce, hops, payload.
+    /// Eager push of a gossip message: id, origin, nonce, hops, origin signature, payload.
     Gossip = 0x0101,
     /// Lazy announcement of message ids the sender holds.
     IHave = 0x0102,
@@ -165,10 +181,10 @@ pub struct WireError {
     pub kind: Kind,
 }
 
-/// The fixed part of a GOSSIP message, borrowed from the frame.
+/// A GOSSIP message; the payload is borrowed from the frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GossipMsg {
-    /// Message id.
+    /// Message id (claimed by the sender; receivers recompute it).
     pub id: MessageId,
     /// The broadcaster.
     pub origin: PeerId,
@@ -176,11 +192,21 @@ pub struct GossipMsg {
     pub nonce: u64,
     /// Hops so far (the sender's own hop count; the receiver is one further).
     pub hops: u8,
+    /// The origin's key and signature, when the message is signed.
+    pub auth: Option<OriginSignature>,
     /// Application payload (a slice of the received frame, no copy).
     pub payload: Bytes,
 }
 
-/// Writes the GOSSIP body header (everything before the application payload).
+/// Bytes before the payload of a GOSSIP with (or without) an origin signature.
+pub fn gossip_header_len(auth: Option<&OriginSignature>) -> usize {
+    match auth {
+        Some(_) => SIGNED_GOSSIP_HEADER_LEN,
+        None => GOSSIP_HEADER_LEN,
+    }
+}
+
+/// Writes an unsigned GOSSIP body header (everything before the application payload).
 pub fn put_gossip_header(
     out: &mut impl BufMut,
     id: &MessageId,
@@ -188,17 +214,57 @@ pub fn put_gossip_header(
     nonce: u64,
     hops: u8,
 ) {
+    put_gossip_header_with(out, id, origin, nonce, hops, None);
+}
+
+/// Writes a GOSSIP body header, signed when `auth` is given:
+/// `id[32] origin[32] nonce u64 hops u8 auth u8 [key[32] signature[64]]`.
+pub fn put_gossip_header_with(
+    out: &mut impl BufMut,
+    id: &MessageId,
+    origin: &PeerId,
+    nonce: u64,
+    hops: u8,
+    auth: Option<&OriginSignature>,
+) {
     out.put_slice(&id.0);
     out.put_slice(&origin.0);
     out.put_u64(nonce);
     out.put_u8(hops);
+    match auth {
+        None => out.put_u8(GOSSIP_AUTH_NONE),
+        Some(a) => {
+            out.put_u8(GOSSIP_AUTH_ED25519);
+            out.put_slice(&a.key);
+            out.put_slice(&a.signature);
+        }
+    }
+}
+
+/// Builds a complete GOSSIP body as an originator does: computes the id over
+/// `origin ‖ nonce ‖ payload`, signs it when a signer is given (the origin should then be the
+/// signer's PeerId), and returns the id and the body.
+pub fn gossip_body(
+    origin: &PeerId,
+    nonce: u64,
+    hops: u8,
+    payload: &[u8],
+    signer: Option<&OriginSigner>,
+) -> (MessageId, Vec<u8>) {
+    let id = MessageId::compute(origin, nonce, payload);
+    let auth = signer.map(|s| s.sign(&id));
+    let mut body = Vec::with_capacity(gossip_header_len(auth.as_ref()) + payload.len());
+    put_gossip_header_with(&mut body, &id, origin, nonce, hops, auth.as_ref());
+    body.extend_from_slice(payload);
+    (id, body)
 }
 
 fn array32(bytes: &[u8]) -> Option<[u8; 32]> {
     bytes.get(..32)?.try_into().ok()
 }
 
-/// Parses a GOSSIP body; the payload is a zero-copy slice of `body`.
+/// Parses a GOSSIP body; the payload is a zero-copy slice of `body`. An `auth` byte other
+/// than 0 or 1, or a signed body too short for its key and signature, is malformed.
 pub fn parse_gossip(body: &Bytes) -> Result<GossipMsg, WireError> {
     let err = WireError { kind: Kind::Gossip };
     if body.len() < GOSSIP_HEADER_LEN {
@@ -208,12 +274,29 @@ pub fn parse_gossip(body: &Bytes) -> Result<GossipMsg, WireError> {
     let origin = PeerId(array32(body.get(32..).ok_or(err)?).ok_or(err)?);
     let nonce_bytes: [u8; 8] = body.get(64..72).ok_or(err)?.try_into().map_err(|_| err)?;
     let hops = *body.get(72).ok_or(err)?;
+    let (auth, header_len) = match *body.get(73).ok_or(err)? {
+        GOSSIP_AUTH_NONE => (None, GOSSIP_HEADER_LEN),
+        GOSSIP_AUTH_ED25519 => {
+            let key = array32(body.get(GOSSIP_HEADER_LEN..).ok_or(err)?).ok_or(err)?;
+            let signature: [u8; SIGNATURE_LEN] = body
+                .get(GOSSIP_HEADER_LEN + PUBLIC_KEY_LEN..SIGNED_GOSSIP_HEADER_LEN)
+                .ok_or(err)?
+                .try_into()
+                .map_err(|_| err)?;
+            (
+                Some(OriginSignature { key, signature }),
+                SIGNED_GOSSIP_HEADER_LEN,
+            )
+        }
+        _ => return Err(err),
+    };
     Ok(GossipMsg {
         id,
         origin,
         nonce: u64::from_be_bytes(nonce_bytes),
         hops,
-        payload: body.slice(GOSSIP_HEADER_LEN..),
+        auth,
+        payload: body.slice(header_len..),
     })
 }
 
@@ -377,11 +460,39 @@ mod tests {
         let body = buf.freeze();
         let msg = parse_gossip(&body).unwrap();
         assert_eq!(
-            (msg.id, msg.origin, msg.nonce, msg.hops),
-            (id, origin, 7, 3)
+            (msg.id, msg.origin, msg.nonce, msg.hops, msg.auth),
+            (id, origin, 7, 3, None)
         );
         assert_eq!(&msg.payload[..], b"hello");
-        assert!(parse_gossip(&body.slice(..72)).is_err());
+        assert!(parse_gossip(&body.slice(..73)).is_err());
+        // An unknown auth byte is malformed.
+        let mut bad = body.to_vec();
+        bad[73] = 2;
+        assert!(parse_gossip(&Bytes::from(bad)).is_err());
+    }
+
+    #[test]
+    fn signed_gossip_layout() {
+        let signer = OriginSigner::new(&crate::origin::SigningSeed([5; 32]));
+        let origin = signer.peer_id();
+        let (id, body) = gossip_body(&origin, 9, 0, b"signed", Some(&signer));
+        assert_eq!(body.len(), SIGNED_GOSSIP_HEADER_LEN + 6);
+        assert_eq!(body[73], GOSSIP_AUTH_ED25519);
+        assert_eq!(&body[74..106], &signer.public_key());
+        let body = Bytes::from(body);
+        let msg = parse_gossip(&body).unwrap();
+        assert_eq!(msg.id, id);
+        assert_eq!(id, MessageId::compute(&origin, 9, b"signed"));
+        assert_eq!(&msg.payload[..], b"signed");
+        let auth = msg.auth.unwrap();
+        assert_eq!(auth.verify(&origin, &id), Ok(()));
+        // Truncated inside the signature: malformed, never a short payload.
+        assert!(parse_gossip(&body.slice(..SIGNED_GOSSIP_HEADER_LEN - 1)).is_err());
+        // Re-encoding gives the same bytes.
+        let mut again = BytesMut::new();
+        put_gossip_header_with(&mut again, &id, &origin, 9, 0, Some(&auth));
+        again.put_slice(b"signed");
+        assert_eq!(&again[..], &body[..]);
     }
 
     #[test]

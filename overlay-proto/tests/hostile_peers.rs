@@ -34,6 +34,8 @@ fn token(caveats: Vec<Caveat>) -> String {
 fn open_config() -> NodeConfig {
     let mut c = NodeConfig::default();
     c.auth.require_token = false;
+    // Raw peers here send unsigned gossip.
+    c.origin_auth = overlay_proto::OriginAuth::None;
     c.unix_base_secs = NOW_UNIX;
     // Raw peers here never send heartbeats: keep the failure detector out of the way.
     c.idle_timeout = Duration::from_secs(10_000);
@@ -120,6 +122,7 @@ impl Bed {
         let identity = NodeIdentity {
             peer_id: peer(1),
             listen_addr: Some(SocketAddr::from(([10, 0, 0, 1], 9415))),
+            signing_key: None,
         };
         Bed {
             node: Node::new(cfg, identity, 42).unwrap(),
@@ -668,4 +671,29 @@ fn a_violation_is_scored_and_repeat_offenders_are_banned() {
     assert_eq!(bed.node.stats().peers_banned, 1);
     bed.up(12, peer(2), [10, 0, 0, 2]);
     assert_eq!(bed.closed(12), Some(CloseReason::Banned));
+}
+
+#[test]
+fn a_message_with_a_bad_id_is_refused_with_400_and_bans_its_sender() {
+    let mut bed = Bed::new(open_config());
+    bed.open(1, peer(2));
+    bed.open(2, peer(3));
+    let mut body = Vec::new();
+    wire::put_gossip_header(&mut body, &MessageId([7; 32]), &peer(9), 1, 0);
+    body.extend_from_slice(b"not what the id says");
+    bed.send(1, event(Kind::Gossip, &body));
+    assert_eq!(
+        bed.closed(1),
+        Some(CloseReason::Violation(OverlayError::Malformed))
+    );
+    assert_eq!(bed.error_code(1), Some(400));
+    assert_eq!(bed.rejected(RejectReason::BadId), 1);
+    let stats = bed.node.stats();
+    assert_eq!(stats.score_penalties[Penalty::InvalidMessage as usize], 1);
+    assert_eq!(stats.peers_banned, 1);
+    // The sender's identity is banned; the other session is untouched.
+    bed.up(3, peer(2), [10, 0, 0, 2]);
+    assert_eq!(bed.closed(3), Some(CloseReason::Banned));
+    assert_eq!(bed.closed(2), None);
+    assert!(bed.broadcast(b"still fine").is_ok());
 }

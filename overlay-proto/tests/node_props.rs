@@ -19,6 +19,7 @@ use proptest::prelude::*;
 fn small_config() -> NodeConfig {
     let mut c = NodeConfig::default();
     c.auth.require_token = false;
+    c.origin_auth = overlay_proto::OriginAuth::None;
     c.max_sessions = 4;
     c.active_target = 3;
     c.seen_capacity = 32;
@@ -219,10 +220,7 @@ fn to_input(op: &Op) -> Input {
 
 fn run(ops: &[Op]) -> Vec<Action> {
     let cfg = small_config();
-    let identity = NodeIdentity {
-        peer_id: PeerId([0xEE; 32]),
-        listen_addr: None,
-    };
+    let identity = NodeIdentity::new(PeerId([0xEE; 32]), None);
     let mut node = Node::new(cfg.clone(), identity, 42).unwrap();
     let mut now = Instant::ZERO;
     let mut all = Vec::new();

@@ -7,14 +7,11 @@ use bytes::Bytes;
 use core::time::Duration;
 use overlay_proto::mesh::{Mesh, MeshConfig};
 use overlay_proto::{
-    Action, Input, Instant, LiveSettings, Node, NodeConfig, NodeIdentity, PeerId, RejectReason,
+    Action, Input, Instant, LiveSettings, Node, NodeConfig, NodeIdentity, RejectReason, SigningSeed,
 };
 
 fn lone_node() -> Node {
-    let identity = NodeIdentity {
-        peer_id: PeerId([7; 32]),
-        listen_addr: None,
-    };
+    let identity = NodeIdentity::from_signing_seed(SigningSeed([7; 32]), None);
     Node::new(NodeConfig::default(), identity, 1).unwrap()
 }
 

@@ -18,14 +18,15 @@ use overlay_proto::{
 fn cfg() -> NodeConfig {
     let mut c = NodeConfig::default();
     c.auth.require_token = false;
+    c.origin_auth = overlay_proto::OriginAuth::None;
     c
 }
 
 fn identity(id: u8) -> NodeIdentity {
-    NodeIdentity {
-        peer_id: PeerId([id; 32]),
-        listen_addr: Some(SocketAddr::from(([127, 0, 0, id], 9415))),
-    }
+    NodeIdentity::new(
+        PeerId([id; 32]),
+        Some(SocketAddr::from(([127, 0, 0, id], 9415))),
+    )
 }
 
 /// Runs two connected nodes for a while, recording node A; returns the trace bytes.

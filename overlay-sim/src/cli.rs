@@ -114,6 +114,9 @@ pub struct ScaleArgs {
     /// the first broadcast]
     #[arg(long, value_name = "R")]
     pub min_reliability: Option<f64>,
+    /// Origin signatures: none | sign [default: none]
+    #[arg(long, value_name = "MODE", value_parser = parse_origin_auth)]
+    pub origin_auth: Option<overlay_proto::OriginAuth>,
     /// Attacker behaviour of a share of the nodes: forger, silent, graft-spam, ihave-flood,
     /// eclipse (see docs/SIMULATION.md) [default: none]
     #[arg(long, value_name = "KIND")]
@@ -135,6 +138,11 @@ pub struct ScaleArgs {
     /// Print the report as one line of JSON (then the digest line)
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_origin_auth(s: &str) -> Result<overlay_proto::OriginAuth, String> {
+    s.parse()
+        .map_err(|()| format!("`{s}`: expected `sign` or `none`"))
 }
 
 /// Arguments of `overlay-sim replay`.
@@ -173,6 +181,7 @@ impl ScaleArgs {
             loss: self.loss,
             bootstrap_peers: self.bootstrap_peers,
             min_reliability: self.min_reliability,
+            origin_auth: self.origin_auth,
             adversary: self.adversary,
             adversary_percent: self.adversary_percent,
             attack_start_ms: self.attack_start_ms,

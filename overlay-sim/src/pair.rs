@@ -16,7 +16,9 @@ use bytes::Bytes;
 
 use overlay_proto::action::Action;
 use overlay_proto::trace::{TraceHeader, TraceWriter};
-use overlay_proto::{ConnId, Direction, Input, Instant, Node, NodeConfig, NodeIdentity, PeerId};
+use overlay_proto::{
+    ConnId, Direction, Input, Instant, Node, NodeConfig, NodeIdentity, SigningSeed,
+};
 
 use crate::SimError;
 
@@ -98,12 +100,17 @@ fn addr(i: usize) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::new(127, 0, 0, 10 + i as u8), 9415))
 }
 
-fn peer_id(seed: u64, i: usize) -> PeerId {
-    // A distinct first byte per node keeps the short form (`PeerId::short`) readable.
-    let mut id = [0u8; 32];
-    id[0] = 0xA0 + i as u8;
-    id[1..9].copy_from_slice(&seed.to_be_bytes());
-    PeerId(id)
+/// Node `i`'s Ed25519 identity (derived from the script's seed, so runs repeat); the pair
+/// runs with the default `origin_auth = sign`, so its traces carry signed gossip.
+fn identity(seed: u64, i: usize) -> NodeIdentity {
+    let mut material = [0u8; 16];
+    material[..8].copy_from_slice(&seed.to_be_bytes());
+    material[8..].copy_from_slice(&(i as u64).to_be_bytes());
+    let key = SigningSeed(blake3::derive_key(
+        "svc-overlay pair node identity v1",
+        &material,
+    ));
+    NodeIdentity::from_signing_seed(key, Some(addr(i)))
 }
 
 impl Pair {
@@ -236,10 +243,7 @@ pub fn record_pair(script: &PairScript) -> Result<PairTraces, SimError> {
     let mut nodes = Vec::with_capacity(2);
     let mut writers = Vec::with_capacity(2);
     for i in 0..2 {
-        let identity = NodeIdentity {
-            peer_id: peer_id(script.seed, i),
-            listen_addr: Some(addr(i)),
-        };
+        let identity = identity(script.seed, i);
         let seed = script.seed.wrapping_add(i as u64);
         let header = TraceHeader::new(config.clone(), identity.clone(), seed);
         nodes.push(Node::new(config.clone(), identity, seed)?);

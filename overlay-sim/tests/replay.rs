@@ -185,14 +185,38 @@ fn a_flipped_byte_in_a_received_payload_is_a_divergence_at_its_record() {
     let (outcome, text) = run(&bytes, ReplayOptions::default());
     let d = outcome.divergence.as_ref().expect("divergence");
     assert_eq!(d.seq, target, "{text}");
+    // Ids are content-checked: the replayed node sees a message whose id no longer matches
+    // its payload and rejects it (400, bad_id) where the recording delivered it.
+    assert!(text.contains("rejected c2 bad_id"), "{text}");
+    assert!(d.actual.iter().any(|a| matches!(
+        a,
+        Action::Rejected {
+            reason: overlay_proto::RejectReason::BadId,
+            ..
+        }
+    )));
+    assert!(d
+        .expected
+        .iter()
+        .any(|a| matches!(a, Action::Deliver(x) if x.payload.as_ref() == MARKER)));
+
+    // A flipped byte in the recorded delivery (the marker's second occurrence, in that
+    // record's actions) is a payload difference.
+    let mut bytes = t.b.clone();
+    let second = at
+        + 1
+        + bytes[at + 1..]
+            .windows(MARKER.len())
+            .position(|w| w == MARKER)
+            .unwrap();
+    bytes[second + 11] ^= 0x20;
+    let (outcome, text) = run(&bytes, ReplayOptions::default());
+    let d = outcome.divergence.as_ref().expect("divergence");
+    assert_eq!(d.seq, target, "{text}");
     assert!(
         text.contains("delivered payloads differ from offset 11"),
         "{text}"
     );
-    assert!(d
-        .actual
-        .iter()
-        .any(|a| matches!(a, Action::Deliver(x) if x.payload.as_ref() != MARKER)));
 }
 
 #[test]

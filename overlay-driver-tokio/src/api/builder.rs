@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use overlay_proto::capability::{self, Scope};
 use overlay_proto::trace::TraceHeader;
-use overlay_proto::{AuthConfig, Input, MacKey, Node, NodeConfig, NodeIdentity};
+use overlay_proto::{AuthConfig, Input, MacKey, Node, NodeConfig, NodeIdentity, OriginAuth};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
@@ -302,6 +302,14 @@ impl<N: Net> OverlayBuilder<N> {
             Some(identity) => identity,
             None => Identity::generate_dev()?,
         };
+        if cfg.origin_auth == OriginAuth::Sign && identity.ed25519_seed().is_none() {
+            return Err(OverlayError::Config(format!(
+                "origin_auth = \"sign\" needs an Ed25519 identity, but the TLS key is {}: use \
+                 an Ed25519 certificate and key (e.g. `openssl genpkey -algorithm ed25519`) or \
+                 set [gossip] origin_auth = \"none\" (--origin-auth none)",
+                identity.key_algorithm()
+            )));
+        }
         if cfg.auth.own_token.is_none() {
             if !bind.ip().is_loopback() {
                 return Err(OverlayError::Config(format!(
@@ -371,6 +379,7 @@ impl<N: Net> OverlayBuilder<N> {
             peer_id: identity.peer_id(),
             // Never advertise an unspecified address: peers could not dial it.
             listen_addr: advertise.or((!local_addr.ip().is_unspecified()).then_some(local_addr)),
+            signing_key: identity.ed25519_seed().cloned(),
         };
 
         let clock = Clock::start();

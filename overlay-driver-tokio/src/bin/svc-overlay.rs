@@ -9,7 +9,8 @@
 //! or SIGTERM.
 //!
 //! Exit codes: 0 after a clean shutdown (and for `--help` / `--version`), 2 for a configuration
-//! error, 1 when the node cannot start or stops on its own.
+//! error (including one found at start, such as `origin_auth = "sign"` with a non-Ed25519
+//! identity), 1 when the node cannot start or stops on its own.
 
 use std::io::Write as _;
 use std::process::ExitCode;

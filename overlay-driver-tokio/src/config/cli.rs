@@ -87,6 +87,10 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub beta: Option<String>,
 
+    /// Gossip origin signatures: sign | none [default: sign]; sign needs an Ed25519 identity
+    #[arg(long, value_name = "MODE")]
+    pub origin_auth: Option<String>,
+
     /// Write a replayable trace of the core's inputs to FILE [default: none]
     #[arg(long, value_name = "FILE")]
     pub trace_out: Option<PathBuf>,

@@ -161,6 +161,8 @@ pub struct GossipSection {
     pub duplicate_rate_per_s: Option<i64>,
     /// Token bucket depth for `duplicate_rate_per_s`.
     pub duplicate_rate_burst: Option<i64>,
+    /// Origin signatures: `sign` or `none`.
+    pub origin_auth: Option<String>,
 }
 
 /// `[membership]`.

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use overlay_proto::score::ScoreConfig;
-use overlay_proto::{MacKey, NodeConfig};
+use overlay_proto::{MacKey, NodeConfig, OriginAuth};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::cli::Cli;
@@ -546,6 +546,7 @@ impl<'a> Resolver<'a> {
             1,
             1000,
         )?;
+        node.origin_auth = self.origin_auth()?;
 
         // [membership]
         let m = &f.membership;
@@ -1188,6 +1189,26 @@ impl<'a> Resolver<'a> {
             None => Ok(PqMode::default()),
             Some((text, given)) => PqMode::from_str(text.trim())
                 .map_err(|_| invalid(&s, &given, "hybrid | hybrid-only | classic")),
+        }
+    }
+
+    /// `sign` (default, also in dev mode: the dev identity is Ed25519) or `none`.
+    fn origin_auth(&self) -> Result<OriginAuth, DaemonConfigError> {
+        let s = spec(
+            "origin_auth",
+            Some("--origin-auth"),
+            None,
+            "gossip.origin_auth",
+        );
+        match self.text(
+            &s,
+            self.cli.origin_auth.as_deref(),
+            self.file.gossip.origin_auth.as_ref(),
+        ) {
+            None => Ok(OriginAuth::Sign),
+            Some((text, given)) => {
+                OriginAuth::from_str(text.trim()).map_err(|()| invalid(&s, &given, "sign | none"))
+            }
         }
     }
 

@@ -110,7 +110,12 @@ async fn serve(cfg: DaemonConfig, reload: Reloader, log: LogControl, started: In
         Err(e) => {
             tracing::error!("{e}");
             let _ = writeln!(std::io::stderr(), "svc-overlay: {e}");
-            return ExitCode::from(EXIT_FAILURE);
+            // A setting found unusable at start (e.g. `origin_auth = "sign"` with a
+            // non-Ed25519 identity) is a configuration error like any other.
+            return match e {
+                StartError::Overlay(crate::OverlayError::Config(_)) => ExitCode::from(EXIT_CONFIG),
+                _ => ExitCode::from(EXIT_FAILURE),
+            };
         }
     };
     notify::ready(&format!("serving on {}", overlay.local_addr()));

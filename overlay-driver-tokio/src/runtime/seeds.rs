@@ -161,7 +161,7 @@ pub(crate) struct Backoff {
     pub(crate) max: Duration,
 }
 
-/// Resolves every named target until the node stops (the command channel closes): see the
+/// Resolves every named target until the node stops (its command channel closes): see the
 /// module documentation.
 pub(crate) async fn resolve_names<N: Net>(
     net: N,
@@ -213,7 +213,7 @@ pub(crate) async fn resolve_names<N: Net>(
             };
             next[i] = tokio::time::Instant::now() + wait;
         }
-        if cmd.upgrade().is_none() {
+        if cmd.upgrade().is_none_or(|tx| tx.is_closed()) {
             return;
         }
         let Some(&soonest) = next.iter().min() else {

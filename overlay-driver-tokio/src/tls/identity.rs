@@ -7,7 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use overlay_proto::PeerId;
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use overlay_proto::{PeerId, SigningSeed};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use rustls::sign::CertifiedKey;
 use zeroize::Zeroizing;
@@ -31,11 +32,14 @@ const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 /// - the signing key rustls uses is parsed once at construction straight from that buffer (no
 ///   intermediate copy) into an aws-lc key object; aws-lc cleanses its allocations when the last
 ///   `Arc` of the [`CertifiedKey`] (held by this identity and by the configs built from it) is
-///   dropped.
+///   dropped;
+/// - for an Ed25519 key, the 32-byte seed the core signs gossip with is a [`SigningSeed`],
+///   wiped on drop.
 pub struct Identity {
     key: Zeroizing<PrivateKeyDer<'static>>,
     certified: Arc<CertifiedKey>,
     peer_id: PeerId,
+    ed25519_seed: Option<SigningSeed>,
 }
 
 impl Identity {
@@ -61,20 +65,23 @@ impl Identity {
             Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
             Err(e) => return Err(TlsError::KeyMismatch(e)),
         }
+        let ed25519_seed = ed25519_seed_of(&key, &peer_id)?;
         Ok(Identity {
             key,
             certified: Arc::new(certified),
             peer_id,
+            ed25519_seed,
         })
     }
 
-    /// Generates an in-memory, self-signed development identity (ECDSA P-256, SAN
-    /// `svc-overlay.local`, valid from one day ago to one year ahead). Nothing is written to disk.
+    /// Generates an in-memory, self-signed development identity (Ed25519, so it can sign
+    /// gossip; SAN `svc-overlay.local`, valid from one day ago to one year ahead). Nothing is
+    /// written to disk.
     ///
     /// Note: rcgen keeps its own serialized copy of the key inside its `KeyPair`, which is not
     /// wiped on drop unless rcgen's `zeroize` feature is enabled (it is not in this crate).
     pub fn generate_dev() -> Result<Identity, TlsError> {
-        let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
         let mut params = rcgen::CertificateParams::new(vec![DEV_SAN.to_string()])?;
         let mut dn = rcgen::DistinguishedName::new();
         dn.push(rcgen::DnType::CommonName, "svc-overlay peer");
@@ -123,6 +130,17 @@ impl Identity {
         self.peer_id
     }
 
+    /// The Ed25519 seed of the identity's key (the core signs gossip with it), or `None` when
+    /// the key is not Ed25519.
+    pub fn ed25519_seed(&self) -> Option<&SigningSeed> {
+        self.ed25519_seed.as_ref()
+    }
+
+    /// The signature algorithm of the identity's key, for messages (`ED25519`, `ECDSA`, `RSA`).
+    pub fn key_algorithm(&self) -> String {
+        format!("{:?}", self.certified.key.algorithm())
+    }
+
     /// The certificate chain as PEM (end-entity first).
     pub fn cert_pem(&self) -> String {
         let ders: Vec<&[u8]> = self.certified.cert.iter().map(|c| c.as_ref()).collect();
@@ -152,6 +170,7 @@ impl Clone for Identity {
             key: Zeroizing::new(self.key.clone_key()),
             certified: Arc::clone(&self.certified),
             peer_id: self.peer_id,
+            ed25519_seed: self.ed25519_seed.clone(),
         }
     }
 }
@@ -164,6 +183,28 @@ impl fmt::Debug for Identity {
             .field("key", &"<redacted>")
             .finish()
     }
+}
+
+/// The Ed25519 seed of a PKCS#8 key (v1 or v2 layout, RFC 8410), when the key is Ed25519. Its
+/// public key must be the certificate's: the PeerId derived from it must equal `peer_id`.
+fn ed25519_seed_of(
+    key: &PrivateKeyDer<'static>,
+    peer_id: &PeerId,
+) -> Result<Option<SigningSeed>, TlsError> {
+    let PrivateKeyDer::Pkcs8(pkcs8) = key else {
+        return Ok(None);
+    };
+    // Not Ed25519 (ECDSA, RSA): no seed. The decoder checks the algorithm identifier.
+    let Ok(signing) = ed25519_dalek::SigningKey::from_pkcs8_der(pkcs8.secret_pkcs8_der()) else {
+        return Ok(None);
+    };
+    let seed = SigningSeed(signing.to_bytes());
+    if seed.peer_id() != *peer_id {
+        return Err(TlsError::BadCertificate(
+            "the Ed25519 private key does not belong to the end-entity certificate".to_string(),
+        ));
+    }
+    Ok(Some(seed))
 }
 
 /// Checks that a secret file (TLS private key, capability key) is not accessible by group or
@@ -237,4 +278,36 @@ pub(crate) fn read_secret_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, TlsErr
     }
     buf.truncate(filled);
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_identities_are_ed25519_with_the_seed_of_their_peer_id() {
+        let id = Identity::generate_dev().unwrap();
+        assert_eq!(id.key_algorithm(), "ED25519");
+        let seed = id.ed25519_seed().unwrap();
+        assert_eq!(seed.peer_id(), id.peer_id());
+        assert!(format!("{id:?}").contains("redacted"));
+        // Through PEM, as `--cert/--key` files: the same seed (PKCS#8 v1 or v2 both decode).
+        let key_pem = pem::encode("PRIVATE KEY", &[id.private_key().secret_der()]);
+        let loaded = Identity::from_pem(id.cert_pem().as_bytes(), key_pem.as_bytes()).unwrap();
+        assert_eq!(loaded.peer_id(), id.peer_id());
+        assert_eq!(loaded.ed25519_seed(), Some(seed));
+        assert_eq!(loaded.clone().ed25519_seed(), Some(seed));
+    }
+
+    #[test]
+    fn ecdsa_identities_have_no_signing_seed() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec![DEV_SAN.to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let id = Identity::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap();
+        assert_eq!(id.key_algorithm(), "ECDSA");
+        assert!(id.ed25519_seed().is_none());
+    }
 }

@@ -35,6 +35,18 @@ impl Node {
         }
     }
 
+    /// Records one `penalty` without acting on the standing yet: for a caller that closes the
+    /// session itself right after (the ban, if due, is registered as the session leaves).
+    pub(super) fn note_penalty(&mut self, key: SessionKey, penalty: Penalty) {
+        let Some(peer) = self.session(key).map(|s| s.peer) else {
+            return;
+        };
+        if let Some(c) = self.stats.score_penalties.get_mut(penalty as usize) {
+            *c += 1;
+        }
+        let _standing = self.scores.penalize(peer, penalty, 1);
+    }
+
     /// Closes the session and bans its peer and the addresses it was reached at.
     fn ban_session(&mut self, key: SessionKey) {
         let Some(s) = self.session(key) else {
@@ -94,11 +106,14 @@ impl Node {
             );
             if peer_fault {
                 self.stats.score_penalties[Penalty::Violation as usize] += 1;
-                if self.scores.penalize(session.peer, Penalty::Violation, 1) == Standing::Ban {
-                    let addrs = ban_addrs(session);
-                    self.scores.ban(session.peer, &addrs, self.now);
-                    self.stats.peers_banned += 1;
-                }
+                let _standing = self.scores.penalize(session.peer, Penalty::Violation, 1);
+            }
+            if self.scores.standing(&session.peer) == Standing::Ban
+                && !self.scores.is_peer_banned(&session.peer, self.now)
+            {
+                let addrs = ban_addrs(session);
+                self.scores.ban(session.peer, &addrs, self.now);
+                self.stats.peers_banned += 1;
             }
         }
         self.scores.disconnected(session.peer, self.now);

@@ -4,13 +4,15 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{Missing, Node, SessionKey, MAX_ANNOUNCERS};
+use crate::action::CloseReason;
 use crate::action::{Action, Delivery};
 use crate::cache::StoredMessage;
 use crate::error::OverlayError;
+use crate::origin::OriginAuth;
 use crate::peer::{ConnId, MessageId, PeerId};
 use crate::score::Penalty;
 use crate::stats::RejectReason;
-use crate::wire::{self, GossipMsg, Kind, WireError, GOSSIP_HEADER_LEN, IHAVE_ENTRY_LEN};
+use crate::wire::{self, GossipMsg, Kind, WireError, IHAVE_ENTRY_LEN, SIGNED_GOSSIP_HEADER_LEN};
 use std::collections::BTreeMap;
 
 /// Most ids tracked as "announced but missing" at once.
@@ -38,11 +40,13 @@ impl Node {
         let origin = self.identity.peer_id;
         let nonce = rand_core::RngCore::next_u64(&mut self.rng);
         let id = MessageId::compute(&origin, nonce, &payload);
+        let auth = self.signer.as_ref().map(|s| s.sign(&id));
         let now = self.now;
         let stored = StoredMessage {
             origin,
             nonce,
             hops: 0,
+            auth,
             payload: payload.clone(),
         };
         self.cache.insert(now, id, stored);
@@ -52,6 +56,7 @@ impl Node {
             origin,
             nonce,
             hops: 0,
+            auth,
             payload,
         };
         self.forward(None, &msg);
@@ -87,13 +92,7 @@ impl Node {
             return;
         };
         let hops = msg.hops.saturating_add(1);
-        let stored = StoredMessage {
-            origin: msg.origin,
-            nonce: msg.nonce,
-            hops,
-            payload: msg.payload.clone(),
-        };
-        if !self.cache.insert(now, msg.id, stored) {
+        if self.cache.contains(&msg.id) {
             self.stats.gossip_duplicates += 1;
             let over_rate = self
                 .session_mut(key)
@@ -130,6 +129,19 @@ impl Node {
             }
             return;
         }
+        // A new id: nothing is stored, delivered or forwarded before the content checks.
+        if let Err(reason) = self.check_gossip(&msg) {
+            self.reject_invalid_gossip(key, reason);
+            return;
+        }
+        let stored = StoredMessage {
+            origin: msg.origin,
+            nonce: msg.nonce,
+            hops,
+            auth: msg.auth,
+            payload: msg.payload.clone(),
+        };
+        self.cache.insert(now, msg.id, stored);
         if let Some(s) = self.session_mut(key) {
             s.dup_streak = 0;
         }
@@ -150,12 +162,46 @@ impl Node {
         }));
     }
 
+    /// The content checks of a GOSSIP with a new id: the id is recomputed from origin, nonce
+    /// and payload; in `sign` mode the origin's signature must be present and valid. In `none`
+    /// mode a carried signature is neither required nor verified (it is relayed unchanged).
+    fn check_gossip(&self, msg: &GossipMsg) -> Result<(), RejectReason> {
+        if MessageId::compute(&msg.origin, msg.nonce, &msg.payload) != msg.id {
+            return Err(RejectReason::BadId);
+        }
+        match (self.config.origin_auth, &msg.auth) {
+            (OriginAuth::None, _) => Ok(()),
+            (OriginAuth::Sign, None) => Err(RejectReason::BadSignature),
+            (OriginAuth::Sign, Some(auth)) => auth
+                .verify(&msg.origin, &msg.id)
+                .map_err(|_| RejectReason::BadSignature),
+        }
+    }
+
+    /// A GOSSIP failed its content checks: count it (`Action::Rejected`), score it
+    /// (`invalid_message`: with the default weight this alone bans the peer), and close the
+    /// session with 400. The ban, if any, is registered as the session leaves.
+    fn reject_invalid_gossip(&mut self, key: SessionKey, reason: RejectReason) {
+        self.count_reject(key, reason);
+        self.note_penalty(key, Penalty::InvalidMessage);
+        self.close_session(key, CloseReason::Violation(OverlayError::Malformed));
+    }
+
     /// Pushes `msg` to every eager peer and queues an IHAVE for up to β lazy peers, skipping
     /// the session it came from.
     fn forward(&mut self, from: Option<SessionKey>, msg: &GossipMsg) {
-        let mut header = [0u8; GOSSIP_HEADER_LEN];
+        let mut header = [0u8; SIGNED_GOSSIP_HEADER_LEN];
+        let header_len = wire::gossip_header_len(msg.auth.as_ref());
         let mut cursor = &mut header[..];
-        wire::put_gossip_header(&mut cursor, &msg.id, &msg.origin, msg.nonce, msg.hops);
+        wire::put_gossip_header_with(
+            &mut cursor,
+            &msg.id,
+            &msg.origin,
+            msg.nonce,
+            msg.hops,
+            msg.auth.as_ref(),
+        );
+        let header = &header[..header_len];
         for i in 0..self.eager.len() {
             let Some(&key) = self.eager.get(i) else {
                 break;
@@ -163,7 +209,7 @@ impl Node {
             if Some(key) == from {
                 continue;
             }
-            if self.send_frame(key, Kind::Gossip, &[&header, &msg.payload])
+            if self.send_frame(key, Kind::Gossip, &[header, &msg.payload])
                 != super::send::Sent::Dropped
             {
                 self.stats.gossip_sent += 1;
@@ -471,10 +517,19 @@ impl Node {
                 }
                 continue;
             };
-            let mut header = [0u8; GOSSIP_HEADER_LEN];
+            let mut header = [0u8; SIGNED_GOSSIP_HEADER_LEN];
+            let header_len = wire::gossip_header_len(stored.auth.as_ref());
             let mut cursor = &mut header[..];
-            wire::put_gossip_header(&mut cursor, &id, &stored.origin, stored.nonce, stored.hops);
-            if self.send_frame(key, Kind::Gossip, &[&header, &stored.payload])
+            wire::put_gossip_header_with(
+                &mut cursor,
+                &id,
+                &stored.origin,
+                stored.nonce,
+                stored.hops,
+                stored.auth.as_ref(),
+            );
+            let header = &header[..header_len];
+            if self.send_frame(key, Kind::Gossip, &[header, &stored.payload])
                 != super::send::Sent::Dropped
             {
                 self.stats.gossip_sent += 1;

@@ -87,6 +87,8 @@ pub struct Node {
     readiness_dirty: bool,
     shutting_down: bool,
     own_token: Option<crate::keys::SecretToken>,
+    /// Signs this node's broadcasts (`origin_auth = Sign`).
+    signer: Option<crate::origin::OriginSigner>,
     /// Reused scratch space for sampling lazy peers.
     scratch_keys: Vec<SessionKey>,
     /// Peer scores and bans (memory only).
@@ -99,6 +101,30 @@ impl Node {
     /// Creates a node. `seed` drives every random choice (peer sampling, jitter, nonces).
     pub fn new(config: NodeConfig, identity: NodeIdentity, seed: u64) -> Result<Node, ConfigError> {
         config.validate()?;
+        let signer = identity
+            .signing_key
+            .as_ref()
+            .map(crate::origin::OriginSigner::new);
+        if let Some(signer) = &signer {
+            if signer.peer_id() != identity.peer_id {
+                return Err(ConfigError {
+                    setting: "signing_key",
+                    accepted:
+                        "the Ed25519 key of the identity (its public key must hash to peer_id)",
+                });
+            }
+        }
+        if config.origin_auth == crate::origin::OriginAuth::Sign && signer.is_none() {
+            return Err(ConfigError {
+                setting: "origin_auth",
+                accepted:
+                    "\"none\", unless the identity has an Ed25519 signing key (\"sign\" needs one)",
+            });
+        }
+        let signer = match config.origin_auth {
+            crate::origin::OriginAuth::Sign => signer,
+            crate::origin::OriginAuth::None => None,
+        };
         let own_token = config.auth.own_token.clone();
         // The hash key comes from a separate stream of the seed: the main RNG's sequence (and so
         // every other random choice) is unchanged by it.
@@ -142,6 +168,7 @@ impl Node {
             readiness_dirty: false,
             shutting_down: false,
             own_token,
+            signer,
             scratch_keys: Vec::new(),
             scores: ScoreBook::new(config.scoring.clone(), Instant::ZERO),
             preauth: PreAuthBudget::new(config.max_preauth, config.max_preauth_per_ip),

@@ -11,7 +11,7 @@ use crate::frame::{self, flags, Frame, FrameError, Header, HEADER_LEN};
 use crate::peer::{ConnId, DialId};
 use crate::session::Phase;
 use crate::stats::RejectReason;
-use crate::wire::{self, Kind, GOSSIP_HEADER_LEN, IHAVE_ENTRY_LEN, MAX_IHAVE_IDS};
+use crate::wire::{self, Kind, IHAVE_ENTRY_LEN, MAX_IHAVE_IDS, SIGNED_GOSSIP_HEADER_LEN};
 
 /// Largest body of a control message (IHAVE / GRAFT batches, shuffles).
 const MAX_CONTROL_BODY: usize = MAX_IHAVE_IDS * IHAVE_ENTRY_LEN;
@@ -139,7 +139,7 @@ impl Node {
                     }
                 };
                 let body_limit = match kind {
-                    Kind::Gossip => s.grant.max_message_bytes + GOSSIP_HEADER_LEN,
+                    Kind::Gossip => s.grant.max_message_bytes + SIGNED_GOSSIP_HEADER_LEN,
                     Kind::Direct => s.grant.max_message_bytes,
                     _ => MAX_CONTROL_BODY,
                 };
@@ -178,6 +178,7 @@ impl Node {
             s.recv_allowance.take(len);
             s.recv_since_grant.add(1, len as u64);
         }
+        let max_message_bytes = s.grant.max_message_bytes;
         if s.grant.operations & kind.operation().bit() == 0 {
             self.count_reject(key, RejectReason::Forbidden);
             self.close_session(key, CloseReason::Violation(OverlayError::Forbidden));
@@ -189,7 +190,16 @@ impl Node {
         }
         let body = frame.payload.unwrap_or_default();
         let result = match kind {
-            Kind::Gossip => wire::parse_gossip(&body).map(|m| self.on_gossip(key, m)),
+            Kind::Gossip => match wire::parse_gossip(&body) {
+                // The header check allowed for the larger, signed header; the payload
+                // itself must fit the peer's message limit exactly.
+                Ok(m) if m.payload.len() > max_message_bytes => {
+                    self.count_reject(key, RejectReason::Oversize);
+                    self.close_session(key, CloseReason::Violation(OverlayError::TooLarge));
+                    return;
+                }
+                parsed => parsed.map(|m| self.on_gossip(key, m)),
+            },
             Kind::IHave => self.on_ihave(key, &body),
             Kind::Graft => self.on_graft(key, &body),
             Kind::Prune => {

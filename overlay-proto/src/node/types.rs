@@ -4,16 +4,43 @@ use core::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::origin::SigningSeed;
 use crate::peer::{ConnId, Direction, PeerId};
 use crate::score::PeerScore;
 
-/// Who this node is: its TLS-proven identity and the address peers should dial.
+/// Who this node is: its TLS-proven identity, its origin-signing key and the address peers
+/// should dial.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeIdentity {
     /// This node's peer id (from its certificate key).
     pub peer_id: PeerId,
     /// The address this node accepts connections on, advertised to peers.
     pub listen_addr: Option<SocketAddr>,
+    /// The Ed25519 seed of the certificate key, when the identity is Ed25519: signs this
+    /// node's broadcasts. Its public key must hash to `peer_id`. Wiped on drop; a trace
+    /// header carries it (traces are secrets).
+    #[serde(default)]
+    pub signing_key: Option<SigningSeed>,
+}
+
+impl NodeIdentity {
+    /// An identity without a signing key (usable with `origin_auth = None` only).
+    pub fn new(peer_id: PeerId, listen_addr: Option<SocketAddr>) -> Self {
+        NodeIdentity {
+            peer_id,
+            listen_addr,
+            signing_key: None,
+        }
+    }
+
+    /// An Ed25519 identity: the peer id is derived from the seed's public key.
+    pub fn from_signing_seed(seed: SigningSeed, listen_addr: Option<SocketAddr>) -> Self {
+        NodeIdentity {
+            peer_id: seed.peer_id(),
+            listen_addr,
+            signing_key: Some(seed),
+        }
+    }
 }
 
 /// A session's state, as reported by [`Node::sessions`].

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use overlay_proto::mesh::MeshConfig;
-use overlay_proto::NodeConfig;
+use overlay_proto::{NodeConfig, OriginAuth};
 
 use super::adversary::{AdversaryKind, AttackRates, MIN_PAYLOAD};
 use crate::SimError;
@@ -102,6 +102,11 @@ pub struct Scenario {
     /// Invariant: the smallest acceptable reliability of every broadcast (`single`, `random`,
     /// `all-send`), or of the mean over the broadcasts after the first one (`kill`).
     pub min_reliability: f64,
+    /// Origin signatures of every node. Default `none`: the scale runs study dissemination,
+    /// and `sign` costs one Ed25519 verification per first receipt (about 1000 × messages
+    /// verifications per run); `sign` runs the same protocol with signatures.
+    #[serde(default = "no_origin_auth")]
+    pub origin_auth: OriginAuth,
     /// Attacker behaviour, when the run has attackers.
     #[serde(default)]
     pub adversary: Option<AdversaryKind>,
@@ -111,6 +116,11 @@ pub struct Scenario {
     /// Virtual time at which the attackers start attacking, ms (before it they behave).
     #[serde(default)]
     pub attack_start_ms: u64,
+}
+
+/// The scale runs' default origin authentication (`none`).
+fn no_origin_auth() -> OriginAuth {
+    OriginAuth::None
 }
 
 impl Scenario {
@@ -136,6 +146,7 @@ impl Scenario {
             loss: 0.0,
             bootstrap_peers: 5,
             min_reliability: 1.0,
+            origin_auth: OriginAuth::None,
             adversary: None,
             adversary_percent: 0,
             attack_start_ms: 0,
@@ -272,6 +283,7 @@ impl Scenario {
         c.alpha = self.alpha;
         c.beta = self.beta;
         c.active_target = self.active_target;
+        c.origin_auth = self.origin_auth;
         c
     }
 
@@ -317,6 +329,7 @@ impl Scenario {
         push("loss", self.loss.to_string());
         push("bootstrap-peers", self.bootstrap_peers.to_string());
         push("min-reliability", self.min_reliability.to_string());
+        push("origin-auth", self.origin_auth.as_str().to_string());
         if let Some(kind) = self.adversary {
             push("adversary", kind.to_string());
             push("adversary-percent", self.adversary_percent.to_string());
@@ -386,6 +399,8 @@ pub struct ScenarioFile {
     pub bootstrap_peers: Option<usize>,
     /// See [`Scenario::min_reliability`].
     pub min_reliability: Option<f64>,
+    /// See [`Scenario::origin_auth`] (`"sign"` or `"none"`).
+    pub origin_auth: Option<OriginAuth>,
     /// See [`Scenario::adversary`].
     pub adversary: Option<AdversaryKind>,
     /// See [`Scenario::adversary_percent`].
@@ -439,6 +454,7 @@ impl ScenarioFile {
             loss: other.loss.or(self.loss),
             bootstrap_peers: other.bootstrap_peers.or(self.bootstrap_peers),
             min_reliability: other.min_reliability.or(self.min_reliability),
+            origin_auth: other.origin_auth.or(self.origin_auth),
             adversary: other.adversary.or(self.adversary),
             adversary_percent: other.adversary_percent.or(self.adversary_percent),
             attack_start_ms: other.attack_start_ms.or(self.attack_start_ms),
@@ -475,6 +491,7 @@ impl ScenarioFile {
             loss,
             bootstrap_peers,
             min_reliability,
+            origin_auth,
             adversary_percent,
             attack_start_ms
         );

@@ -1,0 +1,304 @@
+//! Origin authentication of gossip: Ed25519 signatures by the broadcaster.
+//!
+//! Origins are self-certifying: a [`PeerId`] is BLAKE3 of the DER SubjectPublicKeyInfo of the
+//! node's key, and for Ed25519 that SPKI is a fixed 12-byte prefix followed by the 32-byte
+//! public key ([`PeerId::from_ed25519_public`]). A signed GOSSIP carries the origin's public
+//! key and a signature over [`signed_message`] (a domain tag followed by the message id, which
+//! already covers origin, nonce and payload). A receiver checks that the key hashes to the
+//! claimed origin and that the signature verifies, before it stores, forwards or delivers.
+//!
+//! `ed25519-dalek` is pure Rust and deterministic (RFC 8032 signatures need no randomness),
+//! so signing and verifying fit the sans-IO core: same inputs, same bytes.
+
+use core::fmt;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::peer::{MessageId, PeerId};
+
+/// Domain-separation tag of gossip origin signatures (ASCII, no terminator).
+pub const GOSSIP_SIGNATURE_DOMAIN: &[u8] = b"svc-overlay/gossip/v1";
+/// Bytes of an Ed25519 public key.
+pub const PUBLIC_KEY_LEN: usize = 32;
+/// Bytes of an Ed25519 signature.
+pub const SIGNATURE_LEN: usize = 64;
+/// Length of [`signed_message`].
+pub const SIGNED_MESSAGE_LEN: usize = GOSSIP_SIGNATURE_DOMAIN.len() + MessageId::LEN;
+
+/// Whether gossip carries and requires origin signatures (`[gossip] origin_auth`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum OriginAuth {
+    /// Broadcasts are signed; a GOSSIP without a valid signature by its origin is rejected
+    /// (400, `bad_signature`). Needs an identity with an Ed25519 signing key.
+    #[default]
+    Sign,
+    /// Broadcasts are not signed and signatures are not checked. Signed frames from others
+    /// are accepted and relayed with their signature unchanged (not verified). Ids are still
+    /// recomputed.
+    None,
+}
+
+impl OriginAuth {
+    /// `"sign"` or `"none"`, as written in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OriginAuth::Sign => "sign",
+            OriginAuth::None => "none",
+        }
+    }
+}
+
+impl core::str::FromStr for OriginAuth {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "sign" => Ok(OriginAuth::Sign),
+            "none" => Ok(OriginAuth::None),
+            _ => Err(()),
+        }
+    }
+}
+
+/// A node's 32-byte Ed25519 secret seed (RFC 8032 private key). Wiped from memory when
+/// dropped; never printed.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop, Serialize, Deserialize)]
+pub struct SigningSeed(pub [u8; 32]);
+
+impl SigningSeed {
+    /// The public key of this seed.
+    pub fn public_key(&self) -> [u8; PUBLIC_KEY_LEN] {
+        SigningKey::from_bytes(&self.0).verifying_key().to_bytes()
+    }
+
+    /// The PeerId of this seed's key.
+    pub fn peer_id(&self) -> PeerId {
+        PeerId::from_ed25519_public(&self.public_key())
+    }
+}
+
+impl fmt::Debug for SigningSeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningSeed(<redacted>)")
+    }
+}
+
+/// The origin's public key and its signature, as carried by a signed GOSSIP.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginSignature {
+    /// The origin's Ed25519 public key.
+    pub key: [u8; PUBLIC_KEY_LEN],
+    /// Ed25519 signature of [`signed_message`] of the message id.
+    #[serde(with = "sig_bytes")]
+    pub signature: [u8; SIGNATURE_LEN],
+}
+
+impl fmt::Debug for OriginSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "OriginSignature(key {}, sig {}…)",
+            hex::encode(&self.key[..4]),
+            hex::encode(&self.signature[..4])
+        )
+    }
+}
+
+/// Why an origin signature was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OriginAuthError {
+    /// The carried key does not hash to the claimed origin (a forged origin).
+    #[error("the signing key is not the origin's")]
+    ForgedOrigin,
+    /// The key is not a valid Ed25519 point.
+    #[error("invalid Ed25519 public key")]
+    BadKey,
+    /// The signature does not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+}
+
+/// The bytes an origin signs for message `id`: [`GOSSIP_SIGNATURE_DOMAIN`] ‖ id.
+pub fn signed_message(id: &MessageId) -> [u8; SIGNED_MESSAGE_LEN] {
+    let mut out = [0u8; SIGNED_MESSAGE_LEN];
+    let (tag, rest) = out.split_at_mut(GOSSIP_SIGNATURE_DOMAIN.len());
+    tag.copy_from_slice(GOSSIP_SIGNATURE_DOMAIN);
+    rest.copy_from_slice(&id.0);
+    out
+}
+
+impl OriginSignature {
+    /// Checks that `key` is `origin`'s and that the signature of `id` verifies (strict
+    /// verification: no small-order keys, canonical `S`).
+    pub fn verify(&self, origin: &PeerId, id: &MessageId) -> Result<(), OriginAuthError> {
+        if PeerId::from_ed25519_public(&self.key) != *origin {
+            return Err(OriginAuthError::ForgedOrigin);
+        }
+        let key = VerifyingKey::from_bytes(&self.key).map_err(|_| OriginAuthError::BadKey)?;
+        let sig = Signature::from_bytes(&self.signature);
+        key.verify_strict(&signed_message(id), &sig)
+            .map_err(|_| OriginAuthError::BadSignature)
+    }
+}
+
+/// A loaded Ed25519 signing key (the expanded key is wiped on drop by `ed25519-dalek`).
+pub struct OriginSigner {
+    key: SigningKey,
+    public: [u8; PUBLIC_KEY_LEN],
+}
+
+impl OriginSigner {
+    /// Loads the signing key of `seed`.
+    pub fn new(seed: &SigningSeed) -> Self {
+        let key = SigningKey::from_bytes(&seed.0);
+        let public = key.verifying_key().to_bytes();
+        OriginSigner { key, public }
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> [u8; PUBLIC_KEY_LEN] {
+        self.public
+    }
+
+    /// The PeerId of the key.
+    pub fn peer_id(&self) -> PeerId {
+        PeerId::from_ed25519_public(&self.public)
+    }
+
+    /// Signs message `id`.
+    pub fn sign(&self, id: &MessageId) -> OriginSignature {
+        OriginSignature {
+            key: self.public,
+            signature: self.key.sign(&signed_message(id)).to_bytes(),
+        }
+    }
+}
+
+impl fmt::Debug for OriginSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OriginSigner({})", self.peer_id().short())
+    }
+}
+
+/// Serde for 64-byte arrays (serde derives arrays only up to 32).
+mod sig_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
+        let v: serde_bytes_compat::ByteBuf = Deserialize::deserialize(d)?;
+        v.0.try_into()
+            .map_err(|_| serde::de::Error::custom("expected 64 signature bytes"))
+    }
+
+    mod serde_bytes_compat {
+        /// Accepts a byte string or a sequence of bytes.
+        pub struct ByteBuf(pub Vec<u8>);
+
+        impl<'de> serde::Deserialize<'de> for ByteBuf {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = ByteBuf;
+                    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                        f.write_str("bytes")
+                    }
+                    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<ByteBuf, E> {
+                        Ok(ByteBuf(v.to_vec()))
+                    }
+                    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                        self,
+                        mut seq: A,
+                    ) -> Result<ByteBuf, A::Error> {
+                        let mut out = Vec::with_capacity(64);
+                        while let Some(b) = seq.next_element::<u8>()? {
+                            if out.len() >= 64 {
+                                return Err(serde::de::Error::custom("too many bytes"));
+                            }
+                            out.push(b);
+                        }
+                        Ok(ByteBuf(out))
+                    }
+                }
+                d.deserialize_bytes(V)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed(n: u8) -> SigningSeed {
+        SigningSeed([n; 32])
+    }
+
+    #[test]
+    fn rfc8032_test_vector_1_public_key() {
+        // RFC 8032 §7.1 TEST 1: secret key 9d61…7f60 → public key d75a…511a.
+        let mut sk = [0u8; 32];
+        hex::decode_to_slice(
+            "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+            &mut sk,
+        )
+        .unwrap();
+        assert_eq!(
+            hex::encode(SigningSeed(sk).public_key()),
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+        );
+    }
+
+    #[test]
+    fn signatures_verify_and_bind_the_origin_and_the_id() {
+        let signer = OriginSigner::new(&seed(1));
+        let origin = signer.peer_id();
+        assert_eq!(origin, seed(1).peer_id());
+        let id = MessageId::compute(&origin, 7, b"payload");
+        let sig = signer.sign(&id);
+        assert_eq!(sig.verify(&origin, &id), Ok(()));
+        // Another id: bad signature.
+        let other = MessageId::compute(&origin, 8, b"payload");
+        assert_eq!(
+            sig.verify(&origin, &other),
+            Err(OriginAuthError::BadSignature)
+        );
+        // Another origin claimed with this key: forged.
+        let mallory = seed(2).peer_id();
+        assert_eq!(
+            sig.verify(&mallory, &id),
+            Err(OriginAuthError::ForgedOrigin)
+        );
+        // A flipped signature bit.
+        let mut bad = sig;
+        bad.signature[10] ^= 1;
+        assert_eq!(bad.verify(&origin, &id), Err(OriginAuthError::BadSignature));
+    }
+
+    #[test]
+    fn secrets_are_not_printed_and_modes_parse() {
+        assert_eq!(format!("{:?}", seed(3)), "SigningSeed(<redacted>)");
+        assert!(!format!("{:?}", OriginSigner::new(&seed(3))).contains("03030303"));
+        assert_eq!("sign".parse(), Ok(OriginAuth::Sign));
+        assert_eq!("none".parse(), Ok(OriginAuth::None));
+        assert_eq!("Sign".parse::<OriginAuth>(), Err(()));
+        assert_eq!(OriginAuth::default(), OriginAuth::Sign);
+    }
+
+    #[test]
+    fn signature_survives_cbor() {
+        let signer = OriginSigner::new(&seed(4));
+        let sig = signer.sign(&MessageId([1; 32]));
+        let mut buf = Vec::new();
+        ciborium::into_writer(&sig, &mut buf).unwrap();
+        let back: OriginSignature = ciborium::from_reader(&buf[..]).unwrap();
+        assert_eq!(back, sig);
+    }
+}
