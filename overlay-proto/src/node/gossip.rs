@@ -574,10 +574,20 @@ impl Node {
     }
 
     /// Keeps at least α eager peers after losing one: promote random lazy peers.
+    /// Peers whose score keeps them lazy are never promoted.
     pub(super) fn refill_eager(&mut self) {
-        while self.eager.len() < self.config.alpha && !self.lazy.is_empty() {
-            let idx = self.random_below(self.lazy.len());
-            let Some(&key) = self.lazy.get(idx) else {
+        while self.eager.len() < self.config.alpha {
+            let candidates: Vec<SessionKey> = self
+                .lazy
+                .iter()
+                .copied()
+                .filter(|k| self.may_be_eager(*k))
+                .collect();
+            if candidates.is_empty() {
+                break;
+            }
+            let idx = self.random_below(candidates.len());
+            let Some(&key) = candidates.get(idx) else {
                 break;
             };
             self.make_eager(key);
