@@ -10,6 +10,12 @@ pub mod http;
 pub mod operator;
 pub mod pq;
 pub mod runtime;
+// Public only in the loom build, for the `loom_overlay` model-checking test.
+#[cfg(loom)]
+pub mod shared;
+#[cfg(not(loom))]
+pub(crate) mod shared;
+mod sync;
 pub mod telemetry;
 pub mod tls;
 

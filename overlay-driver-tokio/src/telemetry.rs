@@ -260,17 +260,13 @@ pub fn describe_http_metrics() {
         "Time to produce an HTTP response (headers), by route"
     );
     metrics::describe_counter!(
-        "http_control_refused_total",
-        "Control API requests refused (not loopback, no valid capability token)"
-    );
-    metrics::describe_counter!(
         "http_sse_dropped_total",
-        "Gossip events dropped for slow /v1/gossip clients"
+        "Gossip events lost by /v1/gossip clients that fell behind (their streams then end)"
     );
     metrics::describe_gauge!("http_sse_clients", "Connected /v1/gossip clients");
-    metrics::describe_counter!(
-        "http_connections_refused_total",
-        "HTTP connections closed unserved because the connection limit was reached"
+    metrics::describe_gauge!(
+        "http_connections_open",
+        "Open HTTP connections of every HTTP listener"
     );
 }
 

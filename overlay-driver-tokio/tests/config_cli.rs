@@ -329,7 +329,20 @@ fn every_env_var_is_read() {
             "LOG_FORMAT",
             "AMNESIA",
             "OVERLAY_TOKEN",
+            "OVERLAY_CONTROL_ADDR",
+            "OVERLAY_CONTROL_TRUST_LOOPBACK",
+            "OVERLAY_CONTROL_PLAINTEXT_TOKENS",
         ]
+    );
+    let control = one("OVERLAY_CONTROL_ADDR", "127.0.0.1:9416").http;
+    assert_eq!(
+        control.control_addr,
+        Some("127.0.0.1:9416".parse().unwrap())
+    );
+    assert!(
+        !one("OVERLAY_CONTROL_TRUST_LOOPBACK", "false")
+            .http
+            .control_trust_loopback
     );
 }
 

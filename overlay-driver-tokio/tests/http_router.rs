@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use axum::response::Response;
 use axum::Router;
 use base64::Engine as _;
 use futures_util::StreamExt as _;
-use overlay_proto::capability::{mint, Caveat, Scope};
+use overlay_proto::capability::{control_caveat, mint, Caveat, Scope};
 use overlay_proto::score::{PeerScore, ScoreComponents, Standing};
 use overlay_proto::{
     ConnId, Delivery, Direction, MacKey, MessageId, NodeConfig, NodeStats, PeerId, SessionInfo,
@@ -22,7 +23,8 @@ use overlay_proto::{
 use serde_json::Value;
 use svc_overlay::api::OverlayError;
 use svc_overlay::http::{
-    router, GossipSubscription, HttpConfig, OverlayApi, ReadinessView, RouterSlot,
+    router, router_with, ConnMeta, GossipSubscription, HttpConfig, OverlayApi, ReadinessView,
+    RouterSlot, Routes,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::broadcast;
@@ -39,6 +41,7 @@ struct Inner {
     broadcast_err: Mutex<Option<OverlayError>>,
     dial: Mutex<Result<PeerId, OverlayError>>,
     dialed: Mutex<Vec<String>>,
+    hold_dials: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     deliveries: broadcast::Sender<Delivery>,
 }
 
@@ -73,6 +76,7 @@ impl Fake {
                 broadcast_err: Mutex::new(None),
                 dial: Mutex::new(Ok(peer(7))),
                 dialed: Mutex::new(Vec::new()),
+                hold_dials: Mutex::new(None),
                 deliveries,
             }),
         }
@@ -103,6 +107,10 @@ impl OverlayApi for Fake {
 
     async fn dial(&self, addr: String) -> Result<PeerId, OverlayError> {
         self.inner.dialed.lock().unwrap().push(addr);
+        let hold = self.inner.hold_dials.lock().unwrap().clone();
+        if let Some(hold) = hold {
+            let _ = hold.acquire().await;
+        }
         self.inner.dial.lock().unwrap().clone()
     }
 
@@ -170,12 +178,20 @@ fn app(fake: &Fake) -> Router {
 const LOOPBACK: &str = "127.0.0.1:5555";
 const REMOTE: &str = "192.0.2.10:5555";
 
+/// What the fake's listener is (`Fake::local_addr`): the `Host` a legitimate client names.
+const HOST: &str = "127.0.0.1:9415";
+
+/// A request as a command-line client sends it: `Host` names the listener, a `POST` carries
+/// a non-simple content type.
 fn req(method: &str, uri: &str, from: &str, body: impl Into<Body>) -> Request<Body> {
-    let mut r = Request::builder()
+    let mut b = Request::builder()
         .method(method)
         .uri(uri)
-        .body(body.into())
-        .unwrap();
+        .header(header::HOST, HOST);
+    if method == "POST" {
+        b = b.header(header::CONTENT_TYPE, "application/octet-stream");
+    }
+    let mut r = b.body(body.into()).unwrap();
     let addr: SocketAddr = from.parse().unwrap();
     r.extensions_mut().insert(ConnectInfo(addr));
     r
@@ -183,6 +199,10 @@ fn req(method: &str, uri: &str, from: &str, body: impl Into<Body>) -> Request<Bo
 
 async fn send(app: &Router, r: Request<Body>) -> Response {
     app.clone().oneshot(r).await.unwrap()
+}
+
+async fn send_owned(app: Router, r: Request<Body>) -> Response {
+    app.oneshot(r).await.unwrap()
 }
 
 async fn body_bytes(resp: Response) -> Bytes {
@@ -309,8 +329,40 @@ async fn broadcast_limits_and_busy() {
     assert_eq!(json(resp).await["error"], "shutting_down");
 }
 
+/// A control token (the `overlay`/`control` caveat) under the dev key with more caveats.
+fn control_token(scope: Scope, caveats: Vec<Caveat>) -> String {
+    let mut all = vec![control_caveat()];
+    all.extend(caveats);
+    mint(&MacKey::DEV, "overlay", "dev", scope, all)
+}
+
+/// `req` with a bearer token.
+fn with_token(
+    method: &str,
+    path: &str,
+    from: &str,
+    token: &str,
+    body: &'static str,
+) -> Request<Body> {
+    let mut r = req(method, path, from, body);
+    r.headers_mut().insert(
+        header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    r
+}
+
+/// Marks a request as arriving over TLS on the fake's listener.
+fn over_tls(mut r: Request<Body>) -> Request<Body> {
+    r.extensions_mut().insert(ConnMeta {
+        local: HOST.parse().unwrap(),
+        tls: true,
+    });
+    r
+}
+
 #[tokio::test]
-async fn control_api_needs_loopback_or_a_token() {
+async fn control_api_needs_loopback_or_a_control_token() {
     let fake = Fake::new();
     let app = app(&fake);
     for (method, path) in [
@@ -327,6 +379,7 @@ async fn control_api_needs_loopback_or_a_token() {
     // No connection info at all counts as remote.
     let r = Request::builder()
         .uri("/v1/peers")
+        .header(header::HOST, HOST)
         .body(Body::empty())
         .unwrap();
     assert_eq!(send(&app, r).await.status(), StatusCode::FORBIDDEN);
@@ -334,54 +387,318 @@ async fn control_api_needs_loopback_or_a_token() {
     let resp = send(&app, req("GET", "/metrics", REMOTE, Body::empty())).await;
     assert_eq!(resp.status(), StatusCode::OK);
 
-    let allowed = mint(
+    let token = control_token(Scope::default(), Vec::new());
+    // Over plain HTTP from a remote address a token is refused (it would travel in clear)…
+    let resp = send(&app, with_token("GET", "/v1/peers", REMOTE, &token, "")).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(json(resp).await["detail"]
+        .as_str()
+        .unwrap()
+        .contains("plain HTTP"));
+    // …accepted over TLS, from loopback, or when the listener allows plaintext tokens.
+    let resp = send(
+        &app,
+        over_tls(with_token("GET", "/v1/peers", REMOTE, &token, "")),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = send(&app, with_token("GET", "/v1/peers", LOOPBACK, &token, "")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut cfg = config();
+    cfg.auth.plaintext_tokens = true;
+    let lenient = router(fake.clone(), cfg.clone());
+    let resp = send(&lenient, with_token("GET", "/v1/peers", REMOTE, &token, "")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // A token under a key the node does not hold, garbage, a wrong tenant.
+    let foreign = mint(
+        &MacKey([9; 32]),
+        "overlay",
+        "dev",
+        Scope::default(),
+        vec![control_caveat()],
+    );
+    let other_tenant = control_token(Scope::default(), vec![Caveat::Tenant("acme".to_string())]);
+    for bad in [foreign.as_str(), "not-a-token!", other_tenant.as_str()] {
+        let resp = send(&lenient, with_token("GET", "/v1/peers", REMOTE, bad, "")).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{bad}");
+    }
+    // IPv4-mapped loopback counts as loopback.
+    let resp = send(&app, req("GET", "/v1/peers", "[::ffff:127.0.0.1]:80", "")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let stats = cfg.counters.snapshot();
+    assert_eq!(stats.rejected("http_control_auth"), 3, "{stats:?}");
+}
+
+#[tokio::test]
+async fn peer_session_tokens_are_not_control_credentials() {
+    let fake = Fake::new();
+    let cfg = config();
+    let app = router(fake.clone(), cfg.clone());
+    // A valid token under the node's key, as peers use for sessions: no control caveat.
+    let session = mint(&MacKey::DEV, "overlay", "dev", Scope::default(), Vec::new());
+    for from in [REMOTE, LOOPBACK] {
+        let resp = send(
+            &app,
+            over_tls(with_token("GET", "/v1/peers", from, &session, "")),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{from}");
+        let body = json(resp).await;
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("not a control token"),
+            "{body}"
+        );
+    }
+    // A malformed control caveat is not a control token either.
+    let malformed = mint(
         &MacKey::DEV,
         "overlay",
         "dev",
+        Scope::default(),
+        vec![Caveat::Custom {
+            ns: "overlay".to_string(),
+            name: "control".to_string(),
+            cbor: overlay_proto::capability::CborValue::Bool(false),
+        }],
+    );
+    let resp = send(
+        &app,
+        over_tls(with_token("GET", "/v1/peers", REMOTE, &malformed, "")),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(cfg.counters.snapshot().rejected("http_control_auth"), 3);
+}
+
+#[tokio::test]
+async fn control_token_scope_is_enforced_per_route() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let call = |method: &'static str, path: &'static str, token: &str, body: &'static str| {
+        over_tls(with_token(method, path, REMOTE, token, body))
+    };
+    // Caveats: the verifier checks method and path from the request context.
+    let post_broadcast = control_token(
         Scope::default(),
         vec![
             Caveat::Method(vec!["post".to_string()]),
             Caveat::PathPrefix("/v1/broadcast".to_string()),
         ],
     );
-    let with_token = |method: &str, path: &str, token: &str| {
-        let mut r = req(method, path, REMOTE, "msg");
-        r.headers_mut().insert(
-            header::AUTHORIZATION,
-            format!("Bearer {token}").parse().unwrap(),
-        );
-        r
-    };
-    let resp = send(&app, with_token("POST", "/v1/broadcast", &allowed)).await;
+    let resp = send(&app, call("POST", "/v1/broadcast", &post_broadcast, "msg")).await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    // The caveats bind method and path.
-    let resp = send(&app, with_token("GET", "/v1/peers", &allowed)).await;
-    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    // A token under a key the node does not hold.
-    let foreign = mint(
-        &MacKey([9; 32]),
-        "overlay",
-        "dev",
-        Scope::default(),
+    for (method, path) in [
+        ("GET", "/v1/peers"),
+        ("POST", "/v1/dial"),
+        ("GET", "/v1/gossip"),
+    ] {
+        let resp = send(&app, call(method, path, &post_broadcast, "")).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    // Scope: methods and prefix enforced by the host.
+    let read_peers = control_token(
+        Scope {
+            prefix: Some("/v1/peers".to_string()),
+            methods: vec!["GET".to_string()],
+            max_bytes: None,
+        },
         Vec::new(),
     );
-    let resp = send(&app, with_token("GET", "/v1/peers", &foreign)).await;
-    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    let resp = send(&app, with_token("GET", "/v1/peers", "not-a-token!")).await;
-    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    // A wrong tenant is denied.
-    let other_tenant = mint(
-        &MacKey::DEV,
-        "overlay",
-        "dev",
-        Scope::default(),
-        vec![Caveat::Tenant("acme".to_string())],
-    );
-    let resp = send(&app, with_token("GET", "/v1/peers", &other_tenant)).await;
-    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    // IPv4-mapped loopback counts as loopback.
-    let resp = send(&app, req("GET", "/v1/peers", "[::ffff:127.0.0.1]:80", "")).await;
+    let resp = send(&app, call("GET", "/v1/peers", &read_peers, "")).await;
     assert_eq!(resp.status(), StatusCode::OK);
+    let resp = send(&app, call("GET", "/v1/stats", &read_peers, "")).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let read_only = control_token(
+        Scope {
+            methods: vec!["get".to_string()],
+            ..Scope::default()
+        },
+        Vec::new(),
+    );
+    let resp = send(&app, call("GET", "/v1/stats", &read_only, "")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = send(&app, call("POST", "/v1/broadcast", &read_only, "m")).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // Scope: max_bytes against the declared body length.
+    let small = control_token(
+        Scope {
+            max_bytes: Some(3),
+            ..Scope::default()
+        },
+        Vec::new(),
+    );
+    let mut r = call("POST", "/v1/broadcast", &small, "abc");
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, "3".parse().unwrap());
+    assert_eq!(send(&app, r).await.status(), StatusCode::ACCEPTED);
+    let mut r = call("POST", "/v1/broadcast", &small, "abcd");
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, "4".parse().unwrap());
+    assert_eq!(send(&app, r).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(fake.inner.broadcasts.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn browser_requests_cannot_drive_the_node() {
+    let fake = Fake::new();
+    let cfg = config();
+    let app = router(fake.clone(), cfg.clone());
+    // Any Origin header (a page's fetch, a form post) is refused, token or not.
+    let mut r = req("GET", "/v1/peers", LOOPBACK, "");
+    r.headers_mut()
+        .insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+    assert_eq!(send(&app, r).await.status(), StatusCode::FORBIDDEN);
+    let token = control_token(Scope::default(), Vec::new());
+    let mut r = with_token("GET", "/v1/peers", LOOPBACK, &token, "");
+    r.headers_mut()
+        .insert(header::ORIGIN, "null".parse().unwrap());
+    assert_eq!(send(&app, r).await.status(), StatusCode::FORBIDDEN);
+    // DNS rebinding: the page's own host name reaches us through loopback.
+    for host in ["evil.example:9415", "127.0.0.1:9999", "10.0.0.1:9415"] {
+        let mut r = req("GET", "/v1/peers", LOOPBACK, "");
+        r.headers_mut().insert(header::HOST, host.parse().unwrap());
+        assert_eq!(
+            send(&app, r).await.status(),
+            StatusCode::FORBIDDEN,
+            "{host}"
+        );
+    }
+    let mut r = req("GET", "/v1/peers", LOOPBACK, "");
+    r.headers_mut().remove(header::HOST);
+    assert_eq!(
+        send(&app, r).await.status(),
+        StatusCode::FORBIDDEN,
+        "no Host"
+    );
+    for host in ["localhost:9415", "127.0.0.1:9415"] {
+        let mut r = req("GET", "/v1/peers", LOOPBACK, "");
+        r.headers_mut().insert(header::HOST, host.parse().unwrap());
+        assert_eq!(send(&app, r).await.status(), StatusCode::OK, "{host}");
+    }
+    // A no-cors POST can only carry a simple content type (or none).
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+    ] {
+        let mut r = req("POST", "/v1/broadcast", LOOPBACK, "x");
+        match ct {
+            Some(ct) => r
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, ct.parse().unwrap()),
+            None => r.headers_mut().remove(header::CONTENT_TYPE),
+        };
+        let resp = send(&app, r).await;
+        assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}");
+        assert_eq!(json(resp).await["error"], "unsupported_media_type");
+    }
+    assert!(fake.inner.broadcasts.lock().unwrap().is_empty());
+    // With a token the content type does not matter.
+    let mut r = with_token("POST", "/v1/broadcast", LOOPBACK, &token, "x");
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+    assert_eq!(send(&app, r).await.status(), StatusCode::ACCEPTED);
+    // Probes and metrics are not the control API: an Origin does not matter there.
+    let mut r = req("GET", "/healthz", LOOPBACK, "");
+    r.headers_mut()
+        .insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+    assert_eq!(send(&app, r).await.status(), StatusCode::OK);
+    let stats = cfg.counters.snapshot();
+    assert_eq!(stats.rejected("http_origin"), 2, "{stats:?}");
+    assert_eq!(stats.rejected("http_host"), 4, "{stats:?}");
+    assert_eq!(stats.rejected("http_content_type"), 4, "{stats:?}");
+}
+
+#[tokio::test]
+async fn loopback_trust_can_be_turned_off() {
+    let fake = Fake::new();
+    let mut cfg = config();
+    cfg.auth.trust_loopback = false;
+    let app = router(fake.clone(), cfg);
+    let resp = send(&app, req("GET", "/v1/peers", LOOPBACK, "")).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let token = control_token(Scope::default(), Vec::new());
+    let resp = send(&app, with_token("GET", "/v1/peers", LOOPBACK, &token, "")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn routes_are_split_between_listeners() {
+    let fake = Fake::new();
+    let public = router_with(fake.clone(), config(), Routes::Public);
+    let control = router_with(fake.clone(), config(), Routes::Control);
+    for app in [&public, &control] {
+        let resp = send(app, req("GET", "/healthz", LOOPBACK, "")).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let resp = send(&public, req("GET", "/metrics", LOOPBACK, "")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = send(&public, req("GET", "/v1/peers", LOOPBACK, "")).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = send(&control, req("GET", "/v1/peers", LOOPBACK, "")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = send(&control, req("GET", "/metrics", LOOPBACK, "")).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn metrics_text_is_rendered_once_per_cache_period() {
+    let fake = Fake::new();
+    let renders = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&renders);
+    let mut cfg = config().with_metrics(Arc::new(move || {
+        counted.fetch_add(1, Ordering::Relaxed);
+        "overlay_sessions_active 3\n".to_string()
+    }));
+    cfg.metrics_cache = Duration::from_secs(3600);
+    let app = router(fake.clone(), cfg.clone());
+    for _ in 0..50 {
+        let resp = send(&app, req("GET", "/metrics", REMOTE, "")).await;
+        assert_eq!(&body_bytes(resp).await[..], b"overlay_sessions_active 3\n");
+    }
+    assert_eq!(renders.load(Ordering::Relaxed), 1);
+    cfg.metrics_cache = Duration::ZERO;
+    let app = router(fake, cfg);
+    for _ in 0..10 {
+        send(&app, req("GET", "/metrics", REMOTE, "")).await;
+    }
+    assert_eq!(renders.load(Ordering::Relaxed), 11);
+}
+
+#[tokio::test]
+async fn control_requests_are_capped() {
+    let fake = Fake::new();
+    let hold = Arc::new(tokio::sync::Semaphore::new(0));
+    *fake.inner.hold_dials.lock().unwrap() = Some(Arc::clone(&hold));
+    let mut cfg = config();
+    cfg.max_control_inflight = 1;
+    let app = router(fake.clone(), cfg.clone());
+    let dial = || {
+        let mut r = req("POST", "/v1/dial", LOOPBACK, r#"{"addr":"127.0.0.1:1"}"#);
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        r
+    };
+    let first = tokio::spawn(send_owned(app.clone(), dial()));
+    wait_until("first dial running", || {
+        !fake.inner.dialed.lock().unwrap().is_empty()
+    })
+    .await;
+    let resp = send(&app, req("GET", "/v1/peers", LOOPBACK, "")).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json(resp).await["error"], "busy");
+    // Probes are not control requests.
+    let resp = send(&app, req("GET", "/healthz", LOOPBACK, "")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    hold.add_permits(1);
+    assert_eq!(first.await.unwrap().status(), StatusCode::OK);
+    let resp = send(&app, req("GET", "/v1/peers", LOOPBACK, "")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(cfg.counters.snapshot().rejected("http_control_busy"), 1);
 }
 
 #[tokio::test]
@@ -528,6 +845,23 @@ impl SseReader {
         }
     }
 
+    /// Whether the stream ends (after what is buffered, within 10 s).
+    async fn ended(&mut self) -> bool {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await {
+                Err(_) => return false,
+                Ok(None) => return true,
+                Ok(Some(Ok(chunk))) => {
+                    let text = String::from_utf8_lossy(&chunk).to_string();
+                    if text.contains("data:") {
+                        return false;
+                    }
+                }
+                Ok(Some(Err(_))) => return true,
+            }
+        }
+    }
+
     /// The next non-comment event as (event name, data).
     async fn next_event(&mut self) -> (String, String) {
         loop {
@@ -602,31 +936,84 @@ async fn gossip_keep_alive_comments() {
 }
 
 #[tokio::test]
-async fn slow_gossip_client_loses_messages_not_memory() {
+async fn a_gossip_client_behind_by_events_gets_lagged_and_is_closed() {
     let fake = Fake::new();
     let mut cfg = config();
     cfg.sse_buffer = 4;
-    let app = router(fake.clone(), cfg);
+    let app = router(fake.clone(), cfg.clone());
     let resp = send(&app, req("GET", "/v1/gossip", LOOPBACK, Body::empty())).await;
+    assert_eq!(resp.headers()[header::CONNECTION], "close");
     let mut sse = SseReader::new(resp);
     wait_until("subscriber", || fake.inner.deliveries.receiver_count() == 1).await;
     for n in 0..100u8 {
         fake.deliver(n, b"m");
     }
-    // The forwarder drains the node subscription whatever the client does.
-    wait_until("forwarder drained", || fake.inner.deliveries.is_empty()).await;
-    for n in 0..4u8 {
-        let (_, data) = sse.next_event().await;
-        let v: Value = serde_json::from_str(&data).unwrap();
-        assert_eq!(v["id"], format!("{n:02x}").repeat(32));
-    }
-    fake.deliver(200, b"late");
+    // The fifth message finds the queue full: the client is dropped from the node at once.
+    wait_until("unsubscribed", || {
+        fake.inner.deliveries.receiver_count() == 0
+    })
+    .await;
     let (name, data) = sse.next_event().await;
     assert_eq!(name, "lagged");
-    assert_eq!(data, r#"{"dropped":96}"#);
-    let (_, data) = sse.next_event().await;
-    let v: Value = serde_json::from_str(&data).unwrap();
-    assert_eq!(v["id"], "c8".repeat(32));
+    assert_eq!(data, r#"{"dropped":5}"#);
+    assert!(sse.ended().await, "the stream ends after `lagged`");
+    assert_eq!(cfg.counters.snapshot().closed("sse_lagged"), 1);
+}
+
+#[tokio::test]
+async fn a_gossip_client_behind_by_bytes_gets_lagged_and_is_closed() {
+    let fake = Fake::new();
+    let mut cfg = config();
+    cfg.sse_buffer = 1000;
+    cfg.sse_buffer_bytes = 1500;
+    let app = router(fake.clone(), cfg);
+    let resp = send(&app, req("GET", "/v1/gossip", LOOPBACK, Body::empty())).await;
+    let mut sse = SseReader::new(resp);
+    wait_until("subscriber", || fake.inner.deliveries.receiver_count() == 1).await;
+    static BIG: [u8; 600] = [7u8; 600];
+    for n in 0..3u8 {
+        fake.deliver(n, &BIG);
+    }
+    wait_until("unsubscribed", || {
+        fake.inner.deliveries.receiver_count() == 0
+    })
+    .await;
+    let (name, data) = sse.next_event().await;
+    assert_eq!(name, "lagged");
+    assert_eq!(
+        data, r#"{"dropped":2}"#,
+        "one queued (~900 bytes), the next did not fit"
+    );
+    assert!(sse.ended().await);
+}
+
+#[tokio::test]
+async fn gossip_streams_are_capped_per_address() {
+    let fake = Fake::new();
+    let mut cfg = config();
+    cfg.max_sse_per_ip = 2;
+    let app = router(fake.clone(), cfg.clone());
+    let a = send(&app, req("GET", "/v1/gossip", LOOPBACK, Body::empty())).await;
+    let b = send(
+        &app,
+        req("GET", "/v1/gossip", "127.0.0.1:6000", Body::empty()),
+    )
+    .await;
+    assert_eq!((a.status(), b.status()), (StatusCode::OK, StatusCode::OK));
+    let c = send(
+        &app,
+        req("GET", "/v1/gossip", "127.0.0.1:6001", Body::empty()),
+    )
+    .await;
+    assert_eq!(c.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Another address still gets one.
+    let d = send(
+        &app,
+        req("GET", "/v1/gossip", "127.0.0.2:6000", Body::empty()),
+    )
+    .await;
+    assert_eq!(d.status(), StatusCode::OK);
+    assert_eq!(cfg.counters.snapshot().rejected("http_sse_per_ip"), 1);
 }
 
 #[tokio::test]
@@ -666,7 +1053,7 @@ async fn raw_http(addr: SocketAddr, request: &str) -> String {
 #[tokio::test]
 async fn same_port_handler_serves_connections_from_the_slot() {
     let fake = Fake::new();
-    let slot = RouterSlot::new();
+    let slot = RouterSlot::new(config().guard());
     let handler = slot.handler();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -690,7 +1077,7 @@ async fn same_port_handler_serves_connections_from_the_slot() {
     // The real peer address reaches the control check (loopback here).
     let text = raw_http(
         addr,
-        "POST /v1/broadcast HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+        &format!("POST /v1/broadcast HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"),
     )
     .await;
     assert!(text.starts_with("HTTP/1.1 202"), "{text}");
@@ -703,7 +1090,7 @@ async fn separate_listener_serves_the_router() {
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let task = svc_overlay::http::spawn_listener(listener, app(&fake));
+    let task = svc_overlay::http::spawn_listener(listener, app(&fake), config().guard());
     let text = raw_http(
         addr,
         "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",

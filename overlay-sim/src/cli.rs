@@ -211,6 +211,7 @@ impl ScaleArgs {
                     seed: Some(s.seed),
                     adversary: s.adversary,
                     adversary_percent: Some(s.adversary_percent),
+                    origin_auth: Some(s.origin_auth),
                     ..ScenarioFile::default()
                 };
                 *s = file.merge(o.clone()).resolve()?;
@@ -299,9 +300,9 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, SimError> {
             Ok(if outcome.passed { EXIT_OK } else { EXIT_FAILED })
         }
         Command::Liveness(args) => {
-            let text = crate::liveness::run(args, |line| eprintln!("{line}"))?;
+            let (text, passed) = crate::liveness::run(args, |line| eprintln!("{line}"))?;
             out.write_all(text.as_bytes())?;
-            Ok(EXIT_OK)
+            Ok(if passed { EXIT_OK } else { EXIT_FAILED })
         }
         Command::Replay(args) => {
             let options = ReplayOptions {

@@ -327,8 +327,17 @@ fn pct(x: f64) -> String {
     format!("{:.2}%", x * 100.0)
 }
 
-/// Runs everything `args` asks for and returns the report, ending with `digest: <hex>`.
-pub fn run(args: &LivenessArgs, mut progress: impl FnMut(&str)) -> Result<String, SimError> {
+/// The bound a silent failure must be detected within (issue #8: 2 s at default settings).
+pub const DETECTION_BOUND_MS: f64 = 2000.0;
+
+/// Runs everything `args` asks for and returns the report, ending with `digest: <hex>`, and
+/// whether it passed: every session to a killed node closed for the right reason, silent ones
+/// within [`DETECTION_BOUND_MS`], and no false close when each loss costs one RTO (with RTO
+/// backoff, false closes are reported: a segment lost three times stalls a stream for 1.4 s).
+pub fn run(
+    args: &LivenessArgs,
+    mut progress: impl FnMut(&str),
+) -> Result<(String, bool), SimError> {
     if args.nodes < 10 {
         return Err(SimError::Scenario(
             "liveness: nodes must be at least 10".into(),
@@ -348,6 +357,7 @@ pub fn run(args: &LivenessArgs, mut progress: impl FnMut(&str)) -> Result<String
         return Err(SimError::Scenario("liveness: loss must be in 0..1".into()));
     }
     let mut o = String::new();
+    let mut failures: Vec<String> = Vec::new();
     let mut digest = blake3::Hasher::new();
     let mut rows = Vec::new();
     for &p in &args.kill_percent {
@@ -364,6 +374,23 @@ pub fn run(args: &LivenessArgs, mut progress: impl FnMut(&str)) -> Result<String
                 if silent { "silent" } else { "kind" }
             ));
             digest.update(&row.digest);
+            let late = if silent {
+                row.detect_ms
+                    .iter()
+                    .filter(|ms| **ms > DETECTION_BOUND_MS)
+                    .count()
+            } else {
+                0
+            };
+            if late + row.undetected + row.other_reason > 0 {
+                failures.push(format!(
+                    "kill {p}% {}: {late} sessions detected after {DETECTION_BOUND_MS} ms, {} \
+                     never closed, {} closed for another reason",
+                    if silent { "silent" } else { "kind" },
+                    row.undetected,
+                    row.other_reason
+                ));
+            }
             rows.push(row);
         }
     }
@@ -476,6 +503,12 @@ pub fn run(args: &LivenessArgs, mut progress: impl FnMut(&str)) -> Result<String
                 if backoff { "on" } else { "off" }
             ));
             digest.update(&r.digest);
+            if !backoff && r.false_positives > 0 {
+                failures.push(format!(
+                    "{} false closes with one RTO per loss",
+                    r.false_positives
+                ));
+            }
             let _ = writeln!(
                 o,
                 "  {:<34} {} false closes over {} sessions; {} frames sent ({} heartbeats); {} \
@@ -494,6 +527,19 @@ pub fn run(args: &LivenessArgs, mut progress: impl FnMut(&str)) -> Result<String
             );
         }
     }
+    let _ = writeln!(o);
+    if failures.is_empty() {
+        let _ = writeln!(
+            o,
+            "verdict: ok (every session to a killed node closed for the right reason, silent \
+             ones within {DETECTION_BOUND_MS} ms; no false close with one RTO per loss)"
+        );
+    } else {
+        let _ = writeln!(o, "verdict: FAILED");
+        for f in &failures {
+            let _ = writeln!(o, "  - {f}");
+        }
+    }
     let _ = writeln!(o, "digest: {}", digest.finalize().to_hex());
-    Ok(o)
+    Ok((o, failures.is_empty()))
 }

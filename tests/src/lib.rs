@@ -415,6 +415,7 @@ impl Daemon {
         let resp = self
             .http
             .post(self.url("/v1/broadcast"))
+            .header("content-type", "application/octet-stream")
             .body(payload)
             .timeout(Duration::from_secs(10))
             .send()

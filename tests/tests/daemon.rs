@@ -70,6 +70,7 @@ async fn starts_ready_serves_health_metrics_and_control_then_stops_cleanly() {
     let resp = d
         .http()
         .post(d.url("/v1/broadcast"))
+        .header("content-type", "application/octet-stream")
         .body(vec![0u8; 1_048_401])
         .send()
         .await
@@ -194,6 +195,7 @@ recover_ratio = 0.3
     let resp = d
         .http()
         .post(d.url("/v1/broadcast"))
+        .header("content-type", "application/octet-stream")
         .body("during the flood")
         .send()
         .await

@@ -348,6 +348,9 @@ fn five_hosts_discover_gossip_and_drop_silent_peers() {
             .arg("--token-file")
             .arg(id_dir.join("token"))
             .args(["--cap-key", &cap_arg])
+            // The private test subnet is the trusted network that allows control tokens over
+            // plain HTTP from other hosts.
+            .args(["--control-plaintext-tokens", "true"])
             .env("LOG_LEVEL", "warn,svc_overlay=info")
             .env_remove("OVERLAY_BIND")
             .env_remove("OVERLAY_ADVERTISE")

@@ -25,6 +25,7 @@ use crate::runtime::preauth::PreAuthGate;
 use crate::runtime::seeds::{self, PeerTarget, SeedBook};
 use crate::runtime::trace_out::TraceSink;
 use crate::runtime::{Clock, HttpHandler, Net, Timeouts, TokioNet, SERVICE};
+use crate::shared::StopSignal;
 use crate::tls::{self, Identity, TlsOptions};
 
 /// Capacity of the bus (socket-side tasks → node task).
@@ -410,7 +411,7 @@ impl<N: Net> OverlayBuilder<N> {
             missing: Vec::new(),
         }));
         let (finished_tx, finished_rx) = watch::channel(false);
-        let (accept_stop, stop_rx) = watch::channel(false);
+        let accept_stop = Arc::new(StopSignal::new());
         let next_conn = Arc::new(AtomicU64::new(1));
 
         let accept_task = tokio::spawn(accept::supervise(AcceptCtx {
@@ -423,7 +424,7 @@ impl<N: Net> OverlayBuilder<N> {
             handshake: cfg.handshake_timeout,
             http,
             next_conn: Arc::clone(&next_conn),
-            stop: stop_rx,
+            stop: Arc::clone(&accept_stop),
             events: events.clone(),
             seed,
             preauth: PreAuthGate::new(cfg.max_preauth, cfg.max_preauth_per_ip),

@@ -25,6 +25,9 @@ Environment variables (an empty value counts as unset):
   LOG_FORMAT         same as --log-format
   AMNESIA            same as --amnesia
   OVERLAY_TOKEN      this node's capability token itself (text, not a path); --token-file wins
+  OVERLAY_CONTROL_ADDR            same as --control-addr
+  OVERLAY_CONTROL_TRUST_LOOPBACK  same as --control-trust-loopback
+  OVERLAY_CONTROL_PLAINTEXT_TOKENS  same as --control-plaintext-tokens
 
 Every setting, including those without a flag, can be set in the TOML config file; see
 docs/CONFIG.md and Overlay.example.toml. Unknown keys in the file are an error.
@@ -154,4 +157,16 @@ pub struct Cli {
     /// Tenant of the capability request context [default: overlay]
     #[arg(long, value_name = "NAME")]
     pub tenant: Option<String>,
+
+    /// Serve the control API (/v1/...) on its own listener ADDR instead of the overlay port [env: OVERLAY_CONTROL_ADDR] [default: the overlay port]
+    #[arg(long, value_name = "ADDR")]
+    pub control_addr: Option<String>,
+
+    /// Allow token-less control requests from loopback: true | false [env: OVERLAY_CONTROL_TRUST_LOOPBACK] [default: true]
+    #[arg(long, value_name = "BOOL")]
+    pub control_trust_loopback: Option<String>,
+
+    /// Accept control tokens over plain HTTP from non-loopback addresses: true | false (trusted networks or a TLS proxy only) [env: OVERLAY_CONTROL_PLAINTEXT_TOKENS] [default: false]
+    #[arg(long, value_name = "BOOL")]
+    pub control_plaintext_tokens: Option<String>,
 }

@@ -30,9 +30,15 @@ pub const LOG_FORMAT: &str = "LOG_FORMAT";
 pub const AMNESIA: &str = "AMNESIA";
 /// The node's capability token itself (the text, not a path); `--token-file` wins over it.
 pub const OVERLAY_TOKEN: &str = "OVERLAY_TOKEN";
+/// `--control-addr`.
+pub const OVERLAY_CONTROL_ADDR: &str = "OVERLAY_CONTROL_ADDR";
+/// `--control-trust-loopback`.
+pub const OVERLAY_CONTROL_TRUST_LOOPBACK: &str = "OVERLAY_CONTROL_TRUST_LOOPBACK";
+/// `--control-plaintext-tokens`.
+pub const OVERLAY_CONTROL_PLAINTEXT_TOKENS: &str = "OVERLAY_CONTROL_PLAINTEXT_TOKENS";
 
 /// Every variable the loader reads, in documentation order.
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 14] = [
     OVERLAY_BIND,
     OVERLAY_ADVERTISE,
     OVERLAY_MAX_CONNS,
@@ -44,6 +50,9 @@ pub const ALL: [&str; 11] = [
     LOG_FORMAT,
     AMNESIA,
     OVERLAY_TOKEN,
+    OVERLAY_CONTROL_ADDR,
+    OVERLAY_CONTROL_TRUST_LOOPBACK,
+    OVERLAY_CONTROL_PLAINTEXT_TOKENS,
 ];
 
 /// Reads the process environment. A variable whose value is not valid UTF-8 is reported as

@@ -69,6 +69,9 @@ pub struct FileConfig {
     /// `[scoring]`: peer-score weights, thresholds and bans.
     #[serde(default)]
     pub scoring: ScoringSection,
+    /// `[http]`: the control listener and the HTTP limits.
+    #[serde(default)]
+    pub http: HttpSection,
 }
 
 /// `[node]`.
@@ -299,6 +302,48 @@ pub struct AuthSection {
     pub policy_digest_hex: Option<String>,
     /// Capability verification keys.
     pub keys: Option<Vec<KeySection>>,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Listen address of the control API (default: the overlay port).
+    pub control_addr: Option<String>,
+    /// Token-less control requests from loopback are allowed.
+    pub control_trust_loopback: Option<bool>,
+    /// Control tokens are accepted over plain HTTP from non-loopback addresses.
+    pub control_plaintext_tokens: Option<bool>,
+    /// Most HTTP connections per listener.
+    pub max_conns: Option<i64>,
+    /// Most HTTP connections per listener from one address.
+    pub max_conns_per_ip: Option<i64>,
+    /// Probe-only connections admitted beyond `max_conns`.
+    pub probe_reserve: Option<i64>,
+    /// A connection stalled this long may be evicted for a new one.
+    pub evict_after_ms: Option<i64>,
+    /// Time to receive request headers.
+    pub header_timeout_ms: Option<i64>,
+    /// Time a kept-alive connection may wait for its next request.
+    pub idle_timeout_ms: Option<i64>,
+    /// Time to receive a request body.
+    pub body_timeout_ms: Option<i64>,
+    /// Time a response write may stay blocked.
+    pub write_timeout_ms: Option<i64>,
+    /// Pipelined requests in a row before the connection is closed.
+    pub max_pipelined: Option<i64>,
+    /// Most control requests at once.
+    pub max_control_inflight: Option<i64>,
+    /// Most SSE streams at once.
+    pub max_sse_clients: Option<i64>,
+    /// Most SSE streams at once from one address.
+    pub max_sse_per_ip: Option<i64>,
+    /// Events waiting per SSE client.
+    pub sse_buffer: Option<i64>,
+    /// Bytes waiting per SSE client.
+    pub sse_buffer_bytes: Option<i64>,
+    /// How long a rendered `/metrics` text is reused (0: never).
+    pub metrics_cache_ms: Option<i64>,
 }
 
 /// One `[[auth.keys]]` entry.

@@ -36,6 +36,7 @@ pub use cli::Cli;
 pub use env::EnvLookup;
 pub use error::{DaemonConfigError, Origin};
 pub use file::FileConfig;
+pub use resolve::http::HttpSettings;
 pub use resolve::{DEV_KID, MAX_MS};
 
 /// Built-in defaults of the daemon-level settings (core settings default to
@@ -115,6 +116,8 @@ pub struct DaemonConfig {
     /// No capability key was configured: the ring holds [`MacKey::DEV`] under kid
     /// [`DEV_KID`] and the runtime mints its own dev token (unless one was configured).
     pub dev_mode: bool,
+    /// The HTTP side: control listener and rules, limits.
+    pub http: HttpSettings,
 }
 
 impl Default for DaemonConfig {
@@ -151,6 +154,7 @@ impl Default for DaemonConfig {
             cert_key: None,
             node,
             dev_mode: true,
+            http: HttpSettings::default(),
         }
     }
 }
@@ -183,6 +187,7 @@ impl fmt::Debug for DaemonConfig {
             .field("cert_key", &self.cert_key)
             .field("node", &node)
             .field("dev_mode", &self.dev_mode)
+            .field("http", &self.http)
             .finish()
     }
 }

@@ -23,6 +23,8 @@ use super::{defaults, DaemonConfig};
 use crate::pq::PqMode;
 use crate::telemetry::LogFormat;
 
+pub(crate) mod http;
+
 /// Longest accepted duration: one day, in milliseconds.
 pub const MAX_MS: u64 = 86_400_000;
 /// Key id used for the well-known dev key in dev mode.
@@ -781,11 +783,14 @@ impl<'a> Resolver<'a> {
         let token = self.token()?;
         let keys = self.cap_keys()?;
         let dev_mode = keys.is_empty();
+        let http = self.http_settings()?;
         if dev_mode {
             node.auth
                 .keys
                 .insert(DEV_KID, node.auth.tenant.clone(), MacKey::DEV);
-            for (setting, addr) in [("bind", bind), ("metrics_addr", metrics_addr)] {
+            let control = http.control_addr.map(|a| ("control_addr", a));
+            let listeners = [("bind", bind), ("metrics_addr", metrics_addr)];
+            for (setting, addr) in listeners.into_iter().chain(control) {
                 if !addr.ip().is_loopback() {
                     return Err(DaemonConfigError::DevModeExposed { setting, addr });
                 }
@@ -827,6 +832,7 @@ impl<'a> Resolver<'a> {
             cert_key,
             node,
             dev_mode,
+            http,
         })
     }
 

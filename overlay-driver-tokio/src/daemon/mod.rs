@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{self, DaemonConfig, DaemonConfigError, LoadOutcome};
-use crate::http::{self, HttpConfig, MetricsRender, RouterSlot};
+use crate::http::{self, HttpConfig, MetricsRender, RouterSlot, Routes};
 use crate::telemetry::{self, LogControl};
 use crate::{Overlay, OverlayBuilder};
 
@@ -96,6 +96,14 @@ pub enum StartError {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// The control listener (`--control-addr`) could not be bound.
+    #[error("cannot bind the control listener on {addr}: {source}")]
+    ControlBind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
     /// The overlay node could not start.
     #[error("cannot start the overlay: {0}")]
     Overlay(#[from] crate::OverlayError),
@@ -166,19 +174,51 @@ async fn start(cfg: &DaemonConfig, started: Instant) -> Result<Overlay, StartErr
             source,
         })?;
 
-    let slot = RouterSlot::new();
+    let control_listener = match cfg.http.control_addr {
+        Some(addr) => Some(
+            http::bind_listener(addr)
+                .await
+                .map_err(|source| StartError::ControlBind { addr, source })?,
+        ),
+        None => None,
+    };
+
+    let mut http_config = HttpConfig::new(&cfg.node);
+    cfg.http.apply(&mut http_config);
+    // Each listener has its own connection budget.
+    let slot = RouterSlot::new(http_config.guard());
     let overlay = OverlayBuilder::from_daemon_config(cfg)?
         .http_handler(slot.handler())
         .build()
         .await?;
 
     let render: MetricsRender = Arc::new(move || prometheus.render());
-    let router = http::router(
+    let http_config = http_config.with_metrics(render);
+    let overlay_routes = if control_listener.is_some() {
+        Routes::Public
+    } else {
+        Routes::All
+    };
+    slot.set(http::router_with(
         overlay.clone(),
-        HttpConfig::new(&cfg.node).with_metrics(render),
+        http_config.clone(),
+        overlay_routes,
+    ));
+    http::spawn_listener(
+        metrics_listener,
+        http::router_with(overlay.clone(), http_config.clone(), Routes::Public),
+        http_config.guard(),
     );
-    slot.set(router.clone());
-    http::spawn_listener(metrics_listener, router);
+    if let Some(listener) = control_listener {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("control API listening on http://{addr}/v1/");
+        }
+        http::spawn_listener(
+            listener,
+            http::router_with(overlay.clone(), http_config.clone(), Routes::Control),
+            http_config.guard(),
+        );
+    }
 
     let mode = if cfg.dev_mode { " (dev mode)" } else { "" };
     tracing::info!(

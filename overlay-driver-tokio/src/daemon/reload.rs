@@ -121,6 +121,7 @@ fn needs_restart(running: &DaemonConfig, next: &DaemonConfig) -> Vec<String> {
     check("ca", running.ca != next.ca);
     check("cert/key", running.cert_key != next.cert_key);
     check("dev_mode", running.dev_mode != next.dev_mode);
+    check("http", running.http != next.http);
     out.extend(node_needs_restart(&running.node, &next.node));
     // A setting this list does not name yet (added later) still counts.
     let mut rest = next.clone();
@@ -180,6 +181,8 @@ fn name_of(field: &str) -> String {
     match field {
         "idle_timeout" => "idle_ms".to_string(),
         "handshake_timeout" => "handshake_ms".to_string(),
+        "connect_timeout" => "connect_ms".to_string(),
+        "liveness_timeout" => "liveness_ms".to_string(),
         "keepalive_interval" => "keepalive_ms".to_string(),
         "tick_interval" => "tick_ms".to_string(),
         "lazy_flush_interval" => "lazy_flush_ms".to_string(),

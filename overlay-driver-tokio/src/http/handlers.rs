@@ -1,10 +1,11 @@
 //! Route handlers. Every handler ends with `.into_response()`.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::backend::OverlayApi;
 use super::error::{retry_after_secs, ApiError};
-use super::sse::gossip_response;
+use super::limits::HttpRefusal;
+use super::sse::{gossip_response, SseBounds};
 use super::HttpState;
 
 /// The Prometheus text exposition content type.
@@ -61,12 +63,10 @@ pub async fn readyz<O: OverlayApi>(State(state): State<HttpState<O>>) -> Respons
     resp
 }
 
-/// `GET /metrics`: the Prometheus text exposition.
+/// `GET /metrics`: the Prometheus text exposition (rendered at most once per
+/// `metrics_cache`).
 pub async fn metrics<O: OverlayApi>(State(state): State<HttpState<O>>) -> Response {
-    let body = match &state.config.metrics {
-        Some(render) => render(),
-        None => String::new(),
-    };
+    let body = state.metrics_text.text();
     (
         [(
             header::CONTENT_TYPE,
@@ -263,21 +263,42 @@ pub async fn dial<O: OverlayApi>(
     }
 }
 
-/// `GET /v1/gossip`: Server-Sent Events, one `data:` event per delivered message.
-pub async fn gossip<O: OverlayApi>(State(state): State<HttpState<O>>) -> Response {
-    let Ok(permit) = state.sse_slots.clone().try_acquire_owned() else {
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy")
-            .detail("too many gossip subscribers")
+/// `GET /v1/gossip`: Server-Sent Events, one `data:` event per delivered message. Streams are
+/// capped in total and per address.
+pub async fn gossip<O: OverlayApi>(
+    State(state): State<HttpState<O>>,
+    request: axum::extract::Request,
+) -> Response {
+    let busy = |detail: &'static str| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy")
+            .detail(detail)
             .retry_after(Some(Duration::from_secs(1)))
-            .into_response();
+            .into_response()
+    };
+    let counters = &state.config.counters;
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(a)| a.ip());
+    let Some(per_ip) = state.sse_per_ip.try_acquire(ip) else {
+        counters.refused(HttpRefusal::SsePerIp);
+        return busy("too many gossip streams from this address");
+    };
+    let Ok(permit) = state.sse_slots.clone().try_acquire_owned() else {
+        counters.refused(HttpRefusal::Sse);
+        return busy("too many gossip subscribers");
+    };
+    let bounds = SseBounds {
+        events: state.config.sse_buffer,
+        bytes: state.config.sse_buffer_bytes,
+        keep_alive: state.config.sse_keep_alive,
     };
     gossip_response(
         state.overlay.subscribe(),
-        state.config.sse_buffer,
-        state.config.sse_keep_alive,
-        permit,
+        bounds,
+        counters.clone(),
+        (permit, per_ip),
     )
-    .into_response()
 }
 
 /// Fallback: 404 JSON.

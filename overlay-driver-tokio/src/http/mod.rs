@@ -11,18 +11,25 @@
 //! | `POST /v1/dial` | `{"addr":"host:port"}` → 200 `{"peer_id":"peer:…"}` |
 //! | `GET /v1/gossip` | Server-Sent Events, one per delivered message |
 //!
-//! The `/v1` routes are the control API: allowed from loopback peers, or with
-//! `Authorization: Bearer <capability token>` verified against the node's key ring with the
-//! HTTP method and path as request context ([`ControlAuth`]); otherwise 403.
+//! The `/v1` routes are the control API: allowed from loopback peers (without a browser's
+//! marks), or with `Authorization: Bearer <control token>`; see [`ControlAuth`] for the rules
+//! and `docs/HTTP.md` for the client's view.
 //!
 //! The router is generic over [`OverlayApi`] (implemented for [`crate::api::Overlay`]) and is
-//! served either one connection at a time on the overlay port ([`serve_connection`], behind
-//! the runtime's first-byte demultiplexer) or on its own listener ([`spawn_listener`]).
+//! served either one connection at a time on the overlay port ([`RouterSlot`], behind the
+//! runtime's first-byte demultiplexer) or on its own listener ([`spawn_listener`]). Either way
+//! an [`HttpGuard`] admits each connection and the connection is watched for stalls
+//! ([`HttpLimits`]); every refusal and forced close is counted ([`HttpCounters`]).
 
 mod auth;
 mod backend;
+mod bodies;
+mod budgets;
+mod conn_io;
 mod error;
+mod guard;
 pub mod handlers;
+mod limits;
 mod overlay;
 mod serve;
 mod sse;
@@ -39,12 +46,15 @@ use axum::Router;
 use overlay_proto::NodeConfig;
 use tokio::sync::Semaphore;
 
-pub use auth::{bearer_token, ControlAuth};
+pub use auth::{
+    bearer_token, host_names_listener, is_simple_content_type, ControlAuth, ControlRefusal,
+    ControlRequest,
+};
 pub use backend::{GossipSubscription, OverlayApi, ReadinessView};
 pub use error::{retry_after_secs, ApiError};
-pub use serve::{
-    bind_listener, serve_connection, spawn_listener, HttpHandler, RouterSlot, MAX_LISTENER_CONNS,
-};
+pub use guard::HttpGuard;
+pub use limits::{HttpClose, HttpCounters, HttpLimits, HttpRefusal, HttpStats};
+pub use serve::{bind_listener, spawn_listener, ConnMeta, HttpHandler, RouterSlot};
 pub use sse::GossipEvent;
 pub use trace::{next_request_id, REQUEST_ID_HEADER};
 
@@ -54,7 +64,7 @@ pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 /// Settings of the HTTP layer.
 #[derive(Clone)]
 pub struct HttpConfig {
-    /// Control API authorisation for non-loopback peers.
+    /// Control API authorisation.
     pub auth: ControlAuth,
     /// Largest `POST /v1/broadcast` body (the node's `max_message_bytes`); larger → 413.
     pub max_message_bytes: usize,
@@ -62,14 +72,27 @@ pub struct HttpConfig {
     pub control_body_limit: usize,
     /// How long `POST /v1/dial` waits for the session to open before answering 504.
     pub dial_timeout: Duration,
-    /// Events buffered per SSE client before messages are dropped for it.
+    /// Connection limits of each HTTP listener (each has its own budget).
+    pub limits: HttpLimits,
+    /// Counters shared by the router and the listeners' guards.
+    pub counters: HttpCounters,
+    /// Most control requests (`/v1/…` except the gossip stream) served at once; more → 503.
+    pub max_control_inflight: usize,
+    /// Events waiting per SSE client; a client further behind gets `lagged` and is closed.
     pub sse_buffer: usize,
+    /// Bytes of events waiting per SSE client; a client further behind gets `lagged` and is
+    /// closed.
+    pub sse_buffer_bytes: usize,
     /// Interval of SSE keep-alive comments.
     pub sse_keep_alive: Duration,
     /// Most concurrent `GET /v1/gossip` clients; more → 503.
     pub max_sse_clients: usize,
+    /// Most concurrent `GET /v1/gossip` clients from one address; more → 503.
+    pub max_sse_per_ip: usize,
     /// The retry hint of a 503 from `/readyz`.
     pub readyz_retry_after: Duration,
+    /// How long a rendered `/metrics` text is reused (zero: rendered for every scrape).
+    pub metrics_cache: Duration,
     /// The metrics exposition; `None` serves an empty body.
     pub metrics: Option<MetricsRender>,
 }
@@ -84,10 +107,16 @@ impl HttpConfig {
             dial_timeout: node
                 .handshake_timeout
                 .saturating_add(Duration::from_secs(10)),
+            limits: HttpLimits::default(),
+            counters: HttpCounters::new(),
+            max_control_inflight: 32,
             sse_buffer: 1024,
+            sse_buffer_bytes: 1 << 20,
             sse_keep_alive: Duration::from_secs(15),
-            max_sse_clients: 256,
+            max_sse_clients: 64,
+            max_sse_per_ip: 4,
             readyz_retry_after: Duration::from_secs(1),
+            metrics_cache: Duration::from_millis(500),
             metrics: None,
         }
     }
@@ -96,6 +125,11 @@ impl HttpConfig {
     pub fn with_metrics(mut self, render: MetricsRender) -> Self {
         self.metrics = Some(render);
         self
+    }
+
+    /// A connection guard for one listener with these limits and counters.
+    pub fn guard(&self) -> HttpGuard {
+        HttpGuard::new(self.limits.clone(), self.counters.clone())
     }
 }
 
@@ -106,10 +140,15 @@ impl fmt::Debug for HttpConfig {
             .field("max_message_bytes", &self.max_message_bytes)
             .field("control_body_limit", &self.control_body_limit)
             .field("dial_timeout", &self.dial_timeout)
+            .field("limits", &self.limits)
+            .field("max_control_inflight", &self.max_control_inflight)
             .field("sse_buffer", &self.sse_buffer)
+            .field("sse_buffer_bytes", &self.sse_buffer_bytes)
             .field("sse_keep_alive", &self.sse_keep_alive)
             .field("max_sse_clients", &self.max_sse_clients)
+            .field("max_sse_per_ip", &self.max_sse_per_ip)
             .field("readyz_retry_after", &self.readyz_retry_after)
+            .field("metrics_cache", &self.metrics_cache)
             .field("metrics", &self.metrics.is_some())
             .finish()
     }
@@ -123,6 +162,8 @@ pub struct HttpState<O> {
     pub config: Arc<HttpConfig>,
     /// Free `GET /v1/gossip` slots.
     pub sse_slots: Arc<Semaphore>,
+    sse_per_ip: budgets::PerIpSlots,
+    metrics_text: Arc<budgets::MetricsCache>,
 }
 
 impl<O: Clone> Clone for HttpState<O> {
@@ -131,36 +172,69 @@ impl<O: Clone> Clone for HttpState<O> {
             overlay: self.overlay.clone(),
             config: Arc::clone(&self.config),
             sse_slots: Arc::clone(&self.sse_slots),
+            sse_per_ip: self.sse_per_ip.clone(),
+            metrics_text: Arc::clone(&self.metrics_text),
         }
     }
 }
 
-/// Builds the router over a node.
+/// Which routes a router serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routes {
+    /// Probes, metrics and the control API (the overlay port when the control API has no
+    /// listener of its own).
+    All,
+    /// Probes and metrics (the metrics listener; the overlay port with `--control-addr`).
+    Public,
+    /// Probes and the control API (the `--control-addr` listener).
+    Control,
+}
+
+/// Builds the router over a node with every route ([`Routes::All`]).
 pub fn router<O: OverlayApi>(overlay: O, config: HttpConfig) -> Router {
-    let auth = Arc::new(config.auth.clone());
+    router_with(overlay, config, Routes::All)
+}
+
+/// Builds the router over a node with the given routes.
+pub fn router_with<O: OverlayApi>(overlay: O, config: HttpConfig, routes: Routes) -> Router {
+    let gate = auth::ControlGate {
+        auth: Arc::new(config.auth.clone()),
+        slots: Arc::new(Semaphore::new(config.max_control_inflight.max(1))),
+        counters: config.counters.clone(),
+        default_listener: overlay.local_addr(),
+    };
     let broadcast_limit = config.max_message_bytes;
     let body_limit = config.control_body_limit;
     let state = HttpState {
         overlay,
         sse_slots: Arc::new(Semaphore::new(config.max_sse_clients.max(1))),
+        sse_per_ip: budgets::PerIpSlots::new(config.max_sse_per_ip.max(1)),
+        metrics_text: Arc::new(budgets::MetricsCache::new(
+            config.metrics.clone(),
+            config.metrics_cache,
+        )),
         config: Arc::new(config),
     };
-    let control = Router::new()
-        .route(
-            "/v1/broadcast",
-            post(handlers::broadcast::<O>).layer(DefaultBodyLimit::max(broadcast_limit)),
-        )
-        .route("/v1/peers", get(handlers::peers::<O>))
-        .route("/v1/stats", get(handlers::stats::<O>))
-        .route("/v1/dial", post(handlers::dial::<O>))
-        .route("/v1/gossip", get(handlers::gossip::<O>))
-        .route_layer(from_fn_with_state(auth, auth::require_control));
-    Router::new()
+    let mut app = Router::new()
         .route("/healthz", get(handlers::healthz))
-        .route("/readyz", get(handlers::readyz::<O>))
-        .route("/metrics", get(handlers::metrics::<O>))
-        .merge(control)
-        .fallback(handlers::not_found)
+        .route("/readyz", get(handlers::readyz::<O>));
+    if routes != Routes::Control {
+        app = app.route("/metrics", get(handlers::metrics::<O>));
+    }
+    if routes != Routes::Public {
+        let control = Router::new()
+            .route(
+                "/v1/broadcast",
+                post(handlers::broadcast::<O>).layer(DefaultBodyLimit::max(broadcast_limit)),
+            )
+            .route("/v1/peers", get(handlers::peers::<O>))
+            .route("/v1/stats", get(handlers::stats::<O>))
+            .route("/v1/dial", post(handlers::dial::<O>))
+            .route("/v1/gossip", get(handlers::gossip::<O>))
+            .route_layer(from_fn_with_state(gate, auth::require_control));
+        app = app.merge(control);
+    }
+    app.fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(from_fn(trace::trace_request))

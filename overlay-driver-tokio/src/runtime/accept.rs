@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use overlay_proto::{ConnId, Direction};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout_at, Instant as TokioInstant};
 use tokio_rustls::TlsAcceptor;
@@ -21,6 +21,7 @@ use super::net::{Net, TLS_HANDSHAKE_BYTE};
 use super::preauth::{PreAuthGate, PreAuthSlot};
 use super::{BusMsg, Established, HttpHandler, SplitMix};
 use crate::api::KernelEvent;
+use crate::shared::StopSignal;
 use crate::tls::{classify_handshake_error, session_info};
 
 /// Everything the accept loop needs; cloned into each restart.
@@ -34,7 +35,7 @@ pub(crate) struct AcceptCtx<N: Net> {
     pub(crate) handshake: Duration,
     pub(crate) http: Option<HttpHandler<N::Stream>>,
     pub(crate) next_conn: Arc<AtomicU64>,
-    pub(crate) stop: watch::Receiver<bool>,
+    pub(crate) stop: Arc<StopSignal>,
     pub(crate) events: broadcast::Sender<KernelEvent>,
     pub(crate) seed: u64,
     /// Connections before START, in total and per IP (`max_preauth`, `max_preauth_per_ip`).
@@ -53,7 +54,7 @@ impl<N: Net> Clone for AcceptCtx<N> {
             handshake: self.handshake,
             http: self.http.clone(),
             next_conn: Arc::clone(&self.next_conn),
-            stop: self.stop.clone(),
+            stop: Arc::clone(&self.stop),
             events: self.events.clone(),
             seed: self.seed,
             preauth: self.preauth.clone(),
@@ -86,7 +87,7 @@ pub(crate) async fn supervise<N: Net>(ctx: AcceptCtx<N>) {
             }
             Err(_) => return,
         }
-        if *ctx.stop.borrow() {
+        if ctx.stop.is_stopped() {
             return;
         }
         sleep(rng.jitter(delay)).await;
@@ -95,21 +96,16 @@ pub(crate) async fn supervise<N: Net>(ctx: AcceptCtx<N>) {
 }
 
 async fn accept_loop<N: Net>(ctx: AcceptCtx<N>) {
-    let mut stop = ctx.stop.clone();
     // Handshakes in progress; dropped (aborted) with the loop.
     let mut handshakes: JoinSet<()> = JoinSet::new();
     let mut rng = SplitMix(ctx.seed ^ 0x5EED_ACCE);
     loop {
-        if *stop.borrow() {
+        if ctx.stop.is_stopped() {
             return;
         }
         tokio::select! {
             biased;
-            changed = stop.changed() => {
-                if changed.is_err() || *stop.borrow() {
-                    return;
-                }
-            }
+            () = ctx.stop.stopped() => return,
             Some(done) = handshakes.join_next(), if !handshakes.is_empty() => {
                 if let Err(e) = done {
                     if e.is_panic() {
@@ -119,13 +115,13 @@ async fn accept_loop<N: Net>(ctx: AcceptCtx<N>) {
             }
             accepted = ctx.net.accept(&ctx.listener) => match accepted {
                 Ok((stream, remote)) => {
-                    if ctx.counters.live.load(Ordering::Relaxed) >= ctx.max_conns {
+                    let Some(slot) = ctx.counters.conns.try_acquire(ctx.max_conns) else {
                         // Refused before any TLS work: closing is the fastest answer.
                         drop(stream);
                         ctx.counters.reject("max_conns");
                         tracing::debug!(%remote, "refused: max_conns reached");
                         continue;
-                    }
+                    };
                     // The pre-auth budget, before any TLS work: a flood from one address (or
                     // many) exhausts only this budget.
                     let preauth = match ctx.preauth.admit(remote.ip()) {
@@ -137,7 +133,6 @@ async fn accept_loop<N: Net>(ctx: AcceptCtx<N>) {
                             continue;
                         }
                     };
-                    let slot = ConnSlot::acquire(&ctx.counters.live);
                     handshakes.spawn(handshake_inbound(ctx.clone(), stream, remote, slot, preauth));
                 }
                 Err(e) => {

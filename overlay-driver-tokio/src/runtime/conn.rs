@@ -15,6 +15,7 @@ use tokio::time::{timeout, Instant as TokioInstant};
 
 use super::metrics::{latency, ConnSlot, DriverCounters};
 use super::BusMsg;
+use crate::shared::WriteCredit;
 use crate::tls::classify_handshake_error;
 
 /// Size of the receive blocks: chunks handed to the core are slices of these blocks (no copy).
@@ -168,6 +169,8 @@ pub(crate) struct WriterCtx<S> {
     pub(crate) write_timeout: Duration,
     pub(crate) counters: Arc<DriverCounters>,
     pub(crate) slot: Arc<ConnSlot>,
+    /// The queue's byte budget: given back once a batch is written.
+    pub(crate) credit: Arc<WriteCredit>,
 }
 
 /// Writes queued frames (batched) until told to close, the queue is dropped, or an error.
@@ -181,6 +184,7 @@ where
         write_timeout,
         counters,
         slot,
+        credit,
     } = ctx;
     let mut batch: Vec<(Bytes, TokioInstant)> = Vec::new();
     let mut scratch = BytesMut::new();
@@ -226,6 +230,7 @@ where
                     }
                 }
             }
+            credit.give_back(batch.iter().map(|(bytes, _)| bytes.len()).sum());
             batch.clear();
             if scratch.capacity() > SCRATCH_KEEP {
                 scratch = BytesMut::new();

@@ -13,7 +13,7 @@ use tokio::time::{timeout_at, Instant as TokioInstant};
 use tokio_rustls::TlsConnector;
 
 use super::conn::io_kind;
-use super::metrics::{ConnSlot, DriverCounters};
+use super::metrics::DriverCounters;
 use super::net::Net;
 use super::node_task::Command;
 use super::seeds::{self, SeedBook};
@@ -97,7 +97,7 @@ async fn connect<N: Net>(
     // The TCP connect alone gets the connect deadline (a host that does not answer costs no
     // more), within the overall handshake deadline.
     let connect_deadline = deadline.min(TokioInstant::now() + ctx.connect_deadline);
-    let slot = ConnSlot::acquire(&ctx.counters.live);
+    let slot = ctx.counters.conns.acquire();
     let tcp = match timeout_at(connect_deadline, ctx.net.connect(addr)).await {
         Err(_) => {
             ctx.counters.error("dial", "timeout");

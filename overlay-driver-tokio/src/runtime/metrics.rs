@@ -3,13 +3,16 @@
 //! [`NodeStats`] into gauges and absolute counters.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use overlay_proto::score::Penalty;
 use overlay_proto::wire::Kind;
 use overlay_proto::NodeStats;
+
+pub(crate) use crate::shared::{ConnRegistry, ConnSlot};
+use crate::sync::Arc;
 
 /// A snapshot of what the driver itself counted (the core's counters are in
 /// [`NodeStats`]).
@@ -69,8 +72,8 @@ pub(crate) struct DriverCounters {
     restarts: Mutex<Labels1>,
     subscriber_lagged: AtomicU64,
     trace_dropped: AtomicU64,
-    /// Open TCP connections (see [`ConnSlot`]).
-    pub(crate) live: Arc<AtomicUsize>,
+    /// Open TCP connections, admitted against `max_conns` (see [`ConnSlot`]).
+    pub(crate) conns: Arc<ConnRegistry>,
 }
 
 fn bump1(map: &Mutex<Labels1>, key: &'static str, n: u64) {
@@ -139,30 +142,8 @@ impl DriverCounters {
             restarts: owned1(&self.restarts),
             subscriber_lagged: self.subscriber_lagged.load(Ordering::Relaxed),
             trace_dropped: self.trace_dropped.load(Ordering::Relaxed),
-            live_connections: self.live.load(Ordering::Relaxed),
+            live_connections: self.conns.live(),
         }
-    }
-}
-
-/// One open TCP connection, counted against `max_conns` until dropped.
-#[derive(Debug)]
-pub(crate) struct ConnSlot {
-    live: Arc<AtomicUsize>,
-}
-
-impl ConnSlot {
-    /// Counts one more connection.
-    pub(crate) fn acquire(live: &Arc<AtomicUsize>) -> ConnSlot {
-        live.fetch_add(1, Ordering::Relaxed);
-        ConnSlot {
-            live: Arc::clone(live),
-        }
-    }
-}
-
-impl Drop for ConnSlot {
-    fn drop(&mut self) {
-        self.live.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

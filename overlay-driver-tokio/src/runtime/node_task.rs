@@ -28,9 +28,13 @@ use super::net::Net;
 use super::trace_out::TraceSink;
 use super::{BusMsg, Established, Timeouts, SERVICE};
 use crate::api::{DirectMessage, KernelEvent, OverlayError, Readiness, SessionHandle};
+use crate::shared::{ReadyFlag, ReadyState, StopSignal, WriteCredit};
 
 /// Frames (Transmit batches) queued per connection writer.
 pub(crate) const WRITER_QUEUE: usize = 1024;
+/// Bytes queued per connection writer (the [`WriteCredit`] capacity); one frame larger than
+/// this still passes when the queue is empty.
+pub(crate) const WRITER_QUEUE_BYTES: usize = 32 * 1024 * 1024;
 /// Already-queued bus messages handled after one wake-up before waiting again.
 const BATCH: usize = 64;
 /// Period of the stats → metrics mirror.
@@ -82,6 +86,8 @@ pub(crate) struct Outputs {
 /// A live connection, as the node task knows it.
 struct ConnEntry {
     writer: mpsc::Sender<WriterMsg>,
+    /// Bytes queued in `writer`, given back by the writer task once written.
+    credit: Arc<WriteCredit>,
     reader_task: AbortHandle,
     writer_task: AbortHandle,
     peer: PeerId,
@@ -113,7 +119,7 @@ pub(crate) struct NodeTaskParts<N: Net> {
     pub(crate) counters: Arc<DriverCounters>,
     pub(crate) trace: Option<TraceSink>,
     pub(crate) timeouts: Timeouts,
-    pub(crate) accept_stop: watch::Sender<bool>,
+    pub(crate) accept_stop: Arc<StopSignal>,
     pub(crate) accept_task: JoinHandle<()>,
 }
 
@@ -147,9 +153,10 @@ pub(crate) struct NodeTask<N: Net> {
     counters: Arc<DriverCounters>,
     trace: Option<TraceSink>,
     timeouts: Timeouts,
-    accept_stop: watch::Sender<bool>,
+    accept_stop: Arc<StopSignal>,
     accept_task: Option<JoinHandle<()>>,
-    shutdown_requested: bool,
+    /// Ready / not ready / shutting down (terminal).
+    ready: ReadyFlag,
     drain_until: Option<TokioInstant>,
     scratch: Vec<Action>,
     last_mirror: TokioInstant,
@@ -210,7 +217,7 @@ impl<N: Net> NodeTask<N> {
             timeouts: parts.timeouts,
             accept_stop: parts.accept_stop,
             accept_task: Some(parts.accept_task),
-            shutdown_requested: false,
+            ready: ReadyFlag::new(true),
             drain_until: None,
             scratch: Vec::with_capacity(64),
             last_mirror: TokioInstant::now(),
@@ -366,6 +373,7 @@ impl<N: Net> NodeTask<N> {
         let slot = Arc::new(slot);
         let (rd, wr) = tokio::io::split(stream);
         let (writer, writer_rx) = mpsc::channel(WRITER_QUEUE);
+        let credit = Arc::new(WriteCredit::new(WRITER_QUEUE_BYTES));
         // Log lines of the connection's tasks carry who it is (JSON logs: `span` fields).
         let span = tracing::info_span!("conn", conn = %conn, peer_id = %peer, remote = %remote);
         let reader_task = self.tasks.spawn(
@@ -390,6 +398,7 @@ impl<N: Net> NodeTask<N> {
                     write_timeout: self.timeouts.write,
                     counters: Arc::clone(&self.counters),
                     slot,
+                    credit: Arc::clone(&credit),
                 },
                 wr,
                 writer_rx,
@@ -402,6 +411,7 @@ impl<N: Net> NodeTask<N> {
             conn,
             ConnEntry {
                 writer,
+                credit,
                 reader_task,
                 writer_task,
                 peer,
@@ -578,7 +588,7 @@ impl<N: Net> NodeTask<N> {
     /// `Input::Dial`; the core answers with `Action::DialAnswer` (handled while draining), which
     /// attaches the caller to the dial, to the existing session, or fails it.
     fn on_dial_command(&mut self, addr: SocketAddr, reply: DialWaiter) {
-        if self.shutdown_requested {
+        if self.ready.state() == ReadyState::ShuttingDown {
             let _ = reply.send(Err(OverlayError::ShuttingDown));
             return;
         }
@@ -635,15 +645,14 @@ impl<N: Net> NodeTask<N> {
     }
 
     fn begin_shutdown(&mut self) {
-        if self.shutdown_requested {
+        if !self.ready.shut_down() {
             return;
         }
-        self.shutdown_requested = true;
         self.out.readiness.send_replace(Readiness {
             ready: false,
             missing: vec!["shutting_down".to_string()],
         });
-        let _ = self.accept_stop.send(true);
+        self.accept_stop.stop();
         self.input(Input::Shutdown, None);
     }
 
@@ -688,7 +697,8 @@ impl<N: Net> NodeTask<N> {
                 tracing::debug!(?conn, ?peer, reason = reason.label(), "rejected");
             }
             Action::Readiness { ready, saturated } => {
-                if self.shutdown_requested {
+                // Shutting down is final: a late "ready" from the core changes nothing.
+                if !self.ready.set(ready) {
                     return;
                 }
                 tracing::info!(ready, ?saturated, "readiness changed");
@@ -722,11 +732,21 @@ impl<N: Net> NodeTask<N> {
         let Some(entry) = self.conns.get(&conn) else {
             return;
         };
+        let len = bytes.len();
         let msg = WriterMsg::Data {
             bytes,
             queued_at: TokioInstant::now(),
         };
-        match entry.writer.try_send(msg) {
+        let queued = if entry.credit.try_take(len) {
+            let sent = entry.writer.try_send(msg);
+            if sent.is_err() {
+                entry.credit.give_back(len);
+            }
+            sent
+        } else {
+            Err(mpsc::error::TrySendError::Full(msg))
+        };
+        match queued {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.counters.reject("writer_full");
@@ -820,7 +840,7 @@ impl<N: Net> NodeTask<N> {
         // Whatever did not flush within the drain deadline is cut.
         self.tasks.shutdown().await;
         self.dials.shutdown().await;
-        let _ = self.accept_stop.send(true);
+        self.accept_stop.stop();
         if let Some(accept) = self.accept_task.take() {
             accept.abort();
         }

@@ -231,6 +231,8 @@ pub struct ChaosOutcome {
     pub sim_secs: f64,
     /// Wall-clock seconds of the simulation.
     pub wall_secs: f64,
+    /// What each hostile host did (`--hostile`).
+    pub hostile: Vec<hostile::HostileRecord>,
 }
 
 impl ChaosOutcome {
@@ -310,6 +312,7 @@ pub fn run_scenario(
         figures,
         sim_secs: data.sim_end.as_secs_f64(),
         wall_secs: data.wall_secs,
+        hostile: data.hostile.clone(),
     })
 }
 

@@ -47,6 +47,9 @@ impl AttackTablePlan {
         for row in self.rows() {
             for k in 0..self.seeds {
                 let mut s = Scenario::new(ScenarioKind::Random, self.nodes, self.first_seed + k);
+                // Signed origins, as outside dev mode: a forged origin is refused at the
+                // first honest hop (the scale default `none` would deliver it everywhere).
+                s.origin_auth = overlay_proto::OriginAuth::Sign;
                 if let Some((kind, percent)) = row {
                     s.adversary = Some(kind);
                     s.adversary_percent = percent;
