@@ -15,7 +15,7 @@ use overlay_proto::wire::{self, Kind};
 use overlay_proto::{MessageId, NodeConfig, PeerId, RejectReason};
 use runtime_common::*;
 use svc_overlay::Overlay;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A server with one honest peer session.
@@ -162,11 +162,13 @@ async fn a_pre_auth_flood_exhausts_only_its_own_budget() {
         ..NodeConfig::default()
     };
     let bed = Bed::new(cfg).await;
-    // Twenty connections that never say anything: three hold slots, the rest are refused
-    // before any TLS work.
+    // Twenty connections that start a TLS record and never finish it: three hold slots, the
+    // rest are refused before any TLS work.
     let mut flood = Vec::new();
     for _ in 0..20 {
-        flood.push(TcpStream::connect(bed.server.local_addr()).await.unwrap());
+        let mut s = TcpStream::connect(bed.server.local_addr()).await.unwrap();
+        s.write_all(&[0x16, 0x03, 0x01, 0x02]).await.unwrap();
+        flood.push(s);
     }
     wait_until("flood refused at accept", || async {
         bed.server.driver_stats().rejected("preauth_per_ip") >= 17

@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use super::conn::io_kind;
 use super::metrics::{ConnSlot, DriverCounters};
 use super::net::{Net, TLS_HANDSHAKE_BYTE};
-use super::preauth::{PreAuthGate, PreAuthSlot};
+use super::preauth::PreAuthGate;
 use super::{BusMsg, Established, HttpHandler, SplitMix};
 use crate::api::KernelEvent;
 use crate::shared::StopSignal;
@@ -122,18 +122,7 @@ async fn accept_loop<N: Net>(ctx: AcceptCtx<N>) {
                         tracing::debug!(%remote, "refused: max_conns reached");
                         continue;
                     };
-                    // The pre-auth budget, before any TLS work: a flood from one address (or
-                    // many) exhausts only this budget.
-                    let preauth = match ctx.preauth.admit(remote.ip()) {
-                        Ok(preauth) => preauth,
-                        Err(reason) => {
-                            drop(stream);
-                            ctx.counters.reject(reason.label());
-                            tracing::debug!(%remote, reason = reason.label(), "refused: pre-auth budget");
-                            continue;
-                        }
-                    };
-                    handshakes.spawn(handshake_inbound(ctx.clone(), stream, remote, slot, preauth));
+                    handshakes.spawn(handshake_inbound(ctx.clone(), stream, remote, slot));
                 }
                 Err(e) => {
                     ctx.counters.error("accept", io_kind(&e));
@@ -151,7 +140,6 @@ async fn handshake_inbound<N: Net>(
     mut stream: N::Stream,
     remote: SocketAddr,
     slot: ConnSlot,
-    preauth: PreAuthSlot,
 ) {
     let deadline = TokioInstant::now() + ctx.handshake;
     let first = match timeout_at(deadline, ctx.net.peek_first_byte(&mut stream)).await {
@@ -168,8 +156,6 @@ async fn handshake_inbound<N: Net>(
         Ok(Ok(Some(byte))) => byte,
     };
     if first != TLS_HANDSHAKE_BYTE {
-        // Not an overlay session: the pre-auth budget is for TLS/START only.
-        drop(preauth);
         if first.is_ascii_alphabetic() {
             match &ctx.http {
                 Some(handler) => {
@@ -184,6 +170,16 @@ async fn handshake_inbound<N: Net>(
         }
         return;
     }
+    // An overlay connection: the pre-auth budget (total and per IP), before any TLS work. A
+    // flood exhausts only this budget; plain HTTP has its own limits.
+    let preauth = match ctx.preauth.admit(remote.ip()) {
+        Ok(preauth) => preauth,
+        Err(reason) => {
+            ctx.counters.reject(reason.label());
+            tracing::debug!(%remote, reason = reason.label(), "refused: pre-auth budget");
+            return;
+        }
+    };
     let tls = match timeout_at(deadline, ctx.acceptor.accept(stream)).await {
         Err(_) => {
             ctx.counters.handshake_failure("timeout");

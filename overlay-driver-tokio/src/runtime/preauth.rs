@@ -1,5 +1,5 @@
-//! The accept path's side of the pre-auth budget: a TCP connection takes a slot (in total and
-//! for its IP) before any TLS work and keeps it until its session finishes START (the node
+//! The accept path's side of the pre-auth budget: a connection whose first byte shows TLS takes a
+//! slot (in total and for its IP) before the TLS handshake and keeps it until its session finishes START (the node
 //! task drops it on `SessionEvent::Up`) or the connection ends. The budget's rules and sizes
 //! are the core's (`overlay_proto::preauth`, `NodeConfig::max_preauth{,_per_ip}`); this is the
 //! translation to a shared counter with a drop guard.
