@@ -712,6 +712,39 @@ keepalive_ms = 1500
             .degrade_ratio,
         1.0
     );
+    // Scoring thresholds keep their order; weights are penalties (<= 0).
+    let file = write(
+        dir.path(),
+        "x.toml",
+        "[scoring]\ngossip_threshold = -10\nprune_threshold = -5\n",
+    );
+    let e = err(&["--config", s(&file)], &[]);
+    assert_names(&e, "ban_threshold", &["-50", "prune_threshold (-5)"]);
+    let file = write(dir.path(), "x.toml", "[scoring]\ngraft_flood_weight = 2\n");
+    let e = err(&["--config", s(&file)], &[]);
+    assert_names(
+        &e,
+        "graft_flood_weight",
+        &["2", "scoring.graft_flood_weight"],
+    );
+    let file = write(
+        dir.path(),
+        "x.toml",
+        "[limits]\nmax_preauth = 4\nmax_preauth_per_ip = 5\n",
+    );
+    let e = err(&["--config", s(&file)], &[]);
+    assert_names(&e, "max_preauth_per_ip", &["5", "max_preauth (4)"]);
+    let file = write(
+        dir.path(),
+        "x.toml",
+        "[scoring]\nenabled = false\nban_threshold = -80.5\nretain_ms = 1000\n[limits]\nstall_ms = 250\n",
+    );
+    let node = run(&["--config", s(&file)], &[]).unwrap().node;
+    assert!(!node.scoring.enabled);
+    assert_eq!(node.scoring.ban_threshold, -80.5);
+    assert_eq!(node.scoring.retain, Duration::from_secs(1));
+    assert_eq!(node.stall_timeout, Duration::from_millis(250));
+
     let file = write(dir.path(), "x.toml", "[limits]\ndegrade_ratio = \"high\"\n");
     let e = err(&["--config", s(&file)], &[]);
     assert!(

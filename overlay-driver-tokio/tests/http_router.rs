@@ -15,6 +15,7 @@ use axum::Router;
 use base64::Engine as _;
 use futures_util::StreamExt as _;
 use overlay_proto::capability::{control_caveat, mint, Caveat, Scope};
+use overlay_proto::score::{PeerScore, ScoreComponents, Standing};
 use overlay_proto::{
     ConnId, Delivery, Direction, MacKey, MessageId, NodeConfig, NodeStats, PeerId, SessionInfo,
     SessionState,
@@ -126,6 +127,14 @@ impl OverlayApi for Fake {
             queued_frames: 1,
             inflight_frames: 12,
             eager: true,
+            score: PeerScore {
+                score: -1.5,
+                standing: Standing::Good,
+                components: ScoreComponents {
+                    first_deliveries: 5.0,
+                    penalties: [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+                },
+            },
         }]
     }
 
@@ -714,7 +723,21 @@ async fn peers_lists_sessions() {
             "credits": 500,
             "inflight": 12,
             "queued": 1,
-            "eager": true
+            "eager": true,
+            "score": {
+                "score": -1.5,
+                "standing": "good",
+                "first_deliveries": 5.0,
+                "penalties": {
+                    "invalid_message": 0.0,
+                    "violation": 0.0,
+                    "broken_promise": 1.0,
+                    "graft_flood": 0.0,
+                    "ihave_flood": 0.0,
+                    "duplicate_flood": 0.0,
+                    "shuffle_flood": 0.0
+                }
+            }
         }])
     );
     let resp = send(

@@ -155,8 +155,9 @@ async fn bad_tokens_are_401_and_denied_tokens_403() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sending_past_the_credit_window_is_429() {
+    // The smallest window a default peer accepts (`min_peer_window_frames`).
     let cfg = NodeConfig {
-        credit_window_frames: 4,
+        credit_window_frames: 16,
         ..NodeConfig::default()
     };
     let bed = Bed::new(cfg).await;

@@ -167,6 +167,12 @@ pub enum CloseReason {
     TransportClosed,
     /// Membership trimmed the session (over the active target for long).
     Trimmed,
+    /// Frames waited for the peer's credit with no progress for `stall_timeout`.
+    Stalled,
+    /// The peer's score fell below `ban_threshold`, or the peer or its address is banned.
+    Banned,
+    /// The peer's token expired (`Exp` + clock skew passed) during the session.
+    TokenExpired,
 }
 
 impl CloseReason {
@@ -179,6 +185,9 @@ impl CloseReason {
                 Some(409)
             }
             CloseReason::Shutdown => Some(503),
+            CloseReason::Stalled => Some(408),
+            CloseReason::Banned => Some(403),
+            CloseReason::TokenExpired => Some(401),
             CloseReason::PeerError(_) | CloseReason::TransportClosed => None,
         }
     }
@@ -194,6 +203,9 @@ impl CloseReason {
             CloseReason::Violation(e) | CloseReason::PeerError(e) => e.label(),
             CloseReason::TransportClosed => "transport_closed",
             CloseReason::Trimmed => "trimmed",
+            CloseReason::Stalled => "stalled",
+            CloseReason::Banned => "banned",
+            CloseReason::TokenExpired => "expired",
         }
     }
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use core::time::Duration;
 use std::collections::VecDeque;
 
-use crate::idhash::{id_map_with_capacity, IdMap};
+use crate::idhash::{keyed_id_map, IdMap};
 use crate::origin::OriginSignature;
 use crate::peer::{MessageId, PeerId};
 use crate::time::Instant;
@@ -67,12 +67,17 @@ pub struct MessageCache {
 }
 
 impl MessageCache {
-    /// An empty cache.
+    /// An empty cache with the default hash key (for tools; a node uses [`MessageCache::keyed`]).
     pub fn new(limits: CacheLimits) -> Self {
+        Self::keyed(limits, [0x243F_6A88_85A3_08D3, 0x1319_8A2E_0370_7344])
+    }
+
+    /// An empty cache whose id map is keyed by `key` (peers choose ids; see [`crate::idhash`]).
+    pub fn keyed(limits: CacheLimits, key: [u64; 2]) -> Self {
         // Start small and grow with traffic: thousands of simulated nodes (and idle daemons)
         // should not pay for the full capacity up front.
         MessageCache {
-            ids: id_map_with_capacity(limits.seen_capacity.min(1024)),
+            ids: keyed_id_map(limits.seen_capacity.min(1024), key),
             seen_order: VecDeque::with_capacity(limits.seen_capacity.min(1024)),
             store: VecDeque::with_capacity(limits.store_capacity.min(256)),
             store_base: 0,

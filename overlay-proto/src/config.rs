@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys::{KeyRing, SecretToken};
 use crate::origin::OriginAuth;
+use crate::score::ScoreConfig;
 
 /// The overlay's OAP/1 `app_proto_id` ("OV").
 pub const OVERLAY_APP_PROTO_ID: u16 = 0x4F56;
@@ -105,6 +106,42 @@ pub struct NodeConfig {
     pub tenant_id: u128,
     /// Capability settings.
     pub auth: AuthConfig,
+    /// Peer scoring: weights, thresholds, bans.
+    pub scoring: ScoreConfig,
+    /// Smallest initial window a peer may grant in HELLO, in frames; less is refused (400).
+    pub min_peer_window_frames: u32,
+    /// Smallest initial window a peer may grant in HELLO, in bytes; less is refused (400).
+    pub min_peer_window_bytes: u32,
+    /// A running session with frames queued for credit and no progress (no frame left the
+    /// queue) for this long is closed (`stalled`).
+    pub stall_timeout: Duration,
+    /// Most distinct ids of one GRAFT frame answered; the rest are ignored and scored.
+    pub graft_max_ids: usize,
+    /// GRAFT ids per second a peer may ask for (token bucket refill).
+    pub graft_rate_per_s: u32,
+    /// Token bucket depth for `graft_rate_per_s`.
+    pub graft_rate_burst: u32,
+    /// A GRAFT this soon after we pruned the peer is scored as a flood.
+    pub graft_after_prune: Duration,
+    /// IHAVE ids per second taken from a peer (token bucket refill).
+    pub ihave_rate_per_s: u32,
+    /// Token bucket depth for `ihave_rate_per_s`.
+    pub ihave_rate_burst: u32,
+    /// Most entries of the missing-id table one peer's announcements may hold at once.
+    pub ihave_max_missing_per_peer: usize,
+    /// Duplicate messages per second tolerated from a peer before they are scored.
+    pub duplicate_rate_per_s: u32,
+    /// Token bucket depth for `duplicate_rate_per_s`.
+    pub duplicate_rate_burst: u32,
+    /// SHUFFLE messages per second taken from a peer.
+    pub shuffle_rate_per_s: u32,
+    /// Token bucket depth for `shuffle_rate_per_s`.
+    pub shuffle_rate_burst: u32,
+    /// Inbound connections still in HELLO/START (pre-auth) at most; they do not count toward
+    /// `max_sessions` or readiness.
+    pub max_preauth: usize,
+    /// Pre-auth connections from one IP address at most.
+    pub max_preauth_per_ip: usize,
     /// Unix time (seconds) at `Instant::ZERO`; tokens are checked against `unix_base_secs + now`.
     pub unix_base_secs: u64,
     /// User agent sent in HELLO.
@@ -188,6 +225,23 @@ impl Default for NodeConfig {
             app_proto_id: OVERLAY_APP_PROTO_ID,
             tenant_id: 0,
             auth: AuthConfig::default(),
+            scoring: ScoreConfig::default(),
+            min_peer_window_frames: 16,
+            min_peer_window_bytes: 64 * 1024,
+            stall_timeout: Duration::from_secs(10),
+            graft_max_ids: 512,
+            graft_rate_per_s: 4096,
+            graft_rate_burst: 8192,
+            graft_after_prune: Duration::from_millis(20),
+            ihave_rate_per_s: 20_000,
+            ihave_rate_burst: 40_000,
+            ihave_max_missing_per_peer: 4096,
+            duplicate_rate_per_s: 1000,
+            duplicate_rate_burst: 4000,
+            shuffle_rate_per_s: 1,
+            shuffle_rate_burst: 4,
+            max_preauth: 256,
+            max_preauth_per_ip: 8,
             unix_base_secs: 0,
             user_agent: concat!("svc-overlay/", env!("CARGO_PKG_VERSION")).to_string(),
         }
@@ -391,6 +445,43 @@ impl NodeConfig {
                 && self.degrade_ratio <= 1.0,
             "degrade_ratio",
             "0 < recover_ratio < degrade_ratio <= 1",
+        )?;
+        if let Err((setting, accepted)) = self.scoring.check() {
+            return Err(ConfigError { setting, accepted });
+        }
+        check(
+            self.min_peer_window_frames >= 1,
+            "min_peer_window_frames",
+            ">= 1",
+        )?;
+        check(!self.stall_timeout.is_zero(), "stall_timeout", "> 0")?;
+        check(
+            (1..=crate::wire::MAX_IHAVE_IDS).contains(&self.graft_max_ids),
+            "graft_max_ids",
+            "1..=8192",
+        )?;
+        for (setting, rate) in [
+            ("graft_rate_per_s", self.graft_rate_per_s),
+            ("graft_rate_burst", self.graft_rate_burst),
+            ("ihave_rate_per_s", self.ihave_rate_per_s),
+            ("ihave_rate_burst", self.ihave_rate_burst),
+            ("duplicate_rate_per_s", self.duplicate_rate_per_s),
+            ("duplicate_rate_burst", self.duplicate_rate_burst),
+            ("shuffle_rate_per_s", self.shuffle_rate_per_s),
+            ("shuffle_rate_burst", self.shuffle_rate_burst),
+        ] {
+            check(rate >= 1, setting, ">= 1")?;
+        }
+        check(
+            self.ihave_max_missing_per_peer >= 1,
+            "ihave_max_missing_per_peer",
+            ">= 1",
+        )?;
+        check(self.max_preauth >= 1, "max_preauth", ">= 1")?;
+        check(
+            (1..=self.max_preauth).contains(&self.max_preauth_per_ip),
+            "max_preauth_per_ip",
+            "1..=max_preauth",
         )?;
         check(
             self.app_proto_id != 0,

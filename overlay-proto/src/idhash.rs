@@ -1,29 +1,104 @@
-//! A deterministic hasher for keys that are already uniformly random (BLAKE3 ids, driver
-//! handles). Iteration order of maps using it never influences the node's output.
+//! A keyed, deterministic hasher for the node's hash maps (message ids, driver handles).
+//!
+//! Message ids reach the node from peers (IHAVE, GRAFT, GOSSIP), so a peer chooses them. An
+//! unkeyed hash would let it pick ids that all land in one bucket and turn every lookup into a
+//! linear scan. The hasher therefore mixes every input word with a 128-bit key through a folded
+//! 64×64→128-bit multiply (the construction of wyhash and foldhash): without the key, colliding
+//! ids cannot be chosen. The node draws the key from its seeded RNG, so runs stay reproducible
+//! (same seed ⇒ same key ⇒ same output), while a daemon seeded from the OS gets a secret key.
+//! Iteration order of maps using it never influences the node's output.
 
-use core::hash::{BuildHasherDefault, Hasher};
+use core::hash::{BuildHasher, Hasher};
 use std::collections::HashMap;
 
-/// Folds written bytes into 64 bits; good for keys that are already hashes.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct IdHasher(u64);
+/// Key used by [`IdState::default`] (tools and tests that do not face peers).
+const DEFAULT_KEY: [u64; 2] = [0x243F_6A88_85A3_08D3, 0x1319_8A2E_0370_7344];
+/// Odd constant that spreads the final state.
+const FINAL_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// The high and low halves of a 128-bit product, folded together.
+#[inline]
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let full = u128::from(a) * u128::from(b);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+/// Builds [`IdHasher`]s with one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdState {
+    key: [u64; 2],
+}
+
+impl IdState {
+    /// A hasher family keyed by `key` (draw it from a seeded RNG).
+    pub fn with_key(key: [u64; 2]) -> Self {
+        IdState { key }
+    }
+}
+
+impl Default for IdState {
+    fn default() -> Self {
+        IdState { key: DEFAULT_KEY }
+    }
+}
+
+impl BuildHasher for IdState {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher {
+            state: self.key[0],
+            key: self.key,
+        }
+    }
+}
+
+/// Mixes every written word with the key; see the module docs.
+#[derive(Debug, Clone, Copy)]
+pub struct IdHasher {
+    state: u64,
+    key: [u64; 2],
+}
+
+impl IdHasher {
+    #[inline]
+    fn mix(&mut self, a: u64, b: u64) {
+        self.state = folded_multiply(self.state ^ a ^ self.key[0], b ^ self.key[1]);
+    }
+}
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
-        // A final multiply spreads low-entropy keys (small integer handles) over the table.
-        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        folded_multiply(self.state ^ self.key[1], FINAL_MUL)
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8).take(2) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
+        let mut chunks = bytes.chunks_exact(16);
+        for chunk in &mut chunks {
+            let mut a = [0u8; 8];
+            let mut b = [0u8; 8];
+            a.copy_from_slice(&chunk[..8]);
+            b.copy_from_slice(&chunk[8..]);
+            self.mix(u64::from_le_bytes(a), u64::from_le_bytes(b));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 16];
+            word[..rest.len()].copy_from_slice(rest);
+            let mut a = [0u8; 8];
+            let mut b = [0u8; 8];
+            a.copy_from_slice(&word[..8]);
+            b.copy_from_slice(&word[8..]);
+            // The length keeps "abc" and "abc\0" apart.
+            self.mix(
+                u64::from_le_bytes(a),
+                u64::from_le_bytes(b) ^ rest.len() as u64,
+            );
         }
     }
 
     fn write_u64(&mut self, n: u64) {
-        self.0 = self.0.rotate_left(29) ^ n;
+        self.mix(n, FINAL_MUL);
     }
 
     fn write_usize(&mut self, _len: usize) {
@@ -32,9 +107,64 @@ impl Hasher for IdHasher {
 }
 
 /// A `HashMap` with [`IdHasher`].
-pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+pub type IdMap<K, V> = HashMap<K, V, IdState>;
 
-/// An empty [`IdMap`] with room for `capacity` entries.
+/// An empty [`IdMap`] with room for `capacity` entries and the default key (for maps whose
+/// keys peers do not choose).
 pub fn id_map_with_capacity<K, V>(capacity: usize) -> IdMap<K, V> {
-    HashMap::with_capacity_and_hasher(capacity, BuildHasherDefault::default())
+    HashMap::with_capacity_and_hasher(capacity, IdState::default())
+}
+
+/// An empty [`IdMap`] with room for `capacity` entries, keyed by `key`.
+pub fn keyed_id_map<K, V>(capacity: usize, key: [u64; 2]) -> IdMap<K, V> {
+    HashMap::with_capacity_and_hasher(capacity, IdState::with_key(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash_with(state: IdState, bytes: &[u8; 32]) -> u64 {
+        state.hash_one(bytes)
+    }
+
+    #[test]
+    fn every_byte_of_an_id_changes_the_hash() {
+        let state = IdState::with_key([1, 2]);
+        let base = [7u8; 32];
+        let h0 = hash_with(state, &base);
+        for i in 0..32 {
+            let mut id = base;
+            id[i] ^= 1;
+            assert_ne!(hash_with(state, &id), h0, "byte {i} ignored");
+        }
+    }
+
+    #[test]
+    fn the_key_changes_every_hash() {
+        let a = IdState::with_key([1, 2]);
+        let b = IdState::with_key([3, 4]);
+        let mut same = 0;
+        for i in 0..256u32 {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_le_bytes());
+            if hash_with(a, &id) == hash_with(b, &id) {
+                same += 1;
+            }
+        }
+        assert_eq!(same, 0);
+    }
+
+    #[test]
+    fn ids_differing_only_in_their_tail_spread_over_buckets() {
+        // The old unkeyed hasher read only the first 16 bytes: such ids all collided.
+        let state = IdState::with_key([0xDEAD, 0xBEEF]);
+        let mut buckets = std::collections::BTreeSet::new();
+        for i in 0..1024u32 {
+            let mut id = [0u8; 32];
+            id[28..].copy_from_slice(&i.to_le_bytes());
+            buckets.insert(hash_with(state, &id) & 1023);
+        }
+        assert!(buckets.len() > 500, "only {} buckets used", buckets.len());
+    }
 }

@@ -18,6 +18,9 @@ pub struct KnownPeer {
     pub failures: u32,
     /// Earliest time of the next dial (the Backoff state while in the future).
     pub next_attempt: Instant,
+    /// `peer` was proven by a TLS connection we dialed to this address: hints (HELLO
+    /// `listen`, SHUFFLE entries) never replace it.
+    pub pinned: bool,
 }
 
 /// Known addresses, bounded (seeds excepted).
@@ -48,7 +51,7 @@ impl PassiveView {
     ) -> bool {
         if let Some(existing) = self.peers.get_mut(&addr) {
             existing.seed |= seed;
-            if peer.is_some() {
+            if peer.is_some() && !existing.pinned {
                 existing.peer = peer;
             }
             return false;
@@ -73,6 +76,7 @@ impl PassiveView {
                 seed,
                 failures: 0,
                 next_attempt: now,
+                pinned: false,
             },
         );
         true
@@ -81,6 +85,29 @@ impl PassiveView {
     /// The entry for `addr`.
     pub fn get_mut(&mut self, addr: &SocketAddr) -> Option<&mut KnownPeer> {
         self.peers.get_mut(addr)
+    }
+
+    /// Records that a TLS connection we dialed to `addr` proved `peer`.
+    pub fn pin(&mut self, addr: &SocketAddr, peer: PeerId) {
+        if let Some(known) = self.peers.get_mut(addr) {
+            known.peer = Some(peer);
+            known.pinned = true;
+        }
+    }
+
+    /// The address `peer` is pinned to, if any.
+    pub fn pinned_addr_of(&self, peer: &PeerId) -> Option<SocketAddr> {
+        self.peers
+            .iter()
+            .find(|(_, k)| k.pinned && k.peer.as_ref() == Some(peer))
+            .map(|(a, _)| *a)
+    }
+
+    /// True when `addr` is pinned to a peer other than `peer`.
+    pub fn pinned_to_other(&self, addr: &SocketAddr, peer: &PeerId) -> bool {
+        self.peers
+            .get(addr)
+            .is_some_and(|k| k.pinned && k.peer.as_ref() != Some(peer))
     }
 
     /// Forgets `addr`.
@@ -121,5 +148,20 @@ mod tests {
         assert!(v.iter().any(|(addr, p)| *addr == a(1) && p.seed));
         assert!(!v.insert(a(4), Some(PeerId([1; 32])), false, t, |_| 0));
         assert_eq!(v.get_mut(&a(4)).and_then(|p| p.peer), Some(PeerId([1; 32])));
+    }
+
+    #[test]
+    fn hints_never_replace_a_pinned_identity() {
+        let mut v = PassiveView::new(8);
+        let t = Instant::ZERO;
+        let addr = SocketAddr::from(([10, 0, 0, 1], 9415));
+        let (honest, liar) = (PeerId([1; 32]), PeerId([2; 32]));
+        v.insert(addr, None, false, t, |_| 0);
+        v.pin(&addr, honest);
+        v.insert(addr, Some(liar), false, t, |_| 0);
+        assert_eq!(v.get_mut(&addr).and_then(|p| p.peer), Some(honest));
+        assert!(v.pinned_to_other(&addr, &liar));
+        assert!(!v.pinned_to_other(&addr, &honest));
+        assert_eq!(v.pinned_addr_of(&honest), Some(addr));
     }
 }

@@ -63,6 +63,14 @@ impl TokenBucket {
         self.tokens -= 1;
         true
     }
+
+    /// Takes up to `n` tokens; returns how many were taken.
+    pub fn take_up_to(&mut self, now: Instant, n: u64) -> u64 {
+        self.refill(now);
+        let taken = self.tokens.min(n);
+        self.tokens -= taken;
+        taken
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +92,16 @@ mod tests {
         assert!(b.try_take(t2));
         assert!(b.try_take(t2));
         assert!(!b.try_take(t2));
+    }
+
+    #[test]
+    fn takes_part_of_a_batch() {
+        let t0 = Instant::ZERO;
+        let mut b = TokenBucket::new(t0, 100, 50);
+        assert_eq!(b.take_up_to(t0, 30), 30);
+        assert_eq!(b.take_up_to(t0, 30), 20);
+        assert_eq!(b.take_up_to(t0, 30), 0);
+        assert_eq!(b.take_up_to(t0 + Duration::from_millis(100), 30), 10);
     }
 
     #[test]

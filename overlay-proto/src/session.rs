@@ -137,6 +137,19 @@ pub struct Grant {
     pub rate_cap: Option<(u32, u32)>,
 }
 
+/// Per-peer rate limits on control traffic (see `NodeConfig::graft_rate_per_s` and friends).
+#[derive(Debug, Clone, Copy)]
+pub struct ControlBuckets {
+    /// GRAFT ids.
+    pub graft: TokenBucket,
+    /// IHAVE ids.
+    pub ihave: TokenBucket,
+    /// Duplicate messages tolerated before they are scored.
+    pub duplicate: TokenBucket,
+    /// SHUFFLE messages.
+    pub shuffle: TokenBucket,
+}
+
 /// What the driver told us about a new connection.
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
@@ -203,11 +216,32 @@ pub struct Session {
     pub inflight_frames: u32,
     /// Listed in the node's dirty list this round.
     pub dirty: bool,
+    /// Rate limits on the peer's control traffic.
+    pub control: ControlBuckets,
+    /// Entries of the node's missing-id table this peer's announcements created and that are
+    /// still pending.
+    pub missing_owned: usize,
+    /// When we last sent PRUNE to the peer.
+    pub pruned_at: Option<Instant>,
+    /// Last time the send queue was empty or a queued frame left it.
+    pub queue_progress_at: Instant,
+    /// When the peer's token stops being valid (`Exp` + skew), if it expires.
+    pub token_expires_at: Option<Instant>,
+    /// We sent SHUFFLE and wait for the reply.
+    pub shuffle_pending: bool,
+    /// The session holds a slot of the node's pre-auth budget (inbound, before START).
+    pub holds_preauth: bool,
 }
 
 impl Session {
     /// A session that just finished TLS.
-    pub fn new(now: Instant, info: ConnectionInfo, rate: TokenBucket, grant: Grant) -> Self {
+    pub fn new(
+        now: Instant,
+        info: ConnectionInfo,
+        rate: TokenBucket,
+        control: ControlBuckets,
+        grant: Grant,
+    ) -> Self {
         let ConnectionInfo {
             conn,
             peer,
@@ -243,6 +277,13 @@ impl Session {
             listen: None,
             inflight_frames: 0,
             dirty: false,
+            control,
+            missing_owned: 0,
+            pruned_at: None,
+            queue_progress_at: now,
+            token_expires_at: None,
+            shuffle_pending: false,
+            holds_preauth: false,
         }
     }
 

@@ -33,6 +33,31 @@ pub enum RejectReason {
     IhaveOverflow,
     /// A second session with the same peer.
     Duplicate,
+    /// A HELLO granting less than the minimum window.
+    SmallWindow,
+    /// A session whose send queue made no progress for `stall_timeout`.
+    Stalled,
+    /// A connection from (or a session with) a banned peer or address.
+    Banned,
+    /// The peer's token expired during the session.
+    Expired,
+    /// A token bound (`overlay`/`peer` caveat) to another identity than the TLS one.
+    WrongPeer,
+    /// Refused because `max_preauth` connections are still handshaking.
+    PreauthFull,
+    /// Refused because `max_preauth_per_ip` connections from that IP are still handshaking.
+    PreauthPerIp,
+    /// GRAFT ids ignored: repeated, over the per-frame limit or over the per-peer rate.
+    GraftFlood,
+    /// IHAVE ids ignored: over the per-peer rate or the per-peer share of the missing table.
+    IhaveFlood,
+    /// SHUFFLE messages ignored: over the per-peer rate, or an unsolicited reply.
+    ShuffleFlood,
+    /// IHAVE / GRAFT ignored because the peer's score is below `gossip_threshold`.
+    LowScore,
+    /// A membership entry (HELLO `listen` or SHUFFLE) dropped: unspecified or loopback address
+    /// from a non-loopback peer, or an attempt to re-point a pinned PeerId.
+    BadAddress,
     /// A GOSSIP whose id is not BLAKE3(origin ‖ nonce ‖ payload).
     BadId,
     /// A GOSSIP without a valid origin signature (missing in `sign` mode, signed by a key
@@ -42,7 +67,7 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// Number of variants (size of the counter array).
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 27;
     /// Every variant, in counter order.
     pub const ALL: [RejectReason; Self::COUNT] = [
         RejectReason::Quota,
@@ -58,6 +83,18 @@ impl RejectReason {
         RejectReason::NotConnected,
         RejectReason::IhaveOverflow,
         RejectReason::Duplicate,
+        RejectReason::SmallWindow,
+        RejectReason::Stalled,
+        RejectReason::Banned,
+        RejectReason::Expired,
+        RejectReason::WrongPeer,
+        RejectReason::PreauthFull,
+        RejectReason::PreauthPerIp,
+        RejectReason::GraftFlood,
+        RejectReason::IhaveFlood,
+        RejectReason::ShuffleFlood,
+        RejectReason::LowScore,
+        RejectReason::BadAddress,
         RejectReason::BadId,
         RejectReason::BadSignature,
     ];
@@ -78,6 +115,18 @@ impl RejectReason {
             RejectReason::NotConnected => "not_connected",
             RejectReason::IhaveOverflow => "ihave_overflow",
             RejectReason::Duplicate => "duplicate",
+            RejectReason::SmallWindow => "small_window",
+            RejectReason::Stalled => "stalled",
+            RejectReason::Banned => "banned",
+            RejectReason::Expired => "expired",
+            RejectReason::WrongPeer => "wrong_peer",
+            RejectReason::PreauthFull => "preauth_full",
+            RejectReason::PreauthPerIp => "preauth_per_ip",
+            RejectReason::GraftFlood => "graft_flood",
+            RejectReason::IhaveFlood => "ihave_flood",
+            RejectReason::ShuffleFlood => "shuffle_flood",
+            RejectReason::LowScore => "low_score",
+            RejectReason::BadAddress => "bad_address",
             RejectReason::BadId => "bad_id",
             RejectReason::BadSignature => "bad_signature",
         }
@@ -198,6 +247,17 @@ pub struct NodeStats {
     pub rejected: ReasonCounts,
     /// Counter: readiness transitions to not-ready.
     pub degraded_transitions: u64,
+    /// Gauge: inbound connections still in HELLO/START (the pre-auth budget in use).
+    pub preauth_sessions: usize,
+    /// Counter: score penalties by [`crate::score::Penalty`] (in `Penalty::ALL` order),
+    /// summed over occurrences.
+    pub score_penalties: [u64; crate::score::Penalty::COUNT],
+    /// Counter: peers banned.
+    pub peers_banned: u64,
+    /// Gauge: peers banned now.
+    pub bans_active: usize,
+    /// Gauge: lowest score among running sessions (0 with none).
+    pub lowest_score: f64,
     /// Counter: sessions closed by the failure detector (`CloseReason::PeerUnresponsive`).
     pub peers_unresponsive: u64,
     /// Counter: heartbeat frames sent (CREDIT or PING on a session that sent nothing else).

@@ -576,12 +576,34 @@ fn a_slowloris_that_never_finishes_the_handshake_is_cut_at_the_deadline() {
 }
 
 #[test]
-fn max_sessions_refuses_the_next_connection_with_503() {
+fn max_sessions_counts_running_sessions_and_refuses_the_next_with_503() {
     let mut cfg = config(None);
     cfg.max_sessions = 2;
     cfg.active_target = 1;
+    cfg.auth.require_token = false;
     let mut n = node(2, cfg);
-    for i in 0..3u8 {
+    let hello = |i: u8| {
+        let body = HelloRequestBody {
+            ua: None,
+            overlay: HelloOverlay {
+                overlay: 1,
+                peer_id: PeerId([i + 10; 32]).to_string(),
+                listen: None,
+                credit_frames: 64,
+                credit_bytes: 1 << 24,
+            },
+        };
+        raw_frame(flags::REQ, 0, 0, &[], &serde_json::to_vec(&body).unwrap())
+    };
+    let start = raw_frame(
+        flags::START | flags::REQ,
+        0,
+        overlay_proto::OVERLAY_APP_PROTO_ID,
+        &[],
+        &[],
+    );
+    // Four connections up at once: handshaking ones do not count toward max_sessions.
+    for i in 0..4u8 {
         n.handle(
             Instant::ZERO,
             up(
@@ -595,12 +617,34 @@ fn max_sessions_refuses_the_next_connection_with_503() {
     while let Some(a) = n.poll_action() {
         actions.push(a);
     }
+    assert_eq!(Pair::closed_with(&actions), None);
+    // The first two to finish START run; the third is refused with 503.
+    for i in 0..3u8 {
+        for bytes in [hello(i), start.clone()] {
+            n.handle(
+                Instant::ZERO,
+                Input::Received {
+                    conn: ConnId(u64::from(i)),
+                    data: bytes.into(),
+                },
+            );
+        }
+    }
+    while let Some(a) = n.poll_action() {
+        actions.push(a);
+    }
     assert_eq!(
         Pair::closed_with(&actions),
         Some(CloseReason::Violation(OverlayError::Refused))
     );
     assert_eq!(n.stats().rejected.get(RejectReason::MaxSessions), 1);
-    assert_eq!(n.sessions().len(), 2);
+    assert_eq!(n.stats().sessions_running, 2);
+    // With max_sessions running, new connections are refused at once.
+    n.handle(
+        Instant::ZERO,
+        up(ConnId(9), PeerId([40; 32]), Direction::Inbound),
+    );
+    assert_eq!(n.stats().rejected.get(RejectReason::MaxSessions), 2);
 }
 
 #[test]

@@ -26,6 +26,8 @@ fn small_config() -> NodeConfig {
     c.store_capacity = 8;
     c.max_queue_frames = 4;
     c.credit_window_frames = 4;
+    // Peers here grant tiny windows on purpose (queues fill quickly).
+    c.min_peer_window_frames = 1;
     c
 }
 
@@ -233,7 +235,11 @@ fn run(ops: &[Op]) -> Vec<Action> {
             }
         }
         let s = node.stats();
-        assert!(s.sessions_running + s.sessions_handshaking <= cfg.max_sessions);
+        // Running sessions and our own handshaking dials count toward max_sessions; inbound
+        // connections before START live on the pre-auth budget.
+        let outbound_handshaking = s.sessions_handshaking - s.preauth_sessions;
+        assert!(s.sessions_running + outbound_handshaking <= cfg.max_sessions);
+        assert!(s.preauth_sessions <= cfg.max_preauth);
         assert!(s.seen_len <= cfg.seen_capacity);
         assert!(s.store_len <= cfg.store_capacity);
         assert!(s.queued_frames <= cfg.max_queue_frames * cfg.max_sessions);

@@ -122,8 +122,8 @@ async fn stalled_session(addr: std::net::SocketAddr) -> tokio_rustls::client::Tl
 }
 
 #[tokio::test]
-async fn readyz_goes_503_under_a_session_flood_and_recovers() {
-    // Tiny session ceiling: three sessions out of four is above the 0.5 degrade ratio.
+async fn readyz_ignores_a_pre_auth_flood_and_goes_503_when_sessions_fill_then_recovers() {
+    // Tiny session ceiling: three running sessions out of four is above the 0.5 degrade ratio.
     let config = "\
 [membership]
 active_target = 1
@@ -138,9 +138,29 @@ recover_ratio = 0.3
     let (status, _) = d.get("/readyz").await;
     assert_eq!(status, 200);
 
+    // Connections that never finish START live on the pre-auth budget: readiness ignores them.
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        stalled.push(stalled_session(d.addr).await);
+    }
+    for _ in 0..10 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(
+            d.get("/readyz").await.0,
+            200,
+            "a pre-auth flood must not degrade"
+        );
+    }
+    drop(stalled);
+
+    // Three peers that finish START fill the session ceiling.
     let mut flood = Vec::new();
     for _ in 0..3 {
-        flood.push(stalled_session(d.addr).await);
+        let peer = svc_overlay::Overlay::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        peer.dial(d.addr).await.expect("session opens");
+        flood.push(peer);
     }
     let body = poll_until("/readyz 503", DEADLINE, || async {
         let resp = d.http().get(d.url("/readyz")).send().await.ok()?;
@@ -186,6 +206,9 @@ recover_ratio = 0.3
     assert_eq!(err["error"], "busy");
 
     // The flood ends; readiness comes back.
+    for peer in &flood {
+        peer.shutdown().await;
+    }
     drop(flood);
     let started = Instant::now();
     poll_until("/readyz 200 again", DEADLINE, || async {

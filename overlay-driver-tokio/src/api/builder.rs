@@ -21,6 +21,7 @@ use crate::runtime::accept::{self, AcceptCtx};
 use crate::runtime::dial::DialCtx;
 use crate::runtime::metrics::DriverCounters;
 use crate::runtime::node_task::{NodeTask, NodeTaskParts, Outputs};
+use crate::runtime::preauth::PreAuthGate;
 use crate::runtime::seeds::{self, PeerTarget, SeedBook};
 use crate::runtime::trace_out::TraceSink;
 use crate::runtime::{Clock, HttpHandler, Net, Timeouts, TokioNet, SERVICE};
@@ -426,6 +427,7 @@ impl<N: Net> OverlayBuilder<N> {
             stop: Arc::clone(&accept_stop),
             events: events.clone(),
             seed,
+            preauth: PreAuthGate::new(cfg.max_preauth, cfg.max_preauth_per_ip),
         }));
         let resolver = (!names.is_empty()).then(|| {
             seeds::resolve_names(

@@ -66,6 +66,9 @@ pub struct FileConfig {
     /// `[auth]`: capability tokens and verification keys.
     #[serde(default)]
     pub auth: AuthSection,
+    /// `[scoring]`: peer-score weights, thresholds and bans.
+    #[serde(default)]
+    pub scoring: ScoringSection,
     /// `[http]`: the control listener and the HTTP limits.
     #[serde(default)]
     pub http: HttpSection,
@@ -143,6 +146,24 @@ pub struct GossipSection {
     pub catch_up_ids: Option<i64>,
     /// Duplicates in a row from an eager peer before it is pruned.
     pub prune_after_duplicates: Option<i64>,
+    /// Most distinct ids of one GRAFT frame answered.
+    pub graft_max_ids: Option<i64>,
+    /// GRAFT ids per second a peer may ask for.
+    pub graft_rate_per_s: Option<i64>,
+    /// Token bucket depth for `graft_rate_per_s`.
+    pub graft_rate_burst: Option<i64>,
+    /// A GRAFT this soon after we pruned the peer is scored.
+    pub graft_after_prune_ms: Option<i64>,
+    /// IHAVE ids per second taken from a peer.
+    pub ihave_rate_per_s: Option<i64>,
+    /// Token bucket depth for `ihave_rate_per_s`.
+    pub ihave_rate_burst: Option<i64>,
+    /// Missing-id table entries one peer's announcements may hold.
+    pub ihave_max_missing_per_peer: Option<i64>,
+    /// Duplicates per second tolerated from a peer before they are scored.
+    pub duplicate_rate_per_s: Option<i64>,
+    /// Token bucket depth for `duplicate_rate_per_s`.
+    pub duplicate_rate_burst: Option<i64>,
     /// Origin signatures: `sign` or `none`.
     pub origin_auth: Option<String>,
 }
@@ -165,6 +186,10 @@ pub struct MembershipSection {
     pub backoff_max_ms: Option<i64>,
     /// Dials in flight at once.
     pub max_concurrent_dials: Option<i64>,
+    /// SHUFFLE messages per second taken from a peer.
+    pub shuffle_rate_per_s: Option<i64>,
+    /// Token bucket depth for `shuffle_rate_per_s`.
+    pub shuffle_rate_burst: Option<i64>,
 }
 
 /// `[limits]`.
@@ -207,6 +232,60 @@ pub struct LimitsSection {
     pub degrade_ratio: Option<Number>,
     /// Readiness recovers below this load ratio.
     pub recover_ratio: Option<Number>,
+    /// Smallest window a peer may grant in HELLO, frames.
+    pub min_peer_window_frames: Option<i64>,
+    /// Smallest window a peer may grant in HELLO, bytes.
+    pub min_peer_window_bytes: Option<i64>,
+    /// A session whose send queue made no progress for this long is closed.
+    pub stall_ms: Option<i64>,
+    /// Connections before START (pre-auth), at most.
+    pub max_preauth: Option<i64>,
+    /// Pre-auth connections from one IP, at most.
+    pub max_preauth_per_ip: Option<i64>,
+}
+
+/// `[scoring]`: peer-score weights, thresholds and bans.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoringSection {
+    /// Whether thresholds act on scores.
+    pub enabled: Option<bool>,
+    /// Period of the decay step.
+    pub decay_interval_ms: Option<i64>,
+    /// Factor applied at each decay step.
+    pub decay_factor: Option<Number>,
+    /// Reward per first delivery.
+    pub first_delivery_weight: Option<Number>,
+    /// First deliveries counted at most.
+    pub first_delivery_cap: Option<Number>,
+    /// Per message with a bad id or signature.
+    pub invalid_message_weight: Option<Number>,
+    /// Per protocol violation.
+    pub violation_weight: Option<Number>,
+    /// Per GRAFT never answered.
+    pub broken_promise_weight: Option<Number>,
+    /// Per abusive GRAFT id.
+    pub graft_flood_weight: Option<Number>,
+    /// Per IHAVE id over rate or share.
+    pub ihave_flood_weight: Option<Number>,
+    /// Per duplicate over the duplicate rate.
+    pub duplicate_flood_weight: Option<Number>,
+    /// Per abusive SHUFFLE.
+    pub shuffle_flood_weight: Option<Number>,
+    /// Below: IHAVE/GRAFT ignored.
+    pub gossip_threshold: Option<Number>,
+    /// Below: kept lazy.
+    pub prune_threshold: Option<Number>,
+    /// Below: closed and banned.
+    pub ban_threshold: Option<Number>,
+    /// First ban length.
+    pub ban_base_ms: Option<i64>,
+    /// Longest ban.
+    pub ban_max_ms: Option<i64>,
+    /// How long a disconnected peer's score is kept.
+    pub retain_ms: Option<i64>,
+    /// Disconnected peers and banned addresses remembered at most.
+    pub capacity: Option<i64>,
 }
 
 /// `[auth]`.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use overlay_proto::score::ScoreConfig;
 use overlay_proto::{MacKey, NodeConfig, OriginAuth};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -771,6 +772,8 @@ impl<'a> Resolver<'a> {
             node.recover_ratio,
             false,
         )?;
+        self.hostile_peer_limits(&mut node)?;
+        self.scoring(&mut node.scoring)?;
 
         // [auth]
         node.auth.amnesia = amnesia;
@@ -831,6 +834,314 @@ impl<'a> Resolver<'a> {
             dev_mode,
             http,
         })
+    }
+
+    /// A number in `min..=max` (TOML integer or float).
+    fn float_in(
+        &self,
+        spec: &Spec,
+        file: Option<Number>,
+        default: f64,
+        min: f64,
+        max: f64,
+    ) -> Result<f64, DaemonConfigError> {
+        let Some(given) = self.given(spec, None, file.map(Raw::from)) else {
+            return Ok(default);
+        };
+        let accepted = || format!("a number in {min}..={max}");
+        let value = match &given.raw {
+            Raw::Text(s) => s
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| invalid(spec, &given, accepted()))?,
+            Raw::Int(i) => *i as f64,
+            Raw::Float(f) => *f,
+            Raw::Bool(_) => return Err(invalid(spec, &given, accepted())),
+        };
+        if value.is_finite() && (min..=max).contains(&value) {
+            Ok(value)
+        } else {
+            Err(invalid(spec, &given, accepted()))
+        }
+    }
+
+    /// The per-peer limits against hostile peers (`[gossip]`, `[membership]`, `[limits]`).
+    fn hostile_peer_limits(&self, node: &mut NodeConfig) -> Result<(), DaemonConfigError> {
+        let (g, m, l) = (&self.file.gossip, &self.file.membership, &self.file.limits);
+        const RATE_MAX: u32 = 100_000_000;
+        let rate = |name, key, file, default: u32| {
+            self.u32_in(&spec(name, None, None, key), file, default, 1, RATE_MAX)
+        };
+        node.graft_max_ids = self.usize_in(
+            &spec("graft_max_ids", None, None, "gossip.graft_max_ids"),
+            None,
+            g.graft_max_ids,
+            node.graft_max_ids,
+            1,
+            overlay_proto::wire::MAX_IHAVE_IDS,
+        )?;
+        node.graft_rate_per_s = rate(
+            "graft_rate_per_s",
+            "gossip.graft_rate_per_s",
+            g.graft_rate_per_s,
+            node.graft_rate_per_s,
+        )?;
+        node.graft_rate_burst = rate(
+            "graft_rate_burst",
+            "gossip.graft_rate_burst",
+            g.graft_rate_burst,
+            node.graft_rate_burst,
+        )?;
+        node.graft_after_prune = self.ms(
+            &spec(
+                "graft_after_prune_ms",
+                None,
+                None,
+                "gossip.graft_after_prune_ms",
+            ),
+            None,
+            g.graft_after_prune_ms,
+            node.graft_after_prune,
+        )?;
+        node.ihave_rate_per_s = rate(
+            "ihave_rate_per_s",
+            "gossip.ihave_rate_per_s",
+            g.ihave_rate_per_s,
+            node.ihave_rate_per_s,
+        )?;
+        node.ihave_rate_burst = rate(
+            "ihave_rate_burst",
+            "gossip.ihave_rate_burst",
+            g.ihave_rate_burst,
+            node.ihave_rate_burst,
+        )?;
+        node.ihave_max_missing_per_peer = self.usize_in(
+            &spec(
+                "ihave_max_missing_per_peer",
+                None,
+                None,
+                "gossip.ihave_max_missing_per_peer",
+            ),
+            None,
+            g.ihave_max_missing_per_peer,
+            node.ihave_max_missing_per_peer,
+            1,
+            65_536,
+        )?;
+        node.duplicate_rate_per_s = rate(
+            "duplicate_rate_per_s",
+            "gossip.duplicate_rate_per_s",
+            g.duplicate_rate_per_s,
+            node.duplicate_rate_per_s,
+        )?;
+        node.duplicate_rate_burst = rate(
+            "duplicate_rate_burst",
+            "gossip.duplicate_rate_burst",
+            g.duplicate_rate_burst,
+            node.duplicate_rate_burst,
+        )?;
+        node.shuffle_rate_per_s = rate(
+            "shuffle_rate_per_s",
+            "membership.shuffle_rate_per_s",
+            m.shuffle_rate_per_s,
+            node.shuffle_rate_per_s,
+        )?;
+        node.shuffle_rate_burst = rate(
+            "shuffle_rate_burst",
+            "membership.shuffle_rate_burst",
+            m.shuffle_rate_burst,
+            node.shuffle_rate_burst,
+        )?;
+        node.min_peer_window_frames = self.u32_in(
+            &spec(
+                "min_peer_window_frames",
+                None,
+                None,
+                "limits.min_peer_window_frames",
+            ),
+            l.min_peer_window_frames,
+            node.min_peer_window_frames,
+            1,
+            1_000_000,
+        )?;
+        node.min_peer_window_bytes = self.u32_in(
+            &spec(
+                "min_peer_window_bytes",
+                None,
+                None,
+                "limits.min_peer_window_bytes",
+            ),
+            l.min_peer_window_bytes,
+            node.min_peer_window_bytes,
+            0,
+            1 << 30,
+        )?;
+        node.stall_timeout = self.ms(
+            &spec("stall_ms", None, None, "limits.stall_ms"),
+            None,
+            l.stall_ms,
+            node.stall_timeout,
+        )?;
+        node.max_preauth = self.usize_in(
+            &spec("max_preauth", None, None, "limits.max_preauth"),
+            None,
+            l.max_preauth,
+            node.max_preauth,
+            1,
+            1_000_000,
+        )?;
+        node.max_preauth_per_ip = self.usize_in(
+            &spec(
+                "max_preauth_per_ip",
+                None,
+                None,
+                "limits.max_preauth_per_ip",
+            ),
+            None,
+            l.max_preauth_per_ip,
+            node.max_preauth_per_ip,
+            1,
+            1_000_000,
+        )?;
+        Ok(())
+    }
+
+    /// `[scoring]`.
+    fn scoring(&self, sc: &mut ScoreConfig) -> Result<(), DaemonConfigError> {
+        let f = &self.file.scoring;
+        const BIG: f64 = 1e9;
+        let weight = |name, key, file, default| {
+            self.float_in(&spec(name, None, None, key), file, default, -BIG, 0.0)
+        };
+        sc.enabled = self.boolean(
+            &spec("enabled", None, None, "scoring.enabled"),
+            None,
+            f.enabled,
+            sc.enabled,
+        )?;
+        sc.decay_interval = self.ms(
+            &spec("decay_interval_ms", None, None, "scoring.decay_interval_ms"),
+            None,
+            f.decay_interval_ms,
+            sc.decay_interval,
+        )?;
+        sc.decay_factor = self.ratio(
+            &spec("decay_factor", None, None, "scoring.decay_factor"),
+            f.decay_factor,
+            sc.decay_factor,
+            false,
+        )?;
+        sc.first_delivery_weight = self.float_in(
+            &spec(
+                "first_delivery_weight",
+                None,
+                None,
+                "scoring.first_delivery_weight",
+            ),
+            f.first_delivery_weight,
+            sc.first_delivery_weight,
+            0.0,
+            BIG,
+        )?;
+        sc.first_delivery_cap = self.float_in(
+            &spec(
+                "first_delivery_cap",
+                None,
+                None,
+                "scoring.first_delivery_cap",
+            ),
+            f.first_delivery_cap,
+            sc.first_delivery_cap,
+            0.0,
+            BIG,
+        )?;
+        sc.invalid_message_weight = weight(
+            "invalid_message_weight",
+            "scoring.invalid_message_weight",
+            f.invalid_message_weight,
+            sc.invalid_message_weight,
+        )?;
+        sc.violation_weight = weight(
+            "violation_weight",
+            "scoring.violation_weight",
+            f.violation_weight,
+            sc.violation_weight,
+        )?;
+        sc.broken_promise_weight = weight(
+            "broken_promise_weight",
+            "scoring.broken_promise_weight",
+            f.broken_promise_weight,
+            sc.broken_promise_weight,
+        )?;
+        sc.graft_flood_weight = weight(
+            "graft_flood_weight",
+            "scoring.graft_flood_weight",
+            f.graft_flood_weight,
+            sc.graft_flood_weight,
+        )?;
+        sc.ihave_flood_weight = weight(
+            "ihave_flood_weight",
+            "scoring.ihave_flood_weight",
+            f.ihave_flood_weight,
+            sc.ihave_flood_weight,
+        )?;
+        sc.duplicate_flood_weight = weight(
+            "duplicate_flood_weight",
+            "scoring.duplicate_flood_weight",
+            f.duplicate_flood_weight,
+            sc.duplicate_flood_weight,
+        )?;
+        sc.shuffle_flood_weight = weight(
+            "shuffle_flood_weight",
+            "scoring.shuffle_flood_weight",
+            f.shuffle_flood_weight,
+            sc.shuffle_flood_weight,
+        )?;
+        sc.gossip_threshold = weight(
+            "gossip_threshold",
+            "scoring.gossip_threshold",
+            f.gossip_threshold,
+            sc.gossip_threshold,
+        )?;
+        sc.prune_threshold = weight(
+            "prune_threshold",
+            "scoring.prune_threshold",
+            f.prune_threshold,
+            sc.prune_threshold,
+        )?;
+        sc.ban_threshold = weight(
+            "ban_threshold",
+            "scoring.ban_threshold",
+            f.ban_threshold,
+            sc.ban_threshold,
+        )?;
+        sc.ban_base = self.ms(
+            &spec("ban_base_ms", None, None, "scoring.ban_base_ms"),
+            None,
+            f.ban_base_ms,
+            sc.ban_base,
+        )?;
+        sc.ban_max = self.ms(
+            &spec("ban_max_ms", None, None, "scoring.ban_max_ms"),
+            None,
+            f.ban_max_ms,
+            sc.ban_max,
+        )?;
+        sc.retain = self.ms(
+            &spec("retain_ms", None, None, "scoring.retain_ms"),
+            None,
+            f.retain_ms,
+            sc.retain,
+        )?;
+        sc.capacity = self.usize_in(
+            &spec("capacity", None, None, "scoring.capacity"),
+            None,
+            f.capacity,
+            sc.capacity,
+            1,
+            1_000_000,
+        )?;
+        Ok(())
     }
 
     fn log_format(&self) -> Result<LogFormat, DaemonConfigError> {
@@ -1167,6 +1478,33 @@ fn cross_check(node: &NodeConfig) -> Result<(), DaemonConfigError> {
                 "must be at least backoff_base_ms ({})",
                 ms(node.backoff_base)
             ),
+        });
+    }
+    let sc = &node.scoring;
+    if !(sc.ban_threshold <= sc.prune_threshold && sc.prune_threshold <= sc.gossip_threshold)
+        || sc.ban_threshold >= 0.0
+    {
+        return Err(DaemonConfigError::Conflict {
+            setting: "ban_threshold",
+            value: sc.ban_threshold.to_string(),
+            rule: format!(
+                "must be below 0 and ban_threshold <= prune_threshold ({}) <= gossip_threshold ({})",
+                sc.prune_threshold, sc.gossip_threshold
+            ),
+        });
+    }
+    if sc.ban_max < sc.ban_base {
+        return Err(DaemonConfigError::Conflict {
+            setting: "ban_max_ms",
+            value: ms(sc.ban_max),
+            rule: format!("must be at least ban_base_ms ({})", ms(sc.ban_base)),
+        });
+    }
+    if node.max_preauth_per_ip > node.max_preauth {
+        return Err(DaemonConfigError::Conflict {
+            setting: "max_preauth_per_ip",
+            value: node.max_preauth_per_ip.to_string(),
+            rule: format!("must not exceed max_preauth ({})", node.max_preauth),
         });
     }
     if node.recover_ratio >= node.degrade_ratio {

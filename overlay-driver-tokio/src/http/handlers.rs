@@ -9,6 +9,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use overlay_proto::score::{PeerScore, Penalty, Standing};
 use overlay_proto::{OverlayError as CoreError, SessionInfo};
 use serde::{Deserialize, Serialize};
 
@@ -122,8 +123,42 @@ fn body_rejection(status: StatusCode, text: String, limit: usize) -> Response {
     }
 }
 
+/// The score of a peer in `GET /v1/peers`.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct ScoreRow {
+    /// The weighted score (see `[scoring]` in docs/CONFIG.md).
+    pub score: f64,
+    /// `good`, `no_control` (IHAVE/GRAFT ignored), `lazy` (kept lazy) or `ban`.
+    pub standing: String,
+    /// First deliveries (decayed).
+    pub first_deliveries: f64,
+    /// Penalty counts (decayed) by component: `invalid_message`, `violation`,
+    /// `broken_promise`, `graft_flood`, `ihave_flood`, `duplicate_flood`, `shuffle_flood`.
+    pub penalties: std::collections::BTreeMap<String, f64>,
+}
+
+impl From<&PeerScore> for ScoreRow {
+    fn from(s: &PeerScore) -> Self {
+        ScoreRow {
+            score: s.score,
+            standing: match s.standing {
+                Standing::Good => "good",
+                Standing::NoControl => "no_control",
+                Standing::Lazy => "lazy",
+                Standing::Ban => "ban",
+            }
+            .to_string(),
+            first_deliveries: s.components.first_deliveries,
+            penalties: Penalty::ALL
+                .iter()
+                .map(|p| (p.label().to_string(), s.components.penalty(*p)))
+                .collect(),
+        }
+    }
+}
+
 /// One row of `GET /v1/peers`.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct PeerRow {
     /// `peer:<hex>`.
     pub peer_id: String,
@@ -145,6 +180,8 @@ pub struct PeerRow {
     pub queued: usize,
     /// Eager (Plumtree push) peer.
     pub eager: bool,
+    /// The peer's score and its components.
+    pub score: ScoreRow,
 }
 
 impl From<&SessionInfo> for PeerRow {
@@ -160,6 +197,7 @@ impl From<&SessionInfo> for PeerRow {
             inflight: s.inflight_frames,
             queued: s.queued_frames,
             eager: s.eager,
+            score: ScoreRow::from(&s.score),
         }
     }
 }

@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use super::conn::io_kind;
 use super::metrics::{ConnSlot, DriverCounters};
 use super::net::{Net, TLS_HANDSHAKE_BYTE};
+use super::preauth::PreAuthGate;
 use super::{BusMsg, Established, HttpHandler, SplitMix};
 use crate::api::KernelEvent;
 use crate::shared::StopSignal;
@@ -37,6 +38,8 @@ pub(crate) struct AcceptCtx<N: Net> {
     pub(crate) stop: Arc<StopSignal>,
     pub(crate) events: broadcast::Sender<KernelEvent>,
     pub(crate) seed: u64,
+    /// Connections before START, in total and per IP (`max_preauth`, `max_preauth_per_ip`).
+    pub(crate) preauth: PreAuthGate,
 }
 
 impl<N: Net> Clone for AcceptCtx<N> {
@@ -54,6 +57,7 @@ impl<N: Net> Clone for AcceptCtx<N> {
             stop: Arc::clone(&self.stop),
             events: self.events.clone(),
             seed: self.seed,
+            preauth: self.preauth.clone(),
         }
     }
 }
@@ -166,6 +170,16 @@ async fn handshake_inbound<N: Net>(
         }
         return;
     }
+    // An overlay connection: the pre-auth budget (total and per IP), before any TLS work. A
+    // flood exhausts only this budget; plain HTTP has its own limits.
+    let preauth = match ctx.preauth.admit(remote.ip()) {
+        Ok(preauth) => preauth,
+        Err(reason) => {
+            ctx.counters.reject(reason.label());
+            tracing::debug!(%remote, reason = reason.label(), "refused: pre-auth budget");
+            return;
+        }
+    };
     let tls = match timeout_at(deadline, ctx.acceptor.accept(stream)).await {
         Err(_) => {
             ctx.counters.handshake_failure("timeout");
@@ -197,6 +211,7 @@ async fn handshake_inbound<N: Net>(
         dial: None,
         kx_group: info.kx_group.map(str::to_string),
         slot,
+        preauth: Some(preauth),
     }));
     // Waits while the node task is busy (backpressure); fails only when it is gone.
     let _ = ctx.bus.send(up).await;

@@ -158,5 +158,6 @@ async fn connect<N: Net>(
         dial: Some(dial),
         kx_group: info.kx_group.map(str::to_string),
         slot,
+        preauth: None,
     }))
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use overlay_proto::score::Penalty;
 use overlay_proto::wire::Kind;
 use overlay_proto::NodeStats;
 
@@ -220,6 +221,14 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
             metrics::counter!("overlay_frames_total", "direction" => "out", "kind" => label)
                 .absolute(*n);
         }
+    }
+    metrics::gauge!("overlay_preauth_connections").set(stats.preauth_sessions as f64);
+    metrics::gauge!("overlay_bans_active").set(stats.bans_active as f64);
+    metrics::gauge!("overlay_peer_score_min").set(stats.lowest_score);
+    metrics::counter!("overlay_peers_banned_total").absolute(stats.peers_banned);
+    for (penalty, n) in Penalty::ALL.iter().zip(stats.score_penalties.iter()) {
+        metrics::counter!("overlay_score_penalties_total", "component" => penalty.label())
+            .absolute(*n);
     }
     for (reason, n) in stats.rejected.iter() {
         metrics::counter!("rejected_total", "reason" => reason.label()).absolute(n);

@@ -24,6 +24,7 @@ pub(crate) mod dial;
 pub(crate) mod metrics;
 pub mod net;
 pub(crate) mod node_task;
+pub(crate) mod preauth;
 pub mod seeds;
 pub(crate) mod trace_out;
 
@@ -84,6 +85,8 @@ pub(crate) struct Established<S> {
     pub(crate) dial: Option<DialId>,
     pub(crate) kx_group: Option<String>,
     pub(crate) slot: ConnSlot,
+    /// Inbound connections: the pre-auth slot, held until the session finishes START.
+    pub(crate) preauth: Option<preauth::PreAuthSlot>,
 }
 
 /// What socket-side tasks send the node task (the "bus").

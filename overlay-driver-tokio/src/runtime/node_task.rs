@@ -95,6 +95,8 @@ struct ConnEntry {
     direction: Direction,
     kx_group: Option<String>,
     running: bool,
+    /// The accept path's pre-auth slot, given back when the session finishes START.
+    preauth: Option<super::preauth::PreAuthSlot>,
 }
 
 impl ConnEntry {
@@ -172,7 +174,10 @@ async fn sleep_until_opt(at: Option<TokioInstant>) {
 fn close_error(reason: CloseReason) -> OverlayError {
     match reason {
         CloseReason::Violation(e) | CloseReason::PeerError(e) => OverlayError::from(e),
-        CloseReason::HandshakeTimeout | CloseReason::PeerUnresponsive => OverlayError::Timeout,
+        CloseReason::HandshakeTimeout | CloseReason::Stalled => OverlayError::Timeout,
+        CloseReason::PeerUnresponsive => OverlayError::Timeout,
+        CloseReason::Banned => OverlayError::Forbidden,
+        CloseReason::TokenExpired => OverlayError::Unauthorized,
         CloseReason::Shutdown => OverlayError::ShuttingDown,
         CloseReason::Duplicate
         | CloseReason::SelfConnection
@@ -363,6 +368,7 @@ impl<N: Net> NodeTask<N> {
             dial,
             kx_group,
             slot,
+            preauth,
         } = established;
         let slot = Arc::new(slot);
         let (rd, wr) = tokio::io::split(stream);
@@ -413,6 +419,7 @@ impl<N: Net> NodeTask<N> {
                 direction,
                 kx_group: kx_group.clone(),
                 running: false,
+                preauth,
             },
         );
         if let Some(d) = dial {
@@ -803,6 +810,7 @@ impl<N: Net> NodeTask<N> {
             SessionEvent::Up { conn, peer, .. } => {
                 if let Some(entry) = self.conns.get_mut(&conn) {
                     entry.running = true;
+                    entry.preauth = None;
                     rt_metrics::kx_group(entry.kx_group.as_deref());
                 }
                 tracing::info!(%conn, %peer, "session up");

@@ -136,7 +136,11 @@ pub struct RawClient {
 impl RawClient {
     /// TCP + TLS to the overlay.
     pub async fn connect(ov: &Overlay) -> RawClient {
-        let identity = Identity::generate_dev().unwrap();
+        Self::connect_as(ov, Identity::generate_dev().unwrap()).await
+    }
+
+    /// TCP + TLS to the overlay with a given identity.
+    pub async fn connect_as(ov: &Overlay, identity: Identity) -> RawClient {
         let config = raw_client_config(&identity, Some(ov.peer_id()));
         let tcp = TcpStream::connect(ov.local_addr()).await.unwrap();
         let stream = TlsConnector::from(config)

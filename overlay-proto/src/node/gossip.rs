@@ -9,9 +9,11 @@ use crate::action::{Action, Delivery};
 use crate::cache::StoredMessage;
 use crate::error::OverlayError;
 use crate::origin::OriginAuth;
-use crate::peer::{MessageId, PeerId};
+use crate::peer::{ConnId, MessageId, PeerId};
+use crate::score::Penalty;
 use crate::stats::RejectReason;
 use crate::wire::{self, GossipMsg, Kind, WireError, IHAVE_ENTRY_LEN, SIGNED_GOSSIP_HEADER_LEN};
+use std::collections::BTreeMap;
 
 /// Most ids tracked as "announced but missing" at once.
 const MAX_MISSING: usize = 65_536;
@@ -92,6 +94,12 @@ impl Node {
         let hops = msg.hops.saturating_add(1);
         if self.cache.contains(&msg.id) {
             self.stats.gossip_duplicates += 1;
+            let over_rate = self
+                .session_mut(key)
+                .is_some_and(|s| !s.control.duplicate.try_take(now));
+            if over_rate {
+                self.penalize(key, crate::score::Penalty::DuplicateFlood, 1);
+            }
             // A duplicate pushed by a peer we treat as lazy: it still has us as eager (the
             // link is one-sided), so tell it to stop at once. From an eager peer: after
             // `prune_after_duplicates` duplicates in a row, make the link lazy both ways. A
@@ -113,6 +121,7 @@ impl Node {
             if prune {
                 if let Some(s) = self.session_mut(key) {
                     s.dup_streak = 0;
+                    s.pruned_at = Some(now);
                 }
                 self.make_lazy(key);
                 self.stats.prunes_sent += 1;
@@ -136,7 +145,8 @@ impl Node {
         if let Some(s) = self.session_mut(key) {
             s.dup_streak = 0;
         }
-        self.missing.remove(&msg.id);
+        self.scores.first_delivery(from);
+        self.remove_missing(&msg.id);
         self.stats.gossip_delivered += 1;
         self.stats.delivered_hops_sum += u64::from(hops);
         self.stats.delivered_hops_max = self.stats.delivered_hops_max.max(hops);
@@ -168,11 +178,12 @@ impl Node {
         }
     }
 
-    /// A GOSSIP failed its content checks: count it (`Action::Rejected`), and close the
-    /// session with 400. Peer scoring applies its penalty for an invalid message here (the
-    /// hook for the `peer-defense` work: the offending session is `key`, the offence `reason`).
+    /// A GOSSIP failed its content checks: count it (`Action::Rejected`), score it
+    /// (`invalid_message`: with the default weight this alone bans the peer), and close the
+    /// session with 400. The ban, if any, is registered as the session leaves.
     fn reject_invalid_gossip(&mut self, key: SessionKey, reason: RejectReason) {
         self.count_reject(key, reason);
+        self.note_penalty(key, Penalty::InvalidMessage);
         self.close_session(key, CloseReason::Violation(OverlayError::Malformed));
     }
 
@@ -275,21 +286,35 @@ impl Node {
     }
 
     pub(super) fn on_ihave(&mut self, key: SessionKey, body: &[u8]) -> Result<(), WireError> {
+        let ids = wire::parse_ihave(body)?;
         let Some(conn) = self.session(key).map(|s| s.conn) else {
             return Ok(());
         };
-        let deadline = self.now + self.config.graft_timeout;
-        for (id, _hops) in wire::parse_ihave(body)? {
-            self.stats.ihave_received += 1;
+        let count = (body.len() / IHAVE_ENTRY_LEN) as u64;
+        self.stats.ihave_received += count;
+        if !self.control_allowed(key) {
+            self.stats.rejected.add(RejectReason::LowScore, count);
+            return Ok(());
+        }
+        let now = self.now;
+        let allowed = self
+            .session_mut(key)
+            .map_or(0, |s| s.control.ihave.take_up_to(now, count));
+        let mut flood = count - allowed;
+        let delivered = self.has_delivered(key);
+        let share = self.config.ihave_max_missing_per_peer;
+        let deadline = now + self.config.graft_timeout;
+        for (id, _hops) in ids.take(allowed as usize) {
             if self.cache.contains(&id) {
                 continue;
             }
-            if let Some(entry) = self.missing.get_mut(&id) {
-                if entry.announcers.len() < MAX_ANNOUNCERS
-                    && !entry.announcers.iter().any(|(k, _)| *k == key)
-                {
-                    entry.announcers.push((key, conn));
-                }
+            if self.missing.contains_key(&id) {
+                self.add_announcer(id, key, conn, delivered);
+                continue;
+            }
+            let owned = self.session(key).map_or(usize::MAX, |s| s.missing_owned);
+            if owned >= share {
+                flood += 1;
                 continue;
             }
             if self.missing.len() >= MAX_MISSING {
@@ -300,54 +325,145 @@ impl Node {
                 id,
                 Missing {
                     announcers: vec![(key, conn)],
+                    owner: Some((key, conn)),
+                    grafted: None,
                 },
             );
+            if let Some(s) = self.session_mut(key) {
+                s.missing_owned += 1;
+            }
             self.missing_timers.push_back((deadline, id));
+        }
+        if flood > 0 {
+            self.stats.rejected.add(RejectReason::IhaveFlood, flood);
+            self.penalize(
+                key,
+                Penalty::IhaveFlood,
+                u32::try_from(flood).unwrap_or(u32::MAX),
+            );
         }
         Ok(())
     }
 
-    /// Missing ids whose graft timer expired: ask an announcer (batched per session).
+    /// Adds an announcer to a missing id. Peers that have delivered to us go before those that
+    /// have not, and take the slot of one that has not when the list is full.
+    fn add_announcer(&mut self, id: MessageId, key: SessionKey, conn: ConnId, delivered: bool) {
+        let Some(entry) = self.missing.get(&id) else {
+            return;
+        };
+        if entry.announcers.iter().any(|(k, _)| *k == key)
+            || entry.grafted.is_some_and(|(k, _)| k == key)
+        {
+            return;
+        }
+        // Index of the first announcer that has not delivered (from the back when replacing).
+        let undelivered: Vec<usize> = entry
+            .announcers
+            .iter()
+            .enumerate()
+            .filter(|(_, (k, _))| !self.has_delivered(*k))
+            .map(|(i, _)| i)
+            .collect();
+        let full = entry.announcers.len() >= MAX_ANNOUNCERS;
+        let Some(entry) = self.missing.get_mut(&id) else {
+            return;
+        };
+        if full {
+            if let (true, Some(&last)) = (delivered, undelivered.last()) {
+                entry.announcers.remove(last);
+            } else {
+                return;
+            }
+        }
+        let at = if delivered {
+            undelivered
+                .first()
+                .copied()
+                .unwrap_or(entry.announcers.len())
+                .min(entry.announcers.len())
+        } else {
+            entry.announcers.len()
+        };
+        entry.announcers.insert(at, (key, conn));
+    }
+
+    /// Forgets a missing id and gives its slot back to the peer that created it.
+    pub(super) fn remove_missing(&mut self, id: &MessageId) {
+        let Some(entry) = self.missing.remove(id) else {
+            return;
+        };
+        if let Some((key, conn)) = entry.owner {
+            if let Some(s) = self.session_mut(key) {
+                if s.conn == conn {
+                    s.missing_owned = s.missing_owned.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    fn session_alive(&self, key: SessionKey, conn: ConnId) -> bool {
+        self.session(key)
+            .is_some_and(|s| s.conn == conn && s.is_running())
+    }
+
+    /// Missing ids whose graft timer expired: the announcer asked last (if any) broke its
+    /// promise; ask the next one (batched per session).
     pub(super) fn expire_missing(&mut self) {
         let now = self.now;
         let retry = now + self.config.graft_retry;
-        let mut grafts: std::collections::BTreeMap<SessionKey, Vec<MessageId>> =
-            std::collections::BTreeMap::new();
+        let mut grafts: BTreeMap<SessionKey, Vec<MessageId>> = BTreeMap::new();
+        let mut broken: BTreeMap<SessionKey, u32> = BTreeMap::new();
+        let mut done: Vec<MessageId> = Vec::new();
         while let Some((deadline, id)) = self.missing_timers.front().copied() {
             if deadline > now {
                 break;
             }
             self.missing_timers.pop_front();
             if self.cache.contains(&id) {
-                self.missing.remove(&id);
+                done.push(id);
                 continue;
+            }
+            let Some(entry) = self.missing.get(&id) else {
+                continue;
+            };
+            let asked = entry.grafted;
+            let mut candidates = entry.announcers.clone();
+            let mut chosen = None;
+            while !candidates.is_empty() {
+                let (key, conn) = candidates.remove(0);
+                if self.session_alive(key, conn) {
+                    chosen = Some((key, conn));
+                    break;
+                }
+            }
+            if let Some((key, conn)) = asked {
+                if self.session_alive(key, conn) {
+                    *broken.entry(key).or_default() += 1;
+                }
             }
             let Some(entry) = self.missing.get_mut(&id) else {
                 continue;
             };
-            let mut chosen = None;
-            while !entry.announcers.is_empty() {
-                let (key, conn) = entry.announcers.remove(0);
-                let alive = self
-                    .sessions
-                    .get(key)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|s| s.conn == conn && s.is_running());
-                if alive {
-                    chosen = Some(key);
-                    break;
+            entry.announcers = candidates;
+            entry.grafted = chosen;
+            match chosen {
+                Some((key, _)) => {
+                    self.missing_timers.push_back((retry, id));
+                    grafts.entry(key).or_default().push(id);
                 }
-            }
-            if entry.announcers.is_empty() {
-                self.missing.remove(&id);
-            } else {
-                self.missing_timers.push_back((retry, id));
-            }
-            if let Some(key) = chosen {
-                grafts.entry(key).or_default().push(id);
+                None => done.push(id),
             }
         }
+        for id in &done {
+            self.remove_missing(id);
+        }
+        for (key, n) in broken {
+            self.penalize(key, Penalty::BrokenPromise, n);
+        }
         for (key, ids) in grafts {
+            if self.session(key).is_none() {
+                continue;
+            }
             self.make_eager(key);
             let mut body = BytesMut::with_capacity(ids.len() * MessageId::LEN);
             for id in &ids {
@@ -359,11 +475,46 @@ impl Node {
     }
 
     pub(super) fn on_graft(&mut self, key: SessionKey, body: &[u8]) -> Result<(), WireError> {
-        let ids: Vec<MessageId> = wire::parse_graft(body)?.collect();
+        let mut ids: Vec<MessageId> = wire::parse_graft(body)?.collect();
         self.stats.grafts_received += 1;
+        if !self.control_allowed(key) {
+            self.stats
+                .rejected
+                .add(RejectReason::LowScore, ids.len() as u64);
+            return Ok(());
+        }
+        let now = self.now;
+        let total = ids.len();
+        // Deduplicate without reordering the first occurrences.
+        let mut seen = std::collections::BTreeSet::new();
+        ids.retain(|id| seen.insert(*id));
+        let mut flood = total - ids.len();
+        if ids.len() > self.config.graft_max_ids {
+            flood += ids.len() - self.config.graft_max_ids;
+            ids.truncate(self.config.graft_max_ids);
+        }
+        let (allowed, pruned_at) = match self.session_mut(key) {
+            Some(s) => (
+                s.control.graft.take_up_to(now, ids.len() as u64) as usize,
+                s.pruned_at,
+            ),
+            None => return Ok(()),
+        };
+        flood += ids.len() - allowed;
+        ids.truncate(allowed);
+        self.stats
+            .rejected
+            .add(RejectReason::GraftFlood, flood as u64);
+        if pruned_at.is_some_and(|t| now - t < self.config.graft_after_prune) {
+            flood += 1;
+        }
         self.make_eager(key);
         for id in ids {
             let Some(stored) = self.cache.get(&id).cloned() else {
+                if !self.cache.contains(&id) {
+                    // Never seen here, so never announced by us.
+                    flood += 1;
+                }
                 continue;
             };
             let mut header = [0u8; SIGNED_GOSSIP_HEADER_LEN];
@@ -384,6 +535,11 @@ impl Node {
                 self.stats.gossip_sent += 1;
             }
         }
+        self.penalize(
+            key,
+            Penalty::GraftFlood,
+            u32::try_from(flood).unwrap_or(u32::MAX),
+        );
         Ok(())
     }
 
@@ -392,8 +548,11 @@ impl Node {
         self.make_lazy(key);
     }
 
-    /// Moves a running session to the eager set.
+    /// Moves a running session to the eager set (unless its score keeps it lazy).
     pub(super) fn make_eager(&mut self, key: SessionKey) {
+        if !self.may_be_eager(key) {
+            return;
+        }
         if let Some(s) = self.session_mut(key) {
             if s.is_running() && !s.eager {
                 s.eager = true;
@@ -415,10 +574,20 @@ impl Node {
     }
 
     /// Keeps at least α eager peers after losing one: promote random lazy peers.
+    /// Peers whose score keeps them lazy are never promoted.
     pub(super) fn refill_eager(&mut self) {
-        while self.eager.len() < self.config.alpha && !self.lazy.is_empty() {
-            let idx = self.random_below(self.lazy.len());
-            let Some(&key) = self.lazy.get(idx) else {
+        while self.eager.len() < self.config.alpha {
+            let candidates: Vec<SessionKey> = self
+                .lazy
+                .iter()
+                .copied()
+                .filter(|k| self.may_be_eager(*k))
+                .collect();
+            if candidates.is_empty() {
+                break;
+            }
+            let idx = self.random_below(candidates.len());
+            let Some(&key) = candidates.get(idx) else {
                 break;
             };
             self.make_eager(key);

@@ -3,16 +3,18 @@
 
 use bytes::Bytes;
 use core::net::SocketAddr;
+use core::time::Duration;
 
 use super::{Node, SessionKey};
 use crate::action::{Action, CloseReason, SessionEvent};
-use crate::capability::{self, Caveat, Decision, RequestCtx, VerifierConfig};
+use crate::capability::{self, Caveat, Decision, OverlayCaveats, RequestCtx, VerifierConfig};
 use crate::error::OverlayError;
 use crate::frame::{flags, Frame, Header, HelloReply, StatusCode};
 use crate::peer::{ConnId, DialId, Direction, PeerId};
 use crate::ratelimit::TokenBucket;
-use crate::session::{ConnectionInfo, Grant, Phase, Session};
+use crate::session::{ConnectionInfo, ControlBuckets, Grant, Phase, Session};
 use crate::stats::RejectReason;
+use crate::time::Instant;
 use crate::wire::{HelloOverlay, HelloRequestBody, Operation, MAX_APP_PAYLOAD};
 
 /// Largest HELLO or START frame accepted during the handshake (header included).
@@ -67,6 +69,13 @@ impl Node {
             self.config.peer_rate_per_s,
             self.config.peer_rate_burst,
         );
+        let c = &self.config;
+        let control = ControlBuckets {
+            graft: TokenBucket::new(now, c.graft_rate_per_s, c.graft_rate_burst),
+            ihave: TokenBucket::new(now, c.ihave_rate_per_s, c.ihave_rate_burst),
+            duplicate: TokenBucket::new(now, c.duplicate_rate_per_s, c.duplicate_rate_burst),
+            shuffle: TokenBucket::new(now, c.shuffle_rate_per_s, c.shuffle_rate_burst),
+        };
         let info = ConnectionInfo {
             conn,
             peer,
@@ -75,7 +84,7 @@ impl Node {
             dial,
             kx_group,
         };
-        let session = Session::new(now, info, rate, self.default_grant());
+        let session = Session::new(now, info, rate, control, self.default_grant());
         let key = self.insert_session(session);
         if peer == self.identity.peer_id {
             self.passive.remove(&remote);
@@ -86,24 +95,38 @@ impl Node {
             self.close_session(key, CloseReason::Shutdown);
             return;
         }
-        if self.session_count() > self.config.max_sessions {
-            self.stats.rejected.bump(RejectReason::MaxSessions);
-            self.actions.push_back(Action::Rejected {
-                conn: Some(conn),
-                peer: Some(peer),
-                reason: RejectReason::MaxSessions,
-            });
-            self.close_session(key, CloseReason::Violation(OverlayError::Refused));
+        let dialed_addr = (direction == Direction::Outbound).then_some(&remote);
+        if self.is_banned(&peer, dialed_addr) {
+            self.refuse(key, RejectReason::Banned, CloseReason::Banned);
             return;
         }
+        // Running sessions and our own dials count (this one too, when it is a dial); inbound
+        // connections before START live on the pre-auth budget instead.
+        let others = self.membership_count() - usize::from(direction == Direction::Outbound);
+        if others >= self.config.max_sessions {
+            self.refuse(
+                key,
+                RejectReason::MaxSessions,
+                CloseReason::Violation(OverlayError::Refused),
+            );
+            return;
+        }
+        if direction == Direction::Inbound {
+            // Until START succeeds the connection lives on the pre-auth budget only.
+            if let Err(reason) = self.preauth.try_admit(remote.ip()) {
+                self.refuse(key, reason, CloseReason::Violation(OverlayError::Busy));
+                return;
+            }
+            if let Some(s) = self.session_mut(key) {
+                s.holds_preauth = true;
+            }
+        }
         if direction == Direction::Inbound && !self.ready {
-            self.stats.rejected.bump(RejectReason::Degraded);
-            self.actions.push_back(Action::Rejected {
-                conn: Some(conn),
-                peer: Some(peer),
-                reason: RejectReason::Degraded,
-            });
-            self.close_session(key, CloseReason::Violation(OverlayError::Busy));
+            self.refuse(
+                key,
+                RejectReason::Degraded,
+                CloseReason::Violation(OverlayError::Busy),
+            );
             return;
         }
         if let Some(&existing) = self.by_peer.get(&peer) {
@@ -113,13 +136,18 @@ impl Node {
         }
         self.by_peer.insert(peer, key);
         if dial.is_some() {
-            if let Some(known) = self.passive.get_mut(&remote) {
-                known.peer = Some(peer);
-            }
+            // TLS proved who answers at this address: pin it against later hints.
+            self.passive.pin(&remote, peer);
         }
         if direction == Direction::Outbound {
             self.send_hello(key);
         }
+    }
+
+    /// Counts and reports a refused connection, then closes it.
+    fn refuse(&mut self, key: SessionKey, reason: RejectReason, close: CloseReason) {
+        self.count_reject(key, reason);
+        self.close_session(key, close);
     }
 
     /// Two sessions with one peer: keep the one dialed by the smaller peer id (both sides
@@ -208,7 +236,30 @@ impl Node {
             Ok(id) if id == s.peer => {}
             _ => return Err(CloseReason::Violation(OverlayError::Crypto)),
         }
-        s.listen = hello.listen.as_deref().and_then(|a| a.parse().ok());
+        let (peer, remote) = (s.peer, s.remote);
+        if hello.credit_frames < self.config.min_peer_window_frames
+            || hello.credit_bytes < self.config.min_peer_window_bytes
+        {
+            // A window this small would let one peer hold our frames (and readiness) hostage.
+            // Closed here with its own counter; the caller's close is then a no-op.
+            self.count_reject(key, RejectReason::SmallWindow);
+            self.close_session(key, CloseReason::Violation(OverlayError::Malformed));
+            return Err(CloseReason::TransportClosed);
+        }
+        let claimed: Option<SocketAddr> = hello.listen.as_deref().and_then(|a| a.parse().ok());
+        let listen = match claimed {
+            Some(addr)
+                if !self.acceptable_hint(&addr, &remote) || self.contradicts_pins(&peer, &addr) =>
+            {
+                self.stats.rejected.bump(RejectReason::BadAddress);
+                None
+            }
+            other => other,
+        };
+        let Some(s) = self.session_mut(key) else {
+            return Err(CloseReason::TransportClosed);
+        };
+        s.listen = listen;
         s.send_window
             .add(hello.credit_frames, u64::from(hello.credit_bytes));
         Ok(())
@@ -305,16 +356,15 @@ impl Node {
     fn on_start(&mut self, key: SessionKey, frame: &Frame) -> Result<(), CloseReason> {
         let grant = match self.check_token(key, frame.cap.as_ref()) {
             Ok(grant) => grant,
-            Err(e) => {
-                let reason = if e == OverlayError::Forbidden {
-                    RejectReason::Forbidden
-                } else {
-                    RejectReason::Unauth
-                };
+            Err((e, reason)) => {
                 self.count_reject(key, reason);
                 return Err(CloseReason::Violation(e));
             }
         };
+        if self.membership_count() >= self.config.max_sessions {
+            self.count_reject(key, RejectReason::MaxSessions);
+            return Err(CloseReason::Violation(OverlayError::Refused));
+        }
         let token = self.own_token.clone().unwrap_or_default();
         let header = self.control_header(
             flags::START | flags::RESP,
@@ -338,37 +388,34 @@ impl Node {
                 self.open_session(key, grant);
                 Ok(())
             }
-            Err(e) => {
-                self.count_reject(
-                    key,
-                    if e == OverlayError::Forbidden {
-                        RejectReason::Forbidden
-                    } else {
-                        RejectReason::Unauth
-                    },
-                );
+            Err((e, reason)) => {
+                self.count_reject(key, reason);
                 Err(CloseReason::Violation(e))
             }
         }
     }
 
     /// Verifies the peer's token exactly like the reference verifier, then derives the limits
-    /// the overlay enforces itself (scope methods, max bytes, `BytesLe`, `Rate`).
-    fn check_token(&mut self, key: SessionKey, cap: Option<&Bytes>) -> Result<Grant, OverlayError> {
-        let Some(remote) = self.session(key).map(|s| s.remote) else {
-            return Err(OverlayError::Refused);
+    /// the overlay enforces itself (scope methods, max bytes, `BytesLe`, `Rate`, the
+    /// `overlay`/`peer` binding to the TLS identity, and the expiry for the whole session).
+    fn check_token(
+        &mut self,
+        key: SessionKey,
+        cap: Option<&Bytes>,
+    ) -> Result<Grant, (OverlayError, RejectReason)> {
+        let unauth = (OverlayError::Unauthorized, RejectReason::Unauth);
+        let Some((remote, peer)) = self.session(key).map(|s| (s.remote, s.peer)) else {
+            return Err((OverlayError::Refused, RejectReason::Unauth));
         };
         let token = match cap {
             Some(t) if !t.is_empty() => t,
             _ if !self.config.auth.require_token => return Ok(self.default_grant()),
-            _ => return Err(OverlayError::Unauthorized),
+            _ => return Err(unauth),
         };
         let cfg = VerifierConfig::default();
+        let base = self.config.unix_base_secs;
         let ctx = RequestCtx {
-            now_unix_s: self
-                .config
-                .unix_base_secs
-                .saturating_add(self.now.since_epoch().as_secs()),
+            now_unix_s: base.saturating_add(self.now.since_epoch().as_secs()),
             method: "overlay".to_string(),
             path: self.config.auth.path.clone(),
             peer_ip: Some(remote.ip()),
@@ -380,12 +427,19 @@ impl Node {
         };
         let scope = match capability::verify_token(token, &ctx, &self.config.auth.keys, &cfg) {
             Ok(Decision::Allow { scope }) => scope,
-            Ok(Decision::Deny { .. }) => return Err(OverlayError::Forbidden),
-            Err(_) => return Err(OverlayError::Unauthorized),
+            Ok(Decision::Deny { .. }) => {
+                return Err((OverlayError::Forbidden, RejectReason::Forbidden))
+            }
+            Err(_) => return Err(unauth),
         };
-        let caveats = capability::decode_token(token, &cfg)
-            .map(|c| c.caveats)
-            .map_err(|_| OverlayError::Unauthorized)?;
+        let decoded = capability::decode_token(token, &cfg).map_err(|_| unauth)?;
+        // A malformed overlay caveat makes the token malformed (401); a well-formed binding
+        // to another identity is a valid token that does not allow this session (403).
+        let overlay = OverlayCaveats::of(&decoded).map_err(|_| unauth)?;
+        if !overlay.permits_peer(Some(&peer)) {
+            return Err((OverlayError::Forbidden, RejectReason::WrongPeer));
+        }
+        let caveats = decoded.caveats;
         let mut grant = self.default_grant();
         if !scope.methods.is_empty() {
             grant.operations = Operation::Control.bit();
@@ -404,6 +458,7 @@ impl Node {
             max_bytes = max_bytes.min(m);
         }
         let mut rate_cap: Option<(u32, u32)> = None;
+        let mut exp: Option<u64> = None;
         for caveat in &caveats {
             match caveat {
                 Caveat::BytesLe(m) => max_bytes = max_bytes.min(*m),
@@ -411,15 +466,23 @@ impl Node {
                     let (r, bu) = rate_cap.unwrap_or((u32::MAX, u32::MAX));
                     rate_cap = Some((r.min((*per_s).max(1)), bu.min((*b).max(1))));
                 }
+                Caveat::Exp(t) => exp = Some(exp.map_or(*t, |e| e.min(*t))),
                 _ => {}
             }
         }
         grant.max_message_bytes = max_bytes.min(MAX_APP_PAYLOAD as u64) as usize;
+        // The verifier refuses once `now_unix_s > exp + skew` (whole seconds): the first
+        // instant of that is `exp + skew + 1` seconds after the Unix epoch.
+        let expires_at = exp.map(|e| {
+            let last_ok = e.saturating_add(cfg.clock_skew_secs).saturating_add(1);
+            Instant::ZERO + Duration::from_secs(last_ok.saturating_sub(base))
+        });
         grant.rate_cap = rate_cap;
         let (rate, burst) = self.peer_quota(rate_cap);
         let now = self.now;
         if let Some(s) = self.session_mut(key) {
             s.rate = TokenBucket::new(now, rate, burst);
+            s.token_expires_at = expires_at;
         }
         Ok(grant)
     }
@@ -445,6 +508,7 @@ impl Node {
         };
         s.phase = Phase::Running;
         s.grant = grant;
+        let released = std::mem::take(&mut s.holds_preauth).then_some(s.remote.ip());
         s.eager = eager;
         s.ihave.extend(recent.iter().rev().copied());
         let event = SessionEvent::Up {
@@ -454,6 +518,14 @@ impl Node {
             dial: s.dial,
         };
         let (peer, listen, has_ihave) = (s.peer, s.listen, !s.ihave.is_empty());
+        if let Some(ip) = released {
+            self.preauth.release(ip);
+        }
+        self.scores.connected(peer);
+        let eager = eager && self.may_be_eager(key);
+        if let Some(s) = self.session_mut(key) {
+            s.eager = eager;
+        }
         if eager {
             self.eager.push(key);
         } else {

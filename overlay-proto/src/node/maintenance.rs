@@ -5,7 +5,7 @@
 use core::time::Duration;
 
 use super::send::{queue_load, Sent};
-use super::Node;
+use super::{Node, SessionKey};
 use crate::action::{Action, CloseReason};
 use crate::frame::HEADER_LEN;
 use crate::liveness::{Heartbeat, Verdict};
@@ -38,6 +38,7 @@ impl Node {
         let now = self.now;
         self.cache.expire(now);
         self.check_sessions(late);
+        self.check_session_deadlines();
         for s in self.sessions.iter_mut().flatten() {
             s.shrink_if_idle();
         }
@@ -103,16 +104,35 @@ impl Node {
     }
 
     /// Compares load signals with the thresholds (with hysteresis) and reports changes.
+    ///
+    /// The signals describe the node, not one peer: `sessions` is running sessions over
+    /// `max_sessions` (pre-auth connections excluded); `send_queue` is the share of the eager
+    /// sessions (the ones broadcasts are pushed to; all running sessions when none is eager)
+    /// whose queue is itself over the threshold. One full session among several therefore
+    /// never makes the node unready (and the stall rule closes it), while a node whose every
+    /// push target is held is unready.
     pub(super) fn evaluate_readiness(&mut self) {
-        let sessions_load = self.session_count() as f64 / self.config.max_sessions as f64;
-        let queue_load = self
-            .live_sessions()
-            .map(|(_, s)| queue_load(&self.config, s))
-            .fold(0.0, f64::max);
         let threshold = if self.ready {
             self.config.degrade_ratio
         } else {
             self.config.recover_ratio
+        };
+        let running = self.running_count();
+        let sessions_load = running as f64 / self.config.max_sessions as f64;
+        let targets: Vec<SessionKey> = if self.eager.is_empty() {
+            self.lazy.clone()
+        } else {
+            self.eager.clone()
+        };
+        let full = targets
+            .iter()
+            .filter_map(|k| self.session(*k))
+            .filter(|s| queue_load(&self.config, s) > threshold)
+            .count();
+        let queue_load = if targets.is_empty() {
+            0.0
+        } else {
+            full as f64 / targets.len() as f64
         };
         let mut saturated = Vec::new();
         if sessions_load > threshold {

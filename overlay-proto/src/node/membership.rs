@@ -10,7 +10,9 @@ use super::{Node, SessionKey};
 use crate::action::{Action, CloseReason, DialOutcome};
 use crate::error::OverlayError;
 use crate::peer::{DialId, PeerId};
+use crate::score::Penalty;
 use crate::session::Session;
+use crate::stats::RejectReason;
 use crate::wire::{self, Kind, PeerEntry, WireError};
 
 impl Node {
@@ -49,6 +51,11 @@ impl Node {
             return;
         }
         let now = self.now;
+        if self.scores.is_addr_banned(&addr, now)
+            || peer.is_some_and(|p| self.scores.is_peer_banned(&p, now))
+        {
+            return;
+        }
         let pick = rand_core::RngCore::next_u64(&mut self.rng) as usize;
         self.passive
             .insert(addr, peer, seed, now, |n| pick % n.max(1));
@@ -96,7 +103,7 @@ impl Node {
         if self.shutting_down {
             return;
         }
-        let active = self.session_count() + self.dials.len();
+        let active = self.membership_count() + self.dials.len();
         let want = self.config.active_target.saturating_sub(active);
         let room = self
             .config
@@ -112,6 +119,10 @@ impl Node {
             .iter()
             .filter(|(_, k)| k.next_attempt <= now)
             .filter(|(_, k)| k.peer.is_none_or(|p| !self.by_peer.contains_key(&p)))
+            .filter(|(a, k)| {
+                !self.scores.is_addr_banned(a, now)
+                    && !k.peer.is_some_and(|p| self.scores.is_peer_banned(&p, now))
+            })
             .map(|(a, _)| *a)
             .collect();
         candidates.retain(|a| !self.is_connected_to(a));
@@ -166,7 +177,11 @@ impl Node {
         let entries = self.sample_entries(Some(target));
         let mut body = BytesMut::new();
         wire::put_shuffle(&mut body, &entries);
-        self.send_frame(target, Kind::Shuffle, &[&body]);
+        if self.send_frame(target, Kind::Shuffle, &[&body]) != super::send::Sent::Dropped {
+            if let Some(s) = self.session_mut(target) {
+                s.shuffle_pending = true;
+            }
+        }
     }
 
     /// Up to `shuffle_len` entries: ourselves, running peers and passive peers.
@@ -206,6 +221,9 @@ impl Node {
         pool
     }
 
+    /// SHUFFLE / SHUFFLE_REPLY from a peer. Its entries are hints: a SHUFFLE over the peer's
+    /// rate or a reply we did not ask for is ignored and scored; entries with unusable
+    /// addresses, or that contradict identities proven by TLS, are dropped and counted.
     pub(super) fn on_shuffle(
         &mut self,
         key: SessionKey,
@@ -213,14 +231,38 @@ impl Node {
         body: &[u8],
     ) -> Result<(), WireError> {
         let entries = wire::parse_shuffle(kind, body)?;
+        let now = self.now;
+        let Some(s) = self.session_mut(key) else {
+            return Ok(());
+        };
+        let welcome = match kind {
+            Kind::Shuffle => s.control.shuffle.try_take(now),
+            _ => std::mem::take(&mut s.shuffle_pending),
+        };
+        let from = s.remote;
+        if !welcome {
+            self.stats.rejected.bump(RejectReason::ShuffleFlood);
+            self.penalize(key, Penalty::ShuffleFlood, 1);
+            return Ok(());
+        }
         if kind == Kind::Shuffle {
             let reply = self.sample_entries(Some(key));
             let mut out = BytesMut::new();
             wire::put_shuffle(&mut out, &reply);
             self.send_frame(key, Kind::ShuffleReply, &[&out]);
         }
+        let mut bad = 0u64;
         for e in entries {
+            if !self.acceptable_hint(&e.addr, &from) || self.contradicts_pins(&e.peer, &e.addr) {
+                bad += 1;
+                continue;
+            }
             self.learn_peer(e.addr, Some(e.peer), false);
+        }
+        if bad > 0 {
+            self.stats.rejected.add(RejectReason::BadAddress, bad);
+            // Honest nodes never keep such entries, so they do not relay them.
+            self.penalize(key, Penalty::ShuffleFlood, 1);
         }
         Ok(())
     }

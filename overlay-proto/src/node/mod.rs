@@ -4,6 +4,7 @@
 //! gossip ([`gossip`]) → actions ([`send`]). Membership ([`membership`]) and timers
 //! ([`maintenance`]) run on the maintenance tick.
 
+mod defense;
 mod gossip;
 mod handshake;
 mod maintenance;
@@ -23,10 +24,12 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::action::{Action, CloseReason};
 use crate::cache::{CacheLimits, MessageCache};
 use crate::config::{ConfigError, NodeConfig};
-use crate::idhash::{id_map_with_capacity, IdMap};
+use crate::idhash::{id_map_with_capacity, keyed_id_map, IdMap};
 use crate::input::Input;
 use crate::passive::PassiveView;
 use crate::peer::{ConnId, DialId, MessageId, PeerId};
+use crate::preauth::PreAuthBudget;
+use crate::score::ScoreBook;
 use crate::session::{Phase, Session};
 use crate::stats::NodeStats;
 use crate::time::Instant;
@@ -37,8 +40,14 @@ type SessionKey = usize;
 /// An id announced by IHAVE that we have not received yet.
 #[derive(Debug, Default)]
 struct Missing {
-    /// Sessions that announced it, oldest first (key, conn to detect reuse).
+    /// Sessions that announced it and were not asked yet; peers that have delivered first
+    /// (key, conn to detect reuse).
     announcers: Vec<(SessionKey, ConnId)>,
+    /// The session whose announcement created the entry (it counts toward that peer's share
+    /// of the table).
+    owner: Option<(SessionKey, ConnId)>,
+    /// The announcer we sent GRAFT to and still wait for.
+    grafted: Option<(SessionKey, ConnId)>,
 }
 
 /// Most announcers remembered per missing id.
@@ -82,6 +91,10 @@ pub struct Node {
     signer: Option<crate::origin::OriginSigner>,
     /// Reused scratch space for sampling lazy peers.
     scratch_keys: Vec<SessionKey>,
+    /// Peer scores and bans (memory only).
+    scores: ScoreBook,
+    /// Inbound sessions still in HELLO/START.
+    preauth: PreAuthBudget,
 }
 
 impl Node {
@@ -113,15 +126,23 @@ impl Node {
             crate::origin::OriginAuth::None => None,
         };
         let own_token = config.auth.own_token.clone();
+        // The hash key comes from a separate stream of the seed: the main RNG's sequence (and so
+        // every other random choice) is unchanged by it.
+        let mut key_rng = ChaCha8Rng::seed_from_u64(seed);
+        key_rng.set_stream(0x1D_4A54);
+        let hash_key = [key_rng.next_u64(), key_rng.next_u64()];
         Ok(Node {
-            cache: MessageCache::new(CacheLimits {
-                seen_capacity: config.seen_capacity,
-                seen_ttl: config.seen_ttl,
-                store_capacity: config.store_capacity,
-                store_bytes: config.store_bytes,
-                store_ttl: config.store_ttl,
-            }),
-            missing: id_map_with_capacity(1024),
+            cache: MessageCache::keyed(
+                CacheLimits {
+                    seen_capacity: config.seen_capacity,
+                    seen_ttl: config.seen_ttl,
+                    store_capacity: config.store_capacity,
+                    store_bytes: config.store_bytes,
+                    store_ttl: config.store_ttl,
+                },
+                hash_key,
+            ),
+            missing: keyed_id_map(1024, hash_key),
             missing_timers: VecDeque::new(),
             passive: PassiveView::new(config.passive_capacity),
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -149,6 +170,8 @@ impl Node {
             own_token,
             signer,
             scratch_keys: Vec::new(),
+            scores: ScoreBook::new(config.scoring.clone(), Instant::ZERO),
+            preauth: PreAuthBudget::new(config.max_preauth, config.max_preauth_per_ip),
             config,
             identity,
         })
@@ -232,7 +255,20 @@ impl Node {
         s.store_len = self.cache.stored_len();
         s.store_bytes = self.cache.stored_bytes();
         s.ready = self.ready;
+        s.preauth_sessions = self.preauth.in_use();
+        s.bans_active = self.scores.bans_active(self.now);
+        s.lowest_score = self
+            .live_sessions()
+            .filter(|(_, sess)| sess.is_running())
+            .map(|(_, sess)| self.scores.score(&sess.peer))
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))))
+            .unwrap_or(0.0);
         s
+    }
+
+    /// The score of `peer` with its components (zero for a peer never seen).
+    pub fn peer_score(&self, peer: &PeerId) -> crate::score::PeerScore {
+        self.scores.view(peer)
     }
 
     /// False while saturated (drives `/readyz`).
@@ -269,6 +305,7 @@ impl Node {
                 queued_frames: s.queue.frames(),
                 inflight_frames: s.inflight_frames,
                 eager: s.eager,
+                score: self.scores.view(&s.peer),
             })
             .collect()
     }
@@ -314,8 +351,20 @@ impl Node {
         key
     }
 
-    fn session_count(&self) -> usize {
-        self.by_conn.len()
+    /// Sessions through START (they count toward `max_sessions` and readiness).
+    fn running_count(&self) -> usize {
+        self.eager.len() + self.lazy.len()
+    }
+
+    /// Sessions that fill the active view: running ones and our own dials still handshaking
+    /// (inbound connections before START live on the pre-auth budget and do not count).
+    fn membership_count(&self) -> usize {
+        self.live_sessions()
+            .filter(|(_, s)| {
+                s.is_running()
+                    || (s.direction == crate::peer::Direction::Outbound && s.phase.is_handshaking())
+            })
+            .count()
     }
 
     fn random_below(&mut self, n: usize) -> usize {
@@ -347,6 +396,7 @@ impl Node {
         }
         let was_running = session.is_running();
         let was_eager = session.eager;
+        self.on_session_leaving(&session, reason);
         self.eager.retain(|k| *k != key);
         self.lazy.retain(|k| *k != key);
         self.dirty.retain(|k| *k != key);

@@ -85,6 +85,10 @@ impl Node {
             write_frame(&mut s.out, &header, parts);
             Sent::Now
         } else if s.queue.frames() < max_queue_frames && s.queue.bytes() + len <= max_queue_bytes {
+            if s.queue.frames() == 0 {
+                // The stall clock starts when the queue stops being empty.
+                s.queue_progress_at = now;
+            }
             write_frame(s.queue.buf_mut(), &header, parts);
             s.queue.commit(len, kind.index() as u8);
             let ratio = (s.queue.frames() as f64 / max_queue_frames as f64)
@@ -131,6 +135,7 @@ impl Node {
             moved += 1;
         }
         if moved > 0 {
+            s.queue_progress_at = now;
             s.liveness.sent(now);
             self.stats.frames_out += moved;
             if !s.dirty {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::origin::SigningSeed;
 use crate::peer::{ConnId, Direction, PeerId};
+use crate::score::PeerScore;
 
 /// Who this node is: its TLS-proven identity, its origin-signing key and the address peers
 /// should dial.
@@ -65,7 +66,7 @@ impl SessionState {
 }
 
 /// A read-only view of one session, for operators (`GET /v1/peers`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionInfo {
     /// The connection.
     pub conn: ConnId,
@@ -89,4 +90,6 @@ pub struct SessionInfo {
     pub inflight_frames: u32,
     /// True when this peer is an eager (Plumtree) push target.
     pub eager: bool,
+    /// The peer's score, standing and score components.
+    pub score: PeerScore,
 }

@@ -1,0 +1,699 @@
+//! Hostile authenticated peers against one node, one rule per test: minimum HELLO window,
+//! GRAFT and IHAVE floods, broken promises, scoring and bans, stalled sessions and node-wide
+//! readiness, the pre-auth budget, tokens for the whole session, membership hints. Each test
+//! checks the typed close or drop, its counter, and that honest peers keep working.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+
+use bytes::{Bytes, BytesMut};
+use core::net::SocketAddr;
+use core::time::Duration;
+use overlay_proto::capability::{mint, peer_caveat, Caveat, CborValue, Scope};
+use overlay_proto::frame::{flags, Header};
+use overlay_proto::score::{Penalty, Standing};
+use overlay_proto::wire::{self, HelloOverlay, HelloRequestBody, Kind, PeerEntry};
+use overlay_proto::{
+    Action, CloseReason, ConnId, Direction, Input, Instant, MacKey, MessageId, Node, NodeConfig,
+    NodeIdentity, OverlayError, PeerId, RejectReason, SessionEvent,
+};
+
+const NOW_UNIX: u64 = 1_700_000_000;
+const KEY: MacKey = MacKey([7; 32]);
+const APP: u16 = overlay_proto::OVERLAY_APP_PROTO_ID;
+
+fn token(caveats: Vec<Caveat>) -> String {
+    let scope = Scope {
+        prefix: None,
+        methods: vec![],
+        max_bytes: None,
+    };
+    mint(&KEY, "overlay", "k1", scope, caveats)
+}
+
+/// A config whose peers need no token (most tests), long idle timers (tests advance time).
+fn open_config() -> NodeConfig {
+    let mut c = NodeConfig::default();
+    c.auth.require_token = false;
+    // Raw peers here send unsigned gossip.
+    c.origin_auth = overlay_proto::OriginAuth::None;
+    c.unix_base_secs = NOW_UNIX;
+    // Raw peers here never send heartbeats: keep the failure detector out of the way.
+    c.idle_timeout = Duration::from_secs(10_000);
+    c.liveness_timeout = Duration::from_secs(9_000);
+    c.keepalive_interval = Duration::from_secs(5_000);
+    c
+}
+
+fn token_config() -> NodeConfig {
+    let mut c = open_config();
+    c.auth.require_token = true;
+    c.auth.keys.insert("k1", "overlay", KEY);
+    c.auth.own_token = Some(token(vec![]).into());
+    c
+}
+
+fn peer(n: u8) -> PeerId {
+    PeerId([n; 32])
+}
+
+fn frame(flags: u16, code: u16, app: u16, cap: &[u8], body: &[u8]) -> Vec<u8> {
+    let h = Header {
+        len: (38 + cap.len() + body.len()) as u32,
+        ver: 1,
+        flags,
+        code,
+        app_proto_id: app,
+        tenant_id: 0,
+        cap_len: cap.len() as u16,
+        corr_id: 0,
+    };
+    let mut out = BytesMut::new();
+    h.write(&mut out);
+    out.extend_from_slice(cap);
+    out.extend_from_slice(body);
+    out.to_vec()
+}
+
+fn event(kind: Kind, body: &[u8]) -> Vec<u8> {
+    frame(flags::EVENT, kind.code(), APP, &[], body)
+}
+
+fn ihave(ids: &[MessageId]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for id in ids {
+        body.extend_from_slice(&id.0);
+        body.push(1);
+    }
+    event(Kind::IHave, &body)
+}
+
+fn graft(ids: &[MessageId]) -> Vec<u8> {
+    let body: Vec<u8> = ids.iter().flat_map(|id| id.0).collect();
+    event(Kind::Graft, &body)
+}
+
+fn gossip(origin: PeerId, nonce: u64, payload: &[u8]) -> Vec<u8> {
+    let id = MessageId::compute(&origin, nonce, payload);
+    let mut body = Vec::new();
+    wire::put_gossip_header(&mut body, &id, &origin, nonce, 0);
+    body.extend_from_slice(payload);
+    event(Kind::Gossip, &body)
+}
+
+fn shuffle(kind: Kind, entries: &[PeerEntry]) -> Vec<u8> {
+    let mut body = BytesMut::new();
+    wire::put_shuffle(&mut body, entries);
+    event(kind, &body)
+}
+
+fn random_id(n: u32) -> MessageId {
+    MessageId(*blake3::hash(&n.to_le_bytes()).as_bytes())
+}
+
+/// One node and any number of raw peers, each on its own connection.
+struct Bed {
+    node: Node,
+    now: Instant,
+    actions: Vec<(Instant, Action)>,
+}
+
+impl Bed {
+    fn new(cfg: NodeConfig) -> Bed {
+        let identity = NodeIdentity {
+            peer_id: peer(1),
+            listen_addr: Some(SocketAddr::from(([10, 0, 0, 1], 9415))),
+            signing_key: None,
+        };
+        Bed {
+            node: Node::new(cfg, identity, 42).unwrap(),
+            now: Instant::ZERO,
+            actions: Vec::new(),
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        self.node.handle(self.now, input);
+        while let Some(a) = self.node.poll_action() {
+            self.actions.push((self.now, a));
+        }
+    }
+
+    /// A TLS connection from `who` at `ip` (inbound).
+    fn up(&mut self, conn: u64, who: PeerId, ip: [u8; 4]) {
+        self.input(Input::ConnectionUp {
+            conn: ConnId(conn),
+            peer: who,
+            direction: Direction::Inbound,
+            remote: SocketAddr::from((ip, 40_000 + conn as u16)),
+            dial: None,
+            kx_group: None,
+        });
+    }
+
+    fn send(&mut self, conn: u64, bytes: Vec<u8>) {
+        self.input(Input::Received {
+            conn: ConnId(conn),
+            data: Bytes::from(bytes),
+        });
+    }
+
+    fn hello(&mut self, conn: u64, who: PeerId, frames: u32, bytes: u32, listen: Option<&str>) {
+        let hello = HelloRequestBody {
+            ua: Some("hostile".into()),
+            overlay: HelloOverlay {
+                overlay: 1,
+                peer_id: who.to_string(),
+                listen: listen.map(String::from),
+                credit_frames: frames,
+                credit_bytes: bytes,
+            },
+        };
+        let json = serde_json::to_vec(&hello).unwrap();
+        self.send(conn, frame(flags::REQ, 0, 0, &[], &json));
+    }
+
+    fn start(&mut self, conn: u64, token: &str) {
+        self.send(
+            conn,
+            frame(flags::START | flags::REQ, 0, APP, token.as_bytes(), &[]),
+        );
+    }
+
+    /// Connects, says HELLO with a generous window and START with `token`.
+    fn open_with(&mut self, conn: u64, who: PeerId, ip: [u8; 4], token: &str) {
+        self.up(conn, who, ip);
+        self.hello(conn, who, 1 << 20, 1 << 30, None);
+        self.start(conn, token);
+    }
+
+    fn open(&mut self, conn: u64, who: PeerId) {
+        self.open_with(conn, who, [10, 0, 0, 100 + conn as u8], "");
+        assert!(self.is_up(conn), "session {conn} should open");
+    }
+
+    fn advance(&mut self, d: Duration) {
+        let until = self.now + d;
+        while let Some(t) = self.node.poll_timeout() {
+            if t > until {
+                break;
+            }
+            self.now = t.max(self.now);
+            self.input(Input::Timeout);
+        }
+        self.now = until;
+        self.input(Input::Timeout);
+    }
+
+    fn is_up(&self, conn: u64) -> bool {
+        self.actions.iter().any(|(_, a)| {
+            matches!(a, Action::Session(SessionEvent::Up { conn: c, .. }) if *c == ConnId(conn))
+        })
+    }
+
+    fn closed(&self, conn: u64) -> Option<CloseReason> {
+        self.actions.iter().find_map(|(_, a)| match a {
+            Action::Close { conn: c, reason } if *c == ConnId(conn) => Some(*reason),
+            _ => None,
+        })
+    }
+
+    fn closed_at(&self, conn: u64) -> Option<Instant> {
+        self.actions.iter().find_map(|(t, a)| match a {
+            Action::Close { conn: c, .. } if *c == ConnId(conn) => Some(*t),
+            _ => None,
+        })
+    }
+
+    /// The status code of the error frame sent on `conn` before closing.
+    fn error_code(&self, conn: u64) -> Option<u16> {
+        let mut last = None;
+        for (_, a) in &self.actions {
+            if let Action::Transmit { conn: c, data } = a {
+                if *c != ConnId(conn) {
+                    continue;
+                }
+                let mut buf = BytesMut::from(&data[..]);
+                while let Ok(Some(f)) = overlay_proto::frame::decode(&mut buf) {
+                    if f.header.flags & flags::RESP != 0 && f.header.code >= 400 {
+                        last = Some(f.header.code);
+                    }
+                }
+            }
+        }
+        last
+    }
+
+    /// Frames of `kind` transmitted on `conn`.
+    fn sent(&self, conn: u64, kind: Kind) -> usize {
+        let mut n = 0;
+        for (_, a) in &self.actions {
+            if let Action::Transmit { conn: c, data } = a {
+                if *c != ConnId(conn) {
+                    continue;
+                }
+                let mut buf = BytesMut::from(&data[..]);
+                while let Ok(Some(f)) = overlay_proto::frame::decode(&mut buf) {
+                    if f.header.flags & flags::EVENT != 0 && f.header.code == kind.code() {
+                        n += 1;
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    fn rejected(&self, reason: RejectReason) -> u64 {
+        self.node.stats().rejected.get(reason)
+    }
+
+    fn broadcast(&mut self, payload: &[u8]) -> Result<MessageId, OverlayError> {
+        self.input(Input::Broadcast {
+            request: 1,
+            payload: Bytes::copy_from_slice(payload),
+        });
+        self.actions
+            .iter()
+            .rev()
+            .find_map(|(_, a)| match a {
+                Action::BroadcastResult { result, .. } => Some(*result),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    fn score_of(&self, who: PeerId) -> overlay_proto::score::PeerScore {
+        self.node.peer_score(&who)
+    }
+}
+
+#[test]
+fn a_hello_granting_a_tiny_window_is_refused_with_400() {
+    let mut bed = Bed::new(open_config());
+    bed.up(1, peer(2), [10, 0, 0, 2]);
+    bed.hello(1, peer(2), 0, 0, None);
+    assert_eq!(
+        bed.closed(1),
+        Some(CloseReason::Violation(OverlayError::Malformed))
+    );
+    assert_eq!(bed.error_code(1), Some(400));
+    assert_eq!(bed.rejected(RejectReason::SmallWindow), 1);
+    assert_eq!(bed.rejected(RejectReason::Malformed), 0, "counted once");
+    // Enough frames but too few bytes is refused too.
+    bed.up(2, peer(3), [10, 0, 0, 3]);
+    bed.hello(2, peer(3), 512, 1024, None);
+    assert_eq!(bed.rejected(RejectReason::SmallWindow), 2);
+    // The minimum itself is fine.
+    bed.up(3, peer(4), [10, 0, 0, 4]);
+    bed.hello(3, peer(4), 16, 64 * 1024, None);
+    bed.start(3, "");
+    assert!(bed.is_up(3));
+}
+
+#[test]
+fn graft_spam_repeating_one_id_bans_the_peer_and_the_node_stays_ready() {
+    let mut bed = Bed::new(open_config());
+    bed.open(1, peer(2)); // honest
+    bed.up(2, peer(3), [10, 0, 0, 3]);
+    bed.hello(2, peer(3), 16, 64 * 1024, Some("10.0.0.3:9415"));
+    bed.start(2, "");
+    assert!(bed.is_up(2));
+    let id = bed.broadcast(b"held").unwrap();
+    bed.send(2, graft(&vec![id; 8192]));
+    assert_eq!(bed.closed(2), Some(CloseReason::Banned));
+    assert_eq!(bed.error_code(2), Some(403));
+    assert_eq!(bed.rejected(RejectReason::GraftFlood), 8191);
+    assert_eq!(bed.rejected(RejectReason::Banned), 1);
+    let stats = bed.node.stats();
+    assert_eq!(stats.peers_banned, 1);
+    assert_eq!(stats.bans_active, 1);
+    assert_eq!(stats.score_penalties[Penalty::GraftFlood as usize], 8191);
+    assert!(bed.score_of(peer(3)).score < -50.0);
+    // The answer was sent once, not 8192 times.
+    assert!(bed.sent(2, Kind::Gossip) <= 2);
+    // The banned PeerId cannot come back, even from another address.
+    bed.up(3, peer(3), [10, 0, 0, 33]);
+    assert_eq!(bed.closed(3), Some(CloseReason::Banned));
+    assert_eq!(bed.rejected(RejectReason::Banned), 2);
+    // The honest session and broadcasts are unaffected.
+    assert!(bed.node.is_ready());
+    assert!(bed.broadcast(b"after").is_ok());
+    assert_eq!(bed.closed(1), None);
+    // After the ban (60 s by default) the peer may connect again.
+    bed.advance(Duration::from_secs(61));
+    bed.up(4, peer(3), [10, 0, 0, 3]);
+    assert_eq!(bed.closed(4), None);
+}
+
+#[test]
+fn graft_ids_are_capped_per_frame_and_rate_limited_per_peer() {
+    let mut cfg = open_config();
+    cfg.graft_max_ids = 4;
+    cfg.graft_rate_per_s = 10;
+    cfg.graft_rate_burst = 6;
+    let mut bed = Bed::new(cfg);
+    bed.open(1, peer(2));
+    let mut ids = Vec::new();
+    for p in [&b"m0"[..], b"m1", b"m2", b"m3", b"m4", b"m5", b"m6", b"m7"] {
+        ids.push(bed.broadcast(p).unwrap());
+    }
+    let before = bed.node.stats().gossip_sent;
+    bed.send(1, graft(&ids));
+    // 8 distinct ids, 4 honoured.
+    assert_eq!(bed.node.stats().gossip_sent - before, 4);
+    assert_eq!(bed.rejected(RejectReason::GraftFlood), 4);
+    // The bucket (6) has 2 left: a second frame gets 2 answers.
+    bed.send(1, graft(&ids[4..]));
+    assert_eq!(bed.node.stats().gossip_sent - before, 6);
+    assert_eq!(bed.rejected(RejectReason::GraftFlood), 6);
+    // Ids never seen here are scored too.
+    let unknown: Vec<MessageId> = (0..3).map(random_id).collect();
+    bed.advance(Duration::from_secs(1));
+    bed.send(1, graft(&unknown));
+    let s = bed.score_of(peer(2));
+    // 6 (decayed once by 0.9) + 3.
+    assert!((s.components.penalty(Penalty::GraftFlood) - 8.4).abs() < 1e-9);
+    assert_eq!(bed.closed(1), None, "mild abuse is scored, not cut");
+}
+
+#[test]
+fn an_ihave_flood_is_rate_limited_held_to_its_share_and_scored() {
+    let mut cfg = open_config();
+    cfg.ihave_rate_burst = 100;
+    cfg.ihave_rate_per_s = 100;
+    cfg.ihave_max_missing_per_peer = 50;
+    let mut bed = Bed::new(cfg);
+    bed.open(1, peer(2)); // flooder
+    bed.open(2, peer(3)); // honest
+    let ids: Vec<MessageId> = (0..400).map(random_id).collect();
+    bed.send(1, ihave(&ids));
+    // 300 over the rate, 50 over the share.
+    assert_eq!(bed.rejected(RejectReason::IhaveFlood), 350);
+    let s = bed.score_of(peer(2));
+    assert_eq!(s.components.penalty(Penalty::IhaveFlood), 350.0);
+    assert_eq!(s.standing, Standing::Ban);
+    assert_eq!(bed.closed(1), Some(CloseReason::Banned));
+    // The honest peer's announcement still gets into the table and is grafted.
+    let wanted = random_id(10_000);
+    bed.send(2, ihave(&[wanted]));
+    bed.advance(Duration::from_millis(100));
+    assert_eq!(bed.sent(2, Kind::Graft), 1);
+    assert!(bed.node.is_ready());
+}
+
+#[test]
+fn a_low_score_stops_ihave_and_graft_from_the_peer() {
+    let mut cfg = open_config();
+    cfg.ihave_rate_burst = 10;
+    cfg.ihave_rate_per_s = 10;
+    let mut bed = Bed::new(cfg);
+    bed.open(1, peer(2));
+    // 70 over the rate: -14, below the gossip threshold (-10) but above prune (-20).
+    let ids: Vec<MessageId> = (0..80).map(random_id).collect();
+    bed.send(1, ihave(&ids));
+    assert_eq!(bed.score_of(peer(2)).standing, Standing::NoControl);
+    bed.send(1, ihave(&[random_id(5_000)]));
+    bed.send(1, graft(&[random_id(5_001)]));
+    assert_eq!(bed.rejected(RejectReason::LowScore), 2);
+    // Scores decay: after a while the peer is trusted again (the 10 ids it did announce are
+    // grafted and never answered: broken promises, which decay too).
+    bed.advance(Duration::from_secs(25));
+    assert_eq!(bed.score_of(peer(2)).standing, Standing::Good);
+    assert_eq!(bed.closed(1), None);
+}
+
+#[test]
+fn an_announcer_that_never_answers_a_graft_breaks_its_promise() {
+    let mut bed = Bed::new(open_config());
+    bed.open(1, peer(2));
+    let ids: Vec<MessageId> = (0..3).map(random_id).collect();
+    bed.send(1, ihave(&ids));
+    bed.advance(Duration::from_millis(90));
+    assert_eq!(bed.sent(1, Kind::Graft), 1);
+    bed.advance(Duration::from_millis(200));
+    let s = bed.score_of(peer(2));
+    assert_eq!(s.components.penalty(Penalty::BrokenPromise), 3.0);
+    assert_eq!(
+        bed.node.stats().score_penalties[Penalty::BrokenPromise as usize],
+        3
+    );
+}
+
+#[test]
+fn announcers_that_delivered_are_asked_first() {
+    let mut bed = Bed::new(open_config());
+    bed.open(1, peer(2)); // never delivered
+    bed.open(2, peer(3)); // delivered once
+    bed.send(2, gossip(peer(9), 1, b"first"));
+    let wanted = random_id(77);
+    bed.send(1, ihave(&[wanted]));
+    bed.send(2, ihave(&[wanted]));
+    bed.advance(Duration::from_millis(90));
+    assert_eq!(bed.sent(2, Kind::Graft), 1, "the deliverer is asked");
+    assert_eq!(bed.sent(1, Kind::Graft), 0);
+}
+
+#[test]
+fn a_stalled_session_is_closed_and_one_full_queue_does_not_make_the_node_unready() {
+    let mut cfg = open_config();
+    cfg.max_queue_frames = 32;
+    cfg.stall_timeout = Duration::from_secs(2);
+    let mut bed = Bed::new(cfg);
+    bed.open(1, peer(2)); // honest: a huge window
+    bed.up(2, peer(3), [10, 0, 0, 3]);
+    bed.hello(2, peer(3), 16, 64 * 1024, None); // never returns credit
+    bed.start(2, "");
+    assert!(bed.is_up(2));
+    for _ in 0..100 {
+        assert!(
+            bed.broadcast(b"load").is_ok(),
+            "broadcasts keep being accepted"
+        );
+    }
+    assert!(bed.node.is_ready(), "one full session out of two");
+    assert!(bed.node.stats().rejected.get(RejectReason::Credits) > 0);
+    bed.advance(Duration::from_millis(2_100));
+    assert_eq!(bed.closed(2), Some(CloseReason::Stalled));
+    assert_eq!(bed.error_code(2), Some(408));
+    assert_eq!(bed.rejected(RejectReason::Stalled), 1);
+    assert_eq!(bed.closed(1), None);
+    assert!(bed.node.is_ready());
+}
+
+#[test]
+fn the_pre_auth_budget_caps_per_ip_and_in_total_without_touching_sessions() {
+    let mut cfg = open_config();
+    cfg.max_preauth = 4;
+    cfg.max_preauth_per_ip = 2;
+    cfg.max_sessions = 3;
+    cfg.active_target = 1;
+    let mut bed = Bed::new(cfg);
+    bed.open(1, peer(2));
+    bed.open(2, peer(3));
+    // Half-open connections from one IP: two fit, the third is refused.
+    for conn in 10..13 {
+        bed.up(conn, peer(conn as u8), [10, 9, 9, 9]);
+    }
+    assert_eq!(
+        bed.closed(12),
+        Some(CloseReason::Violation(OverlayError::Busy))
+    );
+    assert_eq!(bed.rejected(RejectReason::PreauthPerIp), 1);
+    // From other IPs until the total budget is used.
+    bed.up(13, peer(13), [10, 9, 9, 10]);
+    bed.up(14, peer(14), [10, 9, 9, 11]);
+    bed.up(15, peer(15), [10, 9, 9, 12]);
+    assert_eq!(
+        bed.closed(15),
+        Some(CloseReason::Violation(OverlayError::Busy))
+    );
+    assert_eq!(bed.rejected(RejectReason::PreauthFull), 1);
+    let stats = bed.node.stats();
+    assert_eq!(stats.preauth_sessions, 4);
+    assert_eq!(stats.sessions_running, 2);
+    // Pre-auth connections count toward neither max_sessions nor readiness: a third honest
+    // session still opens (after one half-open slot frees up).
+    assert!(bed.node.is_ready());
+    bed.advance(Duration::from_secs(6));
+    assert_eq!(bed.rejected(RejectReason::HandshakeTimeout), 4);
+    bed.open(3, peer(4));
+    assert_eq!(bed.node.stats().preauth_sessions, 0);
+    // max_sessions (3) is reached by running sessions only: a fourth finishing START gets 503.
+    bed.open_with(4, peer(5), [10, 0, 0, 5], "");
+    assert_eq!(
+        bed.closed(4),
+        Some(CloseReason::Violation(OverlayError::Refused))
+    );
+    assert_eq!(bed.rejected(RejectReason::MaxSessions), 1);
+}
+
+#[test]
+fn a_token_expiring_mid_session_closes_it_at_exp_plus_skew() {
+    let mut bed = Bed::new(token_config());
+    bed.open_with(
+        1,
+        peer(2),
+        [10, 0, 0, 2],
+        &token(vec![Caveat::Exp(NOW_UNIX + 10)]),
+    );
+    assert!(bed.is_up(1));
+    bed.open_with(2, peer(3), [10, 0, 0, 3], &token(vec![]));
+    assert!(bed.is_up(2));
+    bed.advance(Duration::from_secs(70));
+    assert_eq!(bed.closed(1), None, "within Exp + 60 s of skew");
+    bed.advance(Duration::from_secs(2));
+    assert_eq!(bed.closed(1), Some(CloseReason::TokenExpired));
+    assert_eq!(bed.error_code(1), Some(401));
+    let at = bed.closed_at(1).unwrap();
+    assert!(at >= Instant::ZERO + Duration::from_secs(71));
+    assert!(at <= Instant::ZERO + Duration::from_millis(71_200));
+    assert_eq!(bed.rejected(RejectReason::Expired), 1);
+    assert_eq!(bed.closed(2), None, "a token without Exp lasts");
+}
+
+#[test]
+fn a_token_bound_to_another_peer_is_refused_and_a_malformed_binding_is_401() {
+    let mut bed = Bed::new(token_config());
+    bed.open_with(
+        1,
+        peer(2),
+        [10, 0, 0, 2],
+        &token(vec![peer_caveat(&peer(9))]),
+    );
+    assert_eq!(
+        bed.closed(1),
+        Some(CloseReason::Violation(OverlayError::Forbidden))
+    );
+    assert_eq!(bed.error_code(1), Some(403));
+    assert_eq!(bed.rejected(RejectReason::WrongPeer), 1);
+    let malformed = Caveat::Custom {
+        ns: "overlay".into(),
+        name: "peer".into(),
+        cbor: CborValue::Bytes(vec![1, 2, 3]),
+    };
+    bed.open_with(2, peer(3), [10, 0, 0, 3], &token(vec![malformed]));
+    assert_eq!(bed.error_code(2), Some(401));
+    assert_eq!(bed.rejected(RejectReason::Unauth), 1);
+    bed.open_with(
+        3,
+        peer(4),
+        [10, 0, 0, 4],
+        &token(vec![peer_caveat(&peer(4))]),
+    );
+    assert!(bed.is_up(3), "bound to the right identity");
+}
+
+#[test]
+fn membership_hints_cannot_poison_the_passive_view() {
+    let mut bed = Bed::new(open_config());
+    // A dial proves who listens at 10.0.0.50:9415.
+    let pinned: SocketAddr = "10.0.0.50:9415".parse().unwrap();
+    bed.input(Input::Dial { addr: pinned });
+    let dial = bed
+        .actions
+        .iter()
+        .find_map(|(_, a)| match a {
+            Action::Connect { dial, .. } => Some(*dial),
+            _ => None,
+        })
+        .unwrap();
+    bed.input(Input::ConnectionUp {
+        conn: ConnId(50),
+        peer: peer(50),
+        direction: Direction::Outbound,
+        remote: pinned,
+        dial: Some(dial),
+        kx_group: None,
+    });
+    // A non-loopback peer claims a loopback listen address: ignored.
+    bed.up(1, peer(2), [10, 0, 0, 2]);
+    bed.hello(1, peer(2), 1 << 20, 1 << 30, Some("127.0.0.1:9415"));
+    bed.start(1, "");
+    assert!(bed.is_up(1));
+    let info = bed
+        .node
+        .sessions()
+        .into_iter()
+        .find(|s| s.peer == peer(2))
+        .unwrap();
+    assert_eq!(info.listen, None);
+    assert_eq!(bed.rejected(RejectReason::BadAddress), 1);
+    let passive_before = bed.node.stats().passive_peers;
+    let entries = [
+        PeerEntry {
+            peer: peer(60),
+            addr: "0.0.0.0:9415".parse().unwrap(),
+        },
+        PeerEntry {
+            peer: peer(61),
+            addr: "127.0.0.1:9000".parse().unwrap(),
+        },
+        // Re-points the pinned address at another identity.
+        PeerEntry {
+            peer: peer(62),
+            addr: pinned,
+        },
+        // Moves the pinned identity elsewhere.
+        PeerEntry {
+            peer: peer(50),
+            addr: "10.0.0.66:9415".parse().unwrap(),
+        },
+        PeerEntry {
+            peer: peer(63),
+            addr: "10.0.0.63:9415".parse().unwrap(),
+        },
+    ];
+    bed.send(1, shuffle(Kind::Shuffle, &entries));
+    assert_eq!(bed.rejected(RejectReason::BadAddress), 5);
+    assert_eq!(bed.node.stats().passive_peers, passive_before + 1);
+    assert_eq!(bed.sent(1, Kind::ShuffleReply), 1);
+    // SHUFFLE past the per-peer rate (burst 4) and unsolicited replies are ignored.
+    for _ in 0..5 {
+        bed.send(1, shuffle(Kind::Shuffle, &[]));
+    }
+    bed.send(1, shuffle(Kind::ShuffleReply, &entries[4..]));
+    assert_eq!(bed.rejected(RejectReason::ShuffleFlood), 3);
+    assert_eq!(bed.sent(1, Kind::ShuffleReply), 4);
+    let s = bed.score_of(peer(2));
+    assert_eq!(s.components.penalty(Penalty::ShuffleFlood), 4.0);
+}
+
+#[test]
+fn a_violation_is_scored_and_repeat_offenders_are_banned() {
+    let mut bed = Bed::new(open_config());
+    for round in 0..2u64 {
+        bed.open(10 + round, peer(2));
+        bed.send(10 + round, vec![0xFF; 64]);
+        assert_eq!(
+            bed.closed(10 + round),
+            Some(CloseReason::Violation(OverlayError::Malformed))
+        );
+    }
+    assert_eq!(bed.node.stats().peers_banned, 1);
+    bed.up(12, peer(2), [10, 0, 0, 2]);
+    assert_eq!(bed.closed(12), Some(CloseReason::Banned));
+}
+
+#[test]
+fn a_message_with_a_bad_id_is_refused_with_400_and_bans_its_sender() {
+    let mut bed = Bed::new(open_config());
+    bed.open(1, peer(2));
+    bed.open(2, peer(3));
+    let mut body = Vec::new();
+    wire::put_gossip_header(&mut body, &MessageId([7; 32]), &peer(9), 1, 0);
+    body.extend_from_slice(b"not what the id says");
+    bed.send(1, event(Kind::Gossip, &body));
+    assert_eq!(
+        bed.closed(1),
+        Some(CloseReason::Violation(OverlayError::Malformed))
+    );
+    assert_eq!(bed.error_code(1), Some(400));
+    assert_eq!(bed.rejected(RejectReason::BadId), 1);
+    let stats = bed.node.stats();
+    assert_eq!(stats.score_penalties[Penalty::InvalidMessage as usize], 1);
+    assert_eq!(stats.peers_banned, 1);
+    // The sender's identity is banned; the other session is untouched.
+    bed.up(3, peer(2), [10, 0, 0, 2]);
+    assert_eq!(bed.closed(3), Some(CloseReason::Banned));
+    assert_eq!(bed.closed(2), None);
+    assert!(bed.broadcast(b"still fine").is_ok());
+}
