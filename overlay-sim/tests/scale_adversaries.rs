@@ -59,7 +59,7 @@ fn every_kind_attacks_and_the_attack_registers() {
             }
             AdversaryKind::GraftSpam => {
                 assert!(count(&t.injected, "graft") > 0, "{kind}: {t:?}");
-                assert!(count(&t.dropped, "credit") > 0, "{kind}: {t:?}");
+                assert!(count(&t.rewritten, "credit") > 0, "{kind}: {t:?}");
             }
             AdversaryKind::IhaveFlood => {
                 assert!(count(&t.injected, "ihave") > 0, "{kind}: {t:?}");

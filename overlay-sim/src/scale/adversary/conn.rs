@@ -135,6 +135,8 @@ pub struct Conn {
     pub outbox: BytesMut,
     /// The parsers failed once: pass everything through untouched from now on.
     pub opaque: bool,
+    /// When bytes last went out on this connection (its core's or the attack's).
+    pub last_sent: Option<overlay_proto::Instant>,
 }
 
 impl Conn {
@@ -151,6 +153,7 @@ impl Conn {
             held: VecDeque::new(),
             outbox: BytesMut::new(),
             opaque: false,
+            last_sent: None,
         }
     }
 

@@ -20,6 +20,11 @@ const REMEMBERED_IDS: usize = 64;
 const SHUFFLE_ENTRIES: usize = 16;
 /// Payload bytes of a forged message.
 const FORGED_PAYLOAD: usize = 64;
+/// An attacker whose dropped frames leave a session quiet this long sends an empty CREDIT
+/// (`0/0`, the core's own heartbeat frame), so that the peer's failure detector does not
+/// take it for dead: the attack has to be caught for what it does, not for silence on the
+/// wire. (Its core counts the dropped frames as sent and would not send a heartbeat itself.)
+const KEEPALIVE: core::time::Duration = core::time::Duration::from_millis(400);
 
 /// What the attacker does with one frame its core wrote.
 enum Verdict {
@@ -248,7 +253,10 @@ impl Adversary {
                 Verdict::Replace(b.freeze())
             }
             (k, Kind::Gossip | Kind::Prune) if k.withholds() => Verdict::Drop,
-            (AdversaryKind::GraftSpam, Kind::Credit) => Verdict::Drop,
+            // No credit back, but keep the heartbeat: an empty CREDIT grants nothing.
+            (AdversaryKind::GraftSpam, Kind::Credit) => {
+                Verdict::Replace(conn::credit_frame(Amount::default()))
+            }
             (AdversaryKind::Eclipse, Kind::Shuffle | Kind::ShuffleReply) => {
                 Verdict::Replace(self.poisoned_shuffle(kind))
             }
@@ -393,6 +401,19 @@ impl Adversary {
         conn::overlay_frame(Kind::IHave, &body)
     }
 
+    /// Sends an empty CREDIT on every running session quiet for [`KEEPALIVE`].
+    fn keep_alive(&mut self, now: Instant) {
+        if !self.attacking(now) {
+            return;
+        }
+        for c in self.conns.values_mut().filter(|c| c.running && !c.opaque) {
+            let quiet = c.last_sent.is_none_or(|t| now >= t + KEEPALIVE);
+            if quiet && c.outbox.is_empty() {
+                c.outbox.put_slice(&conn::credit_frame(Amount::default()));
+            }
+        }
+    }
+
     /// One round of injections, if one is due.
     fn attack_round(&mut self, now: Instant) {
         if !self.attacking(now) || self.next_attack.is_none_or(|at| at > now) {
@@ -448,6 +469,7 @@ impl NodeShim for Adversary {
             Input::Received { conn, data } => self.inbound(conn, data, to_node),
             Input::Timeout => {
                 self.attack_round(now);
+                self.keep_alive(now);
                 to_node.push(Input::Timeout);
             }
             other => to_node.push(other),
@@ -460,6 +482,9 @@ impl NodeShim for Adversary {
             match a {
                 Action::Transmit { conn, data } => {
                     if let Some(data) = self.outbound(now, conn, data) {
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.last_sent = Some(now);
+                        }
                         out.push(Action::Transmit { conn, data });
                     }
                 }
@@ -473,6 +498,7 @@ impl NodeShim for Adversary {
         // Injected and released frames for connections the core wrote nothing to.
         for (conn, c) in self.conns.iter_mut() {
             if !c.outbox.is_empty() {
+                c.last_sent = Some(now);
                 out.push(Action::Transmit {
                     conn: *conn,
                     data: c.outbox.split().freeze(),
