@@ -12,13 +12,23 @@
 //! error (including one found at start, such as `origin_auth = "sign"` with a non-Ed25519
 //! identity), 1 when the node cannot start or stops on its own.
 
+#[cfg(not(loom))]
 use std::io::Write as _;
+#[cfg(not(loom))]
 use std::process::ExitCode;
+#[cfg(not(loom))]
 use std::time::Instant;
 
+#[cfg(not(loom))]
 use svc_overlay::config::{self, LoadOutcome};
+#[cfg(not(loom))]
 use svc_overlay::daemon;
 
+/// The loom build (`--cfg loom`) has no daemon: the library is only its shared state there.
+#[cfg(loom)]
+fn main() {}
+
+#[cfg(not(loom))]
 fn main() -> ExitCode {
     let started = Instant::now();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
