@@ -8,7 +8,6 @@ mod runtime_common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use overlay_proto::capability::Caveat;
 use overlay_proto::wire::{self, Kind};
 use overlay_proto::{MacKey, MessageId, NodeConfig, RejectReason};

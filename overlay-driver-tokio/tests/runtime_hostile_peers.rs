@@ -14,7 +14,6 @@ use overlay_proto::capability::{peer_caveat, Caveat};
 use overlay_proto::wire::{self, Kind};
 use overlay_proto::{MessageId, NodeConfig, PeerId, RejectReason};
 use runtime_common::*;
-use svc_overlay::Overlay;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
