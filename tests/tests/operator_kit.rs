@@ -178,7 +178,7 @@ async fn sighup_reloads_the_scoring_weights_live() {
         d.log.text()
     );
     // Thresholds out of order are refused by the configuration check; nothing changes.
-    std::fs::write(&file, "[scoring]\nprune_threshold = 5.0\n").unwrap();
+    std::fs::write(&file, "[scoring]\nprune_threshold = -60.0\n").unwrap();
     signal(&d, "HUP");
     let refused = wait_log(&d, "configuration not reloaded").await;
     assert!(refused.contains("ban_threshold"), "{refused}");
