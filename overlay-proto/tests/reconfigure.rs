@@ -34,7 +34,10 @@ fn valid_settings_are_applied_and_answered() {
         },
     };
     node.handle(Instant::ZERO, Input::Reconfigure(live.clone()));
-    assert_eq!(actions(&mut node), vec![Action::Reconfigured(Ok(live.clone()))]);
+    assert_eq!(
+        actions(&mut node),
+        vec![Action::Reconfigured(Ok(live.clone()))]
+    );
     assert_eq!(LiveSettings::of(node.config()), live);
 }
 
@@ -106,7 +109,10 @@ fn new_scoring_weights_keep_scores_and_count_from_now_on() {
     let mut live = LiveSettings::of(m.node(1).unwrap().config());
     live.scoring.first_delivery_weight = 1.0;
     m.input(1, Input::Reconfigure(live));
-    assert_eq!(m.node(1).unwrap().config().scoring.first_delivery_weight, 1.0);
+    assert_eq!(
+        m.node(1).unwrap().config().scoring.first_delivery_weight,
+        1.0
+    );
     // Same value right after the change ...
     let kept = m.node(1).unwrap().peer_score(&sender);
     assert!((kept.score - 0.5).abs() < 1e-9, "{kept:?}");

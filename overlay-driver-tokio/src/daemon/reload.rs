@@ -103,9 +103,21 @@ impl ReloadPlan {
 fn scoring_changes(old: &ScoreConfig, new: &ScoreConfig) -> Vec<Change> {
     let ms = |d: Duration| d.as_millis().to_string();
     let pairs: [(&'static str, String, String); 19] = [
-        ("scoring.enabled", old.enabled.to_string(), new.enabled.to_string()),
-        ("scoring.decay_interval_ms", ms(old.decay_interval), ms(new.decay_interval)),
-        ("scoring.decay_factor", old.decay_factor.to_string(), new.decay_factor.to_string()),
+        (
+            "scoring.enabled",
+            old.enabled.to_string(),
+            new.enabled.to_string(),
+        ),
+        (
+            "scoring.decay_interval_ms",
+            ms(old.decay_interval),
+            ms(new.decay_interval),
+        ),
+        (
+            "scoring.decay_factor",
+            old.decay_factor.to_string(),
+            new.decay_factor.to_string(),
+        ),
         (
             "scoring.first_delivery_weight",
             old.first_delivery_weight.to_string(),
@@ -169,7 +181,11 @@ fn scoring_changes(old: &ScoreConfig, new: &ScoreConfig) -> Vec<Change> {
         ("scoring.ban_base_ms", ms(old.ban_base), ms(new.ban_base)),
         ("scoring.ban_max_ms", ms(old.ban_max), ms(new.ban_max)),
         ("scoring.retain_ms", ms(old.retain), ms(new.retain)),
-        ("scoring.capacity", old.capacity.to_string(), new.capacity.to_string()),
+        (
+            "scoring.capacity",
+            old.capacity.to_string(),
+            new.capacity.to_string(),
+        ),
     ];
     pairs
         .into_iter()

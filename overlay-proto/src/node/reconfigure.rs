@@ -23,7 +23,8 @@ impl Node {
         let rescored = next.scoring != self.config.scoring;
         self.config = next;
         if rescored {
-            self.scores.reconfigure(self.config.scoring.clone(), self.now);
+            self.scores
+                .reconfigure(self.config.scoring.clone(), self.now);
             self.apply_standings();
         }
         while self.eager.len() > self.config.alpha {
