@@ -55,7 +55,7 @@ pub use error::{retry_after_secs, ApiError};
 pub use guard::HttpGuard;
 pub use limits::{HttpClose, HttpCounters, HttpLimits, HttpRefusal, HttpStats};
 pub use serve::{bind_listener, spawn_listener, ConnMeta, HttpHandler, RouterSlot};
-pub use sse::GossipEvent;
+pub use sse::{GossipEvent, LaggedEvent};
 pub use trace::{next_request_id, REQUEST_ID_HEADER};
 
 /// Renders the Prometheus exposition text (e.g. a `PrometheusHandle::render`).
