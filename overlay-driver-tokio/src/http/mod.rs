@@ -9,7 +9,7 @@
 //! | `GET /v1/peers` | sessions as JSON |
 //! | `GET /v1/stats` | the node's counters and gauges as JSON |
 //! | `POST /v1/dial` | `{"addr":"host:port"}` → 200 `{"peer_id":"peer:…"}` |
-//! | `GET /v1/gossip` | Server-Sent Events, one per delivered message |
+//! | `GET /v1/gossip` | Server-Sent Events, one per delivered message (`id:` a resume cursor; `Last-Event-ID` replays what was missed) |
 //!
 //! The `/v1` routes are the control API: allowed from loopback peers (without a browser's
 //! marks), or with `Authorization: Bearer <control token>`; see [`ControlAuth`] for the rules
