@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use overlay_proto::{Delivery, MessageId, PeerId};
+use svc_overlay::api::{Cursor, CursorError, DeliveryLog, Replay, ReplayBounds, Sequenced};
 use svc_overlay::http::{
     router, spawn_listener, GossipSubscription, HttpConfig, HttpCounters, HttpLimits, OverlayApi,
     ReadinessView, RouterSlot,
@@ -25,7 +26,6 @@ use svc_overlay::http::{
 use svc_overlay::Overlay;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
-use svc_overlay::api::{Cursor, CursorError, DeliveryLog, Replay, ReplayBounds, Sequenced};
 use tokio::sync::broadcast;
 
 /// Attacking connections per test (the figure).

@@ -17,8 +17,8 @@ use svc_overlay::api::{
     Cursor, CursorError, DeliveryLog, OverlayError, Replay, ReplayBounds, Sequenced,
 };
 use svc_overlay::http::{
-    router, spawn_listener, GossipEvent, GossipSubscription, HttpConfig, HttpCounters,
-    LaggedEvent, OverlayApi, ReadinessView,
+    router, spawn_listener, GossipEvent, GossipSubscription, HttpConfig, HttpCounters, LaggedEvent,
+    OverlayApi, ReadinessView,
 };
 use svc_overlay::Overlay;
 use tokio::sync::broadcast;
@@ -355,7 +355,9 @@ async fn a_real_node_numbers_its_deliveries_and_resumes_a_client() {
     // The stream is subscribed once a message sent after it shows up.
     let mut last = None;
     for k in 0..50 {
-        a.broadcast(Bytes::from(format!("probe {k}"))).await.unwrap();
+        a.broadcast(Bytes::from(format!("probe {k}")))
+            .await
+            .unwrap();
         let e = tokio::time::timeout(Duration::from_millis(200), sse.next()).await;
         if let Ok(e) = e {
             last = e.id;

@@ -22,12 +22,12 @@ use overlay_proto::{
 };
 use serde_json::Value;
 use svc_overlay::api::OverlayError;
+use svc_overlay::api::{Cursor, CursorError, DeliveryLog, Replay, ReplayBounds, Sequenced};
 use svc_overlay::http::{
     router, router_with, ConnMeta, GossipSubscription, HttpConfig, OverlayApi, ReadinessView,
     RouterSlot, Routes,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use svc_overlay::api::{Cursor, CursorError, DeliveryLog, Replay, ReplayBounds, Sequenced};
 use tokio::sync::broadcast;
 use tower::ServiceExt as _;
 

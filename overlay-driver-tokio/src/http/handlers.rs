@@ -14,11 +14,11 @@ use overlay_proto::{OverlayError as CoreError, SessionInfo};
 use serde::{Deserialize, Serialize};
 
 use super::backend::OverlayApi;
-use crate::api::{Cursor, CursorError};
 use super::error::{retry_after_secs, ApiError};
 use super::limits::HttpRefusal;
 use super::sse::{gossip_response, SseBounds};
 use super::HttpState;
+use crate::api::{Cursor, CursorError};
 
 /// The Prometheus text exposition content type.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";

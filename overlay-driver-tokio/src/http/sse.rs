@@ -78,8 +78,7 @@ fn message_event(m: &Sequenced) -> (Event, usize) {
 }
 
 fn lagged_event(dropped: u64) -> Event {
-    let json =
-        serde_json::to_string(&LaggedEvent { dropped }).unwrap_or_else(|_| "{}".to_string());
+    let json = serde_json::to_string(&LaggedEvent { dropped }).unwrap_or_else(|_| "{}".to_string());
     Event::default().event("lagged").data(json)
 }
 
@@ -210,7 +209,9 @@ pub(crate) fn gossip_response<S: GossipSubscription, G: Send + 'static>(
             }
         },
     );
-    let events = stream::iter(missed).chain(stream::iter(replayed)).chain(live);
+    let events = stream::iter(missed)
+        .chain(stream::iter(replayed))
+        .chain(live);
     let mut resp = sse(events, bounds.keep_alive);
     // The stream ends only when the client lags or the node stops: never reuse the connection.
     resp.headers_mut()
