@@ -392,6 +392,92 @@ mod tests {
     }
 
     #[test]
+    fn batches_agree_with_one_by_one_checks() {
+        let signers: Vec<OriginSigner> = (10..16).map(|n| OriginSigner::new(&seed(n))).collect();
+        let mut items: Vec<SignedId> = signers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let id = MessageId::compute(&s.peer_id(), i as u64, b"batch");
+                SignedId {
+                    auth: s.sign(&id),
+                    origin: s.peer_id(),
+                    id,
+                }
+            })
+            .collect();
+        assert!(verify_batch(&items).iter().all(Result::is_ok));
+        assert!(verify_batch(&[]).is_empty());
+        // One bad signature, one forged origin: found, the others pass.
+        items[2].auth.signature[5] ^= 1;
+        items[4].origin = signers[0].peer_id();
+        let results = verify_batch(&items);
+        for (i, (r, item)) in results.iter().zip(&items).enumerate() {
+            assert_eq!(*r, item.auth.verify(&item.origin, &item.id), "item {i}");
+        }
+        assert_eq!(results[2], Err(OriginAuthError::BadSignature));
+        assert_eq!(results[4], Err(OriginAuthError::ForgedOrigin));
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 4);
+    }
+
+    /// A signer can add a small-order point to `R`: RFC 8032's cofactorless check refuses
+    /// that signature, a cofactorless batch accepts it for some batches and not others. Here
+    /// one rule (cofactored) says the same thing alone and in every batch, so two honest
+    /// relays never disagree about a message.
+    #[test]
+    fn a_torsioned_signature_gets_one_verdict_alone_and_in_batches() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        use curve25519_dalek::edwards::CompressedEdwardsY;
+        let signer = OriginSigner::new(&seed(20));
+        let id = MessageId::compute(&signer.peer_id(), 1, b"torsion");
+        let mut auth = signer.sign(&id);
+        let mut r = [0u8; 32];
+        r.copy_from_slice(&auth.signature[..32]);
+        let point = CompressedEdwardsY(r).decompress().unwrap() + EIGHT_TORSION[1];
+        auth.signature[..32].copy_from_slice(point.compress().as_bytes());
+        let single = auth.verify(&signer.peer_id(), &id);
+        let crafted = SignedId {
+            auth,
+            origin: signer.peer_id(),
+            id,
+        };
+        for n in 1..6u8 {
+            let mut items: Vec<SignedId> = (0..n)
+                .map(|k| {
+                    let s = OriginSigner::new(&seed(30 + k));
+                    let id = MessageId::compute(&s.peer_id(), 2, b"other");
+                    SignedId {
+                        auth: s.sign(&id),
+                        origin: s.peer_id(),
+                        id,
+                    }
+                })
+                .collect();
+            items.insert(usize::from(n) / 2, crafted);
+            let results = verify_batch(&items);
+            assert_eq!(results[usize::from(n) / 2], single, "batch of {}", n + 1);
+        }
+    }
+
+    #[test]
+    fn small_order_keys_are_refused() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        let key = EIGHT_TORSION[1].compress().to_bytes();
+        let auth = OriginSignature {
+            key,
+            signature: [0; 64],
+        };
+        let origin = PeerId::from_ed25519_public(&key);
+        let id = MessageId([3; 32]);
+        assert_eq!(auth.verify(&origin, &id), Err(OriginAuthError::BadKey));
+        let item = SignedId { auth, origin, id };
+        assert_eq!(
+            verify_batch(&[item, item]),
+            vec![Err(OriginAuthError::BadKey); 2]
+        );
+    }
+
+    #[test]
     fn signature_survives_cbor() {
         let signer = OriginSigner::new(&seed(4));
         let sig = signer.sign(&MessageId([1; 32]));

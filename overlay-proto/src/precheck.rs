@@ -299,3 +299,198 @@ fn is_gossip(h: &Header) -> bool {
         && h.flags & flags::RESP == 0
         && h.cap_len == 0
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::origin::{OriginSigner, SigningSeed};
+    use crate::wire::{HelloOverlay, HelloRequestBody};
+    use crate::{Action, ConnId, Direction, Input, Instant, Node, NodeConfig, NodeIdentity};
+    use bytes::{BufMut, Bytes, BytesMut};
+    use core::net::SocketAddr;
+
+    fn frame(flags: u16, code: u16, app: u16, body: &[u8]) -> Vec<u8> {
+        let h = Header {
+            len: (HEADER_LEN + body.len()) as u32,
+            ver: 1,
+            flags,
+            code,
+            app_proto_id: app,
+            tenant_id: 0,
+            cap_len: 0,
+            corr_id: 0,
+        };
+        let mut out = BytesMut::new();
+        h.write(&mut out);
+        out.put_slice(body);
+        out.to_vec()
+    }
+
+    fn gossip(body: &[u8]) -> Vec<u8> {
+        frame(
+            flags::EVENT,
+            Kind::Gossip.code(),
+            crate::OVERLAY_APP_PROTO_ID,
+            body,
+        )
+    }
+
+    fn signer(n: u8) -> OriginSigner {
+        OriginSigner::new(&SigningSeed([n; 32]))
+    }
+
+    #[test]
+    fn verdicts_carry_stream_offsets_across_chunks() {
+        let o = signer(9);
+        let (id1, good) = wire::gossip_body(&o.peer_id(), 1, 0, b"one", Some(&o));
+        let (id2, mut bad) = wire::gossip_body(&o.peer_id(), 2, 0, b"two", Some(&o));
+        if let Some(last) = bad.last_mut() {
+            *last ^= 1;
+        }
+        let (id3, unsigned) = wire::gossip_body(&o.peer_id(), 3, 0, b"three", None);
+        let f1 = gossip(&good);
+        let f2 = gossip(&bad);
+        let f3 = gossip(&unsigned);
+        let ping = frame(
+            flags::EVENT,
+            Kind::Ping.code(),
+            crate::OVERLAY_APP_PROTO_ID,
+            &[],
+        );
+        let mut stream = ping.clone();
+        stream.extend(&f1);
+        stream.extend(&f2);
+        stream.extend(&f3);
+        let at1 = ping.len() as u64;
+        let at2 = at1 + f1.len() as u64;
+        let at3 = at2 + f2.len() as u64;
+
+        // One chunk: every GOSSIP frame checked, signatures in one batch.
+        let mut all = Prechecker::new(OriginAuth::Sign).scan(&stream);
+        assert_eq!(all.len(), 3);
+        assert_eq!(all.take(at1, &id1, OriginAuth::Sign), Some(Ok(())));
+        assert_eq!(
+            all.take(at2, &id2, OriginAuth::Sign),
+            Some(Err(RejectReason::BadId))
+        );
+        assert_eq!(
+            all.take(at3, &id3, OriginAuth::Sign),
+            Some(Err(RejectReason::BadSignature)),
+            "unsigned in sign mode"
+        );
+
+        // Cut inside f1's header and inside f2's body: only f3 lies wholly in one chunk.
+        let cut1 = at1 as usize + 10;
+        let cut2 = at2 as usize + 60;
+        let mut checker = Prechecker::new(OriginAuth::None);
+        assert!(checker.scan(&stream[..cut1]).is_empty());
+        assert!(checker.scan(&stream[cut1..cut2]).is_empty());
+        let mut last = checker.scan(&stream[cut2..]);
+        assert_eq!(last.len(), 1);
+        assert_eq!(last.take(at3, &id3, OriginAuth::None), Some(Ok(())));
+
+        // A verdict is given only for its own offset, id and mode.
+        let mut again = Prechecker::new(OriginAuth::Sign).scan(&stream);
+        assert_eq!(again.take(at1, &id1, OriginAuth::None), None, "other mode");
+        assert_eq!(
+            again.take(at1 + 1, &id1, OriginAuth::Sign),
+            None,
+            "other offset"
+        );
+        assert_eq!(again.take(at2, &id1, OriginAuth::Sign), None, "other id");
+    }
+
+    #[test]
+    fn a_bad_header_stops_the_walk() {
+        let o = signer(9);
+        let (_, body) = wire::gossip_body(&o.peer_id(), 1, 0, b"one", None);
+        let mut stream = vec![0u8; HEADER_LEN];
+        stream.extend(gossip(&body));
+        let mut checker = Prechecker::new(OriginAuth::None);
+        assert!(checker.scan(&stream).is_empty());
+        assert!(checker.scan(&gossip(&body)).is_empty(), "lost for good");
+    }
+
+    /// The node takes the verdict that comes with the bytes instead of checking itself: a
+    /// frame with a wrong id and a (made-up) passing verdict is delivered. Only this module
+    /// can make such a verdict; the driver's come from `Prechecker::scan`.
+    #[test]
+    fn the_node_uses_the_verdict_that_comes_with_the_bytes() {
+        let mut cfg = NodeConfig::default();
+        cfg.auth.require_token = false;
+        cfg.origin_auth = OriginAuth::None;
+        let identity = NodeIdentity::from_signing_seed(SigningSeed([0xC0; 32]), None);
+        let mut node = Node::new(cfg, identity, 7).unwrap();
+        let peer = signer(1);
+        let conn = ConnId(1);
+        let mut now = Instant::ZERO;
+        node.handle(
+            now,
+            Input::ConnectionUp {
+                conn,
+                peer: peer.peer_id(),
+                direction: Direction::Inbound,
+                remote: SocketAddr::from(([10, 0, 0, 1], 40_000)),
+                dial: None,
+                kx_group: None,
+            },
+        );
+        let hello = HelloRequestBody {
+            ua: None,
+            overlay: HelloOverlay {
+                overlay: 1,
+                peer_id: peer.peer_id().to_string(),
+                listen: None,
+                credit_frames: 1024,
+                credit_bytes: 64 << 20,
+            },
+        };
+        let mut opening = frame(flags::REQ, 0, 0, &serde_json::to_vec(&hello).unwrap());
+        opening.extend(frame(
+            flags::START | flags::REQ,
+            0,
+            crate::OVERLAY_APP_PROTO_ID,
+            &[],
+        ));
+        let at = opening.len() as u64;
+        now += core::time::Duration::from_millis(1);
+        node.handle(
+            now,
+            Input::Received {
+                conn,
+                data: Bytes::from(opening),
+            },
+        );
+        while node.poll_action().is_some() {}
+        let (id, mut body) = wire::gossip_body(&peer.peer_id(), 1, 0, b"payload", None);
+        if let Some(last) = body.last_mut() {
+            *last ^= 1;
+        }
+        let checks = Prechecked {
+            mode: OriginAuth::None,
+            verdicts: vec![FrameVerdict {
+                at,
+                id,
+                verdict: Ok(()),
+            }],
+            next: 0,
+        };
+        now += core::time::Duration::from_millis(1);
+        node.handle(
+            now,
+            Input::ReceivedPrechecked {
+                conn,
+                data: Bytes::from(gossip(&body)),
+                checks,
+            },
+        );
+        let mut delivered = false;
+        while let Some(a) = node.poll_action() {
+            delivered |= matches!(a, Action::Deliver(d) if d.id == id);
+        }
+        assert!(delivered, "the passing verdict was used");
+        assert_eq!(node.stats().rejected.get(RejectReason::BadId), 0);
+    }
+}
