@@ -7,9 +7,11 @@
 
 use std::path::Path;
 
+mod runtime_common;
+
 use clap::Parser;
-use overlay_proto::capability::{mint, Scope};
 use overlay_proto::MacKey;
+use runtime_common::token_with;
 use svc_overlay::config::Cli;
 use svc_overlay::operator::{run, OperatorError, CERT_FILE, KEY_FILE};
 use svc_overlay::tls::Identity;
@@ -146,17 +148,7 @@ fn token_inspect_and_attenuate_read_tokens_and_refuse_garbage() {
     let key = cap_key(dir.path());
     let file = key.trim_start_matches("dev:overlay:");
     let secret = MacKey::from_hex(std::fs::read_to_string(file).unwrap().trim()).unwrap();
-    let token = mint(
-        &secret,
-        "overlay",
-        "dev",
-        Scope {
-            prefix: None,
-            methods: Vec::new(),
-            max_bytes: None,
-        },
-        Vec::new(),
-    );
+    let token = token_with(&secret, Vec::new());
     op(&["token", "inspect", &token]).unwrap();
     op(&["token", "inspect", &token, "--cap-key", &key]).unwrap();
     op(&[
