@@ -27,7 +27,9 @@ use super::metrics::{self as rt_metrics, DriverCounters};
 use super::net::Net;
 use super::trace_out::TraceSink;
 use super::{BusMsg, Established, Timeouts, SERVICE};
-use crate::api::{DirectMessage, KernelEvent, OverlayError, Readiness, SessionHandle};
+use crate::api::{
+    DirectMessage, Event as TopicEvent, KernelEvent, OverlayError, Readiness, SessionHandle,
+};
 use crate::shared::{ReadyFlag, ReadyState, StopSignal, WriteCredit};
 
 /// Frames (Transmit batches) queued per connection writer.
@@ -80,6 +82,8 @@ pub(crate) struct Outputs {
     pub(crate) deliveries: Arc<crate::api::DeliveryLog>,
     pub(crate) directs: broadcast::Sender<DirectMessage>,
     pub(crate) events: broadcast::Sender<KernelEvent>,
+    /// The broadcast domain's event stream ([`crate::api::Topic`]).
+    pub(crate) topic: broadcast::Sender<TopicEvent>,
     pub(crate) readiness: Arc<watch::Sender<Readiness>>,
 }
 
@@ -682,6 +686,9 @@ impl<N: Net> NodeTask<N> {
                 }
                 // Numbered, kept for resuming subscribers, sent to the live ones (none is
                 // fine: the message was still delivered to this node).
+                if self.out.topic.receiver_count() > 0 {
+                    let _ = self.out.topic.send(TopicEvent::Received(delivery.clone()));
+                }
                 self.out.deliveries.publish(delivery);
             }
             Action::DirectMessage { from, payload } => {
@@ -822,6 +829,7 @@ impl<N: Net> NodeTask<N> {
                 }
                 tracing::info!(%conn, %peer, "session up");
                 let _ = self.out.events.send(KernelEvent::SessionUp { peer });
+                let _ = self.out.topic.send(TopicEvent::NeighborUp(peer));
                 if let Some(waiters) = self.conn_waiters.remove(&conn) {
                     for w in waiters {
                         let _ = w.send(self.session_handle(conn));
@@ -837,6 +845,10 @@ impl<N: Net> NodeTask<N> {
                     peer,
                     reason: reason.label().to_string(),
                 });
+                let _ = self
+                    .out
+                    .topic
+                    .send(TopicEvent::NeighborDown { peer, reason });
             }
         }
     }
