@@ -90,6 +90,15 @@ pub enum Action {
     Reconfigured(Result<LiveSettings, ReconfigureError>),
     /// `Input::Shutdown` finished: every session was closed.
     ShutdownComplete,
+    /// A client session started or ended.
+    Client(crate::client::ClientEvent),
+    /// A DIRECT message from a client session (answer with `Input::SendToClient`).
+    ClientMessage {
+        /// The client session.
+        client: ConnId,
+        /// The message.
+        payload: Bytes,
+    },
 }
 
 /// What the node did with an operator's `Input::Dial`.

@@ -146,6 +146,8 @@ pub struct NodeConfig {
     pub unix_base_secs: u64,
     /// User agent sent in HELLO.
     pub user_agent: String,
+    /// Limits of client sessions (connections without a certificate).
+    pub clients: crate::client::ClientLimits,
 }
 
 /// Capability-token settings.
@@ -244,6 +246,7 @@ impl Default for NodeConfig {
             max_preauth_per_ip: 8,
             unix_base_secs: 0,
             user_agent: concat!("svc-overlay/", env!("CARGO_PKG_VERSION")).to_string(),
+            clients: crate::client::ClientLimits::default(),
         }
     }
 }
@@ -483,6 +486,9 @@ impl NodeConfig {
             "max_preauth_per_ip",
             "1..=max_preauth",
         )?;
+        if let Err((setting, accepted)) = self.clients.check() {
+            return Err(ConfigError { setting, accepted });
+        }
         check(
             self.app_proto_id != 0,
             "app_proto_id",

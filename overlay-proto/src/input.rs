@@ -80,6 +80,27 @@ pub enum Input {
     Reconfigure(LiveSettings),
     /// Close every session gracefully and stop dialing.
     Shutdown,
+    /// A TLS connection without a client certificate finished its handshake (server side
+    /// only): a client session, authenticated by its START token alone (see
+    /// [`crate::client`]). It can never become a peer.
+    ClientConnectionUp {
+        /// Driver's handle for the connection.
+        conn: ConnId,
+        /// The remote socket address.
+        remote: SocketAddr,
+        /// The negotiated TLS key-exchange group, for reporting.
+        kx_group: Option<String>,
+    },
+    /// The application sends a DIRECT message to a client session (by its connection, from
+    /// `ClientEvent::Up` or `Action::ClientMessage`).
+    SendToClient {
+        /// Caller's tag, echoed in `Action::SendResult`.
+        request: u64,
+        /// The client session.
+        client: ConnId,
+        /// The message.
+        payload: Bytes,
+    },
 }
 
 impl Input {
@@ -97,6 +118,8 @@ impl Input {
             Input::PeersDiscovered { .. } => "peers_discovered",
             Input::Reconfigure(_) => "reconfigure",
             Input::Shutdown => "shutdown",
+            Input::ClientConnectionUp { .. } => "client_connection_up",
+            Input::SendToClient { .. } => "send_to_client",
         }
     }
 }

@@ -12,6 +12,7 @@
 pub mod action;
 pub mod cache;
 pub mod capability;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod frame;
@@ -37,6 +38,7 @@ pub use action::{Action, CloseReason, Delivery, DialOutcome, SessionEvent};
 pub use config::{
     AuthConfig, ConfigError, LiveSettings, NodeConfig, ReconfigureError, OVERLAY_APP_PROTO_ID,
 };
+pub use client::{ClientEvent, ClientInfo, ClientLimits, ClientRejectReason, ClientStats};
 pub use error::OverlayError;
 pub use input::Input;
 pub use keys::{KeyEntry, KeyProvider, KeyRing, MacKey, SecretToken};

@@ -28,6 +28,10 @@ enum HeaderVerdict {
 
 impl Node {
     pub(super) fn on_received(&mut self, conn: ConnId, data: Bytes) {
+        if self.is_client(&conn) {
+            self.on_client_received(conn, data);
+            return;
+        }
         let Some(&key) = self.by_conn.get(&conn) else {
             // Bytes for a session we already closed: nothing to do.
             return;
@@ -248,6 +252,10 @@ impl Node {
 
     /// The driver's error, if any, is informational: the session ends the same way.
     pub(super) fn on_connection_closed(&mut self, conn: ConnId, _error: Option<OverlayError>) {
+        if self.is_client(&conn) {
+            self.close_client(conn, None, CloseReason::TransportClosed);
+            return;
+        }
         if let Some(&key) = self.by_conn.get(&conn) {
             self.close_session(key, CloseReason::TransportClosed);
         }
