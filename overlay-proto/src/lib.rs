@@ -35,10 +35,10 @@ pub mod trace;
 pub mod wire;
 
 pub use action::{Action, CloseReason, Delivery, DialOutcome, SessionEvent};
+pub use client::{ClientEvent, ClientInfo, ClientLimits, ClientRejectReason, ClientStats};
 pub use config::{
     AuthConfig, ConfigError, LiveSettings, NodeConfig, ReconfigureError, OVERLAY_APP_PROTO_ID,
 };
-pub use client::{ClientEvent, ClientInfo, ClientLimits, ClientRejectReason, ClientStats};
 pub use error::OverlayError;
 pub use input::Input;
 pub use keys::{KeyEntry, KeyProvider, KeyRing, MacKey, SecretToken};

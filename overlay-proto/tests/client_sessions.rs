@@ -198,7 +198,7 @@ impl World {
     fn advance(&mut self, by: Duration) {
         let end = self.now + by;
         while self.now < end {
-            self.now = self.now + Duration::from_millis(50);
+            self.now += Duration::from_millis(50);
             for n in 0..self.nodes.len() {
                 self.nodes[n].handle(self.now, Input::Timeout);
             }
@@ -346,11 +346,7 @@ fn start_with_a_token_opens_a_client_that_is_never_a_peer() {
 
 #[test]
 fn bad_tokens_are_refused_with_typed_errors() {
-    let peer_bound = token(
-        vec![peer_caveat(&PeerId([9; 32]))],
-        &[],
-        None,
-    );
+    let peer_bound = token(vec![peer_caveat(&PeerId([9; 32]))], &[], None);
     let wrong_key = mint(
         &MacKey([8; 32]),
         "overlay",
@@ -515,8 +511,13 @@ fn a_token_that_expires_mid_session_closes_it_401() {
         w.error_close(0, c),
         Some((401, r#"{"error":"expired"}"#.into()))
     );
-    assert!(w.actions[0].iter().any(|a| matches!(a,
-        Action::Client(ClientEvent::Down { reason: CloseReason::TokenExpired, .. }))));
+    assert!(w.actions[0].iter().any(|a| matches!(
+        a,
+        Action::Client(ClientEvent::Down {
+            reason: CloseReason::TokenExpired,
+            ..
+        })
+    )));
 }
 
 #[test]
@@ -563,7 +564,10 @@ fn a_slow_subscriber_gets_lagged_instead_of_unbounded_queues() {
             payload: Bytes::from_static(b"after"),
         },
     );
-    assert_eq!(w.deliveries(0, c).last().unwrap().2, Bytes::from_static(b"after"));
+    assert_eq!(
+        w.deliveries(0, c).last().unwrap().2,
+        Bytes::from_static(b"after")
+    );
 }
 
 #[test]
@@ -596,9 +600,13 @@ fn direct_both_ways_and_ping() {
             payload: Bytes::from_static(b"to the client"),
         },
     );
-    assert!(w.actions[0]
-        .iter()
-        .any(|a| matches!(a, Action::SendResult { request: 5, result: Ok(()) })));
+    assert!(w.actions[0].iter().any(|a| matches!(
+        a,
+        Action::SendResult {
+            request: 5,
+            result: Ok(())
+        }
+    )));
     let direct = w
         .frames(0, c)
         .iter()
@@ -614,10 +622,18 @@ fn direct_both_ways_and_ping() {
             payload: Bytes::from_static(b"x"),
         },
     );
-    assert!(w.actions[0].iter().any(|a| matches!(a,
-        Action::SendResult { request: 6, result: Err(overlay_proto::OverlayError::NotConnected) })));
+    assert!(w.actions[0].iter().any(|a| matches!(
+        a,
+        Action::SendResult {
+            request: 6,
+            result: Err(overlay_proto::OverlayError::NotConnected)
+        }
+    )));
     w.send(0, c, event(Kind::Ping.code(), b""));
-    assert_eq!(w.frames(0, c).last().unwrap().header.code, Kind::Pong.code());
+    assert_eq!(
+        w.frames(0, c).last().unwrap().header.code,
+        Kind::Pong.code()
+    );
 }
 
 #[test]
@@ -637,7 +653,10 @@ fn idle_clients_are_closed_and_credit_violations_are_fatal() {
     let ping = event(Kind::Ping.code(), b"");
     w.send(0, c, ping.clone());
     w.send(0, c, ping.clone());
-    assert!(w.closed(0, c).is_none(), "credit comes back once half is used");
+    assert!(
+        w.closed(0, c).is_none(),
+        "credit comes back once half is used"
+    );
     let three: Vec<u8> = [&ping[..], &ping[..], &ping[..]].concat();
     w.send(0, c, Bytes::from(three));
     assert_eq!(

@@ -17,8 +17,8 @@ use super::Node;
 use crate::action::{Action, CloseReason};
 use crate::client::{
     ClientEvent, ClientInfo, ClientRejectReason as Why, CODE_DELIVER, CODE_LAGGED, CODE_PUBLISH,
-    CODE_SUBSCRIBE, CODE_UNSUBSCRIBE, DELIVER_HEADER_LEN, MAX_CONTROL_REQUEST_BODY,
-    METHOD_DIRECT, METHOD_PUBLISH, METHOD_SUBSCRIBE,
+    CODE_SUBSCRIBE, CODE_UNSUBSCRIBE, DELIVER_HEADER_LEN, MAX_CONTROL_REQUEST_BODY, METHOD_DIRECT,
+    METHOD_PUBLISH, METHOD_SUBSCRIBE,
 };
 use crate::error::OverlayError;
 use crate::frame::{self, flags, Frame, Header, HelloReply, HEADER_LEN, MAX_FRAME_BYTES};
@@ -436,10 +436,7 @@ impl Node {
         ext.insert("credit_bytes".into(), our_bytes.into());
         ext.insert("credit_frames".into(), our_frames.into());
         ext.insert("overlay".into(), 1.into());
-        ext.insert(
-            "peer_id".into(),
-            self.identity.peer_id.to_string().into(),
-        );
+        ext.insert("peer_id".into(), self.identity.peer_id.to_string().into());
         ext.insert("session".into(), "client".into());
         let header = Header {
             len: 0,

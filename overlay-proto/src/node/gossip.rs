@@ -157,7 +157,13 @@ impl Node {
         self.make_eager(key);
         let forwarded = GossipMsg { hops, ..msg };
         self.forward(Some(key), &forwarded);
-        self.deliver_to_clients(None, &forwarded.id, &forwarded.origin, hops, &forwarded.payload);
+        self.deliver_to_clients(
+            None,
+            &forwarded.id,
+            &forwarded.origin,
+            hops,
+            &forwarded.payload,
+        );
         self.actions.push_back(Action::Deliver(Delivery {
             id: forwarded.id,
             origin: forwarded.origin,
