@@ -22,6 +22,7 @@ use overlay_proto::{
 };
 use serde_json::Value;
 use svc_overlay::api::OverlayError;
+use svc_overlay::api::{Cursor, CursorError, DeliveryLog, Replay, ReplayBounds, Sequenced};
 use svc_overlay::http::{
     router, router_with, ConnMeta, GossipSubscription, HttpConfig, OverlayApi, ReadinessView,
     RouterSlot, Routes,
@@ -42,13 +43,13 @@ struct Inner {
     dial: Mutex<Result<PeerId, OverlayError>>,
     dialed: Mutex<Vec<String>>,
     hold_dials: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
-    deliveries: broadcast::Sender<Delivery>,
+    deliveries: Arc<DeliveryLog>,
 }
 
-struct FakeSub(broadcast::Receiver<Delivery>);
+struct FakeSub(broadcast::Receiver<Sequenced>);
 
 impl GossipSubscription for FakeSub {
-    async fn recv(&mut self) -> Option<Delivery> {
+    async fn recv(&mut self) -> Option<Sequenced> {
         loop {
             match self.0.recv().await {
                 Ok(d) => return Some(d),
@@ -65,7 +66,7 @@ fn peer(n: u8) -> PeerId {
 
 impl Fake {
     fn new() -> Self {
-        let (deliveries, _) = broadcast::channel(4096);
+        let deliveries = Arc::new(DeliveryLog::new(0x5eed, ReplayBounds::default(), 4096));
         Fake {
             inner: Arc::new(Inner {
                 ready: Mutex::new(ReadinessView {
@@ -90,7 +91,7 @@ impl Fake {
             hops: 2,
             payload: Bytes::from_static(payload),
         };
-        let _ = self.inner.deliveries.send(d);
+        self.inner.deliveries.publish(d);
     }
 }
 
@@ -151,6 +152,11 @@ impl OverlayApi for Fake {
 
     fn subscribe(&self) -> FakeSub {
         FakeSub(self.inner.deliveries.subscribe())
+    }
+
+    fn resume(&self, after: Option<Cursor>) -> Result<(FakeSub, Replay), CursorError> {
+        let (rx, replay) = self.inner.deliveries.resume(after)?;
+        Ok((FakeSub(rx), replay))
     }
 
     fn local_addr(&self) -> SocketAddr {

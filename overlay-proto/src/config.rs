@@ -252,8 +252,8 @@ impl Default for NodeConfig {
 }
 
 /// The settings that can change while a node runs (`Input::Reconfigure`): the gossip
-/// fan-outs and the per-peer message quota. Everything else needs a new node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// fan-outs, the per-peer message quota and the peer scoring. Everything else needs a new node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveSettings {
     /// Eager-push fan-out, as [`NodeConfig::alpha`].
     pub alpha: usize,
@@ -263,6 +263,12 @@ pub struct LiveSettings {
     pub peer_rate_per_s: u32,
     /// Per-peer burst, as [`NodeConfig::peer_rate_burst`].
     pub peer_rate_burst: u32,
+    /// Peer-scoring weights, thresholds and timers, as [`NodeConfig::scoring`]. Scores keep
+    /// their values when it changes; the new weights apply from then on (see
+    /// [`crate::score::ScoreBook::reconfigure`]). Absent in traces written before it was live:
+    /// the defaults.
+    #[serde(default)]
+    pub scoring: ScoreConfig,
 }
 
 impl LiveSettings {
@@ -273,6 +279,7 @@ impl LiveSettings {
             beta: config.beta,
             peer_rate_per_s: config.peer_rate_per_s,
             peer_rate_burst: config.peer_rate_burst,
+            scoring: config.scoring.clone(),
         }
     }
 
@@ -283,6 +290,7 @@ impl LiveSettings {
             beta: self.beta,
             peer_rate_per_s: self.peer_rate_per_s,
             peer_rate_burst: self.peer_rate_burst,
+            scoring: self.scoring.clone(),
             ..config.clone()
         }
     }

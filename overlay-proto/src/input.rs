@@ -9,7 +9,7 @@ use crate::error::OverlayError;
 use crate::peer::{ConnId, DialId, Direction, PeerId};
 
 /// One event from the outside world. Serializable: a trace is a list of `(now, Input)`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Input {
     /// A TLS connection finished its handshake. `peer` was authenticated by the certificate.
     ConnectionUp {

@@ -26,6 +26,7 @@
 //! clone is dropped the node shuts down gracefully on its own.
 
 mod builder;
+mod delivery_log;
 mod error;
 
 use std::fmt;
@@ -44,6 +45,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use builder::{install_dev_auth, OverlayBuilder};
+pub use delivery_log::{Cursor, CursorError, DeliveryLog, Replay, ReplayBounds, Sequenced};
 pub use error::OverlayError;
 
 use crate::runtime::metrics::DriverCounters;
@@ -153,7 +155,7 @@ impl DialTarget for &String {
 /// What every [`Overlay`] clone shares.
 struct Shared {
     cmd: mpsc::Sender<Command>,
-    deliveries: broadcast::Sender<Delivery>,
+    deliveries: Arc<DeliveryLog>,
     directs: broadcast::Sender<DirectMessage>,
     events: broadcast::Sender<KernelEvent>,
     readiness: watch::Receiver<Readiness>,
@@ -282,9 +284,25 @@ impl Overlay {
     /// Gossip messages delivered to this node from now on (bounded: a subscriber that falls
     /// behind loses the oldest messages, and that is counted).
     pub fn subscribe(&self) -> Subscription {
+        self.subscription(self.shared.deliveries.subscribe())
+    }
+
+    /// Resumes a subscription after `after` (the [`Cursor`] of the last message received;
+    /// `None`: from the start of this run): what was delivered since and is still kept (at
+    /// most the builder's [`ReplayBounds`]), how many messages since are no longer kept, and
+    /// the live subscription from there on, with no message in both and none lost in between.
+    ///
+    /// # Errors
+    /// [`CursorError::Ahead`] for a cursor of this run that was never issued.
+    pub fn resume(&self, after: Option<Cursor>) -> Result<(Subscription, Replay), CursorError> {
+        let (rx, replay) = self.shared.deliveries.resume(after)?;
+        Ok((self.subscription(rx), replay))
+    }
+
+    fn subscription(&self, rx: broadcast::Receiver<Sequenced>) -> Subscription {
         Subscription {
             feed: Feed {
-                rx: self.shared.deliveries.subscribe(),
+                rx,
                 finished: self.shared.finished.clone(),
                 counters: Arc::clone(&self.shared.counters),
             },
@@ -493,7 +511,7 @@ impl<T: Clone> Feed<T> {
 
 /// Gossip messages delivered to this node ([`Overlay::subscribe`]).
 pub struct Subscription {
-    feed: Feed<Delivery>,
+    feed: Feed<Sequenced>,
 }
 
 impl fmt::Debug for Subscription {
@@ -506,6 +524,12 @@ impl Subscription {
     /// The next delivery, or `None` once the node has stopped and everything delivered before
     /// was received.
     pub async fn recv(&mut self) -> Option<Delivery> {
+        self.feed.recv().await.map(|m| m.delivery)
+    }
+
+    /// The next delivery with its [`Cursor`] (a jump in the sequence numbers means this
+    /// subscriber fell behind and lost the messages in between).
+    pub async fn recv_sequenced(&mut self) -> Option<Sequenced> {
         self.feed.recv().await
     }
 

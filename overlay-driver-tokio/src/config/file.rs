@@ -367,6 +367,10 @@ pub struct HttpSection {
     pub sse_buffer: Option<i64>,
     /// Bytes waiting per SSE client.
     pub sse_buffer_bytes: Option<i64>,
+    /// Delivered messages kept for SSE clients that resume with `Last-Event-ID`.
+    pub sse_replay_events: Option<i64>,
+    /// Payload bytes of the messages kept for resuming SSE clients.
+    pub sse_replay_bytes: Option<i64>,
     /// How long a rendered `/metrics` text is reused (0: never).
     pub metrics_cache_ms: Option<i64>,
 }

@@ -18,6 +18,7 @@ use super::error::{retry_after_secs, ApiError};
 use super::limits::HttpRefusal;
 use super::sse::{gossip_response, SseBounds};
 use super::HttpState;
+use crate::api::{Cursor, CursorError};
 
 /// The Prometheus text exposition content type.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -263,8 +264,32 @@ pub async fn dial<O: OverlayApi>(
     }
 }
 
-/// `GET /v1/gossip`: Server-Sent Events, one `data:` event per delivered message. Streams are
-/// capped in total and per address.
+/// The header a reconnecting SSE client names its last event with.
+pub const LAST_EVENT_ID: &str = "last-event-id";
+
+/// The cursor of a `Last-Event-ID` header: `Ok(None)` without one (or an empty one, which the
+/// SSE standard uses for "no id").
+fn last_event_id(headers: &axum::http::HeaderMap) -> Result<Option<Cursor>, CursorError> {
+    let Some(value) = headers.get(LAST_EVENT_ID) else {
+        return Ok(None);
+    };
+    let text = value.to_str().map_err(|_| CursorError::Malformed)?.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some)
+}
+
+fn bad_cursor(counters: &super::HttpCounters, e: &CursorError) -> Response {
+    counters.refused(HttpRefusal::LastEventId);
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_last_event_id")
+        .detail(e.to_string())
+        .into_response()
+}
+
+/// `GET /v1/gossip`: Server-Sent Events, one `id:`/`data:` event per delivered message; with
+/// `Last-Event-ID`, what the client missed first (bounded). Streams are capped in total and
+/// per address.
 pub async fn gossip<O: OverlayApi>(
     State(state): State<HttpState<O>>,
     request: axum::extract::Request,
@@ -276,6 +301,10 @@ pub async fn gossip<O: OverlayApi>(
             .into_response()
     };
     let counters = &state.config.counters;
+    let cursor = match last_event_id(request.headers()) {
+        Ok(c) => c,
+        Err(e) => return bad_cursor(counters, &e),
+    };
     let ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -293,12 +322,17 @@ pub async fn gossip<O: OverlayApi>(
         bytes: state.config.sse_buffer_bytes,
         keep_alive: state.config.sse_keep_alive,
     };
-    gossip_response(
-        state.overlay.subscribe(),
-        bounds,
-        counters.clone(),
-        (permit, per_ip),
-    )
+    let (sub, replay) = match cursor {
+        None => (state.overlay.subscribe(), None),
+        Some(after) => match state.overlay.resume(Some(after)) {
+            Ok((sub, replay)) => {
+                counters.resumed(&replay);
+                (sub, Some(replay))
+            }
+            Err(e) => return bad_cursor(counters, &e),
+        },
+    };
+    gossip_response(sub, replay, bounds, counters.clone(), (permit, per_ip))
 }
 
 /// Fallback: 404 JSON.

@@ -9,7 +9,7 @@
 //! | `GET /v1/peers` | sessions as JSON |
 //! | `GET /v1/stats` | the node's counters and gauges as JSON |
 //! | `POST /v1/dial` | `{"addr":"host:port"}` → 200 `{"peer_id":"peer:…"}` |
-//! | `GET /v1/gossip` | Server-Sent Events, one per delivered message |
+//! | `GET /v1/gossip` | Server-Sent Events, one per delivered message (`id:` a resume cursor; `Last-Event-ID` replays what was missed) |
 //!
 //! The `/v1` routes are the control API: allowed from loopback peers (without a browser's
 //! marks), or with `Authorization: Bearer <control token>`; see [`ControlAuth`] for the rules
@@ -55,7 +55,7 @@ pub use error::{retry_after_secs, ApiError};
 pub use guard::HttpGuard;
 pub use limits::{HttpClose, HttpCounters, HttpLimits, HttpRefusal, HttpStats};
 pub use serve::{bind_listener, spawn_listener, ConnMeta, HttpHandler, RouterSlot};
-pub use sse::GossipEvent;
+pub use sse::{GossipEvent, LaggedEvent};
 pub use trace::{next_request_id, REQUEST_ID_HEADER};
 
 /// Renders the Prometheus exposition text (e.g. a `PrometheusHandle::render`).

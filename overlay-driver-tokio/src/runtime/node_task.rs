@@ -87,7 +87,7 @@ pub(crate) type DialWaiter = oneshot::Sender<Result<SessionHandle, OverlayError>
 
 /// Where the node task publishes what the application sees.
 pub(crate) struct Outputs {
-    pub(crate) deliveries: broadcast::Sender<overlay_proto::Delivery>,
+    pub(crate) deliveries: Arc<crate::api::DeliveryLog>,
     pub(crate) directs: broadcast::Sender<DirectMessage>,
     pub(crate) events: broadcast::Sender<KernelEvent>,
     pub(crate) readiness: Arc<watch::Sender<Readiness>>,
@@ -711,8 +711,9 @@ impl<N: Net> NodeTask<N> {
                 if let Some(at) = read_at {
                     rt_metrics::latency("deliver", at.elapsed());
                 }
-                // No subscriber is fine: the message was still delivered to this node.
-                let _ = self.out.deliveries.send(delivery);
+                // Numbered, kept for resuming subscribers, sent to the live ones (none is
+                // fine: the message was still delivered to this node).
+                self.out.deliveries.publish(delivery);
             }
             Action::DirectMessage { from, payload } => {
                 let _ = self.out.directs.send(DirectMessage {
