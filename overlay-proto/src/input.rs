@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::LiveSettings;
 use crate::error::OverlayError;
 use crate::peer::{ConnId, DialId, Direction, PeerId};
+use crate::precheck::Prechecked;
 
 /// One event from the outside world. Serializable: a trace is a list of `(now, Input)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +40,20 @@ pub enum Input {
         conn: ConnId,
         /// The plaintext bytes, in order.
         data: Bytes,
+    },
+    /// Bytes arrived on a connection, with the content-check verdicts of the GOSSIP frames
+    /// inside them, computed by the connection's [`Prechecker`](crate::Prechecker) where the
+    /// bytes were read. Handled exactly like `Received`; the node uses a verdict instead of
+    /// checking the frame itself (same result). Traces keep the bytes only: replay checks
+    /// inline.
+    ReceivedPrechecked {
+        /// The connection.
+        conn: ConnId,
+        /// The plaintext bytes, in order.
+        data: Bytes,
+        /// Verdicts for GOSSIP frames wholly inside `data` (never deserialized).
+        #[serde(skip)]
+        checks: Prechecked,
     },
     /// The connection is gone (peer closed, IO error, or after our `Action::Close`).
     ConnectionClosed {
@@ -109,7 +124,7 @@ impl Input {
         match self {
             Input::ConnectionUp { .. } => "connection_up",
             Input::DialFailed { .. } => "dial_failed",
-            Input::Received { .. } => "received",
+            Input::Received { .. } | Input::ReceivedPrechecked { .. } => "received",
             Input::ConnectionClosed { .. } => "connection_closed",
             Input::Timeout => "timeout",
             Input::Broadcast { .. } => "broadcast",

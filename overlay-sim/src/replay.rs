@@ -228,7 +228,9 @@ pub fn describe_input(input: &Input) -> String {
             )
         }
         Input::DialFailed { dial, error } => format!("dial_failed {dial} ({})", error.label()),
-        Input::Received { conn, data } => format!("received {conn} ({} bytes)", data.len()),
+        Input::Received { conn, data } | Input::ReceivedPrechecked { conn, data, .. } => {
+            format!("received {conn} ({} bytes)", data.len())
+        }
         Input::ConnectionClosed { conn, error } => match error {
             Some(e) => format!("connection_closed {conn} ({})", e.label()),
             None => format!("connection_closed {conn}"),

@@ -98,6 +98,8 @@ pub(crate) enum BusMsg<S> {
     Received {
         conn: ConnId,
         data: Bytes,
+        /// Content-check verdicts of the GOSSIP frames in `data` (computed by the reader).
+        checks: overlay_proto::Prechecked,
         /// When the read completed (`deliver` latency).
         at: tokio::time::Instant,
     },

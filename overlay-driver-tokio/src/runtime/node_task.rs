@@ -359,9 +359,14 @@ impl<N: Net> NodeTask<N> {
     fn on_bus(&mut self, msg: BusMsg<N::Stream>) {
         match msg {
             BusMsg::Up(established) => self.on_up(*established),
-            BusMsg::Received { conn, data, at } => {
+            BusMsg::Received {
+                conn,
+                data,
+                checks,
+                at,
+            } => {
                 if self.conns.contains_key(&conn) {
-                    self.input(Input::Received { conn, data }, Some(at));
+                    self.input(Input::ReceivedPrechecked { conn, data, checks }, Some(at));
                 }
             }
             BusMsg::Ended { conn, side, error } => self.on_ended(conn, side, error),
@@ -395,6 +400,7 @@ impl<N: Net> NodeTask<N> {
                     bus: self.bus_tx.clone(),
                     read_timeout: self.timeouts.read,
                     outbound: direction == Direction::Outbound,
+                    origin_auth: self.node.config().origin_auth,
                     counters: Arc::clone(&self.counters),
                     slot: Arc::clone(&slot),
                 },

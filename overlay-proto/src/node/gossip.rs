@@ -8,8 +8,8 @@ use crate::action::CloseReason;
 use crate::action::{Action, Delivery};
 use crate::cache::StoredMessage;
 use crate::error::OverlayError;
-use crate::origin::OriginAuth;
 use crate::peer::{ConnId, MessageId, PeerId};
+use crate::precheck;
 use crate::score::Penalty;
 use crate::stats::RejectReason;
 use crate::wire::{self, GossipMsg, Kind, WireError, IHAVE_ENTRY_LEN, SIGNED_GOSSIP_HEADER_LEN};
@@ -89,8 +89,8 @@ impl Node {
             .push_back(Action::SendResult { request, result });
     }
 
-    /// A GOSSIP frame arrived from session `key`.
-    pub(super) fn on_gossip(&mut self, key: SessionKey, msg: GossipMsg) {
+    /// A GOSSIP frame arrived from session `key`, at stream offset `at`.
+    pub(super) fn on_gossip(&mut self, key: SessionKey, msg: GossipMsg, at: u64) {
         let now = self.now;
         let Some(from) = self.session(key).map(|s| s.peer) else {
             return;
@@ -134,7 +134,7 @@ impl Node {
             return;
         }
         // A new id: nothing is stored, delivered or forwarded before the content checks.
-        if let Err(reason) = self.check_gossip(&msg) {
+        if let Err(reason) = self.check_gossip(&msg, at) {
             self.reject_invalid_gossip(key, reason);
             return;
         }
@@ -173,20 +173,21 @@ impl Node {
         }));
     }
 
-    /// The content checks of a GOSSIP with a new id: the id is recomputed from origin, nonce
-    /// and payload; in `sign` mode the origin's signature must be present and valid. In `none`
-    /// mode a carried signature is neither required nor verified (it is relayed unchanged).
-    fn check_gossip(&self, msg: &GossipMsg) -> Result<(), RejectReason> {
-        if MessageId::compute(&msg.origin, msg.nonce, &msg.payload) != msg.id {
-            return Err(RejectReason::BadId);
+    /// The content checks of a GOSSIP with a new id ([`precheck::check_content`]): the
+    /// verdict the driver computed for this frame where it read it, if any, else computed here.
+    fn check_gossip(&mut self, msg: &GossipMsg, at: u64) -> Result<(), RejectReason> {
+        let mode = self.config.origin_auth;
+        if let Some(verdict) = self.prechecked.take(at, &msg.id, mode) {
+            return verdict;
         }
-        match (self.config.origin_auth, &msg.auth) {
-            (OriginAuth::None, _) => Ok(()),
-            (OriginAuth::Sign, None) => Err(RejectReason::BadSignature),
-            (OriginAuth::Sign, Some(auth)) => auth
-                .verify(&msg.origin, &msg.id)
-                .map_err(|_| RejectReason::BadSignature),
-        }
+        precheck::check_content(
+            mode,
+            &msg.id,
+            &msg.origin,
+            msg.nonce,
+            msg.auth.as_ref(),
+            &msg.payload,
+        )
     }
 
     /// A GOSSIP failed its content checks: count it (`Action::Rejected`), score it

@@ -93,6 +93,8 @@ pub struct Node {
     signer: Option<crate::origin::OriginSigner>,
     /// Reused scratch space for sampling lazy peers.
     scratch_keys: Vec<SessionKey>,
+    /// Content-check verdicts that came with the bytes being handled (empty otherwise).
+    prechecked: crate::precheck::Prechecked,
     /// Peer scores and bans (memory only).
     scores: ScoreBook,
     /// Inbound sessions still in HELLO/START.
@@ -178,6 +180,7 @@ impl Node {
             own_token,
             signer,
             scratch_keys: Vec::new(),
+            prechecked: crate::precheck::Prechecked::default(),
             scores: ScoreBook::new(config.scoring.clone(), Instant::ZERO),
             preauth: PreAuthBudget::new(config.max_preauth, config.max_preauth_per_ip),
             clients: BTreeMap::new(),
@@ -205,7 +208,12 @@ impl Node {
                 kx_group,
             } => self.on_connection_up(conn, peer, direction, remote, dial, kx_group),
             Input::DialFailed { dial, error } => self.on_dial_failed(dial, error),
-            Input::Received { conn, data } => self.on_received(conn, data),
+            Input::Received { conn, data } => {
+                self.on_received(conn, data, crate::precheck::Prechecked::default())
+            }
+            Input::ReceivedPrechecked { conn, data, checks } => {
+                self.on_received(conn, data, checks)
+            }
             Input::ConnectionClosed { conn, error } => self.on_connection_closed(conn, error),
             Input::Timeout => self.on_timeout(),
             Input::Broadcast { request, payload } => self.on_broadcast(request, payload),

@@ -9,6 +9,7 @@ use crate::action::CloseReason;
 use crate::error::OverlayError;
 use crate::frame::{self, flags, Frame, FrameError, Header, HEADER_LEN};
 use crate::peer::{ConnId, DialId};
+use crate::precheck::Prechecked;
 use crate::session::Phase;
 use crate::stats::RejectReason;
 use crate::wire::{self, Kind, IHAVE_ENTRY_LEN, MAX_IHAVE_IDS, SIGNED_GOSSIP_HEADER_LEN};
@@ -35,8 +36,9 @@ enum HeaderVerdict {
 }
 
 impl Node {
-    pub(super) fn on_received(&mut self, conn: ConnId, data: Bytes) {
+    pub(super) fn on_received(&mut self, conn: ConnId, data: Bytes, checks: Prechecked) {
         if self.is_client(&conn) {
+            // Client sessions carry no GOSSIP: nothing was prechecked for them.
             self.on_client_received(conn, data);
             return;
         }
@@ -53,7 +55,9 @@ impl Node {
             return;
         }
         s.liveness.heard(now);
+        self.prechecked = checks;
         self.take_bytes(key, data);
+        self.prechecked = Prechecked::default();
         self.maybe_grant_credit(key);
     }
 
@@ -123,6 +127,10 @@ impl Node {
                     return false;
                 }
             };
+            let at = match self.session(key) {
+                Some(s) => s.recv_pos,
+                None => return false,
+            };
             let decoded = match &mut source {
                 Source::Session => match self.session_mut(key) {
                     Some(s) => frame::decode(&mut s.recv_buf),
@@ -130,6 +138,9 @@ impl Node {
                 },
                 Source::Held(data) => frame::decode_bytes(data),
             };
+            if let (Ok(Some(f)), Some(s)) = (&decoded, self.session_mut(key)) {
+                s.recv_pos += u64::from(f.header.len);
+            }
             let frame = match decoded {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return true,
@@ -142,7 +153,7 @@ impl Node {
             };
             self.stats.frames_in += 1;
             match kind {
-                Some(kind) => self.on_overlay_frame(key, kind, frame),
+                Some(kind) => self.on_overlay_frame(key, kind, frame, at),
                 None => self.on_handshake_frame(key, frame),
             }
         }
@@ -225,7 +236,8 @@ impl Node {
     }
 
     /// Handles one frame of a running session.
-    fn on_overlay_frame(&mut self, key: SessionKey, kind: Kind, frame: Frame) {
+    /// `at` is the frame's stream offset (to match a content-check verdict made by the driver).
+    fn on_overlay_frame(&mut self, key: SessionKey, kind: Kind, frame: Frame, at: u64) {
         let now = self.now;
         let len = frame.header.len as usize;
         self.stats.frames_in_by_kind[kind.index()] += 1;
@@ -256,7 +268,7 @@ impl Node {
                     self.close_session(key, CloseReason::Violation(OverlayError::TooLarge));
                     return;
                 }
-                parsed => parsed.map(|m| self.on_gossip(key, m)),
+                parsed => parsed.map(|m| self.on_gossip(key, m, at)),
             },
             Kind::IHave => self.on_ihave(key, &body),
             Kind::Graft => self.on_graft(key, &body),
