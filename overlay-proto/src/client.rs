@@ -262,6 +262,9 @@ pub struct ClientStats {
     pub direct_in: u64,
     /// Counter: DIRECT messages from the application to clients.
     pub direct_out: u64,
+    /// Counter: client sessions opened on a connection that presented a certificate (a
+    /// reference HELLO, without the peer keys, makes a client of it).
+    pub from_certificate: u64,
     /// Counter: refusals by reason.
     pub rejected: ClientRejectCounts,
 }

@@ -699,3 +699,54 @@ fn shutdown_closes_clients_with_503() {
         .iter()
         .any(|a| matches!(a, Action::ShutdownComplete)));
 }
+
+#[test]
+fn a_reference_hello_on_a_connection_with_a_certificate_makes_a_client_session() {
+    let mut w = World::new(vec![config()]);
+    let conn = ConnId(30);
+    w.clients.insert((0, conn), ClientEnd::default());
+    w.input(
+        0,
+        Input::ConnectionUp {
+            conn,
+            peer: PeerId([42; 32]),
+            direction: Direction::Inbound,
+            remote: SocketAddr::from(([127, 0, 0, 42], 40_000)),
+            dial: None,
+            kx_group: None,
+        },
+    );
+    // HELLO split across two reads, START in the second one.
+    let hello = hello(r#"{"ua":"reference-client/1"}"#);
+    w.send(0, conn, hello.slice(..20));
+    let mut rest = hello.slice(20..).to_vec();
+    rest.extend_from_slice(&start(&open_token()));
+    rest.extend_from_slice(&request(CODE_SUBSCRIBE, 3, b""));
+    w.send(0, conn, Bytes::from(rest));
+    let reply = String::from_utf8(w.frames(0, conn)[0].payload.clone().unwrap().to_vec()).unwrap();
+    assert!(reply.ends_with(r#""session":"client"}"#), "{reply}");
+    assert_eq!(w.answer(0, conn, 3), Some((200, "{}".into())));
+    let stats = w.nodes[0].stats();
+    assert_eq!(stats.clients.sessions, 1);
+    assert_eq!(stats.clients.from_certificate, 1);
+    assert_eq!(stats.preauth_sessions, 0);
+    assert!(w.nodes[0].sessions().is_empty(), "not a peer");
+    // A peer HELLO on such a connection still opens a peer session (covered in handshake.rs);
+    // here: bytes that are not a HELLO at all stay on the peer path and are refused.
+    let other = ConnId(31);
+    w.clients.insert((0, other), ClientEnd::default());
+    w.input(
+        0,
+        Input::ConnectionUp {
+            conn: other,
+            peer: PeerId([43; 32]),
+            direction: Direction::Inbound,
+            remote: SocketAddr::from(([127, 0, 0, 43], 40_000)),
+            dial: None,
+            kx_group: None,
+        },
+    );
+    w.send(0, other, request(CODE_PUBLISH, 3, b"x"));
+    assert!(w.closed(0, other).is_some());
+    assert_eq!(w.nodes[0].stats().clients.from_certificate, 1);
+}

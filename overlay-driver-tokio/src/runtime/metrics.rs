@@ -241,8 +241,9 @@ fn mirror_clients(c: &overlay_proto::ClientStats) {
     metrics::gauge!("client_sessions").set(c.sessions as f64);
     metrics::gauge!("client_sessions_handshaking").set(c.handshaking as f64);
     metrics::gauge!("client_subscribers").set(c.subscribers as f64);
-    let counters: [(&'static str, u64); 7] = [
+    let counters: [(&'static str, u64); 8] = [
         ("client_sessions_opened_total", c.opened),
+        ("client_sessions_with_certificate_total", c.from_certificate),
         ("client_sessions_closed_total", c.closed),
         ("client_published_total", c.published),
         ("client_delivered_total", c.delivered),

@@ -177,6 +177,72 @@ impl Node {
         }
     }
 
+    /// Inbound bytes before the first HELLO was handled, on a connection with a certificate:
+    /// a complete first frame that is the reference HELLO (a JSON object without `peer_id`)
+    /// turns the connection into a client session, which takes every byte so far (`None`).
+    /// Otherwise the bytes are given back for the peer path (`Some`), with anything buffered
+    /// before them.
+    pub(super) fn route_first_hello(
+        &mut self,
+        key: super::SessionKey,
+        conn: ConnId,
+        data: Bytes,
+    ) -> Option<Bytes> {
+        let s = self.session_mut(key)?;
+        if s.direction != crate::peer::Direction::Inbound {
+            return Some(data);
+        }
+        s.recv_buf.extend_from_slice(&data);
+        let reference = match frame::peek(&s.recv_buf) {
+            Ok(Some(h))
+                if (h.len as usize) <= MAX_HANDSHAKE_FRAME
+                    && s.recv_buf.len() >= h.len as usize
+                    && h.app_proto_id == 0
+                    && h.flags & flags::REQ != 0
+                    && h.cap_len == 0 =>
+            {
+                let payload = s
+                    .recv_buf
+                    .get(HEADER_LEN..h.len as usize)
+                    .unwrap_or_default();
+                matches!(
+                    serde_json::from_slice::<serde_json::Value>(payload),
+                    Ok(serde_json::Value::Object(body)) if !body.contains_key("peer_id")
+                )
+            }
+            _ => false,
+        };
+        if !reference {
+            return Some(s.recv_buf.split().freeze());
+        }
+        let Some(session) = self.sessions.get_mut(key).and_then(Option::take) else {
+            return None;
+        };
+        self.free_keys.push(key);
+        self.by_conn.remove(&conn);
+        if self.by_peer.get(&session.peer) == Some(&key) {
+            self.by_peer.remove(&session.peer);
+        }
+        self.dirty.retain(|k| *k != key);
+        self.stats.clients.from_certificate += 1;
+        self.on_client_connection_up(conn, session.remote, session.kx_group.clone());
+        if let Some(c) = self.clients.get_mut(&conn) {
+            // The pre-auth slot moves with the connection (it was admitted as a peer).
+            if c.holds_preauth && session.holds_preauth {
+                self.preauth.release(session.remote.ip());
+            } else if !c.holds_preauth {
+                c.holds_preauth = session.holds_preauth;
+            }
+            c.opened_at = session.opened_at;
+            c.recv_buf = session.recv_buf;
+        } else if session.holds_preauth {
+            self.preauth.release(session.remote.ip());
+        }
+        self.process_client_frames(conn);
+        self.maybe_credit_client(conn);
+        None
+    }
+
     /// True when `conn` is a client session.
     pub(super) fn is_client(&self, conn: &ConnId) -> bool {
         self.clients.contains_key(conn)

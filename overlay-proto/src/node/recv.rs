@@ -55,6 +55,15 @@ impl Node {
             return;
         }
         s.liveness.heard(now);
+        let data = if s.phase == Phase::AwaitHello {
+            // A reference HELLO on a connection with a certificate makes a client session.
+            match self.route_first_hello(key, conn, data) {
+                Some(data) => data,
+                None => return,
+            }
+        } else {
+            data
+        };
         self.prechecked = checks;
         self.take_bytes(key, data);
         self.prechecked = Prechecked::default();
