@@ -215,9 +215,7 @@ impl Node {
         if !reference {
             return Some(s.recv_buf.split().freeze());
         }
-        let Some(session) = self.sessions.get_mut(key).and_then(Option::take) else {
-            return None;
-        };
+        let session = self.sessions.get_mut(key).and_then(Option::take)?;
         self.free_keys.push(key);
         self.by_conn.remove(&conn);
         if self.by_peer.get(&session.peer) == Some(&key) {
