@@ -442,12 +442,16 @@ impl Daemon {
 
     /// Opens `GET /v1/gossip`; returns once the subscription exists (headers received).
     pub async fn gossip(&self) -> SseStream {
-        let resp = self
-            .http
-            .get(self.url("/v1/gossip"))
-            .send()
-            .await
-            .expect("GET /v1/gossip");
+        self.gossip_after(None).await
+    }
+
+    /// Opens `GET /v1/gossip` resuming after `last_event_id` (sent as `Last-Event-ID`).
+    pub async fn gossip_after(&self, last_event_id: Option<&str>) -> SseStream {
+        let mut req = self.http.get(self.url("/v1/gossip"));
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let resp = req.send().await.expect("GET /v1/gossip");
         assert_eq!(resp.status(), 200);
         SseStream {
             stream: Box::pin(resp.bytes_stream()),
@@ -590,6 +594,8 @@ pub struct SseStream {
 pub struct SseEvent {
     /// `event:` (default `message`).
     pub event: String,
+    /// `id:`, when the event has one.
+    pub id: Option<String>,
     /// `data:` lines joined with `\n`.
     pub data: String,
 }
@@ -601,10 +607,13 @@ impl SseStream {
             while let Some(end) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..end + 2).collect();
                 let mut event = "message".to_string();
+                let mut id = None;
                 let mut data: Vec<&str> = Vec::new();
                 for line in block.lines() {
                     if let Some(v) = line.strip_prefix("event:") {
                         event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().to_string());
                     } else if let Some(v) = line.strip_prefix("data:") {
                         data.push(v.strip_prefix(' ').unwrap_or(v));
                     }
@@ -612,6 +621,7 @@ impl SseStream {
                 if !data.is_empty() {
                     return Some(SseEvent {
                         event,
+                        id,
                         data: data.join("\n"),
                     });
                 }

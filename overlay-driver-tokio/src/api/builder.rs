@@ -184,7 +184,7 @@ impl<N: Net> OverlayBuilder<N> {
             max_conns: crate::config::defaults::MAX_CONNS,
             timeouts: Timeouts::default(),
             http: None,
-            replay: ReplayBounds::default(),
+            replay: ReplayBounds::NONE,
         }
     }
 
@@ -273,7 +273,9 @@ impl<N: Net> OverlayBuilder<N> {
     }
 
     /// How many delivered messages (and payload bytes) are kept for subscribers that resume
-    /// ([`Overlay::resume`], the SSE stream's `Last-Event-ID`).
+    /// ([`Overlay::resume`], the SSE stream's `Last-Event-ID`). Default: none
+    /// ([`ReplayBounds::NONE`]); the daemon sets `[http] sse_replay_events` /
+    /// `sse_replay_bytes`.
     pub fn replay(mut self, bounds: ReplayBounds) -> Self {
         self.replay = bounds;
         self
