@@ -20,7 +20,8 @@ pub struct NodeConfig {
     pub beta: usize,
     /// Number of running sessions membership tries to keep (the active view).
     pub active_target: usize,
-    /// Capacity of the passive list of known, not connected peers.
+    /// Capacity of the passive list of known, not connected peers (configured, discovered and
+    /// learned addresses together; see [`crate::passive::PassiveView`]).
     pub passive_capacity: usize,
     /// Hard ceiling on sessions of any state; past it new connections get `Refused`.
     pub max_sessions: usize,
@@ -366,9 +367,9 @@ impl NodeConfig {
             "1..=1000000",
         )?;
         check(
-            self.passive_capacity <= 65_536,
+            (1..=65_536).contains(&self.passive_capacity),
             "passive_capacity",
-            "0..=65536",
+            "1..=65536",
         )?;
         check(
             self.max_concurrent_dials >= 1,

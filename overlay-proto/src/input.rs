@@ -80,12 +80,15 @@ pub enum Input {
         /// The message.
         payload: Bytes,
     },
-    /// The operator asks to dial an address now.
+    /// The operator asks to dial an address now. Answered with `Action::DialAnswer`; refused
+    /// as `Busy` while `max_concurrent_dials` dials are in flight.
     Dial {
         /// Where.
         addr: SocketAddr,
     },
-    /// Discovery (or configuration) offers peer addresses; they join the passive list.
+    /// Discovery (or configuration) offers peer addresses; they join the passive list, within
+    /// `passive_capacity` (an address the full list cannot take is counted as
+    /// `passive_dropped`).
     PeersDiscovered {
         /// Addresses that may run overlay peers.
         addrs: Vec<SocketAddr>,

@@ -208,6 +208,12 @@ pub struct NodeStats {
     pub dials_started: u64,
     /// Counter: dials that failed.
     pub dials_failed: u64,
+    /// Counter: operator dials (`Input::Dial`) refused as `Busy` because
+    /// `max_concurrent_dials` dials were in flight.
+    pub dials_refused: u64,
+    /// Counter: addresses not kept because the passive list was full (`passive_capacity`) of
+    /// entries they may not replace.
+    pub passive_dropped: u64,
     /// Counter: frames received.
     pub frames_in: u64,
     /// Counter: frames sent.

@@ -571,7 +571,7 @@ impl<'a> Resolver<'a> {
             None,
             m.passive_capacity,
             node.passive_capacity,
-            0,
+            1,
             65_536,
         )?;
         node.shuffle_interval = self.ms(

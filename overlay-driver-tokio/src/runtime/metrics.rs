@@ -174,7 +174,7 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
     metrics::gauge!("overlay_store_bytes").set(stats.store_bytes as f64);
     metrics::gauge!("overlay_ready").set(if stats.ready { 1.0 } else { 0.0 });
 
-    let counters: [(&'static str, u64); 24] = [
+    let counters: [(&'static str, u64); 26] = [
         ("overlay_sessions_opened_total", stats.sessions_opened),
         ("overlay_sessions_closed_total", stats.sessions_closed),
         (
@@ -183,6 +183,8 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
         ),
         ("overlay_dials_started_total", stats.dials_started),
         ("overlay_dials_failed_total", stats.dials_failed),
+        ("overlay_dials_refused_total", stats.dials_refused),
+        ("overlay_passive_dropped_total", stats.passive_dropped),
         ("overlay_frames_received_total", stats.frames_in),
         ("overlay_frames_sent_total", stats.frames_out),
         ("overlay_bytes_in_total", stats.bytes_in),
