@@ -20,7 +20,8 @@ pub struct NodeConfig {
     pub beta: usize,
     /// Number of running sessions membership tries to keep (the active view).
     pub active_target: usize,
-    /// Capacity of the passive list of known, not connected peers.
+    /// Capacity of the passive list of known, not connected peers (configured, discovered and
+    /// learned addresses together; see [`crate::passive::PassiveView`]).
     pub passive_capacity: usize,
     /// Hard ceiling on sessions of any state; past it new connections get `Refused`.
     pub max_sessions: usize,
@@ -146,6 +147,8 @@ pub struct NodeConfig {
     pub unix_base_secs: u64,
     /// User agent sent in HELLO.
     pub user_agent: String,
+    /// Limits of client sessions (connections without a certificate).
+    pub clients: crate::client::ClientLimits,
 }
 
 /// Capability-token settings.
@@ -244,6 +247,7 @@ impl Default for NodeConfig {
             max_preauth_per_ip: 8,
             unix_base_secs: 0,
             user_agent: concat!("svc-overlay/", env!("CARGO_PKG_VERSION")).to_string(),
+            clients: crate::client::ClientLimits::default(),
         }
     }
 }
@@ -363,9 +367,9 @@ impl NodeConfig {
             "1..=1000000",
         )?;
         check(
-            self.passive_capacity <= 65_536,
+            (1..=65_536).contains(&self.passive_capacity),
             "passive_capacity",
-            "0..=65536",
+            "1..=65536",
         )?;
         check(
             self.max_concurrent_dials >= 1,
@@ -491,6 +495,9 @@ impl NodeConfig {
             "max_preauth_per_ip",
             "1..=max_preauth",
         )?;
+        if let Err((setting, accepted)) = self.clients.check() {
+            return Err(ConfigError { setting, accepted });
+        }
         check(
             self.app_proto_id != 0,
             "app_proto_id",

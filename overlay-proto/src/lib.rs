@@ -12,6 +12,7 @@
 pub mod action;
 pub mod cache;
 pub mod capability;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod frame;
@@ -35,6 +36,7 @@ pub mod trace;
 pub mod wire;
 
 pub use action::{Action, CloseReason, Delivery, DialOutcome, SessionEvent};
+pub use client::{ClientEvent, ClientInfo, ClientLimits, ClientRejectReason, ClientStats};
 pub use config::{
     AuthConfig, ConfigError, LiveSettings, NodeConfig, ReconfigureError, OVERLAY_APP_PROTO_ID,
 };

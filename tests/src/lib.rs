@@ -25,8 +25,8 @@ pub const LOG_LEVEL: &str = "warn,svc_overlay=info";
 /// The `svc-overlay` binary the tests run.
 ///
 /// - `SVC_OVERLAY_BIN` set: that file (e.g. a release build);
-/// - otherwise `<target>/<profile>/svc-overlay` next to the test executable, built once per
-///   test process with `cargo build -p overlay-driver-tokio --bin svc-overlay` (same profile
+/// - otherwise `<target>/<profile>/svc-overlay` next to the test executable (or the soak
+///   binary), built once per process with `cargo build -p overlay-driver-tokio --bin svc-overlay` (same profile
 ///   and target directory as the tests) unless it is newer than every source it is built
 ///   from. `cargo test --workspace` builds it already, with the workspace's unified features;
 ///   rebuilding it with the package's own feature set would only cost time.
@@ -78,13 +78,16 @@ fn newest_source(root: &Path) -> Option<std::time::SystemTime> {
 }
 
 fn build_daemon() -> PathBuf {
-    // The test executable lives in <target>/<profile>/deps/.
+    // Test executables live in <target>/<profile>/deps/, binaries (the soak) in
+    // <target>/<profile>/.
     let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable is not in <target>/<profile>/deps")
-        .to_path_buf();
+    let dir = exe.parent().expect("executable has a directory");
+    let profile_dir = if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("<target>/<profile>/deps has a parent")
+    } else {
+        dir
+    }
+    .to_path_buf();
     let profile = profile_dir
         .file_name()
         .and_then(|n| n.to_str())

@@ -83,6 +83,20 @@ pub enum KernelEvent {
         /// The close reason's label (`shutdown`, `peer_unresponsive`, `transport_closed`, ...).
         reason: String,
     },
+    /// A client session (a connection without a certificate, issue #9) passed START.
+    ClientUp {
+        /// The session's handle (for [`Overlay::send_to_client`]).
+        client: ConnId,
+        /// The client's address.
+        remote: SocketAddr,
+    },
+    /// A client session ended.
+    ClientDown {
+        /// The session's handle.
+        client: ConnId,
+        /// The close reason's label.
+        reason: String,
+    },
 }
 
 /// Readiness as published on [`Overlay::readiness`] (`/readyz`).
@@ -95,13 +109,17 @@ pub struct Readiness {
     pub missing: Vec<String>,
 }
 
-/// A direct message from a connected peer.
+/// A direct message from a connected peer or a client session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectMessage {
-    /// The sender.
+    /// The sending peer. For a message from a client session (which has no identity) this is
+    /// this node's own PeerId, and `client` says which session sent it.
     pub from: PeerId,
     /// The message.
     pub payload: Bytes,
+    /// `Some(handle)` when a client session sent it: answer with
+    /// [`Overlay::send_to_client`].
+    pub client: Option<ConnId>,
 }
 
 /// An address to dial: a [`SocketAddr`] or its text form (`"127.0.0.1:9416"`; no DNS).
@@ -222,6 +240,31 @@ impl Overlay {
         payload: impl Into<Bytes>,
     ) -> Result<(), OverlayError> {
         send_direct(&self.shared.cmd, peer, payload.into()).await
+    }
+
+    /// Sends a DIRECT message to a client session (its handle comes from
+    /// [`DirectMessage::client`] or [`KernelEvent::ClientUp`]). Fails with `NotConnected` when
+    /// the session is gone, `Busy` when its queue is full.
+    pub async fn send_to_client(
+        &self,
+        client: ConnId,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), OverlayError> {
+        let payload = payload.into();
+        self.command(|reply| Command::SendToClient {
+            client,
+            payload,
+            reply,
+        })
+        .await?
+        .map_err(OverlayError::from)
+    }
+
+    /// The client sessions (connections without a certificate), in connection order.
+    pub async fn clients(&self) -> Vec<overlay_proto::ClientInfo> {
+        self.command(|reply| Command::Clients { reply })
+            .await
+            .unwrap_or_default()
     }
 
     /// Offers addresses that may run overlay peers; the node dials them as membership needs.

@@ -20,12 +20,16 @@ const MAX_MISSING: usize = 65_536;
 
 impl Node {
     pub(super) fn on_broadcast(&mut self, request: u64, payload: Bytes) {
-        let result = self.broadcast(payload);
+        let result = self.broadcast(payload.clone());
+        if let Ok(id) = &result {
+            let origin = self.identity.peer_id;
+            self.deliver_to_clients(None, id, &origin, 0, &payload);
+        }
         self.actions
             .push_back(Action::BroadcastResult { request, result });
     }
 
-    fn broadcast(&mut self, payload: Bytes) -> Result<MessageId, OverlayError> {
+    pub(super) fn broadcast(&mut self, payload: Bytes) -> Result<MessageId, OverlayError> {
         if self.shutting_down {
             return Err(OverlayError::ShuttingDown);
         }
@@ -153,6 +157,13 @@ impl Node {
         self.make_eager(key);
         let forwarded = GossipMsg { hops, ..msg };
         self.forward(Some(key), &forwarded);
+        self.deliver_to_clients(
+            None,
+            &forwarded.id,
+            &forwarded.origin,
+            hops,
+            &forwarded.payload,
+        );
         self.actions.push_back(Action::Deliver(Delivery {
             id: forwarded.id,
             origin: forwarded.origin,
