@@ -36,7 +36,8 @@ pub mod tls;
 #[cfg(not(loom))]
 pub use api::{
     DialTarget, DirectMessage, DirectSubscription, Event, EventStream, KernelEvent, Overlay,
-    OverlayBuilder, OverlayError, Readiness, SessionHandle, Subscription, Topic, TopicSender,
+    OverlayBuilder, OverlayError, PendingValidation, Readiness, SessionHandle, Subscription, Topic,
+    TopicSender, Validator,
 };
 #[cfg(not(loom))]
 pub use runtime::{DriverStats, HttpHandler, Net, Timeouts, TokioNet};

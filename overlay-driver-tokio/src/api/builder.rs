@@ -437,6 +437,8 @@ impl<N: Net> OverlayBuilder<N> {
         let (directs, _) = broadcast::channel(DIRECT_CAPACITY);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (topic, _) = broadcast::channel(event_buffer.max(1));
+        let (validations, validations_rx) =
+            tokio::sync::mpsc::channel(cfg.validation_pending_max.max(1));
         let readiness = Arc::new(watch::Sender::new(Readiness {
             ready: true,
             missing: Vec::new(),
@@ -498,6 +500,7 @@ impl<N: Net> OverlayBuilder<N> {
                 directs: directs.clone(),
                 events: events.clone(),
                 topic: topic.clone(),
+                validations,
                 readiness: Arc::clone(&readiness),
             },
             counters: Arc::clone(&counters),
@@ -551,6 +554,7 @@ impl<N: Net> OverlayBuilder<N> {
                 directs,
                 events,
                 topic,
+                validator: std::sync::Mutex::new(Some(super::Validator { rx: validations_rx })),
                 readiness: readiness.subscribe(),
                 finished: finished_rx,
                 local_addr,

@@ -29,6 +29,7 @@ mod builder;
 mod delivery_log;
 mod error;
 mod topic;
+mod validation;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -49,6 +50,7 @@ pub use builder::{install_dev_auth, OverlayBuilder};
 pub use delivery_log::{Cursor, CursorError, DeliveryLog, Replay, ReplayBounds, Sequenced};
 pub use error::OverlayError;
 pub use topic::{Event, EventStream, Topic, TopicSender};
+pub use validation::{PendingValidation, Validator};
 
 use crate::runtime::metrics::DriverCounters;
 use crate::runtime::node_task::Command;
@@ -161,6 +163,8 @@ struct Shared {
     directs: broadcast::Sender<DirectMessage>,
     events: broadcast::Sender<KernelEvent>,
     topic: broadcast::Sender<Event>,
+    /// Taken by the first [`Overlay::validator`] call.
+    validator: std::sync::Mutex<Option<Validator>>,
     readiness: watch::Receiver<Readiness>,
     finished: watch::Receiver<bool>,
     local_addr: SocketAddr,
@@ -289,6 +293,19 @@ impl Overlay {
     /// sender. Today every node has this one domain; topics will add more.
     pub fn topic(&self) -> Topic {
         Topic::new(self, self.shared.topic.subscribe())
+    }
+
+    /// The messages waiting for this application's verdict, when the node was built with
+    /// `NodeConfig::validation = ValidationMode::App`: each new message is forwarded and
+    /// delivered only once accepted; a rejection penalizes the neighbour that sent it; a
+    /// message left unanswered is ignored at `validation_timeout`. `None` after the first
+    /// call (there is one validator per node).
+    pub fn validator(&self) -> Option<Validator> {
+        self.shared
+            .validator
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// Gossip messages delivered to this node from now on (bounded: a subscriber that falls

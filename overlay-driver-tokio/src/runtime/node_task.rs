@@ -82,6 +82,11 @@ pub(crate) enum Command {
     },
     /// `Input::Shutdown`, then drain.
     Shutdown,
+    /// `Input::Verdict`.
+    Verdict {
+        id: u64,
+        verdict: overlay_proto::Verdict,
+    },
 }
 
 /// Answers an API dial.
@@ -92,6 +97,9 @@ pub(crate) struct Outputs {
     pub(crate) deliveries: Arc<crate::api::DeliveryLog>,
     pub(crate) directs: broadcast::Sender<DirectMessage>,
     pub(crate) events: broadcast::Sender<KernelEvent>,
+    /// Messages waiting for the application's verdict ([`crate::api::Validator`]); when it is
+    /// full or nobody listens the core's deadline settles them.
+    pub(crate) validations: mpsc::Sender<crate::api::PendingValidation>,
     /// The broadcast domain's event stream ([`crate::api::Topic`]).
     pub(crate) topic: broadcast::Sender<TopicEvent>,
     pub(crate) readiness: Arc<watch::Sender<Readiness>>,
@@ -622,6 +630,7 @@ impl<N: Net> NodeTask<N> {
                 self.pending_reconfigure = None;
             }
             Command::Shutdown => self.begin_shutdown(),
+            Command::Verdict { id, verdict } => self.input(Input::Verdict { id, verdict }, None),
         }
     }
 
@@ -727,6 +736,19 @@ impl<N: Net> NodeTask<N> {
                     let _ = self.out.topic.send(TopicEvent::Received(delivery.clone()));
                 }
                 self.out.deliveries.publish(delivery);
+            }
+            Action::Validate { id, delivery } => {
+                let pending = crate::api::PendingValidation {
+                    id,
+                    delivery,
+                    cmd: self.cmd_weak.clone(),
+                };
+                if self.out.validations.try_send(pending).is_err() {
+                    tracing::debug!(
+                        id,
+                        "no room for a pending validation; the core's deadline settles it"
+                    );
+                }
             }
             Action::DirectMessage { from, payload } => {
                 let _ = self.out.directs.send(DirectMessage {
