@@ -750,3 +750,78 @@ fn a_reference_hello_on_a_connection_with_a_certificate_makes_a_client_session()
     assert!(w.closed(0, other).is_some());
     assert_eq!(w.nodes[0].stats().clients.from_certificate, 1);
 }
+
+#[test]
+fn a_trace_with_client_sessions_replays_and_version_2_traces_still_open() {
+    use overlay_proto::trace::{
+        Replayer, TraceHeader, TraceReader, TraceWriter, TRACE_FORMAT_VERSION,
+    };
+    let header = TraceHeader::new(config(), NodeIdentity::new(PeerId([1; 32]), None), 5);
+    assert_eq!(header.format_version, TRACE_FORMAT_VERSION);
+    let mut writer = TraceWriter::new(Vec::new(), &header).unwrap();
+    let mut node = header.build_node().unwrap();
+    let mut now = Instant::ZERO;
+    let conn = ConnId(3);
+    let mut inputs = vec![
+        Input::ClientConnectionUp {
+            conn,
+            remote: SocketAddr::from(([127, 0, 0, 9], 4000)),
+            kx_group: None,
+        },
+        Input::Received {
+            conn,
+            data: hello(r#"{"ua":"t"}"#),
+        },
+        Input::Received {
+            conn,
+            data: start(&open_token()),
+        },
+        Input::Received {
+            conn,
+            data: request(CODE_SUBSCRIBE, 3, b""),
+        },
+        Input::Received {
+            conn,
+            data: request(CODE_PUBLISH, 4, b"traced"),
+        },
+        Input::SendToClient {
+            request: 1,
+            client: conn,
+            payload: Bytes::from_static(b"direct"),
+        },
+        Input::Broadcast {
+            request: 2,
+            payload: Bytes::from_static(b"app"),
+        },
+    ];
+    inputs.push(Input::Timeout);
+    let mut clients_up = 0;
+    for input in inputs {
+        now += Duration::from_millis(5);
+        node.handle(now, input.clone());
+        let mut actions = Vec::new();
+        while let Some(a) = node.poll_action() {
+            clients_up += usize::from(matches!(a, Action::Client(ClientEvent::Up { .. })));
+            actions.push(a);
+        }
+        writer.record(now, &input, &actions).unwrap();
+    }
+    assert_eq!(clients_up, 1);
+    let bytes = writer.into_inner();
+    let (mut reader, header) = TraceReader::open(&bytes[..]).unwrap();
+    let mut replayer = Replayer::new(&header).unwrap();
+    while let Some(record) = reader.next_record().unwrap() {
+        replayer.step(&record).unwrap();
+    }
+    assert_eq!(replayer.inputs(), 8);
+    // A version-2 header (written before client sessions existed) is still accepted.
+    let mut old = header.clone();
+    old.format_version = 2;
+    let v2 = TraceWriter::new(Vec::new(), &old).unwrap().into_inner();
+    let (_, reopened) = TraceReader::open(&v2[..]).unwrap();
+    assert_eq!(reopened.format_version, 2);
+    let mut future = header;
+    future.format_version = TRACE_FORMAT_VERSION + 1;
+    let v_next = TraceWriter::new(Vec::new(), &future).unwrap().into_inner();
+    assert!(TraceReader::open(&v_next[..]).is_err());
+}
