@@ -105,6 +105,8 @@ pub struct Node {
     subscribers: client::Subscribers,
     /// Clients with bytes in `out` to flush at the end of this input.
     client_dirty: Vec<ConnId>,
+    /// Bytes of partial frames buffered for all clients together.
+    client_buffered: usize,
 }
 
 impl Node {
@@ -186,6 +188,7 @@ impl Node {
             clients: BTreeMap::new(),
             subscribers: client::Subscribers::new(),
             client_dirty: Vec::new(),
+            client_buffered: 0,
             config,
             identity,
         })
