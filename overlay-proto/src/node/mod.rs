@@ -110,6 +110,8 @@ pub struct Node {
     client_dirty: Vec<ConnId>,
     /// Messages waiting for the application's verdict (`validation = App`).
     validation: validation::PendingValidations,
+    /// Bytes of partial frames buffered for all clients together.
+    client_buffered: usize,
 }
 
 impl Node {
@@ -192,6 +194,7 @@ impl Node {
             subscribers: client::Subscribers::new(),
             client_dirty: Vec::new(),
             validation: validation::PendingValidations::default(),
+            client_buffered: 0,
             config,
             identity,
         })
