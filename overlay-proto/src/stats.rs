@@ -171,6 +171,9 @@ impl ReasonCounts {
 /// A snapshot of a node's counters (monotonic) and gauges (current values).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct NodeStats {
+    /// Client sessions: gauges and counters.
+    #[serde(default)]
+    pub clients: crate::client::ClientStats,
     /// Gauge: sessions in Running state.
     pub sessions_running: usize,
     /// Gauge: sessions still handshaking.

@@ -23,6 +23,7 @@ use super::{defaults, DaemonConfig};
 use crate::pq::PqMode;
 use crate::telemetry::LogFormat;
 
+mod clients;
 pub(crate) mod http;
 
 /// Longest accepted duration: one day, in milliseconds.
@@ -774,6 +775,7 @@ impl<'a> Resolver<'a> {
         )?;
         self.hostile_peer_limits(&mut node)?;
         self.scoring(&mut node.scoring)?;
+        self.client_limits(&mut node.clients)?;
 
         // [auth]
         node.auth.amnesia = amnesia;
