@@ -35,8 +35,9 @@ pub mod tls;
 
 #[cfg(not(loom))]
 pub use api::{
-    DialTarget, DirectMessage, DirectSubscription, KernelEvent, Overlay, OverlayBuilder,
-    OverlayError, Readiness, SessionHandle, Subscription,
+    DialTarget, DirectMessage, DirectSubscription, Event, EventStream, KernelEvent, Overlay,
+    OverlayBuilder, OverlayError, PendingValidation, Readiness, SessionHandle, Subscription, Topic,
+    TopicSender, Validator,
 };
 #[cfg(not(loom))]
 pub use runtime::{DriverStats, HttpHandler, Net, Timeouts, TokioNet};

@@ -15,6 +15,9 @@ mod recv;
 mod send;
 mod token;
 mod types;
+mod validation;
+
+pub use validation::{ValidationMode, ValidationStats, Verdict};
 
 pub use types::{NodeIdentity, SessionInfo, SessionState};
 
@@ -105,6 +108,8 @@ pub struct Node {
     subscribers: client::Subscribers,
     /// Clients with bytes in `out` to flush at the end of this input.
     client_dirty: Vec<ConnId>,
+    /// Messages waiting for the application's verdict (`validation = App`).
+    validation: validation::PendingValidations,
     /// Bytes of partial frames buffered for all clients together.
     client_buffered: usize,
 }
@@ -188,6 +193,7 @@ impl Node {
             clients: BTreeMap::new(),
             subscribers: client::Subscribers::new(),
             client_dirty: Vec::new(),
+            validation: validation::PendingValidations::default(),
             client_buffered: 0,
             config,
             identity,
@@ -229,6 +235,7 @@ impl Node {
             Input::PeersDiscovered { addrs } => self.on_peers_discovered(addrs),
             Input::Reconfigure(live) => self.on_reconfigure(live),
             Input::Shutdown => self.on_shutdown(),
+            Input::Verdict { id, verdict } => self.on_verdict(id, verdict),
             Input::ClientConnectionUp {
                 conn,
                 remote,
@@ -259,6 +266,9 @@ impl Node {
         }
         if let Some((deadline, _)) = self.missing_timers.front() {
             at = at.min(*deadline);
+        }
+        if let Some(deadline) = self.validation.next_deadline() {
+            at = at.min(deadline);
         }
         Some(at)
     }
