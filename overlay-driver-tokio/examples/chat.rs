@@ -35,11 +35,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ov.peer_id().short(),
         ov.local_addr()
     );
+    let (sender, mut events) = ov.topic().split();
     for peer in args {
         let session = ov.dial(peer.as_str()).await?;
         println!("# connected to {}", session.peer_id().short());
     }
-    let (sender, mut events) = ov.topic().split();
     tokio::spawn(async move {
         while let Some(event) = events.next().await {
             match event {

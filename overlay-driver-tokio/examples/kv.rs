@@ -1,8 +1,8 @@
-//! A replicated key/value state: each node broadcasts `set KEY VALUE` lines typed on stdin and
-//! applies every `set` it receives (its own included) in message order per origin, then prints
-//! its state. Per origin, a node's messages reach every other node in the order they were
-//! sent only when they travel the same path; each `set` carries the origin's sequence number
-//! so a node applies an origin's updates in order and skips stale ones.
+//! A replicated key/value state: each node broadcasts the `set KEY VALUE` lines typed on its
+//! stdin and applies every `set` (its own included) in message order per origin, then prints
+//! its state. Gossip may deliver one origin's messages out of order (they can travel different
+//! paths), so each `set` carries the origin's sequence number and a node holds early ones
+//! until the gap is filled (bounded: past `MAX_EARLY` held updates it gives up on the gap).
 //!
 //! ```text
 //! cargo run -p overlay-driver-tokio --example kv -- 127.0.0.1:9601
@@ -27,25 +27,55 @@ fn decode(payload: &[u8]) -> Option<(u64, String, String)> {
     Some((seq, parts.next()?.to_string(), parts.next()?.to_string()))
 }
 
-/// The state: for each key, the newest value of each origin (by its sequence number).
+/// Updates of one origin held until the ones before them arrive, at most.
+const MAX_EARLY: usize = 1024;
+
+/// One origin's place in its sequence.
+#[derive(Default)]
+struct Origin {
+    /// The next sequence number to apply (`None` before the first update seen: a node that
+    /// joins late starts from there).
+    next: Option<u64>,
+    /// Updates that came before their turn.
+    early: BTreeMap<u64, (String, String)>,
+}
+
+/// The state: each key's value, with the origin that set it last.
 #[derive(Default)]
 struct State {
-    last_seq: BTreeMap<PeerId, u64>,
+    origins: BTreeMap<PeerId, Origin>,
     values: BTreeMap<String, (PeerId, String)>,
 }
 
 impl State {
+    /// Takes an update; applies it and any held ones now in order. True when something changed.
     fn apply(&mut self, origin: PeerId, seq: u64, key: String, value: String) -> bool {
-        let last = self.last_seq.entry(origin).or_insert(0);
-        if seq <= *last {
-            return false;
+        let o = self.origins.entry(origin).or_default();
+        let next = *o.next.get_or_insert(seq);
+        if seq < next {
+            return false; // stale (a copy, or one given up on)
         }
-        *last = seq;
-        self.values.insert(key, (origin, value));
-        true
+        o.early.insert(seq, (key, value));
+        if o.early.len() > MAX_EARLY {
+            // The gap is not coming: move on to the oldest held update.
+            if let Some((&first, _)) = o.early.first_key_value() {
+                o.next = Some(first);
+            }
+        }
+        let mut changed = false;
+        while let Some(expected) = o.next {
+            let Some((key, value)) = o.early.remove(&expected) else {
+                break;
+            };
+            self.values.insert(key, (origin, value));
+            o.next = Some(expected + 1);
+            changed = true;
+        }
+        changed
     }
 
     fn print(&self) {
+        println!("# state:");
         for (key, (origin, value)) in &self.values {
             println!("  {key} = {value} (from {})", origin.short());
         }

@@ -409,6 +409,15 @@ impl Overlay {
             .unwrap_or_default()
     }
 
+    /// What became of the messages held for the application's verdict (requested, accepted,
+    /// rejected, ignored, timed out, dropped on a full table; [`Overlay::validator`]). Default
+    /// (zero) once stopped.
+    pub async fn validation_stats(&self) -> overlay_proto::ValidationStats {
+        self.command(|reply| Command::ValidationStats { reply })
+            .await
+            .unwrap_or_default()
+    }
+
     /// What the driver itself counted (TLS failures, `max_conns` refusals, crashes, ...).
     pub fn driver_stats(&self) -> DriverStats {
         self.shared.counters.snapshot()
