@@ -2,7 +2,9 @@
 //! of messages and prints messages per second of this process's wall time. Meant for profilers
 //! (`valgrind --tool=callgrind`, `perf record`): unlike the criterion bench it does no setup
 //! work inside the measured loop. Usage: `cargo run --release -p overlay-proto --example
-//! gossip_hotpath -- [messages]`; `ORIGIN_AUTH=sign` runs the signed path (default `none`).
+//! gossip_hotpath -- [messages]`; `ORIGIN_AUTH=sign` runs the signed path (default `none`);
+//! `FEED=driver` hands each read over as the driver does, as a slice of a larger block that is
+//! still held elsewhere (a shared allocation), instead of a uniquely owned buffer.
 
 #![allow(
     clippy::unwrap_used,
@@ -33,6 +35,30 @@ fn main() {
     };
     let mut node = forwarding_node(seen, origin_auth);
     let batches = gossip_batches(messages, origin_auth == OriginAuth::Sign);
+    let driver_feed = std::env::var("FEED").as_deref() == Ok("driver");
+    // With FEED=driver every read is a slice of one block that `_block` keeps alive.
+    let (batches, _block) = if driver_feed {
+        let total: usize = batches.iter().map(Bytes::len).sum();
+        let mut block = bytes::BytesMut::with_capacity(total + 1);
+        let slices = batches
+            .iter()
+            .map(|b| {
+                block.extend_from_slice(b);
+                block.split().freeze()
+            })
+            .collect();
+        (slices, Some(block))
+    } else {
+        (batches, None)
+    };
+    println!(
+        "feed: {}",
+        if driver_feed {
+            "driver block (shared)"
+        } else {
+            "owned"
+        }
+    );
     let started = std::time::Instant::now();
     let cpu_started = thread_cpu_ns();
     measured_loop(&mut node, batches);
