@@ -16,12 +16,14 @@
 //!   `rss_base_kb` (before any node started: binary, runtime, bench), `rss_started_kb` (nodes
 //!   listening, no sessions) and `rss_settled_kb` (sessions up, no messages yet), so the peak
 //!   can be split into process base, idle nodes, sessions and traffic.
-//! - `pair`: node A broadcasts M messages of B bytes as fast as the API accepts them (a refusal
-//!   for backpressure waits 1 ms and retries), node B receives. Keys: `msgs_per_s`, `mb_per_s`,
+//! - `pair`: node A broadcasts M messages of B bytes as fast as the API accepts them (up to
+//!   `--window W` calls in flight, default 128; a refusal for backpressure waits 1 ms and
+//!   retries), node B receives. Keys: `msgs_per_s`, `mb_per_s`,
 //!   `p50_ms`, `p99_ms`, `peak_rss_kb`.
 //! - Both take `--signed 1` (default: every broadcast signed, `origin_auth = sign`) or
 //!   `--signed 0` (`origin_auth = none`), and `--store-ttl-ms T` (how long each node keeps
-//!   messages for GRAFT answers; default 30000).
+//!   messages for GRAFT answers; default 30000) and `--replay-events N` (deliveries each node
+//!   keeps for `Overlay::resume`; default 1024, 0 keeps none).
 //! - `ready`: start the `svc-overlay` daemon process and time process start → `/readyz` 200,
 //!   20 times. Key: `ready_ms` (median), plus `min_ms` and `max_ms`.
 //!
@@ -37,8 +39,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use overlay_proto::{MessageId, NodeConfig, OriginAuth};
-use svc_overlay::api::Overlay;
+use svc_overlay::api::{Overlay, ReplayBounds};
 
 /// `--name value` arguments after the mode.
 struct Args(HashMap<String, String>);
@@ -72,7 +75,7 @@ impl Args {
 fn usage(why: &str) -> ! {
     eprintln!("overlay_bench: {why}");
     eprintln!(
-        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1 --store-ttl-ms T]\n       overlay_bench pair [--messages M --size B --signed 0|1 --store-ttl-ms T]\n       overlay_bench ready [--runs N]"
+        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1 --store-ttl-ms T --replay-events N]\n       overlay_bench pair [--messages M --size B --window W --signed 0|1 --store-ttl-ms T --replay-events N]\n       overlay_bench ready [--runs N]"
     );
     std::process::exit(2)
 }
@@ -200,12 +203,28 @@ fn rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-async fn start_overlays(count: usize, seed: u64, config: &NodeConfig) -> Vec<Overlay> {
+/// The replay ring of each node's delivery log (`Overlay::resume`): the default, or
+/// `--replay-events N` messages (0: none kept).
+fn replay_bounds(args: &Args) -> ReplayBounds {
+    let mut bounds = ReplayBounds::default();
+    if args.0.contains_key("replay-events") {
+        bounds.events = args.get("replay-events", 0) as usize;
+    }
+    bounds
+}
+
+async fn start_overlays(
+    count: usize,
+    seed: u64,
+    config: &NodeConfig,
+    replay: ReplayBounds,
+) -> Vec<Overlay> {
     let mut overlays = Vec::with_capacity(count);
     for i in 0..count {
         let ov = Overlay::builder()
             .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .node_config(config.clone())
+            .replay(replay)
             .seed(seed.wrapping_mul(1_000_003).wrapping_add(i as u64))
             .build()
             .await
@@ -252,7 +271,8 @@ async fn mesh(args: &Args) -> String {
     let mut rng = Rng(seed);
 
     let rss_before = rss_kb();
-    let overlays = start_overlays(nodes, seed, &config).await;
+    let replay = replay_bounds(args);
+    let overlays = start_overlays(nodes, seed, &config, replay).await;
     let rss_started = rss_kb();
     let addrs: Vec<SocketAddr> = overlays.iter().map(Overlay::local_addr).collect();
     for (i, ov) in overlays.iter().enumerate() {
@@ -361,7 +381,8 @@ async fn mesh(args: &Args) -> String {
         sent.len()
     );
     format!(
-        "{{\"mode\":\"mesh\",\"nodes\":{nodes},\"messages\":{messages},\"rate\":{rate},\"size\":{size},\"degree\":{degree},\"seed\":{seed},\"signed\":{signed},\"store_ttl_ms\":{store_ttl_ms},\"delivered\":{:.6},\"p50_ms\":{},\"p95_ms\":{},\"p99_ms\":{},\"max_ms\":{},\"reach_all_p99_ms\":{},\"max_hops\":{max_hops},\"cpu_own_pct\":{:.1},\"cpu_others_pct\":{:.1},\"peak_rss_kb\":{peak},\"rss_base_kb\":{rss_before},\"rss_started_kb\":{rss_started},\"rss_settled_kb\":{rss_settled}}}",
+        "{{\"mode\":\"mesh\",\"nodes\":{nodes},\"messages\":{messages},\"rate\":{rate},\"size\":{size},\"degree\":{degree},\"seed\":{seed},\"signed\":{signed},\"store_ttl_ms\":{store_ttl_ms},\"replay_events\":{},\"delivered\":{:.6},\"p50_ms\":{},\"p95_ms\":{},\"p99_ms\":{},\"max_ms\":{},\"reach_all_p99_ms\":{},\"max_hops\":{max_hops},\"cpu_own_pct\":{:.1},\"cpu_others_pct\":{:.1},\"peak_rss_kb\":{peak},\"rss_base_kb\":{rss_before},\"rss_started_kb\":{rss_started},\"rss_settled_kb\":{rss_settled}}}",
+        replay.events,
         latencies.len() as f64 / expected.max(1) as f64,
         ms(percentile(&latencies, 0.50)),
         ms(percentile(&latencies, 0.95)),
@@ -379,7 +400,13 @@ async fn pair(args: &Args) -> String {
     let messages = args.get("messages", 100_000);
     let size = args.get("size", 1024) as usize;
     let signed = args.get("signed", 1) != 0;
-    let overlays = start_overlays(2, args.get("seed", 7), &node_config(args)).await;
+    let overlays = start_overlays(
+        2,
+        args.get("seed", 7),
+        &node_config(args),
+        replay_bounds(args),
+    )
+    .await;
     overlays[0]
         .dial(overlays[1].local_addr())
         .await
@@ -402,21 +429,39 @@ async fn pair(args: &Args) -> String {
     });
     let payload = Bytes::from(vec![0x42u8; size]);
     let mut sent: HashMap<MessageId, Instant> = HashMap::with_capacity(messages as usize);
+    let window = args.get("window", 128).max(1) as usize;
     let start = Instant::now();
     let mut refusals = 0u64;
-    for _ in 0..messages {
-        loop {
-            let at = Instant::now();
-            match a.broadcast(payload.clone()).await {
-                Ok(id) => {
-                    sent.insert(id, at);
-                    break;
-                }
-                Err(_) => {
-                    refusals += 1;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
+    // Up to `window` broadcasts in flight (the API takes concurrent calls); a refusal for
+    // backpressure waits 1 ms and retries that message.
+    let attempt = |delay: bool| {
+        let payload = payload.clone();
+        async move {
+            if delay {
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
+            let at = Instant::now();
+            (a.broadcast(payload).await, at)
+        }
+    };
+    let mut inflight = FuturesUnordered::new();
+    let mut issued = 0u64;
+    let mut accepted = 0u64;
+    while accepted < messages {
+        while inflight.len() < window && issued < messages {
+            inflight.push(attempt(false));
+            issued += 1;
+        }
+        match inflight.next().await {
+            Some((Ok(id), at)) => {
+                sent.insert(id, at);
+                accepted += 1;
+            }
+            Some((Err(_), _)) => {
+                refusals += 1;
+                inflight.push(attempt(true));
+            }
+            None => break,
         }
     }
     let finished = tokio::time::timeout(Duration::from_secs(60), receiver).await;

@@ -18,8 +18,9 @@
 //!   node has a mesh peer (and 3 heartbeats passed), M messages from uniformly random nodes at
 //!   R msg/s in total; latency per (message, receiver ≠ publisher). `max_hops` is `null`:
 //!   gossipsub does not carry a hop count.
-//! - `pair`: A publishes M messages as fast as `publish` accepts them (an error, e.g. full
-//!   send queues, waits 1 ms and retries), B receives.
+//! - `pair`: A publishes M messages as fast as `publish` accepts them (up to `--window W`
+//!   publishes in flight, default 128; an error, e.g. full send queues, waits 1 ms and
+//!   retries), B receives.
 //!
 //! The `sessions` and `ready` modes have no counterpart here: `sessions` measures svc-overlay's
 //! token-authenticated client sessions (gossipsub has no client role), and `ready` times the
@@ -32,6 +33,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
 use libp2p::swarm::SwarmEvent;
@@ -70,7 +72,7 @@ impl Args {
 fn usage(why: &str) -> ! {
     eprintln!("gossipsub-peer-bench: {why}");
     eprintln!(
-        "usage: gossipsub-peer-bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1]\n       gossipsub-peer-bench pair [--messages M --size B --signed 0|1]"
+        "usage: gossipsub-peer-bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1]\n       gossipsub-peer-bench pair [--messages M --size B --window W --signed 0|1]"
     );
     std::process::exit(2)
 }
@@ -211,7 +213,8 @@ async fn start_node(index: usize, signed: bool, deliveries: Deliveries) -> Node 
                 MessageAuthenticity::Anonymous
             };
             let config = config.build().expect("gossipsub config");
-            gossipsub::Behaviour::new(authenticity, config).expect("gossipsub behaviour")
+            gossipsub::Behaviour::<gossipsub::IdentityTransform, gossipsub::AllowAllSubscriptionFilter>::new(authenticity, config)
+                .expect("gossipsub behaviour")
         })
         .expect("behaviour")
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
@@ -429,17 +432,37 @@ async fn pair(args: &Args) -> String {
     let nodes = vec![a, b];
     wait_for_mesh(&nodes).await;
     let mut sent: HashMap<u64, Instant> = HashMap::with_capacity(messages as usize);
+    let window = args.get("window", 128).max(1) as usize;
     let start = Instant::now();
     let mut refusals = 0u64;
-    for tag in 0..messages {
-        loop {
-            let at = Instant::now();
-            if publish(&nodes[0], tagged(tag, size)).await {
-                sent.insert(tag, at);
-                break;
-            }
-            refusals += 1;
+    // Up to `window` publishes in flight, as overlay_bench does; a refusal waits 1 ms and
+    // retries that message.
+    let publisher = &nodes[0];
+    let attempt = |tag: u64, delay: bool| async move {
+        if delay {
             tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let at = Instant::now();
+        (publish(publisher, tagged(tag, size)).await, tag, at)
+    };
+    let mut inflight = FuturesUnordered::new();
+    let mut issued = 0u64;
+    let mut accepted = 0u64;
+    while accepted < messages {
+        while inflight.len() < window && issued < messages {
+            inflight.push(attempt(issued, false));
+            issued += 1;
+        }
+        match inflight.next().await {
+            Some((true, tag, at)) => {
+                sent.insert(tag, at);
+                accepted += 1;
+            }
+            Some((false, tag, _)) => {
+                refusals += 1;
+                inflight.push(attempt(tag, true));
+            }
+            None => break,
         }
     }
     let deadline = Instant::now() + Duration::from_secs(60);
