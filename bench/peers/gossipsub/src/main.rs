@@ -448,9 +448,13 @@ async fn pair(args: &Args) -> String {
     let mut inflight = FuturesUnordered::new();
     let mut issued = 0u64;
     let mut accepted = 0u64;
+    // Every attempt gets a fresh tag: gossipsub remembers the id of a refused message, so
+    // retrying the same bytes would be refused as a duplicate forever.
+    let mut next_tag = 0u64;
     while accepted < messages {
         while inflight.len() < window && issued < messages {
-            inflight.push(attempt(issued, false));
+            inflight.push(attempt(next_tag, false));
+            next_tag += 1;
             issued += 1;
         }
         match inflight.next().await {
@@ -458,13 +462,15 @@ async fn pair(args: &Args) -> String {
                 sent.insert(tag, at);
                 accepted += 1;
             }
-            Some((false, tag, _)) => {
+            Some((false, _, _)) => {
                 refusals += 1;
-                inflight.push(attempt(tag, true));
+                inflight.push(attempt(next_tag, true));
+                next_tag += 1;
             }
             None => break,
         }
     }
+    drop(inflight);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let got = deliveries.lock().expect("lock").len();
