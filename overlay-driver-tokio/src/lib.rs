@@ -9,6 +9,8 @@
 #[cfg(not(loom))]
 pub mod api;
 #[cfg(not(loom))]
+pub mod client;
+#[cfg(not(loom))]
 pub mod config;
 #[cfg(not(loom))]
 pub mod daemon;
@@ -33,8 +35,9 @@ pub mod tls;
 
 #[cfg(not(loom))]
 pub use api::{
-    DialTarget, DirectMessage, DirectSubscription, KernelEvent, Overlay, OverlayBuilder,
-    OverlayError, Readiness, SessionHandle, Subscription,
+    DialTarget, DirectMessage, DirectSubscription, Event, EventStream, KernelEvent, Overlay,
+    OverlayBuilder, OverlayError, PendingValidation, Readiness, SessionHandle, Subscription, Topic,
+    TopicSender, Validator,
 };
 #[cfg(not(loom))]
 pub use runtime::{DriverStats, HttpHandler, Net, Timeouts, TokioNet};

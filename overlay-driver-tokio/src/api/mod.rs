@@ -28,6 +28,8 @@
 mod builder;
 mod delivery_log;
 mod error;
+mod topic;
+mod validation;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -47,6 +49,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 pub use builder::{install_dev_auth, OverlayBuilder};
 pub use delivery_log::{Cursor, CursorError, DeliveryLog, Replay, ReplayBounds, Sequenced};
 pub use error::OverlayError;
+pub use topic::{Event, EventStream, Topic, TopicSender};
+pub use validation::{PendingValidation, Validator};
 
 use crate::runtime::metrics::DriverCounters;
 use crate::runtime::node_task::Command;
@@ -81,6 +85,20 @@ pub enum KernelEvent {
         /// The close reason's label (`shutdown`, `peer_unresponsive`, `transport_closed`, ...).
         reason: String,
     },
+    /// A client session (a connection without a certificate, issue #9) passed START.
+    ClientUp {
+        /// The session's handle (for [`Overlay::send_to_client`]).
+        client: ConnId,
+        /// The client's address.
+        remote: SocketAddr,
+    },
+    /// A client session ended.
+    ClientDown {
+        /// The session's handle.
+        client: ConnId,
+        /// The close reason's label.
+        reason: String,
+    },
 }
 
 /// Readiness as published on [`Overlay::readiness`] (`/readyz`).
@@ -93,13 +111,17 @@ pub struct Readiness {
     pub missing: Vec<String>,
 }
 
-/// A direct message from a connected peer.
+/// A direct message from a connected peer or a client session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectMessage {
-    /// The sender.
+    /// The sending peer. For a message from a client session (which has no identity) this is
+    /// this node's own PeerId, and `client` says which session sent it.
     pub from: PeerId,
     /// The message.
     pub payload: Bytes,
+    /// `Some(handle)` when a client session sent it: answer with
+    /// [`Overlay::send_to_client`].
+    pub client: Option<ConnId>,
 }
 
 /// An address to dial: a [`SocketAddr`] or its text form (`"127.0.0.1:9416"`; no DNS).
@@ -140,6 +162,9 @@ struct Shared {
     deliveries: Arc<DeliveryLog>,
     directs: broadcast::Sender<DirectMessage>,
     events: broadcast::Sender<KernelEvent>,
+    topic: broadcast::Sender<Event>,
+    /// Taken by the first [`Overlay::validator`] call.
+    validator: std::sync::Mutex<Option<Validator>>,
     readiness: watch::Receiver<Readiness>,
     finished: watch::Receiver<bool>,
     local_addr: SocketAddr,
@@ -221,6 +246,31 @@ impl Overlay {
         send_direct(&self.shared.cmd, peer, payload.into()).await
     }
 
+    /// Sends a DIRECT message to a client session (its handle comes from
+    /// [`DirectMessage::client`] or [`KernelEvent::ClientUp`]). Fails with `NotConnected` when
+    /// the session is gone, `Busy` when its queue is full.
+    pub async fn send_to_client(
+        &self,
+        client: ConnId,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), OverlayError> {
+        let payload = payload.into();
+        self.command(|reply| Command::SendToClient {
+            client,
+            payload,
+            reply,
+        })
+        .await?
+        .map_err(OverlayError::from)
+    }
+
+    /// The client sessions (connections without a certificate), in connection order.
+    pub async fn clients(&self) -> Vec<overlay_proto::ClientInfo> {
+        self.command(|reply| Command::Clients { reply })
+            .await
+            .unwrap_or_default()
+    }
+
     /// Offers addresses that may run overlay peers; the node dials them as membership needs.
     pub async fn add_peers(&self, addrs: Vec<SocketAddr>) -> Result<(), OverlayError> {
         self.shared
@@ -238,8 +288,29 @@ impl Overlay {
             .map_err(|e| OverlayError::Config(e.to_string()))
     }
 
+    /// The node's broadcast domain as a [`Topic`]: its [`Event`]s from now on (deliveries,
+    /// neighbours up and down, and [`Event::Lagged`] when the reader falls behind) and a
+    /// sender. Today every node has this one domain; topics will add more.
+    pub fn topic(&self) -> Topic {
+        Topic::new(self, self.shared.topic.subscribe())
+    }
+
+    /// The messages waiting for this application's verdict, when the node was built with
+    /// `NodeConfig::validation = ValidationMode::App`: each new message is forwarded and
+    /// delivered only once accepted; a rejection penalizes the neighbour that sent it; a
+    /// message left unanswered is ignored at `validation_timeout`. `None` after the first
+    /// call (there is one validator per node).
+    pub fn validator(&self) -> Option<Validator> {
+        self.shared
+            .validator
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
     /// Gossip messages delivered to this node from now on (bounded: a subscriber that falls
-    /// behind loses the oldest messages, and that is counted).
+    /// behind loses the oldest messages; that is counted, and [`Subscription::lost`] says how
+    /// many — [`Overlay::topic`] reports it in the stream as [`Event::Lagged`]).
     pub fn subscribe(&self) -> Subscription {
         self.subscription(self.shared.deliveries.subscribe())
     }
@@ -262,6 +333,7 @@ impl Overlay {
                 rx,
                 finished: self.shared.finished.clone(),
                 counters: Arc::clone(&self.shared.counters),
+                lost: 0,
             },
         }
     }
@@ -273,6 +345,7 @@ impl Overlay {
                 rx: self.shared.directs.subscribe(),
                 finished: self.shared.finished.clone(),
                 counters: Arc::clone(&self.shared.counters),
+                lost: 0,
             },
         }
     }
@@ -436,6 +509,8 @@ struct Feed<T> {
     rx: broadcast::Receiver<T>,
     finished: watch::Receiver<bool>,
     counters: Arc<DriverCounters>,
+    /// Items this receiver lost by falling behind.
+    lost: u64,
 }
 
 impl<T: Clone> Feed<T> {
@@ -446,6 +521,7 @@ impl<T: Clone> Feed<T> {
                 got = self.rx.recv() => match got {
                     Ok(item) => return Some(item),
                     Err(RecvError::Lagged(n)) => {
+                        self.lost = self.lost.saturating_add(n);
                         self.counters.lagged(n);
                         tracing::warn!(lost = n, "subscriber lagging; messages lost");
                     }
@@ -456,7 +532,10 @@ impl<T: Clone> Feed<T> {
                     return loop {
                         match self.rx.try_recv() {
                             Ok(item) => break Some(item),
-                            Err(broadcast::error::TryRecvError::Lagged(n)) => self.counters.lagged(n),
+                            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                                self.lost = self.lost.saturating_add(n);
+                                self.counters.lagged(n);
+                            }
                             Err(_) => break None,
                         }
                     };
@@ -488,6 +567,12 @@ impl Subscription {
     /// subscriber fell behind and lost the messages in between).
     pub async fn recv_sequenced(&mut self) -> Option<Sequenced> {
         self.feed.recv().await
+    }
+
+    /// Messages this subscription lost so far by falling behind (the oldest are dropped when
+    /// its buffer is full). [`Overlay::topic`]'s stream reports each loss as an item instead.
+    pub fn lost(&self) -> u64 {
+        self.feed.lost
     }
 
     /// This subscription as a [`Stream`].

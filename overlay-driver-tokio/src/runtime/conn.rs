@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use overlay_proto::{ConnId, OverlayError as CoreError};
+use overlay_proto::{ConnId, OriginAuth, OverlayError as CoreError, Prechecker};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant as TokioInstant};
@@ -90,12 +90,16 @@ pub(crate) struct ReaderCtx<S> {
     /// Dialed by us: in TLS 1.3 the server's verdict on our certificate arrives as an alert on
     /// the first read, which is then a handshake failure.
     pub(crate) outbound: bool,
+    /// The node's `origin_auth` mode, for the content checks made here.
+    pub(crate) origin_auth: OriginAuth,
     pub(crate) counters: Arc<DriverCounters>,
     pub(crate) slot: Arc<ConnSlot>,
 }
 
 /// Reads the socket until EOF, error or the backstop timeout, sending each chunk to the node
-/// task. Whether a quiet peer is dead is the core's decision (its failure detector closes the
+/// task with the content-check verdicts of the GOSSIP frames inside it (the core's
+/// `Prechecker`: ids recomputed and signatures batch-verified here, on whichever worker thread
+/// runs this reader, instead of on the node task; the node decides what to do with them). Whether a quiet peer is dead is the core's decision (its failure detector closes the
 /// session long before `read_timeout`); the timeout only guards against a core that never
 /// decides, e.g. a connection the core does not know.
 pub(crate) async fn reader<S, R>(ctx: ReaderCtx<S>, mut rd: R)
@@ -107,9 +111,11 @@ where
         bus,
         read_timeout,
         outbound,
+        origin_auth,
         counters,
         slot,
     } = ctx;
+    let mut prechecker = Prechecker::new(origin_auth);
     let mut blocks = ReadBlocks::new();
     let mut received_any = false;
     let error = loop {
@@ -126,9 +132,11 @@ where
                 blocks.adapt(read, room);
                 // The core decodes frames in place: what it keeps are slices of this block.
                 let data = blocks.buf.split().freeze();
+                let checks = prechecker.scan(&data);
                 let msg = BusMsg::Received {
                     conn,
                     data,
+                    checks,
                     at: TokioInstant::now(),
                 };
                 if bus.send(msg).await.is_err() {

@@ -9,6 +9,7 @@ use crate::action::CloseReason;
 use crate::error::OverlayError;
 use crate::frame::{self, flags, Frame, FrameError, Header, HEADER_LEN};
 use crate::peer::{ConnId, DialId};
+use crate::precheck::Prechecked;
 use crate::session::Phase;
 use crate::stats::RejectReason;
 use crate::wire::{self, Kind, IHAVE_ENTRY_LEN, MAX_IHAVE_IDS, SIGNED_GOSSIP_HEADER_LEN};
@@ -35,7 +36,12 @@ enum HeaderVerdict {
 }
 
 impl Node {
-    pub(super) fn on_received(&mut self, conn: ConnId, data: Bytes) {
+    pub(super) fn on_received(&mut self, conn: ConnId, data: Bytes, checks: Prechecked) {
+        if self.is_client(&conn) {
+            // Client sessions carry no GOSSIP: nothing was prechecked for them.
+            self.on_client_received(conn, data);
+            return;
+        }
         let Some(&key) = self.by_conn.get(&conn) else {
             // Bytes for a session we already closed: nothing to do.
             return;
@@ -49,7 +55,18 @@ impl Node {
             return;
         }
         s.liveness.heard(now);
+        let data = if s.phase == Phase::AwaitHello {
+            // A reference HELLO on a connection with a certificate makes a client session.
+            match self.route_first_hello(key, conn, data) {
+                Some(data) => data,
+                None => return,
+            }
+        } else {
+            data
+        };
+        self.prechecked = checks;
         self.take_bytes(key, data);
+        self.prechecked = Prechecked::default();
         self.maybe_grant_credit(key);
     }
 
@@ -119,6 +136,10 @@ impl Node {
                     return false;
                 }
             };
+            let at = match self.session(key) {
+                Some(s) => s.recv_pos,
+                None => return false,
+            };
             let decoded = match &mut source {
                 Source::Session => match self.session_mut(key) {
                     Some(s) => frame::decode(&mut s.recv_buf),
@@ -126,6 +147,9 @@ impl Node {
                 },
                 Source::Held(data) => frame::decode_bytes(data),
             };
+            if let (Ok(Some(f)), Some(s)) = (&decoded, self.session_mut(key)) {
+                s.recv_pos += u64::from(f.header.len);
+            }
             let frame = match decoded {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return true,
@@ -138,7 +162,7 @@ impl Node {
             };
             self.stats.frames_in += 1;
             match kind {
-                Some(kind) => self.on_overlay_frame(key, kind, frame),
+                Some(kind) => self.on_overlay_frame(key, kind, frame, at),
                 None => self.on_handshake_frame(key, frame),
             }
         }
@@ -221,7 +245,8 @@ impl Node {
     }
 
     /// Handles one frame of a running session.
-    fn on_overlay_frame(&mut self, key: SessionKey, kind: Kind, frame: Frame) {
+    /// `at` is the frame's stream offset (to match a content-check verdict made by the driver).
+    fn on_overlay_frame(&mut self, key: SessionKey, kind: Kind, frame: Frame, at: u64) {
         let now = self.now;
         let len = frame.header.len as usize;
         self.stats.frames_in_by_kind[kind.index()] += 1;
@@ -252,7 +277,7 @@ impl Node {
                     self.close_session(key, CloseReason::Violation(OverlayError::TooLarge));
                     return;
                 }
-                parsed => parsed.map(|m| self.on_gossip(key, m)),
+                parsed => parsed.map(|m| self.on_gossip(key, m, at)),
             },
             Kind::IHave => self.on_ihave(key, &body),
             Kind::Graft => self.on_graft(key, &body),
@@ -302,6 +327,10 @@ impl Node {
 
     /// The driver's error, if any, is informational: the session ends the same way.
     pub(super) fn on_connection_closed(&mut self, conn: ConnId, _error: Option<OverlayError>) {
+        if self.is_client(&conn) {
+            self.close_client(conn, None, CloseReason::TransportClosed);
+            return;
+        }
         if let Some(&key) = self.by_conn.get(&conn) {
             self.close_session(key, CloseReason::TransportClosed);
         }
