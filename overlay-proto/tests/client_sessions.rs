@@ -852,3 +852,43 @@ fn half_sent_frames_of_all_clients_share_one_byte_budget() {
     assert_eq!(w.nodes[0].stats().clients.buffered_bytes, 0);
     assert!(w.closed(0, a).is_none());
 }
+
+/// `svc-overlay token mint --method overlay` (docs/DEPLOY.md) puts `overlay` in the scope's
+/// methods and in a `Method` caveat (the reference verifier needs it there for a session to
+/// open): it names no operation, so it restricts none. Naming operations restricts to them.
+#[test]
+fn methods_that_name_no_operation_restrict_nothing() {
+    let mut c = config();
+    c.auth.own_token = Some(
+        token(
+            vec![Caveat::Method(vec!["overlay".into()])],
+            &["overlay"],
+            None,
+        )
+        .into(),
+    );
+    let mut w = World::new(vec![c.clone(), c]);
+    w.link(0, 1, 1, 2);
+    w.input(
+        0,
+        Input::Broadcast {
+            request: 1,
+            payload: Bytes::from_static(b"x"),
+        },
+    );
+    assert!(w.actions[1].iter().any(|a| matches!(a, Action::Deliver(_))));
+    assert!(!w.actions[1]
+        .iter()
+        .any(|a| matches!(a, Action::Close { .. })));
+    // A client token minted with `--method overlay --method publish`: publish only.
+    let tok = token(
+        vec![Caveat::Method(vec!["overlay".into(), "publish".into()])],
+        &["overlay", "publish"],
+        None,
+    );
+    let cl = w.open_client(0, 10, &tok);
+    w.send(0, cl, request(CODE_PUBLISH, 3, b"ok"));
+    assert_eq!(w.answer(0, cl, 3).map(|a| a.0), Some(200));
+    w.send(0, cl, request(CODE_SUBSCRIBE, 4, b""));
+    assert_eq!(w.answer(0, cl, 4).map(|a| a.0), Some(403));
+}

@@ -32,6 +32,7 @@ mod topic;
 mod validation;
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -124,36 +125,62 @@ pub struct DirectMessage {
     pub client: Option<ConnId>,
 }
 
-/// An address to dial: a [`SocketAddr`] or its text form (`"127.0.0.1:9416"`; no DNS).
+/// Something to dial: a [`SocketAddr`], or `host:port` text — a literal address
+/// (`"127.0.0.1:9416"`, `"[::1]:9416"`) or a name looked up once (`"seed.example:9415"`).
 pub trait DialTarget {
-    /// The socket address.
-    fn into_addr(self) -> Result<SocketAddr, OverlayError>;
+    /// The addresses to try, in order.
+    ///
+    /// # Errors
+    /// [`OverlayError::Config`] for text that is not `host:port`, or a name that does not
+    /// resolve (or resolves to no address).
+    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, OverlayError>> + Send;
 }
 
 impl DialTarget for SocketAddr {
-    fn into_addr(self) -> Result<SocketAddr, OverlayError> {
-        Ok(self)
+    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, OverlayError>> + Send {
+        std::future::ready(Ok(vec![self]))
     }
 }
 
 impl DialTarget for &str {
-    fn into_addr(self) -> Result<SocketAddr, OverlayError> {
-        self.trim()
-            .parse()
-            .map_err(|_| OverlayError::Config(format!("not a socket address: `{self}`")))
+    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, OverlayError>> + Send {
+        resolve_host_port(self.trim().to_string())
     }
 }
 
 impl DialTarget for String {
-    fn into_addr(self) -> Result<SocketAddr, OverlayError> {
-        self.as_str().into_addr()
+    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, OverlayError>> + Send {
+        resolve_host_port(self.trim().to_string())
     }
 }
 
 impl DialTarget for &String {
-    fn into_addr(self) -> Result<SocketAddr, OverlayError> {
-        self.as_str().into_addr()
+    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, OverlayError>> + Send {
+        resolve_host_port(self.trim().to_string())
     }
+}
+
+/// `host:port` to addresses: a literal socket address as is, else one name lookup.
+async fn resolve_host_port(text: String) -> Result<Vec<SocketAddr>, OverlayError> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| OverlayError::Config(format!("not host:port: `{text}`")))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(OverlayError::Config(format!("not host:port: `{text}`")));
+    }
+    let found: Vec<SocketAddr> = tokio::net::lookup_host(text.as_str())
+        .await
+        .map_err(|e| OverlayError::Config(format!("cannot resolve `{text}`: {e}")))?
+        .collect();
+    if found.is_empty() {
+        return Err(OverlayError::Config(format!(
+            "`{text}` resolves to no address"
+        )));
+    }
+    Ok(found)
 }
 
 /// What every [`Overlay`] clone shares.
@@ -217,15 +244,28 @@ impl Overlay {
     /// capability exchange done), or fails with the reason (`Timeout`, `Refused`, `Crypto`,
     /// `Unauthorized`, `Forbidden`, ...). Dialing an address with a session or a dial already
     /// in progress joins it.
+    ///
+    /// `addr` may be a name (`"seed.example:9415"`): it is looked up once and its addresses
+    /// are dialed in order until one session runs (the last failure is returned).
     pub async fn dial(&self, addr: impl DialTarget) -> Result<SessionHandle, OverlayError> {
-        let addr = addr.into_addr()?;
         let limit = self.shared.dial_timeout;
-        match tokio::time::timeout(limit, self.command(|reply| Command::Dial { addr, reply })).await
-        {
-            Err(_) => Err(OverlayError::Timeout),
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(result)) => result,
+        let addrs = match tokio::time::timeout(limit, addr.resolve()).await {
+            Err(_) => return Err(OverlayError::Timeout),
+            Ok(found) => found?,
+        };
+        let mut last = OverlayError::Refused;
+        for addr in addrs {
+            let dialed =
+                tokio::time::timeout(limit, self.command(|reply| Command::Dial { addr, reply }))
+                    .await;
+            match dialed {
+                Err(_) => last = OverlayError::Timeout,
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(Ok(session))) => return Ok(session),
+                Ok(Ok(Err(e))) => last = e,
+            }
         }
+        Err(last)
     }
 
     /// Broadcasts a message to the whole overlay; resolves with its id once it is queued for
@@ -365,6 +405,15 @@ impl Overlay {
     /// The core's counters and gauges. Default (zero) once stopped.
     pub async fn stats(&self) -> NodeStats {
         self.command(|reply| Command::Stats { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// What became of the messages held for the application's verdict (requested, accepted,
+    /// rejected, ignored, timed out, dropped on a full table; [`Overlay::validator`]). Default
+    /// (zero) once stopped.
+    pub async fn validation_stats(&self) -> overlay_proto::ValidationStats {
+        self.command(|reply| Command::ValidationStats { reply })
             .await
             .unwrap_or_default()
     }

@@ -75,6 +75,10 @@ pub(crate) enum Command {
     },
     /// `Node::stats`.
     Stats { reply: oneshot::Sender<NodeStats> },
+    /// `Node::validation_stats`.
+    ValidationStats {
+        reply: oneshot::Sender<overlay_proto::ValidationStats>,
+    },
     /// `Input::Reconfigure`; answered with the core's `Action::Reconfigured`.
     Reconfigure {
         live: LiveSettings,
@@ -621,6 +625,9 @@ impl<N: Net> NodeTask<N> {
             }
             Command::Stats { reply } => {
                 let _ = reply.send(self.node.stats());
+            }
+            Command::ValidationStats { reply } => {
+                let _ = reply.send(self.node.validation_stats());
             }
             Command::Reconfigure { live, reply } => {
                 self.pending_reconfigure = Some(reply);
