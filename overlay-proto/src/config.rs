@@ -78,6 +78,14 @@ pub struct NodeConfig {
     /// resets the count). 1 is textbook Plumtree; more keeps the tree connected when
     /// broadcasts from many origins cross, at the cost of a few extra duplicates.
     pub prune_after_duplicates: u32,
+    /// Plumtree's tree optimisation: when an IHAVE shows that a lazy peer had a message at
+    /// least this many hops closer to its origin than the peer that pushed it to us, the two
+    /// links swap roles (the lazy one becomes eager, the eager one is pruned). 0 turns the
+    /// optimisation off.
+    pub optimization_threshold: u8,
+    /// A link whose eager/lazy role changed less than this long ago takes no part in a tree
+    /// optimisation swap, so a swap is never undone by the next message.
+    pub optimization_hold: Duration,
     /// IHAVE batches are flushed at this period.
     pub lazy_flush_interval: Duration,
     /// Most ids in one IHAVE batch per peer; more are dropped and counted.
@@ -212,6 +220,8 @@ impl Default for NodeConfig {
             graft_timeout: Duration::from_millis(80),
             graft_retry: Duration::from_millis(120),
             prune_after_duplicates: 5,
+            optimization_threshold: 3,
+            optimization_hold: Duration::from_secs(2),
             lazy_flush_interval: Duration::from_millis(10),
             ihave_batch_max: 512,
             catch_up_ids: 256,
@@ -344,6 +354,11 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         check((1..=64).contains(&self.alpha), "alpha", "1..=64")?;
         check(self.beta <= 256, "beta", "0..=256")?;
+        check(
+            self.optimization_threshold <= 64,
+            "optimization_threshold",
+            "0..=64",
+        )?;
         check(
             (1..=self.max_sessions).contains(&self.active_target),
             "active_target",

@@ -198,6 +198,7 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
         ("overlay_grafts_received_total", stats.grafts_received),
         ("overlay_prunes_sent_total", stats.prunes_sent),
         ("overlay_prunes_received_total", stats.prunes_received),
+        ("overlay_tree_swaps_total", stats.tree_swaps),
         ("overlay_direct_delivered_total", stats.direct_delivered),
         (
             "overlay_degraded_transitions_total",

@@ -12,6 +12,7 @@ mod membership;
 mod reconfigure;
 mod recv;
 mod send;
+mod tree;
 mod types;
 
 pub use types::{NodeIdentity, SessionInfo, SessionState};
@@ -48,6 +49,9 @@ struct Missing {
     owner: Option<(SessionKey, ConnId)>,
     /// The announcer we sent GRAFT to and still wait for.
     grafted: Option<(SessionKey, ConnId)>,
+    /// The announcement with the fewest hops so far (hops, session, conn): when the message
+    /// then arrives eagerly over a longer path, the tree optimisation may swap the links.
+    best_offer: Option<(u8, SessionKey, ConnId)>,
 }
 
 /// Most announcers remembered per missing id.
