@@ -72,6 +72,15 @@ pub struct NodeConfig {
     pub store_ttl: Duration,
     /// How long to wait for a message announced by IHAVE before grafting.
     pub graft_timeout: Duration,
+    /// How long to wait for a message announced by IHAVE before grafting while the node's
+    /// part of the tree is settled (it has eager peers and lost none within the last
+    /// `tree_settle` period). Longer than `graft_timeout`: in a settled tree a message
+    /// announced lazily is nearly always on its way eagerly too, and a GRAFT then only
+    /// brings a duplicate and reshapes the tree for one sender.
+    pub graft_timeout_settled: Duration,
+    /// How long after losing an eager peer the node grafts after `graft_timeout` instead
+    /// of `graft_timeout_settled`.
+    pub tree_settle: Duration,
     /// How long to wait after a GRAFT before asking the next announcer.
     pub graft_retry: Duration,
     /// An eager peer is pruned after this many duplicates in a row (any first copy from it
@@ -218,6 +227,8 @@ impl Default for NodeConfig {
             store_bytes: 64 * 1024 * 1024,
             store_ttl: Duration::from_secs(30),
             graft_timeout: Duration::from_millis(80),
+            graft_timeout_settled: Duration::from_millis(240),
+            tree_settle: Duration::from_secs(10),
             graft_retry: Duration::from_millis(120),
             prune_after_duplicates: 5,
             optimization_threshold: 3,
@@ -354,6 +365,11 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         check((1..=64).contains(&self.alpha), "alpha", "1..=64")?;
         check(self.beta <= 256, "beta", "0..=256")?;
+        check(
+            self.graft_timeout_settled >= self.graft_timeout,
+            "graft_timeout_settled",
+            ">= graft_timeout",
+        )?;
         check(
             self.optimization_threshold <= 64,
             "optimization_threshold",

@@ -129,13 +129,15 @@ impl Node {
         self.stats.delivered_hops_sum += u64::from(hops);
         self.stats.delivered_hops_max = self.stats.delivered_hops_max.max(hops);
         self.make_eager(key);
+        let forwarded = GossipMsg { hops, ..msg };
+        self.forward(Some(key), &forwarded);
+        // After forwarding: a link made eager now must not get this message pushed (its
+        // peer had it first and would prune the link as redundant).
         if let Some((offered, shortcut, shortcut_conn)) = offer {
             if self.session(shortcut).is_some_and(|s| s.conn == shortcut_conn) {
                 self.consider_shortcut(shortcut, offered, hops, conn, now);
             }
         }
-        let forwarded = GossipMsg { hops, ..msg };
-        self.forward(Some(key), &forwarded);
         self.actions.push_back(Action::Deliver(Delivery {
             id: forwarded.id,
             origin: forwarded.origin,
@@ -286,7 +288,7 @@ impl Node {
         let mut flood = count - allowed;
         let delivered = self.has_delivered(key);
         let share = self.config.ihave_max_missing_per_peer;
-        let deadline = now + self.config.graft_timeout;
+        let deadline = now + self.graft_wait();
         for (id, hops) in ids.take(allowed as usize) {
             if self.cache.contains(&id) {
                 if let Some((our_hops, from, at)) = self.cache.arrival(&id) {

@@ -143,6 +143,7 @@ impl Node {
         reason: CloseReason,
     ) {
         if was_eager {
+            self.eager_lost_at = Some(self.now);
             self.refill_eager();
         }
         let addr = session.listen.or(match session.direction {

@@ -93,6 +93,9 @@ pub struct Node {
     own_token: Option<crate::keys::SecretToken>,
     /// Signs this node's broadcasts (`origin_auth = Sign`).
     signer: Option<crate::origin::OriginSigner>,
+    /// When an eager session last ended: until `tree_settle` later, grafts wait only
+    /// `graft_timeout`.
+    eager_lost_at: Option<Instant>,
     /// Reused scratch space for sampling lazy peers.
     scratch_keys: Vec<SessionKey>,
     /// Peer scores and bans (memory only).
@@ -173,6 +176,7 @@ impl Node {
             shutting_down: false,
             own_token,
             signer,
+            eager_lost_at: None,
             scratch_keys: Vec::new(),
             scores: ScoreBook::new(config.scoring.clone(), Instant::ZERO),
             preauth: PreAuthBudget::new(config.max_preauth, config.max_preauth_per_ip),

@@ -71,6 +71,23 @@ impl Node {
         self.send_frame(key, Kind::Prune, &[]);
     }
 
+    /// How long to wait for a message announced by IHAVE before grafting: `graft_timeout`
+    /// while the tree around this node may be broken (no eager peer, or one lost within
+    /// `tree_settle`), `graft_timeout_settled` otherwise. After a failure the nodes next to
+    /// it repair fast, and their subtrees then get the message eagerly from them.
+    pub(super) fn graft_wait(&self) -> Duration {
+        let now = self.now;
+        let settled = !self.eager.is_empty()
+            && self
+                .eager_lost_at
+                .is_none_or(|t| now - t >= self.config.tree_settle);
+        if settled {
+            self.config.graft_timeout_settled
+        } else {
+            self.config.graft_timeout
+        }
+    }
+
     /// Remembers the announcement of a missing id with the fewest hops.
     pub(super) fn note_offer(&mut self, id: &MessageId, hops: u8, key: SessionKey, conn: ConnId) {
         if let Some(entry) = self.missing.get_mut(id) {
