@@ -288,7 +288,7 @@ impl Node {
         let mut flood = count - allowed;
         let delivered = self.has_delivered(key);
         let share = self.config.ihave_max_missing_per_peer;
-        let deadline = now + self.graft_wait();
+        let deadline = now + self.config.graft_timeout;
         for (id, hops) in ids.take(allowed as usize) {
             if self.cache.contains(&id) {
                 if let Some((our_hops, from, at)) = self.cache.arrival(&id) {
@@ -316,6 +316,7 @@ impl Node {
                     announcers: vec![(key, conn)],
                     owner: Some((key, conn)),
                     grafted: None,
+                    deferred: false,
                     best_offer: Some((hops, key, conn)),
                 },
             );
@@ -404,11 +405,7 @@ impl Node {
         let mut grafts: BTreeMap<SessionKey, Vec<MessageId>> = BTreeMap::new();
         let mut broken: BTreeMap<SessionKey, u32> = BTreeMap::new();
         let mut done: Vec<MessageId> = Vec::new();
-        while let Some((deadline, id)) = self.missing_timers.front().copied() {
-            if deadline > now {
-                break;
-            }
-            self.missing_timers.pop_front();
+        for id in self.due_missing() {
             if self.cache.contains(&id) {
                 done.push(id);
                 continue;

@@ -49,6 +49,8 @@ struct Missing {
     owner: Option<(SessionKey, ConnId)>,
     /// The announcer we sent GRAFT to and still wait for.
     grafted: Option<(SessionKey, ConnId)>,
+    /// The first GRAFT was put off (the tree was settled when `graft_timeout` ran out).
+    deferred: bool,
     /// The announcement with the fewest hops so far (hops, session, conn): when the message
     /// then arrives eagerly over a longer path, the tree optimisation may swap the links.
     best_offer: Option<(u8, SessionKey, ConnId)>,
@@ -78,6 +80,9 @@ pub struct Node {
     cache: MessageCache,
     missing: IdMap<MessageId, Missing>,
     missing_timers: VecDeque<(Instant, MessageId)>,
+    /// Missing ids whose first graft was put off because the tree was settled, with the
+    /// time `graft_timeout_settled` after their announcement.
+    deferred_grafts: VecDeque<(Instant, MessageId)>,
     passive: PassiveView,
     /// Dials in flight, with their addresses.
     dials: BTreeMap<DialId, SocketAddr>,
@@ -151,6 +156,7 @@ impl Node {
             ),
             missing: keyed_id_map(1024, hash_key),
             missing_timers: VecDeque::new(),
+            deferred_grafts: VecDeque::new(),
             passive: PassiveView::new(config.passive_capacity),
             rng: ChaCha8Rng::seed_from_u64(seed),
             now: Instant::ZERO,
@@ -233,8 +239,8 @@ impl Node {
         if let Some(flush) = self.lazy_flush_at {
             at = at.min(flush);
         }
-        if let Some((deadline, _)) = self.missing_timers.front() {
-            at = at.min(*deadline);
+        if let Some(deadline) = self.missing_due_at() {
+            at = at.min(deadline);
         }
         Some(at)
     }

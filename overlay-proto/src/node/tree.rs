@@ -71,21 +71,75 @@ impl Node {
         self.send_frame(key, Kind::Prune, &[]);
     }
 
-    /// How long to wait for a message announced by IHAVE before grafting: `graft_timeout`
-    /// while the tree around this node may be broken (no eager peer, or one lost within
-    /// `tree_settle`), `graft_timeout_settled` otherwise. After a failure the nodes next to
-    /// it repair fast, and their subtrees then get the message eagerly from them.
-    pub(super) fn graft_wait(&self) -> Duration {
+    /// True while this node's part of the tree is settled: it has eager peers and none of
+    /// its eager sessions ended within `tree_settle`.
+    fn tree_settled(&self) -> bool {
         let now = self.now;
-        let settled = !self.eager.is_empty()
+        !self.eager.is_empty()
             && self
                 .eager_lost_at
-                .is_none_or(|t| now - t >= self.config.tree_settle);
-        if settled {
-            self.config.graft_timeout_settled
-        } else {
-            self.config.graft_timeout
+                .is_none_or(|t| now - t >= self.config.tree_settle)
+    }
+
+    /// When the graft timers next need attention: the earliest deadline, or now when put-off
+    /// grafts wait and the tree is no longer settled.
+    pub(super) fn missing_due_at(&self) -> Option<Instant> {
+        let first = self.missing_timers.front().map(|(at, _)| *at);
+        let deferred = self.deferred_grafts.front().map(|(at, _)| *at);
+        let deferred = match deferred {
+            Some(_) if !self.tree_settled() => Some(self.now),
+            other => other,
+        };
+        match (first, deferred) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
+    }
+
+    /// Missing ids whose graft timer ran out, in deadline order.
+    ///
+    /// An id announced `graft_timeout` ago that was never grafted is put off until
+    /// `graft_timeout_settled` after its announcement while the tree is settled: then the
+    /// message is nearly always on its way eagerly too, and an early GRAFT only brings a
+    /// duplicate (and reshapes the tree for one sender). Once the tree is not settled (an
+    /// eager session ended), every put-off id is due at once: after a failure the nodes next
+    /// to it graft fast, and their subtrees then get the message eagerly from them.
+    pub(super) fn due_missing(&mut self) -> Vec<MessageId> {
+        let now = self.now;
+        let settled = self.tree_settled();
+        let extra = self
+            .config
+            .graft_timeout_settled
+            .saturating_sub(self.config.graft_timeout);
+        let mut due = Vec::new();
+        while let Some((deadline, id)) = self.missing_timers.front().copied() {
+            if deadline > now {
+                break;
+            }
+            self.missing_timers.pop_front();
+            let defer = settled
+                && !extra.is_zero()
+                && !self.cache.contains(&id)
+                && self
+                    .missing
+                    .get(&id)
+                    .is_some_and(|m| m.grafted.is_none() && !m.deferred);
+            match self.missing.get_mut(&id) {
+                Some(m) if defer => {
+                    m.deferred = true;
+                    self.deferred_grafts.push_back((deadline + extra, id));
+                }
+                _ => due.push(id),
+            }
+        }
+        while let Some((deadline, id)) = self.deferred_grafts.front().copied() {
+            if deadline > now && settled {
+                break;
+            }
+            self.deferred_grafts.pop_front();
+            due.push(id);
+        }
+        due
     }
 
     /// Remembers the announcement of a missing id with the fewest hops.
