@@ -9,6 +9,8 @@
 #[cfg(not(loom))]
 pub mod api;
 #[cfg(not(loom))]
+pub mod client;
+#[cfg(not(loom))]
 pub mod config;
 #[cfg(not(loom))]
 pub mod daemon;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use overlay_proto::{Delivery, MessageId, PeerId};
+use svc_overlay::api::{Cursor, CursorError, DeliveryLog, Replay, ReplayBounds, Sequenced};
 use svc_overlay::http::{
     router, spawn_listener, GossipSubscription, HttpConfig, HttpCounters, HttpLimits, OverlayApi,
     ReadinessView, RouterSlot,
@@ -393,13 +394,13 @@ async fn per_address_cap_refuses_the_excess_at_once() {
 
 #[derive(Clone)]
 struct Feed {
-    deliveries: broadcast::Sender<Delivery>,
+    deliveries: Arc<DeliveryLog>,
 }
 
-struct FeedSub(broadcast::Receiver<Delivery>);
+struct FeedSub(broadcast::Receiver<Sequenced>);
 
 impl GossipSubscription for FeedSub {
-    async fn recv(&mut self) -> Option<Delivery> {
+    async fn recv(&mut self) -> Option<Sequenced> {
         loop {
             match self.0.recv().await {
                 Ok(d) => return Some(d),
@@ -440,6 +441,11 @@ impl OverlayApi for Feed {
         FeedSub(self.deliveries.subscribe())
     }
 
+    fn resume(&self, after: Option<Cursor>) -> Result<(FeedSub, Replay), CursorError> {
+        let (rx, replay) = self.deliveries.resume(after)?;
+        Ok((FeedSub(rx), replay))
+    }
+
     fn local_addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 9415))
     }
@@ -451,7 +457,7 @@ impl OverlayApi for Feed {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_non_readers_are_closed() {
-    let (deliveries, _) = broadcast::channel(4096);
+    let deliveries = Arc::new(DeliveryLog::new(1, ReplayBounds::default(), 4096));
     let feed = Feed { deliveries };
     let mut node_cfg = overlay_proto::NodeConfig::default();
     svc_overlay::api::install_dev_auth(&mut node_cfg.auth);
@@ -493,7 +499,7 @@ async fn sse_non_readers_are_closed() {
         for n in 0..4000u32 {
             let mut id = [0u8; 32];
             id[..4].copy_from_slice(&n.to_be_bytes());
-            let _ = flood_feed.deliveries.send(Delivery {
+            flood_feed.deliveries.publish(Delivery {
                 id: MessageId(id),
                 origin: PeerId([2; 32]),
                 from: PeerId([3; 32]),

@@ -22,6 +22,7 @@ use overlay_proto::{
 };
 use serde_json::Value;
 use svc_overlay::api::OverlayError;
+use svc_overlay::api::{Cursor, CursorError, DeliveryLog, Replay, ReplayBounds, Sequenced};
 use svc_overlay::http::{
     router, router_with, ConnMeta, GossipSubscription, HttpConfig, OverlayApi, ReadinessView,
     RouterSlot, Routes,
@@ -42,13 +43,13 @@ struct Inner {
     dial: Mutex<Result<PeerId, OverlayError>>,
     dialed: Mutex<Vec<String>>,
     hold_dials: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
-    deliveries: broadcast::Sender<Delivery>,
+    deliveries: Arc<DeliveryLog>,
 }
 
-struct FakeSub(broadcast::Receiver<Delivery>);
+struct FakeSub(broadcast::Receiver<Sequenced>);
 
 impl GossipSubscription for FakeSub {
-    async fn recv(&mut self) -> Option<Delivery> {
+    async fn recv(&mut self) -> Option<Sequenced> {
         loop {
             match self.0.recv().await {
                 Ok(d) => return Some(d),
@@ -65,7 +66,7 @@ fn peer(n: u8) -> PeerId {
 
 impl Fake {
     fn new() -> Self {
-        let (deliveries, _) = broadcast::channel(4096);
+        let deliveries = Arc::new(DeliveryLog::new(0x5eed, ReplayBounds::default(), 4096));
         Fake {
             inner: Arc::new(Inner {
                 ready: Mutex::new(ReadinessView {
@@ -90,7 +91,7 @@ impl Fake {
             hops: 2,
             payload: Bytes::from_static(payload),
         };
-        let _ = self.inner.deliveries.send(d);
+        self.inner.deliveries.publish(d);
     }
 }
 
@@ -151,6 +152,11 @@ impl OverlayApi for Fake {
 
     fn subscribe(&self) -> FakeSub {
         FakeSub(self.inner.deliveries.subscribe())
+    }
+
+    fn resume(&self, after: Option<Cursor>) -> Result<(FakeSub, Replay), CursorError> {
+        let (rx, replay) = self.inner.deliveries.resume(after)?;
+        Ok((FakeSub(rx), replay))
     }
 
     fn local_addr(&self) -> SocketAddr {
@@ -1110,4 +1116,369 @@ async fn separate_listener_serves_the_router() {
     .await;
     assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
     task.abort();
+}
+
+// --- The OpenAPI description (docs/openapi.json) against the code. ---
+
+mod openapi {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+    use svc_overlay::http::handlers::{
+        BroadcastAccepted, DialDone, DialRequest, PeerRow, ReadyBody, OPENAPI_JSON,
+    };
+    use svc_overlay::http::{Endpoint, ErrorBody, GossipEvent, LaggedEvent, HTTP_ERROR_KINDS};
+
+    use super::*;
+
+    fn doc() -> Value {
+        serde_json::from_str(OPENAPI_JSON).expect("docs/openapi.json is JSON")
+    }
+
+    const METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+
+    /// (METHOD, path) of every documented operation.
+    fn documented(doc: &Value) -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, _) in item.as_object().unwrap() {
+                assert!(METHODS.contains(&method.as_str()), "{path}: {method}");
+                out.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        out
+    }
+
+    /// Follows a local `$ref`.
+    fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+        match v.get("$ref").and_then(Value::as_str) {
+            Some(r) => {
+                let pointer = r.strip_prefix('#').expect("local $ref");
+                let target = doc
+                    .pointer(pointer)
+                    .unwrap_or_else(|| panic!("dangling {r}"));
+                resolve(doc, target)
+            }
+            None => v,
+        }
+    }
+
+    fn collect_refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|x| collect_refs(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| collect_refs(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn it_is_openapi_3_1_and_names_exactly_the_routes_of_the_code() {
+        let doc = doc();
+        assert!(
+            doc["openapi"].as_str().unwrap().starts_with("3.1."),
+            "{}",
+            doc["openapi"]
+        );
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+        let code: BTreeSet<(String, String)> = Endpoint::ALL
+            .iter()
+            .map(|e| (e.method().to_string(), e.path().to_string()))
+            .collect();
+        assert_eq!(documented(&doc), code, "docs/openapi.json vs Endpoint::ALL");
+        // Control routes name the bearer scheme, with the loopback alternative; probes none.
+        for e in Endpoint::ALL {
+            let op = &doc["paths"][e.path()][e.method().as_str().to_lowercase()];
+            let expected = if e.is_control() {
+                serde_json::json!([{"controlToken": []}, {}])
+            } else {
+                serde_json::json!([])
+            };
+            assert_eq!(op["security"], expected, "{e:?}");
+            assert!(!op["responses"].as_object().unwrap().is_empty(), "{e:?}");
+        }
+        let scheme = &doc["components"]["securitySchemes"]["controlToken"];
+        assert_eq!(
+            (&scheme["type"], &scheme["scheme"]),
+            (&serde_json::json!("http"), &serde_json::json!("bearer"))
+        );
+        // Every reference resolves.
+        let mut refs = Vec::new();
+        collect_refs(&doc, &mut refs);
+        assert!(refs.len() > 20, "{refs:?}");
+        for r in &refs {
+            let target = doc.pointer(r.strip_prefix('#').unwrap());
+            assert!(target.is_some(), "dangling {r}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_router_serves_every_documented_route_with_documented_statuses() {
+        let doc = doc();
+        let fake = Fake::new();
+        let app = app(&fake);
+        for (method, path) in documented(&doc) {
+            let body = if method == "POST" {
+                Body::from("x")
+            } else {
+                Body::empty()
+            };
+            let resp = send(&app, req(&method, &path, LOOPBACK, body)).await;
+            let status = resp.status();
+            let op = &doc["paths"][&path][method.to_lowercase()];
+            assert!(
+                op["responses"].get(status.as_str()).is_some(),
+                "{method} {path} answered {status}, not documented"
+            );
+            assert_ne!(status, StatusCode::NOT_FOUND, "{method} {path}");
+            // Another method on the same path: 405 with the error body.
+            let other = if method == "GET" { "DELETE" } else { "GET" };
+            let resp = send(&app, req(other, &path, LOOPBACK, Body::empty())).await;
+            assert_eq!(
+                resp.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{other} {path}"
+            );
+            let body: ErrorBody = serde_json::from_value(json(resp).await).unwrap();
+            assert_eq!(body.error, "method_not_allowed");
+        }
+        let resp = send(&app, req("GET", "/v1/nothing", LOOPBACK, Body::empty())).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn the_served_description_is_the_docs_file() {
+        let fake = Fake::new();
+        let resp = send(
+            &app(&fake),
+            req("GET", "/v1/openapi.json", LOOPBACK, Body::empty()),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+        let file = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json"),
+        )
+        .unwrap();
+        assert_eq!(&body_bytes(resp).await[..], &file[..]);
+        // Like every control route, it is behind the control check.
+        let resp = send(
+            &app(&fake),
+            req("GET", "/v1/openapi.json", REMOTE, Body::empty()),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    }
+
+    /// Deserializes `v` into `T` and back; the JSON must be unchanged.
+    fn round_trip<T: DeserializeOwned + Serialize>(what: &str, v: &Value) {
+        let typed: T = serde_json::from_value(v.clone())
+            .unwrap_or_else(|e| panic!("{what}: example does not fit the code's type: {e}\n{v}"));
+        let back = serde_json::to_value(&typed).unwrap();
+        assert_eq!(&back, v, "{what}: example changes through the code's type");
+    }
+
+    /// Round-trips an example of component schema `name`; returns the schemas it covers.
+    fn check_example(name: &str, v: &Value) -> Vec<&'static str> {
+        match name {
+            "Error" => round_trip::<ErrorBody>(name, v),
+            "Ready" => round_trip::<ReadyBody>(name, v),
+            "BroadcastAccepted" => round_trip::<BroadcastAccepted>(name, v),
+            "DialRequest" => round_trip::<DialRequest>(name, v),
+            "DialDone" => round_trip::<DialDone>(name, v),
+            "PeerRow" => {
+                round_trip::<PeerRow>(name, v);
+                return vec!["PeerRow", "ScoreRow"];
+            }
+            "NodeStats" => round_trip::<NodeStats>(name, v),
+            "GossipEvent" => round_trip::<GossipEvent>(name, v),
+            "LaggedEvent" => round_trip::<LaggedEvent>(name, v),
+            other => panic!("schema {other} has no Rust type in this test"),
+        }
+        match name {
+            "Error" => vec!["Error"],
+            "Ready" => vec!["Ready"],
+            "BroadcastAccepted" => vec!["BroadcastAccepted"],
+            "DialRequest" => vec!["DialRequest"],
+            "DialDone" => vec!["DialDone"],
+            "NodeStats" => vec!["NodeStats"],
+            "GossipEvent" => vec!["GossipEvent"],
+            _ => vec!["LaggedEvent"],
+        }
+    }
+
+    /// The component a media schema names: `$ref`, or an array of `$ref`.
+    fn component_of(schema: &Value) -> Option<(String, bool)> {
+        let name = |r: &Value| {
+            r.as_str()
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                .map(str::to_string)
+        };
+        if let Some(n) = name(&schema["$ref"]) {
+            return Some((n, false));
+        }
+        if schema["type"] == "array" {
+            return name(&schema["items"]["$ref"]).map(|n| (n, true));
+        }
+        None
+    }
+
+    #[test]
+    fn every_example_round_trips_through_the_handlers_types() {
+        let doc = doc();
+        let mut covered: BTreeMap<&'static str, usize> = BTreeMap::new();
+        let mut note = |names: Vec<&'static str>| {
+            for n in names {
+                *covered.entry(n).or_default() += 1;
+            }
+        };
+        // Examples inside the component schemas.
+        for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+            for ex in schema["examples"].as_array().into_iter().flatten() {
+                note(check_example(name, ex));
+            }
+        }
+        // Examples of request and response bodies.
+        let mut media = Vec::new();
+        for (_, item) in doc["paths"].as_object().unwrap() {
+            for (_, op) in item.as_object().unwrap() {
+                if let Some(c) = op["requestBody"]["content"].as_object() {
+                    media.extend(c.values());
+                }
+                for (_, r) in op["responses"].as_object().unwrap() {
+                    if let Some(c) = resolve(&doc, r)["content"].as_object() {
+                        media.extend(c.values());
+                    }
+                }
+            }
+        }
+        for m in media {
+            let Some((name, array)) = component_of(&m["schema"]) else {
+                continue;
+            };
+            for (_, ex) in m["examples"].as_object().into_iter().flatten() {
+                let value = &ex["value"];
+                if array {
+                    for item in value.as_array().expect("an array example") {
+                        note(check_example(&name, item));
+                    }
+                } else {
+                    note(check_example(&name, value));
+                }
+            }
+        }
+        let schemas: BTreeSet<&str> = doc["components"]["schemas"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let checked: BTreeSet<&str> = covered.keys().copied().collect();
+        assert_eq!(
+            checked, schemas,
+            "every schema has an example checked: {covered:?}"
+        );
+        assert!(covered["Error"] >= 10, "{covered:?}");
+    }
+
+    #[tokio::test]
+    async fn the_schemas_name_every_field_of_the_code() {
+        let doc = doc();
+        let props = |name: &str| -> BTreeSet<String> {
+            doc["components"]["schemas"][name]["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect()
+        };
+        let keys =
+            |v: Value| -> BTreeSet<String> { v.as_object().unwrap().keys().cloned().collect() };
+        let stats = serde_json::to_value(NodeStats::default()).unwrap();
+        assert_eq!(
+            props("NodeStats"),
+            keys(stats),
+            "docs/openapi.json is out of date with overlay_proto::NodeStats: add the field to \
+             components.schemas.NodeStats (properties, required) and to its examples"
+        );
+        let peers = Fake::new().peers().await;
+        let row = serde_json::to_value(PeerRow::from(&peers[0])).unwrap();
+        let hint = "docs/openapi.json is out of date with http::handlers::PeerRow / ScoreRow";
+        assert_eq!(props("ScoreRow"), keys(row["score"].clone()), "{hint}");
+        assert_eq!(props("PeerRow"), keys(row), "{hint}");
+        let ready = ReadyBody {
+            ready: false,
+            degraded: true,
+            missing: vec!["x".into()],
+            retry_after: Some(1),
+        };
+        assert_eq!(props("Ready"), keys(serde_json::to_value(ready).unwrap()));
+        let err = ErrorBody {
+            error: "busy".into(),
+            retry_after: Some(1),
+            detail: Some("d".into()),
+        };
+        assert_eq!(props("Error"), keys(serde_json::to_value(err).unwrap()));
+    }
+
+    /// Every label of the node's errors (exhaustive: a new variant fails to compile here).
+    fn core_labels() -> Vec<&'static str> {
+        use overlay_proto::OverlayError as E;
+        let all = [
+            E::Timeout,
+            E::Refused,
+            E::Crypto,
+            E::Busy,
+            E::Malformed,
+            E::TooLarge,
+            E::Unauthorized,
+            E::Forbidden,
+            E::Quota,
+            E::NotConnected,
+            E::ShuttingDown,
+        ];
+        for e in all {
+            match e {
+                E::Timeout
+                | E::Refused
+                | E::Crypto
+                | E::Busy
+                | E::Malformed
+                | E::TooLarge
+                | E::Unauthorized
+                | E::Forbidden
+                | E::Quota
+                | E::NotConnected
+                | E::ShuttingDown => {}
+            }
+        }
+        all.iter().map(|e| e.label()).collect()
+    }
+
+    #[test]
+    fn the_error_labels_are_the_ones_the_code_returns() {
+        let doc = doc();
+        let documented: BTreeSet<String> = doc["components"]["schemas"]["Error"]["properties"]
+            ["error"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        let mut code: BTreeSet<String> = HTTP_ERROR_KINDS.iter().map(|s| s.to_string()).collect();
+        code.extend(core_labels().into_iter().map(String::from));
+        let io = OverlayError::Io(Arc::new(std::io::Error::other("x")));
+        let config = OverlayError::Config("x".into());
+        code.extend([io.label(), config.label()].map(String::from));
+        // `tls` (driver TLS failures) and `other` (a library error without a core kind).
+        code.extend(["tls", "other"].map(String::from));
+        assert_eq!(documented, code);
+    }
 }

@@ -9,7 +9,7 @@ use overlay_proto::frame::{flags, Header};
 use overlay_proto::wire::{self, HelloOverlay, HelloRequestBody, Kind};
 use overlay_proto::{
     ConnId, Direction, Input, Instant, Node, NodeConfig, NodeIdentity, OriginAuth, OriginSigner,
-    PeerId, SigningSeed,
+    PeerId, Prechecked, Prechecker, SigningSeed,
 };
 
 /// A frame with the given fields.
@@ -56,6 +56,18 @@ pub fn open_fake_session(node: &mut Node, now: Instant, i: u32) {
             kx_group: None,
         },
     );
+    node.handle(
+        now,
+        Input::Received {
+            conn,
+            data: Bytes::from(opening_bytes(i)),
+        },
+    );
+    while node.poll_action().is_some() {}
+}
+
+/// The first bytes fake peer `i` sends: HELLO and START.
+pub fn opening_bytes(i: u32) -> Vec<u8> {
     let hello = HelloRequestBody {
         ua: None,
         overlay: HelloOverlay {
@@ -75,14 +87,15 @@ pub fn open_fake_session(node: &mut Node, now: Instant, i: u32) {
         &[],
         &[],
     ));
-    node.handle(
-        now,
-        Input::Received {
-            conn,
-            data: Bytes::from(bytes),
-        },
-    );
-    while node.poll_action().is_some() {}
+    bytes
+}
+
+/// The verdicts a connection reader would hand the node with each of `batches` (the reads of
+/// fake peer 0 after its opening), computed by the core's `Prechecker`.
+pub fn prechecked_batches(batches: &[Bytes], origin_auth: OriginAuth) -> Vec<Prechecked> {
+    let mut checker = Prechecker::new(origin_auth);
+    let _ = checker.scan(&opening_bytes(0));
+    batches.iter().map(|b| checker.scan(b)).collect()
 }
 
 /// A CREDIT frame granting `frames` and `bytes`.
@@ -157,13 +170,24 @@ pub fn gossip_batches(messages: usize, signed: bool) -> Vec<Bytes> {
 /// One forwarding round: hand `data` (from peer 0) to the node, fire the lazy-flush timer, and
 /// let peers 1..10 return credit. Returns the number of actions drained after the read.
 pub fn forward_round(node: &mut Node, now: Instant, data: Bytes, credit: &Bytes) -> usize {
-    node.handle(
-        now,
-        Input::Received {
-            conn: ConnId(0),
-            data,
-        },
-    );
+    forward_round_with(node, now, data, None, credit)
+}
+
+/// [`forward_round`], with the read's content-check verdicts when given (as the driver hands
+/// them over after its reader ran the `Prechecker`).
+pub fn forward_round_with(
+    node: &mut Node,
+    now: Instant,
+    data: Bytes,
+    checks: Option<Prechecked>,
+    credit: &Bytes,
+) -> usize {
+    let conn = ConnId(0);
+    let input = match checks {
+        Some(checks) => Input::ReceivedPrechecked { conn, data, checks },
+        None => Input::Received { conn, data },
+    };
+    node.handle(now, input);
     let mut actions = 0;
     while node.poll_action().is_some() {
         actions += 1;

@@ -90,6 +90,15 @@ pub enum Action {
     Reconfigured(Result<LiveSettings, ReconfigureError>),
     /// `Input::Shutdown` finished: every session was closed.
     ShutdownComplete,
+    /// A client session started or ended.
+    Client(crate::client::ClientEvent),
+    /// A DIRECT message from a client session (answer with `Input::SendToClient`).
+    ClientMessage {
+        /// The client session.
+        client: ConnId,
+        /// The message.
+        payload: Bytes,
+    },
 }
 
 /// What the node did with an operator's `Input::Dial`.
@@ -101,7 +110,9 @@ pub enum DialOutcome {
     /// A session on this connection already reaches that address (dialed there, or the peer
     /// advertised it as its listen address). It may still be handshaking.
     Connected(ConnId),
-    /// Not dialed: the node is shutting down, or the address is the node's own.
+    /// Not dialed: the node is shutting down (`ShuttingDown`), the address is the node's own
+    /// (`Refused`), or `max_concurrent_dials` dials are in flight (`Busy`; the address joins
+    /// the passive list and membership dials it when a slot frees).
     Refused(OverlayError),
 }
 

@@ -25,7 +25,7 @@ pub struct StoredMessage {
     pub hops: u8,
     /// The origin's key and signature, relayed unchanged in GRAFT answers.
     pub auth: Option<OriginSignature>,
-    /// The payload (shared with the receive buffer, not copied).
+    /// The payload: an exact-size copy owned by the store (see [`MessageCache::insert`]).
     pub payload: Bytes,
     /// The connection it first arrived on (none for this node's own broadcasts): the parent
     /// in the gossip tree for this message, used by the tree optimisation.
@@ -99,6 +99,13 @@ impl MessageCache {
 
     /// Records a first receipt and stores the message. Returns false (and stores nothing)
     /// when the id was already seen.
+    ///
+    /// The store keeps its own exact-size copy of the payload: a received payload is a slice
+    /// of the driver's receive block, and holding the slice for `store_ttl` would pin the
+    /// whole block, so the resident memory would exceed `store_bytes`. With the copy,
+    /// `store_bytes` bounds the payload memory the store holds (one copy per new message; the
+    /// delivery and the forwards stay slices of the block, released as soon as they are
+    /// written).
     pub fn insert(&mut self, now: Instant, id: MessageId, message: StoredMessage) -> bool {
         let seq = self.next_seq;
         match self.ids.entry(id) {
@@ -121,7 +128,10 @@ impl MessageCache {
                 ..message
             }
         } else {
-            message
+            StoredMessage {
+                payload: Bytes::copy_from_slice(&message.payload),
+                ..message
+            }
         };
         while self.store.len() >= self.limits.store_capacity
             || self.stored_bytes + message.payload.len() > self.limits.store_bytes
@@ -273,5 +283,21 @@ mod tests {
         c.expire(t + Duration::from_secs(10));
         assert_eq!(c.seen_len(), 0);
         assert!(!c.contains(&id(2)));
+    }
+
+    #[test]
+    fn stored_payloads_do_not_pin_the_receive_block() {
+        let mut cache = MessageCache::new(limits());
+        let block = Bytes::from(vec![7u8; 4096]);
+        let mut m = msg(0);
+        m.payload = block.slice(100..150);
+        assert!(cache.insert(Instant::ZERO, id(1), m));
+        let stored = &cache.get(&id(1)).unwrap().payload;
+        assert_eq!(&stored[..], &block[100..150]);
+        assert!(
+            !block.as_ptr_range().contains(&stored.as_ptr()),
+            "the store kept a slice of the block"
+        );
+        assert_eq!(cache.stored_bytes, 50);
     }
 }

@@ -20,7 +20,8 @@ pub struct NodeConfig {
     pub beta: usize,
     /// Number of running sessions membership tries to keep (the active view).
     pub active_target: usize,
-    /// Capacity of the passive list of known, not connected peers.
+    /// Capacity of the passive list of known, not connected peers (configured, discovered and
+    /// learned addresses together; see [`crate::passive::PassiveView`]).
     pub passive_capacity: usize,
     /// Hard ceiling on sessions of any state; past it new connections get `Refused`.
     pub max_sessions: usize,
@@ -164,6 +165,8 @@ pub struct NodeConfig {
     pub unix_base_secs: u64,
     /// User agent sent in HELLO.
     pub user_agent: String,
+    /// Limits of client sessions (connections without a certificate).
+    pub clients: crate::client::ClientLimits,
 }
 
 /// Capability-token settings.
@@ -266,13 +269,14 @@ impl Default for NodeConfig {
             max_preauth_per_ip: 8,
             unix_base_secs: 0,
             user_agent: concat!("svc-overlay/", env!("CARGO_PKG_VERSION")).to_string(),
+            clients: crate::client::ClientLimits::default(),
         }
     }
 }
 
 /// The settings that can change while a node runs (`Input::Reconfigure`): the gossip
-/// fan-outs and the per-peer message quota. Everything else needs a new node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// fan-outs, the per-peer message quota and the peer scoring. Everything else needs a new node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveSettings {
     /// Eager-push fan-out, as [`NodeConfig::alpha`].
     pub alpha: usize,
@@ -282,6 +286,12 @@ pub struct LiveSettings {
     pub peer_rate_per_s: u32,
     /// Per-peer burst, as [`NodeConfig::peer_rate_burst`].
     pub peer_rate_burst: u32,
+    /// Peer-scoring weights, thresholds and timers, as [`NodeConfig::scoring`]. Scores keep
+    /// their values when it changes; the new weights apply from then on (see
+    /// [`crate::score::ScoreBook::reconfigure`]). Absent in traces written before it was live:
+    /// the defaults.
+    #[serde(default)]
+    pub scoring: ScoreConfig,
 }
 
 impl LiveSettings {
@@ -292,6 +302,7 @@ impl LiveSettings {
             beta: config.beta,
             peer_rate_per_s: config.peer_rate_per_s,
             peer_rate_burst: config.peer_rate_burst,
+            scoring: config.scoring.clone(),
         }
     }
 
@@ -302,6 +313,7 @@ impl LiveSettings {
             beta: self.beta,
             peer_rate_per_s: self.peer_rate_per_s,
             peer_rate_burst: self.peer_rate_burst,
+            scoring: self.scoring.clone(),
             ..config.clone()
         }
     }
@@ -387,9 +399,9 @@ impl NodeConfig {
             "1..=1000000",
         )?;
         check(
-            self.passive_capacity <= 65_536,
+            (1..=65_536).contains(&self.passive_capacity),
             "passive_capacity",
-            "0..=65536",
+            "1..=65536",
         )?;
         check(
             self.max_concurrent_dials >= 1,
@@ -515,6 +527,9 @@ impl NodeConfig {
             "max_preauth_per_ip",
             "1..=max_preauth",
         )?;
+        if let Err((setting, accepted)) = self.clients.check() {
+            return Err(ConfigError { setting, accepted });
+        }
         check(
             self.app_proto_id != 0,
             "app_proto_id",

@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::LiveSettings;
 use crate::error::OverlayError;
 use crate::peer::{ConnId, DialId, Direction, PeerId};
+use crate::precheck::Prechecked;
 
 /// One event from the outside world. Serializable: a trace is a list of `(now, Input)`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Input {
     /// A TLS connection finished its handshake. `peer` was authenticated by the certificate.
     ConnectionUp {
@@ -40,6 +41,20 @@ pub enum Input {
         /// The plaintext bytes, in order.
         data: Bytes,
     },
+    /// Bytes arrived on a connection, with the content-check verdicts of the GOSSIP frames
+    /// inside them, computed by the connection's [`Prechecker`](crate::Prechecker) where the
+    /// bytes were read. Handled exactly like `Received`; the node uses a verdict instead of
+    /// checking the frame itself (same result). Traces keep the bytes only: replay checks
+    /// inline.
+    ReceivedPrechecked {
+        /// The connection.
+        conn: ConnId,
+        /// The plaintext bytes, in order.
+        data: Bytes,
+        /// Verdicts for GOSSIP frames wholly inside `data` (never deserialized).
+        #[serde(skip)]
+        checks: Prechecked,
+    },
     /// The connection is gone (peer closed, IO error, or after our `Action::Close`).
     ConnectionClosed {
         /// The connection.
@@ -65,12 +80,15 @@ pub enum Input {
         /// The message.
         payload: Bytes,
     },
-    /// The operator asks to dial an address now.
+    /// The operator asks to dial an address now. Answered with `Action::DialAnswer`; refused
+    /// as `Busy` while `max_concurrent_dials` dials are in flight.
     Dial {
         /// Where.
         addr: SocketAddr,
     },
-    /// Discovery (or configuration) offers peer addresses; they join the passive list.
+    /// Discovery (or configuration) offers peer addresses; they join the passive list, within
+    /// `passive_capacity` (an address the full list cannot take is counted as
+    /// `passive_dropped`).
     PeersDiscovered {
         /// Addresses that may run overlay peers.
         addrs: Vec<SocketAddr>,
@@ -80,6 +98,27 @@ pub enum Input {
     Reconfigure(LiveSettings),
     /// Close every session gracefully and stop dialing.
     Shutdown,
+    /// A TLS connection without a client certificate finished its handshake (server side
+    /// only): a client session, authenticated by its START token alone (see
+    /// [`crate::client`]). It can never become a peer.
+    ClientConnectionUp {
+        /// Driver's handle for the connection.
+        conn: ConnId,
+        /// The remote socket address.
+        remote: SocketAddr,
+        /// The negotiated TLS key-exchange group, for reporting.
+        kx_group: Option<String>,
+    },
+    /// The application sends a DIRECT message to a client session (by its connection, from
+    /// `ClientEvent::Up` or `Action::ClientMessage`).
+    SendToClient {
+        /// Caller's tag, echoed in `Action::SendResult`.
+        request: u64,
+        /// The client session.
+        client: ConnId,
+        /// The message.
+        payload: Bytes,
+    },
 }
 
 impl Input {
@@ -88,7 +127,7 @@ impl Input {
         match self {
             Input::ConnectionUp { .. } => "connection_up",
             Input::DialFailed { .. } => "dial_failed",
-            Input::Received { .. } => "received",
+            Input::Received { .. } | Input::ReceivedPrechecked { .. } => "received",
             Input::ConnectionClosed { .. } => "connection_closed",
             Input::Timeout => "timeout",
             Input::Broadcast { .. } => "broadcast",
@@ -97,6 +136,8 @@ impl Input {
             Input::PeersDiscovered { .. } => "peers_discovered",
             Input::Reconfigure(_) => "reconfigure",
             Input::Shutdown => "shutdown",
+            Input::ClientConnectionUp { .. } => "client_connection_up",
+            Input::SendToClient { .. } => "send_to_client",
         }
     }
 }

@@ -12,6 +12,7 @@
 pub mod action;
 pub mod cache;
 pub mod capability;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod frame;
@@ -25,6 +26,7 @@ pub mod origin;
 pub mod passive;
 pub mod peer;
 pub mod preauth;
+pub mod precheck;
 pub mod ratelimit;
 pub mod score;
 pub mod session;
@@ -34,6 +36,7 @@ pub mod trace;
 pub mod wire;
 
 pub use action::{Action, CloseReason, Delivery, DialOutcome, SessionEvent};
+pub use client::{ClientEvent, ClientInfo, ClientLimits, ClientRejectReason, ClientStats};
 pub use config::{
     AuthConfig, ConfigError, LiveSettings, NodeConfig, ReconfigureError, OVERLAY_APP_PROTO_ID,
 };
@@ -43,5 +46,6 @@ pub use keys::{KeyEntry, KeyProvider, KeyRing, MacKey, SecretToken};
 pub use node::{Node, NodeIdentity, SessionInfo, SessionState};
 pub use origin::{OriginAuth, OriginSignature, OriginSigner, SigningSeed};
 pub use peer::{ConnId, DialId, Direction, MessageId, PeerId};
+pub use precheck::{Prechecked, Prechecker};
 pub use stats::{NodeStats, ReasonCounts, RejectReason};
 pub use time::Instant;

@@ -280,6 +280,11 @@ pub struct PeerScore {
 #[derive(Debug, Clone, Default)]
 struct Entry {
     components: ScoreComponents,
+    /// What a reconfiguration kept of the score: the score under the old weights minus the
+    /// score of the same components under the new ones. Added to the weighted sum and decayed
+    /// like the components, so a score keeps its value when the weights change and the new
+    /// weights act on what happens from then on.
+    carry: f64,
     /// Sessions with this peer now.
     connected: u32,
     /// When the last session ended.
@@ -292,6 +297,10 @@ struct Entry {
 impl Entry {
     fn banned(&self, now: Instant) -> bool {
         self.banned_until.is_some_and(|t| t > now)
+    }
+
+    fn score(&self, cfg: &ScoreConfig) -> f64 {
+        self.components.score(cfg) + self.carry
     }
 }
 
@@ -377,9 +386,25 @@ impl ScoreBook {
 
     /// The peer's score (0 for an unknown peer).
     pub fn score(&self, peer: &PeerId) -> f64 {
-        self.peers
-            .get(peer)
-            .map_or(0.0, |e| e.components.score(&self.cfg))
+        self.peers.get(peer).map_or(0.0, |e| e.score(&self.cfg))
+    }
+
+    /// Puts new weights, thresholds and timers in force at `now` (a live reconfiguration).
+    ///
+    /// Every score keeps its value: the difference between its value under the old weights
+    /// and under the new ones is carried and decays like the components, and the new weights
+    /// apply to what peers do from now on. The new thresholds apply at once (the caller
+    /// re-checks the standings); bans already running keep their end; a new decay interval
+    /// starts at `now`. A smaller `capacity` takes effect as entries are added.
+    pub fn reconfigure(&mut self, cfg: ScoreConfig, now: Instant) {
+        for e in self.peers.values_mut() {
+            let before = e.score(&self.cfg);
+            e.carry = before - e.components.score(&cfg);
+        }
+        if cfg.decay_interval != self.cfg.decay_interval {
+            self.next_decay = now + cfg.decay_interval;
+        }
+        self.cfg = cfg;
     }
 
     /// What the score allows the peer (always `Good` when scoring is disabled).
@@ -401,13 +426,10 @@ impl ScoreBook {
 
     /// The operator's view of one peer.
     pub fn view(&self, peer: &PeerId) -> PeerScore {
-        let components = self
-            .peers
-            .get(peer)
-            .map(|e| e.components)
-            .unwrap_or_default();
+        let entry = self.peers.get(peer);
+        let components = entry.map(|e| e.components).unwrap_or_default();
         PeerScore {
-            score: components.score(&self.cfg),
+            score: entry.map_or(0.0, |e| e.score(&self.cfg)),
             standing: self.standing(peer),
             components,
         }
@@ -489,6 +511,7 @@ impl ScoreBook {
         let retain = self.cfg.retain;
         for e in self.peers.values_mut() {
             e.components.decay(factor);
+            e.carry = decay_carry(e.carry, factor);
             if e.banned_until.is_some_and(|t| t <= now) {
                 e.banned_until = None;
             }
@@ -496,6 +519,17 @@ impl ScoreBook {
         self.peers
             .retain(|_, e| e.connected > 0 || e.banned_until.is_some() || now - e.left_at < retain);
         self.banned_addrs.retain(|_, t| *t > now);
+    }
+}
+
+/// A reconfiguration's carry after a decay step (snapped to zero when it is noise, like the
+/// components).
+fn decay_carry(carry: f64, factor: f64) -> f64 {
+    let next = carry * factor;
+    if next.abs() < 0.01 {
+        0.0
+    } else {
+        next
     }
 }
 
@@ -629,5 +663,63 @@ mod tests {
         assert!(book.score(&peer(9)) < 0.0);
         book.on_tick(at(10_000));
         assert!(book.peers.is_empty());
+    }
+
+    #[test]
+    fn reconfigured_weights_keep_scores_and_apply_from_now_on() {
+        let mut book = ScoreBook::new(ScoreConfig::default(), at(0));
+        let p = peer(6);
+        book.connected(p);
+        // 10 × -2.0 = -20 under the default weight.
+        book.penalize(p, Penalty::BrokenPromise, 10);
+        assert!((book.score(&p) + 20.0).abs() < 1e-9);
+        let harsher = ScoreConfig {
+            broken_promise_weight: -5.0,
+            ban_threshold: -60.0,
+            ..ScoreConfig::default()
+        };
+        book.reconfigure(harsher.clone(), at(0));
+        assert_eq!(book.config(), &harsher);
+        // The score keeps its value ...
+        assert!((book.score(&p) + 20.0).abs() < 1e-9, "{}", book.score(&p));
+        assert!((book.view(&p).score + 20.0).abs() < 1e-9);
+        // ... and the next broken promise costs the new weight.
+        book.penalize(p, Penalty::BrokenPromise, 1);
+        assert!((book.score(&p) + 25.0).abs() < 1e-9, "{}", book.score(&p));
+        // Carry and components decay together: one step of 0.9.
+        book.on_tick(at(1));
+        assert!((book.score(&p) + 22.5).abs() < 1e-9, "{}", book.score(&p));
+        // Decayed to nothing eventually, carry included.
+        book.on_tick(at(100));
+        book.on_tick(at(200));
+        assert_eq!(book.score(&p), 0.0);
+    }
+
+    #[test]
+    fn reconfigured_thresholds_apply_at_once() {
+        let mut book = ScoreBook::new(ScoreConfig::default(), at(0));
+        let p = peer(7);
+        book.connected(p);
+        book.penalize(p, Penalty::BrokenPromise, 6);
+        assert_eq!(book.standing(&p), Standing::NoControl);
+        let stricter = ScoreConfig {
+            gossip_threshold: -5.0,
+            prune_threshold: -8.0,
+            ban_threshold: -10.0,
+            ..ScoreConfig::default()
+        };
+        book.reconfigure(stricter, at(0));
+        assert_eq!(book.standing(&p), Standing::Ban);
+    }
+
+    #[test]
+    fn a_new_decay_interval_starts_now() {
+        let mut book = ScoreBook::new(ScoreConfig::default(), at(0));
+        let slower = ScoreConfig {
+            decay_interval: Duration::from_secs(10),
+            ..ScoreConfig::default()
+        };
+        book.reconfigure(slower, at(3));
+        assert_eq!(book.next_decay(), at(13));
     }
 }

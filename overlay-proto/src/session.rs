@@ -190,6 +190,8 @@ pub struct Session {
     pub liveness: Liveness,
     /// Bytes received and not yet decoded.
     pub recv_buf: BytesMut,
+    /// Stream offset of `recv_buf`'s first byte (bytes of whole frames decoded so far).
+    pub recv_pos: u64,
     /// Frames ready to transmit at the end of this input.
     pub out: BytesMut,
     /// Frames waiting for credit.
@@ -268,6 +270,7 @@ impl Session {
             opened_at: now,
             liveness: Liveness::new(now),
             recv_buf: BytesMut::new(),
+            recv_pos: 0,
             out: BytesMut::new(),
             queue: OutQueue::default(),
             send_window: Window::default(),

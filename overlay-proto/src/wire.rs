@@ -263,9 +263,26 @@ fn array32(bytes: &[u8]) -> Option<[u8; 32]> {
     bytes.get(..32)?.try_into().ok()
 }
 
-/// Parses a GOSSIP body; the payload is a zero-copy slice of `body`. An `auth` byte other
-/// than 0 or 1, or a signed body too short for its key and signature, is malformed.
-pub fn parse_gossip(body: &Bytes) -> Result<GossipMsg, WireError> {
+/// The fields of a GOSSIP body, borrowed from the bytes (see [`parse_gossip_ref`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GossipRef<'a> {
+    /// Message id (claimed by the sender).
+    pub id: MessageId,
+    /// The broadcaster.
+    pub origin: PeerId,
+    /// Origin's nonce.
+    pub nonce: u64,
+    /// Hops so far.
+    pub hops: u8,
+    /// The origin's key and signature, when the message is signed.
+    pub auth: Option<OriginSignature>,
+    /// Application payload.
+    pub payload: &'a [u8],
+}
+
+/// Parses a GOSSIP body without taking ownership: the payload borrows `body`. An `auth` byte
+/// other than 0 or 1, or a signed body too short for its key and signature, is malformed.
+pub fn parse_gossip_ref(body: &[u8]) -> Result<GossipRef<'_>, WireError> {
     let err = WireError { kind: Kind::Gossip };
     if body.len() < GOSSIP_HEADER_LEN {
         return Err(err);
@@ -290,12 +307,27 @@ pub fn parse_gossip(body: &Bytes) -> Result<GossipMsg, WireError> {
         }
         _ => return Err(err),
     };
-    Ok(GossipMsg {
+    Ok(GossipRef {
         id,
         origin,
         nonce: u64::from_be_bytes(nonce_bytes),
         hops,
         auth,
+        payload: body.get(header_len..).ok_or(err)?,
+    })
+}
+
+/// Parses a GOSSIP body; the payload is a zero-copy slice of `body` (same rules as
+/// [`parse_gossip_ref`]).
+pub fn parse_gossip(body: &Bytes) -> Result<GossipMsg, WireError> {
+    let fields = parse_gossip_ref(body)?;
+    let header_len = body.len() - fields.payload.len();
+    Ok(GossipMsg {
+        id: fields.id,
+        origin: fields.origin,
+        nonce: fields.nonce,
+        hops: fields.hops,
+        auth: fields.auth,
         payload: body.slice(header_len..),
     })
 }

@@ -780,3 +780,100 @@ fn every_operator_dial_gets_an_answer_from_the_core() {
     let (outcome, _) = answer(&mut n, other);
     assert_eq!(outcome, DialOutcome::Refused(OverlayError::ShuttingDown));
 }
+
+/// A GOSSIP frame with a correct (content-derived) id.
+fn valid_gossip_frame(nonce: u64, payload: &[u8]) -> Vec<u8> {
+    let id = overlay_proto::MessageId::compute(&RAW_PEER, nonce, payload);
+    let mut body = Vec::new();
+    wire::put_gossip_header(&mut body, &id, &RAW_PEER, nonce, 0);
+    body.extend_from_slice(payload);
+    raw_frame(
+        flags::EVENT,
+        Kind::Gossip.code(),
+        overlay_proto::OVERLAY_APP_PROTO_ID,
+        &[],
+        &body,
+    )
+}
+
+fn delivered_payloads(actions: &[Action]) -> Vec<Bytes> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Deliver(d) => Some(d.payload.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn three_gossip_frames() -> (Vec<u8>, Vec<Vec<u8>>) {
+    let payloads: Vec<Vec<u8>> = (1..=3u8).map(|n| vec![n; 300 + 200 * n as usize]).collect();
+    let mut wire = Vec::new();
+    for (nonce, p) in payloads.iter().enumerate() {
+        wire.extend(valid_gossip_frame(nonce as u64 + 1, p));
+    }
+    (wire, payloads)
+}
+
+#[test]
+fn frames_are_decoded_in_place_from_a_read_block_the_driver_still_holds() {
+    let t = token(vec![], vec![], None);
+    let mut r = RawPeer::open(config(Some(t.clone())), &t);
+    let (wire, payloads) = three_gossip_frames();
+    // The driver keeps its receive block while the core has the read (a shared allocation).
+    let block = Bytes::from(wire);
+    r.actions.clear();
+    r.node.handle(
+        r.now,
+        Input::Received {
+            conn: RAW,
+            data: block.clone(),
+        },
+    );
+    r.drain();
+    let delivered = delivered_payloads(&r.actions);
+    assert_eq!(delivered, payloads);
+    let inside = block.as_ptr_range();
+    for p in &delivered {
+        assert!(
+            inside.contains(&p.as_ptr()),
+            "the payload was copied out of the read block"
+        );
+    }
+    assert_eq!(r.closed(), None);
+}
+
+#[test]
+fn frames_split_across_reads_at_any_point_are_decoded_the_same() {
+    let t = token(vec![], vec![], None);
+    let (wire, payloads) = three_gossip_frames();
+    let mut cases: Vec<Vec<usize>> = (1..wire.len()).step_by(7).map(|cut| vec![cut]).collect();
+    // Fixed-size pieces, including ones shorter than a header and ones cutting a header.
+    for piece in [1, 2, 5, 37, 38, 39, 100, 777] {
+        cases.push((piece..wire.len()).step_by(piece).collect());
+    }
+    for cuts in cases {
+        let mut r = RawPeer::open(config(Some(t.clone())), &t);
+        r.actions.clear();
+        let mut start = 0;
+        for end in cuts.iter().copied().chain([wire.len()]) {
+            r.send(wire[start..end].to_vec());
+            start = end;
+        }
+        assert_eq!(delivered_payloads(&r.actions), payloads, "cuts {cuts:?}");
+        assert_eq!(r.closed(), None, "cuts {cuts:?}");
+    }
+}
+
+#[test]
+fn a_bad_header_after_a_split_read_is_refused_before_its_body_arrives() {
+    let t = token(vec![], vec![], None);
+    let mut r = RawPeer::open(config(Some(t.clone())), &t);
+    let mut huge = gossip_frame(10);
+    huge[0..4].copy_from_slice(&u32::MAX.to_be_bytes());
+    // The first 20 bytes of the header, then the rest of it: refused with no body sent.
+    r.send(huge[..20].to_vec());
+    assert_eq!(r.closed(), None);
+    r.send(huge[20..38].to_vec());
+    assert!(r.closed().is_some(), "{:?}", r.actions);
+}

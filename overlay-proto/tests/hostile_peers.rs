@@ -699,3 +699,45 @@ fn a_message_with_a_bad_id_is_refused_with_400_and_bans_its_sender() {
     assert_eq!(bed.closed(2), None);
     assert!(bed.broadcast(b"still fine").is_ok());
 }
+
+#[test]
+fn new_scoring_thresholds_act_at_once_and_new_weights_count_from_now_on() {
+    let mut cfg = open_config();
+    cfg.ihave_rate_burst = 10;
+    cfg.ihave_rate_per_s = 10;
+    let mut bed = Bed::new(cfg);
+    bed.open(1, peer(2));
+    bed.open(2, peer(3));
+    // peer 2: 70 ids over the rate, -14 (no control); peer 3: 20 over, -4 (good).
+    let ids: Vec<MessageId> = (0..80).map(random_id).collect();
+    bed.send(1, ihave(&ids));
+    let ids: Vec<MessageId> = (100..130).map(random_id).collect();
+    bed.send(2, ihave(&ids));
+    assert_eq!(bed.score_of(peer(2)).standing, Standing::NoControl);
+    assert!((bed.score_of(peer(3)).score + 4.0).abs() < 1e-9);
+    let mut live = overlay_proto::LiveSettings::of(bed.node.config());
+    live.scoring.ihave_flood_weight = -1.0;
+    live.scoring.gossip_threshold = -5.0;
+    live.scoring.prune_threshold = -10.0;
+    live.scoring.ban_threshold = -12.0;
+    bed.input(Input::Reconfigure(live.clone()));
+    assert!(bed
+        .actions
+        .iter()
+        .any(|(_, a)| *a == Action::Reconfigured(Ok(live.clone()))));
+    // Scores keep their values; the new ban threshold closes peer 2 at once.
+    assert!((bed.score_of(peer(2)).score + 14.0).abs() < 1e-9);
+    assert_eq!(bed.closed(1), Some(CloseReason::Banned));
+    assert_eq!(bed.rejected(RejectReason::Banned), 1);
+    assert_eq!(bed.closed(2), None);
+    assert!((bed.score_of(peer(3)).score + 4.0).abs() < 1e-9);
+    assert_eq!(bed.score_of(peer(3)).standing, Standing::Good);
+    // Two more ids over the rate from peer 3 cost the new weight: -6, below -5.
+    bed.send(2, ihave(&[random_id(7_000), random_id(7_001)]));
+    assert!(
+        (bed.score_of(peer(3)).score + 6.0).abs() < 1e-9,
+        "{:?}",
+        bed.score_of(peer(3))
+    );
+    assert_eq!(bed.score_of(peer(3)).standing, Standing::NoControl);
+}

@@ -1,4 +1,4 @@
-//! `Input::Reconfigure`: live α/β and quota changes are validated, answered, and take effect on
+//! `Input::Reconfigure`: live α/β, quota and scoring changes are validated, answered, and take effect on
 //! running sessions.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use core::time::Duration;
 use overlay_proto::mesh::{Mesh, MeshConfig};
+use overlay_proto::score::ScoreConfig;
 use overlay_proto::{
     Action, Input, Instant, LiveSettings, Node, NodeConfig, NodeIdentity, RejectReason, SigningSeed,
 };
@@ -27,9 +28,16 @@ fn valid_settings_are_applied_and_answered() {
         beta: 2,
         peer_rate_per_s: 10,
         peer_rate_burst: 20,
+        scoring: ScoreConfig {
+            violation_weight: -40.0,
+            ..ScoreConfig::default()
+        },
     };
-    node.handle(Instant::ZERO, Input::Reconfigure(live));
-    assert_eq!(actions(&mut node), vec![Action::Reconfigured(Ok(live))]);
+    node.handle(Instant::ZERO, Input::Reconfigure(live.clone()));
+    assert_eq!(
+        actions(&mut node),
+        vec![Action::Reconfigured(Ok(live.clone()))]
+    );
     assert_eq!(LiveSettings::of(node.config()), live);
 }
 
@@ -59,6 +67,63 @@ fn invalid_settings_are_refused_and_nothing_changes() {
         actions(&mut node).as_slice(),
         [Action::Reconfigured(Err(e))] if e.setting == "beta"
     ));
+    let live = LiveSettings {
+        scoring: ScoreConfig {
+            prune_threshold: 5.0,
+            ..ScoreConfig::default()
+        },
+        ..LiveSettings::of(&before)
+    };
+    node.handle(Instant::ZERO, Input::Reconfigure(live));
+    assert!(matches!(
+        actions(&mut node).as_slice(),
+        [Action::Reconfigured(Err(e))] if e.setting == "scoring.ban_threshold"
+    ));
+    assert_eq!(node.config(), &before);
+}
+
+#[test]
+fn new_scoring_weights_keep_scores_and_count_from_now_on() {
+    // Decay slow enough that it does not step during the test.
+    let mut m = Mesh::new(MeshConfig {
+        nodes: 2,
+        seed: 9,
+        node_config: {
+            let mut c = MeshConfig::default().node_config;
+            c.scoring.decay_interval = Duration::from_secs(3600);
+            c
+        },
+        ..MeshConfig::default()
+    })
+    .unwrap();
+    m.run_for(Duration::from_secs(2));
+    assert_eq!(m.stats(1).unwrap().sessions_running, 1);
+    let sender = overlay_proto::mesh::node_peer_id(9, 0);
+    for k in 0..5u8 {
+        m.broadcast(0, Bytes::from(vec![k; 16])).unwrap();
+    }
+    m.run_for(Duration::from_millis(500));
+    let before = m.node(1).unwrap().peer_score(&sender);
+    assert_eq!(before.components.first_deliveries, 5.0);
+    assert!((before.score - 0.5).abs() < 1e-9, "{before:?}");
+    let mut live = LiveSettings::of(m.node(1).unwrap().config());
+    live.scoring.first_delivery_weight = 1.0;
+    m.input(1, Input::Reconfigure(live));
+    assert_eq!(
+        m.node(1).unwrap().config().scoring.first_delivery_weight,
+        1.0
+    );
+    // Same value right after the change ...
+    let kept = m.node(1).unwrap().peer_score(&sender);
+    assert!((kept.score - 0.5).abs() < 1e-9, "{kept:?}");
+    // ... and two more first deliveries count at the new weight.
+    for k in 5..7u8 {
+        m.broadcast(0, Bytes::from(vec![k; 16])).unwrap();
+    }
+    m.run_for(Duration::from_millis(500));
+    let after = m.node(1).unwrap().peer_score(&sender);
+    assert_eq!(after.components.first_deliveries, 7.0);
+    assert!((after.score - 2.5).abs() < 1e-9, "{after:?}");
 }
 
 fn mesh(nodes: usize, seed: u64) -> Mesh {
@@ -78,7 +143,7 @@ fn lower_alpha_demotes_eager_peers_and_higher_alpha_promotes_them() {
     assert!(before.eager_peers >= 2, "{before:?}");
     let mut live = LiveSettings::of(m.node(0).unwrap().config());
     live.alpha = 1;
-    m.input(0, Input::Reconfigure(live));
+    m.input(0, Input::Reconfigure(live.clone()));
     let after = m.stats(0).unwrap();
     assert_eq!(after.eager_peers, 1, "{after:?}");
     assert_eq!(

@@ -128,6 +128,10 @@ pub struct ScaleArgs {
     /// Virtual time at which the attackers start, ms [default: 0]
     #[arg(long, value_name = "MS")]
     pub attack_start_ms: Option<u64>,
+    /// Peer scoring in every core: on or off [default: on, the core's default]; with
+    /// --adversary-suite: only that column (both by default)
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub scoring: Option<bool>,
     /// Run the attack table: the attack-free run, every adversary kind at
     /// --adversary-percent (20), and 50 % silent, random senders, over --seeds seeds
     #[arg(long)]
@@ -143,6 +147,14 @@ pub struct ScaleArgs {
 fn parse_origin_auth(s: &str) -> Result<overlay_proto::OriginAuth, String> {
     s.parse()
         .map_err(|()| format!("`{s}`: expected `sign` or `none`"))
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(format!("`{s}`: expected `on` or `off`")),
+    }
 }
 
 /// Arguments of `overlay-sim replay`.
@@ -185,6 +197,7 @@ impl ScaleArgs {
             adversary: self.adversary,
             adversary_percent: self.adversary_percent,
             attack_start_ms: self.attack_start_ms,
+            scoring: self.scoring,
         }
     }
 
@@ -195,6 +208,7 @@ impl ScaleArgs {
                 seed: None,
                 adversary: None,
                 adversary_percent: None,
+                scoring: None,
                 ..self.overrides()
             };
             let plan = scale::table::AttackTablePlan {
@@ -202,6 +216,10 @@ impl ScaleArgs {
                 seeds: self.seeds.unwrap_or(1).max(1),
                 nodes: self.nodes.unwrap_or(scale::scenario::DEFAULT_NODES),
                 percent: self.adversary_percent.unwrap_or(20),
+                scoring: match self.scoring {
+                    Some(b) => vec![b],
+                    None => vec![false, true],
+                },
             };
             let mut list = plan.scenarios();
             for s in &mut list {
@@ -212,6 +230,7 @@ impl ScaleArgs {
                     adversary: s.adversary,
                     adversary_percent: Some(s.adversary_percent),
                     origin_auth: Some(s.origin_auth),
+                    scoring: Some(s.scoring),
                     ..ScenarioFile::default()
                 };
                 *s = file.merge(o.clone()).resolve()?;
@@ -286,6 +305,7 @@ impl ScaleArgs {
             || self.kill_percent.is_some()
             || self.adversary.is_some()
             || self.adversary_percent.is_some()
+            || self.scoring.is_some()
     }
 }
 

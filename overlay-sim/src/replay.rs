@@ -228,7 +228,9 @@ pub fn describe_input(input: &Input) -> String {
             )
         }
         Input::DialFailed { dial, error } => format!("dial_failed {dial} ({})", error.label()),
-        Input::Received { conn, data } => format!("received {conn} ({} bytes)", data.len()),
+        Input::Received { conn, data } | Input::ReceivedPrechecked { conn, data, .. } => {
+            format!("received {conn} ({} bytes)", data.len())
+        }
         Input::ConnectionClosed { conn, error } => match error {
             Some(e) => format!("connection_closed {conn} ({})", e.label()),
             None => format!("connection_closed {conn}"),
@@ -263,6 +265,15 @@ pub fn describe_input(input: &Input) -> String {
             live.alpha, live.beta, live.peer_rate_per_s, live.peer_rate_burst
         ),
         Input::Shutdown => "shutdown".to_string(),
+        Input::ClientConnectionUp { conn, remote, .. } => format!("client up {conn} from {remote}"),
+        Input::SendToClient {
+            request,
+            client,
+            payload,
+        } => format!(
+            "send #{request} to client {client} ({} bytes)",
+            payload.len()
+        ),
     }
 }
 
@@ -325,6 +336,15 @@ pub fn describe_action(action: &Action) -> String {
         Action::Reconfigured(Ok(_)) => "reconfigured".to_string(),
         Action::Reconfigured(Err(e)) => format!("reconfigure refused: {e}"),
         Action::ShutdownComplete => "shutdown_complete".to_string(),
+        Action::Client(overlay_proto::ClientEvent::Up { conn, remote }) => {
+            format!("client {conn} up from {remote}")
+        }
+        Action::Client(overlay_proto::ClientEvent::Down { conn, reason }) => {
+            format!("client {conn} down ({})", reason.label())
+        }
+        Action::ClientMessage { client, payload } => {
+            format!("direct from client {client} ({} bytes)", payload.len())
+        }
     }
 }
 

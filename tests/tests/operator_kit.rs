@@ -139,6 +139,54 @@ async fn sighup_applies_live_settings_and_names_what_needs_a_restart() {
 }
 
 #[cfg(unix)]
+const SCORING_BEFORE: &str = r#"
+[scoring]
+ban_threshold = -50.0
+ihave_flood_weight = -0.2
+"#;
+
+const SCORING_AFTER: &str = r#"
+[scoring]
+ban_threshold = -80.0
+ihave_flood_weight = -0.5
+gossip_threshold = -5.0
+ban_base_ms = 120000
+"#;
+
+#[tokio::test]
+async fn sighup_reloads_the_scoring_weights_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scoring.toml");
+    std::fs::write(&file, SCORING_BEFORE).unwrap();
+    let d = Daemon::start(DaemonOpts::default().args(["--config", file.to_str().unwrap()])).await;
+
+    std::fs::write(&file, SCORING_AFTER).unwrap();
+    signal(&d, "HUP");
+    // Logged only once the node answered with the new settings in force.
+    let applied = wait_log(&d, "SIGHUP: applied").await;
+    for part in [
+        "scoring.ihave_flood_weight -0.2 → -0.5",
+        "scoring.gossip_threshold -10 → -5",
+        "scoring.ban_threshold -50 → -80",
+        "scoring.ban_base_ms 60000 → 120000",
+    ] {
+        assert!(applied.contains(part), "{part} missing in: {applied}");
+    }
+    assert!(
+        !d.log.text().contains("only applied after a restart"),
+        "{}",
+        d.log.text()
+    );
+    // Thresholds out of order are refused by the configuration check; nothing changes.
+    std::fs::write(&file, "[scoring]\nprune_threshold = -60.0\n").unwrap();
+    signal(&d, "HUP");
+    let refused = wait_log(&d, "configuration not reloaded").await;
+    assert!(refused.contains("ban_threshold"), "{refused}");
+    let (status, _) = d.get("/readyz").await;
+    assert_eq!(status, 200, "{}", d.log.text());
+    assert!(d.terminate().success());
+}
+
 #[tokio::test]
 async fn systemd_is_told_ready_reloading_and_stopping() {
     use std::os::unix::net::UnixDatagram;

@@ -15,7 +15,7 @@ use overlay_proto::{AuthConfig, Input, MacKey, Node, NodeConfig, NodeIdentity, O
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use super::{Overlay, OverlayError, Readiness, Shared};
+use super::{DeliveryLog, Overlay, OverlayError, Readiness, ReplayBounds, Shared};
 use crate::config::{DaemonConfig, DEV_KID};
 use crate::runtime::accept::{self, AcceptCtx};
 use crate::runtime::dial::DialCtx;
@@ -93,6 +93,7 @@ pub struct OverlayBuilder<N: Net = TokioNet> {
     max_conns: usize,
     timeouts: Timeouts,
     http: Option<HttpHandler<N::Stream>>,
+    replay: ReplayBounds,
 }
 
 impl<N: Net> fmt::Debug for OverlayBuilder<N> {
@@ -109,6 +110,7 @@ impl<N: Net> fmt::Debug for OverlayBuilder<N> {
             .field("max_conns", &self.max_conns)
             .field("timeouts", &self.timeouts)
             .field("http", &self.http.is_some())
+            .field("replay", &self.replay)
             .finish_non_exhaustive()
     }
 }
@@ -152,7 +154,8 @@ impl OverlayBuilder<TokioNet> {
                 read: cfg.read,
                 write: cfg.write,
                 drain: cfg.drain,
-            });
+            })
+            .replay(cfg.http.replay_bounds());
         if let Some(path) = &cfg.trace_out {
             builder = builder.trace_out(path.clone());
         }
@@ -181,6 +184,7 @@ impl<N: Net> OverlayBuilder<N> {
             max_conns: crate::config::defaults::MAX_CONNS,
             timeouts: Timeouts::default(),
             http: None,
+            replay: ReplayBounds::NONE,
         }
     }
 
@@ -268,6 +272,15 @@ impl<N: Net> OverlayBuilder<N> {
         self
     }
 
+    /// How many delivered messages (and payload bytes) are kept for subscribers that resume
+    /// ([`Overlay::resume`], the SSE stream's `Last-Event-ID`). Default: none
+    /// ([`ReplayBounds::NONE`]); the daemon sets `[http] sse_replay_events` /
+    /// `sse_replay_bytes`.
+    pub fn replay(mut self, bounds: ReplayBounds) -> Self {
+        self.replay = bounds;
+        self
+    }
+
     /// Where plain-HTTP connections go (first byte an ASCII letter). Without a handler they
     /// are closed.
     pub fn http_handler(mut self, handler: HttpHandler<N::Stream>) -> Self {
@@ -297,6 +310,7 @@ impl<N: Net> OverlayBuilder<N> {
             max_conns,
             timeouts,
             http,
+            replay,
         } = self;
 
         let identity = match identity {
@@ -403,7 +417,11 @@ impl<N: Net> OverlayBuilder<N> {
 
         let (bus_tx, bus_rx) = mpsc::channel(BUS_CAPACITY);
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
-        let (deliveries, _) = broadcast::channel(DELIVERY_CAPACITY);
+        let deliveries = Arc::new(DeliveryLog::new(
+            DeliveryLog::random_epoch(),
+            replay,
+            DELIVERY_CAPACITY,
+        ));
         let (directs, _) = broadcast::channel(DIRECT_CAPACITY);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let readiness = Arc::new(watch::Sender::new(Readiness {
@@ -463,7 +481,7 @@ impl<N: Net> OverlayBuilder<N> {
             cmd_weak: cmd_tx.downgrade(),
             dial_ctx,
             out: Outputs {
-                deliveries: deliveries.clone(),
+                deliveries: Arc::clone(&deliveries),
                 directs: directs.clone(),
                 events: events.clone(),
                 readiness: Arc::clone(&readiness),

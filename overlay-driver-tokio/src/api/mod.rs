@@ -26,6 +26,7 @@
 //! clone is dropped the node shuts down gracefully on its own.
 
 mod builder;
+mod delivery_log;
 mod error;
 
 use std::fmt;
@@ -44,6 +45,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use builder::{install_dev_auth, OverlayBuilder};
+pub use delivery_log::{Cursor, CursorError, DeliveryLog, Replay, ReplayBounds, Sequenced};
 pub use error::OverlayError;
 
 use crate::runtime::metrics::DriverCounters;
@@ -79,6 +81,20 @@ pub enum KernelEvent {
         /// The close reason's label (`shutdown`, `peer_unresponsive`, `transport_closed`, ...).
         reason: String,
     },
+    /// A client session (a connection without a certificate, issue #9) passed START.
+    ClientUp {
+        /// The session's handle (for [`Overlay::send_to_client`]).
+        client: ConnId,
+        /// The client's address.
+        remote: SocketAddr,
+    },
+    /// A client session ended.
+    ClientDown {
+        /// The session's handle.
+        client: ConnId,
+        /// The close reason's label.
+        reason: String,
+    },
 }
 
 /// Readiness as published on [`Overlay::readiness`] (`/readyz`).
@@ -91,13 +107,17 @@ pub struct Readiness {
     pub missing: Vec<String>,
 }
 
-/// A direct message from a connected peer.
+/// A direct message from a connected peer or a client session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectMessage {
-    /// The sender.
+    /// The sending peer. For a message from a client session (which has no identity) this is
+    /// this node's own PeerId, and `client` says which session sent it.
     pub from: PeerId,
     /// The message.
     pub payload: Bytes,
+    /// `Some(handle)` when a client session sent it: answer with
+    /// [`Overlay::send_to_client`].
+    pub client: Option<ConnId>,
 }
 
 /// An address to dial: a [`SocketAddr`] or its text form (`"127.0.0.1:9416"`; no DNS).
@@ -135,7 +155,7 @@ impl DialTarget for &String {
 /// What every [`Overlay`] clone shares.
 struct Shared {
     cmd: mpsc::Sender<Command>,
-    deliveries: broadcast::Sender<Delivery>,
+    deliveries: Arc<DeliveryLog>,
     directs: broadcast::Sender<DirectMessage>,
     events: broadcast::Sender<KernelEvent>,
     readiness: watch::Receiver<Readiness>,
@@ -219,6 +239,31 @@ impl Overlay {
         send_direct(&self.shared.cmd, peer, payload.into()).await
     }
 
+    /// Sends a DIRECT message to a client session (its handle comes from
+    /// [`DirectMessage::client`] or [`KernelEvent::ClientUp`]). Fails with `NotConnected` when
+    /// the session is gone, `Busy` when its queue is full.
+    pub async fn send_to_client(
+        &self,
+        client: ConnId,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), OverlayError> {
+        let payload = payload.into();
+        self.command(|reply| Command::SendToClient {
+            client,
+            payload,
+            reply,
+        })
+        .await?
+        .map_err(OverlayError::from)
+    }
+
+    /// The client sessions (connections without a certificate), in connection order.
+    pub async fn clients(&self) -> Vec<overlay_proto::ClientInfo> {
+        self.command(|reply| Command::Clients { reply })
+            .await
+            .unwrap_or_default()
+    }
+
     /// Offers addresses that may run overlay peers; the node dials them as membership needs.
     pub async fn add_peers(&self, addrs: Vec<SocketAddr>) -> Result<(), OverlayError> {
         self.shared
@@ -239,9 +284,25 @@ impl Overlay {
     /// Gossip messages delivered to this node from now on (bounded: a subscriber that falls
     /// behind loses the oldest messages, and that is counted).
     pub fn subscribe(&self) -> Subscription {
+        self.subscription(self.shared.deliveries.subscribe())
+    }
+
+    /// Resumes a subscription after `after` (the [`Cursor`] of the last message received;
+    /// `None`: from the start of this run): what was delivered since and is still kept (at
+    /// most the builder's [`ReplayBounds`]), how many messages since are no longer kept, and
+    /// the live subscription from there on, with no message in both and none lost in between.
+    ///
+    /// # Errors
+    /// [`CursorError::Ahead`] for a cursor of this run that was never issued.
+    pub fn resume(&self, after: Option<Cursor>) -> Result<(Subscription, Replay), CursorError> {
+        let (rx, replay) = self.shared.deliveries.resume(after)?;
+        Ok((self.subscription(rx), replay))
+    }
+
+    fn subscription(&self, rx: broadcast::Receiver<Sequenced>) -> Subscription {
         Subscription {
             feed: Feed {
-                rx: self.shared.deliveries.subscribe(),
+                rx,
                 finished: self.shared.finished.clone(),
                 counters: Arc::clone(&self.shared.counters),
             },
@@ -450,7 +511,7 @@ impl<T: Clone> Feed<T> {
 
 /// Gossip messages delivered to this node ([`Overlay::subscribe`]).
 pub struct Subscription {
-    feed: Feed<Delivery>,
+    feed: Feed<Sequenced>,
 }
 
 impl fmt::Debug for Subscription {
@@ -463,6 +524,12 @@ impl Subscription {
     /// The next delivery, or `None` once the node has stopped and everything delivered before
     /// was received.
     pub async fn recv(&mut self) -> Option<Delivery> {
+        self.feed.recv().await.map(|m| m.delivery)
+    }
+
+    /// The next delivery with its [`Cursor`] (a jump in the sequence numbers means this
+    /// subscriber fell behind and lost the messages in between).
+    pub async fn recv_sequenced(&mut self) -> Option<Sequenced> {
         self.feed.recv().await
     }
 

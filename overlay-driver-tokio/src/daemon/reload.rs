@@ -2,10 +2,14 @@
 //! one read again, split into what applies live and what needs a restart.
 //!
 //! Live: the log filter (`log_level`), and the core's [`LiveSettings`] — the gossip fan-outs
-//! `alpha` / `beta` and the per-peer quota `peer_rate_per_s` / `peer_rate_burst`. Everything
-//! else (listen addresses, TLS identity and keys, tokens, timers, limits, …) is reported as
-//! needing a restart and keeps its running value.
+//! `alpha` / `beta`, the per-peer quota `peer_rate_per_s` / `peer_rate_burst` and every
+//! `[scoring]` setting (weights, thresholds, decay, bans; scores keep their values and new
+//! weights count from then on). Everything else (listen addresses, TLS identity and keys,
+//! tokens, timers, limits, …) is reported as needing a restart and keeps its running value.
 
+use std::time::Duration;
+
+use overlay_proto::score::ScoreConfig;
 use overlay_proto::{AuthConfig, LiveSettings, NodeConfig};
 
 use crate::config::DaemonConfig;
@@ -79,6 +83,7 @@ impl ReloadPlan {
                 });
             }
         }
+        changes.extend(scoring_changes(&old_live.scoring, &new_live.scoring));
         let live = (old_live != new_live).then_some(new_live);
         ReloadPlan {
             log_level,
@@ -92,6 +97,101 @@ impl ReloadPlan {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty() && self.needs_restart.is_empty()
     }
+}
+
+/// The `[scoring]` settings that differ, by TOML key (`scoring.ban_threshold -50 → -80`).
+fn scoring_changes(old: &ScoreConfig, new: &ScoreConfig) -> Vec<Change> {
+    let ms = |d: Duration| d.as_millis().to_string();
+    let pairs: [(&'static str, String, String); 19] = [
+        (
+            "scoring.enabled",
+            old.enabled.to_string(),
+            new.enabled.to_string(),
+        ),
+        (
+            "scoring.decay_interval_ms",
+            ms(old.decay_interval),
+            ms(new.decay_interval),
+        ),
+        (
+            "scoring.decay_factor",
+            old.decay_factor.to_string(),
+            new.decay_factor.to_string(),
+        ),
+        (
+            "scoring.first_delivery_weight",
+            old.first_delivery_weight.to_string(),
+            new.first_delivery_weight.to_string(),
+        ),
+        (
+            "scoring.first_delivery_cap",
+            old.first_delivery_cap.to_string(),
+            new.first_delivery_cap.to_string(),
+        ),
+        (
+            "scoring.invalid_message_weight",
+            old.invalid_message_weight.to_string(),
+            new.invalid_message_weight.to_string(),
+        ),
+        (
+            "scoring.violation_weight",
+            old.violation_weight.to_string(),
+            new.violation_weight.to_string(),
+        ),
+        (
+            "scoring.broken_promise_weight",
+            old.broken_promise_weight.to_string(),
+            new.broken_promise_weight.to_string(),
+        ),
+        (
+            "scoring.graft_flood_weight",
+            old.graft_flood_weight.to_string(),
+            new.graft_flood_weight.to_string(),
+        ),
+        (
+            "scoring.ihave_flood_weight",
+            old.ihave_flood_weight.to_string(),
+            new.ihave_flood_weight.to_string(),
+        ),
+        (
+            "scoring.duplicate_flood_weight",
+            old.duplicate_flood_weight.to_string(),
+            new.duplicate_flood_weight.to_string(),
+        ),
+        (
+            "scoring.shuffle_flood_weight",
+            old.shuffle_flood_weight.to_string(),
+            new.shuffle_flood_weight.to_string(),
+        ),
+        (
+            "scoring.gossip_threshold",
+            old.gossip_threshold.to_string(),
+            new.gossip_threshold.to_string(),
+        ),
+        (
+            "scoring.prune_threshold",
+            old.prune_threshold.to_string(),
+            new.prune_threshold.to_string(),
+        ),
+        (
+            "scoring.ban_threshold",
+            old.ban_threshold.to_string(),
+            new.ban_threshold.to_string(),
+        ),
+        ("scoring.ban_base_ms", ms(old.ban_base), ms(new.ban_base)),
+        ("scoring.ban_max_ms", ms(old.ban_max), ms(new.ban_max)),
+        ("scoring.retain_ms", ms(old.retain), ms(new.retain)),
+        (
+            "scoring.capacity",
+            old.capacity.to_string(),
+            new.capacity.to_string(),
+        ),
+    ];
+    pairs
+        .into_iter()
+        .filter(|(_, old, new)| old != new)
+        .map(|(setting, old, new)| Change { setting, old, new })
+        .collect()
 }
 
 /// The names of the settings that differ and cannot change live.
@@ -228,5 +328,27 @@ mod tests {
         );
         assert_eq!(plan.changes[1].to_string(), "alpha 3 → 5");
         assert_eq!(plan.needs_restart, ["bind", "idle_ms", "auth.tenant"]);
+    }
+
+    #[test]
+    fn scoring_settings_apply_live_by_their_toml_names() {
+        let running = DaemonConfig::default();
+        let mut next = running.clone();
+        next.node.scoring.ban_threshold = -80.0;
+        next.node.scoring.ihave_flood_weight = -0.5;
+        next.node.scoring.ban_base = std::time::Duration::from_secs(120);
+        let plan = ReloadPlan::between(&running, &next);
+        let live = plan.live.clone().unwrap_or(LiveSettings::of(&running.node));
+        assert_eq!(live.scoring, next.node.scoring);
+        let shown: Vec<String> = plan.changes.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "scoring.ihave_flood_weight -0.2 → -0.5",
+                "scoring.ban_threshold -50 → -80",
+                "scoring.ban_base_ms 60000 → 120000",
+            ]
+        );
+        assert!(plan.needs_restart.is_empty(), "{:?}", plan.needs_restart);
     }
 }

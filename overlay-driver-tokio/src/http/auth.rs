@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use overlay_proto::capability::{
@@ -150,8 +150,7 @@ impl ControlAuth {
         if req.method.eq_ignore_ascii_case("POST") && is_simple_content_type(req.content_type) {
             return Err(refuse(
                 HttpRefusal::ContentType,
-                ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-                    .detail("a POST without a token needs a content type such as application/octet-stream or application/json"),
+                ApiError::unsupported_media_type("a POST without a token needs a content type such as application/octet-stream or application/json"),
             ));
         }
         Ok(())
@@ -324,7 +323,8 @@ pub(crate) async fn require_control(
         return refusal.error.into_response();
     }
     // Streams hold their own slots; their setup is cheap and they do not count here.
-    let streaming = request.method() == Method::GET && request.uri().path() == "/v1/gossip";
+    let gossip = super::Endpoint::Gossip;
+    let streaming = request.method() == gossip.method() && request.uri().path() == gossip.path();
     let _permit = if streaming {
         None
     } else {
@@ -332,10 +332,7 @@ pub(crate) async fn require_control(
             Ok(permit) => Some(permit),
             Err(_) => {
                 gate.counters.refused(HttpRefusal::ControlBusy);
-                return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy")
-                    .detail("too many control requests at once")
-                    .retry_after(Some(std::time::Duration::from_secs(1)))
-                    .into_response();
+                return ApiError::busy("too many control requests at once").into_response();
             }
         }
     };

@@ -7,9 +7,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use overlay_proto::{Delivery, MessageId, NodeStats, PeerId, SessionInfo};
+use overlay_proto::{MessageId, NodeStats, PeerId, SessionInfo};
 
-use crate::api::OverlayError;
+use crate::api::{Cursor, CursorError, OverlayError, Replay, Sequenced};
 
 /// A snapshot of the node's readiness, as `GET /readyz` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -22,8 +22,9 @@ pub struct ReadinessView {
 
 /// A stream of gossip deliveries for one subscriber.
 pub trait GossipSubscription: Send + 'static {
-    /// The next delivered message; `None` when the node has stopped.
-    fn recv(&mut self) -> impl Future<Output = Option<Delivery>> + Send;
+    /// The next delivered message and its cursor; `None` when the node has stopped. A jump
+    /// in the sequence numbers means the subscriber lost the messages in between.
+    fn recv(&mut self) -> impl Future<Output = Option<Sequenced>> + Send;
 }
 
 /// The node operations the HTTP layer uses. Cheap to clone (a handle).
@@ -51,6 +52,10 @@ pub trait OverlayApi: Clone + Send + Sync + 'static {
 
     /// A new subscription to delivered gossip messages.
     fn subscribe(&self) -> Self::Subscription;
+
+    /// A subscription resumed after `after`: the kept messages since and the count of those
+    /// no longer kept, then the live feed (see [`crate::api::Overlay::resume`]).
+    fn resume(&self, after: Option<Cursor>) -> Result<(Self::Subscription, Replay), CursorError>;
 
     /// The address the node accepts sessions (and same-port HTTP) on.
     fn local_addr(&self) -> SocketAddr;

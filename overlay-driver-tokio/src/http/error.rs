@@ -7,7 +7,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use overlay_proto::OverlayError as CoreError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::api::OverlayError;
 
@@ -24,14 +24,49 @@ pub struct ApiError {
     pub detail: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    retry_after: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<&'a str>,
+/// The JSON body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable snake_case label: one of [`HTTP_ERROR_KINDS`] or a node error's label
+    /// ([`ApiError::from_overlay`]).
+    pub error: String,
+    /// Whole seconds to wait before retrying (also sent as `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// Human-readable detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
+
+/// `bad_request`: a body or header that does not parse.
+pub const BAD_REQUEST: &str = "bad_request";
+/// `bad_last_event_id`: a `Last-Event-ID` that is not one of this node's event ids.
+pub const BAD_LAST_EVENT_ID: &str = "bad_last_event_id";
+/// `busy`: a slot or budget is full; retry later.
+pub const BUSY: &str = "busy";
+/// `forbidden`: the control API refused the request.
+pub const FORBIDDEN: &str = "forbidden";
+/// `method_not_allowed`.
+pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+/// `not_found`.
+pub const NOT_FOUND: &str = "not_found";
+/// `too_large`: a body over the route's limit.
+pub const TOO_LARGE: &str = "too_large";
+/// `unsupported_media_type`: a content type the route does not take.
+pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
+
+/// Every `error` label the HTTP layer answers with on its own (the node's error labels come
+/// on top, see [`ApiError::from_overlay`]).
+pub const HTTP_ERROR_KINDS: [&str; 8] = [
+    BAD_REQUEST,
+    BAD_LAST_EVENT_ID,
+    BUSY,
+    FORBIDDEN,
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    TOO_LARGE,
+    UNSUPPORTED_MEDIA_TYPE,
+];
 
 impl ApiError {
     /// An error with a status and kind.
@@ -58,23 +93,45 @@ impl ApiError {
 
     /// 403 `forbidden`.
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::FORBIDDEN, "forbidden").detail(detail)
+        ApiError::new(StatusCode::FORBIDDEN, FORBIDDEN).detail(detail)
     }
 
     /// 404 `not_found`.
     pub fn not_found() -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found")
+        ApiError::new(StatusCode::NOT_FOUND, NOT_FOUND)
     }
 
     /// 405 `method_not_allowed`.
     pub fn method_not_allowed() -> Self {
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, METHOD_NOT_ALLOWED)
     }
 
     /// 413 `too_large`.
     pub fn too_large(limit: usize) -> Self {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE)
             .detail(format!("request body larger than {limit} bytes"))
+    }
+
+    /// `bad_request` with a 4xx status (400, or 422 for JSON of the wrong shape).
+    pub fn bad_request(status: StatusCode, detail: impl Into<String>) -> Self {
+        ApiError::new(status, BAD_REQUEST).detail(detail)
+    }
+
+    /// 400 `bad_last_event_id`.
+    pub fn bad_last_event_id(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, BAD_LAST_EVENT_ID).detail(detail)
+    }
+
+    /// 503 `busy`, retry after a second.
+    pub fn busy(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, BUSY)
+            .detail(detail)
+            .retry_after(Some(Duration::from_secs(1)))
+    }
+
+    /// 415 `unsupported_media_type`.
+    pub fn unsupported_media_type(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, UNSUPPORTED_MEDIA_TYPE).detail(detail)
     }
 
     /// Maps a core error to a response (the control API's mapping): `Timeout` 504, `Refused`
@@ -134,10 +191,10 @@ pub fn retry_after_secs(after: Duration) -> u64 {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry = self.retry_after.map(retry_after_secs);
-        let body = Body {
-            error: &self.kind,
+        let body = ErrorBody {
+            error: self.kind.into_owned(),
             retry_after: retry,
-            detail: self.detail.as_deref(),
+            detail: self.detail,
         };
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = retry {
@@ -151,6 +208,22 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_constructor_uses_a_listed_kind() {
+        for e in [
+            ApiError::forbidden("x"),
+            ApiError::not_found(),
+            ApiError::method_not_allowed(),
+            ApiError::too_large(1),
+            ApiError::bad_request(StatusCode::BAD_REQUEST, "x"),
+            ApiError::bad_last_event_id("x"),
+            ApiError::busy("x"),
+            ApiError::unsupported_media_type("x"),
+        ] {
+            assert!(HTTP_ERROR_KINDS.contains(&e.kind.as_ref()), "{e:?}");
+        }
+    }
 
     #[test]
     fn retry_after_rounds_up() {

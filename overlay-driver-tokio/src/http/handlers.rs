@@ -1,7 +1,6 @@
 //! Route handlers. Every handler ends with `.into_response()`.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
@@ -18,6 +17,7 @@ use super::error::{retry_after_secs, ApiError};
 use super::limits::HttpRefusal;
 use super::sse::{gossip_response, SseBounds};
 use super::HttpState;
+use crate::api::{Cursor, CursorError};
 
 /// The Prometheus text exposition content type.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -27,15 +27,20 @@ pub async fn healthz() -> Response {
     (StatusCode::OK, "ok").into_response()
 }
 
-#[derive(Serialize)]
-struct ReadyBody<'a> {
-    ready: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    degraded: bool,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    missing: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    retry_after: Option<u64>,
+/// The body of `GET /readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadyBody {
+    /// The node accepts work.
+    pub ready: bool,
+    /// Saturated (only when not ready).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub degraded: bool,
+    /// What is missing or saturated (`sessions`, `send_queue`, `shutting_down`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    /// Whole seconds to wait before asking again (also `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 /// `GET /readyz`: 200 `{"ready":true}`, or 503 with what is missing and a retry hint.
@@ -45,7 +50,7 @@ pub async fn readyz<O: OverlayApi>(State(state): State<HttpState<O>>) -> Respons
         let body = ReadyBody {
             ready: true,
             degraded: false,
-            missing: &[],
+            missing: Vec::new(),
             retry_after: None,
         };
         return (StatusCode::OK, Json(body)).into_response();
@@ -54,7 +59,7 @@ pub async fn readyz<O: OverlayApi>(State(state): State<HttpState<O>>) -> Respons
     let body = ReadyBody {
         ready: false,
         degraded: true,
-        missing: &view.missing,
+        missing: view.missing,
         retry_after: Some(secs),
     };
     let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
@@ -77,9 +82,11 @@ pub async fn metrics<O: OverlayApi>(State(state): State<HttpState<O>>) -> Respon
         .into_response()
 }
 
-#[derive(Serialize)]
-struct BroadcastAccepted {
-    id: String,
+/// The body of a 202 from `POST /v1/broadcast`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BroadcastAccepted {
+    /// The message id, 64 lowercase hex digits.
+    pub id: String,
 }
 
 /// `POST /v1/broadcast`: the body is the message; 202 `{"id":"<hex>"}`.
@@ -116,10 +123,10 @@ pub async fn broadcast<O: OverlayApi>(
 fn body_rejection(status: StatusCode, text: String, limit: usize) -> Response {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::too_large(limit).into_response()
+    } else if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        ApiError::unsupported_media_type(text).into_response()
     } else {
-        ApiError::new(status, "bad_request")
-            .detail(text)
-            .into_response()
+        ApiError::bad_request(status, text).into_response()
     }
 }
 
@@ -220,15 +227,17 @@ pub async fn stats<O: OverlayApi>(State(state): State<HttpState<O>>) -> Response
 }
 
 /// The body of `POST /v1/dial`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DialRequest {
     /// `host:port` to dial.
     pub addr: String,
 }
 
-#[derive(Serialize)]
-struct DialDone {
-    peer_id: String,
+/// The body of a 200 from `POST /v1/dial`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DialDone {
+    /// The peer the session runs with, `peer:<hex>`.
+    pub peer_id: String,
 }
 
 /// `POST /v1/dial` `{"addr":"host:port"}`: 200 `{"peer_id":"peer:…"}` once the session opened.
@@ -248,8 +257,7 @@ pub async fn dial<O: OverlayApi>(
     };
     let addr = req.addr.trim().to_string();
     if addr.is_empty() || addr.len() > 1024 || !addr.contains(':') {
-        return ApiError::new(StatusCode::BAD_REQUEST, "bad_request")
-            .detail("`addr` must be host:port")
+        return ApiError::bad_request(StatusCode::BAD_REQUEST, "`addr` must be host:port")
             .into_response();
     }
     let timeout = state.config.dial_timeout;
@@ -263,19 +271,40 @@ pub async fn dial<O: OverlayApi>(
     }
 }
 
-/// `GET /v1/gossip`: Server-Sent Events, one `data:` event per delivered message. Streams are
-/// capped in total and per address.
+/// The header a reconnecting SSE client names its last event with.
+pub const LAST_EVENT_ID: &str = "last-event-id";
+
+/// The cursor of a `Last-Event-ID` header: `Ok(None)` without one (or an empty one, which the
+/// SSE standard uses for "no id").
+fn last_event_id(headers: &axum::http::HeaderMap) -> Result<Option<Cursor>, CursorError> {
+    let Some(value) = headers.get(LAST_EVENT_ID) else {
+        return Ok(None);
+    };
+    let text = value.to_str().map_err(|_| CursorError::Malformed)?.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some)
+}
+
+fn bad_cursor(counters: &super::HttpCounters, e: &CursorError) -> Response {
+    counters.refused(HttpRefusal::LastEventId);
+    ApiError::bad_last_event_id(e.to_string()).into_response()
+}
+
+/// `GET /v1/gossip`: Server-Sent Events, one `id:`/`data:` event per delivered message; with
+/// `Last-Event-ID`, what the client missed first (bounded). Streams are capped in total and
+/// per address.
 pub async fn gossip<O: OverlayApi>(
     State(state): State<HttpState<O>>,
     request: axum::extract::Request,
 ) -> Response {
-    let busy = |detail: &'static str| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy")
-            .detail(detail)
-            .retry_after(Some(Duration::from_secs(1)))
-            .into_response()
-    };
+    let busy = |detail: &'static str| ApiError::busy(detail).into_response();
     let counters = &state.config.counters;
+    let cursor = match last_event_id(request.headers()) {
+        Ok(c) => c,
+        Err(e) => return bad_cursor(counters, &e),
+    };
     let ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -293,12 +322,32 @@ pub async fn gossip<O: OverlayApi>(
         bytes: state.config.sse_buffer_bytes,
         keep_alive: state.config.sse_keep_alive,
     };
-    gossip_response(
-        state.overlay.subscribe(),
-        bounds,
-        counters.clone(),
-        (permit, per_ip),
+    let (sub, replay) = match cursor {
+        None => (state.overlay.subscribe(), None),
+        Some(after) => match state.overlay.resume(Some(after)) {
+            Ok((sub, replay)) => {
+                counters.resumed(&replay);
+                (sub, Some(replay))
+            }
+            Err(e) => return bad_cursor(counters, &e),
+        },
+    };
+    gossip_response(sub, replay, bounds, counters.clone(), (permit, per_ip))
+}
+
+/// The OpenAPI 3.1 description of these routes (`docs/openapi.json`).
+pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
+
+/// `GET /v1/openapi.json`: the OpenAPI 3.1 description of the HTTP API.
+pub async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        OPENAPI_JSON,
     )
+        .into_response()
 }
 
 /// Fallback: 404 JSON.

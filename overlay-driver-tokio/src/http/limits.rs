@@ -2,7 +2,7 @@
 //! refuses or closes.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -87,6 +87,9 @@ pub enum HttpRefusal {
     ControlAuth,
     /// A control token over plain HTTP from a non-loopback address.
     PlaintextToken,
+    /// A gossip stream asked to resume from a `Last-Event-ID` that is not one of this node's
+    /// event ids (400 `bad_last_event_id`).
+    LastEventId,
 }
 
 impl HttpRefusal {
@@ -105,6 +108,7 @@ impl HttpRefusal {
             HttpRefusal::ContentType => "http_content_type",
             HttpRefusal::ControlAuth => "http_control_auth",
             HttpRefusal::PlaintextToken => "http_plaintext_token",
+            HttpRefusal::LastEventId => "http_last_event_id",
         }
     }
 }
@@ -150,6 +154,15 @@ pub struct HttpStats {
     pub closed: BTreeMap<String, u64>,
     /// HTTP connections open now (all listeners sharing these counters).
     pub open_conns: usize,
+    /// Gossip streams resumed with `Last-Event-ID`.
+    pub sse_resumes: u64,
+    /// Messages replayed to resumed streams.
+    pub sse_replayed: u64,
+    /// Payload bytes replayed to resumed streams.
+    pub sse_replayed_bytes: u64,
+    /// Messages resumed streams missed because they were no longer kept (their `lagged`
+    /// events).
+    pub sse_replay_missed: u64,
 }
 
 impl HttpStats {
@@ -169,6 +182,10 @@ struct CountersInner {
     rejected: Mutex<BTreeMap<HttpRefusal, u64>>,
     closed: Mutex<BTreeMap<HttpClose, u64>>,
     open: AtomicUsize,
+    sse_resumes: AtomicU64,
+    sse_replayed: AtomicU64,
+    sse_replayed_bytes: AtomicU64,
+    sse_replay_missed: AtomicU64,
 }
 
 /// Counters of the HTTP layer, shared by the listeners and the router. Every count is also
@@ -211,6 +228,23 @@ impl HttpCounters {
         metrics::counter!("errors_total", "stage" => "http", "kind" => why.label()).increment(1);
     }
 
+    /// Counts a resumed gossip stream and its replay (`http_sse_resumes_total`,
+    /// `http_sse_replayed_total`, `http_sse_replayed_bytes_total`,
+    /// `http_sse_replay_missed_total`).
+    pub fn resumed(&self, replay: &crate::api::Replay) {
+        let (n, bytes) = (replay.messages.len() as u64, replay.bytes() as u64);
+        let i = &self.inner;
+        i.sse_resumes.fetch_add(1, Ordering::Relaxed);
+        i.sse_replayed.fetch_add(n, Ordering::Relaxed);
+        i.sse_replayed_bytes.fetch_add(bytes, Ordering::Relaxed);
+        i.sse_replay_missed
+            .fetch_add(replay.missed, Ordering::Relaxed);
+        metrics::counter!("http_sse_resumes_total").increment(1);
+        metrics::counter!("http_sse_replayed_total").increment(n);
+        metrics::counter!("http_sse_replayed_bytes_total").increment(bytes);
+        metrics::counter!("http_sse_replay_missed_total").increment(replay.missed);
+    }
+
     pub(crate) fn conn_opened(&self) {
         let n = self.inner.open.fetch_add(1, Ordering::Relaxed) + 1;
         metrics::gauge!("http_connections_open").set(n as f64);
@@ -247,10 +281,15 @@ impl HttpCounters {
                 .map(|(k, v)| (k.label().to_string(), *v))
                 .collect()
         };
+        let i = &self.inner;
         HttpStats {
             rejected,
             closed,
-            open_conns: self.inner.open.load(Ordering::Relaxed),
+            open_conns: i.open.load(Ordering::Relaxed),
+            sse_resumes: i.sse_resumes.load(Ordering::Relaxed),
+            sse_replayed: i.sse_replayed.load(Ordering::Relaxed),
+            sse_replayed_bytes: i.sse_replayed_bytes.load(Ordering::Relaxed),
+            sse_replay_missed: i.sse_replay_missed.load(Ordering::Relaxed),
         }
     }
 }

@@ -9,7 +9,8 @@
 //! | `GET /v1/peers` | sessions as JSON |
 //! | `GET /v1/stats` | the node's counters and gauges as JSON |
 //! | `POST /v1/dial` | `{"addr":"host:port"}` → 200 `{"peer_id":"peer:…"}` |
-//! | `GET /v1/gossip` | Server-Sent Events, one per delivered message |
+//! | `GET /v1/gossip` | Server-Sent Events, one per delivered message (`id:` a resume cursor; `Last-Event-ID` replays what was missed) |
+//! | `GET /v1/openapi.json` | the OpenAPI 3.1 description of these routes (`docs/openapi.json`) |
 //!
 //! The `/v1` routes are the control API: allowed from loopback peers (without a browser's
 //! marks), or with `Authorization: Bearer <control token>`; see [`ControlAuth`] for the rules
@@ -40,8 +41,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::Method;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use overlay_proto::NodeConfig;
 use tokio::sync::Semaphore;
@@ -51,11 +53,11 @@ pub use auth::{
     ControlRequest,
 };
 pub use backend::{GossipSubscription, OverlayApi, ReadinessView};
-pub use error::{retry_after_secs, ApiError};
+pub use error::{retry_after_secs, ApiError, ErrorBody, HTTP_ERROR_KINDS};
 pub use guard::HttpGuard;
 pub use limits::{HttpClose, HttpCounters, HttpLimits, HttpRefusal, HttpStats};
 pub use serve::{bind_listener, spawn_listener, ConnMeta, HttpHandler, RouterSlot};
-pub use sse::GossipEvent;
+pub use sse::{GossipEvent, LaggedEvent};
 pub use trace::{next_request_id, REQUEST_ID_HEADER};
 
 /// Renders the Prometheus exposition text (e.g. a `PrometheusHandle::render`).
@@ -190,6 +192,107 @@ pub enum Routes {
     Control,
 }
 
+/// One route of the HTTP layer: its method and path. The router is built from
+/// [`Endpoint::ALL`], and `docs/openapi.json` (served at `GET /v1/openapi.json`) describes
+/// exactly these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Endpoint {
+    /// `GET /healthz`.
+    Healthz,
+    /// `GET /readyz`.
+    Readyz,
+    /// `GET /metrics`.
+    Metrics,
+    /// `POST /v1/broadcast`.
+    Broadcast,
+    /// `GET /v1/peers`.
+    Peers,
+    /// `GET /v1/stats`.
+    Stats,
+    /// `POST /v1/dial`.
+    Dial,
+    /// `GET /v1/gossip`.
+    Gossip,
+    /// `GET /v1/openapi.json`.
+    OpenApi,
+}
+
+impl Endpoint {
+    /// Every route.
+    pub const ALL: [Endpoint; 9] = [
+        Endpoint::Healthz,
+        Endpoint::Readyz,
+        Endpoint::Metrics,
+        Endpoint::Broadcast,
+        Endpoint::Peers,
+        Endpoint::Stats,
+        Endpoint::Dial,
+        Endpoint::Gossip,
+        Endpoint::OpenApi,
+    ];
+
+    /// The HTTP method.
+    pub fn method(self) -> Method {
+        match self {
+            Endpoint::Broadcast | Endpoint::Dial => Method::POST,
+            Endpoint::Healthz
+            | Endpoint::Readyz
+            | Endpoint::Metrics
+            | Endpoint::Peers
+            | Endpoint::Stats
+            | Endpoint::Gossip
+            | Endpoint::OpenApi => Method::GET,
+        }
+    }
+
+    /// The path.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Healthz => "/healthz",
+            Endpoint::Readyz => "/readyz",
+            Endpoint::Metrics => "/metrics",
+            Endpoint::Broadcast => "/v1/broadcast",
+            Endpoint::Peers => "/v1/peers",
+            Endpoint::Stats => "/v1/stats",
+            Endpoint::Dial => "/v1/dial",
+            Endpoint::Gossip => "/v1/gossip",
+            Endpoint::OpenApi => "/v1/openapi.json",
+        }
+    }
+
+    /// Part of the control API (`/v1/…`: behind the control check).
+    pub fn is_control(self) -> bool {
+        self.path().starts_with("/v1/")
+    }
+
+    /// Whether a router with `routes` serves this endpoint.
+    pub fn served_by(self, routes: Routes) -> bool {
+        match self {
+            Endpoint::Healthz | Endpoint::Readyz => true,
+            Endpoint::Metrics => routes != Routes::Control,
+            _ => routes != Routes::Public,
+        }
+    }
+
+    /// The handler, for the method of [`Endpoint::method`].
+    fn method_router<O: OverlayApi>(self, broadcast_limit: usize) -> MethodRouter<HttpState<O>> {
+        let filter = MethodFilter::try_from(self.method()).unwrap_or(MethodFilter::GET);
+        match self {
+            Endpoint::Healthz => on(filter, handlers::healthz),
+            Endpoint::Readyz => on(filter, handlers::readyz::<O>),
+            Endpoint::Metrics => on(filter, handlers::metrics::<O>),
+            Endpoint::Broadcast => {
+                on(filter, handlers::broadcast::<O>).layer(DefaultBodyLimit::max(broadcast_limit))
+            }
+            Endpoint::Peers => on(filter, handlers::peers::<O>),
+            Endpoint::Stats => on(filter, handlers::stats::<O>),
+            Endpoint::Dial => on(filter, handlers::dial::<O>),
+            Endpoint::Gossip => on(filter, handlers::gossip::<O>),
+            Endpoint::OpenApi => on(filter, handlers::openapi),
+        }
+    }
+}
+
 /// Builds the router over a node with every route ([`Routes::All`]).
 pub fn router<O: OverlayApi>(overlay: O, config: HttpConfig) -> Router {
     router_with(overlay, config, Routes::All)
@@ -215,24 +318,18 @@ pub fn router_with<O: OverlayApi>(overlay: O, config: HttpConfig, routes: Routes
         )),
         config: Arc::new(config),
     };
-    let mut app = Router::new()
-        .route("/healthz", get(handlers::healthz))
-        .route("/readyz", get(handlers::readyz::<O>));
-    if routes != Routes::Control {
-        app = app.route("/metrics", get(handlers::metrics::<O>));
+    let mut app = Router::new();
+    let mut control = Router::new();
+    for endpoint in Endpoint::ALL.into_iter().filter(|e| e.served_by(routes)) {
+        let handler = endpoint.method_router::<O>(broadcast_limit);
+        if endpoint.is_control() {
+            control = control.route(endpoint.path(), handler);
+        } else {
+            app = app.route(endpoint.path(), handler);
+        }
     }
     if routes != Routes::Public {
-        let control = Router::new()
-            .route(
-                "/v1/broadcast",
-                post(handlers::broadcast::<O>).layer(DefaultBodyLimit::max(broadcast_limit)),
-            )
-            .route("/v1/peers", get(handlers::peers::<O>))
-            .route("/v1/stats", get(handlers::stats::<O>))
-            .route("/v1/dial", post(handlers::dial::<O>))
-            .route("/v1/gossip", get(handlers::gossip::<O>))
-            .route_layer(from_fn_with_state(gate, auth::require_control));
-        app = app.merge(control);
+        app = app.merge(control.route_layer(from_fn_with_state(gate, auth::require_control)));
     }
     app.fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)

@@ -3,14 +3,14 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use overlay_proto::{Delivery, MessageId, NodeStats, PeerId, SessionInfo};
+use overlay_proto::{MessageId, NodeStats, PeerId, SessionInfo};
 
 use super::backend::{GossipSubscription, OverlayApi, ReadinessView};
-use crate::api::{Overlay, OverlayError, Subscription};
+use crate::api::{Cursor, CursorError, Overlay, OverlayError, Replay, Sequenced, Subscription};
 
 impl GossipSubscription for Subscription {
-    async fn recv(&mut self) -> Option<Delivery> {
-        Subscription::recv(self).await
+    async fn recv(&mut self) -> Option<Sequenced> {
+        Subscription::recv_sequenced(self).await
     }
 }
 
@@ -60,6 +60,10 @@ impl OverlayApi for Overlay {
 
     fn subscribe(&self) -> Subscription {
         Overlay::subscribe(self)
+    }
+
+    fn resume(&self, after: Option<Cursor>) -> Result<(Subscription, Replay), CursorError> {
+        Overlay::resume(self, after)
     }
 
     fn local_addr(&self) -> SocketAddr {

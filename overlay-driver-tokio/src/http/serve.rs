@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{header, HeaderValue, Response, StatusCode};
+use axum::http::{header, HeaderValue, Response};
 use axum::response::IntoResponse;
 use axum::Router;
 use hyper::body::Incoming;
@@ -64,9 +64,7 @@ async fn handle(
     }
     let mut resp = if state.probe_only && !is_probe(req.uri().path()) {
         state.counters().refused(HttpRefusal::ProbeOnly);
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy")
-            .detail("the server is at its connection limit; only probes are served")
-            .retry_after(Some(Duration::from_secs(1)))
+        ApiError::busy("the server is at its connection limit; only probes are served")
             .into_response()
     } else {
         let within = state.limits().body_timeout;

@@ -3,12 +3,12 @@
 //! bus; the node task turns the first report into `Input::ConnectionClosed` and ignores the
 //! rest.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use overlay_proto::{ConnId, OverlayError as CoreError};
+use overlay_proto::{ConnId, OriginAuth, OverlayError as CoreError, Prechecker};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant as TokioInstant};
@@ -18,15 +18,14 @@ use super::BusMsg;
 use crate::shared::WriteCredit;
 use crate::tls::classify_handshake_error;
 
-/// Size of the receive blocks: chunks handed to the core are slices of these blocks (no copy).
-const READ_CHUNK: usize = 64 * 1024;
-/// A new block is reserved when less than this is left in the current one, so many small
-/// reads share one block instead of each pinning a block of its own.
-const MIN_READ_ROOM: usize = 8 * 1024;
+/// Smallest receive block, and the first one: an idle connection pins no more than this.
+const MIN_READ_CHUNK: usize = 4 * 1024;
+/// Largest receive block, reached after reads that keep filling the block they were given.
+const MAX_READ_CHUNK: usize = 64 * 1024;
 /// A writer gathers queued frames up to this many bytes into one write.
 const WRITE_BATCH: usize = 256 * 1024;
-/// Scratch buffers larger than this are released after a batch.
-const SCRATCH_KEEP: usize = 1024 * 1024;
+/// Frames handed to one vectored write call at most.
+const MAX_IOVECS: usize = 64;
 
 /// What the node task sends a writer.
 #[derive(Debug)]
@@ -89,12 +88,16 @@ pub(crate) struct ReaderCtx<S> {
     /// Dialed by us: in TLS 1.3 the server's verdict on our certificate arrives as an alert on
     /// the first read, which is then a handshake failure.
     pub(crate) outbound: bool,
+    /// The node's `origin_auth` mode, for the content checks made here.
+    pub(crate) origin_auth: OriginAuth,
     pub(crate) counters: Arc<DriverCounters>,
     pub(crate) slot: Arc<ConnSlot>,
 }
 
 /// Reads the socket until EOF, error or the backstop timeout, sending each chunk to the node
-/// task. Whether a quiet peer is dead is the core's decision (its failure detector closes the
+/// task with the content-check verdicts of the GOSSIP frames inside it (the core's
+/// `Prechecker`: ids recomputed and signatures batch-verified here, on whichever worker thread
+/// runs this reader, instead of on the node task; the node decides what to do with them). Whether a quiet peer is dead is the core's decision (its failure detector closes the
 /// session long before `read_timeout`); the timeout only guards against a core that never
 /// decides, e.g. a connection the core does not know.
 pub(crate) async fn reader<S, R>(ctx: ReaderCtx<S>, mut rd: R)
@@ -106,28 +109,32 @@ where
         bus,
         read_timeout,
         outbound,
+        origin_auth,
         counters,
         slot,
     } = ctx;
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut prechecker = Prechecker::new(origin_auth);
+    let mut blocks = ReadBlocks::new();
     let mut received_any = false;
     let error = loop {
-        if buf.capacity() - buf.len() < MIN_READ_ROOM {
-            buf.reserve(READ_CHUNK);
-        }
-        match timeout(read_timeout, rd.read_buf(&mut buf)).await {
+        let room = blocks.room();
+        match timeout(read_timeout, rd.read_buf(&mut blocks.buf)).await {
             // Backstop only (see above): counted, so a firing one shows in the metrics.
             Err(_) => {
                 counters.error("read", "timeout");
                 break Some(CoreError::Timeout);
             }
             Ok(Ok(0)) => break None,
-            Ok(Ok(_)) => {
+            Ok(Ok(read)) => {
                 received_any = true;
-                let data = buf.split().freeze();
+                blocks.adapt(read, room);
+                // The core decodes frames in place: what it keeps are slices of this block.
+                let data = blocks.buf.split().freeze();
+                let checks = prechecker.scan(&data);
                 let msg = BusMsg::Received {
                     conn,
                     data,
+                    checks,
                     at: TokioInstant::now(),
                 };
                 if bus.send(msg).await.is_err() {
@@ -162,6 +169,46 @@ where
         .await;
 }
 
+/// A reader's receive blocks. Each read lands in the free part of the current block and is
+/// handed over as a slice of it (`split().freeze()`), so the core owns the bytes without a copy
+/// and the block is freed once the last slice is dropped. The block size adapts to the traffic:
+/// it doubles (up to [`MAX_READ_CHUNK`]) after a read that filled all the room it was given and
+/// halves (down to [`MIN_READ_CHUNK`]) after a small read, so a busy connection reads in large
+/// pieces while an idle one holds a few KiB.
+struct ReadBlocks {
+    buf: BytesMut,
+    chunk: usize,
+}
+
+impl ReadBlocks {
+    fn new() -> ReadBlocks {
+        ReadBlocks {
+            buf: BytesMut::with_capacity(MIN_READ_CHUNK),
+            chunk: MIN_READ_CHUNK,
+        }
+    }
+
+    /// Room for the next read; starts a new block when less than a quarter of one is left, or
+    /// when the current one is much larger than the traffic needs now (the old block lives on
+    /// in the slices handed over, and is freed with the last of them).
+    fn room(&mut self) -> usize {
+        let room = self.buf.capacity() - self.buf.len();
+        if room < self.chunk / 4 || room > self.chunk * 2 {
+            self.buf = BytesMut::with_capacity(self.chunk);
+        }
+        self.buf.capacity() - self.buf.len()
+    }
+
+    /// Sizes the next block from the last read (`read` bytes into `room`).
+    fn adapt(&mut self, read: usize, room: usize) {
+        if read >= room {
+            self.chunk = (self.chunk * 2).min(MAX_READ_CHUNK);
+        } else if read < self.chunk / 16 {
+            self.chunk = (self.chunk / 2).max(MIN_READ_CHUNK);
+        }
+    }
+}
+
 /// Settings of a writer task.
 pub(crate) struct WriterCtx<S> {
     pub(crate) conn: ConnId,
@@ -187,7 +234,6 @@ where
         credit,
     } = ctx;
     let mut batch: Vec<(Bytes, TokioInstant)> = Vec::new();
-    let mut scratch = BytesMut::new();
     let error = loop {
         let mut close = false;
         match rx.recv().await {
@@ -213,7 +259,7 @@ where
             }
         }
         if !batch.is_empty() {
-            let written = timeout(write_timeout, write_batch(&mut wr, &batch, &mut scratch)).await;
+            let written = timeout(write_timeout, write_batch(&mut wr, &batch)).await;
             match written {
                 Err(_) => {
                     counters.error("write", "timeout");
@@ -232,8 +278,8 @@ where
             }
             credit.give_back(batch.iter().map(|(bytes, _)| bytes.len()).sum());
             batch.clear();
-            if scratch.capacity() > SCRATCH_KEEP {
-                scratch = BytesMut::new();
+            if batch.capacity() > MAX_IOVECS * 4 {
+                batch = Vec::new();
             }
         }
         if close {
@@ -256,21 +302,155 @@ where
         .await;
 }
 
-/// One write (and flush) for the whole batch.
+/// The whole batch with vectored writes (no copy into a scratch buffer: TLS encrypts
+/// straight from the queued frames), then one flush.
 async fn write_batch<W: AsyncWrite + Unpin>(
     wr: &mut W,
     batch: &[(Bytes, TokioInstant)],
-    scratch: &mut BytesMut,
 ) -> io::Result<()> {
-    match batch {
-        [(only, _)] => wr.write_all(only).await?,
-        _ => {
-            scratch.clear();
-            for (bytes, _) in batch {
-                scratch.extend_from_slice(bytes);
+    let mut first = 0;
+    let mut offset = 0;
+    loop {
+        // Skip what is fully written (and empty frames, which a write cannot make progress on).
+        while first < batch.len() && batch[first].0.len() == offset {
+            first += 1;
+            offset = 0;
+        }
+        if first == batch.len() {
+            break;
+        }
+        let slices: Vec<IoSlice<'_>> = batch[first..]
+            .iter()
+            .take(MAX_IOVECS)
+            .enumerate()
+            .map(|(i, (bytes, _))| IoSlice::new(if i == 0 { &bytes[offset..] } else { bytes }))
+            .collect();
+        let mut written = wr.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 && first < batch.len() {
+            let left = batch[first].0.len() - offset;
+            let step = written.min(left);
+            offset += step;
+            written -= step;
+            if offset == batch[first].0.len() {
+                first += 1;
+                offset = 0;
             }
-            wr.write_all(scratch).await?;
         }
     }
     wr.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// Accepts at most `per_call` bytes per write (vectored or not), like a busy socket.
+    struct Trickle {
+        out: Vec<u8>,
+        per_call: usize,
+        calls: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.per_call);
+            self.out.extend_from_slice(&buf[..n]);
+            self.calls += 1;
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let mut budget = self.per_call;
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(budget);
+                self.out.extend_from_slice(&b[..take]);
+                budget -= take;
+                n += take;
+            }
+            self.calls += 1;
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn vectored_batch_survives_partial_writes_and_empty_frames() {
+        let now = TokioInstant::now();
+        let frames: Vec<Bytes> = vec![
+            Bytes::from_static(b"alpha"),
+            Bytes::new(),
+            Bytes::from_static(b"be"),
+            Bytes::from((0..200u8).collect::<Vec<u8>>()),
+            Bytes::new(),
+        ];
+        let batch: Vec<(Bytes, TokioInstant)> = frames.iter().map(|f| (f.clone(), now)).collect();
+        let expected: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
+        for per_call in [1, 3, 7, 1000] {
+            let mut wr = Trickle {
+                out: Vec::new(),
+                per_call,
+                calls: 0,
+            };
+            write_batch(&mut wr, &batch).await.unwrap();
+            assert_eq!(wr.out, expected, "per_call {per_call}");
+            assert_eq!(wr.calls, expected.len().div_ceil(per_call));
+        }
+        let mut wr = Trickle {
+            out: Vec::new(),
+            per_call: 4,
+            calls: 0,
+        };
+        let empty = [(Bytes::new(), now)];
+        write_batch(&mut wr, &empty).await.unwrap();
+        assert_eq!(wr.calls, 0);
+    }
+
+    #[test]
+    fn read_blocks_grow_under_load_and_shrink_when_idle() {
+        let mut blocks = ReadBlocks::new();
+        assert_eq!(blocks.room(), MIN_READ_CHUNK);
+        for _ in 0..10 {
+            let room = blocks.room();
+            blocks.buf.resize(blocks.buf.len() + room, 0);
+            blocks.adapt(room, room);
+            drop(blocks.buf.split().freeze());
+        }
+        assert_eq!(blocks.chunk, MAX_READ_CHUNK);
+        assert_eq!(blocks.room(), MAX_READ_CHUNK);
+        for _ in 0..10 {
+            let room = blocks.room();
+            blocks.buf.resize(blocks.buf.len() + 10, 0);
+            blocks.adapt(10, room);
+            drop(blocks.buf.split().freeze());
+        }
+        assert_eq!(blocks.chunk, MIN_READ_CHUNK);
+        // The large block was let go: the reader now holds a small one.
+        assert!(blocks.room() <= MIN_READ_CHUNK);
+        assert!(blocks.buf.capacity() <= MIN_READ_CHUNK);
+    }
 }

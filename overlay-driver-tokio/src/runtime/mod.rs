@@ -79,7 +79,8 @@ impl Default for Timeouts {
 pub(crate) struct Established<S> {
     pub(crate) conn: ConnId,
     pub(crate) stream: TlsStream<S>,
-    pub(crate) peer: PeerId,
+    /// The TLS-proven identity; `None` for a client session (no client certificate).
+    pub(crate) peer: Option<PeerId>,
     pub(crate) remote: SocketAddr,
     pub(crate) direction: Direction,
     pub(crate) dial: Option<DialId>,
@@ -97,6 +98,8 @@ pub(crate) enum BusMsg<S> {
     Received {
         conn: ConnId,
         data: Bytes,
+        /// Content-check verdicts of the GOSSIP frames in `data` (computed by the reader).
+        checks: overlay_proto::Prechecked,
         /// When the read completed (`deliver` latency).
         at: tokio::time::Instant,
     },

@@ -53,6 +53,16 @@ pub(crate) enum Command {
         payload: Bytes,
         reply: oneshot::Sender<Result<(), CoreError>>,
     },
+    /// `Input::SendToClient`.
+    SendToClient {
+        client: ConnId,
+        payload: Bytes,
+        reply: oneshot::Sender<Result<(), CoreError>>,
+    },
+    /// `Node::clients`.
+    Clients {
+        reply: oneshot::Sender<Vec<overlay_proto::ClientInfo>>,
+    },
     /// `Input::Dial`; answered when the session runs or fails.
     Dial { addr: SocketAddr, reply: DialWaiter },
     /// `Input::PeersDiscovered`.
@@ -77,7 +87,7 @@ pub(crate) type DialWaiter = oneshot::Sender<Result<SessionHandle, OverlayError>
 
 /// Where the node task publishes what the application sees.
 pub(crate) struct Outputs {
-    pub(crate) deliveries: broadcast::Sender<overlay_proto::Delivery>,
+    pub(crate) deliveries: Arc<crate::api::DeliveryLog>,
     pub(crate) directs: broadcast::Sender<DirectMessage>,
     pub(crate) events: broadcast::Sender<KernelEvent>,
     pub(crate) readiness: Arc<watch::Sender<Readiness>>,
@@ -90,7 +100,8 @@ struct ConnEntry {
     credit: Arc<WriteCredit>,
     reader_task: AbortHandle,
     writer_task: AbortHandle,
-    peer: PeerId,
+    /// `None` for a client session.
+    peer: Option<PeerId>,
     remote: SocketAddr,
     direction: Direction,
     kx_group: Option<String>,
@@ -348,9 +359,14 @@ impl<N: Net> NodeTask<N> {
     fn on_bus(&mut self, msg: BusMsg<N::Stream>) {
         match msg {
             BusMsg::Up(established) => self.on_up(*established),
-            BusMsg::Received { conn, data, at } => {
+            BusMsg::Received {
+                conn,
+                data,
+                checks,
+                at,
+            } => {
                 if self.conns.contains_key(&conn) {
-                    self.input(Input::Received { conn, data }, Some(at));
+                    self.input(Input::ReceivedPrechecked { conn, data, checks }, Some(at));
                 }
             }
             BusMsg::Ended { conn, side, error } => self.on_ended(conn, side, error),
@@ -375,7 +391,8 @@ impl<N: Net> NodeTask<N> {
         let (writer, writer_rx) = mpsc::channel(WRITER_QUEUE);
         let credit = Arc::new(WriteCredit::new(WRITER_QUEUE_BYTES));
         // Log lines of the connection's tasks carry who it is (JSON logs: `span` fields).
-        let span = tracing::info_span!("conn", conn = %conn, peer_id = %peer, remote = %remote);
+        let who = peer.map_or_else(|| "client".to_string(), |p| p.to_string());
+        let span = tracing::info_span!("conn", conn = %conn, peer_id = %who, remote = %remote);
         let reader_task = self.tasks.spawn(
             conn::reader(
                 ReaderCtx {
@@ -383,6 +400,7 @@ impl<N: Net> NodeTask<N> {
                     bus: self.bus_tx.clone(),
                     read_timeout: self.timeouts.read,
                     outbound: direction == Direction::Outbound,
+                    origin_auth: self.node.config().origin_auth,
                     counters: Arc::clone(&self.counters),
                     slot: Arc::clone(&slot),
                 },
@@ -428,8 +446,8 @@ impl<N: Net> NodeTask<N> {
                 self.conn_waiters.entry(conn).or_default().extend(waiters);
             }
         }
-        self.input(
-            Input::ConnectionUp {
+        let input = match peer {
+            Some(peer) => Input::ConnectionUp {
                 conn,
                 peer,
                 direction,
@@ -437,8 +455,13 @@ impl<N: Net> NodeTask<N> {
                 dial,
                 kx_group,
             },
-            None,
-        );
+            None => Input::ClientConnectionUp {
+                conn,
+                remote,
+                kx_group,
+            },
+        };
+        self.input(input, None);
     }
 
     /// The first end reported for a connection closes it; later ones are ignored.
@@ -560,6 +583,25 @@ impl<N: Net> NodeTask<N> {
                     None,
                 );
             }
+            Command::SendToClient {
+                client,
+                payload,
+                reply,
+            } => {
+                let request = self.next_request();
+                self.sends.insert(request, reply);
+                self.input(
+                    Input::SendToClient {
+                        request,
+                        client,
+                        payload,
+                    },
+                    None,
+                );
+            }
+            Command::Clients { reply } => {
+                let _ = reply.send(self.node.clients());
+            }
             Command::Dial { addr, reply } => self.on_dial_command(addr, reply),
             Command::AddPeers { addrs } => self.input(Input::PeersDiscovered { addrs }, None),
             Command::Peers { reply } => {
@@ -625,9 +667,10 @@ impl<N: Net> NodeTask<N> {
 
     fn session_handle(&self, conn: ConnId) -> Result<SessionHandle, OverlayError> {
         let entry = self.conns.get(&conn).ok_or(OverlayError::NotConnected)?;
+        let peer = entry.peer.ok_or(OverlayError::NotConnected)?;
         let cmd = self.cmd_weak.upgrade().ok_or(OverlayError::ShuttingDown)?;
         Ok(SessionHandle::new(
-            entry.peer,
+            peer,
             conn,
             entry.remote,
             entry.direction,
@@ -674,12 +717,26 @@ impl<N: Net> NodeTask<N> {
                 if let Some(at) = read_at {
                     rt_metrics::latency("deliver", at.elapsed());
                 }
-                // No subscriber is fine: the message was still delivered to this node.
-                let _ = self.out.deliveries.send(delivery);
+                // Numbered, kept for resuming subscribers, sent to the live ones (none is
+                // fine: the message was still delivered to this node).
+                self.out.deliveries.publish(delivery);
             }
             Action::DirectMessage { from, payload } => {
-                let _ = self.out.directs.send(DirectMessage { from, payload });
+                let _ = self.out.directs.send(DirectMessage {
+                    from,
+                    payload,
+                    client: None,
+                });
             }
+            Action::ClientMessage { client, payload } => {
+                let from = self.node.identity().peer_id;
+                let _ = self.out.directs.send(DirectMessage {
+                    from,
+                    payload,
+                    client: Some(client),
+                });
+            }
+            Action::Client(event) => self.on_client_event(event),
             Action::BroadcastResult { request, result } => {
                 if let Some(reply) = self.broadcasts.remove(&request) {
                     let _ = reply.send(result);
@@ -778,7 +835,7 @@ impl<N: Net> NodeTask<N> {
         let Some(waiters) = self.conn_waiters.remove(&conn) else {
             return;
         };
-        let Some(peer) = self.conns.get(&conn).map(|e| e.peer) else {
+        let Some(peer) = self.conns.get(&conn).and_then(|e| e.peer) else {
             for w in waiters {
                 let _ = w.send(Err(OverlayError::Refused));
             }
@@ -787,7 +844,7 @@ impl<N: Net> NodeTask<N> {
         let winner = self
             .conns
             .iter()
-            .filter(|(c, e)| **c != conn && e.peer == peer)
+            .filter(|(c, e)| **c != conn && e.peer == Some(peer))
             .map(|(c, e)| (*c, e.running))
             .max_by_key(|(c, running)| (*running, *c));
         match winner {
@@ -801,6 +858,33 @@ impl<N: Net> NodeTask<N> {
                 for w in waiters {
                     let _ = w.send(Err(OverlayError::Refused));
                 }
+            }
+        }
+    }
+
+    fn on_client_event(&mut self, event: overlay_proto::ClientEvent) {
+        match event {
+            overlay_proto::ClientEvent::Up { conn, remote } => {
+                if let Some(entry) = self.conns.get_mut(&conn) {
+                    entry.running = true;
+                    entry.preauth = None;
+                    rt_metrics::kx_group(entry.kx_group.as_deref());
+                }
+                tracing::info!(%conn, %remote, "client session up");
+                let _ = self.out.events.send(KernelEvent::ClientUp {
+                    client: conn,
+                    remote,
+                });
+            }
+            overlay_proto::ClientEvent::Down { conn, reason } => {
+                if let Some(entry) = self.conns.get_mut(&conn) {
+                    entry.running = false;
+                }
+                tracing::info!(%conn, reason = reason.label(), "client session down");
+                let _ = self.out.events.send(KernelEvent::ClientDown {
+                    client: conn,
+                    reason: reason.label().to_string(),
+                });
             }
         }
     }

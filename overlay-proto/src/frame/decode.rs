@@ -28,6 +28,33 @@ pub struct Frame {
 /// should drop the connection. The returned frame shares one allocation with `buf`'s bytes
 /// (`split_to` + `freeze`); nothing is copied.
 pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+    let Some((header, len)) = whole_frame(buf)? else {
+        return Ok(None);
+    };
+    if let Err(e) = body_checks(&header, len) {
+        buf.advance(len);
+        return Err(e);
+    }
+    // Zero-copy: one reference to the shared buffer for the payload, one more for a cap.
+    Ok(Some(split_frame(header, buf.split_to(len).freeze())))
+}
+
+/// [`decode`] on bytes the caller already holds as [`Bytes`] (e.g. one read handed over by a
+/// driver): same results and the same bytes consumed, and the frame is a slice of `buf`'s
+/// allocation, so nothing is copied even when that allocation is shared.
+pub fn decode_bytes(buf: &mut Bytes) -> Result<Option<Frame>, FrameError> {
+    let Some((header, len)) = whole_frame(buf)? else {
+        return Ok(None);
+    };
+    if let Err(e) = body_checks(&header, len) {
+        buf.advance(len);
+        return Err(e);
+    }
+    Ok(Some(split_frame(header, buf.split_to(len))))
+}
+
+/// The header (checked) and its `len` once the whole declared frame is buffered.
+fn whole_frame(buf: &[u8]) -> Result<Option<(Header, usize)>, FrameError> {
     let Some(header) = peek(buf)? else {
         return Ok(None);
     };
@@ -35,30 +62,34 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
     if buf.len() < len {
         return Ok(None);
     }
-    // From here on the frame counts as consumed (step 8), even if a later step fails.
+    Ok(Some((header, len)))
+}
+
+/// The checks of a whole frame (spec steps 9–12); on failure the frame counts as consumed.
+fn body_checks(header: &Header, len: usize) -> Result<(), FrameError> {
     let Some(body_len) = len.checked_sub(HEADER_LEN) else {
-        buf.advance(len);
         return Err(FrameError::TruncatedHeader);
     };
-    let cap_len = usize::from(header.cap_len);
-    if cap_len > body_len {
-        buf.advance(len);
+    if usize::from(header.cap_len) > body_len {
         return Err(FrameError::CapOutOfBounds);
     }
     if header.flags & flags::COMP != 0 {
-        buf.advance(len);
         return Err(FrameError::ZstdFeatureNotEnabled);
     }
-    // Zero-copy: one reference to the shared buffer for the payload, one more for a cap.
-    let mut body = buf.split_to(len).freeze();
+    Ok(())
+}
+
+/// Splits a whole, checked frame into its cap and payload slices.
+fn split_frame(header: Header, mut body: Bytes) -> Frame {
     body.advance(HEADER_LEN);
+    let cap_len = usize::from(header.cap_len);
     let cap = (cap_len > 0).then(|| body.split_to(cap_len));
     let payload = (!body.is_empty()).then_some(body);
-    Ok(Some(Frame {
+    Frame {
         header,
         cap,
         payload,
-    }))
+    }
 }
 
 #[cfg(test)]
@@ -113,5 +144,32 @@ mod tests {
         let before = buf.clone();
         assert_eq!(decode(&mut buf), Err(FrameError::BadVersion { ver: 2 }));
         assert_eq!(buf, before);
+    }
+
+    #[test]
+    fn decode_bytes_matches_decode_without_copying() {
+        let mut wire = frame_bytes(flags::START | flags::REQ, b"cap", b"body");
+        wire.extend_from_slice(&frame_bytes(flags::COMP, b"", b""));
+        wire.extend_from_slice(&frame_bytes(flags::EVENT, b"", b"second"));
+        wire.extend_from_slice(&frame_bytes(flags::EVENT, b"", b"partial")[..20]);
+        let mut reference = wire.clone();
+        let mut held = wire.freeze();
+        let block = held.clone(); // the driver keeps its block: the allocation is shared
+        loop {
+            let expected = decode(&mut reference);
+            let got = decode_bytes(&mut held);
+            assert_eq!(got, expected);
+            assert_eq!(&held[..], &reference[..]);
+            if let Ok(Some(frame)) = &got {
+                if let Some(payload) = &frame.payload {
+                    let inside = block.as_ptr_range();
+                    assert!(inside.contains(&payload.as_ptr()), "payload was copied");
+                }
+            }
+            if matches!(got, Ok(None)) {
+                break;
+            }
+        }
+        assert_eq!(held.len(), 20);
     }
 }

@@ -9,6 +9,7 @@
 //!   the spec reject a bad header as soon as 38 bytes are buffered; steps 9–12 fail only once the
 //!   whole declared frame is buffered, and then the frame's bytes have already been removed.
 //!   Frames are zero-copy: `cap` and `payload` are slices of one [`bytes::Bytes`].
+//!   [`decode_bytes`] does the same on bytes already held as [`bytes::Bytes`] (a driver's read).
 //! - [`peek`] runs the header checks without consuming anything, so a caller can refuse (or
 //!   apply backpressure to) a frame before buffering its body.
 //! - [`FrameParser`] wraps the decoder with a buffer and a soft cap, like upstream's
@@ -33,7 +34,7 @@ mod hello;
 mod parser;
 mod status;
 
-pub use decode::{decode, Frame};
+pub use decode::{decode, decode_bytes, Frame};
 pub use encode::{encode, encode_header_into, encode_strict};
 pub use error::FrameError;
 pub use header::{peek, Header};

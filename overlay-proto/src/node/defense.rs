@@ -48,7 +48,7 @@ impl Node {
     }
 
     /// Closes the session and bans its peer and the addresses it was reached at.
-    fn ban_session(&mut self, key: SessionKey) {
+    pub(super) fn ban_session(&mut self, key: SessionKey) {
         let Some(s) = self.session(key) else {
             return;
         };

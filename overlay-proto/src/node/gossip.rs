@@ -8,8 +8,8 @@ use crate::action::CloseReason;
 use crate::action::{Action, Delivery};
 use crate::cache::StoredMessage;
 use crate::error::OverlayError;
-use crate::origin::OriginAuth;
 use crate::peer::{ConnId, MessageId, PeerId};
+use crate::precheck;
 use crate::score::Penalty;
 use crate::stats::RejectReason;
 use crate::wire::{self, GossipMsg, Kind, WireError, IHAVE_ENTRY_LEN, SIGNED_GOSSIP_HEADER_LEN};
@@ -20,12 +20,16 @@ const MAX_MISSING: usize = 65_536;
 
 impl Node {
     pub(super) fn on_broadcast(&mut self, request: u64, payload: Bytes) {
-        let result = self.broadcast(payload);
+        let result = self.broadcast(payload.clone());
+        if let Ok(id) = &result {
+            let origin = self.identity.peer_id;
+            self.deliver_to_clients(None, id, &origin, 0, &payload);
+        }
         self.actions
             .push_back(Action::BroadcastResult { request, result });
     }
 
-    fn broadcast(&mut self, payload: Bytes) -> Result<MessageId, OverlayError> {
+    pub(super) fn broadcast(&mut self, payload: Bytes) -> Result<MessageId, OverlayError> {
         if self.shutting_down {
             return Err(OverlayError::ShuttingDown);
         }
@@ -87,8 +91,8 @@ impl Node {
             .push_back(Action::SendResult { request, result });
     }
 
-    /// A GOSSIP frame arrived from session `key`.
-    pub(super) fn on_gossip(&mut self, key: SessionKey, msg: GossipMsg) {
+    /// A GOSSIP frame arrived from session `key`, at stream offset `at`.
+    pub(super) fn on_gossip(&mut self, key: SessionKey, msg: GossipMsg, at: u64) {
         let now = self.now;
         let Some(from) = self.session(key).map(|s| s.peer) else {
             return;
@@ -106,7 +110,7 @@ impl Node {
             return;
         }
         // A new id: nothing is stored, delivered or forwarded before the content checks.
-        if let Err(reason) = self.check_gossip(&msg) {
+        if let Err(reason) = self.check_gossip(&msg, at) {
             self.reject_invalid_gossip(key, reason);
             return;
         }
@@ -131,6 +135,13 @@ impl Node {
         self.make_eager(key);
         let forwarded = GossipMsg { hops, ..msg };
         self.forward(Some(key), &forwarded);
+        self.deliver_to_clients(
+            None,
+            &forwarded.id,
+            &forwarded.origin,
+            hops,
+            &forwarded.payload,
+        );
         // After forwarding: a link made eager now must not get this message pushed (its
         // peer had it first and would prune the link as redundant).
         if let Some((offered, shortcut, shortcut_conn)) = offer {
@@ -147,20 +158,21 @@ impl Node {
         }));
     }
 
-    /// The content checks of a GOSSIP with a new id: the id is recomputed from origin, nonce
-    /// and payload; in `sign` mode the origin's signature must be present and valid. In `none`
-    /// mode a carried signature is neither required nor verified (it is relayed unchanged).
-    fn check_gossip(&self, msg: &GossipMsg) -> Result<(), RejectReason> {
-        if MessageId::compute(&msg.origin, msg.nonce, &msg.payload) != msg.id {
-            return Err(RejectReason::BadId);
+    /// The content checks of a GOSSIP with a new id ([`precheck::check_content`]): the
+    /// verdict the driver computed for this frame where it read it, if any, else computed here.
+    fn check_gossip(&mut self, msg: &GossipMsg, at: u64) -> Result<(), RejectReason> {
+        let mode = self.config.origin_auth;
+        if let Some(verdict) = self.prechecked.take(at, &msg.id, mode) {
+            return verdict;
         }
-        match (self.config.origin_auth, &msg.auth) {
-            (OriginAuth::None, _) => Ok(()),
-            (OriginAuth::Sign, None) => Err(RejectReason::BadSignature),
-            (OriginAuth::Sign, Some(auth)) => auth
-                .verify(&msg.origin, &msg.id)
-                .map_err(|_| RejectReason::BadSignature),
-        }
+        precheck::check_content(
+            mode,
+            &msg.id,
+            &msg.origin,
+            msg.nonce,
+            msg.auth.as_ref(),
+            &msg.payload,
+        )
     }
 
     /// A GOSSIP failed its content checks: count it (`Action::Rejected`), score it

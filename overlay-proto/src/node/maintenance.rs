@@ -35,6 +35,7 @@ impl Node {
         self.cache.expire(now);
         self.check_sessions(late);
         self.check_session_deadlines();
+        self.client_tick();
         for s in self.sessions.iter_mut().flatten() {
             s.shrink_if_idle();
         }
@@ -161,6 +162,7 @@ impl Node {
                 self.close_session(key, CloseReason::Shutdown);
             }
         }
+        self.close_all_clients();
         self.actions.push_back(Action::ShutdownComplete);
     }
 }

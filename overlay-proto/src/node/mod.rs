@@ -4,6 +4,7 @@
 //! gossip ([`gossip`]) → actions ([`send`]). Membership ([`membership`]) and timers
 //! ([`maintenance`]) run on the maintenance tick.
 
+mod client;
 mod defense;
 mod gossip;
 mod handshake;
@@ -12,6 +13,7 @@ mod membership;
 mod reconfigure;
 mod recv;
 mod send;
+mod token;
 mod tree;
 mod types;
 
@@ -103,10 +105,18 @@ pub struct Node {
     eager_lost_at: Option<Instant>,
     /// Reused scratch space for sampling lazy peers.
     scratch_keys: Vec<SessionKey>,
+    /// Content-check verdicts that came with the bytes being handled (empty otherwise).
+    prechecked: crate::precheck::Prechecked,
     /// Peer scores and bans (memory only).
     scores: ScoreBook,
     /// Inbound sessions still in HELLO/START.
     preauth: PreAuthBudget,
+    /// Client sessions (connections without a certificate), by connection.
+    clients: BTreeMap<ConnId, client::ClientSession>,
+    /// Running clients subscribed to deliveries.
+    subscribers: client::Subscribers,
+    /// Clients with bytes in `out` to flush at the end of this input.
+    client_dirty: Vec<ConnId>,
 }
 
 impl Node {
@@ -184,8 +194,12 @@ impl Node {
             signer,
             eager_lost_at: None,
             scratch_keys: Vec::new(),
+            prechecked: crate::precheck::Prechecked::default(),
             scores: ScoreBook::new(config.scoring.clone(), Instant::ZERO),
             preauth: PreAuthBudget::new(config.max_preauth, config.max_preauth_per_ip),
+            clients: BTreeMap::new(),
+            subscribers: client::Subscribers::new(),
+            client_dirty: Vec::new(),
             config,
             identity,
         })
@@ -208,7 +222,12 @@ impl Node {
                 kx_group,
             } => self.on_connection_up(conn, peer, direction, remote, dial, kx_group),
             Input::DialFailed { dial, error } => self.on_dial_failed(dial, error),
-            Input::Received { conn, data } => self.on_received(conn, data),
+            Input::Received { conn, data } => {
+                self.on_received(conn, data, crate::precheck::Prechecked::default())
+            }
+            Input::ReceivedPrechecked { conn, data, checks } => {
+                self.on_received(conn, data, checks)
+            }
             Input::ConnectionClosed { conn, error } => self.on_connection_closed(conn, error),
             Input::Timeout => self.on_timeout(),
             Input::Broadcast { request, payload } => self.on_broadcast(request, payload),
@@ -221,6 +240,16 @@ impl Node {
             Input::PeersDiscovered { addrs } => self.on_peers_discovered(addrs),
             Input::Reconfigure(live) => self.on_reconfigure(live),
             Input::Shutdown => self.on_shutdown(),
+            Input::ClientConnectionUp {
+                conn,
+                remote,
+                kx_group,
+            } => self.on_client_connection_up(conn, remote, kx_group),
+            Input::SendToClient {
+                request,
+                client,
+                payload,
+            } => self.on_send_to_client(request, client, payload),
         }
         self.finish_input();
     }
@@ -271,6 +300,7 @@ impl Node {
         s.ready = self.ready;
         s.preauth_sessions = self.preauth.in_use();
         s.bans_active = self.scores.bans_active(self.now);
+        self.client_gauges(&mut s.clients);
         s.lowest_score = self
             .live_sessions()
             .filter(|(_, sess)| sess.is_running())
@@ -395,6 +425,7 @@ impl Node {
             self.evaluate_readiness();
         }
         self.flush_dirty();
+        self.flush_clients();
     }
 
     /// Removes a session: emits its last bytes, `Session::Down` (if it was running) and

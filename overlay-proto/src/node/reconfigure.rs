@@ -1,14 +1,18 @@
-//! Live reconfiguration (`Input::Reconfigure`): new gossip fan-outs and per-peer quotas take
-//! effect at once, for running sessions too.
+//! Live reconfiguration (`Input::Reconfigure`): new gossip fan-outs, per-peer quotas and
+//! peer-scoring settings take effect at once, for running sessions too.
 
 use super::Node;
 use crate::action::Action;
 use crate::config::{LiveSettings, ReconfigureError};
+use crate::score::Standing;
 
 impl Node {
     /// Validates `live` against the rest of the configuration, then applies it: a lower α
     /// demotes the newest eager peers to lazy, a higher α promotes lazy peers, and every
-    /// session's quota becomes the new one (still lowered by its token's `Rate` caveat).
+    /// session's quota becomes the new one (still lowered by its token's `Rate` caveat), and
+    /// the new scoring applies: scores keep their values, new weights count from now on, and
+    /// each running session's standing is checked against the new thresholds (made lazy, or
+    /// closed and banned, as after a penalty).
     pub(super) fn on_reconfigure(&mut self, live: LiveSettings) {
         let next = live.applied_to(&self.config);
         if let Err(e) = next.validate() {
@@ -16,7 +20,13 @@ impl Node {
                 .push_back(Action::Reconfigured(Err(ReconfigureError::from(e))));
             return;
         }
+        let rescored = next.scoring != self.config.scoring;
         self.config = next;
+        if rescored {
+            self.scores
+                .reconfigure(self.config.scoring.clone(), self.now);
+            self.apply_standings();
+        }
         while self.eager.len() > self.config.alpha {
             let Some(&key) = self.eager.last() else {
                 break;
@@ -36,5 +46,23 @@ impl Node {
         }
         self.actions
             .push_back(Action::Reconfigured(Ok(LiveSettings::of(&self.config))));
+    }
+}
+
+impl Node {
+    /// Acts on every running session's standing after the thresholds changed.
+    fn apply_standings(&mut self) {
+        let standings: Vec<(usize, Standing)> = self
+            .live_sessions()
+            .filter(|(_, s)| s.is_running())
+            .map(|(key, s)| (key, self.scores.standing(&s.peer)))
+            .collect();
+        for (key, standing) in standings {
+            match standing {
+                Standing::Ban => self.ban_session(key),
+                Standing::Lazy => self.make_lazy(key),
+                Standing::NoControl | Standing::Good => {}
+            }
+        }
     }
 }

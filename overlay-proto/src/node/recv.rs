@@ -9,12 +9,21 @@ use crate::action::CloseReason;
 use crate::error::OverlayError;
 use crate::frame::{self, flags, Frame, FrameError, Header, HEADER_LEN};
 use crate::peer::{ConnId, DialId};
+use crate::precheck::Prechecked;
 use crate::session::Phase;
 use crate::stats::RejectReason;
 use crate::wire::{self, Kind, IHAVE_ENTRY_LEN, MAX_IHAVE_IDS, SIGNED_GOSSIP_HEADER_LEN};
 
 /// Largest body of a control message (IHAVE / GRAFT batches, shuffles).
 const MAX_CONTROL_BODY: usize = MAX_IHAVE_IDS * IHAVE_ENTRY_LEN;
+
+/// Where the bytes being decoded are.
+enum Source<'a> {
+    /// The session's buffer (a frame that arrived in pieces).
+    Session,
+    /// Bytes handed over by the driver, decoded in place.
+    Held(&'a mut Bytes),
+}
 
 /// What the header check decided for one frame.
 enum HeaderVerdict {
@@ -27,7 +36,12 @@ enum HeaderVerdict {
 }
 
 impl Node {
-    pub(super) fn on_received(&mut self, conn: ConnId, data: Bytes) {
+    pub(super) fn on_received(&mut self, conn: ConnId, data: Bytes, checks: Prechecked) {
+        if self.is_client(&conn) {
+            // Client sessions carry no GOSSIP: nothing was prechecked for them.
+            self.on_client_received(conn, data);
+            return;
+        }
         let Some(&key) = self.by_conn.get(&conn) else {
             // Bytes for a session we already closed: nothing to do.
             return;
@@ -41,51 +55,114 @@ impl Node {
             return;
         }
         s.liveness.heard(now);
-        if s.recv_buf.is_empty() {
-            match data.try_into_mut() {
-                Ok(owned) => s.recv_buf = owned,
-                Err(shared) => s.recv_buf.extend_from_slice(&shared),
+        let data = if s.phase == Phase::AwaitHello {
+            // A reference HELLO on a connection with a certificate makes a client session.
+            match self.route_first_hello(key, conn, data) {
+                Some(data) => data,
+                None => return,
             }
         } else {
-            s.recv_buf.extend_from_slice(&data);
-        }
-        self.process_frames(key);
+            data
+        };
+        self.prechecked = checks;
+        self.take_bytes(key, data);
+        self.prechecked = Prechecked::default();
         self.maybe_grant_credit(key);
     }
 
-    /// Decodes and handles every complete frame buffered for the session.
-    fn process_frames(&mut self, key: SessionKey) {
+    /// Handles every whole frame in `data`, zero-copy: frames are decoded straight from the
+    /// caller's bytes (slices of the driver's receive block, shared or not), and only a frame
+    /// split across two reads is copied into the session's buffer, one piece at a time: its
+    /// header first (checked before anything more is buffered), then exactly the rest of it.
+    fn take_bytes(&mut self, key: SessionKey, mut data: Bytes) {
+        while !data.is_empty() {
+            let Some(s) = self.session_mut(key) else {
+                return;
+            };
+            if s.phase == Phase::Closing {
+                return;
+            }
+            if s.recv_buf.is_empty() {
+                if !self.process_frames(key, Source::Held(&mut data)) {
+                    return;
+                }
+                // What is left is the start of a frame: keep it for the next read.
+                if let Some(s) = self.session_mut(key) {
+                    if !data.is_empty() {
+                        s.recv_buf.extend_from_slice(&data);
+                    }
+                }
+                return;
+            }
+            // Complete the buffered frame with just the bytes it still needs.
+            let buffered = s.recv_buf.len();
+            let want = if buffered < HEADER_LEN {
+                HEADER_LEN - buffered
+            } else {
+                match frame::peek(&s.recv_buf) {
+                    Ok(Some(h)) => (h.len as usize).saturating_sub(buffered),
+                    // A bad header: process_frames rejects it without more bytes.
+                    _ => 0,
+                }
+            };
+            let piece = data.split_to(want.min(data.len()));
+            s.recv_buf.extend_from_slice(&piece);
+            if !self.process_frames(key, Source::Session) {
+                return;
+            }
+        }
+    }
+
+    /// Decodes and handles every complete frame in `source`. Returns false once the session
+    /// is gone or closing (nothing more may be read for it).
+    fn process_frames(&mut self, key: SessionKey, mut source: Source<'_>) -> bool {
         loop {
             let verdict = match self.session(key) {
-                Some(s) => self.check_header(key, s.phase, frame::peek(&s.recv_buf)),
-                None => return,
+                Some(s) if s.phase != Phase::Closing => {
+                    let bytes: &[u8] = match &source {
+                        Source::Session => &s.recv_buf,
+                        Source::Held(data) => data,
+                    };
+                    self.check_header(key, s.phase, frame::peek(bytes), bytes.len())
+                }
+                _ => return false,
             };
             let kind = match verdict {
-                HeaderVerdict::NeedMore => return,
+                HeaderVerdict::NeedMore => return true,
                 HeaderVerdict::Accept(kind) => kind,
                 HeaderVerdict::Reject(reject, close) => {
                     self.count_reject(key, reject);
                     self.close_session(key, close);
-                    return;
+                    return false;
                 }
             };
-            let decoded = match self.session_mut(key) {
-                Some(s) => frame::decode(&mut s.recv_buf),
-                None => return,
+            let at = match self.session(key) {
+                Some(s) => s.recv_pos,
+                None => return false,
             };
+            let decoded = match &mut source {
+                Source::Session => match self.session_mut(key) {
+                    Some(s) => frame::decode(&mut s.recv_buf),
+                    None => return false,
+                },
+                Source::Held(data) => frame::decode_bytes(data),
+            };
+            if let (Ok(Some(f)), Some(s)) = (&decoded, self.session_mut(key)) {
+                s.recv_pos += u64::from(f.header.len);
+            }
             let frame = match decoded {
                 Ok(Some(frame)) => frame,
-                Ok(None) => return,
+                Ok(None) => return true,
                 Err(e) => {
                     let (reject, err) = classify_frame_error(&e);
                     self.count_reject(key, reject);
                     self.close_session(key, CloseReason::Violation(err));
-                    return;
+                    return false;
                 }
             };
             self.stats.frames_in += 1;
             match kind {
-                Some(kind) => self.on_overlay_frame(key, kind, frame),
+                Some(kind) => self.on_overlay_frame(key, kind, frame, at),
                 None => self.on_handshake_frame(key, frame),
             }
         }
@@ -98,6 +175,7 @@ impl Node {
         key: SessionKey,
         phase: Phase,
         peeked: Result<Option<Header>, FrameError>,
+        available: usize,
     ) -> HeaderVerdict {
         let h = match peeked {
             Ok(Some(h)) => h,
@@ -160,14 +238,15 @@ impl Node {
             }
             None
         };
-        if s.recv_buf.len() < len {
+        if available < len {
             return HeaderVerdict::NeedMore;
         }
         HeaderVerdict::Accept(kind)
     }
 
     /// Handles one frame of a running session.
-    fn on_overlay_frame(&mut self, key: SessionKey, kind: Kind, frame: Frame) {
+    /// `at` is the frame's stream offset (to match a content-check verdict made by the driver).
+    fn on_overlay_frame(&mut self, key: SessionKey, kind: Kind, frame: Frame, at: u64) {
         let now = self.now;
         let len = frame.header.len as usize;
         self.stats.frames_in_by_kind[kind.index()] += 1;
@@ -198,7 +277,7 @@ impl Node {
                     self.close_session(key, CloseReason::Violation(OverlayError::TooLarge));
                     return;
                 }
-                parsed => parsed.map(|m| self.on_gossip(key, m)),
+                parsed => parsed.map(|m| self.on_gossip(key, m, at)),
             },
             Kind::IHave => self.on_ihave(key, &body),
             Kind::Graft => self.on_graft(key, &body),
@@ -248,6 +327,10 @@ impl Node {
 
     /// The driver's error, if any, is informational: the session ends the same way.
     pub(super) fn on_connection_closed(&mut self, conn: ConnId, _error: Option<OverlayError>) {
+        if self.is_client(&conn) {
+            self.close_client(conn, None, CloseReason::TransportClosed);
+            return;
+        }
         if let Some(&key) = self.by_conn.get(&conn) {
             self.close_session(key, CloseReason::TransportClosed);
         }

@@ -49,6 +49,8 @@ pub struct AdversaryReport {
     pub attacker_sessions_end: usize,
     /// Mean running sessions per honest node with attackers at the end.
     pub attacker_sessions_per_honest: f64,
+    /// Peers the honest nodes banned (their score fell below the ban threshold), summed.
+    pub honest_bans: u64,
     /// What the attackers did and what the witnesses saw.
     pub tally: AttackTally,
 }
@@ -540,8 +542,10 @@ pub fn run_scenario(scenario: &Scenario) -> Result<ScenarioReport, SimError> {
                 .collect();
             let mut with_attackers = 0usize;
             let mut not_ready = 0usize;
+            let mut bans = 0u64;
             for &i in &honest_nodes {
                 if let Some(node) = run.mesh.node(i) {
+                    bans += node.stats().peers_banned;
                     with_attackers += node
                         .running_peers()
                         .iter()
@@ -559,6 +563,7 @@ pub fn run_scenario(scenario: &Scenario) -> Result<ScenarioReport, SimError> {
                 attacker_sessions_end: with_attackers,
                 attacker_sessions_per_honest: with_attackers as f64
                     / honest_nodes.len().max(1) as f64,
+                honest_bans: bans,
                 tally: tally.snapshot(),
             })
         }

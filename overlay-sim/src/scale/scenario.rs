@@ -116,6 +116,15 @@ pub struct Scenario {
     /// Virtual time at which the attackers start attacking, ms (before it they behave).
     #[serde(default)]
     pub attack_start_ms: u64,
+    /// Peer scoring in every core (`NodeConfig::scoring.enabled`; on by default, as in the
+    /// core). The other defenses (GRAFT / IHAVE limits, stalled sessions, node-wide
+    /// readiness) are not switches and stay on.
+    #[serde(default = "scoring_default")]
+    pub scoring: bool,
+}
+
+fn scoring_default() -> bool {
+    NodeConfig::default().scoring.enabled
 }
 
 /// The scale runs' default origin authentication (`none`).
@@ -150,6 +159,7 @@ impl Scenario {
             adversary: None,
             adversary_percent: 0,
             attack_start_ms: 0,
+            scoring: scoring_default(),
         };
         match kind {
             ScenarioKind::Single | ScenarioKind::Random => {}
@@ -171,9 +181,14 @@ impl Scenario {
             ScenarioKind::Kill => format!("kill-{}-{}", self.kill_percent, self.nodes),
             kind => format!("{}-{}", kind, self.nodes),
         };
-        match self.adversary {
+        let base = match self.adversary {
             Some(a) => format!("{base}-{a}-{}", self.adversary_percent),
             None => base,
+        };
+        if self.scoring == scoring_default() {
+            base
+        } else {
+            format!("{base}-scoring-{}", on_off(self.scoring))
         }
     }
 
@@ -284,6 +299,7 @@ impl Scenario {
         c.beta = self.beta;
         c.active_target = self.active_target;
         c.origin_auth = self.origin_auth;
+        c.scoring.enabled = self.scoring;
         c
     }
 
@@ -330,6 +346,9 @@ impl Scenario {
         push("bootstrap-peers", self.bootstrap_peers.to_string());
         push("min-reliability", self.min_reliability.to_string());
         push("origin-auth", self.origin_auth.as_str().to_string());
+        if self.scoring != scoring_default() {
+            push("scoring", on_off(self.scoring).to_string());
+        }
         if let Some(kind) = self.adversary {
             push("adversary", kind.to_string());
             push("adversary-percent", self.adversary_percent.to_string());
@@ -407,6 +426,17 @@ pub struct ScenarioFile {
     pub adversary_percent: Option<u32>,
     /// See [`Scenario::attack_start_ms`].
     pub attack_start_ms: Option<u64>,
+    /// See [`Scenario::scoring`].
+    pub scoring: Option<bool>,
+}
+
+/// `on` / `off`.
+pub fn on_off(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
 }
 
 /// Default node count when neither the file nor the command line gives one.
@@ -458,6 +488,7 @@ impl ScenarioFile {
             adversary: other.adversary.or(self.adversary),
             adversary_percent: other.adversary_percent.or(self.adversary_percent),
             attack_start_ms: other.attack_start_ms.or(self.attack_start_ms),
+            scoring: other.scoring.or(self.scoring),
         }
     }
 
@@ -493,7 +524,8 @@ impl ScenarioFile {
             min_reliability,
             origin_auth,
             adversary_percent,
-            attack_start_ms
+            attack_start_ms,
+            scoring
         );
         if self.adversary.is_some() {
             s.adversary = self.adversary;

@@ -28,6 +28,8 @@ pub struct AttackTablePlan {
     pub nodes: usize,
     /// Share of attackers of each kind's row.
     pub percent: u32,
+    /// Peer scoring settings to run every row with (one column each).
+    pub scoring: Vec<bool>,
 }
 
 impl AttackTablePlan {
@@ -41,21 +43,25 @@ impl AttackTablePlan {
         rows
     }
 
-    /// Every run (random senders), row by row, seed by seed.
+    /// Every run (random senders), scoring setting by setting, row by row, seed by seed.
     pub fn scenarios(&self) -> Vec<Scenario> {
         let mut v = Vec::new();
-        for row in self.rows() {
-            for k in 0..self.seeds {
-                let mut s = Scenario::new(ScenarioKind::Random, self.nodes, self.first_seed + k);
-                // Signed origins, as outside dev mode: a forged origin is refused at the
-                // first honest hop (the scale default `none` would deliver it everywhere).
-                s.origin_auth = overlay_proto::OriginAuth::Sign;
-                if let Some((kind, percent)) = row {
-                    s.adversary = Some(kind);
-                    s.adversary_percent = percent;
+        for &scoring in &self.scoring {
+            for row in self.rows() {
+                for k in 0..self.seeds {
+                    let mut s =
+                        Scenario::new(ScenarioKind::Random, self.nodes, self.first_seed + k);
+                    // Signed origins, as outside dev mode: a forged origin is refused at the
+                    // first honest hop (the scale default `none` would deliver it everywhere).
+                    s.origin_auth = overlay_proto::OriginAuth::Sign;
+                    if let Some((kind, percent)) = row {
+                        s.adversary = Some(kind);
+                        s.adversary_percent = percent;
+                    }
+                    s.scoring = scoring;
+                    s.name = s.default_name();
+                    v.push(s);
                 }
-                s.name = s.default_name();
-                v.push(s);
             }
         }
         v
@@ -70,6 +76,8 @@ pub type Attack = Option<(AdversaryKind, u32)>;
 pub struct AttackRow {
     /// The attack (`None`: attack-free).
     pub attack: Attack,
+    /// Peer scoring on.
+    pub scoring: bool,
     /// Runs (seeds).
     pub runs: usize,
     /// Broadcasts over all runs, and the figures over them all.
@@ -82,10 +90,14 @@ pub struct AttackRow {
     pub refused: usize,
     /// Honest nodes not ready at the end, summed over runs.
     pub not_ready: usize,
+    /// Bans by honest nodes, summed over runs.
+    pub bans: u64,
     /// Mean honest–attacker sessions per honest node at the end (mean over runs).
     pub attacker_sessions: f64,
     /// The tallies, summed.
     pub tally: AttackTally,
+    /// Rejects and drops counted by honest nodes, by reason, summed over runs.
+    pub rejects: std::collections::BTreeMap<String, u64>,
     /// Runs whose invariants failed (other than reliability, which the table reports).
     pub failed_runs: usize,
 }
@@ -111,18 +123,19 @@ fn add_tally(sum: &mut AttackTally, t: &AttackTally) {
 /// Groups a suite's runs into table rows (runs in plan order).
 pub fn rows(suite: &SuiteReport) -> Vec<AttackRow> {
     let mut out: Vec<AttackRow> = Vec::new();
-    let mut groups: Vec<(Attack, Vec<&super::ScenarioReport>)> = Vec::new();
+    let mut groups: Vec<((Attack, bool), Vec<&super::ScenarioReport>)> = Vec::new();
     for r in &suite.runs {
-        let key = r
+        let attack = r
             .scenario
             .adversary
             .map(|k| (k, r.scenario.adversary_percent));
+        let key = (attack, r.scenario.scoring);
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => v.push(r),
             None => groups.push((key, vec![r])),
         }
     }
-    for (attack, runs) in groups {
+    for ((attack, scoring), runs) in groups {
         let all: Vec<BroadcastOutcome> = runs
             .iter()
             .flat_map(|r| r.broadcasts.iter().cloned())
@@ -130,11 +143,19 @@ pub fn rows(suite: &SuiteReport) -> Vec<AttackRow> {
         let mut tally = AttackTally::default();
         let mut refused = 0;
         let mut not_ready = 0;
+        let mut bans = 0;
         let mut sessions = 0.0;
+        let mut rejects: std::collections::BTreeMap<String, u64> = Default::default();
+        for r in &runs {
+            for (k, v) in &r.drops {
+                *rejects.entry(k.clone()).or_default() += v;
+            }
+        }
         for a in runs.iter().filter_map(|r| r.adversary.as_ref()) {
             add_tally(&mut tally, &a.tally);
             refused += a.refused_broadcasts;
             not_ready += a.honest_not_ready;
+            bans += a.honest_bans;
             sessions += a.attacker_sessions_per_honest;
         }
         let failed_runs = runs
@@ -147,12 +168,15 @@ pub fn rows(suite: &SuiteReport) -> Vec<AttackRow> {
             .count();
         out.push(AttackRow {
             attack,
+            scoring,
             runs: runs.len(),
             summary: Summary::of(&all, None),
             complete: all.iter().filter(|o| o.reached == o.expected).count(),
             broadcasts: all.len(),
             refused,
             not_ready,
+            bans,
+            rejects,
             attacker_sessions: sessions / runs.len().max(1) as f64,
             tally,
             failed_runs,
@@ -178,17 +202,18 @@ pub fn target_met(row: &AttackRow, clean_p99: Option<f64>) -> Option<bool> {
 /// Prints the attack table and one line per row on what the attack did.
 pub fn write_attack_table(out: &mut dyn Write, suite: &SuiteReport) -> Result<(), SimError> {
     let rows = rows(suite);
-    let clean_p99 = rows
-        .iter()
-        .find(|r| r.attack.is_none())
-        .map(|r| r.summary.latency_p99_ms);
+    let clean_p99 = |scoring: bool| {
+        rows.iter()
+            .find(|r| r.attack.is_none() && r.scoring == scoring)
+            .map(|r| r.summary.latency_p99_ms)
+    };
     let nodes = suite.runs.first().map_or(0, |r| r.scenario.nodes);
     writeln!(
         out,
         "Attack table: {nodes} nodes (attackers included), random honest senders, 20 broadcasts \
          per run 1 s apart. Reliability counts honest nodes with an intact payload. p99 x: p99 \
-         over the attack-free p99. Target: 20 % rows every broadcast complete and p99 x <= 1.5; \
-         50 % silent: mean >= 0.999."
+         over the attack-free p99 (same scoring). Target: 20 % rows every broadcast complete and \
+         p99 x <= 1.5; 50 % silent: mean >= 0.999."
     )?;
     writeln!(
         out,
@@ -210,18 +235,20 @@ pub fn write_attack_table(out: &mut dyn Write, suite: &SuiteReport) -> Result<()
             None => "none".to_string(),
             Some((k, p)) => format!("{k} {p}%"),
         };
-        let ratio = clean_p99
+        let clean = clean_p99(r.scoring);
+        let ratio = clean
             .filter(|c| *c > 0.0)
             .map(|c| r.summary.latency_p99_ms / c);
-        let verdict = match target_met(r, clean_p99) {
+        let verdict = match target_met(r, clean) {
             None => "-",
             Some(true) => "met",
             Some(false) => "MISSED",
         };
         writeln!(
             out,
-            "  {:<18} {:>5} {:>10} {:>8.2}% {:>8.3}% {:>7.1} {:>7.1} {:>6} {:>6} {:>7} {:>7.2}  {}",
+            "  {:<18} {:>7} {:>5} {:>10} {:>8.2}% {:>8.3}% {:>7.1} {:>7.1} {:>6} {:>6} {:>7} {:>7.2}  {}",
             label,
+            super::scenario::on_off(r.scoring),
             r.runs,
             format!("{}/{}", r.complete, r.broadcasts),
             r.summary.reliability_min * 100.0,
@@ -239,7 +266,18 @@ pub fn write_attack_table(out: &mut dyn Write, suite: &SuiteReport) -> Result<()
     writeln!(out, "What the attacks did (sums over the seeds):")?;
     for r in rows.iter().filter(|r| r.attack.is_some()) {
         let Some((k, p)) = r.attack else { continue };
-        writeln!(out, "  {k} {p}%: {}", tally_line(&r.tally, r.not_ready))?;
+        writeln!(
+            out,
+            "  {k} {p}%, scoring {}: {}",
+            super::scenario::on_off(r.scoring),
+            tally_line(&r.tally, r.not_ready)
+        )?;
+        writeln!(
+            out,
+            "    honest bans {}; honest rejects: {}",
+            r.bans,
+            map_line(&r.rejects)
+        )?;
         if r.failed_runs > 0 {
             writeln!(out, "    {} run(s) broke other invariants", r.failed_runs)?;
         }
@@ -287,5 +325,6 @@ pub fn write_attack_detail(out: &mut dyn Write, a: &AdversaryReport) -> Result<(
         a.attacker_sessions_per_honest
     )?;
     writeln!(out, "    {}", tally_line(&a.tally, a.honest_not_ready))?;
+    writeln!(out, "    honest bans {}", a.honest_bans)?;
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::super::env;
 use super::{invalid, spec, DaemonConfigError, Resolver, MAX_MS};
+use crate::api::ReplayBounds;
 use crate::http::HttpLimits;
 
 /// The daemon's HTTP settings (`[http]` in the config file).
@@ -29,6 +30,10 @@ pub struct HttpSettings {
     pub sse_buffer: usize,
     /// Bytes waiting per SSE client.
     pub sse_buffer_bytes: usize,
+    /// Delivered messages kept for SSE clients that resume with `Last-Event-ID`.
+    pub sse_replay_events: usize,
+    /// Payload bytes of the messages kept for resuming SSE clients.
+    pub sse_replay_bytes: usize,
     /// How long a rendered `/metrics` text is reused (zero: never).
     pub metrics_cache: Duration,
 }
@@ -45,12 +50,22 @@ impl Default for HttpSettings {
             max_sse_per_ip: 4,
             sse_buffer: 1024,
             sse_buffer_bytes: 1 << 20,
+            sse_replay_events: ReplayBounds::default().events,
+            sse_replay_bytes: ReplayBounds::default().bytes,
             metrics_cache: Duration::from_millis(500),
         }
     }
 }
 
 impl HttpSettings {
+    /// The bounds of the node's replay ring (`sse_replay_events`, `sse_replay_bytes`).
+    pub fn replay_bounds(&self) -> ReplayBounds {
+        ReplayBounds {
+            events: self.sse_replay_events,
+            bytes: self.sse_replay_bytes,
+        }
+    }
+
     /// Applies these settings to an HTTP layer configuration.
     pub fn apply(&self, cfg: &mut crate::http::HttpConfig) {
         cfg.limits = self.limits.clone();
@@ -215,6 +230,22 @@ impl Resolver<'_> {
                 h.sse_buffer_bytes,
                 d.sse_buffer_bytes,
                 1024,
+                1 << 30,
+            )?,
+            sse_replay_events: self.usize_in(
+                &spec("sse_replay_events", None, None, "http.sse_replay_events"),
+                None,
+                h.sse_replay_events,
+                d.sse_replay_events,
+                0,
+                1_000_000,
+            )?,
+            sse_replay_bytes: self.usize_in(
+                &spec("sse_replay_bytes", None, None, "http.sse_replay_bytes"),
+                None,
+                h.sse_replay_bytes,
+                d.sse_replay_bytes,
+                0,
                 1 << 30,
             )?,
             metrics_cache: self

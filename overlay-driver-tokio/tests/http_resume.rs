@@ -1,0 +1,406 @@
+//! Resuming `GET /v1/gossip` over real HTTP: every event's `id:`, `Last-Event-ID` replays what
+//! a client missed in order, a cursor older than what is kept gets `lagged` with the count,
+//! and a garbage cursor is a typed 400 that is counted. Against a backend fed by the test and
+//! against real nodes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use overlay_proto::{Delivery, MessageId, NodeStats, PeerId, SessionInfo};
+use serde_json::Value;
+use svc_overlay::api::{
+    Cursor, CursorError, DeliveryLog, OverlayError, Replay, ReplayBounds, Sequenced,
+};
+use svc_overlay::http::{
+    router, spawn_listener, GossipEvent, GossipSubscription, HttpConfig, HttpCounters, LaggedEvent,
+    OverlayApi, ReadinessView,
+};
+use svc_overlay::Overlay;
+use tokio::sync::broadcast;
+
+/// A node whose deliveries the test publishes into a real [`DeliveryLog`].
+#[derive(Clone)]
+struct Feed {
+    log: Arc<DeliveryLog>,
+}
+
+struct FeedSub(broadcast::Receiver<Sequenced>);
+
+impl GossipSubscription for FeedSub {
+    async fn recv(&mut self) -> Option<Sequenced> {
+        loop {
+            match self.0.recv().await {
+                Ok(m) => return Some(m),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+impl OverlayApi for Feed {
+    type Subscription = FeedSub;
+
+    async fn broadcast(&self, _: Bytes) -> Result<MessageId, OverlayError> {
+        Err(OverlayError::Busy)
+    }
+
+    async fn dial(&self, _: String) -> Result<PeerId, OverlayError> {
+        Err(OverlayError::Refused)
+    }
+
+    async fn peers(&self) -> Vec<SessionInfo> {
+        Vec::new()
+    }
+
+    async fn stats(&self) -> NodeStats {
+        NodeStats::default()
+    }
+
+    fn readiness(&self) -> ReadinessView {
+        ReadinessView {
+            ready: true,
+            missing: Vec::new(),
+        }
+    }
+
+    fn subscribe(&self) -> FeedSub {
+        FeedSub(self.log.subscribe())
+    }
+
+    fn resume(&self, after: Option<Cursor>) -> Result<(FeedSub, Replay), CursorError> {
+        let (rx, replay) = self.log.resume(after)?;
+        Ok((FeedSub(rx), replay))
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9415))
+    }
+
+    fn peer_id(&self) -> PeerId {
+        PeerId([1; 32])
+    }
+}
+
+impl Feed {
+    fn new(bounds: ReplayBounds) -> Feed {
+        Feed {
+            log: Arc::new(DeliveryLog::new(0x0a0b_0c0d, bounds, 4096)),
+        }
+    }
+
+    fn deliver(&self, n: u32) {
+        let mut id = [0u8; 32];
+        id[..4].copy_from_slice(&n.to_be_bytes());
+        self.log.publish(Delivery {
+            id: MessageId(id),
+            origin: PeerId([2; 32]),
+            from: PeerId([3; 32]),
+            hops: 1,
+            payload: Bytes::from(format!("message {n}")),
+        });
+    }
+}
+
+/// Serves `api` on a loopback listener; returns the base URL and the counters.
+async fn serve<O: OverlayApi>(api: O) -> (String, HttpCounters) {
+    let mut node_cfg = overlay_proto::NodeConfig::default();
+    svc_overlay::api::install_dev_auth(&mut node_cfg.auth);
+    let cfg = HttpConfig::new(&node_cfg);
+    let counters = cfg.counters.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    spawn_listener(listener, router(api, cfg.clone()), cfg.guard());
+    (format!("http://{addr}"), counters)
+}
+
+/// One SSE event: its `event:` name (`message` when absent), `id:` and `data:`.
+#[derive(Debug, Clone, PartialEq)]
+struct SseEvent {
+    name: String,
+    id: Option<String>,
+    data: String,
+}
+
+/// A streaming SSE client over reqwest.
+struct SseClient {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl SseClient {
+    async fn connect(base: &str, last_event_id: Option<&str>) -> reqwest::Response {
+        let client = reqwest::Client::new();
+        let mut req = client.get(format!("{base}/v1/gossip"));
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn open(base: &str, last_event_id: Option<&str>) -> SseClient {
+        let resp = SseClient::connect(base, last_event_id).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        SseClient {
+            resp,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event (keep-alive comments skipped), within 10 s.
+    async fn next(&mut self) -> SseEvent {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut event = SseEvent {
+                    name: "message".to_string(),
+                    id: None,
+                    data: String::new(),
+                };
+                let mut any = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event.name = v.trim().to_string();
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        event.id = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        event.data = v.trim().to_string();
+                        any = true;
+                    }
+                }
+                if any {
+                    return event;
+                }
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = tokio::time::timeout(left, self.resp.chunk())
+                .await
+                .expect("an event within 10 s")
+                .unwrap()
+                .expect("the stream goes on");
+            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// The next event, which must be a message; its id and payload text.
+    async fn message(&mut self) -> (String, String) {
+        let e = self.next().await;
+        assert_eq!(e.name, "message", "{e:?}");
+        let body: GossipEvent = serde_json::from_str(&e.data).unwrap();
+        let payload = base64::engine::general_purpose::STANDARD
+            .decode(body.data_b64)
+            .unwrap();
+        (
+            e.id.expect("every message event has an id"),
+            String::from_utf8(payload).unwrap(),
+        )
+    }
+}
+
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn reconnecting_with_last_event_id_replays_exactly_the_missed_messages_in_order() {
+    let feed = Feed::new(ReplayBounds::default());
+    let (base, counters) = serve(feed.clone()).await;
+    let mut sse = SseClient::open(&base, None).await;
+    wait_until("subscriber", || feed.log.receiver_count() == 1).await;
+    for n in 1..=3 {
+        feed.deliver(n);
+    }
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        let (id, text) = sse.message().await;
+        assert_eq!(text, format!("message {n}"));
+        ids.push(id);
+    }
+    assert_eq!(ids, ["0a0b0c0d-1", "0a0b0c0d-2", "0a0b0c0d-3"]);
+    drop(sse);
+    wait_until("unsubscribed", || feed.log.receiver_count() == 0).await;
+
+    // Five messages while the client is away.
+    for n in 4..=8 {
+        feed.deliver(n);
+    }
+    let mut sse = SseClient::open(&base, Some(&ids[2])).await;
+    for n in 4..=8 {
+        let (id, text) = sse.message().await;
+        assert_eq!(
+            (id, text),
+            (format!("0a0b0c0d-{n}"), format!("message {n}"))
+        );
+    }
+    // Then live, on the same stream.
+    feed.deliver(9);
+    assert_eq!(
+        sse.message().await,
+        ("0a0b0c0d-9".to_string(), "message 9".to_string())
+    );
+    let stats = counters.snapshot();
+    assert_eq!(
+        (
+            stats.sse_resumes,
+            stats.sse_replayed,
+            stats.sse_replay_missed
+        ),
+        (1, 5, 0),
+        "{stats:?}"
+    );
+    assert_eq!(stats.sse_replayed_bytes, 5 * "message 4".len() as u64);
+}
+
+#[tokio::test]
+async fn a_cursor_older_than_what_is_kept_gets_lagged_with_the_count_then_the_rest() {
+    let feed = Feed::new(ReplayBounds {
+        events: 4,
+        bytes: 1 << 20,
+    });
+    let (base, counters) = serve(feed.clone()).await;
+    let mut sse = SseClient::open(&base, None).await;
+    wait_until("subscriber", || feed.log.receiver_count() == 1).await;
+    feed.deliver(1);
+    let (first, _) = sse.message().await;
+    drop(sse);
+    wait_until("unsubscribed", || feed.log.receiver_count() == 0).await;
+
+    // Ten more; the node keeps the last four (8..=11).
+    for n in 2..=11 {
+        feed.deliver(n);
+    }
+    let mut sse = SseClient::open(&base, Some(&first)).await;
+    let lagged = sse.next().await;
+    assert_eq!(lagged.name, "lagged");
+    assert_eq!(lagged.id, None, "lagged moves no cursor");
+    let body: LaggedEvent = serde_json::from_str(&lagged.data).unwrap();
+    assert_eq!(body, LaggedEvent { dropped: 6 }, "2..=7 are gone");
+    for n in 8..=11 {
+        assert_eq!(sse.message().await.1, format!("message {n}"));
+    }
+    feed.deliver(12);
+    assert_eq!(
+        sse.message().await,
+        ("0a0b0c0d-12".to_string(), "message 12".to_string())
+    );
+    let stats = counters.snapshot();
+    assert_eq!((stats.sse_replayed, stats.sse_replay_missed), (4, 6));
+    // The stream went on after `lagged`: nothing was closed.
+    assert_eq!(stats.closed("sse_lagged"), 0);
+}
+
+#[tokio::test]
+async fn a_garbage_last_event_id_is_a_typed_400_and_counted() {
+    let feed = Feed::new(ReplayBounds::default());
+    let (base, counters) = serve(feed.clone()).await;
+    feed.deliver(1);
+    for (bad, what) in [
+        ("garbage", "not an event id"),
+        ("0a0b0c0d-", "not an event id"),
+        ("0a0b0c0d-1-2", "not an event id"),
+        ("0a0b0c0d-99", "never issued"),
+    ] {
+        let resp = SseClient::connect(&base, Some(bad)).await;
+        assert_eq!(resp.status(), 400, "{bad}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "bad_last_event_id", "{bad}: {body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(what), "{bad}: {detail}");
+    }
+    assert_eq!(counters.snapshot().rejected("http_last_event_id"), 4);
+    assert_eq!(counters.snapshot().sse_resumes, 0);
+    // An empty id means "none" (the SSE standard): a fresh stream from now on.
+    let mut sse = SseClient::open(&base, Some("")).await;
+    wait_until("subscriber", || feed.log.receiver_count() == 1).await;
+    feed.deliver(2);
+    assert_eq!(sse.message().await.1, "message 2");
+    // A cursor of an earlier run of the node resumes from the start of this one.
+    drop(sse);
+    let mut sse = SseClient::open(&base, Some("ffffffff-7")).await;
+    assert_eq!(sse.message().await.1, "message 1");
+    assert_eq!(sse.message().await.1, "message 2");
+}
+
+async fn node() -> Overlay {
+    Overlay::builder()
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .replay(ReplayBounds {
+            events: 3,
+            bytes: 1 << 20,
+        })
+        .build()
+        .await
+        .expect("node starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_node_numbers_its_deliveries_and_resumes_a_client() {
+    let (a, b) = (node().await, node().await);
+    a.dial(b.local_addr()).await.unwrap();
+    let (base, _) = serve(b.clone()).await;
+    let mut sse = SseClient::open(&base, None).await;
+    // The stream is subscribed once a message sent after it shows up.
+    let mut last = None;
+    for k in 0..50 {
+        a.broadcast(Bytes::from(format!("probe {k}")))
+            .await
+            .unwrap();
+        let e = tokio::time::timeout(Duration::from_millis(200), sse.next()).await;
+        if let Ok(e) = e {
+            last = e.id;
+            break;
+        }
+    }
+    let last = last.expect("a delivery reaches the stream");
+    drop(sse);
+    let seq = |id: &str| -> u64 { id.split_once('-').unwrap().1.parse().unwrap() };
+    let mut sub = b.subscribe();
+    let mut expected = Vec::new();
+    for n in 0..5 {
+        let text = format!("while away {n}");
+        a.broadcast(Bytes::from(text.clone())).await.unwrap();
+        expected.push(text);
+    }
+    // Wait until B has delivered all five (its own subscription sees them).
+    let mut seen = 0;
+    while seen < 5 {
+        let got = tokio::time::timeout(Duration::from_secs(10), sub.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if String::from_utf8_lossy(&got.payload).starts_with("while away") {
+            seen += 1;
+        }
+    }
+    // B keeps three: the client is told two are gone, then gets the last three in order.
+    let mut sse = SseClient::open(&base, Some(&last)).await;
+    let lagged = sse.next().await;
+    assert_eq!(lagged.name, "lagged", "{lagged:?}");
+    let dropped: LaggedEvent = serde_json::from_str(&lagged.data).unwrap();
+    let mut replayed = Vec::new();
+    let mut prev = seq(&last);
+    for _ in 0..3 {
+        let (id, text) = sse.message().await;
+        assert!(seq(&id) > prev, "{id} after {prev}");
+        prev = seq(&id);
+        replayed.push(text);
+    }
+    assert_eq!(replayed, expected[2..]);
+    // Everything after the cursor is accounted for: missed + replayed.
+    assert_eq!(dropped.dropped + 3, prev - seq(&last));
+    a.shutdown().await;
+    b.shutdown().await;
+}
