@@ -225,8 +225,16 @@ fn an_ihave_with_a_path_shorter_by_the_threshold_swaps_the_links() {
     bed.send(1, push);
     // Through peer 3 the message would have taken 2 hops instead of 7: 5 ≥ 3 shorter.
     bed.send(2, ihave(&id, 1));
-    assert_eq!(bed.sent(2, Kind::Graft), vec![Vec::<u8>::new()], "empty GRAFT");
-    assert_eq!(bed.sent(1, Kind::Prune).len(), 1, "the old parent is pruned");
+    assert_eq!(
+        bed.sent(2, Kind::Graft),
+        vec![Vec::<u8>::new()],
+        "empty GRAFT"
+    );
+    assert_eq!(
+        bed.sent(1, Kind::Prune).len(),
+        1,
+        "the old parent is pruned"
+    );
     assert!(bed.is_eager(peer(3)) && !bed.is_eager(peer(2)));
     assert_eq!(bed.node.stats().tree_swaps, 1);
     // The shortcut is not asked for the payload again: nothing is missing.
@@ -465,4 +473,3 @@ fn the_tree_is_repaired_after_killing_a_third_of_the_nodes() {
     let rmr = random_broadcasts(&mut m, 10, 50);
     assert!(rmr <= 0.05, "RMR {rmr:.3} after the repair");
 }
-

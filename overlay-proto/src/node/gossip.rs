@@ -145,7 +145,10 @@ impl Node {
         // After forwarding: a link made eager now must not get this message pushed (its
         // peer had it first and would prune the link as redundant).
         if let Some((offered, shortcut, shortcut_conn)) = offer {
-            if self.session(shortcut).is_some_and(|s| s.conn == shortcut_conn) {
+            if self
+                .session(shortcut)
+                .is_some_and(|s| s.conn == shortcut_conn)
+            {
                 self.consider_shortcut(shortcut, offered, hops, conn, now);
             }
         }
