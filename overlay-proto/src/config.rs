@@ -73,15 +73,15 @@ pub struct NodeConfig {
     pub store_ttl: Duration,
     /// How long to wait for a message announced by IHAVE before grafting.
     pub graft_timeout: Duration,
-    /// While the node's part of the tree is settled (it has eager peers and lost none within
+    /// While the node's part of the tree is settled (it has eager peers and lost no running session within
     /// `tree_settle`), the first GRAFT for a message announced by IHAVE is put off until this
     /// long after the announcement (instead of `graft_timeout`): in a settled tree the
     /// message is nearly always on its way eagerly too, and an early GRAFT only brings a
-    /// duplicate and reshapes the tree for one sender. Put-off GRAFTs go out at once when an
-    /// eager session ends.
+    /// duplicate and reshapes the tree for one sender. Put-off GRAFTs go out at once when a
+    /// running session ends.
     pub graft_timeout_settled: Duration,
-    /// How long after losing an eager peer the node grafts after `graft_timeout` (puts off
-    /// no GRAFT).
+    /// How long after losing a running session (eager or lazy) the node grafts after
+    /// `graft_timeout` (puts off no GRAFT).
     pub tree_settle: Duration,
     /// How long to wait after a GRAFT before asking the next announcer.
     pub graft_retry: Duration,

@@ -153,7 +153,7 @@ pub struct GossipSection {
     pub graft_timeout_ms: Option<i64>,
     /// Wait for an announced message before grafting while the tree is settled.
     pub graft_timeout_settled_ms: Option<i64>,
-    /// How long after losing an eager peer grafts use `graft_timeout_ms`.
+    /// How long after losing a session grafts use `graft_timeout_ms`.
     pub tree_settle_ms: Option<i64>,
     /// Hops a lazy peer's path must save before the tree optimisation swaps links (0: off).
     pub optimization_threshold: Option<i64>,

@@ -154,7 +154,6 @@ impl Node {
         reason: CloseReason,
     ) {
         if was_eager {
-            self.eager_lost_at = Some(self.now);
             self.refill_eager();
         }
         let addr = session.listen.or(match session.direction {

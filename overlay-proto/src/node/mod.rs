@@ -100,9 +100,9 @@ pub struct Node {
     own_token: Option<crate::keys::SecretToken>,
     /// Signs this node's broadcasts (`origin_auth = Sign`).
     signer: Option<crate::origin::OriginSigner>,
-    /// When an eager session last ended: until `tree_settle` later, grafts wait only
-    /// `graft_timeout`.
-    eager_lost_at: Option<Instant>,
+    /// When a running session last ended (not as a duplicate or at shutdown): until
+    /// `tree_settle` later, no GRAFT is put off.
+    session_lost_at: Option<Instant>,
     /// Reused scratch space for sampling lazy peers.
     scratch_keys: Vec<SessionKey>,
     /// Content-check verdicts that came with the bytes being handled (empty otherwise).
@@ -192,7 +192,7 @@ impl Node {
             shutting_down: false,
             own_token,
             signer,
-            eager_lost_at: None,
+            session_lost_at: None,
             scratch_keys: Vec::new(),
             prechecked: crate::precheck::Prechecked::default(),
             scores: ScoreBook::new(config.scoring.clone(), Instant::ZERO),
@@ -466,6 +466,9 @@ impl Node {
             });
         }
         self.stats.sessions_closed += 1;
+        if was_running && !matches!(reason, CloseReason::Duplicate | CloseReason::Shutdown) {
+            self.session_lost_at = Some(self.now);
+        }
         if was_running {
             self.actions
                 .push_back(Action::Session(crate::action::SessionEvent::Down {

@@ -72,12 +72,13 @@ impl Node {
     }
 
     /// True while this node's part of the tree is settled: it has eager peers and none of
-    /// its eager sessions ended within `tree_settle`.
+    /// its running sessions ended within `tree_settle` (a lost lazy peer also hints at
+    /// failures nearby, whose subtrees need fast repair).
     fn tree_settled(&self) -> bool {
         let now = self.now;
         !self.eager.is_empty()
             && self
-                .eager_lost_at
+                .session_lost_at
                 .is_none_or(|t| now - t >= self.config.tree_settle)
     }
 
@@ -101,8 +102,8 @@ impl Node {
     /// An id announced `graft_timeout` ago that was never grafted is put off until
     /// `graft_timeout_settled` after its announcement while the tree is settled: then the
     /// message is nearly always on its way eagerly too, and an early GRAFT only brings a
-    /// duplicate (and reshapes the tree for one sender). Once the tree is not settled (an
-    /// eager session ended), every put-off id is due at once: after a failure the nodes next
+    /// duplicate (and reshapes the tree for one sender). Once the tree is not settled (a
+    /// session ended), every put-off id is due at once: after a failure the nodes next
     /// to it graft fast, and their subtrees then get the message eagerly from them.
     pub(super) fn due_missing(&mut self) -> Vec<MessageId> {
         let now = self.now;
