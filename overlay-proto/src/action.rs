@@ -46,6 +46,15 @@ pub enum Action {
     },
     /// A gossip message reached this node for the first time: hand it to the application.
     Deliver(Delivery),
+    /// A new gossip message passed the content checks and waits for the application's verdict
+    /// (`NodeConfig::validation = App`): answer with `Input::Verdict { id, .. }` before
+    /// `validation_timeout`, or it is ignored. Until then it is neither forwarded nor delivered.
+    Validate {
+        /// Echo this in the verdict.
+        id: u64,
+        /// The message as it would be delivered.
+        delivery: Delivery,
+    },
     /// A direct message from a connected peer.
     DirectMessage {
         /// Sender.

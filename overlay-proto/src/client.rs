@@ -63,6 +63,9 @@ pub struct ClientLimits {
     /// A running client that sent nothing for this long is closed (408 `idle`). Clients keep
     /// the session with any frame (a PING is answered with PONG).
     pub idle_timeout: Duration,
+    /// Bytes of partially received frames buffered for all clients together; a client whose
+    /// half-sent frame takes the total past it is closed (503 `busy`).
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for ClientLimits {
@@ -78,6 +81,7 @@ impl Default for ClientLimits {
             queue_frames: 1024,
             queue_bytes: 8 * 1024 * 1024,
             idle_timeout: Duration::from_secs(60),
+            max_buffered_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -85,7 +89,12 @@ impl Default for ClientLimits {
 impl ClientLimits {
     /// The first setting out of range, as `(setting, accepted)`.
     pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
-        let checks: [(bool, &'static str, &'static str); 8] = [
+        let checks: [(bool, &'static str, &'static str); 9] = [
+            (
+                self.max_buffered_bytes >= crate::frame::MAX_FRAME_BYTES,
+                "clients.max_buffered_bytes",
+                ">= 1048576",
+            ),
             (self.rate_per_s >= 1, "clients.rate_per_s", ">= 1"),
             (self.rate_burst >= 1, "clients.rate_burst", ">= 1"),
             (self.window_frames >= 2, "clients.window_frames", ">= 2"),
@@ -248,6 +257,8 @@ pub struct ClientStats {
     pub handshaking: usize,
     /// Gauge: running clients subscribed to deliveries.
     pub subscribers: usize,
+    /// Gauge: bytes of partial frames buffered for all clients.
+    pub buffered_bytes: usize,
     /// Counter: client sessions that passed START.
     pub opened: u64,
     /// Counter: client sessions closed (any reason, after START).

@@ -167,6 +167,13 @@ pub struct NodeConfig {
     pub user_agent: String,
     /// Limits of client sessions (connections without a certificate).
     pub clients: crate::client::ClientLimits,
+    /// Who decides whether new gossip is forwarded and delivered: the node's content checks
+    /// only (`Off`, the default) or the application too (`App`: `Action::Validate`).
+    pub validation: crate::node::ValidationMode,
+    /// How long a message waits for the application's verdict before it is ignored.
+    pub validation_timeout: Duration,
+    /// Messages held for the application's verdict at most; more are dropped (counted).
+    pub validation_pending_max: usize,
 }
 
 /// Capability-token settings.
@@ -270,6 +277,9 @@ impl Default for NodeConfig {
             unix_base_secs: 0,
             user_agent: concat!("svc-overlay/", env!("CARGO_PKG_VERSION")).to_string(),
             clients: crate::client::ClientLimits::default(),
+            validation: crate::node::ValidationMode::Off,
+            validation_timeout: Duration::from_secs(2),
+            validation_pending_max: 1024,
         }
     }
 }
@@ -414,6 +424,16 @@ impl NodeConfig {
             "> 0",
         )?;
         check(!self.connect_timeout.is_zero(), "connect_timeout", "> 0")?;
+        check(
+            !self.validation_timeout.is_zero(),
+            "validation_timeout",
+            "> 0",
+        )?;
+        check(
+            (1..=1_000_000).contains(&self.validation_pending_max),
+            "validation_pending_max",
+            "1..=1000000",
+        )?;
         check(
             self.idle_timeout > self.keepalive_interval,
             "idle_timeout",

@@ -98,6 +98,14 @@ pub enum Input {
     Reconfigure(LiveSettings),
     /// Close every session gracefully and stop dialing.
     Shutdown,
+    /// The application's verdict on a message held for validation (`Action::Validate`).
+    /// Verdicts for ids no longer pending are counted and have no effect.
+    Verdict {
+        /// The `id` of the `Action::Validate`.
+        id: u64,
+        /// Accept, reject or ignore.
+        verdict: crate::node::Verdict,
+    },
     /// A TLS connection without a client certificate finished its handshake (server side
     /// only): a client session, authenticated by its START token alone (see
     /// [`crate::client`]). It can never become a peer.
@@ -136,6 +144,7 @@ impl Input {
             Input::PeersDiscovered { .. } => "peers_discovered",
             Input::Reconfigure(_) => "reconfigure",
             Input::Shutdown => "shutdown",
+            Input::Verdict { .. } => "verdict",
             Input::ClientConnectionUp { .. } => "client_connection_up",
             Input::SendToClient { .. } => "send_to_client",
         }

@@ -43,7 +43,9 @@ pub use config::{
 pub use error::OverlayError;
 pub use input::Input;
 pub use keys::{KeyEntry, KeyProvider, KeyRing, MacKey, SecretToken};
-pub use node::{Node, NodeIdentity, SessionInfo, SessionState};
+pub use node::{
+    Node, NodeIdentity, SessionInfo, SessionState, ValidationMode, ValidationStats, Verdict,
+};
 pub use origin::{OriginAuth, OriginSignature, OriginSigner, SigningSeed};
 pub use peer::{ConnId, DialId, Direction, MessageId, PeerId};
 pub use precheck::{Prechecked, Prechecker};

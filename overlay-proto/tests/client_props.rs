@@ -1,6 +1,6 @@
 //! Property tests of client sessions: arbitrary bytes (whole frames of every client kind with
 //! arbitrary headers and bodies, and raw garbage, split anywhere) from several clients never
-//! panic, keep every client queue within its bound, never make a client a peer, and replay
+//! panic, keep every client queue within its bound, account buffered bytes without leaks, never make a client a peer, and replay
 //! to the same actions.
 
 #![allow(
@@ -226,7 +226,12 @@ fn run(ops: &[Op]) -> [u8; 32] {
             let stats = node.stats();
             assert!(stats.clients.sessions <= 2, "max_clients holds");
             assert_eq!(stats.sessions_running, 0, "a client never becomes a peer");
-            for c in node.clients() {
+            let clients = node.clients();
+            if clients.is_empty() {
+                assert_eq!(stats.clients.buffered_bytes, 0, "no buffered bytes leak");
+            }
+            assert!(stats.clients.buffered_bytes <= 1 << 20);
+            for c in clients {
                 // Answers and PONG may exceed the delivery bound by what the client's window
                 // lets it ask for (4 frames), plus one LAGGED.
                 assert!(c.queued_frames <= 3 + 4 + 1, "queue bound: {c:?}");

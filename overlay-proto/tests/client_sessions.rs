@@ -825,3 +825,70 @@ fn a_trace_with_client_sessions_replays_and_version_2_traces_still_open() {
     let v_next = TraceWriter::new(Vec::new(), &future).unwrap().into_inner();
     assert!(TraceReader::open(&v_next[..]).is_err());
 }
+
+#[test]
+fn half_sent_frames_of_all_clients_share_one_byte_budget() {
+    let mut cfg = config();
+    cfg.clients.max_buffered_bytes = 1 << 20;
+    let mut w = World::new(vec![cfg]);
+    let tok = open_token();
+    let a = w.open_client(0, 10, &tok);
+    let b = w.open_client(0, 11, &tok);
+    let big_a = request(CODE_PUBLISH, 3, &vec![1u8; 800_000]);
+    let big_b = request(CODE_PUBLISH, 3, &vec![2u8; 800_000]);
+    // A holds 700 kB of a frame: within the budget.
+    w.send(0, a, big_a.slice(..700_000));
+    assert!(w.closed(0, a).is_none());
+    assert_eq!(w.nodes[0].stats().clients.buffered_bytes, 700_000);
+    // B's 400 kB would take the total past 1 MiB: B is closed, A goes on.
+    w.send(0, b, big_b.slice(..400_000));
+    assert_eq!(
+        w.error_close(0, b),
+        Some((503, r#"{"error":"busy"}"#.into()))
+    );
+    assert_eq!(w.nodes[0].stats().clients.buffered_bytes, 700_000);
+    w.send(0, a, big_a.slice(700_000..));
+    assert_eq!(w.answer(0, a, 3).map(|x| x.0), Some(200));
+    assert_eq!(w.nodes[0].stats().clients.buffered_bytes, 0);
+    assert!(w.closed(0, a).is_none());
+}
+
+/// `svc-overlay token mint --method overlay` (docs/DEPLOY.md) puts `overlay` in the scope's
+/// methods and in a `Method` caveat (the reference verifier needs it there for a session to
+/// open): it names no operation, so it restricts none. Naming operations restricts to them.
+#[test]
+fn methods_that_name_no_operation_restrict_nothing() {
+    let mut c = config();
+    c.auth.own_token = Some(
+        token(
+            vec![Caveat::Method(vec!["overlay".into()])],
+            &["overlay"],
+            None,
+        )
+        .into(),
+    );
+    let mut w = World::new(vec![c.clone(), c]);
+    w.link(0, 1, 1, 2);
+    w.input(
+        0,
+        Input::Broadcast {
+            request: 1,
+            payload: Bytes::from_static(b"x"),
+        },
+    );
+    assert!(w.actions[1].iter().any(|a| matches!(a, Action::Deliver(_))));
+    assert!(!w.actions[1]
+        .iter()
+        .any(|a| matches!(a, Action::Close { .. })));
+    // A client token minted with `--method overlay --method publish`: publish only.
+    let tok = token(
+        vec![Caveat::Method(vec!["overlay".into(), "publish".into()])],
+        &["overlay", "publish"],
+        None,
+    );
+    let cl = w.open_client(0, 10, &tok);
+    w.send(0, cl, request(CODE_PUBLISH, 3, b"ok"));
+    assert_eq!(w.answer(0, cl, 3).map(|a| a.0), Some(200));
+    w.send(0, cl, request(CODE_SUBSCRIBE, 4, b""));
+    assert_eq!(w.answer(0, cl, 4).map(|a| a.0), Some(403));
+}

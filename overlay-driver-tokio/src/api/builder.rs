@@ -94,6 +94,7 @@ pub struct OverlayBuilder<N: Net = TokioNet> {
     timeouts: Timeouts,
     http: Option<HttpHandler<N::Stream>>,
     replay: ReplayBounds,
+    event_buffer: usize,
 }
 
 impl<N: Net> fmt::Debug for OverlayBuilder<N> {
@@ -111,6 +112,7 @@ impl<N: Net> fmt::Debug for OverlayBuilder<N> {
             .field("timeouts", &self.timeouts)
             .field("http", &self.http.is_some())
             .field("replay", &self.replay)
+            .field("event_buffer", &self.event_buffer)
             .finish_non_exhaustive()
     }
 }
@@ -185,6 +187,7 @@ impl<N: Net> OverlayBuilder<N> {
             timeouts: Timeouts::default(),
             http: None,
             replay: ReplayBounds::NONE,
+            event_buffer: DELIVERY_CAPACITY,
         }
     }
 
@@ -281,6 +284,14 @@ impl<N: Net> OverlayBuilder<N> {
         self
     }
 
+    /// How many [`Event`](crate::Event)s each [`Topic`](crate::Topic) stream may fall behind
+    /// before it loses the oldest (and reads one [`Event::Lagged`](crate::Event::Lagged)
+    /// instead). Default 4096; at least 1.
+    pub fn event_buffer(mut self, events: usize) -> Self {
+        self.event_buffer = events.max(1);
+        self
+    }
+
     /// Where plain-HTTP connections go (first byte an ASCII letter). Without a handler they
     /// are closed.
     pub fn http_handler(mut self, handler: HttpHandler<N::Stream>) -> Self {
@@ -311,6 +322,7 @@ impl<N: Net> OverlayBuilder<N> {
             timeouts,
             http,
             replay,
+            event_buffer,
         } = self;
 
         let identity = match identity {
@@ -424,6 +436,9 @@ impl<N: Net> OverlayBuilder<N> {
         ));
         let (directs, _) = broadcast::channel(DIRECT_CAPACITY);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (topic, _) = broadcast::channel(event_buffer.max(1));
+        let (validations, validations_rx) =
+            tokio::sync::mpsc::channel(cfg.validation_pending_max.max(1));
         let readiness = Arc::new(watch::Sender::new(Readiness {
             ready: true,
             missing: Vec::new(),
@@ -484,6 +499,8 @@ impl<N: Net> OverlayBuilder<N> {
                 deliveries: Arc::clone(&deliveries),
                 directs: directs.clone(),
                 events: events.clone(),
+                topic: topic.clone(),
+                validations,
                 readiness: Arc::clone(&readiness),
             },
             counters: Arc::clone(&counters),
@@ -536,6 +553,8 @@ impl<N: Net> OverlayBuilder<N> {
                 deliveries,
                 directs,
                 events,
+                topic,
+                validator: std::sync::Mutex::new(Some(super::Validator { rx: validations_rx })),
                 readiness: readiness.subscribe(),
                 finished: finished_rx,
                 local_addr,

@@ -97,6 +97,8 @@ pub struct ClientsSection {
     pub queue_bytes: Option<i64>,
     /// A client that sent nothing for this long is closed.
     pub idle_ms: Option<i64>,
+    /// Bytes of partial frames buffered for all clients together.
+    pub max_buffered_bytes: Option<i64>,
 }
 
 /// `[node]`.

@@ -244,6 +244,7 @@ fn mirror_clients(c: &overlay_proto::ClientStats) {
     metrics::gauge!("client_sessions").set(c.sessions as f64);
     metrics::gauge!("client_sessions_handshaking").set(c.handshaking as f64);
     metrics::gauge!("client_subscribers").set(c.subscribers as f64);
+    metrics::gauge!("client_buffered_bytes").set(c.buffered_bytes as f64);
     let counters: [(&'static str, u64); 8] = [
         ("client_sessions_opened_total", c.opened),
         ("client_sessions_with_certificate_total", c.from_certificate),

@@ -27,7 +27,9 @@ use super::metrics::{self as rt_metrics, DriverCounters};
 use super::net::Net;
 use super::trace_out::TraceSink;
 use super::{BusMsg, Established, Timeouts, SERVICE};
-use crate::api::{DirectMessage, KernelEvent, OverlayError, Readiness, SessionHandle};
+use crate::api::{
+    DirectMessage, Event as TopicEvent, KernelEvent, OverlayError, Readiness, SessionHandle,
+};
 use crate::shared::{ReadyFlag, ReadyState, StopSignal, WriteCredit};
 
 /// Frames (Transmit batches) queued per connection writer.
@@ -73,6 +75,10 @@ pub(crate) enum Command {
     },
     /// `Node::stats`.
     Stats { reply: oneshot::Sender<NodeStats> },
+    /// `Node::validation_stats`.
+    ValidationStats {
+        reply: oneshot::Sender<overlay_proto::ValidationStats>,
+    },
     /// `Input::Reconfigure`; answered with the core's `Action::Reconfigured`.
     Reconfigure {
         live: LiveSettings,
@@ -80,6 +86,11 @@ pub(crate) enum Command {
     },
     /// `Input::Shutdown`, then drain.
     Shutdown,
+    /// `Input::Verdict`.
+    Verdict {
+        id: u64,
+        verdict: overlay_proto::Verdict,
+    },
 }
 
 /// Answers an API dial.
@@ -90,6 +101,11 @@ pub(crate) struct Outputs {
     pub(crate) deliveries: Arc<crate::api::DeliveryLog>,
     pub(crate) directs: broadcast::Sender<DirectMessage>,
     pub(crate) events: broadcast::Sender<KernelEvent>,
+    /// Messages waiting for the application's verdict ([`crate::api::Validator`]); when it is
+    /// full or nobody listens the core's deadline settles them.
+    pub(crate) validations: mpsc::Sender<crate::api::PendingValidation>,
+    /// The broadcast domain's event stream ([`crate::api::Topic`]).
+    pub(crate) topic: broadcast::Sender<TopicEvent>,
     pub(crate) readiness: Arc<watch::Sender<Readiness>>,
 }
 
@@ -610,6 +626,9 @@ impl<N: Net> NodeTask<N> {
             Command::Stats { reply } => {
                 let _ = reply.send(self.node.stats());
             }
+            Command::ValidationStats { reply } => {
+                let _ = reply.send(self.node.validation_stats());
+            }
             Command::Reconfigure { live, reply } => {
                 self.pending_reconfigure = Some(reply);
                 self.input(Input::Reconfigure(live), None);
@@ -618,6 +637,7 @@ impl<N: Net> NodeTask<N> {
                 self.pending_reconfigure = None;
             }
             Command::Shutdown => self.begin_shutdown(),
+            Command::Verdict { id, verdict } => self.input(Input::Verdict { id, verdict }, None),
         }
     }
 
@@ -719,7 +739,23 @@ impl<N: Net> NodeTask<N> {
                 }
                 // Numbered, kept for resuming subscribers, sent to the live ones (none is
                 // fine: the message was still delivered to this node).
+                if self.out.topic.receiver_count() > 0 {
+                    let _ = self.out.topic.send(TopicEvent::Received(delivery.clone()));
+                }
                 self.out.deliveries.publish(delivery);
+            }
+            Action::Validate { id, delivery } => {
+                let pending = crate::api::PendingValidation {
+                    id,
+                    delivery,
+                    cmd: self.cmd_weak.clone(),
+                };
+                if self.out.validations.try_send(pending).is_err() {
+                    tracing::debug!(
+                        id,
+                        "no room for a pending validation; the core's deadline settles it"
+                    );
+                }
             }
             Action::DirectMessage { from, payload } => {
                 let _ = self.out.directs.send(DirectMessage {
@@ -899,6 +935,7 @@ impl<N: Net> NodeTask<N> {
                 }
                 tracing::info!(%conn, %peer, "session up");
                 let _ = self.out.events.send(KernelEvent::SessionUp { peer });
+                let _ = self.out.topic.send(TopicEvent::NeighborUp(peer));
                 if let Some(waiters) = self.conn_waiters.remove(&conn) {
                     for w in waiters {
                         let _ = w.send(self.session_handle(conn));
@@ -914,6 +951,10 @@ impl<N: Net> NodeTask<N> {
                     peer,
                     reason: reason.label().to_string(),
                 });
+                let _ = self
+                    .out
+                    .topic
+                    .send(TopicEvent::NeighborDown { peer, reason });
             }
         }
     }

@@ -84,6 +84,8 @@ pub(super) struct ClientSession {
     opened_at: Instant,
     last_heard: Instant,
     recv_buf: BytesMut,
+    /// This client's share of the node's `client_buffered` total.
+    counted: usize,
     /// Bytes of an oversized PUBLISH still to drop as they arrive.
     skip: usize,
     out: BytesMut,
@@ -144,6 +146,7 @@ impl Node {
             opened_at: now,
             last_heard: now,
             recv_buf: BytesMut::new(),
+            counted: 0,
             skip: 0,
             out: BytesMut::new(),
             queue: OutQueue::default(),
@@ -233,10 +236,13 @@ impl Node {
             }
             c.opened_at = session.opened_at;
             c.recv_buf = session.recv_buf;
+            c.counted = c.recv_buf.len();
+            self.client_buffered += c.counted;
         } else if session.holds_preauth {
             self.preauth.release(session.remote.ip());
         }
         self.process_client_frames(conn);
+        self.settle_client_buffer(conn);
         self.maybe_credit_client(conn);
         None
     }
@@ -254,6 +260,7 @@ impl Node {
         };
         self.subscribers.remove(&conn);
         self.client_dirty.retain(|k| *k != conn);
+        self.client_buffered = self.client_buffered.saturating_sub(c.counted);
         if c.holds_preauth {
             self.preauth.release(c.remote.ip());
         }
@@ -301,8 +308,31 @@ impl Node {
             c.skip -= n;
         }
         c.recv_buf.extend_from_slice(&data);
+        c.counted += data.len();
+        self.client_buffered += data.len();
         self.process_client_frames(conn);
+        self.settle_client_buffer(conn);
         self.maybe_credit_client(conn);
+    }
+
+    /// Updates the node-wide total of bytes buffered for clients (partial frames) after
+    /// `conn`'s frames were handled, and closes the client (503 `busy`) when the total is over
+    /// `max_buffered_bytes`: what one client's half-sent frames hold is bounded per client by
+    /// the frame limit, and across clients by this budget.
+    fn settle_client_buffer(&mut self, conn: ConnId) {
+        let Some(c) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        let now_len = c.recv_buf.len();
+        self.client_buffered = self.client_buffered.saturating_sub(c.counted) + now_len;
+        c.counted = now_len;
+        if now_len > 0 && self.client_buffered > self.config.clients.max_buffered_bytes {
+            self.close_client(
+                conn,
+                Some(Why::Busy),
+                CloseReason::Violation(OverlayError::Busy),
+            );
+        }
     }
 
     fn process_client_frames(&mut self, conn: ConnId) {
@@ -1051,6 +1081,7 @@ impl Node {
         stats.handshaking = handshaking;
         stats.sessions = self.clients.len() - handshaking;
         stats.subscribers = self.subscribers.len();
+        stats.buffered_bytes = self.client_buffered;
     }
 }
 

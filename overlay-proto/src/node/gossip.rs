@@ -97,8 +97,7 @@ impl Node {
         let Some(from) = self.session(key).map(|s| s.peer) else {
             return;
         };
-        let hops = msg.hops.saturating_add(1);
-        if self.cache.contains(&msg.id) {
+        if self.cache.contains(&msg.id) || self.validation.contains(&msg.id) {
             self.stats.gossip_duplicates += 1;
             let over_rate = self
                 .session_mut(key)
@@ -114,6 +113,23 @@ impl Node {
             self.reject_invalid_gossip(key, reason);
             return;
         }
+        if self.validates() {
+            // The application decides first (validation.rs); the payload is here, so stop
+            // waiting for it from announcers.
+            if let Some(s) = self.session_mut(key) {
+                s.dup_streak = 0;
+            }
+            self.remove_missing(&msg.id);
+            self.hold_for_validation(key, from, msg);
+            return;
+        }
+        self.accept_gossip(key, from, msg);
+    }
+
+    /// A new, valid message from session `key` (peer `from`): store, forward, deliver.
+    pub(super) fn accept_gossip(&mut self, key: SessionKey, from: PeerId, msg: GossipMsg) {
+        let now = self.now;
+        let hops = msg.hops.saturating_add(1);
         let conn = self.session(key).map(|s| s.conn);
         let stored = StoredMessage {
             origin: msg.origin,

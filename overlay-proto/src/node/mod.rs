@@ -16,6 +16,9 @@ mod send;
 mod token;
 mod tree;
 mod types;
+mod validation;
+
+pub use validation::{ValidationMode, ValidationStats, Verdict};
 
 pub use types::{NodeIdentity, SessionInfo, SessionState};
 
@@ -117,6 +120,10 @@ pub struct Node {
     subscribers: client::Subscribers,
     /// Clients with bytes in `out` to flush at the end of this input.
     client_dirty: Vec<ConnId>,
+    /// Messages waiting for the application's verdict (`validation = App`).
+    validation: validation::PendingValidations,
+    /// Bytes of partial frames buffered for all clients together.
+    client_buffered: usize,
 }
 
 impl Node {
@@ -200,6 +207,8 @@ impl Node {
             clients: BTreeMap::new(),
             subscribers: client::Subscribers::new(),
             client_dirty: Vec::new(),
+            validation: validation::PendingValidations::default(),
+            client_buffered: 0,
             config,
             identity,
         })
@@ -240,6 +249,7 @@ impl Node {
             Input::PeersDiscovered { addrs } => self.on_peers_discovered(addrs),
             Input::Reconfigure(live) => self.on_reconfigure(live),
             Input::Shutdown => self.on_shutdown(),
+            Input::Verdict { id, verdict } => self.on_verdict(id, verdict),
             Input::ClientConnectionUp {
                 conn,
                 remote,
@@ -269,6 +279,9 @@ impl Node {
             at = at.min(flush);
         }
         if let Some(deadline) = self.missing_due_at() {
+            at = at.min(deadline);
+        }
+        if let Some(deadline) = self.validation.next_deadline() {
             at = at.min(deadline);
         }
         Some(at)

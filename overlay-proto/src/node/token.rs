@@ -28,10 +28,21 @@ pub(super) struct TokenLimits {
     pub(super) expires_at: Option<Instant>,
 }
 
+/// The session operations a token's `scope.methods` can name (peers: `gossip`, `direct`,
+/// `membership`; clients: `publish`, `subscribe`, `direct`).
+const SESSION_OPERATIONS: [&str; 5] = ["gossip", "direct", "membership", "publish", "subscribe"];
+
 impl TokenLimits {
-    /// True when `scope.methods` is empty or names `method` (ASCII case-insensitive).
-    pub(super) fn allows(&self, method: &str) -> bool {
-        self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+    /// Whether the token allows operation `op`: when `scope.methods` names any session
+    /// operation, only the named ones (ASCII case-insensitive); otherwise — an empty list, or
+    /// only other names such as `overlay`, which the reference `Method` caveat needs to let a
+    /// session open at all — every operation.
+    pub(super) fn allows(&self, op: &str) -> bool {
+        let names_operations = self
+            .methods
+            .iter()
+            .any(|m| SESSION_OPERATIONS.iter().any(|o| m.eq_ignore_ascii_case(o)));
+        !names_operations || self.methods.iter().any(|m| m.eq_ignore_ascii_case(op))
     }
 }
 

@@ -61,6 +61,19 @@ impl Resolver<'_> {
             1 << 20,
             1 << 30,
         )?;
+        c.max_buffered_bytes = self.usize_in(
+            &spec(
+                "max_buffered_bytes",
+                None,
+                None,
+                "clients.max_buffered_bytes",
+            ),
+            None,
+            f.max_buffered_bytes,
+            c.max_buffered_bytes,
+            1 << 20,
+            1 << 40,
+        )?;
         c.idle_timeout = self.ms(
             &spec("idle_ms", None, None, "clients.idle_ms"),
             None,
