@@ -130,7 +130,9 @@ impl Node {
     pub(super) fn accept_gossip(&mut self, key: SessionKey, from: PeerId, msg: GossipMsg) {
         let now = self.now;
         let hops = msg.hops.saturating_add(1);
-        let conn = self.session(key).map(|s| s.conn);
+        // The tree parent of this message; after application validation the session key may
+        // have been reused by another peer, which is then not the parent.
+        let conn = self.session(key).filter(|s| s.peer == from).map(|s| s.conn);
         let stored = StoredMessage {
             origin: msg.origin,
             nonce: msg.nonce,
