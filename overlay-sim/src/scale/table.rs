@@ -113,7 +113,7 @@ fn add_tally(sum: &mut AttackTally, t: &AttackTally) {
         }
     }
     for (k, v) in &t.closed_by_honest {
-        *sum.closed_by_honest.entry(*k).or_default() += v;
+        *sum.closed_by_honest.entry(k.clone()).or_default() += v;
     }
     sum.blocked_by_credit += t.blocked_by_credit;
     sum.tampered_deliveries += t.tampered_deliveries;
