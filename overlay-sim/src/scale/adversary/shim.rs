@@ -41,6 +41,7 @@ struct Counts {
     rewritten: [u64; 10],
     blocked: u64,
     closed: BTreeMap<String, u64>,
+    closed_among_attackers: BTreeMap<String, u64>,
     dirty: bool,
 }
 
@@ -160,6 +161,9 @@ impl Adversary {
             for (code, n) in c.closed {
                 *t.closed_by_honest.entry(code).or_default() += n;
             }
+            for (code, n) in c.closed_among_attackers {
+                *t.closed_among_attackers.entry(code).or_default() += n;
+            }
         });
     }
 
@@ -227,7 +231,14 @@ impl Adversary {
             });
         }
         if let Some(label) = closed {
-            *self.counts.closed.entry(label).or_default() += 1;
+            // A fellow attacker's core closing the session is not a defence of an honest node.
+            let colluder = self.conns.get(&conn).is_some_and(|c| c.colluder);
+            let tally = if colluder {
+                &mut self.counts.closed_among_attackers
+            } else {
+                &mut self.counts.closed
+            };
+            *tally.entry(label).or_default() += 1;
             self.counts.dirty = true;
         }
         for (id, hops) in learned {
