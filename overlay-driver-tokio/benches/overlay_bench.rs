@@ -4,6 +4,7 @@
 //! cargo bench -p overlay-driver-tokio --bench overlay_bench -- mesh --nodes 32 --messages 2000 --rate 200 --size 1024 --degree 4 --seed 1
 //! cargo bench -p overlay-driver-tokio --bench overlay_bench -- pair --messages 200000 --size 1024
 //! cargo bench -p overlay-driver-tokio --bench overlay_bench -- ready
+//! cargo bench -p overlay-driver-tokio --bench overlay_bench -- sessions --count 1000
 //! ```
 //!
 //! - `mesh`: N overlays in this process (tokio, workers = cores), real TCP + TLS 1.3 on 127.0.0.1,
@@ -18,10 +19,16 @@
 //!   `p50_ms`, `p99_ms`, `peak_rss_kb`.
 //! - `ready`: start the `svc-overlay` daemon process and time process start → `/readyz` 200,
 //!   20 times. Key: `ready_ms` (median), plus `min_ms` and `max_ms`.
+//! - `sessions`: K idle token-authenticated TLS client sessions (no client certificate) to one
+//!   daemon process (module `overlay_bench/sessions.rs`). Keys: `sessions` (opened),
+//!   `rss_per_session_bytes` (daemon RSS growth over K), `handshakes_per_s`.
 //!
 //! Figures go to docs/PERFORMANCE.md; never compare runs from different machines or loads.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code: a failure aborts the run
+
+#[path = "overlay_bench/sessions.rs"]
+mod sessions;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -66,7 +73,7 @@ impl Args {
 fn usage(why: &str) -> ! {
     eprintln!("overlay_bench: {why}");
     eprintln!(
-        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S]\n       overlay_bench pair [--messages M --size B]\n       overlay_bench ready [--runs N]"
+        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S]\n       overlay_bench pair [--messages M --size B]\n       overlay_bench ready [--runs N]\n       overlay_bench sessions [--count K --concurrency C]"
     );
     std::process::exit(2)
 }
@@ -89,6 +96,7 @@ fn main() {
         "mesh" => runtime.block_on(mesh(&args)),
         "pair" => runtime.block_on(pair(&args)),
         "ready" => ready(&args),
+        "sessions" => runtime.block_on(sessions::sessions(&args)),
         other => usage(&format!("unknown mode {other}")),
     };
     println!("{json}");

@@ -6,8 +6,15 @@
 //! Built with `--cfg loom` (the `loom_overlay` test) the crate is only its shared state
 //! ([`shared`] on loom's atomics): tokio has no `net` module under that flag.
 
+/// The README's Rust snippets, compiled as doc tests (`cargo test --doc`) so they stay true.
+#[cfg(all(doctest, not(loom)))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 #[cfg(not(loom))]
 pub mod api;
+#[cfg(not(loom))]
+pub mod client;
 #[cfg(not(loom))]
 pub mod config;
 #[cfg(not(loom))]
@@ -33,8 +40,20 @@ pub mod tls;
 
 #[cfg(not(loom))]
 pub use api::{
-    DialTarget, DirectMessage, DirectSubscription, KernelEvent, Overlay, OverlayBuilder,
-    OverlayError, Readiness, SessionHandle, Subscription,
+    DialTarget, DirectMessage, DirectSubscription, Event, EventStream, KernelEvent, Overlay,
+    OverlayBuilder, OverlayError, PendingValidation, Readiness, SessionHandle, Subscription, Topic,
+    TopicSender, Validator,
 };
 #[cfg(not(loom))]
 pub use runtime::{DriverStats, HttpHandler, Net, Timeouts, TokioNet};
+
+/// The core types library users touch, re-exported so a `svc_overlay` dependency is enough.
+#[cfg(not(loom))]
+pub use overlay_proto::{
+    CloseReason, Delivery, Direction, LiveSettings, MessageId, NodeConfig, NodeStats, PeerId,
+    SessionInfo, ValidationMode, ValidationStats, Verdict,
+};
+
+/// The sans-IO core (`overlay-proto`) this crate drives, for everything not re-exported above.
+#[cfg(not(loom))]
+pub use overlay_proto as proto;

@@ -614,9 +614,9 @@ fn bad_file_values_name_the_key_and_range() {
             "1..=86400000",
         ),
         (
-            "[membership]\npassive_capacity = -1\n",
+            "[membership]\npassive_capacity = 0\n",
             "passive_capacity",
-            "0..=65536",
+            "1..=65536",
         ),
         (
             "[limits]\ncredit_window_bytes = 1000\n",

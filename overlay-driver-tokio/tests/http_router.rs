@@ -1405,12 +1405,14 @@ mod openapi {
         assert_eq!(
             props("NodeStats"),
             keys(stats),
-            "docs/openapi.json NodeStats is out of date with overlay_proto::NodeStats"
+            "docs/openapi.json is out of date with overlay_proto::NodeStats: add the field to \
+             components.schemas.NodeStats (properties, required) and to its examples"
         );
         let peers = Fake::new().peers().await;
         let row = serde_json::to_value(PeerRow::from(&peers[0])).unwrap();
-        assert_eq!(props("ScoreRow"), keys(row["score"].clone()));
-        assert_eq!(props("PeerRow"), keys(row));
+        let hint = "docs/openapi.json is out of date with http::handlers::PeerRow / ScoreRow";
+        assert_eq!(props("ScoreRow"), keys(row["score"].clone()), "{hint}");
+        assert_eq!(props("PeerRow"), keys(row), "{hint}");
         let ready = ReadyBody {
             ready: false,
             degraded: true,

@@ -8,7 +8,6 @@ mod runtime_common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use overlay_proto::capability::Caveat;
 use overlay_proto::wire::{self, Kind};
 use overlay_proto::{MacKey, MessageId, NodeConfig, RejectReason};
@@ -19,56 +18,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-/// A server overlay with a healthy peer session, to check that abuse does not disturb it.
-struct Bed {
-    server: Overlay,
-    good: Overlay,
-}
-
-impl Bed {
-    async fn new(cfg: NodeConfig) -> Bed {
-        let server = overlay_with(cfg, 11).await;
-        let good = overlay(12).await;
-        bounded("good peer dials", good.dial(server.local_addr()))
-            .await
-            .unwrap();
-        Bed { server, good }
-    }
-
-    /// The healthy session still carries gossip both ways.
-    async fn still_healthy(&self) {
-        let mut sub = self.good.subscribe();
-        let id = bounded(
-            "broadcast",
-            self.server.broadcast(Bytes::from_static(b"still ok")),
-        )
-        .await
-        .unwrap();
-        let d = bounded("delivery to the good peer", sub.recv())
-            .await
-            .unwrap();
-        assert_eq!(d.id, id);
-        assert!(self
-            .server
-            .peers()
-            .await
-            .iter()
-            .any(|s| s.peer == self.good.peer_id()));
-    }
-
-    async fn rejected(&self, reason: RejectReason) -> u64 {
-        self.server.stats().await.rejected.get(reason)
-    }
-
-    async fn stop(self) {
-        bounded("shutdown", self.server.shutdown()).await;
-        bounded("shutdown", self.good.shutdown()).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_after_tls_is_malformed() {
-    let bed = Bed::new(NodeConfig::default()).await;
+    let bed = Bed::new(NodeConfig::default(), 11).await;
     let mut c = RawClient::connect(&bed.server).await;
     c.send(&[0xFF; 64]).await;
     let frames = c.until_closed().await;
@@ -87,7 +39,7 @@ async fn garbage_after_tls_is_malformed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_u32_max_length_header_is_refused_without_buffering() {
-    let bed = Bed::new(NodeConfig::default()).await;
+    let bed = Bed::new(NodeConfig::default(), 11).await;
     let mut c = RawClient::open(&bed.server).await;
     let mut header = event_frame(Kind::Gossip.code(), &[0; 80])[..38].to_vec();
     header[..4].copy_from_slice(&u32::MAX.to_be_bytes());
@@ -101,7 +53,7 @@ async fn a_u32_max_length_header_is_refused_without_buffering() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_before_the_token_are_401() {
-    let bed = Bed::new(NodeConfig::default()).await;
+    let bed = Bed::new(NodeConfig::default(), 11).await;
     let mut body = Vec::new();
     wire::put_gossip_header(&mut body, &MessageId([9; 32]), &bed.good.peer_id(), 1, 0);
     body.extend_from_slice(b"sneaky");
@@ -125,7 +77,7 @@ async fn frames_before_the_token_are_401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_are_401_and_denied_tokens_403() {
-    let bed = Bed::new(NodeConfig::default()).await;
+    let bed = Bed::new(NodeConfig::default(), 11).await;
     let wrong_key = token_with(&MacKey([0x42; 32]), Vec::new());
     let expired = dev_token(vec![Caveat::Exp(1_000)]);
     let mut tampered = dev_token(Vec::new()).into_bytes();
@@ -160,7 +112,7 @@ async fn sending_past_the_credit_window_is_429() {
         credit_window_frames: 16,
         ..NodeConfig::default()
     };
-    let bed = Bed::new(cfg).await;
+    let bed = Bed::new(cfg, 11).await;
     let mut c = RawClient::open(&bed.server).await;
     let ping = event_frame(Kind::Ping.code(), &[]);
     // Far more frames than the window in one write.
@@ -178,7 +130,7 @@ async fn slowloris_is_cut_at_the_handshake_deadline() {
         handshake_timeout: Duration::from_millis(300),
         ..NodeConfig::default()
     };
-    let bed = Bed::new(cfg).await;
+    let bed = Bed::new(cfg, 11).await;
     let addr = bed.server.local_addr();
 
     // Connects and sends nothing.
@@ -249,7 +201,7 @@ async fn a_flood_past_max_conns_is_refused_at_accept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_or_missing_alpn_is_refused() {
-    let bed = Bed::new(NodeConfig::default()).await;
+    let bed = Bed::new(NodeConfig::default(), 11).await;
     let identity = Identity::generate_dev().unwrap();
     let base = raw_client_config(&identity, Some(bed.server.peer_id()));
 

@@ -14,65 +14,8 @@ use overlay_proto::capability::{peer_caveat, Caveat};
 use overlay_proto::wire::{self, Kind};
 use overlay_proto::{MessageId, NodeConfig, PeerId, RejectReason};
 use runtime_common::*;
-use svc_overlay::Overlay;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A server with one honest peer session.
-struct Bed {
-    server: Overlay,
-    good: Overlay,
-}
-
-impl Bed {
-    async fn new(cfg: NodeConfig) -> Bed {
-        let server = overlay_with(cfg, 21).await;
-        let good = overlay(22).await;
-        bounded("good peer dials", good.dial(server.local_addr()))
-            .await
-            .unwrap();
-        Bed { server, good }
-    }
-
-    /// Ready, and a broadcast from the server reaches the honest peer.
-    async fn still_healthy(&self) {
-        assert!(
-            self.server.readiness().borrow().ready,
-            "readiness: {:?}",
-            self.server.readiness().borrow().missing
-        );
-        let mut sub = self.good.subscribe();
-        let id = bounded(
-            "broadcast",
-            self.server.broadcast(Bytes::from_static(b"honest traffic")),
-        )
-        .await
-        .expect("broadcast accepted");
-        loop {
-            let d = bounded("delivery to the honest peer", sub.recv())
-                .await
-                .unwrap();
-            if d.id == id {
-                break;
-            }
-        }
-        assert!(self
-            .server
-            .peers()
-            .await
-            .iter()
-            .any(|s| s.peer == self.good.peer_id()));
-    }
-
-    async fn rejected(&self, reason: RejectReason) -> u64 {
-        self.server.stats().await.rejected.get(reason)
-    }
-
-    async fn stop(self) {
-        bounded("shutdown", self.server.shutdown()).await;
-        bounded("shutdown", self.good.shutdown()).await;
-    }
-}
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -83,7 +26,7 @@ fn unix_now() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_window_hello_is_400_and_graft_spam_is_banned() {
-    let bed = Bed::new(NodeConfig::default()).await;
+    let bed = Bed::new(NodeConfig::default(), 21).await;
 
     // A HELLO granting no window at all.
     let mut c = RawClient::connect(&bed.server).await;
@@ -121,13 +64,13 @@ async fn zero_window_hello_is_400_and_graft_spam_is_banned() {
     let mut again = RawClient::connect_as(&bed.server, same).await;
     assert_eq!(again.hello(64).await.header.code, 403);
     assert_eq!(bed.rejected(RejectReason::Banned).await, 2);
-    bed.still_healthy().await;
+    bed.still_ready_and_healthy().await;
     bed.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ihave_flood_is_cut_and_the_node_stays_ready() {
-    let bed = Bed::new(NodeConfig::default()).await;
+    let bed = Bed::new(NodeConfig::default(), 21).await;
     let mut c = RawClient::open(&bed.server).await;
     let mut body = Vec::with_capacity(8192 * 33);
     for i in 0u32..8192 {
@@ -140,7 +83,7 @@ async fn an_ihave_flood_is_cut_and_the_node_stays_ready() {
     let stats = wait_stats(&bed.server, "flood counted", |s| s.peers_banned == 1).await;
     // Half the ids fit the peer's share of the missing table (4096); the rest are refused.
     assert_eq!(stats.rejected.get(RejectReason::IhaveFlood), 4096);
-    bed.still_healthy().await;
+    bed.still_ready_and_healthy().await;
     // The honest peer's score shows in the peer list and is not negative.
     let row = bed
         .server
@@ -161,7 +104,7 @@ async fn a_pre_auth_flood_exhausts_only_its_own_budget() {
         handshake_timeout: Duration::from_millis(800),
         ..NodeConfig::default()
     };
-    let bed = Bed::new(cfg).await;
+    let bed = Bed::new(cfg, 21).await;
     // Twenty connections that start a TLS record and never finish it: three hold slots, the
     // rest are refused before any TLS work.
     let mut flood = Vec::new();
@@ -175,7 +118,7 @@ async fn a_pre_auth_flood_exhausts_only_its_own_budget() {
     })
     .await;
     // The established session is untouched, readiness stays up.
-    bed.still_healthy().await;
+    bed.still_ready_and_healthy().await;
     assert_eq!(bed.server.stats().await.sessions_running, 1);
     // The held connections are cut at the deadline; then a new peer can join.
     for s in &mut flood {
@@ -188,17 +131,20 @@ async fn a_pre_auth_flood_exhausts_only_its_own_budget() {
         .await
         .expect("a new peer joins after the flood");
     bounded("shutdown", late.shutdown()).await;
-    bed.still_healthy().await;
+    bed.still_ready_and_healthy().await;
     bed.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_expiring_during_the_session_closes_it_with_401() {
     // The raw client sends no heartbeats: give the failure detector more time than the token.
-    let bed = Bed::new(NodeConfig {
-        liveness_timeout: Duration::from_secs(10),
-        ..NodeConfig::default()
-    })
+    let bed = Bed::new(
+        NodeConfig {
+            liveness_timeout: Duration::from_secs(10),
+            ..NodeConfig::default()
+        },
+        21,
+    )
     .await;
     // Exp 59 s ago: still inside the verifier's 60 s skew, outside it within about 2 s.
     let token = dev_token(vec![Caveat::Exp(unix_now() - 59)]);
@@ -211,13 +157,13 @@ async fn a_token_expiring_during_the_session_closes_it_with_401() {
         s.rejected.get(RejectReason::Expired) == 1
     })
     .await;
-    bed.still_healthy().await;
+    bed.still_ready_and_healthy().await;
     bed.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_bound_to_another_peer_is_403() {
-    let bed = Bed::new(NodeConfig::default()).await;
+    let bed = Bed::new(NodeConfig::default(), 21).await;
     let mut c = RawClient::connect(&bed.server).await;
     assert_eq!(c.hello(64).await.header.code, 200);
     let stolen = dev_token(vec![peer_caveat(&PeerId([0x42; 32]))]);
@@ -231,13 +177,13 @@ async fn a_token_bound_to_another_peer_is_403() {
     assert_eq!(c.hello(64).await.header.code, 200);
     let own = dev_token(vec![peer_caveat(&c.identity.peer_id())]);
     assert_eq!(c.start(&own).await.expect("start reply").header.code, 200);
-    bed.still_healthy().await;
+    bed.still_ready_and_healthy().await;
     bed.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scores_show_in_the_peer_list() {
-    let bed = Bed::new(NodeConfig::default()).await;
+    let bed = Bed::new(NodeConfig::default(), 21).await;
     let mut sub = bed.server.subscribe();
     let id = bounded(
         "broadcast",
@@ -267,6 +213,6 @@ async fn scores_show_in_the_peer_list() {
     })
     .await;
     assert_eq!(stats.peers_banned, 0, "one violation is not a ban");
-    bed.still_healthy().await;
+    bed.still_ready_and_healthy().await;
     bed.stop().await;
 }

@@ -224,28 +224,43 @@ async fn dial_without_expected_peer_accepts_any_valid_identity() {
     assert_eq!(ok(s, "server").info.peer_id, b.peer_id());
 }
 
+/// A client without a certificate completes TLS: it is a client session (issue #9), which the
+/// driver recognises by the missing certificate and hands to the core as such.
 #[tokio::test]
-async fn client_without_certificate_is_refused() {
+async fn client_without_certificate_completes_tls_as_a_client_session() {
     let a = Identity::generate_dev().unwrap();
-    let provider = tls::crypto_provider(PqMode::Hybrid);
-    let verifier =
-        tls::verify::PeerServerVerifier::new(provider.clone(), None, Some(a.peer_id())).unwrap();
-    let mut cfg = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![tls::ALPN.to_vec()];
-    let (s, c) = run_pair(
-        server_config(&a, &TlsOptions::default()).unwrap(),
-        PqMode::Hybrid,
-        Arc::new(cfg),
-        PqMode::Hybrid,
-    )
-    .await;
-    assert_eq!(reason(&s, "server"), "no_client_cert");
-    assert_eq!(reason(&c, "client"), "no_client_cert");
+    let server = server_config(&a, &TlsOptions::default()).unwrap();
+    let client = tls::client_session_config(&TlsOptions::default(), Some(a.peer_id())).unwrap();
+    let fut = async move {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server_task = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let stream = TlsAcceptor::from(server).accept(tcp).await.unwrap();
+            let conn = stream.get_ref().1;
+            let no_cert = matches!(
+                tls::session_info(conn),
+                Err(tls::TlsError::NoPeerCertificate)
+            );
+            (
+                no_cert,
+                tls::check_alpn(conn).is_ok(),
+                tls::negotiated_kx_group(conn),
+            )
+        });
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let stream = TlsConnector::from(client)
+            .connect(server_name(), tcp)
+            .await
+            .unwrap();
+        let server_seen = tls::session_info(stream.get_ref().1).unwrap();
+        (server_task.await.unwrap(), server_seen)
+    };
+    let ((no_cert, alpn_ok, kx), server_seen) = tokio::time::timeout(TIMEOUT, fut).await.unwrap();
+    assert!(no_cert, "the server sees no client certificate");
+    assert!(alpn_ok);
+    assert_eq!(kx, Some("X25519MLKEM768"));
+    assert_eq!(server_seen.peer_id, a.peer_id());
 }
 
 fn client_with_alpn(

@@ -46,6 +46,15 @@ pub enum Action {
     },
     /// A gossip message reached this node for the first time: hand it to the application.
     Deliver(Delivery),
+    /// A new gossip message passed the content checks and waits for the application's verdict
+    /// (`NodeConfig::validation = App`): answer with `Input::Verdict { id, .. }` before
+    /// `validation_timeout`, or it is ignored. Until then it is neither forwarded nor delivered.
+    Validate {
+        /// Echo this in the verdict.
+        id: u64,
+        /// The message as it would be delivered.
+        delivery: Delivery,
+    },
     /// A direct message from a connected peer.
     DirectMessage {
         /// Sender.
@@ -90,6 +99,15 @@ pub enum Action {
     Reconfigured(Result<LiveSettings, ReconfigureError>),
     /// `Input::Shutdown` finished: every session was closed.
     ShutdownComplete,
+    /// A client session started or ended.
+    Client(crate::client::ClientEvent),
+    /// A DIRECT message from a client session (answer with `Input::SendToClient`).
+    ClientMessage {
+        /// The client session.
+        client: ConnId,
+        /// The message.
+        payload: Bytes,
+    },
 }
 
 /// What the node did with an operator's `Input::Dial`.
@@ -101,7 +119,9 @@ pub enum DialOutcome {
     /// A session on this connection already reaches that address (dialed there, or the peer
     /// advertised it as its listen address). It may still be handshaking.
     Connected(ConnId),
-    /// Not dialed: the node is shutting down, or the address is the node's own.
+    /// Not dialed: the node is shutting down (`ShuttingDown`), the address is the node's own
+    /// (`Refused`), or `max_concurrent_dials` dials are in flight (`Busy`; the address joins
+    /// the passive list and membership dials it when a slot frees).
     Refused(OverlayError),
 }
 

@@ -20,7 +20,8 @@ pub struct NodeConfig {
     pub beta: usize,
     /// Number of running sessions membership tries to keep (the active view).
     pub active_target: usize,
-    /// Capacity of the passive list of known, not connected peers.
+    /// Capacity of the passive list of known, not connected peers (configured, discovered and
+    /// learned addresses together; see [`crate::passive::PassiveView`]).
     pub passive_capacity: usize,
     /// Hard ceiling on sessions of any state; past it new connections get `Refused`.
     pub max_sessions: usize,
@@ -146,6 +147,15 @@ pub struct NodeConfig {
     pub unix_base_secs: u64,
     /// User agent sent in HELLO.
     pub user_agent: String,
+    /// Limits of client sessions (connections without a certificate).
+    pub clients: crate::client::ClientLimits,
+    /// Who decides whether new gossip is forwarded and delivered: the node's content checks
+    /// only (`Off`, the default) or the application too (`App`: `Action::Validate`).
+    pub validation: crate::node::ValidationMode,
+    /// How long a message waits for the application's verdict before it is ignored.
+    pub validation_timeout: Duration,
+    /// Messages held for the application's verdict at most; more are dropped (counted).
+    pub validation_pending_max: usize,
 }
 
 /// Capability-token settings.
@@ -244,6 +254,10 @@ impl Default for NodeConfig {
             max_preauth_per_ip: 8,
             unix_base_secs: 0,
             user_agent: concat!("svc-overlay/", env!("CARGO_PKG_VERSION")).to_string(),
+            clients: crate::client::ClientLimits::default(),
+            validation: crate::node::ValidationMode::Off,
+            validation_timeout: Duration::from_secs(2),
+            validation_pending_max: 1024,
         }
     }
 }
@@ -363,9 +377,9 @@ impl NodeConfig {
             "1..=1000000",
         )?;
         check(
-            self.passive_capacity <= 65_536,
+            (1..=65_536).contains(&self.passive_capacity),
             "passive_capacity",
-            "0..=65536",
+            "1..=65536",
         )?;
         check(
             self.max_concurrent_dials >= 1,
@@ -378,6 +392,16 @@ impl NodeConfig {
             "> 0",
         )?;
         check(!self.connect_timeout.is_zero(), "connect_timeout", "> 0")?;
+        check(
+            !self.validation_timeout.is_zero(),
+            "validation_timeout",
+            "> 0",
+        )?;
+        check(
+            (1..=1_000_000).contains(&self.validation_pending_max),
+            "validation_pending_max",
+            "1..=1000000",
+        )?;
         check(
             self.idle_timeout > self.keepalive_interval,
             "idle_timeout",
@@ -491,6 +515,9 @@ impl NodeConfig {
             "max_preauth_per_ip",
             "1..=max_preauth",
         )?;
+        if let Err((setting, accepted)) = self.clients.check() {
+            return Err(ConfigError { setting, accepted });
+        }
         check(
             self.app_proto_id != 0,
             "app_proto_id",

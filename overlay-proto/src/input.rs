@@ -80,12 +80,15 @@ pub enum Input {
         /// The message.
         payload: Bytes,
     },
-    /// The operator asks to dial an address now.
+    /// The operator asks to dial an address now. Answered with `Action::DialAnswer`; refused
+    /// as `Busy` while `max_concurrent_dials` dials are in flight.
     Dial {
         /// Where.
         addr: SocketAddr,
     },
-    /// Discovery (or configuration) offers peer addresses; they join the passive list.
+    /// Discovery (or configuration) offers peer addresses; they join the passive list, within
+    /// `passive_capacity` (an address the full list cannot take is counted as
+    /// `passive_dropped`).
     PeersDiscovered {
         /// Addresses that may run overlay peers.
         addrs: Vec<SocketAddr>,
@@ -95,6 +98,35 @@ pub enum Input {
     Reconfigure(LiveSettings),
     /// Close every session gracefully and stop dialing.
     Shutdown,
+    /// The application's verdict on a message held for validation (`Action::Validate`).
+    /// Verdicts for ids no longer pending are counted and have no effect.
+    Verdict {
+        /// The `id` of the `Action::Validate`.
+        id: u64,
+        /// Accept, reject or ignore.
+        verdict: crate::node::Verdict,
+    },
+    /// A TLS connection without a client certificate finished its handshake (server side
+    /// only): a client session, authenticated by its START token alone (see
+    /// [`crate::client`]). It can never become a peer.
+    ClientConnectionUp {
+        /// Driver's handle for the connection.
+        conn: ConnId,
+        /// The remote socket address.
+        remote: SocketAddr,
+        /// The negotiated TLS key-exchange group, for reporting.
+        kx_group: Option<String>,
+    },
+    /// The application sends a DIRECT message to a client session (by its connection, from
+    /// `ClientEvent::Up` or `Action::ClientMessage`).
+    SendToClient {
+        /// Caller's tag, echoed in `Action::SendResult`.
+        request: u64,
+        /// The client session.
+        client: ConnId,
+        /// The message.
+        payload: Bytes,
+    },
 }
 
 impl Input {
@@ -112,6 +144,9 @@ impl Input {
             Input::PeersDiscovered { .. } => "peers_discovered",
             Input::Reconfigure(_) => "reconfigure",
             Input::Shutdown => "shutdown",
+            Input::Verdict { .. } => "verdict",
+            Input::ClientConnectionUp { .. } => "client_connection_up",
+            Input::SendToClient { .. } => "send_to_client",
         }
     }
 }

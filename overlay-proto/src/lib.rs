@@ -12,6 +12,7 @@
 pub mod action;
 pub mod cache;
 pub mod capability;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod frame;
@@ -35,13 +36,16 @@ pub mod trace;
 pub mod wire;
 
 pub use action::{Action, CloseReason, Delivery, DialOutcome, SessionEvent};
+pub use client::{ClientEvent, ClientInfo, ClientLimits, ClientRejectReason, ClientStats};
 pub use config::{
     AuthConfig, ConfigError, LiveSettings, NodeConfig, ReconfigureError, OVERLAY_APP_PROTO_ID,
 };
 pub use error::OverlayError;
 pub use input::Input;
 pub use keys::{KeyEntry, KeyProvider, KeyRing, MacKey, SecretToken};
-pub use node::{Node, NodeIdentity, SessionInfo, SessionState};
+pub use node::{
+    Node, NodeIdentity, SessionInfo, SessionState, ValidationMode, ValidationStats, Verdict,
+};
 pub use origin::{OriginAuth, OriginSignature, OriginSigner, SigningSeed};
 pub use peer::{ConnId, DialId, Direction, MessageId, PeerId};
 pub use precheck::{Prechecked, Prechecker};

@@ -12,7 +12,8 @@ use crate::time::Instant;
 pub struct KnownPeer {
     /// Its identity, once learned.
     pub peer: Option<PeerId>,
-    /// Configured or discovered (never evicted) rather than learned by shuffle.
+    /// Configured, discovered or dialed by the operator rather than learned from peers:
+    /// preferred over learned entries when the list is full.
     pub seed: bool,
     /// Consecutive failed dials or sessions.
     pub failures: u32,
@@ -23,7 +24,23 @@ pub struct KnownPeer {
     pub pinned: bool,
 }
 
-/// Known addresses, bounded (seeds excepted).
+/// What [`PassiveView::insert`] did with an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// A new entry (another may have been evicted to make room).
+    Added,
+    /// The address was known: its entry was refreshed.
+    Updated,
+    /// The list is full of entries the new one may not replace: not kept.
+    Dropped,
+}
+
+/// Known addresses, at most `capacity` of them in all.
+///
+/// When the list is full, a new learned address replaces a random learned entry; a new seed
+/// replaces a random learned entry, or else the seed with the most failures (a dead address
+/// left behind by discovery); anything else is dropped, so no input can grow the list past
+/// its capacity.
 #[derive(Debug)]
 pub struct PassiveView {
     peers: BTreeMap<SocketAddr, KnownPeer>,
@@ -31,7 +48,7 @@ pub struct PassiveView {
 }
 
 impl PassiveView {
-    /// An empty view holding at most `capacity` learned (non-seed) peers.
+    /// An empty view holding at most `capacity` peers.
     pub fn new(capacity: usize) -> Self {
         PassiveView {
             peers: BTreeMap::new(),
@@ -40,7 +57,7 @@ impl PassiveView {
     }
 
     /// Adds or refreshes an address. `evict_pick` chooses which learned entry to drop when
-    /// full (an index into the learned entries). Returns true when the address is new.
+    /// full (an index into the learned entries).
     pub fn insert(
         &mut self,
         addr: SocketAddr,
@@ -48,26 +65,19 @@ impl PassiveView {
         seed: bool,
         now: Instant,
         evict_pick: impl FnOnce(usize) -> usize,
-    ) -> bool {
+    ) -> Inserted {
         if let Some(existing) = self.peers.get_mut(&addr) {
             existing.seed |= seed;
             if peer.is_some() && !existing.pinned {
                 existing.peer = peer;
             }
-            return false;
+            return Inserted::Updated;
         }
-        if !seed && self.capacity == 0 {
-            return false;
-        }
-        if !seed {
-            let learned = self.peers.values().filter(|p| !p.seed).count();
-            if learned >= self.capacity {
-                let pick = evict_pick(learned) % learned.max(1);
-                let victim = self.peers.iter().filter(|(_, p)| !p.seed).nth(pick);
-                if let Some(victim) = victim.map(|(a, _)| *a) {
-                    self.peers.remove(&victim);
-                }
-            }
+        if self.peers.len() >= self.capacity {
+            let Some(victim) = self.victim(seed, evict_pick) else {
+                return Inserted::Dropped;
+            };
+            self.peers.remove(&victim);
         }
         self.peers.insert(
             addr,
@@ -79,7 +89,33 @@ impl PassiveView {
                 pinned: false,
             },
         );
-        true
+        Inserted::Added
+    }
+
+    /// The entry a new one replaces in a full list, if it may replace any.
+    fn victim(&self, seed: bool, evict_pick: impl FnOnce(usize) -> usize) -> Option<SocketAddr> {
+        let learned = self.peers.values().filter(|p| !p.seed).count();
+        if learned > 0 {
+            let pick = evict_pick(learned) % learned;
+            return self
+                .peers
+                .iter()
+                .filter(|(_, p)| !p.seed)
+                .nth(pick)
+                .map(|(a, _)| *a);
+        }
+        if !seed {
+            return None;
+        }
+        // Only seeds: the one failing most (first by address on a tie), if any failed.
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.failures > 0)
+            .fold(None::<(&SocketAddr, u32)>, |best, (a, p)| match best {
+                Some((_, f)) if f >= p.failures => best,
+                _ => Some((a, p.failures)),
+            })
+            .map(|(a, _)| *a)
     }
 
     /// The entry for `addr`.
@@ -135,19 +171,64 @@ impl PassiveView {
 mod tests {
     use super::*;
 
+    fn a(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
     #[test]
-    fn learned_entries_are_bounded_but_seeds_are_kept() {
-        let mut v = PassiveView::new(2);
+    fn learned_entries_make_room_and_seeds_are_kept() {
+        let mut v = PassiveView::new(3);
         let t = Instant::ZERO;
-        let a = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
-        assert!(v.insert(a(1), None, true, t, |_| 0));
-        assert!(v.insert(a(2), None, false, t, |_| 0));
-        assert!(v.insert(a(3), None, false, t, |_| 0));
-        assert!(v.insert(a(4), None, false, t, |_| 0));
+        assert_eq!(v.insert(a(1), None, true, t, |_| 0), Inserted::Added);
+        assert_eq!(v.insert(a(2), None, false, t, |_| 0), Inserted::Added);
+        assert_eq!(v.insert(a(3), None, false, t, |_| 0), Inserted::Added);
+        // Full: a learned entry replaces the picked learned one (index 1 of [2, 3]).
+        assert_eq!(v.insert(a(4), None, false, t, |_| 1), Inserted::Added);
         assert_eq!(v.len(), 3);
+        let kept: Vec<u16> = v.iter().map(|(addr, _)| addr.port()).collect();
+        assert_eq!(kept, [1, 2, 4]);
         assert!(v.iter().any(|(addr, p)| *addr == a(1) && p.seed));
-        assert!(!v.insert(a(4), Some(PeerId([1; 32])), false, t, |_| 0));
+        assert_eq!(
+            v.insert(a(4), Some(PeerId([1; 32])), false, t, |_| 0),
+            Inserted::Updated
+        );
         assert_eq!(v.get_mut(&a(4)).and_then(|p| p.peer), Some(PeerId([1; 32])));
+        // A seed also replaces a learned entry.
+        assert_eq!(v.insert(a(5), None, true, t, |_| 0), Inserted::Added);
+        let kept: Vec<u16> = v.iter().map(|(addr, _)| addr.port()).collect();
+        assert_eq!(kept, [1, 4, 5]);
+    }
+
+    #[test]
+    fn a_list_full_of_seeds_drops_learned_entries_and_replaces_failing_seeds_only() {
+        let mut v = PassiveView::new(3);
+        let t = Instant::ZERO;
+        for port in 1..=3 {
+            assert_eq!(v.insert(a(port), None, true, t, |_| 0), Inserted::Added);
+        }
+        assert_eq!(v.insert(a(9), None, false, t, |_| 0), Inserted::Dropped);
+        // No seed failed: a new seed is dropped too.
+        assert_eq!(v.insert(a(4), None, true, t, |_| 0), Inserted::Dropped);
+        assert_eq!(v.len(), 3);
+        // The seed failing most makes room (ties go to the lowest address).
+        for (port, failures) in [(1, 2), (2, 5), (3, 5)] {
+            if let Some(k) = v.get_mut(&a(port)) {
+                k.failures = failures;
+            }
+        }
+        assert_eq!(v.insert(a(4), None, true, t, |_| 0), Inserted::Added);
+        let kept: Vec<u16> = v.iter().map(|(addr, _)| addr.port()).collect();
+        assert_eq!(kept, [1, 3, 4]);
+    }
+
+    #[test]
+    fn a_zero_capacity_list_keeps_nothing() {
+        let mut v = PassiveView::new(0);
+        assert_eq!(
+            v.insert(a(1), None, true, Instant::ZERO, |_| 0),
+            Inserted::Dropped
+        );
+        assert!(v.is_empty());
     }
 
     #[test]

@@ -171,6 +171,9 @@ impl ReasonCounts {
 /// A snapshot of a node's counters (monotonic) and gauges (current values).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct NodeStats {
+    /// Client sessions: gauges and counters.
+    #[serde(default)]
+    pub clients: crate::client::ClientStats,
     /// Gauge: sessions in Running state.
     pub sessions_running: usize,
     /// Gauge: sessions still handshaking.
@@ -205,6 +208,12 @@ pub struct NodeStats {
     pub dials_started: u64,
     /// Counter: dials that failed.
     pub dials_failed: u64,
+    /// Counter: operator dials (`Input::Dial`) refused as `Busy` because
+    /// `max_concurrent_dials` dials were in flight.
+    pub dials_refused: u64,
+    /// Counter: addresses not kept because the passive list was full (`passive_capacity`) of
+    /// entries they may not replace.
+    pub passive_dropped: u64,
     /// Counter: frames received.
     pub frames_in: u64,
     /// Counter: frames sent.

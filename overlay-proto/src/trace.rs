@@ -22,8 +22,12 @@ use crate::time::Instant;
 /// First bytes of every trace file.
 pub const TRACE_MAGIC: &[u8] = b"SVCOVERLAY-TRACE/1\n";
 /// Version of the record layout. 2: the identity carries the Ed25519 signing seed, the config
-/// `origin_auth`, and GOSSIP bodies the `auth` byte (origin signatures).
-pub const TRACE_FORMAT_VERSION: u32 = 2;
+/// `origin_auth`, and GOSSIP bodies the `auth` byte (origin signatures). 3: client sessions
+/// (`Input::ClientConnectionUp` / `SendToClient`, `Action::Client` / `ClientMessage`, the
+/// config's `clients` limits). Version 2 traces still replay (they hold none of these).
+pub const TRACE_FORMAT_VERSION: u32 = 3;
+/// Oldest trace format version [`TraceReader`] accepts.
+pub const TRACE_FORMAT_OLDEST: u32 = 2;
 
 /// What a replay needs to rebuild the node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -215,7 +219,7 @@ impl<R: Read> TraceReader<R> {
         }
         let header: TraceHeader =
             ciborium::from_reader(&mut input).map_err(|e| TraceError::Corrupt(e.to_string()))?;
-        if header.format_version != TRACE_FORMAT_VERSION {
+        if !(TRACE_FORMAT_OLDEST..=TRACE_FORMAT_VERSION).contains(&header.format_version) {
             return Err(TraceError::UnsupportedVersion(header.format_version));
         }
         Ok((TraceReader { input }, header))

@@ -1,6 +1,8 @@
 //! Inputs found by the `node_sequence` fuzz target (fuzz/fuzz_targets/node_sequence.rs), kept
-//! as tests. Both were bounds the harness first assumed too tightly; the tests pin down the
-//! bounds the core really keeps, so the fuzz invariants and the core cannot drift apart.
+//! as tests. Both broke bounds the harness expected: operator dials went past
+//! `max_concurrent_dials`, and discovered addresses grew the passive list past
+//! `passive_capacity`. The core now keeps both bounds and counts what it refuses; the fuzz
+//! invariants assert the same bounds, so the harness and the core cannot drift apart.
 
 #![allow(
     clippy::unwrap_used,
@@ -9,7 +11,10 @@
 )] // test code
 
 use core::net::SocketAddr;
-use overlay_proto::{Action, Input, Instant, Node, NodeConfig, NodeIdentity, OriginAuth, PeerId};
+use overlay_proto::{
+    Action, DialOutcome, Input, Instant, Node, NodeConfig, NodeIdentity, OriginAuth, OverlayError,
+    PeerId,
+};
 
 fn node(cfg: NodeConfig) -> Node {
     let mut cfg = cfg;
@@ -21,37 +26,92 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 2], port))
 }
 
-fn connects(node: &mut Node) -> usize {
-    let mut n = 0;
+/// The `Connect` actions and operator-dial answers the node produced since the last call.
+fn drain(node: &mut Node) -> (usize, Vec<DialOutcome>) {
+    let (mut connects, mut answers) = (0, Vec::new());
     while let Some(a) = node.poll_action() {
-        n += usize::from(matches!(a, Action::Connect { .. }));
+        match a {
+            Action::Connect { .. } => connects += 1,
+            Action::DialAnswer { outcome, .. } => answers.push(outcome),
+            _ => {}
+        }
     }
-    n
+    (connects, answers)
 }
 
-/// crash-6898342d: `Dial` ×3 to distinct addresses with `max_concurrent_dials = 2`.
-/// Operator dials are answered on top of the automatic-dial ceiling, at most one per address.
+/// crash-6898342d: `Dial` ×3 to distinct addresses with `max_concurrent_dials = 2`. The third
+/// is refused as `Busy` and counted; its address waits in the passive list.
 #[test]
-fn operator_dials_exceed_the_automatic_ceiling_once_per_address() {
+fn operator_dials_stay_within_max_concurrent_dials() {
     let mut cfg = NodeConfig::default();
     cfg.auth.require_token = false;
     cfg.max_concurrent_dials = 2;
     let mut n = node(cfg);
+    let mut outcomes = Vec::new();
     for port in [9171, 9255, 9000] {
         n.handle(Instant::ZERO, Input::Dial { addr: addr(port) });
+        let (connects, answers) = drain(&mut n);
+        assert_eq!(answers.len(), 1, "one answer per Dial");
+        outcomes.extend(answers);
+        assert!(connects <= 1);
     }
-    assert_eq!(connects(&mut n), 3);
-    assert_eq!(n.stats().dials_in_flight, 3);
-    // The same address again joins the dial in flight.
-    n.handle(Instant::ZERO, Input::Dial { addr: addr(9000) });
-    assert_eq!(connects(&mut n), 0);
-    assert_eq!(n.stats().dials_in_flight, 3);
+    assert!(matches!(outcomes[0], DialOutcome::Dialing(_)));
+    assert!(matches!(outcomes[1], DialOutcome::Dialing(_)));
+    assert_eq!(outcomes[2], DialOutcome::Refused(OverlayError::Busy));
+    let s = n.stats();
+    assert_eq!(
+        (s.dials_in_flight, s.dials_started, s.dials_refused),
+        (2, 2, 1)
+    );
+    // The same address as a dial in flight joins it, at the ceiling or not.
+    n.handle(Instant::ZERO, Input::Dial { addr: addr(9171) });
+    let (connects, answers) = drain(&mut n);
+    assert_eq!(connects, 0);
+    assert!(matches!(answers[..], [DialOutcome::Dialing(_)]));
+    assert_eq!(n.stats().dials_refused, 1);
 }
 
-/// The passive-list input: 12 discovered addresses with `passive_capacity = 8`. Discovered
-/// addresses are seeds (never evicted); only learned peers are bounded by the capacity.
+/// Once a slot frees, membership dials the refused address from the passive list.
 #[test]
-fn discovered_addresses_are_kept_beyond_the_passive_capacity() {
+fn a_refused_operator_dial_is_dialed_when_a_slot_frees() {
+    let mut cfg = NodeConfig::default();
+    cfg.auth.require_token = false;
+    cfg.max_concurrent_dials = 1;
+    cfg.active_target = 2;
+    let mut n = node(cfg);
+    n.handle(Instant::ZERO, Input::Dial { addr: addr(9001) });
+    let first = match n.poll_action() {
+        Some(Action::Connect { dial, .. }) => dial,
+        other => panic!("expected a Connect, got {other:?}"),
+    };
+    let _ = drain(&mut n);
+    n.handle(Instant::ZERO, Input::Dial { addr: addr(9002) });
+    let (connects, answers) = drain(&mut n);
+    assert_eq!(
+        (connects, answers),
+        (0, vec![DialOutcome::Refused(OverlayError::Busy)])
+    );
+    n.handle(
+        Instant::ZERO,
+        Input::DialFailed {
+            dial: first,
+            error: OverlayError::Refused,
+        },
+    );
+    let mut dialed = Vec::new();
+    while let Some(a) = n.poll_action() {
+        if let Action::Connect { addr, .. } = a {
+            dialed.push(addr);
+        }
+    }
+    assert_eq!(dialed, vec![addr(9002)]);
+    assert_eq!(n.stats().dials_in_flight, 1);
+}
+
+/// The passive-list input: 12 discovered addresses with `passive_capacity = 8`. The list keeps
+/// 8 of them and counts the 4 it could not take.
+#[test]
+fn discovered_addresses_stay_within_the_passive_capacity() {
     let mut cfg = NodeConfig::default();
     cfg.auth.require_token = false;
     cfg.passive_capacity = 8;
@@ -60,7 +120,65 @@ fn discovered_addresses_are_kept_beyond_the_passive_capacity() {
     let mut n = node(cfg);
     let addrs: Vec<SocketAddr> = (0..12).map(|i| addr(9000 + i)).collect();
     n.handle(Instant::ZERO, Input::PeersDiscovered { addrs });
-    let _ = connects(&mut n);
+    let (connects, _) = drain(&mut n);
+    assert_eq!(connects, 1);
     let s = n.stats();
-    assert!(s.passive_peers > 8 && s.passive_peers <= 12, "{s:?}");
+    assert_eq!((s.passive_peers, s.passive_dropped), (8, 4), "{s:?}");
+    // A flood of operator dials cannot grow it either.
+    for i in 0..100 {
+        n.handle(
+            Instant::ZERO,
+            Input::Dial {
+                addr: addr(10_000 + i),
+            },
+        );
+    }
+    let _ = drain(&mut n);
+    let s = n.stats();
+    assert_eq!(s.passive_peers, 8);
+    assert_eq!((s.dials_refused, s.passive_dropped), (100, 104));
+}
+
+/// Discovery that moves on (pods replaced): a full list of discovered addresses makes room for
+/// new ones by forgetting those that failed.
+#[test]
+fn new_discovered_addresses_replace_failed_ones() {
+    let mut cfg = NodeConfig::default();
+    cfg.auth.require_token = false;
+    cfg.passive_capacity = 2;
+    cfg.active_target = 1;
+    cfg.max_concurrent_dials = 1;
+    let mut n = node(cfg);
+    n.handle(
+        Instant::ZERO,
+        Input::PeersDiscovered {
+            addrs: vec![addr(9000), addr(9001)],
+        },
+    );
+    let (dial, dead) = match n.poll_action() {
+        Some(Action::Connect { dial, addr, .. }) => (dial, addr),
+        other => panic!("expected a Connect, got {other:?}"),
+    };
+    let _ = drain(&mut n);
+    n.handle(
+        Instant::ZERO,
+        Input::DialFailed {
+            dial,
+            error: OverlayError::Timeout,
+        },
+    );
+    let _ = drain(&mut n);
+    n.handle(
+        Instant::ZERO,
+        Input::PeersDiscovered {
+            addrs: vec![addr(9002)],
+        },
+    );
+    let _ = drain(&mut n);
+    let s = n.stats();
+    assert_eq!((s.passive_peers, s.passive_dropped), (2, 0), "{s:?}");
+    // The failed address is the one forgotten: discovering it again finds no room.
+    n.handle(Instant::ZERO, Input::PeersDiscovered { addrs: vec![dead] });
+    let _ = drain(&mut n);
+    assert_eq!(n.stats().passive_dropped, 1);
 }

@@ -265,6 +265,16 @@ pub fn describe_input(input: &Input) -> String {
             live.alpha, live.beta, live.peer_rate_per_s, live.peer_rate_burst
         ),
         Input::Shutdown => "shutdown".to_string(),
+        Input::Verdict { id, verdict } => format!("verdict v{id} {verdict:?}"),
+        Input::ClientConnectionUp { conn, remote, .. } => format!("client up {conn} from {remote}"),
+        Input::SendToClient {
+            request,
+            client,
+            payload,
+        } => format!(
+            "send #{request} to client {client} ({} bytes)",
+            payload.len()
+        ),
     }
 }
 
@@ -283,6 +293,9 @@ pub fn describe_action(action: &Action) -> String {
         Action::Close { conn, reason } => format!("close {conn} ({})", reason.label()),
         Action::DialAnswer { addr, outcome } => format!("dial {addr}: {outcome:?}"),
         Action::Deliver(d) => format!("deliver id={} hops={}", short_id(&d.id), d.hops),
+        Action::Validate { id, delivery } => {
+            format!("validate v{id} id={}", short_id(&delivery.id))
+        }
         Action::DirectMessage { from, payload } => {
             format!("direct from={} ({} bytes)", from.short(), payload.len())
         }
@@ -327,6 +340,15 @@ pub fn describe_action(action: &Action) -> String {
         Action::Reconfigured(Ok(_)) => "reconfigured".to_string(),
         Action::Reconfigured(Err(e)) => format!("reconfigure refused: {e}"),
         Action::ShutdownComplete => "shutdown_complete".to_string(),
+        Action::Client(overlay_proto::ClientEvent::Up { conn, remote }) => {
+            format!("client {conn} up from {remote}")
+        }
+        Action::Client(overlay_proto::ClientEvent::Down { conn, reason }) => {
+            format!("client {conn} down ({})", reason.label())
+        }
+        Action::ClientMessage { client, payload } => {
+            format!("direct from client {client} ({} bytes)", payload.len())
+        }
     }
 }
 

@@ -25,8 +25,8 @@ pub const LOG_LEVEL: &str = "warn,svc_overlay=info";
 /// The `svc-overlay` binary the tests run.
 ///
 /// - `SVC_OVERLAY_BIN` set: that file (e.g. a release build);
-/// - otherwise `<target>/<profile>/svc-overlay` next to the test executable, built once per
-///   test process with `cargo build -p overlay-driver-tokio --bin svc-overlay` (same profile
+/// - otherwise `<target>/<profile>/svc-overlay` next to the test executable (or the soak
+///   binary), built once per process with `cargo build -p overlay-driver-tokio --bin svc-overlay` (same profile
 ///   and target directory as the tests) unless it is newer than every source it is built
 ///   from. `cargo test --workspace` builds it already, with the workspace's unified features;
 ///   rebuilding it with the package's own feature set would only cost time.
@@ -78,13 +78,16 @@ fn newest_source(root: &Path) -> Option<std::time::SystemTime> {
 }
 
 fn build_daemon() -> PathBuf {
-    // The test executable lives in <target>/<profile>/deps/.
+    // Test executables live in <target>/<profile>/deps/, binaries (the soak) in
+    // <target>/<profile>/.
     let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable is not in <target>/<profile>/deps")
-        .to_path_buf();
+    let dir = exe.parent().expect("executable has a directory");
+    let profile_dir = if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("<target>/<profile>/deps has a parent")
+    } else {
+        dir
+    }
+    .to_path_buf();
     let profile = profile_dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -442,12 +445,16 @@ impl Daemon {
 
     /// Opens `GET /v1/gossip`; returns once the subscription exists (headers received).
     pub async fn gossip(&self) -> SseStream {
-        let resp = self
-            .http
-            .get(self.url("/v1/gossip"))
-            .send()
-            .await
-            .expect("GET /v1/gossip");
+        self.gossip_after(None).await
+    }
+
+    /// Opens `GET /v1/gossip` resuming after `last_event_id` (sent as `Last-Event-ID`).
+    pub async fn gossip_after(&self, last_event_id: Option<&str>) -> SseStream {
+        let mut req = self.http.get(self.url("/v1/gossip"));
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let resp = req.send().await.expect("GET /v1/gossip");
         assert_eq!(resp.status(), 200);
         SseStream {
             stream: Box::pin(resp.bytes_stream()),
@@ -590,6 +597,8 @@ pub struct SseStream {
 pub struct SseEvent {
     /// `event:` (default `message`).
     pub event: String,
+    /// `id:`, when the event has one.
+    pub id: Option<String>,
     /// `data:` lines joined with `\n`.
     pub data: String,
 }
@@ -601,10 +610,13 @@ impl SseStream {
             while let Some(end) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..end + 2).collect();
                 let mut event = "message".to_string();
+                let mut id = None;
                 let mut data: Vec<&str> = Vec::new();
                 for line in block.lines() {
                     if let Some(v) = line.strip_prefix("event:") {
                         event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().to_string());
                     } else if let Some(v) = line.strip_prefix("data:") {
                         data.push(v.strip_prefix(' ').unwrap_or(v));
                     }
@@ -612,6 +624,7 @@ impl SseStream {
                 if !data.is_empty() {
                     return Some(SseEvent {
                         event,
+                        id,
                         data: data.join("\n"),
                     });
                 }

@@ -23,6 +23,7 @@ from svc_overlay_client.protocol import (
     SUBSCRIBE,
     ClientSession,
     Closed,
+    Direct,
     Failed,
     Lagged,
     Message,
@@ -144,6 +145,15 @@ class SessionTests(unittest.TestCase):
         self.assertEqual(s.receive(server_frame(f.EVENT, PING)), [])
         out = frames(s.take_output())
         self.assertIn(PONG, [fr.header.code for fr in out])
+
+    def test_direct_from_the_node_and_ping(self):
+        s = opened()
+        (d,) = s.receive(server_frame(f.EVENT, 0x0106, payload=b"to the client"))
+        self.assertEqual(d, Direct(b"to the client"))
+        s.take_output()
+        s.ping()
+        (ping,) = frames(s.take_output())
+        self.assertEqual((ping.header.flags, ping.header.code, ping.header.corr_id), (f.EVENT, PING, 0))
 
     def test_short_deliver_is_a_protocol_error(self):
         s = opened()

@@ -82,6 +82,10 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write(`note: ${item.dropped} deliveries dropped (too slow)\n`);
         continue;
       }
+      if (item.type === "direct") {
+        process.stderr.write(`note: a DIRECT message of ${item.data.length} bytes (not printed)\n`);
+        continue;
+      }
       process.stdout.write(JSON.stringify(messageJson(item)) + "\n");
       got += 1;
     }

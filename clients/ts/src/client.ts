@@ -2,14 +2,14 @@
 
 import * as tls from "node:tls";
 import { ConnectionClosed, IdentityMismatch, OverlayError, StatusError } from "./errors.js";
-import { ClientSession, type Event, type HelloReply, type Lagged, type Message, splitAddr } from "./protocol.js";
+import { ClientSession, type Direct, type Event, type HelloReply, type Lagged, type Message, splitAddr } from "./protocol.js";
 import { peerIdOf } from "./peerid.js";
 
 /** Deliveries held for the application; beyond it the oldest are dropped and reported as lag. */
 export const INBOX_LIMIT = 10_000;
 
 /** A delivered message, or a report of dropped deliveries. */
-export type Delivery = Message | Lagged;
+export type Delivery = Message | Lagged | Direct;
 
 /** How to reach and trust a node. */
 export interface ConnectOptions {
@@ -156,6 +156,7 @@ export class Client {
         }
         case "message":
         case "lagged":
+        case "direct":
           this.push(ev);
           break;
         case "closed":
@@ -205,6 +206,13 @@ export class Client {
   /** Stops deliveries. */
   async unsubscribe(): Promise<void> {
     await this.call(this.session.unsubscribe());
+  }
+
+  /** Sends a PING: keeps an otherwise idle session open (the node closes clients silent for
+   * its `idle_ms`). */
+  ping(): void {
+    this.session.ping();
+    this.flush();
   }
 
   /** Sends a DIRECT message to the node (fire and forget). */

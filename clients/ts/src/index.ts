@@ -12,6 +12,7 @@ export {
   messageJson,
   parseDeliver,
   parseHelloReply,
+  type Direct,
   type Event,
   type HelloReply,
   type Lagged,

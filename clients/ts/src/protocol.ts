@@ -53,6 +53,12 @@ export interface Lagged {
   dropped: number;
 }
 
+/** A DIRECT message the node's application sent to this client. */
+export interface Direct {
+  type: "direct";
+  data: Uint8Array;
+}
+
 /** One event of {@link ClientSession.receive}. */
 export type Event =
   | { type: "started"; hello: HelloReply }
@@ -60,6 +66,7 @@ export type Event =
   | { type: "failed"; corrId: bigint; error: StatusError }
   | Message
   | Lagged
+  | Direct
   | { type: "closed"; error: StatusError | null };
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
@@ -259,6 +266,13 @@ export class ClientSession {
   }
 
   /** Queues a DIRECT message to the node (no answer). */
+  /** Queues a PING (answered with PONG). The node closes a client that sends nothing for its
+   * `idle_ms` (60 s by default): an idle client pings now and then. */
+  ping(): void {
+    if (this.state !== "open") throw new ProtocolError("the session is not open");
+    this.emitCounted(this.frame(f.EVENT, PING, OVERLAY_APP, 0n));
+  }
+
   direct(data: Uint8Array): void {
     if (this.state !== "open") throw new ProtocolError("the session is not open");
     this.emitCounted(this.frame(f.EVENT, DIRECT, OVERLAY_APP, 0n, undefined, data));
@@ -378,6 +392,8 @@ export class ClientSession {
         return [];
       case PONG:
         return [];
+      case DIRECT:
+        return [{ type: "direct", data: fr.payload.slice() }];
       case LAGGED:
         if (fr.payload.length !== 8) throw new ProtocolError("LAGGED body must be 8 bytes");
         return [{ type: "lagged", dropped: Number(v.getBigUint64(0)) }];

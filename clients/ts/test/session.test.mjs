@@ -89,6 +89,17 @@ test("deliveries, lag and ping", () => {
   assert.throws(() => s.receive(server(f.EVENT, 0x0113, APP, 0n, enc("short"))), ProtocolError);
 });
 
+test("DIRECT from the node, and ping", () => {
+  const s = opened();
+  const [d] = s.receive(server(f.EVENT, 0x0106, APP, 0n, enc("to the client")));
+  assert.equal(d.type, "direct");
+  assert.equal(new TextDecoder().decode(d.data), "to the client");
+  s.takeOutput();
+  s.ping();
+  const [ping] = frames(s.takeOutput());
+  assert.deepEqual([ping.header.flags, ping.header.code, ping.header.corrId], [f.EVENT, 0x0109, 0n]);
+});
+
 test("sends wait for the server's credit; the client returns credit after half its window", () => {
   const s = opened({ credit_frames: 2 });
   s.publish(enc("a"));

@@ -94,6 +94,7 @@ pub struct OverlayBuilder<N: Net = TokioNet> {
     timeouts: Timeouts,
     http: Option<HttpHandler<N::Stream>>,
     replay: ReplayBounds,
+    event_buffer: usize,
 }
 
 impl<N: Net> fmt::Debug for OverlayBuilder<N> {
@@ -111,6 +112,7 @@ impl<N: Net> fmt::Debug for OverlayBuilder<N> {
             .field("timeouts", &self.timeouts)
             .field("http", &self.http.is_some())
             .field("replay", &self.replay)
+            .field("event_buffer", &self.event_buffer)
             .finish_non_exhaustive()
     }
 }
@@ -184,7 +186,8 @@ impl<N: Net> OverlayBuilder<N> {
             max_conns: crate::config::defaults::MAX_CONNS,
             timeouts: Timeouts::default(),
             http: None,
-            replay: ReplayBounds::default(),
+            replay: ReplayBounds::NONE,
+            event_buffer: DELIVERY_CAPACITY,
         }
     }
 
@@ -273,9 +276,19 @@ impl<N: Net> OverlayBuilder<N> {
     }
 
     /// How many delivered messages (and payload bytes) are kept for subscribers that resume
-    /// ([`Overlay::resume`], the SSE stream's `Last-Event-ID`).
+    /// ([`Overlay::resume`], the SSE stream's `Last-Event-ID`). Default: none
+    /// ([`ReplayBounds::NONE`]); the daemon sets `[http] sse_replay_events` /
+    /// `sse_replay_bytes`.
     pub fn replay(mut self, bounds: ReplayBounds) -> Self {
         self.replay = bounds;
+        self
+    }
+
+    /// How many [`Event`](crate::Event)s each [`Topic`](crate::Topic) stream may fall behind
+    /// before it loses the oldest (and reads one [`Event::Lagged`](crate::Event::Lagged)
+    /// instead). Default 4096; at least 1.
+    pub fn event_buffer(mut self, events: usize) -> Self {
+        self.event_buffer = events.max(1);
         self
     }
 
@@ -309,6 +322,7 @@ impl<N: Net> OverlayBuilder<N> {
             timeouts,
             http,
             replay,
+            event_buffer,
         } = self;
 
         let identity = match identity {
@@ -422,6 +436,9 @@ impl<N: Net> OverlayBuilder<N> {
         ));
         let (directs, _) = broadcast::channel(DIRECT_CAPACITY);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (topic, _) = broadcast::channel(event_buffer.max(1));
+        let (validations, validations_rx) =
+            tokio::sync::mpsc::channel(cfg.validation_pending_max.max(1));
         let readiness = Arc::new(watch::Sender::new(Readiness {
             ready: true,
             missing: Vec::new(),
@@ -482,6 +499,8 @@ impl<N: Net> OverlayBuilder<N> {
                 deliveries: Arc::clone(&deliveries),
                 directs: directs.clone(),
                 events: events.clone(),
+                topic: topic.clone(),
+                validations,
                 readiness: Arc::clone(&readiness),
             },
             counters: Arc::clone(&counters),
@@ -534,6 +553,8 @@ impl<N: Net> OverlayBuilder<N> {
                 deliveries,
                 directs,
                 events,
+                topic,
+                validator: std::sync::Mutex::new(Some(super::Validator { rx: validations_rx })),
                 readiness: readiness.subscribe(),
                 finished: finished_rx,
                 local_addr,

@@ -95,7 +95,18 @@ pub struct ReplayBounds {
     pub bytes: usize,
 }
 
+impl ReplayBounds {
+    /// Nothing kept: resuming subscribers only learn how many messages they missed. The
+    /// library's default ([`crate::OverlayBuilder::replay`]), so nodes that never serve
+    /// resuming clients neither copy nor keep payloads.
+    pub const NONE: ReplayBounds = ReplayBounds {
+        events: 0,
+        bytes: 0,
+    };
+}
+
 impl Default for ReplayBounds {
+    /// The daemon's defaults (`[http] sse_replay_events = 1024`, `sse_replay_bytes` = 4 MiB).
     fn default() -> Self {
         ReplayBounds {
             events: 1024,
@@ -212,7 +223,6 @@ impl DeliveryLog {
 
     /// A live feed of what is published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Sequenced> {
-        let _ring = self.ring();
         self.live.subscribe()
     }
 

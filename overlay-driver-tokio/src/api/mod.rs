@@ -28,8 +28,11 @@
 mod builder;
 mod delivery_log;
 mod error;
+mod topic;
+mod validation;
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -47,6 +50,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 pub use builder::{install_dev_auth, OverlayBuilder};
 pub use delivery_log::{Cursor, CursorError, DeliveryLog, Replay, ReplayBounds, Sequenced};
 pub use error::OverlayError;
+pub use topic::{Event, EventStream, Topic, TopicSender};
+pub use validation::{PendingValidation, Validator};
 
 use crate::runtime::metrics::DriverCounters;
 use crate::runtime::node_task::Command;
@@ -81,6 +86,20 @@ pub enum KernelEvent {
         /// The close reason's label (`shutdown`, `peer_unresponsive`, `transport_closed`, ...).
         reason: String,
     },
+    /// A client session (a connection without a certificate, issue #9) passed START.
+    ClientUp {
+        /// The session's handle (for [`Overlay::send_to_client`]).
+        client: ConnId,
+        /// The client's address.
+        remote: SocketAddr,
+    },
+    /// A client session ended.
+    ClientDown {
+        /// The session's handle.
+        client: ConnId,
+        /// The close reason's label.
+        reason: String,
+    },
 }
 
 /// Readiness as published on [`Overlay::readiness`] (`/readyz`).
@@ -93,45 +112,75 @@ pub struct Readiness {
     pub missing: Vec<String>,
 }
 
-/// A direct message from a connected peer.
+/// A direct message from a connected peer or a client session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectMessage {
-    /// The sender.
+    /// The sending peer. For a message from a client session (which has no identity) this is
+    /// this node's own PeerId, and `client` says which session sent it.
     pub from: PeerId,
     /// The message.
     pub payload: Bytes,
+    /// `Some(handle)` when a client session sent it: answer with
+    /// [`Overlay::send_to_client`].
+    pub client: Option<ConnId>,
 }
 
-/// An address to dial: a [`SocketAddr`] or its text form (`"127.0.0.1:9416"`; no DNS).
+/// Something to dial: a [`SocketAddr`], or `host:port` text — a literal address
+/// (`"127.0.0.1:9416"`, `"[::1]:9416"`) or a name looked up once (`"seed.example:9415"`).
 pub trait DialTarget {
-    /// The socket address.
-    fn into_addr(self) -> Result<SocketAddr, OverlayError>;
+    /// The addresses to try, in order.
+    ///
+    /// # Errors
+    /// [`OverlayError::Config`] for text that is not `host:port`, or a name that does not
+    /// resolve (or resolves to no address).
+    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, OverlayError>> + Send;
 }
 
 impl DialTarget for SocketAddr {
-    fn into_addr(self) -> Result<SocketAddr, OverlayError> {
-        Ok(self)
+    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, OverlayError>> + Send {
+        std::future::ready(Ok(vec![self]))
     }
 }
 
 impl DialTarget for &str {
-    fn into_addr(self) -> Result<SocketAddr, OverlayError> {
-        self.trim()
-            .parse()
-            .map_err(|_| OverlayError::Config(format!("not a socket address: `{self}`")))
+    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, OverlayError>> + Send {
+        resolve_host_port(self.trim().to_string())
     }
 }
 
 impl DialTarget for String {
-    fn into_addr(self) -> Result<SocketAddr, OverlayError> {
-        self.as_str().into_addr()
+    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, OverlayError>> + Send {
+        resolve_host_port(self.trim().to_string())
     }
 }
 
 impl DialTarget for &String {
-    fn into_addr(self) -> Result<SocketAddr, OverlayError> {
-        self.as_str().into_addr()
+    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, OverlayError>> + Send {
+        resolve_host_port(self.trim().to_string())
     }
+}
+
+/// `host:port` to addresses: a literal socket address as is, else one name lookup.
+async fn resolve_host_port(text: String) -> Result<Vec<SocketAddr>, OverlayError> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| OverlayError::Config(format!("not host:port: `{text}`")))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(OverlayError::Config(format!("not host:port: `{text}`")));
+    }
+    let found: Vec<SocketAddr> = tokio::net::lookup_host(text.as_str())
+        .await
+        .map_err(|e| OverlayError::Config(format!("cannot resolve `{text}`: {e}")))?
+        .collect();
+    if found.is_empty() {
+        return Err(OverlayError::Config(format!(
+            "`{text}` resolves to no address"
+        )));
+    }
+    Ok(found)
 }
 
 /// What every [`Overlay`] clone shares.
@@ -140,6 +189,9 @@ struct Shared {
     deliveries: Arc<DeliveryLog>,
     directs: broadcast::Sender<DirectMessage>,
     events: broadcast::Sender<KernelEvent>,
+    topic: broadcast::Sender<Event>,
+    /// Taken by the first [`Overlay::validator`] call.
+    validator: std::sync::Mutex<Option<Validator>>,
     readiness: watch::Receiver<Readiness>,
     finished: watch::Receiver<bool>,
     local_addr: SocketAddr,
@@ -192,15 +244,28 @@ impl Overlay {
     /// capability exchange done), or fails with the reason (`Timeout`, `Refused`, `Crypto`,
     /// `Unauthorized`, `Forbidden`, ...). Dialing an address with a session or a dial already
     /// in progress joins it.
+    ///
+    /// `addr` may be a name (`"seed.example:9415"`): it is looked up once and its addresses
+    /// are dialed in order until one session runs (the last failure is returned).
     pub async fn dial(&self, addr: impl DialTarget) -> Result<SessionHandle, OverlayError> {
-        let addr = addr.into_addr()?;
         let limit = self.shared.dial_timeout;
-        match tokio::time::timeout(limit, self.command(|reply| Command::Dial { addr, reply })).await
-        {
-            Err(_) => Err(OverlayError::Timeout),
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(result)) => result,
+        let addrs = match tokio::time::timeout(limit, addr.resolve()).await {
+            Err(_) => return Err(OverlayError::Timeout),
+            Ok(found) => found?,
+        };
+        let mut last = OverlayError::Refused;
+        for addr in addrs {
+            let dialed =
+                tokio::time::timeout(limit, self.command(|reply| Command::Dial { addr, reply }))
+                    .await;
+            match dialed {
+                Err(_) => last = OverlayError::Timeout,
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(Ok(session))) => return Ok(session),
+                Ok(Ok(Err(e))) => last = e,
+            }
         }
+        Err(last)
     }
 
     /// Broadcasts a message to the whole overlay; resolves with its id once it is queued for
@@ -221,6 +286,31 @@ impl Overlay {
         send_direct(&self.shared.cmd, peer, payload.into()).await
     }
 
+    /// Sends a DIRECT message to a client session (its handle comes from
+    /// [`DirectMessage::client`] or [`KernelEvent::ClientUp`]). Fails with `NotConnected` when
+    /// the session is gone, `Busy` when its queue is full.
+    pub async fn send_to_client(
+        &self,
+        client: ConnId,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), OverlayError> {
+        let payload = payload.into();
+        self.command(|reply| Command::SendToClient {
+            client,
+            payload,
+            reply,
+        })
+        .await?
+        .map_err(OverlayError::from)
+    }
+
+    /// The client sessions (connections without a certificate), in connection order.
+    pub async fn clients(&self) -> Vec<overlay_proto::ClientInfo> {
+        self.command(|reply| Command::Clients { reply })
+            .await
+            .unwrap_or_default()
+    }
+
     /// Offers addresses that may run overlay peers; the node dials them as membership needs.
     pub async fn add_peers(&self, addrs: Vec<SocketAddr>) -> Result<(), OverlayError> {
         self.shared
@@ -238,8 +328,29 @@ impl Overlay {
             .map_err(|e| OverlayError::Config(e.to_string()))
     }
 
+    /// The node's broadcast domain as a [`Topic`]: its [`Event`]s from now on (deliveries,
+    /// neighbours up and down, and [`Event::Lagged`] when the reader falls behind) and a
+    /// sender. Today every node has this one domain; topics will add more.
+    pub fn topic(&self) -> Topic {
+        Topic::new(self, self.shared.topic.subscribe())
+    }
+
+    /// The messages waiting for this application's verdict, when the node was built with
+    /// `NodeConfig::validation = ValidationMode::App`: each new message is forwarded and
+    /// delivered only once accepted; a rejection penalizes the neighbour that sent it; a
+    /// message left unanswered is ignored at `validation_timeout`. `None` after the first
+    /// call (there is one validator per node).
+    pub fn validator(&self) -> Option<Validator> {
+        self.shared
+            .validator
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
     /// Gossip messages delivered to this node from now on (bounded: a subscriber that falls
-    /// behind loses the oldest messages, and that is counted).
+    /// behind loses the oldest messages; that is counted, and [`Subscription::lost`] says how
+    /// many — [`Overlay::topic`] reports it in the stream as [`Event::Lagged`]).
     pub fn subscribe(&self) -> Subscription {
         self.subscription(self.shared.deliveries.subscribe())
     }
@@ -262,6 +373,7 @@ impl Overlay {
                 rx,
                 finished: self.shared.finished.clone(),
                 counters: Arc::clone(&self.shared.counters),
+                lost: 0,
             },
         }
     }
@@ -273,6 +385,7 @@ impl Overlay {
                 rx: self.shared.directs.subscribe(),
                 finished: self.shared.finished.clone(),
                 counters: Arc::clone(&self.shared.counters),
+                lost: 0,
             },
         }
     }
@@ -292,6 +405,15 @@ impl Overlay {
     /// The core's counters and gauges. Default (zero) once stopped.
     pub async fn stats(&self) -> NodeStats {
         self.command(|reply| Command::Stats { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// What became of the messages held for the application's verdict (requested, accepted,
+    /// rejected, ignored, timed out, dropped on a full table; [`Overlay::validator`]). Default
+    /// (zero) once stopped.
+    pub async fn validation_stats(&self) -> overlay_proto::ValidationStats {
+        self.command(|reply| Command::ValidationStats { reply })
             .await
             .unwrap_or_default()
     }
@@ -436,6 +558,8 @@ struct Feed<T> {
     rx: broadcast::Receiver<T>,
     finished: watch::Receiver<bool>,
     counters: Arc<DriverCounters>,
+    /// Items this receiver lost by falling behind.
+    lost: u64,
 }
 
 impl<T: Clone> Feed<T> {
@@ -446,6 +570,7 @@ impl<T: Clone> Feed<T> {
                 got = self.rx.recv() => match got {
                     Ok(item) => return Some(item),
                     Err(RecvError::Lagged(n)) => {
+                        self.lost = self.lost.saturating_add(n);
                         self.counters.lagged(n);
                         tracing::warn!(lost = n, "subscriber lagging; messages lost");
                     }
@@ -456,7 +581,10 @@ impl<T: Clone> Feed<T> {
                     return loop {
                         match self.rx.try_recv() {
                             Ok(item) => break Some(item),
-                            Err(broadcast::error::TryRecvError::Lagged(n)) => self.counters.lagged(n),
+                            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                                self.lost = self.lost.saturating_add(n);
+                                self.counters.lagged(n);
+                            }
                             Err(_) => break None,
                         }
                     };
@@ -488,6 +616,12 @@ impl Subscription {
     /// subscriber fell behind and lost the messages in between).
     pub async fn recv_sequenced(&mut self) -> Option<Sequenced> {
         self.feed.recv().await
+    }
+
+    /// Messages this subscription lost so far by falling behind (the oldest are dropped when
+    /// its buffer is full). [`Overlay::topic`]'s stream reports each loss as an item instead.
+    pub fn lost(&self) -> u64 {
+        self.feed.lost
     }
 
     /// This subscription as a [`Stream`].

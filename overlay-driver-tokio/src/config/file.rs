@@ -72,6 +72,33 @@ pub struct FileConfig {
     /// `[http]`: the control listener and the HTTP limits.
     #[serde(default)]
     pub http: HttpSection,
+    /// `[clients]`: limits of client sessions (connections without a certificate).
+    #[serde(default)]
+    pub clients: ClientsSection,
+}
+
+/// `[clients]`: limits of client sessions.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientsSection {
+    /// Running client sessions at most.
+    pub max_clients: Option<i64>,
+    /// Requests and DIRECT messages per second per client.
+    pub rate_per_s: Option<i64>,
+    /// Token bucket depth for `rate_per_s`.
+    pub rate_burst: Option<i64>,
+    /// Window granted to each client, in frames.
+    pub window_frames: Option<i64>,
+    /// Window granted to each client, in bytes.
+    pub window_bytes: Option<i64>,
+    /// Frames queued per client before deliveries are dropped (LAGGED).
+    pub queue_frames: Option<i64>,
+    /// Bytes queued per client before deliveries are dropped (LAGGED).
+    pub queue_bytes: Option<i64>,
+    /// A client that sent nothing for this long is closed.
+    pub idle_ms: Option<i64>,
+    /// Bytes of partial frames buffered for all clients together.
+    pub max_buffered_bytes: Option<i64>,
 }
 
 /// `[node]`.

@@ -23,6 +23,7 @@ use super::{defaults, DaemonConfig};
 use crate::pq::PqMode;
 use crate::telemetry::LogFormat;
 
+mod clients;
 pub(crate) mod http;
 
 /// Longest accepted duration: one day, in milliseconds.
@@ -570,7 +571,7 @@ impl<'a> Resolver<'a> {
             None,
             m.passive_capacity,
             node.passive_capacity,
-            0,
+            1,
             65_536,
         )?;
         node.shuffle_interval = self.ms(
@@ -774,6 +775,7 @@ impl<'a> Resolver<'a> {
         )?;
         self.hostile_peer_limits(&mut node)?;
         self.scoring(&mut node.scoring)?;
+        self.client_limits(&mut node.clients)?;
 
         // [auth]
         node.auth.amnesia = amnesia;

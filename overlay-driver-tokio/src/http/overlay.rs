@@ -14,19 +14,6 @@ impl GossipSubscription for Subscription {
     }
 }
 
-/// Resolves `host:port` (a literal socket address, or a name looked up once).
-async fn resolve(addr: &str) -> Result<SocketAddr, OverlayError> {
-    if let Ok(sa) = addr.parse::<SocketAddr>() {
-        return Ok(sa);
-    }
-    let mut found = tokio::net::lookup_host(addr)
-        .await
-        .map_err(|e| OverlayError::Config(format!("cannot resolve `{addr}`: {e}")))?;
-    found
-        .next()
-        .ok_or_else(|| OverlayError::Config(format!("`{addr}` resolves to no address")))
-}
-
 impl OverlayApi for Overlay {
     type Subscription = Subscription;
 
@@ -35,8 +22,7 @@ impl OverlayApi for Overlay {
     }
 
     async fn dial(&self, addr: String) -> Result<PeerId, OverlayError> {
-        let target = resolve(&addr).await?;
-        Overlay::dial(self, target)
+        Overlay::dial(self, addr)
             .await
             .map(|session| session.peer_id())
     }

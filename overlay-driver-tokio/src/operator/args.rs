@@ -112,7 +112,9 @@ pub struct CaveatArgs {
     /// Not valid before, unix seconds
     #[arg(long, value_name = "UNIX")]
     pub nbf: Option<u64>,
-    /// Allowed method (repeatable): `overlay` for peer sessions, GET / POST for the control API
+    /// Allowed method (repeatable): `overlay` for peer and client sessions (plus operation names
+    /// to restrict them: gossip, direct, membership, publish, subscribe), GET / POST for the
+    /// control API
     #[arg(long = "method", value_name = "M", action = ArgAction::Append)]
     pub methods: Vec<String>,
     /// Allowed path prefix (e.g. /v1/ for the control API)

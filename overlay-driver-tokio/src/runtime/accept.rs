@@ -22,7 +22,7 @@ use super::preauth::PreAuthGate;
 use super::{BusMsg, Established, HttpHandler, SplitMix};
 use crate::api::KernelEvent;
 use crate::shared::StopSignal;
-use crate::tls::{classify_handshake_error, session_info};
+use crate::tls::{check_alpn, classify_handshake_error, session_info, TlsError};
 
 /// Everything the accept loop needs; cloned into each restart.
 pub(crate) struct AcceptCtx<N: Net> {
@@ -194,22 +194,35 @@ async fn handshake_inbound<N: Net>(
         Ok(Ok(tls)) => tls,
     };
     let info = match session_info(tls.get_ref().1) {
-        Ok(info) => info,
+        Ok(info) => Some(info),
+        // No certificate: a client session (token only), if the ALPN is right.
+        Err(TlsError::NoPeerCertificate) => match check_alpn(tls.get_ref().1) {
+            Ok(()) => None,
+            Err(e) => {
+                ctx.counters.handshake_failure(e.reason());
+                tracing::debug!(%remote, error = %e, "inbound TLS session refused");
+                return;
+            }
+        },
         Err(e) => {
             ctx.counters.handshake_failure(e.reason());
             tracing::debug!(%remote, error = %e, "inbound TLS session refused");
             return;
         }
     };
+    let kx_group = info
+        .and_then(|i| i.kx_group)
+        .or_else(|| crate::tls::negotiated_kx_group(tls.get_ref().1))
+        .map(str::to_string);
     let conn = ConnId(ctx.next_conn.fetch_add(1, Ordering::Relaxed));
     let up = BusMsg::Up(Box::new(Established {
         conn,
         stream: tls.into(),
-        peer: info.peer_id,
+        peer: info.map(|i| i.peer_id),
         remote,
         direction: Direction::Inbound,
         dial: None,
-        kx_group: info.kx_group.map(str::to_string),
+        kx_group,
         slot,
         preauth: Some(preauth),
     }));

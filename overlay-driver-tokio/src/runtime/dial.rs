@@ -152,7 +152,7 @@ async fn connect<N: Net>(
     Ok(Box::new(Established {
         conn: ConnId(ctx.next_conn.fetch_add(1, Ordering::Relaxed)),
         stream: tls.into(),
-        peer: info.peer_id,
+        peer: Some(info.peer_id),
         remote: addr,
         direction: Direction::Outbound,
         dial: Some(dial),

@@ -174,7 +174,7 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
     metrics::gauge!("overlay_store_bytes").set(stats.store_bytes as f64);
     metrics::gauge!("overlay_ready").set(if stats.ready { 1.0 } else { 0.0 });
 
-    let counters: [(&'static str, u64); 24] = [
+    let counters: [(&'static str, u64); 26] = [
         ("overlay_sessions_opened_total", stats.sessions_opened),
         ("overlay_sessions_closed_total", stats.sessions_closed),
         (
@@ -183,6 +183,8 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
         ),
         ("overlay_dials_started_total", stats.dials_started),
         ("overlay_dials_failed_total", stats.dials_failed),
+        ("overlay_dials_refused_total", stats.dials_refused),
+        ("overlay_passive_dropped_total", stats.passive_dropped),
         ("overlay_frames_received_total", stats.frames_in),
         ("overlay_frames_sent_total", stats.frames_out),
         ("overlay_bytes_in_total", stats.bytes_in),
@@ -232,5 +234,30 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
     }
     for (reason, n) in stats.rejected.iter() {
         metrics::counter!("rejected_total", "reason" => reason.label()).absolute(n);
+    }
+    mirror_clients(&stats.clients);
+}
+
+/// Client sessions (issue #9): gauges and counters of their own.
+fn mirror_clients(c: &overlay_proto::ClientStats) {
+    metrics::gauge!("client_sessions").set(c.sessions as f64);
+    metrics::gauge!("client_sessions_handshaking").set(c.handshaking as f64);
+    metrics::gauge!("client_subscribers").set(c.subscribers as f64);
+    metrics::gauge!("client_buffered_bytes").set(c.buffered_bytes as f64);
+    let counters: [(&'static str, u64); 8] = [
+        ("client_sessions_opened_total", c.opened),
+        ("client_sessions_with_certificate_total", c.from_certificate),
+        ("client_sessions_closed_total", c.closed),
+        ("client_published_total", c.published),
+        ("client_delivered_total", c.delivered),
+        ("client_lagged_total", c.lagged),
+        ("client_direct_in_total", c.direct_in),
+        ("client_direct_out_total", c.direct_out),
+    ];
+    for (name, value) in counters {
+        metrics::counter!(name).absolute(value);
+    }
+    for (reason, n) in c.rejected.iter() {
+        metrics::counter!("client_rejected_total", "reason" => reason.label()).absolute(n);
     }
 }

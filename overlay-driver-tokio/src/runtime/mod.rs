@@ -79,7 +79,8 @@ impl Default for Timeouts {
 pub(crate) struct Established<S> {
     pub(crate) conn: ConnId,
     pub(crate) stream: TlsStream<S>,
-    pub(crate) peer: PeerId,
+    /// The TLS-proven identity; `None` for a client session (no client certificate).
+    pub(crate) peer: Option<PeerId>,
     pub(crate) remote: SocketAddr,
     pub(crate) direction: Direction,
     pub(crate) dial: Option<DialId>,

@@ -27,7 +27,9 @@ use super::metrics::{self as rt_metrics, DriverCounters};
 use super::net::Net;
 use super::trace_out::TraceSink;
 use super::{BusMsg, Established, Timeouts, SERVICE};
-use crate::api::{DirectMessage, KernelEvent, OverlayError, Readiness, SessionHandle};
+use crate::api::{
+    DirectMessage, Event as TopicEvent, KernelEvent, OverlayError, Readiness, SessionHandle,
+};
 use crate::shared::{ReadyFlag, ReadyState, StopSignal, WriteCredit};
 
 /// Frames (Transmit batches) queued per connection writer.
@@ -53,6 +55,16 @@ pub(crate) enum Command {
         payload: Bytes,
         reply: oneshot::Sender<Result<(), CoreError>>,
     },
+    /// `Input::SendToClient`.
+    SendToClient {
+        client: ConnId,
+        payload: Bytes,
+        reply: oneshot::Sender<Result<(), CoreError>>,
+    },
+    /// `Node::clients`.
+    Clients {
+        reply: oneshot::Sender<Vec<overlay_proto::ClientInfo>>,
+    },
     /// `Input::Dial`; answered when the session runs or fails.
     Dial { addr: SocketAddr, reply: DialWaiter },
     /// `Input::PeersDiscovered`.
@@ -63,6 +75,10 @@ pub(crate) enum Command {
     },
     /// `Node::stats`.
     Stats { reply: oneshot::Sender<NodeStats> },
+    /// `Node::validation_stats`.
+    ValidationStats {
+        reply: oneshot::Sender<overlay_proto::ValidationStats>,
+    },
     /// `Input::Reconfigure`; answered with the core's `Action::Reconfigured`.
     Reconfigure {
         live: LiveSettings,
@@ -70,6 +86,11 @@ pub(crate) enum Command {
     },
     /// `Input::Shutdown`, then drain.
     Shutdown,
+    /// `Input::Verdict`.
+    Verdict {
+        id: u64,
+        verdict: overlay_proto::Verdict,
+    },
 }
 
 /// Answers an API dial.
@@ -80,6 +101,11 @@ pub(crate) struct Outputs {
     pub(crate) deliveries: Arc<crate::api::DeliveryLog>,
     pub(crate) directs: broadcast::Sender<DirectMessage>,
     pub(crate) events: broadcast::Sender<KernelEvent>,
+    /// Messages waiting for the application's verdict ([`crate::api::Validator`]); when it is
+    /// full or nobody listens the core's deadline settles them.
+    pub(crate) validations: mpsc::Sender<crate::api::PendingValidation>,
+    /// The broadcast domain's event stream ([`crate::api::Topic`]).
+    pub(crate) topic: broadcast::Sender<TopicEvent>,
     pub(crate) readiness: Arc<watch::Sender<Readiness>>,
 }
 
@@ -90,7 +116,8 @@ struct ConnEntry {
     credit: Arc<WriteCredit>,
     reader_task: AbortHandle,
     writer_task: AbortHandle,
-    peer: PeerId,
+    /// `None` for a client session.
+    peer: Option<PeerId>,
     remote: SocketAddr,
     direction: Direction,
     kx_group: Option<String>,
@@ -380,7 +407,8 @@ impl<N: Net> NodeTask<N> {
         let (writer, writer_rx) = mpsc::channel(WRITER_QUEUE);
         let credit = Arc::new(WriteCredit::new(WRITER_QUEUE_BYTES));
         // Log lines of the connection's tasks carry who it is (JSON logs: `span` fields).
-        let span = tracing::info_span!("conn", conn = %conn, peer_id = %peer, remote = %remote);
+        let who = peer.map_or_else(|| "client".to_string(), |p| p.to_string());
+        let span = tracing::info_span!("conn", conn = %conn, peer_id = %who, remote = %remote);
         let reader_task = self.tasks.spawn(
             conn::reader(
                 ReaderCtx {
@@ -434,8 +462,8 @@ impl<N: Net> NodeTask<N> {
                 self.conn_waiters.entry(conn).or_default().extend(waiters);
             }
         }
-        self.input(
-            Input::ConnectionUp {
+        let input = match peer {
+            Some(peer) => Input::ConnectionUp {
                 conn,
                 peer,
                 direction,
@@ -443,8 +471,13 @@ impl<N: Net> NodeTask<N> {
                 dial,
                 kx_group,
             },
-            None,
-        );
+            None => Input::ClientConnectionUp {
+                conn,
+                remote,
+                kx_group,
+            },
+        };
+        self.input(input, None);
     }
 
     /// The first end reported for a connection closes it; later ones are ignored.
@@ -566,6 +599,25 @@ impl<N: Net> NodeTask<N> {
                     None,
                 );
             }
+            Command::SendToClient {
+                client,
+                payload,
+                reply,
+            } => {
+                let request = self.next_request();
+                self.sends.insert(request, reply);
+                self.input(
+                    Input::SendToClient {
+                        request,
+                        client,
+                        payload,
+                    },
+                    None,
+                );
+            }
+            Command::Clients { reply } => {
+                let _ = reply.send(self.node.clients());
+            }
             Command::Dial { addr, reply } => self.on_dial_command(addr, reply),
             Command::AddPeers { addrs } => self.input(Input::PeersDiscovered { addrs }, None),
             Command::Peers { reply } => {
@@ -573,6 +625,9 @@ impl<N: Net> NodeTask<N> {
             }
             Command::Stats { reply } => {
                 let _ = reply.send(self.node.stats());
+            }
+            Command::ValidationStats { reply } => {
+                let _ = reply.send(self.node.validation_stats());
             }
             Command::Reconfigure { live, reply } => {
                 self.pending_reconfigure = Some(reply);
@@ -582,6 +637,7 @@ impl<N: Net> NodeTask<N> {
                 self.pending_reconfigure = None;
             }
             Command::Shutdown => self.begin_shutdown(),
+            Command::Verdict { id, verdict } => self.input(Input::Verdict { id, verdict }, None),
         }
     }
 
@@ -631,9 +687,10 @@ impl<N: Net> NodeTask<N> {
 
     fn session_handle(&self, conn: ConnId) -> Result<SessionHandle, OverlayError> {
         let entry = self.conns.get(&conn).ok_or(OverlayError::NotConnected)?;
+        let peer = entry.peer.ok_or(OverlayError::NotConnected)?;
         let cmd = self.cmd_weak.upgrade().ok_or(OverlayError::ShuttingDown)?;
         Ok(SessionHandle::new(
-            entry.peer,
+            peer,
             conn,
             entry.remote,
             entry.direction,
@@ -682,11 +739,40 @@ impl<N: Net> NodeTask<N> {
                 }
                 // Numbered, kept for resuming subscribers, sent to the live ones (none is
                 // fine: the message was still delivered to this node).
+                if self.out.topic.receiver_count() > 0 {
+                    let _ = self.out.topic.send(TopicEvent::Received(delivery.clone()));
+                }
                 self.out.deliveries.publish(delivery);
             }
-            Action::DirectMessage { from, payload } => {
-                let _ = self.out.directs.send(DirectMessage { from, payload });
+            Action::Validate { id, delivery } => {
+                let pending = crate::api::PendingValidation {
+                    id,
+                    delivery,
+                    cmd: self.cmd_weak.clone(),
+                };
+                if self.out.validations.try_send(pending).is_err() {
+                    tracing::debug!(
+                        id,
+                        "no room for a pending validation; the core's deadline settles it"
+                    );
+                }
             }
+            Action::DirectMessage { from, payload } => {
+                let _ = self.out.directs.send(DirectMessage {
+                    from,
+                    payload,
+                    client: None,
+                });
+            }
+            Action::ClientMessage { client, payload } => {
+                let from = self.node.identity().peer_id;
+                let _ = self.out.directs.send(DirectMessage {
+                    from,
+                    payload,
+                    client: Some(client),
+                });
+            }
+            Action::Client(event) => self.on_client_event(event),
             Action::BroadcastResult { request, result } => {
                 if let Some(reply) = self.broadcasts.remove(&request) {
                     let _ = reply.send(result);
@@ -785,7 +871,7 @@ impl<N: Net> NodeTask<N> {
         let Some(waiters) = self.conn_waiters.remove(&conn) else {
             return;
         };
-        let Some(peer) = self.conns.get(&conn).map(|e| e.peer) else {
+        let Some(peer) = self.conns.get(&conn).and_then(|e| e.peer) else {
             for w in waiters {
                 let _ = w.send(Err(OverlayError::Refused));
             }
@@ -794,7 +880,7 @@ impl<N: Net> NodeTask<N> {
         let winner = self
             .conns
             .iter()
-            .filter(|(c, e)| **c != conn && e.peer == peer)
+            .filter(|(c, e)| **c != conn && e.peer == Some(peer))
             .map(|(c, e)| (*c, e.running))
             .max_by_key(|(c, running)| (*running, *c));
         match winner {
@@ -812,6 +898,33 @@ impl<N: Net> NodeTask<N> {
         }
     }
 
+    fn on_client_event(&mut self, event: overlay_proto::ClientEvent) {
+        match event {
+            overlay_proto::ClientEvent::Up { conn, remote } => {
+                if let Some(entry) = self.conns.get_mut(&conn) {
+                    entry.running = true;
+                    entry.preauth = None;
+                    rt_metrics::kx_group(entry.kx_group.as_deref());
+                }
+                tracing::info!(%conn, %remote, "client session up");
+                let _ = self.out.events.send(KernelEvent::ClientUp {
+                    client: conn,
+                    remote,
+                });
+            }
+            overlay_proto::ClientEvent::Down { conn, reason } => {
+                if let Some(entry) = self.conns.get_mut(&conn) {
+                    entry.running = false;
+                }
+                tracing::info!(%conn, reason = reason.label(), "client session down");
+                let _ = self.out.events.send(KernelEvent::ClientDown {
+                    client: conn,
+                    reason: reason.label().to_string(),
+                });
+            }
+        }
+    }
+
     fn on_session_event(&mut self, event: SessionEvent) {
         match event {
             SessionEvent::Up { conn, peer, .. } => {
@@ -822,6 +935,7 @@ impl<N: Net> NodeTask<N> {
                 }
                 tracing::info!(%conn, %peer, "session up");
                 let _ = self.out.events.send(KernelEvent::SessionUp { peer });
+                let _ = self.out.topic.send(TopicEvent::NeighborUp(peer));
                 if let Some(waiters) = self.conn_waiters.remove(&conn) {
                     for w in waiters {
                         let _ = w.send(self.session_handle(conn));
@@ -837,6 +951,10 @@ impl<N: Net> NodeTask<N> {
                     peer,
                     reason: reason.label().to_string(),
                 });
+                let _ = self
+                    .out
+                    .topic
+                    .send(TopicEvent::NeighborDown { peer, reason });
             }
         }
     }

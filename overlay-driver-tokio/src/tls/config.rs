@@ -79,8 +79,9 @@ pub fn server_name() -> ServerName<'static> {
     }
 }
 
-/// The accepting side's configuration: TLS 1.3 only, ALPN `ron/oap1`, mandatory client
-/// certificate checked by [`PeerClientVerifier`], the mode's key-exchange groups.
+/// The accepting side's configuration: TLS 1.3 only, ALPN `ron/oap1`, client certificate
+/// requested and checked by [`PeerClientVerifier`] when presented (a connection without one is
+/// a client session), the mode's key-exchange groups.
 ///
 /// Session resumption is disabled (no tickets, no session cache): every session runs a full
 /// handshake, so certificates are always verified afresh.
@@ -122,6 +123,32 @@ pub fn client_config(
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(identity.certified_key())));
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.resumption = Resumption::disabled();
+    config.enable_sni = false;
+    Ok(Arc::new(config))
+}
+
+/// A client session's configuration (issue #9): like [`client_config`] but with no client
+/// certificate, so the node treats the connection as a client session authenticated by its
+/// token alone. The server is checked by [`PeerServerVerifier`]: pinned to `expected_peer`
+/// when given, chained to the CA in CA mode.
+pub fn client_session_config(
+    opts: &TlsOptions,
+    expected_peer: Option<PeerId>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = crypto_provider(opts.pq);
+    let verifier = PeerServerVerifier::new(
+        Arc::clone(&provider),
+        opts.ca_roots.as_deref(),
+        expected_peer,
+    )?;
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(TlsError::Config)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
     config.alpn_protocols = vec![ALPN.to_vec()];
     config.resumption = Resumption::disabled();
     config.enable_sni = false;

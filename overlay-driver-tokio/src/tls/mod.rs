@@ -21,7 +21,8 @@ pub mod verify;
 
 pub use cert::peer_id_from_cert;
 pub use config::{
-    client_config, crypto_provider, kx_groups, server_config, server_name, TlsOptions,
+    client_config, client_session_config, crypto_provider, kx_groups, server_config, server_name,
+    TlsOptions,
 };
 pub use error::{classify_handshake_error, classify_rustls_error, typed_handshake_error, TlsError};
 pub use identity::{check_secret_file_mode, Identity, DEV_SAN};

@@ -150,8 +150,10 @@ impl ServerCertVerifier for PeerServerVerifier {
     }
 }
 
-/// Verifies a connecting peer's client certificate on the accepting side. A client certificate
-/// is always required.
+/// Verifies a connecting peer's client certificate on the accepting side. A certificate is
+/// requested but not required: a connection without one is a *client session* (issue #9),
+/// authenticated by its START token alone and never a peer. A certificate that is presented
+/// must pass every check (validity period, CA when configured) or the handshake fails.
 #[derive(Debug)]
 pub struct PeerClientVerifier {
     provider: Arc<CryptoProvider>,
@@ -185,7 +187,7 @@ impl ClientCertVerifier for PeerClientVerifier {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        true
+        false
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {

@@ -1,7 +1,10 @@
 //! Helpers shared by the `runtime_*` tests: overlays on loopback, a hand-driven TLS client that
-//! speaks raw OAP/1, bounded waits.
+//! speaks raw OAP/1, bounded waits, and the [`Bed`] of the hostile-input tests.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
+
+mod bed;
+pub use bed::Bed;
 
 use std::future::Future;
 use std::net::SocketAddr;

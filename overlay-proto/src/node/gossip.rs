@@ -20,12 +20,16 @@ const MAX_MISSING: usize = 65_536;
 
 impl Node {
     pub(super) fn on_broadcast(&mut self, request: u64, payload: Bytes) {
-        let result = self.broadcast(payload);
+        let result = self.broadcast(payload.clone());
+        if let Ok(id) = &result {
+            let origin = self.identity.peer_id;
+            self.deliver_to_clients(None, id, &origin, 0, &payload);
+        }
         self.actions
             .push_back(Action::BroadcastResult { request, result });
     }
 
-    fn broadcast(&mut self, payload: Bytes) -> Result<MessageId, OverlayError> {
+    pub(super) fn broadcast(&mut self, payload: Bytes) -> Result<MessageId, OverlayError> {
         if self.shutting_down {
             return Err(OverlayError::ShuttingDown);
         }
@@ -91,8 +95,7 @@ impl Node {
         let Some(from) = self.session(key).map(|s| s.peer) else {
             return;
         };
-        let hops = msg.hops.saturating_add(1);
-        if self.cache.contains(&msg.id) {
+        if self.cache.contains(&msg.id) || self.validation.contains(&msg.id) {
             self.stats.gossip_duplicates += 1;
             let over_rate = self
                 .session_mut(key)
@@ -134,6 +137,23 @@ impl Node {
             self.reject_invalid_gossip(key, reason);
             return;
         }
+        if self.validates() {
+            // The application decides first (validation.rs); the payload is here, so stop
+            // waiting for it from announcers.
+            if let Some(s) = self.session_mut(key) {
+                s.dup_streak = 0;
+            }
+            self.remove_missing(&msg.id);
+            self.hold_for_validation(key, from, msg);
+            return;
+        }
+        self.accept_gossip(key, from, msg);
+    }
+
+    /// A new, valid message from session `key` (peer `from`): store, forward, deliver.
+    pub(super) fn accept_gossip(&mut self, key: SessionKey, from: PeerId, msg: GossipMsg) {
+        let now = self.now;
+        let hops = msg.hops.saturating_add(1);
         let stored = StoredMessage {
             origin: msg.origin,
             nonce: msg.nonce,
@@ -153,6 +173,13 @@ impl Node {
         self.make_eager(key);
         let forwarded = GossipMsg { hops, ..msg };
         self.forward(Some(key), &forwarded);
+        self.deliver_to_clients(
+            None,
+            &forwarded.id,
+            &forwarded.origin,
+            hops,
+            &forwarded.payload,
+        );
         self.actions.push_back(Action::Deliver(Delivery {
             id: forwarded.id,
             origin: forwarded.origin,

@@ -3,19 +3,16 @@
 
 use bytes::Bytes;
 use core::net::SocketAddr;
-use core::time::Duration;
 
 use super::{Node, SessionKey};
 use crate::action::{Action, CloseReason, SessionEvent};
-use crate::capability::{self, Caveat, Decision, OverlayCaveats, RequestCtx, VerifierConfig};
 use crate::error::OverlayError;
 use crate::frame::{flags, Frame, Header, HelloReply, StatusCode};
 use crate::peer::{ConnId, DialId, Direction, PeerId};
 use crate::ratelimit::TokenBucket;
 use crate::session::{ConnectionInfo, ControlBuckets, Grant, Phase, Session};
 use crate::stats::RejectReason;
-use crate::time::Instant;
-use crate::wire::{HelloOverlay, HelloRequestBody, Operation, MAX_APP_PAYLOAD};
+use crate::wire::{HelloOverlay, HelloRequestBody, Operation};
 
 /// Largest HELLO or START frame accepted during the handshake (header included).
 pub(super) const MAX_HANDSHAKE_FRAME: usize = 16 * 1024;
@@ -403,86 +400,28 @@ impl Node {
         key: SessionKey,
         cap: Option<&Bytes>,
     ) -> Result<Grant, (OverlayError, RejectReason)> {
-        let unauth = (OverlayError::Unauthorized, RejectReason::Unauth);
         let Some((remote, peer)) = self.session(key).map(|s| (s.remote, s.peer)) else {
             return Err((OverlayError::Refused, RejectReason::Unauth));
         };
-        let token = match cap {
-            Some(t) if !t.is_empty() => t,
-            _ if !self.config.auth.require_token => return Ok(self.default_grant()),
-            _ => return Err(unauth),
+        let Some(limits) = self.verify_start_token(cap, remote, Some(&peer))? else {
+            return Ok(self.default_grant());
         };
-        let cfg = VerifierConfig::default();
-        let base = self.config.unix_base_secs;
-        let ctx = RequestCtx {
-            now_unix_s: base.saturating_add(self.now.since_epoch().as_secs()),
-            method: "overlay".to_string(),
-            path: self.config.auth.path.clone(),
-            peer_ip: Some(remote.ip()),
-            object_addr: None,
-            tenant: self.config.auth.tenant.clone(),
-            amnesia: self.config.auth.amnesia,
-            policy_digest_hex: self.config.auth.policy_digest_hex.clone(),
-            extras: None,
-        };
-        let scope = match capability::verify_token(token, &ctx, &self.config.auth.keys, &cfg) {
-            Ok(Decision::Allow { scope }) => scope,
-            Ok(Decision::Deny { .. }) => {
-                return Err((OverlayError::Forbidden, RejectReason::Forbidden))
-            }
-            Err(_) => return Err(unauth),
-        };
-        let decoded = capability::decode_token(token, &cfg).map_err(|_| unauth)?;
-        // A malformed overlay caveat makes the token malformed (401); a well-formed binding
-        // to another identity is a valid token that does not allow this session (403).
-        let overlay = OverlayCaveats::of(&decoded).map_err(|_| unauth)?;
-        if !overlay.permits_peer(Some(&peer)) {
-            return Err((OverlayError::Forbidden, RejectReason::WrongPeer));
-        }
-        let caveats = decoded.caveats;
         let mut grant = self.default_grant();
-        if !scope.methods.is_empty() {
+        if !limits.methods.is_empty() {
             grant.operations = Operation::Control.bit();
             for op in [Operation::Gossip, Operation::Direct, Operation::Membership] {
-                if scope
-                    .methods
-                    .iter()
-                    .any(|m| m.eq_ignore_ascii_case(op.name()))
-                {
+                if limits.allows(op.name()) {
                     grant.operations |= op.bit();
                 }
             }
         }
-        let mut max_bytes = grant.max_message_bytes as u64;
-        if let Some(m) = scope.max_bytes {
-            max_bytes = max_bytes.min(m);
-        }
-        let mut rate_cap: Option<(u32, u32)> = None;
-        let mut exp: Option<u64> = None;
-        for caveat in &caveats {
-            match caveat {
-                Caveat::BytesLe(m) => max_bytes = max_bytes.min(*m),
-                Caveat::Rate { per_s, burst: b } => {
-                    let (r, bu) = rate_cap.unwrap_or((u32::MAX, u32::MAX));
-                    rate_cap = Some((r.min((*per_s).max(1)), bu.min((*b).max(1))));
-                }
-                Caveat::Exp(t) => exp = Some(exp.map_or(*t, |e| e.min(*t))),
-                _ => {}
-            }
-        }
-        grant.max_message_bytes = max_bytes.min(MAX_APP_PAYLOAD as u64) as usize;
-        // The verifier refuses once `now_unix_s > exp + skew` (whole seconds): the first
-        // instant of that is `exp + skew + 1` seconds after the Unix epoch.
-        let expires_at = exp.map(|e| {
-            let last_ok = e.saturating_add(cfg.clock_skew_secs).saturating_add(1);
-            Instant::ZERO + Duration::from_secs(last_ok.saturating_sub(base))
-        });
-        grant.rate_cap = rate_cap;
-        let (rate, burst) = self.peer_quota(rate_cap);
+        grant.max_message_bytes = limits.max_message_bytes;
+        grant.rate_cap = limits.rate_cap;
+        let (rate, burst) = self.peer_quota(limits.rate_cap);
         let now = self.now;
         if let Some(s) = self.session_mut(key) {
             s.rate = TokenBucket::new(now, rate, burst);
-            s.token_expires_at = expires_at;
+            s.token_expires_at = limits.expires_at;
         }
         Ok(grant)
     }

@@ -25,6 +25,9 @@ impl Node {
         {
             self.expire_missing();
         }
+        if self.validation.next_deadline().is_some_and(|at| at <= now) {
+            self.expire_validations();
+        }
         if self.next_tick <= now {
             // A tick that runs more than one period late means this node itself did not run
             // (stopped, starved, suspended): its peers are not to blame for that time.
@@ -39,6 +42,7 @@ impl Node {
         self.cache.expire(now);
         self.check_sessions(late);
         self.check_session_deadlines();
+        self.client_tick();
         for s in self.sessions.iter_mut().flatten() {
             s.shrink_if_idle();
         }
@@ -165,6 +169,7 @@ impl Node {
                 self.close_session(key, CloseReason::Shutdown);
             }
         }
+        self.close_all_clients();
         self.actions.push_back(Action::ShutdownComplete);
     }
 }

@@ -9,6 +9,7 @@ use core::time::Duration;
 use super::{Node, SessionKey};
 use crate::action::{Action, CloseReason, DialOutcome};
 use crate::error::OverlayError;
+use crate::passive::Inserted;
 use crate::peer::{DialId, PeerId};
 use crate::score::Penalty;
 use crate::session::Session;
@@ -35,6 +36,11 @@ impl Node {
         if let Some((_, s)) = self.live_sessions().find(|(_, s)| s.reaches(addr)) {
             return DialOutcome::Connected(s.conn);
         }
+        if self.dials.len() >= self.config.max_concurrent_dials {
+            // The address stays in the passive list: membership dials it when a slot frees.
+            self.stats.dials_refused += 1;
+            return DialOutcome::Refused(OverlayError::Busy);
+        }
         DialOutcome::Dialing(self.start_dial(addr))
     }
 
@@ -45,7 +51,8 @@ impl Node {
         self.maintain_membership();
     }
 
-    /// Adds an address to the passive list (not our own).
+    /// Adds an address to the passive list (not our own); counts it when the full list
+    /// cannot take it.
     pub(super) fn learn_peer(&mut self, addr: SocketAddr, peer: Option<PeerId>, seed: bool) {
         if Some(addr) == self.identity.listen_addr || peer == Some(self.identity.peer_id) {
             return;
@@ -57,8 +64,12 @@ impl Node {
             return;
         }
         let pick = rand_core::RngCore::next_u64(&mut self.rng) as usize;
-        self.passive
+        let inserted = self
+            .passive
             .insert(addr, peer, seed, now, |n| pick % n.max(1));
+        if inserted == Inserted::Dropped {
+            self.stats.passive_dropped += 1;
+        }
     }
 
     /// A dial or session to `addr` failed: back off before the next attempt.

@@ -4,6 +4,7 @@
 //! gossip ([`gossip`]) → actions ([`send`]). Membership ([`membership`]) and timers
 //! ([`maintenance`]) run on the maintenance tick.
 
+mod client;
 mod defense;
 mod gossip;
 mod handshake;
@@ -12,7 +13,11 @@ mod membership;
 mod reconfigure;
 mod recv;
 mod send;
+mod token;
 mod types;
+mod validation;
+
+pub use validation::{ValidationMode, ValidationStats, Verdict};
 
 pub use types::{NodeIdentity, SessionInfo, SessionState};
 
@@ -97,6 +102,16 @@ pub struct Node {
     scores: ScoreBook,
     /// Inbound sessions still in HELLO/START.
     preauth: PreAuthBudget,
+    /// Client sessions (connections without a certificate), by connection.
+    clients: BTreeMap<ConnId, client::ClientSession>,
+    /// Running clients subscribed to deliveries.
+    subscribers: client::Subscribers,
+    /// Clients with bytes in `out` to flush at the end of this input.
+    client_dirty: Vec<ConnId>,
+    /// Messages waiting for the application's verdict (`validation = App`).
+    validation: validation::PendingValidations,
+    /// Bytes of partial frames buffered for all clients together.
+    client_buffered: usize,
 }
 
 impl Node {
@@ -175,6 +190,11 @@ impl Node {
             prechecked: crate::precheck::Prechecked::default(),
             scores: ScoreBook::new(config.scoring.clone(), Instant::ZERO),
             preauth: PreAuthBudget::new(config.max_preauth, config.max_preauth_per_ip),
+            clients: BTreeMap::new(),
+            subscribers: client::Subscribers::new(),
+            client_dirty: Vec::new(),
+            validation: validation::PendingValidations::default(),
+            client_buffered: 0,
             config,
             identity,
         })
@@ -215,6 +235,17 @@ impl Node {
             Input::PeersDiscovered { addrs } => self.on_peers_discovered(addrs),
             Input::Reconfigure(live) => self.on_reconfigure(live),
             Input::Shutdown => self.on_shutdown(),
+            Input::Verdict { id, verdict } => self.on_verdict(id, verdict),
+            Input::ClientConnectionUp {
+                conn,
+                remote,
+                kx_group,
+            } => self.on_client_connection_up(conn, remote, kx_group),
+            Input::SendToClient {
+                request,
+                client,
+                payload,
+            } => self.on_send_to_client(request, client, payload),
         }
         self.finish_input();
     }
@@ -235,6 +266,9 @@ impl Node {
         }
         if let Some((deadline, _)) = self.missing_timers.front() {
             at = at.min(*deadline);
+        }
+        if let Some(deadline) = self.validation.next_deadline() {
+            at = at.min(deadline);
         }
         Some(at)
     }
@@ -265,6 +299,7 @@ impl Node {
         s.ready = self.ready;
         s.preauth_sessions = self.preauth.in_use();
         s.bans_active = self.scores.bans_active(self.now);
+        self.client_gauges(&mut s.clients);
         s.lowest_score = self
             .live_sessions()
             .filter(|(_, sess)| sess.is_running())
@@ -389,6 +424,7 @@ impl Node {
             self.evaluate_readiness();
         }
         self.flush_dirty();
+        self.flush_clients();
     }
 
     /// Removes a session: emits its last bytes, `Session::Down` (if it was running) and

@@ -37,6 +37,11 @@ enum HeaderVerdict {
 
 impl Node {
     pub(super) fn on_received(&mut self, conn: ConnId, data: Bytes, checks: Prechecked) {
+        if self.is_client(&conn) {
+            // Client sessions carry no GOSSIP: nothing was prechecked for them.
+            self.on_client_received(conn, data);
+            return;
+        }
         let Some(&key) = self.by_conn.get(&conn) else {
             // Bytes for a session we already closed: nothing to do.
             return;
@@ -50,6 +55,15 @@ impl Node {
             return;
         }
         s.liveness.heard(now);
+        let data = if s.phase == Phase::AwaitHello {
+            // A reference HELLO on a connection with a certificate makes a client session.
+            match self.route_first_hello(key, conn, data) {
+                Some(data) => data,
+                None => return,
+            }
+        } else {
+            data
+        };
         self.prechecked = checks;
         self.take_bytes(key, data);
         self.prechecked = Prechecked::default();
@@ -313,6 +327,10 @@ impl Node {
 
     /// The driver's error, if any, is informational: the session ends the same way.
     pub(super) fn on_connection_closed(&mut self, conn: ConnId, _error: Option<OverlayError>) {
+        if self.is_client(&conn) {
+            self.close_client(conn, None, CloseReason::TransportClosed);
+            return;
+        }
         if let Some(&key) = self.by_conn.get(&conn) {
             self.close_session(key, CloseReason::TransportClosed);
         }

@@ -5,7 +5,8 @@
 //! ```
 //!
 //! 1. Starts a daemon (dev mode, `127.0.0.1`, its own port) from `SVC_OVERLAY_BIN` or the
-//!    `svc-overlay` binary next to this one (built with `cargo build` when missing).
+//!    `svc-overlay` binary next to this one (built with `cargo build` when missing or older
+//!    than its sources).
 //! 2. `--cycles N`: N times, a fresh client connects over TCP, completes mutual TLS, opens an
 //!    overlay session (HELLO, START with a dev token), asks the daemon to broadcast
 //!    (`POST /v1/broadcast` on a kept-alive HTTP connection), waits for the daemon to push
@@ -22,8 +23,6 @@
 
 use std::error::Error;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -104,45 +103,6 @@ fn sample(pid: u32) -> Res<(i64, i64)> {
         .and_then(|v| v.parse().ok())
         .ok_or("no VmRSS in /proc/PID/status")?;
     Ok((fds, rss))
-}
-
-/// The daemon binary: `SVC_OVERLAY_BIN`, else `svc-overlay` next to this executable (built
-/// with the same profile when missing).
-fn daemon_binary() -> Res<PathBuf> {
-    if let Some(path) = std::env::var_os("SVC_OVERLAY_BIN").filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().ok_or("executable has no directory")?;
-    let bin = dir.join(format!("svc-overlay{}", std::env::consts::EXE_SUFFIX));
-    if !bin.is_file() {
-        let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
-        let target = dir.parent().ok_or("no target directory")?;
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .ok_or("no workspace root")?;
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "overlay-driver-tokio",
-                "--bin",
-                "svc-overlay",
-            ])
-            .arg("--manifest-path")
-            .arg(root.join("Cargo.toml"))
-            .arg("--profile")
-            .arg(if profile == "debug" { "dev" } else { profile })
-            .arg("--target-dir")
-            .arg(target)
-            .status()?;
-        if !status.success() || !bin.is_file() {
-            return Err("cargo build of svc-overlay failed".into());
-        }
-    }
-    Ok(bin)
 }
 
 fn raw_frame(fl: u16, app: u16, cap: &[u8], body: &[u8]) -> Res<Vec<u8>> {
@@ -340,9 +300,8 @@ async fn main() {
 }
 
 async fn run(args: &Args) -> Res<bool> {
-    let bin = daemon_binary()?;
-    // The e2e helpers start the daemon from SVC_OVERLAY_BIN.
-    std::env::set_var("SVC_OVERLAY_BIN", &bin);
+    // `SVC_OVERLAY_BIN`, else `svc-overlay` next to this binary, built when missing or older
+    // than its sources (overlay_e2e::daemon_binary).
     let daemon = Daemon::start(DaemonOpts::default()).await;
     let pid = daemon.pid();
     let token = mint(

@@ -21,7 +21,7 @@ from .errors import (
     Unavailable,
 )
 from .frame import Decoder, Frame, FrameError, Header, decode, encode
-from .protocol import ClientSession, Lagged, Message
+from .protocol import ClientSession, Direct, Lagged, Message
 from .tlsid import IdentityMismatch
 
 __version__ = "0.1.0"
@@ -38,6 +38,7 @@ __all__ = [
     "FrameError",
     "Header",
     "IdentityMismatch",
+    "Direct",
     "Lagged",
     "Message",
     "OverlayError",

@@ -17,7 +17,7 @@ from typing import List, Optional
 
 from .client import Client
 from .errors import OverlayError, StatusError
-from .protocol import Lagged
+from .protocol import Direct, Lagged
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,6 +82,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 item = client.recv(remaining)
                 if isinstance(item, Lagged):
                     print(f"note: {item.dropped} deliveries dropped (too slow)", file=sys.stderr)
+                    continue
+                if isinstance(item, Direct):
+                    print(f"note: a DIRECT message of {len(item.data)} bytes (not printed)", file=sys.stderr)
                     continue
                 print(json.dumps(item.to_json()), flush=True)
                 got += 1

@@ -10,12 +10,22 @@ import asyncio
 from typing import Dict, Optional, Union
 
 from .errors import ConnectionClosed, OverlayError
-from .protocol import ClientSession, Closed, Failed, Lagged, Message, Response, Started, split_addr
+from .protocol import (
+    ClientSession,
+    Closed,
+    Direct,
+    Failed,
+    Lagged,
+    Message,
+    Response,
+    Started,
+    split_addr,
+)
 from .tlsid import check_peer_id, make_context
 
 INBOX_LIMIT = 10_000
 
-Delivery = Union[Message, Lagged]
+Delivery = Union[Message, Lagged, Direct]
 
 
 class AsyncClient:
@@ -105,7 +115,7 @@ class AsyncClient:
                 fut = self._waiters.pop(ev.corr_id, None)
                 if fut is not None and not fut.done():
                     fut.set_result(ev)
-            elif isinstance(ev, (Message, Lagged)):
+            elif isinstance(ev, (Message, Lagged, Direct)):
                 if self._inbox.qsize() >= INBOX_LIMIT:
                     self._inbox.get_nowait()
                     self._dropped += 1
@@ -168,6 +178,11 @@ class AsyncClient:
     async def direct(self, data: bytes) -> None:
         """Sends a DIRECT message to the node."""
         self._session.direct(data)
+        await self._flush()
+
+    async def ping(self) -> None:
+        """Sends a PING: keeps an otherwise idle session open."""
+        self._session.ping()
         await self._flush()
 
     async def recv(self, timeout: Optional[float] = None) -> Delivery:

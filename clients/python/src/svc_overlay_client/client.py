@@ -12,6 +12,7 @@ from .errors import ConnectionClosed, OverlayError, StatusError
 from .protocol import (
     ClientSession,
     Closed,
+    Direct,
     Event,
     Failed,
     Lagged,
@@ -25,7 +26,7 @@ from .tlsid import check_peer_id, make_context
 INBOX_LIMIT = 10_000
 """Deliveries held for the application; beyond it the oldest are dropped and reported as lag."""
 
-Delivery = Union[Message, Lagged]
+Delivery = Union[Message, Lagged, Direct]
 
 
 class Client:
@@ -96,7 +97,7 @@ class Client:
         for ev in events:
             if isinstance(ev, (Response, Failed)):
                 self._answers[ev.corr_id] = ev
-            elif isinstance(ev, (Message, Lagged)):
+            elif isinstance(ev, (Message, Lagged, Direct)):
                 if len(self._inbox) >= INBOX_LIMIT:
                     self._inbox.popleft()
                     self._dropped += 1
@@ -176,9 +177,15 @@ class Client:
         self._session.direct(data)
         self._flush()
 
+    def ping(self) -> None:
+        """Sends a PING: keeps an otherwise idle session open (the node closes clients silent
+        for its ``idle_ms``)."""
+        self._session.ping()
+        self._flush()
+
     def recv(self, timeout: Optional[float] = None) -> Delivery:
-        """The next delivery (a :class:`Message`, or :class:`Lagged` when deliveries were
-        dropped). Raises :class:`TimeoutError` after ``timeout`` seconds."""
+        """The next delivery (a :class:`Message`, :class:`Lagged` when deliveries were
+        dropped, or :class:`Direct` from the node's application). Raises :class:`TimeoutError` after ``timeout`` seconds."""
         if self._dropped:
             dropped, self._dropped = self._dropped, 0
             return Lagged(dropped)

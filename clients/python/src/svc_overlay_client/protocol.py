@@ -107,13 +107,20 @@ class Lagged:
 
 
 @dataclass(frozen=True)
+class Direct:
+    """A DIRECT message the node's application sent to this client."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Closed:
     """The server ended the session with ``error`` (``None``: closed without a status)."""
 
     error: Optional[StatusError]
 
 
-Event = Union[Started, Response, Failed, Message, Lagged, Closed]
+Event = Union[Started, Response, Failed, Message, Lagged, Direct, Closed]
 
 
 def _json_object(payload: bytes, what: str) -> Dict[str, object]:
@@ -292,6 +299,15 @@ class ClientSession:
         """Queues an UNSUBSCRIBE."""
         return self._request(UNSUBSCRIBE, b"")
 
+    def ping(self) -> None:
+        """Queues a PING (the node answers PONG). The node closes a client that sends nothing
+        for its ``idle_ms`` (60 s by default): an idle client pings now and then."""
+        if self._state != "open":
+            raise ProtocolError("the session is not open")
+        header = f.Header(flags=f.EVENT, code=PING, app_proto_id=OVERLAY_APP)
+        header.tenant_id = self._tenant
+        self._emit_counted(f.encode(header))
+
     def direct(self, data: bytes) -> None:
         """Queues a DIRECT message to the node (no answer)."""
         if self._state != "open":
@@ -410,6 +426,8 @@ class ClientSession:
             return []
         if h.code == PONG:
             return []
+        if h.code == DIRECT:
+            return [Direct(bytes(fr.payload))]
         if h.code == LAGGED:
             if len(fr.payload) != 8:
                 raise ProtocolError("LAGGED body must be 8 bytes")

@@ -1,0 +1,108 @@
+//! The library's validation hook with real nodes: A — B — C in a line, B validates
+//! (`ValidationMode::App`) and rejects what A publishes that the application deems bad.
+//! Accepted messages reach C; a rejected one goes no further, and A's standing at B falls
+//! (the `invalid_message` penalty: with the default weight one rejection bans A at B).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod runtime_common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use overlay_proto::score::Penalty;
+use overlay_proto::{NodeConfig, ValidationMode};
+use runtime_common::*;
+
+/// One session at most: the ends of the line cannot meet through membership.
+fn end_config() -> NodeConfig {
+    NodeConfig {
+        max_sessions: 1,
+        active_target: 1,
+        ..NodeConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b_rejects_what_a_publishes_so_c_never_sees_it_and_a_is_penalized_at_b() {
+    let a = overlay_with(end_config(), 31).await;
+    let b = overlay_with(
+        NodeConfig {
+            validation: ValidationMode::App,
+            ..NodeConfig::default()
+        },
+        32,
+    )
+    .await;
+    let c = overlay_with(end_config(), 33).await;
+    let mut c_gossip = c.subscribe();
+
+    // B's application: payloads starting with "bad" are rejected, the rest accepted.
+    let mut validator = b.validator().expect("the first call gets the validator");
+    assert!(b.validator().is_none(), "one validator per node");
+    let judge = tokio::spawn(async move {
+        let mut judged = Vec::new();
+        while let Some(pending) = validator.recv().await {
+            let payload = pending.message().payload.clone();
+            let result = if payload.starts_with(b"bad") {
+                pending.reject().await
+            } else {
+                pending.accept().await
+            };
+            if result.is_err() {
+                break;
+            }
+            judged.push(payload);
+        }
+        judged
+    });
+
+    bounded("a dials b", a.dial(b.local_addr())).await.unwrap();
+    bounded("c dials b", c.dial(b.local_addr())).await.unwrap();
+    wait_stats(&b, "b runs two sessions", |s| s.sessions_running == 2).await;
+
+    // Accepted: reaches C through B.
+    let good = bounded("a publishes", a.broadcast(Bytes::from_static(b"good news")))
+        .await
+        .unwrap();
+    let got = bounded("c receives", c_gossip.recv()).await.unwrap();
+    assert_eq!(got.id, good);
+    assert_eq!(got.from, b.peer_id());
+
+    // Rejected at B: penalized there, never forwarded to C.
+    bounded("a publishes", a.broadcast(Bytes::from_static(b"bad news")))
+        .await
+        .unwrap();
+    let stats = wait_stats(&b, "b penalizes a", |s| {
+        s.score_penalties[Penalty::InvalidMessage as usize] >= 1
+    })
+    .await;
+    assert_eq!(
+        stats.gossip_delivered, 1,
+        "only the good one was delivered at B"
+    );
+    wait_until("a is banned at b", || async {
+        !b.peers().await.iter().any(|s| s.peer == a.peer_id())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        c.stats().await.gossip_delivered,
+        1,
+        "C got the good one only"
+    );
+    assert!(c_gossip.lost() == 0);
+
+    a.shutdown().await;
+    c.shutdown().await;
+    b.shutdown().await;
+    drop(b);
+    let judged = bounded("validator ends", judge).await.unwrap();
+    assert_eq!(
+        judged,
+        vec![
+            Bytes::from_static(b"good news"),
+            Bytes::from_static(b"bad news")
+        ]
+    );
+}
