@@ -13,10 +13,18 @@
 //!   is measured per (message, receiver ≠ publisher) on one process clock. Keys: `delivered`
 //!   (fraction), `p50_ms`, `p95_ms`, `p99_ms`, `max_ms`, `reach_all_p99_ms` (p99 over messages of
 //!   the time until the last receiver had it), `max_hops`, `cpu_own_pct` (this process, % of one
-//!   core), `cpu_others_pct` (the rest of the machine, % of one core), `peak_rss_kb`.
-//! - `pair`: node A broadcasts M messages of B bytes as fast as the API accepts them (a refusal
-//!   for backpressure waits 1 ms and retries), node B receives. Keys: `msgs_per_s`, `mb_per_s`,
+//!   core), `cpu_others_pct` (the rest of the machine, % of one core), `peak_rss_kb`; also
+//!   `rss_base_kb` (before any node started: binary, runtime, bench), `rss_started_kb` (nodes
+//!   listening, no sessions) and `rss_settled_kb` (sessions up, no messages yet), so the peak
+//!   can be split into process base, idle nodes, sessions and traffic.
+//! - `pair`: node A broadcasts M messages of B bytes as fast as the API accepts them (up to
+//!   `--window W` calls in flight, default 128; a refusal for backpressure waits 1 ms and
+//!   retries), node B receives. Keys: `msgs_per_s`, `mb_per_s`,
 //!   `p50_ms`, `p99_ms`, `peak_rss_kb`.
+//! - Both take `--signed 1` (default: every broadcast signed, `origin_auth = sign`) or
+//!   `--signed 0` (`origin_auth = none`), and `--store-ttl-ms T` (how long each node keeps
+//!   messages for GRAFT answers; default 30000) and `--replay-events N` (deliveries each node
+//!   keeps for `Overlay::resume`; default 1024, 0 keeps none).
 //! - `ready`: start the `svc-overlay` daemon process and time process start → `/readyz` 200,
 //!   20 times. Key: `ready_ms` (median), plus `min_ms` and `max_ms`.
 //! - `sessions`: K idle token-authenticated TLS client sessions (no client certificate) to one
@@ -38,8 +46,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use overlay_proto::{MessageId, NodeConfig};
-use svc_overlay::api::Overlay;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use overlay_proto::{MessageId, NodeConfig, OriginAuth};
+use svc_overlay::api::{Overlay, ReplayBounds};
 
 /// `--name value` arguments after the mode.
 struct Args(HashMap<String, String>);
@@ -73,7 +82,7 @@ impl Args {
 fn usage(why: &str) -> ! {
     eprintln!("overlay_bench: {why}");
     eprintln!(
-        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S]\n       overlay_bench pair [--messages M --size B]\n       overlay_bench ready [--runs N]\n       overlay_bench sessions [--count K --concurrency C]"
+        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1 --store-ttl-ms T --replay-events N]\n       overlay_bench pair [--messages M --size B --window W --signed 0|1 --store-ttl-ms T --replay-events N]\n       overlay_bench ready [--runs N]\n       overlay_bench sessions [--count K --concurrency C]"
     );
     std::process::exit(2)
 }
@@ -173,12 +182,57 @@ impl Rng {
     }
 }
 
-async fn start_overlays(count: usize, seed: u64) -> Vec<Overlay> {
+/// The node configuration of the `mesh` and `pair` modes: the defaults, except
+/// `--signed 0` (`origin_auth = none`; the default `1` signs every broadcast) and
+/// `--store-ttl-ms T` (how long messages are kept for GRAFT; default 30 s).
+fn node_config(args: &Args) -> NodeConfig {
+    let mut config = NodeConfig::default();
+    if args.get("signed", 1) == 0 {
+        config.origin_auth = OriginAuth::None;
+    }
+    if let Some(ms) = args
+        .0
+        .get("store-ttl-ms")
+        .map(|_| args.get("store-ttl-ms", 0))
+    {
+        config.store_ttl = Duration::from_millis(ms.max(1));
+    }
+    config
+}
+
+/// Resident set size of this process now, KiB (`VmRSS`).
+fn rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The replay ring of each node's delivery log (`Overlay::resume`): the default, or
+/// `--replay-events N` messages (0: none kept).
+fn replay_bounds(args: &Args) -> ReplayBounds {
+    let mut bounds = ReplayBounds::default();
+    if args.0.contains_key("replay-events") {
+        bounds.events = args.get("replay-events", 0) as usize;
+    }
+    bounds
+}
+
+async fn start_overlays(
+    count: usize,
+    seed: u64,
+    config: &NodeConfig,
+    replay: ReplayBounds,
+) -> Vec<Overlay> {
     let mut overlays = Vec::with_capacity(count);
     for i in 0..count {
         let ov = Overlay::builder()
             .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .node_config(NodeConfig::default())
+            .node_config(config.clone())
+            .replay(replay)
             .seed(seed.wrapping_mul(1_000_003).wrapping_add(i as u64))
             .build()
             .await
@@ -219,9 +273,15 @@ async fn mesh(args: &Args) -> String {
     let size = args.get("size", 1024) as usize;
     let degree = args.get("degree", 4) as usize;
     let seed = args.get("seed", 1);
+    let signed = args.get("signed", 1) != 0;
+    let config = node_config(args);
+    let store_ttl_ms = config.store_ttl.as_millis();
     let mut rng = Rng(seed);
 
-    let overlays = start_overlays(nodes, seed).await;
+    let rss_before = rss_kb();
+    let replay = replay_bounds(args);
+    let overlays = start_overlays(nodes, seed, &config, replay).await;
+    let rss_started = rss_kb();
     let addrs: Vec<SocketAddr> = overlays.iter().map(Overlay::local_addr).collect();
     for (i, ov) in overlays.iter().enumerate() {
         // The ring neighbour keeps the graph connected; D more are seeded-random.
@@ -250,6 +310,7 @@ async fn mesh(args: &Args) -> String {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eprintln!("mesh: {nodes} nodes settled in {:?}", settle.elapsed());
+    let rss_settled = rss_kb();
 
     let (delivered, tasks) = record_deliveries(&overlays);
     let payload = Bytes::from(vec![0x42u8; size]);
@@ -314,6 +375,8 @@ async fn mesh(args: &Args) -> String {
         .collect();
     reach_all.sort();
     let reach_all_p99 = percentile(&reach_all, 0.99);
+    let rss_end = rss_kb();
+    let peak = peak_rss_kb();
     for ov in &overlays {
         ov.shutdown().await;
     }
@@ -321,11 +384,13 @@ async fn mesh(args: &Args) -> String {
         t.abort();
     }
     eprintln!(
-        "mesh: {} sent, {refused} refused by backpressure",
+        "mesh: {} sent, {refused} refused by backpressure; RSS KiB: before the nodes {rss_before}, \
+         nodes started {rss_started}, sessions up {rss_settled}, after the messages {rss_end}",
         sent.len()
     );
     format!(
-        "{{\"mode\":\"mesh\",\"nodes\":{nodes},\"messages\":{messages},\"rate\":{rate},\"size\":{size},\"degree\":{degree},\"seed\":{seed},\"delivered\":{:.6},\"p50_ms\":{},\"p95_ms\":{},\"p99_ms\":{},\"max_ms\":{},\"reach_all_p99_ms\":{},\"max_hops\":{max_hops},\"cpu_own_pct\":{:.1},\"cpu_others_pct\":{:.1},\"peak_rss_kb\":{}}}",
+        "{{\"mode\":\"mesh\",\"nodes\":{nodes},\"messages\":{messages},\"rate\":{rate},\"size\":{size},\"degree\":{degree},\"seed\":{seed},\"signed\":{signed},\"store_ttl_ms\":{store_ttl_ms},\"replay_events\":{},\"delivered\":{:.6},\"p50_ms\":{},\"p95_ms\":{},\"p99_ms\":{},\"max_ms\":{},\"reach_all_p99_ms\":{},\"max_hops\":{max_hops},\"cpu_own_pct\":{:.1},\"cpu_others_pct\":{:.1},\"peak_rss_kb\":{peak},\"rss_base_kb\":{rss_before},\"rss_started_kb\":{rss_started},\"rss_settled_kb\":{rss_settled}}}",
+        replay.events,
         latencies.len() as f64 / expected.max(1) as f64,
         ms(percentile(&latencies, 0.50)),
         ms(percentile(&latencies, 0.95)),
@@ -334,7 +399,6 @@ async fn mesh(args: &Args) -> String {
         if reach_all_p99 == Duration::MAX { "null".to_string() } else { ms(reach_all_p99).to_string() },
         cpu_own_pct,
         (cpu_all_pct - cpu_own_pct).max(0.0),
-        peak_rss_kb(),
     )
 }
 
@@ -343,7 +407,14 @@ async fn mesh(args: &Args) -> String {
 async fn pair(args: &Args) -> String {
     let messages = args.get("messages", 100_000);
     let size = args.get("size", 1024) as usize;
-    let overlays = start_overlays(2, args.get("seed", 7)).await;
+    let signed = args.get("signed", 1) != 0;
+    let overlays = start_overlays(
+        2,
+        args.get("seed", 7),
+        &node_config(args),
+        replay_bounds(args),
+    )
+    .await;
     overlays[0]
         .dial(overlays[1].local_addr())
         .await
@@ -366,21 +437,39 @@ async fn pair(args: &Args) -> String {
     });
     let payload = Bytes::from(vec![0x42u8; size]);
     let mut sent: HashMap<MessageId, Instant> = HashMap::with_capacity(messages as usize);
+    let window = args.get("window", 128).max(1) as usize;
     let start = Instant::now();
     let mut refusals = 0u64;
-    for _ in 0..messages {
-        loop {
-            let at = Instant::now();
-            match a.broadcast(payload.clone()).await {
-                Ok(id) => {
-                    sent.insert(id, at);
-                    break;
-                }
-                Err(_) => {
-                    refusals += 1;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
+    // Up to `window` broadcasts in flight (the API takes concurrent calls); a refusal for
+    // backpressure waits 1 ms and retries that message.
+    let attempt = |delay: bool| {
+        let payload = payload.clone();
+        async move {
+            if delay {
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
+            let at = Instant::now();
+            (a.broadcast(payload).await, at)
+        }
+    };
+    let mut inflight = FuturesUnordered::new();
+    let mut issued = 0u64;
+    let mut accepted = 0u64;
+    while accepted < messages {
+        while inflight.len() < window && issued < messages {
+            inflight.push(attempt(false));
+            issued += 1;
+        }
+        match inflight.next().await {
+            Some((Ok(id), at)) => {
+                sent.insert(id, at);
+                accepted += 1;
+            }
+            Some((Err(_), _)) => {
+                refusals += 1;
+                inflight.push(attempt(true));
+            }
+            None => break,
         }
     }
     let finished = tokio::time::timeout(Duration::from_secs(60), receiver).await;
@@ -403,7 +492,7 @@ async fn pair(args: &Args) -> String {
         records.len()
     );
     format!(
-        "{{\"mode\":\"pair\",\"messages\":{messages},\"size\":{size},\"received\":{},\"msgs_per_s\":{:.0},\"mb_per_s\":{:.1},\"p50_ms\":{},\"p99_ms\":{},\"peak_rss_kb\":{}}}",
+        "{{\"mode\":\"pair\",\"messages\":{messages},\"size\":{size},\"signed\":{signed},\"received\":{},\"msgs_per_s\":{:.0},\"mb_per_s\":{:.1},\"p50_ms\":{},\"p99_ms\":{},\"peak_rss_kb\":{}}}",
         records.len(),
         got / elapsed.as_secs_f64(),
         got * size as f64 / elapsed.as_secs_f64() / 1e6,

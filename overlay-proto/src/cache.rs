@@ -14,6 +14,12 @@ use crate::origin::OriginSignature;
 use crate::peer::{MessageId, PeerId};
 use crate::time::Instant;
 
+/// Ids the cache has room for before it first grows (it doubles with traffic up to
+/// `seen_capacity`): an idle node holds a few KiB, not the ~120 KiB 1024 ids took.
+const INITIAL_IDS: usize = 128;
+/// Stored messages the ring has room for before it first grows.
+const INITIAL_STORED: usize = 32;
+
 /// A message kept to answer GRAFT.
 #[derive(Debug, Clone)]
 pub struct StoredMessage {
@@ -77,9 +83,9 @@ impl MessageCache {
         // Start small and grow with traffic: thousands of simulated nodes (and idle daemons)
         // should not pay for the full capacity up front.
         MessageCache {
-            ids: keyed_id_map(limits.seen_capacity.min(1024), key),
-            seen_order: VecDeque::with_capacity(limits.seen_capacity.min(1024)),
-            store: VecDeque::with_capacity(limits.store_capacity.min(256)),
+            ids: keyed_id_map(limits.seen_capacity.min(INITIAL_IDS), key),
+            seen_order: VecDeque::with_capacity(limits.seen_capacity.min(INITIAL_IDS)),
+            store: VecDeque::with_capacity(limits.store_capacity.min(INITIAL_STORED)),
             store_base: 0,
             next_seq: 0,
             stored_bytes: 0,

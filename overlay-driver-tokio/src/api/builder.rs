@@ -32,8 +32,11 @@ use crate::tls::{self, Identity, TlsOptions};
 const BUS_CAPACITY: usize = 1024;
 /// Capacity of the command channel (API → node task).
 const COMMAND_CAPACITY: usize = 256;
-/// Deliveries buffered per subscriber before the oldest are lost.
-const DELIVERY_CAPACITY: usize = 4096;
+/// Deliveries buffered per subscriber before the oldest are lost. The channel's slots are
+/// allocated up front (about 176 bytes each, per node): 4096 cost ~700 KiB per node, most of
+/// an idle node's memory. A subscriber that falls further behind can resume from the replay
+/// ring (`Overlay::resume`, 1024 messages by default).
+const DELIVERY_CAPACITY: usize = 1024;
 /// Direct messages buffered per subscriber.
 const DIRECT_CAPACITY: usize = 1024;
 /// Kernel events buffered per subscriber.
