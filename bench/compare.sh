@@ -4,6 +4,7 @@
 #   bench/compare.sh                 # mesh N=32 and pair, signed and unsigned
 #   NODES=16 MESSAGES=1000 bench/compare.sh
 #   MODES="pair" bench/compare.sh
+#   OURS_BIN=target/release/deps/overlay_bench-HASH THEIRS_BIN=... bench/compare.sh   # no build
 #
 # Builds overlay_bench (cargo bench profile) and bench/peers/gossipsub (its own workspace and
 # Cargo.lock, release profile), runs each mode with the same arguments for both, prints both
@@ -28,13 +29,20 @@ OUT="${OUT:-$root/target/compare.jsonl}"
 mkdir -p "$(dirname "$OUT")"
 
 export CARGO_INCREMENTAL=0
-echo "building overlay_bench..." >&2
-cargo bench -p overlay-driver-tokio --bench overlay_bench --no-run >&2
-ours_bin="$(cargo bench -p overlay-driver-tokio --bench overlay_bench --no-run --message-format=json 2>/dev/null \
-  | jq -r 'select(.reason == "compiler-artifact" and .target.name == "overlay_bench") | .executable // empty' | tail -1)"
-echo "building bench/peers/gossipsub..." >&2
-(cd bench/peers/gossipsub && cargo build --release --locked >&2)
-theirs_bin="$root/bench/peers/gossipsub/target/release/gossipsub-peer-bench"
+# OURS_BIN / THEIRS_BIN: use binaries built earlier instead of building here.
+ours_bin="${OURS_BIN:-}"
+theirs_bin="${THEIRS_BIN:-}"
+if [ -z "$ours_bin" ]; then
+  echo "building overlay_bench..." >&2
+  cargo bench -p overlay-driver-tokio --bench overlay_bench --no-run >&2
+  ours_bin="$(cargo bench -p overlay-driver-tokio --bench overlay_bench --no-run --message-format=json 2>/dev/null \
+    | jq -r 'select(.reason == "compiler-artifact" and .target.name == "overlay_bench") | .executable // empty' | tail -1)"
+fi
+if [ -z "$theirs_bin" ]; then
+  echo "building bench/peers/gossipsub..." >&2
+  (cd bench/peers/gossipsub && cargo build --release --locked >&2)
+  theirs_bin="$root/bench/peers/gossipsub/target/release/gossipsub-peer-bench"
+fi
 
 run() { # label, binary, args...
   local label="$1" bin="$2"

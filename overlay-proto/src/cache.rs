@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 
 use crate::idhash::{keyed_id_map, IdMap};
 use crate::origin::OriginSignature;
-use crate::peer::{MessageId, PeerId};
+use crate::peer::{ConnId, MessageId, PeerId};
 use crate::time::Instant;
 
 /// Ids the cache has room for before it first grows (it doubles with traffic up to
@@ -33,6 +33,11 @@ pub struct StoredMessage {
     pub auth: Option<OriginSignature>,
     /// The payload: an exact-size copy owned by the store (see [`MessageCache::insert`]).
     pub payload: Bytes,
+    /// The connection it first arrived on (none for this node's own broadcasts): the parent
+    /// in the gossip tree for this message, used by the tree optimisation.
+    pub from: Option<ConnId>,
+    /// When this node first received (or broadcast) it.
+    pub received_at: Instant,
 }
 
 #[derive(Debug)]
@@ -169,6 +174,16 @@ impl MessageCache {
         (slot.id == *id && !slot.message.payload.is_empty()).then_some(&slot.message)
     }
 
+    /// How a message still in the store arrived, even when its payload was too large to
+    /// keep: `(hops, from, received_at)` as in [`StoredMessage`].
+    pub fn arrival(&self, id: &MessageId) -> Option<(u8, Option<ConnId>, Instant)> {
+        let seq = *self.ids.get(id)?;
+        let index = seq.checked_sub(self.store_base)?;
+        let slot = self.store.get(usize::try_from(index).ok()?)?;
+        let m = &slot.message;
+        (slot.id == *id).then_some((m.hops, m.from, m.received_at))
+    }
+
     /// Forgets expired ids and drops expired messages.
     pub fn expire(&mut self, now: Instant) {
         while self.seen_order.front().is_some_and(|(at, _)| *at <= now) {
@@ -227,6 +242,8 @@ mod tests {
             hops: 1,
             auth: None,
             payload: vec![1; len].into(),
+            from: None,
+            received_at: Instant::ZERO,
         }
     }
 

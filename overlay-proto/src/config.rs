@@ -73,12 +73,30 @@ pub struct NodeConfig {
     pub store_ttl: Duration,
     /// How long to wait for a message announced by IHAVE before grafting.
     pub graft_timeout: Duration,
+    /// While the node's part of the tree is settled (it has eager peers and lost no running session within
+    /// `tree_settle`), the first GRAFT for a message announced by IHAVE is put off until this
+    /// long after the announcement (instead of `graft_timeout`): in a settled tree the
+    /// message is nearly always on its way eagerly too, and an early GRAFT only brings a
+    /// duplicate and reshapes the tree for one sender. Put-off GRAFTs go out at once when a
+    /// running session ends.
+    pub graft_timeout_settled: Duration,
+    /// How long after losing a running session (eager or lazy) the node grafts after
+    /// `graft_timeout` (puts off no GRAFT).
+    pub tree_settle: Duration,
     /// How long to wait after a GRAFT before asking the next announcer.
     pub graft_retry: Duration,
     /// An eager peer is pruned after this many duplicates in a row (any first copy from it
     /// resets the count). 1 is textbook Plumtree; more keeps the tree connected when
     /// broadcasts from many origins cross, at the cost of a few extra duplicates.
     pub prune_after_duplicates: u32,
+    /// Plumtree's tree optimisation: when an IHAVE shows that a lazy peer had a message at
+    /// least this many hops closer to its origin than the peer that pushed it to us, the two
+    /// links swap roles (the lazy one becomes eager, the eager one is pruned). 0 turns the
+    /// optimisation off.
+    pub optimization_threshold: u8,
+    /// A link whose eager/lazy role changed less than this long ago takes no part in a tree
+    /// optimisation swap, so a swap is never undone by the next message.
+    pub optimization_hold: Duration,
     /// IHAVE batches are flushed at this period.
     pub lazy_flush_interval: Duration,
     /// Most ids in one IHAVE batch per peer; more are dropped and counted.
@@ -220,8 +238,12 @@ impl Default for NodeConfig {
             store_bytes: 64 * 1024 * 1024,
             store_ttl: Duration::from_secs(30),
             graft_timeout: Duration::from_millis(80),
+            graft_timeout_settled: Duration::from_millis(240),
+            tree_settle: Duration::from_secs(10),
             graft_retry: Duration::from_millis(120),
             prune_after_duplicates: 5,
+            optimization_threshold: 3,
+            optimization_hold: Duration::from_secs(2),
             lazy_flush_interval: Duration::from_millis(10),
             ihave_batch_max: 512,
             catch_up_ids: 256,
@@ -366,6 +388,16 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         check((1..=64).contains(&self.alpha), "alpha", "1..=64")?;
         check(self.beta <= 256, "beta", "0..=256")?;
+        check(
+            self.graft_timeout_settled >= self.graft_timeout,
+            "graft_timeout_settled",
+            ">= graft_timeout",
+        )?;
+        check(
+            self.optimization_threshold <= 64,
+            "optimization_threshold",
+            "0..=64",
+        )?;
         check(
             (1..=self.max_sessions).contains(&self.active_target),
             "active_target",

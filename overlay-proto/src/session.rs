@@ -210,6 +210,10 @@ pub struct Session {
     pub eager: bool,
     /// Plumtree: duplicates received from this peer since it last gave us a message first.
     pub dup_streak: u32,
+    /// Plumtree: when this peer last gave us a message first.
+    pub first_copy_at: Option<Instant>,
+    /// Plumtree: when this link last changed between eager and lazy (or opened).
+    pub role_since: Instant,
     /// Plumtree: ids to announce to this peer at the next lazy flush.
     pub ihave: Vec<(MessageId, u8)>,
     /// The address the peer accepts connections on (from its HELLO).
@@ -276,6 +280,8 @@ impl Session {
             grant,
             eager: false,
             dup_streak: 0,
+            first_copy_at: None,
+            role_since: now,
             ihave: Vec::new(),
             listen: None,
             inflight_frames: 0,

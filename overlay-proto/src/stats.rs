@@ -246,6 +246,9 @@ pub struct NodeStats {
     pub prunes_sent: u64,
     /// Counter: PRUNE received.
     pub prunes_received: u64,
+    /// Counter: tree optimisation swaps (a lazy link with a shorter path made eager, the
+    /// eager link it replaces pruned).
+    pub tree_swaps: u64,
     /// Counter: direct messages delivered.
     pub direct_delivered: u64,
     /// Counter: overlay frames received, by [`crate::wire::Kind`] index.

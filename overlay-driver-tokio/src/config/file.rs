@@ -153,6 +153,14 @@ pub struct GossipSection {
     pub beta: Option<i64>,
     /// Wait for an announced message before grafting.
     pub graft_timeout_ms: Option<i64>,
+    /// Wait for an announced message before grafting while the tree is settled.
+    pub graft_timeout_settled_ms: Option<i64>,
+    /// How long after losing a session grafts use `graft_timeout_ms`.
+    pub tree_settle_ms: Option<i64>,
+    /// Hops a lazy peer's path must save before the tree optimisation swaps links (0: off).
+    pub optimization_threshold: Option<i64>,
+    /// A link whose role changed this recently takes no part in an optimisation swap.
+    pub optimization_hold_ms: Option<i64>,
     /// Wait after a GRAFT before asking the next announcer.
     pub graft_retry_ms: Option<i64>,
     /// IHAVE flush period.

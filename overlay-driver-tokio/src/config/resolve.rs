@@ -473,6 +473,34 @@ impl<'a> Resolver<'a> {
             g.graft_timeout_ms,
             node.graft_timeout,
         )?;
+        node.graft_timeout_settled = self.ms(
+            &spec(
+                "graft_timeout_settled_ms",
+                None,
+                None,
+                "gossip.graft_timeout_settled_ms",
+            ),
+            None,
+            g.graft_timeout_settled_ms,
+            node.graft_timeout_settled,
+        )?;
+        node.tree_settle = self.ms(
+            &spec("tree_settle_ms", None, None, "gossip.tree_settle_ms"),
+            None,
+            g.tree_settle_ms,
+            node.tree_settle,
+        )?;
+        node.optimization_hold = self.ms(
+            &spec(
+                "optimization_hold_ms",
+                None,
+                None,
+                "gossip.optimization_hold_ms",
+            ),
+            None,
+            g.optimization_hold_ms,
+            node.optimization_hold,
+        )?;
         node.graft_retry = self.ms(
             &spec("graft_retry_ms", None, None, "gossip.graft_retry_ms"),
             None,
@@ -549,6 +577,19 @@ impl<'a> Resolver<'a> {
             1,
             1000,
         )?;
+        node.optimization_threshold = u8::try_from(self.u32_in(
+            &spec(
+                "optimization_threshold",
+                None,
+                None,
+                "gossip.optimization_threshold",
+            ),
+            g.optimization_threshold,
+            u32::from(node.optimization_threshold),
+            0,
+            64,
+        )?)
+        .unwrap_or(u8::MAX);
         node.origin_auth = self.origin_auth()?;
 
         // [membership]

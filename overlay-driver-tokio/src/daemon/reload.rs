@@ -287,8 +287,17 @@ fn name_of(field: &str) -> String {
         "tick_interval" => "tick_ms".to_string(),
         "lazy_flush_interval" => "lazy_flush_ms".to_string(),
         "shuffle_interval" => "shuffle_interval_ms".to_string(),
-        "graft_timeout" | "graft_retry" | "seen_ttl" | "store_ttl" | "backoff_base"
-        | "backoff_max" => format!("{field}_ms"),
+        "graft_timeout"
+        | "graft_retry"
+        | "seen_ttl"
+        | "store_ttl"
+        | "backoff_base"
+        | "backoff_max"
+        | "graft_timeout_settled"
+        | "tree_settle"
+        | "optimization_hold" => {
+            format!("{field}_ms")
+        }
         other => other.to_string(),
     }
 }

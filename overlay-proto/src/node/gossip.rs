@@ -52,6 +52,8 @@ impl Node {
             hops: 0,
             auth,
             payload: payload.clone(),
+            from: None,
+            received_at: now,
         };
         self.cache.insert(now, id, stored);
         self.stats.gossip_originated += 1;
@@ -103,33 +105,7 @@ impl Node {
             if over_rate {
                 self.penalize(key, crate::score::Penalty::DuplicateFlood, 1);
             }
-            // A duplicate pushed by a peer we treat as lazy: it still has us as eager (the
-            // link is one-sided), so tell it to stop at once. From an eager peer: after
-            // `prune_after_duplicates` duplicates in a row, make the link lazy both ways. A
-            // tree edge keeps bringing first copies and is never pruned; the last eager peer
-            // is kept.
-            let limit = self.config.prune_after_duplicates;
-            let (eager, streak) = match self.session_mut(key) {
-                Some(s) => {
-                    s.dup_streak = s.dup_streak.saturating_add(1);
-                    (s.eager, s.dup_streak)
-                }
-                None => return,
-            };
-            let prune = if eager {
-                streak >= limit && self.eager.len() > 1
-            } else {
-                true
-            };
-            if prune {
-                if let Some(s) = self.session_mut(key) {
-                    s.dup_streak = 0;
-                    s.pruned_at = Some(now);
-                }
-                self.make_lazy(key);
-                self.stats.prunes_sent += 1;
-                self.send_frame(key, Kind::Prune, &[]);
-            }
+            self.prune_if_redundant(key);
             return;
         }
         // A new id: nothing is stored, delivered or forwarded before the content checks.
@@ -154,18 +130,22 @@ impl Node {
     pub(super) fn accept_gossip(&mut self, key: SessionKey, from: PeerId, msg: GossipMsg) {
         let now = self.now;
         let hops = msg.hops.saturating_add(1);
+        // The tree parent of this message; after application validation the session key may
+        // have been reused by another peer, which is then not the parent.
+        let conn = self.session(key).filter(|s| s.peer == from).map(|s| s.conn);
         let stored = StoredMessage {
             origin: msg.origin,
             nonce: msg.nonce,
             hops,
             auth: msg.auth,
             payload: msg.payload.clone(),
+            from: conn,
+            received_at: now,
         };
         self.cache.insert(now, msg.id, stored);
-        if let Some(s) = self.session_mut(key) {
-            s.dup_streak = 0;
-        }
+        self.note_first_copy(key);
         self.scores.first_delivery(from);
+        let offer = self.best_offer(&msg.id);
         self.remove_missing(&msg.id);
         self.stats.gossip_delivered += 1;
         self.stats.delivered_hops_sum += u64::from(hops);
@@ -180,6 +160,16 @@ impl Node {
             hops,
             &forwarded.payload,
         );
+        // After forwarding: a link made eager now must not get this message pushed (its
+        // peer had it first and would prune the link as redundant).
+        if let Some((offered, shortcut, shortcut_conn)) = offer {
+            if self
+                .session(shortcut)
+                .is_some_and(|s| s.conn == shortcut_conn)
+            {
+                self.consider_shortcut(shortcut, offered, hops, conn, now);
+            }
+        }
         self.actions.push_back(Action::Deliver(Delivery {
             id: forwarded.id,
             origin: forwarded.origin,
@@ -332,12 +322,16 @@ impl Node {
         let delivered = self.has_delivered(key);
         let share = self.config.ihave_max_missing_per_peer;
         let deadline = now + self.config.graft_timeout;
-        for (id, _hops) in ids.take(allowed as usize) {
+        for (id, hops) in ids.take(allowed as usize) {
             if self.cache.contains(&id) {
+                if let Some((our_hops, from, at)) = self.cache.arrival(&id) {
+                    self.consider_shortcut(key, hops, our_hops, from, at);
+                }
                 continue;
             }
             if self.missing.contains_key(&id) {
                 self.add_announcer(id, key, conn, delivered);
+                self.note_offer(&id, hops, key, conn);
                 continue;
             }
             let owned = self.session(key).map_or(usize::MAX, |s| s.missing_owned);
@@ -355,6 +349,8 @@ impl Node {
                     announcers: vec![(key, conn)],
                     owner: Some((key, conn)),
                     grafted: None,
+                    deferred: false,
+                    best_offer: Some((hops, key, conn)),
                 },
             );
             if let Some(s) = self.session_mut(key) {
@@ -442,11 +438,7 @@ impl Node {
         let mut grafts: BTreeMap<SessionKey, Vec<MessageId>> = BTreeMap::new();
         let mut broken: BTreeMap<SessionKey, u32> = BTreeMap::new();
         let mut done: Vec<MessageId> = Vec::new();
-        while let Some((deadline, id)) = self.missing_timers.front().copied() {
-            if deadline > now {
-                break;
-            }
-            self.missing_timers.pop_front();
+        for id in self.due_missing() {
             if self.cache.contains(&id) {
                 done.push(id);
                 continue;
@@ -581,9 +573,11 @@ impl Node {
         if !self.may_be_eager(key) {
             return;
         }
+        let now = self.now;
         if let Some(s) = self.session_mut(key) {
             if s.is_running() && !s.eager {
                 s.eager = true;
+                s.role_since = now;
                 self.lazy.retain(|k| *k != key);
                 self.eager.push(key);
             }
@@ -592,9 +586,11 @@ impl Node {
 
     /// Moves a running session to the lazy set.
     pub(super) fn make_lazy(&mut self, key: SessionKey) {
+        let now = self.now;
         if let Some(s) = self.session_mut(key) {
             if s.is_running() && s.eager {
                 s.eager = false;
+                s.role_since = now;
                 self.eager.retain(|k| *k != key);
                 self.lazy.push(key);
             }

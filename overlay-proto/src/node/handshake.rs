@@ -442,10 +442,12 @@ impl Node {
         let catch_up = self.config.catch_up_ids;
         let eager = self.eager.len() < alpha;
         let recent: Vec<(crate::peer::MessageId, u8)> = self.cache.recent(catch_up).collect();
+        let now = self.now;
         let Some(s) = self.session_mut(key) else {
             return;
         };
         s.phase = Phase::Running;
+        s.role_since = now;
         s.grant = grant;
         let released = std::mem::take(&mut s.holds_preauth).then_some(s.remote.ip());
         s.eager = eager;

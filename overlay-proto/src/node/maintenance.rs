@@ -18,11 +18,7 @@ impl Node {
         if self.lazy_flush_at.is_some_and(|at| at <= now) {
             self.flush_lazy();
         }
-        if self
-            .missing_timers
-            .front()
-            .is_some_and(|(at, _)| *at <= now)
-        {
+        if self.missing_due_at().is_some_and(|at| at <= now) {
             self.expire_missing();
         }
         if self.validation.next_deadline().is_some_and(|at| at <= now) {

@@ -14,6 +14,7 @@ mod reconfigure;
 mod recv;
 mod send;
 mod token;
+mod tree;
 mod types;
 mod validation;
 
@@ -53,6 +54,11 @@ struct Missing {
     owner: Option<(SessionKey, ConnId)>,
     /// The announcer we sent GRAFT to and still wait for.
     grafted: Option<(SessionKey, ConnId)>,
+    /// The first GRAFT was put off (the tree was settled when `graft_timeout` ran out).
+    deferred: bool,
+    /// The announcement with the fewest hops so far (hops, session, conn): when the message
+    /// then arrives eagerly over a longer path, the tree optimisation may swap the links.
+    best_offer: Option<(u8, SessionKey, ConnId)>,
 }
 
 /// Most announcers remembered per missing id.
@@ -79,6 +85,9 @@ pub struct Node {
     cache: MessageCache,
     missing: IdMap<MessageId, Missing>,
     missing_timers: VecDeque<(Instant, MessageId)>,
+    /// Missing ids whose first graft was put off because the tree was settled, with the
+    /// time `graft_timeout_settled` after their announcement.
+    deferred_grafts: VecDeque<(Instant, MessageId)>,
     passive: PassiveView,
     /// Dials in flight, with their addresses.
     dials: BTreeMap<DialId, SocketAddr>,
@@ -94,6 +103,9 @@ pub struct Node {
     own_token: Option<crate::keys::SecretToken>,
     /// Signs this node's broadcasts (`origin_auth = Sign`).
     signer: Option<crate::origin::OriginSigner>,
+    /// When a running session last ended (not as a duplicate or at shutdown): until
+    /// `tree_settle` later, no GRAFT is put off.
+    session_lost_at: Option<Instant>,
     /// Reused scratch space for sampling lazy peers.
     scratch_keys: Vec<SessionKey>,
     /// Content-check verdicts that came with the bytes being handled (empty otherwise).
@@ -162,6 +174,7 @@ impl Node {
             // Grows with traffic: 1024 entries up front were ~230 KiB per idle node.
             missing: keyed_id_map(16, hash_key),
             missing_timers: VecDeque::new(),
+            deferred_grafts: VecDeque::new(),
             passive: PassiveView::new(config.passive_capacity),
             rng: ChaCha8Rng::seed_from_u64(seed),
             now: Instant::ZERO,
@@ -187,6 +200,7 @@ impl Node {
             shutting_down: false,
             own_token,
             signer,
+            session_lost_at: None,
             scratch_keys: Vec::new(),
             prechecked: crate::precheck::Prechecked::default(),
             scores: ScoreBook::new(config.scoring.clone(), Instant::ZERO),
@@ -265,8 +279,8 @@ impl Node {
         if let Some(flush) = self.lazy_flush_at {
             at = at.min(flush);
         }
-        if let Some((deadline, _)) = self.missing_timers.front() {
-            at = at.min(*deadline);
+        if let Some(deadline) = self.missing_due_at() {
+            at = at.min(deadline);
         }
         if let Some(deadline) = self.validation.next_deadline() {
             at = at.min(deadline);
@@ -466,6 +480,9 @@ impl Node {
             });
         }
         self.stats.sessions_closed += 1;
+        if was_running && !matches!(reason, CloseReason::Duplicate | CloseReason::Shutdown) {
+            self.session_lost_at = Some(self.now);
+        }
         if was_running {
             self.actions
                 .push_back(Action::Session(crate::action::SessionEvent::Down {
