@@ -113,7 +113,10 @@ fn add_tally(sum: &mut AttackTally, t: &AttackTally) {
         }
     }
     for (k, v) in &t.closed_by_honest {
-        *sum.closed_by_honest.entry(*k).or_default() += v;
+        *sum.closed_by_honest.entry(k.clone()).or_default() += v;
+    }
+    for (k, v) in &t.closed_among_attackers {
+        *sum.closed_among_attackers.entry(k.clone()).or_default() += v;
     }
     sum.blocked_by_credit += t.blocked_by_credit;
     sum.tampered_deliveries += t.tampered_deliveries;
@@ -298,13 +301,14 @@ fn map_line<K: std::fmt::Display>(m: &std::collections::BTreeMap<K, u64>) -> Str
 fn tally_line(t: &AttackTally, not_ready: usize) -> String {
     format!(
         "injected [{}]; dropped [{}]; rewritten [{}]; blocked by credit {}; honest closes of \
-         attacker sessions by code [{}]; tampered deliveries {}; forged deliveries {}; honest \
-         not ready at the end {}",
+         attacker sessions by code [{}] (among attackers [{}]); tampered deliveries {}; forged \
+         deliveries {}; honest not ready at the end {}",
         map_line(&t.injected),
         map_line(&t.dropped),
         map_line(&t.rewritten),
         t.blocked_by_credit,
         map_line(&t.closed_by_honest),
+        map_line(&t.closed_among_attackers),
         t.tampered_deliveries,
         t.forged_deliveries,
         not_ready

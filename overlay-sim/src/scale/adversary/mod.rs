@@ -132,9 +132,12 @@ pub struct AttackTally {
     pub rewritten: std::collections::BTreeMap<String, u64>,
     /// Injections skipped because the honest peer's credit window was used up.
     pub blocked_by_credit: u64,
-    /// Error frames (`RESP` code ≥ 400) attackers received from honest peers, by code: honest
-    /// nodes closing attacker sessions.
-    pub closed_by_honest: std::collections::BTreeMap<u16, u64>,
+    /// Error frames (`RESP` code ≥ 400) attackers received from honest peers, by code and
+    /// reason label (`"408 stalled"`): honest nodes closing attacker sessions.
+    pub closed_by_honest: std::collections::BTreeMap<String, u64>,
+    /// Error frames attackers received from fellow attackers (their unchanged cores closing
+    /// each other's sessions), by code and reason label; not a defence, kept apart.
+    pub closed_among_attackers: std::collections::BTreeMap<String, u64>,
     /// Deliveries at honest nodes whose payload was altered on the way.
     pub tampered_deliveries: u64,
     /// Deliveries at honest nodes of messages an attacker forged in an honest origin's name.

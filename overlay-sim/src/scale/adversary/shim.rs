@@ -40,7 +40,8 @@ struct Counts {
     dropped: [u64; 10],
     rewritten: [u64; 10],
     blocked: u64,
-    closed: BTreeMap<u16, u64>,
+    closed: BTreeMap<String, u64>,
+    closed_among_attackers: BTreeMap<String, u64>,
     dirty: bool,
 }
 
@@ -160,6 +161,9 @@ impl Adversary {
             for (code, n) in c.closed {
                 *t.closed_by_honest.entry(code).or_default() += n;
             }
+            for (code, n) in c.closed_among_attackers {
+                *t.closed_among_attackers.entry(code).or_default() += n;
+            }
         });
     }
 
@@ -212,7 +216,7 @@ impl Adversary {
                 FrameClass::Control => {
                     let h = &f.header;
                     if h.flags & frame::flags::RESP != 0 && h.code >= 400 {
-                        closed = Some(h.code);
+                        closed = Some(close_label(h.code, f.payload.as_deref()));
                     }
                     put_frame(&mut out, f);
                 }
@@ -226,8 +230,15 @@ impl Adversary {
                 data: out.freeze(),
             });
         }
-        if let Some(code) = closed {
-            *self.counts.closed.entry(code).or_default() += 1;
+        if let Some(label) = closed {
+            // A fellow attacker's core closing the session is not a defence of an honest node.
+            let colluder = self.conns.get(&conn).is_some_and(|c| c.colluder);
+            let tally = if colluder {
+                &mut self.counts.closed_among_attackers
+            } else {
+                &mut self.counts.closed
+            };
+            *tally.entry(label).or_default() += 1;
             self.counts.dirty = true;
         }
         for (id, hops) in learned {
@@ -517,5 +528,17 @@ impl NodeShim for Adversary {
 
     fn poll_timeout(&self) -> Option<Instant> {
         self.next_attack.map(|at| at.max(self.start))
+    }
+}
+
+/// `"<code> <reason>"` of an error frame: the code and the reason label of the core's error body
+/// (`{"error":"<label>"}`), or the code alone.
+fn close_label(code: u16, body: Option<&[u8]>) -> String {
+    let reason = body
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string));
+    match reason {
+        Some(r) => format!("{code} {r}"),
+        None => code.to_string(),
     }
 }
