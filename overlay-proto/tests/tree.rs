@@ -32,7 +32,14 @@ fn config() -> NodeConfig {
     c.idle_timeout = Duration::from_secs(10_000);
     c.liveness_timeout = Duration::from_secs(9_000);
     c.keepalive_interval = Duration::from_secs(5_000);
+    tree_optimization(&mut c);
     c
+}
+
+/// The opt-in tree optimisation these tests study (off by default in the core).
+fn tree_optimization(c: &mut NodeConfig) {
+    c.optimization_threshold = 3;
+    c.graft_timeout_settled = Duration::from_millis(240);
 }
 
 fn peer(n: u8) -> PeerId {
@@ -380,6 +387,7 @@ fn mesh(nodes: usize, seed: u64) -> Mesh {
         ..MeshConfig::default()
     };
     cfg.node_config.origin_auth = OriginAuth::None;
+    tree_optimization(&mut cfg.node_config);
     Mesh::new(cfg).unwrap()
 }
 

@@ -132,6 +132,10 @@ pub struct ScaleArgs {
     /// --adversary-suite: only that column (both by default)
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub scoring: Option<bool>,
+    /// Plumtree's opt-in tree optimisation in every core (optimization_threshold 3, GRAFTs
+    /// put off 240 ms while settled): on or off [default: off, the core's default]
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub tree_optimization: Option<bool>,
     /// Run the attack table: the attack-free run, every adversary kind at
     /// --adversary-percent (20), and 50 % silent, random senders, over --seeds seeds
     #[arg(long)]
@@ -198,6 +202,7 @@ impl ScaleArgs {
             adversary_percent: self.adversary_percent,
             attack_start_ms: self.attack_start_ms,
             scoring: self.scoring,
+            tree_optimization: self.tree_optimization,
         }
     }
 
@@ -306,6 +311,7 @@ impl ScaleArgs {
             || self.adversary.is_some()
             || self.adversary_percent.is_some()
             || self.scoring.is_some()
+            || self.tree_optimization.is_some()
     }
 }
 
