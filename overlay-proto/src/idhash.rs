@@ -106,7 +106,8 @@ impl Hasher for IdHasher {
     }
 }
 
-/// A `HashMap` with [`IdHasher`].
+/// A `HashMap` with [`IdHasher`]. Used for lookups only: the core never iterates an `IdMap`
+/// (nothing it outputs depends on hash order; ordered state lives in `BTreeMap`s and queues).
 pub type IdMap<K, V> = HashMap<K, V, IdState>;
 
 /// An empty [`IdMap`] with room for `capacity` entries and the default key (for maps whose

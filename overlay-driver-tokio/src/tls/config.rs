@@ -111,22 +111,7 @@ pub fn client_config(
     opts: &TlsOptions,
     expected_peer: Option<PeerId>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    let provider = crypto_provider(opts.pq);
-    let verifier = PeerServerVerifier::new(
-        Arc::clone(&provider),
-        opts.ca_roots.as_deref(),
-        expected_peer,
-    )?;
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(TlsError::Config)?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(identity.certified_key())));
-    config.alpn_protocols = vec![ALPN.to_vec()];
-    config.resumption = Resumption::disabled();
-    config.enable_sni = false;
-    Ok(Arc::new(config))
+    dialing_config(opts, expected_peer, Some(identity))
 }
 
 /// A client session's configuration (issue #9): like [`client_config`] but with no client
@@ -137,18 +122,32 @@ pub fn client_session_config(
     opts: &TlsOptions,
     expected_peer: Option<PeerId>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
+    dialing_config(opts, expected_peer, None)
+}
+
+/// The dialing side's configuration, with `identity` as client certificate (a peer) or none
+/// (a client session).
+fn dialing_config(
+    opts: &TlsOptions,
+    expected_peer: Option<PeerId>,
+    identity: Option<&Identity>,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = crypto_provider(opts.pq);
     let verifier = PeerServerVerifier::new(
         Arc::clone(&provider),
         opts.ca_roots.as_deref(),
         expected_peer,
     )?;
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(TlsError::Config)?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut config = match identity {
+        Some(identity) => builder
+            .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(identity.certified_key()))),
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = vec![ALPN.to_vec()];
     config.resumption = Resumption::disabled();
     config.enable_sni = false;
