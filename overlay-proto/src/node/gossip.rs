@@ -530,7 +530,7 @@ impl Node {
         }
         self.make_eager(key);
         for id in ids {
-            let Some(stored) = self.cache.get(&id).cloned() else {
+            let Some(stored) = self.cache.get(&id) else {
                 if !self.cache.contains(&id) {
                     // Never seen here, so never announced by us.
                     flood += 1;
