@@ -480,6 +480,12 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_message_costs_little_beyond_its_payload() {
+        // The slot is compact: no inline signature, no copy of the expiry.
+        assert_eq!(STORED_MESSAGE_OVERHEAD, 152);
+    }
+
+    #[test]
     fn stored_payloads_do_not_pin_the_receive_block() {
         let mut cache = MessageCache::new(limits());
         let block = Bytes::from(vec![7u8; 4096]);

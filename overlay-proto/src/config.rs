@@ -67,9 +67,11 @@ pub struct NodeConfig {
     pub seen_ttl: Duration,
     /// Messages kept to answer GRAFT requests.
     pub store_capacity: usize,
-    /// Bytes of payload kept to answer GRAFT requests.
+    /// Bytes kept to answer GRAFT requests: payloads, origin signatures and
+    /// [`crate::cache::STORED_MESSAGE_OVERHEAD`] per message; the oldest are dropped first.
     pub store_bytes: usize,
-    /// How long a message is kept to answer GRAFT requests.
+    /// How long a message is kept to answer GRAFT requests (and announced in a new
+    /// session's catch-up IHAVE).
     pub store_ttl: Duration,
     /// How long to wait for a message announced by IHAVE before grafting.
     pub graft_timeout: Duration,
@@ -239,8 +241,13 @@ impl Default for NodeConfig {
             seen_capacity: 1 << 17,
             seen_ttl: Duration::from_secs(120),
             store_capacity: 8192,
-            store_bytes: 64 * 1024 * 1024,
-            store_ttl: Duration::from_secs(30),
+            // Sized for what the store is for: the IHAVE → GRAFT repair, which completes
+            // within about a second (the simulator's loss and mass-kill scenarios give the
+            // same figures with 1 s as with 30 s; 2 s leaves room for a CPU-starved host),
+            // and a burst of 1000 simultaneous 1 KiB broadcasts (≈ 1.2 MB; 512 KiB lost
+            // messages in `overlay-sim scale --scenario all-send`). See docs/PERFORMANCE.md.
+            store_bytes: 4 * 1024 * 1024,
+            store_ttl: Duration::from_secs(2),
             graft_timeout: Duration::from_millis(80),
             graft_timeout_settled: Duration::from_millis(80),
             tree_settle: Duration::from_secs(10),

@@ -136,6 +136,13 @@ pub struct ScaleArgs {
     /// put off 240 ms while settled): on or off [default: off, the core's default]
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub tree_optimization: Option<bool>,
+    /// Every core's store_ttl (how long messages are kept for GRAFT answers), ms [default:
+    /// the core's]
+    #[arg(long, value_name = "MS")]
+    pub store_ttl_ms: Option<u64>,
+    /// Every core's store_bytes (bytes kept for GRAFT answers) [default: the core's]
+    #[arg(long, value_name = "BYTES")]
+    pub store_bytes: Option<usize>,
     /// Run the attack table: the attack-free run, every adversary kind at
     /// --adversary-percent (20), and 50 % silent, random senders, over --seeds seeds
     #[arg(long)]
@@ -203,6 +210,8 @@ impl ScaleArgs {
             attack_start_ms: self.attack_start_ms,
             scoring: self.scoring,
             tree_optimization: self.tree_optimization,
+            store_ttl_ms: self.store_ttl_ms,
+            store_bytes: self.store_bytes,
         }
     }
 
