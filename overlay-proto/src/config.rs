@@ -241,13 +241,15 @@ impl Default for NodeConfig {
             seen_capacity: 1 << 17,
             seen_ttl: Duration::from_secs(120),
             store_capacity: 8192,
-            // Sized for what the store is for: the IHAVE → GRAFT repair, which completes
-            // within about a second (the simulator's loss and mass-kill scenarios give the
-            // same figures with 1 s as with 30 s; 2 s leaves room for a CPU-starved host),
-            // and a burst of 1000 simultaneous 1 KiB broadcasts (≈ 1.2 MB; 512 KiB lost
-            // messages in `overlay-sim scale --scenario all-send`). See docs/PERFORMANCE.md.
-            store_bytes: 4 * 1024 * 1024,
-            store_ttl: Duration::from_secs(2),
+            // Sized for what the store is for: answering the GRAFTs its IHAVEs invite. An
+            // announcement can sit in a slow session's queue until `stall_timeout` (10 s)
+            // closes it, so messages are held that long (with 2 s, a held link made honest
+            // announcers miss their promises and get banned in the chaos smoke sweep); the
+            // byte bound caps what that costs at high rates (1000 simultaneous 1 KiB
+            // broadcasts, ≈ 1.2 MB, still pass `overlay-sim scale --scenario all-send`; 512
+            // KiB did not). See docs/PERFORMANCE.md.
+            store_bytes: 1024 * 1024,
+            store_ttl: Duration::from_secs(10),
             graft_timeout: Duration::from_millis(80),
             graft_timeout_settled: Duration::from_millis(80),
             tree_settle: Duration::from_secs(10),
