@@ -152,6 +152,10 @@ pub struct NodeConfig {
     pub ihave_rate_burst: u32,
     /// Most entries of the missing-id table one peer's announcements may hold at once.
     pub ihave_max_missing_per_peer: usize,
+    /// Announcers remembered per missing id (the peers a GRAFT may go to, best-ranked
+    /// first: peers that delivered, then unproven ones, then eager peers that announced
+    /// instead of pushing, then peers that broke GRAFT promises).
+    pub max_announcers: usize,
     /// Duplicate messages per second tolerated from a peer before they are scored.
     pub duplicate_rate_per_s: u32,
     /// Token bucket depth for `duplicate_rate_per_s`.
@@ -272,6 +276,7 @@ impl Default for NodeConfig {
             ihave_rate_per_s: 20_000,
             ihave_rate_burst: 40_000,
             ihave_max_missing_per_peer: 4096,
+            max_announcers: 8,
             duplicate_rate_per_s: 1000,
             duplicate_rate_burst: 4000,
             shuffle_rate_per_s: 1,
@@ -539,6 +544,11 @@ impl NodeConfig {
             self.ihave_max_missing_per_peer >= 1,
             "ihave_max_missing_per_peer",
             ">= 1",
+        )?;
+        check(
+            (1..=64).contains(&self.max_announcers),
+            "max_announcers",
+            "1..=64",
         )?;
         check(self.max_preauth >= 1, "max_preauth", ">= 1")?;
         check(

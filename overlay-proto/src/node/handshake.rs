@@ -12,7 +12,7 @@ use crate::peer::{ConnId, DialId, Direction, PeerId};
 use crate::ratelimit::TokenBucket;
 use crate::session::{ConnectionInfo, ControlBuckets, Grant, Phase, Session};
 use crate::stats::RejectReason;
-use crate::wire::{HelloOverlay, HelloRequestBody, Operation};
+use crate::wire::{HelloOverlay, HelloRequestBody, Kind, Operation};
 
 /// Largest HELLO or START frame accepted during the handshake (header included).
 pub(super) const MAX_HANDSHAKE_FRAME: usize = 16 * 1024;
@@ -469,6 +469,9 @@ impl Node {
         }
         if eager {
             self.eager.push(key);
+            // Tell the peer, so the link is eager on both ends (see `promote_to_eager`).
+            self.stats.grafts_sent += 1;
+            self.send_frame(key, Kind::Graft, &[]);
         } else {
             self.lazy.push(key);
         }
