@@ -652,7 +652,7 @@ impl Node {
                     self.answer_error(conn, corr, Why::Rate);
                     return;
                 }
-                match self.broadcast(body.clone()) {
+                match self.broadcast(crate::topic::TopicId::DEFAULT, body.clone()) {
                     Ok(id) => {
                         self.stats.clients.published += 1;
                         let answer = format!("{{\"id\":\"{}\"}}", id.to_hex());
