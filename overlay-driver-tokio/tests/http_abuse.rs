@@ -500,6 +500,7 @@ async fn sse_non_readers_are_closed() {
             let mut id = [0u8; 32];
             id[..4].copy_from_slice(&n.to_be_bytes());
             flood_feed.deliveries.publish(Delivery {
+                topic: overlay_proto::TopicId::DEFAULT,
                 id: MessageId(id),
                 origin: PeerId([2; 32]),
                 from: PeerId([3; 32]),

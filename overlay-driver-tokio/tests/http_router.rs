@@ -85,6 +85,7 @@ impl Fake {
 
     fn deliver(&self, n: u8, payload: &'static [u8]) {
         let d = Delivery {
+            topic: overlay_proto::TopicId::DEFAULT,
             id: MessageId([n; 32]),
             origin: peer(1),
             from: peer(2),
@@ -1443,6 +1444,8 @@ mod openapi {
             E::Quota,
             E::NotConnected,
             E::ShuttingDown,
+            E::NotJoined,
+            E::TooManyTopics,
         ];
         for e in all {
             match e {
@@ -1456,7 +1459,9 @@ mod openapi {
                 | E::Forbidden
                 | E::Quota
                 | E::NotConnected
-                | E::ShuttingDown => {}
+                | E::ShuttingDown
+                | E::NotJoined
+                | E::TooManyTopics => {}
             }
         }
         all.iter().map(|e| e.label()).collect()

@@ -439,7 +439,7 @@ impl<N: Net> OverlayBuilder<N> {
         ));
         let (directs, _) = broadcast::channel(DIRECT_CAPACITY);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let (topic, _) = broadcast::channel(event_buffer.max(1));
+        let topics = Arc::new(crate::api::TopicBus::new(event_buffer));
         let (validations, validations_rx) =
             tokio::sync::mpsc::channel(cfg.validation_pending_max.max(1));
         let readiness = Arc::new(watch::Sender::new(Readiness {
@@ -502,7 +502,7 @@ impl<N: Net> OverlayBuilder<N> {
                 deliveries: Arc::clone(&deliveries),
                 directs: directs.clone(),
                 events: events.clone(),
-                topic: topic.clone(),
+                topics: Arc::clone(&topics),
                 validations,
                 readiness: Arc::clone(&readiness),
             },
@@ -556,7 +556,7 @@ impl<N: Net> OverlayBuilder<N> {
                 deliveries,
                 directs,
                 events,
-                topic,
+                topics,
                 validator: std::sync::Mutex::new(Some(super::Validator { rx: validations_rx })),
                 readiness: readiness.subscribe(),
                 finished: finished_rx,

@@ -45,7 +45,7 @@ impl OverlayApi for Overlay {
     }
 
     fn subscribe(&self) -> Subscription {
-        Overlay::subscribe(self)
+        Overlay::deliveries(self)
     }
 
     fn resume(&self, after: Option<Cursor>) -> Result<(Subscription, Replay), CursorError> {
