@@ -64,7 +64,7 @@ impl Pair {
             b_actions: Vec::new(),
             a_record: Vec::new(),
         };
-        pair.to_b(Input::ConnectionUp {
+        pair.input_b(Input::ConnectionUp {
             conn: B_CONN,
             peer: PeerId([1; 32]),
             direction: Direction::Inbound,
@@ -72,7 +72,7 @@ impl Pair {
             dial: None,
             kx_group: None,
         });
-        pair.to_a(Input::ConnectionUp {
+        pair.input_a(Input::ConnectionUp {
             conn: A_CONN,
             peer: PeerId([2; 32]),
             direction: Direction::Outbound,
@@ -84,7 +84,7 @@ impl Pair {
         pair
     }
 
-    fn to_a(&mut self, input: Input) -> Vec<Action> {
+    fn input_a(&mut self, input: Input) -> Vec<Action> {
         self.a.handle(self.now, input.clone());
         let mut actions = Vec::new();
         while let Some(act) = self.a.poll_action() {
@@ -94,12 +94,12 @@ impl Pair {
         self.a_actions.extend(actions.iter().cloned());
         let bytes: Vec<Bytes> = transmits(&actions, A_CONN);
         for data in bytes {
-            self.to_b(Input::Received { conn: B_CONN, data });
+            self.input_b(Input::Received { conn: B_CONN, data });
         }
         actions
     }
 
-    fn to_b(&mut self, input: Input) -> Vec<Action> {
+    fn input_b(&mut self, input: Input) -> Vec<Action> {
         self.b.handle(self.now, input);
         let mut actions = Vec::new();
         while let Some(act) = self.b.poll_action() {
@@ -107,7 +107,7 @@ impl Pair {
         }
         self.b_actions.extend(actions.iter().cloned());
         for data in transmits(&actions, B_CONN) {
-            self.to_a(Input::Received { conn: A_CONN, data });
+            self.input_a(Input::Received { conn: A_CONN, data });
         }
         actions
     }
@@ -116,8 +116,8 @@ impl Pair {
     fn settle(&mut self) {
         for _ in 0..30 {
             self.now += Duration::from_millis(10);
-            self.to_a(Input::Timeout);
-            self.to_b(Input::Timeout);
+            self.input_a(Input::Timeout);
+            self.input_b(Input::Timeout);
         }
     }
 
@@ -251,10 +251,10 @@ fn join_and_leave_are_answered_and_the_default_topic_stays() {
 fn a_topic_flows_between_members_only_and_stops_after_leave() {
     let mut pair = Pair::new(cfg());
     let chat = TopicId::from_name("chat");
-    assert_eq!(joined(&pair.to_a(Input::Join(chat))), Ok(true));
+    assert_eq!(joined(&pair.input_a(Input::Join(chat))), Ok(true));
     pair.settle();
     // B is not in the topic: A publishes, B gets nothing of it.
-    let id = published(&pair.to_a(publish(chat, 1))).unwrap();
+    let id = published(&pair.input_a(publish(chat, 1))).unwrap();
     pair.settle();
     assert!(pair.delivered_at_b(chat).is_empty());
     let b = pair.b.stats();
@@ -262,15 +262,15 @@ fn a_topic_flows_between_members_only_and_stops_after_leave() {
     assert_eq!(b.frames_in_by_kind[Kind::TopicIHave.index()], 0);
     assert_eq!(b.frames_in_by_kind[Kind::Topics.index()], 1);
     // B joins: the next message arrives, announced as a catch-up first or pushed.
-    assert_eq!(joined(&pair.to_b(Input::Join(chat))), Ok(true));
+    assert_eq!(joined(&pair.input_b(Input::Join(chat))), Ok(true));
     pair.settle();
-    let id2 = published(&pair.to_a(publish(chat, 2))).unwrap();
+    let id2 = published(&pair.input_a(publish(chat, 2))).unwrap();
     pair.settle();
     let got = pair.delivered_at_b(chat);
     assert!(got.contains(&id2), "member B gets the topic");
     assert!(got.len() <= 2 && got.iter().all(|g| *g == id || *g == id2));
     // The default topic still flows as before.
-    let d = published(&pair.to_a(Input::Broadcast {
+    let d = published(&pair.input_a(Input::Broadcast {
         request: 9,
         payload: Bytes::from_static(b"everyone"),
     }))
@@ -278,10 +278,10 @@ fn a_topic_flows_between_members_only_and_stops_after_leave() {
     pair.settle();
     assert!(pair.delivered_at_b(TopicId::DEFAULT).contains(&d));
     // B leaves: nothing more of the topic reaches it.
-    assert_eq!(left(&pair.to_b(Input::Leave(chat))), Ok(true));
+    assert_eq!(left(&pair.input_b(Input::Leave(chat))), Ok(true));
     pair.settle();
     let before = pair.b.stats().frames_in_by_kind[Kind::TopicGossip.index()];
-    let id3 = published(&pair.to_a(publish(chat, 3))).unwrap();
+    let id3 = published(&pair.input_a(publish(chat, 3))).unwrap();
     pair.settle();
     assert!(!pair.delivered_at_b(chat).contains(&id3));
     assert_eq!(
@@ -294,7 +294,7 @@ fn a_topic_flows_between_members_only_and_stops_after_leave() {
 fn a_topic_message_from_a_non_member_is_counted_and_ignored() {
     let mut pair = Pair::new(cfg());
     let chat = TopicId::from_name("chat");
-    pair.to_b(Input::Join(chat));
+    pair.input_b(Input::Join(chat));
     pair.settle();
     // A is not in the topic, yet B's session receives a topic message on it: ignored.
     let origin = PeerId([7; 32]);
@@ -303,7 +303,7 @@ fn a_topic_message_from_a_non_member_is_counted_and_ignored() {
     let mut body = chat.0.to_vec();
     wire::put_gossip_header(&mut body, &mid, &origin, 5, 0);
     body.extend_from_slice(payload);
-    pair.to_b(Input::Received {
+    pair.input_b(Input::Received {
         conn: B_CONN,
         data: event(Kind::TopicGossip, &body),
     });
@@ -325,7 +325,7 @@ fn a_topic_announcement_over_the_limit_closes_the_session_from_its_header() {
     let mut topics: Vec<TopicId> = ["a", "b", "c"].map(TopicId::from_name).to_vec();
     topics.sort();
     wire::put_topics(&mut body, topics.iter());
-    let out = pair.to_b(Input::Received {
+    let out = pair.input_b(Input::Received {
         conn: B_CONN,
         data: event(Kind::Topics, &body),
     });
@@ -386,8 +386,8 @@ fn a_message_moved_to_another_topic_is_rejected_and_the_relay_closed() {
     let chat = TopicId::from_name("chat");
     let news = TopicId::from_name("news");
     for t in [chat, news] {
-        pair.to_a(Input::Join(t));
-        pair.to_b(Input::Join(t));
+        pair.input_a(Input::Join(t));
+        pair.input_b(Input::Join(t));
     }
     pair.settle();
     let origin = PeerId([7; 32]);
@@ -396,7 +396,7 @@ fn a_message_moved_to_another_topic_is_rejected_and_the_relay_closed() {
     let mut body = news.0.to_vec();
     wire::put_gossip_header(&mut body, &id_in_chat, &origin, 5, 0);
     body.extend_from_slice(payload);
-    let out = pair.to_b(Input::Received {
+    let out = pair.input_b(Input::Received {
         conn: B_CONN,
         data: event(Kind::TopicGossip, &body),
     });
@@ -545,14 +545,14 @@ fn a_topic_tree_repairs_itself_after_members_die() {
 fn a_trace_with_topics_replays_with_zero_divergences() {
     let mut pair = Pair::new(cfg());
     let chat = TopicId::from_name("chat");
-    pair.to_b(Input::Join(chat));
-    pair.to_a(Input::Join(chat));
+    pair.input_b(Input::Join(chat));
+    pair.input_a(Input::Join(chat));
     pair.settle();
     for k in 0..5 {
-        pair.to_a(publish(chat, k));
+        pair.input_a(publish(chat, k));
         pair.settle();
     }
-    pair.to_a(Input::Leave(chat));
+    pair.input_a(Input::Leave(chat));
     pair.settle();
     assert_eq!(pair.delivered_at_b(chat).len(), 5);
     let header = TraceHeader::new(cfg(), identity(1), 11);

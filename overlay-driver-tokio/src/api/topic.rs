@@ -93,11 +93,11 @@ impl TopicBus {
         self.others.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn channel<'a>(
-        others: &'a mut BTreeMap<TopicId, Channel>,
+    fn channel(
+        others: &mut BTreeMap<TopicId, Channel>,
         topic: TopicId,
         buffer: usize,
-    ) -> &'a mut Channel {
+    ) -> &mut Channel {
         others.entry(topic).or_insert_with(|| Channel {
             tx: broadcast::channel(buffer).0,
             holders: 0,
