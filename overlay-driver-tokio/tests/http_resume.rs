@@ -45,6 +45,27 @@ impl GossipSubscription for FeedSub {
 
 impl OverlayApi for Feed {
     type Subscription = FeedSub;
+    type TopicSubscription = FeedSub;
+
+    async fn join_topic(&self, _: overlay_proto::TopicId) -> Result<bool, OverlayError> {
+        Err(OverlayError::Refused)
+    }
+
+    async fn leave_topic(&self, _: overlay_proto::TopicId) -> Result<bool, OverlayError> {
+        Ok(false)
+    }
+
+    async fn publish(
+        &self,
+        _: overlay_proto::TopicId,
+        _: Bytes,
+    ) -> Result<MessageId, OverlayError> {
+        Err(OverlayError::NotJoined)
+    }
+
+    fn topic_events(&self, _: overlay_proto::TopicId) -> Option<FeedSub> {
+        None
+    }
 
     async fn broadcast(&self, _: Bytes) -> Result<MessageId, OverlayError> {
         Err(OverlayError::Busy)
