@@ -243,7 +243,10 @@ fn topics_reach_their_members_only_and_replay_to_the_same_digest() {
     let r = overlay_sim::scale::topics::run_topics(&sc).unwrap();
     assert!(r.passed(), "{:?}", r.violations);
     assert_eq!(r.rows.len(), 3);
-    assert_eq!((r.outsider_payload_frames, r.outsider_control_frames), (0, 0));
+    assert_eq!(
+        (r.outsider_payload_frames, r.outsider_control_frames),
+        (0, 0)
+    );
     assert_eq!(r.delivered_outside, 0);
     for row in &r.rows {
         assert_eq!(row.broadcasts, 2, "{row:?}");
