@@ -56,9 +56,14 @@ const B_CONN: ConnId = ConnId(2);
 
 impl Pair {
     fn new(config: NodeConfig) -> Pair {
+        Pair::with(config.clone(), config)
+    }
+
+    /// Two nodes with their own configurations (A dials B).
+    fn with(a: NodeConfig, b: NodeConfig) -> Pair {
         let mut pair = Pair {
-            a: Node::new(config.clone(), identity(1), 11).unwrap(),
-            b: Node::new(config, identity(2), 22).unwrap(),
+            a: Node::new(a, identity(1), 11).unwrap(),
+            b: Node::new(b, identity(2), 22).unwrap(),
             now: Instant::ZERO,
             a_actions: Vec::new(),
             b_actions: Vec::new(),
@@ -571,4 +576,121 @@ fn a_trace_with_topics_replays_with_zero_divergences() {
     }
     assert_eq!(steps, pair.a_record.len());
     assert!(replayer.node().topics() == vec![TopicId::DEFAULT]);
+}
+
+const KEY: overlay_proto::MacKey = overlay_proto::MacKey([7; 32]);
+const NOW_UNIX: u64 = 1_700_000_000;
+
+/// A node configuration that requires tokens and presents `own` (caveats of its token).
+fn token_cfg(own: Vec<overlay_proto::capability::Caveat>) -> NodeConfig {
+    use overlay_proto::capability::{mint, Caveat, Scope};
+    let mut c = cfg();
+    c.auth.require_token = true;
+    c.unix_base_secs = NOW_UNIX;
+    c.auth.keys.insert("k1", "overlay", KEY);
+    let mut caveats = vec![Caveat::Method(vec!["overlay".into()])];
+    caveats.extend(own);
+    let scope = Scope {
+        prefix: None,
+        methods: Vec::new(),
+        max_bytes: None,
+    };
+    c.auth.own_token = Some(mint(&KEY, "overlay", "k1", scope, caveats).into());
+    c
+}
+
+#[test]
+fn a_token_restricted_to_a_topic_gets_and_gives_that_topic_only() {
+    use overlay_proto::capability::Caveat;
+    let chat = TopicId::from_name("chat");
+    let news = TopicId::from_name("news");
+    // A presents a token for /topics/chat only; B's token restricts nothing.
+    let a_cfg = token_cfg(vec![Caveat::PathPrefix("/topics/chat".into())]);
+    let b_cfg = token_cfg(Vec::new());
+    let mut pair = Pair::with(a_cfg, b_cfg);
+    assert_eq!(
+        pair.b.sessions().len(),
+        1,
+        "the topic token opens a session"
+    );
+    for t in [chat, news] {
+        pair.input_a(Input::Join(t));
+        pair.input_b(Input::Join(t));
+    }
+    pair.settle();
+    // Chat flows both ways.
+    let from_a = published(&pair.input_a(publish(chat, 1))).unwrap();
+    pair.settle();
+    assert!(pair.delivered_at_b(chat).contains(&from_a));
+    let from_b = published(&pair.input_b(publish(chat, 2))).unwrap();
+    pair.settle();
+    let at_a: Vec<MessageId> = pair
+        .a_actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Deliver(d) => Some(d.id),
+            _ => None,
+        })
+        .collect();
+    assert!(at_a.contains(&from_b));
+    // News and the default topic: A cannot publish to B, and B sends A nothing of them.
+    let b_before = pair.b.stats();
+    published(&pair.input_a(publish(news, 3))).unwrap();
+    published(&pair.input_a(Input::Broadcast {
+        request: 4,
+        payload: Bytes::from_static(b"default"),
+    }))
+    .unwrap();
+    pair.settle();
+    assert!(pair.delivered_at_b(news).is_empty());
+    assert!(pair.delivered_at_b(TopicId::DEFAULT).is_empty());
+    assert!(
+        pair.b.stats().rejected.get(RejectReason::NotMember)
+            > b_before.rejected.get(RejectReason::NotMember)
+    );
+    let a_before = pair.a.stats().frames_in_by_kind;
+    published(&pair.input_b(publish(news, 5))).unwrap();
+    published(&pair.input_b(Input::Broadcast {
+        request: 6,
+        payload: Bytes::from_static(b"default too"),
+    }))
+    .unwrap();
+    pair.settle();
+    let a_after = pair.a.stats().frames_in_by_kind;
+    for k in [Kind::Gossip, Kind::TopicGossip] {
+        assert_eq!(a_after[k.index()], a_before[k.index()], "{k:?} reached A");
+    }
+}
+
+#[test]
+fn a_topics_wide_token_covers_every_topic_and_a_foreign_path_is_refused() {
+    use overlay_proto::capability::Caveat;
+    // `/topics/` alone: every topic, the default one included.
+    let mut pair = Pair::with(
+        token_cfg(vec![Caveat::PathPrefix("/topics/".into())]),
+        token_cfg(Vec::new()),
+    );
+    let d = published(&pair.input_a(Input::Broadcast {
+        request: 1,
+        payload: Bytes::from_static(b"all topics"),
+    }))
+    .unwrap();
+    pair.settle();
+    assert!(pair.delivered_at_b(TopicId::DEFAULT).contains(&d));
+    // A path outside the session path and /topics/: refused at START as before (403).
+    let pair = Pair::with(
+        token_cfg(vec![Caveat::PathPrefix("/elsewhere".into())]),
+        token_cfg(Vec::new()),
+    );
+    assert!(pair.b.sessions().is_empty());
+    assert_eq!(pair.b.stats().rejected.get(RejectReason::Forbidden), 1);
+    // Two topics in one token: no path starts with both, refused.
+    let pair = Pair::with(
+        token_cfg(vec![
+            Caveat::PathPrefix("/topics/a".into()),
+            Caveat::PathPrefix("/topics/b".into()),
+        ]),
+        token_cfg(Vec::new()),
+    );
+    assert!(pair.b.sessions().is_empty());
 }

@@ -422,6 +422,7 @@ impl Node {
         if let Some(s) = self.session_mut(key) {
             s.rate = TokenBucket::new(now, rate, burst);
             s.token_expires_at = limits.expires_at;
+            s.allowed_topics = limits.topics;
         }
         Ok(grant)
     }
