@@ -10,6 +10,7 @@ use crate::peer::{Direction, PeerId};
 use crate::score::{Penalty, Standing};
 use crate::session::Session;
 use crate::stats::RejectReason;
+use crate::topic::TopicId;
 
 impl Node {
     /// Records `n` occurrences of `penalty` against the session's peer and applies the new
@@ -30,7 +31,7 @@ impl Node {
         }
         match self.scores.penalize(peer, penalty, n) {
             Standing::Ban => self.ban_session(key),
-            Standing::Lazy => self.make_lazy(key),
+            Standing::Lazy => self.make_lazy_everywhere(key),
             Standing::NoControl | Standing::Good => {}
         }
     }
@@ -75,7 +76,7 @@ impl Node {
 
     /// How much an announcement (IHAVE) from the session is worth when we have to GRAFT
     /// a missing id: lower asks first. See [`AnnouncerRank`].
-    pub(super) fn announcer_rank(&self, key: SessionKey) -> AnnouncerRank {
+    pub(super) fn announcer_rank(&self, topic: &TopicId, key: SessionKey) -> AnnouncerRank {
         let Some(s) = self.session(key) else {
             return AnnouncerRank::Suspect;
         };
@@ -86,7 +87,7 @@ impl Node {
             AnnouncerRank::Suspect
         } else if delivered >= 1.0 {
             AnnouncerRank::Delivered
-        } else if s.eager {
+        } else if self.link(topic, key).is_some_and(|l| l.eager) {
             AnnouncerRank::EagerAnnouncer
         } else {
             AnnouncerRank::Unproven
