@@ -128,6 +128,18 @@ pub struct Scenario {
     /// ~3 ms without it (docs/PERFORMANCE.md).
     #[serde(default)]
     pub tree_optimization: bool,
+    /// Topics besides the default one (`random` only; 0: the plain run). Each node joins each
+    /// topic with probability `members_percent` %, and every broadcast goes to one topic, from
+    /// a random member, measured over that topic's members (see [`super::topics`]).
+    #[serde(default)]
+    pub topics: usize,
+    /// Chance, in %, that a node joins each topic (with `topics`).
+    #[serde(default = "members_default")]
+    pub members_percent: u32,
+}
+
+fn members_default() -> u32 {
+    50
 }
 
 fn scoring_default() -> bool {
@@ -168,6 +180,8 @@ impl Scenario {
             attack_start_ms: 0,
             scoring: scoring_default(),
             tree_optimization: false,
+            topics: 0,
+            members_percent: members_default(),
         };
         match kind {
             ScenarioKind::Single | ScenarioKind::Random => {}
@@ -198,8 +212,13 @@ impl Scenario {
         } else {
             format!("{base}-scoring-{}", on_off(self.scoring))
         };
-        if self.tree_optimization {
+        let base = if self.tree_optimization {
             format!("{base}-tree-optimization")
+        } else {
+            base
+        };
+        if self.topics > 0 {
+            format!("{base}-topics-{}-{}pct", self.topics, self.members_percent)
         } else {
             base
         }
@@ -272,6 +291,21 @@ impl Scenario {
                     "payload_bytes must be at least {MIN_PAYLOAD} with adversaries (room for the \
                      payload self-check)"
                 ));
+            }
+        }
+        if self.topics > 0 {
+            let max = self.node_config().max_topics - 1;
+            if self.topics > max {
+                return bad(format!("topics must be 0..={max}, got {}", self.topics));
+            }
+            if !(1..=100).contains(&self.members_percent) {
+                return bad(format!(
+                    "members_percent must be 1..=100, got {}",
+                    self.members_percent
+                ));
+            }
+            if self.kind != ScenarioKind::Random || self.adversary.is_some() {
+                return bad("topics run with the random scenario, without adversaries".into());
             }
         }
         if self.interval_ms == 0 || self.timeout_ms == 0 {
@@ -369,6 +403,10 @@ impl Scenario {
         if self.tree_optimization {
             push("tree-optimization", "on".to_string());
         }
+        if self.topics > 0 {
+            push("topics", self.topics.to_string());
+            push("members", self.members_percent.to_string());
+        }
         if let Some(kind) = self.adversary {
             push("adversary", kind.to_string());
             push("adversary-percent", self.adversary_percent.to_string());
@@ -450,6 +488,10 @@ pub struct ScenarioFile {
     pub scoring: Option<bool>,
     /// See [`Scenario::tree_optimization`].
     pub tree_optimization: Option<bool>,
+    /// See [`Scenario::topics`].
+    pub topics: Option<usize>,
+    /// See [`Scenario::members_percent`].
+    pub members_percent: Option<u32>,
 }
 
 /// `on` / `off`.
@@ -512,6 +554,8 @@ impl ScenarioFile {
             attack_start_ms: other.attack_start_ms.or(self.attack_start_ms),
             scoring: other.scoring.or(self.scoring),
             tree_optimization: other.tree_optimization.or(self.tree_optimization),
+            topics: other.topics.or(self.topics),
+            members_percent: other.members_percent.or(self.members_percent),
         }
     }
 
@@ -549,7 +593,9 @@ impl ScenarioFile {
             adversary_percent,
             attack_start_ms,
             scoring,
-            tree_optimization
+            tree_optimization,
+            topics,
+            members_percent
         );
         if self.adversary.is_some() {
             s.adversary = self.adversary;
