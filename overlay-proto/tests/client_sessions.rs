@@ -14,7 +14,7 @@ mod support;
 use bytes::Bytes;
 use core::net::SocketAddr;
 use core::time::Duration;
-use overlay_proto::capability::{mint, peer_caveat, Caveat, Scope};
+use overlay_proto::capability::{peer_caveat, Caveat};
 use overlay_proto::client::{
     ClientEvent, ClientRejectReason, CODE_DELIVER, CODE_LAGGED, CODE_PUBLISH, CODE_SUBSCRIBE,
     CODE_UNSUBSCRIBE,
@@ -26,7 +26,7 @@ use overlay_proto::{
     PeerId,
 };
 use std::collections::BTreeMap;
-use support::{encode, node, token, KEY, NOW_UNIX};
+use support::{encode, node, token, token_with_key, KEY, NOW_UNIX};
 
 const APP: u16 = 0x4F56;
 
@@ -315,17 +315,7 @@ fn start_with_a_token_opens_a_client_that_is_never_a_peer() {
 #[test]
 fn bad_tokens_are_refused_with_typed_errors() {
     let peer_bound = token(vec![peer_caveat(&PeerId([9; 32]))], &[], None);
-    let wrong_key = mint(
-        &MacKey([8; 32]),
-        "overlay",
-        "k1",
-        Scope {
-            prefix: None,
-            methods: vec![],
-            max_bytes: None,
-        },
-        vec![],
-    );
+    let wrong_key = token_with_key(&MacKey([8; 32]), vec![], &[], None);
     let expired = token(vec![Caveat::Exp(NOW_UNIX - 3600)], &[], None);
     let cases = [
         (peer_bound.as_str(), 403, "wrong_peer"),

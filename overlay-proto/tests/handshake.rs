@@ -13,14 +13,14 @@ mod support;
 use bytes::Bytes;
 use core::net::SocketAddr;
 use core::time::Duration;
-use overlay_proto::capability::{mint, Caveat, Scope};
+use overlay_proto::capability::Caveat;
 use overlay_proto::frame::flags;
 use overlay_proto::wire::{self, HelloOverlay, HelloRequestBody, Kind};
 use overlay_proto::{
     Action, CloseReason, ConnId, Direction, Input, Instant, MacKey, Node, NodeConfig, OverlayError,
     PeerId, RejectReason, SessionEvent,
 };
-use support::{node, raw_frame, token, KEY, NOW_UNIX};
+use support::{event, node, raw_frame, token, token_with_key, KEY, NOW_UNIX};
 
 fn config(own_token: Option<String>) -> NodeConfig {
     let mut c = NodeConfig::default();
@@ -176,17 +176,7 @@ fn valid_tokens_both_ways_open_the_session_and_gossip_flows() {
 
 #[test]
 fn wrong_key_missing_expired_or_denied_tokens_are_refused_and_counted() {
-    let wrong_key = mint(
-        &MacKey([8; 32]),
-        "overlay",
-        "k1",
-        Scope {
-            prefix: None,
-            methods: vec![],
-            max_bytes: None,
-        },
-        vec![],
-    );
+    let wrong_key = token_with_key(&MacKey([8; 32]), vec![], &[], None);
     let expired = token(vec![Caveat::Exp(NOW_UNIX - 3600)], &[], None);
     let tampered = {
         let mut t = token(vec![], &[], None).into_bytes();
@@ -235,17 +225,7 @@ fn wrong_key_missing_expired_or_denied_tokens_are_refused_and_counted() {
 #[test]
 fn the_dialer_also_checks_the_servers_token() {
     let good = token(vec![], &[], None);
-    let server_bad = mint(
-        &MacKey([9; 32]),
-        "overlay",
-        "k1",
-        Scope {
-            prefix: None,
-            methods: vec![],
-            max_bytes: None,
-        },
-        vec![],
-    );
+    let server_bad = token_with_key(&MacKey([9; 32]), vec![], &[], None);
     let p = Pair::connect(config(Some(good)), config(Some(server_bad)));
     assert_eq!(
         Pair::closed_with(&p.a_actions),
@@ -368,13 +348,7 @@ fn gossip_frame(payload_len: usize) -> Vec<u8> {
         0,
     );
     body.extend(std::iter::repeat_n(0xAB, payload_len));
-    raw_frame(
-        flags::EVENT,
-        Kind::Gossip.code(),
-        overlay_proto::OVERLAY_APP_PROTO_ID,
-        &[],
-        &body,
-    )
+    event(Kind::Gossip, &body)
 }
 
 #[test]
@@ -752,13 +726,7 @@ fn valid_gossip_frame(nonce: u64, payload: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();
     wire::put_gossip_header(&mut body, &id, &RAW_PEER, nonce, 0);
     body.extend_from_slice(payload);
-    raw_frame(
-        flags::EVENT,
-        Kind::Gossip.code(),
-        overlay_proto::OVERLAY_APP_PROTO_ID,
-        &[],
-        &body,
-    )
+    event(Kind::Gossip, &body)
 }
 
 fn delivered_payloads(actions: &[Action]) -> Vec<Bytes> {

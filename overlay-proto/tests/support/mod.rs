@@ -69,12 +69,22 @@ pub fn encode(flags: u16, code: u16, app: u16, corr: u64, cap: &[u8], payload: &
 /// A token of tenant `overlay` under key `k1` ([`KEY`]) with `caveats`, for `methods` (all when
 /// empty), at most `max_bytes` per message.
 pub fn token(caveats: Vec<Caveat>, methods: &[&str], max_bytes: Option<u64>) -> String {
+    token_with_key(&KEY, caveats, methods, max_bytes)
+}
+
+/// As [`token`], but MACed with `key` under the name `k1` (a wrong key when it is not [`KEY`]).
+pub fn token_with_key(
+    key: &MacKey,
+    caveats: Vec<Caveat>,
+    methods: &[&str],
+    max_bytes: Option<u64>,
+) -> String {
     let scope = Scope {
         prefix: None,
         methods: methods.iter().map(|m| m.to_string()).collect(),
         max_bytes,
     };
-    mint(&KEY, "overlay", "k1", scope, caveats)
+    mint(key, "overlay", "k1", scope, caveats)
 }
 
 /// Node `id`: PeerId `[id; 32]`, listening at `127.0.0.id:9415`, RNG seed `id`.
