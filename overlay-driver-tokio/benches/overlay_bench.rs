@@ -28,7 +28,7 @@
 //!   `Overlay::resume`; default 1024, 0 keeps none). The ring keeps only once a resumable
 //!   subscriber exists: `--resumable 1` makes the bench's subscribers resumable (as the
 //!   HTTP `GET /v1/gossip` stream is), so the ring's cost is counted; by default they are
-//!   plain `Overlay::subscribe` subscribers and the ring holds nothing.
+//!   plain `Overlay::deliveries` subscribers and the ring holds nothing.
 //! - `mesh` also reports `peak_rss_per_node_kb` (the peak over N) and
 //!   `peak_above_base_per_node_kb` (the peak less `rss_base_kb`, over N).
 //! - `ready`: start the `svc-overlay` daemon process and time process start → `/readyz` 200,
@@ -282,9 +282,9 @@ fn record_deliveries(
     let mut tasks = Vec::new();
     for (index, ov) in overlays.iter().enumerate() {
         let mut sub = if resumable {
-            ov.subscribe_resumable()
+            ov.resumable_deliveries()
         } else {
-            ov.subscribe()
+            ov.deliveries()
         };
         let delivered = Arc::clone(&delivered);
         tasks.push(tokio::spawn(async move {
@@ -467,7 +467,7 @@ async fn pair(args: &Args) -> String {
         .await
         .expect("A dials B");
     let (a, b) = (&overlays[0], &overlays[1]);
-    let mut sub = b.subscribe();
+    let mut sub = b.deliveries();
     let received: Arc<Mutex<Vec<(MessageId, Instant)>>> =
         Arc::new(Mutex::new(Vec::with_capacity(messages as usize)));
     let rx = Arc::clone(&received);

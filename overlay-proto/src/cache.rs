@@ -19,6 +19,7 @@ use crate::idhash::{keyed_id_map, IdMap};
 use crate::origin::{OriginSignature, PUBLIC_KEY_LEN, SIGNATURE_LEN};
 use crate::peer::{ConnId, MessageId, PeerId};
 use crate::time::Instant;
+use crate::topic::TopicId;
 
 /// Ids the cache has room for before it first grows (it doubles with traffic up to
 /// `seen_capacity`): an idle node holds a few KiB, not the ~120 KiB 1024 ids took.
@@ -36,6 +37,8 @@ pub const STORED_MESSAGE_OVERHEAD: usize = core::mem::size_of::<Slot>() + 16;
 /// A message kept to answer GRAFT.
 #[derive(Debug, Clone)]
 pub struct StoredMessage {
+    /// The topic it was broadcast in.
+    pub topic: TopicId,
     /// The broadcaster.
     pub origin: PeerId,
     /// Origin's nonce.
@@ -60,6 +63,7 @@ pub struct StoredMessage {
 #[derive(Debug)]
 struct Slot {
     id: MessageId,
+    topic: TopicId,
     origin: PeerId,
     nonce: u64,
     received_at: Instant,
@@ -195,6 +199,7 @@ impl MessageCache {
         };
         let slot = Slot {
             id,
+            topic: message.topic,
             origin: message.origin,
             nonce: message.nonce,
             received_at: message.received_at,
@@ -253,6 +258,7 @@ impl MessageCache {
             (None, slot.data.clone())
         };
         Some(StoredMessage {
+            topic: slot.topic,
             origin: slot.origin,
             nonce: slot.nonce,
             hops: slot.hops,
@@ -315,12 +321,12 @@ impl MessageCache {
         self.evictions
     }
 
-    /// The most recent stored messages, newest first: `(id, hops)`, at most `n`.
-    pub fn recent(&self, n: usize) -> impl Iterator<Item = (MessageId, u8)> + '_ {
+    /// The most recent stored messages of `topic`, newest first: `(id, hops)`, at most `n`.
+    pub fn recent(&self, topic: TopicId, n: usize) -> impl Iterator<Item = (MessageId, u8)> + '_ {
         self.store
             .iter()
             .rev()
-            .filter(|s| s.kept)
+            .filter(move |s| s.kept && s.topic == topic)
             .take(n)
             .map(|s| (s.id, s.hops))
     }
@@ -347,6 +353,7 @@ mod tests {
 
     fn msg(len: usize) -> StoredMessage {
         StoredMessage {
+            topic: TopicId::DEFAULT,
             origin: PeerId([0; 32]),
             nonce: 0,
             hops: 1,
@@ -379,7 +386,7 @@ mod tests {
             (c.seen_len(), c.stored_len(), c.stored_bytes()),
             (3, 2, budget(2, 10))
         );
-        let recent: Vec<_> = c.recent(5).map(|(i, _)| i).collect();
+        let recent: Vec<_> = c.recent(TopicId::DEFAULT, 5).map(|(i, _)| i).collect();
         assert_eq!(recent, vec![id(4), id(3)]);
         assert_eq!(
             c.evictions(),
@@ -412,7 +419,7 @@ mod tests {
         assert!(c.arrival(&id(3)).is_some(), "its arrival is");
         assert!(c.contains(&id(3)));
         assert!(
-            c.recent(5).all(|(i, _)| i != id(3)),
+            c.recent(TopicId::DEFAULT, 5).all(|(i, _)| i != id(3)),
             "what is not kept is not announced"
         );
         assert!(
@@ -482,7 +489,7 @@ mod tests {
     #[test]
     fn a_stored_message_costs_little_beyond_its_payload() {
         // The slot is compact: no inline signature, no copy of the expiry.
-        assert_eq!(STORED_MESSAGE_OVERHEAD, 152);
+        assert_eq!(STORED_MESSAGE_OVERHEAD, 184);
     }
 
     #[test]

@@ -143,6 +143,15 @@ pub struct ScaleArgs {
     /// Every core's store_bytes (bytes kept for GRAFT answers) [default: the core's]
     #[arg(long, value_name = "BYTES")]
     pub store_bytes: Option<usize>,
+    /// Topics besides the default one (random senders only): each broadcast goes to one
+    /// topic, from a random member; reliability is measured over the topic's members and
+    /// what non-members receive is counted [default: 0]
+    #[arg(long, value_name = "T")]
+    pub topics: Option<usize>,
+    /// Chance, in %, that a node joins each topic (with --topics), drawn by the seed
+    /// [default: 50]
+    #[arg(long = "members", value_name = "P")]
+    pub members_percent: Option<u32>,
     /// Run the attack table: the attack-free run, every adversary kind at
     /// --adversary-percent (20), and 50 % silent, random senders, over --seeds seeds
     #[arg(long)]
@@ -212,6 +221,8 @@ impl ScaleArgs {
             tree_optimization: self.tree_optimization,
             store_ttl_ms: self.store_ttl_ms,
             store_bytes: self.store_bytes,
+            topics: self.topics,
+            members_percent: self.members_percent,
         }
     }
 
@@ -321,6 +332,8 @@ impl ScaleArgs {
             || self.adversary_percent.is_some()
             || self.scoring.is_some()
             || self.tree_optimization.is_some()
+            || self.topics.is_some()
+            || self.members_percent.is_some()
     }
 }
 
@@ -383,6 +396,20 @@ fn run_scale(args: &ScaleArgs, out: &mut dyn Write) -> Result<u8, SimError> {
     }
     let mut code = EXIT_OK;
     for s in &scenarios {
+        if s.topics > 0 {
+            let r = scale::topics::run_topics(s)?;
+            if args.json {
+                serde_json::to_writer(&mut *out, &r)?;
+                writeln!(out)?;
+            } else {
+                scale::topics::write_report(out, &r)?;
+            }
+            report::write_digest(out, &r.digest)?;
+            if !r.passed() {
+                code = EXIT_FAILED;
+            }
+            continue;
+        }
         let r = scale::run_scenario(s)?;
         if args.json {
             serde_json::to_writer(&mut *out, &r)?;

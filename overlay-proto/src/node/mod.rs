@@ -14,6 +14,7 @@ mod reconfigure;
 mod recv;
 mod send;
 mod token;
+mod topics;
 mod tree;
 mod types;
 mod validation;
@@ -39,6 +40,7 @@ use crate::score::ScoreBook;
 use crate::session::{Phase, Session};
 use crate::stats::NodeStats;
 use crate::time::Instant;
+use crate::topic::TopicId;
 
 /// Index of a session in the node's slab.
 type SessionKey = usize;
@@ -46,8 +48,10 @@ type SessionKey = usize;
 /// An id announced by IHAVE that we have not received yet.
 #[derive(Debug, Default)]
 struct Missing {
-    /// Sessions that announced it and were not asked yet; peers that have delivered first
-    /// (key, conn to detect reuse).
+    /// The topic it was announced in.
+    topic: TopicId,
+    /// Sessions that announced it and were not asked yet (key, conn to detect reuse), at most
+    /// `max_announcers`, best [`defense::AnnouncerRank`] first.
     announcers: Vec<(SessionKey, ConnId)>,
     /// The session whose announcement created the entry (it counts toward that peer's share
     /// of the table).
@@ -61,9 +65,6 @@ struct Missing {
     best_offer: Option<(u8, SessionKey, ConnId)>,
 }
 
-/// Most announcers remembered per missing id.
-const MAX_ANNOUNCERS: usize = 4;
-
 /// The overlay state machine. See the crate docs for the driving loop.
 #[derive(Debug)]
 pub struct Node {
@@ -76,10 +77,8 @@ pub struct Node {
     free_keys: Vec<SessionKey>,
     by_conn: IdMap<ConnId, SessionKey>,
     by_peer: BTreeMap<PeerId, SessionKey>,
-    /// Running sessions we push eagerly to, in the order they became eager.
-    eager: Vec<SessionKey>,
-    /// Running sessions we announce to lazily.
-    lazy: Vec<SessionKey>,
+    /// The broadcast tree of every topic this node is in (the default topic always).
+    trees: BTreeMap<TopicId, topics::Tree>,
     /// Sessions with bytes in `out` to flush at the end of this input.
     dirty: Vec<SessionKey>,
     cache: MessageCache,
@@ -182,8 +181,7 @@ impl Node {
             free_keys: Vec::new(),
             by_conn: id_map_with_capacity(64),
             by_peer: BTreeMap::new(),
-            eager: Vec::new(),
-            lazy: Vec::new(),
+            trees: BTreeMap::from([(TopicId::DEFAULT, topics::Tree::default())]),
             dirty: Vec::new(),
             dials: BTreeMap::new(),
             next_dial: 1,
@@ -240,7 +238,16 @@ impl Node {
             }
             Input::ConnectionClosed { conn, error } => self.on_connection_closed(conn, error),
             Input::Timeout => self.on_timeout(),
-            Input::Broadcast { request, payload } => self.on_broadcast(request, payload),
+            Input::Broadcast { request, payload } => {
+                self.on_broadcast(request, TopicId::DEFAULT, payload)
+            }
+            Input::Publish {
+                request,
+                topic,
+                payload,
+            } => self.on_broadcast(request, topic, payload),
+            Input::Join(topic) => self.on_join(topic),
+            Input::Leave(topic) => self.on_leave(topic),
             Input::SendDirect {
                 request,
                 peer,
@@ -291,13 +298,15 @@ impl Node {
     /// A snapshot of counters and gauges.
     pub fn stats(&self) -> NodeStats {
         let mut s = self.stats.clone();
-        s.sessions_running = self.eager.len() + self.lazy.len();
+        s.sessions_running = self.running_count();
         s.sessions_handshaking = self
             .live_sessions()
             .filter(|(_, sess)| sess.phase.is_handshaking())
             .count();
-        s.eager_peers = self.eager.len();
-        s.lazy_peers = self.lazy.len();
+        let default_tree = self.tree(&TopicId::DEFAULT);
+        s.eager_peers = default_tree.map_or(0, |t| t.eager.len());
+        s.lazy_peers = default_tree.map_or(0, |t| t.lazy.len());
+        s.topics_joined = self.trees.len();
         s.passive_peers = self.passive.len();
         s.dials_in_flight = self.dials.len();
         s.queued_frames = self
@@ -348,7 +357,7 @@ impl Node {
     /// Every session, in slab order.
     pub fn sessions(&self) -> Vec<SessionInfo> {
         self.live_sessions()
-            .map(|(_, s)| SessionInfo {
+            .map(|(s_key, s)| SessionInfo {
                 conn: s.conn,
                 peer: s.peer,
                 remote: s.remote,
@@ -363,7 +372,7 @@ impl Node {
                 send_credit_frames: s.send_window.frames,
                 queued_frames: s.queue.frames(),
                 inflight_frames: s.inflight_frames,
-                eager: s.eager,
+                eager: self.link(&TopicId::DEFAULT, s_key).is_some_and(|l| l.eager),
                 score: self.scores.view(&s.peer),
             })
             .collect()
@@ -412,7 +421,7 @@ impl Node {
 
     /// Sessions through START (they count toward `max_sessions` and readiness).
     fn running_count(&self) -> usize {
-        self.eager.len() + self.lazy.len()
+        self.live_sessions().filter(|(_, s)| s.is_running()).count()
     }
 
     /// Sessions that fill the active view: running ones and our own dials still handshaking
@@ -455,10 +464,8 @@ impl Node {
             self.by_peer.remove(&session.peer);
         }
         let was_running = session.is_running();
-        let was_eager = session.eager;
         self.on_session_leaving(&session, reason);
-        self.eager.retain(|k| *k != key);
-        self.lazy.retain(|k| *k != key);
+        let eager_in = self.remove_from_trees(key);
         self.dirty.retain(|k| *k != key);
         if let Some(code) = reason.wire_code() {
             if reason != CloseReason::TransportClosed {
@@ -503,6 +510,6 @@ impl Node {
                 reason,
             });
         }
-        self.after_session_removed(&session, was_eager, reason);
+        self.after_session_removed(&session, &eager_in, reason);
     }
 }

@@ -8,19 +8,20 @@ use core::time::Duration;
 use super::{Node, SessionKey};
 use crate::peer::{ConnId, MessageId};
 use crate::time::Instant;
-use crate::wire::Kind;
+use crate::topic::TopicId;
+use crate::wire::{self, Kind};
 
 /// An announcement older than this, relative to our own receipt, says nothing about the
 /// current tree (a catch-up IHAVE of a new session, say) and never triggers a swap.
 const OPTIMIZATION_WINDOW: Duration = Duration::from_secs(1);
 
 impl Node {
-    /// Session `key` gave us a message first: the link is a tree edge for it.
-    pub(super) fn note_first_copy(&mut self, key: SessionKey) {
+    /// Session `key` gave us a message of `topic` first: the link is a tree edge for it.
+    pub(super) fn note_first_copy(&mut self, topic: &TopicId, key: SessionKey) {
         let now = self.now;
-        if let Some(s) = self.session_mut(key) {
-            s.dup_streak = 0;
-            s.first_copy_at = Some(now);
+        if let Some(link) = self.link_mut(topic, key) {
+            link.dup_streak = 0;
+            link.first_copy_at = Some(now);
         }
     }
 
@@ -37,59 +38,68 @@ impl Node {
     ///   one cycle could otherwise prune two different links of it for messages going
     ///   opposite ways and split the tree (repaired only by GRAFT, after `graft_timeout`).
     /// - Our last eager peer is never pruned.
-    pub(super) fn prune_if_redundant(&mut self, key: SessionKey) {
+    pub(super) fn prune_if_redundant(&mut self, topic: &TopicId, key: SessionKey) {
         let now = self.now;
         let limit = self.config.prune_after_duplicates;
         let window = self.config.graft_timeout;
-        let (eager, streak, busy) = match self.session_mut(key) {
-            Some(s) => {
-                s.dup_streak = s.dup_streak.saturating_add(1);
-                let busy = s.first_copy_at.is_some_and(|t| now - t < window);
-                (s.eager, s.dup_streak, busy)
+        let (eager, streak, busy) = match self.link_mut(topic, key) {
+            Some(link) => {
+                link.dup_streak = link.dup_streak.saturating_add(1);
+                let busy = link.first_copy_at.is_some_and(|t| now - t < window);
+                (link.eager, link.dup_streak, busy)
             }
             None => return,
         };
+        let eager_links = self.tree(topic).map_or(0, |t| t.eager.len());
         let prune = if !eager {
             true
         } else {
-            self.eager.len() > 1 && (!busy || streak >= limit)
+            eager_links > 1 && (!busy || streak >= limit)
         };
         if prune {
-            self.prune(key);
+            self.prune(topic, key);
         }
     }
 
-    /// Makes `key` lazy and tells it with PRUNE.
-    fn prune(&mut self, key: SessionKey) {
+    /// Makes `key` lazy in `topic` and tells it with PRUNE.
+    fn prune(&mut self, topic: &TopicId, key: SessionKey) {
         let now = self.now;
-        if let Some(s) = self.session_mut(key) {
-            s.dup_streak = 0;
-            s.pruned_at = Some(now);
+        if let Some(link) = self.link_mut(topic, key) {
+            link.dup_streak = 0;
+            link.pruned_at = Some(now);
         }
-        self.make_lazy(key);
+        self.make_lazy(topic, key);
         self.stats.prunes_sent += 1;
-        self.send_frame(key, Kind::Prune, &[]);
+        let kind = wire::kind_in_topic(Kind::Prune, topic);
+        let body: &[u8] = if topic.is_default() { &[] } else { &topic.0 };
+        self.send_frame(key, kind, &[body]);
     }
 
-    /// True while this node's part of the tree is settled: it has eager peers and none of
-    /// its running sessions ended within `tree_settle` (a lost lazy peer also hints at
-    /// failures nearby, whose subtrees need fast repair).
-    fn tree_settled(&self) -> bool {
+    /// True while this node's part of `topic`'s tree is settled: it has eager peers there and
+    /// none of its running sessions ended within `tree_settle` (a lost lazy peer also hints
+    /// at failures nearby, whose subtrees need fast repair).
+    fn tree_settled(&self, topic: &TopicId) -> bool {
         let now = self.now;
-        !self.eager.is_empty()
+        self.tree(topic).is_some_and(|t| !t.eager.is_empty())
             && self
                 .session_lost_at
                 .is_none_or(|t| now - t >= self.config.tree_settle)
+    }
+
+    /// [`Node::tree_settled`] for the topic a missing id was announced in.
+    fn settled_for(&self, id: &MessageId) -> bool {
+        self.missing
+            .get(id)
+            .is_some_and(|m| self.tree_settled(&m.topic))
     }
 
     /// When the graft timers next need attention: the earliest deadline, or now when put-off
     /// grafts wait and the tree is no longer settled.
     pub(super) fn missing_due_at(&self) -> Option<Instant> {
         let first = self.missing_timers.front().map(|(at, _)| *at);
-        let deferred = self.deferred_grafts.front().map(|(at, _)| *at);
-        let deferred = match deferred {
-            Some(_) if !self.tree_settled() => Some(self.now),
-            other => other,
+        let deferred = match self.deferred_grafts.front() {
+            Some((_, id)) if !self.settled_for(id) => Some(self.now),
+            other => other.map(|(at, _)| *at),
         };
         match (first, deferred) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -107,7 +117,6 @@ impl Node {
     /// to it graft fast, and their subtrees then get the message eagerly from them.
     pub(super) fn due_missing(&mut self) -> Vec<MessageId> {
         let now = self.now;
-        let settled = self.tree_settled();
         let extra = self
             .config
             .graft_timeout_settled
@@ -118,8 +127,8 @@ impl Node {
                 break;
             }
             self.missing_timers.pop_front();
-            let defer = settled
-                && !extra.is_zero()
+            let defer = !extra.is_zero()
+                && self.settled_for(&id)
                 && !self.cache.contains(&id)
                 && self
                     .missing
@@ -134,7 +143,7 @@ impl Node {
             }
         }
         while let Some((deadline, id)) = self.deferred_grafts.front().copied() {
-            if deadline > now && settled {
+            if deadline > now && self.settled_for(&id) {
                 break;
             }
             self.deferred_grafts.pop_front();
@@ -169,6 +178,7 @@ impl Node {
     /// shortcut's eager path) it is not below us: the eager graph stays one tree.
     pub(super) fn consider_shortcut(
         &mut self,
+        topic: &TopicId,
         shortcut: SessionKey,
         offered: u8,
         hops: u8,
@@ -190,22 +200,20 @@ impl Node {
             return;
         }
         let hold = self.config.optimization_hold;
-        let (Some(p), Some(q)) = (self.session(parent), self.session(shortcut)) else {
+        let (Some(p), Some(q)) = (self.link(topic, parent), self.link(topic, shortcut)) else {
             return;
         };
-        let settled = p.is_running()
-            && q.is_running()
-            && p.eager
-            && !q.eager
-            && now - p.role_since >= hold
-            && now - q.role_since >= hold;
+        let settled =
+            p.eager && !q.eager && now - p.role_since >= hold && now - q.role_since >= hold;
         if !settled || !self.may_be_eager(shortcut) {
             return;
         }
-        self.make_eager(shortcut);
+        self.make_eager(topic, shortcut);
         self.stats.grafts_sent += 1;
-        self.send_frame(shortcut, Kind::Graft, &[]);
-        self.prune(parent);
+        let kind = wire::kind_in_topic(Kind::Graft, topic);
+        let body: &[u8] = if topic.is_default() { &[] } else { &topic.0 };
+        self.send_frame(shortcut, kind, &[body]);
+        self.prune(topic, parent);
         self.stats.tree_swaps += 1;
     }
 }

@@ -135,6 +135,18 @@ pub struct Scenario {
     /// Every core's `store_bytes` (bytes kept for GRAFT answers); `None`: the core's default.
     #[serde(default)]
     pub store_bytes: Option<usize>,
+    /// Topics besides the default one (`random` only; 0: the plain run). Each node joins each
+    /// topic with probability `members_percent` %, and every broadcast goes to one topic, from
+    /// a random member, measured over that topic's members (see [`super::topics`]).
+    #[serde(default)]
+    pub topics: usize,
+    /// Chance, in %, that a node joins each topic (with `topics`).
+    #[serde(default = "members_default")]
+    pub members_percent: u32,
+}
+
+fn members_default() -> u32 {
+    50
 }
 
 fn scoring_default() -> bool {
@@ -177,6 +189,8 @@ impl Scenario {
             tree_optimization: false,
             store_ttl_ms: None,
             store_bytes: None,
+            topics: 0,
+            members_percent: members_default(),
         };
         match kind {
             ScenarioKind::Single | ScenarioKind::Random => {}
@@ -207,8 +221,13 @@ impl Scenario {
         } else {
             format!("{base}-scoring-{}", on_off(self.scoring))
         };
-        if self.tree_optimization {
+        let base = if self.tree_optimization {
             format!("{base}-tree-optimization")
+        } else {
+            base
+        };
+        if self.topics > 0 {
+            format!("{base}-topics-{}-{}pct", self.topics, self.members_percent)
         } else {
             base
         }
@@ -281,6 +300,21 @@ impl Scenario {
                     "payload_bytes must be at least {MIN_PAYLOAD} with adversaries (room for the \
                      payload self-check)"
                 ));
+            }
+        }
+        if self.topics > 0 {
+            let max = self.node_config().max_topics - 1;
+            if self.topics > max {
+                return bad(format!("topics must be 0..={max}, got {}", self.topics));
+            }
+            if !(1..=100).contains(&self.members_percent) {
+                return bad(format!(
+                    "members_percent must be 1..=100, got {}",
+                    self.members_percent
+                ));
+            }
+            if self.kind != ScenarioKind::Random || self.adversary.is_some() {
+                return bad("topics run with the random scenario, without adversaries".into());
             }
         }
         if self.interval_ms == 0 || self.timeout_ms == 0 {
@@ -390,6 +424,10 @@ impl Scenario {
         if let Some(bytes) = self.store_bytes {
             push("store-bytes", bytes.to_string());
         }
+        if self.topics > 0 {
+            push("topics", self.topics.to_string());
+            push("members", self.members_percent.to_string());
+        }
         if let Some(kind) = self.adversary {
             push("adversary", kind.to_string());
             push("adversary-percent", self.adversary_percent.to_string());
@@ -475,6 +513,10 @@ pub struct ScenarioFile {
     pub store_ttl_ms: Option<u64>,
     /// See [`Scenario::store_bytes`].
     pub store_bytes: Option<usize>,
+    /// See [`Scenario::topics`].
+    pub topics: Option<usize>,
+    /// See [`Scenario::members_percent`].
+    pub members_percent: Option<u32>,
 }
 
 /// `on` / `off`.
@@ -539,6 +581,8 @@ impl ScenarioFile {
             tree_optimization: other.tree_optimization.or(self.tree_optimization),
             store_ttl_ms: other.store_ttl_ms.or(self.store_ttl_ms),
             store_bytes: other.store_bytes.or(self.store_bytes),
+            topics: other.topics.or(self.topics),
+            members_percent: other.members_percent.or(self.members_percent),
         }
     }
 
@@ -576,7 +620,9 @@ impl ScenarioFile {
             adversary_percent,
             attack_start_ms,
             scoring,
-            tree_optimization
+            tree_optimization,
+            topics,
+            members_percent
         );
         if self.store_ttl_ms.is_some() {
             s.store_ttl_ms = self.store_ttl_ms;
