@@ -289,3 +289,68 @@ impl CloseReason {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::Input;
+
+    /// The shapes of trace format 3, before the dial tags.
+    #[derive(Serialize)]
+    enum V3Action {
+        Close { conn: ConnId, reason: CloseReason },
+        DialAnswer { addr: SocketAddr, outcome: DialOutcome },
+    }
+
+    #[derive(Serialize)]
+    enum V3Input {
+        Dial { addr: SocketAddr },
+    }
+
+    fn cbor<T: Serialize>(value: &T) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(value, &mut out).unwrap_or_default();
+        out
+    }
+
+    #[test]
+    fn untagged_records_encode_as_in_trace_format_3() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9415));
+        let outcome = DialOutcome::Dialing(DialId(3));
+        assert_eq!(
+            cbor(&Action::Close {
+                conn: ConnId(1),
+                reason: CloseReason::Trimmed,
+                winner: None,
+            }),
+            cbor(&V3Action::Close {
+                conn: ConnId(1),
+                reason: CloseReason::Trimmed,
+            })
+        );
+        assert_eq!(
+            cbor(&Action::DialAnswer {
+                request: None,
+                addr,
+                outcome,
+            }),
+            cbor(&V3Action::DialAnswer { addr, outcome })
+        );
+        let old = cbor(&V3Input::Dial { addr });
+        assert_eq!(
+            cbor(&Input::Dial {
+                request: None,
+                addr
+            }),
+            old
+        );
+        let read: Input = ciborium::from_reader(old.as_slice()).unwrap_or(Input::Timeout);
+        assert_eq!(
+            read,
+            Input::Dial {
+                request: None,
+                addr
+            }
+        );
+    }
+}
