@@ -298,8 +298,14 @@ mod tests {
     /// The shapes of trace format 3, before the dial tags.
     #[derive(Serialize)]
     enum V3Action {
-        Close { conn: ConnId, reason: CloseReason },
-        DialAnswer { addr: SocketAddr, outcome: DialOutcome },
+        Close {
+            conn: ConnId,
+            reason: CloseReason,
+        },
+        DialAnswer {
+            addr: SocketAddr,
+            outcome: DialOutcome,
+        },
     }
 
     #[derive(Serialize)]
