@@ -167,6 +167,23 @@ pub struct ConnectionInfo {
     pub kx_group: Option<String>,
 }
 
+/// Eager links a lazy link keeps shortcut tallies against.
+pub const SHORTCUT_TALLIES: usize = 4;
+
+/// Hops a lazy link would have saved, summed over the messages that came over one eager link
+/// (the tree optimisation swaps the two links when the mean is large enough).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShortcutTally {
+    /// The eager link (the node's session key) and its connection (to detect reuse).
+    pub parent: (usize, ConnId),
+    /// Since when the tally runs (a role change of either link restarts it).
+    pub since: Instant,
+    /// Sum of `our hops − (announced hops + 1)` over the messages counted.
+    pub saved: i32,
+    /// Messages counted.
+    pub samples: u16,
+}
+
 /// One connection's session.
 #[derive(Debug)]
 pub struct Session {
@@ -229,6 +246,13 @@ pub struct Session {
     pub missing_owned: usize,
     /// When we last sent PRUNE to the peer.
     pub pruned_at: Option<Instant>,
+    /// Plumtree: when a tree optimisation chose a shortcut over this (eager) link without
+    /// pruning it at once; its next duplicate within `optimization_hold` prunes it.
+    pub replaced_at: Option<Instant>,
+    /// Plumtree tree optimisation, on a lazy link: how many hops shorter this peer's
+    /// announcements were than the copies that came over each eager link (one tally per
+    /// eager link, the most recent ones kept).
+    pub shortcut_tallies: [Option<ShortcutTally>; SHORTCUT_TALLIES],
     /// Last time the send queue was empty or a queued frame left it.
     pub queue_progress_at: Instant,
     /// When the peer's token stops being valid (`Exp` + skew), if it expires.
@@ -289,6 +313,8 @@ impl Session {
             control,
             missing_owned: 0,
             pruned_at: None,
+            replaced_at: None,
+            shortcut_tallies: [None; SHORTCUT_TALLIES],
             queue_progress_at: now,
             token_expires_at: None,
             shuffle_pending: false,

@@ -438,9 +438,13 @@ impl Node {
 
     /// The handshake finished: the session joins gossip and membership.
     fn open_session(&mut self, key: SessionKey, grant: Grant) {
-        let alpha = self.config.alpha;
         let catch_up = self.config.catch_up_ids;
-        let eager = self.eager.len() < alpha;
+        // Every new link starts eager on both sides, as in textbook Plumtree: the next
+        // message crosses it both ways, and a duplicate prunes it unless it is the faster
+        // path. The first messages over a new mesh thus flood it and leave the first
+        // sender's shortest-path tree (shallow and latency-aware), where a cap on eager links
+        // at open left one-sided links and a deep tree.
+        let eager = true;
         let recent: Vec<(crate::peer::MessageId, u8)> = self.cache.recent(catch_up).collect();
         let now = self.now;
         let Some(s) = self.session_mut(key) else {

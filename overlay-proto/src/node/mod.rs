@@ -59,6 +59,9 @@ struct Missing {
     /// The announcement with the fewest hops so far (hops, session, conn): when the message
     /// then arrives eagerly over a longer path, the tree optimisation may swap the links.
     best_offer: Option<(u8, SessionKey, ConnId)>,
+    /// When the first announcement arrived (how late the tree brings announced messages
+    /// sets how long GRAFTs are put off).
+    announced_at: Instant,
 }
 
 /// Most announcers remembered per missing id.
@@ -106,6 +109,13 @@ pub struct Node {
     /// When a running session last ended (not as a duplicate or at shutdown): until
     /// `tree_settle` later, no GRAFT is put off.
     session_lost_at: Option<Instant>,
+    /// Recent largest lateness of eager copies that arrived after an IHAVE for the same id
+    /// (how far the tree path trails the mesh's shortest paths here): sets how long GRAFTs
+    /// are put off while the tree is settled.
+    eager_lateness: core::time::Duration,
+    /// When this node last accepted a new message: a tree optimisation based on an older
+    /// message may rest on a tree that has changed since.
+    last_first_copy_at: Instant,
     /// Reused scratch space for sampling lazy peers.
     scratch_keys: Vec<SessionKey>,
     /// Content-check verdicts that came with the bytes being handled (empty otherwise).
@@ -201,6 +211,8 @@ impl Node {
             own_token,
             signer,
             session_lost_at: None,
+            eager_lateness: core::time::Duration::ZERO,
+            last_first_copy_at: Instant::ZERO,
             scratch_keys: Vec::new(),
             prechecked: crate::precheck::Prechecked::default(),
             scores: ScoreBook::new(config.scoring.clone(), Instant::ZERO),

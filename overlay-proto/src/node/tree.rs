@@ -7,6 +7,7 @@ use core::time::Duration;
 
 use super::{Node, SessionKey};
 use crate::peer::{ConnId, MessageId};
+use crate::session::ShortcutTally;
 use crate::time::Instant;
 use crate::wire::Kind;
 
@@ -22,6 +23,11 @@ impl Node {
             s.dup_streak = 0;
             s.first_copy_at = Some(now);
         }
+    }
+
+    /// A new message was accepted (from a peer or from validation).
+    pub(super) fn note_new_message(&mut self) {
+        self.last_first_copy_at = self.now;
     }
 
     /// Session `key` pushed us a duplicate: decide whether the link is redundant, and if so
@@ -41,18 +47,23 @@ impl Node {
         let now = self.now;
         let limit = self.config.prune_after_duplicates;
         let window = self.config.graft_timeout;
-        let (eager, streak, busy) = match self.session_mut(key) {
+        let hold = self.config.optimization_hold;
+        let (eager, streak, busy, replaced) = match self.session_mut(key) {
             Some(s) => {
+                let replaced = s.replaced_at.is_some_and(|t| now - t < hold);
                 s.dup_streak = s.dup_streak.saturating_add(1);
-                let busy = s.first_copy_at.is_some_and(|t| now - t < window);
-                (s.eager, s.dup_streak, busy)
+                // A link made eager moments ago (a swap, a GRAFT) may still bring the copy it
+                // was asked for, or one already on its way: not a sign of a cycle yet.
+                let busy = s.first_copy_at.is_some_and(|t| now - t < window)
+                    || (s.eager && now - s.role_since < window);
+                (s.eager, s.dup_streak, busy, replaced)
             }
             None => return,
         };
         let prune = if !eager {
             true
         } else {
-            self.eager.len() > 1 && (!busy || streak >= limit)
+            self.eager.len() > 1 && (replaced || !busy || streak >= limit)
         };
         if prune {
             self.prune(key);
@@ -65,6 +76,7 @@ impl Node {
         if let Some(s) = self.session_mut(key) {
             s.dup_streak = 0;
             s.pruned_at = Some(now);
+            s.replaced_at = None;
         }
         self.make_lazy(key);
         self.stats.prunes_sent += 1;
@@ -108,10 +120,7 @@ impl Node {
     pub(super) fn due_missing(&mut self) -> Vec<MessageId> {
         let now = self.now;
         let settled = self.tree_settled();
-        let extra = self
-            .config
-            .graft_timeout_settled
-            .saturating_sub(self.config.graft_timeout);
+        let extra = self.graft_hold();
         let mut due = Vec::new();
         while let Some((deadline, id)) = self.missing_timers.front().copied() {
             if deadline > now {
@@ -143,6 +152,44 @@ impl Node {
         due
     }
 
+    /// How much longer than `graft_timeout` the first GRAFT for an announced id waits while
+    /// the tree is settled: the recent largest lateness of eager copies behind
+    /// announcements, at most `graft_timeout_settled − graft_timeout`. Where announcements never beat the
+    /// tree (loopback, a LAN: IHAVEs wait for the flush), nothing is put off and a broken
+    /// tree is repaired after `graft_timeout`; where the tree path trails the mesh by tens of
+    /// milliseconds (a WAN), GRAFTs wait long enough for the eager copy instead of pulling a
+    /// duplicate.
+    fn graft_hold(&self) -> Duration {
+        let cap = self
+            .config
+            .graft_timeout_settled
+            .saturating_sub(self.config.graft_timeout);
+        self.eager_lateness.min(cap)
+    }
+
+    /// An eager copy of an announced id arrived `lateness` after the first announcement. The
+    /// estimate is a decaying maximum: it jumps to a larger lateness at once and forgets
+    /// 1/16 of itself per sample otherwise.
+    fn note_lateness(&mut self, lateness: Duration) {
+        self.eager_lateness = lateness.max(self.eager_lateness * 15 / 16);
+    }
+
+    /// A message we held as missing (announced at `announced_at`, GRAFT sent to `grafted`
+    /// if any) arrived over session `parent`: unless it is the copy we asked for, note how
+    /// late the tree brought it (see [`Node::graft_hold`]).
+    pub(super) fn note_announced_arrival(
+        &mut self,
+        parent: SessionKey,
+        grafted: Option<(SessionKey, ConnId)>,
+        announced_at: Instant,
+    ) {
+        if grafted.is_some_and(|(k, _)| k == parent) {
+            return;
+        }
+        let lateness = self.now - announced_at;
+        self.note_lateness(lateness);
+    }
+
     /// Remembers the announcement of a missing id with the fewest hops.
     pub(super) fn note_offer(&mut self, id: &MessageId, hops: u8, key: SessionKey, conn: ConnId) {
         if let Some(entry) = self.missing.get_mut(id) {
@@ -157,16 +204,22 @@ impl Node {
         self.missing.get(id).and_then(|m| m.best_offer)
     }
 
-    /// Plumtree's optimisation step. We hold a message that reached us in `hops` hops over
-    /// connection `from` at `received_at`; session `shortcut` announced it with `offered`
-    /// hops, so through it the message would have taken `offered + 1`. When that is shorter
-    /// by at least `optimization_threshold`, the links swap roles: `shortcut` becomes eager
-    /// (an empty GRAFT tells it to push to us) and the old parent lazy (PRUNE).
+    /// Plumtree's optimisation step, averaged over senders. We hold a message that reached us
+    /// in `hops` hops over connection `from` at `received_at`; session `shortcut` (lazy)
+    /// announced it with `offered` hops, so through it the message would have taken
+    /// `offered + 1`. The difference is added to the shortcut's tally against the eager link
+    /// the message came by. Once `optimization_samples` messages are counted and the shortcut
+    /// saved at least `optimization_threshold` hops on average, the links swap roles: the
+    /// shortcut becomes eager (an empty GRAFT tells it to push to us) and the old parent lazy.
     ///
-    /// Only links whose role has been stable for `optimization_hold` take part, so the swap
-    /// cannot be undone by the next message. The old parent's side of the tree keeps the
-    /// origin, and the shortcut had the message in fewer hops than we did, so (on the
-    /// shortcut's eager path) it is not below us: the eager graph stays one tree.
+    /// Why the mean: the eager graph is one tree for every sender. Swapping the link to the
+    /// part of the tree behind the old parent for one through the shortcut changes the
+    /// distance between every node on our side and every node behind it by the shortcut's
+    /// saving for that node; the messages that came over the old parent sample those nodes
+    /// as senders, so a positive mean saving shortens the tree's paths on the whole (one
+    /// message alone would reshape the tree for its sender, at the others' expense). A
+    /// shortcut that is not behind the old parent only heard the message through us and
+    /// shows a loss, so it is never chosen.
     pub(super) fn consider_shortcut(
         &mut self,
         shortcut: SessionKey,
@@ -176,16 +229,89 @@ impl Node {
         received_at: Instant,
     ) {
         let threshold = self.config.optimization_threshold;
+        let needed = self.config.optimization_samples.max(1);
         let now = self.now;
-        if threshold == 0
-            || u16::from(offered) + 1 + u16::from(threshold) > u16::from(hops)
-            || now - received_at > OPTIMIZATION_WINDOW
-        {
+        if threshold == 0 || now - received_at > OPTIMIZATION_WINDOW {
             return;
         }
-        let Some(parent) = from.and_then(|c| self.by_conn.get(&c).copied()) else {
+        let Some(parent_conn) = from else {
             return;
         };
+        let Some(parent) = self.by_conn.get(&parent_conn).copied() else {
+            return;
+        };
+        if parent == shortcut {
+            return;
+        }
+        let parent_since = match self.session(parent) {
+            Some(p) if p.eager && p.is_running() => p.role_since,
+            _ => return,
+        };
+        let saved = i32::from(hops) - i32::from(offered) - 1;
+        let Some(q) = self.session_mut(shortcut) else {
+            return;
+        };
+        if q.eager || !q.is_running() {
+            return;
+        }
+        let since = q.role_since.max(parent_since);
+        let slots = &mut q.shortcut_tallies;
+        let slot = match slots
+            .iter()
+            .position(|t| t.is_some_and(|t| t.parent == (parent, parent_conn)))
+        {
+            Some(i) => i,
+            // A free slot, else the oldest tally makes room.
+            None => slots
+                .iter()
+                .position(Option::is_none)
+                .or_else(|| {
+                    slots
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, t)| t.map(|t| t.since))
+                        .map(|(i, _)| i)
+                })
+                .unwrap_or(0),
+        };
+        let Some(entry) = slots.get_mut(slot) else {
+            return;
+        };
+        let mut tally = match *entry {
+            Some(t) if t.parent == (parent, parent_conn) && t.since >= since => t,
+            _ => ShortcutTally {
+                parent: (parent, parent_conn),
+                since: now,
+                saved: 0,
+                samples: 0,
+            },
+        };
+        tally.saved += saved;
+        tally.samples += 1;
+        if tally.samples >= needed.saturating_mul(4) {
+            // Keep the recent past: halve the weight of what was counted so far.
+            tally.saved /= 2;
+            tally.samples /= 2;
+        }
+        *entry = Some(tally);
+        if tally.samples >= needed && tally.saved >= i32::from(threshold) * i32::from(tally.samples)
+        {
+            *entry = None;
+            self.swap_parent(shortcut, parent, received_at);
+        }
+    }
+
+    /// Makes `shortcut` eager (empty GRAFT) and `parent` lazy (PRUNE), if both links kept
+    /// their roles for `optimization_hold` (so a swap is never undone by the next message),
+    /// `parent` is eager, `shortcut` lazy, and the shortcut's score lets it be eager.
+    ///
+    /// The evidence is one message seen since `seen_at`. When no other message reached this
+    /// node since, the tree is taken as unchanged and the swap is done at once. Otherwise
+    /// (messages overlap: other nodes may have reshaped the tree meanwhile, and the shortcut
+    /// may now hang below us) only the shortcut is made eager; the old parent stays eager
+    /// until its next duplicate, which proves another path and prunes it.
+    fn swap_parent(&mut self, shortcut: SessionKey, parent: SessionKey, seen_at: Instant) {
+        let now = self.now;
         if parent == shortcut {
             return;
         }
@@ -202,10 +328,15 @@ impl Node {
         if !settled || !self.may_be_eager(shortcut) {
             return;
         }
+        let fresh = self.last_first_copy_at <= seen_at;
         self.make_eager(shortcut);
         self.stats.grafts_sent += 1;
         self.send_frame(shortcut, Kind::Graft, &[]);
-        self.prune(parent);
+        if fresh {
+            self.prune(parent);
+        } else if let Some(p) = self.session_mut(parent) {
+            p.replaced_at = Some(now);
+        }
         self.stats.tree_swaps += 1;
     }
 }
