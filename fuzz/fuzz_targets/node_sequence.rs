@@ -4,7 +4,9 @@
 //! shutdown — with origin signatures required (the default) or off.
 //!
 //! Checked after every step, besides "no panic":
-//! - sessions stay within `max_sessions`, queues within `max_queue_frames` per session, the
+//! - running sessions and our own handshaking dials stay within `max_sessions`, inbound
+//!   connections before START within the pre-auth budget (`max_preauth`), queues within
+//!   `max_queue_frames` per session, the
 //!   seen cache and the GRAFT store within their capacities, dials (automatic and operator)
 //!   within `max_concurrent_dials`, the passive list (configured, discovered and learned
 //!   addresses) within `passive_capacity`, eager + lazy peers within the running sessions;
@@ -66,6 +68,8 @@ fn config(sign: bool) -> NodeConfig {
     c.origin_auth = if sign { OriginAuth::Sign } else { OriginAuth::None };
     c.max_sessions = 4;
     c.active_target = 3;
+    c.max_preauth = 4;
+    c.max_preauth_per_ip = 2;
     c.max_concurrent_dials = 2;
     c.passive_capacity = 8;
     c.seen_capacity = 32;
@@ -204,10 +208,19 @@ fn monotonic(s: &NodeStats) -> [u64; 14] {
 
 fn check(node: &Node, cfg: &NodeConfig, now: Instant, before: &NodeStats) -> NodeStats {
     let s = node.stats();
-    assert!(s.sessions_running + s.sessions_handshaking <= cfg.max_sessions, "{s:?}");
+    // Inbound connections before START live on the pre-auth budget, not on `max_sessions`
+    // (fuzz_regressions.rs: handshaking_sessions_stay_within_max_sessions_plus_the_preauth_budget).
+    assert!(s.preauth_sessions <= cfg.max_preauth, "pre-auth budget: {s:?}");
+    assert!(
+        s.sessions_running + s.sessions_handshaking <= cfg.max_sessions + s.preauth_sessions,
+        "{s:?}"
+    );
     assert!(s.seen_len <= cfg.seen_capacity, "seen cache over capacity");
     assert!(s.store_len <= cfg.store_capacity, "GRAFT store over capacity");
-    assert!(s.queued_frames <= cfg.max_queue_frames * cfg.max_sessions, "queued frames");
+    assert!(
+        s.queued_frames <= cfg.max_queue_frames * (cfg.max_sessions + cfg.max_preauth),
+        "queued frames"
+    );
     // Operator dials (Input::Dial) past the ceiling are refused as Busy.
     assert!(s.dials_in_flight <= cfg.max_concurrent_dials, "dials in flight");
     // Discovered and dialed addresses count against the capacity like learned ones.

@@ -112,7 +112,7 @@ async fn run() {
     let delivered: Arc<Mutex<Vec<(overlay_proto::MessageId, Instant, u8)>>> = Arc::default();
     let mut receivers = Vec::new();
     for ov in &overlays {
-        let mut sub = ov.subscribe();
+        let mut sub = ov.deliveries();
         let delivered = delivered.clone();
         receivers.push(tokio::spawn(async move {
             while let Some(d) = sub.recv().await {

@@ -249,7 +249,7 @@ fn record_deliveries(overlays: &[Overlay]) -> (Deliveries, Vec<tokio::task::Join
     let delivered: Deliveries = Arc::default();
     let mut tasks = Vec::new();
     for (index, ov) in overlays.iter().enumerate() {
-        let mut sub = ov.subscribe();
+        let mut sub = ov.deliveries();
         let delivered = Arc::clone(&delivered);
         tasks.push(tokio::spawn(async move {
             while let Some(d) = sub.recv().await {
@@ -420,7 +420,7 @@ async fn pair(args: &Args) -> String {
         .await
         .expect("A dials B");
     let (a, b) = (&overlays[0], &overlays[1]);
-    let mut sub = b.subscribe();
+    let mut sub = b.deliveries();
     let received: Arc<Mutex<Vec<(MessageId, Instant)>>> =
         Arc::new(Mutex::new(Vec::with_capacity(messages as usize)));
     let rx = Arc::clone(&received);

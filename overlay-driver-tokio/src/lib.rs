@@ -51,7 +51,7 @@ pub use runtime::{DriverStats, HttpHandler, Net, Timeouts, TokioNet};
 #[cfg(not(loom))]
 pub use overlay_proto::{
     CloseReason, Delivery, Direction, LiveSettings, MessageId, NodeConfig, NodeStats, PeerId,
-    SessionInfo, ValidationMode, ValidationStats, Verdict,
+    SessionInfo, TopicId, ValidationMode, ValidationStats, Verdict,
 };
 
 /// The sans-IO core (`overlay-proto`) this crate drives, for everything not re-exported above.

@@ -282,6 +282,27 @@ fn peer_flags_replace_file_peers() {
     assert_names(&e, "peers", &["no-port", "--peer", "host:port"]);
 }
 
+#[test]
+fn topic_flags_replace_file_topics_and_names_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "o.toml",
+        "[topics]\njoin = [\"chat\", \"default\", \"chat\", \"index.v1\"]\nmax_topics = 8\nmax_peer_topics = 16\n",
+    );
+    let cfg = run(&["--config", s(&file)], &[]).unwrap();
+    assert_eq!(cfg.topics, ["chat", "index.v1"]);
+    assert_eq!(cfg.node.max_topics, 8);
+    assert_eq!(cfg.node.max_peer_topics, 16);
+    let cfg = run(&["--config", s(&file), "--topic", "news"], &[]).unwrap();
+    assert_eq!(cfg.topics, ["news"]);
+    let e = err(&["--topic", "a/b"], &[]);
+    assert_names(&e, "topics", &["a/b", "--topic", "A-Z"]);
+    let many = write(dir.path(), "m.toml", "[topics]\nmax_topics = 2\n");
+    let e = err(&["--config", s(&many), "--topic", "a", "--topic", "b"], &[]);
+    assert_names(&e, "topics", &["2 topics", "max_topics"]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // environment
 

@@ -413,6 +413,33 @@ impl GossipSubscription for FeedSub {
 
 impl OverlayApi for Feed {
     type Subscription = FeedSub;
+    type TopicSubscription = FeedSub;
+
+    async fn join_topic(
+        &self,
+        _: overlay_proto::TopicId,
+    ) -> Result<bool, svc_overlay::api::OverlayError> {
+        Err(svc_overlay::api::OverlayError::Refused)
+    }
+
+    async fn leave_topic(
+        &self,
+        _: overlay_proto::TopicId,
+    ) -> Result<bool, svc_overlay::api::OverlayError> {
+        Ok(false)
+    }
+
+    async fn publish(
+        &self,
+        _: overlay_proto::TopicId,
+        _: Bytes,
+    ) -> Result<MessageId, svc_overlay::api::OverlayError> {
+        Err(svc_overlay::api::OverlayError::NotJoined)
+    }
+
+    fn topic_events(&self, _: overlay_proto::TopicId) -> Option<FeedSub> {
+        None
+    }
 
     async fn broadcast(&self, _: Bytes) -> Result<MessageId, svc_overlay::api::OverlayError> {
         Ok(MessageId([0; 32]))
@@ -500,6 +527,7 @@ async fn sse_non_readers_are_closed() {
             let mut id = [0u8; 32];
             id[..4].copy_from_slice(&n.to_be_bytes());
             flood_feed.deliveries.publish(Delivery {
+                topic: overlay_proto::TopicId::DEFAULT,
                 id: MessageId(id),
                 origin: PeerId([2; 32]),
                 from: PeerId([3; 32]),

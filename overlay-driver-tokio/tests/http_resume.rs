@@ -45,6 +45,27 @@ impl GossipSubscription for FeedSub {
 
 impl OverlayApi for Feed {
     type Subscription = FeedSub;
+    type TopicSubscription = FeedSub;
+
+    async fn join_topic(&self, _: overlay_proto::TopicId) -> Result<bool, OverlayError> {
+        Err(OverlayError::Refused)
+    }
+
+    async fn leave_topic(&self, _: overlay_proto::TopicId) -> Result<bool, OverlayError> {
+        Ok(false)
+    }
+
+    async fn publish(
+        &self,
+        _: overlay_proto::TopicId,
+        _: Bytes,
+    ) -> Result<MessageId, OverlayError> {
+        Err(OverlayError::NotJoined)
+    }
+
+    fn topic_events(&self, _: overlay_proto::TopicId) -> Option<FeedSub> {
+        None
+    }
 
     async fn broadcast(&self, _: Bytes) -> Result<MessageId, OverlayError> {
         Err(OverlayError::Busy)
@@ -98,6 +119,7 @@ impl Feed {
         let mut id = [0u8; 32];
         id[..4].copy_from_slice(&n.to_be_bytes());
         self.log.publish(Delivery {
+            topic: overlay_proto::TopicId::DEFAULT,
             id: MessageId(id),
             origin: PeerId([2; 32]),
             from: PeerId([3; 32]),
@@ -367,7 +389,7 @@ async fn a_real_node_numbers_its_deliveries_and_resumes_a_client() {
     let last = last.expect("a delivery reaches the stream");
     drop(sse);
     let seq = |id: &str| -> u64 { id.split_once('-').unwrap().1.parse().unwrap() };
-    let mut sub = b.subscribe();
+    let mut sub = b.deliveries();
     let mut expected = Vec::new();
     for n in 0..5 {
         let text = format!("while away {n}");

@@ -44,6 +44,7 @@ struct Inner {
     dialed: Mutex<Vec<String>>,
     hold_dials: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     deliveries: Arc<DeliveryLog>,
+    topics: Mutex<std::collections::BTreeSet<overlay_proto::TopicId>>,
 }
 
 struct FakeSub(broadcast::Receiver<Sequenced>);
@@ -79,12 +80,14 @@ impl Fake {
                 dialed: Mutex::new(Vec::new()),
                 hold_dials: Mutex::new(None),
                 deliveries,
+                topics: Mutex::new(std::collections::BTreeSet::new()),
             }),
         }
     }
 
     fn deliver(&self, n: u8, payload: &'static [u8]) {
         let d = Delivery {
+            topic: overlay_proto::TopicId::DEFAULT,
             id: MessageId([n; 32]),
             origin: peer(1),
             from: peer(2),
@@ -97,6 +100,40 @@ impl Fake {
 
 impl OverlayApi for Fake {
     type Subscription = FakeSub;
+    type TopicSubscription = FakeSub;
+
+    async fn join_topic(&self, topic: overlay_proto::TopicId) -> Result<bool, OverlayError> {
+        Ok(topic != overlay_proto::TopicId::DEFAULT
+            && self.inner.topics.lock().unwrap().insert(topic))
+    }
+
+    async fn leave_topic(&self, topic: overlay_proto::TopicId) -> Result<bool, OverlayError> {
+        if topic == overlay_proto::TopicId::DEFAULT {
+            return Err(OverlayError::NotJoined);
+        }
+        Ok(self.inner.topics.lock().unwrap().remove(&topic))
+    }
+
+    async fn publish(
+        &self,
+        topic: overlay_proto::TopicId,
+        payload: Bytes,
+    ) -> Result<MessageId, OverlayError> {
+        if !self.inner.topics.lock().unwrap().contains(&topic) {
+            return Err(OverlayError::NotJoined);
+        }
+        self.inner.broadcasts.lock().unwrap().push(payload);
+        Ok(MessageId([0xcd; 32]))
+    }
+
+    fn topic_events(&self, topic: overlay_proto::TopicId) -> Option<FakeSub> {
+        self.inner
+            .topics
+            .lock()
+            .unwrap()
+            .contains(&topic)
+            .then(|| FakeSub(self.inner.deliveries.subscribe()))
+    }
 
     async fn broadcast(&self, payload: Bytes) -> Result<MessageId, OverlayError> {
         if let Some(e) = self.inner.broadcast_err.lock().unwrap().clone() {
@@ -286,6 +323,108 @@ async fn broadcast_from_loopback_is_accepted() {
         fake.inner.broadcasts.lock().unwrap().as_slice(),
         &[Bytes::from_static(b"hello")]
     );
+}
+
+#[tokio::test]
+async fn topic_routes_join_publish_stream_and_leave() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let chat_id = overlay_proto::TopicId::from_name("chat").to_hex();
+    // Not joined: publish and stream are 409, leave is 404.
+    let resp = send(
+        &app,
+        req("POST", "/v1/topics/chat/broadcast", LOOPBACK, "x"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    assert_eq!(json(resp).await["error"], "not_joined");
+    let resp = send(
+        &app,
+        req("GET", "/v1/topics/chat/gossip", LOOPBACK, Body::empty()),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let resp = send(
+        &app,
+        req("DELETE", "/v1/topics/chat", LOOPBACK, Body::empty()),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    // Join: 201, then 200.
+    let resp = send(&app, req("PUT", "/v1/topics/chat", LOOPBACK, Body::empty())).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(
+        json(resp).await,
+        serde_json::json!({"topic": "chat", "id": chat_id})
+    );
+    let resp = send(&app, req("PUT", "/v1/topics/chat", LOOPBACK, Body::empty())).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // The default topic is always joined, never left.
+    let resp = send(
+        &app,
+        req("PUT", "/v1/topics/default", LOOPBACK, Body::empty()),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = send(
+        &app,
+        req("DELETE", "/v1/topics/default", LOOPBACK, Body::empty()),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    // Publish: 202 with the id; over the limit 413.
+    let resp = send(
+        &app,
+        req("POST", "/v1/topics/chat/broadcast", LOOPBACK, "hi"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(json(resp).await["id"], "cd".repeat(32));
+    let resp = send(
+        &app,
+        req(
+            "POST",
+            "/v1/topics/chat/broadcast",
+            LOOPBACK,
+            vec![0u8; 1001],
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // The stream answers with SSE.
+    let resp = send(
+        &app,
+        req("GET", "/v1/topics/chat/gossip", LOOPBACK, Body::empty()),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    drop(resp);
+    // Bad names: typed 400.
+    for bad in ["a%2Fb", "a%20b", &"x".repeat(65), "%C3%A9"] {
+        let resp = send(
+            &app,
+            req("PUT", &format!("/v1/topics/{bad}"), LOOPBACK, Body::empty()),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(json(resp).await["error"], "bad_request");
+    }
+    // Leave: 204, then 404; control rules apply.
+    let resp = send(
+        &app,
+        req("DELETE", "/v1/topics/chat", LOOPBACK, Body::empty()),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let resp = send(
+        &app,
+        req("DELETE", "/v1/topics/chat", LOOPBACK, Body::empty()),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = send(&app, req("PUT", "/v1/topics/chat", REMOTE, Body::empty())).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
@@ -1126,7 +1265,7 @@ mod openapi {
     use serde::de::DeserializeOwned;
     use serde::Serialize;
     use svc_overlay::http::handlers::{
-        BroadcastAccepted, DialDone, DialRequest, PeerRow, ReadyBody, OPENAPI_JSON,
+        BroadcastAccepted, DialDone, DialRequest, PeerRow, ReadyBody, TopicJoined, OPENAPI_JSON,
     };
     use svc_overlay::http::{Endpoint, ErrorBody, GossipEvent, LaggedEvent, HTTP_ERROR_KINDS};
 
@@ -1300,6 +1439,7 @@ mod openapi {
             "NodeStats" => round_trip::<NodeStats>(name, v),
             "GossipEvent" => round_trip::<GossipEvent>(name, v),
             "LaggedEvent" => round_trip::<LaggedEvent>(name, v),
+            "TopicJoined" => round_trip::<TopicJoined>(name, v),
             other => panic!("schema {other} has no Rust type in this test"),
         }
         match name {
@@ -1310,6 +1450,7 @@ mod openapi {
             "DialDone" => vec!["DialDone"],
             "NodeStats" => vec!["NodeStats"],
             "GossipEvent" => vec!["GossipEvent"],
+            "TopicJoined" => vec!["TopicJoined"],
             _ => vec!["LaggedEvent"],
         }
     }
@@ -1443,6 +1584,8 @@ mod openapi {
             E::Quota,
             E::NotConnected,
             E::ShuttingDown,
+            E::NotJoined,
+            E::TooManyTopics,
         ];
         for e in all {
             match e {
@@ -1456,7 +1599,9 @@ mod openapi {
                 | E::Forbidden
                 | E::Quota
                 | E::NotConnected
-                | E::ShuttingDown => {}
+                | E::ShuttingDown
+                | E::NotJoined
+                | E::TooManyTopics => {}
             }
         }
         all.iter().map(|e| e.label()).collect()

@@ -118,7 +118,7 @@ async fn a_slow_reader_gets_lagged_with_the_count_then_the_newest() {
         .await
         .unwrap();
     let mut topic = b.topic();
-    let mut plain = b.subscribe();
+    let mut plain = b.deliveries();
     bounded("dial", a.dial(b.local_addr())).await.unwrap();
     wait_stats(&b, "b has a session", |s| s.sessions_running >= 1).await;
 

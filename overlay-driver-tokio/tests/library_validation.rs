@@ -35,7 +35,7 @@ async fn b_rejects_what_a_publishes_so_c_never_sees_it_and_a_is_penalized_at_b()
     )
     .await;
     let c = overlay_with(end_config(), 33).await;
-    let mut c_gossip = c.subscribe();
+    let mut c_gossip = c.deliveries();
 
     // B's application: payloads starting with "bad" are rejected, the rest accepted.
     let mut validator = b.validator().expect("the first call gets the validator");

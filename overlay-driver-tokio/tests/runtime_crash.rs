@@ -154,7 +154,7 @@ async fn crashed_accept_loop_and_reader_are_recovered() {
             .any(|s| s.peer == peer.peer_id() && s.state == SessionState::Running)
     })
     .await;
-    let mut sub = server.subscribe();
+    let mut sub = server.deliveries();
     let id = bounded("broadcast", peer.broadcast(Bytes::from_static(b"after")))
         .await
         .unwrap();

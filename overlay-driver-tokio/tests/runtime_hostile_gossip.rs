@@ -36,7 +36,7 @@ impl Bed {
 
     /// The honest session still carries gossip both ways, signed and verified.
     async fn still_healthy(&self) {
-        let mut at_good = self.good.subscribe();
+        let mut at_good = self.good.deliveries();
         let id = bounded(
             "broadcast",
             self.server.broadcast(Bytes::from_static(b"ok")),
@@ -47,7 +47,7 @@ impl Bed {
             .await
             .unwrap();
         assert_eq!(d.id, id);
-        let mut at_server = self.server.subscribe();
+        let mut at_server = self.server.deliveries();
         let id = bounded(
             "broadcast back",
             self.good.broadcast(Bytes::from_static(b"ok2")),
@@ -85,7 +85,7 @@ fn signer_of(identity: &Identity) -> OriginSigner {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_id_is_400_bad_id_and_goes_nowhere() {
     let bed = Bed::new().await;
-    let mut at_good = bed.good.subscribe();
+    let mut at_good = bed.good.deliveries();
     let mut c = RawClient::open(&bed.server).await;
     let me = signer_of(&c.identity);
     // Correctly signed for its id, but the id does not match the payload carried.
@@ -106,7 +106,7 @@ async fn a_forged_id_is_400_bad_id_and_goes_nowhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_origin_is_400_bad_signature_signed_or_not() {
     let bed = Bed::new().await;
-    let mut at_good = bed.good.subscribe();
+    let mut at_good = bed.good.deliveries();
     let victim = bed.good.peer_id();
 
     // Claims the honest peer as origin (id computed for that claim), signed with its own key.
@@ -138,8 +138,8 @@ async fn a_forged_origin_is_400_bad_signature_signed_or_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hand_built_signed_message_is_delivered_and_relayed() {
     let bed = Bed::new().await;
-    let mut at_server = bed.server.subscribe();
-    let mut at_good = bed.good.subscribe();
+    let mut at_server = bed.server.deliveries();
+    let mut at_good = bed.good.deliveries();
     let c_identity;
     {
         let mut c = RawClient::open(&bed.server).await;

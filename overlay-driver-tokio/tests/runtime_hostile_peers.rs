@@ -184,7 +184,7 @@ async fn a_token_bound_to_another_peer_is_403() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scores_show_in_the_peer_list() {
     let bed = Bed::new(NodeConfig::default(), 21).await;
-    let mut sub = bed.server.subscribe();
+    let mut sub = bed.server.deliveries();
     let id = bounded(
         "broadcast",
         bed.good.broadcast(Bytes::from_static(b"first")),

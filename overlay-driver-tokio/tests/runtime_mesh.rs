@@ -16,7 +16,7 @@ async fn a_broadcast_reaches_every_node_of_a_line() {
     for seed in 0..4u64 {
         nodes.push(overlay(100 + seed).await);
     }
-    let mut subs: Vec<_> = nodes.iter().map(|n| n.subscribe()).collect();
+    let mut subs: Vec<_> = nodes.iter().map(|n| n.deliveries()).collect();
     for i in 1..nodes.len() {
         let prev = nodes[i - 1].local_addr();
         let s = bounded("dial previous", nodes[i].dial(prev)).await.unwrap();

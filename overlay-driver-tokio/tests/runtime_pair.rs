@@ -14,7 +14,7 @@ use svc_overlay::{KernelEvent, Overlay, OverlayError};
 async fn dial_broadcast_and_direct_between_two_overlays() {
     let a = overlay(1).await;
     let b = overlay(2).await;
-    let mut b_gossip = b.subscribe();
+    let mut b_gossip = b.deliveries();
     let mut b_direct = b.direct_messages();
     let mut b_events = b.events();
 
@@ -109,7 +109,7 @@ async fn dial_joins_an_existing_session_and_reports_failures() {
     let a = overlay(3).await;
     let b = overlay(4).await;
     assert!(a.readiness().borrow().ready);
-    let mut stream = b.subscribe().into_stream();
+    let mut stream = b.deliveries().into_stream();
     let first = bounded("dial", a.dial(b.local_addr().to_string()))
         .await
         .unwrap();

@@ -52,7 +52,7 @@ async fn traces_of_two_live_overlays_replay_without_divergence() {
     let (pa, pb) = (dir.path().join("a.trace"), dir.path().join("b.trace"));
     let a = traced(&pa, 21).await;
     let b = traced(&pb, 22).await;
-    let mut sub = b.subscribe();
+    let mut sub = b.deliveries();
     let session = bounded("dial", a.dial(b.local_addr())).await.unwrap();
     for i in 0..5u8 {
         let id = bounded(

@@ -1,9 +1,19 @@
-//! Probe of the gossip tree on the core's mesh (development tool for issue #10).
+//! Probe of the gossip tree on the core's mesh (a development tool for issue #10; the
+//! figures in docs/SIMULATION.md come from `overlay-sim`).
 //!
 //! `cargo run --release -p overlay-proto --example tree_probe -- wan|lan [seed]`
-//! Knobs from the environment: THR (optimization_threshold), SETTLED_MS
-//! (graft_timeout_settled), GAIN_MS (optimization_gain), PRUNE_N (prune_after_duplicates),
-//! SINGLE=1 (one sender in `wan`), NODES, MSGS.
+//!
+//! - `wan`: 1000 nodes, 10–50 ms links, 15 s warm-up, then 20 broadcasts 1 s apart from
+//!   random nodes (`SINGLE=1`: one node); prints RMR, LDH, last delivery, GRAFTs and swaps
+//!   per broadcast and the steady state (second half).
+//! - `lan`: 32 nodes, 50–300 µs links (a loopback-like mesh, no processing time), 500 ms
+//!   warm-up, then 2000 broadcasts 5 ms apart from random nodes (overlapping, as in
+//!   `overlay_bench mesh`); prints p50/p99, reach-all p99, max hops and the eager graph.
+//!
+//! Settings from the environment: THR (`optimization_threshold`), SAMPLES
+//! (`optimization_samples`), HOLD_MS (`optimization_hold`), SETTLED_MS
+//! (`graft_timeout_settled`), PRUNE_N (`prune_after_duplicates`), ALPHA, NODES, MSGS,
+//! WARM_MS (`lan`), TRACE=1 (`lan`: print messages deeper than 8 hops).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -8,6 +8,7 @@ use crate::config::{LiveSettings, ReconfigureError};
 use crate::error::OverlayError;
 use crate::peer::{ConnId, DialId, Direction, MessageId, PeerId};
 use crate::stats::RejectReason;
+use crate::topic::TopicId;
 
 /// One thing for the driver to carry out, in the order produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,12 +63,28 @@ pub enum Action {
         /// The message.
         payload: Bytes,
     },
-    /// Outcome of `Input::Broadcast`.
+    /// Outcome of `Input::Broadcast` or `Input::Publish`.
     BroadcastResult {
         /// The caller's tag.
         request: u64,
         /// The message id, or why it was not sent.
         result: Result<MessageId, OverlayError>,
+    },
+    /// Outcome of `Input::Join`.
+    Joined {
+        /// The topic.
+        topic: TopicId,
+        /// `true` when newly joined, `false` when already in it; or why not
+        /// (`TooManyTopics`, `ShuttingDown`).
+        result: Result<bool, OverlayError>,
+    },
+    /// Outcome of `Input::Leave`.
+    Left {
+        /// The topic.
+        topic: TopicId,
+        /// `true` when the node was in it, `false` when not; `NotJoined` for the default
+        /// topic, which cannot be left.
+        result: Result<bool, OverlayError>,
     },
     /// Outcome of `Input::SendDirect`.
     SendResult {
@@ -128,6 +145,9 @@ pub enum DialOutcome {
 /// A gossip message delivered to the application.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
+    /// The topic it was broadcast in.
+    #[serde(default)]
+    pub topic: TopicId,
     /// Message id.
     pub id: MessageId,
     /// The node that broadcast it.

@@ -13,6 +13,7 @@ use crate::idhash::{keyed_id_map, IdMap};
 use crate::origin::OriginSignature;
 use crate::peer::{ConnId, MessageId, PeerId};
 use crate::time::Instant;
+use crate::topic::TopicId;
 
 /// Ids the cache has room for before it first grows (it doubles with traffic up to
 /// `seen_capacity`): an idle node holds a few KiB, not the ~120 KiB 1024 ids took.
@@ -23,6 +24,8 @@ const INITIAL_STORED: usize = 32;
 /// A message kept to answer GRAFT.
 #[derive(Debug, Clone)]
 pub struct StoredMessage {
+    /// The topic it was broadcast in.
+    pub topic: TopicId,
     /// The broadcaster.
     pub origin: PeerId,
     /// Origin's nonce.
@@ -211,11 +214,12 @@ impl MessageCache {
         self.stored_bytes
     }
 
-    /// The most recent stored messages, newest first: `(id, hops)`, at most `n`.
-    pub fn recent(&self, n: usize) -> impl Iterator<Item = (MessageId, u8)> + '_ {
+    /// The most recent stored messages of `topic`, newest first: `(id, hops)`, at most `n`.
+    pub fn recent(&self, topic: TopicId, n: usize) -> impl Iterator<Item = (MessageId, u8)> + '_ {
         self.store
             .iter()
             .rev()
+            .filter(move |s| s.message.topic == topic)
             .take(n)
             .map(|s| (s.id, s.message.hops))
     }
@@ -237,6 +241,7 @@ mod tests {
 
     fn msg(len: usize) -> StoredMessage {
         StoredMessage {
+            topic: TopicId::DEFAULT,
             origin: PeerId([0; 32]),
             nonce: 0,
             hops: 1,
@@ -266,7 +271,7 @@ mod tests {
         assert!(c.insert(t, id(4), msg(10)));
         assert!(!c.contains(&id(1)), "oldest id evicted past seen_capacity");
         assert_eq!((c.seen_len(), c.stored_len(), c.stored_bytes()), (3, 2, 20));
-        let recent: Vec<_> = c.recent(5).map(|(i, _)| i).collect();
+        let recent: Vec<_> = c.recent(TopicId::DEFAULT, 5).map(|(i, _)| i).collect();
         assert_eq!(recent, vec![id(4), id(3)]);
     }
 

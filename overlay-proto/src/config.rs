@@ -158,6 +158,12 @@ pub struct NodeConfig {
     pub ihave_rate_burst: u32,
     /// Most entries of the missing-id table one peer's announcements may hold at once.
     pub ihave_max_missing_per_peer: usize,
+    /// Most topics this node is in at once, the default topic included; a join past it is
+    /// refused (`OverlayError::TooManyTopics`).
+    pub max_topics: usize,
+    /// Most topics one peer's TOPICS message may name (the default topic is not named); a
+    /// larger message closes the session with 413, decided from the frame header.
+    pub max_peer_topics: usize,
     /// Duplicate messages per second tolerated from a peer before they are scored.
     pub duplicate_rate_per_s: u32,
     /// Token bucket depth for `duplicate_rate_per_s`.
@@ -279,6 +285,8 @@ impl Default for NodeConfig {
             ihave_rate_per_s: 20_000,
             ihave_rate_burst: 40_000,
             ihave_max_missing_per_peer: 4096,
+            max_topics: 64,
+            max_peer_topics: 256,
             duplicate_rate_per_s: 1000,
             duplicate_rate_burst: 4000,
             shuffle_rate_per_s: 1,
@@ -552,6 +560,12 @@ impl NodeConfig {
             "ihave_max_missing_per_peer",
             ">= 1",
         )?;
+        check(
+            (1..=4096).contains(&self.max_topics),
+            "max_topics",
+            "1..=4096 (the default topic counts)",
+        )?;
+        check(self.max_peer_topics <= 4096, "max_peer_topics", "0..=4096")?;
         check(self.max_preauth >= 1, "max_preauth", ">= 1")?;
         check(
             (1..=self.max_preauth).contains(&self.max_preauth_per_ip),

@@ -52,6 +52,13 @@ pub enum OverlayError {
     /// The node is shutting down.
     #[error("shutting down")]
     ShuttingDown,
+    /// A publish to a topic this node is not in (join it first), or a leave of the default
+    /// topic (every node is in it).
+    #[error("not in that topic")]
+    NotJoined,
+    /// A join past `max_topics`.
+    #[error("too many topics")]
+    TooManyTopics,
 }
 
 impl OverlayError {
@@ -62,9 +69,10 @@ impl OverlayError {
             OverlayError::Unauthorized | OverlayError::Crypto => 401,
             OverlayError::Forbidden => 403,
             OverlayError::NotConnected => 404,
+            OverlayError::NotJoined => 409,
             OverlayError::Timeout => 408,
             OverlayError::TooLarge => 413,
-            OverlayError::Quota => 429,
+            OverlayError::Quota | OverlayError::TooManyTopics => 429,
             OverlayError::Busy | OverlayError::Refused | OverlayError::ShuttingDown => 503,
         }
     }
@@ -98,6 +106,8 @@ impl OverlayError {
             OverlayError::Quota => "quota",
             OverlayError::NotConnected => "not_connected",
             OverlayError::ShuttingDown => "shutting_down",
+            OverlayError::NotJoined => "not_joined",
+            OverlayError::TooManyTopics => "too_many_topics",
         }
     }
 
@@ -112,7 +122,9 @@ impl OverlayError {
             | OverlayError::TooLarge
             | OverlayError::Unauthorized
             | OverlayError::Forbidden
-            | OverlayError::ShuttingDown => None,
+            | OverlayError::ShuttingDown
+            | OverlayError::NotJoined
+            | OverlayError::TooManyTopics => None,
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::config::LiveSettings;
 use crate::error::OverlayError;
 use crate::peer::{ConnId, DialId, Direction, PeerId};
 use crate::precheck::Prechecked;
+use crate::topic::TopicId;
 
 /// One event from the outside world. Serializable: a trace is a list of `(now, Input)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,13 +65,27 @@ pub enum Input {
     },
     /// The deadline returned by `poll_timeout` passed (or any wake-up: timers are checked).
     Timeout,
-    /// The application asks to broadcast a message to the whole overlay.
+    /// The application asks to broadcast a message to the default topic.
     Broadcast {
         /// Caller's tag, echoed in `Action::BroadcastResult`.
         request: u64,
         /// The message.
         payload: Bytes,
     },
+    /// The application asks to broadcast a message to a topic this node is in. Answered with
+    /// `Action::BroadcastResult` (`NotJoined` when the node is not in the topic).
+    Publish {
+        /// Caller's tag, echoed in `Action::BroadcastResult`.
+        request: u64,
+        /// The topic.
+        topic: TopicId,
+        /// The message.
+        payload: Bytes,
+    },
+    /// Join a topic (answered with `Action::Joined`).
+    Join(TopicId),
+    /// Leave a topic (answered with `Action::Left`).
+    Leave(TopicId),
     /// The application asks to send a message to one connected peer.
     SendDirect {
         /// Caller's tag, echoed in `Action::SendResult`.
@@ -139,6 +154,9 @@ impl Input {
             Input::ConnectionClosed { .. } => "connection_closed",
             Input::Timeout => "timeout",
             Input::Broadcast { .. } => "broadcast",
+            Input::Publish { .. } => "publish",
+            Input::Join(_) => "join",
+            Input::Leave(_) => "leave",
             Input::SendDirect { .. } => "send_direct",
             Input::Dial { .. } => "dial",
             Input::PeersDiscovered { .. } => "peers_discovered",

@@ -32,6 +32,7 @@ pub mod score;
 pub mod session;
 pub mod stats;
 pub mod time;
+pub mod topic;
 pub mod trace;
 pub mod wire;
 
@@ -51,3 +52,4 @@ pub use peer::{ConnId, DialId, Direction, MessageId, PeerId};
 pub use precheck::{Prechecked, Prechecker};
 pub use stats::{NodeStats, ReasonCounts, RejectReason};
 pub use time::Instant;
+pub use topic::{validate_topic_name, TopicId, TopicNameError};

@@ -358,12 +358,35 @@ impl Mesh {
         self.apply(i, now, input);
     }
 
-    /// Broadcasts from node `i` now. Returns the message id when accepted.
+    /// Broadcasts from node `i` now (default topic). Returns the message id when accepted.
     pub fn broadcast(&mut self, i: usize, payload: Bytes) -> Result<MessageId, OverlayError> {
         let request = self.next_request;
         self.next_request += 1;
+        self.originate(i, Input::Broadcast { request, payload })
+    }
+
+    /// Broadcasts from node `i` now to `topic`. Returns the message id when accepted.
+    pub fn publish(
+        &mut self,
+        i: usize,
+        topic: crate::topic::TopicId,
+        payload: Bytes,
+    ) -> Result<MessageId, OverlayError> {
+        let request = self.next_request;
+        self.next_request += 1;
+        self.originate(
+            i,
+            Input::Publish {
+                request,
+                topic,
+                payload,
+            },
+        )
+    }
+
+    fn originate(&mut self, i: usize, input: Input) -> Result<MessageId, OverlayError> {
         self.last_broadcast = None;
-        self.input(i, Input::Broadcast { request, payload });
+        self.input(i, input);
         let result = self
             .last_broadcast
             .take()

@@ -159,6 +159,26 @@ impl MessageId {
         MessageId(*hasher.finalize().as_bytes())
     }
 
+    /// Computes the id of a message of `topic`: [`MessageId::compute`] in the default topic,
+    /// `BLAKE3-keyed(key = topic, origin ‖ nonce ‖ payload)` in any other. The id (and so the
+    /// origin signature over it) binds the topic: a relay that moves a message to another
+    /// topic makes its id check fail.
+    pub fn compute_in(
+        topic: &crate::topic::TopicId,
+        origin: &PeerId,
+        nonce: u64,
+        payload: &[u8],
+    ) -> Self {
+        if topic.is_default() {
+            return MessageId::compute(origin, nonce, payload);
+        }
+        let mut hasher = blake3::Hasher::new_keyed(&topic.0);
+        hasher.update(&origin.0);
+        hasher.update(&nonce.to_be_bytes());
+        hasher.update(payload);
+        MessageId(*hasher.finalize().as_bytes())
+    }
+
     /// Lowercase hex of the 32 bytes.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)

@@ -23,6 +23,7 @@ use crate::frame::{flags, Header, HEADER_LEN};
 use crate::origin::{verify_batch, OriginAuth, OriginSignature, SignedId};
 use crate::peer::{MessageId, PeerId};
 use crate::stats::RejectReason;
+use crate::topic::TopicId;
 use crate::wire::{self, Kind};
 
 /// The content checks of one GOSSIP with origin, nonce, claimed id and optional signature:
@@ -37,7 +38,22 @@ pub fn check_content(
     auth: Option<&OriginSignature>,
     payload: &[u8],
 ) -> Result<(), RejectReason> {
-    check_id(mode, id, origin, nonce, auth, payload)?.map_or(Ok(()), |signed| {
+    check_content_in(&TopicId::DEFAULT, mode, id, origin, nonce, auth, payload)
+}
+
+/// [`check_content`] for a message of `topic`: the id must be
+/// [`MessageId::compute_in`]`(topic, …)`, so a message moved to another topic fails with
+/// `BadId`.
+pub fn check_content_in(
+    topic: &TopicId,
+    mode: OriginAuth,
+    id: &MessageId,
+    origin: &PeerId,
+    nonce: u64,
+    auth: Option<&OriginSignature>,
+    payload: &[u8],
+) -> Result<(), RejectReason> {
+    check_id(topic, mode, id, origin, nonce, auth, payload)?.map_or(Ok(()), |signed| {
         signed
             .auth
             .verify(&signed.origin, &signed.id)
@@ -48,6 +64,7 @@ pub fn check_content(
 /// The id check and the signature-presence check; `Ok(Some(_))` when a signature remains to
 /// be verified.
 fn check_id(
+    topic: &TopicId,
     mode: OriginAuth,
     id: &MessageId,
     origin: &PeerId,
@@ -55,7 +72,7 @@ fn check_id(
     auth: Option<&OriginSignature>,
     payload: &[u8],
 ) -> Result<Option<SignedId>, RejectReason> {
-    if MessageId::compute(origin, nonce, payload) != *id {
+    if MessageId::compute_in(topic, origin, nonce, payload) != *id {
         return Err(RejectReason::BadId);
     }
     match (mode, auth) {
@@ -260,6 +277,7 @@ impl Prechecker {
             return;
         };
         let verdict = match check_id(
+            &TopicId::DEFAULT,
             self.mode,
             &g.id,
             &g.origin,

@@ -6,9 +6,10 @@ use core::net::SocketAddr;
 use std::collections::VecDeque;
 
 use crate::liveness::Liveness;
-use crate::peer::{ConnId, DialId, Direction, MessageId, PeerId};
+use crate::peer::{ConnId, DialId, Direction, PeerId};
 use crate::ratelimit::TokenBucket;
 use crate::time::Instant;
+use crate::topic::TopicId;
 
 /// Where a session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,23 +168,6 @@ pub struct ConnectionInfo {
     pub kx_group: Option<String>,
 }
 
-/// Eager links a lazy link keeps shortcut tallies against.
-pub const SHORTCUT_TALLIES: usize = 4;
-
-/// Hops a lazy link would have saved, summed over the messages that came over one eager link
-/// (the tree optimisation swaps the two links when the mean is large enough).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShortcutTally {
-    /// The eager link (the node's session key) and its connection (to detect reuse).
-    pub parent: (usize, ConnId),
-    /// Since when the tally runs (a role change of either link restarts it).
-    pub since: Instant,
-    /// Sum of `our hops − (announced hops + 1)` over the messages counted.
-    pub saved: i32,
-    /// Messages counted.
-    pub samples: u16,
-}
-
 /// One connection's session.
 #[derive(Debug)]
 pub struct Session {
@@ -223,16 +207,11 @@ pub struct Session {
     pub rate: TokenBucket,
     /// Limits from the peer's token.
     pub grant: Grant,
-    /// Plumtree: push messages eagerly to this peer.
-    pub eager: bool,
-    /// Plumtree: duplicates received from this peer since it last gave us a message first.
-    pub dup_streak: u32,
-    /// Plumtree: when this peer last gave us a message first.
-    pub first_copy_at: Option<Instant>,
-    /// Plumtree: when this link last changed between eager and lazy (or opened).
-    pub role_since: Instant,
-    /// Plumtree: ids to announce to this peer at the next lazy flush.
-    pub ihave: Vec<(MessageId, u8)>,
+    /// The topics the peer announced (TOPICS), ascending; the default topic is implied.
+    pub peer_topics: Vec<TopicId>,
+    /// The topics the peer's token covers (ascending), or `None` when it does not restrict
+    /// topics.
+    pub allowed_topics: Option<Vec<TopicId>>,
     /// The address the peer accepts connections on (from its HELLO).
     pub listen: Option<SocketAddr>,
     /// Frames sent and not yet re-credited.
@@ -244,15 +223,6 @@ pub struct Session {
     /// Entries of the node's missing-id table this peer's announcements created and that are
     /// still pending.
     pub missing_owned: usize,
-    /// When we last sent PRUNE to the peer.
-    pub pruned_at: Option<Instant>,
-    /// Plumtree: when a tree optimisation chose a shortcut over this (eager) link without
-    /// pruning it at once; its next duplicate within `optimization_hold` prunes it.
-    pub replaced_at: Option<Instant>,
-    /// Plumtree tree optimisation, on a lazy link: how many hops shorter this peer's
-    /// announcements were than the copies that came over each eager link (one tally per
-    /// eager link, the most recent ones kept).
-    pub shortcut_tallies: [Option<ShortcutTally>; SHORTCUT_TALLIES],
     /// Last time the send queue was empty or a queued frame left it.
     pub queue_progress_at: Instant,
     /// When the peer's token stops being valid (`Exp` + skew), if it expires.
@@ -302,19 +272,13 @@ impl Session {
             recv_since_grant: Window::default(),
             rate,
             grant,
-            eager: false,
-            dup_streak: 0,
-            first_copy_at: None,
-            role_since: now,
-            ihave: Vec::new(),
+            peer_topics: Vec::new(),
+            allowed_topics: None,
             listen: None,
             inflight_frames: 0,
             dirty: false,
             control,
             missing_owned: 0,
-            pruned_at: None,
-            replaced_at: None,
-            shortcut_tallies: [None; SHORTCUT_TALLIES],
             queue_progress_at: now,
             token_expires_at: None,
             shuffle_pending: false,
@@ -342,9 +306,13 @@ impl Session {
             self.out = BytesMut::new();
         }
         self.queue.shrink_if_idle();
-        if self.ihave.is_empty() && self.ihave.capacity() > 0 {
-            self.ihave = Vec::new();
-        }
+    }
+
+    /// True when the peer's token covers `topic`.
+    pub fn topic_allowed(&self, topic: &TopicId) -> bool {
+        self.allowed_topics
+            .as_ref()
+            .is_none_or(|allowed| allowed.binary_search(topic).is_ok())
     }
 }
 

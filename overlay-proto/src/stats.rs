@@ -63,11 +63,18 @@ pub enum RejectReason {
     /// A GOSSIP without a valid origin signature (missing in `sign` mode, signed by a key
     /// that is not the origin's, or not verifying).
     BadSignature,
+    /// A topic refused: a join over `max_topics`, or a TOPICS message naming more than
+    /// `max_peer_topics` topics (the session is closed with 413).
+    TopicLimit,
+    /// A topic message from (or for) a peer that is not in the topic: a payload or control
+    /// message of a topic the peer did not announce or its token does not cover, or that this
+    /// node is not in.
+    NotMember,
 }
 
 impl RejectReason {
     /// Number of variants (size of the counter array).
-    pub const COUNT: usize = 27;
+    pub const COUNT: usize = 29;
     /// Every variant, in counter order.
     pub const ALL: [RejectReason; Self::COUNT] = [
         RejectReason::Quota,
@@ -97,6 +104,8 @@ impl RejectReason {
         RejectReason::BadAddress,
         RejectReason::BadId,
         RejectReason::BadSignature,
+        RejectReason::TopicLimit,
+        RejectReason::NotMember,
     ];
 
     /// The metrics label (`rejected_total{reason}`).
@@ -129,6 +138,8 @@ impl RejectReason {
             RejectReason::BadAddress => "bad_address",
             RejectReason::BadId => "bad_id",
             RejectReason::BadSignature => "bad_signature",
+            RejectReason::TopicLimit => "topic_limit",
+            RejectReason::NotMember => "not_member",
         }
     }
 
@@ -178,9 +189,12 @@ pub struct NodeStats {
     pub sessions_running: usize,
     /// Gauge: sessions still handshaking.
     pub sessions_handshaking: usize,
-    /// Gauge: eager (Plumtree) peers.
+    /// Gauge: topics this node is in, the default topic included.
+    #[serde(default)]
+    pub topics_joined: usize,
+    /// Gauge: eager (Plumtree) peers of the default topic.
     pub eager_peers: usize,
-    /// Gauge: lazy (Plumtree) peers.
+    /// Gauge: lazy (Plumtree) peers of the default topic.
     pub lazy_peers: usize,
     /// Gauge: known peers not connected.
     pub passive_peers: usize,
@@ -252,9 +266,9 @@ pub struct NodeStats {
     /// Counter: direct messages delivered.
     pub direct_delivered: u64,
     /// Counter: overlay frames received, by [`crate::wire::Kind`] index.
-    pub frames_in_by_kind: [u64; 10],
+    pub frames_in_by_kind: [u64; 15],
     /// Counter: overlay frames sent, by [`crate::wire::Kind`] index.
-    pub frames_out_by_kind: [u64; 10],
+    pub frames_out_by_kind: [u64; 15],
     /// Counter: inbound rejects and outbound drops, by reason.
     pub rejected: ReasonCounts,
     /// Counter: readiness transitions to not-ready.

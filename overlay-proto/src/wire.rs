@@ -10,6 +10,7 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::origin::{OriginSignature, OriginSigner, PUBLIC_KEY_LEN, SIGNATURE_LEN};
 use crate::peer::{MessageId, PeerId};
+use crate::topic::TopicId;
 
 /// Largest application payload an overlay message can carry in one frame
 /// (1 MiB − 38-byte frame header − 170-byte signed gossip header = 1,048,368, rounded down).
@@ -62,11 +63,21 @@ pub enum Kind {
     Ping = 0x0109,
     /// Keep-alive answer.
     Pong = 0x010A,
+    /// The complete set of topics the sender is in, besides the default topic.
+    Topics = 0x010B,
+    /// GOSSIP of a topic other than the default: `topic[32]`, then a GOSSIP body.
+    TopicGossip = 0x010C,
+    /// IHAVE of a topic other than the default: `topic[32]`, then IHAVE entries.
+    TopicIHave = 0x010D,
+    /// GRAFT of a topic other than the default: `topic[32]`, then message ids.
+    TopicGraft = 0x010E,
+    /// PRUNE of a topic other than the default: `topic[32]`.
+    TopicPrune = 0x010F,
 }
 
 impl Kind {
     /// Every kind, for metrics label tables.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Gossip,
         Kind::IHave,
         Kind::Graft,
@@ -77,6 +88,11 @@ impl Kind {
         Kind::ShuffleReply,
         Kind::Ping,
         Kind::Pong,
+        Kind::Topics,
+        Kind::TopicGossip,
+        Kind::TopicIHave,
+        Kind::TopicGraft,
+        Kind::TopicPrune,
     ];
 
     /// The kind for a frame `code`, if it is one.
@@ -92,6 +108,11 @@ impl Kind {
             0x0108 => Kind::ShuffleReply,
             0x0109 => Kind::Ping,
             0x010A => Kind::Pong,
+            0x010B => Kind::Topics,
+            0x010C => Kind::TopicGossip,
+            0x010D => Kind::TopicIHave,
+            0x010E => Kind::TopicGraft,
+            0x010F => Kind::TopicPrune,
             _ => return None,
         })
     }
@@ -114,6 +135,11 @@ impl Kind {
             Kind::ShuffleReply => "shuffle_reply",
             Kind::Ping => "ping",
             Kind::Pong => "pong",
+            Kind::Topics => "topics",
+            Kind::TopicGossip => "topic_gossip",
+            Kind::TopicIHave => "topic_ihave",
+            Kind::TopicGraft => "topic_graft",
+            Kind::TopicPrune => "topic_prune",
         }
     }
 
@@ -130,7 +156,15 @@ impl Kind {
     /// The capability-scope operation this kind belongs to (`scope.methods` entries).
     pub fn operation(self) -> Operation {
         match self {
-            Kind::Gossip | Kind::IHave | Kind::Graft | Kind::Prune => Operation::Gossip,
+            Kind::Gossip
+            | Kind::IHave
+            | Kind::Graft
+            | Kind::Prune
+            | Kind::Topics
+            | Kind::TopicGossip
+            | Kind::TopicIHave
+            | Kind::TopicGraft
+            | Kind::TopicPrune => Operation::Gossip,
             Kind::Direct => Operation::Direct,
             Kind::Shuffle | Kind::ShuffleReply => Operation::Membership,
             Kind::Credit | Kind::Ping | Kind::Pong => Operation::Control,
@@ -141,7 +175,7 @@ impl Kind {
 /// Overlay operations a capability's `scope.methods` can allow (case-insensitive names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Operation {
-    /// `gossip`: GOSSIP, IHAVE, GRAFT, PRUNE.
+    /// `gossip`: GOSSIP, IHAVE, GRAFT, PRUNE, TOPICS and the topic forms of the first four.
     Gossip,
     /// `direct`: DIRECT.
     Direct,
@@ -354,6 +388,60 @@ pub fn parse_graft(body: &[u8]) -> Result<impl Iterator<Item = MessageId> + '_, 
     Ok(body
         .chunks_exact(MessageId::LEN)
         .filter_map(|c| array32(c).map(MessageId)))
+}
+
+/// The Plumtree kinds of a topic: the default topic uses GOSSIP / IHAVE / GRAFT / PRUNE, any
+/// other topic their `TOPIC_*` forms, whose body starts with the topic id.
+pub fn kind_in_topic(kind: Kind, topic: &TopicId) -> Kind {
+    if topic.is_default() {
+        return kind;
+    }
+    match kind {
+        Kind::Gossip => Kind::TopicGossip,
+        Kind::IHave => Kind::TopicIHave,
+        Kind::Graft => Kind::TopicGraft,
+        Kind::Prune => Kind::TopicPrune,
+        other => other,
+    }
+}
+
+/// Splits the `topic[32]` prefix off the body of a `TOPIC_*` message. A prefix naming the
+/// default topic is malformed (the default topic has its own kinds).
+pub fn split_topic(kind: Kind, body: &Bytes) -> Result<(TopicId, Bytes), WireError> {
+    let err = WireError { kind };
+    let topic = TopicId(array32(body).ok_or(err)?);
+    if topic.is_default() {
+        return Err(err);
+    }
+    Ok((topic, body.slice(TopicId::LEN..)))
+}
+
+/// Writes a TOPICS body: `count u16`, then `count` topic ids in ascending byte order.
+pub fn put_topics<'a>(out: &mut impl BufMut, topics: impl ExactSizeIterator<Item = &'a TopicId>) {
+    out.put_u16(u16::try_from(topics.len()).unwrap_or(u16::MAX));
+    for t in topics.take(usize::from(u16::MAX)) {
+        out.put_slice(&t.0);
+    }
+}
+
+/// Parses a TOPICS body: exactly `count` ids, strictly ascending (so no repeats), none the
+/// default topic, at most `max` of them.
+pub fn parse_topics(body: &[u8], max: usize) -> Result<Vec<TopicId>, WireError> {
+    let err = WireError { kind: Kind::Topics };
+    let (count, rest) = body.split_at_checked(2).ok_or(err)?;
+    let count = usize::from(u16::from_be_bytes(count.try_into().map_err(|_| err)?));
+    if count > max || rest.len() != count * TopicId::LEN {
+        return Err(err);
+    }
+    let mut topics: Vec<TopicId> = Vec::with_capacity(count);
+    for chunk in rest.chunks_exact(TopicId::LEN) {
+        let topic = TopicId(array32(chunk).ok_or(err)?);
+        if topic.is_default() || topics.last().is_some_and(|last| *last >= topic) {
+            return Err(err);
+        }
+        topics.push(topic);
+    }
+    Ok(topics)
 }
 
 /// A CREDIT body: more frames and bytes the receiver of this message may send.
@@ -584,7 +672,7 @@ mod tests {
             assert_eq!(k.index(), i);
         }
         assert_eq!(Kind::from_code(0), None);
-        assert_eq!(Kind::from_code(0x010B), None);
+        assert_eq!(Kind::from_code(0x0110), None);
     }
 
     #[test]

@@ -464,6 +464,31 @@ fn token_methods_limit_what_a_client_may_do_and_errors_keep_the_session() {
 }
 
 #[test]
+fn a_token_for_another_topic_allows_neither_publish_nor_subscribe() {
+    // Client sessions publish and subscribe in the default topic; a token that names only
+    // another topic (`PathPrefix("/topics/chat")`) opens a session that may do neither.
+    let mut w = World::new(vec![config()]);
+    let tok = token(vec![Caveat::PathPrefix("/topics/chat".into())], &[], None);
+    let c = w.open_client(0, 10, &tok);
+    for (code, corr) in [(CODE_PUBLISH, 3), (CODE_SUBSCRIBE, 4)] {
+        w.send(0, c, request(code, corr, b"x"));
+        assert_eq!(
+            w.answer(0, c, corr),
+            Some((403, r#"{"error":"forbidden"}"#.into()))
+        );
+    }
+    // A token for the default topic's path allows both.
+    let tok = token(
+        vec![Caveat::PathPrefix("/topics/default".into())],
+        &[],
+        None,
+    );
+    let c = w.open_client(0, 11, &tok);
+    w.send(0, c, request(CODE_SUBSCRIBE, 5, b""));
+    assert_eq!(w.answer(0, c, 5), Some((200, "{}".into())));
+}
+
+#[test]
 fn oversized_publish_is_answered_413_without_buffering_and_the_session_goes_on() {
     let mut w = World::new(vec![config()]);
     let tok = token(vec![Caveat::BytesLe(100)], &[], Some(1000));

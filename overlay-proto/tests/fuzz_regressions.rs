@@ -1,8 +1,11 @@
 //! Inputs found by the `node_sequence` fuzz target (fuzz/fuzz_targets/node_sequence.rs), kept
-//! as tests. Both broke bounds the harness expected: operator dials went past
+//! as tests. The first two broke bounds the harness expected: operator dials went past
 //! `max_concurrent_dials`, and discovered addresses grew the passive list past
 //! `passive_capacity`. The core now keeps both bounds and counts what it refuses; the fuzz
-//! invariants assert the same bounds, so the harness and the core cannot drift apart.
+//! invariants assert the same bounds, so the harness and the core cannot drift apart. The third
+//! (crash-6dfa3aa9, found in a long run) was the harness's own bound being wrong: inbound
+//! connections before START live on the pre-auth budget, not on `max_sessions`; the test pins
+//! both budgets.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,8 +15,8 @@
 
 use core::net::SocketAddr;
 use overlay_proto::{
-    Action, DialOutcome, Input, Instant, Node, NodeConfig, NodeIdentity, OriginAuth, OverlayError,
-    PeerId,
+    Action, ConnId, DialOutcome, Direction, Input, Instant, Node, NodeConfig, NodeIdentity,
+    OriginAuth, OverlayError, PeerId, RejectReason,
 };
 
 fn node(cfg: NodeConfig) -> Node {
@@ -181,4 +184,67 @@ fn new_discovered_addresses_replace_failed_ones() {
     n.handle(Instant::ZERO, Input::PeersDiscovered { addrs: vec![dead] });
     let _ = drain(&mut n);
     assert_eq!(n.stats().passive_dropped, 1);
+}
+
+/// crash-6dfa3aa9: with `max_sessions = 4`, four connections we dialed (outbound, handshaking)
+/// and two inbound ones before START made six handshaking sessions. That is by design: inbound
+/// connections before START live on the pre-auth budget (`max_preauth`, per IP
+/// `max_preauth_per_ip`), so a flood of them cannot take the slots of authenticated peers. Both
+/// budgets hold: a third inbound connection from the same address is refused as
+/// `preauth_per_ip`, a fifth outbound one as `max_sessions`, and once our own sessions fill
+/// `max_sessions` a new inbound one is refused as `max_sessions` too.
+#[test]
+fn handshaking_sessions_stay_within_max_sessions_plus_the_preauth_budget() {
+    let mut cfg = NodeConfig::default();
+    cfg.auth.require_token = false;
+    cfg.max_sessions = 4;
+    cfg.active_target = 3;
+    cfg.max_preauth = 4;
+    cfg.max_preauth_per_ip = 2;
+    let mut n = node(cfg);
+    let up = |n: &mut Node, conn: u64, direction: Direction| {
+        n.handle(
+            Instant::ZERO,
+            Input::ConnectionUp {
+                conn: ConnId(conn),
+                peer: PeerId([conn as u8; 32]),
+                direction,
+                remote: addr(9000 + conn as u16),
+                dial: None,
+                kx_group: None,
+            },
+        );
+        while n.poll_action().is_some() {}
+    };
+    // Inbound first: while our own sessions fill `max_sessions`, inbound connections are
+    // refused at once, so the pre-auth budget only fills alongside them in this order.
+    for conn in 11..=13 {
+        up(&mut n, conn, Direction::Inbound);
+    }
+    for conn in 1..=5 {
+        up(&mut n, conn, Direction::Outbound);
+    }
+    let s = n.stats();
+    assert_eq!(s.sessions_running, 0);
+    assert_eq!(s.preauth_sessions, 2, "two inbound on the pre-auth budget");
+    assert_eq!(s.sessions_handshaking, 4 + 2, "four outbound, two inbound");
+    assert!(s.sessions_running + s.sessions_handshaking <= 4 + s.preauth_sessions);
+    assert_eq!(
+        s.rejected.get(RejectReason::MaxSessions),
+        1,
+        "the fifth outbound"
+    );
+    assert_eq!(
+        s.rejected.get(RejectReason::PreauthPerIp),
+        1,
+        "the third inbound"
+    );
+    up(&mut n, 14, Direction::Inbound);
+    let s = n.stats();
+    assert_eq!(
+        s.rejected.get(RejectReason::MaxSessions),
+        2,
+        "inbound while full"
+    );
+    assert_eq!((s.sessions_handshaking, s.preauth_sessions), (6, 2));
 }

@@ -136,6 +136,15 @@ pub struct ScaleArgs {
     /// GRAFTs put off up to 240 ms while settled): on or off [default: on, the core's default]
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub tree_optimization: Option<bool>,
+    /// Topics besides the default one (random senders only): each broadcast goes to one
+    /// topic, from a random member; reliability is measured over the topic's members and
+    /// what non-members receive is counted [default: 0]
+    #[arg(long, value_name = "T")]
+    pub topics: Option<usize>,
+    /// Chance, in %, that a node joins each topic (with --topics), drawn by the seed
+    /// [default: 50]
+    #[arg(long = "members", value_name = "P")]
+    pub members_percent: Option<u32>,
     /// Run the attack table: the attack-free run, every adversary kind at
     /// --adversary-percent (20), and 50 % silent, random senders, over --seeds seeds
     #[arg(long)]
@@ -203,6 +212,8 @@ impl ScaleArgs {
             attack_start_ms: self.attack_start_ms,
             scoring: self.scoring,
             tree_optimization: self.tree_optimization,
+            topics: self.topics,
+            members_percent: self.members_percent,
         }
     }
 
@@ -312,6 +323,8 @@ impl ScaleArgs {
             || self.adversary_percent.is_some()
             || self.scoring.is_some()
             || self.tree_optimization.is_some()
+            || self.topics.is_some()
+            || self.members_percent.is_some()
     }
 }
 
@@ -374,6 +387,20 @@ fn run_scale(args: &ScaleArgs, out: &mut dyn Write) -> Result<u8, SimError> {
     }
     let mut code = EXIT_OK;
     for s in &scenarios {
+        if s.topics > 0 {
+            let r = scale::topics::run_topics(s)?;
+            if args.json {
+                serde_json::to_writer(&mut *out, &r)?;
+                writeln!(out)?;
+            } else {
+                scale::topics::write_report(out, &r)?;
+            }
+            report::write_digest(out, &r.digest)?;
+            if !r.passed() {
+                code = EXIT_FAILED;
+            }
+            continue;
+        }
         let r = scale::run_scenario(s)?;
         if args.json {
             serde_json::to_writer(&mut *out, &r)?;

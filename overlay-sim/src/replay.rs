@@ -239,6 +239,17 @@ pub fn describe_input(input: &Input) -> String {
         Input::Broadcast { request, payload } => {
             format!("broadcast r{request} ({} bytes)", payload.len())
         }
+        Input::Publish {
+            request,
+            topic,
+            payload,
+        } => format!(
+            "publish r{request} topic={} ({} bytes)",
+            short_topic(topic),
+            payload.len()
+        ),
+        Input::Join(topic) => format!("join {}", short_topic(topic)),
+        Input::Leave(topic) => format!("leave {}", short_topic(topic)),
         Input::SendDirect {
             request,
             peer,
@@ -282,6 +293,10 @@ fn short_id(id: &overlay_proto::MessageId) -> String {
     format!("{}…", hex::encode(&id.0[..2]))
 }
 
+fn short_topic(topic: &overlay_proto::TopicId) -> String {
+    format!("{}…", hex::encode(&topic.0[..4]))
+}
+
 /// A short description of an action.
 pub fn describe_action(action: &Action) -> String {
     match action {
@@ -302,6 +317,14 @@ pub fn describe_action(action: &Action) -> String {
         Action::BroadcastResult { request, result } => match result {
             Ok(id) => format!("broadcast_result r{request} id={}", short_id(id)),
             Err(e) => format!("broadcast_result r{request} error={}", e.label()),
+        },
+        Action::Joined { topic, result } => match result {
+            Ok(new) => format!("joined {} new={new}", short_topic(topic)),
+            Err(e) => format!("joined {} error={}", short_topic(topic), e.label()),
+        },
+        Action::Left { topic, result } => match result {
+            Ok(was) => format!("left {} was_in={was}", short_topic(topic)),
+            Err(e) => format!("left {} error={}", short_topic(topic), e.label()),
         },
         Action::SendResult { request, result } => match result {
             Ok(()) => format!("send_result r{request} ok"),

@@ -232,3 +232,32 @@ fn random_senders_converge_to_a_low_redundancy_tree() {
     let rmr = steady.rmr.unwrap();
     assert!(rmr <= 0.1, "steady RMR {rmr:.3} with random senders");
 }
+
+#[test]
+fn topics_reach_their_members_only_and_replay_to_the_same_digest() {
+    let mut sc = small(ScenarioKind::Random, 60, 4);
+    sc.topics = 3;
+    sc.members_percent = 50;
+    sc.messages = 6;
+    sc.min_reliability = 0.0;
+    let r = overlay_sim::scale::topics::run_topics(&sc).unwrap();
+    assert!(r.passed(), "{:?}", r.violations);
+    assert_eq!(r.rows.len(), 3);
+    assert_eq!(
+        (r.outsider_payload_frames, r.outsider_control_frames),
+        (0, 0)
+    );
+    assert_eq!(r.delivered_outside, 0);
+    for row in &r.rows {
+        assert_eq!(row.broadcasts, 2, "{row:?}");
+        // Every member the sender could reach over member sessions got the message.
+        assert_eq!(row.reliability_of_reachable, 1.0, "{row:?}");
+        assert!(row.members > 10, "{row:?}");
+    }
+    assert!(r.member_payload_frames_mean > 0.0);
+    let again = overlay_sim::scale::topics::run_topics(&sc).unwrap();
+    assert_eq!(r.digest, again.digest);
+    let args = sc.command_args();
+    assert!(args.windows(2).any(|w| w == ["--topics", "3"]));
+    assert!(args.windows(2).any(|w| w == ["--members", "50"]));
+}

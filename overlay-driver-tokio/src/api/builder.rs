@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use overlay_proto::capability::{self, Scope};
 use overlay_proto::trace::TraceHeader;
-use overlay_proto::{AuthConfig, Input, MacKey, Node, NodeConfig, NodeIdentity, OriginAuth};
+use overlay_proto::{
+    AuthConfig, Input, MacKey, Node, NodeConfig, NodeIdentity, OriginAuth, TopicId,
+};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
@@ -90,6 +92,7 @@ pub struct OverlayBuilder<N: Net = TokioNet> {
     node_config: NodeConfig,
     peers: Vec<SocketAddr>,
     peer_names: Vec<String>,
+    topics: Vec<TopicId>,
     seed: Option<u64>,
     unix_base_secs: Option<u64>,
     trace_out: Option<PathBuf>,
@@ -109,6 +112,7 @@ impl<N: Net> fmt::Debug for OverlayBuilder<N> {
             .field("tls", &self.tls)
             .field("peers", &self.peers)
             .field("peer_names", &self.peer_names)
+            .field("topics", &self.topics)
             .field("seed", &self.seed)
             .field("trace_out", &self.trace_out)
             .field("max_conns", &self.max_conns)
@@ -154,6 +158,7 @@ impl OverlayBuilder<TokioNet> {
             .tls(tls_opts)
             .node_config(cfg.node.clone())
             .peer_names(cfg.peers.clone())
+            .topics(cfg.topics.iter().map(|n| TopicId::from_name(n)).collect())
             .max_conns(cfg.max_conns)
             .timeouts(Timeouts {
                 read: cfg.read,
@@ -183,6 +188,7 @@ impl<N: Net> OverlayBuilder<N> {
             node_config: NodeConfig::default(),
             peers: Vec::new(),
             peer_names: Vec::new(),
+            topics: Vec::new(),
             seed: None,
             unix_base_secs: None,
             trace_out: None,
@@ -233,6 +239,13 @@ impl<N: Net> OverlayBuilder<N> {
     /// Peer addresses offered to membership at start (`Input::PeersDiscovered`).
     pub fn peers(mut self, addrs: Vec<SocketAddr>) -> Self {
         self.peers = addrs;
+        self
+    }
+
+    /// Topics joined at start and held for the operator (as [`Overlay::join`](super::Overlay::join):
+    /// left only by [`Overlay::leave`](super::Overlay::leave)).
+    pub fn topics(mut self, topics: Vec<TopicId>) -> Self {
+        self.topics = topics;
         self
     }
 
@@ -318,6 +331,7 @@ impl<N: Net> OverlayBuilder<N> {
             node_config: mut cfg,
             mut peers,
             peer_names,
+            topics: start_topics,
             seed,
             unix_base_secs,
             trace_out,
@@ -439,7 +453,7 @@ impl<N: Net> OverlayBuilder<N> {
         ));
         let (directs, _) = broadcast::channel(DIRECT_CAPACITY);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let (topic, _) = broadcast::channel(event_buffer.max(1));
+        let topics = Arc::new(crate::api::TopicBus::new(event_buffer));
         let (validations, validations_rx) =
             tokio::sync::mpsc::channel(cfg.validation_pending_max.max(1));
         let readiness = Arc::new(watch::Sender::new(Readiness {
@@ -502,7 +516,7 @@ impl<N: Net> OverlayBuilder<N> {
                 deliveries: Arc::clone(&deliveries),
                 directs: directs.clone(),
                 events: events.clone(),
-                topic: topic.clone(),
+                topics: Arc::clone(&topics),
                 validations,
                 readiness: Arc::clone(&readiness),
             },
@@ -512,11 +526,17 @@ impl<N: Net> OverlayBuilder<N> {
             accept_stop,
             accept_task,
         });
-        let initial = if peers.is_empty() {
+        let mut initial = if peers.is_empty() {
             Vec::new()
         } else {
             vec![Input::PeersDiscovered { addrs: peers }]
         };
+        for topic in start_topics {
+            if !topic.is_default() {
+                topics.set_operator(topic, true);
+                initial.push(Input::Join(topic));
+            }
+        }
         let node_task = tokio::spawn(task.run(initial));
         if let Some(resolver) = resolver {
             tokio::spawn(resolver);
@@ -556,7 +576,7 @@ impl<N: Net> OverlayBuilder<N> {
                 deliveries,
                 directs,
                 events,
-                topic,
+                topics,
                 validator: std::sync::Mutex::new(Some(super::Validator { rx: validations_rx })),
                 readiness: readiness.subscribe(),
                 finished: finished_rx,

@@ -270,6 +270,7 @@ mod tests {
 
     fn delivery(n: u8, len: usize) -> Delivery {
         Delivery {
+            topic: overlay_proto::TopicId::DEFAULT,
             id: MessageId([n; 32]),
             origin: PeerId([1; 32]),
             from: PeerId([2; 32]),

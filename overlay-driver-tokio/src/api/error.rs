@@ -49,6 +49,12 @@ pub enum OverlayError {
     /// The overlay is shutting down (or has stopped).
     #[error("shutting down")]
     ShuttingDown,
+    /// A publish to a topic the node is not in, or a leave of the default topic.
+    #[error("not in that topic")]
+    NotJoined,
+    /// A join past the node's `max_topics`.
+    #[error("too many topics")]
+    TooManyTopics,
     /// A socket or file operation failed.
     #[error("io: {0}")]
     Io(Arc<io::Error>),
@@ -86,6 +92,8 @@ impl OverlayError {
             OverlayError::Quota => CoreError::Quota,
             OverlayError::NotConnected => CoreError::NotConnected,
             OverlayError::ShuttingDown => CoreError::ShuttingDown,
+            OverlayError::NotJoined => CoreError::NotJoined,
+            OverlayError::TooManyTopics => CoreError::TooManyTopics,
             OverlayError::Io(_) | OverlayError::Tls(_) | OverlayError::Config(_) => return None,
         })
     }
@@ -115,6 +123,8 @@ impl From<CoreError> for OverlayError {
             CoreError::Quota => OverlayError::Quota,
             CoreError::NotConnected => OverlayError::NotConnected,
             CoreError::ShuttingDown => OverlayError::ShuttingDown,
+            CoreError::NotJoined => OverlayError::NotJoined,
+            CoreError::TooManyTopics => OverlayError::TooManyTopics,
         }
     }
 }

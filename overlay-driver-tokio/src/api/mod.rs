@@ -8,7 +8,7 @@
 //! // Dev identity and dev capability key, loopback only.
 //! let a = Overlay::bind("127.0.0.1:0".parse().map_err(|_| svc_overlay::OverlayError::Malformed)?).await?;
 //! let b = Overlay::bind("127.0.0.1:0".parse().map_err(|_| svc_overlay::OverlayError::Malformed)?).await?;
-//! let mut sub = b.subscribe();
+//! let mut sub = b.deliveries();
 //! let session = a.dial(b.local_addr()).await?;       // resolves once the session runs
 //! session.send(Bytes::from_static(b"direct")).await?;
 //! let id = a.broadcast(Bytes::from_static(b"hi")).await?;
@@ -41,7 +41,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::Stream;
 use overlay_proto::{
-    ConnId, Delivery, Direction, LiveSettings, MessageId, NodeStats, PeerId, SessionInfo,
+    ConnId, Delivery, Direction, LiveSettings, MessageId, NodeStats, PeerId, SessionInfo, TopicId,
 };
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
@@ -50,6 +50,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 pub use builder::{install_dev_auth, OverlayBuilder};
 pub use delivery_log::{Cursor, CursorError, DeliveryLog, Replay, ReplayBounds, Sequenced};
 pub use error::OverlayError;
+pub(crate) use topic::TopicBus;
 pub use topic::{Event, EventStream, Topic, TopicSender};
 pub use validation::{PendingValidation, Validator};
 
@@ -189,7 +190,7 @@ struct Shared {
     deliveries: Arc<DeliveryLog>,
     directs: broadcast::Sender<DirectMessage>,
     events: broadcast::Sender<KernelEvent>,
-    topic: broadcast::Sender<Event>,
+    topics: Arc<TopicBus>,
     /// Taken by the first [`Overlay::validator`] call.
     validator: std::sync::Mutex<Option<Validator>>,
     readiness: watch::Receiver<Readiness>,
@@ -268,13 +269,102 @@ impl Overlay {
         Err(last)
     }
 
-    /// Broadcasts a message to the whole overlay; resolves with its id once it is queued for
+    /// Broadcasts a message to the default topic; resolves with its id once it is queued for
     /// this node's peers.
     pub async fn broadcast(&self, payload: impl Into<Bytes>) -> Result<MessageId, OverlayError> {
         let payload = payload.into();
         self.command(|reply| Command::Broadcast { payload, reply })
             .await?
             .map_err(OverlayError::from)
+    }
+
+    /// Broadcasts a message to `topic`; [`OverlayError::NotJoined`] when the node is not in
+    /// it.
+    pub async fn publish(
+        &self,
+        topic: TopicId,
+        payload: impl Into<Bytes>,
+    ) -> Result<MessageId, OverlayError> {
+        if topic.is_default() {
+            return self.broadcast(payload).await;
+        }
+        let payload = payload.into();
+        self.command(|reply| Command::Publish {
+            topic,
+            payload,
+            reply,
+        })
+        .await?
+        .map_err(OverlayError::from)
+    }
+
+    /// Joins `topic` and returns its handle: the topic's [`Event`]s from now on and a sender.
+    /// The node stays in the topic until every half of every `Topic` of it is dropped (or
+    /// [`Topic::leave`]), unless [`Overlay::join`] holds it too. The default topic is
+    /// [`Overlay::topic`]. Fails with [`OverlayError::TooManyTopics`] past the node's
+    /// `max_topics`.
+    pub async fn subscribe(&self, topic: TopicId) -> Result<Topic, OverlayError> {
+        if topic.is_default() {
+            return Ok(self.topic());
+        }
+        let rx = self.shared.topics.hold(topic);
+        // From here on the handle's drop releases the hold (and leaves if it was the last).
+        let handle = Topic::held(self, topic, rx);
+        self.command(|reply| Command::Join { topic, reply })
+            .await?
+            .map_err(OverlayError::from)?;
+        Ok(handle)
+    }
+
+    /// Joins `topic` for the operator (the HTTP API, `--topic`): the node stays in it until
+    /// [`Overlay::leave`], whatever subscriptions come and go. `Ok(true)` when the node was
+    /// not in the topic before, `Ok(false)` when it was (the default topic always is).
+    pub async fn join(&self, topic: TopicId) -> Result<bool, OverlayError> {
+        if topic.is_default() {
+            return Ok(false);
+        }
+        self.shared.topics.set_operator(topic, true);
+        let joined = self
+            .command(|reply| Command::Join { topic, reply })
+            .await?
+            .map_err(OverlayError::from);
+        if joined.is_err() {
+            self.shared.topics.set_operator(topic, false);
+            self.shared.topics.forget_if_unheld(topic);
+        }
+        joined
+    }
+
+    /// Ends the operator's hold on `topic` ([`Overlay::join`]); the node leaves it unless a
+    /// subscription still holds it. `Ok(true)` when the node was in the topic, `Ok(false)`
+    /// when not; [`OverlayError::NotJoined`] for the default topic, which cannot be left.
+    pub async fn leave(&self, topic: TopicId) -> Result<bool, OverlayError> {
+        if topic.is_default() {
+            return Err(OverlayError::NotJoined);
+        }
+        self.shared.topics.set_operator(topic, false);
+        self.command(|reply| Command::Leave {
+            topic,
+            reply: Some(reply),
+        })
+        .await?
+        .map_err(OverlayError::from)
+    }
+
+    /// The topics the node is in, in byte order (the default topic included).
+    pub async fn topics(&self) -> Vec<TopicId> {
+        self.command(|reply| Command::Topics { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// `topic`'s events from now on without holding the topic (the HTTP stream of a topic),
+    /// or `None` when the node is not in it.
+    pub fn topic_events(&self, topic: TopicId) -> Option<EventStream> {
+        self.shared
+            .topics
+            .events(topic)
+            .map(|rx| EventStream::unheld(self, rx))
     }
 
     /// Sends a direct message to a connected peer.
@@ -328,11 +418,11 @@ impl Overlay {
             .map_err(|e| OverlayError::Config(e.to_string()))
     }
 
-    /// The node's broadcast domain as a [`Topic`]: its [`Event`]s from now on (deliveries,
+    /// The default topic as a [`Topic`]: its [`Event`]s from now on (deliveries,
     /// neighbours up and down, and [`Event::Lagged`] when the reader falls behind) and a
-    /// sender. Today every node has this one domain; topics will add more.
+    /// sender. Other topics: [`Overlay::subscribe`].
     pub fn topic(&self) -> Topic {
-        Topic::new(self, self.shared.topic.subscribe())
+        Topic::default_topic(self)
     }
 
     /// The messages waiting for this application's verdict, when the node was built with
@@ -348,10 +438,11 @@ impl Overlay {
             .take()
     }
 
-    /// Gossip messages delivered to this node from now on (bounded: a subscriber that falls
-    /// behind loses the oldest messages; that is counted, and [`Subscription::lost`] says how
-    /// many — [`Overlay::topic`] reports it in the stream as [`Event::Lagged`]).
-    pub fn subscribe(&self) -> Subscription {
+    /// Gossip messages of the default topic delivered to this node from now on (bounded: a
+    /// subscriber that falls behind loses the oldest messages; that is counted, and
+    /// [`Subscription::lost`] says how many — [`Overlay::topic`] reports it in the stream as
+    /// [`Event::Lagged`]).
+    pub fn deliveries(&self) -> Subscription {
         self.subscription(self.shared.deliveries.subscribe())
     }
 
@@ -378,7 +469,7 @@ impl Overlay {
         }
     }
 
-    /// Direct messages received from now on (bounded like [`Overlay::subscribe`]).
+    /// Direct messages received from now on (bounded like [`Overlay::deliveries`]).
     pub fn direct_messages(&self) -> DirectSubscription {
         DirectSubscription {
             feed: Feed {
@@ -594,7 +685,7 @@ impl<T: Clone> Feed<T> {
     }
 }
 
-/// Gossip messages delivered to this node ([`Overlay::subscribe`]).
+/// Gossip messages of the default topic delivered to this node ([`Overlay::deliveries`]).
 pub struct Subscription {
     feed: Feed<Sequenced>,
 }

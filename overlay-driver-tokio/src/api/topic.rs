@@ -1,26 +1,30 @@
-//! The event stream of a broadcast domain: a [`Topic`] that splits into a [`TopicSender`]
+//! The event stream of a topic: a [`Topic`] that splits into a [`TopicSender`]
 //! (broadcast) and an [`EventStream`] of [`Event`]s — deliveries, neighbours coming and going,
 //! and how many events a slow reader lost ([`Event::Lagged`]: lag is an item, never silent).
 //!
-//! Today a node has one broadcast domain ([`Overlay::topic`]); when topics arrive a `Topic`
-//! gains the id it was joined under, and the types here stay as they are.
+//! [`Overlay::topic`] is the default topic; [`Overlay::subscribe`] joins any other and keeps
+//! the node in it until every half of every `Topic` of it is dropped (or
+//! [`Topic::leave`]), unless the operator joined it too ([`Overlay::join`]).
 //!
 //! Pure translation: the node task turns the core's `Action::Deliver` and `Action::Session`
-//! into [`Event`]s in the order the core produced them.
+//! into [`Event`]s in the order the core produced them; the [`TopicBus`] only routes them to
+//! the topic's readers and counts who holds a topic.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::Stream;
-use overlay_proto::{CloseReason, Delivery, MessageId, PeerId};
+use overlay_proto::{CloseReason, Delivery, MessageId, PeerId, TopicId};
 use tokio::sync::broadcast::{self, error::RecvError};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::{Overlay, OverlayError};
 use crate::runtime::metrics::DriverCounters;
+use crate::runtime::node_task::Command;
 
 /// Something that happened in a broadcast domain, in the order the node saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,11 +49,177 @@ pub enum Event {
     },
 }
 
-/// A handle on one broadcast domain: broadcast with it, read its [`Event`]s from it, or
-/// [`split`](Topic::split) it to do both from different tasks.
+/// A handle on one topic: broadcast with it, read its [`Event`]s from it, or
+/// [`split`](Topic::split) it to do both from different tasks. A topic other than the default
+/// one is left when the last half of the last `Topic` of it is dropped.
 pub struct Topic {
     sender: TopicSender,
     events: EventStream,
+}
+
+/// Routes each topic's events to its readers, and counts who holds each topic other than the
+/// default one (library subscriptions and the operator's join), so that the node task leaves
+/// a topic only when nobody holds it. Shared by the API and the node task; its lock is never
+/// held across an `.await`.
+pub(crate) struct TopicBus {
+    default: broadcast::Sender<Event>,
+    buffer: usize,
+    others: Mutex<BTreeMap<TopicId, Channel>>,
+}
+
+/// The readers and holders of one topic.
+struct Channel {
+    tx: broadcast::Sender<Event>,
+    /// Library subscriptions alive.
+    holders: usize,
+    /// Joined by the operator (HTTP, `--topic`) until left.
+    operator: bool,
+    /// The core confirmed the join.
+    joined: bool,
+}
+
+impl TopicBus {
+    /// A bus whose channels buffer `buffer` events per reader.
+    pub(crate) fn new(buffer: usize) -> TopicBus {
+        let buffer = buffer.max(1);
+        TopicBus {
+            default: broadcast::channel(buffer).0,
+            buffer,
+            others: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<TopicId, Channel>> {
+        self.others.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn channel(
+        others: &mut BTreeMap<TopicId, Channel>,
+        topic: TopicId,
+        buffer: usize,
+    ) -> &mut Channel {
+        others.entry(topic).or_insert_with(|| Channel {
+            tx: broadcast::channel(buffer).0,
+            holders: 0,
+            operator: false,
+            joined: false,
+        })
+    }
+
+    /// A reader of the default topic.
+    pub(crate) fn default_events(&self) -> broadcast::Receiver<Event> {
+        self.default.subscribe()
+    }
+
+    /// One more library subscription of `topic`: its reader, made before the join so that
+    /// nothing delivered after it is missed.
+    pub(crate) fn hold(&self, topic: TopicId) -> broadcast::Receiver<Event> {
+        let mut others = self.lock();
+        let channel = Self::channel(&mut others, topic, self.buffer);
+        channel.holders += 1;
+        channel.tx.subscribe()
+    }
+
+    /// A library subscription of `topic` ended.
+    pub(crate) fn release(&self, topic: TopicId) {
+        if let Some(channel) = self.lock().get_mut(&topic) {
+            channel.holders = channel.holders.saturating_sub(1);
+        }
+    }
+
+    /// Marks (or clears) the operator's hold on `topic`; returns whether it was held by the
+    /// operator before.
+    pub(crate) fn set_operator(&self, topic: TopicId, on: bool) -> bool {
+        let mut others = self.lock();
+        if !on && !others.contains_key(&topic) {
+            return false;
+        }
+        let channel = Self::channel(&mut others, topic, self.buffer);
+        std::mem::replace(&mut channel.operator, on)
+    }
+
+    /// The core confirmed the join of `topic`.
+    pub(crate) fn set_joined(&self, topic: TopicId) {
+        if let Some(channel) = self.lock().get_mut(&topic) {
+            channel.joined = true;
+        }
+    }
+
+    /// Forgets `topic` when nobody holds it any more; true when forgotten (the node task then
+    /// leaves it).
+    pub(crate) fn forget_if_unheld(&self, topic: TopicId) -> bool {
+        let mut others = self.lock();
+        match others.get(&topic) {
+            Some(c) if c.holders == 0 && !c.operator => {
+                others.remove(&topic);
+                true
+            }
+            Some(_) => false,
+            None => true,
+        }
+    }
+
+    /// A reader of `topic`'s events, when the node is in it (for the HTTP stream, which does
+    /// not hold the topic).
+    pub(crate) fn events(&self, topic: TopicId) -> Option<broadcast::Receiver<Event>> {
+        if topic.is_default() {
+            return Some(self.default.subscribe());
+        }
+        self.lock()
+            .get(&topic)
+            .filter(|c| c.joined)
+            .map(|c| c.tx.subscribe())
+    }
+
+    /// Sends an event to `topic`'s readers (none is fine).
+    pub(crate) fn send(&self, topic: TopicId, event: Event) {
+        if topic.is_default() {
+            if self.default.receiver_count() > 0 {
+                let _ = self.default.send(event);
+            }
+            return;
+        }
+        if let Some(c) = self.lock().get(&topic) {
+            if c.tx.receiver_count() > 0 {
+                let _ = c.tx.send(event);
+            }
+        }
+    }
+
+    /// Sends a session event to the readers of every topic.
+    pub(crate) fn send_all(&self, event: &Event) {
+        let _ = self.default.send(event.clone());
+        for c in self.lock().values() {
+            let _ = c.tx.send(event.clone());
+        }
+    }
+}
+
+/// Keeps the node in a topic while any half of a [`Topic`] of it lives.
+struct Membership {
+    topic: TopicId,
+    bus: Arc<TopicBus>,
+    cmd: mpsc::Sender<Command>,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.bus.release(self.topic);
+        // The node task checks the holders again when it handles this, so the order against
+        // a concurrent subscribe does not matter.
+        let leave = Command::Leave {
+            topic: self.topic,
+            reply: None,
+        };
+        if let Err(mpsc::error::TrySendError::Full(leave)) = self.cmd.try_send(leave) {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let cmd = self.cmd.clone();
+                handle.spawn(async move {
+                    let _ = cmd.send(leave).await;
+                });
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Topic {
@@ -59,20 +229,55 @@ impl fmt::Debug for Topic {
 }
 
 impl Topic {
-    pub(super) fn new(overlay: &Overlay, rx: broadcast::Receiver<Event>) -> Topic {
+    /// The default topic's handle (never left).
+    pub(super) fn default_topic(overlay: &Overlay) -> Topic {
+        let rx = overlay.shared.topics.default_events();
+        Topic::new(overlay, TopicId::DEFAULT, rx, None)
+    }
+
+    /// A handle on `topic` holding the subscription made with [`TopicBus::hold`].
+    pub(super) fn held(overlay: &Overlay, topic: TopicId, rx: broadcast::Receiver<Event>) -> Topic {
+        let membership = Arc::new(Membership {
+            topic,
+            bus: Arc::clone(&overlay.shared.topics),
+            cmd: overlay.shared.cmd.clone(),
+        });
+        Topic::new(overlay, topic, rx, Some(membership))
+    }
+
+    fn new(
+        overlay: &Overlay,
+        topic: TopicId,
+        rx: broadcast::Receiver<Event>,
+        membership: Option<Arc<Membership>>,
+    ) -> Topic {
         Topic {
             sender: TopicSender {
                 overlay: overlay.clone(),
+                topic,
+                _membership: membership.clone(),
             },
             events: EventStream::new(
                 rx,
                 overlay.shared.finished.clone(),
                 Arc::clone(&overlay.shared.counters),
+                membership,
             ),
         }
     }
 
-    /// Broadcasts `payload` to the domain (see [`TopicSender::broadcast`]).
+    /// The topic's id.
+    pub fn id(&self) -> TopicId {
+        self.sender.topic
+    }
+
+    /// Leaves the topic now (when no other `Topic` of it, and no operator join, holds it);
+    /// the same as dropping both halves.
+    pub fn leave(self) {
+        drop(self);
+    }
+
+    /// Broadcasts `payload` to the topic (see [`TopicSender::broadcast`]).
     pub async fn broadcast(&self, payload: impl Into<Bytes>) -> Result<MessageId, OverlayError> {
         self.sender.broadcast(payload).await
     }
@@ -89,10 +294,12 @@ impl Topic {
 }
 
 /// The sending half of a [`Topic`]. Cheap to clone; it keeps the node running like an
-/// [`Overlay`] clone does.
+/// [`Overlay`] clone does, and the node in the topic.
 #[derive(Clone)]
 pub struct TopicSender {
     overlay: Overlay,
+    topic: TopicId,
+    _membership: Option<Arc<Membership>>,
 }
 
 impl fmt::Debug for TopicSender {
@@ -102,10 +309,15 @@ impl fmt::Debug for TopicSender {
 }
 
 impl TopicSender {
-    /// Broadcasts `payload` to the domain; resolves with its id once it is queued for this
+    /// Broadcasts `payload` to the topic; resolves with its id once it is queued for this
     /// node's peers. [`OverlayError::TooLarge`] when it is over the node's `max_payload`.
     pub async fn broadcast(&self, payload: impl Into<Bytes>) -> Result<MessageId, OverlayError> {
-        self.overlay.broadcast(payload).await
+        self.overlay.publish(self.topic, payload).await
+    }
+
+    /// The topic's id.
+    pub fn id(&self) -> TopicId {
+        self.topic
     }
 }
 
@@ -115,6 +327,7 @@ type Boxed = Pin<Box<dyn Stream<Item = Event> + Send>>;
 /// Bounded: a reader that falls behind gets one [`Event::Lagged`] for what it lost.
 pub struct EventStream {
     inner: Boxed,
+    _membership: Option<Arc<Membership>>,
 }
 
 impl fmt::Debug for EventStream {
@@ -165,10 +378,21 @@ impl Source {
 }
 
 impl EventStream {
+    /// A stream over `rx` that does not hold its topic (the HTTP stream of a topic).
+    pub(super) fn unheld(overlay: &Overlay, rx: broadcast::Receiver<Event>) -> EventStream {
+        EventStream::new(
+            rx,
+            overlay.shared.finished.clone(),
+            Arc::clone(&overlay.shared.counters),
+            None,
+        )
+    }
+
     fn new(
         rx: broadcast::Receiver<Event>,
         finished: watch::Receiver<bool>,
         counters: Arc<DriverCounters>,
+        membership: Option<Arc<Membership>>,
     ) -> EventStream {
         let source = Source {
             rx,
@@ -180,6 +404,7 @@ impl EventStream {
             inner: Box::pin(futures_util::stream::unfold(source, |mut s| async move {
                 s.next().await.map(|event| (event, s))
             })),
+            _membership: membership,
         }
     }
 

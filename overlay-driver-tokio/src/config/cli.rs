@@ -70,6 +70,10 @@ pub struct Cli {
     #[arg(long = "peer", value_name = "ADDR", action = ArgAction::Append)]
     pub peers: Vec<String>,
 
+    /// Topic to join at start: 1..=64 bytes of A-Z a-z 0-9 . _ - ~; repeatable; replaces [topics] join of the file
+    #[arg(long = "topic", value_name = "NAME", action = ArgAction::Append)]
+    pub topics: Vec<String>,
+
     /// Address advertised to peers (HELLO, shuffles), IP:port; never unspecified [env: OVERLAY_ADVERTISE] [default: the bound address, or nothing when bound to 0.0.0.0 / ::]
     #[arg(long, value_name = "ADDR")]
     pub advertise: Option<String>,

@@ -225,6 +225,8 @@ fn file_key(core: &str) -> &'static str {
         "ihave_rate_per_s" => "gossip.ihave_rate_per_s",
         "ihave_rate_burst" => "gossip.ihave_rate_burst",
         "ihave_max_missing_per_peer" => "gossip.ihave_max_missing_per_peer",
+        "max_topics" => "topics.max_topics",
+        "max_peer_topics" => "topics.max_peer_topics",
         "duplicate_rate_per_s" => "gossip.duplicate_rate_per_s",
         "duplicate_rate_burst" => "gossip.duplicate_rate_burst",
         "shuffle_rate_per_s" => "membership.shuffle_rate_per_s",

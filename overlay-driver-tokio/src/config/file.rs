@@ -75,6 +75,21 @@ pub struct FileConfig {
     /// `[clients]`: limits of client sessions (connections without a certificate).
     #[serde(default)]
     pub clients: ClientsSection,
+    /// `[topics]`: topics joined at start and the topic bounds.
+    #[serde(default)]
+    pub topics: TopicsSection,
+}
+
+/// `[topics]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsSection {
+    /// Topic names joined at start.
+    pub join: Option<Vec<String>>,
+    /// Most topics the node is in at once, the default topic included.
+    pub max_topics: Option<i64>,
+    /// Most topics one peer's TOPICS message may name.
+    pub max_peer_topics: Option<i64>,
 }
 
 /// `[clients]`: limits of client sessions.

@@ -87,6 +87,8 @@ pub struct DaemonConfig {
     /// Peers to dial at start: `host:port` or `peer:<64 hex>@host:port` (names are resolved by
     /// the runtime at every dial attempt).
     pub peers: Vec<String>,
+    /// Topic names joined at start (validated; the default topic is never listed).
+    pub topics: Vec<String>,
     /// TLS key-exchange policy.
     pub pq: PqMode,
     /// Where to write a replayable trace, if anywhere.
@@ -140,6 +142,7 @@ impl Default for DaemonConfig {
             metrics_addr: defaults::METRICS_ADDR,
             max_conns: defaults::MAX_CONNS,
             peers: Vec::new(),
+            topics: Vec::new(),
             pq: PqMode::default(),
             trace_out: None,
             log_level: defaults::LOG_LEVEL.to_string(),
@@ -173,6 +176,7 @@ impl fmt::Debug for DaemonConfig {
             .field("metrics_addr", &self.metrics_addr)
             .field("max_conns", &self.max_conns)
             .field("peers", &self.peers)
+            .field("topics", &self.topics)
             .field("pq", &self.pq)
             .field("trace_out", &self.trace_out)
             .field("log_level", &self.log_level)

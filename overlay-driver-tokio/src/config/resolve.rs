@@ -828,6 +828,7 @@ impl<'a> Resolver<'a> {
             false,
         )?;
         self.hostile_peer_limits(&mut node)?;
+        let topics = self.topics(&mut node)?;
         self.scoring(&mut node.scoring)?;
         self.client_limits(&mut node.clients)?;
 
@@ -874,6 +875,7 @@ impl<'a> Resolver<'a> {
             metrics_addr,
             max_conns,
             peers,
+            topics,
             pq,
             trace_out,
             log_level,
@@ -1334,6 +1336,62 @@ impl<'a> Resolver<'a> {
             if !out.contains(&peer) {
                 out.push(peer);
             }
+        }
+        Ok(out)
+    }
+
+    /// `[topics]`: the bounds, and the topics joined at start (`--topic` replaces the file's
+    /// list); names are checked, repeats and the default topic's name dropped, and the list
+    /// must fit `max_topics` with the default topic.
+    fn topics(&self, node: &mut NodeConfig) -> Result<Vec<String>, DaemonConfigError> {
+        let t = &self.file.topics;
+        node.max_topics = self.usize_in(
+            &spec("max_topics", None, None, "topics.max_topics"),
+            None,
+            t.max_topics,
+            node.max_topics,
+            1,
+            4096,
+        )?;
+        node.max_peer_topics = self.usize_in(
+            &spec("max_peer_topics", None, None, "topics.max_peer_topics"),
+            None,
+            t.max_peer_topics,
+            node.max_peer_topics,
+            0,
+            4096,
+        )?;
+        let (list, origin) = if !self.cli.topics.is_empty() {
+            (self.cli.topics.clone(), Origin::Flag("--topic"))
+        } else if let Some(list) = &t.join {
+            (list.clone(), self.file_origin("topics.join"))
+        } else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<String> = Vec::with_capacity(list.len());
+        for name in list {
+            if let Err(e) = overlay_proto::validate_topic_name(&name) {
+                return Err(DaemonConfigError::Invalid {
+                    setting: "topics",
+                    value: name,
+                    origin,
+                    accepted: e.to_string(),
+                });
+            }
+            if name != overlay_proto::topic::DEFAULT_TOPIC_NAME && !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        if out.len() >= node.max_topics {
+            return Err(DaemonConfigError::Invalid {
+                setting: "topics",
+                value: format!("{} topics", out.len()),
+                origin,
+                accepted: format!(
+                    "fewer than max_topics = {} (the default topic counts)",
+                    node.max_topics
+                ),
+            });
         }
         Ok(out)
     }

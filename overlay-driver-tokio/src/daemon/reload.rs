@@ -207,6 +207,7 @@ fn needs_restart(running: &DaemonConfig, next: &DaemonConfig) -> Vec<String> {
     check("metrics_addr", running.metrics_addr != next.metrics_addr);
     check("max_conns", running.max_conns != next.max_conns);
     check("peers", running.peers != next.peers);
+    check("topics", running.topics != next.topics);
     check("pq", running.pq != next.pq);
     check("trace_out", running.trace_out != next.trace_out);
     check("log_format", running.log_format != next.log_format);

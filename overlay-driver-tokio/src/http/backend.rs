@@ -7,7 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use overlay_proto::{MessageId, NodeStats, PeerId, SessionInfo};
+use overlay_proto::{MessageId, NodeStats, PeerId, SessionInfo, TopicId};
 
 use crate::api::{Cursor, CursorError, OverlayError, Replay, Sequenced};
 
@@ -32,7 +32,10 @@ pub trait OverlayApi: Clone + Send + Sync + 'static {
     /// The subscription type returned by [`OverlayApi::subscribe`].
     type Subscription: GossipSubscription;
 
-    /// Originates a gossip message.
+    /// The stream type returned by [`OverlayApi::topic_events`].
+    type TopicSubscription: GossipSubscription;
+
+    /// Originates a gossip message in the default topic.
     fn broadcast(
         &self,
         payload: Bytes,
@@ -62,4 +65,27 @@ pub trait OverlayApi: Clone + Send + Sync + 'static {
 
     /// The node's own identity.
     fn peer_id(&self) -> PeerId;
+
+    /// Joins `topic` for the operator: `Ok(true)` when newly joined, `Ok(false)` when the node
+    /// was in it (see [`crate::api::Overlay::join`]).
+    fn join_topic(&self, topic: TopicId)
+        -> impl Future<Output = Result<bool, OverlayError>> + Send;
+
+    /// Ends the operator's hold on `topic`: `Ok(true)` when the node was in it (see
+    /// [`crate::api::Overlay::leave`]).
+    fn leave_topic(
+        &self,
+        topic: TopicId,
+    ) -> impl Future<Output = Result<bool, OverlayError>> + Send;
+
+    /// Originates a gossip message in `topic` (`NotJoined` when the node is not in it).
+    fn publish(
+        &self,
+        topic: TopicId,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<MessageId, OverlayError>> + Send;
+
+    /// `topic`'s deliveries from now on, numbered from 1 for this stream (a jump means lost
+    /// messages), or `None` when the node is not in the topic.
+    fn topic_events(&self, topic: TopicId) -> Option<Self::TopicSubscription>;
 }

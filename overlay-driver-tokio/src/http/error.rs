@@ -136,7 +136,8 @@ impl ApiError {
 
     /// Maps a core error to a response (the control API's mapping): `Timeout` 504, `Refused`
     /// / `Crypto` / `Unauthorized` / `Forbidden` / `NotConnected` 502 (the remote side failed),
-    /// `Busy` / `ShuttingDown` 503, `Quota` 429, `TooLarge` 413, `Malformed` 400. The retry
+    /// `Busy` / `ShuttingDown` 503, `Quota` / `TooManyTopics` 429, `TooLarge` 413, `Malformed`
+    /// 400, `NotJoined` 409. The retry
     /// hint is [`CoreError::retry_after`] (at least one second for a 503).
     pub fn from_core(err: CoreError) -> Self {
         let status = match err {
@@ -147,7 +148,8 @@ impl ApiError {
             | CoreError::Forbidden
             | CoreError::NotConnected => StatusCode::BAD_GATEWAY,
             CoreError::Busy | CoreError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            CoreError::Quota => StatusCode::TOO_MANY_REQUESTS,
+            CoreError::Quota | CoreError::TooManyTopics => StatusCode::TOO_MANY_REQUESTS,
+            CoreError::NotJoined => StatusCode::CONFLICT,
             CoreError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             CoreError::Malformed => StatusCode::BAD_REQUEST,
         };

@@ -3,13 +3,13 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use overlay_proto::score::{PeerScore, Penalty, Standing};
-use overlay_proto::{OverlayError as CoreError, SessionInfo};
+use overlay_proto::{OverlayError as CoreError, SessionInfo, TopicId};
 use serde::{Deserialize, Serialize};
 
 use super::backend::OverlayApi;
@@ -269,6 +269,155 @@ pub async fn dial<O: OverlayApi>(
         Ok(Err(e)) => ApiError::from_overlay(&e).into_response(),
         Err(_) => ApiError::from_core(CoreError::Timeout).into_response(),
     }
+}
+
+/// The body of `PUT /v1/topics/{name}` (201 when newly joined, 200 when the node was in it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicJoined {
+    /// The topic's name, as given.
+    pub topic: String,
+    /// The topic id, `BLAKE3(name)` in 64 lowercase hex digits.
+    pub id: String,
+}
+
+/// A topic name from the path: checked (`docs/PROTOCOL.md`, "Topics"); 400 `bad_request`
+/// naming the rule otherwise.
+fn topic_of(name: Result<Path<String>, PathRejection>) -> Result<(String, TopicId), ApiError> {
+    let name = match name {
+        Ok(Path(name)) => name,
+        Err(rejection) => {
+            return Err(ApiError::bad_request(
+                StatusCode::BAD_REQUEST,
+                rejection.body_text(),
+            ))
+        }
+    };
+    match overlay_proto::validate_topic_name(&name) {
+        Ok(()) => {
+            let id = TopicId::from_name(&name);
+            Ok((name, id))
+        }
+        Err(e) => Err(ApiError::bad_request(
+            StatusCode::BAD_REQUEST,
+            e.to_string(),
+        )),
+    }
+}
+
+/// `PUT /v1/topics/{name}`: joins the topic for the operator; 201 when newly joined, 200 when
+/// the node was already in it (the default topic always is); 429 `too_many_topics` past
+/// `max_topics`.
+pub async fn topic_join<O: OverlayApi>(
+    State(state): State<HttpState<O>>,
+    name: Result<Path<String>, PathRejection>,
+) -> Response {
+    let (topic, id) = match topic_of(name) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let body = TopicJoined {
+        topic,
+        id: id.to_hex(),
+    };
+    match state.overlay.join_topic(id).await {
+        Ok(true) => (StatusCode::CREATED, Json(body)).into_response(),
+        Ok(false) => (StatusCode::OK, Json(body)).into_response(),
+        Err(e) => ApiError::from_overlay(&e).into_response(),
+    }
+}
+
+/// `DELETE /v1/topics/{name}`: ends the operator's hold on the topic; 204 when the node was in
+/// it, 404 when not, 409 `not_joined` for the default topic (never left).
+pub async fn topic_leave<O: OverlayApi>(
+    State(state): State<HttpState<O>>,
+    name: Result<Path<String>, PathRejection>,
+) -> Response {
+    let (_, id) = match topic_of(name) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    match state.overlay.leave_topic(id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => ApiError::not_found()
+            .detail("the node is not in this topic")
+            .into_response(),
+        Err(e) => ApiError::from_overlay(&e).into_response(),
+    }
+}
+
+/// `POST /v1/topics/{name}/broadcast`: the body is the message; 202 `{"id":"<hex>"}`, 409
+/// `not_joined` when the node is not in the topic.
+pub async fn topic_broadcast<O: OverlayApi>(
+    State(state): State<HttpState<O>>,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (_, id) = match topic_of(name) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            return body_rejection(
+                rejection.status(),
+                rejection.body_text(),
+                state.config.max_message_bytes,
+            )
+        }
+    };
+    if body.len() > state.config.max_message_bytes {
+        return ApiError::too_large(state.config.max_message_bytes).into_response();
+    }
+    match state.overlay.publish(id, body).await {
+        Ok(mid) => (
+            StatusCode::ACCEPTED,
+            Json(BroadcastAccepted { id: mid.to_hex() }),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::debug!(error = %e, "topic broadcast refused");
+            ApiError::from_overlay(&e).into_response()
+        }
+    }
+}
+
+/// `GET /v1/topics/{name}/gossip`: the topic's deliveries as Server-Sent Events, like
+/// `GET /v1/gossip` but without resume (`id:` numbers the events of this stream; a
+/// `Last-Event-ID` is ignored); 409 `not_joined` when the node is not in the topic. Counts
+/// toward the same stream budgets as `GET /v1/gossip`.
+pub async fn topic_gossip<O: OverlayApi>(
+    State(state): State<HttpState<O>>,
+    name: Result<Path<String>, PathRejection>,
+    request: axum::extract::Request,
+) -> Response {
+    let (_, id) = match topic_of(name) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let busy = |detail: &'static str| ApiError::busy(detail).into_response();
+    let counters = &state.config.counters;
+    let Some(sub) = state.overlay.topic_events(id) else {
+        return ApiError::from_core(CoreError::NotJoined).into_response();
+    };
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(a)| a.ip());
+    let Some(per_ip) = state.sse_per_ip.try_acquire(ip) else {
+        counters.refused(HttpRefusal::SsePerIp);
+        return busy("too many gossip streams from this address");
+    };
+    let Ok(permit) = state.sse_slots.clone().try_acquire_owned() else {
+        counters.refused(HttpRefusal::Sse);
+        return busy("too many gossip subscribers");
+    };
+    let bounds = SseBounds {
+        events: state.config.sse_buffer,
+        bytes: state.config.sse_buffer_bytes,
+        keep_alive: state.config.sse_keep_alive,
+    };
+    gossip_response(sub, None, bounds, counters.clone(), (permit, per_ip))
 }
 
 /// The header a reconnecting SSE client names its last event with.

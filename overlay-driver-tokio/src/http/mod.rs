@@ -10,6 +10,10 @@
 //! | `GET /v1/stats` | the node's counters and gauges as JSON |
 //! | `POST /v1/dial` | `{"addr":"host:port"}` → 200 `{"peer_id":"peer:…"}` |
 //! | `GET /v1/gossip` | Server-Sent Events, one per delivered message (`id:` a resume cursor; `Last-Event-ID` replays what was missed) |
+//! | `PUT /v1/topics/{name}` | join a topic → 201 (new) or 200 (already in it) `{"topic":…,"id":…}` |
+//! | `DELETE /v1/topics/{name}` | leave a topic → 204, or 404 when not in it |
+//! | `POST /v1/topics/{name}/broadcast` | body = message → 202 `{"id":"<hex>"}`, 409 when not in the topic |
+//! | `GET /v1/topics/{name}/gossip` | the topic's deliveries as Server-Sent Events (409 when not in the topic) |
 //! | `GET /v1/openapi.json` | the OpenAPI 3.1 description of these routes (`docs/openapi.json`) |
 //!
 //! The `/v1` routes are the control API: allowed from loopback peers (without a browser's
@@ -56,6 +60,7 @@ pub use backend::{GossipSubscription, OverlayApi, ReadinessView};
 pub use error::{retry_after_secs, ApiError, ErrorBody, HTTP_ERROR_KINDS};
 pub use guard::HttpGuard;
 pub use limits::{HttpClose, HttpCounters, HttpLimits, HttpRefusal, HttpStats};
+pub use overlay::TopicFeed;
 pub use serve::{bind_listener, spawn_listener, ConnMeta, HttpHandler, RouterSlot};
 pub use sse::{GossipEvent, LaggedEvent};
 pub use trace::{next_request_id, REQUEST_ID_HEADER};
@@ -215,11 +220,19 @@ pub enum Endpoint {
     Gossip,
     /// `GET /v1/openapi.json`.
     OpenApi,
+    /// `PUT /v1/topics/{name}`.
+    TopicJoin,
+    /// `DELETE /v1/topics/{name}`.
+    TopicLeave,
+    /// `POST /v1/topics/{name}/broadcast`.
+    TopicBroadcast,
+    /// `GET /v1/topics/{name}/gossip`.
+    TopicGossip,
 }
 
 impl Endpoint {
     /// Every route.
-    pub const ALL: [Endpoint; 9] = [
+    pub const ALL: [Endpoint; 13] = [
         Endpoint::Healthz,
         Endpoint::Readyz,
         Endpoint::Metrics,
@@ -229,19 +242,26 @@ impl Endpoint {
         Endpoint::Dial,
         Endpoint::Gossip,
         Endpoint::OpenApi,
+        Endpoint::TopicJoin,
+        Endpoint::TopicLeave,
+        Endpoint::TopicBroadcast,
+        Endpoint::TopicGossip,
     ];
 
     /// The HTTP method.
     pub fn method(self) -> Method {
         match self {
-            Endpoint::Broadcast | Endpoint::Dial => Method::POST,
+            Endpoint::Broadcast | Endpoint::Dial | Endpoint::TopicBroadcast => Method::POST,
+            Endpoint::TopicJoin => Method::PUT,
+            Endpoint::TopicLeave => Method::DELETE,
             Endpoint::Healthz
             | Endpoint::Readyz
             | Endpoint::Metrics
             | Endpoint::Peers
             | Endpoint::Stats
             | Endpoint::Gossip
-            | Endpoint::OpenApi => Method::GET,
+            | Endpoint::OpenApi
+            | Endpoint::TopicGossip => Method::GET,
         }
     }
 
@@ -257,6 +277,9 @@ impl Endpoint {
             Endpoint::Dial => "/v1/dial",
             Endpoint::Gossip => "/v1/gossip",
             Endpoint::OpenApi => "/v1/openapi.json",
+            Endpoint::TopicJoin | Endpoint::TopicLeave => "/v1/topics/{name}",
+            Endpoint::TopicBroadcast => "/v1/topics/{name}/broadcast",
+            Endpoint::TopicGossip => "/v1/topics/{name}/gossip",
         }
     }
 
@@ -289,6 +312,11 @@ impl Endpoint {
             Endpoint::Dial => on(filter, handlers::dial::<O>),
             Endpoint::Gossip => on(filter, handlers::gossip::<O>),
             Endpoint::OpenApi => on(filter, handlers::openapi),
+            Endpoint::TopicJoin => on(filter, handlers::topic_join::<O>),
+            Endpoint::TopicLeave => on(filter, handlers::topic_leave::<O>),
+            Endpoint::TopicBroadcast => on(filter, handlers::topic_broadcast::<O>)
+                .layer(DefaultBodyLimit::max(broadcast_limit)),
+            Endpoint::TopicGossip => on(filter, handlers::topic_gossip::<O>),
         }
     }
 }

@@ -3,10 +3,42 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use overlay_proto::{MessageId, NodeStats, PeerId, SessionInfo};
+use futures_util::StreamExt;
+use overlay_proto::{MessageId, NodeStats, PeerId, SessionInfo, TopicId};
 
 use super::backend::{GossipSubscription, OverlayApi, ReadinessView};
-use crate::api::{Cursor, CursorError, Overlay, OverlayError, Replay, Sequenced, Subscription};
+use crate::api::{
+    Cursor, CursorError, Event, EventStream, Overlay, OverlayError, Replay, Sequenced, Subscription,
+};
+
+/// One topic's deliveries for the HTTP stream, numbered from 1 for this stream; a lagging
+/// reader's loss shows as a jump in the numbers (the SSE layer then reports it and ends the
+/// stream).
+pub struct TopicFeed {
+    events: EventStream,
+    seq: u64,
+}
+
+impl GossipSubscription for TopicFeed {
+    async fn recv(&mut self) -> Option<Sequenced> {
+        loop {
+            match self.events.next().await? {
+                Event::Received(delivery) => {
+                    self.seq += 1;
+                    return Some(Sequenced {
+                        cursor: Cursor {
+                            epoch: 0,
+                            seq: self.seq,
+                        },
+                        delivery,
+                    });
+                }
+                Event::Lagged { dropped } => self.seq = self.seq.saturating_add(dropped),
+                _ => {}
+            }
+        }
+    }
+}
 
 impl GossipSubscription for Subscription {
     async fn recv(&mut self) -> Option<Sequenced> {
@@ -16,6 +48,23 @@ impl GossipSubscription for Subscription {
 
 impl OverlayApi for Overlay {
     type Subscription = Subscription;
+    type TopicSubscription = TopicFeed;
+
+    async fn join_topic(&self, topic: TopicId) -> Result<bool, OverlayError> {
+        Overlay::join(self, topic).await
+    }
+
+    async fn leave_topic(&self, topic: TopicId) -> Result<bool, OverlayError> {
+        Overlay::leave(self, topic).await
+    }
+
+    async fn publish(&self, topic: TopicId, payload: Bytes) -> Result<MessageId, OverlayError> {
+        Overlay::publish(self, topic, payload).await
+    }
+
+    fn topic_events(&self, topic: TopicId) -> Option<TopicFeed> {
+        Overlay::topic_events(self, topic).map(|events| TopicFeed { events, seq: 0 })
+    }
 
     async fn broadcast(&self, payload: Bytes) -> Result<MessageId, OverlayError> {
         Overlay::broadcast(self, payload).await
@@ -45,7 +94,7 @@ impl OverlayApi for Overlay {
     }
 
     fn subscribe(&self) -> Subscription {
-        Overlay::subscribe(self)
+        Overlay::deliveries(self)
     }
 
     fn resume(&self, after: Option<Cursor>) -> Result<(Subscription, Replay), CursorError> {

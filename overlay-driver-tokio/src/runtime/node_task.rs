@@ -13,7 +13,7 @@ use overlay_proto::DialOutcome as CoreDialOutcome;
 use overlay_proto::{
     Action, CloseReason, ConnId, DialId, Direction, Input, LiveSettings, MessageId, Node,
     NodeStats, OverlayError as CoreError, PeerId, ReconfigureError, SessionEvent, SessionInfo,
-    SessionState,
+    SessionState, TopicId,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, Id as TaskId, JoinError, JoinHandle, JoinSet};
@@ -48,6 +48,27 @@ pub(crate) enum Command {
     Broadcast {
         payload: Bytes,
         reply: oneshot::Sender<Result<MessageId, CoreError>>,
+    },
+    /// `Input::Publish`.
+    Publish {
+        topic: TopicId,
+        payload: Bytes,
+        reply: oneshot::Sender<Result<MessageId, CoreError>>,
+    },
+    /// `Input::Join`; answered with the core's `Action::Joined`.
+    Join {
+        topic: TopicId,
+        reply: oneshot::Sender<Result<bool, CoreError>>,
+    },
+    /// `Input::Leave` when nobody holds the topic any more ([`crate::api::TopicBus`]);
+    /// answered (if asked) with the core's `Action::Left`, or `Ok(true)` while still held.
+    Leave {
+        topic: TopicId,
+        reply: Option<oneshot::Sender<Result<bool, CoreError>>>,
+    },
+    /// `Node::topics`.
+    Topics {
+        reply: oneshot::Sender<Vec<TopicId>>,
     },
     /// `Input::SendDirect`.
     SendDirect {
@@ -104,8 +125,8 @@ pub(crate) struct Outputs {
     /// Messages waiting for the application's verdict ([`crate::api::Validator`]); when it is
     /// full or nobody listens the core's deadline settles them.
     pub(crate) validations: mpsc::Sender<crate::api::PendingValidation>,
-    /// The broadcast domain's event stream ([`crate::api::Topic`]).
-    pub(crate) topic: broadcast::Sender<TopicEvent>,
+    /// The topics' event streams ([`crate::api::Topic`]).
+    pub(crate) topics: Arc<crate::api::TopicBus>,
     pub(crate) readiness: Arc<watch::Sender<Readiness>>,
 }
 
@@ -175,6 +196,8 @@ pub(crate) struct NodeTask<N: Net> {
     pending_dial: Option<DialWaiter>,
     /// The caller of the `Input::Reconfigure` being handled (answered while draining).
     pending_reconfigure: Option<oneshot::Sender<Result<LiveSettings, ReconfigureError>>>,
+    /// The caller of the `Input::Join` / `Input::Leave` being handled.
+    pending_topic: Option<oneshot::Sender<Result<bool, CoreError>>>,
     conn_waiters: HashMap<ConnId, Vec<DialWaiter>>,
     out: Outputs,
     counters: Arc<DriverCounters>,
@@ -237,6 +260,7 @@ impl<N: Net> NodeTask<N> {
             dial_waiters: HashMap::new(),
             pending_dial: None,
             pending_reconfigure: None,
+            pending_topic: None,
             conn_waiters: HashMap::new(),
             out: parts.out,
             counters: parts.counters,
@@ -583,6 +607,40 @@ impl<N: Net> NodeTask<N> {
                 self.broadcasts.insert(request, reply);
                 self.input(Input::Broadcast { request, payload }, None);
             }
+            Command::Publish {
+                topic,
+                payload,
+                reply,
+            } => {
+                let request = self.next_request();
+                self.broadcasts.insert(request, reply);
+                self.input(
+                    Input::Publish {
+                        request,
+                        topic,
+                        payload,
+                    },
+                    None,
+                );
+            }
+            Command::Join { topic, reply } => {
+                self.pending_topic = Some(reply);
+                self.input(Input::Join(topic), None);
+                // The core answers every `Input::Join` while the input is drained.
+                self.pending_topic = None;
+            }
+            Command::Leave { topic, reply } => {
+                if self.out.topics.forget_if_unheld(topic) {
+                    self.pending_topic = reply;
+                    self.input(Input::Leave(topic), None);
+                    self.pending_topic = None;
+                } else if let Some(reply) = reply {
+                    let _ = reply.send(Ok(true));
+                }
+            }
+            Command::Topics { reply } => {
+                let _ = reply.send(self.node.topics());
+            }
             Command::SendDirect {
                 peer,
                 payload,
@@ -739,9 +797,15 @@ impl<N: Net> NodeTask<N> {
                 }
                 // Numbered, kept for resuming subscribers, sent to the live ones (none is
                 // fine: the message was still delivered to this node).
-                if self.out.topic.receiver_count() > 0 {
-                    let _ = self.out.topic.send(TopicEvent::Received(delivery.clone()));
+                if !delivery.topic.is_default() {
+                    self.out
+                        .topics
+                        .send(delivery.topic, TopicEvent::Received(delivery));
+                    return;
                 }
+                self.out
+                    .topics
+                    .send(delivery.topic, TopicEvent::Received(delivery.clone()));
                 self.out.deliveries.publish(delivery);
             }
             Action::Validate { id, delivery } => {
@@ -775,6 +839,21 @@ impl<N: Net> NodeTask<N> {
             Action::Client(event) => self.on_client_event(event),
             Action::BroadcastResult { request, result } => {
                 if let Some(reply) = self.broadcasts.remove(&request) {
+                    let _ = reply.send(result);
+                }
+            }
+            Action::Joined { topic, result } => {
+                if result.is_ok() {
+                    self.out.topics.set_joined(topic);
+                }
+                tracing::info!(%topic, ?result, "join");
+                if let Some(reply) = self.pending_topic.take() {
+                    let _ = reply.send(result);
+                }
+            }
+            Action::Left { topic, result } => {
+                tracing::info!(%topic, ?result, "leave");
+                if let Some(reply) = self.pending_topic.take() {
                     let _ = reply.send(result);
                 }
             }
@@ -935,7 +1014,7 @@ impl<N: Net> NodeTask<N> {
                 }
                 tracing::info!(%conn, %peer, "session up");
                 let _ = self.out.events.send(KernelEvent::SessionUp { peer });
-                let _ = self.out.topic.send(TopicEvent::NeighborUp(peer));
+                self.out.topics.send_all(&TopicEvent::NeighborUp(peer));
                 if let Some(waiters) = self.conn_waiters.remove(&conn) {
                     for w in waiters {
                         let _ = w.send(self.session_handle(conn));
@@ -951,10 +1030,9 @@ impl<N: Net> NodeTask<N> {
                     peer,
                     reason: reason.label().to_string(),
                 });
-                let _ = self
-                    .out
-                    .topic
-                    .send(TopicEvent::NeighborDown { peer, reason });
+                self.out
+                    .topics
+                    .send_all(&TopicEvent::NeighborDown { peer, reason });
             }
         }
     }

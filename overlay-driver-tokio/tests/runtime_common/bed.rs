@@ -30,7 +30,7 @@ impl Bed {
     /// The honest session still carries gossip: a broadcast from the server reaches the peer
     /// (other messages may come first), and the server still lists the peer.
     pub async fn still_healthy(&self) {
-        let mut sub = self.good.subscribe();
+        let mut sub = self.good.deliveries();
         let id = bounded(
             "broadcast",
             self.server.broadcast(Bytes::from_static(b"honest traffic")),

@@ -652,7 +652,7 @@ impl Node {
                     self.answer_error(conn, corr, Why::Rate);
                     return;
                 }
-                match self.broadcast(body.clone()) {
+                match self.broadcast(crate::topic::TopicId::DEFAULT, body.clone()) {
                     Ok(id) => {
                         self.stats.clients.published += 1;
                         let answer = format!("{{\"id\":\"{}\"}}", id.to_hex());
@@ -1109,15 +1109,19 @@ fn write_frame(out: &mut BytesMut, header: &Header, parts: &[&[u8]]) {
 }
 
 /// The client operations a token allows: `publish`, `subscribe`, `direct` in
-/// `scope.methods` (an empty list allows all three).
+/// `scope.methods` (an empty list allows all three); `publish` and `subscribe` only when the
+/// token covers the default topic.
 fn client_ops(limits: &TokenLimits) -> u8 {
     let mut ops = 0;
+    // Client sessions publish and subscribe in the default topic: a token that does not
+    // cover it allows neither.
+    let default_topic = limits.covers(&crate::topic::TopicId::DEFAULT);
     for (method, bit) in [
         (METHOD_PUBLISH, OP_PUBLISH),
         (METHOD_SUBSCRIBE, OP_SUBSCRIBE),
         (METHOD_DIRECT, OP_DIRECT),
     ] {
-        if limits.allows(method) {
+        if limits.allows(method) && (bit == OP_DIRECT || default_topic) {
             ops |= bit;
         }
     }

@@ -30,7 +30,7 @@ impl Node {
         }
         match self.scores.penalize(peer, penalty, n) {
             Standing::Ban => self.ban_session(key),
-            Standing::Lazy => self.make_lazy(key),
+            Standing::Lazy => self.make_lazy_everywhere(key),
             Standing::NoControl | Standing::Good => {}
         }
     }

@@ -12,6 +12,7 @@ use crate::peer::{ConnId, MessageId, PeerId};
 use crate::precheck;
 use crate::score::Penalty;
 use crate::stats::RejectReason;
+use crate::topic::TopicId;
 use crate::wire::{self, GossipMsg, Kind, WireError, IHAVE_ENTRY_LEN, SIGNED_GOSSIP_HEADER_LEN};
 use std::collections::BTreeMap;
 
@@ -19,9 +20,9 @@ use std::collections::BTreeMap;
 const MAX_MISSING: usize = 65_536;
 
 impl Node {
-    pub(super) fn on_broadcast(&mut self, request: u64, payload: Bytes) {
-        let result = self.broadcast(payload.clone());
-        if let Ok(id) = &result {
+    pub(super) fn on_broadcast(&mut self, request: u64, topic: TopicId, payload: Bytes) {
+        let result = self.broadcast(topic, payload.clone());
+        if let (Ok(id), true) = (&result, topic.is_default()) {
             let origin = self.identity.peer_id;
             self.deliver_to_clients(None, id, &origin, 0, &payload);
         }
@@ -29,9 +30,17 @@ impl Node {
             .push_back(Action::BroadcastResult { request, result });
     }
 
-    pub(super) fn broadcast(&mut self, payload: Bytes) -> Result<MessageId, OverlayError> {
+    pub(super) fn broadcast(
+        &mut self,
+        topic: TopicId,
+        payload: Bytes,
+    ) -> Result<MessageId, OverlayError> {
         if self.shutting_down {
             return Err(OverlayError::ShuttingDown);
+        }
+        if !self.trees.contains_key(&topic) {
+            self.stats.rejected.bump(RejectReason::NotMember);
+            return Err(OverlayError::NotJoined);
         }
         if payload.len() > self.config.max_message_bytes {
             self.stats.rejected.bump(RejectReason::Oversize);
@@ -43,10 +52,11 @@ impl Node {
         }
         let origin = self.identity.peer_id;
         let nonce = rand_core::RngCore::next_u64(&mut self.rng);
-        let id = MessageId::compute(&origin, nonce, &payload);
+        let id = MessageId::compute_in(&topic, &origin, nonce, &payload);
         let auth = self.signer.as_ref().map(|s| s.sign(&id));
         let now = self.now;
         let stored = StoredMessage {
+            topic,
             origin,
             nonce,
             hops: 0,
@@ -65,7 +75,7 @@ impl Node {
             auth,
             payload,
         };
-        self.forward(None, &msg);
+        self.forward(&topic, None, &msg);
         Ok(id)
     }
 
@@ -91,12 +101,15 @@ impl Node {
             .push_back(Action::SendResult { request, result });
     }
 
-    /// A GOSSIP frame arrived from session `key`, at stream offset `at`.
-    pub(super) fn on_gossip(&mut self, key: SessionKey, msg: GossipMsg, at: u64) {
+    /// A GOSSIP frame of `topic` arrived from session `key`, at stream offset `at`.
+    pub(super) fn on_gossip(&mut self, key: SessionKey, topic: TopicId, msg: GossipMsg, at: u64) {
         let now = self.now;
         let Some(from) = self.session(key).map(|s| s.peer) else {
             return;
         };
+        if self.not_member(key, &topic) {
+            return;
+        }
         if self.cache.contains(&msg.id) || self.validation.contains(&msg.id) {
             self.stats.gossip_duplicates += 1;
             let over_rate = self
@@ -105,35 +118,47 @@ impl Node {
             if over_rate {
                 self.penalize(key, crate::score::Penalty::DuplicateFlood, 1);
             }
-            self.prune_if_redundant(key);
+            self.prune_if_redundant(&topic, key);
             return;
         }
         // A new id: nothing is stored, delivered or forwarded before the content checks.
-        if let Err(reason) = self.check_gossip(&msg, at) {
+        if let Err(reason) = self.check_gossip(&topic, &msg, at) {
             self.reject_invalid_gossip(key, reason);
             return;
         }
         if self.validates() {
             // The application decides first (validation.rs); the payload is here, so stop
             // waiting for it from announcers.
-            if let Some(s) = self.session_mut(key) {
-                s.dup_streak = 0;
+            if let Some(link) = self.link_mut(&topic, key) {
+                link.dup_streak = 0;
             }
             self.remove_missing(&msg.id);
-            self.hold_for_validation(key, from, msg);
+            self.hold_for_validation(key, from, topic, msg);
             return;
         }
-        self.accept_gossip(key, from, msg);
+        self.accept_gossip(key, from, topic, msg);
     }
 
-    /// A new, valid message from session `key` (peer `from`): store, forward, deliver.
-    pub(super) fn accept_gossip(&mut self, key: SessionKey, from: PeerId, msg: GossipMsg) {
+    /// A new, valid message of `topic` from session `key` (peer `from`): store, forward,
+    /// deliver. Dropped (counted) when this node left the topic meanwhile.
+    pub(super) fn accept_gossip(
+        &mut self,
+        key: SessionKey,
+        from: PeerId,
+        topic: TopicId,
+        msg: GossipMsg,
+    ) {
+        if !self.trees.contains_key(&topic) {
+            self.stats.rejected.bump(RejectReason::NotMember);
+            return;
+        }
         let now = self.now;
         let hops = msg.hops.saturating_add(1);
         // The tree parent of this message; after application validation the session key may
         // have been reused by another peer, which is then not the parent.
         let conn = self.session(key).filter(|s| s.peer == from).map(|s| s.conn);
         let stored = StoredMessage {
+            topic,
             origin: msg.origin,
             nonce: msg.nonce,
             hops,
@@ -143,7 +168,7 @@ impl Node {
             received_at: now,
         };
         self.cache.insert(now, msg.id, stored);
-        self.note_first_copy(key);
+        self.note_first_copy(&topic, key);
         self.scores.first_delivery(from);
         let offer = self.best_offer(&msg.id);
         let announced = self
@@ -154,16 +179,18 @@ impl Node {
         self.stats.gossip_delivered += 1;
         self.stats.delivered_hops_sum += u64::from(hops);
         self.stats.delivered_hops_max = self.stats.delivered_hops_max.max(hops);
-        self.make_eager(key);
+        self.make_eager(&topic, key);
         let forwarded = GossipMsg { hops, ..msg };
-        self.forward(Some(key), &forwarded);
-        self.deliver_to_clients(
-            None,
-            &forwarded.id,
-            &forwarded.origin,
-            hops,
-            &forwarded.payload,
-        );
+        self.forward(&topic, Some(key), &forwarded);
+        if topic.is_default() {
+            self.deliver_to_clients(
+                None,
+                &forwarded.id,
+                &forwarded.origin,
+                hops,
+                &forwarded.payload,
+            );
+        }
         // After forwarding: a link made eager now must not get this message pushed (its
         // peer had it first and would prune the link as redundant).
         if let Some((offered, shortcut, shortcut_conn)) = offer {
@@ -172,14 +199,15 @@ impl Node {
                 .is_some_and(|s| s.conn == shortcut_conn)
             {
                 let seen_at = announced.map_or(now, |(_, at)| at);
-                self.consider_shortcut(shortcut, offered, hops, conn, seen_at);
+                self.consider_shortcut(&topic, shortcut, offered, hops, conn, seen_at);
             }
         }
         if let Some((grafted, announced_at)) = announced {
-            self.note_announced_arrival(key, grafted, announced_at);
+            self.note_announced_arrival(&topic, key, grafted, announced_at);
         }
-        self.note_new_message();
+        self.note_new_message(&topic);
         self.actions.push_back(Action::Deliver(Delivery {
+            topic,
             id: forwarded.id,
             origin: forwarded.origin,
             from,
@@ -190,12 +218,21 @@ impl Node {
 
     /// The content checks of a GOSSIP with a new id ([`precheck::check_content`]): the
     /// verdict the driver computed for this frame where it read it, if any, else computed here.
-    fn check_gossip(&mut self, msg: &GossipMsg, at: u64) -> Result<(), RejectReason> {
+    fn check_gossip(
+        &mut self,
+        topic: &TopicId,
+        msg: &GossipMsg,
+        at: u64,
+    ) -> Result<(), RejectReason> {
         let mode = self.config.origin_auth;
-        if let Some(verdict) = self.prechecked.take(at, &msg.id, mode) {
-            return verdict;
+        // The driver prechecks default-topic GOSSIP frames only.
+        if topic.is_default() {
+            if let Some(verdict) = self.prechecked.take(at, &msg.id, mode) {
+                return verdict;
+            }
         }
-        precheck::check_content(
+        precheck::check_content_in(
+            topic,
             mode,
             &msg.id,
             &msg.origin,
@@ -214,12 +251,18 @@ impl Node {
         self.close_session(key, CloseReason::Violation(OverlayError::Malformed));
     }
 
-    /// Pushes `msg` to every eager peer and queues an IHAVE for up to β lazy peers, skipping
-    /// the session it came from.
-    fn forward(&mut self, from: Option<SessionKey>, msg: &GossipMsg) {
-        let mut header = [0u8; SIGNED_GOSSIP_HEADER_LEN];
-        let header_len = wire::gossip_header_len(msg.auth.as_ref());
-        let mut cursor = &mut header[..];
+    /// Pushes `msg` to every eager peer of `topic` and queues an IHAVE for up to β of its lazy
+    /// peers, skipping the session it came from.
+    fn forward(&mut self, topic: &TopicId, from: Option<SessionKey>, msg: &GossipMsg) {
+        let mut header = [0u8; TopicId::LEN + SIGNED_GOSSIP_HEADER_LEN];
+        let (prefix, kind) = if topic.is_default() {
+            (0, Kind::Gossip)
+        } else {
+            header[..TopicId::LEN].copy_from_slice(&topic.0);
+            (TopicId::LEN, Kind::TopicGossip)
+        };
+        let header_len = prefix + wire::gossip_header_len(msg.auth.as_ref());
+        let mut cursor = &mut header[prefix..];
         wire::put_gossip_header_with(
             &mut cursor,
             &msg.id,
@@ -229,28 +272,33 @@ impl Node {
             msg.auth.as_ref(),
         );
         let header = &header[..header_len];
-        for i in 0..self.eager.len() {
-            let Some(&key) = self.eager.get(i) else {
-                break;
-            };
+        let mut i = 0;
+        while let Some(key) = self.tree(topic).and_then(|t| t.eager.get(i).copied()) {
+            i += 1;
             if Some(key) == from {
                 continue;
             }
-            if self.send_frame(key, Kind::Gossip, &[header, &msg.payload])
-                != super::send::Sent::Dropped
-            {
+            if self.send_frame(key, kind, &[header, &msg.payload]) != super::send::Sent::Dropped {
                 self.stats.gossip_sent += 1;
             }
         }
-        self.announce_lazily(from, msg.id, msg.hops);
+        self.announce_lazily(topic, from, msg.id, msg.hops);
     }
 
-    fn announce_lazily(&mut self, from: Option<SessionKey>, id: MessageId, hops: u8) {
+    fn announce_lazily(
+        &mut self,
+        topic: &TopicId,
+        from: Option<SessionKey>,
+        id: MessageId,
+        hops: u8,
+    ) {
         let beta = self.config.beta;
         let batch_max = self.config.ihave_batch_max;
         let mut targets = std::mem::take(&mut self.scratch_keys);
         targets.clear();
-        targets.extend(self.lazy.iter().copied().filter(|k| Some(*k) != from));
+        if let Some(tree) = self.trees.get(topic) {
+            targets.extend(tree.lazy.iter().copied().filter(|k| Some(*k) != from));
+        }
         if targets.len() > beta {
             // Partial Fisher–Yates: the first β entries become a sample. One 64-bit draw per
             // message, mixed anew for each pick (a full RNG call per pick costs more than the
@@ -265,9 +313,9 @@ impl Node {
         }
         let mut queued = false;
         for &key in &targets {
-            if let Some(s) = self.session_mut(key) {
-                if s.ihave.len() < batch_max {
-                    s.ihave.push((id, hops));
+            if let Some(link) = self.link_mut(topic, key) {
+                if link.ihave.len() < batch_max {
+                    link.ihave.push((id, hops));
                     queued = true;
                 } else {
                     self.stats.rejected.bump(RejectReason::IhaveOverflow);
@@ -286,39 +334,62 @@ impl Node {
         }
     }
 
-    /// Sends every pending IHAVE batch.
+    /// Sends every pending IHAVE batch, topic by topic.
     pub(super) fn flush_lazy(&mut self) {
         self.lazy_flush_at = None;
         let mut body = BytesMut::new();
-        for key in 0..self.sessions.len() {
-            let batch = match self.session_mut(key) {
-                Some(s) if s.is_running() && !s.ihave.is_empty() => std::mem::take(&mut s.ihave),
-                _ => continue,
+        let mut pending: Vec<(TopicId, SessionKey)> = Vec::new();
+        for (topic, tree) in &self.trees {
+            pending.extend(
+                tree.links
+                    .iter()
+                    .filter(|(_, l)| !l.ihave.is_empty())
+                    .map(|(k, _)| (*topic, *k)),
+            );
+        }
+        for (topic, key) in pending {
+            if !self.session(key).is_some_and(|s| s.is_running()) {
+                continue;
+            }
+            let batch = match self.link_mut(&topic, key) {
+                Some(link) => std::mem::take(&mut link.ihave),
+                None => continue,
             };
             body.clear();
-            body.reserve(batch.len() * IHAVE_ENTRY_LEN);
+            body.reserve(TopicId::LEN + batch.len() * IHAVE_ENTRY_LEN);
+            if !topic.is_default() {
+                body.put_slice(&topic.0);
+            }
             for (id, hops) in &batch {
                 body.put_slice(&id.0);
                 body.put_u8(*hops);
             }
             self.stats.ihave_sent += batch.len() as u64;
-            self.send_frame(key, Kind::IHave, &[&body]);
-            if let Some(s) = self.session_mut(key) {
+            self.send_frame(key, wire::kind_in_topic(Kind::IHave, &topic), &[&body]);
+            if let Some(link) = self.link_mut(&topic, key) {
                 // Keep the allocation for the next batch.
                 let mut batch = batch;
                 batch.clear();
-                s.ihave = batch;
+                link.ihave = batch;
             }
         }
     }
 
-    pub(super) fn on_ihave(&mut self, key: SessionKey, body: &[u8]) -> Result<(), WireError> {
+    pub(super) fn on_ihave(
+        &mut self,
+        key: SessionKey,
+        topic: TopicId,
+        body: &[u8],
+    ) -> Result<(), WireError> {
         let ids = wire::parse_ihave(body)?;
         let Some(conn) = self.session(key).map(|s| s.conn) else {
             return Ok(());
         };
         let count = (body.len() / IHAVE_ENTRY_LEN) as u64;
         self.stats.ihave_received += count;
+        if self.not_member(key, &topic) {
+            return Ok(());
+        }
         if !self.control_allowed(key) {
             self.stats.rejected.add(RejectReason::LowScore, count);
             return Ok(());
@@ -334,14 +405,19 @@ impl Node {
         for (id, hops) in ids.take(allowed as usize) {
             if self.cache.contains(&id) {
                 if let Some((our_hops, from, at)) = self.cache.arrival(&id) {
-                    self.consider_shortcut(key, hops, our_hops, from, at);
+                    self.consider_shortcut(&topic, key, hops, our_hops, from, at);
                 }
                 continue;
             }
-            if self.missing.contains_key(&id) {
-                self.add_announcer(id, key, conn, delivered);
-                self.note_offer(&id, hops, key, conn);
-                continue;
+            match self.missing.get(&id).map(|m| m.topic) {
+                Some(t) if t == topic => {
+                    self.add_announcer(id, key, conn, delivered);
+                    self.note_offer(&id, hops, key, conn);
+                    continue;
+                }
+                // Ids bind their topic: the same id announced in another topic is false.
+                Some(_) => continue,
+                None => {}
             }
             let owned = self.session(key).map_or(usize::MAX, |s| s.missing_owned);
             if owned >= share {
@@ -355,6 +431,7 @@ impl Node {
             self.missing.insert(
                 id,
                 Missing {
+                    topic,
                     announcers: vec![(key, conn)],
                     owner: Some((key, conn)),
                     grafted: None,
@@ -445,7 +522,7 @@ impl Node {
     pub(super) fn expire_missing(&mut self) {
         let now = self.now;
         let retry = now + self.config.graft_retry;
-        let mut grafts: BTreeMap<SessionKey, Vec<MessageId>> = BTreeMap::new();
+        let mut grafts: BTreeMap<(SessionKey, TopicId), Vec<MessageId>> = BTreeMap::new();
         let mut broken: BTreeMap<SessionKey, u32> = BTreeMap::new();
         let mut done: Vec<MessageId> = Vec::new();
         for id in self.due_missing() {
@@ -456,12 +533,18 @@ impl Node {
             let Some(entry) = self.missing.get(&id) else {
                 continue;
             };
+            let topic = entry.topic;
+            if !self.trees.contains_key(&topic) {
+                // This node left the topic.
+                done.push(id);
+                continue;
+            }
             let asked = entry.grafted;
             let mut candidates = entry.announcers.clone();
             let mut chosen = None;
             while !candidates.is_empty() {
                 let (key, conn) = candidates.remove(0);
-                if self.session_alive(key, conn) {
+                if self.session_alive(key, conn) && self.link(&topic, key).is_some() {
                     chosen = Some((key, conn));
                     break;
                 }
@@ -479,7 +562,7 @@ impl Node {
             match chosen {
                 Some((key, _)) => {
                     self.missing_timers.push_back((retry, id));
-                    grafts.entry(key).or_default().push(id);
+                    grafts.entry((key, topic)).or_default().push(id);
                 }
                 None => done.push(id),
             }
@@ -490,23 +573,34 @@ impl Node {
         for (key, n) in broken {
             self.penalize(key, Penalty::BrokenPromise, n);
         }
-        for (key, ids) in grafts {
+        for ((key, topic), ids) in grafts {
             if self.session(key).is_none() {
                 continue;
             }
-            self.make_eager(key);
-            let mut body = BytesMut::with_capacity(ids.len() * MessageId::LEN);
+            self.make_eager(&topic, key);
+            let mut body = BytesMut::with_capacity(TopicId::LEN + ids.len() * MessageId::LEN);
+            if !topic.is_default() {
+                body.put_slice(&topic.0);
+            }
             for id in &ids {
                 body.put_slice(&id.0);
             }
             self.stats.grafts_sent += 1;
-            self.send_frame(key, Kind::Graft, &[&body]);
+            self.send_frame(key, wire::kind_in_topic(Kind::Graft, &topic), &[&body]);
         }
     }
 
-    pub(super) fn on_graft(&mut self, key: SessionKey, body: &[u8]) -> Result<(), WireError> {
+    pub(super) fn on_graft(
+        &mut self,
+        key: SessionKey,
+        topic: TopicId,
+        body: &[u8],
+    ) -> Result<(), WireError> {
         let mut ids: Vec<MessageId> = wire::parse_graft(body)?.collect();
         self.stats.grafts_received += 1;
+        if self.not_member(key, &topic) {
+            return Ok(());
+        }
         if !self.control_allowed(key) {
             self.stats
                 .rejected
@@ -523,11 +617,9 @@ impl Node {
             flood += ids.len() - self.config.graft_max_ids;
             ids.truncate(self.config.graft_max_ids);
         }
-        let (allowed, pruned_at) = match self.session_mut(key) {
-            Some(s) => (
-                s.control.graft.take_up_to(now, ids.len() as u64) as usize,
-                s.pruned_at,
-            ),
+        let pruned_at = self.link(&topic, key).and_then(|l| l.pruned_at);
+        let allowed = match self.session_mut(key) {
+            Some(s) => s.control.graft.take_up_to(now, ids.len() as u64) as usize,
             None => return Ok(()),
         };
         flood += ids.len() - allowed;
@@ -538,7 +630,12 @@ impl Node {
         if pruned_at.is_some_and(|t| now - t < self.config.graft_after_prune) {
             flood += 1;
         }
-        self.make_eager(key);
+        self.make_eager(&topic, key);
+        let (prefix, kind) = if topic.is_default() {
+            (0, Kind::Gossip)
+        } else {
+            (TopicId::LEN, Kind::TopicGossip)
+        };
         for id in ids {
             let Some(stored) = self.cache.get(&id).cloned() else {
                 if !self.cache.contains(&id) {
@@ -547,9 +644,15 @@ impl Node {
                 }
                 continue;
             };
-            let mut header = [0u8; SIGNED_GOSSIP_HEADER_LEN];
-            let header_len = wire::gossip_header_len(stored.auth.as_ref());
-            let mut cursor = &mut header[..];
+            if stored.topic != topic {
+                // Never announced by us in that topic.
+                flood += 1;
+                continue;
+            }
+            let mut header = [0u8; TopicId::LEN + SIGNED_GOSSIP_HEADER_LEN];
+            header[..prefix].copy_from_slice(&topic.0[..prefix]);
+            let header_len = prefix + wire::gossip_header_len(stored.auth.as_ref());
+            let mut cursor = &mut header[prefix..];
             wire::put_gossip_header_with(
                 &mut cursor,
                 &id,
@@ -559,8 +662,7 @@ impl Node {
                 stored.auth.as_ref(),
             );
             let header = &header[..header_len];
-            if self.send_frame(key, Kind::Gossip, &[header, &stored.payload])
-                != super::send::Sent::Dropped
+            if self.send_frame(key, kind, &[header, &stored.payload]) != super::send::Sent::Dropped
             {
                 self.stats.gossip_sent += 1;
             }
@@ -573,46 +675,61 @@ impl Node {
         Ok(())
     }
 
-    pub(super) fn on_prune(&mut self, key: SessionKey) {
+    pub(super) fn on_prune(&mut self, key: SessionKey, topic: TopicId) {
         self.stats.prunes_received += 1;
-        self.make_lazy(key);
+        if self.not_member(key, &topic) {
+            return;
+        }
+        self.make_lazy(&topic, key);
     }
 
-    /// Moves a running session to the eager set (unless its score keeps it lazy).
-    pub(super) fn make_eager(&mut self, key: SessionKey) {
-        if !self.may_be_eager(key) {
+    /// Moves a session's link in `topic` to the eager set (unless its score keeps it lazy).
+    pub(super) fn make_eager(&mut self, topic: &TopicId, key: SessionKey) {
+        if !self.may_be_eager(key) || !self.session(key).is_some_and(|s| s.is_running()) {
             return;
         }
         let now = self.now;
-        if let Some(s) = self.session_mut(key) {
-            if s.is_running() && !s.eager {
-                s.eager = true;
-                s.role_since = now;
-                self.lazy.retain(|k| *k != key);
-                self.eager.push(key);
+        if let Some(tree) = self.trees.get_mut(topic) {
+            if let Some(link) = tree.links.get_mut(&key) {
+                if !link.eager {
+                    link.eager = true;
+                    link.role_since = now;
+                    tree.lazy.retain(|k| *k != key);
+                    tree.eager.push(key);
+                }
             }
         }
     }
 
-    /// Moves a running session to the lazy set.
-    pub(super) fn make_lazy(&mut self, key: SessionKey) {
+    /// Moves a session's link in `topic` to the lazy set.
+    pub(super) fn make_lazy(&mut self, topic: &TopicId, key: SessionKey) {
+        if !self.session(key).is_some_and(|s| s.is_running()) {
+            return;
+        }
         let now = self.now;
-        if let Some(s) = self.session_mut(key) {
-            if s.is_running() && s.eager {
-                s.eager = false;
-                s.role_since = now;
-                self.eager.retain(|k| *k != key);
-                self.lazy.push(key);
+        if let Some(tree) = self.trees.get_mut(topic) {
+            if let Some(link) = tree.links.get_mut(&key) {
+                if link.eager {
+                    link.eager = false;
+                    link.role_since = now;
+                    tree.eager.retain(|k| *k != key);
+                    tree.lazy.push(key);
+                }
             }
         }
     }
 
-    /// Keeps at least α eager peers after losing one: promote random lazy peers.
+    /// Keeps at least α eager peers in `topic` after losing one: promote random lazy peers.
     /// Peers whose score keeps them lazy are never promoted.
-    pub(super) fn refill_eager(&mut self) {
-        while self.eager.len() < self.config.alpha {
+    pub(super) fn refill_eager(&mut self, topic: &TopicId) {
+        while self
+            .tree(topic)
+            .is_some_and(|t| t.eager.len() < self.config.alpha)
+        {
             let candidates: Vec<SessionKey> = self
-                .lazy
+                .tree(topic)
+                .map(|t| t.lazy.as_slice())
+                .unwrap_or_default()
                 .iter()
                 .copied()
                 .filter(|k| self.may_be_eager(*k))
@@ -624,7 +741,7 @@ impl Node {
             let Some(&key) = candidates.get(idx) else {
                 break;
             };
-            self.make_eager(key);
+            self.make_eager(topic, key);
         }
     }
 }

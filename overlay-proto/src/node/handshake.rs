@@ -422,6 +422,7 @@ impl Node {
         if let Some(s) = self.session_mut(key) {
             s.rate = TokenBucket::new(now, rate, burst);
             s.token_expires_at = limits.expires_at;
+            s.allowed_topics = limits.topics;
         }
         Ok(grant)
     }
@@ -436,49 +437,26 @@ impl Node {
             .push_back(Action::Rejected { conn, peer, reason });
     }
 
-    /// The handshake finished: the session joins gossip and membership.
+    /// The handshake finished: the session joins gossip (its topics) and membership.
     fn open_session(&mut self, key: SessionKey, grant: Grant) {
-        let catch_up = self.config.catch_up_ids;
-        // Every new link starts eager on both sides, as in textbook Plumtree: the next
-        // message crosses it both ways, and a duplicate prunes it unless it is the faster
-        // path. The first messages over a new mesh thus flood it and leave the first
-        // sender's shortest-path tree (shallow and latency-aware), where a cap on eager links
-        // at open left one-sided links and a deep tree.
-        let eager = true;
-        let recent: Vec<(crate::peer::MessageId, u8)> = self.cache.recent(catch_up).collect();
-        let now = self.now;
         let Some(s) = self.session_mut(key) else {
             return;
         };
         s.phase = Phase::Running;
-        s.role_since = now;
         s.grant = grant;
         let released = std::mem::take(&mut s.holds_preauth).then_some(s.remote.ip());
-        s.eager = eager;
-        s.ihave.extend(recent.iter().rev().copied());
         let event = SessionEvent::Up {
             conn: s.conn,
             peer: s.peer,
             direction: s.direction,
             dial: s.dial,
         };
-        let (peer, listen, has_ihave) = (s.peer, s.listen, !s.ihave.is_empty());
+        let (peer, listen) = (s.peer, s.listen);
         if let Some(ip) = released {
             self.preauth.release(ip);
         }
         self.scores.connected(peer);
-        let eager = eager && self.may_be_eager(key);
-        if let Some(s) = self.session_mut(key) {
-            s.eager = eager;
-        }
-        if eager {
-            self.eager.push(key);
-        } else {
-            self.lazy.push(key);
-        }
-        if has_ihave {
-            self.arm_lazy_flush();
-        }
+        self.open_topics(key);
         self.stats.sessions_opened += 1;
         self.actions.push_back(Action::Session(event));
         if let Some(addr) = listen {

@@ -42,6 +42,9 @@ impl Node {
         for s in self.sessions.iter_mut().flatten() {
             s.shrink_if_idle();
         }
+        for tree in self.trees.values_mut() {
+            tree.shrink_if_idle();
+        }
         if self.next_shuffle <= now {
             self.next_shuffle = now + self.config.shuffle_interval;
             self.shuffle();
@@ -119,10 +122,10 @@ impl Node {
         };
         let running = self.running_count();
         let sessions_load = running as f64 / self.config.max_sessions as f64;
-        let targets: Vec<SessionKey> = if self.eager.is_empty() {
-            self.lazy.clone()
-        } else {
-            self.eager.clone()
+        let targets: Vec<SessionKey> = match self.tree(&crate::topic::TopicId::DEFAULT) {
+            Some(t) if !t.eager.is_empty() => t.eager.clone(),
+            Some(t) => t.lazy.clone(),
+            None => Vec::new(),
         };
         let full = targets
             .iter()

@@ -150,11 +150,11 @@ impl Node {
     pub(super) fn after_session_removed(
         &mut self,
         session: &Session,
-        was_eager: bool,
+        eager_in: &[crate::topic::TopicId],
         reason: CloseReason,
     ) {
-        if was_eager {
-            self.refill_eager();
+        for topic in eager_in {
+            self.refill_eager(topic);
         }
         let addr = session.listen.or(match session.direction {
             crate::peer::Direction::Outbound => Some(session.remote),
@@ -177,7 +177,11 @@ impl Node {
 
     /// Periodic shuffle: send a sample of known peers to one random running peer.
     pub(super) fn shuffle(&mut self) {
-        let running: Vec<SessionKey> = self.eager.iter().chain(self.lazy.iter()).copied().collect();
+        let running: Vec<SessionKey> = self
+            .live_sessions()
+            .filter(|(_, s)| s.is_running())
+            .map(|(k, _)| k)
+            .collect();
         if running.is_empty() {
             return;
         }

@@ -14,6 +14,7 @@ mod reconfigure;
 mod recv;
 mod send;
 mod token;
+mod topics;
 mod tree;
 mod types;
 mod validation;
@@ -39,6 +40,7 @@ use crate::score::ScoreBook;
 use crate::session::{Phase, Session};
 use crate::stats::NodeStats;
 use crate::time::Instant;
+use crate::topic::TopicId;
 
 /// Index of a session in the node's slab.
 type SessionKey = usize;
@@ -46,6 +48,8 @@ type SessionKey = usize;
 /// An id announced by IHAVE that we have not received yet.
 #[derive(Debug, Default)]
 struct Missing {
+    /// The topic it was announced in.
+    topic: TopicId,
     /// Sessions that announced it and were not asked yet; peers that have delivered first
     /// (key, conn to detect reuse).
     announcers: Vec<(SessionKey, ConnId)>,
@@ -79,10 +83,8 @@ pub struct Node {
     free_keys: Vec<SessionKey>,
     by_conn: IdMap<ConnId, SessionKey>,
     by_peer: BTreeMap<PeerId, SessionKey>,
-    /// Running sessions we push eagerly to, in the order they became eager.
-    eager: Vec<SessionKey>,
-    /// Running sessions we announce to lazily.
-    lazy: Vec<SessionKey>,
+    /// The broadcast tree of every topic this node is in (the default topic always).
+    trees: BTreeMap<TopicId, topics::Tree>,
     /// Sessions with bytes in `out` to flush at the end of this input.
     dirty: Vec<SessionKey>,
     cache: MessageCache,
@@ -109,13 +111,6 @@ pub struct Node {
     /// When a running session last ended (not as a duplicate or at shutdown): until
     /// `tree_settle` later, no GRAFT is put off.
     session_lost_at: Option<Instant>,
-    /// Recent largest lateness of eager copies that arrived after an IHAVE for the same id
-    /// (how far the tree path trails the mesh's shortest paths here): sets how long GRAFTs
-    /// are put off while the tree is settled.
-    eager_lateness: core::time::Duration,
-    /// When this node last accepted a new message: a tree optimisation based on an older
-    /// message may rest on a tree that has changed since.
-    last_first_copy_at: Instant,
     /// Reused scratch space for sampling lazy peers.
     scratch_keys: Vec<SessionKey>,
     /// Content-check verdicts that came with the bytes being handled (empty otherwise).
@@ -192,8 +187,7 @@ impl Node {
             free_keys: Vec::new(),
             by_conn: id_map_with_capacity(64),
             by_peer: BTreeMap::new(),
-            eager: Vec::new(),
-            lazy: Vec::new(),
+            trees: BTreeMap::from([(TopicId::DEFAULT, topics::Tree::default())]),
             dirty: Vec::new(),
             dials: BTreeMap::new(),
             next_dial: 1,
@@ -211,8 +205,6 @@ impl Node {
             own_token,
             signer,
             session_lost_at: None,
-            eager_lateness: core::time::Duration::ZERO,
-            last_first_copy_at: Instant::ZERO,
             scratch_keys: Vec::new(),
             prechecked: crate::precheck::Prechecked::default(),
             scores: ScoreBook::new(config.scoring.clone(), Instant::ZERO),
@@ -252,7 +244,16 @@ impl Node {
             }
             Input::ConnectionClosed { conn, error } => self.on_connection_closed(conn, error),
             Input::Timeout => self.on_timeout(),
-            Input::Broadcast { request, payload } => self.on_broadcast(request, payload),
+            Input::Broadcast { request, payload } => {
+                self.on_broadcast(request, TopicId::DEFAULT, payload)
+            }
+            Input::Publish {
+                request,
+                topic,
+                payload,
+            } => self.on_broadcast(request, topic, payload),
+            Input::Join(topic) => self.on_join(topic),
+            Input::Leave(topic) => self.on_leave(topic),
             Input::SendDirect {
                 request,
                 peer,
@@ -303,13 +304,15 @@ impl Node {
     /// A snapshot of counters and gauges.
     pub fn stats(&self) -> NodeStats {
         let mut s = self.stats.clone();
-        s.sessions_running = self.eager.len() + self.lazy.len();
+        s.sessions_running = self.running_count();
         s.sessions_handshaking = self
             .live_sessions()
             .filter(|(_, sess)| sess.phase.is_handshaking())
             .count();
-        s.eager_peers = self.eager.len();
-        s.lazy_peers = self.lazy.len();
+        let default_tree = self.tree(&TopicId::DEFAULT);
+        s.eager_peers = default_tree.map_or(0, |t| t.eager.len());
+        s.lazy_peers = default_tree.map_or(0, |t| t.lazy.len());
+        s.topics_joined = self.trees.len();
         s.passive_peers = self.passive.len();
         s.dials_in_flight = self.dials.len();
         s.queued_frames = self
@@ -359,7 +362,7 @@ impl Node {
     /// Every session, in slab order.
     pub fn sessions(&self) -> Vec<SessionInfo> {
         self.live_sessions()
-            .map(|(_, s)| SessionInfo {
+            .map(|(s_key, s)| SessionInfo {
                 conn: s.conn,
                 peer: s.peer,
                 remote: s.remote,
@@ -374,7 +377,7 @@ impl Node {
                 send_credit_frames: s.send_window.frames,
                 queued_frames: s.queue.frames(),
                 inflight_frames: s.inflight_frames,
-                eager: s.eager,
+                eager: self.link(&TopicId::DEFAULT, s_key).is_some_and(|l| l.eager),
                 score: self.scores.view(&s.peer),
             })
             .collect()
@@ -423,7 +426,7 @@ impl Node {
 
     /// Sessions through START (they count toward `max_sessions` and readiness).
     fn running_count(&self) -> usize {
-        self.eager.len() + self.lazy.len()
+        self.live_sessions().filter(|(_, s)| s.is_running()).count()
     }
 
     /// Sessions that fill the active view: running ones and our own dials still handshaking
@@ -466,10 +469,8 @@ impl Node {
             self.by_peer.remove(&session.peer);
         }
         let was_running = session.is_running();
-        let was_eager = session.eager;
         self.on_session_leaving(&session, reason);
-        self.eager.retain(|k| *k != key);
-        self.lazy.retain(|k| *k != key);
+        let eager_in = self.remove_from_trees(key);
         self.dirty.retain(|k| *k != key);
         if let Some(code) = reason.wire_code() {
             if reason != CloseReason::TransportClosed {
@@ -514,6 +515,6 @@ impl Node {
                 reason,
             });
         }
-        self.after_session_removed(&session, was_eager, reason);
+        self.after_session_removed(&session, &eager_in, reason);
     }
 }

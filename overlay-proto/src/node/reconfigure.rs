@@ -27,13 +27,17 @@ impl Node {
                 .reconfigure(self.config.scoring.clone(), self.now);
             self.apply_standings();
         }
-        while self.eager.len() > self.config.alpha {
-            let Some(&key) = self.eager.last() else {
-                break;
-            };
-            self.make_lazy(key);
+        let alpha = self.config.alpha;
+        for topic in self.topics() {
+            while let Some(&key) = self
+                .tree(&topic)
+                .filter(|t| t.eager.len() > alpha)
+                .and_then(|t| t.eager.last())
+            {
+                self.make_lazy(&topic, key);
+            }
+            self.refill_eager(&topic);
         }
-        self.refill_eager();
         let now = self.now;
         let quotas: Vec<(usize, (u32, u32))> = self
             .live_sessions()
@@ -60,7 +64,7 @@ impl Node {
         for (key, standing) in standings {
             match standing {
                 Standing::Ban => self.ban_session(key),
-                Standing::Lazy => self.make_lazy(key),
+                Standing::Lazy => self.make_lazy_everywhere(key),
                 Standing::NoControl | Standing::Good => {}
             }
         }

@@ -12,6 +12,7 @@ use crate::peer::{ConnId, DialId};
 use crate::precheck::Prechecked;
 use crate::session::Phase;
 use crate::stats::RejectReason;
+use crate::topic::TopicId;
 use crate::wire::{self, Kind, IHAVE_ENTRY_LEN, MAX_IHAVE_IDS, SIGNED_GOSSIP_HEADER_LEN};
 
 /// Largest body of a control message (IHAVE / GRAFT batches, shuffles).
@@ -218,11 +219,24 @@ impl Node {
                 };
                 let body_limit = match kind {
                     Kind::Gossip => s.grant.max_message_bytes + SIGNED_GOSSIP_HEADER_LEN,
+                    Kind::TopicGossip => {
+                        TopicId::LEN + s.grant.max_message_bytes + SIGNED_GOSSIP_HEADER_LEN
+                    }
                     Kind::Direct => s.grant.max_message_bytes,
+                    Kind::TopicIHave | Kind::TopicGraft => TopicId::LEN + MAX_CONTROL_BODY,
                     _ => MAX_CONTROL_BODY,
                 };
                 if len.saturating_sub(HEADER_LEN) > body_limit {
                     return too_large;
+                }
+                if kind == Kind::Topics
+                    && len.saturating_sub(HEADER_LEN)
+                        > 2 + self.config.max_peer_topics * TopicId::LEN
+                {
+                    return HeaderVerdict::Reject(
+                        RejectReason::TopicLimit,
+                        CloseReason::Violation(OverlayError::TooLarge),
+                    );
                 }
                 if kind.uses_credit() && !s.recv_allowance.fits(len) {
                     return HeaderVerdict::Reject(
@@ -263,13 +277,28 @@ impl Node {
             self.close_session(key, CloseReason::Violation(OverlayError::Forbidden));
             return;
         }
-        if matches!(kind, Kind::Gossip | Kind::Direct) && !s.rate.try_take(now) {
+        if matches!(kind, Kind::Gossip | Kind::TopicGossip | Kind::Direct) && !s.rate.try_take(now)
+        {
             self.stats.rejected.bump(RejectReason::Quota);
             return;
         }
         let body = frame.payload.unwrap_or_default();
+        // The default topic uses the plain kinds; a `TOPIC_*` body starts with the topic.
+        let (topic, body) = match kind {
+            Kind::TopicGossip | Kind::TopicIHave | Kind::TopicGraft | Kind::TopicPrune => {
+                match wire::split_topic(kind, &body) {
+                    Ok(split) => split,
+                    Err(_) => {
+                        self.count_reject(key, RejectReason::Malformed);
+                        self.close_session(key, CloseReason::Violation(OverlayError::Malformed));
+                        return;
+                    }
+                }
+            }
+            _ => (TopicId::DEFAULT, body),
+        };
         let result = match kind {
-            Kind::Gossip => match wire::parse_gossip(&body) {
+            Kind::Gossip | Kind::TopicGossip => match wire::parse_gossip(&body) {
                 // The header check allowed for the larger, signed header; the payload
                 // itself must fit the peer's message limit exactly.
                 Ok(m) if m.payload.len() > max_message_bytes => {
@@ -277,14 +306,19 @@ impl Node {
                     self.close_session(key, CloseReason::Violation(OverlayError::TooLarge));
                     return;
                 }
-                parsed => parsed.map(|m| self.on_gossip(key, m, at)),
+                parsed => parsed.map(|m| self.on_gossip(key, topic, m, at)),
             },
-            Kind::IHave => self.on_ihave(key, &body),
-            Kind::Graft => self.on_graft(key, &body),
-            Kind::Prune => {
-                self.on_prune(key);
-                Ok(())
+            Kind::IHave | Kind::TopicIHave => self.on_ihave(key, topic, &body),
+            Kind::Graft | Kind::TopicGraft => self.on_graft(key, topic, &body),
+            Kind::Prune | Kind::TopicPrune => {
+                if body.is_empty() {
+                    self.on_prune(key, topic);
+                    Ok(())
+                } else {
+                    Err(wire::WireError { kind })
+                }
             }
+            Kind::Topics => self.on_topics(key, &body),
             Kind::Credit => wire::parse_credit(&body).map(|g| self.on_credit(key, g)),
             Kind::Direct => {
                 self.on_direct(key, body);

@@ -12,6 +12,7 @@ use crate::error::OverlayError;
 use crate::peer::PeerId;
 use crate::stats::RejectReason;
 use crate::time::Instant;
+use crate::topic::TopicId;
 use crate::wire::MAX_APP_PAYLOAD;
 
 /// What a verified token allows, before it is mapped to peer or client operations.
@@ -26,7 +27,13 @@ pub(super) struct TokenLimits {
     pub(super) rate_cap: Option<(u32, u32)>,
     /// First instant the verifier refuses the token (`Exp` + skew), if it expires.
     pub(super) expires_at: Option<Instant>,
+    /// The topics the token covers, ascending (`None`: every topic); see
+    /// [`Node::topic_grant`].
+    pub(super) topics: Option<Vec<TopicId>>,
 }
+
+/// The path prefix under which a `PathPrefix` caveat names topics.
+const TOPICS_PATH: &str = "/topics/";
 
 /// The session operations a token's `scope.methods` can name (peers: `gossip`, `direct`,
 /// `membership`; clients: `publish`, `subscribe`, `direct`).
@@ -37,6 +44,13 @@ impl TokenLimits {
     /// operation, only the named ones (ASCII case-insensitive); otherwise — an empty list, or
     /// only other names such as `overlay`, which the reference `Method` caveat needs to let a
     /// session open at all — every operation.
+    /// Whether the token covers `topic`.
+    pub(super) fn covers(&self, topic: &TopicId) -> bool {
+        self.topics
+            .as_ref()
+            .is_none_or(|t| t.binary_search(topic).is_ok())
+    }
+
     pub(super) fn allows(&self, op: &str) -> bool {
         let names_operations = self
             .methods
@@ -75,14 +89,16 @@ impl Node {
             policy_digest_hex: self.config.auth.policy_digest_hex.clone(),
             extras: None,
         };
-        let scope = match capability::verify_token(token, &ctx, &self.config.auth.keys, &cfg) {
-            Ok(Decision::Allow { scope }) => scope,
-            Ok(Decision::Deny { .. }) => {
-                return Err((OverlayError::Forbidden, RejectReason::Forbidden))
-            }
-            Err(_) => return Err(unauth),
-        };
         let decoded = capability::decode_token(token, &cfg).map_err(|_| unauth)?;
+        let (scope, topics) =
+            match capability::verify_token(token, &ctx, &self.config.auth.keys, &cfg) {
+                Ok(Decision::Allow { scope }) => (scope, None),
+                Ok(Decision::Deny { .. }) => match self.topic_grant(token, &decoded, ctx, &cfg) {
+                    Some(granted) => granted,
+                    None => return Err((OverlayError::Forbidden, RejectReason::Forbidden)),
+                },
+                Err(_) => return Err(unauth),
+            };
         // A malformed overlay caveat makes the token malformed (401); a well-formed binding
         // to another identity (or to any identity, on a client session) is a valid token that
         // does not allow this session (403).
@@ -118,6 +134,45 @@ impl Node {
             max_message_bytes: max_bytes.min(MAX_APP_PAYLOAD as u64) as usize,
             rate_cap,
             expires_at,
+            topics,
         }))
+    }
+
+    /// A token the reference verifier refuses for the session path may still grant topics:
+    /// when its `PathPrefix` caveats name topics (values under `/topics/`), it is verified
+    /// again, exactly like the reference verifier, for the longest of them as the request
+    /// path (every `PathPrefix` caveat must be a prefix of the path, so a path can only pass
+    /// if it starts with the longest one). Allowed there, the session opens restricted to
+    /// what that path names: `/topics/` alone every topic, `/topics/<name>` the one topic
+    /// `BLAKE3(name)` (peers exchange topic ids, not names, so a partial name cannot be
+    /// matched as a prefix; it covers the topic of exactly that name). `None`: refused.
+    fn topic_grant(
+        &self,
+        token: &Bytes,
+        decoded: &capability::Capability,
+        mut ctx: RequestCtx,
+        cfg: &VerifierConfig,
+    ) -> Option<(capability::Scope, Option<Vec<TopicId>>)> {
+        let path = decoded
+            .caveats
+            .iter()
+            .filter_map(|c| match c {
+                Caveat::PathPrefix(p) if p.starts_with(TOPICS_PATH) => Some(p.as_str()),
+                _ => None,
+            })
+            .max_by_key(|p| p.len())?
+            .to_string();
+        let topics = match path.strip_prefix(TOPICS_PATH) {
+            Some("") => None,
+            Some(name) if crate::topic::validate_topic_name(name).is_ok() => {
+                Some(vec![TopicId::from_name(name)])
+            }
+            _ => return None,
+        };
+        ctx.path = path;
+        match capability::verify_token(token, &ctx, &self.config.auth.keys, cfg) {
+            Ok(Decision::Allow { scope }) => Some((scope, topics)),
+            _ => None,
+        }
     }
 }

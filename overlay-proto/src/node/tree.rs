@@ -1,33 +1,38 @@
-//! Plumtree's tree maintenance: which duplicate makes a link lazy, and the optimisation step
-//! that swaps an eager link for a lazy one offering a path shorter by `optimization_threshold`
-//! hops. Both keep the eager/lazy roles symmetric (every change is told to the peer with
-//! PRUNE or GRAFT), so the eager graph tends to one tree shared by every sender.
+//! Plumtree's tree maintenance: which duplicate makes a link lazy, how long a GRAFT is put
+//! off, and the optimisation step that swaps an eager link for a lazy one whose announcements
+//! were on average `optimization_threshold` hops shorter. Every change keeps the eager/lazy
+//! roles symmetric (it is told to the peer with PRUNE or GRAFT), so the eager graph tends to
+//! one tree shared by every sender of a topic.
 
 use core::time::Duration;
 
+use super::topics::ShortcutTally;
 use super::{Node, SessionKey};
 use crate::peer::{ConnId, MessageId};
-use crate::session::ShortcutTally;
 use crate::time::Instant;
-use crate::wire::Kind;
+use crate::topic::TopicId;
+use crate::wire::{self, Kind};
 
 /// An announcement older than this, relative to our own receipt, says nothing about the
 /// current tree (a catch-up IHAVE of a new session, say) and never triggers a swap.
 const OPTIMIZATION_WINDOW: Duration = Duration::from_secs(1);
 
 impl Node {
-    /// Session `key` gave us a message first: the link is a tree edge for it.
-    pub(super) fn note_first_copy(&mut self, key: SessionKey) {
+    /// Session `key` gave us a message of `topic` first: the link is a tree edge for it.
+    pub(super) fn note_first_copy(&mut self, topic: &TopicId, key: SessionKey) {
         let now = self.now;
-        if let Some(s) = self.session_mut(key) {
-            s.dup_streak = 0;
-            s.first_copy_at = Some(now);
+        if let Some(link) = self.link_mut(topic, key) {
+            link.dup_streak = 0;
+            link.first_copy_at = Some(now);
         }
     }
 
-    /// A new message was accepted (from a peer or from validation).
-    pub(super) fn note_new_message(&mut self) {
-        self.last_first_copy_at = self.now;
+    /// A new message of `topic` was accepted (from a peer or from validation).
+    pub(super) fn note_new_message(&mut self, topic: &TopicId) {
+        let now = self.now;
+        if let Some(tree) = self.trees.get_mut(topic) {
+            tree.last_first_copy_at = now;
+        }
     }
 
     /// Session `key` pushed us a duplicate: decide whether the link is redundant, and if so
@@ -38,70 +43,80 @@ impl Node {
     ///   once, as in textbook Plumtree: with broadcasts that do not overlap, the first
     ///   duplicate marks a link that closes a cycle, whoever the sender, so the eager graph
     ///   becomes one tree after one broadcast.
-    /// - An eager peer that did give us a first copy that recently is pruned only after
+    /// - An eager peer that did give us a first copy that recently, or became eager that
+    ///   recently (a GRAFT, a swap: the copy asked for may still come), is pruned only after
     ///   `prune_after_duplicates` duplicates in a row: when broadcasts overlap, two nodes of
     ///   one cycle could otherwise prune two different links of it for messages going
     ///   opposite ways and split the tree (repaired only by GRAFT, after `graft_timeout`).
+    /// - An eager peer a tree optimisation replaced within `optimization_hold` is pruned at
+    ///   once: the duplicate proves the other path.
     /// - Our last eager peer is never pruned.
-    pub(super) fn prune_if_redundant(&mut self, key: SessionKey) {
+    pub(super) fn prune_if_redundant(&mut self, topic: &TopicId, key: SessionKey) {
         let now = self.now;
         let limit = self.config.prune_after_duplicates;
         let window = self.config.graft_timeout;
         let hold = self.config.optimization_hold;
-        let (eager, streak, busy, replaced) = match self.session_mut(key) {
-            Some(s) => {
-                let replaced = s.replaced_at.is_some_and(|t| now - t < hold);
-                s.dup_streak = s.dup_streak.saturating_add(1);
-                // A link made eager moments ago (a swap, a GRAFT) may still bring the copy it
-                // was asked for, or one already on its way: not a sign of a cycle yet.
-                let busy = s.first_copy_at.is_some_and(|t| now - t < window)
-                    || (s.eager && now - s.role_since < window);
-                (s.eager, s.dup_streak, busy, replaced)
+        let (eager, streak, busy, replaced) = match self.link_mut(topic, key) {
+            Some(link) => {
+                link.dup_streak = link.dup_streak.saturating_add(1);
+                let busy = link.first_copy_at.is_some_and(|t| now - t < window)
+                    || (link.eager && now - link.role_since < window);
+                let replaced = link.replaced_at.is_some_and(|t| now - t < hold);
+                (link.eager, link.dup_streak, busy, replaced)
             }
             None => return,
         };
+        let eager_links = self.tree(topic).map_or(0, |t| t.eager.len());
         let prune = if !eager {
             true
         } else {
-            self.eager.len() > 1 && (replaced || !busy || streak >= limit)
+            eager_links > 1 && (replaced || !busy || streak >= limit)
         };
         if prune {
-            self.prune(key);
+            self.prune(topic, key);
         }
     }
 
-    /// Makes `key` lazy and tells it with PRUNE.
-    fn prune(&mut self, key: SessionKey) {
+    /// Makes `key` lazy in `topic` and tells it with PRUNE.
+    fn prune(&mut self, topic: &TopicId, key: SessionKey) {
         let now = self.now;
-        if let Some(s) = self.session_mut(key) {
-            s.dup_streak = 0;
-            s.pruned_at = Some(now);
-            s.replaced_at = None;
+        if let Some(link) = self.link_mut(topic, key) {
+            link.dup_streak = 0;
+            link.pruned_at = Some(now);
+            link.replaced_at = None;
         }
-        self.make_lazy(key);
+        self.make_lazy(topic, key);
         self.stats.prunes_sent += 1;
-        self.send_frame(key, Kind::Prune, &[]);
+        let kind = wire::kind_in_topic(Kind::Prune, topic);
+        let body: &[u8] = if topic.is_default() { &[] } else { &topic.0 };
+        self.send_frame(key, kind, &[body]);
     }
 
-    /// True while this node's part of the tree is settled: it has eager peers and none of
-    /// its running sessions ended within `tree_settle` (a lost lazy peer also hints at
-    /// failures nearby, whose subtrees need fast repair).
-    fn tree_settled(&self) -> bool {
+    /// True while this node's part of `topic`'s tree is settled: it has eager peers there and
+    /// none of its running sessions ended within `tree_settle` (a lost lazy peer also hints
+    /// at failures nearby, whose subtrees need fast repair).
+    fn tree_settled(&self, topic: &TopicId) -> bool {
         let now = self.now;
-        !self.eager.is_empty()
+        self.tree(topic).is_some_and(|t| !t.eager.is_empty())
             && self
                 .session_lost_at
                 .is_none_or(|t| now - t >= self.config.tree_settle)
+    }
+
+    /// [`Node::tree_settled`] for the topic a missing id was announced in.
+    fn settled_for(&self, id: &MessageId) -> bool {
+        self.missing
+            .get(id)
+            .is_some_and(|m| self.tree_settled(&m.topic))
     }
 
     /// When the graft timers next need attention: the earliest deadline, or now when put-off
     /// grafts wait and the tree is no longer settled.
     pub(super) fn missing_due_at(&self) -> Option<Instant> {
         let first = self.missing_timers.front().map(|(at, _)| *at);
-        let deferred = self.deferred_grafts.front().map(|(at, _)| *at);
-        let deferred = match deferred {
-            Some(_) if !self.tree_settled() => Some(self.now),
-            other => other,
+        let deferred = match self.deferred_grafts.front() {
+            Some((_, id)) if !self.settled_for(id) => Some(self.now),
+            other => other.map(|(at, _)| *at),
         };
         match (first, deferred) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -111,24 +126,26 @@ impl Node {
 
     /// Missing ids whose graft timer ran out, in deadline order.
     ///
-    /// An id announced `graft_timeout` ago that was never grafted is put off until
-    /// `graft_timeout_settled` after its announcement while the tree is settled: then the
-    /// message is nearly always on its way eagerly too, and an early GRAFT only brings a
-    /// duplicate (and reshapes the tree for one sender). Once the tree is not settled (a
+    /// An id announced `graft_timeout` ago that was never grafted is put off by the topic's
+    /// GRAFT hold ([`Node::graft_hold`]) while the tree is settled: then the message is
+    /// nearly always on its way eagerly too, and an early GRAFT only brings a duplicate (and
+    /// reshapes the tree for one sender). Once the tree is not settled (a
     /// session ended), every put-off id is due at once: after a failure the nodes next
     /// to it graft fast, and their subtrees then get the message eagerly from them.
     pub(super) fn due_missing(&mut self) -> Vec<MessageId> {
         let now = self.now;
-        let settled = self.tree_settled();
-        let extra = self.graft_hold();
         let mut due = Vec::new();
         while let Some((deadline, id)) = self.missing_timers.front().copied() {
             if deadline > now {
                 break;
             }
             self.missing_timers.pop_front();
-            let defer = settled
-                && !extra.is_zero()
+            let extra = self
+                .missing
+                .get(&id)
+                .map_or(Duration::ZERO, |m| self.graft_hold(&m.topic));
+            let defer = !extra.is_zero()
+                && self.settled_for(&id)
                 && !self.cache.contains(&id)
                 && self
                     .missing
@@ -143,7 +160,7 @@ impl Node {
             }
         }
         while let Some((deadline, id)) = self.deferred_grafts.front().copied() {
-            if deadline > now && settled {
+            if deadline > now && self.settled_for(&id) {
                 break;
             }
             self.deferred_grafts.pop_front();
@@ -152,33 +169,29 @@ impl Node {
         due
     }
 
-    /// How much longer than `graft_timeout` the first GRAFT for an announced id waits while
-    /// the tree is settled: the recent largest lateness of eager copies behind
-    /// announcements, at most `graft_timeout_settled − graft_timeout`. Where announcements never beat the
-    /// tree (loopback, a LAN: IHAVEs wait for the flush), nothing is put off and a broken
-    /// tree is repaired after `graft_timeout`; where the tree path trails the mesh by tens of
-    /// milliseconds (a WAN), GRAFTs wait long enough for the eager copy instead of pulling a
-    /// duplicate.
-    fn graft_hold(&self) -> Duration {
+    /// How much longer than `graft_timeout` the first GRAFT for an id announced in `topic`
+    /// waits while the tree is settled: the recent largest lateness of the topic's eager
+    /// copies behind announcements, at most `graft_timeout_settled − graft_timeout`. Where
+    /// announcements never beat the tree (loopback, a LAN: IHAVEs wait for the lazy flush)
+    /// nothing is put off and a broken tree is repaired after `graft_timeout`; where the
+    /// shared tree trails the mesh by tens of milliseconds (a WAN), GRAFTs wait long enough
+    /// for the eager copy instead of pulling a duplicate.
+    fn graft_hold(&self, topic: &TopicId) -> Duration {
         let cap = self
             .config
             .graft_timeout_settled
             .saturating_sub(self.config.graft_timeout);
-        self.eager_lateness.min(cap)
+        self.tree(topic)
+            .map_or(Duration::ZERO, |t| t.lateness.min(cap))
     }
 
-    /// An eager copy of an announced id arrived `lateness` after the first announcement. The
-    /// estimate is a decaying maximum: it jumps to a larger lateness at once and forgets
-    /// 1/16 of itself per sample otherwise.
-    fn note_lateness(&mut self, lateness: Duration) {
-        self.eager_lateness = lateness.max(self.eager_lateness * 15 / 16);
-    }
-
-    /// A message we held as missing (announced at `announced_at`, GRAFT sent to `grafted`
-    /// if any) arrived over session `parent`: unless it is the copy we asked for, note how
-    /// late the tree brought it (see [`Node::graft_hold`]).
+    /// A message of `topic` we held as missing (announced at `announced_at`, GRAFT sent to
+    /// `grafted` if any) arrived over session `parent`: unless it is the copy we asked for,
+    /// note how late the tree brought it. The estimate is a decaying maximum: a larger
+    /// lateness is taken at once, each sample otherwise forgets 1/16 of it.
     pub(super) fn note_announced_arrival(
         &mut self,
+        topic: &TopicId,
         parent: SessionKey,
         grafted: Option<(SessionKey, ConnId)>,
         announced_at: Instant,
@@ -187,7 +200,9 @@ impl Node {
             return;
         }
         let lateness = self.now - announced_at;
-        self.note_lateness(lateness);
+        if let Some(tree) = self.trees.get_mut(topic) {
+            tree.lateness = lateness.max(tree.lateness * 15 / 16);
+        }
     }
 
     /// Remembers the announcement of a missing id with the fewest hops.
@@ -204,13 +219,14 @@ impl Node {
         self.missing.get(id).and_then(|m| m.best_offer)
     }
 
-    /// Plumtree's optimisation step, averaged over senders. We hold a message that reached us
-    /// in `hops` hops over connection `from` at `received_at`; session `shortcut` (lazy)
+    /// Plumtree's optimisation step, averaged over senders. We hold a message of `topic`
+    /// that reached us in `hops` hops over connection `from`; session `shortcut` (lazy there)
     /// announced it with `offered` hops, so through it the message would have taken
-    /// `offered + 1`. The difference is added to the shortcut's tally against the eager link
-    /// the message came by. Once `optimization_samples` messages are counted and the shortcut
-    /// saved at least `optimization_threshold` hops on average, the links swap roles: the
-    /// shortcut becomes eager (an empty GRAFT tells it to push to us) and the old parent lazy.
+    /// `offered + 1`. `seen_at` is when the evidence was complete (the message's arrival, or
+    /// the announcement when it came first). The difference is added to the shortcut's tally
+    /// against the eager link the message came by. Once `optimization_samples` messages are
+    /// counted and the shortcut saved at least `optimization_threshold` hops on average, the
+    /// links swap roles (see [`Node::swap_parent`]).
     ///
     /// Why the mean: the eager graph is one tree for every sender. Swapping the link to the
     /// part of the tree behind the old parent for one through the shortcut changes the
@@ -222,16 +238,17 @@ impl Node {
     /// shows a loss, so it is never chosen.
     pub(super) fn consider_shortcut(
         &mut self,
+        topic: &TopicId,
         shortcut: SessionKey,
         offered: u8,
         hops: u8,
         from: Option<ConnId>,
-        received_at: Instant,
+        seen_at: Instant,
     ) {
         let threshold = self.config.optimization_threshold;
         let needed = self.config.optimization_samples.max(1);
         let now = self.now;
-        if threshold == 0 || now - received_at > OPTIMIZATION_WINDOW {
+        if threshold == 0 || now - seen_at > OPTIMIZATION_WINDOW {
             return;
         }
         let Some(parent_conn) = from else {
@@ -243,37 +260,32 @@ impl Node {
         if parent == shortcut {
             return;
         }
-        let parent_since = match self.session(parent) {
-            Some(p) if p.eager && p.is_running() => p.role_since,
+        let parent_since = match self.link(topic, parent) {
+            Some(p) if p.eager => p.role_since,
             _ => return,
         };
         let saved = i32::from(hops) - i32::from(offered) - 1;
-        let Some(q) = self.session_mut(shortcut) else {
+        let Some(q) = self.link_mut(topic, shortcut) else {
             return;
         };
-        if q.eager || !q.is_running() {
+        if q.eager {
             return;
         }
         let since = q.role_since.max(parent_since);
         let slots = &mut q.shortcut_tallies;
-        let slot = match slots
+        let slot = slots
             .iter()
             .position(|t| t.is_some_and(|t| t.parent == (parent, parent_conn)))
-        {
-            Some(i) => i,
             // A free slot, else the oldest tally makes room.
-            None => slots
-                .iter()
-                .position(Option::is_none)
-                .or_else(|| {
-                    slots
-                        .iter()
-                        .enumerate()
-                        .min_by_key(|(_, t)| t.map(|t| t.since))
-                        .map(|(i, _)| i)
-                })
-                .unwrap_or(0),
-        };
+            .or_else(|| slots.iter().position(Option::is_none))
+            .or_else(|| {
+                slots
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, t)| t.map(|t| t.since))
+                    .map(|(i, _)| i)
+            })
+            .unwrap_or(0);
         let Some(entry) = slots.get_mut(slot) else {
             return;
         };
@@ -286,8 +298,8 @@ impl Node {
                 samples: 0,
             },
         };
-        tally.saved += saved;
-        tally.samples += 1;
+        tally.saved = tally.saved.saturating_add(saved);
+        tally.samples = tally.samples.saturating_add(1);
         if tally.samples >= needed.saturating_mul(4) {
             // Keep the recent past: halve the weight of what was counted so far.
             tally.saved /= 2;
@@ -297,44 +309,49 @@ impl Node {
         if tally.samples >= needed && tally.saved >= i32::from(threshold) * i32::from(tally.samples)
         {
             *entry = None;
-            self.swap_parent(shortcut, parent, received_at);
+            self.swap_parent(topic, shortcut, parent, seen_at);
         }
     }
 
-    /// Makes `shortcut` eager (empty GRAFT) and `parent` lazy (PRUNE), if both links kept
+    /// Makes `shortcut` eager in `topic` (empty GRAFT) and `parent` lazy, if both links kept
     /// their roles for `optimization_hold` (so a swap is never undone by the next message),
     /// `parent` is eager, `shortcut` lazy, and the shortcut's score lets it be eager.
     ///
-    /// The evidence is one message seen since `seen_at`. When no other message reached this
-    /// node since, the tree is taken as unchanged and the swap is done at once. Otherwise
-    /// (messages overlap: other nodes may have reshaped the tree meanwhile, and the shortcut
-    /// may now hang below us) only the shortcut is made eager; the old parent stays eager
-    /// until its next duplicate, which proves another path and prunes it.
-    fn swap_parent(&mut self, shortcut: SessionKey, parent: SessionKey, seen_at: Instant) {
+    /// The evidence is complete since `seen_at`. When no other message of the topic reached
+    /// this node since, the tree is taken as unchanged and `parent` is pruned at once (the
+    /// shortcut had the message first, so it is not below us: the eager graph stays one
+    /// tree). Otherwise messages overlap, other nodes may have reshaped the tree meanwhile
+    /// and the shortcut may now hang below us: only the shortcut is made eager, and
+    /// `parent` stays eager until its next duplicate, which proves another path and prunes
+    /// it.
+    fn swap_parent(
+        &mut self,
+        topic: &TopicId,
+        shortcut: SessionKey,
+        parent: SessionKey,
+        seen_at: Instant,
+    ) {
         let now = self.now;
-        if parent == shortcut {
-            return;
-        }
         let hold = self.config.optimization_hold;
-        let (Some(p), Some(q)) = (self.session(parent), self.session(shortcut)) else {
+        let (Some(p), Some(q)) = (self.link(topic, parent), self.link(topic, shortcut)) else {
             return;
         };
-        let settled = p.is_running()
-            && q.is_running()
-            && p.eager
-            && !q.eager
-            && now - p.role_since >= hold
-            && now - q.role_since >= hold;
+        let settled =
+            p.eager && !q.eager && now - p.role_since >= hold && now - q.role_since >= hold;
         if !settled || !self.may_be_eager(shortcut) {
             return;
         }
-        let fresh = self.last_first_copy_at <= seen_at;
-        self.make_eager(shortcut);
+        let fresh = self
+            .tree(topic)
+            .is_some_and(|t| t.last_first_copy_at <= seen_at);
+        self.make_eager(topic, shortcut);
         self.stats.grafts_sent += 1;
-        self.send_frame(shortcut, Kind::Graft, &[]);
+        let kind = wire::kind_in_topic(Kind::Graft, topic);
+        let body: &[u8] = if topic.is_default() { &[] } else { &topic.0 };
+        self.send_frame(shortcut, kind, &[body]);
         if fresh {
-            self.prune(parent);
-        } else if let Some(p) = self.session_mut(parent) {
+            self.prune(topic, parent);
+        } else if let Some(p) = self.link_mut(topic, parent) {
             p.replaced_at = Some(now);
         }
         self.stats.tree_swaps += 1;

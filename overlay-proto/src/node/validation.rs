@@ -23,6 +23,7 @@ use crate::action::{Action, Delivery};
 use crate::peer::{MessageId, PeerId};
 use crate::score::Penalty;
 use crate::time::Instant;
+use crate::topic::TopicId;
 use crate::wire::GossipMsg;
 
 /// Who decides whether a new gossip message is forwarded and delivered.
@@ -78,6 +79,8 @@ struct Pending {
     /// The session it came on, and that session's peer.
     key: SessionKey,
     from: PeerId,
+    /// The topic it was received in.
+    topic: TopicId,
     /// As received (hops not yet incremented).
     msg: GossipMsg,
 }
@@ -126,7 +129,13 @@ impl Node {
     }
 
     /// Holds a new, content-checked message from session `key` for the application's verdict.
-    pub(super) fn hold_for_validation(&mut self, key: SessionKey, from: PeerId, msg: GossipMsg) {
+    pub(super) fn hold_for_validation(
+        &mut self,
+        key: SessionKey,
+        from: PeerId,
+        topic: TopicId,
+        msg: GossipMsg,
+    ) {
         let pending = &mut self.validation;
         if pending.by_id.len() >= self.config.validation_pending_max {
             pending.stats.dropped_full += 1;
@@ -136,6 +145,7 @@ impl Node {
         pending.next_id += 1;
         let deadline = self.now + self.config.validation_timeout;
         let delivery = Delivery {
+            topic,
             id: msg.id,
             origin: msg.origin,
             from,
@@ -149,6 +159,7 @@ impl Node {
                 deadline,
                 key,
                 from,
+                topic,
                 msg,
             },
         );
@@ -168,7 +179,7 @@ impl Node {
                 // A copy may have been stored meanwhile (our own broadcast cannot collide, and
                 // copies of a pending id are duplicates): accept at most once.
                 if !self.cache.contains(&p.msg.id) {
-                    self.accept_gossip(p.key, p.from, p.msg);
+                    self.accept_gossip(p.key, p.from, p.topic, p.msg);
                 }
             }
             Verdict::Reject => {

@@ -366,7 +366,7 @@ async fn record_deliveries(
     incarnation: u32,
     clock: SimClock,
 ) {
-    let mut sub = ov.subscribe();
+    let mut sub = ov.deliveries();
     drop(ov);
     while let Some(d) = sub.recv().await {
         let at = clock.now();

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod run;
 pub mod scenario;
 pub mod table;
+pub mod topics;
 
 use serde::Serialize;
 

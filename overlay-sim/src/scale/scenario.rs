@@ -126,6 +126,18 @@ pub struct Scenario {
     /// off values (threshold 0, no GRAFT put off), for comparison.
     #[serde(default = "tree_optimization_default")]
     pub tree_optimization: bool,
+    /// Topics besides the default one (`random` only; 0: the plain run). Each node joins each
+    /// topic with probability `members_percent` %, and every broadcast goes to one topic, from
+    /// a random member, measured over that topic's members (see [`super::topics`]).
+    #[serde(default)]
+    pub topics: usize,
+    /// Chance, in %, that a node joins each topic (with `topics`).
+    #[serde(default = "members_default")]
+    pub members_percent: u32,
+}
+
+fn members_default() -> u32 {
+    50
 }
 
 fn tree_optimization_default() -> bool {
@@ -170,6 +182,8 @@ impl Scenario {
             attack_start_ms: 0,
             scoring: scoring_default(),
             tree_optimization: tree_optimization_default(),
+            topics: 0,
+            members_percent: members_default(),
         };
         match kind {
             ScenarioKind::Single | ScenarioKind::Random => {}
@@ -200,13 +214,18 @@ impl Scenario {
         } else {
             format!("{base}-scoring-{}", on_off(self.scoring))
         };
-        if self.tree_optimization == tree_optimization_default() {
+        let base = if self.tree_optimization == tree_optimization_default() {
             base
         } else {
             format!(
                 "{base}-tree-optimization-{}",
                 on_off(self.tree_optimization)
             )
+        };
+        if self.topics > 0 {
+            format!("{base}-topics-{}-{}pct", self.topics, self.members_percent)
+        } else {
+            base
         }
     }
 
@@ -277,6 +296,21 @@ impl Scenario {
                     "payload_bytes must be at least {MIN_PAYLOAD} with adversaries (room for the \
                      payload self-check)"
                 ));
+            }
+        }
+        if self.topics > 0 {
+            let max = self.node_config().max_topics - 1;
+            if self.topics > max {
+                return bad(format!("topics must be 0..={max}, got {}", self.topics));
+            }
+            if !(1..=100).contains(&self.members_percent) {
+                return bad(format!(
+                    "members_percent must be 1..=100, got {}",
+                    self.members_percent
+                ));
+            }
+            if self.kind != ScenarioKind::Random || self.adversary.is_some() {
+                return bad("topics run with the random scenario, without adversaries".into());
             }
         }
         if self.interval_ms == 0 || self.timeout_ms == 0 {
@@ -377,6 +411,10 @@ impl Scenario {
                 on_off(self.tree_optimization).to_string(),
             );
         }
+        if self.topics > 0 {
+            push("topics", self.topics.to_string());
+            push("members", self.members_percent.to_string());
+        }
         if let Some(kind) = self.adversary {
             push("adversary", kind.to_string());
             push("adversary-percent", self.adversary_percent.to_string());
@@ -458,6 +496,10 @@ pub struct ScenarioFile {
     pub scoring: Option<bool>,
     /// See [`Scenario::tree_optimization`].
     pub tree_optimization: Option<bool>,
+    /// See [`Scenario::topics`].
+    pub topics: Option<usize>,
+    /// See [`Scenario::members_percent`].
+    pub members_percent: Option<u32>,
 }
 
 /// `on` / `off`.
@@ -520,6 +562,8 @@ impl ScenarioFile {
             attack_start_ms: other.attack_start_ms.or(self.attack_start_ms),
             scoring: other.scoring.or(self.scoring),
             tree_optimization: other.tree_optimization.or(self.tree_optimization),
+            topics: other.topics.or(self.topics),
+            members_percent: other.members_percent.or(self.members_percent),
         }
     }
 
@@ -557,7 +601,9 @@ impl ScenarioFile {
             adversary_percent,
             attack_start_ms,
             scoring,
-            tree_optimization
+            tree_optimization,
+            topics,
+            members_percent
         );
         if self.adversary.is_some() {
             s.adversary = self.adversary;

@@ -1,0 +1,97 @@
+//! Topics through the library with real nodes over loopback TLS: `subscribe(topic)` joins,
+//! members receive the topic's messages and a node outside it does not, and dropping the
+//! last handle leaves the topic.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod runtime_common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use runtime_common::*;
+use svc_overlay::{Event, OverlayError, TopicId};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_reaches_its_members_only_and_is_left_when_dropped() {
+    let a = overlay(21).await;
+    let b = overlay(22).await;
+    let c = overlay(23).await;
+    let chat = TopicId::from_name("chat");
+    // A — B — C, with A and B in the topic and C not.
+    bounded("a dials b", a.dial(b.local_addr())).await.unwrap();
+    bounded("c dials b", c.dial(b.local_addr())).await.unwrap();
+    let a_chat = bounded("a joins", a.subscribe(chat)).await.unwrap();
+    let b_chat = bounded("b joins", b.subscribe(chat)).await.unwrap();
+    assert_eq!(a_chat.id(), chat);
+    let (a_send, _a_events) = a_chat.split();
+    let (_b_send, mut b_events) = b_chat.split();
+    let mut c_plain = c.deliveries();
+    assert!(bounded("a topics", a.topics()).await.contains(&chat));
+
+    // Publishing before B's TOPICS arrives would find no member link: retry until it lands.
+    let got = bounded("b receives", async {
+        loop {
+            let id = a_send
+                .broadcast(Bytes::from_static(b"in chat"))
+                .await
+                .unwrap();
+            let next = tokio::time::timeout(Duration::from_millis(300), async {
+                loop {
+                    match b_events.next().await {
+                        Some(Event::Received(d)) => return d,
+                        Some(_) => {}
+                        None => panic!("stream ended"),
+                    }
+                }
+            })
+            .await;
+            if let Ok(d) = next {
+                assert_eq!(d.id, id);
+                return d;
+            }
+        }
+    })
+    .await;
+    assert_eq!(got.topic, chat);
+    assert_eq!(got.payload, Bytes::from_static(b"in chat"));
+
+    // C is not in the topic: a default broadcast reaches it, the topic never does.
+    let d = bounded("default", a.broadcast(Bytes::from_static(b"to all")))
+        .await
+        .unwrap();
+    let seen = bounded("c gets default", c_plain.recv()).await.unwrap();
+    assert_eq!(seen.id, d);
+    assert_eq!(seen.topic, TopicId::DEFAULT);
+    let c_stats = bounded("c stats", c.stats()).await;
+    assert_eq!(
+        c_stats.frames_in_by_kind[overlay_proto::wire::Kind::TopicGossip.index()],
+        0
+    );
+    assert!(matches!(
+        bounded("c publishes", c.publish(chat, Bytes::from_static(b"x"))).await,
+        Err(OverlayError::NotJoined)
+    ));
+
+    // Dropping B's handles leaves the topic.
+    drop(b_events);
+    drop(_b_send);
+    bounded("b leaves", async {
+        while b.topics().await.contains(&chat) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // The operator's hold outlives subscriptions: join, subscribe, drop, still in.
+    assert!(bounded("join", b.join(chat)).await.unwrap());
+    drop(bounded("sub", b.subscribe(chat)).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(bounded("held", b.topics()).await.contains(&chat));
+    assert!(bounded("leave", b.leave(chat)).await.unwrap());
+    assert!(!bounded("left", b.topics()).await.contains(&chat));
+    assert!(matches!(
+        bounded("default", b.leave(TopicId::DEFAULT)).await,
+        Err(OverlayError::NotJoined)
+    ));
+}

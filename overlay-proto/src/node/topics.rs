@@ -1,0 +1,326 @@
+//! Topics: one Plumtree broadcast tree per topic over the shared sessions.
+//!
+//! A node is always in the default topic and joins or leaves others (`Input::Join`,
+//! `Input::Leave`, at most `max_topics` in all). It tells every running peer its complete set
+//! of topics with a TOPICS message (at session start when it has any besides the default, and
+//! whenever the set changes). A session takes part in a topic's tree — a [`Link`] in that
+//! topic's [`Tree`] — only while both ends are in the topic (and the peer's token covers it),
+//! so a topic's payloads, announcements and grafts only travel between members.
+
+use core::time::Duration;
+use std::collections::BTreeMap;
+
+use bytes::BytesMut;
+
+use super::{Node, SessionKey};
+use crate::action::Action;
+use crate::error::OverlayError;
+use crate::peer::{ConnId, MessageId};
+use crate::stats::RejectReason;
+use crate::time::Instant;
+use crate::topic::TopicId;
+use crate::wire::{self, Kind};
+
+/// One session's Plumtree state in one topic.
+#[derive(Debug, Clone)]
+pub(super) struct Link {
+    /// Push messages of the topic eagerly to this peer.
+    pub(super) eager: bool,
+    /// Duplicates received from this peer since it last gave us a message first.
+    pub(super) dup_streak: u32,
+    /// When this peer last gave us a message first.
+    pub(super) first_copy_at: Option<Instant>,
+    /// When this link last changed between eager and lazy (or opened).
+    pub(super) role_since: Instant,
+    /// When we last sent PRUNE to the peer.
+    pub(super) pruned_at: Option<Instant>,
+    /// When a tree optimisation chose a shortcut over this (eager) link without pruning it
+    /// at once; its next duplicate within `optimization_hold` prunes it.
+    pub(super) replaced_at: Option<Instant>,
+    /// On a lazy link: how many hops shorter this peer's announcements were than the copies
+    /// that came over each eager link (one tally per eager link, the most recent kept).
+    pub(super) shortcut_tallies: [Option<ShortcutTally>; SHORTCUT_TALLIES],
+    /// Ids to announce to this peer at the next lazy flush.
+    pub(super) ihave: Vec<(MessageId, u8)>,
+}
+
+/// Eager links a lazy link keeps shortcut tallies against.
+pub(super) const SHORTCUT_TALLIES: usize = 4;
+
+/// Hops a lazy link would have saved, summed over the messages that came over one eager link
+/// (the tree optimisation swaps the two links when the mean is large enough).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ShortcutTally {
+    /// The eager link (session key) and its connection (to detect reuse).
+    pub(super) parent: (SessionKey, ConnId),
+    /// Since when the tally runs (a role change of either link restarts it).
+    pub(super) since: Instant,
+    /// Sum of `our hops − (announced hops + 1)` over the messages counted.
+    pub(super) saved: i32,
+    /// Messages counted.
+    pub(super) samples: u16,
+}
+
+impl Link {
+    fn new(now: Instant, eager: bool) -> Link {
+        Link {
+            eager,
+            dup_streak: 0,
+            first_copy_at: None,
+            role_since: now,
+            pruned_at: None,
+            replaced_at: None,
+            shortcut_tallies: [None; SHORTCUT_TALLIES],
+            ihave: Vec::new(),
+        }
+    }
+}
+
+/// One topic's broadcast tree: which sessions are eager and lazy in it.
+#[derive(Debug, Default)]
+pub(super) struct Tree {
+    /// Sessions we push eagerly to, in the order they became eager.
+    pub(super) eager: Vec<SessionKey>,
+    /// Sessions we announce to lazily.
+    pub(super) lazy: Vec<SessionKey>,
+    /// The link state of every session in the tree, by session key.
+    pub(super) links: BTreeMap<SessionKey, Link>,
+    /// Recent largest lateness of eager copies that arrived after an IHAVE for the same id
+    /// (how far the tree path trails the mesh's shortest paths here): sets how long GRAFTs
+    /// are put off while the tree is settled.
+    pub(super) lateness: Duration,
+    /// When this node last accepted a new message of the topic: a tree optimisation based on
+    /// an older message may rest on a tree that has changed since.
+    pub(super) last_first_copy_at: Instant,
+}
+
+impl Tree {
+    /// Takes a session out of the tree; returns whether it was eager.
+    fn remove(&mut self, key: SessionKey) -> bool {
+        self.eager.retain(|k| *k != key);
+        self.lazy.retain(|k| *k != key);
+        self.links.remove(&key).is_some_and(|l| l.eager)
+    }
+
+    /// Frees idle IHAVE buffers (maintenance tick).
+    pub(super) fn shrink_if_idle(&mut self) {
+        for link in self.links.values_mut() {
+            if link.ihave.is_empty() && link.ihave.capacity() > 0 {
+                link.ihave = Vec::new();
+            }
+        }
+    }
+}
+
+impl Node {
+    /// The tree of `topic`, when this node is in it.
+    pub(super) fn tree(&self, topic: &TopicId) -> Option<&Tree> {
+        self.trees.get(topic)
+    }
+
+    /// Session `key`'s link in `topic`, when both ends are in it.
+    pub(super) fn link(&self, topic: &TopicId, key: SessionKey) -> Option<&Link> {
+        self.trees.get(topic).and_then(|t| t.links.get(&key))
+    }
+
+    /// Session `key`'s link in `topic`, when both ends are in it.
+    pub(super) fn link_mut(&mut self, topic: &TopicId, key: SessionKey) -> Option<&mut Link> {
+        self.trees
+            .get_mut(topic)
+            .and_then(|t| t.links.get_mut(&key))
+    }
+
+    /// The topics this node is in, in byte order (the default topic included).
+    pub fn topics(&self) -> Vec<TopicId> {
+        self.trees.keys().copied().collect()
+    }
+
+    /// True when this node is in `topic`.
+    pub fn is_joined(&self, topic: &TopicId) -> bool {
+        self.trees.contains_key(topic)
+    }
+
+    /// True when the peer of session `key` may take part in `topic`: it announced the topic
+    /// (every peer is in the default one) and its token covers it.
+    fn peer_in_topic(&self, key: SessionKey, topic: &TopicId) -> bool {
+        self.session(key).is_some_and(|s| {
+            s.is_running()
+                && s.topic_allowed(topic)
+                && (topic.is_default() || s.peer_topics.binary_search(topic).is_ok())
+        })
+    }
+
+    pub(super) fn on_join(&mut self, topic: TopicId) {
+        let result = self.join(topic);
+        self.actions.push_back(Action::Joined { topic, result });
+    }
+
+    pub(super) fn on_leave(&mut self, topic: TopicId) {
+        let result = self.leave(topic);
+        self.actions.push_back(Action::Left { topic, result });
+    }
+
+    /// Joins `topic`: `Ok(true)` when newly joined, `Ok(false)` when already in it.
+    fn join(&mut self, topic: TopicId) -> Result<bool, OverlayError> {
+        if self.trees.contains_key(&topic) {
+            return Ok(false);
+        }
+        if self.shutting_down {
+            return Err(OverlayError::ShuttingDown);
+        }
+        if self.trees.len() >= self.config.max_topics {
+            self.stats.rejected.bump(RejectReason::TopicLimit);
+            return Err(OverlayError::TooManyTopics);
+        }
+        self.trees.insert(topic, Tree::default());
+        let members: Vec<SessionKey> = self
+            .live_sessions()
+            .map(|(key, _)| key)
+            .filter(|key| self.peer_in_topic(*key, &topic))
+            .collect();
+        for key in members {
+            self.add_link(topic, key);
+        }
+        self.announce_topics();
+        Ok(true)
+    }
+
+    /// Leaves `topic`: `Ok(true)` when this node was in it. The default topic cannot be left
+    /// (`NotJoined`).
+    fn leave(&mut self, topic: TopicId) -> Result<bool, OverlayError> {
+        if topic.is_default() {
+            return Err(OverlayError::NotJoined);
+        }
+        if self.trees.remove(&topic).is_none() {
+            return Ok(false);
+        }
+        // Missing ids of the topic are dropped when their graft timer runs out.
+        self.announce_topics();
+        Ok(true)
+    }
+
+    /// Sends this node's topic set to every running session.
+    fn announce_topics(&mut self) {
+        let running: Vec<SessionKey> = self
+            .live_sessions()
+            .filter(|(_, s)| s.is_running())
+            .map(|(k, _)| k)
+            .collect();
+        let body = self.topics_body();
+        for key in running {
+            self.send_frame(key, Kind::Topics, &[&body]);
+        }
+    }
+
+    /// A TOPICS body naming every topic this node is in but the default one.
+    fn topics_body(&self) -> BytesMut {
+        let named: Vec<&TopicId> = self.trees.keys().filter(|t| !t.is_default()).collect();
+        let mut body = BytesMut::with_capacity(2 + named.len() * TopicId::LEN);
+        wire::put_topics(&mut body, named.into_iter());
+        body
+    }
+
+    /// A session opened: it takes part in the default topic (if its token allows) and learns
+    /// our other topics.
+    pub(super) fn open_topics(&mut self, key: SessionKey) {
+        if self.peer_in_topic(key, &TopicId::DEFAULT) {
+            self.add_link(TopicId::DEFAULT, key);
+        }
+        if self.trees.len() > 1 {
+            let body = self.topics_body();
+            self.send_frame(key, Kind::Topics, &[&body]);
+        }
+    }
+
+    /// The peer of session `key` announced its topics.
+    pub(super) fn on_topics(
+        &mut self,
+        key: SessionKey,
+        body: &[u8],
+    ) -> Result<(), wire::WireError> {
+        let announced = wire::parse_topics(body, self.config.max_peer_topics)?;
+        let Some(s) = self.session_mut(key) else {
+            return Ok(());
+        };
+        s.peer_topics = announced;
+        let joined: Vec<TopicId> = self.trees.keys().copied().collect();
+        for topic in joined {
+            let member = self.peer_in_topic(key, &topic);
+            let linked = self.link(&topic, key).is_some();
+            if member && !linked {
+                self.add_link(topic, key);
+            } else if !member && linked {
+                self.remove_link(topic, key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts session `key` into `topic`'s tree: eager, as in textbook Plumtree (unless the
+    /// peer's score keeps it lazy). The next message crosses the link both ways and a
+    /// duplicate prunes it unless it is the faster path, so the first messages over a new
+    /// mesh flood it and leave the first sender's shortest-path tree (shallow, and chosen by
+    /// latency); a cap on eager links at open left one-sided links and a deep tree. The new
+    /// link is told the ids of the topic this node holds most recently (catch-up after churn).
+    fn add_link(&mut self, topic: TopicId, key: SessionKey) {
+        let catch_up = self.config.catch_up_ids;
+        let now = self.now;
+        let may_be_eager = self.may_be_eager(key);
+        let recent: Vec<(MessageId, u8)> = self.cache.recent(topic, catch_up).collect();
+        let Some(tree) = self.trees.get_mut(&topic) else {
+            return;
+        };
+        if tree.links.contains_key(&key) {
+            return;
+        }
+        let eager = may_be_eager;
+        let mut link = Link::new(now, eager);
+        link.ihave.extend(recent.iter().rev().copied());
+        let has_ihave = !link.ihave.is_empty();
+        tree.links.insert(key, link);
+        if eager {
+            tree.eager.push(key);
+        } else {
+            tree.lazy.push(key);
+        }
+        if has_ihave {
+            self.arm_lazy_flush();
+        }
+    }
+
+    /// Takes session `key` out of `topic`'s tree and keeps α eager links there.
+    fn remove_link(&mut self, topic: TopicId, key: SessionKey) {
+        let was_eager = self.trees.get_mut(&topic).is_some_and(|t| t.remove(key));
+        if was_eager {
+            self.refill_eager(&topic);
+        }
+    }
+
+    /// Makes session `key` lazy in every topic (its score keeps it lazy).
+    pub(super) fn make_lazy_everywhere(&mut self, key: SessionKey) {
+        for topic in self.topics() {
+            self.make_lazy(&topic, key);
+        }
+    }
+
+    /// A session is gone: take it out of every tree; returns the topics it was eager in.
+    pub(super) fn remove_from_trees(&mut self, key: SessionKey) -> Vec<TopicId> {
+        let mut eager_in = Vec::new();
+        for (topic, tree) in &mut self.trees {
+            if tree.remove(key) {
+                eager_in.push(*topic);
+            }
+        }
+        eager_in
+    }
+
+    /// A topic frame from a session that is not a member there: counted and ignored (after a
+    /// leave, a peer may still send until our TOPICS reaches it).
+    pub(super) fn not_member(&mut self, key: SessionKey, topic: &TopicId) -> bool {
+        if self.link(topic, key).is_some() {
+            return false;
+        }
+        self.stats.rejected.bump(RejectReason::NotMember);
+        true
+    }
+}
