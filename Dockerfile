@@ -1,15 +1,17 @@
-# syntax=docker/dockerfile:1
 # Multi-stage build of the svc-overlay daemon: a full Rust toolchain builds it, a slim Debian
-# runtime runs it as an unprivileged user. See docs/deploy/README.md ("Container").
+# runtime runs it as an unprivileged user. See docs/deploy/README.md ("Container");
+# scripts/container-check.sh builds and checks it.
 #
 #   docker build -t svc-overlay .
-#   docker run --rm -p 9415:9415 -p 9464:9464 \
+#   docker run --rm -p 9415:9415 -p 9464:9464 --read-only --cap-drop ALL \
 #     -v /etc/svc-overlay:/etc/svc-overlay:ro svc-overlay
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin svc-overlay \
+# No debug info in the image's binary (the release profile keeps it for profiling on a host):
+# 13 MB instead of 66 MB. Symbol names stay, for backtraces and profilers.
+RUN CARGO_PROFILE_RELEASE_DEBUG=0 cargo build --release --locked --bin svc-overlay \
  && install -m 0755 target/release/svc-overlay /svc-overlay
 
 FROM debian:bookworm-slim AS runtime

@@ -20,8 +20,8 @@ use bytes::Bytes;
 use overlay_proto::{Delivery, MessageId, PeerId};
 use svc_overlay::api::{Cursor, CursorError, DeliveryLog, Replay, ReplayBounds, Sequenced};
 use svc_overlay::http::{
-    router, spawn_listener, GossipSubscription, HttpConfig, HttpCounters, HttpLimits, OverlayApi,
-    ReadinessView, RouterSlot,
+    router, spawn_listener, GossipSubscription, HttpConfig, HttpCounters, HttpLimits, HttpStats,
+    OverlayApi, ReadinessView, RouterSlot,
 };
 use svc_overlay::Overlay;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -220,6 +220,18 @@ async fn attack(to: SocketAddr, n: usize, prefix: &[u8]) -> (Vec<TcpStream>, usi
     (conns, refused)
 }
 
+/// After an attack on `node`: five probes from another address pass, the control API still
+/// answers, and every connection is closed within `grace` + 3 s. Prints how long the closing
+/// took after the probes (labelled `what`) and returns the counters.
+async fn rides_out(node: &Node, grace: Duration, what: &str) -> HttpStats {
+    probes_pass(node.addr(), 5).await;
+    node_still_works(node).await;
+    let took = all_closed(&node.counters, grace + Duration::from_secs(3)).await;
+    let stats = node.counters.snapshot();
+    println!("{what}: all closed {took:?} after the probes; {stats:?}");
+    stats
+}
+
 /// The node still does its work: the control API answers from loopback.
 async fn node_still_works(node: &Node) {
     let addr = node.addr();
@@ -249,15 +261,12 @@ async fn pipelined_metrics_never_read_do_not_starve_probes() {
     let pipeline = request.repeat(200);
     let started = Instant::now();
     let (conns, _) = attack(to, n, pipeline.as_bytes()).await;
-    probes_pass(to, 5).await;
-    node_still_works(&node).await;
-    let took = all_closed(
-        &node.counters,
-        limits.write_timeout + Duration::from_secs(3),
+    let stats = rides_out(
+        &node,
+        limits.write_timeout,
+        &format!("pipelined /metrics x{n}"),
     )
     .await;
-    let stats = node.counters.snapshot();
-    println!("pipelined /metrics x{n}: all closed {took:?} after the probes; {stats:?}");
     assert!(stats.rejected("http_pipeline") > 0, "{stats:?}");
     // The exposition is rendered at most once per cache period however hard it is scraped.
     let renders = node.renders.load(Ordering::Relaxed);
@@ -290,15 +299,12 @@ async fn clients_that_do_not_read_are_closed_by_the_write_timeout() {
             }
         }
     }
-    probes_pass(to, 5).await;
-    node_still_works(&node).await;
-    let took = all_closed(
-        &node.counters,
-        limits.write_timeout + Duration::from_secs(3),
+    let stats = rides_out(
+        &node,
+        limits.write_timeout,
+        &format!("non-reading /metrics x{n}"),
     )
     .await;
-    let stats = node.counters.snapshot();
-    println!("non-reading /metrics x{n}: all closed {took:?} after the probes; {stats:?}");
     assert!(stats.closed("write_timeout") > 0, "{stats:?}");
     assert_eq!(
         stats.closed("write_timeout") + stats.closed("evicted"),
@@ -314,15 +320,12 @@ async fn unfinished_headers_do_not_starve_probes() {
     let node = Node::start(limits.clone()).await;
     let to = node.addr();
     let (conns, _) = attack(to, n, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await;
-    probes_pass(to, 5).await;
-    node_still_works(&node).await;
-    let took = all_closed(
-        &node.counters,
-        limits.header_timeout + Duration::from_secs(3),
+    let stats = rides_out(
+        &node,
+        limits.header_timeout,
+        &format!("unfinished headers x{n}"),
     )
     .await;
-    let stats = node.counters.snapshot();
-    println!("unfinished headers x{n}: all closed {took:?} after the probes; {stats:?}");
     assert!(
         stats.closed("header_timeout") + stats.closed("evicted") > 0,
         "{stats:?}"

@@ -158,6 +158,10 @@ pub struct NodeConfig {
     pub ihave_rate_burst: u32,
     /// Most entries of the missing-id table one peer's announcements may hold at once.
     pub ihave_max_missing_per_peer: usize,
+    /// Announcers remembered per missing id (the peers a GRAFT may go to, best-ranked
+    /// first: peers that delivered, then unproven ones, then eager peers that announced
+    /// instead of pushing, then peers that broke GRAFT promises).
+    pub max_announcers: usize,
     /// Most topics this node is in at once, the default topic included; a join past it is
     /// refused (`OverlayError::TooManyTopics`).
     pub max_topics: usize,
@@ -285,6 +289,7 @@ impl Default for NodeConfig {
             ihave_rate_per_s: 20_000,
             ihave_rate_burst: 40_000,
             ihave_max_missing_per_peer: 4096,
+            max_announcers: 8,
             max_topics: 64,
             max_peer_topics: 256,
             duplicate_rate_per_s: 1000,
@@ -559,6 +564,11 @@ impl NodeConfig {
             self.ihave_max_missing_per_peer >= 1,
             "ihave_max_missing_per_peer",
             ">= 1",
+        )?;
+        check(
+            (1..=64).contains(&self.max_announcers),
+            "max_announcers",
+            "1..=64",
         )?;
         check(
             (1..=4096).contains(&self.max_topics),

@@ -9,10 +9,12 @@
     clippy::field_reassign_with_default
 )] // test code
 
+mod support;
+
 use bytes::{Bytes, BytesMut};
 use core::net::SocketAddr;
 use core::time::Duration;
-use overlay_proto::frame::{self, Header};
+use overlay_proto::frame;
 use overlay_proto::trace::ActionDigest;
 use overlay_proto::{ConnId, Input, Instant, Node, NodeConfig, NodeIdentity, PeerId};
 use proptest::prelude::*;
@@ -114,16 +116,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn encode(flags: u16, code: u16, app: u16, corr: u64, cap: &[u8], payload: &[u8]) -> Bytes {
-    let header = Header {
-        len: 0,
-        ver: 1,
-        flags,
-        code,
-        app_proto_id: app,
-        tenant_id: 0,
-        cap_len: 0,
-        corr_id: corr,
-    };
+    let header = support::header(flags, code, app, corr);
     let mut out = BytesMut::new();
     // Frames the encoder refuses (a cap without START) become raw bytes of the same shape.
     if frame::encode(&header, cap, payload, &mut out).is_err() {

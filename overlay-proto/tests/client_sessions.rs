@@ -9,34 +9,26 @@
     clippy::field_reassign_with_default
 )] // test code
 
-use bytes::{Bytes, BytesMut};
+mod support;
+
+use bytes::Bytes;
 use core::net::SocketAddr;
 use core::time::Duration;
-use overlay_proto::capability::{mint, peer_caveat, Caveat, Scope};
+use overlay_proto::capability::{peer_caveat, Caveat};
 use overlay_proto::client::{
     ClientEvent, ClientRejectReason, CODE_DELIVER, CODE_LAGGED, CODE_PUBLISH, CODE_SUBSCRIBE,
     CODE_UNSUBSCRIBE,
 };
-use overlay_proto::frame::{self, flags, Frame, FrameParser, Header};
+use overlay_proto::frame::{flags, Frame, FrameParser};
 use overlay_proto::wire::Kind;
 use overlay_proto::{
     Action, CloseReason, ConnId, Direction, Input, Instant, MacKey, Node, NodeConfig, NodeIdentity,
     PeerId,
 };
 use std::collections::BTreeMap;
+use support::{encode, node, token, token_with_key, KEY, NOW_UNIX};
 
-const NOW_UNIX: u64 = 1_700_000_000;
-const KEY: MacKey = MacKey([7; 32]);
 const APP: u16 = 0x4F56;
-
-fn token(caveats: Vec<Caveat>, methods: &[&str], max_bytes: Option<u64>) -> String {
-    let scope = Scope {
-        prefix: None,
-        methods: methods.iter().map(|m| m.to_string()).collect(),
-        max_bytes,
-    };
-    mint(&KEY, "overlay", "k1", scope, caveats)
-}
 
 fn config() -> NodeConfig {
     let mut c = NodeConfig::default();
@@ -45,30 +37,6 @@ fn config() -> NodeConfig {
     c.auth.own_token = Some(token(vec![], &[], None).into());
     c.origin_auth = overlay_proto::OriginAuth::None;
     c
-}
-
-fn node(id: u8, cfg: NodeConfig) -> Node {
-    let identity = NodeIdentity::new(
-        PeerId([id; 32]),
-        Some(SocketAddr::from(([127, 0, 0, id], 9415))),
-    );
-    Node::new(cfg, identity, u64::from(id)).unwrap()
-}
-
-fn encode(flags: u16, code: u16, app: u16, corr: u64, cap: &[u8], payload: &[u8]) -> Bytes {
-    let header = Header {
-        len: 0,
-        ver: 1,
-        flags,
-        code,
-        app_proto_id: app,
-        tenant_id: 0,
-        cap_len: 0,
-        corr_id: corr,
-    };
-    let mut out = BytesMut::new();
-    frame::encode(&header, cap, payload, &mut out).unwrap();
-    out.freeze()
 }
 
 fn hello(payload: &str) -> Bytes {
@@ -347,17 +315,7 @@ fn start_with_a_token_opens_a_client_that_is_never_a_peer() {
 #[test]
 fn bad_tokens_are_refused_with_typed_errors() {
     let peer_bound = token(vec![peer_caveat(&PeerId([9; 32]))], &[], None);
-    let wrong_key = mint(
-        &MacKey([8; 32]),
-        "overlay",
-        "k1",
-        Scope {
-            prefix: None,
-            methods: vec![],
-            max_bytes: None,
-        },
-        vec![],
-    );
+    let wrong_key = token_with_key(&MacKey([8; 32]), vec![], &[], None);
     let expired = token(vec![Caveat::Exp(NOW_UNIX - 3600)], &[], None);
     let cases = [
         (peer_bound.as_str(), 403, "wrong_peer"),

@@ -4,17 +4,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use bytes::{BufMut, Bytes, BytesMut};
+mod support;
+
+use bytes::{Bytes, BytesMut};
 use core::net::SocketAddr;
 use core::time::Duration;
-use overlay_proto::frame::{self, flags, Header};
+use overlay_proto::frame::{self, flags};
 use overlay_proto::mesh::{Mesh, MeshConfig};
-use overlay_proto::wire::{self, HelloOverlay, HelloRequestBody, Kind, GOSSIP_AUTH_ED25519};
+use overlay_proto::wire::{self, Kind, GOSSIP_AUTH_ED25519};
 use overlay_proto::{
     Action, CloseReason, ConnId, Direction, Input, Instant, MessageId, Node, NodeConfig,
     NodeIdentity, OriginAuth, OriginSigner, OverlayError, PeerId, RejectReason, SigningSeed,
 };
 use proptest::prelude::*;
+use support::{event, peer_opening};
 
 const NODE_SEED: SigningSeed = SigningSeed([0xC0; 32]);
 
@@ -25,32 +28,6 @@ fn signer(n: u8) -> OriginSigner {
 /// Fake peer `i`: an Ed25519 identity, so it can also originate signed messages.
 fn peer(i: u8) -> OriginSigner {
     signer(i)
-}
-
-fn raw_frame(flags: u16, code: u16, app: u16, body: &[u8]) -> Vec<u8> {
-    let h = Header {
-        len: (38 + body.len()) as u32,
-        ver: 1,
-        flags,
-        code,
-        app_proto_id: app,
-        tenant_id: 0,
-        cap_len: 0,
-        corr_id: 0,
-    };
-    let mut out = BytesMut::new();
-    h.write(&mut out);
-    out.put_slice(body);
-    out.to_vec()
-}
-
-fn event(kind: Kind, body: &[u8]) -> Vec<u8> {
-    raw_frame(
-        flags::EVENT,
-        kind.code(),
-        overlay_proto::OVERLAY_APP_PROTO_ID,
-        body,
-    )
 }
 
 /// A node (origin_auth `mode`) with running sessions from fake peers 1..=3 on conns 1..=3,
@@ -92,26 +69,9 @@ impl Bed {
                 kx_group: None,
             },
         );
-        let hello = HelloRequestBody {
-            ua: None,
-            overlay: HelloOverlay {
-                overlay: 1,
-                peer_id: id.to_string(),
-                listen: None,
-                credit_frames: 1024,
-                credit_bytes: 64 << 20,
-            },
-        };
-        let mut bytes = raw_frame(flags::REQ, 0, 0, &serde_json::to_vec(&hello).unwrap());
-        bytes.extend(raw_frame(
-            flags::START | flags::REQ,
-            0,
-            overlay_proto::OVERLAY_APP_PROTO_ID,
-            &[],
-        ));
         self.input(Input::Received {
             conn,
-            data: Bytes::from(bytes),
+            data: Bytes::from(peer_opening(&id)),
         });
     }
 

@@ -8,28 +8,19 @@
     clippy::field_reassign_with_default
 )] // test code
 
+mod support;
+
 use bytes::Bytes;
 use core::net::SocketAddr;
 use core::time::Duration;
-use overlay_proto::capability::{mint, Caveat, Scope};
-use overlay_proto::frame::{flags, Header};
+use overlay_proto::capability::Caveat;
+use overlay_proto::frame::flags;
 use overlay_proto::wire::{self, HelloOverlay, HelloRequestBody, Kind};
 use overlay_proto::{
-    Action, CloseReason, ConnId, Direction, Input, Instant, MacKey, Node, NodeConfig, NodeIdentity,
-    OverlayError, PeerId, RejectReason, SessionEvent,
+    Action, CloseReason, ConnId, Direction, Input, Instant, MacKey, Node, NodeConfig, OverlayError,
+    PeerId, RejectReason, SessionEvent,
 };
-
-const NOW_UNIX: u64 = 1_700_000_000;
-const KEY: MacKey = MacKey([7; 32]);
-
-fn token(caveats: Vec<Caveat>, methods: Vec<&str>, max_bytes: Option<u64>) -> String {
-    let scope = Scope {
-        prefix: None,
-        methods: methods.into_iter().map(String::from).collect(),
-        max_bytes,
-    };
-    mint(&KEY, "overlay", "k1", scope, caveats)
-}
+use support::{event, node, raw_frame, token, token_with_key, KEY, NOW_UNIX};
 
 fn config(own_token: Option<String>) -> NodeConfig {
     let mut c = NodeConfig::default();
@@ -39,14 +30,6 @@ fn config(own_token: Option<String>) -> NodeConfig {
     // Fake peer ids without keys: these tests are about the handshake, not origin signatures.
     c.origin_auth = overlay_proto::OriginAuth::None;
     c
-}
-
-fn node(id: u8, cfg: NodeConfig) -> Node {
-    let identity = NodeIdentity::new(
-        PeerId([id; 32]),
-        Some(SocketAddr::from(([127, 0, 0, id], 9415))),
-    );
-    Node::new(cfg, identity, u64::from(id)).unwrap()
 }
 
 /// Two nodes joined by one connection: A dialed B.
@@ -169,7 +152,7 @@ fn valid_tokens_both_ways_open_the_session_and_gossip_flows() {
             Caveat::Exp(NOW_UNIX + 3600),
             Caveat::Tenant("overlay".into()),
         ],
-        vec![],
+        &[],
         None,
     );
     let mut p = Pair::connect(config(Some(t.clone())), config(Some(t)));
@@ -193,26 +176,16 @@ fn valid_tokens_both_ways_open_the_session_and_gossip_flows() {
 
 #[test]
 fn wrong_key_missing_expired_or_denied_tokens_are_refused_and_counted() {
-    let wrong_key = mint(
-        &MacKey([8; 32]),
-        "overlay",
-        "k1",
-        Scope {
-            prefix: None,
-            methods: vec![],
-            max_bytes: None,
-        },
-        vec![],
-    );
-    let expired = token(vec![Caveat::Exp(NOW_UNIX - 3600)], vec![], None);
+    let wrong_key = token_with_key(&MacKey([8; 32]), vec![], &[], None);
+    let expired = token(vec![Caveat::Exp(NOW_UNIX - 3600)], &[], None);
     let tampered = {
-        let mut t = token(vec![], vec![], None).into_bytes();
+        let mut t = token(vec![], &[], None).into_bytes();
         let last = t.len() - 3;
         t[last] = if t[last] == b'A' { b'B' } else { b'A' };
         String::from_utf8(t).unwrap()
     };
-    let denied = token(vec![Caveat::Tenant("someone-else".into())], vec![], None);
-    let good = token(vec![], vec![], None);
+    let denied = token(vec![Caveat::Tenant("someone-else".into())], &[], None);
+    let good = token(vec![], &[], None);
     let cases = [
         (
             Some(wrong_key),
@@ -251,18 +224,8 @@ fn wrong_key_missing_expired_or_denied_tokens_are_refused_and_counted() {
 
 #[test]
 fn the_dialer_also_checks_the_servers_token() {
-    let good = token(vec![], vec![], None);
-    let server_bad = mint(
-        &MacKey([9; 32]),
-        "overlay",
-        "k1",
-        Scope {
-            prefix: None,
-            methods: vec![],
-            max_bytes: None,
-        },
-        vec![],
-    );
+    let good = token(vec![], &[], None);
+    let server_bad = token_with_key(&MacKey([9; 32]), vec![], &[], None);
     let p = Pair::connect(config(Some(good)), config(Some(server_bad)));
     assert_eq!(
         Pair::closed_with(&p.a_actions),
@@ -281,24 +244,6 @@ struct RawPeer {
 
 const RAW: ConnId = ConnId(5);
 const RAW_PEER: PeerId = PeerId([0x55; 32]);
-
-fn raw_frame(flags: u16, code: u16, app: u16, cap: &[u8], body: &[u8]) -> Vec<u8> {
-    let h = Header {
-        len: (38 + cap.len() + body.len()) as u32,
-        ver: 1,
-        flags,
-        code,
-        app_proto_id: app,
-        tenant_id: 0,
-        cap_len: cap.len() as u16,
-        corr_id: 0,
-    };
-    let mut out = bytes::BytesMut::new();
-    h.write(&mut out);
-    out.extend_from_slice(cap);
-    out.extend_from_slice(body);
-    out.to_vec()
-}
 
 impl RawPeer {
     fn new(cfg: NodeConfig) -> RawPeer {
@@ -403,18 +348,12 @@ fn gossip_frame(payload_len: usize) -> Vec<u8> {
         0,
     );
     body.extend(std::iter::repeat_n(0xAB, payload_len));
-    raw_frame(
-        flags::EVENT,
-        Kind::Gossip.code(),
-        overlay_proto::OVERLAY_APP_PROTO_ID,
-        &[],
-        &body,
-    )
+    event(Kind::Gossip, &body)
 }
 
 #[test]
 fn frames_before_the_token_are_refused_with_401() {
-    let mut r = RawPeer::new(config(Some(token(vec![], vec![], None))));
+    let mut r = RawPeer::new(config(Some(token(vec![], &[], None))));
     r.send(gossip_frame(10));
     assert_eq!(
         r.closed(),
@@ -428,8 +367,8 @@ fn frames_before_the_token_are_refused_with_401() {
 fn oversize_message_is_refused_from_the_header_alone() {
     // The token allows 100-byte messages; the header announces more. Only the 38-byte header
     // is sent: the node decides before any body arrives.
-    let client = token(vec![Caveat::BytesLe(100)], vec![], None);
-    let mut r = RawPeer::open(config(Some(token(vec![], vec![], None))), &client);
+    let client = token(vec![Caveat::BytesLe(100)], &[], None);
+    let mut r = RawPeer::open(config(Some(token(vec![], &[], None))), &client);
     // (The header check allows for the 96-byte signature block of a signed GOSSIP, so the
     // unsigned frame announces more than 100 + 96 payload bytes.)
     let frame = gossip_frame(101 + wire::GOSSIP_AUTH_LEN);
@@ -445,8 +384,8 @@ fn oversize_message_is_refused_from_the_header_alone() {
 #[test]
 fn a_u32_max_length_header_is_refused_without_waiting_for_a_body() {
     let mut r = RawPeer::open(
-        config(Some(token(vec![], vec![], None))),
-        &token(vec![], vec![], None),
+        config(Some(token(vec![], &[], None))),
+        &token(vec![], &[], None),
     );
     let mut header = gossip_frame(0)[..38].to_vec();
     header[..4].copy_from_slice(&u32::MAX.to_be_bytes());
@@ -461,8 +400,8 @@ fn a_u32_max_length_header_is_refused_without_waiting_for_a_body() {
 #[test]
 fn garbage_and_truncated_frames_are_malformed() {
     let mut r = RawPeer::open(
-        config(Some(token(vec![], vec![], None))),
-        &token(vec![], vec![], None),
+        config(Some(token(vec![], &[], None))),
+        &token(vec![], &[], None),
     );
     r.send(vec![0xFF; 64]);
     assert_eq!(
@@ -472,8 +411,8 @@ fn garbage_and_truncated_frames_are_malformed() {
     assert_eq!(r.node.stats().rejected.get(RejectReason::Malformed), 1);
     // A truncated GOSSIP body (shorter than its fixed header) is malformed too.
     let mut r = RawPeer::open(
-        config(Some(token(vec![], vec![], None))),
-        &token(vec![], vec![], None),
+        config(Some(token(vec![], &[], None))),
+        &token(vec![], &[], None),
     );
     r.send(raw_frame(
         flags::EVENT,
@@ -490,9 +429,9 @@ fn garbage_and_truncated_frames_are_malformed() {
 
 #[test]
 fn sending_past_the_credit_window_is_a_429_violation() {
-    let mut cfg = config(Some(token(vec![], vec![], None)));
+    let mut cfg = config(Some(token(vec![], &[], None)));
     cfg.credit_window_frames = 4;
-    let mut r = RawPeer::open(cfg, &token(vec![], vec![], None));
+    let mut r = RawPeer::open(cfg, &token(vec![], &[], None));
     let ping = raw_frame(
         flags::EVENT,
         Kind::Ping.code(),
@@ -518,8 +457,8 @@ fn sending_past_the_credit_window_is_a_429_violation() {
 #[test]
 fn scope_methods_limit_operations_and_rate_caveat_limits_messages() {
     // Only direct messages allowed: gossip is forbidden.
-    let direct_only = token(vec![], vec!["direct"], None);
-    let mut r = RawPeer::open(config(Some(token(vec![], vec![], None))), &direct_only);
+    let direct_only = token(vec![], &["direct"], None);
+    let mut r = RawPeer::open(config(Some(token(vec![], &[], None))), &direct_only);
     r.send(raw_frame(
         flags::EVENT,
         Kind::Direct.code(),
@@ -539,8 +478,8 @@ fn scope_methods_limit_operations_and_rate_caveat_limits_messages() {
     assert_eq!(r.last_error_code(), Some(403));
 
     // Rate{per_s:1, burst:2}: the third message in the same instant is dropped and counted.
-    let limited = token(vec![Caveat::Rate { per_s: 1, burst: 2 }], vec![], None);
-    let mut r = RawPeer::open(config(Some(token(vec![], vec![], None))), &limited);
+    let limited = token(vec![Caveat::Rate { per_s: 1, burst: 2 }], &[], None);
+    let mut r = RawPeer::open(config(Some(token(vec![], &[], None))), &limited);
     for _ in 0..3 {
         r.send(raw_frame(
             flags::EVENT,
@@ -562,7 +501,7 @@ fn scope_methods_limit_operations_and_rate_caveat_limits_messages() {
 
 #[test]
 fn a_slowloris_that_never_finishes_the_handshake_is_cut_at_the_deadline() {
-    let mut r = RawPeer::new(config(Some(token(vec![], vec![], None))));
+    let mut r = RawPeer::new(config(Some(token(vec![], &[], None))));
     r.hello(64);
     r.now += Duration::from_secs(6);
     r.node.handle(r.now, Input::Timeout);
@@ -649,7 +588,7 @@ fn max_sessions_counts_running_sessions_and_refuses_the_next_with_503() {
 
 #[test]
 fn simultaneous_dials_keep_exactly_one_session() {
-    let t = token(vec![], vec![], None);
+    let t = token(vec![], &[], None);
     let mut a = node(1, config(Some(t.clone())));
     let mut b = node(2, config(Some(t)));
     // a→b is conn 1 on a / conn 2 on b; b→a is conn 3 on b / conn 4 on a.
@@ -787,13 +726,7 @@ fn valid_gossip_frame(nonce: u64, payload: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();
     wire::put_gossip_header(&mut body, &id, &RAW_PEER, nonce, 0);
     body.extend_from_slice(payload);
-    raw_frame(
-        flags::EVENT,
-        Kind::Gossip.code(),
-        overlay_proto::OVERLAY_APP_PROTO_ID,
-        &[],
-        &body,
-    )
+    event(Kind::Gossip, &body)
 }
 
 fn delivered_payloads(actions: &[Action]) -> Vec<Bytes> {
@@ -817,7 +750,7 @@ fn three_gossip_frames() -> (Vec<u8>, Vec<Vec<u8>>) {
 
 #[test]
 fn frames_are_decoded_in_place_from_a_read_block_the_driver_still_holds() {
-    let t = token(vec![], vec![], None);
+    let t = token(vec![], &[], None);
     let mut r = RawPeer::open(config(Some(t.clone())), &t);
     let (wire, payloads) = three_gossip_frames();
     // The driver keeps its receive block while the core has the read (a shared allocation).
@@ -845,7 +778,7 @@ fn frames_are_decoded_in_place_from_a_read_block_the_driver_still_holds() {
 
 #[test]
 fn frames_split_across_reads_at_any_point_are_decoded_the_same() {
-    let t = token(vec![], vec![], None);
+    let t = token(vec![], &[], None);
     let (wire, payloads) = three_gossip_frames();
     let mut cases: Vec<Vec<usize>> = (1..wire.len()).step_by(7).map(|cut| vec![cut]).collect();
     // Fixed-size pieces, including ones shorter than a header and ones cutting a header.
@@ -867,7 +800,7 @@ fn frames_split_across_reads_at_any_point_are_decoded_the_same() {
 
 #[test]
 fn a_bad_header_after_a_split_read_is_refused_before_its_body_arrives() {
-    let t = token(vec![], vec![], None);
+    let t = token(vec![], &[], None);
     let mut r = RawPeer::open(config(Some(t.clone())), &t);
     let mut huge = gossip_frame(10);
     huge[0..4].copy_from_slice(&u32::MAX.to_be_bytes());

@@ -245,7 +245,8 @@ impl Bed {
         last
     }
 
-    /// Frames of `kind` transmitted on `conn`.
+    /// Frames of `kind` transmitted on `conn`; for GRAFT, only those asking for ids (an empty
+    /// GRAFT just tells the peer the link is eager, as on every new eager session).
     fn sent(&self, conn: u64, kind: Kind) -> usize {
         let mut n = 0;
         for (_, a) in &self.actions {
@@ -255,7 +256,33 @@ impl Bed {
                 }
                 let mut buf = BytesMut::from(&data[..]);
                 while let Ok(Some(f)) = overlay_proto::frame::decode(&mut buf) {
-                    if f.header.flags & flags::EVENT != 0 && f.header.code == kind.code() {
+                    let role_only = kind == Kind::Graft && f.payload.is_none();
+                    if f.header.flags & flags::EVENT != 0
+                        && f.header.code == kind.code()
+                        && !role_only
+                    {
+                        n += 1;
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    /// Empty GRAFT frames transmitted on `conn` (the link is eager on our side: push to us).
+    fn role_grafts(&self, conn: u64) -> usize {
+        let mut n = 0;
+        for (_, a) in &self.actions {
+            if let Action::Transmit { conn: c, data } = a {
+                if *c != ConnId(conn) {
+                    continue;
+                }
+                let mut buf = BytesMut::from(&data[..]);
+                while let Ok(Some(f)) = overlay_proto::frame::decode(&mut buf) {
+                    if f.header.flags & flags::EVENT != 0
+                        && f.header.code == Kind::Graft.code()
+                        && f.payload.is_none()
+                    {
                         n += 1;
                     }
                 }
@@ -452,6 +479,114 @@ fn announcers_that_delivered_are_asked_first() {
     bed.advance(Duration::from_millis(90));
     assert_eq!(bed.sent(2, Kind::Graft), 1, "the deliverer is asked");
     assert_eq!(bed.sent(1, Kind::Graft), 0);
+}
+
+#[test]
+fn a_link_made_eager_on_our_side_is_told_to_the_peer() {
+    let mut bed = Bed::new(open_config());
+    // Every new session starts eager on both ends (each side makes it eager at open): no
+    // GRAFT is needed to say so.
+    for conn in 1..=4 {
+        bed.open(conn, peer(conn as u8 + 1));
+    }
+    for conn in 1..=4 {
+        assert_eq!(bed.role_grafts(conn), 0, "session {conn}");
+    }
+    assert_eq!(bed.node.stats().eager_peers, 4);
+    // Peer 5 prunes us; then an eager peer leaves: a lazy one is promoted so that α = 3 eager
+    // links remain, and told (its side treats the link as lazy).
+    bed.send(4, event(Kind::Prune, &[]));
+    assert_eq!(bed.node.stats().eager_peers, 3);
+    bed.send(1, frame(flags::RESP, 500, APP, &[], &[]));
+    assert!(bed.closed(1).is_some());
+    assert_eq!(bed.node.stats().eager_peers, 3);
+    assert_eq!(bed.role_grafts(4), 1);
+}
+
+#[test]
+fn eager_peers_that_announce_instead_of_pushing_are_asked_after_lazy_announcers() {
+    let mut bed = Bed::new(open_config());
+    for conn in 1..=4 {
+        bed.open(conn, peer(conn as u8 + 1));
+    }
+    // Every session starts eager; peer 5 prunes us, so session 4 is lazy.
+    bed.send(4, event(Kind::Prune, &[]));
+    // Sessions 1-3 are eager on both ends: an honest eager peer pushes. All three announce
+    // the id first; the lazy session 4 announces it last and is asked first.
+    let wanted = random_id(31);
+    for conn in 1..=4 {
+        bed.send(conn, ihave(&[wanted]));
+    }
+    bed.advance(Duration::from_millis(90));
+    assert_eq!(bed.sent(4, Kind::Graft), 1, "the lazy announcer is asked");
+    for conn in 1..=3 {
+        assert_eq!(bed.sent(conn, Kind::Graft), 0, "session {conn}");
+    }
+}
+
+#[test]
+fn announcers_that_broke_a_promise_are_asked_last() {
+    let mut cfg = open_config();
+    cfg.alpha = 1;
+    let mut bed = Bed::new(cfg);
+    bed.open(1, peer(2)); // the eager one
+    bed.open(2, peer(3)); // lazy: will break a promise
+    bed.open(3, peer(4)); // lazy, honest
+                          // Every session starts eager; peers 3 and 4 prune us.
+    bed.send(2, event(Kind::Prune, &[]));
+    bed.send(3, event(Kind::Prune, &[]));
+    let first = random_id(41);
+    bed.send(2, ihave(&[first]));
+    bed.advance(Duration::from_millis(300));
+    assert_eq!(bed.sent(2, Kind::Graft), 1);
+    assert_eq!(
+        bed.score_of(peer(3))
+            .components
+            .penalty(Penalty::BrokenPromise),
+        1.0
+    );
+    // Grafting made session 2 eager; the PRUNE puts it back among the lazy ones.
+    bed.send(2, event(Kind::Prune, &[]));
+    let second = random_id(42);
+    bed.send(2, ihave(&[second]));
+    bed.send(3, ihave(&[second]));
+    bed.advance(Duration::from_millis(90));
+    assert_eq!(
+        bed.sent(3, Kind::Graft),
+        1,
+        "the peer with no broken promise first"
+    );
+    assert_eq!(
+        bed.sent(2, Kind::Graft),
+        1,
+        "no second GRAFT to the promise breaker yet"
+    );
+}
+
+#[test]
+fn a_full_announcer_list_makes_room_for_a_better_ranked_announcer() {
+    let mut cfg = open_config();
+    cfg.max_announcers = 2;
+    let mut bed = Bed::new(cfg);
+    for conn in 1..=4 {
+        bed.open(conn, peer(conn as u8 + 1));
+    }
+    // Every session starts eager; peer 5 prunes us, so session 4 is lazy.
+    bed.send(4, event(Kind::Prune, &[]));
+    // Two eager announcers fill the list; the lazy one arriving third replaces the latest
+    // of them, and is asked first.
+    let wanted = random_id(51);
+    for conn in [1, 2, 4] {
+        bed.send(conn, ihave(&[wanted]));
+    }
+    bed.advance(Duration::from_millis(90));
+    assert_eq!(bed.sent(4, Kind::Graft), 1);
+    // Unanswered: the next GRAFT goes to the eager announcer that kept its place; the one
+    // dropped from the list is never asked.
+    bed.advance(Duration::from_millis(125));
+    assert_eq!(bed.sent(1, Kind::Graft), 1);
+    bed.advance(Duration::from_millis(500));
+    assert_eq!(bed.sent(2, Kind::Graft), 0);
 }
 
 #[test]

@@ -5,63 +5,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use bytes::{BufMut, Bytes, BytesMut};
+mod support;
+
+use bytes::Bytes;
 use core::net::SocketAddr;
 use core::time::Duration;
-use overlay_proto::frame::{flags, Header};
-use overlay_proto::wire::{self, HelloOverlay, HelloRequestBody, Kind};
+use overlay_proto::wire::{self, Kind};
 use overlay_proto::{
     Action, ConnId, Direction, Input, Instant, Node, NodeConfig, NodeIdentity, NodeStats,
     OriginAuth, OriginSigner, Prechecker, SigningSeed,
 };
 use proptest::prelude::*;
-
-fn raw_frame(flags: u16, code: u16, app: u16, body: &[u8]) -> Vec<u8> {
-    let h = Header {
-        len: (38 + body.len()) as u32,
-        ver: 1,
-        flags,
-        code,
-        app_proto_id: app,
-        tenant_id: 0,
-        cap_len: 0,
-        corr_id: 0,
-    };
-    let mut out = BytesMut::new();
-    h.write(&mut out);
-    out.put_slice(body);
-    out.to_vec()
-}
-
-fn event(kind: Kind, body: &[u8]) -> Vec<u8> {
-    raw_frame(
-        flags::EVENT,
-        kind.code(),
-        overlay_proto::OVERLAY_APP_PROTO_ID,
-        body,
-    )
-}
+use support::{event, peer_opening};
 
 /// The opening of a session from `peer`: HELLO and START.
 fn opening(peer: &OriginSigner) -> Vec<u8> {
-    let hello = HelloRequestBody {
-        ua: None,
-        overlay: HelloOverlay {
-            overlay: 1,
-            peer_id: peer.peer_id().to_string(),
-            listen: None,
-            credit_frames: 1024,
-            credit_bytes: 64 << 20,
-        },
-    };
-    let mut bytes = raw_frame(flags::REQ, 0, 0, &serde_json::to_vec(&hello).unwrap());
-    bytes.extend(raw_frame(
-        flags::START | flags::REQ,
-        0,
-        overlay_proto::OVERLAY_APP_PROTO_ID,
-        &[],
-    ));
-    bytes
+    peer_opening(&peer.peer_id())
 }
 
 /// One frame a peer may send after the opening.

@@ -212,6 +212,8 @@ pub struct GossipSection {
     pub ihave_rate_burst: Option<i64>,
     /// Missing-id table entries one peer's announcements may hold.
     pub ihave_max_missing_per_peer: Option<i64>,
+    /// Announcers remembered per missing id (GRAFT candidates, best-ranked first).
+    pub max_announcers: Option<i64>,
     /// Duplicates per second tolerated from a peer before they are scored.
     pub duplicate_rate_per_s: Option<i64>,
     /// Token bucket depth for `duplicate_rate_per_s`.

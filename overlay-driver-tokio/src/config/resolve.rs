@@ -986,6 +986,14 @@ impl<'a> Resolver<'a> {
             1,
             65_536,
         )?;
+        node.max_announcers = self.usize_in(
+            &spec("max_announcers", None, None, "gossip.max_announcers"),
+            None,
+            g.max_announcers,
+            node.max_announcers,
+            1,
+            64,
+        )?;
         node.duplicate_rate_per_s = rate(
             "duplicate_rate_per_s",
             "gossip.duplicate_rate_per_s",

@@ -10,6 +10,7 @@ use crate::peer::{Direction, PeerId};
 use crate::score::{Penalty, Standing};
 use crate::session::Session;
 use crate::stats::RejectReason;
+use crate::topic::TopicId;
 
 impl Node {
     /// Records `n` occurrences of `penalty` against the session's peer and applies the new
@@ -73,10 +74,24 @@ impl Node {
             .is_some_and(|s| self.scores.standing(&s.peer) < Standing::Lazy)
     }
 
-    /// True when the peer has given us at least one message first (recently).
-    pub(super) fn has_delivered(&self, key: SessionKey) -> bool {
-        self.session(key)
-            .is_some_and(|s| self.scores.first_deliveries(&s.peer) >= 1.0)
+    /// How much an announcement (IHAVE) from the session is worth when we have to GRAFT
+    /// a missing id: lower asks first. See [`AnnouncerRank`].
+    pub(super) fn announcer_rank(&self, topic: &TopicId, key: SessionKey) -> AnnouncerRank {
+        let Some(s) = self.session(key) else {
+            return AnnouncerRank::Suspect;
+        };
+        let view = self.scores.view(&s.peer);
+        let broken = view.components.penalty(Penalty::BrokenPromise);
+        let delivered = view.components.first_deliveries;
+        if broken > 0.0 && broken >= delivered {
+            AnnouncerRank::Suspect
+        } else if delivered >= 1.0 {
+            AnnouncerRank::Delivered
+        } else if self.link(topic, key).is_some_and(|l| l.eager) {
+            AnnouncerRank::EagerAnnouncer
+        } else {
+            AnnouncerRank::Unproven
+        }
     }
 
     /// True when connections from `peer` (or to `addr`, for our own dials) are refused now.
@@ -178,6 +193,27 @@ impl Node {
         }
         false
     }
+}
+
+/// The order in which the announcers of a missing id are asked (GRAFT), best first.
+///
+/// Under an eclipse attack most of a node's sessions can be silent attackers that announce
+/// ids and never answer a GRAFT. Asking announcers in arrival order then spends every retry
+/// on them (they hear of a message early: honest nodes push to them). The rank puts proven
+/// peers first and known or likely liars last, so an honest announcer is asked early even
+/// when it announced late.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum AnnouncerRank {
+    /// Gave us messages first recently, and broke fewer promises than that.
+    Delivered,
+    /// Nothing known either way.
+    Unproven,
+    /// A link we treat as eager that announced instead of pushing: roles are symmetric
+    /// (every unilateral promotion is told with GRAFT), so an honest eager peer pushes the
+    /// payload; one that only announces is either mid-PRUNE or withholding.
+    EagerAnnouncer,
+    /// Broke at least as many GRAFT promises as it made first deliveries, recently.
+    Suspect,
 }
 
 /// The addresses banned with a session's peer: where we dialed it and where it listens.

@@ -3,7 +3,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Missing, Node, SessionKey, MAX_ANNOUNCERS};
+use super::defense::AnnouncerRank;
+use super::{Missing, Node, SessionKey};
 use crate::action::CloseReason;
 use crate::action::{Action, Delivery};
 use crate::cache::StoredMessage;
@@ -399,7 +400,6 @@ impl Node {
             .session_mut(key)
             .map_or(0, |s| s.control.ihave.take_up_to(now, count));
         let mut flood = count - allowed;
-        let delivered = self.has_delivered(key);
         let share = self.config.ihave_max_missing_per_peer;
         let deadline = now + self.config.graft_timeout;
         for (id, hops) in ids.take(allowed as usize) {
@@ -411,7 +411,7 @@ impl Node {
             }
             match self.missing.get(&id).map(|m| m.topic) {
                 Some(t) if t == topic => {
-                    self.add_announcer(id, key, conn, delivered);
+                    self.add_announcer(topic, id, key, conn);
                     self.note_offer(&id, hops, key, conn);
                     continue;
                 }
@@ -456,9 +456,10 @@ impl Node {
         Ok(())
     }
 
-    /// Adds an announcer to a missing id. Peers that have delivered to us go before those that
-    /// have not, and take the slot of one that has not when the list is full.
-    fn add_announcer(&mut self, id: MessageId, key: SessionKey, conn: ConnId, delivered: bool) {
+    /// Adds an announcer to a missing id, keeping the list in [`AnnouncerRank`] order
+    /// (arrival order within a rank). A full list (`max_announcers`) makes room only for a
+    /// better-ranked announcer, by dropping its worst and latest entry.
+    fn add_announcer(&mut self, topic: TopicId, id: MessageId, key: SessionKey, conn: ConnId) {
         let Some(entry) = self.missing.get(&id) else {
             return;
         };
@@ -467,35 +468,39 @@ impl Node {
         {
             return;
         }
-        // Index of the first announcer that has not delivered (from the back when replacing).
-        let undelivered: Vec<usize> = entry
+        let rank = self.announcer_rank(&topic, key);
+        let mut ranks: Vec<AnnouncerRank> = entry
             .announcers
             .iter()
-            .enumerate()
-            .filter(|(_, (k, _))| !self.has_delivered(*k))
-            .map(|(i, _)| i)
+            .map(|(k, _)| self.announcer_rank(&topic, *k))
             .collect();
-        let full = entry.announcers.len() >= MAX_ANNOUNCERS;
+        let full = entry.announcers.len() >= self.config.max_announcers;
         let Some(entry) = self.missing.get_mut(&id) else {
             return;
         };
         if full {
-            if let (true, Some(&last)) = (delivered, undelivered.last()) {
-                entry.announcers.remove(last);
-            } else {
-                return;
+            // The worst-ranked entry, the latest among equals.
+            let worst = ranks
+                .iter()
+                .enumerate()
+                .max_by_key(|(i, r)| (**r, *i))
+                .map(|(i, r)| (i, *r));
+            match worst {
+                Some((i, r)) if r > rank => {
+                    entry.announcers.remove(i);
+                    ranks.remove(i);
+                }
+                _ => return,
             }
         }
-        let at = if delivered {
-            undelivered
-                .first()
-                .copied()
-                .unwrap_or(entry.announcers.len())
-                .min(entry.announcers.len())
-        } else {
-            entry.announcers.len()
-        };
-        entry.announcers.insert(at, (key, conn));
+        let at = ranks
+            .iter()
+            .zip(entry.announcers.iter())
+            .take_while(|(r, _)| **r <= rank)
+            .count();
+        entry
+            .announcers
+            .insert(at.min(entry.announcers.len()), (key, conn));
     }
 
     /// Forgets a missing id and gives its slot back to the peer that created it.
@@ -540,15 +545,17 @@ impl Node {
                 continue;
             }
             let asked = entry.grafted;
+            // Ranks change while an id waits (a peer breaks a promise for another id): ask
+            // the best-ranked live announcer now, the earliest among equals.
             let mut candidates = entry.announcers.clone();
-            let mut chosen = None;
-            while !candidates.is_empty() {
-                let (key, conn) = candidates.remove(0);
-                if self.session_alive(key, conn) && self.link(&topic, key).is_some() {
-                    chosen = Some((key, conn));
-                    break;
-                }
-            }
+            candidates
+                .retain(|(k, c)| self.session_alive(*k, *c) && self.link(&topic, *k).is_some());
+            let chosen = candidates
+                .iter()
+                .enumerate()
+                .min_by_key(|(i, (k, _))| (self.announcer_rank(&topic, *k), *i))
+                .map(|(i, _)| i)
+                .map(|i| candidates.remove(i));
             if let Some((key, conn)) = asked {
                 if self.session_alive(key, conn) {
                     *broken.entry(key).or_default() += 1;
@@ -741,7 +748,33 @@ impl Node {
             let Some(&key) = candidates.get(idx) else {
                 break;
             };
-            self.make_eager(topic, key);
+            self.promote_to_eager(topic, key);
         }
+    }
+
+    /// Makes a lazy session eager on our own initiative (a new session while we have fewer
+    /// than α eager peers, or a lazy peer promoted to replace a lost eager one) and tells the
+    /// peer with an empty GRAFT, so it pushes to us too.
+    ///
+    /// Links are then eager on both ends or on neither: a node never believes it has eager
+    /// peers that in fact only announce to it (β-sampled IHAVE). Without this, a node whose
+    /// unilateral eager peers all treat it as lazy learns ids only from the announcers that
+    /// sampled it, which under an eclipse attack can all be silent attackers (issue #7).
+    /// The peer prunes the link as usual if it turns out redundant.
+    pub(super) fn promote_to_eager(&mut self, topic: &TopicId, key: SessionKey) {
+        let was_eager = self.link(topic, key).is_some_and(|l| l.eager);
+        self.make_eager(topic, key);
+        if !was_eager && self.link(topic, key).is_some_and(|l| l.eager) {
+            self.tell_eager(topic, key);
+        }
+    }
+
+    /// Tells the peer of session `key` that the link is eager on our side in `topic` (an
+    /// empty GRAFT: push to us; no id asked for).
+    pub(super) fn tell_eager(&mut self, topic: &TopicId, key: SessionKey) {
+        self.stats.grafts_sent += 1;
+        let kind = wire::kind_in_topic(Kind::Graft, topic);
+        let body: &[u8] = if topic.is_default() { &[] } else { &topic.0 };
+        self.send_frame(key, kind, &[body]);
     }
 }

@@ -50,8 +50,8 @@ type SessionKey = usize;
 struct Missing {
     /// The topic it was announced in.
     topic: TopicId,
-    /// Sessions that announced it and were not asked yet; peers that have delivered first
-    /// (key, conn to detect reuse).
+    /// Sessions that announced it and were not asked yet (key, conn to detect reuse), at most
+    /// `max_announcers`, best [`defense::AnnouncerRank`] first.
     announcers: Vec<(SessionKey, ConnId)>,
     /// The session whose announcement created the entry (it counts toward that peer's share
     /// of the table).
@@ -67,9 +67,6 @@ struct Missing {
     /// sets how long GRAFTs are put off).
     announced_at: Instant,
 }
-
-/// Most announcers remembered per missing id.
-const MAX_ANNOUNCERS: usize = 4;
 
 /// The overlay state machine. See the crate docs for the driving loop.
 #[derive(Debug)]

@@ -257,7 +257,8 @@ impl Node {
     }
 
     /// Puts session `key` into `topic`'s tree: eager, as in textbook Plumtree (unless the
-    /// peer's score keeps it lazy). The next message crosses the link both ways and a
+    /// peer's score keeps it lazy). The peer does the same on its side, so the link is eager
+    /// on both ends without a GRAFT. The next message crosses the link both ways and a
     /// duplicate prunes it unless it is the faster path, so the first messages over a new
     /// mesh flood it and leave the first sender's shortest-path tree (shallow, and chosen by
     /// latency); a cap on eager links at open left one-sided links and a deep tree. The new
