@@ -23,6 +23,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::{mpsc, watch};
 
 use super::{Overlay, OverlayError};
+use crate::lazy_broadcast::LazySender;
 use crate::runtime::metrics::DriverCounters;
 use crate::runtime::node_task::Command;
 
@@ -32,9 +33,11 @@ use crate::runtime::node_task::Command;
 pub enum Event {
     /// A gossip message reached this node for the first time.
     Received(Delivery),
-    /// A session with a neighbour reached Running: gossip flows with it.
+    /// A session with a neighbour reached Running: gossip flows with it. Topics share the
+    /// node's sessions, so every topic's stream reports every session (whether the neighbour
+    /// is in the topic is the core's business: it announces its topics with TOPICS).
     NeighborUp(PeerId),
-    /// A running session with a neighbour ended.
+    /// A running session with a neighbour ended (reported on every topic's stream).
     NeighborDown {
         /// The neighbour.
         peer: PeerId,
@@ -62,7 +65,8 @@ pub struct Topic {
 /// a topic only when nobody holds it. Shared by the API and the node task; its lock is never
 /// held across an `.await`.
 pub(crate) struct TopicBus {
-    default: broadcast::Sender<Event>,
+    /// The default topic's readers: its slots are allocated by the first one.
+    default: LazySender<Event>,
     buffer: usize,
     others: Mutex<BTreeMap<TopicId, Channel>>,
 }
@@ -83,7 +87,7 @@ impl TopicBus {
     pub(crate) fn new(buffer: usize) -> TopicBus {
         let buffer = buffer.max(1);
         TopicBus {
-            default: broadcast::channel(buffer).0,
+            default: LazySender::new(buffer),
             buffer,
             others: Mutex::new(BTreeMap::new()),
         }
@@ -174,9 +178,7 @@ impl TopicBus {
     /// Sends an event to `topic`'s readers (none is fine).
     pub(crate) fn send(&self, topic: TopicId, event: Event) {
         if topic.is_default() {
-            if self.default.receiver_count() > 0 {
-                let _ = self.default.send(event);
-            }
+            self.default.send(event);
             return;
         }
         if let Some(c) = self.lock().get(&topic) {
@@ -188,7 +190,7 @@ impl TopicBus {
 
     /// Sends a session event to the readers of every topic.
     pub(crate) fn send_all(&self, event: &Event) {
-        let _ = self.default.send(event.clone());
+        self.default.send(event.clone());
         for c in self.lock().values() {
             let _ = c.tx.send(event.clone());
         }

@@ -15,7 +15,7 @@ use overlay_proto::{
     NodeStats, OverlayError as CoreError, PeerId, ReconfigureError, SessionEvent, SessionInfo,
     SessionState, TopicId,
 };
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, Id as TaskId, JoinError, JoinHandle, JoinSet};
 use tokio::time::{sleep_until, Instant as TokioInstant};
 use tracing::Instrument as _;
@@ -120,8 +120,8 @@ pub(crate) type DialWaiter = oneshot::Sender<Result<SessionHandle, OverlayError>
 /// Where the node task publishes what the application sees.
 pub(crate) struct Outputs {
     pub(crate) deliveries: Arc<crate::api::DeliveryLog>,
-    pub(crate) directs: broadcast::Sender<DirectMessage>,
-    pub(crate) events: broadcast::Sender<KernelEvent>,
+    pub(crate) directs: crate::lazy_broadcast::LazySender<DirectMessage>,
+    pub(crate) events: crate::lazy_broadcast::LazySender<KernelEvent>,
     /// Messages waiting for the application's verdict ([`crate::api::Validator`]); when it is
     /// full or nobody listens the core's deadline settles them.
     pub(crate) validations: mpsc::Sender<crate::api::PendingValidation>,
@@ -592,7 +592,7 @@ impl<N: Net> NodeTask<N> {
     fn crashed(&self, task: &'static str, reason: &str) {
         self.counters.restart(task);
         tracing::error!(task, "{reason}");
-        let _ = self.out.events.send(KernelEvent::ServiceCrashed {
+        self.out.events.send(KernelEvent::ServiceCrashed {
             service: SERVICE.to_string(),
             reason: format!("{task}: {reason}"),
         });
@@ -822,7 +822,7 @@ impl<N: Net> NodeTask<N> {
                 }
             }
             Action::DirectMessage { from, payload } => {
-                let _ = self.out.directs.send(DirectMessage {
+                self.out.directs.send(DirectMessage {
                     from,
                     payload,
                     client: None,
@@ -830,7 +830,7 @@ impl<N: Net> NodeTask<N> {
             }
             Action::ClientMessage { client, payload } => {
                 let from = self.node.identity().peer_id;
-                let _ = self.out.directs.send(DirectMessage {
+                self.out.directs.send(DirectMessage {
                     from,
                     payload,
                     client: Some(client),
@@ -878,7 +878,7 @@ impl<N: Net> NodeTask<N> {
                     ready,
                     missing: saturated,
                 });
-                let _ = self.out.events.send(KernelEvent::Health {
+                self.out.events.send(KernelEvent::Health {
                     service: SERVICE.to_string(),
                     ok: ready,
                 });
@@ -986,7 +986,7 @@ impl<N: Net> NodeTask<N> {
                     rt_metrics::kx_group(entry.kx_group.as_deref());
                 }
                 tracing::info!(%conn, %remote, "client session up");
-                let _ = self.out.events.send(KernelEvent::ClientUp {
+                self.out.events.send(KernelEvent::ClientUp {
                     client: conn,
                     remote,
                 });
@@ -996,7 +996,7 @@ impl<N: Net> NodeTask<N> {
                     entry.running = false;
                 }
                 tracing::info!(%conn, reason = reason.label(), "client session down");
-                let _ = self.out.events.send(KernelEvent::ClientDown {
+                self.out.events.send(KernelEvent::ClientDown {
                     client: conn,
                     reason: reason.label().to_string(),
                 });
@@ -1013,7 +1013,7 @@ impl<N: Net> NodeTask<N> {
                     rt_metrics::kx_group(entry.kx_group.as_deref());
                 }
                 tracing::info!(%conn, %peer, "session up");
-                let _ = self.out.events.send(KernelEvent::SessionUp { peer });
+                self.out.events.send(KernelEvent::SessionUp { peer });
                 self.out.topics.send_all(&TopicEvent::NeighborUp(peer));
                 if let Some(waiters) = self.conn_waiters.remove(&conn) {
                     for w in waiters {
@@ -1026,7 +1026,7 @@ impl<N: Net> NodeTask<N> {
                     entry.running = false;
                 }
                 tracing::info!(%conn, %peer, reason = reason.label(), "session down");
-                let _ = self.out.events.send(KernelEvent::SessionDown {
+                self.out.events.send(KernelEvent::SessionDown {
                     peer,
                     reason: reason.label().to_string(),
                 });
@@ -1063,7 +1063,7 @@ impl<N: Net> NodeTask<N> {
             .filter(|s| s.state != SessionState::Closing)
             .count();
         tracing::info!(sessions_open, "overlay stopped");
-        let _ = self.out.events.send(KernelEvent::Health {
+        self.out.events.send(KernelEvent::Health {
             service: SERVICE.to_string(),
             ok: false,
         });

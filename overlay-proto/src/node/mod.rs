@@ -323,6 +323,7 @@ impl Node {
         s.seen_len = self.cache.seen_len();
         s.store_len = self.cache.stored_len();
         s.store_bytes = self.cache.stored_bytes();
+        s.store_evictions = self.cache.evictions();
         s.ready = self.ready;
         s.preauth_sessions = self.preauth.in_use();
         s.bans_active = self.scores.bans_active(self.now);
