@@ -212,6 +212,8 @@ pub struct Session {
     /// The topics the peer's token covers (ascending), or `None` when it does not restrict
     /// topics.
     pub allowed_topics: Option<Vec<TopicId>>,
+    /// We asked the peer for members of this topic (TOPIC_PEERS) and wait for the answer.
+    pub topic_peers_pending: Option<TopicId>,
     /// The address the peer accepts connections on (from its HELLO).
     pub listen: Option<SocketAddr>,
     /// Frames sent and not yet re-credited.
@@ -231,6 +233,9 @@ pub struct Session {
     pub shuffle_pending: bool,
     /// The session holds a slot of the node's pre-auth budget (inbound, before START).
     pub holds_preauth: bool,
+    /// Callers' `Input::Dial` tags waiting for this session to run (reported with
+    /// `SessionEvent::Up`, or failed with `Action::DialResult` when it closes first).
+    pub dial_requests: Vec<u64>,
 }
 
 impl Session {
@@ -274,6 +279,7 @@ impl Session {
             grant,
             peer_topics: Vec::new(),
             allowed_topics: None,
+            topic_peers_pending: None,
             listen: None,
             inflight_frames: 0,
             dirty: false,
@@ -283,6 +289,7 @@ impl Session {
             token_expires_at: None,
             shuffle_pending: false,
             holds_preauth: false,
+            dial_requests: Vec::new(),
         }
     }
 

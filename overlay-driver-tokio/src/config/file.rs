@@ -90,6 +90,8 @@ pub struct TopicsSection {
     pub max_topics: Option<i64>,
     /// Most topics one peer's TOPICS message may name.
     pub max_peer_topics: Option<i64>,
+    /// Fewer links than this in a topic: ask peers for members and dial them.
+    pub min_links: Option<i64>,
 }
 
 /// `[clients]`: limits of client sessions.
@@ -162,7 +164,7 @@ pub struct TlsSection {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GossipSection {
-    /// Eager-push fan-out.
+    /// Eager peers kept after losing one.
     pub alpha: Option<i64>,
     /// Lazy (IHAVE) fan-out.
     pub beta: Option<i64>,
@@ -172,8 +174,10 @@ pub struct GossipSection {
     pub graft_timeout_settled_ms: Option<i64>,
     /// How long after losing a session grafts use `graft_timeout_ms`.
     pub tree_settle_ms: Option<i64>,
-    /// Hops a lazy peer's path must save before the tree optimisation swaps links (0: off).
+    /// Mean hops a lazy peer's path must save before the tree optimisation swaps links (0: off).
     pub optimization_threshold: Option<i64>,
+    /// Messages the mean saving of the tree optimisation is taken over.
+    pub optimization_samples: Option<i64>,
     /// A link whose role changed this recently takes no part in an optimisation swap.
     pub optimization_hold_ms: Option<i64>,
     /// Wait after a GRAFT before asking the next announcer.

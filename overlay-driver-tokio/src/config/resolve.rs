@@ -590,6 +590,19 @@ impl<'a> Resolver<'a> {
             64,
         )?)
         .unwrap_or(u8::MAX);
+        node.optimization_samples = u16::try_from(self.u32_in(
+            &spec(
+                "optimization_samples",
+                None,
+                None,
+                "gossip.optimization_samples",
+            ),
+            g.optimization_samples,
+            u32::from(node.optimization_samples),
+            1,
+            1024,
+        )?)
+        .unwrap_or(u16::MAX);
         node.origin_auth = self.origin_auth()?;
 
         // [membership]
@@ -1355,6 +1368,14 @@ impl<'a> Resolver<'a> {
             node.max_peer_topics,
             0,
             4096,
+        )?;
+        node.topic_min_links = self.usize_in(
+            &spec("topic_min_links", None, None, "topics.min_links"),
+            None,
+            t.min_links,
+            node.topic_min_links,
+            0,
+            64,
         )?;
         let (list, origin) = if !self.cli.topics.is_empty() {
             (self.cli.topics.clone(), Origin::Flag("--topic"))

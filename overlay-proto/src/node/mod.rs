@@ -27,6 +27,7 @@ use core::net::SocketAddr;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
+use std::mem;
 
 use crate::action::{Action, CloseReason};
 use crate::cache::{CacheLimits, MessageCache};
@@ -63,6 +64,9 @@ struct Missing {
     /// The announcement with the fewest hops so far (hops, session, conn): when the message
     /// then arrives eagerly over a longer path, the tree optimisation may swap the links.
     best_offer: Option<(u8, SessionKey, ConnId)>,
+    /// When the first announcement arrived (how late the tree brings announced messages
+    /// sets how long GRAFTs are put off).
+    announced_at: Instant,
 }
 
 /// The overlay state machine. See the crate docs for the driving loop.
@@ -90,6 +94,8 @@ pub struct Node {
     passive: PassiveView,
     /// Dials in flight, with their addresses.
     dials: BTreeMap<DialId, SocketAddr>,
+    /// Tags of the operator's `Input::Dial`s waiting for a dial in flight.
+    dial_requests: BTreeMap<DialId, Vec<u64>>,
     next_dial: u64,
     next_tick: Instant,
     next_shuffle: Instant,
@@ -184,6 +190,7 @@ impl Node {
             trees: BTreeMap::from([(TopicId::DEFAULT, topics::Tree::default())]),
             dirty: Vec::new(),
             dials: BTreeMap::new(),
+            dial_requests: BTreeMap::new(),
             next_dial: 1,
             next_tick: Instant::ZERO,
             next_shuffle: Instant::ZERO + config.shuffle_interval,
@@ -253,7 +260,7 @@ impl Node {
                 peer,
                 payload,
             } => self.on_send_direct(request, peer, payload),
-            Input::Dial { addr } => self.on_operator_dial(addr),
+            Input::Dial { request, addr } => self.on_operator_dial(request, addr),
             Input::PeersDiscovered { addrs } => self.on_peers_discovered(addrs),
             Input::Reconfigure(live) => self.on_reconfigure(live),
             Input::Shutdown => self.on_shutdown(),
@@ -455,6 +462,11 @@ impl Node {
     /// Removes a session: emits its last bytes, `Session::Down` (if it was running) and
     /// `Close`. Gossip roles pass to other sessions.
     fn close_session(&mut self, key: SessionKey, reason: CloseReason) {
+        self.close_session_for(key, reason, None);
+    }
+
+    /// [`Node::close_session`], naming the session that won a duplicate tie-break in `Close`.
+    fn close_session_for(&mut self, key: SessionKey, reason: CloseReason, winner: Option<ConnId>) {
         let Some(mut session) = self.sessions.get_mut(key).and_then(Option::take) else {
             return;
         };
@@ -504,10 +516,13 @@ impl Node {
         ) {
             self.stats.handshake_failures += 1;
         }
+        let waiting = mem::take(&mut session.dial_requests);
+        self.settle_dial_requests(waiting, Err(reason.caller_error()));
         if reason != CloseReason::TransportClosed {
             self.actions.push_back(Action::Close {
                 conn: session.conn,
                 reason,
+                winner,
             });
         }
         self.after_session_removed(&session, &eager_in, reason);

@@ -223,7 +223,9 @@ impl Node {
                         TopicId::LEN + s.grant.max_message_bytes + SIGNED_GOSSIP_HEADER_LEN
                     }
                     Kind::Direct => s.grant.max_message_bytes,
-                    Kind::TopicIHave | Kind::TopicGraft => TopicId::LEN + MAX_CONTROL_BODY,
+                    Kind::TopicIHave | Kind::TopicGraft | Kind::TopicPeers => {
+                        TopicId::LEN + MAX_CONTROL_BODY
+                    }
                     _ => MAX_CONTROL_BODY,
                 };
                 if len.saturating_sub(HEADER_LEN) > body_limit {
@@ -319,6 +321,10 @@ impl Node {
                 }
             }
             Kind::Topics => self.on_topics(key, &body),
+            Kind::TopicPeers => match wire::split_topic(kind, &body) {
+                Ok((topic, rest)) => self.on_topic_peers(key, topic, &rest),
+                Err(e) => Err(e),
+            },
             Kind::Credit => wire::parse_credit(&body).map(|g| self.on_credit(key, g)),
             Kind::Direct => {
                 self.on_direct(key, body);
@@ -360,18 +366,26 @@ impl Node {
     }
 
     /// The driver's error, if any, is informational: the session ends the same way.
-    pub(super) fn on_connection_closed(&mut self, conn: ConnId, _error: Option<OverlayError>) {
+    /// Callers waiting for the session are answered with that error (`Refused` without one).
+    pub(super) fn on_connection_closed(&mut self, conn: ConnId, error: Option<OverlayError>) {
         if self.is_client(&conn) {
             self.close_client(conn, None, CloseReason::TransportClosed);
             return;
         }
         if let Some(&key) = self.by_conn.get(&conn) {
+            let waiting = self
+                .session_mut(key)
+                .map(|s| std::mem::take(&mut s.dial_requests))
+                .unwrap_or_default();
+            self.settle_dial_requests(waiting, Err(error.unwrap_or(OverlayError::Refused)));
             self.close_session(key, CloseReason::TransportClosed);
         }
     }
 
-    /// Every failure kind backs off the same way.
-    pub(super) fn on_dial_failed(&mut self, dial: DialId, _error: OverlayError) {
+    /// Every failure kind backs off the same way; callers waiting for the dial get `error`.
+    pub(super) fn on_dial_failed(&mut self, dial: DialId, error: OverlayError) {
+        let waiting = self.dial_requests.remove(&dial).unwrap_or_default();
+        self.settle_dial_requests(waiting, Err(error));
         self.stats.dials_failed += 1;
         if let Some(addr) = self.dials.remove(&dial) {
             self.note_failure(addr);
