@@ -62,7 +62,7 @@ impl Node {
     }
 
     /// Makes `key` lazy in `topic` and tells it with PRUNE.
-    fn prune(&mut self, topic: &TopicId, key: SessionKey) {
+    pub(super) fn prune(&mut self, topic: &TopicId, key: SessionKey) {
         let now = self.now;
         if let Some(link) = self.link_mut(topic, key) {
             link.dup_streak = 0;
@@ -176,10 +176,12 @@ impl Node {
     /// cannot be undone by the next message. The old parent's side of the tree keeps the
     /// origin, and the shortcut had the message in fewer hops than we did, so (on the
     /// shortcut's eager path) it is not below us: the eager graph stays one tree.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn consider_shortcut(
         &mut self,
         topic: &TopicId,
         shortcut: SessionKey,
+        id: &MessageId,
         offered: u8,
         hops: u8,
         from: Option<ConnId>,
@@ -208,11 +210,19 @@ impl Node {
         if !settled || !self.may_be_eager(shortcut) {
             return;
         }
-        self.make_eager(topic, shortcut);
-        self.stats.grafts_sent += 1;
-        let kind = wire::kind_in_topic(Kind::Graft, topic);
-        let body: &[u8] = if topic.is_default() { &[] } else { &topic.0 };
-        self.send_frame(shortcut, kind, &[body]);
+        // The hop claim is the announcer's word: it must prove it first (claims.rs).
+        let _proposed = self.propose_swap(topic, shortcut, parent, *id, offered, received_at);
+    }
+
+    /// A swap whose hop claim was proven (claims.rs): the old parent becomes lazy (PRUNE).
+    /// The shortcut was made eager, and told, when the claim was put to the test.
+    pub(super) fn complete_swap(
+        &mut self,
+        topic: &TopicId,
+        _shortcut: SessionKey,
+        parent: SessionKey,
+        _seen_at: Instant,
+    ) {
         self.prune(topic, parent);
         self.stats.tree_swaps += 1;
     }
