@@ -39,7 +39,6 @@ fn config() -> NodeConfig {
 /// The opt-in tree optimisation these tests study (off by default in the core).
 fn tree_optimization(c: &mut NodeConfig) {
     c.optimization_threshold = 3;
-    c.optimization_swaps_per_s = 1000;
     c.graft_timeout_settled = Duration::from_millis(240);
 }
 
