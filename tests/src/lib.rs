@@ -592,6 +592,16 @@ pub struct SseStream {
     buf: String,
 }
 
+impl SseStream {
+    /// The events of an SSE response (e.g. `GET /v1/topics/{name}/gossip`).
+    pub fn new(resp: reqwest::Response) -> SseStream {
+        SseStream {
+            stream: Box::pin(resp.bytes_stream()),
+            buf: String::new(),
+        }
+    }
+}
+
 /// One SSE event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {

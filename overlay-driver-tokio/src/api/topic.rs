@@ -32,9 +32,11 @@ use crate::runtime::node_task::Command;
 pub enum Event {
     /// A gossip message reached this node for the first time.
     Received(Delivery),
-    /// A session with a neighbour reached Running: gossip flows with it.
+    /// A session with a neighbour reached Running: gossip flows with it. Topics share the
+    /// node's sessions, so every topic's stream reports every session (whether the neighbour
+    /// is in the topic is the core's business: it announces its topics with TOPICS).
     NeighborUp(PeerId),
-    /// A running session with a neighbour ended.
+    /// A running session with a neighbour ended (reported on every topic's stream).
     NeighborDown {
         /// The neighbour.
         peer: PeerId,
