@@ -174,7 +174,10 @@ fn inputs(op: &Op) -> (Duration, Vec<Input>) {
             peer: peer(*p),
             payload: Bytes::from(vec![9u8; usize::from(*len)]),
         }),
-        Op::Dial { port } => one(Input::Dial { addr: addr(*port) }),
+        Op::Dial { port } => one(Input::Dial {
+            request: Some(u64::from(*port)),
+            addr: addr(*port),
+        }),
         Op::DialFailed { dial } => one(Input::DialFailed {
             dial: DialId(u64::from(dial % 4)),
             error: OverlayError::Refused,

@@ -22,9 +22,15 @@
 //!   retries), node B receives. Keys: `msgs_per_s`, `mb_per_s`,
 //!   `p50_ms`, `p99_ms`, `peak_rss_kb`.
 //! - Both take `--signed 1` (default: every broadcast signed, `origin_auth = sign`) or
-//!   `--signed 0` (`origin_auth = none`), and `--store-ttl-ms T` (how long each node keeps
-//!   messages for GRAFT answers; default 30000) and `--replay-events N` (deliveries each node
-//!   keeps for `Overlay::resume`; default 1024, 0 keeps none).
+//!   `--signed 0` (`origin_auth = none`), `--store-ttl-ms T` and `--store-bytes B` (how long
+//!   and how many bytes each node keeps messages for GRAFT answers; default: the
+//!   `NodeConfig` defaults) and `--replay-events N` (deliveries each node keeps for
+//!   `Overlay::resume`; default 1024, 0 keeps none). The ring keeps only once a resumable
+//!   subscriber exists: `--resumable 1` makes the bench's subscribers resumable (as the
+//!   HTTP `GET /v1/gossip` stream is), so the ring's cost is counted; by default they are
+//!   plain `Overlay::deliveries` subscribers and the ring holds nothing.
+//! - `mesh` also reports `peak_rss_per_node_kb` (the peak over N) and
+//!   `peak_above_base_per_node_kb` (the peak less `rss_base_kb`, over N).
 //! - `ready`: start the `svc-overlay` daemon process and time process start → `/readyz` 200,
 //!   20 times. Key: `ready_ms` (median), plus `min_ms` and `max_ms`.
 //! - `sessions`: K idle token-authenticated TLS client sessions (no client certificate) to one
@@ -82,7 +88,7 @@ impl Args {
 fn usage(why: &str) -> ! {
     eprintln!("overlay_bench: {why}");
     eprintln!(
-        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1 --store-ttl-ms T --replay-events N]\n       overlay_bench pair [--messages M --size B --window W --signed 0|1 --store-ttl-ms T --replay-events N]\n       overlay_bench ready [--runs N]\n       overlay_bench sessions [--count K --concurrency C]"
+        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1 --store-ttl-ms T --store-bytes B --replay-events N --resumable 0|1]\n       overlay_bench pair [--messages M --size B --window W --signed 0|1 --store-ttl-ms T --store-bytes B --replay-events N --resumable 0|1]\n       overlay_bench ready [--runs N]\n       overlay_bench sessions [--count K --concurrency C]"
     );
     std::process::exit(2)
 }
@@ -197,6 +203,9 @@ fn node_config(args: &Args) -> NodeConfig {
     {
         config.store_ttl = Duration::from_millis(ms.max(1));
     }
+    if args.0.contains_key("store-bytes") {
+        config.store_bytes = args.get("store-bytes", 0) as usize;
+    }
     config
 }
 
@@ -242,22 +251,51 @@ async fn start_overlays(
     overlays
 }
 
-/// Records `(message, node index, when, hops)` for every delivery on every node.
-type Deliveries = Arc<Mutex<Vec<(MessageId, usize, Instant, u8)>>>;
+/// One delivery, compact (16 bytes, so the bench's own records weigh little in the RSS it
+/// reports): the message (the first 8 bytes of its id), the node, when (µs after `epoch`)
+/// and at how many hops.
+#[derive(Clone, Copy)]
+struct Record {
+    message: u64,
+    at_us: u32,
+    node: u16,
+    hops: u8,
+}
 
-fn record_deliveries(overlays: &[Overlay]) -> (Deliveries, Vec<tokio::task::JoinHandle<()>>) {
-    let delivered: Deliveries = Arc::default();
+/// The first 8 bytes of an id: unique among a bench's messages (ids are BLAKE3 outputs).
+fn short_id(id: &MessageId) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&id.0[..8]);
+    u64::from_le_bytes(b)
+}
+
+/// Every delivery on every node (room for `expected` reserved up front).
+type Deliveries = Arc<Mutex<Vec<Record>>>;
+
+fn record_deliveries(
+    overlays: &[Overlay],
+    epoch: Instant,
+    expected: usize,
+    resumable: bool,
+) -> (Deliveries, Vec<tokio::task::JoinHandle<()>>) {
+    let delivered: Deliveries = Arc::new(Mutex::new(Vec::with_capacity(expected)));
     let mut tasks = Vec::new();
     for (index, ov) in overlays.iter().enumerate() {
-        let mut sub = ov.deliveries();
+        let mut sub = if resumable {
+            ov.resumable_deliveries()
+        } else {
+            ov.deliveries()
+        };
         let delivered = Arc::clone(&delivered);
         tasks.push(tokio::spawn(async move {
             while let Some(d) = sub.recv().await {
-                let at = Instant::now();
-                delivered
-                    .lock()
-                    .expect("lock")
-                    .push((d.id, index, at, d.hops));
+                let at_us = epoch.elapsed().as_micros() as u32;
+                delivered.lock().expect("lock").push(Record {
+                    message: short_id(&d.id),
+                    at_us,
+                    node: index as u16,
+                    hops: d.hops,
+                });
             }
         }));
     }
@@ -276,6 +314,7 @@ async fn mesh(args: &Args) -> String {
     let signed = args.get("signed", 1) != 0;
     let config = node_config(args);
     let store_ttl_ms = config.store_ttl.as_millis();
+    let store_bytes = config.store_bytes;
     let mut rng = Rng(seed);
 
     let rss_before = rss_kb();
@@ -312,9 +351,15 @@ async fn mesh(args: &Args) -> String {
     eprintln!("mesh: {nodes} nodes settled in {:?}", settle.elapsed());
     let rss_settled = rss_kb();
 
-    let (delivered, tasks) = record_deliveries(&overlays);
+    let epoch = Instant::now();
+    let (delivered, tasks) = record_deliveries(
+        &overlays,
+        epoch,
+        messages as usize * nodes + nodes,
+        args.get("resumable", 0) != 0,
+    );
     let payload = Bytes::from(vec![0x42u8; size]);
-    let mut sent: HashMap<MessageId, (Instant, usize)> = HashMap::new();
+    let mut sent: HashMap<u64, (Instant, usize)> = HashMap::with_capacity(messages as usize);
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let (own0, all0) = cpu_ticks();
@@ -326,7 +371,7 @@ async fn mesh(args: &Args) -> String {
         let at = Instant::now();
         match overlays[origin].broadcast(payload.clone()).await {
             Ok(id) => {
-                sent.insert(id, (at, origin));
+                sent.insert(short_id(&id), (at, origin));
             }
             Err(_) => refused += 1,
         }
@@ -339,22 +384,28 @@ async fn mesh(args: &Args) -> String {
     let cpu_own_pct = 100.0 * (own1 - own0) as f64 / hz / wall;
     let cpu_all_pct = 100.0 * (all1 - all0) as f64 / hz / wall;
 
-    let records = delivered.lock().expect("lock").clone();
+    // The peak is read before the analysis below allocates.
+    let rss_end = rss_kb();
+    let peak = peak_rss_kb();
+    let records = std::mem::take(&mut *delivered.lock().expect("lock"));
     let mut latencies = Vec::with_capacity(records.len());
-    let mut last_per_msg: HashMap<MessageId, Duration> = HashMap::new();
+    let mut last_per_msg: HashMap<u64, Duration> = HashMap::new();
+    let mut receivers: HashMap<u64, usize> = HashMap::new();
     let mut max_hops = 0u8;
-    for (id, node, at, hops) in &records {
-        let Some((start, origin)) = sent.get(id) else {
+    for r in &records {
+        let Some((start, origin)) = sent.get(&r.message) else {
             continue;
         };
-        if node == origin {
+        if usize::from(r.node) == *origin {
             continue;
         }
+        let at = epoch + Duration::from_micros(u64::from(r.at_us));
         let lat = at.saturating_duration_since(*start);
         latencies.push(lat);
-        max_hops = max_hops.max(*hops);
-        let last = last_per_msg.entry(*id).or_default();
+        max_hops = max_hops.max(r.hops);
+        let last = last_per_msg.entry(r.message).or_default();
         *last = (*last).max(lat);
+        *receivers.entry(r.message).or_default() += 1;
     }
     latencies.sort();
     let expected = sent.len() * (nodes - 1);
@@ -362,11 +413,7 @@ async fn mesh(args: &Args) -> String {
     let mut reach_all: Vec<Duration> = sent
         .keys()
         .map(|id| {
-            let receivers = records
-                .iter()
-                .filter(|(m, n, _, _)| m == id && *n != sent[id].1)
-                .count();
-            if receivers >= nodes - 1 {
+            if receivers.get(id).copied().unwrap_or(0) >= nodes - 1 {
                 last_per_msg.get(id).copied().unwrap_or(Duration::MAX)
             } else {
                 Duration::MAX
@@ -375,8 +422,6 @@ async fn mesh(args: &Args) -> String {
         .collect();
     reach_all.sort();
     let reach_all_p99 = percentile(&reach_all, 0.99);
-    let rss_end = rss_kb();
-    let peak = peak_rss_kb();
     for ov in &overlays {
         ov.shutdown().await;
     }
@@ -389,7 +434,7 @@ async fn mesh(args: &Args) -> String {
         sent.len()
     );
     format!(
-        "{{\"mode\":\"mesh\",\"nodes\":{nodes},\"messages\":{messages},\"rate\":{rate},\"size\":{size},\"degree\":{degree},\"seed\":{seed},\"signed\":{signed},\"store_ttl_ms\":{store_ttl_ms},\"replay_events\":{},\"delivered\":{:.6},\"p50_ms\":{},\"p95_ms\":{},\"p99_ms\":{},\"max_ms\":{},\"reach_all_p99_ms\":{},\"max_hops\":{max_hops},\"cpu_own_pct\":{:.1},\"cpu_others_pct\":{:.1},\"peak_rss_kb\":{peak},\"rss_base_kb\":{rss_before},\"rss_started_kb\":{rss_started},\"rss_settled_kb\":{rss_settled}}}",
+        "{{\"mode\":\"mesh\",\"nodes\":{nodes},\"messages\":{messages},\"rate\":{rate},\"size\":{size},\"degree\":{degree},\"seed\":{seed},\"signed\":{signed},\"store_ttl_ms\":{store_ttl_ms},\"store_bytes\":{store_bytes},\"replay_events\":{},\"delivered\":{:.6},\"p50_ms\":{},\"p95_ms\":{},\"p99_ms\":{},\"max_ms\":{},\"reach_all_p99_ms\":{},\"max_hops\":{max_hops},\"cpu_own_pct\":{:.1},\"cpu_others_pct\":{:.1},\"peak_rss_kb\":{peak},\"peak_rss_per_node_kb\":{},\"peak_above_base_per_node_kb\":{},\"rss_base_kb\":{rss_before},\"rss_started_kb\":{rss_started},\"rss_settled_kb\":{rss_settled}}}",
         replay.events,
         latencies.len() as f64 / expected.max(1) as f64,
         ms(percentile(&latencies, 0.50)),
@@ -399,6 +444,8 @@ async fn mesh(args: &Args) -> String {
         if reach_all_p99 == Duration::MAX { "null".to_string() } else { ms(reach_all_p99).to_string() },
         cpu_own_pct,
         (cpu_all_pct - cpu_own_pct).max(0.0),
+        peak / nodes as u64,
+        peak.saturating_sub(rss_before) / nodes as u64,
     )
 }
 

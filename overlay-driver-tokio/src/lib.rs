@@ -28,6 +28,8 @@ pub mod pq;
 #[cfg(not(loom))]
 pub mod runtime;
 // Public only in the loom build, for the `loom_overlay` model-checking test.
+#[cfg(not(loom))]
+mod lazy_broadcast;
 #[cfg(loom)]
 pub mod shared;
 #[cfg(not(loom))]

@@ -400,13 +400,13 @@ struct Feed {
     deliveries: Arc<DeliveryLog>,
 }
 
-struct FeedSub(broadcast::Receiver<Sequenced>);
+struct FeedSub(broadcast::Receiver<Arc<Sequenced>>);
 
 impl GossipSubscription for FeedSub {
     async fn recv(&mut self) -> Option<Sequenced> {
         loop {
             match self.0.recv().await {
-                Ok(d) => return Some(d),
+                Ok(d) => return Some(Arc::unwrap_or_clone(d)),
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return None,
             }

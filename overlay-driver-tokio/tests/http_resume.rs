@@ -29,13 +29,13 @@ struct Feed {
     log: Arc<DeliveryLog>,
 }
 
-struct FeedSub(broadcast::Receiver<Sequenced>);
+struct FeedSub(broadcast::Receiver<Arc<Sequenced>>);
 
 impl GossipSubscription for FeedSub {
     async fn recv(&mut self) -> Option<Sequenced> {
         loop {
             match self.0.recv().await {
-                Ok(m) => return Some(m),
+                Ok(m) => return Some(Arc::unwrap_or_clone(m)),
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return None,
             }

@@ -47,13 +47,13 @@ struct Inner {
     topics: Mutex<std::collections::BTreeSet<overlay_proto::TopicId>>,
 }
 
-struct FakeSub(broadcast::Receiver<Sequenced>);
+struct FakeSub(broadcast::Receiver<Arc<Sequenced>>);
 
 impl GossipSubscription for FakeSub {
     async fn recv(&mut self) -> Option<Sequenced> {
         loop {
             match self.0.recv().await {
-                Ok(d) => return Some(d),
+                Ok(d) => return Some(Arc::unwrap_or_clone(d)),
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return None,
             }

@@ -37,13 +37,30 @@ pub enum Action {
         conn: ConnId,
         /// Why.
         reason: CloseReason,
+        /// For `CloseReason::Duplicate`: the connection of the session that won (callers
+        /// waiting on the closed one now wait on, or were answered with, the winner).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        winner: Option<ConnId>,
     },
     /// Answer to `Input::Dial`, produced for every such input.
     DialAnswer {
+        /// The caller's tag of the `Input::Dial`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<u64>,
         /// The address asked for.
         addr: SocketAddr,
         /// What the node did about it.
         outcome: DialOutcome,
+    },
+    /// The end of tagged `Input::Dial`s whose `DialAnswer` was not final (`Dialing` or
+    /// `Handshaking`) and that did not end with their session's `SessionEvent::Up`: the dial
+    /// failed, the session closed before it ran, or it lost a duplicate tie-break to a
+    /// session that already runs (then `result` names that session's connection).
+    DialResult {
+        /// The callers' tags.
+        requests: Vec<u64>,
+        /// The running session that answers them, or why there is none.
+        result: Result<ConnId, OverlayError>,
     },
     /// A gossip message reached this node for the first time: hand it to the application.
     Deliver(Delivery),
@@ -131,12 +148,15 @@ pub enum Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DialOutcome {
     /// A dial to that address is under way (started now, or already in flight): the session,
-    /// if it opens, reports `SessionEvent::Up` with this dial.
+    /// if it opens, reports `SessionEvent::Up` with this dial. Not final for a tagged dial.
     Dialing(DialId),
-    /// A session on this connection already reaches that address (dialed there, or the peer
-    /// advertised it as its listen address). It may still be handshaking.
+    /// A session on this connection reaches that address (dialed there, or the peer
+    /// advertised it as its listen address) and is still handshaking. Not final for a tagged
+    /// dial.
+    Handshaking(ConnId),
+    /// A running session on this connection already reaches that address. Final.
     Connected(ConnId),
-    /// Not dialed: the node is shutting down (`ShuttingDown`), the address is the node's own
+    /// Not dialed (final): the node is shutting down (`ShuttingDown`), the address is the node's own
     /// (`Refused`), or `max_concurrent_dials` dials are in flight (`Busy`; the address joins
     /// the passive list and membership dials it when a slot frees).
     Refused(OverlayError),
@@ -173,6 +193,9 @@ pub enum SessionEvent {
         direction: Direction,
         /// The dial, for outbound sessions.
         dial: Option<DialId>,
+        /// Tags of the `Input::Dial`s this session answers.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        requests: Vec<u64>,
     },
     /// The session ended.
     Down {
@@ -216,6 +239,23 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// The error a caller waiting for the session (a tagged `Input::Dial`) is answered with.
+    pub fn caller_error(self) -> OverlayError {
+        match self {
+            CloseReason::Violation(e) | CloseReason::PeerError(e) => e,
+            CloseReason::HandshakeTimeout
+            | CloseReason::Stalled
+            | CloseReason::PeerUnresponsive => OverlayError::Timeout,
+            CloseReason::Banned => OverlayError::Forbidden,
+            CloseReason::TokenExpired => OverlayError::Unauthorized,
+            CloseReason::Shutdown => OverlayError::ShuttingDown,
+            CloseReason::Duplicate
+            | CloseReason::SelfConnection
+            | CloseReason::Trimmed
+            | CloseReason::TransportClosed => OverlayError::Refused,
+        }
+    }
+
     /// The status code sent before closing, when one is sent.
     pub fn wire_code(self) -> Option<u16> {
         match self {
@@ -247,5 +287,76 @@ impl CloseReason {
             CloseReason::Banned => "banned",
             CloseReason::TokenExpired => "expired",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::Input;
+
+    /// The shapes of trace format 3, before the dial tags.
+    #[derive(Serialize)]
+    enum V3Action {
+        Close {
+            conn: ConnId,
+            reason: CloseReason,
+        },
+        DialAnswer {
+            addr: SocketAddr,
+            outcome: DialOutcome,
+        },
+    }
+
+    #[derive(Serialize)]
+    enum V3Input {
+        Dial { addr: SocketAddr },
+    }
+
+    fn cbor<T: Serialize>(value: &T) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(value, &mut out).unwrap_or_default();
+        out
+    }
+
+    #[test]
+    fn untagged_records_encode_as_in_trace_format_3() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9415));
+        let outcome = DialOutcome::Dialing(DialId(3));
+        assert_eq!(
+            cbor(&Action::Close {
+                conn: ConnId(1),
+                reason: CloseReason::Trimmed,
+                winner: None,
+            }),
+            cbor(&V3Action::Close {
+                conn: ConnId(1),
+                reason: CloseReason::Trimmed,
+            })
+        );
+        assert_eq!(
+            cbor(&Action::DialAnswer {
+                request: None,
+                addr,
+                outcome,
+            }),
+            cbor(&V3Action::DialAnswer { addr, outcome })
+        );
+        let old = cbor(&V3Input::Dial { addr });
+        assert_eq!(
+            cbor(&Input::Dial {
+                request: None,
+                addr
+            }),
+            old
+        );
+        let read: Input = ciborium::from_reader(old.as_slice()).unwrap_or(Input::Timeout);
+        assert_eq!(
+            read,
+            Input::Dial {
+                request: None,
+                addr
+            }
+        );
     }
 }

@@ -4,13 +4,19 @@
 //! One hash map serves both: it maps an id to the sequence number of its slot in a FIFO ring
 //! of stored messages. A message therefore costs one map insert on arrival and one map
 //! removal when its id finally expires; payloads leave the ring earlier, by their own limits.
+//!
+//! The store's byte bound counts what a stored message really holds: its payload (an
+//! exact-size copy, with the origin's key and signature in the same allocation) plus
+//! [`STORED_MESSAGE_OVERHEAD`] for its slot. Every message that leaves the store is counted
+//! by why it left ([`StoreEvictions`]).
 
 use bytes::Bytes;
 use core::time::Duration;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
 use crate::idhash::{keyed_id_map, IdMap};
-use crate::origin::OriginSignature;
+use crate::origin::{OriginSignature, PUBLIC_KEY_LEN, SIGNATURE_LEN};
 use crate::peer::{ConnId, MessageId, PeerId};
 use crate::time::Instant;
 use crate::topic::TopicId;
@@ -20,6 +26,13 @@ use crate::topic::TopicId;
 const INITIAL_IDS: usize = 128;
 /// Stored messages the ring has room for before it first grows.
 const INITIAL_STORED: usize = 32;
+/// Bytes of a stored origin signature: the key, then the signature.
+const AUTH_LEN: usize = PUBLIC_KEY_LEN + SIGNATURE_LEN;
+
+/// Bytes each stored message counts against `store_bytes` besides its payload (and its
+/// signature, when signed): its slot in the ring and the allocator's header of its payload
+/// copy.
+pub const STORED_MESSAGE_OVERHEAD: usize = core::mem::size_of::<Slot>() + 16;
 
 /// A message kept to answer GRAFT.
 #[derive(Debug, Clone)]
@@ -34,20 +47,42 @@ pub struct StoredMessage {
     pub hops: u8,
     /// The origin's key and signature, relayed unchanged in GRAFT answers.
     pub auth: Option<OriginSignature>,
-    /// The payload: an exact-size copy owned by the store (see [`MessageCache::insert`]).
+    /// The payload (in the store: an exact-size copy owned by the store, see
+    /// [`MessageCache::insert`]).
     pub payload: Bytes,
     /// The connection it first arrived on (none for this node's own broadcasts): the parent
     /// in the gossip tree for this message, used by the tree optimisation.
     pub from: Option<ConnId>,
-    /// When this node first received (or broadcast) it.
+    /// When this node first received (or broadcast) it; it is stored until `store_ttl`
+    /// after this.
     pub received_at: Instant,
 }
 
+/// One stored message, compact: the signature (when any) and the payload share one
+/// exact-size allocation.
 #[derive(Debug)]
 struct Slot {
     id: MessageId,
-    expires: Instant,
-    message: StoredMessage,
+    topic: TopicId,
+    origin: PeerId,
+    nonce: u64,
+    received_at: Instant,
+    from: Option<ConnId>,
+    hops: u8,
+    /// The first [`AUTH_LEN`] bytes of `data` are the origin's key and signature.
+    signed: bool,
+    /// False when the payload was larger than the whole byte budget: only the arrival is
+    /// kept (for the tree optimisation), not the message.
+    kept: bool,
+    /// Key ‖ signature (when `signed`), then the payload.
+    data: Bytes,
+}
+
+impl Slot {
+    /// What this slot counts against `store_bytes`.
+    fn cost(&self) -> usize {
+        self.data.len() + STORED_MESSAGE_OVERHEAD
+    }
 }
 
 /// Limits of a [`MessageCache`].
@@ -59,10 +94,23 @@ pub struct CacheLimits {
     pub seen_ttl: Duration,
     /// Messages stored at most.
     pub store_capacity: usize,
-    /// Payload bytes stored at most.
+    /// Bytes stored at most: payloads, signatures and [`STORED_MESSAGE_OVERHEAD`] each.
     pub store_bytes: usize,
     /// How long a message is stored.
     pub store_ttl: Duration,
+}
+
+/// Messages that left (or never entered) the GRAFT store, by why (counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreEvictions {
+    /// Held for the whole `store_ttl`, then dropped: the normal way out.
+    pub expired: u64,
+    /// Dropped before `store_ttl` to make room within `store_bytes`.
+    pub over_bytes: u64,
+    /// Dropped before `store_ttl` to make room within `store_capacity`.
+    pub over_count: u64,
+    /// Never stored: the message alone was larger than `store_bytes`.
+    pub too_large: u64,
 }
 
 /// Seen ids and stored messages.
@@ -77,6 +125,7 @@ pub struct MessageCache {
     store_base: u64,
     next_seq: u64,
     stored_bytes: usize,
+    evictions: StoreEvictions,
     limits: CacheLimits,
 }
 
@@ -97,6 +146,7 @@ impl MessageCache {
             store_base: 0,
             next_seq: 0,
             stored_bytes: 0,
+            evictions: StoreEvictions::default(),
             limits,
         }
     }
@@ -109,12 +159,14 @@ impl MessageCache {
     /// Records a first receipt and stores the message. Returns false (and stores nothing)
     /// when the id was already seen.
     ///
-    /// The store keeps its own exact-size copy of the payload: a received payload is a slice
-    /// of the driver's receive block, and holding the slice for `store_ttl` would pin the
-    /// whole block, so the resident memory would exceed `store_bytes`. With the copy,
-    /// `store_bytes` bounds the payload memory the store holds (one copy per new message; the
-    /// delivery and the forwards stay slices of the block, released as soon as they are
-    /// written).
+    /// The store keeps its own exact-size copy of the payload (with the signature, when
+    /// any, in the same allocation): a received payload is a slice of the driver's receive
+    /// block, and holding the slice for `store_ttl` would pin the whole block, so the
+    /// resident memory would exceed `store_bytes`. With the copy, `store_bytes` bounds the
+    /// memory the store holds (one copy per new message; the delivery and the forwards stay
+    /// slices of the block, released as soon as they are written). Older messages are
+    /// dropped first to make room; a message larger than the whole budget is not stored
+    /// (its arrival is still recorded).
     pub fn insert(&mut self, now: Instant, id: MessageId, message: StoredMessage) -> bool {
         let seq = self.next_seq;
         match self.ids.entry(id) {
@@ -130,38 +182,54 @@ impl MessageCache {
             }
         }
         self.seen_order.push_back((now + self.limits.seen_ttl, id));
-        let len = message.payload.len();
-        let message = if len > self.limits.store_bytes {
-            StoredMessage {
-                payload: Bytes::new(),
-                ..message
+        let auth_len = if message.auth.is_some() { AUTH_LEN } else { 0 };
+        let cost = auth_len + message.payload.len() + STORED_MESSAGE_OVERHEAD;
+        let kept = cost <= self.limits.store_bytes;
+        let data = if kept {
+            let mut data = Vec::with_capacity(auth_len + message.payload.len());
+            if let Some(auth) = &message.auth {
+                data.extend_from_slice(&auth.key);
+                data.extend_from_slice(&auth.signature);
             }
+            data.extend_from_slice(&message.payload);
+            Bytes::from(data)
         } else {
-            StoredMessage {
-                payload: Bytes::copy_from_slice(&message.payload),
-                ..message
-            }
+            self.evictions.too_large += 1;
+            Bytes::new()
         };
-        while self.store.len() >= self.limits.store_capacity
-            || self.stored_bytes + message.payload.len() > self.limits.store_bytes
-        {
-            if !self.pop_stored() {
+        let slot = Slot {
+            id,
+            topic: message.topic,
+            origin: message.origin,
+            nonce: message.nonce,
+            received_at: message.received_at,
+            from: message.from,
+            hops: message.hops,
+            signed: kept && message.auth.is_some(),
+            kept,
+            data,
+        };
+        loop {
+            let over_count = self.store.len() >= self.limits.store_capacity;
+            let over_bytes = self.stored_bytes + slot.cost() > self.limits.store_bytes;
+            if !(over_count || over_bytes) || !self.pop_stored() {
                 break;
             }
+            if over_count {
+                self.evictions.over_count += 1;
+            } else {
+                self.evictions.over_bytes += 1;
+            }
         }
-        self.stored_bytes += message.payload.len();
-        self.store.push_back(Slot {
-            id,
-            expires: now + self.limits.store_ttl,
-            message,
-        });
+        self.stored_bytes += slot.cost();
+        self.store.push_back(slot);
         true
     }
 
     fn pop_stored(&mut self) -> bool {
         match self.store.pop_front() {
             Some(slot) => {
-                self.stored_bytes -= slot.message.payload.len();
+                self.stored_bytes -= slot.cost();
                 self.store_base += 1;
                 true
             }
@@ -169,22 +237,43 @@ impl MessageCache {
         }
     }
 
-    /// The stored message for `id`, if still held.
-    pub fn get(&self, id: &MessageId) -> Option<&StoredMessage> {
+    fn slot(&self, id: &MessageId) -> Option<&Slot> {
         let seq = *self.ids.get(id)?;
         let index = seq.checked_sub(self.store_base)?;
         let slot = self.store.get(usize::try_from(index).ok()?)?;
-        (slot.id == *id && !slot.message.payload.is_empty()).then_some(&slot.message)
+        (slot.id == *id).then_some(slot)
     }
 
-    /// How a message still in the store arrived, even when its payload was too large to
-    /// keep: `(hops, from, received_at)` as in [`StoredMessage`].
+    /// The stored message for `id`, if still held (the payload shares the store's copy).
+    pub fn get(&self, id: &MessageId) -> Option<StoredMessage> {
+        let slot = self.slot(id).filter(|s| s.kept)?;
+        let (auth, payload) = if slot.signed {
+            let mut key = [0u8; PUBLIC_KEY_LEN];
+            let mut signature = [0u8; SIGNATURE_LEN];
+            key.copy_from_slice(slot.data.get(..PUBLIC_KEY_LEN)?);
+            signature.copy_from_slice(slot.data.get(PUBLIC_KEY_LEN..AUTH_LEN)?);
+            let auth = OriginSignature { key, signature };
+            (Some(auth), slot.data.slice(AUTH_LEN..))
+        } else {
+            (None, slot.data.clone())
+        };
+        Some(StoredMessage {
+            topic: slot.topic,
+            origin: slot.origin,
+            nonce: slot.nonce,
+            hops: slot.hops,
+            auth,
+            payload,
+            from: slot.from,
+            received_at: slot.received_at,
+        })
+    }
+
+    /// How a message still in the store arrived, even when it was too large to keep:
+    /// `(hops, from, received_at)` as in [`StoredMessage`].
     pub fn arrival(&self, id: &MessageId) -> Option<(u8, Option<ConnId>, Instant)> {
-        let seq = *self.ids.get(id)?;
-        let index = seq.checked_sub(self.store_base)?;
-        let slot = self.store.get(usize::try_from(index).ok()?)?;
-        let m = &slot.message;
-        (slot.id == *id).then_some((m.hops, m.from, m.received_at))
+        let slot = self.slot(id)?;
+        Some((slot.hops, slot.from, slot.received_at))
     }
 
     /// Forgets expired ids and drops expired messages.
@@ -194,8 +283,20 @@ impl MessageCache {
                 self.ids.remove(&id);
             }
         }
-        while self.store.front().is_some_and(|s| s.expires <= now) {
+        let ttl = self.limits.store_ttl;
+        while self
+            .store
+            .front()
+            .is_some_and(|s| s.received_at + ttl <= now)
+        {
             self.pop_stored();
+            self.evictions.expired += 1;
+        }
+        // Give back what a burst made the ring grow to, once it is mostly empty again.
+        if self.store.capacity() > 4 * INITIAL_STORED
+            && self.store.len() < self.store.capacity() / 4
+        {
+            self.store.shrink_to(self.store.len() * 2);
         }
     }
 
@@ -209,9 +310,15 @@ impl MessageCache {
         self.store.len()
     }
 
-    /// Payload bytes stored.
+    /// Bytes the stored messages count against `store_bytes` (payloads, signatures and
+    /// [`STORED_MESSAGE_OVERHEAD`] each).
     pub fn stored_bytes(&self) -> usize {
         self.stored_bytes
+    }
+
+    /// Messages that left the store (or were never stored), by why.
+    pub fn evictions(&self) -> StoreEvictions {
+        self.evictions
     }
 
     /// The most recent stored messages of `topic`, newest first: `(id, hops)`, at most `n`.
@@ -219,9 +326,9 @@ impl MessageCache {
         self.store
             .iter()
             .rev()
-            .filter(move |s| s.message.topic == topic)
+            .filter(move |s| s.kept && s.topic == topic)
             .take(n)
-            .map(|s| (s.id, s.message.hops))
+            .map(|s| (s.id, s.hops))
     }
 }
 
@@ -229,12 +336,17 @@ impl MessageCache {
 mod tests {
     use super::*;
 
+    /// Room for `n` unsigned messages of `len` bytes.
+    fn budget(n: usize, len: usize) -> usize {
+        n * (len + STORED_MESSAGE_OVERHEAD)
+    }
+
     fn limits() -> CacheLimits {
         CacheLimits {
             seen_capacity: 3,
             seen_ttl: Duration::from_secs(10),
             store_capacity: 2,
-            store_bytes: 100,
+            store_bytes: budget(2, 100),
             store_ttl: Duration::from_secs(1),
         }
     }
@@ -270,30 +382,114 @@ mod tests {
         assert!(c.contains(&id(1)));
         assert!(c.insert(t, id(4), msg(10)));
         assert!(!c.contains(&id(1)), "oldest id evicted past seen_capacity");
-        assert_eq!((c.seen_len(), c.stored_len(), c.stored_bytes()), (3, 2, 20));
+        assert_eq!(
+            (c.seen_len(), c.stored_len(), c.stored_bytes()),
+            (3, 2, budget(2, 10))
+        );
         let recent: Vec<_> = c.recent(TopicId::DEFAULT, 5).map(|(i, _)| i).collect();
         assert_eq!(recent, vec![id(4), id(3)]);
+        assert_eq!(
+            c.evictions(),
+            StoreEvictions {
+                over_count: 2,
+                ..StoreEvictions::default()
+            }
+        );
     }
 
     #[test]
     fn byte_budget_and_ttls() {
-        let mut c = MessageCache::new(limits());
+        let mut c = MessageCache::new(CacheLimits {
+            store_bytes: budget(1, 100),
+            ..limits()
+        });
         let t = Instant::ZERO;
         assert!(c.insert(t, id(1), msg(60)));
         assert!(c.insert(t, id(2), msg(60)));
-        assert_eq!(c.stored_bytes(), 60, "byte budget evicts the older payload");
+        assert_eq!(
+            c.stored_bytes(),
+            budget(1, 60),
+            "byte budget evicts the older message"
+        );
         assert!(c.insert(t, id(3), msg(1000)));
         assert!(
             c.get(&id(3)).is_none(),
             "a payload over the whole budget is not kept"
         );
+        assert!(c.arrival(&id(3)).is_some(), "its arrival is");
         assert!(c.contains(&id(3)));
+        assert!(
+            c.recent(TopicId::DEFAULT, 5).all(|(i, _)| i != id(3)),
+            "what is not kept is not announced"
+        );
+        assert!(
+            c.get(&id(2)).is_none(),
+            "even the record of an arrival counts"
+        );
         c.expire(t + Duration::from_secs(1));
         assert_eq!(c.stored_len(), 0);
+        assert_eq!(c.stored_bytes(), 0);
         assert_eq!(c.seen_len(), 3);
+        assert_eq!(
+            c.evictions(),
+            StoreEvictions {
+                expired: 1,
+                over_bytes: 2,
+                over_count: 0,
+                too_large: 1,
+            }
+        );
         c.expire(t + Duration::from_secs(10));
         assert_eq!(c.seen_len(), 0);
         assert!(!c.contains(&id(2)));
+    }
+
+    #[test]
+    fn the_byte_bound_holds_and_counts_signatures() {
+        let limits = CacheLimits {
+            seen_capacity: 1 << 12,
+            seen_ttl: Duration::from_secs(100),
+            store_capacity: 1 << 12,
+            store_bytes: 64 * 1024,
+            store_ttl: Duration::from_secs(100),
+        };
+        let mut c = MessageCache::new(limits);
+        let auth = OriginSignature {
+            key: [3; PUBLIC_KEY_LEN],
+            signature: [4; SIGNATURE_LEN],
+        };
+        for n in 0..1000u32 {
+            let mut m = msg(1 + (n as usize * 37) % 1500);
+            if n % 2 == 0 {
+                m.auth = Some(auth);
+            }
+            let mut raw = [0u8; 32];
+            raw[..4].copy_from_slice(&n.to_le_bytes());
+            assert!(c.insert(Instant::ZERO, MessageId(raw), m));
+            assert!(c.stored_bytes() <= limits.store_bytes);
+            let held: usize = c.store.iter().map(|s| s.data.len()).sum();
+            assert_eq!(
+                c.stored_bytes(),
+                held + c.stored_len() * STORED_MESSAGE_OVERHEAD
+            );
+        }
+        let e = c.evictions();
+        assert_eq!(e.over_bytes as usize + c.stored_len(), 1000);
+        assert_eq!((e.expired, e.over_count, e.too_large), (0, 0, 0));
+        // The newest message round-trips, signature included.
+        let mut raw = [0u8; 32];
+        raw[..4].copy_from_slice(&998u32.to_le_bytes());
+        let got = c.get(&MessageId(raw)).unwrap();
+        assert_eq!(got.auth, Some(auth));
+        assert_eq!(got.payload.len(), 1 + (998 * 37) % 1500);
+        raw[..4].copy_from_slice(&999u32.to_le_bytes());
+        assert_eq!(c.get(&MessageId(raw)).unwrap().auth, None);
+    }
+
+    #[test]
+    fn a_stored_message_costs_little_beyond_its_payload() {
+        // The slot is compact: no inline signature, no copy of the expiry.
+        assert_eq!(STORED_MESSAGE_OVERHEAD, 184);
     }
 
     #[test]
@@ -303,12 +499,12 @@ mod tests {
         let mut m = msg(0);
         m.payload = block.slice(100..150);
         assert!(cache.insert(Instant::ZERO, id(1), m));
-        let stored = &cache.get(&id(1)).unwrap().payload;
+        let stored = cache.get(&id(1)).unwrap().payload;
         assert_eq!(&stored[..], &block[100..150]);
         assert!(
             !block.as_ptr_range().contains(&stored.as_ptr()),
             "the store kept a slice of the block"
         );
-        assert_eq!(cache.stored_bytes, 50);
+        assert_eq!(cache.stored_bytes, 50 + STORED_MESSAGE_OVERHEAD);
     }
 }

@@ -67,9 +67,11 @@ pub struct NodeConfig {
     pub seen_ttl: Duration,
     /// Messages kept to answer GRAFT requests.
     pub store_capacity: usize,
-    /// Bytes of payload kept to answer GRAFT requests.
+    /// Bytes kept to answer GRAFT requests: payloads, origin signatures and
+    /// [`crate::cache::STORED_MESSAGE_OVERHEAD`] per message; the oldest are dropped first.
     pub store_bytes: usize,
-    /// How long a message is kept to answer GRAFT requests.
+    /// How long a message is kept to answer GRAFT requests (and announced in a new
+    /// session's catch-up IHAVE).
     pub store_ttl: Duration,
     /// How long to wait for a message announced by IHAVE before grafting.
     pub graft_timeout: Duration,
@@ -253,8 +255,15 @@ impl Default for NodeConfig {
             seen_capacity: 1 << 17,
             seen_ttl: Duration::from_secs(120),
             store_capacity: 8192,
-            store_bytes: 64 * 1024 * 1024,
-            store_ttl: Duration::from_secs(30),
+            // Sized for what the store is for: answering the GRAFTs its IHAVEs invite. An
+            // announcement can sit in a slow session's queue until `stall_timeout` (10 s)
+            // closes it, so messages are held that long (with 2 s, a held link made honest
+            // announcers miss their promises and get banned in the chaos smoke sweep); the
+            // byte bound caps what that costs at high rates (1000 simultaneous 1 KiB
+            // broadcasts, ≈ 1.2 MB, still pass `overlay-sim scale --scenario all-send`; 512
+            // KiB did not). See docs/PERFORMANCE.md.
+            store_bytes: 1024 * 1024,
+            store_ttl: Duration::from_secs(10),
             graft_timeout: Duration::from_millis(80),
             graft_timeout_settled: Duration::from_millis(80),
             tree_settle: Duration::from_secs(10),

@@ -96,8 +96,13 @@ pub enum Input {
         payload: Bytes,
     },
     /// The operator asks to dial an address now. Answered with `Action::DialAnswer`; refused
-    /// as `Busy` while `max_concurrent_dials` dials are in flight.
+    /// as `Busy` while `max_concurrent_dials` dials are in flight. With a `request` tag, the
+    /// node also reports how the dial ends: the tag comes back in `SessionEvent::Up` or in
+    /// `Action::DialResult`, exactly once (unless the answer was already final).
     Dial {
+        /// Caller's tag, echoed in the answers; `None` when nobody waits for the session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<u64>,
         /// Where.
         addr: SocketAddr,
     },

@@ -231,6 +231,9 @@ pub struct Session {
     pub shuffle_pending: bool,
     /// The session holds a slot of the node's pre-auth budget (inbound, before START).
     pub holds_preauth: bool,
+    /// Callers' `Input::Dial` tags waiting for this session to run (reported with
+    /// `SessionEvent::Up`, or failed with `Action::DialResult` when it closes first).
+    pub dial_requests: Vec<u64>,
 }
 
 impl Session {
@@ -283,6 +286,7 @@ impl Session {
             token_expires_at: None,
             shuffle_pending: false,
             holds_preauth: false,
+            dial_requests: Vec::new(),
         }
     }
 

@@ -208,8 +208,12 @@ pub struct NodeStats {
     pub seen_len: usize,
     /// Gauge: messages kept for GRAFT.
     pub store_len: usize,
-    /// Gauge: payload bytes kept for GRAFT.
+    /// Gauge: bytes kept for GRAFT (payloads, signatures and a fixed per-message
+    /// overhead: what `store_bytes` bounds).
     pub store_bytes: usize,
+    /// Counters: messages that left the GRAFT store (or were never stored), by why.
+    #[serde(default)]
+    pub store_evictions: crate::cache::StoreEvictions,
     /// Gauge: false while saturated.
     pub ready: bool,
     /// Counter: sessions that reached Running.

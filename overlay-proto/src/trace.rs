@@ -24,8 +24,13 @@ pub const TRACE_MAGIC: &[u8] = b"SVCOVERLAY-TRACE/1\n";
 /// Version of the record layout. 2: the identity carries the Ed25519 signing seed, the config
 /// `origin_auth`, and GOSSIP bodies the `auth` byte (origin signatures). 3: client sessions
 /// (`Input::ClientConnectionUp` / `SendToClient`, `Action::Client` / `ClientMessage`, the
-/// config's `clients` limits). Version 2 traces still replay (they hold none of these).
-pub const TRACE_FORMAT_VERSION: u32 = 3;
+/// config's `clients` limits). 4: the caller's dial tag (`Input::Dial::request`,
+/// `Action::DialAnswer::request`, `SessionEvent::Up::requests`, `Action::DialResult`), the
+/// winner named in a duplicate's `Action::Close`, and `DialOutcome::Handshaking`. The new
+/// fields are left out of a record when empty, so version 2 and 3 traces still replay (they
+/// hold none of these; an operator dial to an address whose session was still handshaking
+/// recorded `Connected` then and replays as `Handshaking`).
+pub const TRACE_FORMAT_VERSION: u32 = 4;
 /// Oldest trace format version [`TraceReader`] accepts.
 pub const TRACE_FORMAT_OLDEST: u32 = 2;
 

@@ -195,7 +195,7 @@ impl World {
                                 end.frames.extend(end.parser.drain().unwrap());
                             }
                         }
-                        Action::Close { conn, reason } => {
+                        Action::Close { conn, reason, .. } => {
                             if let Some(&(m, other)) = self.links.get(&(n, *conn)) {
                                 self.nodes[m].handle(
                                     self.now,

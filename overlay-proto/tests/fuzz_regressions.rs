@@ -52,7 +52,13 @@ fn operator_dials_stay_within_max_concurrent_dials() {
     let mut n = node(cfg);
     let mut outcomes = Vec::new();
     for port in [9171, 9255, 9000] {
-        n.handle(Instant::ZERO, Input::Dial { addr: addr(port) });
+        n.handle(
+            Instant::ZERO,
+            Input::Dial {
+                request: None,
+                addr: addr(port),
+            },
+        );
         let (connects, answers) = drain(&mut n);
         assert_eq!(answers.len(), 1, "one answer per Dial");
         outcomes.extend(answers);
@@ -67,7 +73,13 @@ fn operator_dials_stay_within_max_concurrent_dials() {
         (2, 2, 1)
     );
     // The same address as a dial in flight joins it, at the ceiling or not.
-    n.handle(Instant::ZERO, Input::Dial { addr: addr(9171) });
+    n.handle(
+        Instant::ZERO,
+        Input::Dial {
+            request: None,
+            addr: addr(9171),
+        },
+    );
     let (connects, answers) = drain(&mut n);
     assert_eq!(connects, 0);
     assert!(matches!(answers[..], [DialOutcome::Dialing(_)]));
@@ -82,13 +94,25 @@ fn a_refused_operator_dial_is_dialed_when_a_slot_frees() {
     cfg.max_concurrent_dials = 1;
     cfg.active_target = 2;
     let mut n = node(cfg);
-    n.handle(Instant::ZERO, Input::Dial { addr: addr(9001) });
+    n.handle(
+        Instant::ZERO,
+        Input::Dial {
+            request: None,
+            addr: addr(9001),
+        },
+    );
     let first = match n.poll_action() {
         Some(Action::Connect { dial, .. }) => dial,
         other => panic!("expected a Connect, got {other:?}"),
     };
     let _ = drain(&mut n);
-    n.handle(Instant::ZERO, Input::Dial { addr: addr(9002) });
+    n.handle(
+        Instant::ZERO,
+        Input::Dial {
+            request: None,
+            addr: addr(9002),
+        },
+    );
     let (connects, answers) = drain(&mut n);
     assert_eq!(
         (connects, answers),
@@ -132,6 +156,7 @@ fn discovered_addresses_stay_within_the_passive_capacity() {
         n.handle(
             Instant::ZERO,
             Input::Dial {
+                request: None,
                 addr: addr(10_000 + i),
             },
         );

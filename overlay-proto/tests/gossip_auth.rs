@@ -144,7 +144,7 @@ fn assert_closed_400(actions: &[Action], conn: u64, reason: RejectReason) {
     assert!(
         actions.iter().any(|a| matches!(
             a,
-            Action::Close { conn: c, reason: CloseReason::Violation(OverlayError::Malformed) }
+            Action::Close { conn: c, reason: CloseReason::Violation(OverlayError::Malformed), .. }
                 if c.0 == conn
         )),
         "closed as malformed: {actions:?}"

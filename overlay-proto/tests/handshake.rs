@@ -671,7 +671,13 @@ fn every_operator_dial_gets_an_answer_from_the_core() {
     let own = n.identity().listen_addr.unwrap();
     let other = SocketAddr::from(([127, 0, 0, 3], 9415));
     let answer = |n: &mut Node, addr| {
-        n.handle(Instant::ZERO, Input::Dial { addr });
+        n.handle(
+            Instant::ZERO,
+            Input::Dial {
+                request: None,
+                addr,
+            },
+        );
         let mut actions = Vec::new();
         while let Some(a) = n.poll_action() {
             actions.push(a);
@@ -679,7 +685,9 @@ fn every_operator_dial_gets_an_answer_from_the_core() {
         let answers: Vec<_> = actions
             .iter()
             .filter_map(|a| match a {
-                Action::DialAnswer { addr: at, outcome } if *at == addr => Some(*outcome),
+                Action::DialAnswer {
+                    addr: at, outcome, ..
+                } if *at == addr => Some(*outcome),
                 _ => None,
             })
             .collect();
@@ -713,7 +721,7 @@ fn every_operator_dial_gets_an_answer_from_the_core() {
     );
     while n.poll_action().is_some() {}
     let (outcome, _) = answer(&mut n, other);
-    assert_eq!(outcome, DialOutcome::Connected(ConnId(7)));
+    assert_eq!(outcome, DialOutcome::Handshaking(ConnId(7)));
     n.handle(Instant::ZERO, Input::Shutdown);
     while n.poll_action().is_some() {}
     let (outcome, _) = answer(&mut n, other);

@@ -214,7 +214,9 @@ impl Bed {
 
     fn closed(&self, conn: u64) -> Option<CloseReason> {
         self.actions.iter().find_map(|(_, a)| match a {
-            Action::Close { conn: c, reason } if *c == ConnId(conn) => Some(*reason),
+            Action::Close {
+                conn: c, reason, ..
+            } if *c == ConnId(conn) => Some(*reason),
             _ => None,
         })
     }
@@ -714,7 +716,10 @@ fn membership_hints_cannot_poison_the_passive_view() {
     let mut bed = Bed::new(open_config());
     // A dial proves who listens at 10.0.0.50:9415.
     let pinned: SocketAddr = "10.0.0.50:9415".parse().unwrap();
-    bed.input(Input::Dial { addr: pinned });
+    bed.input(Input::Dial {
+        request: None,
+        addr: pinned,
+    });
     let dial = bed
         .actions
         .iter()

@@ -212,6 +212,7 @@ fn to_input(op: &Op) -> Input {
             payload: Bytes::from_static(b"d"),
         },
         Op::Dial { port } => Input::Dial {
+            request: Some(u64::from(port)),
             addr: SocketAddr::from(([127, 0, 0, 2], port)),
         },
         Op::Shutdown => Input::Shutdown,

@@ -136,6 +136,13 @@ pub struct ScaleArgs {
     /// put off 240 ms while settled): on or off [default: off, the core's default]
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub tree_optimization: Option<bool>,
+    /// Every core's store_ttl (how long messages are kept for GRAFT answers), ms [default:
+    /// the core's]
+    #[arg(long, value_name = "MS")]
+    pub store_ttl_ms: Option<u64>,
+    /// Every core's store_bytes (bytes kept for GRAFT answers) [default: the core's]
+    #[arg(long, value_name = "BYTES")]
+    pub store_bytes: Option<usize>,
     /// Topics besides the default one (random senders only): each broadcast goes to one
     /// topic, from a random member; reliability is measured over the topic's members and
     /// what non-members receive is counted [default: 0]
@@ -212,6 +219,8 @@ impl ScaleArgs {
             attack_start_ms: self.attack_start_ms,
             scoring: self.scoring,
             tree_optimization: self.tree_optimization,
+            store_ttl_ms: self.store_ttl_ms,
+            store_bytes: self.store_bytes,
             topics: self.topics,
             members_percent: self.members_percent,
         }

@@ -261,7 +261,10 @@ pub fn describe_input(input: &Input) -> String {
                 payload.len()
             )
         }
-        Input::Dial { addr } => format!("dial {addr}"),
+        Input::Dial { request, addr } => match request {
+            Some(r) => format!("dial r{r} {addr}"),
+            None => format!("dial {addr}"),
+        },
         Input::PeersDiscovered { addrs } => {
             let list: Vec<String> = addrs.iter().take(4).map(ToString::to_string).collect();
             let more = if addrs.len() > 4 {
@@ -305,8 +308,26 @@ pub fn describe_action(action: &Action) -> String {
             Some(p) => format!("connect {dial} {addr} peer={}", p.short()),
             None => format!("connect {dial} {addr}"),
         },
-        Action::Close { conn, reason } => format!("close {conn} ({})", reason.label()),
-        Action::DialAnswer { addr, outcome } => format!("dial {addr}: {outcome:?}"),
+        Action::Close {
+            conn,
+            reason,
+            winner,
+        } => match winner {
+            Some(w) => format!("close {conn} ({}, winner {w})", reason.label()),
+            None => format!("close {conn} ({})", reason.label()),
+        },
+        Action::DialAnswer {
+            request,
+            addr,
+            outcome,
+        } => match request {
+            Some(r) => format!("dial r{r} {addr}: {outcome:?}"),
+            None => format!("dial {addr}: {outcome:?}"),
+        },
+        Action::DialResult { requests, result } => match result {
+            Ok(conn) => format!("dial_result {requests:?} {conn}"),
+            Err(e) => format!("dial_result {requests:?} error={}", e.label()),
+        },
         Action::Deliver(d) => format!("deliver id={} hops={}", short_id(&d.id), d.hops),
         Action::Validate { id, delivery } => {
             format!("validate v{id} id={}", short_id(&delivery.id))

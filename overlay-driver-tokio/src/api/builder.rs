@@ -14,11 +14,12 @@ use overlay_proto::trace::TraceHeader;
 use overlay_proto::{
     AuthConfig, Input, MacKey, Node, NodeConfig, NodeIdentity, OriginAuth, TopicId,
 };
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::{DeliveryLog, Overlay, OverlayError, Readiness, ReplayBounds, Shared};
 use crate::config::{DaemonConfig, DEV_KID};
+use crate::lazy_broadcast::LazySender;
 use crate::runtime::accept::{self, AcceptCtx};
 use crate::runtime::dial::DialCtx;
 use crate::runtime::metrics::DriverCounters;
@@ -446,13 +447,13 @@ impl<N: Net> OverlayBuilder<N> {
 
         let (bus_tx, bus_rx) = mpsc::channel(BUS_CAPACITY);
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
-        let deliveries = Arc::new(DeliveryLog::new(
+        let deliveries = Arc::new(DeliveryLog::keeping_on_demand(
             DeliveryLog::random_epoch(),
             replay,
             DELIVERY_CAPACITY,
         ));
-        let (directs, _) = broadcast::channel(DIRECT_CAPACITY);
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let directs = LazySender::new(DIRECT_CAPACITY);
+        let events = LazySender::new(EVENT_CAPACITY);
         let topics = Arc::new(crate::api::TopicBus::new(event_buffer));
         let (validations, validations_rx) =
             tokio::sync::mpsc::channel(cfg.validation_pending_max.max(1));
@@ -550,7 +551,7 @@ impl<N: Net> OverlayBuilder<N> {
                     if e.is_panic() {
                         counters.restart("node");
                         tracing::error!("the node task crashed; the overlay has stopped");
-                        let _ = events.send(super::KernelEvent::ServiceCrashed {
+                        events.send(super::KernelEvent::ServiceCrashed {
                             service: SERVICE.to_string(),
                             reason: "node task panicked".to_string(),
                         });

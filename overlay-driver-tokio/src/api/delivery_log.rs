@@ -11,11 +11,13 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use overlay_proto::Delivery;
 use tokio::sync::broadcast;
+
+use crate::lazy_broadcast::LazySender;
 
 /// A delivered message and its place in this run's delivery order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +120,11 @@ impl Default for ReplayBounds {
 struct Ring {
     /// The next sequence number to give.
     next_seq: u64,
-    kept: VecDeque<Sequenced>,
+    /// False until the first subscriber that can resume ([`DeliveryLog::subscribe_resumable`],
+    /// [`DeliveryLog::resume`]) when the log was made with [`DeliveryLog::keeping_on_demand`]:
+    /// until then nothing is copied or kept.
+    keeping: bool,
+    kept: VecDeque<Arc<Sequenced>>,
     kept_bytes: usize,
 }
 
@@ -127,7 +133,9 @@ pub struct DeliveryLog {
     epoch: u32,
     bounds: ReplayBounds,
     ring: Mutex<Ring>,
-    live: broadcast::Sender<Sequenced>,
+    /// Live subscribers get each delivery behind an `Arc`: a slot of the channel is a pointer,
+    /// not the whole delivery (the slots are allocated up front, by the first subscriber).
+    live: LazySender<Arc<Sequenced>>,
 }
 
 impl fmt::Debug for DeliveryLog {
@@ -140,19 +148,40 @@ impl fmt::Debug for DeliveryLog {
 }
 
 impl DeliveryLog {
-    /// A log for a run with this `epoch`; live subscribers may fall `live_capacity` messages
-    /// behind before they lose the oldest.
+    /// A log for a run with this `epoch` that keeps deliveries for resuming from the start;
+    /// live subscribers may fall `live_capacity` messages behind before they lose the oldest.
     pub fn new(epoch: u32, bounds: ReplayBounds, live_capacity: usize) -> DeliveryLog {
-        let (live, _) = broadcast::channel(live_capacity.max(1));
+        Self::with_keeping(epoch, bounds, live_capacity, true)
+    }
+
+    /// Like [`DeliveryLog::new`], but the replay ring keeps nothing (and allocates nothing)
+    /// until the first subscriber that can resume ([`DeliveryLog::subscribe_resumable`] or
+    /// [`DeliveryLog::resume`]): a node nobody streams from with resumable cursors holds no
+    /// copies. What was delivered before that counts as missed in a later resume.
+    pub fn keeping_on_demand(
+        epoch: u32,
+        bounds: ReplayBounds,
+        live_capacity: usize,
+    ) -> DeliveryLog {
+        Self::with_keeping(epoch, bounds, live_capacity, false)
+    }
+
+    fn with_keeping(
+        epoch: u32,
+        bounds: ReplayBounds,
+        live_capacity: usize,
+        keeping: bool,
+    ) -> DeliveryLog {
         DeliveryLog {
             epoch,
             bounds,
             ring: Mutex::new(Ring {
                 next_seq: 1,
+                keeping,
                 kept: VecDeque::new(),
                 kept_bytes: 0,
             }),
-            live,
+            live: LazySender::new(live_capacity),
         }
     }
 
@@ -193,7 +222,10 @@ impl DeliveryLog {
         };
         ring.next_seq += 1;
         let size = delivery.payload.len();
-        let keep = self.bounds.events > 0 && size <= self.bounds.bytes;
+        let keep = ring.keeping && self.bounds.events > 0 && size <= self.bounds.bytes;
+        if !keep && self.live.receiver_count() == 0 {
+            return cursor;
+        }
         let delivery = if keep {
             Delivery {
                 payload: Bytes::copy_from_slice(&delivery.payload),
@@ -202,7 +234,7 @@ impl DeliveryLog {
         } else {
             delivery
         };
-        let item = Sequenced { cursor, delivery };
+        let item = Arc::new(Sequenced { cursor, delivery });
         if keep {
             while ring.kept.len() >= self.bounds.events
                 || ring.kept_bytes + size > self.bounds.bytes
@@ -213,28 +245,37 @@ impl DeliveryLog {
                 ring.kept_bytes -= old.delivery.payload.len();
             }
             ring.kept_bytes += size;
-            ring.kept.push_back(item.clone());
+            ring.kept.push_back(Arc::clone(&item));
         }
         // No subscriber is fine. Sent under the lock so a resume sees each message either in
         // its replay or on its live feed, never both, never neither.
-        let _ = self.live.send(item);
+        self.live.send(item);
         cursor
     }
 
     /// A live feed of what is published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Sequenced> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Sequenced>> {
+        self.live.subscribe()
+    }
+
+    /// A live feed of what is published from now on, for a subscriber that may later
+    /// [`DeliveryLog::resume`] from one of its cursors: the replay ring keeps deliveries
+    /// from now on.
+    pub fn subscribe_resumable(&self) -> broadcast::Receiver<Arc<Sequenced>> {
+        let mut ring = self.ring();
+        ring.keeping = true;
         self.live.subscribe()
     }
 
     /// A live feed plus what was published after `after` (`None`: from the start of this
     /// run): the messages still kept and the count of those no longer kept. A cursor of
     /// another run counts as the start of this one; one this run has not issued yet is
-    /// refused.
+    /// refused. The replay ring keeps deliveries from now on.
     pub fn resume(
         &self,
         after: Option<Cursor>,
-    ) -> Result<(broadcast::Receiver<Sequenced>, Replay), CursorError> {
-        let ring = self.ring();
+    ) -> Result<(broadcast::Receiver<Arc<Sequenced>>, Replay), CursorError> {
+        let mut ring = self.ring();
         let last = ring.next_seq - 1;
         let after_seq = match after {
             Some(c) if c.epoch == self.epoch => {
@@ -245,14 +286,15 @@ impl DeliveryLog {
             }
             _ => 0,
         };
+        ring.keeping = true;
         let messages: Vec<Sequenced> = ring
             .kept
             .iter()
             .filter(|m| m.cursor.seq > after_seq)
-            .cloned()
+            .map(|m| Sequenced::clone(m))
             .collect();
         // Everything after the cursor that is not replayed: evicted, or never kept (larger
-        // than the byte bound).
+        // than the byte bound, or delivered before anyone could resume).
         let missed = (last - after_seq).saturating_sub(messages.len() as u64);
         Ok((self.live.subscribe(), Replay { missed, messages }))
     }
@@ -260,6 +302,12 @@ impl DeliveryLog {
     /// Live subscribers now.
     pub fn receiver_count(&self) -> usize {
         self.live.receiver_count()
+    }
+
+    /// Deliveries the replay ring holds now, and their payload bytes.
+    pub fn kept(&self) -> (usize, usize) {
+        let ring = self.ring();
+        (ring.kept.len(), ring.kept_bytes)
     }
 }
 
@@ -377,5 +425,28 @@ mod tests {
         }
         let (_, r) = log.resume(Some(Cursor { epoch: 1, seq: 1 })).unwrap();
         assert_eq!((r.missed, seqs(&r)), (2, vec![]));
+    }
+
+    #[test]
+    fn an_on_demand_ring_keeps_nothing_until_a_resumable_subscriber() {
+        let log = DeliveryLog::keeping_on_demand(1, ReplayBounds::default(), 16);
+        log.publish(delivery(1, 10));
+        let _plain = log.subscribe();
+        log.publish(delivery(2, 10));
+        assert_eq!(log.kept(), (0, 0), "a plain live subscriber needs no ring");
+        let mut live = log.subscribe_resumable();
+        log.publish(delivery(3, 10));
+        assert_eq!(log.kept(), (1, 10));
+        assert_eq!(live.try_recv().unwrap().cursor.seq, 3);
+        let (_, r) = log.resume(None).unwrap();
+        assert_eq!((r.missed, seqs(&r)), (2, vec![3]));
+        // A resume arms it too.
+        let log = DeliveryLog::keeping_on_demand(2, ReplayBounds::default(), 16);
+        log.publish(delivery(1, 10));
+        let (_, r) = log.resume(None).unwrap();
+        assert_eq!((r.missed, seqs(&r)), (1, vec![]));
+        log.publish(delivery(2, 10));
+        let (_, r) = log.resume(Some(Cursor { epoch: 2, seq: 1 })).unwrap();
+        assert_eq!((r.missed, seqs(&r)), (0, vec![2]));
     }
 }

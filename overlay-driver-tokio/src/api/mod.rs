@@ -188,8 +188,8 @@ async fn resolve_host_port(text: String) -> Result<Vec<SocketAddr>, OverlayError
 struct Shared {
     cmd: mpsc::Sender<Command>,
     deliveries: Arc<DeliveryLog>,
-    directs: broadcast::Sender<DirectMessage>,
-    events: broadcast::Sender<KernelEvent>,
+    directs: crate::lazy_broadcast::LazySender<DirectMessage>,
+    events: crate::lazy_broadcast::LazySender<KernelEvent>,
     topics: Arc<TopicBus>,
     /// Taken by the first [`Overlay::validator`] call.
     validator: std::sync::Mutex<Option<Validator>>,
@@ -446,10 +446,21 @@ impl Overlay {
         self.subscription(self.shared.deliveries.subscribe())
     }
 
+    /// Like [`Overlay::deliveries`], for a subscriber that may later [`Overlay::resume`] from
+    /// one of its cursors ([`Subscription::recv_sequenced`]; the HTTP `GET /v1/gossip`
+    /// stream): from the first such call on, the node keeps its newest deliveries (the
+    /// builder's [`ReplayBounds`]) for resuming. Until then it keeps none, so a node that
+    /// never serves resumable subscribers holds no copies.
+    pub fn resumable_deliveries(&self) -> Subscription {
+        self.subscription(self.shared.deliveries.subscribe_resumable())
+    }
+
     /// Resumes a subscription after `after` (the [`Cursor`] of the last message received;
     /// `None`: from the start of this run): what was delivered since and is still kept (at
-    /// most the builder's [`ReplayBounds`]), how many messages since are no longer kept, and
-    /// the live subscription from there on, with no message in both and none lost in between.
+    /// most the builder's [`ReplayBounds`], and only what was delivered after the first
+    /// [`Overlay::resumable_deliveries`] or `resume` call), how many messages since are not
+    /// kept, and the live subscription from there on, with no message in both and none lost
+    /// in between.
     ///
     /// # Errors
     /// [`CursorError::Ahead`] for a cursor of this run that was never issued.
@@ -458,7 +469,7 @@ impl Overlay {
         Ok((self.subscription(rx), replay))
     }
 
-    fn subscription(&self, rx: broadcast::Receiver<Sequenced>) -> Subscription {
+    fn subscription(&self, rx: broadcast::Receiver<Arc<Sequenced>>) -> Subscription {
         Subscription {
             feed: Feed {
                 rx,
@@ -687,7 +698,7 @@ impl<T: Clone> Feed<T> {
 
 /// Gossip messages of the default topic delivered to this node ([`Overlay::deliveries`]).
 pub struct Subscription {
-    feed: Feed<Sequenced>,
+    feed: Feed<Arc<Sequenced>>,
 }
 
 impl fmt::Debug for Subscription {
@@ -700,13 +711,16 @@ impl Subscription {
     /// The next delivery, or `None` once the node has stopped and everything delivered before
     /// was received.
     pub async fn recv(&mut self) -> Option<Delivery> {
-        self.feed.recv().await.map(|m| m.delivery)
+        self.feed
+            .recv()
+            .await
+            .map(|m| Arc::unwrap_or_clone(m).delivery)
     }
 
     /// The next delivery with its [`Cursor`] (a jump in the sequence numbers means this
     /// subscriber fell behind and lost the messages in between).
     pub async fn recv_sequenced(&mut self) -> Option<Sequenced> {
-        self.feed.recv().await
+        self.feed.recv().await.map(Arc::unwrap_or_clone)
     }
 
     /// Messages this subscription lost so far by falling behind (the oldest are dropped when

@@ -23,6 +23,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::{mpsc, watch};
 
 use super::{Overlay, OverlayError};
+use crate::lazy_broadcast::LazySender;
 use crate::runtime::metrics::DriverCounters;
 use crate::runtime::node_task::Command;
 
@@ -64,7 +65,8 @@ pub struct Topic {
 /// a topic only when nobody holds it. Shared by the API and the node task; its lock is never
 /// held across an `.await`.
 pub(crate) struct TopicBus {
-    default: broadcast::Sender<Event>,
+    /// The default topic's readers: its slots are allocated by the first one.
+    default: LazySender<Event>,
     buffer: usize,
     others: Mutex<BTreeMap<TopicId, Channel>>,
 }
@@ -85,7 +87,7 @@ impl TopicBus {
     pub(crate) fn new(buffer: usize) -> TopicBus {
         let buffer = buffer.max(1);
         TopicBus {
-            default: broadcast::channel(buffer).0,
+            default: LazySender::new(buffer),
             buffer,
             others: Mutex::new(BTreeMap::new()),
         }
@@ -176,9 +178,7 @@ impl TopicBus {
     /// Sends an event to `topic`'s readers (none is fine).
     pub(crate) fn send(&self, topic: TopicId, event: Event) {
         if topic.is_default() {
-            if self.default.receiver_count() > 0 {
-                let _ = self.default.send(event);
-            }
+            self.default.send(event);
             return;
         }
         if let Some(c) = self.lock().get(&topic) {
@@ -190,7 +190,7 @@ impl TopicBus {
 
     /// Sends a session event to the readers of every topic.
     pub(crate) fn send_all(&self, event: &Event) {
-        let _ = self.default.send(event.clone());
+        self.default.send(event.clone());
         for c in self.lock().values() {
             let _ = c.tx.send(event.clone());
         }

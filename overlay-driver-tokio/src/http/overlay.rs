@@ -94,7 +94,7 @@ impl OverlayApi for Overlay {
     }
 
     fn subscribe(&self) -> Subscription {
-        Overlay::deliveries(self)
+        Overlay::resumable_deliveries(self)
     }
 
     fn resume(&self, after: Option<Cursor>) -> Result<(Subscription, Replay), CursorError> {

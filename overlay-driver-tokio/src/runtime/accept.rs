@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use overlay_proto::{ConnId, Direction};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout_at, Instant as TokioInstant};
 use tokio_rustls::TlsAcceptor;
@@ -36,7 +36,7 @@ pub(crate) struct AcceptCtx<N: Net> {
     pub(crate) http: Option<HttpHandler<N::Stream>>,
     pub(crate) next_conn: Arc<AtomicU64>,
     pub(crate) stop: Arc<StopSignal>,
-    pub(crate) events: broadcast::Sender<KernelEvent>,
+    pub(crate) events: crate::lazy_broadcast::LazySender<KernelEvent>,
     pub(crate) seed: u64,
     /// Connections before START, in total and per IP (`max_preauth`, `max_preauth_per_ip`).
     pub(crate) preauth: PreAuthGate,
@@ -80,7 +80,7 @@ pub(crate) async fn supervise<N: Net>(ctx: AcceptCtx<N>) {
             Err(e) if e.is_panic() => {
                 ctx.counters.restart("accept");
                 tracing::error!("accept loop crashed; restarting in about {delay:?}");
-                let _ = ctx.events.send(KernelEvent::ServiceCrashed {
+                ctx.events.send(KernelEvent::ServiceCrashed {
                     service: super::SERVICE.to_string(),
                     reason: "accept loop panicked (restarted)".to_string(),
                 });

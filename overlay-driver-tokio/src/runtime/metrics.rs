@@ -225,6 +225,15 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
                 .absolute(*n);
         }
     }
+    let evictions = &stats.store_evictions;
+    for (reason, n) in [
+        ("expired", evictions.expired),
+        ("over_bytes", evictions.over_bytes),
+        ("over_count", evictions.over_count),
+        ("too_large", evictions.too_large),
+    ] {
+        metrics::counter!("overlay_store_evictions_total", "reason" => reason).absolute(n);
+    }
     metrics::gauge!("overlay_preauth_connections").set(stats.preauth_sessions as f64);
     metrics::gauge!("overlay_bans_active").set(stats.bans_active as f64);
     metrics::gauge!("overlay_peer_score_min").set(stats.lowest_score);

@@ -15,7 +15,7 @@ use overlay_proto::{
     NodeStats, OverlayError as CoreError, PeerId, ReconfigureError, SessionEvent, SessionInfo,
     SessionState, TopicId,
 };
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, Id as TaskId, JoinError, JoinHandle, JoinSet};
 use tokio::time::{sleep_until, Instant as TokioInstant};
 use tracing::Instrument as _;
@@ -120,8 +120,8 @@ pub(crate) type DialWaiter = oneshot::Sender<Result<SessionHandle, OverlayError>
 /// Where the node task publishes what the application sees.
 pub(crate) struct Outputs {
     pub(crate) deliveries: Arc<crate::api::DeliveryLog>,
-    pub(crate) directs: broadcast::Sender<DirectMessage>,
-    pub(crate) events: broadcast::Sender<KernelEvent>,
+    pub(crate) directs: crate::lazy_broadcast::LazySender<DirectMessage>,
+    pub(crate) events: crate::lazy_broadcast::LazySender<KernelEvent>,
     /// Messages waiting for the application's verdict ([`crate::api::Validator`]); when it is
     /// full or nobody listens the core's deadline settles them.
     pub(crate) validations: mpsc::Sender<crate::api::PendingValidation>,
@@ -186,19 +186,17 @@ pub(crate) struct NodeTask<N: Net> {
     task_ids: HashMap<TaskId, (ConnId, Side)>,
     dials: JoinSet<DialOutcome<N::Stream>>,
     dial_tasks: HashMap<TaskId, DialId>,
-    dial_addrs: HashMap<DialId, SocketAddr>,
     pending: VecDeque<Input>,
     next_request: u64,
     broadcasts: HashMap<u64, oneshot::Sender<Result<MessageId, CoreError>>>,
     sends: HashMap<u64, oneshot::Sender<Result<(), CoreError>>>,
-    dial_waiters: HashMap<DialId, Vec<DialWaiter>>,
-    /// The caller of the `Input::Dial` being handled, until the core's `DialAnswer`.
-    pending_dial: Option<DialWaiter>,
+    /// Callers of `Input::Dial`, by request tag, until the core's final answer
+    /// (`DialAnswer`, `SessionEvent::Up` or `DialResult`).
+    dials_waiting: HashMap<u64, DialWaiter>,
     /// The caller of the `Input::Reconfigure` being handled (answered while draining).
     pending_reconfigure: Option<oneshot::Sender<Result<LiveSettings, ReconfigureError>>>,
     /// The caller of the `Input::Join` / `Input::Leave` being handled.
     pending_topic: Option<oneshot::Sender<Result<bool, CoreError>>>,
-    conn_waiters: HashMap<ConnId, Vec<DialWaiter>>,
     out: Outputs,
     counters: Arc<DriverCounters>,
     trace: Option<TraceSink>,
@@ -220,22 +218,6 @@ async fn sleep_until_opt(at: Option<TokioInstant>) {
     }
 }
 
-/// The API error for a connection the core closed while a dial waited on it.
-fn close_error(reason: CloseReason) -> OverlayError {
-    match reason {
-        CloseReason::Violation(e) | CloseReason::PeerError(e) => OverlayError::from(e),
-        CloseReason::HandshakeTimeout | CloseReason::Stalled => OverlayError::Timeout,
-        CloseReason::PeerUnresponsive => OverlayError::Timeout,
-        CloseReason::Banned => OverlayError::Forbidden,
-        CloseReason::TokenExpired => OverlayError::Unauthorized,
-        CloseReason::Shutdown => OverlayError::ShuttingDown,
-        CloseReason::Duplicate
-        | CloseReason::SelfConnection
-        | CloseReason::Trimmed
-        | CloseReason::TransportClosed => OverlayError::Refused,
-    }
-}
-
 impl<N: Net> NodeTask<N> {
     pub(crate) fn new(parts: NodeTaskParts<N>) -> Self {
         NodeTask {
@@ -252,16 +234,13 @@ impl<N: Net> NodeTask<N> {
             task_ids: HashMap::new(),
             dials: JoinSet::new(),
             dial_tasks: HashMap::new(),
-            dial_addrs: HashMap::new(),
             pending: VecDeque::new(),
             next_request: 1,
             broadcasts: HashMap::new(),
             sends: HashMap::new(),
-            dial_waiters: HashMap::new(),
-            pending_dial: None,
+            dials_waiting: HashMap::new(),
             pending_reconfigure: None,
             pending_topic: None,
-            conn_waiters: HashMap::new(),
             out: parts.out,
             counters: parts.counters,
             trace: parts.trace,
@@ -480,12 +459,6 @@ impl<N: Net> NodeTask<N> {
                 preauth,
             },
         );
-        if let Some(d) = dial {
-            self.dial_addrs.remove(&d);
-            if let Some(waiters) = self.dial_waiters.remove(&d) {
-                self.conn_waiters.entry(conn).or_default().extend(waiters);
-            }
-        }
         let input = match peer {
             Some(peer) => Input::ConnectionUp {
                 conn,
@@ -516,10 +489,6 @@ impl<N: Net> NodeTask<N> {
             Side::Reader => {}
         }
         drop(entry);
-        self.fail_conn_waiters(
-            conn,
-            error.map_or(OverlayError::Refused, OverlayError::from),
-        );
         self.input(Input::ConnectionClosed { conn, error }, None);
     }
 
@@ -530,10 +499,6 @@ impl<N: Net> NodeTask<N> {
             return;
         };
         entry.abort();
-        self.fail_conn_waiters(
-            conn,
-            error.map_or(OverlayError::Refused, OverlayError::from),
-        );
         self.pending
             .push_back(Input::ConnectionClosed { conn, error });
     }
@@ -560,12 +525,6 @@ impl<N: Net> NodeTask<N> {
     }
 
     fn dial_failed(&mut self, dial: DialId, error: CoreError) {
-        self.dial_addrs.remove(&dial);
-        if let Some(waiters) = self.dial_waiters.remove(&dial) {
-            for w in waiters {
-                let _ = w.send(Err(OverlayError::from(error)));
-            }
-        }
         self.input(Input::DialFailed { dial, error }, None);
     }
 
@@ -592,7 +551,7 @@ impl<N: Net> NodeTask<N> {
     fn crashed(&self, task: &'static str, reason: &str) {
         self.counters.restart(task);
         tracing::error!(task, "{reason}");
-        let _ = self.out.events.send(KernelEvent::ServiceCrashed {
+        self.out.events.send(KernelEvent::ServiceCrashed {
             service: SERVICE.to_string(),
             reason: format!("{task}: {reason}"),
         });
@@ -705,40 +664,46 @@ impl<N: Net> NodeTask<N> {
         id
     }
 
-    /// `Input::Dial`; the core answers with `Action::DialAnswer` (handled while draining), which
-    /// attaches the caller to the dial, to the existing session, or fails it.
+    /// `Input::Dial` tagged with a request; the core answers that tag (`DialAnswer`, then
+    /// `SessionEvent::Up` or `DialResult` when the first answer is not final).
     fn on_dial_command(&mut self, addr: SocketAddr, reply: DialWaiter) {
         if self.ready.state() == ReadyState::ShuttingDown {
             let _ = reply.send(Err(OverlayError::ShuttingDown));
             return;
         }
-        self.pending_dial = Some(reply);
-        self.input(Input::Dial { addr }, None);
-        if let Some(reply) = self.pending_dial.take() {
-            // The core answers every `Input::Dial`; this is a guard, not a path.
-            let _ = reply.send(Err(OverlayError::Refused));
-        }
+        let request = self.next_request();
+        self.dials_waiting.insert(request, reply);
+        self.input(
+            Input::Dial {
+                request: Some(request),
+                addr,
+            },
+            None,
+        );
     }
 
-    fn on_dial_answer(&mut self, outcome: CoreDialOutcome) {
-        let Some(reply) = self.pending_dial.take() else {
-            return;
+    fn on_dial_answer(&mut self, request: Option<u64>, outcome: CoreDialOutcome) {
+        let answer = match outcome {
+            CoreDialOutcome::Dialing(_) | CoreDialOutcome::Handshaking(_) => return,
+            CoreDialOutcome::Connected(conn) => Ok(conn),
+            CoreDialOutcome::Refused(e) => Err(e),
         };
-        match outcome {
-            CoreDialOutcome::Dialing(dial) => {
-                self.dial_waiters.entry(dial).or_default().push(reply)
-            }
-            CoreDialOutcome::Connected(conn) => match self.conns.get(&conn) {
-                Some(entry) if entry.running => {
-                    let _ = reply.send(self.session_handle(conn));
-                }
-                Some(_) => self.conn_waiters.entry(conn).or_default().push(reply),
-                None => {
-                    let _ = reply.send(Err(OverlayError::NotConnected));
-                }
-            },
-            CoreDialOutcome::Refused(e) => {
-                let _ = reply.send(Err(e.into()));
+        self.answer_dials(request, answer);
+    }
+
+    /// Forwards the core's final answer to the callers of these dial tags.
+    fn answer_dials(
+        &mut self,
+        requests: impl IntoIterator<Item = u64>,
+        answer: Result<ConnId, CoreError>,
+    ) {
+        for request in requests {
+            if let Some(reply) = self.dials_waiting.remove(&request) {
+                let _ = reply.send(
+                    answer
+                        .map_err(OverlayError::from)
+                        .and_then(|conn| self.session_handle(conn)),
+                );
             }
         }
     }
@@ -755,14 +720,6 @@ impl<N: Net> NodeTask<N> {
             entry.kx_group.clone(),
             cmd,
         ))
-    }
-
-    fn fail_conn_waiters(&mut self, conn: ConnId, error: OverlayError) {
-        if let Some(waiters) = self.conn_waiters.remove(&conn) {
-            for w in waiters {
-                let _ = w.send(Err(error.clone()));
-            }
-        }
     }
 
     fn begin_shutdown(&mut self) {
@@ -787,10 +744,16 @@ impl<N: Net> NodeTask<N> {
                     self.dials
                         .spawn(dial::dial(Arc::clone(&self.dial_ctx), dial, addr, peer));
                 self.dial_tasks.insert(task.id(), dial);
-                self.dial_addrs.insert(dial, addr);
             }
-            Action::Close { conn, reason } => self.close(conn, reason),
-            Action::DialAnswer { outcome, .. } => self.on_dial_answer(outcome),
+            Action::Close {
+                conn,
+                reason,
+                winner,
+            } => self.close(conn, reason, winner),
+            Action::DialAnswer {
+                request, outcome, ..
+            } => self.on_dial_answer(request, outcome),
+            Action::DialResult { requests, result } => self.answer_dials(requests, result),
             Action::Deliver(delivery) => {
                 if let Some(at) = read_at {
                     rt_metrics::latency("deliver", at.elapsed());
@@ -822,7 +785,7 @@ impl<N: Net> NodeTask<N> {
                 }
             }
             Action::DirectMessage { from, payload } => {
-                let _ = self.out.directs.send(DirectMessage {
+                self.out.directs.send(DirectMessage {
                     from,
                     payload,
                     client: None,
@@ -830,7 +793,7 @@ impl<N: Net> NodeTask<N> {
             }
             Action::ClientMessage { client, payload } => {
                 let from = self.node.identity().peer_id;
-                let _ = self.out.directs.send(DirectMessage {
+                self.out.directs.send(DirectMessage {
                     from,
                     payload,
                     client: Some(client),
@@ -878,7 +841,7 @@ impl<N: Net> NodeTask<N> {
                     ready,
                     missing: saturated,
                 });
-                let _ = self.out.events.send(KernelEvent::Health {
+                self.out.events.send(KernelEvent::Health {
                     service: SERVICE.to_string(),
                     ok: ready,
                 });
@@ -891,11 +854,6 @@ impl<N: Net> NodeTask<N> {
             Action::ShutdownComplete => {
                 self.drain_until = Some(TokioInstant::now() + self.timeouts.drain);
                 self.dials.abort_all();
-                for (_, waiters) in self.dial_waiters.drain() {
-                    for w in waiters {
-                        let _ = w.send(Err(OverlayError::ShuttingDown));
-                    }
-                }
             }
         }
     }
@@ -930,50 +888,15 @@ impl<N: Net> NodeTask<N> {
         }
     }
 
-    fn close(&mut self, conn: ConnId, reason: CloseReason) {
-        if reason == CloseReason::Duplicate {
-            self.redirect_waiters(conn);
-        } else {
-            self.fail_conn_waiters(conn, close_error(reason));
+    fn close(&mut self, conn: ConnId, reason: CloseReason, winner: Option<ConnId>) {
+        if let Some(winner) = winner {
+            tracing::debug!(%conn, %winner, reason = reason.label(), "closing the duplicate");
         }
         let Some(entry) = self.conns.get(&conn) else {
             return;
         };
         if entry.writer.try_send(WriterMsg::Close).is_err() {
             self.kill_conn(conn, None);
-        }
-    }
-
-    /// A dial whose connection lost the duplicate tie-break: the caller gets the session that
-    /// won.
-    fn redirect_waiters(&mut self, conn: ConnId) {
-        let Some(waiters) = self.conn_waiters.remove(&conn) else {
-            return;
-        };
-        let Some(peer) = self.conns.get(&conn).and_then(|e| e.peer) else {
-            for w in waiters {
-                let _ = w.send(Err(OverlayError::Refused));
-            }
-            return;
-        };
-        let winner = self
-            .conns
-            .iter()
-            .filter(|(c, e)| **c != conn && e.peer == Some(peer))
-            .map(|(c, e)| (*c, e.running))
-            .max_by_key(|(c, running)| (*running, *c));
-        match winner {
-            Some((other, true)) => {
-                for w in waiters {
-                    let _ = w.send(self.session_handle(other));
-                }
-            }
-            Some((other, false)) => self.conn_waiters.entry(other).or_default().extend(waiters),
-            None => {
-                for w in waiters {
-                    let _ = w.send(Err(OverlayError::Refused));
-                }
-            }
         }
     }
 
@@ -986,7 +909,7 @@ impl<N: Net> NodeTask<N> {
                     rt_metrics::kx_group(entry.kx_group.as_deref());
                 }
                 tracing::info!(%conn, %remote, "client session up");
-                let _ = self.out.events.send(KernelEvent::ClientUp {
+                self.out.events.send(KernelEvent::ClientUp {
                     client: conn,
                     remote,
                 });
@@ -996,7 +919,7 @@ impl<N: Net> NodeTask<N> {
                     entry.running = false;
                 }
                 tracing::info!(%conn, reason = reason.label(), "client session down");
-                let _ = self.out.events.send(KernelEvent::ClientDown {
+                self.out.events.send(KernelEvent::ClientDown {
                     client: conn,
                     reason: reason.label().to_string(),
                 });
@@ -1006,27 +929,28 @@ impl<N: Net> NodeTask<N> {
 
     fn on_session_event(&mut self, event: SessionEvent) {
         match event {
-            SessionEvent::Up { conn, peer, .. } => {
+            SessionEvent::Up {
+                conn,
+                peer,
+                requests,
+                ..
+            } => {
                 if let Some(entry) = self.conns.get_mut(&conn) {
                     entry.running = true;
                     entry.preauth = None;
                     rt_metrics::kx_group(entry.kx_group.as_deref());
                 }
                 tracing::info!(%conn, %peer, "session up");
-                let _ = self.out.events.send(KernelEvent::SessionUp { peer });
+                self.out.events.send(KernelEvent::SessionUp { peer });
                 self.out.topics.send_all(&TopicEvent::NeighborUp(peer));
-                if let Some(waiters) = self.conn_waiters.remove(&conn) {
-                    for w in waiters {
-                        let _ = w.send(self.session_handle(conn));
-                    }
-                }
+                self.answer_dials(requests, Ok(conn));
             }
             SessionEvent::Down { conn, peer, reason } => {
                 if let Some(entry) = self.conns.get_mut(&conn) {
                     entry.running = false;
                 }
                 tracing::info!(%conn, %peer, reason = reason.label(), "session down");
-                let _ = self.out.events.send(KernelEvent::SessionDown {
+                self.out.events.send(KernelEvent::SessionDown {
                     peer,
                     reason: reason.label().to_string(),
                 });
@@ -1050,8 +974,7 @@ impl<N: Net> NodeTask<N> {
         for (_, entry) in self.conns.drain() {
             entry.abort();
         }
-        self.conn_waiters.clear();
-        self.dial_waiters.clear();
+        self.dials_waiting.clear();
         self.mirror();
         if let Some(trace) = self.trace.take() {
             trace.finish().await;
@@ -1063,7 +986,7 @@ impl<N: Net> NodeTask<N> {
             .filter(|s| s.state != SessionState::Closing)
             .count();
         tracing::info!(sessions_open, "overlay stopped");
-        let _ = self.out.events.send(KernelEvent::Health {
+        self.out.events.send(KernelEvent::Health {
             service: SERVICE.to_string(),
             ok: false,
         });

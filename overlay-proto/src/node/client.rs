@@ -135,6 +135,7 @@ impl Node {
             self.actions.push_back(Action::Close {
                 conn,
                 reason: CloseReason::Duplicate,
+                winner: None,
             });
             return;
         }
@@ -288,7 +289,11 @@ impl Node {
                 .push_back(Action::Client(ClientEvent::Down { conn, reason }));
         }
         if !transport_gone {
-            self.actions.push_back(Action::Close { conn, reason });
+            self.actions.push_back(Action::Close {
+                conn,
+                reason,
+                winner: None,
+            });
         }
     }
 

@@ -637,7 +637,7 @@ impl Node {
             (TopicId::LEN, Kind::TopicGossip)
         };
         for id in ids {
-            let Some(stored) = self.cache.get(&id).cloned() else {
+            let Some(stored) = self.cache.get(&id) else {
                 if !self.cache.contains(&id) {
                     // Never seen here, so never announced by us.
                     flood += 1;

@@ -48,16 +48,20 @@ impl Node {
         kx_group: Option<String>,
     ) {
         let now = self.now;
+        let mut waiting = Vec::new();
         if let Some(d) = dial {
             self.dials.remove(&d);
+            waiting = self.dial_requests.remove(&d).unwrap_or_default();
         }
         if self.by_conn.contains_key(&conn) {
             // A driver bug: the handle is in use. Refuse the newcomer without touching the
             // existing session.
             self.stats.rejected.bump(RejectReason::Duplicate);
+            self.settle_dial_requests(waiting, Err(OverlayError::Refused));
             self.actions.push_back(Action::Close {
                 conn,
                 reason: CloseReason::Duplicate,
+                winner: None,
             });
             return;
         }
@@ -81,7 +85,8 @@ impl Node {
             dial,
             kx_group,
         };
-        let session = Session::new(now, info, rate, control, self.default_grant());
+        let mut session = Session::new(now, info, rate, control, self.default_grant());
+        session.dial_requests = waiting;
         let key = self.insert_session(session);
         if peer == self.identity.peer_id {
             self.passive.remove(&remote);
@@ -148,7 +153,8 @@ impl Node {
     }
 
     /// Two sessions with one peer: keep the one dialed by the smaller peer id (both sides
-    /// agree on that). Returns true when the new session survives.
+    /// agree on that). Returns true when the new session survives. Callers waiting on the
+    /// loser move to the winner (answered now when it already runs).
     fn resolve_duplicate(&mut self, existing: SessionKey, new: SessionKey) -> bool {
         let me = self.identity.peer_id;
         let dialer = |node: &Node, key: SessionKey| {
@@ -164,13 +170,28 @@ impl Node {
         let new_ok = dialer(self, new) == Some(preferred);
         let old_ok = dialer(self, existing) == Some(preferred);
         self.stats.rejected.bump(RejectReason::Duplicate);
-        if new_ok && !old_ok {
-            self.close_session(existing, CloseReason::Duplicate);
-            true
+        let new_wins = new_ok && !old_ok;
+        let (winner, loser) = if new_wins {
+            (new, existing)
         } else {
-            self.close_session(new, CloseReason::Duplicate);
-            false
+            (existing, new)
+        };
+        let waiting = self
+            .session_mut(loser)
+            .map(|s| std::mem::take(&mut s.dial_requests))
+            .unwrap_or_default();
+        let mut winner_conn = None;
+        if let Some(w) = self.session_mut(winner) {
+            winner_conn = Some(w.conn);
+            if w.is_running() {
+                let conn = w.conn;
+                self.settle_dial_requests(waiting, Ok(conn));
+            } else {
+                w.dial_requests.extend(waiting);
+            }
         }
+        self.close_session_for(loser, CloseReason::Duplicate, winner_conn);
+        new_wins
     }
 
     fn hello_overlay(&self) -> HelloOverlay {
@@ -450,6 +471,7 @@ impl Node {
             peer: s.peer,
             direction: s.direction,
             dial: s.dial,
+            requests: std::mem::take(&mut s.dial_requests),
         };
         let (peer, listen) = (s.peer, s.listen);
         if let Some(ip) = released {

@@ -166,6 +166,11 @@ impl Node {
         self.shutting_down = true;
         self.flush_lazy();
         self.dials.clear();
+        let waiting: Vec<u64> = std::mem::take(&mut self.dial_requests)
+            .into_values()
+            .flatten()
+            .collect();
+        self.settle_dial_requests(waiting, Err(crate::error::OverlayError::ShuttingDown));
         for key in 0..self.sessions.len() {
             if self.session(key).is_some() {
                 self.close_session(key, CloseReason::Shutdown);

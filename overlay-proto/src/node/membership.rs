@@ -10,38 +10,89 @@ use super::{Node, SessionKey};
 use crate::action::{Action, CloseReason, DialOutcome};
 use crate::error::OverlayError;
 use crate::passive::Inserted;
-use crate::peer::{DialId, PeerId};
+use crate::peer::{ConnId, DialId, PeerId};
 use crate::score::Penalty;
 use crate::session::Session;
 use crate::stats::RejectReason;
 use crate::wire::{self, Kind, PeerEntry, WireError};
 
+/// Most tagged operator dials waiting for their session at once (more are refused as `Busy`).
+const MAX_DIAL_REQUESTS: usize = 1024;
+
 impl Node {
-    pub(super) fn on_operator_dial(&mut self, addr: SocketAddr) {
-        let outcome = self.operator_dial(addr);
-        self.actions.push_back(Action::DialAnswer { addr, outcome });
+    pub(super) fn on_operator_dial(&mut self, request: Option<u64>, addr: SocketAddr) {
+        let outcome = self.operator_dial(request, addr);
+        self.actions.push_back(Action::DialAnswer {
+            request,
+            addr,
+            outcome,
+        });
     }
 
-    fn operator_dial(&mut self, addr: SocketAddr) -> DialOutcome {
+    fn operator_dial(&mut self, request: Option<u64>, addr: SocketAddr) -> DialOutcome {
         if self.shutting_down {
             return DialOutcome::Refused(OverlayError::ShuttingDown);
         }
         if Some(addr) == self.identity.listen_addr {
             return DialOutcome::Refused(OverlayError::Refused);
         }
-        self.learn_peer(addr, None, true);
-        if let Some((dial, _)) = self.dials.iter().find(|(_, a)| **a == addr) {
-            return DialOutcome::Dialing(*dial);
+        if request.is_some() && self.dial_requests_waiting() >= MAX_DIAL_REQUESTS {
+            self.stats.dials_refused += 1;
+            return DialOutcome::Refused(OverlayError::Busy);
         }
-        if let Some((_, s)) = self.live_sessions().find(|(_, s)| s.reaches(addr)) {
-            return DialOutcome::Connected(s.conn);
+        self.learn_peer(addr, None, true);
+        if let Some((&dial, _)) = self.dials.iter().find(|(_, a)| **a == addr) {
+            if let Some(request) = request {
+                self.dial_requests.entry(dial).or_default().push(request);
+            }
+            return DialOutcome::Dialing(dial);
+        }
+        let reaching = self
+            .live_sessions()
+            .find(|(_, s)| s.reaches(addr))
+            .map(|(key, _)| key);
+        if let Some(key) = reaching {
+            let Some(session) = self.session_mut(key) else {
+                return DialOutcome::Refused(OverlayError::Refused);
+            };
+            if session.is_running() {
+                return DialOutcome::Connected(session.conn);
+            }
+            session.dial_requests.extend(request);
+            return DialOutcome::Handshaking(session.conn);
         }
         if self.dials.len() >= self.config.max_concurrent_dials {
             // The address stays in the passive list: membership dials it when a slot frees.
             self.stats.dials_refused += 1;
             return DialOutcome::Refused(OverlayError::Busy);
         }
-        DialOutcome::Dialing(self.start_dial(addr))
+        let dial = self.start_dial(addr);
+        if let Some(request) = request {
+            self.dial_requests.insert(dial, vec![request]);
+        }
+        DialOutcome::Dialing(dial)
+    }
+
+    /// Tagged operator dials not answered yet (on dials in flight and handshaking sessions).
+    fn dial_requests_waiting(&self) -> usize {
+        let on_dials: usize = self.dial_requests.values().map(Vec::len).sum();
+        let on_sessions: usize = self
+            .live_sessions()
+            .map(|(_, s)| s.dial_requests.len())
+            .sum();
+        on_dials + on_sessions
+    }
+
+    /// Answers tagged operator dials that ended without a session of their own.
+    pub(super) fn settle_dial_requests(
+        &mut self,
+        requests: Vec<u64>,
+        result: Result<ConnId, OverlayError>,
+    ) {
+        if !requests.is_empty() {
+            self.actions
+                .push_back(Action::DialResult { requests, result });
+        }
     }
 
     pub(super) fn on_peers_discovered(&mut self, addrs: Vec<SocketAddr>) {

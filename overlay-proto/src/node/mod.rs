@@ -28,6 +28,7 @@ use core::net::SocketAddr;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
+use std::mem;
 
 use crate::action::{Action, CloseReason};
 use crate::cache::{CacheLimits, MessageCache};
@@ -91,6 +92,8 @@ pub struct Node {
     passive: PassiveView,
     /// Dials in flight, with their addresses.
     dials: BTreeMap<DialId, SocketAddr>,
+    /// Tags of the operator's `Input::Dial`s waiting for a dial in flight.
+    dial_requests: BTreeMap<DialId, Vec<u64>>,
     next_dial: u64,
     next_tick: Instant,
     next_shuffle: Instant,
@@ -187,6 +190,7 @@ impl Node {
             trees: BTreeMap::from([(TopicId::DEFAULT, topics::Tree::default())]),
             dirty: Vec::new(),
             dials: BTreeMap::new(),
+            dial_requests: BTreeMap::new(),
             next_dial: 1,
             next_tick: Instant::ZERO,
             next_shuffle: Instant::ZERO + config.shuffle_interval,
@@ -257,7 +261,7 @@ impl Node {
                 peer,
                 payload,
             } => self.on_send_direct(request, peer, payload),
-            Input::Dial { addr } => self.on_operator_dial(addr),
+            Input::Dial { request, addr } => self.on_operator_dial(request, addr),
             Input::PeersDiscovered { addrs } => self.on_peers_discovered(addrs),
             Input::Reconfigure(live) => self.on_reconfigure(live),
             Input::Shutdown => self.on_shutdown(),
@@ -327,6 +331,7 @@ impl Node {
         s.seen_len = self.cache.seen_len();
         s.store_len = self.cache.stored_len();
         s.store_bytes = self.cache.stored_bytes();
+        s.store_evictions = self.cache.evictions();
         s.ready = self.ready;
         s.preauth_sessions = self.preauth.in_use();
         s.bans_active = self.scores.bans_active(self.now);
@@ -461,6 +466,11 @@ impl Node {
     /// Removes a session: emits its last bytes, `Session::Down` (if it was running) and
     /// `Close`. Gossip roles pass to other sessions.
     fn close_session(&mut self, key: SessionKey, reason: CloseReason) {
+        self.close_session_for(key, reason, None);
+    }
+
+    /// [`Node::close_session`], naming the session that won a duplicate tie-break in `Close`.
+    fn close_session_for(&mut self, key: SessionKey, reason: CloseReason, winner: Option<ConnId>) {
         let Some(mut session) = self.sessions.get_mut(key).and_then(Option::take) else {
             return;
         };
@@ -510,10 +520,13 @@ impl Node {
         ) {
             self.stats.handshake_failures += 1;
         }
+        let waiting = mem::take(&mut session.dial_requests);
+        self.settle_dial_requests(waiting, Err(reason.caller_error()));
         if reason != CloseReason::TransportClosed {
             self.actions.push_back(Action::Close {
                 conn: session.conn,
                 reason,
+                winner,
             });
         }
         self.after_session_removed(&session, &eager_in, reason);

@@ -360,18 +360,26 @@ impl Node {
     }
 
     /// The driver's error, if any, is informational: the session ends the same way.
-    pub(super) fn on_connection_closed(&mut self, conn: ConnId, _error: Option<OverlayError>) {
+    /// Callers waiting for the session are answered with that error (`Refused` without one).
+    pub(super) fn on_connection_closed(&mut self, conn: ConnId, error: Option<OverlayError>) {
         if self.is_client(&conn) {
             self.close_client(conn, None, CloseReason::TransportClosed);
             return;
         }
         if let Some(&key) = self.by_conn.get(&conn) {
+            let waiting = self
+                .session_mut(key)
+                .map(|s| std::mem::take(&mut s.dial_requests))
+                .unwrap_or_default();
+            self.settle_dial_requests(waiting, Err(error.unwrap_or(OverlayError::Refused)));
             self.close_session(key, CloseReason::TransportClosed);
         }
     }
 
-    /// Every failure kind backs off the same way.
-    pub(super) fn on_dial_failed(&mut self, dial: DialId, _error: OverlayError) {
+    /// Every failure kind backs off the same way; callers waiting for the dial get `error`.
+    pub(super) fn on_dial_failed(&mut self, dial: DialId, error: OverlayError) {
+        let waiting = self.dial_requests.remove(&dial).unwrap_or_default();
+        self.settle_dial_requests(waiting, Err(error));
         self.stats.dials_failed += 1;
         if let Some(addr) = self.dials.remove(&dial) {
             self.note_failure(addr);

@@ -128,6 +128,13 @@ pub struct Scenario {
     /// ~3 ms without it (docs/PERFORMANCE.md).
     #[serde(default)]
     pub tree_optimization: bool,
+    /// Every core's `store_ttl` (how long messages are kept for GRAFT answers), ms; `None`:
+    /// the core's default.
+    #[serde(default)]
+    pub store_ttl_ms: Option<u64>,
+    /// Every core's `store_bytes` (bytes kept for GRAFT answers); `None`: the core's default.
+    #[serde(default)]
+    pub store_bytes: Option<usize>,
     /// Topics besides the default one (`random` only; 0: the plain run). Each node joins each
     /// topic with probability `members_percent` %, and every broadcast goes to one topic, from
     /// a random member, measured over that topic's members (see [`super::topics`]).
@@ -180,6 +187,8 @@ impl Scenario {
             attack_start_ms: 0,
             scoring: scoring_default(),
             tree_optimization: false,
+            store_ttl_ms: None,
+            store_bytes: None,
             topics: 0,
             members_percent: members_default(),
         };
@@ -351,6 +360,12 @@ impl Scenario {
             c.optimization_threshold = 3;
             c.graft_timeout_settled = std::time::Duration::from_millis(240);
         }
+        if let Some(ms) = self.store_ttl_ms {
+            c.store_ttl = std::time::Duration::from_millis(ms);
+        }
+        if let Some(bytes) = self.store_bytes {
+            c.store_bytes = bytes;
+        }
         c
     }
 
@@ -402,6 +417,12 @@ impl Scenario {
         }
         if self.tree_optimization {
             push("tree-optimization", "on".to_string());
+        }
+        if let Some(ms) = self.store_ttl_ms {
+            push("store-ttl-ms", ms.to_string());
+        }
+        if let Some(bytes) = self.store_bytes {
+            push("store-bytes", bytes.to_string());
         }
         if self.topics > 0 {
             push("topics", self.topics.to_string());
@@ -488,6 +509,10 @@ pub struct ScenarioFile {
     pub scoring: Option<bool>,
     /// See [`Scenario::tree_optimization`].
     pub tree_optimization: Option<bool>,
+    /// See [`Scenario::store_ttl_ms`].
+    pub store_ttl_ms: Option<u64>,
+    /// See [`Scenario::store_bytes`].
+    pub store_bytes: Option<usize>,
     /// See [`Scenario::topics`].
     pub topics: Option<usize>,
     /// See [`Scenario::members_percent`].
@@ -554,6 +579,8 @@ impl ScenarioFile {
             attack_start_ms: other.attack_start_ms.or(self.attack_start_ms),
             scoring: other.scoring.or(self.scoring),
             tree_optimization: other.tree_optimization.or(self.tree_optimization),
+            store_ttl_ms: other.store_ttl_ms.or(self.store_ttl_ms),
+            store_bytes: other.store_bytes.or(self.store_bytes),
             topics: other.topics.or(self.topics),
             members_percent: other.members_percent.or(self.members_percent),
         }
@@ -597,6 +624,12 @@ impl ScenarioFile {
             topics,
             members_percent
         );
+        if self.store_ttl_ms.is_some() {
+            s.store_ttl_ms = self.store_ttl_ms;
+        }
+        if self.store_bytes.is_some() {
+            s.store_bytes = self.store_bytes;
+        }
         if self.adversary.is_some() {
             s.adversary = self.adversary;
             if self.adversary_percent.is_none() {

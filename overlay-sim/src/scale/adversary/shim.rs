@@ -499,9 +499,17 @@ impl NodeShim for Adversary {
                         out.push(Action::Transmit { conn, data });
                     }
                 }
-                Action::Close { conn, reason } => {
+                Action::Close {
+                    conn,
+                    reason,
+                    winner,
+                } => {
                     self.conns.remove(&conn);
-                    out.push(Action::Close { conn, reason });
+                    out.push(Action::Close {
+                        conn,
+                        reason,
+                        winner,
+                    });
                 }
                 other => out.push(other),
             }
