@@ -29,7 +29,7 @@ fn config(alpha: usize) -> NodeConfig {
     c.origin_auth = OriginAuth::None;
     c.alpha = alpha;
     c.optimization_threshold = 3;
-    c.graft_timeout_settled = Duration::from_millis(240);
+    c.optimization_samples = 1;
     // Raw peers never send heartbeats: keep the failure detector out of the way.
     c.idle_timeout = Duration::from_secs(10_000);
     c.liveness_timeout = Duration::from_secs(9_000);
@@ -64,6 +64,7 @@ struct Bed {
 
 impl Bed {
     fn new(cfg: NodeConfig, peers: u64) -> Bed {
+        let alpha = cfg.alpha;
         let mut bed = Bed {
             node: node(1, cfg),
             now: Instant::ZERO,
@@ -80,6 +81,10 @@ impl Bed {
                 kx_group: None,
             });
             bed.send(conn, peer_opening(&who));
+        }
+        // Every session starts eager; the peers past the first α prune us.
+        for conn in (alpha as u64 + 1)..=peers {
+            bed.send(conn, event(Kind::Prune, &[]));
         }
         // Roles settle (unchanged for longer than `optimization_hold`).
         bed.advance(Duration::from_secs(3));

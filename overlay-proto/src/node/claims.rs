@@ -45,8 +45,8 @@ struct Proposal {
     claimed: u8,
     /// The answer must arrive before this.
     deadline: Instant,
-    /// When the message the claim is about reached us (for the tree's completion rule).
-    seen_at: Instant,
+    /// No other message reached us since the evidence (the tree's completion rule).
+    fresh: bool,
 }
 
 /// What became of a proposal.
@@ -118,7 +118,7 @@ impl Node {
         parent: SessionKey,
         id: MessageId,
         claimed: u8,
-        seen_at: Instant,
+        fresh: bool,
     ) -> bool {
         let now = self.now;
         let (Some(q), Some(p)) = (self.session(shortcut), self.session(parent)) else {
@@ -135,7 +135,7 @@ impl Node {
         if self.swap_claims.proven.contains(&(shortcut, shortcut_conn)) {
             // Proven before: swap now, as for a proven claim (empty GRAFT: push to us).
             self.promote_to_eager(topic, shortcut);
-            self.complete_swap(topic, shortcut, parent, seen_at);
+            self.complete_swap(topic, parent, fresh);
             return true;
         }
         let wait = self.config.graft_retry.saturating_mul(2);
@@ -146,7 +146,7 @@ impl Node {
             id,
             claimed,
             deadline: now + wait.max(Duration::from_millis(1)),
-            seen_at,
+            fresh,
         });
         self.make_eager(topic, shortcut);
         self.stats.grafts_sent += 1;
@@ -227,7 +227,7 @@ impl Node {
                     && eager(self, proposal.parent.0)
                     && eager(self, shortcut)
                 {
-                    self.complete_swap(&topic, shortcut, proposal.parent.0, proposal.seen_at);
+                    self.complete_swap(&topic, proposal.parent.0, proposal.fresh);
                 }
             }
             ClaimOutcome::False | ClaimOutcome::Unanswered => {
