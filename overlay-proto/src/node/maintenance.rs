@@ -53,6 +53,7 @@ impl Node {
             self.shuffle();
         }
         self.maintain_membership();
+        self.seek_topic_peers();
         self.evaluate_readiness();
     }
 
