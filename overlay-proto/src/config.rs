@@ -14,7 +14,9 @@ pub const OVERLAY_APP_PROTO_ID: u16 = 0x4F56;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NodeConfig {
-    /// Eager-push fan-out (Plumtree eager peers).
+    /// Plumtree eager peers kept after losing one: when an eager session ends and fewer
+    /// than this many remain, random lazy peers are promoted. (Every new session starts
+    /// eager; duplicates prune the eager graph to a tree.)
     pub alpha: usize,
     /// Lazy "I have" fan-out (Plumtree lazy peers).
     pub beta: usize,
@@ -75,14 +77,15 @@ pub struct NodeConfig {
     pub store_ttl: Duration,
     /// How long to wait for a message announced by IHAVE before grafting.
     pub graft_timeout: Duration,
-    /// While the node's part of the tree is settled (it has eager peers and lost no running session within
-    /// `tree_settle`), the first GRAFT for a message announced by IHAVE is put off until this
-    /// long after the announcement (instead of `graft_timeout`): in a settled tree the
-    /// message is nearly always on its way eagerly too, and an early GRAFT only brings a
-    /// duplicate and reshapes the tree for one sender. Put-off GRAFTs go out at once when a
-    /// running session ends. Default 80 ms: no longer than `graft_timeout`, so nothing is
-    /// put off (a value at or below `graft_timeout` turns the hold off; 240 ms with the
-    /// opt-in tree optimisation, see `optimization_threshold`).
+    /// Upper bound of the GRAFT hold. While the node's part of the tree is settled (it has
+    /// eager peers and lost no running session within `tree_settle`), the first GRAFT for a
+    /// message announced by IHAVE is put off beyond `graft_timeout` by the recent largest
+    /// lateness of eager copies behind announcements, up to this long after the
+    /// announcement. Where announcements never come before the tree's copy (loopback, a LAN:
+    /// IHAVEs wait for the lazy flush) nothing is put off; where the shared tree trails the
+    /// mesh's shortest paths by tens of milliseconds (a WAN), an early GRAFT would only bring
+    /// a duplicate and reshape the tree for one sender. Put-off GRAFTs go out at once when a
+    /// running session ends. A value at or below `graft_timeout` turns the hold off.
     pub graft_timeout_settled: Duration,
     /// How long after losing a running session (eager or lazy) the node grafts after
     /// `graft_timeout` (puts off no GRAFT).
@@ -93,13 +96,16 @@ pub struct NodeConfig {
     /// resets the count). 1 is textbook Plumtree; more keeps the tree connected when
     /// broadcasts from many origins cross, at the cost of a few extra duplicates.
     pub prune_after_duplicates: u32,
-    /// Plumtree's tree optimisation: when an IHAVE shows that a lazy peer had a message at
-    /// least this many hops closer to its origin than the peer that pushed it to us, the two
-    /// links swap roles (the lazy one becomes eager, the eager one is pruned). 0 (the
-    /// default) turns the optimisation off: it makes one shallow-ish tree for every sender in
-    /// the simulator, but on a real 32-node loopback mesh it raised p99 latency from ~3 ms to
-    /// ~250 ms (docs/PERFORMANCE.md, "Quiet re-run"). 3 opts in.
+    /// Plumtree's tree optimisation, averaged over senders: a lazy peer's announcements are
+    /// compared (in hops) with the copies each eager link brought; when, over at least
+    /// `optimization_samples` messages that came over one eager link, the lazy peer's path
+    /// was on average at least this many hops shorter, the two links swap roles (the lazy one
+    /// becomes eager, the eager one lazy). One sender's message alone never reshapes the
+    /// tree that every sender shares. 0 turns the optimisation off.
     pub optimization_threshold: u8,
+    /// Messages a lazy link's tally against an eager link needs before its mean saving (see
+    /// `optimization_threshold`) may swap the two links.
+    pub optimization_samples: u16,
     /// A link whose eager/lazy role changed less than this long ago takes no part in a tree
     /// optimisation swap, so a swap is never undone by the next message.
     pub optimization_hold: Duration,
@@ -261,11 +267,12 @@ impl Default for NodeConfig {
             store_bytes: 1024 * 1024,
             store_ttl: Duration::from_secs(10),
             graft_timeout: Duration::from_millis(80),
-            graft_timeout_settled: Duration::from_millis(80),
+            graft_timeout_settled: Duration::from_millis(240),
             tree_settle: Duration::from_secs(10),
             graft_retry: Duration::from_millis(120),
             prune_after_duplicates: 5,
-            optimization_threshold: 0,
+            optimization_threshold: 2,
+            optimization_samples: 6,
             optimization_hold: Duration::from_secs(2),
             lazy_flush_interval: Duration::from_millis(10),
             ihave_batch_max: 512,
@@ -314,7 +321,7 @@ impl Default for NodeConfig {
 /// fan-outs, the per-peer message quota and the peer scoring. Everything else needs a new node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveSettings {
-    /// Eager-push fan-out, as [`NodeConfig::alpha`].
+    /// Eager peers kept after losing one, as [`NodeConfig::alpha`].
     pub alpha: usize,
     /// Lazy fan-out, as [`NodeConfig::beta`].
     pub beta: usize,
@@ -418,6 +425,11 @@ impl NodeConfig {
             self.optimization_threshold <= 64,
             "optimization_threshold",
             "0..=64",
+        )?;
+        check(
+            (1..=1024).contains(&self.optimization_samples),
+            "optimization_samples",
+            "1..=1024",
         )?;
         check(
             (1..=self.max_sessions).contains(&self.active_target),

@@ -486,16 +486,19 @@ fn announcers_that_delivered_are_asked_first() {
 #[test]
 fn a_link_made_eager_on_our_side_is_told_to_the_peer() {
     let mut bed = Bed::new(open_config());
-    // α = 3: the first three sessions are made eager and told so (empty GRAFT); the fourth
-    // is lazy and told nothing.
+    // Every new session starts eager on both ends (each side makes it eager at open): no
+    // GRAFT is needed to say so.
     for conn in 1..=4 {
         bed.open(conn, peer(conn as u8 + 1));
     }
-    for conn in 1..=3 {
-        assert_eq!(bed.role_grafts(conn), 1, "session {conn}");
+    for conn in 1..=4 {
+        assert_eq!(bed.role_grafts(conn), 0, "session {conn}");
     }
-    assert_eq!(bed.role_grafts(4), 0);
-    // An eager peer leaves: a lazy one is promoted in its place, and told.
+    assert_eq!(bed.node.stats().eager_peers, 4);
+    // Peer 5 prunes us; then an eager peer leaves: a lazy one is promoted so that α = 3 eager
+    // links remain, and told (its side treats the link as lazy).
+    bed.send(4, event(Kind::Prune, &[]));
+    assert_eq!(bed.node.stats().eager_peers, 3);
     bed.send(1, frame(flags::RESP, 500, APP, &[], &[]));
     assert!(bed.closed(1).is_some());
     assert_eq!(bed.node.stats().eager_peers, 3);
@@ -508,7 +511,9 @@ fn eager_peers_that_announce_instead_of_pushing_are_asked_after_lazy_announcers(
     for conn in 1..=4 {
         bed.open(conn, peer(conn as u8 + 1));
     }
-    // Sessions 1-3 are eager (and told so): an honest eager peer pushes. All three announce
+    // Every session starts eager; peer 5 prunes us, so session 4 is lazy.
+    bed.send(4, event(Kind::Prune, &[]));
+    // Sessions 1-3 are eager on both ends: an honest eager peer pushes. All three announce
     // the id first; the lazy session 4 announces it last and is asked first.
     let wanted = random_id(31);
     for conn in 1..=4 {
@@ -529,6 +534,9 @@ fn announcers_that_broke_a_promise_are_asked_last() {
     bed.open(1, peer(2)); // the eager one
     bed.open(2, peer(3)); // lazy: will break a promise
     bed.open(3, peer(4)); // lazy, honest
+                          // Every session starts eager; peers 3 and 4 prune us.
+    bed.send(2, event(Kind::Prune, &[]));
+    bed.send(3, event(Kind::Prune, &[]));
     let first = random_id(41);
     bed.send(2, ihave(&[first]));
     bed.advance(Duration::from_millis(300));
@@ -565,6 +573,8 @@ fn a_full_announcer_list_makes_room_for_a_better_ranked_announcer() {
     for conn in 1..=4 {
         bed.open(conn, peer(conn as u8 + 1));
     }
+    // Every session starts eager; peer 5 prunes us, so session 4 is lazy.
+    bed.send(4, event(Kind::Prune, &[]));
     // Two eager announcers fill the list; the lazy one arriving third replaces the latest
     // of them, and is asked first.
     let wanted = random_id(51);

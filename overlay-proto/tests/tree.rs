@@ -1,7 +1,10 @@
-//! Plumtree tree maintenance, one rule per test: the optimisation step (an IHAVE showing a
-//! path shorter by `optimization_threshold` swaps the links), its hold (a swap is not undone
-//! by the next message), the promotion-only GRAFT, and on the mesh: random senders converge
-//! to one symmetric eager tree, which is repaired after a mass kill.
+//! Plumtree tree maintenance, one rule per test: new sessions start eager; the optimisation
+//! step (a lazy link whose announcements were on average `optimization_threshold` hops
+//! shorter, over `optimization_samples` messages from one eager link, replaces it), its hold
+//! (a swap is not undone by the next message), the two-phase swap when messages overlap, the
+//! promotion-only GRAFT, the GRAFT hold that follows the tree's lateness, and on the mesh:
+//! random senders converge to one symmetric eager tree without endless swapping, which is
+//! repaired after a mass kill.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
@@ -26,21 +29,17 @@ fn config() -> NodeConfig {
     let mut c = NodeConfig::default();
     c.auth.require_token = false;
     c.origin_auth = OriginAuth::None;
-    // One eager peer: the first session is the parent, later ones are lazy.
     c.alpha = 1;
     // Raw peers never send heartbeats: keep the failure detector out of the way.
     c.idle_timeout = Duration::from_secs(10_000);
     c.liveness_timeout = Duration::from_secs(9_000);
     c.keepalive_interval = Duration::from_secs(5_000);
-    tree_optimization(&mut c);
     c
 }
 
-/// The opt-in tree optimisation these tests study (off by default in the core).
-fn tree_optimization(c: &mut NodeConfig) {
-    c.optimization_threshold = 3;
-    c.graft_timeout_settled = Duration::from_millis(240);
-}
+/// The tree optimisation's settings these tests rely on (the core's defaults).
+const THRESHOLD: u8 = 2;
+const SAMPLES: u16 = 6;
 
 fn peer(n: u8) -> PeerId {
     PeerId([n; 32])
@@ -102,6 +101,11 @@ impl Bed {
         };
         for conn in 1..=peers {
             bed.open(conn, peer(conn as u8 + 1));
+        }
+        // Every session starts eager; the peers on connections 2.. prune us, so connection 1
+        // is the only eager link.
+        for conn in 2..=peers {
+            bed.send(conn, event(Kind::Prune, &[]));
         }
         bed
     }
@@ -222,16 +226,54 @@ impl Bed {
 }
 
 #[test]
-fn an_ihave_with_a_path_shorter_by_the_threshold_swaps_the_links() {
+fn every_new_session_starts_eager() {
+    let mut bed = Bed::new(0);
+    for conn in 1..=4 {
+        bed.open(conn, peer(conn as u8 + 1));
+    }
+    // More than alpha (1): every link is eager until a duplicate or a PRUNE says otherwise.
+    for conn in 1..=4u8 {
+        assert!(bed.is_eager(peer(conn + 1)), "session {conn} eager");
+    }
+    assert_eq!(bed.node.stats().eager_peers, 4);
+}
+
+/// `count` messages pushed over connection 1 with `hops`, each announced right after by the
+/// peer on connection 2 with `offered` hops. Nonces from `first`.
+fn pushed_then_announced(bed: &mut Bed, first: u64, count: u64, hops: u8, offered: u8) {
+    for nonce in first..first + count {
+        let (id, push) = gossip(nonce, hops);
+        bed.send(1, push);
+        bed.send(2, ihave(&id, offered));
+        bed.advance(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn one_message_alone_does_not_reshape_the_tree() {
     let mut bed = Bed::new(3);
-    assert!(bed.is_eager(peer(2)) && !bed.is_eager(peer(3)));
-    // Links settle (roles unchanged for longer than `optimization_hold`).
     bed.advance(Duration::from_secs(3));
     bed.clear();
-    let (id, push) = gossip(1, 6);
-    bed.send(1, push);
-    // Through peer 3 the message would have taken 2 hops instead of 7: 5 ≥ 3 shorter.
-    bed.send(2, ihave(&id, 1));
+    // Through peer 3 this message would have taken 2 hops instead of 10: one sender's
+    // view, not the tree's.
+    pushed_then_announced(&mut bed, 1, 1, 9, 1);
+    assert!(bed.sent(2, Kind::Graft).is_empty());
+    assert!(bed.sent(1, Kind::Prune).is_empty());
+    assert!(bed.is_eager(peer(2)) && !bed.is_eager(peer(3)));
+    assert_eq!(bed.node.stats().tree_swaps, 0);
+}
+
+#[test]
+fn a_mean_saving_over_the_samples_swaps_the_links() {
+    let mut bed = Bed::new(3);
+    bed.advance(Duration::from_secs(3));
+    bed.clear();
+    // Each message would have come THRESHOLD hops sooner through peer 3.
+    let hops = 6;
+    let offered = hops - THRESHOLD;
+    pushed_then_announced(&mut bed, 1, u64::from(SAMPLES) - 1, hops, offered);
+    assert_eq!(bed.node.stats().tree_swaps, 0, "one sample short");
+    pushed_then_announced(&mut bed, 100, 1, hops, offered);
     assert_eq!(
         bed.sent(2, Kind::Graft),
         vec![Vec::<u8>::new()],
@@ -244,80 +286,200 @@ fn an_ihave_with_a_path_shorter_by_the_threshold_swaps_the_links() {
     );
     assert!(bed.is_eager(peer(3)) && !bed.is_eager(peer(2)));
     assert_eq!(bed.node.stats().tree_swaps, 1);
-    // The shortcut is not asked for the payload again: nothing is missing.
+    // The shortcut is not asked for a payload: nothing is missing.
     bed.advance(Duration::from_millis(500));
     assert_eq!(bed.sent(2, Kind::Graft).len(), 1);
 }
 
 #[test]
-fn a_gain_below_the_threshold_keeps_the_tree() {
+fn a_mean_saving_below_the_threshold_keeps_the_tree() {
     let mut bed = Bed::new(3);
     bed.advance(Duration::from_secs(3));
     bed.clear();
-    let (id, push) = gossip(1, 4);
-    bed.send(1, push);
-    // Through peer 3: 3 hops instead of 5, 2 shorter, below the default threshold of 3.
-    bed.send(2, ihave(&id, 2));
-    assert!(bed.sent(2, Kind::Graft).is_empty());
+    // Some senders are much closer through peer 3, more are farther: the mean saving is
+    // below the threshold although single messages show large ones.
+    for round in 0..4 {
+        pushed_then_announced(&mut bed, round * 10, 1, 9, 1);
+        pushed_then_announced(&mut bed, round * 10 + 1, 2, 4, 7);
+    }
+    assert_eq!(bed.node.stats().tree_swaps, 0);
     assert!(bed.sent(1, Kind::Prune).is_empty());
     assert!(bed.is_eager(peer(2)) && !bed.is_eager(peer(3)));
-    assert_eq!(bed.node.stats().tree_swaps, 0);
 }
 
 #[test]
-fn an_announcement_before_a_longer_eager_push_swaps_the_links() {
+fn a_shortcut_heard_through_us_never_replaces_the_parent() {
     let mut bed = Bed::new(3);
     bed.advance(Duration::from_secs(3));
     bed.clear();
-    let (id, push) = gossip(1, 9);
-    // The IHAVE comes first (the lazy path is faster), then the eager push over 10 hops.
-    bed.send(3, ihave(&id, 2));
-    bed.send(1, push);
-    assert_eq!(bed.sent(3, Kind::Graft), vec![Vec::<u8>::new()]);
-    assert_eq!(bed.sent(1, Kind::Prune).len(), 1);
-    assert!(bed.is_eager(peer(4)) && !bed.is_eager(peer(2)));
+    // Peer 3 announces every message with more hops than we had: it is behind us.
+    pushed_then_announced(&mut bed, 1, 3 * u64::from(SAMPLES), 3, 5);
+    assert_eq!(bed.node.stats().tree_swaps, 0);
+    assert!(bed.is_eager(peer(2)) && !bed.is_eager(peer(3)));
 }
 
 #[test]
-fn a_swap_is_not_undone_by_the_next_message() {
+fn the_best_announcement_before_a_longer_eager_push_counts_too() {
     let mut bed = Bed::new(3);
     bed.advance(Duration::from_secs(3));
-    let (id, push) = gossip(1, 6);
-    bed.send(1, push);
-    bed.send(2, ihave(&id, 1));
+    bed.clear();
+    // The IHAVEs come first (the lazy path is faster), then the eager pushes over 10 hops.
+    for nonce in 0..u64::from(SAMPLES) {
+        let (id, push) = gossip(nonce, 9);
+        bed.send(2, ihave(&id, 2));
+        bed.send(1, push);
+        bed.advance(Duration::from_millis(50));
+    }
+    assert_eq!(bed.sent(2, Kind::Graft), vec![Vec::<u8>::new()]);
+    assert_eq!(bed.sent(1, Kind::Prune).len(), 1);
+    assert!(bed.is_eager(peer(3)) && !bed.is_eager(peer(2)));
+}
+
+#[test]
+fn a_swap_is_not_undone_by_the_next_messages() {
+    let mut bed = Bed::new(3);
+    bed.advance(Duration::from_secs(3));
+    pushed_then_announced(&mut bed, 1, u64::from(SAMPLES), 8, 2);
     assert!(bed.is_eager(peer(3)) && !bed.is_eager(peer(2)));
     bed.clear();
-    // The next message comes from the other side: through the new parent it is long, the
-    // old parent announces it much shorter. Both links just changed role: no swap back.
-    bed.advance(Duration::from_millis(100));
-    let (id2, push2) = gossip(2, 8);
-    bed.send(2, push2);
-    bed.send(1, ihave(&id2, 0));
+    // The next messages come from the other side: through the new parent (connection 2)
+    // they are long, the old parent (connection 1) announces them much shorter. Both links
+    // just changed role: no swap back.
+    for nonce in 50..50 + u64::from(SAMPLES) {
+        let (id, push) = gossip(nonce, 8);
+        bed.send(2, push);
+        bed.send(1, ihave(&id, 0));
+        bed.advance(Duration::from_millis(50));
+    }
     assert!(bed.sent(1, Kind::Graft).is_empty());
     assert!(bed.sent(2, Kind::Prune).is_empty());
     assert!(bed.is_eager(peer(3)) && !bed.is_eager(peer(2)));
     assert_eq!(bed.node.stats().tree_swaps, 1);
     // Once both links have held their roles for `optimization_hold`, a real shortcut counts.
     bed.advance(Duration::from_secs(3));
-    let (id3, push3) = gossip(3, 8);
-    bed.send(2, push3);
-    bed.send(1, ihave(&id3, 0));
+    for nonce in 100..100 + u64::from(SAMPLES) {
+        let (id, push) = gossip(nonce, 8);
+        bed.send(2, push);
+        bed.send(1, ihave(&id, 0));
+        bed.advance(Duration::from_millis(50));
+    }
     assert_eq!(bed.node.stats().tree_swaps, 2);
     assert!(bed.is_eager(peer(2)) && !bed.is_eager(peer(3)));
 }
 
 #[test]
-fn a_stale_announcement_does_not_reshape_the_tree() {
+fn a_stale_announcement_does_not_count() {
     let mut bed = Bed::new(3);
     bed.advance(Duration::from_secs(3));
-    let (id, push) = gossip(1, 6);
-    bed.send(1, push);
-    // Seconds later (a catch-up IHAVE of a new session, say) the old id says nothing about
+    let mut ids = Vec::new();
+    for nonce in 0..u64::from(SAMPLES) {
+        let (id, push) = gossip(nonce, 9);
+        bed.send(1, push);
+        ids.push(id);
+    }
+    // Seconds later (a catch-up IHAVE of a new session, say) the old ids say nothing about
     // the tree as it is now.
     bed.advance(Duration::from_secs(2));
-    bed.send(2, ihave(&id, 0));
+    for id in &ids {
+        bed.send(2, ihave(id, 0));
+    }
     assert_eq!(bed.node.stats().tree_swaps, 0);
     assert!(bed.is_eager(peer(2)) && !bed.is_eager(peer(3)));
+}
+
+#[test]
+fn when_messages_overlap_the_old_parent_is_pruned_only_by_its_next_duplicate() {
+    let mut bed = Bed::new(3);
+    bed.advance(Duration::from_secs(3));
+    bed.clear();
+    let (hops, offered) = (8, 2);
+    let mut last = None;
+    for nonce in 0..u64::from(SAMPLES) {
+        let (id, push) = gossip(nonce, hops);
+        bed.send(1, push);
+        last = Some(id);
+        if nonce + 1 < u64::from(SAMPLES) {
+            bed.send(2, ihave(&id, offered));
+        }
+        bed.advance(Duration::from_millis(50));
+    }
+    // Another message arrives before the last announcement: by then other nodes may have
+    // reshaped the tree, so the swap only adds the shortcut.
+    let (_, other) = gossip(1000, 1);
+    bed.send(1, other);
+    bed.send(2, ihave(&last.unwrap(), offered));
+    assert_eq!(bed.node.stats().tree_swaps, 1);
+    assert_eq!(bed.sent(2, Kind::Graft), vec![Vec::<u8>::new()]);
+    assert!(bed.sent(1, Kind::Prune).is_empty(), "not pruned yet");
+    assert!(bed.is_eager(peer(3)) && bed.is_eager(peer(2)));
+    // The old parent's next duplicate proves another path: now it is pruned, although it
+    // gave us a first copy moments ago (which alone would need a streak of duplicates).
+    let (_, m) = gossip(2000, 1);
+    bed.send(2, m.clone());
+    bed.send(1, m);
+    assert_eq!(bed.sent(1, Kind::Prune).len(), 1);
+    assert!(bed.is_eager(peer(3)) && !bed.is_eager(peer(2)));
+}
+
+#[test]
+fn a_freshly_grafted_link_is_not_pruned_by_the_copy_it_was_asked_for() {
+    let mut bed = Bed::new(3);
+    bed.advance(Duration::from_secs(3));
+    bed.clear();
+    // Announced by peer 3, never pushed: after graft_timeout the node grafts it.
+    let (id, push) = gossip(1, 2);
+    bed.send(2, ihave(&id, 1));
+    bed.advance(Duration::from_millis(100));
+    assert_eq!(bed.sent(2, Kind::Graft).len(), 1);
+    assert!(bed.is_eager(peer(3)));
+    // The eager parent's copy arrives after all, then the copy the GRAFT asked for: a
+    // duplicate over a link made eager moments ago, which is no sign of a cycle yet.
+    bed.send(1, push.clone());
+    bed.send(2, push);
+    assert!(bed.sent(2, Kind::Prune).is_empty());
+    assert!(bed.is_eager(peer(3)) && bed.is_eager(peer(2)));
+}
+
+#[test]
+fn grafts_wait_as_long_as_the_tree_has_been_late() {
+    let mut bed = Bed::new(3);
+    bed.advance(Duration::from_secs(3));
+    // The tree brings announced messages 150 ms after the announcement (a WAN-like tree):
+    // no GRAFT, the eager copies arrive in time.
+    for nonce in 0..4 {
+        let (id, push) = gossip(nonce, 3);
+        bed.send(2, ihave(&id, 1));
+        bed.advance(Duration::from_millis(150));
+        bed.send(1, push);
+        bed.advance(Duration::from_millis(850));
+    }
+    bed.clear();
+    // Later announcements wait that long before a GRAFT is sent.
+    let (id, _) = gossip(100, 3);
+    bed.send(2, ihave(&id, 1));
+    bed.advance(Duration::from_millis(140));
+    assert!(bed.sent(2, Kind::Graft).is_empty(), "put off");
+    bed.advance(Duration::from_millis(100));
+    assert_eq!(
+        bed.sent(2, Kind::Graft).len(),
+        1,
+        "sent once the hold ran out"
+    );
+}
+
+#[test]
+fn without_late_copies_a_missing_message_is_grafted_after_graft_timeout() {
+    let mut bed = Bed::new(3);
+    bed.advance(Duration::from_secs(3));
+    bed.clear();
+    // A fast mesh: the tree's copies always come before any announcement, so nothing
+    // teaches the node to wait; a missing message is repaired after graft_timeout (80 ms).
+    let (id, _) = gossip(1, 3);
+    bed.send(2, ihave(&id, 1));
+    bed.advance(Duration::from_millis(79));
+    assert!(bed.sent(2, Kind::Graft).is_empty());
+    bed.advance(Duration::from_millis(2));
+    assert_eq!(bed.sent(2, Kind::Graft).len(), 1);
 }
 
 #[test]
@@ -387,7 +549,6 @@ fn mesh(nodes: usize, seed: u64) -> Mesh {
         ..MeshConfig::default()
     };
     cfg.node_config.origin_auth = OriginAuth::None;
-    tree_optimization(&mut cfg.node_config);
     Mesh::new(cfg).unwrap()
 }
 
@@ -407,6 +568,13 @@ fn eager_links(m: &Mesh, seed: u64) -> BTreeSet<(usize, usize)> {
 
 /// Checks that the eager links are symmetric and form one spanning tree of the live nodes.
 fn assert_one_symmetric_tree(m: &Mesh, seed: u64) {
+    assert_symmetric_near_tree(m, seed, 0);
+}
+
+/// Checks that the eager links are symmetric, connect every live node, and have at most
+/// `extra` more edges than a spanning tree (cycles closed by a GRAFT of the last broadcast,
+/// which its next duplicate prunes).
+fn assert_symmetric_near_tree(m: &Mesh, seed: u64, extra: usize) {
     let links = eager_links(m, seed);
     let one_sided: Vec<_> = links
         .iter()
@@ -415,7 +583,11 @@ fn assert_one_symmetric_tree(m: &Mesh, seed: u64) {
     assert!(one_sided.is_empty(), "one-sided eager links: {one_sided:?}");
     let alive: Vec<usize> = (0..m.len()).filter(|i| m.is_alive(*i)).collect();
     let edges = links.len() / 2;
-    assert_eq!(edges, alive.len() - 1, "a spanning tree has n − 1 edges");
+    assert!(
+        (alive.len() - 1..=alive.len() - 1 + extra).contains(&edges),
+        "a spanning tree has n − 1 edges: {edges} for {} nodes (up to {extra} more allowed)",
+        alive.len()
+    );
     let mut seen = BTreeSet::from([alive[0]]);
     let mut stack = vec![alive[0]];
     while let Some(a) = stack.pop() {
@@ -464,12 +636,39 @@ fn random_senders_converge_to_one_symmetric_eager_tree() {
     assert_one_symmetric_tree(&m, 5);
 }
 
+fn swaps(m: &Mesh) -> u64 {
+    (0..m.len())
+        .filter_map(|i| m.stats(i))
+        .map(|s| s.tree_swaps)
+        .sum()
+}
+
+#[test]
+fn the_optimisation_settles_instead_of_oscillating() {
+    let mut m = mesh(60, 11);
+    m.run_for(Duration::from_secs(10));
+    random_broadcasts(&mut m, 20, 0);
+    let early = swaps(&m);
+    // Once the shared tree is shaped, further senders rarely show a mean saving: the tree
+    // stops changing (a rule driven by single messages keeps reshaping it for each sender).
+    let rmr = random_broadcasts(&mut m, 40, 300);
+    let late = swaps(&m) - early;
+    eprintln!("swaps: {early} in the first 20 broadcasts, {late} in the next 40; RMR {rmr:.3}");
+    assert!(early > 0, "the optimisation shaped the tree");
+    assert!(
+        late <= 6,
+        "{late} swaps over 40 broadcasts after {early} in the first 20"
+    );
+    assert!(rmr <= 0.05, "RMR {rmr:.3}");
+    assert_symmetric_near_tree(&m, 11, 1);
+}
+
 #[test]
 fn the_tree_is_repaired_after_killing_a_third_of_the_nodes() {
     let mut m = mesh(60, 9);
     m.run_for(Duration::from_secs(10));
     random_broadcasts(&mut m, 5, 0);
-    assert_one_symmetric_tree(&m, 9);
+    assert_symmetric_near_tree(&m, 9, 2);
     for i in (0..60).filter(|i| i % 3 == 1) {
         m.kill(i);
     }
@@ -477,7 +676,8 @@ fn the_tree_is_repaired_after_killing_a_third_of_the_nodes() {
     // Every broadcast after the kill reaches every survivor, and the survivors' eager graph
     // becomes one tree again.
     random_broadcasts(&mut m, 5, 7);
-    assert_one_symmetric_tree(&m, 9);
+    assert_symmetric_near_tree(&m, 9, 2);
     let rmr = random_broadcasts(&mut m, 10, 50);
     assert!(rmr <= 0.05, "RMR {rmr:.3} after the repair");
+    assert_symmetric_near_tree(&m, 9, 2);
 }

@@ -132,8 +132,8 @@ pub struct ScaleArgs {
     /// --adversary-suite: only that column (both by default)
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub scoring: Option<bool>,
-    /// Plumtree's opt-in tree optimisation in every core (optimization_threshold 3, GRAFTs
-    /// put off 240 ms while settled): on or off [default: off, the core's default]
+    /// Plumtree's tree optimisation and GRAFT hold in every core (optimization_threshold 2,
+    /// GRAFTs put off up to 240 ms while settled): on or off [default: on, the core's default]
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub tree_optimization: Option<bool>,
     /// Every core's store_ttl (how long messages are kept for GRAFT answers), ms [default:

@@ -219,12 +219,12 @@ fn the_suite_covers_the_issue_table() {
 
 #[test]
 fn random_senders_converge_to_a_low_redundancy_tree() {
-    // With the opt-in tree optimisation, one eager tree for every sender: after it settles, broadcasts from random nodes reach
-    // everyone with almost no duplicate payloads (the old per-sender pruning stayed near 0.6).
+    // One eager tree for every sender (the core's defaults): after it settles, broadcasts
+    // from random nodes reach everyone with almost no duplicate payloads (the old
+    // per-sender pruning stayed near 0.6).
     let mut sc = small(ScenarioKind::Random, 80, 4);
     sc.messages = 16;
     sc.interval_ms = 1_000;
-    sc.tree_optimization = true;
     let r = run_scenario(&sc).unwrap();
     assert!(r.passed(), "{:?}", r.violations);
     let steady = r.steady.as_ref().unwrap();

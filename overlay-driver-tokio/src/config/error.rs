@@ -185,6 +185,7 @@ fn file_key(core: &str) -> &'static str {
         "graft_timeout_settled" => "gossip.graft_timeout_settled_ms",
         "tree_settle" => "gossip.tree_settle_ms",
         "optimization_threshold" => "gossip.optimization_threshold",
+        "optimization_samples" => "gossip.optimization_samples",
         "optimization_hold" => "gossip.optimization_hold_ms",
         "lazy_flush_interval" => "gossip.lazy_flush_ms",
         "seen_capacity" => "gossip.seen_capacity",

@@ -162,7 +162,7 @@ pub struct TlsSection {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GossipSection {
-    /// Eager-push fan-out.
+    /// Eager peers kept after losing one.
     pub alpha: Option<i64>,
     /// Lazy (IHAVE) fan-out.
     pub beta: Option<i64>,
@@ -172,8 +172,10 @@ pub struct GossipSection {
     pub graft_timeout_settled_ms: Option<i64>,
     /// How long after losing a session grafts use `graft_timeout_ms`.
     pub tree_settle_ms: Option<i64>,
-    /// Hops a lazy peer's path must save before the tree optimisation swaps links (0: off).
+    /// Mean hops a lazy peer's path must save before the tree optimisation swaps links (0: off).
     pub optimization_threshold: Option<i64>,
+    /// Messages the mean saving of the tree optimisation is taken over.
+    pub optimization_samples: Option<i64>,
     /// A link whose role changed this recently takes no part in an optimisation swap.
     pub optimization_hold_ms: Option<i64>,
     /// Wait after a GRAFT before asking the next announcer.

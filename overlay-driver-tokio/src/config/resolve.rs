@@ -590,6 +590,19 @@ impl<'a> Resolver<'a> {
             64,
         )?)
         .unwrap_or(u8::MAX);
+        node.optimization_samples = u16::try_from(self.u32_in(
+            &spec(
+                "optimization_samples",
+                None,
+                None,
+                "gossip.optimization_samples",
+            ),
+            g.optimization_samples,
+            u32::from(node.optimization_samples),
+            1,
+            1024,
+        )?)
+        .unwrap_or(u16::MAX);
         node.origin_auth = self.origin_auth()?;
 
         // [membership]

@@ -172,6 +172,10 @@ impl Node {
         self.note_first_copy(&topic, key);
         self.scores.first_delivery(from);
         let offer = self.best_offer(&msg.id);
+        let announced = self
+            .missing
+            .get(&msg.id)
+            .map(|m| (m.grafted, m.announced_at));
         self.remove_missing(&msg.id);
         self.stats.gossip_delivered += 1;
         self.stats.delivered_hops_sum += u64::from(hops);
@@ -195,9 +199,14 @@ impl Node {
                 .session(shortcut)
                 .is_some_and(|s| s.conn == shortcut_conn)
             {
-                self.consider_shortcut(&topic, shortcut, offered, hops, conn, now);
+                let seen_at = announced.map_or(now, |(_, at)| at);
+                self.consider_shortcut(&topic, shortcut, offered, hops, conn, seen_at);
             }
         }
+        if let Some((grafted, announced_at)) = announced {
+            self.note_announced_arrival(&topic, key, grafted, announced_at);
+        }
+        self.note_new_message(&topic);
         self.actions.push_back(Action::Deliver(Delivery {
             topic,
             id: forwarded.id,
@@ -428,6 +437,7 @@ impl Node {
                     grafted: None,
                     deferred: false,
                     best_offer: Some((hops, key, conn)),
+                    announced_at: now,
                 },
             );
             if let Some(s) = self.session_mut(key) {

@@ -64,6 +64,9 @@ struct Missing {
     /// The announcement with the fewest hops so far (hops, session, conn): when the message
     /// then arrives eagerly over a longer path, the tree optimisation may swap the links.
     best_offer: Option<(u8, SessionKey, ConnId)>,
+    /// When the first announcement arrived (how late the tree brings announced messages
+    /// sets how long GRAFTs are put off).
+    announced_at: Instant,
 }
 
 /// The overlay state machine. See the crate docs for the driving loop.

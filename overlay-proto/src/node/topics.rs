@@ -7,6 +7,7 @@
 //! topic's [`Tree`] — only while both ends are in the topic (and the peer's token covers it),
 //! so a topic's payloads, announcements and grafts only travel between members.
 
+use core::time::Duration;
 use std::collections::BTreeMap;
 
 use bytes::BytesMut;
@@ -14,7 +15,7 @@ use bytes::BytesMut;
 use super::{Node, SessionKey};
 use crate::action::Action;
 use crate::error::OverlayError;
-use crate::peer::MessageId;
+use crate::peer::{ConnId, MessageId};
 use crate::stats::RejectReason;
 use crate::time::Instant;
 use crate::topic::TopicId;
@@ -33,8 +34,31 @@ pub(super) struct Link {
     pub(super) role_since: Instant,
     /// When we last sent PRUNE to the peer.
     pub(super) pruned_at: Option<Instant>,
+    /// When a tree optimisation chose a shortcut over this (eager) link without pruning it
+    /// at once; its next duplicate within `optimization_hold` prunes it.
+    pub(super) replaced_at: Option<Instant>,
+    /// On a lazy link: how many hops shorter this peer's announcements were than the copies
+    /// that came over each eager link (one tally per eager link, the most recent kept).
+    pub(super) shortcut_tallies: [Option<ShortcutTally>; SHORTCUT_TALLIES],
     /// Ids to announce to this peer at the next lazy flush.
     pub(super) ihave: Vec<(MessageId, u8)>,
+}
+
+/// Eager links a lazy link keeps shortcut tallies against.
+pub(super) const SHORTCUT_TALLIES: usize = 4;
+
+/// Hops a lazy link would have saved, summed over the messages that came over one eager link
+/// (the tree optimisation swaps the two links when the mean is large enough).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ShortcutTally {
+    /// The eager link (session key) and its connection (to detect reuse).
+    pub(super) parent: (SessionKey, ConnId),
+    /// Since when the tally runs (a role change of either link restarts it).
+    pub(super) since: Instant,
+    /// Sum of `our hops − (announced hops + 1)` over the messages counted.
+    pub(super) saved: i32,
+    /// Messages counted.
+    pub(super) samples: u16,
 }
 
 impl Link {
@@ -45,6 +69,8 @@ impl Link {
             first_copy_at: None,
             role_since: now,
             pruned_at: None,
+            replaced_at: None,
+            shortcut_tallies: [None; SHORTCUT_TALLIES],
             ihave: Vec::new(),
         }
     }
@@ -59,6 +85,13 @@ pub(super) struct Tree {
     pub(super) lazy: Vec<SessionKey>,
     /// The link state of every session in the tree, by session key.
     pub(super) links: BTreeMap<SessionKey, Link>,
+    /// Recent largest lateness of eager copies that arrived after an IHAVE for the same id
+    /// (how far the tree path trails the mesh's shortest paths here): sets how long GRAFTs
+    /// are put off while the tree is settled.
+    pub(super) lateness: Duration,
+    /// When this node last accepted a new message of the topic: a tree optimisation based on
+    /// an older message may rest on a tree that has changed since.
+    pub(super) last_first_copy_at: Instant,
 }
 
 impl Tree {
@@ -223,12 +256,14 @@ impl Node {
         Ok(())
     }
 
-    /// Puts session `key` into `topic`'s tree: eager while the tree has fewer than α eager
-    /// links (and the peer's score allows), lazy otherwise; an eager link is told to the peer
-    /// (empty GRAFT) so it is eager on both ends (`promote_to_eager`). The new link is told
-    /// the ids of the topic this node holds most recently (catch-up after churn).
+    /// Puts session `key` into `topic`'s tree: eager, as in textbook Plumtree (unless the
+    /// peer's score keeps it lazy). The peer does the same on its side, so the link is eager
+    /// on both ends without a GRAFT. The next message crosses the link both ways and a
+    /// duplicate prunes it unless it is the faster path, so the first messages over a new
+    /// mesh flood it and leave the first sender's shortest-path tree (shallow, and chosen by
+    /// latency); a cap on eager links at open left one-sided links and a deep tree. The new
+    /// link is told the ids of the topic this node holds most recently (catch-up after churn).
     fn add_link(&mut self, topic: TopicId, key: SessionKey) {
-        let alpha = self.config.alpha;
         let catch_up = self.config.catch_up_ids;
         let now = self.now;
         let may_be_eager = self.may_be_eager(key);
@@ -239,7 +274,7 @@ impl Node {
         if tree.links.contains_key(&key) {
             return;
         }
-        let eager = tree.eager.len() < alpha && may_be_eager;
+        let eager = may_be_eager;
         let mut link = Link::new(now, eager);
         link.ihave.extend(recent.iter().rev().copied());
         let has_ihave = !link.ihave.is_empty();
@@ -248,9 +283,6 @@ impl Node {
             tree.eager.push(key);
         } else {
             tree.lazy.push(key);
-        }
-        if eager {
-            self.tell_eager(&topic, key);
         }
         if has_ihave {
             self.arm_lazy_flush();

@@ -121,12 +121,10 @@ pub struct Scenario {
     /// readiness) are not switches and stay on.
     #[serde(default = "scoring_default")]
     pub scoring: bool,
-    /// Plumtree's opt-in tree optimisation in every core: `optimization_threshold` 3 and GRAFTs
-    /// put off for 240 ms while the tree is settled (`graft_timeout_settled`). Off by default,
-    /// as in the core: it makes one tree for every sender (random-sender RMR near 0) but a
-    /// deeper one, and on a real 32-node loopback mesh its p99 latency was ~250 ms against
-    /// ~3 ms without it (docs/PERFORMANCE.md).
-    #[serde(default)]
+    /// Plumtree's tree optimisation and GRAFT hold in every core, as in the core's defaults
+    /// (`optimization_threshold` 2, `graft_timeout_settled` 240 ms). Off sets both to their
+    /// off values (threshold 0, no GRAFT put off), for comparison.
+    #[serde(default = "tree_optimization_default")]
     pub tree_optimization: bool,
     /// Every core's `store_ttl` (how long messages are kept for GRAFT answers), ms; `None`:
     /// the core's default.
@@ -147,6 +145,10 @@ pub struct Scenario {
 
 fn members_default() -> u32 {
     50
+}
+
+fn tree_optimization_default() -> bool {
+    NodeConfig::default().optimization_threshold > 0
 }
 
 fn scoring_default() -> bool {
@@ -186,7 +188,7 @@ impl Scenario {
             adversary_percent: 0,
             attack_start_ms: 0,
             scoring: scoring_default(),
-            tree_optimization: false,
+            tree_optimization: tree_optimization_default(),
             store_ttl_ms: None,
             store_bytes: None,
             topics: 0,
@@ -221,10 +223,13 @@ impl Scenario {
         } else {
             format!("{base}-scoring-{}", on_off(self.scoring))
         };
-        let base = if self.tree_optimization {
-            format!("{base}-tree-optimization")
-        } else {
+        let base = if self.tree_optimization == tree_optimization_default() {
             base
+        } else {
+            format!(
+                "{base}-tree-optimization-{}",
+                on_off(self.tree_optimization)
+            )
         };
         if self.topics > 0 {
             format!("{base}-topics-{}-{}pct", self.topics, self.members_percent)
@@ -356,9 +361,9 @@ impl Scenario {
         c.active_target = self.active_target;
         c.origin_auth = self.origin_auth;
         c.scoring.enabled = self.scoring;
-        if self.tree_optimization {
-            c.optimization_threshold = 3;
-            c.graft_timeout_settled = std::time::Duration::from_millis(240);
+        if !self.tree_optimization {
+            c.optimization_threshold = 0;
+            c.graft_timeout_settled = c.graft_timeout;
         }
         if let Some(ms) = self.store_ttl_ms {
             c.store_ttl = std::time::Duration::from_millis(ms);
@@ -415,8 +420,11 @@ impl Scenario {
         if self.scoring != scoring_default() {
             push("scoring", on_off(self.scoring).to_string());
         }
-        if self.tree_optimization {
-            push("tree-optimization", "on".to_string());
+        if self.tree_optimization != tree_optimization_default() {
+            push(
+                "tree-optimization",
+                on_off(self.tree_optimization).to_string(),
+            );
         }
         if let Some(ms) = self.store_ttl_ms {
             push("store-ttl-ms", ms.to_string());
