@@ -170,6 +170,10 @@ pub struct NodeConfig {
     /// Most topics one peer's TOPICS message may name (the default topic is not named); a
     /// larger message closes the session with 413, decided from the frame header.
     pub max_peer_topics: usize,
+    /// A node with fewer links than this in a topic (sessions whose peer is in it too) asks
+    /// running peers for members of the topic (TOPIC_PEERS) every `shuffle_interval` and dials
+    /// them; 0 turns the search off.
+    pub topic_min_links: usize,
     /// Duplicate messages per second tolerated from a peer before they are scored.
     pub duplicate_rate_per_s: u32,
     /// Token bucket depth for `duplicate_rate_per_s`.
@@ -301,6 +305,7 @@ impl Default for NodeConfig {
             max_announcers: 8,
             max_topics: 64,
             max_peer_topics: 256,
+            topic_min_links: 3,
             duplicate_rate_per_s: 1000,
             duplicate_rate_burst: 4000,
             shuffle_rate_per_s: 1,
@@ -585,6 +590,7 @@ impl NodeConfig {
             "1..=4096 (the default topic counts)",
         )?;
         check(self.max_peer_topics <= 4096, "max_peer_topics", "0..=4096")?;
+        check(self.topic_min_links <= 64, "topic_min_links", "0..=64")?;
         check(self.max_preauth >= 1, "max_preauth", ">= 1")?;
         check(
             (1..=self.max_preauth).contains(&self.max_preauth_per_ip),

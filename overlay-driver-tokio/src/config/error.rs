@@ -228,6 +228,7 @@ fn file_key(core: &str) -> &'static str {
         "max_announcers" => "gossip.max_announcers",
         "max_topics" => "topics.max_topics",
         "max_peer_topics" => "topics.max_peer_topics",
+        "topic_min_links" => "topics.min_links",
         "duplicate_rate_per_s" => "gossip.duplicate_rate_per_s",
         "duplicate_rate_burst" => "gossip.duplicate_rate_burst",
         "shuffle_rate_per_s" => "membership.shuffle_rate_per_s",

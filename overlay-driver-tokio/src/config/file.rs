@@ -90,6 +90,8 @@ pub struct TopicsSection {
     pub max_topics: Option<i64>,
     /// Most topics one peer's TOPICS message may name.
     pub max_peer_topics: Option<i64>,
+    /// Fewer links than this in a topic: ask peers for members and dial them.
+    pub min_links: Option<i64>,
 }
 
 /// `[clients]`: limits of client sessions.

@@ -1369,6 +1369,14 @@ impl<'a> Resolver<'a> {
             0,
             4096,
         )?;
+        node.topic_min_links = self.usize_in(
+            &spec("topic_min_links", None, None, "topics.min_links"),
+            None,
+            t.min_links,
+            node.topic_min_links,
+            0,
+            64,
+        )?;
         let (list, origin) = if !self.cli.topics.is_empty() {
             (self.cli.topics.clone(), Origin::Flag("--topic"))
         } else if let Some(list) = &t.join {
