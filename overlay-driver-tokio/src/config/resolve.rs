@@ -994,6 +994,18 @@ impl<'a> Resolver<'a> {
             1,
             64,
         )?;
+        node.optimization_swaps_per_s = self.u32_in(
+            &spec(
+                "optimization_swaps_per_s",
+                None,
+                None,
+                "gossip.optimization_swaps_per_s",
+            ),
+            g.optimization_swaps_per_s,
+            node.optimization_swaps_per_s,
+            1,
+            1000,
+        )?;
         node.duplicate_rate_per_s = rate(
             "duplicate_rate_per_s",
             "gossip.duplicate_rate_per_s",
