@@ -109,6 +109,10 @@ pub struct NodeConfig {
     /// A link whose eager/lazy role changed less than this long ago takes no part in a tree
     /// optimisation swap, so a swap is never undone by the next message.
     pub optimization_hold: Duration,
+    /// Tree-optimisation swaps a node may start per second. Each first asks the announcer
+    /// for the message its hop claim was about and completes only if the answer bears the
+    /// claim out (hop count at most the claimed one, within `2 × graft_retry`).
+    pub optimization_swaps_per_s: u32,
     /// IHAVE batches are flushed at this period.
     pub lazy_flush_interval: Duration,
     /// Most ids in one IHAVE batch per peer; more are dropped and counted.
@@ -170,6 +174,10 @@ pub struct NodeConfig {
     /// Most topics one peer's TOPICS message may name (the default topic is not named); a
     /// larger message closes the session with 413, decided from the frame header.
     pub max_peer_topics: usize,
+    /// A node with fewer links than this in a topic (sessions whose peer is in it too) asks
+    /// running peers for members of the topic (TOPIC_PEERS) every `shuffle_interval` and dials
+    /// them; 0 turns the search off.
+    pub topic_min_links: usize,
     /// Duplicate messages per second tolerated from a peer before they are scored.
     pub duplicate_rate_per_s: u32,
     /// Token bucket depth for `duplicate_rate_per_s`.
@@ -274,6 +282,7 @@ impl Default for NodeConfig {
             optimization_threshold: 2,
             optimization_samples: 6,
             optimization_hold: Duration::from_secs(2),
+            optimization_swaps_per_s: 4,
             lazy_flush_interval: Duration::from_millis(10),
             ihave_batch_max: 512,
             catch_up_ids: 256,
@@ -301,6 +310,7 @@ impl Default for NodeConfig {
             max_announcers: 8,
             max_topics: 64,
             max_peer_topics: 256,
+            topic_min_links: 3,
             duplicate_rate_per_s: 1000,
             duplicate_rate_burst: 4000,
             shuffle_rate_per_s: 1,
@@ -425,6 +435,11 @@ impl NodeConfig {
             self.optimization_threshold <= 64,
             "optimization_threshold",
             "0..=64",
+        )?;
+        check(
+            (1..=1000).contains(&self.optimization_swaps_per_s),
+            "optimization_swaps_per_s",
+            "1..=1000",
         )?;
         check(
             (1..=1024).contains(&self.optimization_samples),
@@ -585,6 +600,7 @@ impl NodeConfig {
             "1..=4096 (the default topic counts)",
         )?;
         check(self.max_peer_topics <= 4096, "max_peer_topics", "0..=4096")?;
+        check(self.topic_min_links <= 64, "topic_min_links", "0..=64")?;
         check(self.max_preauth >= 1, "max_preauth", ">= 1")?;
         check(
             (1..=self.max_preauth).contains(&self.max_preauth_per_ip),

@@ -8,6 +8,9 @@
 //!
 //! The OAP/1 codec ([`frame`]) and the capability-token verifier ([`capability`]) are pure
 //! functions and live here too.
+//!
+//! Feature `test-util`: [`mesh`], a deterministic in-memory network of nodes with virtual time
+//! (the core's own tests, the simulator and benchmarks use it; the daemon does not build it).
 
 pub mod action;
 pub mod cache;
@@ -20,6 +23,7 @@ pub mod idhash;
 pub mod input;
 pub mod keys;
 pub mod liveness;
+#[cfg(any(test, feature = "test-util"))]
 pub mod mesh;
 pub mod node;
 pub mod origin;

@@ -212,6 +212,8 @@ pub struct Session {
     /// The topics the peer's token covers (ascending), or `None` when it does not restrict
     /// topics.
     pub allowed_topics: Option<Vec<TopicId>>,
+    /// We asked the peer for members of this topic (TOPIC_PEERS) and wait for the answer.
+    pub topic_peers_pending: Option<TopicId>,
     /// The address the peer accepts connections on (from its HELLO).
     pub listen: Option<SocketAddr>,
     /// Frames sent and not yet re-credited.
@@ -277,6 +279,7 @@ impl Session {
             grant,
             peer_topics: Vec::new(),
             allowed_topics: None,
+            topic_peers_pending: None,
             listen: None,
             inflight_frames: 0,
             dirty: false,

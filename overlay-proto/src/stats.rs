@@ -270,9 +270,9 @@ pub struct NodeStats {
     /// Counter: direct messages delivered.
     pub direct_delivered: u64,
     /// Counter: overlay frames received, by [`crate::wire::Kind`] index.
-    pub frames_in_by_kind: [u64; 15],
+    pub frames_in_by_kind: [u64; 16],
     /// Counter: overlay frames sent, by [`crate::wire::Kind`] index.
-    pub frames_out_by_kind: [u64; 15],
+    pub frames_out_by_kind: [u64; 16],
     /// Counter: inbound rejects and outbound drops, by reason.
     pub rejected: ReasonCounts,
     /// Counter: readiness transitions to not-ready.

@@ -73,11 +73,14 @@ pub enum Kind {
     TopicGraft = 0x010E,
     /// PRUNE of a topic other than the default: `topic[32]`.
     TopicPrune = 0x010F,
+    /// Members of a topic: `topic[32]`, then a SHUFFLE body. With no entry it asks the
+    /// receiver for members it knows; with entries it answers such a request.
+    TopicPeers = 0x0110,
 }
 
 impl Kind {
     /// Every kind, for metrics label tables.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Gossip,
         Kind::IHave,
         Kind::Graft,
@@ -93,6 +96,7 @@ impl Kind {
         Kind::TopicIHave,
         Kind::TopicGraft,
         Kind::TopicPrune,
+        Kind::TopicPeers,
     ];
 
     /// The kind for a frame `code`, if it is one.
@@ -113,6 +117,7 @@ impl Kind {
             0x010D => Kind::TopicIHave,
             0x010E => Kind::TopicGraft,
             0x010F => Kind::TopicPrune,
+            0x0110 => Kind::TopicPeers,
             _ => return None,
         })
     }
@@ -140,6 +145,7 @@ impl Kind {
             Kind::TopicIHave => "topic_ihave",
             Kind::TopicGraft => "topic_graft",
             Kind::TopicPrune => "topic_prune",
+            Kind::TopicPeers => "topic_peers",
         }
     }
 
@@ -166,7 +172,7 @@ impl Kind {
             | Kind::TopicGraft
             | Kind::TopicPrune => Operation::Gossip,
             Kind::Direct => Operation::Direct,
-            Kind::Shuffle | Kind::ShuffleReply => Operation::Membership,
+            Kind::Shuffle | Kind::ShuffleReply | Kind::TopicPeers => Operation::Membership,
             Kind::Credit | Kind::Ping | Kind::Pong => Operation::Control,
         }
     }
@@ -179,7 +185,7 @@ pub enum Operation {
     Gossip,
     /// `direct`: DIRECT.
     Direct,
-    /// `membership`: SHUFFLE, SHUFFLE_REPLY.
+    /// `membership`: SHUFFLE, SHUFFLE_REPLY, TOPIC_PEERS.
     Membership,
     /// Always allowed: CREDIT, PING, PONG.
     Control,
@@ -672,7 +678,7 @@ mod tests {
             assert_eq!(k.index(), i);
         }
         assert_eq!(Kind::from_code(0), None);
-        assert_eq!(Kind::from_code(0x0110), None);
+        assert_eq!(Kind::from_code(0x0111), None);
     }
 
     #[test]

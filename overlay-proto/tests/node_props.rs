@@ -71,6 +71,37 @@ enum Op {
         port: u16,
     },
     Shutdown,
+    /// Join, leave or publish to one of a few topics (0 is the default topic).
+    Join {
+        topic: u8,
+    },
+    Leave {
+        topic: u8,
+    },
+    Publish {
+        topic: u8,
+        len: u16,
+    },
+    /// A TOPIC_* frame naming one of those topics, then an arbitrary body.
+    TopicFrame {
+        conn: u8,
+        kind: u8,
+        topic: u8,
+        body: Vec<u8>,
+    },
+    /// A well-formed TOPICS announcement of a set of those topics.
+    Topics {
+        conn: u8,
+        set: u8,
+    },
+}
+
+/// Topic `t` of the few the properties use (0: the default topic).
+fn topic(t: u8) -> overlay_proto::TopicId {
+    match t % 4 {
+        0 => overlay_proto::TopicId::DEFAULT,
+        k => overlay_proto::TopicId::from_name(&format!("t{k}")),
+    }
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -85,7 +116,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(conn, data)| Op::Bytes { conn, data }),
         (
             0u8..6,
-            0x0100u16..0x010c,
+            0x0100u16..0x0111,
             prop_oneof![Just(4u16), any::<u16>()],
             prop_oneof![Just(0x4F56u16), Just(0u16), any::<u16>()],
             proptest::collection::vec(any::<u8>(), 0..120)
@@ -103,6 +134,22 @@ fn op() -> impl Strategy<Value = Op> {
         (0u8..6).prop_map(|peer| Op::Direct { peer }),
         (1u16..10).prop_map(|port| Op::Dial { port }),
         Just(Op::Shutdown),
+        (0u8..4).prop_map(|topic| Op::Join { topic }),
+        (0u8..4).prop_map(|topic| Op::Leave { topic }),
+        (0u8..4, 0u16..600).prop_map(|(topic, len)| Op::Publish { topic, len }),
+        (
+            0u8..6,
+            0u8..4,
+            0u8..4,
+            proptest::collection::vec(any::<u8>(), 0..140)
+        )
+            .prop_map(|(conn, kind, topic, body)| Op::TopicFrame {
+                conn,
+                kind,
+                topic,
+                body
+            }),
+        (0u8..6, any::<u8>()).prop_map(|(conn, set)| Op::Topics { conn, set }),
     ]
 }
 
@@ -216,6 +263,53 @@ fn to_input(op: &Op) -> Input {
             addr: SocketAddr::from(([127, 0, 0, 2], port)),
         },
         Op::Shutdown => Input::Shutdown,
+        Op::Join { topic: t } => Input::Join(topic(t)),
+        Op::Leave { topic: t } => Input::Leave(topic(t)),
+        Op::Publish { topic: t, len } => Input::Publish {
+            request: 3,
+            topic: topic(t),
+            payload: Bytes::from(vec![9u8; len as usize]),
+        },
+        Op::TopicFrame {
+            conn,
+            kind,
+            topic: t,
+            body,
+        } => {
+            use overlay_proto::wire::Kind;
+            let kind = [
+                Kind::TopicGossip,
+                Kind::TopicIHave,
+                Kind::TopicGraft,
+                Kind::TopicPrune,
+            ][usize::from(kind % 4)];
+            let mut full = topic(t).0.to_vec();
+            full.extend_from_slice(&body);
+            Input::Received {
+                conn: ConnId(u64::from(conn)),
+                data: frame(4, kind.code(), 0x4F56, &[], &full).into(),
+            }
+        }
+        Op::Topics { conn, set } => {
+            let mut named: Vec<overlay_proto::TopicId> = (1u8..4)
+                .filter(|k| set & (1 << k) != 0)
+                .map(topic)
+                .collect();
+            named.sort();
+            let mut body = Vec::new();
+            overlay_proto::wire::put_topics(&mut body, named.iter());
+            Input::Received {
+                conn: ConnId(u64::from(conn)),
+                data: frame(
+                    4,
+                    overlay_proto::wire::Kind::Topics.code(),
+                    0x4F56,
+                    &[],
+                    &body,
+                )
+                .into(),
+            }
+        }
     }
 }
 
@@ -232,10 +326,16 @@ fn run(ops: &[Op]) -> Vec<Action> {
         for input in to_inputs(op) {
             node.handle(now, input);
             while let Some(a) = node.poll_action() {
+                // A topic's message is delivered only while the node is in the topic.
+                if let Action::Deliver(d) = &a {
+                    assert!(node.is_joined(&d.topic), "delivery outside a joined topic");
+                }
                 all.push(a);
             }
         }
         let s = node.stats();
+        assert!(s.topics_joined >= 1 && s.topics_joined <= cfg.max_topics);
+        assert!(node.is_joined(&overlay_proto::TopicId::DEFAULT));
         // Running sessions and our own handshaking dials count toward max_sessions; inbound
         // connections before START live on the pre-auth budget.
         let outbound_handshaking = s.sessions_handshaking - s.preauth_sessions;

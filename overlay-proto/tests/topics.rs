@@ -694,3 +694,73 @@ fn a_topics_wide_token_covers_every_topic_and_a_foreign_path_is_refused() {
     );
     assert!(pair.b.sessions().is_empty());
 }
+
+#[test]
+fn a_sparse_topic_finds_its_members_and_reaches_them_all() {
+    // 10 % of 150 nodes: with an active view of 9, most members have no member neighbour at
+    // first; TOPIC_PEERS finds them members to dial.
+    let n = 150;
+    let seed = 21;
+    let mut m = mesh(n, seed);
+    m.run_for(Duration::from_secs(3));
+    let topic = TopicId::from_name("sparse");
+    let members: Vec<usize> = (0..n).filter(|i| i % 10 == 0).collect();
+    for &i in &members {
+        m.input(i, Input::Join(topic));
+    }
+    m.run_for(Duration::from_secs(12));
+    assert_eq!(
+        reachable(&m, seed, &members, members[0]),
+        members,
+        "the members are connected among themselves"
+    );
+    for k in 0..5u8 {
+        let from = members[usize::from(k) % members.len()];
+        let id = m.publish(from, topic, Bytes::from(vec![k; 64])).unwrap();
+        m.run_for(Duration::from_secs(1));
+        assert_eq!(deliverers(&m, &id), members);
+    }
+    // Without the search the same topic is split.
+    let mut config = cfg();
+    config.topic_min_links = 0;
+    let mut m = Mesh::new(MeshConfig {
+        nodes: n,
+        seed,
+        node_config: config,
+        ..MeshConfig::default()
+    })
+    .unwrap();
+    m.run_for(Duration::from_secs(3));
+    for &i in &members {
+        m.input(i, Input::Join(topic));
+    }
+    m.run_for(Duration::from_secs(12));
+    assert!(reachable(&m, seed, &members, members[0]).len() < members.len());
+}
+
+#[test]
+fn a_topic_peers_answer_nobody_asked_for_is_ignored_and_scored() {
+    let mut pair = Pair::new(cfg());
+    let chat = TopicId::from_name("chat");
+    let mut body = chat.0.to_vec();
+    wire::put_shuffle(
+        &mut body,
+        &[wire::PeerEntry {
+            peer: PeerId([9; 32]),
+            addr: SocketAddr::from(([127, 0, 0, 9], 9415)),
+        }],
+    );
+    let before = pair.b.stats().rejected.get(RejectReason::ShuffleFlood);
+    pair.input_b(Input::Received {
+        conn: B_CONN,
+        data: event(Kind::TopicPeers, &body),
+    });
+    assert_eq!(
+        pair.b.stats().rejected.get(RejectReason::ShuffleFlood),
+        before + 1
+    );
+    assert!(!pair
+        .b_actions
+        .iter()
+        .any(|a| matches!(a, Action::Connect { .. })));
+}

@@ -90,6 +90,8 @@ pub struct TopicsSection {
     pub max_topics: Option<i64>,
     /// Most topics one peer's TOPICS message may name.
     pub max_peer_topics: Option<i64>,
+    /// Fewer links than this in a topic: ask peers for members and dial them.
+    pub min_links: Option<i64>,
 }
 
 /// `[clients]`: limits of client sessions.
@@ -214,6 +216,9 @@ pub struct GossipSection {
     pub ihave_max_missing_per_peer: Option<i64>,
     /// Announcers remembered per missing id (GRAFT candidates, best-ranked first).
     pub max_announcers: Option<i64>,
+    /// Tree-optimisation swaps a node may start per second (each waits for the announcer to
+    /// prove its hop claim).
+    pub optimization_swaps_per_s: Option<i64>,
     /// Duplicates per second tolerated from a peer before they are scored.
     pub duplicate_rate_per_s: Option<i64>,
     /// Token bucket depth for `duplicate_rate_per_s`.

@@ -994,6 +994,18 @@ impl<'a> Resolver<'a> {
             1,
             64,
         )?;
+        node.optimization_swaps_per_s = self.u32_in(
+            &spec(
+                "optimization_swaps_per_s",
+                None,
+                None,
+                "gossip.optimization_swaps_per_s",
+            ),
+            g.optimization_swaps_per_s,
+            node.optimization_swaps_per_s,
+            1,
+            1000,
+        )?;
         node.duplicate_rate_per_s = rate(
             "duplicate_rate_per_s",
             "gossip.duplicate_rate_per_s",
@@ -1368,6 +1380,14 @@ impl<'a> Resolver<'a> {
             node.max_peer_topics,
             0,
             4096,
+        )?;
+        node.topic_min_links = self.usize_in(
+            &spec("topic_min_links", None, None, "topics.min_links"),
+            None,
+            t.min_links,
+            node.topic_min_links,
+            0,
+            64,
         )?;
         let (list, origin) = if !self.cli.topics.is_empty() {
             (self.cli.topics.clone(), Origin::Flag("--topic"))

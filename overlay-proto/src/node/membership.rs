@@ -161,6 +161,22 @@ impl Node {
     }
 
     /// Dials passive peers until the active view is full (bounded by concurrent dials).
+    /// Dials `addr` for a topic that lacks links, when a dial slot and a session slot are free
+    /// and the address is not already connected or dialed. True when dialing.
+    pub(super) fn dial_for_topic(&mut self, addr: SocketAddr) -> bool {
+        let busy = self.dials.len() >= self.config.max_concurrent_dials
+            || self.membership_count() + self.dials.len() >= self.config.max_sessions;
+        if busy || self.shutting_down || self.is_connected_to(&addr) {
+            return false;
+        }
+        let banned = self.scores.is_addr_banned(&addr, self.now);
+        if banned || Some(addr) == self.identity.listen_addr {
+            return false;
+        }
+        let _dial = self.start_dial(addr);
+        true
+    }
+
     pub(super) fn maintain_membership(&mut self) {
         if self.shutting_down {
             return;

@@ -223,7 +223,9 @@ impl Node {
                         TopicId::LEN + s.grant.max_message_bytes + SIGNED_GOSSIP_HEADER_LEN
                     }
                     Kind::Direct => s.grant.max_message_bytes,
-                    Kind::TopicIHave | Kind::TopicGraft => TopicId::LEN + MAX_CONTROL_BODY,
+                    Kind::TopicIHave | Kind::TopicGraft | Kind::TopicPeers => {
+                        TopicId::LEN + MAX_CONTROL_BODY
+                    }
                     _ => MAX_CONTROL_BODY,
                 };
                 if len.saturating_sub(HEADER_LEN) > body_limit {
@@ -319,6 +321,10 @@ impl Node {
                 }
             }
             Kind::Topics => self.on_topics(key, &body),
+            Kind::TopicPeers => match wire::split_topic(kind, &body) {
+                Ok((topic, rest)) => self.on_topic_peers(key, topic, &rest),
+                Err(e) => Err(e),
+            },
             Kind::Credit => wire::parse_credit(&body).map(|g| self.on_credit(key, g)),
             Kind::Direct => {
                 self.on_direct(key, body);

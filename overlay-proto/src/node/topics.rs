@@ -92,6 +92,8 @@ pub(super) struct Tree {
     /// When this node last accepted a new message of the topic: a tree optimisation based on
     /// an older message may rest on a tree that has changed since.
     pub(super) last_first_copy_at: Instant,
+    /// When this node last asked peers for members of the topic (TOPIC_PEERS).
+    asked_at: Option<Instant>,
 }
 
 impl Tree {
@@ -111,6 +113,11 @@ impl Tree {
         }
     }
 }
+
+/// Peers asked at once for members of an under-linked topic.
+const TOPIC_PEERS_ASKED: usize = 2;
+/// Most entries of a TOPIC_PEERS answer.
+const TOPIC_PEERS_MAX: usize = 16;
 
 impl Node {
     /// The tree of `topic`, when this node is in it.
@@ -313,6 +320,141 @@ impl Node {
             }
         }
         eager_in
+    }
+
+    /// For every topic (but the default one) with fewer than `topic_min_links` links: at
+    /// most every `shuffle_interval`, ask up to two running peers for members of the topic
+    /// they know (TOPIC_PEERS with no entry). Called from the maintenance tick.
+    pub(super) fn seek_topic_peers(&mut self) {
+        let min = self.config.topic_min_links;
+        if min == 0 || self.shutting_down {
+            return;
+        }
+        let now = self.now;
+        let every = self.config.shuffle_interval;
+        let wanting: Vec<TopicId> = self
+            .trees
+            .iter()
+            .filter(|(t, tree)| {
+                !t.is_default()
+                    && tree.links.len() < min
+                    && tree.asked_at.is_none_or(|at| now - at >= every)
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for topic in wanting {
+            let mut asked = 0;
+            let mut candidates: Vec<SessionKey> = self
+                .live_sessions()
+                .filter(|(_, s)| s.is_running() && s.topic_peers_pending.is_none())
+                .map(|(k, _)| k)
+                .collect();
+            while asked < TOPIC_PEERS_ASKED && !candidates.is_empty() {
+                let pick = self.random_below(candidates.len());
+                let key = candidates.swap_remove(pick);
+                let mut body = BytesMut::with_capacity(TopicId::LEN + 1);
+                body.extend_from_slice(&topic.0);
+                wire::put_shuffle(&mut body, &[]);
+                if self.send_frame(key, Kind::TopicPeers, &[&body]) != super::send::Sent::Dropped {
+                    if let Some(s) = self.session_mut(key) {
+                        s.topic_peers_pending = Some(topic);
+                    }
+                    asked += 1;
+                }
+            }
+            if let Some(tree) = self.trees.get_mut(&topic) {
+                tree.asked_at = Some(now);
+            }
+        }
+    }
+
+    /// TOPIC_PEERS from session `key`. A request (no entry) is answered with up to 16
+    /// running peers that announced the topic (and this node, when it is in it), within the
+    /// peer's SHUFFLE rate; an answer is taken only when we asked that session for that
+    /// topic: its entries are checked like SHUFFLE entries, learnt, and dialed while the
+    /// topic has fewer than `topic_min_links` links. Requests over the rate and answers we
+    /// did not ask for are ignored and scored (`shuffle_flood`).
+    pub(super) fn on_topic_peers(
+        &mut self,
+        key: SessionKey,
+        topic: TopicId,
+        body: &[u8],
+    ) -> Result<(), wire::WireError> {
+        let entries = wire::parse_shuffle(Kind::TopicPeers, body)?;
+        let now = self.now;
+        let Some(s) = self.session_mut(key) else {
+            return Ok(());
+        };
+        let from = s.remote;
+        let welcome = if entries.is_empty() {
+            s.control.shuffle.try_take(now)
+        } else if s.topic_peers_pending == Some(topic) {
+            s.topic_peers_pending = None;
+            true
+        } else {
+            false
+        };
+        if !welcome {
+            self.stats.rejected.bump(RejectReason::ShuffleFlood);
+            self.penalize(key, crate::score::Penalty::ShuffleFlood, 1);
+            return Ok(());
+        }
+        if entries.is_empty() {
+            self.answer_topic_peers(key, topic);
+            return Ok(());
+        }
+        let mut bad = 0u64;
+        let mut fresh = Vec::new();
+        for e in entries {
+            if !self.acceptable_hint(&e.addr, &from) || self.contradicts_pins(&e.peer, &e.addr) {
+                bad += 1;
+                continue;
+            }
+            self.learn_peer(e.addr, Some(e.peer), false);
+            if e.peer != self.identity.peer_id && !self.by_peer.contains_key(&e.peer) {
+                fresh.push(e.addr);
+            }
+        }
+        if bad > 0 {
+            self.stats.rejected.add(RejectReason::BadAddress, bad);
+            self.penalize(key, crate::score::Penalty::ShuffleFlood, 1);
+        }
+        let links = self.tree(&topic).map_or(usize::MAX, |t| t.links.len());
+        let want = self.config.topic_min_links.saturating_sub(links);
+        for addr in fresh.into_iter().take(want) {
+            let _dialing = self.dial_for_topic(addr);
+        }
+        Ok(())
+    }
+
+    fn answer_topic_peers(&mut self, key: SessionKey, topic: TopicId) {
+        let mut entries = Vec::new();
+        if self.trees.contains_key(&topic) {
+            if let Some(addr) = self.identity.listen_addr {
+                entries.push(wire::PeerEntry {
+                    peer: self.identity.peer_id,
+                    addr,
+                });
+            }
+        }
+        for (k, s) in self.live_sessions() {
+            if entries.len() >= TOPIC_PEERS_MAX {
+                break;
+            }
+            if k == key || !s.is_running() || s.peer_topics.binary_search(&topic).is_err() {
+                continue;
+            }
+            if let Some(addr) = s.listen {
+                entries.push(wire::PeerEntry { peer: s.peer, addr });
+            }
+        }
+        if entries.is_empty() {
+            return;
+        }
+        let mut body = BytesMut::with_capacity(TopicId::LEN + 1 + entries.len() * 51);
+        body.extend_from_slice(&topic.0);
+        wire::put_shuffle(&mut body, &entries);
+        self.send_frame(key, Kind::TopicPeers, &[&body]);
     }
 
     /// A topic frame from a session that is not a member there: counted and ignored (after a
