@@ -42,7 +42,7 @@ pub mod tls;
 
 #[cfg(not(loom))]
 pub use api::{
-    DialTarget, DirectMessage, DirectSubscription, Event, EventStream, KernelEvent, Overlay,
+    DialTarget, DirectMessage, DirectSubscription, Error, Event, EventStream, KernelEvent, Overlay,
     OverlayBuilder, OverlayError, PendingValidation, Readiness, SessionHandle, Subscription, Topic,
     TopicSender, Validator,
 };

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use svc_overlay::OverlayError;
 
 use bytes::Bytes;
 use overlay_proto::{Delivery, MessageId, PeerId};
@@ -418,17 +419,14 @@ impl OverlayApi for Feed {
     type Subscription = FeedSub;
     type TopicSubscription = FeedSub;
 
-    async fn join_topic(
-        &self,
-        _: overlay_proto::TopicId,
-    ) -> Result<bool, svc_overlay::api::OverlayError> {
-        Err(svc_overlay::api::OverlayError::Refused)
+    async fn join_topic(&self, _: overlay_proto::TopicId) -> Result<bool, svc_overlay::api::Error> {
+        Err(svc_overlay::api::Error::Overlay(OverlayError::Refused))
     }
 
     async fn leave_topic(
         &self,
         _: overlay_proto::TopicId,
-    ) -> Result<bool, svc_overlay::api::OverlayError> {
+    ) -> Result<bool, svc_overlay::api::Error> {
         Ok(false)
     }
 
@@ -436,20 +434,20 @@ impl OverlayApi for Feed {
         &self,
         _: overlay_proto::TopicId,
         _: Bytes,
-    ) -> Result<MessageId, svc_overlay::api::OverlayError> {
-        Err(svc_overlay::api::OverlayError::NotJoined)
+    ) -> Result<MessageId, svc_overlay::api::Error> {
+        Err(svc_overlay::api::Error::Overlay(OverlayError::NotJoined))
     }
 
     fn topic_events(&self, _: overlay_proto::TopicId) -> Option<FeedSub> {
         None
     }
 
-    async fn broadcast(&self, _: Bytes) -> Result<MessageId, svc_overlay::api::OverlayError> {
+    async fn broadcast(&self, _: Bytes) -> Result<MessageId, svc_overlay::api::Error> {
         Ok(MessageId([0; 32]))
     }
 
-    async fn dial(&self, _: String) -> Result<PeerId, svc_overlay::api::OverlayError> {
-        Err(svc_overlay::api::OverlayError::Refused)
+    async fn dial(&self, _: String) -> Result<PeerId, svc_overlay::api::Error> {
+        Err(svc_overlay::api::Error::Overlay(OverlayError::Refused))
     }
 
     async fn peers(&self) -> Vec<overlay_proto::SessionInfo> {

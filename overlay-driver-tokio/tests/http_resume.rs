@@ -8,14 +8,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use svc_overlay::OverlayError;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use overlay_proto::{Delivery, MessageId, NodeStats, PeerId, SessionInfo};
 use serde_json::Value;
-use svc_overlay::api::{
-    Cursor, CursorError, DeliveryLog, OverlayError, Replay, ReplayBounds, Sequenced,
-};
+use svc_overlay::api::{Cursor, CursorError, DeliveryLog, Error, Replay, ReplayBounds, Sequenced};
 use svc_overlay::http::{
     router, spawn_listener, GossipEvent, GossipSubscription, HttpConfig, HttpCounters, LaggedEvent,
     OverlayApi, ReadinessView,
@@ -47,32 +46,28 @@ impl OverlayApi for Feed {
     type Subscription = FeedSub;
     type TopicSubscription = FeedSub;
 
-    async fn join_topic(&self, _: overlay_proto::TopicId) -> Result<bool, OverlayError> {
-        Err(OverlayError::Refused)
+    async fn join_topic(&self, _: overlay_proto::TopicId) -> Result<bool, Error> {
+        Err(Error::Overlay(OverlayError::Refused))
     }
 
-    async fn leave_topic(&self, _: overlay_proto::TopicId) -> Result<bool, OverlayError> {
+    async fn leave_topic(&self, _: overlay_proto::TopicId) -> Result<bool, Error> {
         Ok(false)
     }
 
-    async fn publish(
-        &self,
-        _: overlay_proto::TopicId,
-        _: Bytes,
-    ) -> Result<MessageId, OverlayError> {
-        Err(OverlayError::NotJoined)
+    async fn publish(&self, _: overlay_proto::TopicId, _: Bytes) -> Result<MessageId, Error> {
+        Err(Error::Overlay(OverlayError::NotJoined))
     }
 
     fn topic_events(&self, _: overlay_proto::TopicId) -> Option<FeedSub> {
         None
     }
 
-    async fn broadcast(&self, _: Bytes) -> Result<MessageId, OverlayError> {
-        Err(OverlayError::Busy)
+    async fn broadcast(&self, _: Bytes) -> Result<MessageId, Error> {
+        Err(Error::Overlay(OverlayError::Busy))
     }
 
-    async fn dial(&self, _: String) -> Result<PeerId, OverlayError> {
-        Err(OverlayError::Refused)
+    async fn dial(&self, _: String) -> Result<PeerId, Error> {
+        Err(Error::Overlay(OverlayError::Refused))
     }
 
     async fn peers(&self) -> Vec<SessionInfo> {

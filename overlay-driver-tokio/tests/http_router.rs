@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use svc_overlay::OverlayError;
 
 use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
@@ -21,7 +22,7 @@ use overlay_proto::{
     SessionState,
 };
 use serde_json::Value;
-use svc_overlay::api::OverlayError;
+use svc_overlay::api::Error;
 use svc_overlay::api::{Cursor, CursorError, DeliveryLog, Replay, ReplayBounds, Sequenced};
 use svc_overlay::http::{
     router, router_with, ConnMeta, GossipSubscription, HttpConfig, OverlayApi, ReadinessView,
@@ -39,8 +40,8 @@ struct Fake {
 struct Inner {
     ready: Mutex<ReadinessView>,
     broadcasts: Mutex<Vec<Bytes>>,
-    broadcast_err: Mutex<Option<OverlayError>>,
-    dial: Mutex<Result<PeerId, OverlayError>>,
+    broadcast_err: Mutex<Option<Error>>,
+    dial: Mutex<Result<PeerId, Error>>,
     dialed: Mutex<Vec<String>>,
     hold_dials: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     deliveries: Arc<DeliveryLog>,
@@ -102,14 +103,14 @@ impl OverlayApi for Fake {
     type Subscription = FakeSub;
     type TopicSubscription = FakeSub;
 
-    async fn join_topic(&self, topic: overlay_proto::TopicId) -> Result<bool, OverlayError> {
+    async fn join_topic(&self, topic: overlay_proto::TopicId) -> Result<bool, Error> {
         Ok(topic != overlay_proto::TopicId::DEFAULT
             && self.inner.topics.lock().unwrap().insert(topic))
     }
 
-    async fn leave_topic(&self, topic: overlay_proto::TopicId) -> Result<bool, OverlayError> {
+    async fn leave_topic(&self, topic: overlay_proto::TopicId) -> Result<bool, Error> {
         if topic == overlay_proto::TopicId::DEFAULT {
-            return Err(OverlayError::NotJoined);
+            return Err(Error::Overlay(OverlayError::NotJoined));
         }
         Ok(self.inner.topics.lock().unwrap().remove(&topic))
     }
@@ -118,9 +119,9 @@ impl OverlayApi for Fake {
         &self,
         topic: overlay_proto::TopicId,
         payload: Bytes,
-    ) -> Result<MessageId, OverlayError> {
+    ) -> Result<MessageId, Error> {
         if !self.inner.topics.lock().unwrap().contains(&topic) {
-            return Err(OverlayError::NotJoined);
+            return Err(Error::Overlay(OverlayError::NotJoined));
         }
         self.inner.broadcasts.lock().unwrap().push(payload);
         Ok(MessageId([0xcd; 32]))
@@ -135,7 +136,7 @@ impl OverlayApi for Fake {
             .then(|| FakeSub(self.inner.deliveries.subscribe()))
     }
 
-    async fn broadcast(&self, payload: Bytes) -> Result<MessageId, OverlayError> {
+    async fn broadcast(&self, payload: Bytes) -> Result<MessageId, Error> {
         if let Some(e) = self.inner.broadcast_err.lock().unwrap().clone() {
             return Err(e);
         }
@@ -143,7 +144,7 @@ impl OverlayApi for Fake {
         Ok(MessageId([0xab; 32]))
     }
 
-    async fn dial(&self, addr: String) -> Result<PeerId, OverlayError> {
+    async fn dial(&self, addr: String) -> Result<PeerId, Error> {
         self.inner.dialed.lock().unwrap().push(addr);
         let hold = self.inner.hold_dials.lock().unwrap().clone();
         if let Some(hold) = hold {
@@ -459,7 +460,7 @@ async fn broadcast_limits_and_busy() {
     .await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
 
-    *fake.inner.broadcast_err.lock().unwrap() = Some(OverlayError::Busy);
+    *fake.inner.broadcast_err.lock().unwrap() = Some(Error::Overlay(OverlayError::Busy));
     let resp = send(&app, req("POST", "/v1/broadcast", LOOPBACK, "x")).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
@@ -468,7 +469,7 @@ async fn broadcast_limits_and_busy() {
         serde_json::json!({"error": "busy", "retry_after": 1})
     );
 
-    *fake.inner.broadcast_err.lock().unwrap() = Some(OverlayError::ShuttingDown);
+    *fake.inner.broadcast_err.lock().unwrap() = Some(Error::Overlay(OverlayError::ShuttingDown));
     let resp = send(&app, req("POST", "/v1/broadcast", LOOPBACK, "x")).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(json(resp).await["error"], "shutting_down");
@@ -913,20 +914,32 @@ async fn dial_maps_errors() {
 
     for (err, status, kind) in [
         (
-            OverlayError::Timeout,
+            Error::Overlay(OverlayError::Timeout),
             StatusCode::GATEWAY_TIMEOUT,
             "timeout",
         ),
-        (OverlayError::Refused, StatusCode::BAD_GATEWAY, "refused"),
-        (OverlayError::Crypto, StatusCode::BAD_GATEWAY, "crypto"),
         (
-            OverlayError::Unauthorized,
+            Error::Overlay(OverlayError::Refused),
+            StatusCode::BAD_GATEWAY,
+            "refused",
+        ),
+        (
+            Error::Overlay(OverlayError::Crypto),
+            StatusCode::BAD_GATEWAY,
+            "crypto",
+        ),
+        (
+            Error::Overlay(OverlayError::Unauthorized),
             StatusCode::BAD_GATEWAY,
             "unauthorized",
         ),
-        (OverlayError::Busy, StatusCode::SERVICE_UNAVAILABLE, "busy"),
         (
-            OverlayError::Config("not a socket address".to_string()),
+            Error::Overlay(OverlayError::Busy),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+        ),
+        (
+            Error::Config("not a socket address".to_string()),
             StatusCode::BAD_REQUEST,
             "config",
         ),
@@ -1619,8 +1632,8 @@ mod openapi {
             .collect();
         let mut code: BTreeSet<String> = HTTP_ERROR_KINDS.iter().map(|s| s.to_string()).collect();
         code.extend(core_labels().into_iter().map(String::from));
-        let io = OverlayError::Io(Arc::new(std::io::Error::other("x")));
-        let config = OverlayError::Config("x".into());
+        let io = Error::Io(Arc::new(std::io::Error::other("x")));
+        let config = Error::Config("x".into());
         code.extend([io.label(), config.label()].map(String::from));
         // `tls` (driver TLS failures) and `other` (a library error without a core kind).
         code.extend(["tls", "other"].map(String::from));

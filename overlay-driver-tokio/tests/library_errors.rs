@@ -8,6 +8,7 @@ mod runtime_common;
 use bytes::Bytes;
 use overlay_proto::NodeConfig;
 use runtime_common::*;
+use svc_overlay::Error;
 use svc_overlay::OverlayError;
 
 const LIMIT: usize = 1024;
@@ -30,7 +31,10 @@ async fn oversize_payloads_fail_with_too_large_on_every_path_and_nothing_is_sent
     let err = bounded("broadcast", a.broadcast(big.clone()))
         .await
         .unwrap_err();
-    assert!(matches!(err, OverlayError::TooLarge), "{err:?}");
+    assert!(
+        matches!(err, Error::Overlay(OverlayError::TooLarge)),
+        "{err:?}"
+    );
     assert_eq!(err.label(), "too_large");
     assert_eq!(
         err.retry_after(),
@@ -41,15 +45,24 @@ async fn oversize_payloads_fail_with_too_large_on_every_path_and_nothing_is_sent
     let err = bounded("topic", sender.broadcast(big.clone()))
         .await
         .unwrap_err();
-    assert!(matches!(err, OverlayError::TooLarge), "{err:?}");
+    assert!(
+        matches!(err, Error::Overlay(OverlayError::TooLarge)),
+        "{err:?}"
+    );
     let err = bounded("send_to", a.send_to(b.peer_id(), big.clone()))
         .await
         .unwrap_err();
-    assert!(matches!(err, OverlayError::TooLarge), "{err:?}");
+    assert!(
+        matches!(err, Error::Overlay(OverlayError::TooLarge)),
+        "{err:?}"
+    );
     let err = bounded("session send", session.send(big))
         .await
         .unwrap_err();
-    assert!(matches!(err, OverlayError::TooLarge), "{err:?}");
+    assert!(
+        matches!(err, Error::Overlay(OverlayError::TooLarge)),
+        "{err:?}"
+    );
     let stats = a.stats().await;
     assert_eq!(stats.gossip_originated, 0);
 
@@ -93,7 +106,7 @@ async fn dial_takes_names_and_refuses_text_that_is_not_host_port() {
         "127.0.0.1:70000",
     ] {
         let err = bounded("bad dial", a.dial(bad)).await.unwrap_err();
-        assert!(matches!(err, OverlayError::Config(_)), "{bad}: {err:?}");
+        assert!(matches!(err, Error::Config(_)), "{bad}: {err:?}");
     }
     a.shutdown().await;
     b.shutdown().await;

@@ -7,11 +7,12 @@
 mod runtime_common;
 
 use std::time::Duration;
+use svc_overlay::OverlayError;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use runtime_common::*;
-use svc_overlay::{Event, OverlayError, TopicId};
+use svc_overlay::{Error, Event, TopicId};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_reaches_its_members_only_and_is_left_when_dropped() {
@@ -71,7 +72,7 @@ async fn a_topic_reaches_its_members_only_and_is_left_when_dropped() {
     );
     assert!(matches!(
         bounded("c publishes", c.publish(chat, Bytes::from_static(b"x"))).await,
-        Err(OverlayError::NotJoined)
+        Err(Error::Overlay(OverlayError::NotJoined))
     ));
 
     // Dropping B's handles leaves the topic.
@@ -92,6 +93,6 @@ async fn a_topic_reaches_its_members_only_and_is_left_when_dropped() {
     assert!(!bounded("left", b.topics()).await.contains(&chat));
     assert!(matches!(
         bounded("default", b.leave(TopicId::DEFAULT)).await,
-        Err(OverlayError::NotJoined)
+        Err(Error::Overlay(OverlayError::NotJoined))
     ));
 }

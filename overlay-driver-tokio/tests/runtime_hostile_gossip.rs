@@ -16,7 +16,7 @@ use overlay_proto::wire::{self, Kind};
 use overlay_proto::{MessageId, NodeConfig, OriginAuth, OriginSigner, RejectReason};
 use runtime_common::*;
 use svc_overlay::tls::Identity;
-use svc_overlay::{Overlay, OverlayError, Subscription};
+use svc_overlay::{Error, Overlay, Subscription};
 
 /// A server overlay (`origin_auth = sign`, the default) with an honest peer session.
 struct Bed {
@@ -181,7 +181,7 @@ async fn sign_mode_refuses_a_non_ed25519_identity() {
         .map(|_| ())
         .unwrap_err();
     match &refused {
-        OverlayError::Config(text) => {
+        Error::Config(text) => {
             assert!(text.contains("origin_auth"), "{text}");
             assert!(text.contains("Ed25519"), "{text}");
         }

@@ -8,7 +8,8 @@ mod runtime_common;
 use bytes::Bytes;
 use overlay_proto::{Direction, SessionState};
 use runtime_common::*;
-use svc_overlay::{KernelEvent, Overlay, OverlayError};
+use svc_overlay::OverlayError;
+use svc_overlay::{Error, KernelEvent, Overlay};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dial_broadcast_and_direct_between_two_overlays() {
@@ -134,24 +135,33 @@ async fn dial_joins_an_existing_session_and_reports_failures() {
     let err = bounded("dial closed port", a.dial(closed))
         .await
         .unwrap_err();
-    assert!(matches!(err, OverlayError::Refused), "{err:?}");
+    assert!(
+        matches!(err, Error::Overlay(OverlayError::Refused)),
+        "{err:?}"
+    );
     assert!(err.retry_after().is_some());
 
     // Dialing ourselves is refused by the core (self-connection).
     let err = bounded("dial self", a.dial(a.local_addr()))
         .await
         .unwrap_err();
-    assert!(matches!(err, OverlayError::Refused), "{err:?}");
+    assert!(
+        matches!(err, Error::Overlay(OverlayError::Refused)),
+        "{err:?}"
+    );
 
     assert!(matches!(
         a.dial("not an address").await,
-        Err(OverlayError::Config(_))
+        Err(Error::Config(_))
     ));
 
     // Sending to a peer without a session.
     let stranger = overlay(5).await;
     let err = a.send_to(stranger.peer_id(), "x").await.unwrap_err();
-    assert!(matches!(err, OverlayError::NotConnected), "{err:?}");
+    assert!(
+        matches!(err, Error::Overlay(OverlayError::NotConnected)),
+        "{err:?}"
+    );
 
     for ov in [&a, &b, &stranger] {
         bounded("shutdown", ov.shutdown()).await;
@@ -159,11 +169,11 @@ async fn dial_joins_an_existing_session_and_reports_failures() {
     // After shutdown every call fails fast.
     assert!(matches!(
         a.broadcast("late").await,
-        Err(OverlayError::ShuttingDown)
+        Err(Error::Overlay(OverlayError::ShuttingDown))
     ));
     assert!(matches!(
         first.send("late").await,
-        Err(OverlayError::ShuttingDown)
+        Err(Error::Overlay(OverlayError::ShuttingDown))
     ));
     assert!(a.peers().await.is_empty());
     let readiness = a.readiness().borrow().clone();
@@ -211,7 +221,7 @@ async fn dev_mode_refuses_non_loopback_and_builder_validates() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, OverlayError::Config(ref m) if m.contains("dev mode")),
+        matches!(err, Error::Config(ref m) if m.contains("dev mode")),
         "{err}"
     );
 
@@ -226,7 +236,7 @@ async fn dev_mode_refuses_non_loopback_and_builder_validates() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, OverlayError::Config(ref m) if m.contains("alpha")),
+        matches!(err, Error::Config(ref m) if m.contains("alpha")),
         "{err}"
     );
 }

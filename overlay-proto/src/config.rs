@@ -109,6 +109,10 @@ pub struct NodeConfig {
     /// A link whose eager/lazy role changed less than this long ago takes no part in a tree
     /// optimisation swap, so a swap is never undone by the next message.
     pub optimization_hold: Duration,
+    /// Tree-optimisation swaps a node may start per second. Each first asks the announcer
+    /// for the message its hop claim was about and completes only if the answer bears the
+    /// claim out (hop count at most the claimed one, within `2 × graft_retry`).
+    pub optimization_swaps_per_s: u32,
     /// IHAVE batches are flushed at this period.
     pub lazy_flush_interval: Duration,
     /// Most ids in one IHAVE batch per peer; more are dropped and counted.
@@ -278,6 +282,7 @@ impl Default for NodeConfig {
             optimization_threshold: 2,
             optimization_samples: 6,
             optimization_hold: Duration::from_secs(2),
+            optimization_swaps_per_s: 4,
             lazy_flush_interval: Duration::from_millis(10),
             ihave_batch_max: 512,
             catch_up_ids: 256,
@@ -430,6 +435,11 @@ impl NodeConfig {
             self.optimization_threshold <= 64,
             "optimization_threshold",
             "0..=64",
+        )?;
+        check(
+            (1..=1000).contains(&self.optimization_swaps_per_s),
+            "optimization_swaps_per_s",
+            "1..=1000",
         )?;
         check(
             (1..=1024).contains(&self.optimization_samples),

@@ -240,6 +240,13 @@ fn every_new_session_starts_eager() {
 
 /// `count` messages pushed over connection 1 with `hops`, each announced right after by the
 /// peer on connection 2 with `offered` hops. Nonces from `first`.
+/// The announcer on `conn` proves its hop claim: it answers the GRAFT for message `nonce`
+/// with the `hops` it claimed (a swap completes only then; claims.rs).
+fn prove(bed: &mut Bed, conn: u64, nonce: u64, hops: u8) {
+    let (_, answer) = gossip(nonce, hops);
+    bed.send(conn, answer);
+}
+
 fn pushed_then_announced(bed: &mut Bed, first: u64, count: u64, hops: u8, offered: u8) {
     for nonce in first..first + count {
         let (id, push) = gossip(nonce, hops);
@@ -274,11 +281,13 @@ fn a_mean_saving_over_the_samples_swaps_the_links() {
     pushed_then_announced(&mut bed, 1, u64::from(SAMPLES) - 1, hops, offered);
     assert_eq!(bed.node.stats().tree_swaps, 0, "one sample short");
     pushed_then_announced(&mut bed, 100, 1, hops, offered);
-    assert_eq!(
-        bed.sent(2, Kind::Graft),
-        vec![Vec::<u8>::new()],
-        "empty GRAFT"
-    );
+    // The announcer is asked for the message of its latest claim; the parent stays until
+    // the answer bears the claim out.
+    let (claimed, _) = gossip(100, hops);
+    assert_eq!(bed.sent(2, Kind::Graft), vec![claimed.0.to_vec()]);
+    assert!(bed.sent(1, Kind::Prune).is_empty());
+    assert_eq!(bed.node.stats().tree_swaps, 0);
+    prove(&mut bed, 2, 100, offered);
     assert_eq!(
         bed.sent(1, Kind::Prune).len(),
         1,
@@ -286,7 +295,7 @@ fn a_mean_saving_over_the_samples_swaps_the_links() {
     );
     assert!(bed.is_eager(peer(3)) && !bed.is_eager(peer(2)));
     assert_eq!(bed.node.stats().tree_swaps, 1);
-    // The shortcut is not asked for a payload: nothing is missing.
+    // The shortcut is not asked for another payload: nothing is missing.
     bed.advance(Duration::from_millis(500));
     assert_eq!(bed.sent(2, Kind::Graft).len(), 1);
 }
@@ -330,7 +339,10 @@ fn the_best_announcement_before_a_longer_eager_push_counts_too() {
         bed.send(1, push);
         bed.advance(Duration::from_millis(50));
     }
-    assert_eq!(bed.sent(2, Kind::Graft), vec![Vec::<u8>::new()]);
+    let last = u64::from(SAMPLES) - 1;
+    let (claimed, _) = gossip(last, 9);
+    assert_eq!(bed.sent(2, Kind::Graft), vec![claimed.0.to_vec()]);
+    prove(&mut bed, 2, last, 2);
     assert_eq!(bed.sent(1, Kind::Prune).len(), 1);
     assert!(bed.is_eager(peer(3)) && !bed.is_eager(peer(2)));
 }
@@ -340,6 +352,7 @@ fn a_swap_is_not_undone_by_the_next_messages() {
     let mut bed = Bed::new(3);
     bed.advance(Duration::from_secs(3));
     pushed_then_announced(&mut bed, 1, u64::from(SAMPLES), 8, 2);
+    prove(&mut bed, 2, u64::from(SAMPLES), 2);
     assert!(bed.is_eager(peer(3)) && !bed.is_eager(peer(2)));
     bed.clear();
     // The next messages come from the other side: through the new parent (connection 2)
@@ -363,6 +376,7 @@ fn a_swap_is_not_undone_by_the_next_messages() {
         bed.send(1, ihave(&id, 0));
         bed.advance(Duration::from_millis(50));
     }
+    prove(&mut bed, 1, 100 + u64::from(SAMPLES) - 1, 0);
     assert_eq!(bed.node.stats().tree_swaps, 2);
     assert!(bed.is_eager(peer(2)) && !bed.is_eager(peer(3)));
 }
@@ -408,8 +422,9 @@ fn when_messages_overlap_the_old_parent_is_pruned_only_by_its_next_duplicate() {
     let (_, other) = gossip(1000, 1);
     bed.send(1, other);
     bed.send(2, ihave(&last.unwrap(), offered));
+    assert_eq!(bed.sent(2, Kind::Graft), vec![last.unwrap().0.to_vec()]);
+    prove(&mut bed, 2, u64::from(SAMPLES) - 1, offered);
     assert_eq!(bed.node.stats().tree_swaps, 1);
-    assert_eq!(bed.sent(2, Kind::Graft), vec![Vec::<u8>::new()]);
     assert!(bed.sent(1, Kind::Prune).is_empty(), "not pruned yet");
     assert!(bed.is_eager(peer(3)) && bed.is_eager(peer(2)));
     // The old parent's next duplicate proves another path: now it is pruned, although it

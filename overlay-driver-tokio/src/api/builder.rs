@@ -17,7 +17,7 @@ use overlay_proto::{
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use super::{DeliveryLog, Overlay, OverlayError, Readiness, ReplayBounds, Shared};
+use super::{DeliveryLog, Error, Overlay, Readiness, ReplayBounds, Shared};
 use crate::config::{DaemonConfig, DEV_KID};
 use crate::lazy_broadcast::LazySender;
 use crate::runtime::accept::{self, AcceptCtx};
@@ -69,7 +69,7 @@ pub fn install_dev_auth(auth: &mut AuthConfig) {
 /// Builds and starts an [`Overlay`].
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), svc_overlay::OverlayError> {
+/// # async fn demo() -> Result<(), svc_overlay::Error> {
 /// use svc_overlay::{Overlay, Timeouts};
 /// use overlay_proto::NodeConfig;
 ///
@@ -141,7 +141,7 @@ impl OverlayBuilder<TokioNet> {
     /// A builder for the daemon's resolved configuration: bind address, `max_conns`, peers
     /// (resolved at build), TLS key-exchange mode and CA, identity files (or a dev identity),
     /// core settings, timeouts and trace file.
-    pub fn from_daemon_config(cfg: &DaemonConfig) -> Result<Self, OverlayError> {
+    pub fn from_daemon_config(cfg: &DaemonConfig) -> Result<Self, Error> {
         let identity = match &cfg.cert_key {
             Some((cert, key)) => Identity::from_pem_files(cert, key)?,
             None => Identity::generate_dev()?,
@@ -322,7 +322,7 @@ impl<N: Net> OverlayBuilder<N> {
     /// `Config` for invalid settings (or dev mode on a non-loopback address), `Tls` for an
     /// unusable identity or CA, `Io` when the address cannot be bound or the trace file
     /// cannot be created.
-    pub async fn build(self) -> Result<Overlay, OverlayError> {
+    pub async fn build(self) -> Result<Overlay, Error> {
         let OverlayBuilder {
             net,
             bind,
@@ -348,7 +348,7 @@ impl<N: Net> OverlayBuilder<N> {
             None => Identity::generate_dev()?,
         };
         if cfg.origin_auth == OriginAuth::Sign && identity.ed25519_seed().is_none() {
-            return Err(OverlayError::Config(format!(
+            return Err(Error::Config(format!(
                 "origin_auth = \"sign\" needs an Ed25519 identity, but the TLS key is {}: use \
                  an Ed25519 certificate and key (e.g. `openssl genpkey -algorithm ed25519`) or \
                  set [gossip] origin_auth = \"none\" (--origin-auth none)",
@@ -357,7 +357,7 @@ impl<N: Net> OverlayBuilder<N> {
         }
         if cfg.auth.own_token.is_none() {
             if !bind.ip().is_loopback() {
-                return Err(OverlayError::Config(format!(
+                return Err(Error::Config(format!(
                     "dev mode (no capability token configured) refuses to bind the non-loopback \
                      address {bind}: configure capability keys and a token"
                 )));
@@ -369,9 +369,7 @@ impl<N: Net> OverlayBuilder<N> {
             install_dev_auth(&mut cfg.auth);
         }
         if max_conns == 0 {
-            return Err(OverlayError::Config(
-                "max_conns must be at least 1".to_string(),
-            ));
+            return Err(Error::Config("max_conns must be at least 1".to_string()));
         }
         for (name, d) in [
             ("read", timeouts.read),
@@ -379,9 +377,7 @@ impl<N: Net> OverlayBuilder<N> {
             ("drain", timeouts.drain),
         ] {
             if d.is_zero() {
-                return Err(OverlayError::Config(format!(
-                    "timeout `{name}` must be > 0"
-                )));
+                return Err(Error::Config(format!("timeout `{name}` must be > 0")));
             }
         }
         cfg.validate()?;
@@ -399,14 +395,14 @@ impl<N: Net> OverlayBuilder<N> {
         let mut targets = Vec::with_capacity(peer_names.len());
         for name in &peer_names {
             targets.push(PeerTarget::parse(name).ok_or_else(|| {
-                OverlayError::Config(format!(
+                Error::Config(format!(
                     "peer `{name}`: expected host:port or peer:<64 hex>@host:port"
                 ))
             })?);
         }
         if let Some(addr) = advertise {
             if addr.ip().is_unspecified() || addr.port() == 0 {
-                return Err(OverlayError::Config(format!(
+                return Err(Error::Config(format!(
                     "cannot advertise {addr}: peers cannot dial an unspecified address or port 0"
                 )));
             }

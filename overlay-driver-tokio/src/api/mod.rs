@@ -1,7 +1,7 @@
 //! The Rust library API: an [`Overlay`] handle over a running node.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), svc_overlay::OverlayError> {
+//! # async fn demo() -> Result<(), svc_overlay::Error> {
 //! use bytes::Bytes;
 //! use svc_overlay::Overlay;
 //!
@@ -49,7 +49,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use builder::{install_dev_auth, OverlayBuilder};
 pub use delivery_log::{Cursor, CursorError, DeliveryLog, Replay, ReplayBounds, Sequenced};
-pub use error::OverlayError;
+pub use error::Error;
+/// The core's typed error, carried by [`Error::Overlay`].
+pub use overlay_proto::OverlayError;
 pub(crate) use topic::TopicBus;
 pub use topic::{Event, EventStream, Topic, TopicSender};
 pub use validation::{PendingValidation, Validator};
@@ -132,54 +134,52 @@ pub trait DialTarget {
     /// The addresses to try, in order.
     ///
     /// # Errors
-    /// [`OverlayError::Config`] for text that is not `host:port`, or a name that does not
+    /// [`Error::Config`] for text that is not `host:port`, or a name that does not
     /// resolve (or resolves to no address).
-    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, OverlayError>> + Send;
+    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, Error>> + Send;
 }
 
 impl DialTarget for SocketAddr {
-    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, OverlayError>> + Send {
+    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, Error>> + Send {
         std::future::ready(Ok(vec![self]))
     }
 }
 
 impl DialTarget for &str {
-    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, OverlayError>> + Send {
+    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, Error>> + Send {
         resolve_host_port(self.trim().to_string())
     }
 }
 
 impl DialTarget for String {
-    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, OverlayError>> + Send {
+    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, Error>> + Send {
         resolve_host_port(self.trim().to_string())
     }
 }
 
 impl DialTarget for &String {
-    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, OverlayError>> + Send {
+    fn resolve(self) -> impl Future<Output = Result<Vec<SocketAddr>, Error>> + Send {
         resolve_host_port(self.trim().to_string())
     }
 }
 
 /// `host:port` to addresses: a literal socket address as is, else one name lookup.
-async fn resolve_host_port(text: String) -> Result<Vec<SocketAddr>, OverlayError> {
+async fn resolve_host_port(text: String) -> Result<Vec<SocketAddr>, Error> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(vec![addr]);
     }
     let (host, port) = text
         .rsplit_once(':')
-        .ok_or_else(|| OverlayError::Config(format!("not host:port: `{text}`")))?;
+        .ok_or_else(|| Error::Config(format!("not host:port: `{text}`")))?;
     if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(OverlayError::Config(format!("not host:port: `{text}`")));
+        return Err(Error::Config(format!("not host:port: `{text}`")));
     }
     let found: Vec<SocketAddr> = tokio::net::lookup_host(text.as_str())
         .await
-        .map_err(|e| OverlayError::Config(format!("cannot resolve `{text}`: {e}")))?
+        .map_err(|e| Error::Config(format!("cannot resolve `{text}`: {e}")))?
         .collect();
     if found.is_empty() {
-        return Err(OverlayError::Config(format!(
-            "`{text}` resolves to no address"
-        )));
+        return Err(Error::Config(format!("`{text}` resolves to no address")));
     }
     Ok(found)
 }
@@ -219,7 +219,7 @@ impl fmt::Debug for Overlay {
 impl Overlay {
     /// Starts a node on `addr` with a generated dev identity and the dev capability key
     /// (insecure, so `addr` must be a loopback address) and default settings.
-    pub async fn bind(addr: SocketAddr) -> Result<Overlay, OverlayError> {
+    pub async fn bind(addr: SocketAddr) -> Result<Overlay, Error> {
         Overlay::builder().bind(addr).build().await
     }
 
@@ -231,14 +231,15 @@ impl Overlay {
     async fn command<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, OverlayError> {
+    ) -> Result<T, Error> {
         let (tx, rx) = oneshot::channel();
         self.shared
             .cmd
             .send(make(tx))
             .await
-            .map_err(|_| OverlayError::ShuttingDown)?;
-        rx.await.map_err(|_| OverlayError::ShuttingDown)
+            .map_err(|_| Error::Overlay(OverlayError::ShuttingDown))?;
+        rx.await
+            .map_err(|_| Error::Overlay(OverlayError::ShuttingDown))
     }
 
     /// Dials `addr` and resolves once the overlay session is Running (TLS, HELLO and the
@@ -248,19 +249,19 @@ impl Overlay {
     ///
     /// `addr` may be a name (`"seed.example:9415"`): it is looked up once and its addresses
     /// are dialed in order until one session runs (the last failure is returned).
-    pub async fn dial(&self, addr: impl DialTarget) -> Result<SessionHandle, OverlayError> {
+    pub async fn dial(&self, addr: impl DialTarget) -> Result<SessionHandle, Error> {
         let limit = self.shared.dial_timeout;
         let addrs = match tokio::time::timeout(limit, addr.resolve()).await {
-            Err(_) => return Err(OverlayError::Timeout),
+            Err(_) => return Err(Error::Overlay(OverlayError::Timeout)),
             Ok(found) => found?,
         };
-        let mut last = OverlayError::Refused;
+        let mut last = Error::Overlay(OverlayError::Refused);
         for addr in addrs {
             let dialed =
                 tokio::time::timeout(limit, self.command(|reply| Command::Dial { addr, reply }))
                     .await;
             match dialed {
-                Err(_) => last = OverlayError::Timeout,
+                Err(_) => last = Error::Overlay(OverlayError::Timeout),
                 Ok(Err(e)) => return Err(e),
                 Ok(Ok(Ok(session))) => return Ok(session),
                 Ok(Ok(Err(e))) => last = e,
@@ -271,11 +272,11 @@ impl Overlay {
 
     /// Broadcasts a message to the default topic; resolves with its id once it is queued for
     /// this node's peers.
-    pub async fn broadcast(&self, payload: impl Into<Bytes>) -> Result<MessageId, OverlayError> {
+    pub async fn broadcast(&self, payload: impl Into<Bytes>) -> Result<MessageId, Error> {
         let payload = payload.into();
         self.command(|reply| Command::Broadcast { payload, reply })
             .await?
-            .map_err(OverlayError::from)
+            .map_err(Error::from)
     }
 
     /// Broadcasts a message to `topic`; [`OverlayError::NotJoined`] when the node is not in
@@ -284,7 +285,7 @@ impl Overlay {
         &self,
         topic: TopicId,
         payload: impl Into<Bytes>,
-    ) -> Result<MessageId, OverlayError> {
+    ) -> Result<MessageId, Error> {
         if topic.is_default() {
             return self.broadcast(payload).await;
         }
@@ -295,7 +296,7 @@ impl Overlay {
             reply,
         })
         .await?
-        .map_err(OverlayError::from)
+        .map_err(Error::from)
     }
 
     /// Joins `topic` and returns its handle: the topic's [`Event`]s from now on and a sender.
@@ -303,7 +304,7 @@ impl Overlay {
     /// [`Topic::leave`]), unless [`Overlay::join`] holds it too. The default topic is
     /// [`Overlay::topic`]. Fails with [`OverlayError::TooManyTopics`] past the node's
     /// `max_topics`.
-    pub async fn subscribe(&self, topic: TopicId) -> Result<Topic, OverlayError> {
+    pub async fn subscribe(&self, topic: TopicId) -> Result<Topic, Error> {
         if topic.is_default() {
             return Ok(self.topic());
         }
@@ -312,14 +313,14 @@ impl Overlay {
         let handle = Topic::held(self, topic, rx);
         self.command(|reply| Command::Join { topic, reply })
             .await?
-            .map_err(OverlayError::from)?;
+            .map_err(Error::from)?;
         Ok(handle)
     }
 
     /// Joins `topic` for the operator (the HTTP API, `--topic`): the node stays in it until
     /// [`Overlay::leave`], whatever subscriptions come and go. `Ok(true)` when the node was
     /// not in the topic before, `Ok(false)` when it was (the default topic always is).
-    pub async fn join(&self, topic: TopicId) -> Result<bool, OverlayError> {
+    pub async fn join(&self, topic: TopicId) -> Result<bool, Error> {
         if topic.is_default() {
             return Ok(false);
         }
@@ -327,7 +328,7 @@ impl Overlay {
         let joined = self
             .command(|reply| Command::Join { topic, reply })
             .await?
-            .map_err(OverlayError::from);
+            .map_err(Error::from);
         if joined.is_err() {
             self.shared.topics.set_operator(topic, false);
             self.shared.topics.forget_if_unheld(topic);
@@ -338,9 +339,9 @@ impl Overlay {
     /// Ends the operator's hold on `topic` ([`Overlay::join`]); the node leaves it unless a
     /// subscription still holds it. `Ok(true)` when the node was in the topic, `Ok(false)`
     /// when not; [`OverlayError::NotJoined`] for the default topic, which cannot be left.
-    pub async fn leave(&self, topic: TopicId) -> Result<bool, OverlayError> {
+    pub async fn leave(&self, topic: TopicId) -> Result<bool, Error> {
         if topic.is_default() {
-            return Err(OverlayError::NotJoined);
+            return Err(Error::Overlay(OverlayError::NotJoined));
         }
         self.shared.topics.set_operator(topic, false);
         self.command(|reply| Command::Leave {
@@ -348,7 +349,7 @@ impl Overlay {
             reply: Some(reply),
         })
         .await?
-        .map_err(OverlayError::from)
+        .map_err(Error::from)
     }
 
     /// The topics the node is in, in byte order (the default topic included).
@@ -368,11 +369,7 @@ impl Overlay {
     }
 
     /// Sends a direct message to a connected peer.
-    pub async fn send_to(
-        &self,
-        peer: PeerId,
-        payload: impl Into<Bytes>,
-    ) -> Result<(), OverlayError> {
+    pub async fn send_to(&self, peer: PeerId, payload: impl Into<Bytes>) -> Result<(), Error> {
         send_direct(&self.shared.cmd, peer, payload.into()).await
     }
 
@@ -383,7 +380,7 @@ impl Overlay {
         &self,
         client: ConnId,
         payload: impl Into<Bytes>,
-    ) -> Result<(), OverlayError> {
+    ) -> Result<(), Error> {
         let payload = payload.into();
         self.command(|reply| Command::SendToClient {
             client,
@@ -391,7 +388,7 @@ impl Overlay {
             reply,
         })
         .await?
-        .map_err(OverlayError::from)
+        .map_err(Error::from)
     }
 
     /// The client sessions (connections without a certificate), in connection order.
@@ -402,20 +399,20 @@ impl Overlay {
     }
 
     /// Offers addresses that may run overlay peers; the node dials them as membership needs.
-    pub async fn add_peers(&self, addrs: Vec<SocketAddr>) -> Result<(), OverlayError> {
+    pub async fn add_peers(&self, addrs: Vec<SocketAddr>) -> Result<(), Error> {
         self.shared
             .cmd
             .send(Command::AddPeers { addrs })
             .await
-            .map_err(|_| OverlayError::ShuttingDown)
+            .map_err(|_| Error::Overlay(OverlayError::ShuttingDown))
     }
 
     /// Changes the live settings (α, β, per-peer quota) of the running node. Resolves with the
     /// settings in force, or `Config` naming the setting the core refused (nothing changed).
-    pub async fn reconfigure(&self, live: LiveSettings) -> Result<LiveSettings, OverlayError> {
+    pub async fn reconfigure(&self, live: LiveSettings) -> Result<LiveSettings, Error> {
         self.command(|reply| Command::Reconfigure { live, reply })
             .await?
-            .map_err(|e| OverlayError::Config(e.to_string()))
+            .map_err(|e| Error::Config(e.to_string()))
     }
 
     /// The default topic as a [`Topic`]: its [`Event`]s from now on (deliveries,
@@ -564,7 +561,7 @@ async fn send_direct(
     cmd: &mpsc::Sender<Command>,
     peer: PeerId,
     payload: Bytes,
-) -> Result<(), OverlayError> {
+) -> Result<(), Error> {
     let (reply, rx) = oneshot::channel();
     cmd.send(Command::SendDirect {
         peer,
@@ -572,10 +569,10 @@ async fn send_direct(
         reply,
     })
     .await
-    .map_err(|_| OverlayError::ShuttingDown)?;
+    .map_err(|_| Error::Overlay(OverlayError::ShuttingDown))?;
     rx.await
-        .map_err(|_| OverlayError::ShuttingDown)?
-        .map_err(OverlayError::from)
+        .map_err(|_| Error::Overlay(OverlayError::ShuttingDown))?
+        .map_err(Error::from)
 }
 
 /// A running session with one peer, as returned by [`Overlay::dial`].
@@ -649,8 +646,11 @@ impl SessionHandle {
     }
 
     /// Sends a direct message to this peer (`NotConnected` once the session is gone).
-    pub async fn send(&self, payload: impl Into<Bytes>) -> Result<(), OverlayError> {
-        let cmd = self.cmd.upgrade().ok_or(OverlayError::ShuttingDown)?;
+    pub async fn send(&self, payload: impl Into<Bytes>) -> Result<(), Error> {
+        let cmd = self
+            .cmd
+            .upgrade()
+            .ok_or(Error::Overlay(OverlayError::ShuttingDown))?;
         send_direct(&cmd, self.peer, payload.into()).await
     }
 }

@@ -22,7 +22,7 @@ use overlay_proto::{CloseReason, Delivery, MessageId, PeerId, TopicId};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::{mpsc, watch};
 
-use super::{Overlay, OverlayError};
+use super::{Error, Overlay};
 use crate::lazy_broadcast::LazySender;
 use crate::runtime::metrics::DriverCounters;
 use crate::runtime::node_task::Command;
@@ -280,7 +280,7 @@ impl Topic {
     }
 
     /// Broadcasts `payload` to the topic (see [`TopicSender::broadcast`]).
-    pub async fn broadcast(&self, payload: impl Into<Bytes>) -> Result<MessageId, OverlayError> {
+    pub async fn broadcast(&self, payload: impl Into<Bytes>) -> Result<MessageId, Error> {
         self.sender.broadcast(payload).await
     }
 
@@ -312,8 +312,8 @@ impl fmt::Debug for TopicSender {
 
 impl TopicSender {
     /// Broadcasts `payload` to the topic; resolves with its id once it is queued for this
-    /// node's peers. [`OverlayError::TooLarge`] when it is over the node's `max_payload`.
-    pub async fn broadcast(&self, payload: impl Into<Bytes>) -> Result<MessageId, OverlayError> {
+    /// node's peers. `Error::Overlay(OverlayError::TooLarge)` when it is over the node's `max_payload`.
+    pub async fn broadcast(&self, payload: impl Into<Bytes>) -> Result<MessageId, Error> {
         self.overlay.publish(self.topic, payload).await
     }
 

@@ -4,12 +4,13 @@
 //! core keeps the bookkeeping (bound, deadline, penalties, counters): a message that is never
 //! answered (dropped, or left in a full queue) is ignored at `validation_timeout`, counted.
 
+use overlay_proto::OverlayError;
 use std::fmt;
 
 use overlay_proto::{Delivery, Verdict};
 use tokio::sync::mpsc;
 
-use super::OverlayError;
+use super::Error;
 use crate::runtime::node_task::Command;
 
 /// The stream of messages waiting for the application's verdict ([`Overlay::validator`]).
@@ -56,29 +57,32 @@ impl PendingValidation {
     }
 
     /// Valid: the node stores, forwards and delivers it.
-    pub async fn accept(self) -> Result<(), OverlayError> {
+    pub async fn accept(self) -> Result<(), Error> {
         self.verdict(Verdict::Accept).await
     }
 
     /// Invalid: the node drops it and penalizes the neighbour that sent it.
-    pub async fn reject(self) -> Result<(), OverlayError> {
+    pub async fn reject(self) -> Result<(), Error> {
         self.verdict(Verdict::Reject).await
     }
 
     /// Not for us: the node drops it without a penalty.
-    pub async fn ignore(self) -> Result<(), OverlayError> {
+    pub async fn ignore(self) -> Result<(), Error> {
         self.verdict(Verdict::Ignore).await
     }
 
     /// Sends `verdict` to the node ([`OverlayError::ShuttingDown`] once it has stopped). A
     /// verdict after the deadline has no effect (counted by the core).
-    pub async fn verdict(self, verdict: Verdict) -> Result<(), OverlayError> {
-        let cmd = self.cmd.upgrade().ok_or(OverlayError::ShuttingDown)?;
+    pub async fn verdict(self, verdict: Verdict) -> Result<(), Error> {
+        let cmd = self
+            .cmd
+            .upgrade()
+            .ok_or(Error::Overlay(OverlayError::ShuttingDown))?;
         cmd.send(Command::Verdict {
             id: self.id,
             verdict,
         })
         .await
-        .map_err(|_| OverlayError::ShuttingDown)
+        .map_err(|_| Error::Overlay(OverlayError::ShuttingDown))
     }
 }

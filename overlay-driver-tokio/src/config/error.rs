@@ -226,6 +226,7 @@ fn file_key(core: &str) -> &'static str {
         "ihave_rate_burst" => "gossip.ihave_rate_burst",
         "ihave_max_missing_per_peer" => "gossip.ihave_max_missing_per_peer",
         "max_announcers" => "gossip.max_announcers",
+        "optimization_swaps_per_s" => "gossip.optimization_swaps_per_s",
         "max_topics" => "topics.max_topics",
         "max_peer_topics" => "topics.max_peer_topics",
         "topic_min_links" => "topics.min_links",

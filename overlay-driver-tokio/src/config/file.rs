@@ -216,6 +216,9 @@ pub struct GossipSection {
     pub ihave_max_missing_per_peer: Option<i64>,
     /// Announcers remembered per missing id (GRAFT candidates, best-ranked first).
     pub max_announcers: Option<i64>,
+    /// Tree-optimisation swaps a node may start per second (each waits for the announcer to
+    /// prove its hop claim).
+    pub optimization_swaps_per_s: Option<i64>,
     /// Duplicates per second tolerated from a peer before they are scored.
     pub duplicate_rate_per_s: Option<i64>,
     /// Token bucket depth for `duplicate_rate_per_s`.

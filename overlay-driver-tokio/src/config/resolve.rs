@@ -994,6 +994,18 @@ impl<'a> Resolver<'a> {
             1,
             64,
         )?;
+        node.optimization_swaps_per_s = self.u32_in(
+            &spec(
+                "optimization_swaps_per_s",
+                None,
+                None,
+                "gossip.optimization_swaps_per_s",
+            ),
+            g.optimization_swaps_per_s,
+            node.optimization_swaps_per_s,
+            1,
+            1000,
+        )?;
         node.duplicate_rate_per_s = rate(
             "duplicate_rate_per_s",
             "gossip.duplicate_rate_per_s",
@@ -1394,7 +1406,7 @@ impl<'a> Resolver<'a> {
                     accepted: e.to_string(),
                 });
             }
-            if name != overlay_proto::topic::DEFAULT_TOPIC_NAME && !out.contains(&name) {
+            if name != overlay_proto::DEFAULT_TOPIC_NAME && !out.contains(&name) {
                 out.push(name);
             }
         }

@@ -106,7 +106,7 @@ pub enum StartError {
     },
     /// The overlay node could not start.
     #[error("cannot start the overlay: {0}")]
-    Overlay(#[from] crate::OverlayError),
+    Overlay(#[from] crate::Error),
 }
 
 /// Starts the node and serves until a shutdown signal; the whole daemon on a runtime.
@@ -121,7 +121,7 @@ async fn serve(cfg: DaemonConfig, reload: Reloader, log: LogControl, started: In
             // A setting found unusable at start (e.g. `origin_auth = "sign"` with a
             // non-Ed25519 identity) is a configuration error like any other.
             return match e {
-                StartError::Overlay(crate::OverlayError::Config(_)) => ExitCode::from(EXIT_CONFIG),
+                StartError::Overlay(crate::Error::Config(_)) => ExitCode::from(EXIT_CONFIG),
                 _ => ExitCode::from(EXIT_FAILURE),
             };
         }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use overlay_proto::{MessageId, NodeStats, PeerId, SessionInfo, TopicId};
 
-use crate::api::{Cursor, CursorError, OverlayError, Replay, Sequenced};
+use crate::api::{Cursor, CursorError, Error, Replay, Sequenced};
 
 /// A snapshot of the node's readiness, as `GET /readyz` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -36,13 +36,10 @@ pub trait OverlayApi: Clone + Send + Sync + 'static {
     type TopicSubscription: GossipSubscription;
 
     /// Originates a gossip message in the default topic.
-    fn broadcast(
-        &self,
-        payload: Bytes,
-    ) -> impl Future<Output = Result<MessageId, OverlayError>> + Send;
+    fn broadcast(&self, payload: Bytes) -> impl Future<Output = Result<MessageId, Error>> + Send;
 
     /// Dials `addr` (`host:port`; names are resolved) and waits for the session to open.
-    fn dial(&self, addr: String) -> impl Future<Output = Result<PeerId, OverlayError>> + Send;
+    fn dial(&self, addr: String) -> impl Future<Output = Result<PeerId, Error>> + Send;
 
     /// The node's sessions.
     fn peers(&self) -> impl Future<Output = Vec<SessionInfo>> + Send;
@@ -68,22 +65,18 @@ pub trait OverlayApi: Clone + Send + Sync + 'static {
 
     /// Joins `topic` for the operator: `Ok(true)` when newly joined, `Ok(false)` when the node
     /// was in it (see [`crate::api::Overlay::join`]).
-    fn join_topic(&self, topic: TopicId)
-        -> impl Future<Output = Result<bool, OverlayError>> + Send;
+    fn join_topic(&self, topic: TopicId) -> impl Future<Output = Result<bool, Error>> + Send;
 
     /// Ends the operator's hold on `topic`: `Ok(true)` when the node was in it (see
     /// [`crate::api::Overlay::leave`]).
-    fn leave_topic(
-        &self,
-        topic: TopicId,
-    ) -> impl Future<Output = Result<bool, OverlayError>> + Send;
+    fn leave_topic(&self, topic: TopicId) -> impl Future<Output = Result<bool, Error>> + Send;
 
     /// Originates a gossip message in `topic` (`NotJoined` when the node is not in it).
     fn publish(
         &self,
         topic: TopicId,
         payload: Bytes,
-    ) -> impl Future<Output = Result<MessageId, OverlayError>> + Send;
+    ) -> impl Future<Output = Result<MessageId, Error>> + Send;
 
     /// `topic`'s deliveries from now on, numbered from 1 for this stream (a jump means lost
     /// messages), or `None` when the node is not in the topic.

@@ -9,7 +9,7 @@ use axum::Json;
 use overlay_proto::OverlayError as CoreError;
 use serde::{Deserialize, Serialize};
 
-use crate::api::OverlayError;
+use crate::api::Error;
 
 /// An HTTP error: a status, a snake_case kind, an optional retry hint and detail text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,12 +163,12 @@ impl ApiError {
     /// Maps a library error to a response: core errors as [`ApiError::from_core`];
     /// `Config` (e.g. an address that does not parse) 400; driver
     /// failures (`Io`, `Tls`) 502.
-    pub fn from_overlay(err: &OverlayError) -> Self {
+    pub fn from_overlay(err: &Error) -> Self {
         if let Some(core) = err.as_core() {
             return ApiError::from_core(core);
         }
         match err {
-            OverlayError::Config(detail) => {
+            Error::Config(detail) => {
                 ApiError::new(StatusCode::BAD_REQUEST, err.label()).detail(detail.clone())
             }
             _ => ApiError::new(StatusCode::BAD_GATEWAY, err.label())
@@ -251,10 +251,10 @@ mod tests {
         let busy = ApiError::from_core(CoreError::Busy);
         assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(busy.retry_after.is_some());
-        let e = ApiError::from_overlay(&OverlayError::Config("bad".into()));
+        let e = ApiError::from_overlay(&Error::Config("bad".into()));
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         assert_eq!(e.detail.as_deref(), Some("bad"));
-        let e = ApiError::from_overlay(&OverlayError::Busy);
+        let e = ApiError::from_overlay(&Error::Overlay(CoreError::Busy));
         assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(e.kind, "busy");
     }

@@ -8,7 +8,7 @@ use overlay_proto::{MessageId, NodeStats, PeerId, SessionInfo, TopicId};
 
 use super::backend::{GossipSubscription, OverlayApi, ReadinessView};
 use crate::api::{
-    Cursor, CursorError, Event, EventStream, Overlay, OverlayError, Replay, Sequenced, Subscription,
+    Cursor, CursorError, Error, Event, EventStream, Overlay, Replay, Sequenced, Subscription,
 };
 
 /// One topic's deliveries for the HTTP stream, numbered from 1 for this stream; a lagging
@@ -50,15 +50,15 @@ impl OverlayApi for Overlay {
     type Subscription = Subscription;
     type TopicSubscription = TopicFeed;
 
-    async fn join_topic(&self, topic: TopicId) -> Result<bool, OverlayError> {
+    async fn join_topic(&self, topic: TopicId) -> Result<bool, Error> {
         Overlay::join(self, topic).await
     }
 
-    async fn leave_topic(&self, topic: TopicId) -> Result<bool, OverlayError> {
+    async fn leave_topic(&self, topic: TopicId) -> Result<bool, Error> {
         Overlay::leave(self, topic).await
     }
 
-    async fn publish(&self, topic: TopicId, payload: Bytes) -> Result<MessageId, OverlayError> {
+    async fn publish(&self, topic: TopicId, payload: Bytes) -> Result<MessageId, Error> {
         Overlay::publish(self, topic, payload).await
     }
 
@@ -66,11 +66,11 @@ impl OverlayApi for Overlay {
         Overlay::topic_events(self, topic).map(|events| TopicFeed { events, seq: 0 })
     }
 
-    async fn broadcast(&self, payload: Bytes) -> Result<MessageId, OverlayError> {
+    async fn broadcast(&self, payload: Bytes) -> Result<MessageId, Error> {
         Overlay::broadcast(self, payload).await
     }
 
-    async fn dial(&self, addr: String) -> Result<PeerId, OverlayError> {
+    async fn dial(&self, addr: String) -> Result<PeerId, Error> {
         Overlay::dial(self, addr)
             .await
             .map(|session| session.peer_id())

@@ -41,7 +41,7 @@ pub(crate) struct DialCtx<N: Net> {
 }
 
 /// The end of one dial.
-pub(crate) struct DialOutcome<S> {
+pub(crate) struct DialReport<S> {
     /// The core's dial id.
     pub(crate) dial: DialId,
     /// The session, or why not.
@@ -55,9 +55,9 @@ pub(crate) async fn dial<N: Net>(
     dial: DialId,
     addr: SocketAddr,
     expected: Option<PeerId>,
-) -> DialOutcome<N::Stream> {
+) -> DialReport<N::Stream> {
     let result = connect(&ctx, dial, addr, expected).await;
-    DialOutcome { dial, result }
+    DialReport { dial, result }
 }
 
 async fn connect<N: Net>(

@@ -9,11 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use overlay_proto::DialOutcome as CoreDialOutcome;
 use overlay_proto::{
-    Action, CloseReason, ConnId, DialId, Direction, Input, LiveSettings, MessageId, Node,
-    NodeStats, OverlayError as CoreError, PeerId, ReconfigureError, SessionEvent, SessionInfo,
-    SessionState, TopicId,
+    Action, CloseReason, ConnId, DialId, DialOutcome, Direction, Input, LiveSettings, MessageId,
+    Node, NodeStats, OverlayError as CoreError, PeerId, ReconfigureError, SessionEvent,
+    SessionInfo, SessionState, TopicId,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, Id as TaskId, JoinError, JoinHandle, JoinSet};
@@ -22,13 +21,13 @@ use tracing::Instrument as _;
 
 use super::clock::Clock;
 use super::conn::{self, ReaderCtx, Side, WriterCtx, WriterMsg};
-use super::dial::{self, DialCtx, DialOutcome};
+use super::dial::{self, DialCtx, DialReport};
 use super::metrics::{self as rt_metrics, DriverCounters};
 use super::net::Net;
 use super::trace_out::TraceSink;
 use super::{BusMsg, Established, Timeouts, SERVICE};
 use crate::api::{
-    DirectMessage, Event as TopicEvent, KernelEvent, OverlayError, Readiness, SessionHandle,
+    DirectMessage, Error, Event as TopicEvent, KernelEvent, Readiness, SessionHandle,
 };
 use crate::shared::{ReadyFlag, ReadyState, StopSignal, WriteCredit};
 
@@ -115,7 +114,7 @@ pub(crate) enum Command {
 }
 
 /// Answers an API dial.
-pub(crate) type DialWaiter = oneshot::Sender<Result<SessionHandle, OverlayError>>;
+pub(crate) type DialWaiter = oneshot::Sender<Result<SessionHandle, Error>>;
 
 /// Where the node task publishes what the application sees.
 pub(crate) struct Outputs {
@@ -184,7 +183,7 @@ pub(crate) struct NodeTask<N: Net> {
     conns: HashMap<ConnId, ConnEntry>,
     tasks: JoinSet<()>,
     task_ids: HashMap<TaskId, (ConnId, Side)>,
-    dials: JoinSet<DialOutcome<N::Stream>>,
+    dials: JoinSet<DialReport<N::Stream>>,
     dial_tasks: HashMap<TaskId, DialId>,
     pending: VecDeque<Input>,
     next_request: u64,
@@ -503,7 +502,7 @@ impl<N: Net> NodeTask<N> {
             .push_back(Input::ConnectionClosed { conn, error });
     }
 
-    fn on_dial_done(&mut self, done: Result<(TaskId, DialOutcome<N::Stream>), JoinError>) {
+    fn on_dial_done(&mut self, done: Result<(TaskId, DialReport<N::Stream>), JoinError>) {
         match done {
             Ok((id, outcome)) => {
                 self.dial_tasks.remove(&id);
@@ -668,7 +667,7 @@ impl<N: Net> NodeTask<N> {
     /// `SessionEvent::Up` or `DialResult` when the first answer is not final).
     fn on_dial_command(&mut self, addr: SocketAddr, reply: DialWaiter) {
         if self.ready.state() == ReadyState::ShuttingDown {
-            let _ = reply.send(Err(OverlayError::ShuttingDown));
+            let _ = reply.send(Err(Error::Overlay(CoreError::ShuttingDown)));
             return;
         }
         let request = self.next_request();
@@ -682,11 +681,11 @@ impl<N: Net> NodeTask<N> {
         );
     }
 
-    fn on_dial_answer(&mut self, request: Option<u64>, outcome: CoreDialOutcome) {
+    fn on_dial_answer(&mut self, request: Option<u64>, outcome: DialOutcome) {
         let answer = match outcome {
-            CoreDialOutcome::Dialing(_) | CoreDialOutcome::Handshaking(_) => return,
-            CoreDialOutcome::Connected(conn) => Ok(conn),
-            CoreDialOutcome::Refused(e) => Err(e),
+            DialOutcome::Dialing(_) | DialOutcome::Handshaking(_) => return,
+            DialOutcome::Connected(conn) => Ok(conn),
+            DialOutcome::Refused(e) => Err(e),
         };
         self.answer_dials(request, answer);
     }
@@ -701,17 +700,23 @@ impl<N: Net> NodeTask<N> {
             if let Some(reply) = self.dials_waiting.remove(&request) {
                 let _ = reply.send(
                     answer
-                        .map_err(OverlayError::from)
+                        .map_err(Error::from)
                         .and_then(|conn| self.session_handle(conn)),
                 );
             }
         }
     }
 
-    fn session_handle(&self, conn: ConnId) -> Result<SessionHandle, OverlayError> {
-        let entry = self.conns.get(&conn).ok_or(OverlayError::NotConnected)?;
-        let peer = entry.peer.ok_or(OverlayError::NotConnected)?;
-        let cmd = self.cmd_weak.upgrade().ok_or(OverlayError::ShuttingDown)?;
+    fn session_handle(&self, conn: ConnId) -> Result<SessionHandle, Error> {
+        let entry = self
+            .conns
+            .get(&conn)
+            .ok_or(Error::Overlay(CoreError::NotConnected))?;
+        let peer = entry.peer.ok_or(Error::Overlay(CoreError::NotConnected))?;
+        let cmd = self
+            .cmd_weak
+            .upgrade()
+            .ok_or(Error::Overlay(CoreError::ShuttingDown))?;
         Ok(SessionHandle::new(
             peer,
             conn,

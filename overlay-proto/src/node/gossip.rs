@@ -119,7 +119,10 @@ impl Node {
             if over_rate {
                 self.penalize(key, crate::score::Penalty::DuplicateFlood, 1);
             }
-            self.prune_if_redundant(&topic, key);
+            // An answer to a hop claim under test (claims.rs) is no sign of redundancy.
+            if !self.settle_claim(&topic, key, &msg.id, msg.hops) {
+                self.prune_if_redundant(&topic, key);
+            }
             return;
         }
         // A new id: nothing is stored, delivered or forwarded before the content checks.
@@ -200,7 +203,15 @@ impl Node {
                 .is_some_and(|s| s.conn == shortcut_conn)
             {
                 let seen_at = announced.map_or(now, |(_, at)| at);
-                self.consider_shortcut(&topic, shortcut, offered, hops, conn, seen_at);
+                self.consider_shortcut(
+                    &topic,
+                    shortcut,
+                    &forwarded.id,
+                    offered,
+                    hops,
+                    conn,
+                    seen_at,
+                );
             }
         }
         if let Some((grafted, announced_at)) = announced {
@@ -405,7 +416,7 @@ impl Node {
         for (id, hops) in ids.take(allowed as usize) {
             if self.cache.contains(&id) {
                 if let Some((our_hops, from, at)) = self.cache.arrival(&id) {
-                    self.consider_shortcut(&topic, key, hops, our_hops, from, at);
+                    self.consider_shortcut(&topic, key, &id, hops, our_hops, from, at);
                 }
                 continue;
             }

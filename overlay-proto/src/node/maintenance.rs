@@ -24,6 +24,9 @@ impl Node {
         if self.validation.next_deadline().is_some_and(|at| at <= now) {
             self.expire_validations();
         }
+        if self.swap_claims.next_deadline().is_some_and(|at| at <= now) {
+            self.expire_claims();
+        }
         if self.next_tick <= now {
             // A tick that runs more than one period late means this node itself did not run
             // (stopped, starved, suspended): its peers are not to blame for that time.

@@ -4,6 +4,7 @@
 //! gossip ([`gossip`]) → actions ([`send`]). Membership ([`membership`]) and timers
 //! ([`maintenance`]) run on the maintenance tick.
 
+mod claims;
 mod client;
 mod defense;
 mod gossip;
@@ -119,6 +120,8 @@ pub struct Node {
     scores: ScoreBook,
     /// Inbound sessions still in HELLO/START.
     preauth: PreAuthBudget,
+    /// Tree-optimisation swaps waiting for the announcer to prove its hop claim.
+    swap_claims: claims::SwapClaims,
     /// Client sessions (connections without a certificate), by connection.
     clients: BTreeMap<ConnId, client::ClientSession>,
     /// Running clients subscribed to deliveries.
@@ -210,6 +213,7 @@ impl Node {
             prechecked: crate::precheck::Prechecked::default(),
             scores: ScoreBook::new(config.scoring.clone(), Instant::ZERO),
             preauth: PreAuthBudget::new(config.max_preauth, config.max_preauth_per_ip),
+            swap_claims: claims::SwapClaims::new(Instant::ZERO, config.optimization_swaps_per_s),
             clients: BTreeMap::new(),
             subscribers: client::Subscribers::new(),
             client_dirty: Vec::new(),
@@ -297,6 +301,9 @@ impl Node {
             at = at.min(deadline);
         }
         if let Some(deadline) = self.validation.next_deadline() {
+            at = at.min(deadline);
+        }
+        if let Some(deadline) = self.swap_claims.next_deadline() {
             at = at.min(deadline);
         }
         Some(at)

@@ -78,7 +78,7 @@ impl Node {
     }
 
     /// Makes `key` lazy in `topic` and tells it with PRUNE.
-    fn prune(&mut self, topic: &TopicId, key: SessionKey) {
+    pub(super) fn prune(&mut self, topic: &TopicId, key: SessionKey) {
         let now = self.now;
         if let Some(link) = self.link_mut(topic, key) {
             link.dup_streak = 0;
@@ -236,10 +236,15 @@ impl Node {
     /// message alone would reshape the tree for its sender, at the others' expense). A
     /// shortcut that is not behind the old parent only heard the message through us and
     /// shows a loss, so it is never chosen.
+    ///
+    /// The announcer's hop counts are its word: a swap first asks it to prove the latest one
+    /// (claims.rs).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn consider_shortcut(
         &mut self,
         topic: &TopicId,
         shortcut: SessionKey,
+        id: &MessageId,
         offered: u8,
         hops: u8,
         from: Option<ConnId>,
@@ -309,7 +314,7 @@ impl Node {
         if tally.samples >= needed && tally.saved >= i32::from(threshold) * i32::from(tally.samples)
         {
             *entry = None;
-            self.swap_parent(topic, shortcut, parent, seen_at);
+            self.swap_parent(topic, shortcut, parent, *id, offered, seen_at);
         }
     }
 
@@ -324,11 +329,16 @@ impl Node {
     /// and the shortcut may now hang below us: only the shortcut is made eager, and
     /// `parent` stays eager until its next duplicate, which proves another path and prunes
     /// it.
+    ///
+    /// `shortcut` claimed `claimed` hops for message `id` (the latest evidence): the swap is
+    /// proposed and completes once the claim is proven ([`Node::complete_swap`]).
     fn swap_parent(
         &mut self,
         topic: &TopicId,
         shortcut: SessionKey,
         parent: SessionKey,
+        id: MessageId,
+        claimed: u8,
         seen_at: Instant,
     ) {
         let now = self.now;
@@ -344,11 +354,16 @@ impl Node {
         let fresh = self
             .tree(topic)
             .is_some_and(|t| t.last_first_copy_at <= seen_at);
-        self.make_eager(topic, shortcut);
-        self.stats.grafts_sent += 1;
-        let kind = wire::kind_in_topic(Kind::Graft, topic);
-        let body: &[u8] = if topic.is_default() { &[] } else { &topic.0 };
-        self.send_frame(shortcut, kind, &[body]);
+        // The hop claim is the announcer's word: it proves it first (claims.rs).
+        let _proposed = self.propose_swap(topic, shortcut, parent, id, claimed, fresh);
+    }
+
+    /// A swap whose hop claim was proven (claims.rs). When the evidence was fresh, `parent`
+    /// is pruned at once; otherwise it stays eager until its next duplicate (see
+    /// [`Node::swap_parent`]). The shortcut was made eager, and told, when the claim was put
+    /// to the test.
+    pub(super) fn complete_swap(&mut self, topic: &TopicId, parent: SessionKey, fresh: bool) {
+        let now = self.now;
         if fresh {
             self.prune(topic, parent);
         } else if let Some(p) = self.link_mut(topic, parent) {

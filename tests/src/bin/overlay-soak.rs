@@ -25,6 +25,7 @@ use std::error::Error;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use svc_overlay::OverlayError;
 
 use bytes::{Bytes, BytesMut};
 use overlay_e2e::{Daemon, DaemonOpts};
@@ -34,7 +35,7 @@ use overlay_proto::wire::{HelloOverlay, HelloRequestBody, Kind};
 use overlay_proto::{MacKey, OVERLAY_APP_PROTO_ID};
 use rustls::ClientConfig;
 use svc_overlay::tls::{client_config, server_name, Identity, TlsOptions};
-use svc_overlay::{Overlay, OverlayError};
+use svc_overlay::Overlay;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -262,7 +263,7 @@ async fn messages(daemon: &Daemon, count: u64, payload: usize) -> Res<(u64, u64,
             match node.broadcast(msg.clone()).await {
                 Ok(_) => break,
                 // Backpressure: the session's queue is full until credit returns.
-                Err(OverlayError::Busy) if retries < count * 100 => {
+                Err(svc_overlay::Error::Overlay(OverlayError::Busy)) if retries < count * 100 => {
                     retries += 1;
                     tokio::time::sleep(Duration::from_micros(200)).await;
                 }
