@@ -9,7 +9,7 @@
 //! The OAP/1 codec ([`frame`]) and the capability-token verifier ([`capability`]) are pure
 //! functions and live here too.
 //!
-//! Feature `test-util`: [`mesh`], a deterministic in-memory network of nodes with virtual time
+//! Feature `test-util`: `mesh`, a deterministic in-memory network of nodes with virtual time
 //! (the core's own tests, the simulator and benchmarks use it; the daemon does not build it).
 
 // Public modules: the pure codecs and verifiers users call directly, the protocol vocabulary
