@@ -50,6 +50,7 @@ mod time;
 mod topic;
 
 pub use action::{Action, CloseReason, Delivery, DialOutcome, SessionEvent};
+pub use cache::StoreEvictions;
 pub use client::{ClientEvent, ClientInfo, ClientLimits, ClientRejectReason, ClientStats};
 pub use config::{
     AuthConfig, ConfigError, LiveSettings, NodeConfig, ReconfigureError, OVERLAY_APP_PROTO_ID,

@@ -213,7 +213,7 @@ pub struct NodeStats {
     pub store_bytes: usize,
     /// Counters: messages that left the GRAFT store (or were never stored), by why.
     #[serde(default)]
-    pub store_evictions: crate::cache::StoreEvictions,
+    pub store_evictions: crate::StoreEvictions,
     /// Gauge: false while saturated.
     pub ready: bool,
     /// Counter: sessions that reached Running.
