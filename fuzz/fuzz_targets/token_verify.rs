@@ -9,7 +9,7 @@ use overlay_proto::capability::{
     decode_cbor, encode_token, sign, verify_cbor, verify_token, AuthError, CborValue, RequestCtx,
     VerifierConfig,
 };
-use overlay_proto::keys::{KeyRing, MacKey};
+use overlay_proto::{KeyRing, MacKey};
 
 const KEY: MacKey = MacKey(*b"0123456789abcdef0123456789abcdef");
 

@@ -26,7 +26,7 @@ pub mod operator;
 #[cfg(not(loom))]
 pub mod pq;
 #[cfg(not(loom))]
-pub mod runtime;
+mod runtime;
 // Public only in the loom build, for the `loom_overlay` model-checking test.
 #[cfg(not(loom))]
 mod lazy_broadcast;
@@ -47,7 +47,7 @@ pub use api::{
     TopicSender, Validator,
 };
 #[cfg(not(loom))]
-pub use runtime::{DriverStats, HttpHandler, Net, Timeouts, TokioNet};
+pub use runtime::{DriverStats, HttpHandler, Net, Timeouts, TokioNet, TLS_HANDSHAKE_BYTE};
 
 /// The core types library users touch, re-exported so a `svc_overlay` dependency is enough.
 #[cfg(not(loom))]

@@ -8,7 +8,7 @@ use overlay_proto::capability::{
     decode_token, mint, verify_token, AuthError, Caveat, Decision, RequestCtx, Scope,
     VerifierConfig,
 };
-use overlay_proto::keys::{KeyRing, MacKey};
+use overlay_proto::{KeyRing, MacKey};
 use std::hint::black_box;
 
 /// The `valid_basic` vector: minted by the reference with this key and these fields.

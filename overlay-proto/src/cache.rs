@@ -130,7 +130,8 @@ pub struct MessageCache {
 }
 
 impl MessageCache {
-    /// An empty cache with the default hash key (for tools; a node uses [`MessageCache::keyed`]).
+    /// An empty cache with the default hash key (for tests; a node uses [`MessageCache::keyed`]).
+    #[cfg(test)]
     pub fn new(limits: CacheLimits) -> Self {
         Self::keyed(limits, [0x243F_6A88_85A3_08D3, 0x1319_8A2E_0370_7344])
     }

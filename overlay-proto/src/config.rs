@@ -23,7 +23,7 @@ pub struct NodeConfig {
     /// Number of running sessions membership tries to keep (the active view).
     pub active_target: usize,
     /// Capacity of the passive list of known, not connected peers (configured, discovered and
-    /// learned addresses together; see [`crate::passive::PassiveView`]).
+    /// learned addresses together; the node's passive list).
     pub passive_capacity: usize,
     /// Hard ceiling on sessions of any state; past it new connections get `Refused`.
     pub max_sessions: usize,
@@ -40,7 +40,7 @@ pub struct NodeConfig {
     /// a running session that received nothing for this long is closed.
     pub idle_timeout: Duration,
     /// Heartbeat period: a session that sent nothing for this long gets a heartbeat frame
-    /// (CREDIT, or every 8th time a PING). See [`crate::liveness`].
+    /// (CREDIT, or every 8th time a PING). See docs/ARCHITECTURE.md, "Failure detection".
     pub keepalive_interval: Duration,
     /// Failure detector: a running session that received nothing for this long (raised on
     /// slow links from the measured round trip, up to `idle_timeout`) is closed as
@@ -70,7 +70,7 @@ pub struct NodeConfig {
     /// Messages kept to answer GRAFT requests.
     pub store_capacity: usize,
     /// Bytes kept to answer GRAFT requests: payloads, origin signatures and
-    /// [`crate::cache::STORED_MESSAGE_OVERHEAD`] per message; the oldest are dropped first.
+    /// a fixed per-message overhead (`STORED_MESSAGE_OVERHEAD`); the oldest are dropped first.
     pub store_bytes: usize,
     /// How long a message is kept to answer GRAFT requests (and announced in a new
     /// session's catch-up IHAVE).

@@ -9,36 +9,45 @@
 //! The OAP/1 codec ([`frame`]) and the capability-token verifier ([`capability`]) are pure
 //! functions and live here too.
 //!
-//! Feature `test-util`: [`mesh`], a deterministic in-memory network of nodes with virtual time
+//! Feature `test-util`: `mesh`, a deterministic in-memory network of nodes with virtual time
 //! (the core's own tests, the simulator and benchmarks use it; the daemon does not build it).
 
-pub mod action;
-pub mod cache;
+// Public modules: the pure codecs and verifiers users call directly, the protocol vocabulary
+// of client sessions, origin authentication and peer scores, the GOSSIP content checks the
+// driver runs in its readers, and trace files. Everything else is internal; the types callers
+// use are re-exported below.
 pub mod capability;
 pub mod client;
-pub mod config;
-pub mod error;
 pub mod frame;
-pub mod idhash;
-pub mod input;
-pub mod keys;
-pub mod liveness;
 #[cfg(any(test, feature = "test-util"))]
 pub mod mesh;
-pub mod node;
 pub mod origin;
-pub mod passive;
-pub mod peer;
-pub mod preauth;
 pub mod precheck;
-pub mod ratelimit;
 pub mod score;
-pub mod session;
-pub mod stats;
-pub mod time;
-pub mod topic;
 pub mod trace;
 pub mod wire;
+
+mod action;
+mod cache;
+mod config;
+mod error;
+mod idhash;
+mod input;
+mod keys;
+mod liveness;
+mod node;
+mod passive;
+mod peer;
+mod preauth;
+mod ratelimit;
+// Public with `test-util` only, so benchmarks can measure a session's size.
+#[cfg(feature = "test-util")]
+pub mod session;
+#[cfg(not(feature = "test-util"))]
+mod session;
+mod stats;
+mod time;
+mod topic;
 
 pub use action::{Action, CloseReason, Delivery, DialOutcome, SessionEvent};
 pub use client::{ClientEvent, ClientInfo, ClientLimits, ClientRejectReason, ClientStats};
@@ -52,8 +61,13 @@ pub use node::{
     Node, NodeIdentity, SessionInfo, SessionState, ValidationMode, ValidationStats, Verdict,
 };
 pub use origin::{OriginAuth, OriginSignature, OriginSigner, SigningSeed};
-pub use peer::{ConnId, DialId, Direction, MessageId, PeerId};
+pub use peer::{
+    ConnId, DialId, Direction, MessageId, ParsePeerIdError, PeerId, ED25519_SPKI_PREFIX,
+};
+pub use preauth::PreAuthBudget;
 pub use precheck::{Prechecked, Prechecker};
 pub use stats::{NodeStats, ReasonCounts, RejectReason};
 pub use time::Instant;
-pub use topic::{validate_topic_name, TopicId, TopicNameError};
+pub use topic::{
+    validate_topic_name, TopicId, TopicNameError, DEFAULT_TOPIC_NAME, MAX_TOPIC_NAME_LEN,
+};

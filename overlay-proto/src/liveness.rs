@@ -117,16 +117,13 @@ impl Liveness {
     }
 
     /// When the peer was last heard (moved forward by excused stalls).
+    #[cfg(test)]
     pub fn heard_at(&self) -> Instant {
         self.heard_at
     }
 
-    /// When a frame last left for the peer.
-    pub fn sent_at(&self) -> Instant {
-        self.sent_at
-    }
-
     /// The smoothed round-trip time, once a PING was answered.
+    #[cfg(test)]
     pub fn srtt(&self) -> Option<Duration> {
         self.srtt
     }

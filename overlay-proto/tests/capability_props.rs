@@ -11,7 +11,7 @@ use overlay_proto::capability::{
     attenuate, canonicalize, decode_token, mint, sign, verify_cbor, verify_token, AuthError,
     Capability, Caveat, Decision, RequestCtx, Scope, VerifierConfig,
 };
-use overlay_proto::keys::{KeyRing, MacKey};
+use overlay_proto::{KeyRing, MacKey};
 use proptest::collection::vec;
 use proptest::prelude::*;
 

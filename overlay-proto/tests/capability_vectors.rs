@@ -12,7 +12,7 @@ use overlay_proto::capability::{
     attenuate, compute_mac, decode_token, encode_token, mac_init_cbor, verify_many, verify_token,
     AuthError, Capability, Caveat, Decision, RequestCtx, VerifierConfig,
 };
-use overlay_proto::keys::{KeyRing, MacKey};
+use overlay_proto::{KeyRing, MacKey};
 use serde_json::{json, Value as J};
 use std::net::IpAddr;
 

@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use bytes::Bytes;
 
-use overlay_proto::action::Action;
 use overlay_proto::trace::{TraceHeader, TraceWriter};
+use overlay_proto::Action;
 use overlay_proto::{
     ConnId, Direction, Input, Instant, Node, NodeConfig, NodeIdentity, SigningSeed,
 };

@@ -7,9 +7,9 @@ use std::io::{BufReader, Read, Write};
 use std::path::Path;
 use std::rc::Rc;
 
-use overlay_proto::action::{Action, SessionEvent};
 use overlay_proto::trace::{ActionDigest, Divergence, Replayer, TraceError, TraceReader};
 use overlay_proto::Input;
+use overlay_proto::{Action, SessionEvent};
 
 use crate::SimError;
 

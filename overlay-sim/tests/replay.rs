@@ -8,8 +8,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use overlay_proto::action::Action;
 use overlay_proto::trace::{TraceHeader, TraceReader, TraceRecord, TraceWriter};
+use overlay_proto::Action;
 use overlay_proto::Input;
 use overlay_sim::pair::{record_pair, PairScript};
 use overlay_sim::replay::{replay, ReplayOptions};

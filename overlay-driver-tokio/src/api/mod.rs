@@ -21,7 +21,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Everything goes through the node task (see [`crate::runtime`]): the handle only holds
+//! Everything goes through the node task (the driver's `runtime` module): the handle only holds
 //! channels, so it is cheap to clone and safe to use from any task. When the last [`Overlay`]
 //! clone is dropped the node shuts down gracefully on its own.
 

@@ -1406,7 +1406,7 @@ impl<'a> Resolver<'a> {
                     accepted: e.to_string(),
                 });
             }
-            if name != overlay_proto::topic::DEFAULT_TOPIC_NAME && !out.contains(&name) {
+            if name != overlay_proto::DEFAULT_TOPIC_NAME && !out.contains(&name) {
                 out.push(name);
             }
         }

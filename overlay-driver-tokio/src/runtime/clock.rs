@@ -22,11 +22,6 @@ impl Clock {
         }
     }
 
-    /// The core's time now.
-    pub fn now(&self) -> Instant {
-        self.at(tokio::time::Instant::now())
-    }
-
     /// The core's time for a `tokio` instant (epoch when earlier than the start).
     pub fn at(&self, t: tokio::time::Instant) -> Instant {
         Instant::from_duration(t.saturating_duration_since(self.start))

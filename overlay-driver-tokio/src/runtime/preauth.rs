@@ -1,13 +1,13 @@
 //! The accept path's side of the pre-auth budget: a connection whose first byte shows TLS takes a
 //! slot (in total and for its IP) before the TLS handshake and keeps it until its session finishes START (the node
 //! task drops it on `SessionEvent::Up`) or the connection ends. The budget's rules and sizes
-//! are the core's (`overlay_proto::preauth`, `NodeConfig::max_preauth{,_per_ip}`); this is the
+//! are the core's (`overlay_proto::PreAuthBudget`, `NodeConfig::max_preauth{,_per_ip}`); this is the
 //! translation to a shared counter with a drop guard.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use overlay_proto::preauth::PreAuthBudget;
+use overlay_proto::PreAuthBudget;
 use overlay_proto::RejectReason;
 
 /// The shared budget (a plain lock, never held across `.await`).

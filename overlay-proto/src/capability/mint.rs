@@ -71,7 +71,7 @@ pub fn attenuate(
 ///
 /// ```
 /// use overlay_proto::capability::{Caveat, CapabilityBuilder, Scope};
-/// use overlay_proto::keys::MacKey;
+/// use overlay_proto::MacKey;
 /// let token = CapabilityBuilder::new("tenant-a", "k1", Scope::default())
 ///     .caveat(Caveat::Exp(1_700_003_600))
 ///     .mint(&MacKey([7; 32]));

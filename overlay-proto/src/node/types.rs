@@ -43,7 +43,7 @@ impl NodeIdentity {
     }
 }
 
-/// A session's state, as reported by [`Node::sessions`].
+/// A session's state, as reported by [`crate::Node::sessions`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SessionState {
     /// HELLO / START exchange in progress.
