@@ -395,29 +395,47 @@ pub async fn topic_gossip<O: OverlayApi>(
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
-    let busy = |detail: &'static str| ApiError::busy(detail).into_response();
-    let counters = &state.config.counters;
     let Some(sub) = state.overlay.topic_events(id) else {
         return ApiError::from_core(CoreError::NotJoined).into_response();
     };
+    let (permits, bounds) = match admit_stream(&state, &request) {
+        Ok(admitted) => admitted,
+        Err(detail) => return ApiError::busy(detail).into_response(),
+    };
+    gossip_response(sub, None, bounds, state.config.counters.clone(), permits)
+}
+
+/// The stream budgets every gossip stream passes, per address and then in total, and the
+/// buffer bounds it gets; a refusal is counted and comes back as the 503 `busy` detail.
+fn admit_stream<O: OverlayApi>(
+    state: &HttpState<O>,
+    request: &axum::extract::Request,
+) -> Result<
+    (
+        (tokio::sync::OwnedSemaphorePermit, super::budgets::IpSlot),
+        SseBounds,
+    ),
+    &'static str,
+> {
+    let counters = &state.config.counters;
     let ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(a)| a.ip());
     let Some(per_ip) = state.sse_per_ip.try_acquire(ip) else {
         counters.refused(HttpRefusal::SsePerIp);
-        return busy("too many gossip streams from this address");
+        return Err("too many gossip streams from this address");
     };
     let Ok(permit) = state.sse_slots.clone().try_acquire_owned() else {
         counters.refused(HttpRefusal::Sse);
-        return busy("too many gossip subscribers");
+        return Err("too many gossip subscribers");
     };
     let bounds = SseBounds {
         events: state.config.sse_buffer,
         bytes: state.config.sse_buffer_bytes,
         keep_alive: state.config.sse_keep_alive,
     };
-    gossip_response(sub, None, bounds, counters.clone(), (permit, per_ip))
+    Ok(((permit, per_ip), bounds))
 }
 
 /// The header a reconnecting SSE client names its last event with.
@@ -448,28 +466,14 @@ pub async fn gossip<O: OverlayApi>(
     State(state): State<HttpState<O>>,
     request: axum::extract::Request,
 ) -> Response {
-    let busy = |detail: &'static str| ApiError::busy(detail).into_response();
     let counters = &state.config.counters;
     let cursor = match last_event_id(request.headers()) {
         Ok(c) => c,
         Err(e) => return bad_cursor(counters, &e),
     };
-    let ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(a)| a.ip());
-    let Some(per_ip) = state.sse_per_ip.try_acquire(ip) else {
-        counters.refused(HttpRefusal::SsePerIp);
-        return busy("too many gossip streams from this address");
-    };
-    let Ok(permit) = state.sse_slots.clone().try_acquire_owned() else {
-        counters.refused(HttpRefusal::Sse);
-        return busy("too many gossip subscribers");
-    };
-    let bounds = SseBounds {
-        events: state.config.sse_buffer,
-        bytes: state.config.sse_buffer_bytes,
-        keep_alive: state.config.sse_keep_alive,
+    let ((permit, per_ip), bounds) = match admit_stream(&state, &request) {
+        Ok(admitted) => admitted,
+        Err(detail) => return ApiError::busy(detail).into_response(),
     };
     let (sub, replay) = match cursor {
         None => (state.overlay.subscribe(), None),
