@@ -89,24 +89,34 @@ pub struct BroadcastAccepted {
     pub id: String,
 }
 
+/// A message to publish from a request body: a body the extractor refused or one over
+/// `max_bytes` is answered with the same typed error on every publishing route.
+fn message_body(
+    body: Result<Bytes, BytesRejection>,
+    max_bytes: usize,
+) -> Result<Bytes, Box<Response>> {
+    let body = body.map_err(|rejection| {
+        Box::new(body_rejection(
+            rejection.status(),
+            rejection.body_text(),
+            max_bytes,
+        ))
+    })?;
+    if body.len() > max_bytes {
+        return Err(Box::new(ApiError::too_large(max_bytes).into_response()));
+    }
+    Ok(body)
+}
+
 /// `POST /v1/broadcast`: the body is the message; 202 `{"id":"<hex>"}`.
 pub async fn broadcast<O: OverlayApi>(
     State(state): State<HttpState<O>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
+    let body = match message_body(body, state.config.max_message_bytes) {
         Ok(b) => b,
-        Err(rejection) => {
-            return body_rejection(
-                rejection.status(),
-                rejection.body_text(),
-                state.config.max_message_bytes,
-            )
-        }
+        Err(refused) => return *refused,
     };
-    if body.len() > state.config.max_message_bytes {
-        return ApiError::too_large(state.config.max_message_bytes).into_response();
-    }
     match state.overlay.broadcast(body).await {
         Ok(id) => (
             StatusCode::ACCEPTED,
@@ -356,19 +366,10 @@ pub async fn topic_broadcast<O: OverlayApi>(
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
-    let body = match body {
+    let body = match message_body(body, state.config.max_message_bytes) {
         Ok(b) => b,
-        Err(rejection) => {
-            return body_rejection(
-                rejection.status(),
-                rejection.body_text(),
-                state.config.max_message_bytes,
-            )
-        }
+        Err(refused) => return *refused,
     };
-    if body.len() > state.config.max_message_bytes {
-        return ApiError::too_large(state.config.max_message_bytes).into_response();
-    }
     match state.overlay.publish(id, body).await {
         Ok(mid) => (
             StatusCode::ACCEPTED,
