@@ -7,10 +7,9 @@
 
 mod support;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use core::net::SocketAddr;
 use core::time::Duration;
-use overlay_proto::frame::flags;
 use overlay_proto::score::Penalty;
 use overlay_proto::wire::{self, Kind};
 use overlay_proto::{
@@ -121,21 +120,7 @@ impl Bed {
 
     /// Bodies of the frames of `kind` sent on `conn` (since the bed was set up).
     fn sent(&self, conn: u64, kind: Kind) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        for a in &self.actions {
-            if let Action::Transmit { conn: c, data } = a {
-                if *c != ConnId(conn) {
-                    continue;
-                }
-                let mut buf = BytesMut::from(&data[..]);
-                while let Ok(Some(f)) = overlay_proto::frame::decode(&mut buf) {
-                    if f.header.flags & flags::EVENT != 0 && f.header.code == kind.code() {
-                        out.push(f.payload.map(|p| p.to_vec()).unwrap_or_default());
-                    }
-                }
-            }
-        }
-        out
+        support::event_bodies(&self.actions, conn, kind)
     }
 
     fn is_eager(&self, who: PeerId) -> bool {

@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
+mod support;
+
 use bytes::{Bytes, BytesMut};
 use core::net::SocketAddr;
 use core::time::Duration;
@@ -195,21 +197,7 @@ impl Bed {
 
     /// Bodies of the frames of `kind` transmitted on `conn` since the last call to `clear`.
     fn sent(&self, conn: u64, kind: Kind) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        for a in &self.actions {
-            if let Action::Transmit { conn: c, data } = a {
-                if *c != ConnId(conn) {
-                    continue;
-                }
-                let mut buf = BytesMut::from(&data[..]);
-                while let Ok(Some(f)) = overlay_proto::frame::decode(&mut buf) {
-                    if f.header.flags & flags::EVENT != 0 && f.header.code == kind.code() {
-                        out.push(f.payload.map(|p| p.to_vec()).unwrap_or_default());
-                    }
-                }
-            }
-        }
-        out
+        support::event_bodies(&self.actions, conn, kind)
     }
 
     fn clear(&mut self) {

@@ -119,3 +119,22 @@ pub fn peer_opening(peer_id: &PeerId) -> Vec<u8> {
     ));
     bytes
 }
+
+/// Bodies of the EVENT frames of `kind` in the `Transmit` actions on connection `conn`, in order.
+pub fn event_bodies(actions: &[overlay_proto::Action], conn: u64, kind: Kind) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for a in actions {
+        if let overlay_proto::Action::Transmit { conn: c, data } = a {
+            if *c != overlay_proto::ConnId(conn) {
+                continue;
+            }
+            let mut buf = BytesMut::from(&data[..]);
+            while let Ok(Some(f)) = frame::decode(&mut buf) {
+                if f.header.flags & flags::EVENT != 0 && f.header.code == kind.code() {
+                    out.push(f.payload.map(|p| p.to_vec()).unwrap_or_default());
+                }
+            }
+        }
+    }
+    out
+}
