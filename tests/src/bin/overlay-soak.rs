@@ -44,6 +44,54 @@ use tokio_rustls::TlsConnector;
 
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
+/// What each open file descriptor of a process points at (`socket:[…]`, `anon_inode:[…]`,
+/// a path), sorted: printed when descriptors grew, to name the leak.
+fn fd_targets(pid: u32) -> Vec<String> {
+    let sockets = tcp_sockets(pid);
+    let mut targets: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .map(|entry| {
+                    let target = std::fs::read_link(entry.path())
+                        .map(|t| t.display().to_string())
+                        .unwrap_or_else(|_| "?".into());
+                    let target = match target
+                        .strip_prefix("socket:[")
+                        .and_then(|t| t.strip_suffix(']'))
+                        .and_then(|inode| sockets.get(inode))
+                    {
+                        Some(tcp) => format!("{target} tcp {tcp}"),
+                        None => target,
+                    };
+                    format!("{} -> {target}", entry.file_name().to_string_lossy())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    targets.sort();
+    targets
+}
+
+/// TCP sockets of a process's network namespace by inode: `local remote state` in the kernel's
+/// hex notation of `/proc/net/tcp` (ports readable as hex, state 0A = listen, 01 = established).
+fn tcp_sockets(pid: u32) -> std::collections::HashMap<String, String> {
+    let mut sockets = std::collections::HashMap::new();
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if let (Some(local), Some(remote), Some(state), Some(inode)) =
+                (cols.get(1), cols.get(2), cols.get(3), cols.get(9))
+            {
+                sockets.insert(inode.to_string(), format!("{local} {remote} {state}"));
+            }
+        }
+    }
+    sockets
+}
+
 /// Upper bound of one step of a cycle (connect, handshake, a reply, the pushed message).
 const STEP: Duration = Duration::from_secs(10);
 /// Client identities used in turn (a fresh one per cycle would mostly measure key generation).
@@ -242,6 +290,14 @@ async fn running_sessions(daemon: &Daemon) -> usize {
     }
 }
 
+/// Waits (at most 30 s) until the daemon runs no session.
+async fn settle(daemon: &Daemon) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running_sessions(daemon).await != 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Broadcasts `count` messages from an in-process node through one session to the daemon.
 /// Samples the daemon's fds and RSS every tenth of the way (stderr); returns (delivered,
 /// busy retries, largest RSS seen).
@@ -320,8 +376,16 @@ async fn run(args: &Args) -> Res<bool> {
         .map(|_| Client::new(&token))
         .collect::<Res<Vec<_>>>()?;
     // Warm-up: the first connection and HTTP request allocate what the daemon keeps for good.
+    // Both HTTP listeners get the one keep-alive connection the soak's client then reuses
+    // (control port: broadcast, peers; metrics port: the delivered count), and the warm-up
+    // session is closed before the first sample, so `fd_start` counts the same connections
+    // as `fd_end`.
     cycle(&daemon, &clients[0], 0).await?;
+    // (The counter may not exist before the first delivery: only the connection matters.)
+    let _ = delivered(&daemon).await;
+    settle(&daemon).await;
     let (fd_start, rss_start_kb) = sample(pid)?;
+    let fds_at_start = fd_targets(pid);
     let (mut fd_max, mut rss_max_kb) = (fd_start, rss_start_kb);
     // (rss_max_kb also takes the samples of the message phase below.)
     let started = Instant::now();
@@ -353,11 +417,16 @@ async fn run(args: &Args) -> Res<bool> {
     rss_max_kb = rss_max_kb.max(msg_rss_max);
     let messages_s = msg_started.elapsed().as_secs_f64();
     // Settle: every session closed by the daemon, then the final sample.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while running_sessions(&daemon).await != 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    settle(&daemon).await;
+    // Descriptors of connections that just closed (the last HTTP requests, a spare keep-alive
+    // connection the client dropped) go away within moments; a leak stays.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut fd_end, mut rss_end_kb) = sample(pid)?;
+    while fd_end - fd_start > args.max_fd_growth && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        (fd_end, rss_end_kb) = sample(pid)?;
     }
-    let (fd_end, rss_end_kb) = sample(pid)?;
+    let fds_at_end = fd_targets(pid);
     let report = serde_json::json!({
         "cycles": args.cycles,
         "messages": args.messages,
@@ -379,6 +448,10 @@ async fn run(args: &Args) -> Res<bool> {
     let ok = fd_end - fd_start <= args.max_fd_growth
         && cycle_failures == 0
         && delivered_msgs >= args.messages;
+    if fd_end - fd_start > args.max_fd_growth {
+        eprintln!("overlay-soak: descriptors after warm-up: {fds_at_start:?}");
+        eprintln!("overlay-soak: descriptors at the end: {fds_at_end:?}");
+    }
     if !ok {
         eprintln!("overlay-soak: FAILED (fd growth, failed cycles or undelivered messages)");
     }
