@@ -766,9 +766,7 @@ impl<N: Net> NodeTask<N> {
                 // Numbered, kept for resuming subscribers, sent to the live ones (none is
                 // fine: the message was still delivered to this node).
                 if !delivery.topic.is_default() {
-                    self.out
-                        .topics
-                        .send(delivery.topic, TopicEvent::Received(delivery));
+                    self.out.topics.deliver(delivery.topic, delivery);
                     return;
                 }
                 self.out
