@@ -33,10 +33,10 @@ use std::mem;
 use crate::action::{Action, CloseReason};
 use crate::cache::{CacheLimits, MessageCache};
 use crate::config::{ConfigError, NodeConfig};
-use crate::idhash::{id_map_with_capacity, keyed_id_map, IdMap};
+use crate::idhash::{id_map_with_capacity, IdMap};
 use crate::input::Input;
 use crate::passive::PassiveView;
-use crate::peer::{ConnId, DialId, MessageId, PeerId};
+use crate::peer::{ConnId, DialId, PeerId};
 use crate::preauth::PreAuthBudget;
 use crate::score::ScoreBook;
 use crate::session::{Phase, Session};
@@ -46,35 +46,6 @@ use crate::topic::TopicId;
 
 /// Index of a session in the node's slab.
 type SessionKey = usize;
-
-/// An id announced by IHAVE that we have not received yet.
-#[derive(Debug, Default)]
-struct Missing {
-    /// The topic it was announced in.
-    topic: TopicId,
-    /// Sessions that announced it and were not asked yet (key, conn to detect reuse, when
-    /// their IHAVE arrived), at most `max_announcers`, best [`defense::AnnouncerRank`] first.
-    announcers: Vec<(SessionKey, ConnId, Instant)>,
-    /// The session whose announcement created the entry (it counts toward that peer's share
-    /// of the table).
-    owner: Option<(SessionKey, ConnId)>,
-    /// The announcer we sent GRAFT to and still wait for.
-    grafted: Option<(SessionKey, ConnId)>,
-    /// When the IHAVE of `grafted` arrived (a GRAFT_MISS sooner than `graft_miss_grace`
-    /// after it is a broken promise).
-    grafted_announced_at: Instant,
-    /// When the GRAFT timer of this id runs out (a timer queued earlier, before a
-    /// GRAFT_MISS made us ask the next announcer at once, is stale).
-    due_at: Instant,
-    /// The first GRAFT was put off (the tree was settled when `graft_timeout` ran out).
-    deferred: bool,
-    /// The announcement with the fewest hops so far (hops, session, conn): when the message
-    /// then arrives eagerly over a longer path, the tree optimisation may swap the links.
-    best_offer: Option<(u8, SessionKey, ConnId)>,
-    /// When the first announcement arrived (how late the tree brings announced messages
-    /// sets how long GRAFTs are put off).
-    announced_at: Instant,
-}
 
 /// The overlay state machine. See the crate docs for the driving loop.
 #[derive(Debug)]
@@ -93,11 +64,8 @@ pub struct Node {
     /// Sessions with bytes in `out` to flush at the end of this input.
     dirty: Vec<SessionKey>,
     cache: MessageCache,
-    missing: IdMap<MessageId, Missing>,
-    missing_timers: VecDeque<(Instant, MessageId)>,
-    /// Missing ids whose first graft was put off because the tree was settled, with the
-    /// time `graft_timeout_settled` after their announcement.
-    deferred_grafts: VecDeque<(Instant, MessageId)>,
+    /// Ids announced and not received yet, their GRAFT timers (every topic).
+    missing: crate::plumtree::MissingIds,
     passive: PassiveView,
     /// Dials in flight, with their addresses.
     dials: BTreeMap<DialId, SocketAddr>,
@@ -195,10 +163,7 @@ impl Node {
                 },
                 hash_key,
             ),
-            // Grows with traffic: 1024 entries up front were ~230 KiB per idle node.
-            missing: keyed_id_map(16, hash_key),
-            missing_timers: VecDeque::new(),
-            deferred_grafts: VecDeque::new(),
+            missing: crate::plumtree::MissingIds::new(hash_key),
             passive: PassiveView::new(config.passive_capacity),
             rng: ChaCha8Rng::seed_from_u64(seed),
             now: Instant::ZERO,
