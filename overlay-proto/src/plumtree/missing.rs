@@ -312,7 +312,6 @@ mod tests {
 
     const T: TopicId = TopicId::DEFAULT;
     const TIMEOUT: Duration = Duration::from_millis(100);
-    const RETRY: Duration = Duration::from_millis(300);
 
     fn table() -> MissingIds {
         MissingIds::new([1, 2])
