@@ -13,6 +13,7 @@ use crate::peer::{ConnId, MessageId, PeerId};
 use crate::precheck;
 use crate::score::Penalty;
 use crate::stats::RejectReason;
+use crate::time::Instant;
 use crate::topic::TopicId;
 use crate::wire::{self, GossipMsg, Kind, WireError, IHAVE_ENTRY_LEN, SIGNED_GOSSIP_HEADER_LEN};
 use std::collections::BTreeMap;
@@ -363,10 +364,19 @@ impl Node {
             if !self.session(key).is_some_and(|s| s.is_running()) {
                 continue;
             }
-            let batch = match self.link_mut(&topic, key) {
+            let mut batch = match self.link_mut(&topic, key) {
                 Some(link) => std::mem::take(&mut link.ihave),
                 None => continue,
             };
+            // Announce only what a GRAFT can still get (the store may have dropped a
+            // message since it was queued here).
+            batch.retain(|(id, _)| self.cache.holds(id));
+            if batch.is_empty() {
+                if let Some(link) = self.link_mut(&topic, key) {
+                    link.ihave = batch;
+                }
+                continue;
+            }
             body.clear();
             body.reserve(TopicId::LEN + batch.len() * IHAVE_ENTRY_LEN);
             if !topic.is_default() {
@@ -380,7 +390,6 @@ impl Node {
             self.send_frame(key, wire::kind_in_topic(Kind::IHave, &topic), &[&body]);
             if let Some(link) = self.link_mut(&topic, key) {
                 // Keep the allocation for the next batch.
-                let mut batch = batch;
                 batch.clear();
                 link.ihave = batch;
             }
@@ -422,7 +431,7 @@ impl Node {
             }
             match self.missing.get(&id).map(|m| m.topic) {
                 Some(t) if t == topic => {
-                    self.add_announcer(topic, id, key, conn);
+                    self.add_announcer(topic, id, key, conn, now);
                     self.note_offer(&id, hops, key, conn);
                     continue;
                 }
@@ -443,9 +452,11 @@ impl Node {
                 id,
                 Missing {
                     topic,
-                    announcers: vec![(key, conn)],
+                    announcers: vec![(key, conn, now)],
                     owner: Some((key, conn)),
                     grafted: None,
+                    grafted_announced_at: now,
+                    due_at: deadline,
                     deferred: false,
                     best_offer: Some((hops, key, conn)),
                     announced_at: now,
@@ -470,11 +481,18 @@ impl Node {
     /// Adds an announcer to a missing id, keeping the list in [`AnnouncerRank`] order
     /// (arrival order within a rank). A full list (`max_announcers`) makes room only for a
     /// better-ranked announcer, by dropping its worst and latest entry.
-    fn add_announcer(&mut self, topic: TopicId, id: MessageId, key: SessionKey, conn: ConnId) {
+    fn add_announcer(
+        &mut self,
+        topic: TopicId,
+        id: MessageId,
+        key: SessionKey,
+        conn: ConnId,
+        at: Instant,
+    ) {
         let Some(entry) = self.missing.get(&id) else {
             return;
         };
-        if entry.announcers.iter().any(|(k, _)| *k == key)
+        if entry.announcers.iter().any(|(k, _, _)| *k == key)
             || entry.grafted.is_some_and(|(k, _)| k == key)
         {
             return;
@@ -483,7 +501,7 @@ impl Node {
         let mut ranks: Vec<AnnouncerRank> = entry
             .announcers
             .iter()
-            .map(|(k, _)| self.announcer_rank(&topic, *k))
+            .map(|(k, _, _)| self.announcer_rank(&topic, *k))
             .collect();
         let full = entry.announcers.len() >= self.config.max_announcers;
         let Some(entry) = self.missing.get_mut(&id) else {
@@ -504,14 +522,13 @@ impl Node {
                 _ => return,
             }
         }
-        let at = ranks
+        let position = ranks
             .iter()
             .zip(entry.announcers.iter())
             .take_while(|(r, _)| **r <= rank)
             .count();
-        entry
-            .announcers
-            .insert(at.min(entry.announcers.len()), (key, conn));
+        let position = position.min(entry.announcers.len());
+        entry.announcers.insert(position, (key, conn, at));
     }
 
     /// Forgets a missing id and gives its slot back to the peer that created it.
@@ -537,11 +554,28 @@ impl Node {
     /// promise; ask the next one (batched per session).
     pub(super) fn expire_missing(&mut self) {
         let now = self.now;
+        let mut due = Vec::new();
+        let mut taken = std::collections::BTreeSet::new();
+        for id in self.due_missing() {
+            // A timer queued before a GRAFT_MISS made us ask again at once is stale; an id
+            // is handled once per round.
+            if self.missing.get(&id).is_some_and(|m| m.due_at > now) || !taken.insert(id) {
+                continue;
+            }
+            due.push((id, true));
+        }
+        self.graft_next(due);
+    }
+
+    /// Asks the next announcer of each id (one GRAFT per session and topic). With `blame`,
+    /// the announcer asked last (if any, and still connected) broke its promise.
+    fn graft_next(&mut self, ids: Vec<(MessageId, bool)>) {
+        let now = self.now;
         let retry = now + self.config.graft_retry;
         let mut grafts: BTreeMap<(SessionKey, TopicId), Vec<MessageId>> = BTreeMap::new();
         let mut broken: BTreeMap<SessionKey, u32> = BTreeMap::new();
         let mut done: Vec<MessageId> = Vec::new();
-        for id in self.due_missing() {
+        for (id, blame) in ids {
             if self.cache.contains(&id) {
                 done.push(id);
                 continue;
@@ -560,15 +594,15 @@ impl Node {
             // the best-ranked live announcer now, the earliest among equals.
             let mut candidates = entry.announcers.clone();
             candidates
-                .retain(|(k, c)| self.session_alive(*k, *c) && self.link(&topic, *k).is_some());
+                .retain(|(k, c, _)| self.session_alive(*k, *c) && self.link(&topic, *k).is_some());
             let chosen = candidates
                 .iter()
                 .enumerate()
-                .min_by_key(|(i, (k, _))| (self.announcer_rank(&topic, *k), *i))
+                .min_by_key(|(i, (k, _, _))| (self.announcer_rank(&topic, *k), *i))
                 .map(|(i, _)| i)
                 .map(|i| candidates.remove(i));
             if let Some((key, conn)) = asked {
-                if self.session_alive(key, conn) {
+                if blame && self.session_alive(key, conn) {
                     *broken.entry(key).or_default() += 1;
                 }
             }
@@ -576,9 +610,11 @@ impl Node {
                 continue;
             };
             entry.announcers = candidates;
-            entry.grafted = chosen;
+            entry.grafted = chosen.map(|(k, c, _)| (k, c));
             match chosen {
-                Some((key, _)) => {
+                Some((key, _, announced_at)) => {
+                    entry.grafted_announced_at = announced_at;
+                    entry.due_at = retry;
                     self.missing_timers.push_back((retry, id));
                     grafts.entry((key, topic)).or_default().push(id);
                 }
@@ -606,6 +642,43 @@ impl Node {
             self.stats.grafts_sent += 1;
             self.send_frame(key, wire::kind_in_topic(Kind::Graft, &topic), &[&body]);
         }
+    }
+
+    /// A GRAFT_MISS from session `key`: the peer no longer holds these ids. For each id we
+    /// asked this session for, ask the next announcer at once; the peer broke its promise
+    /// only when the answer came within `graft_miss_grace` of its IHAVE (it announced what
+    /// it was about to drop, or never had). Ids we did not ask it for are ignored (counted).
+    pub(super) fn on_graft_miss(
+        &mut self,
+        key: SessionKey,
+        topic: TopicId,
+        body: &[u8],
+    ) -> Result<(), WireError> {
+        let ids = wire::parse_graft_miss(body)?;
+        let Some(conn) = self.session(key).map(|s| s.conn) else {
+            return Ok(());
+        };
+        let now = self.now;
+        let grace = self.config.graft_miss_grace;
+        let mut next = Vec::new();
+        let mut taken = std::collections::BTreeSet::new();
+        for id in ids {
+            match self.missing.get(&id) {
+                Some(m)
+                    if m.topic == topic && m.grafted == Some((key, conn)) && taken.insert(id) =>
+                {
+                    self.stats.graft_misses_received += 1;
+                    let too_soon = now < m.grafted_announced_at + grace;
+                    if too_soon {
+                        self.stats.graft_misses_too_soon += 1;
+                    }
+                    next.push((id, too_soon));
+                }
+                _ => self.stats.graft_misses_unsolicited += 1,
+            }
+        }
+        self.graft_next(next);
+        Ok(())
     }
 
     pub(super) fn on_graft(
@@ -654,9 +727,13 @@ impl Node {
         } else {
             (TopicId::LEN, Kind::TopicGossip)
         };
+        let mut gone: Vec<MessageId> = Vec::new();
         for id in ids {
             let Some(stored) = self.cache.get(&id) else {
-                if !self.cache.contains(&id) {
+                if self.cache.contains(&id) {
+                    // Seen, no longer held.
+                    gone.push(id);
+                } else {
                     // Never seen here, so never announced by us.
                     flood += 1;
                 }
@@ -684,6 +761,19 @@ impl Node {
             {
                 self.stats.gossip_sent += 1;
             }
+        }
+        if !gone.is_empty() && self.session(key).is_some_and(|s| s.graft_miss) {
+            // Say so, and the grafter asks its next announcer now instead of after
+            // `graft_retry` (and scores no broken promise for an honest eviction).
+            let mut body = BytesMut::with_capacity(TopicId::LEN + gone.len() * MessageId::LEN);
+            if !topic.is_default() {
+                body.put_slice(&topic.0);
+            }
+            for id in &gone {
+                body.put_slice(&id.0);
+            }
+            self.stats.graft_misses_sent += gone.len() as u64;
+            self.send_frame(key, wire::kind_in_topic(Kind::GraftMiss, &topic), &[&body]);
         }
         self.penalize(
             key,

@@ -52,14 +52,20 @@ type SessionKey = usize;
 struct Missing {
     /// The topic it was announced in.
     topic: TopicId,
-    /// Sessions that announced it and were not asked yet (key, conn to detect reuse), at most
-    /// `max_announcers`, best [`defense::AnnouncerRank`] first.
-    announcers: Vec<(SessionKey, ConnId)>,
+    /// Sessions that announced it and were not asked yet (key, conn to detect reuse, when
+    /// their IHAVE arrived), at most `max_announcers`, best [`defense::AnnouncerRank`] first.
+    announcers: Vec<(SessionKey, ConnId, Instant)>,
     /// The session whose announcement created the entry (it counts toward that peer's share
     /// of the table).
     owner: Option<(SessionKey, ConnId)>,
     /// The announcer we sent GRAFT to and still wait for.
     grafted: Option<(SessionKey, ConnId)>,
+    /// When the IHAVE of `grafted` arrived (a GRAFT_MISS sooner than `graft_miss_grace`
+    /// after it is a broken promise).
+    grafted_announced_at: Instant,
+    /// When the GRAFT timer of this id runs out (a timer queued earlier, before a
+    /// GRAFT_MISS made us ask the next announcer at once, is stale).
+    due_at: Instant,
     /// The first GRAFT was put off (the tree was settled when `graft_timeout` ran out).
     deferred: bool,
     /// The announcement with the fewest hops so far (hops, session, conn): when the message
@@ -134,6 +140,16 @@ pub struct Node {
     client_buffered: usize,
 }
 
+/// The store's ceiling while it holds young messages past `store_bytes` (see
+/// [`CacheLimits::store_bytes_held`]): four times `store_bytes`, and room for one message of
+/// the largest size with its signature, so every message can be held for the grace.
+fn store_bytes_held(config: &NodeConfig) -> usize {
+    let largest = config.max_message_bytes
+        + crate::wire::SIGNED_GOSSIP_HEADER_LEN
+        + crate::cache::STORED_MESSAGE_OVERHEAD;
+    config.store_bytes.saturating_mul(4).max(largest)
+}
+
 impl Node {
     /// Creates a node. `seed` drives every random choice (peer sampling, jitter, nonces).
     pub fn new(config: NodeConfig, identity: NodeIdentity, seed: u64) -> Result<Node, ConfigError> {
@@ -176,6 +192,8 @@ impl Node {
                     store_capacity: config.store_capacity,
                     store_bytes: config.store_bytes,
                     store_ttl: config.store_ttl,
+                    store_hold: config.graft_miss_grace.saturating_mul(2),
+                    store_bytes_held: store_bytes_held(&config),
                 },
                 hash_key,
             ),
