@@ -403,7 +403,7 @@ mod tests {
             peer: peer(50),
             addr: addr(50),
         }];
-        let sample = m.sample(Some(own.clone()), running.iter().cloned(), 4, &mut rng);
+        let sample = m.sample(Some(own), running.iter().copied(), 4, &mut rng);
         assert_eq!(sample.len(), 4);
         assert_eq!(sample[0], own);
         let all = m.sample(Some(own), running.into_iter(), 100, &mut rng);
