@@ -1120,3 +1120,32 @@ impl<N: Net> NodeTask<N> {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outbox_hands_over_its_transmits_in_order_with_their_total_once() {
+        let mut outbox = Outbox::default();
+        assert!(outbox.take().is_none(), "nothing to send");
+        assert!(
+            outbox.push(Bytes::from_static(b"first")),
+            "the first needs a flush"
+        );
+        assert!(!outbox.push(Bytes::from_static(b"second")));
+        assert!(!outbox.push(Bytes::from_static(b"3")));
+        match outbox.take() {
+            Some(WriterMsg::Data { frames, bytes, .. }) => {
+                assert_eq!(frames, vec![&b"first"[..], &b"second"[..], &b"3"[..]]);
+                assert_eq!(bytes, 12);
+            }
+            other => panic!("expected data, got {other:?}"),
+        }
+        assert!(outbox.take().is_none(), "handed over once");
+        assert!(
+            outbox.push(Bytes::from_static(b"again")),
+            "empty again: flush again"
+        );
+    }
+}
