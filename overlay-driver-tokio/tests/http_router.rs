@@ -127,13 +127,20 @@ impl OverlayApi for Fake {
         Ok(MessageId([0xcd; 32]))
     }
 
-    fn topic_events(&self, topic: overlay_proto::TopicId) -> Option<FakeSub> {
-        self.inner
-            .topics
-            .lock()
-            .unwrap()
-            .contains(&topic)
-            .then(|| FakeSub(self.inner.deliveries.subscribe()))
+    fn resume_topic(
+        &self,
+        topic: overlay_proto::TopicId,
+        after: Option<Cursor>,
+    ) -> Option<Result<(FakeSub, Replay), CursorError>> {
+        if !self.inner.topics.lock().unwrap().contains(&topic) {
+            return None;
+        }
+        Some(
+            self.inner
+                .deliveries
+                .resume(after)
+                .map(|(rx, replay)| (FakeSub(rx), replay)),
+        )
     }
 
     async fn broadcast(&self, payload: Bytes) -> Result<MessageId, Error> {

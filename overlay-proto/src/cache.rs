@@ -98,6 +98,12 @@ pub struct CacheLimits {
     pub store_bytes: usize,
     /// How long a message is stored.
     pub store_ttl: Duration,
+    /// How long a message is held at least (unless `store_ttl` is shorter), even past
+    /// `store_bytes`: the GRAFTs its IHAVEs invite must find it (see `graft_miss_grace`).
+    pub store_hold: Duration,
+    /// Bytes stored at most while messages younger than `store_hold` go past `store_bytes`
+    /// (at least `store_bytes`); a message alone larger than this is not stored.
+    pub store_bytes_held: usize,
 }
 
 /// Messages that left (or never entered) the GRAFT store, by why (counters).
@@ -105,11 +111,12 @@ pub struct CacheLimits {
 pub struct StoreEvictions {
     /// Held for the whole `store_ttl`, then dropped: the normal way out.
     pub expired: u64,
-    /// Dropped before `store_ttl` to make room within `store_bytes`.
+    /// Dropped before `store_ttl` to make room within `store_bytes` (at least `store_hold`
+    /// after arrival), or within `store_bytes_held` (earlier).
     pub over_bytes: u64,
     /// Dropped before `store_ttl` to make room within `store_capacity`.
     pub over_count: u64,
-    /// Never stored: the message alone was larger than `store_bytes`.
+    /// Never stored: the message alone was larger than `store_bytes_held`.
     pub too_large: u64,
 }
 
@@ -185,7 +192,7 @@ impl MessageCache {
         self.seen_order.push_back((now + self.limits.seen_ttl, id));
         let auth_len = if message.auth.is_some() { AUTH_LEN } else { 0 };
         let cost = auth_len + message.payload.len() + STORED_MESSAGE_OVERHEAD;
-        let kept = cost <= self.limits.store_bytes;
+        let kept = cost <= self.held_bytes_max();
         let data = if kept {
             let mut data = Vec::with_capacity(auth_len + message.payload.len());
             if let Some(auth) = &message.auth {
@@ -213,7 +220,22 @@ impl MessageCache {
         loop {
             let over_count = self.store.len() >= self.limits.store_capacity;
             let over_bytes = self.stored_bytes + slot.cost() > self.limits.store_bytes;
-            if !(over_count || over_bytes) || !self.pop_stored() {
+            if !(over_count || over_bytes) {
+                break;
+            }
+            // Messages younger than `store_hold` stay past `store_bytes` (the oldest is at
+            // the front: when it is young, all are), up to `store_bytes_held`.
+            let front_young = self
+                .store
+                .front()
+                .is_some_and(|s| now < s.received_at + self.limits.store_hold);
+            if !over_count
+                && front_young
+                && self.stored_bytes + slot.cost() <= self.held_bytes_max()
+            {
+                break;
+            }
+            if !self.pop_stored() {
                 break;
             }
             if over_count {
@@ -225,6 +247,10 @@ impl MessageCache {
         self.stored_bytes += slot.cost();
         self.store.push_back(slot);
         true
+    }
+
+    fn held_bytes_max(&self) -> usize {
+        self.limits.store_bytes_held.max(self.limits.store_bytes)
     }
 
     fn pop_stored(&mut self) -> bool {
@@ -243,6 +269,11 @@ impl MessageCache {
         let index = seq.checked_sub(self.store_base)?;
         let slot = self.store.get(usize::try_from(index).ok()?)?;
         (slot.id == *id).then_some(slot)
+    }
+
+    /// True when the message `id` is still held (a GRAFT for it can be answered).
+    pub fn holds(&self, id: &MessageId) -> bool {
+        self.slot(id).is_some_and(|s| s.kept)
     }
 
     /// The stored message for `id`, if still held (the payload shares the store's copy).
@@ -292,6 +323,17 @@ impl MessageCache {
         {
             self.pop_stored();
             self.evictions.expired += 1;
+        }
+        // What a burst held past `store_bytes` goes once it is older than `store_hold`.
+        let hold = self.limits.store_hold;
+        while self.stored_bytes > self.limits.store_bytes
+            && self
+                .store
+                .front()
+                .is_some_and(|s| s.received_at + hold <= now)
+        {
+            self.pop_stored();
+            self.evictions.over_bytes += 1;
         }
         // Give back what a burst made the ring grow to, once it is mostly empty again.
         if self.store.capacity() > 4 * INITIAL_STORED
@@ -349,6 +391,8 @@ mod tests {
             store_capacity: 2,
             store_bytes: budget(2, 100),
             store_ttl: Duration::from_secs(1),
+            store_hold: Duration::ZERO,
+            store_bytes_held: 0,
         }
     }
 
@@ -453,6 +497,8 @@ mod tests {
             store_capacity: 1 << 12,
             store_bytes: 64 * 1024,
             store_ttl: Duration::from_secs(100),
+            store_hold: Duration::ZERO,
+            store_bytes_held: 0,
         };
         let mut c = MessageCache::new(limits);
         let auth = OriginSignature {
@@ -485,6 +531,37 @@ mod tests {
         assert_eq!(got.payload.len(), 1 + (998 * 37) % 1500);
         raw[..4].copy_from_slice(&999u32.to_le_bytes());
         assert_eq!(c.get(&MessageId(raw)).unwrap().auth, None);
+    }
+
+    #[test]
+    fn young_messages_stay_past_store_bytes_up_to_the_held_ceiling() {
+        let hold = Duration::from_millis(500);
+        let mut c = MessageCache::new(CacheLimits {
+            store_capacity: 100,
+            seen_capacity: 100,
+            store_hold: hold,
+            store_bytes_held: budget(4, 100),
+            ..limits()
+        });
+        let t = Instant::ZERO;
+        for n in 1..=4 {
+            assert!(c.insert(t, id(n), msg(100)));
+        }
+        assert_eq!(c.stored_len(), 4, "all younger than store_hold");
+        assert!(c.holds(&id(1)));
+        // Past the held ceiling the oldest goes even when young.
+        assert!(c.insert(t, id(5), msg(100)));
+        assert_eq!(c.stored_len(), 4);
+        assert!(!c.holds(&id(1)) && c.contains(&id(1)));
+        // Once older than store_hold, the excess over store_bytes goes.
+        c.expire(t + hold);
+        assert_eq!((c.stored_len(), c.stored_bytes()), (2, budget(2, 100)));
+        assert!(c.holds(&id(5)) && c.holds(&id(4)) && !c.holds(&id(3)));
+        assert_eq!(c.evictions().over_bytes, 3);
+        // Old messages make room as before.
+        assert!(c.insert(t + hold, id(6), msg(100)));
+        assert_eq!(c.stored_len(), 2);
+        assert!(!c.holds(&id(4)));
     }
 
     #[test]

@@ -92,6 +92,12 @@ pub struct NodeConfig {
     pub tree_settle: Duration,
     /// How long to wait after a GRAFT before asking the next announcer.
     pub graft_retry: Duration,
+    /// The GRAFT_MISS grace. Every node keeps a message it received for at least twice this
+    /// long, even past `store_bytes` (up to four times it), so that the GRAFTs its IHAVEs
+    /// invite can be answered. A GRAFT_MISS ("no longer held") that arrives less than this
+    /// long after the same peer's IHAVE for the id counts as a broken promise; a later one
+    /// is an honest eviction: the next announcer is asked at once and nobody is scored.
+    pub graft_miss_grace: Duration,
     /// An eager peer is pruned after this many duplicates in a row (any first copy from it
     /// resets the count). 1 is textbook Plumtree; more keeps the tree connected when
     /// broadcasts from many origins cross, at the cost of a few extra duplicates.
@@ -278,6 +284,7 @@ impl Default for NodeConfig {
             graft_timeout_settled: Duration::from_millis(240),
             tree_settle: Duration::from_secs(10),
             graft_retry: Duration::from_millis(120),
+            graft_miss_grace: Duration::from_millis(500),
             prune_after_duplicates: 5,
             optimization_threshold: 2,
             optimization_samples: 6,

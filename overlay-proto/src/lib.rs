@@ -38,6 +38,7 @@ mod liveness;
 mod node;
 mod passive;
 mod peer;
+mod plumtree;
 mod preauth;
 mod ratelimit;
 // Public with `test-util` only, so benchmarks can measure a session's size.
@@ -49,7 +50,9 @@ mod stats;
 mod time;
 mod topic;
 
-pub use action::{Action, CloseReason, Delivery, DialOutcome, SessionEvent};
+pub use action::{
+    Action, CloseReason, Delivery, DialOutcome, NeighborChange, NeighborDownReason, SessionEvent,
+};
 pub use cache::StoreEvictions;
 pub use client::{ClientEvent, ClientInfo, ClientLimits, ClientRejectReason, ClientStats};
 pub use config::{

@@ -216,6 +216,8 @@ pub struct Session {
     pub topic_peers_pending: Option<TopicId>,
     /// The address the peer accepts connections on (from its HELLO).
     pub listen: Option<SocketAddr>,
+    /// The peer understands GRAFT_MISS (its HELLO said `graft_miss`).
+    pub graft_miss: bool,
     /// Frames sent and not yet re-credited.
     pub inflight_frames: u32,
     /// Listed in the node's dirty list this round.
@@ -281,6 +283,7 @@ impl Session {
             allowed_topics: None,
             topic_peers_pending: None,
             listen: None,
+            graft_miss: false,
             inflight_frames: 0,
             dirty: false,
             control,

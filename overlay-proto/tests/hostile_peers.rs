@@ -168,6 +168,7 @@ impl Bed {
                 listen: listen.map(String::from),
                 credit_frames: frames,
                 credit_bytes: bytes,
+                graft_miss: false,
             },
         };
         let json = serde_json::to_vec(&hello).unwrap();

@@ -6,9 +6,12 @@
 //! the node in it until every half of every `Topic` of it is dropped (or
 //! [`Topic::leave`]), unless the operator joined it too ([`Overlay::join`]).
 //!
-//! Pure translation: the node task turns the core's `Action::Deliver` and `Action::Session`
-//! into [`Event`]s in the order the core produced them; the [`TopicBus`] only routes them to
-//! the topic's readers and counts who holds a topic.
+//! Pure translation: the node task turns the core's `Action::Deliver` and
+//! `Action::TopicNeighbor` into [`Event`]s in the order the core produced them; the
+//! [`TopicBus`] only routes them to the topic's readers and counts who holds a topic. Each
+//! topic other than the default one also has its own [`DeliveryLog`] (numbering, live fan-out,
+//! replay ring kept on demand) for the resumable HTTP stream `GET /v1/topics/{name}/gossip`;
+//! it goes when the node leaves the topic, which ends those streams.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,11 +21,11 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::Stream;
-use overlay_proto::{CloseReason, Delivery, MessageId, PeerId, TopicId};
+use overlay_proto::{Delivery, MessageId, NeighborDownReason, PeerId, TopicId};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::{mpsc, watch};
 
-use super::{Error, Overlay};
+use super::{DeliveryLog, Error, Overlay, ReplayBounds};
 use crate::lazy_broadcast::LazySender;
 use crate::runtime::metrics::DriverCounters;
 use crate::runtime::node_task::Command;
@@ -33,16 +36,18 @@ use crate::runtime::node_task::Command;
 pub enum Event {
     /// A gossip message reached this node for the first time.
     Received(Delivery),
-    /// A session with a neighbour reached Running: gossip flows with it. Topics share the
-    /// node's sessions, so every topic's stream reports every session (whether the neighbour
-    /// is in the topic is the core's business: it announces its topics with TOPICS).
+    /// The peer became a neighbour in this topic: a running session with it, and it is in
+    /// the topic too (it announced the topic, and its token covers it). Subscribing to a
+    /// topic yields one for every member already connected.
     NeighborUp(PeerId),
-    /// A running session with a neighbour ended (reported on every topic's stream).
+    /// The peer is no longer a neighbour in this topic: its session ended
+    /// ([`NeighborDownReason::Closed`]) or it left the topic ([`NeighborDownReason::Left`]).
+    /// Leaving the topic yourself reports nothing: the stream ends.
     NeighborDown {
         /// The neighbour.
         peer: PeerId,
-        /// Why the session ended.
-        reason: CloseReason,
+        /// Why it is no longer a neighbour here.
+        reason: NeighborDownReason,
     },
     /// This stream fell behind and lost `dropped` events (the oldest ones); the next item is
     /// the oldest event still buffered.
@@ -68,6 +73,10 @@ pub(crate) struct TopicBus {
     /// The default topic's readers: its slots are allocated by the first one.
     default: LazySender<Event>,
     buffer: usize,
+    /// Bounds of each topic's replay ring (the same as the default topic's).
+    replay: ReplayBounds,
+    /// How far a live reader of a topic's delivery log may fall behind.
+    log_capacity: usize,
     others: Mutex<BTreeMap<TopicId, Channel>>,
 }
 
@@ -80,15 +89,22 @@ struct Channel {
     operator: bool,
     /// The core confirmed the join.
     joined: bool,
+    /// The topic's numbered deliveries for resumable streams (its ring and its live slots
+    /// are allocated by the first such stream).
+    log: Arc<DeliveryLog>,
 }
 
 impl TopicBus {
-    /// A bus whose channels buffer `buffer` events per reader.
-    pub(crate) fn new(buffer: usize) -> TopicBus {
+    /// A bus whose channels buffer `buffer` events per reader, and whose topics' delivery
+    /// logs keep at most `replay` for resuming (each) and let a live reader fall
+    /// `log_capacity` messages behind.
+    pub(crate) fn new(buffer: usize, replay: ReplayBounds, log_capacity: usize) -> TopicBus {
         let buffer = buffer.max(1);
         TopicBus {
             default: LazySender::new(buffer),
             buffer,
+            replay,
+            log_capacity,
             others: Mutex::new(BTreeMap::new()),
         }
     }
@@ -97,16 +113,23 @@ impl TopicBus {
         self.others.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn channel(
-        others: &mut BTreeMap<TopicId, Channel>,
+    fn channel<'a>(
+        &self,
+        others: &'a mut BTreeMap<TopicId, Channel>,
         topic: TopicId,
-        buffer: usize,
-    ) -> &mut Channel {
+    ) -> &'a mut Channel {
         others.entry(topic).or_insert_with(|| Channel {
-            tx: broadcast::channel(buffer).0,
+            tx: broadcast::channel(self.buffer).0,
             holders: 0,
             operator: false,
             joined: false,
+            // A fresh epoch per stay in the topic: cursors of an earlier stay (or of another
+            // topic) resume from the start of this one.
+            log: Arc::new(DeliveryLog::keeping_on_demand(
+                DeliveryLog::random_epoch(),
+                self.replay,
+                self.log_capacity,
+            )),
         })
     }
 
@@ -119,7 +142,7 @@ impl TopicBus {
     /// nothing delivered after it is missed.
     pub(crate) fn hold(&self, topic: TopicId) -> broadcast::Receiver<Event> {
         let mut others = self.lock();
-        let channel = Self::channel(&mut others, topic, self.buffer);
+        let channel = self.channel(&mut others, topic);
         channel.holders += 1;
         channel.tx.subscribe()
     }
@@ -138,7 +161,7 @@ impl TopicBus {
         if !on && !others.contains_key(&topic) {
             return false;
         }
-        let channel = Self::channel(&mut others, topic, self.buffer);
+        let channel = self.channel(&mut others, topic);
         std::mem::replace(&mut channel.operator, on)
     }
 
@@ -175,6 +198,31 @@ impl TopicBus {
             .map(|c| c.tx.subscribe())
     }
 
+    /// The delivery log of `topic` (a topic other than the default one), when the node is in
+    /// it.
+    pub(crate) fn log(&self, topic: TopicId) -> Option<Arc<DeliveryLog>> {
+        self.lock()
+            .get(&topic)
+            .filter(|c| c.joined)
+            .map(|c| Arc::clone(&c.log))
+    }
+
+    /// Hands a delivery of `topic` (not the default one) to its event readers and numbers it
+    /// in its delivery log.
+    pub(crate) fn deliver(&self, topic: TopicId, delivery: Delivery) {
+        let log = {
+            let others = self.lock();
+            let Some(c) = others.get(&topic) else {
+                return;
+            };
+            if c.tx.receiver_count() > 0 {
+                let _ = c.tx.send(Event::Received(delivery.clone()));
+            }
+            Arc::clone(&c.log)
+        };
+        log.publish(delivery);
+    }
+
     /// Sends an event to `topic`'s readers (none is fine).
     pub(crate) fn send(&self, topic: TopicId, event: Event) {
         if topic.is_default() {
@@ -185,14 +233,6 @@ impl TopicBus {
             if c.tx.receiver_count() > 0 {
                 let _ = c.tx.send(event);
             }
-        }
-    }
-
-    /// Sends a session event to the readers of every topic.
-    pub(crate) fn send_all(&self, event: &Event) {
-        self.default.send(event.clone());
-        for c in self.lock().values() {
-            let _ = c.tx.send(event.clone());
         }
     }
 }

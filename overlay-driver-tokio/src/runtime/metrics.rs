@@ -174,7 +174,7 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
     metrics::gauge!("overlay_store_bytes").set(stats.store_bytes as f64);
     metrics::gauge!("overlay_ready").set(if stats.ready { 1.0 } else { 0.0 });
 
-    let counters: [(&'static str, u64); 27] = [
+    let counters: [(&'static str, u64); 31] = [
         ("overlay_sessions_opened_total", stats.sessions_opened),
         ("overlay_sessions_closed_total", stats.sessions_closed),
         (
@@ -198,6 +198,19 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
         ("overlay_ihave_received_total", stats.ihave_received),
         ("overlay_grafts_sent_total", stats.grafts_sent),
         ("overlay_grafts_received_total", stats.grafts_received),
+        ("overlay_graft_misses_sent_total", stats.graft_misses_sent),
+        (
+            "overlay_graft_misses_received_total",
+            stats.graft_misses_received,
+        ),
+        (
+            "overlay_graft_misses_too_soon_total",
+            stats.graft_misses_too_soon,
+        ),
+        (
+            "overlay_graft_misses_unsolicited_total",
+            stats.graft_misses_unsolicited,
+        ),
         ("overlay_prunes_sent_total", stats.prunes_sent),
         ("overlay_prunes_received_total", stats.prunes_received),
         ("overlay_tree_swaps_total", stats.tree_swaps),

@@ -201,6 +201,7 @@ impl Node {
             listen: self.identity.listen_addr.map(|a| a.to_string()),
             credit_frames: self.config.credit_window_frames,
             credit_bytes: self.config.credit_window_bytes,
+            graft_miss: true,
         }
     }
 
@@ -278,6 +279,7 @@ impl Node {
             return Err(CloseReason::TransportClosed);
         };
         s.listen = listen;
+        s.graft_miss = hello.graft_miss;
         s.send_window
             .add(hello.credit_frames, u64::from(hello.credit_bytes));
         Ok(())

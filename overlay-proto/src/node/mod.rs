@@ -33,10 +33,10 @@ use std::mem;
 use crate::action::{Action, CloseReason};
 use crate::cache::{CacheLimits, MessageCache};
 use crate::config::{ConfigError, NodeConfig};
-use crate::idhash::{id_map_with_capacity, keyed_id_map, IdMap};
+use crate::idhash::{id_map_with_capacity, IdMap};
 use crate::input::Input;
 use crate::passive::PassiveView;
-use crate::peer::{ConnId, DialId, MessageId, PeerId};
+use crate::peer::{ConnId, DialId, PeerId};
 use crate::preauth::PreAuthBudget;
 use crate::score::ScoreBook;
 use crate::session::{Phase, Session};
@@ -46,29 +46,6 @@ use crate::topic::TopicId;
 
 /// Index of a session in the node's slab.
 type SessionKey = usize;
-
-/// An id announced by IHAVE that we have not received yet.
-#[derive(Debug, Default)]
-struct Missing {
-    /// The topic it was announced in.
-    topic: TopicId,
-    /// Sessions that announced it and were not asked yet (key, conn to detect reuse), at most
-    /// `max_announcers`, best [`defense::AnnouncerRank`] first.
-    announcers: Vec<(SessionKey, ConnId)>,
-    /// The session whose announcement created the entry (it counts toward that peer's share
-    /// of the table).
-    owner: Option<(SessionKey, ConnId)>,
-    /// The announcer we sent GRAFT to and still wait for.
-    grafted: Option<(SessionKey, ConnId)>,
-    /// The first GRAFT was put off (the tree was settled when `graft_timeout` ran out).
-    deferred: bool,
-    /// The announcement with the fewest hops so far (hops, session, conn): when the message
-    /// then arrives eagerly over a longer path, the tree optimisation may swap the links.
-    best_offer: Option<(u8, SessionKey, ConnId)>,
-    /// When the first announcement arrived (how late the tree brings announced messages
-    /// sets how long GRAFTs are put off).
-    announced_at: Instant,
-}
 
 /// The overlay state machine. See the crate docs for the driving loop.
 #[derive(Debug)]
@@ -83,15 +60,12 @@ pub struct Node {
     by_conn: IdMap<ConnId, SessionKey>,
     by_peer: BTreeMap<PeerId, SessionKey>,
     /// The broadcast tree of every topic this node is in (the default topic always).
-    trees: BTreeMap<TopicId, topics::Tree>,
+    trees: BTreeMap<TopicId, crate::plumtree::Plumtree>,
     /// Sessions with bytes in `out` to flush at the end of this input.
     dirty: Vec<SessionKey>,
     cache: MessageCache,
-    missing: IdMap<MessageId, Missing>,
-    missing_timers: VecDeque<(Instant, MessageId)>,
-    /// Missing ids whose first graft was put off because the tree was settled, with the
-    /// time `graft_timeout_settled` after their announcement.
-    deferred_grafts: VecDeque<(Instant, MessageId)>,
+    /// Ids announced and not received yet, their GRAFT timers (every topic).
+    missing: crate::plumtree::MissingIds,
     passive: PassiveView,
     /// Dials in flight, with their addresses.
     dials: BTreeMap<DialId, SocketAddr>,
@@ -112,8 +86,6 @@ pub struct Node {
     /// When a running session last ended (not as a duplicate or at shutdown): until
     /// `tree_settle` later, no GRAFT is put off.
     session_lost_at: Option<Instant>,
-    /// Reused scratch space for sampling lazy peers.
-    scratch_keys: Vec<SessionKey>,
     /// Content-check verdicts that came with the bytes being handled (empty otherwise).
     prechecked: crate::precheck::Prechecked,
     /// Peer scores and bans (memory only).
@@ -132,6 +104,16 @@ pub struct Node {
     validation: validation::PendingValidations,
     /// Bytes of partial frames buffered for all clients together.
     client_buffered: usize,
+}
+
+/// The store's ceiling while it holds young messages past `store_bytes` (see
+/// [`CacheLimits::store_bytes_held`]): four times `store_bytes`, and room for one message of
+/// the largest size with its signature, so every message can be held for the grace.
+fn store_bytes_held(config: &NodeConfig) -> usize {
+    let largest = config.max_message_bytes
+        + crate::wire::SIGNED_GOSSIP_HEADER_LEN
+        + crate::cache::STORED_MESSAGE_OVERHEAD;
+    config.store_bytes.saturating_mul(4).max(largest)
 }
 
 impl Node {
@@ -176,13 +158,12 @@ impl Node {
                     store_capacity: config.store_capacity,
                     store_bytes: config.store_bytes,
                     store_ttl: config.store_ttl,
+                    store_hold: config.graft_miss_grace.saturating_mul(2),
+                    store_bytes_held: store_bytes_held(&config),
                 },
                 hash_key,
             ),
-            // Grows with traffic: 1024 entries up front were ~230 KiB per idle node.
-            missing: keyed_id_map(16, hash_key),
-            missing_timers: VecDeque::new(),
-            deferred_grafts: VecDeque::new(),
+            missing: crate::plumtree::MissingIds::new(hash_key),
             passive: PassiveView::new(config.passive_capacity),
             rng: ChaCha8Rng::seed_from_u64(seed),
             now: Instant::ZERO,
@@ -190,7 +171,10 @@ impl Node {
             free_keys: Vec::new(),
             by_conn: id_map_with_capacity(64),
             by_peer: BTreeMap::new(),
-            trees: BTreeMap::from([(TopicId::DEFAULT, topics::Tree::default())]),
+            trees: BTreeMap::from([(
+                TopicId::DEFAULT,
+                crate::plumtree::Plumtree::new(crate::plumtree::Params::of(&config)),
+            )]),
             dirty: Vec::new(),
             dials: BTreeMap::new(),
             dial_requests: BTreeMap::new(),
@@ -209,7 +193,6 @@ impl Node {
             own_token,
             signer,
             session_lost_at: None,
-            scratch_keys: Vec::new(),
             prechecked: crate::precheck::Prechecked::default(),
             scores: ScoreBook::new(config.scoring.clone(), Instant::ZERO),
             preauth: PreAuthBudget::new(config.max_preauth, config.max_preauth_per_ip),
@@ -318,8 +301,8 @@ impl Node {
             .filter(|(_, sess)| sess.phase.is_handshaking())
             .count();
         let default_tree = self.tree(&TopicId::DEFAULT);
-        s.eager_peers = default_tree.map_or(0, |t| t.eager.len());
-        s.lazy_peers = default_tree.map_or(0, |t| t.lazy.len());
+        s.eager_peers = default_tree.map_or(0, |t| t.eager().len());
+        s.lazy_peers = default_tree.map_or(0, |t| t.lazy().len());
         s.topics_joined = self.trees.len();
         s.passive_peers = self.passive.len();
         s.dials_in_flight = self.dials.len();
@@ -386,7 +369,9 @@ impl Node {
                 send_credit_frames: s.send_window.frames,
                 queued_frames: s.queue.frames(),
                 inflight_frames: s.inflight_frames,
-                eager: self.link(&TopicId::DEFAULT, s_key).is_some_and(|l| l.eager),
+                eager: self
+                    .tree(&TopicId::DEFAULT)
+                    .is_some_and(|t| t.is_eager(s_key)),
                 score: self.scores.view(&s.peer),
             })
             .collect()
@@ -484,7 +469,7 @@ impl Node {
         }
         let was_running = session.is_running();
         self.on_session_leaving(&session, reason);
-        let eager_in = self.remove_from_trees(key);
+        let eager_in = self.remove_from_trees(key, session.peer, reason);
         self.dirty.retain(|k| *k != key);
         if let Some(code) = reason.wire_code() {
             if reason != CloseReason::TransportClosed {

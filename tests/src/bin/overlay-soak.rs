@@ -188,6 +188,7 @@ impl Client {
                 listen: None,
                 credit_frames: 64,
                 credit_bytes: 1 << 24,
+                graft_miss: false,
             },
         };
         let mut open = raw_frame(flags::REQ, 0, &[], &serde_json::to_vec(&hello)?)?;
