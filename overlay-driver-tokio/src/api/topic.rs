@@ -207,20 +207,22 @@ impl TopicBus {
             .map(|c| Arc::clone(&c.log))
     }
 
-    /// Hands a delivery of `topic` (not the default one) to its event readers and numbers it
-    /// in its delivery log.
+    /// Numbers a delivery of `topic` (not the default one) in its delivery log, then hands it
+    /// to its event readers (so whatever a reader saw, a resume finds numbered).
     pub(crate) fn deliver(&self, topic: TopicId, delivery: Delivery) {
-        let log = {
+        let (log, tx) = {
             let others = self.lock();
             let Some(c) = others.get(&topic) else {
                 return;
             };
-            if c.tx.receiver_count() > 0 {
-                let _ = c.tx.send(Event::Received(delivery.clone()));
-            }
-            Arc::clone(&c.log)
+            (Arc::clone(&c.log), c.tx.clone())
         };
-        log.publish(delivery);
+        if tx.receiver_count() == 0 {
+            log.publish(delivery);
+            return;
+        }
+        log.publish(delivery.clone());
+        let _ = tx.send(Event::Received(delivery));
     }
 
     /// Sends an event to `topic`'s readers (none is fine).

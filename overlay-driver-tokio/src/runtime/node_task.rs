@@ -647,7 +647,7 @@ impl<N: Net> NodeTask<N> {
             }
             Command::Reconfigure { live, reply } => {
                 self.pending_reconfigure = Some(reply);
-                self.input(Input::Reconfigure(live), None);
+                self.input(Input::Reconfigure(Box::new(live)), None);
                 // The core answers every `Input::Reconfigure`; the caller sees a closed channel
                 // only if it did not.
                 self.pending_reconfigure = None;
@@ -764,15 +764,16 @@ impl<N: Net> NodeTask<N> {
                     rt_metrics::latency("deliver", at.elapsed());
                 }
                 // Numbered, kept for resuming subscribers, sent to the live ones (none is
-                // fine: the message was still delivered to this node).
+                // fine: the message was still delivered to this node); numbered first, so a
+                // resume finds whatever an event reader already saw.
                 if !delivery.topic.is_default() {
                     self.out.topics.deliver(delivery.topic, delivery);
                     return;
                 }
+                self.out.deliveries.publish(delivery.clone());
                 self.out
                     .topics
-                    .send(delivery.topic, TopicEvent::Received(delivery.clone()));
-                self.out.deliveries.publish(delivery);
+                    .send(delivery.topic, TopicEvent::Received(delivery));
             }
             Action::Validate { id, delivery } => {
                 let pending = crate::api::PendingValidation {
