@@ -388,10 +388,10 @@ impl Node {
 
     /// Every failure kind backs off the same way; callers waiting for the dial get `error`.
     pub(super) fn on_dial_failed(&mut self, dial: DialId, error: OverlayError) {
-        let waiting = self.dial_requests.remove(&dial).unwrap_or_default();
+        let (addr, waiting) = self.membership.finish_dial(dial);
         self.settle_dial_requests(waiting, Err(error));
         self.stats.dials_failed += 1;
-        if let Some(addr) = self.dials.remove(&dial) {
+        if let Some(addr) = addr {
             self.note_failure(addr);
             self.maintain_membership();
         }

@@ -142,6 +142,11 @@ impl Node {
                 s.dirty = true;
                 self.dirty.push(key);
             }
+            // A degraded node recovers as soon as its queues drain (at the end of this
+            // input), not at the next maintenance tick: until then every broadcast is refused.
+            if !self.ready {
+                self.readiness_dirty = true;
+            }
         }
     }
 
