@@ -207,22 +207,27 @@ impl TopicBus {
             .map(|c| Arc::clone(&c.log))
     }
 
-    /// Numbers a delivery of `topic` (not the default one) in its delivery log, then hands it
-    /// to its event readers (so whatever a reader saw, a resume finds numbered).
+    /// Numbers a delivery of `topic` (not the default one) in its delivery log, then hands
+    /// it to its event readers: a reader that has seen it can resume from the log and find it
+    /// there.
     pub(crate) fn deliver(&self, topic: TopicId, delivery: Delivery) {
-        let (log, tx) = {
+        let (log, readers) = {
             let others = self.lock();
             let Some(c) = others.get(&topic) else {
                 return;
             };
-            (Arc::clone(&c.log), c.tx.clone())
+            let readers = (c.tx.receiver_count() > 0).then(|| c.tx.clone());
+            (Arc::clone(&c.log), readers)
         };
-        if tx.receiver_count() == 0 {
-            log.publish(delivery);
-            return;
+        match readers {
+            Some(readers) => {
+                log.publish(delivery.clone());
+                let _ = readers.send(Event::Received(delivery));
+            }
+            None => {
+                log.publish(delivery);
+            }
         }
-        log.publish(delivery.clone());
-        let _ = tx.send(Event::Received(delivery));
     }
 
     /// Sends an event to `topic`'s readers (none is fine).

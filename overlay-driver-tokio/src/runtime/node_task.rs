@@ -898,12 +898,12 @@ impl<N: Net> NodeTask<N> {
                     rt_metrics::latency("deliver", at.elapsed());
                 }
                 // Numbered, kept for resuming subscribers, sent to the live ones (none is
-                // fine: the message was still delivered to this node); numbered first, so a
-                // resume finds whatever an event reader already saw.
+                // fine: the message was still delivered to this node).
                 if !delivery.topic.is_default() {
                     self.out.topics.deliver(delivery.topic, delivery);
                     return;
                 }
+                // Kept first, then announced: a reader that has seen it can resume past it.
                 self.out.deliveries.publish(delivery.clone());
                 self.out
                     .topics
