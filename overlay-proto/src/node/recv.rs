@@ -354,8 +354,7 @@ impl Node {
 
     fn on_credit(&mut self, key: SessionKey, grant: wire::CreditGrant) {
         if let Some(s) = self.session_mut(key) {
-            s.send_window.add(grant.frames, u64::from(grant.bytes));
-            s.inflight_frames = s.inflight_frames.saturating_sub(grant.frames);
+            s.on_credit(grant);
         }
         self.drain_queue(key);
     }
