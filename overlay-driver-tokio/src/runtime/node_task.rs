@@ -920,10 +920,11 @@ impl<N: Net> NodeTask<N> {
                     self.out.topics.deliver(delivery.topic, delivery);
                     return;
                 }
+                // Kept first, then announced: a reader that has seen it can resume past it.
+                self.out.deliveries.publish(delivery.clone());
                 self.out
                     .topics
-                    .send(delivery.topic, TopicEvent::Received(delivery.clone()));
-                self.out.deliveries.publish(delivery);
+                    .send(delivery.topic, TopicEvent::Received(delivery));
             }
             Action::Validate { id, delivery } => {
                 let pending = crate::api::PendingValidation {

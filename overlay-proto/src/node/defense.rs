@@ -151,11 +151,11 @@ impl Node {
     /// is pinned to another identity, or the peer is pinned to (or connected at) another
     /// address.
     pub(super) fn contradicts_pins(&self, peer: &PeerId, addr: &SocketAddr) -> bool {
-        if self.passive.pinned_to_other(addr, peer) {
+        let passive = self.membership.passive();
+        if passive.pinned_to_other(addr, peer) {
             return true;
         }
-        if self
-            .passive
+        if passive
             .pinned_addr_of(peer)
             .is_some_and(|pinned| pinned != *addr)
         {

@@ -24,7 +24,6 @@ pub use validation::{ValidationMode, ValidationStats, Verdict};
 
 pub use types::{NodeIdentity, SessionInfo, SessionState};
 
-use core::net::SocketAddr;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
@@ -35,8 +34,7 @@ use crate::cache::{CacheLimits, MessageCache};
 use crate::config::{ConfigError, NodeConfig};
 use crate::idhash::{id_map_with_capacity, IdMap};
 use crate::input::Input;
-use crate::passive::PassiveView;
-use crate::peer::{ConnId, DialId, PeerId};
+use crate::peer::{ConnId, PeerId};
 use crate::preauth::PreAuthBudget;
 use crate::score::ScoreBook;
 use crate::session::{Phase, Session};
@@ -66,14 +64,9 @@ pub struct Node {
     cache: MessageCache,
     /// Ids announced and not received yet, their GRAFT timers (every topic).
     missing: crate::plumtree::MissingIds,
-    passive: PassiveView,
-    /// Dials in flight, with their addresses.
-    dials: BTreeMap<DialId, SocketAddr>,
-    /// Tags of the operator's `Input::Dial`s waiting for a dial in flight.
-    dial_requests: BTreeMap<DialId, Vec<u64>>,
-    next_dial: u64,
+    /// The passive list, dials in flight and the shuffle timer.
+    membership: crate::membership::Membership,
     next_tick: Instant,
-    next_shuffle: Instant,
     lazy_flush_at: Option<Instant>,
     actions: VecDeque<Action>,
     stats: NodeStats,
@@ -164,7 +157,11 @@ impl Node {
                 hash_key,
             ),
             missing: crate::plumtree::MissingIds::new(hash_key),
-            passive: PassiveView::new(config.passive_capacity),
+            membership: crate::membership::Membership::new(
+                crate::membership::Params::of(&config),
+                config.passive_capacity,
+                Instant::ZERO,
+            ),
             rng: ChaCha8Rng::seed_from_u64(seed),
             now: Instant::ZERO,
             sessions: Vec::new(),
@@ -176,11 +173,8 @@ impl Node {
                 crate::plumtree::Plumtree::new(crate::plumtree::Params::of(&config)),
             )]),
             dirty: Vec::new(),
-            dials: BTreeMap::new(),
-            dial_requests: BTreeMap::new(),
-            next_dial: 1,
             next_tick: Instant::ZERO,
-            next_shuffle: Instant::ZERO + config.shuffle_interval,
+
             lazy_flush_at: None,
             actions: VecDeque::with_capacity(64),
             stats: NodeStats {
@@ -304,8 +298,8 @@ impl Node {
         s.eager_peers = default_tree.map_or(0, |t| t.eager().len());
         s.lazy_peers = default_tree.map_or(0, |t| t.lazy().len());
         s.topics_joined = self.trees.len();
-        s.passive_peers = self.passive.len();
-        s.dials_in_flight = self.dials.len();
+        s.passive_peers = self.membership.passive().len();
+        s.dials_in_flight = self.membership.dials_in_flight();
         s.queued_frames = self
             .live_sessions()
             .map(|(_, sess)| sess.queue.frames())
