@@ -3,6 +3,13 @@
 //! The data path reads top-down: bytes ([`recv`]) → frame → session ([`handshake`]) →
 //! gossip ([`gossip`]) → actions ([`send`]). Membership ([`membership`]) and timers
 //! ([`maintenance`]) run on the maintenance tick.
+//!
+//! `Node` routes; the state lives in machines that are tested alone: each topic's
+//! [`Plumtree`](crate::plumtree::Plumtree) (links and roles), the node's
+//! [`MissingIds`](crate::plumtree::MissingIds) (GRAFT timers),
+//! [`Membership`](crate::membership::Membership) (passive list, dials, shuffles) and each
+//! connection's [`Session`] (credit, send queue, liveness). The modules here hand each input
+//! to the machine that owns the state and turn its answers into frames and actions.
 
 mod claims;
 mod client;
