@@ -43,7 +43,7 @@ const BATCH: usize = 64;
 /// Received bytes handled after one wake-up before the node task lets other tasks run (what
 /// they carry is delivered in the same wake-up: a subscriber's bounded feed must not overflow
 /// while its reader waits for this task to yield).
-const BATCH_BYTES: usize = 256 * 1024;
+const BATCH_BYTES: usize = 64 * 1024;
 /// Period of the stats → metrics mirror.
 const MIRROR_EVERY: Duration = Duration::from_millis(500);
 
@@ -232,6 +232,8 @@ pub(crate) struct NodeTask<N: Net> {
     pending: VecDeque<Input>,
     next_request: u64,
     broadcasts: HashMap<u64, oneshot::Sender<Result<MessageId, CoreError>>>,
+    /// The caller of the broadcast being applied (answered without a trip through the map).
+    answering: Option<(u64, oneshot::Sender<Result<MessageId, CoreError>>)>,
     sends: HashMap<u64, oneshot::Sender<Result<(), CoreError>>>,
     /// Callers of `Input::Dial`, by request tag, until the core's final answer
     /// (`DialAnswer`, `SessionEvent::Up` or `DialResult`).
@@ -282,6 +284,7 @@ impl<N: Net> NodeTask<N> {
             pending: VecDeque::new(),
             next_request: 1,
             broadcasts: HashMap::new(),
+            answering: None,
             sends: HashMap::new(),
             dials_waiting: HashMap::new(),
             pending_reconfigure: None,
@@ -696,8 +699,7 @@ impl<N: Net> NodeTask<N> {
         match cmd {
             Command::Broadcast { payload, reply } => {
                 let request = self.next_request();
-                self.broadcasts.insert(request, reply);
-                self.input(Input::Broadcast { request, payload }, None);
+                self.answer_soon(request, reply, Input::Broadcast { request, payload });
             }
             Command::Publish {
                 topic,
@@ -705,14 +707,14 @@ impl<N: Net> NodeTask<N> {
                 reply,
             } => {
                 let request = self.next_request();
-                self.broadcasts.insert(request, reply);
-                self.input(
+                self.answer_soon(
+                    request,
+                    reply,
                     Input::Publish {
                         request,
                         topic,
                         payload,
                     },
-                    None,
                 );
             }
             Command::Join { topic, reply } => {
@@ -781,13 +783,28 @@ impl<N: Net> NodeTask<N> {
             }
             Command::Reconfigure { live, reply } => {
                 self.pending_reconfigure = Some(reply);
-                self.input(Input::Reconfigure(live), None);
+                self.input(Input::Reconfigure(Box::new(live)), None);
                 // The core answers every `Input::Reconfigure`; the caller sees a closed channel
                 // only if it did not.
                 self.pending_reconfigure = None;
             }
             Command::Shutdown => self.begin_shutdown(),
             Command::Verdict { id, verdict } => self.input(Input::Verdict { id, verdict }, None),
+        }
+    }
+
+    /// Applies a broadcast or publish input; its caller is answered while the input's
+    /// actions are carried out (the core answers at once), or later from the map if not.
+    fn answer_soon(
+        &mut self,
+        request: u64,
+        reply: oneshot::Sender<Result<MessageId, CoreError>>,
+        input: Input,
+    ) {
+        self.answering = Some((request, reply));
+        self.input(input, None);
+        if let Some((request, reply)) = self.answering.take() {
+            self.broadcasts.insert(request, reply);
         }
     }
 
@@ -939,7 +956,14 @@ impl<N: Net> NodeTask<N> {
             }
             Action::Client(event) => self.on_client_event(event),
             Action::BroadcastResult { request, result } => {
-                if let Some(reply) = self.broadcasts.remove(&request) {
+                let reply = match self.answering.take() {
+                    Some((asked, reply)) if asked == request => Some(reply),
+                    other => {
+                        self.answering = other;
+                        self.broadcasts.remove(&request)
+                    }
+                };
+                if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }
             }

@@ -253,7 +253,7 @@ impl Node {
             } => self.on_send_direct(request, peer, payload),
             Input::Dial { request, addr } => self.on_operator_dial(request, addr),
             Input::PeersDiscovered { addrs } => self.on_peers_discovered(addrs),
-            Input::Reconfigure(live) => self.on_reconfigure(live),
+            Input::Reconfigure(live) => self.on_reconfigure(*live),
             Input::Shutdown => self.on_shutdown(),
             Input::Verdict { id, verdict } => self.on_verdict(id, verdict),
             Input::ClientConnectionUp {
