@@ -433,6 +433,73 @@ fn an_ihave_flood_is_rate_limited_held_to_its_share_and_scored() {
 }
 
 #[test]
+fn an_honest_publishers_backlog_of_announcements_after_a_stall_is_not_scored() {
+    // A node stalled for 3 s (CPU starvation, a paused reader) reads a fast publisher's
+    // IHAVE batches of those seconds at one instant: more ids than the publisher's share of
+    // the missing table, at a rate within the bucket. The ids over the share are ignored
+    // and counted, never scored: the publisher delivered first copies and broke no promise.
+    let mut cfg = open_config();
+    cfg.ihave_max_missing_per_peer = 50;
+    let mut bed = Bed::new(cfg);
+    bed.open(1, peer(2)); // the publisher, our only peer
+    for nonce in 0..5 {
+        bed.send(1, gossip(peer(2), nonce, b"before the stall"));
+    }
+    bed.advance(Duration::from_secs(3));
+    let backlog: Vec<MessageId> = (0..300).map(random_id).collect();
+    for batch in backlog.chunks(60) {
+        bed.send(1, ihave(batch));
+    }
+    assert_eq!(bed.rejected(RejectReason::IhaveFlood), 250);
+    let s = bed.score_of(peer(2));
+    assert_eq!(s.components.penalty(Penalty::IhaveFlood), 0.0);
+    assert_eq!(s.standing, Standing::Good);
+    assert_eq!(bed.closed(1), None);
+    // The ids within its share are grafted from it.
+    bed.advance(Duration::from_millis(90));
+    assert_eq!(bed.sent(1, Kind::Graft), 1);
+    assert!(bed.node.is_ready());
+}
+
+#[test]
+fn an_ihave_flooders_overflow_is_scored_once_it_breaks_promises() {
+    let mut cfg = open_config();
+    cfg.ihave_max_missing_per_peer = 2;
+    let mut bed = Bed::new(cfg);
+    bed.open(1, peer(2)); // announces made-up ids, never answers a GRAFT
+    bed.send(1, ihave(&(0..4).map(random_id).collect::<Vec<_>>()));
+    // Unproven yet: the 2 ids over its share are ignored, not scored.
+    assert_eq!(bed.rejected(RejectReason::IhaveFlood), 2);
+    let penalty = |bed: &Bed, p| bed.score_of(peer(2)).components.penalty(p);
+    assert_eq!(penalty(&bed, Penalty::IhaveFlood), 0.0);
+    // Its 2 ids are grafted and never answered: broken promises make it a suspect.
+    bed.advance(Duration::from_millis(300));
+    assert!(penalty(&bed, Penalty::BrokenPromise) >= 2.0);
+    // Now its overflow is scored too.
+    bed.send(1, ihave(&(100..104).map(random_id).collect::<Vec<_>>()));
+    assert_eq!(bed.rejected(RejectReason::IhaveFlood), 4);
+    assert_eq!(penalty(&bed, Penalty::IhaveFlood), 2.0);
+}
+
+#[test]
+fn an_ihave_flooder_within_the_rate_is_still_banned() {
+    let mut cfg = open_config();
+    cfg.ihave_max_missing_per_peer = 50;
+    let mut bed = Bed::new(cfg);
+    bed.open(1, peer(2)); // announces made-up ids, never answers a GRAFT
+    bed.open(2, peer(3)); // honest
+    bed.send(1, ihave(&(0..64).map(random_id).collect::<Vec<_>>()));
+    assert_eq!(bed.rejected(RejectReason::IhaveFlood), 14);
+    assert_eq!(bed.closed(1), None);
+    // The 50 ids of its share are grafted and never answered: 50 broken promises ban it.
+    bed.advance(Duration::from_millis(300));
+    assert_eq!(bed.closed(1), Some(CloseReason::Banned));
+    assert_eq!(bed.closed(2), None);
+    assert_eq!(bed.score_of(peer(3)).standing, Standing::Good);
+    assert!(bed.node.is_ready());
+}
+
+#[test]
 fn a_low_score_stops_ihave_and_graft_from_the_peer() {
     let mut cfg = open_config();
     cfg.ihave_rate_burst = 10;

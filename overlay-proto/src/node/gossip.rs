@@ -390,7 +390,11 @@ impl Node {
         let allowed = self
             .session_mut(key)
             .map_or(0, |s| s.control.ihave.take_up_to(now, count));
-        let mut flood = count - allowed;
+        // Ids over the rate are a flood whoever sends them; ids over the peer's share of the
+        // missing table are ignored too, but scored only from a peer that also exceeds the
+        // rate or is a suspect announcer (see `share_overflow_is_flood`).
+        let over_rate = count - allowed;
+        let mut over_share = 0u64;
         let share = self.config.ihave_max_missing_per_peer;
         let deadline = now + self.config.graft_timeout;
         for (id, hops) in ids.take(allowed as usize) {
@@ -412,7 +416,7 @@ impl Node {
             }
             let owned = self.session(key).map_or(usize::MAX, |s| s.missing_owned);
             if owned >= share {
-                flood += 1;
+                over_share += 1;
                 continue;
             }
             if self.missing.len() >= MAX_MISSING {
@@ -425,8 +429,16 @@ impl Node {
                 s.missing_owned += 1;
             }
         }
+        let ignored = over_rate + over_share;
+        if ignored > 0 {
+            self.stats.rejected.add(RejectReason::IhaveFlood, ignored);
+        }
+        let flood = if over_share > 0 && self.share_overflow_is_flood(&topic, key, over_rate) {
+            ignored
+        } else {
+            over_rate
+        };
         if flood > 0 {
-            self.stats.rejected.add(RejectReason::IhaveFlood, flood);
             self.penalize(
                 key,
                 Penalty::IhaveFlood,
@@ -434,6 +446,24 @@ impl Node {
             );
         }
         Ok(())
+    }
+
+    /// Whether announcements over session `key`'s share of the missing-id table are scored
+    /// as a flood: only when the same IHAVE also went over the rate (`over_rate` ids) or the
+    /// peer is a [`super::defense::AnnouncerRank::Suspect`] (broke at least as many GRAFT
+    /// promises as it made first deliveries, recently).
+    ///
+    /// An honest peer can announce more than its share in one burst: a node that was stalled
+    /// (starved of CPU, a paused reader) reads seconds of a fast publisher's IHAVE batches
+    /// at one instant, before any GRAFT could resolve them. Those ids are ignored (counted),
+    /// not scored: scoring them banned an honest publisher whose first copies this node
+    /// depended on (issue #7, "no honest node penalised"). A flooder of made-up ids still
+    /// loses: the ids in its share are grafted and never answered (broken promises), which
+    /// makes it a suspect whose overflow is then scored too.
+    fn share_overflow_is_flood(&self, topic: &TopicId, key: SessionKey, over_rate: u64) -> bool {
+        over_rate > 0
+            || announcer_rank(&self.sessions, &self.scores, self.trees.get(topic), key)
+                == super::defense::AnnouncerRank::Suspect
     }
 
     /// Adds an announcer to a missing id, keeping the list in [`super::defense::AnnouncerRank`] order

@@ -357,7 +357,8 @@ async fn messages(daemon: &Daemon, count: u64, payload: usize) -> Res<(u64, u64,
         eprintln!(
             "overlay-soak: {got} of {count} delivered; sender: gossip_sent {}, frames_out {}, \
              ihave_sent {}, graft_misses_sent {}, grafts_received {}, sessions_running {}, \
-             sessions_closed {}, queued_frames {}, drops {drops:?}",
+             sessions_closed {}, queued_frames {}, prunes_received {}, prunes_sent {}, \
+             grafts_sent {}, gossip_duplicates {}, score_penalties {:?}, drops {drops:?}",
             stats.gossip_sent,
             stats.frames_out,
             stats.ihave_sent,
@@ -366,12 +367,24 @@ async fn messages(daemon: &Daemon, count: u64, payload: usize) -> Res<(u64, u64,
             stats.sessions_running,
             stats.sessions_closed,
             stats.queued_frames,
+            stats.prunes_received,
+            stats.prunes_sent,
+            stats.grafts_sent,
+            stats.gossip_duplicates,
+            stats.score_penalties,
         );
         if let Ok(text) = metrics_text(daemon).await {
             let refusals: Vec<&str> = text
                 .lines()
                 .filter(|l| !l.starts_with('#') && !l.ends_with(" 0"))
-                .filter(|l| l.contains("rejected") || l.contains("dropped") || l.contains("graft"))
+                .filter(|l| {
+                    l.contains("rejected")
+                        || l.contains("dropped")
+                        || l.contains("graft")
+                        || l.contains("prune")
+                        || l.contains("duplicate")
+                        || l.contains("penalt")
+                })
                 .collect();
             eprintln!("overlay-soak: daemon: {refusals:?}");
         }
