@@ -191,6 +191,9 @@ pub struct Session {
     pub opened_at: Instant,
     /// Failure detector: when the peer was last heard, heartbeats, round-trip estimate.
     pub liveness: Liveness,
+    /// When bytes from the peer last arrived (never moved by our own stalls, unlike the
+    /// failure detector's clock): a peer not heard since our GRAFT broke no promise yet.
+    pub received_at: Instant,
     /// Bytes received and not yet decoded.
     pub recv_buf: BytesMut,
     /// Stream offset of `recv_buf`'s first byte (bytes of whole frames decoded so far).
@@ -308,6 +311,7 @@ impl Session {
             },
             opened_at: now,
             liveness: Liveness::new(now),
+            received_at: now,
             recv_buf: BytesMut::new(),
             recv_pos: 0,
             out: BytesMut::new(),

@@ -259,7 +259,9 @@ fn an_honest_miss_asks_the_next_announcer_at_once_and_blames_nobody() {
     // A's stale GRAFT timer (600 + 120 ms) must not blame B, asked at 610 ms.
     bed.advance(Duration::from_millis(115)); // 725 ms
     assert_eq!(bed.broken_promises(peer(3)), 0.0);
-    // B stays silent: its own timer (610 + 120 ms) runs out.
+    // B keeps talking (an announcement of something else) but never sends what it
+    // promised: its own timer (610 + 120 ms) runs out.
+    bed.send(2, ihave(&[id(99)]));
     bed.advance(Duration::from_millis(10)); // 735 ms
     assert_eq!(bed.broken_promises(peer(3)), 1.0);
     assert_eq!(bed.broken_promises(peer(2)), 0.0);

@@ -207,6 +207,12 @@ impl Bed {
         self.input(Input::Timeout);
     }
 
+    /// Session `conn`'s peer shows it is alive: a heartbeat (an empty CREDIT). A GRAFT is
+    /// a broken promise only from a peer heard since it was sent.
+    fn heartbeat(&mut self, conn: u64) {
+        self.send(conn, event(Kind::Credit, &[0u8; 8]));
+    }
+
     fn is_up(&self, conn: u64) -> bool {
         self.actions.iter().any(|(_, a)| {
             matches!(a, Action::Session(SessionEvent::Up { conn: c, .. }) if *c == ConnId(conn))
@@ -472,8 +478,11 @@ fn an_ihave_flooders_overflow_is_scored_once_it_breaks_promises() {
     assert_eq!(bed.rejected(RejectReason::IhaveFlood), 2);
     let penalty = |bed: &Bed, p| bed.score_of(peer(2)).components.penalty(p);
     assert_eq!(penalty(&bed, Penalty::IhaveFlood), 0.0);
-    // Its 2 ids are grafted and never answered: broken promises make it a suspect.
-    bed.advance(Duration::from_millis(300));
+    // Its 2 ids are grafted and never answered (it is alive): broken promises make it a
+    // suspect.
+    bed.advance(Duration::from_millis(90));
+    bed.heartbeat(1);
+    bed.advance(Duration::from_millis(210));
     assert!(penalty(&bed, Penalty::BrokenPromise) >= 2.0);
     // Now its overflow is scored too.
     bed.send(1, ihave(&(100..104).map(random_id).collect::<Vec<_>>()));
@@ -491,8 +500,11 @@ fn an_ihave_flooder_within_the_rate_is_still_banned() {
     bed.send(1, ihave(&(0..64).map(random_id).collect::<Vec<_>>()));
     assert_eq!(bed.rejected(RejectReason::IhaveFlood), 14);
     assert_eq!(bed.closed(1), None);
-    // The 50 ids of its share are grafted and never answered: 50 broken promises ban it.
-    bed.advance(Duration::from_millis(300));
+    // The 50 ids of its share are grafted and never answered (it is alive): 50 broken
+    // promises ban it.
+    bed.advance(Duration::from_millis(90));
+    bed.heartbeat(1);
+    bed.advance(Duration::from_millis(210));
     assert_eq!(bed.closed(1), Some(CloseReason::Banned));
     assert_eq!(bed.closed(2), None);
     assert_eq!(bed.score_of(peer(3)).standing, Standing::Good);
@@ -528,12 +540,42 @@ fn an_announcer_that_never_answers_a_graft_breaks_its_promise() {
     bed.send(1, ihave(&ids));
     bed.advance(Duration::from_millis(90));
     assert_eq!(bed.sent(1, Kind::Graft), 1);
+    bed.heartbeat(1);
     bed.advance(Duration::from_millis(200));
     let s = bed.score_of(peer(2));
     assert_eq!(s.components.penalty(Penalty::BrokenPromise), 3.0);
     assert_eq!(
         bed.node.stats().score_penalties[Penalty::BrokenPromise as usize],
         3
+    );
+}
+
+#[test]
+fn a_stalled_announcer_not_heard_since_the_graft_breaks_no_promise() {
+    // The peer announced ids (the catch-up of a new session, say), then stalled (frozen
+    // for 3 s): nothing arrives from it after our GRAFT. That is no broken promise (the
+    // failure detector judges silence); it is not scored, and keeps its standing. Once it
+    // talks again, an unanswered GRAFT is a broken promise as usual.
+    let mut bed = Bed::new(open_config());
+    bed.open(1, peer(2));
+    let ids: Vec<MessageId> = (0..21).map(random_id).collect();
+    bed.send(1, ihave(&ids));
+    bed.advance(Duration::from_secs(3));
+    assert_eq!(bed.sent(1, Kind::Graft), 1);
+    let s = bed.score_of(peer(2));
+    assert_eq!(s.components.penalty(Penalty::BrokenPromise), 0.0);
+    assert_eq!(s.standing, Standing::Good);
+    assert_eq!(bed.closed(1), None);
+    // Alive again, it announces more and answers nothing: now it is blamed.
+    bed.send(1, ihave(&[random_id(500)]));
+    bed.advance(Duration::from_millis(90));
+    bed.heartbeat(1);
+    bed.advance(Duration::from_millis(200));
+    assert_eq!(
+        bed.score_of(peer(2))
+            .components
+            .penalty(Penalty::BrokenPromise),
+        1.0
     );
 }
 
@@ -607,7 +649,9 @@ fn announcers_that_broke_a_promise_are_asked_last() {
     bed.send(3, event(Kind::Prune, &[]));
     let first = random_id(41);
     bed.send(2, ihave(&[first]));
-    bed.advance(Duration::from_millis(300));
+    bed.advance(Duration::from_millis(90));
+    bed.heartbeat(2);
+    bed.advance(Duration::from_millis(210));
     assert_eq!(bed.sent(2, Kind::Graft), 1);
     assert_eq!(
         bed.score_of(peer(3))

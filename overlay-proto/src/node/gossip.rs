@@ -497,6 +497,21 @@ impl Node {
         }
     }
 
+    /// True when bytes from session `key` arrived after `at` (when we sent it a GRAFT).
+    ///
+    /// A GRAFT left unanswered by a peer we have not heard from since is no broken promise:
+    /// the peer (or the link, or this node) stalled, and the failure detector judges that.
+    /// Blaming it made a publisher score a daemon that was frozen for 3 s below the gossip
+    /// and prune thresholds (the catch-up ids it announced as the session opened were
+    /// grafted just as it froze): the publisher's only link went lazy and it ignored the
+    /// daemon's GRAFTs, which then banned the publisher (issue #7, "no honest node
+    /// penalised"). A silent liar is still blamed: it keeps sending (credit, heartbeats,
+    /// its own IHAVE batches), just not what it promised. Whoever is blamed or not, the
+    /// next announcer is asked at once.
+    fn heard_since(&self, key: SessionKey, at: Instant) -> bool {
+        self.session(key).is_some_and(|s| s.received_at > at)
+    }
+
     fn session_alive(&self, key: SessionKey, conn: ConnId) -> bool {
         session_alive(&self.sessions, key, conn)
     }
@@ -547,11 +562,11 @@ impl Node {
                 session_alive(sessions, k, c) && tree.is_some_and(|t| t.link(k).is_some())
             };
             let rank = |k: SessionKey| announcer_rank(sessions, scores, tree, k);
-            let Some(next) = self.missing.ask_next(&id, retry, live, rank) else {
+            let Some(next) = self.missing.ask_next(&id, now, retry, live, rank) else {
                 continue;
             };
             if let Some((key, conn)) = next.asked {
-                if blame && self.session_alive(key, conn) {
+                if blame && self.session_alive(key, conn) && self.heard_since(key, next.asked_at) {
                     *broken.entry(key).or_default() += 1;
                 }
             }

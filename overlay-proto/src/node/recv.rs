@@ -56,6 +56,7 @@ impl Node {
             return;
         }
         s.liveness.heard(now);
+        s.received_at = s.received_at.max(now);
         let data = if s.phase == Phase::AwaitHello {
             // A reference HELLO on a connection with a certificate makes a client session.
             match self.route_first_hello(key, conn, data) {

@@ -34,6 +34,8 @@ pub(crate) struct Missing {
     /// When the IHAVE of `grafted` arrived (a GRAFT_MISS sooner than `graft_miss_grace`
     /// after it is a broken promise).
     pub(crate) grafted_announced_at: Instant,
+    /// When the GRAFT to `grafted` was sent.
+    grafted_at: Instant,
     /// When the GRAFT timer of this id runs out (a timer queued earlier, before a
     /// GRAFT_MISS made us ask the next announcer at once, is stale).
     due_at: Instant,
@@ -53,6 +55,8 @@ pub(crate) struct Missing {
 pub(crate) struct NextAsk {
     /// The announcer asked before (if any): it did not deliver.
     pub(crate) asked: Option<(Neighbor, ConnId)>,
+    /// When `asked` was sent its GRAFT.
+    pub(crate) asked_at: Instant,
     /// The announcer to ask now; `None` when none is left (the entry is then done).
     pub(crate) chosen: Option<Neighbor>,
 }
@@ -111,6 +115,7 @@ impl MissingIds {
                 owner: Some((key, conn)),
                 grafted: None,
                 grafted_announced_at: now,
+                grafted_at: now,
                 due_at: deadline,
                 deferred: false,
                 best_offer: Some((hops, key, conn)),
@@ -269,12 +274,13 @@ impl MissingIds {
     pub(crate) fn ask_next<R: Ord>(
         &mut self,
         id: &MessageId,
+        now: Instant,
         retry: Instant,
         live: impl Fn(Neighbor, ConnId) -> bool,
         rank: impl Fn(Neighbor) -> R,
     ) -> Option<NextAsk> {
         let entry = self.entries.get_mut(id)?;
-        let asked = entry.grafted;
+        let (asked, asked_at) = (entry.grafted, entry.grafted_at);
         let mut candidates = std::mem::take(&mut entry.announcers);
         candidates.retain(|(k, c, _)| live(*k, *c));
         let chosen = candidates
@@ -287,11 +293,13 @@ impl MissingIds {
         entry.grafted = chosen.map(|(k, c, _)| (k, c));
         if let Some((_, _, announced_at)) = chosen {
             entry.grafted_announced_at = announced_at;
+            entry.grafted_at = now;
             entry.due_at = retry;
             self.timers.push_back((retry, *id));
         }
         Some(NextAsk {
             asked,
+            asked_at,
             chosen: chosen.map(|(k, _, _)| k),
         })
     }
@@ -329,11 +337,14 @@ mod tests {
         let no_hold = |_: &TopicId| Duration::ZERO;
         assert!(m.due(at(99), no_hold, |_| true, nothing_held).is_empty());
         assert_eq!(m.due(at(100), no_hold, |_| true, nothing_held), vec![id(1)]);
-        let next = m.ask_next(&id(1), at(400), |_, _| true, |k| k).unwrap();
+        let next = m
+            .ask_next(&id(1), at(100), at(400), |_, _| true, |k| k)
+            .unwrap();
         assert_eq!(
             next,
             NextAsk {
                 asked: None,
+                asked_at: at(0),
                 chosen: Some(4)
             }
         );
@@ -341,8 +352,12 @@ mod tests {
         // The retry timer: the grafted announcer did not deliver, nobody else is left.
         assert_eq!(m.due_at(at(100), |_| true), Some(at(400)));
         assert_eq!(m.due(at(400), no_hold, |_| true, nothing_held), vec![id(1)]);
-        let next = m.ask_next(&id(1), at(700), |_, _| true, |k| k).unwrap();
+        let next = m
+            .ask_next(&id(1), at(400), at(700), |_, _| true, |k| k)
+            .unwrap();
         assert_eq!(next.asked, Some((4, ConnId(40))));
+        // When the GRAFT it did not answer was sent: blame needs word from it since.
+        assert_eq!(next.asked_at, at(100));
         assert_eq!(next.chosen, None);
         assert!(m.remove(&id(1)).is_some());
         assert_eq!(m.len(), 0);
@@ -357,11 +372,15 @@ mod tests {
         m.add_announcer(&id(1), 7, ConnId(70), at(2), 8, |k| k);
         m.add_announcer(&id(1), 3, ConnId(30), at(3), 8, |k| k);
         // Session 3 is gone: 5 is the best live announcer.
-        let next = m.ask_next(&id(1), at(400), |k, _| k != 3, |k| k).unwrap();
+        let next = m
+            .ask_next(&id(1), at(400), at(400), |k, _| k != 3, |k| k)
+            .unwrap();
         assert_eq!(next.chosen, Some(5));
         // 5 is asked now, so it is not listed again.
         m.add_announcer(&id(1), 5, ConnId(50), at(4), 8, |k| k);
-        let next = m.ask_next(&id(1), at(700), |_, _| true, |k| k).unwrap();
+        let next = m
+            .ask_next(&id(1), at(700), at(700), |_, _| true, |k| k)
+            .unwrap();
         assert_eq!(next.chosen, Some(7));
     }
 
@@ -375,7 +394,7 @@ mod tests {
         m.add_announcer(&id(1), 1, ConnId(10), at(3), 2, |k| k);
         let mut order = Vec::new();
         while let Some(k) = m
-            .ask_next(&id(1), at(400), |_, _| true, |k| k)
+            .ask_next(&id(1), at(400), at(400), |_, _| true, |k| k)
             .and_then(|n| n.chosen)
         {
             order.push(k);
@@ -402,7 +421,7 @@ mod tests {
         assert_eq!(m.due_at(at(100), |_| true), Some(at(140)));
         assert_eq!(m.due(at(140), hold, |_| true, nothing_held), vec![id(1)]);
         // Put off once only: the retry is not held again.
-        m.ask_next(&id(1), at(440), |_, _| true, |k| k);
+        m.ask_next(&id(1), at(440), at(440), |_, _| true, |k| k);
         assert_eq!(m.due(at(440), hold, |_| true, nothing_held), vec![id(1)]);
     }
 
@@ -428,7 +447,7 @@ mod tests {
         m.insert(at(0), id(1), T, 5, ConnId(50), 4, at(100));
         m.add_announcer(&id(1), 6, ConnId(60), at(1), 8, |k| k);
         // A GRAFT_MISS at 50 ms: the next announcer is asked at once, until 350 ms.
-        m.ask_next(&id(1), at(350), |_, _| true, |k| k);
+        m.ask_next(&id(1), at(350), at(350), |_, _| true, |k| k);
         let due = m.due(at(100), |_| Duration::ZERO, |_| true, nothing_held);
         assert_eq!(due, vec![id(1)]);
         assert!(m.is_stale(&id(1), at(100)));
