@@ -273,12 +273,13 @@ impl Default for NodeConfig {
             store_capacity: 8192,
             // Sized for what the store is for: answering the GRAFTs its IHAVEs invite. An
             // announcement can sit in a slow session's queue until `stall_timeout` (10 s)
-            // closes it, so messages are held that long (with 2 s, a held link made honest
-            // announcers miss their promises and get banned in the chaos smoke sweep); the
-            // byte bound caps what that costs at high rates (1000 simultaneous 1 KiB
-            // broadcasts, ≈ 1.2 MB, still pass `overlay-sim scale --scenario all-send`; 512
-            // KiB did not). See docs/PERFORMANCE.md.
-            store_bytes: 1024 * 1024,
+            // closes it, so messages are kept up to that long; the byte bound decides at high
+            // rates. Every message is held at least 2 × `graft_miss_grace` even past it (up to
+            // 4 × `store_bytes`), and a GRAFT for a message dropped later is answered with
+            // GRAFT_MISS, which blames nobody: so the bound can be small (a burst of 1000
+            // simultaneous 1 KiB broadcasts passes `overlay-sim scale --scenario all-send`
+            // with it). See docs/PERFORMANCE.md.
+            store_bytes: 256 * 1024,
             store_ttl: Duration::from_secs(10),
             graft_timeout: Duration::from_millis(80),
             graft_timeout_settled: Duration::from_millis(240),
