@@ -38,6 +38,7 @@ mod liveness;
 mod node;
 mod passive;
 mod peer;
+mod plumtree;
 mod preauth;
 mod ratelimit;
 // Public with `test-util` only, so benchmarks can measure a session's size.

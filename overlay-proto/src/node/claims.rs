@@ -222,7 +222,7 @@ impl Node {
                 }
                 proven.push_back(proposal.shortcut);
                 let topic = proposal.topic;
-                let eager = |node: &Node, key| node.link(&topic, key).is_some_and(|l| l.eager);
+                let eager = |node: &Node, key| node.tree(&topic).is_some_and(|t| t.is_eager(key));
                 if alive(self, proposal.parent)
                     && eager(self, proposal.parent.0)
                     && eager(self, shortcut)
@@ -232,8 +232,8 @@ impl Node {
             }
             ClaimOutcome::False | ClaimOutcome::Unanswered => {
                 let topic = proposal.topic;
-                let eager_links = self.tree(&topic).map_or(0, |t| t.eager.len());
-                if self.link(&topic, shortcut).is_some_and(|l| l.eager) && eager_links > 1 {
+                let eager_links = self.tree(&topic).map_or(0, |t| t.eager().len());
+                if self.tree(&topic).is_some_and(|t| t.is_eager(shortcut)) && eager_links > 1 {
                     self.prune(&topic, shortcut);
                 }
                 self.penalize(shortcut, Penalty::BrokenPromise, 1);

@@ -87,7 +87,7 @@ impl Node {
             AnnouncerRank::Suspect
         } else if delivered >= 1.0 {
             AnnouncerRank::Delivered
-        } else if self.link(topic, key).is_some_and(|l| l.eager) {
+        } else if self.tree(topic).is_some_and(|t| t.is_eager(key)) {
             AnnouncerRank::EagerAnnouncer
         } else {
             AnnouncerRank::Unproven

@@ -134,8 +134,8 @@ impl Node {
         if self.validates() {
             // The application decides first (validation.rs); the payload is here, so stop
             // waiting for it from announcers.
-            if let Some(link) = self.link_mut(&topic, key) {
-                link.dup_streak = 0;
+            if let Some(tree) = self.trees.get_mut(&topic) {
+                tree.reset_streak(key);
             }
             self.remove_missing(&msg.id);
             self.hold_for_validation(key, from, topic, msg);
@@ -286,7 +286,7 @@ impl Node {
         );
         let header = &header[..header_len];
         let mut i = 0;
-        while let Some(key) = self.tree(topic).and_then(|t| t.eager.get(i).copied()) {
+        while let Some(key) = self.tree(topic).and_then(|t| t.eager().get(i).copied()) {
             i += 1;
             if Some(key) == from {
                 continue;
@@ -298,6 +298,7 @@ impl Node {
         self.announce_lazily(topic, from, msg.id, msg.hops);
     }
 
+    /// Queues an IHAVE of `id` for up to β lazy links of `topic` (not `from`).
     fn announce_lazily(
         &mut self,
         topic: &TopicId,
@@ -305,38 +306,14 @@ impl Node {
         id: MessageId,
         hops: u8,
     ) {
-        let beta = self.config.beta;
-        let batch_max = self.config.ihave_batch_max;
-        let mut targets = std::mem::take(&mut self.scratch_keys);
-        targets.clear();
-        if let Some(tree) = self.trees.get(topic) {
-            targets.extend(tree.lazy.iter().copied().filter(|k| Some(*k) != from));
+        let Some(tree) = self.trees.get_mut(topic) else {
+            return;
+        };
+        let done = tree.announce(&mut self.rng, from, id, hops);
+        for _ in 0..done.overflow {
+            self.stats.rejected.bump(RejectReason::IhaveOverflow);
         }
-        if targets.len() > beta {
-            // Partial Fisher–Yates: the first β entries become a sample. One 64-bit draw per
-            // message, mixed anew for each pick (a full RNG call per pick costs more than the
-            // rest of the lazy path).
-            let mut bits = rand_core::RngCore::next_u64(&mut self.rng);
-            for i in 0..beta {
-                bits = bits.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) ^ (i as u64);
-                let j = i + (((bits >> 32) as usize * (targets.len() - i)) >> 32);
-                targets.swap(i, j);
-            }
-            targets.truncate(beta);
-        }
-        let mut queued = false;
-        for &key in &targets {
-            if let Some(link) = self.link_mut(topic, key) {
-                if link.ihave.len() < batch_max {
-                    link.ihave.push((id, hops));
-                    queued = true;
-                } else {
-                    self.stats.rejected.bump(RejectReason::IhaveOverflow);
-                }
-            }
-        }
-        self.scratch_keys = targets;
-        if queued {
+        if done.queued {
             self.arm_lazy_flush();
         }
     }
@@ -353,27 +330,21 @@ impl Node {
         let mut body = BytesMut::new();
         let mut pending: Vec<(TopicId, SessionKey)> = Vec::new();
         for (topic, tree) in &self.trees {
-            pending.extend(
-                tree.links
-                    .iter()
-                    .filter(|(_, l)| !l.ihave.is_empty())
-                    .map(|(k, _)| (*topic, *k)),
-            );
+            pending.extend(tree.pending_announcements().map(|k| (*topic, k)));
         }
         for (topic, key) in pending {
             if !self.session(key).is_some_and(|s| s.is_running()) {
                 continue;
             }
-            let mut batch = match self.link_mut(&topic, key) {
-                Some(link) => std::mem::take(&mut link.ihave),
-                None => continue,
+            let Some(mut batch) = self.trees.get_mut(&topic).and_then(|t| t.take_batch(key)) else {
+                continue;
             };
             // Announce only what a GRAFT can still get (the store may have dropped a
             // message since it was queued here).
             batch.retain(|(id, _)| self.cache.holds(id));
             if batch.is_empty() {
-                if let Some(link) = self.link_mut(&topic, key) {
-                    link.ihave = batch;
+                if let Some(tree) = self.trees.get_mut(&topic) {
+                    tree.return_batch(key, batch);
                 }
                 continue;
             }
@@ -388,10 +359,9 @@ impl Node {
             }
             self.stats.ihave_sent += batch.len() as u64;
             self.send_frame(key, wire::kind_in_topic(Kind::IHave, &topic), &[&body]);
-            if let Some(link) = self.link_mut(&topic, key) {
+            if let Some(tree) = self.trees.get_mut(&topic) {
                 // Keep the allocation for the next batch.
-                batch.clear();
-                link.ihave = batch;
+                tree.return_batch(key, batch);
             }
         }
     }
@@ -798,14 +768,7 @@ impl Node {
         }
         let now = self.now;
         if let Some(tree) = self.trees.get_mut(topic) {
-            if let Some(link) = tree.links.get_mut(&key) {
-                if !link.eager {
-                    link.eager = true;
-                    link.role_since = now;
-                    tree.lazy.retain(|k| *k != key);
-                    tree.eager.push(key);
-                }
-            }
+            tree.make_eager(now, key);
         }
     }
 
@@ -816,40 +779,27 @@ impl Node {
         }
         let now = self.now;
         if let Some(tree) = self.trees.get_mut(topic) {
-            if let Some(link) = tree.links.get_mut(&key) {
-                if link.eager {
-                    link.eager = false;
-                    link.role_since = now;
-                    tree.eager.retain(|k| *k != key);
-                    tree.lazy.push(key);
-                }
-            }
+            tree.make_lazy(now, key);
         }
     }
 
-    /// Keeps at least α eager peers in `topic` after losing one: promote random lazy peers.
-    /// Peers whose score keeps them lazy are never promoted.
+    /// Keeps at least α eager peers in `topic` after losing one: the tree promotes random
+    /// lazy peers ([`crate::plumtree::Plumtree::refill_eager`]), each told with an empty
+    /// GRAFT. Peers whose score keeps them lazy are never promoted.
     pub(super) fn refill_eager(&mut self, topic: &TopicId) {
-        while self
-            .tree(topic)
-            .is_some_and(|t| t.eager.len() < self.config.alpha)
-        {
-            let candidates: Vec<SessionKey> = self
-                .tree(topic)
-                .map(|t| t.lazy.as_slice())
-                .unwrap_or_default()
-                .iter()
-                .copied()
-                .filter(|k| self.may_be_eager(*k))
-                .collect();
-            if candidates.is_empty() {
-                break;
-            }
-            let idx = self.random_below(candidates.len());
-            let Some(&key) = candidates.get(idx) else {
-                break;
-            };
-            self.promote_to_eager(topic, key);
+        let now = self.now;
+        let Some(tree) = self.trees.get_mut(topic) else {
+            return;
+        };
+        let (sessions, scores) = (&self.sessions, &self.scores);
+        let may_be_eager = |key: SessionKey| {
+            sessions.get(key).and_then(Option::as_ref).is_some_and(|s| {
+                s.is_running() && scores.standing(&s.peer) < crate::score::Standing::Lazy
+            })
+        };
+        let promoted = tree.refill_eager(now, &mut self.rng, may_be_eager);
+        for key in promoted {
+            self.tell_eager(topic, key);
         }
     }
 

@@ -127,8 +127,8 @@ impl Node {
         let running = self.running_count();
         let sessions_load = running as f64 / self.config.max_sessions as f64;
         let targets: Vec<SessionKey> = match self.tree(&crate::topic::TopicId::DEFAULT) {
-            Some(t) if !t.eager.is_empty() => t.eager.clone(),
-            Some(t) => t.lazy.clone(),
+            Some(t) if !t.eager().is_empty() => t.eager().to_vec(),
+            Some(t) => t.lazy().to_vec(),
             None => Vec::new(),
         };
         let full = targets

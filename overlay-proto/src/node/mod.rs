@@ -89,7 +89,7 @@ pub struct Node {
     by_conn: IdMap<ConnId, SessionKey>,
     by_peer: BTreeMap<PeerId, SessionKey>,
     /// The broadcast tree of every topic this node is in (the default topic always).
-    trees: BTreeMap<TopicId, topics::Tree>,
+    trees: BTreeMap<TopicId, crate::plumtree::Plumtree>,
     /// Sessions with bytes in `out` to flush at the end of this input.
     dirty: Vec<SessionKey>,
     cache: MessageCache,
@@ -118,8 +118,6 @@ pub struct Node {
     /// When a running session last ended (not as a duplicate or at shutdown): until
     /// `tree_settle` later, no GRAFT is put off.
     session_lost_at: Option<Instant>,
-    /// Reused scratch space for sampling lazy peers.
-    scratch_keys: Vec<SessionKey>,
     /// Content-check verdicts that came with the bytes being handled (empty otherwise).
     prechecked: crate::precheck::Prechecked,
     /// Peer scores and bans (memory only).
@@ -208,7 +206,10 @@ impl Node {
             free_keys: Vec::new(),
             by_conn: id_map_with_capacity(64),
             by_peer: BTreeMap::new(),
-            trees: BTreeMap::from([(TopicId::DEFAULT, topics::Tree::default())]),
+            trees: BTreeMap::from([(
+                TopicId::DEFAULT,
+                crate::plumtree::Plumtree::new(crate::plumtree::Params::of(&config)),
+            )]),
             dirty: Vec::new(),
             dials: BTreeMap::new(),
             dial_requests: BTreeMap::new(),
@@ -227,7 +228,6 @@ impl Node {
             own_token,
             signer,
             session_lost_at: None,
-            scratch_keys: Vec::new(),
             prechecked: crate::precheck::Prechecked::default(),
             scores: ScoreBook::new(config.scoring.clone(), Instant::ZERO),
             preauth: PreAuthBudget::new(config.max_preauth, config.max_preauth_per_ip),
@@ -336,8 +336,8 @@ impl Node {
             .filter(|(_, sess)| sess.phase.is_handshaking())
             .count();
         let default_tree = self.tree(&TopicId::DEFAULT);
-        s.eager_peers = default_tree.map_or(0, |t| t.eager.len());
-        s.lazy_peers = default_tree.map_or(0, |t| t.lazy.len());
+        s.eager_peers = default_tree.map_or(0, |t| t.eager().len());
+        s.lazy_peers = default_tree.map_or(0, |t| t.lazy().len());
         s.topics_joined = self.trees.len();
         s.passive_peers = self.passive.len();
         s.dials_in_flight = self.dials.len();
@@ -404,7 +404,9 @@ impl Node {
                 send_credit_frames: s.send_window.frames,
                 queued_frames: s.queue.frames(),
                 inflight_frames: s.inflight_frames,
-                eager: self.link(&TopicId::DEFAULT, s_key).is_some_and(|l| l.eager),
+                eager: self
+                    .tree(&TopicId::DEFAULT)
+                    .is_some_and(|t| t.is_eager(s_key)),
                 score: self.scores.view(&s.peer),
             })
             .collect()
