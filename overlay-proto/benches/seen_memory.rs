@@ -63,7 +63,7 @@ fn main() {
     let before = dhat::HeapStats::get().curr_bytes;
     let mut now = Instant::ZERO;
     for data in reads {
-        now = now + Duration::from_micros(100);
+        now += Duration::from_micros(100);
         node.handle(
             now,
             Input::Received {

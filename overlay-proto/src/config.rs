@@ -419,6 +419,17 @@ fn check(ok: bool, setting: &'static str, accepted: &'static str) -> Result<(), 
 }
 
 impl NodeConfig {
+    /// Bytes the GRAFT store may hold at most: past `store_bytes` it keeps only messages
+    /// younger than 2 × `graft_miss_grace`, up to four times `store_bytes`, and always room
+    /// for one message of the largest size with its signature (so every message can be held
+    /// for the grace).
+    pub fn store_bytes_ceiling(&self) -> usize {
+        let largest = self.max_message_bytes
+            + crate::wire::SIGNED_GOSSIP_HEADER_LEN
+            + crate::cache::STORED_MESSAGE_OVERHEAD;
+        self.store_bytes.saturating_mul(4).max(largest)
+    }
+
     /// How long the TCP connect of a dial may take: `connect_timeout`, capped by
     /// `handshake_timeout`.
     pub fn dial_connect_timeout(&self) -> Duration {
