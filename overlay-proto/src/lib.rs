@@ -35,6 +35,7 @@ mod idhash;
 mod input;
 mod keys;
 mod liveness;
+mod membership;
 mod node;
 mod passive;
 mod peer;

@@ -207,20 +207,27 @@ impl TopicBus {
             .map(|c| Arc::clone(&c.log))
     }
 
-    /// Hands a delivery of `topic` (not the default one) to its event readers and numbers it
-    /// in its delivery log.
+    /// Numbers a delivery of `topic` (not the default one) in its delivery log, then hands
+    /// it to its event readers: a reader that has seen it can resume from the log and find it
+    /// there.
     pub(crate) fn deliver(&self, topic: TopicId, delivery: Delivery) {
-        let log = {
+        let (log, readers) = {
             let others = self.lock();
             let Some(c) = others.get(&topic) else {
                 return;
             };
-            if c.tx.receiver_count() > 0 {
-                let _ = c.tx.send(Event::Received(delivery.clone()));
-            }
-            Arc::clone(&c.log)
+            let readers = (c.tx.receiver_count() > 0).then(|| c.tx.clone());
+            (Arc::clone(&c.log), readers)
         };
-        log.publish(delivery);
+        match readers {
+            Some(readers) => {
+                log.publish(delivery.clone());
+                let _ = readers.send(Event::Received(delivery));
+            }
+            None => {
+                log.publish(delivery);
+            }
+        }
     }
 
     /// Sends an event to `topic`'s readers (none is fine).

@@ -3,8 +3,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::defense::AnnouncerRank;
-use super::{Missing, Node, SessionKey};
+use super::defense::announcer_rank;
+use super::{Node, SessionKey};
 use crate::action::CloseReason;
 use crate::action::{Action, Delivery};
 use crate::cache::StoredMessage;
@@ -12,6 +12,7 @@ use crate::error::OverlayError;
 use crate::peer::{ConnId, MessageId, PeerId};
 use crate::precheck;
 use crate::score::Penalty;
+use crate::session::Session;
 use crate::stats::RejectReason;
 use crate::time::Instant;
 use crate::topic::TopicId;
@@ -402,7 +403,7 @@ impl Node {
             match self.missing.get(&id).map(|m| m.topic) {
                 Some(t) if t == topic => {
                     self.add_announcer(topic, id, key, conn, now);
-                    self.note_offer(&id, hops, key, conn);
+                    self.missing.note_offer(&id, hops, key, conn);
                     continue;
                 }
                 // Ids bind their topic: the same id announced in another topic is false.
@@ -418,24 +419,11 @@ impl Node {
                 self.stats.rejected.bump(RejectReason::IhaveOverflow);
                 continue;
             }
-            self.missing.insert(
-                id,
-                Missing {
-                    topic,
-                    announcers: vec![(key, conn, now)],
-                    owner: Some((key, conn)),
-                    grafted: None,
-                    grafted_announced_at: now,
-                    due_at: deadline,
-                    deferred: false,
-                    best_offer: Some((hops, key, conn)),
-                    announced_at: now,
-                },
-            );
+            self.missing
+                .insert(now, id, topic, key, conn, hops, deadline);
             if let Some(s) = self.session_mut(key) {
                 s.missing_owned += 1;
             }
-            self.missing_timers.push_back((deadline, id));
         }
         if flood > 0 {
             self.stats.rejected.add(RejectReason::IhaveFlood, flood);
@@ -448,9 +436,8 @@ impl Node {
         Ok(())
     }
 
-    /// Adds an announcer to a missing id, keeping the list in [`AnnouncerRank`] order
-    /// (arrival order within a rank). A full list (`max_announcers`) makes room only for a
-    /// better-ranked announcer, by dropping its worst and latest entry.
+    /// Adds an announcer to a missing id, keeping the list in [`super::defense::AnnouncerRank`] order
+    /// (arrival order within a rank; see [`crate::plumtree::MissingIds::add_announcer`]).
     fn add_announcer(
         &mut self,
         topic: TopicId,
@@ -459,46 +446,11 @@ impl Node {
         conn: ConnId,
         at: Instant,
     ) {
-        let Some(entry) = self.missing.get(&id) else {
-            return;
-        };
-        if entry.announcers.iter().any(|(k, _, _)| *k == key)
-            || entry.grafted.is_some_and(|(k, _)| k == key)
-        {
-            return;
-        }
-        let rank = self.announcer_rank(&topic, key);
-        let mut ranks: Vec<AnnouncerRank> = entry
-            .announcers
-            .iter()
-            .map(|(k, _, _)| self.announcer_rank(&topic, *k))
-            .collect();
-        let full = entry.announcers.len() >= self.config.max_announcers;
-        let Some(entry) = self.missing.get_mut(&id) else {
-            return;
-        };
-        if full {
-            // The worst-ranked entry, the latest among equals.
-            let worst = ranks
-                .iter()
-                .enumerate()
-                .max_by_key(|(i, r)| (**r, *i))
-                .map(|(i, r)| (i, *r));
-            match worst {
-                Some((i, r)) if r > rank => {
-                    entry.announcers.remove(i);
-                    ranks.remove(i);
-                }
-                _ => return,
-            }
-        }
-        let position = ranks
-            .iter()
-            .zip(entry.announcers.iter())
-            .take_while(|(r, _)| **r <= rank)
-            .count();
-        let position = position.min(entry.announcers.len());
-        entry.announcers.insert(position, (key, conn, at));
+        let max = self.config.max_announcers;
+        let (sessions, scores, tree) = (&self.sessions, &self.scores, self.trees.get(&topic));
+        self.missing.add_announcer(&id, key, conn, at, max, |k| {
+            announcer_rank(sessions, scores, tree, k)
+        });
     }
 
     /// Forgets a missing id and gives its slot back to the peer that created it.
@@ -516,8 +468,7 @@ impl Node {
     }
 
     fn session_alive(&self, key: SessionKey, conn: ConnId) -> bool {
-        self.session(key)
-            .is_some_and(|s| s.conn == conn && s.is_running())
+        session_alive(&self.sessions, key, conn)
     }
 
     /// Missing ids whose graft timer expired: the announcer asked last (if any) broke its
@@ -529,7 +480,7 @@ impl Node {
         for id in self.due_missing() {
             // A timer queued before a GRAFT_MISS made us ask again at once is stale; an id
             // is handled once per round.
-            if self.missing.get(&id).is_some_and(|m| m.due_at > now) || !taken.insert(id) {
+            if self.missing.is_stale(&id, now) || !taken.insert(id) {
                 continue;
             }
             due.push((id, true));
@@ -559,35 +510,23 @@ impl Node {
                 done.push(id);
                 continue;
             }
-            let asked = entry.grafted;
             // Ranks change while an id waits (a peer breaks a promise for another id): ask
             // the best-ranked live announcer now, the earliest among equals.
-            let mut candidates = entry.announcers.clone();
-            candidates
-                .retain(|(k, c, _)| self.session_alive(*k, *c) && self.link(&topic, *k).is_some());
-            let chosen = candidates
-                .iter()
-                .enumerate()
-                .min_by_key(|(i, (k, _, _))| (self.announcer_rank(&topic, *k), *i))
-                .map(|(i, _)| i)
-                .map(|i| candidates.remove(i));
-            if let Some((key, conn)) = asked {
+            let (sessions, scores, tree) = (&self.sessions, &self.scores, self.trees.get(&topic));
+            let live = |k: SessionKey, c: ConnId| {
+                session_alive(sessions, k, c) && tree.is_some_and(|t| t.link(k).is_some())
+            };
+            let rank = |k: SessionKey| announcer_rank(sessions, scores, tree, k);
+            let Some(next) = self.missing.ask_next(&id, retry, live, rank) else {
+                continue;
+            };
+            if let Some((key, conn)) = next.asked {
                 if blame && self.session_alive(key, conn) {
                     *broken.entry(key).or_default() += 1;
                 }
             }
-            let Some(entry) = self.missing.get_mut(&id) else {
-                continue;
-            };
-            entry.announcers = candidates;
-            entry.grafted = chosen.map(|(k, c, _)| (k, c));
-            match chosen {
-                Some((key, _, announced_at)) => {
-                    entry.grafted_announced_at = announced_at;
-                    entry.due_at = retry;
-                    self.missing_timers.push_back((retry, id));
-                    grafts.entry((key, topic)).or_default().push(id);
-                }
+            match next.chosen {
+                Some(key) => grafts.entry((key, topic)).or_default().push(id),
                 None => done.push(id),
             }
         }
@@ -828,4 +767,12 @@ impl Node {
         let body: &[u8] = if topic.is_default() { &[] } else { &topic.0 };
         self.send_frame(key, kind, &[body]);
     }
+}
+
+/// True when session `key` is still the running session on `conn`.
+fn session_alive(sessions: &[Option<Session>], key: SessionKey, conn: ConnId) -> bool {
+    sessions
+        .get(key)
+        .and_then(Option::as_ref)
+        .is_some_and(|s| s.conn == conn && s.is_running())
 }

@@ -354,8 +354,7 @@ impl Node {
 
     fn on_credit(&mut self, key: SessionKey, grant: wire::CreditGrant) {
         if let Some(s) = self.session_mut(key) {
-            s.send_window.add(grant.frames, u64::from(grant.bytes));
-            s.inflight_frames = s.inflight_frames.saturating_sub(grant.frames);
+            s.on_credit(grant);
         }
         self.drain_queue(key);
     }
@@ -388,10 +387,10 @@ impl Node {
 
     /// Every failure kind backs off the same way; callers waiting for the dial get `error`.
     pub(super) fn on_dial_failed(&mut self, dial: DialId, error: OverlayError) {
-        let waiting = self.dial_requests.remove(&dial).unwrap_or_default();
+        let (addr, waiting) = self.membership.finish_dial(dial);
         self.settle_dial_requests(waiting, Err(error));
         self.stats.dials_failed += 1;
-        if let Some(addr) = self.dials.remove(&dial) {
+        if let Some(addr) = addr {
             self.note_failure(addr);
             self.maintain_membership();
         }

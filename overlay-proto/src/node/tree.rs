@@ -66,71 +66,28 @@ impl Node {
             .is_some_and(|t| t.settled(now, lost_at, settle))
     }
 
-    /// [`Node::tree_settled`] for the topic a missing id was announced in.
-    fn settled_for(&self, id: &MessageId) -> bool {
-        self.missing
-            .get(id)
-            .is_some_and(|m| self.tree_settled(&m.topic))
-    }
-
     /// When the graft timers next need attention: the earliest deadline, or now when put-off
     /// grafts wait and the tree is no longer settled.
     pub(super) fn missing_due_at(&self) -> Option<Instant> {
-        let first = self.missing_timers.front().map(|(at, _)| *at);
-        let deferred = match self.deferred_grafts.front() {
-            Some((_, id)) if !self.settled_for(id) => Some(self.now),
-            other => other.map(|(at, _)| *at),
-        };
-        match (first, deferred) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.missing
+            .due_at(self.now, |topic| self.tree_settled(topic))
     }
 
-    /// Missing ids whose graft timer ran out, in deadline order.
-    ///
-    /// An id announced `graft_timeout` ago that was never grafted is put off by the topic's
-    /// GRAFT hold ([`crate::plumtree::Plumtree::graft_hold`]) while the tree is settled: then the message is
-    /// nearly always on its way eagerly too, and an early GRAFT only brings a duplicate (and
-    /// reshapes the tree for one sender). Once the tree is not settled (a
-    /// session ended), every put-off id is due at once: after a failure the nodes next
-    /// to it graft fast, and their subtrees then get the message eagerly from them.
+    /// Missing ids whose graft timer ran out, in deadline order; GRAFTs are put off by each
+    /// topic's hold while its tree is settled ([`crate::plumtree::MissingIds::due`]).
     pub(super) fn due_missing(&mut self) -> Vec<MessageId> {
-        let now = self.now;
-        let mut due = Vec::new();
-        while let Some((deadline, id)) = self.missing_timers.front().copied() {
-            if deadline > now {
-                break;
-            }
-            self.missing_timers.pop_front();
-            let extra = self
-                .missing
-                .get(&id)
-                .and_then(|m| self.tree(&m.topic))
-                .map_or(Duration::ZERO, |t| t.graft_hold());
-            let defer = !extra.is_zero()
-                && self.settled_for(&id)
-                && !self.cache.contains(&id)
-                && self
-                    .missing
-                    .get(&id)
-                    .is_some_and(|m| m.grafted.is_none() && !m.deferred);
-            match self.missing.get_mut(&id) {
-                Some(m) if defer => {
-                    m.deferred = true;
-                    self.deferred_grafts.push_back((deadline + extra, id));
-                }
-                _ => due.push(id),
-            }
-        }
-        while let Some((deadline, id)) = self.deferred_grafts.front().copied() {
-            if deadline > now && self.settled_for(&id) {
-                break;
-            }
-            self.deferred_grafts.pop_front();
-            due.push(id);
-        }
-        due
+        let (now, lost_at, settle) = (self.now, self.session_lost_at, self.config.tree_settle);
+        let (trees, cache) = (&self.trees, &self.cache);
+        self.missing.due(
+            now,
+            |topic| trees.get(topic).map_or(Duration::ZERO, |t| t.graft_hold()),
+            |topic| {
+                trees
+                    .get(topic)
+                    .is_some_and(|t| t.settled(now, lost_at, settle))
+            },
+            |id| cache.contains(id),
+        )
     }
 
     /// A message of `topic` we held as missing (announced at `announced_at`, GRAFT sent to
@@ -147,15 +104,6 @@ impl Node {
         let now = self.now;
         if let Some(tree) = self.trees.get_mut(topic) {
             tree.note_announced_arrival(now, parent, grafted.map(|(k, _)| k), announced_at);
-        }
-    }
-
-    /// Remembers the announcement of a missing id with the fewest hops.
-    pub(super) fn note_offer(&mut self, id: &MessageId, hops: u8, key: SessionKey, conn: ConnId) {
-        if let Some(entry) = self.missing.get_mut(id) {
-            if entry.best_offer.is_none_or(|(best, _, _)| hops < best) {
-                entry.best_offer = Some((hops, key, conn));
-            }
         }
     }
 
