@@ -178,7 +178,7 @@ impl OverlayApi for Fake {
                 standing: Standing::Good,
                 components: ScoreComponents {
                     first_deliveries: 5.0,
-                    penalties: [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+                    penalties: [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0],
                 },
             },
         }]
@@ -888,7 +888,8 @@ async fn peers_lists_sessions() {
                     "graft_flood": 0.0,
                     "ihave_flood": 0.0,
                     "duplicate_flood": 0.0,
-                    "shuffle_flood": 0.0
+                    "shuffle_flood": 0.0,
+                    "validation_rejected": 0.0
                 }
             }
         }])

@@ -150,7 +150,8 @@ pub struct ScoreRow {
     /// First deliveries (decayed).
     pub first_deliveries: f64,
     /// Penalty counts (decayed) by component: `invalid_message`, `violation`,
-    /// `broken_promise`, `graft_flood`, `ihave_flood`, `duplicate_flood`, `shuffle_flood`.
+    /// `broken_promise`, `graft_flood`, `ihave_flood`, `duplicate_flood`, `shuffle_flood`,
+    /// `validation_rejected`.
     pub penalties: std::collections::BTreeMap<String, f64>,
 }
 

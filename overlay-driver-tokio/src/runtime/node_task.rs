@@ -791,7 +791,7 @@ impl<N: Net> NodeTask<N> {
             }
             Command::Reconfigure { live, reply } => {
                 self.pending_reconfigure = Some(reply);
-                self.input(Input::Reconfigure(live), None);
+                self.input(Input::Reconfigure(Box::new(live)), None);
                 // The core answers every `Input::Reconfigure`; the caller sees a closed channel
                 // only if it did not.
                 self.pending_reconfigure = None;
