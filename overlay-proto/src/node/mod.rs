@@ -93,7 +93,7 @@ pub struct Node {
     /// Inbound sessions still in HELLO/START.
     preauth: PreAuthBudget,
     /// Tree-optimisation swaps waiting for the announcer to prove its hop claim.
-    swap_claims: claims::SwapClaims,
+    swap_claims: crate::plumtree::SwapClaims,
     /// Client sessions (connections without a certificate), by connection.
     clients: BTreeMap<ConnId, client::ClientSession>,
     /// Running clients subscribed to deliveries.
@@ -197,7 +197,10 @@ impl Node {
             prechecked: crate::precheck::Prechecked::default(),
             scores: ScoreBook::new(config.scoring.clone(), Instant::ZERO),
             preauth: PreAuthBudget::new(config.max_preauth, config.max_preauth_per_ip),
-            swap_claims: claims::SwapClaims::new(Instant::ZERO, config.optimization_swaps_per_s),
+            swap_claims: crate::plumtree::SwapClaims::new(
+                Instant::ZERO,
+                config.optimization_swaps_per_s,
+            ),
             clients: BTreeMap::new(),
             subscribers: client::Subscribers::new(),
             client_dirty: Vec::new(),

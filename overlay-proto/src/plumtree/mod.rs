@@ -23,8 +23,10 @@
 //! - a lazy link whose announcements beat the eager copies by `optimization_threshold` hops on
 //!   average over `optimization_samples` messages becomes a swap candidate.
 
+mod claims;
 mod missing;
 
+pub(crate) use claims::{ClaimOutcome, Proposal, Proposed, Settled, SwapClaims};
 pub(crate) use missing::MissingIds;
 
 use core::time::Duration;
