@@ -253,6 +253,9 @@ pub(crate) struct NodeTask<N: Net> {
     drain_until: Option<TokioInstant>,
     scratch: Vec<Action>,
     last_mirror: TokioInstant,
+    /// Bytes read and not yet handled, for every connection (see
+    /// [`super::conn::READ_BUDGET_BYTES`]).
+    read_budget: Arc<tokio::sync::Semaphore>,
     /// Connections whose outbox holds transmits of this wake-up.
     unflushed: Vec<ConnId>,
 }
@@ -299,6 +302,7 @@ impl<N: Net> NodeTask<N> {
             drain_until: None,
             scratch: Vec::with_capacity(64),
             last_mirror: TokioInstant::now(),
+            read_budget: Arc::new(tokio::sync::Semaphore::new(super::conn::READ_BUDGET_BYTES)),
             unflushed: Vec::new(),
         }
     }
@@ -514,10 +518,13 @@ impl<N: Net> NodeTask<N> {
                 data,
                 checks,
                 at,
+                budget,
             } => {
                 if self.conns.contains_key(&conn) {
                     self.input(Input::ReceivedPrechecked { conn, data, checks }, Some(at));
                 }
+                // Handled: the budget goes back to the readers.
+                drop(budget);
             }
             BusMsg::Ended { conn, side, error } => self.on_ended(conn, side, error),
         }
@@ -553,6 +560,7 @@ impl<N: Net> NodeTask<N> {
                     origin_auth: self.node.config().origin_auth,
                     counters: Arc::clone(&self.counters),
                     slot: Arc::clone(&slot),
+                    budget: Arc::clone(&self.read_budget),
                 },
                 rd,
             )
