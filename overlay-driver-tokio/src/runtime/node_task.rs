@@ -44,6 +44,9 @@ const BATCH: usize = 64;
 /// they carry is delivered in the same wake-up: a subscriber's bounded feed must not overflow
 /// while its reader waits for this task to yield).
 const BATCH_BYTES: usize = 64 * 1024;
+/// Outbox bytes at which a connection's transmits go to its writer without waiting for the
+/// end of the wake-up (one TLS record holds up to 16 KiB).
+const FLUSH_BYTES: usize = 16 * 1024;
 /// Period of the stats → metrics mirror.
 const MIRROR_EVERY: Duration = Duration::from_millis(500);
 
@@ -522,6 +525,9 @@ impl<N: Net> NodeTask<N> {
             } => {
                 if self.conns.contains_key(&conn) {
                     self.input(Input::ReceivedPrechecked { conn, data, checks }, Some(at));
+                    // What a read makes the node forward leaves at once (one read is already
+                    // many frames): relays do not wait for the rest of the batch.
+                    self.flush_outboxes();
                 }
                 // Handled: the budget goes back to the readers.
                 drop(budget);
@@ -1052,6 +1058,10 @@ impl<N: Net> NodeTask<N> {
         }
         if entry.outbox.push(bytes) {
             self.unflushed.push(conn);
+        }
+        if entry.outbox.bytes >= FLUSH_BYTES {
+            // A full TLS record's worth: let the writer start on it while this batch goes on.
+            self.flush_conn(conn);
         }
     }
 
