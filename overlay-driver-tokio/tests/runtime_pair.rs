@@ -115,20 +115,24 @@ async fn broadcasts_issued_together_arrive_complete_and_in_order() {
     let mut b_gossip = b.deliveries();
     bounded("dial", a.dial(b.local_addr())).await.unwrap();
     const ROUNDS: u32 = 20;
-    // Below tokio's cooperative budget (128 operations per task poll): past it a send yields
-    // and the calls would queue out of the order they were issued in.
     const PER_ROUND: u32 = 100;
     let mut expected = 0u32;
     for round in 0..ROUNDS {
-        // Polled in order, so the commands queue in order; at most one round is in flight,
-        // which stays below the subscriber's feed (it never has to drop anything).
+        // Polled in order, so the commands queue in order (`unconstrained`: tokio's cooperative
+        // budget would make a send past it yield, and the calls would queue out of the order
+        // they were issued in); at most one round is in flight, which stays below the
+        // subscriber's feed (it never has to drop anything).
         let sends = (0..PER_ROUND).map(|i| {
             let seq = round * PER_ROUND + i;
             let mut payload = seq.to_be_bytes().to_vec();
             payload.resize(1024, seq as u8);
             a.broadcast(Bytes::from(payload))
         });
-        let ids = bounded("broadcasts", futures_util::future::join_all(sends)).await;
+        let ids = bounded(
+            "broadcasts",
+            tokio::task::unconstrained(futures_util::future::join_all(sends)),
+        )
+        .await;
         for id in &ids {
             assert!(id.is_ok(), "accepted: {id:?}");
         }

@@ -185,12 +185,14 @@ impl Membership {
 
     /// `dial` ended (connected or failed): its address, if it was in flight, and the requests
     /// that waited for it.
+    #[must_use]
     pub(crate) fn finish_dial(&mut self, dial: DialId) -> (Option<SocketAddr>, Vec<u64>) {
         let requests = self.dial_requests.remove(&dial).unwrap_or_default();
         (self.dials.remove(&dial), requests)
     }
 
     /// Shutdown: every dial is abandoned; returns the requests that waited, in dial order.
+    #[must_use]
     pub(crate) fn abandon_dials(&mut self) -> Vec<u64> {
         self.dials.clear();
         std::mem::take(&mut self.dial_requests)
@@ -203,6 +205,7 @@ impl Membership {
     /// plus the dials in flight reach `active_target`, within the free dial slots: addresses
     /// out of backoff at `now` that `usable` allows (not connected, not banned), picked at
     /// random with `rng`.
+    #[must_use]
     pub(crate) fn choose_dials(
         &self,
         now: Instant,

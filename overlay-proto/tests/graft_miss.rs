@@ -310,3 +310,40 @@ fn misses_for_ids_not_asked_of_that_peer_are_ignored() {
         .iter()
         .any(|a| matches!(a, Action::Close { conn, .. } if *conn == ConnId(1))));
 }
+
+fn gossip(origin: PeerId, nonce: u64, payload: &[u8]) -> (MessageId, Vec<u8>) {
+    let id = MessageId::compute(&origin, nonce, payload);
+    let mut body = Vec::new();
+    overlay_proto::wire::put_gossip_header(&mut body, &id, &origin, nonce, 0);
+    body.extend_from_slice(payload);
+    (id, event(Kind::Gossip, &body))
+}
+
+#[test]
+fn an_id_dropped_before_the_lazy_flush_is_not_announced() {
+    let mut cfg = config();
+    // One stored message: the second arrival drops the first (the count bound is hard).
+    cfg.store_capacity = 1;
+    let mut bed = Bed::new(cfg);
+    bed.open(1, peer(2), true);
+    bed.open(2, peer(3), true);
+    // Peer 3 prunes us: its link is lazy, so it gets IHAVE batches.
+    bed.send(2, event(Kind::Prune, &[]));
+    let (first, frame1) = gossip(peer(9), 1, b"first");
+    let (second, frame2) = gossip(peer(9), 2, b"second");
+    bed.send(1, frame1);
+    bed.send(1, frame2);
+    bed.advance(Duration::from_millis(20));
+    let announced: Vec<MessageId> = event_bodies(&bed.actions, 2, Kind::IHave)
+        .iter()
+        .flat_map(|b| {
+            b.chunks_exact(33)
+                .map(|c| MessageId(c[..32].try_into().unwrap()))
+        })
+        .collect();
+    assert_eq!(announced, vec![second], "the dropped one is left out");
+    assert_ne!(first, second);
+    // A GRAFT for it anyway is answered "gone".
+    bed.send(2, event(Kind::Graft, &ids_body(&[first])));
+    assert_eq!(bed.misses_sent(2), vec![first]);
+}

@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt as _;
 use overlay_proto::{ConnId, OriginAuth, OverlayError as CoreError, Prechecker};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore, TryAcquireError};
 use tokio::time::{timeout, Instant as TokioInstant};
 
 use super::metrics::{latency, ConnSlot, DriverCounters};
@@ -25,6 +25,13 @@ const MIN_READ_CHUNK: usize = 4 * 1024;
 /// (one TLS record's worth: 64 KiB blocks on every connection of a CPU-starved node were
 /// ~700 KiB per node in the mesh benchmark, for no measurable gain).
 const MAX_READ_CHUNK: usize = 16 * 1024;
+/// Bytes read from all connections of a node and not yet handled by its node task, at most:
+/// a reader that would go past it waits (its socket then fills and TCP pushes back on the
+/// peer), so reads queued for a CPU-starved node task cannot pin more receive blocks than
+/// this. Larger than one read ([`MAX_READ_CHUNK`]); waits are counted
+/// (`overlay_read_budget_waits_total`).
+pub(crate) const READ_BUDGET_BYTES: usize = 512 * 1024;
+
 /// Reads without waiting that a reader adds to one hand-over at most.
 const FILL_READS: usize = 16;
 /// Room below which a reader hands its block over instead of reading more into it.
@@ -102,6 +109,8 @@ pub(crate) struct ReaderCtx<S> {
     pub(crate) origin_auth: OriginAuth,
     pub(crate) counters: Arc<DriverCounters>,
     pub(crate) slot: Arc<ConnSlot>,
+    /// The node's read budget ([`READ_BUDGET_BYTES`] permits, one per byte).
+    pub(crate) budget: Arc<Semaphore>,
 }
 
 /// Reads the socket until EOF, error or the backstop timeout, sending each chunk to the node
@@ -122,6 +131,7 @@ where
         origin_auth,
         counters,
         slot,
+        budget,
     } = ctx;
     let mut prechecker = Prechecker::new(origin_auth);
     let mut blocks = ReadBlocks::new();
@@ -144,11 +154,16 @@ where
                 // The core decodes frames in place: what it keeps are slices of this block.
                 let data = blocks.buf.split().freeze();
                 let checks = prechecker.scan(&data);
+                let Some(budget) = take_budget(&budget, data.len(), &counters).await else {
+                    // The node task is gone.
+                    return;
+                };
                 let msg = BusMsg::Received {
                     conn,
                     data,
                     checks,
                     at: TokioInstant::now(),
+                    budget,
                 };
                 if bus.send(msg).await.is_err() {
                     // The node task is gone: nobody to report to.
@@ -180,6 +195,24 @@ where
             error,
         })
         .await;
+}
+
+/// Takes `bytes` of the node's read budget, waiting (counted) while other reads hold it;
+/// `None` when the budget was closed.
+async fn take_budget(
+    budget: &Arc<Semaphore>,
+    bytes: usize,
+    counters: &DriverCounters,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let permits = u32::try_from(bytes.min(READ_BUDGET_BYTES)).unwrap_or(u32::MAX);
+    match Arc::clone(budget).try_acquire_many_owned(permits) {
+        Ok(permit) => Some(permit),
+        Err(TryAcquireError::Closed) => None,
+        Err(TryAcquireError::NoPermits) => {
+            counters.read_budget_wait();
+            Arc::clone(budget).acquire_many_owned(permits).await.ok()
+        }
+    }
 }
 
 /// Reads into the free part of `buf` while data is ready without waiting (at most

@@ -30,6 +30,9 @@ pub struct DriverStats {
     pub subscriber_lagged: u64,
     /// Trace records that could not be written (the trace is incomplete when non-zero).
     pub trace_dropped: u64,
+    /// Reads that waited for the node's read budget (reads not yet handled by the node task
+    /// held all of it).
+    pub read_budget_waits: u64,
     /// TCP connections open now (inbound and outbound, handshaking included).
     pub live_connections: usize,
 }
@@ -72,6 +75,7 @@ pub(crate) struct DriverCounters {
     restarts: Mutex<Labels1>,
     subscriber_lagged: AtomicU64,
     trace_dropped: AtomicU64,
+    read_budget_waits: AtomicU64,
     /// Open TCP connections, admitted against `max_conns` (see [`ConnSlot`]).
     pub(crate) conns: Arc<ConnRegistry>,
 }
@@ -127,6 +131,12 @@ impl DriverCounters {
         metrics::counter!("overlay_trace_dropped_total").increment(1);
     }
 
+    /// A reader waited for the node's read budget.
+    pub(crate) fn read_budget_wait(&self) {
+        self.read_budget_waits.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("overlay_read_budget_waits_total").increment(1);
+    }
+
     /// The snapshot.
     pub(crate) fn snapshot(&self) -> DriverStats {
         let errors = {
@@ -142,6 +152,7 @@ impl DriverCounters {
             restarts: owned1(&self.restarts),
             subscriber_lagged: self.subscriber_lagged.load(Ordering::Relaxed),
             trace_dropped: self.trace_dropped.load(Ordering::Relaxed),
+            read_budget_waits: self.read_budget_waits.load(Ordering::Relaxed),
             live_connections: self.conns.live(),
         }
     }

@@ -44,6 +44,9 @@ const BATCH: usize = 64;
 /// they carry is delivered in the same wake-up: a subscriber's bounded feed must not overflow
 /// while its reader waits for this task to yield).
 const BATCH_BYTES: usize = 64 * 1024;
+/// Outbox bytes at which a connection's transmits go to its writer without waiting for the
+/// end of the wake-up (one TLS record holds up to 16 KiB).
+const FLUSH_BYTES: usize = 16 * 1024;
 /// Period of the stats → metrics mirror.
 const MIRROR_EVERY: Duration = Duration::from_millis(500);
 
@@ -253,6 +256,9 @@ pub(crate) struct NodeTask<N: Net> {
     drain_until: Option<TokioInstant>,
     scratch: Vec<Action>,
     last_mirror: TokioInstant,
+    /// Bytes read and not yet handled, for every connection (see
+    /// [`super::conn::READ_BUDGET_BYTES`]).
+    read_budget: Arc<tokio::sync::Semaphore>,
     /// Connections whose outbox holds transmits of this wake-up.
     unflushed: Vec<ConnId>,
 }
@@ -299,6 +305,7 @@ impl<N: Net> NodeTask<N> {
             drain_until: None,
             scratch: Vec::with_capacity(64),
             last_mirror: TokioInstant::now(),
+            read_budget: Arc::new(tokio::sync::Semaphore::new(super::conn::READ_BUDGET_BYTES)),
             unflushed: Vec::new(),
         }
     }
@@ -514,10 +521,16 @@ impl<N: Net> NodeTask<N> {
                 data,
                 checks,
                 at,
+                budget,
             } => {
                 if self.conns.contains_key(&conn) {
                     self.input(Input::ReceivedPrechecked { conn, data, checks }, Some(at));
+                    // What a read makes the node forward leaves at once (one read is already
+                    // many frames): relays do not wait for the rest of the batch.
+                    self.flush_outboxes();
                 }
+                // Handled: the budget goes back to the readers.
+                drop(budget);
             }
             BusMsg::Ended { conn, side, error } => self.on_ended(conn, side, error),
         }
@@ -553,6 +566,7 @@ impl<N: Net> NodeTask<N> {
                     origin_auth: self.node.config().origin_auth,
                     counters: Arc::clone(&self.counters),
                     slot: Arc::clone(&slot),
+                    budget: Arc::clone(&self.read_budget),
                 },
                 rd,
             )
@@ -1044,6 +1058,10 @@ impl<N: Net> NodeTask<N> {
         }
         if entry.outbox.push(bytes) {
             self.unflushed.push(conn);
+        }
+        if entry.outbox.bytes >= FLUSH_BYTES {
+            // A full TLS record's worth: let the writer start on it while this batch goes on.
+            self.flush_conn(conn);
         }
     }
 

@@ -106,16 +106,6 @@ pub struct Node {
     client_buffered: usize,
 }
 
-/// The store's ceiling while it holds young messages past `store_bytes` (see
-/// [`CacheLimits::store_bytes_held`]): four times `store_bytes`, and room for one message of
-/// the largest size with its signature, so every message can be held for the grace.
-fn store_bytes_held(config: &NodeConfig) -> usize {
-    let largest = config.max_message_bytes
-        + crate::wire::SIGNED_GOSSIP_HEADER_LEN
-        + crate::cache::STORED_MESSAGE_OVERHEAD;
-    config.store_bytes.saturating_mul(4).max(largest)
-}
-
 impl Node {
     /// Creates a node. `seed` drives every random choice (peer sampling, jitter, nonces).
     pub fn new(config: NodeConfig, identity: NodeIdentity, seed: u64) -> Result<Node, ConfigError> {
@@ -159,7 +149,7 @@ impl Node {
                     store_bytes: config.store_bytes,
                     store_ttl: config.store_ttl,
                     store_hold: config.graft_miss_grace.saturating_mul(2),
-                    store_bytes_held: store_bytes_held(&config),
+                    store_bytes_held: config.store_bytes_ceiling(),
                 },
                 hash_key,
             ),

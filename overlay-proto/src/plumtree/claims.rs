@@ -50,6 +50,7 @@ pub(crate) enum ClaimOutcome {
 }
 
 /// What [`SwapClaims::propose`] decided.
+#[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Proposed {
     /// Not made: rate limit, a link already in a proposal, or too many pending.
@@ -61,6 +62,7 @@ pub(crate) enum Proposed {
 }
 
 /// What a duplicate from an announcer means for the proposals ([`SwapClaims::settle`]).
+#[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Settled {
     /// The announcer takes part in no proposal of the topic: an ordinary duplicate.
@@ -189,6 +191,7 @@ impl SwapClaims {
 
     /// Takes the proposals whose deadline passed by `now` (unanswered), in the order they
     /// were made.
+    #[must_use]
     pub(crate) fn expire(&mut self, now: Instant) -> Vec<Proposal> {
         let mut due = Vec::new();
         self.pending.retain(|p| {
@@ -264,18 +267,27 @@ mod tests {
     #[test]
     fn more_hops_than_claimed_is_false_and_no_answer_is_unanswered() {
         let mut c = SwapClaims::new(at(0), 10);
-        c.propose(at(0), T, Q, P, id(1), 2, false, WAIT);
+        assert_eq!(
+            c.propose(at(0), T, Q, P, id(1), 2, false, WAIT),
+            Proposed::Pending
+        );
         assert!(matches!(
             c.settle(at(100), &T, Q.0, Q.1, &id(1), 3),
             Settled::Concluded(_, ClaimOutcome::False)
         ));
-        c.propose(at(1_000), T, Q, P, id(2), 2, false, WAIT);
+        assert_eq!(
+            c.propose(at(1_000), T, Q, P, id(2), 2, false, WAIT),
+            Proposed::Pending
+        );
         assert!(c.expire(at(1_599)).is_empty());
         let due = c.expire(at(1_600));
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].id, id(2));
         // An answer after the deadline proves nothing.
-        c.propose(at(3_000), T, Q, P, id(3), 2, false, WAIT);
+        assert_eq!(
+            c.propose(at(3_000), T, Q, P, id(3), 2, false, WAIT),
+            Proposed::Pending
+        );
         assert!(matches!(
             c.settle(at(3_700), &T, Q.0, Q.1, &id(3), 1),
             Settled::Concluded(_, ClaimOutcome::Unanswered)

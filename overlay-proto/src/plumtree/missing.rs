@@ -51,6 +51,7 @@ pub(crate) struct Missing {
 }
 
 /// Whom to GRAFT next for a missing id ([`MissingIds::ask_next`]).
+#[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NextAsk {
     /// The announcer asked before (if any): it did not deliver.
@@ -219,6 +220,7 @@ impl MissingIds {
     /// is not settled (a session ended), every put-off id is due at once: after a failure
     /// the nodes next to it graft fast, and their subtrees then get the message eagerly
     /// from them.
+    #[must_use]
     pub(crate) fn due(
         &mut self,
         now: Instant,

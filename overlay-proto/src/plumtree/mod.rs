@@ -141,6 +141,7 @@ impl Link {
 }
 
 /// What [`Plumtree::announce`] did.
+#[must_use]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Announced {
     /// At least one id was queued (the lazy flush must be armed).
@@ -290,6 +291,7 @@ impl Plumtree {
 
     /// Demotes the newest eager links until at most α are eager (α was lowered); returns the
     /// demoted ones.
+    #[must_use]
     pub(crate) fn trim_eager(&mut self, now: Instant) -> Vec<Neighbor> {
         let mut demoted = Vec::new();
         while self.eager.len() > self.params.alpha {
@@ -305,6 +307,7 @@ impl Plumtree {
     /// Keeps at least α eager links after losing one: promotes random lazy links that
     /// `may_be_eager` allows, and returns them in promotion order (the caller tells each peer
     /// with an empty GRAFT, so the link is eager on both ends).
+    #[must_use]
     pub(crate) fn refill_eager(
         &mut self,
         now: Instant,
@@ -371,6 +374,7 @@ impl Plumtree {
     /// - An eager neighbour a tree optimisation replaced within `optimization_hold` is pruned
     ///   at once: the duplicate proves the other path.
     /// - Our last eager link is never pruned.
+    #[must_use]
     pub(crate) fn on_duplicate(&mut self, now: Instant, key: Neighbor) -> bool {
         let Params {
             prune_after_duplicates: limit,
@@ -539,6 +543,7 @@ impl Plumtree {
     /// message alone would reshape the tree for its sender, at the others' expense). A
     /// shortcut that is not behind the old parent only heard the message through us and
     /// shows a loss, so it is never chosen.
+    #[must_use]
     pub(crate) fn tally_shortcut(
         &mut self,
         now: Instant,
