@@ -468,37 +468,17 @@ fn an_honest_publishers_backlog_of_announcements_after_a_stall_is_not_scored() {
 }
 
 #[test]
-fn an_ihave_flooders_overflow_is_scored_once_it_breaks_promises() {
-    let mut cfg = open_config();
-    cfg.ihave_max_missing_per_peer = 2;
-    let mut bed = Bed::new(cfg);
-    bed.open(1, peer(2)); // announces made-up ids, never answers a GRAFT
-    bed.send(1, ihave(&(0..4).map(random_id).collect::<Vec<_>>()));
-    // Unproven yet: the 2 ids over its share are ignored, not scored.
-    assert_eq!(bed.rejected(RejectReason::IhaveFlood), 2);
-    let penalty = |bed: &Bed, p| bed.score_of(peer(2)).components.penalty(p);
-    assert_eq!(penalty(&bed, Penalty::IhaveFlood), 0.0);
-    // Its 2 ids are grafted and never answered (it is alive): broken promises make it a
-    // suspect.
-    bed.advance(Duration::from_millis(90));
-    bed.heartbeat(1);
-    bed.advance(Duration::from_millis(210));
-    assert!(penalty(&bed, Penalty::BrokenPromise) >= 2.0);
-    // Now its overflow is scored too.
-    bed.send(1, ihave(&(100..104).map(random_id).collect::<Vec<_>>()));
-    assert_eq!(bed.rejected(RejectReason::IhaveFlood), 4);
-    assert_eq!(penalty(&bed, Penalty::IhaveFlood), 2.0);
-}
-
-#[test]
-fn an_ihave_flooder_within_the_rate_is_still_banned() {
+fn an_ihave_flooder_within_the_rate_is_scored_for_its_overflow_and_banned() {
     let mut cfg = open_config();
     cfg.ihave_max_missing_per_peer = 50;
     let mut bed = Bed::new(cfg);
-    bed.open(1, peer(2)); // announces made-up ids, never answers a GRAFT
+    bed.open(1, peer(2)); // announces made-up ids, never delivers, never answers a GRAFT
     bed.open(2, peer(3)); // honest
     bed.send(1, ihave(&(0..64).map(random_id).collect::<Vec<_>>()));
+    // It delivered nothing first: the 14 ids over its share are scored.
     assert_eq!(bed.rejected(RejectReason::IhaveFlood), 14);
+    let penalty = |bed: &Bed, p| bed.score_of(peer(2)).components.penalty(p);
+    assert_eq!(penalty(&bed, Penalty::IhaveFlood), 14.0);
     assert_eq!(bed.closed(1), None);
     // The 50 ids of its share are grafted and never answered (it is alive): 50 broken
     // promises ban it.
@@ -509,6 +489,29 @@ fn an_ihave_flooder_within_the_rate_is_still_banned() {
     assert_eq!(bed.closed(2), None);
     assert_eq!(bed.score_of(peer(3)).standing, Standing::Good);
     assert!(bed.node.is_ready());
+}
+
+#[test]
+fn a_publisher_that_broke_as_many_promises_as_it_delivered_is_scored_for_its_overflow() {
+    let mut cfg = open_config();
+    cfg.ihave_max_missing_per_peer = 2;
+    let mut bed = Bed::new(cfg);
+    bed.open(1, peer(2));
+    bed.send(1, gossip(peer(2), 1, b"one first copy"));
+    bed.send(1, ihave(&(0..4).map(random_id).collect::<Vec<_>>()));
+    // It delivered: the 2 ids over its share are ignored, not scored.
+    assert_eq!(bed.rejected(RejectReason::IhaveFlood), 2);
+    let penalty = |bed: &Bed, p| bed.score_of(peer(2)).components.penalty(p);
+    assert_eq!(penalty(&bed, Penalty::IhaveFlood), 0.0);
+    // Its 2 ids are grafted and never answered while it keeps talking: 2 broken promises
+    // against 1 first delivery make it a suspect.
+    bed.advance(Duration::from_millis(90));
+    bed.heartbeat(1);
+    bed.advance(Duration::from_millis(210));
+    assert!(penalty(&bed, Penalty::BrokenPromise) >= 1.0);
+    bed.send(1, ihave(&(100..104).map(random_id).collect::<Vec<_>>()));
+    assert_eq!(bed.rejected(RejectReason::IhaveFlood), 4);
+    assert_eq!(penalty(&bed, Penalty::IhaveFlood), 2.0);
 }
 
 #[test]

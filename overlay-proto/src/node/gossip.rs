@@ -391,8 +391,8 @@ impl Node {
             .session_mut(key)
             .map_or(0, |s| s.control.ihave.take_up_to(now, count));
         // Ids over the rate are a flood whoever sends them; ids over the peer's share of the
-        // missing table are ignored too, but scored only from a peer that also exceeds the
-        // rate or is a suspect announcer (see `share_overflow_is_flood`).
+        // missing table are ignored too, and scored unless the peer is a publisher that
+        // delivers first copies (see `share_overflow_is_flood`).
         let over_rate = count - allowed;
         let mut over_share = 0u64;
         let share = self.config.ihave_max_missing_per_peer;
@@ -449,21 +449,20 @@ impl Node {
     }
 
     /// Whether announcements over session `key`'s share of the missing-id table are scored
-    /// as a flood: only when the same IHAVE also went over the rate (`over_rate` ids) or the
-    /// peer is a [`super::defense::AnnouncerRank::Suspect`] (broke at least as many GRAFT
-    /// promises as it made first deliveries, recently).
+    /// as a flood: unless the peer has given us first copies recently and broke fewer GRAFT
+    /// promises than that ([`super::defense::AnnouncerRank::Delivered`]) and the same IHAVE
+    /// stayed within the rate (`over_rate` ids above it).
     ///
-    /// An honest peer can announce more than its share in one burst: a node that was stalled
-    /// (starved of CPU, a paused reader) reads seconds of a fast publisher's IHAVE batches
-    /// at one instant, before any GRAFT could resolve them. Those ids are ignored (counted),
-    /// not scored: scoring them banned an honest publisher whose first copies this node
-    /// depended on (issue #7, "no honest node penalised"). A flooder of made-up ids still
-    /// loses: the ids in its share are grafted and never answered (broken promises), which
-    /// makes it a suspect whose overflow is then scored too.
+    /// A publisher we depend on can announce more than its share in one burst: a node that
+    /// was stalled (starved of CPU, a paused reader) reads seconds of a fast publisher's
+    /// IHAVE batches at one instant, before any GRAFT could resolve them. Those ids are
+    /// ignored (counted), not scored: scoring them banned an honest publisher whose first
+    /// copies this node lived on (issue #7, "no honest node penalised"). A flooder of
+    /// made-up ids delivers nothing first, so its overflow is scored as before.
     fn share_overflow_is_flood(&self, topic: &TopicId, key: SessionKey, over_rate: u64) -> bool {
         over_rate > 0
             || announcer_rank(&self.sessions, &self.scores, self.trees.get(topic), key)
-                == super::defense::AnnouncerRank::Suspect
+                != super::defense::AnnouncerRank::Delivered
     }
 
     /// Adds an announcer to a missing id, keeping the list in [`super::defense::AnnouncerRank`] order
