@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Line coverage of overlay-proto and overlay-driver-tokio together, from those two crates' own
+# Line coverage of overlay-proto and svc-overlay (the driver, overlay-driver-tokio/) together, from those two crates' own
 # tests (unit and integration tests, and the daemon binary those tests start).
 #
 #   scripts/coverage.sh                    # last line: `line coverage: NN.N%`
@@ -72,7 +72,7 @@ export RUSTC_WORKSPACE_WRAPPER=$root/scripts/coverage-rustc.sh
 # %8m: one pool of 8 files per binary, merged online (disk stays small however many
 # processes the tests start).
 export LLVM_PROFILE_FILE=$report/profraw/cov-%8m.profraw
-packages=(-p overlay-proto -p overlay-driver-tokio)
+packages=(-p overlay-proto -p svc-overlay)
 targets=(--lib --bins --tests)
 
 build_start=$SECONDS

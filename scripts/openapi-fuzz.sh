@@ -36,7 +36,7 @@ if [[ -z "$st" ]]; then
 fi
 
 target="${CARGO_TARGET_DIR:-$root/target}"
-(cd "$root" && cargo build --quiet -p overlay-driver-tokio --bin svc-overlay)
+(cd "$root" && cargo build --quiet -p svc-overlay --bin svc-overlay)
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 base="http://127.0.0.1:$port"
 (cd "$work" && exec "$target/debug/svc-overlay" --bind "127.0.0.1:$port" \

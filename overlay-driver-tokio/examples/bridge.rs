@@ -4,7 +4,7 @@
 //! as UTF-8 text when it is, else base64 in `payload_b64`), neighbour changes and lag.
 //!
 //! ```text
-//! cargo run -p overlay-driver-tokio --example bridge -- 127.0.0.1:0 127.0.0.1:9415 | jq .
+//! cargo run -p svc-overlay --example bridge -- 127.0.0.1:0 127.0.0.1:9415 | jq .
 //! ```
 
 use base64::Engine as _;

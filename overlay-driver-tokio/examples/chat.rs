@@ -2,8 +2,8 @@
 //! printed with its sender.
 //!
 //! ```text
-//! cargo run -p overlay-driver-tokio --example chat -- 127.0.0.1:9501
-//! cargo run -p overlay-driver-tokio --example chat -- 127.0.0.1:9502 127.0.0.1:9501
+//! cargo run -p svc-overlay --example chat -- 127.0.0.1:9501
+//! cargo run -p svc-overlay --example chat -- 127.0.0.1:9502 127.0.0.1:9501
 //! ```
 //! The first argument is where this node listens (loopback: dev identity and dev key), the
 //! others are peers to dial (`host:port`, names allowed).

@@ -5,8 +5,8 @@
 //! until the gap is filled (bounded: past `MAX_EARLY` held updates it gives up on the gap).
 //!
 //! ```text
-//! cargo run -p overlay-driver-tokio --example kv -- 127.0.0.1:9601
-//! cargo run -p overlay-driver-tokio --example kv -- 127.0.0.1:9602 127.0.0.1:9601
+//! cargo run -p svc-overlay --example kv -- 127.0.0.1:9601
+//! cargo run -p svc-overlay --example kv -- 127.0.0.1:9602 127.0.0.1:9601
 //! set colour blue
 //! ```
 

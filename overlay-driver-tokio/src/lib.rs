@@ -52,8 +52,8 @@ pub use runtime::{DriverStats, HttpHandler, Net, Timeouts, TokioNet, TLS_HANDSHA
 /// The core types library users touch, re-exported so a `svc_overlay` dependency is enough.
 #[cfg(not(loom))]
 pub use overlay_proto::{
-    CloseReason, Delivery, Direction, LiveSettings, MessageId, NodeConfig, NodeStats, PeerId,
-    SessionInfo, TopicId, ValidationMode, ValidationStats, Verdict,
+    CloseReason, Delivery, Direction, LiveSettings, MessageId, NeighborDownReason, NodeConfig,
+    NodeStats, PeerId, SessionInfo, TopicId, ValidationMode, ValidationStats, Verdict,
 };
 
 /// The sans-IO core (`overlay-proto`) this crate drives, for everything not re-exported above.

@@ -18,14 +18,7 @@ use runtime_common::*;
 /// NAME` does not) and returns its path.
 fn example(name: &str) -> PathBuf {
     let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "overlay-driver-tokio",
-            "--example",
-            name,
-        ])
+        .args(["build", "-q", "-p", "svc-overlay", "--example", name])
         .status()
         .expect("cargo runs");
     assert!(status.success(), "building example {name}");

@@ -1,6 +1,6 @@
 //! Topics through the library with real nodes over loopback TLS: `subscribe(topic)` joins,
-//! members receive the topic's messages and a node outside it does not, and dropping the
-//! last handle leaves the topic.
+//! members receive the topic's messages and a node outside it does not, dropping the last
+//! handle leaves the topic, and each topic's stream reports only its own neighbours.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,9 +10,9 @@ use std::time::Duration;
 use svc_overlay::OverlayError;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use runtime_common::*;
-use svc_overlay::{Error, Event, TopicId};
+use svc_overlay::{Error, Event, NeighborDownReason, TopicId};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_reaches_its_members_only_and_is_left_when_dropped() {
@@ -95,4 +95,64 @@ async fn a_topic_reaches_its_members_only_and_is_left_when_dropped() {
         bounded("default", b.leave(TopicId::DEFAULT)).await,
         Err(Error::Overlay(OverlayError::NotJoined))
     ));
+}
+
+/// The next neighbour change on `stream` (deliveries skipped), bounded.
+async fn next_neighbor(stream: &mut svc_overlay::EventStream, what: &str) -> Event {
+    bounded(what, async {
+        loop {
+            match stream.next().await {
+                Some(Event::Received(_)) => {}
+                Some(event) => return event,
+                None => panic!("stream ended: {what}"),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_reports_only_its_own_neighbours() {
+    let a = overlay(31).await;
+    let b = overlay(32).await;
+    let chat = TopicId::from_name("chat");
+    let news = TopicId::from_name("news");
+    // A is in chat and news, B in chat only.
+    let (_a_chat_send, mut a_chat) = bounded("a chat", a.subscribe(chat)).await.unwrap().split();
+    let (_a_news_send, mut a_news) = bounded("a news", a.subscribe(news)).await.unwrap().split();
+    let (_, mut a_default) = a.topic().split();
+    let b_chat = bounded("b chat", b.subscribe(chat)).await.unwrap();
+    bounded("a dials b", a.dial(b.local_addr())).await.unwrap();
+
+    assert_eq!(
+        next_neighbor(&mut a_default, "default: b up").await,
+        Event::NeighborUp(b.peer_id())
+    );
+    assert_eq!(
+        next_neighbor(&mut a_chat, "chat: b up").await,
+        Event::NeighborUp(b.peer_id())
+    );
+    // B leaves chat: A's chat stream says so, with the reason.
+    b_chat.leave();
+    assert_eq!(
+        next_neighbor(&mut a_chat, "chat: b left").await,
+        Event::NeighborDown {
+            peer: b.peer_id(),
+            reason: NeighborDownReason::Left,
+        }
+    );
+    // B stops: only the default topic (the one they still share) reports the session's end.
+    b.shutdown().await;
+    match next_neighbor(&mut a_default, "default: b down").await {
+        Event::NeighborDown {
+            peer,
+            reason: NeighborDownReason::Closed(_),
+        } => assert_eq!(peer, b.peer_id()),
+        other => panic!("expected B down in the default topic, got {other:?}"),
+    }
+    // The node task routes every event before the next one: whatever the core said about the
+    // other topics is buffered by now, and it said nothing there.
+    assert!(a_news.next().now_or_never().is_none(), "news never saw B");
+    assert!(a_chat.next().now_or_never().is_none(), "chat saw B once");
+    a.shutdown().await;
 }

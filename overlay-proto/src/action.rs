@@ -112,6 +112,21 @@ pub enum Action {
     },
     /// A session changed state.
     Session(SessionEvent),
+    /// A peer became, or stopped being, this node's neighbour in a topic: a running session
+    /// with it whose peer is in the topic (it announced the topic with TOPICS, every peer is
+    /// in the default one, and its token covers the topic) while this node is in it too.
+    /// Produced when the session opens or ends, when the peer joins or leaves the topic, and
+    /// when this node joins a topic (one `up` for every member already connected, in session
+    /// order, before `Joined`); leaving a topic produces none (its stream ends). Several in
+    /// one input come in topic byte order.
+    TopicNeighbor {
+        /// The topic.
+        topic: TopicId,
+        /// The neighbour.
+        peer: PeerId,
+        /// It became a neighbour in the topic, or why it no longer is one.
+        change: NeighborChange,
+    },
     /// A peer's frame, message or connection was rejected (also counted in stats).
     Rejected {
         /// The connection, when there is one.
@@ -206,6 +221,34 @@ pub enum SessionEvent {
         /// Why.
         reason: CloseReason,
     },
+}
+
+/// How a peer's place in a topic changed (`Action::TopicNeighbor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NeighborChange {
+    /// The peer is now a neighbour in the topic.
+    Up,
+    /// The peer is no longer a neighbour in the topic.
+    Down(NeighborDownReason),
+}
+
+/// Why a peer stopped being a neighbour in a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NeighborDownReason {
+    /// The session with the peer ended.
+    Closed(CloseReason),
+    /// The peer left the topic (its TOPICS no longer names it).
+    Left,
+}
+
+impl NeighborDownReason {
+    /// A stable snake_case label: the close reason's label, or `left`.
+    pub fn label(self) -> &'static str {
+        match self {
+            NeighborDownReason::Closed(reason) => reason.label(),
+            NeighborDownReason::Left => "left",
+        }
+    }
 }
 
 /// Why a connection was closed by the core.

@@ -49,7 +49,9 @@ mod stats;
 mod time;
 mod topic;
 
-pub use action::{Action, CloseReason, Delivery, DialOutcome, SessionEvent};
+pub use action::{
+    Action, CloseReason, Delivery, DialOutcome, NeighborChange, NeighborDownReason, SessionEvent,
+};
 pub use cache::StoreEvictions;
 pub use client::{ClientEvent, ClientInfo, ClientLimits, ClientRejectReason, ClientStats};
 pub use config::{

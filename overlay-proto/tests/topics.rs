@@ -18,9 +18,9 @@ use overlay_proto::trace::{Replayer, TraceHeader, TraceReader, TraceWriter};
 use overlay_proto::wire::{self, Kind};
 use overlay_proto::SessionState;
 use overlay_proto::{
-    Action, CloseReason, ConnId, Direction, Input, Instant, MessageId, Node, NodeConfig,
-    NodeIdentity, OriginAuth, OriginSigner, OverlayError, PeerId, RejectReason, SigningSeed,
-    TopicId,
+    Action, CloseReason, ConnId, Direction, Input, Instant, MessageId, NeighborChange,
+    NeighborDownReason, Node, NodeConfig, NodeIdentity, OriginAuth, OriginSigner, OverlayError,
+    PeerId, RejectReason, SigningSeed, TopicId,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -763,4 +763,126 @@ fn a_topic_peers_answer_nobody_asked_for_is_ignored_and_scored() {
         .b_actions
         .iter()
         .any(|a| matches!(a, Action::Connect { .. })));
+}
+
+/// The `TopicNeighbor` actions in `actions`, as (topic, peer, change).
+fn neighbor_changes(actions: &[Action]) -> Vec<(TopicId, PeerId, NeighborChange)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::TopicNeighbor {
+                topic,
+                peer,
+                change,
+            } => Some((*topic, *peer, *change)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn neighbours_come_and_go_per_topic() {
+    let a_id = PeerId([1; 32]);
+    let b_id = PeerId([2; 32]);
+    let mut pair = Pair::new(cfg());
+    // The session opened: each side has the other as a neighbour in the default topic only.
+    assert_eq!(
+        neighbor_changes(&pair.a_actions),
+        vec![(TopicId::DEFAULT, b_id, NeighborChange::Up)]
+    );
+    assert_eq!(
+        neighbor_changes(&pair.b_actions),
+        vec![(TopicId::DEFAULT, a_id, NeighborChange::Up)]
+    );
+    let chat = TopicId::from_name("chat");
+    let news = TopicId::from_name("news");
+    // A joins chat alone: nobody is a neighbour there yet, on either side.
+    let (a0, b0) = (pair.a_actions.len(), pair.b_actions.len());
+    assert_eq!(joined(&pair.input_a(Input::Join(chat))), Ok(true));
+    pair.settle();
+    assert!(neighbor_changes(&pair.a_actions[a0..]).is_empty());
+    assert!(neighbor_changes(&pair.b_actions[b0..]).is_empty());
+    // B joins chat and news: B's join yields A (already connected, in chat) before the
+    // answer; A learns B from B's TOPICS. News has no member besides B.
+    let (a0, b0) = (pair.a_actions.len(), pair.b_actions.len());
+    let join = pair.input_b(Input::Join(chat));
+    let up = join
+        .iter()
+        .position(|a| matches!(a, Action::TopicNeighbor { .. }))
+        .expect("an up for A");
+    let answer = join
+        .iter()
+        .position(|a| matches!(a, Action::Joined { .. }))
+        .expect("the join is answered");
+    assert!(up < answer, "the members come before the join's answer");
+    assert_eq!(joined(&pair.input_b(Input::Join(news))), Ok(true));
+    pair.settle();
+    assert_eq!(
+        neighbor_changes(&pair.b_actions[b0..]),
+        vec![(chat, a_id, NeighborChange::Up)]
+    );
+    assert_eq!(
+        neighbor_changes(&pair.a_actions[a0..]),
+        vec![(chat, b_id, NeighborChange::Up)]
+    );
+    // B leaves chat: A is told B left; B's own leave produces nothing (its stream ends).
+    let (a0, b0) = (pair.a_actions.len(), pair.b_actions.len());
+    assert_eq!(left(&pair.input_b(Input::Leave(chat))), Ok(true));
+    pair.settle();
+    assert_eq!(
+        neighbor_changes(&pair.a_actions[a0..]),
+        vec![(chat, b_id, NeighborChange::Down(NeighborDownReason::Left))]
+    );
+    assert!(neighbor_changes(&pair.b_actions[b0..]).is_empty());
+    // B comes back; then the session ends: every topic A shares with B reports it down with
+    // the close reason, in topic byte order.
+    assert_eq!(joined(&pair.input_b(Input::Join(chat))), Ok(true));
+    assert_eq!(joined(&pair.input_a(Input::Join(news))), Ok(true));
+    pair.settle();
+    let a0 = pair.a_actions.len();
+    pair.input_a(Input::ConnectionClosed {
+        conn: A_CONN,
+        error: None,
+    });
+    let mut expected: Vec<(TopicId, PeerId, NeighborChange)> = [TopicId::DEFAULT, chat, news]
+        .into_iter()
+        .map(|t| {
+            (
+                t,
+                b_id,
+                NeighborChange::Down(NeighborDownReason::Closed(CloseReason::TransportClosed)),
+            )
+        })
+        .collect();
+    expected.sort_by_key(|(t, _, _)| *t);
+    assert_eq!(neighbor_changes(&pair.a_actions[a0..]), expected);
+    assert_eq!(NeighborDownReason::Left.label(), "left");
+    assert_eq!(
+        NeighborDownReason::Closed(CloseReason::TransportClosed).label(),
+        "transport_closed"
+    );
+}
+
+#[test]
+fn a_topic_the_peers_token_does_not_cover_never_has_it_as_a_neighbour() {
+    use overlay_proto::capability::Caveat;
+    let a_id = PeerId([1; 32]);
+    let chat = TopicId::from_name("chat");
+    let news = TopicId::from_name("news");
+    // A's token covers the news topic only: B counts A as a neighbour there and nowhere else
+    // (not in chat, which both joined, nor in the default topic).
+    let mut pair = Pair::with(
+        token_cfg(vec![Caveat::PathPrefix("/topics/news".into())]),
+        token_cfg(Vec::new()),
+    );
+    assert_eq!(pair.b.sessions().len(), 1);
+    for t in [chat, news] {
+        pair.input_a(Input::Join(t));
+        pair.input_b(Input::Join(t));
+    }
+    pair.settle();
+    assert_eq!(
+        neighbor_changes(&pair.b_actions),
+        vec![(news, a_id, NeighborChange::Up)]
+    );
 }

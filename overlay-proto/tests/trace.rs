@@ -10,7 +10,9 @@
 use bytes::Bytes;
 use core::net::SocketAddr;
 use core::time::Duration;
-use overlay_proto::trace::{Replayer, TraceError, TraceHeader, TraceReader, TraceWriter};
+use overlay_proto::trace::{
+    Replayer, TraceError, TraceHeader, TraceReader, TraceWriter, TRACE_FORMAT_VERSION,
+};
 use overlay_proto::{
     Action, ConnId, Direction, Input, Instant, Node, NodeConfig, NodeIdentity, PeerId,
 };
@@ -31,7 +33,14 @@ fn identity(id: u8) -> NodeIdentity {
 
 /// Runs two connected nodes for a while, recording node A; returns the trace bytes.
 fn record() -> Vec<u8> {
-    let header = TraceHeader::new(cfg(), identity(1), 11);
+    record_as(TRACE_FORMAT_VERSION)
+}
+
+/// [`record`] as a writer of trace format `version` would have written it (format 4 and
+/// older did not record `Action::TopicNeighbor`).
+fn record_as(version: u32) -> Vec<u8> {
+    let mut header = TraceHeader::new(cfg(), identity(1), 11);
+    header.format_version = version;
     let mut writer = TraceWriter::new(Vec::new(), &header).unwrap();
     let mut a = header.build_node().unwrap();
     let mut b = Node::new(cfg(), identity(2), 22).unwrap();
@@ -68,6 +77,9 @@ fn record() -> Vec<u8> {
             a.handle(now, input.clone());
             let mut actions = Vec::new();
             while let Some(act) = a.poll_action() {
+                if version < 5 && matches!(act, Action::TopicNeighbor { .. }) {
+                    continue;
+                }
                 actions.push(act);
             }
             writer.record(now, &input, &actions).unwrap();
@@ -113,6 +125,28 @@ fn a_recorded_node_replays_with_zero_divergences() {
     assert!(inputs > 200, "inputs {inputs}");
     // HELLO, START, session up, then per broadcast a result and a transmit.
     assert!(actions >= 3 + 2 * 10, "actions {actions}");
+}
+
+#[test]
+fn neighbour_actions_are_recorded_and_a_format_4_trace_without_them_still_replays() {
+    let bytes = record();
+    let (mut reader, _) = TraceReader::open(&bytes[..]).unwrap();
+    let mut neighbours = 0;
+    while let Some(record) = reader.next_record().unwrap() {
+        neighbours += record
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::TopicNeighbor { .. }))
+            .count();
+    }
+    assert_eq!(neighbours, 1, "B comes up in the default topic");
+    let old = record_as(4);
+    let (_, header) = TraceReader::open(&old[..]).unwrap();
+    assert_eq!(header.format_version, 4);
+    let (inputs, actions) = replay(&old).unwrap();
+    let (new_inputs, new_actions) = replay(&bytes).unwrap();
+    assert_eq!(inputs, new_inputs);
+    assert_eq!(actions + 1, new_actions);
 }
 
 #[test]

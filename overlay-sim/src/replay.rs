@@ -370,6 +370,21 @@ pub fn describe_action(action: &Action) -> String {
                 reason.label()
             )
         }
+        Action::TopicNeighbor {
+            topic,
+            peer,
+            change,
+        } => match change {
+            overlay_proto::NeighborChange::Up => {
+                format!("neighbor_up {} peer={}", short_topic(topic), peer.short())
+            }
+            overlay_proto::NeighborChange::Down(reason) => format!(
+                "neighbor_down {} peer={} ({})",
+                short_topic(topic),
+                peer.short(),
+                reason.label()
+            ),
+        },
         Action::Rejected { conn, reason, .. } => match conn {
             Some(c) => format!("rejected {c} {}", reason.label()),
             None => format!("rejected {}", reason.label()),

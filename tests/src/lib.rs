@@ -26,7 +26,7 @@ pub const LOG_LEVEL: &str = "warn,svc_overlay=info";
 ///
 /// - `SVC_OVERLAY_BIN` set: that file (e.g. a release build);
 /// - otherwise `<target>/<profile>/svc-overlay` next to the test executable (or the soak
-///   binary), built once per process with `cargo build -p overlay-driver-tokio --bin svc-overlay` (same profile
+///   binary), built once per process with `cargo build -p svc-overlay --bin svc-overlay` (same profile
 ///   and target directory as the tests) unless it is newer than every source it is built
 ///   from. `cargo test --workspace` builds it already, with the workspace's unified features;
 ///   rebuilding it with the package's own feature set would only cost time.
@@ -118,7 +118,7 @@ fn build_daemon() -> PathBuf {
             "build",
             "--quiet",
             "-p",
-            "overlay-driver-tokio",
+            "svc-overlay",
             "--bin",
             "svc-overlay",
         ])

@@ -6,9 +6,9 @@
 //! the node in it until every half of every `Topic` of it is dropped (or
 //! [`Topic::leave`]), unless the operator joined it too ([`Overlay::join`]).
 //!
-//! Pure translation: the node task turns the core's `Action::Deliver` and `Action::Session`
-//! into [`Event`]s in the order the core produced them; the [`TopicBus`] only routes them to
-//! the topic's readers and counts who holds a topic.
+//! Pure translation: the node task turns the core's `Action::Deliver` and
+//! `Action::TopicNeighbor` into [`Event`]s in the order the core produced them; the
+//! [`TopicBus`] only routes them to the topic's readers and counts who holds a topic.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::Stream;
-use overlay_proto::{CloseReason, Delivery, MessageId, PeerId, TopicId};
+use overlay_proto::{Delivery, MessageId, NeighborDownReason, PeerId, TopicId};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::{mpsc, watch};
 
@@ -33,16 +33,18 @@ use crate::runtime::node_task::Command;
 pub enum Event {
     /// A gossip message reached this node for the first time.
     Received(Delivery),
-    /// A session with a neighbour reached Running: gossip flows with it. Topics share the
-    /// node's sessions, so every topic's stream reports every session (whether the neighbour
-    /// is in the topic is the core's business: it announces its topics with TOPICS).
+    /// The peer became a neighbour in this topic: a running session with it, and it is in
+    /// the topic too (it announced the topic, and its token covers it). Subscribing to a
+    /// topic yields one for every member already connected.
     NeighborUp(PeerId),
-    /// A running session with a neighbour ended (reported on every topic's stream).
+    /// The peer is no longer a neighbour in this topic: its session ended
+    /// ([`NeighborDownReason::Closed`]) or it left the topic ([`NeighborDownReason::Left`]).
+    /// Leaving the topic yourself reports nothing: the stream ends.
     NeighborDown {
         /// The neighbour.
         peer: PeerId,
-        /// Why the session ended.
-        reason: CloseReason,
+        /// Why it is no longer a neighbour here.
+        reason: NeighborDownReason,
     },
     /// This stream fell behind and lost `dropped` events (the oldest ones); the next item is
     /// the oldest event still buffered.
@@ -185,14 +187,6 @@ impl TopicBus {
             if c.tx.receiver_count() > 0 {
                 let _ = c.tx.send(event);
             }
-        }
-    }
-
-    /// Sends a session event to the readers of every topic.
-    pub(crate) fn send_all(&self, event: &Event) {
-        self.default.send(event.clone());
-        for c in self.lock().values() {
-            let _ = c.tx.send(event.clone());
         }
     }
 }

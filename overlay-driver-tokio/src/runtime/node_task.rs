@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use overlay_proto::{
     Action, CloseReason, ConnId, DialId, DialOutcome, Direction, Input, LiveSettings, MessageId,
-    Node, NodeStats, OverlayError as CoreError, PeerId, ReconfigureError, SessionEvent,
-    SessionInfo, SessionState, TopicId,
+    NeighborChange, Node, NodeStats, OverlayError as CoreError, PeerId, ReconfigureError,
+    SessionEvent, SessionInfo, SessionState, TopicId,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, Id as TaskId, JoinError, JoinHandle, JoinSet};
@@ -831,6 +831,17 @@ impl<N: Net> NodeTask<N> {
                 }
             }
             Action::Session(event) => self.on_session_event(event),
+            Action::TopicNeighbor {
+                topic,
+                peer,
+                change,
+            } => {
+                let event = match change {
+                    NeighborChange::Up => TopicEvent::NeighborUp(peer),
+                    NeighborChange::Down(reason) => TopicEvent::NeighborDown { peer, reason },
+                };
+                self.out.topics.send(topic, event);
+            }
             Action::Rejected { conn, peer, reason } => {
                 // `rejected_total{reason}` mirrors the core's counters; this one says where.
                 self.counters.error("core", reason.label());
@@ -947,7 +958,6 @@ impl<N: Net> NodeTask<N> {
                 }
                 tracing::info!(%conn, %peer, "session up");
                 self.out.events.send(KernelEvent::SessionUp { peer });
-                self.out.topics.send_all(&TopicEvent::NeighborUp(peer));
                 self.answer_dials(requests, Ok(conn));
             }
             SessionEvent::Down { conn, peer, reason } => {
@@ -959,9 +969,6 @@ impl<N: Net> NodeTask<N> {
                     peer,
                     reason: reason.label().to_string(),
                 });
-                self.out
-                    .topics
-                    .send_all(&TopicEvent::NeighborDown { peer, reason });
             }
         }
     }

@@ -484,7 +484,7 @@ impl Node {
         }
         let was_running = session.is_running();
         self.on_session_leaving(&session, reason);
-        let eager_in = self.remove_from_trees(key);
+        let eager_in = self.remove_from_trees(key, session.peer, reason);
         self.dirty.retain(|k| *k != key);
         if let Some(code) = reason.wire_code() {
             if reason != CloseReason::TransportClosed {

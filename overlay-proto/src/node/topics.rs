@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use bytes::BytesMut;
 
 use super::{Node, SessionKey};
-use crate::action::Action;
+use crate::action::{Action, CloseReason, NeighborChange, NeighborDownReason};
 use crate::error::OverlayError;
-use crate::peer::{ConnId, MessageId};
+use crate::peer::{ConnId, MessageId, PeerId};
 use crate::stats::RejectReason;
 use crate::time::Instant;
 use crate::topic::TopicId;
@@ -275,6 +275,9 @@ impl Node {
         let now = self.now;
         let may_be_eager = self.may_be_eager(key);
         let recent: Vec<(MessageId, u8)> = self.cache.recent(topic, catch_up).collect();
+        let Some(peer) = self.session(key).map(|s| s.peer) else {
+            return;
+        };
         let Some(tree) = self.trees.get_mut(&topic) else {
             return;
         };
@@ -294,11 +297,31 @@ impl Node {
         if has_ihave {
             self.arm_lazy_flush();
         }
+        self.actions.push_back(Action::TopicNeighbor {
+            topic,
+            peer,
+            change: NeighborChange::Up,
+        });
     }
 
-    /// Takes session `key` out of `topic`'s tree and keeps α eager links there.
+    /// The peer of session `key` left `topic`: takes the session out of the topic's tree and
+    /// keeps α eager links there.
     fn remove_link(&mut self, topic: TopicId, key: SessionKey) {
-        let was_eager = self.trees.get_mut(&topic).is_some_and(|t| t.remove(key));
+        let Some(peer) = self.session(key).map(|s| s.peer) else {
+            return;
+        };
+        let Some(tree) = self.trees.get_mut(&topic) else {
+            return;
+        };
+        let linked = tree.links.contains_key(&key);
+        let was_eager = tree.remove(key);
+        if linked {
+            self.actions.push_back(Action::TopicNeighbor {
+                topic,
+                peer,
+                change: NeighborChange::Down(NeighborDownReason::Left),
+            });
+        }
         if was_eager {
             self.refill_eager(&topic);
         }
@@ -311,12 +334,27 @@ impl Node {
         }
     }
 
-    /// A session is gone: take it out of every tree; returns the topics it was eager in.
-    pub(super) fn remove_from_trees(&mut self, key: SessionKey) -> Vec<TopicId> {
+    /// The session `key` with `peer` is gone (`reason`): takes it out of every tree, telling
+    /// each topic it was linked in that the peer is no longer a neighbour there; returns the
+    /// topics it was eager in.
+    pub(super) fn remove_from_trees(
+        &mut self,
+        key: SessionKey,
+        peer: PeerId,
+        reason: CloseReason,
+    ) -> Vec<TopicId> {
         let mut eager_in = Vec::new();
         for (topic, tree) in &mut self.trees {
+            let linked = tree.links.contains_key(&key);
             if tree.remove(key) {
                 eager_in.push(*topic);
+            }
+            if linked {
+                self.actions.push_back(Action::TopicNeighbor {
+                    topic: *topic,
+                    peer,
+                    change: NeighborChange::Down(NeighborDownReason::Closed(reason)),
+                });
             }
         }
         eager_in

@@ -1,4 +1,4 @@
-//! The `mesh` and `pair` modes of `overlay_bench` (overlay-driver-tokio/benches/overlay_bench.rs)
+//! The `mesh` and `pair` modes of `overlay_bench` (overlay-driver-tokio/harness/benches/overlay_bench.rs)
 //! run with rust-libp2p gossipsub instead of svc-overlay, printing one JSON line with the same
 //! keys, so `bench/compare.sh` can put the two side by side in one run.
 //!

@@ -572,7 +572,9 @@ fn readyz_ok(port: u16) -> bool {
 
 fn ready(args: &Args) -> String {
     let runs = args.get("runs", 20).max(1);
-    let bin = env!("CARGO_BIN_EXE_svc-overlay");
+    // The daemon next to this bench (`<target>/release/svc-overlay`), built when missing or
+    // older than its sources; `SVC_OVERLAY_BIN` picks another.
+    let bin = overlay_e2e::daemon_binary();
     let mut times = Vec::new();
     for _ in 0..runs {
         let port = free_port();
