@@ -109,6 +109,12 @@ pub struct NodeConfig {
     /// A link whose eager/lazy role changed less than this long ago takes no part in a tree
     /// optimisation swap, so a swap is never undone by the next message.
     pub optimization_hold: Duration,
+    /// A link made eager without evidence (a new session, or a lazy link promoted at random
+    /// to replace a lost eager one) is on probation this long: a first copy over it does not
+    /// make the tree parent's next duplicate prune the parent at once (the parent goes only
+    /// after `prune_after_duplicates` duplicates in a row). A peer that is gone a moment later
+    /// (banned, say) then leaves the tree as it was. Zero turns probation off.
+    pub link_probation: Duration,
     /// Tree-optimisation swaps a node may start per second. Each first asks the announcer
     /// for the message its hop claim was about and completes only if the answer bears the
     /// claim out (hop count at most the claimed one, within `2 × graft_retry`).
@@ -158,6 +164,10 @@ pub struct NodeConfig {
     pub graft_rate_burst: u32,
     /// A GRAFT this soon after we pruned the peer is scored as a flood.
     pub graft_after_prune: Duration,
+    /// A peer whose GRAFT was refused whole (an id repeated in the frame) is pruned at once
+    /// and kept lazy this long in every topic, with scoring on or off: no new session link,
+    /// promotion, GRAFT or first copy makes it eager meanwhile (a flooder is no tree edge).
+    pub graft_refusal_lazy: Duration,
     /// IHAVE ids per second taken from a peer (token bucket refill).
     pub ihave_rate_per_s: u32,
     /// Token bucket depth for `ihave_rate_per_s`.
@@ -282,6 +292,7 @@ impl Default for NodeConfig {
             optimization_threshold: 2,
             optimization_samples: 6,
             optimization_hold: Duration::from_secs(2),
+            link_probation: Duration::from_secs(5),
             optimization_swaps_per_s: 4,
             lazy_flush_interval: Duration::from_millis(10),
             ihave_batch_max: 512,
@@ -304,6 +315,7 @@ impl Default for NodeConfig {
             graft_rate_per_s: 4096,
             graft_rate_burst: 8192,
             graft_after_prune: Duration::from_millis(20),
+            graft_refusal_lazy: Duration::from_secs(60),
             ihave_rate_per_s: 20_000,
             ihave_rate_burst: 40_000,
             ihave_max_missing_per_peer: 4096,

@@ -255,8 +255,17 @@ pub fn write_scenario(out: &mut dyn Write, report: &ScenarioReport) -> Result<()
         writeln!(
             out,
             "  honest churn in the windows: sessions opened {} closed {}, PRUNE sent {}, GRAFT \
-             sent {}, tree swaps {}",
-            c.sessions_opened, c.sessions_closed, c.prunes_sent, c.grafts_sent, c.tree_swaps
+             sent {}, tree swaps {}; sessions down by reason: {}",
+            c.sessions_opened,
+            c.sessions_closed,
+            c.prunes_sent,
+            c.grafts_sent,
+            c.tree_swaps,
+            c.downs
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )?;
     }
     write_speed(out, report)?;

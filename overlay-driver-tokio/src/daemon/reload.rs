@@ -296,7 +296,8 @@ fn name_of(field: &str) -> String {
         | "backoff_max"
         | "graft_timeout_settled"
         | "tree_settle"
-        | "optimization_hold" => {
+        | "optimization_hold"
+        | "link_probation" => {
             format!("{field}_ms")
         }
         other => other.to_string(),

@@ -68,10 +68,41 @@ impl Node {
             .is_some_and(|s| self.scores.standing(&s.peer) < Standing::NoControl)
     }
 
-    /// False when the peer's score keeps it lazy.
+    /// False when the peer's score keeps it lazy, or a refused GRAFT
+    /// ([`Node::demote_graft_flooder`]) does.
     pub(super) fn may_be_eager(&self, key: SessionKey) -> bool {
-        self.session(key)
-            .is_some_and(|s| self.scores.standing(&s.peer) < Standing::Lazy)
+        let now = self.now;
+        self.session(key).is_some_and(|s| {
+            self.scores.standing(&s.peer) < Standing::Lazy
+                && s.lazy_until.is_none_or(|until| now >= until)
+        })
+    }
+
+    /// The peer of session `key` sent a GRAFT that was refused whole: PRUNE it in every
+    /// topic where it is eager, and keep it lazy for `graft_refusal_lazy`. Protocol, not
+    /// score: it applies with scoring off too.
+    pub(super) fn demote_graft_flooder(&mut self, key: SessionKey) {
+        let until = self.now + self.config.graft_refusal_lazy;
+        if let Some(s) = self.session_mut(key) {
+            s.lazy_until = Some(until);
+        }
+        let now = self.now;
+        for topic in self.topics() {
+            let Some((eager, on_probation)) = self
+                .link(&topic, key)
+                .map(|l| (l.eager, l.probation_until.is_some_and(|t| now < t)))
+            else {
+                continue;
+            };
+            if eager {
+                self.prune(&topic, key);
+                // A proven link may have been our tree parent: keep α eager links. A link
+                // still on probation was never relied on (it replaced no parent).
+                if !on_probation {
+                    self.refill_eager(&topic);
+                }
+            }
+        }
     }
 
     /// How much an announcement (IHAVE) from the session is worth when we have to GRAFT

@@ -37,6 +37,9 @@ pub(super) struct Link {
     /// When a tree optimisation chose a shortcut over this (eager) link without pruning it
     /// at once; its next duplicate within `optimization_hold` prunes it.
     pub(super) replaced_at: Option<Instant>,
+    /// Until when this eager link is on probation (`link_probation`): it was made eager
+    /// without evidence, so a first copy over it does not prune the tree parent at once.
+    pub(super) probation_until: Option<Instant>,
     /// On a lazy link: how many hops shorter this peer's announcements were than the copies
     /// that came over each eager link (one tally per eager link, the most recent kept).
     pub(super) shortcut_tallies: [Option<ShortcutTally>; SHORTCUT_TALLIES],
@@ -70,6 +73,7 @@ impl Link {
             role_since: now,
             pruned_at: None,
             replaced_at: None,
+            probation_until: None,
             shortcut_tallies: [None; SHORTCUT_TALLIES],
             ihave: Vec::new(),
         }
@@ -272,8 +276,12 @@ impl Node {
     /// link is told the ids of the topic this node holds most recently (catch-up after churn).
     fn add_link(&mut self, topic: TopicId, key: SessionKey) {
         let catch_up = self.config.catch_up_ids;
+        let probation = self.config.link_probation;
         let now = self.now;
-        let may_be_eager = self.may_be_eager(key);
+        // With a working tree here, a new link starts lazy: an unproven peer must not carry
+        // pushes (see `has_tree`).
+        let established = !probation.is_zero() && self.has_tree(&topic);
+        let may_be_eager = self.may_be_eager(key) && !established;
         let recent: Vec<(MessageId, u8)> = self.cache.recent(topic, catch_up).collect();
         let Some(peer) = self.session(key).map(|s| s.peer) else {
             return;
@@ -286,6 +294,9 @@ impl Node {
         }
         let eager = may_be_eager;
         let mut link = Link::new(now, eager);
+        if eager {
+            link.probation_until = Some(now + probation);
+        }
         link.ihave.extend(recent.iter().rev().copied());
         let has_ihave = !link.ihave.is_empty();
         tree.links.insert(key, link);
@@ -296,6 +307,11 @@ impl Node {
         }
         if has_ihave {
             self.arm_lazy_flush();
+        }
+        if eager {
+            // The peer may have a tree and start the link lazy: ask it to push to us (it
+            // answers PRUNE if it keeps the link lazy), so roles stay symmetric.
+            self.tell_eager(&topic, key);
         }
         self.actions.push_back(Action::TopicNeighbor {
             topic,

@@ -135,8 +135,11 @@ pub struct HopStats {
 }
 
 /// Tree and session changes at the honest nodes during the measured windows, summed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Churn {
+    /// Running sessions that ended at honest nodes, by close reason label (as the honest
+    /// node reported it).
+    pub downs: BTreeMap<String, u64>,
     /// Sessions that reached the running state.
     pub sessions_opened: u64,
     /// Sessions that ended.
@@ -168,6 +171,7 @@ impl Churn {
 
     fn since(self, earlier: Churn) -> Churn {
         Churn {
+            downs: BTreeMap::new(),
             sessions_opened: self.sessions_opened.saturating_sub(earlier.sessions_opened),
             sessions_closed: self.sessions_closed.saturating_sub(earlier.sessions_closed),
             prunes_sent: self.prunes_sent.saturating_sub(earlier.prunes_sent),
@@ -177,6 +181,9 @@ impl Churn {
     }
 
     fn add(&mut self, o: Churn) {
+        for (k, v) in o.downs {
+            *self.downs.entry(k).or_default() += v;
+        }
         self.sessions_opened += o.sessions_opened;
         self.sessions_closed += o.sessions_closed;
         self.prunes_sent += o.prunes_sent;
@@ -207,9 +214,30 @@ pub struct LateTracer {
 }
 
 impl LateTracer {
-    /// Adds the churn of one window (`before` and `after` from [`Churn::of`]).
-    pub fn add_churn(&mut self, before: Churn, after: Churn) {
-        self.churn.add(after.since(before));
+    /// Adds the churn of one window (`before` and `after` from [`Churn::of`]) and the
+    /// sessions that ended at honest nodes in it (`downs`).
+    pub fn add_churn(
+        &mut self,
+        before: Churn,
+        after: Churn,
+        downs: &[overlay_proto::mesh::SessionDown],
+        honest: &[bool],
+    ) {
+        let mut c = after.since(before);
+        for d in downs
+            .iter()
+            .filter(|d| honest.get(d.node).copied().unwrap_or(false))
+        {
+            let peer = match d.peer.map(|p| honest.get(p).copied().unwrap_or(false)) {
+                Some(true) => "honest",
+                Some(false) => "attacker",
+                None => "unknown",
+            };
+            *c.downs
+                .entry(format!("{} ({peer})", d.reason.label()))
+                .or_default() += 1;
+        }
+        self.churn.add(c);
     }
 
     /// Adds the deliveries of one broadcast at honest nodes (`honest[i]`), `snapshot` taken
@@ -335,7 +363,7 @@ impl LateTracer {
     /// The report: deliveries at or above `threshold_ms` (the run's p99) against all.
     pub fn report(&self, threshold_ms: f64) -> LateReport {
         let mut out = LateReport {
-            churn: self.churn,
+            churn: self.churn.clone(),
             threshold_ms,
             ..LateReport::default()
         };

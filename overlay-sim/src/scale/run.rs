@@ -238,10 +238,16 @@ impl Run<'_> {
         let before = self.payload_received();
         let snapshot = Snapshot::take(&self.mesh, &self.index);
         let churn = Churn::of(&self.mesh, &self.honest);
+        let downs_before = self.mesh.session_downs().len();
         let id = self.broadcast(origin);
         self.mesh.run_for(window);
-        self.late
-            .add_churn(churn, Churn::of(&self.mesh, &self.honest));
+        let downs = self.mesh.session_downs().get(downs_before..).unwrap_or(&[]);
+        self.late.add_churn(
+            churn,
+            Churn::of(&self.mesh, &self.honest),
+            downs,
+            &self.honest,
+        );
         let payload = self.payload_received() - before;
         match id {
             Some(id) => {
@@ -434,6 +440,7 @@ pub fn run_scenario(scenario: &Scenario) -> Result<ScenarioReport, SimError> {
         ));
     }
     let setup = wall.elapsed();
+    mesh.record_session_downs(true);
     let mut run = Run {
         scenario,
         mesh,
