@@ -109,11 +109,14 @@ pub struct NodeConfig {
     /// A link whose eager/lazy role changed less than this long ago takes no part in a tree
     /// optimisation swap, so a swap is never undone by the next message.
     pub optimization_hold: Duration,
-    /// A link made eager without evidence (a new session, or a lazy link promoted at random
-    /// to replace a lost eager one) is on probation this long: a first copy over it does not
-    /// make the tree parent's next duplicate prune the parent at once (the parent goes only
-    /// after `prune_after_duplicates` duplicates in a row). A peer that is gone a moment later
-    /// (banned, say) then leaves the tree as it was. Zero turns probation off.
+    /// A session younger than this is on probation in a topic where this node has a working
+    /// tree (an eager link that gave it a first copy within `tree_settle`): its link starts
+    /// lazy, and an empty GRAFT ("push to me") on it is refused with PRUNE. An unproven peer
+    /// then carries no pushes until a GRAFT for ids we announced, or the tree optimisation,
+    /// makes it a tree edge; a node without a tree links eagerly (and says so with an empty
+    /// GRAFT). Zero (the default) turns probation off: every new link starts eager, untold.
+    /// 5 s cut graft-spam's p99 in the simulator but slowed the tree's repair after a mass
+    /// kill on one seed (docs/SIMULATION.md), so it is opt-in.
     pub link_probation: Duration,
     /// Tree-optimisation swaps a node may start per second. Each first asks the announcer
     /// for the message its hop claim was about and completes only if the answer bears the
@@ -292,7 +295,7 @@ impl Default for NodeConfig {
             optimization_threshold: 2,
             optimization_samples: 6,
             optimization_hold: Duration::from_secs(2),
-            link_probation: Duration::from_secs(5),
+            link_probation: Duration::ZERO,
             optimization_swaps_per_s: 4,
             lazy_flush_interval: Duration::from_millis(10),
             ihave_batch_max: 512,

@@ -180,7 +180,7 @@ pub struct GossipSection {
     pub optimization_samples: Option<i64>,
     /// A link whose role changed this recently takes no part in an optimisation swap.
     pub optimization_hold_ms: Option<i64>,
-    /// How long a link made eager without evidence is on probation (0: off).
+    /// How long a new session is on probation (starts lazy where we have a tree; 0: off).
     pub link_probation_ms: Option<i64>,
     /// Wait after a GRAFT before asking the next announcer.
     pub graft_retry_ms: Option<i64>,

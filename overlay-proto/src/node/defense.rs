@@ -87,18 +87,15 @@ impl Node {
             s.lazy_until = Some(until);
         }
         let now = self.now;
+        let young = self
+            .session(key)
+            .is_some_and(|s| now - s.opened_at < self.config.link_probation);
         for topic in self.topics() {
-            let Some((eager, on_probation)) = self
-                .link(&topic, key)
-                .map(|l| (l.eager, l.probation_until.is_some_and(|t| now < t)))
-            else {
-                continue;
-            };
-            if eager {
+            if self.link(&topic, key).is_some_and(|l| l.eager) {
                 self.prune(&topic, key);
-                // A proven link may have been our tree parent: keep α eager links. A link
-                // still on probation was never relied on (it replaced no parent).
-                if !on_probation {
+                // An older link may have been our tree parent: keep α eager links. A young
+                // one was never relied on.
+                if !young {
                     self.refill_eager(&topic);
                 }
             }

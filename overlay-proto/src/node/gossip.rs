@@ -121,8 +121,7 @@ impl Node {
             }
             // An answer to a hop claim under test (claims.rs) is no sign of redundancy.
             if !self.settle_claim(&topic, key, &msg.id, msg.hops) {
-                let keep = self.first_copy_on_probation(&topic, &msg.id);
-                self.prune_if_redundant(&topic, key, keep);
+                self.prune_if_redundant(&topic, key);
             }
             return;
         }
@@ -760,7 +759,6 @@ impl Node {
                 if link.eager {
                     link.eager = false;
                     link.role_since = now;
-                    link.probation_until = None;
                     tree.eager.retain(|k| *k != key);
                     tree.lazy.push(key);
                 }
@@ -791,11 +789,6 @@ impl Node {
                 break;
             };
             self.promote_to_eager(topic, key);
-            // A random pick, not evidence: on probation like a new session's link.
-            let until = self.now + self.config.link_probation;
-            if let Some(link) = self.link_mut(topic, key) {
-                link.probation_until = Some(until);
-            }
         }
     }
 
@@ -828,18 +821,6 @@ impl Node {
         young && self.link(topic, key).is_some_and(|l| !l.eager) && self.has_tree(topic)
     }
 
-    /// True when the first copy of `id` came over a link of `topic` still on probation
-    /// (`link_probation`): its duplicates from the tree parent do not prune the parent at once.
-    fn first_copy_on_probation(&self, topic: &TopicId, id: &MessageId) -> bool {
-        let now = self.now;
-        self.cache
-            .arrival(id)
-            .and_then(|(_, from, _)| from)
-            .and_then(|conn| self.by_conn.get(&conn).copied())
-            .and_then(|key| self.link(topic, key))
-            .and_then(|l| l.probation_until)
-            .is_some_and(|until| now < until)
-    }
 
     /// Makes a lazy session eager on our own initiative (a new session while we have fewer
     /// than α eager peers, or a lazy peer promoted to replace a lost eager one) and tells the

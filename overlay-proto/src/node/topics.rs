@@ -37,9 +37,6 @@ pub(super) struct Link {
     /// When a tree optimisation chose a shortcut over this (eager) link without pruning it
     /// at once; its next duplicate within `optimization_hold` prunes it.
     pub(super) replaced_at: Option<Instant>,
-    /// Until when this eager link is on probation (`link_probation`): it was made eager
-    /// without evidence, so a first copy over it does not prune the tree parent at once.
-    pub(super) probation_until: Option<Instant>,
     /// On a lazy link: how many hops shorter this peer's announcements were than the copies
     /// that came over each eager link (one tally per eager link, the most recent kept).
     pub(super) shortcut_tallies: [Option<ShortcutTally>; SHORTCUT_TALLIES],
@@ -73,7 +70,6 @@ impl Link {
             role_since: now,
             pruned_at: None,
             replaced_at: None,
-            probation_until: None,
             shortcut_tallies: [None; SHORTCUT_TALLIES],
             ihave: Vec::new(),
         }
@@ -294,9 +290,6 @@ impl Node {
         }
         let eager = may_be_eager;
         let mut link = Link::new(now, eager);
-        if eager {
-            link.probation_until = Some(now + probation);
-        }
         link.ihave.extend(recent.iter().rev().copied());
         let has_ihave = !link.ihave.is_empty();
         tree.links.insert(key, link);
@@ -308,7 +301,7 @@ impl Node {
         if has_ihave {
             self.arm_lazy_flush();
         }
-        if eager {
+        if eager && !probation.is_zero() {
             // The peer may have a tree and start the link lazy: ask it to push to us (it
             // answers PRUNE if it keeps the link lazy), so roles stay symmetric.
             self.tell_eager(&topic, key);

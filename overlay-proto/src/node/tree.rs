@@ -50,21 +50,8 @@ impl Node {
     ///   opposite ways and split the tree (repaired only by GRAFT, after `graft_timeout`).
     /// - An eager peer a tree optimisation replaced within `optimization_hold` is pruned at
     ///   once: the duplicate proves the other path.
-    /// - An eager peer whose duplicate follows a first copy that came over a link on
-    ///   probation (`after_probation_copy`: a new session's link, or a random promotion) is
-    ///   kept, and the duplicate is not counted against it: one message's faster path over an
-    ///   unproven link does not replace the tree parent (the link's peer may be gone a moment
-    ///   later, a banned attacker say, and the subtree would need repair).
     /// - Our last eager peer is never pruned.
-    pub(super) fn prune_if_redundant(
-        &mut self,
-        topic: &TopicId,
-        key: SessionKey,
-        after_probation_copy: bool,
-    ) {
-        if after_probation_copy && self.link(topic, key).is_some_and(|l| l.eager) {
-            return;
-        }
+    pub(super) fn prune_if_redundant(&mut self, topic: &TopicId, key: SessionKey) {
         let now = self.now;
         let limit = self.config.prune_after_duplicates;
         let window = self.config.graft_timeout;
