@@ -109,15 +109,6 @@ pub struct NodeConfig {
     /// A link whose eager/lazy role changed less than this long ago takes no part in a tree
     /// optimisation swap, so a swap is never undone by the next message.
     pub optimization_hold: Duration,
-    /// A session younger than this is on probation in a topic where this node has a working
-    /// tree (an eager link that gave it a first copy within `tree_settle`): its link starts
-    /// lazy, and an empty GRAFT ("push to me") on it is refused with PRUNE. An unproven peer
-    /// then carries no pushes until a GRAFT for ids we announced, or the tree optimisation,
-    /// makes it a tree edge; a node without a tree links eagerly (and says so with an empty
-    /// GRAFT). Zero (the default) turns probation off: every new link starts eager, untold.
-    /// 5 s cut graft-spam's p99 in the simulator but slowed the tree's repair after a mass
-    /// kill on one seed (docs/SIMULATION.md), so it is opt-in.
-    pub link_probation: Duration,
     /// Tree-optimisation swaps a node may start per second. Each first asks the announcer
     /// for the message its hop claim was about and completes only if the answer bears the
     /// claim out (hop count at most the claimed one, within `2 × graft_retry`).
@@ -167,10 +158,6 @@ pub struct NodeConfig {
     pub graft_rate_burst: u32,
     /// A GRAFT this soon after we pruned the peer is scored as a flood.
     pub graft_after_prune: Duration,
-    /// A peer whose GRAFT was refused whole (an id repeated in the frame) is pruned at once
-    /// and kept lazy this long in every topic, with scoring on or off: no new session link,
-    /// promotion, GRAFT or first copy makes it eager meanwhile (a flooder is no tree edge).
-    pub graft_refusal_lazy: Duration,
     /// IHAVE ids per second taken from a peer (token bucket refill).
     pub ihave_rate_per_s: u32,
     /// Token bucket depth for `ihave_rate_per_s`.
@@ -295,7 +282,6 @@ impl Default for NodeConfig {
             optimization_threshold: 2,
             optimization_samples: 6,
             optimization_hold: Duration::from_secs(2),
-            link_probation: Duration::ZERO,
             optimization_swaps_per_s: 4,
             lazy_flush_interval: Duration::from_millis(10),
             ihave_batch_max: 512,
@@ -318,7 +304,6 @@ impl Default for NodeConfig {
             graft_rate_per_s: 4096,
             graft_rate_burst: 8192,
             graft_after_prune: Duration::from_millis(20),
-            graft_refusal_lazy: Duration::from_secs(60),
             ihave_rate_per_s: 20_000,
             ihave_rate_burst: 40_000,
             ihave_max_missing_per_peer: 4096,

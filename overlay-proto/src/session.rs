@@ -227,9 +227,6 @@ pub struct Session {
     pub missing_owned: usize,
     /// Last time the send queue was empty or a queued frame left it.
     pub queue_progress_at: Instant,
-    /// Until when the peer is kept lazy in every topic, whatever its score: it sent a GRAFT
-    /// that was refused whole (`graft_refusal_lazy`).
-    pub lazy_until: Option<Instant>,
     /// When the peer's token stops being valid (`Exp` + skew), if it expires.
     pub token_expires_at: Option<Instant>,
     /// We sent SHUFFLE and wait for the reply.
@@ -289,7 +286,6 @@ impl Session {
             control,
             missing_owned: 0,
             queue_progress_at: now,
-            lazy_until: None,
             token_expires_at: None,
             shuffle_pending: false,
             holds_preauth: false,

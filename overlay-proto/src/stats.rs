@@ -260,12 +260,6 @@ pub struct NodeStats {
     pub grafts_sent: u64,
     /// Counter: GRAFT requests received.
     pub grafts_received: u64,
-    /// Counter: GRAFT requests refused whole (an id repeated in the frame): nothing answered,
-    /// the link not made eager. Their ids are also counted as `graft_flood` rejects.
-    pub grafts_refused: u64,
-    /// Counter: empty GRAFTs ("push to me") refused on a new link while this node has a
-    /// working tree (answered with PRUNE: the link stays lazy on both ends).
-    pub tells_refused: u64,
     /// Counter: PRUNE sent.
     pub prunes_sent: u64,
     /// Counter: PRUNE received.

@@ -180,8 +180,6 @@ pub struct GossipSection {
     pub optimization_samples: Option<i64>,
     /// A link whose role changed this recently takes no part in an optimisation swap.
     pub optimization_hold_ms: Option<i64>,
-    /// How long a new session is on probation (starts lazy where we have a tree; 0: off).
-    pub link_probation_ms: Option<i64>,
     /// Wait after a GRAFT before asking the next announcer.
     pub graft_retry_ms: Option<i64>,
     /// IHAVE flush period.
@@ -210,8 +208,6 @@ pub struct GossipSection {
     pub graft_rate_burst: Option<i64>,
     /// A GRAFT this soon after we pruned the peer is scored.
     pub graft_after_prune_ms: Option<i64>,
-    /// How long a peer whose GRAFT was refused whole (an id repeated) is kept lazy.
-    pub graft_refusal_lazy_ms: Option<i64>,
     /// IHAVE ids per second taken from a peer.
     pub ihave_rate_per_s: Option<i64>,
     /// Token bucket depth for `ihave_rate_per_s`.

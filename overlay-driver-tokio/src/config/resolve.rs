@@ -501,16 +501,6 @@ impl<'a> Resolver<'a> {
             g.optimization_hold_ms,
             node.optimization_hold,
         )?;
-        node.link_probation = self
-            .uint(
-                &spec("link_probation_ms", None, None, "gossip.link_probation_ms"),
-                None,
-                g.link_probation_ms,
-                u64::try_from(node.link_probation.as_millis()).unwrap_or(MAX_MS),
-                0,
-                MAX_MS,
-            )
-            .map(Duration::from_millis)?;
         node.graft_retry = self.ms(
             &spec("graft_retry_ms", None, None, "gossip.graft_retry_ms"),
             None,
@@ -970,17 +960,6 @@ impl<'a> Resolver<'a> {
             None,
             g.graft_after_prune_ms,
             node.graft_after_prune,
-        )?;
-        node.graft_refusal_lazy = self.ms(
-            &spec(
-                "graft_refusal_lazy_ms",
-                None,
-                None,
-                "gossip.graft_refusal_lazy_ms",
-            ),
-            None,
-            g.graft_refusal_lazy_ms,
-            node.graft_refusal_lazy,
         )?;
         node.ihave_rate_per_s = rate(
             "ihave_rate_per_s",

@@ -296,8 +296,7 @@ fn name_of(field: &str) -> String {
         | "backoff_max"
         | "graft_timeout_settled"
         | "tree_settle"
-        | "optimization_hold"
-        | "link_probation" => {
+        | "optimization_hold" => {
             format!("{field}_ms")
         }
         other => other.to_string(),

@@ -174,7 +174,7 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
     metrics::gauge!("overlay_store_bytes").set(stats.store_bytes as f64);
     metrics::gauge!("overlay_ready").set(if stats.ready { 1.0 } else { 0.0 });
 
-    let counters: [(&'static str, u64); 29] = [
+    let counters: [(&'static str, u64); 27] = [
         ("overlay_sessions_opened_total", stats.sessions_opened),
         ("overlay_sessions_closed_total", stats.sessions_closed),
         (
@@ -198,8 +198,6 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
         ("overlay_ihave_received_total", stats.ihave_received),
         ("overlay_grafts_sent_total", stats.grafts_sent),
         ("overlay_grafts_received_total", stats.grafts_received),
-        ("overlay_grafts_refused_total", stats.grafts_refused),
-        ("overlay_tells_refused_total", stats.tells_refused),
         ("overlay_prunes_sent_total", stats.prunes_sent),
         ("overlay_prunes_received_total", stats.prunes_received),
         ("overlay_tree_swaps_total", stats.tree_swaps),

@@ -68,38 +68,10 @@ impl Node {
             .is_some_and(|s| self.scores.standing(&s.peer) < Standing::NoControl)
     }
 
-    /// False when the peer's score keeps it lazy, or a refused GRAFT
-    /// ([`Node::demote_graft_flooder`]) does.
+    /// False when the peer's score keeps it lazy.
     pub(super) fn may_be_eager(&self, key: SessionKey) -> bool {
-        let now = self.now;
-        self.session(key).is_some_and(|s| {
-            self.scores.standing(&s.peer) < Standing::Lazy
-                && s.lazy_until.is_none_or(|until| now >= until)
-        })
-    }
-
-    /// The peer of session `key` sent a GRAFT that was refused whole: PRUNE it in every
-    /// topic where it is eager, and keep it lazy for `graft_refusal_lazy`. Protocol, not
-    /// score: it applies with scoring off too.
-    pub(super) fn demote_graft_flooder(&mut self, key: SessionKey) {
-        let until = self.now + self.config.graft_refusal_lazy;
-        if let Some(s) = self.session_mut(key) {
-            s.lazy_until = Some(until);
-        }
-        let now = self.now;
-        let young = self
-            .session(key)
-            .is_some_and(|s| now - s.opened_at < self.config.link_probation);
-        for topic in self.topics() {
-            if self.link(&topic, key).is_some_and(|l| l.eager) {
-                self.prune(&topic, key);
-                // An older link may have been our tree parent: keep α eager links. A young
-                // one was never relied on.
-                if !young {
-                    self.refill_eager(&topic);
-                }
-            }
-        }
+        self.session(key)
+            .is_some_and(|s| self.scores.standing(&s.peer) < Standing::Lazy)
     }
 
     /// How much an announcement (IHAVE) from the session is worth when we have to GRAFT

@@ -541,12 +541,7 @@ impl Node {
         let mut grafts: BTreeMap<(SessionKey, TopicId), Vec<MessageId>> = BTreeMap::new();
         let mut broken: BTreeMap<SessionKey, u32> = BTreeMap::new();
         let mut done: Vec<MessageId> = Vec::new();
-        let mut due = self.due_missing();
-        // A stale timer of an id announced again can make it due twice: one GRAFT asks for
-        // each id at most once (a repeated id gets the whole GRAFT refused).
-        let mut seen = std::collections::BTreeSet::new();
-        due.retain(|id| seen.insert(*id));
-        for id in due {
+        for id in self.due_missing() {
             if self.cache.contains(&id) {
                 done.push(id);
                 continue;
@@ -636,33 +631,9 @@ impl Node {
         let mut seen = std::collections::BTreeSet::new();
         ids.retain(|id| seen.insert(*id));
         let mut flood = total - ids.len();
-        if flood > 0 {
-            // A repeated id: no honest core sends one. The frame is refused whole: nothing
-            // is answered and the link is not made eager (a GRAFT that floods is not a tree
-            // edge), whatever the peer's score.
-            self.stats.grafts_refused += 1;
-            self.stats
-                .rejected
-                .add(RejectReason::GraftFlood, total as u64);
-            // Lazy before the score acts: a ban then closes a lazy link (no eager link lost,
-            // nothing promoted at random in its place).
-            self.demote_graft_flooder(key);
-            self.penalize(
-                key,
-                Penalty::GraftFlood,
-                u32::try_from(flood).unwrap_or(u32::MAX),
-            );
-            return Ok(());
-        }
         if ids.len() > self.config.graft_max_ids {
             flood += ids.len() - self.config.graft_max_ids;
             ids.truncate(self.config.graft_max_ids);
-        }
-        if total == 0 && self.refuses_tell(&topic, key) {
-            // Keep the new link lazy and say so: roles stay symmetric.
-            self.stats.tells_refused += 1;
-            self.prune(&topic, key);
-            return Ok(());
         }
         let pruned_at = self.link(&topic, key).and_then(|l| l.pruned_at);
         let allowed = match self.session_mut(key) {
@@ -791,36 +762,6 @@ impl Node {
             self.promote_to_eager(topic, key);
         }
     }
-
-    /// True when this node has a working tree in `topic`: an eager link that gave it a first
-    /// copy within `tree_settle`. New links then start lazy, and an empty GRAFT ("push to
-    /// me") on a link younger than `link_probation` is refused ([`Node::refuses_tell`]): an
-    /// unproven peer carries no pushes until a real GRAFT (ids we announced to it) or the
-    /// tree optimisation makes it a tree edge. A node without a tree (a new mesh, a node
-    /// that lost its parents) links eagerly as textbook Plumtree does.
-    pub(super) fn has_tree(&self, topic: &TopicId) -> bool {
-        let now = self.now;
-        let settle = self.config.tree_settle;
-        self.tree(topic).is_some_and(|t| {
-            t.eager.iter().any(|k| {
-                t.links
-                    .get(k)
-                    .and_then(|l| l.first_copy_at)
-                    .is_some_and(|at| now - at < settle)
-            })
-        })
-    }
-
-    /// Whether an empty GRAFT from session `key` in `topic` is refused: the link is lazy and
-    /// younger than `link_probation`, and we have a tree ([`Node::has_tree`]).
-    fn refuses_tell(&self, topic: &TopicId, key: SessionKey) -> bool {
-        let now = self.now;
-        let young = self
-            .session(key)
-            .is_some_and(|s| now - s.opened_at < self.config.link_probation);
-        young && self.link(topic, key).is_some_and(|l| !l.eager) && self.has_tree(topic)
-    }
-
 
     /// Makes a lazy session eager on our own initiative (a new session while we have fewer
     /// than α eager peers, or a lazy peer promoted to replace a lost eager one) and tells the

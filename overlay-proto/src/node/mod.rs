@@ -466,19 +466,6 @@ impl Node {
         self.flush_clients();
     }
 
-    /// True when session `key` gave us a first copy in some topic within `tree_settle`: it
-    /// was a tree parent lately, and losing it leaves a subtree to repair.
-    fn gave_first_copy_recently(&self, key: SessionKey) -> bool {
-        let now = self.now;
-        let settle = self.config.tree_settle;
-        self.trees.values().any(|t| {
-            t.links
-                .get(&key)
-                .and_then(|l| l.first_copy_at)
-                .is_some_and(|at| now - at < settle)
-        })
-    }
-
     /// Removes a session: emits its last bytes, `Session::Down` (if it was running) and
     /// `Close`. Gossip roles pass to other sessions.
     fn close_session(&mut self, key: SessionKey, reason: CloseReason) {
@@ -496,7 +483,6 @@ impl Node {
             self.by_peer.remove(&session.peer);
         }
         let was_running = session.is_running();
-        let carried_tree = self.gave_first_copy_recently(key);
         self.on_session_leaving(&session, reason);
         let eager_in = self.remove_from_trees(key, session.peer, reason);
         self.dirty.retain(|k| *k != key);
@@ -521,7 +507,7 @@ impl Node {
             });
         }
         self.stats.sessions_closed += 1;
-        if was_running && unsettles_tree(reason, carried_tree) {
+        if was_running && !matches!(reason, CloseReason::Duplicate | CloseReason::Shutdown) {
             self.session_lost_at = Some(self.now);
         }
         if was_running {
@@ -547,24 +533,5 @@ impl Node {
             });
         }
         self.after_session_removed(&session, &eager_in, reason);
-    }
-}
-
-/// Whether losing a running session for `reason` unsettles the tree (GRAFTs are then sent
-/// after `graft_timeout`, unheld, for `tree_settle`): a failure nearby does, whatever the
-/// link's role (its subtree may need fast repair). A tie-break or our shutdown does not, nor
-/// does a session this node closed for its peer's misbehaviour (banned, a violation, a
-/// stalled queue, an expired token) unless that peer was a tree parent lately
-/// (`carried_tree`): an attacker banned a moment after it connected leaves no hole in the
-/// tree, and treating each such ban as a failure would make every GRAFT early (each one
-/// reshaping the tree for one message) for as long as the attack lasts.
-fn unsettles_tree(reason: CloseReason, carried_tree: bool) -> bool {
-    match reason {
-        CloseReason::Duplicate | CloseReason::Shutdown => false,
-        CloseReason::Banned
-        | CloseReason::Violation(_)
-        | CloseReason::Stalled
-        | CloseReason::TokenExpired => carried_tree,
-        _ => true,
     }
 }

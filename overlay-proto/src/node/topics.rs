@@ -272,12 +272,8 @@ impl Node {
     /// link is told the ids of the topic this node holds most recently (catch-up after churn).
     fn add_link(&mut self, topic: TopicId, key: SessionKey) {
         let catch_up = self.config.catch_up_ids;
-        let probation = self.config.link_probation;
         let now = self.now;
-        // With a working tree here, a new link starts lazy: an unproven peer must not carry
-        // pushes (see `has_tree`).
-        let established = !probation.is_zero() && self.has_tree(&topic);
-        let may_be_eager = self.may_be_eager(key) && !established;
+        let may_be_eager = self.may_be_eager(key);
         let recent: Vec<(MessageId, u8)> = self.cache.recent(topic, catch_up).collect();
         let Some(peer) = self.session(key).map(|s| s.peer) else {
             return;
@@ -300,11 +296,6 @@ impl Node {
         }
         if has_ihave {
             self.arm_lazy_flush();
-        }
-        if eager && !probation.is_zero() {
-            // The peer may have a tree and start the link lazy: ask it to push to us (it
-            // answers PRUNE if it keeps the link lazy), so roles stay symmetric.
-            self.tell_eager(&topic, key);
         }
         self.actions.push_back(Action::TopicNeighbor {
             topic,
