@@ -9,7 +9,10 @@ capability_tokens.json in binary (CBOR) form and a few in text form. gossip_deco
 each overlay message layout and the HELLO bodies of the vectors. node_input: a chunk-size byte
 and then a peer's frames after the session opened (CREDIT, GOSSIP, IHAVE, GRAFT, SHUFFLE,
 PRUNE). node_sequence seeds are inputs the fuzzer found and `cargo fuzz cmin` kept (their byte
-layout is the `arbitrary` encoding of the op list, not written by hand).
+layout is the `arbitrary` encoding of the op list), plus the `topics-*` seeds written here: op
+lists that open sessions, join topics, announce them and move topic traffic, encoded the way
+`arbitrary` 1.x decodes `(bool, Vec<Op>)` (see `node_sequence_ops`; the variant indices follow
+the order of `Op` in fuzz_targets/node_sequence.rs).
 """
 import json
 import os
@@ -46,6 +49,63 @@ def bodies():
     return {"gossip": gossip, "gossip-signed": signed, "ihave": ihave, "graft": graft, "credit": credit, "shuffle": shuffle}
 
 
+# `Op` of fuzz_targets/node_sequence.rs, in declaration order (the derive picks a variant from a
+# u32 as `(u32 * count) >> 32`).
+NODE_SEQUENCE_OPS = ["Up", "Open", "Bytes", "Frame", "Closed", "Tick", "Broadcast", "Direct",
+                     "Dial", "DialFailed", "Discovered", "Shutdown", "Join", "Leave", "Publish",
+                     "Topics", "TopicPeers", "TopicGossip", "TopicControl"]
+
+
+def arb_variant(name):
+    i, n = NODE_SEQUENCE_OPS.index(name), len(NODE_SEQUENCE_OPS)
+    v = -((-i << 32) // n)  # the smallest u32 that selects variant i
+    assert (v * n) >> 32 == i
+    return struct.pack("<I", v)
+
+
+def arb_vec(items):
+    # Vec<T>::arbitrary: a continue byte (odd) before each element, then a stop byte.
+    return b"".join(b"\x01" + item for item in items) + b"\x00"
+
+
+def node_sequence_ops(sign, ops):
+    # (bool, Vec<Op>): the bool byte, then each op behind a continue byte, then a stop byte.
+    out = bytes([1 if sign else 0])
+    for name, fields in ops:
+        out += b"\x01" + arb_variant(name) + fields
+    return out + b"\x00"
+
+
+def node_sequence_topic_seeds():
+    u8, u16 = (lambda x: struct.pack("<B", x)), (lambda x: struct.pack("<H", x))
+    topics = lambda conn, ts: ("Topics", u8(conn) + arb_vec([u8(t) for t in ts]))
+    ops = [
+        ("Open", u8(1) + u8(1)), ("Open", u8(2) + u8(2)),
+        ("Join", u8(1)), ("Join", u8(2)),
+        topics(1, [1, 2]), topics(2, [1]),
+        ("Tick", u16(50)),
+        ("Publish", u8(1) + u16(100)),
+        ("TopicGossip", bytes([1, 1, 3, 1, 1, 10])),
+        ("TopicControl", bytes([2, 1, 0]) + arb_vec([u8(9)])),
+        ("Tick", u16(300)),
+        topics(1, [2]),                                   # peer 1 leaves topic a
+        ("TopicPeers", bytes([2, 2]) + arb_vec([])),      # a request
+        ("TopicPeers", bytes([1, 2]) + arb_vec([bytes([4, 5])])),  # an answer nobody asked for
+        ("Leave", u8(2)),
+        ("Closed", u8(2) + u8(1)),
+        ("Join", u8(3)),
+        topics(1, [1, 2, 3]),                             # over max_peer_topics: closed
+        ("Tick", u16(1000)),
+        ("Shutdown", b""),
+    ]
+    write("node_sequence", "topics-unsigned", node_sequence_ops(False, ops))
+    write("node_sequence", "topics-signed", node_sequence_ops(True, ops))
+    churn = [("Open", u8(1) + u8(1)), ("Join", u8(1)), topics(1, [1]),
+             ("Closed", u8(1) + u8(0)), ("Open", u8(3) + u8(1)), topics(3, [1]),
+             ("Leave", u8(1)), ("Join", u8(1)), ("Publish", u8(1) + u16(8)), ("Tick", u16(5000))]
+    write("node_sequence", "topics-churn", node_sequence_ops(False, churn))
+
+
 def main():
     for target in ("frame_decode", "token_verify", "gossip_decode", "node_input"):
         shutil.rmtree(os.path.join(ROOT, "seeds", target), ignore_errors=True)
@@ -77,6 +137,7 @@ def main():
     for name, code in (("gossip", GOSSIP), ("ihave", IHAVE), ("graft", GRAFT), ("credit", CREDIT),
                        ("shuffle", SHUFFLE)):
         write("node_input", name, b"\x80" + frame(code, b[name]))
+    node_sequence_topic_seeds()
 
 
 if __name__ == "__main__":

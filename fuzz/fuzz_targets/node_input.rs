@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
     });
     let hello = HelloRequestBody {
         ua: None,
-        overlay: HelloOverlay { overlay: 1, peer_id: peer.to_string(), listen: None, credit_frames: 16, credit_bytes: 1 << 20 },
+        overlay: HelloOverlay { overlay: 1, peer_id: peer.to_string(), listen: None, credit_frames: 16, credit_bytes: 1 << 20, graft_miss: false },
     };
     let Ok(json) = serde_json::to_vec(&hello) else { return };
     let mut open = frame(flags::REQ, 0, &json);

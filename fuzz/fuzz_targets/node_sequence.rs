@@ -1,7 +1,9 @@
 //! Fuzzes a `Node` with arbitrary sequences of `Input`s: connections up and down (some opened
 //! with a valid HELLO/START), raw bytes, well-formed frames of every overlay kind with arbitrary
 //! bodies, timer wake-ups, broadcasts, direct sends, dials, discovered peers, dial failures and
-//! shutdown — with origin signatures required (the default) or off.
+//! shutdown, and topics: joins, leaves, publishes, well-formed TOPICS and TOPIC_PEERS frames
+//! and topic payload / control frames of a few topics — with origin signatures required (the
+//! default) or off.
 //!
 //! Checked after every step, besides "no panic":
 //! - running sessions and our own handshaking dials stay within `max_sessions`, inbound
@@ -11,7 +13,11 @@
 //!   within `max_concurrent_dials`, the passive list (configured, discovered and learned
 //!   addresses) within `passive_capacity`, eager + lazy peers within the running sessions;
 //! - monotonic counters never go down;
-//! - the next timeout never points into the past.
+//! - the next timeout never points into the past;
+//! - the node is in at most `max_topics` topics, the default one among them;
+//! - the neighbours the core reported per topic (`Action::TopicNeighbor`: never up twice,
+//!   never down when not up, all of a topic dropped when the node leaves it) are all running
+//!   sessions, in topics the node is in.
 //!
 //! And over the whole sequence: a second node fed the same sequence gives the same actions,
 //! bit for bit (determinism).
@@ -24,11 +30,13 @@ use core::time::Duration;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use overlay_proto::frame::flags;
-use overlay_proto::wire::{HelloOverlay, HelloRequestBody, Kind};
+use overlay_proto::wire::{self, HelloOverlay, HelloRequestBody, Kind, PeerEntry};
 use overlay_proto::{
-    Action, ConnId, DialId, Direction, Input, Instant, Node, NodeConfig, NodeIdentity, NodeStats,
-    OriginAuth, OverlayError, PeerId, SigningSeed, OVERLAY_APP_PROTO_ID,
+    Action, ConnId, DialId, Direction, Input, Instant, MessageId, NeighborChange, Node,
+    NodeConfig, NodeIdentity, NodeStats, OriginAuth, OverlayError, PeerId, SessionState,
+    SigningSeed, TopicId, OVERLAY_APP_PROTO_ID,
 };
+use std::collections::BTreeSet;
 
 /// Longest sequence run (keeps each input fast).
 const MAX_STEPS: usize = 256;
@@ -60,6 +68,21 @@ enum Op {
     Discovered { ports: Vec<u8> },
     /// Graceful shutdown.
     Shutdown,
+    /// The application joins a topic.
+    Join { topic: u8 },
+    /// The application leaves a topic.
+    Leave { topic: u8 },
+    /// The application publishes to a topic.
+    Publish { topic: u8, len: u16 },
+    /// A peer announces its topics (a well-formed TOPICS frame; more than `max_peer_topics`
+    /// closes the session).
+    Topics { conn: u8, topics: Vec<u8> },
+    /// A peer asks for (no entry) or answers with (entries) members of a topic.
+    TopicPeers { conn: u8, topic: u8, entries: Vec<(u8, u8)> },
+    /// A peer's unsigned GOSSIP of a topic.
+    TopicGossip { conn: u8, topic: u8, origin: u8, nonce: u8, hops: u8, len: u8 },
+    /// A peer's IHAVE (0), GRAFT (1) or PRUNE (2) of a topic, about a few message ids.
+    TopicControl { conn: u8, topic: u8, kind: u8, ids: Vec<u8> },
 }
 
 fn config(sign: bool) -> NodeConfig {
@@ -76,7 +99,90 @@ fn config(sign: bool) -> NodeConfig {
     c.store_capacity = 8;
     c.max_queue_frames = 4;
     c.credit_window_frames = 4;
+    // `Open` grants a 4-frame window (credit backpressure on a short leash); the default
+    // minimum (16) would refuse every such session before it runs.
+    c.min_peer_window_frames = 4;
+    c.max_topics = 3;
+    c.max_peer_topics = 2;
     c
+}
+
+/// The default topic and three others.
+fn topic(i: u8) -> TopicId {
+    match i % 4 {
+        0 => TopicId::DEFAULT,
+        1 => TopicId::from_name("a"),
+        2 => TopicId::from_name("b"),
+        _ => TopicId::from_name("c"),
+    }
+}
+
+/// A peer's overlay EVENT frame of `kind` in `topic` (topic frames carry the id first).
+fn topic_frame(kind: Kind, topic: &TopicId, body: &[u8]) -> Vec<u8> {
+    let kind = wire::kind_in_topic(kind, topic);
+    let mut full = Vec::with_capacity(TopicId::LEN + body.len());
+    if !topic.is_default() {
+        full.extend_from_slice(&topic.0);
+    }
+    full.extend_from_slice(body);
+    frame(flags::EVENT, kind.code(), OVERLAY_APP_PROTO_ID, &full)
+}
+
+/// The frames of the topic ops, or `None` for any other op.
+fn topic_bytes(op: &Op) -> Option<(u8, Vec<u8>)> {
+    match op {
+        Op::Topics { conn, topics } => {
+            let mut ids: Vec<TopicId> = topics.iter().take(8).map(|t| topic(*t)).collect();
+            ids.retain(|t| !t.is_default());
+            ids.sort();
+            ids.dedup();
+            let mut body = Vec::new();
+            wire::put_topics(&mut body, ids.iter());
+            Some((*conn, frame(flags::EVENT, Kind::Topics.code(), OVERLAY_APP_PROTO_ID, &body)))
+        }
+        Op::TopicPeers { conn, topic: t, entries } => {
+            let entries: Vec<PeerEntry> = entries
+                .iter()
+                .take(20)
+                .map(|(p, port)| PeerEntry { peer: peer(*p), addr: addr(*port) })
+                .collect();
+            let mut body = topic(*t).0.to_vec();
+            wire::put_shuffle(&mut body, &entries);
+            Some((*conn, frame(flags::EVENT, Kind::TopicPeers.code(), OVERLAY_APP_PROTO_ID, &body)))
+        }
+        Op::TopicGossip { conn, topic: t, origin, nonce, hops, len } => {
+            let (topic, origin, nonce) = (topic(*t), peer(*origin), u64::from(*nonce));
+            let payload = vec![5u8; usize::from(*len)];
+            // The id binds the topic (what a real member sends; unsigned).
+            let id = MessageId::compute_in(&topic, &origin, nonce, &payload);
+            let mut body = Vec::new();
+            wire::put_gossip_header(&mut body, &id, &origin, nonce, *hops);
+            body.extend_from_slice(&payload);
+            Some((*conn, topic_frame(Kind::Gossip, &topic, &body)))
+        }
+        Op::TopicControl { conn, topic: t, kind, ids } => {
+            let ids = ids.iter().take(8).map(|i| MessageId([*i; 32]));
+            let mut body = Vec::new();
+            let kind = match kind % 3 {
+                0 => {
+                    for id in ids {
+                        body.extend_from_slice(&id.0);
+                        body.push(1);
+                    }
+                    Kind::IHave
+                }
+                1 => {
+                    for id in ids {
+                        body.extend_from_slice(&id.0);
+                    }
+                    Kind::Graft
+                }
+                _ => Kind::Prune,
+            };
+            Some((*conn, topic_frame(kind, &topic(*t), &body)))
+        }
+        _ => None,
+    }
 }
 
 fn peer(i: u8) -> PeerId {
@@ -114,6 +220,7 @@ fn open_inputs(c: u8, p: u8) -> Vec<Input> {
             listen: None,
             credit_frames: 4,
             credit_bytes: 1 << 20,
+            graft_miss: false,
         },
     };
     let Ok(json) = serde_json::to_vec(&hello) else {
@@ -138,6 +245,9 @@ fn open_inputs(c: u8, p: u8) -> Vec<Input> {
 fn inputs(op: &Op) -> (Duration, Vec<Input>) {
     let remote = SocketAddr::from(([127, 0, 0, 1], 9000));
     let one = |input| (Duration::ZERO, vec![input]);
+    if let Some((c, data)) = topic_bytes(op) {
+        return one(Input::Received { conn: conn(c), data: data.into() });
+    }
     match op {
         Op::Up { conn: c, peer: p, outbound, dial } => one(Input::ConnectionUp {
             conn: conn(*c),
@@ -186,6 +296,53 @@ fn inputs(op: &Op) -> (Duration, Vec<Input>) {
             addrs: ports.iter().take(16).map(|p| addr(*p)).collect(),
         }),
         Op::Shutdown => one(Input::Shutdown),
+        Op::Join { topic: t } => one(Input::Join(topic(*t))),
+        Op::Leave { topic: t } => one(Input::Leave(topic(*t))),
+        Op::Publish { topic: t, len } => one(Input::Publish {
+            request: u64::from(*len),
+            topic: topic(*t),
+            payload: Bytes::from(vec![3u8; usize::from(*len % 4096)]),
+        }),
+        Op::Topics { .. }
+        | Op::TopicPeers { .. }
+        | Op::TopicGossip { .. }
+        | Op::TopicControl { .. } => (Duration::ZERO, Vec::new()),
+    }
+}
+
+/// The neighbours the core reported, per topic: `actions` applied to `neighbors`, checking
+/// that nobody comes up twice or goes down without being up.
+fn track_neighbors(neighbors: &mut BTreeSet<(TopicId, PeerId)>, actions: &[Action]) {
+    for a in actions {
+        match a {
+            Action::TopicNeighbor { topic, peer, change: NeighborChange::Up } => {
+                assert!(neighbors.insert((*topic, *peer)), "up twice: {topic:?} {peer}");
+            }
+            Action::TopicNeighbor { topic, peer, change: NeighborChange::Down(_) } => {
+                assert!(neighbors.remove(&(*topic, *peer)), "down without up: {topic:?} {peer}");
+            }
+            Action::Left { topic, result: Ok(true) } => neighbors.retain(|(t, _)| t != topic),
+            _ => {}
+        }
+    }
+}
+
+/// The reported neighbours are running sessions in topics the node is in; the node's topics
+/// stay within `max_topics`, the default one among them.
+fn check_topics(node: &Node, cfg: &NodeConfig, neighbors: &BTreeSet<(TopicId, PeerId)>) {
+    let topics = node.topics();
+    assert!(topics.len() <= cfg.max_topics, "over max_topics: {topics:?}");
+    assert!(topics.contains(&TopicId::DEFAULT), "the default topic was left");
+    assert_eq!(node.stats().topics_joined, topics.len());
+    let running: BTreeSet<PeerId> = node
+        .sessions()
+        .iter()
+        .filter(|s| s.state == SessionState::Running)
+        .map(|s| s.peer)
+        .collect();
+    for (t, p) in neighbors {
+        assert!(node.is_joined(t), "a neighbour in a topic the node left: {t:?}");
+        assert!(running.contains(p), "a neighbour without a running session: {p}");
     }
 }
 
@@ -254,9 +411,11 @@ fn run(sign: bool, ops: &[Op]) -> Vec<Action> {
     let mut now = Instant::ZERO;
     let mut actions = Vec::new();
     let mut stats = node.stats();
+    let mut neighbors = BTreeSet::new();
     for op in ops.iter().take(MAX_STEPS) {
         let (advance, inputs) = inputs(op);
         now += advance;
+        let from = actions.len();
         for input in inputs {
             node.handle(now, input);
             while let Some(a) = node.poll_action() {
@@ -264,6 +423,8 @@ fn run(sign: bool, ops: &[Op]) -> Vec<Action> {
             }
         }
         stats = check(&node, &cfg, now, &stats);
+        track_neighbors(&mut neighbors, actions.get(from..).unwrap_or_default());
+        check_topics(&node, &cfg, &neighbors);
     }
     actions
 }

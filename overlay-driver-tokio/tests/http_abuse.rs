@@ -438,7 +438,11 @@ impl OverlayApi for Feed {
         Err(svc_overlay::api::Error::Overlay(OverlayError::NotJoined))
     }
 
-    fn topic_events(&self, _: overlay_proto::TopicId) -> Option<FeedSub> {
+    fn resume_topic(
+        &self,
+        _: overlay_proto::TopicId,
+        _: Option<Cursor>,
+    ) -> Option<Result<(FeedSub, Replay), CursorError>> {
         None
     }
 

@@ -1,7 +1,7 @@
-//! Resuming `GET /v1/gossip` over real HTTP: every event's `id:`, `Last-Event-ID` replays what
-//! a client missed in order, a cursor older than what is kept gets `lagged` with the count,
-//! and a garbage cursor is a typed 400 that is counted. Against a backend fed by the test and
-//! against real nodes.
+//! Resuming `GET /v1/gossip` and `GET /v1/topics/{name}/gossip` over real HTTP: every
+//! event's `id:`, `Last-Event-ID` replays what a client missed in order, a cursor older than
+//! what is kept gets `lagged` with the count, and a garbage cursor is a typed 400 that is
+//! counted. Against a backend fed by the test and against real nodes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -58,7 +58,11 @@ impl OverlayApi for Feed {
         Err(Error::Overlay(OverlayError::NotJoined))
     }
 
-    fn topic_events(&self, _: overlay_proto::TopicId) -> Option<FeedSub> {
+    fn resume_topic(
+        &self,
+        _: overlay_proto::TopicId,
+        _: Option<Cursor>,
+    ) -> Option<Result<(FeedSub, Replay), CursorError>> {
         None
     }
 
@@ -152,8 +156,12 @@ struct SseClient {
 
 impl SseClient {
     async fn connect(base: &str, last_event_id: Option<&str>) -> reqwest::Response {
+        SseClient::connect_to(base, "/v1/gossip", last_event_id).await
+    }
+
+    async fn connect_to(base: &str, path: &str, last_event_id: Option<&str>) -> reqwest::Response {
         let client = reqwest::Client::new();
-        let mut req = client.get(format!("{base}/v1/gossip"));
+        let mut req = client.get(format!("{base}{path}"));
         if let Some(id) = last_event_id {
             req = req.header("last-event-id", id);
         }
@@ -161,7 +169,11 @@ impl SseClient {
     }
 
     async fn open(base: &str, last_event_id: Option<&str>) -> SseClient {
-        let resp = SseClient::connect(base, last_event_id).await;
+        SseClient::open_at(base, "/v1/gossip", last_event_id).await
+    }
+
+    async fn open_at(base: &str, path: &str, last_event_id: Option<&str>) -> SseClient {
+        let resp = SseClient::connect_to(base, path, last_event_id).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], "text/event-stream");
         SseClient {
@@ -418,6 +430,140 @@ async fn a_real_node_numbers_its_deliveries_and_resumes_a_client() {
     assert_eq!(replayed, expected[2..]);
     // Everything after the cursor is accounted for: missed + replayed.
     assert_eq!(dropped.dropped + 3, prev - seq(&last));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// The sequence number of an event id.
+fn seq_of(id: &str) -> u64 {
+    id.split_once('-').unwrap().1.parse().unwrap()
+}
+
+/// Waits until `events` has received `n` deliveries whose payload starts with `prefix`.
+async fn delivered(events: &mut svc_overlay::EventStream, prefix: &str, n: usize) {
+    let mut seen = 0;
+    while seen < n {
+        let got = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("delivered within 10 s")
+            .expect("stream open");
+        if let svc_overlay::Event::Received(d) = got {
+            if String::from_utf8_lossy(&d.payload).starts_with(prefix) {
+                seen += 1;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_stream_resumes_with_its_own_cursors_and_reports_what_is_no_longer_kept() {
+    let (a, b) = (node().await, node().await);
+    let chat = overlay_proto::TopicId::from_name("chat");
+    assert!(a.join(chat).await.unwrap());
+    assert!(b.join(chat).await.unwrap());
+    let (_, mut b_events) = b.subscribe(chat).await.unwrap().split();
+    a.dial(b.local_addr()).await.unwrap();
+    let (base, counters) = serve(b.clone()).await;
+    let path = "/v1/topics/chat/gossip";
+    // Not a member elsewhere: 409, cursor or not.
+    let resp = SseClient::connect_to(&base, "/v1/topics/news/gossip", Some("0a0b0c0d-1")).await;
+    assert_eq!(resp.status(), 409);
+    let mut sse = SseClient::open_at(&base, path, None).await;
+    // B's TOPICS must reach A before A's messages reach B: probe until one shows up.
+    let mut first = None;
+    for k in 0..50 {
+        a.publish(chat, Bytes::from(format!("probe {k}")))
+            .await
+            .unwrap();
+        if let Ok(e) = tokio::time::timeout(Duration::from_millis(200), sse.next()).await {
+            first = e.id;
+            break;
+        }
+    }
+    let first = first.expect("a topic delivery reaches the stream");
+    // Late probes may still come: read until the stream is quiet, keeping the last id.
+    let mut last = first.clone();
+    while let Ok(e) = tokio::time::timeout(Duration::from_millis(300), sse.next()).await {
+        last = e.id.expect("message events have ids");
+    }
+    drop(sse);
+
+    // Two while away (B keeps three): a reconnect gets exactly them, numbered on from the
+    // cursor, then live messages on the same stream.
+    for n in 0..2 {
+        a.publish(chat, Bytes::from(format!("away {n}")))
+            .await
+            .unwrap();
+    }
+    delivered(&mut b_events, "away", 2).await;
+    let mut sse = SseClient::open_at(&base, path, Some(&last)).await;
+    let mut prev = seq_of(&last);
+    for n in 0..2 {
+        let (id, text) = sse.message().await;
+        assert_eq!(seq_of(&id), prev + 1, "{id} right after {prev}");
+        assert_eq!(text, format!("away {n}"));
+        prev = seq_of(&id);
+    }
+    a.publish(chat, Bytes::from_static(b"live")).await.unwrap();
+    let (id, text) = sse.message().await;
+    assert_eq!((seq_of(&id), text.as_str()), (prev + 1, "live"));
+    let snapshot = counters.snapshot();
+    assert_eq!(
+        (
+            snapshot.sse_resumes,
+            snapshot.sse_replayed,
+            snapshot.sse_replay_missed
+        ),
+        (1, 2, 0)
+    );
+    drop(sse);
+
+    // Five more while away: from the first cursor, what is no longer kept is one `lagged`
+    // count, then the three kept, oldest first; every message after the cursor is accounted.
+    for n in 0..5 {
+        a.publish(chat, Bytes::from(format!("gone {n}")))
+            .await
+            .unwrap();
+    }
+    delivered(&mut b_events, "gone", 5).await;
+    let mut sse = SseClient::open_at(&base, path, Some(&first)).await;
+    let lagged = sse.next().await;
+    assert_eq!(lagged.name, "lagged", "{lagged:?}");
+    let dropped: LaggedEvent = serde_json::from_str(&lagged.data).unwrap();
+    let mut replayed = Vec::new();
+    let mut prev = seq_of(&first);
+    for _ in 0..3 {
+        let (id, text) = sse.message().await;
+        assert!(seq_of(&id) > prev);
+        prev = seq_of(&id);
+        replayed.push(text);
+    }
+    assert_eq!(replayed, ["gone 2", "gone 3", "gone 4"]);
+    assert_eq!(dropped.dropped + 3, prev - seq_of(&first));
+    // A cursor of this topic's numbering it never issued is a typed 400.
+    let ahead = format!("{}-{}", &first[..8], prev + 1000);
+    let resp = SseClient::connect_to(&base, path, Some(&ahead)).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "bad_last_event_id");
+    // Leaving the topic ends its stream.
+    drop(b_events);
+    // (The dropped handle's own leave may get there first: either way the node is out.)
+    b.leave(chat).await.unwrap();
+    assert!(!b.topics().await.contains(&chat));
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match sse.resp.chunk().await {
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return,
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the stream ends when the node leaves the topic"
+    );
     a.shutdown().await;
     b.shutdown().await;
 }

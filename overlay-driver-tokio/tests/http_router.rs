@@ -127,13 +127,20 @@ impl OverlayApi for Fake {
         Ok(MessageId([0xcd; 32]))
     }
 
-    fn topic_events(&self, topic: overlay_proto::TopicId) -> Option<FakeSub> {
-        self.inner
-            .topics
-            .lock()
-            .unwrap()
-            .contains(&topic)
-            .then(|| FakeSub(self.inner.deliveries.subscribe()))
+    fn resume_topic(
+        &self,
+        topic: overlay_proto::TopicId,
+        after: Option<Cursor>,
+    ) -> Option<Result<(FakeSub, Replay), CursorError>> {
+        if !self.inner.topics.lock().unwrap().contains(&topic) {
+            return None;
+        }
+        Some(
+            self.inner
+                .deliveries
+                .resume(after)
+                .map(|(rx, replay)| (FakeSub(rx), replay)),
+        )
     }
 
     async fn broadcast(&self, payload: Bytes) -> Result<MessageId, Error> {
@@ -171,7 +178,7 @@ impl OverlayApi for Fake {
                 standing: Standing::Good,
                 components: ScoreComponents {
                     first_deliveries: 5.0,
-                    penalties: [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+                    penalties: [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0],
                 },
             },
         }]
@@ -881,7 +888,8 @@ async fn peers_lists_sessions() {
                     "graft_flood": 0.0,
                     "ihave_flood": 0.0,
                     "duplicate_flood": 0.0,
-                    "shuffle_flood": 0.0
+                    "shuffle_flood": 0.0,
+                    "validation_rejected": 0.0
                 }
             }
         }])

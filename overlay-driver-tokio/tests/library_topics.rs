@@ -141,18 +141,34 @@ async fn a_topic_reports_only_its_own_neighbours() {
             reason: NeighborDownReason::Left,
         }
     );
-    // B stops: only the default topic (the one they still share) reports the session's end.
+    // News has had no neighbour so far. B joins it: B's new stream starts with A (a member
+    // already connected), and A's news stream learns B from B's announcement.
+    assert!(
+        a_news.next().now_or_never().is_none(),
+        "news never saw B yet"
+    );
+    let (_b_news_send, mut b_news) = bounded("b news", b.subscribe(news)).await.unwrap().split();
+    assert_eq!(
+        next_neighbor(&mut b_news, "b news: a up").await,
+        Event::NeighborUp(a.peer_id())
+    );
+    assert_eq!(
+        next_neighbor(&mut a_news, "a news: b up").await,
+        Event::NeighborUp(b.peer_id())
+    );
+    // B stops: the topics they still share (default, news) report the session's end.
     b.shutdown().await;
-    match next_neighbor(&mut a_default, "default: b down").await {
-        Event::NeighborDown {
-            peer,
-            reason: NeighborDownReason::Closed(_),
-        } => assert_eq!(peer, b.peer_id()),
-        other => panic!("expected B down in the default topic, got {other:?}"),
+    for (stream, what) in [(&mut a_default, "default"), (&mut a_news, "news")] {
+        match next_neighbor(stream, what).await {
+            Event::NeighborDown {
+                peer,
+                reason: NeighborDownReason::Closed(_),
+            } => assert_eq!(peer, b.peer_id()),
+            other => panic!("expected B down in {what}, got {other:?}"),
+        }
     }
-    // The node task routes every event before the next one: whatever the core said about the
-    // other topics is buffered by now, and it said nothing there.
-    assert!(a_news.next().now_or_never().is_none(), "news never saw B");
+    // The node task routes every event before the next one: whatever the core said about
+    // chat is buffered by now, and it said nothing more there after B left it.
     assert!(a_chat.next().now_or_never().is_none(), "chat saw B once");
     a.shutdown().await;
 }

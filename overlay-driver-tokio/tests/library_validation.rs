@@ -1,7 +1,8 @@
 //! The library's validation hook with real nodes: A — B — C in a line, B validates
 //! (`ValidationMode::App`) and rejects what A publishes that the application deems bad.
 //! Accepted messages reach C; a rejected one goes no further, and A's standing at B falls
-//! (the `invalid_message` penalty: with the default weight one rejection bans A at B).
+//! (the `validation_rejected` penalty: with the default weight one rejection does not ban A
+//! at B, a few in a row do).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -74,13 +75,43 @@ async fn b_rejects_what_a_publishes_so_c_never_sees_it_and_a_is_penalized_at_b()
         .await
         .unwrap();
     let stats = wait_stats(&b, "b penalizes a", |s| {
-        s.score_penalties[Penalty::InvalidMessage as usize] >= 1
+        s.score_penalties[Penalty::ValidationRejected as usize] >= 1
     })
     .await;
     assert_eq!(
         stats.gossip_delivered, 1,
         "only the good one was delivered at B"
     );
+    assert_eq!(stats.score_penalties[Penalty::InvalidMessage as usize], 0);
+    let a_at_b = b.peers().await;
+    let a_at_b = a_at_b.iter().find(|s| s.peer == a.peer_id());
+    assert!(a_at_b.is_some(), "one rejection does not ban A");
+
+    assert_eq!(stats.peers_banned, 0);
+
+    // More rejections in a row: B bans A (bounded; decay between them may need a few). The
+    // ban is counted in the same step as the penalty that causes it.
+    let mut rejections = 1;
+    while bounded("b stats", b.stats()).await.peers_banned == 0 {
+        assert!(
+            rejections < 10,
+            "A still at B after {rejections} rejections"
+        );
+        rejections += 1;
+        let bad = Bytes::from(format!("bad news {rejections}"));
+        if let Err(e) = bounded("a publishes", a.broadcast(bad)).await {
+            let ready = a.readiness().borrow().clone();
+            panic!(
+                "A refused its broadcast #{rejections}: {e:?}; A {ready:?}, {:?}",
+                a.stats().await
+            );
+        }
+        wait_stats(&b, "b penalizes a again", |s| {
+            s.score_penalties[Penalty::ValidationRejected as usize] >= rejections
+        })
+        .await;
+    }
+    assert!(rejections >= 2);
     wait_until("a is banned at b", || async {
         !b.peers().await.iter().any(|s| s.peer == a.peer_id())
     })
@@ -98,11 +129,7 @@ async fn b_rejects_what_a_publishes_so_c_never_sees_it_and_a_is_penalized_at_b()
     b.shutdown().await;
     drop(b);
     let judged = bounded("validator ends", judge).await.unwrap();
-    assert_eq!(
-        judged,
-        vec![
-            Bytes::from_static(b"good news"),
-            Bytes::from_static(b"bad news")
-        ]
-    );
+    assert_eq!(judged.len() as u64, 1 + rejections);
+    assert_eq!(judged[..2], [&b"good news"[..], &b"bad news"[..]]);
+    assert!(judged[2..].iter().all(|p| p.starts_with(b"bad news ")));
 }

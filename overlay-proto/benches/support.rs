@@ -76,6 +76,7 @@ pub fn opening_bytes(i: u32) -> Vec<u8> {
             listen: None,
             credit_frames: u32::MAX,
             credit_bytes: u32::MAX,
+            graft_miss: false,
         },
     };
     let json = serde_json::to_vec(&hello).unwrap_or_default();

@@ -5,6 +5,11 @@
 //! of stored messages. A message therefore costs one map insert on arrival and one map
 //! removal when its id finally expires; payloads leave the ring earlier, by their own limits.
 //!
+//! Remembered ids are kept compact: the map and the expiry queue hold a 16-byte keyed
+//! fingerprint of the id ([`Fingerprinter`]), not the id, and the queue holds the arrival time
+//! as 32-bit milliseconds: a remembered id costs 20 bytes in the queue and one 20-byte map
+//! entry. The stored messages keep their whole ids (IHAVE needs them).
+//!
 //! The store's byte bound counts what a stored message really holds: its payload (an
 //! exact-size copy, with the origin's key and signature in the same allocation) plus
 //! [`STORED_MESSAGE_OVERHEAD`] for its slot. Every message that leaves the store is counted
@@ -15,7 +20,7 @@ use core::time::Duration;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
-use crate::idhash::{keyed_id_map, IdMap};
+use crate::idhash::{keyed_id_map, Fingerprint, Fingerprinter, IdMap};
 use crate::origin::{OriginSignature, PUBLIC_KEY_LEN, SIGNATURE_LEN};
 use crate::peer::{ConnId, MessageId, PeerId};
 use crate::time::Instant;
@@ -28,6 +33,18 @@ const INITIAL_IDS: usize = 128;
 const INITIAL_STORED: usize = 32;
 /// Bytes of a stored origin signature: the key, then the signature.
 const AUTH_LEN: usize = PUBLIC_KEY_LEN + SIGNATURE_LEN;
+
+/// One remembered id in arrival order: its fingerprint and when it arrived (milliseconds
+/// since the cache's epoch, modulo 2³²: ages are taken with wrapping arithmetic, exact while
+/// below 24 days; the seen time-to-live is capped there).
+#[derive(Debug, Clone, Copy)]
+struct SeenEntry {
+    key: Fingerprint,
+    at_ms: u32,
+}
+
+/// Longest seen time-to-live the 32-bit arrival times can measure.
+const MAX_SEEN_TTL_MS: u32 = u32::MAX / 2;
 
 /// Bytes each stored message counts against `store_bytes` besides its payload (and its
 /// signature, when signed): its slot in the ring and the allocator's header of its payload
@@ -98,6 +115,12 @@ pub struct CacheLimits {
     pub store_bytes: usize,
     /// How long a message is stored.
     pub store_ttl: Duration,
+    /// How long a message is held at least (unless `store_ttl` is shorter), even past
+    /// `store_bytes`: the GRAFTs its IHAVEs invite must find it (see `graft_miss_grace`).
+    pub store_hold: Duration,
+    /// Bytes stored at most while messages younger than `store_hold` go past `store_bytes`
+    /// (at least `store_bytes`); a message alone larger than this is not stored.
+    pub store_bytes_held: usize,
 }
 
 /// Messages that left (or never entered) the GRAFT store, by why (counters).
@@ -105,21 +128,26 @@ pub struct CacheLimits {
 pub struct StoreEvictions {
     /// Held for the whole `store_ttl`, then dropped: the normal way out.
     pub expired: u64,
-    /// Dropped before `store_ttl` to make room within `store_bytes`.
+    /// Dropped before `store_ttl` to make room within `store_bytes` (at least `store_hold`
+    /// after arrival), or within `store_bytes_held` (earlier).
     pub over_bytes: u64,
     /// Dropped before `store_ttl` to make room within `store_capacity`.
     pub over_count: u64,
-    /// Never stored: the message alone was larger than `store_bytes`.
+    /// Never stored: the message alone was larger than `store_bytes_held`.
     pub too_large: u64,
 }
 
 /// Seen ids and stored messages.
 #[derive(Debug)]
 pub struct MessageCache {
-    /// id → sequence number of its store slot.
-    ids: IdMap<MessageId, u64>,
-    /// Seen ids in arrival order, with their expiry.
-    seen_order: VecDeque<(Instant, MessageId)>,
+    /// Fingerprint of an id → sequence number of its store slot (modulo 2³²; a slot is
+    /// found only while its whole id matches).
+    ids: IdMap<Fingerprint, u32>,
+    /// Seen ids in arrival order, with their arrival time.
+    seen_order: VecDeque<SeenEntry>,
+    fingerprints: Fingerprinter,
+    /// `limits.seen_ttl` in milliseconds (at most [`MAX_SEEN_TTL_MS`]).
+    seen_ttl_ms: u32,
     /// Stored messages in arrival order; `store.front()` has sequence `store_base`.
     store: VecDeque<Slot>,
     store_base: u64,
@@ -143,6 +171,10 @@ impl MessageCache {
         MessageCache {
             ids: keyed_id_map(limits.seen_capacity.min(INITIAL_IDS), key),
             seen_order: VecDeque::with_capacity(limits.seen_capacity.min(INITIAL_IDS)),
+            fingerprints: Fingerprinter::new(key),
+            seen_ttl_ms: u32::try_from(limits.seen_ttl.as_millis())
+                .unwrap_or(u32::MAX)
+                .min(MAX_SEEN_TTL_MS),
             store: VecDeque::with_capacity(limits.store_capacity.min(INITIAL_STORED)),
             store_base: 0,
             next_seq: 0,
@@ -154,7 +186,12 @@ impl MessageCache {
 
     /// True when `id` was seen and not yet forgotten.
     pub fn contains(&self, id: &MessageId) -> bool {
-        self.ids.contains_key(id)
+        self.ids.contains_key(&self.fingerprints.of(&id.0))
+    }
+
+    /// `now` as the 32-bit milliseconds the expiry queue keeps (see [`SeenEntry`]).
+    fn ms(now: Instant) -> u32 {
+        (now.as_nanos() / 1_000_000) as u32
     }
 
     /// Records a first receipt and stores the message. Returns false (and stores nothing)
@@ -170,22 +207,26 @@ impl MessageCache {
     /// (its arrival is still recorded).
     pub fn insert(&mut self, now: Instant, id: MessageId, message: StoredMessage) -> bool {
         let seq = self.next_seq;
-        match self.ids.entry(id) {
+        let key = self.fingerprints.of(&id.0);
+        match self.ids.entry(key) {
             std::collections::hash_map::Entry::Occupied(_) => return false,
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(seq);
+                v.insert(seq as u32);
             }
         }
         self.next_seq += 1;
         if self.seen_order.len() >= self.limits.seen_capacity {
-            if let Some((_, old)) = self.seen_order.pop_front() {
-                self.ids.remove(&old);
+            if let Some(old) = self.seen_order.pop_front() {
+                self.ids.remove(&old.key);
             }
         }
-        self.seen_order.push_back((now + self.limits.seen_ttl, id));
+        self.seen_order.push_back(SeenEntry {
+            key,
+            at_ms: Self::ms(now),
+        });
         let auth_len = if message.auth.is_some() { AUTH_LEN } else { 0 };
         let cost = auth_len + message.payload.len() + STORED_MESSAGE_OVERHEAD;
-        let kept = cost <= self.limits.store_bytes;
+        let kept = cost <= self.held_bytes_max();
         let data = if kept {
             let mut data = Vec::with_capacity(auth_len + message.payload.len());
             if let Some(auth) = &message.auth {
@@ -213,7 +254,22 @@ impl MessageCache {
         loop {
             let over_count = self.store.len() >= self.limits.store_capacity;
             let over_bytes = self.stored_bytes + slot.cost() > self.limits.store_bytes;
-            if !(over_count || over_bytes) || !self.pop_stored() {
+            if !(over_count || over_bytes) {
+                break;
+            }
+            // Messages younger than `store_hold` stay past `store_bytes` (the oldest is at
+            // the front: when it is young, all are), up to `store_bytes_held`.
+            let front_young = self
+                .store
+                .front()
+                .is_some_and(|s| now < s.received_at + self.limits.store_hold);
+            if !over_count
+                && front_young
+                && self.stored_bytes + slot.cost() <= self.held_bytes_max()
+            {
+                break;
+            }
+            if !self.pop_stored() {
                 break;
             }
             if over_count {
@@ -225,6 +281,10 @@ impl MessageCache {
         self.stored_bytes += slot.cost();
         self.store.push_back(slot);
         true
+    }
+
+    fn held_bytes_max(&self) -> usize {
+        self.limits.store_bytes_held.max(self.limits.store_bytes)
     }
 
     fn pop_stored(&mut self) -> bool {
@@ -239,10 +299,17 @@ impl MessageCache {
     }
 
     fn slot(&self, id: &MessageId) -> Option<&Slot> {
-        let seq = *self.ids.get(id)?;
-        let index = seq.checked_sub(self.store_base)?;
+        let seq = *self.ids.get(&self.fingerprints.of(&id.0))?;
+        // Sequence numbers modulo 2³²: an index past the ring is a message no longer
+        // stored; the whole id settles the rest.
+        let index = seq.wrapping_sub(self.store_base as u32);
         let slot = self.store.get(usize::try_from(index).ok()?)?;
         (slot.id == *id).then_some(slot)
+    }
+
+    /// True when the message `id` is still held (a GRAFT for it can be answered).
+    pub fn holds(&self, id: &MessageId) -> bool {
+        self.slot(id).is_some_and(|s| s.kept)
     }
 
     /// The stored message for `id`, if still held (the payload shares the store's copy).
@@ -279,10 +346,25 @@ impl MessageCache {
 
     /// Forgets expired ids and drops expired messages.
     pub fn expire(&mut self, now: Instant) {
-        while self.seen_order.front().is_some_and(|(at, _)| *at <= now) {
-            if let Some((_, id)) = self.seen_order.pop_front() {
-                self.ids.remove(&id);
+        let now_ms = Self::ms(now);
+        let ttl = self.seen_ttl_ms;
+        while self
+            .seen_order
+            .front()
+            .is_some_and(|e| now_ms.wrapping_sub(e.at_ms) >= ttl)
+        {
+            if let Some(old) = self.seen_order.pop_front() {
+                self.ids.remove(&old.key);
             }
+        }
+        // Give back what a burst made the queue grow to.
+        if self.seen_order.capacity() > 4 * INITIAL_IDS
+            && self.seen_order.len() < self.seen_order.capacity() / 4
+        {
+            self.seen_order.shrink_to(self.seen_order.len() * 2);
+        }
+        if self.ids.capacity() > 4 * INITIAL_IDS && self.ids.len() < self.ids.capacity() / 4 {
+            self.ids.shrink_to(self.ids.len() * 2);
         }
         let ttl = self.limits.store_ttl;
         while self
@@ -292,6 +374,17 @@ impl MessageCache {
         {
             self.pop_stored();
             self.evictions.expired += 1;
+        }
+        // What a burst held past `store_bytes` goes once it is older than `store_hold`.
+        let hold = self.limits.store_hold;
+        while self.stored_bytes > self.limits.store_bytes
+            && self
+                .store
+                .front()
+                .is_some_and(|s| s.received_at + hold <= now)
+        {
+            self.pop_stored();
+            self.evictions.over_bytes += 1;
         }
         // Give back what a burst made the ring grow to, once it is mostly empty again.
         if self.store.capacity() > 4 * INITIAL_STORED
@@ -349,6 +442,8 @@ mod tests {
             store_capacity: 2,
             store_bytes: budget(2, 100),
             store_ttl: Duration::from_secs(1),
+            store_hold: Duration::ZERO,
+            store_bytes_held: 0,
         }
     }
 
@@ -453,6 +548,8 @@ mod tests {
             store_capacity: 1 << 12,
             store_bytes: 64 * 1024,
             store_ttl: Duration::from_secs(100),
+            store_hold: Duration::ZERO,
+            store_bytes_held: 0,
         };
         let mut c = MessageCache::new(limits);
         let auth = OriginSignature {
@@ -485,6 +582,59 @@ mod tests {
         assert_eq!(got.payload.len(), 1 + (998 * 37) % 1500);
         raw[..4].copy_from_slice(&999u32.to_le_bytes());
         assert_eq!(c.get(&MessageId(raw)).unwrap().auth, None);
+    }
+
+    #[test]
+    fn young_messages_stay_past_store_bytes_up_to_the_held_ceiling() {
+        let hold = Duration::from_millis(500);
+        let mut c = MessageCache::new(CacheLimits {
+            store_capacity: 100,
+            seen_capacity: 100,
+            store_hold: hold,
+            store_bytes_held: budget(4, 100),
+            ..limits()
+        });
+        let t = Instant::ZERO;
+        for n in 1..=4 {
+            assert!(c.insert(t, id(n), msg(100)));
+        }
+        assert_eq!(c.stored_len(), 4, "all younger than store_hold");
+        assert!(c.holds(&id(1)));
+        // Past the held ceiling the oldest goes even when young.
+        assert!(c.insert(t, id(5), msg(100)));
+        assert_eq!(c.stored_len(), 4);
+        assert!(!c.holds(&id(1)) && c.contains(&id(1)));
+        // Once older than store_hold, the excess over store_bytes goes.
+        c.expire(t + hold);
+        assert_eq!((c.stored_len(), c.stored_bytes()), (2, budget(2, 100)));
+        assert!(c.holds(&id(5)) && c.holds(&id(4)) && !c.holds(&id(3)));
+        assert_eq!(c.evictions().over_bytes, 3);
+        // Old messages make room as before.
+        assert!(c.insert(t + hold, id(6), msg(100)));
+        assert_eq!(c.stored_len(), 2);
+        assert!(!c.holds(&id(4)));
+    }
+
+    #[test]
+    fn a_remembered_id_takes_two_twenty_byte_records() {
+        // Its map entry and its expiry entry, besides the map's control byte and unused
+        // capacity (it was a 40-byte entry and a 40-byte expiry record).
+        assert_eq!(core::mem::size_of::<(Fingerprint, u32)>(), 20);
+        assert_eq!(core::mem::size_of::<SeenEntry>(), 20);
+    }
+
+    #[test]
+    fn seen_ids_expire_across_the_32_bit_millisecond_wrap() {
+        let mut c = MessageCache::new(limits());
+        // 3 s before the 32-bit millisecond clock wraps; the seen ttl is 10 s.
+        let t = Instant::from_nanos((u64::from(u32::MAX) - 3_000) * 1_000_000);
+        assert!(c.insert(t, id(1), msg(1)));
+        c.expire(t + Duration::from_secs(9));
+        assert!(c.contains(&id(1)), "9 s old, across the wrap");
+        assert!(!c.insert(t + Duration::from_secs(9), id(1), msg(1)));
+        c.expire(t + Duration::from_secs(10));
+        assert!(!c.contains(&id(1)));
+        assert_eq!(c.seen_len(), 0);
     }
 
     #[test]

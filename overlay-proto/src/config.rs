@@ -92,6 +92,12 @@ pub struct NodeConfig {
     pub tree_settle: Duration,
     /// How long to wait after a GRAFT before asking the next announcer.
     pub graft_retry: Duration,
+    /// The GRAFT_MISS grace. Every node keeps a message it received for at least twice this
+    /// long, even past `store_bytes` (up to four times it), so that the GRAFTs its IHAVEs
+    /// invite can be answered. A GRAFT_MISS ("no longer held") that arrives less than this
+    /// long after the same peer's IHAVE for the id counts as a broken promise; a later one
+    /// is an honest eviction: the next announcer is asked at once and nobody is scored.
+    pub graft_miss_grace: Duration,
     /// An eager peer is pruned after this many duplicates in a row (any first copy from it
     /// resets the count). 1 is textbook Plumtree; more keeps the tree connected when
     /// broadcasts from many origins cross, at the cost of a few extra duplicates.
@@ -267,17 +273,19 @@ impl Default for NodeConfig {
             store_capacity: 8192,
             // Sized for what the store is for: answering the GRAFTs its IHAVEs invite. An
             // announcement can sit in a slow session's queue until `stall_timeout` (10 s)
-            // closes it, so messages are held that long (with 2 s, a held link made honest
-            // announcers miss their promises and get banned in the chaos smoke sweep); the
-            // byte bound caps what that costs at high rates (1000 simultaneous 1 KiB
-            // broadcasts, ≈ 1.2 MB, still pass `overlay-sim scale --scenario all-send`; 512
-            // KiB did not). See docs/PERFORMANCE.md.
-            store_bytes: 1024 * 1024,
+            // closes it, so messages are kept up to that long; the byte bound decides at high
+            // rates. Every message is held at least 2 × `graft_miss_grace` even past it (up to
+            // 4 × `store_bytes`), and a GRAFT for a message dropped later is answered with
+            // GRAFT_MISS, which blames nobody: so the bound can be small (a burst of 1000
+            // simultaneous 1 KiB broadcasts passes `overlay-sim scale --scenario all-send`
+            // with it). See docs/PERFORMANCE.md.
+            store_bytes: 256 * 1024,
             store_ttl: Duration::from_secs(10),
             graft_timeout: Duration::from_millis(80),
             graft_timeout_settled: Duration::from_millis(240),
             tree_settle: Duration::from_secs(10),
             graft_retry: Duration::from_millis(120),
+            graft_miss_grace: Duration::from_millis(500),
             prune_after_duplicates: 5,
             optimization_threshold: 2,
             optimization_samples: 6,
@@ -411,6 +419,17 @@ fn check(ok: bool, setting: &'static str, accepted: &'static str) -> Result<(), 
 }
 
 impl NodeConfig {
+    /// Bytes the GRAFT store may hold at most: past `store_bytes` it keeps only messages
+    /// younger than 2 × `graft_miss_grace`, up to four times `store_bytes`, and always room
+    /// for one message of the largest size with its signature (so every message can be held
+    /// for the grace).
+    pub fn store_bytes_ceiling(&self) -> usize {
+        let largest = self.max_message_bytes
+            + crate::wire::SIGNED_GOSSIP_HEADER_LEN
+            + crate::cache::STORED_MESSAGE_OVERHEAD;
+        self.store_bytes.saturating_mul(4).max(largest)
+    }
+
     /// How long the TCP connect of a dial may take: `connect_timeout`, capped by
     /// `handshake_timeout`.
     pub fn dial_connect_timeout(&self) -> Duration {

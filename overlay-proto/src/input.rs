@@ -114,8 +114,10 @@ pub enum Input {
         addrs: Vec<SocketAddr>,
     },
     /// The operator changed the live settings (fan-outs, quotas). Validated like the start
-    /// configuration; answered with `Action::Reconfigured`.
-    Reconfigure(LiveSettings),
+    /// configuration; answered with `Action::Reconfigured`. Boxed: the `[scoring]` table
+    /// would make every `Input` as large as this rare one (the encoding is the unboxed one,
+    /// so traces are unchanged).
+    Reconfigure(Box<LiveSettings>),
     /// Close every session gracefully and stop dialing.
     Shutdown,
     /// The application's verdict on a message held for validation (`Action::Validate`).

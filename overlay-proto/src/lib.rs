@@ -35,9 +35,11 @@ mod idhash;
 mod input;
 mod keys;
 mod liveness;
+mod membership;
 mod node;
 mod passive;
 mod peer;
+mod plumtree;
 mod preauth;
 mod ratelimit;
 // Public with `test-util` only, so benchmarks can measure a session's size.

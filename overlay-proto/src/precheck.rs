@@ -463,6 +463,7 @@ mod tests {
                 listen: None,
                 credit_frames: 1024,
                 credit_bytes: 64 << 20,
+                graft_miss: false,
             },
         };
         let mut opening = frame(flags::REQ, 0, 0, &serde_json::to_vec(&hello).unwrap());

@@ -3,7 +3,8 @@
 //!
 //! Each peer has a few **components**, plain counters that the node bumps as things happen:
 //! first deliveries (the peer gave us a message before anyone else did), invalid messages
-//! (bad id or bad origin signature), protocol violations, broken promises (a GRAFT the peer
+//! (bad id or bad origin signature), messages the application's validator rejected, protocol
+//! violations, broken promises (a GRAFT the peer
 //! never answered), GRAFT / IHAVE / duplicate / SHUFFLE floods. The score is the weighted sum:
 //!
 //! ```text
@@ -61,6 +62,10 @@ pub struct ScoreConfig {
     pub duplicate_flood_weight: f64,
     /// Per SHUFFLE over the per-peer rate, or unsolicited SHUFFLE_REPLY.
     pub shuffle_flood_weight: f64,
+    /// Per message the application's validator rejected (`ValidationMode::App`) (≤ 0). The
+    /// default lets one rejection pass (the application may be stricter than the sender, or
+    /// wrong) and bans after a few in a row.
+    pub validation_rejected_weight: f64,
     /// Below this, IHAVE and GRAFT from the peer are ignored (≤ 0).
     pub gossip_threshold: f64,
     /// Below this, the peer is moved to lazy and never made eager (≤ `gossip_threshold`).
@@ -92,6 +97,7 @@ impl Default for ScoreConfig {
             ihave_flood_weight: -0.2,
             duplicate_flood_weight: -0.1,
             shuffle_flood_weight: -5.0,
+            validation_rejected_weight: -15.0,
             gossip_threshold: -10.0,
             prune_threshold: -20.0,
             ban_threshold: -50.0,
@@ -133,6 +139,10 @@ impl ScoreConfig {
                 self.duplicate_flood_weight,
             ),
             ("scoring.shuffle_flood_weight", self.shuffle_flood_weight),
+            (
+                "scoring.validation_rejected_weight",
+                self.validation_rejected_weight,
+            ),
         ] {
             if !finite_le0(w) {
                 return Err((name, "<= 0"));
@@ -176,11 +186,13 @@ pub enum Penalty {
     DuplicateFlood,
     /// SHUFFLE over the per-peer rate, or unsolicited SHUFFLE_REPLY.
     ShuffleFlood,
+    /// A message the application's validator rejected.
+    ValidationRejected,
 }
 
 impl Penalty {
     /// Number of variants.
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
     /// Every variant, in counter order.
     pub const ALL: [Penalty; Self::COUNT] = [
         Penalty::InvalidMessage,
@@ -190,6 +202,7 @@ impl Penalty {
         Penalty::IhaveFlood,
         Penalty::DuplicateFlood,
         Penalty::ShuffleFlood,
+        Penalty::ValidationRejected,
     ];
 
     /// The metrics label (`overlay_score_penalties_total{component}`).
@@ -202,6 +215,7 @@ impl Penalty {
             Penalty::IhaveFlood => "ihave_flood",
             Penalty::DuplicateFlood => "duplicate_flood",
             Penalty::ShuffleFlood => "shuffle_flood",
+            Penalty::ValidationRejected => "validation_rejected",
         }
     }
 
@@ -214,6 +228,7 @@ impl Penalty {
             Penalty::IhaveFlood => cfg.ihave_flood_weight,
             Penalty::DuplicateFlood => cfg.duplicate_flood_weight,
             Penalty::ShuffleFlood => cfg.shuffle_flood_weight,
+            Penalty::ValidationRejected => cfg.validation_rejected_weight,
         }
     }
 }
@@ -581,6 +596,43 @@ mod tests {
         assert_eq!(view.standing, Standing::Ban);
         assert!((view.score - (-12.0 - 10.0 - 30.0)).abs() < 1e-9);
         assert_eq!(view.components.penalty(Penalty::IhaveFlood), 60.0);
+    }
+
+    #[test]
+    fn one_validation_rejection_does_not_ban_and_a_few_in_a_row_do() {
+        let mut book = ScoreBook::new(ScoreConfig::default(), at(0));
+        let p = peer(9);
+        book.connected(p);
+        // -15: IHAVE/GRAFT ignored for a while, still eager, not banned.
+        assert_eq!(
+            book.penalize(p, Penalty::ValidationRejected, 1),
+            Standing::NoControl
+        );
+        // One a second: -15, -28.5 (lazy), -40.65, then -51.6: banned at the fourth.
+        let mut standings = Vec::new();
+        for s in 1..=3 {
+            book.on_tick(at(s));
+            standings.push(book.penalize(p, Penalty::ValidationRejected, 1));
+        }
+        assert_eq!(standings, [Standing::Lazy, Standing::Lazy, Standing::Ban]);
+        // One rejection now and then never adds up to a ban: one every 10 s peaks at
+        // 15 / (1 - 0.9^10) ≈ 23.
+        let q = peer(10);
+        book.connected(q);
+        for s in 0..30 {
+            let standing = book.penalize(q, Penalty::ValidationRejected, 1);
+            assert_ne!(standing, Standing::Ban, "after {s} rejections");
+            book.on_tick(at(4 + 10 * (s + 1)));
+        }
+        assert_eq!(Penalty::ValidationRejected.label(), "validation_rejected");
+        let bad = ScoreConfig {
+            validation_rejected_weight: 0.5,
+            ..ScoreConfig::default()
+        };
+        assert_eq!(
+            bad.check().map_err(|e| e.0),
+            Err("scoring.validation_rejected_weight")
+        );
     }
 
     #[test]

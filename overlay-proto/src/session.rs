@@ -5,11 +5,13 @@ use bytes::{BufMut, BytesMut};
 use core::net::SocketAddr;
 use std::collections::VecDeque;
 
+use crate::frame::Header;
 use crate::liveness::Liveness;
 use crate::peer::{ConnId, DialId, Direction, PeerId};
 use crate::ratelimit::TokenBucket;
 use crate::time::Instant;
 use crate::topic::TopicId;
+use crate::wire::CreditGrant;
 
 /// Where a session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +218,8 @@ pub struct Session {
     pub topic_peers_pending: Option<TopicId>,
     /// The address the peer accepts connections on (from its HELLO).
     pub listen: Option<SocketAddr>,
+    /// The peer understands GRAFT_MISS (its HELLO said `graft_miss`).
+    pub graft_miss: bool,
     /// Frames sent and not yet re-credited.
     pub inflight_frames: u32,
     /// Listed in the node's dirty list this round.
@@ -236,6 +240,42 @@ pub struct Session {
     /// Callers' `Input::Dial` tags waiting for this session to run (reported with
     /// `SessionEvent::Up`, or failed with `Action::DialResult` when it closes first).
     pub dial_requests: Vec<u64>,
+}
+
+/// Outcome of handing one frame to [`Session::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Written to the transmit buffer.
+    Now,
+    /// Waiting in the queue for credit.
+    Queued,
+    /// Dropped: the queue is full (the caller counts it).
+    Dropped,
+}
+
+/// Bounds of a session's send queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Frames queued at most.
+    pub frames: usize,
+    /// Bytes queued at most.
+    pub bytes: usize,
+}
+
+impl QueueLimits {
+    /// The queue's fill ratio, 0 (empty) to 1 (full in frames or bytes).
+    pub fn load(&self, queue: &OutQueue) -> f64 {
+        (queue.frames() as f64 / self.frames as f64).max(queue.bytes() as f64 / self.bytes as f64)
+    }
+}
+
+/// Appends one frame, `header` then `parts`, to `out`.
+pub(crate) fn write_frame(out: &mut BytesMut, header: &Header, parts: &[&[u8]]) {
+    out.reserve(header.len as usize);
+    header.write(out);
+    for part in parts {
+        out.put_slice(part);
+    }
 }
 
 impl Session {
@@ -281,6 +321,7 @@ impl Session {
             allowed_topics: None,
             topic_peers_pending: None,
             listen: None,
+            graft_miss: false,
             inflight_frames: 0,
             dirty: false,
             control,
@@ -321,9 +362,98 @@ impl Session {
             .as_ref()
             .is_none_or(|allowed| allowed.binary_search(topic).is_ok())
     }
+
+    /// Sends one frame (`header`, then `parts`; `header.len` is the whole frame's length) at
+    /// `now`. A frame that needs no credit (`uses_credit` false) is written at once. Others
+    /// are written while the peer's window allows and nothing waits before them; else they
+    /// wait in the bounded queue (`kind` is recorded for the counters), and beyond `limits`
+    /// they are dropped. The queue's stall clock starts when it stops being empty.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        header: &Header,
+        parts: &[&[u8]],
+        uses_credit: bool,
+        kind: u8,
+        limits: QueueLimits,
+    ) -> Sent {
+        let len = header.len as usize;
+        if !uses_credit {
+            write_frame(&mut self.out, header, parts);
+        } else if self.queue.frames() == 0 && self.send_window.fits(len) {
+            self.send_window.take(len);
+            self.inflight_frames = self.inflight_frames.saturating_add(1);
+            write_frame(&mut self.out, header, parts);
+        } else if self.queue.frames() < limits.frames && self.queue.bytes() + len <= limits.bytes {
+            if self.queue.frames() == 0 {
+                self.queue_progress_at = now;
+            }
+            write_frame(self.queue.buf_mut(), header, parts);
+            self.queue.commit(len, kind);
+            return Sent::Queued;
+        } else {
+            return Sent::Dropped;
+        }
+        self.liveness.sent(now);
+        Sent::Now
+    }
+
+    /// The peer returned credit: its window grows and that many frames are no longer in
+    /// flight.
+    pub fn on_credit(&mut self, grant: CreditGrant) {
+        self.send_window.add(grant.frames, u64::from(grant.bytes));
+        self.inflight_frames = self.inflight_frames.saturating_sub(grant.frames);
+    }
+
+    /// Moves queued frames into the transmit buffer, oldest first, while the peer's window
+    /// allows; `sent` is called with each frame's kind. Returns how many moved.
+    pub fn drain_queue(&mut self, now: Instant, mut sent: impl FnMut(u8)) -> u64 {
+        let mut moved = 0u64;
+        while let Some(len) = self.queue.front_len() {
+            if !self.send_window.fits(len) {
+                break;
+            }
+            self.send_window.take(len);
+            self.inflight_frames = self.inflight_frames.saturating_add(1);
+            if let Some(kind) = self.queue.pop_into(&mut self.out) {
+                sent(kind);
+            }
+            moved += 1;
+        }
+        if moved > 0 {
+            self.queue_progress_at = now;
+            self.liveness.sent(now);
+        }
+        moved
+    }
+
+    /// True once half of the receive window (`window`) was consumed since the last grant.
+    pub fn credit_due(&self, window: Window) -> bool {
+        let used = self.recv_since_grant;
+        used.frames >= (window.frames / 2).max(1) || used.bytes >= (window.bytes / 2).max(1)
+    }
+
+    /// Returns everything consumed since the last grant to the receive allowance; the grant
+    /// to send the peer in a CREDIT frame (possibly `0/0`: a heartbeat).
+    pub fn take_credit_grant(&mut self) -> CreditGrant {
+        let used = self.recv_since_grant;
+        self.recv_allowance.add(used.frames, used.bytes);
+        self.recv_since_grant = Window::default();
+        CreditGrant {
+            frames: used.frames,
+            bytes: used.bytes.min(u64::from(u32::MAX)) as u32,
+        }
+    }
+
+    /// Marks the session as having bytes to flush; true when it was not marked yet (the
+    /// caller lists it once).
+    pub fn mark_dirty(&mut self) -> bool {
+        !std::mem::replace(&mut self.dirty, true)
+    }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests panic on failure by design
 mod tests {
     use super::*;
 
@@ -341,6 +471,136 @@ mod tests {
         assert_eq!(q.front_len(), Some(2));
         assert_eq!(q.clear(), 1);
         assert_eq!(q.bytes(), 0);
+    }
+
+    fn session(now: Instant) -> Session {
+        let info = ConnectionInfo {
+            conn: ConnId(1),
+            peer: PeerId([1; 32]),
+            remote: SocketAddr::from(([127, 0, 0, 1], 7000)),
+            direction: Direction::Outbound,
+            dial: None,
+            kx_group: None,
+        };
+        let bucket = || TokenBucket::new(now, 100, 100);
+        let control = ControlBuckets {
+            graft: bucket(),
+            ihave: bucket(),
+            duplicate: bucket(),
+            shuffle: bucket(),
+        };
+        let grant = Grant {
+            operations: 0,
+            max_message_bytes: 1024,
+            rate_cap: None,
+        };
+        Session::new(now, info, bucket(), control, grant)
+    }
+
+    fn header(len: usize) -> Header {
+        Header {
+            len: len as u32,
+            ver: 1,
+            flags: crate::frame::flags::EVENT,
+            code: 0,
+            app_proto_id: 0,
+            tenant_id: 0,
+            cap_len: 0,
+            corr_id: 0,
+        }
+    }
+
+    const LIMITS: QueueLimits = QueueLimits {
+        frames: 2,
+        bytes: 1 << 20,
+    };
+
+    #[test]
+    fn frames_wait_for_credit_in_a_bounded_queue_and_leave_in_order() {
+        let t0 = Instant::ZERO;
+        let mut s = session(t0);
+        let frame = crate::frame::HEADER_LEN + 4;
+        // No credit yet: queued (the stall clock starts), then dropped beyond the bound.
+        let later = t0 + core::time::Duration::from_millis(5);
+        assert_eq!(
+            s.send(later, &header(frame), &[b"aaaa"], true, 3, LIMITS),
+            Sent::Queued
+        );
+        assert_eq!(s.queue_progress_at, later);
+        assert_eq!(
+            s.send(later, &header(frame), &[b"bbbb"], true, 4, LIMITS),
+            Sent::Queued
+        );
+        assert_eq!(
+            s.send(later, &header(frame), &[b"cccc"], true, 5, LIMITS),
+            Sent::Dropped
+        );
+        assert!(s.out.is_empty());
+        assert_eq!(LIMITS.load(&s.queue), 1.0);
+        // A frame that needs no credit goes out at once.
+        assert_eq!(
+            s.send(later, &header(frame), &[b"zzzz"], false, 9, LIMITS),
+            Sent::Now
+        );
+        s.out.clear();
+        // One frame of credit: the oldest queued frame leaves, and only that one.
+        s.on_credit(CreditGrant {
+            frames: 1,
+            bytes: 1 << 16,
+        });
+        let mut kinds = Vec::new();
+        assert_eq!(s.drain_queue(later, |k| kinds.push(k)), 1);
+        assert_eq!(kinds, vec![3]);
+        assert!(s.out.ends_with(b"aaaa"));
+        assert_eq!(s.inflight_frames, 1);
+        // More credit: the rest drains, later frames go straight out.
+        s.on_credit(CreditGrant {
+            frames: 4,
+            bytes: 1 << 16,
+        });
+        assert_eq!(s.inflight_frames, 0);
+        assert_eq!(s.drain_queue(later, |k| kinds.push(k)), 1);
+        assert_eq!(kinds, vec![3, 4]);
+        assert_eq!(
+            s.send(later, &header(frame), &[b"dddd"], true, 6, LIMITS),
+            Sent::Now
+        );
+        assert!(s.out.ends_with(b"dddd"));
+        assert!(s.mark_dirty());
+        assert!(!s.mark_dirty());
+    }
+
+    #[test]
+    fn credit_is_returned_once_half_the_window_is_used() {
+        let mut s = session(Instant::ZERO);
+        let window = Window {
+            frames: 8,
+            bytes: 1000,
+        };
+        s.recv_since_grant = Window {
+            frames: 3,
+            bytes: 100,
+        };
+        assert!(!s.credit_due(window));
+        s.recv_since_grant.add(1, 0);
+        assert!(s.credit_due(window));
+        let grant = s.take_credit_grant();
+        assert_eq!((grant.frames, grant.bytes), (4, 100));
+        assert_eq!(
+            s.recv_allowance,
+            Window {
+                frames: 4,
+                bytes: 100
+            }
+        );
+        // Nothing used since: a 0/0 grant (the heartbeat).
+        let grant = s.take_credit_grant();
+        assert_eq!((grant.frames, grant.bytes), (0, 0));
+        s.recv_since_grant = Window {
+            frames: 0,
+            bytes: 500,
+        };
+        assert!(s.credit_due(window), "half the bytes");
     }
 
     #[test]

@@ -260,6 +260,17 @@ pub struct NodeStats {
     pub grafts_sent: u64,
     /// Counter: GRAFT requests received.
     pub grafts_received: u64,
+    /// Counter: ids answered with GRAFT_MISS (asked for by a GRAFT, seen here but no longer
+    /// held).
+    pub graft_misses_sent: u64,
+    /// Counter: ids received in GRAFT_MISS answers to our GRAFTs (the next announcer is asked
+    /// at once).
+    pub graft_misses_received: u64,
+    /// Counter: ids of GRAFT_MISS answers that came within `graft_miss_grace` of the peer's
+    /// own IHAVE for them: scored as broken promises.
+    pub graft_misses_too_soon: u64,
+    /// Counter: ids in GRAFT_MISS frames that answered no GRAFT of ours (ignored).
+    pub graft_misses_unsolicited: u64,
     /// Counter: PRUNE sent.
     pub prunes_sent: u64,
     /// Counter: PRUNE received.
@@ -270,9 +281,9 @@ pub struct NodeStats {
     /// Counter: direct messages delivered.
     pub direct_delivered: u64,
     /// Counter: overlay frames received, by [`crate::wire::Kind`] index.
-    pub frames_in_by_kind: [u64; 16],
+    pub frames_in_by_kind: [u64; crate::wire::Kind::ALL.len()],
     /// Counter: overlay frames sent, by [`crate::wire::Kind`] index.
-    pub frames_out_by_kind: [u64; 16],
+    pub frames_out_by_kind: [u64; crate::wire::Kind::ALL.len()],
     /// Counter: inbound rejects and outbound drops, by reason.
     pub rejected: ReasonCounts,
     /// Counter: readiness transitions to not-ready.

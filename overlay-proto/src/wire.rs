@@ -76,11 +76,16 @@ pub enum Kind {
     /// Members of a topic: `topic[32]`, then a SHUFFLE body. With no entry it asks the
     /// receiver for members it knows; with entries it answers such a request.
     TopicPeers = 0x0110,
+    /// Answer to a GRAFT: the ids asked for that the sender saw but no longer holds (its
+    /// GRAFT store dropped them). Sent only to peers that said `graft_miss` in HELLO.
+    GraftMiss = 0x0111,
+    /// GRAFT_MISS of a topic other than the default: `topic[32]`, then message ids.
+    TopicGraftMiss = 0x0112,
 }
 
 impl Kind {
     /// Every kind, for metrics label tables.
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 18] = [
         Kind::Gossip,
         Kind::IHave,
         Kind::Graft,
@@ -97,6 +102,8 @@ impl Kind {
         Kind::TopicGraft,
         Kind::TopicPrune,
         Kind::TopicPeers,
+        Kind::GraftMiss,
+        Kind::TopicGraftMiss,
     ];
 
     /// The kind for a frame `code`, if it is one.
@@ -118,6 +125,8 @@ impl Kind {
             0x010E => Kind::TopicGraft,
             0x010F => Kind::TopicPrune,
             0x0110 => Kind::TopicPeers,
+            0x0111 => Kind::GraftMiss,
+            0x0112 => Kind::TopicGraftMiss,
             _ => return None,
         })
     }
@@ -146,6 +155,8 @@ impl Kind {
             Kind::TopicGraft => "topic_graft",
             Kind::TopicPrune => "topic_prune",
             Kind::TopicPeers => "topic_peers",
+            Kind::GraftMiss => "graft_miss",
+            Kind::TopicGraftMiss => "topic_graft_miss",
         }
     }
 
@@ -170,7 +181,9 @@ impl Kind {
             | Kind::TopicGossip
             | Kind::TopicIHave
             | Kind::TopicGraft
-            | Kind::TopicPrune => Operation::Gossip,
+            | Kind::TopicPrune
+            | Kind::GraftMiss
+            | Kind::TopicGraftMiss => Operation::Gossip,
             Kind::Direct => Operation::Direct,
             Kind::Shuffle | Kind::ShuffleReply | Kind::TopicPeers => Operation::Membership,
             Kind::Credit | Kind::Ping | Kind::Pong => Operation::Control,
@@ -181,7 +194,8 @@ impl Kind {
 /// Overlay operations a capability's `scope.methods` can allow (case-insensitive names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Operation {
-    /// `gossip`: GOSSIP, IHAVE, GRAFT, PRUNE, TOPICS and the topic forms of the first four.
+    /// `gossip`: GOSSIP, IHAVE, GRAFT, PRUNE, GRAFT_MISS, TOPICS and the topic forms of the
+    /// first five.
     Gossip,
     /// `direct`: DIRECT.
     Direct,
@@ -396,7 +410,15 @@ pub fn parse_graft(body: &[u8]) -> Result<impl Iterator<Item = MessageId> + '_, 
         .filter_map(|c| array32(c).map(MessageId)))
 }
 
-/// The Plumtree kinds of a topic: the default topic uses GOSSIP / IHAVE / GRAFT / PRUNE, any
+/// Parses a GRAFT_MISS body (after any topic prefix): message ids, like GRAFT.
+pub fn parse_graft_miss(body: &[u8]) -> Result<impl Iterator<Item = MessageId> + '_, WireError> {
+    parse_graft(body).map_err(|_| WireError {
+        kind: Kind::GraftMiss,
+    })
+}
+
+/// The Plumtree kinds of a topic: the default topic uses GOSSIP / IHAVE / GRAFT / PRUNE /
+/// GRAFT_MISS, any
 /// other topic their `TOPIC_*` forms, whose body starts with the topic id.
 pub fn kind_in_topic(kind: Kind, topic: &TopicId) -> Kind {
     if topic.is_default() {
@@ -407,6 +429,7 @@ pub fn kind_in_topic(kind: Kind, topic: &TopicId) -> Kind {
         Kind::IHave => Kind::TopicIHave,
         Kind::Graft => Kind::TopicGraft,
         Kind::Prune => Kind::TopicPrune,
+        Kind::GraftMiss => Kind::TopicGraftMiss,
         other => other,
     }
 }
@@ -558,6 +581,10 @@ pub struct HelloOverlay {
     pub credit_frames: u32,
     /// Initial credit window granted to the other side, in bytes.
     pub credit_bytes: u32,
+    /// The sender answers a GRAFT for ids it no longer holds with GRAFT_MISS, and accepts
+    /// GRAFT_MISS answers (absent, i.e. false, from peers that predate it).
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub graft_miss: bool,
 }
 
 /// The JSON payload of the overlay's HELLO request: the reference key `ua` first, then the
@@ -678,7 +705,7 @@ mod tests {
             assert_eq!(k.index(), i);
         }
         assert_eq!(Kind::from_code(0), None);
-        assert_eq!(Kind::from_code(0x0111), None);
+        assert_eq!(Kind::from_code(0x0113), None);
     }
 
     #[test]
@@ -691,11 +718,26 @@ mod tests {
                 listen: None,
                 credit_frames: 8,
                 credit_bytes: 9,
+                graft_miss: false,
             },
         };
         let json = serde_json::to_string(&body).unwrap();
         assert!(json.starts_with("{\"ua\":\"svc-overlay/0.1.0\",\"overlay\":1"));
+        assert!(!json.contains("graft_miss"), "false is left out");
         let back: HelloRequestBody = serde_json::from_str(&json).unwrap();
         assert_eq!(back, body);
+        let with = HelloRequestBody {
+            overlay: HelloOverlay {
+                graft_miss: true,
+                ..body.overlay.clone()
+            },
+            ..body
+        };
+        let json = serde_json::to_string(&with).unwrap();
+        assert!(json.ends_with(",\"graft_miss\":true}"), "{json}");
+        assert_eq!(
+            serde_json::from_str::<HelloRequestBody>(&json).unwrap(),
+            with
+        );
     }
 }

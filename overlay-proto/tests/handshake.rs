@@ -283,6 +283,7 @@ impl RawPeer {
                 listen: None,
                 credit_frames,
                 credit_bytes: 1 << 24,
+                graft_miss: false,
             },
         };
         self.send(raw_frame(
@@ -530,6 +531,7 @@ fn max_sessions_counts_running_sessions_and_refuses_the_next_with_503() {
                 listen: None,
                 credit_frames: 64,
                 credit_bytes: 1 << 24,
+                graft_miss: false,
             },
         };
         raw_frame(flags::REQ, 0, 0, &[], &serde_json::to_vec(&body).unwrap())

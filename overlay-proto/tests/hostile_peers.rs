@@ -168,6 +168,7 @@ impl Bed {
                 listen: listen.map(String::from),
                 credit_frames: frames,
                 credit_bytes: bytes,
+                graft_miss: false,
             },
         };
         let json = serde_json::to_vec(&hello).unwrap();
@@ -860,7 +861,7 @@ fn new_scoring_thresholds_act_at_once_and_new_weights_count_from_now_on() {
     live.scoring.gossip_threshold = -5.0;
     live.scoring.prune_threshold = -10.0;
     live.scoring.ban_threshold = -12.0;
-    bed.input(Input::Reconfigure(live.clone()));
+    bed.input(Input::Reconfigure(Box::new(live.clone())));
     assert!(bed
         .actions
         .iter()

@@ -222,6 +222,48 @@ fn slow_consumer_gets_backpressure_and_counted_drops_not_unbounded_memory() {
 }
 
 #[test]
+fn a_degraded_node_is_ready_again_as_soon_as_credit_drains_its_queue_not_at_the_next_tick() {
+    let mut cfg = MeshConfig {
+        nodes: 2,
+        seed: 3,
+        ..MeshConfig::default()
+    };
+    cfg.node_config.credit_window_frames = 64;
+    cfg.node_config.credit_window_bytes = 1 << 20;
+    cfg.node_config.max_queue_frames = 128;
+    cfg.node_config.max_queue_bytes = 1 << 20;
+    cfg.node_config.liveness_timeout = Duration::from_secs(20);
+    // Ticks far apart, links fast: only the credit can make the node ready within 30 ms.
+    cfg.node_config.tick_interval = Duration::from_secs(2);
+    cfg.latency_min = Duration::from_millis(1);
+    cfg.latency_max = Duration::from_millis(1);
+    let mut m = Mesh::new(cfg).unwrap();
+    m.run_for(Duration::from_secs(3));
+    assert_eq!(m.stats(0).unwrap().sessions_running, 1);
+    m.set_stalled(1, true);
+    let mut busy = 0;
+    for k in 0..400u32 {
+        if let Err(e) = m.broadcast(0, Bytes::from(k.to_be_bytes().repeat(64))) {
+            assert_eq!(e, overlay_proto::OverlayError::Busy);
+            busy += 1;
+        }
+    }
+    assert!(busy > 0, "the queue filled: broadcasts were refused");
+    assert!(!m.node(0).unwrap().is_ready());
+    // Credit from the consumer arrives a few ms after it reads again, and the drained queue
+    // makes the node ready then.
+    m.set_stalled(1, false);
+    m.run_for(Duration::from_millis(30));
+    assert_eq!(m.stats(0).unwrap().queued_frames, 0);
+    assert!(
+        m.node(0).unwrap().is_ready(),
+        "ready once the queue drained, without waiting for a tick"
+    );
+    m.broadcast(0, Bytes::from_static(b"accepted again"))
+        .unwrap();
+}
+
+#[test]
 fn same_seed_same_digest_different_seed_different_digest() {
     let run = |seed| {
         let mut m = mesh(20, seed);

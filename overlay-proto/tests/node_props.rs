@@ -181,6 +181,7 @@ fn open_inputs(conn: u8, p: u8) -> Vec<Input> {
             listen: None,
             credit_frames: 4,
             credit_bytes: 1 << 20,
+            graft_miss: false,
         },
     };
     let json = serde_json::to_vec(&hello).unwrap();

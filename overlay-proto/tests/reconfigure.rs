@@ -33,7 +33,7 @@ fn valid_settings_are_applied_and_answered() {
             ..ScoreConfig::default()
         },
     };
-    node.handle(Instant::ZERO, Input::Reconfigure(live.clone()));
+    node.handle(Instant::ZERO, Input::Reconfigure(Box::new(live.clone())));
     assert_eq!(
         actions(&mut node),
         vec![Action::Reconfigured(Ok(live.clone()))]
@@ -49,7 +49,7 @@ fn invalid_settings_are_refused_and_nothing_changes() {
         alpha: 0,
         ..LiveSettings::of(&before)
     };
-    node.handle(Instant::ZERO, Input::Reconfigure(live));
+    node.handle(Instant::ZERO, Input::Reconfigure(Box::new(live)));
     match actions(&mut node).as_slice() {
         [Action::Reconfigured(Err(e))] => {
             assert_eq!(e.setting, "alpha");
@@ -62,7 +62,7 @@ fn invalid_settings_are_refused_and_nothing_changes() {
         beta: 257,
         ..LiveSettings::of(&before)
     };
-    node.handle(Instant::ZERO, Input::Reconfigure(live));
+    node.handle(Instant::ZERO, Input::Reconfigure(Box::new(live)));
     assert!(matches!(
         actions(&mut node).as_slice(),
         [Action::Reconfigured(Err(e))] if e.setting == "beta"
@@ -74,7 +74,7 @@ fn invalid_settings_are_refused_and_nothing_changes() {
         },
         ..LiveSettings::of(&before)
     };
-    node.handle(Instant::ZERO, Input::Reconfigure(live));
+    node.handle(Instant::ZERO, Input::Reconfigure(Box::new(live)));
     assert!(matches!(
         actions(&mut node).as_slice(),
         [Action::Reconfigured(Err(e))] if e.setting == "scoring.ban_threshold"
@@ -108,7 +108,7 @@ fn new_scoring_weights_keep_scores_and_count_from_now_on() {
     assert!((before.score - 0.5).abs() < 1e-9, "{before:?}");
     let mut live = LiveSettings::of(m.node(1).unwrap().config());
     live.scoring.first_delivery_weight = 1.0;
-    m.input(1, Input::Reconfigure(live));
+    m.input(1, Input::Reconfigure(Box::new(live)));
     assert_eq!(
         m.node(1).unwrap().config().scoring.first_delivery_weight,
         1.0
@@ -143,7 +143,7 @@ fn lower_alpha_demotes_eager_peers_and_higher_alpha_promotes_them() {
     assert!(before.eager_peers >= 2, "{before:?}");
     let mut live = LiveSettings::of(m.node(0).unwrap().config());
     live.alpha = 1;
-    m.input(0, Input::Reconfigure(live.clone()));
+    m.input(0, Input::Reconfigure(Box::new(live.clone())));
     let after = m.stats(0).unwrap();
     assert_eq!(after.eager_peers, 1, "{after:?}");
     assert_eq!(
@@ -151,7 +151,7 @@ fn lower_alpha_demotes_eager_peers_and_higher_alpha_promotes_them() {
         "roles change, sessions stay"
     );
     live.alpha = 64;
-    m.input(0, Input::Reconfigure(live));
+    m.input(0, Input::Reconfigure(Box::new(live)));
     let raised = m.stats(0).unwrap();
     assert_eq!(raised.eager_peers, raised.sessions_running, "{raised:?}");
     // Gossip still reaches everyone with the new roles.
@@ -168,7 +168,7 @@ fn a_lower_quota_applies_to_running_sessions() {
     let mut live = LiveSettings::of(m.node(1).unwrap().config());
     live.peer_rate_per_s = 1;
     live.peer_rate_burst = 1;
-    m.input(1, Input::Reconfigure(live));
+    m.input(1, Input::Reconfigure(Box::new(live)));
     for k in 0..5u8 {
         m.broadcast(0, Bytes::from(vec![k; 16])).unwrap();
     }

@@ -136,6 +136,7 @@ impl Bed {
                 listen: None,
                 credit_frames: 1 << 20,
                 credit_bytes: 1 << 30,
+                graft_miss: false,
             },
         };
         let json = serde_json::to_vec(&hello).unwrap();

@@ -64,9 +64,15 @@ fn total(mesh: &Mesh, f: impl Fn(&ValidationStats) -> u64) -> u64 {
     (0..NODES).map(|i| f(&vstats(mesh, i))).sum()
 }
 
+/// Rejection penalties over the mesh (`validation_rejected`); none ever lands on
+/// `invalid_message`, which is for bad ids and signatures.
 fn invalid_penalties(mesh: &Mesh) -> u64 {
     (0..NODES)
-        .map(|i| mesh.stats(i).unwrap().score_penalties[Penalty::InvalidMessage as usize])
+        .map(|i| {
+            let s = mesh.stats(i).unwrap();
+            assert_eq!(s.score_penalties[Penalty::InvalidMessage as usize], 0);
+            s.score_penalties[Penalty::ValidationRejected as usize]
+        })
         .sum()
 }
 
@@ -97,19 +103,31 @@ fn rejected_messages_go_no_further_and_penalize_the_sender() {
     let id = mesh.broadcast(0, Bytes::from_static(b"reject me")).unwrap();
     mesh.run_for(Duration::from_secs(2));
     assert!(mesh.track(&id).unwrap().delivered.is_empty());
-    // Only node 0's neighbours saw it, and each rejected it and penalized node 0 (with the
-    // default `invalid_message` weight one rejection is enough to ban it, as a forged
-    // signature would).
+    // Only node 0's neighbours saw it, and each rejected it and penalized node 0
+    // (`validation_rejected`: with the default weight one rejection does not ban).
     let rejected = total(&mesh, |s| s.rejected);
     assert!(rejected >= 1);
     assert_eq!(total(&mesh, |s| s.requested), rejected);
     assert_eq!(invalid_penalties(&mesh), rejected);
     assert!(rejected <= neighbours, "{rejected} > {neighbours}");
     assert_eq!(
+        mesh.stats(0).unwrap().sessions_running as u64,
+        neighbours,
+        "one rejection bans nobody"
+    );
+    // A few more in a row: node 0's neighbours ban it.
+    for _ in 0..4 {
+        mesh.broadcast(0, Bytes::from_static(b"reject me too"))
+            .unwrap();
+        mesh.run_for(Duration::from_millis(500));
+    }
+    mesh.run_for(Duration::from_secs(1));
+    assert_eq!(
         mesh.stats(0).unwrap().sessions_running,
         0,
-        "node 0 is banned"
+        "node 0 is banned after repeated rejections"
     );
+    assert!(mesh.stats(0).unwrap().sessions_closed >= neighbours);
     for i in 0..NODES {
         assert_eq!(mesh.stats(i).unwrap().gossip_delivered, 0, "node {i}");
     }

@@ -37,14 +37,27 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Builds the TypeScript package if needed; `Err(reason)` when it cannot.
+/// Builds the TypeScript package if needed; `Err(reason)` when it cannot (npm missing). A
+/// failed `npm` run fails the calling test. Both tests of this file call it, concurrently on
+/// a fresh clone: the build runs once (a second `npm ci` would delete `node_modules` under the
+/// first one's compiler), and the other caller waits for it.
 fn ts_built() -> Result<(), String> {
+    static BUILT: std::sync::OnceLock<Result<(), (bool, String)>> = std::sync::OnceLock::new();
+    match BUILT.get_or_init(build_ts) {
+        Ok(()) => Ok(()),
+        Err((false, skip)) => Err(skip.clone()),
+        Err((true, failure)) => panic!("{failure}"),
+    }
+}
+
+/// `npm ci && npm run build` in `clients/ts` unless `dist/` is there; `Err((fatal, why))`.
+fn build_ts() -> Result<(), (bool, String)> {
     let ts = repo().join("clients/ts");
     if ts.join("dist/cli.js").exists() && ts.join("dist/frame.js").exists() {
         return Ok(());
     }
     if !have("npm") {
-        return Err("npm not found (needed to build clients/ts)".into());
+        return Err((false, "npm not found (needed to build clients/ts)".into()));
     }
     for args in [
         &["ci", "--no-audit", "--no-fund"][..],
@@ -54,12 +67,16 @@ fn ts_built() -> Result<(), String> {
             .args(args)
             .current_dir(&ts)
             .output()
-            .map_err(|e| format!("npm {args:?}: {e}"))?;
-        assert!(
-            out.status.success(),
-            "npm {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .map_err(|e| (true, format!("npm {args:?}: {e}")))?;
+        if !out.status.success() {
+            return Err((
+                true,
+                format!(
+                    "npm {args:?} failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            ));
+        }
     }
     Ok(())
 }

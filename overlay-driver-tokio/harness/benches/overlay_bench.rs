@@ -20,7 +20,11 @@
 //! - `pair`: node A broadcasts M messages of B bytes as fast as the API accepts them (up to
 //!   `--window W` calls in flight, default 128; a refusal for backpressure waits 1 ms and
 //!   retries), node B receives. Keys: `msgs_per_s`, `mb_per_s`,
-//!   `p50_ms`, `p99_ms`, `peak_rss_kb`.
+//!   `p50_ms`, `p99_ms`, `peak_rss_kb`, and `lost` (messages B's subscriber lost by falling
+//!   behind its bounded feed; counted, not waited for), `cpu_us_per_msg` (this process's CPU
+//!   time over the run per message received: both nodes, TLS and the bench's own tasks),
+//!   `cpu_own_pct` and `cpu_others_pct` (as in `mesh`). The sender runs as a task on the
+//!   runtime's workers, like an application's.
 //! - Both take `--signed 1` (default: every broadcast signed, `origin_auth = sign`) or
 //!   `--signed 0` (`origin_auth = none`), `--store-ttl-ms T` and `--store-bytes B` (how long
 //!   and how many bytes each node keeps messages for GRAFT answers; default: the
@@ -57,6 +61,7 @@ use overlay_proto::{MessageId, NodeConfig, OriginAuth};
 use svc_overlay::api::{Overlay, ReplayBounds};
 
 /// `--name value` arguments after the mode.
+#[derive(Clone)]
 struct Args(HashMap<String, String>);
 
 impl Args {
@@ -109,7 +114,14 @@ fn main() {
         .expect("tokio runtime");
     let json = match mode.as_str() {
         "mesh" => runtime.block_on(mesh(&args)),
-        "pair" => runtime.block_on(pair(&args)),
+        // On a runtime worker, as an application's task would be: on `block_on`'s own thread
+        // every broadcast's answer would cost a thread wake-up (a futex call) of its own.
+        "pair" => {
+            let args = args.clone();
+            runtime
+                .block_on(runtime.spawn(async move { pair(&args).await }))
+                .expect("pair task")
+        }
         "ready" => ready(&args),
         "sessions" => runtime.block_on(sessions::sessions(&args)),
         other => usage(&format!("unknown mode {other}")),
@@ -468,23 +480,29 @@ async fn pair(args: &Args) -> String {
         .expect("A dials B");
     let (a, b) = (&overlays[0], &overlays[1]);
     let mut sub = b.deliveries();
-    let received: Arc<Mutex<Vec<(MessageId, Instant)>>> =
+    let received: Arc<Mutex<Vec<(u64, Instant)>>> =
         Arc::new(Mutex::new(Vec::with_capacity(messages as usize)));
     let rx = Arc::clone(&received);
-    let want = messages as usize;
+    let want = messages;
+    // Ends once every message arrived or was lost by this subscriber falling behind (the
+    // delivery feed is bounded: a slow subscriber loses the oldest, counted in `lost`).
     let receiver = tokio::spawn(async move {
-        let mut got = 0usize;
+        let mut got = 0u64;
         while let Some(d) = sub.recv().await {
-            rx.lock().expect("lock").push((d.id, Instant::now()));
+            rx.lock()
+                .expect("lock")
+                .push((short_id(&d.id), Instant::now()));
             got += 1;
-            if got == want {
+            if got + sub.lost() >= want {
                 break;
             }
         }
+        sub.lost()
     });
     let payload = Bytes::from(vec![0x42u8; size]);
-    let mut sent: HashMap<MessageId, Instant> = HashMap::with_capacity(messages as usize);
+    let mut sent: HashMap<u64, Instant> = HashMap::with_capacity(messages as usize);
     let window = args.get("window", 128).max(1) as usize;
+    let (own0, all0) = cpu_ticks();
     let start = Instant::now();
     let mut refusals = 0u64;
     // Up to `window` broadcasts in flight (the API takes concurrent calls); a refusal for
@@ -509,7 +527,7 @@ async fn pair(args: &Args) -> String {
         }
         match inflight.next().await {
             Some((Ok(id), at)) => {
-                sent.insert(id, at);
+                sent.insert(short_id(&id), at);
                 accepted += 1;
             }
             Some((Err(_), _)) => {
@@ -521,9 +539,14 @@ async fn pair(args: &Args) -> String {
     }
     let finished = tokio::time::timeout(Duration::from_secs(60), receiver).await;
     let elapsed = start.elapsed();
-    if finished.is_err() {
-        eprintln!("pair: B did not receive every message within 60 s of the last send");
-    }
+    let (own1, all1) = cpu_ticks();
+    let lost = match finished {
+        Ok(Ok(lost)) => lost,
+        _ => {
+            eprintln!("pair: B did not receive every message within 60 s of the last send");
+            0
+        }
+    };
     let records = received.lock().expect("lock").clone();
     let mut latencies: Vec<Duration> = records
         .iter()
@@ -531,21 +554,30 @@ async fn pair(args: &Args) -> String {
         .collect();
     latencies.sort();
     let got = records.len() as f64;
+    // Ticks are 10 ms; CPU per message is what a loaded machine does not distort much.
+    let tick_ms = 10.0;
+    let wall_ms = elapsed.as_secs_f64() * 1e3;
+    let own_ms = (own1 - own0) as f64 * tick_ms;
+    let others_ms = (all1 - all0).saturating_sub(own1 - own0) as f64 * tick_ms;
+    let cpu_us_per_msg = own_ms * 1e3 / got.max(1.0);
     for ov in &overlays {
         ov.shutdown().await;
     }
     eprintln!(
-        "pair: {} of {messages} received, {refusals} backpressure refusals",
+        "pair: {} of {messages} received, {lost} lost by the subscriber, {refusals} backpressure refusals",
         records.len()
     );
     format!(
-        "{{\"mode\":\"pair\",\"messages\":{messages},\"size\":{size},\"signed\":{signed},\"received\":{},\"msgs_per_s\":{:.0},\"mb_per_s\":{:.1},\"p50_ms\":{},\"p99_ms\":{},\"peak_rss_kb\":{}}}",
+        "{{\"mode\":\"pair\",\"messages\":{messages},\"size\":{size},\"signed\":{signed},\"received\":{},\"lost\":{lost},\"msgs_per_s\":{:.0},\"mb_per_s\":{:.1},\"p50_ms\":{},\"p99_ms\":{},\"peak_rss_kb\":{},\"cpu_us_per_msg\":{:.2},\"cpu_own_pct\":{:.0},\"cpu_others_pct\":{:.0}}}",
         records.len(),
         got / elapsed.as_secs_f64(),
         got * size as f64 / elapsed.as_secs_f64() / 1e6,
         ms(percentile(&latencies, 0.50)),
         ms(percentile(&latencies, 0.99)),
         peak_rss_kb(),
+        cpu_us_per_msg,
+        own_ms / wall_ms * 100.0,
+        others_ms / wall_ms * 100.0,
     )
 }
 

@@ -450,7 +450,11 @@ impl<N: Net> OverlayBuilder<N> {
         ));
         let directs = LazySender::new(DIRECT_CAPACITY);
         let events = LazySender::new(EVENT_CAPACITY);
-        let topics = Arc::new(crate::api::TopicBus::new(event_buffer));
+        let topics = Arc::new(crate::api::TopicBus::new(
+            event_buffer,
+            replay,
+            DELIVERY_CAPACITY,
+        ));
         let (validations, validations_rx) =
             tokio::sync::mpsc::channel(cfg.validation_pending_max.max(1));
         let readiness = Arc::new(watch::Sender::new(Readiness {

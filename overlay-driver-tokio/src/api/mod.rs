@@ -466,6 +466,34 @@ impl Overlay {
         Ok((self.subscription(rx), replay))
     }
 
+    /// Like [`Overlay::resume`] (or [`Overlay::resumable_deliveries`] with no cursor) for
+    /// `topic`'s deliveries: its own numbering, live feed and replay ring (the same bounds,
+    /// kept from the first such call until the node leaves the topic). `None` when the node is
+    /// not in the topic; the subscription ends when the node leaves it. The HTTP stream
+    /// `GET /v1/topics/{name}/gossip`.
+    pub(crate) fn resume_topic(
+        &self,
+        topic: TopicId,
+        after: Option<Cursor>,
+    ) -> Option<Result<(Subscription, Replay), CursorError>> {
+        if topic.is_default() {
+            return Some(match after {
+                None => Ok((self.resumable_deliveries(), Replay::default())),
+                Some(after) => self.resume(Some(after)),
+            });
+        }
+        let log = self.shared.topics.log(topic)?;
+        Some(match after {
+            None => Ok((
+                self.subscription(log.subscribe_resumable()),
+                Replay::default(),
+            )),
+            Some(after) => log
+                .resume(Some(after))
+                .map(|(rx, replay)| (self.subscription(rx), replay)),
+        })
+    }
+
     fn subscription(&self, rx: broadcast::Receiver<Arc<Sequenced>>) -> Subscription {
         Subscription {
             feed: Feed {

@@ -8,7 +8,10 @@
 //!
 //! Pure translation: the node task turns the core's `Action::Deliver` and
 //! `Action::TopicNeighbor` into [`Event`]s in the order the core produced them; the
-//! [`TopicBus`] only routes them to the topic's readers and counts who holds a topic.
+//! [`TopicBus`] only routes them to the topic's readers and counts who holds a topic. Each
+//! topic other than the default one also has its own [`DeliveryLog`] (numbering, live fan-out,
+//! replay ring kept on demand) for the resumable HTTP stream `GET /v1/topics/{name}/gossip`;
+//! it goes when the node leaves the topic, which ends those streams.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,7 +25,7 @@ use overlay_proto::{Delivery, MessageId, NeighborDownReason, PeerId, TopicId};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::{mpsc, watch};
 
-use super::{Error, Overlay};
+use super::{DeliveryLog, Error, Overlay, ReplayBounds};
 use crate::lazy_broadcast::LazySender;
 use crate::runtime::metrics::DriverCounters;
 use crate::runtime::node_task::Command;
@@ -70,6 +73,10 @@ pub(crate) struct TopicBus {
     /// The default topic's readers: its slots are allocated by the first one.
     default: LazySender<Event>,
     buffer: usize,
+    /// Bounds of each topic's replay ring (the same as the default topic's).
+    replay: ReplayBounds,
+    /// How far a live reader of a topic's delivery log may fall behind.
+    log_capacity: usize,
     others: Mutex<BTreeMap<TopicId, Channel>>,
 }
 
@@ -82,15 +89,22 @@ struct Channel {
     operator: bool,
     /// The core confirmed the join.
     joined: bool,
+    /// The topic's numbered deliveries for resumable streams (its ring and its live slots
+    /// are allocated by the first such stream).
+    log: Arc<DeliveryLog>,
 }
 
 impl TopicBus {
-    /// A bus whose channels buffer `buffer` events per reader.
-    pub(crate) fn new(buffer: usize) -> TopicBus {
+    /// A bus whose channels buffer `buffer` events per reader, and whose topics' delivery
+    /// logs keep at most `replay` for resuming (each) and let a live reader fall
+    /// `log_capacity` messages behind.
+    pub(crate) fn new(buffer: usize, replay: ReplayBounds, log_capacity: usize) -> TopicBus {
         let buffer = buffer.max(1);
         TopicBus {
             default: LazySender::new(buffer),
             buffer,
+            replay,
+            log_capacity,
             others: Mutex::new(BTreeMap::new()),
         }
     }
@@ -99,16 +113,23 @@ impl TopicBus {
         self.others.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn channel(
-        others: &mut BTreeMap<TopicId, Channel>,
+    fn channel<'a>(
+        &self,
+        others: &'a mut BTreeMap<TopicId, Channel>,
         topic: TopicId,
-        buffer: usize,
-    ) -> &mut Channel {
+    ) -> &'a mut Channel {
         others.entry(topic).or_insert_with(|| Channel {
-            tx: broadcast::channel(buffer).0,
+            tx: broadcast::channel(self.buffer).0,
             holders: 0,
             operator: false,
             joined: false,
+            // A fresh epoch per stay in the topic: cursors of an earlier stay (or of another
+            // topic) resume from the start of this one.
+            log: Arc::new(DeliveryLog::keeping_on_demand(
+                DeliveryLog::random_epoch(),
+                self.replay,
+                self.log_capacity,
+            )),
         })
     }
 
@@ -121,7 +142,7 @@ impl TopicBus {
     /// nothing delivered after it is missed.
     pub(crate) fn hold(&self, topic: TopicId) -> broadcast::Receiver<Event> {
         let mut others = self.lock();
-        let channel = Self::channel(&mut others, topic, self.buffer);
+        let channel = self.channel(&mut others, topic);
         channel.holders += 1;
         channel.tx.subscribe()
     }
@@ -140,7 +161,7 @@ impl TopicBus {
         if !on && !others.contains_key(&topic) {
             return false;
         }
-        let channel = Self::channel(&mut others, topic, self.buffer);
+        let channel = self.channel(&mut others, topic);
         std::mem::replace(&mut channel.operator, on)
     }
 
@@ -175,6 +196,38 @@ impl TopicBus {
             .get(&topic)
             .filter(|c| c.joined)
             .map(|c| c.tx.subscribe())
+    }
+
+    /// The delivery log of `topic` (a topic other than the default one), when the node is in
+    /// it.
+    pub(crate) fn log(&self, topic: TopicId) -> Option<Arc<DeliveryLog>> {
+        self.lock()
+            .get(&topic)
+            .filter(|c| c.joined)
+            .map(|c| Arc::clone(&c.log))
+    }
+
+    /// Numbers a delivery of `topic` (not the default one) in its delivery log, then hands
+    /// it to its event readers: a reader that has seen it can resume from the log and find it
+    /// there.
+    pub(crate) fn deliver(&self, topic: TopicId, delivery: Delivery) {
+        let (log, readers) = {
+            let others = self.lock();
+            let Some(c) = others.get(&topic) else {
+                return;
+            };
+            let readers = (c.tx.receiver_count() > 0).then(|| c.tx.clone());
+            (Arc::clone(&c.log), readers)
+        };
+        match readers {
+            Some(readers) => {
+                log.publish(delivery.clone());
+                let _ = readers.send(Event::Received(delivery));
+            }
+            None => {
+                log.publish(delivery);
+            }
+        }
     }
 
     /// Sends an event to `topic`'s readers (none is fine).

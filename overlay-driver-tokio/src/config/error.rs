@@ -249,6 +249,7 @@ fn file_key(core: &str) -> &'static str {
         "scoring.ihave_flood_weight" => "scoring.ihave_flood_weight",
         "scoring.duplicate_flood_weight" => "scoring.duplicate_flood_weight",
         "scoring.shuffle_flood_weight" => "scoring.shuffle_flood_weight",
+        "scoring.validation_rejected_weight" => "scoring.validation_rejected_weight",
         "scoring.ban_threshold" => "scoring.ban_threshold",
         "scoring.ban_max" => "scoring.ban_max_ms",
         "scoring.capacity" => "scoring.capacity",

@@ -331,6 +331,8 @@ pub struct ScoringSection {
     pub duplicate_flood_weight: Option<Number>,
     /// Per abusive SHUFFLE.
     pub shuffle_flood_weight: Option<Number>,
+    /// Per message the application's validator rejected.
+    pub validation_rejected_weight: Option<Number>,
     /// Below: IHAVE/GRAFT ignored.
     pub gossip_threshold: Option<Number>,
     /// Below: kept lazy.

@@ -1175,6 +1175,12 @@ impl<'a> Resolver<'a> {
             f.shuffle_flood_weight,
             sc.shuffle_flood_weight,
         )?;
+        sc.validation_rejected_weight = weight(
+            "validation_rejected_weight",
+            "scoring.validation_rejected_weight",
+            f.validation_rejected_weight,
+            sc.validation_rejected_weight,
+        )?;
         sc.gossip_threshold = weight(
             "gossip_threshold",
             "scoring.gossip_threshold",

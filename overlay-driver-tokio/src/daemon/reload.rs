@@ -102,7 +102,7 @@ impl ReloadPlan {
 /// The `[scoring]` settings that differ, by TOML key (`scoring.ban_threshold -50 → -80`).
 fn scoring_changes(old: &ScoreConfig, new: &ScoreConfig) -> Vec<Change> {
     let ms = |d: Duration| d.as_millis().to_string();
-    let pairs: [(&'static str, String, String); 19] = [
+    let pairs: [(&'static str, String, String); 20] = [
         (
             "scoring.enabled",
             old.enabled.to_string(),
@@ -162,6 +162,11 @@ fn scoring_changes(old: &ScoreConfig, new: &ScoreConfig) -> Vec<Change> {
             "scoring.shuffle_flood_weight",
             old.shuffle_flood_weight.to_string(),
             new.shuffle_flood_weight.to_string(),
+        ),
+        (
+            "scoring.validation_rejected_weight",
+            old.validation_rejected_weight.to_string(),
+            new.validation_rejected_weight.to_string(),
         ),
         (
             "scoring.gossip_threshold",

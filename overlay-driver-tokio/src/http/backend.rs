@@ -32,7 +32,7 @@ pub trait OverlayApi: Clone + Send + Sync + 'static {
     /// The subscription type returned by [`OverlayApi::subscribe`].
     type Subscription: GossipSubscription;
 
-    /// The stream type returned by [`OverlayApi::topic_events`].
+    /// The subscription type returned by [`OverlayApi::resume_topic`].
     type TopicSubscription: GossipSubscription;
 
     /// Originates a gossip message in the default topic.
@@ -78,7 +78,13 @@ pub trait OverlayApi: Clone + Send + Sync + 'static {
         payload: Bytes,
     ) -> impl Future<Output = Result<MessageId, Error>> + Send;
 
-    /// `topic`'s deliveries from now on, numbered from 1 for this stream (a jump means lost
-    /// messages), or `None` when the node is not in the topic.
-    fn topic_events(&self, topic: TopicId) -> Option<Self::TopicSubscription>;
+    /// `topic`'s deliveries from now on, like [`OverlayApi::subscribe`] (`after` = `None`) or
+    /// [`OverlayApi::resume`] (`after` = the client's last cursor), in the topic's own
+    /// numbering; `None` when the node is not in the topic. The subscription ends when the
+    /// node leaves the topic.
+    fn resume_topic(
+        &self,
+        topic: TopicId,
+        after: Option<Cursor>,
+    ) -> Option<Result<(Self::TopicSubscription, Replay), CursorError>>;
 }

@@ -150,7 +150,8 @@ pub struct ScoreRow {
     /// First deliveries (decayed).
     pub first_deliveries: f64,
     /// Penalty counts (decayed) by component: `invalid_message`, `violation`,
-    /// `broken_promise`, `graft_flood`, `ihave_flood`, `duplicate_flood`, `shuffle_flood`.
+    /// `broken_promise`, `graft_flood`, `ihave_flood`, `duplicate_flood`, `shuffle_flood`,
+    /// `validation_rejected`.
     pub penalties: std::collections::BTreeMap<String, f64>,
 }
 
@@ -383,10 +384,10 @@ pub async fn topic_broadcast<O: OverlayApi>(
     }
 }
 
-/// `GET /v1/topics/{name}/gossip`: the topic's deliveries as Server-Sent Events, like
-/// `GET /v1/gossip` but without resume (`id:` numbers the events of this stream; a
-/// `Last-Event-ID` is ignored); 409 `not_joined` when the node is not in the topic. Counts
-/// toward the same stream budgets as `GET /v1/gossip`.
+/// `GET /v1/topics/{name}/gossip`: the topic's deliveries as Server-Sent Events, exactly like
+/// `GET /v1/gossip` (same cursor format, `Last-Event-ID` resume, `lagged` events and budgets)
+/// over the topic's own numbering and replay ring; 409 `not_joined` when the node is not in
+/// the topic. The stream ends when the node leaves the topic.
 pub async fn topic_gossip<O: OverlayApi>(
     State(state): State<HttpState<O>>,
     name: Result<Path<String>, PathRejection>,
@@ -396,14 +397,25 @@ pub async fn topic_gossip<O: OverlayApi>(
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
-    let Some(sub) = state.overlay.topic_events(id) else {
-        return ApiError::from_core(CoreError::NotJoined).into_response();
+    let counters = &state.config.counters;
+    let cursor = match last_event_id(request.headers()) {
+        Ok(c) => c,
+        Err(e) => return bad_cursor(counters, &e),
+    };
+    let (sub, replay) = match state.overlay.resume_topic(id, cursor) {
+        None => return ApiError::from_core(CoreError::NotJoined).into_response(),
+        Some(Err(e)) => return bad_cursor(counters, &e),
+        Some(Ok(resumed)) => resumed,
     };
     let (permits, bounds) = match admit_stream(&state, &request) {
         Ok(admitted) => admitted,
         Err(detail) => return ApiError::busy(detail).into_response(),
     };
-    gossip_response(sub, None, bounds, state.config.counters.clone(), permits)
+    let replay = cursor.map(|_| {
+        counters.resumed(&replay);
+        replay
+    });
+    gossip_response(sub, replay, bounds, counters.clone(), permits)
 }
 
 /// The stream budgets every gossip stream passes, per address and then in total, and the

@@ -60,7 +60,6 @@ pub use backend::{GossipSubscription, OverlayApi, ReadinessView};
 pub use error::{retry_after_secs, ApiError, ErrorBody, HTTP_ERROR_KINDS};
 pub use guard::HttpGuard;
 pub use limits::{HttpClose, HttpCounters, HttpLimits, HttpRefusal, HttpStats};
-pub use overlay::TopicFeed;
 pub use serve::{bind_listener, spawn_listener, ConnMeta, HttpHandler, RouterSlot};
 pub use sse::{GossipEvent, LaggedEvent};
 pub use trace::{next_request_id, REQUEST_ID_HEADER};

@@ -3,42 +3,10 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use overlay_proto::{MessageId, NodeStats, PeerId, SessionInfo, TopicId};
 
 use super::backend::{GossipSubscription, OverlayApi, ReadinessView};
-use crate::api::{
-    Cursor, CursorError, Error, Event, EventStream, Overlay, Replay, Sequenced, Subscription,
-};
-
-/// One topic's deliveries for the HTTP stream, numbered from 1 for this stream; a lagging
-/// reader's loss shows as a jump in the numbers (the SSE layer then reports it and ends the
-/// stream).
-pub struct TopicFeed {
-    events: EventStream,
-    seq: u64,
-}
-
-impl GossipSubscription for TopicFeed {
-    async fn recv(&mut self) -> Option<Sequenced> {
-        loop {
-            match self.events.next().await? {
-                Event::Received(delivery) => {
-                    self.seq += 1;
-                    return Some(Sequenced {
-                        cursor: Cursor {
-                            epoch: 0,
-                            seq: self.seq,
-                        },
-                        delivery,
-                    });
-                }
-                Event::Lagged { dropped } => self.seq = self.seq.saturating_add(dropped),
-                _ => {}
-            }
-        }
-    }
-}
+use crate::api::{Cursor, CursorError, Error, Overlay, Replay, Sequenced, Subscription};
 
 impl GossipSubscription for Subscription {
     async fn recv(&mut self) -> Option<Sequenced> {
@@ -48,7 +16,7 @@ impl GossipSubscription for Subscription {
 
 impl OverlayApi for Overlay {
     type Subscription = Subscription;
-    type TopicSubscription = TopicFeed;
+    type TopicSubscription = Subscription;
 
     async fn join_topic(&self, topic: TopicId) -> Result<bool, Error> {
         Overlay::join(self, topic).await
@@ -62,8 +30,12 @@ impl OverlayApi for Overlay {
         Overlay::publish(self, topic, payload).await
     }
 
-    fn topic_events(&self, topic: TopicId) -> Option<TopicFeed> {
-        Overlay::topic_events(self, topic).map(|events| TopicFeed { events, seq: 0 })
+    fn resume_topic(
+        &self,
+        topic: TopicId,
+        after: Option<Cursor>,
+    ) -> Option<Result<(Subscription, Replay), CursorError>> {
+        Overlay::resume_topic(self, topic, after)
     }
 
     async fn broadcast(&self, payload: Bytes) -> Result<MessageId, Error> {

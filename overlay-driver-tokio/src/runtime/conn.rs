@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt as _;
 use overlay_proto::{ConnId, OriginAuth, OverlayError as CoreError, Prechecker};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore, TryAcquireError};
 use tokio::time::{timeout, Instant as TokioInstant};
 
 use super::metrics::{latency, ConnSlot, DriverCounters};
@@ -24,6 +25,17 @@ const MIN_READ_CHUNK: usize = 4 * 1024;
 /// (one TLS record's worth: 64 KiB blocks on every connection of a CPU-starved node were
 /// ~700 KiB per node in the mesh benchmark, for no measurable gain).
 const MAX_READ_CHUNK: usize = 16 * 1024;
+/// Bytes read from all connections of a node and not yet handled by its node task, at most:
+/// a reader that would go past it waits (its socket then fills and TCP pushes back on the
+/// peer), so reads queued for a CPU-starved node task cannot pin more receive blocks than
+/// this. Larger than one read ([`MAX_READ_CHUNK`]); waits are counted
+/// (`overlay_read_budget_waits_total`).
+pub(crate) const READ_BUDGET_BYTES: usize = 512 * 1024;
+
+/// Reads without waiting that a reader adds to one hand-over at most.
+const FILL_READS: usize = 16;
+/// Room below which a reader hands its block over instead of reading more into it.
+const FILL_MIN_ROOM: usize = 512;
 /// A writer gathers queued frames up to this many bytes into one write.
 const WRITE_BATCH: usize = 256 * 1024;
 /// Frames handed to one vectored write call at most.
@@ -32,11 +44,14 @@ const MAX_IOVECS: usize = 64;
 /// What the node task sends a writer.
 #[derive(Debug)]
 pub(crate) enum WriterMsg {
-    /// Bytes of one `Action::Transmit`.
+    /// The bytes of every `Action::Transmit` for this connection that the node task carried
+    /// out in one wake-up, in order (one queue slot and one writer wake-up for all of them).
     Data {
-        /// Whole frames.
-        bytes: Bytes,
-        /// When the node task queued them (`write` latency).
+        /// Whole frames, in the order the core emitted them.
+        frames: Vec<Bytes>,
+        /// Their total length (the credit taken for them).
+        bytes: usize,
+        /// When the node task queued the first of them (`write` latency).
         queued_at: TokioInstant,
     },
     /// Flush what is queued, close the TLS stream and stop.
@@ -94,6 +109,8 @@ pub(crate) struct ReaderCtx<S> {
     pub(crate) origin_auth: OriginAuth,
     pub(crate) counters: Arc<DriverCounters>,
     pub(crate) slot: Arc<ConnSlot>,
+    /// The node's read budget ([`READ_BUDGET_BYTES`] permits, one per byte).
+    pub(crate) budget: Arc<Semaphore>,
 }
 
 /// Reads the socket until EOF, error or the backstop timeout, sending each chunk to the node
@@ -114,6 +131,7 @@ where
         origin_auth,
         counters,
         slot,
+        budget,
     } = ctx;
     let mut prechecker = Prechecker::new(origin_auth);
     let mut blocks = ReadBlocks::new();
@@ -129,15 +147,23 @@ where
             Ok(Ok(0)) => break None,
             Ok(Ok(read)) => {
                 received_any = true;
+                // Take what else is already readable (the rest of a burst: more TLS records)
+                // into the same block, so the node task gets one message for all of it.
+                let read = read + fill_ready(&mut rd, &mut blocks.buf);
                 blocks.adapt(read, room);
                 // The core decodes frames in place: what it keeps are slices of this block.
                 let data = blocks.buf.split().freeze();
                 let checks = prechecker.scan(&data);
+                let Some(budget) = take_budget(&budget, data.len(), &counters).await else {
+                    // The node task is gone.
+                    return;
+                };
                 let msg = BusMsg::Received {
                     conn,
                     data,
                     checks,
                     at: TokioInstant::now(),
+                    budget,
                 };
                 if bus.send(msg).await.is_err() {
                     // The node task is gone: nobody to report to.
@@ -169,6 +195,41 @@ where
             error,
         })
         .await;
+}
+
+/// Takes `bytes` of the node's read budget, waiting (counted) while other reads hold it;
+/// `None` when the budget was closed.
+async fn take_budget(
+    budget: &Arc<Semaphore>,
+    bytes: usize,
+    counters: &DriverCounters,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let permits = u32::try_from(bytes.min(READ_BUDGET_BYTES)).unwrap_or(u32::MAX);
+    match Arc::clone(budget).try_acquire_many_owned(permits) {
+        Ok(permit) => Some(permit),
+        Err(TryAcquireError::Closed) => None,
+        Err(TryAcquireError::NoPermits) => {
+            counters.read_budget_wait();
+            Arc::clone(budget).acquire_many_owned(permits).await.ok()
+        }
+    }
+}
+
+/// Reads into the free part of `buf` while data is ready without waiting (at most
+/// [`FILL_READS`] reads); returns the bytes added. An error or end of stream is left for the
+/// reader's next (waiting) read to see again: TLS errors and EOF repeat.
+fn fill_ready<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> usize {
+    let mut added = 0;
+    for _ in 0..FILL_READS {
+        if buf.capacity() - buf.len() < FILL_MIN_ROOM {
+            break;
+        }
+        match rd.read_buf(buf).now_or_never() {
+            Some(Ok(n)) if n > 0 => added += n,
+            _ => break,
+        }
+    }
+    added
 }
 
 /// A reader's receive blocks. Each read lands in the free part of the current block and is
@@ -235,21 +296,33 @@ where
         slot,
         credit,
     } = ctx;
-    let mut batch: Vec<(Bytes, TokioInstant)> = Vec::new();
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut stamps: Vec<TokioInstant> = Vec::new();
+    let mut total = 0usize;
     let error = loop {
         let mut close = false;
         match rx.recv().await {
             // The node task dropped the queue (the reader ended first, or shutdown): close.
             None => close = true,
             Some(WriterMsg::Close) => close = true,
-            Some(WriterMsg::Data { bytes, queued_at }) => {
-                let mut total = bytes.len();
-                batch.push((bytes, queued_at));
+            Some(WriterMsg::Data {
+                frames,
+                bytes,
+                queued_at,
+            }) => {
+                total += bytes;
+                batch.extend(frames);
+                stamps.push(queued_at);
                 while total < WRITE_BATCH {
                     match rx.try_recv() {
-                        Ok(WriterMsg::Data { bytes, queued_at }) => {
-                            total += bytes.len();
-                            batch.push((bytes, queued_at));
+                        Ok(WriterMsg::Data {
+                            frames,
+                            bytes,
+                            queued_at,
+                        }) => {
+                            total += bytes;
+                            batch.extend(frames);
+                            stamps.push(queued_at);
                         }
                         Ok(WriterMsg::Close) => {
                             close = true;
@@ -273,15 +346,20 @@ where
                 }
                 Ok(Ok(())) => {
                     let now = TokioInstant::now();
-                    for (_, queued_at) in &batch {
+                    for queued_at in &stamps {
                         latency("write", now.saturating_duration_since(*queued_at));
                     }
                 }
             }
-            credit.give_back(batch.iter().map(|(bytes, _)| bytes.len()).sum());
+            credit.give_back(total);
+            total = 0;
             batch.clear();
+            stamps.clear();
             if batch.capacity() > MAX_IOVECS * 4 {
                 batch = Vec::new();
+            }
+            if stamps.capacity() > MAX_IOVECS * 4 {
+                stamps = Vec::new();
             }
         }
         if close {
@@ -305,38 +383,35 @@ where
 }
 
 /// The whole batch with vectored writes (no copy into a scratch buffer: TLS encrypts
-/// straight from the queued frames), then one flush.
-async fn write_batch<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    batch: &[(Bytes, TokioInstant)],
-) -> io::Result<()> {
+/// straight from the queued frames, many frames per record), then one flush.
+async fn write_batch<W: AsyncWrite + Unpin>(wr: &mut W, batch: &[Bytes]) -> io::Result<()> {
     let mut first = 0;
     let mut offset = 0;
     loop {
         // Skip what is fully written (and empty frames, which a write cannot make progress on).
-        while first < batch.len() && batch[first].0.len() == offset {
+        while first < batch.len() && batch[first].len() == offset {
             first += 1;
             offset = 0;
         }
         if first == batch.len() {
             break;
         }
-        let slices: Vec<IoSlice<'_>> = batch[first..]
-            .iter()
-            .take(MAX_IOVECS)
-            .enumerate()
-            .map(|(i, (bytes, _))| IoSlice::new(if i == 0 { &bytes[offset..] } else { bytes }))
-            .collect();
-        let mut written = wr.write_vectored(&slices).await?;
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let mut used = 0;
+        for (i, bytes) in batch[first..].iter().take(MAX_IOVECS).enumerate() {
+            slices[i] = IoSlice::new(if i == 0 { &bytes[offset..] } else { bytes });
+            used = i + 1;
+        }
+        let mut written = wr.write_vectored(&slices[..used]).await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
         while written > 0 && first < batch.len() {
-            let left = batch[first].0.len() - offset;
+            let left = batch[first].len() - offset;
             let step = written.min(left);
             offset += step;
             written -= step;
-            if offset == batch[first].0.len() {
+            if offset == batch[first].len() {
                 first += 1;
                 offset = 0;
             }
@@ -402,7 +477,6 @@ mod tests {
 
     #[tokio::test]
     async fn vectored_batch_survives_partial_writes_and_empty_frames() {
-        let now = TokioInstant::now();
         let frames: Vec<Bytes> = vec![
             Bytes::from_static(b"alpha"),
             Bytes::new(),
@@ -410,7 +484,7 @@ mod tests {
             Bytes::from((0..200u8).collect::<Vec<u8>>()),
             Bytes::new(),
         ];
-        let batch: Vec<(Bytes, TokioInstant)> = frames.iter().map(|f| (f.clone(), now)).collect();
+        let batch = frames.clone();
         let expected: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
         for per_call in [1, 3, 7, 1000] {
             let mut wr = Trickle {
@@ -427,7 +501,7 @@ mod tests {
             per_call: 4,
             calls: 0,
         };
-        let empty = [(Bytes::new(), now)];
+        let empty = [Bytes::new()];
         write_batch(&mut wr, &empty).await.unwrap();
         assert_eq!(wr.calls, 0);
     }

@@ -30,6 +30,9 @@ pub struct DriverStats {
     pub subscriber_lagged: u64,
     /// Trace records that could not be written (the trace is incomplete when non-zero).
     pub trace_dropped: u64,
+    /// Reads that waited for the node's read budget (reads not yet handled by the node task
+    /// held all of it).
+    pub read_budget_waits: u64,
     /// TCP connections open now (inbound and outbound, handshaking included).
     pub live_connections: usize,
 }
@@ -72,6 +75,7 @@ pub(crate) struct DriverCounters {
     restarts: Mutex<Labels1>,
     subscriber_lagged: AtomicU64,
     trace_dropped: AtomicU64,
+    read_budget_waits: AtomicU64,
     /// Open TCP connections, admitted against `max_conns` (see [`ConnSlot`]).
     pub(crate) conns: Arc<ConnRegistry>,
 }
@@ -127,6 +131,12 @@ impl DriverCounters {
         metrics::counter!("overlay_trace_dropped_total").increment(1);
     }
 
+    /// A reader waited for the node's read budget.
+    pub(crate) fn read_budget_wait(&self) {
+        self.read_budget_waits.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("overlay_read_budget_waits_total").increment(1);
+    }
+
     /// The snapshot.
     pub(crate) fn snapshot(&self) -> DriverStats {
         let errors = {
@@ -142,6 +152,7 @@ impl DriverCounters {
             restarts: owned1(&self.restarts),
             subscriber_lagged: self.subscriber_lagged.load(Ordering::Relaxed),
             trace_dropped: self.trace_dropped.load(Ordering::Relaxed),
+            read_budget_waits: self.read_budget_waits.load(Ordering::Relaxed),
             live_connections: self.conns.live(),
         }
     }
@@ -174,7 +185,7 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
     metrics::gauge!("overlay_store_bytes").set(stats.store_bytes as f64);
     metrics::gauge!("overlay_ready").set(if stats.ready { 1.0 } else { 0.0 });
 
-    let counters: [(&'static str, u64); 27] = [
+    let counters: [(&'static str, u64); 31] = [
         ("overlay_sessions_opened_total", stats.sessions_opened),
         ("overlay_sessions_closed_total", stats.sessions_closed),
         (
@@ -198,6 +209,19 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
         ("overlay_ihave_received_total", stats.ihave_received),
         ("overlay_grafts_sent_total", stats.grafts_sent),
         ("overlay_grafts_received_total", stats.grafts_received),
+        ("overlay_graft_misses_sent_total", stats.graft_misses_sent),
+        (
+            "overlay_graft_misses_received_total",
+            stats.graft_misses_received,
+        ),
+        (
+            "overlay_graft_misses_too_soon_total",
+            stats.graft_misses_too_soon,
+        ),
+        (
+            "overlay_graft_misses_unsolicited_total",
+            stats.graft_misses_unsolicited,
+        ),
         ("overlay_prunes_sent_total", stats.prunes_sent),
         ("overlay_prunes_received_total", stats.prunes_received),
         ("overlay_tree_swaps_total", stats.tree_swaps),

@@ -102,6 +102,9 @@ pub(crate) enum BusMsg<S> {
         checks: overlay_proto::Prechecked,
         /// When the read completed (`deliver` latency).
         at: tokio::time::Instant,
+        /// `data`'s share of the node's read budget, given back once the node task handled
+        /// it (see [`conn::READ_BUDGET_BYTES`]).
+        budget: tokio::sync::OwnedSemaphorePermit,
     },
     /// A connection task ended.
     Ended {

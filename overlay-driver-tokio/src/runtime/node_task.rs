@@ -31,13 +31,22 @@ use crate::api::{
 };
 use crate::shared::{ReadyFlag, ReadyState, StopSignal, WriteCredit};
 
-/// Frames (Transmit batches) queued per connection writer.
+/// Writer messages queued per connection writer (each holds the transmits of one node-task
+/// wake-up for that connection).
 pub(crate) const WRITER_QUEUE: usize = 1024;
 /// Bytes queued per connection writer (the [`WriteCredit`] capacity); one frame larger than
 /// this still passes when the queue is empty.
 pub(crate) const WRITER_QUEUE_BYTES: usize = 32 * 1024 * 1024;
-/// Already-queued bus messages handled after one wake-up before waiting again.
+/// Already-queued bus messages (and, separately, application commands) handled after one
+/// wake-up before waiting again. The transmits of one wake-up go to each writer together.
 const BATCH: usize = 64;
+/// Received bytes handled after one wake-up before the node task lets other tasks run (what
+/// they carry is delivered in the same wake-up: a subscriber's bounded feed must not overflow
+/// while its reader waits for this task to yield).
+const BATCH_BYTES: usize = 64 * 1024;
+/// Outbox bytes at which a connection's transmits go to its writer without waiting for the
+/// end of the wake-up (one TLS record holds up to 16 KiB).
+const FLUSH_BYTES: usize = 16 * 1024;
 /// Period of the stats → metrics mirror.
 const MIRROR_EVERY: Duration = Duration::from_millis(500);
 
@@ -144,6 +153,44 @@ struct ConnEntry {
     running: bool,
     /// The accept path's pre-auth slot, given back when the session finishes START.
     preauth: Option<super::preauth::PreAuthSlot>,
+    /// Transmits carried out in this wake-up, not yet handed to the writer (their credit is
+    /// taken): sent as one writer message when the node task next waits, or before a close.
+    outbox: Outbox,
+}
+
+/// The transmits of one wake-up for one connection, in order.
+#[derive(Default)]
+struct Outbox {
+    frames: Vec<Bytes>,
+    bytes: usize,
+    since: Option<TokioInstant>,
+}
+
+impl Outbox {
+    /// Appends one transmit; true when the outbox was empty (the connection needs a flush).
+    fn push(&mut self, bytes: Bytes) -> bool {
+        let first = self.frames.is_empty();
+        if first {
+            self.since = Some(TokioInstant::now());
+        }
+        self.bytes += bytes.len();
+        self.frames.push(bytes);
+        first
+    }
+
+    /// Everything queued, as one writer message (`None` when empty).
+    fn take(&mut self) -> Option<WriterMsg> {
+        if self.frames.is_empty() {
+            return None;
+        }
+        let bytes = mem::take(&mut self.bytes);
+        let queued_at = self.since.take().unwrap_or_else(TokioInstant::now);
+        Some(WriterMsg::Data {
+            frames: mem::take(&mut self.frames),
+            bytes,
+            queued_at,
+        })
+    }
 }
 
 impl ConnEntry {
@@ -188,6 +235,8 @@ pub(crate) struct NodeTask<N: Net> {
     pending: VecDeque<Input>,
     next_request: u64,
     broadcasts: HashMap<u64, oneshot::Sender<Result<MessageId, CoreError>>>,
+    /// The caller of the broadcast being applied (answered without a trip through the map).
+    answering: Option<(u64, oneshot::Sender<Result<MessageId, CoreError>>)>,
     sends: HashMap<u64, oneshot::Sender<Result<(), CoreError>>>,
     /// Callers of `Input::Dial`, by request tag, until the core's final answer
     /// (`DialAnswer`, `SessionEvent::Up` or `DialResult`).
@@ -207,6 +256,11 @@ pub(crate) struct NodeTask<N: Net> {
     drain_until: Option<TokioInstant>,
     scratch: Vec<Action>,
     last_mirror: TokioInstant,
+    /// Bytes read and not yet handled, for every connection (see
+    /// [`super::conn::READ_BUDGET_BYTES`]).
+    read_budget: Arc<tokio::sync::Semaphore>,
+    /// Connections whose outbox holds transmits of this wake-up.
+    unflushed: Vec<ConnId>,
 }
 
 /// Sleeps until `at`, or forever when there is no deadline.
@@ -236,6 +290,7 @@ impl<N: Net> NodeTask<N> {
             pending: VecDeque::new(),
             next_request: 1,
             broadcasts: HashMap::new(),
+            answering: None,
             sends: HashMap::new(),
             dials_waiting: HashMap::new(),
             pending_reconfigure: None,
@@ -250,6 +305,8 @@ impl<N: Net> NodeTask<N> {
             drain_until: None,
             scratch: Vec::with_capacity(64),
             last_mirror: TokioInstant::now(),
+            read_budget: Arc::new(tokio::sync::Semaphore::new(super::conn::READ_BUDGET_BYTES)),
+            unflushed: Vec::new(),
         }
     }
 
@@ -259,6 +316,8 @@ impl<N: Net> NodeTask<N> {
             self.input(input, None);
         }
         loop {
+            // About to wait (or to check the deadline): hand this wake-up's transmits over.
+            self.flush_outboxes();
             if self.drained() {
                 break;
             }
@@ -272,11 +331,14 @@ impl<N: Net> NodeTask<N> {
             // Biased (no random branch choice, so runs under a simulated network repeat
             // exactly): the low-volume sources first, then the bus. Each branch also takes a
             // bounded share of the other high-volume source, so neither can starve the other.
+            // Set when a batch hit its bound (more is probably queued).
+            let mut full = false;
             tokio::select! {
                 biased;
                 cmd = self.cmd_rx.recv(), if self.cmd_open => {
                     self.on_command_or_closed(cmd);
-                    self.drain_bus(BATCH);
+                    full = self.drain_commands(BATCH - 1);
+                    full |= self.drain_bus(BATCH);
                 }
                 Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
                     self.on_task_done(done);
@@ -287,30 +349,107 @@ impl<N: Net> NodeTask<N> {
                 msg = self.bus_rx.recv() => {
                     if let Some(msg) = msg {
                         self.on_bus(msg);
-                        self.drain_bus(BATCH);
-                        if self.cmd_open {
-                            if let Ok(cmd) = self.cmd_rx.try_recv() {
-                                self.on_command(cmd);
-                            }
-                        }
+                        full = self.drain_bus(BATCH - 1);
+                        full |= self.drain_commands(BATCH);
                     }
                 }
                 () = sleep_until_opt(deadline) => self.input(Input::Timeout, None),
                 () = sleep_until_opt(drain_until) => {}
             }
             self.maybe_mirror();
+            if full {
+                // Let the tasks this batch fed (writers, subscribers: bounded feeds that lose
+                // the oldest when their reader falls behind) run before taking more.
+                self.flush_outboxes();
+                tokio::task::yield_now().await;
+            }
         }
         self.finish().await;
     }
 
-    /// Handles up to `max` bus messages that are already queued.
-    fn drain_bus(&mut self, max: usize) {
+    /// Handles up to `max` bus messages that are already queued, and at most about
+    /// [`BATCH_BYTES`] received bytes; true when it stopped at a bound.
+    fn drain_bus(&mut self, max: usize) -> bool {
+        let mut bytes = 0;
         for _ in 0..max {
+            if bytes >= BATCH_BYTES {
+                return true;
+            }
             match self.bus_rx.try_recv() {
-                Ok(msg) => self.on_bus(msg),
-                Err(_) => break,
+                Ok(msg) => {
+                    if let BusMsg::Received { data, .. } = &msg {
+                        bytes += data.len();
+                    }
+                    self.on_bus(msg);
+                }
+                Err(_) => return false,
             }
         }
+        true
+    }
+
+    /// Handles up to `max` application commands that are already queued; true when it
+    /// stopped at the bound.
+    fn drain_commands(&mut self, max: usize) -> bool {
+        for _ in 0..max {
+            if !self.cmd_open {
+                return false;
+            }
+            match self.cmd_rx.try_recv() {
+                Ok(cmd) => self.on_command(cmd),
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// Hands every connection's outbox to its writer (one message per connection).
+    fn flush_outboxes(&mut self) {
+        while !self.unflushed.is_empty() {
+            let mut unflushed = mem::take(&mut self.unflushed);
+            for conn in unflushed.drain(..) {
+                self.flush_conn(conn);
+            }
+            if self.unflushed.is_empty() {
+                self.unflushed = unflushed;
+            }
+            // A connection closed for a full queue is reported to the core now (no input
+            // runs); what that makes the core send is flushed by the next round.
+            while let Some(next) = self.pending.pop_front() {
+                self.handle(next, None);
+            }
+        }
+    }
+
+    /// Hands one connection's outbox to its writer; a full queue closes the connection.
+    fn flush_conn(&mut self, conn: ConnId) {
+        let Some(entry) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(msg) = entry.outbox.take() else {
+            return;
+        };
+        let len = match &msg {
+            WriterMsg::Data { bytes, .. } => *bytes,
+            WriterMsg::Close => 0,
+        };
+        match entry.writer.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                entry.credit.give_back(len);
+                self.writer_full(conn);
+            }
+            // The writer already ended; its end report is on the way.
+            Err(mpsc::error::TrySendError::Closed(_)) => entry.credit.give_back(len),
+        }
+    }
+
+    /// A writer queue refused more: the peer does not read fast enough; close the connection
+    /// (reported to the core after the current input, or by the flush).
+    fn writer_full(&mut self, conn: ConnId) {
+        self.counters.reject("writer_full");
+        tracing::warn!(%conn, "writer queue full; closing the connection");
+        self.kill_conn(conn, Some(CoreError::Busy));
     }
 
     fn on_command_or_closed(&mut self, cmd: Option<Command>) {
@@ -382,10 +521,16 @@ impl<N: Net> NodeTask<N> {
                 data,
                 checks,
                 at,
+                budget,
             } => {
                 if self.conns.contains_key(&conn) {
                     self.input(Input::ReceivedPrechecked { conn, data, checks }, Some(at));
+                    // What a read makes the node forward leaves at once (one read is already
+                    // many frames): relays do not wait for the rest of the batch.
+                    self.flush_outboxes();
                 }
+                // Handled: the budget goes back to the readers.
+                drop(budget);
             }
             BusMsg::Ended { conn, side, error } => self.on_ended(conn, side, error),
         }
@@ -421,6 +566,7 @@ impl<N: Net> NodeTask<N> {
                     origin_auth: self.node.config().origin_auth,
                     counters: Arc::clone(&self.counters),
                     slot: Arc::clone(&slot),
+                    budget: Arc::clone(&self.read_budget),
                 },
                 rd,
             )
@@ -456,6 +602,7 @@ impl<N: Net> NodeTask<N> {
                 kx_group: kx_group.clone(),
                 running: false,
                 preauth,
+                outbox: Outbox::default(),
             },
         );
         let input = match peer {
@@ -478,6 +625,10 @@ impl<N: Net> NodeTask<N> {
 
     /// The first end reported for a connection closes it; later ones are ignored.
     fn on_ended(&mut self, conn: ConnId, side: Side, error: Option<CoreError>) {
+        if side == Side::Reader {
+            // The writer still flushes what was sent before the reader ended.
+            self.flush_conn(conn);
+        }
         let Some(entry) = self.conns.remove(&conn) else {
             return;
         };
@@ -562,8 +713,7 @@ impl<N: Net> NodeTask<N> {
         match cmd {
             Command::Broadcast { payload, reply } => {
                 let request = self.next_request();
-                self.broadcasts.insert(request, reply);
-                self.input(Input::Broadcast { request, payload }, None);
+                self.answer_soon(request, reply, Input::Broadcast { request, payload });
             }
             Command::Publish {
                 topic,
@@ -571,14 +721,14 @@ impl<N: Net> NodeTask<N> {
                 reply,
             } => {
                 let request = self.next_request();
-                self.broadcasts.insert(request, reply);
-                self.input(
+                self.answer_soon(
+                    request,
+                    reply,
                     Input::Publish {
                         request,
                         topic,
                         payload,
                     },
-                    None,
                 );
             }
             Command::Join { topic, reply } => {
@@ -647,13 +797,28 @@ impl<N: Net> NodeTask<N> {
             }
             Command::Reconfigure { live, reply } => {
                 self.pending_reconfigure = Some(reply);
-                self.input(Input::Reconfigure(live), None);
+                self.input(Input::Reconfigure(Box::new(live)), None);
                 // The core answers every `Input::Reconfigure`; the caller sees a closed channel
                 // only if it did not.
                 self.pending_reconfigure = None;
             }
             Command::Shutdown => self.begin_shutdown(),
             Command::Verdict { id, verdict } => self.input(Input::Verdict { id, verdict }, None),
+        }
+    }
+
+    /// Applies a broadcast or publish input; its caller is answered while the input's
+    /// actions are carried out (the core answers at once), or later from the map if not.
+    fn answer_soon(
+        &mut self,
+        request: u64,
+        reply: oneshot::Sender<Result<MessageId, CoreError>>,
+        input: Input,
+    ) {
+        self.answering = Some((request, reply));
+        self.input(input, None);
+        if let Some((request, reply)) = self.answering.take() {
+            self.broadcasts.insert(request, reply);
         }
     }
 
@@ -766,15 +931,14 @@ impl<N: Net> NodeTask<N> {
                 // Numbered, kept for resuming subscribers, sent to the live ones (none is
                 // fine: the message was still delivered to this node).
                 if !delivery.topic.is_default() {
-                    self.out
-                        .topics
-                        .send(delivery.topic, TopicEvent::Received(delivery));
+                    self.out.topics.deliver(delivery.topic, delivery);
                     return;
                 }
+                // Kept first, then announced: a reader that has seen it can resume past it.
+                self.out.deliveries.publish(delivery.clone());
                 self.out
                     .topics
-                    .send(delivery.topic, TopicEvent::Received(delivery.clone()));
-                self.out.deliveries.publish(delivery);
+                    .send(delivery.topic, TopicEvent::Received(delivery));
             }
             Action::Validate { id, delivery } => {
                 let pending = crate::api::PendingValidation {
@@ -806,7 +970,14 @@ impl<N: Net> NodeTask<N> {
             }
             Action::Client(event) => self.on_client_event(event),
             Action::BroadcastResult { request, result } => {
-                if let Some(reply) = self.broadcasts.remove(&request) {
+                let reply = match self.answering.take() {
+                    Some((asked, reply)) if asked == request => Some(reply),
+                    other => {
+                        self.answering = other;
+                        self.broadcasts.remove(&request)
+                    }
+                };
+                if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }
             }
@@ -874,33 +1045,23 @@ impl<N: Net> NodeTask<N> {
         }
     }
 
+    /// Queues the bytes in the connection's outbox (sent to the writer when the node task
+    /// next waits), taking their credit now: a writer that cannot keep up is found here, at
+    /// the transmit that overflows it.
     fn transmit(&mut self, conn: ConnId, bytes: Bytes) {
-        let Some(entry) = self.conns.get(&conn) else {
+        let Some(entry) = self.conns.get_mut(&conn) else {
             return;
         };
-        let len = bytes.len();
-        let msg = WriterMsg::Data {
-            bytes,
-            queued_at: TokioInstant::now(),
-        };
-        let queued = if entry.credit.try_take(len) {
-            let sent = entry.writer.try_send(msg);
-            if sent.is_err() {
-                entry.credit.give_back(len);
-            }
-            sent
-        } else {
-            Err(mpsc::error::TrySendError::Full(msg))
-        };
-        match queued {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.counters.reject("writer_full");
-                tracing::warn!(%conn, "writer queue full; closing the connection");
-                self.kill_conn(conn, Some(CoreError::Busy));
-            }
-            // The writer already ended; its end report is on the way.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        if !entry.credit.try_take(bytes.len()) {
+            self.writer_full(conn);
+            return;
+        }
+        if entry.outbox.push(bytes) {
+            self.unflushed.push(conn);
+        }
+        if entry.outbox.bytes >= FLUSH_BYTES {
+            // A full TLS record's worth: let the writer start on it while this batch goes on.
+            self.flush_conn(conn);
         }
     }
 
@@ -908,6 +1069,8 @@ impl<N: Net> NodeTask<N> {
         if let Some(winner) = winner {
             tracing::debug!(%conn, %winner, reason = reason.label(), "closing the duplicate");
         }
+        // What the core sent before closing goes out first.
+        self.flush_conn(conn);
         let Some(entry) = self.conns.get(&conn) else {
             return;
         };
@@ -976,6 +1139,7 @@ impl<N: Net> NodeTask<N> {
     // ---- end ----------------------------------------------------------------------------
 
     async fn finish(mut self) {
+        self.flush_outboxes();
         // Whatever did not flush within the drain deadline is cut.
         self.tasks.shutdown().await;
         self.dials.shutdown().await;
@@ -1002,5 +1166,34 @@ impl<N: Net> NodeTask<N> {
             service: SERVICE.to_string(),
             ok: false,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outbox_hands_over_its_transmits_in_order_with_their_total_once() {
+        let mut outbox = Outbox::default();
+        assert!(outbox.take().is_none(), "nothing to send");
+        assert!(
+            outbox.push(Bytes::from_static(b"first")),
+            "the first needs a flush"
+        );
+        assert!(!outbox.push(Bytes::from_static(b"second")));
+        assert!(!outbox.push(Bytes::from_static(b"3")));
+        match outbox.take() {
+            Some(WriterMsg::Data { frames, bytes, .. }) => {
+                assert_eq!(frames, vec![&b"first"[..], &b"second"[..], &b"3"[..]]);
+                assert_eq!(bytes, 12);
+            }
+            other => panic!("expected data, got {other:?}"),
+        }
+        assert!(outbox.take().is_none(), "handed over once");
+        assert!(
+            outbox.push(Bytes::from_static(b"again")),
+            "empty again: flush again"
+        );
     }
 }

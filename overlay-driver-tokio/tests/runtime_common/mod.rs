@@ -198,6 +198,7 @@ impl RawClient {
                 listen: None,
                 credit_frames,
                 credit_bytes: 1 << 24,
+                graft_miss: false,
             },
         };
         let json = serde_json::to_vec(&hello).unwrap();

@@ -7,10 +7,10 @@ use super::{Node, SessionKey};
 use crate::action::CloseReason;
 use crate::error::OverlayError;
 use crate::peer::{Direction, PeerId};
-use crate::score::{Penalty, Standing};
+use crate::plumtree::Plumtree;
+use crate::score::{Penalty, ScoreBook, Standing};
 use crate::session::Session;
 use crate::stats::RejectReason;
-use crate::topic::TopicId;
 
 impl Node {
     /// Records `n` occurrences of `penalty` against the session's peer and applies the new
@@ -72,26 +72,6 @@ impl Node {
     pub(super) fn may_be_eager(&self, key: SessionKey) -> bool {
         self.session(key)
             .is_some_and(|s| self.scores.standing(&s.peer) < Standing::Lazy)
-    }
-
-    /// How much an announcement (IHAVE) from the session is worth when we have to GRAFT
-    /// a missing id: lower asks first. See [`AnnouncerRank`].
-    pub(super) fn announcer_rank(&self, topic: &TopicId, key: SessionKey) -> AnnouncerRank {
-        let Some(s) = self.session(key) else {
-            return AnnouncerRank::Suspect;
-        };
-        let view = self.scores.view(&s.peer);
-        let broken = view.components.penalty(Penalty::BrokenPromise);
-        let delivered = view.components.first_deliveries;
-        if broken > 0.0 && broken >= delivered {
-            AnnouncerRank::Suspect
-        } else if delivered >= 1.0 {
-            AnnouncerRank::Delivered
-        } else if self.link(topic, key).is_some_and(|l| l.eager) {
-            AnnouncerRank::EagerAnnouncer
-        } else {
-            AnnouncerRank::Unproven
-        }
     }
 
     /// True when connections from `peer` (or to `addr`, for our own dials) are refused now.
@@ -171,11 +151,11 @@ impl Node {
     /// is pinned to another identity, or the peer is pinned to (or connected at) another
     /// address.
     pub(super) fn contradicts_pins(&self, peer: &PeerId, addr: &SocketAddr) -> bool {
-        if self.passive.pinned_to_other(addr, peer) {
+        let passive = self.membership.passive();
+        if passive.pinned_to_other(addr, peer) {
             return true;
         }
-        if self
-            .passive
+        if passive
             .pinned_addr_of(peer)
             .is_some_and(|pinned| pinned != *addr)
         {
@@ -214,6 +194,31 @@ pub(super) enum AnnouncerRank {
     EagerAnnouncer,
     /// Broke at least as many GRAFT promises as it made first deliveries, recently.
     Suspect,
+}
+
+/// The rank of session `key`'s announcements in the topic whose tree is `tree` (see
+/// [`AnnouncerRank`]).
+pub(super) fn announcer_rank(
+    sessions: &[Option<Session>],
+    scores: &ScoreBook,
+    tree: Option<&Plumtree>,
+    key: SessionKey,
+) -> AnnouncerRank {
+    let Some(s) = sessions.get(key).and_then(Option::as_ref) else {
+        return AnnouncerRank::Suspect;
+    };
+    let view = scores.view(&s.peer);
+    let broken = view.components.penalty(Penalty::BrokenPromise);
+    let delivered = view.components.first_deliveries;
+    if broken > 0.0 && broken >= delivered {
+        AnnouncerRank::Suspect
+    } else if delivered >= 1.0 {
+        AnnouncerRank::Delivered
+    } else if tree.is_some_and(|t| t.is_eager(key)) {
+        AnnouncerRank::EagerAnnouncer
+    } else {
+        AnnouncerRank::Unproven
+    }
 }
 
 /// The addresses banned with a session's peer: where we dialed it and where it listens.

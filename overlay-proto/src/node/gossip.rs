@@ -3,8 +3,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::defense::AnnouncerRank;
-use super::{Missing, Node, SessionKey};
+use super::defense::announcer_rank;
+use super::{Node, SessionKey};
 use crate::action::CloseReason;
 use crate::action::{Action, Delivery};
 use crate::cache::StoredMessage;
@@ -12,7 +12,9 @@ use crate::error::OverlayError;
 use crate::peer::{ConnId, MessageId, PeerId};
 use crate::precheck;
 use crate::score::Penalty;
+use crate::session::Session;
 use crate::stats::RejectReason;
+use crate::time::Instant;
 use crate::topic::TopicId;
 use crate::wire::{self, GossipMsg, Kind, WireError, IHAVE_ENTRY_LEN, SIGNED_GOSSIP_HEADER_LEN};
 use std::collections::BTreeMap;
@@ -133,8 +135,8 @@ impl Node {
         if self.validates() {
             // The application decides first (validation.rs); the payload is here, so stop
             // waiting for it from announcers.
-            if let Some(link) = self.link_mut(&topic, key) {
-                link.dup_streak = 0;
+            if let Some(tree) = self.trees.get_mut(&topic) {
+                tree.reset_streak(key);
             }
             self.remove_missing(&msg.id);
             self.hold_for_validation(key, from, topic, msg);
@@ -285,7 +287,7 @@ impl Node {
         );
         let header = &header[..header_len];
         let mut i = 0;
-        while let Some(key) = self.tree(topic).and_then(|t| t.eager.get(i).copied()) {
+        while let Some(key) = self.tree(topic).and_then(|t| t.eager().get(i).copied()) {
             i += 1;
             if Some(key) == from {
                 continue;
@@ -297,6 +299,7 @@ impl Node {
         self.announce_lazily(topic, from, msg.id, msg.hops);
     }
 
+    /// Queues an IHAVE of `id` for up to β lazy links of `topic` (not `from`).
     fn announce_lazily(
         &mut self,
         topic: &TopicId,
@@ -304,38 +307,14 @@ impl Node {
         id: MessageId,
         hops: u8,
     ) {
-        let beta = self.config.beta;
-        let batch_max = self.config.ihave_batch_max;
-        let mut targets = std::mem::take(&mut self.scratch_keys);
-        targets.clear();
-        if let Some(tree) = self.trees.get(topic) {
-            targets.extend(tree.lazy.iter().copied().filter(|k| Some(*k) != from));
+        let Some(tree) = self.trees.get_mut(topic) else {
+            return;
+        };
+        let done = tree.announce(&mut self.rng, from, id, hops);
+        for _ in 0..done.overflow {
+            self.stats.rejected.bump(RejectReason::IhaveOverflow);
         }
-        if targets.len() > beta {
-            // Partial Fisher–Yates: the first β entries become a sample. One 64-bit draw per
-            // message, mixed anew for each pick (a full RNG call per pick costs more than the
-            // rest of the lazy path).
-            let mut bits = rand_core::RngCore::next_u64(&mut self.rng);
-            for i in 0..beta {
-                bits = bits.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) ^ (i as u64);
-                let j = i + (((bits >> 32) as usize * (targets.len() - i)) >> 32);
-                targets.swap(i, j);
-            }
-            targets.truncate(beta);
-        }
-        let mut queued = false;
-        for &key in &targets {
-            if let Some(link) = self.link_mut(topic, key) {
-                if link.ihave.len() < batch_max {
-                    link.ihave.push((id, hops));
-                    queued = true;
-                } else {
-                    self.stats.rejected.bump(RejectReason::IhaveOverflow);
-                }
-            }
-        }
-        self.scratch_keys = targets;
-        if queued {
+        if done.queued {
             self.arm_lazy_flush();
         }
     }
@@ -352,21 +331,24 @@ impl Node {
         let mut body = BytesMut::new();
         let mut pending: Vec<(TopicId, SessionKey)> = Vec::new();
         for (topic, tree) in &self.trees {
-            pending.extend(
-                tree.links
-                    .iter()
-                    .filter(|(_, l)| !l.ihave.is_empty())
-                    .map(|(k, _)| (*topic, *k)),
-            );
+            pending.extend(tree.pending_announcements().map(|k| (*topic, k)));
         }
         for (topic, key) in pending {
             if !self.session(key).is_some_and(|s| s.is_running()) {
                 continue;
             }
-            let batch = match self.link_mut(&topic, key) {
-                Some(link) => std::mem::take(&mut link.ihave),
-                None => continue,
+            let Some(mut batch) = self.trees.get_mut(&topic).and_then(|t| t.take_batch(key)) else {
+                continue;
             };
+            // Announce only what a GRAFT can still get (the store may have dropped a
+            // message since it was queued here).
+            batch.retain(|(id, _)| self.cache.holds(id));
+            if batch.is_empty() {
+                if let Some(tree) = self.trees.get_mut(&topic) {
+                    tree.return_batch(key, batch);
+                }
+                continue;
+            }
             body.clear();
             body.reserve(TopicId::LEN + batch.len() * IHAVE_ENTRY_LEN);
             if !topic.is_default() {
@@ -378,11 +360,9 @@ impl Node {
             }
             self.stats.ihave_sent += batch.len() as u64;
             self.send_frame(key, wire::kind_in_topic(Kind::IHave, &topic), &[&body]);
-            if let Some(link) = self.link_mut(&topic, key) {
+            if let Some(tree) = self.trees.get_mut(&topic) {
                 // Keep the allocation for the next batch.
-                let mut batch = batch;
-                batch.clear();
-                link.ihave = batch;
+                tree.return_batch(key, batch);
             }
         }
     }
@@ -422,8 +402,8 @@ impl Node {
             }
             match self.missing.get(&id).map(|m| m.topic) {
                 Some(t) if t == topic => {
-                    self.add_announcer(topic, id, key, conn);
-                    self.note_offer(&id, hops, key, conn);
+                    self.add_announcer(topic, id, key, conn, now);
+                    self.missing.note_offer(&id, hops, key, conn);
                     continue;
                 }
                 // Ids bind their topic: the same id announced in another topic is false.
@@ -439,22 +419,11 @@ impl Node {
                 self.stats.rejected.bump(RejectReason::IhaveOverflow);
                 continue;
             }
-            self.missing.insert(
-                id,
-                Missing {
-                    topic,
-                    announcers: vec![(key, conn)],
-                    owner: Some((key, conn)),
-                    grafted: None,
-                    deferred: false,
-                    best_offer: Some((hops, key, conn)),
-                    announced_at: now,
-                },
-            );
+            self.missing
+                .insert(now, id, topic, key, conn, hops, deadline);
             if let Some(s) = self.session_mut(key) {
                 s.missing_owned += 1;
             }
-            self.missing_timers.push_back((deadline, id));
         }
         if flood > 0 {
             self.stats.rejected.add(RejectReason::IhaveFlood, flood);
@@ -467,51 +436,21 @@ impl Node {
         Ok(())
     }
 
-    /// Adds an announcer to a missing id, keeping the list in [`AnnouncerRank`] order
-    /// (arrival order within a rank). A full list (`max_announcers`) makes room only for a
-    /// better-ranked announcer, by dropping its worst and latest entry.
-    fn add_announcer(&mut self, topic: TopicId, id: MessageId, key: SessionKey, conn: ConnId) {
-        let Some(entry) = self.missing.get(&id) else {
-            return;
-        };
-        if entry.announcers.iter().any(|(k, _)| *k == key)
-            || entry.grafted.is_some_and(|(k, _)| k == key)
-        {
-            return;
-        }
-        let rank = self.announcer_rank(&topic, key);
-        let mut ranks: Vec<AnnouncerRank> = entry
-            .announcers
-            .iter()
-            .map(|(k, _)| self.announcer_rank(&topic, *k))
-            .collect();
-        let full = entry.announcers.len() >= self.config.max_announcers;
-        let Some(entry) = self.missing.get_mut(&id) else {
-            return;
-        };
-        if full {
-            // The worst-ranked entry, the latest among equals.
-            let worst = ranks
-                .iter()
-                .enumerate()
-                .max_by_key(|(i, r)| (**r, *i))
-                .map(|(i, r)| (i, *r));
-            match worst {
-                Some((i, r)) if r > rank => {
-                    entry.announcers.remove(i);
-                    ranks.remove(i);
-                }
-                _ => return,
-            }
-        }
-        let at = ranks
-            .iter()
-            .zip(entry.announcers.iter())
-            .take_while(|(r, _)| **r <= rank)
-            .count();
-        entry
-            .announcers
-            .insert(at.min(entry.announcers.len()), (key, conn));
+    /// Adds an announcer to a missing id, keeping the list in [`super::defense::AnnouncerRank`] order
+    /// (arrival order within a rank; see [`crate::plumtree::MissingIds::add_announcer`]).
+    fn add_announcer(
+        &mut self,
+        topic: TopicId,
+        id: MessageId,
+        key: SessionKey,
+        conn: ConnId,
+        at: Instant,
+    ) {
+        let max = self.config.max_announcers;
+        let (sessions, scores, tree) = (&self.sessions, &self.scores, self.trees.get(&topic));
+        self.missing.add_announcer(&id, key, conn, at, max, |k| {
+            announcer_rank(sessions, scores, tree, k)
+        });
     }
 
     /// Forgets a missing id and gives its slot back to the peer that created it.
@@ -529,19 +468,35 @@ impl Node {
     }
 
     fn session_alive(&self, key: SessionKey, conn: ConnId) -> bool {
-        self.session(key)
-            .is_some_and(|s| s.conn == conn && s.is_running())
+        session_alive(&self.sessions, key, conn)
     }
 
     /// Missing ids whose graft timer expired: the announcer asked last (if any) broke its
     /// promise; ask the next one (batched per session).
     pub(super) fn expire_missing(&mut self) {
         let now = self.now;
+        let mut due = Vec::new();
+        let mut taken = std::collections::BTreeSet::new();
+        for id in self.due_missing() {
+            // A timer queued before a GRAFT_MISS made us ask again at once is stale; an id
+            // is handled once per round.
+            if self.missing.is_stale(&id, now) || !taken.insert(id) {
+                continue;
+            }
+            due.push((id, true));
+        }
+        self.graft_next(due);
+    }
+
+    /// Asks the next announcer of each id (one GRAFT per session and topic). With `blame`,
+    /// the announcer asked last (if any, and still connected) broke its promise.
+    fn graft_next(&mut self, ids: Vec<(MessageId, bool)>) {
+        let now = self.now;
         let retry = now + self.config.graft_retry;
         let mut grafts: BTreeMap<(SessionKey, TopicId), Vec<MessageId>> = BTreeMap::new();
         let mut broken: BTreeMap<SessionKey, u32> = BTreeMap::new();
         let mut done: Vec<MessageId> = Vec::new();
-        for id in self.due_missing() {
+        for (id, blame) in ids {
             if self.cache.contains(&id) {
                 done.push(id);
                 continue;
@@ -555,33 +510,23 @@ impl Node {
                 done.push(id);
                 continue;
             }
-            let asked = entry.grafted;
             // Ranks change while an id waits (a peer breaks a promise for another id): ask
             // the best-ranked live announcer now, the earliest among equals.
-            let mut candidates = entry.announcers.clone();
-            candidates
-                .retain(|(k, c)| self.session_alive(*k, *c) && self.link(&topic, *k).is_some());
-            let chosen = candidates
-                .iter()
-                .enumerate()
-                .min_by_key(|(i, (k, _))| (self.announcer_rank(&topic, *k), *i))
-                .map(|(i, _)| i)
-                .map(|i| candidates.remove(i));
-            if let Some((key, conn)) = asked {
-                if self.session_alive(key, conn) {
+            let (sessions, scores, tree) = (&self.sessions, &self.scores, self.trees.get(&topic));
+            let live = |k: SessionKey, c: ConnId| {
+                session_alive(sessions, k, c) && tree.is_some_and(|t| t.link(k).is_some())
+            };
+            let rank = |k: SessionKey| announcer_rank(sessions, scores, tree, k);
+            let Some(next) = self.missing.ask_next(&id, retry, live, rank) else {
+                continue;
+            };
+            if let Some((key, conn)) = next.asked {
+                if blame && self.session_alive(key, conn) {
                     *broken.entry(key).or_default() += 1;
                 }
             }
-            let Some(entry) = self.missing.get_mut(&id) else {
-                continue;
-            };
-            entry.announcers = candidates;
-            entry.grafted = chosen;
-            match chosen {
-                Some((key, _)) => {
-                    self.missing_timers.push_back((retry, id));
-                    grafts.entry((key, topic)).or_default().push(id);
-                }
+            match next.chosen {
+                Some(key) => grafts.entry((key, topic)).or_default().push(id),
                 None => done.push(id),
             }
         }
@@ -606,6 +551,43 @@ impl Node {
             self.stats.grafts_sent += 1;
             self.send_frame(key, wire::kind_in_topic(Kind::Graft, &topic), &[&body]);
         }
+    }
+
+    /// A GRAFT_MISS from session `key`: the peer no longer holds these ids. For each id we
+    /// asked this session for, ask the next announcer at once; the peer broke its promise
+    /// only when the answer came within `graft_miss_grace` of its IHAVE (it announced what
+    /// it was about to drop, or never had). Ids we did not ask it for are ignored (counted).
+    pub(super) fn on_graft_miss(
+        &mut self,
+        key: SessionKey,
+        topic: TopicId,
+        body: &[u8],
+    ) -> Result<(), WireError> {
+        let ids = wire::parse_graft_miss(body)?;
+        let Some(conn) = self.session(key).map(|s| s.conn) else {
+            return Ok(());
+        };
+        let now = self.now;
+        let grace = self.config.graft_miss_grace;
+        let mut next = Vec::new();
+        let mut taken = std::collections::BTreeSet::new();
+        for id in ids {
+            match self.missing.get(&id) {
+                Some(m)
+                    if m.topic == topic && m.grafted == Some((key, conn)) && taken.insert(id) =>
+                {
+                    self.stats.graft_misses_received += 1;
+                    let too_soon = now < m.grafted_announced_at + grace;
+                    if too_soon {
+                        self.stats.graft_misses_too_soon += 1;
+                    }
+                    next.push((id, too_soon));
+                }
+                _ => self.stats.graft_misses_unsolicited += 1,
+            }
+        }
+        self.graft_next(next);
+        Ok(())
     }
 
     pub(super) fn on_graft(
@@ -654,9 +636,13 @@ impl Node {
         } else {
             (TopicId::LEN, Kind::TopicGossip)
         };
+        let mut gone: Vec<MessageId> = Vec::new();
         for id in ids {
             let Some(stored) = self.cache.get(&id) else {
-                if !self.cache.contains(&id) {
+                if self.cache.contains(&id) {
+                    // Seen, no longer held.
+                    gone.push(id);
+                } else {
                     // Never seen here, so never announced by us.
                     flood += 1;
                 }
@@ -685,6 +671,19 @@ impl Node {
                 self.stats.gossip_sent += 1;
             }
         }
+        if !gone.is_empty() && self.session(key).is_some_and(|s| s.graft_miss) {
+            // Say so, and the grafter asks its next announcer now instead of after
+            // `graft_retry` (and scores no broken promise for an honest eviction).
+            let mut body = BytesMut::with_capacity(TopicId::LEN + gone.len() * MessageId::LEN);
+            if !topic.is_default() {
+                body.put_slice(&topic.0);
+            }
+            for id in &gone {
+                body.put_slice(&id.0);
+            }
+            self.stats.graft_misses_sent += gone.len() as u64;
+            self.send_frame(key, wire::kind_in_topic(Kind::GraftMiss, &topic), &[&body]);
+        }
         self.penalize(
             key,
             Penalty::GraftFlood,
@@ -708,14 +707,7 @@ impl Node {
         }
         let now = self.now;
         if let Some(tree) = self.trees.get_mut(topic) {
-            if let Some(link) = tree.links.get_mut(&key) {
-                if !link.eager {
-                    link.eager = true;
-                    link.role_since = now;
-                    tree.lazy.retain(|k| *k != key);
-                    tree.eager.push(key);
-                }
-            }
+            tree.make_eager(now, key);
         }
     }
 
@@ -726,40 +718,27 @@ impl Node {
         }
         let now = self.now;
         if let Some(tree) = self.trees.get_mut(topic) {
-            if let Some(link) = tree.links.get_mut(&key) {
-                if link.eager {
-                    link.eager = false;
-                    link.role_since = now;
-                    tree.eager.retain(|k| *k != key);
-                    tree.lazy.push(key);
-                }
-            }
+            tree.make_lazy(now, key);
         }
     }
 
-    /// Keeps at least α eager peers in `topic` after losing one: promote random lazy peers.
-    /// Peers whose score keeps them lazy are never promoted.
+    /// Keeps at least α eager peers in `topic` after losing one: the tree promotes random
+    /// lazy peers ([`crate::plumtree::Plumtree::refill_eager`]), each told with an empty
+    /// GRAFT. Peers whose score keeps them lazy are never promoted.
     pub(super) fn refill_eager(&mut self, topic: &TopicId) {
-        while self
-            .tree(topic)
-            .is_some_and(|t| t.eager.len() < self.config.alpha)
-        {
-            let candidates: Vec<SessionKey> = self
-                .tree(topic)
-                .map(|t| t.lazy.as_slice())
-                .unwrap_or_default()
-                .iter()
-                .copied()
-                .filter(|k| self.may_be_eager(*k))
-                .collect();
-            if candidates.is_empty() {
-                break;
-            }
-            let idx = self.random_below(candidates.len());
-            let Some(&key) = candidates.get(idx) else {
-                break;
-            };
-            self.promote_to_eager(topic, key);
+        let now = self.now;
+        let Some(tree) = self.trees.get_mut(topic) else {
+            return;
+        };
+        let (sessions, scores) = (&self.sessions, &self.scores);
+        let may_be_eager = |key: SessionKey| {
+            sessions.get(key).and_then(Option::as_ref).is_some_and(|s| {
+                s.is_running() && scores.standing(&s.peer) < crate::score::Standing::Lazy
+            })
+        };
+        let promoted = tree.refill_eager(now, &mut self.rng, may_be_eager);
+        for key in promoted {
+            self.tell_eager(topic, key);
         }
     }
 
@@ -788,4 +767,12 @@ impl Node {
         let body: &[u8] = if topic.is_default() { &[] } else { &topic.0 };
         self.send_frame(key, kind, &[body]);
     }
+}
+
+/// True when session `key` is still the running session on `conn`.
+fn session_alive(sessions: &[Option<Session>], key: SessionKey, conn: ConnId) -> bool {
+    sessions
+        .get(key)
+        .and_then(Option::as_ref)
+        .is_some_and(|s| s.conn == conn && s.is_running())
 }

@@ -50,8 +50,8 @@ impl Node {
         let now = self.now;
         let mut waiting = Vec::new();
         if let Some(d) = dial {
-            self.dials.remove(&d);
-            waiting = self.dial_requests.remove(&d).unwrap_or_default();
+            let (_addr, requests) = self.membership.finish_dial(d);
+            waiting = requests;
         }
         if self.by_conn.contains_key(&conn) {
             // A driver bug: the handle is in use. Refuse the newcomer without touching the
@@ -89,7 +89,7 @@ impl Node {
         session.dial_requests = waiting;
         let key = self.insert_session(session);
         if peer == self.identity.peer_id {
-            self.passive.remove(&remote);
+            self.membership.forget(&remote);
             self.close_session(key, CloseReason::SelfConnection);
             return;
         }
@@ -139,7 +139,7 @@ impl Node {
         self.by_peer.insert(peer, key);
         if dial.is_some() {
             // TLS proved who answers at this address: pin it against later hints.
-            self.passive.pin(&remote, peer);
+            self.membership.pin(&remote, peer);
         }
         if direction == Direction::Outbound {
             self.send_hello(key);
@@ -201,6 +201,7 @@ impl Node {
             listen: self.identity.listen_addr.map(|a| a.to_string()),
             credit_frames: self.config.credit_window_frames,
             credit_bytes: self.config.credit_window_bytes,
+            graft_miss: true,
         }
     }
 
@@ -278,6 +279,7 @@ impl Node {
             return Err(CloseReason::TransportClosed);
         };
         s.listen = listen;
+        s.graft_miss = hello.graft_miss;
         s.send_window
             .add(hello.credit_frames, u64::from(hello.credit_bytes));
         Ok(())
@@ -483,9 +485,7 @@ impl Node {
         self.actions.push_back(Action::Session(event));
         if let Some(addr) = listen {
             self.learn_peer(addr, Some(peer), false);
-            if let Some(known) = self.passive.get_mut(&addr) {
-                known.failures = 0;
-            }
+            self.membership.note_success(&addr);
         }
     }
 }

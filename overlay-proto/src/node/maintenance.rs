@@ -48,8 +48,7 @@ impl Node {
         for tree in self.trees.values_mut() {
             tree.shrink_if_idle();
         }
-        if self.next_shuffle <= now {
-            self.next_shuffle = now + self.config.shuffle_interval;
+        if self.membership.shuffle_due(now) {
             self.shuffle();
         }
         self.maintain_membership();
@@ -127,8 +126,8 @@ impl Node {
         let running = self.running_count();
         let sessions_load = running as f64 / self.config.max_sessions as f64;
         let targets: Vec<SessionKey> = match self.tree(&crate::topic::TopicId::DEFAULT) {
-            Some(t) if !t.eager.is_empty() => t.eager.clone(),
-            Some(t) => t.lazy.clone(),
+            Some(t) if !t.eager().is_empty() => t.eager().to_vec(),
+            Some(t) => t.lazy().to_vec(),
             None => Vec::new(),
         };
         let full = targets
@@ -166,11 +165,7 @@ impl Node {
         }
         self.shutting_down = true;
         self.flush_lazy();
-        self.dials.clear();
-        let waiting: Vec<u64> = std::mem::take(&mut self.dial_requests)
-            .into_values()
-            .flatten()
-            .collect();
+        let waiting = self.membership.abandon_dials();
         self.settle_dial_requests(waiting, Err(crate::error::OverlayError::ShuttingDown));
         for key in 0..self.sessions.len() {
             if self.session(key).is_some() {

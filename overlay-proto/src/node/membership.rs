@@ -4,7 +4,6 @@
 
 use bytes::BytesMut;
 use core::net::SocketAddr;
-use core::time::Duration;
 
 use super::{Node, SessionKey};
 use crate::action::{Action, CloseReason, DialOutcome};
@@ -41,9 +40,9 @@ impl Node {
             return DialOutcome::Refused(OverlayError::Busy);
         }
         self.learn_peer(addr, None, true);
-        if let Some((&dial, _)) = self.dials.iter().find(|(_, a)| **a == addr) {
+        if let Some(dial) = self.membership.dial_to(&addr) {
             if let Some(request) = request {
-                self.dial_requests.entry(dial).or_default().push(request);
+                self.membership.wait_for(dial, request);
             }
             return DialOutcome::Dialing(dial);
         }
@@ -61,21 +60,21 @@ impl Node {
             session.dial_requests.extend(request);
             return DialOutcome::Handshaking(session.conn);
         }
-        if self.dials.len() >= self.config.max_concurrent_dials {
+        if self.membership.dial_slots_full() {
             // The address stays in the passive list: membership dials it when a slot frees.
             self.stats.dials_refused += 1;
             return DialOutcome::Refused(OverlayError::Busy);
         }
         let dial = self.start_dial(addr);
         if let Some(request) = request {
-            self.dial_requests.insert(dial, vec![request]);
+            self.membership.wait_for(dial, request);
         }
         DialOutcome::Dialing(dial)
     }
 
     /// Tagged operator dials not answered yet (on dials in flight and handshaking sessions).
     fn dial_requests_waiting(&self) -> usize {
-        let on_dials: usize = self.dial_requests.values().map(Vec::len).sum();
+        let on_dials = self.membership.requests_waiting();
         let on_sessions: usize = self
             .live_sessions()
             .map(|(_, s)| s.dial_requests.len())
@@ -114,10 +113,7 @@ impl Node {
         {
             return;
         }
-        let pick = rand_core::RngCore::next_u64(&mut self.rng) as usize;
-        let inserted = self
-            .passive
-            .insert(addr, peer, seed, now, |n| pick % n.max(1));
+        let inserted = self.membership.learn(now, addr, peer, seed, &mut self.rng);
         if inserted == Inserted::Dropped {
             self.stats.passive_dropped += 1;
         }
@@ -126,35 +122,15 @@ impl Node {
     /// A dial or session to `addr` failed: back off before the next attempt.
     pub(super) fn note_failure(&mut self, addr: SocketAddr) {
         let now = self.now;
-        let base = self.config.backoff_base;
-        let max = self.config.backoff_max;
-        let jitter = rand_core::RngCore::next_u64(&mut self.rng);
-        let Some(known) = self.passive.get_mut(&addr) else {
-            return;
-        };
-        known.failures = known.failures.saturating_add(1);
-        let exp = known.failures.saturating_sub(1).min(20);
-        let delay = base.saturating_mul(1u32 << exp).min(max);
-        // Jitter: uniformly in [delay/2, delay).
-        let nanos = delay.as_nanos() as u64;
-        let jittered = nanos / 2 + jitter % (nanos / 2).max(1);
-        known.next_attempt = now + Duration::from_nanos(jittered);
-        let forget = !known.seed && known.failures > 6;
-        if forget {
-            self.passive.remove(&addr);
-        }
+        self.membership.note_failure(now, addr, &mut self.rng);
     }
 
     fn is_connected_to(&self, addr: &SocketAddr) -> bool {
-        self.dials.values().any(|a| a == addr)
-            || self.live_sessions().any(|(_, s)| s.reaches(*addr))
+        self.membership.is_dialing(addr) || self.live_sessions().any(|(_, s)| s.reaches(*addr))
     }
 
     fn start_dial(&mut self, addr: SocketAddr) -> DialId {
-        let dial = DialId(self.next_dial);
-        self.next_dial += 1;
-        let peer = self.passive.get_mut(&addr).and_then(|k| k.peer);
-        self.dials.insert(dial, addr);
+        let (dial, peer) = self.membership.start_dial(addr);
         self.stats.dials_started += 1;
         self.actions.push_back(Action::Connect { dial, addr, peer });
         dial
@@ -164,8 +140,9 @@ impl Node {
     /// Dials `addr` for a topic that lacks links, when a dial slot and a session slot are free
     /// and the address is not already connected or dialed. True when dialing.
     pub(super) fn dial_for_topic(&mut self, addr: SocketAddr) -> bool {
-        let busy = self.dials.len() >= self.config.max_concurrent_dials
-            || self.membership_count() + self.dials.len() >= self.config.max_sessions;
+        let busy = self.membership.dial_slots_full()
+            || self.membership_count() + self.membership.dials_in_flight()
+                >= self.config.max_sessions;
         if busy || self.shutting_down || self.is_connected_to(&addr) {
             return false;
         }
@@ -181,35 +158,24 @@ impl Node {
         if self.shutting_down {
             return;
         }
-        let active = self.membership_count() + self.dials.len();
-        let want = self.config.active_target.saturating_sub(active);
-        let room = self
-            .config
-            .max_concurrent_dials
-            .saturating_sub(self.dials.len());
-        let n = want.min(room);
-        if n == 0 {
-            return;
-        }
         let now = self.now;
-        let mut candidates: Vec<SocketAddr> = self
-            .passive
-            .iter()
-            .filter(|(_, k)| k.next_attempt <= now)
-            .filter(|(_, k)| k.peer.is_none_or(|p| !self.by_peer.contains_key(&p)))
-            .filter(|(a, k)| {
-                !self.scores.is_addr_banned(a, now)
-                    && !k.peer.is_some_and(|p| self.scores.is_peer_banned(&p, now))
-            })
-            .map(|(a, _)| *a)
-            .collect();
-        candidates.retain(|a| !self.is_connected_to(a));
-        for i in 0..n.min(candidates.len()) {
-            let j = i + self.random_below(candidates.len() - i);
-            candidates.swap(i, j);
-            if let Some(&addr) = candidates.get(i) {
-                let _dial = self.start_dial(addr);
-            }
+        let count = self.membership_count();
+        let (by_peer, scores, sessions, membership) = (
+            &self.by_peer,
+            &self.scores,
+            &self.sessions,
+            &self.membership,
+        );
+        let usable = |a: &SocketAddr, k: &crate::passive::KnownPeer| {
+            k.peer.is_none_or(|p| !by_peer.contains_key(&p))
+                && !scores.is_addr_banned(a, now)
+                && !k.peer.is_some_and(|p| scores.is_peer_banned(&p, now))
+                && !membership.is_dialing(a)
+                && !sessions.iter().flatten().any(|s| s.reaches(*a))
+        };
+        let chosen = membership.choose_dials(now, count, &mut self.rng, usable);
+        for addr in chosen {
+            let _dial = self.start_dial(addr);
         }
     }
 
@@ -229,7 +195,7 @@ impl Node {
         });
         if let Some(addr) = addr {
             match reason {
-                CloseReason::SelfConnection => self.passive.remove(&addr),
+                CloseReason::SelfConnection => self.membership.forget(&addr),
                 CloseReason::Duplicate | CloseReason::Shutdown => {}
                 _ => {
                     // Whether the session failed or ran and then dropped, wait before
@@ -266,41 +232,22 @@ impl Node {
         }
     }
 
-    /// Up to `shuffle_len` entries: ourselves, running peers and passive peers.
+    /// Up to `shuffle_len` entries: ourselves, running peers and passive peers
+    /// ([`crate::membership::Membership::sample`]).
     fn sample_entries(&mut self, exclude: Option<SessionKey>) -> Vec<PeerEntry> {
         let limit = self.config.shuffle_len.min(wire::MAX_SHUFFLE_ENTRIES);
-        let mut pool: Vec<PeerEntry> = Vec::new();
-        if let Some(addr) = self.identity.listen_addr {
-            pool.push(PeerEntry {
-                peer: self.identity.peer_id,
-                addr,
-            });
-        }
-        let own = pool.len();
-        for (key, s) in self.live_sessions() {
-            if Some(key) == exclude || !s.is_running() {
-                continue;
-            }
-            if let Some(addr) = s.listen {
-                pool.push(PeerEntry { peer: s.peer, addr });
-            }
-        }
-        for (addr, k) in self.passive.iter() {
-            if let Some(peer) = k.peer {
-                if k.failures == 0 {
-                    pool.push(PeerEntry { peer, addr: *addr });
-                }
-            }
-        }
-        // Keep our own entry; sample the rest uniformly.
-        let rest = pool.len() - own;
-        let take = limit.saturating_sub(own).min(rest);
-        for i in 0..take {
-            let j = own + i + self.random_below(rest - i);
-            pool.swap(own + i, j);
-        }
-        pool.truncate((own + take).min(limit));
-        pool
+        let own = self.identity.listen_addr.map(|addr| PeerEntry {
+            peer: self.identity.peer_id,
+            addr,
+        });
+        let running = self
+            .sessions
+            .iter()
+            .enumerate()
+            .filter_map(|(k, s)| s.as_ref().map(|s| (k, s)))
+            .filter(|(key, s)| Some(*key) != exclude && s.is_running())
+            .filter_map(|(_, s)| s.listen.map(|addr| PeerEntry { peer: s.peer, addr }));
+        self.membership.sample(own, running, limit, &mut self.rng)
     }
 
     /// SHUFFLE / SHUFFLE_REPLY from a peer. Its entries are hints: a SHUFFLE over the peer's

@@ -3,6 +3,13 @@
 //! The data path reads top-down: bytes ([`recv`]) → frame → session ([`handshake`]) →
 //! gossip ([`gossip`]) → actions ([`send`]). Membership ([`membership`]) and timers
 //! ([`maintenance`]) run on the maintenance tick.
+//!
+//! `Node` routes; the state lives in machines that are tested alone: each topic's
+//! [`Plumtree`](crate::plumtree::Plumtree) (links and roles), the node's
+//! [`MissingIds`](crate::plumtree::MissingIds) (GRAFT timers),
+//! [`Membership`](crate::membership::Membership) (passive list, dials, shuffles) and each
+//! connection's [`Session`] (credit, send queue, liveness). The modules here hand each input
+//! to the machine that owns the state and turn its answers into frames and actions.
 
 mod claims;
 mod client;
@@ -24,7 +31,6 @@ pub use validation::{ValidationMode, ValidationStats, Verdict};
 
 pub use types::{NodeIdentity, SessionInfo, SessionState};
 
-use core::net::SocketAddr;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
@@ -33,10 +39,9 @@ use std::mem;
 use crate::action::{Action, CloseReason};
 use crate::cache::{CacheLimits, MessageCache};
 use crate::config::{ConfigError, NodeConfig};
-use crate::idhash::{id_map_with_capacity, keyed_id_map, IdMap};
+use crate::idhash::{id_map_with_capacity, IdMap};
 use crate::input::Input;
-use crate::passive::PassiveView;
-use crate::peer::{ConnId, DialId, MessageId, PeerId};
+use crate::peer::{ConnId, PeerId};
 use crate::preauth::PreAuthBudget;
 use crate::score::ScoreBook;
 use crate::session::{Phase, Session};
@@ -46,29 +51,6 @@ use crate::topic::TopicId;
 
 /// Index of a session in the node's slab.
 type SessionKey = usize;
-
-/// An id announced by IHAVE that we have not received yet.
-#[derive(Debug, Default)]
-struct Missing {
-    /// The topic it was announced in.
-    topic: TopicId,
-    /// Sessions that announced it and were not asked yet (key, conn to detect reuse), at most
-    /// `max_announcers`, best [`defense::AnnouncerRank`] first.
-    announcers: Vec<(SessionKey, ConnId)>,
-    /// The session whose announcement created the entry (it counts toward that peer's share
-    /// of the table).
-    owner: Option<(SessionKey, ConnId)>,
-    /// The announcer we sent GRAFT to and still wait for.
-    grafted: Option<(SessionKey, ConnId)>,
-    /// The first GRAFT was put off (the tree was settled when `graft_timeout` ran out).
-    deferred: bool,
-    /// The announcement with the fewest hops so far (hops, session, conn): when the message
-    /// then arrives eagerly over a longer path, the tree optimisation may swap the links.
-    best_offer: Option<(u8, SessionKey, ConnId)>,
-    /// When the first announcement arrived (how late the tree brings announced messages
-    /// sets how long GRAFTs are put off).
-    announced_at: Instant,
-}
 
 /// The overlay state machine. See the crate docs for the driving loop.
 #[derive(Debug)]
@@ -83,23 +65,15 @@ pub struct Node {
     by_conn: IdMap<ConnId, SessionKey>,
     by_peer: BTreeMap<PeerId, SessionKey>,
     /// The broadcast tree of every topic this node is in (the default topic always).
-    trees: BTreeMap<TopicId, topics::Tree>,
+    trees: BTreeMap<TopicId, crate::plumtree::Plumtree>,
     /// Sessions with bytes in `out` to flush at the end of this input.
     dirty: Vec<SessionKey>,
     cache: MessageCache,
-    missing: IdMap<MessageId, Missing>,
-    missing_timers: VecDeque<(Instant, MessageId)>,
-    /// Missing ids whose first graft was put off because the tree was settled, with the
-    /// time `graft_timeout_settled` after their announcement.
-    deferred_grafts: VecDeque<(Instant, MessageId)>,
-    passive: PassiveView,
-    /// Dials in flight, with their addresses.
-    dials: BTreeMap<DialId, SocketAddr>,
-    /// Tags of the operator's `Input::Dial`s waiting for a dial in flight.
-    dial_requests: BTreeMap<DialId, Vec<u64>>,
-    next_dial: u64,
+    /// Ids announced and not received yet, their GRAFT timers (every topic).
+    missing: crate::plumtree::MissingIds,
+    /// The passive list, dials in flight and the shuffle timer.
+    membership: crate::membership::Membership,
     next_tick: Instant,
-    next_shuffle: Instant,
     lazy_flush_at: Option<Instant>,
     actions: VecDeque<Action>,
     stats: NodeStats,
@@ -112,8 +86,6 @@ pub struct Node {
     /// When a running session last ended (not as a duplicate or at shutdown): until
     /// `tree_settle` later, no GRAFT is put off.
     session_lost_at: Option<Instant>,
-    /// Reused scratch space for sampling lazy peers.
-    scratch_keys: Vec<SessionKey>,
     /// Content-check verdicts that came with the bytes being handled (empty otherwise).
     prechecked: crate::precheck::Prechecked,
     /// Peer scores and bans (memory only).
@@ -121,7 +93,7 @@ pub struct Node {
     /// Inbound sessions still in HELLO/START.
     preauth: PreAuthBudget,
     /// Tree-optimisation swaps waiting for the announcer to prove its hop claim.
-    swap_claims: claims::SwapClaims,
+    swap_claims: crate::plumtree::SwapClaims,
     /// Client sessions (connections without a certificate), by connection.
     clients: BTreeMap<ConnId, client::ClientSession>,
     /// Running clients subscribed to deliveries.
@@ -176,27 +148,30 @@ impl Node {
                     store_capacity: config.store_capacity,
                     store_bytes: config.store_bytes,
                     store_ttl: config.store_ttl,
+                    store_hold: config.graft_miss_grace.saturating_mul(2),
+                    store_bytes_held: config.store_bytes_ceiling(),
                 },
                 hash_key,
             ),
-            // Grows with traffic: 1024 entries up front were ~230 KiB per idle node.
-            missing: keyed_id_map(16, hash_key),
-            missing_timers: VecDeque::new(),
-            deferred_grafts: VecDeque::new(),
-            passive: PassiveView::new(config.passive_capacity),
+            missing: crate::plumtree::MissingIds::new(hash_key),
+            membership: crate::membership::Membership::new(
+                crate::membership::Params::of(&config),
+                config.passive_capacity,
+                Instant::ZERO,
+            ),
             rng: ChaCha8Rng::seed_from_u64(seed),
             now: Instant::ZERO,
             sessions: Vec::new(),
             free_keys: Vec::new(),
             by_conn: id_map_with_capacity(64),
             by_peer: BTreeMap::new(),
-            trees: BTreeMap::from([(TopicId::DEFAULT, topics::Tree::default())]),
+            trees: BTreeMap::from([(
+                TopicId::DEFAULT,
+                crate::plumtree::Plumtree::new(crate::plumtree::Params::of(&config)),
+            )]),
             dirty: Vec::new(),
-            dials: BTreeMap::new(),
-            dial_requests: BTreeMap::new(),
-            next_dial: 1,
             next_tick: Instant::ZERO,
-            next_shuffle: Instant::ZERO + config.shuffle_interval,
+
             lazy_flush_at: None,
             actions: VecDeque::with_capacity(64),
             stats: NodeStats {
@@ -209,11 +184,13 @@ impl Node {
             own_token,
             signer,
             session_lost_at: None,
-            scratch_keys: Vec::new(),
             prechecked: crate::precheck::Prechecked::default(),
             scores: ScoreBook::new(config.scoring.clone(), Instant::ZERO),
             preauth: PreAuthBudget::new(config.max_preauth, config.max_preauth_per_ip),
-            swap_claims: claims::SwapClaims::new(Instant::ZERO, config.optimization_swaps_per_s),
+            swap_claims: crate::plumtree::SwapClaims::new(
+                Instant::ZERO,
+                config.optimization_swaps_per_s,
+            ),
             clients: BTreeMap::new(),
             subscribers: client::Subscribers::new(),
             client_dirty: Vec::new(),
@@ -266,7 +243,7 @@ impl Node {
             } => self.on_send_direct(request, peer, payload),
             Input::Dial { request, addr } => self.on_operator_dial(request, addr),
             Input::PeersDiscovered { addrs } => self.on_peers_discovered(addrs),
-            Input::Reconfigure(live) => self.on_reconfigure(live),
+            Input::Reconfigure(live) => self.on_reconfigure(*live),
             Input::Shutdown => self.on_shutdown(),
             Input::Verdict { id, verdict } => self.on_verdict(id, verdict),
             Input::ClientConnectionUp {
@@ -318,11 +295,11 @@ impl Node {
             .filter(|(_, sess)| sess.phase.is_handshaking())
             .count();
         let default_tree = self.tree(&TopicId::DEFAULT);
-        s.eager_peers = default_tree.map_or(0, |t| t.eager.len());
-        s.lazy_peers = default_tree.map_or(0, |t| t.lazy.len());
+        s.eager_peers = default_tree.map_or(0, |t| t.eager().len());
+        s.lazy_peers = default_tree.map_or(0, |t| t.lazy().len());
         s.topics_joined = self.trees.len();
-        s.passive_peers = self.passive.len();
-        s.dials_in_flight = self.dials.len();
+        s.passive_peers = self.membership.passive().len();
+        s.dials_in_flight = self.membership.dials_in_flight();
         s.queued_frames = self
             .live_sessions()
             .map(|(_, sess)| sess.queue.frames())
@@ -386,7 +363,9 @@ impl Node {
                 send_credit_frames: s.send_window.frames,
                 queued_frames: s.queue.frames(),
                 inflight_frames: s.inflight_frames,
-                eager: self.link(&TopicId::DEFAULT, s_key).is_some_and(|l| l.eager),
+                eager: self
+                    .tree(&TopicId::DEFAULT)
+                    .is_some_and(|t| t.is_eager(s_key)),
                 score: self.scores.view(&s.peer),
             })
             .collect()

@@ -27,14 +27,12 @@ impl Node {
                 .reconfigure(self.config.scoring.clone(), self.now);
             self.apply_standings();
         }
-        let alpha = self.config.alpha;
+        let params = crate::plumtree::Params::of(&self.config);
+        let now = self.now;
         for topic in self.topics() {
-            while let Some(&key) = self
-                .tree(&topic)
-                .filter(|t| t.eager.len() > alpha)
-                .and_then(|t| t.eager.last())
-            {
-                self.make_lazy(&topic, key);
+            if let Some(tree) = self.trees.get_mut(&topic) {
+                tree.set_params(params);
+                let _demoted = tree.trim_eager(now);
             }
             self.refill_eager(&topic);
         }

@@ -223,9 +223,10 @@ impl Node {
                         TopicId::LEN + s.grant.max_message_bytes + SIGNED_GOSSIP_HEADER_LEN
                     }
                     Kind::Direct => s.grant.max_message_bytes,
-                    Kind::TopicIHave | Kind::TopicGraft | Kind::TopicPeers => {
-                        TopicId::LEN + MAX_CONTROL_BODY
-                    }
+                    Kind::TopicIHave
+                    | Kind::TopicGraft
+                    | Kind::TopicGraftMiss
+                    | Kind::TopicPeers => TopicId::LEN + MAX_CONTROL_BODY,
                     _ => MAX_CONTROL_BODY,
                 };
                 if len.saturating_sub(HEADER_LEN) > body_limit {
@@ -287,16 +288,18 @@ impl Node {
         let body = frame.payload.unwrap_or_default();
         // The default topic uses the plain kinds; a `TOPIC_*` body starts with the topic.
         let (topic, body) = match kind {
-            Kind::TopicGossip | Kind::TopicIHave | Kind::TopicGraft | Kind::TopicPrune => {
-                match wire::split_topic(kind, &body) {
-                    Ok(split) => split,
-                    Err(_) => {
-                        self.count_reject(key, RejectReason::Malformed);
-                        self.close_session(key, CloseReason::Violation(OverlayError::Malformed));
-                        return;
-                    }
+            Kind::TopicGossip
+            | Kind::TopicIHave
+            | Kind::TopicGraft
+            | Kind::TopicPrune
+            | Kind::TopicGraftMiss => match wire::split_topic(kind, &body) {
+                Ok(split) => split,
+                Err(_) => {
+                    self.count_reject(key, RejectReason::Malformed);
+                    self.close_session(key, CloseReason::Violation(OverlayError::Malformed));
+                    return;
                 }
-            }
+            },
             _ => (TopicId::DEFAULT, body),
         };
         let result = match kind {
@@ -312,6 +315,7 @@ impl Node {
             },
             Kind::IHave | Kind::TopicIHave => self.on_ihave(key, topic, &body),
             Kind::Graft | Kind::TopicGraft => self.on_graft(key, topic, &body),
+            Kind::GraftMiss | Kind::TopicGraftMiss => self.on_graft_miss(key, topic, &body),
             Kind::Prune | Kind::TopicPrune => {
                 if body.is_empty() {
                     self.on_prune(key, topic);
@@ -350,8 +354,7 @@ impl Node {
 
     fn on_credit(&mut self, key: SessionKey, grant: wire::CreditGrant) {
         if let Some(s) = self.session_mut(key) {
-            s.send_window.add(grant.frames, u64::from(grant.bytes));
-            s.inflight_frames = s.inflight_frames.saturating_sub(grant.frames);
+            s.on_credit(grant);
         }
         self.drain_queue(key);
     }
@@ -384,10 +387,10 @@ impl Node {
 
     /// Every failure kind backs off the same way; callers waiting for the dial get `error`.
     pub(super) fn on_dial_failed(&mut self, dial: DialId, error: OverlayError) {
-        let waiting = self.dial_requests.remove(&dial).unwrap_or_default();
+        let (addr, waiting) = self.membership.finish_dial(dial);
         self.settle_dial_requests(waiting, Err(error));
         self.stats.dials_failed += 1;
-        if let Some(addr) = self.dials.remove(&dial) {
+        if let Some(addr) = addr {
             self.note_failure(addr);
             self.maintain_membership();
         }

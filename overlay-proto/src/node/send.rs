@@ -1,26 +1,16 @@
 //! The send path: encode overlay frames straight into per-session buffers, respecting the
 //! peer's credit window and the bounded queue; flush one `Transmit` per session per input.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
 use super::{Node, SessionKey};
 use crate::action::Action;
 use crate::config::NodeConfig;
 use crate::frame::{self, flags, Header, HEADER_LEN, MAX_FRAME_BYTES};
-use crate::session::Session;
+pub(super) use crate::session::Sent;
+use crate::session::{write_frame, QueueLimits, Session, Window};
 use crate::stats::RejectReason;
-use crate::wire::{self, CreditGrant, Kind};
-
-/// Outcome of trying to send one frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Sent {
-    /// Written to the transmit buffer.
-    Now,
-    /// Waiting in the queue for credit.
-    Queued,
-    /// Dropped (counted).
-    Dropped,
-}
+use crate::wire::{self, Kind};
 
 fn event_header(config: &NodeConfig, kind: Kind, len: usize) -> Header {
     Header {
@@ -32,14 +22,6 @@ fn event_header(config: &NodeConfig, kind: Kind, len: usize) -> Header {
         tenant_id: config.tenant_id,
         cap_len: 0,
         corr_id: 0,
-    }
-}
-
-fn write_frame(out: &mut BytesMut, header: &Header, parts: &[&[u8]]) {
-    out.reserve(header.len as usize);
-    header.write(out);
-    for part in parts {
-        out.put_slice(part);
     }
 }
 
@@ -60,12 +42,12 @@ pub(super) fn write_error_frame(config: &NodeConfig, out: &mut BytesMut, code: u
 }
 
 impl Node {
-    /// Sends one overlay frame made of `parts` to a running session.
+    /// Sends one overlay frame made of `parts` to a running session
+    /// ([`Session::send`]: credit, bounded queue), counting it.
     pub(super) fn send_frame(&mut self, key: SessionKey, kind: Kind, parts: &[&[u8]]) -> Sent {
         let body_len: usize = parts.iter().map(|p| p.len()).sum();
         let len = HEADER_LEN + body_len;
-        let max_queue_frames = self.config.max_queue_frames;
-        let max_queue_bytes = self.config.max_queue_bytes;
+        let limits = queue_limits(&self.config);
         let degrade = self.config.degrade_ratio;
         let header = event_header(&self.config, kind, len);
         let now = self.now;
@@ -76,39 +58,30 @@ impl Node {
             self.stats.rejected.bump(RejectReason::Oversize);
             return Sent::Dropped;
         }
-        let sent = if !kind.uses_credit() {
-            write_frame(&mut s.out, &header, parts);
-            Sent::Now
-        } else if s.queue.frames() == 0 && s.send_window.fits(len) {
-            s.send_window.take(len);
-            s.inflight_frames = s.inflight_frames.saturating_add(1);
-            write_frame(&mut s.out, &header, parts);
-            Sent::Now
-        } else if s.queue.frames() < max_queue_frames && s.queue.bytes() + len <= max_queue_bytes {
-            if s.queue.frames() == 0 {
-                // The stall clock starts when the queue stops being empty.
-                s.queue_progress_at = now;
+        let sent = s.send(
+            now,
+            &header,
+            parts,
+            kind.uses_credit(),
+            kind.index() as u8,
+            limits,
+        );
+        match sent {
+            Sent::Now => {
+                self.stats.frames_out += 1;
+                self.stats.frames_out_by_kind[kind.index()] += 1;
+                if s.mark_dirty() {
+                    self.dirty.push(key);
+                }
             }
-            write_frame(s.queue.buf_mut(), &header, parts);
-            s.queue.commit(len, kind.index() as u8);
-            let ratio = (s.queue.frames() as f64 / max_queue_frames as f64)
-                .max(s.queue.bytes() as f64 / max_queue_bytes as f64);
-            if ratio > degrade {
+            Sent::Queued => {
+                if limits.load(&s.queue) > degrade {
+                    self.readiness_dirty = true;
+                }
+            }
+            Sent::Dropped => {
+                self.stats.rejected.bump(RejectReason::Credits);
                 self.readiness_dirty = true;
-            }
-            Sent::Queued
-        } else {
-            self.stats.rejected.bump(RejectReason::Credits);
-            self.readiness_dirty = true;
-            return Sent::Dropped;
-        };
-        if sent == Sent::Now {
-            s.liveness.sent(now);
-            self.stats.frames_out += 1;
-            self.stats.frames_out_by_kind[kind.index()] += 1;
-            if !s.dirty {
-                s.dirty = true;
-                self.dirty.push(key);
             }
         }
         sent
@@ -120,43 +93,34 @@ impl Node {
         let Some(s) = self.sessions.get_mut(key).and_then(Option::as_mut) else {
             return;
         };
-        let mut moved = 0u64;
-        while let Some(len) = s.queue.front_len() {
-            if !s.send_window.fits(len) {
-                break;
+        let by_kind = &mut self.stats.frames_out_by_kind;
+        let moved = s.drain_queue(now, |kind| {
+            if let Some(c) = by_kind.get_mut(kind as usize) {
+                *c += 1;
             }
-            s.send_window.take(len);
-            s.inflight_frames = s.inflight_frames.saturating_add(1);
-            if let Some(kind) = s.queue.pop_into(&mut s.out) {
-                if let Some(c) = self.stats.frames_out_by_kind.get_mut(kind as usize) {
-                    *c += 1;
-                }
-            }
-            moved += 1;
-        }
+        });
         if moved > 0 {
-            s.queue_progress_at = now;
-            s.liveness.sent(now);
             self.stats.frames_out += moved;
-            if !s.dirty {
-                s.dirty = true;
+            if s.mark_dirty() {
                 self.dirty.push(key);
+            }
+            // A degraded node recovers as soon as its queues drain (at the end of this
+            // input), not at the next maintenance tick: until then every broadcast is refused.
+            if !self.ready {
+                self.readiness_dirty = true;
             }
         }
     }
 
     /// Returns consumed window to the peer once half of it is used.
     pub(super) fn maybe_grant_credit(&mut self, key: SessionKey) {
-        let half_frames = self.config.credit_window_frames / 2;
-        let half_bytes = u64::from(self.config.credit_window_bytes / 2);
-        let Some(s) = self.session(key) else {
-            return;
+        let window = Window {
+            frames: self.config.credit_window_frames,
+            bytes: u64::from(self.config.credit_window_bytes),
         };
-        let used = s.recv_since_grant;
-        if used.frames < half_frames.max(1) && used.bytes < half_bytes.max(1) {
-            return;
+        if self.session(key).is_some_and(|s| s.credit_due(window)) {
+            self.grant_credit(key);
         }
-        self.grant_credit(key);
     }
 
     /// Sends a CREDIT frame returning everything consumed since the last grant (possibly
@@ -165,18 +129,10 @@ impl Node {
         let Some(s) = self.session_mut(key) else {
             return Sent::Dropped;
         };
-        let used = s.recv_since_grant;
-        s.recv_allowance.add(used.frames, used.bytes);
-        s.recv_since_grant = Default::default();
+        let grant = s.take_credit_grant();
         let mut body = [0u8; 8];
         let mut cursor = &mut body[..];
-        wire::put_credit(
-            &mut cursor,
-            CreditGrant {
-                frames: used.frames,
-                bytes: used.bytes.min(u64::from(u32::MAX)) as u32,
-            },
-        );
+        wire::put_credit(&mut cursor, grant);
         self.send_frame(key, Kind::Credit, &[&body])
     }
 
@@ -216,16 +172,22 @@ impl Node {
         }
         s.liveness.sent(now);
         self.stats.frames_out += 1;
-        if !s.dirty {
-            s.dirty = true;
+        if s.mark_dirty() {
             self.dirty.push(key);
         }
         true
     }
 }
 
+/// The bounds of every session's send queue.
+pub(super) fn queue_limits(config: &NodeConfig) -> QueueLimits {
+    QueueLimits {
+        frames: config.max_queue_frames,
+        bytes: config.max_queue_bytes,
+    }
+}
+
 /// Ratio of a session's queue to its limits (0 = empty, 1 = full).
 pub(super) fn queue_load(config: &NodeConfig, s: &Session) -> f64 {
-    (s.queue.frames() as f64 / config.max_queue_frames as f64)
-        .max(s.queue.bytes() as f64 / config.max_queue_bytes as f64)
+    queue_limits(config).load(&s.queue)
 }

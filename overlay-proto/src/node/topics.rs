@@ -3,116 +3,20 @@
 //! A node is always in the default topic and joins or leaves others (`Input::Join`,
 //! `Input::Leave`, at most `max_topics` in all). It tells every running peer its complete set
 //! of topics with a TOPICS message (at session start when it has any besides the default, and
-//! whenever the set changes). A session takes part in a topic's tree — a [`Link`] in that
-//! topic's [`Tree`] — only while both ends are in the topic (and the peer's token covers it),
-//! so a topic's payloads, announcements and grafts only travel between members.
-
-use core::time::Duration;
-use std::collections::BTreeMap;
+//! whenever the set changes). A session takes part in a topic's tree — a link of that topic's
+//! [`Plumtree`] machine — only while both ends are in the topic (and the peer's token covers
+//! it), so a topic's payloads, announcements and grafts only travel between members.
 
 use bytes::BytesMut;
 
 use super::{Node, SessionKey};
 use crate::action::{Action, CloseReason, NeighborChange, NeighborDownReason};
 use crate::error::OverlayError;
-use crate::peer::{ConnId, MessageId, PeerId};
+use crate::peer::{MessageId, PeerId};
+use crate::plumtree::{Link, Params, Plumtree};
 use crate::stats::RejectReason;
-use crate::time::Instant;
 use crate::topic::TopicId;
 use crate::wire::{self, Kind};
-
-/// One session's Plumtree state in one topic.
-#[derive(Debug, Clone)]
-pub(super) struct Link {
-    /// Push messages of the topic eagerly to this peer.
-    pub(super) eager: bool,
-    /// Duplicates received from this peer since it last gave us a message first.
-    pub(super) dup_streak: u32,
-    /// When this peer last gave us a message first.
-    pub(super) first_copy_at: Option<Instant>,
-    /// When this link last changed between eager and lazy (or opened).
-    pub(super) role_since: Instant,
-    /// When we last sent PRUNE to the peer.
-    pub(super) pruned_at: Option<Instant>,
-    /// When a tree optimisation chose a shortcut over this (eager) link without pruning it
-    /// at once; its next duplicate within `optimization_hold` prunes it.
-    pub(super) replaced_at: Option<Instant>,
-    /// On a lazy link: how many hops shorter this peer's announcements were than the copies
-    /// that came over each eager link (one tally per eager link, the most recent kept).
-    pub(super) shortcut_tallies: [Option<ShortcutTally>; SHORTCUT_TALLIES],
-    /// Ids to announce to this peer at the next lazy flush.
-    pub(super) ihave: Vec<(MessageId, u8)>,
-}
-
-/// Eager links a lazy link keeps shortcut tallies against.
-pub(super) const SHORTCUT_TALLIES: usize = 4;
-
-/// Hops a lazy link would have saved, summed over the messages that came over one eager link
-/// (the tree optimisation swaps the two links when the mean is large enough).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct ShortcutTally {
-    /// The eager link (session key) and its connection (to detect reuse).
-    pub(super) parent: (SessionKey, ConnId),
-    /// Since when the tally runs (a role change of either link restarts it).
-    pub(super) since: Instant,
-    /// Sum of `our hops − (announced hops + 1)` over the messages counted.
-    pub(super) saved: i32,
-    /// Messages counted.
-    pub(super) samples: u16,
-}
-
-impl Link {
-    fn new(now: Instant, eager: bool) -> Link {
-        Link {
-            eager,
-            dup_streak: 0,
-            first_copy_at: None,
-            role_since: now,
-            pruned_at: None,
-            replaced_at: None,
-            shortcut_tallies: [None; SHORTCUT_TALLIES],
-            ihave: Vec::new(),
-        }
-    }
-}
-
-/// One topic's broadcast tree: which sessions are eager and lazy in it.
-#[derive(Debug, Default)]
-pub(super) struct Tree {
-    /// Sessions we push eagerly to, in the order they became eager.
-    pub(super) eager: Vec<SessionKey>,
-    /// Sessions we announce to lazily.
-    pub(super) lazy: Vec<SessionKey>,
-    /// The link state of every session in the tree, by session key.
-    pub(super) links: BTreeMap<SessionKey, Link>,
-    /// Recent largest lateness of eager copies that arrived after an IHAVE for the same id
-    /// (how far the tree path trails the mesh's shortest paths here): sets how long GRAFTs
-    /// are put off while the tree is settled.
-    pub(super) lateness: Duration,
-    /// When this node last accepted a new message of the topic: a tree optimisation based on
-    /// an older message may rest on a tree that has changed since.
-    pub(super) last_first_copy_at: Instant,
-    /// When this node last asked peers for members of the topic (TOPIC_PEERS).
-    asked_at: Option<Instant>,
-}
-
-impl Tree {
-    /// Takes a session out of the tree; returns whether it was eager.
-    fn remove(&mut self, key: SessionKey) -> bool {
-        self.eager.retain(|k| *k != key);
-        self.lazy.retain(|k| *k != key);
-        self.links.remove(&key).is_some_and(|l| l.eager)
-    }
-
-    /// Frees idle IHAVE buffers (maintenance tick).
-    pub(super) fn shrink_if_idle(&mut self) {
-        for link in self.links.values_mut() {
-            if link.ihave.is_empty() && link.ihave.capacity() > 0 {
-                link.ihave = Vec::new();
-            }
-        }
-    }
-}
 
 /// Peers asked at once for members of an under-linked topic.
 const TOPIC_PEERS_ASKED: usize = 2;
@@ -121,20 +25,13 @@ const TOPIC_PEERS_MAX: usize = 16;
 
 impl Node {
     /// The tree of `topic`, when this node is in it.
-    pub(super) fn tree(&self, topic: &TopicId) -> Option<&Tree> {
+    pub(super) fn tree(&self, topic: &TopicId) -> Option<&Plumtree> {
         self.trees.get(topic)
     }
 
     /// Session `key`'s link in `topic`, when both ends are in it.
     pub(super) fn link(&self, topic: &TopicId, key: SessionKey) -> Option<&Link> {
-        self.trees.get(topic).and_then(|t| t.links.get(&key))
-    }
-
-    /// Session `key`'s link in `topic`, when both ends are in it.
-    pub(super) fn link_mut(&mut self, topic: &TopicId, key: SessionKey) -> Option<&mut Link> {
-        self.trees
-            .get_mut(topic)
-            .and_then(|t| t.links.get_mut(&key))
+        self.trees.get(topic).and_then(|t| t.link(key))
     }
 
     /// The topics this node is in, in byte order (the default topic included).
@@ -179,7 +76,8 @@ impl Node {
             self.stats.rejected.bump(RejectReason::TopicLimit);
             return Err(OverlayError::TooManyTopics);
         }
-        self.trees.insert(topic, Tree::default());
+        self.trees
+            .insert(topic, Plumtree::new(Params::of(&self.config)));
         let members: Vec<SessionKey> = self
             .live_sessions()
             .map(|(key, _)| key)
@@ -273,7 +171,7 @@ impl Node {
     fn add_link(&mut self, topic: TopicId, key: SessionKey) {
         let catch_up = self.config.catch_up_ids;
         let now = self.now;
-        let may_be_eager = self.may_be_eager(key);
+        let eager = self.may_be_eager(key);
         let recent: Vec<(MessageId, u8)> = self.cache.recent(topic, catch_up).collect();
         let Some(peer) = self.session(key).map(|s| s.peer) else {
             return;
@@ -281,20 +179,10 @@ impl Node {
         let Some(tree) = self.trees.get_mut(&topic) else {
             return;
         };
-        if tree.links.contains_key(&key) {
+        if tree.link(key).is_some() {
             return;
         }
-        let eager = may_be_eager;
-        let mut link = Link::new(now, eager);
-        link.ihave.extend(recent.iter().rev().copied());
-        let has_ihave = !link.ihave.is_empty();
-        tree.links.insert(key, link);
-        if eager {
-            tree.eager.push(key);
-        } else {
-            tree.lazy.push(key);
-        }
-        if has_ihave {
+        if tree.add_link(now, key, eager, &recent) {
             self.arm_lazy_flush();
         }
         self.actions.push_back(Action::TopicNeighbor {
@@ -313,7 +201,7 @@ impl Node {
         let Some(tree) = self.trees.get_mut(&topic) else {
             return;
         };
-        let linked = tree.links.contains_key(&key);
+        let linked = tree.link(key).is_some();
         let was_eager = tree.remove(key);
         if linked {
             self.actions.push_back(Action::TopicNeighbor {
@@ -345,7 +233,7 @@ impl Node {
     ) -> Vec<TopicId> {
         let mut eager_in = Vec::new();
         for (topic, tree) in &mut self.trees {
-            let linked = tree.links.contains_key(&key);
+            let linked = tree.link(key).is_some();
             if tree.remove(key) {
                 eager_in.push(*topic);
             }
@@ -375,7 +263,7 @@ impl Node {
             .iter()
             .filter(|(t, tree)| {
                 !t.is_default()
-                    && tree.links.len() < min
+                    && tree.len() < min
                     && tree.asked_at.is_none_or(|at| now - at >= every)
             })
             .map(|(t, _)| *t)
@@ -457,7 +345,7 @@ impl Node {
             self.stats.rejected.add(RejectReason::BadAddress, bad);
             self.penalize(key, crate::score::Penalty::ShuffleFlood, 1);
         }
-        let links = self.tree(&topic).map_or(usize::MAX, |t| t.links.len());
+        let links = self.tree(&topic).map_or(usize::MAX, |t| t.len());
         let want = self.config.topic_min_links.saturating_sub(links);
         for addr in fresh.into_iter().take(want) {
             let _dialing = self.dial_for_topic(addr);

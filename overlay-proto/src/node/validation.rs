@@ -4,8 +4,9 @@
 //! The node emits `Action::Validate { id, delivery }` and keeps the message in a bounded
 //! pending table with a deadline (`validation_timeout`). `Input::Verdict { id, verdict }`
 //! settles it: `Accept` stores, forwards and delivers it like any new message; `Reject` drops
-//! it and penalizes the neighbour that sent it (`invalid_message`, like a bad id or
-//! signature: honest neighbours validate before forwarding, so they never send one);
+//! it and penalizes the neighbour that sent it (`validation_rejected`, its own score
+//! component: with the default weight one rejection does not ban the neighbour — the
+//! application may be stricter than its peers, or wrong — but a few in a row do);
 //! `Ignore` drops it with no penalty. A message still pending at its deadline is ignored;
 //! a new message that finds the table full is dropped. Every outcome is counted
 //! ([`ValidationStats`]).
@@ -186,13 +187,13 @@ impl Node {
                 self.validation.stats.rejected += 1;
                 // The session may be gone; the score is kept by peer either way.
                 if self.session(p.key).is_some_and(|s| s.peer == p.from) {
-                    self.penalize(p.key, Penalty::InvalidMessage, 1);
+                    self.penalize(p.key, Penalty::ValidationRejected, 1);
                 } else {
-                    let _standing = self.scores.penalize(p.from, Penalty::InvalidMessage, 1);
+                    let _standing = self.scores.penalize(p.from, Penalty::ValidationRejected, 1);
                     if let Some(c) = self
                         .stats
                         .score_penalties
-                        .get_mut(Penalty::InvalidMessage as usize)
+                        .get_mut(Penalty::ValidationRejected as usize)
                     {
                         *c += 1;
                     }

@@ -107,6 +107,7 @@ pub fn peer_opening(peer_id: &PeerId) -> Vec<u8> {
             listen: None,
             credit_frames: 1024,
             credit_bytes: 64 << 20,
+            graft_miss: false,
         },
     };
     let mut bytes = raw_frame(flags::REQ, 0, 0, &[], &serde_json::to_vec(&hello).unwrap());

@@ -208,6 +208,7 @@ async fn attack_one(
             listen: None,
             credit_frames: 512,
             credit_bytes: 8 << 20,
+            graft_miss: false,
         },
     };
     let Ok(json) = serde_json::to_vec(&hello) else {

@@ -129,7 +129,7 @@ pub fn check(s: &ChaosScenario, data: &RunData) -> Vec<Violation> {
                     st.queued_bytes, cfg.max_queue_bytes
                 ));
             }
-            if st.store_len > cfg.store_capacity || st.store_bytes > cfg.store_bytes {
+            if st.store_len > cfg.store_capacity || st.store_bytes > cfg.store_bytes_ceiling() {
                 broken.push(format!(
                     "store {} msgs / {} B",
                     st.store_len, st.store_bytes

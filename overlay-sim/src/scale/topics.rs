@@ -257,7 +257,10 @@ pub fn run_topics(scenario: &Scenario) -> Result<TopicsReport, SimError> {
         }
         outsiders += 1;
         payload += by(Kind::TopicGossip);
-        control += by(Kind::TopicIHave) + by(Kind::TopicGraft) + by(Kind::TopicPrune);
+        control += by(Kind::TopicIHave)
+            + by(Kind::TopicGraft)
+            + by(Kind::TopicPrune)
+            + by(Kind::TopicGraftMiss);
         announcements += by(Kind::Topics);
     }
     if payload > 0 || control > 0 {

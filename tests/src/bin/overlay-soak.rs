@@ -188,6 +188,7 @@ impl Client {
                 listen: None,
                 credit_frames: 64,
                 credit_bytes: 1 << 24,
+                graft_miss: false,
             },
         };
         let mut open = raw_frame(flags::REQ, 0, &[], &serde_json::to_vec(&hello)?)?;
@@ -262,16 +263,21 @@ async fn cycle(daemon: &Daemon, client: &Client, n: u64) -> Res<()> {
     Ok(())
 }
 
-/// The daemon's count of delivered gossip, from its Prometheus text.
-async fn delivered(daemon: &Daemon) -> Res<u64> {
-    let text = daemon
+/// The daemon's Prometheus text.
+async fn metrics_text(daemon: &Daemon) -> Res<String> {
+    Ok(daemon
         .http()
         .get(daemon.metrics_url("/metrics"))
         .timeout(STEP)
         .send()
         .await?
         .text()
-        .await?;
+        .await?)
+}
+
+/// The daemon's count of delivered gossip, from its Prometheus text.
+async fn delivered(daemon: &Daemon) -> Res<u64> {
+    let text = metrics_text(daemon).await?;
     text.lines()
         .find_map(|l| l.strip_prefix("overlay_gossip_delivered_total "))
         .and_then(|v| v.trim().parse::<f64>().ok())
@@ -338,6 +344,43 @@ async fn messages(daemon: &Daemon, count: u64, payload: usize) -> Res<(u64, u64,
     while got < count && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
         got = delivered(daemon).await? - before;
+    }
+    if got < count {
+        // Name where the rest went: the sender's drops and the daemon's refusals.
+        let stats = node.stats().await;
+        let drops: Vec<String> = stats
+            .rejected
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(reason, n)| format!("{reason:?} {n}"))
+            .collect();
+        eprintln!(
+            "overlay-soak: {got} of {count} delivered; sender: gossip_sent {}, frames_out {}, \
+             ihave_sent {}, graft_misses_sent {}, grafts_received {}, sessions_running {}, \
+             sessions_closed {}, queued_frames {}, drops {drops:?}",
+            stats.gossip_sent,
+            stats.frames_out,
+            stats.ihave_sent,
+            stats.graft_misses_sent,
+            stats.grafts_received,
+            stats.sessions_running,
+            stats.sessions_closed,
+            stats.queued_frames,
+        );
+        if let Ok(text) = metrics_text(daemon).await {
+            let refusals: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.ends_with(" 0"))
+                .filter(|l| l.contains("rejected") || l.contains("dropped") || l.contains("graft"))
+                .collect();
+            eprintln!("overlay-soak: daemon: {refusals:?}");
+        }
+        let log = daemon.log.text();
+        let closes: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("session down") || l.contains("WARN"))
+            .collect();
+        eprintln!("overlay-soak: daemon log (session closes, warnings): {closes:?}");
     }
     node.shutdown().await;
     Ok((got, retries, rss_max_kb))

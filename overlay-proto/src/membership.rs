@@ -1,0 +1,417 @@
+//! Membership as its own machine: the passive list, the dials in flight, the choice of whom to
+//! dial, reconnect backoff and the shuffle timer and sample.
+//!
+//! [`Membership`] owns the addresses this node knows but is not connected to (a
+//! [`PassiveView`], with jittered exponential backoff per address), its dials in flight with
+//! the operator's requests waiting on them, and when the next shuffle is due. It knows
+//! nothing of sessions, frames or scores: the [`crate::Node`] tells it what happened (an
+//! address learnt, a dial failed or connected, a session lost) and asks it whom to dial and
+//! what to send in a SHUFFLE; which peers are connected or banned is the node's answer,
+//! passed in as a function. Randomness (evictions, jitter, the dial and sample picks) comes
+//! from the generator the caller passes, so the node keeps one seeded stream.
+
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::collections::BTreeMap;
+
+use rand_core::RngCore;
+
+use crate::config::NodeConfig;
+use crate::passive::{Inserted, KnownPeer, PassiveView};
+use crate::peer::{DialId, PeerId};
+use crate::plumtree::random_below;
+use crate::time::Instant;
+use crate::wire::PeerEntry;
+
+/// Consecutive failures after which a learnt (not seed) address is forgotten.
+const FORGET_AFTER_FAILURES: u32 = 6;
+
+/// The settings the machine uses (from [`NodeConfig`]; fixed for a node's life).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Params {
+    /// Sessions the active view aims at.
+    pub(crate) active_target: usize,
+    /// Dials in flight at once, at most.
+    pub(crate) max_concurrent_dials: usize,
+    /// First reconnect delay after a failure (doubles per failure).
+    pub(crate) backoff_base: Duration,
+    /// Longest reconnect delay.
+    pub(crate) backoff_max: Duration,
+    /// Time between shuffles.
+    pub(crate) shuffle_interval: Duration,
+}
+
+impl Params {
+    /// The machine's settings in `config`.
+    pub(crate) fn of(config: &NodeConfig) -> Params {
+        Params {
+            active_target: config.active_target,
+            max_concurrent_dials: config.max_concurrent_dials,
+            backoff_base: config.backoff_base,
+            backoff_max: config.backoff_max,
+            shuffle_interval: config.shuffle_interval,
+        }
+    }
+}
+
+/// The passive list, dials in flight and the shuffle timer of one node.
+#[derive(Debug)]
+pub(crate) struct Membership {
+    params: Params,
+    passive: PassiveView,
+    /// Dials in flight, with their addresses.
+    dials: BTreeMap<DialId, SocketAddr>,
+    /// Tags of the operator's `Input::Dial`s waiting for a dial in flight.
+    dial_requests: BTreeMap<DialId, Vec<u64>>,
+    next_dial: u64,
+    next_shuffle: Instant,
+}
+
+impl Membership {
+    /// Nothing known yet; at most `passive_capacity` addresses; the first shuffle is due one
+    /// interval after `now`.
+    pub(crate) fn new(params: Params, passive_capacity: usize, now: Instant) -> Membership {
+        Membership {
+            params,
+            passive: PassiveView::new(passive_capacity),
+            dials: BTreeMap::new(),
+            dial_requests: BTreeMap::new(),
+            next_dial: 1,
+            next_shuffle: now + params.shuffle_interval,
+        }
+    }
+
+    /// The passive list.
+    pub(crate) fn passive(&self) -> &PassiveView {
+        &self.passive
+    }
+
+    /// Adds or refreshes `addr` (with `peer`, when known; `seed` when configured, discovered
+    /// or dialed by the operator). The caller filtered out its own and banned addresses. One
+    /// number is drawn from `rng` whatever happens (it picks the entry a full list evicts).
+    pub(crate) fn learn(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        peer: Option<PeerId>,
+        seed: bool,
+        rng: &mut impl RngCore,
+    ) -> Inserted {
+        let pick = rng.next_u64() as usize;
+        self.passive
+            .insert(addr, peer, seed, now, |n| pick % n.max(1))
+    }
+
+    /// A dial or session to `addr` failed: back off before the next attempt, uniformly in
+    /// `[d/2, d)` for `d = backoff_base · 2^(failures − 1)` up to `backoff_max`. A learnt
+    /// address is forgotten after more than six failures in a row; a seed never is. One
+    /// number is drawn from `rng` whatever happens.
+    pub(crate) fn note_failure(&mut self, now: Instant, addr: SocketAddr, rng: &mut impl RngCore) {
+        let Params {
+            backoff_base: base,
+            backoff_max: max,
+            ..
+        } = self.params;
+        let jitter = rng.next_u64();
+        let Some(known) = self.passive.get_mut(&addr) else {
+            return;
+        };
+        known.failures = known.failures.saturating_add(1);
+        let exp = known.failures.saturating_sub(1).min(20);
+        let delay = base.saturating_mul(1u32 << exp).min(max);
+        let nanos = delay.as_nanos() as u64;
+        let jittered = nanos / 2 + jitter % (nanos / 2).max(1);
+        known.next_attempt = now + Duration::from_nanos(jittered);
+        if !known.seed && known.failures > FORGET_AFTER_FAILURES {
+            self.passive.remove(&addr);
+        }
+    }
+
+    /// A session to `addr` started: its failures are forgotten.
+    pub(crate) fn note_success(&mut self, addr: &SocketAddr) {
+        if let Some(known) = self.passive.get_mut(addr) {
+            known.failures = 0;
+        }
+    }
+
+    /// TLS proved that `peer` answers at `addr` (a dial of ours): pin it against hints.
+    pub(crate) fn pin(&mut self, addr: &SocketAddr, peer: PeerId) {
+        self.passive.pin(addr, peer);
+    }
+
+    /// Forgets `addr` (it is our own).
+    pub(crate) fn forget(&mut self, addr: &SocketAddr) {
+        self.passive.remove(addr);
+    }
+
+    /// Dials in flight.
+    pub(crate) fn dials_in_flight(&self) -> usize {
+        self.dials.len()
+    }
+
+    /// True while no further dial may start (`max_concurrent_dials` in flight).
+    pub(crate) fn dial_slots_full(&self) -> bool {
+        self.dials.len() >= self.params.max_concurrent_dials
+    }
+
+    /// True when a dial to `addr` is in flight.
+    pub(crate) fn is_dialing(&self, addr: &SocketAddr) -> bool {
+        self.dials.values().any(|a| a == addr)
+    }
+
+    /// The dial in flight to `addr`, if any.
+    pub(crate) fn dial_to(&self, addr: &SocketAddr) -> Option<DialId> {
+        self.dials.iter().find(|(_, a)| *a == addr).map(|(d, _)| *d)
+    }
+
+    /// Starts a dial to `addr`: its id and the peer known to answer there.
+    pub(crate) fn start_dial(&mut self, addr: SocketAddr) -> (DialId, Option<PeerId>) {
+        let dial = DialId(self.next_dial);
+        self.next_dial += 1;
+        let peer = self.passive.get_mut(&addr).and_then(|k| k.peer);
+        self.dials.insert(dial, addr);
+        (dial, peer)
+    }
+
+    /// The operator's dial `request` waits for `dial`.
+    pub(crate) fn wait_for(&mut self, dial: DialId, request: u64) {
+        self.dial_requests.entry(dial).or_default().push(request);
+    }
+
+    /// Operator requests waiting on dials in flight.
+    pub(crate) fn requests_waiting(&self) -> usize {
+        self.dial_requests.values().map(Vec::len).sum()
+    }
+
+    /// `dial` ended (connected or failed): its address, if it was in flight, and the requests
+    /// that waited for it.
+    #[must_use]
+    pub(crate) fn finish_dial(&mut self, dial: DialId) -> (Option<SocketAddr>, Vec<u64>) {
+        let requests = self.dial_requests.remove(&dial).unwrap_or_default();
+        (self.dials.remove(&dial), requests)
+    }
+
+    /// Shutdown: every dial is abandoned; returns the requests that waited, in dial order.
+    #[must_use]
+    pub(crate) fn abandon_dials(&mut self) -> Vec<u64> {
+        self.dials.clear();
+        std::mem::take(&mut self.dial_requests)
+            .into_values()
+            .flatten()
+            .collect()
+    }
+
+    /// Whom to dial so that `sessions` (running sessions and our dials still handshaking)
+    /// plus the dials in flight reach `active_target`, within the free dial slots: addresses
+    /// out of backoff at `now` that `usable` allows (not connected, not banned), picked at
+    /// random with `rng`.
+    #[must_use]
+    pub(crate) fn choose_dials(
+        &self,
+        now: Instant,
+        sessions: usize,
+        rng: &mut impl RngCore,
+        usable: impl Fn(&SocketAddr, &KnownPeer) -> bool,
+    ) -> Vec<SocketAddr> {
+        let active = sessions + self.dials.len();
+        let want = self.params.active_target.saturating_sub(active);
+        let room = self
+            .params
+            .max_concurrent_dials
+            .saturating_sub(self.dials.len());
+        let n = want.min(room);
+        if n == 0 {
+            return Vec::new();
+        }
+        let mut candidates: Vec<SocketAddr> = self
+            .passive
+            .iter()
+            .filter(|(_, k)| k.next_attempt <= now)
+            .filter(|(a, k)| usable(a, k))
+            .map(|(a, _)| *a)
+            .collect();
+        let n = n.min(candidates.len());
+        for i in 0..n {
+            let j = i + random_below(rng, candidates.len() - i);
+            candidates.swap(i, j);
+        }
+        candidates.truncate(n);
+        candidates
+    }
+
+    /// True once per `shuffle_interval`: the periodic shuffle is due at `now`.
+    pub(crate) fn shuffle_due(&mut self, now: Instant) -> bool {
+        if self.next_shuffle > now {
+            return false;
+        }
+        self.next_shuffle = now + self.params.shuffle_interval;
+        true
+    }
+
+    /// Up to `limit` SHUFFLE entries: `own` (always kept, first), then a uniform sample of
+    /// `running` (the connected peers' listen addresses) and of the passive peers with a
+    /// known identity and no recent failure.
+    pub(crate) fn sample(
+        &self,
+        own: Option<PeerEntry>,
+        running: impl Iterator<Item = PeerEntry>,
+        limit: usize,
+        rng: &mut impl RngCore,
+    ) -> Vec<PeerEntry> {
+        let mut pool: Vec<PeerEntry> = own.into_iter().collect();
+        let own = pool.len();
+        pool.extend(running);
+        for (addr, k) in self.passive.iter() {
+            if let Some(peer) = k.peer {
+                if k.failures == 0 {
+                    pool.push(PeerEntry { peer, addr: *addr });
+                }
+            }
+        }
+        let rest = pool.len() - own;
+        let take = limit.saturating_sub(own).min(rest);
+        for i in 0..take {
+            let j = own + i + random_below(rng, rest - i);
+            pool.swap(own + i, j);
+        }
+        pool.truncate((own + take).min(limit));
+        pool
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests panic on failure by design
+mod tests {
+    use super::*;
+    use core::net::{IpAddr, Ipv4Addr};
+    use rand_chacha::ChaCha8Rng;
+    use rand_core::SeedableRng;
+
+    fn params() -> Params {
+        Params {
+            active_target: 3,
+            max_concurrent_dials: 2,
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(2),
+            shuffle_interval: Duration::from_secs(10),
+        }
+    }
+
+    fn at(ms: u64) -> Instant {
+        Instant::ZERO + Duration::from_millis(ms)
+    }
+
+    fn addr(n: u8) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)), 7000)
+    }
+
+    fn peer(n: u8) -> PeerId {
+        PeerId([n; 32])
+    }
+
+    fn rng() -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(3)
+    }
+
+    #[test]
+    fn failures_back_off_exponentially_with_jitter_and_learnt_addresses_are_forgotten() {
+        let mut m = Membership::new(params(), 16, at(0));
+        let mut rng = rng();
+        m.learn(at(0), addr(1), Some(peer(1)), false, &mut rng);
+        m.learn(at(0), addr(2), None, true, &mut rng);
+        for failures in 1..=6u32 {
+            m.note_failure(at(0), addr(1), &mut rng);
+            let k = m.passive().iter().find(|(a, _)| **a == addr(1)).unwrap().1;
+            let d = (Duration::from_millis(100) * (1 << (failures - 1))).min(params().backoff_max);
+            let wait = k.next_attempt - at(0);
+            assert!(
+                wait >= d / 2 && wait < d,
+                "failure {failures}: {wait:?} for {d:?}"
+            );
+        }
+        m.note_failure(at(0), addr(1), &mut rng);
+        assert_eq!(
+            m.passive().len(),
+            1,
+            "a learnt address is forgotten after 7 failures"
+        );
+        for _ in 0..10 {
+            m.note_failure(at(0), addr(2), &mut rng);
+        }
+        assert_eq!(m.passive().len(), 1, "a seed is never forgotten");
+        m.note_success(&addr(2));
+        assert_eq!(m.passive().iter().next().unwrap().1.failures, 0);
+    }
+
+    #[test]
+    fn dials_fill_the_active_view_within_the_dial_slots_skipping_backoff_and_unusable() {
+        let mut m = Membership::new(params(), 16, at(0));
+        let mut rng = rng();
+        for n in 1..=5 {
+            m.learn(at(0), addr(n), Some(peer(n)), false, &mut rng);
+        }
+        m.note_failure(at(0), addr(1), &mut rng);
+        // Two of three wanted: two dial slots. Address 2 is connected already.
+        let chosen = m.choose_dials(at(0), 0, &mut rng, |a, _| *a != addr(2));
+        assert_eq!(chosen.len(), 2);
+        assert!(!chosen.contains(&addr(1)), "in backoff");
+        assert!(!chosen.contains(&addr(2)), "not usable");
+        for a in &chosen {
+            m.start_dial(*a);
+        }
+        assert!(m.dial_slots_full());
+        assert!(m.choose_dials(at(0), 0, &mut rng, |_, _| true).is_empty());
+        // The view is full once sessions + dials reach the target.
+        let (done, _) = m.finish_dial(DialId(1));
+        assert!(done.is_some());
+        assert!(m.choose_dials(at(0), 2, &mut rng, |_, _| true).is_empty());
+        assert_eq!(m.choose_dials(at(0), 1, &mut rng, |_, _| true).len(), 1);
+    }
+
+    #[test]
+    fn operator_requests_wait_on_their_dial_and_are_handed_back() {
+        let mut m = Membership::new(params(), 16, at(0));
+        let (dial, known) = m.start_dial(addr(1));
+        assert_eq!(known, None);
+        assert_eq!(m.dial_to(&addr(1)), Some(dial));
+        assert!(m.is_dialing(&addr(1)));
+        m.wait_for(dial, 7);
+        m.wait_for(dial, 8);
+        assert_eq!(m.requests_waiting(), 2);
+        assert_eq!(m.finish_dial(dial), (Some(addr(1)), vec![7, 8]));
+        assert_eq!(m.finish_dial(dial), (None, vec![]));
+        let (d2, _) = m.start_dial(addr(2));
+        m.wait_for(d2, 9);
+        assert_eq!(m.abandon_dials(), vec![9]);
+        assert_eq!(m.dials_in_flight(), 0);
+    }
+
+    #[test]
+    fn the_shuffle_is_due_once_per_interval_and_its_sample_keeps_our_entry() {
+        let mut m = Membership::new(params(), 16, at(0));
+        let mut rng = rng();
+        assert!(!m.shuffle_due(at(9_999)));
+        assert!(m.shuffle_due(at(10_000)));
+        assert!(!m.shuffle_due(at(10_000)));
+        for n in 1..=6 {
+            m.learn(at(0), addr(n), Some(peer(n)), false, &mut rng);
+        }
+        m.learn(at(0), addr(7), None, false, &mut rng);
+        m.note_failure(at(0), addr(6), &mut rng);
+        let own = PeerEntry {
+            peer: peer(0),
+            addr: addr(100),
+        };
+        let running = [PeerEntry {
+            peer: peer(50),
+            addr: addr(50),
+        }];
+        let sample = m.sample(Some(own), running.iter().copied(), 4, &mut rng);
+        assert_eq!(sample.len(), 4);
+        assert_eq!(sample[0], own);
+        let all = m.sample(Some(own), running.into_iter(), 100, &mut rng);
+        // Ours, the running peer, and passive peers 1-5 (7 has no identity, 6 failed).
+        assert_eq!(all.len(), 7);
+        assert!(!all.iter().any(|e| e.addr == addr(6) || e.addr == addr(7)));
+    }
+}
