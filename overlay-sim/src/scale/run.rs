@@ -543,8 +543,8 @@ pub fn run_scenario(scenario: &Scenario) -> Result<ScenarioReport, SimError> {
         }
     }
     let overall = Summary::of(&all, payload_total);
-    let late = (scenario.kind != ScenarioKind::AllSend)
-        .then(|| run.late.report(overall.latency_p99_ms));
+    let late =
+        (scenario.kind != ScenarioKind::AllSend).then(|| run.late.report(overall.latency_p99_ms));
 
     let mut drops: BTreeMap<String, u64> = BTreeMap::new();
     let mut sessions = 0usize;
