@@ -145,6 +145,8 @@ pub struct MessageTrack {
     pub sent_at: Instant,
     /// `(node, time, hops)` per first delivery.
     pub delivered: Vec<(usize, Instant, u8)>,
+    /// The peer each first delivery came from (`Delivery::from`), parallel to `delivered`.
+    pub delivered_from: Vec<PeerId>,
 }
 
 /// A session that ended, as the node that ended it reported (`SessionEvent::Down`).
@@ -399,6 +401,7 @@ impl Mesh {
                         origin: i,
                         sent_at: self.now,
                         delivered: Vec::new(),
+                        delivered_from: Vec::new(),
                     },
                 );
             }
@@ -726,6 +729,7 @@ impl Mesh {
             Action::Deliver(d) => {
                 if let Some(track) = self.tracks.get_mut(&d.id) {
                     track.delivered.push((i, now, d.hops));
+                    track.delivered_from.push(d.from);
                 }
             }
             Action::BroadcastResult { result, .. } => self.last_broadcast = Some(result),

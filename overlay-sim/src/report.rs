@@ -243,6 +243,31 @@ pub fn write_scenario(out: &mut dyn Write, report: &ScenarioReport) -> Result<()
     if let Some(a) = &report.adversary {
         crate::scale::table::write_attack_detail(out, a)?;
     }
+    if let Some(l) = &report.late {
+        writeln!(
+            out,
+            "  late deliveries (>= p99 {:.1} ms): {}",
+            l.threshold_ms,
+            l.late.line()
+        )?;
+        writeln!(out, "  all deliveries: {}", l.all.line())?;
+        let c = &l.churn;
+        writeln!(
+            out,
+            "  honest churn in the windows: sessions opened {} closed {}, PRUNE sent {}, GRAFT \
+             sent {}, tree swaps {}; sessions down by reason: {}",
+            c.sessions_opened,
+            c.sessions_closed,
+            c.prunes_sent,
+            c.grafts_sent,
+            c.tree_swaps,
+            c.downs
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+    }
     write_speed(out, report)?;
     write_verdict(out, report)?;
     Ok(())

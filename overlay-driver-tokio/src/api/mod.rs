@@ -359,7 +359,8 @@ impl Overlay {
             .unwrap_or_default()
     }
 
-    /// `topic`'s events from now on without holding the topic (the HTTP stream of a topic),
+    /// `topic`'s events from now on without holding the topic (to watch a topic the operator
+    /// or another subscription keeps the node in; the stream ends when the node leaves it),
     /// or `None` when the node is not in it.
     pub fn topic_events(&self, topic: TopicId) -> Option<EventStream> {
         self.shared

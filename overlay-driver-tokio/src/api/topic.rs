@@ -186,8 +186,8 @@ impl TopicBus {
         }
     }
 
-    /// A reader of `topic`'s events, when the node is in it (for the HTTP stream, which does
-    /// not hold the topic).
+    /// A reader of `topic`'s events, when the node is in it (for [`Overlay::topic_events`],
+    /// which does not hold the topic).
     pub(crate) fn events(&self, topic: TopicId) -> Option<broadcast::Receiver<Event>> {
         if topic.is_default() {
             return Some(self.default.subscribe());
@@ -427,7 +427,7 @@ impl Source {
 }
 
 impl EventStream {
-    /// A stream over `rx` that does not hold its topic (the HTTP stream of a topic).
+    /// A stream over `rx` that does not hold its topic ([`Overlay::topic_events`]).
     pub(super) fn unheld(overlay: &Overlay, rx: broadcast::Receiver<Event>) -> EventStream {
         EventStream::new(
             rx,

@@ -9,6 +9,7 @@
 //! it fail after one RTT.
 
 pub mod adversary;
+pub mod late;
 pub mod metrics;
 pub mod run;
 pub mod scenario;

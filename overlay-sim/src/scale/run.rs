@@ -10,6 +10,7 @@ use overlay_proto::mesh::Mesh;
 use overlay_proto::{Instant, MessageId};
 
 use super::adversary::{self, AdversaryKind, AttackTally, SharedTally};
+use super::late::{Churn, LateReport, LateTracer, NodeIndex, Snapshot};
 use super::metrics::{BroadcastOutcome, Summary};
 use super::scenario::{Scenario, ScenarioKind};
 use crate::progress::Progress;
@@ -83,6 +84,8 @@ pub struct ScenarioReport {
     pub sessions_mean: f64,
     /// The attack, when the run had attackers.
     pub adversary: Option<AdversaryReport>,
+    /// Why deliveries were late (sequential broadcasts: `single`, `random`, `kill`).
+    pub late: Option<LateReport>,
     /// Broken invariants (empty when the run passed).
     pub violations: Vec<String>,
     /// Wall-clock figures.
@@ -150,6 +153,10 @@ struct Run<'a> {
     violations: Vec<String>,
     /// One step per broadcast (quiet unless on a terminal, see [`crate::progress`]).
     progress: Progress,
+    /// Peer ids to node indices, for the late-delivery analysis.
+    index: NodeIndex,
+    /// The late-delivery analysis of the sequential broadcasts.
+    late: LateTracer,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -229,11 +236,26 @@ impl Run<'_> {
     /// One broadcast with the network to itself: broadcast, run `window`, measure.
     fn sequential(&mut self, origin: usize, window: Duration) -> Option<BroadcastOutcome> {
         let before = self.payload_received();
+        let snapshot = Snapshot::take(&self.mesh, &self.index);
+        let churn = Churn::of(&self.mesh, &self.honest);
+        let downs_before = self.mesh.session_downs().len();
         let id = self.broadcast(origin);
         self.mesh.run_for(window);
+        let downs = self.mesh.session_downs().get(downs_before..).unwrap_or(&[]);
+        self.late.add_churn(
+            churn,
+            Churn::of(&self.mesh, &self.honest),
+            downs,
+            &self.honest,
+        );
         let payload = self.payload_received() - before;
         match id {
-            Some(id) => Some(self.measure(&id, origin, window, Some(payload))),
+            Some(id) => {
+                if let Some(track) = self.mesh.track(&id) {
+                    self.late.add(track, &snapshot, &self.index, &self.honest);
+                }
+                Some(self.measure(&id, origin, window, Some(payload)))
+            }
             None if self.tally.is_some() => Some(self.unreached(origin)),
             None => None,
         }
@@ -418,6 +440,7 @@ pub fn run_scenario(scenario: &Scenario) -> Result<ScenarioReport, SimError> {
         ));
     }
     let setup = wall.elapsed();
+    mesh.record_session_downs(true);
     let mut run = Run {
         scenario,
         mesh,
@@ -434,6 +457,8 @@ pub fn run_scenario(scenario: &Scenario) -> Result<ScenarioReport, SimError> {
             "broadcasts",
             &format!("scale {} ({n} nodes)", scenario.name),
         ),
+        index: NodeIndex::new(scenario.seed, n),
+        late: LateTracer::default(),
     };
     run.progress.set_message("warm-up");
     run.mesh.run_for(Duration::from_millis(scenario.warmup_ms));
@@ -518,6 +543,8 @@ pub fn run_scenario(scenario: &Scenario) -> Result<ScenarioReport, SimError> {
         }
     }
     let overall = Summary::of(&all, payload_total);
+    let late =
+        (scenario.kind != ScenarioKind::AllSend).then(|| run.late.report(overall.latency_p99_ms));
 
     let mut drops: BTreeMap<String, u64> = BTreeMap::new();
     let mut sessions = 0usize;
@@ -588,6 +615,7 @@ pub fn run_scenario(scenario: &Scenario) -> Result<ScenarioReport, SimError> {
         isolated_nodes: isolated,
         sessions_mean: sessions as f64 / honest_nodes.len().max(1) as f64,
         adversary,
+        late,
         violations: run.violations,
         speed: Speed {
             setup_ms: ms(setup),
