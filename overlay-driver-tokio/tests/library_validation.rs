@@ -15,10 +15,14 @@ use overlay_proto::score::Penalty;
 use overlay_proto::{NodeConfig, ValidationMode};
 use runtime_common::*;
 
-/// One session at most: the ends of the line cannot meet through membership.
+/// The ends of the line want one session (`active_target` 1), so they dial only B and never
+/// each other. `max_sessions` stays above 1: with a limit of 1, the one running session is
+/// 100 % of it, so the core reports the node saturated (`sessions`) at its next tick and
+/// refuses broadcasts with `Busy` — A's broadcasts then passed only when they beat that tick
+/// (the test failed with `Busy` on a loaded machine).
 fn end_config() -> NodeConfig {
     NodeConfig {
-        max_sessions: 1,
+        max_sessions: 2,
         active_target: 1,
         ..NodeConfig::default()
     }
