@@ -471,19 +471,26 @@ async fn a_topic_stream_resumes_with_its_own_cursors_and_reports_what_is_no_long
     let mut sse = SseClient::open_at(&base, path, None).await;
     // B's TOPICS must reach A before A's messages reach B: probe until one shows up.
     let mut first = None;
+    let mut probes = 0;
     for k in 0..50 {
         a.publish(chat, Bytes::from(format!("probe {k}")))
             .await
             .unwrap();
+        probes += 1;
         if let Ok(e) = tokio::time::timeout(Duration::from_millis(200), sse.next()).await {
             first = e.id;
             break;
         }
     }
     let first = first.expect("a topic delivery reaches the stream");
-    // Late probes may still come: read until the stream is quiet, keeping the last id.
+    // Probes published before the link carried the topic come later (catch-up IHAVE, then
+    // GRAFT): wait until B has them all, then read the stream up to the last one.
+    delivered(&mut b_events, "probe", probes).await;
     let mut last = first.clone();
-    while let Ok(e) = tokio::time::timeout(Duration::from_millis(300), sse.next()).await {
+    for _ in 1..probes {
+        let e = tokio::time::timeout(Duration::from_secs(10), sse.next())
+            .await
+            .expect("every probe reaches the stream");
         last = e.id.expect("message events have ids");
     }
     drop(sse);

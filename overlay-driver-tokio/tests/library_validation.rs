@@ -15,10 +15,14 @@ use overlay_proto::score::Penalty;
 use overlay_proto::{NodeConfig, ValidationMode};
 use runtime_common::*;
 
-/// One session at most: the ends of the line cannot meet through membership.
+/// The ends of the line want one session (`active_target` 1), so they dial only B and never
+/// each other. `max_sessions` stays above 1: with a limit of 1, the one running session is
+/// 100 % of it, so the core reports the node saturated (`sessions`) at its next tick and
+/// refuses broadcasts with `Busy` — A's broadcasts then passed only when they beat that tick
+/// (the test failed with `Busy` on a loaded machine).
 fn end_config() -> NodeConfig {
     NodeConfig {
-        max_sessions: 1,
+        max_sessions: 2,
         active_target: 1,
         ..NodeConfig::default()
     }
@@ -89,29 +93,17 @@ async fn b_rejects_what_a_publishes_so_c_never_sees_it_and_a_is_penalized_at_b()
 
     assert_eq!(stats.peers_banned, 0);
 
-    // More rejections in a row: B bans A (bounded; decay between them may need a few). The
-    // ban is counted in the same step as the penalty that causes it.
-    let mut rejections = 1;
-    while bounded("b stats", b.stats()).await.peers_banned == 0 {
-        assert!(
-            rejections < 10,
-            "A still at B after {rejections} rejections"
-        );
-        rejections += 1;
-        let bad = Bytes::from(format!("bad news {rejections}"));
-        if let Err(e) = bounded("a publishes", a.broadcast(bad)).await {
-            let ready = a.readiness().borrow().clone();
-            panic!(
-                "A refused its broadcast #{rejections}: {e:?}; A {ready:?}, {:?}",
-                a.stats().await
-            );
-        }
-        wait_stats(&b, "b penalizes a again", |s| {
-            s.score_penalties[Penalty::ValidationRejected as usize] >= rejections
-        })
-        .await;
+    // More rejections in one burst: B bans A. (One at a time, the ban would depend on how
+    // much the score decays between them, i.e. on how fast a loaded machine runs them.)
+    for n in 2..=8 {
+        let bad = Bytes::from(format!("bad news {n}"));
+        // Once B has banned A, A may have no session left: its broadcasts still succeed
+        // (kept for later peers) or are refused as busy; neither matters here.
+        let _ = bounded("a publishes", a.broadcast(bad)).await;
     }
-    assert!(rejections >= 2);
+    let stats = wait_stats(&b, "b bans a", |s| s.peers_banned >= 1).await;
+    let rejections = stats.score_penalties[Penalty::ValidationRejected as usize];
+    assert!(rejections >= 2, "banned only after repeated rejections");
     wait_until("a is banned at b", || async {
         !b.peers().await.iter().any(|s| s.peer == a.peer_id())
     })
@@ -129,7 +121,9 @@ async fn b_rejects_what_a_publishes_so_c_never_sees_it_and_a_is_penalized_at_b()
     b.shutdown().await;
     drop(b);
     let judged = bounded("validator ends", judge).await.unwrap();
-    assert_eq!(judged.len() as u64, 1 + rejections);
+    // Every rejection that counted was judged (and the good one); messages that came after
+    // the ban were never handed to the validator.
+    assert!(judged.len() as u64 >= 1 + rejections && judged.len() <= 9);
     assert_eq!(judged[..2], [&b"good news"[..], &b"bad news"[..]]);
     assert!(judged[2..].iter().all(|p| p.starts_with(b"bad news ")));
 }

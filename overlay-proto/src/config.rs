@@ -552,6 +552,13 @@ impl NodeConfig {
         check(self.seen_capacity >= 16, "seen_capacity", ">= 16")?;
         check(self.store_capacity >= 1, "store_capacity", ">= 1")?;
         check(!self.graft_timeout.is_zero(), "graft_timeout", "> 0")?;
+        // A GRAFT_MISS within `graft_miss_grace` of the peer's IHAVE is a broken promise: a
+        // store that keeps messages for less than the hold could not keep the promise.
+        check(
+            self.store_ttl >= self.graft_miss_grace.saturating_mul(2),
+            "store_ttl",
+            ">= 2 x graft_miss_grace",
+        )?;
         check(
             !self.lazy_flush_interval.is_zero(),
             "lazy_flush_interval",

@@ -30,13 +30,14 @@ pub const TRACE_MAGIC: &[u8] = b"SVCOVERLAY-TRACE/1\n";
 /// fields are left out of a record when empty, so version 2 and 3 traces still replay (they
 /// hold none of these; an operator dial to an address whose session was still handshaking
 /// recorded `Connected` then and replays as `Handshaking`). 5: `Action::TopicNeighbor` (a
-/// peer coming or going as a neighbour in a topic); a replay of an older trace leaves these
-/// actions out before comparing, so version 2 to 4 traces still replay.
-pub const TRACE_FORMAT_VERSION: u32 = 5;
-/// First trace format version that records `Action::TopicNeighbor`.
-const TOPIC_NEIGHBOR_VERSION: u32 = 5;
+/// peer coming or going as a neighbour in a topic). 6: GRAFT_MISS (every HELLO carries the
+/// `graft_miss` key, GRAFTs for dropped ids are answered, the store holds young messages).
+/// A node of this build sends other bytes than the one that recorded a version 2 to 5 trace
+/// from its first HELLO on, so those traces are refused with
+/// [`TraceError::UnsupportedVersion`] instead of diverging at the first session.
+pub const TRACE_FORMAT_VERSION: u32 = 6;
 /// Oldest trace format version [`TraceReader`] accepts.
-pub const TRACE_FORMAT_OLDEST: u32 = 2;
+pub const TRACE_FORMAT_OLDEST: u32 = 6;
 
 /// What a replay needs to rebuild the node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -268,8 +269,6 @@ pub struct Replayer {
     node: Node,
     inputs: u64,
     actions: u64,
-    /// The trace predates `Action::TopicNeighbor`: leave those out of the comparison.
-    without_topic_neighbors: bool,
 }
 
 impl Replayer {
@@ -279,19 +278,14 @@ impl Replayer {
             node: header.build_node()?,
             inputs: 0,
             actions: 0,
-            without_topic_neighbors: header.format_version < TOPIC_NEIGHBOR_VERSION,
         })
     }
 
-    /// Replays one record; returns the divergence if the actions differ. Actions the trace's
-    /// format did not record yet are left out of the result.
+    /// Replays one record; returns the divergence if the actions differ.
     pub fn step(&mut self, record: &TraceRecord) -> Result<Vec<Action>, Box<Divergence>> {
         self.node.handle(record.now, record.input.clone());
         let mut actual = Vec::new();
         while let Some(a) = self.node.poll_action() {
-            if self.without_topic_neighbors && matches!(a, Action::TopicNeighbor { .. }) {
-                continue;
-            }
             actual.push(a);
         }
         self.inputs += 1;

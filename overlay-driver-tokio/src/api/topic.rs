@@ -37,8 +37,9 @@ pub enum Event {
     /// A gossip message reached this node for the first time.
     Received(Delivery),
     /// The peer became a neighbour in this topic: a running session with it, and it is in
-    /// the topic too (it announced the topic, and its token covers it). Subscribing to a
-    /// topic yields one for every member already connected.
+    /// the topic too (it announced the topic, and its token covers it). Joining the topic
+    /// yields one for every member already connected, on the streams open at that moment (a
+    /// later handle of a topic already joined sees only changes from then on).
     NeighborUp(PeerId),
     /// The peer is no longer a neighbour in this topic: its session ended
     /// ([`NeighborDownReason::Closed`]) or it left the topic ([`NeighborDownReason::Left`]).

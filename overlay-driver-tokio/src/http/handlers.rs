@@ -402,14 +402,16 @@ pub async fn topic_gossip<O: OverlayApi>(
         Ok(c) => c,
         Err(e) => return bad_cursor(counters, &e),
     };
+    // Admitted first: a refused stream must not switch the topic's replay ring on or copy a
+    // replay (the permits are released on every early return below).
+    let (permits, bounds) = match admit_stream(&state, &request) {
+        Ok(admitted) => admitted,
+        Err(detail) => return ApiError::busy(detail).into_response(),
+    };
     let (sub, replay) = match state.overlay.resume_topic(id, cursor) {
         None => return ApiError::from_core(CoreError::NotJoined).into_response(),
         Some(Err(e)) => return bad_cursor(counters, &e),
         Some(Ok(resumed)) => resumed,
-    };
-    let (permits, bounds) = match admit_stream(&state, &request) {
-        Ok(admitted) => admitted,
-        Err(detail) => return ApiError::busy(detail).into_response(),
     };
     let replay = cursor.map(|_| {
         counters.resumed(&replay);

@@ -28,7 +28,8 @@ const MAX_READ_CHUNK: usize = 16 * 1024;
 /// Bytes read from all connections of a node and not yet handled by its node task, at most:
 /// a reader that would go past it waits (its socket then fills and TCP pushes back on the
 /// peer), so reads queued for a CPU-starved node task cannot pin more receive blocks than
-/// this. Larger than one read ([`MAX_READ_CHUNK`]); waits are counted
+/// this plus the block each waiting reader has just filled (the budget is taken after the
+/// read). Larger than one read ([`MAX_READ_CHUNK`]); waits are counted
 /// (`overlay_read_budget_waits_total`).
 pub(crate) const READ_BUDGET_BYTES: usize = 512 * 1024;
 

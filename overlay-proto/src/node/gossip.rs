@@ -725,8 +725,10 @@ impl Node {
             for id in &gone {
                 body.put_slice(&id.0);
             }
-            self.stats.graft_misses_sent += gone.len() as u64;
-            self.send_frame(key, wire::kind_in_topic(Kind::GraftMiss, &topic), &[&body]);
+            let sent = self.send_frame(key, wire::kind_in_topic(Kind::GraftMiss, &topic), &[&body]);
+            if !matches!(sent, crate::session::Sent::Dropped) {
+                self.stats.graft_misses_sent += gone.len() as u64;
+            }
         }
         self.penalize(
             key,
