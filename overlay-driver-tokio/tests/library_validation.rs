@@ -123,7 +123,7 @@ async fn b_rejects_what_a_publishes_so_c_never_sees_it_and_a_is_penalized_at_b()
     let judged = bounded("validator ends", judge).await.unwrap();
     // Every rejection that counted was judged (and the good one); messages that came after
     // the ban were never handed to the validator.
-    assert!(judged.len() as u64 >= 1 + rejections && judged.len() <= 9);
+    assert!(judged.len() as u64 > rejections && judged.len() <= 9);
     assert_eq!(judged[..2], [&b"good news"[..], &b"bad news"[..]]);
     assert!(judged[2..].iter().all(|p| p.starts_with(b"bad news ")));
 }
