@@ -95,8 +95,8 @@ pub struct NodeConfig {
     /// The GRAFT_MISS grace. Every node keeps a message it received for at least twice this
     /// long, even past `store_bytes` (up to four times it), so that the GRAFTs its IHAVEs
     /// invite can be answered. A GRAFT_MISS ("no longer held") that arrives less than this
-    /// long after the same peer's IHAVE for the id counts as a broken promise; a later one
-    /// is an honest eviction: the next announcer is asked at once and nobody is scored.
+    /// long after the same peer's IHAVE for the id is counted (`graft_misses_too_soon`);
+    /// either way the next announcer is asked at once and nobody is scored.
     pub graft_miss_grace: Duration,
     /// An eager peer is pruned after this many duplicates in a row (any first copy from it
     /// resets the count). 1 is textbook Plumtree; more keeps the tree connected when
@@ -552,8 +552,8 @@ impl NodeConfig {
         check(self.seen_capacity >= 16, "seen_capacity", ">= 16")?;
         check(self.store_capacity >= 1, "store_capacity", ">= 1")?;
         check(!self.graft_timeout.is_zero(), "graft_timeout", "> 0")?;
-        // A GRAFT_MISS within `graft_miss_grace` of the peer's IHAVE is a broken promise: a
-        // store that keeps messages for less than the hold could not keep the promise.
+        // What a node announces must stay answerable for the hold: a store that keeps
+        // messages for less than it could not.
         check(
             self.store_ttl >= self.graft_miss_grace.saturating_mul(2),
             "store_ttl",

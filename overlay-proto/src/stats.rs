@@ -267,7 +267,7 @@ pub struct NodeStats {
     /// at once).
     pub graft_misses_received: u64,
     /// Counter: ids of GRAFT_MISS answers that came within `graft_miss_grace` of the peer's
-    /// own IHAVE for them: scored as broken promises.
+    /// own IHAVE for them (counted, not scored: the store's hold is bounded).
     pub graft_misses_too_soon: u64,
     /// Counter: ids in GRAFT_MISS frames that answered no GRAFT of ours (ignored).
     pub graft_misses_unsolicited: u64,

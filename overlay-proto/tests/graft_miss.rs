@@ -1,7 +1,6 @@
 //! GRAFT_MISS: a GRAFT for ids the node saw but no longer holds is answered "gone" (to peers
 //! that said `graft_miss` in HELLO only); the grafter asks the next announcer at once and
-//! scores no broken promise, unless the answer came within `graft_miss_grace` of the same
-//! peer's IHAVE for the id.
+//! scores nobody (an answer within `graft_miss_grace` of the same peer's IHAVE is counted).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
@@ -268,15 +267,16 @@ fn an_honest_miss_asks_the_next_announcer_at_once_and_blames_nobody() {
 }
 
 #[test]
-fn a_miss_soon_after_the_peers_own_ihave_is_a_broken_promise() {
+fn a_miss_soon_after_the_peers_own_ihave_is_counted_but_not_scored() {
     let (mut bed, wanted) = two_announcers();
     bed.advance(Duration::from_millis(5));
     bed.send(1, event(Kind::GraftMiss, &ids_body(&[wanted])));
     assert_eq!(bed.grafted(2), vec![wanted]);
-    // B announced at 590 ms and says "gone" at 620 ms: it announced what it did not hold.
+    // B announced at 590 ms and says "gone" at 620 ms: counted as too soon, but a bounded
+    // store may honestly drop young messages under a burst, so nobody is scored.
     bed.advance(Duration::from_millis(10));
     bed.send(2, event(Kind::GraftMiss, &ids_body(&[wanted])));
-    assert_eq!(bed.broken_promises(peer(3)), 1.0);
+    assert_eq!(bed.broken_promises(peer(3)), 0.0);
     assert_eq!(bed.broken_promises(peer(2)), 0.0);
     assert_eq!(bed.node.stats().graft_misses_too_soon, 1);
     // No announcer left: the id is given up, no further GRAFT.
@@ -285,8 +285,8 @@ fn a_miss_soon_after_the_peers_own_ihave_is_a_broken_promise() {
     assert_eq!(bed.grafted(2), vec![wanted]);
     assert_eq!(
         bed.node.stats().score_penalties[Penalty::BrokenPromise as usize],
-        1,
-        "B blamed once, A never"
+        0,
+        "nobody blamed"
     );
 }
 

@@ -598,9 +598,9 @@ impl Node {
     }
 
     /// A GRAFT_MISS from session `key`: the peer no longer holds these ids. For each id we
-    /// asked this session for, ask the next announcer at once; the peer broke its promise
-    /// only when the answer came within `graft_miss_grace` of its IHAVE (it announced what
-    /// it was about to drop, or never had). Ids we did not ask it for are ignored (counted).
+    /// asked this session for, ask the next announcer at once; nobody is scored (an answer
+    /// within `graft_miss_grace` of the peer's IHAVE is counted). Ids we did not ask it for
+    /// are ignored (counted).
     pub(super) fn on_graft_miss(
         &mut self,
         key: SessionKey,
@@ -621,11 +621,15 @@ impl Node {
                     if m.topic == topic && m.grafted == Some((key, conn)) && taken.insert(id) =>
                 {
                     self.stats.graft_misses_received += 1;
-                    let too_soon = now < m.grafted_announced_at + grace;
-                    if too_soon {
+                    // Counted, not scored: a store's hold is bounded (4 × `store_bytes`), so an
+                    // honest node under a burst drops young messages too (the soak had a
+                    // publisher score an honest daemon out of its tree for a dozen of them),
+                    // and a peer that answers "gone" costs us only one round trip: the next
+                    // announcer is asked at once.
+                    if now < m.grafted_announced_at + grace {
                         self.stats.graft_misses_too_soon += 1;
                     }
-                    next.push((id, too_soon));
+                    next.push((id, false));
                 }
                 _ => self.stats.graft_misses_unsolicited += 1,
             }
