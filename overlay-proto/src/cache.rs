@@ -415,23 +415,12 @@ impl MessageCache {
         self.evictions
     }
 
-    /// The most recent stored messages of `topic`, newest first: `(id, hops)`, at most `n` —
-    /// only those the store still protects for `grace` after `now`: announced ids must stay
-    /// answerable, since a GRAFT_MISS within `graft_miss_grace` of the announcement is a
-    /// broken promise, and only messages younger than `store_hold` are kept past
-    /// `store_bytes` (older ones may go at the next burst of arrivals).
-    pub fn recent(
-        &self,
-        topic: TopicId,
-        n: usize,
-        now: Instant,
-        grace: Duration,
-    ) -> impl Iterator<Item = (MessageId, u8)> + '_ {
-        let protected = self.limits.store_ttl.min(self.limits.store_hold);
+    /// The most recent stored messages of `topic`, newest first: `(id, hops)`, at most `n`.
+    pub fn recent(&self, topic: TopicId, n: usize) -> impl Iterator<Item = (MessageId, u8)> + '_ {
         self.store
             .iter()
             .rev()
-            .filter(move |s| s.kept && s.topic == topic && s.received_at + protected >= now + grace)
+            .filter(move |s| s.kept && s.topic == topic)
             .take(n)
             .map(|s| (s.id, s.hops))
     }
@@ -493,10 +482,7 @@ mod tests {
             (c.seen_len(), c.stored_len(), c.stored_bytes()),
             (3, 2, budget(2, 10))
         );
-        let recent: Vec<_> = c
-            .recent(TopicId::DEFAULT, 5, t, Duration::ZERO)
-            .map(|(i, _)| i)
-            .collect();
+        let recent: Vec<_> = c.recent(TopicId::DEFAULT, 5).map(|(i, _)| i).collect();
         assert_eq!(recent, vec![id(4), id(3)]);
         assert_eq!(
             c.evictions(),
@@ -529,8 +515,7 @@ mod tests {
         assert!(c.arrival(&id(3)).is_some(), "its arrival is");
         assert!(c.contains(&id(3)));
         assert!(
-            c.recent(TopicId::DEFAULT, 5, t, Duration::ZERO)
-                .all(|(i, _)| i != id(3)),
+            c.recent(TopicId::DEFAULT, 5).all(|(i, _)| i != id(3)),
             "what is not kept is not announced"
         );
         assert!(

@@ -172,8 +172,7 @@ impl Node {
         let catch_up = self.config.catch_up_ids;
         let now = self.now;
         let eager = self.may_be_eager(key);
-        let grace = self.config.graft_miss_grace;
-        let recent: Vec<(MessageId, u8)> = self.cache.recent(topic, catch_up, now, grace).collect();
+        let recent: Vec<(MessageId, u8)> = self.cache.recent(topic, catch_up).collect();
         let Some(peer) = self.session(key).map(|s| s.peer) else {
             return;
         };
