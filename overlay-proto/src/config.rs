@@ -90,6 +90,14 @@ pub struct NodeConfig {
     /// How long after losing a running session (eager or lazy) the node grafts after
     /// `graft_timeout` (puts off no GRAFT).
     pub tree_settle: Duration,
+    /// How long a new link of a topic's tree is on probation. A new session's link starts
+    /// eager, so it may bring a message first and displace an established tree edge (the
+    /// edge's next copy is a duplicate and is pruned, or our forwarded copy is one for the
+    /// peer and it prunes us). If the new link then stops being eager within this time
+    /// (closed, banned, pruned), the edges it displaced are made eager again at once (empty
+    /// GRAFT) instead of leaving the subtree behind them to repair by IHAVE → GRAFT. Zero
+    /// turns the restoration off.
+    pub link_probation: Duration,
     /// How long to wait after a GRAFT before asking the next announcer.
     pub graft_retry: Duration,
     /// The GRAFT_MISS grace. Every node keeps a message it received for at least twice this
@@ -284,6 +292,7 @@ impl Default for NodeConfig {
             graft_timeout: Duration::from_millis(80),
             graft_timeout_settled: Duration::from_millis(240),
             tree_settle: Duration::from_secs(10),
+            link_probation: Duration::from_secs(3),
             graft_retry: Duration::from_millis(120),
             graft_miss_grace: Duration::from_millis(500),
             prune_after_duplicates: 5,

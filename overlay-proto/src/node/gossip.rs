@@ -747,6 +747,15 @@ impl Node {
         if self.not_member(key, &topic) {
             return;
         }
+        let now = self.now;
+        let displaced = self.session(key).is_some_and(|s| s.is_running())
+            && self
+                .trees
+                .get_mut(&topic)
+                .is_some_and(|t| t.displace(now, key));
+        if displaced {
+            self.stats.tree_edges_displaced += 1;
+        }
         self.make_lazy(&topic, key);
     }
 
@@ -770,12 +779,34 @@ impl Node {
         if let Some(tree) = self.trees.get_mut(topic) {
             tree.make_lazy(now, key);
         }
+        self.restore_displaced(topic);
+    }
+
+    /// Makes eager again, and tells with an empty GRAFT, the tree edges of `topic` that a
+    /// link on probation displaced and that link stopped being eager before its probation
+    /// ended ([`crate::plumtree::Plumtree::displace`]). Peers whose score keeps them lazy
+    /// stay lazy.
+    pub(super) fn restore_displaced(&mut self, topic: &TopicId) {
+        let Some(restored) = self.trees.get_mut(topic).map(|t| t.take_restored()) else {
+            return;
+        };
+        for key in restored {
+            let was_lazy = self.link(topic, key).is_some_and(|l| !l.eager);
+            self.make_eager(topic, key);
+            if was_lazy && self.link(topic, key).is_some_and(|l| l.eager) {
+                self.stats.tree_edges_restored += 1;
+                self.tell_eager(topic, key);
+            }
+        }
     }
 
     /// Keeps at least α eager peers in `topic` after losing one: the tree promotes random
     /// lazy peers ([`crate::plumtree::Plumtree::refill_eager`]), each told with an empty
     /// GRAFT. Peers whose score keeps them lazy are never promoted.
     pub(super) fn refill_eager(&mut self, topic: &TopicId) {
+        // Displaced tree edges first: they are the tree as it was, a random promotion
+        // reshapes it.
+        self.restore_displaced(topic);
         let now = self.now;
         let Some(tree) = self.trees.get_mut(topic) else {
             return;

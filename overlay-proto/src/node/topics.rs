@@ -202,7 +202,7 @@ impl Node {
             return;
         };
         let linked = tree.link(key).is_some();
-        let was_eager = tree.remove(key);
+        let was_eager = tree.remove(self.now, key);
         if linked {
             self.actions.push_back(Action::TopicNeighbor {
                 topic,
@@ -232,9 +232,10 @@ impl Node {
         reason: CloseReason,
     ) -> Vec<TopicId> {
         let mut eager_in = Vec::new();
+        let now = self.now;
         for (topic, tree) in &mut self.trees {
             let linked = tree.link(key).is_some();
-            if tree.remove(key) {
+            if tree.remove(now, key) {
                 eager_in.push(*topic);
             }
             if linked {

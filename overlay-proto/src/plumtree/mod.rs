@@ -48,6 +48,11 @@ pub(crate) const SHORTCUT_TALLIES: usize = 4;
 /// current tree (a catch-up IHAVE of a new session, say) and never triggers a swap.
 pub(crate) const OPTIMIZATION_WINDOW: Duration = Duration::from_secs(1);
 
+/// How soon after a first copy over a link on probation the loss of an established eager
+/// link (our PRUNE at its duplicate, or its PRUNE) is taken as caused by that copy: the
+/// duplicate and the PRUNE answering our forwarded copy come within a few link round trips.
+pub(crate) const DISPLACEMENT_WINDOW: Duration = Duration::from_millis(500);
+
 /// The settings the machine uses (from [`NodeConfig`]; α and β change live).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Params {
@@ -69,6 +74,9 @@ pub(crate) struct Params {
     pub(crate) optimization_threshold: u8,
     /// Messages a shortcut tally needs before it counts.
     pub(crate) optimization_samples: u16,
+    /// How long a new link is on probation: tree edges it displaced are restored if it
+    /// stops being eager (closed, pruned) within that time.
+    pub(crate) link_probation: Duration,
 }
 
 impl Params {
@@ -84,6 +92,7 @@ impl Params {
             optimization_hold: config.optimization_hold,
             optimization_threshold: config.optimization_threshold,
             optimization_samples: config.optimization_samples,
+            link_probation: config.link_probation,
         }
     }
 }
@@ -99,6 +108,12 @@ pub(crate) struct Link {
     first_copy_at: Option<Instant>,
     /// When this link last changed between eager and lazy (or opened).
     role_since: Instant,
+    /// When this link joined the tree (it is on probation for `link_probation`).
+    opened_at: Instant,
+    /// This established eager link was made lazy because a link on probation brought a
+    /// message first: that link. Restored (made eager again) if the link on probation stops
+    /// being eager before its probation ends.
+    displaced_by: Option<Neighbor>,
     /// When we last sent PRUNE to the peer.
     pub(crate) pruned_at: Option<Instant>,
     /// When a tree optimisation chose a shortcut over this (eager) link without pruning it
@@ -132,6 +147,8 @@ impl Link {
             dup_streak: 0,
             first_copy_at: None,
             role_since: now,
+            opened_at: now,
+            displaced_by: None,
             pruned_at: None,
             replaced_at: None,
             shortcut_tallies: [None; SHORTCUT_TALLIES],
@@ -167,6 +184,11 @@ pub(crate) struct Plumtree {
     /// When this node last accepted a new message of the topic: a tree optimisation based on
     /// an older message may rest on a tree that has changed since.
     last_first_copy_at: Instant,
+    /// The link that gave us the latest first copy, and when.
+    last_parent: Option<(Neighbor, Instant)>,
+    /// Displaced tree edges to restore (their displacer stopped being eager while on
+    /// probation), in order; the caller makes them eager and tells their peers.
+    restore: Vec<Neighbor>,
     /// When this node last asked peers for members of the topic (TOPIC_PEERS).
     pub(crate) asked_at: Option<Instant>,
     /// Reused scratch space for sampling lazy links.
@@ -191,6 +213,8 @@ impl Plumtree {
             links: BTreeMap::new(),
             lateness: Duration::ZERO,
             last_first_copy_at: Instant::ZERO,
+            last_parent: None,
+            restore: Vec::new(),
             asked_at: None,
             scratch: Vec::new(),
         }
@@ -254,11 +278,99 @@ impl Plumtree {
     }
 
     /// Neighbour down: takes `key` out of the tree; returns whether it was eager (then call
-    /// [`Plumtree::refill_eager`]).
-    pub(crate) fn remove(&mut self, key: Neighbor) -> bool {
+    /// [`Plumtree::take_restored`] and [`Plumtree::refill_eager`]).
+    pub(crate) fn remove(&mut self, now: Instant, key: Neighbor) -> bool {
         self.eager.retain(|k| *k != key);
         self.lazy.retain(|k| *k != key);
-        self.links.remove(&key).is_some_and(|l| l.eager)
+        let Some(link) = self.links.remove(&key) else {
+            return false;
+        };
+        if link.eager {
+            self.release_displaced(now, key, link.opened_at);
+        } else {
+            self.forget_displacer(key);
+        }
+        if self.last_parent.is_some_and(|(k, _)| k == key) {
+            self.last_parent = None;
+        }
+        link.eager
+    }
+
+    /// True while `link` is on probation: it joined the tree less than `link_probation` ago.
+    fn on_probation(&self, now: Instant, link: &Link) -> bool {
+        now - link.opened_at < self.params.link_probation
+    }
+
+    /// The eager link `key` is about to be made lazy by a PRUNE (ours at its duplicate, or
+    /// the peer's). When it is an established link (past probation) and the latest first copy
+    /// came within [`DISPLACEMENT_WINDOW`] over another link that is eager and on probation,
+    /// the new link displaced this tree edge: remember by whom, so the edge is restored if
+    /// the new link stops being eager before its probation ends ([`Plumtree::take_restored`]).
+    /// Returns true when the edge was marked displaced.
+    ///
+    /// Why: a new session starts eager on both ends, so the next message may come over it
+    /// first, and then our tree parent's copy is a duplicate (we prune it) and our own
+    /// forwarded copy is a duplicate for the parent (it prunes us). If the new link is a
+    /// shortcut that stays, that is the tree shortening itself. If it vanishes a moment
+    /// later (a hostile peer banned at its first abuse, a peer that prunes itself, churn),
+    /// the subtree behind us is cut off from the tree and repaired only by IHAVE → GRAFT,
+    /// message by message; restoring the displaced edge at once repairs it before the next.
+    pub(crate) fn displace(&mut self, now: Instant, key: Neighbor) -> bool {
+        let Some((by, at)) = self.last_parent else {
+            return false;
+        };
+        if by == key || now - at > DISPLACEMENT_WINDOW {
+            return false;
+        }
+        let displacer_new = self
+            .links
+            .get(&by)
+            .is_some_and(|l| l.eager && self.on_probation(now, l));
+        let established = self
+            .links
+            .get(&key)
+            .is_some_and(|l| l.eager && !self.on_probation(now, l));
+        if !(displacer_new && established) {
+            return false;
+        }
+        if let Some(link) = self.links.get_mut(&key) {
+            link.displaced_by = Some(by);
+        }
+        true
+    }
+
+    /// `key` (an eager link opened at `opened_at`) stopped being eager: if it is still on
+    /// probation, the tree edges it displaced are queued for restoration; either way they
+    /// are no longer its.
+    fn release_displaced(&mut self, now: Instant, key: Neighbor, opened_at: Instant) {
+        let restore = now - opened_at < self.params.link_probation;
+        for (k, l) in self.links.iter_mut() {
+            if l.displaced_by == Some(key) {
+                l.displaced_by = None;
+                if restore && !l.eager && !self.restore.contains(k) {
+                    self.restore.push(*k);
+                }
+            }
+        }
+    }
+
+    /// Forgets every displacement by `key` (it stays eager past probation, or leaves lazy).
+    fn forget_displacer(&mut self, key: Neighbor) {
+        for l in self.links.values_mut() {
+            if l.displaced_by == Some(key) {
+                l.displaced_by = None;
+            }
+        }
+    }
+
+    /// Displaced tree edges whose displacer stopped being eager while on probation, in the
+    /// order they were released, still in the tree and lazy: the caller makes each eager
+    /// again (when the peer's score allows) and tells it with an empty GRAFT.
+    #[must_use]
+    pub(crate) fn take_restored(&mut self) -> Vec<Neighbor> {
+        let mut restored = std::mem::take(&mut self.restore);
+        restored.retain(|k| self.links.get(k).is_some_and(|l| !l.eager));
+        restored
     }
 
     /// Moves `key` to the eager set; returns true when it changed role.
@@ -266,6 +378,7 @@ impl Plumtree {
         match self.links.get_mut(&key) {
             Some(link) if !link.eager => {
                 link.eager = true;
+                link.displaced_by = None;
                 link.role_since = now;
                 self.lazy.retain(|k| *k != key);
                 self.eager.push(key);
@@ -275,9 +388,11 @@ impl Plumtree {
         }
     }
 
-    /// Moves `key` to the lazy set; returns true when it changed role.
+    /// Moves `key` to the lazy set; returns true when it changed role. The tree edges `key`
+    /// displaced are queued for restoration when it is still on probation
+    /// ([`Plumtree::take_restored`]).
     pub(crate) fn make_lazy(&mut self, now: Instant, key: Neighbor) -> bool {
-        match self.links.get_mut(&key) {
+        let changed = match self.links.get_mut(&key) {
             Some(link) if link.eager => {
                 link.eager = false;
                 link.role_since = now;
@@ -286,7 +401,11 @@ impl Plumtree {
                 true
             }
             _ => false,
+        };
+        if let Some(opened_at) = self.links.get(&key).filter(|_| changed).map(|l| l.opened_at) {
+            self.release_displaced(now, key, opened_at);
         }
+        changed
     }
 
     /// Demotes the newest eager links until at most α are eager (α was lowered); returns the
@@ -341,6 +460,7 @@ impl Plumtree {
         if let Some(link) = self.links.get_mut(&key) {
             link.dup_streak = 0;
             link.first_copy_at = Some(now);
+            self.last_parent = Some((key, now));
         }
     }
 

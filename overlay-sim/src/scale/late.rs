@@ -150,6 +150,11 @@ pub struct Churn {
     pub grafts_sent: u64,
     /// Tree optimisation swaps.
     pub tree_swaps: u64,
+    /// Established eager links made lazy right after a link on probation brought a message
+    /// first.
+    pub edges_displaced: u64,
+    /// Displaced tree edges made eager again as their displacer went within probation.
+    pub edges_restored: u64,
 }
 
 impl Churn {
@@ -165,6 +170,8 @@ impl Churn {
             c.prunes_sent += s.prunes_sent;
             c.grafts_sent += s.grafts_sent;
             c.tree_swaps += s.tree_swaps;
+            c.edges_displaced += s.tree_edges_displaced;
+            c.edges_restored += s.tree_edges_restored;
         }
         c
     }
@@ -177,6 +184,8 @@ impl Churn {
             prunes_sent: self.prunes_sent.saturating_sub(earlier.prunes_sent),
             grafts_sent: self.grafts_sent.saturating_sub(earlier.grafts_sent),
             tree_swaps: self.tree_swaps.saturating_sub(earlier.tree_swaps),
+            edges_displaced: self.edges_displaced.saturating_sub(earlier.edges_displaced),
+            edges_restored: self.edges_restored.saturating_sub(earlier.edges_restored),
         }
     }
 
@@ -189,6 +198,8 @@ impl Churn {
         self.prunes_sent += o.prunes_sent;
         self.grafts_sent += o.grafts_sent;
         self.tree_swaps += o.tree_swaps;
+        self.edges_displaced += o.edges_displaced;
+        self.edges_restored += o.edges_restored;
     }
 }
 
