@@ -281,6 +281,9 @@ pub struct NodeStats {
     /// Counter: established eager links made lazy (our PRUNE at their duplicate, or theirs)
     /// right after a link on probation brought a message first (`link_probation`).
     pub tree_edges_displaced: u64,
+    /// Counter: duplicates over established eager links not taken as redundant because the
+    /// first copy came over a link on probation.
+    pub tree_edges_spared: u64,
     /// Counter: displaced tree edges made eager again (empty GRAFT) because the link on
     /// probation that displaced them stopped being eager before its probation ended.
     pub tree_edges_restored: u64,

@@ -255,7 +255,7 @@ pub fn write_scenario(out: &mut dyn Write, report: &ScenarioReport) -> Result<()
         writeln!(
             out,
             "  honest churn in the windows: sessions opened {} closed {}, PRUNE sent {}, GRAFT \
-             sent {}, tree swaps {}, tree edges displaced {} restored {}; sessions down by \
+             sent {}, tree swaps {}, tree edges displaced {} restored {} spared {}; sessions down by \
              reason: {}",
             c.sessions_opened,
             c.sessions_closed,
@@ -264,6 +264,7 @@ pub fn write_scenario(out: &mut dyn Write, report: &ScenarioReport) -> Result<()
             c.tree_swaps,
             c.edges_displaced,
             c.edges_restored,
+            c.edges_spared,
             c.downs
                 .iter()
                 .map(|(k, v)| format!("{k} {v}"))

@@ -122,7 +122,9 @@ impl Node {
                 self.penalize(key, crate::score::Penalty::DuplicateFlood, 1);
             }
             // An answer to a hop claim under test (claims.rs) is no sign of redundancy.
-            if !self.settle_claim(&topic, key, &msg.id, msg.hops) {
+            if !self.settle_claim(&topic, key, &msg.id, msg.hops)
+                && !self.spare_tree_edge(&topic, key, &msg.id)
+            {
                 self.prune_if_redundant(&topic, key);
             }
             return;

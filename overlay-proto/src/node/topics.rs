@@ -222,6 +222,22 @@ impl Node {
         }
     }
 
+    /// True when session `key` is linked in some tree and every link it has is on probation
+    /// (`link_probation`): its loss leaves the trees as they were before it came (the edges
+    /// it displaced are restored as it goes), so it does not unsettle them.
+    pub(super) fn only_on_probation(&self, key: SessionKey) -> bool {
+        let now = self.now;
+        let mut linked = false;
+        for tree in self.trees.values() {
+            match tree.link_on_probation(now, key) {
+                Some(false) => return false,
+                Some(true) => linked = true,
+                None => {}
+            }
+        }
+        linked
+    }
+
     /// The session `key` with `peer` is gone (`reason`): takes it out of every tree, telling
     /// each topic it was linked in that the peer is no longer a neighbour there; returns the
     /// topics it was eager in.

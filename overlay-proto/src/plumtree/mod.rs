@@ -51,6 +51,8 @@ pub(crate) const OPTIMIZATION_WINDOW: Duration = Duration::from_secs(1);
 /// How soon after a first copy over a link on probation the loss of an established eager
 /// link (our PRUNE at its duplicate, or its PRUNE) is taken as caused by that copy: the
 /// duplicate and the PRUNE answering our forwarded copy come within a few link round trips.
+const IMMEDIATE: bool = true;
+
 pub(crate) const DISPLACEMENT_WINDOW: Duration = Duration::from_millis(500);
 
 /// The settings the machine uses (from [`NodeConfig`]; α and β change live).
@@ -189,6 +191,9 @@ pub(crate) struct Plumtree {
     /// Displaced tree edges to restore (their displacer stopped being eager while on
     /// probation), in order; the caller makes them eager and tells their peers.
     restore: Vec<Neighbor>,
+    /// The eager link lost last was on probation: the next [`Plumtree::refill_eager`]
+    /// promotes nothing while other eager links remain.
+    probation_loss: bool,
     /// When this node last asked peers for members of the topic (TOPIC_PEERS).
     pub(crate) asked_at: Option<Instant>,
     /// Reused scratch space for sampling lazy links.
@@ -215,6 +220,7 @@ impl Plumtree {
             last_first_copy_at: Instant::ZERO,
             last_parent: None,
             restore: Vec::new(),
+            probation_loss: false,
             asked_at: None,
             scratch: Vec::new(),
         }
@@ -287,6 +293,10 @@ impl Plumtree {
         };
         if link.eager {
             self.release_displaced(now, key, link.opened_at);
+            // A link on probation was no part of the tree it joined: the tree is whole
+            // without it (the edges it displaced are restored), and a random promotion in
+            // its place would only reshape it.
+            self.probation_loss = now - link.opened_at < self.params.link_probation;
         } else {
             self.forget_displacer(key);
         }
@@ -299,6 +309,11 @@ impl Plumtree {
     /// True while `link` is on probation: it joined the tree less than `link_probation` ago.
     fn on_probation(&self, now: Instant, link: &Link) -> bool {
         now - link.opened_at < self.params.link_probation
+    }
+
+    /// Whether `key`'s link is on probation (None when `key` is not in the tree).
+    pub(crate) fn link_on_probation(&self, now: Instant, key: Neighbor) -> Option<bool> {
+        self.links.get(&key).map(|l| self.on_probation(now, l))
     }
 
     /// The eager link `key` is about to be made lazy by a PRUNE (ours at its duplicate, or
@@ -333,7 +348,11 @@ impl Plumtree {
         if !(displacer_new && established) {
             return false;
         }
-        if let Some(link) = self.links.get_mut(&key) {
+        if IMMEDIATE {
+            if !self.restore.contains(&key) {
+                self.restore.push(key);
+            }
+        } else if let Some(link) = self.links.get_mut(&key) {
             link.displaced_by = Some(by);
         }
         true
@@ -434,6 +453,9 @@ impl Plumtree {
         may_be_eager: impl Fn(Neighbor) -> bool,
     ) -> Vec<Neighbor> {
         let mut promoted = Vec::new();
+        if std::mem::take(&mut self.probation_loss) && !self.eager.is_empty() {
+            return promoted;
+        }
         while self.eager.len() < self.params.alpha {
             let candidates: Vec<Neighbor> = self
                 .lazy

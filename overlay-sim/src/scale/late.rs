@@ -155,6 +155,9 @@ pub struct Churn {
     pub edges_displaced: u64,
     /// Displaced tree edges made eager again as their displacer went within probation.
     pub edges_restored: u64,
+    /// Duplicates over established eager links not taken as redundant (first copy over a
+    /// link on probation).
+    pub edges_spared: u64,
 }
 
 impl Churn {
@@ -172,6 +175,7 @@ impl Churn {
             c.tree_swaps += s.tree_swaps;
             c.edges_displaced += s.tree_edges_displaced;
             c.edges_restored += s.tree_edges_restored;
+            c.edges_spared += s.tree_edges_spared;
         }
         c
     }
@@ -186,6 +190,7 @@ impl Churn {
             tree_swaps: self.tree_swaps.saturating_sub(earlier.tree_swaps),
             edges_displaced: self.edges_displaced.saturating_sub(earlier.edges_displaced),
             edges_restored: self.edges_restored.saturating_sub(earlier.edges_restored),
+            edges_spared: self.edges_spared.saturating_sub(earlier.edges_spared),
         }
     }
 
@@ -200,6 +205,7 @@ impl Churn {
         self.tree_swaps += o.tree_swaps;
         self.edges_displaced += o.edges_displaced;
         self.edges_restored += o.edges_restored;
+        self.edges_spared += o.edges_spared;
     }
 }
 
