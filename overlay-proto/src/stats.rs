@@ -281,6 +281,12 @@ pub struct NodeStats {
     /// Counter: established eager links made lazy (our PRUNE at their duplicate, or theirs)
     /// right after a link on probation brought a message first (`link_probation`).
     pub tree_edges_displaced: u64,
+    /// Counter: new messages that came first over a link on probation and were held back
+    /// from the established eager links (`link_probation`).
+    pub gossip_held: u64,
+    /// Counter: held messages forwarded to the established eager links (the tree's copy
+    /// came, or `graft_timeout` passed).
+    pub gossip_released: u64,
     /// Counter: duplicates over established eager links not taken as redundant because the
     /// first copy came over a link on probation.
     pub tree_edges_spared: u64,

@@ -191,9 +191,9 @@ pub(crate) struct Plumtree {
     /// Displaced tree edges to restore (their displacer stopped being eager while on
     /// probation), in order; the caller makes them eager and tells their peers.
     restore: Vec<Neighbor>,
-    /// The eager link lost last was on probation: the next [`Plumtree::refill_eager`]
-    /// promotes nothing while other eager links remain.
-    probation_loss: bool,
+    /// Messages whose first copy came over a link on probation and that were not yet
+    /// forwarded to the established eager links: (id, the link, until when).
+    held: Vec<(MessageId, Neighbor, Instant)>,
     /// When this node last asked peers for members of the topic (TOPIC_PEERS).
     pub(crate) asked_at: Option<Instant>,
     /// Reused scratch space for sampling lazy links.
@@ -220,7 +220,7 @@ impl Plumtree {
             last_first_copy_at: Instant::ZERO,
             last_parent: None,
             restore: Vec::new(),
-            probation_loss: false,
+            held: Vec::new(),
             asked_at: None,
             scratch: Vec::new(),
         }
@@ -293,10 +293,6 @@ impl Plumtree {
         };
         if link.eager {
             self.release_displaced(now, key, link.opened_at);
-            // A link on probation was no part of the tree it joined: the tree is whole
-            // without it (the edges it displaced are restored), and a random promotion in
-            // its place would only reshape it.
-            self.probation_loss = now - link.opened_at < self.params.link_probation;
         } else {
             self.forget_displacer(key);
         }
@@ -309,6 +305,56 @@ impl Plumtree {
     /// True while `link` is on probation: it joined the tree less than `link_probation` ago.
     fn on_probation(&self, now: Instant, link: &Link) -> bool {
         now - link.opened_at < self.params.link_probation
+    }
+
+    /// A message `id` came first over `from`: true when `from` is on probation and some
+    /// other eager link is established, so the copy goes now only to the eager links on
+    /// probation and is held for the established ones until `until` (or until the tree's
+    /// own copy arrives, [`Plumtree::release_held`]).
+    pub(crate) fn hold(&mut self, now: Instant, id: MessageId, from: Neighbor, until: Instant) -> bool {
+        if self.link_on_probation(now, from) != Some(true) {
+            return false;
+        }
+        let established = self
+            .eager
+            .iter()
+            .any(|k| *k != from && self.link_on_probation(now, *k) == Some(false));
+        if established {
+            self.held.push((id, from, until));
+        }
+        established
+    }
+
+    /// The copy of `id` over `key` ends its hold: returns the link it came first over when
+    /// it was held (the caller forwards it now to the established eager links but `key`).
+    pub(crate) fn release_held(&mut self, id: &MessageId) -> Option<Neighbor> {
+        let i = self.held.iter().position(|(h, _, _)| h == id)?;
+        Some(self.held.remove(i).1)
+    }
+
+    /// Held messages whose hold ran out by `now` (forward them to the established eager
+    /// links), oldest first.
+    pub(crate) fn due_held(&mut self, now: Instant) -> Vec<(MessageId, Neighbor)> {
+        let mut due = Vec::new();
+        self.held.retain(|(id, from, until)| {
+            if *until <= now {
+                due.push((*id, *from));
+                false
+            } else {
+                true
+            }
+        });
+        due
+    }
+
+    /// True while some message is held.
+    pub(crate) fn holds_messages(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// True when `key` is eager and established (past probation).
+    pub(crate) fn is_established_eager(&self, now: Instant, key: Neighbor) -> bool {
+        self.is_eager(key) && self.link_on_probation(now, key) == Some(false)
     }
 
     /// Whether `key`'s link is on probation (None when `key` is not in the tree).
@@ -453,9 +499,6 @@ impl Plumtree {
         may_be_eager: impl Fn(Neighbor) -> bool,
     ) -> Vec<Neighbor> {
         let mut promoted = Vec::new();
-        if std::mem::take(&mut self.probation_loss) && !self.eager.is_empty() {
-            return promoted;
-        }
         while self.eager.len() < self.params.alpha {
             let candidates: Vec<Neighbor> = self
                 .lazy
