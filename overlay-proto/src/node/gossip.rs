@@ -599,8 +599,9 @@ impl Node {
 
     /// A GRAFT_MISS from session `key`: the peer no longer holds these ids. For each id we
     /// asked this session for, ask the next announcer at once; nobody is scored (an answer
-    /// within `graft_miss_grace` of the peer's IHAVE is counted). Ids we did not ask it for
-    /// are ignored (counted).
+    /// within `graft_miss_grace` of the peer's IHAVE is counted). An id asked for by a
+    /// hop-claim proposal ends the proposal (claims.rs), also unscored. Ids we did not ask it
+    /// for are ignored (counted as unsolicited).
     pub(super) fn on_graft_miss(
         &mut self,
         key: SessionKey,
@@ -631,7 +632,16 @@ impl Node {
                     }
                     next.push((id, false));
                 }
-                _ => self.stats.graft_misses_unsolicited += 1,
+                // The GRAFT of a hop-claim proposal (claims.rs) asked for it too.
+                _ => match self.claim_missed(&topic, key, conn, &id) {
+                    Some(claimed_at) if taken.insert(id) => {
+                        self.stats.graft_misses_received += 1;
+                        if now < claimed_at + grace {
+                            self.stats.graft_misses_too_soon += 1;
+                        }
+                    }
+                    _ => self.stats.graft_misses_unsolicited += 1,
+                },
             }
         }
         self.graft_next(next);
