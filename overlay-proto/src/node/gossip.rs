@@ -12,7 +12,7 @@ use crate::error::OverlayError;
 use crate::peer::{ConnId, MessageId, PeerId};
 use crate::precheck;
 use crate::score::Penalty;
-use crate::session::Session;
+use crate::sessions::Sessions;
 use crate::stats::RejectReason;
 use crate::time::Instant;
 use crate::topic::TopicId;
@@ -87,7 +87,7 @@ impl Node {
             self.stats.rejected.bump(RejectReason::Oversize);
             Err(OverlayError::TooLarge)
         } else {
-            match self.by_peer.get(&peer).copied() {
+            match self.sessions.key_of_peer(&peer) {
                 Some(key) if self.session(key).is_some_and(|s| s.is_running()) => {
                     match self.send_frame(key, Kind::Direct, &[&payload]) {
                         super::send::Sent::Dropped => Err(OverlayError::Busy),
@@ -792,7 +792,7 @@ impl Node {
         };
         let (sessions, scores) = (&self.sessions, &self.scores);
         let may_be_eager = |key: SessionKey| {
-            sessions.get(key).and_then(Option::as_ref).is_some_and(|s| {
+            sessions.get(key).is_some_and(|s| {
                 s.is_running() && scores.standing(&s.peer) < crate::score::Standing::Lazy
             })
         };
@@ -830,9 +830,8 @@ impl Node {
 }
 
 /// True when session `key` is still the running session on `conn`.
-fn session_alive(sessions: &[Option<Session>], key: SessionKey, conn: ConnId) -> bool {
+fn session_alive(sessions: &Sessions, key: SessionKey, conn: ConnId) -> bool {
     sessions
         .get(key)
-        .and_then(Option::as_ref)
         .is_some_and(|s| s.conn == conn && s.is_running())
 }
