@@ -72,7 +72,7 @@ impl Pair {
                             self.now,
                             Input::Received {
                                 conn: B_CONN,
-                                data: data.clone(),
+                                data: data.to_bytes(),
                             },
                         );
                     }
@@ -97,7 +97,7 @@ impl Pair {
                             self.now,
                             Input::Received {
                                 conn: A_CONN,
-                                data: data.clone(),
+                                data: data.to_bytes(),
                             },
                         );
                     }
@@ -325,7 +325,7 @@ impl RawPeer {
     fn last_error_code(&self) -> Option<u16> {
         self.actions.iter().rev().find_map(|a| match a {
             Action::Transmit { data, .. } => {
-                let mut buf = bytes::BytesMut::from(&data[..]);
+                let mut buf = bytes::BytesMut::from(&data.to_bytes()[..]);
                 let mut last = None;
                 while let Ok(Some(f)) = overlay_proto::frame::decode(&mut buf) {
                     if f.header.flags & flags::RESP != 0 && f.header.code >= 400 {
@@ -637,7 +637,7 @@ fn simultaneous_dials_keep_exactly_one_session() {
                             Instant::ZERO,
                             Input::Received {
                                 conn: peer_conn,
-                                data,
+                                data: data.to_bytes(),
                             },
                         );
                     }

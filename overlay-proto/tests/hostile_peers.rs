@@ -243,7 +243,7 @@ impl Bed {
                 if *c != ConnId(conn) {
                     continue;
                 }
-                let mut buf = BytesMut::from(&data[..]);
+                let mut buf = BytesMut::from(&data.to_bytes()[..]);
                 while let Ok(Some(f)) = overlay_proto::frame::decode(&mut buf) {
                     if f.header.flags & flags::RESP != 0 && f.header.code >= 400 {
                         last = Some(f.header.code);
@@ -263,7 +263,7 @@ impl Bed {
                 if *c != ConnId(conn) {
                     continue;
                 }
-                let mut buf = BytesMut::from(&data[..]);
+                let mut buf = BytesMut::from(&data.to_bytes()[..]);
                 while let Ok(Some(f)) = overlay_proto::frame::decode(&mut buf) {
                     let role_only = kind == Kind::Graft && f.payload.is_none();
                     if f.header.flags & flags::EVENT != 0
@@ -286,7 +286,7 @@ impl Bed {
                 if *c != ConnId(conn) {
                     continue;
                 }
-                let mut buf = BytesMut::from(&data[..]);
+                let mut buf = BytesMut::from(&data.to_bytes()[..]);
                 while let Ok(Some(f)) = overlay_proto::frame::decode(&mut buf) {
                     if f.header.flags & flags::EVENT != 0
                         && f.header.code == Kind::Graft.code()

@@ -129,7 +129,7 @@ pub fn event_bodies(actions: &[overlay_proto::Action], conn: u64, kind: Kind) ->
             if *c != overlay_proto::ConnId(conn) {
                 continue;
             }
-            let mut buf = BytesMut::from(&data[..]);
+            let mut buf = BytesMut::from(&data.to_bytes()[..]);
             while let Ok(Some(f)) = frame::decode(&mut buf) {
                 if f.header.flags & flags::EVENT != 0 && f.header.code == kind.code() {
                     out.push(f.payload.map(|p| p.to_vec()).unwrap_or_default());
