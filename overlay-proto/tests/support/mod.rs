@@ -417,7 +417,7 @@ pub fn frames<'a>(actions: impl IntoIterator<Item = &'a Action>, conn: u64) -> V
             if *c != ConnId(conn) {
                 continue;
             }
-            let mut buf = BytesMut::from(&data[..]);
+            let mut buf = BytesMut::from(&data.to_bytes()[..]);
             while let Ok(Some(f)) = frame::decode(&mut buf) {
                 out.push(f);
             }
