@@ -203,6 +203,8 @@ fn file_key(core: &str) -> &'static str {
         "backoff_base" => "membership.backoff_base_ms",
         "backoff_max" => "membership.backoff_max_ms",
         "max_concurrent_dials" => "membership.max_concurrent_dials",
+        "link_optimization_interval" => "membership.link_optimization_interval_ms",
+        "link_optimization_margin_pct" => "membership.link_optimization_margin_pct",
         "max_sessions" => "limits.max_sessions",
         "idle_timeout" => "limits.idle_ms",
         "handshake_timeout" => "limits.handshake_ms",

@@ -225,6 +225,12 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
         ("overlay_prunes_sent_total", stats.prunes_sent),
         ("overlay_prunes_received_total", stats.prunes_received),
         ("overlay_tree_swaps_total", stats.tree_swaps),
+        ("overlay_link_probes_total", stats.link_probes),
+        (
+            "overlay_link_probes_rejected_total",
+            stats.link_probes_rejected,
+        ),
+        ("overlay_links_optimized_total", stats.links_optimized),
         ("overlay_direct_delivered_total", stats.direct_delivered),
         (
             "overlay_degraded_transitions_total",

@@ -129,8 +129,9 @@ impl Node {
         self.membership.is_dialing(addr) || self.live_sessions().any(|(_, s)| s.reaches(*addr))
     }
 
-    fn start_dial(&mut self, addr: SocketAddr) -> DialId {
-        let (dial, peer) = self.membership.start_dial(addr);
+    pub(super) fn start_dial(&mut self, addr: SocketAddr) -> DialId {
+        let now = self.now;
+        let (dial, peer) = self.membership.start_dial(now, addr);
         self.stats.dials_started += 1;
         self.actions.push_back(Action::Connect { dial, addr, peer });
         dial
