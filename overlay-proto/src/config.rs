@@ -129,6 +129,9 @@ pub struct NodeConfig {
     pub link_optimization_interval: Duration,
     /// How much faster (percent of the slow link's round trip) a probe must be to replace it.
     pub link_optimization_margin_pct: u8,
+    /// Swaps a node may make in a burst; one spent swap comes back every 64
+    /// `link_optimization_interval`s, and no probe is dialed while none is left.
+    pub link_optimization_swaps: u32,
     /// IHAVE batches are flushed at this period.
     pub lazy_flush_interval: Duration,
     /// Most ids in one IHAVE batch per peer; more are dropped and counted.
@@ -302,8 +305,9 @@ impl Default for NodeConfig {
             optimization_hold: Duration::from_secs(2),
             optimization_swaps_per_s: 4,
             link_optimization: false,
-            link_optimization_interval: Duration::from_secs(2),
+            link_optimization_interval: Duration::from_secs(1),
             link_optimization_margin_pct: 30,
+            link_optimization_swaps: 8,
             lazy_flush_interval: Duration::from_millis(10),
             ihave_batch_max: 512,
             catch_up_ids: 256,
@@ -471,6 +475,11 @@ impl NodeConfig {
         check(
             (1..=1000).contains(&self.optimization_swaps_per_s),
             "optimization_swaps_per_s",
+            "1..=1000",
+        )?;
+        check(
+            (1..=1000).contains(&self.link_optimization_swaps),
+            "link_optimization_swaps",
             "1..=1000",
         )?;
         check(

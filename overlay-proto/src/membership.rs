@@ -359,6 +359,7 @@ mod tests {
             enabled: true,
             interval: Duration::from_secs(1),
             margin_pct: 30,
+            swaps: 8,
         }
     }
 

@@ -28,6 +28,9 @@ use crate::time::Instant;
 /// A round that swaps nothing doubles the wait, up to this many intervals.
 pub(crate) const MAX_BACKOFF_ROUNDS: u32 = 16;
 
+/// One spent swap comes back every this many intervals.
+pub(crate) const REFILL_ROUNDS: u32 = 64;
+
 /// A probe whose connection is neither up nor failed by then is given up (the driver's connect
 /// and handshake deadlines end it well before).
 const PROBE_DEADLINE: Duration = Duration::from_secs(15);
@@ -42,6 +45,9 @@ pub(crate) struct Params {
     /// How much faster, in percent of the slowest droppable link's round trip, a candidate
     /// must be (`link_optimization_margin_pct`).
     pub(crate) margin_pct: u8,
+    /// Swaps a node may make in a burst (`link_optimization_swaps`); one comes back every
+    /// [`REFILL_ROUNDS`] intervals, and no round runs while none is left.
+    pub(crate) swaps: u32,
 }
 
 impl Params {
@@ -51,6 +57,7 @@ impl Params {
             enabled: config.link_optimization,
             interval: config.link_optimization_interval,
             margin_pct: config.link_optimization_margin_pct,
+            swaps: config.link_optimization_swaps,
         }
     }
 }
@@ -85,6 +92,10 @@ pub(crate) struct LinkOptimizer {
     /// Rounds in a row that swapped nothing (the wait doubles per round, capped).
     idle_rounds: u32,
     probe: Option<Probe>,
+    /// Swaps left in the budget.
+    swaps_left: u32,
+    /// When the next spent swap comes back.
+    refill_at: Instant,
 }
 
 impl LinkOptimizer {
@@ -95,12 +106,44 @@ impl LinkOptimizer {
             next_round: now + params.interval,
             idle_rounds: 0,
             probe: None,
+            swaps_left: params.swaps,
+            refill_at: now,
         }
     }
 
-    /// True when a round should start at `now`: enabled, no probe in flight, timer expired.
-    pub(crate) fn due(&self, now: Instant) -> bool {
-        self.params.enabled && self.probe.is_none() && self.next_round <= now
+    fn refill_period(&self) -> Duration {
+        self.params.interval.saturating_mul(REFILL_ROUNDS)
+    }
+
+    /// Applies the swaps that came back by `now`.
+    fn settle(&mut self, now: Instant) {
+        let period = self.refill_period();
+        while self.swaps_left < self.params.swaps && self.refill_at <= now {
+            self.swaps_left += 1;
+            self.refill_at = self.refill_at + period;
+        }
+    }
+
+    /// Swaps left in the budget (as of the last round).
+    #[cfg(test)]
+    pub(crate) fn swaps_left(&self) -> u32 {
+        self.swaps_left
+    }
+
+    /// Spends one swap of the budget at `now`.
+    fn spend(&mut self, now: Instant) {
+        self.settle(now);
+        if self.swaps_left >= self.params.swaps {
+            self.refill_at = now + self.refill_period();
+        }
+        self.swaps_left = self.swaps_left.saturating_sub(1);
+    }
+
+    /// True when a round should start at `now`: enabled, no probe in flight, timer expired
+    /// and a swap left in the budget.
+    pub(crate) fn due(&mut self, now: Instant) -> bool {
+        self.settle(now);
+        self.params.enabled && self.probe.is_none() && self.next_round <= now && self.swaps_left > 0
     }
 
     /// The round found nothing to do (no link with a known round trip, no candidate): try
@@ -173,6 +216,7 @@ impl LinkOptimizer {
     pub(crate) fn finish(&mut self, now: Instant, swapped: bool) {
         self.probe = None;
         if swapped {
+            self.spend(now);
             self.idle_rounds = 0;
             self.next_round = now + self.params.interval;
         } else {
@@ -205,6 +249,7 @@ mod tests {
             enabled: true,
             interval: Duration::from_secs(1),
             margin_pct: 30,
+            swaps: 3,
         }
     }
 

@@ -205,6 +205,7 @@ fn file_key(core: &str) -> &'static str {
         "max_concurrent_dials" => "membership.max_concurrent_dials",
         "link_optimization_interval" => "membership.link_optimization_interval_ms",
         "link_optimization_margin_pct" => "membership.link_optimization_margin_pct",
+        "link_optimization_swaps" => "membership.link_optimization_swaps",
         "max_sessions" => "limits.max_sessions",
         "idle_timeout" => "limits.idle_ms",
         "handshake_timeout" => "limits.handshake_ms",

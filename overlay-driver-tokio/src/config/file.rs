@@ -251,6 +251,8 @@ pub struct MembershipSection {
     pub link_optimization_interval_ms: Option<i64>,
     /// How much faster (percent) a probe must be than the link it replaces.
     pub link_optimization_margin_pct: Option<i64>,
+    /// Swaps a node may make in a burst (one comes back every 64 intervals).
+    pub link_optimization_swaps: Option<i64>,
     /// SHUFFLE messages per second taken from a peer.
     pub shuffle_rate_per_s: Option<i64>,
     /// Token bucket depth for `shuffle_rate_per_s`.

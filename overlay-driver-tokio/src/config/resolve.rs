@@ -707,6 +707,18 @@ impl<'a> Resolver<'a> {
             90,
         )?)
         .unwrap_or(90);
+        node.link_optimization_swaps = self.u32_in(
+            &spec(
+                "link_optimization_swaps",
+                None,
+                None,
+                "membership.link_optimization_swaps",
+            ),
+            m.link_optimization_swaps,
+            node.link_optimization_swaps,
+            1,
+            1000,
+        )?;
 
         // [limits]
         let l = &f.limits;

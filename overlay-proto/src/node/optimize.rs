@@ -68,7 +68,7 @@ impl Node {
                     || self.live_sessions().any(|(_, s)| s.dial == Some(dial))
             });
         self.membership.optimizer_mut().check_probe(now, |_| alive);
-        if !self.membership.optimizer().due(now) {
+        if !self.membership.optimizer_mut().due(now) {
             return;
         }
         if self.membership_count() < self.config.active_target || self.membership.dial_slots_full()
