@@ -283,6 +283,41 @@ mod tests {
     }
 
     #[test]
+    fn an_early_probe_pings_once_and_its_pong_gives_the_round_trip() {
+        let cfg = defaults();
+        let mut l = Liveness::new(at(0));
+        assert_eq!(l.rtt(), None);
+        l.probe_rtt_at(at(200));
+        assert_eq!(l.poll(at(100), &cfg, true), Verdict::Alive);
+        assert_eq!(
+            l.poll(at(200), &cfg, false),
+            Verdict::Alive,
+            "waits for credit"
+        );
+        assert_eq!(
+            l.poll(at(300), &cfg, true),
+            Verdict::Heartbeat(Heartbeat::Ping)
+        );
+        l.heartbeat_sent(at(300), Heartbeat::Ping);
+        assert_eq!(l.poll(at(400), &cfg, true), Verdict::Alive, "one at a time");
+        l.pong(at(342));
+        assert_eq!(l.rtt(), Some(ms(42)));
+        assert_eq!(l.poll(at(500), &cfg, true), Verdict::Alive, "known now");
+    }
+
+    #[test]
+    fn the_dial_gives_a_round_trip_until_a_pong_and_an_unsolicited_pong_voids_it() {
+        let mut l = Liveness::new(at(0));
+        l.set_handshake_rtt(ms(30));
+        assert_eq!(l.rtt(), Some(ms(30)));
+        l.heartbeat_sent(at(0), Heartbeat::Ping);
+        l.pong(at(20));
+        assert_eq!(l.rtt(), Some(ms(20)), "a PONG sample wins over the dial's");
+        l.pong(at(25));
+        assert_eq!(l.rtt(), None, "a PONG nobody asked for: untrusted");
+    }
+
+    #[test]
     fn a_frozen_peer_is_declared_unresponsive_within_the_bound() {
         let cfg = defaults();
         // The peer's heartbeats arrive every 500 ms, then it freezes right after one.

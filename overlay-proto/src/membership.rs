@@ -435,6 +435,28 @@ mod tests {
     }
 
     #[test]
+    fn a_dial_measures_its_round_trip_and_probes_pick_known_healthy_peers() {
+        let mut m = Membership::new(params(), opt_params(), 16, at(0));
+        let mut rng = rng();
+        let (dial, _) = m.start_dial(at(100), addr(9));
+        // TCP + TLS 1.3: two round trips from the connect to the connection being up.
+        assert_eq!(m.dial_rtt(dial, at(180)), Some(Duration::from_millis(40)));
+        let _ = m.finish_dial(dial);
+        assert_eq!(m.dial_rtt(dial, at(180)), None);
+        m.learn(at(0), addr(1), Some(peer(1)), false, &mut rng);
+        m.learn(at(0), addr(2), None, false, &mut rng);
+        m.learn(at(0), addr(3), Some(peer(3)), false, &mut rng);
+        m.learn(at(0), addr(4), Some(peer(4)), false, &mut rng);
+        m.note_failure(at(0), addr(3), &mut rng);
+        for _ in 0..20 {
+            let pick = m.choose_probe(at(10_000), &mut rng, |a, _| *a != addr(4));
+            // 2 has no known identity, 3 failed since its last success, 4 is not usable.
+            assert_eq!(pick, Some(addr(1)));
+        }
+        assert_eq!(m.choose_probe(at(0), &mut rng, |_, _| false), None);
+    }
+
+    #[test]
     fn operator_requests_wait_on_their_dial_and_are_handed_back() {
         let mut m = Membership::new(params(), opt_params(), 16, at(0));
         let (dial, known) = m.start_dial(at(0), addr(1));

@@ -356,6 +356,28 @@ mod tests {
     }
 
     #[test]
+    fn the_swap_budget_is_spent_and_comes_back_one_per_refill_period() {
+        // 3 swaps, one back every 64 s (64 intervals of 1 s).
+        let mut o = LinkOptimizer::new(params(), at(0));
+        let mut now = at(1000);
+        for n in 0..3u64 {
+            assert!(o.due(now), "swap {n}");
+            o.start_probe(now, DialId(n + 1), addr(1));
+            o.finish(now, true);
+            now = now + ms(1000);
+        }
+        assert_eq!(o.swaps_left(), 0);
+        assert!(!o.due(now + ms(50_000)), "no round without a swap left");
+        // The first swap (at 1 s) comes back at 65 s.
+        assert!(!o.due(at(64_999)));
+        assert!(o.due(at(65_000)));
+        assert_eq!(o.swaps_left(), 1);
+        // Long idle: the budget refills to its size, never beyond.
+        assert!(o.due(at(1_000_000)));
+        assert_eq!(o.swaps_left(), 3);
+    }
+
+    #[test]
     fn a_vanished_or_overdue_probe_ends_the_round() {
         let mut o = LinkOptimizer::new(params(), at(0));
         o.start_probe(at(1000), DialId(1), addr(1));

@@ -3,12 +3,13 @@
 //! swap when it runs.
 //!
 //! A link may be dropped (`droppable_links`) only when it runs, is older than
-//! [`MIN_LINK_AGE`], has a trusted round-trip estimate, and is lazy in every topic it is in,
-//! each of those topics keeping more than `topic_min_links` links. A lazy link carries no
-//! tree edge, so no node's tree parent is ever closed; and since eager/lazy roles are
-//! symmetric, the peer keeps its own eager links (a node whose only link is lazy does not
-//! exist: a lone link is made eager), so a swap never disconnects it. The peer refills its
-//! active view from its passive list as after any lost session.
+//! [`MIN_LINK_AGE`], has a trusted round-trip estimate, and carries no tree edge in any
+//! topic it is in (lazy, or eager with no message since it became eager: before the first
+//! broadcast every link is eager and none is a tree edge yet), each of those topics keeping
+//! more than `topic_min_links` links. So no node's tree parent is ever closed; and since
+//! eager/lazy roles are symmetric, the peer keeps its own tree links (a node whose only link
+//! is lazy does not exist: a lone link is made eager), so a swap never disconnects it. The
+//! peer refills its active view from its passive list as after any lost session.
 //!
 //! A candidate must be one the score allows to gossip (`Standing::Good`); its round trip is
 //! measured by our own dial (TCP + TLS), which a peer cannot shorten by answering early.
@@ -38,7 +39,7 @@ impl Node {
             .filter(|(key, _)| {
                 self.trees.iter().all(|(topic, t)| {
                     t.link(*key).is_none()
-                        || (!t.is_eager(*key) && (topic.is_default() || t.len() > min_links))
+                        || (t.carries_no_edge(*key) && (topic.is_default() || t.len() > min_links))
                 })
             })
             .filter_map(|(key, s)| s.liveness.rtt().map(|rtt| (key, rtt)))
