@@ -12,7 +12,7 @@
 
 use core::net::SocketAddr;
 use core::time::Duration;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use rand_core::RngCore;
 
@@ -55,6 +55,26 @@ impl Params {
     }
 }
 
+/// What the membership machine asks the node to carry out, in the order it decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MembershipOutput {
+    /// Dial `addr` as `dial` (`peer`: who is known to answer there, if anyone).
+    Connect {
+        /// The dial's id.
+        dial: DialId,
+        /// Where to.
+        addr: SocketAddr,
+        /// The peer known to answer there.
+        peer: Option<PeerId>,
+    },
+    /// The dials were abandoned (shutdown): the operator's requests that waited on them, in
+    /// dial order, are answered.
+    Abandoned {
+        /// The requests' tags.
+        requests: Vec<u64>,
+    },
+}
+
 /// The passive list, dials in flight and the shuffle timer of one node.
 #[derive(Debug)]
 pub(crate) struct Membership {
@@ -66,6 +86,8 @@ pub(crate) struct Membership {
     dial_requests: BTreeMap<DialId, Vec<u64>>,
     next_dial: u64,
     next_shuffle: Instant,
+    /// Decisions for the node, oldest first.
+    outputs: VecDeque<MembershipOutput>,
     /// When each dial in flight started (its connect time measures the round trip).
     dial_started: BTreeMap<DialId, Instant>,
     /// Latency-aware membership: the probe round and the swap rule.
@@ -90,6 +112,7 @@ impl Membership {
             dial_requests: BTreeMap::new(),
             next_dial: 1,
             next_shuffle: now + params.shuffle_interval,
+            outputs: VecDeque::new(),
         }
     }
 
@@ -214,18 +237,22 @@ impl Membership {
         self.dials.iter().find(|(_, a)| *a == addr).map(|(d, _)| *d)
     }
 
-    /// Starts a dial to `addr`: its id and the peer known to answer there.
-    pub(crate) fn start_dial(
-        &mut self,
-        now: Instant,
-        addr: SocketAddr,
-    ) -> (DialId, Option<PeerId>) {
+    /// Starts a dial to `addr` and returns its id; queues the [`MembershipOutput::Connect`]
+    /// (with the peer known to answer there).
+    pub(crate) fn start_dial(&mut self, now: Instant, addr: SocketAddr) -> DialId {
         let dial = DialId(self.next_dial);
         self.next_dial += 1;
         let peer = self.passive.get_mut(&addr).and_then(|k| k.peer);
         self.dials.insert(dial, addr);
         self.dial_started.insert(dial, now);
-        (dial, peer)
+        self.outputs
+            .push_back(MembershipOutput::Connect { dial, addr, peer });
+        dial
+    }
+
+    /// The next decision for the node to carry out, oldest first.
+    pub(crate) fn poll_output(&mut self) -> Option<MembershipOutput> {
+        self.outputs.pop_front()
     }
 
     /// The operator's dial `request` waits for `dial`.
@@ -247,15 +274,17 @@ impl Membership {
         (self.dials.remove(&dial), requests)
     }
 
-    /// Shutdown: every dial is abandoned; returns the requests that waited, in dial order.
-    #[must_use]
-    pub(crate) fn abandon_dials(&mut self) -> Vec<u64> {
+    /// Shutdown: every dial is abandoned; queues [`MembershipOutput::Abandoned`] with the
+    /// requests that waited, in dial order.
+    pub(crate) fn abandon_dials(&mut self) {
         self.dials.clear();
         self.dial_started.clear();
-        std::mem::take(&mut self.dial_requests)
+        let requests = std::mem::take(&mut self.dial_requests)
             .into_values()
             .flatten()
-            .collect()
+            .collect();
+        self.outputs
+            .push_back(MembershipOutput::Abandoned { requests });
     }
 
     /// Whom to dial so that `sessions` (running sessions and our dials still handshaking)
@@ -423,7 +452,7 @@ mod tests {
         assert!(!chosen.contains(&addr(1)), "in backoff");
         assert!(!chosen.contains(&addr(2)), "not usable");
         for a in &chosen {
-            m.start_dial(at(0), *a);
+            let _dial = m.start_dial(at(0), *a);
         }
         assert!(m.dial_slots_full());
         assert!(m.choose_dials(at(0), 0, &mut rng, |_, _| true).is_empty());
@@ -438,7 +467,7 @@ mod tests {
     fn a_dial_measures_its_round_trip_and_probes_pick_known_healthy_peers() {
         let mut m = Membership::new(params(), opt_params(), 16, at(0));
         let mut rng = rng();
-        let (dial, _) = m.start_dial(at(100), addr(9));
+        let dial = m.start_dial(at(100), addr(9));
         // TCP + TLS 1.3: two round trips from the connect to the connection being up.
         assert_eq!(m.dial_rtt(dial, at(180)), Some(Duration::from_millis(40)));
         let _ = m.finish_dial(dial);
@@ -459,8 +488,15 @@ mod tests {
     #[test]
     fn operator_requests_wait_on_their_dial_and_are_handed_back() {
         let mut m = Membership::new(params(), opt_params(), 16, at(0));
-        let (dial, known) = m.start_dial(at(0), addr(1));
-        assert_eq!(known, None);
+        let dial = m.start_dial(at(0), addr(1));
+        assert_eq!(
+            m.poll_output(),
+            Some(MembershipOutput::Connect {
+                dial,
+                addr: addr(1),
+                peer: None
+            })
+        );
         assert_eq!(m.dial_to(&addr(1)), Some(dial));
         assert!(m.is_dialing(&addr(1)));
         m.wait_for(dial, 7);
@@ -468,10 +504,22 @@ mod tests {
         assert_eq!(m.requests_waiting(), 2);
         assert_eq!(m.finish_dial(dial), (Some(addr(1)), vec![7, 8]));
         assert_eq!(m.finish_dial(dial), (None, vec![]));
-        let (d2, _) = m.start_dial(at(0), addr(2));
+        let d2 = m.start_dial(at(0), addr(2));
         m.wait_for(d2, 9);
-        assert_eq!(m.abandon_dials(), vec![9]);
+        m.abandon_dials();
         assert_eq!(m.dials_in_flight(), 0);
+        let outputs: Vec<_> = std::iter::from_fn(|| m.poll_output()).collect();
+        assert_eq!(
+            outputs,
+            vec![
+                MembershipOutput::Connect {
+                    dial: d2,
+                    addr: addr(2),
+                    peer: None
+                },
+                MembershipOutput::Abandoned { requests: vec![9] }
+            ]
+        );
     }
 
     #[test]

@@ -695,7 +695,7 @@ impl Mesh {
                         node: peer_node,
                         input: Input::Received {
                             conn: peer_conn,
-                            data,
+                            data: data.to_bytes(),
                         },
                     },
                 );

@@ -81,20 +81,15 @@ impl Node {
             self.membership.optimizer_mut().skip(now);
             return;
         }
-        let (by_peer, scores, sessions, membership) = (
-            &self.by_peer,
-            &self.scores,
-            &self.sessions,
-            &self.membership,
-        );
+        let (scores, sessions, membership) = (&self.scores, &self.sessions, &self.membership);
         let usable = |a: &core::net::SocketAddr, k: &crate::passive::KnownPeer| {
             k.peer.is_some_and(|p| {
-                !by_peer.contains_key(&p)
+                !sessions.has_peer(&p)
                     && scores.standing(&p) == Standing::Good
                     && !scores.is_peer_banned(&p, now)
             }) && !scores.is_addr_banned(a, now)
                 && !membership.is_dialing(a)
-                && !sessions.iter().flatten().any(|s| s.reaches(*a))
+                && !sessions.iter().any(|(_, s)| s.reaches(*a))
         };
         let Some(addr) = membership.choose_probe(now, &mut self.rng, usable) else {
             self.membership.optimizer_mut().skip(now);
