@@ -120,7 +120,7 @@ impl LinkOptimizer {
         let period = self.refill_period();
         while self.swaps_left < self.params.swaps && self.refill_at <= now {
             self.swaps_left += 1;
-            self.refill_at = self.refill_at + period;
+            self.refill_at += period;
         }
     }
 
@@ -344,7 +344,7 @@ mod tests {
             o.finish(now, false);
             let mut next = now;
             while !o.due(next) {
-                next = next + ms(100);
+                next += ms(100);
             }
             waits.push((next - now).as_secs());
             now = next;
@@ -364,7 +364,7 @@ mod tests {
             assert!(o.due(now), "swap {n}");
             o.start_probe(now, DialId(n + 1), addr(1));
             o.finish(now, true);
-            now = now + ms(1000);
+            now += ms(1000);
         }
         assert_eq!(o.swaps_left(), 0);
         assert!(!o.due(now + ms(50_000)), "no round without a swap left");
@@ -397,7 +397,7 @@ mod tests {
             let mut out = Vec::new();
             let mut now = at(0);
             for n in 1..=50u64 {
-                now = now + ms(250);
+                now += ms(250);
                 if o.due(now) {
                     o.start_probe(now, DialId(n), addr(1));
                     let j = o.judge(now, DialId(n), ms(10 + n % 40), Some(ms(40)), true);
