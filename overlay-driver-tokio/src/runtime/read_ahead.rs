@@ -46,11 +46,6 @@ impl<S> ReadAhead<S> {
         }
     }
 
-    /// The wrapped stream.
-    pub(crate) fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     /// Bytes of read buffer this stream holds now (0 when not busy).
     #[cfg(test)]
     fn buffer_bytes(&self) -> usize {
@@ -222,7 +217,7 @@ mod tests {
         }
         assert!(got == expected);
         // One direct 4 KiB read, then one socket read per 64 KiB (not 16).
-        assert!(rd.get_ref().reads <= 17, "socket reads: {}", rd.get_ref().reads);
+        assert!(rd.inner.reads <= 17, "socket reads: {}", rd.inner.reads);
         assert_eq!(rd.buffer_bytes(), READ_AHEAD_BYTES, "still busy: buffer kept");
 
         // The burst ends: small messages drain the buffer and it is let go.
