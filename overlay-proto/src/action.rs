@@ -4,6 +4,7 @@ use bytes::Bytes;
 use core::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
+use crate::chunks::Chunks;
 use crate::config::{LiveSettings, ReconfigureError};
 use crate::error::OverlayError;
 use crate::peer::{ConnId, DialId, Direction, MessageId, PeerId};
@@ -18,8 +19,9 @@ pub enum Action {
     Transmit {
         /// The connection.
         conn: ConnId,
-        /// One or more whole OAP/1 frames.
-        data: Bytes,
+        /// One or more whole OAP/1 frames, as shared pieces (a forwarded payload is one piece
+        /// shared by every peer's transmit; write them with one vectored write).
+        data: Chunks,
     },
     /// Open a TLS connection. Answer with `Input::ConnectionUp { dial: Some(dial), .. }` or
     /// `Input::DialFailed`.

@@ -29,6 +29,7 @@ pub mod wire;
 
 mod action;
 mod cache;
+mod chunks;
 mod config;
 mod error;
 mod idhash;
@@ -55,6 +56,7 @@ pub use action::{
     Action, CloseReason, Delivery, DialOutcome, NeighborChange, NeighborDownReason, SessionEvent,
 };
 pub use cache::StoreEvictions;
+pub use chunks::Chunks;
 pub use client::{ClientEvent, ClientInfo, ClientLimits, ClientRejectReason, ClientStats};
 pub use config::{
     AuthConfig, ConfigError, LiveSettings, NodeConfig, ReconfigureError, OVERLAY_APP_PROTO_ID,

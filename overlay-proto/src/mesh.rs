@@ -687,7 +687,7 @@ impl Mesh {
                         node: peer_node,
                         input: Input::Received {
                             conn: peer_conn,
-                            data,
+                            data: data.to_bytes(),
                         },
                     },
                 );

@@ -39,8 +39,9 @@ const FILL_READS: usize = 16;
 const FILL_MIN_ROOM: usize = 512;
 /// A writer gathers queued frames up to this many bytes into one write.
 const WRITE_BATCH: usize = 256 * 1024;
-/// Frames handed to one vectored write call at most.
-const MAX_IOVECS: usize = 64;
+/// Pieces handed to one vectored write call at most (a forwarded gossip frame is two: its
+/// header and the payload it shares with the node's other connections).
+const MAX_IOVECS: usize = 128;
 
 /// What the node task sends a writer.
 #[derive(Debug)]

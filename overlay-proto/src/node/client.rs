@@ -7,7 +7,7 @@
 //! 38-byte header before the body is buffered; an oversized PUBLISH is skipped (its bytes are
 //! dropped as they arrive) and answered 413 while the session stays open.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use core::net::SocketAddr;
 use std::collections::BTreeSet;
 
@@ -15,6 +15,7 @@ use super::handshake::MAX_HANDSHAKE_FRAME;
 use super::token::TokenLimits;
 use super::Node;
 use crate::action::{Action, CloseReason};
+use crate::chunks::ChunkBuf;
 use crate::client::{
     ClientEvent, ClientInfo, ClientRejectReason as Why, CODE_DELIVER, CODE_LAGGED, CODE_PUBLISH,
     CODE_SUBSCRIBE, CODE_UNSUBSCRIBE, DELIVER_HEADER_LEN, MAX_CONTROL_REQUEST_BODY, METHOD_DIRECT,
@@ -88,7 +89,7 @@ pub(super) struct ClientSession {
     counted: usize,
     /// Bytes of an oversized PUBLISH still to drop as they arrive.
     skip: usize,
-    out: BytesMut,
+    out: ChunkBuf,
     queue: OutQueue,
     send_window: Window,
     recv_allowance: Window,
@@ -149,7 +150,7 @@ impl Node {
             recv_buf: BytesMut::new(),
             counted: 0,
             skip: 0,
-            out: BytesMut::new(),
+            out: ChunkBuf::default(),
             queue: OutQueue::default(),
             send_window: Window::default(),
             recv_allowance: Window::default(),
@@ -273,13 +274,13 @@ impl Node {
             let code = why.map(Why::wire_code).or(reason.wire_code());
             let label = why.map_or(reason.label(), Why::label);
             if let Some(code) = code {
-                super::send::write_error_frame(&self.config, &mut c.out, code, label);
+                super::send::write_error_frame(&self.config, c.out.tail_mut(), code, label);
             }
             if !c.out.is_empty() {
                 self.stats.bytes_out += c.out.len() as u64;
                 self.actions.push_back(Action::Transmit {
                     conn,
-                    data: c.out.split().freeze(),
+                    data: c.out.take(),
                 });
             }
         }
@@ -909,7 +910,7 @@ impl Node {
         let Some(c) = self.clients.get_mut(&conn) else {
             return;
         };
-        if frame::encode_strict(header, cap, payload, &mut c.out).is_ok() {
+        if frame::encode_strict(header, cap, payload, c.out.tail_mut()).is_ok() {
             self.stats.frames_out += 1;
             self.mark_client_dirty(conn);
         }
@@ -1012,7 +1013,7 @@ impl Node {
                     self.stats.bytes_out += c.out.len() as u64;
                     self.actions.push_back(Action::Transmit {
                         conn: *conn,
-                        data: c.out.split().freeze(),
+                        data: c.out.take(),
                     });
                 }
             }
@@ -1045,7 +1046,7 @@ impl Node {
                     c.recv_buf = BytesMut::new();
                 }
                 if c.out.is_empty() && c.out.capacity() > 0 {
-                    c.out = BytesMut::new();
+                    c.out.clear();
                 }
                 c.queue.shrink_if_idle();
             }
@@ -1105,12 +1106,8 @@ fn push_client_frame(c: &mut ClientSession, header: &Header, parts: &[&[u8]]) {
     }
 }
 
-fn write_frame(out: &mut BytesMut, header: &Header, parts: &[&[u8]]) {
-    out.reserve(header.len as usize);
-    header.write(out);
-    for part in parts {
-        out.put_slice(part);
-    }
+fn write_frame(out: &mut ChunkBuf, header: &Header, parts: &[&[u8]]) {
+    crate::session::write_frame(out, header, crate::session::Body::copied(parts));
 }
 
 /// The client operations a token allows: `publish`, `subscribe`, `direct` in

@@ -69,6 +69,8 @@ impl Node {
             received_at: now,
         };
         self.cache.insert(now, id, stored);
+        // Every eager peer's transmit shares the store's copy (not the caller's buffer).
+        let payload = self.cache.newest_payload(&id).unwrap_or(payload);
         self.stats.gossip_originated += 1;
         let msg = GossipMsg {
             id,
@@ -174,6 +176,10 @@ impl Node {
             received_at: now,
         };
         self.cache.insert(now, msg.id, stored);
+        // Forwards and the delivery share the store's exact-size copy: the received slice
+        // would pin the driver's receive block while they wait in queues.
+        let payload = self.cache.newest_payload(&msg.id).unwrap_or(msg.payload);
+        let msg = GossipMsg { payload, ..msg };
         self.note_first_copy(&topic, key);
         self.scores.first_delivery(from);
         let offer = self.best_offer(&msg.id);
@@ -292,7 +298,9 @@ impl Node {
             if Some(key) == from {
                 continue;
             }
-            if self.send_frame(key, kind, &[header, &msg.payload]) != super::send::Sent::Dropped {
+            if self.send_frame_sharing(key, kind, &[header], &msg.payload)
+                != super::send::Sent::Dropped
+            {
                 self.stats.gossip_sent += 1;
             }
         }
@@ -714,7 +722,8 @@ impl Node {
                 stored.auth.as_ref(),
             );
             let header = &header[..header_len];
-            if self.send_frame(key, kind, &[header, &stored.payload]) != super::send::Sent::Dropped
+            if self.send_frame_sharing(key, kind, &[header], &stored.payload)
+                != super::send::Sent::Dropped
             {
                 self.stats.gossip_sent += 1;
             }

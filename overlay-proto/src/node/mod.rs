@@ -467,7 +467,7 @@ impl Node {
         self.dirty.retain(|k| *k != key);
         if let Some(code) = reason.wire_code() {
             if reason != CloseReason::TransportClosed {
-                send::write_error_frame(&self.config, &mut session.out, code, reason.label());
+                send::write_error_frame(&self.config, session.out.tail_mut(), code, reason.label());
             }
         }
         let dropped = session.queue.clear();
@@ -482,7 +482,7 @@ impl Node {
             self.stats.bytes_out += session.out.len() as u64;
             self.actions.push_back(Action::Transmit {
                 conn: session.conn,
-                data: session.out.split().freeze(),
+                data: session.out.take(),
             });
         }
         self.stats.sessions_closed += 1;
