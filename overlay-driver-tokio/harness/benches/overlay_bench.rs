@@ -52,6 +52,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -480,27 +481,26 @@ async fn pair(args: &Args) -> String {
         .expect("A dials B");
     let (a, b) = (&overlays[0], &overlays[1]);
     let mut sub = b.deliveries();
-    let received: Arc<Mutex<Vec<(u64, Instant)>>> =
-        Arc::new(Mutex::new(Vec::with_capacity(messages as usize)));
-    let rx = Arc::clone(&received);
     let want = messages;
     // Ends once every message arrived or was lost by this subscriber falling behind (the
-    // delivery feed is bounded: a slow subscriber loses the oldest, counted in `lost`).
+    // delivery feed is bounded: a slow subscriber loses the oldest, counted in `lost`). It
+    // keeps its own records (no lock per message); they are matched with the send times
+    // after the run, outside the measured window.
+    let arrived = Arc::new(AtomicU64::new(0));
+    let arrivals = Arc::clone(&arrived);
     let receiver = tokio::spawn(async move {
-        let mut got = 0u64;
+        let mut received: Vec<(u64, Instant)> = Vec::with_capacity(want as usize);
         while let Some(d) = sub.recv().await {
-            rx.lock()
-                .expect("lock")
-                .push((short_id(&d.id), Instant::now()));
-            got += 1;
-            if got + sub.lost() >= want {
+            received.push((short_id(&d.id), Instant::now()));
+            arrivals.store(received.len() as u64, Ordering::Relaxed);
+            if received.len() as u64 + sub.lost() >= want {
                 break;
             }
         }
-        sub.lost()
+        (received, sub.lost())
     });
     let payload = Bytes::from(vec![0x42u8; size]);
-    let mut sent: HashMap<u64, Instant> = HashMap::with_capacity(messages as usize);
+    let mut sent: Vec<(u64, Instant)> = Vec::with_capacity(messages as usize);
     let window = args.get("window", 128).max(1) as usize;
     let (own0, all0) = cpu_ticks();
     let start = Instant::now();
@@ -527,7 +527,7 @@ async fn pair(args: &Args) -> String {
         }
         match inflight.next().await {
             Some((Ok(id), at)) => {
-                sent.insert(short_id(&id), at);
+                sent.push((short_id(&id), at));
                 accepted += 1;
             }
             Some((Err(_), _)) => {
@@ -540,14 +540,17 @@ async fn pair(args: &Args) -> String {
     let finished = tokio::time::timeout(Duration::from_secs(60), receiver).await;
     let elapsed = start.elapsed();
     let (own1, all1) = cpu_ticks();
-    let lost = match finished {
-        Ok(Ok(lost)) => lost,
+    let (records, lost) = match finished {
+        Ok(Ok(done)) => done,
         _ => {
-            eprintln!("pair: B did not receive every message within 60 s of the last send");
-            0
+            eprintln!(
+                "pair: B did not receive every message within 60 s of the last send ({} did)",
+                arrived.load(Ordering::Relaxed)
+            );
+            (Vec::new(), 0)
         }
     };
-    let records = received.lock().expect("lock").clone();
+    let sent: HashMap<u64, Instant> = sent.into_iter().collect();
     let mut latencies: Vec<Duration> = records
         .iter()
         .filter_map(|(id, at)| sent.get(id).map(|s| at.saturating_duration_since(*s)))

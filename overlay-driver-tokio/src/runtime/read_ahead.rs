@@ -168,7 +168,9 @@ mod tests {
     }
 
     fn pattern(len: usize, seed: usize) -> Vec<u8> {
-        (0..len).map(|i| ((i * 31 + seed * 7) % 251) as u8).collect()
+        (0..len)
+            .map(|i| ((i * 31 + seed * 7) % 251) as u8)
+            .collect()
     }
 
     #[tokio::test]
@@ -196,7 +198,11 @@ mod tests {
             }
             assert_eq!(got.len(), expected.len(), "caller reads of {caller}");
             assert!(got == expected, "caller reads of {caller}: order kept");
-            assert_eq!(rd.buffer_bytes(), 0, "buffer freed at the end of the stream");
+            assert_eq!(
+                rd.buffer_bytes(),
+                0,
+                "buffer freed at the end of the stream"
+            );
         }
     }
 
@@ -218,7 +224,11 @@ mod tests {
         assert!(got == expected);
         // One direct 4 KiB read, then one socket read per 64 KiB (not 16).
         assert!(rd.inner.reads <= 17, "socket reads: {}", rd.inner.reads);
-        assert_eq!(rd.buffer_bytes(), READ_AHEAD_BYTES, "still busy: buffer kept");
+        assert_eq!(
+            rd.buffer_bytes(),
+            READ_AHEAD_BYTES,
+            "still busy: buffer kept"
+        );
 
         // The burst ends: small messages drain the buffer and it is let go.
         rd.inner.pieces.push_back(pattern(300, 99));
