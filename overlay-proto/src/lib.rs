@@ -48,6 +48,7 @@ mod ratelimit;
 pub mod session;
 #[cfg(not(feature = "test-util"))]
 mod session;
+mod sessions;
 mod stats;
 mod time;
 mod topic;

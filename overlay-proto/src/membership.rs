@@ -12,7 +12,7 @@
 
 use core::net::SocketAddr;
 use core::time::Duration;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use rand_core::RngCore;
 
@@ -54,6 +54,26 @@ impl Params {
     }
 }
 
+/// What the membership machine asks the node to carry out, in the order it decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MembershipOutput {
+    /// Dial `addr` as `dial` (`peer`: who is known to answer there, if anyone).
+    Connect {
+        /// The dial's id.
+        dial: DialId,
+        /// Where to.
+        addr: SocketAddr,
+        /// The peer known to answer there.
+        peer: Option<PeerId>,
+    },
+    /// The dials were abandoned (shutdown): the operator's requests that waited on them, in
+    /// dial order, are answered.
+    Abandoned {
+        /// The requests' tags.
+        requests: Vec<u64>,
+    },
+}
+
 /// The passive list, dials in flight and the shuffle timer of one node.
 #[derive(Debug)]
 pub(crate) struct Membership {
@@ -65,6 +85,8 @@ pub(crate) struct Membership {
     dial_requests: BTreeMap<DialId, Vec<u64>>,
     next_dial: u64,
     next_shuffle: Instant,
+    /// Decisions for the node, oldest first.
+    outputs: VecDeque<MembershipOutput>,
 }
 
 impl Membership {
@@ -78,6 +100,7 @@ impl Membership {
             dial_requests: BTreeMap::new(),
             next_dial: 1,
             next_shuffle: now + params.shuffle_interval,
+            outputs: VecDeque::new(),
         }
     }
 
@@ -164,13 +187,21 @@ impl Membership {
         self.dials.iter().find(|(_, a)| *a == addr).map(|(d, _)| *d)
     }
 
-    /// Starts a dial to `addr`: its id and the peer known to answer there.
-    pub(crate) fn start_dial(&mut self, addr: SocketAddr) -> (DialId, Option<PeerId>) {
+    /// Starts a dial to `addr` and returns its id; queues the [`MembershipOutput::Connect`]
+    /// (with the peer known to answer there).
+    pub(crate) fn start_dial(&mut self, addr: SocketAddr) -> DialId {
         let dial = DialId(self.next_dial);
         self.next_dial += 1;
         let peer = self.passive.get_mut(&addr).and_then(|k| k.peer);
         self.dials.insert(dial, addr);
-        (dial, peer)
+        self.outputs
+            .push_back(MembershipOutput::Connect { dial, addr, peer });
+        dial
+    }
+
+    /// The next decision for the node to carry out, oldest first.
+    pub(crate) fn poll_output(&mut self) -> Option<MembershipOutput> {
+        self.outputs.pop_front()
     }
 
     /// The operator's dial `request` waits for `dial`.
@@ -191,14 +222,16 @@ impl Membership {
         (self.dials.remove(&dial), requests)
     }
 
-    /// Shutdown: every dial is abandoned; returns the requests that waited, in dial order.
-    #[must_use]
-    pub(crate) fn abandon_dials(&mut self) -> Vec<u64> {
+    /// Shutdown: every dial is abandoned; queues [`MembershipOutput::Abandoned`] with the
+    /// requests that waited, in dial order.
+    pub(crate) fn abandon_dials(&mut self) {
         self.dials.clear();
-        std::mem::take(&mut self.dial_requests)
+        let requests = std::mem::take(&mut self.dial_requests)
             .into_values()
             .flatten()
-            .collect()
+            .collect();
+        self.outputs
+            .push_back(MembershipOutput::Abandoned { requests });
     }
 
     /// Whom to dial so that `sessions` (running sessions and our dials still handshaking)
@@ -357,7 +390,7 @@ mod tests {
         assert!(!chosen.contains(&addr(1)), "in backoff");
         assert!(!chosen.contains(&addr(2)), "not usable");
         for a in &chosen {
-            m.start_dial(*a);
+            let _dial = m.start_dial(*a);
         }
         assert!(m.dial_slots_full());
         assert!(m.choose_dials(at(0), 0, &mut rng, |_, _| true).is_empty());
@@ -371,8 +404,15 @@ mod tests {
     #[test]
     fn operator_requests_wait_on_their_dial_and_are_handed_back() {
         let mut m = Membership::new(params(), 16, at(0));
-        let (dial, known) = m.start_dial(addr(1));
-        assert_eq!(known, None);
+        let dial = m.start_dial(addr(1));
+        assert_eq!(
+            m.poll_output(),
+            Some(MembershipOutput::Connect {
+                dial,
+                addr: addr(1),
+                peer: None
+            })
+        );
         assert_eq!(m.dial_to(&addr(1)), Some(dial));
         assert!(m.is_dialing(&addr(1)));
         m.wait_for(dial, 7);
@@ -380,10 +420,22 @@ mod tests {
         assert_eq!(m.requests_waiting(), 2);
         assert_eq!(m.finish_dial(dial), (Some(addr(1)), vec![7, 8]));
         assert_eq!(m.finish_dial(dial), (None, vec![]));
-        let (d2, _) = m.start_dial(addr(2));
+        let d2 = m.start_dial(addr(2));
         m.wait_for(d2, 9);
-        assert_eq!(m.abandon_dials(), vec![9]);
+        m.abandon_dials();
         assert_eq!(m.dials_in_flight(), 0);
+        let outputs: Vec<_> = std::iter::from_fn(|| m.poll_output()).collect();
+        assert_eq!(
+            outputs,
+            vec![
+                MembershipOutput::Connect {
+                    dial: d2,
+                    addr: addr(2),
+                    peer: None
+                },
+                MembershipOutput::Abandoned { requests: vec![9] }
+            ]
+        );
     }
 
     #[test]
