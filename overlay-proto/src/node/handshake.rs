@@ -52,6 +52,7 @@ impl Node {
     ) {
         let now = self.now;
         let mut waiting = Vec::new();
+        let dial_rtt = dial.and_then(|d| self.membership.dial_rtt(d, now));
         if let Some(d) = dial {
             let (_addr, requests) = self.membership.finish_dial(d);
             waiting = requests;
@@ -78,6 +79,9 @@ impl Node {
         };
         let mut session = Session::new(now, info, rate, control, self.default_grant());
         session.dial_requests = waiting;
+        if let Some(rtt) = dial_rtt {
+            session.liveness.set_handshake_rtt(rtt);
+        }
         let key = match self.sessions.admit(session, &self.identity.peer_id) {
             Admission::Admitted(key) => key,
             Admission::InUse(newcomer) => {
@@ -145,6 +149,9 @@ impl Node {
         if dial.is_some() {
             // TLS proved who answers at this address: pin it against later hints.
             self.membership.pin(&remote, peer);
+        }
+        if self.reject_probe(key) {
+            return;
         }
         if direction == Direction::Outbound {
             self.send_hello(key);
@@ -436,5 +443,6 @@ impl Node {
             self.learn_peer(addr, Some(peer), false);
             self.membership.note_success(&addr);
         }
+        self.on_link_running(key);
     }
 }
