@@ -4,6 +4,7 @@ use bytes::Bytes;
 use core::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
+use crate::chunks::Chunks;
 use crate::config::{LiveSettings, ReconfigureError};
 use crate::error::OverlayError;
 use crate::peer::{ConnId, DialId, Direction, MessageId, PeerId};
@@ -18,8 +19,9 @@ pub enum Action {
     Transmit {
         /// The connection.
         conn: ConnId,
-        /// One or more whole OAP/1 frames.
-        data: Bytes,
+        /// One or more whole OAP/1 frames, as shared pieces (a forwarded payload is one piece
+        /// shared by every peer's transmit; write them with one vectored write).
+        data: Chunks,
     },
     /// Open a TLS connection. Answer with `Input::ConnectionUp { dial: Some(dial), .. }` or
     /// `Input::DialFailed`.
@@ -279,6 +281,9 @@ pub enum CloseReason {
     Banned,
     /// The peer's token expired (`Exp` + clock skew passed) during the session.
     TokenExpired,
+    /// Latency-aware membership replaced this link with a faster one, or closed a probe
+    /// connection that was not faster (`link_optimization`).
+    Optimized,
 }
 
 impl CloseReason {
@@ -295,6 +300,7 @@ impl CloseReason {
             CloseReason::Duplicate
             | CloseReason::SelfConnection
             | CloseReason::Trimmed
+            | CloseReason::Optimized
             | CloseReason::TransportClosed => OverlayError::Refused,
         }
     }
@@ -304,9 +310,10 @@ impl CloseReason {
         match self {
             CloseReason::Violation(e) => Some(e.wire_code()),
             CloseReason::HandshakeTimeout | CloseReason::PeerUnresponsive => Some(408),
-            CloseReason::Duplicate | CloseReason::SelfConnection | CloseReason::Trimmed => {
-                Some(409)
-            }
+            CloseReason::Duplicate
+            | CloseReason::SelfConnection
+            | CloseReason::Trimmed
+            | CloseReason::Optimized => Some(409),
             CloseReason::Shutdown => Some(503),
             CloseReason::Stalled => Some(408),
             CloseReason::Banned => Some(403),
@@ -329,6 +336,7 @@ impl CloseReason {
             CloseReason::Stalled => "stalled",
             CloseReason::Banned => "banned",
             CloseReason::TokenExpired => "expired",
+            CloseReason::Optimized => "optimized",
         }
     }
 }

@@ -343,6 +343,18 @@ impl MessageCache {
         })
     }
 
+    /// The store's copy of the payload of `id` when it is the newest message stored (just
+    /// inserted) and was kept: forwards and deliveries share it instead of the received slice,
+    /// which would pin the driver's whole receive block while they wait.
+    pub fn newest_payload(&self, id: &MessageId) -> Option<Bytes> {
+        let slot = self.store.back().filter(|s| s.kept && s.id == *id)?;
+        Some(if slot.signed {
+            slot.data.slice(AUTH_LEN..)
+        } else {
+            slot.data.clone()
+        })
+    }
+
     /// How a message still in the store arrived, even when it was too large to keep:
     /// `(hops, from, received_at)` as in [`StoredMessage`].
     pub fn arrival(&self, id: &MessageId) -> Option<(u8, Option<ConnId>, Instant)> {

@@ -29,6 +29,7 @@ pub mod wire;
 
 mod action;
 mod cache;
+mod chunks;
 mod config;
 mod error;
 mod idhash;
@@ -37,6 +38,7 @@ mod keys;
 mod liveness;
 mod membership;
 mod node;
+mod optimizer;
 mod passive;
 mod peer;
 mod plumtree;
@@ -47,6 +49,7 @@ mod ratelimit;
 pub mod session;
 #[cfg(not(feature = "test-util"))]
 mod session;
+mod sessions;
 mod stats;
 mod time;
 mod topic;
@@ -55,6 +58,7 @@ pub use action::{
     Action, CloseReason, Delivery, DialOutcome, NeighborChange, NeighborDownReason, SessionEvent,
 };
 pub use cache::StoreEvictions;
+pub use chunks::Chunks;
 pub use client::{ClientEvent, ClientInfo, ClientLimits, ClientRejectReason, ClientStats};
 pub use config::{
     AuthConfig, ConfigError, LiveSettings, NodeConfig, ReconfigureError, OVERLAY_APP_PROTO_ID,

@@ -1,10 +1,11 @@
 //! Per-connection session state: handshake phase, credit windows, the bounded outbound queue,
 //! quotas and capability limits.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use core::net::SocketAddr;
 use std::collections::VecDeque;
 
+use crate::chunks::ChunkBuf;
 use crate::frame::Header;
 use crate::liveness::Liveness;
 use crate::peer::{ConnId, DialId, Direction, PeerId};
@@ -68,10 +69,11 @@ impl Window {
     }
 }
 
-/// Frames waiting for credit, encoded back to back in one buffer.
+/// Frames waiting for credit, back to back (shared payloads by reference, see
+/// [`ChunkBuf`]).
 #[derive(Debug, Default)]
 pub struct OutQueue {
-    buf: BytesMut,
+    buf: ChunkBuf,
     /// Length and kind index of each queued frame.
     lens: VecDeque<(u32, u8)>,
 }
@@ -87,8 +89,8 @@ impl OutQueue {
         self.buf.len()
     }
 
-    /// The buffer to encode the next frame into; call [`OutQueue::commit`] with its length.
-    pub fn buf_mut(&mut self) -> &mut BytesMut {
+    /// The buffer to write the next frame into; call [`OutQueue::commit`] with its length.
+    pub fn buf_mut(&mut self) -> &mut ChunkBuf {
         &mut self.buf
     }
 
@@ -102,12 +104,10 @@ impl OutQueue {
         self.lens.front().map(|(l, _)| *l as usize)
     }
 
-    /// Moves the oldest frame to `out`; returns its kind index.
-    pub fn pop_into(&mut self, out: &mut BytesMut) -> Option<u8> {
+    /// Moves the oldest frame to `out` (shared payloads stay shared); returns its kind index.
+    pub fn pop_into(&mut self, out: &mut ChunkBuf) -> Option<u8> {
         let (len, kind) = self.lens.pop_front()?;
-        let len = (len as usize).min(self.buf.len());
-        let frame = self.buf.split_to(len);
-        out.put_slice(&frame);
+        self.buf.move_front(len as usize, out);
         Some(kind)
     }
 
@@ -115,14 +115,14 @@ impl OutQueue {
     pub fn clear(&mut self) -> usize {
         let n = self.lens.len();
         self.lens.clear();
-        self.buf = BytesMut::new();
+        self.buf.clear();
         n
     }
 
     /// Releases buffer memory when nothing is queued.
     pub fn shrink_if_idle(&mut self) {
-        if self.lens.is_empty() && self.buf.capacity() > 0 {
-            self.buf = BytesMut::new();
+        if self.lens.is_empty() && (self.buf.capacity() > 0 || self.lens.capacity() > 0) {
+            self.buf.clear();
             self.lens = VecDeque::new();
         }
     }
@@ -199,7 +199,7 @@ pub struct Session {
     /// Stream offset of `recv_buf`'s first byte (bytes of whole frames decoded so far).
     pub recv_pos: u64,
     /// Frames ready to transmit at the end of this input.
-    pub out: BytesMut,
+    pub out: ChunkBuf,
     /// Frames waiting for credit.
     pub queue: OutQueue,
     /// What we may still send.
@@ -272,12 +272,42 @@ impl QueueLimits {
     }
 }
 
-/// Appends one frame, `header` then `parts`, to `out`.
-pub(crate) fn write_frame(out: &mut BytesMut, header: &Header, parts: &[&[u8]]) {
-    out.reserve(header.len as usize);
-    header.write(out);
-    for part in parts {
-        out.put_slice(part);
+/// One frame's body: copied parts, then a payload shared by reference when it is large
+/// enough (see [`ChunkBuf::put_shared`]); `header.len` counts them all.
+#[derive(Debug, Clone, Copy)]
+pub struct Body<'a> {
+    /// Copied into the buffer, in order.
+    pub parts: &'a [&'a [u8]],
+    /// Appended after `parts` (a gossip payload, sent to several peers).
+    pub shared: Option<&'a Bytes>,
+}
+
+impl<'a> Body<'a> {
+    /// A body of copied parts only.
+    pub fn copied(parts: &'a [&'a [u8]]) -> Self {
+        Body {
+            parts,
+            shared: None,
+        }
+    }
+
+    /// Its length in bytes.
+    pub fn byte_len(&self) -> usize {
+        self.parts.iter().map(|p| p.len()).sum::<usize>() + self.shared.map_or(0, Bytes::len)
+    }
+}
+
+/// Appends one frame, `header` then `body`, to `out`.
+pub(crate) fn write_frame(out: &mut ChunkBuf, header: &Header, body: Body<'_>) {
+    let tail = out.tail_mut();
+    let copied = (header.len as usize).saturating_sub(body.shared.map_or(0, Bytes::len));
+    tail.reserve(copied);
+    header.write(tail);
+    for part in body.parts {
+        tail.put_slice(part);
+    }
+    if let Some(shared) = body.shared {
+        out.put_shared(shared);
     }
 }
 
@@ -314,7 +344,7 @@ impl Session {
             received_at: now,
             recv_buf: BytesMut::new(),
             recv_pos: 0,
-            out: BytesMut::new(),
+            out: ChunkBuf::default(),
             queue: OutQueue::default(),
             send_window: Window::default(),
             recv_allowance: Window::default(),
@@ -355,7 +385,7 @@ impl Session {
             self.recv_buf = BytesMut::new();
         }
         if self.out.is_empty() && self.out.capacity() > 0 {
-            self.out = BytesMut::new();
+            self.out.clear();
         }
         self.queue.shrink_if_idle();
     }
@@ -367,7 +397,7 @@ impl Session {
             .is_none_or(|allowed| allowed.binary_search(topic).is_ok())
     }
 
-    /// Sends one frame (`header`, then `parts`; `header.len` is the whole frame's length) at
+    /// Sends one frame (`header`, then `body`; `header.len` is the whole frame's length) at
     /// `now`. A frame that needs no credit (`uses_credit` false) is written at once. Others
     /// are written while the peer's window allows and nothing waits before them; else they
     /// wait in the bounded queue (`kind` is recorded for the counters), and beyond `limits`
@@ -376,23 +406,23 @@ impl Session {
         &mut self,
         now: Instant,
         header: &Header,
-        parts: &[&[u8]],
+        body: Body<'_>,
         uses_credit: bool,
         kind: u8,
         limits: QueueLimits,
     ) -> Sent {
         let len = header.len as usize;
         if !uses_credit {
-            write_frame(&mut self.out, header, parts);
+            write_frame(&mut self.out, header, body);
         } else if self.queue.frames() == 0 && self.send_window.fits(len) {
             self.send_window.take(len);
             self.inflight_frames = self.inflight_frames.saturating_add(1);
-            write_frame(&mut self.out, header, parts);
+            write_frame(&mut self.out, header, body);
         } else if self.queue.frames() < limits.frames && self.queue.bytes() + len <= limits.bytes {
             if self.queue.frames() == 0 {
                 self.queue_progress_at = now;
             }
-            write_frame(self.queue.buf_mut(), header, parts);
+            write_frame(self.queue.buf_mut(), header, body);
             self.queue.commit(len, kind);
             return Sent::Queued;
         } else {
@@ -460,18 +490,19 @@ impl Session {
 #[allow(clippy::unwrap_used, clippy::expect_used)] // tests panic on failure by design
 mod tests {
     use super::*;
+    use crate::chunks::Chunks;
 
     #[test]
     fn queue_preserves_frame_boundaries() {
         let mut q = OutQueue::default();
-        q.buf_mut().put_slice(b"abc");
+        q.buf_mut().tail_mut().put_slice(b"abc");
         q.commit(3, 0);
-        q.buf_mut().put_slice(b"de");
+        q.buf_mut().tail_mut().put_slice(b"de");
         q.commit(2, 1);
         assert_eq!((q.frames(), q.bytes(), q.front_len()), (2, 5, Some(3)));
-        let mut out = BytesMut::new();
+        let mut out = ChunkBuf::default();
         assert_eq!(q.pop_into(&mut out), Some(0));
-        assert_eq!(&out[..], b"abc");
+        assert_eq!(out.take(), Chunks::from(&b"abc"[..]));
         assert_eq!(q.front_len(), Some(2));
         assert_eq!(q.clear(), 1);
         assert_eq!(q.bytes(), 0);
@@ -527,23 +558,51 @@ mod tests {
         // No credit yet: queued (the stall clock starts), then dropped beyond the bound.
         let later = t0 + core::time::Duration::from_millis(5);
         assert_eq!(
-            s.send(later, &header(frame), &[b"aaaa"], true, 3, LIMITS),
+            s.send(
+                later,
+                &header(frame),
+                Body::copied(&[b"aaaa"]),
+                true,
+                3,
+                LIMITS
+            ),
             Sent::Queued
         );
         assert_eq!(s.queue_progress_at, later);
         assert_eq!(
-            s.send(later, &header(frame), &[b"bbbb"], true, 4, LIMITS),
+            s.send(
+                later,
+                &header(frame),
+                Body::copied(&[b"bbbb"]),
+                true,
+                4,
+                LIMITS
+            ),
             Sent::Queued
         );
         assert_eq!(
-            s.send(later, &header(frame), &[b"cccc"], true, 5, LIMITS),
+            s.send(
+                later,
+                &header(frame),
+                Body::copied(&[b"cccc"]),
+                true,
+                5,
+                LIMITS
+            ),
             Sent::Dropped
         );
         assert!(s.out.is_empty());
         assert_eq!(LIMITS.load(&s.queue), 1.0);
         // A frame that needs no credit goes out at once.
         assert_eq!(
-            s.send(later, &header(frame), &[b"zzzz"], false, 9, LIMITS),
+            s.send(
+                later,
+                &header(frame),
+                Body::copied(&[b"zzzz"]),
+                false,
+                9,
+                LIMITS
+            ),
             Sent::Now
         );
         s.out.clear();
@@ -555,7 +614,7 @@ mod tests {
         let mut kinds = Vec::new();
         assert_eq!(s.drain_queue(later, |k| kinds.push(k)), 1);
         assert_eq!(kinds, vec![3]);
-        assert!(s.out.ends_with(b"aaaa"));
+        assert!(s.out.take().to_bytes().ends_with(b"aaaa"));
         assert_eq!(s.inflight_frames, 1);
         // More credit: the rest drains, later frames go straight out.
         s.on_credit(CreditGrant {
@@ -566,12 +625,68 @@ mod tests {
         assert_eq!(s.drain_queue(later, |k| kinds.push(k)), 1);
         assert_eq!(kinds, vec![3, 4]);
         assert_eq!(
-            s.send(later, &header(frame), &[b"dddd"], true, 6, LIMITS),
+            s.send(
+                later,
+                &header(frame),
+                Body::copied(&[b"dddd"]),
+                true,
+                6,
+                LIMITS
+            ),
             Sent::Now
         );
-        assert!(s.out.ends_with(b"dddd"));
+        assert!(s.out.take().to_bytes().ends_with(b"dddd"));
         assert!(s.mark_dirty());
         assert!(!s.mark_dirty());
+    }
+
+    #[test]
+    fn a_shared_payload_is_sent_by_reference_with_the_same_bytes_and_credit() {
+        let t0 = Instant::ZERO;
+        let payload = Bytes::from(vec![0x5a; 1024]);
+        let len = crate::frame::HEADER_LEN + 3 + payload.len();
+        let shared = Body {
+            parts: &[b"hdr"],
+            shared: Some(&payload),
+        };
+        let copied: &[&[u8]] = &[b"hdr", &payload];
+        assert_eq!(shared.byte_len(), Body::copied(copied).byte_len());
+        let grant = CreditGrant {
+            frames: 1,
+            bytes: len as u32,
+        };
+        let (mut by_ref, mut by_copy) = (session(t0), session(t0));
+        // One frame goes out now, one waits for credit, on both sessions alike.
+        for s in [&mut by_ref, &mut by_copy] {
+            s.on_credit(grant);
+        }
+        for _ in 0..2 {
+            by_ref.send(t0, &header(len), shared, true, 1, LIMITS);
+            by_copy.send(t0, &header(len), Body::copied(copied), true, 1, LIMITS);
+        }
+        assert_eq!(by_ref.queue.bytes(), len);
+        assert_eq!(by_ref.send_window, by_copy.send_window);
+        assert_eq!(
+            by_ref.send_window,
+            Window::default(),
+            "credit taken exactly"
+        );
+        for s in [&mut by_ref, &mut by_copy] {
+            s.on_credit(grant);
+            assert_eq!(s.drain_queue(t0, |_| {}), 1);
+        }
+        assert_eq!(by_ref.send_window, by_copy.send_window);
+        assert_eq!(by_ref.inflight_frames, by_copy.inflight_frames);
+        let (sent, expected) = (by_ref.out.take(), by_copy.out.take());
+        assert_eq!(sent, expected, "the same bytes on the wire");
+        assert_eq!(sent.len(), 2 * len);
+        // Both frames carry the payload as a reference to the caller's buffer.
+        let refs = sent
+            .pieces()
+            .iter()
+            .filter(|p| p.as_ptr() == payload.as_ptr())
+            .count();
+        assert_eq!(refs, 2);
     }
 
     #[test]

@@ -187,11 +187,11 @@ impl World {
                                     self.now,
                                     Input::Received {
                                         conn: other,
-                                        data: data.clone(),
+                                        data: data.to_bytes(),
                                     },
                                 );
                             } else if let Some(end) = self.clients.get_mut(&(n, *conn)) {
-                                end.parser.push(data).unwrap();
+                                end.parser.push(&data.to_bytes()).unwrap();
                                 end.frames.extend(end.parser.drain().unwrap());
                             }
                         }

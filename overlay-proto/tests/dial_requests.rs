@@ -146,7 +146,7 @@ impl Bed {
                                     Instant::ZERO,
                                     Input::Received {
                                         conn: to,
-                                        data: data.clone(),
+                                        data: data.to_bytes(),
                                     },
                                 );
                             }

@@ -104,7 +104,7 @@ fn frames_to(actions: &[Action], conn: u64) -> Vec<frame::Frame> {
     for a in actions {
         if let Action::Transmit { conn: c, data } = a {
             if c.0 == conn {
-                let mut buf = BytesMut::from(&data[..]);
+                let mut buf = BytesMut::from(&data.to_bytes()[..]);
                 while let Ok(Some(f)) = frame::decode(&mut buf) {
                     out.push(f);
                 }

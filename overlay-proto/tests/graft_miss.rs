@@ -6,202 +6,67 @@
 
 mod support;
 
-use bytes::Bytes;
-use core::net::SocketAddr;
 use core::time::Duration;
-use overlay_proto::frame::flags;
 use overlay_proto::score::Penalty;
-use overlay_proto::wire::{HelloOverlay, HelloRequestBody, Kind};
-use overlay_proto::{
-    Action, ConnId, Direction, Input, Instant, MessageId, Node, NodeConfig, OverlayError, PeerId,
-    SessionEvent,
-};
-use support::{event, event_bodies, raw_frame, NOW_UNIX};
+use overlay_proto::wire::Kind;
+use overlay_proto::{Action, ConnId, MessageId, NodeConfig, PeerId};
+use support::{event, hello, ids_body, ids_in, peer, random_id as id, raw_peer_config, start, Bed};
 
 fn config() -> NodeConfig {
-    let mut c = NodeConfig::default();
-    c.auth.require_token = false;
-    c.origin_auth = overlay_proto::OriginAuth::None;
-    c.unix_base_secs = NOW_UNIX;
-    c.idle_timeout = Duration::from_secs(10_000);
-    c.liveness_timeout = Duration::from_secs(9_000);
-    c.keepalive_interval = Duration::from_secs(5_000);
+    let mut c = raw_peer_config();
     c.graft_timeout_settled = c.graft_timeout;
     c
 }
 
-fn peer(n: u8) -> PeerId {
-    PeerId([n; 32])
-}
-
-fn id(n: u32) -> MessageId {
-    MessageId(*blake3::hash(&n.to_le_bytes()).as_bytes())
-}
-
+/// An IHAVE of `ids`, each in one hop.
 fn ihave(ids: &[MessageId]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for id in ids {
-        body.extend_from_slice(&id.0);
-        body.push(1);
-    }
-    event(Kind::IHave, &body)
+    let with_hops: Vec<_> = ids.iter().map(|id| (*id, 1)).collect();
+    support::ihave(&with_hops)
 }
 
-fn ids_body(ids: &[MessageId]) -> Vec<u8> {
-    ids.iter().flat_map(|id| id.0).collect()
+fn new_bed(cfg: NodeConfig) -> Bed {
+    Bed::with_node(support::node(1, cfg))
 }
 
-struct Bed {
-    node: Node,
-    now: Instant,
-    actions: Vec<Action>,
+/// An inbound session from `who` whose HELLO says `graft_miss` or not.
+fn open(bed: &mut Bed, conn: u64, who: PeerId, graft_miss: bool) {
+    bed.up(conn, who, [10, 0, 0, 100 + conn as u8]);
+    bed.send(conn, hello(&who, 1 << 20, 1 << 30, None, graft_miss));
+    bed.send(conn, start(""));
+    assert!(bed.is_up(conn));
 }
 
-impl Bed {
-    fn new(cfg: NodeConfig) -> Bed {
-        Bed {
-            node: support::node(1, cfg),
-            now: Instant::ZERO,
-            actions: Vec::new(),
-        }
-    }
-
-    fn input(&mut self, input: Input) {
-        self.node.handle(self.now, input);
-        while let Some(a) = self.node.poll_action() {
-            self.actions.push(a);
-        }
-    }
-
-    fn send(&mut self, conn: u64, bytes: Vec<u8>) {
-        self.input(Input::Received {
-            conn: ConnId(conn),
-            data: Bytes::from(bytes),
-        });
-    }
-
-    /// An inbound session from `who` whose HELLO says `graft_miss` or not.
-    fn open(&mut self, conn: u64, who: PeerId, graft_miss: bool) {
-        self.input(Input::ConnectionUp {
-            conn: ConnId(conn),
-            peer: who,
-            direction: Direction::Inbound,
-            remote: SocketAddr::from(([10, 0, 0, 100 + conn as u8], 40_000)),
-            dial: None,
-            kx_group: None,
-        });
-        let hello = HelloRequestBody {
-            ua: None,
-            overlay: HelloOverlay {
-                overlay: 1,
-                peer_id: who.to_string(),
-                listen: None,
-                credit_frames: 1 << 20,
-                credit_bytes: 1 << 30,
-                graft_miss,
-            },
-        };
-        let json = serde_json::to_vec(&hello).unwrap();
-        self.send(conn, raw_frame(flags::REQ, 0, 0, &[], &json));
-        self.send(
-            conn,
-            raw_frame(
-                flags::START | flags::REQ,
-                0,
-                overlay_proto::OVERLAY_APP_PROTO_ID,
-                &[],
-                &[],
-            ),
-        );
-        assert!(self.actions.iter().any(|a| matches!(
-            a,
-            Action::Session(SessionEvent::Up { conn: c, .. }) if *c == ConnId(conn)
-        )));
-    }
-
-    fn advance(&mut self, d: Duration) {
-        let until = self.now + d;
-        while let Some(t) = self.node.poll_timeout() {
-            if t > until {
-                break;
-            }
-            self.now = t.max(self.now);
-            self.input(Input::Timeout);
-        }
-        self.now = until;
-        self.input(Input::Timeout);
-    }
-
-    fn broadcast(&mut self, payload: &[u8]) -> MessageId {
-        self.input(Input::Broadcast {
-            request: 1,
-            payload: Bytes::copy_from_slice(payload),
-        });
-        self.actions
-            .iter()
-            .rev()
-            .find_map(|a| match a {
-                Action::BroadcastResult { result, .. } => Some(*result),
-                _ => None,
-            })
-            .unwrap()
-            .map_err(|e: OverlayError| e)
-            .unwrap()
-    }
-
-    /// Ids asked for by the GRAFT frames sent on `conn` (empty GRAFTs, role only, skipped).
-    fn grafted(&self, conn: u64) -> Vec<MessageId> {
-        event_bodies(&self.actions, conn, Kind::Graft)
-            .iter()
-            .flat_map(|b| b.chunks_exact(32).map(|c| MessageId(c.try_into().unwrap())))
-            .collect()
-    }
-
-    /// Ids in the GRAFT_MISS frames sent on `conn`.
-    fn misses_sent(&self, conn: u64) -> Vec<MessageId> {
-        event_bodies(&self.actions, conn, Kind::GraftMiss)
-            .iter()
-            .flat_map(|b| b.chunks_exact(32).map(|c| MessageId(c.try_into().unwrap())))
-            .collect()
-    }
-
-    fn broken_promises(&self, who: PeerId) -> f64 {
-        self.node
-            .peer_score(&who)
-            .components
-            .penalty(Penalty::BrokenPromise)
-    }
-
-    fn graft_flood(&self, who: PeerId) -> f64 {
-        self.node
-            .peer_score(&who)
-            .components
-            .penalty(Penalty::GraftFlood)
-    }
+/// Ids in the GRAFT_MISS frames sent on `conn`.
+fn misses_sent(bed: &Bed, conn: u64) -> Vec<MessageId> {
+    ids_in(&bed.sent(conn, Kind::GraftMiss))
 }
 
 #[test]
 fn a_graft_for_an_id_no_longer_held_is_answered_with_graft_miss() {
     let mut cfg = config();
     cfg.store_ttl = Duration::from_secs(2);
-    let mut bed = Bed::new(cfg);
-    bed.open(1, peer(2), true);
-    let kept = bed.broadcast(b"kept");
+    let mut bed = new_bed(cfg);
+    open(&mut bed, 1, peer(2), true);
+    let kept = bed.broadcast(b"kept").unwrap();
     bed.advance(Duration::from_secs(3));
-    let fresh = bed.broadcast(b"fresh");
+    let fresh = bed.broadcast(b"fresh").unwrap();
     let never = id(7);
     bed.send(
         1,
         event(Kind::Graft, &ids_body(&[kept, fresh, never, kept])),
     );
-    assert_eq!(bed.misses_sent(1), vec![kept], "only the dropped id, once");
+    assert_eq!(
+        misses_sent(&bed, 1),
+        vec![kept],
+        "only the dropped id, once"
+    );
     assert_eq!(bed.node.stats().graft_misses_sent, 1);
     // The held one is pushed; the never-seen one is still a (scored) flood; the dropped one
     // is not held against the grafter.
-    let pushed = event_bodies(&bed.actions, 1, Kind::Gossip);
+    let pushed = bed.sent(1, Kind::Gossip);
     assert!(pushed.iter().any(|b| b[..32] == fresh.0));
     assert_eq!(
-        bed.graft_flood(peer(2)),
+        bed.penalty(peer(2), Penalty::GraftFlood),
         2.0,
         "the repeat and the unknown id"
     );
@@ -211,15 +76,15 @@ fn a_graft_for_an_id_no_longer_held_is_answered_with_graft_miss() {
 fn peers_that_did_not_say_graft_miss_get_no_graft_miss() {
     let mut cfg = config();
     cfg.store_ttl = Duration::from_secs(2);
-    let mut bed = Bed::new(cfg);
-    bed.open(1, peer(2), false);
-    let dropped = bed.broadcast(b"dropped");
+    let mut bed = new_bed(cfg);
+    open(&mut bed, 1, peer(2), false);
+    let dropped = bed.broadcast(b"dropped").unwrap();
     bed.advance(Duration::from_secs(3));
     bed.send(1, event(Kind::Graft, &ids_body(&[dropped])));
-    assert!(bed.misses_sent(1).is_empty());
-    assert!(event_bodies(&bed.actions, 1, Kind::GraftMiss).is_empty());
+    assert!(misses_sent(&bed, 1).is_empty());
+    assert!(bed.sent(1, Kind::GraftMiss).is_empty());
     assert_eq!(bed.node.stats().graft_misses_sent, 0);
-    assert_eq!(bed.graft_flood(peer(2)), 0.0);
+    assert_eq!(bed.penalty(peer(2), Penalty::GraftFlood), 0.0);
 }
 
 /// Announcer A (session 1) announces at 0, B (session 2) at 590 ms; the first GRAFT (after a
@@ -228,9 +93,9 @@ fn two_announcers() -> (Bed, MessageId) {
     let mut cfg = config();
     cfg.graft_timeout = Duration::from_millis(600);
     cfg.graft_timeout_settled = cfg.graft_timeout;
-    let mut bed = Bed::new(cfg);
-    bed.open(1, peer(2), true);
-    bed.open(2, peer(3), true);
+    let mut bed = new_bed(cfg);
+    open(&mut bed, 1, peer(2), true);
+    open(&mut bed, 2, peer(3), true);
     let wanted = id(1);
     bed.send(1, ihave(&[wanted]));
     bed.advance(Duration::from_millis(590));
@@ -252,18 +117,18 @@ fn an_honest_miss_asks_the_next_announcer_at_once_and_blames_nobody() {
         vec![wanted],
         "B asked at once, not after graft_retry"
     );
-    assert_eq!(bed.broken_promises(peer(2)), 0.0);
+    assert_eq!(bed.penalty(peer(2), Penalty::BrokenPromise), 0.0);
     assert_eq!(bed.node.stats().graft_misses_received, 1);
     assert_eq!(bed.node.stats().graft_misses_too_soon, 0);
     // A's stale GRAFT timer (600 + 120 ms) must not blame B, asked at 610 ms.
     bed.advance(Duration::from_millis(115)); // 725 ms
-    assert_eq!(bed.broken_promises(peer(3)), 0.0);
+    assert_eq!(bed.penalty(peer(3), Penalty::BrokenPromise), 0.0);
     // B keeps talking (an announcement of something else) but never sends what it
     // promised: its own timer (610 + 120 ms) runs out.
     bed.send(2, ihave(&[id(99)]));
     bed.advance(Duration::from_millis(10)); // 735 ms
-    assert_eq!(bed.broken_promises(peer(3)), 1.0);
-    assert_eq!(bed.broken_promises(peer(2)), 0.0);
+    assert_eq!(bed.penalty(peer(3), Penalty::BrokenPromise), 1.0);
+    assert_eq!(bed.penalty(peer(2), Penalty::BrokenPromise), 0.0);
 }
 
 #[test]
@@ -276,8 +141,8 @@ fn a_miss_soon_after_the_peers_own_ihave_is_counted_but_not_scored() {
     // store may honestly drop young messages under a burst, so nobody is scored.
     bed.advance(Duration::from_millis(10));
     bed.send(2, event(Kind::GraftMiss, &ids_body(&[wanted])));
-    assert_eq!(bed.broken_promises(peer(3)), 0.0);
-    assert_eq!(bed.broken_promises(peer(2)), 0.0);
+    assert_eq!(bed.penalty(peer(3), Penalty::BrokenPromise), 0.0);
+    assert_eq!(bed.penalty(peer(2), Penalty::BrokenPromise), 0.0);
     assert_eq!(bed.node.stats().graft_misses_too_soon, 1);
     // No announcer left: the id is given up, no further GRAFT.
     bed.advance(Duration::from_secs(1));
@@ -302,21 +167,16 @@ fn misses_for_ids_not_asked_of_that_peer_are_ignored() {
     bed.send(1, event(Kind::GraftMiss, &ids_body(&[wanted, wanted])));
     assert_eq!(bed.grafted(2), vec![wanted]);
     assert_eq!(bed.node.stats().graft_misses_received, 1);
-    assert_eq!(bed.broken_promises(peer(3)), 0.0);
+    assert_eq!(bed.penalty(peer(3), Penalty::BrokenPromise), 0.0);
     // A malformed body (not a whole number of ids) closes the session like a bad GRAFT.
     bed.send(1, event(Kind::GraftMiss, &[1, 2, 3]));
     assert!(bed
-        .actions
-        .iter()
+        .actions()
         .any(|a| matches!(a, Action::Close { conn, .. } if *conn == ConnId(1))));
 }
 
 fn gossip(origin: PeerId, nonce: u64, payload: &[u8]) -> (MessageId, Vec<u8>) {
-    let id = MessageId::compute(&origin, nonce, payload);
-    let mut body = Vec::new();
-    overlay_proto::wire::put_gossip_header(&mut body, &id, &origin, nonce, 0);
-    body.extend_from_slice(payload);
-    (id, event(Kind::Gossip, &body))
+    support::gossip(origin, nonce, payload, 0)
 }
 
 #[test]
@@ -324,9 +184,9 @@ fn an_id_dropped_before_the_lazy_flush_is_not_announced() {
     let mut cfg = config();
     // One stored message: the second arrival drops the first (the count bound is hard).
     cfg.store_capacity = 1;
-    let mut bed = Bed::new(cfg);
-    bed.open(1, peer(2), true);
-    bed.open(2, peer(3), true);
+    let mut bed = new_bed(cfg);
+    open(&mut bed, 1, peer(2), true);
+    open(&mut bed, 2, peer(3), true);
     // Peer 3 prunes us: its link is lazy, so it gets IHAVE batches.
     bed.send(2, event(Kind::Prune, &[]));
     let (first, frame1) = gossip(peer(9), 1, b"first");
@@ -334,7 +194,8 @@ fn an_id_dropped_before_the_lazy_flush_is_not_announced() {
     bed.send(1, frame1);
     bed.send(1, frame2);
     bed.advance(Duration::from_millis(20));
-    let announced: Vec<MessageId> = event_bodies(&bed.actions, 2, Kind::IHave)
+    let announced: Vec<MessageId> = bed
+        .sent(2, Kind::IHave)
         .iter()
         .flat_map(|b| {
             b.chunks_exact(33)
@@ -345,5 +206,5 @@ fn an_id_dropped_before_the_lazy_flush_is_not_announced() {
     assert_ne!(first, second);
     // A GRAFT for it anyway is answered "gone".
     bed.send(2, event(Kind::Graft, &ids_body(&[first])));
-    assert_eq!(bed.misses_sent(2), vec![first]);
+    assert_eq!(misses_sent(&bed, 2), vec![first]);
 }

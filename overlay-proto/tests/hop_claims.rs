@@ -7,151 +7,67 @@
 
 mod support;
 
-use bytes::Bytes;
-use core::net::SocketAddr;
 use core::time::Duration;
 use overlay_proto::score::Penalty;
-use overlay_proto::wire::{self, Kind};
-use overlay_proto::{
-    Action, ConnId, Direction, Input, Instant, MessageId, Node, NodeConfig, OriginAuth, PeerId,
-};
-use support::{event, node, peer_opening};
-
-fn peer(n: u8) -> PeerId {
-    PeerId([n; 32])
-}
+use overlay_proto::wire::Kind;
+use overlay_proto::{MessageId, NodeConfig};
+use support::{event, peer, peer_opening, raw_peer_config, Bed};
 
 /// Tree optimisation on, `alpha` eager links, every swap decided by one message.
 fn config(alpha: usize) -> NodeConfig {
-    let mut c = NodeConfig::default();
-    c.auth.require_token = false;
-    c.origin_auth = OriginAuth::None;
+    let mut c = raw_peer_config();
     c.alpha = alpha;
     c.optimization_threshold = 3;
     c.optimization_samples = 1;
-    // Raw peers never send heartbeats: keep the failure detector out of the way.
-    c.idle_timeout = Duration::from_secs(10_000);
-    c.liveness_timeout = Duration::from_secs(9_000);
-    c.keepalive_interval = Duration::from_secs(5_000);
     c
 }
 
 /// A GOSSIP from origin `peer(99)` with `nonce`, as relayed with `hops`.
 fn gossip(nonce: u64, hops: u8) -> (MessageId, Vec<u8>) {
-    let origin = peer(99);
-    let payload = nonce.to_be_bytes();
-    let id = MessageId::compute(&origin, nonce, &payload);
-    let mut body = Vec::new();
-    wire::put_gossip_header(&mut body, &id, &origin, nonce, hops);
-    body.extend_from_slice(&payload);
-    (id, event(Kind::Gossip, &body))
+    support::gossip(peer(99), nonce, &nonce.to_be_bytes(), hops)
 }
 
 fn ihave(id: &MessageId, hops: u8) -> Vec<u8> {
-    let mut body = id.0.to_vec();
-    body.push(hops);
-    event(Kind::IHave, &body)
+    support::ihave(&[(*id, hops)])
 }
 
 /// One node (peer 1) and raw peers `conn + 1` on connections `1..=peers`; with α = 1,
-/// connection 1 is the only eager link.
-struct Bed {
-    node: Node,
-    now: Instant,
-    actions: Vec<Action>,
+/// connection 1 is the only eager link. Roles have settled and the log is empty.
+fn settled_bed(cfg: NodeConfig, peers: u64) -> Bed {
+    let alpha = cfg.alpha;
+    let mut bed = Bed::with_node(support::node(1, cfg));
+    for conn in 1..=peers {
+        let who = peer(conn as u8 + 1);
+        bed.up(conn, who, [10, 0, 0, 100 + conn as u8]);
+        bed.send(conn, peer_opening(&who));
+    }
+    // Every session starts eager; the peers past the first α prune us.
+    for conn in (alpha as u64 + 1)..=peers {
+        bed.send(conn, event(Kind::Prune, &[]));
+    }
+    // Roles settle (unchanged for longer than `optimization_hold`).
+    bed.advance(Duration::from_secs(3));
+    bed.clear();
+    bed
 }
 
-impl Bed {
-    fn new(cfg: NodeConfig, peers: u64) -> Bed {
-        let alpha = cfg.alpha;
-        let mut bed = Bed {
-            node: node(1, cfg),
-            now: Instant::ZERO,
-            actions: Vec::new(),
-        };
-        for conn in 1..=peers {
-            let who = peer(conn as u8 + 1);
-            bed.input(Input::ConnectionUp {
-                conn: ConnId(conn),
-                peer: who,
-                direction: Direction::Inbound,
-                remote: SocketAddr::from(([10, 0, 0, 100 + conn as u8], 40_000)),
-                dial: None,
-                kx_group: None,
-            });
-            bed.send(conn, peer_opening(&who));
-        }
-        // Every session starts eager; the peers past the first α prune us.
-        for conn in (alpha as u64 + 1)..=peers {
-            bed.send(conn, event(Kind::Prune, &[]));
-        }
-        // Roles settle (unchanged for longer than `optimization_hold`).
-        bed.advance(Duration::from_secs(3));
-        bed.actions.clear();
-        bed
-    }
+fn broken_promises(bed: &Bed, who: overlay_proto::PeerId) -> f64 {
+    bed.penalty(who, Penalty::BrokenPromise)
+}
 
-    fn input(&mut self, input: Input) {
-        self.node.handle(self.now, input);
-        while let Some(a) = self.node.poll_action() {
-            self.actions.push(a);
-        }
-    }
-
-    fn send(&mut self, conn: u64, bytes: Vec<u8>) {
-        self.input(Input::Received {
-            conn: ConnId(conn),
-            data: Bytes::from(bytes),
-        });
-    }
-
-    fn advance(&mut self, d: Duration) {
-        let until = self.now + d;
-        while let Some(t) = self.node.poll_timeout() {
-            if t > until {
-                break;
-            }
-            self.now = t.max(self.now);
-            self.input(Input::Timeout);
-        }
-        self.now = until;
-        self.input(Input::Timeout);
-    }
-
-    /// Bodies of the frames of `kind` sent on `conn` (since the bed was set up).
-    fn sent(&self, conn: u64, kind: Kind) -> Vec<Vec<u8>> {
-        support::event_bodies(&self.actions, conn, kind)
-    }
-
-    fn is_eager(&self, who: PeerId) -> bool {
-        self.node
-            .sessions()
-            .iter()
-            .find(|s| s.peer == who)
-            .is_some_and(|s| s.eager)
-    }
-
-    fn broken_promises(&self, who: PeerId) -> f64 {
-        self.node
-            .peer_score(&who)
-            .components
-            .penalty(Penalty::BrokenPromise)
-    }
-
-    /// Message `nonce` arrives over the parent (connection 1) in 7 hops; connection `conn`
-    /// then claims it had it in 1 (a path of 2 instead of 7): a swap is proposed.
-    fn claim(&mut self, nonce: u64, conn: u64) -> MessageId {
-        let (id, push) = gossip(nonce, 6);
-        self.send(1, push);
-        self.send(conn, ihave(&id, 1));
-        id
-    }
+/// Message `nonce` arrives over the parent (connection 1) in 7 hops; connection `conn`
+/// then claims it had it in 1 (a path of 2 instead of 7): a swap is proposed.
+fn claim(bed: &mut Bed, nonce: u64, conn: u64) -> MessageId {
+    let (id, push) = gossip(nonce, 6);
+    bed.send(1, push);
+    bed.send(conn, ihave(&id, 1));
+    id
 }
 
 #[test]
 fn a_swap_waits_for_the_announcer_to_prove_its_hop_claim() {
-    let mut bed = Bed::new(config(1), 3);
-    let id = bed.claim(1, 2);
+    let mut bed = settled_bed(config(1), 3);
+    let id = claim(&mut bed, 1, 2);
     // The announcer is asked for that very message and made eager; the parent stays.
     assert_eq!(bed.sent(2, Kind::Graft), vec![id.0.to_vec()]);
     assert!(bed.sent(1, Kind::Prune).is_empty());
@@ -167,13 +83,13 @@ fn a_swap_waits_for_the_announcer_to_prove_its_hop_claim() {
     );
     assert!(bed.is_eager(peer(3)) && !bed.is_eager(peer(2)));
     assert_eq!(bed.node.stats().tree_swaps, 1);
-    assert_eq!(bed.broken_promises(peer(3)), 0.0);
+    assert_eq!(broken_promises(&bed, peer(3)), 0.0);
 }
 
 #[test]
 fn a_false_hop_claim_is_a_broken_promise_and_the_swap_is_undone() {
-    let mut bed = Bed::new(config(1), 3);
-    bed.claim(1, 2);
+    let mut bed = settled_bed(config(1), 3);
+    claim(&mut bed, 1, 2);
     // The payload comes, but from farther than claimed.
     let (_, answer) = gossip(1, 5);
     bed.send(2, answer);
@@ -185,13 +101,13 @@ fn a_false_hop_claim_is_a_broken_promise_and_the_swap_is_undone() {
     assert!(bed.sent(1, Kind::Prune).is_empty(), "the parent stays");
     assert!(bed.is_eager(peer(2)) && !bed.is_eager(peer(3)));
     assert_eq!(bed.node.stats().tree_swaps, 0);
-    assert_eq!(bed.broken_promises(peer(3)), 1.0);
+    assert_eq!(broken_promises(&bed, peer(3)), 1.0);
 }
 
 #[test]
 fn an_unanswered_hop_claim_is_a_broken_promise_and_the_swap_is_undone() {
-    let mut bed = Bed::new(config(1), 3);
-    bed.claim(1, 2);
+    let mut bed = settled_bed(config(1), 3);
+    claim(&mut bed, 1, 2);
     // No answer within 2 × graft_retry (240 ms).
     bed.advance(Duration::from_millis(200));
     assert!(bed.sent(2, Kind::Prune).is_empty(), "still on probation");
@@ -200,7 +116,7 @@ fn an_unanswered_hop_claim_is_a_broken_promise_and_the_swap_is_undone() {
     assert!(bed.sent(1, Kind::Prune).is_empty());
     assert!(bed.is_eager(peer(2)) && !bed.is_eager(peer(3)));
     assert_eq!(bed.node.stats().tree_swaps, 0);
-    assert_eq!(bed.broken_promises(peer(3)), 1.0);
+    assert_eq!(broken_promises(&bed, peer(3)), 1.0);
     // A late answer changes nothing.
     let (_, answer) = gossip(1, 1);
     bed.send(2, answer);
@@ -209,12 +125,36 @@ fn an_unanswered_hop_claim_is_a_broken_promise_and_the_swap_is_undone() {
 }
 
 #[test]
+fn a_graft_miss_answering_a_hop_claim_is_solicited_and_undoes_the_swap_unscored() {
+    let mut bed = settled_bed(config(1), 3);
+    let id = claim(&mut bed, 1, 2);
+    assert_eq!(bed.sent(2, Kind::Graft), vec![id.0.to_vec()]);
+    // The announcer no longer holds the message it claimed.
+    bed.send(2, event(Kind::GraftMiss, &support::ids_body(&[id])));
+    let stats = bed.node.stats();
+    assert_eq!(stats.graft_misses_unsolicited, 0, "our GRAFT asked for it");
+    assert_eq!(stats.graft_misses_received, 1);
+    assert_eq!(stats.graft_misses_too_soon, 1, "right after its own claim");
+    // The claim cannot be proven: the announcer goes back to lazy, the parent stays.
+    assert_eq!(bed.sent(2, Kind::Prune).len(), 1);
+    assert!(bed.sent(1, Kind::Prune).is_empty());
+    assert!(bed.is_eager(peer(2)) && !bed.is_eager(peer(3)));
+    assert_eq!(stats.tree_swaps, 0);
+    // Counted, not scored, and the proposal's deadline no longer scores it either.
+    bed.advance(Duration::from_millis(300));
+    assert_eq!(broken_promises(&bed, peer(3)), 0.0);
+    // A second miss for the same id asks for nothing: unsolicited now.
+    bed.send(2, event(Kind::GraftMiss, &support::ids_body(&[id])));
+    assert_eq!(bed.node.stats().graft_misses_unsolicited, 1);
+}
+
+#[test]
 fn swaps_are_rate_limited() {
     let mut cfg = config(2);
     cfg.optimization_swaps_per_s = 1;
     // Connections 1 and 2 are eager, 3 and 4 lazy.
-    let mut bed = Bed::new(cfg, 4);
-    let first = bed.claim(1, 3);
+    let mut bed = settled_bed(cfg, 4);
+    let first = claim(&mut bed, 1, 3);
     assert_eq!(bed.sent(3, Kind::Graft), vec![first.0.to_vec()]);
     // A second claim in the same second, on other links: no proposal.
     let (id, push) = gossip(2, 6);

@@ -5,42 +5,33 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
-use bytes::{Bytes, BytesMut};
+mod support;
+
+use bytes::BytesMut;
 use core::net::SocketAddr;
 use core::time::Duration;
-use overlay_proto::capability::{mint, peer_caveat, Caveat, CborValue, Scope};
-use overlay_proto::frame::{flags, Header};
+use overlay_proto::capability::{peer_caveat, Caveat, CborValue};
+use overlay_proto::frame::flags;
 use overlay_proto::score::{Penalty, Standing};
-use overlay_proto::wire::{self, HelloOverlay, HelloRequestBody, Kind, PeerEntry};
+use overlay_proto::wire::{self, Kind, PeerEntry};
 use overlay_proto::{
-    Action, CloseReason, ConnId, Direction, Input, Instant, MacKey, MessageId, Node, NodeConfig,
-    NodeIdentity, OverlayError, PeerId, RejectReason, SessionEvent,
+    Action, CloseReason, ConnId, Direction, Input, Instant, MessageId, NodeConfig, OverlayError,
+    PeerId, RejectReason,
+};
+use support::{
+    event, graft, hello, peer, random_id, raw_frame as frame, raw_peer_config, start, Bed, KEY,
+    NOW_UNIX,
 };
 
-const NOW_UNIX: u64 = 1_700_000_000;
-const KEY: MacKey = MacKey([7; 32]);
 const APP: u16 = overlay_proto::OVERLAY_APP_PROTO_ID;
 
 fn token(caveats: Vec<Caveat>) -> String {
-    let scope = Scope {
-        prefix: None,
-        methods: vec![],
-        max_bytes: None,
-    };
-    mint(&KEY, "overlay", "k1", scope, caveats)
+    support::token(caveats, &[], None)
 }
 
 /// A config whose peers need no token (most tests), long idle timers (tests advance time).
 fn open_config() -> NodeConfig {
-    let mut c = NodeConfig::default();
-    c.auth.require_token = false;
-    // Raw peers here send unsigned gossip.
-    c.origin_auth = overlay_proto::OriginAuth::None;
-    c.unix_base_secs = NOW_UNIX;
-    // Raw peers here never send heartbeats: keep the failure detector out of the way.
-    c.idle_timeout = Duration::from_secs(10_000);
-    c.liveness_timeout = Duration::from_secs(9_000);
-    c.keepalive_interval = Duration::from_secs(5_000);
+    let mut c = raw_peer_config();
     // GRAFT timing tests count from `graft_timeout`, settled tree or not.
     c.graft_timeout_settled = c.graft_timeout;
     c
@@ -54,52 +45,15 @@ fn token_config() -> NodeConfig {
     c
 }
 
-fn peer(n: u8) -> PeerId {
-    PeerId([n; 32])
-}
-
-fn frame(flags: u16, code: u16, app: u16, cap: &[u8], body: &[u8]) -> Vec<u8> {
-    let h = Header {
-        len: (38 + cap.len() + body.len()) as u32,
-        ver: 1,
-        flags,
-        code,
-        app_proto_id: app,
-        tenant_id: 0,
-        cap_len: cap.len() as u16,
-        corr_id: 0,
-    };
-    let mut out = BytesMut::new();
-    h.write(&mut out);
-    out.extend_from_slice(cap);
-    out.extend_from_slice(body);
-    out.to_vec()
-}
-
-fn event(kind: Kind, body: &[u8]) -> Vec<u8> {
-    frame(flags::EVENT, kind.code(), APP, &[], body)
-}
-
+/// An IHAVE of `ids`, each in one hop.
 fn ihave(ids: &[MessageId]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for id in ids {
-        body.extend_from_slice(&id.0);
-        body.push(1);
-    }
-    event(Kind::IHave, &body)
+    let with_hops: Vec<_> = ids.iter().map(|id| (*id, 1)).collect();
+    support::ihave(&with_hops)
 }
 
-fn graft(ids: &[MessageId]) -> Vec<u8> {
-    let body: Vec<u8> = ids.iter().flat_map(|id| id.0).collect();
-    event(Kind::Graft, &body)
-}
-
+/// An unrelayed GOSSIP from `origin`.
 fn gossip(origin: PeerId, nonce: u64, payload: &[u8]) -> Vec<u8> {
-    let id = MessageId::compute(&origin, nonce, payload);
-    let mut body = Vec::new();
-    wire::put_gossip_header(&mut body, &id, &origin, nonce, 0);
-    body.extend_from_slice(payload);
-    event(Kind::Gossip, &body)
+    support::gossip(origin, nonce, payload, 0).1
 }
 
 fn shuffle(kind: Kind, entries: &[PeerEntry]) -> Vec<u8> {
@@ -108,242 +62,51 @@ fn shuffle(kind: Kind, entries: &[PeerEntry]) -> Vec<u8> {
     event(kind, &body)
 }
 
-fn random_id(n: u32) -> MessageId {
-    MessageId(*blake3::hash(&n.to_le_bytes()).as_bytes())
+/// Frames of `kind` transmitted on `conn`; for GRAFT, only those asking for ids (an empty
+/// GRAFT just tells the peer the link is eager, as on every new eager session).
+fn sent(bed: &Bed, conn: u64, kind: Kind) -> usize {
+    bed.sent(conn, kind)
+        .iter()
+        .filter(|body| !(kind == Kind::Graft && body.is_empty()))
+        .count()
 }
 
-/// One node and any number of raw peers, each on its own connection.
-struct Bed {
-    node: Node,
-    now: Instant,
-    actions: Vec<(Instant, Action)>,
+/// Empty GRAFT frames transmitted on `conn` (the link is eager on our side: push to us).
+fn role_grafts(bed: &Bed, conn: u64) -> usize {
+    bed.sent(conn, Kind::Graft)
+        .iter()
+        .filter(|body| body.is_empty())
+        .count()
 }
 
-impl Bed {
-    fn new(cfg: NodeConfig) -> Bed {
-        let identity = NodeIdentity {
-            peer_id: peer(1),
-            listen_addr: Some(SocketAddr::from(([10, 0, 0, 1], 9415))),
-            signing_key: None,
-        };
-        Bed {
-            node: Node::new(cfg, identity, 42).unwrap(),
-            now: Instant::ZERO,
-            actions: Vec::new(),
-        }
-    }
+fn rejected(bed: &Bed, reason: RejectReason) -> u64 {
+    bed.node.stats().rejected.get(reason)
+}
 
-    fn input(&mut self, input: Input) {
-        self.node.handle(self.now, input);
-        while let Some(a) = self.node.poll_action() {
-            self.actions.push((self.now, a));
-        }
-    }
-
-    /// A TLS connection from `who` at `ip` (inbound).
-    fn up(&mut self, conn: u64, who: PeerId, ip: [u8; 4]) {
-        self.input(Input::ConnectionUp {
-            conn: ConnId(conn),
-            peer: who,
-            direction: Direction::Inbound,
-            remote: SocketAddr::from((ip, 40_000 + conn as u16)),
-            dial: None,
-            kx_group: None,
-        });
-    }
-
-    fn send(&mut self, conn: u64, bytes: Vec<u8>) {
-        self.input(Input::Received {
-            conn: ConnId(conn),
-            data: Bytes::from(bytes),
-        });
-    }
-
-    fn hello(&mut self, conn: u64, who: PeerId, frames: u32, bytes: u32, listen: Option<&str>) {
-        let hello = HelloRequestBody {
-            ua: Some("hostile".into()),
-            overlay: HelloOverlay {
-                overlay: 1,
-                peer_id: who.to_string(),
-                listen: listen.map(String::from),
-                credit_frames: frames,
-                credit_bytes: bytes,
-                graft_miss: false,
-            },
-        };
-        let json = serde_json::to_vec(&hello).unwrap();
-        self.send(conn, frame(flags::REQ, 0, 0, &[], &json));
-    }
-
-    fn start(&mut self, conn: u64, token: &str) {
-        self.send(
-            conn,
-            frame(flags::START | flags::REQ, 0, APP, token.as_bytes(), &[]),
-        );
-    }
-
-    /// Connects, says HELLO with a generous window and START with `token`.
-    fn open_with(&mut self, conn: u64, who: PeerId, ip: [u8; 4], token: &str) {
-        self.up(conn, who, ip);
-        self.hello(conn, who, 1 << 20, 1 << 30, None);
-        self.start(conn, token);
-    }
-
-    fn open(&mut self, conn: u64, who: PeerId) {
-        self.open_with(conn, who, [10, 0, 0, 100 + conn as u8], "");
-        assert!(self.is_up(conn), "session {conn} should open");
-    }
-
-    fn advance(&mut self, d: Duration) {
-        let until = self.now + d;
-        while let Some(t) = self.node.poll_timeout() {
-            if t > until {
-                break;
-            }
-            self.now = t.max(self.now);
-            self.input(Input::Timeout);
-        }
-        self.now = until;
-        self.input(Input::Timeout);
-    }
-
-    /// Session `conn`'s peer shows it is alive: a heartbeat (an empty CREDIT). A GRAFT is
-    /// a broken promise only from a peer heard since it was sent.
-    fn heartbeat(&mut self, conn: u64) {
-        self.send(conn, event(Kind::Credit, &[0u8; 8]));
-    }
-
-    fn is_up(&self, conn: u64) -> bool {
-        self.actions.iter().any(|(_, a)| {
-            matches!(a, Action::Session(SessionEvent::Up { conn: c, .. }) if *c == ConnId(conn))
-        })
-    }
-
-    fn closed(&self, conn: u64) -> Option<CloseReason> {
-        self.actions.iter().find_map(|(_, a)| match a {
-            Action::Close {
-                conn: c, reason, ..
-            } if *c == ConnId(conn) => Some(*reason),
-            _ => None,
-        })
-    }
-
-    fn closed_at(&self, conn: u64) -> Option<Instant> {
-        self.actions.iter().find_map(|(t, a)| match a {
-            Action::Close { conn: c, .. } if *c == ConnId(conn) => Some(*t),
-            _ => None,
-        })
-    }
-
-    /// The status code of the error frame sent on `conn` before closing.
-    fn error_code(&self, conn: u64) -> Option<u16> {
-        let mut last = None;
-        for (_, a) in &self.actions {
-            if let Action::Transmit { conn: c, data } = a {
-                if *c != ConnId(conn) {
-                    continue;
-                }
-                let mut buf = BytesMut::from(&data[..]);
-                while let Ok(Some(f)) = overlay_proto::frame::decode(&mut buf) {
-                    if f.header.flags & flags::RESP != 0 && f.header.code >= 400 {
-                        last = Some(f.header.code);
-                    }
-                }
-            }
-        }
-        last
-    }
-
-    /// Frames of `kind` transmitted on `conn`; for GRAFT, only those asking for ids (an empty
-    /// GRAFT just tells the peer the link is eager, as on every new eager session).
-    fn sent(&self, conn: u64, kind: Kind) -> usize {
-        let mut n = 0;
-        for (_, a) in &self.actions {
-            if let Action::Transmit { conn: c, data } = a {
-                if *c != ConnId(conn) {
-                    continue;
-                }
-                let mut buf = BytesMut::from(&data[..]);
-                while let Ok(Some(f)) = overlay_proto::frame::decode(&mut buf) {
-                    let role_only = kind == Kind::Graft && f.payload.is_none();
-                    if f.header.flags & flags::EVENT != 0
-                        && f.header.code == kind.code()
-                        && !role_only
-                    {
-                        n += 1;
-                    }
-                }
-            }
-        }
-        n
-    }
-
-    /// Empty GRAFT frames transmitted on `conn` (the link is eager on our side: push to us).
-    fn role_grafts(&self, conn: u64) -> usize {
-        let mut n = 0;
-        for (_, a) in &self.actions {
-            if let Action::Transmit { conn: c, data } = a {
-                if *c != ConnId(conn) {
-                    continue;
-                }
-                let mut buf = BytesMut::from(&data[..]);
-                while let Ok(Some(f)) = overlay_proto::frame::decode(&mut buf) {
-                    if f.header.flags & flags::EVENT != 0
-                        && f.header.code == Kind::Graft.code()
-                        && f.payload.is_none()
-                    {
-                        n += 1;
-                    }
-                }
-            }
-        }
-        n
-    }
-
-    fn rejected(&self, reason: RejectReason) -> u64 {
-        self.node.stats().rejected.get(reason)
-    }
-
-    fn broadcast(&mut self, payload: &[u8]) -> Result<MessageId, OverlayError> {
-        self.input(Input::Broadcast {
-            request: 1,
-            payload: Bytes::copy_from_slice(payload),
-        });
-        self.actions
-            .iter()
-            .rev()
-            .find_map(|(_, a)| match a {
-                Action::BroadcastResult { result, .. } => Some(*result),
-                _ => None,
-            })
-            .unwrap()
-    }
-
-    fn score_of(&self, who: PeerId) -> overlay_proto::score::PeerScore {
-        self.node.peer_score(&who)
-    }
+fn score_of(bed: &Bed, who: PeerId) -> overlay_proto::score::PeerScore {
+    bed.node.peer_score(&who)
 }
 
 #[test]
 fn a_hello_granting_a_tiny_window_is_refused_with_400() {
     let mut bed = Bed::new(open_config());
     bed.up(1, peer(2), [10, 0, 0, 2]);
-    bed.hello(1, peer(2), 0, 0, None);
+    bed.send(1, hello(&peer(2), 0, 0, None, false));
     assert_eq!(
         bed.closed(1),
         Some(CloseReason::Violation(OverlayError::Malformed))
     );
     assert_eq!(bed.error_code(1), Some(400));
-    assert_eq!(bed.rejected(RejectReason::SmallWindow), 1);
-    assert_eq!(bed.rejected(RejectReason::Malformed), 0, "counted once");
+    assert_eq!(rejected(&bed, RejectReason::SmallWindow), 1);
+    assert_eq!(rejected(&bed, RejectReason::Malformed), 0, "counted once");
     // Enough frames but too few bytes is refused too.
     bed.up(2, peer(3), [10, 0, 0, 3]);
-    bed.hello(2, peer(3), 512, 1024, None);
-    assert_eq!(bed.rejected(RejectReason::SmallWindow), 2);
+    bed.send(2, hello(&peer(3), 512, 1024, None, false));
+    assert_eq!(rejected(&bed, RejectReason::SmallWindow), 2);
     // The minimum itself is fine.
     bed.up(3, peer(4), [10, 0, 0, 4]);
-    bed.hello(3, peer(4), 16, 64 * 1024, None);
-    bed.start(3, "");
+    bed.send(3, hello(&peer(4), 16, 64 * 1024, None, false));
+    bed.send(3, start(""));
     assert!(bed.is_up(3));
 }
 
@@ -352,26 +115,29 @@ fn graft_spam_repeating_one_id_bans_the_peer_and_the_node_stays_ready() {
     let mut bed = Bed::new(open_config());
     bed.open(1, peer(2)); // honest
     bed.up(2, peer(3), [10, 0, 0, 3]);
-    bed.hello(2, peer(3), 16, 64 * 1024, Some("10.0.0.3:9415"));
-    bed.start(2, "");
+    bed.send(
+        2,
+        hello(&peer(3), 16, 64 * 1024, Some("10.0.0.3:9415"), false),
+    );
+    bed.send(2, start(""));
     assert!(bed.is_up(2));
     let id = bed.broadcast(b"held").unwrap();
     bed.send(2, graft(&vec![id; 8192]));
     assert_eq!(bed.closed(2), Some(CloseReason::Banned));
     assert_eq!(bed.error_code(2), Some(403));
-    assert_eq!(bed.rejected(RejectReason::GraftFlood), 8191);
-    assert_eq!(bed.rejected(RejectReason::Banned), 1);
+    assert_eq!(rejected(&bed, RejectReason::GraftFlood), 8191);
+    assert_eq!(rejected(&bed, RejectReason::Banned), 1);
     let stats = bed.node.stats();
     assert_eq!(stats.peers_banned, 1);
     assert_eq!(stats.bans_active, 1);
     assert_eq!(stats.score_penalties[Penalty::GraftFlood as usize], 8191);
-    assert!(bed.score_of(peer(3)).score < -50.0);
+    assert!(score_of(&bed, peer(3)).score < -50.0);
     // The answer was sent once, not 8192 times.
-    assert!(bed.sent(2, Kind::Gossip) <= 2);
+    assert!(sent(&bed, 2, Kind::Gossip) <= 2);
     // The banned PeerId cannot come back, even from another address.
     bed.up(3, peer(3), [10, 0, 0, 33]);
     assert_eq!(bed.closed(3), Some(CloseReason::Banned));
-    assert_eq!(bed.rejected(RejectReason::Banned), 2);
+    assert_eq!(rejected(&bed, RejectReason::Banned), 2);
     // The honest session and broadcasts are unaffected.
     assert!(bed.node.is_ready());
     assert!(bed.broadcast(b"after").is_ok());
@@ -398,16 +164,16 @@ fn graft_ids_are_capped_per_frame_and_rate_limited_per_peer() {
     bed.send(1, graft(&ids));
     // 8 distinct ids, 4 honoured.
     assert_eq!(bed.node.stats().gossip_sent - before, 4);
-    assert_eq!(bed.rejected(RejectReason::GraftFlood), 4);
+    assert_eq!(rejected(&bed, RejectReason::GraftFlood), 4);
     // The bucket (6) has 2 left: a second frame gets 2 answers.
     bed.send(1, graft(&ids[4..]));
     assert_eq!(bed.node.stats().gossip_sent - before, 6);
-    assert_eq!(bed.rejected(RejectReason::GraftFlood), 6);
+    assert_eq!(rejected(&bed, RejectReason::GraftFlood), 6);
     // Ids never seen here are scored too.
     let unknown: Vec<MessageId> = (0..3).map(random_id).collect();
     bed.advance(Duration::from_secs(1));
     bed.send(1, graft(&unknown));
-    let s = bed.score_of(peer(2));
+    let s = score_of(&bed, peer(2));
     // 6 (decayed once by 0.9) + 3.
     assert!((s.components.penalty(Penalty::GraftFlood) - 8.4).abs() < 1e-9);
     assert_eq!(bed.closed(1), None, "mild abuse is scored, not cut");
@@ -425,8 +191,8 @@ fn an_ihave_flood_is_rate_limited_held_to_its_share_and_scored() {
     let ids: Vec<MessageId> = (0..400).map(random_id).collect();
     bed.send(1, ihave(&ids));
     // 300 over the rate, 50 over the share.
-    assert_eq!(bed.rejected(RejectReason::IhaveFlood), 350);
-    let s = bed.score_of(peer(2));
+    assert_eq!(rejected(&bed, RejectReason::IhaveFlood), 350);
+    let s = score_of(&bed, peer(2));
     assert_eq!(s.components.penalty(Penalty::IhaveFlood), 350.0);
     assert_eq!(s.standing, Standing::Ban);
     assert_eq!(bed.closed(1), Some(CloseReason::Banned));
@@ -434,7 +200,7 @@ fn an_ihave_flood_is_rate_limited_held_to_its_share_and_scored() {
     let wanted = random_id(10_000);
     bed.send(2, ihave(&[wanted]));
     bed.advance(Duration::from_millis(100));
-    assert_eq!(bed.sent(2, Kind::Graft), 1);
+    assert_eq!(sent(&bed, 2, Kind::Graft), 1);
     assert!(bed.node.is_ready());
 }
 
@@ -456,14 +222,14 @@ fn an_honest_publishers_backlog_of_announcements_after_a_stall_is_not_scored() {
     for batch in backlog.chunks(60) {
         bed.send(1, ihave(batch));
     }
-    assert_eq!(bed.rejected(RejectReason::IhaveFlood), 250);
-    let s = bed.score_of(peer(2));
+    assert_eq!(rejected(&bed, RejectReason::IhaveFlood), 250);
+    let s = score_of(&bed, peer(2));
     assert_eq!(s.components.penalty(Penalty::IhaveFlood), 0.0);
     assert_eq!(s.standing, Standing::Good);
     assert_eq!(bed.closed(1), None);
     // The ids within its share are grafted from it.
     bed.advance(Duration::from_millis(90));
-    assert_eq!(bed.sent(1, Kind::Graft), 1);
+    assert_eq!(sent(&bed, 1, Kind::Graft), 1);
     assert!(bed.node.is_ready());
 }
 
@@ -476,8 +242,8 @@ fn an_ihave_flooder_within_the_rate_is_scored_for_its_overflow_and_banned() {
     bed.open(2, peer(3)); // honest
     bed.send(1, ihave(&(0..64).map(random_id).collect::<Vec<_>>()));
     // It delivered nothing first: the 14 ids over its share are scored.
-    assert_eq!(bed.rejected(RejectReason::IhaveFlood), 14);
-    let penalty = |bed: &Bed, p| bed.score_of(peer(2)).components.penalty(p);
+    assert_eq!(rejected(&bed, RejectReason::IhaveFlood), 14);
+    let penalty = |bed: &Bed, p| score_of(bed, peer(2)).components.penalty(p);
     assert_eq!(penalty(&bed, Penalty::IhaveFlood), 14.0);
     assert_eq!(bed.closed(1), None);
     // The 50 ids of its share are grafted and never answered (it is alive): 50 broken
@@ -487,7 +253,7 @@ fn an_ihave_flooder_within_the_rate_is_scored_for_its_overflow_and_banned() {
     bed.advance(Duration::from_millis(210));
     assert_eq!(bed.closed(1), Some(CloseReason::Banned));
     assert_eq!(bed.closed(2), None);
-    assert_eq!(bed.score_of(peer(3)).standing, Standing::Good);
+    assert_eq!(score_of(&bed, peer(3)).standing, Standing::Good);
     assert!(bed.node.is_ready());
 }
 
@@ -500,8 +266,8 @@ fn a_publisher_that_broke_as_many_promises_as_it_delivered_is_scored_for_its_ove
     bed.send(1, gossip(peer(2), 1, b"one first copy"));
     bed.send(1, ihave(&(0..4).map(random_id).collect::<Vec<_>>()));
     // It delivered: the 2 ids over its share are ignored, not scored.
-    assert_eq!(bed.rejected(RejectReason::IhaveFlood), 2);
-    let penalty = |bed: &Bed, p| bed.score_of(peer(2)).components.penalty(p);
+    assert_eq!(rejected(&bed, RejectReason::IhaveFlood), 2);
+    let penalty = |bed: &Bed, p| score_of(bed, peer(2)).components.penalty(p);
     assert_eq!(penalty(&bed, Penalty::IhaveFlood), 0.0);
     // Its 2 ids are grafted and never answered while it keeps talking: 2 broken promises
     // against 1 first delivery make it a suspect.
@@ -510,7 +276,7 @@ fn a_publisher_that_broke_as_many_promises_as_it_delivered_is_scored_for_its_ove
     bed.advance(Duration::from_millis(210));
     assert!(penalty(&bed, Penalty::BrokenPromise) >= 1.0);
     bed.send(1, ihave(&(100..104).map(random_id).collect::<Vec<_>>()));
-    assert_eq!(bed.rejected(RejectReason::IhaveFlood), 4);
+    assert_eq!(rejected(&bed, RejectReason::IhaveFlood), 4);
     assert_eq!(penalty(&bed, Penalty::IhaveFlood), 2.0);
 }
 
@@ -524,14 +290,14 @@ fn a_low_score_stops_ihave_and_graft_from_the_peer() {
     // 70 over the rate: -14, below the gossip threshold (-10) but above prune (-20).
     let ids: Vec<MessageId> = (0..80).map(random_id).collect();
     bed.send(1, ihave(&ids));
-    assert_eq!(bed.score_of(peer(2)).standing, Standing::NoControl);
+    assert_eq!(score_of(&bed, peer(2)).standing, Standing::NoControl);
     bed.send(1, ihave(&[random_id(5_000)]));
     bed.send(1, graft(&[random_id(5_001)]));
-    assert_eq!(bed.rejected(RejectReason::LowScore), 2);
+    assert_eq!(rejected(&bed, RejectReason::LowScore), 2);
     // Scores decay: after a while the peer is trusted again (the 10 ids it did announce are
     // grafted and never answered: broken promises, which decay too).
     bed.advance(Duration::from_secs(25));
-    assert_eq!(bed.score_of(peer(2)).standing, Standing::Good);
+    assert_eq!(score_of(&bed, peer(2)).standing, Standing::Good);
     assert_eq!(bed.closed(1), None);
 }
 
@@ -542,10 +308,10 @@ fn an_announcer_that_never_answers_a_graft_breaks_its_promise() {
     let ids: Vec<MessageId> = (0..3).map(random_id).collect();
     bed.send(1, ihave(&ids));
     bed.advance(Duration::from_millis(90));
-    assert_eq!(bed.sent(1, Kind::Graft), 1);
+    assert_eq!(sent(&bed, 1, Kind::Graft), 1);
     bed.heartbeat(1);
     bed.advance(Duration::from_millis(200));
-    let s = bed.score_of(peer(2));
+    let s = score_of(&bed, peer(2));
     assert_eq!(s.components.penalty(Penalty::BrokenPromise), 3.0);
     assert_eq!(
         bed.node.stats().score_penalties[Penalty::BrokenPromise as usize],
@@ -564,8 +330,8 @@ fn a_stalled_announcer_not_heard_since_the_graft_breaks_no_promise() {
     let ids: Vec<MessageId> = (0..21).map(random_id).collect();
     bed.send(1, ihave(&ids));
     bed.advance(Duration::from_secs(3));
-    assert_eq!(bed.sent(1, Kind::Graft), 1);
-    let s = bed.score_of(peer(2));
+    assert_eq!(sent(&bed, 1, Kind::Graft), 1);
+    let s = score_of(&bed, peer(2));
     assert_eq!(s.components.penalty(Penalty::BrokenPromise), 0.0);
     assert_eq!(s.standing, Standing::Good);
     assert_eq!(bed.closed(1), None);
@@ -575,7 +341,7 @@ fn a_stalled_announcer_not_heard_since_the_graft_breaks_no_promise() {
     bed.heartbeat(1);
     bed.advance(Duration::from_millis(200));
     assert_eq!(
-        bed.score_of(peer(2))
+        score_of(&bed, peer(2))
             .components
             .penalty(Penalty::BrokenPromise),
         1.0
@@ -592,8 +358,8 @@ fn announcers_that_delivered_are_asked_first() {
     bed.send(1, ihave(&[wanted]));
     bed.send(2, ihave(&[wanted]));
     bed.advance(Duration::from_millis(90));
-    assert_eq!(bed.sent(2, Kind::Graft), 1, "the deliverer is asked");
-    assert_eq!(bed.sent(1, Kind::Graft), 0);
+    assert_eq!(sent(&bed, 2, Kind::Graft), 1, "the deliverer is asked");
+    assert_eq!(sent(&bed, 1, Kind::Graft), 0);
 }
 
 #[test]
@@ -605,7 +371,7 @@ fn a_link_made_eager_on_our_side_is_told_to_the_peer() {
         bed.open(conn, peer(conn as u8 + 1));
     }
     for conn in 1..=4 {
-        assert_eq!(bed.role_grafts(conn), 0, "session {conn}");
+        assert_eq!(role_grafts(&bed, conn), 0, "session {conn}");
     }
     assert_eq!(bed.node.stats().eager_peers, 4);
     // Peer 5 prunes us; then an eager peer leaves: a lazy one is promoted so that α = 3 eager
@@ -615,7 +381,7 @@ fn a_link_made_eager_on_our_side_is_told_to_the_peer() {
     bed.send(1, frame(flags::RESP, 500, APP, &[], &[]));
     assert!(bed.closed(1).is_some());
     assert_eq!(bed.node.stats().eager_peers, 3);
-    assert_eq!(bed.role_grafts(4), 1);
+    assert_eq!(role_grafts(&bed, 4), 1);
 }
 
 #[test]
@@ -633,9 +399,9 @@ fn eager_peers_that_announce_instead_of_pushing_are_asked_after_lazy_announcers(
         bed.send(conn, ihave(&[wanted]));
     }
     bed.advance(Duration::from_millis(90));
-    assert_eq!(bed.sent(4, Kind::Graft), 1, "the lazy announcer is asked");
+    assert_eq!(sent(&bed, 4, Kind::Graft), 1, "the lazy announcer is asked");
     for conn in 1..=3 {
-        assert_eq!(bed.sent(conn, Kind::Graft), 0, "session {conn}");
+        assert_eq!(sent(&bed, conn, Kind::Graft), 0, "session {conn}");
     }
 }
 
@@ -655,9 +421,9 @@ fn announcers_that_broke_a_promise_are_asked_last() {
     bed.advance(Duration::from_millis(90));
     bed.heartbeat(2);
     bed.advance(Duration::from_millis(210));
-    assert_eq!(bed.sent(2, Kind::Graft), 1);
+    assert_eq!(sent(&bed, 2, Kind::Graft), 1);
     assert_eq!(
-        bed.score_of(peer(3))
+        score_of(&bed, peer(3))
             .components
             .penalty(Penalty::BrokenPromise),
         1.0
@@ -669,12 +435,12 @@ fn announcers_that_broke_a_promise_are_asked_last() {
     bed.send(3, ihave(&[second]));
     bed.advance(Duration::from_millis(90));
     assert_eq!(
-        bed.sent(3, Kind::Graft),
+        sent(&bed, 3, Kind::Graft),
         1,
         "the peer with no broken promise first"
     );
     assert_eq!(
-        bed.sent(2, Kind::Graft),
+        sent(&bed, 2, Kind::Graft),
         1,
         "no second GRAFT to the promise breaker yet"
     );
@@ -697,13 +463,13 @@ fn a_full_announcer_list_makes_room_for_a_better_ranked_announcer() {
         bed.send(conn, ihave(&[wanted]));
     }
     bed.advance(Duration::from_millis(90));
-    assert_eq!(bed.sent(4, Kind::Graft), 1);
+    assert_eq!(sent(&bed, 4, Kind::Graft), 1);
     // Unanswered: the next GRAFT goes to the eager announcer that kept its place; the one
     // dropped from the list is never asked.
     bed.advance(Duration::from_millis(125));
-    assert_eq!(bed.sent(1, Kind::Graft), 1);
+    assert_eq!(sent(&bed, 1, Kind::Graft), 1);
     bed.advance(Duration::from_millis(500));
-    assert_eq!(bed.sent(2, Kind::Graft), 0);
+    assert_eq!(sent(&bed, 2, Kind::Graft), 0);
 }
 
 #[test]
@@ -714,8 +480,8 @@ fn a_stalled_session_is_closed_and_one_full_queue_does_not_make_the_node_unready
     let mut bed = Bed::new(cfg);
     bed.open(1, peer(2)); // honest: a huge window
     bed.up(2, peer(3), [10, 0, 0, 3]);
-    bed.hello(2, peer(3), 16, 64 * 1024, None); // never returns credit
-    bed.start(2, "");
+    bed.send(2, hello(&peer(3), 16, 64 * 1024, None, false)); // never returns credit
+    bed.send(2, start(""));
     assert!(bed.is_up(2));
     for _ in 0..100 {
         assert!(
@@ -728,7 +494,7 @@ fn a_stalled_session_is_closed_and_one_full_queue_does_not_make_the_node_unready
     bed.advance(Duration::from_millis(2_100));
     assert_eq!(bed.closed(2), Some(CloseReason::Stalled));
     assert_eq!(bed.error_code(2), Some(408));
-    assert_eq!(bed.rejected(RejectReason::Stalled), 1);
+    assert_eq!(rejected(&bed, RejectReason::Stalled), 1);
     assert_eq!(bed.closed(1), None);
     assert!(bed.node.is_ready());
 }
@@ -751,7 +517,7 @@ fn the_pre_auth_budget_caps_per_ip_and_in_total_without_touching_sessions() {
         bed.closed(12),
         Some(CloseReason::Violation(OverlayError::Busy))
     );
-    assert_eq!(bed.rejected(RejectReason::PreauthPerIp), 1);
+    assert_eq!(rejected(&bed, RejectReason::PreauthPerIp), 1);
     // From other IPs until the total budget is used.
     bed.up(13, peer(13), [10, 9, 9, 10]);
     bed.up(14, peer(14), [10, 9, 9, 11]);
@@ -760,7 +526,7 @@ fn the_pre_auth_budget_caps_per_ip_and_in_total_without_touching_sessions() {
         bed.closed(15),
         Some(CloseReason::Violation(OverlayError::Busy))
     );
-    assert_eq!(bed.rejected(RejectReason::PreauthFull), 1);
+    assert_eq!(rejected(&bed, RejectReason::PreauthFull), 1);
     let stats = bed.node.stats();
     assert_eq!(stats.preauth_sessions, 4);
     assert_eq!(stats.sessions_running, 2);
@@ -768,7 +534,7 @@ fn the_pre_auth_budget_caps_per_ip_and_in_total_without_touching_sessions() {
     // session still opens (after one half-open slot frees up).
     assert!(bed.node.is_ready());
     bed.advance(Duration::from_secs(6));
-    assert_eq!(bed.rejected(RejectReason::HandshakeTimeout), 4);
+    assert_eq!(rejected(&bed, RejectReason::HandshakeTimeout), 4);
     bed.open(3, peer(4));
     assert_eq!(bed.node.stats().preauth_sessions, 0);
     // max_sessions (3) is reached by running sessions only: a fourth finishing START gets 503.
@@ -777,7 +543,7 @@ fn the_pre_auth_budget_caps_per_ip_and_in_total_without_touching_sessions() {
         bed.closed(4),
         Some(CloseReason::Violation(OverlayError::Refused))
     );
-    assert_eq!(bed.rejected(RejectReason::MaxSessions), 1);
+    assert_eq!(rejected(&bed, RejectReason::MaxSessions), 1);
 }
 
 #[test]
@@ -800,7 +566,7 @@ fn a_token_expiring_mid_session_closes_it_at_exp_plus_skew() {
     let at = bed.closed_at(1).unwrap();
     assert!(at >= Instant::ZERO + Duration::from_secs(71));
     assert!(at <= Instant::ZERO + Duration::from_millis(71_200));
-    assert_eq!(bed.rejected(RejectReason::Expired), 1);
+    assert_eq!(rejected(&bed, RejectReason::Expired), 1);
     assert_eq!(bed.closed(2), None, "a token without Exp lasts");
 }
 
@@ -818,7 +584,7 @@ fn a_token_bound_to_another_peer_is_refused_and_a_malformed_binding_is_401() {
         Some(CloseReason::Violation(OverlayError::Forbidden))
     );
     assert_eq!(bed.error_code(1), Some(403));
-    assert_eq!(bed.rejected(RejectReason::WrongPeer), 1);
+    assert_eq!(rejected(&bed, RejectReason::WrongPeer), 1);
     let malformed = Caveat::Custom {
         ns: "overlay".into(),
         name: "peer".into(),
@@ -826,7 +592,7 @@ fn a_token_bound_to_another_peer_is_refused_and_a_malformed_binding_is_401() {
     };
     bed.open_with(2, peer(3), [10, 0, 0, 3], &token(vec![malformed]));
     assert_eq!(bed.error_code(2), Some(401));
-    assert_eq!(bed.rejected(RejectReason::Unauth), 1);
+    assert_eq!(rejected(&bed, RejectReason::Unauth), 1);
     bed.open_with(
         3,
         peer(4),
@@ -846,9 +612,8 @@ fn membership_hints_cannot_poison_the_passive_view() {
         addr: pinned,
     });
     let dial = bed
-        .actions
-        .iter()
-        .find_map(|(_, a)| match a {
+        .actions()
+        .find_map(|a| match a {
             Action::Connect { dial, .. } => Some(*dial),
             _ => None,
         })
@@ -863,8 +628,11 @@ fn membership_hints_cannot_poison_the_passive_view() {
     });
     // A non-loopback peer claims a loopback listen address: ignored.
     bed.up(1, peer(2), [10, 0, 0, 2]);
-    bed.hello(1, peer(2), 1 << 20, 1 << 30, Some("127.0.0.1:9415"));
-    bed.start(1, "");
+    bed.send(
+        1,
+        hello(&peer(2), 1 << 20, 1 << 30, Some("127.0.0.1:9415"), false),
+    );
+    bed.send(1, start(""));
     assert!(bed.is_up(1));
     let info = bed
         .node
@@ -873,7 +641,7 @@ fn membership_hints_cannot_poison_the_passive_view() {
         .find(|s| s.peer == peer(2))
         .unwrap();
     assert_eq!(info.listen, None);
-    assert_eq!(bed.rejected(RejectReason::BadAddress), 1);
+    assert_eq!(rejected(&bed, RejectReason::BadAddress), 1);
     let passive_before = bed.node.stats().passive_peers;
     let entries = [
         PeerEntry {
@@ -900,17 +668,17 @@ fn membership_hints_cannot_poison_the_passive_view() {
         },
     ];
     bed.send(1, shuffle(Kind::Shuffle, &entries));
-    assert_eq!(bed.rejected(RejectReason::BadAddress), 5);
+    assert_eq!(rejected(&bed, RejectReason::BadAddress), 5);
     assert_eq!(bed.node.stats().passive_peers, passive_before + 1);
-    assert_eq!(bed.sent(1, Kind::ShuffleReply), 1);
+    assert_eq!(sent(&bed, 1, Kind::ShuffleReply), 1);
     // SHUFFLE past the per-peer rate (burst 4) and unsolicited replies are ignored.
     for _ in 0..5 {
         bed.send(1, shuffle(Kind::Shuffle, &[]));
     }
     bed.send(1, shuffle(Kind::ShuffleReply, &entries[4..]));
-    assert_eq!(bed.rejected(RejectReason::ShuffleFlood), 3);
-    assert_eq!(bed.sent(1, Kind::ShuffleReply), 4);
-    let s = bed.score_of(peer(2));
+    assert_eq!(rejected(&bed, RejectReason::ShuffleFlood), 3);
+    assert_eq!(sent(&bed, 1, Kind::ShuffleReply), 4);
+    let s = score_of(&bed, peer(2));
     assert_eq!(s.components.penalty(Penalty::ShuffleFlood), 4.0);
 }
 
@@ -944,7 +712,7 @@ fn a_message_with_a_bad_id_is_refused_with_400_and_bans_its_sender() {
         Some(CloseReason::Violation(OverlayError::Malformed))
     );
     assert_eq!(bed.error_code(1), Some(400));
-    assert_eq!(bed.rejected(RejectReason::BadId), 1);
+    assert_eq!(rejected(&bed, RejectReason::BadId), 1);
     let stats = bed.node.stats();
     assert_eq!(stats.score_penalties[Penalty::InvalidMessage as usize], 1);
     assert_eq!(stats.peers_banned, 1);
@@ -968,8 +736,8 @@ fn new_scoring_thresholds_act_at_once_and_new_weights_count_from_now_on() {
     bed.send(1, ihave(&ids));
     let ids: Vec<MessageId> = (100..130).map(random_id).collect();
     bed.send(2, ihave(&ids));
-    assert_eq!(bed.score_of(peer(2)).standing, Standing::NoControl);
-    assert!((bed.score_of(peer(3)).score + 4.0).abs() < 1e-9);
+    assert_eq!(score_of(&bed, peer(2)).standing, Standing::NoControl);
+    assert!((score_of(&bed, peer(3)).score + 4.0).abs() < 1e-9);
     let mut live = overlay_proto::LiveSettings::of(bed.node.config());
     live.scoring.ihave_flood_weight = -1.0;
     live.scoring.gossip_threshold = -5.0;
@@ -977,22 +745,21 @@ fn new_scoring_thresholds_act_at_once_and_new_weights_count_from_now_on() {
     live.scoring.ban_threshold = -12.0;
     bed.input(Input::Reconfigure(Box::new(live.clone())));
     assert!(bed
-        .actions
-        .iter()
-        .any(|(_, a)| *a == Action::Reconfigured(Ok(live.clone()))));
+        .actions()
+        .any(|a| *a == Action::Reconfigured(Ok(live.clone()))));
     // Scores keep their values; the new ban threshold closes peer 2 at once.
-    assert!((bed.score_of(peer(2)).score + 14.0).abs() < 1e-9);
+    assert!((score_of(&bed, peer(2)).score + 14.0).abs() < 1e-9);
     assert_eq!(bed.closed(1), Some(CloseReason::Banned));
-    assert_eq!(bed.rejected(RejectReason::Banned), 1);
+    assert_eq!(rejected(&bed, RejectReason::Banned), 1);
     assert_eq!(bed.closed(2), None);
-    assert!((bed.score_of(peer(3)).score + 4.0).abs() < 1e-9);
-    assert_eq!(bed.score_of(peer(3)).standing, Standing::Good);
+    assert!((score_of(&bed, peer(3)).score + 4.0).abs() < 1e-9);
+    assert_eq!(score_of(&bed, peer(3)).standing, Standing::Good);
     // Two more ids over the rate from peer 3 cost the new weight: -6, below -5.
     bed.send(2, ihave(&[random_id(7_000), random_id(7_001)]));
     assert!(
-        (bed.score_of(peer(3)).score + 6.0).abs() < 1e-9,
+        (score_of(&bed, peer(3)).score + 6.0).abs() < 1e-9,
         "{:?}",
-        bed.score_of(peer(3))
+        score_of(&bed, peer(3))
     );
-    assert_eq!(bed.score_of(peer(3)).standing, Standing::NoControl);
+    assert_eq!(score_of(&bed, peer(3)).standing, Standing::NoControl);
 }

@@ -163,8 +163,11 @@ fn new_sessions_start_eager_and_the_origin_announces_to_beta_lazy_peers() {
     );
 }
 
-#[test]
-fn slow_consumer_gets_backpressure_and_counted_drops_not_unbounded_memory() {
+/// Two nodes with a 64-frame / 1 MiB credit window and a 128-frame / 1 MiB send queue, for the
+/// backpressure tests. The stalled node reads nothing for seconds while its timers run, so its
+/// failure detector would (rightly) give up on a peer it cannot hear; these tests are about the
+/// sender's backpressure, so the detector waits longer (it is tested in tests/liveness.rs).
+fn two_nodes_small_queues() -> MeshConfig {
     let mut cfg = MeshConfig {
         nodes: 2,
         seed: 3,
@@ -174,10 +177,13 @@ fn slow_consumer_gets_backpressure_and_counted_drops_not_unbounded_memory() {
     cfg.node_config.credit_window_bytes = 1 << 20;
     cfg.node_config.max_queue_frames = 128;
     cfg.node_config.max_queue_bytes = 1 << 20;
-    // The stalled node reads nothing for 2 s while its timers run, so its failure detector
-    // would (rightly) give up on a peer it cannot hear; this test is about the sender's
-    // backpressure, so the detector waits longer here (it is tested in tests/liveness.rs).
     cfg.node_config.liveness_timeout = Duration::from_secs(20);
+    cfg
+}
+
+#[test]
+fn slow_consumer_gets_backpressure_and_counted_drops_not_unbounded_memory() {
+    let cfg = two_nodes_small_queues();
     let window = u64::from(cfg.node_config.credit_window_bytes) as usize;
     let queue_bytes = cfg.node_config.max_queue_bytes;
     let mut m = Mesh::new(cfg).unwrap();
@@ -223,16 +229,7 @@ fn slow_consumer_gets_backpressure_and_counted_drops_not_unbounded_memory() {
 
 #[test]
 fn a_degraded_node_is_ready_again_as_soon_as_credit_drains_its_queue_not_at_the_next_tick() {
-    let mut cfg = MeshConfig {
-        nodes: 2,
-        seed: 3,
-        ..MeshConfig::default()
-    };
-    cfg.node_config.credit_window_frames = 64;
-    cfg.node_config.credit_window_bytes = 1 << 20;
-    cfg.node_config.max_queue_frames = 128;
-    cfg.node_config.max_queue_bytes = 1 << 20;
-    cfg.node_config.liveness_timeout = Duration::from_secs(20);
+    let mut cfg = two_nodes_small_queues();
     // Ticks far apart, links fast: only the credit can make the node ready within 30 ms.
     cfg.node_config.tick_interval = Duration::from_secs(2);
     cfg.latency_min = Duration::from_millis(1);

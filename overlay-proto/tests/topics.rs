@@ -141,7 +141,7 @@ fn transmits(actions: &[Action], conn: ConnId) -> Vec<Bytes> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Transmit { conn: c, data } if *c == conn => Some(data.clone()),
+            Action::Transmit { conn: c, data } if *c == conn => Some(data.to_bytes()),
             _ => None,
         })
         .collect()

@@ -89,7 +89,7 @@ fn record_as(version: u32) -> Vec<u8> {
                         now,
                         Input::Received {
                             conn: ConnId(2),
-                            data,
+                            data: data.to_bytes(),
                         },
                     );
                 }
@@ -100,7 +100,7 @@ fn record_as(version: u32) -> Vec<u8> {
             if let Action::Transmit { data, .. } = act {
                 to_a.push(Input::Received {
                     conn: ConnId(1),
-                    data,
+                    data: data.to_bytes(),
                 });
             }
         }

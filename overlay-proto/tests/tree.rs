@@ -10,32 +10,20 @@
 
 mod support;
 
-use bytes::{Bytes, BytesMut};
-use core::net::SocketAddr;
+use bytes::Bytes;
 use core::time::Duration;
-use overlay_proto::frame::{flags, Header};
 use overlay_proto::mesh::{node_peer_id, Mesh, MeshConfig};
-use overlay_proto::wire::{self, HelloOverlay, HelloRequestBody, Kind};
-use overlay_proto::{
-    Action, ConnId, Direction, Input, Instant, MessageId, Node, NodeConfig, NodeIdentity,
-    OriginAuth, PeerId, SessionEvent,
-};
+use overlay_proto::wire::Kind;
+use overlay_proto::{Input, MessageId, NodeConfig, OriginAuth, PeerId};
 use std::collections::{BTreeMap, BTreeSet};
-
-const APP: u16 = overlay_proto::OVERLAY_APP_PROTO_ID;
+use support::{event, peer, raw_peer_config, Bed};
 
 // ---------------------------------------------------------------------------------------
 // One node and hand-driven peers.
 
 fn config() -> NodeConfig {
-    let mut c = NodeConfig::default();
-    c.auth.require_token = false;
-    c.origin_auth = OriginAuth::None;
+    let mut c = raw_peer_config();
     c.alpha = 1;
-    // Raw peers never send heartbeats: keep the failure detector out of the way.
-    c.idle_timeout = Duration::from_secs(10_000);
-    c.liveness_timeout = Duration::from_secs(9_000);
-    c.keepalive_interval = Duration::from_secs(5_000);
     c
 }
 
@@ -43,180 +31,33 @@ fn config() -> NodeConfig {
 const THRESHOLD: u8 = 2;
 const SAMPLES: u16 = 6;
 
-fn peer(n: u8) -> PeerId {
-    PeerId([n; 32])
-}
-
-fn event(kind: Kind, body: &[u8]) -> Vec<u8> {
-    let h = Header {
-        len: (38 + body.len()) as u32,
-        ver: 1,
-        flags: flags::EVENT,
-        code: kind.code(),
-        app_proto_id: APP,
-        tenant_id: 0,
-        cap_len: 0,
-        corr_id: 0,
-    };
-    let mut out = BytesMut::new();
-    h.write(&mut out);
-    out.extend_from_slice(body);
-    out.to_vec()
-}
-
 /// A GOSSIP from origin `peer(99)` with `nonce`, as relayed with `hops`.
 fn gossip(nonce: u64, hops: u8) -> (MessageId, Vec<u8>) {
-    let origin = peer(99);
-    let payload = nonce.to_be_bytes();
-    let id = MessageId::compute(&origin, nonce, &payload);
-    let mut body = Vec::new();
-    wire::put_gossip_header(&mut body, &id, &origin, nonce, hops);
-    body.extend_from_slice(&payload);
-    (id, event(Kind::Gossip, &body))
+    support::gossip(peer(99), nonce, &nonce.to_be_bytes(), hops)
 }
 
 fn ihave(id: &MessageId, hops: u8) -> Vec<u8> {
-    let mut body = id.0.to_vec();
-    body.push(hops);
-    event(Kind::IHave, &body)
+    support::ihave(&[(*id, hops)])
 }
 
-struct Bed {
-    node: Node,
-    now: Instant,
-    actions: Vec<Action>,
-}
-
-impl Bed {
-    /// A node with `peers` sessions on connections 1..=peers; connection 1 is its only eager
-    /// peer.
-    fn new(peers: u64) -> Bed {
-        let identity = NodeIdentity {
-            peer_id: peer(1),
-            listen_addr: Some(SocketAddr::from(([10, 0, 0, 1], 9415))),
-            signing_key: None,
-        };
-        let mut bed = Bed {
-            node: Node::new(config(), identity, 42).unwrap(),
-            now: Instant::ZERO,
-            actions: Vec::new(),
-        };
-        for conn in 1..=peers {
-            bed.open(conn, peer(conn as u8 + 1));
-        }
-        // Every session starts eager; the peers on connections 2.. prune us, so connection 1
-        // is the only eager link.
-        for conn in 2..=peers {
-            bed.send(conn, event(Kind::Prune, &[]));
-        }
-        bed
+/// A node with `peers` sessions on connections 1..=peers; connection 1 is its only eager
+/// peer.
+fn one_parent_bed(peers: u64) -> Bed {
+    let mut bed = Bed::new(config());
+    for conn in 1..=peers {
+        bed.open(conn, peer(conn as u8 + 1));
     }
-
-    fn input(&mut self, input: Input) {
-        self.node.handle(self.now, input);
-        while let Some(a) = self.node.poll_action() {
-            self.actions.push(a);
-        }
+    // Every session starts eager; the peers on connections 2.. prune us, so connection 1
+    // is the only eager link.
+    for conn in 2..=peers {
+        bed.send(conn, event(Kind::Prune, &[]));
     }
-
-    fn open(&mut self, conn: u64, who: PeerId) {
-        self.input(Input::ConnectionUp {
-            conn: ConnId(conn),
-            peer: who,
-            direction: Direction::Inbound,
-            remote: SocketAddr::from(([10, 0, 0, 100 + conn as u8], 40_000)),
-            dial: None,
-            kx_group: None,
-        });
-        let hello = HelloRequestBody {
-            ua: Some("tree-test".into()),
-            overlay: HelloOverlay {
-                overlay: 1,
-                peer_id: who.to_string(),
-                listen: None,
-                credit_frames: 1 << 20,
-                credit_bytes: 1 << 30,
-                graft_miss: false,
-            },
-        };
-        let json = serde_json::to_vec(&hello).unwrap();
-        let h = Header {
-            len: (38 + json.len()) as u32,
-            ver: 1,
-            flags: flags::REQ,
-            code: 0,
-            app_proto_id: 0,
-            tenant_id: 0,
-            cap_len: 0,
-            corr_id: 0,
-        };
-        let mut hello_frame = BytesMut::new();
-        h.write(&mut hello_frame);
-        hello_frame.extend_from_slice(&json);
-        self.send(conn, hello_frame.to_vec());
-        let start = Header {
-            len: 38,
-            ver: 1,
-            flags: flags::START | flags::REQ,
-            code: 0,
-            app_proto_id: APP,
-            tenant_id: 0,
-            cap_len: 0,
-            corr_id: 0,
-        };
-        let mut start_frame = BytesMut::new();
-        start.write(&mut start_frame);
-        self.send(conn, start_frame.to_vec());
-        assert!(
-            self.actions.iter().any(|a| matches!(
-                a,
-                Action::Session(SessionEvent::Up { conn: c, .. }) if *c == ConnId(conn)
-            )),
-            "session {conn} should open"
-        );
-    }
-
-    fn send(&mut self, conn: u64, bytes: Vec<u8>) {
-        self.input(Input::Received {
-            conn: ConnId(conn),
-            data: Bytes::from(bytes),
-        });
-    }
-
-    fn advance(&mut self, d: Duration) {
-        let until = self.now + d;
-        while let Some(t) = self.node.poll_timeout() {
-            if t > until {
-                break;
-            }
-            self.now = t.max(self.now);
-            self.input(Input::Timeout);
-        }
-        self.now = until;
-        self.input(Input::Timeout);
-    }
-
-    /// Bodies of the frames of `kind` transmitted on `conn` since the last call to `clear`.
-    fn sent(&self, conn: u64, kind: Kind) -> Vec<Vec<u8>> {
-        support::event_bodies(&self.actions, conn, kind)
-    }
-
-    fn clear(&mut self) {
-        self.actions.clear();
-    }
-
-    fn is_eager(&self, who: PeerId) -> bool {
-        self.node
-            .sessions()
-            .iter()
-            .find(|s| s.peer == who)
-            .is_some_and(|s| s.eager)
-    }
+    bed
 }
 
 #[test]
 fn every_new_session_starts_eager() {
-    let mut bed = Bed::new(0);
+    let mut bed = Bed::new(config());
     for conn in 1..=4 {
         bed.open(conn, peer(conn as u8 + 1));
     }
@@ -247,7 +88,7 @@ fn pushed_then_announced(bed: &mut Bed, first: u64, count: u64, hops: u8, offere
 
 #[test]
 fn one_message_alone_does_not_reshape_the_tree() {
-    let mut bed = Bed::new(3);
+    let mut bed = one_parent_bed(3);
     bed.advance(Duration::from_secs(3));
     bed.clear();
     // Through peer 3 this message would have taken 2 hops instead of 10: one sender's
@@ -261,7 +102,7 @@ fn one_message_alone_does_not_reshape_the_tree() {
 
 #[test]
 fn a_mean_saving_over_the_samples_swaps_the_links() {
-    let mut bed = Bed::new(3);
+    let mut bed = one_parent_bed(3);
     bed.advance(Duration::from_secs(3));
     bed.clear();
     // Each message would have come THRESHOLD hops sooner through peer 3.
@@ -291,7 +132,7 @@ fn a_mean_saving_over_the_samples_swaps_the_links() {
 
 #[test]
 fn a_mean_saving_below_the_threshold_keeps_the_tree() {
-    let mut bed = Bed::new(3);
+    let mut bed = one_parent_bed(3);
     bed.advance(Duration::from_secs(3));
     bed.clear();
     // Some senders are much closer through peer 3, more are farther: the mean saving is
@@ -307,7 +148,7 @@ fn a_mean_saving_below_the_threshold_keeps_the_tree() {
 
 #[test]
 fn a_shortcut_heard_through_us_never_replaces_the_parent() {
-    let mut bed = Bed::new(3);
+    let mut bed = one_parent_bed(3);
     bed.advance(Duration::from_secs(3));
     bed.clear();
     // Peer 3 announces every message with more hops than we had: it is behind us.
@@ -318,7 +159,7 @@ fn a_shortcut_heard_through_us_never_replaces_the_parent() {
 
 #[test]
 fn the_best_announcement_before_a_longer_eager_push_counts_too() {
-    let mut bed = Bed::new(3);
+    let mut bed = one_parent_bed(3);
     bed.advance(Duration::from_secs(3));
     bed.clear();
     // The IHAVEs come first (the lazy path is faster), then the eager pushes over 10 hops.
@@ -338,7 +179,7 @@ fn the_best_announcement_before_a_longer_eager_push_counts_too() {
 
 #[test]
 fn a_swap_is_not_undone_by_the_next_messages() {
-    let mut bed = Bed::new(3);
+    let mut bed = one_parent_bed(3);
     bed.advance(Duration::from_secs(3));
     pushed_then_announced(&mut bed, 1, u64::from(SAMPLES), 8, 2);
     prove(&mut bed, 2, u64::from(SAMPLES), 2);
@@ -372,7 +213,7 @@ fn a_swap_is_not_undone_by_the_next_messages() {
 
 #[test]
 fn a_stale_announcement_does_not_count() {
-    let mut bed = Bed::new(3);
+    let mut bed = one_parent_bed(3);
     bed.advance(Duration::from_secs(3));
     let mut ids = Vec::new();
     for nonce in 0..u64::from(SAMPLES) {
@@ -392,7 +233,7 @@ fn a_stale_announcement_does_not_count() {
 
 #[test]
 fn when_messages_overlap_the_old_parent_is_pruned_only_by_its_next_duplicate() {
-    let mut bed = Bed::new(3);
+    let mut bed = one_parent_bed(3);
     bed.advance(Duration::from_secs(3));
     bed.clear();
     let (hops, offered) = (8, 2);
@@ -427,7 +268,7 @@ fn when_messages_overlap_the_old_parent_is_pruned_only_by_its_next_duplicate() {
 
 #[test]
 fn a_freshly_grafted_link_is_not_pruned_by_the_copy_it_was_asked_for() {
-    let mut bed = Bed::new(3);
+    let mut bed = one_parent_bed(3);
     bed.advance(Duration::from_secs(3));
     bed.clear();
     // Announced by peer 3, never pushed: after graft_timeout the node grafts it.
@@ -446,7 +287,7 @@ fn a_freshly_grafted_link_is_not_pruned_by_the_copy_it_was_asked_for() {
 
 #[test]
 fn grafts_wait_as_long_as_the_tree_has_been_late() {
-    let mut bed = Bed::new(3);
+    let mut bed = one_parent_bed(3);
     bed.advance(Duration::from_secs(3));
     // The tree brings announced messages 150 ms after the announcement (a WAN-like tree):
     // no GRAFT, the eager copies arrive in time.
@@ -473,7 +314,7 @@ fn grafts_wait_as_long_as_the_tree_has_been_late() {
 
 #[test]
 fn without_late_copies_a_missing_message_is_grafted_after_graft_timeout() {
-    let mut bed = Bed::new(3);
+    let mut bed = one_parent_bed(3);
     bed.advance(Duration::from_secs(3));
     bed.clear();
     // A fast mesh: the tree's copies always come before any announcement, so nothing
@@ -488,7 +329,7 @@ fn without_late_copies_a_missing_message_is_grafted_after_graft_timeout() {
 
 #[test]
 fn an_empty_graft_promotes_the_sender_and_asks_for_nothing() {
-    let mut bed = Bed::new(2);
+    let mut bed = one_parent_bed(2);
     assert!(!bed.is_eager(peer(3)));
     bed.clear();
     bed.send(2, event(Kind::Graft, &[]));
@@ -505,7 +346,7 @@ fn an_empty_graft_promotes_the_sender_and_asks_for_nothing() {
 
 #[test]
 fn a_duplicate_after_a_quiet_spell_prunes_at_once() {
-    let mut bed = Bed::new(2);
+    let mut bed = one_parent_bed(2);
     // Both peers eager: alpha 1 gives one eager link, the other is made eager by a push.
     let (_, first) = gossip(1, 1);
     bed.send(2, first);
@@ -521,7 +362,7 @@ fn a_duplicate_after_a_quiet_spell_prunes_at_once() {
 
 #[test]
 fn duplicates_while_the_link_is_busy_need_a_streak() {
-    let mut bed = Bed::new(2);
+    let mut bed = one_parent_bed(2);
     let (_, first) = gossip(1, 1);
     bed.send(2, first);
     bed.advance(Duration::from_secs(1));

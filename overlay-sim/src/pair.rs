@@ -160,7 +160,7 @@ impl Pair {
                             other,
                             Input::Received {
                                 conn: peer_conn,
-                                data,
+                                data: data.to_bytes(),
                             },
                         ),
                     );

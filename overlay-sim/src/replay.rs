@@ -440,7 +440,7 @@ pub fn write_divergence(out: &mut dyn Write, d: &Divergence) -> Result<(), SimEr
                 (
                     Some(Action::Transmit { data: e, .. }),
                     Some(Action::Transmit { data: a, .. }),
-                ) => write_byte_difference(out, "transmitted bytes", e, a)?,
+                ) => write_byte_difference(out, "transmitted bytes", &e.to_bytes(), &a.to_bytes())?,
                 (Some(Action::Deliver(e)), Some(Action::Deliver(a))) => {
                     write_byte_difference(out, "delivered payloads", &e.payload, &a.payload)?
                 }

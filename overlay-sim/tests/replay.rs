@@ -291,9 +291,9 @@ fn the_binary_exits_0_for_a_clean_trace_and_1_at_a_divergence() {
         .unwrap();
     for a in &mut records[idx].actions {
         if let Action::Transmit { data, .. } = a {
-            let mut v = data.to_vec();
+            let mut v = data.to_bytes().to_vec();
             v[0] ^= 0xff;
-            *data = Bytes::from(v);
+            *data = Bytes::from(v).into();
             break;
         }
     }

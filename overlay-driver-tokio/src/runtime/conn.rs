@@ -30,7 +30,9 @@ const MAX_READ_CHUNK: usize = 16 * 1024;
 /// peer), so reads queued for a CPU-starved node task cannot pin more receive blocks than
 /// this plus the block each waiting reader has just filled (the budget is taken after the
 /// read). Larger than one read ([`MAX_READ_CHUNK`]); waits are counted
-/// (`overlay_read_budget_waits_total`).
+/// (`overlay_read_budget_waits_total`). Below TLS, a busy connection also holds up to
+/// [`READ_AHEAD_BYTES`](super::read_ahead::READ_AHEAD_BYTES) of ciphertext read ahead (see
+/// `read_ahead`), which a reader waiting for budget no longer refills: TCP still pushes back.
 pub(crate) const READ_BUDGET_BYTES: usize = 512 * 1024;
 
 /// Reads without waiting that a reader adds to one hand-over at most.
@@ -39,8 +41,9 @@ const FILL_READS: usize = 16;
 const FILL_MIN_ROOM: usize = 512;
 /// A writer gathers queued frames up to this many bytes into one write.
 const WRITE_BATCH: usize = 256 * 1024;
-/// Frames handed to one vectored write call at most.
-const MAX_IOVECS: usize = 64;
+/// Pieces handed to one vectored write call at most (a forwarded gossip frame is two: its
+/// header and the payload it shares with the node's other connections).
+const MAX_IOVECS: usize = 128;
 
 /// What the node task sends a writer.
 #[derive(Debug)]

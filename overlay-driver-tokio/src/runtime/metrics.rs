@@ -185,7 +185,7 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
     metrics::gauge!("overlay_store_bytes").set(stats.store_bytes as f64);
     metrics::gauge!("overlay_ready").set(if stats.ready { 1.0 } else { 0.0 });
 
-    let counters: [(&'static str, u64); 33] = [
+    let counters: [(&'static str, u64); 36] = [
         ("overlay_sessions_opened_total", stats.sessions_opened),
         ("overlay_sessions_closed_total", stats.sessions_closed),
         (
@@ -230,6 +230,12 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
             stats.tree_edges_displaced,
         ),
         ("overlay_tree_edges_restored_total", stats.tree_edges_restored),
+        ("overlay_link_probes_total", stats.link_probes),
+        (
+            "overlay_link_probes_rejected_total",
+            stats.link_probes_rejected,
+        ),
+        ("overlay_links_optimized_total", stats.links_optimized),
         ("overlay_direct_delivered_total", stats.direct_delivered),
         (
             "overlay_degraded_transitions_total",

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use overlay_proto::{
-    Action, CloseReason, ConnId, DialId, DialOutcome, Direction, Input, LiveSettings, MessageId,
-    NeighborChange, Node, NodeStats, OverlayError as CoreError, PeerId, ReconfigureError,
-    SessionEvent, SessionInfo, SessionState, TopicId,
+    Action, Chunks, CloseReason, ConnId, DialId, DialOutcome, Direction, Input, LiveSettings,
+    MessageId, NeighborChange, Node, NodeStats, OverlayError as CoreError, PeerId,
+    ReconfigureError, SessionEvent, SessionInfo, SessionState, TopicId,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, Id as TaskId, JoinError, JoinHandle, JoinSet};
@@ -167,14 +167,15 @@ struct Outbox {
 }
 
 impl Outbox {
-    /// Appends one transmit; true when the outbox was empty (the connection needs a flush).
-    fn push(&mut self, bytes: Bytes) -> bool {
+    /// Appends one transmit (its pieces: payloads shared with other connections stay
+    /// shared); true when the outbox was empty (the connection needs a flush).
+    fn push(&mut self, data: Chunks) -> bool {
         let first = self.frames.is_empty();
         if first {
             self.since = Some(TokioInstant::now());
         }
-        self.bytes += bytes.len();
-        self.frames.push(bytes);
+        self.bytes += data.len();
+        self.frames.extend(data.into_pieces());
         first
     }
 
@@ -1048,15 +1049,15 @@ impl<N: Net> NodeTask<N> {
     /// Queues the bytes in the connection's outbox (sent to the writer when the node task
     /// next waits), taking their credit now: a writer that cannot keep up is found here, at
     /// the transmit that overflows it.
-    fn transmit(&mut self, conn: ConnId, bytes: Bytes) {
+    fn transmit(&mut self, conn: ConnId, data: Chunks) {
         let Some(entry) = self.conns.get_mut(&conn) else {
             return;
         };
-        if !entry.credit.try_take(bytes.len()) {
+        if !entry.credit.try_take(data.len()) {
             self.writer_full(conn);
             return;
         }
-        if entry.outbox.push(bytes) {
+        if entry.outbox.push(data) {
             self.unflushed.push(conn);
         }
         if entry.outbox.bytes >= FLUSH_BYTES {
@@ -1178,21 +1179,29 @@ mod tests {
         let mut outbox = Outbox::default();
         assert!(outbox.take().is_none(), "nothing to send");
         assert!(
-            outbox.push(Bytes::from_static(b"first")),
+            outbox.push(Bytes::from_static(b"first").into()),
             "the first needs a flush"
         );
-        assert!(!outbox.push(Bytes::from_static(b"second")));
-        assert!(!outbox.push(Bytes::from_static(b"3")));
+        // A transmit of two pieces: a header and a payload shared with other connections.
+        let payload = Bytes::from(vec![7u8; 300]);
+        let mut second = Chunks::from(Bytes::from_static(b"second"));
+        second.push(payload.clone());
+        assert!(!outbox.push(second));
+        assert!(!outbox.push(Bytes::from_static(b"3").into()));
         match outbox.take() {
             Some(WriterMsg::Data { frames, bytes, .. }) => {
-                assert_eq!(frames, vec![&b"first"[..], &b"second"[..], &b"3"[..]]);
-                assert_eq!(bytes, 12);
+                assert_eq!(
+                    frames,
+                    vec![&b"first"[..], &b"second"[..], &payload[..], &b"3"[..]]
+                );
+                assert_eq!(frames[2].as_ptr(), payload.as_ptr(), "shared, not copied");
+                assert_eq!(bytes, 12 + 300);
             }
             other => panic!("expected data, got {other:?}"),
         }
         assert!(outbox.take().is_none(), "handed over once");
         assert!(
-            outbox.push(Bytes::from_static(b"again")),
+            outbox.push(Bytes::from_static(b"again").into()),
             "empty again: flush again"
         );
     }

@@ -7,7 +7,7 @@
 //! 38-byte header before the body is buffered; an oversized PUBLISH is skipped (its bytes are
 //! dropped as they arrive) and answered 413 while the session stays open.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use core::net::SocketAddr;
 use std::collections::BTreeSet;
 
@@ -15,6 +15,7 @@ use super::handshake::MAX_HANDSHAKE_FRAME;
 use super::token::TokenLimits;
 use super::Node;
 use crate::action::{Action, CloseReason};
+use crate::chunks::ChunkBuf;
 use crate::client::{
     ClientEvent, ClientInfo, ClientRejectReason as Why, CODE_DELIVER, CODE_LAGGED, CODE_PUBLISH,
     CODE_SUBSCRIBE, CODE_UNSUBSCRIBE, DELIVER_HEADER_LEN, MAX_CONTROL_REQUEST_BODY, METHOD_DIRECT,
@@ -88,7 +89,7 @@ pub(super) struct ClientSession {
     counted: usize,
     /// Bytes of an oversized PUBLISH still to drop as they arrive.
     skip: usize,
-    out: BytesMut,
+    out: ChunkBuf,
     queue: OutQueue,
     send_window: Window,
     recv_allowance: Window,
@@ -131,7 +132,7 @@ impl Node {
         kx_group: Option<String>,
     ) {
         let now = self.now;
-        if self.by_conn.contains_key(&conn) || self.clients.contains_key(&conn) {
+        if self.sessions.has_conn(&conn) || self.clients.contains_key(&conn) {
             self.actions.push_back(Action::Close {
                 conn,
                 reason: CloseReason::Duplicate,
@@ -149,7 +150,7 @@ impl Node {
             recv_buf: BytesMut::new(),
             counted: 0,
             skip: 0,
-            out: BytesMut::new(),
+            out: ChunkBuf::default(),
             queue: OutQueue::default(),
             send_window: Window::default(),
             recv_allowance: Window::default(),
@@ -219,12 +220,7 @@ impl Node {
         if !reference {
             return Some(s.recv_buf.split().freeze());
         }
-        let session = self.sessions.get_mut(key).and_then(Option::take)?;
-        self.free_keys.push(key);
-        self.by_conn.remove(&conn);
-        if self.by_peer.get(&session.peer) == Some(&key) {
-            self.by_peer.remove(&session.peer);
-        }
+        let session = self.sessions.remove(key)?;
         self.dirty.retain(|k| *k != key);
         self.stats.clients.from_certificate += 1;
         self.on_client_connection_up(conn, session.remote, session.kx_group.clone());
@@ -273,13 +269,13 @@ impl Node {
             let code = why.map(Why::wire_code).or(reason.wire_code());
             let label = why.map_or(reason.label(), Why::label);
             if let Some(code) = code {
-                super::send::write_error_frame(&self.config, &mut c.out, code, label);
+                super::send::write_error_frame(&self.config, c.out.tail_mut(), code, label);
             }
             if !c.out.is_empty() {
                 self.stats.bytes_out += c.out.len() as u64;
                 self.actions.push_back(Action::Transmit {
                     conn,
-                    data: c.out.split().freeze(),
+                    data: c.out.take(),
                 });
             }
         }
@@ -909,7 +905,7 @@ impl Node {
         let Some(c) = self.clients.get_mut(&conn) else {
             return;
         };
-        if frame::encode_strict(header, cap, payload, &mut c.out).is_ok() {
+        if frame::encode_strict(header, cap, payload, c.out.tail_mut()).is_ok() {
             self.stats.frames_out += 1;
             self.mark_client_dirty(conn);
         }
@@ -1012,7 +1008,7 @@ impl Node {
                     self.stats.bytes_out += c.out.len() as u64;
                     self.actions.push_back(Action::Transmit {
                         conn: *conn,
-                        data: c.out.split().freeze(),
+                        data: c.out.take(),
                     });
                 }
             }
@@ -1045,7 +1041,7 @@ impl Node {
                     c.recv_buf = BytesMut::new();
                 }
                 if c.out.is_empty() && c.out.capacity() > 0 {
-                    c.out = BytesMut::new();
+                    c.out.clear();
                 }
                 c.queue.shrink_if_idle();
             }
@@ -1105,12 +1101,8 @@ fn push_client_frame(c: &mut ClientSession, header: &Header, parts: &[&[u8]]) {
     }
 }
 
-fn write_frame(out: &mut BytesMut, header: &Header, parts: &[&[u8]]) {
-    out.reserve(header.len as usize);
-    header.write(out);
-    for part in parts {
-        out.put_slice(part);
-    }
+fn write_frame(out: &mut ChunkBuf, header: &Header, parts: &[&[u8]]) {
+    crate::session::write_frame(out, header, crate::session::Body::copied(parts));
 }
 
 /// The client operations a token allows: `publish`, `subscribe`, `direct` in

@@ -12,7 +12,7 @@ use crate::error::OverlayError;
 use crate::peer::{ConnId, MessageId, PeerId};
 use crate::precheck;
 use crate::score::Penalty;
-use crate::session::Session;
+use crate::sessions::Sessions;
 use crate::stats::RejectReason;
 use crate::time::Instant;
 use crate::topic::TopicId;
@@ -69,6 +69,8 @@ impl Node {
             received_at: now,
         };
         self.cache.insert(now, id, stored);
+        // Every eager peer's transmit shares the store's copy (not the caller's buffer).
+        let payload = self.cache.newest_payload(&id).unwrap_or(payload);
         self.stats.gossip_originated += 1;
         let msg = GossipMsg {
             id,
@@ -87,7 +89,7 @@ impl Node {
             self.stats.rejected.bump(RejectReason::Oversize);
             Err(OverlayError::TooLarge)
         } else {
-            match self.by_peer.get(&peer).copied() {
+            match self.sessions.key_of_peer(&peer) {
                 Some(key) if self.session(key).is_some_and(|s| s.is_running()) => {
                     match self.send_frame(key, Kind::Direct, &[&payload]) {
                         super::send::Sent::Dropped => Err(OverlayError::Busy),
@@ -187,6 +189,10 @@ impl Node {
             received_at: now,
         };
         self.cache.insert(now, msg.id, stored);
+        // Forwards and the delivery share the store's exact-size copy: the received slice
+        // would pin the driver's receive block while they wait in queues.
+        let payload = self.cache.newest_payload(&msg.id).unwrap_or(msg.payload);
+        let msg = GossipMsg { payload, ..msg };
         self.note_first_copy(&topic, key);
         self.scores.first_delivery(from);
         let offer = self.best_offer(&msg.id);
@@ -371,7 +377,9 @@ impl Node {
                     continue;
                 }
             }
-            if self.send_frame(key, kind, &[header, &msg.payload]) != super::send::Sent::Dropped {
+            if self.send_frame_sharing(key, kind, &[header], &msg.payload)
+                != super::send::Sent::Dropped
+            {
                 self.stats.gossip_sent += 1;
             }
         }
@@ -681,8 +689,9 @@ impl Node {
 
     /// A GRAFT_MISS from session `key`: the peer no longer holds these ids. For each id we
     /// asked this session for, ask the next announcer at once; nobody is scored (an answer
-    /// within `graft_miss_grace` of the peer's IHAVE is counted). Ids we did not ask it for
-    /// are ignored (counted).
+    /// within `graft_miss_grace` of the peer's IHAVE is counted). An id asked for by a
+    /// hop-claim proposal ends the proposal (claims.rs), also unscored. Ids we did not ask it
+    /// for are ignored (counted as unsolicited).
     pub(super) fn on_graft_miss(
         &mut self,
         key: SessionKey,
@@ -713,7 +722,16 @@ impl Node {
                     }
                     next.push((id, false));
                 }
-                _ => self.stats.graft_misses_unsolicited += 1,
+                // The GRAFT of a hop-claim proposal (claims.rs) asked for it too.
+                _ => match self.claim_missed(&topic, key, conn, &id) {
+                    Some(claimed_at) if taken.insert(id) => {
+                        self.stats.graft_misses_received += 1;
+                        if now < claimed_at + grace {
+                            self.stats.graft_misses_too_soon += 1;
+                        }
+                    }
+                    _ => self.stats.graft_misses_unsolicited += 1,
+                },
             }
         }
         self.graft_next(next);
@@ -796,7 +814,8 @@ impl Node {
                 stored.auth.as_ref(),
             );
             let header = &header[..header_len];
-            if self.send_frame(key, kind, &[header, &stored.payload]) != super::send::Sent::Dropped
+            if self.send_frame_sharing(key, kind, &[header], &stored.payload)
+                != super::send::Sent::Dropped
             {
                 self.stats.gossip_sent += 1;
             }
@@ -895,7 +914,7 @@ impl Node {
         };
         let (sessions, scores) = (&self.sessions, &self.scores);
         let may_be_eager = |key: SessionKey| {
-            sessions.get(key).and_then(Option::as_ref).is_some_and(|s| {
+            sessions.get(key).is_some_and(|s| {
                 s.is_running() && scores.standing(&s.peer) < crate::score::Standing::Lazy
             })
         };
@@ -933,9 +952,8 @@ impl Node {
 }
 
 /// True when session `key` is still the running session on `conn`.
-fn session_alive(sessions: &[Option<Session>], key: SessionKey, conn: ConnId) -> bool {
+fn session_alive(sessions: &Sessions, key: SessionKey, conn: ConnId) -> bool {
     sessions
         .get(key)
-        .and_then(Option::as_ref)
         .is_some_and(|s| s.conn == conn && s.is_running())
 }

@@ -1,14 +1,14 @@
 //! The send path: encode overlay frames straight into per-session buffers, respecting the
 //! peer's credit window and the bounded queue; flush one `Transmit` per session per input.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::{Node, SessionKey};
 use crate::action::Action;
 use crate::config::NodeConfig;
 use crate::frame::{self, flags, Header, HEADER_LEN, MAX_FRAME_BYTES};
 pub(super) use crate::session::Sent;
-use crate::session::{write_frame, QueueLimits, Session, Window};
+use crate::session::{Body, QueueLimits, Session, Window};
 use crate::stats::RejectReason;
 use crate::wire::{self, Kind};
 
@@ -38,20 +38,43 @@ pub(super) fn write_error_frame(config: &NodeConfig, out: &mut BytesMut, code: u
         cap_len: 0,
         corr_id: 0,
     };
-    write_frame(out, &header, &[body.as_bytes()]);
+    header.write(out);
+    out.extend_from_slice(body.as_bytes());
 }
 
 impl Node {
     /// Sends one overlay frame made of `parts` to a running session
     /// ([`Session::send`]: credit, bounded queue), counting it.
     pub(super) fn send_frame(&mut self, key: SessionKey, kind: Kind, parts: &[&[u8]]) -> Sent {
-        let body_len: usize = parts.iter().map(|p| p.len()).sum();
-        let len = HEADER_LEN + body_len;
+        self.send_body(key, kind, Body::copied(parts))
+    }
+
+    /// Sends one overlay frame made of `parts` then `payload`, which every session's buffer
+    /// shares instead of copying (a gossip payload forwarded to several peers).
+    pub(super) fn send_frame_sharing(
+        &mut self,
+        key: SessionKey,
+        kind: Kind,
+        parts: &[&[u8]],
+        payload: &Bytes,
+    ) -> Sent {
+        self.send_body(
+            key,
+            kind,
+            Body {
+                parts,
+                shared: Some(payload),
+            },
+        )
+    }
+
+    fn send_body(&mut self, key: SessionKey, kind: Kind, body: Body<'_>) -> Sent {
+        let len = HEADER_LEN + body.byte_len();
         let limits = queue_limits(&self.config);
         let degrade = self.config.degrade_ratio;
         let header = event_header(&self.config, kind, len);
         let now = self.now;
-        let Some(s) = self.sessions.get_mut(key).and_then(Option::as_mut) else {
+        let Some(s) = self.sessions.get_mut(key) else {
             return Sent::Dropped;
         };
         if !s.is_running() || len > MAX_FRAME_BYTES {
@@ -61,7 +84,7 @@ impl Node {
         let sent = s.send(
             now,
             &header,
-            parts,
+            body,
             kind.uses_credit(),
             kind.index() as u8,
             limits,
@@ -90,7 +113,7 @@ impl Node {
     /// Moves queued frames into the transmit buffer while the peer's window allows.
     pub(super) fn drain_queue(&mut self, key: SessionKey) {
         let now = self.now;
-        let Some(s) = self.sessions.get_mut(key).and_then(Option::as_mut) else {
+        let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
         let by_kind = &mut self.stats.frames_out_by_kind;
@@ -140,13 +163,13 @@ impl Node {
     pub(super) fn flush_dirty(&mut self) {
         let dirty = std::mem::take(&mut self.dirty);
         for key in &dirty {
-            if let Some(s) = self.sessions.get_mut(*key).and_then(Option::as_mut) {
+            if let Some(s) = self.sessions.get_mut(*key) {
                 s.dirty = false;
                 if !s.out.is_empty() {
                     self.stats.bytes_out += s.out.len() as u64;
                     self.actions.push_back(Action::Transmit {
                         conn: s.conn,
-                        data: s.out.split().freeze(),
+                        data: s.out.take(),
                     });
                 }
             }
@@ -164,10 +187,10 @@ impl Node {
         payload: &[u8],
     ) -> bool {
         let now = self.now;
-        let Some(s) = self.sessions.get_mut(key).and_then(Option::as_mut) else {
+        let Some(s) = self.sessions.get_mut(key) else {
             return false;
         };
-        if frame::encode_strict(header, cap, payload, &mut s.out).is_err() {
+        if frame::encode_strict(header, cap, payload, s.out.tail_mut()).is_err() {
             return false;
         }
         s.liveness.sent(now);

@@ -56,7 +56,7 @@ impl Node {
         let Some(first) = self
             .cache
             .first_from(id)
-            .and_then(|c| self.by_conn.get(&c).copied())
+            .and_then(|c| self.sessions.key_of(&c))
         else {
             return false;
         };
@@ -168,7 +168,7 @@ impl Node {
         let Some(parent_conn) = from else {
             return;
         };
-        let Some(parent) = self.by_conn.get(&parent_conn).copied() else {
+        let Some(parent) = self.sessions.key_of(&parent_conn) else {
             return;
         };
         let swap = self.trees.get_mut(topic).is_some_and(|t| {

@@ -1,5 +1,5 @@
-//! Helpers shared by overlay-proto's integration tests: raw OAP/1 frames, capability tokens and
-//! nodes with fake identities. A test file takes it with `mod support;` and uses what it needs;
+//! Helpers shared by overlay-proto's integration tests: raw OAP/1 frames, capability tokens,
+//! nodes with fake identities and [`Bed`], one node driven by hand by raw peers. A test file takes it with `mod support;` and uses what it needs;
 //! each test binary compiles its own copy, so the helpers one file leaves unused are dead code
 //! there (hence the allow).
 
@@ -7,10 +7,15 @@
 
 use bytes::{Bytes, BytesMut};
 use core::net::SocketAddr;
+use core::time::Duration;
 use overlay_proto::capability::{mint, Caveat, Scope};
 use overlay_proto::frame::{self, flags, Header};
-use overlay_proto::wire::{HelloOverlay, HelloRequestBody, Kind};
-use overlay_proto::{MacKey, Node, NodeConfig, NodeIdentity, PeerId};
+use overlay_proto::score::Penalty;
+use overlay_proto::wire::{self, HelloOverlay, HelloRequestBody, Kind};
+use overlay_proto::{
+    Action, CloseReason, ConnId, Direction, Input, Instant, MacKey, MessageId, Node, NodeConfig,
+    NodeIdentity, OriginAuth, OverlayError, PeerId, SessionEvent,
+};
 
 /// The wall-clock second the tests' nodes start at (`NodeConfig::unix_base_secs`).
 pub const NOW_UNIX: u64 = 1_700_000_000;
@@ -122,18 +127,299 @@ pub fn peer_opening(peer_id: &PeerId) -> Vec<u8> {
 }
 
 /// Bodies of the EVENT frames of `kind` in the `Transmit` actions on connection `conn`, in order.
-pub fn event_bodies(actions: &[overlay_proto::Action], conn: u64, kind: Kind) -> Vec<Vec<u8>> {
+pub fn event_bodies<'a>(
+    actions: impl IntoIterator<Item = &'a Action>,
+    conn: u64,
+    kind: Kind,
+) -> Vec<Vec<u8>> {
+    frames(actions, conn)
+        .into_iter()
+        .filter(|f| f.header.flags & flags::EVENT != 0 && f.header.code == kind.code())
+        .map(|f| f.payload.map(|p| p.to_vec()).unwrap_or_default())
+        .collect()
+}
+
+/// Peer `[n; 32]`.
+pub fn peer(n: u8) -> PeerId {
+    PeerId([n; 32])
+}
+
+/// A message id that is a hash of `n` (no message behind it).
+pub fn random_id(n: u32) -> MessageId {
+    MessageId(*blake3::hash(&n.to_le_bytes()).as_bytes())
+}
+
+/// A config for one node driven by raw peers: no tokens, unsigned gossip, clock at
+/// [`NOW_UNIX`], and idle and liveness timers far away (raw peers never send heartbeats, so the
+/// failure detector stays out of the way; tests advance time).
+pub fn raw_peer_config() -> NodeConfig {
+    let mut c = NodeConfig::default();
+    c.auth.require_token = false;
+    c.origin_auth = OriginAuth::None;
+    c.unix_base_secs = NOW_UNIX;
+    c.idle_timeout = Duration::from_secs(10_000);
+    c.liveness_timeout = Duration::from_secs(9_000);
+    c.keepalive_interval = Duration::from_secs(5_000);
+    c
+}
+
+/// A GOSSIP frame from `origin` with `nonce` and `payload`, as relayed with `hops`, and its id.
+pub fn gossip(origin: PeerId, nonce: u64, payload: &[u8], hops: u8) -> (MessageId, Vec<u8>) {
+    let id = MessageId::compute(&origin, nonce, payload);
+    let mut body = Vec::new();
+    wire::put_gossip_header(&mut body, &id, &origin, nonce, hops);
+    body.extend_from_slice(payload);
+    (id, event(Kind::Gossip, &body))
+}
+
+/// An IHAVE frame announcing `ids`, each with its hop count.
+pub fn ihave(ids: &[(MessageId, u8)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (id, hops) in ids {
+        body.extend_from_slice(&id.0);
+        body.push(*hops);
+    }
+    event(Kind::IHave, &body)
+}
+
+/// The body of a GRAFT or GRAFT_MISS: the ids one after the other.
+pub fn ids_body(ids: &[MessageId]) -> Vec<u8> {
+    ids.iter().flat_map(|id| id.0).collect()
+}
+
+/// A GRAFT frame asking for `ids`.
+pub fn graft(ids: &[MessageId]) -> Vec<u8> {
+    event(Kind::Graft, &ids_body(ids))
+}
+
+/// A HELLO request frame from `who` granting `frames`/`bytes` of credit, with an optional
+/// listen address, saying `graft_miss` or not.
+pub fn hello(
+    who: &PeerId,
+    frames: u32,
+    bytes: u32,
+    listen: Option<&str>,
+    graft_miss: bool,
+) -> Vec<u8> {
+    let hello = HelloRequestBody {
+        ua: None,
+        overlay: HelloOverlay {
+            overlay: 1,
+            peer_id: who.to_string(),
+            listen: listen.map(String::from),
+            credit_frames: frames,
+            credit_bytes: bytes,
+            graft_miss,
+        },
+    };
+    raw_frame(flags::REQ, 0, 0, &[], &serde_json::to_vec(&hello).unwrap())
+}
+
+/// A START request frame carrying `token` as its capability.
+pub fn start(token: &str) -> Vec<u8> {
+    raw_frame(
+        flags::START | flags::REQ,
+        0,
+        overlay_proto::OVERLAY_APP_PROTO_ID,
+        token.as_bytes(),
+        &[],
+    )
+}
+
+/// The ids in GRAFT or GRAFT_MISS bodies, in order.
+pub fn ids_in(bodies: &[Vec<u8>]) -> Vec<MessageId> {
+    bodies
+        .iter()
+        .flat_map(|b| b.chunks_exact(32).map(|c| MessageId(c.try_into().unwrap())))
+        .collect()
+}
+
+/// One node (peer 1) and raw peers, each on its own connection, driven by hand: every action
+/// the node emits is logged with the time it was emitted at.
+pub struct Bed {
+    /// The node under test.
+    pub node: Node,
+    /// The bed's clock.
+    pub now: Instant,
+    /// Every action so far (or since [`Bed::clear`]), with the time it was emitted.
+    pub log: Vec<(Instant, Action)>,
+}
+
+impl Bed {
+    /// Peer 1 listening at `10.0.0.1:9415`, RNG seed 42, with `cfg`.
+    pub fn new(cfg: NodeConfig) -> Bed {
+        let identity = NodeIdentity::new(peer(1), Some(SocketAddr::from(([10, 0, 0, 1], 9415))));
+        Bed::with_node(Node::new(cfg, identity, 42).unwrap())
+    }
+
+    /// A bed around `node` at time zero.
+    pub fn with_node(node: Node) -> Bed {
+        Bed {
+            node,
+            now: Instant::ZERO,
+            log: Vec::new(),
+        }
+    }
+
+    /// The actions so far, without their times.
+    pub fn actions(&self) -> impl DoubleEndedIterator<Item = &Action> {
+        self.log.iter().map(|(_, a)| a)
+    }
+
+    /// Forgets the actions so far.
+    pub fn clear(&mut self) {
+        self.log.clear();
+    }
+
+    /// Hands `input` to the node and logs the actions it drains.
+    pub fn input(&mut self, input: Input) {
+        self.node.handle(self.now, input);
+        while let Some(a) = self.node.poll_action() {
+            self.log.push((self.now, a));
+        }
+    }
+
+    /// `bytes` arrive on `conn`.
+    pub fn send(&mut self, conn: u64, bytes: Vec<u8>) {
+        self.input(Input::Received {
+            conn: ConnId(conn),
+            data: Bytes::from(bytes),
+        });
+    }
+
+    /// An inbound TLS connection from `who` at `ip`.
+    pub fn up(&mut self, conn: u64, who: PeerId, ip: [u8; 4]) {
+        self.input(Input::ConnectionUp {
+            conn: ConnId(conn),
+            peer: who,
+            direction: Direction::Inbound,
+            remote: SocketAddr::from((ip, 40_000 + conn as u16)),
+            dial: None,
+            kx_group: None,
+        });
+    }
+
+    /// Connects `who` from `ip`, says HELLO with a generous window and START with `token`.
+    pub fn open_with(&mut self, conn: u64, who: PeerId, ip: [u8; 4], token: &str) {
+        self.up(conn, who, ip);
+        self.send(conn, hello(&who, 1 << 20, 1 << 30, None, false));
+        self.send(conn, start(token));
+    }
+
+    /// Opens a session with `who` on `conn` from `10.0.0.(100 + conn)`, without a token, and
+    /// checks it is up.
+    pub fn open(&mut self, conn: u64, who: PeerId) {
+        self.open_with(conn, who, [10, 0, 0, 100 + conn as u8], "");
+        assert!(self.is_up(conn), "session {conn} should open");
+    }
+
+    /// Runs the node's timers up to `d` from now, each at its own time.
+    pub fn advance(&mut self, d: Duration) {
+        let until = self.now + d;
+        while let Some(t) = self.node.poll_timeout() {
+            if t > until {
+                break;
+            }
+            self.now = t.max(self.now);
+            self.input(Input::Timeout);
+        }
+        self.now = until;
+        self.input(Input::Timeout);
+    }
+
+    /// Session `conn`'s peer shows it is alive: a heartbeat (an empty CREDIT).
+    pub fn heartbeat(&mut self, conn: u64) {
+        self.send(conn, event(Kind::Credit, &[0u8; 8]));
+    }
+
+    /// Whether session `conn` came up.
+    pub fn is_up(&self, conn: u64) -> bool {
+        self.actions().any(|a| {
+            matches!(a, Action::Session(SessionEvent::Up { conn: c, .. }) if *c == ConnId(conn))
+        })
+    }
+
+    /// Why `conn` was closed, if it was.
+    pub fn closed(&self, conn: u64) -> Option<CloseReason> {
+        self.actions().find_map(|a| match a {
+            Action::Close {
+                conn: c, reason, ..
+            } if *c == ConnId(conn) => Some(*reason),
+            _ => None,
+        })
+    }
+
+    /// When `conn` was closed, if it was.
+    pub fn closed_at(&self, conn: u64) -> Option<Instant> {
+        self.log.iter().find_map(|(t, a)| match a {
+            Action::Close { conn: c, .. } if *c == ConnId(conn) => Some(*t),
+            _ => None,
+        })
+    }
+
+    /// The status code of the last error frame sent on `conn`.
+    pub fn error_code(&self, conn: u64) -> Option<u16> {
+        let mut last = None;
+        for f in frames(self.actions(), conn) {
+            if f.header.flags & flags::RESP != 0 && f.header.code >= 400 {
+                last = Some(f.header.code);
+            }
+        }
+        last
+    }
+
+    /// Bodies of the EVENT frames of `kind` sent on `conn` (an empty body for a frame without
+    /// payload).
+    pub fn sent(&self, conn: u64, kind: Kind) -> Vec<Vec<u8>> {
+        event_bodies(self.actions(), conn, kind)
+    }
+
+    /// The ids asked for by the GRAFT frames sent on `conn` (empty GRAFTs, role only, skipped).
+    pub fn grafted(&self, conn: u64) -> Vec<MessageId> {
+        ids_in(&self.sent(conn, Kind::Graft))
+    }
+
+    /// Broadcasts `payload` and returns the result the node answered with.
+    pub fn broadcast(&mut self, payload: &[u8]) -> Result<MessageId, OverlayError> {
+        self.input(Input::Broadcast {
+            request: 1,
+            payload: Bytes::copy_from_slice(payload),
+        });
+        self.actions()
+            .rev()
+            .find_map(|a| match a {
+                Action::BroadcastResult { result, .. } => Some(*result),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    /// Whether the node's session with `who` is an eager link.
+    pub fn is_eager(&self, who: PeerId) -> bool {
+        self.node
+            .sessions()
+            .iter()
+            .find(|s| s.peer == who)
+            .is_some_and(|s| s.eager)
+    }
+
+    /// `who`'s score penalty of `kind` so far.
+    pub fn penalty(&self, who: PeerId, kind: Penalty) -> f64 {
+        self.node.peer_score(&who).components.penalty(kind)
+    }
+}
+
+/// The frames in the `Transmit` actions on connection `conn`, in order.
+pub fn frames<'a>(actions: impl IntoIterator<Item = &'a Action>, conn: u64) -> Vec<frame::Frame> {
     let mut out = Vec::new();
     for a in actions {
-        if let overlay_proto::Action::Transmit { conn: c, data } = a {
-            if *c != overlay_proto::ConnId(conn) {
+        if let Action::Transmit { conn: c, data } = a {
+            if *c != ConnId(conn) {
                 continue;
             }
-            let mut buf = BytesMut::from(&data[..]);
+            let mut buf = BytesMut::from(&data.to_bytes()[..]);
             while let Ok(Some(f)) = frame::decode(&mut buf) {
-                if f.header.flags & flags::EVENT != 0 && f.header.code == kind.code() {
-                    out.push(f.payload.map(|p| p.to_vec()).unwrap_or_default());
-                }
+                out.push(f);
             }
         }
     }

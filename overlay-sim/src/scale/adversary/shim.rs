@@ -7,7 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use overlay_proto::frame::{self, Frame};
 use overlay_proto::mesh::NodeShim;
 use overlay_proto::wire::{self, Kind, PeerEntry};
-use overlay_proto::{Action, ConnId, Input, Instant, MessageId, PeerId};
+use overlay_proto::{Action, Chunks, ConnId, Input, Instant, MessageId, PeerId};
 
 use super::conn::{self, classify, put_frame, Amount, Conn, FrameClass};
 use super::witness::FORGED_MAGIC;
@@ -276,14 +276,14 @@ impl Adversary {
     }
 
     /// Rewrites the core's `Transmit` on `conn` through the attack.
-    fn outbound(&mut self, now: Instant, conn: ConnId, data: Bytes) -> Option<Bytes> {
+    fn outbound(&mut self, now: Instant, conn: ConnId, data: Chunks) -> Option<Chunks> {
         let Some(colluder) = self.conns.get(&conn).map(|c| c.colluder) else {
             return Some(data);
         };
         if self.conns.get(&conn).is_some_and(|c| c.opaque) {
             return Some(data);
         }
-        let mut buf = BytesMut::from(&data[..]);
+        let mut buf = BytesMut::from(&data.to_bytes()[..]);
         let mut frames = Vec::new();
         loop {
             match frame::decode(&mut buf) {
@@ -336,7 +336,7 @@ impl Adversary {
             }
         }
         let c = self.conns.get_mut(&conn)?;
-        (!c.outbox.is_empty()).then(|| c.outbox.split().freeze())
+        (!c.outbox.is_empty()).then(|| c.outbox.split().freeze().into())
     }
 
     fn poisoned_shuffle(&mut self, kind: Kind) -> Bytes {
@@ -520,7 +520,7 @@ impl NodeShim for Adversary {
                 c.last_sent = Some(now);
                 out.push(Action::Transmit {
                     conn: *conn,
-                    data: c.outbox.split().freeze(),
+                    data: c.outbox.split().freeze().into(),
                 });
             }
             if let Some(credit) = c.take_refund() {
