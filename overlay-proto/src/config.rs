@@ -91,12 +91,14 @@ pub struct NodeConfig {
     /// `graft_timeout` (puts off no GRAFT).
     pub tree_settle: Duration,
     /// How long a new link of a topic's tree is on probation. A new session's link starts
-    /// eager, so it may bring a message first and displace an established tree edge (the
-    /// edge's next copy is a duplicate and is pruned, or our forwarded copy is one for the
-    /// peer and it prunes us). If the new link then stops being eager within this time
-    /// (closed, banned, pruned), the edges it displaced are made eager again at once (empty
-    /// GRAFT) instead of leaving the subtree behind them to repair by IHAVE → GRAFT. Zero
-    /// turns the restoration off.
+    /// eager (textbook Plumtree), so it may bring a message first. While it is on probation,
+    /// such a message is pushed at once only to the other eager links on probation; the
+    /// established eager links get it when the tree's own copy arrives (from the one that
+    /// brought it, which is kept eager: that duplicate is no sign of redundancy), or after
+    /// `graft_timeout` if none comes. So a new link never displaces an established tree
+    /// edge: a link that vanishes a moment later (a hostile peer banned at its first abuse)
+    /// leaves the tree as it was. After probation the usual rules apply, so an honest new
+    /// link that is a shortcut still shortens the tree, only later. Zero turns it off.
     pub link_probation: Duration,
     /// How long to wait after a GRAFT before asking the next announcer.
     pub graft_retry: Duration,

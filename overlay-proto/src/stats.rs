@@ -285,9 +285,6 @@ pub struct NodeStats {
     /// Counter: tree optimisation swaps (a lazy link with a shorter path made eager, the
     /// eager link it replaces pruned).
     pub tree_swaps: u64,
-    /// Counter: established eager links made lazy (our PRUNE at their duplicate, or theirs)
-    /// right after a link on probation brought a message first (`link_probation`).
-    pub tree_edges_displaced: u64,
     /// Counter: new messages that came first over a link on probation and were held back
     /// from the established eager links (`link_probation`).
     pub gossip_held: u64,
@@ -297,9 +294,6 @@ pub struct NodeStats {
     /// Counter: duplicates over established eager links not taken as redundant because the
     /// first copy came over a link on probation.
     pub tree_edges_spared: u64,
-    /// Counter: displaced tree edges made eager again (empty GRAFT) because the link on
-    /// probation that displaced them stopped being eager before its probation ended.
-    pub tree_edges_restored: u64,
     /// Counter: direct messages delivered.
     pub direct_delivered: u64,
     /// Counter: overlay frames received, by [`crate::wire::Kind`] index.

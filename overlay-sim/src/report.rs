@@ -255,15 +255,14 @@ pub fn write_scenario(out: &mut dyn Write, report: &ScenarioReport) -> Result<()
         writeln!(
             out,
             "  honest churn in the windows: sessions opened {} closed {}, PRUNE sent {}, GRAFT \
-             sent {}, tree swaps {}, tree edges displaced {} restored {} spared {}; sessions down by \
+             sent {}, tree swaps {}, messages held from a link on probation {}, tree edges spared {}; sessions down by \
              reason: {}",
             c.sessions_opened,
             c.sessions_closed,
             c.prunes_sent,
             c.grafts_sent,
             c.tree_swaps,
-            c.edges_displaced,
-            c.edges_restored,
+            c.held,
             c.edges_spared,
             c.downs
                 .iter()

@@ -123,21 +123,19 @@ impl Node {
             if over_rate {
                 self.penalize(key, crate::score::Penalty::DuplicateFlood, 1);
             }
+            // An answer to a hop claim under test (claims.rs) is no sign of redundancy.
+            let settled = self.settle_claim(&topic, key, &msg.id, msg.hops);
             // The tree's copy of a message held since it came first over a link on
             // probation: forward it now along the tree, and keep the link.
             let released = self
                 .trees
                 .get_mut(&topic)
                 .filter(|t| t.is_established_eager(now, key))
-                .and_then(|t| t.release_held(&msg.id));
-            if released.is_some() {
+                .is_some_and(|t| t.release_held(&msg.id));
+            if released {
+                self.stats.tree_edges_spared += 1;
                 self.forward_held(&topic, &msg.id, Some(key));
-                return;
-            }
-            // An answer to a hop claim under test (claims.rs) is no sign of redundancy.
-            if !self.settle_claim(&topic, key, &msg.id, msg.hops)
-                && !self.spare_tree_edge(&topic, key, &msg.id)
-            {
+            } else if !settled && !self.spare_tree_edge(&topic, key, &msg.id) {
                 self.prune_if_redundant(&topic, key);
             }
             return;
@@ -207,11 +205,10 @@ impl Node {
         self.make_eager(&topic, key);
         let forwarded = GossipMsg { hops, ..msg };
         let until = now + self.config.graft_timeout;
-        let held = !self.config.link_probation.is_zero()
-            && self
-                .trees
-                .get_mut(&topic)
-                .is_some_and(|t| t.hold(now, forwarded.id, key, until));
+        let held = self
+            .trees
+            .get_mut(&topic)
+            .is_some_and(|t| t.hold(now, forwarded.id, key, until));
         if held {
             self.stats.gossip_held += 1;
             self.forward_to(&topic, Some(key), &forwarded, Some(true));
@@ -328,7 +325,7 @@ impl Node {
         let now = self.now;
         let mut due = Vec::new();
         for (topic, tree) in &mut self.trees {
-            due.extend(tree.due_held(now).into_iter().map(|(id, _)| (*topic, id)));
+            due.extend(tree.due_held(now).into_iter().map(|id| (*topic, id)));
         }
         for (topic, id) in due {
             self.forward_held(&topic, &id, None);
@@ -848,15 +845,6 @@ impl Node {
         if self.not_member(key, &topic) {
             return;
         }
-        let now = self.now;
-        let displaced = self.session(key).is_some_and(|s| s.is_running())
-            && self
-                .trees
-                .get_mut(&topic)
-                .is_some_and(|t| t.displace(now, key));
-        if displaced {
-            self.stats.tree_edges_displaced += 1;
-        }
         self.make_lazy(&topic, key);
     }
 
@@ -880,34 +868,12 @@ impl Node {
         if let Some(tree) = self.trees.get_mut(topic) {
             tree.make_lazy(now, key);
         }
-        self.restore_displaced(topic);
-    }
-
-    /// Makes eager again, and tells with an empty GRAFT, the tree edges of `topic` that a
-    /// link on probation displaced and that link stopped being eager before its probation
-    /// ended ([`crate::plumtree::Plumtree::displace`]). Peers whose score keeps them lazy
-    /// stay lazy.
-    pub(super) fn restore_displaced(&mut self, topic: &TopicId) {
-        let Some(restored) = self.trees.get_mut(topic).map(|t| t.take_restored()) else {
-            return;
-        };
-        for key in restored {
-            let was_lazy = self.link(topic, key).is_some_and(|l| !l.eager);
-            self.make_eager(topic, key);
-            if was_lazy && self.link(topic, key).is_some_and(|l| l.eager) {
-                self.stats.tree_edges_restored += 1;
-                self.tell_eager(topic, key);
-            }
-        }
     }
 
     /// Keeps at least α eager peers in `topic` after losing one: the tree promotes random
     /// lazy peers ([`crate::plumtree::Plumtree::refill_eager`]), each told with an empty
     /// GRAFT. Peers whose score keeps them lazy are never promoted.
     pub(super) fn refill_eager(&mut self, topic: &TopicId) {
-        // Displaced tree edges first: they are the tree as it was, a random promotion
-        // reshapes it.
-        self.restore_displaced(topic);
         let now = self.now;
         let Some(tree) = self.trees.get_mut(topic) else {
             return;

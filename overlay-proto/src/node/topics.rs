@@ -202,7 +202,7 @@ impl Node {
             return;
         };
         let linked = tree.link(key).is_some();
-        let was_eager = tree.remove(self.now, key);
+        let was_eager = tree.remove(key);
         if linked {
             self.actions.push_back(Action::TopicNeighbor {
                 topic,
@@ -222,22 +222,6 @@ impl Node {
         }
     }
 
-    /// True when session `key` is linked in some tree and every link it has is on probation
-    /// (`link_probation`): its loss leaves the trees as they were before it came (the edges
-    /// it displaced are restored as it goes), so it does not unsettle them.
-    pub(super) fn only_on_probation(&self, key: SessionKey) -> bool {
-        let now = self.now;
-        let mut linked = false;
-        for tree in self.trees.values() {
-            match tree.link_on_probation(now, key) {
-                Some(false) => return false,
-                Some(true) => linked = true,
-                None => {}
-            }
-        }
-        linked
-    }
-
     /// The session `key` with `peer` is gone (`reason`): takes it out of every tree, telling
     /// each topic it was linked in that the peer is no longer a neighbour there; returns the
     /// topics it was eager in.
@@ -248,10 +232,9 @@ impl Node {
         reason: CloseReason,
     ) -> Vec<TopicId> {
         let mut eager_in = Vec::new();
-        let now = self.now;
         for (topic, tree) in &mut self.trees {
             let linked = tree.link(key).is_some();
-            if tree.remove(now, key) {
+            if tree.remove(key) {
                 eager_in.push(*topic);
             }
             if linked {

@@ -78,13 +78,9 @@ impl Node {
         let running = self.session(key).is_some_and(|s| s.is_running());
         if let Some(tree) = self.trees.get_mut(topic) {
             if running {
-                if tree.displace(now, key) {
-                    self.stats.tree_edges_displaced += 1;
-                }
                 tree.prune(now, key);
             }
         }
-        self.restore_displaced(topic);
         self.stats.prunes_sent += 1;
         let kind = wire::kind_in_topic(Kind::Prune, topic);
         let body: &[u8] = if topic.is_default() { &[] } else { &topic.0 };

@@ -48,12 +48,9 @@ pub(crate) const SHORTCUT_TALLIES: usize = 4;
 /// current tree (a catch-up IHAVE of a new session, say) and never triggers a swap.
 pub(crate) const OPTIMIZATION_WINDOW: Duration = Duration::from_secs(1);
 
-/// How soon after a first copy over a link on probation the loss of an established eager
-/// link (our PRUNE at its duplicate, or its PRUNE) is taken as caused by that copy: the
-/// duplicate and the PRUNE answering our forwarded copy come within a few link round trips.
-const IMMEDIATE: bool = true;
-
-pub(crate) const DISPLACEMENT_WINDOW: Duration = Duration::from_millis(500);
+/// Most messages held back from the established eager links at once (see
+/// [`Plumtree::hold`]); each is held for `graft_timeout` at most.
+pub(crate) const MAX_HELD: usize = 1024;
 
 /// The settings the machine uses (from [`NodeConfig`]; α and β change live).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,8 +73,8 @@ pub(crate) struct Params {
     pub(crate) optimization_threshold: u8,
     /// Messages a shortcut tally needs before it counts.
     pub(crate) optimization_samples: u16,
-    /// How long a new link is on probation: tree edges it displaced are restored if it
-    /// stops being eager (closed, pruned) within that time.
+    /// How long a new link is on probation: a message it brings first is not pushed into
+    /// the established links until the tree's own copy comes (or `graft_timeout`).
     pub(crate) link_probation: Duration,
 }
 
@@ -112,10 +109,6 @@ pub(crate) struct Link {
     role_since: Instant,
     /// When this link joined the tree (it is on probation for `link_probation`).
     opened_at: Instant,
-    /// This established eager link was made lazy because a link on probation brought a
-    /// message first: that link. Restored (made eager again) if the link on probation stops
-    /// being eager before its probation ends.
-    displaced_by: Option<Neighbor>,
     /// When we last sent PRUNE to the peer.
     pub(crate) pruned_at: Option<Instant>,
     /// When a tree optimisation chose a shortcut over this (eager) link without pruning it
@@ -150,7 +143,6 @@ impl Link {
             first_copy_at: None,
             role_since: now,
             opened_at: now,
-            displaced_by: None,
             pruned_at: None,
             replaced_at: None,
             shortcut_tallies: [None; SHORTCUT_TALLIES],
@@ -186,14 +178,9 @@ pub(crate) struct Plumtree {
     /// When this node last accepted a new message of the topic: a tree optimisation based on
     /// an older message may rest on a tree that has changed since.
     last_first_copy_at: Instant,
-    /// The link that gave us the latest first copy, and when.
-    last_parent: Option<(Neighbor, Instant)>,
-    /// Displaced tree edges to restore (their displacer stopped being eager while on
-    /// probation), in order; the caller makes them eager and tells their peers.
-    restore: Vec<Neighbor>,
     /// Messages whose first copy came over a link on probation and that were not yet
-    /// forwarded to the established eager links: (id, the link, until when).
-    held: Vec<(MessageId, Neighbor, Instant)>,
+    /// forwarded to the established eager links, with the end of their hold, oldest first.
+    held: Vec<(MessageId, Instant)>,
     /// When this node last asked peers for members of the topic (TOPIC_PEERS).
     pub(crate) asked_at: Option<Instant>,
     /// Reused scratch space for sampling lazy links.
@@ -218,8 +205,6 @@ impl Plumtree {
             links: BTreeMap::new(),
             lateness: Duration::ZERO,
             last_first_copy_at: Instant::ZERO,
-            last_parent: None,
-            restore: Vec::new(),
             held: Vec::new(),
             asked_at: None,
             scratch: Vec::new(),
@@ -293,22 +278,11 @@ impl Plumtree {
     }
 
     /// Neighbour down: takes `key` out of the tree; returns whether it was eager (then call
-    /// [`Plumtree::take_restored`] and [`Plumtree::refill_eager`]).
-    pub(crate) fn remove(&mut self, now: Instant, key: Neighbor) -> bool {
+    /// [`Plumtree::refill_eager`]).
+    pub(crate) fn remove(&mut self, key: Neighbor) -> bool {
         self.eager.retain(|k| *k != key);
         self.lazy.retain(|k| *k != key);
-        let Some(link) = self.links.remove(&key) else {
-            return false;
-        };
-        if link.eager {
-            self.release_displaced(now, key, link.opened_at);
-        } else {
-            self.forget_displacer(key);
-        }
-        if self.last_parent.is_some_and(|(k, _)| k == key) {
-            self.last_parent = None;
-        }
-        link.eager
+        self.links.remove(&key).is_some_and(|l| l.eager)
     }
 
     /// True while `link` is on probation: it joined the tree less than `link_probation` ago.
@@ -320,8 +294,15 @@ impl Plumtree {
     /// other eager link is established, so the copy goes now only to the eager links on
     /// probation and is held for the established ones until `until` (or until the tree's
     /// own copy arrives, [`Plumtree::release_held`]).
-    pub(crate) fn hold(&mut self, now: Instant, id: MessageId, from: Neighbor, until: Instant) -> bool {
-        if self.link_on_probation(now, from) != Some(true) {
+    /// At most [`MAX_HELD`] messages are held; past that a copy is forwarded as usual.
+    pub(crate) fn hold(
+        &mut self,
+        now: Instant,
+        id: MessageId,
+        from: Neighbor,
+        until: Instant,
+    ) -> bool {
+        if self.link_on_probation(now, from) != Some(true) || self.held.len() >= MAX_HELD {
             return false;
         }
         let established = self
@@ -329,25 +310,28 @@ impl Plumtree {
             .iter()
             .any(|k| *k != from && self.link_on_probation(now, *k) == Some(false));
         if established {
-            self.held.push((id, from, until));
+            self.held.push((id, until));
         }
         established
     }
 
-    /// The copy of `id` over `key` ends its hold: returns the link it came first over when
-    /// it was held (the caller forwards it now to the established eager links but `key`).
-    pub(crate) fn release_held(&mut self, id: &MessageId) -> Option<Neighbor> {
-        let i = self.held.iter().position(|(h, _, _)| h == id)?;
-        Some(self.held.remove(i).1)
+    /// A copy of `id` came over an established eager link: true when `id` was held (its hold
+    /// ends; the caller forwards it now to the established eager links but that one).
+    pub(crate) fn release_held(&mut self, id: &MessageId) -> bool {
+        let Some(i) = self.held.iter().position(|(h, _)| h == id) else {
+            return false;
+        };
+        self.held.remove(i);
+        true
     }
 
-    /// Held messages whose hold ran out by `now` (forward them to the established eager
-    /// links), oldest first.
-    pub(crate) fn due_held(&mut self, now: Instant) -> Vec<(MessageId, Neighbor)> {
+    /// Held messages whose hold ran out by `now` (the caller forwards them to the
+    /// established eager links), oldest first.
+    pub(crate) fn due_held(&mut self, now: Instant) -> Vec<MessageId> {
         let mut due = Vec::new();
-        self.held.retain(|(id, from, until)| {
+        self.held.retain(|(id, until)| {
             if *until <= now {
-                due.push((*id, *from));
+                due.push(*id);
                 false
             } else {
                 true
@@ -371,88 +355,11 @@ impl Plumtree {
         self.links.get(&key).map(|l| self.on_probation(now, l))
     }
 
-    /// The eager link `key` is about to be made lazy by a PRUNE (ours at its duplicate, or
-    /// the peer's). When it is an established link (past probation) and the latest first copy
-    /// came within [`DISPLACEMENT_WINDOW`] over another link that is eager and on probation,
-    /// the new link displaced this tree edge: remember by whom, so the edge is restored if
-    /// the new link stops being eager before its probation ends ([`Plumtree::take_restored`]).
-    /// Returns true when the edge was marked displaced.
-    ///
-    /// Why: a new session starts eager on both ends, so the next message may come over it
-    /// first, and then our tree parent's copy is a duplicate (we prune it) and our own
-    /// forwarded copy is a duplicate for the parent (it prunes us). If the new link is a
-    /// shortcut that stays, that is the tree shortening itself. If it vanishes a moment
-    /// later (a hostile peer banned at its first abuse, a peer that prunes itself, churn),
-    /// the subtree behind us is cut off from the tree and repaired only by IHAVE → GRAFT,
-    /// message by message; restoring the displaced edge at once repairs it before the next.
-    pub(crate) fn displace(&mut self, now: Instant, key: Neighbor) -> bool {
-        let Some((by, at)) = self.last_parent else {
-            return false;
-        };
-        if by == key || now - at > DISPLACEMENT_WINDOW {
-            return false;
-        }
-        let displacer_new = self
-            .links
-            .get(&by)
-            .is_some_and(|l| l.eager && self.on_probation(now, l));
-        let established = self
-            .links
-            .get(&key)
-            .is_some_and(|l| l.eager && !self.on_probation(now, l));
-        if !(displacer_new && established) {
-            return false;
-        }
-        if IMMEDIATE {
-            if !self.restore.contains(&key) {
-                self.restore.push(key);
-            }
-        } else if let Some(link) = self.links.get_mut(&key) {
-            link.displaced_by = Some(by);
-        }
-        true
-    }
-
-    /// `key` (an eager link opened at `opened_at`) stopped being eager: if it is still on
-    /// probation, the tree edges it displaced are queued for restoration; either way they
-    /// are no longer its.
-    fn release_displaced(&mut self, now: Instant, key: Neighbor, opened_at: Instant) {
-        let restore = now - opened_at < self.params.link_probation;
-        for (k, l) in self.links.iter_mut() {
-            if l.displaced_by == Some(key) {
-                l.displaced_by = None;
-                if restore && !l.eager && !self.restore.contains(k) {
-                    self.restore.push(*k);
-                }
-            }
-        }
-    }
-
-    /// Forgets every displacement by `key` (it stays eager past probation, or leaves lazy).
-    fn forget_displacer(&mut self, key: Neighbor) {
-        for l in self.links.values_mut() {
-            if l.displaced_by == Some(key) {
-                l.displaced_by = None;
-            }
-        }
-    }
-
-    /// Displaced tree edges whose displacer stopped being eager while on probation, in the
-    /// order they were released, still in the tree and lazy: the caller makes each eager
-    /// again (when the peer's score allows) and tells it with an empty GRAFT.
-    #[must_use]
-    pub(crate) fn take_restored(&mut self) -> Vec<Neighbor> {
-        let mut restored = std::mem::take(&mut self.restore);
-        restored.retain(|k| self.links.get(k).is_some_and(|l| !l.eager));
-        restored
-    }
-
     /// Moves `key` to the eager set; returns true when it changed role.
     pub(crate) fn make_eager(&mut self, now: Instant, key: Neighbor) -> bool {
         match self.links.get_mut(&key) {
             Some(link) if !link.eager => {
                 link.eager = true;
-                link.displaced_by = None;
                 link.role_since = now;
                 self.lazy.retain(|k| *k != key);
                 self.eager.push(key);
@@ -462,11 +369,9 @@ impl Plumtree {
         }
     }
 
-    /// Moves `key` to the lazy set; returns true when it changed role. The tree edges `key`
-    /// displaced are queued for restoration when it is still on probation
-    /// ([`Plumtree::take_restored`]).
+    /// Moves `key` to the lazy set; returns true when it changed role.
     pub(crate) fn make_lazy(&mut self, now: Instant, key: Neighbor) -> bool {
-        let changed = match self.links.get_mut(&key) {
+        match self.links.get_mut(&key) {
             Some(link) if link.eager => {
                 link.eager = false;
                 link.role_since = now;
@@ -475,11 +380,7 @@ impl Plumtree {
                 true
             }
             _ => false,
-        };
-        if let Some(opened_at) = self.links.get(&key).filter(|_| changed).map(|l| l.opened_at) {
-            self.release_displaced(now, key, opened_at);
         }
-        changed
     }
 
     /// Demotes the newest eager links until at most α are eager (α was lowered); returns the
@@ -534,7 +435,6 @@ impl Plumtree {
         if let Some(link) = self.links.get_mut(&key) {
             link.dup_streak = 0;
             link.first_copy_at = Some(now);
-            self.last_parent = Some((key, now));
         }
     }
 

@@ -150,11 +150,9 @@ pub struct Churn {
     pub grafts_sent: u64,
     /// Tree optimisation swaps.
     pub tree_swaps: u64,
-    /// Established eager links made lazy right after a link on probation brought a message
-    /// first.
-    pub edges_displaced: u64,
-    /// Displaced tree edges made eager again as their displacer went within probation.
-    pub edges_restored: u64,
+    /// New messages that came first over a link on probation and were held back from the
+    /// established eager links.
+    pub held: u64,
     /// Duplicates over established eager links not taken as redundant (first copy over a
     /// link on probation).
     pub edges_spared: u64,
@@ -173,8 +171,7 @@ impl Churn {
             c.prunes_sent += s.prunes_sent;
             c.grafts_sent += s.grafts_sent;
             c.tree_swaps += s.tree_swaps;
-            c.edges_displaced += s.tree_edges_displaced;
-            c.edges_restored += s.tree_edges_restored;
+            c.held += s.gossip_held;
             c.edges_spared += s.tree_edges_spared;
         }
         c
@@ -188,8 +185,7 @@ impl Churn {
             prunes_sent: self.prunes_sent.saturating_sub(earlier.prunes_sent),
             grafts_sent: self.grafts_sent.saturating_sub(earlier.grafts_sent),
             tree_swaps: self.tree_swaps.saturating_sub(earlier.tree_swaps),
-            edges_displaced: self.edges_displaced.saturating_sub(earlier.edges_displaced),
-            edges_restored: self.edges_restored.saturating_sub(earlier.edges_restored),
+            held: self.held.saturating_sub(earlier.held),
             edges_spared: self.edges_spared.saturating_sub(earlier.edges_spared),
         }
     }
@@ -203,8 +199,7 @@ impl Churn {
         self.prunes_sent += o.prunes_sent;
         self.grafts_sent += o.grafts_sent;
         self.tree_swaps += o.tree_swaps;
-        self.edges_displaced += o.edges_displaced;
-        self.edges_restored += o.edges_restored;
+        self.held += o.held;
         self.edges_spared += o.edges_spared;
     }
 }
