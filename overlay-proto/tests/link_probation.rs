@@ -64,7 +64,10 @@ fn a_first_copy_over_a_new_link_waits_for_the_trees_copy() {
     bed.send(1, m);
     assert_eq!(pushed(&bed, 2), 1, "released to the child");
     assert_eq!(pushed(&bed, 1), 0, "never back to the parent");
-    assert!(bed.sent(1, Kind::Prune).is_empty(), "the tree edge is not pruned");
+    assert!(
+        bed.sent(1, Kind::Prune).is_empty(),
+        "the tree edge is not pruned"
+    );
     assert!(bed.is_eager(peer(2)));
     let stats = bed.node.stats();
     assert_eq!((stats.gossip_released, stats.tree_edges_spared), (1, 1));
