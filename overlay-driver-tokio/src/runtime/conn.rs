@@ -398,13 +398,18 @@ async fn write_batch<W: AsyncWrite + Unpin>(wr: &mut W, batch: &[Bytes]) -> io::
         if first == batch.len() {
             break;
         }
-        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-        let mut used = 0;
-        for (i, bytes) in batch[first..].iter().take(MAX_IOVECS).enumerate() {
-            slices[i] = IoSlice::new(if i == 0 { &bytes[offset..] } else { bytes });
-            used = i + 1;
-        }
-        let mut written = wr.write_vectored(&slices[..used]).await?;
+        // The slices live on the stack of one poll only, not in the writer task's future
+        // (which every connection keeps allocated for its whole life).
+        let mut written = std::future::poll_fn(|cx| {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut used = 0;
+            for (i, bytes) in batch[first..].iter().take(MAX_IOVECS).enumerate() {
+                slices[i] = IoSlice::new(if i == 0 { &bytes[offset..] } else { bytes });
+                used = i + 1;
+            }
+            std::pin::Pin::new(&mut *wr).poll_write_vectored(cx, &slices[..used])
+        })
+        .await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
