@@ -427,7 +427,7 @@ impl NodeConfig {
         let largest = self.max_message_bytes
             + crate::wire::SIGNED_GOSSIP_HEADER_LEN
             + crate::cache::STORED_MESSAGE_OVERHEAD;
-        self.store_bytes.saturating_mul(4).max(largest)
+        self.store_bytes.saturating_mul(2).max(largest)
     }
 
     /// How long the TCP connect of a dial may take: `connect_timeout`, capped by
