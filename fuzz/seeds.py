@@ -7,7 +7,7 @@ frame_decode: every valid, invalid and stream vector of oap1_frames.json, prefix
 chunk-size bytes `00 ff` (one chunk size, 256). token_verify: every token of
 capability_tokens.json in binary (CBOR) form and a few in text form. gossip_decode: one body of
 each overlay message layout and the HELLO bodies of the vectors. node_input: a chunk-size byte
-and then a peer's frames after the session opened (CREDIT, GOSSIP, IHAVE, GRAFT, SHUFFLE,
+(its lowest bit: whether the peer's HELLO says graft_miss) and then a peer's frames after the session opened (CREDIT, GOSSIP, IHAVE, GRAFT, SHUFFLE,
 PRUNE). node_sequence seeds are inputs the fuzzer found and `cargo fuzz cmin` kept (their byte
 layout is the `arbitrary` encoding of the op list), plus the `topics-*` seeds written here: op
 lists that open sessions, join topics, announce them and move topic traffic, encoded the way
@@ -80,7 +80,7 @@ def node_sequence_topic_seeds():
     u8, u16 = (lambda x: struct.pack("<B", x)), (lambda x: struct.pack("<H", x))
     topics = lambda conn, ts: ("Topics", u8(conn) + arb_vec([u8(t) for t in ts]))
     ops = [
-        ("Open", u8(1) + u8(1)), ("Open", u8(2) + u8(2)),
+        ("Open", u8(1) + u8(1) + u8(1)), ("Open", u8(2) + u8(2) + u8(0)),
         ("Join", u8(1)), ("Join", u8(2)),
         topics(1, [1, 2]), topics(2, [1]),
         ("Tick", u16(50)),
@@ -100,8 +100,8 @@ def node_sequence_topic_seeds():
     ]
     write("node_sequence", "topics-unsigned", node_sequence_ops(False, ops))
     write("node_sequence", "topics-signed", node_sequence_ops(True, ops))
-    churn = [("Open", u8(1) + u8(1)), ("Join", u8(1)), topics(1, [1]),
-             ("Closed", u8(1) + u8(0)), ("Open", u8(3) + u8(1)), topics(3, [1]),
+    churn = [("Open", u8(1) + u8(1) + u8(1)), ("Join", u8(1)), topics(1, [1]),
+             ("Closed", u8(1) + u8(0)), ("Open", u8(3) + u8(1) + u8(0)), topics(3, [1]),
              ("Leave", u8(1)), ("Join", u8(1)), ("Publish", u8(1) + u16(8)), ("Tick", u16(5000))]
     write("node_sequence", "topics-churn", node_sequence_ops(False, churn))
 

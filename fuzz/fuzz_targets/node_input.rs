@@ -1,4 +1,5 @@
-//! Arbitrary peer bytes into a node: one session is opened with a valid HELLO/START, then the
+//! Arbitrary peer bytes into a node: one session is opened with a valid HELLO/START (its
+//! `graft_miss` chosen by the input's first byte), then the
 //! input is split into chunks delivered as `Received` on that connection, interleaved with
 //! timer wake-ups. The node must never panic and must keep its bounds.
 
@@ -35,6 +36,11 @@ fuzz_target!(|data: &[u8]| {
     cfg.seen_capacity = 64;
     let identity = NodeIdentity::new(PeerId([1; 32]), None);
     let Ok(mut node) = Node::new(cfg.clone(), identity, 7) else { return };
+    // First byte picks the chunk size, its lowest bit whether the peer's HELLO says
+    // `graft_miss` (then GRAFTs for dropped ids are answered GRAFT_MISS); the rest is the stream.
+    let Some((&chunk, rest)) = data.split_first() else { return };
+    let graft_miss = chunk & 1 == 1;
+    let chunk = usize::from(chunk).max(1);
     let peer = PeerId([2; 32]);
     let conn = ConnId(1);
     let mut now = Instant::ZERO;
@@ -48,16 +54,13 @@ fuzz_target!(|data: &[u8]| {
     });
     let hello = HelloRequestBody {
         ua: None,
-        overlay: HelloOverlay { overlay: 1, peer_id: peer.to_string(), listen: None, credit_frames: 16, credit_bytes: 1 << 20, graft_miss: false },
+        overlay: HelloOverlay { overlay: 1, peer_id: peer.to_string(), listen: None, credit_frames: 16, credit_bytes: 1 << 20, graft_miss },
     };
     let Ok(json) = serde_json::to_vec(&hello) else { return };
     let mut open = frame(flags::REQ, 0, &json);
     open.extend(frame(flags::START | flags::REQ, overlay_proto::OVERLAY_APP_PROTO_ID, &[]));
     node.handle(now, Input::Received { conn, data: open.into() });
     while node.poll_action().is_some() {}
-    // First byte picks the chunk size; the rest is the stream.
-    let Some((&chunk, rest)) = data.split_first() else { return };
-    let chunk = usize::from(chunk).max(1);
     for piece in rest.chunks(chunk) {
         node.handle(now, Input::Received { conn, data: piece.to_vec().into() });
         now += Duration::from_millis(u64::from(piece[0] % 50));

@@ -1,5 +1,5 @@
 //! Fuzzes a `Node` with arbitrary sequences of `Input`s: connections up and down (some opened
-//! with a valid HELLO/START), raw bytes, well-formed frames of every overlay kind with arbitrary
+//! with a valid HELLO/START, whose HELLO says `graft_miss` or not), raw bytes, well-formed frames of every overlay kind with arbitrary
 //! bodies, timer wake-ups, broadcasts, direct sends, dials, discovered peers, dial failures and
 //! shutdown, and topics: joins, leaves, publishes, well-formed TOPICS and TOPIC_PEERS frames
 //! and topic payload / control frames of a few topics — with origin signatures required (the
@@ -45,8 +45,8 @@ const MAX_STEPS: usize = 256;
 enum Op {
     /// A TLS connection is up (no HELLO yet).
     Up { conn: u8, peer: u8, outbound: bool, dial: Option<u8> },
-    /// Connection up, then a valid HELLO and START from the peer.
-    Open { conn: u8, peer: u8 },
+    /// Connection up, then a valid HELLO (saying `graft_miss` or not) and START from the peer.
+    Open { conn: u8, peer: u8, graft_miss: bool },
     /// Raw bytes on a connection.
     Bytes { conn: u8, data: Vec<u8> },
     /// One well-formed OAP/1 frame of an overlay kind (or any code) with an arbitrary body and
@@ -211,7 +211,7 @@ fn frame(flags: u16, code: u16, app: u16, body: &[u8]) -> Vec<u8> {
     f
 }
 
-fn open_inputs(c: u8, p: u8) -> Vec<Input> {
+fn open_inputs(c: u8, p: u8, graft_miss: bool) -> Vec<Input> {
     let hello = HelloRequestBody {
         ua: None,
         overlay: HelloOverlay {
@@ -220,7 +220,7 @@ fn open_inputs(c: u8, p: u8) -> Vec<Input> {
             listen: None,
             credit_frames: 4,
             credit_bytes: 1 << 20,
-            graft_miss: false,
+            graft_miss,
         },
     };
     let Ok(json) = serde_json::to_vec(&hello) else {
@@ -257,7 +257,9 @@ fn inputs(op: &Op) -> (Duration, Vec<Input>) {
             dial: dial.map(|d| DialId(u64::from(d % 4))),
             kx_group: None,
         }),
-        Op::Open { conn: c, peer: p } => (Duration::ZERO, open_inputs(*c, *p)),
+        Op::Open { conn: c, peer: p, graft_miss } => {
+            (Duration::ZERO, open_inputs(*c, *p, *graft_miss))
+        }
         Op::Bytes { conn: c, data } => {
             one(Input::Received { conn: conn(*c), data: Bytes::copy_from_slice(data) })
         }

@@ -38,6 +38,7 @@ mod keys;
 mod liveness;
 mod membership;
 mod node;
+mod optimizer;
 mod passive;
 mod peer;
 mod plumtree;
@@ -48,6 +49,7 @@ mod ratelimit;
 pub mod session;
 #[cfg(not(feature = "test-util"))]
 mod session;
+mod sessions;
 mod stats;
 mod time;
 mod topic;

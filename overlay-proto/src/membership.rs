@@ -12,11 +12,12 @@
 
 use core::net::SocketAddr;
 use core::time::Duration;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use rand_core::RngCore;
 
 use crate::config::NodeConfig;
+use crate::optimizer::LinkOptimizer;
 use crate::passive::{Inserted, KnownPeer, PassiveView};
 use crate::peer::{DialId, PeerId};
 use crate::plumtree::random_below;
@@ -54,6 +55,26 @@ impl Params {
     }
 }
 
+/// What the membership machine asks the node to carry out, in the order it decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MembershipOutput {
+    /// Dial `addr` as `dial` (`peer`: who is known to answer there, if anyone).
+    Connect {
+        /// The dial's id.
+        dial: DialId,
+        /// Where to.
+        addr: SocketAddr,
+        /// The peer known to answer there.
+        peer: Option<PeerId>,
+    },
+    /// The dials were abandoned (shutdown): the operator's requests that waited on them, in
+    /// dial order, are answered.
+    Abandoned {
+        /// The requests' tags.
+        requests: Vec<u64>,
+    },
+}
+
 /// The passive list, dials in flight and the shuffle timer of one node.
 #[derive(Debug)]
 pub(crate) struct Membership {
@@ -65,20 +86,72 @@ pub(crate) struct Membership {
     dial_requests: BTreeMap<DialId, Vec<u64>>,
     next_dial: u64,
     next_shuffle: Instant,
+    /// Decisions for the node, oldest first.
+    outputs: VecDeque<MembershipOutput>,
+    /// When each dial in flight started (its connect time measures the round trip).
+    dial_started: BTreeMap<DialId, Instant>,
+    /// Latency-aware membership: the probe round and the swap rule.
+    optimizer: LinkOptimizer,
 }
 
 impl Membership {
     /// Nothing known yet; at most `passive_capacity` addresses; the first shuffle is due one
     /// interval after `now`.
-    pub(crate) fn new(params: Params, passive_capacity: usize, now: Instant) -> Membership {
+    pub(crate) fn new(
+        params: Params,
+        optimizer: crate::optimizer::Params,
+        passive_capacity: usize,
+        now: Instant,
+    ) -> Membership {
         Membership {
+            dial_started: BTreeMap::new(),
+            optimizer: LinkOptimizer::new(optimizer, now),
             params,
             passive: PassiveView::new(passive_capacity),
             dials: BTreeMap::new(),
             dial_requests: BTreeMap::new(),
             next_dial: 1,
             next_shuffle: now + params.shuffle_interval,
+            outputs: VecDeque::new(),
         }
+    }
+
+    /// The latency optimizer (probe rounds).
+    pub(crate) fn optimizer(&self) -> &LinkOptimizer {
+        &self.optimizer
+    }
+
+    /// The latency optimizer, to run a round.
+    pub(crate) fn optimizer_mut(&mut self) -> &mut LinkOptimizer {
+        &mut self.optimizer
+    }
+
+    /// Dial `dial` connected at `now`: the round trip its connect measured (TCP + TLS 1.3 take
+    /// two round trips from the connect to the connection being up), if it is in flight.
+    pub(crate) fn dial_rtt(&self, dial: DialId, now: Instant) -> Option<Duration> {
+        let started = self.dial_started.get(&dial)?;
+        Some(now.saturating_duration_since(*started) / 2)
+    }
+
+    /// A passive peer to probe for latency: known identity, no failure since its last
+    /// success, out of backoff at `now`, allowed by `usable`; picked at random with `rng`.
+    pub(crate) fn choose_probe(
+        &self,
+        now: Instant,
+        rng: &mut impl RngCore,
+        usable: impl Fn(&SocketAddr, &KnownPeer) -> bool,
+    ) -> Option<SocketAddr> {
+        let candidates: Vec<SocketAddr> = self
+            .passive
+            .iter()
+            .filter(|(_, k)| k.peer.is_some() && k.failures == 0 && k.next_attempt <= now)
+            .filter(|(a, k)| usable(a, k))
+            .map(|(a, _)| *a)
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        candidates.get(random_below(rng, candidates.len())).copied()
     }
 
     /// The passive list.
@@ -164,13 +237,22 @@ impl Membership {
         self.dials.iter().find(|(_, a)| *a == addr).map(|(d, _)| *d)
     }
 
-    /// Starts a dial to `addr`: its id and the peer known to answer there.
-    pub(crate) fn start_dial(&mut self, addr: SocketAddr) -> (DialId, Option<PeerId>) {
+    /// Starts a dial to `addr` and returns its id; queues the [`MembershipOutput::Connect`]
+    /// (with the peer known to answer there).
+    pub(crate) fn start_dial(&mut self, now: Instant, addr: SocketAddr) -> DialId {
         let dial = DialId(self.next_dial);
         self.next_dial += 1;
         let peer = self.passive.get_mut(&addr).and_then(|k| k.peer);
         self.dials.insert(dial, addr);
-        (dial, peer)
+        self.dial_started.insert(dial, now);
+        self.outputs
+            .push_back(MembershipOutput::Connect { dial, addr, peer });
+        dial
+    }
+
+    /// The next decision for the node to carry out, oldest first.
+    pub(crate) fn poll_output(&mut self) -> Option<MembershipOutput> {
+        self.outputs.pop_front()
     }
 
     /// The operator's dial `request` waits for `dial`.
@@ -188,17 +270,21 @@ impl Membership {
     #[must_use]
     pub(crate) fn finish_dial(&mut self, dial: DialId) -> (Option<SocketAddr>, Vec<u64>) {
         let requests = self.dial_requests.remove(&dial).unwrap_or_default();
+        self.dial_started.remove(&dial);
         (self.dials.remove(&dial), requests)
     }
 
-    /// Shutdown: every dial is abandoned; returns the requests that waited, in dial order.
-    #[must_use]
-    pub(crate) fn abandon_dials(&mut self) -> Vec<u64> {
+    /// Shutdown: every dial is abandoned; queues [`MembershipOutput::Abandoned`] with the
+    /// requests that waited, in dial order.
+    pub(crate) fn abandon_dials(&mut self) {
         self.dials.clear();
-        std::mem::take(&mut self.dial_requests)
+        self.dial_started.clear();
+        let requests = std::mem::take(&mut self.dial_requests)
             .into_values()
             .flatten()
-            .collect()
+            .collect();
+        self.outputs
+            .push_back(MembershipOutput::Abandoned { requests });
     }
 
     /// Whom to dial so that `sessions` (running sessions and our dials still handshaking)
@@ -297,6 +383,15 @@ mod tests {
         }
     }
 
+    fn opt_params() -> crate::optimizer::Params {
+        crate::optimizer::Params {
+            enabled: true,
+            interval: Duration::from_secs(1),
+            margin_pct: 30,
+            swaps: 8,
+        }
+    }
+
     fn at(ms: u64) -> Instant {
         Instant::ZERO + Duration::from_millis(ms)
     }
@@ -315,7 +410,7 @@ mod tests {
 
     #[test]
     fn failures_back_off_exponentially_with_jitter_and_learnt_addresses_are_forgotten() {
-        let mut m = Membership::new(params(), 16, at(0));
+        let mut m = Membership::new(params(), opt_params(), 16, at(0));
         let mut rng = rng();
         m.learn(at(0), addr(1), Some(peer(1)), false, &mut rng);
         m.learn(at(0), addr(2), None, true, &mut rng);
@@ -345,7 +440,7 @@ mod tests {
 
     #[test]
     fn dials_fill_the_active_view_within_the_dial_slots_skipping_backoff_and_unusable() {
-        let mut m = Membership::new(params(), 16, at(0));
+        let mut m = Membership::new(params(), opt_params(), 16, at(0));
         let mut rng = rng();
         for n in 1..=5 {
             m.learn(at(0), addr(n), Some(peer(n)), false, &mut rng);
@@ -357,7 +452,7 @@ mod tests {
         assert!(!chosen.contains(&addr(1)), "in backoff");
         assert!(!chosen.contains(&addr(2)), "not usable");
         for a in &chosen {
-            m.start_dial(*a);
+            let _dial = m.start_dial(at(0), *a);
         }
         assert!(m.dial_slots_full());
         assert!(m.choose_dials(at(0), 0, &mut rng, |_, _| true).is_empty());
@@ -369,10 +464,39 @@ mod tests {
     }
 
     #[test]
+    fn a_dial_measures_its_round_trip_and_probes_pick_known_healthy_peers() {
+        let mut m = Membership::new(params(), opt_params(), 16, at(0));
+        let mut rng = rng();
+        let dial = m.start_dial(at(100), addr(9));
+        // TCP + TLS 1.3: two round trips from the connect to the connection being up.
+        assert_eq!(m.dial_rtt(dial, at(180)), Some(Duration::from_millis(40)));
+        let _ = m.finish_dial(dial);
+        assert_eq!(m.dial_rtt(dial, at(180)), None);
+        m.learn(at(0), addr(1), Some(peer(1)), false, &mut rng);
+        m.learn(at(0), addr(2), None, false, &mut rng);
+        m.learn(at(0), addr(3), Some(peer(3)), false, &mut rng);
+        m.learn(at(0), addr(4), Some(peer(4)), false, &mut rng);
+        m.note_failure(at(0), addr(3), &mut rng);
+        for _ in 0..20 {
+            let pick = m.choose_probe(at(10_000), &mut rng, |a, _| *a != addr(4));
+            // 2 has no known identity, 3 failed since its last success, 4 is not usable.
+            assert_eq!(pick, Some(addr(1)));
+        }
+        assert_eq!(m.choose_probe(at(0), &mut rng, |_, _| false), None);
+    }
+
+    #[test]
     fn operator_requests_wait_on_their_dial_and_are_handed_back() {
-        let mut m = Membership::new(params(), 16, at(0));
-        let (dial, known) = m.start_dial(addr(1));
-        assert_eq!(known, None);
+        let mut m = Membership::new(params(), opt_params(), 16, at(0));
+        let dial = m.start_dial(at(0), addr(1));
+        assert_eq!(
+            m.poll_output(),
+            Some(MembershipOutput::Connect {
+                dial,
+                addr: addr(1),
+                peer: None
+            })
+        );
         assert_eq!(m.dial_to(&addr(1)), Some(dial));
         assert!(m.is_dialing(&addr(1)));
         m.wait_for(dial, 7);
@@ -380,15 +504,27 @@ mod tests {
         assert_eq!(m.requests_waiting(), 2);
         assert_eq!(m.finish_dial(dial), (Some(addr(1)), vec![7, 8]));
         assert_eq!(m.finish_dial(dial), (None, vec![]));
-        let (d2, _) = m.start_dial(addr(2));
+        let d2 = m.start_dial(at(0), addr(2));
         m.wait_for(d2, 9);
-        assert_eq!(m.abandon_dials(), vec![9]);
+        m.abandon_dials();
         assert_eq!(m.dials_in_flight(), 0);
+        let outputs: Vec<_> = std::iter::from_fn(|| m.poll_output()).collect();
+        assert_eq!(
+            outputs,
+            vec![
+                MembershipOutput::Connect {
+                    dial: d2,
+                    addr: addr(2),
+                    peer: None
+                },
+                MembershipOutput::Abandoned { requests: vec![9] }
+            ]
+        );
     }
 
     #[test]
     fn the_shuffle_is_due_once_per_interval_and_its_sample_keeps_our_entry() {
-        let mut m = Membership::new(params(), 16, at(0));
+        let mut m = Membership::new(params(), opt_params(), 16, at(0));
         let mut rng = rng();
         assert!(!m.shuffle_due(at(9_999)));
         assert!(m.shuffle_due(at(10_000)));

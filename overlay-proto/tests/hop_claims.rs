@@ -125,6 +125,30 @@ fn an_unanswered_hop_claim_is_a_broken_promise_and_the_swap_is_undone() {
 }
 
 #[test]
+fn a_graft_miss_answering_a_hop_claim_is_solicited_and_undoes_the_swap_unscored() {
+    let mut bed = settled_bed(config(1), 3);
+    let id = claim(&mut bed, 1, 2);
+    assert_eq!(bed.sent(2, Kind::Graft), vec![id.0.to_vec()]);
+    // The announcer no longer holds the message it claimed.
+    bed.send(2, event(Kind::GraftMiss, &support::ids_body(&[id])));
+    let stats = bed.node.stats();
+    assert_eq!(stats.graft_misses_unsolicited, 0, "our GRAFT asked for it");
+    assert_eq!(stats.graft_misses_received, 1);
+    assert_eq!(stats.graft_misses_too_soon, 1, "right after its own claim");
+    // The claim cannot be proven: the announcer goes back to lazy, the parent stays.
+    assert_eq!(bed.sent(2, Kind::Prune).len(), 1);
+    assert!(bed.sent(1, Kind::Prune).is_empty());
+    assert!(bed.is_eager(peer(2)) && !bed.is_eager(peer(3)));
+    assert_eq!(stats.tree_swaps, 0);
+    // Counted, not scored, and the proposal's deadline no longer scores it either.
+    bed.advance(Duration::from_millis(300));
+    assert_eq!(broken_promises(&bed, peer(3)), 0.0);
+    // A second miss for the same id asks for nothing: unsolicited now.
+    bed.send(2, event(Kind::GraftMiss, &support::ids_body(&[id])));
+    assert_eq!(bed.node.stats().graft_misses_unsolicited, 1);
+}
+
+#[test]
 fn swaps_are_rate_limited() {
     let mut cfg = config(2);
     cfg.optimization_swaps_per_s = 1;

@@ -28,7 +28,8 @@
 //! - Both take `--signed 1` (default: every broadcast signed, `origin_auth = sign`) or
 //!   `--signed 0` (`origin_auth = none`), `--store-ttl-ms T` and `--store-bytes B` (how long
 //!   and how many bytes each node keeps messages for GRAFT answers; default: the
-//!   `NodeConfig` defaults) and `--replay-events N` (deliveries each node keeps for
+//!   `NodeConfig` defaults), `--max-queue-frames F` (frames a session queues beyond the
+//!   peer's credit before the node reports busy; default 2048) and `--replay-events N` (deliveries each node keeps for
 //!   `Overlay::resume`; default 1024, 0 keeps none). The ring keeps only once a resumable
 //!   subscriber exists: `--resumable 1` makes the bench's subscribers resumable (as the
 //!   HTTP `GET /v1/gossip` stream is), so the ring's cost is counted; by default they are
@@ -52,6 +53,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -93,7 +95,7 @@ impl Args {
 fn usage(why: &str) -> ! {
     eprintln!("overlay_bench: {why}");
     eprintln!(
-        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1 --store-ttl-ms T --store-bytes B --replay-events N --resumable 0|1]\n       overlay_bench pair [--messages M --size B --window W --signed 0|1 --store-ttl-ms T --store-bytes B --replay-events N --resumable 0|1]\n       overlay_bench ready [--runs N]\n       overlay_bench sessions [--count K --concurrency C]"
+        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --replay-events N --resumable 0|1]\n       overlay_bench pair [--messages M --size B --window W --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --replay-events N --resumable 0|1]\n       overlay_bench ready [--runs N]\n       overlay_bench sessions [--count K --concurrency C]"
     );
     std::process::exit(2)
 }
@@ -202,7 +204,9 @@ impl Rng {
 
 /// The node configuration of the `mesh` and `pair` modes: the defaults, except
 /// `--signed 0` (`origin_auth = none`; the default `1` signs every broadcast) and
-/// `--store-ttl-ms T` (how long messages are kept for GRAFT; default 30 s).
+/// `--store-ttl-ms T` (how long messages are kept for GRAFT; default 30 s), `--store-bytes B`
+/// and `--max-queue-frames F` (frames queued per session beyond the peer's credit before
+/// the node reports busy; default 2048).
 fn node_config(args: &Args) -> NodeConfig {
     let mut config = NodeConfig::default();
     if args.get("signed", 1) == 0 {
@@ -217,6 +221,9 @@ fn node_config(args: &Args) -> NodeConfig {
     }
     if args.0.contains_key("store-bytes") {
         config.store_bytes = args.get("store-bytes", 0) as usize;
+    }
+    if args.0.contains_key("max-queue-frames") {
+        config.max_queue_frames = (args.get("max-queue-frames", 1) as usize).max(1);
     }
     config
 }
@@ -480,27 +487,26 @@ async fn pair(args: &Args) -> String {
         .expect("A dials B");
     let (a, b) = (&overlays[0], &overlays[1]);
     let mut sub = b.deliveries();
-    let received: Arc<Mutex<Vec<(u64, Instant)>>> =
-        Arc::new(Mutex::new(Vec::with_capacity(messages as usize)));
-    let rx = Arc::clone(&received);
     let want = messages;
     // Ends once every message arrived or was lost by this subscriber falling behind (the
-    // delivery feed is bounded: a slow subscriber loses the oldest, counted in `lost`).
+    // delivery feed is bounded: a slow subscriber loses the oldest, counted in `lost`). It
+    // keeps its own records (no lock per message); they are matched with the send times
+    // after the run, outside the measured window.
+    let arrived = Arc::new(AtomicU64::new(0));
+    let arrivals = Arc::clone(&arrived);
     let receiver = tokio::spawn(async move {
-        let mut got = 0u64;
+        let mut received: Vec<(u64, Instant)> = Vec::with_capacity(want as usize);
         while let Some(d) = sub.recv().await {
-            rx.lock()
-                .expect("lock")
-                .push((short_id(&d.id), Instant::now()));
-            got += 1;
-            if got + sub.lost() >= want {
+            received.push((short_id(&d.id), Instant::now()));
+            arrivals.store(received.len() as u64, Ordering::Relaxed);
+            if received.len() as u64 + sub.lost() >= want {
                 break;
             }
         }
-        sub.lost()
+        (received, sub.lost())
     });
     let payload = Bytes::from(vec![0x42u8; size]);
-    let mut sent: HashMap<u64, Instant> = HashMap::with_capacity(messages as usize);
+    let mut sent: Vec<(u64, Instant)> = Vec::with_capacity(messages as usize);
     let window = args.get("window", 128).max(1) as usize;
     let (own0, all0) = cpu_ticks();
     let start = Instant::now();
@@ -527,7 +533,7 @@ async fn pair(args: &Args) -> String {
         }
         match inflight.next().await {
             Some((Ok(id), at)) => {
-                sent.insert(short_id(&id), at);
+                sent.push((short_id(&id), at));
                 accepted += 1;
             }
             Some((Err(_), _)) => {
@@ -540,14 +546,17 @@ async fn pair(args: &Args) -> String {
     let finished = tokio::time::timeout(Duration::from_secs(60), receiver).await;
     let elapsed = start.elapsed();
     let (own1, all1) = cpu_ticks();
-    let lost = match finished {
-        Ok(Ok(lost)) => lost,
+    let (records, lost) = match finished {
+        Ok(Ok(done)) => done,
         _ => {
-            eprintln!("pair: B did not receive every message within 60 s of the last send");
-            0
+            eprintln!(
+                "pair: B did not receive every message within 60 s of the last send ({} did)",
+                arrived.load(Ordering::Relaxed)
+            );
+            (Vec::new(), 0)
         }
     };
-    let records = received.lock().expect("lock").clone();
+    let sent: HashMap<u64, Instant> = sent.into_iter().collect();
     let mut latencies: Vec<Duration> = records
         .iter()
         .filter_map(|(id, at)| sent.get(id).map(|s| at.saturating_duration_since(*s)))

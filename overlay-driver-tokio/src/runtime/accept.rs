@@ -19,6 +19,7 @@ use super::conn::io_kind;
 use super::metrics::{ConnSlot, DriverCounters};
 use super::net::{Net, TLS_HANDSHAKE_BYTE};
 use super::preauth::PreAuthGate;
+use super::read_ahead::ReadAhead;
 use super::{BusMsg, Established, HttpHandler, SplitMix};
 use crate::api::KernelEvent;
 use crate::shared::StopSignal;
@@ -180,7 +181,7 @@ async fn handshake_inbound<N: Net>(
             return;
         }
     };
-    let tls = match timeout_at(deadline, ctx.acceptor.accept(stream)).await {
+    let tls = match timeout_at(deadline, ctx.acceptor.accept(ReadAhead::new(stream))).await {
         Err(_) => {
             ctx.counters.handshake_failure("timeout");
             return;

@@ -30,7 +30,9 @@ const MAX_READ_CHUNK: usize = 16 * 1024;
 /// peer), so reads queued for a CPU-starved node task cannot pin more receive blocks than
 /// this plus the block each waiting reader has just filled (the budget is taken after the
 /// read). Larger than one read ([`MAX_READ_CHUNK`]); waits are counted
-/// (`overlay_read_budget_waits_total`).
+/// (`overlay_read_budget_waits_total`). Below TLS, a busy connection also holds up to
+/// [`READ_AHEAD_BYTES`](super::read_ahead::READ_AHEAD_BYTES) of ciphertext read ahead (see
+/// `read_ahead`), which a reader waiting for budget no longer refills: TCP still pushes back.
 pub(crate) const READ_BUDGET_BYTES: usize = 512 * 1024;
 
 /// Reads without waiting that a reader adds to one hand-over at most.

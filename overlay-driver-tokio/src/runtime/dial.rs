@@ -16,6 +16,7 @@ use super::conn::io_kind;
 use super::metrics::DriverCounters;
 use super::net::Net;
 use super::node_task::Command;
+use super::read_ahead::ReadAhead;
 use super::seeds::{self, SeedBook};
 use super::Established;
 use crate::tls::{classify_handshake_error, client_config, server_name, session_info};
@@ -126,7 +127,7 @@ async fn connect<N: Net>(
     };
     let tls = match timeout_at(
         deadline,
-        TlsConnector::from(config).connect(server_name(), tcp),
+        TlsConnector::from(config).connect(server_name(), ReadAhead::new(tcp)),
     )
     .await
     {

@@ -10,6 +10,7 @@
 //!   under the handshake deadline, crash-only supervisor;
 //! - `dial`: TCP connect + TLS client handshake for `Action::Connect`;
 //! - `conn`: one reader and one (batching) writer task per connection, bounded queues;
+//! - `read_ahead`: the socket read buffer below TLS, held only while a connection is busy;
 //! - [`seeds`]: configured peers: names resolved with backoff, pinned identities;
 //! - `trace_out`: trace capture on a dedicated thread;
 //! - [`clock`]: `tokio::time` ↔ the core's `Instant`;
@@ -25,6 +26,7 @@ pub(crate) mod metrics;
 pub mod net;
 pub(crate) mod node_task;
 pub(crate) mod preauth;
+pub(crate) mod read_ahead;
 pub mod seeds;
 pub(crate) mod trace_out;
 
@@ -78,7 +80,8 @@ impl Default for Timeouts {
 /// A TLS session ready for the core.
 pub(crate) struct Established<S> {
     pub(crate) conn: ConnId,
-    pub(crate) stream: TlsStream<S>,
+    /// The TLS stream over the socket (with a read buffer below TLS while busy).
+    pub(crate) stream: TlsStream<read_ahead::ReadAhead<S>>,
     /// The TLS-proven identity; `None` for a client session (no client certificate).
     pub(crate) peer: Option<PeerId>,
     pub(crate) remote: SocketAddr,

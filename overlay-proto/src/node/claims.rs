@@ -14,6 +14,8 @@
 //!    parent is pruned and the swap counts (`tree_swaps`).
 //! 3. A higher hop count (a false claim) or no answer in time (a promise not kept) is scored
 //!    as a broken promise, and the announcer is pruned back to lazy; the old parent stays.
+//!    A GRAFT_MISS for the message (the announcer no longer holds it) ends the proposal the
+//!    same way but unscored, and counts as a solicited GRAFT_MISS (`graft_misses_received`).
 //!
 //! While a proposal is pending, duplicates from the announcer do not prune it (it is on
 //! probation, not redundant). Everything is keyed by (session, connection) so a reused
@@ -107,6 +109,22 @@ impl Node {
         }
     }
 
+    /// A GRAFT_MISS from `key` for `id`: when it answers a pending proposal's GRAFT, the
+    /// proposal ends (the announcer goes back to lazy, unscored) and this returns the time
+    /// the claim was made; otherwise `None`.
+    pub(super) fn claim_missed(
+        &mut self,
+        topic: &TopicId,
+        key: SessionKey,
+        conn: ConnId,
+        id: &MessageId,
+    ) -> Option<crate::time::Instant> {
+        let proposal = self.swap_claims.miss(topic, key, conn, id)?;
+        let claimed_at = proposal.proposed_at;
+        self.conclude(proposal, ClaimOutcome::Gone);
+        Some(claimed_at)
+    }
+
     fn conclude(&mut self, proposal: Proposal, outcome: ClaimOutcome) {
         let shortcut = proposal.shortcut.0;
         let alive = |node: &Node, (key, conn): (SessionKey, ConnId)| {
@@ -128,13 +146,17 @@ impl Node {
                     self.complete_swap(&topic, proposal.parent.0, proposal.fresh);
                 }
             }
-            ClaimOutcome::False | ClaimOutcome::Unanswered => {
+            ClaimOutcome::False | ClaimOutcome::Unanswered | ClaimOutcome::Gone => {
                 let topic = proposal.topic;
                 let eager_links = self.tree(&topic).map_or(0, |t| t.eager().len());
                 if self.tree(&topic).is_some_and(|t| t.is_eager(shortcut)) && eager_links > 1 {
                     self.prune(&topic, shortcut);
                 }
-                self.penalize(shortcut, Penalty::BrokenPromise, 1);
+                // "Gone" cannot prove the claim, but a bounded store drops young messages
+                // honestly too: counted (GRAFT_MISS), not scored.
+                if outcome != ClaimOutcome::Gone {
+                    self.penalize(shortcut, Penalty::BrokenPromise, 1);
+                }
             }
         }
     }

@@ -132,7 +132,7 @@ impl Node {
         kx_group: Option<String>,
     ) {
         let now = self.now;
-        if self.by_conn.contains_key(&conn) || self.clients.contains_key(&conn) {
+        if self.sessions.has_conn(&conn) || self.clients.contains_key(&conn) {
             self.actions.push_back(Action::Close {
                 conn,
                 reason: CloseReason::Duplicate,
@@ -220,12 +220,7 @@ impl Node {
         if !reference {
             return Some(s.recv_buf.split().freeze());
         }
-        let session = self.sessions.get_mut(key).and_then(Option::take)?;
-        self.free_keys.push(key);
-        self.by_conn.remove(&conn);
-        if self.by_peer.get(&session.peer) == Some(&key) {
-            self.by_peer.remove(&session.peer);
-        }
+        let session = self.sessions.remove(key)?;
         self.dirty.retain(|k| *k != key);
         self.stats.clients.from_certificate += 1;
         self.on_client_connection_up(conn, session.remote, session.kx_group.clone());

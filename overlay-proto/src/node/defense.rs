@@ -10,6 +10,7 @@ use crate::peer::{Direction, PeerId};
 use crate::plumtree::Plumtree;
 use crate::score::{Penalty, ScoreBook, Standing};
 use crate::session::Session;
+use crate::sessions::Sessions;
 use crate::stats::RejectReason;
 
 impl Node {
@@ -162,7 +163,11 @@ impl Node {
             return true;
         }
         // A connected peer is where its session says it is.
-        if let Some(s) = self.by_peer.get(peer).and_then(|k| self.session(*k)) {
+        if let Some(s) = self
+            .sessions
+            .key_of_peer(peer)
+            .and_then(|k| self.session(k))
+        {
             let known = s.listen.or(match s.direction {
                 Direction::Outbound => Some(s.remote),
                 Direction::Inbound => None,
@@ -199,12 +204,12 @@ pub(super) enum AnnouncerRank {
 /// The rank of session `key`'s announcements in the topic whose tree is `tree` (see
 /// [`AnnouncerRank`]).
 pub(super) fn announcer_rank(
-    sessions: &[Option<Session>],
+    sessions: &Sessions,
     scores: &ScoreBook,
     tree: Option<&Plumtree>,
     key: SessionKey,
 ) -> AnnouncerRank {
-    let Some(s) = sessions.get(key).and_then(Option::as_ref) else {
+    let Some(s) = sessions.get(key) else {
         return AnnouncerRank::Suspect;
     };
     let view = scores.view(&s.peer);

@@ -12,7 +12,7 @@ use crate::error::OverlayError;
 use crate::peer::{ConnId, MessageId, PeerId};
 use crate::precheck;
 use crate::score::Penalty;
-use crate::session::Session;
+use crate::sessions::Sessions;
 use crate::stats::RejectReason;
 use crate::time::Instant;
 use crate::topic::TopicId;
@@ -89,7 +89,7 @@ impl Node {
             self.stats.rejected.bump(RejectReason::Oversize);
             Err(OverlayError::TooLarge)
         } else {
-            match self.by_peer.get(&peer).copied() {
+            match self.sessions.key_of_peer(&peer) {
                 Some(key) if self.session(key).is_some_and(|s| s.is_running()) => {
                     match self.send_frame(key, Kind::Direct, &[&payload]) {
                         super::send::Sent::Dropped => Err(OverlayError::Busy),
@@ -607,8 +607,9 @@ impl Node {
 
     /// A GRAFT_MISS from session `key`: the peer no longer holds these ids. For each id we
     /// asked this session for, ask the next announcer at once; nobody is scored (an answer
-    /// within `graft_miss_grace` of the peer's IHAVE is counted). Ids we did not ask it for
-    /// are ignored (counted).
+    /// within `graft_miss_grace` of the peer's IHAVE is counted). An id asked for by a
+    /// hop-claim proposal ends the proposal (claims.rs), also unscored. Ids we did not ask it
+    /// for are ignored (counted as unsolicited).
     pub(super) fn on_graft_miss(
         &mut self,
         key: SessionKey,
@@ -639,7 +640,16 @@ impl Node {
                     }
                     next.push((id, false));
                 }
-                _ => self.stats.graft_misses_unsolicited += 1,
+                // The GRAFT of a hop-claim proposal (claims.rs) asked for it too.
+                _ => match self.claim_missed(&topic, key, conn, &id) {
+                    Some(claimed_at) if taken.insert(id) => {
+                        self.stats.graft_misses_received += 1;
+                        if now < claimed_at + grace {
+                            self.stats.graft_misses_too_soon += 1;
+                        }
+                    }
+                    _ => self.stats.graft_misses_unsolicited += 1,
+                },
             }
         }
         self.graft_next(next);
@@ -791,7 +801,7 @@ impl Node {
         };
         let (sessions, scores) = (&self.sessions, &self.scores);
         let may_be_eager = |key: SessionKey| {
-            sessions.get(key).and_then(Option::as_ref).is_some_and(|s| {
+            sessions.get(key).is_some_and(|s| {
                 s.is_running() && scores.standing(&s.peer) < crate::score::Standing::Lazy
             })
         };
@@ -829,9 +839,8 @@ impl Node {
 }
 
 /// True when session `key` is still the running session on `conn`.
-fn session_alive(sessions: &[Option<Session>], key: SessionKey, conn: ConnId) -> bool {
+fn session_alive(sessions: &Sessions, key: SessionKey, conn: ConnId) -> bool {
     sessions
         .get(key)
-        .and_then(Option::as_ref)
         .is_some_and(|s| s.conn == conn && s.is_running())
 }

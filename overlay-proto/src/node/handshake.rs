@@ -5,12 +5,15 @@ use bytes::Bytes;
 use core::net::SocketAddr;
 
 use super::{Node, SessionKey};
-use crate::action::{Action, CloseReason, SessionEvent};
+use crate::action::{Action, CloseReason};
 use crate::error::OverlayError;
 use crate::frame::{flags, Frame, Header, HelloReply, StatusCode};
 use crate::peer::{ConnId, DialId, Direction, PeerId};
 use crate::ratelimit::TokenBucket;
 use crate::session::{ConnectionInfo, ControlBuckets, Grant, Phase, Session};
+use crate::sessions::handshake::{
+    check_hello, our_hello, step, Admission, HelloRefusal, Started, Step, WindowFloor,
+};
 use crate::stats::RejectReason;
 use crate::wire::{HelloOverlay, HelloRequestBody, Operation};
 
@@ -49,21 +52,10 @@ impl Node {
     ) {
         let now = self.now;
         let mut waiting = Vec::new();
+        let dial_rtt = dial.and_then(|d| self.membership.dial_rtt(d, now));
         if let Some(d) = dial {
             let (_addr, requests) = self.membership.finish_dial(d);
             waiting = requests;
-        }
-        if self.by_conn.contains_key(&conn) {
-            // A driver bug: the handle is in use. Refuse the newcomer without touching the
-            // existing session.
-            self.stats.rejected.bump(RejectReason::Duplicate);
-            self.settle_dial_requests(waiting, Err(OverlayError::Refused));
-            self.actions.push_back(Action::Close {
-                conn,
-                reason: CloseReason::Duplicate,
-                winner: None,
-            });
-            return;
         }
         let rate = TokenBucket::new(
             now,
@@ -87,10 +79,27 @@ impl Node {
         };
         let mut session = Session::new(now, info, rate, control, self.default_grant());
         session.dial_requests = waiting;
-        let key = self.insert_session(session);
-        if peer == self.identity.peer_id {
-            self.membership.forget(&remote);
-            self.close_session(key, CloseReason::SelfConnection);
+        if let Some(rtt) = dial_rtt {
+            session.liveness.set_handshake_rtt(rtt);
+        }
+        let key = match self.sessions.admit(session, &self.identity.peer_id) {
+            Admission::Admitted(key) => key,
+            Admission::InUse(newcomer) => {
+                // A driver bug: the handle is in use. Refuse the newcomer without touching the
+                // existing session.
+                self.stats.rejected.bump(RejectReason::Duplicate);
+                self.settle_dial_requests(newcomer.dial_requests, Err(OverlayError::Refused));
+                self.actions.push_back(Action::Close {
+                    conn,
+                    reason: CloseReason::Duplicate,
+                    winner: None,
+                });
+                return;
+            }
+        };
+        // A connection to ourselves closes here.
+        self.drain_sessions();
+        if self.session(key).is_none() {
             return;
         }
         if self.shutting_down {
@@ -131,15 +140,18 @@ impl Node {
             );
             return;
         }
-        if let Some(&existing) = self.by_peer.get(&peer) {
+        if let Some(existing) = self.sessions.key_of_peer(&peer) {
             if !self.resolve_duplicate(existing, key) {
                 return;
             }
         }
-        self.by_peer.insert(peer, key);
+        self.sessions.claim_peer(key);
         if dial.is_some() {
             // TLS proved who answers at this address: pin it against later hints.
             self.membership.pin(&remote, peer);
+        }
+        if self.reject_probe(key) {
+            return;
         }
         if direction == Direction::Outbound {
             self.send_hello(key);
@@ -156,53 +168,27 @@ impl Node {
     /// agree on that). Returns true when the new session survives. Callers waiting on the
     /// loser move to the winner (answered now when it already runs).
     fn resolve_duplicate(&mut self, existing: SessionKey, new: SessionKey) -> bool {
-        let me = self.identity.peer_id;
-        let dialer = |node: &Node, key: SessionKey| {
-            node.session(key).map(|s| match s.direction {
-                Direction::Outbound => me,
-                Direction::Inbound => s.peer,
-            })
-        };
-        let Some(peer) = self.session(new).map(|s| s.peer) else {
+        if self.session(new).is_none() {
             return false;
-        };
-        let preferred = me.min(peer);
-        let new_ok = dialer(self, new) == Some(preferred);
-        let old_ok = dialer(self, existing) == Some(preferred);
-        self.stats.rejected.bump(RejectReason::Duplicate);
-        let new_wins = new_ok && !old_ok;
-        let (winner, loser) = if new_wins {
-            (new, existing)
-        } else {
-            (existing, new)
-        };
-        let waiting = self
-            .session_mut(loser)
-            .map(|s| std::mem::take(&mut s.dial_requests))
-            .unwrap_or_default();
-        let mut winner_conn = None;
-        if let Some(w) = self.session_mut(winner) {
-            winner_conn = Some(w.conn);
-            if w.is_running() {
-                let conn = w.conn;
-                self.settle_dial_requests(waiting, Ok(conn));
-            } else {
-                w.dial_requests.extend(waiting);
-            }
         }
-        self.close_session_for(loser, CloseReason::Duplicate, winner_conn);
-        new_wins
+        self.stats.rejected.bump(RejectReason::Duplicate);
+        let outcome = self
+            .sessions
+            .resolve_duplicate(&self.identity.peer_id, existing, new);
+        if let Some((winner, waiting)) = outcome.answer_now {
+            self.settle_dial_requests(waiting, Ok(winner));
+        }
+        self.drain_sessions();
+        outcome.new_wins
     }
 
     fn hello_overlay(&self) -> HelloOverlay {
-        HelloOverlay {
-            overlay: 1,
-            peer_id: self.identity.peer_id.to_string(),
-            listen: self.identity.listen_addr.map(|a| a.to_string()),
-            credit_frames: self.config.credit_window_frames,
-            credit_bytes: self.config.credit_window_bytes,
-            graft_miss: true,
-        }
+        our_hello(
+            &self.identity.peer_id,
+            self.identity.listen_addr,
+            self.config.credit_window_frames,
+            self.config.credit_window_bytes,
+        )
     }
 
     fn control_header(&self, flags: u16, code: u16, app_proto_id: u16, corr_id: u64) -> Header {
@@ -245,25 +231,22 @@ impl Node {
         key: SessionKey,
         hello: &HelloOverlay,
     ) -> Result<(), CloseReason> {
-        let Some(s) = self.session_mut(key) else {
+        let Some((peer, remote)) = self.session(key).map(|s| (s.peer, s.remote)) else {
             return Err(CloseReason::TransportClosed);
         };
-        if hello.overlay != 1 {
-            return Err(CloseReason::Violation(OverlayError::Malformed));
-        }
-        match hello.peer_id.parse::<PeerId>() {
-            Ok(id) if id == s.peer => {}
-            _ => return Err(CloseReason::Violation(OverlayError::Crypto)),
-        }
-        let (peer, remote) = (s.peer, s.remote);
-        if hello.credit_frames < self.config.min_peer_window_frames
-            || hello.credit_bytes < self.config.min_peer_window_bytes
-        {
-            // A window this small would let one peer hold our frames (and readiness) hostage.
-            // Closed here with its own counter; the caller's close is then a no-op.
-            self.count_reject(key, RejectReason::SmallWindow);
-            self.close_session(key, CloseReason::Violation(OverlayError::Malformed));
-            return Err(CloseReason::TransportClosed);
+        let floor = WindowFloor {
+            frames: self.config.min_peer_window_frames,
+            bytes: self.config.min_peer_window_bytes,
+        };
+        match check_hello(&peer, hello, floor) {
+            Ok(()) => {}
+            Err(HelloRefusal::SmallWindow) => {
+                // Closed here with its own counter; the caller's close is then a no-op.
+                self.count_reject(key, RejectReason::SmallWindow);
+                self.close_session(key, HelloRefusal::SmallWindow.close_reason());
+                return Err(CloseReason::TransportClosed);
+            }
+            Err(refusal) => return Err(refusal.close_reason()),
         }
         let claimed: Option<SocketAddr> = hello.listen.as_deref().and_then(|a| a.parse().ok());
         let listen = match claimed {
@@ -275,13 +258,10 @@ impl Node {
             }
             other => other,
         };
-        let Some(s) = self.session_mut(key) else {
+        if self.session(key).is_none() {
             return Err(CloseReason::TransportClosed);
-        };
-        s.listen = listen;
-        s.graft_miss = hello.graft_miss;
-        s.send_window
-            .add(hello.credit_frames, u64::from(hello.credit_bytes));
+        }
+        self.sessions.apply_hello(key, hello, listen);
         Ok(())
     }
 
@@ -290,32 +270,16 @@ impl Node {
         let Some(phase) = self.session(key).map(|s| s.phase) else {
             return;
         };
-        let h = frame.header;
-        if h.flags & flags::RESP != 0 && h.code >= 400 {
-            self.close_session(
-                key,
-                CloseReason::PeerError(OverlayError::from_wire_code(h.code)),
-            );
-            return;
-        }
-        let result = match phase {
-            Phase::AwaitHello if h.app_proto_id == 0 && h.flags & flags::REQ != 0 => {
-                self.on_hello(key, &frame)
+        let result = match step(phase, &frame.header, self.config.app_proto_id) {
+            Step::PeerError(e) => {
+                self.close_session(key, CloseReason::PeerError(e));
+                return;
             }
-            Phase::AwaitHelloReply if h.app_proto_id == 0 && h.flags & flags::RESP != 0 => {
-                self.on_hello_reply(key, &frame)
-            }
-            Phase::AwaitStart
-                if h.app_proto_id == self.config.app_proto_id && h.flags & flags::START != 0 =>
-            {
-                self.on_start(key, &frame)
-            }
-            Phase::AwaitStartReply
-                if h.app_proto_id == self.config.app_proto_id && h.flags & flags::RESP != 0 =>
-            {
-                self.on_start_reply(key, &frame)
-            }
-            _ => {
+            Step::Hello => self.on_hello(key, &frame),
+            Step::HelloReply => self.on_hello_reply(key, &frame),
+            Step::Start => self.on_start(key, &frame),
+            Step::StartReply => self.on_start_reply(key, &frame),
+            Step::Unexpected => {
                 // Anything else before the token is verified is refused.
                 self.count_reject(key, RejectReason::Unauth);
                 Err(CloseReason::Violation(OverlayError::Unauthorized))
@@ -348,9 +312,7 @@ impl Node {
         );
         self.send_raw(key, &header, &[], &payload);
         self.grant_initial_window(key);
-        if let Some(s) = self.session_mut(key) {
-            s.phase = Phase::AwaitStart;
-        }
+        self.sessions.set_phase(key, Phase::AwaitStart);
         Ok(())
     }
 
@@ -367,9 +329,7 @@ impl Node {
         let token = self.own_token.clone().unwrap_or_default();
         let header = self.control_header(flags::START | flags::REQ, 0, self.config.app_proto_id, 2);
         self.send_raw(key, &header, token.as_bytes(), &[]);
-        if let Some(s) = self.session_mut(key) {
-            s.phase = Phase::AwaitStartReply;
-        }
+        self.sessions.set_phase(key, Phase::AwaitStartReply);
         Ok(())
     }
 
@@ -460,32 +420,29 @@ impl Node {
             .push_back(Action::Rejected { conn, peer, reason });
     }
 
-    /// The handshake finished: the session joins gossip (its topics) and membership.
+    /// The handshake finished: the sessions machine reports the session up (drained here).
     fn open_session(&mut self, key: SessionKey, grant: Grant) {
-        let Some(s) = self.session_mut(key) else {
+        self.sessions.start_running(key, grant);
+        self.drain_sessions();
+    }
+
+    /// A session is up (the sessions machine's [`Started`]): it joins gossip (its topics)
+    /// and membership, and the driver is told.
+    pub(super) fn on_session_up(&mut self, key: SessionKey, started: Started) {
+        let Some((peer, listen)) = self.session(key).map(|s| (s.peer, s.listen)) else {
             return;
         };
-        s.phase = Phase::Running;
-        s.grant = grant;
-        let released = std::mem::take(&mut s.holds_preauth).then_some(s.remote.ip());
-        let event = SessionEvent::Up {
-            conn: s.conn,
-            peer: s.peer,
-            direction: s.direction,
-            dial: s.dial,
-            requests: std::mem::take(&mut s.dial_requests),
-        };
-        let (peer, listen) = (s.peer, s.listen);
-        if let Some(ip) = released {
+        if let Some(ip) = started.released_preauth {
             self.preauth.release(ip);
         }
         self.scores.connected(peer);
         self.open_topics(key);
         self.stats.sessions_opened += 1;
-        self.actions.push_back(Action::Session(event));
+        self.actions.push_back(Action::Session(started.event));
         if let Some(addr) = listen {
             self.learn_peer(addr, Some(peer), false);
             self.membership.note_success(&addr);
         }
+        self.on_link_running(key);
     }
 }

@@ -7,9 +7,7 @@ use core::time::Duration;
 use super::send::{queue_load, Sent};
 use super::{Node, SessionKey};
 use crate::action::{Action, CloseReason};
-use crate::frame::HEADER_LEN;
-use crate::liveness::{Heartbeat, Verdict};
-use crate::session::Phase;
+use crate::liveness::Heartbeat;
 use crate::wire::Kind;
 
 impl Node {
@@ -42,7 +40,7 @@ impl Node {
         self.check_sessions(late);
         self.check_session_deadlines();
         self.client_tick();
-        for s in self.sessions.iter_mut().flatten() {
+        for (_, s) in self.sessions.iter_mut() {
             s.shrink_if_idle();
         }
         for tree in self.trees.values_mut() {
@@ -52,49 +50,24 @@ impl Node {
             self.shuffle();
         }
         self.maintain_membership();
+        self.optimize_links();
         self.seek_topic_peers();
         self.evaluate_readiness();
     }
 
-    /// Handshake deadlines and the failure detector: close what expired, send heartbeats.
+    /// Handshake deadlines and the failure detector (the sessions machine decides): close
+    /// what expired, send heartbeats.
     fn check_sessions(&mut self, late: Duration) {
         let now = self.now;
-        let handshake_timeout = self.config.handshake_timeout;
-        let liveness = self.config.liveness();
-        let excuse = late > self.config.tick_interval;
-        let mut expired = Vec::new();
-        let mut heartbeats = Vec::new();
-        for (key, s) in self.sessions.iter_mut().enumerate() {
-            let Some(s) = s.as_mut() else {
-                continue;
-            };
-            if s.phase.is_handshaking() && now - s.opened_at >= handshake_timeout {
-                expired.push((key, CloseReason::HandshakeTimeout));
-            } else if s.phase == Phase::Running {
-                if excuse {
-                    s.liveness.excuse(late, now);
-                }
-                // A PING waits for credit like any other frame; a heartbeat must leave now.
-                let can_ping = s.queue.frames() == 0 && s.send_window.fits(HEADER_LEN);
-                match s.liveness.poll(now, &liveness, can_ping) {
-                    Verdict::Unresponsive { .. } => {
-                        expired.push((key, CloseReason::PeerUnresponsive));
-                    }
-                    Verdict::Heartbeat(kind) => heartbeats.push((key, kind)),
-                    Verdict::Alive => {}
-                }
-            }
-        }
-        for (key, reason) in expired {
-            match reason {
-                CloseReason::HandshakeTimeout => {
-                    self.count_reject(key, crate::stats::RejectReason::HandshakeTimeout);
-                }
-                CloseReason::PeerUnresponsive => self.stats.peers_unresponsive += 1,
-                _ => {}
-            }
-            self.close_session(key, reason);
-        }
+        let check = self.sessions.check_timers(
+            now,
+            self.config.handshake_timeout,
+            &self.config.liveness(),
+            late,
+            self.config.tick_interval,
+        );
+        self.drain_sessions();
+        let heartbeats = check.heartbeats;
         for (key, kind) in heartbeats {
             let sent = match kind {
                 Heartbeat::Ping => self.send_frame(key, Kind::Ping, &[]),
@@ -165,9 +138,9 @@ impl Node {
         }
         self.shutting_down = true;
         self.flush_lazy();
-        let waiting = self.membership.abandon_dials();
-        self.settle_dial_requests(waiting, Err(crate::error::OverlayError::ShuttingDown));
-        for key in 0..self.sessions.len() {
+        self.membership.abandon_dials();
+        self.drain_membership();
+        for key in self.sessions.keys() {
             if self.session(key).is_some() {
                 self.close_session(key, CloseReason::Shutdown);
             }

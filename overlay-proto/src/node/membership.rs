@@ -8,6 +8,7 @@ use core::net::SocketAddr;
 use super::{Node, SessionKey};
 use crate::action::{Action, CloseReason, DialOutcome};
 use crate::error::OverlayError;
+use crate::membership::MembershipOutput;
 use crate::passive::Inserted;
 use crate::peer::{ConnId, DialId, PeerId};
 use crate::score::Penalty;
@@ -129,11 +130,27 @@ impl Node {
         self.membership.is_dialing(addr) || self.live_sessions().any(|(_, s)| s.reaches(*addr))
     }
 
-    fn start_dial(&mut self, addr: SocketAddr) -> DialId {
-        let (dial, peer) = self.membership.start_dial(addr);
+    pub(super) fn start_dial(&mut self, addr: SocketAddr) -> DialId {
+        let now = self.now;
+        let dial = self.membership.start_dial(now, addr);
         self.stats.dials_started += 1;
-        self.actions.push_back(Action::Connect { dial, addr, peer });
+        self.drain_membership();
         dial
+    }
+
+    /// Carries out the membership machine's decisions, in the order it made them: dials
+    /// become `Connect` actions, requests on abandoned dials are answered.
+    pub(super) fn drain_membership(&mut self) {
+        while let Some(output) = self.membership.poll_output() {
+            match output {
+                MembershipOutput::Connect { dial, addr, peer } => {
+                    self.actions.push_back(Action::Connect { dial, addr, peer });
+                }
+                MembershipOutput::Abandoned { requests } => {
+                    self.settle_dial_requests(requests, Err(OverlayError::ShuttingDown));
+                }
+            }
+        }
     }
 
     /// Dials passive peers until the active view is full (bounded by concurrent dials).
@@ -160,18 +177,13 @@ impl Node {
         }
         let now = self.now;
         let count = self.membership_count();
-        let (by_peer, scores, sessions, membership) = (
-            &self.by_peer,
-            &self.scores,
-            &self.sessions,
-            &self.membership,
-        );
+        let (scores, sessions, membership) = (&self.scores, &self.sessions, &self.membership);
         let usable = |a: &SocketAddr, k: &crate::passive::KnownPeer| {
-            k.peer.is_none_or(|p| !by_peer.contains_key(&p))
+            k.peer.is_none_or(|p| !sessions.has_peer(&p))
                 && !scores.is_addr_banned(a, now)
                 && !k.peer.is_some_and(|p| scores.is_peer_banned(&p, now))
                 && !membership.is_dialing(a)
-                && !sessions.iter().flatten().any(|s| s.reaches(*a))
+                && !sessions.iter().any(|(_, s)| s.reaches(*a))
         };
         let chosen = membership.choose_dials(now, count, &mut self.rng, usable);
         for addr in chosen {
@@ -243,8 +255,6 @@ impl Node {
         let running = self
             .sessions
             .iter()
-            .enumerate()
-            .filter_map(|(k, s)| s.as_ref().map(|s| (k, s)))
             .filter(|(key, s)| Some(*key) != exclude && s.is_running())
             .filter_map(|(_, s)| s.listen.map(|addr| PeerEntry { peer: s.peer, addr }));
         self.membership.sample(own, running, limit, &mut self.rng)

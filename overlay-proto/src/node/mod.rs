@@ -18,6 +18,7 @@ mod gossip;
 mod handshake;
 mod maintenance;
 mod membership;
+mod optimize;
 mod reconfigure;
 mod recv;
 mod send;
@@ -39,18 +40,17 @@ use std::mem;
 use crate::action::{Action, CloseReason};
 use crate::cache::{CacheLimits, MessageCache};
 use crate::config::{ConfigError, NodeConfig};
-use crate::idhash::{id_map_with_capacity, IdMap};
 use crate::input::Input;
 use crate::peer::{ConnId, PeerId};
 use crate::preauth::PreAuthBudget;
 use crate::score::ScoreBook;
 use crate::session::{Phase, Session};
+use crate::sessions::{Sessions, SessionsOutput};
 use crate::stats::NodeStats;
 use crate::time::Instant;
 use crate::topic::TopicId;
 
-/// Index of a session in the node's slab.
-type SessionKey = usize;
+use crate::sessions::SessionKey;
 
 /// The overlay state machine. See the crate docs for the driving loop.
 #[derive(Debug)]
@@ -60,10 +60,8 @@ pub struct Node {
     rng: ChaCha8Rng,
     /// Time of the input being handled (monotonic: never moves backwards).
     now: Instant,
-    sessions: Vec<Option<Session>>,
-    free_keys: Vec<SessionKey>,
-    by_conn: IdMap<ConnId, SessionKey>,
-    by_peer: BTreeMap<PeerId, SessionKey>,
+    /// The sessions machine: every peer session, its indexes and the handshake rules.
+    sessions: Sessions,
     /// The broadcast tree of every topic this node is in (the default topic always).
     trees: BTreeMap<TopicId, crate::plumtree::Plumtree>,
     /// Sessions with bytes in `out` to flush at the end of this input.
@@ -156,15 +154,13 @@ impl Node {
             missing: crate::plumtree::MissingIds::new(hash_key),
             membership: crate::membership::Membership::new(
                 crate::membership::Params::of(&config),
+                crate::optimizer::Params::of(&config),
                 config.passive_capacity,
                 Instant::ZERO,
             ),
             rng: ChaCha8Rng::seed_from_u64(seed),
             now: Instant::ZERO,
-            sessions: Vec::new(),
-            free_keys: Vec::new(),
-            by_conn: id_map_with_capacity(64),
-            by_peer: BTreeMap::new(),
+            sessions: Sessions::new(),
             trees: BTreeMap::from([(
                 TopicId::DEFAULT,
                 crate::plumtree::Plumtree::new(crate::plumtree::Params::of(&config)),
@@ -267,7 +263,7 @@ impl Node {
 
     /// When the node next needs `Input::Timeout`, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.shutting_down && self.sessions.iter().all(Option::is_none) {
+        if self.shutting_down && self.sessions.is_empty() {
             return None;
         }
         let mut at = self.next_tick;
@@ -380,52 +376,56 @@ impl Node {
     }
 
     fn live_sessions(&self) -> impl Iterator<Item = (SessionKey, &Session)> {
-        self.sessions
-            .iter()
-            .enumerate()
-            .filter_map(|(k, s)| s.as_ref().map(|s| (k, s)))
+        self.sessions.iter()
     }
 
     fn session(&self, key: SessionKey) -> Option<&Session> {
-        self.sessions.get(key).and_then(Option::as_ref)
+        self.sessions.get(key)
     }
 
     fn session_mut(&mut self, key: SessionKey) -> Option<&mut Session> {
-        self.sessions.get_mut(key).and_then(Option::as_mut)
-    }
-
-    fn insert_session(&mut self, session: Session) -> SessionKey {
-        let conn = session.conn;
-        let key = match self.free_keys.pop() {
-            Some(key) => {
-                if let Some(slot) = self.sessions.get_mut(key) {
-                    *slot = Some(session);
-                }
-                key
-            }
-            None => {
-                self.sessions.push(Some(session));
-                self.sessions.len() - 1
-            }
-        };
-        self.by_conn.insert(conn, key);
-        key
+        self.sessions.get_mut(key)
     }
 
     /// Sessions through START (they count toward `max_sessions` and readiness).
     fn running_count(&self) -> usize {
-        self.live_sessions().filter(|(_, s)| s.is_running()).count()
+        self.sessions.running_count()
     }
 
     /// Sessions that fill the active view: running ones and our own dials still handshaking
     /// (inbound connections before START live on the pre-auth budget and do not count).
     fn membership_count(&self) -> usize {
-        self.live_sessions()
-            .filter(|(_, s)| {
-                s.is_running()
-                    || (s.direction == crate::peer::Direction::Outbound && s.phase.is_handshaking())
-            })
-            .count()
+        self.sessions.membership_count()
+    }
+
+    /// Carries out the sessions machine's decisions, in the order it made them: closes
+    /// (a connection to ourselves first makes membership forget its address; a handshake
+    /// timeout and an unresponsive peer are counted) and sessions up.
+    fn drain_sessions(&mut self) {
+        while let Some(output) = self.sessions.poll_output() {
+            match output {
+                SessionsOutput::Close {
+                    key,
+                    reason,
+                    winner,
+                } => {
+                    match reason {
+                        CloseReason::SelfConnection => {
+                            if let Some(remote) = self.session(key).map(|s| s.remote) {
+                                self.membership.forget(&remote);
+                            }
+                        }
+                        CloseReason::HandshakeTimeout => {
+                            self.count_reject(key, crate::stats::RejectReason::HandshakeTimeout);
+                        }
+                        CloseReason::PeerUnresponsive => self.stats.peers_unresponsive += 1,
+                        _ => {}
+                    }
+                    self.close_session_for(key, reason, winner);
+                }
+                SessionsOutput::Up { key, started } => self.on_session_up(key, started),
+            }
+        }
     }
 
     fn random_below(&mut self, n: usize) -> usize {
@@ -453,14 +453,9 @@ impl Node {
 
     /// [`Node::close_session`], naming the session that won a duplicate tie-break in `Close`.
     fn close_session_for(&mut self, key: SessionKey, reason: CloseReason, winner: Option<ConnId>) {
-        let Some(mut session) = self.sessions.get_mut(key).and_then(Option::take) else {
+        let Some(mut session) = self.sessions.remove(key) else {
             return;
         };
-        self.free_keys.push(key);
-        self.by_conn.remove(&session.conn);
-        if self.by_peer.get(&session.peer) == Some(&key) {
-            self.by_peer.remove(&session.peer);
-        }
         let was_running = session.is_running();
         self.on_session_leaving(&session, reason);
         let eager_in = self.remove_from_trees(key, session.peer, reason);
@@ -486,7 +481,13 @@ impl Node {
             });
         }
         self.stats.sessions_closed += 1;
-        if was_running && !matches!(reason, CloseReason::Duplicate | CloseReason::Shutdown) {
+        // A link closed for a faster one was lazy everywhere: no subtree of ours needs repair.
+        if was_running
+            && !matches!(
+                reason,
+                CloseReason::Duplicate | CloseReason::Shutdown | CloseReason::Optimized
+            )
+        {
             self.session_lost_at = Some(self.now);
         }
         if was_running {
@@ -498,7 +499,10 @@ impl Node {
                 }));
         } else if !matches!(
             reason,
-            CloseReason::Duplicate | CloseReason::SelfConnection | CloseReason::Shutdown
+            CloseReason::Duplicate
+                | CloseReason::SelfConnection
+                | CloseReason::Shutdown
+                | CloseReason::Optimized
         ) {
             self.stats.handshake_failures += 1;
         }

@@ -43,7 +43,7 @@ impl Node {
             self.on_client_received(conn, data);
             return;
         }
-        let Some(&key) = self.by_conn.get(&conn) else {
+        let Some(key) = self.sessions.key_of(&conn) else {
             // Bytes for a session we already closed: nothing to do.
             return;
         };
@@ -376,7 +376,7 @@ impl Node {
             self.close_client(conn, None, CloseReason::TransportClosed);
             return;
         }
-        if let Some(&key) = self.by_conn.get(&conn) {
+        if let Some(key) = self.sessions.key_of(&conn) {
             let waiting = self
                 .session_mut(key)
                 .map(|s| std::mem::take(&mut s.dial_requests))

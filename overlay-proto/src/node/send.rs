@@ -74,7 +74,7 @@ impl Node {
         let degrade = self.config.degrade_ratio;
         let header = event_header(&self.config, kind, len);
         let now = self.now;
-        let Some(s) = self.sessions.get_mut(key).and_then(Option::as_mut) else {
+        let Some(s) = self.sessions.get_mut(key) else {
             return Sent::Dropped;
         };
         if !s.is_running() || len > MAX_FRAME_BYTES {
@@ -113,7 +113,7 @@ impl Node {
     /// Moves queued frames into the transmit buffer while the peer's window allows.
     pub(super) fn drain_queue(&mut self, key: SessionKey) {
         let now = self.now;
-        let Some(s) = self.sessions.get_mut(key).and_then(Option::as_mut) else {
+        let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
         let by_kind = &mut self.stats.frames_out_by_kind;
@@ -163,7 +163,7 @@ impl Node {
     pub(super) fn flush_dirty(&mut self) {
         let dirty = std::mem::take(&mut self.dirty);
         for key in &dirty {
-            if let Some(s) = self.sessions.get_mut(*key).and_then(Option::as_mut) {
+            if let Some(s) = self.sessions.get_mut(*key) {
                 s.dirty = false;
                 if !s.out.is_empty() {
                     self.stats.bytes_out += s.out.len() as u64;
@@ -187,7 +187,7 @@ impl Node {
         payload: &[u8],
     ) -> bool {
         let now = self.now;
-        let Some(s) = self.sessions.get_mut(key).and_then(Option::as_mut) else {
+        let Some(s) = self.sessions.get_mut(key) else {
             return false;
         };
         if frame::encode_strict(header, cap, payload, s.out.tail_mut()).is_err() {

@@ -337,7 +337,7 @@ impl Node {
                 continue;
             }
             self.learn_peer(e.addr, Some(e.peer), false);
-            if e.peer != self.identity.peer_id && !self.by_peer.contains_key(&e.peer) {
+            if e.peer != self.identity.peer_id && !self.sessions.has_peer(&e.peer) {
                 fresh.push(e.addr);
             }
         }

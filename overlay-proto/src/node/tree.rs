@@ -134,7 +134,7 @@ impl Node {
         let Some(parent_conn) = from else {
             return;
         };
-        let Some(parent) = self.by_conn.get(&parent_conn).copied() else {
+        let Some(parent) = self.sessions.key_of(&parent_conn) else {
             return;
         };
         let swap = self.trees.get_mut(topic).is_some_and(|t| {

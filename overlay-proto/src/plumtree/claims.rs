@@ -32,6 +32,8 @@ pub(crate) struct Proposal {
     pub(crate) id: MessageId,
     /// The hop count the announcer claimed for it.
     pub(crate) claimed: u8,
+    /// When the proposal was made (when the claim arrived).
+    pub(crate) proposed_at: Instant,
     /// The answer must arrive before this.
     pub(crate) deadline: Instant,
     /// No other message reached us since the evidence (the tree's completion rule).
@@ -47,6 +49,9 @@ pub(crate) enum ClaimOutcome {
     False,
     /// No answer before the deadline.
     Unanswered,
+    /// The announcer answered the GRAFT with GRAFT_MISS: it no longer holds the message, so
+    /// the claim cannot be proven (a GRAFT_MISS is counted, never scored).
+    Gone,
 }
 
 /// What [`SwapClaims::propose`] decided.
@@ -144,6 +149,7 @@ impl SwapClaims {
             parent,
             id,
             claimed,
+            proposed_at: now,
             deadline: now + wait.max(Duration::from_millis(1)),
             fresh,
         });
@@ -189,6 +195,25 @@ impl SwapClaims {
         Settled::Concluded(proposal, outcome)
     }
 
+    /// A GRAFT_MISS of `topic` for `id` arrived from `key` on `conn`: when it answers that
+    /// announcer's pending proposal for `id` (the GRAFT the proposal sent), the proposal is
+    /// concluded as [`ClaimOutcome::Gone`] and returned; otherwise `None` (the miss was not
+    /// asked for by a proposal).
+    #[must_use]
+    pub(crate) fn miss(
+        &mut self,
+        topic: &TopicId,
+        key: Neighbor,
+        conn: ConnId,
+        id: &MessageId,
+    ) -> Option<Proposal> {
+        let i = self
+            .pending
+            .iter()
+            .position(|p| p.shortcut == (key, conn) && p.id == *id && p.topic == *topic)?;
+        Some(self.pending.remove(i))
+    }
+
     /// Takes the proposals whose deadline passed by `now` (unanswered), in the order they
     /// were made.
     #[must_use]
@@ -230,6 +255,26 @@ mod tests {
     const WAIT: Duration = Duration::from_millis(600);
     const Q: (Neighbor, ConnId) = (1, ConnId(10));
     const P: (Neighbor, ConnId) = (2, ConnId(20));
+
+    #[test]
+    fn a_graft_miss_for_the_claimed_id_concludes_the_proposal_and_nothing_else() {
+        let mut c = SwapClaims::new(at(0), 10);
+        assert_eq!(
+            c.propose(at(0), T, Q, P, id(1), 2, true, WAIT),
+            Proposed::Pending
+        );
+        // Another id, another connection on the same slot, another topic: not its answer.
+        assert_eq!(c.miss(&T, Q.0, Q.1, &id(2)), None);
+        assert_eq!(c.miss(&T, Q.0, ConnId(11), &id(1)), None);
+        assert_eq!(c.miss(&TopicId([9; 32]), Q.0, Q.1, &id(1)), None);
+        assert_eq!(c.miss(&T, P.0, P.1, &id(1)), None);
+        let concluded = c.miss(&T, Q.0, Q.1, &id(1)).unwrap();
+        assert_eq!((concluded.id, concluded.proposed_at), (id(1), at(0)));
+        // Concluded once: no deadline left, and a repeated miss is no answer.
+        assert_eq!(c.next_deadline(), None);
+        assert_eq!(c.miss(&T, Q.0, Q.1, &id(1)), None);
+        assert!(c.expire(at(10_000)).is_empty());
+    }
 
     #[test]
     fn a_claim_answered_in_time_with_at_most_its_hops_is_proven() {
