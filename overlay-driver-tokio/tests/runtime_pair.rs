@@ -199,10 +199,12 @@ async fn a_broadcast_batch_arrives_complete_and_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broadcast_batch_is_refused_past_a_full_queue_and_loses_nothing_it_accepted() {
     // B grants 8 frames of credit at a time; A queues at most 8 more before it is busy.
-    let mut small = overlay_proto::NodeConfig::default();
-    small.credit_window_frames = 8;
-    small.min_peer_window_frames = 8;
-    small.max_queue_frames = 8;
+    let small = overlay_proto::NodeConfig {
+        credit_window_frames: 8,
+        min_peer_window_frames: 8,
+        max_queue_frames: 8,
+        ..Default::default()
+    };
     let a = overlay_with(small.clone(), 15).await;
     let b = overlay_with(small, 16).await;
     let mut b_gossip = b.deliveries();
