@@ -55,6 +55,18 @@ fn config(nodes: usize, seed: u64, lmin: Duration, lmax: Duration) -> MeshConfig
     if let Some(v) = env("ALPHA") {
         c.alpha = v;
     }
+    if let Some(v) = env::<u8>("XBOT") {
+        c.link_optimization = v == 1;
+    }
+    if let Some(v) = env("XBOT_SWAPS") {
+        c.link_optimization_swaps = v;
+    }
+    if let Some(v) = env("XBOT_MARGIN") {
+        c.link_optimization_margin_pct = v;
+    }
+    if let Some(v) = env::<u64>("XBOT_MS") {
+        c.link_optimization_interval = Duration::from_millis(v);
+    }
     cfg
 }
 
@@ -163,7 +175,25 @@ fn wan(seed: u64) {
         Duration::from_millis(50),
     ))
     .unwrap();
-    m.run_for(Duration::from_secs(15));
+    let warm: u64 = env("WARM_S").unwrap_or(15);
+    for t in 0..warm {
+        m.run_for(Duration::from_secs(1));
+        if env::<u8>("XBOT").is_some() {
+            let lat: Vec<f64> = (0..m.len())
+                .flat_map(|i| m.link_latencies(i))
+                .map(|d| d.as_secs_f64() * 1e3)
+                .collect();
+            let mean = lat.iter().sum::<f64>() / lat.len().max(1) as f64;
+            println!(
+                "t={:>3}s links {:>6} mean one-way {mean:.1} ms, probes {} rejected {} swaps {}",
+                t + 1,
+                lat.len(),
+                sum_stat(&m, |s| s.link_probes),
+                sum_stat(&m, |s| s.link_probes_rejected),
+                sum_stat(&m, |s| s.links_optimized),
+            );
+        }
+    }
     let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut next = |n: usize| {
         rng ^= rng << 13;

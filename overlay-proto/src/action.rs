@@ -281,6 +281,9 @@ pub enum CloseReason {
     Banned,
     /// The peer's token expired (`Exp` + clock skew passed) during the session.
     TokenExpired,
+    /// Latency-aware membership replaced this link with a faster one, or closed a probe
+    /// connection that was not faster (`link_optimization`).
+    Optimized,
 }
 
 impl CloseReason {
@@ -297,6 +300,7 @@ impl CloseReason {
             CloseReason::Duplicate
             | CloseReason::SelfConnection
             | CloseReason::Trimmed
+            | CloseReason::Optimized
             | CloseReason::TransportClosed => OverlayError::Refused,
         }
     }
@@ -306,9 +310,10 @@ impl CloseReason {
         match self {
             CloseReason::Violation(e) => Some(e.wire_code()),
             CloseReason::HandshakeTimeout | CloseReason::PeerUnresponsive => Some(408),
-            CloseReason::Duplicate | CloseReason::SelfConnection | CloseReason::Trimmed => {
-                Some(409)
-            }
+            CloseReason::Duplicate
+            | CloseReason::SelfConnection
+            | CloseReason::Trimmed
+            | CloseReason::Optimized => Some(409),
             CloseReason::Shutdown => Some(503),
             CloseReason::Stalled => Some(408),
             CloseReason::Banned => Some(403),
@@ -331,6 +336,7 @@ impl CloseReason {
             CloseReason::Stalled => "stalled",
             CloseReason::Banned => "banned",
             CloseReason::TokenExpired => "expired",
+            CloseReason::Optimized => "optimized",
         }
     }
 }

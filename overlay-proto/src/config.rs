@@ -119,6 +119,19 @@ pub struct NodeConfig {
     /// for the message its hop claim was about and completes only if the answer bears the
     /// claim out (hop count at most the claimed one, within `2 × graft_retry`).
     pub optimization_swaps_per_s: u32,
+    /// Latency-aware membership (after X-BOT): every `link_optimization_interval` the node
+    /// dials one passive peer as a probe and, when the dial shows a round trip at least
+    /// `link_optimization_margin_pct` % shorter than its slowest link that is lazy in every
+    /// topic, keeps the probe and closes that slow link (`CloseReason::Optimized`). Rounds
+    /// that change nothing double the wait (up to 16 intervals).
+    pub link_optimization: bool,
+    /// Shortest time between two link-optimisation rounds (one probe per round).
+    pub link_optimization_interval: Duration,
+    /// How much faster (percent of the slow link's round trip) a probe must be to replace it.
+    pub link_optimization_margin_pct: u8,
+    /// Swaps a node may make in a burst; one spent swap comes back every 64
+    /// `link_optimization_interval`s, and no probe is dialed while none is left.
+    pub link_optimization_swaps: u32,
     /// IHAVE batches are flushed at this period.
     pub lazy_flush_interval: Duration,
     /// Most ids in one IHAVE batch per peer; more are dropped and counted.
@@ -291,6 +304,10 @@ impl Default for NodeConfig {
             optimization_samples: 6,
             optimization_hold: Duration::from_secs(2),
             optimization_swaps_per_s: 4,
+            link_optimization: false,
+            link_optimization_interval: Duration::from_secs(1),
+            link_optimization_margin_pct: 30,
+            link_optimization_swaps: 8,
             lazy_flush_interval: Duration::from_millis(10),
             ihave_batch_max: 512,
             catch_up_ids: 256,
@@ -459,6 +476,22 @@ impl NodeConfig {
             (1..=1000).contains(&self.optimization_swaps_per_s),
             "optimization_swaps_per_s",
             "1..=1000",
+        )?;
+        check(
+            (1..=1000).contains(&self.link_optimization_swaps),
+            "link_optimization_swaps",
+            "1..=1000",
+        )?;
+        check(
+            (1..=90).contains(&self.link_optimization_margin_pct),
+            "link_optimization_margin_pct",
+            "1..=90",
+        )?;
+        check(
+            self.link_optimization_interval >= Duration::from_millis(100)
+                && self.link_optimization_interval <= Duration::from_secs(3600),
+            "link_optimization_interval",
+            "100 ms..=1 h",
         )?;
         check(
             (1..=1024).contains(&self.optimization_samples),

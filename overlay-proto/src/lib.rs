@@ -38,6 +38,7 @@ mod keys;
 mod liveness;
 mod membership;
 mod node;
+mod optimizer;
 mod passive;
 mod peer;
 mod plumtree;

@@ -91,6 +91,13 @@ pub struct Liveness {
     rttvar: Duration,
     /// Heartbeats sent so far.
     heartbeats: u32,
+    /// Round trip measured by our dial (TCP + TLS handshake), before any PONG.
+    handshake_rtt: Option<Duration>,
+    /// Send a PING as soon as possible after this instant while no round trip is known
+    /// (latency-aware membership wants one estimate per session early).
+    rtt_probe_at: Option<Instant>,
+    /// The peer sent a PONG we did not ask for: its round-trip samples cannot be trusted.
+    unsolicited_pong: bool,
 }
 
 impl Liveness {
@@ -103,7 +110,31 @@ impl Liveness {
             srtt: None,
             rttvar: Duration::ZERO,
             heartbeats: 0,
+            handshake_rtt: None,
+            rtt_probe_at: None,
+            unsolicited_pong: false,
         }
+    }
+
+    /// Our dial measured the round trip while connecting.
+    pub fn set_handshake_rtt(&mut self, rtt: Duration) {
+        self.handshake_rtt = Some(rtt);
+    }
+
+    /// Asks for an early round-trip sample: while none is known, a PING goes out at the
+    /// first poll at or after `at` that may send one.
+    pub fn probe_rtt_at(&mut self, at: Instant) {
+        self.rtt_probe_at = Some(at);
+    }
+
+    /// The round trip to compare links by: the PING/PONG estimate, else the dial's; `None`
+    /// when unknown or when the peer answered a PING it was never sent (then a sample could
+    /// be forged by answering early).
+    pub fn rtt(&self) -> Option<Duration> {
+        if self.unsolicited_pong {
+            return None;
+        }
+        self.srtt.or(self.handshake_rtt)
     }
 
     /// Bytes arrived from the peer.
@@ -162,6 +193,10 @@ impl Liveness {
         if now.saturating_duration_since(self.sent_at) >= cfg.heartbeat {
             return Verdict::Heartbeat(self.next_heartbeat(can_ping));
         }
+        let probe_due = self.rtt_probe_at.is_some_and(|at| at <= now);
+        if probe_due && can_ping && self.srtt.is_none() && self.ping_sent_at.is_none() {
+            return Verdict::Heartbeat(Heartbeat::Ping);
+        }
         Verdict::Alive
     }
 
@@ -174,10 +209,12 @@ impl Liveness {
         }
     }
 
-    /// A PONG arrived: the round trip of the outstanding PING, if any, is a sample.
-    /// Unsolicited PONGs are ignored.
+    /// A PONG arrived: the round trip of the outstanding PING, if any, is a sample. An
+    /// unsolicited PONG gives no sample and makes the session's round trip untrusted
+    /// ([`Liveness::rtt`] is `None` from then on).
     pub fn pong(&mut self, now: Instant) {
         let Some(sent) = self.ping_sent_at.take() else {
+            self.unsolicited_pong = true;
             return;
         };
         let sample = now.saturating_duration_since(sent);
@@ -243,6 +280,41 @@ mod tests {
             t += cfg.granularity.as_millis() as u64;
         }
         None
+    }
+
+    #[test]
+    fn an_early_probe_pings_once_and_its_pong_gives_the_round_trip() {
+        let cfg = defaults();
+        let mut l = Liveness::new(at(0));
+        assert_eq!(l.rtt(), None);
+        l.probe_rtt_at(at(200));
+        assert_eq!(l.poll(at(100), &cfg, true), Verdict::Alive);
+        assert_eq!(
+            l.poll(at(200), &cfg, false),
+            Verdict::Alive,
+            "waits for credit"
+        );
+        assert_eq!(
+            l.poll(at(300), &cfg, true),
+            Verdict::Heartbeat(Heartbeat::Ping)
+        );
+        l.heartbeat_sent(at(300), Heartbeat::Ping);
+        assert_eq!(l.poll(at(400), &cfg, true), Verdict::Alive, "one at a time");
+        l.pong(at(342));
+        assert_eq!(l.rtt(), Some(ms(42)));
+        assert_eq!(l.poll(at(500), &cfg, true), Verdict::Alive, "known now");
+    }
+
+    #[test]
+    fn the_dial_gives_a_round_trip_until_a_pong_and_an_unsolicited_pong_voids_it() {
+        let mut l = Liveness::new(at(0));
+        l.set_handshake_rtt(ms(30));
+        assert_eq!(l.rtt(), Some(ms(30)));
+        l.heartbeat_sent(at(0), Heartbeat::Ping);
+        l.pong(at(20));
+        assert_eq!(l.rtt(), Some(ms(20)), "a PONG sample wins over the dial's");
+        l.pong(at(25));
+        assert_eq!(l.rtt(), None, "a PONG nobody asked for: untrusted");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, VecDeque};
 use rand_core::RngCore;
 
 use crate::config::NodeConfig;
+use crate::optimizer::LinkOptimizer;
 use crate::passive::{Inserted, KnownPeer, PassiveView};
 use crate::peer::{DialId, PeerId};
 use crate::plumtree::random_below;
@@ -87,13 +88,24 @@ pub(crate) struct Membership {
     next_shuffle: Instant,
     /// Decisions for the node, oldest first.
     outputs: VecDeque<MembershipOutput>,
+    /// When each dial in flight started (its connect time measures the round trip).
+    dial_started: BTreeMap<DialId, Instant>,
+    /// Latency-aware membership: the probe round and the swap rule.
+    optimizer: LinkOptimizer,
 }
 
 impl Membership {
     /// Nothing known yet; at most `passive_capacity` addresses; the first shuffle is due one
     /// interval after `now`.
-    pub(crate) fn new(params: Params, passive_capacity: usize, now: Instant) -> Membership {
+    pub(crate) fn new(
+        params: Params,
+        optimizer: crate::optimizer::Params,
+        passive_capacity: usize,
+        now: Instant,
+    ) -> Membership {
         Membership {
+            dial_started: BTreeMap::new(),
+            optimizer: LinkOptimizer::new(optimizer, now),
             params,
             passive: PassiveView::new(passive_capacity),
             dials: BTreeMap::new(),
@@ -102,6 +114,44 @@ impl Membership {
             next_shuffle: now + params.shuffle_interval,
             outputs: VecDeque::new(),
         }
+    }
+
+    /// The latency optimizer (probe rounds).
+    pub(crate) fn optimizer(&self) -> &LinkOptimizer {
+        &self.optimizer
+    }
+
+    /// The latency optimizer, to run a round.
+    pub(crate) fn optimizer_mut(&mut self) -> &mut LinkOptimizer {
+        &mut self.optimizer
+    }
+
+    /// Dial `dial` connected at `now`: the round trip its connect measured (TCP + TLS 1.3 take
+    /// two round trips from the connect to the connection being up), if it is in flight.
+    pub(crate) fn dial_rtt(&self, dial: DialId, now: Instant) -> Option<Duration> {
+        let started = self.dial_started.get(&dial)?;
+        Some(now.saturating_duration_since(*started) / 2)
+    }
+
+    /// A passive peer to probe for latency: known identity, no failure since its last
+    /// success, out of backoff at `now`, allowed by `usable`; picked at random with `rng`.
+    pub(crate) fn choose_probe(
+        &self,
+        now: Instant,
+        rng: &mut impl RngCore,
+        usable: impl Fn(&SocketAddr, &KnownPeer) -> bool,
+    ) -> Option<SocketAddr> {
+        let candidates: Vec<SocketAddr> = self
+            .passive
+            .iter()
+            .filter(|(_, k)| k.peer.is_some() && k.failures == 0 && k.next_attempt <= now)
+            .filter(|(a, k)| usable(a, k))
+            .map(|(a, _)| *a)
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        candidates.get(random_below(rng, candidates.len())).copied()
     }
 
     /// The passive list.
@@ -189,11 +239,12 @@ impl Membership {
 
     /// Starts a dial to `addr` and returns its id; queues the [`MembershipOutput::Connect`]
     /// (with the peer known to answer there).
-    pub(crate) fn start_dial(&mut self, addr: SocketAddr) -> DialId {
+    pub(crate) fn start_dial(&mut self, now: Instant, addr: SocketAddr) -> DialId {
         let dial = DialId(self.next_dial);
         self.next_dial += 1;
         let peer = self.passive.get_mut(&addr).and_then(|k| k.peer);
         self.dials.insert(dial, addr);
+        self.dial_started.insert(dial, now);
         self.outputs
             .push_back(MembershipOutput::Connect { dial, addr, peer });
         dial
@@ -219,6 +270,7 @@ impl Membership {
     #[must_use]
     pub(crate) fn finish_dial(&mut self, dial: DialId) -> (Option<SocketAddr>, Vec<u64>) {
         let requests = self.dial_requests.remove(&dial).unwrap_or_default();
+        self.dial_started.remove(&dial);
         (self.dials.remove(&dial), requests)
     }
 
@@ -226,6 +278,7 @@ impl Membership {
     /// requests that waited, in dial order.
     pub(crate) fn abandon_dials(&mut self) {
         self.dials.clear();
+        self.dial_started.clear();
         let requests = std::mem::take(&mut self.dial_requests)
             .into_values()
             .flatten()
@@ -330,6 +383,15 @@ mod tests {
         }
     }
 
+    fn opt_params() -> crate::optimizer::Params {
+        crate::optimizer::Params {
+            enabled: true,
+            interval: Duration::from_secs(1),
+            margin_pct: 30,
+            swaps: 8,
+        }
+    }
+
     fn at(ms: u64) -> Instant {
         Instant::ZERO + Duration::from_millis(ms)
     }
@@ -348,7 +410,7 @@ mod tests {
 
     #[test]
     fn failures_back_off_exponentially_with_jitter_and_learnt_addresses_are_forgotten() {
-        let mut m = Membership::new(params(), 16, at(0));
+        let mut m = Membership::new(params(), opt_params(), 16, at(0));
         let mut rng = rng();
         m.learn(at(0), addr(1), Some(peer(1)), false, &mut rng);
         m.learn(at(0), addr(2), None, true, &mut rng);
@@ -378,7 +440,7 @@ mod tests {
 
     #[test]
     fn dials_fill_the_active_view_within_the_dial_slots_skipping_backoff_and_unusable() {
-        let mut m = Membership::new(params(), 16, at(0));
+        let mut m = Membership::new(params(), opt_params(), 16, at(0));
         let mut rng = rng();
         for n in 1..=5 {
             m.learn(at(0), addr(n), Some(peer(n)), false, &mut rng);
@@ -390,7 +452,7 @@ mod tests {
         assert!(!chosen.contains(&addr(1)), "in backoff");
         assert!(!chosen.contains(&addr(2)), "not usable");
         for a in &chosen {
-            let _dial = m.start_dial(*a);
+            let _dial = m.start_dial(at(0), *a);
         }
         assert!(m.dial_slots_full());
         assert!(m.choose_dials(at(0), 0, &mut rng, |_, _| true).is_empty());
@@ -402,9 +464,31 @@ mod tests {
     }
 
     #[test]
+    fn a_dial_measures_its_round_trip_and_probes_pick_known_healthy_peers() {
+        let mut m = Membership::new(params(), opt_params(), 16, at(0));
+        let mut rng = rng();
+        let dial = m.start_dial(at(100), addr(9));
+        // TCP + TLS 1.3: two round trips from the connect to the connection being up.
+        assert_eq!(m.dial_rtt(dial, at(180)), Some(Duration::from_millis(40)));
+        let _ = m.finish_dial(dial);
+        assert_eq!(m.dial_rtt(dial, at(180)), None);
+        m.learn(at(0), addr(1), Some(peer(1)), false, &mut rng);
+        m.learn(at(0), addr(2), None, false, &mut rng);
+        m.learn(at(0), addr(3), Some(peer(3)), false, &mut rng);
+        m.learn(at(0), addr(4), Some(peer(4)), false, &mut rng);
+        m.note_failure(at(0), addr(3), &mut rng);
+        for _ in 0..20 {
+            let pick = m.choose_probe(at(10_000), &mut rng, |a, _| *a != addr(4));
+            // 2 has no known identity, 3 failed since its last success, 4 is not usable.
+            assert_eq!(pick, Some(addr(1)));
+        }
+        assert_eq!(m.choose_probe(at(0), &mut rng, |_, _| false), None);
+    }
+
+    #[test]
     fn operator_requests_wait_on_their_dial_and_are_handed_back() {
-        let mut m = Membership::new(params(), 16, at(0));
-        let dial = m.start_dial(addr(1));
+        let mut m = Membership::new(params(), opt_params(), 16, at(0));
+        let dial = m.start_dial(at(0), addr(1));
         assert_eq!(
             m.poll_output(),
             Some(MembershipOutput::Connect {
@@ -420,7 +504,7 @@ mod tests {
         assert_eq!(m.requests_waiting(), 2);
         assert_eq!(m.finish_dial(dial), (Some(addr(1)), vec![7, 8]));
         assert_eq!(m.finish_dial(dial), (None, vec![]));
-        let d2 = m.start_dial(addr(2));
+        let d2 = m.start_dial(at(0), addr(2));
         m.wait_for(d2, 9);
         m.abandon_dials();
         assert_eq!(m.dials_in_flight(), 0);
@@ -440,7 +524,7 @@ mod tests {
 
     #[test]
     fn the_shuffle_is_due_once_per_interval_and_its_sample_keeps_our_entry() {
-        let mut m = Membership::new(params(), 16, at(0));
+        let mut m = Membership::new(params(), opt_params(), 16, at(0));
         let mut rng = rng();
         assert!(!m.shuffle_due(at(9_999)));
         assert!(m.shuffle_due(at(10_000)));

@@ -330,6 +330,14 @@ impl Mesh {
         }
     }
 
+    /// The one-way latencies of node `i`'s connections (any state), in connection order.
+    pub fn link_latencies(&self, i: usize) -> Vec<Duration> {
+        self.nodes
+            .get(i)
+            .map(|n| n.links.values().map(|l| l.latency).collect())
+            .unwrap_or_default()
+    }
+
     /// Most bytes ever held for a stalled node.
     pub fn max_held_bytes(&self, i: usize) -> usize {
         self.nodes.get(i).map_or(0, |n| n.max_held_bytes)

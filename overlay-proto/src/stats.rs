@@ -271,6 +271,13 @@ pub struct NodeStats {
     pub graft_misses_too_soon: u64,
     /// Counter: ids in GRAFT_MISS frames that answered no GRAFT of ours (ignored).
     pub graft_misses_unsolicited: u64,
+    /// Counter: link-optimisation probes dialed (`link_optimization`).
+    pub link_probes: u64,
+    /// Counter: probes closed before their handshake, not clearly faster than the slowest
+    /// droppable link.
+    pub link_probes_rejected: u64,
+    /// Counter: slow links closed for a faster probe (`CloseReason::Optimized`).
+    pub links_optimized: u64,
     /// Counter: PRUNE sent.
     pub prunes_sent: u64,
     /// Counter: PRUNE received.

@@ -136,6 +136,10 @@ pub struct ScaleArgs {
     /// GRAFTs put off up to 240 ms while settled): on or off [default: on, the core's default]
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub tree_optimization: Option<bool>,
+    /// Latency-aware membership in every core (probe a passive peer every 2 s, replace the
+    /// slowest lazy link with one at least 30 % faster): on or off [default: the core's]
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub link_optimization: Option<bool>,
     /// Every core's store_ttl (how long messages are kept for GRAFT answers), ms [default:
     /// the core's]
     #[arg(long, value_name = "MS")]
@@ -219,6 +223,7 @@ impl ScaleArgs {
             attack_start_ms: self.attack_start_ms,
             scoring: self.scoring,
             tree_optimization: self.tree_optimization,
+            link_optimization: self.link_optimization,
             store_ttl_ms: self.store_ttl_ms,
             store_bytes: self.store_bytes,
             topics: self.topics,
@@ -332,6 +337,7 @@ impl ScaleArgs {
             || self.adversary_percent.is_some()
             || self.scoring.is_some()
             || self.tree_optimization.is_some()
+            || self.link_optimization.is_some()
             || self.topics.is_some()
             || self.members_percent.is_some()
     }

@@ -245,6 +245,14 @@ pub struct MembershipSection {
     pub backoff_max_ms: Option<i64>,
     /// Dials in flight at once.
     pub max_concurrent_dials: Option<i64>,
+    /// Latency-aware membership: probe passive peers, replace slow lazy links.
+    pub link_optimization: Option<bool>,
+    /// Shortest time between link-optimisation rounds.
+    pub link_optimization_interval_ms: Option<i64>,
+    /// How much faster (percent) a probe must be than the link it replaces.
+    pub link_optimization_margin_pct: Option<i64>,
+    /// Swaps a node may make in a burst (one comes back every 64 intervals).
+    pub link_optimization_swaps: Option<i64>,
     /// SHUFFLE messages per second taken from a peer.
     pub shuffle_rate_per_s: Option<i64>,
     /// Token bucket depth for `shuffle_rate_per_s`.

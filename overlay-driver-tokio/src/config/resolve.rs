@@ -672,6 +672,53 @@ impl<'a> Resolver<'a> {
             1,
             1024,
         )?;
+        node.link_optimization = self.boolean(
+            &spec(
+                "link_optimization",
+                None,
+                None,
+                "membership.link_optimization",
+            ),
+            None,
+            m.link_optimization,
+            node.link_optimization,
+        )?;
+        node.link_optimization_interval = self.ms(
+            &spec(
+                "link_optimization_interval_ms",
+                None,
+                None,
+                "membership.link_optimization_interval_ms",
+            ),
+            None,
+            m.link_optimization_interval_ms,
+            node.link_optimization_interval,
+        )?;
+        node.link_optimization_margin_pct = u8::try_from(self.u32_in(
+            &spec(
+                "link_optimization_margin_pct",
+                None,
+                None,
+                "membership.link_optimization_margin_pct",
+            ),
+            m.link_optimization_margin_pct,
+            u32::from(node.link_optimization_margin_pct),
+            1,
+            90,
+        )?)
+        .unwrap_or(90);
+        node.link_optimization_swaps = self.u32_in(
+            &spec(
+                "link_optimization_swaps",
+                None,
+                None,
+                "membership.link_optimization_swaps",
+            ),
+            m.link_optimization_swaps,
+            node.link_optimization_swaps,
+            1,
+            1000,
+        )?;
 
         // [limits]
         let l = &f.limits;

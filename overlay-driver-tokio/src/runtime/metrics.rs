@@ -185,7 +185,7 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
     metrics::gauge!("overlay_store_bytes").set(stats.store_bytes as f64);
     metrics::gauge!("overlay_ready").set(if stats.ready { 1.0 } else { 0.0 });
 
-    let counters: [(&'static str, u64); 31] = [
+    let counters: [(&'static str, u64); 34] = [
         ("overlay_sessions_opened_total", stats.sessions_opened),
         ("overlay_sessions_closed_total", stats.sessions_closed),
         (
@@ -225,6 +225,12 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
         ("overlay_prunes_sent_total", stats.prunes_sent),
         ("overlay_prunes_received_total", stats.prunes_received),
         ("overlay_tree_swaps_total", stats.tree_swaps),
+        ("overlay_link_probes_total", stats.link_probes),
+        (
+            "overlay_link_probes_rejected_total",
+            stats.link_probes_rejected,
+        ),
+        ("overlay_links_optimized_total", stats.links_optimized),
         ("overlay_direct_delivered_total", stats.direct_delivered),
         (
             "overlay_degraded_transitions_total",

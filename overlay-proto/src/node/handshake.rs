@@ -11,7 +11,9 @@ use crate::frame::{flags, Frame, Header, HelloReply, StatusCode};
 use crate::peer::{ConnId, DialId, Direction, PeerId};
 use crate::ratelimit::TokenBucket;
 use crate::session::{ConnectionInfo, ControlBuckets, Grant, Phase, Session};
-use crate::sessions::handshake::{check_hello, step, Admission, HelloRefusal, Step, WindowFloor};
+use crate::sessions::handshake::{
+    check_hello, our_hello, step, Admission, HelloRefusal, Started, Step, WindowFloor,
+};
 use crate::stats::RejectReason;
 use crate::wire::{HelloOverlay, HelloRequestBody, Operation};
 
@@ -50,6 +52,7 @@ impl Node {
     ) {
         let now = self.now;
         let mut waiting = Vec::new();
+        let dial_rtt = dial.and_then(|d| self.membership.dial_rtt(d, now));
         if let Some(d) = dial {
             let (_addr, requests) = self.membership.finish_dial(d);
             waiting = requests;
@@ -76,6 +79,9 @@ impl Node {
         };
         let mut session = Session::new(now, info, rate, control, self.default_grant());
         session.dial_requests = waiting;
+        if let Some(rtt) = dial_rtt {
+            session.liveness.set_handshake_rtt(rtt);
+        }
         let key = match self.sessions.admit(session, &self.identity.peer_id) {
             Admission::Admitted(key) => key,
             Admission::InUse(newcomer) => {
@@ -144,6 +150,9 @@ impl Node {
             // TLS proved who answers at this address: pin it against later hints.
             self.membership.pin(&remote, peer);
         }
+        if self.reject_probe(key) {
+            return;
+        }
         if direction == Direction::Outbound {
             self.send_hello(key);
         }
@@ -174,14 +183,12 @@ impl Node {
     }
 
     fn hello_overlay(&self) -> HelloOverlay {
-        HelloOverlay {
-            overlay: 1,
-            peer_id: self.identity.peer_id.to_string(),
-            listen: self.identity.listen_addr.map(|a| a.to_string()),
-            credit_frames: self.config.credit_window_frames,
-            credit_bytes: self.config.credit_window_bytes,
-            graft_miss: true,
-        }
+        our_hello(
+            &self.identity.peer_id,
+            self.identity.listen_addr,
+            self.config.credit_window_frames,
+            self.config.credit_window_bytes,
+        )
     }
 
     fn control_header(&self, flags: u16, code: u16, app_proto_id: u16, corr_id: u64) -> Header {
@@ -413,11 +420,15 @@ impl Node {
             .push_back(Action::Rejected { conn, peer, reason });
     }
 
-    /// The handshake finished: the session joins gossip (its topics) and membership.
+    /// The handshake finished: the sessions machine reports the session up (drained here).
     fn open_session(&mut self, key: SessionKey, grant: Grant) {
-        let Some(started) = self.sessions.start_running(key, grant) else {
-            return;
-        };
+        self.sessions.start_running(key, grant);
+        self.drain_sessions();
+    }
+
+    /// A session is up (the sessions machine's [`Started`]): it joins gossip (its topics)
+    /// and membership, and the driver is told.
+    pub(super) fn on_session_up(&mut self, key: SessionKey, started: Started) {
         let Some((peer, listen)) = self.session(key).map(|s| (s.peer, s.listen)) else {
             return;
         };
@@ -432,5 +443,6 @@ impl Node {
             self.learn_peer(addr, Some(peer), false);
             self.membership.note_success(&addr);
         }
+        self.on_link_running(key);
     }
 }

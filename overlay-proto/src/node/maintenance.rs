@@ -50,6 +50,7 @@ impl Node {
             self.shuffle();
         }
         self.maintain_membership();
+        self.optimize_links();
         self.seek_topic_peers();
         self.evaluate_readiness();
     }

@@ -130,8 +130,9 @@ impl Node {
         self.membership.is_dialing(addr) || self.live_sessions().any(|(_, s)| s.reaches(*addr))
     }
 
-    fn start_dial(&mut self, addr: SocketAddr) -> DialId {
-        let dial = self.membership.start_dial(addr);
+    pub(super) fn start_dial(&mut self, addr: SocketAddr) -> DialId {
+        let now = self.now;
+        let dial = self.membership.start_dial(now, addr);
         self.stats.dials_started += 1;
         self.drain_membership();
         dial

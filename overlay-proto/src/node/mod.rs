@@ -18,6 +18,7 @@ mod gossip;
 mod handshake;
 mod maintenance;
 mod membership;
+mod optimize;
 mod reconfigure;
 mod recv;
 mod send;
@@ -153,6 +154,7 @@ impl Node {
             missing: crate::plumtree::MissingIds::new(hash_key),
             membership: crate::membership::Membership::new(
                 crate::membership::Params::of(&config),
+                crate::optimizer::Params::of(&config),
                 config.passive_capacity,
                 Instant::ZERO,
             ),
@@ -398,7 +400,7 @@ impl Node {
 
     /// Carries out the sessions machine's decisions, in the order it made them: closes
     /// (a connection to ourselves first makes membership forget its address; a handshake
-    /// timeout and an unresponsive peer are counted).
+    /// timeout and an unresponsive peer are counted) and sessions up.
     fn drain_sessions(&mut self) {
         while let Some(output) = self.sessions.poll_output() {
             match output {
@@ -421,6 +423,7 @@ impl Node {
                     }
                     self.close_session_for(key, reason, winner);
                 }
+                SessionsOutput::Up { key, started } => self.on_session_up(key, started),
             }
         }
     }
@@ -478,7 +481,13 @@ impl Node {
             });
         }
         self.stats.sessions_closed += 1;
-        if was_running && !matches!(reason, CloseReason::Duplicate | CloseReason::Shutdown) {
+        // A link closed for a faster one was lazy everywhere: no subtree of ours needs repair.
+        if was_running
+            && !matches!(
+                reason,
+                CloseReason::Duplicate | CloseReason::Shutdown | CloseReason::Optimized
+            )
+        {
             self.session_lost_at = Some(self.now);
         }
         if was_running {
@@ -490,7 +499,10 @@ impl Node {
                 }));
         } else if !matches!(
             reason,
-            CloseReason::Duplicate | CloseReason::SelfConnection | CloseReason::Shutdown
+            CloseReason::Duplicate
+                | CloseReason::SelfConnection
+                | CloseReason::Shutdown
+                | CloseReason::Optimized
         ) {
             self.stats.handshake_failures += 1;
         }

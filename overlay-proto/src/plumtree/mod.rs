@@ -227,6 +227,15 @@ impl Plumtree {
         self.links.get(&key).is_some_and(|l| l.eager)
     }
 
+    /// True when `key` is in the tree and carries no tree edge: lazy, or eager with no
+    /// message accepted here since it became eager (a new link before the first message
+    /// shaped the tree around it).
+    pub(crate) fn carries_no_edge(&self, key: Neighbor) -> bool {
+        self.links
+            .get(&key)
+            .is_some_and(|l| !l.eager || l.role_since >= self.last_first_copy_at)
+    }
+
     /// Neighbour up: `key` joins the tree, eager unless `eager` is false (the peer's score
     /// keeps it lazy). `catch_up` (the ids of the topic held most recently, newest first) is
     /// queued for announcement. Returns true when something was queued (arm the lazy flush);

@@ -126,6 +126,11 @@ pub struct Scenario {
     /// off values (threshold 0, no GRAFT put off), for comparison.
     #[serde(default = "tree_optimization_default")]
     pub tree_optimization: bool,
+    /// Latency-aware membership in every core (`NodeConfig::link_optimization`: probe a
+    /// passive peer every `link_optimization_interval`, replace the slowest lazy link with
+    /// one clearly faster), as in the core's defaults unless given.
+    #[serde(default = "link_optimization_default")]
+    pub link_optimization: bool,
     /// Every core's `store_ttl` (how long messages are kept for GRAFT answers), ms; `None`:
     /// the core's default.
     #[serde(default)]
@@ -149,6 +154,10 @@ fn members_default() -> u32 {
 
 fn tree_optimization_default() -> bool {
     NodeConfig::default().optimization_threshold > 0
+}
+
+fn link_optimization_default() -> bool {
+    NodeConfig::default().link_optimization
 }
 
 fn scoring_default() -> bool {
@@ -189,6 +198,7 @@ impl Scenario {
             attack_start_ms: 0,
             scoring: scoring_default(),
             tree_optimization: tree_optimization_default(),
+            link_optimization: link_optimization_default(),
             store_ttl_ms: None,
             store_bytes: None,
             topics: 0,
@@ -229,6 +239,14 @@ impl Scenario {
             format!(
                 "{base}-tree-optimization-{}",
                 on_off(self.tree_optimization)
+            )
+        };
+        let base = if self.link_optimization == link_optimization_default() {
+            base
+        } else {
+            format!(
+                "{base}-link-optimization-{}",
+                on_off(self.link_optimization)
             )
         };
         if self.topics > 0 {
@@ -365,6 +383,7 @@ impl Scenario {
             c.optimization_threshold = 0;
             c.graft_timeout_settled = c.graft_timeout;
         }
+        c.link_optimization = self.link_optimization;
         if let Some(ms) = self.store_ttl_ms {
             c.store_ttl = std::time::Duration::from_millis(ms);
         }
@@ -424,6 +443,12 @@ impl Scenario {
             push(
                 "tree-optimization",
                 on_off(self.tree_optimization).to_string(),
+            );
+        }
+        if self.link_optimization != link_optimization_default() {
+            push(
+                "link-optimization",
+                on_off(self.link_optimization).to_string(),
             );
         }
         if let Some(ms) = self.store_ttl_ms {
@@ -517,6 +542,8 @@ pub struct ScenarioFile {
     pub scoring: Option<bool>,
     /// See [`Scenario::tree_optimization`].
     pub tree_optimization: Option<bool>,
+    /// See [`Scenario::link_optimization`].
+    pub link_optimization: Option<bool>,
     /// See [`Scenario::store_ttl_ms`].
     pub store_ttl_ms: Option<u64>,
     /// See [`Scenario::store_bytes`].
@@ -587,6 +614,7 @@ impl ScenarioFile {
             attack_start_ms: other.attack_start_ms.or(self.attack_start_ms),
             scoring: other.scoring.or(self.scoring),
             tree_optimization: other.tree_optimization.or(self.tree_optimization),
+            link_optimization: other.link_optimization.or(self.link_optimization),
             store_ttl_ms: other.store_ttl_ms.or(self.store_ttl_ms),
             store_bytes: other.store_bytes.or(self.store_bytes),
             topics: other.topics.or(self.topics),
@@ -629,6 +657,7 @@ impl ScenarioFile {
             attack_start_ms,
             scoring,
             tree_optimization,
+            link_optimization,
             topics,
             members_percent
         );

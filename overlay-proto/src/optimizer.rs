@@ -1,0 +1,415 @@
+//! Latency-aware membership (after X-BOT, the companion of HyParView and Plumtree): bias the
+//! active view toward short links, so that the one gossip tree every sender shares is built
+//! over short links.
+//!
+//! [`LinkOptimizer`] runs rounds. A round is due `interval` after the previous one ended; it
+//! dials one candidate from the passive list (a *probe*). The dial itself measures the
+//! candidate: TCP plus TLS 1.3 take two round trips from the connect to the connection being
+//! up, so half that time is the candidate's round-trip time (a peer cannot answer a TLS
+//! handshake before it sees our ClientHello, so it cannot look faster than its link is). When
+//! the candidate is at least `margin_pct` % faster than the slowest *droppable* link (a link
+//! the node may give up; the node decides which, see `Node::droppable_links`), the probe
+//! becomes a session and the slow link is closed (`CloseReason::Optimized`); otherwise the
+//! probe is closed before its handshake. A link with no round-trip estimate is never compared:
+//! no estimate, no decision.
+//!
+//! Churn is bounded: one probe at a time, at most one swap per round, and every round that
+//! swaps nothing doubles the wait before the next (up to [`MAX_BACKOFF_ROUNDS`] intervals), so
+//! a node whose links are already short stops probing. The machine knows nothing of sessions
+//! or trees; it holds the round's state and the decision rule, and draws no randomness (the
+//! node picks the candidate with its seeded generator).
+
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use crate::peer::DialId;
+use crate::time::Instant;
+
+/// A round that swaps nothing doubles the wait, up to this many intervals.
+pub(crate) const MAX_BACKOFF_ROUNDS: u32 = 16;
+
+/// One spent swap comes back every this many intervals.
+pub(crate) const REFILL_ROUNDS: u32 = 64;
+
+/// A probe whose connection is neither up nor failed by then is given up (the driver's connect
+/// and handshake deadlines end it well before).
+const PROBE_DEADLINE: Duration = Duration::from_secs(15);
+
+/// The optimizer's settings (from [`crate::NodeConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Params {
+    /// Rounds run at all (`link_optimization`).
+    pub(crate) enabled: bool,
+    /// Shortest time between rounds (`link_optimization_interval`).
+    pub(crate) interval: Duration,
+    /// How much faster, in percent of the slowest droppable link's round trip, a candidate
+    /// must be (`link_optimization_margin_pct`).
+    pub(crate) margin_pct: u8,
+    /// Swaps a node may make in a burst (`link_optimization_swaps`); one comes back every
+    /// [`REFILL_ROUNDS`] intervals, and no round runs while none is left.
+    pub(crate) swaps: u32,
+}
+
+impl Params {
+    /// The settings in `config`.
+    pub(crate) fn of(config: &crate::NodeConfig) -> Params {
+        Params {
+            enabled: config.link_optimization,
+            interval: config.link_optimization_interval,
+            margin_pct: config.link_optimization_margin_pct,
+            swaps: config.link_optimization_swaps,
+        }
+    }
+}
+
+/// The probe of the current round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Probe {
+    dial: DialId,
+    addr: SocketAddr,
+    started: Instant,
+    /// The candidate's round trip, once its connection is up and it was kept.
+    rtt: Option<Duration>,
+}
+
+/// What to do with a probe whose connection just came up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Judgement {
+    /// Not the current probe: an ordinary dial.
+    NotProbe,
+    /// Clearly faster than the slowest droppable link: run the handshake; the swap is made
+    /// when the session runs.
+    Keep,
+    /// Not clearly faster (or nothing to compare with): close it before the handshake.
+    Reject,
+}
+
+/// One node's latency optimizer: the round timer, the probe in flight and the swap rule.
+#[derive(Debug)]
+pub(crate) struct LinkOptimizer {
+    params: Params,
+    next_round: Instant,
+    /// Rounds in a row that swapped nothing (the wait doubles per round, capped).
+    idle_rounds: u32,
+    probe: Option<Probe>,
+    /// Swaps left in the budget.
+    swaps_left: u32,
+    /// When the next spent swap comes back.
+    refill_at: Instant,
+}
+
+impl LinkOptimizer {
+    /// The first round is due one interval after `now`.
+    pub(crate) fn new(params: Params, now: Instant) -> LinkOptimizer {
+        LinkOptimizer {
+            params,
+            next_round: now + params.interval,
+            idle_rounds: 0,
+            probe: None,
+            swaps_left: params.swaps,
+            refill_at: now,
+        }
+    }
+
+    fn refill_period(&self) -> Duration {
+        self.params.interval.saturating_mul(REFILL_ROUNDS)
+    }
+
+    /// Applies the swaps that came back by `now`.
+    fn settle(&mut self, now: Instant) {
+        let period = self.refill_period();
+        while self.swaps_left < self.params.swaps && self.refill_at <= now {
+            self.swaps_left += 1;
+            self.refill_at += period;
+        }
+    }
+
+    /// Swaps left in the budget (as of the last round).
+    #[cfg(test)]
+    pub(crate) fn swaps_left(&self) -> u32 {
+        self.swaps_left
+    }
+
+    /// Spends one swap of the budget at `now`.
+    fn spend(&mut self, now: Instant) {
+        self.settle(now);
+        if self.swaps_left >= self.params.swaps {
+            self.refill_at = now + self.refill_period();
+        }
+        self.swaps_left = self.swaps_left.saturating_sub(1);
+    }
+
+    /// True when a round should start at `now`: enabled, no probe in flight, timer expired
+    /// and a swap left in the budget.
+    pub(crate) fn due(&mut self, now: Instant) -> bool {
+        self.settle(now);
+        self.params.enabled && self.probe.is_none() && self.next_round <= now && self.swaps_left > 0
+    }
+
+    /// The round found nothing to do (no link with a known round trip, no candidate): try
+    /// again one interval later, without backing off.
+    pub(crate) fn skip(&mut self, now: Instant) {
+        self.next_round = now + self.params.interval;
+    }
+
+    /// The round dials `addr` (dial `dial`) as its probe.
+    pub(crate) fn start_probe(&mut self, now: Instant, dial: DialId, addr: SocketAddr) {
+        self.probe = Some(Probe {
+            dial,
+            addr,
+            started: now,
+            rtt: None,
+        });
+    }
+
+    /// The dial of the probe in flight, if any.
+    pub(crate) fn probe_dial(&self) -> Option<DialId> {
+        self.probe.map(|p| p.dial)
+    }
+
+    /// The address the probe dials, if any.
+    pub(crate) fn probe_addr(&self) -> Option<SocketAddr> {
+        self.probe.map(|p| p.addr)
+    }
+
+    /// True when `candidate` is at least `margin_pct` % faster than `worst`.
+    pub(crate) fn clearly_faster(&self, candidate: Duration, worst: Duration) -> bool {
+        let margin = u128::from(self.params.margin_pct.min(99));
+        candidate.as_nanos() * 100 <= worst.as_nanos() * (100 - margin)
+    }
+
+    /// Dial `dial`'s connection came up at `now`, after measuring `rtt`; `worst` is the round
+    /// trip of the slowest droppable link (`None`: no link may be dropped or none has an
+    /// estimate) and `eligible` is false when the peer may not be preferred (its score). A
+    /// rejected probe ends the round (with back-off).
+    pub(crate) fn judge(
+        &mut self,
+        now: Instant,
+        dial: DialId,
+        rtt: Duration,
+        worst: Option<Duration>,
+        eligible: bool,
+    ) -> Judgement {
+        if self.probe.is_none_or(|p| p.dial != dial) {
+            return Judgement::NotProbe;
+        }
+        let faster = worst.is_some_and(|w| self.clearly_faster(rtt, w));
+        if faster && eligible {
+            if let Some(probe) = self.probe.as_mut() {
+                probe.rtt = Some(rtt);
+            }
+            Judgement::Keep
+        } else {
+            self.finish(now, false);
+            Judgement::Reject
+        }
+    }
+
+    /// The kept probe `dial` runs now: its measured round trip (to compare once more with the
+    /// slowest droppable link before swapping), or `None` when it is not the kept probe.
+    pub(crate) fn kept_probe_rtt(&self, dial: DialId) -> Option<Duration> {
+        self.probe.filter(|p| p.dial == dial).and_then(|p| p.rtt)
+    }
+
+    /// The round ends at `now`: after a swap the next round is one interval away; after a
+    /// round that swapped nothing the wait doubles (up to `MAX_BACKOFF_ROUNDS` intervals).
+    pub(crate) fn finish(&mut self, now: Instant, swapped: bool) {
+        self.probe = None;
+        if swapped {
+            self.spend(now);
+            self.idle_rounds = 0;
+            self.next_round = now + self.params.interval;
+        } else {
+            self.idle_rounds = self.idle_rounds.saturating_add(1);
+            let factor = 1u32 << self.idle_rounds.min(MAX_BACKOFF_ROUNDS.trailing_zeros());
+            self.next_round = now + self.params.interval.saturating_mul(factor);
+        }
+    }
+
+    /// Ends the round when its probe is gone: `alive` tells whether the probe's dial or
+    /// session still exists; a probe past its deadline is given up too.
+    pub(crate) fn check_probe(&mut self, now: Instant, alive: impl FnOnce(DialId) -> bool) {
+        let Some(probe) = self.probe else {
+            return;
+        };
+        if !alive(probe.dial) || now.saturating_duration_since(probe.started) >= PROBE_DEADLINE {
+            self.finish(now, false);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests panic on failure by design
+mod tests {
+    use super::*;
+    use core::net::{IpAddr, Ipv4Addr};
+
+    fn params() -> Params {
+        Params {
+            enabled: true,
+            interval: Duration::from_secs(1),
+            margin_pct: 30,
+            swaps: 3,
+        }
+    }
+
+    fn at(ms: u64) -> Instant {
+        Instant::ZERO + Duration::from_millis(ms)
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn addr(n: u8) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)), 7000)
+    }
+
+    #[test]
+    fn a_round_is_due_once_per_interval_and_never_while_a_probe_is_in_flight() {
+        let mut o = LinkOptimizer::new(params(), at(0));
+        assert!(!o.due(at(999)));
+        assert!(o.due(at(1000)));
+        o.start_probe(at(1000), DialId(1), addr(1));
+        assert_eq!(o.probe_addr(), Some(addr(1)));
+        assert!(!o.due(at(5000)), "one probe at a time");
+        o.finish(at(1100), true);
+        assert!(!o.due(at(2099)));
+        assert!(o.due(at(2100)));
+        o.skip(at(2100));
+        assert!(o.due(at(3100)), "a skipped round does not back off");
+    }
+
+    #[test]
+    fn disabled_never_runs_a_round() {
+        let mut o = LinkOptimizer::new(
+            Params {
+                enabled: false,
+                ..params()
+            },
+            at(0),
+        );
+        assert!(!o.due(at(1_000_000)));
+        o.check_probe(at(1_000_000), |_| true);
+        assert!(!o.due(at(2_000_000)));
+    }
+
+    #[test]
+    fn the_margin_is_respected() {
+        let mut o = LinkOptimizer::new(params(), at(0));
+        assert!(o.clearly_faster(ms(70), ms(100)));
+        assert!(!o.clearly_faster(ms(71), ms(100)));
+        o.start_probe(at(1000), DialId(1), addr(1));
+        // 35 ms against a worst of 48 ms: only 27 % faster.
+        let j = o.judge(at(1100), DialId(1), ms(35), Some(ms(48)), true);
+        assert_eq!(j, Judgement::Reject);
+        assert_eq!(o.probe_dial(), None, "a rejection ends the round");
+        o.start_probe(at(3000), DialId(2), addr(2));
+        let j = o.judge(at(3100), DialId(2), ms(33), Some(ms(48)), true);
+        assert_eq!(j, Judgement::Keep);
+        assert_eq!(o.kept_probe_rtt(DialId(2)), Some(ms(33)));
+        assert_eq!(o.kept_probe_rtt(DialId(1)), None);
+    }
+
+    #[test]
+    fn unknown_round_trips_and_ineligible_peers_never_swap() {
+        let mut o = LinkOptimizer::new(params(), at(0));
+        o.start_probe(at(1000), DialId(1), addr(1));
+        assert_eq!(
+            o.judge(at(1100), DialId(1), ms(1), None, true),
+            Judgement::Reject,
+            "nothing to compare with: no decision"
+        );
+        o.start_probe(at(5000), DialId(2), addr(2));
+        assert_eq!(
+            o.judge(at(5100), DialId(2), ms(1), Some(ms(50)), false),
+            Judgement::Reject,
+            "a peer below the gossip threshold is never preferred"
+        );
+        assert_eq!(
+            o.judge(at(5100), DialId(9), ms(1), Some(ms(50)), true),
+            Judgement::NotProbe,
+            "other dials are not judged"
+        );
+    }
+
+    #[test]
+    fn rounds_without_a_swap_back_off_up_to_the_cap_and_a_swap_resets() {
+        let mut o = LinkOptimizer::new(params(), at(0));
+        let mut now = at(1000);
+        let mut waits = Vec::new();
+        for n in 0..8u32 {
+            assert!(o.due(now), "round {n}");
+            o.start_probe(now, DialId(u64::from(n) + 1), addr(1));
+            o.finish(now, false);
+            let mut next = now;
+            while !o.due(next) {
+                next += ms(100);
+            }
+            waits.push((next - now).as_secs());
+            now = next;
+        }
+        assert_eq!(waits, vec![2, 4, 8, 16, 16, 16, 16, 16]);
+        o.start_probe(now, DialId(100), addr(1));
+        o.finish(now, true);
+        assert!(o.due(now + ms(1000)));
+    }
+
+    #[test]
+    fn the_swap_budget_is_spent_and_comes_back_one_per_refill_period() {
+        // 3 swaps, one back every 64 s (64 intervals of 1 s).
+        let mut o = LinkOptimizer::new(params(), at(0));
+        let mut now = at(1000);
+        for n in 0..3u64 {
+            assert!(o.due(now), "swap {n}");
+            o.start_probe(now, DialId(n + 1), addr(1));
+            o.finish(now, true);
+            now += ms(1000);
+        }
+        assert_eq!(o.swaps_left(), 0);
+        assert!(!o.due(now + ms(50_000)), "no round without a swap left");
+        // The first swap (at 1 s) comes back at 65 s.
+        assert!(!o.due(at(64_999)));
+        assert!(o.due(at(65_000)));
+        assert_eq!(o.swaps_left(), 1);
+        // Long idle: the budget refills to its size, never beyond.
+        assert!(o.due(at(1_000_000)));
+        assert_eq!(o.swaps_left(), 3);
+    }
+
+    #[test]
+    fn a_vanished_or_overdue_probe_ends_the_round() {
+        let mut o = LinkOptimizer::new(params(), at(0));
+        o.start_probe(at(1000), DialId(1), addr(1));
+        o.check_probe(at(1100), |_| true);
+        assert_eq!(o.probe_dial(), Some(DialId(1)));
+        o.check_probe(at(1200), |_| false);
+        assert_eq!(o.probe_dial(), None);
+        o.start_probe(at(5000), DialId(2), addr(2));
+        o.check_probe(at(5000) + PROBE_DEADLINE, |_| true);
+        assert_eq!(o.probe_dial(), None);
+    }
+
+    #[test]
+    fn the_same_inputs_give_the_same_decisions() {
+        let run = || {
+            let mut o = LinkOptimizer::new(params(), at(0));
+            let mut out = Vec::new();
+            let mut now = at(0);
+            for n in 1..=50u64 {
+                now += ms(250);
+                if o.due(now) {
+                    o.start_probe(now, DialId(n), addr(1));
+                    let j = o.judge(now, DialId(n), ms(10 + n % 40), Some(ms(40)), true);
+                    if j == Judgement::Keep {
+                        o.finish(now, true);
+                    }
+                    out.push((n, j));
+                }
+            }
+            out
+        };
+        assert_eq!(run(), run());
+        assert!(!run().is_empty());
+    }
+}
