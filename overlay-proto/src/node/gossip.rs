@@ -630,7 +630,7 @@ impl Node {
                     if m.topic == topic && m.grafted == Some((key, conn)) && taken.insert(id) =>
                 {
                     self.stats.graft_misses_received += 1;
-                    // Counted, not scored: a store's hold is bounded (4 × `store_bytes`), so an
+                    // Counted, not scored: a store's hold is bounded (2 × `store_bytes`), so an
                     // honest node under a burst drops young messages too (the soak had a
                     // publisher score an honest daemon out of its tree for a dozen of them),
                     // and a peer that answers "gone" costs us only one round trip: the next
