@@ -30,7 +30,8 @@
 //!   `--signed 0` (`origin_auth = none`), `--store-ttl-ms T` and `--store-bytes B` (how long
 //!   and how many bytes each node keeps messages for GRAFT answers; default: the
 //!   `NodeConfig` defaults), `--max-queue-frames F` (frames a session queues beyond the
-//!   peer's credit before the node reports busy; default 2048) and `--replay-events N` (deliveries each node keeps for
+//!   peer's credit before the node reports busy; default 2048), `--credit-window-frames C`
+//!   (frames of credit each node grants its peers; default 512) and `--replay-events N` (deliveries each node keeps for
 //!   `Overlay::resume`; default 1024, 0 keeps none). The ring keeps only once a resumable
 //!   subscriber exists: `--resumable 1` makes the bench's subscribers resumable (as the
 //!   HTTP `GET /v1/gossip` stream is), so the ring's cost is counted; by default they are
@@ -96,7 +97,7 @@ impl Args {
 fn usage(why: &str) -> ! {
     eprintln!("overlay_bench: {why}");
     eprintln!(
-        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --replay-events N --resumable 0|1]\n       overlay_bench pair [--messages M --size B --window W --batch N --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --replay-events N --resumable 0|1]\n       overlay_bench ready [--runs N]\n       overlay_bench sessions [--count K --concurrency C]"
+        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1]\n       overlay_bench pair [--messages M --size B --window W --batch N --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1]\n       overlay_bench ready [--runs N]\n       overlay_bench sessions [--count K --concurrency C]"
     );
     std::process::exit(2)
 }
@@ -206,8 +207,8 @@ impl Rng {
 /// The node configuration of the `mesh` and `pair` modes: the defaults, except
 /// `--signed 0` (`origin_auth = none`; the default `1` signs every broadcast) and
 /// `--store-ttl-ms T` (how long messages are kept for GRAFT; default 30 s), `--store-bytes B`
-/// and `--max-queue-frames F` (frames queued per session beyond the peer's credit before
-/// the node reports busy; default 2048).
+/// `--max-queue-frames F` (frames queued per session beyond the peer's credit before the
+/// node reports busy; default 2048) and `--credit-window-frames C` (default 512).
 fn node_config(args: &Args) -> NodeConfig {
     let mut config = NodeConfig::default();
     if args.get("signed", 1) == 0 {
@@ -225,6 +226,11 @@ fn node_config(args: &Args) -> NodeConfig {
     }
     if args.0.contains_key("max-queue-frames") {
         config.max_queue_frames = (args.get("max-queue-frames", 1) as usize).max(1);
+    }
+    if args.0.contains_key("credit-window-frames") {
+        config.credit_window_frames = u32::try_from(args.get("credit-window-frames", 512))
+            .unwrap_or(u32::MAX)
+            .max(config.min_peer_window_frames);
     }
     config
 }
