@@ -25,7 +25,8 @@
 //!   behind its bounded feed; counted, not waited for), `cpu_us_per_msg` (this process's CPU
 //!   time over the run per message received: both nodes, TLS and the bench's own tasks),
 //!   `cpu_own_pct` and `cpu_others_pct` (as in `mesh`). The sender runs as a task on the
-//!   runtime's workers, like an application's.
+//!   runtime's workers, like an application's (`--sender-thread 1`: on the main thread,
+//!   like an application publishing from a thread of its own).
 //! - Both take `--signed 1` (default: every broadcast signed, `origin_auth = sign`) or
 //!   `--signed 0` (`origin_auth = none`), `--store-ttl-ms T` and `--store-bytes B` (how long
 //!   and how many bytes each node keeps messages for GRAFT answers; default: the
@@ -97,7 +98,7 @@ impl Args {
 fn usage(why: &str) -> ! {
     eprintln!("overlay_bench: {why}");
     eprintln!(
-        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1]\n       overlay_bench pair [--messages M --size B --window W --batch N --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1]\n       overlay_bench ready [--runs N]\n       overlay_bench sessions [--count K --concurrency C]"
+        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1]\n       overlay_bench pair [--messages M --size B --window W --batch N --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1 --sender-thread 0|1]\n       overlay_bench ready [--runs N]\n       overlay_bench sessions [--count K --concurrency C]"
     );
     std::process::exit(2)
 }
@@ -120,6 +121,9 @@ fn main() {
         "mesh" => runtime.block_on(mesh(&args)),
         // On a runtime worker, as an application's task would be: on `block_on`'s own thread
         // every broadcast's answer would cost a thread wake-up (a futex call) of its own.
+        // `--sender-thread 1`: on `block_on`'s thread instead (an application publishing from
+        // its own thread; with `--batch N` one wake-up per N messages).
+        "pair" if args.get("sender-thread", 0) == 1 => runtime.block_on(pair(&args)),
         "pair" => {
             let args = args.clone();
             runtime
