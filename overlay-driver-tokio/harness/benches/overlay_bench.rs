@@ -510,9 +510,9 @@ async fn pair(args: &Args) -> String {
             let mut a = start_overlays(1, seed, &node_config(args), replay_bounds(args)).await;
             let (config, replay) = (node_config(args), replay_bounds(args));
             let b = rt
-                .spawn(async move {
-                    start_overlays(1, seed.wrapping_add(1), &config, replay).await
-                })
+                .spawn(
+                    async move { start_overlays(1, seed.wrapping_add(1), &config, replay).await },
+                )
                 .await
                 .expect("B starts");
             a.extend(b);

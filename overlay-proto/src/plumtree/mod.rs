@@ -30,7 +30,7 @@ pub(crate) use claims::{ClaimOutcome, Proposal, Proposed, Settled, SwapClaims};
 pub(crate) use missing::MissingIds;
 
 use core::time::Duration;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use rand_core::RngCore;
 
@@ -150,6 +150,14 @@ pub(crate) struct Announced {
     pub(crate) overflow: u64,
 }
 
+/// What a topic's tree asks the node to carry out, in the order it decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlumtreeOutput {
+    /// The tree made this link eager on its own initiative ([`Plumtree::refill_eager`]): tell
+    /// the peer (an empty GRAFT), so the link is eager on both ends.
+    TellEager(Neighbor),
+}
+
 /// The broadcast tree of one topic: which neighbours are eager and lazy in it.
 #[derive(Debug)]
 pub(crate) struct Plumtree {
@@ -171,6 +179,8 @@ pub(crate) struct Plumtree {
     pub(crate) asked_at: Option<Instant>,
     /// Reused scratch space for sampling lazy links.
     scratch: Vec<Neighbor>,
+    /// Decisions for the node, oldest first.
+    outputs: VecDeque<PlumtreeOutput>,
 }
 
 /// A uniform index below `n` (0 when `n <= 1`, drawing nothing).
@@ -193,7 +203,13 @@ impl Plumtree {
             last_first_copy_at: Instant::ZERO,
             asked_at: None,
             scratch: Vec::new(),
+            outputs: VecDeque::new(),
         }
+    }
+
+    /// The next decision for the node to carry out, oldest first.
+    pub(crate) fn poll_output(&mut self) -> Option<PlumtreeOutput> {
+        self.outputs.pop_front()
     }
 
     /// New settings (live reconfiguration); call [`Plumtree::trim_eager`] and
@@ -314,16 +330,16 @@ impl Plumtree {
     }
 
     /// Keeps at least α eager links after losing one: promotes random lazy links that
-    /// `may_be_eager` allows, and returns them in promotion order (the caller tells each peer
-    /// with an empty GRAFT, so the link is eager on both ends).
-    #[must_use]
+    /// `may_be_eager` allows and queues [`PlumtreeOutput::TellEager`] for each, in promotion
+    /// order (the node tells each peer with an empty GRAFT, so the link is eager on both
+    /// ends). Returns how many were promoted.
     pub(crate) fn refill_eager(
         &mut self,
         now: Instant,
         rng: &mut impl RngCore,
         may_be_eager: impl Fn(Neighbor) -> bool,
-    ) -> Vec<Neighbor> {
-        let mut promoted = Vec::new();
+    ) -> usize {
+        let mut promoted = 0;
         while self.eager.len() < self.params.alpha {
             let candidates: Vec<Neighbor> = self
                 .lazy
@@ -340,7 +356,8 @@ impl Plumtree {
             if !self.make_eager(now, key) {
                 break;
             }
-            promoted.push(key);
+            self.outputs.push_back(PlumtreeOutput::TellEager(key));
+            promoted += 1;
         }
         promoted
     }
@@ -779,15 +796,19 @@ mod tests {
         assert!(!t.remove(0), "gone");
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         // Link 3's peer may not be eager (its score): never promoted.
-        let promoted = t.refill_eager(at(5), &mut rng, |k| k != 3);
-        assert_eq!(promoted.len(), 1);
-        assert_ne!(promoted[0], 3);
+        assert_eq!(t.refill_eager(at(5), &mut rng, |k| k != 3), 1);
+        let Some(PlumtreeOutput::TellEager(promoted)) = t.poll_output() else {
+            panic!("the promoted peer is to be told");
+        };
+        assert_eq!(t.poll_output(), None);
+        assert_ne!(promoted, 3);
         assert_eq!(t.eager().len(), 2);
-        assert!(t.is_eager(promoted[0]));
+        assert!(t.is_eager(promoted));
         // Nothing to promote: the tree stays short.
         let mut lone = Plumtree::new(p);
         lone.add_link(at(0), 9, false, &[]);
-        assert!(lone.refill_eager(at(5), &mut rng, |_| false).is_empty());
+        assert_eq!(lone.refill_eager(at(5), &mut rng, |_| false), 0);
+        assert_eq!(lone.poll_output(), None);
     }
 
     #[test]
