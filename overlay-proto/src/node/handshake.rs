@@ -140,6 +140,11 @@ impl Node {
             );
             return;
         }
+        // A latency probe is judged before the duplicate rule: a probe whose peer dialed us
+        // meanwhile must not win the tie-break and close that running session.
+        if self.reject_probe(key) {
+            return;
+        }
         if let Some(existing) = self.sessions.key_of_peer(&peer) {
             if !self.resolve_duplicate(existing, key) {
                 return;
@@ -149,9 +154,6 @@ impl Node {
         if dial.is_some() {
             // TLS proved who answers at this address: pin it against later hints.
             self.membership.pin(&remote, peer);
-        }
-        if self.reject_probe(key) {
-            return;
         }
         if direction == Direction::Outbound {
             self.send_hello(key);
