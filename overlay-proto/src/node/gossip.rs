@@ -28,6 +28,8 @@ impl Node {
         let result = self.broadcast(topic, payload.clone());
         if let (Ok(id), true) = (&result, topic.is_default()) {
             let origin = self.identity.peer_id;
+            // Subscribers' queues share the store's copy, like the peers' transmits.
+            let payload = self.cache.newest_payload(id).unwrap_or(payload);
             self.deliver_to_clients(None, id, &origin, 0, &payload);
         }
         self.actions
