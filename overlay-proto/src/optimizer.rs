@@ -25,11 +25,12 @@ use core::time::Duration;
 use crate::peer::DialId;
 use crate::time::Instant;
 
-/// A round that swaps nothing doubles the wait, up to this many intervals.
-pub(crate) const MAX_BACKOFF_ROUNDS: u32 = 16;
+/// A round that swaps nothing doubles the wait, up to this many intervals (a power of two).
+pub(crate) const MAX_BACKOFF_ROUNDS: u32 = 64;
 
-/// One spent swap comes back every this many intervals.
-pub(crate) const REFILL_ROUNDS: u32 = 64;
+/// One spent swap comes back after this long: a node swaps its burst while it joins, then
+/// about one link per refill period, so a settled overlay keeps its tree.
+pub(crate) const REFILL_PERIOD: Duration = Duration::from_secs(300);
 
 /// A probe whose connection is neither up nor failed by then is given up (the driver's connect
 /// and handshake deadlines end it well before).
@@ -46,7 +47,7 @@ pub(crate) struct Params {
     /// must be (`link_optimization_margin_pct`).
     pub(crate) margin_pct: u8,
     /// Swaps a node may make in a burst (`link_optimization_swaps`); one comes back every
-    /// [`REFILL_ROUNDS`] intervals, and no round runs while none is left.
+    /// [`REFILL_PERIOD`], and no round runs while none is left.
     pub(crate) swaps: u32,
 }
 
@@ -112,7 +113,7 @@ impl LinkOptimizer {
     }
 
     fn refill_period(&self) -> Duration {
-        self.params.interval.saturating_mul(REFILL_ROUNDS)
+        REFILL_PERIOD
     }
 
     /// Applies the swaps that came back by `now`.
@@ -349,7 +350,7 @@ mod tests {
             waits.push((next - now).as_secs());
             now = next;
         }
-        assert_eq!(waits, vec![2, 4, 8, 16, 16, 16, 16, 16]);
+        assert_eq!(waits, vec![2, 4, 8, 16, 32, 64, 64, 64]);
         o.start_probe(now, DialId(100), addr(1));
         o.finish(now, true);
         assert!(o.due(now + ms(1000)));
@@ -357,7 +358,7 @@ mod tests {
 
     #[test]
     fn the_swap_budget_is_spent_and_comes_back_one_per_refill_period() {
-        // 3 swaps, one back every 64 s (64 intervals of 1 s).
+        // 3 swaps, one back every `REFILL_PERIOD` (300 s).
         let mut o = LinkOptimizer::new(params(), at(0));
         let mut now = at(1000);
         for n in 0..3u64 {
@@ -368,12 +369,12 @@ mod tests {
         }
         assert_eq!(o.swaps_left(), 0);
         assert!(!o.due(now + ms(50_000)), "no round without a swap left");
-        // The first swap (at 1 s) comes back at 65 s.
-        assert!(!o.due(at(64_999)));
-        assert!(o.due(at(65_000)));
+        // The first swap (at 1 s) comes back at 301 s.
+        assert!(!o.due(at(300_999)));
+        assert!(o.due(at(301_000)));
         assert_eq!(o.swaps_left(), 1);
         // Long idle: the budget refills to its size, never beyond.
-        assert!(o.due(at(1_000_000)));
+        assert!(o.due(at(10_000_000)));
         assert_eq!(o.swaps_left(), 3);
     }
 
