@@ -121,9 +121,10 @@ pub struct NodeConfig {
     pub optimization_swaps_per_s: u32,
     /// Latency-aware membership (after X-BOT): every `link_optimization_interval` the node
     /// dials one passive peer as a probe and, when the dial shows a round trip at least
-    /// `link_optimization_margin_pct` % shorter than its slowest link that is lazy in every
-    /// topic, keeps the probe and closes that slow link (`CloseReason::Optimized`). Rounds
-    /// that change nothing double the wait (up to 64 intervals).
+    /// `link_optimization_margin_pct` % shorter than its slowest link that carries no tree
+    /// edge in any topic, keeps the probe and closes that slow link (`CloseReason::Optimized`).
+    /// Rounds that change nothing double the wait (up to 64 intervals). Runs only while the
+    /// active view is full (`active_target` sessions).
     pub link_optimization: bool,
     /// Shortest time between two link-optimisation rounds (one probe per round).
     pub link_optimization_interval: Duration,
@@ -304,7 +305,7 @@ impl Default for NodeConfig {
             optimization_samples: 6,
             optimization_hold: Duration::from_secs(2),
             optimization_swaps_per_s: 4,
-            link_optimization: false,
+            link_optimization: true,
             link_optimization_interval: Duration::from_millis(250),
             link_optimization_margin_pct: 30,
             link_optimization_swaps: 2,
