@@ -32,6 +32,11 @@ pub(crate) const MAX_BACKOFF_ROUNDS: u32 = 64;
 /// about one link per refill period, so a settled overlay keeps its tree.
 pub(crate) const REFILL_PERIOD: Duration = Duration::from_secs(300);
 
+/// A swap must shorten the round trip by at least this much, whatever the margin: on a LAN
+/// or loopback, where every link takes well under a millisecond, the relative differences are
+/// noise (scheduling, TLS work) and a swap would only churn the tree.
+pub(crate) const MIN_RTT_SAVING: Duration = Duration::from_millis(5);
+
 /// A probe whose connection is neither up nor failed by then is given up (the driver's connect
 /// and handshake deadlines end it well before).
 const PROBE_DEADLINE: Duration = Duration::from_secs(15);
@@ -173,10 +178,18 @@ impl LinkOptimizer {
         self.probe.map(|p| p.addr)
     }
 
-    /// True when `candidate` is at least `margin_pct` % faster than `worst`.
+    /// True when `candidate` is at least `margin_pct` % faster than `worst`, and at least
+    /// [`MIN_RTT_SAVING`] faster.
     pub(crate) fn clearly_faster(&self, candidate: Duration, worst: Duration) -> bool {
         let margin = u128::from(self.params.margin_pct.min(99));
         candidate.as_nanos() * 100 <= worst.as_nanos() * (100 - margin)
+            && worst.saturating_sub(candidate) >= MIN_RTT_SAVING
+    }
+
+    /// True when a link of round trip `worst` could be replaced at all (it is longer than
+    /// [`MIN_RTT_SAVING`]); no probe is worth dialing otherwise.
+    pub(crate) fn worth_probing(worst: Duration) -> bool {
+        worst > MIN_RTT_SAVING
     }
 
     /// Dial `dial`'s connection came up at `now`, after measuring `rtt`; `worst` is the round
@@ -300,6 +313,12 @@ mod tests {
         let mut o = LinkOptimizer::new(params(), at(0));
         assert!(o.clearly_faster(ms(70), ms(100)));
         assert!(!o.clearly_faster(ms(71), ms(100)));
+        // Loopback: 10 times faster, but 0.9 ms saved is noise.
+        let us = Duration::from_micros;
+        assert!(!o.clearly_faster(us(100), us(1000)));
+        assert!(o.clearly_faster(ms(1), ms(8)));
+        assert!(!LinkOptimizer::worth_probing(ms(5)));
+        assert!(LinkOptimizer::worth_probing(ms(6)));
         o.start_probe(at(1000), DialId(1), addr(1));
         // 35 ms against a worst of 48 ms: only 27 % faster.
         let j = o.judge(at(1100), DialId(1), ms(35), Some(ms(48)), true);
