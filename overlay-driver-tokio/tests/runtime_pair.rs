@@ -154,6 +154,91 @@ async fn broadcasts_issued_together_arrive_complete_and_in_order() {
     bounded("shutdown b", b.shutdown()).await;
 }
 
+/// `broadcast_batch` applies its messages in order in one go: each has its own result, the
+/// accepted ones arrive complete and in that order, and none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_batch_arrives_complete_and_in_order() {
+    let a = overlay(13).await;
+    let b = overlay(14).await;
+    let mut b_gossip = b.deliveries();
+    bounded("dial", a.dial(b.local_addr())).await.unwrap();
+    // 150 messages: more than one batch of 64 goes to the node (the API splits them).
+    const COUNT: u32 = 150;
+    let payloads = (0..COUNT).map(|seq| {
+        let mut payload = seq.to_be_bytes().to_vec();
+        payload.resize(1024, seq as u8);
+        Bytes::from(payload)
+    });
+    let results = bounded("batch", a.broadcast_batch(payloads)).await.unwrap();
+    assert_eq!(results.len(), COUNT as usize);
+    let ids: Vec<_> = results.into_iter().map(|r| r.expect("accepted")).collect();
+    for (seq, id) in ids.iter().enumerate() {
+        let got = bounded("delivery", b_gossip.recv())
+            .await
+            .expect("delivered");
+        assert_eq!(&got.id, id, "message {seq}: in order, none missing");
+        assert_eq!(
+            u32::from_be_bytes(got.payload[..4].try_into().unwrap()),
+            seq as u32
+        );
+        assert_eq!(got.payload.len(), 1024);
+        assert!(got.payload[4..].iter().all(|&x| x == seq as u8), "intact");
+    }
+    assert_eq!(b_gossip.lost(), 0);
+    // An empty batch is no command at all.
+    assert!(bounded("empty", a.broadcast_batch(Vec::new()))
+        .await
+        .unwrap()
+        .is_empty());
+    bounded("shutdown a", a.shutdown()).await;
+    bounded("shutdown b", b.shutdown()).await;
+}
+
+/// Backpressure applies inside a batch: once the session's queue is full the node refuses the
+/// rest of the batch (`Busy`, each counted), and exactly the accepted messages arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_batch_is_refused_past_a_full_queue_and_loses_nothing_it_accepted() {
+    // B grants 8 frames of credit at a time; A queues at most 8 more before it is busy.
+    let small = overlay_proto::NodeConfig {
+        credit_window_frames: 8,
+        min_peer_window_frames: 8,
+        max_queue_frames: 8,
+        ..Default::default()
+    };
+    let a = overlay_with(small.clone(), 15).await;
+    let b = overlay_with(small, 16).await;
+    let mut b_gossip = b.deliveries();
+    bounded("dial", a.dial(b.local_addr())).await.unwrap();
+    let payloads = (0..64u32).map(|seq| Bytes::from(seq.to_be_bytes().to_vec()));
+    let results = bounded("batch", a.broadcast_batch(payloads)).await.unwrap();
+    assert_eq!(results.len(), 64);
+    // One batch is applied in one go (no credit comes back meanwhile): a prefix is accepted,
+    // the rest is refused for backpressure.
+    let accepted = results.iter().take_while(|r| r.is_ok()).count();
+    assert!(accepted > 0 && accepted < 64, "accepted {accepted} of 64");
+    for r in &results[accepted..] {
+        assert!(
+            matches!(r, Err(Error::Overlay(OverlayError::Busy))),
+            "refused for backpressure: {r:?}"
+        );
+    }
+    for (seq, r) in results[..accepted].iter().enumerate() {
+        let got = bounded("delivery", b_gossip.recv())
+            .await
+            .expect("delivered");
+        assert_eq!(&got.id, r.as_ref().unwrap());
+        assert_eq!(&got.payload[..], &(seq as u32).to_be_bytes());
+    }
+    assert_eq!(b_gossip.lost(), 0);
+    // Once the queue drains the node takes broadcasts again.
+    wait_until("a ready again", || async {
+        a.broadcast(Bytes::from_static(b"after")).await.is_ok()
+    })
+    .await;
+    bounded("shutdown a", a.shutdown()).await;
+    bounded("shutdown b", b.shutdown()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dial_joins_an_existing_session_and_reports_failures() {
     let a = overlay(3).await;

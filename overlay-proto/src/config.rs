@@ -93,7 +93,7 @@ pub struct NodeConfig {
     /// How long to wait after a GRAFT before asking the next announcer.
     pub graft_retry: Duration,
     /// The GRAFT_MISS grace. Every node keeps a message it received for at least twice this
-    /// long, even past `store_bytes` (up to four times it), so that the GRAFTs its IHAVEs
+    /// long, even past `store_bytes` (up to twice it), so that the GRAFTs its IHAVEs
     /// invite can be answered. A GRAFT_MISS ("no longer held") that arrives less than this
     /// long after the same peer's IHAVE for the id is counted (`graft_misses_too_soon`);
     /// either way the next announcer is asked at once and nobody is scored.
@@ -289,7 +289,7 @@ impl Default for NodeConfig {
             // announcement can sit in a slow session's queue until `stall_timeout` (10 s)
             // closes it, so messages are kept up to that long; the byte bound decides at high
             // rates. Every message is held at least 2 × `graft_miss_grace` even past it (up to
-            // 4 × `store_bytes`), and a GRAFT for a message dropped later is answered with
+            // 2 × `store_bytes`), and a GRAFT for a message dropped later is answered with
             // GRAFT_MISS, which blames nobody: so the bound can be small (a burst of 1000
             // simultaneous 1 KiB broadcasts passes `overlay-sim scale --scenario all-send`
             // with it). See docs/PERFORMANCE.md.
@@ -438,14 +438,14 @@ fn check(ok: bool, setting: &'static str, accepted: &'static str) -> Result<(), 
 
 impl NodeConfig {
     /// Bytes the GRAFT store may hold at most: past `store_bytes` it keeps only messages
-    /// younger than 2 × `graft_miss_grace`, up to four times `store_bytes`, and always room
+    /// younger than 2 × `graft_miss_grace`, up to twice `store_bytes`, and always room
     /// for one message of the largest size with its signature (so every message can be held
     /// for the grace).
     pub fn store_bytes_ceiling(&self) -> usize {
         let largest = self.max_message_bytes
             + crate::wire::SIGNED_GOSSIP_HEADER_LEN
             + crate::cache::STORED_MESSAGE_OVERHEAD;
-        self.store_bytes.saturating_mul(4).max(largest)
+        self.store_bytes.saturating_mul(2).max(largest)
     }
 
     /// How long the TCP connect of a dial may take: `connect_timeout`, capped by

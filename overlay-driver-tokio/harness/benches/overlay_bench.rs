@@ -18,8 +18,9 @@
 //!   listening, no sessions) and `rss_settled_kb` (sessions up, no messages yet), so the peak
 //!   can be split into process base, idle nodes, sessions and traffic.
 //! - `pair`: node A broadcasts M messages of B bytes as fast as the API accepts them (up to
-//!   `--window W` calls in flight, default 128; a refusal for backpressure waits 1 ms and
-//!   retries), node B receives. Keys: `msgs_per_s`, `mb_per_s`,
+//!   `--window W` messages in flight, default 128; a refusal for backpressure waits 1 ms and
+//!   retries; `--batch N` sends N messages per `Overlay::broadcast_batch` call instead of one
+//!   `Overlay::broadcast` call each), node B receives. Keys: `msgs_per_s`, `mb_per_s`,
 //!   `p50_ms`, `p99_ms`, `peak_rss_kb`, and `lost` (messages B's subscriber lost by falling
 //!   behind its bounded feed; counted, not waited for), `cpu_us_per_msg` (this process's CPU
 //!   time over the run per message received: both nodes, TLS and the bench's own tasks),
@@ -29,7 +30,8 @@
 //!   `--signed 0` (`origin_auth = none`), `--store-ttl-ms T` and `--store-bytes B` (how long
 //!   and how many bytes each node keeps messages for GRAFT answers; default: the
 //!   `NodeConfig` defaults), `--max-queue-frames F` (frames a session queues beyond the
-//!   peer's credit before the node reports busy; default 2048) and `--replay-events N` (deliveries each node keeps for
+//!   peer's credit before the node reports busy; default 2048), `--credit-window-frames C`
+//!   (frames of credit each node grants its peers; default 512) and `--replay-events N` (deliveries each node keeps for
 //!   `Overlay::resume`; default 1024, 0 keeps none). The ring keeps only once a resumable
 //!   subscriber exists: `--resumable 1` makes the bench's subscribers resumable (as the
 //!   HTTP `GET /v1/gossip` stream is), so the ring's cost is counted; by default they are
@@ -60,7 +62,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use overlay_proto::{MessageId, NodeConfig, OriginAuth};
-use svc_overlay::api::{Overlay, ReplayBounds};
+use svc_overlay::api::{Error, Overlay, OverlayError, ReplayBounds};
 
 /// `--name value` arguments after the mode.
 #[derive(Clone)]
@@ -95,7 +97,7 @@ impl Args {
 fn usage(why: &str) -> ! {
     eprintln!("overlay_bench: {why}");
     eprintln!(
-        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --replay-events N --resumable 0|1]\n       overlay_bench pair [--messages M --size B --window W --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --replay-events N --resumable 0|1]\n       overlay_bench ready [--runs N]\n       overlay_bench sessions [--count K --concurrency C]"
+        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1]\n       overlay_bench pair [--messages M --size B --window W --batch N --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1]\n       overlay_bench ready [--runs N]\n       overlay_bench sessions [--count K --concurrency C]"
     );
     std::process::exit(2)
 }
@@ -205,8 +207,8 @@ impl Rng {
 /// The node configuration of the `mesh` and `pair` modes: the defaults, except
 /// `--signed 0` (`origin_auth = none`; the default `1` signs every broadcast) and
 /// `--store-ttl-ms T` (how long messages are kept for GRAFT; default 30 s), `--store-bytes B`
-/// and `--max-queue-frames F` (frames queued per session beyond the peer's credit before
-/// the node reports busy; default 2048).
+/// `--max-queue-frames F` (frames queued per session beyond the peer's credit before the
+/// node reports busy; default 2048) and `--credit-window-frames C` (default 512).
 fn node_config(args: &Args) -> NodeConfig {
     let mut config = NodeConfig::default();
     if args.get("signed", 1) == 0 {
@@ -224,6 +226,11 @@ fn node_config(args: &Args) -> NodeConfig {
     }
     if args.0.contains_key("max-queue-frames") {
         config.max_queue_frames = (args.get("max-queue-frames", 1) as usize).max(1);
+    }
+    if args.0.contains_key("credit-window-frames") {
+        config.credit_window_frames = u32::try_from(args.get("credit-window-frames", 512))
+            .unwrap_or(u32::MAX)
+            .max(config.min_peer_window_frames);
     }
     config
 }
@@ -508,39 +515,61 @@ async fn pair(args: &Args) -> String {
     let payload = Bytes::from(vec![0x42u8; size]);
     let mut sent: Vec<(u64, Instant)> = Vec::with_capacity(messages as usize);
     let window = args.get("window", 128).max(1) as usize;
+    // `--batch N` > 1: `Overlay::broadcast_batch` of N messages per call (one round trip to
+    // the node for N), `window / N` calls in flight; 1 (default): one `broadcast` per message.
+    let batch = (args.get("batch", 1).max(1) as usize).min(window);
     let (own0, all0) = cpu_ticks();
     let start = Instant::now();
     let mut refusals = 0u64;
     // Up to `window` broadcasts in flight (the API takes concurrent calls); a refusal for
     // backpressure waits 1 ms and retries that message.
-    let attempt = |delay: bool| {
+    let attempt = |count: usize, delay: bool| {
         let payload = payload.clone();
         async move {
             if delay {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             let at = Instant::now();
-            (a.broadcast(payload).await, at)
+            let results = if batch == 1 {
+                vec![a.broadcast(payload).await]
+            } else {
+                match a.broadcast_batch(std::iter::repeat_n(payload, count)).await {
+                    Ok(results) => results,
+                    Err(e) => vec![Err(e)],
+                }
+            };
+            (results, count, at)
         }
     };
     let mut inflight = FuturesUnordered::new();
     let mut issued = 0u64;
     let mut accepted = 0u64;
     while accepted < messages {
-        while inflight.len() < window && issued < messages {
-            inflight.push(attempt(false));
-            issued += 1;
+        while inflight.len() * batch < window && issued < messages {
+            let count = batch.min((messages - issued) as usize);
+            inflight.push(attempt(count, false));
+            issued += count as u64;
         }
-        match inflight.next().await {
-            Some((Ok(id), at)) => {
-                sent.push((short_id(&id), at));
-                accepted += 1;
+        let Some((results, count, at)) = inflight.next().await else {
+            break;
+        };
+        let mut retry = 0;
+        for result in results {
+            match result {
+                Ok(id) => {
+                    sent.push((short_id(&id), at));
+                    accepted += 1;
+                }
+                Err(Error::Overlay(OverlayError::ShuttingDown)) => {
+                    panic!("pair: node A stopped during the run")
+                }
+                Err(_) => retry += 1,
             }
-            Some((Err(_), _)) => {
-                refusals += 1;
-                inflight.push(attempt(true));
-            }
-            None => break,
+        }
+        debug_assert!(retry <= count);
+        if retry > 0 {
+            refusals += retry as u64;
+            inflight.push(attempt(retry, true));
         }
     }
     let finished = tokio::time::timeout(Duration::from_secs(60), receiver).await;

@@ -57,7 +57,7 @@ pub use topic::{Event, EventStream, Topic, TopicSender};
 pub use validation::{PendingValidation, Validator};
 
 use crate::runtime::metrics::DriverCounters;
-use crate::runtime::node_task::Command;
+use crate::runtime::node_task::{Command, MAX_BROADCAST_BATCH};
 use crate::runtime::{DriverStats, TokioNet};
 
 /// Something the node reports to its supervisor (the "kernel").
@@ -277,6 +277,48 @@ impl Overlay {
         self.command(|reply| Command::Broadcast { payload, reply })
             .await?
             .map_err(Error::from)
+    }
+
+    /// Broadcasts several messages to the default topic, in order, with one round trip to
+    /// the node per 64 messages instead of one per message (for
+    /// publishers with many messages at hand). Each message gets its own result, as if
+    /// [`Overlay::broadcast`] had been called for each in turn: a message refused for
+    /// backpressure ([`OverlayError::Busy`]) is not sent, and the ones after it are tried
+    /// all the same. `Err` only when the node has stopped.
+    pub async fn broadcast_batch(
+        &self,
+        payloads: impl IntoIterator<Item = Bytes>,
+    ) -> Result<Vec<Result<MessageId, Error>>, Error> {
+        let mut payloads = payloads.into_iter().peekable();
+        let mut results = Vec::new();
+        while payloads.peek().is_some() {
+            let batch: Vec<Bytes> = payloads.by_ref().take(MAX_BROADCAST_BATCH).collect();
+            let answer = self
+                .command(|reply| Command::BroadcastBatch {
+                    payloads: batch,
+                    reply,
+                })
+                .await?;
+            let first = results.len();
+            results.extend(
+                answer
+                    .results
+                    .into_iter()
+                    .map(|r| r.map(|r| r.map_err(Error::from))),
+            );
+            for (index, later) in answer.later {
+                let result = later
+                    .await
+                    .map_err(|_| Error::Overlay(OverlayError::ShuttingDown))?;
+                if let Some(slot) = results.get_mut(first + index) {
+                    *slot = Some(result.map_err(Error::from));
+                }
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(Error::Overlay(OverlayError::ShuttingDown))))
+            .collect())
     }
 
     /// Broadcasts a message to `topic`; [`OverlayError::NotJoined`] when the node is not in

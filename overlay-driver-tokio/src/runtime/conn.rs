@@ -41,6 +41,8 @@ const FILL_READS: usize = 16;
 const FILL_MIN_ROOM: usize = 512;
 /// A writer gathers queued frames up to this many bytes into one write.
 const WRITE_BATCH: usize = 256 * 1024;
+/// Queue-time stamps a writer keeps room for between batches.
+const IDLE_STAMPS: usize = 16;
 /// Pieces handed to one vectored write call at most (a forwarded gossip frame is two: its
 /// header and the payload it shares with the node's other connections).
 const MAX_IOVECS: usize = 128;
@@ -315,7 +317,13 @@ where
                 queued_at,
             }) => {
                 total += bytes;
-                batch.extend(frames);
+                // The first message's list becomes the batch (no copy, and nothing kept
+                // allocated between batches).
+                if batch.is_empty() {
+                    batch = frames;
+                } else {
+                    batch.extend(frames);
+                }
                 stamps.push(queued_at);
                 while total < WRITE_BATCH {
                     match rx.try_recv() {
@@ -357,12 +365,11 @@ where
             }
             credit.give_back(total);
             total = 0;
-            batch.clear();
+            // Frees the frames (and their shared payloads' references) and the list: an idle
+            // connection keeps no batch memory.
+            batch = Vec::new();
             stamps.clear();
-            if batch.capacity() > MAX_IOVECS * 4 {
-                batch = Vec::new();
-            }
-            if stamps.capacity() > MAX_IOVECS * 4 {
+            if stamps.capacity() > IDLE_STAMPS {
                 stamps = Vec::new();
             }
         }
@@ -400,13 +407,18 @@ async fn write_batch<W: AsyncWrite + Unpin>(wr: &mut W, batch: &[Bytes]) -> io::
         if first == batch.len() {
             break;
         }
-        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-        let mut used = 0;
-        for (i, bytes) in batch[first..].iter().take(MAX_IOVECS).enumerate() {
-            slices[i] = IoSlice::new(if i == 0 { &bytes[offset..] } else { bytes });
-            used = i + 1;
-        }
-        let mut written = wr.write_vectored(&slices[..used]).await?;
+        // The slices live on the stack of one poll only, not in the writer task's future
+        // (which every connection keeps allocated for its whole life).
+        let mut written = std::future::poll_fn(|cx| {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut used = 0;
+            for (i, bytes) in batch[first..].iter().take(MAX_IOVECS).enumerate() {
+                slices[i] = IoSlice::new(if i == 0 { &bytes[offset..] } else { bytes });
+                used = i + 1;
+            }
+            std::pin::Pin::new(&mut *wr).poll_write_vectored(cx, &slices[..used])
+        })
+        .await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

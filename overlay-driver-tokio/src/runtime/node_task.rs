@@ -57,6 +57,12 @@ pub(crate) enum Command {
         payload: Bytes,
         reply: oneshot::Sender<Result<MessageId, CoreError>>,
     },
+    /// `Input::Broadcast` for each payload, in order, with one answer for all of them
+    /// ([`crate::api::Overlay::broadcast_batch`]; at most [`MAX_BROADCAST_BATCH`]).
+    BroadcastBatch {
+        payloads: Vec<Bytes>,
+        reply: oneshot::Sender<BatchAnswer>,
+    },
     /// `Input::Publish`.
     Publish {
         topic: TopicId,
@@ -120,6 +126,19 @@ pub(crate) enum Command {
         id: u64,
         verdict: overlay_proto::Verdict,
     },
+}
+
+/// Payloads one [`Command::BroadcastBatch`] carries at most (the API splits larger batches):
+/// a batch is handled in one go, so this bounds how long it holds the node task.
+pub(crate) const MAX_BROADCAST_BATCH: usize = 64;
+
+/// The answer to a [`Command::BroadcastBatch`]: one result per payload, in order. A result
+/// the core did not give while the batch was applied (none does today) is `None` here and
+/// arrives on its receiver in `later`.
+#[derive(Debug, Default)]
+pub(crate) struct BatchAnswer {
+    pub(crate) results: Vec<Option<Result<MessageId, CoreError>>>,
+    pub(crate) later: Vec<(usize, oneshot::Receiver<Result<MessageId, CoreError>>)>,
 }
 
 /// Answers an API dial.
@@ -238,6 +257,9 @@ pub(crate) struct NodeTask<N: Net> {
     broadcasts: HashMap<u64, oneshot::Sender<Result<MessageId, CoreError>>>,
     /// The caller of the broadcast being applied (answered without a trip through the map).
     answering: Option<(u64, oneshot::Sender<Result<MessageId, CoreError>>)>,
+    /// The request of a batch's broadcast being applied and, once the core gave it, its
+    /// result.
+    collecting: Option<(u64, Option<Result<MessageId, CoreError>>)>,
     sends: HashMap<u64, oneshot::Sender<Result<(), CoreError>>>,
     /// Callers of `Input::Dial`, by request tag, until the core's final answer
     /// (`DialAnswer`, `SessionEvent::Up` or `DialResult`).
@@ -292,6 +314,7 @@ impl<N: Net> NodeTask<N> {
             next_request: 1,
             broadcasts: HashMap::new(),
             answering: None,
+            collecting: None,
             sends: HashMap::new(),
             dials_waiting: HashMap::new(),
             pending_reconfigure: None,
@@ -716,6 +739,7 @@ impl<N: Net> NodeTask<N> {
                 let request = self.next_request();
                 self.answer_soon(request, reply, Input::Broadcast { request, payload });
             }
+            Command::BroadcastBatch { payloads, reply } => self.broadcast_batch(payloads, reply),
             Command::Publish {
                 topic,
                 payload,
@@ -821,6 +845,30 @@ impl<N: Net> NodeTask<N> {
         if let Some((request, reply)) = self.answering.take() {
             self.broadcasts.insert(request, reply);
         }
+    }
+
+    /// Applies one `Input::Broadcast` per payload, in order, collecting the core's answers
+    /// as they are given; one reply for the whole batch.
+    fn broadcast_batch(&mut self, payloads: Vec<Bytes>, reply: oneshot::Sender<BatchAnswer>) {
+        let mut answer = BatchAnswer {
+            results: Vec::with_capacity(payloads.len()),
+            later: Vec::new(),
+        };
+        for payload in payloads {
+            let request = self.next_request();
+            self.collecting = Some((request, None));
+            self.input(Input::Broadcast { request, payload }, None);
+            match self.collecting.take() {
+                Some((_, Some(result))) => answer.results.push(Some(result)),
+                _ => {
+                    let (tx, rx) = oneshot::channel();
+                    self.broadcasts.insert(request, tx);
+                    answer.later.push((answer.results.len(), rx));
+                    answer.results.push(None);
+                }
+            }
+        }
+        let _ = reply.send(answer);
     }
 
     fn next_request(&mut self) -> u64 {
@@ -971,6 +1019,12 @@ impl<N: Net> NodeTask<N> {
             }
             Action::Client(event) => self.on_client_event(event),
             Action::BroadcastResult { request, result } => {
+                if let Some((asked, slot)) = self.collecting.as_mut() {
+                    if *asked == request {
+                        *slot = Some(result);
+                        return;
+                    }
+                }
                 let reply = match self.answering.take() {
                     Some((asked, reply)) if asked == request => Some(reply),
                     other => {

@@ -10,6 +10,7 @@ use crate::action::{Action, Delivery};
 use crate::cache::StoredMessage;
 use crate::error::OverlayError;
 use crate::peer::{ConnId, MessageId, PeerId};
+use crate::plumtree::PlumtreeOutput;
 use crate::precheck;
 use crate::score::Penalty;
 use crate::sessions::Sessions;
@@ -630,7 +631,7 @@ impl Node {
                     if m.topic == topic && m.grafted == Some((key, conn)) && taken.insert(id) =>
                 {
                     self.stats.graft_misses_received += 1;
-                    // Counted, not scored: a store's hold is bounded (4 × `store_bytes`), so an
+                    // Counted, not scored: a store's hold is bounded (2 × `store_bytes`), so an
                     // honest node under a burst drops young messages too (the soak had a
                     // publisher score an honest daemon out of its tree for a dozen of them),
                     // and a peer that answers "gone" costs us only one round trip: the next
@@ -805,9 +806,16 @@ impl Node {
                 s.is_running() && scores.standing(&s.peer) < crate::score::Standing::Lazy
             })
         };
-        let promoted = tree.refill_eager(now, &mut self.rng, may_be_eager);
-        for key in promoted {
-            self.tell_eager(topic, key);
+        let _promoted = tree.refill_eager(now, &mut self.rng, may_be_eager);
+        self.drain_tree(topic);
+    }
+
+    /// Carries out the decisions `topic`'s tree queued, in the order it made them.
+    pub(super) fn drain_tree(&mut self, topic: &TopicId) {
+        while let Some(output) = self.trees.get_mut(topic).and_then(|t| t.poll_output()) {
+            match output {
+                PlumtreeOutput::TellEager(key) => self.tell_eager(topic, key),
+            }
         }
     }
 

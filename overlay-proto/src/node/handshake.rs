@@ -11,7 +11,9 @@ use crate::frame::{flags, Frame, Header, HelloReply, StatusCode};
 use crate::peer::{ConnId, DialId, Direction, PeerId};
 use crate::ratelimit::TokenBucket;
 use crate::session::{ConnectionInfo, ControlBuckets, Grant, Phase, Session};
-use crate::sessions::handshake::{check_hello, step, Admission, HelloRefusal, Step, WindowFloor};
+use crate::sessions::handshake::{
+    check_hello, our_hello, step, Admission, HelloRefusal, Started, Step, WindowFloor,
+};
 use crate::stats::RejectReason;
 use crate::wire::{HelloOverlay, HelloRequestBody, Operation};
 
@@ -138,6 +140,11 @@ impl Node {
             );
             return;
         }
+        // A latency probe is judged before the duplicate rule: a probe whose peer dialed us
+        // meanwhile must not win the tie-break and close that running session.
+        if self.reject_probe(key) {
+            return;
+        }
         if let Some(existing) = self.sessions.key_of_peer(&peer) {
             if !self.resolve_duplicate(existing, key) {
                 return;
@@ -147,9 +154,6 @@ impl Node {
         if dial.is_some() {
             // TLS proved who answers at this address: pin it against later hints.
             self.membership.pin(&remote, peer);
-        }
-        if self.reject_probe(key) {
-            return;
         }
         if direction == Direction::Outbound {
             self.send_hello(key);
@@ -181,14 +185,12 @@ impl Node {
     }
 
     fn hello_overlay(&self) -> HelloOverlay {
-        HelloOverlay {
-            overlay: 1,
-            peer_id: self.identity.peer_id.to_string(),
-            listen: self.identity.listen_addr.map(|a| a.to_string()),
-            credit_frames: self.config.credit_window_frames,
-            credit_bytes: self.config.credit_window_bytes,
-            graft_miss: true,
-        }
+        our_hello(
+            &self.identity.peer_id,
+            self.identity.listen_addr,
+            self.config.credit_window_frames,
+            self.config.credit_window_bytes,
+        )
     }
 
     fn control_header(&self, flags: u16, code: u16, app_proto_id: u16, corr_id: u64) -> Header {
@@ -420,11 +422,15 @@ impl Node {
             .push_back(Action::Rejected { conn, peer, reason });
     }
 
-    /// The handshake finished: the session joins gossip (its topics) and membership.
+    /// The handshake finished: the sessions machine reports the session up (drained here).
     fn open_session(&mut self, key: SessionKey, grant: Grant) {
-        let Some(started) = self.sessions.start_running(key, grant) else {
-            return;
-        };
+        self.sessions.start_running(key, grant);
+        self.drain_sessions();
+    }
+
+    /// A session is up (the sessions machine's [`Started`]): it joins gossip (its topics)
+    /// and membership, and the driver is told.
+    pub(super) fn on_session_up(&mut self, key: SessionKey, started: Started) {
         let Some((peer, listen)) = self.session(key).map(|s| (s.peer, s.listen)) else {
             return;
         };

@@ -209,6 +209,9 @@ impl Node {
             match reason {
                 CloseReason::SelfConnection => self.membership.forget(&addr),
                 CloseReason::Duplicate | CloseReason::Shutdown => {}
+                // A probe not kept, or a slow link swapped for a faster one: the peer did
+                // nothing wrong, so it stays known without a failure or back-off.
+                CloseReason::Optimized => self.learn_peer(addr, Some(session.peer), false),
                 _ => {
                     // Whether the session failed or ran and then dropped, wait before
                     // reconnecting: a crashed peer must not be hammered.

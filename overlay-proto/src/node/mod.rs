@@ -400,7 +400,7 @@ impl Node {
 
     /// Carries out the sessions machine's decisions, in the order it made them: closes
     /// (a connection to ourselves first makes membership forget its address; a handshake
-    /// timeout and an unresponsive peer are counted).
+    /// timeout and an unresponsive peer are counted) and sessions up.
     fn drain_sessions(&mut self) {
         while let Some(output) = self.sessions.poll_output() {
             match output {
@@ -423,6 +423,7 @@ impl Node {
                     }
                     self.close_session_for(key, reason, winner);
                 }
+                SessionsOutput::Up { key, started } => self.on_session_up(key, started),
             }
         }
     }

@@ -72,7 +72,9 @@ impl Node {
         if !self.membership.optimizer_mut().due(now) {
             return;
         }
-        if self.membership_count() < self.config.active_target || self.membership.dial_slots_full()
+        if self.membership_count() < self.config.active_target
+            || self.membership_count() >= self.config.max_sessions
+            || self.membership.dial_slots_full()
         {
             return;
         }
@@ -104,7 +106,8 @@ impl Node {
 
     /// The connection of our dial `key` is up (TLS done, handshake not started): when it is the
     /// round's probe and not clearly faster than the slowest droppable link (or its peer may not
-    /// be preferred), it is closed here and true is returned.
+    /// be preferred, or already has a session with us), it is closed here and true is returned.
+    /// A probe an operator's dial has joined meanwhile is an ordinary dial from then on.
     pub(super) fn reject_probe(&mut self, key: SessionKey) -> bool {
         let Some(s) = self.session(key) else {
             return false;
@@ -117,9 +120,22 @@ impl Node {
         {
             return false;
         }
-        let eligible = self.scores.standing(&s.peer) == Standing::Good;
-        let worst = self.slowest_droppable(None).map(|(_, w)| w);
+        let (peer, asked_for) = (s.peer, !s.dial_requests.is_empty());
         let now = self.now;
+        if asked_for {
+            // Someone asked for this peer: keep the connection, end the round unswapped.
+            self.membership.optimizer_mut().finish(now, false);
+            return false;
+        }
+        if self.sessions.key_of_peer(&peer).is_some_and(|k| k != key) {
+            // The peer dialed us while the probe was on its way: the running session stays.
+            self.membership.optimizer_mut().finish(now, false);
+            self.stats.link_probes_rejected += 1;
+            self.close_session(key, CloseReason::Optimized);
+            return true;
+        }
+        let eligible = self.scores.standing(&peer) == Standing::Good;
+        let worst = self.slowest_droppable(None).map(|(_, w)| w);
         let judgement = self
             .membership
             .optimizer_mut()

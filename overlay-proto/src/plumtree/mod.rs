@@ -30,7 +30,7 @@ pub(crate) use claims::{ClaimOutcome, Proposal, Proposed, Settled, SwapClaims};
 pub(crate) use missing::MissingIds;
 
 use core::time::Duration;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use rand_core::RngCore;
 
@@ -99,6 +99,8 @@ pub(crate) struct Link {
     first_copy_at: Option<Instant>,
     /// When this link last changed between eager and lazy (or opened).
     role_since: Instant,
+    /// When this link joined the tree.
+    joined_at: Instant,
     /// When we last sent PRUNE to the peer.
     pub(crate) pruned_at: Option<Instant>,
     /// When a tree optimisation chose a shortcut over this (eager) link without pruning it
@@ -132,6 +134,7 @@ impl Link {
             dup_streak: 0,
             first_copy_at: None,
             role_since: now,
+            joined_at: now,
             pruned_at: None,
             replaced_at: None,
             shortcut_tallies: [None; SHORTCUT_TALLIES],
@@ -150,6 +153,14 @@ pub(crate) struct Announced {
     pub(crate) overflow: u64,
 }
 
+/// What a topic's tree asks the node to carry out, in the order it decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlumtreeOutput {
+    /// The tree made this link eager on its own initiative ([`Plumtree::refill_eager`]): tell
+    /// the peer (an empty GRAFT), so the link is eager on both ends.
+    TellEager(Neighbor),
+}
+
 /// The broadcast tree of one topic: which neighbours are eager and lazy in it.
 #[derive(Debug)]
 pub(crate) struct Plumtree {
@@ -166,11 +177,13 @@ pub(crate) struct Plumtree {
     lateness: Duration,
     /// When this node last accepted a new message of the topic: a tree optimisation based on
     /// an older message may rest on a tree that has changed since.
-    last_first_copy_at: Instant,
+    last_first_copy_at: Option<Instant>,
     /// When this node last asked peers for members of the topic (TOPIC_PEERS).
     pub(crate) asked_at: Option<Instant>,
     /// Reused scratch space for sampling lazy links.
     scratch: Vec<Neighbor>,
+    /// Decisions for the node, oldest first.
+    outputs: VecDeque<PlumtreeOutput>,
 }
 
 /// A uniform index below `n` (0 when `n <= 1`, drawing nothing).
@@ -190,10 +203,16 @@ impl Plumtree {
             lazy: Vec::new(),
             links: BTreeMap::new(),
             lateness: Duration::ZERO,
-            last_first_copy_at: Instant::ZERO,
+            last_first_copy_at: None,
             asked_at: None,
             scratch: Vec::new(),
+            outputs: VecDeque::new(),
         }
+    }
+
+    /// The next decision for the node to carry out, oldest first.
+    pub(crate) fn poll_output(&mut self) -> Option<PlumtreeOutput> {
+        self.outputs.pop_front()
     }
 
     /// New settings (live reconfiguration); call [`Plumtree::trim_eager`] and
@@ -227,13 +246,16 @@ impl Plumtree {
         self.links.get(&key).is_some_and(|l| l.eager)
     }
 
-    /// True when `key` is in the tree and carries no tree edge: lazy, or eager with no
-    /// message accepted here since it became eager (a new link before the first message
-    /// shaped the tree around it).
+    /// True when `key` is in the tree and carries no tree edge: lazy, or eager since it
+    /// joined the tree with no message accepted here since then (a new link before the first
+    /// message shaped the tree around it). A link made eager later (a first copy over a lazy
+    /// link, a GRAFT from a peer that repairs through us) is an edge.
     pub(crate) fn carries_no_edge(&self, key: Neighbor) -> bool {
-        self.links
-            .get(&key)
-            .is_some_and(|l| !l.eager || l.role_since >= self.last_first_copy_at)
+        self.links.get(&key).is_some_and(|l| {
+            !l.eager
+                || (l.role_since == l.joined_at
+                    && self.last_first_copy_at.is_none_or(|t| l.joined_at > t))
+        })
     }
 
     /// Neighbour up: `key` joins the tree, eager unless `eager` is false (the peer's score
@@ -314,16 +336,16 @@ impl Plumtree {
     }
 
     /// Keeps at least α eager links after losing one: promotes random lazy links that
-    /// `may_be_eager` allows, and returns them in promotion order (the caller tells each peer
-    /// with an empty GRAFT, so the link is eager on both ends).
-    #[must_use]
+    /// `may_be_eager` allows and queues [`PlumtreeOutput::TellEager`] for each, in promotion
+    /// order (the node tells each peer with an empty GRAFT, so the link is eager on both
+    /// ends). Returns how many were promoted.
     pub(crate) fn refill_eager(
         &mut self,
         now: Instant,
         rng: &mut impl RngCore,
         may_be_eager: impl Fn(Neighbor) -> bool,
-    ) -> Vec<Neighbor> {
-        let mut promoted = Vec::new();
+    ) -> usize {
+        let mut promoted = 0;
         while self.eager.len() < self.params.alpha {
             let candidates: Vec<Neighbor> = self
                 .lazy
@@ -340,7 +362,8 @@ impl Plumtree {
             if !self.make_eager(now, key) {
                 break;
             }
-            promoted.push(key);
+            self.outputs.push_back(PlumtreeOutput::TellEager(key));
+            promoted += 1;
         }
         promoted
     }
@@ -355,7 +378,7 @@ impl Plumtree {
 
     /// A new message of the topic was accepted (from a peer, from validation).
     pub(crate) fn on_new_message(&mut self, now: Instant) {
-        self.last_first_copy_at = now;
+        self.last_first_copy_at = Some(now);
     }
 
     /// The payload of a message arrived from `key` while the application validates it: the
@@ -634,7 +657,7 @@ impl Plumtree {
     /// True when no other message of the topic was accepted after `seen_at` (the tree is
     /// taken as unchanged since the evidence of a swap).
     pub(crate) fn unchanged_since(&self, seen_at: Instant) -> bool {
-        self.last_first_copy_at <= seen_at
+        self.last_first_copy_at.is_none_or(|t| t <= seen_at)
     }
 }
 
@@ -664,6 +687,30 @@ mod tests {
             assert!(!t.add_link(at(0), k, true, &[]));
         }
         t
+    }
+
+    #[test]
+    fn only_links_eager_since_they_joined_with_no_message_since_carry_no_edge() {
+        let mut t = tree(3);
+        assert!(!t.add_link(at(0), 3, false, &[]));
+        // Before any message no eager link is a tree edge yet, and a lazy link never is.
+        assert!((0..4).all(|k| t.carries_no_edge(k)));
+        t.on_new_message(at(10));
+        assert!(!t.carries_no_edge(0));
+        assert!(t.carries_no_edge(3));
+        // A link opened after the last message is not an edge yet.
+        assert!(!t.add_link(at(20), 4, true, &[]));
+        assert!(t.carries_no_edge(4));
+        // A lazy link made eager at the moment it brings a first copy is an edge at once,
+        // and so is a link a peer GRAFTs after our last message.
+        assert!(t.make_eager(at(30), 3));
+        t.on_first_copy(at(30), 3);
+        t.on_new_message(at(30));
+        assert!(!t.carries_no_edge(3));
+        assert!(t.make_lazy(at(40), 2));
+        assert!(t.make_eager(at(50), 2));
+        assert!(!t.carries_no_edge(2));
+        assert!(!t.carries_no_edge(99));
     }
 
     #[test]
@@ -779,15 +826,19 @@ mod tests {
         assert!(!t.remove(0), "gone");
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         // Link 3's peer may not be eager (its score): never promoted.
-        let promoted = t.refill_eager(at(5), &mut rng, |k| k != 3);
-        assert_eq!(promoted.len(), 1);
-        assert_ne!(promoted[0], 3);
+        assert_eq!(t.refill_eager(at(5), &mut rng, |k| k != 3), 1);
+        let Some(PlumtreeOutput::TellEager(promoted)) = t.poll_output() else {
+            panic!("the promoted peer is to be told");
+        };
+        assert_eq!(t.poll_output(), None);
+        assert_ne!(promoted, 3);
         assert_eq!(t.eager().len(), 2);
-        assert!(t.is_eager(promoted[0]));
+        assert!(t.is_eager(promoted));
         // Nothing to promote: the tree stays short.
         let mut lone = Plumtree::new(p);
         lone.add_link(at(0), 9, false, &[]);
-        assert!(lone.refill_eager(at(5), &mut rng, |_| false).is_empty());
+        assert_eq!(lone.refill_eager(at(5), &mut rng, |_| false), 0);
+        assert_eq!(lone.poll_output(), None);
     }
 
     #[test]

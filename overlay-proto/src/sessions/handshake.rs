@@ -4,7 +4,7 @@
 //! rule, the handshake deadline and the failure detector's verdicts. Token checks are the
 //! node's (they need its key ring); everything here decides from the session alone.
 
-use core::net::IpAddr;
+use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
 
 use super::{SessionKey, Sessions, SessionsOutput};
@@ -52,6 +52,25 @@ pub(crate) fn step(phase: Phase, header: &Header, app_proto_id: u16) -> Step {
             Step::StartReply
         }
         _ => Step::Unexpected,
+    }
+}
+
+/// The overlay keys of our HELLO (request or reply): overlay 1, our identity and listen
+/// address, the window we grant (`credit_frames`, `credit_bytes`), and that we answer GRAFT
+/// for ids we no longer hold with GRAFT_MISS.
+pub(crate) fn our_hello(
+    me: &PeerId,
+    listen: Option<SocketAddr>,
+    credit_frames: u32,
+    credit_bytes: u32,
+) -> HelloOverlay {
+    HelloOverlay {
+        overlay: 1,
+        peer_id: me.to_string(),
+        listen: listen.map(|a| a.to_string()),
+        credit_frames,
+        credit_bytes,
+        graft_miss: true,
     }
 }
 
@@ -144,7 +163,8 @@ pub(crate) struct Duplicate {
     pub(crate) answer_now: Option<(ConnId, Vec<u64>)>,
 }
 
-/// A session that finished its handshake ([`Sessions::start_running`]).
+/// A session that finished its handshake ([`Sessions::start_running`], reported in
+/// [`SessionsOutput::Up`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Started {
     /// The event for the driver (with the callers' dial tags).
@@ -229,7 +249,7 @@ impl Sessions {
         &mut self,
         key: SessionKey,
         hello: &HelloOverlay,
-        listen: Option<core::net::SocketAddr>,
+        listen: Option<SocketAddr>,
     ) {
         if let Some(s) = self.get_mut(key) {
             s.listen = listen;
@@ -246,11 +266,13 @@ impl Sessions {
         }
     }
 
-    /// The handshake of session `key` finished with the peer's `grant`: it runs. Returns the
-    /// event for the driver (the callers' dial tags move into it) and the pre-auth slot to
-    /// give back.
-    pub(crate) fn start_running(&mut self, key: SessionKey, grant: Grant) -> Option<Started> {
-        let s = self.get_mut(key)?;
+    /// The handshake of session `key` finished with the peer's `grant`: it runs, and
+    /// [`SessionsOutput::Up`] is queued with the event for the driver (the callers' dial tags
+    /// move into it) and the pre-auth slot to give back.
+    pub(crate) fn start_running(&mut self, key: SessionKey, grant: Grant) {
+        let Some(s) = self.get_mut(key) else {
+            return;
+        };
         s.phase = Phase::Running;
         s.grant = grant;
         let released_preauth = std::mem::take(&mut s.holds_preauth).then_some(s.remote.ip());
@@ -261,10 +283,11 @@ impl Sessions {
             dial: s.dial,
             requests: std::mem::take(&mut s.dial_requests),
         };
-        Some(Started {
+        let started = Started {
             event,
             released_preauth,
-        })
+        };
+        self.push_output(SessionsOutput::Up { key, started });
     }
 
     /// The periodic check at `now`: a session still handshaking `handshake_timeout` after it

@@ -7,7 +7,7 @@
 //! which frame the phase expects, whether a HELLO is acceptable, which of two sessions with one
 //! peer survives, when a session that did not finish its handshake or stopped answering
 //! closes. [`Sessions`] carries those decisions out on its own state and queues what the node
-//! must do about them ([`SessionsOutput`]: close a connection, a session is up); the node drains
+//! must do about them ([`SessionsOutput`]: close a session, a session is up); the node drains
 //! the queue and routes each output to gossip, membership and the driver, in the order the data
 //! path reads. The machine knows nothing of gossip, membership or tokens: it is tested alone.
 
@@ -34,6 +34,13 @@ pub(crate) enum SessionsOutput {
         reason: CloseReason,
         /// The surviving session's connection, for a duplicate.
         winner: Option<ConnId>,
+    },
+    /// Session `key` finished its handshake and runs.
+    Up {
+        /// The session.
+        key: SessionKey,
+        /// The event for the driver and the pre-auth slot to give back.
+        started: handshake::Started,
     },
 }
 

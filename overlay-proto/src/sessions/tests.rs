@@ -8,7 +8,8 @@ use core::net::SocketAddr;
 use core::time::Duration;
 
 use super::handshake::{
-    check_hello, new_session_wins, step, Admission, HelloRefusal, Step, WindowFloor,
+    check_hello, new_session_wins, our_hello, step, Admission, HelloRefusal, Started, Step,
+    WindowFloor,
 };
 use super::{SessionKey, Sessions, SessionsOutput};
 use crate::action::{CloseReason, SessionEvent};
@@ -90,6 +91,15 @@ fn hello(who: &PeerId, frames: u32, bytes: u32) -> HelloOverlay {
     }
 }
 
+/// Runs session `key` with `grant` and takes the `Up` the machine queued for it.
+fn run(table: &mut Sessions, key: SessionKey, grant: Grant) -> Started {
+    table.start_running(key, grant);
+    match table.poll_output() {
+        Some(SessionsOutput::Up { key: k, started }) if k == key => started,
+        other => panic!("expected Up for {key}, got {other:?}"),
+    }
+}
+
 fn outputs(table: &mut Sessions) -> Vec<SessionsOutput> {
     std::iter::from_fn(|| table.poll_output()).collect()
 }
@@ -135,7 +145,8 @@ fn an_inbound_handshake_runs_hello_then_start_and_reports_the_session_up() {
     // START with the token (checked by the node): the session runs.
     let start = header(flags::START | flags::REQ, 0, APP);
     assert_eq!(step(Phase::AwaitStart, &start, APP), Step::Start);
-    let started = table.start_running(
+    let started = run(
+        &mut table,
         key,
         Grant {
             operations: 0x0F,
@@ -143,7 +154,6 @@ fn an_inbound_handshake_runs_hello_then_start_and_reports_the_session_up() {
             rate_cap: None,
         },
     );
-    let started = started.unwrap();
     assert_eq!(started.released_preauth, Some("10.0.0.7".parse().unwrap()));
     assert_eq!(
         started.event,
@@ -193,16 +203,15 @@ fn an_outbound_handshake_waits_for_the_replies_and_hands_the_callers_their_sessi
         step(Phase::AwaitStartReply, &header(flags::RESP, 200, 9), APP),
         Step::Unexpected
     );
-    let started = table
-        .start_running(
-            key,
-            Grant {
-                operations: 0x0F,
-                max_message_bytes: 1,
-                rate_cap: None,
-            },
-        )
-        .unwrap();
+    let started = run(
+        &mut table,
+        key,
+        Grant {
+            operations: 0x0F,
+            max_message_bytes: 1,
+            rate_cap: None,
+        },
+    );
     assert_eq!(started.released_preauth, None);
     assert!(matches!(
         started.event,
@@ -268,7 +277,8 @@ fn callers_waiting_on_the_losing_duplicate_move_to_the_winner_or_are_answered_at
     table.remove(theirs);
     // A running winner: a loser's callers are answered with the winner's connection now.
     table.claim_peer(ours);
-    let _ = table.start_running(
+    let _ = run(
+        &mut table,
         ours,
         Grant {
             operations: 0x0F,
@@ -306,6 +316,20 @@ fn a_connection_to_ourselves_is_closed_and_a_handle_in_use_is_refused_untouched(
     }
     assert_eq!(table.get(key).unwrap().peer, me);
     assert!(outputs(&mut table).is_empty());
+}
+
+#[test]
+fn our_hello_passes_the_checks_we_apply_to_peers() {
+    let me = peer(1);
+    let ours = our_hello(&me, Some("10.0.0.1:9415".parse().unwrap()), 64, 1 << 20);
+    assert_eq!(check_hello(&me, &ours, FLOOR), Ok(()));
+    assert!(ours.graft_miss);
+    assert_eq!(ours.listen.as_deref(), Some("10.0.0.1:9415"));
+    let tiny = our_hello(&me, None, 1, 1);
+    assert_eq!(
+        check_hello(&me, &tiny, FLOOR),
+        Err(HelloRefusal::SmallWindow)
+    );
 }
 
 #[test]
@@ -434,7 +458,7 @@ fn a_handshake_past_its_deadline_and_a_silent_peer_are_closed_and_idle_links_get
         max_message_bytes: 1,
         rate_cap: None,
     };
-    let _ = table.start_running(quiet, grant);
+    let _ = run(&mut table, quiet, grant);
     let (timeout, tick) = (Duration::from_secs(2), Duration::from_millis(100));
     // At 1 s: nothing sent to the running peer for a heartbeat interval.
     let check = table.check_timers(at(1_000), timeout, &liveness(), Duration::ZERO, tick);
@@ -468,7 +492,7 @@ fn time_the_node_itself_did_not_run_is_not_the_peers_silence() {
         max_message_bytes: 1,
         rate_cap: None,
     };
-    let _ = table.start_running(key, grant);
+    let _ = run(&mut table, key, grant);
     let (timeout, tick) = (Duration::from_secs(2), Duration::from_millis(100));
     // The node was suspended for 2.9 s of the 3 s: only 0.1 s of silence counts.
     let late = Duration::from_millis(2_900);
