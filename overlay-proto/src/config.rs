@@ -305,7 +305,7 @@ impl Default for NodeConfig {
             optimization_samples: 6,
             optimization_hold: Duration::from_secs(2),
             optimization_swaps_per_s: 4,
-            link_optimization: true,
+            link_optimization: false,
             link_optimization_interval: Duration::from_millis(250),
             link_optimization_margin_pct: 30,
             link_optimization_swaps: 2,

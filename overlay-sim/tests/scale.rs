@@ -225,9 +225,6 @@ fn random_senders_converge_to_a_low_redundancy_tree() {
     let mut sc = small(ScenarioKind::Random, 80, 4);
     sc.messages = 16;
     sc.interval_ms = 1_000;
-    // Long enough for latency-aware membership to spend its swaps (they start once links are
-    // 2 s old) before the tree is measured.
-    sc.warmup_ms = 12_000;
     let r = run_scenario(&sc).unwrap();
     assert!(r.passed(), "{:?}", r.violations);
     let steady = r.steady.as_ref().unwrap();
