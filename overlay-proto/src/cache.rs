@@ -307,6 +307,12 @@ impl MessageCache {
         (slot.id == *id).then_some(slot)
     }
 
+    /// The connection the message `id` first came over, if it is still stored and came from
+    /// a peer.
+    pub fn first_from(&self, id: &MessageId) -> Option<ConnId> {
+        self.slot(id).and_then(|s| s.from)
+    }
+
     /// True when the message `id` is still held (a GRAFT for it can be answered).
     pub fn holds(&self, id: &MessageId) -> bool {
         self.slot(id).is_some_and(|s| s.kept)

@@ -90,6 +90,16 @@ pub struct NodeConfig {
     /// How long after losing a running session (eager or lazy) the node grafts after
     /// `graft_timeout` (puts off no GRAFT).
     pub tree_settle: Duration,
+    /// How long a new link of a topic's tree is on probation. A new session's link starts
+    /// eager (textbook Plumtree), so it may bring a message first. While it is on probation,
+    /// such a message is pushed at once only to the other eager links on probation; the
+    /// established eager links get it when the tree's own copy arrives (from the one that
+    /// brought it, which is kept eager: that duplicate is no sign of redundancy), or after
+    /// `graft_timeout` if none comes. So a new link never displaces an established tree
+    /// edge: a link that vanishes a moment later (a hostile peer banned at its first abuse)
+    /// leaves the tree as it was. After probation the usual rules apply, so an honest new
+    /// link that is a shortcut still shortens the tree, only later. Zero turns it off.
+    pub link_probation: Duration,
     /// How long to wait after a GRAFT before asking the next announcer.
     pub graft_retry: Duration,
     /// The GRAFT_MISS grace. Every node keeps a message it received for at least twice this
@@ -298,6 +308,7 @@ impl Default for NodeConfig {
             graft_timeout: Duration::from_millis(80),
             graft_timeout_settled: Duration::from_millis(240),
             tree_settle: Duration::from_secs(10),
+            link_probation: Duration::from_secs(3),
             graft_retry: Duration::from_millis(120),
             graft_miss_grace: Duration::from_millis(500),
             prune_after_duplicates: 5,

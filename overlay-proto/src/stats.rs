@@ -285,6 +285,15 @@ pub struct NodeStats {
     /// Counter: tree optimisation swaps (a lazy link with a shorter path made eager, the
     /// eager link it replaces pruned).
     pub tree_swaps: u64,
+    /// Counter: new messages that came first over a link on probation and were held back
+    /// from the established eager links (`link_probation`).
+    pub gossip_held: u64,
+    /// Counter: held messages forwarded to the established eager links (the tree's copy
+    /// came, or `graft_timeout` passed).
+    pub gossip_released: u64,
+    /// Counter: duplicates over established eager links not taken as redundant because the
+    /// first copy came over a link on probation.
+    pub tree_edges_spared: u64,
     /// Counter: direct messages delivered.
     pub direct_delivered: u64,
     /// Counter: overlay frames received, by [`crate::wire::Kind`] index.

@@ -399,6 +399,47 @@ fn publish_originates_gossip_that_reaches_a_subscriber_on_another_node() {
 }
 
 #[test]
+fn subscribers_share_one_copy_of_a_delivered_payload() {
+    let mut w = World::new(vec![config()]);
+    let tok = open_token();
+    let a = w.open_client(0, 10, &tok);
+    let b = w.open_client(0, 11, &tok);
+    for c in [a, b] {
+        w.send(0, c, request(CODE_SUBSCRIBE, 3, b""));
+        assert_eq!(w.answer(0, c, 3), Some((200, "{}".into())));
+    }
+    w.actions[0].clear();
+    let payload = Bytes::from(vec![0x42; 1024]);
+    w.input(
+        0,
+        Input::Broadcast {
+            request: 1,
+            payload: payload.clone(),
+        },
+    );
+    // Each subscriber's transmit carries the payload as a piece, and it is the same
+    // allocation for both (no copy per subscriber).
+    let piece = |conn: ConnId| {
+        w.actions[0]
+            .iter()
+            .filter_map(|act| match act {
+                Action::Transmit { conn: c, data } if *c == conn => Some(data.pieces().to_vec()),
+                _ => None,
+            })
+            .flatten()
+            .find(|p| p[..] == payload[..])
+            .map(|p| p.as_ptr())
+    };
+    let (pa, pb) = (piece(a), piece(b));
+    assert!(pa.is_some(), "the payload is a piece of the transmit");
+    assert_eq!(pa, pb);
+    let origin = PeerId([1; 32]);
+    for c in [a, b] {
+        assert_eq!(w.deliveries(0, c), vec![(origin, 0, payload.clone())]);
+    }
+}
+
+#[test]
 fn token_methods_limit_what_a_client_may_do_and_errors_keep_the_session() {
     let mut w = World::new(vec![config()]);
     let tok = token(vec![], &["subscribe"], None);

@@ -146,6 +146,12 @@ fn lower_alpha_demotes_eager_peers_and_higher_alpha_promotes_them() {
     m.input(0, Input::Reconfigure(Box::new(live.clone())));
     let after = m.stats(0).unwrap();
     assert_eq!(after.eager_peers, 1, "{after:?}");
+    // Each demoted peer is told with PRUNE, so the link is lazy on both ends.
+    assert_eq!(
+        after.prunes_sent - before.prunes_sent,
+        before.eager_peers as u64 - 1,
+        "{after:?}"
+    );
     assert_eq!(
         after.sessions_running, before.sessions_running,
         "roles change, sessions stay"

@@ -141,6 +141,10 @@ pub struct ScaleArgs {
     /// on or off [default: the core's]
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub link_optimization: Option<bool>,
+    /// Every core's link_probation (how long a new link's first copies are held back from
+    /// the established tree links), ms; 0 turns the rule off [default: the core's]
+    #[arg(long, value_name = "MS")]
+    pub link_probation_ms: Option<u64>,
     /// Every core's store_ttl (how long messages are kept for GRAFT answers), ms [default:
     /// the core's]
     #[arg(long, value_name = "MS")]
@@ -225,6 +229,7 @@ impl ScaleArgs {
             scoring: self.scoring,
             tree_optimization: self.tree_optimization,
             link_optimization: self.link_optimization,
+            link_probation_ms: self.link_probation_ms,
             store_ttl_ms: self.store_ttl_ms,
             store_bytes: self.store_bytes,
             topics: self.topics,

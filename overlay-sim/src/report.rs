@@ -255,12 +255,15 @@ pub fn write_scenario(out: &mut dyn Write, report: &ScenarioReport) -> Result<()
         writeln!(
             out,
             "  honest churn in the windows: sessions opened {} closed {}, PRUNE sent {}, GRAFT \
-             sent {}, tree swaps {}; sessions down by reason: {}",
+             sent {}, tree swaps {}, messages held from a link on probation {}, tree edges spared {}; sessions down by \
+             reason: {}",
             c.sessions_opened,
             c.sessions_closed,
             c.prunes_sent,
             c.grafts_sent,
             c.tree_swaps,
+            c.held,
+            c.edges_spared,
             c.downs
                 .iter()
                 .map(|(k, v)| format!("{k} {v}"))

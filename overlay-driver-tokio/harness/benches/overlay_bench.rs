@@ -25,7 +25,9 @@
 //!   behind its bounded feed; counted, not waited for), `cpu_us_per_msg` (this process's CPU
 //!   time over the run per message received: both nodes, TLS and the bench's own tasks),
 //!   `cpu_own_pct` and `cpu_others_pct` (as in `mesh`). The sender runs as a task on the
-//!   runtime's workers, like an application's.
+//!   runtime's workers, like an application's (`--sender-thread 1`: on the main thread,
+//!   like an application publishing from a thread of its own; `--runtime-b 1`: node B on a
+//!   one-worker runtime of its own, as a second daemon would be).
 //! - Both take `--signed 1` (default: every broadcast signed, `origin_auth = sign`) or
 //!   `--signed 0` (`origin_auth = none`), `--store-ttl-ms T` and `--store-bytes B` (how long
 //!   and how many bytes each node keeps messages for GRAFT answers; default: the
@@ -97,7 +99,7 @@ impl Args {
 fn usage(why: &str) -> ! {
     eprintln!("overlay_bench: {why}");
     eprintln!(
-        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1]\n       overlay_bench pair [--messages M --size B --window W --batch N --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1]\n       overlay_bench ready [--runs N]\n       overlay_bench sessions [--count K --concurrency C]"
+        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1]\n       overlay_bench pair [--messages M --size B --window W --batch N --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1 --sender-thread 0|1 --runtime-b 0|1]\n       overlay_bench ready [--runs N]\n       overlay_bench sessions [--count K --concurrency C]"
     );
     std::process::exit(2)
 }
@@ -120,6 +122,9 @@ fn main() {
         "mesh" => runtime.block_on(mesh(&args)),
         // On a runtime worker, as an application's task would be: on `block_on`'s own thread
         // every broadcast's answer would cost a thread wake-up (a futex call) of its own.
+        // `--sender-thread 1`: on `block_on`'s thread instead (an application publishing from
+        // its own thread; with `--batch N` one wake-up per N messages).
+        "pair" if args.get("sender-thread", 0) == 1 => runtime.block_on(pair(&args)),
         "pair" => {
             let args = args.clone();
             runtime
@@ -481,13 +486,39 @@ async fn pair(args: &Args) -> String {
     let messages = args.get("messages", 100_000);
     let size = args.get("size", 1024) as usize;
     let signed = args.get("signed", 1) != 0;
-    let overlays = start_overlays(
-        2,
-        args.get("seed", 7),
-        &node_config(args),
-        replay_bounds(args),
-    )
-    .await;
+    // `--runtime-b 1`: node B on a runtime of its own (one worker thread), as a second
+    // daemon would be, instead of sharing the bench's runtime with A.
+    let own_runtime = (args.get("runtime-b", 0) == 1).then(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("B's runtime")
+    });
+    let overlays = match &own_runtime {
+        None => {
+            start_overlays(
+                2,
+                args.get("seed", 7),
+                &node_config(args),
+                replay_bounds(args),
+            )
+            .await
+        }
+        Some(rt) => {
+            let seed = args.get("seed", 7);
+            let mut a = start_overlays(1, seed, &node_config(args), replay_bounds(args)).await;
+            let (config, replay) = (node_config(args), replay_bounds(args));
+            let b = rt
+                .spawn(
+                    async move { start_overlays(1, seed.wrapping_add(1), &config, replay).await },
+                )
+                .await
+                .expect("B starts");
+            a.extend(b);
+            a
+        }
+    };
     overlays[0]
         .dial(overlays[1].local_addr())
         .await
@@ -600,6 +631,9 @@ async fn pair(args: &Args) -> String {
     let cpu_us_per_msg = own_ms * 1e3 / got.max(1.0);
     for ov in &overlays {
         ov.shutdown().await;
+    }
+    if let Some(rt) = own_runtime {
+        rt.shutdown_background();
     }
     eprintln!(
         "pair: {} of {messages} received, {lost} lost by the subscriber, {refusals} backpressure refusals",

@@ -174,6 +174,8 @@ pub struct GossipSection {
     pub graft_timeout_settled_ms: Option<i64>,
     /// How long after losing a session grafts use `graft_timeout_ms`.
     pub tree_settle_ms: Option<i64>,
+    /// How long a new tree link is on probation (displaces no established tree edge).
+    pub link_probation_ms: Option<i64>,
     /// Mean hops a lazy peer's path must save before the tree optimisation swaps links (0: off).
     pub optimization_threshold: Option<i64>,
     /// Messages the mean saving of the tree optimisation is taken over.

@@ -490,6 +490,17 @@ impl<'a> Resolver<'a> {
             g.tree_settle_ms,
             node.tree_settle,
         )?;
+        // 0 turns the restoration of displaced tree edges off.
+        node.link_probation = self
+            .uint(
+                &spec("link_probation_ms", None, None, "gossip.link_probation_ms"),
+                None,
+                g.link_probation_ms,
+                u64::try_from(node.link_probation.as_millis()).unwrap_or(MAX_MS),
+                0,
+                MAX_MS,
+            )
+            .map(Duration::from_millis)?;
         node.optimization_hold = self.ms(
             &spec(
                 "optimization_hold_ms",

@@ -301,6 +301,7 @@ fn name_of(field: &str) -> String {
         | "backoff_max"
         | "graft_timeout_settled"
         | "tree_settle"
+        | "link_probation"
         | "optimization_hold" => {
             format!("{field}_ms")
         }

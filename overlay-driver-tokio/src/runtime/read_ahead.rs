@@ -9,7 +9,8 @@
 //! An idle connection must not pay for it (10,000 idle sessions × 64 KiB would be 640 MiB):
 //! the buffer is allocated only after a read the caller asked for came back full (more was
 //! probably waiting), and freed as soon as it is drained after a refill that brought less
-//! than [`RELEASE_BELOW`] bytes (the burst is over). Without a buffer, reads go straight to
+//! than [`RELEASE_BELOW`] bytes, or drained with nothing waiting on the socket (the burst is
+//! over either way). Without a buffer, reads go straight to
 //! the socket as before. Bytes come out in the order they arrived, whatever the read sizes.
 
 use std::io::{self, IoSlice};
@@ -93,7 +94,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
             return Poll::Ready(Ok(()));
         }
         let mut fill = ReadBuf::new(&mut this.buf);
-        ready!(Pin::new(&mut this.inner).poll_read(cx, &mut fill))?;
+        if Pin::new(&mut this.inner)
+            .poll_read(cx, &mut fill)?
+            .is_pending()
+        {
+            // Drained and nothing waiting: the burst is over, and an idle connection holds
+            // no buffer whatever size the burst's last read had.
+            this.buf = Vec::new();
+            this.pos = 0;
+            this.filled = 0;
+            return Poll::Pending;
+        }
         let got = fill.filled().len();
         this.pos = 0;
         this.filled = got;
@@ -147,6 +158,8 @@ mod tests {
     struct Scripted {
         pieces: VecDeque<Vec<u8>>,
         reads: usize,
+        /// With no pieces left: `Pending` (nothing waiting yet) instead of end of stream.
+        pending_when_empty: bool,
     }
 
     impl AsyncRead for Scripted {
@@ -156,6 +169,9 @@ mod tests {
             out: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<()>> {
             self.reads += 1;
+            if self.pieces.is_empty() && self.pending_when_empty {
+                return Poll::Pending;
+            }
             if let Some(mut piece) = self.pieces.pop_front() {
                 let n = piece.len().min(out.remaining());
                 out.put_slice(&piece[..n]);
@@ -186,6 +202,7 @@ mod tests {
             let mut rd = ReadAhead::new(Scripted {
                 pieces: pieces.into(),
                 reads: 0,
+                pending_when_empty: false,
             });
             let mut got = Vec::new();
             let mut chunk = vec![0u8; caller];
@@ -214,6 +231,7 @@ mod tests {
         let mut rd = ReadAhead::new(Scripted {
             pieces: burst.into(),
             reads: 0,
+            pending_when_empty: false,
         });
         let mut got = Vec::new();
         let mut chunk = [0u8; 4096];
@@ -243,6 +261,32 @@ mod tests {
             assert_eq!(&chunk[..n], &pattern(100, i)[..]);
             assert_eq!(rd.buffer_bytes(), 0);
         }
+    }
+
+    #[tokio::test]
+    async fn a_burst_that_ends_with_nothing_waiting_lets_the_buffer_go() {
+        // A burst of full 64 KiB pieces, then the socket has nothing more for now.
+        let burst: Vec<Vec<u8>> = (0..4).map(|i| pattern(READ_AHEAD_BYTES, i)).collect();
+        let total: usize = burst.iter().map(Vec::len).sum();
+        let mut rd = ReadAhead::new(Scripted {
+            pieces: burst.into(),
+            reads: 0,
+            pending_when_empty: true,
+        });
+        let mut got = 0;
+        let mut chunk = [0u8; 4096];
+        while got < total {
+            got += rd.read(&mut chunk).await.unwrap();
+        }
+        assert_eq!(rd.buffer_bytes(), READ_AHEAD_BYTES, "busy: buffer kept");
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut out = ReadBuf::new(&mut chunk);
+        assert!(Pin::new(&mut rd).poll_read(&mut cx, &mut out).is_pending());
+        assert_eq!(rd.buffer_bytes(), 0, "idle: no buffer");
+        // The next burst still comes through in order.
+        rd.inner.pieces.push_back(pattern(300, 9));
+        let n = rd.read(&mut chunk).await.unwrap();
+        assert_eq!(&chunk[..n], &pattern(300, 9)[..]);
     }
 
     #[tokio::test]

@@ -25,7 +25,7 @@ use crate::error::OverlayError;
 use crate::frame::{self, flags, Frame, Header, HelloReply, HEADER_LEN, MAX_FRAME_BYTES};
 use crate::peer::{ConnId, MessageId, PeerId};
 use crate::ratelimit::TokenBucket;
-use crate::session::{OutQueue, Window};
+use crate::session::{write_frame, Body, OutQueue, Window};
 use crate::time::Instant;
 use crate::wire::{self, CreditGrant, Kind};
 
@@ -117,6 +117,8 @@ struct Out<'a> {
     code: u16,
     corr: u64,
     parts: &'a [&'a [u8]],
+    /// Appended after `parts` by reference (a delivery's payload, shared by every subscriber).
+    shared: Option<&'a Bytes>,
     /// A delivery: dropped (and counted for LAGGED) when the client's queue is full.
     droppable: bool,
 }
@@ -659,6 +661,8 @@ impl Node {
                         let answer = format!("{{\"id\":\"{}\"}}", id.to_hex());
                         self.answer_ok(conn, corr, answer.as_bytes());
                         let origin = self.identity.peer_id;
+                        // The store's copy, not a slice pinning the client's receive block.
+                        let body = self.cache.newest_payload(&id).unwrap_or(body);
                         self.deliver_to_clients(Some(conn), &id, &origin, 0, &body);
                     }
                     Err(e) => {
@@ -724,6 +728,7 @@ impl Node {
                         code: Kind::Pong.code(),
                         corr: 0,
                         parts: &[],
+                        shared: None,
                         droppable: false,
                     },
                 );
@@ -740,6 +745,7 @@ impl Node {
                 code: 200,
                 corr,
                 parts: &[body],
+                shared: None,
                 droppable: false,
             },
         );
@@ -754,6 +760,7 @@ impl Node {
                 code: why.wire_code(),
                 corr,
                 parts: &[body.as_bytes()],
+                shared: None,
                 droppable: false,
             },
         );
@@ -793,7 +800,8 @@ impl Node {
                     flags: flags::EVENT,
                     code: CODE_DELIVER,
                     corr: 0,
-                    parts: &[&head, payload],
+                    parts: &[&head],
+                    shared: Some(payload),
                     droppable: true,
                 },
             );
@@ -813,6 +821,7 @@ impl Node {
                         code: Kind::Direct.code(),
                         corr: 0,
                         parts: &[&payload],
+                        shared: None,
                         droppable: true,
                     },
                 ) {
@@ -835,8 +844,11 @@ impl Node {
     /// (answers, PONG, LAGGED) always queue: they are bounded because the node returns
     /// credit to a client only while its queue is under the limit. Returns false if dropped.
     fn send_client(&mut self, conn: ConnId, out: Out<'_>) -> bool {
-        let body_len: usize = out.parts.iter().map(|p| p.len()).sum();
-        let len = HEADER_LEN + body_len;
+        let body = Body {
+            parts: out.parts,
+            shared: out.shared,
+        };
+        let len = HEADER_LEN + body.byte_len();
         let header = Header {
             len: len as u32,
             ver: 1,
@@ -874,14 +886,14 @@ impl Node {
                     flags: flags::EVENT,
                     ..header
                 };
-                push_client_frame(c, &lagged, &[&dropped]);
+                push_client_frame(c, &lagged, Body::copied(&[&dropped]));
             }
         }
         let credit = out.code == Kind::Credit.code() && out.flags == flags::EVENT;
         if credit {
-            write_frame(&mut c.out, &header, out.parts);
+            write_frame(&mut c.out, &header, body);
         } else {
-            push_client_frame(c, &header, out.parts);
+            push_client_frame(c, &header, body);
         }
         if is_deliver {
             self.stats.clients.delivered += 1;
@@ -941,7 +953,7 @@ impl Node {
                 cap_len: 0,
                 corr_id: 0,
             };
-            push_client_frame(c, &header, &[&dropped]);
+            push_client_frame(c, &header, Body::copied(&[&dropped]));
             self.stats.frames_out += 1;
             moved = true;
         }
@@ -993,6 +1005,7 @@ impl Node {
                 code: Kind::Credit.code(),
                 corr: 0,
                 parts: &[&body],
+                shared: None,
                 droppable: false,
             },
         );
@@ -1090,19 +1103,15 @@ impl Node {
 pub(super) type Subscribers = BTreeSet<ConnId>;
 
 /// Writes a frame now if the window allows and nothing waits, else queues it.
-fn push_client_frame(c: &mut ClientSession, header: &Header, parts: &[&[u8]]) {
+fn push_client_frame(c: &mut ClientSession, header: &Header, body: Body<'_>) {
     let len = header.len as usize;
     if c.queue.frames() == 0 && c.send_window.fits(len) {
         c.send_window.take(len);
-        write_frame(&mut c.out, header, parts);
+        write_frame(&mut c.out, header, body);
     } else {
-        write_frame(c.queue.buf_mut(), header, parts);
+        write_frame(c.queue.buf_mut(), header, body);
         c.queue.commit(len, 0);
     }
-}
-
-fn write_frame(out: &mut ChunkBuf, header: &Header, parts: &[&[u8]]) {
-    crate::session::write_frame(out, header, crate::session::Body::copied(parts));
 }
 
 /// The client operations a token allows: `publish`, `subscribe`, `direct` in

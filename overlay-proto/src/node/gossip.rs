@@ -28,6 +28,8 @@ impl Node {
         let result = self.broadcast(topic, payload.clone());
         if let (Ok(id), true) = (&result, topic.is_default()) {
             let origin = self.identity.peer_id;
+            // Subscribers' queues share the store's copy, like the peers' transmits.
+            let payload = self.cache.newest_payload(id).unwrap_or(payload);
             self.deliver_to_clients(None, id, &origin, 0, &payload);
         }
         self.actions
@@ -125,7 +127,18 @@ impl Node {
                 self.penalize(key, crate::score::Penalty::DuplicateFlood, 1);
             }
             // An answer to a hop claim under test (claims.rs) is no sign of redundancy.
-            if !self.settle_claim(&topic, key, &msg.id, msg.hops) {
+            let settled = self.settle_claim(&topic, key, &msg.id, msg.hops);
+            // The tree's copy of a message held since it came first over a link on
+            // probation: forward it now along the tree, and keep the link.
+            let released = self
+                .trees
+                .get_mut(&topic)
+                .filter(|t| t.is_established_eager(now, key))
+                .is_some_and(|t| t.release_held(&msg.id));
+            if released {
+                self.stats.tree_edges_spared += 1;
+                self.forward_held(&topic, &msg.id, Some(key));
+            } else if !settled && !self.spare_tree_edge(&topic, key, &msg.id) {
                 self.prune_if_redundant(&topic, key);
             }
             return;
@@ -194,7 +207,18 @@ impl Node {
         self.stats.delivered_hops_max = self.stats.delivered_hops_max.max(hops);
         self.make_eager(&topic, key);
         let forwarded = GossipMsg { hops, ..msg };
-        self.forward(&topic, Some(key), &forwarded);
+        let until = now + self.config.graft_timeout;
+        let held = self
+            .trees
+            .get_mut(&topic)
+            .is_some_and(|t| t.hold(now, forwarded.id, key, until));
+        if held {
+            self.stats.gossip_held += 1;
+            self.forward_to(&topic, Some(key), &forwarded, Some(true));
+            self.arm_lazy_flush();
+        } else {
+            self.forward(&topic, Some(key), &forwarded);
+        }
         if topic.is_default() {
             self.deliver_to_clients(
                 None,
@@ -275,6 +299,55 @@ impl Node {
     /// Pushes `msg` to every eager peer of `topic` and queues an IHAVE for up to β of its lazy
     /// peers, skipping the session it came from.
     fn forward(&mut self, topic: &TopicId, from: Option<SessionKey>, msg: &GossipMsg) {
+        self.forward_to(topic, from, msg, None);
+    }
+
+    /// Forwards the stored message `id` of `topic`, held since it came first over a link on
+    /// probation, to the established eager links (not `except`: the link that brought the
+    /// tree's copy).
+    fn forward_held(&mut self, topic: &TopicId, id: &MessageId, except: Option<SessionKey>) {
+        self.stats.gossip_released += 1;
+        let Some(stored) = self.cache.get(id) else {
+            return;
+        };
+        let msg = GossipMsg {
+            id: *id,
+            origin: stored.origin,
+            nonce: stored.nonce,
+            hops: stored.hops,
+            auth: stored.auth,
+            payload: stored.payload,
+        };
+        self.forward_to(topic, except, &msg, Some(false));
+    }
+
+    /// Held messages whose hold ran out: forward them along the tree (the tree's copy did
+    /// not come within `graft_timeout`, so the link on probation may be the only way in).
+    /// Keeps the flush timer armed while messages are held.
+    fn release_due_held(&mut self) {
+        let now = self.now;
+        let mut due = Vec::new();
+        for (topic, tree) in &mut self.trees {
+            due.extend(tree.due_held(now).into_iter().map(|id| (*topic, id)));
+        }
+        for (topic, id) in due {
+            self.forward_held(&topic, &id, None);
+        }
+        if self.trees.values().any(|t| t.holds_messages()) {
+            self.arm_lazy_flush();
+        }
+    }
+
+    /// [`Node::forward`] to some eager peers: all (`on_probation` None), only those on
+    /// probation (`Some(true)`) or only established ones (`Some(false)`, and no IHAVE).
+    fn forward_to(
+        &mut self,
+        topic: &TopicId,
+        from: Option<SessionKey>,
+        msg: &GossipMsg,
+        on_probation: Option<bool>,
+    ) {
+        let now = self.now;
         let mut header = [0u8; TopicId::LEN + SIGNED_GOSSIP_HEADER_LEN];
         let (prefix, kind) = if topic.is_default() {
             (0, Kind::Gossip)
@@ -299,13 +372,20 @@ impl Node {
             if Some(key) == from {
                 continue;
             }
+            if let Some(want) = on_probation {
+                if self.tree(topic).and_then(|t| t.link_on_probation(now, key)) != Some(want) {
+                    continue;
+                }
+            }
             if self.send_frame_sharing(key, kind, &[header], &msg.payload)
                 != super::send::Sent::Dropped
             {
                 self.stats.gossip_sent += 1;
             }
         }
-        self.announce_lazily(topic, from, msg.id, msg.hops);
+        if on_probation != Some(false) {
+            self.announce_lazily(topic, from, msg.id, msg.hops);
+        }
     }
 
     /// Queues an IHAVE of `id` for up to β lazy links of `topic` (not `from`).
@@ -337,6 +417,7 @@ impl Node {
     /// Sends every pending IHAVE batch, topic by topic.
     pub(super) fn flush_lazy(&mut self) {
         self.lazy_flush_at = None;
+        self.release_due_held();
         let mut body = BytesMut::new();
         let mut pending: Vec<(TopicId, SessionKey)> = Vec::new();
         for (topic, tree) in &self.trees {

@@ -30,9 +30,16 @@ impl Node {
         let params = crate::plumtree::Params::of(&self.config);
         let now = self.now;
         for topic in self.topics() {
-            if let Some(tree) = self.trees.get_mut(&topic) {
-                tree.set_params(params);
-                let _demoted = tree.trim_eager(now);
+            let demoted = match self.trees.get_mut(&topic) {
+                Some(tree) => {
+                    tree.set_params(params);
+                    tree.trim_eager(now)
+                }
+                None => Vec::new(),
+            };
+            // Tell each demoted peer (PRUNE), so the link is lazy on both ends.
+            for key in demoted {
+                self.prune(&topic, key);
             }
             self.refill_eager(&topic);
         }

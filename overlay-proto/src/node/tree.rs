@@ -42,6 +42,36 @@ impl Node {
         }
     }
 
+    /// A duplicate of `id` arrived over session `key`: true when the link is an established
+    /// eager link and the first copy of `id` came over a link on probation, so the
+    /// duplicate is the tree's copy and the link is not pruned (counted,
+    /// `tree_edges_spared`): a link on probation never displaces a tree edge.
+    pub(super) fn spare_tree_edge(
+        &mut self,
+        topic: &TopicId,
+        key: SessionKey,
+        id: &MessageId,
+    ) -> bool {
+        let now = self.now;
+        let Some(first) = self
+            .cache
+            .first_from(id)
+            .and_then(|c| self.sessions.key_of(&c))
+        else {
+            return false;
+        };
+        let spared = first != key
+            && self.tree(topic).is_some_and(|t| {
+                t.is_eager(key)
+                    && t.link_on_probation(now, key) == Some(false)
+                    && t.link_on_probation(now, first) == Some(true)
+            });
+        if spared {
+            self.stats.tree_edges_spared += 1;
+        }
+        spared
+    }
+
     /// Makes `key` lazy in `topic` and tells it with PRUNE.
     pub(super) fn prune(&mut self, topic: &TopicId, key: SessionKey) {
         let now = self.now;

@@ -48,6 +48,10 @@ pub(crate) const SHORTCUT_TALLIES: usize = 4;
 /// current tree (a catch-up IHAVE of a new session, say) and never triggers a swap.
 pub(crate) const OPTIMIZATION_WINDOW: Duration = Duration::from_secs(1);
 
+/// Most messages held back from the established eager links at once (see
+/// [`Plumtree::hold`]); each is held for `graft_timeout` at most.
+pub(crate) const MAX_HELD: usize = 1024;
+
 /// The settings the machine uses (from [`NodeConfig`]; α and β change live).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Params {
@@ -69,6 +73,9 @@ pub(crate) struct Params {
     pub(crate) optimization_threshold: u8,
     /// Messages a shortcut tally needs before it counts.
     pub(crate) optimization_samples: u16,
+    /// How long a new link is on probation: a message it brings first is not pushed into
+    /// the established links until the tree's own copy comes (or `graft_timeout`).
+    pub(crate) link_probation: Duration,
 }
 
 impl Params {
@@ -84,6 +91,7 @@ impl Params {
             optimization_hold: config.optimization_hold,
             optimization_threshold: config.optimization_threshold,
             optimization_samples: config.optimization_samples,
+            link_probation: config.link_probation,
         }
     }
 }
@@ -99,7 +107,7 @@ pub(crate) struct Link {
     first_copy_at: Option<Instant>,
     /// When this link last changed between eager and lazy (or opened).
     role_since: Instant,
-    /// When this link joined the tree.
+    /// When this link joined the tree (it is on probation for `link_probation`).
     joined_at: Instant,
     /// When we last sent PRUNE to the peer.
     pub(crate) pruned_at: Option<Instant>,
@@ -178,6 +186,9 @@ pub(crate) struct Plumtree {
     /// When this node last accepted a new message of the topic: a tree optimisation based on
     /// an older message may rest on a tree that has changed since.
     last_first_copy_at: Option<Instant>,
+    /// Messages whose first copy came over a link on probation and that were not yet
+    /// forwarded to the established eager links, with the end of their hold, oldest first.
+    held: Vec<(MessageId, Instant)>,
     /// When this node last asked peers for members of the topic (TOPIC_PEERS).
     pub(crate) asked_at: Option<Instant>,
     /// Reused scratch space for sampling lazy links.
@@ -204,6 +215,7 @@ impl Plumtree {
             links: BTreeMap::new(),
             lateness: Duration::ZERO,
             last_first_copy_at: None,
+            held: Vec::new(),
             asked_at: None,
             scratch: Vec::new(),
             outputs: VecDeque::new(),
@@ -290,6 +302,76 @@ impl Plumtree {
         self.eager.retain(|k| *k != key);
         self.lazy.retain(|k| *k != key);
         self.links.remove(&key).is_some_and(|l| l.eager)
+    }
+
+    /// True while `link` is on probation: it joined the tree less than `link_probation` ago.
+    fn on_probation(&self, now: Instant, link: &Link) -> bool {
+        now - link.joined_at < self.params.link_probation
+    }
+
+    /// A message `id` came first over `from`: true when `from` is on probation and some
+    /// other eager link is established, so the copy goes now only to the eager links on
+    /// probation and is held for the established ones until `until` (or until the tree's
+    /// own copy arrives, [`Plumtree::release_held`]).
+    /// At most [`MAX_HELD`] messages are held; past that a copy is forwarded as usual.
+    pub(crate) fn hold(
+        &mut self,
+        now: Instant,
+        id: MessageId,
+        from: Neighbor,
+        until: Instant,
+    ) -> bool {
+        if self.link_on_probation(now, from) != Some(true) || self.held.len() >= MAX_HELD {
+            return false;
+        }
+        let established = self
+            .eager
+            .iter()
+            .any(|k| *k != from && self.link_on_probation(now, *k) == Some(false));
+        if established {
+            self.held.push((id, until));
+        }
+        established
+    }
+
+    /// A copy of `id` came over an established eager link: true when `id` was held (its hold
+    /// ends; the caller forwards it now to the established eager links but that one).
+    pub(crate) fn release_held(&mut self, id: &MessageId) -> bool {
+        let Some(i) = self.held.iter().position(|(h, _)| h == id) else {
+            return false;
+        };
+        self.held.remove(i);
+        true
+    }
+
+    /// Held messages whose hold ran out by `now` (the caller forwards them to the
+    /// established eager links), oldest first.
+    pub(crate) fn due_held(&mut self, now: Instant) -> Vec<MessageId> {
+        let mut due = Vec::new();
+        self.held.retain(|(id, until)| {
+            if *until <= now {
+                due.push(*id);
+                false
+            } else {
+                true
+            }
+        });
+        due
+    }
+
+    /// True while some message is held.
+    pub(crate) fn holds_messages(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// True when `key` is eager and established (past probation).
+    pub(crate) fn is_established_eager(&self, now: Instant, key: Neighbor) -> bool {
+        self.is_eager(key) && self.link_on_probation(now, key) == Some(false)
+    }
+
+    /// Whether `key`'s link is on probation (None when `key` is not in the tree).
+    pub(crate) fn link_on_probation(&self, now: Instant, key: Neighbor) -> Option<bool> {
+        self.links.get(&key).map(|l| self.on_probation(now, l))
     }
 
     /// Moves `key` to the eager set; returns true when it changed role.

@@ -36,6 +36,15 @@ fn peer(n: u8) -> PeerId {
     PeerId([n; 32])
 }
 
+/// Every operation allowed, messages up to `max_message_bytes`.
+fn grant(max_message_bytes: usize) -> Grant {
+    Grant {
+        operations: 0x0F,
+        max_message_bytes,
+        rate_cap: None,
+    }
+}
+
 fn session(now: Instant, conn: u64, who: PeerId, direction: Direction) -> Session {
     let info = ConnectionInfo {
         conn: ConnId(conn),
@@ -52,12 +61,7 @@ fn session(now: Instant, conn: u64, who: PeerId, direction: Direction) -> Sessio
         duplicate: bucket(),
         shuffle: bucket(),
     };
-    let grant = Grant {
-        operations: 0x0F,
-        max_message_bytes: 1 << 20,
-        rate_cap: None,
-    };
-    Session::new(now, info, bucket(), control, grant)
+    Session::new(now, info, bucket(), control, grant(1 << 20))
 }
 
 fn admitted(table: &mut Sessions, s: Session, me: &PeerId) -> SessionKey {
@@ -145,15 +149,7 @@ fn an_inbound_handshake_runs_hello_then_start_and_reports_the_session_up() {
     // START with the token (checked by the node): the session runs.
     let start = header(flags::START | flags::REQ, 0, APP);
     assert_eq!(step(Phase::AwaitStart, &start, APP), Step::Start);
-    let started = run(
-        &mut table,
-        key,
-        Grant {
-            operations: 0x0F,
-            max_message_bytes: 4096,
-            rate_cap: None,
-        },
-    );
+    let started = run(&mut table, key, grant(4096));
     assert_eq!(started.released_preauth, Some("10.0.0.7".parse().unwrap()));
     assert_eq!(
         started.event,
@@ -203,15 +199,7 @@ fn an_outbound_handshake_waits_for_the_replies_and_hands_the_callers_their_sessi
         step(Phase::AwaitStartReply, &header(flags::RESP, 200, 9), APP),
         Step::Unexpected
     );
-    let started = run(
-        &mut table,
-        key,
-        Grant {
-            operations: 0x0F,
-            max_message_bytes: 1,
-            rate_cap: None,
-        },
-    );
+    let started = run(&mut table, key, grant(1));
     assert_eq!(started.released_preauth, None);
     assert!(matches!(
         started.event,
@@ -277,15 +265,7 @@ fn callers_waiting_on_the_losing_duplicate_move_to_the_winner_or_are_answered_at
     table.remove(theirs);
     // A running winner: a loser's callers are answered with the winner's connection now.
     table.claim_peer(ours);
-    let _ = run(
-        &mut table,
-        ours,
-        Grant {
-            operations: 0x0F,
-            max_message_bytes: 1,
-            rate_cap: None,
-        },
-    );
+    let _ = run(&mut table, ours, grant(1));
     let mut late = session(at(9), 3, them, Direction::Outbound);
     late.dial_requests = vec![8, 9];
     let late = admitted(&mut table, late, &me);
@@ -453,12 +433,7 @@ fn a_handshake_past_its_deadline_and_a_silent_peer_are_closed_and_idle_links_get
         session(at(0), 2, peer(3), Direction::Inbound),
         &me,
     );
-    let grant = Grant {
-        operations: 0x0F,
-        max_message_bytes: 1,
-        rate_cap: None,
-    };
-    let _ = run(&mut table, quiet, grant);
+    let _ = run(&mut table, quiet, grant(1));
     let (timeout, tick) = (Duration::from_secs(2), Duration::from_millis(100));
     // At 1 s: nothing sent to the running peer for a heartbeat interval.
     let check = table.check_timers(at(1_000), timeout, &liveness(), Duration::ZERO, tick);
@@ -487,12 +462,7 @@ fn time_the_node_itself_did_not_run_is_not_the_peers_silence() {
         session(at(0), 1, peer(2), Direction::Inbound),
         &me,
     );
-    let grant = Grant {
-        operations: 0x0F,
-        max_message_bytes: 1,
-        rate_cap: None,
-    };
-    let _ = run(&mut table, key, grant);
+    let _ = run(&mut table, key, grant(1));
     let (timeout, tick) = (Duration::from_secs(2), Duration::from_millis(100));
     // The node was suspended for 2.9 s of the 3 s: only 0.1 s of silence counts.
     let late = Duration::from_millis(2_900);

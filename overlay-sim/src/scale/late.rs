@@ -150,6 +150,12 @@ pub struct Churn {
     pub grafts_sent: u64,
     /// Tree optimisation swaps.
     pub tree_swaps: u64,
+    /// New messages that came first over a link on probation and were held back from the
+    /// established eager links.
+    pub held: u64,
+    /// Duplicates over established eager links not taken as redundant (first copy over a
+    /// link on probation).
+    pub edges_spared: u64,
 }
 
 impl Churn {
@@ -165,6 +171,8 @@ impl Churn {
             c.prunes_sent += s.prunes_sent;
             c.grafts_sent += s.grafts_sent;
             c.tree_swaps += s.tree_swaps;
+            c.held += s.gossip_held;
+            c.edges_spared += s.tree_edges_spared;
         }
         c
     }
@@ -177,6 +185,8 @@ impl Churn {
             prunes_sent: self.prunes_sent.saturating_sub(earlier.prunes_sent),
             grafts_sent: self.grafts_sent.saturating_sub(earlier.grafts_sent),
             tree_swaps: self.tree_swaps.saturating_sub(earlier.tree_swaps),
+            held: self.held.saturating_sub(earlier.held),
+            edges_spared: self.edges_spared.saturating_sub(earlier.edges_spared),
         }
     }
 
@@ -189,6 +199,8 @@ impl Churn {
         self.prunes_sent += o.prunes_sent;
         self.grafts_sent += o.grafts_sent;
         self.tree_swaps += o.tree_swaps;
+        self.held += o.held;
+        self.edges_spared += o.edges_spared;
     }
 }
 

@@ -131,6 +131,10 @@ pub struct Scenario {
     /// one clearly faster), as in the core's defaults unless given.
     #[serde(default = "link_optimization_default")]
     pub link_optimization: bool,
+    /// Every core's `link_probation` (how long a new link's first copies are held back from
+    /// the established tree links), ms; `None`: the core's default.
+    #[serde(default)]
+    pub link_probation_ms: Option<u64>,
     /// Every core's `store_ttl` (how long messages are kept for GRAFT answers), ms; `None`:
     /// the core's default.
     #[serde(default)]
@@ -199,6 +203,7 @@ impl Scenario {
             scoring: scoring_default(),
             tree_optimization: tree_optimization_default(),
             link_optimization: link_optimization_default(),
+            link_probation_ms: None,
             store_ttl_ms: None,
             store_bytes: None,
             topics: 0,
@@ -384,6 +389,9 @@ impl Scenario {
             c.graft_timeout_settled = c.graft_timeout;
         }
         c.link_optimization = self.link_optimization;
+        if let Some(ms) = self.link_probation_ms {
+            c.link_probation = std::time::Duration::from_millis(ms);
+        }
         if let Some(ms) = self.store_ttl_ms {
             c.store_ttl = std::time::Duration::from_millis(ms);
         }
@@ -450,6 +458,9 @@ impl Scenario {
                 "link-optimization",
                 on_off(self.link_optimization).to_string(),
             );
+        }
+        if let Some(ms) = self.link_probation_ms {
+            push("link-probation-ms", ms.to_string());
         }
         if let Some(ms) = self.store_ttl_ms {
             push("store-ttl-ms", ms.to_string());
@@ -544,6 +555,8 @@ pub struct ScenarioFile {
     pub tree_optimization: Option<bool>,
     /// See [`Scenario::link_optimization`].
     pub link_optimization: Option<bool>,
+    /// See [`Scenario::link_probation_ms`].
+    pub link_probation_ms: Option<u64>,
     /// See [`Scenario::store_ttl_ms`].
     pub store_ttl_ms: Option<u64>,
     /// See [`Scenario::store_bytes`].
@@ -615,6 +628,7 @@ impl ScenarioFile {
             scoring: other.scoring.or(self.scoring),
             tree_optimization: other.tree_optimization.or(self.tree_optimization),
             link_optimization: other.link_optimization.or(self.link_optimization),
+            link_probation_ms: other.link_probation_ms.or(self.link_probation_ms),
             store_ttl_ms: other.store_ttl_ms.or(self.store_ttl_ms),
             store_bytes: other.store_bytes.or(self.store_bytes),
             topics: other.topics.or(self.topics),
@@ -661,6 +675,9 @@ impl ScenarioFile {
             topics,
             members_percent
         );
+        if self.link_probation_ms.is_some() {
+            s.link_probation_ms = self.link_probation_ms;
+        }
         if self.store_ttl_ms.is_some() {
             s.store_ttl_ms = self.store_ttl_ms;
         }

@@ -1,0 +1,150 @@
+//! A new link on probation never displaces an established tree edge (`link_probation`, issue
+//! #7's graft-spam latency): a message it brings first goes at once only to the other links on
+//! probation; the established eager links get it when the tree's own copy arrives (that link
+//! is kept eager) or after `graft_timeout`. A node with no established eager link, a link past
+//! its probation and `link_probation = 0` forward at once as textbook Plumtree does. One rule
+//! per test, with hand-driven peers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+
+mod support;
+
+use core::time::Duration;
+use overlay_proto::wire::Kind;
+use overlay_proto::{MessageId, NodeConfig};
+use support::{peer, raw_peer_config, Bed};
+
+/// Long enough for the first sessions to be established under the default probation (3 s).
+const SETTLED: Duration = Duration::from_secs(5);
+
+fn config() -> NodeConfig {
+    let mut c = raw_peer_config();
+    // The link optimisation would drop links that carried no message yet.
+    c.link_optimization = false;
+    c
+}
+
+/// A GOSSIP from origin `peer(99)` with `nonce`, as relayed with `hops`.
+fn gossip(nonce: u64, hops: u8) -> (MessageId, Vec<u8>) {
+    support::gossip(peer(99), nonce, &nonce.to_be_bytes(), hops)
+}
+
+/// The number of GOSSIP frames sent on `conn` so far.
+fn pushed(bed: &Bed, conn: u64) -> usize {
+    bed.sent(conn, Kind::Gossip).len()
+}
+
+/// A node whose sessions on connections 1 (the tree parent) and 2 (a child) are established
+/// eager links, and a session on connection 3 opened just now (on probation).
+fn bed_with_a_new_link(cfg: NodeConfig) -> Bed {
+    let mut bed = Bed::new(cfg);
+    bed.open(1, peer(2));
+    bed.open(2, peer(3));
+    bed.advance(SETTLED);
+    bed.open(3, peer(4));
+    assert!(bed.is_eager(peer(2)) && bed.is_eager(peer(3)) && bed.is_eager(peer(4)));
+    bed.clear();
+    bed
+}
+
+#[test]
+fn a_first_copy_over_a_new_link_waits_for_the_trees_copy() {
+    let mut bed = bed_with_a_new_link(config());
+    bed.open(4, peer(5));
+    bed.clear();
+    let (_, m) = gossip(1, 3);
+    bed.send(3, m.clone());
+    // Delivered, and pushed at once only to the other link on probation.
+    assert_eq!(pushed(&bed, 4), 1, "the other new link gets it at once");
+    assert_eq!(pushed(&bed, 1), 0, "held from the established links");
+    assert_eq!(pushed(&bed, 2), 0, "held from the established links");
+    assert_eq!(bed.node.stats().gossip_held, 1);
+    // The tree's copy arrives from the parent: the child gets it now, the parent is kept.
+    bed.advance(Duration::from_millis(20));
+    bed.send(1, m);
+    assert_eq!(pushed(&bed, 2), 1, "released to the child");
+    assert_eq!(pushed(&bed, 1), 0, "never back to the parent");
+    assert!(
+        bed.sent(1, Kind::Prune).is_empty(),
+        "the tree edge is not pruned"
+    );
+    assert!(bed.is_eager(peer(2)));
+    let stats = bed.node.stats();
+    assert_eq!((stats.gossip_released, stats.tree_edges_spared), (1, 1));
+    // The hold ended: nothing more goes out later.
+    bed.advance(Duration::from_millis(200));
+    assert_eq!((pushed(&bed, 1), pushed(&bed, 2)), (0, 1));
+}
+
+#[test]
+fn a_held_copy_goes_on_after_graft_timeout_when_the_tree_stays_silent() {
+    let cfg = config();
+    let timeout = cfg.graft_timeout;
+    let mut bed = bed_with_a_new_link(cfg);
+    let (_, m) = gossip(1, 3);
+    bed.send(3, m);
+    bed.advance(timeout / 2);
+    assert_eq!((pushed(&bed, 1), pushed(&bed, 2)), (0, 0), "still held");
+    bed.advance(timeout);
+    // The new link may be the only way in: every established eager link gets it.
+    assert_eq!((pushed(&bed, 1), pushed(&bed, 2)), (1, 1));
+    assert_eq!(bed.node.stats().gossip_released, 1);
+    assert_eq!(bed.node.stats().tree_edges_spared, 0);
+}
+
+#[test]
+fn a_later_duplicate_of_a_message_a_new_link_brought_first_prunes_no_tree_edge() {
+    let cfg = config();
+    let timeout = cfg.graft_timeout;
+    let mut bed = bed_with_a_new_link(cfg);
+    let (_, m) = gossip(1, 3);
+    bed.send(3, m.clone());
+    // Released by the timeout; the parent's copy comes later still.
+    bed.advance(timeout * 2);
+    bed.send(1, m);
+    assert!(bed.sent(1, Kind::Prune).is_empty());
+    assert!(bed.is_eager(peer(2)));
+    assert_eq!(bed.node.stats().tree_edges_spared, 1);
+}
+
+#[test]
+fn past_its_probation_a_new_link_displaces_the_old_parent_as_usual() {
+    let mut bed = bed_with_a_new_link(config());
+    bed.advance(SETTLED);
+    bed.clear();
+    let (_, m) = gossip(1, 3);
+    bed.send(3, m.clone());
+    // Textbook Plumtree: forwarded at once to every other eager link ...
+    assert_eq!((pushed(&bed, 1), pushed(&bed, 2)), (1, 1));
+    assert_eq!(bed.node.stats().gossip_held, 0);
+    // ... and the old parent's later copy is a duplicate that prunes it: the tree shortens.
+    bed.send(1, m);
+    assert_eq!(bed.sent(1, Kind::Prune).len(), 1);
+    assert!(!bed.is_eager(peer(2)));
+}
+
+#[test]
+fn without_an_established_eager_link_a_new_link_is_the_tree() {
+    // A node that just joined (or lost its tree): every link is new, nothing is held.
+    let mut bed = Bed::new(config());
+    bed.open(1, peer(2));
+    bed.open(2, peer(3));
+    bed.clear();
+    let (_, m) = gossip(1, 3);
+    bed.send(1, m);
+    assert_eq!(pushed(&bed, 2), 1);
+    assert_eq!(bed.node.stats().gossip_held, 0);
+}
+
+#[test]
+fn a_zero_probation_turns_the_rule_off() {
+    let mut cfg = config();
+    cfg.link_probation = Duration::ZERO;
+    let mut bed = bed_with_a_new_link(cfg);
+    let (_, m) = gossip(1, 3);
+    bed.send(3, m.clone());
+    assert_eq!((pushed(&bed, 1), pushed(&bed, 2)), (1, 1));
+    bed.send(1, m);
+    assert_eq!(bed.sent(1, Kind::Prune).len(), 1, "textbook prune");
+    assert_eq!(bed.node.stats().gossip_held, 0);
+}
