@@ -185,6 +185,21 @@ async fn a_broadcast_batch_arrives_complete_and_in_order() {
         assert!(got.payload[4..].iter().all(|&x| x == seq as u8), "intact");
     }
     assert_eq!(b_gossip.lost(), 0);
+    // Large messages go a few per batch (at most 1 MiB of payload each): all five are
+    // accepted and arrive in order.
+    let large: Vec<Bytes> = (0..5u8).map(|n| Bytes::from(vec![n; 400 * 1024])).collect();
+    let results = bounded("large batch", a.broadcast_batch(large))
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 5);
+    for (n, result) in results.into_iter().enumerate() {
+        let id = result.expect("accepted");
+        let got = bounded("large delivery", b_gossip.recv())
+            .await
+            .expect("delivered");
+        assert_eq!(got.id, id);
+        assert!(got.payload.len() == 400 * 1024 && got.payload.iter().all(|&x| x == n as u8));
+    }
     // An empty batch is no command at all.
     assert!(bounded("empty", a.broadcast_batch(Vec::new()))
         .await

@@ -128,11 +128,12 @@ impl Liveness {
     }
 
     /// The round trip to compare links by: the PING/PONG estimate, else the dial's; `None`
-    /// when unknown or when the peer answered a PING it was never sent (then a sample could
-    /// be forged by answering early).
+    /// when unknown. A peer that answered a PING it was never sent (a sample it could forge
+    /// by answering early) ranks as the slowest link there is (`Duration::MAX`), so that
+    /// sending such PONGs cannot keep its link from being replaced.
     pub fn rtt(&self) -> Option<Duration> {
         if self.unsolicited_pong {
-            return None;
+            return Some(Duration::MAX);
         }
         self.srtt.or(self.handshake_rtt)
     }
@@ -211,7 +212,7 @@ impl Liveness {
 
     /// A PONG arrived: the round trip of the outstanding PING, if any, is a sample. An
     /// unsolicited PONG gives no sample and makes the session's round trip untrusted
-    /// ([`Liveness::rtt`] is `None` from then on).
+    /// ([`Liveness::rtt`] ranks it slowest from then on).
     pub fn pong(&mut self, now: Instant) {
         let Some(sent) = self.ping_sent_at.take() else {
             self.unsolicited_pong = true;
@@ -306,7 +307,7 @@ mod tests {
     }
 
     #[test]
-    fn the_dial_gives_a_round_trip_until_a_pong_and_an_unsolicited_pong_voids_it() {
+    fn the_dial_gives_a_round_trip_until_a_pong_and_an_unsolicited_pong_ranks_it_slowest() {
         let mut l = Liveness::new(at(0));
         l.set_handshake_rtt(ms(30));
         assert_eq!(l.rtt(), Some(ms(30)));
@@ -314,7 +315,11 @@ mod tests {
         l.pong(at(20));
         assert_eq!(l.rtt(), Some(ms(20)), "a PONG sample wins over the dial's");
         l.pong(at(25));
-        assert_eq!(l.rtt(), None, "a PONG nobody asked for: untrusted");
+        assert_eq!(
+            l.rtt(),
+            Some(Duration::MAX),
+            "a PONG nobody asked for: untrusted, ranks slowest"
+        );
     }
 
     #[test]

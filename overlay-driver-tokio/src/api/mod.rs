@@ -57,7 +57,7 @@ pub use topic::{Event, EventStream, Topic, TopicSender};
 pub use validation::{PendingValidation, Validator};
 
 use crate::runtime::metrics::DriverCounters;
-use crate::runtime::node_task::{Command, MAX_BROADCAST_BATCH};
+use crate::runtime::node_task::{Command, MAX_BROADCAST_BATCH, MAX_BROADCAST_BATCH_BYTES};
 use crate::runtime::{DriverStats, TokioNet};
 
 /// Something the node reports to its supervisor (the "kernel").
@@ -280,7 +280,7 @@ impl Overlay {
     }
 
     /// Broadcasts several messages to the default topic, in order, with one round trip to
-    /// the node per 64 messages instead of one per message (for
+    /// the node per 64 messages (or 1 MiB of payload) instead of one per message (for
     /// publishers with many messages at hand). Each message gets its own result, as if
     /// [`Overlay::broadcast`] had been called for each in turn: a message refused for
     /// backpressure ([`OverlayError::Busy`]) is not sent, and the ones after it are tried
@@ -292,7 +292,18 @@ impl Overlay {
         let mut payloads = payloads.into_iter().peekable();
         let mut results = Vec::new();
         while payloads.peek().is_some() {
-            let batch: Vec<Bytes> = payloads.by_ref().take(MAX_BROADCAST_BATCH).collect();
+            // Up to 64 messages and 1 MiB of payload per batch (always at least one message).
+            let mut batch: Vec<Bytes> = Vec::new();
+            let mut bytes = 0usize;
+            while batch.len() < MAX_BROADCAST_BATCH {
+                let Some(next) = payloads.next_if(|p| {
+                    batch.is_empty() || bytes.saturating_add(p.len()) <= MAX_BROADCAST_BATCH_BYTES
+                }) else {
+                    break;
+                };
+                bytes = bytes.saturating_add(next.len());
+                batch.push(next);
+            }
             let answer = self
                 .command(|reply| Command::BroadcastBatch {
                     payloads: batch,

@@ -131,6 +131,9 @@ pub(crate) enum Command {
 /// Payloads one [`Command::BroadcastBatch`] carries at most (the API splits larger batches):
 /// a batch is handled in one go, so this bounds how long it holds the node task.
 pub(crate) const MAX_BROADCAST_BATCH: usize = 64;
+/// Payload bytes in one broadcast batch at most (hashing and signing a batch runs on the node
+/// task without a break: large messages go a few at a time).
+pub(crate) const MAX_BROADCAST_BATCH_BYTES: usize = 1024 * 1024;
 
 /// The answer to a [`Command::BroadcastBatch`]: one result per payload, in order. A result
 /// the core did not give while the batch was applied (none does today) is `None` here and

@@ -3,9 +3,10 @@
 //! swap when it runs.
 //!
 //! A link may be dropped (`droppable_links`) only when it runs, is older than
-//! [`MIN_LINK_AGE`], has a trusted round-trip estimate, and carries no tree edge in any
-//! topic it is in (lazy, or eager with no message since it became eager: before the first
-//! broadcast every link is eager and none is a tree edge yet), each of those topics keeping
+//! [`MIN_LINK_AGE`], has a round-trip estimate (one the peer made untrustworthy by answering
+//! a PING we never sent ranks slowest), and carries no tree edge in any topic it is in (lazy,
+//! or eager since it joined with no message since: before the first broadcast every link is
+//! eager and none is a tree edge yet), each of those topics keeping
 //! more than `topic_min_links` links. So no node's tree parent is ever closed; and since
 //! eager/lazy roles are symmetric, the peer keeps its own tree links (a node whose only link
 //! is lazy does not exist: a lone link is made eager), so a swap never disconnects it. The
