@@ -14,6 +14,10 @@ use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::VecDeque;
 
+/// Bytes the tail is allocated in at least: frame headers are encoded into one block and
+/// split off it as pieces (a reference count each), instead of one tiny allocation per header.
+const TAIL_BLOCK: usize = 2048;
+
 /// Payloads at least this long are shared by reference; shorter ones are copied (a copy of a
 /// few hundred bytes costs less than a reference count and one more piece to write).
 pub(crate) const SHARE_MIN: usize = 256;
@@ -178,6 +182,19 @@ impl ChunkBuf {
 
     /// The end to encode small writes into (after every piece).
     pub fn tail_mut(&mut self) -> &mut BytesMut {
+        &mut self.tail
+    }
+
+    /// The tail, with room for `additional` more bytes (a new block of at least
+    /// [`TAIL_BLOCK`] bytes when the current one is full).
+    pub fn tail_with_room(&mut self, additional: usize) -> &mut BytesMut {
+        if self.tail.capacity() - self.tail.len() < additional {
+            if self.tail.is_empty() {
+                self.tail = BytesMut::with_capacity(additional.max(TAIL_BLOCK));
+            } else {
+                self.tail.reserve(additional.max(TAIL_BLOCK));
+            }
+        }
         &mut self.tail
     }
 

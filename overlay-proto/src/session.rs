@@ -299,9 +299,8 @@ impl<'a> Body<'a> {
 
 /// Appends one frame, `header` then `body`, to `out`.
 pub(crate) fn write_frame(out: &mut ChunkBuf, header: &Header, body: Body<'_>) {
-    let tail = out.tail_mut();
     let copied = (header.len as usize).saturating_sub(body.shared.map_or(0, Bytes::len));
-    tail.reserve(copied);
+    let tail = out.tail_with_room(copied);
     header.write(tail);
     for part in body.parts {
         tail.put_slice(part);

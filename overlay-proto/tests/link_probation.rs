@@ -14,13 +14,15 @@ use overlay_proto::wire::Kind;
 use overlay_proto::{MessageId, NodeConfig};
 use support::{peer, raw_peer_config, Bed};
 
-/// Long enough for the first sessions to be established under the default probation (3 s).
+/// Long enough for the first sessions to be established under a 3 s probation.
 const SETTLED: Duration = Duration::from_secs(5);
 
 fn config() -> NodeConfig {
     let mut c = raw_peer_config();
     // The link optimisation would drop links that carried no message yet.
     c.link_optimization = false;
+    // Off by default (an experiment); the rule under test.
+    c.link_probation = Duration::from_secs(3);
     c
 }
 
