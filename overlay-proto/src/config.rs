@@ -132,16 +132,17 @@ pub struct NodeConfig {
     pub optimization_swaps_per_s: u32,
     /// Latency-aware membership (after X-BOT): every `link_optimization_interval` the node
     /// dials one passive peer as a probe and, when the dial shows a round trip at least
-    /// `link_optimization_margin_pct` % shorter than its slowest link that is lazy in every
-    /// topic, keeps the probe and closes that slow link (`CloseReason::Optimized`). Rounds
-    /// that change nothing double the wait (up to 16 intervals).
+    /// `link_optimization_margin_pct` % shorter than its slowest link that carries no tree
+    /// edge in any topic, keeps the probe and closes that slow link (`CloseReason::Optimized`).
+    /// Rounds that change nothing double the wait (up to 64 intervals). Runs only while the
+    /// active view is full (`active_target` sessions).
     pub link_optimization: bool,
     /// Shortest time between two link-optimisation rounds (one probe per round).
     pub link_optimization_interval: Duration,
     /// How much faster (percent of the slow link's round trip) a probe must be to replace it.
     pub link_optimization_margin_pct: u8,
-    /// Swaps a node may make in a burst; one spent swap comes back every 64
-    /// `link_optimization_interval`s, and no probe is dialed while none is left.
+    /// Swaps a node may make in a burst; one spent swap comes back every 5 minutes, and no
+    /// probe is dialed while none is left.
     pub link_optimization_swaps: u32,
     /// IHAVE batches are flushed at this period.
     pub lazy_flush_interval: Duration,
@@ -319,9 +320,9 @@ impl Default for NodeConfig {
             optimization_hold: Duration::from_secs(2),
             optimization_swaps_per_s: 4,
             link_optimization: false,
-            link_optimization_interval: Duration::from_secs(1),
+            link_optimization_interval: Duration::from_millis(250),
             link_optimization_margin_pct: 30,
-            link_optimization_swaps: 8,
+            link_optimization_swaps: 2,
             lazy_flush_interval: Duration::from_millis(10),
             ihave_batch_max: 512,
             catch_up_ids: 256,

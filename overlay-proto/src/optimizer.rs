@@ -25,11 +25,17 @@ use core::time::Duration;
 use crate::peer::DialId;
 use crate::time::Instant;
 
-/// A round that swaps nothing doubles the wait, up to this many intervals.
-pub(crate) const MAX_BACKOFF_ROUNDS: u32 = 16;
+/// A round that swaps nothing doubles the wait, up to this many intervals (a power of two).
+pub(crate) const MAX_BACKOFF_ROUNDS: u32 = 64;
 
-/// One spent swap comes back every this many intervals.
-pub(crate) const REFILL_ROUNDS: u32 = 64;
+/// One spent swap comes back after this long: a node swaps its burst while it joins, then
+/// about one link per refill period, so a settled overlay keeps its tree.
+pub(crate) const REFILL_PERIOD: Duration = Duration::from_secs(300);
+
+/// A swap must shorten the round trip by at least this much, whatever the margin: on a LAN
+/// or loopback, where every link takes well under a millisecond, the relative differences are
+/// noise (scheduling, TLS work) and a swap would only churn the tree.
+pub(crate) const MIN_RTT_SAVING: Duration = Duration::from_millis(5);
 
 /// A probe whose connection is neither up nor failed by then is given up (the driver's connect
 /// and handshake deadlines end it well before).
@@ -46,7 +52,7 @@ pub(crate) struct Params {
     /// must be (`link_optimization_margin_pct`).
     pub(crate) margin_pct: u8,
     /// Swaps a node may make in a burst (`link_optimization_swaps`); one comes back every
-    /// [`REFILL_ROUNDS`] intervals, and no round runs while none is left.
+    /// [`REFILL_PERIOD`], and no round runs while none is left.
     pub(crate) swaps: u32,
 }
 
@@ -112,7 +118,7 @@ impl LinkOptimizer {
     }
 
     fn refill_period(&self) -> Duration {
-        self.params.interval.saturating_mul(REFILL_ROUNDS)
+        REFILL_PERIOD
     }
 
     /// Applies the swaps that came back by `now`.
@@ -172,10 +178,18 @@ impl LinkOptimizer {
         self.probe.map(|p| p.addr)
     }
 
-    /// True when `candidate` is at least `margin_pct` % faster than `worst`.
+    /// True when `candidate` is at least `margin_pct` % faster than `worst`, and at least
+    /// [`MIN_RTT_SAVING`] faster.
     pub(crate) fn clearly_faster(&self, candidate: Duration, worst: Duration) -> bool {
         let margin = u128::from(self.params.margin_pct.min(99));
         candidate.as_nanos() * 100 <= worst.as_nanos() * (100 - margin)
+            && worst.saturating_sub(candidate) >= MIN_RTT_SAVING
+    }
+
+    /// True when a link of round trip `worst` could be replaced at all (it is longer than
+    /// [`MIN_RTT_SAVING`]); no probe is worth dialing otherwise.
+    pub(crate) fn worth_probing(worst: Duration) -> bool {
+        worst > MIN_RTT_SAVING
     }
 
     /// Dial `dial`'s connection came up at `now`, after measuring `rtt`; `worst` is the round
@@ -299,6 +313,12 @@ mod tests {
         let mut o = LinkOptimizer::new(params(), at(0));
         assert!(o.clearly_faster(ms(70), ms(100)));
         assert!(!o.clearly_faster(ms(71), ms(100)));
+        // Loopback: 10 times faster, but 0.9 ms saved is noise.
+        let us = Duration::from_micros;
+        assert!(!o.clearly_faster(us(100), us(1000)));
+        assert!(o.clearly_faster(ms(1), ms(8)));
+        assert!(!LinkOptimizer::worth_probing(ms(5)));
+        assert!(LinkOptimizer::worth_probing(ms(6)));
         o.start_probe(at(1000), DialId(1), addr(1));
         // 35 ms against a worst of 48 ms: only 27 % faster.
         let j = o.judge(at(1100), DialId(1), ms(35), Some(ms(48)), true);
@@ -349,7 +369,7 @@ mod tests {
             waits.push((next - now).as_secs());
             now = next;
         }
-        assert_eq!(waits, vec![2, 4, 8, 16, 16, 16, 16, 16]);
+        assert_eq!(waits, vec![2, 4, 8, 16, 32, 64, 64, 64]);
         o.start_probe(now, DialId(100), addr(1));
         o.finish(now, true);
         assert!(o.due(now + ms(1000)));
@@ -357,7 +377,7 @@ mod tests {
 
     #[test]
     fn the_swap_budget_is_spent_and_comes_back_one_per_refill_period() {
-        // 3 swaps, one back every 64 s (64 intervals of 1 s).
+        // 3 swaps, one back every `REFILL_PERIOD` (300 s).
         let mut o = LinkOptimizer::new(params(), at(0));
         let mut now = at(1000);
         for n in 0..3u64 {
@@ -368,12 +388,12 @@ mod tests {
         }
         assert_eq!(o.swaps_left(), 0);
         assert!(!o.due(now + ms(50_000)), "no round without a swap left");
-        // The first swap (at 1 s) comes back at 65 s.
-        assert!(!o.due(at(64_999)));
-        assert!(o.due(at(65_000)));
+        // The first swap (at 1 s) comes back at 301 s.
+        assert!(!o.due(at(300_999)));
+        assert!(o.due(at(301_000)));
         assert_eq!(o.swaps_left(), 1);
         // Long idle: the budget refills to its size, never beyond.
-        assert!(o.due(at(1_000_000)));
+        assert!(o.due(at(10_000_000)));
         assert_eq!(o.swaps_left(), 3);
     }
 

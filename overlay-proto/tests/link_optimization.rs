@@ -89,7 +89,7 @@ fn the_margin_is_respected() {
 #[test]
 fn the_swap_budget_bounds_every_node() {
     let mut m = mesh(7, |c| c.link_optimization_swaps = 2);
-    // The budget refills one swap per 64 intervals (64 s): none comes back within 30 s.
+    // The budget refills one swap per 300 s: none comes back within 30 s.
     m.run_for(Duration::from_secs(30));
     let mut total = 0;
     for i in 0..m.len() {

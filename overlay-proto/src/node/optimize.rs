@@ -79,8 +79,10 @@ impl Node {
         {
             return;
         }
-        if self.slowest_droppable(None).is_none() {
-            // No link may be dropped, or none has a round trip yet: no decision.
+        let worst = self.slowest_droppable(None).map(|(_, rtt)| rtt);
+        if !worst.is_some_and(crate::optimizer::LinkOptimizer::worth_probing) {
+            // No link may be dropped, none has a round trip yet (no decision), or the slowest
+            // is already too fast for any swap to matter (a LAN).
             self.membership.optimizer_mut().skip(now);
             return;
         }
