@@ -483,6 +483,19 @@ impl Session {
     pub fn mark_dirty(&mut self) -> bool {
         !std::mem::replace(&mut self.dirty, true)
     }
+
+    /// A session for unit tests: every rate bucket 100/s with a burst of 100.
+    #[cfg(test)]
+    pub(crate) fn with_test_buckets(now: Instant, info: ConnectionInfo, grant: Grant) -> Session {
+        let bucket = || TokenBucket::new(now, 100, 100);
+        let control = ControlBuckets {
+            graft: bucket(),
+            ihave: bucket(),
+            duplicate: bucket(),
+            shuffle: bucket(),
+        };
+        Session::new(now, info, bucket(), control, grant)
+    }
 }
 
 #[cfg(test)]
@@ -516,19 +529,12 @@ mod tests {
             dial: None,
             kx_group: None,
         };
-        let bucket = || TokenBucket::new(now, 100, 100);
-        let control = ControlBuckets {
-            graft: bucket(),
-            ihave: bucket(),
-            duplicate: bucket(),
-            shuffle: bucket(),
-        };
         let grant = Grant {
             operations: 0,
             max_message_bytes: 1024,
             rate_cap: None,
         };
-        Session::new(now, info, bucket(), control, grant)
+        Session::with_test_buckets(now, info, grant)
     }
 
     fn header(len: usize) -> Header {

@@ -17,8 +17,7 @@ use crate::error::OverlayError;
 use crate::frame::{flags, Header};
 use crate::liveness::{Heartbeat, LivenessConfig};
 use crate::peer::{ConnId, DialId, Direction, PeerId};
-use crate::ratelimit::TokenBucket;
-use crate::session::{ConnectionInfo, ControlBuckets, Grant, Phase, Session};
+use crate::session::{ConnectionInfo, Grant, Phase, Session};
 use crate::time::Instant;
 use crate::wire::HelloOverlay;
 
@@ -54,14 +53,7 @@ fn session(now: Instant, conn: u64, who: PeerId, direction: Direction) -> Sessio
         dial: (direction == Direction::Outbound).then_some(DialId(conn)),
         kx_group: None,
     };
-    let bucket = || TokenBucket::new(now, 100, 100);
-    let control = ControlBuckets {
-        graft: bucket(),
-        ihave: bucket(),
-        duplicate: bucket(),
-        shuffle: bucket(),
-    };
-    Session::new(now, info, bucket(), control, grant(1 << 20))
+    Session::with_test_buckets(now, info, grant(1 << 20))
 }
 
 fn admitted(table: &mut Sessions, s: Session, me: &PeerId) -> SessionKey {
