@@ -118,7 +118,8 @@ pub struct ScaleArgs {
     #[arg(long, value_name = "MODE", value_parser = parse_origin_auth)]
     pub origin_auth: Option<overlay_proto::OriginAuth>,
     /// Attacker behaviour of a share of the nodes: forger, silent, graft-spam, ihave-flood,
-    /// eclipse (see docs/SIMULATION.md) [default: none]
+    /// eclipse (see docs/SIMULATION.md) [default: none]; with --adversary-suite, only that
+    /// kind's rows and the attack-free row
     #[arg(long, value_name = "KIND")]
     pub adversary: Option<crate::scale::AdversaryKind>,
     /// Percentage of the nodes that attack, 0..=99 (with --adversary; in
@@ -258,6 +259,10 @@ impl ScaleArgs {
                 },
             };
             let mut list = plan.scenarios();
+            if let Some(kind) = self.adversary {
+                // One kind's rows and the attack-free row they are measured against.
+                list.retain(|s| s.adversary.is_none_or(|k| k == kind));
+            }
             for s in &mut list {
                 let file = ScenarioFile {
                     kind: Some(s.kind),

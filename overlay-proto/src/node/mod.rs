@@ -458,7 +458,16 @@ impl Node {
         };
         let was_running = session.is_running();
         self.on_session_leaving(&session, reason);
-        let eager_in = self.remove_from_trees(key, session.peer, reason);
+        // A banned peer that never gave this node a first copy fed no part of its tree: its
+        // loss leaves the tree as it was (no lazy link promoted in its place, unless no
+        // eager link is left).
+        let idle_ban =
+            self.scores.is_peer_banned(&session.peer, self.now) && !self.fed_any_tree(key);
+        let mut eager_in = self.remove_from_trees(key, session.peer, reason);
+        if idle_ban {
+            let trees = &self.trees;
+            eager_in.retain(|topic| trees.get(topic).is_some_and(|t| t.eager().is_empty()));
+        }
         self.dirty.retain(|k| *k != key);
         if let Some(code) = reason.wire_code() {
             if reason != CloseReason::TransportClosed {
