@@ -10,8 +10,8 @@
 mod support;
 
 use core::time::Duration;
-use overlay_proto::CloseReason;
 use overlay_proto::wire::Kind;
+use overlay_proto::CloseReason;
 use overlay_proto::NodeConfig;
 use support::{event, graft, peer, raw_peer_config, Bed};
 

@@ -12,8 +12,8 @@ mod support;
 
 use core::time::Duration;
 use overlay_proto::wire::Kind;
-use overlay_proto::{MessageId, NodeConfig};
 use overlay_proto::CloseReason;
+use overlay_proto::{MessageId, NodeConfig};
 use support::{graft, peer, raw_peer_config, Bed};
 
 /// Long enough for the first sessions to be established under a 3 s probation.

@@ -304,7 +304,9 @@ impl Plumtree {
 
     /// True when `key` gave this node the first copy of some message since it joined the tree.
     pub(crate) fn gave_first_copy(&self, key: Neighbor) -> bool {
-        self.links.get(&key).is_some_and(|l| l.first_copy_at.is_some())
+        self.links
+            .get(&key)
+            .is_some_and(|l| l.first_copy_at.is_some())
     }
 
     /// Neighbour down: takes `key` out of the tree; returns whether it was eager (then call
