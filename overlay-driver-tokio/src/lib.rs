@@ -27,9 +27,9 @@ pub mod operator;
 pub mod pq;
 #[cfg(not(loom))]
 mod runtime;
-// Public only in the loom build, for the `loom_overlay` model-checking test.
 #[cfg(not(loom))]
-mod lazy_broadcast;
+pub mod feed;
+// Public only in the loom build, for the `loom_overlay` model-checking test.
 #[cfg(loom)]
 pub mod shared;
 #[cfg(not(loom))]

@@ -114,9 +114,10 @@ pub(crate) enum Command {
     ValidationStats {
         reply: oneshot::Sender<overlay_proto::ValidationStats>,
     },
-    /// `Input::Reconfigure`; answered with the core's `Action::Reconfigured`.
+    /// `Input::Reconfigure`; answered with the core's `Action::Reconfigured`. Boxed: the
+    /// settings table would make every command slot of the channel as large as itself.
     Reconfigure {
-        live: LiveSettings,
+        live: Box<LiveSettings>,
         reply: oneshot::Sender<Result<LiveSettings, ReconfigureError>>,
     },
     /// `Input::Shutdown`, then drain.
@@ -150,8 +151,8 @@ pub(crate) type DialWaiter = oneshot::Sender<Result<SessionHandle, Error>>;
 /// Where the node task publishes what the application sees.
 pub(crate) struct Outputs {
     pub(crate) deliveries: Arc<crate::api::DeliveryLog>,
-    pub(crate) directs: crate::lazy_broadcast::LazySender<DirectMessage>,
-    pub(crate) events: crate::lazy_broadcast::LazySender<KernelEvent>,
+    pub(crate) directs: crate::feed::Sender<DirectMessage>,
+    pub(crate) events: crate::feed::Sender<KernelEvent>,
     /// Messages waiting for the application's verdict ([`crate::api::Validator`]); when it is
     /// full or nobody listens the core's deadline settles them.
     pub(crate) validations: mpsc::Sender<crate::api::PendingValidation>,
@@ -825,7 +826,7 @@ impl<N: Net> NodeTask<N> {
             }
             Command::Reconfigure { live, reply } => {
                 self.pending_reconfigure = Some(reply);
-                self.input(Input::Reconfigure(Box::new(live)), None);
+                self.input(Input::Reconfigure(live), None);
                 // The core answers every `Input::Reconfigure`; the caller sees a closed channel
                 // only if it did not.
                 self.pending_reconfigure = None;
@@ -977,6 +978,7 @@ impl<N: Net> NodeTask<N> {
             } => self.on_dial_answer(request, outcome),
             Action::DialResult { requests, result } => self.answer_dials(requests, result),
             Action::Deliver(delivery) => {
+                let delivery = *delivery;
                 if let Some(at) = read_at {
                     rt_metrics::latency("deliver", at.elapsed());
                 }
@@ -995,7 +997,7 @@ impl<N: Net> NodeTask<N> {
             Action::Validate { id, delivery } => {
                 let pending = crate::api::PendingValidation {
                     id,
-                    delivery,
+                    delivery: *delivery,
                     cmd: self.cmd_weak.clone(),
                 };
                 if self.out.validations.try_send(pending).is_err() {
@@ -1093,7 +1095,7 @@ impl<N: Net> NodeTask<N> {
             }
             Action::Reconfigured(result) => {
                 if let Some(reply) = self.pending_reconfigure.take() {
-                    let _ = reply.send(result);
+                    let _ = reply.send(*result);
                 }
             }
             Action::ShutdownComplete => {
