@@ -77,7 +77,8 @@ impl<T> State<T> {
     fn shrink_if_sparse(&mut self) {
         let cap = self.values.capacity();
         if cap > MIN_SLOTS && self.values.len() < cap / 4 {
-            self.values.shrink_to((self.values.len() * 2).max(MIN_SLOTS));
+            self.values
+                .shrink_to((self.values.len() * 2).max(MIN_SLOTS));
         }
     }
 
@@ -307,7 +308,11 @@ mod tests {
             tx.send(i);
             assert_eq!(rx.try_recv(), Ok(i));
         }
-        assert!(tx.held().1 <= MIN_SLOTS, "a reader that keeps up: {:?}", tx.held());
+        assert!(
+            tx.held().1 <= MIN_SLOTS,
+            "a reader that keeps up: {:?}",
+            tx.held()
+        );
         for i in 0..1000u32 {
             tx.send(i);
         }

@@ -20,6 +20,8 @@ pub mod config;
 #[cfg(not(loom))]
 pub mod daemon;
 #[cfg(not(loom))]
+pub mod feed;
+#[cfg(not(loom))]
 pub mod http;
 #[cfg(not(loom))]
 pub mod operator;
@@ -27,8 +29,6 @@ pub mod operator;
 pub mod pq;
 #[cfg(not(loom))]
 mod runtime;
-#[cfg(not(loom))]
-pub mod feed;
 // Public only in the loom build, for the `loom_overlay` model-checking test.
 #[cfg(loom)]
 pub mod shared;

@@ -371,10 +371,7 @@ mod tests {
     #[derive(Serialize)]
     enum UnboxedAction {
         Deliver(Delivery),
-        Validate {
-            id: u64,
-            delivery: Delivery,
-        },
+        Validate { id: u64, delivery: Delivery },
         Reconfigured(Result<LiveSettings, ReconfigureError>),
     }
 

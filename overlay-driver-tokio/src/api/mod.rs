@@ -469,8 +469,8 @@ impl Overlay {
             live: Box::new(live),
             reply,
         })
-            .await?
-            .map_err(|e| Error::Config(e.to_string()))
+        .await?
+        .map_err(|e| Error::Config(e.to_string()))
     }
 
     /// The default topic as a [`Topic`]: its [`Event`]s from now on (deliveries,
