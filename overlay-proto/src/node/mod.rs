@@ -460,7 +460,7 @@ impl Node {
         self.on_session_leaving(&session, reason);
         // A banned peer that never gave this node a first copy fed no part of its tree: its
         // loss leaves the tree as it was (no lazy link promoted in its place, unless no
-        // eager link is left).
+        // eager link is left, and the tree stays settled).
         let idle_ban =
             self.scores.is_peer_banned(&session.peer, self.now) && !self.fed_any_tree(key);
         let mut eager_in = self.remove_from_trees(key, session.peer, reason);
@@ -492,6 +492,7 @@ impl Node {
         self.stats.sessions_closed += 1;
         // A link closed for a faster one was lazy everywhere: no subtree of ours needs repair.
         if was_running
+            && !idle_ban
             && !matches!(
                 reason,
                 CloseReason::Duplicate | CloseReason::Shutdown | CloseReason::Optimized
