@@ -2,8 +2,9 @@
 //! #7's graft-spam latency): a message it brings first goes at once only to the other links on
 //! probation; the established eager links get it when the tree's own copy arrives (that link
 //! is kept eager) or after `graft_timeout`. A node with no established eager link, a link past
-//! its probation and `link_probation = 0` forward at once as textbook Plumtree does. By default
-//! only links opened within `link_probation_after_ban` of the node's last ban go on probation.
+//! its probation and `link_probation = 0` forward at once as textbook Plumtree does. With
+//! `link_probation_after_ban` set, only links opened that soon after the node's last ban go on
+//! probation.
 //! One rule per test, with hand-driven peers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
@@ -23,7 +24,7 @@ fn config() -> NodeConfig {
     let mut c = raw_peer_config();
     // The link optimisation would drop links that carried no message yet.
     c.link_optimization = false;
-    // The rule under test, on every new link (by default only after a ban).
+    // The rule under test, on every new link (the default).
     c.link_probation = Duration::from_secs(3);
     c.link_probation_after_ban = Duration::ZERO;
     c
@@ -154,10 +155,12 @@ fn a_zero_probation_turns_the_rule_off() {
     assert_eq!(bed.node.stats().gossip_held, 0);
 }
 
-/// The default scope: probation only after a ban.
+/// Probation only within 30 s of a ban.
+const AFTER_BAN: Duration = Duration::from_secs(30);
+
 fn after_ban_config() -> NodeConfig {
     let mut c = config();
-    c.link_probation_after_ban = NodeConfig::default().link_probation_after_ban;
+    c.link_probation_after_ban = AFTER_BAN;
     c
 }
 
@@ -202,8 +205,7 @@ fn after_a_ban_a_new_link_goes_on_probation() {
 
 #[test]
 fn long_after_a_ban_a_new_link_is_not_on_probation() {
-    let window = NodeConfig::default().link_probation_after_ban;
-    let mut bed = bed_after_a_ban(window);
+    let mut bed = bed_after_a_ban(AFTER_BAN);
     bed.open(3, peer(4));
     bed.clear();
     let (_, m) = gossip(1, 3);
