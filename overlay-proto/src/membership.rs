@@ -134,35 +134,24 @@ impl Membership {
     }
 
     /// A passive peer to probe for latency: known identity, no failure since its last
-    /// success, out of backoff at `now`, allowed by `usable`. Picked with `rng` in two steps:
-    /// an introducer at random (the peers whose SHUFFLEs gave us candidates, and ourselves
-    /// for the addresses we learnt on our own), then one of its candidates at random. A
-    /// probe that is kept replaces a link, so however many addresses colluding peers push
-    /// into the list, they get no more probes than their share of introducers.
+    /// success, out of backoff at `now`, allowed by `usable`; picked at random with `rng`.
     pub(crate) fn choose_probe(
         &self,
         now: Instant,
         rng: &mut impl RngCore,
         usable: impl Fn(&SocketAddr, &KnownPeer) -> bool,
     ) -> Option<SocketAddr> {
-        let mut by_introducer: BTreeMap<Option<PeerId>, Vec<SocketAddr>> = BTreeMap::new();
-        for (addr, known) in self
+        let candidates: Vec<SocketAddr> = self
             .passive
             .iter()
             .filter(|(_, k)| k.peer.is_some() && k.failures == 0 && k.next_attempt <= now)
             .filter(|(a, k)| usable(a, k))
-        {
-            by_introducer
-                .entry(known.introducer)
-                .or_default()
-                .push(*addr);
-        }
-        if by_introducer.is_empty() {
+            .map(|(a, _)| *a)
+            .collect();
+        if candidates.is_empty() {
             return None;
         }
-        let pick = random_below(rng, by_introducer.len());
-        let group = by_introducer.into_values().nth(pick)?;
-        group.get(random_below(rng, group.len())).copied()
+        candidates.get(random_below(rng, candidates.len())).copied()
     }
 
     /// The passive list.
@@ -171,21 +160,19 @@ impl Membership {
     }
 
     /// Adds or refreshes `addr` (with `peer`, when known; `seed` when configured, discovered
-    /// or dialed by the operator; `introducer`: the peer that told us, `None` when we learnt
-    /// it ourselves). The caller filtered out its own and banned addresses. One number is
-    /// drawn from `rng` whatever happens (it picks the entry a full list evicts).
+    /// or dialed by the operator). The caller filtered out its own and banned addresses. One
+    /// number is drawn from `rng` whatever happens (it picks the entry a full list evicts).
     pub(crate) fn learn(
         &mut self,
         now: Instant,
         addr: SocketAddr,
         peer: Option<PeerId>,
         seed: bool,
-        introducer: Option<PeerId>,
         rng: &mut impl RngCore,
     ) -> Inserted {
         let pick = rng.next_u64() as usize;
         self.passive
-            .insert(addr, peer, seed, introducer, now, |n| pick % n.max(1))
+            .insert(addr, peer, seed, now, |n| pick % n.max(1))
     }
 
     /// A dial or session to `addr` failed: back off before the next attempt, uniformly in
@@ -425,8 +412,8 @@ mod tests {
     fn failures_back_off_exponentially_with_jitter_and_learnt_addresses_are_forgotten() {
         let mut m = Membership::new(params(), opt_params(), 16, at(0));
         let mut rng = rng();
-        m.learn(at(0), addr(1), Some(peer(1)), false, None, &mut rng);
-        m.learn(at(0), addr(2), None, true, None, &mut rng);
+        m.learn(at(0), addr(1), Some(peer(1)), false, &mut rng);
+        m.learn(at(0), addr(2), None, true, &mut rng);
         for failures in 1..=6u32 {
             m.note_failure(at(0), addr(1), &mut rng);
             let k = m.passive().iter().find(|(a, _)| **a == addr(1)).unwrap().1;
@@ -456,7 +443,7 @@ mod tests {
         let mut m = Membership::new(params(), opt_params(), 16, at(0));
         let mut rng = rng();
         for n in 1..=5 {
-            m.learn(at(0), addr(n), Some(peer(n)), false, None, &mut rng);
+            m.learn(at(0), addr(n), Some(peer(n)), false, &mut rng);
         }
         m.note_failure(at(0), addr(1), &mut rng);
         // Two of three wanted: two dial slots. Address 2 is connected already.
@@ -485,10 +472,10 @@ mod tests {
         assert_eq!(m.dial_rtt(dial, at(180)), Some(Duration::from_millis(40)));
         let _ = m.finish_dial(dial);
         assert_eq!(m.dial_rtt(dial, at(180)), None);
-        m.learn(at(0), addr(1), Some(peer(1)), false, None, &mut rng);
-        m.learn(at(0), addr(2), None, false, None, &mut rng);
-        m.learn(at(0), addr(3), Some(peer(3)), false, None, &mut rng);
-        m.learn(at(0), addr(4), Some(peer(4)), false, None, &mut rng);
+        m.learn(at(0), addr(1), Some(peer(1)), false, &mut rng);
+        m.learn(at(0), addr(2), None, false, &mut rng);
+        m.learn(at(0), addr(3), Some(peer(3)), false, &mut rng);
+        m.learn(at(0), addr(4), Some(peer(4)), false, &mut rng);
         m.note_failure(at(0), addr(3), &mut rng);
         for _ in 0..20 {
             let pick = m.choose_probe(at(10_000), &mut rng, |a, _| *a != addr(4));
@@ -496,52 +483,6 @@ mod tests {
             assert_eq!(pick, Some(addr(1)));
         }
         assert_eq!(m.choose_probe(at(0), &mut rng, |_, _| false), None);
-    }
-
-    #[test]
-    fn probes_are_shared_out_by_introducer_not_by_how_many_addresses_each_pushed() {
-        // 128 slots: a flooder gets its quota of 16 entries in; two honest introducers gave
-        // us 2 addresses each, and we learnt 2 on our own.
-        let mut m = Membership::new(params(), opt_params(), 128, at(0));
-        let mut rng = rng();
-        let flooder = Some(peer(200));
-        for n in 100..160u8 {
-            m.learn(at(0), addr(n), Some(peer(n)), false, flooder, &mut rng);
-        }
-        for (n, by) in [
-            (1, Some(peer(201))),
-            (2, Some(peer(201))),
-            (3, Some(peer(202))),
-        ] {
-            m.learn(at(0), addr(n), Some(peer(n)), false, by, &mut rng);
-        }
-        m.learn(
-            at(0),
-            addr(4),
-            Some(peer(4)),
-            false,
-            Some(peer(202)),
-            &mut rng,
-        );
-        m.learn(at(0), addr(5), Some(peer(5)), false, None, &mut rng);
-        m.learn(at(0), addr(6), Some(peer(6)), false, None, &mut rng);
-        let from_flooder = m
-            .passive()
-            .iter()
-            .filter(|(_, k)| k.introducer == flooder)
-            .count();
-        assert_eq!(from_flooder, 16, "the flooder is held to its quota");
-        let picks = 4000;
-        let mut flooded = 0;
-        for _ in 0..picks {
-            let pick = m.choose_probe(at(0), &mut rng, |_, _| true);
-            if pick.is_some_and(|a| matches!(a.ip(), IpAddr::V4(v) if v.octets()[3] >= 100)) {
-                flooded += 1;
-            }
-        }
-        // 4 introducers (the flooder, two honest peers, ourselves): the flooder's 16 of 22
-        // candidates get about a quarter of the probes, not 16/22.
-        assert!((800..1200).contains(&flooded), "{flooded} of {picks}");
     }
 
     #[test]
@@ -589,9 +530,9 @@ mod tests {
         assert!(m.shuffle_due(at(10_000)));
         assert!(!m.shuffle_due(at(10_000)));
         for n in 1..=6 {
-            m.learn(at(0), addr(n), Some(peer(n)), false, None, &mut rng);
+            m.learn(at(0), addr(n), Some(peer(n)), false, &mut rng);
         }
-        m.learn(at(0), addr(7), None, false, None, &mut rng);
+        m.learn(at(0), addr(7), None, false, &mut rng);
         m.note_failure(at(0), addr(6), &mut rng);
         let own = PeerEntry {
             peer: peer(0),

@@ -22,9 +22,6 @@ pub struct KnownPeer {
     /// `peer` was proven by a TLS connection we dialed to this address: hints (HELLO
     /// `listen`, SHUFFLE entries) never replace it.
     pub pinned: bool,
-    /// The peer whose SHUFFLE (or topic answer) told us of this address; `None` when we
-    /// learnt it ourselves (configured, discovered, dialed, or from a session with it).
-    pub introducer: Option<PeerId>,
 }
 
 /// What [`PassiveView::insert`] did with an address.
@@ -44,11 +41,6 @@ pub enum Inserted {
 /// replaces a random learned entry, or else the seed with the most failures (a dead address
 /// left behind by discovery); anything else is dropped, so no input can grow the list past
 /// its capacity.
-///
-/// No single introducer holds more than an eighth of the list ([`PassiveView::quota`]): a new
-/// address from an introducer at its quota replaces one of that introducer's own entries. A
-/// peer that floods SHUFFLEs (an eclipse attempt: every entry a colluder) so fills its own
-/// share and no more, and the addresses other peers gave us stay.
 #[derive(Debug)]
 pub struct PassiveView {
     peers: BTreeMap<SocketAddr, KnownPeer>,
@@ -64,15 +56,13 @@ impl PassiveView {
         }
     }
 
-    /// Adds or refreshes an address. `introducer` is the peer that told us of it (`None`:
-    /// we learnt it ourselves). `evict_pick` chooses which entry to drop when full or when
-    /// the introducer is at its quota (an index into the candidates).
+    /// Adds or refreshes an address. `evict_pick` chooses which learned entry to drop when
+    /// full (an index into the learned entries).
     pub fn insert(
         &mut self,
         addr: SocketAddr,
         peer: Option<PeerId>,
         seed: bool,
-        introducer: Option<PeerId>,
         now: Instant,
         evict_pick: impl FnOnce(usize) -> usize,
     ) -> Inserted {
@@ -81,27 +71,12 @@ impl PassiveView {
             if peer.is_some() && !existing.pinned {
                 existing.peer = peer;
             }
-            if introducer.is_none() {
-                existing.introducer = None;
-            }
             return Inserted::Updated;
         }
-        let victim = match introducer {
-            Some(by) if self.introduced_by(&by) >= self.quota() => {
-                let Some(victim) = self.own_victim(&by, evict_pick) else {
-                    return Inserted::Dropped;
-                };
-                Some(victim)
-            }
-            _ if self.peers.len() >= self.capacity => {
-                let Some(victim) = self.victim(seed, evict_pick) else {
-                    return Inserted::Dropped;
-                };
-                Some(victim)
-            }
-            _ => None,
-        };
-        if let Some(victim) = victim {
+        if self.peers.len() >= self.capacity {
+            let Some(victim) = self.victim(seed, evict_pick) else {
+                return Inserted::Dropped;
+            };
             self.peers.remove(&victim);
         }
         self.peers.insert(
@@ -112,42 +87,9 @@ impl PassiveView {
                 failures: 0,
                 next_attempt: now,
                 pinned: false,
-                introducer,
             },
         );
         Inserted::Added
-    }
-
-    /// Most entries one introducer may hold: an eighth of the capacity (at least one).
-    pub fn quota(&self) -> usize {
-        (self.capacity / 8).max(1)
-    }
-
-    /// Entries `by` introduced.
-    fn introduced_by(&self, by: &PeerId) -> usize {
-        self.peers
-            .values()
-            .filter(|p| p.introducer.as_ref() == Some(by))
-            .count()
-    }
-
-    /// The entry of `by`'s own (not a seed) that a new one from `by` replaces.
-    fn own_victim(
-        &self,
-        by: &PeerId,
-        evict_pick: impl FnOnce(usize) -> usize,
-    ) -> Option<SocketAddr> {
-        let own = |p: &KnownPeer| !p.seed && p.introducer.as_ref() == Some(by);
-        let n = self.peers.values().filter(|p| own(p)).count();
-        if n == 0 {
-            return None;
-        }
-        let pick = evict_pick(n) % n;
-        self.peers
-            .iter()
-            .filter(|(_, p)| own(p))
-            .nth(pick)
-            .map(|(a, _)| *a)
     }
 
     /// The entry a new one replaces in a full list, if it may replace any.
@@ -238,22 +180,22 @@ mod tests {
     fn learned_entries_make_room_and_seeds_are_kept() {
         let mut v = PassiveView::new(3);
         let t = Instant::ZERO;
-        assert_eq!(v.insert(a(1), None, true, None, t, |_| 0), Inserted::Added);
-        assert_eq!(v.insert(a(2), None, false, None, t, |_| 0), Inserted::Added);
-        assert_eq!(v.insert(a(3), None, false, None, t, |_| 0), Inserted::Added);
+        assert_eq!(v.insert(a(1), None, true, t, |_| 0), Inserted::Added);
+        assert_eq!(v.insert(a(2), None, false, t, |_| 0), Inserted::Added);
+        assert_eq!(v.insert(a(3), None, false, t, |_| 0), Inserted::Added);
         // Full: a learned entry replaces the picked learned one (index 1 of [2, 3]).
-        assert_eq!(v.insert(a(4), None, false, None, t, |_| 1), Inserted::Added);
+        assert_eq!(v.insert(a(4), None, false, t, |_| 1), Inserted::Added);
         assert_eq!(v.len(), 3);
         let kept: Vec<u16> = v.iter().map(|(addr, _)| addr.port()).collect();
         assert_eq!(kept, [1, 2, 4]);
         assert!(v.iter().any(|(addr, p)| *addr == a(1) && p.seed));
         assert_eq!(
-            v.insert(a(4), Some(PeerId([1; 32])), false, None, t, |_| 0),
+            v.insert(a(4), Some(PeerId([1; 32])), false, t, |_| 0),
             Inserted::Updated
         );
         assert_eq!(v.get_mut(&a(4)).and_then(|p| p.peer), Some(PeerId([1; 32])));
         // A seed also replaces a learned entry.
-        assert_eq!(v.insert(a(5), None, true, None, t, |_| 0), Inserted::Added);
+        assert_eq!(v.insert(a(5), None, true, t, |_| 0), Inserted::Added);
         let kept: Vec<u16> = v.iter().map(|(addr, _)| addr.port()).collect();
         assert_eq!(kept, [1, 4, 5]);
     }
@@ -263,20 +205,11 @@ mod tests {
         let mut v = PassiveView::new(3);
         let t = Instant::ZERO;
         for port in 1..=3 {
-            assert_eq!(
-                v.insert(a(port), None, true, None, t, |_| 0),
-                Inserted::Added
-            );
+            assert_eq!(v.insert(a(port), None, true, t, |_| 0), Inserted::Added);
         }
-        assert_eq!(
-            v.insert(a(9), None, false, None, t, |_| 0),
-            Inserted::Dropped
-        );
+        assert_eq!(v.insert(a(9), None, false, t, |_| 0), Inserted::Dropped);
         // No seed failed: a new seed is dropped too.
-        assert_eq!(
-            v.insert(a(4), None, true, None, t, |_| 0),
-            Inserted::Dropped
-        );
+        assert_eq!(v.insert(a(4), None, true, t, |_| 0), Inserted::Dropped);
         assert_eq!(v.len(), 3);
         // The seed failing most makes room (ties go to the lowest address).
         for (port, failures) in [(1, 2), (2, 5), (3, 5)] {
@@ -284,7 +217,7 @@ mod tests {
                 k.failures = failures;
             }
         }
-        assert_eq!(v.insert(a(4), None, true, None, t, |_| 0), Inserted::Added);
+        assert_eq!(v.insert(a(4), None, true, t, |_| 0), Inserted::Added);
         let kept: Vec<u16> = v.iter().map(|(addr, _)| addr.port()).collect();
         assert_eq!(kept, [1, 3, 4]);
     }
@@ -293,44 +226,10 @@ mod tests {
     fn a_zero_capacity_list_keeps_nothing() {
         let mut v = PassiveView::new(0);
         assert_eq!(
-            v.insert(a(1), None, true, None, Instant::ZERO, |_| 0),
+            v.insert(a(1), None, true, Instant::ZERO, |_| 0),
             Inserted::Dropped
         );
         assert!(v.is_empty());
-    }
-
-    #[test]
-    fn one_introducer_holds_at_most_its_quota_and_then_replaces_its_own_entries() {
-        let mut v = PassiveView::new(16);
-        assert_eq!(v.quota(), 2);
-        let t = Instant::ZERO;
-        let (flooder, honest) = (Some(PeerId([7; 32])), Some(PeerId([8; 32])));
-        v.insert(a(1), None, false, honest, t, |_| 0);
-        v.insert(a(2), None, false, None, t, |_| 0);
-        for port in 10..40 {
-            v.insert(a(port), None, false, flooder, t, |n| n - 1);
-        }
-        // The flooder's 30 addresses share its 2 slots (each new one replaced its last).
-        assert_eq!(v.len(), 4);
-        let by_flooder: Vec<u16> = v
-            .iter()
-            .filter(|(_, k)| k.introducer == flooder)
-            .map(|(addr, _)| addr.port())
-            .collect();
-        assert_eq!(by_flooder, [10, 39]);
-        assert!(v
-            .iter()
-            .any(|(addr, k)| *addr == a(1) && k.introducer == honest));
-        // An address we then learn ourselves is no longer counted against its introducer.
-        assert_eq!(
-            v.insert(a(39), None, false, None, t, |_| 0),
-            Inserted::Updated
-        );
-        assert_eq!(
-            v.insert(a(40), None, false, flooder, t, |_| 0),
-            Inserted::Added
-        );
-        assert_eq!(v.len(), 5);
     }
 
     #[test]
@@ -339,9 +238,9 @@ mod tests {
         let t = Instant::ZERO;
         let addr = SocketAddr::from(([10, 0, 0, 1], 9415));
         let (honest, liar) = (PeerId([1; 32]), PeerId([2; 32]));
-        v.insert(addr, None, false, None, t, |_| 0);
+        v.insert(addr, None, false, t, |_| 0);
         v.pin(&addr, honest);
-        v.insert(addr, Some(liar), false, None, t, |_| 0);
+        v.insert(addr, Some(liar), false, t, |_| 0);
         assert_eq!(v.get_mut(&addr).and_then(|p| p.peer), Some(honest));
         assert!(v.pinned_to_other(&addr, &liar));
         assert!(!v.pinned_to_other(&addr, &honest));

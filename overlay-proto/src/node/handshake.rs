@@ -442,7 +442,7 @@ impl Node {
         self.stats.sessions_opened += 1;
         self.actions.push_back(Action::Session(started.event));
         if let Some(addr) = listen {
-            self.learn_peer(addr, Some(peer), false, None);
+            self.learn_peer(addr, Some(peer), false);
             self.membership.note_success(&addr);
         }
         self.on_link_running(key);

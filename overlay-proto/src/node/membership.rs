@@ -40,7 +40,7 @@ impl Node {
             self.stats.dials_refused += 1;
             return DialOutcome::Refused(OverlayError::Busy);
         }
-        self.learn_peer(addr, None, true, None);
+        self.learn_peer(addr, None, true);
         if let Some(dial) = self.membership.dial_to(&addr) {
             if let Some(request) = request {
                 self.membership.wait_for(dial, request);
@@ -97,20 +97,14 @@ impl Node {
 
     pub(super) fn on_peers_discovered(&mut self, addrs: Vec<SocketAddr>) {
         for addr in addrs {
-            self.learn_peer(addr, None, true, None);
+            self.learn_peer(addr, None, true);
         }
         self.maintain_membership();
     }
 
     /// Adds an address to the passive list (not our own); counts it when the full list
-    /// cannot take it. `introducer`: the peer that told us of it (`None`: learnt ourselves).
-    pub(super) fn learn_peer(
-        &mut self,
-        addr: SocketAddr,
-        peer: Option<PeerId>,
-        seed: bool,
-        introducer: Option<PeerId>,
-    ) {
+    /// cannot take it.
+    pub(super) fn learn_peer(&mut self, addr: SocketAddr, peer: Option<PeerId>, seed: bool) {
         if Some(addr) == self.identity.listen_addr || peer == Some(self.identity.peer_id) {
             return;
         }
@@ -120,9 +114,7 @@ impl Node {
         {
             return;
         }
-        let inserted = self
-            .membership
-            .learn(now, addr, peer, seed, introducer, &mut self.rng);
+        let inserted = self.membership.learn(now, addr, peer, seed, &mut self.rng);
         if inserted == Inserted::Dropped {
             self.stats.passive_dropped += 1;
         }
@@ -219,11 +211,11 @@ impl Node {
                 CloseReason::Duplicate | CloseReason::Shutdown => {}
                 // A probe not kept, or a slow link swapped for a faster one: the peer did
                 // nothing wrong, so it stays known without a failure or back-off.
-                CloseReason::Optimized => self.learn_peer(addr, Some(session.peer), false, None),
+                CloseReason::Optimized => self.learn_peer(addr, Some(session.peer), false),
                 _ => {
                     // Whether the session failed or ran and then dropped, wait before
                     // reconnecting: a crashed peer must not be hammered.
-                    self.learn_peer(addr, Some(session.peer), false, None);
+                    self.learn_peer(addr, Some(session.peer), false);
                     self.note_failure(addr);
                 }
             }
@@ -289,7 +281,7 @@ impl Node {
             Kind::Shuffle => s.control.shuffle.try_take(now),
             _ => std::mem::take(&mut s.shuffle_pending),
         };
-        let (from, introducer) = (s.remote, s.peer);
+        let from = s.remote;
         if !welcome {
             self.stats.rejected.bump(RejectReason::ShuffleFlood);
             self.penalize(key, Penalty::ShuffleFlood, 1);
@@ -307,7 +299,7 @@ impl Node {
                 bad += 1;
                 continue;
             }
-            self.learn_peer(e.addr, Some(e.peer), false, Some(introducer));
+            self.learn_peer(e.addr, Some(e.peer), false);
         }
         if bad > 0 {
             self.stats.rejected.add(RejectReason::BadAddress, bad);

@@ -311,7 +311,7 @@ impl Node {
         let Some(s) = self.session_mut(key) else {
             return Ok(());
         };
-        let (from, introducer) = (s.remote, s.peer);
+        let from = s.remote;
         let welcome = if entries.is_empty() {
             s.control.shuffle.try_take(now)
         } else if s.topic_peers_pending == Some(topic) {
@@ -336,7 +336,7 @@ impl Node {
                 bad += 1;
                 continue;
             }
-            self.learn_peer(e.addr, Some(e.peer), false, Some(introducer));
+            self.learn_peer(e.addr, Some(e.peer), false);
             if e.peer != self.identity.peer_id && !self.sessions.has_peer(&e.peer) {
                 fresh.push(e.addr);
             }
