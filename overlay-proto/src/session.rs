@@ -238,9 +238,6 @@ pub struct Session {
     pub token_expires_at: Option<Instant>,
     /// We sent SHUFFLE and wait for the reply.
     pub shuffle_pending: bool,
-    /// When the entries of the peer's last unsolicited SHUFFLE were learnt (they are learnt
-    /// at most once per 4 shuffle intervals).
-    pub shuffle_learnt_at: Option<Instant>,
     /// The session holds a slot of the node's pre-auth budget (inbound, before START).
     pub holds_preauth: bool,
     /// Callers' `Input::Dial` tags waiting for this session to run (reported with
@@ -365,7 +362,6 @@ impl Session {
             queue_progress_at: now,
             token_expires_at: None,
             shuffle_pending: false,
-            shuffle_learnt_at: None,
             holds_preauth: false,
             dial_requests: Vec::new(),
         }

@@ -51,9 +51,7 @@ pub enum RejectReason {
     GraftFlood,
     /// IHAVE ids ignored: over the per-peer rate or the per-peer share of the missing table.
     IhaveFlood,
-    /// SHUFFLE messages ignored: over the per-peer rate, or an unsolicited reply; or whose
-    /// entries were not learnt (sooner than 4 shuffle intervals after the last ones learnt
-    /// from the same peer; the SHUFFLE is answered).
+    /// SHUFFLE messages ignored: over the per-peer rate, or an unsolicited reply.
     ShuffleFlood,
     /// IHAVE / GRAFT ignored because the peer's score is below `gossip_threshold`.
     LowScore,

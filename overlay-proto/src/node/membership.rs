@@ -19,15 +19,6 @@ use crate::wire::{self, Kind, PeerEntry, WireError};
 /// Most tagged operator dials waiting for their session at once (more are refused as `Busy`).
 const MAX_DIAL_REQUESTS: usize = 1024;
 
-/// The entries of a peer's unsolicited SHUFFLEs are learnt at most once per this many
-/// `shuffle_interval`s (later ones are still answered). An honest node shuffles with one
-/// random peer per interval, so it rarely reaches the same peer twice this soon; a peer that
-/// floods SHUFFLEs to fill our passive list with its colluders (an eclipse attempt) gets no
-/// more of its addresses in than an honest peer, and every dial the passive list feeds (a
-/// refill, a latency probe) draws attackers no more often than their share of our
-/// neighbours' hints.
-pub(crate) const SHUFFLE_LEARN_INTERVALS: u32 = 4;
-
 impl Node {
     pub(super) fn on_operator_dial(&mut self, request: Option<u64>, addr: SocketAddr) {
         let outcome = self.operator_dial(request, addr);
@@ -272,33 +263,9 @@ impl Node {
         self.membership.sample(own, running, limit, &mut self.rng)
     }
 
-    /// True when the entries of an unsolicited SHUFFLE from `key` are to be learnt now: none
-    /// was learnt from it within the last [`SHUFFLE_LEARN_INTERVALS`] shuffle intervals
-    /// (then the time is recorded).
-    fn learns_shuffle_from(&mut self, key: SessionKey) -> bool {
-        let now = self.now;
-        let spacing = self
-            .config
-            .shuffle_interval
-            .saturating_mul(SHUFFLE_LEARN_INTERVALS);
-        let Some(s) = self.session_mut(key) else {
-            return false;
-        };
-        if s.shuffle_learnt_at
-            .is_some_and(|t| now.saturating_duration_since(t) < spacing)
-        {
-            return false;
-        }
-        s.shuffle_learnt_at = Some(now);
-        true
-    }
-
     /// SHUFFLE / SHUFFLE_REPLY from a peer. Its entries are hints: a SHUFFLE over the peer's
-    /// rate or a reply we did not ask for is ignored and scored; a SHUFFLE sooner than
-    /// [`SHUFFLE_LEARN_INTERVALS`] shuffle intervals after the last one whose entries we
-    /// learnt from the same peer is answered, its entries not learnt (counted, not scored: an
-    /// honest peer may pick us twice); entries with unusable addresses, or that contradict
-    /// identities proven by TLS, are dropped and counted.
+    /// rate or a reply we did not ask for is ignored and scored; entries with unusable
+    /// addresses, or that contradict identities proven by TLS, are dropped and counted.
     pub(super) fn on_shuffle(
         &mut self,
         key: SessionKey,
@@ -325,10 +292,6 @@ impl Node {
             let mut out = BytesMut::new();
             wire::put_shuffle(&mut out, &reply);
             self.send_frame(key, Kind::ShuffleReply, &[&out]);
-            if !self.learns_shuffle_from(key) {
-                self.stats.rejected.bump(RejectReason::ShuffleFlood);
-                return Ok(());
-            }
         }
         let mut bad = 0u64;
         for e in entries {
