@@ -15,7 +15,10 @@
 //!
 //! Churn is bounded: one probe at a time, at most one swap per round, and every round that
 //! swaps nothing doubles the wait before the next (up to [`MAX_BACKOFF_ROUNDS`] intervals), so
-//! a node whose links are already short stops probing. The machine knows nothing of sessions
+//! a node whose links are already short stops probing. The swap budget is a burst spent while
+//! the node joins: within [`BURST_ROUNDS`] intervals of its start (the wait then doubles up to
+//! 4 intervals only), after which what is left is forfeited and one swap comes back per
+//! [`REFILL_PERIOD`], so no burst swap reshapes a gossip tree that has formed since. The machine knows nothing of sessions
 //! or trees; it holds the round's state and the decision rule, and draws no randomness (the
 //! node picks the candidate with its seeded generator).
 
