@@ -133,6 +133,46 @@ struct ShortcutTally {
     saved: i32,
     /// Messages counted.
     samples: u16,
+    /// The most hops a message counted here took to us over the eager link, and the most
+    /// the shortcut announced, in this window and the one before it (the windows turn
+    /// when the tally halves its weights).
+    longest: Longest,
+    /// The same for the previous window.
+    longest_before: Longest,
+}
+
+/// The longest paths seen by one shortcut tally in one window: the most hops a message took
+/// to us over the eager link, and the most hops the shortcut announced (each a maximum over
+/// the same messages).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Longest {
+    /// Most hops over the eager link.
+    hops: u8,
+    /// Most hops the shortcut announced.
+    offered: u8,
+}
+
+impl Longest {
+    fn note(self, hops: u8, offered: u8) -> Longest {
+        Longest {
+            hops: self.hops.max(hops),
+            offered: self.offered.max(offered),
+        }
+    }
+
+    fn max(self, other: Longest) -> Longest {
+        self.note(other.hops, other.offered)
+    }
+}
+
+impl ShortcutTally {
+    /// How many hops the longest path through the eager link would shrink by through the
+    /// shortcut: the farthest sender behind the eager link is `longest.hops` away over it and
+    /// `longest.offered + 1` through the shortcut (negative: it would grow).
+    fn longest_saving(&self) -> i32 {
+        let l = self.longest.max(self.longest_before);
+        i32::from(l.hops) - i32::from(l.offered) - 1
+    }
 }
 
 impl Link {
@@ -487,6 +527,12 @@ impl Plumtree {
     ///   opposite ways and split the tree (repaired only by GRAFT, after `graft_timeout`).
     /// - An eager neighbour a tree optimisation replaced within `optimization_hold` is pruned
     ///   at once: the duplicate proves the other path.
+    /// - A settled tree edge (eager for `optimization_hold` at least, and it gave us a first
+    ///   copy since) counts as busy: a duplicate over it means that a new link (a swap's
+    ///   shortcut, a GRAFT) closed a cycle somewhere, and that cycle is to be broken where
+    ///   it was closed (the replaced link, a link with a streak of duplicates), not at
+    ///   whichever settled edge the two copies happened to meet: there a first-duplicate
+    ///   prune would leave the tree one long path round the old cycle.
     /// - Our last eager link is never pruned.
     #[must_use]
     pub(crate) fn on_duplicate(&mut self, now: Instant, key: Neighbor) -> bool {
@@ -500,8 +546,12 @@ impl Plumtree {
             return false;
         };
         link.dup_streak = link.dup_streak.saturating_add(1);
+        let settled_edge = link.eager
+            && now - link.role_since >= hold
+            && link.first_copy_at.is_some_and(|t| t >= link.role_since);
         let busy = link.first_copy_at.is_some_and(|t| now - t < window)
-            || (link.eager && now - link.role_since < window);
+            || (link.eager && now - link.role_since < window)
+            || settled_edge;
         let replaced = link.replaced_at.is_some_and(|t| now - t < hold);
         if !link.eager {
             return true;
@@ -708,22 +758,37 @@ impl Plumtree {
                 since: now,
                 saved: 0,
                 samples: 0,
+                longest: Longest::default(),
+                longest_before: Longest::default(),
             },
         };
         tally.saved = tally.saved.saturating_add(saved);
         tally.samples = tally.samples.saturating_add(1);
+        tally.longest = tally.longest.note(hops, offered);
         if tally.samples >= needed.saturating_mul(4) {
-            // Keep the recent past: halve the weight of what was counted so far.
+            // Keep the recent past: halve the weight of what was counted so far, and start
+            // a new window of longest paths (the one before still counts).
             tally.saved /= 2;
             tally.samples /= 2;
+            tally.longest_before = tally.longest;
+            tally.longest = Longest::default();
         }
         *entry = Some(tally);
-        if tally.samples >= needed && tally.saved >= i32::from(threshold) * i32::from(tally.samples)
-        {
-            *entry = None;
-            return true;
+        if tally.samples < needed {
+            return false;
         }
-        false
+        // Two measures of the shared tree, and a swap may worsen neither: the mean saving
+        // (the sum of distances between the nodes on both sides of the eager link) and the
+        // longest path through the link (the tree's diameter, which bounds every message's
+        // hops). Either improving by the threshold is enough.
+        let threshold = i32::from(threshold);
+        let mean_saves = tally.saved >= threshold * i32::from(tally.samples);
+        let longest = tally.longest_saving();
+        let swap = (mean_saves && longest >= 0) || (longest >= threshold && tally.saved >= 0);
+        if swap {
+            *entry = None;
+        }
+        swap
     }
 
     /// True when `parent` (eager) and `shortcut` (lazy) both kept their roles for
@@ -885,6 +950,28 @@ mod tests {
     }
 
     #[test]
+    fn a_settled_tree_edge_is_pruned_only_after_a_streak_of_duplicates() {
+        let mut t = tree(3);
+        let limit = params().prune_after_duplicates;
+        let hold = params().optimization_hold;
+        // Link 0 gave us a first copy long after it became eager and long before the
+        // duplicate (not busy by graft_timeout): a settled edge of the tree.
+        t.on_first_copy(at(0) + hold, 0);
+        let now = at(0) + hold * 3;
+        for n in 1..limit {
+            assert!(!t.on_duplicate(now, 0), "duplicate {n} over a settled edge");
+        }
+        assert!(t.on_duplicate(now, 0), "a streak prunes it");
+        // A link that never gave us a first copy is no edge: its first duplicate prunes it.
+        assert!(t.on_duplicate(now, 1));
+        // Nor is one whose first copy came before it last became eager.
+        t.on_first_copy(at(10), 2);
+        assert!(t.make_lazy(at(20), 2));
+        assert!(t.make_eager(at(30), 2));
+        assert!(t.on_duplicate(now, 2));
+    }
+
+    #[test]
     fn a_replaced_link_is_pruned_by_its_next_duplicate() {
         let mut t = tree(3);
         let now = at(10_000);
@@ -960,6 +1047,50 @@ mod tests {
         // A shortcut that only heard the message through us shows a loss.
         for _ in 0..10 {
             assert!(!t.tally_shortcut(now, 1, (0, ConnId(11)), 6, 5, now));
+        }
+    }
+
+    /// A tree with eager link 0 (connection 10) and lazy link 1, swaps allowed after 3
+    /// samples saving 2 hops.
+    fn shortcut_tree() -> (Plumtree, (Neighbor, ConnId)) {
+        let mut p = params();
+        p.optimization_threshold = 2;
+        p.optimization_samples = 3;
+        p.optimization_hold = Duration::from_millis(100);
+        let mut t = Plumtree::new(p);
+        t.add_link(at(0), 0, true, &[]);
+        t.add_link(at(0), 1, false, &[]);
+        (t, (0, ConnId(10)))
+    }
+
+    #[test]
+    fn a_shortcut_that_shortens_the_longest_path_becomes_a_swap() {
+        let (mut t, parent) = shortcut_tree();
+        let now = at(1_000);
+        // The eager link leads to a chain: its far end is 6 hops away over the parent and 3
+        // through the shortcut (which hangs in the chain's middle); the near end is 1 hop
+        // over the parent and 3 through the shortcut. The mean saving (2/3 hop) is below the
+        // threshold, but the longest path through the link shrinks by 3.
+        assert!(!t.tally_shortcut(now, 1, parent, 2, 6, now));
+        assert!(!t.tally_shortcut(now, 1, parent, 2, 1, now));
+        assert!(t.tally_shortcut(now, 1, parent, 0, 2, now));
+        // The same maxima with a losing mean (the sum of distances would grow): no swap.
+        let (mut t, parent) = shortcut_tree();
+        assert!(!t.tally_shortcut(now, 1, parent, 2, 6, now));
+        for _ in 0..5 {
+            assert!(!t.tally_shortcut(now, 1, parent, 2, 1, now));
+        }
+    }
+
+    #[test]
+    fn a_mean_saving_that_lengthens_the_longest_path_is_no_swap() {
+        let (mut t, parent) = shortcut_tree();
+        let now = at(1_000);
+        // Most messages save 3 hops through the shortcut, but the farthest sender behind the
+        // parent (4 hops away) is 6 away through it: the tree's longest path would grow.
+        assert!(!t.tally_shortcut(now, 1, parent, 5, 4, now));
+        for _ in 0..8 {
+            assert!(!t.tally_shortcut(now, 1, parent, 0, 4, now));
         }
     }
 
