@@ -332,7 +332,7 @@ fn lan(seed: u64) {
         if k == msgs / 2 {
             println!("mid: {}", tree_shape(&m, seed));
         }
-        if k % 100 == 99 && env::<u8>("DIAMETERS") == Some(1) {
+        if k % env::<usize>("DIAMETER_EVERY").unwrap_or(100) == 0 && env::<u8>("DIAMETERS") == Some(1) {
             let links = eager_links(&m, seed);
             println!(
                 "after message {k}: {} directed eager links, directed diameter {:?}",

@@ -109,6 +109,10 @@ pub(crate) struct Link {
     role_since: Instant,
     /// When this link joined the tree (it is on probation for `link_probation`).
     joined_at: Instant,
+    /// The first message this node had after the link joined (accepted or broadcast), and
+    /// when: for `graft_timeout` after it, only that message's duplicates prune the link at
+    /// once (see [`Plumtree::on_duplicate`]).
+    shaper: Option<(MessageId, Instant)>,
     /// When we last sent PRUNE to the peer.
     pub(crate) pruned_at: Option<Instant>,
     /// When a tree optimisation chose a shortcut over this (eager) link without pruning it
@@ -183,6 +187,7 @@ impl Link {
             first_copy_at: None,
             role_since: now,
             joined_at: now,
+            shaper: None,
             pruned_at: None,
             replaced_at: None,
             shortcut_tallies: [None; SHORTCUT_TALLIES],
@@ -226,6 +231,8 @@ pub(crate) struct Plumtree {
     /// When this node last accepted a new message of the topic: a tree optimisation based on
     /// an older message may rest on a tree that has changed since.
     last_first_copy_at: Option<Instant>,
+    /// Links that joined the tree since this node last had a new message (no shaper yet).
+    unshaped: usize,
     /// Messages whose first copy came over a link on probation and that were not yet
     /// forwarded to the established eager links, with the end of their hold, oldest first.
     held: Vec<(MessageId, Instant)>,
@@ -255,6 +262,7 @@ impl Plumtree {
             links: BTreeMap::new(),
             lateness: Duration::ZERO,
             last_first_copy_at: None,
+            unshaped: 0,
             held: Vec::new(),
             asked_at: None,
             scratch: Vec::new(),
@@ -328,6 +336,7 @@ impl Plumtree {
         link.ihave.extend(catch_up.iter().rev().copied());
         let has_ihave = !link.ihave.is_empty();
         self.links.insert(key, link);
+        self.unshaped += 1;
         if eager {
             self.eager.push(key);
         } else {
@@ -341,7 +350,11 @@ impl Plumtree {
     pub(crate) fn remove(&mut self, key: Neighbor) -> bool {
         self.eager.retain(|k| *k != key);
         self.lazy.retain(|k| *k != key);
-        self.links.remove(&key).is_some_and(|l| l.eager)
+        let removed = self.links.remove(&key);
+        if removed.as_ref().is_some_and(|l| l.shaper.is_none()) {
+            self.unshaped = self.unshaped.saturating_sub(1);
+        }
+        removed.is_some_and(|l| l.eager)
     }
 
     /// True while `link` is on probation: it joined the tree less than `link_probation` ago.
@@ -499,8 +512,23 @@ impl Plumtree {
     }
 
     /// A new message of the topic was accepted (from a peer, from validation).
-    pub(crate) fn on_new_message(&mut self, now: Instant) {
+    pub(crate) fn on_new_message(&mut self, now: Instant, id: MessageId) {
         self.last_first_copy_at = Some(now);
+        self.shape_links(now, id);
+    }
+
+    /// This node has message `id` of the topic for the first time (accepted or its own
+    /// broadcast): it shapes every link that joined since the last one ([`Link::shaper`]).
+    pub(crate) fn shape_links(&mut self, now: Instant, id: MessageId) {
+        if self.unshaped == 0 {
+            return;
+        }
+        for link in self.links.values_mut() {
+            if link.shaper.is_none() {
+                link.shaper = Some((id, now));
+            }
+        }
+        self.unshaped = 0;
     }
 
     /// The payload of a message arrived from `key` while the application validates it: the
@@ -533,9 +561,16 @@ impl Plumtree {
     ///   it was closed (the replaced link, a link with a streak of duplicates), not at
     ///   whichever settled edge the two copies happened to meet: there a first-duplicate
     ///   prune would leave the tree one long path round the old cycle.
+    /// - While a new link is being shaped (for `graft_timeout` after the first message this
+    ///   node had since the link joined), only that message's duplicates prune it at once;
+    ///   duplicates of other messages count as busy. When the first messages over a new
+    ///   mesh overlap, each link is thus shaped by one flood, as in textbook Plumtree:
+    ///   without this, a node would also prune the links to its children in one message's
+    ///   tree on the duplicates of another, leaving a forest whose pieces GRAFTs join at
+    ///   random points, and a deep tree.
     /// - Our last eager link is never pruned.
     #[must_use]
-    pub(crate) fn on_duplicate(&mut self, now: Instant, key: Neighbor) -> bool {
+    pub(crate) fn on_duplicate(&mut self, now: Instant, key: Neighbor, id: &MessageId) -> bool {
         let Params {
             prune_after_duplicates: limit,
             graft_timeout: window,
@@ -549,9 +584,13 @@ impl Plumtree {
         let settled_edge = link.eager
             && now - link.role_since >= hold
             && link.first_copy_at.is_some_and(|t| t >= link.role_since);
+        let shaped_by_another = link
+            .shaper
+            .is_some_and(|(shaper, at)| shaper != *id && now - at < window);
         let busy = link.first_copy_at.is_some_and(|t| now - t < window)
             || (link.eager && now - link.role_since < window)
-            || settled_edge;
+            || settled_edge
+            || shaped_by_another;
         let replaced = link.replaced_at.is_some_and(|t| now - t < hold);
         if !link.eager {
             return true;
@@ -842,7 +881,7 @@ mod tests {
         assert!(!t.add_link(at(0), 3, false, &[]));
         // Before any message no eager link is a tree edge yet, and a lazy link never is.
         assert!((0..4).all(|k| t.carries_no_edge(k)));
-        t.on_new_message(at(10));
+        t.on_new_message(at(10), id(1));
         assert!(!t.carries_no_edge(0));
         assert!(t.carries_no_edge(3));
         // A link opened after the last message is not an edge yet.
@@ -852,7 +891,7 @@ mod tests {
         // and so is a link a peer GRAFTs after our last message.
         assert!(t.make_eager(at(30), 3));
         t.on_first_copy(at(30), 3);
-        t.on_new_message(at(30));
+        t.on_new_message(at(30), id(1));
         assert!(!t.carries_no_edge(3));
         assert!(t.make_lazy(at(40), 2));
         assert!(t.make_eager(at(50), 2));
@@ -924,14 +963,14 @@ mod tests {
         let mut t = tree(2);
         let now = at(10_000);
         // Link 0 idle for far longer than graft_timeout: redundant at once.
-        assert!(t.on_duplicate(now, 0));
+        assert!(t.on_duplicate(now, 0, &id(0)));
         t.prune(now, 0);
         assert_eq!(t.eager(), &[1]);
         assert_eq!(t.link(0).unwrap().pruned_at, Some(now));
         // The last eager link is never pruned.
-        assert!(!t.on_duplicate(now, 1));
+        assert!(!t.on_duplicate(now, 1, &id(0)));
         // A lazy-on-our-side link that still pushes is one-sided: prune at once.
-        assert!(t.on_duplicate(now, 0));
+        assert!(t.on_duplicate(now, 0, &id(0)));
     }
 
     #[test]
@@ -941,12 +980,12 @@ mod tests {
         let now = at(10_000);
         t.on_first_copy(now, 0);
         for n in 1..limit {
-            assert!(!t.on_duplicate(now, 0), "duplicate {n} of a busy link");
+            assert!(!t.on_duplicate(now, 0, &id(0)), "duplicate {n} of a busy link");
         }
-        assert!(t.on_duplicate(now, 0));
+        assert!(t.on_duplicate(now, 0, &id(0)));
         // A first copy resets the streak.
         t.on_first_copy(now, 1);
-        assert!(!t.on_duplicate(now, 1));
+        assert!(!t.on_duplicate(now, 1, &id(0)));
     }
 
     #[test]
@@ -959,16 +998,39 @@ mod tests {
         t.on_first_copy(at(0) + hold, 0);
         let now = at(0) + hold * 3;
         for n in 1..limit {
-            assert!(!t.on_duplicate(now, 0), "duplicate {n} over a settled edge");
+            assert!(!t.on_duplicate(now, 0, &id(0)), "duplicate {n} over a settled edge");
         }
-        assert!(t.on_duplicate(now, 0), "a streak prunes it");
+        assert!(t.on_duplicate(now, 0, &id(0)), "a streak prunes it");
         // A link that never gave us a first copy is no edge: its first duplicate prunes it.
-        assert!(t.on_duplicate(now, 1));
+        assert!(t.on_duplicate(now, 1, &id(0)));
         // Nor is one whose first copy came before it last became eager.
         t.on_first_copy(at(10), 2);
         assert!(t.make_lazy(at(20), 2));
         assert!(t.make_eager(at(30), 2));
-        assert!(t.on_duplicate(now, 2));
+        assert!(t.on_duplicate(now, 2, &id(0)));
+    }
+
+    #[test]
+    fn a_new_link_is_shaped_by_the_first_message_after_it_joined() {
+        let mut t = tree(2);
+        let window = params().graft_timeout;
+        // Both links joined at 0; message 7 is the first this node has since.
+        t.on_new_message(at(1_000), id(7));
+        t.on_first_copy(at(1_000), 0);
+        let during = at(1_000) + window / 2;
+        // A duplicate of another message over a link being shaped: busy, not pruned.
+        assert!(!t.on_duplicate(during, 1, &id(8)));
+        // A duplicate of the shaping message prunes it at once, as in textbook Plumtree.
+        assert!(t.on_duplicate(during, 1, &id(7)));
+        // After the shaping window the quiet-link rule applies to every message again.
+        let mut t = tree(2);
+        t.shape_links(at(1_000), id(7));
+        assert!(t.on_duplicate(at(1_000) + window, 1, &id(8)));
+        // A link that joins later is shaped by the next message, not by the old one.
+        assert!(!t.add_link(at(2_000), 5, true, &[]));
+        t.shape_links(at(2_100), id(9));
+        assert!(!t.on_duplicate(at(2_120), 5, &id(7)));
+        assert!(t.on_duplicate(at(2_120), 5, &id(9)));
     }
 
     #[test]
@@ -976,9 +1038,9 @@ mod tests {
         let mut t = tree(3);
         let now = at(10_000);
         t.on_first_copy(now, 2);
-        assert!(!t.on_duplicate(now, 2), "busy");
+        assert!(!t.on_duplicate(now, 2, &id(0)), "busy");
         t.mark_replaced(now, 2);
-        assert!(t.on_duplicate(now, 2), "replaced within optimization_hold");
+        assert!(t.on_duplicate(now, 2, &id(0)), "replaced within optimization_hold");
     }
 
     #[test]
@@ -1104,7 +1166,7 @@ mod tests {
         assert!(!t.swap_ready(at(50), 1, 0));
         assert!(t.swap_ready(at(100), 1, 0));
         assert!(!t.swap_ready(at(100), 0, 1), "roles the wrong way round");
-        t.on_new_message(at(200));
+        t.on_new_message(at(200), id(1));
         assert!(!t.unchanged_since(at(150)));
         assert!(t.unchanged_since(at(200)));
     }
