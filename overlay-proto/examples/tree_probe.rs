@@ -147,8 +147,8 @@ fn diameter(m: &Mesh, links: &BTreeSet<(usize, usize)>) -> Option<usize> {
         while let Some(x) = queue.pop_front() {
             let d = dist[&x];
             for &y in adj.get(&x).map(|v| v.as_slice()).unwrap_or(&[]) {
-                if !dist.contains_key(&y) {
-                    dist.insert(y, d + 1);
+                if let std::collections::btree_map::Entry::Vacant(e) = dist.entry(y) {
+                    e.insert(d + 1);
                     queue.push_back(y);
                 }
             }
@@ -332,7 +332,9 @@ fn lan(seed: u64) {
         if k == msgs / 2 {
             println!("mid: {}", tree_shape(&m, seed));
         }
-        if k % env::<usize>("DIAMETER_EVERY").unwrap_or(100) == 0 && env::<u8>("DIAMETERS") == Some(1) {
+        if k % env::<usize>("DIAMETER_EVERY").unwrap_or(100) == 0
+            && env::<u8>("DIAMETERS") == Some(1)
+        {
             let links = eager_links(&m, seed);
             println!(
                 "after message {k}: {} directed eager links, directed diameter {:?}",

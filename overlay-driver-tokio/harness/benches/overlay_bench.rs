@@ -310,7 +310,7 @@ fn record_deliveries(
     epoch: Instant,
     expected: usize,
     resumable: bool,
-    traced: Option<(Arc<HashMap<overlay_proto::PeerId, u16>>, Arc<trace::Trace>)>,
+    traced: Option<(trace::NodeIndex, Arc<trace::Trace>)>,
 ) -> (Deliveries, Vec<tokio::task::JoinHandle<()>>) {
     let delivered: Deliveries = Arc::new(Mutex::new(Vec::with_capacity(expected)));
     let mut tasks = Vec::new();

@@ -980,7 +980,10 @@ mod tests {
         let now = at(10_000);
         t.on_first_copy(now, 0);
         for n in 1..limit {
-            assert!(!t.on_duplicate(now, 0, &id(0)), "duplicate {n} of a busy link");
+            assert!(
+                !t.on_duplicate(now, 0, &id(0)),
+                "duplicate {n} of a busy link"
+            );
         }
         assert!(t.on_duplicate(now, 0, &id(0)));
         // A first copy resets the streak.
@@ -998,7 +1001,10 @@ mod tests {
         t.on_first_copy(at(0) + hold, 0);
         let now = at(0) + hold * 3;
         for n in 1..limit {
-            assert!(!t.on_duplicate(now, 0, &id(0)), "duplicate {n} over a settled edge");
+            assert!(
+                !t.on_duplicate(now, 0, &id(0)),
+                "duplicate {n} over a settled edge"
+            );
         }
         assert!(t.on_duplicate(now, 0, &id(0)), "a streak prunes it");
         // A link that never gave us a first copy is no edge: its first duplicate prunes it.
@@ -1040,7 +1046,10 @@ mod tests {
         t.on_first_copy(now, 2);
         assert!(!t.on_duplicate(now, 2, &id(0)), "busy");
         t.mark_replaced(now, 2);
-        assert!(t.on_duplicate(now, 2, &id(0)), "replaced within optimization_hold");
+        assert!(
+            t.on_duplicate(now, 2, &id(0)),
+            "replaced within optimization_hold"
+        );
     }
 
     #[test]

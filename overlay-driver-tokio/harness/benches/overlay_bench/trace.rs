@@ -44,8 +44,11 @@ pub struct Trace {
     pub snapshots: Mutex<Vec<Snapshot>>,
 }
 
+/// The bench nodes' indices by peer id.
+pub type NodeIndex = Arc<HashMap<PeerId, u16>>;
+
 /// Every bench node's index by peer id.
-pub fn index_of(overlays: &[Overlay]) -> Arc<HashMap<PeerId, u16>> {
+pub fn index_of(overlays: &[Overlay]) -> NodeIndex {
     Arc::new(
         overlays
             .iter()
@@ -58,7 +61,7 @@ pub fn index_of(overlays: &[Overlay]) -> Arc<HashMap<PeerId, u16>> {
 /// Samples every node's eager links every `every` until aborted.
 pub fn sample_eager_graph(
     overlays: Vec<Overlay>,
-    index: Arc<HashMap<PeerId, u16>>,
+    index: NodeIndex,
     trace: Arc<Trace>,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
@@ -80,11 +83,11 @@ pub fn sample_eager_graph(
                     }
                 }
             }
-            trace.snapshots.lock().expect("lock").push(Snapshot {
-                at,
-                running,
-                eager,
-            });
+            trace
+                .snapshots
+                .lock()
+                .expect("lock")
+                .push(Snapshot { at, running, eager });
         }
     })
 }
@@ -125,7 +128,10 @@ fn describe(nodes: usize, s: &Snapshot) -> String {
     let diameter = if ecc.iter().all(Option::is_some) {
         ecc.iter().flatten().max().copied().unwrap_or(0).to_string()
     } else {
-        format!("inf ({} nodes reach not all)", ecc.iter().filter(|e| e.is_none()).count())
+        format!(
+            "inf ({} nodes reach not all)",
+            ecc.iter().filter(|e| e.is_none()).count()
+        )
     };
     format!(
         "running sessions {:3}, eager links {:3} directed / {:3} symmetric pairs / {:2} one-sided, directed diameter {diameter}",
@@ -149,7 +155,8 @@ pub fn report(
 ) {
     let hops = trace.hops.lock().expect("lock");
     let snapshots = trace.snapshots.lock().expect("lock");
-    let ms_after = |t: Instant, base: Instant| t.saturating_duration_since(base).as_secs_f64() * 1e3;
+    let ms_after =
+        |t: Instant, base: Instant| t.saturating_duration_since(base).as_secs_f64() * 1e3;
 
     // Hop distribution over the measured deliveries (receiver ≠ origin).
     let mut hist: BTreeMap<u8, usize> = BTreeMap::new();
@@ -187,7 +194,10 @@ pub fn report(
     }
     eprintln!("trace: max hops per tenth of the messages (in send order) {by_tenth:?}");
 
-    eprintln!("trace: eager graph over time (ms after the dials; epoch of the messages at {:.0} ms)", ms_after(epoch, dials_at));
+    eprintln!(
+        "trace: eager graph over time (ms after the dials; epoch of the messages at {:.0} ms)",
+        ms_after(epoch, dials_at)
+    );
     let mut last_line = String::new();
     for s in snapshots.iter() {
         let line = describe(nodes, s);
@@ -204,7 +214,10 @@ pub fn report(
     }
     let mut deep: Vec<&Hop> = hops
         .iter()
-        .filter(|h| sent.get(&h.message).is_some_and(|(_, o)| usize::from(h.node) != *o))
+        .filter(|h| {
+            sent.get(&h.message)
+                .is_some_and(|(_, o)| usize::from(h.node) != *o)
+        })
         .collect();
     deep.sort_by(|a, b| b.hops.cmp(&a.hops).then(a.message.cmp(&b.message)));
     let mut shown_messages = Vec::new();
