@@ -252,14 +252,14 @@ impl Node {
             self.note_announced_arrival(&topic, key, grafted, announced_at);
         }
         self.note_new_message(&topic, forwarded.id);
-        self.actions.push_back(Action::Deliver(Delivery {
+        self.actions.push_back(Action::Deliver(Box::new(Delivery {
             topic,
             id: forwarded.id,
             origin: forwarded.origin,
             from,
             hops,
             payload: forwarded.payload,
-        }));
+        })));
     }
 
     /// The content checks of a GOSSIP with a new id ([`precheck::check_content`]): the
