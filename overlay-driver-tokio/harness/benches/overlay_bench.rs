@@ -40,6 +40,9 @@
 //!   plain `Overlay::deliveries` subscribers and the ring holds nothing.
 //! - `mesh` also reports `peak_rss_per_node_kb` (the peak over N) and
 //!   `peak_above_base_per_node_kb` (the peak less `rss_base_kb`, over N).
+//!   `--trace 1` (off by default) also prints to stderr where the deepest deliveries came
+//!   from: the hop distribution, the eager graph over time and the deepest paths (module
+//!   `overlay_bench/trace.rs`; `--trace-every-ms`, `--trace-deepest`).
 //! - `ready`: start the `svc-overlay` daemon process and time process start → `/readyz` 200,
 //!   20 times. Key: `ready_ms` (median), plus `min_ms` and `max_ms`.
 //! - `sessions`: K idle token-authenticated TLS client sessions (no client certificate) to one
@@ -101,7 +104,7 @@ impl Args {
 fn usage(why: &str) -> ! {
     eprintln!("overlay_bench: {why}");
     eprintln!(
-        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1]\n       overlay_bench pair [--messages M --size B --window W --batch N --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1 --sender-thread 0|1 --runtime-b 0|1]\n       overlay_bench ready [--runs N]\n       overlay_bench sessions [--count K --concurrency C]"
+        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1 --trace 0|1 --trace-every-ms T --trace-deepest K]\n       overlay_bench pair [--messages M --size B --window W --batch N --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1 --sender-thread 0|1 --runtime-b 0|1]\n       overlay_bench ready [--runs N]\n       overlay_bench sessions [--count K --concurrency C]"
     );
     std::process::exit(2)
 }
