@@ -8,7 +8,7 @@ chunk-size bytes `00 ff` (one chunk size, 256). token_verify: every token of
 capability_tokens.json in binary (CBOR) form and a few in text form. gossip_decode: one body of
 each overlay message layout and the HELLO bodies of the vectors. node_input: a chunk-size byte
 (its lowest bit: whether the peer's HELLO says graft_miss) and then a peer's frames after the session opened (CREDIT, GOSSIP, IHAVE, GRAFT, SHUFFLE,
-PRUNE). node_sequence seeds are inputs the fuzzer found and `cargo fuzz cmin` kept (their byte
+PRUNE). node_sequence seeds are inputs the fuzzer found and a set-cover `cargo fuzz cmin` kept (their byte
 layout is the `arbitrary` encoding of the op list), plus the `topics-*` seeds written here: op
 lists that open sessions, join topics, announce them and move topic traffic, encoded the way
 `arbitrary` 1.x decodes `(bool, Vec<Op>)` (see `node_sequence_ops`; the variant indices follow

@@ -20,6 +20,8 @@ pub mod config;
 #[cfg(not(loom))]
 pub mod daemon;
 #[cfg(not(loom))]
+pub mod feed;
+#[cfg(not(loom))]
 pub mod http;
 #[cfg(not(loom))]
 pub mod operator;
@@ -28,8 +30,6 @@ pub mod pq;
 #[cfg(not(loom))]
 mod runtime;
 // Public only in the loom build, for the `loom_overlay` model-checking test.
-#[cfg(not(loom))]
-mod lazy_broadcast;
 #[cfg(loom)]
 pub mod shared;
 #[cfg(not(loom))]

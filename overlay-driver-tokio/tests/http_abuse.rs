@@ -20,6 +20,7 @@ use svc_overlay::OverlayError;
 use bytes::Bytes;
 use overlay_proto::{Delivery, MessageId, PeerId};
 use svc_overlay::api::{Cursor, CursorError, DeliveryLog, Replay, ReplayBounds, Sequenced};
+use svc_overlay::feed;
 use svc_overlay::http::{
     router, spawn_listener, GossipSubscription, HttpConfig, HttpCounters, HttpLimits, HttpStats,
     OverlayApi, ReadinessView, RouterSlot,
@@ -27,7 +28,6 @@ use svc_overlay::http::{
 use svc_overlay::Overlay;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::broadcast;
 
 /// Attacking connections per test (the figure).
 const ATTACKERS: usize = 300;
@@ -401,15 +401,15 @@ struct Feed {
     deliveries: Arc<DeliveryLog>,
 }
 
-struct FeedSub(broadcast::Receiver<Arc<Sequenced>>);
+struct FeedSub(feed::Receiver<Arc<Sequenced>>);
 
 impl GossipSubscription for FeedSub {
     async fn recv(&mut self) -> Option<Sequenced> {
         loop {
             match self.0.recv().await {
                 Ok(d) => return Some(Arc::unwrap_or_clone(d)),
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
+                Err(feed::RecvError::Lagged(_)) => continue,
+                Err(feed::RecvError::Closed) => return None,
             }
         }
     }

@@ -15,12 +15,12 @@ use bytes::Bytes;
 use overlay_proto::{Delivery, MessageId, NodeStats, PeerId, SessionInfo};
 use serde_json::Value;
 use svc_overlay::api::{Cursor, CursorError, DeliveryLog, Error, Replay, ReplayBounds, Sequenced};
+use svc_overlay::feed;
 use svc_overlay::http::{
     router, spawn_listener, GossipEvent, GossipSubscription, HttpConfig, HttpCounters, LaggedEvent,
     OverlayApi, ReadinessView,
 };
 use svc_overlay::Overlay;
-use tokio::sync::broadcast;
 
 /// A node whose deliveries the test publishes into a real [`DeliveryLog`].
 #[derive(Clone)]
@@ -28,15 +28,15 @@ struct Feed {
     log: Arc<DeliveryLog>,
 }
 
-struct FeedSub(broadcast::Receiver<Arc<Sequenced>>);
+struct FeedSub(feed::Receiver<Arc<Sequenced>>);
 
 impl GossipSubscription for FeedSub {
     async fn recv(&mut self) -> Option<Sequenced> {
         loop {
             match self.0.recv().await {
                 Ok(m) => return Some(Arc::unwrap_or_clone(m)),
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
+                Err(feed::RecvError::Lagged(_)) => continue,
+                Err(feed::RecvError::Closed) => return None,
             }
         }
     }

@@ -24,12 +24,12 @@ use overlay_proto::{
 use serde_json::Value;
 use svc_overlay::api::Error;
 use svc_overlay::api::{Cursor, CursorError, DeliveryLog, Replay, ReplayBounds, Sequenced};
+use svc_overlay::feed;
 use svc_overlay::http::{
     router, router_with, ConnMeta, GossipSubscription, HttpConfig, OverlayApi, ReadinessView,
     RouterSlot, Routes,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::sync::broadcast;
 use tower::ServiceExt as _;
 
 #[derive(Clone)]
@@ -48,15 +48,15 @@ struct Inner {
     topics: Mutex<std::collections::BTreeSet<overlay_proto::TopicId>>,
 }
 
-struct FakeSub(broadcast::Receiver<Arc<Sequenced>>);
+struct FakeSub(feed::Receiver<Arc<Sequenced>>);
 
 impl GossipSubscription for FakeSub {
     async fn recv(&mut self) -> Option<Sequenced> {
         loop {
             match self.0.recv().await {
                 Ok(d) => return Some(Arc::unwrap_or_clone(d)),
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
+                Err(feed::RecvError::Lagged(_)) => continue,
+                Err(feed::RecvError::Closed) => return None,
             }
         }
     }

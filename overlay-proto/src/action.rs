@@ -65,7 +65,10 @@ pub enum Action {
         result: Result<ConnId, OverlayError>,
     },
     /// A gossip message reached this node for the first time: hand it to the application.
-    Deliver(Delivery),
+    /// Boxed (as are `Validate`'s delivery and `Reconfigured`'s answer) so an `Action` stays
+    /// small in every queue that holds them; a box serializes as its content, so the trace
+    /// format is unchanged.
+    Deliver(Box<Delivery>),
     /// A new gossip message passed the content checks and waits for the application's verdict
     /// (`NodeConfig::validation = App`): answer with `Input::Verdict { id, .. }` before
     /// `validation_timeout`, or it is ignored. Until then it is neither forwarded nor delivered.
@@ -73,7 +76,7 @@ pub enum Action {
         /// Echo this in the verdict.
         id: u64,
         /// The message as it would be delivered.
-        delivery: Delivery,
+        delivery: Box<Delivery>,
     },
     /// A direct message from a connected peer.
     DirectMessage {
@@ -147,7 +150,7 @@ pub enum Action {
     },
     /// Answer to `Input::Reconfigure`: the settings in force now, or why the new ones were
     /// refused (then nothing changed).
-    Reconfigured(Result<LiveSettings, ReconfigureError>),
+    Reconfigured(Box<Result<LiveSettings, ReconfigureError>>),
     /// `Input::Shutdown` finished: every session was closed.
     ShutdownComplete,
     /// A client session started or ended.
@@ -364,6 +367,14 @@ mod tests {
         Dial { addr: SocketAddr },
     }
 
+    /// The shapes of the variants before they were boxed.
+    #[derive(Serialize)]
+    enum UnboxedAction {
+        Deliver(Delivery),
+        Validate { id: u64, delivery: Delivery },
+        Reconfigured(Result<LiveSettings, ReconfigureError>),
+    }
+
     fn cbor<T: Serialize>(value: &T) -> Vec<u8> {
         let mut out = Vec::new();
         ciborium::into_writer(value, &mut out).unwrap_or_default();
@@ -408,6 +419,56 @@ mod tests {
                 request: None,
                 addr
             }
+        );
+    }
+
+    #[test]
+    fn boxed_variants_encode_as_before_and_keep_every_action_small() {
+        let delivery = Delivery {
+            topic: TopicId([1; 32]),
+            id: MessageId([2; 32]),
+            origin: PeerId([3; 32]),
+            from: PeerId([4; 32]),
+            hops: 5,
+            payload: Bytes::from_static(b"payload"),
+        };
+        let live = LiveSettings::of(&crate::NodeConfig::default());
+        let refused = ReconfigureError {
+            setting: "alpha".to_string(),
+            accepted: "1..=64".to_string(),
+        };
+        let pairs = [
+            (
+                Action::Deliver(Box::new(delivery.clone())),
+                cbor(&UnboxedAction::Deliver(delivery.clone())),
+            ),
+            (
+                Action::Validate {
+                    id: 7,
+                    delivery: Box::new(delivery.clone()),
+                },
+                cbor(&UnboxedAction::Validate { id: 7, delivery }),
+            ),
+            (
+                Action::Reconfigured(Box::new(Ok(live.clone()))),
+                cbor(&UnboxedAction::Reconfigured(Ok(live))),
+            ),
+            (
+                Action::Reconfigured(Box::new(Err(refused.clone()))),
+                cbor(&UnboxedAction::Reconfigured(Err(refused))),
+            ),
+        ];
+        for (action, old) in pairs {
+            assert_eq!(cbor(&action), old, "{action:?}");
+            let read: Option<Action> = ciborium::from_reader(old.as_slice()).ok();
+            assert_eq!(read, Some(action));
+        }
+        // Every queue of actions (the core's, the driver's scratch) pays the largest variant
+        // per slot: no variant carries a whole delivery or settings table inline.
+        assert!(
+            core::mem::size_of::<Action>() <= 96,
+            "Action is {} bytes",
+            core::mem::size_of::<Action>()
         );
     }
 }

@@ -1,14 +1,18 @@
 //! The message cache: which ids were seen (bounded, with a time-to-live) and the recent
 //! messages kept to answer GRAFT requests (bounded by count, bytes and age).
 //!
-//! One hash map serves both: it maps an id to the sequence number of its slot in a FIFO ring
-//! of stored messages. A message therefore costs one map insert on arrival and one map
-//! removal when its id finally expires; payloads leave the ring earlier, by their own limits.
+//! Every message gets a sequence number on arrival: its place in the queue of remembered ids
+//! and, while it is stored, in the FIFO ring of stored messages. One hash table serves both:
+//! it holds only sequence numbers and finds them by the fingerprint the queue keeps. A
+//! message therefore costs one table insert on arrival and one removal when its id finally
+//! expires; payloads leave the ring earlier, by their own limits.
 //!
-//! Remembered ids are kept compact: the map and the expiry queue hold a 16-byte keyed
-//! fingerprint of the id ([`Fingerprinter`]), not the id, and the queue holds the arrival time
-//! as 32-bit milliseconds: a remembered id costs 20 bytes in the queue and one 20-byte map
-//! entry. The stored messages keep their whole ids (IHAVE needs them).
+//! Remembered ids are kept compact: the expiry queue holds a 16-byte keyed fingerprint of the
+//! id ([`Fingerprinter`]), not the id, with the arrival time as 32-bit milliseconds (20
+//! bytes), and the table a 4-byte sequence number (its hash is the fingerprint's first half,
+//! already a keyed hash): about 26–30 bytes per remembered id with the table's spare room,
+//! where a map from fingerprint to sequence number took about 54. The stored messages keep
+//! their whole ids (IHAVE needs them).
 //!
 //! The store's byte bound counts what a stored message really holds: its payload (an
 //! exact-size copy, with the origin's key and signature in the same allocation) plus
@@ -20,7 +24,9 @@ use core::time::Duration;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
-use crate::idhash::{keyed_id_map, Fingerprint, Fingerprinter, IdMap};
+use hashbrown::HashTable;
+
+use crate::idhash::{Fingerprint, Fingerprinter};
 use crate::origin::{OriginSignature, PUBLIC_KEY_LEN, SIGNATURE_LEN};
 use crate::peer::{ConnId, MessageId, PeerId};
 use crate::time::Instant;
@@ -140,11 +146,15 @@ pub struct StoreEvictions {
 /// Seen ids and stored messages.
 #[derive(Debug)]
 pub struct MessageCache {
-    /// Fingerprint of an id → sequence number of its store slot (modulo 2³²; a slot is
-    /// found only while its whole id matches).
-    ids: IdMap<Fingerprint, u32>,
-    /// Seen ids in arrival order, with their arrival time.
+    /// Sequence numbers (modulo 2³²) of the remembered ids, found by the fingerprint their
+    /// `seen_order` entry holds; the same number locates the store slot (a slot is found only
+    /// while its whole id matches). Like an `IdMap`, it is only looked up, inserted into,
+    /// removed from and shrunk — never iterated — so its layout cannot reach any output.
+    ids: HashTable<u32>,
+    /// Seen ids in arrival order, with their arrival time; `seen_order.front()` has sequence
+    /// `seen_base`.
     seen_order: VecDeque<SeenEntry>,
+    seen_base: u64,
     fingerprints: Fingerprinter,
     /// `limits.seen_ttl` in milliseconds (at most [`MAX_SEEN_TTL_MS`]).
     seen_ttl_ms: u32,
@@ -169,8 +179,9 @@ impl MessageCache {
         // Start small and grow with traffic: thousands of simulated nodes (and idle daemons)
         // should not pay for the full capacity up front.
         MessageCache {
-            ids: keyed_id_map(limits.seen_capacity.min(INITIAL_IDS), key),
+            ids: HashTable::with_capacity(limits.seen_capacity.min(INITIAL_IDS)),
             seen_order: VecDeque::with_capacity(limits.seen_capacity.min(INITIAL_IDS)),
+            seen_base: 0,
             fingerprints: Fingerprinter::new(key),
             seen_ttl_ms: u32::try_from(limits.seen_ttl.as_millis())
                 .unwrap_or(u32::MAX)
@@ -186,7 +197,29 @@ impl MessageCache {
 
     /// True when `id` was seen and not yet forgotten.
     pub fn contains(&self, id: &MessageId) -> bool {
-        self.ids.contains_key(&self.fingerprints.of(&id.0))
+        self.seq_of(&self.fingerprints.of(&id.0)).is_some()
+    }
+
+    /// The sequence number of the remembered id with fingerprint `key`.
+    fn seq_of(&self, key: &Fingerprint) -> Option<u32> {
+        let (order, base) = (&self.seen_order, self.seen_base);
+        self.ids
+            .find(table_hash(key), |&seq| {
+                seen_key(order, base, seq).is_some_and(|k| k == *key)
+            })
+            .copied()
+    }
+
+    /// Forgets the oldest remembered id.
+    fn pop_seen(&mut self) {
+        let Some(old) = self.seen_order.pop_front() else {
+            return;
+        };
+        let seq = self.seen_base as u32;
+        self.seen_base += 1;
+        if let Ok(entry) = self.ids.find_entry(table_hash(&old.key), |&s| s == seq) {
+            entry.remove();
+        }
     }
 
     /// `now` as the 32-bit milliseconds the expiry queue keeps (see [`SeenEntry`]).
@@ -208,21 +241,21 @@ impl MessageCache {
     pub fn insert(&mut self, now: Instant, id: MessageId, message: StoredMessage) -> bool {
         let seq = self.next_seq;
         let key = self.fingerprints.of(&id.0);
-        match self.ids.entry(key) {
-            std::collections::hash_map::Entry::Occupied(_) => return false,
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(seq as u32);
-            }
+        if self.seq_of(&key).is_some() {
+            return false;
         }
         self.next_seq += 1;
         if self.seen_order.len() >= self.limits.seen_capacity {
-            if let Some(old) = self.seen_order.pop_front() {
-                self.ids.remove(&old.key);
-            }
+            self.pop_seen();
         }
+        // The queue's back gets `seq`: its front keeps `seen_base`.
         self.seen_order.push_back(SeenEntry {
             key,
             at_ms: Self::ms(now),
+        });
+        let (order, base) = (&self.seen_order, self.seen_base);
+        self.ids.insert_unique(table_hash(&key), seq as u32, |&s| {
+            seen_key(order, base, s).map_or(0, |k| table_hash(&k))
         });
         let auth_len = if message.auth.is_some() { AUTH_LEN } else { 0 };
         let cost = auth_len + message.payload.len() + STORED_MESSAGE_OVERHEAD;
@@ -299,7 +332,7 @@ impl MessageCache {
     }
 
     fn slot(&self, id: &MessageId) -> Option<&Slot> {
-        let seq = *self.ids.get(&self.fingerprints.of(&id.0))?;
+        let seq = self.seq_of(&self.fingerprints.of(&id.0))?;
         // Sequence numbers modulo 2³²: an index past the ring is a message no longer
         // stored; the whole id settles the rest.
         let index = seq.wrapping_sub(self.store_base as u32);
@@ -371,9 +404,7 @@ impl MessageCache {
             .front()
             .is_some_and(|e| now_ms.wrapping_sub(e.at_ms) >= ttl)
         {
-            if let Some(old) = self.seen_order.pop_front() {
-                self.ids.remove(&old.key);
-            }
+            self.pop_seen();
         }
         // Give back what a burst made the queue grow to.
         if self.seen_order.capacity() > 4 * INITIAL_IDS
@@ -382,7 +413,10 @@ impl MessageCache {
             self.seen_order.shrink_to(self.seen_order.len() * 2);
         }
         if self.ids.capacity() > 4 * INITIAL_IDS && self.ids.len() < self.ids.capacity() / 4 {
-            self.ids.shrink_to(self.ids.len() * 2);
+            let (order, base) = (&self.seen_order, self.seen_base);
+            self.ids.shrink_to(self.ids.len() * 2, |&s| {
+                seen_key(order, base, s).map_or(0, |k| table_hash(&k))
+            });
         }
         let ttl = self.limits.store_ttl;
         while self
@@ -442,6 +476,19 @@ impl MessageCache {
             .take(n)
             .map(|s| (s.id, s.hops))
     }
+}
+
+/// The table hash of a remembered id: the first half of its fingerprint (itself a keyed
+/// hash of the id, see [`Fingerprinter`]).
+fn table_hash(key: &Fingerprint) -> u64 {
+    (u64::from(key[0]) << 32) | u64::from(key[1])
+}
+
+/// The fingerprint of the remembered id with sequence number `seq` (modulo 2³²), in a queue
+/// whose front has sequence `base`.
+fn seen_key(order: &VecDeque<SeenEntry>, base: u64, seq: u32) -> Option<Fingerprint> {
+    let index = usize::try_from(seq.wrapping_sub(base as u32)).ok()?;
+    order.get(index).map(|e| e.key)
 }
 
 #[cfg(test)]
@@ -634,11 +681,55 @@ mod tests {
     }
 
     #[test]
-    fn a_remembered_id_takes_two_twenty_byte_records() {
-        // Its map entry and its expiry entry, besides the map's control byte and unused
-        // capacity (it was a 40-byte entry and a 40-byte expiry record).
-        assert_eq!(core::mem::size_of::<(Fingerprint, u32)>(), 20);
+    fn a_remembered_id_takes_a_twenty_byte_record_and_a_sequence_number() {
+        // Its expiry entry and its table entry, besides the table's control byte and unused
+        // capacity (it was a 40-byte map entry and a 40-byte expiry record, then a 20-byte
+        // map entry and a 20-byte expiry record).
         assert_eq!(core::mem::size_of::<SeenEntry>(), 20);
+        let c = MessageCache::new(limits());
+        let _: &HashTable<u32> = &c.ids;
+    }
+
+    #[test]
+    fn the_seen_table_agrees_with_a_plain_fifo_of_ids() {
+        // A small pool of ids inserted in a scrambled order, with expiries: whatever the
+        // table's resizes and the queue's pops, an id is seen exactly while the plain model
+        // (the newest `seen_capacity` arrivals younger than `seen_ttl`) holds it, and a
+        // stored message is found by its id.
+        let limits = CacheLimits {
+            seen_capacity: 200,
+            seen_ttl: Duration::from_millis(700),
+            store_capacity: 50,
+            store_bytes: budget(50, 8),
+            ..limits()
+        };
+        let mut c = MessageCache::new(limits);
+        let mut model: VecDeque<(u8, u64)> = VecDeque::new();
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut now_ms = 0u64;
+        for step in 0..20_000u32 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            now_ms += state % 3;
+            let now = Instant::from_nanos(now_ms * 1_000_000);
+            if step % 97 == 0 {
+                c.expire(now);
+                model.retain(|&(_, at)| now_ms - at < 700);
+            }
+            let k = (state >> 20) as u8;
+            let seen = model.iter().any(|&(m, _)| m == k);
+            assert_eq!(c.contains(&id(k)), seen, "step {step}, id {k}");
+            assert_eq!(c.insert(now, id(k), msg(8)), !seen, "step {step}, id {k}");
+            if !seen {
+                if model.len() == 200 {
+                    model.pop_front();
+                }
+                model.push_back((k, now_ms));
+                assert!(c.holds(&id(k)), "just stored");
+            }
+            assert_eq!(c.seen_len(), model.len());
+        }
     }
 
     #[test]

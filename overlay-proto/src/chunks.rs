@@ -50,7 +50,7 @@ impl Chunks {
         &self.pieces
     }
 
-    /// The pieces, in order (none is empty).
+    /// Gives up the pieces, in order (none is empty), without copying their bytes.
     pub fn into_pieces(self) -> Vec<Bytes> {
         self.pieces
     }

@@ -746,7 +746,7 @@ fn new_scoring_thresholds_act_at_once_and_new_weights_count_from_now_on() {
     bed.input(Input::Reconfigure(Box::new(live.clone())));
     assert!(bed
         .actions()
-        .any(|a| *a == Action::Reconfigured(Ok(live.clone()))));
+        .any(|a| *a == Action::Reconfigured(Box::new(Ok(live.clone())))));
     // Scores keep their values; the new ban threshold closes peer 2 at once.
     assert!((score_of(&bed, peer(2)).score + 14.0).abs() < 1e-9);
     assert_eq!(bed.closed(1), Some(CloseReason::Banned));

@@ -36,7 +36,7 @@ fn valid_settings_are_applied_and_answered() {
     node.handle(Instant::ZERO, Input::Reconfigure(Box::new(live.clone())));
     assert_eq!(
         actions(&mut node),
-        vec![Action::Reconfigured(Ok(live.clone()))]
+        vec![Action::Reconfigured(Box::new(Ok(live.clone())))]
     );
     assert_eq!(LiveSettings::of(node.config()), live);
 }
@@ -51,10 +51,13 @@ fn invalid_settings_are_refused_and_nothing_changes() {
     };
     node.handle(Instant::ZERO, Input::Reconfigure(Box::new(live)));
     match actions(&mut node).as_slice() {
-        [Action::Reconfigured(Err(e))] => {
-            assert_eq!(e.setting, "alpha");
-            assert_eq!(e.accepted, "1..=64");
-        }
+        [Action::Reconfigured(result)] => match result.as_ref() {
+            Err(e) => {
+                assert_eq!(e.setting, "alpha");
+                assert_eq!(e.accepted, "1..=64");
+            }
+            Ok(live) => panic!("expected a refusal, got {live:?}"),
+        },
         other => panic!("expected one refusal, got {other:?}"),
     }
     assert_eq!(node.config(), &before);
@@ -65,7 +68,7 @@ fn invalid_settings_are_refused_and_nothing_changes() {
     node.handle(Instant::ZERO, Input::Reconfigure(Box::new(live)));
     assert!(matches!(
         actions(&mut node).as_slice(),
-        [Action::Reconfigured(Err(e))] if e.setting == "beta"
+        [Action::Reconfigured(r)] if matches!(r.as_ref(), Err(e) if e.setting == "beta")
     ));
     let live = LiveSettings {
         scoring: ScoreConfig {
@@ -77,7 +80,8 @@ fn invalid_settings_are_refused_and_nothing_changes() {
     node.handle(Instant::ZERO, Input::Reconfigure(Box::new(live)));
     assert!(matches!(
         actions(&mut node).as_slice(),
-        [Action::Reconfigured(Err(e))] if e.setting == "scoring.ban_threshold"
+        [Action::Reconfigured(r)]
+            if matches!(r.as_ref(), Err(e) if e.setting == "scoring.ban_threshold")
     ));
     assert_eq!(node.config(), &before);
 }

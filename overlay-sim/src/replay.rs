@@ -396,8 +396,10 @@ pub fn describe_action(action: &Action) -> String {
                 format!("readiness degraded [{}]", saturated.join(" "))
             }
         }
-        Action::Reconfigured(Ok(_)) => "reconfigured".to_string(),
-        Action::Reconfigured(Err(e)) => format!("reconfigure refused: {e}"),
+        Action::Reconfigured(result) => match result.as_ref() {
+            Ok(_) => "reconfigured".to_string(),
+            Err(e) => format!("reconfigure refused: {e}"),
+        },
         Action::ShutdownComplete => "shutdown_complete".to_string(),
         Action::Client(overlay_proto::ClientEvent::Up { conn, remote }) => {
             format!("client {conn} up from {remote}")

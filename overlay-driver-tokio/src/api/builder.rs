@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::{DeliveryLog, Error, Overlay, Readiness, ReplayBounds, Shared};
 use crate::config::{DaemonConfig, DEV_KID};
-use crate::lazy_broadcast::LazySender;
+use crate::feed;
 use crate::runtime::accept::{self, AcceptCtx};
 use crate::runtime::dial::DialCtx;
 use crate::runtime::metrics::DriverCounters;
@@ -35,10 +35,9 @@ use crate::tls::{self, Identity, TlsOptions};
 const BUS_CAPACITY: usize = 1024;
 /// Capacity of the command channel (API → node task).
 const COMMAND_CAPACITY: usize = 256;
-/// Deliveries buffered per subscriber before the oldest are lost. The channel's slots are
-/// allocated up front (about 176 bytes each, per node): 4096 cost ~700 KiB per node, most of
-/// an idle node's memory. A subscriber that falls further behind can resume from the replay
-/// ring (`Overlay::resume`, 1024 messages by default).
+/// Deliveries buffered per subscriber before the oldest are lost (a [`crate::feed`] holds
+/// only what its readers have yet to read, up to this). A subscriber that falls further
+/// behind can resume from the replay ring (`Overlay::resume`, 1024 messages by default).
 const DELIVERY_CAPACITY: usize = 1024;
 /// Direct messages buffered per subscriber.
 const DIRECT_CAPACITY: usize = 1024;
@@ -448,8 +447,8 @@ impl<N: Net> OverlayBuilder<N> {
             replay,
             DELIVERY_CAPACITY,
         ));
-        let directs = LazySender::new(DIRECT_CAPACITY);
-        let events = LazySender::new(EVENT_CAPACITY);
+        let directs = feed::channel(DIRECT_CAPACITY);
+        let events = feed::channel(EVENT_CAPACITY);
         let topics = Arc::new(crate::api::TopicBus::new(
             event_buffer,
             replay,

@@ -15,9 +15,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use overlay_proto::Delivery;
-use tokio::sync::broadcast;
 
-use crate::lazy_broadcast::LazySender;
+use crate::feed;
 
 /// A delivered message and its place in this run's delivery order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,9 +132,9 @@ pub struct DeliveryLog {
     epoch: u32,
     bounds: ReplayBounds,
     ring: Mutex<Ring>,
-    /// Live subscribers get each delivery behind an `Arc`: a slot of the channel is a pointer,
-    /// not the whole delivery (the slots are allocated up front, by the first subscriber).
-    live: LazySender<Arc<Sequenced>>,
+    /// Live subscribers get each delivery behind an `Arc`: a slot of the feed is a pointer,
+    /// not the whole delivery (the feed holds only what its readers have yet to read).
+    live: feed::Sender<Arc<Sequenced>>,
 }
 
 impl fmt::Debug for DeliveryLog {
@@ -181,7 +180,7 @@ impl DeliveryLog {
                 kept: VecDeque::new(),
                 kept_bytes: 0,
             }),
-            live: LazySender::new(live_capacity),
+            live: feed::channel(live_capacity),
         }
     }
 
@@ -254,14 +253,14 @@ impl DeliveryLog {
     }
 
     /// A live feed of what is published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Sequenced>> {
+    pub fn subscribe(&self) -> feed::Receiver<Arc<Sequenced>> {
         self.live.subscribe()
     }
 
     /// A live feed of what is published from now on, for a subscriber that may later
     /// [`DeliveryLog::resume`] from one of its cursors: the replay ring keeps deliveries
     /// from now on.
-    pub fn subscribe_resumable(&self) -> broadcast::Receiver<Arc<Sequenced>> {
+    pub fn subscribe_resumable(&self) -> feed::Receiver<Arc<Sequenced>> {
         let mut ring = self.ring();
         ring.keeping = true;
         self.live.subscribe()
@@ -274,7 +273,7 @@ impl DeliveryLog {
     pub fn resume(
         &self,
         after: Option<Cursor>,
-    ) -> Result<(broadcast::Receiver<Arc<Sequenced>>, Replay), CursorError> {
+    ) -> Result<(feed::Receiver<Arc<Sequenced>>, Replay), CursorError> {
         let mut ring = self.ring();
         let last = ring.next_seq - 1;
         let after_seq = match after {

@@ -44,8 +44,9 @@ use overlay_proto::{
     ConnId, Delivery, Direction, LiveSettings, MessageId, NodeStats, PeerId, SessionInfo, TopicId,
 };
 use serde::Serialize;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::feed::{self, RecvError, TryRecvError};
 
 pub use builder::{install_dev_auth, OverlayBuilder};
 pub use delivery_log::{Cursor, CursorError, DeliveryLog, Replay, ReplayBounds, Sequenced};
@@ -188,8 +189,8 @@ async fn resolve_host_port(text: String) -> Result<Vec<SocketAddr>, Error> {
 struct Shared {
     cmd: mpsc::Sender<Command>,
     deliveries: Arc<DeliveryLog>,
-    directs: crate::lazy_broadcast::LazySender<DirectMessage>,
-    events: crate::lazy_broadcast::LazySender<KernelEvent>,
+    directs: crate::feed::Sender<DirectMessage>,
+    events: crate::feed::Sender<KernelEvent>,
     topics: Arc<TopicBus>,
     /// Taken by the first [`Overlay::validator`] call.
     validator: std::sync::Mutex<Option<Validator>>,
@@ -464,9 +465,12 @@ impl Overlay {
     /// Changes the live settings (α, β, per-peer quota) of the running node. Resolves with the
     /// settings in force, or `Config` naming the setting the core refused (nothing changed).
     pub async fn reconfigure(&self, live: LiveSettings) -> Result<LiveSettings, Error> {
-        self.command(|reply| Command::Reconfigure { live, reply })
-            .await?
-            .map_err(|e| Error::Config(e.to_string()))
+        self.command(|reply| Command::Reconfigure {
+            live: Box::new(live),
+            reply,
+        })
+        .await?
+        .map_err(|e| Error::Config(e.to_string()))
     }
 
     /// The default topic as a [`Topic`]: its [`Event`]s from now on (deliveries,
@@ -548,7 +552,7 @@ impl Overlay {
         })
     }
 
-    fn subscription(&self, rx: broadcast::Receiver<Arc<Sequenced>>) -> Subscription {
+    fn subscription(&self, rx: feed::Receiver<Arc<Sequenced>>) -> Subscription {
         Subscription {
             feed: Feed {
                 rx,
@@ -572,7 +576,7 @@ impl Overlay {
     }
 
     /// Kernel events from now on.
-    pub fn events(&self) -> broadcast::Receiver<KernelEvent> {
+    pub fn events(&self) -> feed::Receiver<KernelEvent> {
         self.shared.events.subscribe()
     }
 
@@ -737,9 +741,9 @@ impl SessionHandle {
     }
 }
 
-/// A bounded broadcast receiver that counts what it loses and ends when the node stops.
+/// A bounded feed receiver that counts what it loses and ends when the node stops.
 struct Feed<T> {
-    rx: broadcast::Receiver<T>,
+    rx: feed::Receiver<T>,
     finished: watch::Receiver<bool>,
     counters: Arc<DriverCounters>,
     /// Items this receiver lost by falling behind.
@@ -765,7 +769,7 @@ impl<T: Clone> Feed<T> {
                     return loop {
                         match self.rx.try_recv() {
                             Ok(item) => break Some(item),
-                            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                            Err(TryRecvError::Lagged(n)) => {
                                 self.lost = self.lost.saturating_add(n);
                                 self.counters.lagged(n);
                             }

@@ -22,11 +22,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::Stream;
 use overlay_proto::{Delivery, MessageId, NeighborDownReason, PeerId, TopicId};
-use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::{mpsc, watch};
 
 use super::{DeliveryLog, Error, Overlay, ReplayBounds};
-use crate::lazy_broadcast::LazySender;
+use crate::feed;
 use crate::runtime::metrics::DriverCounters;
 use crate::runtime::node_task::Command;
 
@@ -71,8 +70,8 @@ pub struct Topic {
 /// a topic only when nobody holds it. Shared by the API and the node task; its lock is never
 /// held across an `.await`.
 pub(crate) struct TopicBus {
-    /// The default topic's readers: its slots are allocated by the first one.
-    default: LazySender<Event>,
+    /// The default topic's readers (the feed holds only what they have yet to read).
+    default: feed::Sender<Event>,
     buffer: usize,
     /// Bounds of each topic's replay ring (the same as the default topic's).
     replay: ReplayBounds,
@@ -83,7 +82,7 @@ pub(crate) struct TopicBus {
 
 /// The readers and holders of one topic.
 struct Channel {
-    tx: broadcast::Sender<Event>,
+    tx: feed::Sender<Event>,
     /// Library subscriptions alive.
     holders: usize,
     /// Joined by the operator (HTTP, `--topic`) until left.
@@ -102,7 +101,7 @@ impl TopicBus {
     pub(crate) fn new(buffer: usize, replay: ReplayBounds, log_capacity: usize) -> TopicBus {
         let buffer = buffer.max(1);
         TopicBus {
-            default: LazySender::new(buffer),
+            default: feed::channel(buffer),
             buffer,
             replay,
             log_capacity,
@@ -120,7 +119,7 @@ impl TopicBus {
         topic: TopicId,
     ) -> &'a mut Channel {
         others.entry(topic).or_insert_with(|| Channel {
-            tx: broadcast::channel(self.buffer).0,
+            tx: feed::channel(self.buffer),
             holders: 0,
             operator: false,
             joined: false,
@@ -135,13 +134,13 @@ impl TopicBus {
     }
 
     /// A reader of the default topic.
-    pub(crate) fn default_events(&self) -> broadcast::Receiver<Event> {
+    pub(crate) fn default_events(&self) -> feed::Receiver<Event> {
         self.default.subscribe()
     }
 
     /// One more library subscription of `topic`: its reader, made before the join so that
     /// nothing delivered after it is missed.
-    pub(crate) fn hold(&self, topic: TopicId) -> broadcast::Receiver<Event> {
+    pub(crate) fn hold(&self, topic: TopicId) -> feed::Receiver<Event> {
         let mut others = self.lock();
         let channel = self.channel(&mut others, topic);
         channel.holders += 1;
@@ -189,7 +188,7 @@ impl TopicBus {
 
     /// A reader of `topic`'s events, when the node is in it (for [`Overlay::topic_events`],
     /// which does not hold the topic).
-    pub(crate) fn events(&self, topic: TopicId) -> Option<broadcast::Receiver<Event>> {
+    pub(crate) fn events(&self, topic: TopicId) -> Option<feed::Receiver<Event>> {
         if topic.is_default() {
             return Some(self.default.subscribe());
         }
@@ -286,7 +285,7 @@ impl Topic {
     }
 
     /// A handle on `topic` holding the subscription made with [`TopicBus::hold`].
-    pub(super) fn held(overlay: &Overlay, topic: TopicId, rx: broadcast::Receiver<Event>) -> Topic {
+    pub(super) fn held(overlay: &Overlay, topic: TopicId, rx: feed::Receiver<Event>) -> Topic {
         let membership = Arc::new(Membership {
             topic,
             bus: Arc::clone(&overlay.shared.topics),
@@ -298,7 +297,7 @@ impl Topic {
     fn new(
         overlay: &Overlay,
         topic: TopicId,
-        rx: broadcast::Receiver<Event>,
+        rx: feed::Receiver<Event>,
         membership: Option<Arc<Membership>>,
     ) -> Topic {
         Topic {
@@ -387,7 +386,7 @@ impl fmt::Debug for EventStream {
 }
 
 struct Source {
-    rx: broadcast::Receiver<Event>,
+    rx: feed::Receiver<Event>,
     finished: watch::Receiver<bool>,
     counters: Arc<DriverCounters>,
     ended: bool,
@@ -409,14 +408,14 @@ impl Source {
             biased;
             got = self.rx.recv() => match got {
                 Ok(event) => Some(event),
-                Err(RecvError::Lagged(n)) => Some(lagged(&self.counters, n)),
-                Err(RecvError::Closed) => None,
+                Err(feed::RecvError::Lagged(n)) => Some(lagged(&self.counters, n)),
+                Err(feed::RecvError::Closed) => None,
             },
             _ = self.finished.wait_for(|done| *done) => {
                 // Stopped: hand out what was already sent, then end.
                 match self.rx.try_recv() {
                     Ok(event) => Some(event),
-                    Err(broadcast::error::TryRecvError::Lagged(n)) => Some(lagged(&self.counters, n)),
+                    Err(feed::TryRecvError::Lagged(n)) => Some(lagged(&self.counters, n)),
                     Err(_) => {
                         self.ended = true;
                         None
@@ -429,7 +428,7 @@ impl Source {
 
 impl EventStream {
     /// A stream over `rx` that does not hold its topic ([`Overlay::topic_events`]).
-    pub(super) fn unheld(overlay: &Overlay, rx: broadcast::Receiver<Event>) -> EventStream {
+    pub(super) fn unheld(overlay: &Overlay, rx: feed::Receiver<Event>) -> EventStream {
         EventStream::new(
             rx,
             overlay.shared.finished.clone(),
@@ -439,7 +438,7 @@ impl EventStream {
     }
 
     fn new(
-        rx: broadcast::Receiver<Event>,
+        rx: feed::Receiver<Event>,
         finished: watch::Receiver<bool>,
         counters: Arc<DriverCounters>,
         membership: Option<Arc<Membership>>,

@@ -37,7 +37,7 @@ pub(crate) struct AcceptCtx<N: Net> {
     pub(crate) http: Option<HttpHandler<N::Stream>>,
     pub(crate) next_conn: Arc<AtomicU64>,
     pub(crate) stop: Arc<StopSignal>,
-    pub(crate) events: crate::lazy_broadcast::LazySender<KernelEvent>,
+    pub(crate) events: crate::feed::Sender<KernelEvent>,
     pub(crate) seed: u64,
     /// Connections before START, in total and per IP (`max_preauth`, `max_preauth_per_ip`).
     pub(crate) preauth: PreAuthGate,

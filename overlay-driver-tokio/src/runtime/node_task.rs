@@ -20,7 +20,7 @@ use tokio::time::{sleep_until, Instant as TokioInstant};
 use tracing::Instrument as _;
 
 use super::clock::Clock;
-use super::conn::{self, ReaderCtx, Side, WriterCtx, WriterMsg};
+use super::conn::{self, ReaderCtx, Side, WriterBatch, WriterCtx, WriterMsg};
 use super::dial::{self, DialCtx, DialReport};
 use super::metrics::{self as rt_metrics, DriverCounters};
 use super::net::Net;
@@ -114,9 +114,10 @@ pub(crate) enum Command {
     ValidationStats {
         reply: oneshot::Sender<overlay_proto::ValidationStats>,
     },
-    /// `Input::Reconfigure`; answered with the core's `Action::Reconfigured`.
+    /// `Input::Reconfigure`; answered with the core's `Action::Reconfigured`. Boxed: the
+    /// settings table would make every command slot of the channel as large as itself.
     Reconfigure {
-        live: LiveSettings,
+        live: Box<LiveSettings>,
         reply: oneshot::Sender<Result<LiveSettings, ReconfigureError>>,
     },
     /// `Input::Shutdown`, then drain.
@@ -150,8 +151,8 @@ pub(crate) type DialWaiter = oneshot::Sender<Result<SessionHandle, Error>>;
 /// Where the node task publishes what the application sees.
 pub(crate) struct Outputs {
     pub(crate) deliveries: Arc<crate::api::DeliveryLog>,
-    pub(crate) directs: crate::lazy_broadcast::LazySender<DirectMessage>,
-    pub(crate) events: crate::lazy_broadcast::LazySender<KernelEvent>,
+    pub(crate) directs: crate::feed::Sender<DirectMessage>,
+    pub(crate) events: crate::feed::Sender<KernelEvent>,
     /// Messages waiting for the application's verdict ([`crate::api::Validator`]); when it is
     /// full or nobody listens the core's deadline settles them.
     pub(crate) validations: mpsc::Sender<crate::api::PendingValidation>,
@@ -208,11 +209,11 @@ impl Outbox {
         }
         let bytes = mem::take(&mut self.bytes);
         let queued_at = self.since.take().unwrap_or_else(TokioInstant::now);
-        Some(WriterMsg::Data {
+        Some(WriterMsg::Data(Box::new(WriterBatch {
             frames: mem::take(&mut self.frames),
             bytes,
             queued_at,
-        })
+        })))
     }
 }
 
@@ -242,7 +243,9 @@ pub(crate) struct NodeTaskParts<N: Net> {
 
 /// The node task's state.
 pub(crate) struct NodeTask<N: Net> {
-    node: Node,
+    /// Boxed: the task's future holds this state more than once (its unstarted and running
+    /// states), and the core is ≈ 4.7 KB of it.
+    node: Box<Node>,
     clock: Clock,
     bus_rx: mpsc::Receiver<BusMsg<N::Stream>>,
     bus_tx: mpsc::Sender<BusMsg<N::Stream>>,
@@ -300,7 +303,7 @@ async fn sleep_until_opt(at: Option<TokioInstant>) {
 impl<N: Net> NodeTask<N> {
     pub(crate) fn new(parts: NodeTaskParts<N>) -> Self {
         NodeTask {
-            node: parts.node,
+            node: Box::new(parts.node),
             clock: parts.clock,
             bus_rx: parts.bus_rx,
             bus_tx: parts.bus_tx,
@@ -330,7 +333,7 @@ impl<N: Net> NodeTask<N> {
             accept_task: Some(parts.accept_task),
             ready: ReadyFlag::new(true),
             drain_until: None,
-            scratch: Vec::with_capacity(64),
+            scratch: Vec::new(),
             last_mirror: TokioInstant::now(),
             read_budget: Arc::new(tokio::sync::Semaphore::new(super::conn::READ_BUDGET_BYTES)),
             unflushed: Vec::new(),
@@ -404,8 +407,8 @@ impl<N: Net> NodeTask<N> {
             }
             match self.bus_rx.try_recv() {
                 Ok(msg) => {
-                    if let BusMsg::Received { data, .. } = &msg {
-                        bytes += data.len();
+                    if let BusMsg::Received(read) = &msg {
+                        bytes += read.data.len();
                     }
                     self.on_bus(msg);
                 }
@@ -457,7 +460,7 @@ impl<N: Net> NodeTask<N> {
             return;
         };
         let len = match &msg {
-            WriterMsg::Data { bytes, .. } => *bytes,
+            WriterMsg::Data(data) => data.bytes,
             WriterMsg::Close => 0,
         };
         match entry.writer.try_send(msg) {
@@ -543,13 +546,14 @@ impl<N: Net> NodeTask<N> {
     fn on_bus(&mut self, msg: BusMsg<N::Stream>) {
         match msg {
             BusMsg::Up(established) => self.on_up(*established),
-            BusMsg::Received {
-                conn,
-                data,
-                checks,
-                at,
-                budget,
-            } => {
+            BusMsg::Received(read) => {
+                let super::Received {
+                    conn,
+                    data,
+                    checks,
+                    at,
+                    budget,
+                } = *read;
                 if self.conns.contains_key(&conn) {
                     self.input(Input::ReceivedPrechecked { conn, data, checks }, Some(at));
                     // What a read makes the node forward leaves at once (one read is already
@@ -825,7 +829,7 @@ impl<N: Net> NodeTask<N> {
             }
             Command::Reconfigure { live, reply } => {
                 self.pending_reconfigure = Some(reply);
-                self.input(Input::Reconfigure(Box::new(live)), None);
+                self.input(Input::Reconfigure(live), None);
                 // The core answers every `Input::Reconfigure`; the caller sees a closed channel
                 // only if it did not.
                 self.pending_reconfigure = None;
@@ -977,6 +981,7 @@ impl<N: Net> NodeTask<N> {
             } => self.on_dial_answer(request, outcome),
             Action::DialResult { requests, result } => self.answer_dials(requests, result),
             Action::Deliver(delivery) => {
+                let delivery = *delivery;
                 if let Some(at) = read_at {
                     rt_metrics::latency("deliver", at.elapsed());
                 }
@@ -995,7 +1000,7 @@ impl<N: Net> NodeTask<N> {
             Action::Validate { id, delivery } => {
                 let pending = crate::api::PendingValidation {
                     id,
-                    delivery,
+                    delivery: *delivery,
                     cmd: self.cmd_weak.clone(),
                 };
                 if self.out.validations.try_send(pending).is_err() {
@@ -1093,7 +1098,7 @@ impl<N: Net> NodeTask<N> {
             }
             Action::Reconfigured(result) => {
                 if let Some(reply) = self.pending_reconfigure.take() {
-                    let _ = reply.send(result);
+                    let _ = reply.send(*result);
                 }
             }
             Action::ShutdownComplete => {
@@ -1246,7 +1251,8 @@ mod tests {
         assert!(!outbox.push(second));
         assert!(!outbox.push(Bytes::from_static(b"3").into()));
         match outbox.take() {
-            Some(WriterMsg::Data { frames, bytes, .. }) => {
+            Some(WriterMsg::Data(data)) => {
+                let WriterBatch { frames, bytes, .. } = *data;
                 assert_eq!(
                     frames,
                     vec![&b"first"[..], &b"second"[..], &payload[..], &b"3"[..]]

@@ -169,7 +169,7 @@ impl Node {
             next_tick: Instant::ZERO,
 
             lazy_flush_at: None,
-            actions: VecDeque::with_capacity(64),
+            actions: VecDeque::new(),
             stats: NodeStats {
                 ready: true,
                 ..NodeStats::default()

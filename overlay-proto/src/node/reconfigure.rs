@@ -17,7 +17,9 @@ impl Node {
         let next = live.applied_to(&self.config);
         if let Err(e) = next.validate() {
             self.actions
-                .push_back(Action::Reconfigured(Err(ReconfigureError::from(e))));
+                .push_back(Action::Reconfigured(Box::new(Err(ReconfigureError::from(
+                    e,
+                )))));
             return;
         }
         let rescored = next.scoring != self.config.scoring;
@@ -54,7 +56,9 @@ impl Node {
             }
         }
         self.actions
-            .push_back(Action::Reconfigured(Ok(LiveSettings::of(&self.config))));
+            .push_back(Action::Reconfigured(Box::new(Ok(LiveSettings::of(
+                &self.config,
+            )))));
     }
 }
 

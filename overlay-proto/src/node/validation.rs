@@ -165,7 +165,10 @@ impl Node {
             },
         );
         pending.stats.requested += 1;
-        self.actions.push_back(Action::Validate { id, delivery });
+        self.actions.push_back(Action::Validate {
+            id,
+            delivery: Box::new(delivery),
+        });
     }
 
     /// `Input::Verdict`: settles a pending message.

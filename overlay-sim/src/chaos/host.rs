@@ -385,13 +385,13 @@ async fn record_deliveries(
 
 /// Records sessions going up and down (for the silent-cut invariant).
 async fn record_sessions(
-    mut events: tokio::sync::broadcast::Receiver<KernelEvent>,
+    mut events: svc_overlay::feed::Receiver<KernelEvent>,
     journal: SharedJournal,
     index: usize,
     incarnation: u32,
     clock: SimClock,
 ) {
-    use tokio::sync::broadcast::error::RecvError;
+    use svc_overlay::feed::RecvError;
     loop {
         let change = match events.recv().await {
             Ok(KernelEvent::SessionUp { peer }) => (peer, None),
