@@ -1,5 +1,6 @@
-//! A banned peer that never gave the node a first copy fed no part of its tree: banning it
-//! leaves the tree as it was, with no lazy link promoted in its place (issue #7's graft-spam
+//! With `idle_ban_keeps_tree` (off by default), a banned peer that never gave the node a first
+//! copy fed no part of its tree: banning it leaves the tree as it was, with no lazy link
+//! promoted in its place (issue #7's graft-spam
 //! latency: hostile peers banned at their first abuse, about a second after they connect,
 //! otherwise reshape the tree with a random promotion at every ban). A banned peer that did
 //! feed the tree, or whose loss leaves no eager link, is replaced as before. One rule per
@@ -19,6 +20,7 @@ fn config() -> NodeConfig {
     let mut c = raw_peer_config();
     // The link optimisation would drop links that carried no message yet.
     c.link_optimization = false;
+    c.idle_ban_keeps_tree = true;
     c
 }
 
@@ -26,7 +28,11 @@ fn config() -> NodeConfig {
 /// (peers 4 and 5: they pruned us), and an eager link on connection 5 (peer 6, the
 /// spammer); it holds one message of its own, whose id is returned.
 fn bed_with_a_spammer() -> (Bed, overlay_proto::MessageId) {
-    let mut bed = Bed::new(config());
+    bed_with_a_spammer_under(config())
+}
+
+fn bed_with_a_spammer_under(cfg: NodeConfig) -> (Bed, overlay_proto::MessageId) {
+    let mut bed = Bed::new(cfg);
     for conn in 1..=5u64 {
         bed.open(conn, peer(conn as u8 + 1));
     }
@@ -82,4 +88,15 @@ fn a_ban_that_leaves_no_eager_link_still_promotes() {
         .map(|c| bed.sent(c, Kind::Graft).len())
         .sum::<usize>();
     assert!(told >= 1, "a node with no eager link promotes one");
+}
+
+#[test]
+fn off_by_default_a_ban_promotes_a_lazy_link_as_before() {
+    let mut cfg = config();
+    cfg.idle_ban_keeps_tree = NodeConfig::default().idle_ban_keeps_tree;
+    assert!(!cfg.idle_ban_keeps_tree);
+    let (mut bed, id) = bed_with_a_spammer_under(cfg);
+    bed.send(5, graft(&vec![id; 8192]));
+    assert_eq!(bed.closed(5), Some(CloseReason::Banned));
+    assert_eq!(promotions(&bed), 1);
 }

@@ -146,6 +146,10 @@ pub struct ScaleArgs {
     /// the established tree links), ms; 0 turns the rule off [default: the core's]
     #[arg(long, value_name = "MS")]
     pub link_probation_ms: Option<u64>,
+    /// Every core's idle_ban_keeps_tree (a ban of a peer that never fed the tree promotes no
+    /// lazy link and keeps it settled), on or off [default: the core's]
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub idle_ban_keeps_tree: Option<bool>,
     /// Every core's store_ttl (how long messages are kept for GRAFT answers), ms [default:
     /// the core's]
     #[arg(long, value_name = "MS")]
@@ -231,6 +235,7 @@ impl ScaleArgs {
             tree_optimization: self.tree_optimization,
             link_optimization: self.link_optimization,
             link_probation_ms: self.link_probation_ms,
+            idle_ban_keeps_tree: self.idle_ban_keeps_tree,
             store_ttl_ms: self.store_ttl_ms,
             store_bytes: self.store_bytes,
             topics: self.topics,

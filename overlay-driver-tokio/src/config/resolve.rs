@@ -517,6 +517,17 @@ impl<'a> Resolver<'a> {
                 MAX_MS,
             )
             .map(Duration::from_millis)?;
+        node.idle_ban_keeps_tree = self.boolean(
+            &spec(
+                "idle_ban_keeps_tree",
+                None,
+                None,
+                "gossip.idle_ban_keeps_tree",
+            ),
+            None,
+            g.idle_ban_keeps_tree,
+            node.idle_ban_keeps_tree,
+        )?;
         node.optimization_hold = self.ms(
             &spec(
                 "optimization_hold_ms",

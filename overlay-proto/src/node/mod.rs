@@ -461,8 +461,9 @@ impl Node {
         // A banned peer that never gave this node a first copy fed no part of its tree: its
         // loss leaves the tree as it was (no lazy link promoted in its place, unless no
         // eager link is left, and the tree stays settled).
-        let idle_ban =
-            self.scores.is_peer_banned(&session.peer, self.now) && !self.fed_any_tree(key);
+        let idle_ban = self.config.idle_ban_keeps_tree
+            && self.scores.is_peer_banned(&session.peer, self.now)
+            && !self.fed_any_tree(key);
         let mut eager_in = self.remove_from_trees(key, session.peer, reason);
         if idle_ban {
             let trees = &self.trees;
