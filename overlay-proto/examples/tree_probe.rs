@@ -13,7 +13,9 @@
 //! Settings from the environment: THR (`optimization_threshold`), SAMPLES
 //! (`optimization_samples`), HOLD_MS (`optimization_hold`), SETTLED_MS
 //! (`graft_timeout_settled`), PRUNE_N (`prune_after_duplicates`), ALPHA, NODES, MSGS,
-//! WARM_MS (`lan`), TRACE=1 (`lan`: print messages deeper than 8 hops).
+//! WARM_MS (`lan`), TRACE=1 (`lan`: print messages deeper than 8 hops), JITTER_US (`lan`: up
+//! to this much extra delay per transmission, like a loaded process), DIAMETERS=1 (`lan`: the
+//! eager graph's directed diameter every 100 messages).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -123,10 +125,54 @@ fn tree_shape(m: &Mesh, seed: u64) -> String {
         }
     }
     format!(
-        "eager edges {} (tree needs {}), one-sided {one_sided}, components {comps}, eager-degree histogram {hist:?}",
+        "eager edges {} (tree needs {}), one-sided {one_sided}, components {comps}, directed diameter {}, eager-degree histogram {hist:?}",
         (links.len() - one_sided) / 2,
-        alive - 1
+        alive - 1,
+        diameter(m, &links).map_or("inf".to_string(), |d| d.to_string()),
     )
+}
+
+/// The most hops any message needs over the directed eager links `links` among the live
+/// nodes (None: some live node cannot reach another).
+fn diameter(m: &Mesh, links: &BTreeSet<(usize, usize)>) -> Option<usize> {
+    let alive: Vec<usize> = (0..m.len()).filter(|i| m.is_alive(*i)).collect();
+    let mut adj: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (a, b) in links {
+        adj.entry(*a).or_default().push(*b);
+    }
+    let mut worst = 0;
+    for &s in &alive {
+        let mut dist: BTreeMap<usize, usize> = BTreeMap::from([(s, 0)]);
+        let mut queue = std::collections::VecDeque::from([s]);
+        while let Some(x) = queue.pop_front() {
+            let d = dist[&x];
+            for &y in adj.get(&x).map(|v| v.as_slice()).unwrap_or(&[]) {
+                if let std::collections::btree_map::Entry::Vacant(e) = dist.entry(y) {
+                    e.insert(d + 1);
+                    queue.push_back(y);
+                }
+            }
+        }
+        if alive.iter().any(|i| !dist.contains_key(i)) {
+            return None;
+        }
+        worst = worst.max(dist.values().copied().max().unwrap_or(0));
+    }
+    Some(worst)
+}
+
+/// The directed eager links among the live nodes.
+fn eager_links(m: &Mesh, seed: u64) -> BTreeSet<(usize, usize)> {
+    let index: BTreeMap<PeerId, usize> = (0..m.len()).map(|i| (node_peer_id(seed, i), i)).collect();
+    let mut links = BTreeSet::new();
+    for i in (0..m.len()).filter(|i| m.is_alive(*i)) {
+        for s in m.node(i).unwrap().sessions() {
+            if s.eager {
+                links.insert((i, index[&s.peer]));
+            }
+        }
+    }
+    links
 }
 
 struct Out {
@@ -262,6 +308,9 @@ fn lan(seed: u64) {
     );
     cfg.bootstrap_peers = 5;
     let mut m = Mesh::new(cfg).unwrap();
+    if let Some(us) = env::<u64>("JITTER_US") {
+        m.set_jitter(Duration::from_micros(us));
+    }
     m.run_for(Duration::from_millis(env("WARM_MS").unwrap_or(500)));
     println!("start: {}", tree_shape(&m, seed));
     let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -282,6 +331,16 @@ fn lan(seed: u64) {
         m.run_for(Duration::from_millis(5));
         if k == msgs / 2 {
             println!("mid: {}", tree_shape(&m, seed));
+        }
+        if k % env::<usize>("DIAMETER_EVERY").unwrap_or(100) == 0
+            && env::<u8>("DIAMETERS") == Some(1)
+        {
+            let links = eager_links(&m, seed);
+            println!(
+                "after message {k}: {} directed eager links, directed diameter {:?}",
+                links.len(),
+                diameter(&m, &links)
+            );
         }
     }
     m.run_for(Duration::from_secs(2));

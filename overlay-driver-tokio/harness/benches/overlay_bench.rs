@@ -40,6 +40,9 @@
 //!   plain `Overlay::deliveries` subscribers and the ring holds nothing.
 //! - `mesh` also reports `peak_rss_per_node_kb` (the peak over N) and
 //!   `peak_above_base_per_node_kb` (the peak less `rss_base_kb`, over N).
+//!   `--trace 1` (off by default) also prints to stderr where the deepest deliveries came
+//!   from: the hop distribution, the eager graph over time and the deepest paths (module
+//!   `overlay_bench/trace.rs`; `--trace-every-ms`, `--trace-deepest`).
 //! - `ready`: start the `svc-overlay` daemon process and time process start → `/readyz` 200,
 //!   20 times. Key: `ready_ms` (median), plus `min_ms` and `max_ms`.
 //! - `sessions`: K idle token-authenticated TLS client sessions (no client certificate) to one
@@ -52,6 +55,8 @@
 
 #[path = "overlay_bench/sessions.rs"]
 mod sessions;
+#[path = "overlay_bench/trace.rs"]
+mod trace;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -99,7 +104,7 @@ impl Args {
 fn usage(why: &str) -> ! {
     eprintln!("overlay_bench: {why}");
     eprintln!(
-        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1]\n       overlay_bench pair [--messages M --size B --window W --batch N --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1 --sender-thread 0|1 --runtime-b 0|1]\n       overlay_bench ready [--runs N]\n       overlay_bench sessions [--count K --concurrency C]"
+        "usage: overlay_bench mesh [--nodes N --messages M --rate R --size B --degree D --seed S --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1 --trace 0|1 --trace-every-ms T --trace-deepest K]\n       overlay_bench pair [--messages M --size B --window W --batch N --signed 0|1 --store-ttl-ms T --store-bytes B --max-queue-frames F --credit-window-frames C --replay-events N --resumable 0|1 --sender-thread 0|1 --runtime-b 0|1]\n       overlay_bench ready [--runs N]\n       overlay_bench sessions [--count K --concurrency C]"
     );
     std::process::exit(2)
 }
@@ -308,6 +313,7 @@ fn record_deliveries(
     epoch: Instant,
     expected: usize,
     resumable: bool,
+    traced: Option<(trace::NodeIndex, Arc<trace::Trace>)>,
 ) -> (Deliveries, Vec<tokio::task::JoinHandle<()>>) {
     let delivered: Deliveries = Arc::new(Mutex::new(Vec::with_capacity(expected)));
     let mut tasks = Vec::new();
@@ -318,6 +324,7 @@ fn record_deliveries(
             ov.deliveries()
         };
         let delivered = Arc::clone(&delivered);
+        let traced = traced.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(d) = sub.recv().await {
                 let at_us = epoch.elapsed().as_micros() as u32;
@@ -327,6 +334,15 @@ fn record_deliveries(
                     node: index as u16,
                     hops: d.hops,
                 });
+                if let Some((peers, trace)) = &traced {
+                    trace.hops.lock().expect("lock").push(trace::Hop {
+                        message: short_id(&d.id),
+                        node: index as u16,
+                        from: peers.get(&d.from).copied().unwrap_or(u16::MAX),
+                        hops: d.hops,
+                        at_us,
+                    });
+                }
             }
         }));
     }
@@ -353,6 +369,19 @@ async fn mesh(args: &Args) -> String {
     let overlays = start_overlays(nodes, seed, &config, replay).await;
     let rss_started = rss_kb();
     let addrs: Vec<SocketAddr> = overlays.iter().map(Overlay::local_addr).collect();
+    // `--trace 1`: where the deepest deliveries come from (overlay_bench/trace.rs).
+    let traced = (args.get("trace", 0) == 1).then(|| {
+        let trace = Arc::new(trace::Trace::default());
+        let index = trace::index_of(&overlays);
+        let sampler = trace::sample_eager_graph(
+            overlays.clone(),
+            Arc::clone(&index),
+            Arc::clone(&trace),
+            Duration::from_millis(args.get("trace-every-ms", 100).max(10)),
+        );
+        (index, trace, sampler)
+    });
+    let dials_at = Instant::now();
     for (i, ov) in overlays.iter().enumerate() {
         // The ring neighbour keeps the graph connected; D more are seeded-random.
         let mut peers = vec![addrs[(i + 1) % nodes]];
@@ -388,7 +417,11 @@ async fn mesh(args: &Args) -> String {
         epoch,
         messages as usize * nodes + nodes,
         args.get("resumable", 0) != 0,
+        traced
+            .as_ref()
+            .map(|(index, trace, _)| (Arc::clone(index), Arc::clone(trace))),
     );
+    let mut order: HashMap<u64, usize> = HashMap::new();
     let payload = Bytes::from(vec![0x42u8; size]);
     let mut sent: HashMap<u64, (Instant, usize)> = HashMap::with_capacity(messages as usize);
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
@@ -402,6 +435,9 @@ async fn mesh(args: &Args) -> String {
         let at = Instant::now();
         match overlays[origin].broadcast(payload.clone()).await {
             Ok(id) => {
+                if traced.is_some() {
+                    order.insert(short_id(&id), sent.len());
+                }
                 sent.insert(short_id(&id), (at, origin));
             }
             Err(_) => refused += 1,
@@ -453,6 +489,11 @@ async fn mesh(args: &Args) -> String {
         .collect();
     reach_all.sort();
     let reach_all_p99 = percentile(&reach_all, 0.99);
+    if let Some((_, trace, sampler)) = &traced {
+        sampler.abort();
+        let deepest = args.get("trace-deepest", 8) as usize;
+        trace::report(nodes, epoch, dials_at, &sent, &order, trace, deepest);
+    }
     for ov in &overlays {
         ov.shutdown().await;
     }

@@ -75,6 +75,7 @@ impl Node {
         // Every eager peer's transmit shares the store's copy (not the caller's buffer).
         let payload = self.cache.newest_payload(&id).unwrap_or(payload);
         self.stats.gossip_originated += 1;
+        self.note_own_message(&topic, id);
         let msg = GossipMsg {
             id,
             origin,
@@ -139,7 +140,7 @@ impl Node {
                 self.stats.tree_edges_spared += 1;
                 self.forward_held(&topic, &msg.id, Some(key));
             } else if !settled && !self.spare_tree_edge(&topic, key, &msg.id) {
-                self.prune_if_redundant(&topic, key);
+                self.prune_if_redundant(&topic, key, &msg.id);
             }
             return;
         }
@@ -250,7 +251,7 @@ impl Node {
         if let Some((grafted, announced_at)) = announced {
             self.note_announced_arrival(&topic, key, grafted, announced_at);
         }
-        self.note_new_message(&topic);
+        self.note_new_message(&topic, forwarded.id);
         self.actions.push_back(Action::Deliver(Box::new(Delivery {
             topic,
             id: forwarded.id,

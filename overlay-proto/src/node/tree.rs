@@ -21,22 +21,31 @@ impl Node {
         }
     }
 
-    /// A new message of `topic` was accepted (from a peer or from validation).
-    pub(super) fn note_new_message(&mut self, topic: &TopicId) {
+    /// A new message `id` of `topic` was accepted (from a peer or from validation).
+    pub(super) fn note_new_message(&mut self, topic: &TopicId, id: MessageId) {
         let now = self.now;
         if let Some(tree) = self.trees.get_mut(topic) {
-            tree.on_new_message(now);
+            tree.on_new_message(now, id);
         }
     }
 
-    /// Session `key` pushed us a duplicate: when the tree finds the link redundant
+    /// This node broadcast `id` in `topic`: it shapes the links that joined since the last
+    /// message, as an accepted one does.
+    pub(super) fn note_own_message(&mut self, topic: &TopicId, id: MessageId) {
+        let now = self.now;
+        if let Some(tree) = self.trees.get_mut(topic) {
+            tree.shape_links(now, id);
+        }
+    }
+
+    /// Session `key` pushed us a duplicate of `id`: when the tree finds the link redundant
     /// ([`crate::plumtree::Plumtree::on_duplicate`]), make it lazy on both sides (PRUNE).
-    pub(super) fn prune_if_redundant(&mut self, topic: &TopicId, key: SessionKey) {
+    pub(super) fn prune_if_redundant(&mut self, topic: &TopicId, key: SessionKey, id: &MessageId) {
         let now = self.now;
         let redundant = self
             .trees
             .get_mut(topic)
-            .is_some_and(|t| t.on_duplicate(now, key));
+            .is_some_and(|t| t.on_duplicate(now, key, id));
         if redundant {
             self.prune(topic, key);
         }

@@ -109,6 +109,10 @@ pub(crate) struct Link {
     role_since: Instant,
     /// When this link joined the tree (it is on probation for `link_probation`).
     joined_at: Instant,
+    /// The first message this node had after the link joined (accepted or broadcast), and
+    /// when: for `graft_timeout` after it, only that message's duplicates prune the link at
+    /// once (see [`Plumtree::on_duplicate`]).
+    shaper: Option<(MessageId, Instant)>,
     /// When we last sent PRUNE to the peer.
     pub(crate) pruned_at: Option<Instant>,
     /// When a tree optimisation chose a shortcut over this (eager) link without pruning it
@@ -133,6 +137,46 @@ struct ShortcutTally {
     saved: i32,
     /// Messages counted.
     samples: u16,
+    /// The most hops a message counted here took to us over the eager link, and the most
+    /// the shortcut announced, in this window and the one before it (the windows turn
+    /// when the tally halves its weights).
+    longest: Longest,
+    /// The same for the previous window.
+    longest_before: Longest,
+}
+
+/// The longest paths seen by one shortcut tally in one window: the most hops a message took
+/// to us over the eager link, and the most hops the shortcut announced (each a maximum over
+/// the same messages).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Longest {
+    /// Most hops over the eager link.
+    hops: u8,
+    /// Most hops the shortcut announced.
+    offered: u8,
+}
+
+impl Longest {
+    fn note(self, hops: u8, offered: u8) -> Longest {
+        Longest {
+            hops: self.hops.max(hops),
+            offered: self.offered.max(offered),
+        }
+    }
+
+    fn max(self, other: Longest) -> Longest {
+        self.note(other.hops, other.offered)
+    }
+}
+
+impl ShortcutTally {
+    /// How many hops the longest path through the eager link would shrink by through the
+    /// shortcut: the farthest sender behind the eager link is `longest.hops` away over it and
+    /// `longest.offered + 1` through the shortcut (negative: it would grow).
+    fn longest_saving(&self) -> i32 {
+        let l = self.longest.max(self.longest_before);
+        i32::from(l.hops) - i32::from(l.offered) - 1
+    }
 }
 
 impl Link {
@@ -143,6 +187,7 @@ impl Link {
             first_copy_at: None,
             role_since: now,
             joined_at: now,
+            shaper: None,
             pruned_at: None,
             replaced_at: None,
             shortcut_tallies: [None; SHORTCUT_TALLIES],
@@ -186,6 +231,8 @@ pub(crate) struct Plumtree {
     /// When this node last accepted a new message of the topic: a tree optimisation based on
     /// an older message may rest on a tree that has changed since.
     last_first_copy_at: Option<Instant>,
+    /// Links that joined the tree since this node last had a new message (no shaper yet).
+    unshaped: usize,
     /// Messages whose first copy came over a link on probation and that were not yet
     /// forwarded to the established eager links, with the end of their hold, oldest first.
     held: Vec<(MessageId, Instant)>,
@@ -215,6 +262,7 @@ impl Plumtree {
             links: BTreeMap::new(),
             lateness: Duration::ZERO,
             last_first_copy_at: None,
+            unshaped: 0,
             held: Vec::new(),
             asked_at: None,
             scratch: Vec::new(),
@@ -288,6 +336,7 @@ impl Plumtree {
         link.ihave.extend(catch_up.iter().rev().copied());
         let has_ihave = !link.ihave.is_empty();
         self.links.insert(key, link);
+        self.unshaped += 1;
         if eager {
             self.eager.push(key);
         } else {
@@ -301,7 +350,11 @@ impl Plumtree {
     pub(crate) fn remove(&mut self, key: Neighbor) -> bool {
         self.eager.retain(|k| *k != key);
         self.lazy.retain(|k| *k != key);
-        self.links.remove(&key).is_some_and(|l| l.eager)
+        let removed = self.links.remove(&key);
+        if removed.as_ref().is_some_and(|l| l.shaper.is_none()) {
+            self.unshaped = self.unshaped.saturating_sub(1);
+        }
+        removed.is_some_and(|l| l.eager)
     }
 
     /// True while `link` is on probation: it joined the tree less than `link_probation` ago.
@@ -459,8 +512,23 @@ impl Plumtree {
     }
 
     /// A new message of the topic was accepted (from a peer, from validation).
-    pub(crate) fn on_new_message(&mut self, now: Instant) {
+    pub(crate) fn on_new_message(&mut self, now: Instant, id: MessageId) {
         self.last_first_copy_at = Some(now);
+        self.shape_links(now, id);
+    }
+
+    /// This node has message `id` of the topic for the first time (accepted or its own
+    /// broadcast): it shapes every link that joined since the last one ([`Link::shaper`]).
+    pub(crate) fn shape_links(&mut self, now: Instant, id: MessageId) {
+        if self.unshaped == 0 {
+            return;
+        }
+        for link in self.links.values_mut() {
+            if link.shaper.is_none() {
+                link.shaper = Some((id, now));
+            }
+        }
+        self.unshaped = 0;
     }
 
     /// The payload of a message arrived from `key` while the application validates it: the
@@ -487,9 +555,22 @@ impl Plumtree {
     ///   opposite ways and split the tree (repaired only by GRAFT, after `graft_timeout`).
     /// - An eager neighbour a tree optimisation replaced within `optimization_hold` is pruned
     ///   at once: the duplicate proves the other path.
+    /// - A settled tree edge (eager for `optimization_hold` at least, and it gave us a first
+    ///   copy since) counts as busy: a duplicate over it means that a new link (a swap's
+    ///   shortcut, a GRAFT) closed a cycle somewhere, and that cycle is to be broken where
+    ///   it was closed (the replaced link, a link with a streak of duplicates), not at
+    ///   whichever settled edge the two copies happened to meet: there a first-duplicate
+    ///   prune would leave the tree one long path round the old cycle.
+    /// - While a new link is being shaped (for `graft_timeout` after the first message this
+    ///   node had since the link joined), only that message's duplicates prune it at once;
+    ///   duplicates of other messages count as busy. When the first messages over a new
+    ///   mesh overlap, each link is thus shaped by one flood, as in textbook Plumtree:
+    ///   without this, a node would also prune the links to its children in one message's
+    ///   tree on the duplicates of another, leaving a forest whose pieces GRAFTs join at
+    ///   random points, and a deep tree.
     /// - Our last eager link is never pruned.
     #[must_use]
-    pub(crate) fn on_duplicate(&mut self, now: Instant, key: Neighbor) -> bool {
+    pub(crate) fn on_duplicate(&mut self, now: Instant, key: Neighbor, id: &MessageId) -> bool {
         let Params {
             prune_after_duplicates: limit,
             graft_timeout: window,
@@ -500,8 +581,16 @@ impl Plumtree {
             return false;
         };
         link.dup_streak = link.dup_streak.saturating_add(1);
+        let settled_edge = link.eager
+            && now - link.role_since >= hold
+            && link.first_copy_at.is_some_and(|t| t >= link.role_since);
+        let shaped_by_another = link
+            .shaper
+            .is_some_and(|(shaper, at)| shaper != *id && now - at < window);
         let busy = link.first_copy_at.is_some_and(|t| now - t < window)
-            || (link.eager && now - link.role_since < window);
+            || (link.eager && now - link.role_since < window)
+            || settled_edge
+            || shaped_by_another;
         let replaced = link.replaced_at.is_some_and(|t| now - t < hold);
         if !link.eager {
             return true;
@@ -708,22 +797,37 @@ impl Plumtree {
                 since: now,
                 saved: 0,
                 samples: 0,
+                longest: Longest::default(),
+                longest_before: Longest::default(),
             },
         };
         tally.saved = tally.saved.saturating_add(saved);
         tally.samples = tally.samples.saturating_add(1);
+        tally.longest = tally.longest.note(hops, offered);
         if tally.samples >= needed.saturating_mul(4) {
-            // Keep the recent past: halve the weight of what was counted so far.
+            // Keep the recent past: halve the weight of what was counted so far, and start
+            // a new window of longest paths (the one before still counts).
             tally.saved /= 2;
             tally.samples /= 2;
+            tally.longest_before = tally.longest;
+            tally.longest = Longest::default();
         }
         *entry = Some(tally);
-        if tally.samples >= needed && tally.saved >= i32::from(threshold) * i32::from(tally.samples)
-        {
-            *entry = None;
-            return true;
+        if tally.samples < needed {
+            return false;
         }
-        false
+        // Two measures of the shared tree, and a swap may worsen neither: the mean saving
+        // (the sum of distances between the nodes on both sides of the eager link) and the
+        // longest path through the link (the tree's diameter, which bounds every message's
+        // hops). Either improving by the threshold is enough.
+        let threshold = i32::from(threshold);
+        let mean_saves = tally.saved >= threshold * i32::from(tally.samples);
+        let longest = tally.longest_saving();
+        let swap = (mean_saves && longest >= 0) || (longest >= threshold && tally.saved >= 0);
+        if swap {
+            *entry = None;
+        }
+        swap
     }
 
     /// True when `parent` (eager) and `shortcut` (lazy) both kept their roles for
@@ -777,7 +881,7 @@ mod tests {
         assert!(!t.add_link(at(0), 3, false, &[]));
         // Before any message no eager link is a tree edge yet, and a lazy link never is.
         assert!((0..4).all(|k| t.carries_no_edge(k)));
-        t.on_new_message(at(10));
+        t.on_new_message(at(10), id(1));
         assert!(!t.carries_no_edge(0));
         assert!(t.carries_no_edge(3));
         // A link opened after the last message is not an edge yet.
@@ -787,7 +891,7 @@ mod tests {
         // and so is a link a peer GRAFTs after our last message.
         assert!(t.make_eager(at(30), 3));
         t.on_first_copy(at(30), 3);
-        t.on_new_message(at(30));
+        t.on_new_message(at(30), id(1));
         assert!(!t.carries_no_edge(3));
         assert!(t.make_lazy(at(40), 2));
         assert!(t.make_eager(at(50), 2));
@@ -859,14 +963,14 @@ mod tests {
         let mut t = tree(2);
         let now = at(10_000);
         // Link 0 idle for far longer than graft_timeout: redundant at once.
-        assert!(t.on_duplicate(now, 0));
+        assert!(t.on_duplicate(now, 0, &id(0)));
         t.prune(now, 0);
         assert_eq!(t.eager(), &[1]);
         assert_eq!(t.link(0).unwrap().pruned_at, Some(now));
         // The last eager link is never pruned.
-        assert!(!t.on_duplicate(now, 1));
+        assert!(!t.on_duplicate(now, 1, &id(0)));
         // A lazy-on-our-side link that still pushes is one-sided: prune at once.
-        assert!(t.on_duplicate(now, 0));
+        assert!(t.on_duplicate(now, 0, &id(0)));
     }
 
     #[test]
@@ -876,12 +980,63 @@ mod tests {
         let now = at(10_000);
         t.on_first_copy(now, 0);
         for n in 1..limit {
-            assert!(!t.on_duplicate(now, 0), "duplicate {n} of a busy link");
+            assert!(
+                !t.on_duplicate(now, 0, &id(0)),
+                "duplicate {n} of a busy link"
+            );
         }
-        assert!(t.on_duplicate(now, 0));
+        assert!(t.on_duplicate(now, 0, &id(0)));
         // A first copy resets the streak.
         t.on_first_copy(now, 1);
-        assert!(!t.on_duplicate(now, 1));
+        assert!(!t.on_duplicate(now, 1, &id(0)));
+    }
+
+    #[test]
+    fn a_settled_tree_edge_is_pruned_only_after_a_streak_of_duplicates() {
+        let mut t = tree(3);
+        let limit = params().prune_after_duplicates;
+        let hold = params().optimization_hold;
+        // Link 0 gave us a first copy long after it became eager and long before the
+        // duplicate (not busy by graft_timeout): a settled edge of the tree.
+        t.on_first_copy(at(0) + hold, 0);
+        let now = at(0) + hold * 3;
+        for n in 1..limit {
+            assert!(
+                !t.on_duplicate(now, 0, &id(0)),
+                "duplicate {n} over a settled edge"
+            );
+        }
+        assert!(t.on_duplicate(now, 0, &id(0)), "a streak prunes it");
+        // A link that never gave us a first copy is no edge: its first duplicate prunes it.
+        assert!(t.on_duplicate(now, 1, &id(0)));
+        // Nor is one whose first copy came before it last became eager.
+        t.on_first_copy(at(10), 2);
+        assert!(t.make_lazy(at(20), 2));
+        assert!(t.make_eager(at(30), 2));
+        assert!(t.on_duplicate(now, 2, &id(0)));
+    }
+
+    #[test]
+    fn a_new_link_is_shaped_by_the_first_message_after_it_joined() {
+        let mut t = tree(2);
+        let window = params().graft_timeout;
+        // Both links joined at 0; message 7 is the first this node has since.
+        t.on_new_message(at(1_000), id(7));
+        t.on_first_copy(at(1_000), 0);
+        let during = at(1_000) + window / 2;
+        // A duplicate of another message over a link being shaped: busy, not pruned.
+        assert!(!t.on_duplicate(during, 1, &id(8)));
+        // A duplicate of the shaping message prunes it at once, as in textbook Plumtree.
+        assert!(t.on_duplicate(during, 1, &id(7)));
+        // After the shaping window the quiet-link rule applies to every message again.
+        let mut t = tree(2);
+        t.shape_links(at(1_000), id(7));
+        assert!(t.on_duplicate(at(1_000) + window, 1, &id(8)));
+        // A link that joins later is shaped by the next message, not by the old one.
+        assert!(!t.add_link(at(2_000), 5, true, &[]));
+        t.shape_links(at(2_100), id(9));
+        assert!(!t.on_duplicate(at(2_120), 5, &id(7)));
+        assert!(t.on_duplicate(at(2_120), 5, &id(9)));
     }
 
     #[test]
@@ -889,9 +1044,12 @@ mod tests {
         let mut t = tree(3);
         let now = at(10_000);
         t.on_first_copy(now, 2);
-        assert!(!t.on_duplicate(now, 2), "busy");
+        assert!(!t.on_duplicate(now, 2, &id(0)), "busy");
         t.mark_replaced(now, 2);
-        assert!(t.on_duplicate(now, 2), "replaced within optimization_hold");
+        assert!(
+            t.on_duplicate(now, 2, &id(0)),
+            "replaced within optimization_hold"
+        );
     }
 
     #[test]
@@ -963,6 +1121,50 @@ mod tests {
         }
     }
 
+    /// A tree with eager link 0 (connection 10) and lazy link 1, swaps allowed after 3
+    /// samples saving 2 hops.
+    fn shortcut_tree() -> (Plumtree, (Neighbor, ConnId)) {
+        let mut p = params();
+        p.optimization_threshold = 2;
+        p.optimization_samples = 3;
+        p.optimization_hold = Duration::from_millis(100);
+        let mut t = Plumtree::new(p);
+        t.add_link(at(0), 0, true, &[]);
+        t.add_link(at(0), 1, false, &[]);
+        (t, (0, ConnId(10)))
+    }
+
+    #[test]
+    fn a_shortcut_that_shortens_the_longest_path_becomes_a_swap() {
+        let (mut t, parent) = shortcut_tree();
+        let now = at(1_000);
+        // The eager link leads to a chain: its far end is 6 hops away over the parent and 3
+        // through the shortcut (which hangs in the chain's middle); the near end is 1 hop
+        // over the parent and 3 through the shortcut. The mean saving (2/3 hop) is below the
+        // threshold, but the longest path through the link shrinks by 3.
+        assert!(!t.tally_shortcut(now, 1, parent, 2, 6, now));
+        assert!(!t.tally_shortcut(now, 1, parent, 2, 1, now));
+        assert!(t.tally_shortcut(now, 1, parent, 0, 2, now));
+        // The same maxima with a losing mean (the sum of distances would grow): no swap.
+        let (mut t, parent) = shortcut_tree();
+        assert!(!t.tally_shortcut(now, 1, parent, 2, 6, now));
+        for _ in 0..5 {
+            assert!(!t.tally_shortcut(now, 1, parent, 2, 1, now));
+        }
+    }
+
+    #[test]
+    fn a_mean_saving_that_lengthens_the_longest_path_is_no_swap() {
+        let (mut t, parent) = shortcut_tree();
+        let now = at(1_000);
+        // Most messages save 3 hops through the shortcut, but the farthest sender behind the
+        // parent (4 hops away) is 6 away through it: the tree's longest path would grow.
+        assert!(!t.tally_shortcut(now, 1, parent, 5, 4, now));
+        for _ in 0..8 {
+            assert!(!t.tally_shortcut(now, 1, parent, 0, 4, now));
+        }
+    }
+
     #[test]
     fn no_swap_before_both_links_held_their_roles() {
         let mut p = params();
@@ -973,7 +1175,7 @@ mod tests {
         assert!(!t.swap_ready(at(50), 1, 0));
         assert!(t.swap_ready(at(100), 1, 0));
         assert!(!t.swap_ready(at(100), 0, 1), "roles the wrong way round");
-        t.on_new_message(at(200));
+        t.on_new_message(at(200), id(1));
         assert!(!t.unchanged_since(at(150)));
         assert!(t.unchanged_since(at(200)));
     }
