@@ -148,7 +148,8 @@ pub struct StoreEvictions {
 pub struct MessageCache {
     /// Sequence numbers (modulo 2³²) of the remembered ids, found by the fingerprint their
     /// `seen_order` entry holds; the same number locates the store slot (a slot is found only
-    /// while its whole id matches).
+    /// while its whole id matches). Like an `IdMap`, it is only looked up, inserted into,
+    /// removed from and shrunk — never iterated — so its layout cannot reach any output.
     ids: HashTable<u32>,
     /// Seen ids in arrival order, with their arrival time; `seen_order.front()` has sequence
     /// `seen_base`.

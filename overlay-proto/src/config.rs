@@ -141,8 +141,9 @@ pub struct NodeConfig {
     pub link_optimization_interval: Duration,
     /// How much faster (percent of the slow link's round trip) a probe must be to replace it.
     pub link_optimization_margin_pct: u8,
-    /// Swaps a node may make in a burst; one spent swap comes back every 5 minutes, and no
-    /// probe is dialed while none is left.
+    /// Swaps a node may make in a burst, spent within 40 rounds of the node's start (10 s at
+    /// the default interval; the rest is forfeited then); one swap comes back every 5 minutes,
+    /// and no probe is dialed while none is left.
     pub link_optimization_swaps: u32,
     /// IHAVE batches are flushed at this period.
     pub lazy_flush_interval: Duration,

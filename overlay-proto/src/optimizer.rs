@@ -15,7 +15,10 @@
 //!
 //! Churn is bounded: one probe at a time, at most one swap per round, and every round that
 //! swaps nothing doubles the wait before the next (up to [`MAX_BACKOFF_ROUNDS`] intervals), so
-//! a node whose links are already short stops probing. The machine knows nothing of sessions
+//! a node whose links are already short stops probing. The swap budget is a burst spent while
+//! the node joins: within [`BURST_ROUNDS`] intervals of its start (the wait then doubles up to
+//! 4 intervals only), after which what is left is forfeited and one swap comes back per
+//! [`REFILL_PERIOD`], so no burst swap reshapes a gossip tree that has formed since. The machine knows nothing of sessions
 //! or trees; it holds the round's state and the decision rule, and draws no randomness (the
 //! node picks the candidate with its seeded generator).
 
@@ -31,6 +34,17 @@ pub(crate) const MAX_BACKOFF_ROUNDS: u32 = 64;
 /// One spent swap comes back after this long: a node swaps its burst while it joins, then
 /// about one link per refill period, so a settled overlay keeps its tree.
 pub(crate) const REFILL_PERIOD: Duration = Duration::from_secs(300);
+
+/// The burst is spent within this many intervals of the node's start (10 s at the default
+/// 250 ms): what is left of it then is forfeited and the budget starts refilling. A node
+/// whose rounds had backed off would otherwise spend its burst late, after the gossip tree
+/// formed, and every such swap reshapes the tree (the peer that lost the link refills its
+/// view with a new link, eager at first).
+pub(crate) const BURST_ROUNDS: u32 = 40;
+
+/// Within the burst a round that swaps nothing doubles the wait only up to this many
+/// intervals, so that the burst is spent in time.
+const BURST_MAX_BACKOFF_ROUNDS: u32 = 4;
 
 /// A swap must shorten the round trip by at least this much, whatever the margin: on a LAN
 /// or loopback, where every link takes well under a millisecond, the relative differences are
@@ -102,6 +116,10 @@ pub(crate) struct LinkOptimizer {
     swaps_left: u32,
     /// When the next spent swap comes back.
     refill_at: Instant,
+    /// End of the burst: what is left of it then is forfeited.
+    burst_until: Instant,
+    /// The burst ended (its rest was forfeited).
+    burst_over: bool,
 }
 
 impl LinkOptimizer {
@@ -114,6 +132,8 @@ impl LinkOptimizer {
             probe: None,
             swaps_left: params.swaps,
             refill_at: now,
+            burst_until: now + params.interval.saturating_mul(BURST_ROUNDS),
+            burst_over: false,
         }
     }
 
@@ -121,9 +141,15 @@ impl LinkOptimizer {
         REFILL_PERIOD
     }
 
-    /// Applies the swaps that came back by `now`.
+    /// Applies the swaps that came back by `now`; at the end of the burst, forfeits what is
+    /// left of it (the first swap comes back one refill period later).
     fn settle(&mut self, now: Instant) {
         let period = self.refill_period();
+        if !self.burst_over && now >= self.burst_until {
+            self.burst_over = true;
+            self.swaps_left = 0;
+            self.refill_at = self.refill_at.max(self.burst_until + period);
+        }
         while self.swaps_left < self.params.swaps && self.refill_at <= now {
             self.swaps_left += 1;
             self.refill_at += period;
@@ -235,7 +261,12 @@ impl LinkOptimizer {
             self.next_round = now + self.params.interval;
         } else {
             self.idle_rounds = self.idle_rounds.saturating_add(1);
-            let factor = 1u32 << self.idle_rounds.min(MAX_BACKOFF_ROUNDS.trailing_zeros());
+            let cap = if now < self.burst_until {
+                BURST_MAX_BACKOFF_ROUNDS
+            } else {
+                MAX_BACKOFF_ROUNDS
+            };
+            let factor = 1u32 << self.idle_rounds.min(cap.trailing_zeros());
             self.next_round = now + self.params.interval.saturating_mul(factor);
         }
     }
@@ -356,7 +387,8 @@ mod tests {
     #[test]
     fn rounds_without_a_swap_back_off_up_to_the_cap_and_a_swap_resets() {
         let mut o = LinkOptimizer::new(params(), at(0));
-        let mut now = at(1000);
+        // Past the burst (40 rounds of 1 s), with the budget back.
+        let mut now = at(40_000) + REFILL_PERIOD * 3;
         let mut waits = Vec::new();
         for n in 0..8u32 {
             assert!(o.due(now), "round {n}");
@@ -388,13 +420,45 @@ mod tests {
         }
         assert_eq!(o.swaps_left(), 0);
         assert!(!o.due(now + ms(50_000)), "no round without a swap left");
-        // The first swap (at 1 s) comes back at 301 s.
-        assert!(!o.due(at(300_999)));
-        assert!(o.due(at(301_000)));
+        // The first swap (at 1 s) would come back at 301 s, but the burst ended at 40 s
+        // (40 rounds of 1 s): the first swap comes back one refill period after that.
+        assert!(!o.due(at(339_999)));
+        assert!(o.due(at(340_000)));
         assert_eq!(o.swaps_left(), 1);
         // Long idle: the budget refills to its size, never beyond.
         assert!(o.due(at(10_000_000)));
         assert_eq!(o.swaps_left(), 3);
+    }
+
+    #[test]
+    fn the_burst_is_spent_early_and_its_rest_is_forfeited_at_its_end() {
+        // Within the burst (40 s here) an idle round waits at most 4 intervals.
+        let mut o = LinkOptimizer::new(params(), at(0));
+        let mut now = at(1000);
+        let mut waits = Vec::new();
+        while now < at(30_000) {
+            assert!(o.due(now));
+            o.start_probe(now, DialId(1), addr(1));
+            o.finish(now, false);
+            let mut next = now;
+            while !o.due(next) {
+                next += ms(100);
+            }
+            waits.push((next - now).as_secs());
+            now = next;
+        }
+        assert_eq!(waits[..4], [2, 4, 4, 4]);
+        assert_eq!(o.swaps_left(), 3, "nothing spent yet");
+        // One swap spent late in the burst; at its end the other two are gone.
+        o.start_probe(at(38_000), DialId(2), addr(2));
+        o.finish(at(38_000), true);
+        assert!(o.due(at(39_999)), "the burst still runs");
+        assert!(!o.due(at(40_000)), "the rest of the burst is forfeited");
+        assert_eq!(o.swaps_left(), 0);
+        // The first swap comes back one refill period after the burst ended.
+        assert!(!o.due(at(339_999)));
+        assert!(o.due(at(340_000)));
+        assert_eq!(o.swaps_left(), 1);
     }
 
     #[test]

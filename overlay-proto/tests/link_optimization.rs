@@ -101,6 +101,27 @@ fn the_swap_budget_bounds_every_node() {
 }
 
 #[test]
+fn the_burst_is_spent_while_nodes_join_and_no_swap_comes_after_it() {
+    // 40 rounds of 250 ms: the burst ends 10 s after the start; the first spent swap comes
+    // back 300 s later.
+    let mut m = mesh(9, |_| {});
+    m.run_for(Duration::from_secs(10));
+    let (swaps, probes) = (sum(&m, |s| s.links_optimized), sum(&m, |s| s.link_probes));
+    assert!(swaps > 0, "the burst swapped nothing");
+    // Broadcasts form the tree; links are no longer swapped under it, and no probe is dialed
+    // but the ones in flight when the burst ended (one per node at most).
+    every_broadcast_reaches_everyone(&mut m, 10);
+    m.run_for(Duration::from_secs(30));
+    assert_eq!(
+        sum(&m, |s| s.links_optimized),
+        swaps,
+        "a swap after the burst"
+    );
+    let late = sum(&m, |s| s.link_probes) - probes;
+    assert!(late <= NODES as u64, "{late} probes after the burst");
+}
+
+#[test]
 fn the_same_seed_gives_the_same_run() {
     let run = || {
         let mut m = mesh(8, |_| {});
