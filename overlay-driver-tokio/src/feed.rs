@@ -152,7 +152,8 @@ impl<T: Clone> Sender<T> {
     }
 
     /// Values held now for receivers that have yet to read them, and the slots allocated.
-    pub fn held(&self) -> (usize, usize) {
+    #[cfg(test)]
+    fn held(&self) -> (usize, usize) {
         let state = self.shared.lock();
         (state.values.len(), state.values.capacity())
     }

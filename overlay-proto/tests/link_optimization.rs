@@ -1,6 +1,7 @@
 //! Latency-aware membership (`link_optimization`) on the core's mesh: slow links are replaced
 //! by faster ones, no node is cut off and every broadcast still reaches everyone; the margin
-//! and the swap budget hold; the same seed gives the same run; off means no probe at all.
+//! and the swap budget hold; the burst is spent while nodes join and nothing is swapped after
+//! it; the same seed gives the same run; off means no probe at all.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 

@@ -17,7 +17,9 @@ use crate::runtime::node_task::Command;
 ///
 /// [`Overlay::validator`]: super::Overlay::validator
 pub struct Validator {
-    pub(super) rx: mpsc::Receiver<PendingValidation>,
+    /// Boxed: the queue allocates its slots in blocks of 32 (on every node, validating or
+    /// not), each as large as one item.
+    pub(super) rx: mpsc::Receiver<Box<PendingValidation>>,
 }
 
 impl fmt::Debug for Validator {
@@ -29,7 +31,7 @@ impl fmt::Debug for Validator {
 impl Validator {
     /// The next message to judge, or `None` once the node has stopped.
     pub async fn recv(&mut self) -> Option<PendingValidation> {
-        self.rx.recv().await
+        self.rx.recv().await.map(|pending| *pending)
     }
 }
 

@@ -155,7 +155,7 @@ pub(crate) struct Outputs {
     pub(crate) events: crate::feed::Sender<KernelEvent>,
     /// Messages waiting for the application's verdict ([`crate::api::Validator`]); when it is
     /// full or nobody listens the core's deadline settles them.
-    pub(crate) validations: mpsc::Sender<crate::api::PendingValidation>,
+    pub(crate) validations: mpsc::Sender<Box<crate::api::PendingValidation>>,
     /// The topics' event streams ([`crate::api::Topic`]).
     pub(crate) topics: Arc<crate::api::TopicBus>,
     pub(crate) readiness: Arc<watch::Sender<Readiness>>,
@@ -529,12 +529,21 @@ impl<N: Net> NodeTask<N> {
         let now = self.clock.at(started);
         let traced = self.trace.is_some().then(|| input.clone());
         self.node.handle(now, input);
+        rt_metrics::latency("core", started.elapsed());
+        let Some(input) = traced else {
+            // Carried out as they are pulled: the core's queue already holds all of them, in
+            // order, so nothing is gathered in between.
+            while let Some(action) = self.node.poll_action() {
+                self.carry_out(action, read_at);
+            }
+            return;
+        };
+        // Traced: the record holds the input's actions before they are carried out.
         let mut actions = mem::take(&mut self.scratch);
         while let Some(action) = self.node.poll_action() {
             actions.push(action);
         }
-        rt_metrics::latency("core", started.elapsed());
-        if let (Some(trace), Some(input)) = (self.trace.as_mut(), traced) {
+        if let Some(trace) = self.trace.as_mut() {
             trace.record(now, input, &actions);
         }
         for action in actions.drain(..) {
@@ -998,11 +1007,11 @@ impl<N: Net> NodeTask<N> {
                     .send(delivery.topic, TopicEvent::Received(delivery));
             }
             Action::Validate { id, delivery } => {
-                let pending = crate::api::PendingValidation {
+                let pending = Box::new(crate::api::PendingValidation {
                     id,
                     delivery: *delivery,
                     cmd: self.cmd_weak.clone(),
-                };
+                });
                 if self.out.validations.try_send(pending).is_err() {
                     tracing::debug!(
                         id,
