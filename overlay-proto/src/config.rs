@@ -98,9 +98,22 @@ pub struct NodeConfig {
     /// `graft_timeout` if none comes. So a new link never displaces an established tree
     /// edge: a link that vanishes a moment later (a hostile peer banned at its first abuse)
     /// leaves the tree as it was. After probation the usual rules apply, so an honest new
-    /// link that is a shortcut still shortens the tree, only later. Zero (the default) turns
-    /// it off: measured over 5 seeds it did not meet its aim (docs/SIMULATION.md).
+    /// link that is a shortcut still shortens the tree, only later. With
+    /// `link_probation_after_ban` set, only links opened that soon after this node's last
+    /// ban are put on probation. Zero turns the rule off.
     pub link_probation: Duration,
+    /// When not zero, a new link is put on probation (`link_probation`) only when this node
+    /// banned a peer less than this long before: where nobody was banned, honest newcomers
+    /// keep their flood-and-prune channel from the first message. Zero (the default) puts
+    /// every new link on probation: a node's first hostile peer then displaces no tree edge
+    /// either.
+    pub link_probation_after_ban: Duration,
+    /// When a session ends because its peer is banned and that peer never gave this node a
+    /// first copy (it fed no part of the tree), leave the tree as it was: promote no lazy
+    /// link in its place (unless no eager link is left) and keep the tree settled. Off by
+    /// default: over seeds 16-20 of the adversary suite it did not lower graft-spam's p99
+    /// (docs/SIMULATION.md, "Graft-spam, traced").
+    pub idle_ban_keeps_tree: bool,
     /// How long to wait after a GRAFT before asking the next announcer.
     pub graft_retry: Duration,
     /// The GRAFT_MISS grace. Every node keeps a message it received for at least twice this
@@ -311,8 +324,11 @@ impl Default for NodeConfig {
             graft_timeout_settled: Duration::from_millis(240),
             tree_settle: Duration::from_secs(10),
             // Off: over seeds 16-20 of the adversary suite the rule did not lower graft-spam's
-            // p99 and raised silent 20 %'s (docs/SIMULATION.md, "Graft-spam, traced").
+            // p99 and raised silent 20 %'s, alone or with `idle_ban_keeps_tree`
+            // (docs/SIMULATION.md, "Graft-spam, traced").
             link_probation: Duration::ZERO,
+            link_probation_after_ban: Duration::ZERO,
+            idle_ban_keeps_tree: false,
             graft_retry: Duration::from_millis(120),
             graft_miss_grace: Duration::from_millis(500),
             prune_after_duplicates: 5,

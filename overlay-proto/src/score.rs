@@ -326,6 +326,8 @@ pub struct ScoreBook {
     peers: BTreeMap<PeerId, Entry>,
     banned_addrs: BTreeMap<SocketAddr, Instant>,
     next_decay: Instant,
+    /// When the last ban was pronounced.
+    last_ban_at: Option<Instant>,
 }
 
 impl ScoreBook {
@@ -337,6 +339,7 @@ impl ScoreBook {
             peers: BTreeMap::new(),
             banned_addrs: BTreeMap::new(),
             next_decay,
+            last_ban_at: None,
         }
     }
 
@@ -457,8 +460,14 @@ impl ScoreBook {
             .map_or(0.0, |e| e.components.first_deliveries)
     }
 
+    /// When the last ban was pronounced (None: never).
+    pub fn last_ban_at(&self) -> Option<Instant> {
+        self.last_ban_at
+    }
+
     /// Bans `peer` and `addrs` until `now` + the backoff; returns the ban length.
     pub fn ban(&mut self, peer: PeerId, addrs: &[SocketAddr], now: Instant) -> Duration {
+        self.last_ban_at = Some(now);
         let (base, max) = (self.cfg.ban_base, self.cfg.ban_max);
         let e = self.entry(peer);
         let exp = e.bans.min(20);
@@ -680,6 +689,15 @@ mod tests {
         }
         assert_eq!(book.ban(p, &[], at(61)), Duration::from_secs(3600));
         assert_eq!(book.bans_active(at(62)), 1);
+    }
+
+    #[test]
+    fn the_book_remembers_when_it_last_banned() {
+        let mut book = ScoreBook::new(ScoreConfig::default(), at(0));
+        assert_eq!(book.last_ban_at(), None);
+        let _ = book.ban(peer(4), &[], at(5));
+        let _ = book.ban(peer(5), &[], at(9));
+        assert_eq!(book.last_ban_at(), Some(at(9)));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! is kept eager) or after `graft_timeout`. A node with no established eager link, a link past
 //! its probation and `link_probation = 0` forward at once as textbook Plumtree does (with
 //! `link_probation = 0`, a link younger than `optimization_hold` that brings a first copy is
-//! pruned when an established link brings the duplicate). One rule per test, with
-//! hand-driven peers.
+//! pruned when an established link brings the duplicate). With `link_probation_after_ban`
+//! set, only links opened that soon after the node's last ban go on probation.
+//! One rule per test, with hand-driven peers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
@@ -13,8 +14,9 @@ mod support;
 
 use core::time::Duration;
 use overlay_proto::wire::Kind;
+use overlay_proto::CloseReason;
 use overlay_proto::{MessageId, NodeConfig};
-use support::{peer, raw_peer_config, Bed};
+use support::{graft, peer, raw_peer_config, Bed};
 
 /// Long enough for the first sessions to be established under a 3 s probation.
 const SETTLED: Duration = Duration::from_secs(5);
@@ -23,8 +25,9 @@ fn config() -> NodeConfig {
     let mut c = raw_peer_config();
     // The link optimisation would drop links that carried no message yet.
     c.link_optimization = false;
-    // Off by default (an experiment); the rule under test.
+    // The rule under test, on every new link (the default).
     c.link_probation = Duration::from_secs(3);
+    c.link_probation_after_ban = Duration::ZERO;
     c
 }
 
@@ -172,4 +175,65 @@ fn a_young_link_past_optimization_hold_displaces_the_old_parent_as_textbook_plum
     bed.send(1, m);
     assert_eq!(bed.sent(1, Kind::Prune).len(), 1, "textbook prune");
     assert!(bed.sent(3, Kind::Prune).is_empty());
+}
+
+/// Probation only within 30 s of a ban.
+const AFTER_BAN: Duration = Duration::from_secs(30);
+
+fn after_ban_config() -> NodeConfig {
+    let mut c = config();
+    c.link_probation_after_ban = AFTER_BAN;
+    c
+}
+
+/// A node with established eager links on connections 1 and 2 that bans the peer of
+/// connection 9 (a GRAFT repeating a held id) and then waits `after`.
+fn bed_after_a_ban(after: Duration) -> Bed {
+    let mut bed = Bed::new(after_ban_config());
+    bed.open(1, peer(2));
+    bed.open(2, peer(3));
+    bed.advance(SETTLED);
+    bed.open(9, peer(10));
+    let id = bed.broadcast(b"held").unwrap();
+    bed.send(9, graft(&vec![id; 8192]));
+    assert_eq!(bed.closed(9), Some(CloseReason::Banned));
+    bed.advance(after);
+    bed.clear();
+    bed
+}
+
+#[test]
+fn with_no_ban_a_new_link_is_not_on_probation() {
+    let mut bed = bed_with_a_new_link(after_ban_config());
+    let (_, m) = gossip(1, 3);
+    bed.send(3, m.clone());
+    // Textbook Plumtree: honest newcomers keep the flood-and-prune channel (nothing held).
+    assert_eq!((pushed(&bed, 1), pushed(&bed, 2)), (1, 1));
+    bed.send(1, m);
+    assert_eq!(bed.node.stats().gossip_held, 0);
+    // The young link is the one pruned (session 7, see `a_zero_probation_turns_the_rule_off`).
+    assert!(bed.sent(1, Kind::Prune).is_empty());
+    assert_eq!(bed.sent(3, Kind::Prune).len(), 1);
+}
+
+#[test]
+fn after_a_ban_a_new_link_goes_on_probation() {
+    let mut bed = bed_after_a_ban(Duration::from_secs(1));
+    bed.open(3, peer(4));
+    bed.clear();
+    let (_, m) = gossip(1, 3);
+    bed.send(3, m);
+    assert_eq!((pushed(&bed, 1), pushed(&bed, 2)), (0, 0), "held");
+    assert_eq!(bed.node.stats().gossip_held, 1);
+}
+
+#[test]
+fn long_after_a_ban_a_new_link_is_not_on_probation() {
+    let mut bed = bed_after_a_ban(AFTER_BAN);
+    bed.open(3, peer(4));
+    bed.clear();
+    let (_, m) = gossip(1, 3);
+    bed.send(3, m);
+    assert_eq!((pushed(&bed, 1), pushed(&bed, 2)), (1, 1));
+    assert_eq!(bed.node.stats().gossip_held, 0);
 }

@@ -118,7 +118,8 @@ pub struct ScaleArgs {
     #[arg(long, value_name = "MODE", value_parser = parse_origin_auth)]
     pub origin_auth: Option<overlay_proto::OriginAuth>,
     /// Attacker behaviour of a share of the nodes: forger, silent, graft-spam, ihave-flood,
-    /// eclipse (see docs/SIMULATION.md) [default: none]
+    /// eclipse (see docs/SIMULATION.md) [default: none]; with --adversary-suite, only that
+    /// kind's rows and the attack-free row
     #[arg(long, value_name = "KIND")]
     pub adversary: Option<crate::scale::AdversaryKind>,
     /// Percentage of the nodes that attack, 0..=99 (with --adversary; in
@@ -145,6 +146,10 @@ pub struct ScaleArgs {
     /// the established tree links), ms; 0 turns the rule off [default: the core's]
     #[arg(long, value_name = "MS")]
     pub link_probation_ms: Option<u64>,
+    /// Every core's idle_ban_keeps_tree (a ban of a peer that never fed the tree promotes no
+    /// lazy link and keeps it settled), on or off [default: the core's]
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub idle_ban_keeps_tree: Option<bool>,
     /// Every core's store_ttl (how long messages are kept for GRAFT answers), ms [default:
     /// the core's]
     #[arg(long, value_name = "MS")]
@@ -230,6 +235,7 @@ impl ScaleArgs {
             tree_optimization: self.tree_optimization,
             link_optimization: self.link_optimization,
             link_probation_ms: self.link_probation_ms,
+            idle_ban_keeps_tree: self.idle_ban_keeps_tree,
             store_ttl_ms: self.store_ttl_ms,
             store_bytes: self.store_bytes,
             topics: self.topics,
@@ -258,6 +264,10 @@ impl ScaleArgs {
                 },
             };
             let mut list = plan.scenarios();
+            if let Some(kind) = self.adversary {
+                // One kind's rows and the attack-free row they are measured against.
+                list.retain(|s| s.adversary.is_none_or(|k| k == kind));
+            }
             for s in &mut list {
                 let file = ScenarioFile {
                     kind: Some(s.kind),

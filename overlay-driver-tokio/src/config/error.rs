@@ -185,6 +185,8 @@ fn file_key(core: &str) -> &'static str {
         "graft_timeout_settled" => "gossip.graft_timeout_settled_ms",
         "tree_settle" => "gossip.tree_settle_ms",
         "link_probation" => "gossip.link_probation_ms",
+        "link_probation_after_ban" => "gossip.link_probation_after_ban_ms",
+        "idle_ban_keeps_tree" => "gossip.idle_ban_keeps_tree",
         "optimization_threshold" => "gossip.optimization_threshold",
         "optimization_samples" => "gossip.optimization_samples",
         "optimization_hold" => "gossip.optimization_hold_ms",

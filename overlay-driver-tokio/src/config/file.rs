@@ -176,6 +176,10 @@ pub struct GossipSection {
     pub tree_settle_ms: Option<i64>,
     /// How long a new tree link is on probation (displaces no established tree edge).
     pub link_probation_ms: Option<i64>,
+    /// New links go on probation only within this long of the node's last ban (0: always).
+    pub link_probation_after_ban_ms: Option<i64>,
+    /// A ban of a peer that never fed the tree promotes no lazy link and keeps it settled.
+    pub idle_ban_keeps_tree: Option<bool>,
     /// Mean hops a lazy peer's path must save before the tree optimisation swaps links (0: off).
     pub optimization_threshold: Option<i64>,
     /// Messages the mean saving of the tree optimisation is taken over.

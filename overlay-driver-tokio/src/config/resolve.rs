@@ -501,6 +501,33 @@ impl<'a> Resolver<'a> {
                 MAX_MS,
             )
             .map(Duration::from_millis)?;
+        // 0 puts every new link on probation.
+        node.link_probation_after_ban = self
+            .uint(
+                &spec(
+                    "link_probation_after_ban_ms",
+                    None,
+                    None,
+                    "gossip.link_probation_after_ban_ms",
+                ),
+                None,
+                g.link_probation_after_ban_ms,
+                u64::try_from(node.link_probation_after_ban.as_millis()).unwrap_or(MAX_MS),
+                0,
+                MAX_MS,
+            )
+            .map(Duration::from_millis)?;
+        node.idle_ban_keeps_tree = self.boolean(
+            &spec(
+                "idle_ban_keeps_tree",
+                None,
+                None,
+                "gossip.idle_ban_keeps_tree",
+            ),
+            None,
+            g.idle_ban_keeps_tree,
+            node.idle_ban_keeps_tree,
+        )?;
         node.optimization_hold = self.ms(
             &spec(
                 "optimization_hold_ms",

@@ -302,6 +302,7 @@ fn name_of(field: &str) -> String {
         | "graft_timeout_settled"
         | "tree_settle"
         | "link_probation"
+        | "link_probation_after_ban"
         | "optimization_hold" => {
             format!("{field}_ms")
         }

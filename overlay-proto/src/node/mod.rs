@@ -458,7 +458,17 @@ impl Node {
         };
         let was_running = session.is_running();
         self.on_session_leaving(&session, reason);
-        let eager_in = self.remove_from_trees(key, session.peer, reason);
+        // A banned peer that never gave this node a first copy fed no part of its tree: its
+        // loss leaves the tree as it was (no lazy link promoted in its place, unless no
+        // eager link is left, and the tree stays settled).
+        let idle_ban = self.config.idle_ban_keeps_tree
+            && self.scores.is_peer_banned(&session.peer, self.now)
+            && !self.fed_any_tree(key);
+        let mut eager_in = self.remove_from_trees(key, session.peer, reason);
+        if idle_ban {
+            let trees = &self.trees;
+            eager_in.retain(|topic| trees.get(topic).is_some_and(|t| t.eager().is_empty()));
+        }
         self.dirty.retain(|k| *k != key);
         if let Some(code) = reason.wire_code() {
             if reason != CloseReason::TransportClosed {
@@ -483,6 +493,7 @@ impl Node {
         self.stats.sessions_closed += 1;
         // A link closed for a faster one was lazy everywhere: no subtree of ours needs repair.
         if was_running
+            && !idle_ban
             && !matches!(
                 reason,
                 CloseReason::Duplicate | CloseReason::Shutdown | CloseReason::Optimized

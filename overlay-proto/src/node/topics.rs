@@ -172,6 +172,7 @@ impl Node {
         let catch_up = self.config.catch_up_ids;
         let now = self.now;
         let eager = self.may_be_eager(key);
+        let probation = self.new_link_on_probation();
         let recent: Vec<(MessageId, u8)> = self.cache.recent(topic, catch_up).collect();
         let Some(peer) = self.session(key).map(|s| s.peer) else {
             return;
@@ -182,7 +183,7 @@ impl Node {
         if tree.link(key).is_some() {
             return;
         }
-        if tree.add_link(now, key, eager, &recent) {
+        if tree.add_link_on_probation(now, key, eager, &recent, probation) {
             self.arm_lazy_flush();
         }
         self.actions.push_back(Action::TopicNeighbor {
@@ -220,6 +221,23 @@ impl Node {
         for topic in self.topics() {
             self.make_lazy(&topic, key);
         }
+    }
+
+    /// True when a link opened now goes on probation (`link_probation`): this node banned a
+    /// peer within `link_probation_after_ban` (zero: always).
+    fn new_link_on_probation(&self) -> bool {
+        let window = self.config.link_probation_after_ban;
+        window.is_zero()
+            || self
+                .scores
+                .last_ban_at()
+                .is_some_and(|t| self.now - t < window)
+    }
+
+    /// True when session `key` gave this node the first copy of some message in some topic
+    /// (its link fed this node's part of a tree).
+    pub(super) fn fed_any_tree(&self, key: SessionKey) -> bool {
+        self.trees.values().any(|t| t.gave_first_copy(key))
     }
 
     /// The session `key` with `peer` is gone (`reason`): takes it out of every tree, telling

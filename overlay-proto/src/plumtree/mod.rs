@@ -107,8 +107,10 @@ pub(crate) struct Link {
     first_copy_at: Option<Instant>,
     /// When this link last changed between eager and lazy (or opened).
     role_since: Instant,
-    /// When this link joined the tree (it is on probation for `link_probation`).
+    /// When this link joined the tree.
     joined_at: Instant,
+    /// The link joined on probation (for `link_probation` from `joined_at`).
+    probation: bool,
     /// The first message this node had after the link joined (accepted or broadcast), and
     /// when: for `graft_timeout` after it, only that message's duplicates prune the link at
     /// once (see [`Plumtree::on_duplicate`]).
@@ -195,6 +197,7 @@ impl Link {
             first_copy_at: None,
             role_since: now,
             joined_at: now,
+            probation: true,
             shaper: None,
             pruned_at: None,
             replaced_at: None,
@@ -336,20 +339,23 @@ impl Plumtree {
     }
 
     /// Neighbour up: `key` joins the tree, eager unless `eager` is false (the peer's score
-    /// keeps it lazy). `catch_up` (the ids of the topic held most recently, newest first) is
-    /// queued for announcement. Returns true when something was queued (arm the lazy flush);
-    /// a neighbour already in the tree is left as it is.
-    pub(crate) fn add_link(
+    /// keeps it lazy), on probation for `link_probation` when `probation` is true. `catch_up`
+    /// (the ids of the topic held most recently, newest first) is queued for announcement.
+    /// Returns true when something was queued (arm the lazy flush); a neighbour already in
+    /// the tree is left as it is.
+    pub(crate) fn add_link_on_probation(
         &mut self,
         now: Instant,
         key: Neighbor,
         eager: bool,
         catch_up: &[(MessageId, u8)],
+        probation: bool,
     ) -> bool {
         if self.links.contains_key(&key) {
             return false;
         }
         let mut link = Link::new(now, eager);
+        link.probation = probation;
         link.ihave.extend(catch_up.iter().rev().copied());
         let has_ihave = !link.ihave.is_empty();
         self.links.insert(key, link);
@@ -360,6 +366,13 @@ impl Plumtree {
             self.lazy.push(key);
         }
         has_ihave
+    }
+
+    /// True when `key` gave this node the first copy of some message since it joined the tree.
+    pub(crate) fn gave_first_copy(&self, key: Neighbor) -> bool {
+        self.links
+            .get(&key)
+            .is_some_and(|l| l.first_copy_at.is_some())
     }
 
     /// Neighbour down: takes `key` out of the tree; returns whether it was eager (then call
@@ -374,9 +387,10 @@ impl Plumtree {
         removed.is_some_and(|l| l.eager)
     }
 
-    /// True while `link` is on probation: it joined the tree less than `link_probation` ago.
+    /// True while `link` is on probation: it joined the tree on probation less than
+    /// `link_probation` ago.
     fn on_probation(&self, now: Instant, link: &Link) -> bool {
-        now - link.joined_at < self.params.link_probation
+        link.probation && now - link.joined_at < self.params.link_probation
     }
 
     /// A message `id` came first over `from`: true when `from` is on probation and some
@@ -873,6 +887,19 @@ mod tests {
         Params::of(&NodeConfig::default())
     }
 
+    impl Plumtree {
+        /// A link on probation (the tests' shorthand).
+        fn add_link(
+            &mut self,
+            now: Instant,
+            key: Neighbor,
+            eager: bool,
+            catch_up: &[(MessageId, u8)],
+        ) -> bool {
+            self.add_link_on_probation(now, key, eager, catch_up, true)
+        }
+    }
+
     fn at(ms: u64) -> Instant {
         Instant::ZERO + Duration::from_millis(ms)
     }
@@ -912,6 +939,31 @@ mod tests {
         assert!(t.make_eager(at(50), 2));
         assert!(!t.carries_no_edge(2));
         assert!(!t.carries_no_edge(99));
+    }
+
+    #[test]
+    fn only_a_link_added_on_probation_is_on_probation() {
+        let mut p = params();
+        p.link_probation = Duration::from_secs(3);
+        let mut t = Plumtree::new(p);
+        t.add_link_on_probation(at(0), 0, true, &[], false);
+        t.add_link_on_probation(at(0), 1, true, &[], true);
+        assert_eq!(t.link_on_probation(at(1_000), 0), Some(false));
+        assert_eq!(t.link_on_probation(at(1_000), 1), Some(true));
+        assert_eq!(t.link_on_probation(at(3_000), 1), Some(false));
+        // A message first over the probation link is held from the established one only.
+        assert!(t.hold(at(1_000), id(1), 1, at(1_080)));
+        assert!(!t.hold(at(1_000), id(2), 0, at(1_080)));
+    }
+
+    #[test]
+    fn a_link_gave_a_first_copy_only_once_it_brought_one() {
+        let mut t = tree(2);
+        assert!(!t.gave_first_copy(0));
+        t.on_first_copy(at(10), 0);
+        assert!(t.gave_first_copy(0));
+        assert!(!t.gave_first_copy(1));
+        assert!(!t.gave_first_copy(9));
     }
 
     #[test]

@@ -135,6 +135,9 @@ pub struct Scenario {
     /// the established tree links), ms; `None`: the core's default.
     #[serde(default)]
     pub link_probation_ms: Option<u64>,
+    /// Every core's `idle_ban_keeps_tree`; `None`: the core's default.
+    #[serde(default)]
+    pub idle_ban_keeps_tree: Option<bool>,
     /// Every core's `store_ttl` (how long messages are kept for GRAFT answers), ms; `None`:
     /// the core's default.
     #[serde(default)]
@@ -204,6 +207,7 @@ impl Scenario {
             tree_optimization: tree_optimization_default(),
             link_optimization: link_optimization_default(),
             link_probation_ms: None,
+            idle_ban_keeps_tree: None,
             store_ttl_ms: None,
             store_bytes: None,
             topics: 0,
@@ -392,6 +396,9 @@ impl Scenario {
         if let Some(ms) = self.link_probation_ms {
             c.link_probation = std::time::Duration::from_millis(ms);
         }
+        if let Some(on) = self.idle_ban_keeps_tree {
+            c.idle_ban_keeps_tree = on;
+        }
         if let Some(ms) = self.store_ttl_ms {
             c.store_ttl = std::time::Duration::from_millis(ms);
         }
@@ -461,6 +468,9 @@ impl Scenario {
         }
         if let Some(ms) = self.link_probation_ms {
             push("link-probation-ms", ms.to_string());
+        }
+        if let Some(on) = self.idle_ban_keeps_tree {
+            push("idle-ban-keeps-tree", on_off(on).to_string());
         }
         if let Some(ms) = self.store_ttl_ms {
             push("store-ttl-ms", ms.to_string());
@@ -557,6 +567,8 @@ pub struct ScenarioFile {
     pub link_optimization: Option<bool>,
     /// See [`Scenario::link_probation_ms`].
     pub link_probation_ms: Option<u64>,
+    /// See [`Scenario::idle_ban_keeps_tree`].
+    pub idle_ban_keeps_tree: Option<bool>,
     /// See [`Scenario::store_ttl_ms`].
     pub store_ttl_ms: Option<u64>,
     /// See [`Scenario::store_bytes`].
@@ -629,6 +641,7 @@ impl ScenarioFile {
             tree_optimization: other.tree_optimization.or(self.tree_optimization),
             link_optimization: other.link_optimization.or(self.link_optimization),
             link_probation_ms: other.link_probation_ms.or(self.link_probation_ms),
+            idle_ban_keeps_tree: other.idle_ban_keeps_tree.or(self.idle_ban_keeps_tree),
             store_ttl_ms: other.store_ttl_ms.or(self.store_ttl_ms),
             store_bytes: other.store_bytes.or(self.store_bytes),
             topics: other.topics.or(self.topics),
@@ -677,6 +690,9 @@ impl ScenarioFile {
         );
         if self.link_probation_ms.is_some() {
             s.link_probation_ms = self.link_probation_ms;
+        }
+        if self.idle_ban_keeps_tree.is_some() {
+            s.idle_ban_keeps_tree = self.idle_ban_keeps_tree;
         }
         if self.store_ttl_ms.is_some() {
             s.store_ttl_ms = self.store_ttl_ms;
