@@ -11,7 +11,7 @@
 //!   `overlay_bench mesh`); prints p50/p99, reach-all p99, max hops and the eager graph.
 //!
 //! Settings from the environment: THR (`optimization_threshold`), SAMPLES
-//! (`optimization_samples`), HOLD_MS (`optimization_hold`), SETTLED_MS
+//! (`optimization_samples`), HOLD_MS (`optimization_hold`), PROBATION_MS (`link_probation`), SETTLED_MS
 //! (`graft_timeout_settled`), PRUNE_N (`prune_after_duplicates`), ALPHA, NODES, MSGS,
 //! WARM_MS (`lan`), TRACE=1 (`lan`: print messages deeper than 8 hops), JITTER_US (`lan`: up
 //! to this much extra delay per transmission, like a loaded process), DIAMETERS=1 (`lan`: the
@@ -53,6 +53,9 @@ fn config(nodes: usize, seed: u64, lmin: Duration, lmax: Duration) -> MeshConfig
     }
     if let Some(v) = env::<u64>("HOLD_MS") {
         c.optimization_hold = Duration::from_millis(v);
+    }
+    if let Some(v) = env::<u64>("PROBATION_MS") {
+        c.link_probation = Duration::from_millis(v);
     }
     if let Some(v) = env("ALPHA") {
         c.alpha = v;
@@ -337,9 +340,10 @@ fn lan(seed: u64) {
         {
             let links = eager_links(&m, seed);
             println!(
-                "after message {k}: {} directed eager links, directed diameter {:?}",
+                "after message {k}: {} directed eager links, directed diameter {:?}, running sessions {}",
                 links.len(),
-                diameter(&m, &links)
+                diameter(&m, &links),
+                sum_stat(&m, |s| s.sessions_running as u64),
             );
         }
     }

@@ -2,9 +2,10 @@
 //! #7's graft-spam latency): a message it brings first goes at once only to the other links on
 //! probation; the established eager links get it when the tree's own copy arrives (that link
 //! is kept eager) or after `graft_timeout`. A node with no established eager link, a link past
-//! its probation and `link_probation = 0` forward at once as textbook Plumtree does. With
-//! `link_probation_after_ban` set, only links opened that soon after the node's last ban go on
-//! probation.
+//! its probation and `link_probation = 0` forward at once as textbook Plumtree does (with
+//! `link_probation = 0`, a link younger than `optimization_hold` that brings a first copy is
+//! pruned when an established link brings the duplicate). With `link_probation_after_ban`
+//! set, only links opened that soon after the node's last ban go on probation.
 //! One rule per test, with hand-driven peers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
@@ -149,10 +150,31 @@ fn a_zero_probation_turns_the_rule_off() {
     let mut bed = bed_with_a_new_link(cfg);
     let (_, m) = gossip(1, 3);
     bed.send(3, m.clone());
+    // Nothing held: forwarded at once to every other eager link, as textbook Plumtree does.
     assert_eq!((pushed(&bed, 1), pushed(&bed, 2)), (1, 1));
+    assert_eq!(bed.node.stats().gossip_held, 0);
+    // The parent's copy is a duplicate, but the link that brought the first copy is young
+    // (joined less than `optimization_hold` ago): the young link is pruned, the parent kept
+    // (session 7: a new session never reshapes the tree by arrival order).
+    bed.send(1, m);
+    assert!(bed.sent(1, Kind::Prune).is_empty(), "the parent stays");
+    assert_eq!(bed.sent(3, Kind::Prune).len(), 1, "the young link goes");
+    assert!(bed.is_eager(peer(2)) && !bed.is_eager(peer(4)));
+}
+
+#[test]
+fn a_young_link_past_optimization_hold_displaces_the_old_parent_as_textbook_plumtree() {
+    let mut cfg = config();
+    cfg.link_probation = Duration::ZERO;
+    let hold = cfg.optimization_hold;
+    let mut bed = bed_with_a_new_link(cfg);
+    bed.advance(hold);
+    bed.clear();
+    let (_, m) = gossip(1, 3);
+    bed.send(3, m.clone());
     bed.send(1, m);
     assert_eq!(bed.sent(1, Kind::Prune).len(), 1, "textbook prune");
-    assert_eq!(bed.node.stats().gossip_held, 0);
+    assert!(bed.sent(3, Kind::Prune).is_empty());
 }
 
 /// Probation only within 30 s of a ban.
@@ -185,11 +207,13 @@ fn with_no_ban_a_new_link_is_not_on_probation() {
     let mut bed = bed_with_a_new_link(after_ban_config());
     let (_, m) = gossip(1, 3);
     bed.send(3, m.clone());
-    // Textbook Plumtree: honest newcomers keep the flood-and-prune channel.
+    // Textbook Plumtree: honest newcomers keep the flood-and-prune channel (nothing held).
     assert_eq!((pushed(&bed, 1), pushed(&bed, 2)), (1, 1));
     bed.send(1, m);
-    assert_eq!(bed.sent(1, Kind::Prune).len(), 1);
     assert_eq!(bed.node.stats().gossip_held, 0);
+    // The young link is the one pruned (session 7, see `a_zero_probation_turns_the_rule_off`).
+    assert!(bed.sent(1, Kind::Prune).is_empty());
+    assert_eq!(bed.sent(3, Kind::Prune).len(), 1);
 }
 
 #[test]

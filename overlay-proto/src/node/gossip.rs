@@ -139,7 +139,10 @@ impl Node {
             if released {
                 self.stats.tree_edges_spared += 1;
                 self.forward_held(&topic, &msg.id, Some(key));
-            } else if !settled && !self.spare_tree_edge(&topic, key, &msg.id) {
+            } else if !settled
+                && !self.spare_tree_edge(&topic, key, &msg.id)
+                && !self.prune_young_link(&topic, key, &msg.id)
+            {
                 self.prune_if_redundant(&topic, key, &msg.id);
             }
             return;

@@ -182,6 +182,14 @@ impl ShortcutTally {
 }
 
 impl Link {
+    /// True when the link is a settled edge of the tree: eager for `hold` at least, and it
+    /// gave us a first copy since it became eager.
+    fn is_settled_edge(&self, now: Instant, hold: Duration) -> bool {
+        self.eager
+            && now - self.role_since >= hold
+            && self.first_copy_at.is_some_and(|t| t >= self.role_since)
+    }
+
     fn new(now: Instant, eager: bool) -> Link {
         Link {
             eager,
@@ -307,6 +315,15 @@ impl Plumtree {
     /// True when `key` is in the tree and eager.
     pub(crate) fn is_eager(&self, key: Neighbor) -> bool {
         self.links.get(&key).is_some_and(|l| l.eager)
+    }
+
+    /// True when `key` is a young link: it joined the tree less than `optimization_hold`
+    /// ago and has been eager since (no PRUNE, GRAFT or swap made it a tree edge).
+    pub(crate) fn is_young_link(&self, now: Instant, key: Neighbor) -> bool {
+        let hold = self.params.optimization_hold;
+        self.links
+            .get(&key)
+            .is_some_and(|l| l.eager && l.role_since == l.joined_at && now - l.joined_at < hold)
     }
 
     /// True when `key` is in the tree and carries no tree edge: lazy, or eager since it
@@ -595,9 +612,7 @@ impl Plumtree {
             return false;
         };
         link.dup_streak = link.dup_streak.saturating_add(1);
-        let settled_edge = link.eager
-            && now - link.role_since >= hold
-            && link.first_copy_at.is_some_and(|t| t >= link.role_since);
+        let settled_edge = link.is_settled_edge(now, hold);
         let shaped_by_another = link
             .shaper
             .is_some_and(|(shaper, at)| shaper != *id && now - at < window);
@@ -1089,6 +1104,30 @@ mod tests {
         t.shape_links(at(2_100), id(9));
         assert!(!t.on_duplicate(at(2_120), 5, &id(7)));
         assert!(t.on_duplicate(at(2_120), 5, &id(9)));
+    }
+
+    #[test]
+    fn young_links_and_settled_edges() {
+        let mut t = tree(2);
+        let hold = params().optimization_hold;
+        let now = at(0) + hold * 2;
+        // Link 0 gave a first copy after it joined: settled once eager for `hold`.
+        t.on_first_copy(at(10), 0);
+        let settled = |t: &Plumtree, now, k| t.link(k).unwrap().is_settled_edge(now, hold);
+        assert!(settled(&t, now, 0));
+        assert!(!settled(&t, at(10), 0), "not eager long enough");
+        assert!(!settled(&t, now, 1), "never gave a first copy");
+        assert!(!t.is_young_link(now, 0), "joined long ago");
+        // A session that joins now is young until `hold` has passed, unless it changed role.
+        assert!(!t.add_link(now, 5, true, &[]));
+        assert!(t.is_young_link(now, 5));
+        assert!(!t.is_young_link(now + hold, 5));
+        assert!(t.make_lazy(now, 5));
+        assert!(t.make_eager(now + hold / 2, 5));
+        assert!(
+            !t.is_young_link(now + hold / 2, 5),
+            "grafted: a chosen edge"
+        );
     }
 
     #[test]
