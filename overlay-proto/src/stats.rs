@@ -294,6 +294,10 @@ pub struct NodeStats {
     /// Counter: duplicates over established eager links not taken as redundant because the
     /// first copy came over a link on probation.
     pub tree_edges_spared: u64,
+    /// Counter: duplicates over a settled tree edge whose first copy came over a young link,
+    /// where both links stayed eager because that edge had a young link pruned within
+    /// `optimization_hold` (the rate limit on that rule).
+    pub young_links_kept: u64,
     /// Counter: direct messages delivered.
     pub direct_delivered: u64,
     /// Counter: overlay frames received, by [`crate::wire::Kind`] index.

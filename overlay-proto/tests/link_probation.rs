@@ -44,9 +44,18 @@ fn pushed(bed: &Bed, conn: u64) -> usize {
 /// A node whose sessions on connections 1 (the tree parent) and 2 (a child) are established
 /// eager links, and a session on connection 3 opened just now (on probation).
 fn bed_with_a_new_link(cfg: NodeConfig) -> Bed {
+    bed_with_a_new_link_after(cfg, false)
+}
+
+/// [`bed_with_a_new_link`], where the parent has relayed a first copy when `relayed` (a
+/// settled tree edge: rule 8 lets only such a link's duplicate prune a young link).
+fn bed_with_a_new_link_after(cfg: NodeConfig, relayed: bool) -> Bed {
     let mut bed = Bed::new(cfg);
     bed.open(1, peer(2));
     bed.open(2, peer(3));
+    if relayed {
+        bed.send(1, gossip(1000, 2).1);
+    }
     bed.advance(SETTLED);
     bed.open(3, peer(4));
     assert!(bed.is_eager(peer(2)) && bed.is_eager(peer(3)) && bed.is_eager(peer(4)));
@@ -147,7 +156,7 @@ fn without_an_established_eager_link_a_new_link_is_the_tree() {
 fn a_zero_probation_turns_the_rule_off() {
     let mut cfg = config();
     cfg.link_probation = Duration::ZERO;
-    let mut bed = bed_with_a_new_link(cfg);
+    let mut bed = bed_with_a_new_link_after(cfg, true);
     let (_, m) = gossip(1, 3);
     bed.send(3, m.clone());
     // Nothing held: forwarded at once to every other eager link, as textbook Plumtree does.
@@ -204,7 +213,7 @@ fn bed_after_a_ban(after: Duration) -> Bed {
 
 #[test]
 fn with_no_ban_a_new_link_is_not_on_probation() {
-    let mut bed = bed_with_a_new_link(after_ban_config());
+    let mut bed = bed_with_a_new_link_after(after_ban_config(), true);
     let (_, m) = gossip(1, 3);
     bed.send(3, m.clone());
     // Textbook Plumtree: honest newcomers keep the flood-and-prune channel (nothing held).
@@ -236,4 +245,63 @@ fn long_after_a_ban_a_new_link_is_not_on_probation() {
     bed.send(3, m);
     assert_eq!((pushed(&bed, 1), pushed(&bed, 2)), (1, 1));
     assert_eq!(bed.node.stats().gossip_held, 0);
+}
+
+/// `link_probation = 0` and a node whose parent (connection 1) has relayed a first copy, with
+/// two sessions (connections 3 and 4) opened just now.
+fn bed_with_two_young_links() -> Bed {
+    let mut cfg = config();
+    cfg.link_probation = Duration::ZERO;
+    let mut bed = bed_with_a_new_link_after(cfg, true);
+    bed.open(4, peer(5));
+    bed.clear();
+    bed
+}
+
+#[test]
+fn a_settled_edge_has_a_young_link_pruned_at_most_once_per_optimization_hold() {
+    // A peer that echoes back what we pushed to it brings a "duplicate" of every message a
+    // newcomer gave us first; it may veto one newcomer per `optimization_hold`, not all.
+    let mut bed = bed_with_two_young_links();
+    let (_, m1) = gossip(1, 3);
+    bed.send(3, m1.clone());
+    bed.send(1, m1);
+    assert_eq!(
+        bed.sent(3, Kind::Prune).len(),
+        1,
+        "the first young link goes"
+    );
+    let (_, m2) = gossip(2, 3);
+    bed.send(4, m2.clone());
+    bed.send(1, m2);
+    assert!(
+        bed.sent(4, Kind::Prune).is_empty(),
+        "no second veto within the hold"
+    );
+    assert!(
+        bed.sent(1, Kind::Prune).is_empty(),
+        "the settled edge stays too"
+    );
+    assert!(bed.is_eager(peer(2)) && bed.is_eager(peer(5)));
+    assert_eq!(bed.node.stats().young_links_kept, 1);
+}
+
+#[test]
+fn a_link_that_never_relayed_a_first_copy_gets_no_veto_over_a_young_link() {
+    let mut cfg = config();
+    cfg.link_probation = Duration::ZERO;
+    let mut bed = Bed::new(cfg);
+    bed.open(1, peer(2));
+    bed.open(2, peer(3));
+    bed.advance(SETTLED);
+    bed.open(3, peer(4));
+    bed.clear();
+    let (_, m) = gossip(1, 3);
+    bed.send(3, m.clone());
+    // Connection 2 is eager and old, but no first copy ever came over it: its duplicate
+    // does not prune the newcomer (the usual duplicate rules decide about it instead).
+    bed.send(2, m);
+    assert!(bed.sent(3, Kind::Prune).is_empty());
+    assert!(bed.is_eager(peer(4)));
+    assert_eq!(bed.node.stats().young_links_kept, 0);
 }

@@ -8,6 +8,7 @@ use core::time::Duration;
 
 use super::{Node, SessionKey};
 use crate::peer::{ConnId, MessageId};
+use crate::plumtree::YoungLinkVerdict;
 use crate::time::Instant;
 use crate::topic::TopicId;
 use crate::wire::{self, Kind};
@@ -81,12 +82,16 @@ impl Node {
         spared
     }
 
-    /// A duplicate of `id` arrived over session `key`: when `key` is an eager link of the
-    /// tree that is not young and the first copy of `id` came over a young link (a session
-    /// that joined the tree less than `optimization_hold` ago and has been eager since), the
-    /// young link closed a cycle with the tree: it is pruned and the tree edge kept (the
-    /// duplicate does not count against it). Returns true when it pruned. While the mesh is
-    /// new every link is young, so the first floods shape the tree as before.
+    /// A duplicate of `id` arrived over session `key`: when `key` is a settled tree edge
+    /// (eager for `optimization_hold`, with a first copy since) and the first copy of `id`
+    /// came over a young link (a session that joined the tree less than `optimization_hold`
+    /// ago and has been eager since), the young link closed a cycle with the tree: it is
+    /// pruned and the tree edge kept (the duplicate does not count against it). One settled
+    /// link has a young link pruned at most once per `optimization_hold`; in between both
+    /// stay eager (counted, `young_links_kept`), so a peer that echoes our own pushes back
+    /// cannot veto every newcomer. Returns true when the rule decided (pruned or kept
+    /// both). While the mesh is new every link is young, so the first floods shape the tree
+    /// as before.
     ///
     /// Sessions that open while messages flow (the membership layer filling its active view)
     /// otherwise bring first copies over links the tree never chose and reshape it by the
@@ -107,14 +112,23 @@ impl Node {
         else {
             return false;
         };
-        let young = first != key
-            && self.tree(topic).is_some_and(|t| {
-                t.is_eager(key) && !t.is_young_link(now, key) && t.is_young_link(now, first)
+        let verdict = self
+            .trees
+            .get_mut(topic)
+            .map_or(YoungLinkVerdict::NotApplicable, |t| {
+                t.young_link_verdict(now, key, first)
             });
-        if young {
-            self.prune(topic, first);
+        match verdict {
+            YoungLinkVerdict::NotApplicable => false,
+            YoungLinkVerdict::KeepBoth => {
+                self.stats.young_links_kept += 1;
+                true
+            }
+            YoungLinkVerdict::PruneYoung => {
+                self.prune(topic, first);
+                true
+            }
         }
-        young
     }
 
     /// Makes `key` lazy in `topic` and tells it with PRUNE.

@@ -120,6 +120,10 @@ pub(crate) struct Link {
     /// When a tree optimisation chose a shortcut over this (eager) link without pruning it
     /// at once; its next duplicate within `optimization_hold` prunes it.
     replaced_at: Option<Instant>,
+    /// When this (settled) link's duplicate last had a young link pruned (rule "a young link
+    /// never displaces the tree"): at most once per `optimization_hold`, so a peer that echoes
+    /// our own pushes back cannot veto every newcomer.
+    young_pruned_at: Option<Instant>,
     /// On a lazy link: how many hops shorter this peer's announcements were than the copies
     /// that came over each eager link (one tally per eager link, the most recent kept).
     shortcut_tallies: [Option<ShortcutTally>; SHORTCUT_TALLIES],
@@ -201,10 +205,25 @@ impl Link {
             shaper: None,
             pruned_at: None,
             replaced_at: None,
+            young_pruned_at: None,
             shortcut_tallies: [None; SHORTCUT_TALLIES],
             ihave: Vec::new(),
         }
     }
+}
+
+/// What a duplicate over an older eager link does when the first copy came over a young link
+/// ([`Plumtree::young_link_verdict`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum YoungLinkVerdict {
+    /// The rule does not apply (the first link is not young, or the older one is no settled
+    /// tree edge): the usual duplicate rules decide.
+    NotApplicable,
+    /// Prune the young link; the older one is kept and the duplicate not held against it.
+    PruneYoung,
+    /// The older link had a young link pruned within `optimization_hold`: keep both eager
+    /// for now (the usual rules settle it on later duplicates).
+    KeepBoth,
 }
 
 /// What [`Plumtree::announce`] did.
@@ -324,6 +343,34 @@ impl Plumtree {
         self.links
             .get(&key)
             .is_some_and(|l| l.eager && l.role_since == l.joined_at && now - l.joined_at < hold)
+    }
+
+    /// What a duplicate from `older` does when the first copy came over `young`: see
+    /// [`YoungLinkVerdict`]. The rule applies only when `young` is a young link and `older`
+    /// a settled tree edge (eager for `optimization_hold`, with a first copy since: it has
+    /// relayed for real); such a link has a young link pruned at most once per
+    /// `optimization_hold` and keeps both eager in between.
+    pub(crate) fn young_link_verdict(
+        &mut self,
+        now: Instant,
+        older: Neighbor,
+        young: Neighbor,
+    ) -> YoungLinkVerdict {
+        let hold = self.params.optimization_hold;
+        if older == young || !self.is_young_link(now, young) {
+            return YoungLinkVerdict::NotApplicable;
+        }
+        let Some(link) = self.links.get_mut(&older) else {
+            return YoungLinkVerdict::NotApplicable;
+        };
+        if !link.is_settled_edge(now, hold) {
+            return YoungLinkVerdict::NotApplicable;
+        }
+        if link.young_pruned_at.is_some_and(|t| now - t < hold) {
+            return YoungLinkVerdict::KeepBoth;
+        }
+        link.young_pruned_at = Some(now);
+        YoungLinkVerdict::PruneYoung
     }
 
     /// True when `key` is in the tree and carries no tree edge: lazy, or eager since it
