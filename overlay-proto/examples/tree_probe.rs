@@ -164,20 +164,6 @@ fn diameter(m: &Mesh, links: &BTreeSet<(usize, usize)>) -> Option<usize> {
     Some(worst)
 }
 
-/// The directed eager links among the live nodes.
-fn eager_links(m: &Mesh, seed: u64) -> BTreeSet<(usize, usize)> {
-    let index: BTreeMap<PeerId, usize> = (0..m.len()).map(|i| (node_peer_id(seed, i), i)).collect();
-    let mut links = BTreeSet::new();
-    for i in (0..m.len()).filter(|i| m.is_alive(*i)) {
-        for s in m.node(i).unwrap().sessions() {
-            if s.eager {
-                links.insert((i, index[&s.peer]));
-            }
-        }
-    }
-    links
-}
-
 struct Out {
     ldh: u8,
     last_ms: f64,
@@ -338,7 +324,7 @@ fn lan(seed: u64) {
         if k % env::<usize>("DIAMETER_EVERY").unwrap_or(100) == 0
             && env::<u8>("DIAMETERS") == Some(1)
         {
-            let links = eager_links(&m, seed);
+            let links = m.eager_links();
             println!(
                 "after message {k}: {} directed eager links, directed diameter {:?}, running sessions {}",
                 links.len(),

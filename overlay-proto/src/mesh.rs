@@ -23,7 +23,7 @@ use core::time::Duration;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use crate::action::{Action, CloseReason, SessionEvent};
 use crate::config::NodeConfig;
@@ -300,6 +300,23 @@ impl Mesh {
     /// The node, when alive.
     pub fn node(&self, i: usize) -> Option<&Node> {
         self.nodes.get(i).and_then(|n| n.node.as_ref())
+    }
+
+    /// The eager links of every live node in its default topic, as directed (node, peer node)
+    /// pairs: node `i` pushes to the peer eagerly.
+    pub fn eager_links(&self) -> BTreeSet<(usize, usize)> {
+        let index: BTreeMap<PeerId, usize> = (0..self.len())
+            .map(|i| (node_peer_id(self.config.seed, i), i))
+            .collect();
+        let mut links = BTreeSet::new();
+        for (i, node) in (0..self.len()).filter_map(|i| self.node(i).map(|n| (i, n))) {
+            for s in node.sessions() {
+                if let (true, Some(&j)) = (s.eager, index.get(&s.peer)) {
+                    links.insert((i, j));
+                }
+            }
+        }
+        links
     }
 
     /// Stats of node `i`, when alive.

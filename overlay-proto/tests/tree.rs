@@ -12,10 +12,10 @@ mod support;
 
 use bytes::Bytes;
 use core::time::Duration;
-use overlay_proto::mesh::{node_peer_id, Mesh, MeshConfig};
+use overlay_proto::mesh::{Mesh, MeshConfig};
 use overlay_proto::wire::Kind;
-use overlay_proto::{Input, MessageId, NodeConfig, OriginAuth, PeerId};
-use std::collections::{BTreeMap, BTreeSet};
+use overlay_proto::{Input, MessageId, NodeConfig, OriginAuth};
+use std::collections::BTreeSet;
 use support::{event, peer, raw_peer_config, Bed};
 
 // ---------------------------------------------------------------------------------------
@@ -400,30 +400,16 @@ fn mesh(nodes: usize, seed: u64) -> Mesh {
     Mesh::new(cfg).unwrap()
 }
 
-/// The eager links of every live node as (node, peer node) pairs.
-fn eager_links(m: &Mesh, seed: u64) -> BTreeSet<(usize, usize)> {
-    let index: BTreeMap<PeerId, usize> = (0..m.len()).map(|i| (node_peer_id(seed, i), i)).collect();
-    let mut links = BTreeSet::new();
-    for i in (0..m.len()).filter(|i| m.is_alive(*i)) {
-        for s in m.node(i).unwrap().sessions() {
-            if s.eager {
-                links.insert((i, index[&s.peer]));
-            }
-        }
-    }
-    links
-}
-
 /// Checks that the eager links are symmetric and form one spanning tree of the live nodes.
-fn assert_one_symmetric_tree(m: &Mesh, seed: u64) {
-    assert_symmetric_near_tree(m, seed, 0);
+fn assert_one_symmetric_tree(m: &Mesh) {
+    assert_symmetric_near_tree(m, 0);
 }
 
 /// Checks that the eager links are symmetric, connect every live node, and have at most
 /// `extra` more edges than a spanning tree (cycles closed by a GRAFT of the last broadcast,
 /// which its next duplicate prunes).
-fn assert_symmetric_near_tree(m: &Mesh, seed: u64, extra: usize) {
-    let links = eager_links(m, seed);
+fn assert_symmetric_near_tree(m: &Mesh, extra: usize) {
+    let links = m.eager_links();
     let one_sided: Vec<_> = links
         .iter()
         .filter(|(a, b)| !links.contains(&(*b, *a)))
@@ -477,11 +463,11 @@ fn random_senders_converge_to_one_symmetric_eager_tree() {
     let mut m = mesh(60, 5);
     m.run_for(Duration::from_secs(10));
     random_broadcasts(&mut m, 5, 0);
-    assert_one_symmetric_tree(&m, 5);
+    assert_one_symmetric_tree(&m);
     let rmr = random_broadcasts(&mut m, 15, 100);
     // A tree shared by every sender: each node gets each payload once.
     assert!(rmr <= 0.05, "steady RMR {rmr:.3} with random senders");
-    assert_one_symmetric_tree(&m, 5);
+    assert_one_symmetric_tree(&m);
 }
 
 fn swaps(m: &Mesh) -> u64 {
@@ -508,7 +494,7 @@ fn the_optimisation_settles_instead_of_oscillating() {
         "{late} swaps over 40 broadcasts after {early} in the first 20"
     );
     assert!(rmr <= 0.05, "RMR {rmr:.3}");
-    assert_symmetric_near_tree(&m, 11, 1);
+    assert_symmetric_near_tree(&m, 1);
 }
 
 #[test]
@@ -516,7 +502,7 @@ fn the_tree_is_repaired_after_killing_a_third_of_the_nodes() {
     let mut m = mesh(60, 9);
     m.run_for(Duration::from_secs(10));
     random_broadcasts(&mut m, 5, 0);
-    assert_symmetric_near_tree(&m, 9, 2);
+    assert_symmetric_near_tree(&m, 2);
     for i in (0..60).filter(|i| i % 3 == 1) {
         m.kill(i);
     }
@@ -524,8 +510,8 @@ fn the_tree_is_repaired_after_killing_a_third_of_the_nodes() {
     // Every broadcast after the kill reaches every survivor, and the survivors' eager graph
     // becomes one tree again.
     random_broadcasts(&mut m, 5, 7);
-    assert_symmetric_near_tree(&m, 9, 2);
+    assert_symmetric_near_tree(&m, 2);
     let rmr = random_broadcasts(&mut m, 10, 50);
     assert!(rmr <= 0.05, "RMR {rmr:.3} after the repair");
-    assert_symmetric_near_tree(&m, 9, 2);
+    assert_symmetric_near_tree(&m, 2);
 }

@@ -52,6 +52,13 @@ impl Node {
         }
     }
 
+    /// The running session the first copy of `id` came over, when it is still known.
+    fn first_copy_link(&self, id: &MessageId) -> Option<SessionKey> {
+        self.cache
+            .first_from(id)
+            .and_then(|c| self.sessions.key_of(&c))
+    }
+
     /// A duplicate of `id` arrived over session `key`: true when the link is an established
     /// eager link and the first copy of `id` came over a link on probation, so the
     /// duplicate is the tree's copy and the link is not pruned (counted,
@@ -63,11 +70,7 @@ impl Node {
         id: &MessageId,
     ) -> bool {
         let now = self.now;
-        let Some(first) = self
-            .cache
-            .first_from(id)
-            .and_then(|c| self.sessions.key_of(&c))
-        else {
+        let Some(first) = self.first_copy_link(id) else {
             return false;
         };
         let spared = first != key
@@ -105,11 +108,7 @@ impl Node {
         id: &MessageId,
     ) -> bool {
         let now = self.now;
-        let Some(first) = self
-            .cache
-            .first_from(id)
-            .and_then(|c| self.sessions.key_of(&c))
-        else {
+        let Some(first) = self.first_copy_link(id) else {
             return false;
         };
         let verdict = self
