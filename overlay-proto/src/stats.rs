@@ -295,8 +295,9 @@ pub struct NodeStats {
     /// first copy came over a link on probation.
     pub tree_edges_spared: u64,
     /// Counter: duplicates over a settled tree edge whose first copy came over a young link,
-    /// where both links stayed eager because that edge had a young link pruned within
-    /// `optimization_hold` (the rate limit on that rule).
+    /// where the young link stayed because that edge had a young link pruned within
+    /// `optimization_hold` (the rate limit on that rule; the duplicate was judged by the
+    /// usual rules).
     pub young_links_kept: u64,
     /// Counter: direct messages delivered.
     pub direct_delivered: u64,

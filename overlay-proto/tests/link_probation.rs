@@ -305,3 +305,24 @@ fn a_link_that_never_relayed_a_first_copy_gets_no_veto_over_a_young_link() {
     assert!(bed.is_eager(peer(4)));
     assert_eq!(bed.node.stats().young_links_kept, 0);
 }
+
+#[test]
+fn echoes_past_the_veto_count_against_the_echoing_link() {
+    // After its one veto, every further "duplicate" the settled link brings of a message a
+    // newcomer gave first counts in its duplicate streak: an echoing peer is pruned once the
+    // streak reaches `prune_after_duplicates`, and the newcomer stays.
+    let mut bed = bed_with_two_young_links();
+    let (_, m1) = gossip(1, 3);
+    bed.send(3, m1.clone());
+    bed.send(1, m1);
+    let streak = u64::from(config().prune_after_duplicates);
+    for nonce in 2..2 + streak {
+        let (_, m) = gossip(nonce, 3);
+        bed.send(4, m.clone());
+        bed.send(1, m);
+    }
+    assert_eq!(bed.sent(1, Kind::Prune).len(), 1, "the echoing link goes");
+    assert!(bed.sent(4, Kind::Prune).is_empty(), "the newcomer stays");
+    assert!(bed.is_eager(peer(5)) && !bed.is_eager(peer(2)));
+    assert_eq!(bed.node.stats().young_links_kept, streak);
+}

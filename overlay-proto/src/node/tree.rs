@@ -90,10 +90,11 @@ impl Node {
     /// came over a young link (a session that joined the tree less than `optimization_hold`
     /// ago and has been eager since), the young link closed a cycle with the tree: it is
     /// pruned and the tree edge kept (the duplicate does not count against it). One settled
-    /// link has a young link pruned at most once per `optimization_hold`; in between both
-    /// stay eager (counted, `young_links_kept`), so a peer that echoes our own pushes back
-    /// cannot veto every newcomer. Returns true when the rule decided (pruned or kept
-    /// both). While the mesh is new every link is young, so the first floods shape the tree
+    /// link has a young link pruned at most once per `optimization_hold`; in between the young
+    /// link stays and the usual duplicate rules judge the older one (counted,
+    /// `young_links_kept`), so a peer that echoes our own pushes back cannot veto every
+    /// newcomer and pays for its echoes in its duplicate streak. Returns true when it pruned
+    /// the young link. While the mesh is new every link is young, so the first floods shape the tree
     /// as before.
     ///
     /// Sessions that open while messages flow (the membership layer filling its active view)
@@ -120,8 +121,10 @@ impl Node {
         match verdict {
             YoungLinkVerdict::NotApplicable => false,
             YoungLinkVerdict::KeepBoth => {
+                // The young link stays; the duplicate counts against the older link as any
+                // other (a peer echoing our pushes back pays for it in its duplicate streak).
                 self.stats.young_links_kept += 1;
-                true
+                false
             }
             YoungLinkVerdict::PruneYoung => {
                 self.prune(topic, first);

@@ -221,8 +221,8 @@ pub(crate) enum YoungLinkVerdict {
     NotApplicable,
     /// Prune the young link; the older one is kept and the duplicate not held against it.
     PruneYoung,
-    /// The older link had a young link pruned within `optimization_hold`: keep both eager
-    /// for now (the usual rules settle it on later duplicates).
+    /// The older link had a young link pruned within `optimization_hold`: the young link
+    /// stays, and the usual duplicate rules judge the older link.
     KeepBoth,
 }
 
@@ -349,7 +349,7 @@ impl Plumtree {
     /// [`YoungLinkVerdict`]. The rule applies only when `young` is a young link and `older`
     /// a settled tree edge (eager for `optimization_hold`, with a first copy since: it has
     /// relayed for real); such a link has a young link pruned at most once per
-    /// `optimization_hold` and keeps both eager in between.
+    /// `optimization_hold`.
     pub(crate) fn young_link_verdict(
         &mut self,
         now: Instant,
