@@ -310,6 +310,15 @@ mod tests {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)), 7000)
     }
 
+    /// The first 100 ms step from `now` at which a round is due.
+    fn next_due(o: &mut LinkOptimizer, now: Instant) -> Instant {
+        let mut next = now;
+        while !o.due(next) {
+            next += ms(100);
+        }
+        next
+    }
+
     #[test]
     fn a_round_is_due_once_per_interval_and_never_while_a_probe_is_in_flight() {
         let mut o = LinkOptimizer::new(params(), at(0));
@@ -394,10 +403,7 @@ mod tests {
             assert!(o.due(now), "round {n}");
             o.start_probe(now, DialId(u64::from(n) + 1), addr(1));
             o.finish(now, false);
-            let mut next = now;
-            while !o.due(next) {
-                next += ms(100);
-            }
+            let next = next_due(&mut o, now);
             waits.push((next - now).as_secs());
             now = next;
         }
@@ -440,10 +446,7 @@ mod tests {
             assert!(o.due(now));
             o.start_probe(now, DialId(1), addr(1));
             o.finish(now, false);
-            let mut next = now;
-            while !o.due(next) {
-                next += ms(100);
-            }
+            let next = next_due(&mut o, now);
             waits.push((next - now).as_secs());
             now = next;
         }

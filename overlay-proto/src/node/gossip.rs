@@ -139,11 +139,16 @@ impl Node {
             if released {
                 self.stats.tree_edges_spared += 1;
                 self.forward_held(&topic, &msg.id, Some(key));
-            } else if !settled
-                && !self.spare_tree_edge(&topic, key, &msg.id)
-                && !self.prune_young_link(&topic, key, &msg.id)
-            {
-                self.prune_if_redundant(&topic, key, &msg.id);
+            } else if !settled {
+                // Rules for a duplicate whose first copy came over a new link (probation, a
+                // young link) before the usual prune rule; one lookup of that link for both.
+                let first = self.first_copy_link(&msg.id).filter(|f| *f != key);
+                let decided = first.is_some_and(|f| {
+                    self.spare_tree_edge(&topic, key, f) || self.prune_young_link(&topic, key, f)
+                });
+                if !decided {
+                    self.prune_if_redundant(&topic, key, &msg.id);
+                }
             }
             return;
         }

@@ -53,41 +53,37 @@ impl Node {
     }
 
     /// The running session the first copy of `id` came over, when it is still known.
-    fn first_copy_link(&self, id: &MessageId) -> Option<SessionKey> {
+    pub(super) fn first_copy_link(&self, id: &MessageId) -> Option<SessionKey> {
         self.cache
             .first_from(id)
             .and_then(|c| self.sessions.key_of(&c))
     }
 
-    /// A duplicate of `id` arrived over session `key`: true when the link is an established
-    /// eager link and the first copy of `id` came over a link on probation, so the
+    /// A duplicate arrived over session `key` and its first copy came over `first`: true when
+    /// `key` is an established eager link and `first` a link on probation, so the
     /// duplicate is the tree's copy and the link is not pruned (counted,
     /// `tree_edges_spared`): a link on probation never displaces a tree edge.
     pub(super) fn spare_tree_edge(
         &mut self,
         topic: &TopicId,
         key: SessionKey,
-        id: &MessageId,
+        first: SessionKey,
     ) -> bool {
         let now = self.now;
-        let Some(first) = self.first_copy_link(id) else {
-            return false;
-        };
-        let spared = first != key
-            && self.tree(topic).is_some_and(|t| {
-                t.is_eager(key)
-                    && t.link_on_probation(now, key) == Some(false)
-                    && t.link_on_probation(now, first) == Some(true)
-            });
+        let spared = self.tree(topic).is_some_and(|t| {
+            t.is_eager(key)
+                && t.link_on_probation(now, key) == Some(false)
+                && t.link_on_probation(now, first) == Some(true)
+        });
         if spared {
             self.stats.tree_edges_spared += 1;
         }
         spared
     }
 
-    /// A duplicate of `id` arrived over session `key`: when `key` is a settled tree edge
-    /// (eager for `optimization_hold`, with a first copy since) and the first copy of `id`
-    /// came over a young link (a session that joined the tree less than `optimization_hold`
+    /// A duplicate arrived over session `key` and its first copy came over `first`: when `key`
+    /// is a settled tree edge (eager for `optimization_hold`, with a first copy since) and
+    /// `first` a young link (a session that joined the tree less than `optimization_hold`
     /// ago and has been eager since), the young link closed a cycle with the tree: it is
     /// pruned and the tree edge kept (the duplicate does not count against it). One settled
     /// link has a young link pruned at most once per `optimization_hold`; in between the young
@@ -106,12 +102,9 @@ impl Node {
         &mut self,
         topic: &TopicId,
         key: SessionKey,
-        id: &MessageId,
+        first: SessionKey,
     ) -> bool {
         let now = self.now;
-        let Some(first) = self.first_copy_link(id) else {
-            return false;
-        };
         let verdict = self
             .trees
             .get_mut(topic)

@@ -1235,14 +1235,7 @@ mod tests {
 
     #[test]
     fn a_shortcut_that_saves_hops_on_average_becomes_a_swap() {
-        let mut p = params();
-        p.optimization_threshold = 2;
-        p.optimization_samples = 3;
-        p.optimization_hold = Duration::from_millis(100);
-        let mut t = Plumtree::new(p);
-        t.add_link(at(0), 0, true, &[]);
-        t.add_link(at(0), 1, false, &[]);
-        let parent = (0, ConnId(10));
+        let (mut t, parent) = shortcut_tree();
         let now = at(1_000);
         // Announced with 1 hop, arrived with 5 over the parent: 3 hops saved each time.
         assert!(!t.tally_shortcut(now, 1, parent, 1, 5, now));
