@@ -139,6 +139,12 @@ pub struct NodeConfig {
     /// A link whose eager/lazy role changed less than this long ago takes no part in a tree
     /// optimisation swap, so a swap is never undone by the next message.
     pub optimization_hold: Duration,
+    /// Hops stand in for time in the tree optimisation: a lazy peer whose announcements
+    /// arrived on average more than this long after our copies of the same messages (over
+    /// the tally of `optimization_samples`) is slower, however few hops it claims, and
+    /// replaces no eager link. An announcement leaves at most one `lazy_flush_interval`
+    /// after the copy would have, so about half of that is the fair allowance.
+    pub optimization_max_lateness: Duration,
     /// Tree-optimisation swaps a node may start per second. Each first asks the announcer
     /// for the message its hop claim was about and completes only if the answer bears the
     /// claim out (hop count at most the claimed one, within `2 × graft_retry`).
@@ -335,6 +341,8 @@ impl Default for NodeConfig {
             optimization_threshold: 2,
             optimization_samples: 6,
             optimization_hold: Duration::from_secs(2),
+            // Half the 10 ms IHAVE flush: the mean wait of an announcement at its sender.
+            optimization_max_lateness: Duration::from_millis(5),
             optimization_swaps_per_s: 4,
             link_optimization: false,
             link_optimization_interval: Duration::from_millis(250),
@@ -524,6 +532,11 @@ impl NodeConfig {
                 && self.link_optimization_interval <= Duration::from_secs(3600),
             "link_optimization_interval",
             "100 ms..=1 h",
+        )?;
+        check(
+            self.optimization_max_lateness <= Duration::from_secs(60),
+            "optimization_max_lateness",
+            "0..=60 s",
         )?;
         check(
             (1..=1024).contains(&self.optimization_samples),

@@ -190,6 +190,7 @@ fn file_key(core: &str) -> &'static str {
         "optimization_threshold" => "gossip.optimization_threshold",
         "optimization_samples" => "gossip.optimization_samples",
         "optimization_hold" => "gossip.optimization_hold_ms",
+        "optimization_max_lateness" => "gossip.optimization_max_lateness_ms",
         "lazy_flush_interval" => "gossip.lazy_flush_ms",
         "seen_capacity" => "gossip.seen_capacity",
         "seen_ttl" => "gossip.seen_ttl_ms",

@@ -186,6 +186,9 @@ pub struct GossipSection {
     pub optimization_samples: Option<i64>,
     /// A link whose role changed this recently takes no part in an optimisation swap.
     pub optimization_hold_ms: Option<i64>,
+    /// Most a lazy peer's announcements may arrive after our copies, on average, for the tree
+    /// optimisation to take it (0 = only when they come no later).
+    pub optimization_max_lateness_ms: Option<i64>,
     /// Wait after a GRAFT before asking the next announcer.
     pub graft_retry_ms: Option<i64>,
     /// IHAVE flush period.

@@ -539,6 +539,21 @@ impl<'a> Resolver<'a> {
             g.optimization_hold_ms,
             node.optimization_hold,
         )?;
+        node.optimization_max_lateness = self
+            .uint(
+                &spec(
+                    "optimization_max_lateness_ms",
+                    None,
+                    None,
+                    "gossip.optimization_max_lateness_ms",
+                ),
+                None,
+                g.optimization_max_lateness_ms,
+                u64::try_from(node.optimization_max_lateness.as_millis()).unwrap_or(MAX_MS),
+                0,
+                60_000,
+            )
+            .map(Duration::from_millis)?;
         node.graft_retry = self.ms(
             &spec("graft_retry_ms", None, None, "gossip.graft_retry_ms"),
             None,

@@ -303,7 +303,8 @@ fn name_of(field: &str) -> String {
         | "tree_settle"
         | "link_probation"
         | "link_probation_after_ban"
-        | "optimization_hold" => {
+        | "optimization_hold"
+        | "optimization_max_lateness" => {
             format!("{field}_ms")
         }
         other => other.to_string(),

@@ -245,6 +245,8 @@ impl Node {
                 .is_some_and(|s| s.conn == shortcut_conn)
             {
                 let seen_at = announced.map_or(now, |(_, at)| at);
+                // The announcement came first: it was this much earlier than our copy.
+                let early = micros(now.saturating_duration_since(seen_at));
                 self.consider_shortcut(
                     &topic,
                     shortcut,
@@ -253,6 +255,7 @@ impl Node {
                     hops,
                     conn,
                     seen_at,
+                    -early,
                 );
             }
         }
@@ -499,7 +502,8 @@ impl Node {
         for (id, hops) in ids.take(allowed as usize) {
             if self.cache.contains(&id) {
                 if let Some((our_hops, from, at)) = self.cache.arrival(&id) {
-                    self.consider_shortcut(&topic, key, &id, hops, our_hops, from, at);
+                    let late = micros(now.saturating_duration_since(at));
+                    self.consider_shortcut(&topic, key, &id, hops, our_hops, from, at, late);
                 }
                 continue;
             }
@@ -941,4 +945,9 @@ fn session_alive(sessions: &Sessions, key: SessionKey, conn: ConnId) -> bool {
     sessions
         .get(key)
         .is_some_and(|s| s.conn == conn && s.is_running())
+}
+
+/// `d` in whole microseconds, saturating.
+fn micros(d: core::time::Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }

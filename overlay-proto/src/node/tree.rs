@@ -201,6 +201,9 @@ impl Node {
     /// `shortcut` (lazy there) announced it with `offered` hops. When the tree finds the
     /// shortcut better on average, the links swap roles (see [`Node::swap_parent`]).
     ///
+    /// `late_us`: how much later the shortcut's announcement arrived than our copy (µs,
+    /// negative when it came first).
+    ///
     /// The announcer's hop counts are its word: a swap first asks it to prove the latest one
     /// (claims.rs).
     #[allow(clippy::too_many_arguments)]
@@ -213,6 +216,7 @@ impl Node {
         hops: u8,
         from: Option<ConnId>,
         seen_at: Instant,
+        late_us: i64,
     ) {
         let now = self.now;
         let Some(parent_conn) = from else {
@@ -222,7 +226,15 @@ impl Node {
             return;
         };
         let swap = self.trees.get_mut(topic).is_some_and(|t| {
-            t.tally_shortcut(now, shortcut, (parent, parent_conn), offered, hops, seen_at)
+            t.tally_shortcut(
+                now,
+                shortcut,
+                (parent, parent_conn),
+                offered,
+                hops,
+                seen_at,
+                late_us,
+            )
         });
         if swap {
             self.swap_parent(topic, shortcut, parent, *id, offered, seen_at);

@@ -73,6 +73,8 @@ pub(crate) struct Params {
     pub(crate) optimization_threshold: u8,
     /// Messages a shortcut tally needs before it counts.
     pub(crate) optimization_samples: u16,
+    /// Most a shortcut's announcements may arrive after our copies, on average, for a swap.
+    pub(crate) optimization_max_lateness: Duration,
     /// How long a new link is on probation: a message it brings first is not pushed into
     /// the established links until the tree's own copy comes (or `graft_timeout`).
     pub(crate) link_probation: Duration,
@@ -91,6 +93,7 @@ impl Params {
             optimization_hold: config.optimization_hold,
             optimization_threshold: config.optimization_threshold,
             optimization_samples: config.optimization_samples,
+            optimization_max_lateness: config.optimization_max_lateness,
             link_probation: config.link_probation,
         }
     }
@@ -143,6 +146,9 @@ struct ShortcutTally {
     saved: i32,
     /// Messages counted.
     samples: u16,
+    /// Sum over the messages counted of how much later the shortcut's announcement arrived
+    /// than our copy, µs (negative when the announcement came first).
+    late_us: i64,
     /// The most hops a message counted here took to us over the eager link, and the most
     /// the shortcut announced, in this window and the one before it (the windows turn
     /// when the tally halves its weights).
@@ -831,6 +837,7 @@ impl Plumtree {
         offered: u8,
         hops: u8,
         seen_at: Instant,
+        late_us: i64,
     ) -> bool {
         let threshold = self.params.optimization_threshold;
         let needed = self.params.optimization_samples.max(1);
@@ -873,18 +880,21 @@ impl Plumtree {
                 since: now,
                 saved: 0,
                 samples: 0,
+                late_us: 0,
                 longest: Longest::default(),
                 longest_before: Longest::default(),
             },
         };
         tally.saved = tally.saved.saturating_add(saved);
         tally.samples = tally.samples.saturating_add(1);
+        tally.late_us = tally.late_us.saturating_add(late_us);
         tally.longest = tally.longest.note(hops, offered);
         if tally.samples >= needed.saturating_mul(4) {
             // Keep the recent past: halve the weight of what was counted so far, and start
             // a new window of longest paths (the one before still counts).
             tally.saved /= 2;
             tally.samples /= 2;
+            tally.late_us /= 2;
             tally.longest_before = tally.longest;
             tally.longest = Longest::default();
         }
@@ -899,7 +909,15 @@ impl Plumtree {
         let threshold = i32::from(threshold);
         let mean_saves = tally.saved >= threshold * i32::from(tally.samples);
         let longest = tally.longest_saving();
-        let swap = (mean_saves && longest >= 0) || (longest >= threshold && tally.saved >= 0);
+        // Hops are a proxy for time: a path shorter in hops over slower links is no shortcut.
+        // The announcement left the shortcut at most one IHAVE flush after its copy would
+        // have, so when announcements arrive later than our copies on average (beyond
+        // `optimization_max_lateness`), the path over the shortcut is the slower one.
+        let max_late_us =
+            i64::try_from(self.params.optimization_max_lateness.as_micros()).unwrap_or(i64::MAX);
+        let timely = tally.late_us <= max_late_us.saturating_mul(i64::from(tally.samples));
+        let swap =
+            timely && ((mean_saves && longest >= 0) || (longest >= threshold && tally.saved >= 0));
         if swap {
             *entry = None;
         }
@@ -1238,18 +1256,40 @@ mod tests {
         let (mut t, parent) = shortcut_tree();
         let now = at(1_000);
         // Announced with 1 hop, arrived with 5 over the parent: 3 hops saved each time.
-        assert!(!t.tally_shortcut(now, 1, parent, 1, 5, now));
-        assert!(!t.tally_shortcut(now, 1, parent, 1, 5, now));
-        assert!(t.tally_shortcut(now, 1, parent, 1, 5, now));
+        assert!(!t.tally_shortcut(now, 1, parent, 1, 5, now, 0));
+        assert!(!t.tally_shortcut(now, 1, parent, 1, 5, now, 0));
+        assert!(t.tally_shortcut(now, 1, parent, 1, 5, now, 0));
         assert!(t.swap_ready(now, 1, 0));
         // The tally was cleared by the swap decision.
-        assert!(!t.tally_shortcut(now, 1, parent, 1, 5, now));
+        assert!(!t.tally_shortcut(now, 1, parent, 1, 5, now, 0));
         // Evidence older than the optimisation window is ignored.
-        assert!(!t.tally_shortcut(at(5_000), 1, parent, 1, 9, at(1_000)));
+        assert!(!t.tally_shortcut(at(5_000), 1, parent, 1, 9, at(1_000), 0));
         // A shortcut that only heard the message through us shows a loss.
         for _ in 0..10 {
-            assert!(!t.tally_shortcut(now, 1, (0, ConnId(11)), 6, 5, now));
+            assert!(!t.tally_shortcut(now, 1, (0, ConnId(11)), 6, 5, now, 0));
         }
+    }
+
+    #[test]
+    fn a_shortcut_whose_announcements_come_late_is_no_shortcut() {
+        let ms = |n: i64| n * 1000;
+        // 3 hops saved each time, but the announcements came 20 ms after our copies: the
+        // path is shorter in hops and slower in time (the default allowance is 5 ms).
+        let (mut t, parent) = shortcut_tree();
+        let now = at(1_000);
+        for _ in 0..6 {
+            assert!(!t.tally_shortcut(now, 1, parent, 1, 5, now, ms(20)));
+        }
+        // On average within the allowance: one late announcement among early ones.
+        let (mut t, parent) = shortcut_tree();
+        assert!(!t.tally_shortcut(now, 1, parent, 1, 5, now, ms(12)));
+        assert!(!t.tally_shortcut(now, 1, parent, 1, 5, now, ms(2)));
+        assert!(t.tally_shortcut(now, 1, parent, 1, 5, now, ms(-3)));
+        // Announcements that came before our copies are the strongest evidence.
+        let (mut t, parent) = shortcut_tree();
+        assert!(!t.tally_shortcut(now, 1, parent, 1, 5, now, ms(-40)));
+        assert!(!t.tally_shortcut(now, 1, parent, 1, 5, now, ms(-40)));
+        assert!(t.tally_shortcut(now, 1, parent, 1, 5, now, ms(-40)));
     }
 
     /// A tree with eager link 0 (connection 10) and lazy link 1, swaps allowed after 3
@@ -1273,14 +1313,14 @@ mod tests {
         // through the shortcut (which hangs in the chain's middle); the near end is 1 hop
         // over the parent and 3 through the shortcut. The mean saving (2/3 hop) is below the
         // threshold, but the longest path through the link shrinks by 3.
-        assert!(!t.tally_shortcut(now, 1, parent, 2, 6, now));
-        assert!(!t.tally_shortcut(now, 1, parent, 2, 1, now));
-        assert!(t.tally_shortcut(now, 1, parent, 0, 2, now));
+        assert!(!t.tally_shortcut(now, 1, parent, 2, 6, now, 0));
+        assert!(!t.tally_shortcut(now, 1, parent, 2, 1, now, 0));
+        assert!(t.tally_shortcut(now, 1, parent, 0, 2, now, 0));
         // The same maxima with a losing mean (the sum of distances would grow): no swap.
         let (mut t, parent) = shortcut_tree();
-        assert!(!t.tally_shortcut(now, 1, parent, 2, 6, now));
+        assert!(!t.tally_shortcut(now, 1, parent, 2, 6, now, 0));
         for _ in 0..5 {
-            assert!(!t.tally_shortcut(now, 1, parent, 2, 1, now));
+            assert!(!t.tally_shortcut(now, 1, parent, 2, 1, now, 0));
         }
     }
 
@@ -1290,9 +1330,9 @@ mod tests {
         let now = at(1_000);
         // Most messages save 3 hops through the shortcut, but the farthest sender behind the
         // parent (4 hops away) is 6 away through it: the tree's longest path would grow.
-        assert!(!t.tally_shortcut(now, 1, parent, 5, 4, now));
+        assert!(!t.tally_shortcut(now, 1, parent, 5, 4, now, 0));
         for _ in 0..8 {
-            assert!(!t.tally_shortcut(now, 1, parent, 0, 4, now));
+            assert!(!t.tally_shortcut(now, 1, parent, 0, 4, now, 0));
         }
     }
 
