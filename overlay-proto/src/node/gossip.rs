@@ -210,6 +210,7 @@ impl Node {
             .missing
             .get(&msg.id)
             .map(|m| (m.grafted, m.announced_at));
+        let offered_at = self.missing.get(&msg.id).map(|m| m.best_offer_at);
         self.remove_missing(&msg.id);
         self.stats.gossip_delivered += 1;
         self.stats.delivered_hops_sum += u64::from(hops);
@@ -245,8 +246,8 @@ impl Node {
                 .is_some_and(|s| s.conn == shortcut_conn)
             {
                 let seen_at = announced.map_or(now, |(_, at)| at);
-                // The announcement came first: it was this much earlier than our copy.
-                let early = micros(now.saturating_duration_since(seen_at));
+                // The best announcement came first: it was this much earlier than our copy.
+                let early = micros(now.saturating_duration_since(offered_at.unwrap_or(now)));
                 self.consider_shortcut(
                     &topic,
                     shortcut,
@@ -510,7 +511,7 @@ impl Node {
             match self.missing.get(&id).map(|m| m.topic) {
                 Some(t) if t == topic => {
                     self.add_announcer(topic, id, key, conn, now);
-                    self.missing.note_offer(&id, hops, key, conn);
+                    self.missing.note_offer(&id, hops, key, conn, now);
                     continue;
                 }
                 // Ids bind their topic: the same id announced in another topic is false.

@@ -45,6 +45,8 @@ pub(crate) struct Missing {
     /// message then arrives eagerly over a longer path, the tree optimisation may swap the
     /// links.
     pub(crate) best_offer: Option<(u8, Neighbor, ConnId)>,
+    /// When `best_offer` arrived (how early it came, compared with the copy).
+    pub(crate) best_offer_at: Instant,
     /// When the first announcement arrived (how late the tree brings announced messages
     /// sets how long GRAFTs are put off).
     pub(crate) announced_at: Instant,
@@ -121,6 +123,7 @@ impl MissingIds {
                 due_at: deadline,
                 deferred: false,
                 best_offer: Some((hops, key, conn)),
+                best_offer_at: now,
                 announced_at: now,
             },
         );
@@ -134,10 +137,18 @@ impl MissingIds {
     }
 
     /// Remembers the announcement of `id` with the fewest hops.
-    pub(crate) fn note_offer(&mut self, id: &MessageId, hops: u8, key: Neighbor, conn: ConnId) {
+    pub(crate) fn note_offer(
+        &mut self,
+        id: &MessageId,
+        hops: u8,
+        key: Neighbor,
+        conn: ConnId,
+        at: Instant,
+    ) {
         if let Some(entry) = self.entries.get_mut(id) {
             if entry.best_offer.is_none_or(|(best, _, _)| hops < best) {
                 entry.best_offer = Some((hops, key, conn));
+                entry.best_offer_at = at;
             }
         }
     }
@@ -409,10 +420,14 @@ mod tests {
     fn the_fewest_hops_offer_is_kept() {
         let mut m = table();
         m.insert(at(0), id(1), T, 5, ConnId(50), 4, at(100));
-        m.note_offer(&id(1), 6, 6, ConnId(60));
-        m.note_offer(&id(1), 2, 7, ConnId(70));
-        m.note_offer(&id(1), 2, 8, ConnId(80));
-        assert_eq!(m.get(&id(1)).unwrap().best_offer, Some((2, 7, ConnId(70))));
+        m.note_offer(&id(1), 6, 6, ConnId(60), at(10));
+        m.note_offer(&id(1), 2, 7, ConnId(70), at(20));
+        m.note_offer(&id(1), 2, 8, ConnId(80), at(30));
+        let entry = m.get(&id(1)).unwrap();
+        assert_eq!(entry.best_offer, Some((2, 7, ConnId(70))));
+        // When the kept offer arrived (how early it was, against the copy).
+        assert_eq!(entry.best_offer_at, at(20));
+        assert_eq!(entry.announced_at, at(0));
     }
 
     #[test]

@@ -815,10 +815,13 @@ impl Plumtree {
     /// in `hops` hops over eager link `parent`; lazy link `shortcut` announced it with
     /// `offered` hops, so through it the message would have taken `offered + 1`. `seen_at` is
     /// when the evidence was complete (the message's arrival, or the announcement when it came
-    /// first). The difference is added to the shortcut's tally against `parent`. Once
-    /// `optimization_samples` messages are counted and the shortcut saved at least
-    /// `optimization_threshold` hops on average, the tally is cleared and true returned: the
-    /// links should swap roles ([`Plumtree::swap_ready`]).
+    /// first). The difference is added to the shortcut's tally against `parent`, and
+    /// `late_us`, how much later the announcement arrived than our copy (µs, negative when it
+    /// came first), to its lateness. Once `optimization_samples` messages are counted, the
+    /// shortcut saved at least `optimization_threshold` hops on average (or shortened the
+    /// longest path by that much) and its announcements were on average no later than
+    /// `optimization_max_lateness`, the tally is cleared and true returned: the links should
+    /// swap roles ([`Plumtree::swap_ready`]).
     ///
     /// Why the mean: the eager graph is one tree for every sender. Swapping the link to the
     /// part of the tree behind the old parent for one through the shortcut changes the
@@ -829,6 +832,7 @@ impl Plumtree {
     /// shortcut that is not behind the old parent only heard the message through us and
     /// shows a loss, so it is never chosen.
     #[must_use]
+    #[allow(clippy::too_many_arguments)] // the evidence of one announcement, as consider_shortcut
     pub(crate) fn tally_shortcut(
         &mut self,
         now: Instant,
