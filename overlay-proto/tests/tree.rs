@@ -330,6 +330,30 @@ fn without_late_copies_a_missing_message_is_grafted_after_graft_timeout() {
 }
 
 #[test]
+fn with_no_other_eager_peer_the_announcer_is_grafted_at_once() {
+    // One session, eager (every new session starts eager): its announcement is all there
+    // is, since nobody else will push the message (a node rebuilding its links after a mass
+    // failure hears the new session's catch-up announcements).
+    let mut bed = one_parent_bed(1);
+    bed.advance(Duration::from_secs(3));
+    bed.clear();
+    let (id, _) = gossip(1, 3);
+    bed.send(1, ihave(&id, 1));
+    bed.advance(Duration::from_millis(1));
+    assert_eq!(bed.sent(1, Kind::Graft), vec![id.0.to_vec()]);
+    // With another eager peer that may still push it, the GRAFT waits graft_timeout.
+    let mut bed = one_parent_bed(2);
+    bed.advance(Duration::from_secs(3));
+    bed.clear();
+    let (id, _) = gossip(2, 3);
+    bed.send(2, ihave(&id, 1));
+    bed.advance(Duration::from_millis(1));
+    assert!(bed.sent(2, Kind::Graft).is_empty());
+    bed.advance(Duration::from_millis(80));
+    assert_eq!(bed.sent(2, Kind::Graft), vec![id.0.to_vec()]);
+}
+
+#[test]
 fn an_empty_graft_promotes_the_sender_and_asks_for_nothing() {
     let mut bed = one_parent_bed(2);
     assert!(!bed.is_eager(peer(3)));

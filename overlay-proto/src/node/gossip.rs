@@ -499,7 +499,18 @@ impl Node {
         let over_rate = count - allowed;
         let mut over_share = 0u64;
         let share = self.config.ihave_max_missing_per_peer;
-        let deadline = now + self.config.graft_timeout;
+        // The GRAFT waits `graft_timeout` for the copy an eager peer may be pushing. When no
+        // eager peer but the announcer is left (a node rebuilding its links after a mass
+        // failure, or a new node hearing a session's catch-up announcements), nobody else
+        // will push it, and the announcer announced rather than pushed: waiting only delays.
+        let pusher_left = self
+            .tree(&topic)
+            .is_some_and(|t| t.eager().iter().any(|&k| k != key));
+        let deadline = if pusher_left {
+            now + self.config.graft_timeout
+        } else {
+            now
+        };
         for (id, hops) in ids.take(allowed as usize) {
             if self.cache.contains(&id) {
                 if let Some((our_hops, from, at)) = self.cache.arrival(&id) {
