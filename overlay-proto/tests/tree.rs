@@ -330,10 +330,10 @@ fn without_late_copies_a_missing_message_is_grafted_after_graft_timeout() {
 }
 
 #[test]
-fn with_no_other_eager_peer_the_announcer_is_grafted_at_once() {
+fn with_no_other_link_the_announcer_is_grafted_at_once() {
     // One session, eager (every new session starts eager): its announcement is all there
-    // is, since nobody else will push the message (a node rebuilding its links after a mass
-    // failure hears the new session's catch-up announcements).
+    // is, since nobody else can push or announce the message (a node rebuilding its links
+    // after a mass failure hears the new session's catch-up announcements).
     let mut bed = one_parent_bed(1);
     bed.advance(Duration::from_secs(3));
     bed.clear();
@@ -341,7 +341,8 @@ fn with_no_other_eager_peer_the_announcer_is_grafted_at_once() {
     bed.send(1, ihave(&id, 1));
     bed.advance(Duration::from_millis(1));
     assert_eq!(bed.sent(1, Kind::Graft), vec![id.0.to_vec()]);
-    // With another eager peer that may still push it, the GRAFT waits graft_timeout.
+    // With another link, eager or lazy, that may still push or announce it, the GRAFT waits
+    // graft_timeout (here the announcer is lazy and connection 1 the eager parent).
     let mut bed = one_parent_bed(2);
     bed.advance(Duration::from_secs(3));
     bed.clear();

@@ -499,14 +499,16 @@ impl Node {
         let over_rate = count - allowed;
         let mut over_share = 0u64;
         let share = self.config.ihave_max_missing_per_peer;
-        // The GRAFT waits `graft_timeout` for the copy an eager peer may be pushing. When no
-        // eager peer but the announcer is left (a node rebuilding its links after a mass
-        // failure, or a new node hearing a session's catch-up announcements), nobody else
-        // will push it, and the announcer announced rather than pushed: waiting only delays.
-        let pusher_left = self
+        // The GRAFT waits `graft_timeout` for the copy an eager peer may be pushing, and for
+        // other announcers to choose from. When the announcer is our only link in the topic
+        // (a node rebuilding its links after a mass failure, or a new node hearing its first
+        // session's catch-up announcements), nobody else can push or announce it: waiting
+        // only delays. (With other links, an eager one that is silent, say, the wait lets a
+        // better announcer come forward.)
+        let other_link = self
             .tree(&topic)
-            .is_some_and(|t| t.eager().iter().any(|&k| k != key));
-        let deadline = if pusher_left {
+            .is_some_and(|t| t.eager().iter().chain(t.lazy()).any(|&k| k != key));
+        let deadline = if other_link {
             now + self.config.graft_timeout
         } else {
             now
