@@ -55,6 +55,15 @@ fn one_parent_bed(peers: u64) -> Bed {
     bed
 }
 
+/// [`one_parent_bed`] 3 s later (every link's role older than `optimization_hold`), with
+/// nothing sent yet recorded.
+fn settled_bed(peers: u64) -> Bed {
+    let mut bed = one_parent_bed(peers);
+    bed.advance(Duration::from_secs(3));
+    bed.clear();
+    bed
+}
+
 #[test]
 fn every_new_session_starts_eager() {
     let mut bed = Bed::new(config());
@@ -88,9 +97,7 @@ fn pushed_then_announced(bed: &mut Bed, first: u64, count: u64, hops: u8, offere
 
 #[test]
 fn one_message_alone_does_not_reshape_the_tree() {
-    let mut bed = one_parent_bed(3);
-    bed.advance(Duration::from_secs(3));
-    bed.clear();
+    let mut bed = settled_bed(3);
     // Through peer 3 this message would have taken 2 hops instead of 10: one sender's
     // view, not the tree's.
     pushed_then_announced(&mut bed, 1, 1, 9, 1);
@@ -102,9 +109,7 @@ fn one_message_alone_does_not_reshape_the_tree() {
 
 #[test]
 fn a_mean_saving_over_the_samples_swaps_the_links() {
-    let mut bed = one_parent_bed(3);
-    bed.advance(Duration::from_secs(3));
-    bed.clear();
+    let mut bed = settled_bed(3);
     // Each message would have come THRESHOLD hops sooner through peer 3.
     let hops = 6;
     let offered = hops - THRESHOLD;
@@ -132,9 +137,7 @@ fn a_mean_saving_over_the_samples_swaps_the_links() {
 
 #[test]
 fn a_mean_saving_below_the_threshold_keeps_the_tree() {
-    let mut bed = one_parent_bed(3);
-    bed.advance(Duration::from_secs(3));
-    bed.clear();
+    let mut bed = settled_bed(3);
     // Some senders are much closer through peer 3, more are farther: the mean saving is
     // below the threshold although single messages show large ones.
     for round in 0..4 {
@@ -148,9 +151,7 @@ fn a_mean_saving_below_the_threshold_keeps_the_tree() {
 
 #[test]
 fn a_shortcut_heard_through_us_never_replaces_the_parent() {
-    let mut bed = one_parent_bed(3);
-    bed.advance(Duration::from_secs(3));
-    bed.clear();
+    let mut bed = settled_bed(3);
     // Peer 3 announces every message with more hops than we had: it is behind us.
     pushed_then_announced(&mut bed, 1, 3 * u64::from(SAMPLES), 3, 5);
     assert_eq!(bed.node.stats().tree_swaps, 0);
@@ -159,9 +160,7 @@ fn a_shortcut_heard_through_us_never_replaces_the_parent() {
 
 #[test]
 fn the_best_announcement_before_a_longer_eager_push_counts_too() {
-    let mut bed = one_parent_bed(3);
-    bed.advance(Duration::from_secs(3));
-    bed.clear();
+    let mut bed = settled_bed(3);
     // The IHAVEs come first (the lazy path is faster), then the eager pushes over 10 hops.
     for nonce in 0..u64::from(SAMPLES) {
         let (id, push) = gossip(nonce, 9);
@@ -233,9 +232,7 @@ fn a_stale_announcement_does_not_count() {
 
 #[test]
 fn when_messages_overlap_the_old_parent_is_pruned_only_by_its_next_duplicate() {
-    let mut bed = one_parent_bed(3);
-    bed.advance(Duration::from_secs(3));
-    bed.clear();
+    let mut bed = settled_bed(3);
     let (hops, offered) = (8, 2);
     let mut last = None;
     for nonce in 0..u64::from(SAMPLES) {
@@ -270,9 +267,7 @@ fn when_messages_overlap_the_old_parent_is_pruned_only_by_its_next_duplicate() {
 
 #[test]
 fn a_freshly_grafted_link_is_not_pruned_by_the_copy_it_was_asked_for() {
-    let mut bed = one_parent_bed(3);
-    bed.advance(Duration::from_secs(3));
-    bed.clear();
+    let mut bed = settled_bed(3);
     // Announced by peer 3, never pushed: after graft_timeout the node grafts it.
     let (id, push) = gossip(1, 2);
     bed.send(2, ihave(&id, 1));
@@ -316,9 +311,7 @@ fn grafts_wait_as_long_as_the_tree_has_been_late() {
 
 #[test]
 fn without_late_copies_a_missing_message_is_grafted_after_graft_timeout() {
-    let mut bed = one_parent_bed(3);
-    bed.advance(Duration::from_secs(3));
-    bed.clear();
+    let mut bed = settled_bed(3);
     // A fast mesh: the tree's copies always come before any announcement, so nothing
     // teaches the node to wait; a missing message is repaired after graft_timeout (80 ms).
     let (id, _) = gossip(1, 3);
@@ -334,18 +327,14 @@ fn with_no_other_link_the_announcer_is_grafted_at_once() {
     // One session, eager (every new session starts eager): its announcement is all there
     // is, since nobody else can push or announce the message (a node rebuilding its links
     // after a mass failure hears the new session's catch-up announcements).
-    let mut bed = one_parent_bed(1);
-    bed.advance(Duration::from_secs(3));
-    bed.clear();
+    let mut bed = settled_bed(1);
     let (id, _) = gossip(1, 3);
     bed.send(1, ihave(&id, 1));
     bed.advance(Duration::from_millis(1));
     assert_eq!(bed.sent(1, Kind::Graft), vec![id.0.to_vec()]);
     // With another link, eager or lazy, that may still push or announce it, the GRAFT waits
     // graft_timeout (here the announcer is lazy and connection 1 the eager parent).
-    let mut bed = one_parent_bed(2);
-    bed.advance(Duration::from_secs(3));
-    bed.clear();
+    let mut bed = settled_bed(2);
     let (id, _) = gossip(2, 3);
     bed.send(2, ihave(&id, 1));
     bed.advance(Duration::from_millis(1));
