@@ -205,12 +205,15 @@ impl Node {
         let msg = GossipMsg { payload, ..msg };
         self.note_first_copy(&topic, key);
         self.scores.first_delivery(from);
-        let offer = self.best_offer(&msg.id);
-        let announced = self
-            .missing
-            .get(&msg.id)
-            .map(|m| (m.grafted, m.announced_at));
-        let offered_at = self.missing.get(&msg.id).map(|m| m.best_offer_at);
+        // What the announcements of the id said, read once before the entry goes: the best
+        // offer (and when it came), the GRAFT sent and when the id was first announced.
+        let (offer, announced) = match self.missing.get(&msg.id) {
+            Some(m) => (
+                m.best_offer.map(|o| (o, m.best_offer_at)),
+                Some((m.grafted, m.announced_at)),
+            ),
+            None => (None, None),
+        };
         self.remove_missing(&msg.id);
         self.stats.gossip_delivered += 1;
         self.stats.delivered_hops_sum += u64::from(hops);
@@ -240,14 +243,14 @@ impl Node {
         }
         // After forwarding: a link made eager now must not get this message pushed (its
         // peer had it first and would prune the link as redundant).
-        if let Some((offered, shortcut, shortcut_conn)) = offer {
+        if let Some(((offered, shortcut, shortcut_conn), offered_at)) = offer {
             if self
                 .session(shortcut)
                 .is_some_and(|s| s.conn == shortcut_conn)
             {
                 let seen_at = announced.map_or(now, |(_, at)| at);
                 // The best announcement came first: it was this much earlier than our copy.
-                let early = micros(now.saturating_duration_since(offered_at.unwrap_or(now)));
+                let early = micros(now.saturating_duration_since(offered_at));
                 self.consider_shortcut(
                     &topic,
                     shortcut,
@@ -507,7 +510,7 @@ impl Node {
         // better announcer come forward.)
         let other_link = self
             .tree(&topic)
-            .is_some_and(|t| t.eager().iter().chain(t.lazy()).any(|&k| k != key));
+            .is_some_and(|t| t.len() > usize::from(t.link(key).is_some()));
         let deadline = if other_link {
             now + self.config.graft_timeout
         } else {

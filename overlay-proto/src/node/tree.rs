@@ -191,11 +191,6 @@ impl Node {
         }
     }
 
-    /// The best announcement of a missing id, taken before the entry is removed.
-    pub(super) fn best_offer(&self, id: &MessageId) -> Option<(u8, SessionKey, ConnId)> {
-        self.missing.get(id).and_then(|m| m.best_offer)
-    }
-
     /// Plumtree's optimisation step ([`crate::plumtree::Plumtree::tally_shortcut`]). We hold
     /// a message of `topic` that reached us in `hops` hops over connection `from`; session
     /// `shortcut` (lazy there) announced it with `offered` hops. When the tree finds the
