@@ -289,8 +289,8 @@ impl Membership {
 
     /// Whom to dial so that `sessions` (running sessions and our dials still handshaking)
     /// plus the dials in flight reach `active_target`, within the free dial slots: addresses
-    /// out of backoff at `now` that `usable` allows (not connected, not banned), picked at
-    /// random with `rng`.
+    /// out of backoff at `now` that `usable` allows (not connected, not banned), those with
+    /// the fewest failures in a row first, picked at random with `rng` among equals.
     #[must_use]
     pub(crate) fn choose_dials(
         &self,
@@ -309,20 +309,27 @@ impl Membership {
         if n == 0 {
             return Vec::new();
         }
-        let mut candidates: Vec<SocketAddr> = self
+        let mut candidates: Vec<(u32, SocketAddr)> = self
             .passive
             .iter()
             .filter(|(_, k)| k.next_attempt <= now)
             .filter(|(a, k)| usable(a, k))
-            .map(|(a, _)| *a)
+            .map(|(a, k)| (k.failures, *a))
             .collect();
+        // Fewest failures first: after a mass failure most of the list is dead, and an
+        // address that already failed (out of its short first back-off) must not be drawn
+        // again before the ones never tried. Random within a tier; the sort is stable over
+        // the list's address order, so the pick stays deterministic.
+        candidates.sort_by_key(|(failures, _)| *failures);
         let n = n.min(candidates.len());
         for i in 0..n {
-            let j = i + random_below(rng, candidates.len() - i);
+            let tier = candidates[i].0;
+            let tier_len = candidates[i..].partition_point(|(f, _)| *f == tier);
+            let j = i + random_below(rng, tier_len);
             candidates.swap(i, j);
         }
         candidates.truncate(n);
-        candidates
+        candidates.into_iter().map(|(_, a)| a).collect()
     }
 
     /// True once per `shuffle_interval`: the periodic shuffle is due at `now`.
@@ -461,6 +468,38 @@ mod tests {
         assert!(done.is_some());
         assert!(m.choose_dials(at(0), 2, &mut rng, |_, _| true).is_empty());
         assert_eq!(m.choose_dials(at(0), 1, &mut rng, |_, _| true).len(), 1);
+    }
+
+    #[test]
+    fn dials_try_addresses_never_failed_before_those_that_failed() {
+        let mut m = Membership::new(params(), opt_params(), 16, at(0));
+        let mut rng = rng();
+        for n in 1..=8 {
+            m.learn(at(0), addr(n), Some(peer(n)), false, &mut rng);
+        }
+        // Addresses 1..=5 failed once (a mass failure); their back-off is over by 1 s.
+        for n in 1..=5 {
+            m.note_failure(at(0), addr(n), &mut rng);
+        }
+        m.note_failure(at(0), addr(1), &mut rng);
+        for round in 0..20 {
+            let chosen = m.choose_dials(at(1_000), 0, &mut rng, |_, _| true);
+            // Two slots: both go to the three never-failed addresses, whatever the draw.
+            assert_eq!(chosen.len(), 2, "round {round}");
+            assert!(
+                chosen
+                    .iter()
+                    .all(|a| [addr(6), addr(7), addr(8)].contains(a)),
+                "round {round}: {chosen:?}"
+            );
+        }
+        // With the untried ones connected, one failure comes before two.
+        let rest = |a: &SocketAddr, _: &KnownPeer| ![addr(6), addr(7), addr(8)].contains(a);
+        for round in 0..20 {
+            let chosen = m.choose_dials(at(10_000), 0, &mut rng, rest);
+            assert_eq!(chosen.len(), 2, "round {round}");
+            assert!(!chosen.contains(&addr(1)), "round {round}: {chosen:?}");
+        }
     }
 
     #[test]

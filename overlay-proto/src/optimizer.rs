@@ -234,7 +234,7 @@ impl LinkOptimizer {
             return Judgement::NotProbe;
         }
         let faster = worst.is_some_and(|w| self.clearly_faster(rtt, w));
-        if faster && eligible {
+        if faster && eligible && self.may_swap(now) {
             if let Some(probe) = self.probe.as_mut() {
                 probe.rtt = Some(rtt);
             }
@@ -243,6 +243,14 @@ impl LinkOptimizer {
             self.finish(now, false);
             Judgement::Reject
         }
+    }
+
+    /// True when a swap is left in the budget at `now`. A probe still in flight when the
+    /// burst ends is not kept, and a kept one does not swap: what is left of the burst is
+    /// forfeited then, whatever was under way.
+    pub(crate) fn may_swap(&mut self, now: Instant) -> bool {
+        self.settle(now);
+        self.swaps_left > 0
     }
 
     /// The kept probe `dial` runs now: its measured round trip (to compare once more with the
@@ -434,6 +442,26 @@ mod tests {
         // Long idle: the budget refills to its size, never beyond.
         assert!(o.due(at(10_000_000)));
         assert_eq!(o.swaps_left(), 3);
+    }
+
+    #[test]
+    fn a_probe_in_flight_when_the_burst_ends_is_not_kept() {
+        let mut o = LinkOptimizer::new(params(), at(0));
+        // Dialed in the last round of the burst (40 s), connected after its end.
+        assert!(o.due(at(39_500)));
+        o.start_probe(at(39_500), DialId(1), addr(1));
+        let late = o.judge(at(40_100), DialId(1), ms(5), Some(ms(40)), true);
+        assert_eq!(
+            late,
+            Judgement::Reject,
+            "the rest of the burst is forfeited"
+        );
+        assert!(!o.may_swap(at(40_100)));
+        // The same probe within the burst is kept.
+        let mut o = LinkOptimizer::new(params(), at(0));
+        o.start_probe(at(39_500), DialId(1), addr(1));
+        let kept = o.judge(at(39_900), DialId(1), ms(5), Some(ms(40)), true);
+        assert_eq!(kept, Judgement::Keep);
     }
 
     #[test]

@@ -116,7 +116,7 @@ fn the_burst_is_spent_while_nodes_join_and_no_swap_comes_after_it() {
     assert_eq!(
         sum(&m, |s| s.links_optimized),
         swaps,
-        "a swap after the burst"
+        "a swap after the burst: {swaps} by 10 s"
     );
     let late = sum(&m, |s| s.link_probes) - probes;
     assert!(late <= NODES as u64, "{late} probes after the burst");

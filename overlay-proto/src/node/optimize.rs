@@ -174,9 +174,10 @@ impl Node {
         let Some(rtt) = kept else {
             return;
         };
+        let budget = self.membership.optimizer_mut().may_swap(now);
         let slowest = self
             .slowest_droppable(Some(key))
-            .filter(|(_, w)| self.membership.optimizer().clearly_faster(rtt, *w));
+            .filter(|(_, w)| budget && self.membership.optimizer().clearly_faster(rtt, *w));
         let swapped = slowest.is_some();
         if let Some((slow, _)) = slowest {
             self.stats.links_optimized += 1;
