@@ -137,6 +137,13 @@ impl LinkOptimizer {
         }
     }
 
+    /// The node starts at `now` (its first input, which may come long after the clock's
+    /// epoch, e.g. a node restarted in a simulation): the first round, the budget and the
+    /// burst are counted from there.
+    pub(crate) fn anchor(&mut self, now: Instant) {
+        *self = LinkOptimizer::new(self.params, now);
+    }
+
     fn refill_period(&self) -> Duration {
         REFILL_PERIOD
     }
@@ -442,6 +449,21 @@ mod tests {
         // Long idle: the budget refills to its size, never beyond.
         assert!(o.due(at(10_000_000)));
         assert_eq!(o.swaps_left(), 3);
+    }
+
+    #[test]
+    fn the_burst_counts_from_the_start_not_from_the_clock_epoch() {
+        // A node built at the epoch that starts 100 s later (a restart in a simulation).
+        let mut o = LinkOptimizer::new(params(), at(0));
+        o.anchor(at(100_000));
+        assert!(
+            !o.due(at(100_500)),
+            "the first round is one interval after the start"
+        );
+        assert!(o.due(at(101_000)));
+        assert_eq!(o.swaps_left(), 3, "the burst is not forfeited at once");
+        assert!(o.may_swap(at(139_999)));
+        assert!(!o.may_swap(at(140_000)), "40 rounds of 1 s after the start");
     }
 
     #[test]

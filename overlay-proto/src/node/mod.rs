@@ -60,6 +60,9 @@ pub struct Node {
     rng: ChaCha8Rng,
     /// Time of the input being handled (monotonic: never moves backwards).
     now: Instant,
+    /// True once the node handled its first input (its start: the link optimizer's burst
+    /// is counted from there, not from the clock's epoch).
+    started: bool,
     /// The sessions machine: every peer session, its indexes and the handshake rules.
     sessions: Sessions,
     /// The broadcast tree of every topic this node is in (the default topic always).
@@ -160,6 +163,7 @@ impl Node {
             ),
             rng: ChaCha8Rng::seed_from_u64(seed),
             now: Instant::ZERO,
+            started: false,
             sessions: Sessions::new(),
             trees: BTreeMap::from([(
                 TopicId::DEFAULT,
@@ -203,6 +207,10 @@ impl Node {
     pub fn handle(&mut self, now: Instant, input: Input) {
         if now > self.now {
             self.now = now;
+        }
+        if !self.started {
+            self.started = true;
+            self.membership.optimizer_mut().anchor(self.now);
         }
         match input {
             Input::ConnectionUp {
