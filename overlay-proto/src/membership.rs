@@ -27,6 +27,12 @@ use crate::wire::PeerEntry;
 /// Consecutive failures after which a learnt (not seed) address is forgotten.
 const FORGET_AFTER_FAILURES: u32 = 6;
 
+/// A node with no session whose last `max_concurrent_dials` dials all failed (most of its
+/// passive list is dead: a mass failure, a partition) may have this many times as many dials
+/// in flight: each dead address costs a round trip or a connect timeout, and one live peer
+/// is what brings the node back into the overlay.
+pub(crate) const ISOLATED_DIAL_FACTOR: usize = 4;
+
 /// The settings the machine uses (from [`NodeConfig`]; fixed for a node's life).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Params {
@@ -92,6 +98,8 @@ pub(crate) struct Membership {
     dial_started: BTreeMap<DialId, Instant>,
     /// Latency-aware membership: the probe round and the swap rule.
     optimizer: LinkOptimizer,
+    /// Dials that failed since one last connected.
+    dials_failed_in_a_row: usize,
 }
 
 impl Membership {
@@ -113,6 +121,7 @@ impl Membership {
             next_dial: 1,
             next_shuffle: now + params.shuffle_interval,
             outputs: VecDeque::new(),
+            dials_failed_in_a_row: 0,
         }
     }
 
@@ -222,9 +231,30 @@ impl Membership {
         self.dials.len()
     }
 
-    /// True while no further dial may start (`max_concurrent_dials` in flight).
-    pub(crate) fn dial_slots_full(&self) -> bool {
-        self.dials.len() >= self.params.max_concurrent_dials
+    /// How many dials may be in flight while the node has `sessions` sessions:
+    /// `max_concurrent_dials`, or [`ISOLATED_DIAL_FACTOR`] times that for a node with none
+    /// whose last `max_concurrent_dials` dials all failed.
+    pub(crate) fn dial_limit(&self, sessions: usize) -> usize {
+        let base = self.params.max_concurrent_dials;
+        if sessions == 0 && self.dials_failed_in_a_row >= base {
+            base.saturating_mul(ISOLATED_DIAL_FACTOR)
+        } else {
+            base
+        }
+    }
+
+    /// True while no further dial may start ([`Membership::dial_limit`] in flight).
+    pub(crate) fn dial_slots_full(&self, sessions: usize) -> bool {
+        self.dials.len() >= self.dial_limit(sessions)
+    }
+
+    /// A dial of ours connected (`true`) or failed: counts the failures in a row.
+    pub(crate) fn note_dial_result(&mut self, connected: bool) {
+        self.dials_failed_in_a_row = if connected {
+            0
+        } else {
+            self.dials_failed_in_a_row.saturating_add(1)
+        };
     }
 
     /// True when a dial to `addr` is in flight.
@@ -288,7 +318,9 @@ impl Membership {
     }
 
     /// Whom to dial so that `sessions` (running sessions and our dials still handshaking)
-    /// plus the dials in flight reach `active_target`, within the free dial slots: addresses
+    /// plus the dials in flight reach `active_target`, within the free dial slots (an isolated
+    /// node whose dials keep failing fills all of its wider [`Membership::dial_limit`]
+    /// instead, since most of what it dials is dead): addresses
     /// out of backoff at `now` that `usable` allows (not connected, not banned), those with
     /// the fewest failures in a row first, picked at random with `rng` among equals.
     #[must_use]
@@ -300,11 +332,13 @@ impl Membership {
         usable: impl Fn(&SocketAddr, &KnownPeer) -> bool,
     ) -> Vec<SocketAddr> {
         let active = sessions + self.dials.len();
-        let want = self.params.active_target.saturating_sub(active);
-        let room = self
-            .params
-            .max_concurrent_dials
-            .saturating_sub(self.dials.len());
+        let limit = self.dial_limit(sessions);
+        let room = limit.saturating_sub(self.dials.len());
+        let want = if limit > self.params.max_concurrent_dials {
+            room
+        } else {
+            self.params.active_target.saturating_sub(active)
+        };
         let n = want.min(room);
         if n == 0 {
             return Vec::new();
@@ -461,13 +495,44 @@ mod tests {
         for a in &chosen {
             let _dial = m.start_dial(at(0), *a);
         }
-        assert!(m.dial_slots_full());
+        assert!(m.dial_slots_full(0));
         assert!(m.choose_dials(at(0), 0, &mut rng, |_, _| true).is_empty());
         // The view is full once sessions + dials reach the target.
         let (done, _) = m.finish_dial(DialId(1));
         assert!(done.is_some());
         assert!(m.choose_dials(at(0), 2, &mut rng, |_, _| true).is_empty());
         assert_eq!(m.choose_dials(at(0), 1, &mut rng, |_, _| true).len(), 1);
+    }
+
+    #[test]
+    fn an_isolated_node_whose_dials_keep_failing_dials_more_at_once() {
+        let mut m = Membership::new(params(), opt_params(), 64, at(0));
+        let mut rng = rng();
+        for n in 1..=40 {
+            m.learn(at(0), addr(n), Some(peer(n)), false, &mut rng);
+        }
+        // Two slots (max_concurrent_dials = 2) until two dials in a row failed.
+        assert_eq!(m.dial_limit(0), 2);
+        m.note_dial_result(false);
+        assert_eq!(m.dial_limit(0), 2, "one failure is not a dead list");
+        m.note_dial_result(false);
+        let wide = 2 * ISOLATED_DIAL_FACTOR;
+        assert_eq!(m.dial_limit(0), wide);
+        // With no session the node fills every slot, past active_target (3).
+        let chosen = m.choose_dials(at(0), 0, &mut rng, |_, _| true);
+        assert_eq!(chosen.len(), wide);
+        for a in &chosen {
+            let _dial = m.start_dial(at(0), *a);
+        }
+        assert!(m.dial_slots_full(0));
+        // A node with a session keeps the usual limit, failures or not.
+        assert_eq!(m.dial_limit(1), 2);
+        assert!(m.dial_slots_full(1));
+        assert!(m.choose_dials(at(0), 1, &mut rng, |_, _| true).is_empty());
+        // One dial that connects ends it.
+        m.note_dial_result(true);
+        assert_eq!(m.dial_limit(0), 2);
+        assert!(m.choose_dials(at(0), 0, &mut rng, |_, _| true).is_empty());
     }
 
     #[test]

@@ -54,7 +54,10 @@ impl Node {
         let mut waiting = Vec::new();
         let dial_rtt = dial.and_then(|d| self.membership.dial_rtt(d, now));
         if let Some(d) = dial {
-            let (_addr, requests) = self.membership.finish_dial(d);
+            let (addr, requests) = self.membership.finish_dial(d);
+            if addr.is_some() {
+                self.membership.note_dial_result(true);
+            }
             waiting = requests;
         }
         let rate = TokenBucket::new(

@@ -61,7 +61,7 @@ impl Node {
             session.dial_requests.extend(request);
             return DialOutcome::Handshaking(session.conn);
         }
-        if self.membership.dial_slots_full() {
+        if self.membership.dial_slots_full(self.membership_count()) {
             // The address stays in the passive list: membership dials it when a slot frees.
             self.stats.dials_refused += 1;
             return DialOutcome::Refused(OverlayError::Busy);
@@ -157,7 +157,7 @@ impl Node {
     /// Dials `addr` for a topic that lacks links, when a dial slot and a session slot are free
     /// and the address is not already connected or dialed. True when dialing.
     pub(super) fn dial_for_topic(&mut self, addr: SocketAddr) -> bool {
-        let busy = self.membership.dial_slots_full()
+        let busy = self.membership.dial_slots_full(self.membership_count())
             || self.membership_count() + self.membership.dials_in_flight()
                 >= self.config.max_sessions;
         if busy || self.shutting_down || self.is_connected_to(&addr) {

@@ -75,7 +75,7 @@ impl Node {
         }
         if self.membership_count() < self.config.active_target
             || self.membership_count() >= self.config.max_sessions
-            || self.membership.dial_slots_full()
+            || self.membership.dial_slots_full(self.membership_count())
         {
             return;
         }

@@ -392,6 +392,7 @@ impl Node {
         self.settle_dial_requests(waiting, Err(error));
         self.stats.dials_failed += 1;
         if let Some(addr) = addr {
+            self.membership.note_dial_result(false);
             self.note_failure(addr);
             self.maintain_membership();
         }
