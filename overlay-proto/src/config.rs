@@ -27,7 +27,8 @@ pub struct NodeConfig {
     pub passive_capacity: usize,
     /// Hard ceiling on sessions of any state; past it new connections get `Refused`.
     pub max_sessions: usize,
-    /// Dials in flight at once.
+    /// Dials in flight at once; four times as many while the node has no session and its
+    /// last `max_concurrent_dials` dials all failed (most of its passive list is dead).
     pub max_concurrent_dials: usize,
     /// A session must finish HELLO + START within this time (the driver also bounds its TLS
     /// handshake by it).
