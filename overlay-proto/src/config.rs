@@ -27,8 +27,9 @@ pub struct NodeConfig {
     pub passive_capacity: usize,
     /// Hard ceiling on sessions of any state; past it new connections get `Refused`.
     pub max_sessions: usize,
-    /// Dials in flight at once; four times as many while the node has no session and its
-    /// last `max_concurrent_dials` dials all failed (most of its passive list is dead).
+    /// Dials in flight at once; up to four times as many while the node has fewer than half
+    /// its `active_target` sessions and its last `max_concurrent_dials` dials all failed
+    /// (most of its passive list is dead; [`NodeConfig::max_dials_in_flight`]).
     pub max_concurrent_dials: usize,
     /// A session must finish HELLO + START within this time (the driver also bounds its TLS
     /// handshake by it).
@@ -477,6 +478,14 @@ fn check(ok: bool, setting: &'static str, accepted: &'static str) -> Result<(), 
 }
 
 impl NodeConfig {
+    /// Dials a node may ever have in flight: `max_concurrent_dials`, four times that while
+    /// it has fewer than half its `active_target` sessions and its last
+    /// `max_concurrent_dials` dials all failed.
+    pub fn max_dials_in_flight(&self) -> usize {
+        self.max_concurrent_dials
+            .saturating_mul(crate::membership::ISOLATED_DIAL_FACTOR)
+    }
+
     /// Bytes the GRAFT store may hold at most: past `store_bytes` it keeps only messages
     /// younger than 2 × `graft_miss_grace`, up to twice `store_bytes`, and always room
     /// for one message of the largest size with its signature (so every message can be held

@@ -27,11 +27,17 @@ use crate::wire::PeerEntry;
 /// Consecutive failures after which a learnt (not seed) address is forgotten.
 const FORGET_AFTER_FAILURES: u32 = 6;
 
-/// A node with no session whose last `max_concurrent_dials` dials all failed (most of its
-/// passive list is dead: a mass failure, a partition) may have this many times as many dials
-/// in flight: each dead address costs a round trip or a connect timeout, and one live peer
-/// is what brings the node back into the overlay.
+/// A node with fewer than half its `active_target` sessions whose last
+/// `max_concurrent_dials` dials all failed (most of its passive list is dead: a mass failure,
+/// a partition) may have this many times as many dials in flight: each dead address costs a
+/// round trip or a connect timeout (2 s for a silently dead host), and the few live peers are
+/// what bring the node back into the overlay.
 pub(crate) const ISOLATED_DIAL_FACTOR: usize = 4;
+
+/// Such a node dials this many addresses per missing session (within its wider limit). Four
+/// per missing session reached the survivors sooner still, but left them 2–3 sessions over
+/// `active_target` after a 70–90 % kill, where enough of the list was alive.
+pub(crate) const DIALS_PER_MISSING_SESSION: usize = 2;
 
 /// The settings the machine uses (from [`NodeConfig`]; fixed for a node's life).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,11 +238,13 @@ impl Membership {
     }
 
     /// How many dials may be in flight while the node has `sessions` sessions:
-    /// `max_concurrent_dials`, or [`ISOLATED_DIAL_FACTOR`] times that for a node with none
-    /// whose last `max_concurrent_dials` dials all failed.
+    /// `max_concurrent_dials`, or [`ISOLATED_DIAL_FACTOR`] times that for a node with fewer
+    /// than half its `active_target` whose last `max_concurrent_dials` dials all failed.
     pub(crate) fn dial_limit(&self, sessions: usize) -> usize {
         let base = self.params.max_concurrent_dials;
-        if sessions == 0 && self.dials_failed_in_a_row >= base {
+        if sessions.saturating_mul(2) < self.params.active_target
+            && self.dials_failed_in_a_row >= base
+        {
             base.saturating_mul(ISOLATED_DIAL_FACTOR)
         } else {
             base
@@ -318,9 +326,10 @@ impl Membership {
     }
 
     /// Whom to dial so that `sessions` (running sessions and our dials still handshaking)
-    /// plus the dials in flight reach `active_target`, within the free dial slots (an isolated
-    /// node whose dials keep failing fills all of its wider [`Membership::dial_limit`]
-    /// instead, since most of what it dials is dead): addresses
+    /// plus the dials in flight reach `active_target`, within the free dial slots (a nearly
+    /// isolated node whose dials keep failing dials [`DIALS_PER_MISSING_SESSION`] addresses
+    /// per missing session instead, within its wider [`Membership::dial_limit`], since most
+    /// of what it dials is dead): addresses
     /// out of backoff at `now` that `usable` allows (not connected, not banned), those with
     /// the fewest failures in a row first, picked at random with `rng` among equals.
     #[must_use]
@@ -335,7 +344,11 @@ impl Membership {
         let limit = self.dial_limit(sessions);
         let room = limit.saturating_sub(self.dials.len());
         let want = if limit > self.params.max_concurrent_dials {
-            room
+            self.params
+                .active_target
+                .saturating_sub(sessions)
+                .saturating_mul(DIALS_PER_MISSING_SESSION)
+                .saturating_sub(self.dials.len())
         } else {
             self.params.active_target.saturating_sub(active)
         };
@@ -518,17 +531,26 @@ mod tests {
         m.note_dial_result(false);
         let wide = 2 * ISOLATED_DIAL_FACTOR;
         assert_eq!(m.dial_limit(0), wide);
-        // With no session the node fills every slot, past active_target (3).
+        // With no session the node dials two addresses per missing session (6), past
+        // active_target (3), within the wider limit (8).
         let chosen = m.choose_dials(at(0), 0, &mut rng, |_, _| true);
-        assert_eq!(chosen.len(), wide);
+        assert_eq!(chosen.len(), 3 * DIALS_PER_MISSING_SESSION);
         for a in &chosen {
             let _dial = m.start_dial(at(0), *a);
         }
-        assert!(m.dial_slots_full(0));
-        // A node with a session keeps the usual limit, failures or not.
-        assert_eq!(m.dial_limit(1), 2);
-        assert!(m.dial_slots_full(1));
+        assert!(!m.dial_slots_full(0));
+        assert!(m.choose_dials(at(0), 0, &mut rng, |_, _| true).is_empty());
+        // With one session of three it is still short of half its view: as wide.
+        assert_eq!(m.dial_limit(1), wide);
+        // With half its view or more it keeps the usual limit, failures or not.
+        assert_eq!(m.dial_limit(2), 2);
+        assert!(m.dial_slots_full(2));
+        assert!(m.choose_dials(at(0), 2, &mut rng, |_, _| true).is_empty());
+        // Two per missing session, less the dials in flight (five once one ended): none
+        // more with one session (4 − 5), one more with none (6 − 5).
+        let (_, _) = m.finish_dial(DialId(1));
         assert!(m.choose_dials(at(0), 1, &mut rng, |_, _| true).is_empty());
+        assert_eq!(m.choose_dials(at(0), 0, &mut rng, |_, _| true).len(), 1);
         // One dial that connects ends it.
         m.note_dial_result(true);
         assert_eq!(m.dial_limit(0), 2);
