@@ -344,6 +344,33 @@ fn with_no_other_link_the_announcer_is_grafted_at_once() {
 }
 
 #[test]
+fn a_node_that_lost_a_session_grafts_at_once_until_its_next_message() {
+    // Connection 1 is the eager parent, 2..=4 lazy. Session 4 ends: the parent may be the
+    // next to go (a mass failure), so until a new message arrives an announcement is
+    // grafted at once instead of after graft_timeout.
+    let mut bed = settled_bed(4);
+    bed.input(Input::ConnectionClosed {
+        conn: overlay_proto::ConnId(4),
+        error: None,
+    });
+    bed.clear();
+    let (id, m) = gossip(2, 3);
+    bed.send(2, ihave(&id, 1));
+    bed.advance(Duration::from_millis(1));
+    assert_eq!(bed.sent(2, Kind::Graft), vec![id.0.to_vec()]);
+    // The message the GRAFT brings ends it: the next announcement (from lazy connection 3)
+    // waits graft_timeout again.
+    bed.send(2, m);
+    bed.clear();
+    let (id, _) = gossip(4, 3);
+    bed.send(3, ihave(&id, 1));
+    bed.advance(Duration::from_millis(20));
+    assert!(bed.sent(3, Kind::Graft).is_empty(), "the wait resumed");
+    bed.advance(Duration::from_millis(180));
+    assert_eq!(bed.sent(3, Kind::Graft), vec![id.0.to_vec()]);
+}
+
+#[test]
 fn an_empty_graft_promotes_the_sender_and_asks_for_nothing() {
     let mut bed = one_parent_bed(2);
     assert!(!bed.is_eager(peer(3)));

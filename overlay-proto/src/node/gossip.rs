@@ -507,11 +507,19 @@ impl Node {
         // (a node rebuilding its links after a mass failure, or a new node hearing its first
         // session's catch-up announcements), nobody else can push or announce it: waiting
         // only delays. (With other links, an eager one that is silent, say, the wait lets a
-        // better announcer come forward.)
+        // better announcer come forward.) Nor does it wait while the node may be cut off from
+        // the tree: it lost a running session within `tree_settle` and has accepted no new
+        // message of the topic since (its parent may be gone; the first message after the
+        // loss is then repaired at the first announcement, and the wait resumes after it).
         let other_link = self
             .tree(&topic)
             .is_some_and(|t| t.len() > usize::from(t.link(key).is_some()));
-        let deadline = if other_link {
+        let settle = self.config.tree_settle;
+        let cut_off = self.session_lost_at.is_some_and(|lost| {
+            now.saturating_duration_since(lost) < settle
+                && self.tree(&topic).is_some_and(|t| t.unchanged_since(lost))
+        });
+        let deadline = if other_link && !cut_off {
             now + self.config.graft_timeout
         } else {
             now
