@@ -26,17 +26,12 @@ use overlay_proto::{
     PeerId,
 };
 use std::collections::BTreeMap;
-use support::{encode, node, token, token_with_key, KEY, NOW_UNIX};
+use support::{encode, node, token, token_with_key, NOW_UNIX};
 
 const APP: u16 = 0x4F56;
 
 fn config() -> NodeConfig {
-    let mut c = NodeConfig::default();
-    c.unix_base_secs = NOW_UNIX;
-    c.auth.keys.insert("k1", "overlay", KEY);
-    c.auth.own_token = Some(token(vec![], &[], None).into());
-    c.origin_auth = overlay_proto::OriginAuth::None;
-    c
+    support::token_config()
 }
 
 fn hello(payload: &str) -> Bytes {

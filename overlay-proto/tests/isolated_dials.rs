@@ -12,15 +12,10 @@ use std::collections::BTreeSet;
 use overlay_proto::{
     Action, DialId, Direction, Input, Instant, Node, NodeConfig, OverlayError, PeerId,
 };
-use support::{node, token, KEY, NOW_UNIX};
+use support::node;
 
 fn config() -> NodeConfig {
-    let mut c = NodeConfig::default();
-    c.unix_base_secs = NOW_UNIX;
-    c.auth.keys.insert("k1", "overlay", KEY);
-    c.auth.own_token = Some(token(vec![], &[], None).into());
-    c.origin_auth = overlay_proto::OriginAuth::None;
-    c
+    support::token_config()
 }
 
 fn addr(i: u16) -> SocketAddr {

@@ -149,6 +149,17 @@ pub fn random_id(n: u32) -> MessageId {
     MessageId(*blake3::hash(&n.to_le_bytes()).as_bytes())
 }
 
+/// A config for a node that requires and presents tokens (key `k1`, audience `overlay`, a
+/// token of its own), unsigned gossip, clock at [`NOW_UNIX`].
+pub fn token_config() -> NodeConfig {
+    let mut c = NodeConfig::default();
+    c.unix_base_secs = NOW_UNIX;
+    c.auth.keys.insert("k1", "overlay", KEY);
+    c.auth.own_token = Some(token(vec![], &[], None).into());
+    c.origin_auth = OriginAuth::None;
+    c
+}
+
 /// A config for one node driven by raw peers: no tokens, unsigned gossip, clock at
 /// [`NOW_UNIX`], and idle and liveness timers far away (raw peers never send heartbeats, so the
 /// failure detector stays out of the way; tests advance time).
