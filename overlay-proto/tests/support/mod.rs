@@ -152,11 +152,13 @@ pub fn random_id(n: u32) -> MessageId {
 /// A config for a node that requires and presents tokens (key `k1`, audience `overlay`, a
 /// token of its own), unsigned gossip, clock at [`NOW_UNIX`].
 pub fn token_config() -> NodeConfig {
-    let mut c = NodeConfig::default();
-    c.unix_base_secs = NOW_UNIX;
+    let mut c = NodeConfig {
+        unix_base_secs: NOW_UNIX,
+        origin_auth: OriginAuth::None,
+        ..NodeConfig::default()
+    };
     c.auth.keys.insert("k1", "overlay", KEY);
     c.auth.own_token = Some(token(vec![], &[], None).into());
-    c.origin_auth = OriginAuth::None;
     c
 }
 
