@@ -90,7 +90,8 @@ pub struct NodeConfig {
     /// running session ends. A value at or below `graft_timeout` turns the hold off.
     pub graft_timeout_settled: Duration,
     /// How long after losing a running session (eager or lazy) the node grafts after
-    /// `graft_timeout` (puts off no GRAFT).
+    /// `graft_timeout` (puts off no GRAFT); until it accepts a new message after the loss it
+    /// grafts an announced id at once (its tree parent may be gone).
     pub tree_settle: Duration,
     /// How long a new link of a topic's tree is on probation. A new session's link starts
     /// eager (textbook Plumtree), so it may bring a message first. While it is on probation,
