@@ -46,6 +46,9 @@ pub(crate) struct Params {
     pub(crate) active_target: usize,
     /// Dials in flight at once, at most.
     pub(crate) max_concurrent_dials: usize,
+    /// Dials in flight at once for a nearly isolated node whose dials keep failing
+    /// ([`NodeConfig::max_dials_in_flight`]).
+    pub(crate) max_dials_isolated: usize,
     /// First reconnect delay after a failure (doubles per failure).
     pub(crate) backoff_base: Duration,
     /// Longest reconnect delay.
@@ -60,6 +63,7 @@ impl Params {
         Params {
             active_target: config.active_target,
             max_concurrent_dials: config.max_concurrent_dials,
+            max_dials_isolated: config.max_dials_in_flight(),
             backoff_base: config.backoff_base,
             backoff_max: config.backoff_max,
             shuffle_interval: config.shuffle_interval,
@@ -245,7 +249,7 @@ impl Membership {
         if sessions.saturating_mul(2) < self.params.active_target
             && self.dials_failed_in_a_row >= base
         {
-            base.saturating_mul(ISOLATED_DIAL_FACTOR)
+            self.params.max_dials_isolated
         } else {
             base
         }
@@ -431,6 +435,7 @@ mod tests {
         Params {
             active_target: 3,
             max_concurrent_dials: 2,
+            max_dials_isolated: 2 * ISOLATED_DIAL_FACTOR,
             backoff_base: Duration::from_millis(100),
             backoff_max: Duration::from_secs(2),
             shuffle_interval: Duration::from_secs(10),

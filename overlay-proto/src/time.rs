@@ -69,6 +69,12 @@ impl Sub<Instant> for Instant {
     }
 }
 
+/// `d` in whole microseconds as a signed count (saturating), for sums of lateness that may
+/// be negative.
+pub(crate) fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

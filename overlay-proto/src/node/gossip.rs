@@ -15,6 +15,7 @@ use crate::precheck;
 use crate::score::Penalty;
 use crate::sessions::Sessions;
 use crate::stats::RejectReason;
+use crate::time::micros;
 use crate::time::Instant;
 use crate::topic::TopicId;
 use crate::wire::{self, GossipMsg, Kind, WireError, IHAVE_ENTRY_LEN, SIGNED_GOSSIP_HEADER_LEN};
@@ -511,15 +512,15 @@ impl Node {
         // the tree: it lost a running session within `tree_settle` and has accepted no new
         // message of the topic since (its parent may be gone; the first message after the
         // loss is then repaired at the first announcement, and the wait resumes after it).
-        let other_link = self
-            .tree(&topic)
-            .is_some_and(|t| t.len() > usize::from(t.link(key).is_some()));
-        let settle = self.config.tree_settle;
-        let cut_off = self.session_lost_at.is_some_and(|lost| {
-            now.saturating_duration_since(lost) < settle
-                && self.tree(&topic).is_some_and(|t| t.unchanged_since(lost))
+        let recent_loss = self
+            .session_lost_at
+            .filter(|lost| now.saturating_duration_since(*lost) < self.config.tree_settle);
+        let wait = self.tree(&topic).is_some_and(|t| {
+            let other_link = t.len() > usize::from(t.link(key).is_some());
+            let cut_off = recent_loss.is_some_and(|lost| t.unchanged_since(lost));
+            other_link && !cut_off
         });
-        let deadline = if other_link && !cut_off {
+        let deadline = if wait {
             now + self.config.graft_timeout
         } else {
             now
@@ -970,9 +971,4 @@ fn session_alive(sessions: &Sessions, key: SessionKey, conn: ConnId) -> bool {
     sessions
         .get(key)
         .is_some_and(|s| s.conn == conn && s.is_running())
-}
-
-/// `d` in whole microseconds, saturating.
-fn micros(d: core::time::Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }

@@ -917,8 +917,7 @@ impl Plumtree {
         // The announcement left the shortcut at most one IHAVE flush after its copy would
         // have, so when announcements arrive later than our copies on average (beyond
         // `optimization_max_lateness`), the path over the shortcut is the slower one.
-        let max_late_us =
-            i64::try_from(self.params.optimization_max_lateness.as_micros()).unwrap_or(i64::MAX);
+        let max_late_us = crate::time::micros(self.params.optimization_max_lateness);
         let timely = tally.late_us <= max_late_us.saturating_mul(i64::from(tally.samples));
         let swap =
             timely && ((mean_saves && longest >= 0) || (longest >= threshold && tally.saved >= 0));
