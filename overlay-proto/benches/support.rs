@@ -77,6 +77,7 @@ pub fn opening_bytes(i: u32) -> Vec<u8> {
             credit_frames: u32::MAX,
             credit_bytes: u32::MAX,
             graft_miss: false,
+            running_peers: false,
         },
     };
     let json = serde_json::to_vec(&hello).unwrap_or_default();

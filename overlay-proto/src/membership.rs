@@ -152,25 +152,25 @@ impl Membership {
         Some(now.saturating_duration_since(*started) / 2)
     }
 
-    /// A passive peer to probe for latency: known identity, no failure since its last
-    /// success, out of backoff at `now`, allowed by `usable`; picked at random with `rng`.
-    pub(crate) fn choose_probe(
-        &self,
-        now: Instant,
-        rng: &mut impl RngCore,
-        usable: impl Fn(&SocketAddr, &KnownPeer) -> bool,
-    ) -> Option<SocketAddr> {
-        let candidates: Vec<SocketAddr> = self
-            .passive
-            .iter()
-            .filter(|(_, k)| k.peer.is_some() && k.failures == 0 && k.next_attempt <= now)
-            .filter(|(a, k)| usable(a, k))
-            .map(|(a, _)| *a)
-            .collect();
-        if candidates.is_empty() {
-            return None;
+    /// True when `addr` may be probed at `now`: a passive entry for it has had no failure
+    /// since its last success and is out of back-off (an address the list does not hold has
+    /// no history against it).
+    pub(crate) fn probe_ready(&self, now: Instant, addr: &SocketAddr) -> bool {
+        self.passive
+            .get(addr)
+            .is_none_or(|k| k.failures == 0 && k.next_attempt <= now)
+    }
+
+    /// A SHUFFLE or SHUFFLE_REPLY entry named `addr` (counted when the list holds it).
+    pub(crate) fn note_mention(&mut self, addr: &SocketAddr) {
+        if let Some(known) = self.passive.get_mut(addr) {
+            known.mentions = known.mentions.saturating_add(1);
         }
-        candidates.get(random_below(rng, candidates.len())).copied()
+    }
+
+    /// How many SHUFFLE and SHUFFLE_REPLY entries named `addr` while it was listed.
+    pub(crate) fn mentions(&self, addr: &SocketAddr) -> u32 {
+        self.passive.get(addr).map_or(0, |k| k.mentions)
     }
 
     /// The passive list.
@@ -595,7 +595,7 @@ mod tests {
     }
 
     #[test]
-    fn a_dial_measures_its_round_trip_and_probes_pick_known_healthy_peers() {
+    fn a_dial_measures_its_round_trip_and_probes_need_a_clean_record() {
         let mut m = Membership::new(params(), opt_params(), 16, at(0));
         let mut rng = rng();
         let dial = m.start_dial(at(100), addr(9));
@@ -608,12 +608,23 @@ mod tests {
         m.learn(at(0), addr(3), Some(peer(3)), false, &mut rng);
         m.learn(at(0), addr(4), Some(peer(4)), false, &mut rng);
         m.note_failure(at(0), addr(3), &mut rng);
-        for _ in 0..20 {
-            let pick = m.choose_probe(at(10_000), &mut rng, |a, _| *a != addr(4));
-            // 2 has no known identity, 3 failed since its last success, 4 is not usable.
-            assert_eq!(pick, Some(addr(1)));
-        }
-        assert_eq!(m.choose_probe(at(0), &mut rng, |_, _| false), None);
+        // 3 failed since its last success; an address the list does not hold has no history.
+        assert!(m.probe_ready(at(10_000), &addr(1)));
+        assert!(!m.probe_ready(at(10_000), &addr(3)));
+        assert!(m.probe_ready(at(0), &addr(9)));
+        m.note_success(&addr(3));
+        assert!(
+            m.probe_ready(at(10_000), &addr(3)),
+            "a success clears the record"
+        );
+        // SHUFFLE mentions count only while the list holds the address.
+        m.note_mention(&addr(1));
+        m.note_mention(&addr(1));
+        m.note_mention(&addr(9));
+        assert_eq!(m.mentions(&addr(1)), 2);
+        assert_eq!(m.mentions(&addr(9)), 0);
+        m.forget(&addr(1));
+        assert_eq!(m.mentions(&addr(1)), 0);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! over short links.
 //!
 //! [`LinkOptimizer`] runs rounds. A round is due `interval` after the previous one ended; it
-//! dials one candidate from the passive list (a *probe*). The dial itself measures the
+//! asks a running peer for its running peers and dials one of them (a *probe*; the node
+//! chooses whom to ask and which entry, see `node::optimize`), or gives up when no answer
+//! comes within [`ASK_DEADLINE`]. The dial itself measures the
 //! candidate: TCP plus TLS 1.3 take two round trips from the connect to the connection being
 //! up, so half that time is the candidate's round-trip time (a peer cannot answer a TLS
 //! handshake before it sees our ClientHello, so it cannot look faster than its link is). When
@@ -50,6 +52,10 @@ const BURST_MAX_BACKOFF_ROUNDS: u32 = 4;
 /// or loopback, where every link takes well under a millisecond, the relative differences are
 /// noise (scheduling, TLS work) and a swap would only churn the tree.
 pub(crate) const MIN_RTT_SAVING: Duration = Duration::from_millis(5);
+
+/// A request for a running peer's running peers (the round's candidates) that has no answer
+/// by then is given up: the round ends without a probe and the next one asks another peer.
+const ASK_DEADLINE: Duration = Duration::from_secs(1);
 
 /// A probe whose connection is neither up nor failed by then is given up (the driver's connect
 /// and handshake deadlines end it well before).
@@ -112,6 +118,8 @@ pub(crate) struct LinkOptimizer {
     /// Rounds in a row that swapped nothing (the wait doubles per round, capped).
     idle_rounds: u32,
     probe: Option<Probe>,
+    /// When the round asked a running peer for its running peers, while the answer is awaited.
+    asked: Option<Instant>,
     /// Swaps left in the budget.
     swaps_left: u32,
     /// When the next spent swap comes back.
@@ -130,6 +138,7 @@ impl LinkOptimizer {
             next_round: now + params.interval,
             idle_rounds: 0,
             probe: None,
+            asked: None,
             swaps_left: params.swaps,
             refill_at: now,
             burst_until: now + params.interval.saturating_mul(BURST_ROUNDS),
@@ -178,11 +187,38 @@ impl LinkOptimizer {
         self.swaps_left = self.swaps_left.saturating_sub(1);
     }
 
-    /// True when a round should start at `now`: enabled, no probe in flight, timer expired
-    /// and a swap left in the budget.
+    /// True when a round should start at `now`: enabled, no request or probe in flight, timer
+    /// expired and a swap left in the budget.
     pub(crate) fn due(&mut self, now: Instant) -> bool {
         self.settle(now);
-        self.params.enabled && self.probe.is_none() && self.next_round <= now && self.swaps_left > 0
+        self.params.enabled
+            && self.probe.is_none()
+            && self.asked.is_none()
+            && self.next_round <= now
+            && self.swaps_left > 0
+    }
+
+    /// The round asked a running peer for its running peers at `now`; its probe is drawn from
+    /// the answer.
+    pub(crate) fn start_ask(&mut self, now: Instant) {
+        self.asked = Some(now);
+    }
+
+    /// True while a request sent at `asked` is awaited at `now` (before [`ASK_DEADLINE`]).
+    pub(crate) fn awaits(asked: Instant, now: Instant) -> bool {
+        now.saturating_duration_since(asked) < ASK_DEADLINE
+    }
+
+    /// The answer to the request sent at `asked` came: true when the round is waiting for
+    /// that request (it may now dial its probe); false for an answer to a request the round
+    /// gave up on.
+    pub(crate) fn take_answer(&mut self, asked: Instant) -> bool {
+        if self.asked == Some(asked) {
+            self.asked = None;
+            true
+        } else {
+            false
+        }
     }
 
     /// The round found nothing to do (no link with a known round trip, no candidate): try
@@ -217,6 +253,21 @@ impl LinkOptimizer {
         let margin = u128::from(self.params.margin_pct.min(99));
         candidate.as_nanos() * 100 <= worst.as_nanos() * (100 - margin)
             && worst.saturating_sub(candidate) >= MIN_RTT_SAVING
+    }
+
+    /// The link a kept probe of round trip `rtt` replaces, of `links` (key, how many SHUFFLE
+    /// entries named its address, round trip): of those it is clearly faster than, the most
+    /// named (what a flood pushes), then the slowest, then the lowest key.
+    pub(crate) fn link_to_replace<K: Ord + Copy>(
+        &self,
+        rtt: Duration,
+        links: impl IntoIterator<Item = (K, u32, Duration)>,
+    ) -> Option<K> {
+        links
+            .into_iter()
+            .filter(|(_, _, w)| self.clearly_faster(rtt, *w))
+            .max_by(|a, b| a.1.cmp(&b.1).then(a.2.cmp(&b.2)).then(b.0.cmp(&a.0)))
+            .map(|(key, _, _)| key)
     }
 
     /// True when a link of round trip `worst` could be replaced at all (it is longer than
@@ -287,8 +338,13 @@ impl LinkOptimizer {
     }
 
     /// Ends the round when its probe is gone: `alive` tells whether the probe's dial or
-    /// session still exists; a probe past its deadline is given up too.
+    /// session still exists; a probe past its deadline is given up too. A request unanswered
+    /// for [`ASK_DEADLINE`] ends the round as well (without back-off).
     pub(crate) fn check_probe(&mut self, now: Instant, alive: impl FnOnce(DialId) -> bool) {
+        if self.asked.is_some_and(|at| !Self::awaits(at, now)) {
+            self.asked = None;
+            self.skip(now);
+        }
         let Some(probe) = self.probe else {
             return;
         };
@@ -350,6 +406,32 @@ mod tests {
     }
 
     #[test]
+    fn a_request_holds_the_round_until_its_answer_or_its_deadline() {
+        let mut o = LinkOptimizer::new(params(), at(0));
+        assert!(o.due(at(1000)));
+        o.start_ask(at(1000));
+        assert!(
+            !o.due(at(1500)),
+            "no second round while the answer is awaited"
+        );
+        assert!(!o.take_answer(at(900)), "an answer to an older request");
+        assert!(o.take_answer(at(1000)), "the awaited answer");
+        assert!(!o.take_answer(at(1000)), "one answer per request");
+        o.start_ask(at(2000));
+        o.check_probe(at(2999), |_| true);
+        assert!(!o.due(at(2999)));
+        o.check_probe(at(3000), |_| true);
+        assert!(!o.take_answer(at(2000)), "given up at the deadline");
+        assert!(!o.due(at(3999)));
+        assert!(
+            o.due(at(4000)),
+            "the next round one interval later, no back-off"
+        );
+        assert!(LinkOptimizer::awaits(at(2000), at(2999)));
+        assert!(!LinkOptimizer::awaits(at(2000), at(3000)));
+    }
+
+    #[test]
     fn disabled_never_runs_a_round() {
         let mut o = LinkOptimizer::new(
             Params {
@@ -384,6 +466,30 @@ mod tests {
         assert_eq!(j, Judgement::Keep);
         assert_eq!(o.kept_probe_rtt(DialId(2)), Some(ms(33)));
         assert_eq!(o.kept_probe_rtt(DialId(1)), None);
+    }
+
+    #[test]
+    fn the_link_replaced_is_the_most_named_of_those_clearly_slower_then_the_slowest() {
+        let o = LinkOptimizer::new(params(), at(0));
+        // Probe at 20 ms: only links of at least ~28.6 ms (30 % margin) qualify.
+        let links = [
+            (1u32, 0, ms(50)),
+            (2, 5, ms(30)),
+            (3, 9, ms(25)),
+            (4, 0, ms(40)),
+        ];
+        assert_eq!(
+            o.link_to_replace(ms(20), links),
+            Some(2),
+            "most named qualifying"
+        );
+        let unnamed = [(1u32, 0, ms(50)), (2, 0, ms(30)), (4, 0, ms(50))];
+        assert_eq!(
+            o.link_to_replace(ms(20), unnamed),
+            Some(1),
+            "slowest, lowest key"
+        );
+        assert_eq!(o.link_to_replace(ms(20), [(1u32, 7, ms(25))]), None);
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct KnownPeer {
     /// `peer` was proven by a TLS connection we dialed to this address: hints (HELLO
     /// `listen`, SHUFFLE entries) never replace it.
     pub pinned: bool,
+    /// SHUFFLE and SHUFFLE_REPLY entries that named this address while it was listed (the
+    /// flooded channel: addresses someone keeps pushing rank last as probe candidates).
+    pub mentions: u32,
 }
 
 /// What [`PassiveView::insert`] did with an address.
@@ -87,6 +90,7 @@ impl PassiveView {
                 failures: 0,
                 next_attempt: now,
                 pinned: false,
+                mentions: 0,
             },
         );
         Inserted::Added
@@ -119,6 +123,11 @@ impl PassiveView {
     }
 
     /// The entry for `addr`.
+    pub fn get(&self, addr: &SocketAddr) -> Option<&KnownPeer> {
+        self.peers.get(addr)
+    }
+
+    /// The entry for `addr`, to change.
     pub fn get_mut(&mut self, addr: &SocketAddr) -> Option<&mut KnownPeer> {
         self.peers.get_mut(addr)
     }

@@ -464,6 +464,7 @@ mod tests {
                 credit_frames: 1024,
                 credit_bytes: 64 << 20,
                 graft_miss: false,
+                running_peers: false,
             },
         };
         let mut opening = frame(flags::REQ, 0, 0, &serde_json::to_vec(&hello).unwrap());

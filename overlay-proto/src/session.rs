@@ -223,6 +223,11 @@ pub struct Session {
     pub listen: Option<SocketAddr>,
     /// The peer understands GRAFT_MISS (its HELLO said `graft_miss`).
     pub graft_miss: bool,
+    /// The peer answers RUNNING_PEERS requests (its HELLO said `running_peers`).
+    pub running_peers: bool,
+    /// When we asked the peer for its running peers (RUNNING_PEERS), while its answer is
+    /// owed (one answer per request is taken, however late).
+    pub running_peers_asked: Option<Instant>,
     /// Frames sent and not yet re-credited.
     pub inflight_frames: u32,
     /// Listed in the node's dirty list this round.
@@ -355,6 +360,8 @@ impl Session {
             topic_peers_pending: None,
             listen: None,
             graft_miss: false,
+            running_peers: false,
+            running_peers_asked: None,
             inflight_frames: 0,
             dirty: false,
             control,

@@ -271,6 +271,8 @@ pub struct NodeStats {
     pub graft_misses_too_soon: u64,
     /// Counter: ids in GRAFT_MISS frames that answered no GRAFT of ours (ignored).
     pub graft_misses_unsolicited: u64,
+    /// Counter: RUNNING_PEERS requests a probe round sent (its probe is drawn from the answer).
+    pub link_probe_asks: u64,
     /// Counter: link-optimisation probes dialed (`link_optimization`).
     pub link_probes: u64,
     /// Counter: probes closed before their handshake, not clearly faster than the slowest

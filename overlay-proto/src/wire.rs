@@ -81,11 +81,15 @@ pub enum Kind {
     GraftMiss = 0x0111,
     /// GRAFT_MISS of a topic other than the default: `topic[32]`, then message ids.
     TopicGraftMiss = 0x0112,
+    /// A peer's running peers: a SHUFFLE body. With no entry it asks the receiver for the
+    /// peers it has running sessions with; with entries it answers such a request. Sent only
+    /// to peers that said `running_peers` in HELLO.
+    RunningPeers = 0x0113,
 }
 
 impl Kind {
     /// Every kind, for metrics label tables.
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 19] = [
         Kind::Gossip,
         Kind::IHave,
         Kind::Graft,
@@ -104,6 +108,7 @@ impl Kind {
         Kind::TopicPeers,
         Kind::GraftMiss,
         Kind::TopicGraftMiss,
+        Kind::RunningPeers,
     ];
 
     /// The kind for a frame `code`, if it is one.
@@ -127,6 +132,7 @@ impl Kind {
             0x0110 => Kind::TopicPeers,
             0x0111 => Kind::GraftMiss,
             0x0112 => Kind::TopicGraftMiss,
+            0x0113 => Kind::RunningPeers,
             _ => return None,
         })
     }
@@ -157,6 +163,7 @@ impl Kind {
             Kind::TopicPeers => "topic_peers",
             Kind::GraftMiss => "graft_miss",
             Kind::TopicGraftMiss => "topic_graft_miss",
+            Kind::RunningPeers => "running_peers",
         }
     }
 
@@ -185,7 +192,9 @@ impl Kind {
             | Kind::GraftMiss
             | Kind::TopicGraftMiss => Operation::Gossip,
             Kind::Direct => Operation::Direct,
-            Kind::Shuffle | Kind::ShuffleReply | Kind::TopicPeers => Operation::Membership,
+            Kind::Shuffle | Kind::ShuffleReply | Kind::TopicPeers | Kind::RunningPeers => {
+                Operation::Membership
+            }
             Kind::Credit | Kind::Ping | Kind::Pong => Operation::Control,
         }
     }
@@ -585,6 +594,10 @@ pub struct HelloOverlay {
     /// GRAFT_MISS answers (absent, i.e. false, from peers that predate it).
     #[serde(default, skip_serializing_if = "core::ops::Not::not")]
     pub graft_miss: bool,
+    /// The sender answers RUNNING_PEERS requests (absent, i.e. false, from peers that predate
+    /// it): only such peers are asked.
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub running_peers: bool,
 }
 
 /// The JSON payload of the overlay's HELLO request: the reference key `ua` first, then the
@@ -705,7 +718,7 @@ mod tests {
             assert_eq!(k.index(), i);
         }
         assert_eq!(Kind::from_code(0), None);
-        assert_eq!(Kind::from_code(0x0113), None);
+        assert_eq!(Kind::from_code(0x0114), None);
     }
 
     #[test]
@@ -719,11 +732,13 @@ mod tests {
                 credit_frames: 8,
                 credit_bytes: 9,
                 graft_miss: false,
+                running_peers: false,
             },
         };
         let json = serde_json::to_string(&body).unwrap();
         assert!(json.starts_with("{\"ua\":\"svc-overlay/0.1.0\",\"overlay\":1"));
         assert!(!json.contains("graft_miss"), "false is left out");
+        assert!(!json.contains("running_peers"), "false is left out");
         let back: HelloRequestBody = serde_json::from_str(&json).unwrap();
         assert_eq!(back, body);
         let with = HelloRequestBody {
@@ -735,6 +750,10 @@ mod tests {
         };
         let json = serde_json::to_string(&with).unwrap();
         assert!(json.ends_with(",\"graft_miss\":true}"), "{json}");
+        // A peer that predates a key reads the rest of the body unchanged.
+        let both: HelloRequestBody =
+            serde_json::from_str(&json.replace("}", ",\"running_peers\":true}")).unwrap();
+        assert!(both.overlay.graft_miss && both.overlay.running_peers);
         assert_eq!(
             serde_json::from_str::<HelloRequestBody>(&json).unwrap(),
             with

@@ -284,6 +284,7 @@ impl RawPeer {
                 credit_frames,
                 credit_bytes: 1 << 24,
                 graft_miss: false,
+                running_peers: false,
             },
         };
         self.send(raw_frame(
@@ -532,6 +533,7 @@ fn max_sessions_counts_running_sessions_and_refuses_the_next_with_503() {
                 credit_frames: 64,
                 credit_bytes: 1 << 24,
                 graft_miss: false,
+                running_peers: false,
             },
         };
         raw_frame(flags::REQ, 0, 0, &[], &serde_json::to_vec(&body).unwrap())

@@ -182,6 +182,7 @@ fn open_inputs(conn: u8, p: u8) -> Vec<Input> {
             credit_frames: 4,
             credit_bytes: 1 << 20,
             graft_miss: false,
+            running_peers: false,
         },
     };
     let json = serde_json::to_vec(&hello).unwrap();

@@ -185,7 +185,7 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
     metrics::gauge!("overlay_store_bytes").set(stats.store_bytes as f64);
     metrics::gauge!("overlay_ready").set(if stats.ready { 1.0 } else { 0.0 });
 
-    let counters: [(&'static str, u64); 38] = [
+    let counters: [(&'static str, u64); 39] = [
         ("overlay_sessions_opened_total", stats.sessions_opened),
         ("overlay_sessions_closed_total", stats.sessions_closed),
         (
@@ -229,6 +229,7 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
         ("overlay_gossip_released_total", stats.gossip_released),
         ("overlay_tree_edges_spared_total", stats.tree_edges_spared),
         ("overlay_young_links_kept_total", stats.young_links_kept),
+        ("overlay_link_probe_asks_total", stats.link_probe_asks),
         ("overlay_link_probes_total", stats.link_probes),
         (
             "overlay_link_probes_rejected_total",

@@ -199,6 +199,7 @@ impl RawClient {
                 credit_frames,
                 credit_bytes: 1 << 24,
                 graft_miss: false,
+                running_peers: false,
             },
         };
         let json = serde_json::to_vec(&hello).unwrap();

@@ -126,7 +126,8 @@ impl Node {
         self.membership.note_failure(now, addr, &mut self.rng);
     }
 
-    fn is_connected_to(&self, addr: &SocketAddr) -> bool {
+    /// True when we dial `addr` or run a session that reaches it.
+    pub(super) fn is_connected_to(&self, addr: &SocketAddr) -> bool {
         self.membership.is_dialing(addr) || self.live_sessions().any(|(_, s)| s.reaches(*addr))
     }
 
@@ -300,6 +301,7 @@ impl Node {
                 continue;
             }
             self.learn_peer(e.addr, Some(e.peer), false);
+            self.membership.note_mention(&e.addr);
         }
         if bad > 0 {
             self.stats.rejected.add(RejectReason::BadAddress, bad);

@@ -12,19 +12,30 @@
 //! is lazy does not exist: a lone link is made eager), so a swap never disconnects it. The
 //! peer refills its active view from its passive list as after any lost session.
 //!
-//! A candidate must be one the score allows to gossip (`Standing::Good`); its round trip is
-//! measured by our own dial (TCP + TLS), which a peer cannot shorten by answering early.
+//! Candidates come from a running peer's answer to RUNNING_PEERS (its own running sessions),
+//! not from the passive list, which SHUFFLE floods can fill with one party's addresses; of an
+//! answer's entries the probe is one the fewest SHUFFLE entries named, and the link a kept
+//! probe replaces is the most named of those it beats. A candidate must be one the score
+//! allows to gossip (`Standing::Good`); its round trip is measured by our own dial (TCP +
+//! TLS), which a peer cannot shorten by answering early.
 
+use bytes::BytesMut;
 use core::time::Duration;
 
+use super::send::Sent;
 use super::{Node, SessionKey};
 use crate::action::CloseReason;
-use crate::optimizer::Judgement;
+use crate::optimizer::{Judgement, LinkOptimizer};
 use crate::peer::Direction;
-use crate::score::Standing;
+use crate::score::{Penalty, Standing};
+use crate::stats::RejectReason;
+use crate::wire::{self, Kind};
 
 /// A link this young is never dropped (its roles and round trip are still settling).
 pub(super) const MIN_LINK_AGE: Duration = Duration::from_secs(2);
+
+/// Most entries in a RUNNING_PEERS answer (as many as a SHUFFLE sample).
+const RUNNING_PEERS_MAX: usize = 16;
 
 impl Node {
     /// Links that may be dropped for a faster one, with their round trips.
@@ -54,6 +65,27 @@ impl Node {
             .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
     }
 
+    /// The link a kept probe of round trip `rtt` (session `probe`) replaces: of the droppable
+    /// links it is clearly faster than, the one whose address SHUFFLEs named most (what a
+    /// flood pushes; see `Membership::mentions`), then the slowest, then the lowest key.
+    fn link_to_close(&self, probe: SessionKey, rtt: Duration) -> Option<SessionKey> {
+        let links: Vec<(SessionKey, u32, Duration)> = self
+            .droppable_links(Some(probe))
+            .into_iter()
+            .map(|(key, w)| {
+                let named = self.session(key).map_or(0, |s| {
+                    let addr = s.listen.or(match s.direction {
+                        Direction::Outbound => Some(s.remote),
+                        Direction::Inbound => None,
+                    });
+                    addr.map_or(0, |a| self.membership.mentions(&a))
+                });
+                (key, named, w)
+            })
+            .collect();
+        self.membership.optimizer().link_to_replace(rtt, links)
+    }
+
     /// On the maintenance tick: ends a round whose probe vanished, and starts a round when
     /// one is due, the active view is full and a dial slot is free.
     pub(super) fn optimize_links(&mut self) {
@@ -80,29 +112,178 @@ impl Node {
             return;
         }
         let worst = self.slowest_droppable(None).map(|(_, rtt)| rtt);
-        if !worst.is_some_and(crate::optimizer::LinkOptimizer::worth_probing) {
+        if !worst.is_some_and(LinkOptimizer::worth_probing) {
             // No link may be dropped, none has a round trip yet (no decision), or the slowest
             // is already too fast for any swap to matter (a LAN).
             self.membership.optimizer_mut().skip(now);
             return;
         }
-        let (scores, sessions, membership) = (&self.scores, &self.sessions, &self.membership);
-        let usable = |a: &core::net::SocketAddr, k: &crate::passive::KnownPeer| {
-            k.peer.is_some_and(|p| {
-                !sessions.has_peer(&p)
-                    && scores.standing(&p) == Standing::Good
-                    && !scores.is_peer_banned(&p, now)
-            }) && !scores.is_addr_banned(a, now)
-                && !membership.is_dialing(a)
-                && !sessions.iter().any(|(_, s)| s.reaches(*a))
-        };
-        let Some(addr) = membership.choose_probe(now, &mut self.rng, usable) else {
+        // The candidates come from a running peer's own running sessions, not from the
+        // passive list: SHUFFLE floods can fill that list with one party's addresses, but a
+        // peer answers only what it is asked, once per request, with sessions it runs.
+        let askable: Vec<SessionKey> = self
+            .live_sessions()
+            .filter(|(_, s)| {
+                s.is_running()
+                    && s.running_peers
+                    && s.running_peers_asked
+                        .is_none_or(|at| !LinkOptimizer::awaits(at, now))
+                    && self.scores.standing(&s.peer) == Standing::Good
+            })
+            .map(|(key, _)| key)
+            .collect();
+        if askable.is_empty() {
             self.membership.optimizer_mut().skip(now);
             return;
+        }
+        let pick = self.random_below(askable.len());
+        let Some(&asked) = askable.get(pick) else {
+            return;
+        };
+        let mut body = BytesMut::with_capacity(1);
+        wire::put_shuffle(&mut body, &[]);
+        if self.send_frame(asked, Kind::RunningPeers, &[&body]) == Sent::Dropped {
+            self.membership.optimizer_mut().skip(now);
+            return;
+        }
+        if let Some(s) = self.session_mut(asked) {
+            s.running_peers_asked = Some(now);
+        }
+        self.stats.link_probe_asks += 1;
+        self.membership.optimizer_mut().start_ask(now);
+    }
+
+    /// True when the round may dial a probe now: the active view is full, a dial and a
+    /// session slot are free, and some link may be dropped for a faster one.
+    fn room_for_probe(&self) -> bool {
+        let count = self.membership_count();
+        count >= self.config.active_target
+            && count < self.config.max_sessions
+            && !self.membership.dial_slots_full(count)
+            && self
+                .slowest_droppable(None)
+                .is_some_and(|(_, rtt)| LinkOptimizer::worth_probing(rtt))
+    }
+
+    /// RUNNING_PEERS from session `key`. A request (no entry) is answered, within the peer's
+    /// SHUFFLE rate, with up to [`RUNNING_PEERS_MAX`] of our running peers (not the asker)
+    /// that gave a `listen` address, in random order. An answer is taken only when we asked
+    /// that session: its entries are checked like SHUFFLE entries and learnt, and when the
+    /// round still waits for it, the usable entry SHUFFLEs named least (at random among
+    /// equals) is dialed as the round's probe.
+    /// Requests over the rate and answers we did not ask for are ignored and scored
+    /// (`shuffle_flood`).
+    pub(super) fn on_running_peers(
+        &mut self,
+        key: SessionKey,
+        body: &[u8],
+    ) -> Result<(), wire::WireError> {
+        let entries = wire::parse_shuffle(Kind::RunningPeers, body)?;
+        let now = self.now;
+        let Some(s) = self.session_mut(key) else {
+            return Ok(());
+        };
+        let from = s.remote;
+        let asked_at = if entries.is_empty() {
+            None
+        } else {
+            s.running_peers_asked.take()
+        };
+        let welcome = if entries.is_empty() {
+            s.control.shuffle.try_take(now)
+        } else {
+            asked_at.is_some()
+        };
+        if !welcome {
+            self.stats.rejected.bump(RejectReason::ShuffleFlood);
+            self.penalize(key, Penalty::ShuffleFlood, 1);
+            return Ok(());
+        }
+        if entries.is_empty() {
+            self.answer_running_peers(key);
+            return Ok(());
+        }
+        let mut bad = 0u64;
+        let mut offered = Vec::new();
+        for e in entries {
+            if !self.acceptable_hint(&e.addr, &from) || self.contradicts_pins(&e.peer, &e.addr) {
+                bad += 1;
+                continue;
+            }
+            self.learn_peer(e.addr, Some(e.peer), false);
+            offered.push(e);
+        }
+        if bad > 0 {
+            self.stats.rejected.add(RejectReason::BadAddress, bad);
+            self.penalize(key, Penalty::ShuffleFlood, 1);
+        }
+        if !asked_at.is_some_and(|at| self.membership.optimizer_mut().take_answer(at)) {
+            // The round gave up on this answer: its entries are only learnt.
+            return Ok(());
+        }
+        if self.shutting_down || !self.room_for_probe() {
+            self.membership.optimizer_mut().skip(now);
+            return Ok(());
+        }
+        let usable: Vec<core::net::SocketAddr> = offered
+            .into_iter()
+            .filter(|e| {
+                e.peer != self.identity.peer_id
+                    && !self.sessions.has_peer(&e.peer)
+                    && self.scores.standing(&e.peer) == Standing::Good
+                    && !self.scores.is_peer_banned(&e.peer, now)
+                    && !self.scores.is_addr_banned(&e.addr, now)
+                    && Some(e.addr) != self.identity.listen_addr
+                    && self.membership.probe_ready(now, &e.addr)
+                    && !self.is_connected_to(&e.addr)
+            })
+            .map(|e| e.addr)
+            .collect();
+        if usable.is_empty() {
+            self.membership.optimizer_mut().skip(now);
+            return Ok(());
+        }
+        // Addresses that SHUFFLEs keep naming are what a flood pushes: the least named first.
+        let least = usable
+            .iter()
+            .map(|a| self.membership.mentions(a))
+            .min()
+            .unwrap_or(0);
+        let usable: Vec<core::net::SocketAddr> = usable
+            .into_iter()
+            .filter(|a| self.membership.mentions(a) == least)
+            .collect();
+        let pick = self.random_below(usable.len());
+        let Some(&addr) = usable.get(pick) else {
+            return Ok(());
         };
         let dial = self.start_dial(addr);
         self.stats.link_probes += 1;
         self.membership.optimizer_mut().start_probe(now, dial, addr);
+        Ok(())
+    }
+
+    /// Answers a RUNNING_PEERS request from `key` (nothing when we run no other session with
+    /// a `listen` address).
+    fn answer_running_peers(&mut self, key: SessionKey) {
+        let mut entries: Vec<wire::PeerEntry> = self
+            .live_sessions()
+            .filter(|(k, s)| *k != key && s.is_running())
+            .filter_map(|(_, s)| s.listen.map(|addr| wire::PeerEntry { peer: s.peer, addr }))
+            .collect();
+        // A random subset when there are more than fit (partial Fisher–Yates).
+        let keep = entries.len().min(RUNNING_PEERS_MAX);
+        for i in 0..keep {
+            let j = i + self.random_below(entries.len() - i);
+            entries.swap(i, j);
+        }
+        entries.truncate(keep);
+        if entries.is_empty() {
+            return;
+        }
+        let mut body = BytesMut::with_capacity(1 + entries.len() * 51);
+        wire::put_shuffle(&mut body, &entries);
+        self.send_frame(key, Kind::RunningPeers, &[&body]);
     }
 
     /// The connection of our dial `key` is up (TLS done, handshake not started): when it is the
@@ -175,11 +356,9 @@ impl Node {
             return;
         };
         let budget = self.membership.optimizer_mut().may_swap(now);
-        let slowest = self
-            .slowest_droppable(Some(key))
-            .filter(|(_, w)| budget && self.membership.optimizer().clearly_faster(rtt, *w));
+        let slowest = self.link_to_close(key, rtt).filter(|_| budget);
         let swapped = slowest.is_some();
-        if let Some((slow, _)) = slowest {
+        if let Some(slow) = slowest {
             self.stats.links_optimized += 1;
             self.close_session(slow, CloseReason::Optimized);
         }

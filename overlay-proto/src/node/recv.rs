@@ -336,6 +336,7 @@ impl Node {
                 Ok(())
             }
             Kind::Shuffle | Kind::ShuffleReply => self.on_shuffle(key, kind, &body),
+            Kind::RunningPeers => self.on_running_peers(key, &body),
             Kind::Ping => {
                 self.send_frame(key, Kind::Pong, &[]);
                 Ok(())

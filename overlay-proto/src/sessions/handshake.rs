@@ -71,6 +71,7 @@ pub(crate) fn our_hello(
         credit_frames,
         credit_bytes,
         graft_miss: true,
+        running_peers: true,
     }
 }
 
@@ -244,7 +245,8 @@ impl Sessions {
     }
 
     /// Applies an accepted HELLO (see [`check_hello`]) to session `key`: the peer's listen
-    /// address (as the node vetted it), whether it speaks GRAFT_MISS, and the window it grants.
+    /// address (as the node vetted it), whether it speaks GRAFT_MISS and answers RUNNING_PEERS,
+    /// and the window it grants.
     pub(crate) fn apply_hello(
         &mut self,
         key: SessionKey,
@@ -254,6 +256,7 @@ impl Sessions {
         if let Some(s) = self.get_mut(key) {
             s.listen = listen;
             s.graft_miss = hello.graft_miss;
+            s.running_peers = hello.running_peers;
             s.send_window
                 .add(hello.credit_frames, u64::from(hello.credit_bytes));
         }

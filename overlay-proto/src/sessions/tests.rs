@@ -84,6 +84,7 @@ fn hello(who: &PeerId, frames: u32, bytes: u32) -> HelloOverlay {
         credit_frames: frames,
         credit_bytes: bytes,
         graft_miss: true,
+        running_peers: true,
     }
 }
 

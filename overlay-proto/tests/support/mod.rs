@@ -113,6 +113,7 @@ pub fn peer_opening(peer_id: &PeerId) -> Vec<u8> {
             credit_frames: 1024,
             credit_bytes: 64 << 20,
             graft_miss: false,
+            running_peers: false,
         },
     };
     let mut bytes = raw_frame(flags::REQ, 0, 0, &[], &serde_json::to_vec(&hello).unwrap());
@@ -206,7 +207,7 @@ pub fn graft(ids: &[MessageId]) -> Vec<u8> {
 }
 
 /// A HELLO request frame from `who` granting `frames`/`bytes` of credit, with an optional
-/// listen address, saying `graft_miss` or not.
+/// listen address, saying `graft_miss` or not (and never `running_peers`).
 pub fn hello(
     who: &PeerId,
     frames: u32,
@@ -223,6 +224,7 @@ pub fn hello(
             credit_frames: frames,
             credit_bytes: bytes,
             graft_miss,
+            running_peers: false,
         },
     };
     raw_frame(flags::REQ, 0, 0, &[], &serde_json::to_vec(&hello).unwrap())

@@ -209,6 +209,7 @@ async fn attack_one(
             credit_frames: 512,
             credit_bytes: 8 << 20,
             graft_miss: false,
+            running_peers: false,
         },
     };
     let Ok(json) = serde_json::to_vec(&hello) else {

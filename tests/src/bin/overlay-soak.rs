@@ -189,6 +189,7 @@ impl Client {
                 credit_frames: 64,
                 credit_bytes: 1 << 24,
                 graft_miss: false,
+                running_peers: false,
             },
         };
         let mut open = raw_frame(flags::REQ, 0, &[], &serde_json::to_vec(&hello)?)?;

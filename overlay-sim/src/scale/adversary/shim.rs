@@ -271,6 +271,12 @@ impl Adversary {
             (AdversaryKind::Eclipse, Kind::Shuffle | Kind::ShuffleReply) => {
                 Verdict::Replace(self.poisoned_shuffle(kind))
             }
+            // An answer to a RUNNING_PEERS request (a request has no entry) lists attackers.
+            (AdversaryKind::Eclipse, Kind::RunningPeers)
+                if frame.payload.as_ref().is_some_and(|p| p.len() > 1) =>
+            {
+                Verdict::Replace(self.poisoned_shuffle(kind))
+            }
             _ => Verdict::Keep,
         }
     }
