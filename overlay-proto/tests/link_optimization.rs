@@ -61,7 +61,11 @@ fn slow_links_are_replaced_by_faster_ones_and_nobody_is_cut_off() {
     // Every probe was drawn from a running peer's answer to a request of ours.
     assert!(sum(&on, |s| s.link_probe_asks) >= sum(&on, |s| s.link_probes));
     assert_eq!(sum(&off, |s| s.link_probes), 0, "off: no probe at all");
-    assert_eq!(sum(&off, |s| s.link_probe_asks), 0, "off: no request either");
+    assert_eq!(
+        sum(&off, |s| s.link_probe_asks),
+        0,
+        "off: no request either"
+    );
     let (before, after) = (mean_latency(&off), mean_latency(&on));
     assert!(
         after < before * 0.9,
