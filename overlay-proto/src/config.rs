@@ -156,8 +156,9 @@ pub struct NodeConfig {
     /// `link_optimization_interval` the node asks a random running peer for its running peers
     /// (RUNNING_PEERS), dials one of them as a probe (the one SHUFFLEs named least) and, when
     /// the dial shows a round trip at least `link_optimization_margin_pct` % shorter than its
-    /// slowest link that carries no tree edge in any topic, keeps the probe and closes such a
-    /// slow link (`CloseReason::Optimized`; of those, the one SHUFFLEs named most). Rounds
+    /// slowest link it dialed itself that carries no tree edge in any topic, keeps the probe
+    /// and closes such a slow link (`CloseReason::Optimized`; one SHUFFLEs named at least as
+    /// often as the probe, the most named first). Rounds
     /// that change nothing double the wait; swaps come in a burst of
     /// `link_optimization_swaps` while the node joins. Runs only while the active view is full
     /// (`active_target` sessions).

@@ -37,6 +37,7 @@ mod input;
 mod keys;
 mod liveness;
 mod membership;
+mod mentions;
 mod node;
 mod optimizer;
 mod passive;

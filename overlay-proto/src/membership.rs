@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, VecDeque};
 use rand_core::RngCore;
 
 use crate::config::NodeConfig;
+use crate::mentions::MentionSketch;
 use crate::optimizer::LinkOptimizer;
 use crate::passive::{Inserted, KnownPeer, PassiveView};
 use crate::peer::{DialId, PeerId};
@@ -110,16 +111,19 @@ pub(crate) struct Membership {
     optimizer: LinkOptimizer,
     /// Dials that failed since one last connected.
     dials_failed_in_a_row: usize,
+    /// How often SHUFFLE entries named each peer.
+    mentions: MentionSketch,
 }
 
 impl Membership {
     /// Nothing known yet; at most `passive_capacity` addresses; the first shuffle is due one
-    /// interval after `now`.
+    /// interval after `now`; mention counts hashed with `mention_key`.
     pub(crate) fn new(
         params: Params,
         optimizer: crate::optimizer::Params,
         passive_capacity: usize,
         now: Instant,
+        mention_key: [u64; 2],
     ) -> Membership {
         Membership {
             dial_started: BTreeMap::new(),
@@ -132,6 +136,7 @@ impl Membership {
             next_shuffle: now + params.shuffle_interval,
             outputs: VecDeque::new(),
             dials_failed_in_a_row: 0,
+            mentions: MentionSketch::new(mention_key),
         }
     }
 
@@ -161,16 +166,14 @@ impl Membership {
             .is_none_or(|k| k.failures == 0 && k.next_attempt <= now)
     }
 
-    /// A SHUFFLE or SHUFFLE_REPLY entry named `addr` (counted when the list holds it).
-    pub(crate) fn note_mention(&mut self, addr: &SocketAddr) {
-        if let Some(known) = self.passive.get_mut(addr) {
-            known.mentions = known.mentions.saturating_add(1);
-        }
+    /// A SHUFFLE or SHUFFLE_REPLY entry named `peer`.
+    pub(crate) fn note_mention(&mut self, peer: &PeerId) {
+        self.mentions.note(peer);
     }
 
-    /// How many SHUFFLE and SHUFFLE_REPLY entries named `addr` while it was listed.
-    pub(crate) fn mentions(&self, addr: &SocketAddr) -> u32 {
-        self.passive.get(addr).map_or(0, |k| k.mentions)
+    /// How many SHUFFLE and SHUFFLE_REPLY entries named `peer` (see [`MentionSketch`]).
+    pub(crate) fn mentions(&self, peer: &PeerId) -> u32 {
+        self.mentions.estimate(peer)
     }
 
     /// The passive list.
@@ -469,7 +472,7 @@ mod tests {
 
     #[test]
     fn failures_back_off_exponentially_with_jitter_and_learnt_addresses_are_forgotten() {
-        let mut m = Membership::new(params(), opt_params(), 16, at(0));
+        let mut m = Membership::new(params(), opt_params(), 16, at(0), [7, 7]);
         let mut rng = rng();
         m.learn(at(0), addr(1), Some(peer(1)), false, &mut rng);
         m.learn(at(0), addr(2), None, true, &mut rng);
@@ -499,7 +502,7 @@ mod tests {
 
     #[test]
     fn dials_fill_the_active_view_within_the_dial_slots_skipping_backoff_and_unusable() {
-        let mut m = Membership::new(params(), opt_params(), 16, at(0));
+        let mut m = Membership::new(params(), opt_params(), 16, at(0), [7, 7]);
         let mut rng = rng();
         for n in 1..=5 {
             m.learn(at(0), addr(n), Some(peer(n)), false, &mut rng);
@@ -524,7 +527,7 @@ mod tests {
 
     #[test]
     fn an_isolated_node_whose_dials_keep_failing_dials_more_at_once() {
-        let mut m = Membership::new(params(), opt_params(), 64, at(0));
+        let mut m = Membership::new(params(), opt_params(), 64, at(0), [7, 7]);
         let mut rng = rng();
         for n in 1..=40 {
             m.learn(at(0), addr(n), Some(peer(n)), false, &mut rng);
@@ -564,7 +567,7 @@ mod tests {
 
     #[test]
     fn dials_try_addresses_never_failed_before_those_that_failed() {
-        let mut m = Membership::new(params(), opt_params(), 16, at(0));
+        let mut m = Membership::new(params(), opt_params(), 16, at(0), [7, 7]);
         let mut rng = rng();
         for n in 1..=8 {
             m.learn(at(0), addr(n), Some(peer(n)), false, &mut rng);
@@ -596,7 +599,7 @@ mod tests {
 
     #[test]
     fn a_dial_measures_its_round_trip_and_probes_need_a_clean_record() {
-        let mut m = Membership::new(params(), opt_params(), 16, at(0));
+        let mut m = Membership::new(params(), opt_params(), 16, at(0), [7, 7]);
         let mut rng = rng();
         let dial = m.start_dial(at(100), addr(9));
         // TCP + TLS 1.3: two round trips from the connect to the connection being up.
@@ -617,19 +620,19 @@ mod tests {
             m.probe_ready(at(10_000), &addr(3)),
             "a success clears the record"
         );
-        // SHUFFLE mentions count only while the list holds the address.
-        m.note_mention(&addr(1));
-        m.note_mention(&addr(1));
-        m.note_mention(&addr(9));
-        assert_eq!(m.mentions(&addr(1)), 2);
-        assert_eq!(m.mentions(&addr(9)), 0);
+        // SHUFFLE mentions count per peer, whether or not the list holds its address.
+        m.note_mention(&peer(1));
+        m.note_mention(&peer(1));
+        m.note_mention(&peer(9));
         m.forget(&addr(1));
-        assert_eq!(m.mentions(&addr(1)), 0);
+        assert_eq!(m.mentions(&peer(1)), 2);
+        assert_eq!(m.mentions(&peer(9)), 1);
+        assert_eq!(m.mentions(&peer(8)), 0);
     }
 
     #[test]
     fn operator_requests_wait_on_their_dial_and_are_handed_back() {
-        let mut m = Membership::new(params(), opt_params(), 16, at(0));
+        let mut m = Membership::new(params(), opt_params(), 16, at(0), [7, 7]);
         let dial = m.start_dial(at(0), addr(1));
         assert_eq!(
             m.poll_output(),
@@ -666,7 +669,7 @@ mod tests {
 
     #[test]
     fn the_shuffle_is_due_once_per_interval_and_its_sample_keeps_our_entry() {
-        let mut m = Membership::new(params(), opt_params(), 16, at(0));
+        let mut m = Membership::new(params(), opt_params(), 16, at(0), [7, 7]);
         let mut rng = rng();
         assert!(!m.shuffle_due(at(9_999)));
         assert!(m.shuffle_due(at(10_000)));

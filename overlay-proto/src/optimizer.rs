@@ -255,17 +255,20 @@ impl LinkOptimizer {
             && worst.saturating_sub(candidate) >= MIN_RTT_SAVING
     }
 
-    /// The link a kept probe of round trip `rtt` replaces, of `links` (key, how many SHUFFLE
-    /// entries named its address, round trip): of those it is clearly faster than, the most
-    /// named (what a flood pushes), then the slowest, then the lowest key.
+    /// The link a kept probe of round trip `rtt`, whose peer SHUFFLE entries named
+    /// `probe_named` times, replaces, of `links` (key, how many SHUFFLE entries named its
+    /// peer, round trip): of those it is clearly faster than and named at least as often as
+    /// the probe (a flooded candidate never replaces a quiet peer), the most named (what a
+    /// flood pushes), then the slowest, then the lowest key.
     pub(crate) fn link_to_replace<K: Ord + Copy>(
         &self,
         rtt: Duration,
+        probe_named: u32,
         links: impl IntoIterator<Item = (K, u32, Duration)>,
     ) -> Option<K> {
         links
             .into_iter()
-            .filter(|(_, _, w)| self.clearly_faster(rtt, *w))
+            .filter(|(_, named, w)| *named >= probe_named && self.clearly_faster(rtt, *w))
             .max_by(|a, b| a.1.cmp(&b.1).then(a.2.cmp(&b.2)).then(b.0.cmp(&a.0)))
             .map(|(key, _, _)| key)
     }
@@ -469,7 +472,7 @@ mod tests {
     }
 
     #[test]
-    fn the_link_replaced_is_the_most_named_of_those_clearly_slower_then_the_slowest() {
+    fn the_link_replaced_is_the_most_named_of_those_clearly_slower_and_named_enough() {
         let o = LinkOptimizer::new(params(), at(0));
         // Probe at 20 ms: only links of at least ~28.6 ms (30 % margin) qualify.
         let links = [
@@ -479,17 +482,22 @@ mod tests {
             (4, 0, ms(40)),
         ];
         assert_eq!(
-            o.link_to_replace(ms(20), links),
+            o.link_to_replace(ms(20), 0, links),
             Some(2),
             "most named qualifying"
         );
         let unnamed = [(1u32, 0, ms(50)), (2, 0, ms(30)), (4, 0, ms(50))];
         assert_eq!(
-            o.link_to_replace(ms(20), unnamed),
+            o.link_to_replace(ms(20), 0, unnamed),
             Some(1),
             "slowest, lowest key"
         );
-        assert_eq!(o.link_to_replace(ms(20), [(1u32, 7, ms(25))]), None);
+        assert_eq!(o.link_to_replace(ms(20), 0, [(1u32, 7, ms(25))]), None);
+        // Never a link whose peer SHUFFLEs named less than the probe's (a flooded candidate
+        // does not replace a quiet peer).
+        let mixed = [(1u32, 0, ms(50)), (2, 2, ms(40)), (3, 4, ms(30))];
+        assert_eq!(o.link_to_replace(ms(20), 3, mixed), Some(3));
+        assert_eq!(o.link_to_replace(ms(20), 5, mixed), None);
     }
 
     #[test]

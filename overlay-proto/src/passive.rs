@@ -22,9 +22,6 @@ pub struct KnownPeer {
     /// `peer` was proven by a TLS connection we dialed to this address: hints (HELLO
     /// `listen`, SHUFFLE entries) never replace it.
     pub pinned: bool,
-    /// SHUFFLE and SHUFFLE_REPLY entries that named this address while it was listed (the
-    /// flooded channel: addresses someone keeps pushing rank last as probe candidates).
-    pub mentions: u32,
 }
 
 /// What [`PassiveView::insert`] did with an address.
@@ -90,7 +87,6 @@ impl PassiveView {
                 failures: 0,
                 next_attempt: now,
                 pinned: false,
-                mentions: 0,
             },
         );
         Inserted::Added

@@ -2,7 +2,8 @@
 //! answered with the node's other running peers (never the asker) within the SHUFFLE rate;
 //! an answer nobody asked for is ignored and scored; a probe round asks a running peer and
 //! dials, from its answer, the entry SHUFFLEs named least; only peers whose HELLO said
-//! `running_peers` are asked.
+//! `running_peers` are asked; with only inbound links (none of ours to give up) no round
+//! asks at all.
 
 #![allow(
     clippy::unwrap_used,
@@ -16,7 +17,10 @@ use core::net::SocketAddr;
 use core::time::Duration;
 use overlay_proto::frame::flags;
 use overlay_proto::wire::{self, HelloOverlay, HelloRequestBody, Kind, PeerEntry};
-use overlay_proto::{Action, NodeConfig, OriginAuth, PeerId, RejectReason};
+use overlay_proto::{
+    Action, ConnId, Direction, Input, NodeConfig, OriginAuth, PeerId, RejectReason,
+    OVERLAY_APP_PROTO_ID,
+};
 use support::{event, peer, raw_frame, start, Bed};
 
 fn cfg() -> NodeConfig {
@@ -53,6 +57,55 @@ fn open(bed: &mut Bed, conn: u64, who: PeerId, running_peers: bool) {
     );
     bed.send(conn, start(""));
     assert!(bed.is_up(conn));
+}
+
+/// An outbound session of ours to `who` at `listen_of(conn)` (only the links we dialed may
+/// be given up for a faster one): the peer answers our HELLO and START as a server would,
+/// saying `running_peers`.
+fn open_outbound(bed: &mut Bed, conn: u64, who: PeerId) {
+    bed.input(Input::ConnectionUp {
+        conn: ConnId(conn),
+        peer: who,
+        direction: Direction::Outbound,
+        remote: listen_of(conn),
+        dial: None,
+        kx_group: None,
+    });
+    let reply = serde_json::json!({
+        "max_frame": 1_048_576,
+        "max_inflight": 1 << 20,
+        "flags_supported": 255,
+        "versions": [1],
+        "transports": ["tcp+tls"],
+        "credit_bytes": 1u32 << 30,
+        "credit_frames": 1 << 20,
+        "graft_miss": true,
+        "listen": listen_of(conn).to_string(),
+        "overlay": 1,
+        "peer_id": who.to_string(),
+        "running_peers": true,
+    });
+    bed.send(
+        conn,
+        raw_frame(
+            flags::RESP,
+            200,
+            0,
+            &[],
+            &serde_json::to_vec(&reply).unwrap(),
+        ),
+    );
+    bed.send(
+        conn,
+        raw_frame(
+            flags::START | flags::RESP,
+            200,
+            OVERLAY_APP_PROTO_ID,
+            &[],
+            &[],
+        ),
+    );
+    assert!(bed.is_up(conn), "outbound session {conn} should open");
 }
 
 fn request() -> Vec<u8> {
@@ -194,8 +247,8 @@ fn a_probe_round_asks_a_running_peer_and_dials_the_least_named_entry_of_its_answ
     let mut bed = Bed::new(cfg());
     // Peer 11 does not answer RUNNING_PEERS (its HELLO did not say so): never asked.
     open(&mut bed, 1, peer(11), false);
-    open(&mut bed, 2, peer(12), true);
-    open(&mut bed, 3, peer(13), true);
+    open_outbound(&mut bed, 2, peer(12));
+    open_outbound(&mut bed, 3, peer(13));
     // SHUFFLEs name 10.0.0.60–67 twice (within peer 12's SHUFFLE rate): 10.0.0.70 is the one
     // entry of the answer no SHUFFLE named.
     let named: Vec<PeerEntry> = (60..68)
@@ -277,7 +330,7 @@ fn a_probe_round_asks_a_running_peer_and_dials_the_least_named_entry_of_its_answ
 fn an_unanswered_request_ends_the_round_and_the_next_asks_again() {
     let mut bed = Bed::new(cfg());
     for conn in 1..=3 {
-        open(&mut bed, conn, peer(10 + conn as u8), true);
+        open_outbound(&mut bed, conn, peer(10 + conn as u8));
     }
     Remotes::new(&[1, 2, 3], Duration::from_millis(40)).run(&mut bed, Duration::from_secs(6));
     // Nobody answers: each request is given up after 1 s and a later round asks again
@@ -285,4 +338,16 @@ fn an_unanswered_request_ends_the_round_and_the_next_asks_again() {
     let asks = bed.node.stats().link_probe_asks;
     assert!((3..=4).contains(&asks), "asks {asks}");
     assert_eq!(bed.node.stats().link_probes, 0);
+}
+
+#[test]
+fn with_only_links_the_peers_dialed_no_round_runs() {
+    let mut bed = Bed::new(cfg());
+    for conn in 1..=3 {
+        open(&mut bed, conn, peer(10 + conn as u8), true);
+    }
+    Remotes::new(&[1, 2, 3], Duration::from_millis(40)).run(&mut bed, Duration::from_secs(6));
+    // A link a peer dialed is the peer's: it may be its only way in (a node whose own dials
+    // all reached attackers), so a node gives up only links it dialed itself.
+    assert_eq!(bed.node.stats().link_probe_asks, 0);
 }

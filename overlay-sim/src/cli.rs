@@ -137,9 +137,9 @@ pub struct ScaleArgs {
     /// GRAFTs put off up to 240 ms while settled): on or off [default: on, the core's default]
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub tree_optimization: Option<bool>,
-    /// Latency-aware membership in every core (probe a passive peer every 250 ms, replace the
-    /// slowest link without a tree edge with one at least 30 % faster, 2 swaps per node):
-    /// on or off [default: the core's]
+    /// Latency-aware membership in every core (every 250 ms ask a running peer for its
+    /// running peers and probe one, replace a link without a tree edge with one at least 30 %
+    /// faster, 2 swaps per node): on or off [default: the core's, on]
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub link_optimization: Option<bool>,
     /// Every core's link_probation (how long a new link's first copies are held back from

@@ -301,7 +301,7 @@ impl Node {
                 continue;
             }
             self.learn_peer(e.addr, Some(e.peer), false);
-            self.membership.note_mention(&e.addr);
+            self.membership.note_mention(&e.peer);
         }
         if bad > 0 {
             self.stats.rejected.add(RejectReason::BadAddress, bad);

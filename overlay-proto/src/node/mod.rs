@@ -141,6 +141,7 @@ impl Node {
         let mut key_rng = ChaCha8Rng::seed_from_u64(seed);
         key_rng.set_stream(0x1D_4A54);
         let hash_key = [key_rng.next_u64(), key_rng.next_u64()];
+        let mention_key = [key_rng.next_u64(), key_rng.next_u64()];
         Ok(Node {
             cache: MessageCache::keyed(
                 CacheLimits {
@@ -160,6 +161,7 @@ impl Node {
                 crate::optimizer::Params::of(&config),
                 config.passive_capacity,
                 Instant::ZERO,
+                mention_key,
             ),
             rng: ChaCha8Rng::seed_from_u64(seed),
             now: Instant::ZERO,

@@ -2,7 +2,9 @@
 //! links may be dropped, whom to probe, judging the probe when its connection is up, and the
 //! swap when it runs.
 //!
-//! A link may be dropped (`droppable_links`) only when it runs, is older than
+//! A link may be dropped (`droppable_links`) only when the node dialed it (a link the peer
+//! dialed may be that peer's only way into the overlay, e.g. a node whose own dials all
+//! reached an eclipse attacker's nodes), runs, is older than
 //! [`MIN_LINK_AGE`], has a round-trip estimate (one the peer made untrustworthy by answering
 //! a PING we never sent ranks slowest), and carries no tree edge in any topic it is in (lazy,
 //! or eager since it joined with no message since: before the first broadcast every link is
@@ -15,7 +17,8 @@
 //! Candidates come from a running peer's answer to RUNNING_PEERS (its own running sessions),
 //! not from the passive list, which SHUFFLE floods can fill with one party's addresses; of an
 //! answer's entries the probe is one the fewest SHUFFLE entries named, and the link a kept
-//! probe replaces is the most named of those it beats. A candidate must be one the score
+//! probe replaces is the most named of those it beats, never one named less than the probe
+//! ([`crate::mentions`]). A candidate must be one the score
 //! allows to gossip (`Standing::Good`); its round trip is measured by our own dial (TCP +
 //! TLS), which a peer cannot shorten by answering early.
 
@@ -46,6 +49,7 @@ impl Node {
             .filter(|(key, s)| {
                 Some(*key) != except
                     && s.is_running()
+                    && s.direction == Direction::Outbound
                     && now.saturating_duration_since(s.opened_at) >= MIN_LINK_AGE
             })
             .filter(|(key, _)| {
@@ -66,24 +70,25 @@ impl Node {
     }
 
     /// The link a kept probe of round trip `rtt` (session `probe`) replaces: of the droppable
-    /// links it is clearly faster than, the one whose address SHUFFLEs named most (what a
-    /// flood pushes; see `Membership::mentions`), then the slowest, then the lowest key.
+    /// links it is clearly faster than and whose peer SHUFFLEs named at least as often as the
+    /// probe's, the most named (what a flood pushes; see `Membership::mentions`), then the
+    /// slowest, then the lowest key.
     fn link_to_close(&self, probe: SessionKey, rtt: Duration) -> Option<SessionKey> {
         let links: Vec<(SessionKey, u32, Duration)> = self
             .droppable_links(Some(probe))
             .into_iter()
-            .map(|(key, w)| {
-                let named = self.session(key).map_or(0, |s| {
-                    let addr = s.listen.or(match s.direction {
-                        Direction::Outbound => Some(s.remote),
-                        Direction::Inbound => None,
-                    });
-                    addr.map_or(0, |a| self.membership.mentions(&a))
-                });
-                (key, named, w)
-            })
+            .map(|(key, w)| (key, self.session_mentions(key), w))
             .collect();
-        self.membership.optimizer().link_to_replace(rtt, links)
+        let probe_named = self.session_mentions(probe);
+        self.membership
+            .optimizer()
+            .link_to_replace(rtt, probe_named, links)
+    }
+
+    /// How many SHUFFLE entries named session `key`'s peer.
+    fn session_mentions(&self, key: SessionKey) -> u32 {
+        self.session(key)
+            .map_or(0, |s| self.membership.mentions(&s.peer))
     }
 
     /// On the maintenance tick: ends a round whose probe vanished, and starts a round when
@@ -225,7 +230,7 @@ impl Node {
             self.membership.optimizer_mut().skip(now);
             return Ok(());
         }
-        let usable: Vec<core::net::SocketAddr> = offered
+        let usable: Vec<(u32, core::net::SocketAddr)> = offered
             .into_iter()
             .filter(|e| {
                 e.peer != self.identity.peer_id
@@ -237,21 +242,17 @@ impl Node {
                     && self.membership.probe_ready(now, &e.addr)
                     && !self.is_connected_to(&e.addr)
             })
-            .map(|e| e.addr)
+            .map(|e| (self.membership.mentions(&e.peer), e.addr))
             .collect();
-        if usable.is_empty() {
+        // Peers that SHUFFLEs keep naming are what a flood pushes: the least named first.
+        let Some(least) = usable.iter().map(|(named, _)| *named).min() else {
             self.membership.optimizer_mut().skip(now);
             return Ok(());
-        }
-        // Addresses that SHUFFLEs keep naming are what a flood pushes: the least named first.
-        let least = usable
-            .iter()
-            .map(|a| self.membership.mentions(a))
-            .min()
-            .unwrap_or(0);
+        };
         let usable: Vec<core::net::SocketAddr> = usable
             .into_iter()
-            .filter(|a| self.membership.mentions(a) == least)
+            .filter(|(named, _)| *named == least)
+            .map(|(_, addr)| addr)
             .collect();
         let pick = self.random_below(usable.len());
         let Some(&addr) = usable.get(pick) else {

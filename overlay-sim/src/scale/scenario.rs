@@ -126,9 +126,10 @@ pub struct Scenario {
     /// off values (threshold 0, no GRAFT put off), for comparison.
     #[serde(default = "tree_optimization_default")]
     pub tree_optimization: bool,
-    /// Latency-aware membership in every core (`NodeConfig::link_optimization`: probe a
-    /// passive peer every `link_optimization_interval`, replace the slowest lazy link with
-    /// one clearly faster), as in the core's defaults unless given.
+    /// Latency-aware membership in every core (`NodeConfig::link_optimization`: every
+    /// `link_optimization_interval` probe one of a running peer's running peers, replace a
+    /// link without a tree edge with one clearly faster), as in the core's defaults unless
+    /// given.
     #[serde(default = "link_optimization_default")]
     pub link_optimization: bool,
     /// Every core's `link_probation` (how long a new link's first copies are held back from

@@ -33,12 +33,15 @@ enum Verdict {
     Replace(Bytes),
 }
 
+/// Overlay frame kinds, one counter each.
+const KINDS: usize = Kind::ALL.len();
+
 /// Counts kept locally and added to the shared tally once per step.
 #[derive(Debug, Default)]
 struct Counts {
-    injected: [u64; 10],
-    dropped: [u64; 10],
-    rewritten: [u64; 10],
+    injected: [u64; KINDS],
+    dropped: [u64; KINDS],
+    rewritten: [u64; KINDS],
     blocked: u64,
     closed: BTreeMap<String, u64>,
     closed_among_attackers: BTreeMap<String, u64>,
@@ -167,7 +170,7 @@ impl Adversary {
         });
     }
 
-    fn bump(counter: &mut [u64; 10], kind: Kind) {
+    fn bump(counter: &mut [u64; KINDS], kind: Kind) {
         if let Some(c) = counter.get_mut(kind.index()) {
             *c += 1;
         }
