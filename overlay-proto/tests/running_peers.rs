@@ -28,6 +28,7 @@ fn cfg() -> NodeConfig {
     c.auth.require_token = false;
     c.origin_auth = OriginAuth::None;
     c.active_target = 3;
+    c.link_optimization = true;
     c
 }
 

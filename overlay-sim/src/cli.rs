@@ -139,7 +139,7 @@ pub struct ScaleArgs {
     pub tree_optimization: Option<bool>,
     /// Latency-aware membership in every core (every 250 ms ask a running peer for its
     /// running peers and probe one, replace a link without a tree edge with one at least 30 %
-    /// faster, 2 swaps per node): on or off [default: the core's, on]
+    /// faster, 2 swaps per node): on or off [default: the core's, off]
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub link_optimization: Option<bool>,
     /// Every core's link_probation (how long a new link's first copies are held back from
