@@ -148,6 +148,41 @@ impl Node {
         !ip.is_loopback() || from.ip().is_loopback()
     }
 
+    /// Learns the usable entries of a SHUFFLE-shaped body from session `key` (whose remote is
+    /// `from`) into the passive list and returns them. The others (unusable addresses, or
+    /// contradicting what TLS proved) are counted (`bad_address`), and when there were any the
+    /// peer is scored (`shuffle_flood`): honest nodes never keep such entries, so they do not
+    /// relay them.
+    pub(super) fn learn_hints(
+        &mut self,
+        key: SessionKey,
+        from: &SocketAddr,
+        entries: Vec<crate::wire::PeerEntry>,
+    ) -> Vec<crate::wire::PeerEntry> {
+        let mut bad = 0u64;
+        let mut good = Vec::with_capacity(entries.len());
+        for e in entries {
+            if !self.acceptable_hint(&e.addr, from) || self.contradicts_pins(&e.peer, &e.addr) {
+                bad += 1;
+                continue;
+            }
+            self.learn_peer(e.addr, Some(e.peer), false);
+            good.push(e);
+        }
+        if bad > 0 {
+            self.stats.rejected.add(RejectReason::BadAddress, bad);
+            self.penalize(key, Penalty::ShuffleFlood, 1);
+        }
+        good
+    }
+
+    /// A SHUFFLE-shaped frame over the peer's rate, or an answer nobody asked for: ignored,
+    /// counted and scored (`shuffle_flood`).
+    pub(super) fn reject_shuffle_flood(&mut self, key: SessionKey) {
+        self.stats.rejected.bump(RejectReason::ShuffleFlood);
+        self.penalize(key, Penalty::ShuffleFlood, 1);
+    }
+
     /// Whether a `(peer, addr)` hint contradicts what verified connections proved: the address
     /// is pinned to another identity, or the peer is pinned to (or connected at) another
     /// address.

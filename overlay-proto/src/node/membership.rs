@@ -11,9 +11,7 @@ use crate::error::OverlayError;
 use crate::membership::MembershipOutput;
 use crate::passive::Inserted;
 use crate::peer::{ConnId, DialId, PeerId};
-use crate::score::Penalty;
 use crate::session::Session;
-use crate::stats::RejectReason;
 use crate::wire::{self, Kind, PeerEntry, WireError};
 
 /// Most tagged operator dials waiting for their session at once (more are refused as `Busy`).
@@ -284,8 +282,7 @@ impl Node {
         };
         let from = s.remote;
         if !welcome {
-            self.stats.rejected.bump(RejectReason::ShuffleFlood);
-            self.penalize(key, Penalty::ShuffleFlood, 1);
+            self.reject_shuffle_flood(key);
             return Ok(());
         }
         if kind == Kind::Shuffle {
@@ -294,19 +291,8 @@ impl Node {
             wire::put_shuffle(&mut out, &reply);
             self.send_frame(key, Kind::ShuffleReply, &[&out]);
         }
-        let mut bad = 0u64;
-        for e in entries {
-            if !self.acceptable_hint(&e.addr, &from) || self.contradicts_pins(&e.peer, &e.addr) {
-                bad += 1;
-                continue;
-            }
-            self.learn_peer(e.addr, Some(e.peer), false);
+        for e in self.learn_hints(key, &from, entries) {
             self.membership.note_mention(&e.peer);
-        }
-        if bad > 0 {
-            self.stats.rejected.add(RejectReason::BadAddress, bad);
-            // Honest nodes never keep such entries, so they do not relay them.
-            self.penalize(key, Penalty::ShuffleFlood, 1);
         }
         Ok(())
     }

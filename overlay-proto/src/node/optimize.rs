@@ -30,8 +30,7 @@ use super::{Node, SessionKey};
 use crate::action::CloseReason;
 use crate::optimizer::{Judgement, LinkOptimizer};
 use crate::peer::Direction;
-use crate::score::{Penalty, Standing};
-use crate::stats::RejectReason;
+use crate::score::Standing;
 use crate::wire::{self, Kind};
 
 /// A link this young is never dropped (its roles and round trip are still settling).
@@ -200,28 +199,14 @@ impl Node {
             asked_at.is_some()
         };
         if !welcome {
-            self.stats.rejected.bump(RejectReason::ShuffleFlood);
-            self.penalize(key, Penalty::ShuffleFlood, 1);
+            self.reject_shuffle_flood(key);
             return Ok(());
         }
         if entries.is_empty() {
             self.answer_running_peers(key);
             return Ok(());
         }
-        let mut bad = 0u64;
-        let mut offered = Vec::new();
-        for e in entries {
-            if !self.acceptable_hint(&e.addr, &from) || self.contradicts_pins(&e.peer, &e.addr) {
-                bad += 1;
-                continue;
-            }
-            self.learn_peer(e.addr, Some(e.peer), false);
-            offered.push(e);
-        }
-        if bad > 0 {
-            self.stats.rejected.add(RejectReason::BadAddress, bad);
-            self.penalize(key, Penalty::ShuffleFlood, 1);
-        }
+        let offered = self.learn_hints(key, &from, entries);
         if !asked_at.is_some_and(|at| self.membership.optimizer_mut().take_answer(at)) {
             // The round gave up on this answer: its entries are only learnt.
             return Ok(());

@@ -339,30 +339,19 @@ impl Node {
             false
         };
         if !welcome {
-            self.stats.rejected.bump(RejectReason::ShuffleFlood);
-            self.penalize(key, crate::score::Penalty::ShuffleFlood, 1);
+            self.reject_shuffle_flood(key);
             return Ok(());
         }
         if entries.is_empty() {
             self.answer_topic_peers(key, topic);
             return Ok(());
         }
-        let mut bad = 0u64;
-        let mut fresh = Vec::new();
-        for e in entries {
-            if !self.acceptable_hint(&e.addr, &from) || self.contradicts_pins(&e.peer, &e.addr) {
-                bad += 1;
-                continue;
-            }
-            self.learn_peer(e.addr, Some(e.peer), false);
-            if e.peer != self.identity.peer_id && !self.sessions.has_peer(&e.peer) {
-                fresh.push(e.addr);
-            }
-        }
-        if bad > 0 {
-            self.stats.rejected.add(RejectReason::BadAddress, bad);
-            self.penalize(key, crate::score::Penalty::ShuffleFlood, 1);
-        }
+        let fresh: Vec<core::net::SocketAddr> = self
+            .learn_hints(key, &from, entries)
+            .into_iter()
+            .filter(|e| e.peer != self.identity.peer_id && !self.sessions.has_peer(&e.peer))
+            .map(|e| e.addr)
+            .collect();
         let links = self.tree(&topic).map_or(usize::MAX, |t| t.len());
         let want = self.config.topic_min_links.saturating_sub(links);
         for addr in fresh.into_iter().take(want) {
