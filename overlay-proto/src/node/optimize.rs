@@ -72,16 +72,23 @@ impl Node {
     /// links it is clearly faster than and whose peer SHUFFLEs named at least as often as the
     /// probe's, the most named (what a flood pushes; see `Membership::mentions`), then the
     /// slowest, then the lowest key.
-    fn link_to_close(&self, probe: SessionKey, rtt: Duration) -> Option<SessionKey> {
+    /// The probe is judged by the same rule before its handshake, so a probe is kept only
+    /// when some link would make way for it.
+    fn link_to_close(&self, probe: SessionKey, rtt: Duration) -> Option<(SessionKey, Duration)> {
         let links: Vec<(SessionKey, u32, Duration)> = self
             .droppable_links(Some(probe))
             .into_iter()
             .map(|(key, w)| (key, self.session_mentions(key), w))
             .collect();
         let probe_named = self.session_mentions(probe);
-        self.membership
-            .optimizer()
-            .link_to_replace(rtt, probe_named, links)
+        let key =
+            self.membership
+                .optimizer()
+                .link_to_replace(rtt, probe_named, links.iter().copied())?;
+        links
+            .into_iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(k, _, w)| (k, w))
     }
 
     /// How many SHUFFLE entries named session `key`'s peer.
@@ -273,8 +280,9 @@ impl Node {
     }
 
     /// The connection of our dial `key` is up (TLS done, handshake not started): when it is the
-    /// round's probe and not clearly faster than the slowest droppable link (or its peer may not
-    /// be preferred, or already has a session with us), it is closed here and true is returned.
+    /// round's probe and no link would make way for it (`link_to_close`: none it is clearly
+    /// faster than and named at most as often; or its peer may not be preferred, or already
+    /// has a session with us), it is closed here and true is returned.
     /// A probe an operator's dial has joined meanwhile is an ordinary dial from then on.
     pub(super) fn reject_probe(&mut self, key: SessionKey) -> bool {
         let Some(s) = self.session(key) else {
@@ -303,7 +311,8 @@ impl Node {
             return true;
         }
         let eligible = self.scores.standing(&peer) == Standing::Good;
-        let worst = self.slowest_droppable(None).map(|(_, w)| w);
+        // The link this probe would replace (the swap rule below), if any.
+        let worst = self.link_to_close(key, rtt).map(|(_, w)| w);
         let judgement = self
             .membership
             .optimizer_mut()
@@ -344,7 +353,7 @@ impl Node {
         let budget = self.membership.optimizer_mut().may_swap(now);
         let slowest = self.link_to_close(key, rtt).filter(|_| budget);
         let swapped = slowest.is_some();
-        if let Some(slow) = slowest {
+        if let Some((slow, _)) = slowest {
             self.stats.links_optimized += 1;
             self.close_session(slow, CloseReason::Optimized);
         }
