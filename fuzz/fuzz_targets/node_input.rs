@@ -37,9 +37,11 @@ fuzz_target!(|data: &[u8]| {
     let identity = NodeIdentity::new(PeerId([1; 32]), None);
     let Ok(mut node) = Node::new(cfg.clone(), identity, 7) else { return };
     // First byte picks the chunk size, its lowest bit whether the peer's HELLO says
-    // `graft_miss` (then GRAFTs for dropped ids are answered GRAFT_MISS); the rest is the stream.
+    // `graft_miss` (then GRAFTs for dropped ids are answered GRAFT_MISS), the next whether it
+    // says `running_peers`; the rest is the stream.
     let Some((&chunk, rest)) = data.split_first() else { return };
     let graft_miss = chunk & 1 == 1;
+    let running_peers = chunk & 2 == 2;
     let chunk = usize::from(chunk).max(1);
     let peer = PeerId([2; 32]);
     let conn = ConnId(1);
@@ -54,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
     });
     let hello = HelloRequestBody {
         ua: None,
-        overlay: HelloOverlay { overlay: 1, peer_id: peer.to_string(), listen: None, credit_frames: 16, credit_bytes: 1 << 20, graft_miss },
+        overlay: HelloOverlay { overlay: 1, peer_id: peer.to_string(), listen: None, credit_frames: 16, credit_bytes: 1 << 20, graft_miss, running_peers },
     };
     let Ok(json) = serde_json::to_vec(&hello) else { return };
     let mut open = frame(flags::REQ, 0, &json);

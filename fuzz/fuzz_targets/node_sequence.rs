@@ -104,6 +104,8 @@ fn config(sign: bool) -> NodeConfig {
     c.min_peer_window_frames = 4;
     c.max_topics = 3;
     c.max_peer_topics = 2;
+    // Probe rounds (RUNNING_PEERS requests, probe dials and swaps) run too.
+    c.link_optimization = true;
     c
 }
 
@@ -221,6 +223,8 @@ fn open_inputs(c: u8, p: u8, graft_miss: bool) -> Vec<Input> {
             credit_frames: 4,
             credit_bytes: 1 << 20,
             graft_miss,
+            // A peer of this build: it answers RUNNING_PEERS when it says GRAFT_MISS.
+            running_peers: graft_miss,
         },
     };
     let Ok(json) = serde_json::to_vec(&hello) else {
