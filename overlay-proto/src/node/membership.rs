@@ -254,12 +254,20 @@ impl Node {
             peer: self.identity.peer_id,
             addr,
         });
-        let running = self
-            .sessions
-            .iter()
-            .filter(|(key, s)| Some(*key) != exclude && s.is_running())
-            .filter_map(|(_, s)| s.listen.map(|addr| PeerEntry { peer: s.peer, addr }));
-        self.membership.sample(own, running, limit, &mut self.rng)
+        let running: Vec<PeerEntry> = self.running_peer_entries(exclude).collect();
+        self.membership
+            .sample(own, running.into_iter(), limit, &mut self.rng)
+    }
+
+    /// Our running peers that gave a `listen` address (but `except`), as SHUFFLE entries, in
+    /// session order: what SHUFFLE samples and RUNNING_PEERS answers list.
+    pub(super) fn running_peer_entries(
+        &self,
+        except: Option<SessionKey>,
+    ) -> impl Iterator<Item = PeerEntry> + '_ {
+        self.live_sessions()
+            .filter(move |(key, s)| Some(*key) != except && s.is_running())
+            .filter_map(|(_, s)| s.listen.map(|addr| PeerEntry { peer: s.peer, addr }))
     }
 
     /// SHUFFLE / SHUFFLE_REPLY from a peer. Its entries are hints: a SHUFFLE over the peer's

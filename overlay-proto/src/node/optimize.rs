@@ -116,16 +116,10 @@ impl Node {
         if !self.membership.optimizer_mut().due(now) {
             return;
         }
-        if self.membership_count() < self.config.active_target
-            || self.membership_count() >= self.config.max_sessions
-            || self.membership.dial_slots_full(self.membership_count())
-        {
+        if !self.probe_slot_free() {
             return;
         }
-        let worst = self.slowest_droppable(None).map(|(_, rtt)| rtt);
-        if !worst.is_some_and(LinkOptimizer::worth_probing) {
-            // No link may be dropped, none has a round trip yet (no decision), or the slowest
-            // is already too fast for any swap to matter (a LAN).
+        if !self.probe_worthwhile() {
             self.membership.optimizer_mut().skip(now);
             return;
         }
@@ -164,16 +158,21 @@ impl Node {
         self.membership.optimizer_mut().start_ask(now);
     }
 
-    /// True when the round may dial a probe now: the active view is full, a dial and a
-    /// session slot are free, and some link may be dropped for a faster one.
-    fn room_for_probe(&self) -> bool {
+    /// True when a probe may be dialed: the active view is full and a dial and a session
+    /// slot are free.
+    fn probe_slot_free(&self) -> bool {
         let count = self.membership_count();
         count >= self.config.active_target
             && count < self.config.max_sessions
             && !self.membership.dial_slots_full(count)
-            && self
-                .slowest_droppable(None)
-                .is_some_and(|(_, rtt)| LinkOptimizer::worth_probing(rtt))
+    }
+
+    /// True when some link may be dropped for a faster one: no link may be dropped, none has
+    /// a round trip yet (no decision), or the slowest is already too fast for any swap to
+    /// matter (a LAN) make a probe pointless.
+    fn probe_worthwhile(&self) -> bool {
+        self.slowest_droppable(None)
+            .is_some_and(|(_, rtt)| LinkOptimizer::worth_probing(rtt))
     }
 
     /// RUNNING_PEERS from session `key`. A request (no entry) is answered, within the peer's
@@ -218,7 +217,7 @@ impl Node {
             // The round gave up on this answer: its entries are only learnt.
             return Ok(());
         }
-        if self.shutting_down || !self.room_for_probe() {
+        if self.shutting_down || !self.probe_slot_free() || !self.probe_worthwhile() {
             self.membership.optimizer_mut().skip(now);
             return Ok(());
         }
@@ -259,11 +258,7 @@ impl Node {
     /// Answers a RUNNING_PEERS request from `key` (nothing when we run no other session with
     /// a `listen` address).
     fn answer_running_peers(&mut self, key: SessionKey) {
-        let mut entries: Vec<wire::PeerEntry> = self
-            .live_sessions()
-            .filter(|(k, s)| *k != key && s.is_running())
-            .filter_map(|(_, s)| s.listen.map(|addr| wire::PeerEntry { peer: s.peer, addr }))
-            .collect();
+        let mut entries: Vec<wire::PeerEntry> = self.running_peer_entries(Some(key)).collect();
         // A random subset when there are more than fit (partial Fisher–Yates).
         let keep = entries.len().min(RUNNING_PEERS_MAX);
         for i in 0..keep {
