@@ -322,6 +322,70 @@ fn without_late_copies_a_missing_message_is_grafted_after_graft_timeout() {
     assert_eq!(bed.sent(2, Kind::Graft).len(), 1);
 }
 
+/// When the node's PING on `conn` left, if one did since the last [`Bed::clear`].
+fn ping_sent_at(bed: &Bed, conn: u64) -> Option<overlay_proto::Instant> {
+    bed.log
+        .iter()
+        .find(|(_, a)| !support::event_bodies([a], conn, Kind::Ping).is_empty())
+        .map(|(at, _)| *at)
+}
+
+#[test]
+fn the_first_graft_also_waits_the_announcers_one_way_delay() {
+    let mut bed = one_parent_bed(3);
+    // Peer 3 answers the node's PING 100 ms after it left: a 100 ms round trip.
+    for _ in 0..100 {
+        if ping_sent_at(&bed, 2).is_some() {
+            break;
+        }
+        bed.advance(Duration::from_millis(10));
+    }
+    let ping_at = ping_sent_at(&bed, 2).unwrap();
+    bed.advance(ping_at + Duration::from_millis(100) - bed.now);
+    bed.send(2, event(Kind::Pong, &[]));
+    bed.clear();
+    // Its announcement waits graft_timeout (80 ms) plus half that round trip (the peer's
+    // one-way delay) for the tree's copy.
+    let (id, _) = gossip(1, 3);
+    bed.send(2, ihave(&id, 1));
+    bed.advance(Duration::from_millis(129));
+    assert!(bed.sent(2, Kind::Graft).is_empty(), "still waiting");
+    bed.advance(Duration::from_millis(2));
+    assert_eq!(bed.grafted(2), vec![id], "grafted after 80 + 50 ms");
+}
+
+#[test]
+fn a_slow_announcer_adds_at_most_the_settled_hold_to_the_first_graft() {
+    let mut bed = one_parent_bed(3);
+    // A 2 s round trip (a stalled or distant peer): the wait grows by
+    // graft_timeout_settled − graft_timeout (160 ms) at most, 240 ms in all.
+    for _ in 0..100 {
+        if ping_sent_at(&bed, 2).is_some() {
+            break;
+        }
+        bed.advance(Duration::from_millis(10));
+    }
+    let ping_at = ping_sent_at(&bed, 2).unwrap();
+    for _ in 0..3 {
+        for conn in 1..=3 {
+            bed.heartbeat(conn);
+        }
+        bed.advance(Duration::from_millis(500));
+    }
+    bed.advance(ping_at + Duration::from_secs(2) - bed.now);
+    bed.send(2, event(Kind::Pong, &[]));
+    for conn in [1, 3] {
+        bed.heartbeat(conn);
+    }
+    bed.clear();
+    let (id, _) = gossip(1, 3);
+    bed.send(2, ihave(&id, 1));
+    bed.advance(Duration::from_millis(239));
+    assert!(bed.sent(2, Kind::Graft).is_empty(), "still waiting");
+    bed.advance(Duration::from_millis(2));
+    assert_eq!(bed.grafted(2), vec![id], "grafted after 240 ms");
+}
+
 #[test]
 fn with_no_other_link_the_announcer_is_grafted_at_once() {
     // One session, eager (every new session starts eager): its announcement is all there

@@ -144,7 +144,7 @@ impl Node {
     /// True while this node's part of `topic`'s tree is settled: it has eager peers there and
     /// none of its running sessions ended within `tree_settle` (a lost lazy peer also hints
     /// at failures nearby, whose subtrees need fast repair).
-    fn tree_settled(&self, topic: &TopicId) -> bool {
+    pub(super) fn tree_settled(&self, topic: &TopicId) -> bool {
         let (now, lost_at, settle) = (self.now, self.session_lost_at, self.config.tree_settle);
         self.tree(topic)
             .is_some_and(|t| t.settled(now, lost_at, settle))
