@@ -330,21 +330,39 @@ fn ping_sent_at(bed: &Bed, conn: u64) -> Option<overlay_proto::Instant> {
         .map(|(at, _)| *at)
 }
 
-#[test]
-fn the_first_graft_also_waits_the_announcers_one_way_delay() {
-    let mut bed = one_parent_bed(3);
-    // Peer 3 answers the node's PING 100 ms after it left: a 100 ms round trip.
+/// Waits for the node's first PING on `conn` of a [`one_parent_bed`] of `peers` and answers it
+/// `rtt` after it left (every peer sends heartbeats meanwhile), so the node measures a round
+/// trip of `rtt` to that peer; then clears the log.
+fn answer_first_ping_after(bed: &mut Bed, peers: u64, conn: u64, rtt: Duration) {
     for _ in 0..100 {
-        if ping_sent_at(&bed, 2).is_some() {
+        if ping_sent_at(bed, conn).is_some() {
             break;
         }
         bed.advance(Duration::from_millis(10));
     }
-    let ping_at = ping_sent_at(&bed, 2).unwrap();
-    bed.advance(ping_at + Duration::from_millis(100) - bed.now);
-    bed.send(2, event(Kind::Pong, &[]));
+    let answer_at = ping_sent_at(bed, conn).unwrap() + rtt;
+    while bed.now + Duration::from_millis(500) < answer_at {
+        heartbeats(bed, peers);
+        bed.advance(Duration::from_millis(500));
+    }
+    bed.advance(answer_at - bed.now);
+    bed.send(conn, event(Kind::Pong, &[]));
+    heartbeats(bed, peers);
     bed.clear();
-    // Its announcement waits graft_timeout (80 ms) plus half that round trip (the peer's
+}
+
+/// Peers on connections `1..=peers` show they are alive.
+fn heartbeats(bed: &mut Bed, peers: u64) {
+    for conn in 1..=peers {
+        bed.heartbeat(conn);
+    }
+}
+
+#[test]
+fn the_first_graft_also_waits_the_announcers_one_way_delay() {
+    let mut bed = one_parent_bed(3);
+    answer_first_ping_after(&mut bed, 3, 2, Duration::from_millis(100));
+    // Peer 3's announcement waits graft_timeout (80 ms) plus half its 100 ms round trip (its
     // one-way delay) for the tree's copy.
     let (id, _) = gossip(1, 3);
     bed.send(2, ihave(&id, 1));
@@ -359,31 +377,36 @@ fn a_slow_announcer_adds_at_most_the_settled_hold_to_the_first_graft() {
     let mut bed = one_parent_bed(3);
     // A 2 s round trip (a stalled or distant peer): the wait grows by
     // graft_timeout_settled − graft_timeout (160 ms) at most, 240 ms in all.
-    for _ in 0..100 {
-        if ping_sent_at(&bed, 2).is_some() {
-            break;
-        }
-        bed.advance(Duration::from_millis(10));
-    }
-    let ping_at = ping_sent_at(&bed, 2).unwrap();
-    for _ in 0..3 {
-        for conn in 1..=3 {
-            bed.heartbeat(conn);
-        }
-        bed.advance(Duration::from_millis(500));
-    }
-    bed.advance(ping_at + Duration::from_secs(2) - bed.now);
-    bed.send(2, event(Kind::Pong, &[]));
-    for conn in [1, 3] {
-        bed.heartbeat(conn);
-    }
-    bed.clear();
+    answer_first_ping_after(&mut bed, 3, 2, Duration::from_secs(2));
     let (id, _) = gossip(1, 3);
     bed.send(2, ihave(&id, 1));
     bed.advance(Duration::from_millis(239));
     assert!(bed.sent(2, Kind::Graft).is_empty(), "still waiting");
     bed.advance(Duration::from_millis(2));
     assert_eq!(bed.grafted(2), vec![id], "grafted after 240 ms");
+}
+
+#[test]
+fn after_a_lost_session_the_first_graft_waits_graft_timeout_only() {
+    // Peer 3 has a 100 ms round trip, but session 4 ended: failures may be near, so the
+    // announcement gets no extra wait (once a message arrived since the loss, it is not
+    // grafted at once either).
+    let mut bed = one_parent_bed(4);
+    answer_first_ping_after(&mut bed, 4, 2, Duration::from_millis(100));
+    bed.input(Input::ConnectionClosed {
+        conn: overlay_proto::ConnId(4),
+        error: None,
+    });
+    bed.advance(Duration::from_millis(10));
+    let (_, pushed) = gossip(1, 2);
+    bed.send(1, pushed);
+    bed.clear();
+    let (id, _) = gossip(2, 3);
+    bed.send(2, ihave(&id, 1));
+    bed.advance(Duration::from_millis(79));
+    assert!(bed.sent(2, Kind::Graft).is_empty(), "still waiting");
+    bed.advance(Duration::from_millis(2));
+    assert_eq!(bed.grafted(2), vec![id], "grafted after 80 ms");
 }
 
 #[test]
