@@ -43,7 +43,12 @@ fn ihave(id: &MessageId, hops: u8) -> Vec<u8> {
 /// A node with `peers` sessions on connections 1..=peers; connection 1 is its only eager
 /// peer.
 fn one_parent_bed(peers: u64) -> Bed {
-    let mut bed = Bed::new(config());
+    one_parent_bed_with(config(), peers)
+}
+
+/// [`one_parent_bed`] with `cfg`.
+fn one_parent_bed_with(cfg: NodeConfig, peers: u64) -> Bed {
+    let mut bed = Bed::new(cfg);
     for conn in 1..=peers {
         bed.open(conn, peer(conn as u8 + 1));
     }
@@ -330,7 +335,15 @@ fn ping_sent_at(bed: &Bed, conn: u64) -> Option<overlay_proto::Instant> {
         .map(|(at, _)| *at)
 }
 
-/// Waits for the node's first PING on `conn` of a [`one_parent_bed`] of `peers` and answers it
+/// [`one_parent_bed`] of `peers` whose node measures round trips early: latency-aware
+/// membership sends each new session one PING at once.
+fn measuring_bed(peers: u64) -> Bed {
+    let mut cfg = config();
+    cfg.link_optimization = true;
+    one_parent_bed_with(cfg, peers)
+}
+
+/// Waits for the node's first PING on `conn` of a [`measuring_bed`] of `peers` and answers it
 /// `rtt` after it left (every peer sends heartbeats meanwhile), so the node measures a round
 /// trip of `rtt` to that peer; then clears the log.
 fn answer_first_ping_after(bed: &mut Bed, peers: u64, conn: u64, rtt: Duration) {
@@ -360,7 +373,7 @@ fn heartbeats(bed: &mut Bed, peers: u64) {
 
 #[test]
 fn the_first_graft_also_waits_the_announcers_one_way_delay() {
-    let mut bed = one_parent_bed(3);
+    let mut bed = measuring_bed(3);
     answer_first_ping_after(&mut bed, 3, 2, Duration::from_millis(100));
     // Peer 3's announcement waits graft_timeout (80 ms) plus half its 100 ms round trip (its
     // one-way delay) for the tree's copy.
@@ -374,7 +387,7 @@ fn the_first_graft_also_waits_the_announcers_one_way_delay() {
 
 #[test]
 fn a_slow_announcer_adds_at_most_the_settled_hold_to_the_first_graft() {
-    let mut bed = one_parent_bed(3);
+    let mut bed = measuring_bed(3);
     // A 2 s round trip (a stalled or distant peer): the wait grows by
     // graft_timeout_settled − graft_timeout (160 ms) at most, 240 ms in all.
     answer_first_ping_after(&mut bed, 3, 2, Duration::from_secs(2));
@@ -391,7 +404,7 @@ fn after_a_lost_session_the_first_graft_waits_graft_timeout_only() {
     // Peer 3 has a 100 ms round trip, but session 4 ended: failures may be near, so the
     // announcement gets no extra wait (once a message arrived since the loss, it is not
     // grafted at once either).
-    let mut bed = one_parent_bed(4);
+    let mut bed = measuring_bed(4);
     answer_first_ping_after(&mut bed, 4, 2, Duration::from_millis(100));
     bed.input(Input::ConnectionClosed {
         conn: overlay_proto::ConnId(4),
