@@ -371,18 +371,24 @@ fn heartbeats(bed: &mut Bed, peers: u64) {
     }
 }
 
+/// Peer `conn` announces a new message: no GRAFT for it goes out before `wait`, one asking for
+/// it goes out just after.
+fn assert_grafted_after(bed: &mut Bed, conn: u64, nonce: u64, wait: Duration) {
+    let (id, _) = gossip(nonce, 3);
+    bed.send(conn, ihave(&id, 1));
+    bed.advance(wait - Duration::from_millis(1));
+    assert!(bed.sent(conn, Kind::Graft).is_empty(), "still waiting");
+    bed.advance(Duration::from_millis(2));
+    assert_eq!(bed.grafted(conn), vec![id], "grafted after {wait:?}");
+}
+
 #[test]
 fn the_first_graft_also_waits_the_announcers_one_way_delay() {
     let mut bed = measuring_bed(3);
     answer_first_ping_after(&mut bed, 3, 2, Duration::from_millis(100));
     // Peer 3's announcement waits graft_timeout (80 ms) plus half its 100 ms round trip (its
     // one-way delay) for the tree's copy.
-    let (id, _) = gossip(1, 3);
-    bed.send(2, ihave(&id, 1));
-    bed.advance(Duration::from_millis(129));
-    assert!(bed.sent(2, Kind::Graft).is_empty(), "still waiting");
-    bed.advance(Duration::from_millis(2));
-    assert_eq!(bed.grafted(2), vec![id], "grafted after 80 + 50 ms");
+    assert_grafted_after(&mut bed, 2, 1, Duration::from_millis(80 + 50));
 }
 
 #[test]
@@ -391,12 +397,7 @@ fn a_slow_announcer_adds_at_most_the_settled_hold_to_the_first_graft() {
     // A 2 s round trip (a stalled or distant peer): the wait grows by
     // graft_timeout_settled − graft_timeout (160 ms) at most, 240 ms in all.
     answer_first_ping_after(&mut bed, 3, 2, Duration::from_secs(2));
-    let (id, _) = gossip(1, 3);
-    bed.send(2, ihave(&id, 1));
-    bed.advance(Duration::from_millis(239));
-    assert!(bed.sent(2, Kind::Graft).is_empty(), "still waiting");
-    bed.advance(Duration::from_millis(2));
-    assert_eq!(bed.grafted(2), vec![id], "grafted after 240 ms");
+    assert_grafted_after(&mut bed, 2, 1, Duration::from_millis(240));
 }
 
 #[test]
@@ -414,12 +415,7 @@ fn after_a_lost_session_the_first_graft_waits_graft_timeout_only() {
     let (_, pushed) = gossip(1, 2);
     bed.send(1, pushed);
     bed.clear();
-    let (id, _) = gossip(2, 3);
-    bed.send(2, ihave(&id, 1));
-    bed.advance(Duration::from_millis(79));
-    assert!(bed.sent(2, Kind::Graft).is_empty(), "still waiting");
-    bed.advance(Duration::from_millis(2));
-    assert_eq!(bed.grafted(2), vec![id], "grafted after 80 ms");
+    assert_grafted_after(&mut bed, 2, 2, Duration::from_millis(80));
 }
 
 #[test]

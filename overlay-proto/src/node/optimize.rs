@@ -167,9 +167,9 @@ impl Node {
             && !self.membership.dial_slots_full(count)
     }
 
-    /// True when some link may be dropped for a faster one: no link may be dropped, none has
-    /// a round trip yet (no decision), or the slowest is already too fast for any swap to
-    /// matter (a LAN) make a probe pointless.
+    /// True when some link may be dropped for a faster one. A probe is pointless when no link
+    /// may be dropped, none has a round trip yet (no decision), or the slowest is already too
+    /// fast for any swap to matter (a LAN).
     fn probe_worthwhile(&self) -> bool {
         self.slowest_droppable(None)
             .is_some_and(|(_, rtt)| LinkOptimizer::worth_probing(rtt))
