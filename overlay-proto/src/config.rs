@@ -152,11 +152,12 @@ pub struct NodeConfig {
     /// for the message its hop claim was about and completes only if the answer bears the
     /// claim out (hop count at most the claimed one, within `2 × graft_retry`).
     pub optimization_swaps_per_s: u32,
-    /// Latency-aware membership (after X-BOT; off by default): every
+    /// Latency-aware membership (after X-BOT; on by default): every
     /// `link_optimization_interval` the node asks a random running peer for its running peers
     /// (RUNNING_PEERS), dials one of them as a probe (the one SHUFFLEs named least) and, when
     /// the dial shows a round trip at least `link_optimization_margin_pct` % shorter than its
-    /// slowest link it dialed itself that carries no tree edge in any topic, keeps the probe
+    /// slowest link it dialed itself that carries no tree edge in any topic (links are
+    /// compared by the lowest round trip sampled on them), keeps the probe
     /// and closes such a slow link (`CloseReason::Optimized`; one SHUFFLEs named at least as
     /// often as the probe, the most named first). Rounds
     /// that change nothing double the wait; swaps come in a burst of
@@ -351,7 +352,7 @@ impl Default for NodeConfig {
             // Half the 10 ms IHAVE flush: the mean wait of an announcement at its sender.
             optimization_max_lateness: Duration::from_millis(5),
             optimization_swaps_per_s: 4,
-            link_optimization: false,
+            link_optimization: true,
             link_optimization_interval: Duration::from_millis(250),
             link_optimization_margin_pct: 30,
             link_optimization_swaps: 2,

@@ -40,6 +40,9 @@ pub const MIN_RTO: Duration = Duration::from_millis(200);
 /// Every this-many heartbeats is a PING (a round-trip sample); the others are CREDIT frames.
 pub const PING_EVERY: u32 = 8;
 
+/// Early round-trip samples a session may have scheduled at once ([`Liveness::probe_rtt_at`]).
+const RTT_PROBES: usize = 2;
+
 /// The detector's settings (taken from the node configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LivenessConfig {
@@ -91,11 +94,11 @@ pub struct Liveness {
     rttvar: Duration,
     /// Heartbeats sent so far.
     heartbeats: u32,
-    /// Round trip measured by our dial (TCP + TLS handshake), before any PONG.
-    handshake_rtt: Option<Duration>,
-    /// Send a PING as soon as possible after this instant while no round trip is known
-    /// (latency-aware membership wants one estimate per session early).
-    rtt_probe_at: Option<Instant>,
+    /// The lowest round trip sampled: by our dial (TCP + TLS handshake) or by a PONG.
+    min_rtt: Option<Duration>,
+    /// Send a PING as soon as possible after each of these instants (latency-aware
+    /// membership wants round-trip samples early, and again once the node's start is over).
+    rtt_probes: [Option<Instant>; RTT_PROBES],
     /// The peer sent a PONG we did not ask for: its round-trip samples cannot be trusted.
     unsolicited_pong: bool,
 }
@@ -110,32 +113,43 @@ impl Liveness {
             srtt: None,
             rttvar: Duration::ZERO,
             heartbeats: 0,
-            handshake_rtt: None,
-            rtt_probe_at: None,
+            min_rtt: None,
+            rtt_probes: [None; RTT_PROBES],
             unsolicited_pong: false,
         }
     }
 
     /// Our dial measured the round trip while connecting.
     pub fn set_handshake_rtt(&mut self, rtt: Duration) {
-        self.handshake_rtt = Some(rtt);
+        self.sampled(rtt);
     }
 
-    /// Asks for an early round-trip sample: while none is known, a PING goes out at the
-    /// first poll at or after `at` that may send one.
+    /// A round-trip sample: the lowest so far is kept.
+    fn sampled(&mut self, rtt: Duration) {
+        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+    }
+
+    /// Asks for an early round-trip sample: a PING goes out at the first poll at or after
+    /// `at` that may send one. At most [`RTT_PROBES`] are pending; more are ignored.
     pub fn probe_rtt_at(&mut self, at: Instant) {
-        self.rtt_probe_at = Some(at);
+        if let Some(slot) = self.rtt_probes.iter_mut().find(|p| p.is_none()) {
+            *slot = Some(at);
+        }
     }
 
-    /// The round trip to compare links by: the PING/PONG estimate, else the dial's; `None`
-    /// when unknown. A peer that answered a PING it was never sent (a sample it could forge
-    /// by answering early) ranks as the slowest link there is (`Duration::MAX`), so that
-    /// sending such PONGs cannot keep its link from being replaced.
+    /// The round trip to compare links by: the lowest sample (the dial's or a PONG's),
+    /// `None` when none was taken. The lowest, not the smoothed estimate: a sample includes
+    /// the time either node took to get to the frame, and a node busy starting (every dial
+    /// handshaking at once) or forwarding a burst measures its fastest links at tens of
+    /// milliseconds; the link itself is never faster than its lowest sample. A peer that
+    /// answered a PING it was never sent (a sample it could forge by answering early) ranks
+    /// as the slowest link there is (`Duration::MAX`), so that sending such PONGs cannot keep
+    /// its link from being replaced.
     pub fn rtt(&self) -> Option<Duration> {
         if self.unsolicited_pong {
             return Some(Duration::MAX);
         }
-        self.srtt.or(self.handshake_rtt)
+        self.min_rtt
     }
 
     /// Bytes arrived from the peer.
@@ -191,12 +205,13 @@ impl Liveness {
         if silent_for >= self.silence_limit(cfg) {
             return Verdict::Unresponsive { silent_for };
         }
+        let probe_due = self.rtt_probes.iter().flatten().any(|at| *at <= now);
+        if probe_due && can_ping && self.ping_sent_at.is_none() {
+            // An early sample is due (and a heartbeat may be too: this PING is it).
+            return Verdict::Heartbeat(Heartbeat::Ping);
+        }
         if now.saturating_duration_since(self.sent_at) >= cfg.heartbeat {
             return Verdict::Heartbeat(self.next_heartbeat(can_ping));
-        }
-        let probe_due = self.rtt_probe_at.is_some_and(|at| at <= now);
-        if probe_due && can_ping && self.srtt.is_none() && self.ping_sent_at.is_none() {
-            return Verdict::Heartbeat(Heartbeat::Ping);
         }
         Verdict::Alive
     }
@@ -207,6 +222,12 @@ impl Liveness {
         self.sent(now);
         if kind == Heartbeat::Ping && self.ping_sent_at.is_none() {
             self.ping_sent_at = Some(now);
+            // This PING is the sample every early probe due by now asked for.
+            for slot in &mut self.rtt_probes {
+                if slot.is_some_and(|at| at <= now) {
+                    *slot = None;
+                }
+            }
         }
     }
 
@@ -219,6 +240,7 @@ impl Liveness {
             return;
         };
         let sample = now.saturating_duration_since(sent);
+        self.sampled(sample);
         match self.srtt {
             None => {
                 self.srtt = Some(sample);
@@ -307,13 +329,54 @@ mod tests {
     }
 
     #[test]
+    fn links_are_compared_by_their_lowest_sample_and_two_early_probes_ping_twice() {
+        let cfg = defaults();
+        let mut l = Liveness::new(at(0));
+        // A dial made while the node was busy starting measured 30 ms.
+        l.set_handshake_rtt(ms(30));
+        l.probe_rtt_at(at(0));
+        l.probe_rtt_at(at(1500));
+        l.probe_rtt_at(at(1600)); // a third is ignored: two at most
+        assert_eq!(
+            l.poll(at(0), &cfg, true),
+            Verdict::Heartbeat(Heartbeat::Ping)
+        );
+        l.heartbeat_sent(at(0), Heartbeat::Ping);
+        l.pong(at(40));
+        assert_eq!(l.rtt(), Some(ms(30)), "a slower sample never raises it");
+        l.sent(at(1000));
+        l.heard(at(1000));
+        assert_eq!(l.poll(at(1499), &cfg, true), Verdict::Alive);
+        assert_eq!(
+            l.poll(at(1500), &cfg, true),
+            Verdict::Heartbeat(Heartbeat::Ping),
+            "the second early sample"
+        );
+        l.heartbeat_sent(at(1500), Heartbeat::Ping);
+        l.pong(at(1502));
+        assert_eq!(l.rtt(), Some(ms(2)), "the lowest sample");
+        assert_eq!(
+            l.srtt(),
+            Some((ms(40) * 7 + ms(2)) / 8),
+            "the RTO's estimate is smoothed"
+        );
+        l.sent(at(1900));
+        l.heard(at(1900));
+        assert_eq!(l.poll(at(1900), &cfg, true), Verdict::Alive, "no third");
+    }
+
+    #[test]
     fn the_dial_gives_a_round_trip_until_a_pong_and_an_unsolicited_pong_ranks_it_slowest() {
         let mut l = Liveness::new(at(0));
         l.set_handshake_rtt(ms(30));
         assert_eq!(l.rtt(), Some(ms(30)));
         l.heartbeat_sent(at(0), Heartbeat::Ping);
         l.pong(at(20));
-        assert_eq!(l.rtt(), Some(ms(20)), "a PONG sample wins over the dial's");
+        assert_eq!(
+            l.rtt(),
+            Some(ms(20)),
+            "a faster PONG sample wins over the dial's"
+        );
         l.pong(at(25));
         assert_eq!(
             l.rtt(),

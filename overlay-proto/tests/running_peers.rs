@@ -18,7 +18,7 @@ use core::time::Duration;
 use overlay_proto::frame::flags;
 use overlay_proto::wire::{self, HelloOverlay, HelloRequestBody, Kind, PeerEntry};
 use overlay_proto::{
-    Action, ConnId, Direction, Input, NodeConfig, OriginAuth, PeerId, RejectReason,
+    Action, ConnId, DialId, Direction, Input, NodeConfig, OriginAuth, PeerId, RejectReason,
     OVERLAY_APP_PROTO_ID,
 };
 use support::{event, peer, raw_frame, start, Bed};
@@ -64,12 +64,17 @@ fn open(bed: &mut Bed, conn: u64, who: PeerId, running_peers: bool) {
 /// be given up for a faster one): the peer answers our HELLO and START as a server would,
 /// saying `running_peers`.
 fn open_outbound(bed: &mut Bed, conn: u64, who: PeerId) {
+    open_outbound_dial(bed, conn, who, None);
+}
+
+/// [`open_outbound`] as the connection of our dial `dial`, when given.
+fn open_outbound_dial(bed: &mut Bed, conn: u64, who: PeerId, dial: Option<DialId>) {
     bed.input(Input::ConnectionUp {
         conn: ConnId(conn),
         peer: who,
         direction: Direction::Outbound,
         remote: listen_of(conn),
-        dial: None,
+        dial,
         kx_group: None,
     });
     let reply = serde_json::json!({
@@ -186,10 +191,11 @@ fn an_answer_nobody_asked_for_is_ignored_and_scored() {
 }
 
 /// The remote ends of sessions `conns`: each answers the node's PINGs with a PONG `rtt`
-/// later and sends a heartbeat every 500 ms.
+/// later (the k-th PING on a session `rtts[k]` later, the last for all after) and sends a
+/// heartbeat every 500 ms.
 struct Remotes {
     conns: Vec<u64>,
-    rtt: Duration,
+    rtts: Vec<Duration>,
     answered: Vec<usize>,
     pongs_due: Vec<(overlay_proto::Instant, u64)>,
     next_beat: overlay_proto::Instant,
@@ -197,9 +203,13 @@ struct Remotes {
 
 impl Remotes {
     fn new(conns: &[u64], rtt: Duration) -> Remotes {
+        Remotes::with_rtts(conns, &[rtt])
+    }
+
+    fn with_rtts(conns: &[u64], rtts: &[Duration]) -> Remotes {
         Remotes {
             conns: conns.to_vec(),
-            rtt,
+            rtts: rtts.to_vec(),
             answered: vec![0; conns.len()],
             pongs_due: Vec::new(),
             next_beat: overlay_proto::Instant::ZERO,
@@ -212,8 +222,9 @@ impl Remotes {
         for (i, &conn) in self.conns.iter().enumerate() {
             let pings = bed.sent(conn, Kind::Ping).len();
             while self.answered[i] < pings {
+                let k = self.answered[i].min(self.rtts.len() - 1);
                 self.answered[i] += 1;
-                self.pongs_due.push((bed.now + self.rtt, conn));
+                self.pongs_due.push((bed.now + self.rtts[k], conn));
             }
         }
         let now = bed.now;
@@ -351,4 +362,70 @@ fn with_only_links_the_peers_dialed_no_round_runs() {
     // A link a peer dialed is the peer's: it may be its only way in (a node whose own dials
     // all reached attackers), so a node gives up only links it dialed itself.
     assert_eq!(bed.node.stats().link_probe_asks, 0);
+}
+
+#[test]
+fn a_link_is_judged_by_its_lowest_round_trip_sample() {
+    // Each session's first PING is answered 40 ms later (both nodes busy starting), the
+    // second 1 ms later: the links are fast, and no link is slow enough (over 5 ms) for a
+    // probe to be worth a round.
+    let mut bed = Bed::new(cfg());
+    for conn in 1..=3 {
+        open_outbound(&mut bed, conn, peer(10 + conn as u8));
+    }
+    let (busy, fast) = (Duration::from_millis(40), Duration::from_millis(1));
+    let mut remotes = Remotes::with_rtts(&[1, 2, 3], &[busy, fast]);
+    remotes.run(&mut bed, Duration::from_secs(6));
+    for conn in 1..=3 {
+        assert!(
+            bed.sent(conn, Kind::Ping).len() >= 2,
+            "two early PINGs on session {conn}"
+        );
+    }
+    assert_eq!(bed.node.stats().link_probe_asks, 0);
+    // The same links measured slow both times are worth a round (as in the tests above).
+    let mut bed = Bed::new(cfg());
+    for conn in 1..=3 {
+        open_outbound(&mut bed, conn, peer(10 + conn as u8));
+    }
+    Remotes::with_rtts(&[1, 2, 3], &[busy, busy]).run(&mut bed, Duration::from_secs(6));
+    assert!(bed.node.stats().link_probe_asks > 0);
+}
+
+#[test]
+fn a_dialed_link_is_sampled_once_more_before_it_may_be_dropped() {
+    // Our dial measured 40 ms (TCP + TLS take two round trips: 80 ms from connect to up), as
+    // a node busy starting does; the link is fast.
+    let mut bed = Bed::new(cfg());
+    bed.input(Input::Dial {
+        request: None,
+        addr: listen_of(1),
+    });
+    let dial = bed
+        .actions()
+        .find_map(|a| match a {
+            Action::Connect { dial, .. } => Some(*dial),
+            _ => None,
+        })
+        .unwrap();
+    bed.advance(Duration::from_millis(80));
+    open_outbound_dial(&mut bed, 1, peer(11), Some(dial));
+    let opened = bed.now;
+    bed.clear();
+    let mut remotes = Remotes::new(&[1], Duration::from_millis(1));
+    // (An idle session's first heartbeat, at 500 ms, is a PING of its own.)
+    remotes.run(&mut bed, Duration::from_millis(450));
+    assert!(
+        bed.sent(1, Kind::Ping).is_empty(),
+        "the dial measured the round trip: no PING at once"
+    );
+    remotes.run(&mut bed, Duration::from_millis(1000));
+    let before = bed.sent(1, Kind::Ping).len();
+    remotes.run(&mut bed, Duration::from_millis(550));
+    assert_eq!(
+        bed.sent(1, Kind::Ping).len(),
+        before + 1,
+        "one more sample 1.5 s after the session runs, before it is 2 s old"
+    );
+    assert!(bed.now - opened <= Duration::from_secs(2));
 }

@@ -36,6 +36,10 @@ use crate::wire::{self, Kind};
 /// A link this young is never dropped (its roles and round trip are still settling).
 pub(super) const MIN_LINK_AGE: Duration = Duration::from_secs(2);
 
+/// Every running session takes one more round-trip sample this long after it runs (before
+/// [`MIN_LINK_AGE`], so that a link is judged by it when it may first be dropped).
+const RESAMPLE_AFTER: Duration = Duration::from_millis(1500);
+
 /// Most entries in a RUNNING_PEERS answer (as many as a SHUFFLE sample).
 const RUNNING_PEERS_MAX: usize = 16;
 
@@ -321,8 +325,9 @@ impl Node {
     }
 
     /// Session `key` runs now: when it is the kept probe and still clearly faster than the
-    /// slowest droppable link, that link is closed (`CloseReason::Optimized`). Every other
-    /// session without a round-trip estimate gets an early PING (when the optimisation is on).
+    /// slowest droppable link, that link is closed (`CloseReason::Optimized`). A session
+    /// without a round-trip estimate gets an early PING, and every session a second one
+    /// [`RESAMPLE_AFTER`] later (when the optimisation is on).
     pub(super) fn on_link_running(&mut self, key: SessionKey) {
         if !self.config.link_optimization {
             return;
@@ -334,13 +339,18 @@ impl Node {
         let kept = s
             .dial
             .and_then(|d| self.membership.optimizer().kept_probe_rtt(d));
-        if s.liveness.rtt().is_none() {
-            // Jittered so that a peer cannot tell when our PING leaves and answer it early.
-            let jitter = self.random_below(4) as u32;
-            let at = now + self.config.tick_interval * jitter;
-            if let Some(s) = self.session_mut(key) {
-                s.liveness.probe_rtt_at(at);
+        // A session without a round trip gets a PING now; every session gets one more
+        // before it is old enough to be dropped, so that a link is judged by the lowest of
+        // samples taken at different moments (a dial's own sample, or the first PING's, is
+        // taken while the nodes may be busy starting). Jittered so that a peer cannot tell
+        // when our PING leaves and answer it early.
+        let unknown = s.liveness.rtt().is_none();
+        let jitter = self.config.tick_interval * self.random_below(4) as u32;
+        if let Some(s) = self.session_mut(key) {
+            if unknown {
+                s.liveness.probe_rtt_at(now + jitter);
             }
+            s.liveness.probe_rtt_at(now + RESAMPLE_AFTER + jitter);
         }
         let Some(rtt) = kept else {
             return;
