@@ -141,7 +141,9 @@ impl Liveness {
     /// `None` when none was taken. The lowest, not the smoothed estimate: a sample includes
     /// the time either node took to get to the frame, and a node busy starting (every dial
     /// handshaking at once) or forwarding a burst measures its fastest links at tens of
-    /// milliseconds; the link itself is never faster than its lowest sample. A peer that
+    /// milliseconds; the link itself is never faster than its lowest sample. The figure is
+    /// never raised: a path that becomes slower later keeps its old one (links are judged
+    /// in a node's first seconds, and once per 5 minutes after). A peer that
     /// answered a PING it was never sent (a sample it could forge by answering early) ranks
     /// as the slowest link there is (`Duration::MAX`), so that sending such PONGs cannot keep
     /// its link from being replaced.

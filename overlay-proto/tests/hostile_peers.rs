@@ -607,17 +607,7 @@ fn membership_hints_cannot_poison_the_passive_view() {
     let mut bed = Bed::new(open_config());
     // A dial proves who listens at 10.0.0.50:9415.
     let pinned: SocketAddr = "10.0.0.50:9415".parse().unwrap();
-    bed.input(Input::Dial {
-        request: None,
-        addr: pinned,
-    });
-    let dial = bed
-        .actions()
-        .find_map(|a| match a {
-            Action::Connect { dial, .. } => Some(*dial),
-            _ => None,
-        })
-        .unwrap();
+    let dial = bed.dial(pinned);
     bed.input(Input::ConnectionUp {
         conn: ConnId(50),
         peer: peer(50),

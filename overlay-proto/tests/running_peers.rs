@@ -397,17 +397,7 @@ fn a_dialed_link_is_sampled_once_more_before_it_may_be_dropped() {
     // Our dial measured 40 ms (TCP + TLS take two round trips: 80 ms from connect to up), as
     // a node busy starting does; the link is fast.
     let mut bed = Bed::new(cfg());
-    bed.input(Input::Dial {
-        request: None,
-        addr: listen_of(1),
-    });
-    let dial = bed
-        .actions()
-        .find_map(|a| match a {
-            Action::Connect { dial, .. } => Some(*dial),
-            _ => None,
-        })
-        .unwrap();
+    let dial = bed.dial(listen_of(1));
     bed.advance(Duration::from_millis(80));
     open_outbound_dial(&mut bed, 1, peer(11), Some(dial));
     let opened = bed.now;

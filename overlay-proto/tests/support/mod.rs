@@ -294,6 +294,22 @@ impl Bed {
         }
     }
 
+    /// Asks the node to dial `addr` (no one waits for the session) and returns the dial its
+    /// `Action::Connect` names.
+    pub fn dial(&mut self, addr: SocketAddr) -> overlay_proto::DialId {
+        self.input(Input::Dial {
+            request: None,
+            addr,
+        });
+        self.actions()
+            .rev()
+            .find_map(|a| match a {
+                Action::Connect { dial, addr: to, .. } if *to == addr => Some(*dial),
+                _ => None,
+            })
+            .unwrap()
+    }
+
     /// `bytes` arrive on `conn`.
     pub fn send(&mut self, conn: u64, bytes: Vec<u8>) {
         self.input(Input::Received {
