@@ -93,6 +93,20 @@ pub struct NodeConfig {
     /// `graft_timeout` (puts off no GRAFT); until it accepts a new message after the loss it
     /// grafts an announced id at once (its tree parent may be gone).
     pub tree_settle: Duration,
+    /// Rebuild the gossip trees after a failure nearby: when this many running sessions end
+    /// because their connection went away (`CloseReason::TransportClosed`: a crashed or
+    /// stopped peer, not a session this node closed) within `tree_settle`, every link of
+    /// every tree is made eager and new again `tree_rebuild_delay` after the last of them,
+    /// and each peer is told (an empty GRAFT), so the next message floods once and its
+    /// duplicates prune the mesh down to one short tree, as at the start. A tree patched
+    /// after a mass failure keeps long paths otherwise. Zero turns the rule off.
+    pub tree_rebuild_losses: u32,
+    /// How long after the loss that calls for a rebuild it comes (the active view is
+    /// refilled first).
+    pub tree_rebuild_delay: Duration,
+    /// Least time between two rebuilds (also bounds what a peer can force by closing its
+    /// own connections).
+    pub tree_rebuild_interval: Duration,
     /// How long a new link of a topic's tree is on probation. A new session's link starts
     /// eager (textbook Plumtree), so it may bring a message first. While it is on probation,
     /// such a message is pushed at once only to the other eager links on probation; the
@@ -337,6 +351,9 @@ impl Default for NodeConfig {
             graft_timeout: Duration::from_millis(80),
             graft_timeout_settled: Duration::from_millis(240),
             tree_settle: Duration::from_secs(10),
+            tree_rebuild_losses: 2,
+            tree_rebuild_delay: Duration::from_secs(3),
+            tree_rebuild_interval: Duration::from_secs(60),
             // Off: over seeds 16-20 of the adversary suite the rule did not lower graft-spam's
             // p99 and raised silent 20 %'s, alone or with `idle_ban_keeps_tree`
             // (docs/SIMULATION.md, "Graft-spam, traced").
@@ -548,6 +565,22 @@ impl NodeConfig {
                 && self.link_optimization_interval <= Duration::from_secs(3600),
             "link_optimization_interval",
             "100 ms..=1 h",
+        )?;
+        check(
+            self.tree_rebuild_losses <= 64,
+            "tree_rebuild_losses",
+            "0..=64",
+        )?;
+        check(
+            self.tree_rebuild_delay <= Duration::from_secs(60),
+            "tree_rebuild_delay",
+            "0..=60 s",
+        )?;
+        check(
+            self.tree_rebuild_interval >= Duration::from_secs(1)
+                && self.tree_rebuild_interval <= Duration::from_secs(86_400),
+            "tree_rebuild_interval",
+            "1 s..=24 h",
         )?;
         check(
             self.optimization_max_lateness <= Duration::from_secs(60),

@@ -45,6 +45,7 @@ mod peer;
 mod plumtree;
 mod preauth;
 mod ratelimit;
+mod rebuild;
 // Public with `test-util` only, so benchmarks can measure a session's size.
 #[cfg(feature = "test-util")]
 pub mod session;

@@ -326,4 +326,7 @@ pub struct NodeStats {
     pub peers_unresponsive: u64,
     /// Counter: heartbeat frames sent (CREDIT or PING on a session that sent nothing else).
     pub heartbeats_sent: u64,
+    /// Counter: tree rebuilds after a failure nearby (`tree_rebuild_losses` running sessions
+    /// lost to closed connections within `tree_settle`): every link made eager and new.
+    pub tree_rebuilds: u64,
 }

@@ -174,6 +174,13 @@ pub struct GossipSection {
     pub graft_timeout_settled_ms: Option<i64>,
     /// How long after losing a session grafts use `graft_timeout_ms`.
     pub tree_settle_ms: Option<i64>,
+    /// Running sessions lost to closed connections within `tree_settle_ms` that rebuild the
+    /// trees (0: never).
+    pub tree_rebuild_losses: Option<i64>,
+    /// How long after the loss that calls for a rebuild it comes.
+    pub tree_rebuild_delay_ms: Option<i64>,
+    /// Least time between two tree rebuilds.
+    pub tree_rebuild_interval_ms: Option<i64>,
     /// How long a new tree link is on probation (displaces no established tree edge).
     pub link_probation_ms: Option<i64>,
     /// New links go on probation only within this long of the node's last ban (0: always).

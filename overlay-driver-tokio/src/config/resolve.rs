@@ -490,6 +490,49 @@ impl<'a> Resolver<'a> {
             g.tree_settle_ms,
             node.tree_settle,
         )?;
+        // 0 turns the rebuild after a failure nearby off.
+        node.tree_rebuild_losses = self.u32_in(
+            &spec(
+                "tree_rebuild_losses",
+                None,
+                None,
+                "gossip.tree_rebuild_losses",
+            ),
+            g.tree_rebuild_losses,
+            node.tree_rebuild_losses,
+            0,
+            64,
+        )?;
+        node.tree_rebuild_delay = self
+            .uint(
+                &spec(
+                    "tree_rebuild_delay_ms",
+                    None,
+                    None,
+                    "gossip.tree_rebuild_delay_ms",
+                ),
+                None,
+                g.tree_rebuild_delay_ms,
+                u64::try_from(node.tree_rebuild_delay.as_millis()).unwrap_or(MAX_MS),
+                0,
+                60_000,
+            )
+            .map(Duration::from_millis)?;
+        node.tree_rebuild_interval = self
+            .uint(
+                &spec(
+                    "tree_rebuild_interval_ms",
+                    None,
+                    None,
+                    "gossip.tree_rebuild_interval_ms",
+                ),
+                None,
+                g.tree_rebuild_interval_ms,
+                u64::try_from(node.tree_rebuild_interval.as_millis()).unwrap_or(MAX_MS),
+                1_000,
+                MAX_MS,
+            )
+            .map(Duration::from_millis)?;
         // 0 turns the restoration of displaced tree edges off.
         node.link_probation = self
             .uint(

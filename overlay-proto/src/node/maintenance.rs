@@ -50,6 +50,9 @@ impl Node {
             self.shuffle();
         }
         self.maintain_membership();
+        if self.rebuild.take_due(now) && !self.shutting_down {
+            self.rebuild_trees();
+        }
         self.optimize_links();
         self.seek_topic_peers();
         self.evaluate_readiness();

@@ -87,6 +87,8 @@ pub struct Node {
     /// When a running session last ended (not as a duplicate or at shutdown): until
     /// `tree_settle` later, no GRAFT is put off.
     session_lost_at: Option<Instant>,
+    /// When to rebuild the trees after a failure nearby (transport losses).
+    rebuild: crate::rebuild::TreeRebuild,
     /// Content-check verdicts that came with the bytes being handled (empty otherwise).
     prechecked: crate::precheck::Prechecked,
     /// Peer scores and bans (memory only).
@@ -186,6 +188,7 @@ impl Node {
             own_token,
             signer,
             session_lost_at: None,
+            rebuild: crate::rebuild::TreeRebuild::new(crate::rebuild::Params::of(&config)),
             prechecked: crate::precheck::Prechecked::default(),
             scores: ScoreBook::new(config.scoring.clone(), Instant::ZERO),
             preauth: PreAuthBudget::new(config.max_preauth, config.max_preauth_per_ip),
@@ -510,6 +513,9 @@ impl Node {
             )
         {
             self.session_lost_at = Some(self.now);
+            if reason == CloseReason::TransportClosed {
+                self.rebuild.on_transport_loss(self.now);
+            }
         }
         if was_running {
             self.actions

@@ -30,6 +30,24 @@ impl Node {
         }
     }
 
+    /// Rebuilds every topic's tree (the rule in [`crate::rebuild`]): each link eager and new,
+    /// and an empty GRAFT to its peer so the peer's end is eager too. The next message of a
+    /// topic floods once and its duplicates prune the mesh down to one tree again.
+    pub(super) fn rebuild_trees(&mut self) {
+        let now = self.now;
+        self.stats.tree_rebuilds += 1;
+        let topics: Vec<TopicId> = self.trees.keys().copied().collect();
+        for topic in topics {
+            let links = match self.trees.get_mut(&topic) {
+                Some(tree) => tree.rebuild(now),
+                None => Vec::new(),
+            };
+            for key in links {
+                self.tell_eager(&topic, key);
+            }
+        }
+    }
+
     /// This node broadcast `id` in `topic`: it shapes the links that joined since the last
     /// message, as an accepted one does.
     pub(super) fn note_own_message(&mut self, topic: &TopicId, id: MessageId) {

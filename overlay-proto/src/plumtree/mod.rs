@@ -680,6 +680,27 @@ impl Plumtree {
         self.eager.len() > 1 && (replaced || !busy || link.dup_streak >= limit)
     }
 
+    /// Starts the tree over (a rebuild after a failure nearby, see [`crate::rebuild`]):
+    /// every link becomes eager and new, as if it had just joined (no tree edge, no duplicate
+    /// streak or shortcut tally, shaped by the next message), keeping the ids queued for its
+    /// IHAVE. Returns the links, in their new eager order; the caller tells each peer (an
+    /// empty GRAFT) so the links are eager on both ends. Nothing of this is random.
+    pub(crate) fn rebuild(&mut self, now: Instant) -> Vec<Neighbor> {
+        let mut keys = core::mem::take(&mut self.eager);
+        keys.append(&mut self.lazy);
+        for key in &keys {
+            if let Some(link) = self.links.get_mut(key) {
+                let ihave = core::mem::take(&mut link.ihave);
+                *link = Link::new(now, true);
+                link.probation = false;
+                link.ihave = ihave;
+            }
+        }
+        self.eager.clone_from(&keys);
+        self.unshaped = keys.len();
+        keys
+    }
+
     /// Makes `key` lazy and notes the PRUNE the caller sends it.
     pub(crate) fn prune(&mut self, now: Instant, key: Neighbor) {
         if let Some(link) = self.links.get_mut(&key) {
