@@ -16,7 +16,10 @@ pub const OVERLAY_APP_PROTO_ID: u16 = 0x4F56;
 pub struct NodeConfig {
     /// Plumtree eager peers kept after losing one: when an eager session ends and fewer
     /// than this many remain, random lazy peers are promoted. (Every new session starts
-    /// eager; duplicates prune the eager graph to a tree.)
+    /// eager; duplicates prune the eager graph to a tree.) The default, 1, promotes only a
+    /// node left with no eager peer: in a tree most nodes have one or two eager peers, so a
+    /// higher value makes every node next to a failure promote, and the eager graph after a
+    /// mass failure carries that many more copies (docs/SIMULATION.md, "Session 13").
     pub alpha: usize,
     /// Lazy "I have" fan-out (Plumtree lazy peers).
     pub beta: usize,
@@ -316,7 +319,7 @@ impl Default for AuthConfig {
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
-            alpha: 3,
+            alpha: 1,
             beta: 6,
             active_target: 9,
             passive_capacity: 128,

@@ -64,6 +64,9 @@ pub(crate) struct TreeRebuild {
     due_at: Option<Instant>,
     /// When the last rebuild ran.
     last_at: Option<Instant>,
+    /// When a running session was last lost to a closed connection (recorded with the rule
+    /// off too: new links join lazy for `window` after it, see `Node::repairing_tree`).
+    last_loss_at: Option<Instant>,
 }
 
 impl TreeRebuild {
@@ -74,6 +77,7 @@ impl TreeRebuild {
             recent: VecDeque::with_capacity(params.losses.min(64) as usize),
             due_at: None,
             last_at: None,
+            last_loss_at: None,
         }
     }
 
@@ -81,6 +85,7 @@ impl TreeRebuild {
     /// completes `losses` within `window`, none is armed and the last one ran at least
     /// `min_interval` ago.
     pub(crate) fn on_transport_loss(&mut self, now: Instant) {
+        self.last_loss_at = Some(now);
         let need = self.params.losses as usize;
         if need == 0 {
             return;
@@ -103,6 +108,13 @@ impl TreeRebuild {
         if self.recent.len() >= need && self.due_at.is_none() && rested {
             self.due_at = Some(now + self.params.delay);
         }
+    }
+
+    /// True when a running session was lost to a closed connection less than `window`
+    /// (`tree_settle`) before `now`: a failure nearby, whose repair is under way.
+    pub(crate) fn failure_within_window(&self, now: Instant) -> bool {
+        self.last_loss_at
+            .is_some_and(|t| now.saturating_duration_since(t) < self.params.window)
     }
 
     /// True when the armed rebuild is due at `now` (it is then disarmed and counts as run).
@@ -142,7 +154,9 @@ mod tests {
     #[test]
     fn two_losses_within_the_window_arm_a_rebuild_after_the_delay() {
         let mut r = rule();
+        assert!(!r.failure_within_window(at(0)));
         r.on_transport_loss(at(1_000));
+        assert!(r.failure_within_window(at(10_999)));
         assert_eq!(r.due_at(), None, "one loss is ordinary churn");
         r.on_transport_loss(at(4_000));
         assert_eq!(r.due_at(), Some(at(7_000)));
@@ -197,5 +211,10 @@ mod tests {
         }
         assert_eq!(r.due_at(), None);
         assert!(r.recent.is_empty());
+        assert!(
+            r.failure_within_window(at(10_098)),
+            "the loss itself is still noted"
+        );
+        assert!(!r.failure_within_window(at(10_099)));
     }
 }

@@ -329,4 +329,8 @@ pub struct NodeStats {
     /// Counter: tree rebuilds after a failure nearby (`tree_rebuild_losses` running sessions
     /// lost to closed connections within `tree_settle`): every link made eager and new.
     pub tree_rebuilds: u64,
+    /// Counter: links that joined a tree lazy (pruned at once) because they opened while the
+    /// node was repairing it after a failure nearby (a running session lost to a closed
+    /// connection within `tree_settle`).
+    pub links_joined_lazy: u64,
 }

@@ -364,7 +364,9 @@ fn announcers_that_delivered_are_asked_first() {
 
 #[test]
 fn a_link_made_eager_on_our_side_is_told_to_the_peer() {
-    let mut bed = Bed::new(open_config());
+    let mut cfg = open_config();
+    cfg.alpha = 3;
+    let mut bed = Bed::new(cfg);
     // Every new session starts eager on both ends (each side makes it eager at open): no
     // GRAFT is needed to say so.
     for conn in 1..=4 {

@@ -21,6 +21,9 @@ fn config() -> NodeConfig {
     // The link optimisation would drop links that carried no message yet.
     c.link_optimization = false;
     c.idle_ban_keeps_tree = true;
+    // Losing one of three eager links promotes (α 3): the rule under test is what a ban
+    // leaves out.
+    c.alpha = 3;
     c
 }
 

@@ -342,7 +342,7 @@ mod tests {
             names,
             ["log_level", "alpha", "peer_rate_per_s", "peer_rate_burst"]
         );
-        assert_eq!(plan.changes[1].to_string(), "alpha 3 → 5");
+        assert_eq!(plan.changes[1].to_string(), "alpha 1 → 5");
         assert_eq!(plan.needs_restart, ["bind", "idle_ms", "auth.tenant"]);
     }
 

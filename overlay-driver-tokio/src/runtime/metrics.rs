@@ -185,7 +185,7 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
     metrics::gauge!("overlay_store_bytes").set(stats.store_bytes as f64);
     metrics::gauge!("overlay_ready").set(if stats.ready { 1.0 } else { 0.0 });
 
-    let counters: [(&'static str, u64); 40] = [
+    let counters: [(&'static str, u64); 41] = [
         ("overlay_sessions_opened_total", stats.sessions_opened),
         ("overlay_sessions_closed_total", stats.sessions_closed),
         (
@@ -226,6 +226,7 @@ pub(crate) fn mirror_core(stats: &NodeStats, bus_depth: usize) {
         ("overlay_prunes_received_total", stats.prunes_received),
         ("overlay_tree_swaps_total", stats.tree_swaps),
         ("overlay_tree_rebuilds_total", stats.tree_rebuilds),
+        ("overlay_links_joined_lazy_total", stats.links_joined_lazy),
         ("overlay_gossip_held_total", stats.gossip_held),
         ("overlay_gossip_released_total", stats.gossip_released),
         ("overlay_tree_edges_spared_total", stats.tree_edges_spared),

@@ -159,6 +159,19 @@ impl Node {
         self.send_frame(key, kind, &[body]);
     }
 
+    /// True while this node repairs its part of `topic`'s tree after a failure nearby: one of
+    /// its running sessions was lost to a closed connection (`transport_closed`: a crashed or
+    /// stopped peer) within `tree_settle`, and an eager link other than `key` is left in the
+    /// topic (with none left, a new link is the way back into the tree and stays eager).
+    /// Sessions this node closed itself, or that a peer closed with an error (a full view,
+    /// say, while a mesh forms), do not count.
+    pub(super) fn repairing_tree(&self, topic: &TopicId, key: SessionKey) -> bool {
+        self.rebuild.failure_within_window(self.now)
+            && self
+                .tree(topic)
+                .is_some_and(|t| t.eager().iter().any(|k| *k != key))
+    }
+
     /// True while this node's part of `topic`'s tree is settled: it has eager peers there and
     /// none of its running sessions ended within `tree_settle` (a lost lazy peer also hints
     /// at failures nearby, whose subtrees need fast repair).

@@ -185,7 +185,7 @@ impl Scenario {
             kind,
             nodes,
             seed,
-            alpha: 3,
+            alpha: 1,
             beta: 6,
             active_target: 9,
             messages: 20,
