@@ -15,8 +15,7 @@ use core::time::Duration;
 use overlay_proto::mesh::{Mesh, MeshConfig};
 use overlay_proto::wire::Kind;
 use overlay_proto::{Input, MessageId, NodeConfig, OriginAuth};
-use std::collections::BTreeSet;
-use support::{event, peer, raw_peer_config, Bed};
+use support::{assert_symmetric_near_tree, event, peer, raw_peer_config, Bed};
 
 // ---------------------------------------------------------------------------------------
 // One node and hand-driven peers.
@@ -542,35 +541,6 @@ fn mesh(nodes: usize, seed: u64) -> Mesh {
 /// Checks that the eager links are symmetric and form one spanning tree of the live nodes.
 fn assert_one_symmetric_tree(m: &Mesh) {
     assert_symmetric_near_tree(m, 0);
-}
-
-/// Checks that the eager links are symmetric, connect every live node, and have at most
-/// `extra` more edges than a spanning tree (cycles closed by a GRAFT of the last broadcast,
-/// which its next duplicate prunes).
-fn assert_symmetric_near_tree(m: &Mesh, extra: usize) {
-    let links = m.eager_links();
-    let one_sided: Vec<_> = links
-        .iter()
-        .filter(|(a, b)| !links.contains(&(*b, *a)))
-        .collect();
-    assert!(one_sided.is_empty(), "one-sided eager links: {one_sided:?}");
-    let alive: Vec<usize> = (0..m.len()).filter(|i| m.is_alive(*i)).collect();
-    let edges = links.len() / 2;
-    assert!(
-        (alive.len() - 1..=alive.len() - 1 + extra).contains(&edges),
-        "a spanning tree has n − 1 edges: {edges} for {} nodes (up to {extra} more allowed)",
-        alive.len()
-    );
-    let mut seen = BTreeSet::from([alive[0]]);
-    let mut stack = vec![alive[0]];
-    while let Some(a) = stack.pop() {
-        for (_, b) in links.range((a, 0)..(a + 1, 0)) {
-            if seen.insert(*b) {
-                stack.push(*b);
-            }
-        }
-    }
-    assert_eq!(seen.len(), alive.len(), "the eager graph is connected");
 }
 
 /// Payload messages received by all nodes (first copies and duplicates).

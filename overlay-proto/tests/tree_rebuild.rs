@@ -14,8 +14,7 @@ use core::time::Duration;
 use overlay_proto::mesh::{Mesh, MeshConfig};
 use overlay_proto::wire::Kind;
 use overlay_proto::{CloseReason, ConnId, Input, NodeConfig, OriginAuth};
-use std::collections::BTreeSet;
-use support::{event, peer, raw_peer_config, Bed};
+use support::{assert_symmetric_near_tree, event, peer, raw_peer_config, Bed};
 
 /// The defaults of the rule.
 const DELAY: Duration = Duration::from_secs(3);
@@ -217,26 +216,6 @@ fn rebuilds(m: &Mesh) -> (u64, usize) {
         per_node.iter().sum(),
         per_node.iter().filter(|n| **n > 0).count(),
     )
-}
-
-/// Checks that the eager links are symmetric and form one spanning tree of the live nodes,
-/// with at most `extra` more edges.
-fn assert_symmetric_near_tree(m: &Mesh, extra: usize) {
-    let links = m.eager_links();
-    assert!(links.iter().all(|(a, b)| links.contains(&(*b, *a))));
-    let alive: Vec<usize> = (0..m.len()).filter(|i| m.is_alive(*i)).collect();
-    let edges = links.len() / 2;
-    assert!((alive.len() - 1..=alive.len() - 1 + extra).contains(&edges));
-    let mut seen = BTreeSet::from([alive[0]]);
-    let mut stack = vec![alive[0]];
-    while let Some(a) = stack.pop() {
-        for (_, b) in links.range((a, 0)..(a + 1, 0)) {
-            if seen.insert(*b) {
-                stack.push(*b);
-            }
-        }
-    }
-    assert_eq!(seen.len(), alive.len(), "the eager graph is connected");
 }
 
 #[test]

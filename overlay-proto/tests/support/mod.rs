@@ -456,3 +456,32 @@ pub fn frames<'a>(actions: impl IntoIterator<Item = &'a Action>, conn: u64) -> V
     }
     out
 }
+
+/// Checks that the eager links are symmetric, connect every live node, and have at most
+/// `extra` more edges than a spanning tree (cycles closed by a GRAFT of the last broadcast,
+/// which its next duplicate prunes).
+pub fn assert_symmetric_near_tree(m: &overlay_proto::mesh::Mesh, extra: usize) {
+    let links = m.eager_links();
+    let one_sided: Vec<_> = links
+        .iter()
+        .filter(|(a, b)| !links.contains(&(*b, *a)))
+        .collect();
+    assert!(one_sided.is_empty(), "one-sided eager links: {one_sided:?}");
+    let alive: Vec<usize> = (0..m.len()).filter(|i| m.is_alive(*i)).collect();
+    let edges = links.len() / 2;
+    assert!(
+        (alive.len() - 1..=alive.len() - 1 + extra).contains(&edges),
+        "a spanning tree has n − 1 edges: {edges} for {} nodes (up to {extra} more allowed)",
+        alive.len()
+    );
+    let mut seen = std::collections::BTreeSet::from([alive[0]]);
+    let mut stack = vec![alive[0]];
+    while let Some(a) = stack.pop() {
+        for (_, b) in links.range((a, 0)..(a + 1, 0)) {
+            if seen.insert(*b) {
+                stack.push(*b);
+            }
+        }
+    }
+    assert_eq!(seen.len(), alive.len(), "the eager graph is connected");
+}
