@@ -15,7 +15,7 @@ use core::time::Duration;
 use overlay_proto::mesh::{Mesh, MeshConfig};
 use overlay_proto::wire::Kind;
 use overlay_proto::{Input, MessageId, NodeConfig, OriginAuth};
-use support::{assert_symmetric_near_tree, event, peer, raw_peer_config, Bed};
+use support::{assert_symmetric_near_tree, event, one_parent_bed_with, peer, raw_peer_config, Bed};
 
 // ---------------------------------------------------------------------------------------
 // One node and hand-driven peers.
@@ -43,20 +43,6 @@ fn ihave(id: &MessageId, hops: u8) -> Vec<u8> {
 /// peer.
 fn one_parent_bed(peers: u64) -> Bed {
     one_parent_bed_with(config(), peers)
-}
-
-/// [`one_parent_bed`] with `cfg`.
-fn one_parent_bed_with(cfg: NodeConfig, peers: u64) -> Bed {
-    let mut bed = Bed::new(cfg);
-    for conn in 1..=peers {
-        bed.open(conn, peer(conn as u8 + 1));
-    }
-    // Every session starts eager; the peers on connections 2.. prune us, so connection 1
-    // is the only eager link.
-    for conn in 2..=peers {
-        bed.send(conn, event(Kind::Prune, &[]));
-    }
-    bed
 }
 
 /// [`one_parent_bed`] 3 s later (every link's role older than `optimization_hold`), with

@@ -14,7 +14,7 @@ use core::time::Duration;
 use overlay_proto::mesh::{Mesh, MeshConfig};
 use overlay_proto::wire::Kind;
 use overlay_proto::{CloseReason, ConnId, Input, NodeConfig, OriginAuth};
-use support::{assert_symmetric_near_tree, event, peer, raw_peer_config, Bed};
+use support::{assert_symmetric_near_tree, event, one_parent_bed_with, peer, raw_peer_config, Bed};
 
 /// The defaults of the rule.
 const DELAY: Duration = Duration::from_secs(3);
@@ -28,13 +28,7 @@ fn config() -> NodeConfig {
 /// A node with sessions on connections 1..=peers, connection 1 its only eager link (the
 /// others pruned it), 3 s later and with nothing recorded yet.
 fn settled_bed(cfg: NodeConfig, peers: u64) -> Bed {
-    let mut bed = Bed::new(cfg);
-    for conn in 1..=peers {
-        bed.open(conn, peer(conn as u8 + 1));
-    }
-    for conn in 2..=peers {
-        bed.send(conn, event(Kind::Prune, &[]));
-    }
+    let mut bed = one_parent_bed_with(cfg, peers);
     bed.advance(Duration::from_secs(3));
     bed.clear();
     bed

@@ -530,7 +530,7 @@ impl<'a> Resolver<'a> {
                 g.tree_rebuild_interval_ms,
                 u64::try_from(node.tree_rebuild_interval.as_millis()).unwrap_or(MAX_MS),
                 1_000,
-                MAX_MS,
+                MAX_MS, // 24 h, as the core accepts
             )
             .map(Duration::from_millis)?;
         // 0 turns the restoration of displaced tree edges off.

@@ -485,3 +485,16 @@ pub fn assert_symmetric_near_tree(m: &overlay_proto::mesh::Mesh, extra: usize) {
     }
     assert_eq!(seen.len(), alive.len(), "the eager graph is connected");
 }
+
+/// A node (`cfg`) with `peers` sessions on connections 1..=peers; connection 1 is its only
+/// eager peer: every session starts eager, and the peers on connections 2.. prune us.
+pub fn one_parent_bed_with(cfg: NodeConfig, peers: u64) -> Bed {
+    let mut bed = Bed::new(cfg);
+    for conn in 1..=peers {
+        bed.open(conn, peer(conn as u8 + 1));
+    }
+    for conn in 2..=peers {
+        bed.send(conn, event(Kind::Prune, &[]));
+    }
+    bed
+}
