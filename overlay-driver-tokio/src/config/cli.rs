@@ -86,7 +86,7 @@ pub struct Cli {
     #[arg(long, value_name = "MODE")]
     pub pq: Option<String>,
 
-    /// Gossip eager peers kept after losing one, 1..=64 [default: 3]
+    /// Gossip eager peers kept after losing one, 1..=64 [default: 1]
     #[arg(long, value_name = "N")]
     pub alpha: Option<String>,
 
