@@ -134,8 +134,9 @@ async fn four_daemons_mesh_broadcast_reaches_every_gossip_stream() {
         .unwrap();
     drop(junk);
 
-    // The hub's three sessions are polled for too, not read once: on a loaded machine the
-    // failure detector can close a starved session, and the leaf then dials again.
+    // The hub's three sessions are polled for too, not read once: under heavy CPU load the
+    // hub was seen with another count for a moment (a session ending and a leaf dialing
+    // again); what is checked is that the mesh comes back to one session per leaf.
     let hub = &nodes[0];
     let text = poll_until("golden metrics and 3 hub sessions", DEADLINE, || async {
         let resp = hub
